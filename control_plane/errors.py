@@ -1,0 +1,46 @@
+"""One root for every exception Squall raises on purpose.
+
+A user's flow failing is data (a FAILED task run), never an exception; exceptions are
+for bad input that must be reported to a person, for infrastructure, and for bugs::
+
+    SquallError
+    ├── FlowValidationError      a flow file is rejected (every violation, with positions)
+    ├── ExpressionError          a template cannot be parsed or rendered
+    │   └── ExpressionSecurityError   a template tried to reach Python internals
+    ├── InputError               execution inputs do not match the flow's declared inputs
+    └── EngineError              a bug: an event that cannot apply to the execution
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineError",
+    "ExpressionError",
+    "ExpressionSecurityError",
+    "InputError",
+    "SquallError",
+]
+
+
+class SquallError(Exception):
+    """Root of every error Squall raises deliberately."""
+
+
+class ExpressionError(SquallError):
+    """A template could not be parsed or rendered; the message names the expression."""
+
+
+class ExpressionSecurityError(ExpressionError):
+    """A template tried to reach something the sandbox forbids (Python attributes, internals)."""
+
+
+class InputError(SquallError):
+    """Execution inputs were rejected; ``messages`` holds one Kestra-style message per input."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("; ".join(self.messages))
+
+
+class EngineError(SquallError):
+    """An event that cannot apply to the execution it names: always a bug or a corrupt store."""

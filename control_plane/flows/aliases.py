@@ -1,0 +1,87 @@
+"""The one table that maps every accepted type name to Squall's canonical short name.
+
+Kestra renamed its core plugins twice (``io.kestra.core.tasks.*`` -> ``io.kestra.plugin.core.*``)
+and keeps the old names working; flows written for any Kestra version must run unchanged here.
+Everything that needs to know "which task is this" goes through :func:`canonical_type`, so an
+alias is added in exactly one place.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ALIASES", "TRIGGER_ALIASES", "canonical_trigger_type", "canonical_type", "known_names"]
+
+_CORE = "io.kestra.plugin.core"
+_OLD = "io.kestra.core.tasks"
+
+# canonical short name -> every other accepted spelling
+_TASKS: dict[str, tuple[str, ...]] = {
+    "squall.core.Log": (f"{_CORE}.log.Log", f"{_OLD}.log.Log"),
+    "squall.core.Echo": (f"{_CORE}.debug.Echo", f"{_OLD}.debugs.Echo", f"{_OLD}.log.Echo"),
+    "squall.core.Return": (f"{_CORE}.debug.Return", f"{_OLD}.debugs.Return"),
+    "squall.core.OutputValues": (f"{_CORE}.output.OutputValues", f"{_OLD}.outputs.OutputValues"),
+    "squall.core.Fail": (f"{_CORE}.execution.Fail", f"{_OLD}.executions.Fail"),
+    "squall.core.Labels": (f"{_CORE}.execution.Labels", f"{_OLD}.executions.Labels"),
+    "squall.core.Sleep": (f"{_CORE}.flow.Sleep", f"{_OLD}.flows.Sleep"),
+    "squall.flow.Sequential": (f"{_CORE}.flow.Sequential", f"{_OLD}.flows.Sequential"),
+    "squall.flow.Parallel": (f"{_CORE}.flow.Parallel", f"{_OLD}.flows.Parallel"),
+    "squall.flow.Switch": (f"{_CORE}.flow.Switch", f"{_OLD}.flows.Switch"),
+    "squall.flow.If": (f"{_CORE}.flow.If", f"{_OLD}.flows.If"),
+    "squall.flow.ForEach": (f"{_CORE}.flow.ForEach", f"{_OLD}.flows.ForEach"),
+    "squall.flow.EachSequential": (f"{_CORE}.flow.EachSequential", f"{_OLD}.flows.EachSequential"),
+    "squall.flow.EachParallel": (f"{_CORE}.flow.EachParallel", f"{_OLD}.flows.EachParallel"),
+    "squall.flow.Dag": (f"{_CORE}.flow.Dag", f"{_OLD}.flows.Dag"),
+    "squall.flow.AllowFailure": (f"{_CORE}.flow.AllowFailure", f"{_OLD}.flows.AllowFailure"),
+    "squall.flow.WaitFor": (f"{_CORE}.flow.WaitFor", f"{_CORE}.flow.LoopUntil"),
+    "squall.flow.Pause": (f"{_CORE}.flow.Pause", f"{_OLD}.flows.Pause"),
+    "squall.flow.Subflow": (
+        f"{_CORE}.flow.Subflow",
+        f"{_OLD}.flows.Subflow",
+        f"{_OLD}.flows.Flow",
+        f"{_CORE}.flow.Flow",
+    ),
+    "squall.flow.WorkingDirectory": (f"{_CORE}.flow.WorkingDirectory", f"{_OLD}.flows.WorkingDirectory"),
+}
+
+_SCRIPT_LANGUAGES = ("shell", "python", "node")
+for _lang in _SCRIPT_LANGUAGES:
+    for _kind in ("Commands", "Script"):
+        _TASKS[f"squall.script.{_lang}.{_kind}"] = (f"io.kestra.plugin.scripts.{_lang}.{_kind}",)
+
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "squall.trigger.Schedule": (
+        f"{_CORE}.trigger.Schedule",
+        "io.kestra.core.models.triggers.types.Schedule",
+        "schedule",
+    ),
+    "squall.trigger.Webhook": (f"{_CORE}.trigger.Webhook", "io.kestra.core.models.triggers.types.Webhook"),
+    "squall.trigger.Flow": (f"{_CORE}.trigger.Flow", "io.kestra.core.models.triggers.types.Flow"),
+}
+
+
+def _flatten(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for canonical, others in table.items():
+        flat[canonical] = canonical
+        for other in others:
+            flat[other] = canonical
+    return flat
+
+
+ALIASES: dict[str, str] = _flatten(_TASKS)
+TRIGGER_ALIASES: dict[str, str] = _flatten(_TRIGGERS)
+
+
+def canonical_type(name: str) -> str | None:
+    """Squall's short name for a task type as written in a flow, or None when unknown."""
+    return ALIASES.get(name)
+
+
+def canonical_trigger_type(name: str) -> str | None:
+    """Squall's short name for a trigger type as written in a flow, or None when unknown."""
+    return TRIGGER_ALIASES.get(name)
+
+
+def known_names(canonical: str) -> list[str]:
+    """Every spelling accepted for one canonical task or trigger type (for the JSON Schema)."""
+    table = _TASKS if canonical in _TASKS else _TRIGGERS
+    return [canonical, *table.get(canonical, ())]

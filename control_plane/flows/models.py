@@ -1,0 +1,870 @@
+"""Pydantic models of the flow language: Kestra's YAML surface, validated strictly.
+
+Field names are Kestra's own (camelCase) so a flow written for Kestra validates unchanged and
+an error path reads like the YAML the user wrote (``tasks[2].retry.maxAttempt``). Every model
+forbids unknown properties. A task's ``type`` keeps the spelling the user wrote (it is what
+``{{ task.type }}`` renders); the class is chosen through the alias table.
+
+Cross-cutting checks that need the whole tree (duplicate ids, recursive subflows, system
+labels) live in :mod:`control_plane.flows.validation`, which runs on the raw YAML so that they
+are reported even when some task fails its own validation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from control_plane.flows.aliases import canonical_trigger_type, canonical_type
+
+__all__ = [
+    "ID_PATTERN",
+    "NAMESPACE_PATTERN",
+    "TASK_ID_PATTERN",
+    "AnyTask",
+    "AnyTrigger",
+    "Flow",
+    "FlowableTask",
+    "Input",
+    "InputType",
+    "Level",
+    "Retry",
+    "ScriptTask",
+    "Task",
+    "TaskKind",
+    "task_classes",
+]
+
+ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
+NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+TASK_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Level(StrEnum):
+    TRACE = "TRACE"
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+    @property
+    def rank(self) -> int:
+        return _LEVEL_RANK[self]
+
+
+_LEVEL_RANK = {Level.TRACE: 0, Level.DEBUG: 1, Level.INFO: 2, Level.WARN: 3, Level.ERROR: 4}
+
+
+class TaskKind(StrEnum):
+    """How the engine runs a task: the only thing the engine needs to know about a class."""
+
+    INLINE = "inline"  # evaluated inside plan(): pure functions of the context
+    TIMER = "timer"  # waits for a TimerFired event (Sleep)
+    FLOWABLE = "flowable"  # owns child task runs
+    SUBFLOW = "subflow"  # starts another execution
+    JOB = "job"  # handed to a runner
+
+
+# --------------------------------------------------------------------------- retry
+
+
+class RetryBehavior(StrEnum):
+    RETRY_FAILED_TASK = "RETRY_FAILED_TASK"
+    CREATE_NEW_EXECUTION = "CREATE_NEW_EXECUTION"
+    RETRY_FLOWABLE = "RETRY_FLOWABLE"
+
+
+class _RetryBase(_Strict):
+    maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
+    maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
+    maxDuration: timedelta | None = None
+    warningOnRetry: bool = False
+    behavior: RetryBehavior | None = None
+
+    @property
+    def max_attempts(self) -> int | None:
+        """Kestra counts every attempt, the first included; both spellings are accepted."""
+        return self.maxAttempt if self.maxAttempt is not None else self.maxAttempts
+
+    def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        """Wait before attempt ``attempt + 1`` after ``attempt`` attempts; ``draw`` in [0, 1)."""
+        raise NotImplementedError
+
+
+class ConstantRetry(_RetryBase):
+    type: Literal["constant"]
+    interval: timedelta
+
+    def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        return self.interval
+
+
+class ExponentialRetry(_RetryBase):
+    type: Literal["exponential"]
+    interval: timedelta
+    maxInterval: timedelta
+    delayFactor: float | None = None
+
+    def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        factor = self.delayFactor if self.delayFactor is not None else 2.0
+        return min(self.interval * (factor ** max(attempt - 1, 0)), self.maxInterval)
+
+
+class RandomRetry(_RetryBase):
+    type: Literal["random"]
+    minInterval: timedelta
+    maxInterval: timedelta
+
+    def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        return self.minInterval + (self.maxInterval - self.minInterval) * draw
+
+
+Retry = Annotated[ConstantRetry | ExponentialRetry | RandomRetry, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- inputs / outputs
+
+
+class InputType(StrEnum):
+    STRING = "STRING"
+    ENUM = "ENUM"
+    SELECT = "SELECT"
+    MULTISELECT = "MULTISELECT"
+    INT = "INT"
+    FLOAT = "FLOAT"
+    BOOLEAN = "BOOLEAN"
+    BOOL = "BOOL"
+    DATETIME = "DATETIME"
+    DATE = "DATE"
+    TIME = "TIME"
+    DURATION = "DURATION"
+    FILE = "FILE"
+    JSON = "JSON"
+    YAML = "YAML"
+    URI = "URI"
+    SECRET = "SECRET"
+    ARRAY = "ARRAY"
+    EMAIL = "EMAIL"
+
+
+class Input(_Strict):
+    id: str = Field(pattern=INPUT_ID_PATTERN, max_length=100)
+    type: InputType
+    description: str | None = None
+    displayName: str | None = None
+    required: bool = True
+    defaults: Any = None
+    prefill: Any = None
+    validator: str | None = None
+    min: Any = None
+    max: Any = None
+    minLength: int | None = None
+    maxLength: int | None = None
+    values: list[Any] | None = None
+    expression: str | None = None
+    itemType: InputType | None = None
+    allowCustomValue: bool = False
+    allowedFileExtensions: list[str] | None = None
+    autoSelectFirst: bool = False
+    isRadio: bool = False
+    dependsOn: dict[str, Any] | None = None
+
+    @field_validator("validator")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid pattern [{value}]: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> Input:
+        problems: list[str] = []
+        if self.type is InputType.FILE and self.defaults is not None:
+            problems.append(f"{self.id}: no `defaults` can be set for inputs of type 'FILE'")
+        if self.type is InputType.ARRAY:
+            if self.itemType is None:
+                problems.append(f"{self.id}: `itemType` is required for inputs of type 'ARRAY'")
+            elif self.itemType is InputType.ARRAY:
+                problems.append(f"{self.id}: `itemType` cannot be `ARRAY`")
+        if self.type in (InputType.SELECT, InputType.MULTISELECT, InputType.ENUM) and (
+            not self.values and not self.expression
+        ):
+            problems.append(f"{self.id}: `values` (or `expression`) is required for inputs of type {self.type}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class FlowOutput(_Strict):
+    id: str = Field(pattern=INPUT_ID_PATTERN)
+    type: InputType = InputType.STRING
+    value: Any
+    description: str | None = None
+    displayName: str | None = None
+    required: bool = True
+
+
+# --------------------------------------------------------------------------- small shared blocks
+
+
+class Label(_Strict):
+    key: str
+    value: str
+
+
+def _labels_to_dict(value: Any) -> Any:
+    """Kestra accepts labels as a map or as a list of key/value pairs; Squall keeps a map."""
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for item in value:
+            if isinstance(item, dict) and set(item) == {"key", "value"}:
+                out[str(item["key"])] = item["value"]
+            else:
+                raise ValueError("each label in a list must be a map with exactly `key` and `value`")
+        value = out
+    if isinstance(value, dict):
+        return {str(k): v if isinstance(v, str) else _scalar_text(v) for k, v in value.items()}
+    return value
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Concurrency(_Strict):
+    limit: int = Field(ge=1)
+    behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+
+
+class PluginDefault(_Strict):
+    type: str
+    values: dict[str, Any] = Field(default_factory=dict)
+    forced: bool = False
+
+
+class WorkerGroup(_Strict):
+    key: str
+    fallback: Literal["FAIL", "WAIT", "CANCEL"] | None = None
+
+
+class Condition(BaseModel):
+    """Trigger and listener conditions: accepted and kept, evaluated by the trigger layer."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+class TaskRunnerSpec(BaseModel):
+    """The ``taskRunner`` block: its options are validated by the runner it names."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class Task(_Strict):
+    """Fields every Kestra task has. Subclasses set ``kind`` and their own properties."""
+
+    kind: ClassVar[TaskKind] = TaskKind.INLINE
+    canonical: ClassVar[str] = ""
+
+    id: str = Field(pattern=TASK_ID_PATTERN, max_length=100)
+    type: str
+    description: str | None = None
+    retry: Retry | None = None
+    timeout: timedelta | None = None
+    disabled: bool = False
+    allowFailure: bool = False
+    allowWarning: bool = False
+    runIf: str | bool | None = None
+    logLevel: Level | None = None
+    logToFile: bool = False
+    workerGroup: WorkerGroup | None = None
+
+    def child_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        """Every (property, tasks) pair this task owns; runnable tasks own none."""
+        return iter(())
+
+
+class Log(Task):
+    canonical: ClassVar[str] = "squall.core.Log"
+    message: str | list[str]
+    level: Level = Level.INFO
+
+
+class Echo(Task):
+    canonical: ClassVar[str] = "squall.core.Echo"
+    format: str
+    level: Level = Level.INFO
+
+
+class Return(Task):
+    canonical: ClassVar[str] = "squall.core.Return"
+    format: str | None = None
+
+
+class OutputValues(Task):
+    canonical: ClassVar[str] = "squall.core.OutputValues"
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class Fail(Task):
+    canonical: ClassVar[str] = "squall.core.Fail"
+    condition: str | bool | None = None
+    errorMessage: str = "Task failure"
+
+
+class SetLabels(Task):
+    canonical: ClassVar[str] = "squall.core.Labels"
+    labels: dict[str, str]
+
+    _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
+
+
+class Sleep(Task):
+    kind: ClassVar[TaskKind] = TaskKind.TIMER
+    canonical: ClassVar[str] = "squall.core.Sleep"
+    duration: timedelta
+
+
+class FlowableTask(Task):
+    """A task that owns children: ``tasks`` plus the local ``errors`` and ``finally`` branches."""
+
+    kind: ClassVar[TaskKind] = TaskKind.FLOWABLE
+    errors: list[AnyTask] | None = None
+    finally_: list[AnyTask] | None = Field(default=None, alias="finally")
+
+    def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        """The lists whose tasks are the flowable's own work (not errors/finally)."""
+        tasks = getattr(self, "tasks", None)
+        if tasks:
+            yield "tasks", tasks
+
+    def child_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        yield from self.main_lists()
+        if self.errors:
+            yield "errors", self.errors
+        if self.finally_:
+            yield "finally", self.finally_
+
+
+def _not_empty(value: list[Any] | None) -> list[Any]:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+class _WithTasks(FlowableTask):
+    tasks: list[AnyTask] | None = Field(default=None, validate_default=True)
+
+    _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
+
+
+class Sequential(_WithTasks):
+    canonical: ClassVar[str] = "squall.flow.Sequential"
+
+
+class AllowFailure(_WithTasks):
+    canonical: ClassVar[str] = "squall.flow.AllowFailure"
+
+
+class Parallel(_WithTasks):
+    canonical: ClassVar[str] = "squall.flow.Parallel"
+    concurrent: int = Field(default=0, ge=0)
+
+
+class ForEach(_WithTasks):
+    canonical: ClassVar[str] = "squall.flow.ForEach"
+    values: str | list[Any]
+    concurrencyLimit: int = Field(default=1, ge=0)
+
+    @property
+    def loop_values(self) -> str | list[Any]:
+        return self.values
+
+    @property
+    def limit(self) -> int:
+        return self.concurrencyLimit
+
+
+class EachSequential(_WithTasks):
+    """Deprecated Kestra loop, run as a ForEach with ``concurrencyLimit: 1``."""
+
+    canonical: ClassVar[str] = "squall.flow.EachSequential"
+    value: str | list[Any]
+
+    @property
+    def loop_values(self) -> str | list[Any]:
+        return self.value
+
+    @property
+    def limit(self) -> int:
+        return 1
+
+
+class EachParallel(_WithTasks):
+    """Deprecated Kestra loop, run as a ForEach whose limit is ``concurrent`` (0: unlimited)."""
+
+    canonical: ClassVar[str] = "squall.flow.EachParallel"
+    value: str | list[Any]
+    concurrent: int = Field(default=0, ge=0)
+
+    @property
+    def loop_values(self) -> str | list[Any]:
+        return self.value
+
+    @property
+    def limit(self) -> int:
+        return self.concurrent
+
+
+class Switch(FlowableTask):
+    canonical: ClassVar[str] = "squall.flow.Switch"
+    value: str | int | bool
+    cases: dict[str, list[AnyTask]] | None = None
+    defaults: list[AnyTask] | None = None
+
+    @model_validator(mode="after")
+    def _has_tasks(self) -> Switch:
+        if not any(self.cases.values() if self.cases else ()) and not self.defaults:
+            raise ValueError(f"{self.id}: No task defined, neither cases or defaults have any tasks")
+        return self
+
+    def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        for key, tasks in (self.cases or {}).items():
+            if tasks:
+                yield f"cases.{key}", tasks
+        if self.defaults:
+            yield "defaults", self.defaults
+
+
+class If(FlowableTask):
+    canonical: ClassVar[str] = "squall.flow.If"
+    condition: str | bool | int
+    then: list[AnyTask] | None = Field(default=None, validate_default=True)
+    else_: list[AnyTask] | None = Field(default=None, alias="else")
+
+    _then_not_empty = field_validator("then")(lambda cls, v: _not_empty(v))
+
+    def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        if self.then:
+            yield "then", self.then
+        if self.else_:
+            yield "else", self.else_
+
+
+class DagTask(_Strict):
+    task: AnyTask
+    dependsOn: list[str] | None = None
+
+
+class Dag(FlowableTask):
+    canonical: ClassVar[str] = "squall.flow.Dag"
+    tasks: list[DagTask] | None = Field(default=None, validate_default=True)
+    concurrent: int = Field(default=0, ge=0)
+
+    _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
+
+    @model_validator(mode="after")
+    def _graph_is_sound(self) -> Dag:
+        ids = [node.task.id for node in self.tasks or ()]
+        known = set(ids)
+        problems = [
+            f"{self.id}: Not existing task id in dependency: {dep}"
+            for node in self.tasks or ()
+            for dep in node.dependsOn or ()
+            if dep not in known
+        ]
+        problems += [f"{self.id}: Cyclic dependency detected: {', '.join(c)}" for c in _cycles(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        if self.tasks:
+            yield "tasks", [node.task for node in self.tasks]
+
+
+def _cycles(dag: Dag) -> list[list[str]]:
+    """Strongly connected components with a cycle (Tarjan), each in declaration order."""
+    order = [node.task.id for node in dag.tasks or ()]
+    edges = {node.task.id: [d for d in node.dependsOn or () if d in order] for node in dag.tasks or ()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component: list[str] = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in edges[v]:
+                found.append(sorted(component, key=order.index))
+
+    for v in order:
+        if v not in index:
+            visit(v)
+    return found
+
+
+class CheckFrequency(_Strict):
+    maxIterations: int | None = Field(default=100, ge=1)
+    maxDuration: timedelta | None = timedelta(hours=1)
+    interval: timedelta = timedelta(seconds=1)
+
+
+class WaitFor(_WithTasks):
+    """Runs ``tasks`` again while ``condition`` is truthy, within the check-frequency bounds."""
+
+    canonical: ClassVar[str] = "squall.flow.WaitFor"
+    condition: str | bool
+    failOnMaxReached: bool = False
+    checkFrequency: CheckFrequency = CheckFrequency()
+    maxIterations: int | None = Field(default=None, ge=1)
+    maxDuration: timedelta | None = None
+
+    @property
+    def bounds(self) -> CheckFrequency:
+        """Top-level ``maxIterations``/``maxDuration`` override ``checkFrequency``'s."""
+        update = {
+            k: v for k, v in (("maxIterations", self.maxIterations), ("maxDuration", self.maxDuration)) if v
+        }
+        return self.checkFrequency.model_copy(update=update) if update else self.checkFrequency
+
+
+class Pause(FlowableTask):
+    canonical: ClassVar[str] = "squall.flow.Pause"
+    delay: timedelta | None = None
+    pauseDuration: timedelta | None = None
+    timeout: timedelta | None = None
+    behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
+    onResume: list[Input] | None = None
+    tasks: list[AnyTask] | None = None
+
+    @property
+    def auto_resume_after(self) -> timedelta | None:
+        return self.pauseDuration or self.delay
+
+
+class Subflow(Task):
+    kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
+    canonical: ClassVar[str] = "squall.flow.Subflow"
+    namespace: str
+    flowId: str
+    revision: int | None = None
+    inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None
+    wait: bool = True
+    transmitFailed: bool = True
+    inheritLabels: bool = False
+    outputs: dict[str, Any] | None = None
+    scheduleDate: str | None = None
+
+    _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
+
+
+class WorkingDirectory(_WithTasks):
+    canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
+    inputFiles: dict[str, str] | str | None = None
+    outputFiles: list[str] | None = None
+
+    @field_validator("tasks")
+    @classmethod
+    def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
+        if not value:
+            raise ValueError("The 'tasks' property cannot be empty")
+        if any(isinstance(t, FlowableTask) for t in value):
+            raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
+        return value
+
+
+class ScriptTask(Task):
+    """Kestra's script tasks: what runners execute."""
+
+    kind: ClassVar[TaskKind] = TaskKind.JOB
+    containerImage: str | None = None
+    beforeCommands: list[str] | None = None
+    interpreter: list[str] | None = None
+    env: dict[str, str] | None = None
+    inputFiles: dict[str, str] | str | None = None
+    outputFiles: list[str] | None = None
+    namespaceFiles: dict[str, Any] | None = None
+    taskRunner: TaskRunnerSpec | None = None
+    warningOnStdErr: bool = False
+    targetOS: Literal["LINUX", "WINDOWS", "AUTO"] = "AUTO"
+    failFast: bool = True
+
+
+class _Commands(ScriptTask):
+    commands: list[str] = Field(min_length=1)
+
+
+class _Script(ScriptTask):
+    script: str
+
+
+def _script_class(language: str, kind: str) -> type[ScriptTask]:
+    base = _Commands if kind == "Commands" else _Script
+    name = f"{language.capitalize()}{kind}"
+    return type(name, (base,), {"__module__": __name__, "canonical": f"squall.script.{language}.{kind}"})
+
+
+_SCRIPT_CLASSES = [_script_class(lang, kind) for lang in ("shell", "python", "node") for kind in ("Commands", "Script")]
+
+_TASK_CLASSES: list[type[Task]] = [
+    Log,
+    Echo,
+    Return,
+    OutputValues,
+    Fail,
+    SetLabels,
+    Sleep,
+    Sequential,
+    AllowFailure,
+    Parallel,
+    ForEach,
+    EachSequential,
+    EachParallel,
+    Switch,
+    If,
+    Dag,
+    WaitFor,
+    Pause,
+    Subflow,
+    WorkingDirectory,
+    *_SCRIPT_CLASSES,
+]
+
+
+def task_classes() -> dict[str, type[Task]]:
+    """Canonical type name -> model class."""
+    return {cls.canonical: cls for cls in _TASK_CLASSES}
+
+
+def _task_tag(value: Any) -> str | None:
+    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return canonical_type(raw) if isinstance(raw, str) else None
+
+
+AnyTask = Annotated[
+    Annotated[Log, Tag("squall.core.Log")]
+    | Annotated[Echo, Tag("squall.core.Echo")]
+    | Annotated[Return, Tag("squall.core.Return")]
+    | Annotated[OutputValues, Tag("squall.core.OutputValues")]
+    | Annotated[Fail, Tag("squall.core.Fail")]
+    | Annotated[SetLabels, Tag("squall.core.Labels")]
+    | Annotated[Sleep, Tag("squall.core.Sleep")]
+    | Annotated[Sequential, Tag("squall.flow.Sequential")]
+    | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
+    | Annotated[Parallel, Tag("squall.flow.Parallel")]
+    | Annotated[ForEach, Tag("squall.flow.ForEach")]
+    | Annotated[EachSequential, Tag("squall.flow.EachSequential")]
+    | Annotated[EachParallel, Tag("squall.flow.EachParallel")]
+    | Annotated[Switch, Tag("squall.flow.Switch")]
+    | Annotated[If, Tag("squall.flow.If")]
+    | Annotated[Dag, Tag("squall.flow.Dag")]
+    | Annotated[WaitFor, Tag("squall.flow.WaitFor")]
+    | Annotated[Pause, Tag("squall.flow.Pause")]
+    | Annotated[Subflow, Tag("squall.flow.Subflow")]
+    | Annotated[WorkingDirectory, Tag("squall.flow.WorkingDirectory")]
+    | Annotated[_SCRIPT_CLASSES[0], Tag("squall.script.shell.Commands")]  # type: ignore[valid-type]
+    | Annotated[_SCRIPT_CLASSES[1], Tag("squall.script.shell.Script")]  # type: ignore[valid-type]
+    | Annotated[_SCRIPT_CLASSES[2], Tag("squall.script.python.Commands")]  # type: ignore[valid-type]
+    | Annotated[_SCRIPT_CLASSES[3], Tag("squall.script.python.Script")]  # type: ignore[valid-type]
+    | Annotated[_SCRIPT_CLASSES[4], Tag("squall.script.node.Commands")]  # type: ignore[valid-type]
+    | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")],  # type: ignore[valid-type]
+    Discriminator(
+        _task_tag,
+        custom_error_type="unknown_type",
+        custom_error_message="unknown task type",
+    ),
+]
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+class Trigger(_Strict):
+    canonical: ClassVar[str] = ""
+    id: str = Field(pattern=TASK_ID_PATTERN, max_length=100)
+    type: str
+    description: str | None = None
+    disabled: bool = False
+    conditions: list[Condition] | None = None
+    stopAfter: list[str] | None = None
+    logToFile: bool = False
+
+
+class Backfill(_Strict):
+    start: str | None = None
+    end: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class Schedule(Trigger):
+    canonical: ClassVar[str] = "squall.trigger.Schedule"
+    cron: str
+    withSeconds: bool = False
+    timezone: str = "Etc/UTC"
+    inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None
+    backfill: Backfill | None = None
+    recoverMissedSchedules: Literal["ALL", "NONE", "LAST"] | None = None
+    lateMaximumDelay: timedelta | None = None
+    scheduleConditions: list[Condition] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _cron_parses(self) -> Schedule:
+        fields = len(self.cron.split())
+        expected = 6 if self.withSeconds else 5
+        nickname = self.cron.startswith("@")
+        if not nickname and fields != expected:
+            raise ValueError(f"invalid cron expression '{self.cron}': expected {expected} fields, got {fields}")
+        if not croniter.is_valid(self.cron, second_at_beginning=self.withSeconds):
+            raise ValueError(f"invalid cron expression '{self.cron}'")
+        return self
+
+
+class Webhook(Trigger):
+    canonical: ClassVar[str] = "squall.trigger.Webhook"
+    key: str = Field(min_length=1)
+    inputs: dict[str, Any] | None = None
+
+
+class FlowTrigger(Trigger):
+    canonical: ClassVar[str] = "squall.trigger.Flow"
+    inputs: dict[str, Any] | None = None
+    preconditions: dict[str, Any] | None = None
+    states: list[str] | None = None
+
+
+def _trigger_tag(value: Any) -> str | None:
+    raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return canonical_trigger_type(raw) if isinstance(raw, str) else None
+
+
+AnyTrigger = Annotated[
+    Annotated[Schedule, Tag("squall.trigger.Schedule")]
+    | Annotated[Webhook, Tag("squall.trigger.Webhook")]
+    | Annotated[FlowTrigger, Tag("squall.trigger.Flow")],
+    Discriminator(_trigger_tag, custom_error_type="unknown_type", custom_error_message="unknown trigger type"),
+]
+
+
+# --------------------------------------------------------------------------- flow
+
+
+class Listener(_Strict):
+    """Deprecated Kestra listeners: validated (their task ids count) but not run."""
+
+    description: str | None = None
+    conditions: list[Condition] | None = None
+    tasks: list[AnyTask] | None = Field(default=None, validate_default=True)
+
+    _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
+
+
+class Flow(_Strict):
+    id: str = Field(pattern=ID_PATTERN, min_length=1, max_length=100)
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, min_length=1, max_length=150)
+    revision: int | None = None
+    description: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    inputs: list[Input] | None = None
+    variables: dict[str, Any] | None = None
+    tasks: list[AnyTask] | None = Field(default=None, validate_default=True)
+    errors: list[AnyTask] | None = None
+    finally_: list[AnyTask] | None = Field(default=None, alias="finally")
+    afterExecution: list[AnyTask] | None = None
+    listeners: list[Listener] | None = None
+    outputs: list[FlowOutput] | None = None
+    triggers: list[AnyTrigger] | None = None
+    concurrency: Concurrency | None = None
+    retry: Retry | None = None
+    pluginDefaults: list[PluginDefault] | None = None
+    taskDefaults: list[PluginDefault] | None = None
+    disabled: bool = False
+    deleted: bool = False
+    workerGroup: WorkerGroup | None = None
+
+    _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
+    _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v) if v else {})
+
+    @property
+    def uid(self) -> str:
+        return f"{self.namespace}.{self.id}"
+
+    def child_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        yield "tasks", list(self.tasks or ())
+        if self.errors:
+            yield "errors", self.errors
+        if self.finally_:
+            yield "finally", self.finally_
+        if self.afterExecution:
+            yield "afterExecution", self.afterExecution
+
+    def walk(self) -> Iterator[Task]:
+        """Every task in the flow, depth first in declaration order (listeners excluded)."""
+        stack: list[Task] = []
+        for _, tasks in reversed(list(self.child_lists())):
+            stack.extend(reversed(tasks))
+        while stack:
+            task = stack.pop()
+            yield task
+            for _, children in reversed(list(task.child_lists())):
+                stack.extend(reversed(children))
+
+
+for _model in (*_TASK_CLASSES, FlowableTask, _WithTasks, DagTask, Listener, Flow):
+    _model.model_rebuild()
