@@ -1,0 +1,101 @@
+"""What the engine asks the imperative shell to do: frozen values, carried out in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from control_plane.engine.model import LogLine
+from control_plane.engine.states import State
+
+__all__ = [
+    "Action",
+    "CancelJob",
+    "Emit",
+    "Finish",
+    "RunInline",
+    "StartSubflow",
+    "StartTimer",
+    "SubmitJob",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJob:
+    """Hand a task attempt to a runner. ``job_name`` is deterministic: one attempt, one job.
+
+    ``properties`` holds the task's properties rendered against the task run's context
+    (commands, env, inputFiles, taskRunner, ...), so the shell never renders templates.
+    """
+
+    taskrun_id: str
+    attempt: int
+    job_name: str
+    task_type: str
+    properties: Mapping[str, Any]
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    taskrun_id: str
+    attempt: int
+    job_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Deliver ``TimerFired(key)`` at ``at``. Firing a timer that no longer matters is harmless."""
+
+    key: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunInline:
+    """Run a task with side effects in the control plane; answer with a TaskResult."""
+
+    taskrun_id: str
+    attempt: int
+    task_type: str
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StartSubflow:
+    """Start another flow's execution; when ``wait``, answer with a TaskResult at its end."""
+
+    taskrun_id: str
+    attempt: int
+    namespace: str
+    flow_id: str
+    revision: int | None
+    inputs: Mapping[str, Any]
+    labels: Mapping[str, str]
+    wait: bool
+    execution_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Log lines to store and show; secrets are already masked."""
+
+    logs: tuple[LogLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The execution reached a terminal state.
+
+    ``retry_at`` is set when a flow-level retry with CREATE_NEW_EXECUTION asks the shell to
+    start a new execution of the same flow with the same inputs at that moment.
+    """
+
+    state: State
+    outputs: Mapping[str, Any] | None = None
+    retry_at: datetime | None = None
+
+
+Action = SubmitJob | CancelJob | StartTimer | RunInline | StartSubflow | Emit | Finish

@@ -1,0 +1,103 @@
+"""A flow, indexed once for the engine: child lists without disabled tasks, retry chains, DAG edges.
+
+Kestra drops ``disabled: true`` tasks from the flow before running it (they get no task run);
+doing that here once keeps every lookup in the hot path a dictionary access.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from enum import Enum
+
+from control_plane.flows.models import (
+    Dag,
+    EachParallel,
+    EachSequential,
+    Flow,
+    FlowableTask,
+    ForEach,
+    If,
+    Parallel,
+    RetryBehavior,
+    Switch,
+    Task,
+)
+
+__all__ = ["CompiledFlow", "LaneMode", "compile_flow"]
+
+ROOT = ""  # owner key of the flow's own lists
+
+
+class LaneMode(Enum):
+    SEQUENTIAL = "sequential"  # one lane running the `tasks` list in order
+    EACH_TASK = "each_task"  # one lane per task (Parallel, Dag)
+    BRANCH = "branch"  # one lane running the chosen list (Switch, If)
+    LOOP = "loop"  # one lane per value, each running `tasks` in order (ForEach)
+
+
+@dataclass(slots=True)
+class CompiledFlow:
+    flow: Flow
+    tasks: dict[str, Task] = field(default_factory=dict)
+    lists: dict[tuple[str, str], tuple[Task, ...]] = field(default_factory=dict)
+    modes: dict[str, LaneMode] = field(default_factory=dict)
+    retries: dict[str, object] = field(default_factory=dict)
+    dag_deps: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+
+    def list_of(self, owner: str | None, name: str) -> tuple[Task, ...]:
+        return self.lists.get((owner or ROOT, name), ())
+
+
+_CACHE: dict[int, tuple[weakref.ref[Flow], CompiledFlow]] = {}
+
+
+def compile_flow(flow: Flow) -> CompiledFlow:
+    """The compiled form of ``flow``, cached for as long as the flow object lives."""
+    hit = _CACHE.get(id(flow))
+    if hit is not None and hit[0]() is flow:
+        return hit[1]
+    compiled = _compile(flow)
+    key = id(flow)
+    _CACHE[key] = (weakref.ref(flow, lambda _ref: _CACHE.pop(key, None)), compiled)
+    return compiled
+
+
+def _enabled(tasks: list[Task] | None) -> tuple[Task, ...]:
+    return tuple(t for t in tasks or () if not t.disabled)
+
+
+def _compile(flow: Flow) -> CompiledFlow:
+    out = CompiledFlow(flow=flow)
+    flow_retry = flow.retry if flow.retry and flow.retry.behavior is RetryBehavior.RETRY_FAILED_TASK else None
+    for name, tasks in flow.child_lists():
+        out.lists[(ROOT, name)] = _enabled(tasks)
+    stack: list[tuple[Task, object]] = [(t, flow_retry) for _, ts in flow.child_lists() for t in ts]
+    while stack:
+        task, inherited = stack.pop()
+        out.tasks[task.id] = task
+        own = task.retry if task.retry is not None else inherited
+        out.retries[task.id] = own
+        if not isinstance(task, FlowableTask):
+            continue
+        out.modes[task.id] = _mode(task)
+        for name, tasks in task.child_lists():
+            out.lists[(task.id, name)] = _enabled(tasks)
+            stack.extend((t, own) for t in tasks)
+        if isinstance(task, Dag):
+            nodes = [n for n in task.tasks or () if not n.task.disabled]
+            index = {n.task.id: i for i, n in enumerate(nodes)}
+            out.dag_deps[task.id] = tuple(
+                tuple(index[d] for d in n.dependsOn or () if d in index) for n in nodes
+            )
+    return out
+
+
+def _mode(task: FlowableTask) -> LaneMode:
+    if isinstance(task, Parallel | Dag):
+        return LaneMode.EACH_TASK
+    if isinstance(task, Switch | If):
+        return LaneMode.BRANCH
+    if isinstance(task, ForEach | EachSequential | EachParallel):
+        return LaneMode.LOOP
+    return LaneMode.SEQUENTIAL

@@ -1,0 +1,83 @@
+"""Core tasks that are pure functions of their context, evaluated inside ``plan``.
+
+Log, Echo, Return, OutputValues, Fail and Labels read nothing but the rendered context and
+write nothing but outputs and log lines, so running them in the engine is deterministic and
+saves a round trip through the shell per task (a 100,000-item ForEach of Return tasks is one
+``plan`` call, not 100,000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.engine.states import State
+from control_plane.errors import ExpressionError
+from control_plane.expressions import is_truthy, render, render_value
+from control_plane.flows.models import Echo, Fail, Level, Log, OutputValues, Return, SetLabels, Task
+
+__all__ = ["InlineResult", "run_inline"]
+
+
+@dataclass(slots=True)
+class InlineResult:
+    state: State
+    outputs: Mapping[str, Any] | None = None
+    logs: list[tuple[Level, str]] = field(default_factory=list)
+    error: str | None = None
+    labels: Mapping[str, str] | None = None
+
+
+def run_inline(task: Task, context: Mapping[str, Any]) -> InlineResult:
+    """Evaluate one attempt of an inline task; a rendering error fails the attempt."""
+    try:
+        return _EVALUATORS[type(task)](task, context)
+    except ExpressionError as exc:
+        return InlineResult(State.FAILED, error=str(exc))
+
+
+def _log(task: Log, context: Mapping[str, Any]) -> InlineResult:
+    messages = task.message if isinstance(task.message, list) else [task.message]
+    return InlineResult(State.SUCCESS, logs=[(task.level, render(m, context)) for m in messages])
+
+
+def _echo(task: Echo, context: Mapping[str, Any]) -> InlineResult:
+    return InlineResult(State.SUCCESS, logs=[(task.level, render(task.format, context))])
+
+
+def _return(task: Return, context: Mapping[str, Any]) -> InlineResult:
+    value = render(task.format, context) if task.format is not None else None
+    return InlineResult(State.SUCCESS, outputs={"value": value})
+
+
+def _output_values(task: OutputValues, context: Mapping[str, Any]) -> InlineResult:
+    return InlineResult(State.SUCCESS, outputs={"values": render_value(task.values, context)})
+
+
+def _fail(task: Fail, context: Mapping[str, Any]) -> InlineResult:
+    if task.condition is not None:
+        condition = task.condition if isinstance(task.condition, bool) else render(task.condition, context)
+        if not is_truthy(condition):
+            return InlineResult(State.SUCCESS)
+    return InlineResult(State.FAILED, error=render(task.errorMessage, context))
+
+
+def _labels(task: SetLabels, context: Mapping[str, Any]) -> InlineResult:
+    labels = {render(k, context): render(v, context) for k, v in task.labels.items()}
+    bad = sorted(k for k in labels if k.startswith("system."))
+    if bad:
+        return InlineResult(
+            State.FAILED, error=f"System labels can only be set by Squall itself: {', '.join(bad)}"
+        )
+    return InlineResult(State.SUCCESS, labels=labels)
+
+
+_EVALUATORS: dict[type[Task], Any] = {
+    Log: _log,
+    Echo: _echo,
+    Return: _return,
+    OutputValues: _output_values,
+    Fail: _fail,
+    SetLabels: _labels,
+}

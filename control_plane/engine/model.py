@@ -1,0 +1,166 @@
+"""The execution as plain, frozen data: what ``plan`` reads and returns.
+
+Task runs live in a persistent hash map (``immutables.Map``): ``plan`` returns a new
+execution that shares every untouched task run with the old one, so advancing an execution
+with 100,000 task runs costs the same as advancing one with ten. ``changed`` names the task
+runs one ``plan`` call wrote, so a store can persist only those (DynamoDB keeps each task
+run as its own item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import immutables
+
+from control_plane.engine.states import State
+from control_plane.flows.models import Level
+
+__all__ = ["Attempt", "Execution", "LogLine", "Phase", "Progress", "TaskRun", "iso"]
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Kestra renders instants as UTC ISO-8601 with milliseconds and a Z."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Phase(StrEnum):
+    """Which of a flowable's lists a child belongs to."""
+
+    TASKS = "tasks"
+    ERRORS = "errors"
+    FINALLY = "finally"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    state: State
+    started: datetime
+    ended: datetime | None = None
+    job: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A flowable's position, kept as counters so that advancing it is O(1) in its size.
+
+    ``lanes`` are independent sequences of children: one for Sequential, one per task for
+    Parallel and Dag, one per value for ForEach. Lanes start in order, at most ``limit`` at a
+    time (0: no limit); a lane is done when its last task ends or one of them fails.
+    """
+
+    phase: Phase = Phase.TASKS
+    total: int = 0
+    started: int = 0
+    done: int = 0
+    limit: int = 0
+    failed: bool = False
+    killed: bool = False
+    worst: State = State.SUCCESS
+    values: tuple[str, ...] = ()
+    branch: str | None = None
+    dag_started: frozenset[int] = frozenset()
+    dag_done: frozenset[int] = frozenset()
+    iteration: int = 0
+    waiting: bool = False
+    first_failure: str | None = None
+
+    @property
+    def running(self) -> int:
+        return self.started - self.done
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    id: str
+    seq: int
+    task_id: str
+    task_type: str
+    parent_id: str | None
+    phase: Phase
+    lane: int
+    position: int
+    values: tuple[str, ...]
+    iteration: int
+    state: State
+    created: datetime
+    ended: datetime | None = None
+    attempts: tuple[Attempt, ...] = ()
+    outputs: Mapping[str, Any] | None = None
+    error: str | None = None
+    progress: Progress | None = None
+    infra_attempts: int = 0
+
+    @property
+    def value(self) -> str | None:
+        """Kestra's ``taskrun.value``: the innermost loop value, inherited by descendants."""
+        return self.values[-1] if self.values else None
+
+    @property
+    def attempt(self) -> int:
+        """1-based number of the current attempt."""
+        return len(self.attempts)
+
+    def evolve(self, **changes: Any) -> TaskRun:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    at: datetime
+    level: Level
+    message: str
+    task_id: str | None = None
+    taskrun_id: str | None = None
+    attempt: int = 1
+
+    def as_context(self) -> dict[str, Any]:
+        """What ``errorLogs()`` gives a template, with Kestra's field names."""
+        return {
+            "taskId": self.task_id,
+            "taskRunId": self.taskrun_id,
+            "level": str(self.level),
+            "message": self.message,
+            "timestamp": iso(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: str
+    namespace: str
+    flow_id: str
+    flow_revision: int | None
+    state: State
+    created: datetime
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    trigger: Mapping[str, Any] | None = None
+    version: int = 0
+    started: datetime | None = None
+    ended: datetime | None = None
+    taskruns: immutables.Map[str, TaskRun] = field(default_factory=immutables.Map)
+    outputs_index: immutables.Map[str, Any] = field(default_factory=immutables.Map)
+    progress: Progress = field(default_factory=Progress)
+    outputs: Mapping[str, Any] | None = None
+    error_logs: tuple[LogLine, ...] = ()
+    next_seq: int = 0
+    original_id: str | None = None
+    parent: Mapping[str, Any] | None = None
+    changed: frozenset[str] = frozenset()
+
+    def evolve(self, **changes: Any) -> Execution:
+        return replace(self, **changes)
+
+    def ordered_taskruns(self) -> list[TaskRun]:
+        """Task runs in creation order, as Kestra lists them."""
+        return sorted(self.taskruns.values(), key=lambda tr: tr.seq)
+
+    def taskruns_of(self, task_id: str) -> Iterator[TaskRun]:
+        return (tr for tr in self.taskruns.values() if tr.task_id == task_id)

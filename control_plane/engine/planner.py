@@ -1,0 +1,1022 @@
+"""``plan(flow, execution, event) -> (execution', actions)``: the whole engine, with no I/O.
+
+Theory of operation
+-------------------
+Every flowable task run (and the execution itself, the root) owns *lanes*: independent
+sequences of child tasks. Sequential has one lane; Parallel and Dag one per task; ForEach one
+per value; Switch and If one, over the chosen branch. A flowable starts lanes in order, at
+most ``limit`` at a time, and keeps only counters (:class:`Progress`), so its cost per event
+does not grow with its size.
+
+Applying an event ends (or advances) one task run; the transaction then works through a
+queue: a child that ends either starts the next task of its lane, or closes its lane, which
+lets its parent start more lanes or, when none are left, move to its ``errors`` branch (after
+a failure), then its ``finally`` branch, then end in a state folded from its children's
+(:mod:`control_plane.engine.states`). A parent that ends is itself a child that ended, and so
+on up to the root, whose end is the execution's.
+
+Inline tasks (:mod:`control_plane.engine.inline`) complete inside the same transaction;
+jobs, timers and subflows become actions, and their completion arrives later as events.
+Ids are derived from the execution id and the task run's position, and time comes from the
+event, so replaying the same events yields the same execution and actions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import immutables
+
+from control_plane.engine.actions import (
+    Action,
+    CancelJob,
+    Emit,
+    Finish,
+    StartSubflow,
+    StartTimer,
+    SubmitJob,
+)
+from control_plane.engine.compiled import CompiledFlow, LaneMode, compile_flow
+from control_plane.engine.events import (
+    Event,
+    JobStatusChanged,
+    Kill,
+    Restart,
+    Resume,
+    Started,
+    TaskResult,
+    TimerFired,
+)
+from control_plane.engine.inline import run_inline
+from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun, iso
+from control_plane.engine.states import State, worst
+from control_plane.errors import EngineError, ExpressionError
+from control_plane.expressions import is_truthy, render, render_value, to_display
+from control_plane.flows.models import (
+    AllowFailure,
+    Flow,
+    FlowableTask,
+    If,
+    InputType,
+    Level,
+    Pause,
+    RetryBehavior,
+    Subflow,
+    Switch,
+    Task,
+    TaskKind,
+    WaitFor,
+)
+
+__all__ = ["INFRA_FAILURES", "MAX_INFRA_ATTEMPTS", "job_name", "new_execution", "plan", "taskrun_id"]
+
+# Runner failure classes that are the platform's fault, not the user's: retried on their own
+# budget without spending the task's `retry` attempts.
+INFRA_FAILURES = frozenset({"PREEMPTED", "LOST", "START_FAILED", "QUOTA"})
+MAX_INFRA_ATTEMPTS = 3
+MAX_ERROR_LOGS = 100
+
+
+def new_execution(
+    flow: Flow,
+    execution_id: str,
+    *,
+    at: datetime,
+    inputs: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    trigger: Mapping[str, Any] | None = None,
+    original_id: str | None = None,
+    parent: Mapping[str, Any] | None = None,
+) -> Execution:
+    """A CREATED execution; ``plan(flow, it, Started(at))`` sets it going."""
+    return Execution(
+        id=execution_id,
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        flow_revision=flow.revision,
+        state=State.CREATED,
+        created=at,
+        inputs=dict(inputs or {}),
+        labels={**flow.labels, **(labels or {})},
+        trigger=trigger,
+        original_id=original_id,
+        parent=parent,
+    )
+
+
+def plan(flow: Flow, execution: Execution, event: Event) -> tuple[Execution, list[Action]]:
+    """Apply one event; return the next execution (version + 1 when anything changed) and actions."""
+    tx = _Transaction(compile_flow(flow), execution, event.at)
+    tx.apply(event)
+    return tx.commit()
+
+
+def _short_hash(*parts: object, size: int = 12) -> str:
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=size).digest()
+    return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def taskrun_id(
+    execution_id: str, parent_id: str | None, phase: Phase, lane: int, task_id: str, iteration: int
+) -> str:
+    """Deterministic: the same position in the same execution always has the same id."""
+    return _short_hash(execution_id, parent_id or "", phase.value, lane, task_id, iteration, size=10)
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def job_name(namespace: str, flow_id: str, task_id: str, execution_id: str, tr_id: str, attempt: int) -> str:
+    """slug(namespace-flow-task) + hash(execution, task run, attempt): one attempt, one job name.
+
+    Lowercase, digits and dashes, at most 63 characters: valid for AWS Batch, Kubernetes,
+    Cloud Run and Google/Azure Batch alike.
+    """
+    slug = _SLUG.sub("-", f"{namespace}-{flow_id}-{task_id}".lower()).strip("-")[:46].strip("-")
+    return f"{slug}-{_short_hash(execution_id, tr_id, attempt, size=8)}"
+
+
+class _Transaction:
+    """One ``plan`` call: a working copy of the execution and the actions it produces."""
+
+    def __init__(self, compiled: CompiledFlow, execution: Execution, now: datetime) -> None:
+        self.c = compiled
+        self.flow = compiled.flow
+        self.ex = execution
+        self.now = now
+        self.trs = execution.taskruns.mutate()
+        self.outputs: immutables.Map[str, Any] = execution.outputs_index
+        self.root = execution.progress
+        self.state = execution.state
+        self.labels: Mapping[str, str] = execution.labels
+        self.seq = execution.next_seq
+        self.error_logs = list(execution.error_logs)
+        self.logs: list[LogLine] = []
+        self.actions: list[Action] = []
+        self.changed: set[str] = set()
+        self.queue: deque[tuple[bool, str | None]] = deque()  # (ended?, task run id)
+        self.finished: Finish | None = None
+        self.started = execution.started
+        self.ended = execution.ended
+        self.flow_outputs = execution.outputs
+        self._secrets: list[str] | None = None
+        self._static: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def commit(self) -> tuple[Execution, list[Action]]:
+        if self.logs:
+            self.actions.insert(0, Emit(tuple(self.logs)))
+        if self.finished is not None:
+            self.actions.append(self.finished)
+        dirty = bool(self.changed) or self.state is not self.ex.state or self.root is not self.ex.progress
+        new = replace(
+            self.ex,
+            state=self.state,
+            taskruns=self.trs.finish(),
+            outputs_index=self.outputs,
+            progress=self.root,
+            labels=self.labels,
+            next_seq=self.seq,
+            error_logs=tuple(self.error_logs),
+            started=self.started,
+            ended=self.ended,
+            outputs=self.flow_outputs,
+            version=self.ex.version + (1 if dirty or self.actions else 0),
+            changed=frozenset(self.changed),
+        )
+        return new, self.actions
+
+    def get(self, tr_id: str) -> TaskRun:
+        tr = self.trs.get(tr_id)
+        if tr is None:
+            raise EngineError(f"execution {self.ex.id} has no task run {tr_id}")
+        return tr
+
+    def put(self, tr: TaskRun) -> TaskRun:
+        self.trs[tr.id] = tr
+        self.changed.add(tr.id)
+        return tr
+
+    def progress(self, owner: TaskRun | None) -> Progress:
+        if owner is None:
+            return self.root
+        assert owner.progress is not None
+        return owner.progress
+
+    def set_progress(self, owner_id: str | None, progress: Progress) -> None:
+        if owner_id is None:
+            self.root = progress
+        else:
+            self.put(replace(self.get(owner_id), progress=progress))
+
+    def wake(self, owner_id: str | None) -> None:
+        """Ask the owner to start what it can, or to end."""
+        self.queue.append((False, owner_id))
+
+    def ended(self, tr: TaskRun) -> None:
+        """Tell the task run's parent that it ended (exactly once per end)."""
+        self.queue.append((True, tr.id))
+
+    def owner(self, owner_id: str | None) -> TaskRun | None:
+        """The owner's current task run (never a stale copy), or None for the root."""
+        return None if owner_id is None else self.get(owner_id)
+
+    def log(self, tr: TaskRun | None, level: Level, message: str, task: Task | None) -> None:
+        if task is not None and task.logLevel is not None and level.rank < task.logLevel.rank:
+            return
+        line = LogLine(
+            at=self.now,
+            level=level,
+            message=self.mask(message),
+            task_id=tr.task_id if tr else None,
+            taskrun_id=tr.id if tr else None,
+            attempt=max(tr.attempt, 1) if tr else 1,
+        )
+        self.logs.append(line)
+        if level is Level.ERROR and len(self.error_logs) < MAX_ERROR_LOGS:
+            self.error_logs.append(line)
+
+    def mask(self, text: str) -> str:
+        if self._secrets is None:
+            self._secrets = [
+                str(self.ex.inputs[i.id])
+                for i in self.flow.inputs or ()
+                if i.type is InputType.SECRET and self.ex.inputs.get(i.id) not in (None, "")
+            ]
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
+
+    # ------------------------------------------------------------------ context
+
+    def context(self, tr: TaskRun | None, task: Task | None) -> dict[str, Any]:
+        if self._static is None:
+            flow = self.flow
+            self._static = {
+                "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+                "execution": {
+                    "id": self.ex.id,
+                    "startDate": iso(self.ex.started or self.ex.created),
+                    "originalId": self.ex.original_id or self.ex.id,
+                },
+                "vars": flow.variables or {},
+            }
+        ctx = dict(self._static)
+        ctx["inputs"] = self.ex.inputs
+        ctx["outputs"] = self.outputs
+        ctx["labels"] = self.labels
+        ctx["@now"] = self.now
+        if self.ex.trigger is not None:
+            ctx["trigger"] = self.ex.trigger
+        if self.error_logs:
+            ctx["@error_logs"] = [line.as_context() for line in self.error_logs]
+        if task is not None:
+            ctx["task"] = {"id": task.id, "type": task.type}
+        if tr is not None:
+            taskrun: dict[str, Any] = {
+                "id": tr.id,
+                "startDate": iso(tr.created),
+                "attemptsCount": max(len(tr.attempts) - 1, 0),
+                "parentId": tr.parent_id,
+                "iteration": tr.iteration,
+            }
+            if tr.values:
+                taskrun["value"] = tr.values[-1]
+            ctx["taskrun"] = taskrun
+            ctx["@loop_values"] = tr.values
+            if tr.parent_id is not None:
+                parents = self._parents(tr)
+                ctx["parents"] = parents
+                ctx["parent"] = parents[0]
+        return ctx
+
+    def _parents(self, tr: TaskRun) -> list[dict[str, Any]]:
+        chain: list[dict[str, Any]] = []
+        pid = tr.parent_id
+        while pid is not None:
+            parent = self.get(pid)
+            entry: dict[str, Any] = {"taskrun": {"id": parent.id, "value": parent.value}}
+            if parent.outputs is not None:
+                entry["outputs"] = parent.outputs
+            chain.append(entry)
+            pid = parent.parent_id
+        return chain
+
+    # ------------------------------------------------------------------ events
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case Started():
+                self.on_started()
+            case TaskResult():
+                self.on_result(event)
+            case JobStatusChanged():
+                self.on_job_status(event)
+            case TimerFired():
+                self.on_timer(event.key)
+            case Resume():
+                self.on_resume(event)
+            case Kill():
+                self.on_kill()
+            case Restart():
+                self.on_restart()
+        self.drain()
+
+    def on_started(self) -> None:
+        if self.state is not State.CREATED:
+            return
+        self.state = State.RUNNING
+        self.started = self.now
+        tasks = self.c.list_of(None, "tasks")
+        self.root = Progress(total=1 if tasks else 0)
+        self.wake(None)
+
+    def current(self, tr_id: str, attempt: int) -> TaskRun | None:
+        """The task run the event is about, or None when the event is stale or a duplicate."""
+        tr = self.trs.get(tr_id)
+        if tr is None or tr.state.terminal or tr.attempt != attempt:
+            return None
+        return tr
+
+    def on_result(self, event: TaskResult) -> None:
+        tr = self.current(event.taskrun_id, event.attempt)
+        if tr is None or tr.state not in (State.RUNNING, State.KILLING):
+            return
+        task = self.c.tasks[tr.task_id]
+        state = State.KILLED if tr.state is State.KILLING else event.state
+        error = event.error
+        if isinstance(task, Subflow) and state in (State.FAILED, State.KILLED, State.CANCELLED):
+            # transmitFailed: the subflow's failure is this task's failure (Kestra's default)
+            state = State.FAILED if task.transmitFailed else State.SUCCESS
+            error = error or (f"Subflow execution ended {event.state}" if task.transmitFailed else None)
+        self.end_attempt(tr, task, state, event.outputs, error)
+
+    def on_job_status(self, event: JobStatusChanged) -> None:
+        tr = self.current(event.taskrun_id, event.attempt)
+        if tr is None or tr.state not in (State.RUNNING, State.KILLING):
+            return
+        task = self.c.tasks[tr.task_id]
+        status = event.status.upper()
+        if status in ("QUEUED", "STARTING", "RUNNING"):
+            return
+        if tr.state is State.KILLING:
+            self.end_attempt(tr, task, State.KILLED, event.outputs, "killed", retry=False)
+            return
+        if status == "SUCCEEDED":
+            self.end_attempt(tr, task, State.SUCCESS, event.outputs, None)
+            return
+        failure = (event.failure or ("LOST" if status == "LOST" else "USER")).upper()
+        reason = event.reason or (
+            f"exit code {event.exit_code}" if event.exit_code is not None else status.lower()
+        )
+        if tr.error and tr.error.startswith("Timeout"):
+            reason, failure = tr.error, "TIMEOUT"
+        if failure in INFRA_FAILURES and tr.infra_attempts < MAX_INFRA_ATTEMPTS:
+            self.log(tr, Level.WARN, f"{failure.lower()}: {reason}; submitting the job again", task)
+            tr = self.close_attempt(tr, State.FAILED)
+            self.run_attempt(tr.evolve(infra_attempts=tr.infra_attempts + 1), task)
+            return
+        self.end_attempt(tr, task, State.FAILED, event.outputs, reason)
+
+    def on_timer(self, key: str) -> None:
+        kind, _, rest = key.partition(":")
+        tr_id, _, number = rest.partition(":")
+        tr = self.trs.get(tr_id)
+        if tr is None or tr.state.terminal:
+            return
+        task = self.c.tasks[tr.task_id]
+        n = int(number) if number else 0
+        if kind == "retry" and tr.state is State.RETRYING and tr.attempt == n:
+            self.run_attempt(tr, task)
+        elif kind == "sleep" and tr.state is State.RUNNING and tr.attempt == n:
+            self.end_attempt(tr, task, State.SUCCESS, None, None)
+        elif kind == "timeout" and tr.state is State.RUNNING and tr.attempt == n:
+            self.on_timeout(tr, task)
+        elif (
+            kind == "waitfor"
+            and tr.progress is not None
+            and tr.progress.waiting
+            and tr.progress.iteration == n
+        ):
+            self.set_progress(tr.id, replace(tr.progress, waiting=False, started=0, done=0))
+            self.wake(tr.id)
+        elif kind == "pause-resume" and tr.state is State.PAUSED:
+            self.resume(tr, task, {}, behavior=getattr(task, "behavior", "RESUME"))
+        elif kind == "pause-timeout" and tr.state is State.PAUSED:
+            self.resume(tr, task, {}, behavior="FAIL")
+
+    def on_timeout(self, tr: TaskRun, task: Task) -> None:
+        message = f"Timeout after {task.timeout}"
+        if task.kind is TaskKind.JOB:
+            self.log(tr, Level.ERROR, message, None)
+            self.put(tr.evolve(error=message))
+            self.actions.append(CancelJob(tr.id, tr.attempt, self.job_name(tr)))
+        else:
+            self.end_attempt(tr, task, State.FAILED, None, message)
+
+    def on_resume(self, event: Resume) -> None:
+        paused = [
+            tr
+            for tr in self.ex.taskruns.values()
+            if tr.state is State.PAUSED and (event.taskrun_id is None or tr.id == event.taskrun_id)
+        ]
+        if not paused:
+            raise EngineError(f"execution {self.ex.id} has no paused task run to resume")
+        resolved = [(tr, self.resume_inputs(self.c.tasks[tr.task_id], event.inputs)) for tr in paused]
+        for tr, inputs in resolved:
+            self.resume(tr, self.c.tasks[tr.task_id], inputs, behavior="RESUME")
+
+    def resume_inputs(self, task: Task, provided: Mapping[str, Any]) -> dict[str, Any]:
+        """onResume inputs are validated like execution inputs; bad ones raise InputError."""
+        declared = getattr(task, "onResume", None)
+        if not declared:
+            return dict(provided)
+        from control_plane.flows.inputs import resolve_inputs
+
+        return resolve_inputs(Flow.model_construct(inputs=declared), provided, typed=True)
+
+    def resume(self, tr: TaskRun, task: Task, inputs: Mapping[str, Any], *, behavior: str) -> None:
+        if self.state is State.PAUSED:
+            self.state = State.RUNNING
+        outputs = {"onResume": dict(inputs)} if inputs else None
+        if behavior in ("WARN", "FAIL", "CANCEL"):
+            state = {"WARN": State.WARNING, "FAIL": State.FAILED, "CANCEL": State.CANCELLED}[behavior]
+            error = "Pause timed out" if state is State.FAILED else None
+            self.end_attempt(tr, task, state, outputs, error, retry=False)
+            return
+        self.put(tr.evolve(state=State.RUNNING, outputs=outputs))
+        self.wake(tr.id)
+
+    def on_kill(self) -> None:
+        if self.state.terminal or self.state is State.KILLING:
+            return
+        self.state = State.KILLING
+        for tr in sorted(self.ex.taskruns.values(), key=lambda t: -t.seq):
+            if tr.state.terminal:
+                continue
+            task = self.c.tasks[tr.task_id]
+            if task.kind is TaskKind.JOB and tr.state is State.RUNNING:
+                self.put(tr.evolve(state=State.KILLING))
+                self.actions.append(CancelJob(tr.id, tr.attempt, self.job_name(tr)))
+            elif task.kind is not TaskKind.FLOWABLE or tr.state is State.PAUSED:
+                self.end_attempt(tr, task, State.KILLED, None, None, retry=False)
+            else:
+                self.wake(tr.id)
+        self.wake(None)
+
+    def on_restart(self) -> None:
+        """Kestra's restart: failed task runs run again (a new attempt) in the same execution.
+
+        Task runs of ``errors`` branches are dropped; each failed task run's parent reopens
+        the lane it was in; failed leaves get a new attempt; successes are kept.
+        """
+        if self.state not in (State.FAILED, State.KILLED):
+            raise EngineError(
+                f"execution {self.ex.id} is {self.state}: only FAILED or KILLED executions restart"
+            )
+        runs = self.ex.taskruns
+        dropped = {tr.id for tr in runs.values() if tr.phase is Phase.ERRORS or _under_errors(runs, tr)}
+        for tr_id in dropped:
+            del self.trs[tr_id]
+            self.changed.add(tr_id)
+        failed = [
+            tr
+            for tr in sorted(runs.values(), key=lambda t: t.seq)
+            if tr.id not in dropped and tr.state in (State.FAILED, State.KILLED)
+        ]
+        for tr in failed:
+            p = self.progress(self.owner(tr.parent_id))
+            self.set_progress(
+                tr.parent_id,
+                replace(
+                    p, phase=Phase.TASKS, failed=False, killed=False, done=p.done - 1, first_failure=None
+                ),
+            )
+        if self.root.phase is not Phase.TASKS or self.root.failed or self.root.killed:
+            self.root = replace(self.root, phase=Phase.TASKS, failed=False, killed=False, first_failure=None)
+        self.state = State.RUNNING
+        self.ended = None
+        self.flow_outputs = None
+        self.error_logs = []
+        for tr in failed:
+            fresh = self.get(tr.id).evolve(ended=None, error=None)
+            if fresh.progress is not None:
+                self.put(fresh.evolve(state=State.RUNNING))
+            else:
+                self.run_attempt(fresh, self.c.tasks[tr.task_id])
+
+    # ------------------------------------------------------------------ work queue
+
+    def drain(self) -> None:
+        while self.queue:
+            is_end, tr_id = self.queue.popleft()
+            if is_end:
+                assert tr_id is not None
+                self.child_ended(self.get(tr_id))
+            else:
+                self.advance(tr_id)
+
+    def start_lane(self, owner_id: str | None, phase: Phase, lane: int) -> None:
+        tasks = self.lane_tasks(owner_id, phase, lane)
+        if not tasks:
+            self.lane_ended(owner_id, phase, lane, ok=True, state=State.SUCCESS)
+            return
+        self.start_task(owner_id, phase, lane, 0, tasks[0])
+
+    def lane_tasks(self, owner_id: str | None, phase: Phase, lane: int) -> tuple[Task, ...]:
+        owner = self.owner(owner_id)
+        task_id = owner.task_id if owner is not None else None
+        if phase is not Phase.TASKS:
+            return self.c.list_of(task_id, phase.value)
+        if task_id is None:
+            return self.c.list_of(None, "tasks")
+        mode = self.c.modes[task_id]
+        if mode is LaneMode.EACH_TASK:
+            return self.c.list_of(task_id, "tasks")[lane : lane + 1]
+        if mode is LaneMode.BRANCH:
+            branch = self.progress(owner).branch
+            return self.c.list_of(task_id, branch) if branch else ()
+        return self.c.list_of(task_id, "tasks")
+
+    def start_task(self, owner_id: str | None, phase: Phase, lane: int, position: int, task: Task) -> None:
+        values: tuple[str, ...] = ()
+        iteration = 0
+        owner = self.owner(owner_id)
+        if owner is not None:
+            values = owner.values
+            progress = self.progress(owner)
+            if phase is Phase.TASKS:
+                if self.c.modes[owner.task_id] is LaneMode.LOOP:
+                    values = (*values, progress.values[lane])
+                iteration = progress.iteration
+        tr = TaskRun(
+            id=taskrun_id(self.ex.id, owner_id, phase, lane, task.id, iteration),
+            seq=self.seq,
+            task_id=task.id,
+            task_type=task.type,
+            parent_id=owner_id,
+            phase=phase,
+            lane=lane,
+            position=position,
+            values=values,
+            iteration=iteration,
+            state=State.CREATED,
+            created=self.now,
+        )
+        self.seq += 1
+        if task.runIf is not None:
+            try:
+                condition = (
+                    task.runIf if isinstance(task.runIf, bool) else render(task.runIf, self.context(tr, task))
+                )
+            except ExpressionError as exc:
+                tr = tr.evolve(attempts=(Attempt(State.RUNNING, self.now),))
+                self.end_attempt(tr, task, State.FAILED, None, str(exc), retry=False)
+                return
+            if not is_truthy(condition):
+                self.ended(self.put(tr.evolve(state=State.SKIPPED, ended=self.now)))
+                return
+        self.run_attempt(tr, task)
+
+    def run_attempt(self, tr: TaskRun, task: Task) -> None:
+        """Start attempt n+1 of a task run: evaluate it, or ask the shell to run it."""
+        tr = tr.evolve(state=State.RUNNING, attempts=(*tr.attempts, Attempt(State.RUNNING, self.now)))
+        kind = task.kind
+        if kind is TaskKind.INLINE:
+            result = run_inline(task, self.context(tr, task))
+            for level, message in result.logs:
+                self.log(tr, level, message, task)
+            if result.labels:
+                self.labels = {**self.labels, **result.labels}
+            self.end_attempt(tr, task, result.state, result.outputs, result.error)
+        elif kind is TaskKind.TIMER:
+            self.put(tr)
+            duration = getattr(task, "duration")  # noqa: B009 - Sleep is the only timer task
+            self.actions.append(StartTimer(f"sleep:{tr.id}:{tr.attempt}", self.now + duration))
+        elif kind is TaskKind.JOB:
+            self.submit(tr, task)
+        elif kind is TaskKind.SUBFLOW:
+            self.start_subflow(tr, task)
+        else:
+            self.start_flowable(tr, task)
+
+    def submit(self, tr: TaskRun, task: Task) -> None:
+        ctx = self.context(tr, task)
+        raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
+        try:
+            properties = render_value(raw, ctx)
+        except ExpressionError as exc:
+            self.end_attempt(tr, task, State.FAILED, None, str(exc))
+            return
+        name = self.job_name(tr)
+        tr = self.put(replace(tr, attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], job=name))))
+        self.actions.append(SubmitJob(tr.id, tr.attempt, name, task.type, properties, task.timeout))
+        if task.timeout is not None:
+            self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
+
+    def job_name(self, tr: TaskRun) -> str:
+        return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)
+
+    def start_subflow(self, tr: TaskRun, task: Task) -> None:
+        assert isinstance(task, Subflow)
+        ctx = self.context(tr, task)
+        try:
+            inputs = render_value(dict(task.inputs or {}), ctx)
+            labels = render_value(dict(task.labels or {}), ctx)
+            namespace = render(task.namespace, ctx)
+            flow_id = render(task.flowId, ctx)
+        except ExpressionError as exc:
+            self.end_attempt(tr, task, State.FAILED, None, str(exc))
+            return
+        if task.inheritLabels:
+            labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
+        child_id = _short_hash(self.ex.id, tr.id, tr.attempt, size=15)
+        self.put(tr)
+        self.actions.append(
+            StartSubflow(
+                tr.id, tr.attempt, namespace, flow_id, task.revision, inputs, labels, task.wait, child_id
+            )
+        )
+        if not task.wait:
+            self.end_attempt(tr, task, State.SUCCESS, {"executionId": child_id}, None)
+
+    # ------------------------------------------------------------------ flowables
+
+    def start_flowable(self, tr: TaskRun, task: Task) -> None:
+        assert isinstance(task, FlowableTask)
+        mode = self.c.modes[task.id]
+        outputs: dict[str, Any] | None = None
+        if isinstance(task, Pause):
+            self.pause(tr, task)
+            return
+        try:
+            if mode is LaneMode.LOOP:
+                values = self.loop_values(task, self.context(tr, task))
+                progress = Progress(total=len(values), values=values, limit=getattr(task, "limit", 1))
+            elif isinstance(task, Switch):
+                progress, outputs = self.switch_branch(task, self.context(tr, task))
+            elif isinstance(task, If):
+                condition = task.condition
+                if not isinstance(condition, bool):
+                    condition = render(str(condition), self.context(tr, task))
+                branch = "then" if is_truthy(condition) else "else"
+                progress = Progress(total=1 if self.c.list_of(task.id, branch) else 0, branch=branch)
+            elif mode is LaneMode.EACH_TASK:
+                count = len(self.c.list_of(task.id, "tasks"))
+                progress = Progress(total=count, limit=getattr(task, "concurrent", 0))
+            else:
+                progress = Progress(total=1 if self.c.list_of(task.id, "tasks") else 0)
+        except _SwitchMiss as exc:
+            self.end_attempt(tr, task, State.FAILED, exc.outputs, str(exc), retry=False)
+            return
+        except (ExpressionError, ValueError) as exc:
+            self.end_attempt(tr, task, State.FAILED, None, str(exc), retry=False)
+            return
+        self.put(tr.evolve(progress=progress, outputs=outputs))
+        if outputs is not None:
+            self.index_outputs(tr, outputs)
+        self.wake(tr.id)
+
+    def pause(self, tr: TaskRun, task: Pause) -> None:
+        tasks = self.c.list_of(task.id, "tasks")
+        tr = self.put(tr.evolve(state=State.PAUSED, progress=Progress(total=1 if tasks else 0)))
+        self.state = State.PAUSED
+        if task.auto_resume_after is not None:
+            self.actions.append(StartTimer(f"pause-resume:{tr.id}:", self.now + task.auto_resume_after))
+        if task.timeout is not None:
+            self.actions.append(StartTimer(f"pause-timeout:{tr.id}:", self.now + task.timeout))
+
+    def loop_values(self, task: Task, ctx: Mapping[str, Any]) -> tuple[str, ...]:
+        raw = getattr(task, "loop_values")  # noqa: B009 - every LOOP task has it
+        if isinstance(raw, str):
+            text = render(raw, ctx)
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(f"Unable to parse the loop values as a JSON array: {text}") from None
+            if not isinstance(items, list):
+                raise ValueError(f"The loop values must be a JSON array, got: {text}")
+        else:
+            items = [render_value(item, ctx) for item in raw]
+        nulls = sum(1 for item in items if item is None)
+        if nulls:
+            raise ValueError(f"Found '{nulls}' null values on Each, with values={to_display(items)}")
+        return tuple(item if isinstance(item, str) else to_display(item) for item in items)
+
+    def switch_branch(self, task: Switch, ctx: Mapping[str, Any]) -> tuple[Progress, dict[str, Any]]:
+        value = render(task.value, ctx) if isinstance(task.value, str) else task.value
+        key = value if isinstance(value, str) else to_display(value)
+        if key in (task.cases or {}):
+            branch = f"cases.{key}"
+            return Progress(total=1 if self.c.list_of(task.id, branch) else 0, branch=branch), {
+                "value": key,
+                "defaults": False,
+            }
+        outputs = {"value": key, "defaults": True}
+        if task.defaults:
+            return Progress(total=1 if self.c.list_of(task.id, "defaults") else 0, branch="defaults"), outputs
+        raise _SwitchMiss(
+            f"Switch '{task.id}': no case matches the value '{key}' and there are no defaults", outputs
+        )
+
+    def advance(self, owner_id: str | None) -> None:
+        """Start what can start under the owner; end it when nothing runs or remains."""
+        owner = self.owner(owner_id)
+        if owner is not None and owner.state is not State.RUNNING:
+            return
+        if owner is None and self.state.terminal:
+            return
+        p = self.progress(owner)
+        if p.waiting:
+            return
+        killing = self.state is State.KILLING
+        stopped = p.failed or p.killed or killing
+        if p.phase is Phase.TASKS and not stopped and p.started < p.total:
+            self.fill_lanes(owner_id, p)
+            p = self.progress(self.owner(owner_id))
+        if p.done < p.started or (p.phase is Phase.TASKS and not stopped and p.started < p.total):
+            return
+        task_id = owner.task_id if owner is not None else None
+        if killing:
+            self.end_flowable(owner_id, replace(p, killed=True))
+        elif p.phase is Phase.TASKS and not p.failed and not p.killed and self.wait_again(owner_id, p):
+            return
+        elif p.phase is Phase.TASKS and p.failed and not p.killed and self.c.list_of(task_id, "errors"):
+            self.enter(owner_id, replace(p, phase=Phase.ERRORS, total=1, started=1, done=0))
+        elif p.phase is not Phase.FINALLY and not p.killed and self.c.list_of(task_id, "finally"):
+            self.enter(owner_id, replace(p, phase=Phase.FINALLY, total=1, started=1, done=0))
+        else:
+            self.end_flowable(owner_id, self.progress(self.owner(owner_id)))
+
+    def fill_lanes(self, owner_id: str | None, p: Progress) -> None:
+        if owner_id is not None and (deps := self.c.dag_deps.get(self.get(owner_id).task_id)) is not None:
+            ready = [
+                lane
+                for lane in range(p.total)
+                if lane not in p.dag_started and all(d in p.dag_done for d in deps[lane])
+            ]
+            if p.limit:
+                ready = ready[: max(p.limit - p.running, 0)]
+            p = replace(p, started=p.started + len(ready), dag_started=p.dag_started | frozenset(ready))
+            lanes: range | list[int] = ready
+        else:
+            stop = p.total if p.limit == 0 else min(p.total, p.done + p.limit)
+            lanes = range(p.started, stop)
+            p = replace(p, started=max(stop, p.started))
+        if not lanes:
+            return
+        self.set_progress(owner_id, p)
+        for lane in lanes:
+            self.start_lane(owner_id, Phase.TASKS, lane)
+
+    def enter(self, owner_id: str | None, p: Progress) -> None:
+        self.set_progress(owner_id, p)
+        self.start_lane(owner_id, p.phase, 0)
+
+    def wait_again(self, owner_id: str | None, p: Progress) -> bool:
+        """WaitFor: after a successful iteration, schedule another while the condition holds."""
+        if owner_id is None:
+            return False
+        owner = self.get(owner_id)
+        task = self.c.tasks[owner.task_id]
+        if not isinstance(task, WaitFor):
+            return False
+        count = p.iteration + 1
+        owner = self.put(owner.evolve(outputs={"iterationCount": count}))
+        self.index_outputs(owner, {"iterationCount": count})
+        bounds = task.bounds
+        reached = (bounds.maxIterations is not None and count >= bounds.maxIterations) or (
+            bounds.maxDuration is not None and self.now - owner.created >= bounds.maxDuration
+        )
+        if reached:
+            self.log(owner, Level.WARN, "Max iterations or duration reached", task)
+            if task.failOnMaxReached:
+                self.set_progress(
+                    owner_id, replace(p, failed=True, first_failure="WaitFor reached its maximum")
+                )
+            return False
+        try:
+            condition = task.condition
+            if not isinstance(condition, bool):
+                condition = render(condition, self.context(owner, task))
+        except ExpressionError as exc:
+            self.log(owner, Level.ERROR, str(exc), task)
+            self.set_progress(owner_id, replace(p, failed=True, first_failure=str(exc)))
+            return False
+        if not is_truthy(condition):
+            return False
+        self.set_progress(owner_id, replace(p, iteration=count, waiting=True))
+        self.actions.append(StartTimer(f"waitfor:{owner_id}:{count}", self.now + bounds.interval))
+        return True
+
+    def end_flowable(self, owner_id: str | None, p: Progress) -> None:
+        if p.killed:
+            state = State.KILLED
+        elif p.failed:
+            state = State.FAILED
+        else:
+            state = State.WARNING if p.worst is State.WARNING else State.SUCCESS
+        if owner_id is None:
+            self.root = p
+            self.finish(state)
+            return
+        self.set_progress(owner_id, p)
+        owner = self.get(owner_id)
+        task = self.c.tasks[owner.task_id]
+        if state is State.FAILED and isinstance(task, AllowFailure):
+            state = State.WARNING
+        self.end_attempt(owner, task, state, owner.outputs, None, retry=False)
+
+    def child_ended(self, child: TaskRun) -> None:
+        owner = self.owner(child.parent_id)
+        if owner is not None and owner.state.terminal:
+            return
+        if owner is None and self.state.terminal:
+            return
+        p = self.progress(owner)
+        if child.phase is not p.phase:
+            return
+        state = child.state
+        if p.phase is not Phase.ERRORS and state.ok:
+            p = replace(p, worst=worst(p.worst, state))
+        self.set_progress(child.parent_id, p)
+        if state.ok and self.state is not State.KILLING:
+            tasks = self.lane_tasks(child.parent_id, child.phase, child.lane)
+            if child.position + 1 < len(tasks):
+                self.start_task(
+                    child.parent_id, child.phase, child.lane, child.position + 1, tasks[child.position + 1]
+                )
+                return
+        self.lane_ended(child.parent_id, child.phase, child.lane, ok=state.ok, state=state, error=child.error)
+
+    def lane_ended(
+        self,
+        owner_id: str | None,
+        phase: Phase,
+        lane: int,
+        *,
+        ok: bool,
+        state: State,
+        error: str | None = None,
+    ) -> None:
+        p = self.progress(self.owner(owner_id))
+        p = replace(p, done=p.done + 1)
+        if not ok:
+            if state in (State.KILLED, State.CANCELLED):
+                p = replace(p, killed=True)
+            elif phase is not Phase.ERRORS:
+                p = replace(p, failed=True, first_failure=p.first_failure or error)
+        elif owner_id is not None and phase is Phase.TASKS and p.dag_started:
+            p = replace(p, dag_done=p.dag_done | {lane})
+        self.set_progress(owner_id, p)
+        self.wake(owner_id)
+
+    # ------------------------------------------------------------------ ending
+
+    def close_attempt(self, tr: TaskRun, state: State) -> TaskRun:
+        last = tr.attempts[-1] if tr.attempts else Attempt(State.RUNNING, self.now)
+        return tr.evolve(attempts=(*tr.attempts[:-1], replace(last, state=state, ended=self.now)))
+
+    def end_attempt(
+        self,
+        tr: TaskRun,
+        task: Task,
+        state: State,
+        outputs: Mapping[str, Any] | None,
+        error: str | None,
+        *,
+        retry: bool = True,
+    ) -> None:
+        """Close the current attempt; retry it, or end the task run and wake its parent."""
+        tr = self.close_attempt(tr, state)
+        if state is State.FAILED:
+            if error:
+                self.log(tr, Level.ERROR, error, None)
+            if retry and self.retry_later(tr, task):
+                return
+        final = state
+        if final is State.FAILED and task.allowFailure:
+            final = State.WARNING
+        policy = self.c.retries.get(task.id)
+        if (
+            final is State.SUCCESS
+            and len(tr.attempts) - tr.infra_attempts > 1
+            and getattr(policy, "warningOnRetry", False)
+        ):
+            final = State.WARNING
+        if final is State.WARNING and task.allowWarning:
+            final = State.SUCCESS
+        tr = tr.evolve(
+            state=final, ended=self.now, outputs=outputs, error=error if state is State.FAILED else None
+        )
+        self.put(tr)
+        if outputs is not None:
+            self.index_outputs(tr, outputs)
+        self.ended(tr)
+
+    def retry_later(self, tr: TaskRun, task: Task) -> bool:
+        policy: Any = self.c.retries.get(task.id)
+        if policy is None or task.kind is TaskKind.FLOWABLE or self.state is State.KILLING:
+            return False
+        done = len(tr.attempts) - tr.infra_attempts
+        limit = policy.max_attempts
+        if limit is not None and done >= limit:
+            return False
+        delay = policy.delay(done, self._draw(tr))
+        if (
+            policy.maxDuration is not None
+            and (self.now + delay) - tr.attempts[0].started > policy.maxDuration
+        ):
+            return False
+        tr = self.put(tr.evolve(state=State.RETRYING))
+        self.actions.append(StartTimer(f"retry:{tr.id}:{tr.attempt}", self.now + delay))
+        return True
+
+    def _draw(self, tr: TaskRun) -> float:
+        """A deterministic jitter in [0, 1) for random retries, derived from the attempt."""
+        return (
+            int.from_bytes(hashlib.blake2b(f"{tr.id}:{tr.attempt}".encode(), digest_size=4).digest()) / 2**32
+        )
+
+    def index_outputs(self, tr: TaskRun, outputs: Mapping[str, Any]) -> None:
+        """Keep ``outputs.<task>`` (value-keyed inside loops) current, in O(log n)."""
+        if not tr.values:
+            self.outputs = self.outputs.set(tr.task_id, outputs)
+        else:
+            current = self.outputs.get(tr.task_id)
+            self.outputs = self.outputs.set(tr.task_id, _nested_set(current, tr.values, outputs))
+
+    def finish(self, state: State) -> None:
+        if self.finished is not None or self.state.terminal:
+            return
+        outputs: dict[str, Any] | None = None
+        if state in (State.SUCCESS, State.WARNING) and self.flow.outputs:
+            try:
+                outputs = self.render_flow_outputs()
+            except (ExpressionError, ValueError) as exc:
+                self.log(None, Level.ERROR, f"Failed to render the flow outputs: {exc}", None)
+                state, outputs = State.FAILED, None
+        self.state = state
+        self.ended = self.now
+        self.flow_outputs = outputs
+        retry_at = None
+        retry = self.flow.retry
+        if (
+            state is State.FAILED
+            and retry is not None
+            and retry.behavior in (None, RetryBehavior.CREATE_NEW_EXECUTION)
+        ):
+            attempt = int(self.labels.get("system.retryAttempt", "1"))
+            if retry.max_attempts is None or attempt < retry.max_attempts:
+                retry_at = self.now + retry.delay(attempt)
+        self.finished = Finish(state, outputs, retry_at)
+
+    def render_flow_outputs(self) -> dict[str, Any]:
+        ctx = self.context(None, None)
+        return {o.id: _typed_output(o.type, render_value(o.value, ctx)) for o in self.flow.outputs or ()}
+
+
+def _under_errors(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:
+    pid = tr.parent_id
+    while pid is not None:
+        parent = runs[pid]
+        if parent.phase is Phase.ERRORS:
+            return True
+        pid = parent.parent_id
+    return False
+
+
+class _SwitchMiss(ValueError):
+    def __init__(self, message: str, outputs: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+
+
+def _nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
+    base = current if isinstance(current, immutables.Map) else immutables.Map()
+    if len(path) == 1:
+        return base.set(path[0], value)
+    return base.set(path[0], _nested_set(base.get(path[0]), path[1:], value))
+
+
+def _typed_output(kind: InputType, value: Any) -> Any:
+    if kind in (InputType.STRING, InputType.SECRET, InputType.URI, InputType.EMAIL):
+        return value if isinstance(value, str) else to_display(value)
+    if kind is InputType.INT:
+        return int(value)
+    if kind is InputType.FLOAT:
+        return float(value)
+    if kind in (InputType.BOOLEAN, InputType.BOOL):
+        return value if isinstance(value, bool) else str(value).strip().lower() == "true"
+    if kind is InputType.JSON and isinstance(value, str):
+        return json.loads(value)
+    return value
