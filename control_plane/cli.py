@@ -95,9 +95,9 @@ def run(
     """Run a flow in this process and show its progress; exit 0 on SUCCESS or WARNING."""
     from rich.live import Live
 
-    from control_plane.engine.executor import InMemoryExecutor, SystemClock, VirtualClock
     from control_plane.errors import FlowValidationError, InputError
     from control_plane.flows.loader import load_flow_file
+    from control_plane.service.memory import InMemoryExecutor, SystemClock, VirtualClock
 
     try:
         flow = load_flow_file(file)

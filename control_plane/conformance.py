@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from control_plane.engine.executor import InMemoryExecutor, VirtualClock
 from control_plane.engine.model import TaskRun
 from control_plane.errors import FlowValidationError, SquallError
 from control_plane.expressions import to_display
 from control_plane.flows.loader import load_flow_file
+from control_plane.service.memory import InMemoryExecutor, VirtualClock
 
 __all__ = ["CaseResult", "load_cases", "run_case", "run_cases"]
 

@@ -13,10 +13,16 @@ for bad input that must be reported to a person, for infrastructure, and for bug
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the loader imports this module; the type is only needed for hints
+    from control_plane.flows.loader import Violation
+
 __all__ = [
     "EngineError",
     "ExpressionError",
     "ExpressionSecurityError",
+    "FlowValidationError",
     "InputError",
     "SquallError",
 ]
@@ -24,6 +30,22 @@ __all__ = [
 
 class SquallError(Exception):
     """Root of every error Squall raises deliberately."""
+
+
+class FlowValidationError(SquallError):
+    """A flow was rejected; ``violations`` lists every problem found, each with its position.
+
+    ``str(exc)`` is meant to be printed as is: a first line ``<source>: N violation(s)`` and one
+    ``file:line:column: path: message`` line per violation, so editors can jump to each one.
+    """
+
+    def __init__(self, violations: list[Violation], source: str) -> None:
+        self.violations = list(violations)
+        self.source = source
+        count = len(self.violations)
+        lines = [f"{source}: {count} violation{'' if count == 1 else 's'}"]
+        lines += [str(v) for v in self.violations]
+        super().__init__("\n".join(lines))
 
 
 class ExpressionError(SquallError):

@@ -59,7 +59,8 @@ def compile_flow(flow: Flow) -> CompiledFlow:
         return hit[1]
     compiled = _compile(flow)
     key = id(flow)
-    _CACHE[key] = (weakref.ref(flow, lambda _ref: _CACHE.pop(key, None)), compiled)
+    cache = _CACHE  # bound now: the module global may be gone at interpreter exit
+    _CACHE[key] = (weakref.ref(flow, lambda _ref: cache.pop(key, None)), compiled)
     return compiled
 
 

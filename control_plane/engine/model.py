@@ -70,6 +70,7 @@ class Progress:
     iteration: int = 0
     waiting: bool = False
     first_failure: str | None = None
+    main: tuple[int, int, int] | None = None  # (total, started, done) of TASKS while in errors/finally
 
     @property
     def running(self) -> int:

@@ -60,6 +60,7 @@ from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progr
 from control_plane.engine.states import State, worst
 from control_plane.errors import EngineError, ExpressionError
 from control_plane.expressions import is_truthy, render, render_value, to_display
+from control_plane.flows.inputs import mask_secrets, resolve_inputs, secret_values
 from control_plane.flows.models import (
     AllowFailure,
     Flow,
@@ -222,7 +223,7 @@ class _Transaction:
         """Ask the owner to start what it can, or to end."""
         self.queue.append((False, owner_id))
 
-    def ended(self, tr: TaskRun) -> None:
+    def notify_ended(self, tr: TaskRun) -> None:
         """Tell the task run's parent that it ended (exactly once per end)."""
         self.queue.append((True, tr.id))
 
@@ -246,15 +247,10 @@ class _Transaction:
             self.error_logs.append(line)
 
     def mask(self, text: str) -> str:
+        """SECRET inputs never reach a log line in clear."""
         if self._secrets is None:
-            self._secrets = [
-                str(self.ex.inputs[i.id])
-                for i in self.flow.inputs or ()
-                if i.type is InputType.SECRET and self.ex.inputs.get(i.id) not in (None, "")
-            ]
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
+            self._secrets = secret_values(self.flow, self.ex.inputs) if self.flow.inputs else []
+        return mask_secrets(text, self._secrets) if self._secrets else text
 
     # ------------------------------------------------------------------ context
 
@@ -440,8 +436,6 @@ class _Transaction:
         declared = getattr(task, "onResume", None)
         if not declared:
             return dict(provided)
-        from control_plane.flows.inputs import resolve_inputs
-
         return resolve_inputs(Flow.model_construct(inputs=declared), provided, typed=True)
 
     def resume(self, tr: TaskRun, task: Task, inputs: Mapping[str, Any], *, behavior: str) -> None:
@@ -476,15 +470,16 @@ class _Transaction:
     def on_restart(self) -> None:
         """Kestra's restart: failed task runs run again (a new attempt) in the same execution.
 
-        Task runs of ``errors`` branches are dropped; each failed task run's parent reopens
-        the lane it was in; failed leaves get a new attempt; successes are kept.
+        Task runs of ``errors`` and ``finally`` branches are dropped (they run again if
+        needed); each failed task run's parent reopens the lane it was in; failed leaves get
+        a new attempt; everything that succeeded is kept.
         """
         if self.state not in (State.FAILED, State.KILLED):
             raise EngineError(
                 f"execution {self.ex.id} is {self.state}: only FAILED or KILLED executions restart"
             )
         runs = self.ex.taskruns
-        dropped = {tr.id for tr in runs.values() if tr.phase is Phase.ERRORS or _under_errors(runs, tr)}
+        dropped = {tr.id for tr in runs.values() if _in_branch(runs, tr)}
         for tr_id in dropped:
             del self.trs[tr_id]
             self.changed.add(tr_id)
@@ -493,16 +488,18 @@ class _Transaction:
             for tr in sorted(runs.values(), key=lambda t: t.seq)
             if tr.id not in dropped and tr.state in (State.FAILED, State.KILLED)
         ]
-        for tr in failed:
-            p = self.progress(self.owner(tr.parent_id))
-            self.set_progress(
-                tr.parent_id,
-                replace(
-                    p, phase=Phase.TASKS, failed=False, killed=False, done=p.done - 1, first_failure=None
-                ),
+        owners = (
+            {tr.parent_id for tr in failed} | {tr.id for tr in failed if tr.progress is not None} | {None}
+        )
+        for owner_id in owners:
+            p = self.progress(self.owner(owner_id))
+            if p.main is not None:
+                p = replace(p, total=p.main[0], started=p.main[1], done=p.main[2], main=None)
+            reopened = sum(1 for tr in failed if tr.parent_id == owner_id)
+            p = replace(
+                p, phase=Phase.TASKS, failed=False, killed=False, first_failure=None, done=p.done - reopened
             )
-        if self.root.phase is not Phase.TASKS or self.root.failed or self.root.killed:
-            self.root = replace(self.root, phase=Phase.TASKS, failed=False, killed=False, first_failure=None)
+            self.set_progress(owner_id, p)
         self.state = State.RUNNING
         self.ended = None
         self.flow_outputs = None
@@ -511,8 +508,10 @@ class _Transaction:
             fresh = self.get(tr.id).evolve(ended=None, error=None)
             if fresh.progress is not None:
                 self.put(fresh.evolve(state=State.RUNNING))
+                self.wake(fresh.id)
             else:
                 self.run_attempt(fresh, self.c.tasks[tr.task_id])
+        self.wake(None)
 
     # ------------------------------------------------------------------ work queue
 
@@ -583,7 +582,7 @@ class _Transaction:
                 self.end_attempt(tr, task, State.FAILED, None, str(exc), retry=False)
                 return
             if not is_truthy(condition):
-                self.ended(self.put(tr.evolve(state=State.SKIPPED, ended=self.now)))
+                self.notify_ended(self.put(tr.evolve(state=State.SKIPPED, ended=self.now)))
                 return
         self.run_attempt(tr, task)
 
@@ -751,9 +750,9 @@ class _Transaction:
         elif p.phase is Phase.TASKS and not p.failed and not p.killed and self.wait_again(owner_id, p):
             return
         elif p.phase is Phase.TASKS and p.failed and not p.killed and self.c.list_of(task_id, "errors"):
-            self.enter(owner_id, replace(p, phase=Phase.ERRORS, total=1, started=1, done=0))
+            self.enter(owner_id, replace(p, phase=Phase.ERRORS, total=1, started=1, done=0, main=_main(p)))
         elif p.phase is not Phase.FINALLY and not p.killed and self.c.list_of(task_id, "finally"):
-            self.enter(owner_id, replace(p, phase=Phase.FINALLY, total=1, started=1, done=0))
+            self.enter(owner_id, replace(p, phase=Phase.FINALLY, total=1, started=1, done=0, main=_main(p)))
         else:
             self.end_flowable(owner_id, self.progress(self.owner(owner_id)))
 
@@ -921,7 +920,7 @@ class _Transaction:
         self.put(tr)
         if outputs is not None:
             self.index_outputs(tr, outputs)
-        self.ended(tr)
+        self.notify_ended(tr)
 
     def retry_later(self, tr: TaskRun, task: Task) -> bool:
         policy: Any = self.c.retries.get(task.id)
@@ -985,14 +984,18 @@ class _Transaction:
         return {o.id: _typed_output(o.type, render_value(o.value, ctx)) for o in self.flow.outputs or ()}
 
 
-def _under_errors(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:
-    pid = tr.parent_id
-    while pid is not None:
-        parent = runs[pid]
-        if parent.phase is Phase.ERRORS:
+def _in_branch(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:
+    """Whether the task run belongs to an ``errors`` or ``finally`` branch, at any depth."""
+    node: TaskRun | None = tr
+    while node is not None:
+        if node.phase is not Phase.TASKS:
             return True
-        pid = parent.parent_id
+        node = runs.get(node.parent_id) if node.parent_id else None
     return False
+
+
+def _main(p: Progress) -> tuple[int, int, int]:
+    return p.main or (p.total, p.started, p.done)
 
 
 class _SwitchMiss(ValueError):

@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 
@@ -56,8 +57,20 @@ TASK_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
 INPUT_ID_PATTERN = r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$"
 
 
+def _problems(problems: list[str]) -> PydanticCustomError:
+    """One validation error carrying several independent problems.
+
+    The message joins them (what a plain ``ValueError`` would say); ``ctx["problems"]`` keeps
+    them apart so the loader reports each one as its own violation.
+    """
+    return PydanticCustomError(
+        "value_error", "{message}", {"message": "; ".join(problems), "problems": problems}
+    )
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True)
 
 
 class Level(StrEnum):
@@ -212,9 +225,11 @@ class Input(_Strict):
         if self.type in (InputType.SELECT, InputType.MULTISELECT, InputType.ENUM) and (
             not self.values and not self.expression
         ):
-            problems.append(f"{self.id}: `values` (or `expression`) is required for inputs of type {self.type}")
+            problems.append(
+                f"{self.id}: `values` (or `expression`) is required for inputs of type {self.type}"
+            )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise _problems(problems)
         return self
 
 
@@ -240,12 +255,15 @@ def _labels_to_dict(value: Any) -> Any:
     if isinstance(value, list):
         out: dict[str, Any] = {}
         for item in value:
-            if isinstance(item, dict) and set(item) == {"key", "value"}:
-                out[str(item["key"])] = item["value"]
+            if isinstance(item, dict) and set(item) == {"key", "value"} and isinstance(item["key"], str):
+                out[item["key"]] = item["value"]
             else:
                 raise ValueError("each label in a list must be a map with exactly `key` and `value`")
         value = out
     if isinstance(value, dict):
+        bad = [str(k) for k, v in value.items() if v is None or isinstance(v, dict | list)]
+        if bad:  # str() of a map or of null would silently become a label value
+            raise ValueError(f"label values must be text, numbers or booleans: {', '.join(bad)}")
         return {str(k): v if isinstance(v, str) else _scalar_text(v) for k, v in value.items()}
     return value
 
@@ -504,7 +522,7 @@ class Dag(FlowableTask):
         ]
         problems += [f"{self.id}: Cyclic dependency detected: {', '.join(c)}" for c in _cycles(self)]
         if problems:
-            raise ValueError("; ".join(problems))
+            raise _problems(problems)
         return self
 
     def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
@@ -651,7 +669,9 @@ def _script_class(language: str, kind: str) -> type[ScriptTask]:
     return type(name, (base,), {"__module__": __name__, "canonical": f"squall.script.{language}.{kind}"})
 
 
-_SCRIPT_CLASSES = [_script_class(lang, kind) for lang in ("shell", "python", "node") for kind in ("Commands", "Script")]
+_SCRIPT_CLASSES = [
+    _script_class(lang, kind) for lang in ("shell", "python", "node") for kind in ("Commands", "Script")
+]
 
 _TASK_CLASSES: list[type[Task]] = [
     Log,
@@ -770,7 +790,9 @@ class Schedule(Trigger):
         expected = 6 if self.withSeconds else 5
         nickname = self.cron.startswith("@")
         if not nickname and fields != expected:
-            raise ValueError(f"invalid cron expression '{self.cron}': expected {expected} fields, got {fields}")
+            raise ValueError(
+                f"invalid cron expression '{self.cron}': expected {expected} fields, got {fields}"
+            )
         if not croniter.is_valid(self.cron, second_at_beginning=self.withSeconds):
             raise ValueError(f"invalid cron expression '{self.cron}'")
         return self
@@ -798,7 +820,9 @@ AnyTrigger = Annotated[
     Annotated[Schedule, Tag("squall.trigger.Schedule")]
     | Annotated[Webhook, Tag("squall.trigger.Webhook")]
     | Annotated[FlowTrigger, Tag("squall.trigger.Flow")],
-    Discriminator(_trigger_tag, custom_error_type="unknown_type", custom_error_message="unknown trigger type"),
+    Discriminator(
+        _trigger_tag, custom_error_type="unknown_type", custom_error_message="unknown trigger type"
+    ),
 ]
 
 

@@ -1,1 +1,1 @@
-
+"""The imperative shell around the pure engine: applies actions, talks to stores and runners."""

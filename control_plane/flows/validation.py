@@ -1,0 +1,272 @@
+"""Whole-tree checks that no single model can make, run on the raw YAML data.
+
+They run on the raw data, not on validated models, so they still report a duplicate id or a
+recursive subflow when another task of the same flow failed its own validation: the user sees
+every problem in one pass.
+
+Where child tasks live (``tasks``, ``errors``, ``finally``, Switch ``cases.*``/``defaults``, If
+``then``/``else``, Dag ``tasks[].task``, listeners' ``tasks`` ...) is not written down here: it is
+read once from the models' field annotations (:func:`task_slots`), so a new flowable task only
+needs its model. A task's class is found through the alias table, as the models do.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from control_plane.flows.aliases import canonical_type
+from control_plane.flows.models import Flow, Task, task_classes
+
+__all__ = [
+    "ALLOWED_SYSTEM_LABELS",
+    "Issue",
+    "check_tree",
+    "iter_tasks",
+    "task_index",
+    "task_model",
+    "task_slots",
+]
+
+PathTuple = tuple[str | int, ...]
+Locate = Callable[..., tuple[int, int]]
+
+#: ``system.*`` labels a flow may set itself; every other one is Kestra's (and Squall's) to set.
+ALLOWED_SYSTEM_LABELS = frozenset({"system.readOnly"})
+
+SlotKind = Literal["list", "map", "one", "nodes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A tree-level problem at ``path``; the loader turns it into a positioned Violation."""
+
+    path: PathTuple
+    kind: str
+    message: str
+    at_key: bool = False
+
+
+# --------------------------------------------------------------------------- where tasks live
+
+
+def _strip(tp: Any) -> Any:
+    """Drop ``Annotated`` wrappers and ``| None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is typing.Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _is_task(tp: Any) -> bool:
+    tp = _strip(tp)
+    if get_origin(tp) in (Union, types.UnionType):
+        return all(_is_task(member) for member in get_args(tp))
+    return isinstance(tp, type) and issubclass(tp, Task)
+
+
+def _slot(tp: Any) -> tuple[SlotKind, type[BaseModel] | None] | None:
+    tp = _strip(tp)
+    origin = get_origin(tp)
+    if _is_task(tp):
+        return "one", None
+    if origin is list:
+        (item,) = get_args(tp)
+        if _is_task(item):
+            return "list", None
+        item = _strip(item)
+        if isinstance(item, type) and issubclass(item, BaseModel) and task_slots(item):
+            return "nodes", item
+    if origin is dict:
+        _, value = get_args(tp)
+        value = _strip(value)
+        if get_origin(value) is list and _is_task(get_args(value)[0]):
+            return "map", None
+    return None
+
+
+@cache
+def task_slots(model: type[BaseModel]) -> tuple[tuple[str, SlotKind, type[BaseModel] | None], ...]:
+    """``(yaml key, kind, node model)`` for every field of ``model`` that holds tasks.
+
+    kinds: ``list`` (a list of tasks), ``map`` (key -> list of tasks: Switch ``cases``), ``one``
+    (a single task: Dag ``tasks[].task``), ``nodes`` (a list of mappings that hold tasks
+    themselves: Dag ``tasks``, flow ``listeners``).
+    """
+    slots: list[tuple[str, SlotKind, type[BaseModel] | None]] = []
+    for name, info in model.model_fields.items():
+        if name == "onResume":
+            continue
+        found = _slot(info.annotation)
+        if found is not None:
+            slots.append((info.alias or name, found[0], found[1]))
+    return tuple(slots)
+
+
+def task_model(raw: Mapping[str, Any]) -> type[Task] | None:
+    """The model class of a raw task mapping, through the alias table; None when unknown."""
+    kind = raw.get("type")
+    canonical = canonical_type(kind) if isinstance(kind, str) else None
+    return task_classes().get(canonical) if canonical else None
+
+
+def _children(
+    raw: Mapping[str, Any], model: type[BaseModel] | None, path: PathTuple
+) -> Iterator[tuple[PathTuple, dict[str, Any]]]:
+    if model is None:
+        return
+    for key, kind, node_model in task_slots(model):
+        value = raw.get(key)
+        if kind == "one":
+            if isinstance(value, dict):
+                yield (*path, key), value
+        elif kind == "list":
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, dict):
+                        yield (*path, key, index), item
+        elif kind == "map":
+            if isinstance(value, dict):
+                for case, items in value.items():
+                    if isinstance(items, list):
+                        for index, item in enumerate(items):
+                            if isinstance(item, dict):
+                                yield (*path, key, case, index), item
+        elif kind == "nodes" and isinstance(value, list):
+            for index, node in enumerate(value):
+                if isinstance(node, dict):
+                    yield from _children(node, node_model, (*path, key, index))
+
+
+def iter_tasks(data: Mapping[str, Any]) -> Iterator[tuple[PathTuple, dict[str, Any]]]:
+    """Every raw task mapping of a flow with its path, depth first, listeners included."""
+    stack = list(reversed(list(_children(data, Flow, ()))))
+    while stack:
+        path, task = stack.pop()
+        yield path, task
+        stack.extend(reversed(list(_children(task, task_model(task), path))))
+
+
+def task_index(data: Mapping[str, Any]) -> dict[PathTuple, dict[str, Any]]:
+    """Path -> raw task, to name the task a violation sits in."""
+    return dict(iter_tasks(data)) if isinstance(data, Mapping) else {}
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
+    """Every whole-tree problem of a raw flow mapping. ``locate(path)`` gives (line, column)."""
+    tasks = list(iter_tasks(data))
+    issues: list[Issue] = []
+    issues += _duplicates(
+        [((*path, "id"), task.get("id")) for path, task in tasks], "task id", locate, "Duplicate task id"
+    )
+    for key, what in (
+        ("triggers", "Duplicate trigger id"),
+        ("inputs", "Duplicate input"),
+        ("outputs", "Duplicate output"),
+    ):
+        items = data.get(key)
+        if isinstance(items, list):
+            ids = [((key, i, "id"), item.get("id")) for i, item in enumerate(items) if isinstance(item, dict)]
+            issues += _duplicates(ids, key, locate, what)
+    issues += _system_labels(data)
+    issues += _recursive_subflows(data, tasks)
+    issues += _worker_groups(data, tasks)
+    return issues
+
+
+def _duplicates(ids: list[tuple[PathTuple, Any]], kind: str, locate: Locate, what: str) -> list[Issue]:
+    """One issue per duplicated id, at its second occurrence in the file."""
+    where: dict[str, list[PathTuple]] = {}
+    for path, value in ids:
+        if isinstance(value, str) and value:
+            where.setdefault(value, []).append(path)
+    issues: list[Issue] = []
+    for value, paths in where.items():
+        if len(paths) < 2:
+            continue
+        ordered = sorted(paths, key=lambda p: locate(p))
+        first_line = locate(ordered[0])[0]
+        message = f"{what} with name [{value}] (first defined at line {first_line})"
+        issues.append(Issue(ordered[1], f"duplicate {kind}", message))
+    return issues
+
+
+def _system_labels(data: Mapping[str, Any]) -> list[Issue]:
+    labels = data.get("labels")
+    pairs: list[tuple[PathTuple, Any, Any]] = []
+    if isinstance(labels, dict):
+        pairs = [(("labels", key), key, value) for key, value in labels.items()]
+    elif isinstance(labels, list):
+        pairs = [
+            (("labels", i), item.get("key"), item.get("value"))
+            for i, item in enumerate(labels)
+            if isinstance(item, dict)
+        ]
+    return [
+        Issue(
+            path,
+            f"system label {key}",
+            f"System labels can only be set by Kestra itself, offending label: {key}={_text(value)}",
+            at_key=True,
+        )
+        for path, key, value in pairs
+        if isinstance(key, str) and key.startswith("system.") and key not in ALLOWED_SYSTEM_LABELS
+    ]
+
+
+def _recursive_subflows(
+    data: Mapping[str, Any], tasks: list[tuple[PathTuple, dict[str, Any]]]
+) -> list[Issue]:
+    namespace, flow_id = data.get("namespace"), data.get("id")
+    if not isinstance(namespace, str) or not isinstance(flow_id, str):
+        return []
+    return [
+        Issue(path, "recursive subflow", f"Recursive call to flow [{namespace}.{flow_id}]")
+        for path, task in tasks
+        if canonical_type(str(task.get("type"))) == "squall.flow.Subflow"
+        and task.get("namespace") == namespace
+        and task.get("flowId") == flow_id
+    ]
+
+
+def _worker_groups(data: Mapping[str, Any], tasks: list[tuple[PathTuple, dict[str, Any]]]) -> list[Issue]:
+    holders: list[tuple[PathTuple, Mapping[str, Any]]] = [((), data), *tasks]
+    issues: list[Issue] = []
+    for path, holder in holders:
+        if "workerGroup" not in holder:
+            continue
+        group = holder["workerGroup"]
+        key = group.get("key") if isinstance(group, dict) else group
+        name = f" '{_text(key)}'" if key is not None and not isinstance(key, dict | list) else ""
+        issues.append(
+            Issue(
+                (*path, "workerGroup"),
+                "workerGroup",
+                f"workerGroup{name} is not supported: Squall has no worker groups; "
+                "use `taskRunner` to choose where a task runs",
+                at_key=True,
+            )
+        )
+    return issues
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
