@@ -260,6 +260,7 @@ FILTERS: dict[str, Any] = {
     "json": _json,
     "toJson": _json,
     "jq": _jq_filter,
+    "fromJson": _from_json,
     "date": _date,
     "dateAdd": _date_add,
     "default": _default,
