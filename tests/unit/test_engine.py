@@ -576,3 +576,24 @@ def test_started_twice_is_harmless() -> None:
     version = d.execution.version
     assert d.send(Started(at=at(1))) == []
     assert d.execution.version == version
+
+
+def test_flow_retry_create_new_execution_starts_a_new_execution() -> None:
+    result = InMemoryExecutor(clock=VirtualClock(T0)).run(
+        flow("""
+id: again
+namespace: t
+retry:
+  type: constant
+  interval: PT1M
+  maxAttempt: 3
+  behavior: CREATE_NEW_EXECUTION
+tasks:
+  - id: boom
+    type: io.kestra.plugin.core.execution.Fail
+"""),
+    )
+    assert [e.state for e in result.executions] == [State.FAILED] * 3
+    assert len({e.id for e in result.executions}) == 3
+    assert result.execution.labels["system.retryAttempt"] == "3"
+    assert result.execution.created - T0 == timedelta(minutes=2)
