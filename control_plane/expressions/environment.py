@@ -1,40 +1,103 @@
-"""The sandboxed Jinja environment with Pebble's ``?:`` and ``??`` operators."""
+"""The sandboxed Jinja environment that speaks Pebble: theory of operation.
+
+Lexer
+    Jinja's, plus one rule in tags for ``?``, ``??`` and ``???`` (token type ``pebble_op``).
+Parser
+    Jinja's, with Pebble's operators placed by precedence, loosest first::
+
+        a ? b : c        ternary, right-associative, only the taken branch is evaluated
+        a ?? b, a ??? b  null- and undefined-coalescing (CondExpr over the ``present``/``defined`` tests)
+        or, and, not     Jinja's
+        == equals != < contains in ...   comparisons (``equals``/``contains`` are Pebble's words)
+
+    plus the ``null`` literal, and ``for`` loops over maps yield entries with ``key``/``value``.
+Lookup
+    ``a.b`` and ``a['b']`` read keys of any ``Mapping`` and indexes of any ``Sequence``; nothing
+    else is reachable (no Python attribute, no method), so templates cannot escape the sandbox.
+    Missing names and keys give a chainable strict undefined: navigating it is fine
+    (``a.b.c is defined``), using it (printing, comparing, iterating, arithmetic) fails.
+Context
+    The caller's Mapping is used as is (never copied); functions come after it.
+"""
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, nodes
-from jinja2.lexer import TOKEN_OPERATOR, Lexer
+from jinja2 import ChainableUndefined, StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.lexer import TOKEN_OPERATOR, Lexer, _Rule
 from jinja2.parser import Parser
-from jinja2.runtime import Undefined
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.runtime import Context, LoopContext, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError, ExpressionSecurityError
-from control_plane.expressions.display import to_display
-from control_plane.expressions.functions import FILTERS, GLOBALS, TESTS
+from control_plane.expressions.display import MapEntry, check_data, to_display
+from control_plane.expressions.filters import FILTERS, TESTS
+from control_plane.expressions.functions import GLOBALS
 
-__all__ = ["render", "render_value"]
+__all__ = ["PebbleEnvironment", "render", "render_value"]
 
 _PEBBLE_OP = "pebble_op"
-_PEBBLE_RE = re.compile(r"\?\?|\?")
+_MAX_SEQUENCE = 1_000_000
+_MAX_TEMPLATE_IN_MESSAGE = 300
+
+# Pebble's loop variable is zero-based; Jinja's ``loop.index`` is one-based.
+_LOOP_FIELDS: dict[str, Callable[[LoopContext], Any]] = {
+    "index": lambda loop: loop.index0,
+    "index0": lambda loop: loop.index0,
+    "revindex": lambda loop: loop.revindex0,
+    "revindex0": lambda loop: loop.revindex0,
+    "first": lambda loop: loop.first,
+    "last": lambda loop: loop.last,
+    "length": lambda loop: loop.length,
+    "depth": lambda loop: loop.depth0,
+}
 
 
-class _Undefined(ChainableUndefined, StrictUndefined):
-    """Strict when used (printed, compared, iterated), chainable when only navigated."""
+class PebbleUndefined(ChainableUndefined, StrictUndefined):
+    """Strict when used, chainable when only navigated, as Pebble's strict variables are."""
 
     __slots__ = ()
 
+    @property
+    def _undefined_message(self) -> str:
+        # Built lazily: most undefined values only feed ``is defined`` or ``??``.
+        if self._undefined_hint:
+            return self._undefined_hint
+        name, owner = self._undefined_name, self._undefined_obj
+        if owner is missing:
+            return f"'{name}' is undefined"
+        if isinstance(owner, Mapping):
+            keys = ", ".join(str(k) for k, _ in zip(owner, range(10), strict=False))
+            more = ", ..." if len(owner) > 10 else ""
+            return f"'{name}' is undefined: no such key in the map (keys: {keys}{more})"
+        if isinstance(owner, Sequence) and not isinstance(owner, str):
+            return f"'{name}' is undefined: index out of range for a list of {len(owner)}"
+        return f"'{name}' is undefined: a {_kind(owner)} value has no keys"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
 
 class _Lexer(Lexer):
-    """Jinja's lexer, plus ``?`` and ``??`` tokens inside tags."""
+    """Jinja's lexer, with ``?``, ``??`` and ``???`` recognized inside tags."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        rule = type(next(iter(self.rules.values()))[0])(_PEBBLE_RE, _PEBBLE_OP, None)
+        rule = _Rule(re.compile(r"\?\?\?|\?\?|\?"), _PEBBLE_OP, None)
         for state, rules in self.rules.items():
             for i, existing in enumerate(rules):
                 if existing.tokens == TOKEN_OPERATOR:
@@ -43,87 +106,224 @@ class _Lexer(Lexer):
 
 
 class _Parser(Parser):
-    """Pebble's ternary (lowest, right-associative) and ``??`` (just above it)."""
+    """Pebble's operators on top of Jinja's grammar; see the module docstring for precedence."""
+
+    def parse_expression(self, with_condexpr: bool = True) -> nodes.Expr:
+        return self.parse_condexpr() if with_condexpr else self.parse_coalesce()
 
     def parse_condexpr(self) -> nodes.Expr:
         lineno = self.stream.current.lineno
         expr = self.parse_coalesce()
-        if self.stream.current.test(f"{_PEBBLE_OP}:?"):
-            next(self.stream)
+        if self.stream.skip_if(f"{_PEBBLE_OP}:?"):
             then = self.parse_condexpr()
             self.stream.expect("colon")
             otherwise = self.parse_condexpr()
             return nodes.CondExpr(expr, then, otherwise, lineno=lineno)
-        while self.stream.skip_if("name:if"):
-            test = self.parse_or()
+        while self.stream.skip_if("name:if"):  # Jinja's ``a if c else b`` keeps working
+            test = self.parse_coalesce()
             otherwise = self.parse_condexpr() if self.stream.skip_if("name:else") else None
             expr = nodes.CondExpr(test, expr, otherwise, lineno=lineno)
+            lineno = self.stream.current.lineno
         return expr
 
     def parse_coalesce(self) -> nodes.Expr:
         lineno = self.stream.current.lineno
         left = self.parse_or()
-        while self.stream.current.test(f"{_PEBBLE_OP}:??"):
-            next(self.stream)
+        while self.stream.current.type == _PEBBLE_OP and self.stream.current.value in ("??", "???"):
+            test = "present" if next(self.stream).value == "??" else "defined"
             right = self.parse_or()
-            present = nodes.Test(left, "present", [], [], None, None, lineno=lineno)
+            present = nodes.Test(left, test, [], [], None, None, lineno=lineno)
             left = nodes.CondExpr(present, left, right, lineno=lineno)
         return left
 
+    def parse_compare(self) -> nodes.Expr:
+        lineno = self.stream.current.lineno
+        expr = self.parse_math1()
+        ops: list[nodes.Operand] = []
+        while True:
+            token = self.stream.current
+            if token.type in ("eq", "ne", "lt", "lteq", "gt", "gteq"):
+                next(self.stream)
+                ops.append(nodes.Operand(token.type, self.parse_math1()))
+            elif self.stream.skip_if("name:equals"):
+                ops.append(nodes.Operand("eq", self.parse_math1()))
+            elif self.stream.skip_if("name:in"):
+                ops.append(nodes.Operand("in", self.parse_math1()))
+            elif token.test("name:not") and self.stream.look().test("name:in"):
+                self.stream.skip(2)
+                ops.append(nodes.Operand("notin", self.parse_math1()))
+            elif self.stream.skip_if("name:contains"):
+                left = nodes.Compare(expr, ops, lineno=lineno) if ops else expr
+                expr, ops = nodes.Compare(self.parse_math1(), [nodes.Operand("in", left)], lineno=lineno), []
+            else:
+                break
+            lineno = self.stream.current.lineno
+        return nodes.Compare(expr, ops, lineno=lineno) if ops else expr
 
-class _Environment(SandboxedEnvironment):
+    def parse_primary(self, *args: Any, **kwargs: Any) -> nodes.Expr:
+        token = self.stream.current
+        if token.test("name:null"):
+            next(self.stream)
+            return nodes.Const(None, lineno=token.lineno)
+        return super().parse_primary(*args, **kwargs)
+
+    def parse_for(self) -> nodes.For:
+        node = super().parse_for()
+        node.iter = nodes.Filter(node.iter, "_entries", [], [], None, None, lineno=node.lineno)
+        return node
+
+
+def _entries(value: Any) -> Any:
+    """Pebble iterates a map as entries (``entry.key``/``entry.value``; ``k, v`` unpacking works)."""
+    if isinstance(value, Mapping):
+        return [MapEntry((k, v)) for k, v in value.items()]
+    return value
+
+
+class _Context(Context):
+    """The caller's Mapping first, the functions after it; ``@`` keys are only for functions."""
+
+    def resolve_or_missing(self, key: str) -> Any:
+        if self.vars and key in self.vars:
+            return self.vars[key]
+        try:  # one read: ``in`` then ``[]`` would compute a lazy Mapping's value twice
+            return self.parent[key]
+        except KeyError:
+            return GLOBALS.get(key, missing)
+
+
+def _finalize(value: Any) -> str:
+    """Every ``{{ }}`` prints through ``to_display``; functions and Jinja internals never print."""
+    if type(value) is str:
+        return value
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return to_display(check_data(value))
+
+
+def _repeat(left: Any, right: Any) -> Any:
+    for seq, times in ((left, right), (right, left)):
+        if (
+            isinstance(seq, str | list | tuple)
+            and isinstance(times, int)
+            and len(seq) * times > _MAX_SEQUENCE
+        ):
+            raise SecurityError(f"the result would hold more than {_MAX_SEQUENCE} items")
+    return left * right
+
+
+def _power(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > 100_000:
+        raise SecurityError("the result of ** would be too large")
+    return left**right
+
+
+def _divide(left: Any, right: Any) -> Any:
+    """Pebble divides two integers like Java: truncating toward zero."""
+    if type(left) is int and type(right) is int:
+        quotient = abs(left) // abs(right)
+        return quotient if (left >= 0) == (right >= 0) else -quotient
+    return left / right
+
+
+def _modulo(left: Any, right: Any) -> Any:
+    if type(left) is int and type(right) is int:
+        return left - right * _divide(left, right)
+    return left % right
+
+
+def _add(left: Any, right: Any) -> Any:
+    """Pebble's ``+`` concatenates as soon as one side is a string."""
+    if isinstance(left, str) or isinstance(right, str):
+        return to_display(left) + to_display(right)
+    return left + right
+
+
+class PebbleEnvironment(SandboxedEnvironment):
     """Attribute access reads map keys and list indexes only: Python objects stay out of reach."""
+
+    intercepted_binops = frozenset({"+", "*", "**", "/", "%"})
+    context_class = _Context
+
+    _binops: dict[str, Callable[[Any, Any], Any]] = {
+        "+": _add,
+        "*": _repeat,
+        "**": _power,
+        "/": _divide,
+        "%": _modulo,
+        "-": operator.sub,
+        "//": operator.floordiv,
+    }
+
+    def __init__(self) -> None:
+        super().__init__(
+            undefined=PebbleUndefined,
+            finalize=_finalize,
+            autoescape=False,
+            keep_trailing_newline=True,
+            cache_size=0,  # we cache compiled templates ourselves, by source
+        )
+        self.globals.clear()
+        self.globals.update(GLOBALS)
+        self.filters.clear()
+        self.filters.update(FILTERS)
+        self.filters["_entries"] = _entries
+        self.tests.update(TESTS)
+        self._pebble_lexer = _Lexer(self)
 
     @property
     def lexer(self) -> Lexer:  # type: ignore[override]
-        return _lexer(self)
+        return self._pebble_lexer
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         return _Parser(self, source, name, filename).parse()
 
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return self._binops[operator](left, right)
+
     def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(obj, Undefined):
-            return obj
         if isinstance(obj, Mapping):
             try:
                 return obj[argument]
             except (KeyError, TypeError):
-                return self.undefined(obj=obj, name=argument)
-        if isinstance(obj, Sequence) and isinstance(argument, int | slice) and not isinstance(argument, bool):
-            try:
-                return obj[argument]
-            except IndexError:
-                return self.undefined(obj=obj, name=str(argument))
-        return self.undefined(
-            f"{argument!r} is not a key of a {type(obj).__name__} value", obj=obj, name=str(argument)
-        )
+                pass
+            if isinstance(argument, str) and argument.startswith("__"):
+                return self.undefined(obj=obj, name=argument, exc=SecurityError)
+            return self.undefined(obj=obj, name=argument)
+        if isinstance(obj, Undefined):
+            return obj
+        if isinstance(obj, Sequence):
+            if isinstance(argument, int | slice) and not isinstance(argument, bool):
+                try:
+                    return obj[argument]
+                except IndexError:
+                    return self.undefined(obj=obj, name=argument)
+            if isinstance(obj, MapEntry) and argument in ("key", "value"):
+                return obj[argument == "value"]
+        elif isinstance(obj, LoopContext) and argument in _LOOP_FIELDS:
+            return _LOOP_FIELDS[argument](obj)
+        if isinstance(argument, str) and argument.startswith("_"):
+            return self.undefined(
+                f"access to '{argument}' of a {_kind(obj)} value is not allowed",
+                obj=obj,
+                name=argument,
+                exc=SecurityError,
+            )
+        return self.undefined(obj=obj, name=argument)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping | Undefined):
-            return self.getitem(obj, attribute)
-        if attribute.startswith("_"):
-            return self.undefined(
-                f"access to {attribute!r} is not allowed", name=attribute, exc=SecurityError
-            )
-        return self.undefined(
-            f"{attribute!r} is not a key of a {type(obj).__name__} value", obj=obj, name=attribute
-        )
+        if type(obj) is dict:  # the common case, first
+            value = obj.get(attribute, missing)
+            if value is not missing:
+                return value
+        return self.getitem(obj, attribute)
+
+    def render_string(self, source: str, context: Mapping[str, Any]) -> str:
+        """Render ``source`` against ``context`` (used by ``render()`` inside templates)."""
+        return render(source, context)
 
 
-@lru_cache(maxsize=1)
-def _lexer(env: _Environment) -> Lexer:
-    return _Lexer(env)
-
-
-def _finalize(value: Any) -> Any:
-    return value if isinstance(value, str) else to_display(value)
-
-
-_ENV = _Environment(undefined=_Undefined, finalize=_finalize, autoescape=False, keep_trailing_newline=True)
-_ENV.globals.clear()
-_ENV.globals.update(GLOBALS)
-_ENV.filters.update(FILTERS)
-_ENV.tests.update(TESTS)
+_ENV = PebbleEnvironment()
 
 
 @lru_cache(maxsize=4096)
@@ -131,26 +331,46 @@ def _compile(source: str) -> Any:
     return _ENV.from_string(source)
 
 
+def _quote(template: str) -> str:
+    if len(template) > _MAX_TEMPLATE_IN_MESSAGE:
+        template = template[:_MAX_TEMPLATE_IN_MESSAGE] + "..."
+    return f'"{template}"'
+
+
 def render(template: str, context: Mapping[str, Any]) -> str:
-    """Render one template; any failure is an ExpressionError that quotes the template."""
+    """Render one template against ``context`` (any Mapping, used as is, never copied).
+
+    A string without ``{{``, ``{%`` or ``{#`` is returned untouched without reaching Jinja. Every
+    failure is an ``ExpressionError`` whose message quotes the template.
+    """
     if "{" not in template or ("{{" not in template and "{%" not in template and "{#" not in template):
         return template
     try:
-        return _compile(template).render(context)
+        compiled = _compile(template)
+        return "".join(compiled.root_render_func(_Context(_ENV, context, None, compiled.blocks)))
     except SecurityError as exc:
-        raise ExpressionSecurityError(f"Unable to render {template!r}: {exc}") from None
-    except (TemplateError, TypeError, ValueError, ArithmeticError, AttributeError, RecursionError) as exc:
-        if isinstance(exc, ExpressionError):
-            raise
-        raise ExpressionError(f"Unable to render {template!r}: {exc}") from None
+        raise ExpressionSecurityError(f"Unable to render {_quote(template)}: {exc}") from None
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(
+            f"Unable to parse {_quote(template)}: {exc.message} (line {exc.lineno})"
+        ) from None
+    except ExpressionError as exc:
+        raise type(exc)(f"Unable to render {_quote(template)}: {exc}") from None
+    except RecursionError:
+        raise ExpressionError(f"Unable to render {_quote(template)}: expression nested too deeply") from None
+    except Exception as exc:  # a user's expression failing is reported, never a crash
+        raise ExpressionError(f"Unable to render {_quote(template)}: {exc}") from None
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string in a structure (map keys too); other scalars stay as they are."""
+    """Render every string in a structure, map keys included; other scalars are returned as is."""
     if isinstance(value, str):
         return render(value, context)
     if isinstance(value, Mapping):
-        return {render(str(k), context): render_value(v, context) for k, v in value.items()}
+        return {
+            (render(k, context) if isinstance(k, str) else k): render_value(v, context)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [render_value(v, context) for v in value]
+        return [render_value(item, context) for item in value]
     return value

@@ -1,317 +1,149 @@
-"""Kestra's filters and functions (the subset flows use), as Jinja filters and globals."""
+"""Kestra's functions (``now()``, ``fromJson()``, ``render()``...) as Jinja globals.
+
+Everything a function needs beyond its arguments comes from context keys starting with ``@``
+(``@now``, ``@loop_values``, ``@error_logs``, ``@secrets``), which the engine injects. Templates
+cannot name those keys (``@`` is not an identifier), and reading the clock through ``@now`` keeps
+rendering deterministic when the engine replays events.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import re
-import unicodedata
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections import ChainMap
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
-import jq as _jq
-from dateutil.relativedelta import relativedelta
 from jinja2 import pass_context
-from jinja2.runtime import Context, Undefined
+from jinja2.runtime import Context
+from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError
-from control_plane.expressions.display import plain, to_display
+from control_plane.expressions import dates
+from control_plane.expressions.display import to_display
+from control_plane.expressions.filters import FILTERS
 
-__all__ = ["FILTERS", "GLOBALS", "TESTS"]
+__all__ = ["GLOBALS", "MAX_RENDER_DEPTH"]
 
+MAX_RENDER_DEPTH = 10
+MAX_RANGE = 100_000
 
-def _json(value: Any) -> str:
-    return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _jq_filter(value: Any, expression: str) -> list[Any]:
-    try:
-        return list(_jq.compile(expression).input_value(plain(value)).all())
-    except ValueError as exc:
-        raise ExpressionError(f"jq expression {expression!r} failed: {exc}") from None
+_render_depth: ContextVar[int] = ContextVar("squall_render_depth", default=0)
 
 
-def _default(value: Any, fallback: Any = "") -> Any:
-    if isinstance(value, Undefined) or value is None or value == "":
-        return fallback
-    return value
-
-
-def _replace(value: Any, old: Any, new: Any = None) -> str:
-    text = to_display(value)
-    pairs = old.items() if isinstance(old, Mapping) else [(old, new)]
-    for a, b in pairs:
-        text = text.replace(str(a), to_display(b))
-    return text
-
-
-def _slugify(value: Any) -> str:
-    text = unicodedata.normalize("NFKD", to_display(value)).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _number(value: Any) -> int | float:
-    if isinstance(value, int | float):
-        return value
-    text = to_display(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise ExpressionError(f"'{text}' is not a number") from None
-
-
-# Java DateTimeFormatter letters -> strftime; longest first.
-_JAVA = [
-    ("yyyy", "%Y"),
-    ("yy", "%y"),
-    ("MMMM", "%B"),
-    ("MMM", "%b"),
-    ("MM", "%m"),
-    ("dd", "%d"),
-    ("HH", "%H"),
-    ("hh", "%I"),
-    ("mm", "%M"),
-    ("ss", "%S"),
-    ("EEEE", "%A"),
-    ("EEE", "%a"),
-    ("a", "%p"),
-    ("XXX", "@XXX"),
-    ("Z", "%z"),
-    ("z", "%Z"),
-    ("d", "%-d"),
-    ("M", "%-m"),
-    ("H", "%-H"),
-]
-_NAMED = {
-    "iso": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-    "iso_date_time": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-    "iso_date": "yyyy-MM-dd",
-    "iso_time": "HH:mm:ss",
-    "sql_date_time": "yyyy-MM-dd HH:mm:ss",
-}
-
-
-def _parse_date(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        text = to_display(value).strip()
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ExpressionError(f"'{text}' is not an ISO-8601 date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _format_date(moment: datetime, pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "'":
-            end = pattern.find("'", i + 1)
-            end = len(pattern) if end < 0 else end
-            out.append(pattern[i + 1 : end].replace("%", "%%") or "'")
-            i = end + 1
-            continue
-        if pattern.startswith("S", i):
-            n = len(pattern[i:]) - len(pattern[i:].lstrip("S"))
-            out.append(
-                f"{moment.microsecond:06d}"[:n] if n <= 6 else f"{moment.microsecond:06d}".ljust(n, "0")
-            )
-            i += n
-            continue
-        for java, py in _JAVA:
-            if pattern.startswith(java, i):
-                if py == "@XXX":
-                    offset = moment.utcoffset() or timedelta(0)
-                    py = "Z" if not offset else moment.strftime("%z")[:3] + ":" + moment.strftime("%z")[3:]
-                out.append(moment.strftime(py) if py.startswith("%") else py)
-                i += len(java)
-                break
-        else:
-            out.append(pattern[i].replace("%", "%%"))
-            i += 1
-    return "".join(out)
-
-
-def _date(
-    value: Any, format: str = "iso", timeZone: str | None = None, existingFormat: str | None = None
-) -> str:
-    moment = _parse_date(value)
-    if timeZone:
-        from zoneinfo import ZoneInfo
-
-        moment = moment.astimezone(ZoneInfo(timeZone))
-    return _format_date(moment, _NAMED.get(format, format))
-
-
-_UNITS = {
-    "SECONDS": "seconds",
-    "MINUTES": "minutes",
-    "HOURS": "hours",
-    "DAYS": "days",
-    "WEEKS": "weeks",
-    "MONTHS": "months",
-    "YEARS": "years",
-    "MILLIS": "microseconds",
-}
-
-
-def _date_add(value: Any, amount: int, unit: str) -> str:
-    key = _UNITS.get(str(unit).upper())
-    if key is None:
-        raise ExpressionError(f"unknown date unit '{unit}'")
-    moment = _parse_date(value) + relativedelta(
-        **{key: int(amount) * (1000 if unit.upper() == "MILLIS" else 1)}
-    )
-    return _format_date(moment, _NAMED["iso"])
-
-
-def _iso(moment: datetime) -> str:
-    return _format_date(moment.astimezone(UTC), _NAMED["iso"])
+def _lookup(ctx: Context, key: str) -> Any:
+    """A context value or None; ``ctx.get`` would return our Undefined for absent keys."""
+    value = ctx.resolve_or_missing(key)
+    return None if value is missing else value
 
 
 @pass_context
 def _now(ctx: Context, timeZone: str | None = None) -> str:
-    moment = ctx.get("@now") or datetime.now(UTC)
-    return _iso(moment) if not timeZone else _date(moment, "iso", timeZone)
+    """ISO-8601 with milliseconds, from the engine's clock (``@now``) when it gave one."""
+    moment = _lookup(ctx, "@now") or datetime.now(UTC)
+    if not timeZone:
+        return dates.iso_millis(moment)
+    local = moment.astimezone(dates.zone(timeZone))
+    return dates.format_date(local, "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
 
 
 @pass_context
 def _render(ctx: Context, template: Any, recursive: bool = True) -> Any:
-    from control_plane.expressions.environment import render
+    """Render a string that holds an expression (``render(vars.greeting)``) with the same context.
 
+    Recursive by default like Kestra: rendered again while the output still changes. The depth
+    (nesting and repetition together) is capped so a self-referencing variable fails cleanly.
+    """
     if not isinstance(template, str):
         return template
-    text, depth = template, 0
-    while "{{" in text or "{%" in text:
-        text = render(text, ctx.get_all())
-        depth += 1
-        if not recursive or depth >= 10:
-            break
-    return text
-
-
-def _from_json(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
+    depth = _render_depth.get()
+    if depth >= MAX_RENDER_DEPTH:
+        raise ExpressionError(f'render() went deeper than {MAX_RENDER_DEPTH} levels on "{template}"')
+    scope: Mapping[str, Any] = ChainMap(ctx.vars, ctx.parent) if ctx.vars else ctx.parent
+    token = _render_depth.set(depth + 1)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExpressionError(f"fromJson: invalid JSON: {exc}") from None
+        text = template
+        for _ in range(MAX_RENDER_DEPTH):
+            rendered = ctx.environment.render_string(text, scope)  # type: ignore[attr-defined]
+            if not recursive or rendered == text:
+                return rendered
+            text = rendered
+        raise ExpressionError(f'render() did not settle after {MAX_RENDER_DEPTH} passes on "{template}"')
+    finally:
+        _render_depth.reset(token)
+
+
+def _loop_values(ctx: Context) -> Sequence[str]:
+    """The current ForEach values, outermost first: ``@loop_values``, else taskrun/parents."""
+    injected = _lookup(ctx, "@loop_values")
+    if injected is not None:
+        return tuple(injected)
+    values: list[str] = []
+    parents = _lookup(ctx, "parents")
+    if isinstance(parents, Sequence):
+        for parent in reversed(parents):  # Kestra lists the closest parent first
+            run = parent.get("taskrun") if isinstance(parent, Mapping) else None
+            if isinstance(run, Mapping) and run.get("value") is not None:
+                values.append(to_display(run["value"]))
+    taskrun = _lookup(ctx, "taskrun")
+    if isinstance(taskrun, Mapping) and taskrun.get("value") is not None:
+        values.append(to_display(taskrun["value"]))
+    return values
 
 
 @pass_context
 def _current_each_output(ctx: Context, outputs: Any) -> Any:
-    for value in ctx.get("@loop_values") or ():
-        if isinstance(outputs, Mapping) and value in outputs:
-            outputs = outputs[value]
+    """The entry of a value-keyed loop output (``outputs.t``) for the loop iteration running now."""
+    for value in _loop_values(ctx):
+        if not (isinstance(outputs, Mapping) and value in outputs):
+            break
+        outputs = outputs[value]
     return outputs
 
 
 @pass_context
 def _error_logs(ctx: Context) -> list[Any]:
-    return list(ctx.get("@error_logs") or [])
+    return list(_lookup(ctx, "@error_logs") or ())
 
 
 @pass_context
-def _secret(ctx: Context, name: str) -> str:
-    secrets = ctx.get("@secrets") or {}
+def _secret(ctx: Context, name: str) -> Any:
+    secrets = _lookup(ctx, "@secrets") or {}
     if name not in secrets:
         raise ExpressionError(f"secret '{name}' not found")
-    return str(secrets[name])
+    return secrets[name]
 
 
-def _keys(value: Any) -> list[Any]:
-    return list(value.keys()) if isinstance(value, Mapping) else list(range(len(value)))
+def _range(start: int, end: int, step: int = 1) -> list[int]:
+    """Pebble's ``range``: both ends included."""
+    if step == 0:
+        raise ExpressionError("range() step must not be zero")
+    stop = end + (1 if step > 0 else -1)
+    if abs((stop - start) // step) > MAX_RANGE:
+        raise ExpressionError(f"range() would hold more than {MAX_RANGE} values")
+    return list(range(start, stop, step))
 
 
-def _values(value: Any) -> list[Any]:
-    return list(value.values()) if isinstance(value, Mapping) else list(value)
+def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
+    def extreme(*values: Any) -> Any:
+        items = list(values[0]) if len(values) == 1 and not isinstance(values[0], str) else list(values)
+        if not items:
+            raise ExpressionError(f"{pick.__name__}() needs at least one value")
+        return pick(items)
 
+    return extreme
 
-def _first(value: Any) -> Any:
-    if isinstance(value, str):
-        return value[:1]
-    items = list(value.values()) if isinstance(value, Mapping) else list(value)
-    return items[0] if items else None
-
-
-def _last(value: Any) -> Any:
-    if isinstance(value, str):
-        return value[-1:]
-    items = list(value.values()) if isinstance(value, Mapping) else list(value)
-    return items[-1] if items else None
-
-
-def _length(value: Any) -> int:
-    if isinstance(value, Mapping | Sequence | str):
-        return len(value)
-    return len(to_display(value))
-
-
-FILTERS: dict[str, Any] = {
-    "json": _json,
-    "toJson": _json,
-    "jq": _jq_filter,
-    "fromJson": _from_json,
-    "date": _date,
-    "dateAdd": _date_add,
-    "default": _default,
-    "upper": lambda v: to_display(v).upper(),
-    "lower": lambda v: to_display(v).lower(),
-    "capitalize": lambda v: to_display(v).capitalize(),
-    "title": lambda v: to_display(v).title(),
-    "trim": lambda v: to_display(v).strip(),
-    "abbreviate": lambda v, n: (lambda s: s if len(s) <= n else s[: max(n - 3, 0)] + "...")(to_display(v)),
-    "length": _length,
-    "join": lambda v, sep="": sep.join(to_display(x) for x in v),
-    "split": lambda v, sep: to_display(v).split(sep),
-    "replace": _replace,
-    "keys": _keys,
-    "values": _values,
-    "first": _first,
-    "last": _last,
-    "slugify": _slugify,
-    "startsWith": lambda v, p: to_display(v).startswith(p),
-    "endsWith": lambda v, p: to_display(v).endswith(p),
-    "sort": lambda v: sorted(v),
-    "rsort": lambda v: sorted(v, reverse=True),
-    "reverse": lambda v: to_display(v)[::-1] if isinstance(v, str) else list(reversed(list(v))),
-    "slice": lambda v, a, b=None: v[a:b],
-    "number": _number,
-    "abs": abs,
-    "round": lambda v, p=0: round(_number(v), p),
-    "urlencode": lambda v: quote(to_display(v), safe=""),
-    "base64encode": lambda v: base64.b64encode(to_display(v).encode()).decode(),
-    "base64decode": lambda v: base64.b64decode(to_display(v)).decode(),
-    "sha256": lambda v: hashlib.sha256(to_display(v).encode()).hexdigest(),
-    "md5": lambda v: hashlib.md5(to_display(v).encode()).hexdigest(),
-    "timestamp": lambda v: int(_parse_date(v).timestamp()),
-    "timestampMilli": lambda v: int(_parse_date(v).timestamp() * 1000),
-}
 
 GLOBALS: dict[str, Any] = {
     "now": _now,
     "render": _render,
-    "fromJson": _from_json,
-    "json": _from_json,
+    "fromJson": FILTERS["fromJson"],
+    "json": FILTERS["fromJson"],
+    "yaml": FILTERS["yaml"],
     "currentEachOutput": _current_each_output,
     "errorLogs": _error_logs,
     "secret": _secret,
-    "range": range,
-}
-
-TESTS: dict[str, Any] = {
-    "null": lambda v: v is None,
-    "empty": lambda v: v is None or (hasattr(v, "__len__") and len(v) == 0),
-    "even": lambda v: int(v) % 2 == 0,
-    "odd": lambda v: int(v) % 2 == 1,
-    "present": lambda v: not isinstance(v, Undefined) and v is not None,
+    "range": _range,
+    "max": _extreme(max),
+    "min": _extreme(min),
 }

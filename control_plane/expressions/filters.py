@@ -1,0 +1,435 @@
+"""Kestra's filters and tests (the subset flows use), with Kestra's names and semantics.
+
+Names are camelCase and case-sensitive like Kestra's. Where Pebble and Jinja disagree (``capitalize``
+keeps the rest of the string, ``split`` is literal and drops trailing empty parts like Java's
+``String.split``, ``default`` also replaces blank strings and empty collections) Pebble wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence, Set
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote_plus, unquote_plus
+
+import jq as _jq
+import yaml as _yaml
+from jinja2.runtime import Undefined
+
+from control_plane.errors import ExpressionError
+from control_plane.expressions import dates
+from control_plane.expressions.display import check_data, plain, to_display, to_json
+
+__all__ = ["FILTERS", "TESTS"]
+
+
+def _text(value: Any) -> str:
+    """A filter's string input; an undefined value fails here, naming the variable."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return to_display(check_data(value))
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence | Set) and not isinstance(value, str | bytes | bytearray)
+
+
+def _is_empty(value: Any) -> bool:
+    """Pebble's EmptyTest: null, a blank string, an empty collection or map."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, Mapping) or _is_list(value):
+        return len(value) == 0
+    return False
+
+
+@lru_cache(maxsize=512)
+def _jq_program(expression: str) -> Any:
+    try:
+        return _jq.compile(expression)
+    except ValueError as exc:
+        raise ExpressionError(f"Invalid jq expression '{expression}': {exc}") from None
+
+
+def _jq_filter(value: Any, expression: str) -> list[Any] | None:
+    """Kestra's jq: every result in a list; a string input is parsed as JSON first."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ExpressionError(f"Unable to parse jq value '{value}': {exc}") from None
+    else:
+        data = plain(value)
+    try:
+        return list(_jq_program(expression).input_value(data).all())
+    except ValueError as exc:
+        raise ExpressionError(f"Failed to resolve jq expression '{expression}': {exc}") from None
+
+
+def _from_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ExpressionError(f"fromJson: invalid JSON '{value}': {exc}") from None
+
+
+def _default(value: Any, fallback: Any = "") -> Any:
+    if isinstance(value, Undefined) or _is_empty(value):
+        return fallback
+    return value
+
+
+def _replace(value: Any, old: Any, new: Any = None, regexp: bool = False) -> str:
+    """Pebble's ``replace({'a': 'b'})`` (``regexp=true`` for patterns) and ``replace(old, new)``."""
+    text = _text(value)
+    if isinstance(old, Mapping) and isinstance(new, bool):  # replace(pairs, true): Pebble's positional form
+        regexp, new = new, None
+    pairs = list(old.items()) if isinstance(old, Mapping) else [(old, "" if new is None else new)]
+    for search, replacement in pairs:
+        if regexp:
+            java = re.sub(r"\$(\d+)", r"\\\1", _text(replacement))
+            text = re.sub(_text(search), java, text)
+        else:
+            text = text.replace(_text(search), _text(replacement))
+    return text
+
+
+def _split(value: Any, delimiter: str, limit: int | None = None) -> list[str]:
+    """Java's ``String.split(Pattern.quote(delimiter))``: trailing empty parts dropped."""
+    text = _text(value)
+    if limit is not None and limit > 0:
+        return text.split(delimiter, limit - 1)
+    parts = text.split(delimiter)
+    if limit is None or limit == 0:
+        if len(parts) == 1:
+            return parts
+        while parts and parts[-1] == "":
+            parts.pop()
+    return parts
+
+
+def _slugify(value: Any) -> str:
+    text = unicodedata.normalize("NFKD", _text(value)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _number(value: Any, type: str | None = None) -> int | float | Decimal:
+    """Kestra's ``number``: an int when the text is integral, else a float (or the named type)."""
+    if isinstance(value, bool):
+        raise ExpressionError(f"'{to_display(value)}' is not a number")
+    if isinstance(value, int | float | Decimal) and type is None:
+        return value
+    text = _text(value).strip()
+    try:
+        if type is not None:
+            kind = str(type).upper()
+            if kind in {"INT", "INTEGER", "LONG", "BIGINTEGER", "SHORT", "BYTE"}:
+                return int(Decimal(text))
+            if kind in {"FLOAT", "DOUBLE"}:
+                return float(text)
+            if kind == "BIGDECIMAL":
+                return Decimal(text)
+            raise ExpressionError(f"unknown number type '{type}'")
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        if text.lower().startswith(("0x", "-0x", "+0x")):
+            return int(text, 16)
+        return float(text)
+    except (ValueError, InvalidOperation):
+        raise ExpressionError(f"'{text}' is not a number") from None
+
+
+def _numeric(value: Any) -> int | float | Decimal:
+    return (
+        value if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else _number(value)
+    )
+
+
+def _round(value: Any, precision: int = 0) -> int | float:
+    """Half-up like Java's ``Math.round``, not Python's banker's rounding."""
+    number = Decimal(str(_numeric(value)))
+    rounded = number.quantize(Decimal(1).scaleb(-int(precision)), rounding=ROUND_HALF_UP)
+    return int(rounded) if precision <= 0 else float(rounded)
+
+
+def _abbreviate(value: Any, length: int) -> str:
+    text = _text(value)
+    return text if len(text) <= length else text[: max(int(length) - 3, 0)] + "..."
+
+
+def _capitalize(value: Any) -> str:
+    text = _text(value)
+    return text[:1].upper() + text[1:]
+
+
+def _title(value: Any) -> str:
+    return re.sub(r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), _text(value))
+
+
+def _length(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str | Mapping) or _is_list(value):
+        return len(value)
+    return len(_text(value))
+
+
+def _join(value: Any, separator: str = "") -> str:
+    if not _is_list(value):
+        return _text(value)
+    return _text(separator).join(to_display(item) for item in value)
+
+
+def _keys(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return list(value.keys())
+    if _is_list(value):
+        return list(range(len(value)))
+    raise ExpressionError(f"keys: expected a map or a list, got '{_text(value)}'")
+
+
+def _values(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if _is_list(value):
+        return list(value)
+    raise ExpressionError(f"values: expected a map or a list, got '{_text(value)}'")
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:1]
+    items = list(value.values()) if isinstance(value, Mapping) else list(value)
+    return items[0] if items else None
+
+
+def _last(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[-1:]
+    items = list(value.values()) if isinstance(value, Mapping) else list(value)
+    return items[-1] if items else None
+
+
+def _sorted(value: Any, reverse: bool = False) -> list[Any]:
+    try:
+        return sorted(value, reverse=reverse)
+    except TypeError as exc:
+        raise ExpressionError(f"cannot sort {to_display(value)}: {exc}") from None
+
+
+def _reverse(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[::-1]
+    return list(reversed(list(value)))
+
+
+def _slice(value: Any, start: int = 0, end: int | None = None) -> Any:
+    if isinstance(value, str):
+        return value[start:end]
+    return list(value)[start:end]
+
+
+def _urlencode(value: Any) -> str:
+    """Java's ``URLEncoder.encode(s, UTF_8)``: space as ``+``, only ``.-*_`` left alone."""
+    return quote_plus(_text(value), safe="*").replace("~", "%7E")
+
+
+def _base64decode(value: Any) -> str:
+    try:
+        return base64.b64decode(_text(value), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ExpressionError(f"base64decode: invalid input: {exc}") from None
+
+
+def _hash(algorithm: str) -> Callable[[Any], str]:
+    def digest(value: Any) -> str:
+        return hashlib.new(algorithm, _text(value).encode()).hexdigest()
+
+    return digest
+
+
+def _date(
+    value: Any,
+    format: str = "iso",
+    timeZone: str | None = None,
+    existingFormat: str | None = None,
+    locale: str | None = None,
+) -> str | None:
+    """Kestra's ``date``: parse (``existingFormat``), move to ``timeZone`` (UTC), print ``format``."""
+    del locale  # English names only
+    if value is None:
+        return None
+    tz = dates.zone(timeZone)
+    moment = dates.parse_date(value, existingFormat, tz)
+    return dates.format_date(moment.astimezone(tz), format)
+
+
+def _date_add(
+    value: Any,
+    amount: int,
+    unit: str,
+    format: str = "iso",
+    timeZone: str | None = None,
+    existingFormat: str | None = None,
+) -> str | None:
+    if value is None:
+        return None
+    tz = dates.zone(timeZone)
+    moment = dates.add(dates.parse_date(value, existingFormat, tz), int(amount), unit)
+    return dates.format_date(moment.astimezone(tz), format)
+
+
+def _timestamp(scale: int) -> Callable[..., int | None]:
+    def timestamp(value: Any, timeZone: str | None = None, existingFormat: str | None = None) -> int | None:
+        if value is None:
+            return None
+        moment = dates.parse_date(value, existingFormat, dates.zone(timeZone))
+        seconds = int(moment.timestamp() // 1)
+        return seconds * scale + moment.microsecond * scale // 1_000_000
+
+    return timestamp
+
+
+def _escape_char(value: Any, type: str = "single") -> str:
+    """Kestra's ``escapeChar``: backslash-escape quotes, or make a shell-safe single-quoted body."""
+    text = _text(value)
+    match str(type).lower():
+        case "single":
+            return text.replace("\\", "\\\\").replace("'", "\\'")
+        case "double":
+            return text.replace("\\", "\\\\").replace('"', '\\"')
+        case "shell":
+            return text.replace("'", "'\\''")
+    raise ExpressionError(f"escapeChar: unknown type '{type}', expected single, double or shell")
+
+
+def _yaml_parse(value: Any) -> Any:
+    try:
+        return _yaml.safe_load(_text(value))
+    except _yaml.YAMLError as exc:
+        raise ExpressionError(f"yaml: invalid YAML: {exc}") from None
+
+
+def _to_yaml(value: Any) -> str:
+    return _yaml.safe_dump(plain(value), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _indent(value: Any, amount: int, prefix: str = " ") -> str:
+    pad = prefix * int(amount)
+    return _text(value).replace("\n", "\n" + pad)
+
+
+def _nindent(value: Any, amount: int, prefix: str = " ") -> str:
+    return "\n" + prefix * int(amount) + _indent(value, amount, prefix)
+
+
+def _distinct(value: Any) -> list[Any]:
+    seen: list[Any] = []
+    for item in value:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _chunk(value: Any, size: int) -> list[list[Any]]:
+    items = list(value)
+    return [items[i : i + int(size)] for i in range(0, len(items), int(size))]
+
+
+def _substring(before: bool, last: bool) -> Callable[[Any, str], str]:
+    def cut(value: Any, separator: str) -> str:
+        text = _text(value)
+        index = text.rfind(separator) if last else text.find(separator)
+        if index < 0:
+            return text if before else ""
+        return text[:index] if before else text[index + len(separator) :]
+
+    return cut
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "json": to_json,
+    "toJson": to_json,
+    "jq": _jq_filter,
+    "fromJson": _from_json,
+    "date": _date,
+    "dateAdd": _date_add,
+    "timestamp": _timestamp(1),
+    "timestampMilli": _timestamp(1_000),
+    "timestampMicro": _timestamp(1_000_000),
+    "timestampNano": _timestamp(1_000_000_000),
+    "default": _default,
+    "upper": lambda value: _text(value).upper(),
+    "lower": lambda value: _text(value).lower(),
+    "capitalize": _capitalize,
+    "title": _title,
+    "trim": lambda value: _text(value).strip(),
+    "abbreviate": _abbreviate,
+    "length": _length,
+    "join": _join,
+    "split": _split,
+    "replace": _replace,
+    "keys": _keys,
+    "values": _values,
+    "first": _first,
+    "last": _last,
+    "slugify": _slugify,
+    "startsWith": lambda value, prefix: _text(value).startswith(_text(prefix)),
+    "endsWith": lambda value, suffix: _text(value).endswith(_text(suffix)),
+    "sort": _sorted,
+    "rsort": lambda value: _sorted(value, reverse=True),
+    "reverse": _reverse,
+    "slice": _slice,
+    "number": _number,
+    "abs": lambda value: abs(_numeric(value)),
+    "round": _round,
+    "string": _text,
+    "urlencode": _urlencode,
+    "urldecode": lambda value: unquote_plus(_text(value)),
+    "base64encode": lambda value: base64.b64encode(_text(value).encode()).decode(),
+    "base64decode": _base64decode,
+    "md5": _hash("md5"),
+    "sha1": _hash("sha1"),
+    "sha256": _hash("sha256"),
+    "sha512": _hash("sha512"),
+    "escapeChar": _escape_char,
+    "yaml": _yaml_parse,
+    "toYaml": _to_yaml,
+    "indent": _indent,
+    "nindent": _nindent,
+    "distinct": _distinct,
+    "chunk": _chunk,
+    "substringBefore": _substring(before=True, last=False),
+    "substringBeforeLast": _substring(before=True, last=True),
+    "substringAfter": _substring(before=False, last=False),
+    "substringAfterLast": _substring(before=False, last=True),
+}
+
+
+def _even(value: Any) -> bool:
+    return int(_numeric(value)) % 2 == 0
+
+
+TESTS: dict[str, Callable[..., bool]] = {
+    "null": lambda value: value is None,
+    "empty": lambda value: _is_empty(value) if not isinstance(value, Undefined) else len(value) == 0,
+    "even": _even,
+    "odd": lambda value: not _even(value),
+    "map": lambda value: isinstance(value, Mapping),
+    "iterable": lambda value: isinstance(value, Mapping) or _is_list(value),
+    # the two halves of ``??`` and ``???``
+    "present": lambda value: not isinstance(value, Undefined) and value is not None,
+}
