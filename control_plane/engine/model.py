@@ -9,7 +9,7 @@ run as its own item).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -162,6 +162,3 @@ class Execution:
     def ordered_taskruns(self) -> list[TaskRun]:
         """Task runs in creation order, as Kestra lists them."""
         return sorted(self.taskruns.values(), key=lambda tr: tr.seq)
-
-    def taskruns_of(self, task_id: str) -> Iterator[TaskRun]:
-        return (tr for tr in self.taskruns.values() if tr.task_id == task_id)

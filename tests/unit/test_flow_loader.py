@@ -17,22 +17,9 @@ from control_plane.flows import Flow, Violation, load_flow_file, parse_flow
 from control_plane.flows.defaults import apply_plugin_defaults, deep_merge, matches
 from control_plane.flows.loader import read_yaml
 from control_plane.flows.validation import iter_tasks, task_slots
+from tests.shared_suite import CASES, CONFORMANCE
 
-
-def _conformance_dir() -> Path:
-    env = os.environ.get("SQUALL_CONFORMANCE_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "conformance" / "kestra"
-
-
-CONFORMANCE = _conformance_dir()
-if not (CONFORMANCE / "cases.yaml").exists():  # pragma: no cover - shared/ is cloned beside the repo
-    pytest.fail(f"conformance suite not found at {CONFORMANCE}; set SQUALL_CONFORMANCE_DIR", pytrace=False)
-
-_CASES: list[dict[str, Any]] = yaml.safe_load((CONFORMANCE / "cases.yaml").read_text(encoding="utf-8"))[
-    "cases"
-]
+_CASES = CASES
 _INVALID = [c for c in _CASES if c.get("invalid")]
 _VALID_FILES = sorted({c["flow"] for c in _CASES if not c.get("invalid")})
 

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from control_plane.flows import flow_json_schema
 from control_plane.flows.aliases import ALIASES, TRIGGER_ALIASES
 from control_plane.flows.loader import read_yaml
+from tests.shared_suite import CASES, CONFORMANCE
 
-
-def _conformance_dir() -> Path:
-    env = os.environ.get("SQUALL_CONFORMANCE_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "conformance" / "kestra"
-
-
-CONFORMANCE = _conformance_dir()
-if not (CONFORMANCE / "cases.yaml").exists():  # pragma: no cover - shared/ is cloned beside the repo
-    pytest.fail(f"conformance suite not found at {CONFORMANCE}; set SQUALL_CONFORMANCE_DIR", pytrace=False)
-
-_CASES = yaml.safe_load((CONFORMANCE / "cases.yaml").read_text(encoding="utf-8"))["cases"]
+_CASES = CASES
 _VALID_FILES = sorted({c["flow"] for c in _CASES if not c.get("invalid")})
 
 
