@@ -8,7 +8,10 @@ for bad input that must be reported to a person, for infrastructure, and for bug
     ├── ExpressionError          a template cannot be parsed or rendered
     │   └── ExpressionSecurityError   a template tried to reach Python internals
     ├── InputError               execution inputs do not match the flow's declared inputs
-    └── EngineError              a bug: an event that cannot apply to the execution
+    ├── EngineError              a bug: an event that cannot apply to the execution
+    └── StoreError               the state store failed or refused a write
+        ├── ConflictError        someone else wrote first (version check): reload and retry
+        └── NotFoundError        no such flow, execution, job or trigger
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ if TYPE_CHECKING:  # the loader imports this module; the type is only needed for
     from control_plane.flows.loader import Violation
 
 __all__ = [
+    "ConflictError",
     "EngineError",
     "ExpressionError",
     "ExpressionSecurityError",
     "FlowValidationError",
     "InputError",
+    "NotFoundError",
     "SquallError",
+    "StoreError",
 ]
 
 
@@ -66,3 +72,15 @@ class InputError(SquallError):
 
 class EngineError(SquallError):
     """An event that cannot apply to the execution it names: always a bug or a corrupt store."""
+
+
+class StoreError(SquallError):
+    """The state store failed, or its content is unreadable (the message says which record)."""
+
+
+class ConflictError(StoreError):
+    """A conditional write lost: the record changed since it was read. Reload and plan again."""
+
+
+class NotFoundError(StoreError):
+    """No record with that key; the message names the kind and the id as the user typed it."""

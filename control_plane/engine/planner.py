@@ -952,7 +952,7 @@ class _Transaction:
             self.outputs = self.outputs.set(tr.task_id, outputs)
         else:
             current = self.outputs.get(tr.task_id)
-            self.outputs = self.outputs.set(tr.task_id, _nested_set(current, tr.values, outputs))
+            self.outputs = self.outputs.set(tr.task_id, nested_set(current, tr.values, outputs))
 
     def finish(self, state: State) -> None:
         if self.finished is not None or self.state.terminal:
@@ -1004,11 +1004,11 @@ class _SwitchMiss(ValueError):
         self.outputs = outputs
 
 
-def _nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
+def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
     base = current if isinstance(current, immutables.Map) else immutables.Map()
     if len(path) == 1:
         return base.set(path[0], value)
-    return base.set(path[0], _nested_set(base.get(path[0]), path[1:], value))
+    return base.set(path[0], nested_set(base.get(path[0]), path[1:], value))
 
 
 def _typed_output(kind: InputType, value: Any) -> Any:

@@ -1,0 +1,240 @@
+"""The ``StateStore`` contract: what the service layer needs from any durable store.
+
+Theory of operation
+-------------------
+An execution is written as one unit: its meta (state, counters, version) plus the task runs
+one ``plan`` call changed (``Execution.changed``), plus the side records that must never get
+out of step with it, all in one atomic write:
+
+* ``logs``: the lines the engine emitted while planning;
+* ``timers``: ``StartTimer`` actions, so a crash cannot lose a retry or a timeout;
+* ``jobs``: the outbox of ``SubmitJob`` actions, written as ``SUBMITTING`` with their
+  deterministic job name *before* any runner is called. After a crash the service finds
+  every ``SUBMITTING`` job, asks the runner to ``find`` it, and only submits when it is absent:
+  one attempt, one job.
+
+Every write of an existing execution names the version it read (``expected_version``); if
+another writer got there first the write fails with :class:`ConflictError` and changes
+nothing, and the caller reloads and plans again. Task-run ids in ``changed`` that are no
+longer in ``taskruns`` are deleted (a restart drops the ``errors``/``finally`` branches).
+
+Implementations: ``sqlite.py`` (embedded default) and ``dynamodb.py`` (the cloud). Both run
+the contract suite in ``tests/store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.states import State
+from control_plane.errors import ConflictError, NotFoundError, StoreError
+
+__all__ = [
+    "ConflictError",
+    "ExecutionSummary",
+    "FlowRecord",
+    "JobPhase",
+    "JobRecord",
+    "NotFoundError",
+    "Page",
+    "StateStore",
+    "StoreError",
+    "TimerRecord",
+    "TriggerRecord",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``cursor`` back to get the next one (None: no more)."""
+
+    items: list[T]
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One revision of a flow's YAML source; revisions start at 1 and only grow."""
+
+    namespace: str
+    id: str
+    revision: int
+    source: str
+    updated: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """What a listing shows, without the task runs."""
+
+    id: str
+    namespace: str
+    flow_id: str
+    flow_revision: int | None
+    state: State
+    created: datetime
+    ended: datetime | None
+    labels: Mapping[str, str]
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRecord:
+    """A pending ``TimerFired(key)`` for one execution; unique per (execution, key)."""
+
+    execution_id: str
+    key: str
+    at: datetime
+
+
+class JobPhase(StrEnum):
+    """Where a job is in the submission protocol (not the job's own state: see JobStatus)."""
+
+    SUBMITTING = "SUBMITTING"  # written before runner.submit; the job may or may not exist
+    SUBMITTED = "SUBMITTED"  # the runner accepted it; ``handle`` is known
+    DONE = "DONE"  # its terminal status reached the engine
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """The outbox row of one job: enough to submit it again, find it, poll it and cancel it.
+
+    ``spec`` and ``handle`` are JSON-compatible dicts (the runner's JobSpec and JobHandle as
+    the service serialises them); ``version`` guards concurrent updates like an execution's.
+    """
+
+    name: str
+    execution_id: str
+    taskrun_id: str
+    attempt: int
+    runner: str
+    phase: JobPhase
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    handle: Mapping[str, Any] | None = None
+    version: int = 0
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRecord:
+    """A trigger's durable state (last schedule date, webhook replay keys...)."""
+
+    key: str
+    data: Mapping[str, Any]
+    version: int = 0
+
+
+class StateStore(Protocol):
+    """Durable state of flows, executions, task runs, logs, timers, jobs and triggers."""
+
+    # ---------------------------------------------------------------- flows
+    def save_flow(self, namespace: str, flow_id: str, source: str, *, at: datetime) -> FlowRecord:
+        """Store ``source`` as the next revision, unless it equals the latest one (then return that)."""
+        ...
+
+    def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> FlowRecord:
+        """The latest (or the given) revision; NotFoundError when absent or deleted."""
+        ...
+
+    def list_flows(
+        self, namespace: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[FlowRecord]:
+        """Latest revision of each live flow, ordered by (namespace, id)."""
+        ...
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[int]: ...
+
+    def delete_flow(self, namespace: str, flow_id: str, *, at: datetime) -> None:
+        """Hide the flow; its revisions stay readable for the executions that used them."""
+        ...
+
+    # ---------------------------------------------------------------- executions
+    def create_execution(
+        self,
+        execution: Execution,
+        *,
+        logs: Sequence[LogLine] = (),
+        timers: Sequence[TimerRecord] = (),
+        jobs: Sequence[JobRecord] = (),
+    ) -> None:
+        """Insert a new execution with all its task runs; ConflictError if the id exists."""
+        ...
+
+    def save_execution(
+        self,
+        execution: Execution,
+        *,
+        expected_version: int,
+        logs: Sequence[LogLine] = (),
+        timers: Sequence[TimerRecord] = (),
+        jobs: Sequence[JobRecord] = (),
+    ) -> None:
+        """Write meta + changed task runs + side records atomically, if the stored version matches."""
+        ...
+
+    def get_execution(self, execution_id: str) -> Execution:
+        """The whole execution, ``changed`` empty; NotFoundError when absent."""
+        ...
+
+    def list_executions(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        states: Sequence[State] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ExecutionSummary]:
+        """Newest first."""
+        ...
+
+    # ---------------------------------------------------------------- logs
+    def append_logs(self, execution_id: str, logs: Sequence[LogLine]) -> None: ...
+
+    def read_logs(
+        self,
+        execution_id: str,
+        *,
+        taskrun_id: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[LogLine]:
+        """In the order they were appended."""
+        ...
+
+    # ---------------------------------------------------------------- timers
+    def due_timers(self, now: datetime, *, limit: int = 100) -> list[TimerRecord]:
+        """Timers with ``at <= now``, earliest first."""
+        ...
+
+    def next_timer(self) -> datetime | None: ...
+
+    def delete_timer(self, execution_id: str, key: str) -> None: ...
+
+    # ---------------------------------------------------------------- jobs
+    def get_job(self, name: str) -> JobRecord | None: ...
+
+    def update_job(self, job: JobRecord, *, expected_version: int) -> JobRecord:
+        """Write ``job`` with version + 1 if the stored version matches, else ConflictError."""
+        ...
+
+    def active_jobs(self, *, runner: str | None = None, limit: int = 1000) -> list[JobRecord]:
+        """Jobs not DONE (SUBMITTING first), for crash recovery and reconcile polls."""
+        ...
+
+    # ---------------------------------------------------------------- triggers
+    def get_trigger(self, key: str) -> TriggerRecord | None: ...
+
+    def put_trigger(self, trigger: TriggerRecord, *, expected_version: int) -> TriggerRecord:
+        """Create (expected_version 0) or update; ConflictError when someone else wrote it."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,273 @@
+"""Executions and task runs to JSON and back, shared by every store.
+
+Stores keep an execution as one meta document plus one document per task run (DynamoDB
+items are at most 400 KB, and advancing one task must not rewrite the others). Default
+values are left out so a typical task run encodes to a few hundred bytes.
+
+``outputs_index`` (what ``{{ outputs.x }}`` reads) is not stored: it is rebuilt on load from
+the task runs' own outputs in creation order, the same way the engine builds it, so the two
+can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import immutables
+
+from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
+from control_plane.engine.states import State
+from control_plane.flows.models import Level
+
+__all__ = [
+    "dumps",
+    "execution_from_json",
+    "execution_meta",
+    "loads",
+    "log_from_json",
+    "log_to_json",
+    "progress_from_json",
+    "progress_to_json",
+    "rebuild_outputs_index",
+    "taskrun_from_json",
+    "taskrun_to_json",
+]
+
+_DEFAULT_PROGRESS = Progress()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, immutables.Map | Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; values JSON cannot hold (dates, maps, tuples) become their plain form."""
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+loads = json.loads
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _pdt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def progress_to_json(p: Progress) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Progress.__slots__:
+        value = getattr(p, name)
+        if value == getattr(_DEFAULT_PROGRESS, name):
+            continue
+        if isinstance(value, frozenset):
+            value = sorted(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def progress_from_json(raw: Mapping[str, Any] | None) -> Progress:
+    if not raw:
+        return _DEFAULT_PROGRESS
+    kw = dict(raw)
+    if "phase" in kw:
+        kw["phase"] = Phase(kw["phase"])
+    if "worst" in kw:
+        kw["worst"] = State(kw["worst"])
+    for name in ("dag_started", "dag_done"):
+        if name in kw:
+            kw[name] = frozenset(kw[name])
+    if "values" in kw:
+        kw["values"] = tuple(kw["values"])
+    if kw.get("main") is not None:
+        kw["main"] = tuple(kw["main"])
+    return Progress(**kw)
+
+
+def _attempt_to_json(a: Attempt) -> dict[str, Any]:
+    out: dict[str, Any] = {"state": a.state.value, "started": a.started.isoformat()}
+    if a.ended is not None:
+        out["ended"] = a.ended.isoformat()
+    if a.job is not None:
+        out["job"] = a.job
+    return out
+
+
+def _attempt_from_json(raw: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        State(raw["state"]), datetime.fromisoformat(raw["started"]), _pdt(raw.get("ended")), raw.get("job")
+    )
+
+
+def taskrun_to_json(tr: TaskRun) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": tr.id,
+        "seq": tr.seq,
+        "task_id": tr.task_id,
+        "task_type": tr.task_type,
+        "state": tr.state.value,
+        "created": tr.created.isoformat(),
+    }
+    if tr.parent_id is not None:
+        out["parent_id"] = tr.parent_id
+    if tr.phase is not Phase.TASKS:
+        out["phase"] = tr.phase.value
+    if tr.lane:
+        out["lane"] = tr.lane
+    if tr.position:
+        out["position"] = tr.position
+    if tr.values:
+        out["values"] = list(tr.values)
+    if tr.iteration:
+        out["iteration"] = tr.iteration
+    if tr.ended is not None:
+        out["ended"] = tr.ended.isoformat()
+    if tr.attempts:
+        out["attempts"] = [_attempt_to_json(a) for a in tr.attempts]
+    if tr.outputs is not None:
+        out["outputs"] = tr.outputs
+    if tr.error is not None:
+        out["error"] = tr.error
+    if tr.progress is not None:
+        out["progress"] = progress_to_json(tr.progress)
+    if tr.infra_attempts:
+        out["infra_attempts"] = tr.infra_attempts
+    return out
+
+
+def taskrun_from_json(raw: Mapping[str, Any]) -> TaskRun:
+    progress = raw.get("progress")
+    return TaskRun(
+        id=raw["id"],
+        seq=raw["seq"],
+        task_id=raw["task_id"],
+        task_type=raw["task_type"],
+        parent_id=raw.get("parent_id"),
+        phase=Phase(raw.get("phase", "tasks")),
+        lane=raw.get("lane", 0),
+        position=raw.get("position", 0),
+        values=tuple(raw.get("values", ())),
+        iteration=raw.get("iteration", 0),
+        state=State(raw["state"]),
+        created=datetime.fromisoformat(raw["created"]),
+        ended=_pdt(raw.get("ended")),
+        attempts=tuple(_attempt_from_json(a) for a in raw.get("attempts", ())),
+        outputs=raw.get("outputs"),
+        error=raw.get("error"),
+        progress=None if progress is None else progress_from_json(progress),
+        infra_attempts=raw.get("infra_attempts", 0),
+    )
+
+
+def log_to_json(line: LogLine) -> dict[str, Any]:
+    out: dict[str, Any] = {"at": line.at.isoformat(), "level": line.level.value, "message": line.message}
+    if line.task_id is not None:
+        out["task_id"] = line.task_id
+    if line.taskrun_id is not None:
+        out["taskrun_id"] = line.taskrun_id
+    if line.attempt != 1:
+        out["attempt"] = line.attempt
+    return out
+
+
+def log_from_json(raw: Mapping[str, Any]) -> LogLine:
+    return LogLine(
+        datetime.fromisoformat(raw["at"]),
+        Level(raw["level"]),
+        raw["message"],
+        raw.get("task_id"),
+        raw.get("taskrun_id"),
+        raw.get("attempt", 1),
+    )
+
+
+def execution_meta(ex: Execution) -> dict[str, Any]:
+    """Everything but the task runs (stored apart) and the outputs index (rebuilt on load)."""
+    out: dict[str, Any] = {
+        "id": ex.id,
+        "namespace": ex.namespace,
+        "flow_id": ex.flow_id,
+        "flow_revision": ex.flow_revision,
+        "state": ex.state.value,
+        "created": ex.created.isoformat(),
+        "inputs": ex.inputs,
+        "labels": ex.labels,
+        "next_seq": ex.next_seq,
+    }
+    if ex.trigger is not None:
+        out["trigger"] = ex.trigger
+    if ex.started is not None:
+        out["started"] = ex.started.isoformat()
+    if ex.ended is not None:
+        out["ended"] = ex.ended.isoformat()
+    if ex.progress != _DEFAULT_PROGRESS:
+        out["progress"] = progress_to_json(ex.progress)
+    if ex.outputs is not None:
+        out["outputs"] = ex.outputs
+    if ex.error_logs:
+        out["error_logs"] = [log_to_json(line) for line in ex.error_logs]
+    if ex.original_id is not None:
+        out["original_id"] = ex.original_id
+    if ex.parent is not None:
+        out["parent"] = ex.parent
+    return out
+
+
+def rebuild_outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
+    """``outputs.<task>`` as the engine indexes it: value-keyed inside loops, later runs win."""
+    from control_plane.engine.planner import nested_set
+
+    index: immutables.Map[str, Any] = immutables.Map()
+    with index.mutate() as m:
+        for tr in taskruns:
+            if tr.outputs is None:
+                continue
+            if not tr.values:
+                m[tr.task_id] = tr.outputs
+            else:
+                m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
+        return m.finish()
+
+
+def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
+    """Rebuild an execution from its meta document and its task runs (any order)."""
+    taskruns.sort(key=lambda tr: tr.seq)
+    return Execution(
+        id=meta["id"],
+        namespace=meta["namespace"],
+        flow_id=meta["flow_id"],
+        flow_revision=meta.get("flow_revision"),
+        state=State(meta["state"]),
+        created=datetime.fromisoformat(meta["created"]),
+        inputs=meta.get("inputs", {}),
+        labels=meta.get("labels", {}),
+        trigger=meta.get("trigger"),
+        version=version,
+        started=_pdt(meta.get("started")),
+        ended=_pdt(meta.get("ended")),
+        taskruns=immutables.Map((tr.id, tr) for tr in taskruns),
+        outputs_index=rebuild_outputs_index(taskruns),
+        progress=progress_from_json(meta.get("progress")),
+        outputs=meta.get("outputs"),
+        error_logs=tuple(log_from_json(x) for x in meta.get("error_logs", ())),
+        next_seq=meta.get("next_seq", 0),
+        original_id=meta.get("original_id"),
+        parent=meta.get("parent"),
+    )

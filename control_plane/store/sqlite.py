@@ -1,0 +1,589 @@
+"""The embedded store: one SQLite file, WAL mode, for ``squall run`` and ``squall server``.
+
+Why SQLite: it is in the standard library, one file is easy to back up and to delete, and WAL
+lets the CLI read (``squall executions list``) while a run writes. Every execution write is
+one ``BEGIN IMMEDIATE`` transaction: meta row with a version check, changed task runs, logs,
+timers and the job outbox together, so a crash leaves either all of it or none.
+
+Each thread gets its own connection (sqlite3 connections must not be shared across threads
+while a transaction is open); ``busy_timeout`` makes concurrent writers queue instead of
+failing. The schema is versioned with ``PRAGMA user_version`` and migrated in code at open.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.states import State
+from control_plane.errors import ConflictError, NotFoundError, StoreError
+from control_plane.flows.models import Level
+from control_plane.store.base import (
+    ExecutionSummary,
+    FlowRecord,
+    JobPhase,
+    JobRecord,
+    Page,
+    TimerRecord,
+    TriggerRecord,
+)
+from control_plane.store.codec import (
+    dumps,
+    execution_from_json,
+    execution_meta,
+    loads,
+    taskrun_from_json,
+    taskrun_to_json,
+)
+
+__all__ = ["MIGRATIONS", "SqliteStore", "default_db_path"]
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE flows (
+        namespace TEXT NOT NULL, id TEXT NOT NULL, revision INTEGER NOT NULL,
+        source TEXT NOT NULL, updated TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (namespace, id, revision)
+    ) WITHOUT ROWID;
+    CREATE TABLE executions (
+        id TEXT PRIMARY KEY, namespace TEXT NOT NULL, flow_id TEXT NOT NULL, state TEXT NOT NULL,
+        created REAL NOT NULL, version INTEGER NOT NULL, parent_id TEXT, body TEXT NOT NULL
+    );
+    CREATE INDEX executions_by_created ON executions (created DESC, id DESC);
+    CREATE INDEX executions_by_flow ON executions (namespace, flow_id, created DESC, id DESC);
+    CREATE TABLE taskruns (
+        execution_id TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (execution_id, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE logs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, taskrun_id TEXT,
+        task_id TEXT, attempt INTEGER NOT NULL, at TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL
+    );
+    CREATE INDEX logs_by_execution ON logs (execution_id, seq);
+    CREATE TABLE timers (
+        execution_id TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY (execution_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_by_at ON timers (at);
+    CREATE TABLE jobs (
+        name TEXT PRIMARY KEY, execution_id TEXT NOT NULL, taskrun_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL, runner TEXT NOT NULL, phase TEXT NOT NULL, spec TEXT NOT NULL,
+        handle TEXT, version INTEGER NOT NULL, updated TEXT
+    );
+    CREATE INDEX jobs_active ON jobs (phase, runner) WHERE phase != 'DONE';
+    CREATE TABLE triggers (key TEXT PRIMARY KEY, data TEXT NOT NULL, version INTEGER NOT NULL);
+    """,
+]
+
+
+def default_db_path() -> Path:
+    """``$SQUALL_DB``, else ``$XDG_DATA_HOME/squall/squall.db`` (``~/.local/share`` by default)."""
+    if env := os.environ.get("SQUALL_DB"):
+        return Path(env)
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "squall" / "squall.db"
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _cursor_encode(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(dumps(list(parts)).encode()).decode()
+
+
+def _cursor_decode(cursor: str, size: int) -> list[Any]:
+    try:
+        parts = loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError as exc:
+        raise StoreError(f"invalid page cursor {cursor!r}") from exc
+    if not isinstance(parts, list) or len(parts) != size:
+        raise StoreError(f"invalid page cursor {cursor!r}")
+    return parts
+
+
+class SqliteStore:
+    """A :class:`~control_plane.store.base.StateStore` in one SQLite file (or ``:memory:``-like temp)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of the database {self.path}: {exc}") from exc
+        self._migrate()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"database {self.path}: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connect().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"database {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"the database {self.path} has schema version {current}, newer than this Squall"
+                    f" understands ({len(MIGRATIONS)}): upgrade Squall"
+                )
+            for number in range(current, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ flows
+
+    def save_flow(self, namespace: str, flow_id: str, source: str, *, at: datetime) -> FlowRecord:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT revision, source, deleted, updated FROM flows WHERE namespace=? AND id=?"
+                " ORDER BY revision DESC LIMIT 1",
+                (namespace, flow_id),
+            ).fetchone()
+            if row is not None and row[1] == source and not row[2]:
+                return FlowRecord(namespace, flow_id, row[0], source, datetime.fromisoformat(row[3]))
+            revision = 1 if row is None else row[0] + 1
+            conn.execute(
+                "INSERT INTO flows (namespace, id, revision, source, updated) VALUES (?,?,?,?,?)",
+                (namespace, flow_id, revision, source, at.isoformat()),
+            )
+            return FlowRecord(namespace, flow_id, revision, source, at)
+
+    def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> FlowRecord:
+        if revision is None:
+            rows = self._read(
+                "SELECT revision, source, updated, deleted FROM flows WHERE namespace=? AND id=?"
+                " ORDER BY revision DESC LIMIT 1",
+                (namespace, flow_id),
+            )
+            if rows and rows[0][3]:
+                rows = []
+        else:
+            rows = self._read(
+                "SELECT revision, source, updated, deleted FROM flows"
+                " WHERE namespace=? AND id=? AND revision=?",
+                (namespace, flow_id, revision),
+            )
+        if not rows:
+            at = "" if revision is None else f" revision {revision}"
+            raise NotFoundError(f"flow {namespace}.{flow_id}{at} not found")
+        rev, source, updated, deleted = rows[0]
+        return FlowRecord(namespace, flow_id, rev, source, datetime.fromisoformat(updated), bool(deleted))
+
+    def list_flows(
+        self, namespace: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[FlowRecord]:
+        after = _cursor_decode(cursor, 2) if cursor else ["", ""]
+        params: list[Any] = [after[0], after[0], after[1]]
+        where = "(f.namespace > ? OR (f.namespace = ? AND f.id > ?))"
+        if namespace is not None:
+            where += " AND (f.namespace = ? OR f.namespace LIKE ?)"
+            params += [namespace, namespace + ".%"]
+        rows = self._read(
+            "SELECT f.namespace, f.id, f.revision, f.source, f.updated FROM flows f"
+            " JOIN (SELECT namespace, id, MAX(revision) AS rev FROM flows GROUP BY namespace, id) m"
+            " ON f.namespace = m.namespace AND f.id = m.id AND f.revision = m.rev"
+            f" WHERE f.deleted = 0 AND {where} ORDER BY f.namespace, f.id LIMIT ?",
+            [*params, limit + 1],
+        )
+        items = [FlowRecord(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, _cursor_encode(items[-1].namespace, items[-1].id) if more else None)
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[int]:
+        rows = self._read(
+            "SELECT revision FROM flows WHERE namespace=? AND id=? AND deleted=0 ORDER BY revision",
+            (namespace, flow_id),
+        )
+        return [r[0] for r in rows]
+
+    def delete_flow(self, namespace: str, flow_id: str, *, at: datetime) -> None:
+        latest = self.get_flow(namespace, flow_id)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO flows (namespace, id, revision, source, updated, deleted) VALUES (?,?,?,?,?,1)",
+                (namespace, flow_id, latest.revision + 1, latest.source, at.isoformat()),
+            )
+
+    # ------------------------------------------------------------------ executions
+
+    def create_execution(
+        self,
+        execution: Execution,
+        *,
+        logs: Sequence[LogLine] = (),
+        timers: Sequence[TimerRecord] = (),
+        jobs: Sequence[JobRecord] = (),
+    ) -> None:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO executions"
+                    " (id, namespace, flow_id, state, created, version, parent_id, body)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    self._meta_row(execution),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"execution {execution.id} already exists") from None
+            conn.executemany(
+                "INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)",
+                [(execution.id, tr.id, dumps(taskrun_to_json(tr))) for tr in execution.taskruns.values()],
+            )
+            self._side_records(conn, execution.id, logs, timers, jobs)
+
+    def save_execution(
+        self,
+        execution: Execution,
+        *,
+        expected_version: int,
+        logs: Sequence[LogLine] = (),
+        timers: Sequence[TimerRecord] = (),
+        jobs: Sequence[JobRecord] = (),
+    ) -> None:
+        with self._write() as conn:
+            ex_id, _, _, state, _, version, _, body = self._meta_row(execution)
+            cur = conn.execute(
+                "UPDATE executions SET state=?, version=?, body=? WHERE id=? AND version=?",
+                (state, version, body, ex_id, expected_version),
+            )
+            if cur.rowcount != 1:
+                found = conn.execute("SELECT version FROM executions WHERE id=?", (ex_id,)).fetchone()
+                if found is None:
+                    raise NotFoundError(f"execution {ex_id} not found")
+                raise ConflictError(
+                    f"execution {ex_id} is at version {found[0]}, not {expected_version}: reload and retry"
+                )
+            upserts = []
+            deletes = []
+            for tr_id in execution.changed:
+                tr = execution.taskruns.get(tr_id)
+                if tr is None:
+                    deletes.append((ex_id, tr_id))
+                else:
+                    upserts.append((ex_id, tr_id, dumps(taskrun_to_json(tr))))
+            if upserts:
+                conn.executemany(
+                    "INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)"
+                    " ON CONFLICT (execution_id, id) DO UPDATE SET body=excluded.body",
+                    upserts,
+                )
+            if deletes:
+                conn.executemany("DELETE FROM taskruns WHERE execution_id=? AND id=?", deletes)
+            self._side_records(conn, ex_id, logs, timers, jobs)
+
+    @staticmethod
+    def _meta_row(ex: Execution) -> tuple[Any, ...]:
+        parent_id = ex.parent.get("id") if ex.parent else None
+        return (
+            ex.id,
+            ex.namespace,
+            ex.flow_id,
+            ex.state.value,
+            _epoch(ex.created),
+            ex.version,
+            parent_id,
+            dumps(execution_meta(ex)),
+        )
+
+    def _side_records(
+        self,
+        conn: sqlite3.Connection,
+        execution_id: str,
+        logs: Sequence[LogLine],
+        timers: Sequence[TimerRecord],
+        jobs: Sequence[JobRecord],
+    ) -> None:
+        if logs:
+            self._insert_logs(conn, execution_id, logs)
+        if timers:
+            conn.executemany(
+                "INSERT INTO timers (execution_id, key, at) VALUES (?,?,?)"
+                " ON CONFLICT (execution_id, key) DO UPDATE SET at=excluded.at",
+                [(t.execution_id, t.key, _epoch(t.at)) for t in timers],
+            )
+        for job in jobs:
+            try:
+                conn.execute(
+                    "INSERT INTO jobs (name, execution_id, taskrun_id, attempt, runner, phase, spec, handle,"
+                    " version, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    self._job_row(job, 1),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"job {job.name} already exists") from None
+
+    @staticmethod
+    def _job_row(job: JobRecord, version: int) -> tuple[Any, ...]:
+        return (
+            job.name,
+            job.execution_id,
+            job.taskrun_id,
+            job.attempt,
+            job.runner,
+            job.phase.value,
+            dumps(job.spec),
+            None if job.handle is None else dumps(job.handle),
+            version,
+            None if job.updated is None else job.updated.isoformat(),
+        )
+
+    def get_execution(self, execution_id: str) -> Execution:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # one snapshot for meta and task runs
+            try:
+                row = conn.execute(
+                    "SELECT version, body FROM executions WHERE id=?", (execution_id,)
+                ).fetchone()
+                trs = conn.execute(
+                    "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"database {self.path}: {exc}") from exc
+        if row is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        try:
+            return execution_from_json(loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
+
+    def list_executions(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        states: Sequence[State] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ExecutionSummary]:
+        where: list[str] = []
+        params: list[Any] = []
+        if namespace is not None:
+            where.append("namespace = ?")
+            params.append(namespace)
+        if flow_id is not None:
+            where.append("flow_id = ?")
+            params.append(flow_id)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            params += [State(s).value for s in states]
+        if cursor:
+            created, ex_id = _cursor_decode(cursor, 2)
+            where.append("(created < ? OR (created = ? AND id < ?))")
+            params += [created, created, ex_id]
+        sql = "SELECT id, created, body FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY created DESC, id DESC LIMIT ?", [*params, limit + 1])
+        items = []
+        for _, _, body in rows[:limit]:
+            meta = loads(body)
+            items.append(
+                ExecutionSummary(
+                    id=meta["id"],
+                    namespace=meta["namespace"],
+                    flow_id=meta["flow_id"],
+                    flow_revision=meta.get("flow_revision"),
+                    state=State(meta["state"]),
+                    created=datetime.fromisoformat(meta["created"]),
+                    ended=datetime.fromisoformat(meta["ended"]) if meta.get("ended") else None,
+                    labels=meta.get("labels", {}),
+                    parent_id=(meta.get("parent") or {}).get("id"),
+                )
+            )
+        more = len(rows) > limit
+        return Page(items, _cursor_encode(rows[limit - 1][1], rows[limit - 1][0]) if more else None)
+
+    # ------------------------------------------------------------------ logs
+
+    @staticmethod
+    def _insert_logs(conn: sqlite3.Connection, execution_id: str, logs: Sequence[LogLine]) -> None:
+        conn.executemany(
+            "INSERT INTO logs (execution_id, taskrun_id, task_id, attempt, at, level, message)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [
+                (execution_id, x.taskrun_id, x.task_id, x.attempt, x.at.isoformat(), x.level.value, x.message)
+                for x in logs
+            ],
+        )
+
+    def append_logs(self, execution_id: str, logs: Sequence[LogLine]) -> None:
+        if logs:
+            with self._write() as conn:
+                self._insert_logs(conn, execution_id, logs)
+
+    def read_logs(
+        self,
+        execution_id: str,
+        *,
+        taskrun_id: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> Page[LogLine]:
+        after = int(_cursor_decode(cursor, 1)[0]) if cursor else 0
+        sql = (
+            "SELECT seq, at, level, message, task_id, taskrun_id, attempt FROM logs"
+            " WHERE execution_id=? AND seq>?"
+        )
+        params: list[Any] = [execution_id, after]
+        if taskrun_id is not None:
+            sql += " AND taskrun_id=?"
+            params.append(taskrun_id)
+        rows = self._read(sql + " ORDER BY seq LIMIT ?", [*params, limit + 1])
+        items = [
+            LogLine(datetime.fromisoformat(r[1]), Level(r[2]), r[3], r[4], r[5], r[6]) for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return Page(items, _cursor_encode(rows[limit - 1][0]) if more else None)
+
+    # ------------------------------------------------------------------ timers
+
+    def due_timers(self, now: datetime, *, limit: int = 100) -> list[TimerRecord]:
+        rows = self._read(
+            "SELECT execution_id, key, at FROM timers WHERE at <= ? ORDER BY at LIMIT ?", (_epoch(now), limit)
+        )
+        return [TimerRecord(r[0], r[1], datetime.fromtimestamp(r[2], UTC)) for r in rows]
+
+    def next_timer(self) -> datetime | None:
+        rows = self._read("SELECT MIN(at) FROM timers")
+        return None if rows[0][0] is None else datetime.fromtimestamp(rows[0][0], UTC)
+
+    def delete_timer(self, execution_id: str, key: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM timers WHERE execution_id=? AND key=?", (execution_id, key))
+
+    # ------------------------------------------------------------------ jobs
+
+    _JOB_COLUMNS = "name, execution_id, taskrun_id, attempt, runner, phase, spec, handle, version, updated"
+
+    @staticmethod
+    def _job(row: tuple[Any, ...]) -> JobRecord:
+        return JobRecord(
+            name=row[0],
+            execution_id=row[1],
+            taskrun_id=row[2],
+            attempt=row[3],
+            runner=row[4],
+            phase=JobPhase(row[5]),
+            spec=loads(row[6]),
+            handle=None if row[7] is None else loads(row[7]),
+            version=row[8],
+            updated=None if row[9] is None else datetime.fromisoformat(row[9]),
+        )
+
+    def get_job(self, name: str) -> JobRecord | None:
+        rows = self._read(f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE name=?", (name,))
+        return self._job(rows[0]) if rows else None
+
+    def update_job(self, job: JobRecord, *, expected_version: int) -> JobRecord:
+        with self._write() as conn:
+            row = self._job_row(job, expected_version + 1)
+            cur = conn.execute(
+                "UPDATE jobs SET phase=?, spec=?, handle=?, version=?, updated=? WHERE name=? AND version=?",
+                (row[5], row[6], row[7], row[8], row[9], job.name, expected_version),
+            )
+            if cur.rowcount != 1:
+                if conn.execute("SELECT 1 FROM jobs WHERE name=?", (job.name,)).fetchone() is None:
+                    raise NotFoundError(f"job {job.name} not found")
+                raise ConflictError(f"job {job.name} changed since version {expected_version}")
+        return JobRecord(**{**_fields(job), "version": expected_version + 1})
+
+    def active_jobs(self, *, runner: str | None = None, limit: int = 1000) -> list[JobRecord]:
+        sql = f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE phase != 'DONE'"
+        params: list[Any] = []
+        if runner is not None:
+            sql += " AND runner = ?"
+            params.append(runner)
+        rows = self._read(sql + " ORDER BY phase DESC, name LIMIT ?", [*params, limit])
+        return [self._job(r) for r in rows]
+
+    # ------------------------------------------------------------------ triggers
+
+    def get_trigger(self, key: str) -> TriggerRecord | None:
+        rows = self._read("SELECT data, version FROM triggers WHERE key=?", (key,))
+        return TriggerRecord(key, loads(rows[0][0]), rows[0][1]) if rows else None
+
+    def put_trigger(self, trigger: TriggerRecord, *, expected_version: int) -> TriggerRecord:
+        with self._write() as conn:
+            data = dumps(trigger.data)
+            if expected_version == 0:
+                try:
+                    conn.execute(
+                        "INSERT INTO triggers (key, data, version) VALUES (?,?,1)", (trigger.key, data)
+                    )
+                except sqlite3.IntegrityError:
+                    raise ConflictError(f"trigger {trigger.key} already exists") from None
+            else:
+                cur = conn.execute(
+                    "UPDATE triggers SET data=?, version=? WHERE key=? AND version=?",
+                    (data, expected_version + 1, trigger.key, expected_version),
+                )
+                if cur.rowcount != 1:
+                    raise ConflictError(f"trigger {trigger.key} changed since version {expected_version}")
+        return TriggerRecord(trigger.key, trigger.data, expected_version + 1)
+
+
+def _fields(job: JobRecord) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in JobRecord.__slots__}
