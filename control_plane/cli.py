@@ -7,9 +7,11 @@ and exits 1; a Python traceback is always a bug.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -81,6 +83,105 @@ def _tree(execution: Execution, title: str) -> Tree:
     return root
 
 
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="SQUALL_DB", help="SQLite database (default: under the user data dir)"),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]{message}[/red]", highlight=False)
+    return typer.Exit(code)
+
+
+def _open(db: Path | None, **options: Any) -> Any:
+    from control_plane.errors import StoreError
+    from control_plane.service.local import open_local
+
+    try:
+        return open_local(db, **options)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_log(line: Any) -> None:
+    from rich.text import Text
+
+    who = f"{line.task_id}: " if line.task_id else ""
+    style = {"ERROR": "red", "WARN": "yellow"}.get(str(line.level), "dim")
+    console.print(Text.assemble((f"{line.level:5}", style), f" {who}{line.message}"), highlight=False)
+
+
+def _summary(execution: Execution, seconds: float | None = None) -> None:
+    style = _STYLE.get(str(execution.state), "white")
+    took = f" in {seconds:.2f}s" if seconds is not None else ""
+    console.print(
+        f"Execution {execution.id} [{style}]{execution.state}[/{style}]{took},"
+        f" {len(execution.taskruns)} task runs"
+    )
+    if execution.outputs:
+        console.print_json(json.dumps(dict(execution.outputs), default=str))
+
+
+def _exit_code(execution: Execution) -> int:
+    return 0 if str(execution.state) in ("SUCCESS", "WARNING") else 1
+
+
+def _drive(
+    runtime: Any, begin: Callable[[], Execution], *, quiet: bool, started: float | None = None
+) -> Execution:
+    """Start (``begin``) and run an execution to its end with a live tree and its logs.
+
+    Ctrl-C kills it cleanly: every job is cancelled through its runner, the state is KILLED.
+    """
+    from rich.live import Live
+
+    service = runtime.service
+    started = time.monotonic() if started is None else started
+    last = [0.0]
+    live = Live(console=console, transient=True, auto_refresh=False) if not quiet else None
+
+    def on_change(execution: Execution) -> None:
+        now = time.monotonic()
+        if live is not None and now - last[0] > 0.1:
+            last[0] = now
+            live.update(_tree(execution, _title(execution)))
+            live.refresh()
+
+    def on_logs(execution: Execution | None, lines: Any) -> None:
+        if not quiet:
+            for line in lines:
+                _print_log(line)
+
+    service.on_change = on_change
+    service.on_logs = on_logs
+    execution_id: str | None = None
+    try:
+        with live if live is not None else contextlib.nullcontext():
+            execution_id = begin().id
+            execution = service.run(execution_id)
+    except KeyboardInterrupt:
+        if execution_id is None:
+            raise _fail("interrupted", 130) from None
+        err.print("[red]interrupted: killing the execution and its jobs[/red]")
+        service.on_change = None
+        try:
+            service.kill(execution_id)
+        except Exception as exc:  # the kill itself must not hide the interruption
+            err.print(f"[red]{exc}[/red]", highlight=False)
+        execution = service.run(execution_id, deadline=time.monotonic() + 30)
+        _summary(execution, time.monotonic() - started)
+        raise typer.Exit(130) from None
+    if not quiet:
+        console.print(_tree(execution, _title(execution)))
+    _summary(execution, time.monotonic() - started)
+    return execution
+
+
+def _title(execution: Execution) -> str:
+    return f"[bold]{execution.namespace}.{execution.flow_id}[/bold]"
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Flow YAML file")],
@@ -91,58 +192,239 @@ def run(
         bool, typer.Option(help="Skip waits (Sleep, retry intervals) instead of really waiting")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the summary")] = False,
+    db: DbOption = None,
 ) -> None:
-    """Run a flow in this process and show its progress; exit 0 on SUCCESS or WARNING."""
-    from rich.live import Live
-
+    """Deploy a flow to the local store and run it (process runner); exit 0 on SUCCESS or WARNING."""
     from control_plane.errors import FlowValidationError, InputError
-    from control_plane.flows.loader import load_flow_file
-    from control_plane.service.memory import InMemoryExecutor, SystemClock, VirtualClock
+    from control_plane.service.memory import SystemClock, VirtualClock
 
     try:
-        flow = load_flow_file(file)
-    except FlowValidationError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(1) from None
-    title = f"[bold]{flow.namespace}.{flow.id}[/bold]"
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{file}: cannot read the flow: {getattr(exc, 'strerror', None) or exc}") from None
     started = time.monotonic()
-    last = [0.0]
-    live = Live(console=console, transient=True, auto_refresh=False) if not quiet else None
+    with _open(db, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
+        try:
+            record = runtime.service.deploy(source, str(file))
+        except FlowValidationError as exc:
+            raise _fail(str(exc)) from None
+        inputs = _parse_inputs(input or [])
+        try:
+            final = _drive(
+                runtime,
+                lambda: runtime.service.start(record.namespace, record.id, inputs),
+                quiet=quiet,
+                started=started,
+            )
+        except InputError as exc:
+            for message in exc.messages:
+                err.print(f"[red]{message}[/red]", highlight=False)
+            raise typer.Exit(1) from None
+    raise typer.Exit(_exit_code(final))
 
-    def on_change(execution: Execution) -> None:
-        now = time.monotonic()
-        if live is not None and now - last[0] > 0.1:
-            last[0] = now
-            live.update(_tree(execution, title), refresh=True)
 
-    executor = InMemoryExecutor(clock=VirtualClock() if virtual_time else SystemClock(), on_change=on_change)
+executions_app = typer.Typer(help="Inspect and control executions in the local store.", no_args_is_help=True)
+flows_app = typer.Typer(help="Deploy and list flows in the local store.", no_args_is_help=True)
+app.add_typer(executions_app, name="executions")
+app.add_typer(flows_app, name="flows")
+
+
+def _execution(runtime: Any, execution_id: str) -> Execution:
+    from control_plane.errors import NotFoundError
+
     try:
-        if live is not None:
-            with live:
-                result = executor.run(flow, _parse_inputs(input or []))
-        else:
-            result = executor.run(flow, _parse_inputs(input or []))
-    except InputError as exc:
-        for message in exc.messages:
-            err.print(f"[red]{message}[/red]", highlight=False)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]")
-        raise typer.Exit(130) from None
-    execution = result.execution
-    if not quiet:
-        for line in result.logs:
-            who = f"{line.task_id}: " if line.task_id else ""
-            console.print(f"[dim]{line.level:5}[/dim] {who}{line.message}", highlight=False, markup=False)
-        console.print(_tree(execution, title))
-    style = _STYLE.get(str(execution.state), "white")
-    console.print(
-        f"Execution {execution.id} [{style}]{execution.state}[/{style}] in {time.monotonic() - started:.2f}s,"
-        f" {len(execution.taskruns)} task runs"
-    )
-    if execution.outputs:
-        console.print_json(json.dumps(dict(execution.outputs), default=str))
-    raise typer.Exit(0 if str(execution.state) in ("SUCCESS", "WARNING") else 1)
+        return runtime.store.get_execution(execution_id)
+    except NotFoundError:
+        raise _fail(
+            f"execution {execution_id!r} not found in {runtime.store.path}"
+            " (`squall executions list` shows the known ones)"
+        ) from None
+
+
+@executions_app.command("list")
+def executions_list(
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    flow: Annotated[str | None, typer.Option("--flow", "-f", help="Flow id")] = None,
+    state: Annotated[list[str] | None, typer.Option("--state", "-s", help="Only these states")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    db: DbOption = None,
+) -> None:
+    """Newest executions first."""
+    from rich.table import Table
+
+    from control_plane.engine.states import State
+
+    try:
+        states = [State(s.upper()) for s in state or []]
+    except ValueError:
+        raise _fail(f"--state must be one of {', '.join(s.value for s in State)}") from None
+    with _open(db) as runtime:
+        page = runtime.store.list_executions(namespace=namespace, flow_id=flow, states=states, limit=limit)
+        table = Table("id", "flow", "state", "created", "duration", box=None)
+        for ex in page.items:
+            style = _STYLE.get(str(ex.state), "white")
+            duration = f"{(ex.ended - ex.created).total_seconds():.2f}s" if ex.ended else ""
+            table.add_row(
+                ex.id,
+                f"{ex.namespace}.{ex.flow_id}",
+                f"[{style}]{ex.state}[/{style}]",
+                ex.created.strftime("%Y-%m-%d %H:%M:%S"),
+                duration,
+            )
+        console.print(table)
+        if not page.items:
+            console.print("[dim]no executions[/dim]")
+
+
+@executions_app.command("show")
+def executions_show(execution_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+    """The execution's task-run tree, state and outputs."""
+    with _open(db) as runtime:
+        execution = _execution(runtime, execution_id)
+        console.print(_tree(execution, f"[bold]{execution.namespace}.{execution.flow_id}[/bold]"))
+        _summary(execution)
+        failed = [tr for tr in execution.ordered_taskruns() if tr.error]
+        for tr in failed:
+            console.print(f"[red]{tr.task_id}[/red]: {tr.error}", highlight=False, markup=False)
+
+
+@executions_app.command("logs")
+def executions_logs(
+    execution_id: Annotated[str, typer.Argument()],
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task id or task run id")] = None,
+    db: DbOption = None,
+) -> None:
+    """Every stored log line of the execution, in order."""
+    with _open(db) as runtime:
+        execution = _execution(runtime, execution_id)
+        wanted = None
+        if task is not None:
+            wanted = {tr.id for tr in execution.taskruns.values() if task in (tr.id, tr.task_id)}
+            if not wanted:
+                raise _fail(f"execution {execution_id} has no task or task run {task!r}")
+        cursor = None
+        while True:
+            page = runtime.store.read_logs(execution_id, limit=5000, cursor=cursor)
+            for line in page.items:
+                if wanted is None or line.taskrun_id in wanted:
+                    _print_log(line)
+            cursor = page.cursor
+            if cursor is None:
+                break
+
+
+def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwargs: Any) -> None:
+    from control_plane.errors import EngineError, InputError
+    from control_plane.service.service import ServiceError
+
+    with _open(db) as runtime:
+        _execution(runtime, execution_id)
+        service = runtime.service
+        actions: dict[str, Callable[[], Execution]] = {
+            "kill": lambda: service.kill(execution_id),
+            "restart": lambda: service.restart(execution_id),
+            "resume": lambda: service.resume(execution_id, kwargs.get("inputs")),
+            "replay": lambda: service.replay(execution_id),
+        }
+        try:
+            final = _drive(runtime, actions[what], quiet=quiet)
+        except InputError as exc:
+            raise _fail("; ".join(exc.messages)) from None
+        except (ServiceError, EngineError) as exc:
+            raise _fail(str(exc)) from None
+    raise typer.Exit(_exit_code(final) if what != "kill" else (0 if final.state.terminal else 1))
+
+
+@executions_app.command("kill")
+def executions_kill(execution_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+    """Cancel every running job of the execution; it ends KILLED."""
+    _control(db, execution_id, "kill", quiet=True)
+
+
+@executions_app.command("restart")
+def executions_restart(
+    execution_id: Annotated[str, typer.Argument()],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    db: DbOption = None,
+) -> None:
+    """Run the failed task runs again in the same execution (Kestra's restart) and wait for the end."""
+    _control(db, execution_id, "restart", quiet)
+
+
+@executions_app.command("resume")
+def executions_resume(
+    execution_id: Annotated[str, typer.Argument()],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="onResume input KEY=VALUE")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    db: DbOption = None,
+) -> None:
+    """Resume a paused execution with the Pause task's onResume inputs."""
+    _control(db, execution_id, "resume", quiet, inputs=_parse_inputs(input or []))
+
+
+@executions_app.command("replay")
+def executions_replay(
+    execution_id: Annotated[str, typer.Argument()],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    db: DbOption = None,
+) -> None:
+    """Start a new execution of the same flow revision with the same inputs."""
+    _control(db, execution_id, "replay", quiet)
+
+
+@flows_app.command("deploy")
+def flows_deploy(
+    files: Annotated[list[Path], typer.Argument(help="Flow YAML files")], db: DbOption = None
+) -> None:
+    """Validate and store flows; a new revision only when a flow changed."""
+    from control_plane.errors import FlowValidationError
+
+    bad = 0
+    with _open(db) as runtime:
+        for file in files:
+            try:
+                source = file.read_text(encoding="utf-8")
+                record = runtime.service.deploy(source, str(file))
+            except (OSError, UnicodeDecodeError) as exc:
+                bad += 1
+                err.print(f"[red]{file}: cannot read the flow: {getattr(exc, 'strerror', None) or exc}[/red]")
+            except FlowValidationError as exc:
+                bad += 1
+                err.print(str(exc), highlight=False, markup=False)
+            else:
+                console.print(
+                    f"[green]deployed[/green] {record.namespace}.{record.id} revision {record.revision}"
+                )
+    raise typer.Exit(1 if bad else 0)
+
+
+@flows_app.command("list")
+def flows_list(
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None, db: DbOption = None
+) -> None:
+    """Deployed flows with their latest revision."""
+    from rich.table import Table
+
+    with _open(db) as runtime:
+        table = Table("namespace", "id", "revision", "updated", box=None)
+        cursor = None
+        count = 0
+        while True:
+            page = runtime.store.list_flows(namespace, limit=500, cursor=cursor)
+            for record in page.items:
+                count += 1
+                table.add_row(
+                    record.namespace,
+                    record.id,
+                    str(record.revision),
+                    record.updated.strftime("%Y-%m-%d %H:%M:%S"),
+                )
+            cursor = page.cursor
+            if cursor is None:
+                break
+        console.print(table)
+        if not count:
+            console.print("[dim]no flows deployed (`squall flows deploy FILE`)[/dim]")
 
 
 @app.command()

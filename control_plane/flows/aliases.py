@@ -8,7 +8,15 @@ alias is added in exactly one place.
 
 from __future__ import annotations
 
-__all__ = ["ALIASES", "TRIGGER_ALIASES", "canonical_trigger_type", "canonical_type", "known_names"]
+__all__ = [
+    "ALIASES",
+    "RUNNER_ALIASES",
+    "TRIGGER_ALIASES",
+    "canonical_trigger_type",
+    "canonical_type",
+    "known_names",
+    "runner_name",
+]
 
 _CORE = "io.kestra.plugin.core"
 _OLD = "io.kestra.core.tasks"
@@ -58,6 +66,17 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# entry-point name in the ``squall.runners`` group -> every type name a ``taskRunner`` may use
+_RUNNERS: dict[str, tuple[str, ...]] = {
+    "process": ("squall.runner.Process", "io.kestra.plugin.core.runner.Process"),
+    "aws-batch": (
+        "squall.runner.aws.Batch",
+        "io.kestra.plugin.ee.aws.runner.Batch",
+        "io.kestra.plugin.aws.runner.Batch",
+    ),
+}
+
+
 def _flatten(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
     flat: dict[str, str] = {}
     for canonical, others in table.items():
@@ -69,6 +88,7 @@ def _flatten(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
 
 ALIASES: dict[str, str] = _flatten(_TASKS)
 TRIGGER_ALIASES: dict[str, str] = _flatten(_TRIGGERS)
+RUNNER_ALIASES: dict[str, str] = _flatten(_RUNNERS)
 
 
 def canonical_type(name: str) -> str | None:
@@ -79,6 +99,15 @@ def canonical_type(name: str) -> str | None:
 def canonical_trigger_type(name: str) -> str | None:
     """Squall's short name for a trigger type as written in a flow, or None when unknown."""
     return TRIGGER_ALIASES.get(name)
+
+
+def runner_name(type_name: str) -> str:
+    """The ``squall.runners`` entry-point name for a ``taskRunner.type``.
+
+    Names not in the table are taken as entry-point names as they are, so a third-party
+    runner is usable by its own name without editing this table.
+    """
+    return RUNNER_ALIASES.get(type_name, type_name)
 
 
 def known_names(canonical: str) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from control_plane.flows.aliases import canonical_type
+from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.flows.models import Flow, Task, task_classes
 
 __all__ = [
@@ -187,7 +187,57 @@ def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
     issues += _system_labels(data)
     issues += _recursive_subflows(data, tasks)
     issues += _worker_groups(data, tasks)
+    issues += _task_runners(tasks)
     return issues
+
+
+def _task_runners(tasks: list[tuple[PathTuple, Mapping[str, Any]]]) -> list[Issue]:
+    """``taskRunner.type`` must name an installed runner and its options must fit that runner.
+
+    Checked at load time, so ``squall validate`` and a deploy report a typo with its line
+    instead of a task failing at run time. A templated type (``{{ ... }}``) is checked when
+    the task is submitted.
+    """
+    issues: list[Issue] = []
+    installed: dict[str, Any] | None = None
+    for path, task in tasks:
+        spec = task.get("taskRunner")
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) or "{{" in spec["type"]:
+            continue
+        if installed is None:
+            from runners.base import runner_classes
+
+            installed = runner_classes()
+        name = runner_name(spec["type"])
+        runner_cls = installed.get(name)
+        if runner_cls is None:
+            known = ", ".join(sorted(installed)) or "none"
+            message = f"unknown task runner type '{spec['type']}' (installed runners: {known})"
+            issues.append(Issue((*path, "taskRunner", "type"), "unknown runner", message))
+            continue
+        issues += _runner_options(path, spec, runner_cls)
+    return issues
+
+
+def _runner_options(path: PathTuple, spec: Mapping[str, Any], runner_cls: Any) -> list[Issue]:
+    from pydantic import ValidationError
+
+    options = {k: v for k, v in spec.items() if k != "type"}
+    if any(isinstance(v, str) and "{{" in v for v in options.values()):
+        return []  # rendered per task run; the runner checks it at submission
+    try:
+        runner_cls.Options.model_validate(options)
+    except ValidationError as exc:
+        return [
+            Issue(
+                (*path, "taskRunner", *(str(p) for p in err["loc"][:1])),
+                "runner option",
+                f"{err['msg']} (taskRunner {'.'.join(str(p) for p in err['loc'])} of {spec['type']})",
+                at_key=err["type"] == "extra_forbidden",
+            )
+            for err in exc.errors()
+        ]
+    return []
 
 
 def _duplicates(ids: list[tuple[PathTuple, Any]], kind: str, locate: Locate, what: str) -> list[Issue]:

@@ -126,7 +126,11 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the directory of the database {self.path}: {exc}") from exc
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # a refused database must not leak its connection
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -136,10 +140,14 @@ class SqliteStore:
             return conn
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
+            conn.close()  # not a database (or unreadable): do not leak the connection
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._local.conn = conn
         with self._lock:
@@ -238,8 +246,9 @@ class SqliteStore:
         params: list[Any] = [after[0], after[0], after[1]]
         where = "(f.namespace > ? OR (f.namespace = ? AND f.id > ?))"
         if namespace is not None:
-            where += " AND (f.namespace = ? OR f.namespace LIKE ?)"
-            params += [namespace, namespace + ".%"]
+            # A prefix test, not LIKE: LIKE treats `_` and `%` as wildcards and ignores ASCII case.
+            where += " AND (f.namespace = ? OR substr(f.namespace, 1, ?) = ?)"
+            params += [namespace, len(namespace) + 1, namespace + "."]
         rows = self._read(
             "SELECT f.namespace, f.id, f.revision, f.source, f.updated FROM flows f"
             " JOIN (SELECT namespace, id, MAX(revision) AS rev FROM flows GROUP BY namespace, id) m"
@@ -259,11 +268,19 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     def delete_flow(self, namespace: str, flow_id: str, *, at: datetime) -> None:
-        latest = self.get_flow(namespace, flow_id)
         with self._write() as conn:
+            # Read the latest revision inside the write transaction: a save_flow between a read
+            # and this insert would otherwise take the same revision number (IntegrityError).
+            row = conn.execute(
+                "SELECT revision, source, deleted FROM flows WHERE namespace=? AND id=?"
+                " ORDER BY revision DESC LIMIT 1",
+                (namespace, flow_id),
+            ).fetchone()
+            if row is None or row[2]:
+                raise NotFoundError(f"flow {namespace}.{flow_id} not found")
             conn.execute(
                 "INSERT INTO flows (namespace, id, revision, source, updated, deleted) VALUES (?,?,?,?,?,1)",
-                (namespace, flow_id, latest.revision + 1, latest.source, at.isoformat()),
+                (namespace, flow_id, row[0] + 1, row[1], at.isoformat()),
             )
 
     # ------------------------------------------------------------------ executions

@@ -1,0 +1,125 @@
+"""Orchestration overhead of the local runtime (SQLite store, every state change durable).
+
+Two flows, each run through the service with a fresh SQLite database (synchronous=FULL, WAL):
+
+1. 200 sequential shell tasks, each `echo`, run by the process runner. Overhead per task =
+   (wall time of the whole execution - time spent inside the subprocesses, as the runner
+   measured from start to exit) / 200. Spawning the subprocess counts as overhead: it is
+   the orchestrator's work.
+2. 200 sequential inline Return tasks (no subprocess): wall time / 200.
+
+Also counted, per task: SQLite write transactions (from ``total_changes`` is not enough, so
+the store is wrapped and commits are counted). The last line is stable for tracking:
+
+    local: <ms> ms/task overhead (process runner, sqlite)
+
+Usage: python benchmarks/local.py [--tasks 200] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from control_plane.service.local import open_local
+from control_plane.store.sqlite import SqliteStore
+
+
+def shell_flow(n: int) -> str:
+    return "id: shell\nnamespace: squall.bench\ntasks:\n" + "".join(
+        f"  - id: t{i}\n    type: io.kestra.plugin.scripts.shell.Commands\n    commands: ['echo {i}']\n"
+        for i in range(n)
+    )
+
+
+def inline_flow(n: int) -> str:
+    return "id: inline\nnamespace: squall.bench\ntasks:\n" + "".join(
+        f'  - id: t{i}\n    type: io.kestra.plugin.core.debug.Return\n    format: "{{{{ task.id }}}}"\n'
+        for i in range(n)
+    )
+
+
+class _Counting:
+    """Counts write transactions by wrapping the store's ``_write`` context manager."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.writes = 0
+        original = store._write
+
+        def counted() -> Any:
+            self.writes += 1
+            return original()
+
+        store._write = counted  # type: ignore[method-assign]
+
+
+def run_once(source: str, n: int) -> tuple[float, float, int]:
+    """(wall seconds, seconds inside subprocesses, write transactions) for one execution."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess_seconds = 0.0
+        with open_local(Path(tmp) / "squall.db") as rt:
+            counter = _Counting(rt.store)
+            record = rt.service.deploy(source)
+            rt.service.flow(record.namespace, record.id)  # parse outside the timed region
+            gc.collect()
+            counter.writes = 0
+            started = time.perf_counter()
+            execution = rt.service.start(record.namespace, record.id)
+            final = rt.service.run(execution.id)
+            wall = time.perf_counter() - started
+            assert str(final.state) == "SUCCESS", final.state
+            assert len(final.taskruns) == n
+            for job in rt.store.active_jobs(limit=1):
+                raise AssertionError(f"job left active: {job.name}")
+            jobs_dir = Path(tmp) / "jobs"
+            if jobs_dir.exists():
+                subprocess_seconds = _subprocess_seconds(rt, final)
+        return wall, subprocess_seconds, counter.writes
+
+
+def _subprocess_seconds(rt: Any, final: Any) -> float:
+    """Sum of (ended - started) of every job, as the process runner measured them."""
+    from runners.base import JobHandle
+
+    runner = rt.service.runners.get("process")
+    total = 0.0
+    for tr in final.taskruns.values():
+        for attempt in tr.attempts:
+            if attempt.job is None:
+                continue
+            job = rt.store.get_job(attempt.job)
+            status = runner.poll([JobHandle.from_dict(job.handle)])[attempt.job]
+            if status.started is not None and status.ended is not None:
+                total += (status.ended - status.started).total_seconds()
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    n = args.tasks
+
+    best_inline = min((run_once(inline_flow(n), n) for _ in range(args.repeat)), key=lambda r: r[0])
+    print(
+        f"inline Return x{n}: {best_inline[0] * 1e3 / n:.2f} ms/task,"
+        f" {best_inline[2] / n:.2f} SQLite write transactions/task"
+    )
+    best_shell = min((run_once(shell_flow(n), n) for _ in range(args.repeat)), key=lambda r: r[0] - r[1])
+    wall, inside, writes = best_shell
+    overhead = (wall - inside) * 1e3 / n
+    print(
+        f"shell echo x{n}: total {wall * 1e3 / n:.2f} ms/task,"
+        f" in subprocesses {inside * 1e3 / n:.2f} ms/task,"
+        f" {writes / n:.2f} SQLite write transactions/task"
+    )
+    print(f"local: {overhead:.2f} ms/task overhead (process runner, sqlite)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Which runner instance serves a ``taskRunner`` type: one instance per runner, made on first use.
+
+Built-in and third-party runners are found the same way, through the ``squall.runners``
+entry-point group. The service passes construction arguments per runner name (the process
+runner needs its jobs directory); a runner without arguments is built with none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runners.base import Runner, runner_classes
+
+__all__ = ["RunnerRegistry", "UnknownRunnerError"]
+
+
+class UnknownRunnerError(LookupError):
+    def __init__(self, name: str, installed: list[str]) -> None:
+        super().__init__(
+            f"unknown task runner type '{name}' (installed runners: {', '.join(installed) or 'none'})"
+        )
+
+
+class RunnerRegistry:
+    def __init__(
+        self,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        instances: Mapping[str, Runner] | None = None,
+        classes: Callable[[], Mapping[str, type[Runner]]] = runner_classes,
+    ) -> None:
+        self._config = dict(config or {})
+        self._instances: dict[str, Runner] = dict(instances or {})
+        self._classes_of = classes
+        self._classes: Mapping[str, type[Runner]] | None = None
+
+    def classes(self) -> Mapping[str, type[Runner]]:
+        if self._classes is None:
+            self._classes = self._classes_of()
+        return self._classes
+
+    def get(self, name: str) -> Runner:
+        runner = self._instances.get(name)
+        if runner is None:
+            cls = self.classes().get(name)
+            if cls is None:
+                raise UnknownRunnerError(name, sorted({*self.classes(), *self._instances}))
+            runner = cls(**self._config.get(name, {}))
+            self._instances[name] = runner
+        return runner
+
+    def started(self) -> list[Runner]:
+        """Runners already in use (the ones worth polling or waiting on)."""
+        return list(self._instances.values())

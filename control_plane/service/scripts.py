@@ -1,0 +1,142 @@
+"""Script tasks (``io.kestra.plugin.scripts.{shell,python,node}.{Commands,Script}``) as runner jobs.
+
+The engine hands over a ``SubmitJob`` whose ``properties`` are the task's rendered
+properties; this module turns them into a runner-neutral :class:`runners.base.JobSpec`, the
+way Kestra's script plugins build their command line:
+
+* ``Commands``: ``interpreter`` (default ``/bin/sh -c``) runs one script made of ``set -e``
+  (when ``failFast``), ``beforeCommands`` and ``commands``, one per line.
+* ``Script``: the ``script`` text is written to a file in the working directory and run by the
+  language's executable after ``beforeCommands``.
+
+``inputFiles`` values that are storage URIs (an earlier task's ``outputFiles``) are read from
+the local object store; other values are the file's content. When the job ends,
+:func:`job_outputs` gives Kestra's outputs: ``vars`` (from ``::{"outputs":...}::`` lines),
+``exitCode`` and ``outputFiles``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.service.storage import LocalStorage, StorageError
+from runners.base import JobSpec, JobStatus
+
+__all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
+
+DEFAULT_RUNNER = "process"
+
+_SCRIPT_FILES = {
+    "shell": ("script.sh", "sh"),
+    "python": ("script.py", "python"),
+    "node": ("script.js", "node"),
+}
+
+
+class ScriptError(ValueError):
+    """A script task's properties cannot become a job (bad inputFiles, missing storage file...)."""
+
+
+def runner_of(properties: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The runner's entry-point name and its options, from the task's ``taskRunner`` block."""
+    block = properties.get("taskRunner")
+    if not isinstance(block, Mapping):
+        return DEFAULT_RUNNER, {}
+    options = {k: v for k, v in block.items() if k != "type"}
+    return runner_name(str(block.get("type", DEFAULT_RUNNER))), options
+
+
+def _language(task_type: str) -> tuple[str, str]:
+    canonical = canonical_type(task_type) or task_type
+    parts = canonical.split(".")
+    if len(parts) != 4 or parts[:2] != ["squall", "script"] or parts[2] not in _SCRIPT_FILES:
+        raise ScriptError(f"{task_type} is not a script task")
+    return parts[2], parts[3]
+
+
+def _executable(language: str, local: bool) -> str:
+    """``python`` as Kestra's images have it; on a bare machine without it, ``python3``."""
+    name = _SCRIPT_FILES[language][1]
+    if local and name == "python" and shutil.which("python") is None and shutil.which("python3"):
+        return "python3"
+    return name
+
+
+def _input_files(raw: Any, storage: LocalStorage) -> dict[str, bytes]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise ScriptError(f"inputFiles: not a map nor a JSON object: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ScriptError("inputFiles: must be a map of file name to content or storage URI")
+    files: dict[str, bytes] = {}
+    for name, content in raw.items():
+        path = PurePosixPath(str(name))
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise ScriptError(f"inputFiles.{name}: must be a relative path inside the working directory")
+        text = content if isinstance(content, str) else json.dumps(content)
+        if storage.owns(text.strip()):
+            try:
+                files[str(path)] = storage.read(text.strip())
+            except StorageError as exc:
+                raise ScriptError(f"inputFiles.{name}: {exc}") from None
+        else:
+            files[str(path)] = text.encode()
+    return files
+
+
+def build_job_spec(
+    *,
+    name: str,
+    task_type: str,
+    properties: Mapping[str, Any],
+    timeout: timedelta | None,
+    output_prefix: str,
+    labels: Mapping[str, str],
+    storage: LocalStorage,
+) -> tuple[str, JobSpec]:
+    """(runner name, JobSpec) for one attempt of a script task."""
+    language, kind = _language(task_type)
+    runner, options = runner_of(properties)
+    image = properties.get("containerImage")
+    lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
+    lines += [str(c) for c in properties.get("beforeCommands") or ()]
+    files = _input_files(properties.get("inputFiles"), storage)
+    if kind == "Commands":
+        lines += [str(c) for c in properties.get("commands") or ()]
+    else:
+        filename = _SCRIPT_FILES[language][0]
+        files[filename] = str(properties.get("script", "")).encode()
+        lines.append(f"{_executable(language, image is None and runner == DEFAULT_RUNNER)} {filename}")
+    interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
+    env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
+    spec = JobSpec(
+        name=name,
+        command=(*interpreter, "\n".join(lines)),
+        image=str(image) if image else None,
+        env=env,
+        input_files=files,
+        output_files=tuple(str(g) for g in properties.get("outputFiles") or ()),
+        output_prefix=output_prefix,
+        timeout=timeout,
+        labels=dict(labels),
+        options=options,
+    )
+    return runner, spec
+
+
+def job_outputs(status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Kestra's script outputs: ``vars``, ``exitCode`` and (when any) ``outputFiles``."""
+    outputs: dict[str, Any] = {"vars": dict(marker_outputs), "exitCode": status.exit_code}
+    if status.output_files:
+        outputs["outputFiles"] = dict(status.output_files)
+    return outputs

@@ -1,0 +1,719 @@
+"""The imperative shell around the pure engine: load, plan, store with a version check, act.
+
+Theory of operation
+-------------------
+Every change to an execution goes through :meth:`Service.advance`::
+
+    execution = load(id)                      # from the in-process cache or the store
+    new, actions = plan(flow, execution, event)
+    store.save_execution(new, expected_version=execution.version,
+                         logs=..., timers=..., jobs=...)   # one atomic write
+    carry out actions                          # submit/cancel jobs, start subflows...
+
+If another writer saved the execution first, the store raises ``ConflictError``; the service
+drops its cached copy, reloads and plans the same event again. Events produced while carrying
+out actions (a job that failed to submit, a subflow that ended) are queued and applied in
+order, never recursively.
+
+Exactly-once submission: ``SubmitJob`` becomes a job record in phase SUBMITTING, written in
+the same transaction as the task run that asked for it. Only then is the runner called; its
+handle is recorded (SUBMITTED). A service that crashed in between finds SUBMITTING records in
+:meth:`recover` and asks the runner to ``find`` the job before submitting it again.
+
+Completion: :meth:`step` fires due timers and polls every active job, one batched ``poll``
+per runner. A terminal job's logs are read to the end, stored, scanned for the outputs marker,
+and turned into a ``JobStatusChanged`` event. The record becomes DONE only after the event is
+stored, so a crash in between repeats the event, which the engine ignores as stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from control_plane.engine.actions import (
+    Action,
+    CancelJob,
+    Emit,
+    Finish,
+    RunInline,
+    StartSubflow,
+    StartTimer,
+    SubmitJob,
+)
+from control_plane.engine.events import (
+    Event,
+    JobStatusChanged,
+    Kill,
+    Restart,
+    Resume,
+    Started,
+    TaskResult,
+    TimerFired,
+)
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.planner import new_execution, plan
+from control_plane.engine.states import State
+from control_plane.errors import ConflictError, InputError, NotFoundError, SquallError, StoreError
+from control_plane.flows.loader import parse_flow
+from control_plane.flows.models import Flow, Level
+from control_plane.service.memory import Clock, SystemClock
+from control_plane.service.runners import RunnerRegistry, UnknownRunnerError
+from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
+from control_plane.service.storage import LocalStorage
+from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord
+from runners.base import (
+    Failure,
+    JobHandle,
+    JobSpec,
+    JobState,
+    JobStatus,
+    Runner,
+    RunnerError,
+    TransientRunnerError,
+    Waitable,
+    validate_options,
+)
+from runners.markers import parse_line
+
+__all__ = ["LogLimits", "Service", "ServiceError"]
+
+MAX_CONFLICTS = 50
+FLOW_RETRY_TIMER = "flow-retry:"
+
+
+class ServiceError(SquallError):
+    """An operation a person asked for cannot be done (restart of a running execution...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    """How much of one job attempt's output is stored: the head and the tail, never the middle.
+
+    A script printing 100 MB must not fill the store; the outputs marker is still searched in
+    every line, and a line says how much was left out.
+    """
+
+    head_lines: int = 10_000
+    tail_lines: int = 1_000
+    max_line_chars: int = 65_536
+
+
+class _Capture:
+    """Collects one job's log lines with :class:`LogLimits` and parses markers on every line."""
+
+    def __init__(self, limits: LogLimits, make: Callable[[Level, str], LogLine]) -> None:
+        self.limits = limits
+        self.make = make
+        self.head: list[LogLine] = []
+        self.tail: deque[LogLine] = deque(maxlen=limits.tail_lines)
+        self.omitted = 0
+        self.outputs: dict[str, Any] = {}
+
+    def add(self, stream: str, text: str) -> None:
+        marker = parse_line(text) if text.startswith("::") or text.lstrip().startswith("::") else None
+        if marker is not None:
+            self.outputs.update(marker.outputs)
+            for entry in marker.logs:
+                level = _level(entry.get("level")) if isinstance(entry, Mapping) else Level.INFO
+                message = entry.get("message") if isinstance(entry, Mapping) else entry
+                self._keep(self.make(level, str(message)))
+            return
+        if len(text) > self.limits.max_line_chars:
+            cut = len(text) - self.limits.max_line_chars
+            text = text[: self.limits.max_line_chars] + f" ... [{cut} characters truncated]"
+        self._keep(self.make(Level.WARN if stream == "stderr" else Level.INFO, text))
+
+    def _keep(self, line: LogLine) -> None:
+        if len(self.head) < self.limits.head_lines:
+            self.head.append(line)
+            return
+        if len(self.tail) == self.tail.maxlen:
+            self.omitted += 1
+        self.tail.append(line)
+
+    def lines(self) -> list[LogLine]:
+        middle = []
+        if self.omitted:
+            middle = [
+                self.make(Level.WARN, f"... {self.omitted} log lines omitted (only head and tail kept) ...")
+            ]
+        return [*self.head, *middle, *self.tail]
+
+
+def _level(raw: Any) -> Level:
+    try:
+        return Level(str(raw).upper())
+    except ValueError:
+        return Level.INFO
+
+
+def _default_id() -> str:
+    return uuid.uuid4().hex[:22]
+
+
+class Service:
+    """Runs executions durably: one instance per process, any number of processes per store."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        runners: RunnerRegistry,
+        storage: LocalStorage,
+        clock: Clock | None = None,
+        id_factory: Callable[[], str] = _default_id,
+        log_limits: LogLimits = LogLimits(),
+        poll_interval: float = 1.0,
+        on_change: Callable[[Execution], None] | None = None,
+        on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.runners = runners
+        self.storage = storage
+        self.clock = clock or SystemClock()
+        self.new_id = id_factory
+        self.log_limits = log_limits
+        self.poll_interval = poll_interval
+        self.on_change = on_change
+        self.on_logs = on_logs
+        self._cache: dict[str, Execution] = {}
+        self._flows: dict[tuple[str, str, int | None], Flow] = {}
+        self._queue: deque[tuple[str, Event]] = deque()
+        self._draining = False
+
+    # ================================================================== flows
+
+    def deploy(self, source: str, origin: str = "<string>") -> FlowRecord:
+        """Validate and store a flow; a new revision only when the source changed."""
+        flow = parse_flow(source, origin)
+        return self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
+
+    def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
+        """A flow revision, parsed once per process (the latest one is looked up every time)."""
+        flow = None if revision is None else self._flows.get((namespace, flow_id, revision))
+        if flow is None:
+            record = self.store.get_flow(namespace, flow_id, revision)
+            flow = self._flows.get((namespace, flow_id, record.revision))
+            if flow is None:
+                flow = parse_flow(record.source, f"{namespace}.{flow_id} revision {record.revision}")
+                flow = flow.model_copy(update={"revision": record.revision})
+                self._flows[(namespace, flow_id, record.revision)] = flow
+        return flow
+
+    def _flow_of(self, execution: Execution) -> Flow:
+        return self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
+
+    # ================================================================== executions
+
+    def start(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        revision: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        execution_id: str | None = None,
+        original_id: str | None = None,
+        typed: bool = True,
+    ) -> Execution:
+        """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
+        from control_plane.flows.inputs import resolve_inputs
+
+        flow = self.flow(namespace, flow_id, revision)
+        resolved = resolve_inputs(flow, inputs, typed=typed)
+        now = self.clock.now()
+        created = new_execution(
+            flow,
+            execution_id or self.new_id(),
+            at=now,
+            inputs=resolved,
+            labels=labels,
+            trigger=trigger,
+            parent=parent,
+            original_id=original_id,
+        )
+        execution, actions = plan(flow, created, Started(at=now))
+        logs, timers, jobs = self._records(execution, actions)
+        self.store.create_execution(execution, logs=logs, timers=timers, jobs=jobs)
+        self._stored(execution, logs)
+        self._carry_out(execution, actions)
+        self._drain()
+        return self._cache.get(execution.id, execution)
+
+    def get(self, execution_id: str) -> Execution:
+        return self.store.get_execution(execution_id)
+
+    def advance(self, execution_id: str, event: Event) -> Execution:
+        """Apply one event (and everything it leads to); return the execution as stored."""
+        self._queue.append((execution_id, event))
+        self._drain()
+        return self._load(execution_id)
+
+    def kill(self, execution_id: str) -> Execution:
+        """Cancel every running job of the execution through its runner; it ends KILLED."""
+        execution = self.store.get_execution(execution_id)
+        if execution.state.terminal:
+            raise ServiceError(f"execution {execution_id} already ended {execution.state}")
+        return self.advance(execution_id, Kill(at=self.clock.now()))
+
+    def restart(self, execution_id: str) -> Execution:
+        """Kestra's restart: failed task runs run again, in the same execution."""
+        execution = self.store.get_execution(execution_id)
+        if execution.state not in (State.FAILED, State.KILLED):
+            raise ServiceError(
+                f"execution {execution_id} is {execution.state}: only FAILED or KILLED executions restart"
+            )
+        self._cache.pop(execution_id, None)
+        return self.advance(execution_id, Restart(at=self.clock.now()))
+
+    def resume(
+        self, execution_id: str, inputs: Mapping[str, Any] | None = None, *, taskrun_id: str | None = None
+    ) -> Execution:
+        """Resume a paused execution with its Pause task's ``onResume`` inputs (InputError if bad)."""
+        execution = self.store.get_execution(execution_id)
+        if execution.state is not State.PAUSED and not any(
+            tr.state is State.PAUSED for tr in execution.taskruns.values()
+        ):
+            raise ServiceError(f"execution {execution_id} is {execution.state}, not PAUSED")
+        return self.advance(
+            execution_id, Resume(at=self.clock.now(), inputs=dict(inputs or {}), taskrun_id=taskrun_id)
+        )
+
+    def replay(self, execution_id: str) -> Execution:
+        """A new execution of the same flow revision with the same inputs, linked to the original."""
+        original = self.store.get_execution(execution_id)
+        return self.start(
+            original.namespace,
+            original.flow_id,
+            original.inputs,
+            revision=original.flow_revision,
+            labels={k: v for k, v in original.labels.items() if not k.startswith("system.")}
+            | {"system.replay": "true"},
+            trigger=original.trigger,
+            original_id=original.id,
+            typed=False,
+        )
+
+    # ================================================================== the loop
+
+    def recover(self) -> None:
+        """After a crash: submit (or find) every job left SUBMITTING."""
+        for job in self.store.active_jobs():
+            if job.phase is JobPhase.SUBMITTING:
+                self._submit(job, reattach=True)
+        self._drain()
+
+    def step(self) -> bool:
+        """Fire due timers and poll active jobs once; True when anything happened."""
+        fired = self._fire_timers()
+        polled = self._poll_jobs()
+        self._drain()
+        return fired or polled
+
+    def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
+        """Drive until the execution ends, or waits for a person (PAUSED with no timer due).
+
+        Follows a flow-level retry to the new execution it creates. ``deadline`` is a
+        ``time.monotonic()`` value after which the current state is returned as it is.
+        """
+        self.recover()
+        current = execution_id
+        while True:
+            self.step()
+            execution = self._load(current)
+            if execution.state.terminal:
+                retry = self._retry_target(execution)
+                if retry is None:
+                    return execution
+                if isinstance(retry, str):
+                    current = retry
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return execution
+            if not self._wait():
+                return self._reload(current)
+
+    def _retry_target(self, execution: Execution) -> str | bool | None:
+        """For a terminal execution: the id of its flow-retry execution, True if one is pending."""
+        if execution.state is not State.FAILED:
+            return None
+        target = self._retry_id(execution)
+        try:
+            self.store.get_execution(target)
+        except NotFoundError:
+            return True if self._has_retry_timer(execution) else None
+        return target
+
+    def _has_retry_timer(self, execution: Execution) -> bool:
+        nxt = self.store.next_timer()
+        if nxt is None:
+            return False
+        return any(
+            t.execution_id == execution.id and t.key == FLOW_RETRY_TIMER
+            for t in self.store.due_timers(datetime.max.replace(tzinfo=nxt.tzinfo), limit=1000)
+        )
+
+    def _wait(self) -> bool:
+        """Block until something may have changed; False when nothing ever will (paused or idle)."""
+        now = self.clock.now()
+        next_at = self.store.next_timer()
+        if next_at is not None and next_at <= now:
+            return True
+        if self.store.active_jobs(limit=1):
+            timeout = self.poll_interval
+            if next_at is not None:
+                timeout = max(0.0, min(timeout, (next_at - now).total_seconds()))
+            waitables = [r for r in self.runners.started() if isinstance(r, Waitable)]
+            if len(waitables) == 1 and len(self.runners.started()) == 1:
+                waitables[0].wait(timeout)
+            else:
+                time.sleep(timeout)
+            return True
+        if next_at is not None:
+            self.clock.sleep_until(next_at)
+            return True
+        return False
+
+    # ================================================================== plan and save
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                execution_id, event = self._queue.popleft()
+                self._apply(execution_id, event)
+        finally:
+            self._draining = False
+
+    def _load(self, execution_id: str) -> Execution:
+        execution = self._cache.get(execution_id)
+        if execution is None:
+            execution = self.store.get_execution(execution_id)
+            self._cache[execution_id] = execution
+        return execution
+
+    def _reload(self, execution_id: str) -> Execution:
+        self._cache.pop(execution_id, None)
+        return self._load(execution_id)
+
+    def _apply(self, execution_id: str, event: Event) -> None:
+        for _ in range(MAX_CONFLICTS):
+            execution = self._load(execution_id)
+            new, actions = plan(self._flow_of(execution), execution, event)
+            if new.version == execution.version:
+                return
+            logs, timers, jobs = self._records(new, actions)
+            try:
+                self.store.save_execution(
+                    new, expected_version=execution.version, logs=logs, timers=timers, jobs=jobs
+                )
+            except ConflictError:
+                self._cache.pop(execution_id, None)
+                continue
+            self._stored(new, logs)
+            self._carry_out(new, actions)
+            return
+        raise StoreError(f"execution {execution_id}: gave up after {MAX_CONFLICTS} conflicting writes")
+
+    def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
+        self._cache[execution.id] = execution
+        if logs and self.on_logs is not None:
+            self.on_logs(execution, logs)
+        if self.on_change is not None:
+            self.on_change(execution)
+
+    def _records(
+        self, execution: Execution, actions: Iterable[Action]
+    ) -> tuple[list[LogLine], list[TimerRecord], list[JobRecord]]:
+        """What must be stored with the execution, in the same write, before anything is done."""
+        logs: list[LogLine] = []
+        timers: list[TimerRecord] = []
+        jobs: list[JobRecord] = []
+        for action in actions:
+            match action:
+                case Emit():
+                    logs.extend(action.logs)
+                case StartTimer():
+                    timers.append(TimerRecord(execution.id, action.key, action.at))
+                case SubmitJob():
+                    runner, _ = runner_of(action.properties)
+                    tr = execution.taskruns[action.taskrun_id]
+                    spec = {
+                        "task_type": action.task_type,
+                        "task_id": tr.task_id,
+                        "properties": action.properties,
+                        "timeout": None if action.timeout is None else action.timeout.total_seconds(),
+                    }
+                    jobs.append(
+                        JobRecord(
+                            action.job_name,
+                            execution.id,
+                            action.taskrun_id,
+                            action.attempt,
+                            runner,
+                            JobPhase.SUBMITTING,
+                            spec,
+                            updated=self.clock.now(),
+                        )
+                    )
+                case Finish() if action.retry_at is not None:
+                    timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
+                case _:
+                    pass
+        return logs, timers, jobs
+
+    def _carry_out(self, execution: Execution, actions: Iterable[Action]) -> None:
+        jobs = {j.name: j for j in self._records(execution, actions)[2]}
+        for action in actions:
+            match action:
+                case SubmitJob():
+                    self._submit(jobs[action.job_name], reattach=False)
+                case CancelJob():
+                    self._cancel(action)
+                case RunInline():
+                    error = f"no inline handler for {action.task_type}"
+                    self._queue.append(
+                        (
+                            execution.id,
+                            TaskResult(
+                                self.clock.now(), action.taskrun_id, action.attempt, State.FAILED, None, error
+                            ),
+                        )
+                    )
+                case StartSubflow():
+                    self._start_subflow(execution, action)
+                case Finish():
+                    self._finished(execution, action)
+                case _:
+                    pass
+
+    # ================================================================== jobs
+
+    def _event(self, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None = None) -> None:
+        self._queue.append(
+            (
+                job.execution_id,
+                JobStatusChanged(
+                    self.clock.now(),
+                    job.taskrun_id,
+                    job.attempt,
+                    status.state.value,
+                    None if status.failure is None else status.failure.value,
+                    status.exit_code,
+                    status.reason,
+                    outputs,
+                ),
+            )
+        )
+
+    def _spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
+        execution = self._load(job.execution_id)
+        raw = job.spec
+        timeout = raw.get("timeout")
+        runner_name, spec = build_job_spec(
+            name=job.name,
+            task_type=raw["task_type"],
+            properties=raw["properties"],
+            timeout=None if timeout is None else timedelta(seconds=timeout),
+            output_prefix=self.storage.prefix(
+                execution.namespace, execution.flow_id, execution.id, job.taskrun_id, job.attempt
+            ),
+            labels={
+                "squall.io/namespace": execution.namespace,
+                "squall.io/flow": execution.flow_id,
+                "squall.io/task": str(raw.get("task_id", "")),
+                "squall.io/execution": execution.id,
+                "squall.io/taskrun": job.taskrun_id,
+                "squall.io/attempt": str(job.attempt),
+            },
+            storage=self.storage,
+        )
+        runner = self.runners.get(runner_name)
+        validate_options(type(runner), spec.options)
+        return runner, spec
+
+    def _submit(self, job: JobRecord, *, reattach: bool) -> None:
+        try:
+            runner, spec = self._spec(job)
+            handle = runner.find(spec) if reattach else None
+            if handle is None:
+                handle = runner.submit(spec)
+        except TransientRunnerError as exc:
+            self._give_up(job, Failure.START_FAILED, f"{job.runner}: {exc}")
+            return
+        except (RunnerError, ScriptError, UnknownRunnerError) as exc:
+            self._give_up(job, Failure.USER, str(exc))
+            return
+        self._update_job(job, phase=JobPhase.SUBMITTED, handle=handle.to_dict())
+
+    def _give_up(self, job: JobRecord, failure: Failure, reason: str) -> None:
+        status = JobStatus(JobState.FAILED, failure=failure, reason=reason)
+        self._event(job, status)
+        self._drain()
+        self._update_job(job, phase=JobPhase.DONE)
+
+    def _update_job(self, job: JobRecord, **changes: Any) -> JobRecord | None:
+        current = self.store.get_job(job.name) if job.version == 0 else job
+        if current is None:
+            return None
+        try:
+            return self.store.update_job(
+                replace(current, updated=self.clock.now(), **changes), expected_version=current.version
+            )
+        except ConflictError:
+            return None  # another process moved it on; its view wins
+
+    def _cancel(self, action: CancelJob) -> None:
+        job = self.store.get_job(action.job_name)
+        if job is None or job.phase is JobPhase.DONE:
+            return
+        if job.handle is None:
+            try:
+                runner, spec = self._spec(job)
+                handle = runner.find(spec)
+            except (RunnerError, ScriptError, UnknownRunnerError):
+                handle = None
+            if handle is None:
+                self._give_up(job, Failure.CANCELLED, "cancelled before it was submitted")
+                return
+        else:
+            handle = JobHandle.from_dict(job.handle)
+        runner = self.runners.get(job.runner)
+        runner.cancel(handle)
+        status = runner.poll([handle]).get(handle.name)
+        if status is not None and status.terminal:
+            self._complete(job, runner, handle, status)
+
+    def _poll_jobs(self) -> bool:
+        active = [j for j in self.store.active_jobs() if j.phase is JobPhase.SUBMITTED and j.handle]
+        by_runner: dict[str, list[JobRecord]] = {}
+        for job in active:
+            by_runner.setdefault(job.runner, []).append(job)
+        changed = False
+        for name, jobs in by_runner.items():
+            runner = self.runners.get(name)
+            handles = {job.name: JobHandle.from_dict(job.handle or {}) for job in jobs}
+            statuses = runner.poll(list(handles.values()))
+            for job in jobs:
+                status = statuses.get(job.name)
+                if status is not None and status.terminal:
+                    self._complete(job, runner, handles[job.name], status)
+                    changed = True
+        return changed
+
+    def _complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> None:
+        execution = self._load(job.execution_id)
+        task_id = str(job.spec.get("task_id", ""))
+
+        def make(level: Level, message: str) -> LogLine:
+            return LogLine(self.clock.now(), level, message, task_id, job.taskrun_id, job.attempt)
+
+        capture = _Capture(self.log_limits, make)
+        cursor: str | None = None
+        for _ in range(1_000_000):
+            chunk = runner.logs(handle, cursor)
+            for record in chunk.lines:
+                capture.add(record.stream, record.text)
+            cursor = chunk.cursor
+            if chunk.complete or not chunk.lines:
+                break
+        lines = capture.lines()
+        self.store.append_logs(job.execution_id, lines)
+        if lines and self.on_logs is not None:
+            self.on_logs(execution, lines)
+        self._event(job, status, job_outputs(status, capture.outputs))
+        self._drain()
+        self._update_job(job, phase=JobPhase.DONE)
+        runner.cleanup(handle)
+
+    # ================================================================== timers, subflows, finish
+
+    def _fire_timers(self) -> bool:
+        due = self.store.due_timers(self.clock.now())
+        for timer in due:
+            if timer.key == FLOW_RETRY_TIMER:
+                self._retry_flow(timer.execution_id)
+            else:
+                self._queue.append((timer.execution_id, TimerFired(at=self.clock.now(), key=timer.key)))
+                self._drain()
+            self.store.delete_timer(timer.execution_id, timer.key)
+        return bool(due)
+
+    def _retry_id(self, execution: Execution) -> str:
+        return hashlib.blake2b(f"{execution.id}/retry".encode(), digest_size=11).hexdigest()
+
+    def _retry_flow(self, execution_id: str) -> None:
+        """Flow-level retry (CREATE_NEW_EXECUTION): same inputs, ``system.retryAttempt`` + 1."""
+        execution = self._load(execution_id)
+        attempt = int(execution.labels.get("system.retryAttempt", "1")) + 1
+        with contextlib.suppress(ConflictError):  # already created by an earlier, interrupted firing
+            self.start(
+                execution.namespace,
+                execution.flow_id,
+                execution.inputs,
+                revision=execution.flow_revision,
+                labels={**execution.labels, "system.retryAttempt": str(attempt)},
+                trigger=execution.trigger,
+                execution_id=self._retry_id(execution),
+                typed=False,
+            )
+
+    def _start_subflow(self, parent: Execution, action: StartSubflow) -> None:
+        link = {
+            "id": parent.id,
+            "namespace": parent.namespace,
+            "flowId": parent.flow_id,
+            "taskRunId": action.taskrun_id,
+            "attempt": action.attempt,
+            "wait": action.wait,
+        }
+
+        def fail(message: str) -> None:
+            event = TaskResult(
+                self.clock.now(), action.taskrun_id, action.attempt, State.FAILED, None, message
+            )
+            self._queue.append((parent.id, event))
+
+        try:
+            self.start(
+                action.namespace,
+                action.flow_id,
+                action.inputs,
+                revision=action.revision,
+                labels=action.labels,
+                parent=link,
+                execution_id=action.execution_id,
+            )
+        except NotFoundError:
+            fail(f"Unable to find flow '{action.namespace}'.'{action.flow_id}'")
+        except InputError as exc:
+            fail(str(exc))
+        except ConflictError:
+            pass  # created before a crash; it reports when it ends
+
+    def _finished(self, execution: Execution, action: Finish) -> None:
+        parent = execution.parent
+        if not parent or not parent.get("wait"):
+            return
+        outputs = {
+            "executionId": execution.id,
+            "state": execution.state.value,
+            "outputs": dict(execution.outputs or {}),
+        }
+        event = TaskResult(
+            self.clock.now(), parent["taskRunId"], int(parent.get("attempt", 1)), execution.state, outputs
+        )
+        self._queue.append((parent["id"], event))

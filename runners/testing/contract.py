@@ -1,0 +1,534 @@
+"""The contract every runner passes: subclass :class:`RunnerContract` and provide fixtures.
+
+Like Kestra's ``AbstractTaskRunnerTest``, one suite is shipped where plugins can import it,
+and each backend runs it in a few lines against its emulator::
+
+    from runners.testing import RunnerContract
+
+    class TestMyRunner(RunnerContract):
+        @pytest.fixture
+        def runner(self, backend): return MyRunner(endpoint=backend.url)
+
+        @pytest.fixture
+        def second_runner(self, backend): return MyRunner(endpoint=backend.url)   # same backend
+
+        @pytest.fixture
+        def faulty_runner(self, backend):
+            def make(failures: int) -> tuple[Runner, CallCounter]:
+                counter = CallCounter()
+                return MyRunner(endpoint=backend.url, transport=flaky(failures, counter)), counter
+            return make
+
+        @pytest.fixture
+        def output_prefix(self, bucket): return f"s3://{bucket}/outputs/"
+
+        @pytest.fixture
+        def read_uri(self, s3): return lambda uri: s3.read(uri)
+
+Fixtures a subclass must provide:
+
+- ``runner``: a fresh runner on the backend under test.
+- ``second_runner``: a *new* instance on the same backend (reattach after a crash).
+- ``faulty_runner``: ``make(failures) -> (runner, CallCounter)``: a runner on the same backend
+  whose API calls fail transiently ``failures`` times, then work; the counter counts every
+  backend call (failed or not). Its retry policy must not really sleep.
+- ``output_prefix``: where output files go (a URI); ``read_uri(uri) -> bytes`` reads one back.
+
+Optional fixtures (the defaults turn the corresponding checks off):
+
+- ``image``: the container image for backends that need one (it must have a POSIX ``sh``).
+- ``process_count(token) -> int``: how many live processes have ``token`` in their command
+  line. Backends whose jobs run on this machine (the process runner, emulators that run jobs
+  as local subprocesses, local containers) pass :func:`count_local_processes`; it lets the
+  suite check that timeout and cancel really stop the job and its grandchildren.
+- ``host_dir``: a directory on this machine that jobs can append to (proves "one process").
+
+Every command is a POSIX ``sh -c`` script, so container runners run the same cases. Tests
+never sleep to wait for a state: :func:`wait_terminal` and :func:`wait_until` wait on a
+condition with a deadline and fail with a clear message when it passes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from runners import markers
+from runners.base import (
+    Failure,
+    JobHandle,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LogRecord,
+    Runner,
+    TransientRunnerError,
+    Waitable,
+)
+
+__all__ = [
+    "CallCounter",
+    "RunnerContract",
+    "count_local_processes",
+    "iter_logs",
+    "read_logs",
+    "sh",
+    "wait_state",
+    "wait_terminal",
+    "wait_until",
+]
+
+_INTERVAL = 0.02
+_LOOP = 'i=0; while [ "$i" -lt 120 ]; do sleep 1; i=$((i+1)); done'
+"""Runs for up to two minutes: long enough to be cancelled, bounded if a test breaks."""
+
+
+@dataclass
+class CallCounter:
+    """Counts backend calls made by a ``faulty_runner`` (thread-safe)."""
+
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def hit(self) -> int:
+        with self._lock:
+            self.calls += 1
+            return self.calls
+
+
+def sh(script: str) -> tuple[str, ...]:
+    """The argv running ``script`` with the POSIX shell."""
+    return ("sh", "-c", script)
+
+
+def wait_until(predicate: Callable[[], bool], deadline_s: float, message: str) -> None:
+    """Check ``predicate`` every few milliseconds until it holds; fail with ``message`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{message} (still false after {deadline_s:g}s)", pytrace=False)
+        time.sleep(_INTERVAL)
+
+
+def wait_terminal(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> JobStatus:
+    """Poll ``handle`` until terminal, blocking on ``Waitable.wait`` between polls when the runner has it."""
+    deadline = time.monotonic() + deadline_s
+    status = runner.poll([handle])[handle.name]
+    while not status.terminal:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(
+                f"job {handle.name} still {status.state.value} after {deadline_s:g}s: {status}", pytrace=False
+            )
+        if isinstance(runner, Waitable):
+            runner.wait(min(remaining, 0.5))  # bounded: a wakeup may belong to another process
+        else:
+            time.sleep(min(remaining, 0.05))
+        status = runner.poll([handle])[handle.name]
+    return status
+
+
+def wait_state(runner: Runner, handle: JobHandle, states: set[JobState], deadline_s: float) -> JobStatus:
+    """Poll until the job is in one of ``states`` (or terminal, which fails unless listed)."""
+    found: list[JobStatus] = []
+
+    def reached() -> bool:
+        status = runner.poll([handle])[handle.name]
+        found[:] = [status]
+        if status.terminal and status.state not in states:
+            pytest.fail(f"job {handle.name} ended before reaching {states}: {status}", pytrace=False)
+        return status.state in states
+
+    wait_until(reached, deadline_s, f"job {handle.name} never reached {sorted(states)}")
+    return found[0]
+
+
+def iter_logs(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> Iterator[list[LogRecord]]:
+    """Every chunk of the job's log until ``complete`` (one chunk at a time: bounded memory)."""
+    deadline = time.monotonic() + deadline_s
+    cursor: str | None = None
+    while True:
+        chunk = runner.logs(handle, cursor)
+        if chunk.lines:
+            yield list(chunk.lines)
+        if chunk.complete:
+            return
+        if cursor == chunk.cursor and not chunk.lines:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"logs of {handle.name} never became complete within {deadline_s:g}s")
+            time.sleep(_INTERVAL)
+        cursor = chunk.cursor
+
+
+def read_logs(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> list[LogRecord]:
+    """The job's whole log (for small logs; use :func:`iter_logs` for large ones)."""
+    return [record for chunk in iter_logs(runner, handle, deadline_s) for record in chunk]
+
+
+def count_local_processes(token: str) -> int:
+    """Live (non-zombie) processes of this machine whose command line contains ``token`` (Linux)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cmdline").exists():
+        pytest.skip("count_local_processes needs /proc")
+    needle = token.encode()
+    count = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_bytes()
+        except OSError:  # exited while we looked
+            continue
+        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+        if needle in cmdline and state not in (b"Z", b"X"):
+            count += 1
+    return count
+
+
+def _texts(records: list[LogRecord], stream: str | None = None) -> list[str]:
+    return [r.text for r in records if stream is None or r.stream == stream]
+
+
+class RunnerContract:
+    """Cases every runner passes. Subclass it as ``Test<Something>`` and provide the fixtures."""
+
+    deadline_s: ClassVar[float] = 60.0
+    """How long any single wait may take (raise it for slow emulators)."""
+
+    # -- fixtures a subclass provides
+
+    @pytest.fixture
+    def runner(self) -> Runner:
+        raise NotImplementedError("the contract subclass must provide a `runner` fixture")
+
+    @pytest.fixture
+    def second_runner(self) -> Runner:
+        raise NotImplementedError("the contract subclass must provide a `second_runner` fixture")
+
+    @pytest.fixture
+    def faulty_runner(self) -> Callable[[int], tuple[Runner, CallCounter]]:
+        raise NotImplementedError("the contract subclass must provide a `faulty_runner` fixture")
+
+    @pytest.fixture
+    def output_prefix(self) -> str:
+        raise NotImplementedError("the contract subclass must provide an `output_prefix` fixture")
+
+    @pytest.fixture
+    def read_uri(self) -> Callable[[str], bytes]:
+        raise NotImplementedError("the contract subclass must provide a `read_uri` fixture")
+
+    @pytest.fixture
+    def image(self) -> str | None:
+        return None
+
+    @pytest.fixture
+    def process_count(self) -> Callable[[str], int] | None:
+        return None
+
+    @pytest.fixture
+    def host_dir(self) -> Path | None:
+        return None
+
+    # -- helpers as fixtures
+
+    @pytest.fixture
+    def make_spec(self, image: str | None, output_prefix: str) -> Callable[..., JobSpec]:
+        """``make_spec(script, **fields)``: a JobSpec with a unique name running ``sh -c script``."""
+
+        def make(script: str, **fields: Any) -> JobSpec:
+            fields.setdefault("name", f"contract-{uuid.uuid4().hex[:12]}")
+            fields.setdefault("image", image)
+            fields.setdefault("output_prefix", output_prefix)
+            return JobSpec(command=sh(script), **fields)
+
+        return make
+
+    @pytest.fixture
+    def submit(self) -> Iterator[Callable[[Runner, JobSpec], JobHandle]]:
+        """``submit(runner, spec)``; every job still running when the test ends is cancelled."""
+        submitted: list[tuple[Runner, JobHandle]] = []
+
+        def do(runner: Runner, spec: JobSpec) -> JobHandle:
+            handle = runner.submit(spec)
+            submitted.append((runner, handle))
+            return handle
+
+        yield do
+        for runner, handle in submitted:
+            try:
+                if not runner.poll([handle])[handle.name].terminal:
+                    runner.cancel(handle)
+            except Exception:  # teardown must not hide the test's own failure
+                pass
+
+    # -- cases
+
+    def test_echo(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        handle = submit(runner, make_spec("echo one; echo two; echo three"))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert status.exit_code == 0
+        assert status.failure is None
+        records = read_logs(runner, handle, self.deadline_s)
+        assert _texts(records, "stdout") == ["one", "two", "three"]
+        # Reading again from the end yields nothing new and stays complete.
+        end = runner.logs(handle, None)
+        while not end.complete:
+            end = runner.logs(handle, end.cursor)
+        again = runner.logs(handle, end.cursor)
+        assert again.lines == () and again.complete
+
+    def test_exit_1_keeps_outputs_marker(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        script = """echo '::{"outputs":{"answer":42,"who":"first"}}::'; echo 'boom' >&2; exit 1"""
+        handle = submit(runner, make_spec(script))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.FAILED, status
+        assert status.failure is Failure.USER
+        assert status.exit_code == 1
+        records = read_logs(runner, handle, self.deadline_s)
+        assert '::{"outputs":{"answer":42,"who":"first"}}::' in _texts(records)
+        assert "boom" in _texts(records, "stderr")
+        assert markers.collect(_texts(records)).outputs == {"answer": 42, "who": "first"}
+
+    def test_marker_on_last_line_without_newline(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        marker = '::{"outputs":{"k":"v"},"metrics":[{"name":"rows","type":"counter","value":3}]}::'
+        handle = submit(runner, make_spec(f"echo before; printf '%s' '{marker}'"))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        records = read_logs(runner, handle, self.deadline_s)
+        assert _texts(records, "stdout") == ["before", marker]
+        found = markers.collect(_texts(records))
+        assert found.outputs == {"k": "v"}
+        assert found.metrics == [{"name": "rows", "type": "counter", "value": 3}]
+
+    def test_many_lines_on_both_streams(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        n = 2500
+        script = f'i=0; while [ "$i" -lt {n} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done'
+        handle = submit(runner, make_spec(script))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        records = read_logs(runner, handle, self.deadline_s)
+        assert len(records) == 2 * n
+        assert _texts(records, "stdout") == [f"out {i}" for i in range(n)]
+        assert _texts(records, "stderr") == [f"err {i}" for i in range(n)]
+
+    def test_input_and_output_files(
+        self,
+        runner: Runner,
+        make_spec: Any,
+        submit: Any,
+        output_prefix: str,
+        read_uri: Callable[[str], bytes],
+    ) -> None:
+        script = (
+            "cat in.txt data/nested/in2.txt > result.txt && mkdir -p sub/deeper && "
+            'printf gamma > sub/deeper/g.txt && printf delta > "$OUTPUT_DIR/d.txt" && printf no > skip.log'
+        )
+        spec = make_spec(
+            script,
+            input_files={"in.txt": b"alpha\n", "data/nested/in2.txt": b"beta"},
+            output_files=("result.txt", "sub/**/*.txt"),
+        )
+        handle = submit(runner, spec)
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, (status, read_logs(runner, handle, self.deadline_s))
+        assert set(status.output_files) == {"result.txt", "sub/deeper/g.txt", "d.txt"}
+        assert read_uri(status.output_files["result.txt"]) == b"alpha\nbeta"
+        assert read_uri(status.output_files["sub/deeper/g.txt"]) == b"gamma"
+        assert read_uri(status.output_files["d.txt"]) == b"delta"
+        for uri in status.output_files.values():
+            assert uri.startswith(output_prefix.rstrip("/")), (uri, output_prefix)
+
+    def test_env_and_directories(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        script = (
+            'echo "greeting=$SQUALL_GREETING"; '
+            '[ -n "$WORKING_DIR" ] && [ "$(pwd -P)" = "$(cd "$WORKING_DIR" && pwd -P)" ] && echo wd-ok; '
+            '[ -n "$OUTPUT_DIR" ] && [ -d "$OUTPUT_DIR" ] && touch "$OUTPUT_DIR/probe" && echo od-ok'
+        )
+        handle = submit(runner, make_spec(script, env={"SQUALL_GREETING": "hello world"}))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert _texts(read_logs(runner, handle, self.deadline_s), "stdout") == [
+            "greeting=hello world",
+            "wd-ok",
+            "od-ok",
+        ]
+
+    def test_timeout_stops_the_job(
+        self, runner: Runner, make_spec: Any, submit: Any, process_count: Callable[[str], int] | None
+    ) -> None:
+        token = f"squall-timeout-{uuid.uuid4().hex}"
+        handle = submit(runner, make_spec(f"echo started; {_LOOP} # {token}", timeout=timedelta(seconds=1)))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.FAILED, status
+        assert status.failure is Failure.TIMEOUT
+        assert status.reason and "timed out" in status.reason
+        if process_count is not None:
+            wait_until(lambda: process_count(token) == 0, 10.0, "the timed-out job's processes still run")
+
+    def test_cancel_stops_job_and_grandchildren(
+        self, runner: Runner, make_spec: Any, submit: Any, process_count: Callable[[str], int] | None
+    ) -> None:
+        token = f"squall-cancel-{uuid.uuid4().hex}"
+        script = f"sh -c '{_LOOP} # {token}-child' &\necho started\n{_LOOP} # {token}"
+        handle = submit(runner, make_spec(script))
+        wait_state(runner, handle, {JobState.RUNNING}, self.deadline_s)
+        if process_count is not None:  # the job and its grandchild both run
+            wait_until(lambda: process_count(token) >= 2, self.deadline_s, "the grandchild never started")
+        runner.cancel(handle)
+        runner.cancel(handle)  # idempotent
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.CANCELLED, status
+        assert status.failure is Failure.CANCELLED
+        if process_count is not None:
+            wait_until(lambda: process_count(token) == 0, 10.0, "the cancelled job's processes still run")
+        runner.cancel(handle)  # after the end: still fine, still CANCELLED
+        assert runner.poll([handle])[handle.name].state is JobState.CANCELLED
+
+    def test_cancel_after_success_is_a_noop(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        handle = submit(runner, make_spec("echo done"))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        runner.cancel(handle)
+        status = runner.poll([handle])[handle.name]
+        assert status.state is JobState.SUCCEEDED, status
+        assert status.failure is None
+
+    def test_reattach_from_a_new_runner(
+        self, runner: Runner, second_runner: Runner, make_spec: Any, submit: Any
+    ) -> None:
+        spec = make_spec("echo one; sleep 1; echo two")
+        handle = submit(runner, spec)
+        assert JobHandle.from_dict(handle.to_dict()) == handle
+        found = second_runner.find(spec)
+        assert found is not None
+        assert (found.name, found.id) == (handle.name, handle.id)
+        assert second_runner.poll([found])[found.name].state in {
+            JobState.QUEUED,
+            JobState.STARTING,
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+        }
+        status = wait_terminal(second_runner, found, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert _texts(read_logs(second_runner, found, self.deadline_s), "stdout") == ["one", "two"]
+        assert second_runner.find(spec) == found  # still the same job once it has ended
+
+    def test_submit_twice_runs_once(
+        self,
+        runner: Runner,
+        second_runner: Runner,
+        make_spec: Any,
+        submit: Any,
+        host_dir: Path | None,
+    ) -> None:
+        ledger = host_dir / f"ledger-{uuid.uuid4().hex}" if host_dir is not None else None
+        script = f"echo ran >> '{ledger}'; echo ran" if ledger is not None else "echo ran"
+        spec = make_spec(script)
+        first = submit(runner, spec)
+        assert submit(runner, spec).id == first.id
+        assert submit(second_runner, spec).id == first.id
+        status = wait_terminal(runner, first, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert submit(runner, spec).id == first.id  # even after the end
+        assert _texts(read_logs(runner, first, self.deadline_s)) == ["ran"]
+        if ledger is not None:
+            assert ledger.read_text().splitlines() == ["ran"]
+
+    def test_concurrent_submits_start_one_job(
+        self,
+        runner: Runner,
+        second_runner: Runner,
+        make_spec: Any,
+        submit: Any,
+        host_dir: Path | None,
+    ) -> None:
+        ledger = host_dir / f"ledger-{uuid.uuid4().hex}" if host_dir is not None else None
+        spec = make_spec(f"echo ran >> '{ledger}'" if ledger is not None else "echo ran")
+        barrier = threading.Barrier(6)
+        ids: list[str] = []
+        errors: list[BaseException] = []
+
+        def race(which: Runner) -> None:
+            try:
+                barrier.wait(timeout=10)
+                ids.append(submit(which, spec).id)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=race, args=(r,)) for r in [runner, second_runner] * 3]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=self.deadline_s)
+        assert not errors, errors
+        assert len(ids) == 6 and len(set(ids)) == 1, ids
+        handle = runner.find(spec)
+        assert handle is not None
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        if ledger is not None:
+            assert ledger.read_text().splitlines() == ["ran"]
+
+    def test_find_never_submitted(self, runner: Runner, make_spec: Any) -> None:
+        assert runner.find(make_spec("echo never")) is None
+
+    def test_unknown_handle(self, runner: Runner) -> None:
+        ghost = JobHandle(name=f"contract-ghost-{uuid.uuid4().hex[:8]}", runner=runner.name, id="no-such-job")
+        status = runner.poll([ghost])[ghost.name]
+        assert status.state is JobState.LOST and status.failure is Failure.LOST, status
+        with pytest.raises(JobNotFoundError):
+            runner.logs(ghost, None)
+
+    def test_poll_is_batched(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        handles = [submit(runner, make_spec(f"exit {code}")) for code in (0, 3)]
+        for handle in handles:
+            wait_terminal(runner, handle, self.deadline_s)
+        statuses = runner.poll(handles)
+        assert set(statuses) == {h.name for h in handles}
+        assert [statuses[h.name].exit_code for h in handles] == [0, 3]
+        assert statuses[handles[1].name].failure is Failure.USER
+
+    def test_cleanup_is_idempotent_and_keeps_logs(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        handle = submit(runner, make_spec("echo kept"))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        runner.cleanup(handle)
+        runner.cleanup(handle)
+        assert _texts(read_logs(runner, handle, self.deadline_s)) == ["kept"]
+        assert runner.poll([handle])[handle.name].state is JobState.SUCCEEDED
+
+    def test_transient_errors_are_retried(
+        self, faulty_runner: Callable[[int], tuple[Runner, CallCounter]], make_spec: Any, submit: Any
+    ) -> None:
+        flaky, counter = faulty_runner(2)
+        handle = submit(flaky, make_spec("echo survived"))
+        status = wait_terminal(flaky, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert counter.calls > 2, "the two failed calls should have been retried"
+        assert _texts(read_logs(flaky, handle, self.deadline_s)) == ["survived"]
+
+    def test_transient_errors_beyond_the_policy(
+        self,
+        faulty_runner: Callable[[int], tuple[Runner, CallCounter]],
+        runner: Runner,
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        flaky, counter = faulty_runner(1_000_000)
+        spec = make_spec("echo second-try")
+        with pytest.raises(TransientRunnerError):
+            flaky.submit(spec)
+        assert counter.calls >= 2, "the policy should have retried before giving up"
+        # Nothing half-made blocks the same job later, once the backend works again.
+        handle = submit(runner, spec)
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert _texts(read_logs(runner, handle, self.deadline_s)) == ["second-try"]

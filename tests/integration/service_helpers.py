@@ -1,0 +1,76 @@
+"""A local runtime on a temporary directory, and small helpers for the service tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from control_plane.engine.model import Execution, LogLine, TaskRun
+from control_plane.service.local import LocalRuntime, open_local
+
+
+def runtime(tmp_path: Path, **options: Any) -> LocalRuntime:
+    options.setdefault("runner_config", {"process": {"base_dir": tmp_path / "jobs", "grace": _grace()}})
+    return open_local(tmp_path / "squall.db", **options)
+
+
+def _grace() -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=1)
+
+
+def deploy_and_run(rt: LocalRuntime, source: str, inputs: dict[str, Any] | None = None) -> Execution:
+    record = rt.service.deploy(source, "test.yaml")
+    started = rt.service.start(record.namespace, record.id, inputs)
+    return rt.service.run(started.id, deadline=time.monotonic() + 120)
+
+
+def run_of(execution: Execution, task_id: str) -> TaskRun:
+    runs = [tr for tr in execution.ordered_taskruns() if tr.task_id == task_id]
+    assert len(runs) == 1, f"{task_id}: {len(runs)} task runs"
+    return runs[0]
+
+
+def logs(rt: LocalRuntime, execution_id: str) -> list[LogLine]:
+    out: list[LogLine] = []
+    cursor = None
+    while True:
+        page = rt.store.read_logs(execution_id, limit=5000, cursor=cursor)
+        out += page.items
+        cursor = page.cursor
+        if cursor is None:
+            return out
+
+
+def messages(rt: LocalRuntime, execution_id: str, task_id: str | None = None) -> list[str]:
+    return [x.message for x in logs(rt, execution_id) if task_id is None or x.task_id == task_id]
+
+
+def wait_for(condition: Callable[[], bool], deadline_s: float = 20.0, what: str = "condition") -> None:
+    """Wait on a condition with a deadline (the short pause only yields the CPU between checks)."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def iter_states(execution: Execution) -> Iterator[tuple[str, str]]:
+    for tr in execution.ordered_taskruns():
+        yield tr.task_id, str(tr.state)

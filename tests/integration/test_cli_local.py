@@ -1,0 +1,173 @@
+"""The ``squall`` command against the local store: run, executions, flows, and every sample."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from control_plane.cli import app
+from control_plane.store.sqlite import SqliteStore
+from tests.integration.service_helpers import pid_alive, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+cli = CliRunner()
+
+
+def execution_id(output: str) -> str:
+    match = re.search(r"Execution (\w+) ", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_sample_hello() -> None:
+    result = cli.invoke(app, ["run", str(SAMPLES / "hello.yaml"), "-i", "name=Ada"])
+    assert result.exit_code == 0, result.output
+    assert "Hello, Ada!" in result.output and "Ada visited 3 planets, last EARTH" in result.output
+
+
+def test_sample_etl_passes_outputs_and_files_through_a_foreach() -> None:
+    result = cli.invoke(app, ["run", str(SAMPLES / "etl.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "north: 150" in result.output and "south: 100" in result.output and "east: 60" in result.output
+    assert '"grand_total": 310' in result.output
+
+
+def test_sample_resilience_retries_allows_failure_and_runs_errors(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    result = cli.invoke(app, ["run", str(SAMPLES / "resilience.yaml"), "--db", str(db)])
+    assert result.exit_code == 1, result.output  # `deploy` fails for good, by design
+    store = SqliteStore(db)
+    try:
+        (summary,) = store.list_executions().items
+        execution = store.get_execution(summary.id)
+    finally:
+        store.close()
+    states = {tr.task_id: tr for tr in execution.taskruns.values()}
+    assert len(states["flaky"].attempts) == 3 and str(states["flaky"].state) == "SUCCESS"
+    assert str(states["optional"].state) == "WARNING"
+    assert str(states["deploy"].state) == "FAILED"
+    assert str(states["alert"].state) == "SUCCESS"
+    assert "deploy failed:" in result.output
+
+
+def test_sample_dag() -> None:
+    result = cli.invoke(app, ["run", str(SAMPLES / "dag.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "joining 7 rows" in result.output and '"rows": 7' in result.output
+
+
+def test_executions_and_flows_commands(tmp_path: Path) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "id: f\nnamespace: t\ntasks:\n  - id: say\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        "    commands: ['echo hello-cli']\n  - id: gate\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"    commands: ['test -f {tmp_path / 'gate'}']\n"
+    )
+    first = cli.invoke(app, ["run", str(flow), "-q"])
+    assert first.exit_code == 1
+    ex = execution_id(first.output)
+
+    listed = cli.invoke(app, ["executions", "list"])
+    assert listed.exit_code == 0 and ex in listed.output and "FAILED" in listed.output
+    assert ex not in cli.invoke(app, ["executions", "list", "--state", "SUCCESS"]).output
+    assert cli.invoke(app, ["executions", "list", "--state", "NOPE"]).exit_code == 1
+
+    shown = cli.invoke(app, ["executions", "show", ex])
+    assert shown.exit_code == 0 and "gate" in shown.output and "exit code 1" in shown.output
+
+    logs = cli.invoke(app, ["executions", "logs", ex, "--task", "say"])
+    assert logs.exit_code == 0 and "hello-cli" in logs.output
+
+    (tmp_path / "gate").write_text("")
+    restarted = cli.invoke(app, ["executions", "restart", ex, "-q"])
+    assert restarted.exit_code == 0, restarted.output
+    assert f"Execution {ex} SUCCESS" in restarted.output
+
+    replayed = cli.invoke(app, ["executions", "replay", ex, "-q"])
+    assert replayed.exit_code == 0 and execution_id(replayed.output) != ex
+
+    deployed = cli.invoke(app, ["flows", "deploy", str(flow)])
+    assert deployed.exit_code == 0 and "t.f revision 1" in deployed.output  # unchanged: same revision
+    flows = cli.invoke(app, ["flows", "list"])
+    assert flows.exit_code == 0 and "t" in flows.output and " f " in flows.output
+
+
+def test_unknown_ids_and_bad_files_give_clear_errors(tmp_path: Path) -> None:
+    for command in (["show"], ["logs"], ["kill"], ["restart"], ["resume"], ["replay"]):
+        result = cli.invoke(app, ["executions", *command, "nope123"])
+        assert result.exit_code == 1, command
+        assert "execution 'nope123' not found" in result.output and "Traceback" not in result.output
+    missing = cli.invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert missing.exit_code == 1 and "cannot read the flow" in missing.output
+    (tmp_path / "bad.yaml").write_text("id: [unclosed\n")
+    bad = cli.invoke(app, ["run", str(tmp_path / "bad.yaml")])
+    assert bad.exit_code == 1 and "bad.yaml:" in bad.output and "Traceback" not in bad.output
+    (tmp_path / "latin1.yaml").write_bytes(b"id: caf\xe9\n")
+    latin = cli.invoke(app, ["flows", "deploy", str(tmp_path / "latin1.yaml")])
+    assert latin.exit_code == 1 and "latin1.yaml" in latin.output
+    notdb = tmp_path / "not.db"
+    notdb.write_text("this is not sqlite" * 100)
+    broken = cli.invoke(app, ["executions", "list", "--db", str(notdb)])
+    assert broken.exit_code == 1 and str(notdb) in broken.output
+
+
+def test_resume_from_the_cli(tmp_path: Path) -> None:
+    flow = tmp_path / "p.yaml"
+    flow.write_text(
+        "id: p\nnamespace: t\ntasks:\n  - id: ask\n    type: io.kestra.plugin.core.flow.Pause\n"
+        "    onResume:\n      - id: answer\n        type: STRING\n"
+        "  - id: echo\n    type: io.kestra.plugin.core.debug.Return\n"
+        "    format: '{{ outputs.ask.onResume.answer }}'\n"
+    )
+    paused = cli.invoke(app, ["run", str(flow), "-q"])
+    assert "PAUSED" in paused.output
+    ex = execution_id(paused.output)
+    resumed = cli.invoke(app, ["executions", "resume", ex, "-i", "answer=yes"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "SUCCESS" in resumed.output
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+def test_ctrl_c_kills_the_execution_and_its_processes(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    flow = tmp_path / "long.yaml"
+    flow.write_text(
+        "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"    commands: ['echo $$ > {pidfile}; sleep 60']\n"
+    )
+    db = tmp_path / "c.db"
+    env = {**os.environ, "SQUALL_DB": str(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")
+        job_pid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out
+    assert "KILLED" in out
+    wait_for(lambda: not pid_alive(job_pid), 10, "the job process to die")
+    store = SqliteStore(db)
+    try:
+        (summary,) = store.list_executions().items
+        assert str(summary.state) == "KILLED"
+        assert store.active_jobs() == []
+    finally:
+        store.close()

@@ -1,0 +1,424 @@
+"""The service layer on SQLite with the real process runner: durable, exactly-once, controllable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from control_plane.engine.events import Kill
+from control_plane.engine.states import State
+from control_plane.errors import FlowValidationError, InputError
+from control_plane.service.service import ServiceError
+from control_plane.store.base import JobPhase
+from runners.process import ProcessRunner
+from tests.integration.service_helpers import deploy_and_run, messages, pid_alive, run_of, runtime, wait_for
+
+SHELL = "io.kestra.plugin.scripts.shell.Commands"
+
+
+def flow(tasks: str, extra: str = "") -> str:
+    return f"id: f\nnamespace: t\n{extra}tasks:\n{tasks}"
+
+
+def test_inline_flow_is_stored_and_reloads_equal(tmp_path: Path) -> None:
+    with runtime(tmp_path) as rt:
+        source = (Path(__file__).parents[2] / "samples" / "hello.yaml").read_text()
+        final = deploy_and_run(rt, source, {"name": "Ada"})
+        assert final.state is State.SUCCESS
+        stored = rt.store.get_execution(final.id)
+        assert stored.version == final.version
+        assert dict(stored.taskruns) == dict(final.taskruns)
+        assert stored.outputs == {"summary": "Ada visited 3 planets, last EARTH"}
+        assert "Hello, Ada!" in messages(rt, final.id)
+
+
+def test_shell_outputs_exit_code_files_and_env(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: a
+    type: {SHELL}
+    env: {{GREETING: bonjour}}
+    inputFiles: {{in/data.txt: "from input"}}
+    outputFiles: ["*.txt"]
+    commands:
+      - echo "$GREETING $(cat in/data.txt)"
+      - echo result > out.txt
+      - 'echo ''::{{"outputs":{{"n":42,"who":"a"}}}}::'''
+  - id: b
+    type: io.kestra.plugin.scripts.node.Script
+    inputFiles:
+      got.txt: "{{{{ outputs.a.outputFiles['out.txt'] }}}}"
+    script: |
+      const fs = require("fs");
+      console.log("node read " + fs.readFileSync("got.txt", "utf8").trim() + " n={{{{ outputs.a.vars.n }}}}");
+"""
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        assert final.state is State.SUCCESS, [(tr.task_id, tr.error) for tr in final.ordered_taskruns()]
+        a = run_of(final, "a")
+        assert a.outputs is not None
+        assert a.outputs["vars"] == {"n": 42, "who": "a"}
+        assert a.outputs["exitCode"] == 0
+        uri = a.outputs["outputFiles"]["out.txt"]
+        assert uri.startswith("file://") and rt.service.storage.read(uri) == b"result\n"
+        assert "bonjour from input" in messages(rt, final.id, "a")
+        assert "node read result n=42" in messages(rt, final.id, "b")
+        # the marker line is parsed, not stored as a log line
+        assert not any(m.startswith("::") for m in messages(rt, final.id))
+
+
+def test_failed_script_keeps_outputs_and_exit_code(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: a
+    type: {SHELL}
+    commands:
+      - 'echo ''::{{"outputs":{{"partial":true}}}}::'''
+      - echo boom >&2
+      - exit 3
+"""
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        a = run_of(final, "a")
+        assert final.state is State.FAILED and a.state is State.FAILED
+        assert a.outputs == {"vars": {"partial": True}, "exitCode": 3}
+        assert "exit code 3" in (a.error or "")
+        lines = [(x.level.value, x.message) for x in _logs(rt, final.id) if x.task_id == "a"]
+        assert ("WARN", "boom") in lines
+
+
+def _logs(rt, execution_id):  # type: ignore[no-untyped-def]
+    from tests.integration.service_helpers import logs
+
+    return logs(rt, execution_id)
+
+
+def test_python_script_and_fail_fast(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: py
+    type: io.kestra.plugin.scripts.python.Script
+    beforeCommands: ["export X=7"]
+    script: |
+      import os
+      print("x is", os.environ["X"])
+  - id: stops
+    type: {SHELL}
+    commands: ["false", "echo never printed"]
+"""
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        assert run_of(final, "py").state is State.SUCCESS
+        assert "x is 7" in messages(rt, final.id, "py")
+        assert run_of(final, "stops").state is State.FAILED
+        assert "never printed" not in messages(rt, final.id)
+
+
+class _Crash(BaseException):
+    """Stands for the control plane dying at a precise point (not an Exception: nothing catches it)."""
+
+
+class _CrashingRunner:
+    """Wraps the real process runner and dies before or after a real submit."""
+
+    name = ProcessRunner.name
+    Options = ProcessRunner.Options
+
+    def __init__(self, real, *, after_submit: bool) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+        self.after_submit = after_submit
+
+    def __getattr__(self, item: str):  # type: ignore[no-untyped-def]
+        return getattr(self.real, item)
+
+    def submit(self, spec):  # type: ignore[no-untyped-def]
+        if self.after_submit:
+            self.real.submit(spec)
+        raise _Crash
+
+
+@pytest.mark.parametrize("after_submit", [False, True], ids=["before-submit", "after-submit"])
+def test_exactly_once_submission_across_a_crash(tmp_path: Path, after_submit: bool) -> None:
+    ledger = tmp_path / "ledger.txt"
+    source = flow(f"  - id: once\n    type: {SHELL}\n    commands: ['echo ran >> {ledger}']\n")
+    with runtime(tmp_path) as rt:
+        rt.service.runners.get("process")  # build the real one
+        real = rt.service.runners._instances["process"]
+        rt.service.runners._instances["process"] = _CrashingRunner(real, after_submit=after_submit)
+        record = rt.service.deploy(source)
+        with pytest.raises(_Crash):
+            rt.service.start(record.namespace, record.id)
+        (job,) = rt.store.active_jobs()
+        assert job.phase is JobPhase.SUBMITTING and job.handle is None
+        execution_id = job.execution_id
+    with runtime(tmp_path) as rt2:  # a new process on the same store
+        final = rt2.service.run(execution_id, deadline=time.monotonic() + 60)
+        assert final.state is State.SUCCESS
+        assert ledger.read_text() == "ran\n"  # one attempt, one job, exactly one run
+        assert rt2.store.get_job(job.name).phase is JobPhase.DONE  # type: ignore[union-attr]
+
+
+def test_kill_cancels_the_running_process(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    source = flow(f"  - id: long\n    type: {SHELL}\n    commands: ['echo $$ > {pidfile}; exec sleep 60']\n")
+    with runtime(tmp_path) as rt:
+        record = rt.service.deploy(source)
+        started = rt.service.start(record.namespace, record.id)
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", what="the job to start")
+        pid = int(pidfile.read_text())
+        assert pid_alive(pid)
+        rt.service.kill(started.id)
+        final = rt.service.run(started.id, deadline=time.monotonic() + 30)
+        assert final.state is State.KILLED
+        assert run_of(final, "long").state is State.KILLED
+        wait_for(lambda: not pid_alive(pid), what="the process to die")
+        with pytest.raises(ServiceError, match="already ended KILLED"):
+            rt.service.kill(started.id)
+
+
+def test_task_timeout_kills_the_process_and_fails_the_task(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    source = flow(
+        f"  - id: slow\n    type: {SHELL}\n    timeout: PT0.5S\n"
+        f"    commands: ['echo $$ > {pidfile}; exec sleep 60']\n"
+    )
+    with runtime(tmp_path, poll_interval=0.05) as rt:
+        final = deploy_and_run(rt, source)
+        slow = run_of(final, "slow")
+        assert final.state is State.FAILED and slow.state is State.FAILED
+        assert "Timeout" in (slow.error or "")
+        assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_restart_reruns_the_failed_task_in_the_same_execution(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    source = flow(
+        f"  - id: first\n    type: io.kestra.plugin.core.debug.Return\n    format: ok\n"
+        f"  - id: gated\n    type: {SHELL}\n    commands: ['test -f {gate}']\n"
+    )
+    with runtime(tmp_path) as rt:
+        failed = deploy_and_run(rt, source)
+        assert failed.state is State.FAILED
+        with pytest.raises(ServiceError, match="only FAILED or KILLED"):
+            rt.service.restart(
+                deploy_and_run(
+                    rt, flow("  - id: ok\n    type: io.kestra.plugin.core.debug.Return\n    format: x\n")
+                ).id
+            )
+        gate.write_text("open")
+        rt.service.restart(failed.id)
+        final = rt.service.run(failed.id, deadline=time.monotonic() + 60)
+        assert final.id == failed.id and final.state is State.SUCCESS
+        gated = run_of(final, "gated")
+        assert [a.state for a in gated.attempts] == [State.FAILED, State.SUCCESS]
+        assert run_of(final, "first").attempts == run_of(failed, "first").attempts  # kept as it was
+
+
+def test_resume_with_on_resume_inputs(tmp_path: Path) -> None:
+    source = flow(
+        """  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: ok
+        type: BOOLEAN
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "approved={{ outputs.approve.onResume.ok }}"
+"""
+    )
+    with runtime(tmp_path) as rt:
+        paused = deploy_and_run(rt, source)
+        assert paused.state is State.PAUSED
+        with pytest.raises(InputError):
+            rt.service.resume(paused.id, {"ok": "maybe"})
+        assert rt.store.get_execution(paused.id).version == paused.version  # the bad resume stored nothing
+        rt.service.resume(paused.id, {"ok": "true"})
+        final = rt.service.run(paused.id)
+        assert final.state is State.SUCCESS
+        assert run_of(final, "after").outputs == {"value": "approved=true"}
+        with pytest.raises(ServiceError, match="not PAUSED"):
+            rt.service.resume(paused.id)
+
+
+def test_replay_creates_a_linked_execution(tmp_path: Path) -> None:
+    source = flow(
+        "  - id: r\n    type: io.kestra.plugin.core.debug.Return\n    format: '{{ inputs.x }}'\n",
+        "inputs:\n  - id: x\n    type: STRING\n",
+    )
+    with runtime(tmp_path) as rt:
+        first = deploy_and_run(rt, source, {"x": "v1"})
+        again = rt.service.run(rt.service.replay(first.id).id)
+        assert again.id != first.id and again.original_id == first.id
+        assert run_of(again, "r").outputs == {"value": "v1"}
+
+
+def test_subflow_waits_for_the_child_and_gets_its_outputs(tmp_path: Path) -> None:
+    child = (
+        "id: child\nnamespace: t\ninputs:\n  - id: n\n    type: INT\n"
+        f"tasks:\n  - id: c\n    type: {SHELL}\n"
+        "    commands: ['echo ''::{\"outputs\":{\"double\":{{ inputs.n * 2 }}}}::''']\n"
+        "outputs:\n  - id: double\n    type: INT\n    value: '{{ outputs.c.vars.double }}'\n"
+    )
+    parent = flow(
+        "  - id: call\n    type: io.kestra.plugin.core.flow.Subflow\n    namespace: t\n    flowId: child\n"
+        "    inputs: {n: 21}\n    wait: true\n"
+        "  - id: show\n    type: io.kestra.plugin.core.debug.Return\n"
+        "    format: '{{ outputs.call.outputs.double }}'\n"
+    )
+    with runtime(tmp_path) as rt:
+        rt.service.deploy(child)
+        final = deploy_and_run(rt, parent)
+        assert final.state is State.SUCCESS
+        assert run_of(final, "show").outputs == {"value": "42"}
+        children = rt.store.list_executions(flow_id="child").items
+        assert len(children) == 1 and children[0].parent_id == final.id
+
+
+def test_flow_retry_creates_a_new_execution(tmp_path: Path) -> None:
+    source = flow(
+        "  - id: boom\n    type: io.kestra.plugin.core.execution.Fail\n",
+        "retry:\n  type: constant\n  interval: PT0.1S\n  maxAttempts: 2\n  behavior: CREATE_NEW_EXECUTION\n",
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        assert final.state is State.FAILED
+        assert final.labels.get("system.retryAttempt") == "2"
+        assert len(rt.store.list_executions(flow_id="f").items) == 2
+
+
+def test_concurrent_services_never_lose_an_update(tmp_path: Path) -> None:
+    """Two services on one store: the stale one gets a conflict, reloads, and plans again."""
+    source = flow(
+        "  - id: wait\n    type: io.kestra.plugin.core.flow.Pause\n"
+        "  - id: after\n    type: io.kestra.plugin.core.debug.Return\n    format: done\n"
+    )
+    with runtime(tmp_path) as a, runtime(tmp_path) as b:
+        paused = deploy_and_run(a, source)
+        assert a.service._load(paused.id).version == paused.version  # a holds it cached
+        b.service.resume(paused.id)
+        b.service.run(paused.id)
+        # a's cached copy is stale: its next event must conflict, reload and be planned on the new state
+        after = a.service.advance(paused.id, Kill(at=paused.created))
+        assert after.state is State.SUCCESS
+        assert a.store.get_execution(paused.id).version == after.version
+
+
+def test_threads_advancing_one_execution(tmp_path: Path) -> None:
+    tasks = "".join(f"      - id: p{i}\n        type: io.kestra.plugin.core.flow.Pause\n" for i in range(8))
+    source = flow(f"  - id: par\n    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n{tasks}")
+    with runtime(tmp_path) as rt:
+        paused = deploy_and_run(rt, source)
+        ids = [tr.id for tr in paused.ordered_taskruns() if tr.task_id != "par"]
+        assert len(ids) == 8
+        errors: list[BaseException] = []
+
+        def resume(tr_id: str) -> None:
+            try:
+                with runtime(tmp_path) as own:
+                    own.service.resume(paused.id, taskrun_id=tr_id)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=resume, args=(i,)) for i in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        final = rt.store.get_execution(paused.id)
+        assert final.state is State.SUCCESS
+        assert all(tr.state is State.SUCCESS for tr in final.taskruns.values())
+
+
+def test_unknown_runner_and_bad_options_are_load_errors(tmp_path: Path) -> None:
+    with runtime(tmp_path) as rt:
+        with pytest.raises(FlowValidationError) as bad_type:
+            rt.service.deploy(
+                flow(
+                    f"  - id: a\n    type: {SHELL}\n    taskRunner:\n      type: io.example.Nope\n"
+                    "    commands: [x]\n"
+                ),
+                "bad.yaml",
+            )
+        assert "bad.yaml:7:" in str(bad_type.value) and "unknown task runner type 'io.example.Nope'" in str(
+            bad_type.value
+        )
+        with pytest.raises(FlowValidationError) as bad_option:
+            rt.service.deploy(
+                flow(
+                    f"  - id: a\n    type: {SHELL}\n    taskRunner:\n"
+                    "      type: io.kestra.plugin.core.runner.Process\n      bogus: 1\n    commands: [x]\n"
+                ),
+                "opt.yaml",
+            )
+        assert "opt.yaml:8:" in str(bad_option.value) and "bogus" in str(bad_option.value)
+        assert rt.store.list_flows().items == []  # nothing stored
+
+
+def test_templated_unknown_runner_fails_the_task_with_the_reason(tmp_path: Path) -> None:
+    source = flow(
+        f"  - id: a\n    type: {SHELL}\n    taskRunner:\n      type: \"{{{{ 'io.example' }}}}.Nope\"\n"
+        "    commands: [echo hi]\n"
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        a = run_of(final, "a")
+        assert final.state is State.FAILED
+        assert "unknown task runner type 'io.example.Nope'" in (a.error or "")
+        assert rt.store.active_jobs() == []
+
+
+def test_huge_stdout_is_capped_in_the_store_but_outputs_survive(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: loud
+    type: {SHELL}
+    commands:
+      - head -c 100000000 /dev/zero | tr '\\0' x | fold -w 1000; echo
+      - 'echo ''::{{"outputs":{{"done":true}}}}::'''
+"""
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        loud = run_of(final, "loud")
+        assert loud.state is State.SUCCESS, loud.error
+        assert loud.outputs is not None and loud.outputs["vars"] == {"done": True}
+        lines = messages(rt, final.id, "loud")
+        limits = rt.service.log_limits
+        assert len(lines) == limits.head_lines + 1 + limits.tail_lines
+        assert any("log lines omitted" in m for m in lines)
+        assert lines[-1] == "x" * 1000  # the last line is kept
+
+
+def test_non_utf8_output_and_crashed_process(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: bytes
+    type: {SHELL}
+    commands: ["printf 'caf\\\\351\\\\n'"]
+  - id: crash
+    type: {SHELL}
+    commands: ["kill -9 $$"]
+"""
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        assert run_of(final, "bytes").state is State.SUCCESS
+        assert "caf\ufffd" in messages(rt, final.id, "bytes")
+        crash = run_of(final, "crash")
+        assert crash.state is State.FAILED and crash.error
+        assert rt.store.get_execution(final.id).state is State.FAILED  # store consistent
+        assert rt.store.active_jobs() == []
+
+
+def test_missing_input_file_uri_fails_the_task(tmp_path: Path) -> None:
+    with runtime(tmp_path) as rt:
+        missing = rt.service.storage.prefix("t", "f", "gone", "tr", 1) + "nope.csv"
+        source = flow(
+            f"  - id: a\n    type: {SHELL}\n    inputFiles:\n      a.csv: '{missing}'\n"
+            "    commands: [cat a.csv]\n"
+        )
+        final = deploy_and_run(rt, source)
+        a = run_of(final, "a")
+        assert a.state is State.FAILED and "inputFiles.a.csv" in (a.error or "")

@@ -1,0 +1,139 @@
+"""The store contract against the embedded SQLite store, plus what only SQLite has."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from control_plane.errors import StoreError
+from control_plane.store.sqlite import MIGRATIONS, SqliteStore, default_db_path
+from tests.store_contract import StoreContract, make_execution
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> Iterator[Callable[[], SqliteStore]]:
+        opened: list[SqliteStore] = []
+
+        def factory() -> SqliteStore:
+            opened.append(SqliteStore(tmp_path / "squall.db"))
+            return opened[-1]
+
+        yield factory
+        for store in opened:
+            store.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "squall.db")
+    yield store
+    store.close()
+
+
+def _pragma(path: Path, name: str) -> object:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_wal_mode_is_on(db: SqliteStore) -> None:
+    assert _pragma(db.path, "journal_mode") == "wal"
+
+
+def test_schema_version_is_the_number_of_migrations(db: SqliteStore, tmp_path: Path) -> None:
+    assert db.schema_version == len(MIGRATIONS)
+    db.close()
+    again = SqliteStore(tmp_path / "squall.db")  # migrating an up-to-date file changes nothing
+    try:
+        assert again.schema_version == len(MIGRATIONS)
+    finally:
+        again.close()
+
+
+def test_a_newer_schema_is_refused_with_a_hint_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+        conn.commit()
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match="upgrade") as info:
+        SqliteStore(path)
+    assert str(path) in str(info.value)
+    assert _pragma(path, "user_version") == len(MIGRATIONS) + 1  # left as it was
+
+
+def test_a_file_that_is_not_a_database_is_refused_naming_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are not the pages you are looking for\n" * 200)
+    with pytest.raises(StoreError) as info:
+        SqliteStore(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_directory_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="directory"):
+        SqliteStore(blocker / "sub" / "squall.db")
+
+
+def test_default_db_path_honors_squall_db_then_xdg_data_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SQUALL_DB", str(tmp_path / "explicit.db"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_db_path() == tmp_path / "explicit.db"
+    monkeypatch.delenv("SQUALL_DB")
+    assert default_db_path() == tmp_path / "xdg" / "squall" / "squall.db"
+    monkeypatch.setenv("XDG_DATA_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_db_path() == tmp_path / "home" / ".local" / "share" / "squall" / "squall.db"
+
+
+def test_the_default_path_is_used_and_created(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SQUALL_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    store = SqliteStore()
+    try:
+        assert store.path == tmp_path / "data" / "squall" / "squall.db"
+        store.create_execution(make_execution("here"))
+        assert store.path.exists()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("cursor", ["not base64 !", "bm90IGpzb24", "WzEsMiwzXQ==", "e30="])
+def test_an_invalid_cursor_is_a_store_error(db: SqliteStore, cursor: str) -> None:
+    for listing in (
+        lambda: db.list_flows(cursor=cursor),
+        lambda: db.list_executions(cursor=cursor),
+        lambda: db.read_logs("ex", cursor=cursor),
+    ):
+        with pytest.raises(StoreError, match="cursor"):
+            listing()
+
+
+def test_synchronous_must_be_a_known_level(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore(tmp_path / "x.db", synchronous="SOMETIMES")
+
+
+def test_an_unreadable_row_is_a_store_error_naming_the_execution(db: SqliteStore) -> None:
+    db.create_execution(make_execution("broken"))
+    conn = sqlite3.connect(db.path)
+    try:
+        conn.execute("UPDATE executions SET body = '{\"id\": \"broken\"}' WHERE id = 'broken'")
+        conn.commit()
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match="broken"):
+        db.get_execution("broken")
