@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -148,6 +148,12 @@ class _Capture:
         return [*self.head, *middle, *self.tail]
 
 
+@dataclass
+class _Pending:
+    logs: list[LogLine] = field(default_factory=list)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+
+
 def _level(raw: Any) -> Level:
     try:
         return Level(str(raw).upper())
@@ -188,6 +194,11 @@ class Service:
         self._flows: dict[tuple[str, str, int | None], Flow] = {}
         self._queue: deque[tuple[str, Event]] = deque()
         self._draining = False
+        # Records that ride along with the next write of their execution (one transaction per
+        # step instead of several): job logs and DONE marks with the event the job caused,
+        # runner handles of just-submitted jobs. ``_flush`` writes whatever is left on its own.
+        self._pending: dict[str, _Pending] = {}
+        self._handles: dict[str, JobHandle] = {}
 
     # ================================================================== flows
 
@@ -314,11 +325,18 @@ class Service:
                 self._submit(job, reattach=True)
         self._drain()
 
-    def step(self) -> bool:
-        """Fire due timers and poll active jobs once; True when anything happened."""
+    def step(self, *, flush: bool = True) -> bool:
+        """Fire due timers and poll active jobs once; True when anything happened.
+
+        With ``flush``, records still riding along (handles of running jobs) are written
+        before returning, so another process can see them; :meth:`run` defers that until
+        a wait actually blocks, which saves a write per short job.
+        """
         fired = self._fire_timers()
         polled = self._poll_jobs()
         self._drain()
+        if flush:
+            self._flush_all()
         return fired or polled
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
@@ -330,7 +348,7 @@ class Service:
         self.recover()
         current = execution_id
         while True:
-            self.step()
+            self.step(flush=False)
             execution = self._load(current)
             if execution.state.terminal:
                 retry = self._retry_target(execution)
@@ -376,8 +394,11 @@ class Service:
                 timeout = max(0.0, min(timeout, (next_at - now).total_seconds()))
             waitables = [r for r in self.runners.started() if isinstance(r, Waitable)]
             if len(waitables) == 1 and len(self.runners.started()) == 1:
-                waitables[0].wait(timeout)
+                if not waitables[0].wait(min(timeout, 0.05)):
+                    self._flush_all()  # a job that outlives a short wait: make its handle durable
+                    waitables[0].wait(timeout)
             else:
+                self._flush_all()
                 time.sleep(timeout)
             return True
         if next_at is not None:
@@ -410,23 +431,77 @@ class Service:
         return self._load(execution_id)
 
     def _apply(self, execution_id: str, event: Event) -> None:
+        extra = self._pending.pop(execution_id, None) or _Pending()
         for _ in range(MAX_CONFLICTS):
             execution = self._load(execution_id)
             new, actions = plan(self._flow_of(execution), execution, event)
             if new.version == execution.version:
+                self._keep(execution_id, extra)
                 return
             logs, timers, jobs = self._records(new, actions)
             try:
                 self.store.save_execution(
-                    new, expected_version=execution.version, logs=logs, timers=timers, jobs=jobs
+                    new,
+                    expected_version=execution.version,
+                    logs=[*extra.logs, *logs],
+                    timers=timers,
+                    jobs=[*jobs, *extra.jobs.values()],
                 )
             except ConflictError:
                 self._cache.pop(execution_id, None)
                 continue
-            self._stored(new, logs)
+            self._stored(new, [*extra.logs, *logs])
             self._carry_out(new, actions)
             return
+        self._keep(execution_id, extra)
         raise StoreError(f"execution {execution_id}: gave up after {MAX_CONFLICTS} conflicting writes")
+
+    def _keep(self, execution_id: str, extra: _Pending) -> None:
+        """Put back what did not get written, ahead of anything queued since."""
+        if not extra.logs and not extra.jobs:
+            return
+        later = self._pending.get(execution_id)
+        if later is not None:
+            extra.logs += later.logs
+            extra.jobs.update(later.jobs)
+        self._pending[execution_id] = extra
+
+    def _flush_if_left(self, job: JobRecord) -> None:
+        """The job's end did not ride along with an execution write (stale event): write it now."""
+        left = self._pending.get(job.execution_id)
+        if left is not None and (mark := left.jobs.get(job.name)) is not None and mark.phase is JobPhase.DONE:
+            self._flush(job.execution_id)
+
+    def _flush_all(self) -> None:
+        for execution_id in list(self._pending):
+            self._flush(execution_id)
+
+    def _flush(self, execution_id: str) -> None:
+        """Write the pending records of one execution without an execution change.
+
+        A job another process already marked DONE keeps that process's logs: they are not
+        stored twice.
+        """
+        extra = self._pending.pop(execution_id, None)
+        if extra is None:
+            return
+        logs = list(extra.logs)
+        for job in extra.jobs.values():
+            stored = self.store.get_job(job.name)
+            if stored is None:
+                continue
+            if stored.phase is JobPhase.DONE:
+                logs = [x for x in logs if x.taskrun_id != job.taskrun_id or x.attempt != job.attempt]
+                continue
+            with contextlib.suppress(ConflictError):
+                self.store.update_job(
+                    replace(stored, phase=job.phase, handle=job.handle or stored.handle, updated=job.updated),
+                    expected_version=stored.version,
+                )
+        self.store.append_logs(execution_id, logs)
+        execution = self._cache.get(execution_id)
+        if logs and self.on_logs is not None:
+            self.on_logs(execution, logs)
 
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
         self._cache[execution.id] = execution
@@ -557,30 +632,26 @@ class Service:
         except (RunnerError, ScriptError, UnknownRunnerError) as exc:
             self._give_up(job, Failure.USER, str(exc))
             return
-        self._update_job(job, phase=JobPhase.SUBMITTED, handle=handle.to_dict())
+        self._handles[job.name] = handle
+        self._pend(job, JobPhase.SUBMITTED, handle=handle.to_dict())
+
+    def _pend(self, job: JobRecord, phase: JobPhase, **changes: Any) -> None:
+        pending = self._pending.setdefault(job.execution_id, _Pending())
+        pending.jobs[job.name] = replace(job, phase=phase, updated=self.clock.now(), **changes)
 
     def _give_up(self, job: JobRecord, failure: Failure, reason: str) -> None:
         status = JobStatus(JobState.FAILED, failure=failure, reason=reason)
+        self._pend(job, JobPhase.DONE)
         self._event(job, status)
         self._drain()
-        self._update_job(job, phase=JobPhase.DONE)
-
-    def _update_job(self, job: JobRecord, **changes: Any) -> JobRecord | None:
-        current = self.store.get_job(job.name) if job.version == 0 else job
-        if current is None:
-            return None
-        try:
-            return self.store.update_job(
-                replace(current, updated=self.clock.now(), **changes), expected_version=current.version
-            )
-        except ConflictError:
-            return None  # another process moved it on; its view wins
+        self._flush_if_left(job)
 
     def _cancel(self, action: CancelJob) -> None:
         job = self.store.get_job(action.job_name)
         if job is None or job.phase is JobPhase.DONE:
             return
-        if job.handle is None:
+        handle = self._handle(job)
+        if handle is None:
             try:
                 runner, spec = self._spec(job)
                 handle = runner.find(spec)
@@ -589,23 +660,29 @@ class Service:
             if handle is None:
                 self._give_up(job, Failure.CANCELLED, "cancelled before it was submitted")
                 return
-        else:
-            handle = JobHandle.from_dict(job.handle)
         runner = self.runners.get(job.runner)
         runner.cancel(handle)
         status = runner.poll([handle]).get(handle.name)
         if status is not None and status.terminal:
             self._complete(job, runner, handle, status)
 
+    def _handle(self, job: JobRecord) -> JobHandle | None:
+        if job.handle:
+            return JobHandle.from_dict(job.handle)
+        return self._handles.get(job.name)
+
     def _poll_jobs(self) -> bool:
-        active = [j for j in self.store.active_jobs() if j.phase is JobPhase.SUBMITTED and j.handle]
-        by_runner: dict[str, list[JobRecord]] = {}
-        for job in active:
-            by_runner.setdefault(job.runner, []).append(job)
+        """One batched ``poll`` per runner over every active job whose handle is known."""
+        by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
+        for job in self.store.active_jobs():
+            handle = self._handle(job)
+            if handle is not None:
+                by_runner.setdefault(job.runner, []).append((job, handle))
         changed = False
-        for name, jobs in by_runner.items():
+        for name, pairs in by_runner.items():
             runner = self.runners.get(name)
-            handles = {job.name: JobHandle.from_dict(job.handle or {}) for job in jobs}
+            jobs = [job for job, _ in pairs]
+            handles = {job.name: handle for job, handle in pairs}
             statuses = runner.poll(list(handles.values()))
             for job in jobs:
                 status = statuses.get(job.name)
@@ -615,7 +692,6 @@ class Service:
         return changed
 
     def _complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> None:
-        execution = self._load(job.execution_id)
         task_id = str(job.spec.get("task_id", ""))
 
         def make(level: Level, message: str) -> LogLine:
@@ -630,13 +706,13 @@ class Service:
             cursor = chunk.cursor
             if chunk.complete or not chunk.lines:
                 break
-        lines = capture.lines()
-        self.store.append_logs(job.execution_id, lines)
-        if lines and self.on_logs is not None:
-            self.on_logs(execution, lines)
+        pending = self._pending.setdefault(job.execution_id, _Pending())
+        pending.logs += capture.lines()
+        self._pend(job, JobPhase.DONE, handle=handle.to_dict())
         self._event(job, status, job_outputs(status, capture.outputs))
         self._drain()
-        self._update_job(job, phase=JobPhase.DONE)
+        self._flush_if_left(job)
+        self._handles.pop(job.name, None)
         runner.cleanup(handle)
 
     # ================================================================== timers, subflows, finish

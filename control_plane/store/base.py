@@ -11,7 +11,8 @@ out of step with it, all in one atomic write:
 * ``jobs``: the outbox of ``SubmitJob`` actions, written as ``SUBMITTING`` with their
   deterministic job name *before* any runner is called. After a crash the service finds
   every ``SUBMITTING`` job, asks the runner to ``find`` it, and only submits when it is absent:
-  one attempt, one job.
+  one attempt, one job. A record in a later phase (SUBMITTED with its handle, DONE) updates
+  the stored job instead, so a job's end is stored in the same write as the event it caused.
 
 Every write of an existing execution names the version it read (``expected_version``); if
 another writer got there first the write fails with :class:`ConflictError` and changes

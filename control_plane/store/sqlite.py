@@ -380,6 +380,18 @@ class SqliteStore:
                 [(t.execution_id, t.key, _epoch(t.at)) for t in timers],
             )
         for job in jobs:
+            if job.phase is not JobPhase.SUBMITTING:
+                conn.execute(
+                    "UPDATE jobs SET phase=?, handle=COALESCE(?, handle), version=version+1, updated=?"
+                    " WHERE name=?",
+                    (
+                        job.phase.value,
+                        None if job.handle is None else dumps(job.handle),
+                        None if job.updated is None else job.updated.isoformat(),
+                        job.name,
+                    ),
+                )
+                continue
             try:
                 conn.execute(
                     "INSERT INTO jobs (name, execution_id, taskrun_id, attempt, runner, phase, spec, handle,"
