@@ -128,11 +128,17 @@ def _exit_code(execution: Execution) -> int:
 
 
 def _drive(
-    runtime: Any, begin: Callable[[], Execution], *, quiet: bool, started: float | None = None
+    runtime: Any,
+    execution_id: str,
+    begin: Callable[[], Execution],
+    *,
+    quiet: bool,
+    started: float | None = None,
 ) -> Execution:
-    """Start (``begin``) and run an execution to its end with a live tree and its logs.
+    """Start (``begin``) and run execution ``execution_id`` to its end with a live tree and its logs.
 
-    Ctrl-C kills it cleanly: every job is cancelled through its runner, the state is KILLED.
+    Ctrl-C kills it cleanly, even when it lands while ``begin`` is still submitting the first
+    jobs: every job is cancelled through its runner and the state is KILLED.
     """
     from rich.live import Live
 
@@ -155,14 +161,13 @@ def _drive(
 
     service.on_change = on_change
     service.on_logs = on_logs
-    execution_id: str | None = None
     try:
         with live if live is not None else contextlib.nullcontext():
             execution_id = begin().id
             execution = service.run(execution_id)
     except KeyboardInterrupt:
-        if execution_id is None:
-            raise _fail("interrupted", 130) from None
+        if not _exists(runtime, execution_id):
+            raise _fail("interrupted before the execution was stored", 130) from None
         err.print("[red]interrupted: killing the execution and its jobs[/red]")
         service.on_change = None
         try:
@@ -176,6 +181,16 @@ def _drive(
         console.print(_tree(execution, _title(execution)))
     _summary(execution, time.monotonic() - started)
     return execution
+
+
+def _exists(runtime: Any, execution_id: str) -> bool:
+    from control_plane.errors import NotFoundError
+
+    try:
+        runtime.store.get_execution(execution_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _title(execution: Execution) -> str:
@@ -209,10 +224,12 @@ def run(
         except FlowValidationError as exc:
             raise _fail(str(exc)) from None
         inputs = _parse_inputs(input or [])
+        new_id = runtime.service.new_id()
         try:
             final = _drive(
                 runtime,
-                lambda: runtime.service.start(record.namespace, record.id, inputs),
+                new_id,
+                lambda: runtime.service.start(record.namespace, record.id, inputs, execution_id=new_id),
                 quiet=quiet,
                 started=started,
             )
@@ -327,7 +344,7 @@ def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwarg
             "replay": lambda: service.replay(execution_id),
         }
         try:
-            final = _drive(runtime, actions[what], quiet=quiet)
+            final = _drive(runtime, execution_id, actions[what], quiet=quiet)
         except InputError as exc:
             raise _fail("; ".join(exc.messages)) from None
         except (ServiceError, EngineError) as exc:

@@ -62,7 +62,7 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Classifier = Callable[[BaseException], "bool | None"]
+Classifier = Callable[[BaseException], bool | None]
 """``fn(exc) -> True`` (transient), ``False`` (permanent) or ``None`` (no opinion)."""
 
 RetryCallback = Callable[[int, BaseException, float], None]
@@ -258,7 +258,9 @@ def retrying(
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, policy=policy, sleep=sleep, on_retry=on_retry, runner=runner, **kwargs)
+            bound = functools.partial(fn, *args, **kwargs)  # fn's keywords never clash with call's
+            what = fn.__qualname__
+            return call(bound, policy=policy, sleep=sleep, on_retry=on_retry, runner=runner, what=what)
 
         return wrapper
 
