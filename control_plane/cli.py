@@ -330,6 +330,20 @@ def executions_logs(
                 break
 
 
+def _taskrun(runtime: Any, execution_id: str, kwargs: dict[str, Any]) -> str | None:
+    """A ``--task`` given as a task id (first run of it) or as a task run id."""
+    task = kwargs.get("task")
+    if task is None:
+        return None
+    execution = runtime.store.get_execution(execution_id)
+    if task in execution.taskruns:
+        return str(task)
+    for tr in execution.ordered_taskruns():
+        if tr.task_id == task:
+            return tr.id
+    raise _fail(f"execution {execution_id} has no task or task run {task!r}")
+
+
 def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwargs: Any) -> None:
     from control_plane.errors import EngineError, InputError
     from control_plane.service.service import ServiceError
@@ -341,7 +355,9 @@ def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwarg
             "kill": lambda: service.kill(execution_id),
             "restart": lambda: service.restart(execution_id),
             "resume": lambda: service.resume(execution_id, kwargs.get("inputs")),
-            "replay": lambda: service.replay(execution_id),
+            "replay": lambda: service.replay(
+                execution_id, taskrun_id=_taskrun(runtime, execution_id, kwargs)
+            ),
         }
         try:
             final = _drive(runtime, execution_id, actions[what], quiet=quiet)
@@ -382,11 +398,14 @@ def executions_resume(
 @executions_app.command("replay")
 def executions_replay(
     execution_id: Annotated[str, typer.Argument()],
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Replay from this task id or task run id")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     db: DbOption = None,
 ) -> None:
-    """Start a new execution of the same flow revision with the same inputs."""
-    _control(db, execution_id, "replay", quiet)
+    """A new execution of the same flow revision and inputs; with --task, from that task on."""
+    _control(db, execution_id, "replay", quiet, task=task)
 
 
 @flows_app.command("deploy")

@@ -25,7 +25,7 @@ from control_plane.engine.events import (
     TimerFired,
 )
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
-from control_plane.engine.planner import job_name, new_execution, plan
+from control_plane.engine.planner import job_name, new_execution, plan, replay
 from control_plane.engine.states import State
 
 __all__ = [
@@ -55,4 +55,5 @@ __all__ = [
     "job_name",
     "new_execution",
     "plan",
+    "replay",
 ]

@@ -120,6 +120,76 @@ def plan(flow: Flow, execution: Execution, event: Event) -> tuple[Execution, lis
     return tx.commit()
 
 
+def replay(
+    flow: Flow,
+    source: Execution,
+    execution_id: str,
+    *,
+    at: datetime,
+    taskrun_id: str,
+    labels: Mapping[str, str] | None = None,
+) -> tuple[Execution, list[Action]]:
+    """Kestra's replay from a task run: a new execution that keeps what ran before it.
+
+    The top-level task containing ``taskrun_id`` runs again from its start, with everything
+    after it; every top-level task before it keeps its task runs and outputs (under new ids
+    derived from the new execution, as Kestra maps them). Replaying from inside a loop or a
+    parallel branch therefore re-runs the whole top-level task that holds it: the counters
+    that track a flowable's lanes are only rebuilt at the top level. The engine raises
+    :class:`EngineError` for a task of the ``errors`` or ``finally`` branch.
+    """
+    target = source.taskruns.get(taskrun_id)
+    if target is None:
+        raise EngineError(f"execution {source.id} has no task run {taskrun_id}")
+    top = target
+    while top.parent_id is not None:
+        top = source.taskruns[top.parent_id]
+    if top.phase is not Phase.TASKS:
+        raise EngineError(f"task run {taskrun_id} is in the {top.phase} branch: replay starts from a task")
+    compiled = compile_flow(flow)
+    if top.task_id not in compiled.tasks:
+        raise EngineError(f"task {top.task_id} is not in revision {flow.revision} of {flow.uid}")
+    kept = [tr for tr in source.ordered_taskruns() if tr.seq < top.seq]
+    ids: dict[str, str] = {}
+    taskruns: dict[str, TaskRun] = {}
+    folded = State.SUCCESS
+    for tr in kept:
+        parent = None if tr.parent_id is None else ids[tr.parent_id]
+        new_id = _derive_taskrun_id(execution_id, parent, tr.phase, tr.lane, tr.task_id, tr.iteration)
+        ids[tr.id] = new_id
+        taskruns[new_id] = tr.evolve(id=new_id, parent_id=parent)
+        if tr.parent_id is None:
+            folded = worst(folded, tr.state)
+    index: immutables.Map[str, Any] = immutables.Map()
+    for tr in taskruns.values():
+        if tr.outputs is not None:
+            index = index.set(
+                tr.task_id,
+                tr.outputs if not tr.values else nested_set(index.get(tr.task_id), tr.values, tr.outputs),
+            )
+    base = new_execution(
+        flow,
+        execution_id,
+        at=at,
+        inputs=source.inputs,
+        labels={k: v for k, v in source.labels.items() if not k.startswith("system.")} | dict(labels or {}),
+        trigger=source.trigger,
+        original_id=source.id,
+    ).evolve(
+        state=State.RUNNING,
+        started=at,
+        taskruns=immutables.Map(taskruns),
+        outputs_index=index,
+        next_seq=top.seq,
+        progress=Progress(total=1, started=1, done=0, worst=folded),
+    )
+    tx = _Transaction(compiled, base, at)
+    tx.changed.update(taskruns)
+    tx.start_task(None, Phase.TASKS, 0, top.position, compiled.tasks[top.task_id])
+    tx.drain()
+    return tx.commit()
+
+
 def _short_hash(*parts: object, size: int = 12) -> str:
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=size).digest()
     return base64.b32encode(digest).decode().rstrip("=").lower()
@@ -130,6 +200,9 @@ def taskrun_id(
 ) -> str:
     """Deterministic: the same position in the same execution always has the same id."""
     return _short_hash(execution_id, parent_id or "", phase.value, lane, task_id, iteration, size=10)
+
+
+_derive_taskrun_id = taskrun_id  # ``replay`` has a parameter of that name
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")

@@ -59,9 +59,16 @@ from control_plane.engine.events import (
     TimerFired,
 )
 from control_plane.engine.model import Execution, LogLine
-from control_plane.engine.planner import new_execution, plan
+from control_plane.engine.planner import new_execution, plan, replay
 from control_plane.engine.states import State
-from control_plane.errors import ConflictError, InputError, NotFoundError, SquallError, StoreError
+from control_plane.errors import (
+    ConflictError,
+    EngineError,
+    InputError,
+    NotFoundError,
+    SquallError,
+    StoreError,
+)
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Level
 from control_plane.service.memory import Clock, SystemClock
@@ -255,6 +262,9 @@ class Service:
             original_id=original_id,
         )
         execution, actions = plan(flow, created, Started(at=now))
+        return self._create(execution, actions)
+
+    def _create(self, execution: Execution, actions: list[Action]) -> Execution:
         logs, timers, jobs = self._records(execution, actions)
         self.store.create_execution(execution, logs=logs, timers=timers, jobs=jobs)
         self._stored(execution, logs)
@@ -301,20 +311,40 @@ class Service:
             execution_id, Resume(at=self.clock.now(), inputs=dict(inputs or {}), taskrun_id=taskrun_id)
         )
 
-    def replay(self, execution_id: str) -> Execution:
-        """A new execution of the same flow revision with the same inputs, linked to the original."""
+    def replay(self, execution_id: str, *, taskrun_id: str | None = None) -> Execution:
+        """A new execution of the same flow revision and inputs, linked to the original.
+
+        With ``taskrun_id``, what ran before that task's top-level task is kept (Kestra's
+        replay from a task); without, everything runs again.
+        """
         original = self.store.get_execution(execution_id)
-        return self.start(
-            original.namespace,
-            original.flow_id,
-            original.inputs,
-            revision=original.flow_revision,
-            labels={k: v for k, v in original.labels.items() if not k.startswith("system.")}
-            | {"system.replay": "true"},
-            trigger=original.trigger,
-            original_id=original.id,
-            typed=False,
-        )
+        labels = {k: v for k, v in original.labels.items() if not k.startswith("system.")}
+        labels["system.replay"] = "true"
+        if taskrun_id is None:
+            return self.start(
+                original.namespace,
+                original.flow_id,
+                original.inputs,
+                revision=original.flow_revision,
+                labels=labels,
+                trigger=original.trigger,
+                original_id=original.id,
+                typed=False,
+            )
+        if taskrun_id not in original.taskruns:
+            raise ServiceError(f"execution {execution_id} has no task run {taskrun_id}")
+        try:
+            execution, actions = replay(
+                self._flow_of(original),
+                original,
+                self.new_id(),
+                at=self.clock.now(),
+                taskrun_id=taskrun_id,
+                labels={"system.replay": "true"},
+            )
+        except EngineError as exc:
+            raise ServiceError(str(exc)) from None
+        return self._create(execution, actions)
 
     # ================================================================== the loop
 

@@ -93,6 +93,10 @@ def test_executions_and_flows_commands(tmp_path: Path) -> None:
 
     replayed = cli.invoke(app, ["executions", "replay", ex, "-q"])
     assert replayed.exit_code == 0 and execution_id(replayed.output) != ex
+    from_gate = cli.invoke(app, ["executions", "replay", ex, "--task", "gate", "-q"])
+    assert from_gate.exit_code == 0, from_gate.output
+    assert "2 task runs" in from_gate.output
+    assert cli.invoke(app, ["executions", "replay", ex, "--task", "nope"]).exit_code == 1
 
     deployed = cli.invoke(app, ["flows", "deploy", str(flow)])
     assert deployed.exit_code == 0 and "t.f revision 1" in deployed.output  # unchanged: same revision

@@ -422,3 +422,22 @@ def test_missing_input_file_uri_fails_the_task(tmp_path: Path) -> None:
         final = deploy_and_run(rt, source)
         a = run_of(final, "a")
         assert a.state is State.FAILED and "inputFiles.a.csv" in (a.error or "")
+
+
+def test_replay_from_a_task_keeps_earlier_results(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    source = flow(
+        f"  - id: extract\n    type: {SHELL}\n    commands: ['echo extract >> {ledger}', "
+        "'echo ''::{\"outputs\":{\"rows\":5}}::''']\n"
+        f"  - id: load\n    type: {SHELL}\n"
+        f"    commands: ['echo load {{{{ outputs.extract.vars.rows }}}} >> {ledger}']\n"
+    )
+    with runtime(tmp_path) as rt:
+        first = deploy_and_run(rt, source)
+        assert first.state is State.SUCCESS
+        load = run_of(first, "load")
+        again = rt.service.run(rt.service.replay(first.id, taskrun_id=load.id).id)
+        assert again.state is State.SUCCESS and again.original_id == first.id
+        assert ledger.read_text() == "extract\nload 5\nload 5\n"  # extract did not run again
+        with pytest.raises(ServiceError, match="no task run"):
+            rt.service.replay(first.id, taskrun_id="nope")
