@@ -160,13 +160,7 @@ def replay(
         taskruns[new_id] = tr.evolve(id=new_id, parent_id=parent)
         if tr.parent_id is None:
             folded = worst(folded, tr.state)
-    index: immutables.Map[str, Any] = immutables.Map()
-    for tr in taskruns.values():
-        if tr.outputs is not None:
-            index = index.set(
-                tr.task_id,
-                tr.outputs if not tr.values else nested_set(index.get(tr.task_id), tr.values, tr.outputs),
-            )
+    index = outputs_index(list(taskruns.values()))
     base = new_execution(
         flow,
         execution_id,
@@ -556,6 +550,8 @@ class _Transaction:
         for tr_id in dropped:
             del self.trs[tr_id]
             self.changed.add(tr_id)
+        if dropped:
+            self.outputs = outputs_index([tr for tr in runs.values() if tr.id not in dropped])
         failed = [
             tr
             for tr in sorted(runs.values(), key=lambda t: t.seq)
@@ -1075,6 +1071,24 @@ class _SwitchMiss(ValueError):
     def __init__(self, message: str, outputs: dict[str, Any]) -> None:
         super().__init__(message)
         self.outputs = outputs
+
+
+def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
+    """``outputs.<task>`` rebuilt from task runs in creation order, as ``index_outputs`` builds it.
+
+    Stores call this on load instead of storing the index; restart and replay call it after
+    dropping task runs, so outputs of runs that no longer exist cannot be read.
+    """
+    index: immutables.Map[str, Any] = immutables.Map()
+    with index.mutate() as m:
+        for tr in sorted(taskruns, key=lambda t: t.seq):
+            if tr.outputs is None:
+                continue
+            if not tr.values:
+                m[tr.task_id] = tr.outputs
+            else:
+                m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
+        return m.finish()
 
 
 def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:

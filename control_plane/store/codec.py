@@ -232,18 +232,9 @@ def execution_meta(ex: Execution) -> dict[str, Any]:
 
 def rebuild_outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
     """``outputs.<task>`` as the engine indexes it: value-keyed inside loops, later runs win."""
-    from control_plane.engine.planner import nested_set
+    from control_plane.engine.planner import outputs_index
 
-    index: immutables.Map[str, Any] = immutables.Map()
-    with index.mutate() as m:
-        for tr in taskruns:
-            if tr.outputs is None:
-                continue
-            if not tr.values:
-                m[tr.task_id] = tr.outputs
-            else:
-                m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
-        return m.finish()
+    return outputs_index(taskruns)
 
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:

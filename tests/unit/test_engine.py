@@ -411,16 +411,17 @@ tasks:
     message: done
 errors:
   - id: alert
-    type: io.kestra.plugin.core.log.Log
-    message: failed
+    type: io.kestra.plugin.core.debug.Return
+    format: failed
 """)
     submit = d.of_type(SubmitJob, d.start())[0]
     done(d, submit, 1, "FAILED", exit_code=2)
     assert d.execution.state is State.FAILED
-    assert "alert" in d.states()
+    assert "alert" in d.states() and "alert" in d.execution.outputs_index
     again = d.of_type(SubmitJob, d.send(Restart(at(10))))
     assert len(again) == 1 and again[0].attempt == 2
     assert "alert" not in d.states()
+    assert "alert" not in d.execution.outputs_index  # a dropped run's outputs are gone too
     done(d, again[0], 11)
     assert d.execution.state is State.SUCCESS
     assert d.states() == {"first": "SUCCESS", "sh": "SUCCESS", "last": "SUCCESS"}
