@@ -121,6 +121,8 @@ def _summary(execution: Execution, seconds: float | None = None) -> None:
     )
     if execution.outputs:
         console.print_json(json.dumps(dict(execution.outputs), default=str))
+    if str(execution.state) == "PAUSED":
+        console.print(f"paused: continue with `squall executions resume {execution.id}`", highlight=False)
 
 
 def _exit_code(execution: Execution) -> int:

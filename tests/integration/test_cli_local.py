@@ -175,3 +175,40 @@ def test_ctrl_c_kills_the_execution_and_its_processes(tmp_path: Path) -> None:
         assert store.active_jobs() == []
     finally:
         store.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+def test_kill_from_another_process_stops_the_running_one(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    flow = tmp_path / "long.yaml"
+    flow.write_text(
+        "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"    commands: ['echo $$ > {pidfile}; sleep 60']\n"
+    )
+    db = tmp_path / "k.db"
+    env = {**os.environ, "SQUALL_DB": str(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")
+        job_pid = int(pidfile.read_text())
+        store = SqliteStore(db)
+        try:
+            (summary,) = store.list_executions().items
+        finally:
+            store.close()
+        killed = cli.invoke(app, ["executions", "kill", summary.id, "--db", str(db)])
+        assert killed.exit_code == 0, killed.output
+        assert "KILLED" in killed.output
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and "KILLED" in out, out
+    assert not pid_alive(job_pid)
