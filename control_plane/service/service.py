@@ -389,6 +389,8 @@ class Service:
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return execution
+            if execution.state is State.PAUSED and not self.store.active_jobs(limit=1):
+                return execution  # waits for a person; a pause timeout fires on a later run
             if not self._wait():
                 return self._reload(current)
 

@@ -441,3 +441,13 @@ def test_replay_from_a_task_keeps_earlier_results(tmp_path: Path) -> None:
         assert ledger.read_text() == "extract\nload 5\nload 5\n"  # extract did not run again
         with pytest.raises(ServiceError, match="no task run"):
             rt.service.replay(first.id, taskrun_id="nope")
+
+
+def test_run_returns_on_pause_even_with_a_distant_pause_timeout(tmp_path: Path) -> None:
+    source = flow("  - id: wait\n    type: io.kestra.plugin.core.flow.Pause\n    timeout: PT1H\n")
+    with runtime(tmp_path) as rt:
+        started = time.monotonic()
+        paused = deploy_and_run(rt, source)
+        assert paused.state is State.PAUSED
+        assert time.monotonic() - started < 30
+        assert rt.store.next_timer() is not None  # the timeout is still pending, durably
