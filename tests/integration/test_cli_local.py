@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from control_plane.cli import app
+from control_plane.store.base import ExecutionSummary
 from control_plane.store.sqlite import SqliteStore
 from tests.integration.service_helpers import pid_alive, wait_for
 
@@ -139,76 +142,63 @@ def test_resume_from_the_cli(tmp_path: Path) -> None:
     assert "SUCCESS" in resumed.output
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
-def test_ctrl_c_kills_the_execution_and_its_processes(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def squall_run_in_background(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """``squall run`` of a flow with one long shell job, in another process.
+
+    Yields (the process, the job's pid once it runs, the database); kills it if still alive.
+    """
     pidfile = tmp_path / "pid"
     flow = tmp_path / "long.yaml"
     flow.write_text(
         "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
         f"    commands: ['echo $$ > {pidfile}; sleep 60']\n"
     )
-    db = tmp_path / "c.db"
-    env = {**os.environ, "SQUALL_DB": str(db)}
+    db = tmp_path / "bg.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q"],
-        env=env,
+        env={**os.environ, "SQUALL_DB": str(db)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")
-        job_pid = int(pidfile.read_text())
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        yield proc, int(pidfile.read_text()), db
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, out
-    assert "KILLED" in out
-    wait_for(lambda: not pid_alive(job_pid), 10, "the job process to die")
+
+
+def only_execution(db: Path) -> ExecutionSummary:
     store = SqliteStore(db)
     try:
         (summary,) = store.list_executions().items
-        assert str(summary.state) == "KILLED"
-        assert store.active_jobs() == []
+        assert store.active_jobs() == [] or not summary.state.terminal
+        return summary
     finally:
         store.close()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+def test_ctrl_c_kills_the_execution_and_its_processes(tmp_path: Path) -> None:
+    with squall_run_in_background(tmp_path) as (proc, job_pid, db):
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "KILLED" in out
+    wait_for(lambda: not pid_alive(job_pid), 10, "the job process to die")
+    assert str(only_execution(db).state) == "KILLED"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
 def test_kill_from_another_process_stops_the_running_one(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
-    flow = tmp_path / "long.yaml"
-    flow.write_text(
-        "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
-        f"    commands: ['echo $$ > {pidfile}; sleep 60']\n"
-    )
-    db = tmp_path / "k.db"
-    env = {**os.environ, "SQUALL_DB": str(db)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")
-        job_pid = int(pidfile.read_text())
-        store = SqliteStore(db)
-        try:
-            (summary,) = store.list_executions().items
-        finally:
-            store.close()
-        killed = cli.invoke(app, ["executions", "kill", summary.id, "--db", str(db)])
+    with squall_run_in_background(tmp_path) as (proc, job_pid, db):
+        killed = cli.invoke(app, ["executions", "kill", only_execution(db).id, "--db", str(db)])
         assert killed.exit_code == 0, killed.output
         assert "KILLED" in killed.output
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 1 and "KILLED" in out, out
     assert not pid_alive(job_pid)
+    assert str(only_execution(db).state) == "KILLED"
