@@ -163,11 +163,20 @@ class SqliteStore:
             raise StoreError(f"database {self.path}: {exc}") from exc
         try:
             yield conn
+        except sqlite3.DatabaseError as exc:  # disk full, I/O error...: nothing of it was written
+            if conn.in_transaction:  # SQLite may have rolled back already
+                conn.execute("ROLLBACK")
+            raise StoreError(f"database {self.path}: {exc}") from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        else:
+        try:
             conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -137,3 +137,18 @@ def test_an_unreadable_row_is_a_store_error_naming_the_execution(db: SqliteStore
         conn.close()
     with pytest.raises(StoreError, match="broken"):
         db.get_execution("broken")
+
+
+def test_a_full_disk_is_a_store_error_and_nothing_is_half_written(db: SqliteStore) -> None:
+    db.create_execution(make_execution("kept"))
+    conn = db._connect()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")  # the database may not grow any more
+    big = make_execution("big")
+    big = big.evolve(inputs={"blob": "x" * 2_000_000})
+    with pytest.raises(StoreError, match="full"):
+        db.create_execution(big)
+    conn.execute("PRAGMA max_page_count=1073741823")
+    assert db.get_execution("kept").id == "kept"
+    with pytest.raises(StoreError, match="not found"):
+        db.get_execution("big")
