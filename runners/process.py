@@ -7,37 +7,47 @@ worker; so does this runner, with the same neutral contract as the cloud runners
 find, poll, read and cancel it::
 
     <base_dir>/<spec.name>/
-        claim       flock(2)ed while a submit (or cancel) works on the job: the idempotency lock
-        job.json    spec summary and the handle id (env values are not stored: they may be secrets)
+                    the directory itself is flock(2)ed while a submit (or cancel) works on
+                    the job: the idempotency lock
         work/       fresh working directory: cwd, WORKING_DIR, input_files written here
         out/        OUTPUT_DIR
+        pid         the handle id, a spec summary (env values are not stored: they may be
+                    secrets), and the pid, process-group id and /proc start time of the job
+                    and of its owner
         log.jsonl   stdout and stderr in arrival order, one JSON record a line {stream, text, at}
-        pid         pid, process-group id and /proc start time of the job and of its owner
         cancelled   present once cancel() was asked
-        exit        terminal status, written once (temp file + rename) after outputs are copied
+        exit        terminal status and handle id, written once (temp file + rename) after
+                    outputs are copied
         outputs/    default copy target of output files (when spec.output_prefix is None)
 
 Theory of operation:
 
-- ``submit`` creates the directory (``os.mkdir``) and takes the ``claim`` lock; whoever holds
-  the lock while neither ``pid`` nor ``exit`` exists prepares the directory and spawns. So two
-  submits of one name (threads, instances or processes) start one process, and a submit that
-  failed half-way (fork kept failing with EAGAIN, or the runner crashed) leaves a directory
-  that the next submit takes over.
+- ``submit`` creates the directory (``os.mkdir``) and flocks it; whoever holds the lock while
+  neither ``pid`` nor ``exit`` exists prepares the directory and spawns. So two submits of
+  one name (threads, instances or processes) start one process, and a submit that failed
+  half-way (fork kept failing with EAGAIN, or the runner crashed) leaves a directory that
+  the next submit takes over. ``pid`` is written (atomically) before the lock is released
+  and before ``submit`` returns: nobody can observe a running job without it.
 - The child runs in its own session (``start_new_session``), so the process group is the
   job: timeout and cancel signal the group (TERM, grace period, KILL), grandchildren included.
   Before signalling, the group leader's /proc start time is compared with the recorded one,
   so a recycled pid is never signalled.
-- One pump thread per job owns the child: it reads both pipes with a selector (and a pidfd
-  for the exit, when the kernel has them), writes each line to ``log.jsonl`` in arrival order,
-  enforces the timeout, reaps the child, copies output files and finally writes ``exit``.
-  When the main process has exited, pipes still held open by leftover background processes
-  are drained for one more second, then the group is killed: like a container, a job ends
-  with its main process.
-- ``poll`` reads ``exit`` when it exists. Otherwise the job is RUNNING while its owner (the
-  runner process whose pump reads the pipes) is alive. When the owner is gone the job's
-  output is lost for good: the job is LOST, and a still-running orphan is killed so it does
-  not run alongside the retry that the control plane will submit.
+- One pump per job owns the child, on a thread of a small pool (threads are reused: starting
+  one costs more than a short job's whole bookkeeping). It reads both pipes with poll(2)
+  (and a pidfd for the exit, when the kernel has them), writes each line to ``log.jsonl`` in
+  arrival order, enforces the timeout, reaps the child, copies output files and finally
+  writes ``exit``; the files it needs (log, the exit temp file) are created while the child
+  runs. When the main process has exited, pipes still held open by leftover background
+  processes are drained for one more second, then the group is killed: like a container, a
+  job ends with its main process.
+- ``poll`` answers from memory for a job this process supervises (RUNNING until ``exit`` is
+  written, then the pump wakes :meth:`ProcessRunner.wait` at once). Otherwise it reads
+  ``exit`` when it exists (one small read; the parsed status is cached by content).
+  Otherwise the job is RUNNING while its owner (the runner process whose pump reads the
+  pipes) is alive. When the owner is gone the job's output is lost for good: the job is
+  LOST, and a still-running orphan is killed so it does not run alongside the retry that the
+  control plane will submit. For the same reason an interpreter that exits (atexit) kills the
+  jobs it supervises; only a hard crash leaves orphans, for the next poll to find.
 
 Not supported: Windows (fcntl, process groups, /proc), ``image`` (ignored, as Kestra's
 Process runner does), processes that leave the job's process group with ``setsid``.
@@ -45,25 +55,29 @@ Process runner does), processes that leave the job's process group with ``setsid
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import fcntl
+import importlib
 import json
 import logging
 import os
-import selectors
+import queue
+import re
+import select
 import shutil
 import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar
-from urllib.parse import unquote, urlparse
+from typing import Any, ClassVar
+from urllib.parse import quote_from_bytes, unquote, urlparse
 
 from pydantic import Field
 
@@ -106,9 +120,15 @@ _LINGER = 1.0  # seconds to drain pipes after the main process exited, before ki
 _GIVE_UP = 1.0  # then seconds to wait for EOF before abandoning pipes held outside the group
 _POLL = 0.05  # exit polling interval when pidfd_open is unavailable
 _NAME_MAX = 200
+_POOL_IDLE = 30.0  # seconds an idle pump thread waits for another job before it ends
+_AT_EXIT_WAIT = 1.0  # seconds the interpreter's exit waits for killed jobs to be recorded
+_EXIT_CACHE_MAX = 4096
 
-_JOB, _PID, _EXIT, _CANCELLED, _CLAIM, _LOG = "job.json", "pid", "exit", "cancelled", "claim", "log.jsonl"
+_JOB, _PID, _EXIT, _CANCELLED, _LOG = "job.json", "pid", "exit", "cancelled", "log.jsonl"
 _WORK, _OUT, _OUTPUTS = "work", "out", "outputs"
+
+_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{_NAME_MAX - 1}}}")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 class ProcessOptions(RunnerOptions):
@@ -127,8 +147,8 @@ class ProcessOptions(RunnerOptions):
 
 def default_base_dir() -> Path:
     """``<user data dir>/squall/jobs``: platformdirs when installed, else the XDG rule."""
-    try:
-        import platformdirs  # optional: only used when something else installed it
+    try:  # optional: used when something else installed it, never required
+        platformdirs = importlib.import_module("platformdirs")
     except ImportError:
         xdg = os.environ.get("XDG_DATA_HOME", "")
         root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"  # the XDG rule
@@ -157,12 +177,17 @@ def _utcnow() -> datetime:
 
 
 # --------------------------------------------------------------------------------------
-# Process-wide state: jobs supervised by this process, and the change notification.
+# Process-wide state: jobs supervised by this process, parsed exit files, the change
+# notification, and the pool of pump threads.
 
 _changed = threading.Condition()
 _generation = 0
 _active_lock = threading.Lock()
-_active: dict[str, _Pump] = {}
+_active: dict[str, _Pump] = {}  # job directory -> its pump, from before `pid` exists until `exit` does
+_exit_cache: dict[str, tuple[bytes, JobStatus, str | None]] = {}  # job directory -> (exit bytes, status, id)
+_pool_lock = threading.Lock()
+_pool_queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+_pool_idle = 0
 
 
 def _notify() -> None:
@@ -172,9 +197,68 @@ def _notify() -> None:
         _changed.notify_all()
 
 
-def _active_pump(job_dir: Path) -> _Pump | None:
+def _active_pump(job_dir: str) -> _Pump | None:
+    return _active.get(job_dir)  # a single dict lookup is atomic
+
+
+def _cache_exit(job_dir: str, raw: bytes, status: JobStatus, token: str | None) -> None:
     with _active_lock:
-        return _active.get(str(job_dir))
+        _exit_cache.pop(job_dir, None)
+        if len(_exit_cache) >= _EXIT_CACHE_MAX:
+            del _exit_cache[next(iter(_exit_cache))]  # the oldest entry
+        _exit_cache[job_dir] = (raw, status, token)
+
+
+def _dispatch(task: Callable[[], None]) -> None:
+    """Run ``task`` (a pump's ``run``) on an idle pool thread, or on a new one."""
+    global _pool_idle
+    with _pool_lock:
+        if _pool_idle > 0:
+            _pool_idle -= 1
+            _pool_queue.put(task)
+            return
+    threading.Thread(target=_pool_worker, args=(task,), name="squall-process-pool", daemon=True).start()
+
+
+def _pool_worker(task: Callable[[], None] | None) -> None:
+    """Run tasks one after the other; end after ``_POOL_IDLE`` seconds without one.
+
+    ``_pool_idle`` counts the workers waiting for a task that no dispatcher has claimed yet;
+    a dispatcher claims one (decrement) and queues the task under the same lock, so a worker
+    that times out finds that task in the queue instead of leaving it behind.
+    """
+    global _pool_idle
+    while task is not None:
+        try:
+            task()
+        except BaseException:  # a pump never raises; should one, the thread lives on
+            log.exception("process runner: background task failed")
+        task = None
+        with _pool_lock:
+            _pool_idle += 1
+        try:
+            task = _pool_queue.get(timeout=_POOL_IDLE)
+        except queue.Empty:
+            with _pool_lock:
+                try:
+                    task = _pool_queue.get_nowait()  # claimed by a dispatcher just before the timeout
+                except queue.Empty:
+                    _pool_idle -= 1
+
+
+def _after_fork_in_child() -> None:
+    """A forked child supervises nothing, and must not wait on locks held by the parent's threads."""
+    global _changed, _active_lock, _active, _exit_cache, _pool_lock, _pool_queue, _pool_idle
+    _changed = threading.Condition()
+    _active_lock = threading.Lock()
+    _active = {}
+    _exit_cache = {}
+    _pool_lock = threading.Lock()
+    _pool_queue = queue.SimpleQueue()
+    _pool_idle = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --------------------------------------------------------------------------------------
@@ -188,16 +272,24 @@ class _Stat:
     start: int
 
 
+_HAS_PROC = os.path.exists("/proc/self/stat")
+
+
 def _has_proc() -> bool:
-    return os.path.exists("/proc/self/stat")
+    return _HAS_PROC
 
 
 def _proc_stat(pid: int) -> _Stat | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         # The command name (field 2) may hold spaces and parentheses: split after the last ")".
         fields = raw[raw.rindex(b")") + 2 :].split()
@@ -206,12 +298,19 @@ def _proc_stat(pid: int) -> _Stat | None:
         return None
 
 
-def _boot_id() -> str | None:
+def _read_boot_id() -> str | None:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
     except OSError:
         return None
+
+
+_BOOT_ID = _read_boot_id()  # constant while this process lives
+
+
+def _boot_id() -> str | None:
+    return _BOOT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +429,28 @@ def _terminate(info: _PidInfo, grace: float) -> None:
     _wait_group_gone(info.pid, 5.0)
 
 
+_exiting = threading.Event()
+
+
+@atexit.register
+def _stop_supervised_jobs() -> None:
+    """When this interpreter exits, kill the jobs it supervises instead of leaving orphans.
+
+    Their pumps then record them LOST (waited for a short while: they die with the
+    interpreter); whatever is not recorded by then, the next ``poll`` (from any process)
+    reports LOST too, the same as after a crash, minus processes left running beside the retry.
+    """
+    _exiting.set()
+    with _active_lock:
+        pumps = list(_active.values())
+    for pump in pumps:
+        _signal_group(pump.info, signal.SIGKILL)
+    deadline = time.monotonic() + _AT_EXIT_WAIT
+    for pump in pumps:
+        if pump.dispatched:
+            pump.done.wait(max(deadline - time.monotonic(), 0.0))
+
+
 _owner_cache: tuple[int, int | None] | None = None
 
 
@@ -343,42 +464,134 @@ def _self_start() -> int | None:
 
 
 # --------------------------------------------------------------------------------------
-# Small file helpers.
+# Small file helpers: plain descriptors (no buffering layers) on str paths.
 
 
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _dumps(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def _write_atomic(path: str, data: bytes) -> None:
     """Readers see the old file or the new one, never half of it (temp file + rename).
 
     No fsync: after a power loss the jobs are gone anyway, and a status file lost with them
     reads as "no exit recorded", which ``poll`` reports as LOST: the safe answer.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
+    head, name = os.path.split(path)
+    tmp = f"{head}/.{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, _CREATE, 0o644)
+    try:
+        _write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_bytes(path: str) -> bytes | None:
+    """A small file's content, or None when it cannot be read (missing...)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) == _READ_SIZE:  # rare: status files are small
+            chunks = [data]
+            while chunk := os.read(fd, _READ_SIZE):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _parse_json(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
 
-class _Claim:
-    """An flock(2) on ``<job>/claim``: serialises submit/cancel/find of one job across processes."""
+def _read_json(path: str) -> dict[str, Any] | None:
+    return _parse_json(_read_bytes(path))
 
-    def __init__(self, job_dir: Path, *, blocking: bool = True) -> None:
-        self.path = job_dir / _CLAIM
+
+def _mkdir_fresh(path: str) -> None:
+    """An empty directory at ``path``: whatever an abandoned attempt left there is removed."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        _remove_tree(path)
+        os.mkdir(path)
+
+
+def _remove_tree(path: str) -> None:
+    """``rm -rf path`` (errors ignored), with a one-syscall fast path for an empty directory."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:  # a file, or a symlink (rmtree refuses those)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    except OSError:  # not empty
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _file_uri(path: str | Path) -> str:
+    """``Path(path).as_uri()`` for an absolute path, without building a Path."""
+    return "file://" + quote_from_bytes(os.fsencode(path))
+
+
+def _child_env(extra: Mapping[str, str], work: str, out: str) -> dict[bytes, bytes]:
+    """This process's environment plus the job's, as bytes: what Popen hands to exec anyway
+    (it encodes every str variable of a str environment on each spawn)."""
+    # os.environb's own dict when it has one (CPython: a plain C-level copy, where copying
+    # the mapping goes through Python methods per variable); equal content either way.
+    data = getattr(os.environb, "_data", None)
+    env = data.copy() if isinstance(data, dict) else os.environb.copy()
+    for key, value in extra.items():
+        env[os.fsencode(key)] = os.fsencode(str(value))
+    env[b"WORKING_DIR"] = os.fsencode(work)
+    env[b"OUTPUT_DIR"] = os.fsencode(out)
+    return env
+
+
+def _nonempty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
+class _Claim:
+    """An flock(2) on the job directory: serialises submit/cancel/find of one job across processes."""
+
+    def __init__(self, job_dir: str, *, blocking: bool = True) -> None:
+        self.path = job_dir
         self.blocking = blocking
         self.fd: int | None = None
         self.held = False
 
     def __enter__(self) -> _Claim:
-        # O_CLOEXEC (PEP 446 default) matters: a spawned job must never inherit the lock.
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_CLOEXEC matters: a spawned job must never inherit the lock.
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB))
             self.held = True
@@ -386,6 +599,7 @@ class _Claim:
             self.held = False
         except BaseException:
             os.close(self.fd)
+            self.fd = None
             raise
         return self
 
@@ -395,13 +609,18 @@ class _Claim:
             self.fd = None
 
 
-def _claim_busy(job_dir: Path) -> bool:
+def _claim_busy(job_dir: str) -> bool:
     """Whether someone holds the job's claim right now (a submit is preparing or spawning)."""
     try:
         with _Claim(job_dir, blocking=False) as claim:
             return not claim.held
     except OSError:
         return False
+
+
+def _started(job_dir: str) -> bool:
+    """Whether a submit went through: ``pid`` (spawned) or ``exit`` (ended without a process) exists."""
+    return os.path.exists(f"{job_dir}/{_PID}") or os.path.exists(f"{job_dir}/{_EXIT}")
 
 
 # --------------------------------------------------------------------------------------
@@ -416,8 +635,11 @@ def _exit_doc(
     started: datetime | None,
     ended: datetime | None,
     output_files: Mapping[str, str] | None = None,
+    *,
+    token: str | None,
 ) -> dict[str, Any]:
     return {
+        "id": token,
         "state": state.value,
         "failure": failure.value if failure else None,
         "exit_code": exit_code,
@@ -444,6 +666,15 @@ def _status_from_exit(doc: Mapping[str, Any]) -> JobStatus:
     )
 
 
+def _write_exit(job_dir: str, doc: Mapping[str, Any]) -> JobStatus:
+    """Record a terminal status (atomically) and remember it parsed; returns it."""
+    raw = _dumps(doc)
+    _write_atomic(f"{job_dir}/{_EXIT}", raw)
+    status = _status_from_exit(doc)
+    _cache_exit(job_dir, raw, status, doc.get("id"))
+    return status
+
+
 def _describe_exit(code: int) -> tuple[int, str]:
     """Popen's returncode as a shell would report it: -9 becomes 137 "killed by signal SIGKILL"."""
     if code < 0:
@@ -462,20 +693,14 @@ def _describe_exit(code: int) -> tuple[int, str]:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     spec: JobSpec
-    job_dir: Path
+    job_dir: str
     grace: float
-    prefix_dir: Path
+    prefix_dir: Path | None  # None: <job_dir>/outputs
     inputs: tuple[tuple[PurePosixPath, bytes], ...]
 
 
 def _check_name(name: str) -> None:
-    ok = (
-        0 < len(name) <= _NAME_MAX
-        and name[0].isascii()
-        and name[0].isalnum()
-        and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
-    )
-    if not ok:
+    if not (isinstance(name, str) and _NAME_RE.fullmatch(name)):
         raise RunnerError(
             f"invalid job name {name!r}: use at most {_NAME_MAX} ASCII letters, digits, '.', '_' "
             "or '-', starting with a letter or digit",
@@ -494,7 +719,7 @@ def _relative(path: str, what: str) -> PurePosixPath:
 
 
 # --------------------------------------------------------------------------------------
-# The pump: one thread per job supervising the child.
+# The pump: one per job, on a pool thread, supervising the child.
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,38 +728,48 @@ class _StartFailure:
     reason: str
 
 
-class _Pump(threading.Thread):
+class _Pump:
     """Reads the child's pipes into the log, enforces the timeout, reaps it, records the exit."""
 
     def __init__(
         self,
         *,
-        job_dir: Path,
+        job_dir: str,
         proc: subprocess.Popen[bytes],
         info: _PidInfo,
+        token: str,
         spec: JobSpec,
         grace: float,
-        prefix_dir: Path,
+        prefix_dir: Path | None,
         clock: Callable[[], datetime],
+        dir_id: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(name=f"squall-process-{spec.name}", daemon=True)
         self.job_dir = job_dir
+        self.dir_id = dir_id  # (st_dev, st_ino) of job_dir: the files written at the end go there only
         self.proc = proc
         self.info = info
+        self.token = token
         self.spec = spec
         self.grace = grace
         self.prefix_dir = prefix_dir
         self.clock = clock
+        self.running = JobStatus(JobState.RUNNING, started=info.started)
         self.started_mono = time.monotonic()
         self.timed_out = False
+        self.dispatched = False
         self.done = threading.Event()
+        self._poller = select.poll()
         self._splitters: dict[int, _LineSplitter] = {}
         self._streams: dict[int, str] = {}
         self._timers: dict[str, float] = {}  # name -> monotonic deadline: timeout, kill, linger, give_up
         self._returncode: int | None = None
         self._ended: datetime | None = None
+        self._cancelled = False
+        self._interpreter_exiting = False
+        self._exit_tmp: str | None = None
+        self._exit_fd: int | None = None
 
-    # -- the thread
+    # -- the pool thread's entry point
 
     def run(self) -> None:
         try:
@@ -545,9 +780,12 @@ class _Pump(threading.Thread):
             with contextlib.suppress(BaseException):
                 self._record_lost(f"the runner failed while supervising the job: {exc!r}")
         finally:
-            self._release()
+            with contextlib.suppress(BaseException):
+                self._release()
+            self._drop_exit_tmp()
             with _active_lock:
-                _active.pop(str(self.job_dir), None)
+                if _active.get(self.job_dir) is self:
+                    del _active[self.job_dir]
             self.done.set()
             _notify()
 
@@ -557,52 +795,73 @@ class _Pump(threading.Thread):
         assert proc.stdout is not None and proc.stderr is not None
         if self.spec.timeout is not None:
             self._timers["timeout"] = self.started_mono + self.spec.timeout.total_seconds()
-        with selectors.DefaultSelector() as sel, open(self.job_dir / _LOG, "ab") as out:
+        # Only this pump ever writes the log: truncating drops nothing (an abandoned attempt
+        # never had a pump).
+        out = os.open(f"{self.job_dir}/{_LOG}", _CREATE | os.O_APPEND, 0o644)
+        try:
+            self._precreate_exit_file()
+            poller = self._poller
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
                 fd = pipe.fileno()
                 self._streams[fd] = stream
                 self._splitters[fd] = _LineSplitter()
-                sel.register(fd, selectors.EVENT_READ, stream)
+                poller.register(fd, select.POLLIN)
             pidfd = self._open_pidfd()
             if pidfd is not None:
-                sel.register(pidfd, selectors.EVENT_READ, "exit")
+                poller.register(pidfd, select.POLLIN)
             try:
                 while self._returncode is None or self._streams:
-                    events = sel.select(self._next_wakeup(polling=pidfd is None))
+                    wait = self._next_wakeup(polling=pidfd is None)
+                    events = poller.poll(None if wait is None else wait * 1000)  # ms, rounded up
                     at = self.clock().isoformat() if events else ""
-                    for key, _ in events:
-                        if key.data == "exit":
-                            sel.unregister(key.fd)
-                            os.close(key.fd)
+                    for fd, _ in events:
+                        if fd == pidfd:
+                            poller.unregister(fd)
+                            os.close(fd)
                             pidfd = None
                             self._reaped(proc.wait())
-                        else:
-                            self._read(sel, int(key.fd), out, at)
+                        elif fd in self._streams:
+                            self._read(fd, out, at)
                     if pidfd is None and self._returncode is None and (code := proc.poll()) is not None:
                         self._reaped(code)
-                    out.flush()
-                    self._fire_timers(sel, out, time.monotonic())
+                    if self._timers:
+                        self._fire_timers(out, time.monotonic())
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
+        finally:
+            os.close(out)
         assert self._returncode is not None and self._ended is not None
         return self._returncode, self._ended
+
+    def _precreate_exit_file(self) -> None:
+        """Create the exit file's temp file while the job runs: creating a file (an inode) is
+        the slowest step of recording the exit, and the job's end is what callers wait for."""
+        tmp = f"{self.job_dir}/.{_EXIT}.{self.token}.tmp"
+        try:
+            self._exit_fd = os.open(tmp, _CREATE, 0o644)
+        except OSError:
+            return  # written the ordinary way at the end
+        self._exit_tmp = tmp
 
     def _reaped(self, returncode: int) -> None:
         self._returncode = returncode
         self._ended = self.clock()
+        # Decided now, not when the exit is recorded: a cancel that comes while the outputs
+        # are drained or copied finds a job that already ended on its own (a no-op).
+        self._cancelled = os.path.exists(f"{self.job_dir}/{_CANCELLED}")
+        self._interpreter_exiting = _exiting.is_set()
         self._timers.pop("timeout", None)
         if self._streams:  # something still holds a pipe: drain it for a while, then stop it
             self._timers["linger"] = time.monotonic() + _LINGER
 
     def _next_wakeup(self, *, polling: bool) -> float | None:
-        now = time.monotonic()
-        wait = max(min(self._timers.values()) - now, 0.0) if self._timers else None
+        wait = max(min(self._timers.values()) - time.monotonic(), 0.0) if self._timers else None
         if polling and self._returncode is None:
             wait = _POLL if wait is None else min(wait, _POLL)
         return wait
 
-    def _fire_timers(self, sel: selectors.BaseSelector, out: BinaryIO, now: float) -> None:
+    def _fire_timers(self, out: int, now: float) -> None:
         due = {name for name, at in self._timers.items() if at <= now}
         for name in due:
             del self._timers[name]
@@ -619,7 +878,7 @@ class _Pump(threading.Thread):
         if "give_up" in due and self._streams:
             log.warning("job %s: a process outside its group keeps its output open", self.spec.name)
             for fd in list(self._streams):
-                self._eof(sel, fd, out, self.clock().isoformat())
+                self._eof(fd, out, self.clock().isoformat())
 
     def _open_pidfd(self) -> int | None:
         opener = getattr(os, "pidfd_open", None)
@@ -632,28 +891,32 @@ class _Pump(threading.Thread):
 
     # -- lines
 
-    def _read(self, sel: selectors.BaseSelector, fd: int, out: BinaryIO, at: str) -> None:
+    def _read(self, fd: int, out: int, at: str) -> None:
         try:
             data = os.read(fd, _READ_SIZE)
         except BlockingIOError:
             return
         if not data:
-            self._eof(sel, fd, out, at)
+            self._eof(fd, out, at)
             return
-        out.write(_records(self._streams[fd], self._splitters[fd].feed(data), at))
+        if records := _records(self._streams[fd], self._splitters[fd].feed(data), at):
+            _write_all(out, records)
 
-    def _eof(self, sel: selectors.BaseSelector, fd: int, out: BinaryIO, at: str) -> None:
+    def _eof(self, fd: int, out: int, at: str) -> None:
         stream = self._streams.pop(fd)
-        out.write(_records(stream, self._splitters.pop(fd).close(), at))
-        sel.unregister(fd)
+        if records := _records(stream, self._splitters.pop(fd).close(), at):
+            _write_all(out, records)
+        self._poller.unregister(fd)
 
     # -- the end
 
     def _finish(self, returncode: int, ended: datetime) -> None:
         self._release()
         exit_code, why = _describe_exit(returncode)
-        if (self.job_dir / _CANCELLED).exists():
+        if self._cancelled:
             state, failure, reason = JobState.CANCELLED, Failure.CANCELLED, "cancelled"
+        elif self._interpreter_exiting:
+            state, failure, reason = JobState.LOST, Failure.LOST, "the runner exited while the job ran"
         elif self.timed_out:
             state, failure = JobState.FAILED, Failure.TIMEOUT
             reason = f"timed out after {self.spec.timeout}"
@@ -668,13 +931,56 @@ class _Pump(threading.Thread):
             if state is JobState.SUCCEEDED:
                 state, failure = JobState.FAILED, Failure.USER
             reason = f"{reason + '; ' if reason else ''}could not copy output files: {exc}"
-        doc = _exit_doc(state, failure, exit_code, reason, self.info.started, ended, outputs)
-        _write_json_atomic(self.job_dir / _EXIT, doc)
+        doc = _exit_doc(
+            state, failure, exit_code, reason, self.info.started, ended, outputs, token=self.token
+        )
+        raw = _dumps(doc)
+        path = f"{self.job_dir}/{_EXIT}"
+        fd, tmp = self._exit_fd, self._exit_tmp
+        self._exit_fd = self._exit_tmp = None
+        try:
+            if fd is None or tmp is None:
+                raise FileNotFoundError(errno.ENOENT, "no exit temp file")
+            try:
+                _write_all(fd, raw)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError:  # the job removed the temp file, or it could never be created
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if not self._still_ours():
+                log.warning(
+                    "job %s: its directory was removed or replaced, exit not recorded", self.spec.name
+                )
+                return
+            _write_atomic(path, raw)
+        _cache_exit(self.job_dir, raw, _status_from_exit(doc), self.token)
+
+    def _still_ours(self) -> bool:
+        try:
+            st = os.stat(self.job_dir)
+        except OSError:
+            return False
+        return self.dir_id is None or (st.st_dev, st.st_ino) == self.dir_id
 
     def _record_lost(self, reason: str) -> None:
-        if not (self.job_dir / _EXIT).exists():
-            doc = _exit_doc(JobState.LOST, Failure.LOST, None, reason, self.info.started, self.clock())
-            _write_json_atomic(self.job_dir / _EXIT, doc)
+        if self._still_ours() and not os.path.exists(f"{self.job_dir}/{_EXIT}"):
+            doc = _exit_doc(
+                JobState.LOST, Failure.LOST, None, reason, self.info.started, self.clock(), token=self.token
+            )
+            _write_exit(self.job_dir, doc)
+
+    def _drop_exit_tmp(self) -> None:
+        fd, tmp = self._exit_fd, self._exit_tmp
+        self._exit_fd = self._exit_tmp = None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _release(self) -> None:
         """Reap the child and close its pipes (idempotent): no zombie, no ResourceWarning."""
@@ -746,15 +1052,19 @@ def _records(stream: str, lines: list[bytes], at: str) -> bytes:
     ).encode("utf-8")
 
 
-def _copy_outputs(job_dir: Path, patterns: Sequence[str], prefix_dir: Path) -> dict[str, str]:
+def _copy_outputs(job_dir: str, patterns: Sequence[str], prefix_dir: Path | None) -> dict[str, str]:
     """Copy matching files of work/ and everything under out/ below ``prefix_dir``; name -> URI.
 
     Only regular files whose real path stays inside work/ (or out/) are copied: a symlink to
     elsewhere is skipped. A name found in both places takes the OUTPUT_DIR file.
     """
-    work, out = job_dir / _WORK, job_dir / _OUT
+    if not patterns and not _nonempty_dir(f"{job_dir}/{_OUT}"):
+        return {}  # the usual case: nothing to look for
+    work, out = Path(job_dir, _WORK), Path(job_dir, _OUT)
+    if prefix_dir is None:
+        prefix_dir = Path(job_dir, _OUTPUTS)
     found: dict[str, Path] = {}
-    if work.is_dir():
+    if patterns and work.is_dir():
         root = work.resolve()
         for pattern in patterns:
             for path in sorted(work.glob(pattern)):
@@ -811,11 +1121,13 @@ class ProcessRunner:
     ) -> None:
         self.base_dir = Path(base_dir if base_dir is not None else default_base_dir()).expanduser().resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self._base = str(self.base_dir)
         self._spawn = spawn
         self._policy = policy
         self._sleep = sleep
         self._grace = grace
         self._clock = clock
+        self._defaults = validate_options(type(self), {})
         with _changed:
             self._seen = _generation
 
@@ -830,22 +1142,29 @@ class ProcessRunner:
         (the job directory is then left for a later submit to take over).
         """
         plan = self._plan(spec)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(plan.job_dir)
-        with _Claim(plan.job_dir):
-            if (plan.job_dir / _PID).exists() or (plan.job_dir / _EXIT).exists():
-                return self._handle(plan.job_dir)
-            return self._start(plan)
+        job_dir = plan.job_dir
+        try:
+            os.mkdir(job_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # base_dir was removed since
+            os.makedirs(self._base, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(job_dir)
+        with _Claim(job_dir) as claim:
+            if _started(job_dir):
+                return self._handle(job_dir)
+            assert claim.fd is not None
+            return self._start(plan, os.fstat(claim.fd))
 
     def find(self, spec: JobSpec) -> JobHandle | None:
         """The handle of the job submitted under ``spec.name``, or None if it never started."""
         _check_name(spec.name)
-        job_dir = self.base_dir / spec.name
-        if not job_dir.is_dir():
+        job_dir = f"{self._base}/{spec.name}"
+        if not os.path.isdir(job_dir):
             return None
         with _Claim(job_dir):  # waits for a submit in progress to finish
-            if (job_dir / _PID).exists() or (job_dir / _EXIT).exists():
+            if _started(job_dir):
                 return self._handle(job_dir)
         return None
 
@@ -860,24 +1179,27 @@ class ProcessRunner:
         its terminal status is recorded.
         """
         job_dir = self._dir(handle)
-        if not job_dir.is_dir() or (job_dir / _EXIT).exists():
+        if not os.path.isdir(job_dir) or os.path.exists(f"{job_dir}/{_EXIT}"):
             return
-        with contextlib.suppress(FileExistsError), open(job_dir / _CANCELLED, "x", encoding="utf-8") as f:
+        with (
+            contextlib.suppress(FileExistsError),
+            open(f"{job_dir}/{_CANCELLED}", "x", encoding="utf-8") as f,
+        ):
             f.write(self._clock().isoformat())
         with _Claim(job_dir):
-            if (job_dir / _EXIT).exists():
+            if os.path.exists(f"{job_dir}/{_EXIT}"):
                 return
-            raw = _read_json(job_dir / _PID)
+            raw = _read_json(f"{job_dir}/{_PID}")
             if raw is None:  # never started: make sure it never will
                 self._record_cancelled_before_start(job_dir)
                 return
             info = _PidInfo.from_json(raw)
-            _terminate(info, self._job_grace(job_dir))
+            _terminate(info, self._job_grace(job_dir, raw))
         pump = _active_pump(job_dir)
         if pump is not None:
             pump.done.wait(timeout=30.0)
         elif not self._owner_alive(info):
-            self._finalize_orphan(job_dir, info)
+            self._finalize_orphan(job_dir, info, self._token_of(job_dir, raw))
         _notify()
 
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
@@ -886,44 +1208,55 @@ class ProcessRunner:
         ``complete`` is True once the job is terminal and the end of its log was reached.
         """
         job_dir = self._dir(handle)
-        if not job_dir.is_dir():
-            raise JobNotFoundError(f"no job {handle.name!r} under {self.base_dir}", runner=self.name)
         try:
             offset = int(cursor) if cursor else 0
         except ValueError:
             offset = -1
-        if offset < 0:
-            raise RunnerError(f"invalid log cursor {cursor!r}", runner=self.name)
         terminal = self._status(handle).terminal  # before reading: a terminal log no longer grows
-        lines: list[LogRecord] = []
-        if not (job_dir / _LOG).exists():
+        try:
+            fd = os.open(f"{job_dir}/{_LOG}", os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            fd = -1
+        if fd < 0 and not os.path.isdir(job_dir):
+            raise JobNotFoundError(f"no job {handle.name!r} under {self.base_dir}", runner=self.name)
+        if offset < 0:
+            if fd >= 0:
+                os.close(fd)
+            raise RunnerError(f"invalid log cursor {cursor!r}", runner=self.name)
+        if fd < 0:  # nothing written yet (or never: the job could not start)
             return LogChunk((), str(offset), complete=terminal)
-        with open(job_dir / _LOG, "rb") as f:
-            f.seek(offset)
-            consumed = 0
-            while len(lines) < LOG_CHUNK_LINES and consumed < LOG_CHUNK_BYTES:
-                raw = f.readline()
-                if not raw.endswith(b"\n"):  # end of file, or a record still being written
+        try:
+            size = os.fstat(fd).st_size  # read no more than there is: no 8 MiB buffer for one line
+            data = os.pread(fd, min(max(size - offset, 0), LOG_CHUNK_BYTES), offset)
+            end = data.rfind(b"\n") + 1  # a last record without its newline is still being written
+            while not end and len(data) >= LOG_CHUNK_BYTES:  # one record longer than a chunk
+                more = os.pread(fd, LOG_CHUNK_BYTES, offset + len(data))
+                if not more:
                     break
-                consumed += len(raw)
-                record = _parse_record(raw)
-                if record is not None:
-                    lines.append(record)
-            f.seek(offset + consumed)
-            at_end = not f.read(1)
-        return LogChunk(tuple(lines), str(offset + consumed), complete=terminal and at_end)
+                if (newline := more.find(b"\n")) >= 0:
+                    end = len(data) + newline + 1
+                data += more
+            records = data[:end].split(b"\n")
+            records.pop()  # what follows the last newline
+            del records[LOG_CHUNK_LINES:]
+            consumed = end if len(records) < LOG_CHUNK_LINES else sum(len(r) + 1 for r in records)
+            at_end = offset + consumed >= size  # terminal: the log no longer grows
+        finally:
+            os.close(fd)
+        lines = tuple(record for raw in records if (record := _parse_record(raw)) is not None)
+        return LogChunk(lines, str(offset + consumed), complete=terminal and at_end)
 
     def cleanup(self, handle: JobHandle) -> None:
         """Remove a terminal job's work directory (logs, status, OUTPUT_DIR and outputs stay); idempotent."""
         job_dir = self._dir(handle)
-        if not job_dir.is_dir():
-            return
-        status = self._status(handle)
+        status = self._status(handle)  # LOST when the directory is gone: then nothing to do
         if not status.terminal:
+            if not os.path.isdir(job_dir):
+                return
             raise RunnerError(
                 f"job {handle.name!r} is {status.state.value}: cancel it before cleaning up", runner=self.name
             )
-        shutil.rmtree(job_dir / _WORK, ignore_errors=True)
+        _remove_tree(f"{job_dir}/{_WORK}")
 
     def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
         """Local jobs have no push events: :meth:`wait` and :meth:`poll` are the way."""
@@ -936,7 +1269,8 @@ class ProcessRunner:
 
         Returns True when something changed since the previous call on this instance (even if
         that happened before this call: no wakeup is lost), False on timeout. Jobs owned by
-        another process do not notify: callers poll anyway after a False.
+        another process do not notify: callers poll anyway after a False. A job's end is
+        notified as soon as its ``exit`` file is written.
         """
         with _changed:
             _changed.wait_for(lambda: _generation != self._seen, timeout=max(timeout, 0.0))
@@ -948,7 +1282,7 @@ class ProcessRunner:
 
     def _plan(self, spec: JobSpec) -> _Plan:
         _check_name(spec.name)
-        options = validate_options(type(self), spec.options)
+        options = validate_options(type(self), spec.options) if spec.options else self._defaults
         assert isinstance(options, ProcessOptions)
         if not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command):
             raise RunnerError("command must be a non-empty argv of strings without NUL", runner=self.name)
@@ -956,77 +1290,88 @@ class ProcessRunner:
             if not key or "=" in key or "\0" in key or "\0" in str(value):
                 raise RunnerError(f"invalid environment variable {key!r}", runner=self.name)
         inputs = tuple((_relative(name, "input file"), data) for name, data in spec.input_files.items())
+        for name, data in spec.input_files.items():
+            if not isinstance(data, bytes | bytearray):
+                kind = type(data).__name__
+                raise RunnerError(f"input file {name!r} must be bytes, not {kind}", runner=self.name)
         for pattern in spec.output_files:
             _relative(pattern, "output file pattern")
         if spec.timeout is not None and spec.timeout <= timedelta(0):
             raise RunnerError(f"timeout must be positive, got {spec.timeout}", runner=self.name)
-        job_dir = self.base_dir / spec.name
-        prefix_dir = (
-            path_from_file_uri(spec.output_prefix) if spec.output_prefix is not None else job_dir / _OUTPUTS
-        )
+        job_dir = f"{self._base}/{spec.name}"
+        prefix_dir = path_from_file_uri(spec.output_prefix) if spec.output_prefix is not None else None
         grace = options.grace_period if options.grace_period is not None else self._grace
         return _Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs)
 
-    def _start(self, plan: _Plan) -> JobHandle:
+    def _start(self, plan: _Plan, dir_stat: os.stat_result) -> JobHandle:
         """Prepare the (claimed, unstarted) job directory and spawn; called under the claim."""
         spec, job_dir = plan.spec, plan.job_dir
-        previous = _read_json(job_dir / _JOB)  # an abandoned attempt: keep its id
-        token = str(previous["id"]) if previous and previous.get("id") else uuid.uuid4().hex
-        _write_json_atomic(
-            job_dir / _JOB,
-            {
-                "id": token,
-                "name": spec.name,
-                "command": list(spec.command),
-                "image": spec.image,
-                "env_keys": sorted(spec.env),
-                "input_files": sorted(spec.input_files),
-                "output_files": list(spec.output_files),
-                "output_prefix": plan.prefix_dir.as_uri() + "/",
-                "timeout": spec.timeout.total_seconds() if spec.timeout is not None else None,
-                "grace": plan.grace,
-                "labels": dict(spec.labels),
-                "submitted": self._clock().isoformat(),
-            },
-        )
-        work, out = job_dir / _WORK, job_dir / _OUT
-        for sub in (work, out):
-            shutil.rmtree(sub, ignore_errors=True)
-            sub.mkdir()
-        open(job_dir / _LOG, "wb").close()  # truncate whatever an abandoned attempt left
+        submitted = self._clock()
+        token = os.urandom(16).hex()
+        handle = self._handle(job_dir, token)
+        if os.path.exists(f"{job_dir}/{_CANCELLED}"):  # cancelled while a previous submit was failing
+            self._record_cancelled_before_start(job_dir, token)
+            return handle
+        work, out = f"{job_dir}/{_WORK}", f"{job_dir}/{_OUT}"
+        _mkdir_fresh(work)
+        _mkdir_fresh(out)
         try:
             for rel, data in plan.inputs:
-                target = work / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                target = f"{work}/{rel}"
+                if len(rel.parts) > 1:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(data)
         except OSError as exc:
             raise RunnerError(f"cannot write input files: {exc}", runner=self.name) from exc
-        handle = self._handle(job_dir)
-        if (job_dir / _CANCELLED).exists():  # cancelled while a previous submit was failing
-            self._record_cancelled_before_start(job_dir)
-            return handle
-        env = {**os.environ, **{k: str(v) for k, v in spec.env.items()}}
-        env.update(WORKING_DIR=str(work), OUTPUT_DIR=str(out))
-        result = retry.call(
-            self._spawn_once,
-            spec.command,
-            work,
-            env,
-            policy=self._policy,
-            sleep=self._sleep,
-            runner=self.name,
-            what=f"spawning {spec.command[0]!r}",
-        )
+        env = _child_env(spec.env, work, out)
+        result = self._spawn_retrying(spec.command, work, env)
         started = self._clock()
         if isinstance(result, _StartFailure):
             doc = _exit_doc(
-                JobState.FAILED, Failure.START_FAILED, result.exit_code, result.reason, started, started
+                JobState.FAILED,
+                Failure.START_FAILED,
+                result.exit_code,
+                result.reason,
+                started,
+                started,
+                token=token,
             )
-            _write_json_atomic(job_dir / _EXIT, doc)
-            _notify()
-            return handle
-        proc = result
-        key = str(job_dir)
+            _write_exit(job_dir, doc)
+        else:
+            summary = self._summary(plan, token, submitted)
+            self._supervise(plan, result, started, summary, (dir_stat.st_dev, dir_stat.st_ino))
+        _notify()
+        return handle
+
+    def _summary(self, plan: _Plan, token: str, submitted: datetime) -> dict[str, Any]:
+        """What ``pid`` records about the job besides its processes (no env values: secrets)."""
+        spec = plan.spec
+        return {
+            "id": token,
+            "name": spec.name,
+            "command": list(spec.command),
+            "image": spec.image,
+            "env_keys": sorted(spec.env),
+            "input_files": sorted(spec.input_files),
+            "output_files": list(spec.output_files),
+            "output_prefix": _file_uri(plan.prefix_dir or f"{plan.job_dir}/{_OUTPUTS}") + "/",
+            "timeout": spec.timeout.total_seconds() if spec.timeout is not None else None,
+            "grace": plan.grace,
+            "labels": dict(spec.labels),
+            "submitted": submitted.isoformat(),
+        }
+
+    def _supervise(
+        self,
+        plan: _Plan,
+        proc: subprocess.Popen[bytes],
+        started: datetime,
+        summary: dict[str, Any],
+        dir_id: tuple[int, int],
+    ) -> None:
+        """Record the pid and hand the child to a pump (which creates its files while the job runs)."""
+        job_dir = plan.job_dir
         pump: _Pump | None = None
         try:
             stat = _proc_stat(proc.pid)
@@ -1042,23 +1387,27 @@ class ProcessRunner:
                 job_dir=job_dir,
                 proc=proc,
                 info=info,
-                spec=spec,
+                token=summary["id"],
+                spec=plan.spec,
                 grace=plan.grace,
                 prefix_dir=plan.prefix_dir,
                 clock=self._clock,
+                dir_id=dir_id,
             )
             # Registered before the pid file exists, unregistered after the exit file exists: a
             # poll in this process never sees a pid file without a live pump or an exit file.
             with _active_lock:
-                _active[key] = pump
-            _write_json_atomic(job_dir / _PID, info.to_json())
-            pump.start()
+                _active[job_dir] = pump
+            _write_atomic(f"{job_dir}/{_PID}", _dumps({**summary, **info.to_json()}))
+            _dispatch(pump.run)
+            pump.dispatched = True
         except BaseException as exc:
             # Even a KeyboardInterrupt here must not leave an unsupervised child behind: stop it
             # and leave the directory as "never started", for a later submit to take over.
-            if pump is None or not pump.is_alive():
+            if pump is None or not pump.dispatched:
                 with _active_lock:
-                    _active.pop(key, None)
+                    if _active.get(job_dir) is pump:
+                        del _active[job_dir]
                 with contextlib.suppress(OSError):
                     os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the pid is still ours
                 proc.wait()
@@ -1066,21 +1415,49 @@ class ProcessRunner:
                     if pipe is not None:
                         pipe.close()
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(job_dir / _PID)
+                    os.unlink(f"{job_dir}/{_PID}")
             if isinstance(exc, Exception) and not isinstance(exc, RunnerError):
                 raise RunnerError(f"cannot start supervising the job: {exc}", runner=self.name) from exc
             raise
-        _notify()
-        return handle
 
-    def _record_cancelled_before_start(self, job_dir: Path) -> None:
+    def _record_cancelled_before_start(self, job_dir: str, token: str | None = None) -> None:
         now = self._clock()
-        doc = _exit_doc(JobState.CANCELLED, Failure.CANCELLED, None, "cancelled before start", now, now)
-        _write_json_atomic(job_dir / _EXIT, doc)
+        token = token or self._legacy_id(job_dir) or os.urandom(16).hex()
+        doc = _exit_doc(
+            JobState.CANCELLED, Failure.CANCELLED, None, "cancelled before start", now, now, token=token
+        )
+        _write_exit(job_dir, doc)
         _notify()
+
+    def _spawn_retrying(
+        self, command: Sequence[str], cwd: str, env: Mapping[bytes, bytes]
+    ) -> subprocess.Popen[bytes] | _StartFailure:
+        """:meth:`_spawn_once` under the retry policy; the first attempt skips the retry machinery."""
+        try:
+            return self._spawn_once(command, cwd, env)
+        except Exception as exc:
+            first: Exception | None = exc
+
+        def attempt(*args: Any) -> subprocess.Popen[bytes] | _StartFailure:
+            nonlocal first
+            if first is not None:  # the attempt above, replayed: same count, same messages
+                failed, first = first, None
+                raise failed
+            return self._spawn_once(*args)
+
+        return retry.call(
+            attempt,
+            command,
+            cwd,
+            env,
+            policy=self._policy,
+            sleep=self._sleep,
+            runner=self.name,
+            what=f"spawning {command[0]!r}",
+        )
 
     def _spawn_once(
-        self, command: Sequence[str], cwd: Path, env: Mapping[str, str]
+        self, command: Sequence[str], cwd: str, env: Mapping[bytes, bytes]
     ) -> subprocess.Popen[bytes] | _StartFailure:
         """One spawn attempt. A job that cannot start is data (START_FAILED), not an exception;
         transient errors (EAGAIN from fork...) propagate to the retry loop."""
@@ -1088,7 +1465,7 @@ class ProcessRunner:
             return self._spawn(
                 list(command),
                 cwd=cwd,
-                env=dict(env),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -1106,56 +1483,105 @@ class ProcessRunner:
 
     # -- status internals
 
-    def _dir(self, handle: JobHandle) -> Path:
+    def _dir(self, handle: JobHandle) -> str:
         if handle.runner != self.name:
             raise RunnerError(f"handle of runner {handle.runner!r} given to {self.name!r}", runner=self.name)
         raw = handle.data.get("dir") if handle.data else None
         if isinstance(raw, str) and os.path.isabs(raw):
-            return Path(raw)
+            # The usual handle (from this base_dir) is already normal: skip normpath.
+            return raw if raw == f"{self._base}/{handle.name}" else os.path.normpath(raw)
         _check_name(handle.name)
-        return self.base_dir / handle.name
+        return f"{self._base}/{handle.name}"
 
-    def _handle(self, job_dir: Path) -> JobHandle:
-        job = _read_json(job_dir / _JOB) or {}
-        return JobHandle(
-            name=job_dir.name, runner=self.name, id=str(job.get("id", "")), data={"dir": str(job_dir)}
-        )
+    def _handle(self, job_dir: str, token: str | None = None) -> JobHandle:
+        if token is None:
+            token = self._job_id(job_dir)
+        return JobHandle(name=os.path.basename(job_dir), runner=self.name, id=token, data={"dir": job_dir})
 
-    def _job_grace(self, job_dir: Path) -> float:
-        job = _read_json(job_dir / _JOB) or {}
-        grace = job.get("grace")
+    def _job_id(self, job_dir: str) -> str:
+        """The id of the job that was started in ``job_dir`` ("" if none)."""
+        pump = _active_pump(job_dir)
+        if pump is not None:
+            return pump.token
+        for name in (_PID, _EXIT):
+            doc = _read_json(f"{job_dir}/{name}")
+            if doc is not None and doc.get("id"):
+                return str(doc["id"])
+        return self._legacy_id(job_dir) or ""
+
+    @staticmethod
+    def _legacy_id(job_dir: str) -> str | None:
+        """The id recorded by earlier versions, in ``job.json`` rather than in ``pid`` and ``exit``."""
+        job = _read_json(f"{job_dir}/{_JOB}")
+        return str(job["id"]) if job and job.get("id") else None
+
+    def _token_of(self, job_dir: str, doc: Mapping[str, Any]) -> str | None:
+        token = doc.get("id")
+        return str(token) if token else self._legacy_id(job_dir)
+
+    def _job_grace(self, job_dir: str, pid_doc: Mapping[str, Any]) -> float:
+        grace = pid_doc.get("grace")
+        if not isinstance(grace, int | float):
+            grace = (_read_json(f"{job_dir}/{_JOB}") or {}).get("grace")  # written by earlier versions
         return float(grace) if isinstance(grace, int | float) else self._grace.total_seconds()
+
+    def _another_job(self, job_dir: str) -> JobStatus:
+        return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} now holds another job")
+
+    def _from_pump(self, pump: _Pump, handle: JobHandle) -> JobStatus:
+        if handle.id and handle.id != pump.token:
+            return self._another_job(pump.job_dir)
+        return pump.running
+
+    def _from_exit(self, job_dir: str, raw: bytes, handle: JobHandle) -> JobStatus | None:
+        """The status an ``exit`` file holds (parsed once per content), or None if unreadable."""
+        cached = _exit_cache.get(job_dir)
+        if cached is not None and cached[0] == raw:
+            status, token = cached[1], cached[2]
+        else:
+            doc = _parse_json(raw)
+            if doc is None:
+                return None
+            status = _status_from_exit(doc)
+            token = self._token_of(job_dir, doc)
+            _cache_exit(job_dir, raw, status, token)
+        if handle.id and token and token != handle.id:
+            return self._another_job(job_dir)
+        return status
 
     def _status(self, handle: JobHandle) -> JobStatus:
         job_dir = self._dir(handle)
-        if not job_dir.is_dir():
+        if (pump := _active_pump(job_dir)) is not None:  # supervised here: answered from memory
+            return self._from_pump(pump, handle)
+        exit_path = f"{job_dir}/{_EXIT}"
+        if (raw := _read_bytes(exit_path)) is not None and (status := self._from_exit(job_dir, raw, handle)):
+            return status
+        if not os.path.isdir(job_dir):
             return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} not found")
-        job = _read_json(job_dir / _JOB)
-        if job is not None and handle.id and job.get("id") != handle.id:
-            return JobStatus(
-                JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} now holds another job"
-            )
-        if (doc := _read_json(job_dir / _EXIT)) is not None:
-            return _status_from_exit(doc)
-        pump = _active_pump(job_dir)
-        if pump is not None:
-            return JobStatus(JobState.RUNNING, started=pump.info.started)
-        raw = _read_json(job_dir / _PID)
-        if raw is None:
+        doc = _read_json(f"{job_dir}/{_PID}")
+        if doc is None:
             if _claim_busy(job_dir):
                 return JobStatus(JobState.STARTING)
-            if (doc := _read_json(job_dir / _EXIT)) is not None:
-                return _status_from_exit(doc)
+            if (raw := _read_bytes(exit_path)) is not None and (
+                status := self._from_exit(job_dir, raw, handle)
+            ):
+                return status
             return JobStatus(
                 JobState.LOST, Failure.LOST, reason="the job never started (its submit did not complete)"
             )
-        # Read again: the pump may have written it and unregistered since the first look.
-        if (doc := _read_json(job_dir / _EXIT)) is not None:
-            return _status_from_exit(doc)
-        info = _PidInfo.from_json(raw)
+        # Look again: a pump of this process registers before writing `pid` and unregisters
+        # after writing `exit`, and either may have happened since the first look.
+        if (pump := _active_pump(job_dir)) is not None:
+            return self._from_pump(pump, handle)
+        if (raw := _read_bytes(exit_path)) is not None and (status := self._from_exit(job_dir, raw, handle)):
+            return status
+        token = self._token_of(job_dir, doc)
+        if handle.id and token and token != handle.id:
+            return self._another_job(job_dir)
+        info = _PidInfo.from_json(doc)
         if self._owner_alive(info):
             return JobStatus(JobState.RUNNING, started=info.started)
-        return self._finalize_orphan(job_dir, info)
+        return self._finalize_orphan(job_dir, info, token)
 
     @staticmethod
     def _owner_alive(info: _PidInfo) -> bool:
@@ -1164,32 +1590,34 @@ class ProcessRunner:
             return False
         return _alive(info.owner_pid, info.owner_start, info.boot)
 
-    def _finalize_orphan(self, job_dir: Path, info: _PidInfo) -> JobStatus:
+    def _finalize_orphan(self, job_dir: str, info: _PidInfo, token: str | None) -> JobStatus:
         """The owner is gone without recording an exit: stop what is left and record LOST/CANCELLED."""
         with _Claim(job_dir):
-            if (doc := _read_json(job_dir / _EXIT)) is not None:
+            if (doc := _read_json(f"{job_dir}/{_EXIT}")) is not None:
                 return _status_from_exit(doc)
             still_running = _alive(info.pid, info.start, info.boot) or _group_alive(info.pid)
             if still_running:
                 _terminate(info, 0.0)
             now = self._clock()
-            if (job_dir / _CANCELLED).exists():
-                doc = _exit_doc(JobState.CANCELLED, Failure.CANCELLED, None, "cancelled", info.started, now)
+            if os.path.exists(f"{job_dir}/{_CANCELLED}"):
+                doc = _exit_doc(
+                    JobState.CANCELLED, Failure.CANCELLED, None, "cancelled", info.started, now, token=token
+                )
             elif still_running:
                 reason = (
                     f"the runner process (pid {info.owner_pid}) supervising this job is gone, so its "
                     "output can no longer be captured; the orphaned process was stopped"
                 )
-                doc = _exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now)
+                doc = _exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
             else:
                 reason = (
                     f"the job's process vanished without an exit status (its runner process, "
                     f"pid {info.owner_pid}, is gone)"
                 )
-                doc = _exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now)
-            _write_json_atomic(job_dir / _EXIT, doc)
+                doc = _exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+            status = _write_exit(job_dir, doc)
         _notify()
-        return _status_from_exit(doc)
+        return status
 
 
 def _parse_record(raw: bytes) -> LogRecord | None:

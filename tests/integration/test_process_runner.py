@@ -8,6 +8,7 @@ no-op ``sleep``, so nothing waits for a backoff.
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import resource
@@ -169,7 +170,7 @@ def test_default_base_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def _platformdirs_default() -> Path:
     try:
-        import platformdirs
+        platformdirs = importlib.import_module("platformdirs")
     except ImportError:
         return Path("/nonexistent")
     return Path(platformdirs.user_data_dir("squall")) / "jobs"
@@ -378,6 +379,28 @@ def test_job_orphaned_by_a_crashed_runner_process_is_lost_and_stopped(base: Path
     assert fresh.logs(handle, None).complete
     pid = json.loads((base / "orphan" / "pid").read_text())["owner_pid"]
     assert pid != os.getpid()
+
+
+def test_jobs_are_stopped_when_their_runner_process_exits_normally(base: Path) -> None:
+    token = f"squall-atexit-{uuid.uuid4().hex}"
+    exiting_owner = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from runners.base import JobSpec
+        from runners.process import ProcessRunner
+        ProcessRunner(Path(sys.argv[1])).submit(JobSpec(name="left", command=("sh", "-c", sys.argv[2])))
+        raise SystemExit(0)  # e.g. an unhandled Ctrl-C in a CLI: the interpreter exits
+        """
+    )
+    argv = [sys.executable, "-c", exiting_owner, str(base), f"{LOOP} # {token}"]
+    subprocess.run(argv, check=True, cwd=ROOT, timeout=60)
+    wait_until(lambda: count_local_processes(token) == 0, 10.0, "the job outlived its runner process")
+    fresh = make_runner(base)
+    handle = fresh.find(JobSpec(name="left", command=("true",)))
+    assert handle is not None
+    status = fresh.poll([handle])["left"]
+    assert (status.state, status.failure) == (JobState.LOST, Failure.LOST), status
 
 
 def test_failed_spawns_leave_a_directory_the_next_submit_takes_over(base: Path) -> None:
