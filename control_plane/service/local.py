@@ -49,10 +49,11 @@ def open_local(
     runner_config: Mapping[str, Mapping[str, Any]] | None = None,
     on_change: Callable[[Execution], None] | None = None,
     on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
+    synchronous: str = "FULL",
     **service_options: Any,
 ) -> LocalRuntime:
     path = Path(db) if db is not None else default_db_path()
-    store = SqliteStore(path)
+    store = SqliteStore(path, synchronous=synchronous)
     data_dir = path.resolve().parent
     config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data_dir / "jobs"}}
     config.update(runner_config or {})

@@ -389,7 +389,7 @@ class Service:
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return execution
-            if execution.state is State.PAUSED and not self.store.active_jobs(limit=1):
+            if execution.state is State.PAUSED and not self._handles and not self.store.active_jobs(limit=1):
                 return execution  # waits for a person; a pause timeout fires on a later run
             if not self._wait():
                 return self._reload(current)
@@ -420,7 +420,7 @@ class Service:
         next_at = self.store.next_timer()
         if next_at is not None and next_at <= now:
             return True
-        if self.store.active_jobs(limit=1):
+        if self._handles or self.store.active_jobs(limit=1):  # jobs this process submitted are active
             timeout = self.poll_interval
             if next_at is not None:
                 timeout = max(0.0, min(timeout, (next_at - now).total_seconds()))
@@ -706,7 +706,11 @@ class Service:
     def _poll_jobs(self) -> bool:
         """One batched ``poll`` per runner over every active job whose handle is known."""
         by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
-        for job in self.store.active_jobs():
+        active = self.store.active_jobs()
+        names = {job.name for job in active}
+        if any(name not in names for name in self._handles):  # ended through another process
+            self._handles = {n: h for n, h in self._handles.items() if n in names}
+        for job in active:
             handle = self._handle(job)
             if handle is not None:
                 by_runner.setdefault(job.runner, []).append((job, handle))
