@@ -268,7 +268,7 @@ class Service:
         logs, timers, jobs = self._records(execution, actions)
         self.store.create_execution(execution, logs=logs, timers=timers, jobs=jobs)
         self._stored(execution, logs)
-        self._carry_out(execution, actions)
+        self._carry_out(execution, actions, jobs)
         self._drain()
         return self._cache.get(execution.id, execution)
 
@@ -483,7 +483,7 @@ class Service:
                 self._cache.pop(execution_id, None)
                 continue
             self._stored(new, [*extra.logs, *logs])
-            self._carry_out(new, actions)
+            self._carry_out(new, actions, jobs)
             return
         self._keep(execution_id, extra)
         raise StoreError(f"execution {execution_id}: gave up after {MAX_CONFLICTS} conflicting writes")
@@ -582,12 +582,13 @@ class Service:
                     pass
         return logs, timers, jobs
 
-    def _carry_out(self, execution: Execution, actions: Iterable[Action]) -> None:
-        jobs = {j.name: j for j in self._records(execution, actions)[2]}
+    def _carry_out(self, execution: Execution, actions: Iterable[Action], jobs: Iterable[JobRecord]) -> None:
+        """Do what the stored actions ask; ``jobs`` are their outbox records, as stored."""
+        records = {job.name: job for job in jobs}
         for action in actions:
             match action:
                 case SubmitJob():
-                    self._submit(jobs[action.job_name], reattach=False)
+                    self._submit(records[action.job_name], reattach=False)
                 case CancelJob():
                     self._cancel(action)
                 case RunInline():
@@ -719,7 +720,10 @@ class Service:
             runner = self.runners.get(name)
             jobs = [job for job, _ in pairs]
             handles = {job.name: handle for job, handle in pairs}
-            statuses = runner.poll(list(handles.values()))
+            try:
+                statuses = runner.poll(list(handles.values()))
+            except RunnerError:
+                continue  # the backend is unwell (retries already spent): ask again on the next step
             for job in jobs:
                 status = statuses.get(job.name)
                 if status is not None and status.terminal:
