@@ -136,7 +136,7 @@ class _Capture:
         if len(text) > self.limits.max_line_chars:
             cut = len(text) - self.limits.max_line_chars
             text = text[: self.limits.max_line_chars] + f" ... [{cut} characters truncated]"
-        self._keep(self.make(Level.WARN if stream == "stderr" else Level.INFO, text))
+        self._keep(self.make(Level.ERROR if stream == "stderr" else Level.INFO, text))  # Kestra >= 0.21
 
     def _keep(self, line: LogLine) -> None:
         if len(self.head) < self.limits.head_lines:
