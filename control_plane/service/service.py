@@ -93,6 +93,7 @@ from runners.markers import parse_line
 __all__ = ["LogLimits", "Service", "ServiceError"]
 
 MAX_CONFLICTS = 50
+LIVE_LOG_INTERVAL = 0.25  # seconds between looks at a running job's output, when someone watches
 FLOW_RETRY_TIMER = "flow-retry:"
 
 
@@ -116,15 +117,19 @@ class LogLimits:
 class _Capture:
     """Collects one job's log lines with :class:`LogLimits` and parses markers on every line."""
 
-    def __init__(self, limits: LogLimits, make: Callable[[Level, str], LogLine]) -> None:
+    def __init__(self, limits: LogLimits, make: Callable[[Level, str], LogLine], shown: int = 0) -> None:
         self.limits = limits
         self.make = make
         self.head: list[LogLine] = []
         self.tail: deque[LogLine] = deque(maxlen=limits.tail_lines)
         self.omitted = 0
         self.outputs: dict[str, Any] = {}
+        self.records = 0
+        self.shown = shown
+        self.displayed: set[int] = set()  # ids of lines already shown live, from the first ``shown`` records
 
     def add(self, stream: str, text: str) -> None:
+        self.records += 1
         marker = parse_line(text) if text.startswith("::") or text.lstrip().startswith("::") else None
         if marker is not None:
             self.outputs.update(marker.outputs)
@@ -139,6 +144,8 @@ class _Capture:
         self._keep(self.make(Level.ERROR if stream == "stderr" else Level.INFO, text))  # Kestra >= 0.21
 
     def _keep(self, line: LogLine) -> None:
+        if self.records <= self.shown:
+            self.displayed.add(id(line))
         if len(self.head) < self.limits.head_lines:
             self.head.append(line)
             return
@@ -206,6 +213,10 @@ class Service:
         # runner handles of just-submitted jobs. ``_flush`` writes whatever is left on its own.
         self._pending: dict[str, _Pending] = {}
         self._handles: dict[str, JobHandle] = {}
+        # Live display of running jobs' output (only with ``on_logs``): where each job's log was
+        # read up to, how many records were shown, and the lines not to show again when stored.
+        self._live: dict[str, tuple[JobRecord, str | None, int]] = {}
+        self._displayed: set[int] = set()
 
     # ================================================================== flows
 
@@ -425,13 +436,18 @@ class Service:
             if next_at is not None:
                 timeout = max(0.0, min(timeout, (next_at - now).total_seconds()))
             waitables = [r for r in self.runners.started() if isinstance(r, Waitable)]
-            if len(waitables) == 1 and len(self.runners.started()) == 1:
-                if not waitables[0].wait(min(timeout, 0.05)):
-                    self._flush_all()  # a job that outlives a short wait: make its handle durable
-                    waitables[0].wait(timeout)
-            else:
-                self._flush_all()
-                time.sleep(timeout)
+            waitable = waitables[0] if len(waitables) == 1 and len(self.runners.started()) == 1 else None
+            if waitable is not None and waitable.wait(min(timeout, 0.05)):
+                return True
+            self._flush_all()  # a job that outlives a short wait: make its handle durable
+            end = time.monotonic() + timeout
+            while (left := end - time.monotonic()) > 0:
+                self._tail_live()
+                if waitable is not None:
+                    if waitable.wait(min(left, LIVE_LOG_INTERVAL)):
+                        break
+                else:
+                    time.sleep(min(left, LIVE_LOG_INTERVAL))
             return True
         if next_at is not None:
             self.clock.sleep_until(next_at)
@@ -498,6 +514,39 @@ class Service:
             extra.jobs.update(later.jobs)
         self._pending[execution_id] = extra
 
+    def _show(self, execution: Execution | None, logs: Sequence[LogLine]) -> None:
+        if self.on_logs is not None:
+            fresh = [line for line in logs if id(line) not in self._displayed] if self._displayed else logs
+            if fresh:
+                self.on_logs(execution, fresh)
+        self._displayed.clear()
+
+    def _tail_live(self) -> None:
+        """Show what running jobs printed since the last look (display only; stored at the end)."""
+        if self.on_logs is None:
+            return
+        for name, handle in list(self._handles.items()):
+            job, cursor, shown = self._live.get(name) or (None, None, 0)
+            if job is None:
+                continue
+            chunk = self.runners.get(job.runner).logs(handle, cursor)
+            task_id = str(job.spec.get("task_id", ""))
+            lines = [
+                LogLine(
+                    self.clock.now(),
+                    Level.ERROR if r.stream == "stderr" else Level.INFO,
+                    r.text,
+                    task_id,
+                    job.taskrun_id,
+                    job.attempt,
+                )
+                for r in chunk.lines
+                if parse_line(r.text) is None
+            ]
+            self._live[name] = (job, chunk.cursor, shown + len(chunk.lines))
+            if lines:
+                self.on_logs(self._cache.get(job.execution_id), lines)
+
     def _flush_if_left(self, job: JobRecord) -> None:
         """The job's end did not ride along with an execution write (stale event): write it now."""
         left = self._pending.get(job.execution_id)
@@ -531,14 +580,11 @@ class Service:
                     expected_version=stored.version,
                 )
         self.store.append_logs(execution_id, logs)
-        execution = self._cache.get(execution_id)
-        if logs and self.on_logs is not None:
-            self.on_logs(execution, logs)
+        self._show(self._cache.get(execution_id), logs)
 
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
         self._cache[execution.id] = execution
-        if logs and self.on_logs is not None:
-            self.on_logs(execution, logs)
+        self._show(execution, logs)
         if self.on_change is not None:
             self.on_change(execution)
 
@@ -666,6 +712,8 @@ class Service:
             self._give_up(job, Failure.USER, str(exc))
             return
         self._handles[job.name] = handle
+        if self.on_logs is not None:
+            self._live[job.name] = (job, None, 0)
         self._pend(job, JobPhase.SUBMITTED, handle=handle.to_dict())
 
     def _pend(self, job: JobRecord, phase: JobPhase, **changes: Any) -> None:
@@ -737,7 +785,8 @@ class Service:
         def make(level: Level, message: str) -> LogLine:
             return LogLine(self.clock.now(), level, message, task_id, job.taskrun_id, job.attempt)
 
-        capture = _Capture(self.log_limits, make)
+        _, _, shown = self._live.pop(job.name, (None, None, 0))
+        capture = _Capture(self.log_limits, make, shown)
         cursor: str | None = None
         for _ in range(1_000_000):
             chunk = runner.logs(handle, cursor)
@@ -748,6 +797,7 @@ class Service:
                 break
         pending = self._pending.setdefault(job.execution_id, _Pending())
         pending.logs += capture.lines()
+        self._displayed |= capture.displayed
         self._pend(job, JobPhase.DONE, handle=handle.to_dict())
         self._event(job, status, job_outputs(status, capture.outputs))
         self._drain()

@@ -451,3 +451,23 @@ def test_run_returns_on_pause_even_with_a_distant_pause_timeout(tmp_path: Path) 
         assert paused.state is State.PAUSED
         assert time.monotonic() - started < 30
         assert rt.store.next_timer() is not None  # the timeout is still pending, durably
+
+
+def test_a_running_jobs_output_is_shown_live_and_stored_once(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    source = flow(
+        f"  - id: talk\n    type: {SHELL}\n    timeout: PT20S\n"
+        f"    commands: ['echo first', 'while [ ! -f {gate} ]; do sleep 0.05; done', 'echo second']\n"
+    )
+    shown: list[str] = []
+
+    def on_logs(execution, lines) -> None:  # type: ignore[no-untyped-def]
+        shown.extend(line.message for line in lines if line.task_id == "talk")
+        if "first" in shown:
+            gate.touch()  # the job can only finish once its first line was seen while it ran
+
+    with runtime(tmp_path, on_logs=on_logs) as rt:
+        final = deploy_and_run(rt, source)
+        assert run_of(final, "talk").state is State.SUCCESS
+        assert shown == ["first", "second"]  # each line shown once
+        assert messages(rt, final.id, "talk") == ["first", "second"]  # and stored once
