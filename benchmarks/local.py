@@ -8,8 +8,10 @@ Two flows, each run through the service with a fresh SQLite database (synchronou
    the orchestrator's work.
 2. 200 sequential inline Return tasks (no subprocess): wall time / 200.
 
-Also counted, per task: SQLite write transactions (from ``total_changes`` is not enough, so
-the store is wrapped and commits are counted). The last line is stable for tracking:
+Also counted, per task: SQLite write transactions (the store's write transactions are
+counted by wrapping it), and the ratio of the overhead to a bare ``subprocess.run`` of the
+same command, which holds when the machine's speed drifts (on a shared VM it does, by 2x
+and more). The last line is stable for tracking:
 
     local: <ms> ms/task overhead (process runner, sqlite)
 
@@ -98,6 +100,16 @@ def _subprocess_seconds(rt: Any, final: Any) -> float:
     return total
 
 
+def _bare_subprocess_ms(n: int) -> float:
+    """What one ``echo`` costs as a plain ``subprocess.run``: the yardstick for the overhead."""
+    import subprocess
+
+    started = time.perf_counter()
+    for i in range(n):
+        subprocess.run(["/bin/sh", "-c", f"echo {i}"], stdout=subprocess.PIPE, check=True)
+    return (time.perf_counter() - started) * 1e3 / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -120,6 +132,11 @@ def main() -> None:
     )
     wall, inside, writes = best_shell
     overhead = (wall - inside) * 1e3 / n
+    bare = _bare_subprocess_ms(n)
+    print(
+        f"bare subprocess.run of the same echo: {bare:.2f} ms/task; overhead / bare = {overhead / bare:.2f}"
+        " (a ratio that holds when this machine's speed drifts)"
+    )
     print(
         f"shell echo x{n}: total {wall * 1e3 / n:.2f} ms/task,"
         f" in subprocesses {inside * 1e3 / n:.2f} ms/task,"
