@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 import uuid
 from collections import deque
@@ -213,6 +214,13 @@ class Service:
         # runner handles of just-submitted jobs. ``_flush`` writes whatever is left on its own.
         self._pending: dict[str, _Pending] = {}
         self._handles: dict[str, JobHandle] = {}
+        # What this process knows without asking the store: the jobs it submitted and the
+        # earliest timer it wrote. The store is still scanned every ``poll_interval`` for
+        # what other processes did, but a chain of short jobs costs no read per step.
+        self._mine: dict[str, JobRecord] = {}
+        self._jobs_scanned = -math.inf
+        self._timer_hint: datetime | None = None
+        self._timers_scanned = -math.inf
         # Live display of running jobs' output (only with ``on_logs``): where each job's log was
         # read up to, how many records were shown, and the lines not to show again when stored.
         self._live: dict[str, tuple[JobRecord, str | None, int]] = {}
@@ -428,7 +436,7 @@ class Service:
     def _wait(self) -> bool:
         """Block until something may have changed; False when nothing ever will (paused or idle)."""
         now = self.clock.now()
-        next_at = self.store.next_timer()
+        next_at = self._next_timer()
         if next_at is not None and next_at <= now:
             return True
         if self._handles or self.store.active_jobs(limit=1):  # jobs this process submitted are active
@@ -449,10 +457,22 @@ class Service:
                 else:
                     time.sleep(min(left, LIVE_LOG_INTERVAL))
             return True
+        next_at = self._next_timer(fresh=True)  # about to give up: make sure no timer is pending
         if next_at is not None:
             self.clock.sleep_until(next_at)
             return True
         return False
+
+    def _hint_timer(self, at: datetime) -> None:
+        if self._timer_hint is None or at < self._timer_hint:
+            self._timer_hint = at
+
+    def _next_timer(self, *, fresh: bool = False) -> datetime | None:
+        """The earliest pending timer: from the store at most every ``poll_interval``."""
+        if fresh or time.monotonic() - self._timers_scanned >= self.poll_interval:
+            self._timer_hint = self.store.next_timer()
+            self._timers_scanned = time.monotonic()
+        return self._timer_hint
 
     # ================================================================== plan and save
 
@@ -601,6 +621,7 @@ class Service:
                     logs.extend(action.logs)
                 case StartTimer():
                     timers.append(TimerRecord(execution.id, action.key, action.at))
+                    self._hint_timer(action.at)
                 case SubmitJob():
                     runner, _ = runner_of(action.properties)
                     tr = execution.taskruns[action.taskrun_id]
@@ -624,6 +645,7 @@ class Service:
                     )
                 case Finish() if action.retry_at is not None:
                     timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
+                    self._hint_timer(action.retry_at)
                 case _:
                     pass
         return logs, timers, jobs
@@ -712,6 +734,7 @@ class Service:
             self._give_up(job, Failure.USER, str(exc))
             return
         self._handles[job.name] = handle
+        self._mine[job.name] = job
         if self.on_logs is not None:
             self._live[job.name] = (job, None, 0)
         self._pend(job, JobPhase.SUBMITTED, handle=handle.to_dict())
@@ -755,10 +778,15 @@ class Service:
     def _poll_jobs(self) -> bool:
         """One batched ``poll`` per runner over every active job whose handle is known."""
         by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
-        active = self.store.active_jobs()
-        names = {job.name for job in active}
-        if any(name not in names for name in self._handles):  # ended through another process
-            self._handles = {n: h for n, h in self._handles.items() if n in names}
+        if self._handles and time.monotonic() - self._jobs_scanned < self.poll_interval:
+            active = [self._mine[name] for name in self._handles if name in self._mine]
+        else:
+            active = self.store.active_jobs()
+            self._jobs_scanned = time.monotonic()
+            names = {job.name for job in active}
+            if any(name not in names for name in self._handles):  # ended through another process
+                self._handles = {n: h for n, h in self._handles.items() if n in names}
+                self._mine = {n: j for n, j in self._mine.items() if n in names}
         for job in active:
             handle = self._handle(job)
             if handle is not None:
@@ -803,11 +831,15 @@ class Service:
         self._drain()
         self._flush_if_left(job)
         self._handles.pop(job.name, None)
+        self._mine.pop(job.name, None)
         runner.cleanup(handle)
 
     # ================================================================== timers, subflows, finish
 
     def _fire_timers(self) -> bool:
+        hint = self._next_timer()
+        if hint is None or hint > self.clock.now():
+            return False
         due = self.store.due_timers(self.clock.now())
         for timer in due:
             if timer.key == FLOW_RETRY_TIMER:
@@ -816,6 +848,7 @@ class Service:
                 self._queue.append((timer.execution_id, TimerFired(at=self.clock.now(), key=timer.key)))
                 self._drain()
             self.store.delete_timer(timer.execution_id, timer.key)
+        self._next_timer(fresh=True)
         return bool(due)
 
     def _retry_id(self, execution: Execution) -> str:
