@@ -1,0 +1,1 @@
+"""Real emulators and wire-protocol fakes that the integration tests start themselves."""
