@@ -23,3 +23,14 @@ def test_ruff_check() -> None:
 def test_ruff_format() -> None:
     result = subprocess.run([*_ruff(), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy() -> None:
+    """Type hints are checked, not just written: the control plane and the runners pass mypy."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--ignore-missing-imports", "control_plane", "runners"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

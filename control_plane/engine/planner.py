@@ -1079,16 +1079,15 @@ def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
     Stores call this on load instead of storing the index; restart and replay call it after
     dropping task runs, so outputs of runs that no longer exist cannot be read.
     """
-    index: immutables.Map[str, Any] = immutables.Map()
-    with index.mutate() as m:
-        for tr in sorted(taskruns, key=lambda t: t.seq):
-            if tr.outputs is None:
-                continue
-            if not tr.values:
-                m[tr.task_id] = tr.outputs
-            else:
-                m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
-        return m.finish()
+    m = immutables.Map[str, Any]().mutate()
+    for tr in sorted(taskruns, key=lambda t: t.seq):
+        if tr.outputs is None:
+            continue
+        if not tr.values:
+            m[tr.task_id] = tr.outputs
+        else:
+            m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
+    return m.finish()
 
 
 def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:

@@ -117,8 +117,7 @@ class _Parser(Parser):
         if self.stream.skip_if(f"{_PEBBLE_OP}:?"):
             then = self.parse_condexpr()
             self.stream.expect("colon")
-            otherwise = self.parse_condexpr()
-            return nodes.CondExpr(expr, then, otherwise, lineno=lineno)
+            return nodes.CondExpr(expr, then, self.parse_condexpr(), lineno=lineno)
         while self.stream.skip_if("name:if"):  # Jinja's ``a if c else b`` keeps working
             test = self.parse_coalesce()
             otherwise = self.parse_condexpr() if self.stream.skip_if("name:else") else None
@@ -272,7 +271,7 @@ class PebbleEnvironment(SandboxedEnvironment):
         self._pebble_lexer = _Lexer(self)
 
     @property
-    def lexer(self) -> Lexer:  # type: ignore[override]
+    def lexer(self) -> Lexer:
         return self._pebble_lexer
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -297,7 +296,7 @@ class PebbleEnvironment(SandboxedEnvironment):
                 try:
                     return obj[argument]
                 except IndexError:
-                    return self.undefined(obj=obj, name=argument)
+                    return self.undefined(obj=obj, name=str(argument))
             if isinstance(obj, MapEntry) and argument in ("key", "value"):
                 return obj[argument == "value"]
         elif isinstance(obj, LoopContext) and argument in _LOOP_FIELDS:
@@ -347,7 +346,11 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         return template
     try:
         compiled = _compile(template)
-        return "".join(compiled.root_render_func(_Context(_ENV, context, None, compiled.blocks)))
+        return "".join(
+            compiled.root_render_func(
+                _Context(_ENV, context, None, compiled.blocks)  # type: ignore[arg-type]  # a Mapping: never copied
+            )
+        )
     except SecurityError as exc:
         raise ExpressionSecurityError(f"Unable to render {_quote(template)}: {exc}") from None
     except TemplateSyntaxError as exc:

@@ -411,7 +411,7 @@ def _walk_loc(
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         ):
             path.append(part)
-            node = node[part]
+            node = node[part]  # type: ignore[index]  # narrowed by the test above
         elif last and isinstance(part, str) and isinstance(node, dict) and _is_field_name(part, node, kind):
             path.append(part)  # a missing field (or one validated by default), named by its key
             node = None

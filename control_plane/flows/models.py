@@ -890,5 +890,6 @@ class Flow(_Strict):
                 stack.extend(reversed(children))
 
 
-for _model in (*_TASK_CLASSES, FlowableTask, _WithTasks, DagTask, Listener, Flow):
+_MODELS: tuple[type[BaseModel], ...] = (*_TASK_CLASSES, FlowableTask, _WithTasks, DagTask, Listener, Flow)
+for _model in _MODELS:
     _model.model_rebuild()

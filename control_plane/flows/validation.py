@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin
@@ -191,7 +191,7 @@ def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
     return issues
 
 
-def _task_runners(tasks: list[tuple[PathTuple, Mapping[str, Any]]]) -> list[Issue]:
+def _task_runners(tasks: Sequence[tuple[PathTuple, Mapping[str, Any]]]) -> list[Issue]:
     """``taskRunner.type`` must name an installed runner and its options must fit that runner.
 
     Checked at load time, so ``squall validate`` and a deploy report a typo with its line
@@ -240,7 +240,7 @@ def _runner_options(path: PathTuple, spec: Mapping[str, Any], runner_cls: Any) -
     return []
 
 
-def _duplicates(ids: list[tuple[PathTuple, Any]], kind: str, locate: Locate, what: str) -> list[Issue]:
+def _duplicates(ids: Sequence[tuple[PathTuple, Any]], kind: str, locate: Locate, what: str) -> list[Issue]:
     """One issue per duplicated id, at its second occurrence in the file."""
     where: dict[str, list[PathTuple]] = {}
     for path, value in ids:
