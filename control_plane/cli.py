@@ -213,16 +213,13 @@ def run(
 ) -> None:
     """Deploy a flow to the local store and run it (process runner); exit 0 on SUCCESS or WARNING."""
     from control_plane.errors import FlowValidationError, InputError
+    from control_plane.flows.loader import read_flow_file
     from control_plane.service.memory import SystemClock, VirtualClock
 
-    try:
-        source = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"{file}: cannot read the flow: {getattr(exc, 'strerror', None) or exc}") from None
     started = time.monotonic()
     with _open(db, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
         try:
-            record = runtime.service.deploy(source, str(file))
+            record = runtime.service.deploy(read_flow_file(file), str(file))
         except FlowValidationError as exc:
             raise _fail(str(exc)) from None
         inputs = _parse_inputs(input or [])
@@ -416,16 +413,13 @@ def flows_deploy(
 ) -> None:
     """Validate and store flows; a new revision only when a flow changed."""
     from control_plane.errors import FlowValidationError
+    from control_plane.flows.loader import read_flow_file
 
     bad = 0
     with _open(db) as runtime:
         for file in files:
             try:
-                source = file.read_text(encoding="utf-8")
-                record = runtime.service.deploy(source, str(file))
-            except (OSError, UnicodeDecodeError) as exc:
-                bad += 1
-                err.print(f"[red]{file}: cannot read the flow: {getattr(exc, 'strerror', None) or exc}[/red]")
+                record = runtime.service.deploy(read_flow_file(file), str(file))
             except FlowValidationError as exc:
                 bad += 1
                 err.print(str(exc), highlight=False, markup=False)

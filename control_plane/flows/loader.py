@@ -42,7 +42,7 @@ from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 from control_plane.flows.defaults import apply_plugin_defaults
 from control_plane.flows.models import Flow
 
-__all__ = ["FlowValidationError", "Violation", "load_flow_file", "parse_flow"]
+__all__ = ["FlowValidationError", "Violation", "load_flow_file", "parse_flow", "read_flow_file"]
 
 PathTuple = tuple[str | int, ...]
 
@@ -652,6 +652,11 @@ def _task_context(item: _Mapped, tasks: Mapping[PathTuple, Mapping[str, Any]]) -
 
 def load_flow_file(path: str | os.PathLike[str]) -> Flow:
     """Read and validate a flow file; unreadable files are violations too, never OSErrors."""
+    return parse_flow(read_flow_file(path), os.fspath(path))
+
+
+def read_flow_file(path: str | os.PathLike[str]) -> str:
+    """A flow file's text (UTF-8, BOM allowed); FlowValidationError, with the position, if unreadable."""
     source = os.fspath(path)
     try:
         raw = Path(source).read_bytes()
@@ -668,4 +673,4 @@ def load_flow_file(path: str | os.PathLike[str]) -> Flow:
         column = exc.start - (before.rfind(b"\n") + 1) + 1
         message = f"the flow file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
         raise FlowValidationError([Violation(source, line, column, "", message)], source) from None
-    return parse_flow(text, source)
+    return text
