@@ -32,13 +32,26 @@ from control_plane.engine.planner import new_execution, plan
 from control_plane.engine.states import State
 from control_plane.flows.models import Flow
 
-__all__ = ["Clock", "InMemoryExecutor", "JobOutcome", "RunResult", "SystemClock", "VirtualClock"]
+__all__ = [
+    "Clock",
+    "InMemoryExecutor",
+    "JobOutcome",
+    "RunResult",
+    "SystemClock",
+    "VirtualClock",
+    "new_execution_id",
+]
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
     def sleep_until(self, moment: datetime) -> None: ...
+
+
+def new_execution_id() -> str:
+    """A random 22-character id, the length of Kestra's execution ids."""
+    return uuid.uuid4().hex[:22]
 
 
 class VirtualClock:
@@ -103,7 +116,7 @@ class InMemoryExecutor:
         self.clock = clock or VirtualClock()
         self.jobs = jobs
         self.on_change = on_change
-        self.new_id = id_factory or (lambda: uuid.uuid4().hex[:22])
+        self.new_id = id_factory or new_execution_id
 
     def run(
         self,

@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import math
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -72,7 +71,7 @@ from control_plane.errors import (
 )
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Level
-from control_plane.service.memory import Clock, SystemClock
+from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import RunnerRegistry, UnknownRunnerError
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import LocalStorage
@@ -131,7 +130,7 @@ class _Capture:
 
     def add(self, stream: str, text: str) -> None:
         self.records += 1
-        marker = parse_line(text) if text.startswith("::") or text.lstrip().startswith("::") else None
+        marker = parse_line(text) if text.lstrip().startswith("::") else None
         if marker is not None:
             self.outputs.update(marker.outputs)
             for entry in marker.logs:
@@ -142,7 +141,7 @@ class _Capture:
         if len(text) > self.limits.max_line_chars:
             cut = len(text) - self.limits.max_line_chars
             text = text[: self.limits.max_line_chars] + f" ... [{cut} characters truncated]"
-        self._keep(self.make(Level.ERROR if stream == "stderr" else Level.INFO, text))  # Kestra >= 0.21
+        self._keep(self.make(_stream_level(stream), text))
 
     def _keep(self, line: LogLine) -> None:
         if self.records <= self.shown:
@@ -169,15 +168,16 @@ class _Pending:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
 
 
+def _stream_level(stream: str) -> Level:
+    """stdout at INFO, stderr at ERROR, as Kestra logs script output since 0.21."""
+    return Level.ERROR if stream == "stderr" else Level.INFO
+
+
 def _level(raw: Any) -> Level:
     try:
         return Level(str(raw).upper())
     except ValueError:
         return Level.INFO
-
-
-def _default_id() -> str:
-    return uuid.uuid4().hex[:22]
 
 
 class Service:
@@ -190,7 +190,7 @@ class Service:
         runners: RunnerRegistry,
         storage: LocalStorage,
         clock: Clock | None = None,
-        id_factory: Callable[[], str] = _default_id,
+        id_factory: Callable[[], str] = new_execution_id,
         log_limits: LogLimits = LogLimits(),
         poll_interval: float = 1.0,
         on_change: Callable[[Execution], None] | None = None,
@@ -554,7 +554,7 @@ class Service:
             lines = [
                 LogLine(
                     self.clock.now(),
-                    Level.ERROR if r.stream == "stderr" else Level.INFO,
+                    _stream_level(r.stream),
                     r.text,
                     task_id,
                     job.taskrun_id,

@@ -19,6 +19,7 @@ from typing import Any
 import immutables
 
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
+from control_plane.engine.planner import outputs_index
 from control_plane.engine.states import State
 from control_plane.flows.models import Level
 
@@ -230,11 +231,7 @@ def execution_meta(ex: Execution) -> dict[str, Any]:
     return out
 
 
-def rebuild_outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
-    """``outputs.<task>`` as the engine indexes it: value-keyed inside loops, later runs win."""
-    from control_plane.engine.planner import outputs_index
-
-    return outputs_index(taskruns)
+rebuild_outputs_index = outputs_index  # the engine's own rule: the stored index cannot drift from it
 
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
