@@ -245,7 +245,14 @@ class Runner(Protocol):
 
     def cleanup(self, handle: JobHandle) -> None: ...
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None: ...
+    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
+        """``(job name, status)`` from one of the backend's push events, None for any other event.
+
+        A runner with push events also declares ``event_sources: ClassVar[frozenset[str]]``,
+        the EventBridge ``source`` values it understands, so the events Lambda only asks (and
+        builds) the runners concerned.
+        """
+        ...
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runners.base import Runner, runner_classes
+from runners.base import JobStatus, Runner, runner_classes
 
 __all__ = ["RunnerRegistry", "UnknownRunnerError"]
 
@@ -49,6 +49,26 @@ class RunnerRegistry:
             runner = cls(**self._config.get(name, {}))
             self._instances[name] = runner
         return runner
+
+    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, str, JobStatus] | None:
+        """``(runner, job name, status)`` from a push event, asking only the runners that emit it.
+
+        A runner class lists the event ``source`` values it understands in ``event_sources``
+        (``aws.batch`` for AWS Batch); the others are not even built, so an events Lambda
+        does not pay for SDK clients it will never use.
+        """
+        source = event.get("source") if isinstance(event, Mapping) else None
+        if not isinstance(source, str):
+            return None
+        names = {*self._instances, *self.classes()}
+        for name in sorted(names):
+            cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
+            if source not in getattr(cls, "event_sources", ()):
+                continue
+            parsed = self.get(name).parse_event(event)
+            if parsed is not None:
+                return name, parsed[0], parsed[1]
+        return None
 
     def started(self) -> list[Runner]:
         """Runners already in use (the ones worth polling or waiting on)."""

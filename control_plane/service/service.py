@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from collections import deque
@@ -70,12 +71,20 @@ from control_plane.errors import (
     StoreError,
 )
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow, Level
+from control_plane.flows.models import Flow, Level, Schedule
 from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import RunnerRegistry, UnknownRunnerError
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import LocalStorage
-from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord
+from control_plane.store.base import (
+    FlowRecord,
+    JobPhase,
+    JobRecord,
+    StateStore,
+    TimerRecord,
+    TriggerRecord,
+)
+from control_plane.triggers.schedule import Fire, due
 from runners.base import (
     Failure,
     JobHandle,
@@ -90,11 +99,13 @@ from runners.base import (
 )
 from runners.markers import parse_line
 
-__all__ = ["LogLimits", "Service", "ServiceError"]
+__all__ = ["LogLimits", "Service", "ServiceError", "TickReport"]
 
 MAX_CONFLICTS = 50
 LIVE_LOG_INTERVAL = 0.25  # seconds between looks at a running job's output, when someone watches
 FLOW_RETRY_TIMER = "flow-retry:"
+
+_log = logging.getLogger("squall.service")
 
 
 class ServiceError(SquallError):
@@ -160,6 +171,16 @@ class _Capture:
                 self.make(Level.WARN, f"... {self.omitted} log lines omitted (only head and tail kept) ...")
             ]
         return [*self.head, *middle, *self.tail]
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one :meth:`Service.tick` did, for the tick Lambda's log line and the tests."""
+
+    timers_fired: bool
+    resubmitted: int
+    polled: int
+    ended: int
 
 
 @dataclass
@@ -387,6 +408,142 @@ class Service:
         if flush:
             self._flush_all()
         return fired or polled
+
+    def flush(self) -> None:
+        """Write what is still riding along (handles of just-submitted jobs): end of a Lambda call."""
+        self._flush_all()
+
+    # ================================================================== cloud entry points
+
+    def job_event(self, name: str, status: JobStatus, *, touch_after: timedelta | None = None) -> bool:
+        """A runner's push event about job ``name``; True when it moved an execution.
+
+        Idempotent under duplicate and out-of-order delivery: a job already DONE ignores every
+        later event, and a non-terminal event never goes back in time (it only refreshes the
+        job's ``updated`` mark, at most once per ``touch_after``, so the reconciler leaves a
+        job that reports regularly alone). An unknown name (another deployment's job sharing
+        the event bus) is ignored.
+        """
+        job = self.store.get_job(name)
+        if job is None or job.phase is JobPhase.DONE:
+            return False
+        runner = self.runners.get(job.runner)
+        now = self.clock.now()
+        if not status.terminal:
+            stale = job.updated is None or touch_after is None or now - job.updated >= touch_after
+            if touch_after is not None and stale:
+                with contextlib.suppress(ConflictError):  # someone else touched or finished it
+                    self.store.update_job(replace(job, updated=now), expected_version=job.version)
+            return False
+        handle = self._handle(job)
+        if handle is None:  # the event beat the write of the handle: the runner knows the job by name
+            try:
+                _, spec = self._spec(job)
+                handle = runner.find(spec)
+            except (RunnerError, ScriptError, UnknownRunnerError):
+                handle = None
+            if handle is None:
+                return False  # the reconciler will see it once the handle is stored
+        self._complete(job, runner, handle, status)
+        self.flush()
+        return True
+
+    def tick(self, *, reconcile_after: timedelta, submit_grace: timedelta) -> TickReport:
+        """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
+
+        * due timers fire (retry delays, Sleep, Pause and task timeouts);
+        * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
+          outbox write and the submit) is found by name or submitted: still one job;
+        * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
+          (the fallback when a push event was lost), never one call per job.
+        """
+        self._timers_scanned = -math.inf
+        fired = self._fire_timers()
+        now = self.clock.now()
+        active = self.store.active_jobs()
+        resubmitted = 0
+        silent: list[JobRecord] = []
+        for job in active:
+            age = now - (job.updated or now)
+            if job.phase is JobPhase.SUBMITTING:
+                if age >= submit_grace:
+                    self._submit(job, reattach=True)
+                    resubmitted += 1
+            elif age >= reconcile_after:
+                silent.append(job)
+        ended = self._poll(silent)
+        self._drain()
+        self.flush()
+        return TickReport(fired, resubmitted, len(silent), ended)
+
+    def fire_schedules(
+        self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None
+    ) -> list[str]:
+        """Start the due executions of Schedule triggers (all, or the one named); their ids.
+
+        Each schedule date starts exactly one execution: its id is derived from the trigger
+        and the date, so a date fired twice (EventBridge Scheduler retries, a tick racing the
+        schedule Lambda) is a ConflictError on create, ignored. The trigger's last date is
+        stored with a version check afterwards; losing that race only repeats the
+        idempotent starts.
+        """
+        started: list[str] = []
+        now = self.clock.now()
+        for record in self._flow_records(namespace, flow_id):
+            flow = self.flow(record.namespace, record.id, record.revision)
+            for trigger in flow.triggers or []:
+                if not isinstance(trigger, Schedule) or (trigger_id is not None and trigger.id != trigger_id):
+                    continue
+                key = f"schedule/{flow.namespace}/{flow.id}/{trigger.id}"
+                state = self.store.get_trigger(key)
+                last = datetime.fromisoformat(state.data["last"]) if state and "last" in state.data else None
+                fires = due(trigger, namespace=flow.namespace, flow_id=flow.id, last=last, now=now)
+                for fire in fires:
+                    started += self._fire(flow, trigger, fire)
+                newest = max((f.date for f in fires), default=None)
+                if last is None and newest is None:
+                    newest = now  # a new trigger starts counting from its deployment
+                if newest is not None:
+                    data = {**(state.data if state else {}), "last": newest.isoformat()}
+                    with contextlib.suppress(ConflictError):
+                        self.store.put_trigger(
+                            TriggerRecord(key, data), expected_version=state.version if state else 0
+                        )
+        return started
+
+    def _flow_records(self, namespace: str | None, flow_id: str | None) -> Iterable[FlowRecord]:
+        if namespace is not None and flow_id is not None:
+            try:
+                yield self.store.get_flow(namespace, flow_id)
+            except NotFoundError:
+                return
+            return
+        cursor: str | None = None
+        while True:
+            page = self.store.list_flows(namespace, cursor=cursor)
+            yield from page.items
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def _fire(self, flow: Flow, trigger: Schedule, fire: Fire) -> list[str]:
+        variables = {"id": trigger.id, "type": trigger.type, **fire.variables}
+        try:
+            execution = self.start(
+                flow.namespace,
+                flow.id,
+                trigger.inputs,
+                revision=flow.revision,
+                labels=fire.labels,
+                trigger=variables,
+                execution_id=fire.key,
+            )
+        except ConflictError:
+            return []  # this date already started its execution
+        except InputError as exc:  # the flow's inputs changed under the trigger: say so, skip the date
+            _log.error("%s.%s: schedule %s at %s: %s", flow.namespace, flow.id, trigger.id, fire.date, exc)
+            return []
+        return [execution.id]
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
         """Drive until the execution ends, or waits for a person (PAUSED with no timer due).
@@ -777,7 +934,6 @@ class Service:
 
     def _poll_jobs(self) -> bool:
         """One batched ``poll`` per runner over every active job whose handle is known."""
-        by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
         if self._handles and time.monotonic() - self._jobs_scanned < self.poll_interval:
             active = [self._mine[name] for name in self._handles if name in self._mine]
         else:
@@ -787,11 +943,16 @@ class Service:
             if any(name not in names for name in self._handles):  # ended through another process
                 self._handles = {n: h for n, h in self._handles.items() if n in names}
                 self._mine = {n: j for n, j in self._mine.items() if n in names}
+        return self._poll(active) > 0
+
+    def _poll(self, active: Iterable[JobRecord]) -> int:
+        """Ask each runner once about ``active`` jobs; complete the terminal ones; how many ended."""
+        by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
         for job in active:
             handle = self._handle(job)
             if handle is not None:
                 by_runner.setdefault(job.runner, []).append((job, handle))
-        changed = False
+        ended = 0
         for name, pairs in by_runner.items():
             runner = self.runners.get(name)
             jobs = [job for job, _ in pairs]
@@ -804,8 +965,8 @@ class Service:
                 status = statuses.get(job.name)
                 if status is not None and status.terminal:
                     self._complete(job, runner, handles[job.name], status)
-                    changed = True
-        return changed
+                    ended += 1
+        return ended
 
     def _complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> None:
         task_id = str(job.spec.get("task_id", ""))

@@ -1,0 +1,68 @@
+"""The ``events`` Lambda: runner push events (EventBridge) become progress of executions.
+
+AWS Batch's "Batch Job State Change" is the first source; every runner that declares
+``event_sources`` adds its own. Delivery is at-least-once and unordered, so every event is
+checked against the stored job: a job already DONE ignores it, a non-terminal event only
+refreshes the job's last-news mark (the reconciler then leaves it alone), and a terminal
+event reads the job's logs to the end and advances its execution once. An event no runner
+recognises, or about a job this deployment does not know, is logged and dropped: retrying it
+could never help.
+
+Accepted shapes: one EventBridge event (the rule's target), or an SQS batch whose records
+carry events in their bodies (a dead-letter queue being redriven).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from control_plane.handlers.runtime import Runtime, runtime
+
+__all__ = ["handle_event", "handler"]
+
+logger = Logger(service="squall", child=True)
+
+
+def _events(payload: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(payload, Mapping) and isinstance(payload.get("Records"), list):
+        for record in payload["Records"]:
+            body = record.get("body") if isinstance(record, Mapping) else None
+            try:
+                event = json.loads(body) if isinstance(body, str) else None
+            except json.JSONDecodeError:
+                event = None
+            if isinstance(event, Mapping):
+                yield event
+            else:
+                logger.warning("dropped an SQS record without a JSON event body")
+    elif isinstance(payload, Mapping):
+        yield payload
+    else:
+        logger.warning("dropped a payload that is not an event", extra={"kind": type(payload).__name__})
+
+
+def handle_event(rt: Runtime, event: Mapping[str, Any]) -> bool:
+    """Apply one event; True when it moved an execution (False: ignored, duplicate or early)."""
+    parsed = rt.service.runners.parse_event(event)
+    if parsed is None:
+        logger.info("ignored an event no runner recognises", extra={"source": str(event.get("source"))})
+        return False
+    runner, name, status = parsed
+    touch = timedelta(seconds=rt.settings.reconcile_after / 2)
+    moved = rt.service.job_event(name, status, touch_after=touch)
+    logger.info(
+        "job event",
+        extra={"runner": runner, "job": name, "state": status.state.value, "applied": moved},
+    )
+    return moved
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    rt = runtime()
+    applied = sum(handle_event(rt, e) for e in _events(event))
+    return {"applied": applied}

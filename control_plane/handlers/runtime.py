@@ -1,0 +1,173 @@
+"""What every handler needs, built once per Lambda container (or once per ``squall server``).
+
+Settings come from the environment, the way Lambda passes them (Terraform sets them); a
+bad value is reported with the variable's name instead of surfacing as a stack trace in
+the first request::
+
+    SQUALL_STORE            sqlite | dynamodb (default: dynamodb when SQUALL_TABLE is set)
+    SQUALL_TABLE            DynamoDB table name
+    SQUALL_DYNAMODB_ENDPOINT  endpoint URL (DynamoDB Local); AWS_ENDPOINT_URL_DYNAMODB works too
+    SQUALL_BUCKET           S3 bucket for outputs too large for a DynamoDB item
+    SQUALL_DB               SQLite file (sqlite store)
+    SQUALL_DATA_DIR         local scratch (object store, process-runner jobs): default /tmp/squall
+    SQUALL_AUTH             gateway | token | none (default gateway: API Gateway authorised it)
+    SQUALL_API_TOKEN        the bearer token, when SQUALL_AUTH=token
+    SQUALL_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
+    SQUALL_RECONCILE_AFTER  seconds without news before a running job is polled (default 300)
+    SQUALL_SUBMIT_GRACE     seconds before a job left SUBMITTING is submitted again (default 120)
+    SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
+    SQUALL_RUNNERS          JSON object: runner name -> constructor options
+
+The runtime is cached at module level so a warm Lambda container reuses its store client,
+runner clients and parsed flows; ``reset()`` drops it (tests, configuration changes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from control_plane.errors import SquallError
+from control_plane.service.memory import Clock
+from control_plane.service.runners import RunnerRegistry
+from control_plane.service.service import Service
+from control_plane.service.storage import LocalStorage
+from control_plane.store.base import StateStore
+from runners.base import Runner
+
+__all__ = ["Runtime", "Settings", "SettingsError", "load_settings", "open_runtime", "reset", "runtime"]
+
+ENV_PREFIX = "SQUALL_"
+
+
+class SettingsError(SquallError):
+    """The environment does not describe a usable control plane; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: Literal["sqlite", "dynamodb"] = "sqlite"
+    table: str | None = None
+    dynamodb_endpoint: str | None = None
+    bucket: str | None = None
+    region: str | None = None
+    db: str | None = None
+    data_dir: str = "/tmp/squall"
+    auth: Literal["gateway", "token", "none"] = "gateway"
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    reconcile_after: float = Field(default=300.0, ge=0)
+    submit_grace: float = Field(default=120.0, ge=0)
+    finished_ttl_days: int = Field(default=30, ge=0)
+    runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``SQUALL_*`` variables, then ``overrides`` (the server's command line)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            raw[name] = value
+    if "runners" in raw:
+        try:
+            raw["runners"] = json.loads(raw["runners"])
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{ENV_PREFIX}RUNNERS is not valid JSON: {exc}") from None
+    if "dynamodb_endpoint" not in raw and env.get("AWS_ENDPOINT_URL_DYNAMODB"):
+        raw["dynamodb_endpoint"] = env["AWS_ENDPOINT_URL_DYNAMODB"]
+    raw.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+    if "store" not in raw and raw.get("table"):
+        raw["store"] = "dynamodb"
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("bad control-plane settings: " + "; ".join(problems)) from None
+    if settings.store == "dynamodb" and not settings.table:
+        raise SettingsError(f"{ENV_PREFIX}TABLE is required with {ENV_PREFIX}STORE=dynamodb")
+    if settings.auth == "token" and settings.api_token is None:
+        raise SettingsError(f"{ENV_PREFIX}API_TOKEN is required with {ENV_PREFIX}AUTH=token")
+    return settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: StateStore
+    service: Service
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _open_store(settings: Settings) -> StateStore:
+    if settings.store == "dynamodb":
+        from control_plane.store.dynamodb import DynamoDBStore  # boto3: only when asked for
+
+        assert settings.table is not None
+        ttl = timedelta(days=settings.finished_ttl_days) if settings.finished_ttl_days else None
+        return DynamoDBStore(
+            settings.table,
+            endpoint_url=settings.dynamodb_endpoint,
+            region=settings.region,
+            bucket=settings.bucket,
+            finished_ttl=ttl,
+        )
+    from control_plane.store.sqlite import SqliteStore, default_db_path
+
+    return SqliteStore(Path(settings.db) if settings.db else default_db_path())
+
+
+def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: StateStore | None = None,
+    runners: Mapping[str, Runner] | None = None,
+) -> Runtime:
+    """Wire store, runners and service; ``store``/``runners`` replace the configured ones (tests)."""
+    data = Path(settings.data_dir)
+    config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
+    config.update(settings.runners)
+    store = store or _open_store(settings)
+    registry = RunnerRegistry(config, instances=runners)
+    service = Service(store, runners=registry, storage=LocalStorage(data / "storage"), clock=clock)
+    return Runtime(settings, store, service)
+
+
+_current: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The container's runtime, built on first use from the environment."""
+    global _current
+    if _current is None:
+        _current = open_runtime(load_settings())
+    return _current
+
+
+def install(value: Runtime | None) -> None:
+    """Use ``value`` as the container's runtime (``squall server`` and tests build their own)."""
+    global _current
+    _current = value
+
+
+def reset() -> None:
+    global _current
+    if _current is not None:
+        _current.close()
+    _current = None

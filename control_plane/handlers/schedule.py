@@ -1,0 +1,41 @@
+"""The ``schedule`` Lambda: Schedule triggers, fired by EventBridge Scheduler (or by the tick).
+
+A schedule created for one trigger invokes this function with its target input
+``{"namespace": ..., "flowId": ..., "triggerId": ...}``; an empty payload evaluates every
+deployed Schedule trigger (the tick does that each minute anyway, so a schedule the
+Scheduler misses still fires, late but once). Each date starts exactly one execution: its id
+is derived from the trigger and the date, so a date fired twice is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from control_plane.handlers.runtime import runtime
+
+__all__ = ["handler"]
+
+logger = Logger(service="squall", child=True)
+
+_FIELDS = {"namespace": "namespace", "flowId": "flow_id", "triggerId": "trigger_id"}
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    payload = event if isinstance(event, Mapping) else {}
+    selection: dict[str, str] = {}
+    for field, name in _FIELDS.items():
+        value = payload.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            logger.error("bad schedule payload: %s must be a non-empty string", field)
+            return {"started": [], "error": f"{field} must be a non-empty string"}
+        selection[name] = value
+    if "trigger_id" in selection and not {"namespace", "flow_id"} <= selection.keys():
+        return {"started": [], "error": "triggerId needs namespace and flowId"}
+    started = runtime().service.fire_schedules(**selection)
+    logger.info("schedules fired", extra={**selection, "started": started})
+    return {"started": started}

@@ -1,0 +1,44 @@
+"""The ``tick`` Lambda, on an EventBridge rate rule (one minute): the control plane's heartbeat.
+
+Each tick fires due timers (retry delays, Sleep, Pause and task timeouts), submits jobs a
+crashed Lambda left in the outbox, polls jobs whose push events have gone quiet (one batched
+call per runner), and starts due Schedule triggers. It is also the fallback for everything
+event-driven: a lost EventBridge event costs a delay of at most ``reconcile_after``, never a
+stuck execution. ``squall server`` calls :func:`run_tick` in a loop.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from control_plane.handlers.runtime import Runtime, runtime
+
+__all__ = ["handler", "run_tick"]
+
+logger = Logger(service="squall", child=True)
+
+
+def run_tick(rt: Runtime) -> dict[str, Any]:
+    """One pass; returns what it did (logged by the Lambda, asserted by tests)."""
+    settings = rt.settings
+    report = rt.service.tick(
+        reconcile_after=timedelta(seconds=settings.reconcile_after),
+        submit_grace=timedelta(seconds=settings.submit_grace),
+    )
+    started = rt.service.fire_schedules()
+    return {
+        "timersFired": report.timers_fired,
+        "resubmitted": report.resubmitted,
+        "polled": report.polled,
+        "ended": report.ended,
+        "scheduled": started,
+    }
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result = run_tick(runtime())
+    logger.info("tick", extra=result)
+    return result
