@@ -70,7 +70,11 @@ def _problems(problems: list[str]) -> PydanticCustomError:
 
 class _Strict(BaseModel):
     # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True)
+    # ``defer_build``: validators are built on first use, not at import, so a Lambda cold
+    # start does not pay for every task type's schema before it serves a request.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True, defer_build=True
+    )
 
 
 class Level(StrEnum):
@@ -891,5 +895,4 @@ class Flow(_Strict):
 
 
 _MODELS: tuple[type[BaseModel], ...] = (*_TASK_CLASSES, FlowableTask, _WithTasks, DagTask, Listener, Flow)
-for _model in _MODELS:
-    _model.model_rebuild()
+"""Every model whose fields name ``AnyTask``: built (forward references resolved) on first use."""

@@ -107,10 +107,13 @@ def task_slots(model: type[BaseModel]) -> tuple[tuple[str, SlotKind, type[BaseMo
     themselves: Dag ``tasks``, flow ``listeners``).
     """
     slots: list[tuple[str, SlotKind, type[BaseModel] | None]] = []
+    # Models build lazily (``defer_build``): their fields may still name ``AnyTask`` as a
+    # forward reference, so the annotations are resolved here instead of from ``FieldInfo``.
+    hints = typing.get_type_hints(model, include_extras=True)
     for name, info in model.model_fields.items():
         if name == "onResume":
             continue
-        found = _slot(info.annotation)
+        found = _slot(hints.get(name, info.annotation))
         if found is not None:
             slots.append((info.alias or name, found[0], found[1]))
     return tuple(slots)
