@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["tests.emulators.fixtures"]
+
 # A shared 2-core VM can stall any example for longer than Hypothesis's 200 ms default
 # deadline; a timing failure there says nothing about the property under test.
 settings.register_profile("squall", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,165 @@
+"""The DynamoDB table of the cloud store, as data: the one place its keys and indexes are defined.
+
+``control_plane/store/dynamodb.py`` reads and writes by these names, :func:`create_table`
+builds a table from them (tests, ``squall`` tooling), and the Terraform module (``infra/``)
+renders the same constants, so the three cannot drift. Everything here is a plain constant:
+import it without boto3.
+
+Layout (see ``docs/dynamodb.md`` for item shapes)::
+
+    PK               SK                        what
+    EXEC#<id>        META                      execution meta: version, state, body, listing keys
+    EXEC#<id>        TR#<taskrun id>           one task run
+    EXEC#<id>        LOG#<version>#...         the log lines of one write, as one JSON list
+    EXEC#<id>        DUE#<key>                 a pending timer (sparse index TIMERS)
+    EXEC#<id>        JOURNAL#<token>#<n>       redo chunks of a step too big for a transaction
+    JOB#<name>       JOB                       job outbox record (sparse index ACTIVE_JOBS)
+    FLOW#<ns>#<id>   REV#<n:08d> / LATEST      flow revisions; LATEST is in index FLOWS
+    TRIGGER#<key>    STATE                     trigger state
+
+``META`` and ``TR#`` are adjacent in sort-key order with nothing between them (timers are
+``DUE#``, redo chunks ``JOURNAL#``), so one ``Query`` reads an execution and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+__all__ = [
+    "ATTRIBUTE_DEFINITIONS",
+    "BILLING_MODE",
+    "GLOBAL_SECONDARY_INDEXES",
+    "GSI_ACTIVE_JOBS",
+    "GSI_EXECUTIONS",
+    "GSI_EXECUTIONS_BY_NAMESPACE",
+    "GSI_FLOWS",
+    "GSI_TIMERS",
+    "HASH_KEY",
+    "ITEM_LIMIT_BYTES",
+    "KEY_SCHEMA",
+    "RANGE_KEY",
+    "TRANSACTION_ITEM_LIMIT",
+    "TTL_ATTRIBUTE",
+    "create_table",
+    "table_definition",
+]
+
+HASH_KEY: Final = "PK"
+"""Partition key of the table: the record's kind and id (``EXEC#<id>``, ``JOB#<name>``...)."""
+
+RANGE_KEY: Final = "SK"
+"""Sort key: which part of the record (``META``, ``TR#<id>``, ``LOG#...``)."""
+
+TTL_ATTRIBUTE: Final = "ttl"
+"""Epoch seconds after which DynamoDB deletes the item: set on finished executions' items,
+DONE jobs and leftover redo chunks. A reserved word in expressions: always alias it."""
+
+BILLING_MODE: Final = "PAY_PER_REQUEST"
+"""On-demand: an idle installation costs nothing but storage."""
+
+ITEM_LIMIT_BYTES: Final = 400 * 1024
+"""DynamoDB's hard item size limit (names + values, UTF-8)."""
+
+TRANSACTION_ITEM_LIMIT: Final = 100
+"""At most this many items in one ``TransactWriteItems``; bigger steps take the redo path."""
+
+GSI_EXECUTIONS: Final = "executions"
+"""Every execution's META, newest first: hash ``xg`` (constant ``EXEC``), range ``xc``
+(``<created epoch µs, 17 digits>#<id>``). Only the summary attributes are projected, and
+they change only with the state, so an ordinary step writes nothing to this index."""
+
+GSI_EXECUTIONS_BY_NAMESPACE: Final = "executions-by-namespace"
+"""The same, partitioned by namespace (hash ``xn``): listing one namespace reads only it.
+A flow filter is a filter expression on ``xf`` inside the namespace."""
+
+GSI_TIMERS: Final = "timers"
+"""Sparse: only ``DUE#`` items. Hash ``tq`` (constant ``T``), range ``ta``
+(``<epoch µs, 17 digits>#<execution id>#<key>``): due timers are a range read, earliest first."""
+
+GSI_ACTIVE_JOBS: Final = "active-jobs"
+"""Sparse: job records not DONE. Hash ``jq`` (constant ``ACTIVE``), range ``jr``
+(``<0 SUBMITTING | 1 SUBMITTED>#<runner>#<name>``): SUBMITTING first, a runner is a prefix.
+The keys are removed when a job becomes DONE, which drops it from the index."""
+
+GSI_FLOWS: Final = "flows"
+"""Sparse: the LATEST item of each live flow. Hash ``fg`` (constant ``FLOW``), range ``fk``
+(``<namespace> <flow id>``: the space sorts below every namespace character, so the order is
+(namespace, id))."""
+
+_SUMMARY: Final = ["xn", "xf", "st", "sm"]
+
+KEY_SCHEMA: Final[list[dict[str, str]]] = [
+    {"AttributeName": HASH_KEY, "KeyType": "HASH"},
+    {"AttributeName": RANGE_KEY, "KeyType": "RANGE"},
+]
+"""The table's primary key."""
+
+ATTRIBUTE_DEFINITIONS: Final[list[dict[str, str]]] = [
+    {"AttributeName": name, "AttributeType": "S"}
+    for name in (HASH_KEY, RANGE_KEY, "xg", "xn", "xc", "tq", "ta", "jq", "jr", "fg", "fk")
+]
+"""Every key attribute of the table and its indexes (all strings)."""
+
+
+def _index(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": projection,
+    }
+
+
+GLOBAL_SECONDARY_INDEXES: Final[list[dict[str, Any]]] = [
+    _index(GSI_EXECUTIONS, "xg", "xc", {"ProjectionType": "INCLUDE", "NonKeyAttributes": _SUMMARY}),
+    _index(
+        GSI_EXECUTIONS_BY_NAMESPACE,
+        "xn",
+        "xc",
+        {"ProjectionType": "INCLUDE", "NonKeyAttributes": [a for a in _SUMMARY if a != "xn"]},
+    ),
+    _index(GSI_TIMERS, "tq", "ta", {"ProjectionType": "KEYS_ONLY"}),
+    _index(GSI_ACTIVE_JOBS, "jq", "jr", {"ProjectionType": "ALL"}),
+    _index(GSI_FLOWS, "fg", "fk", {"ProjectionType": "ALL"}),
+]
+"""Every global secondary index, in ``CreateTable`` form (on-demand: no throughput)."""
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """The ``CreateTable`` arguments for a table called ``name``."""
+    return {
+        "TableName": name,
+        "BillingMode": BILLING_MODE,
+        "KeySchema": KEY_SCHEMA,
+        "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+        "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
+    }
+
+
+def create_table(client: Any, name: str, *, timeout: float = 60.0) -> None:
+    """Create the table, wait until it is ACTIVE, and turn TTL on where the endpoint supports it.
+
+    An emulator without TTL support must not stop tests or local use: the attribute is still
+    written, it just never expires there.
+    """
+    from botocore.exceptions import ClientError
+
+    client.create_table(**table_definition(name))
+    deadline = time.monotonic() + timeout
+    while client.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"DynamoDB table {name} not ACTIVE after {timeout}s")
+        time.sleep(0.1)  # polling the table status until the deadline
+    try:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in (
+            "ValidationException",
+            "UnknownOperationException",
+        ):
+            raise

@@ -1,0 +1,65 @@
+"""Session-wide emulators for every test that asks for them (registered in ``tests/conftest.py``).
+
+``dynamodb_local`` starts one DynamoDB Local for the session; ``dynamodb_table`` gives each
+test a fresh, uniquely named table with Squall's schema (the store contract needs an empty
+backend per test) and deletes it afterwards. ``moto_server`` is one moto server for the session.
+Nothing starts unless a test requests the fixture, so the unit tests stay emulator-free.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.emulators.dynamodb_local import DynamoDBLocal
+from tests.emulators.moto_server import MotoServer
+
+__all__ = ["dynamodb_client", "dynamodb_local", "dynamodb_table", "moto_server"]
+
+_tables = itertools.count()
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    """A boto3 DynamoDB client for DynamoDB Local (dummy credentials, a fixed region)."""
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    pytest.importorskip("boto3")
+    with DynamoDBLocal() as ddb:
+        yield ddb
+
+
+@pytest.fixture
+def dynamodb_table(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[Any, str]]:
+    """``(client, table name)``: a new empty table with the store's schema, deleted at teardown."""
+    from control_plane.store.dynamodb_schema import create_table
+
+    client = dynamodb_client(dynamodb_local.endpoint)
+    name = f"squall-test-{os.getpid()}-{next(_tables)}"
+    create_table(client, name)
+    try:
+        yield client, name
+    finally:
+        client.delete_table(TableName=name)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The endpoint URL of a moto server shared by the session."""
+    pytest.importorskip("moto.server")
+    with MotoServer() as server:
+        yield server.endpoint

@@ -1,0 +1,553 @@
+"""The store contract against DynamoDB Local (and moto's S3), plus what only DynamoDB has."""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+pytest.importorskip("boto3")
+
+from control_plane.engine.actions import Emit, SubmitJob
+from control_plane.engine.events import JobStatusChanged, Started
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.planner import new_execution, plan
+from control_plane.engine.states import State
+from control_plane.errors import ConflictError, NotFoundError, StoreError
+from control_plane.flows.loader import parse_flow
+from control_plane.flows.models import Flow
+from control_plane.store.base import JobPhase, JobRecord, TimerRecord, TriggerRecord
+from control_plane.store.codec import rebuild_outputs_index
+from control_plane.store.dynamodb import DynamoDBStore
+from tests.emulators.dynamodb_local import DynamoDBLocal
+from tests.emulators.fixtures import dynamodb_client
+from tests.emulators.moto_server import MotoServer
+from tests.store_contract import (
+    T0,
+    StoreContract,
+    assert_same_execution,
+    at,
+    log,
+    make_execution,
+    make_job,
+    make_taskrun,
+    with_taskrun,
+)
+
+BUCKET = "squall-test-outputs"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(moto_server: str) -> str:
+    s3 = _s3(moto_server)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.close()
+    return moto_server
+
+
+def _s3(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=MotoServer.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def make_store(
+    dynamodb_local: DynamoDBLocal, dynamodb_table: tuple[Any, str], s3_endpoint: str
+) -> Iterator[Callable[..., DynamoDBStore]]:
+    """Opens stores on the test's table, each with its own clients, and closes them at teardown."""
+    _, table = dynamodb_table
+    opened: list[tuple[DynamoDBStore, list[Any]]] = []
+
+    def factory(**options: Any) -> DynamoDBStore:
+        clients = [dynamodb_client(dynamodb_local.endpoint), _s3(s3_endpoint)]
+        options.setdefault("bucket", BUCKET)
+        options.setdefault("s3_prefix", f"{table}/")
+        store = DynamoDBStore(table, client=clients[0], s3_client=clients[1], **options)
+        opened.append((store, clients))
+        return store
+
+    yield factory
+    for store, clients in opened:
+        store.close()
+        for client in clients:
+            client.close()
+
+
+class TestDynamoDBStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, make_store: Callable[..., DynamoDBStore]) -> Callable[[], DynamoDBStore]:
+        return make_store
+
+
+# ---------------------------------------------------------------------------- concurrency, for real
+
+
+def _fanout_flow(width: int) -> Flow:
+    values = ",".join(f'"v{i}"' for i in range(width))
+    source = (
+        "id: fanout\nnamespace: t.ddb\ntasks:\n"
+        "  - id: each\n"
+        "    type: io.kestra.plugin.core.flow.ForEach\n"
+        f"    values: '[{values}]'\n"
+        "    concurrencyLimit: 0\n"
+        "    tasks:\n"
+        "      - id: work\n"
+        "        type: io.kestra.plugin.scripts.shell.Commands\n"
+        '        commands: ["echo {{ taskrun.value }}"]\n'
+    )
+    return parse_flow(source, "fanout.yaml")
+
+
+def _records(execution: Execution, actions: list[Any], at: datetime) -> tuple[list[LogLine], list[JobRecord]]:
+    """The outbox records of ``plan``'s actions, the way the service writes them."""
+    logs: list[LogLine] = []
+    jobs: list[JobRecord] = []
+    for action in actions:
+        if isinstance(action, Emit):
+            logs.extend(action.logs)
+        elif isinstance(action, SubmitJob):
+            jobs.append(
+                JobRecord(
+                    action.job_name,
+                    execution.id,
+                    action.taskrun_id,
+                    action.attempt,
+                    "process",
+                    JobPhase.SUBMITTING,
+                    {"task_type": action.task_type, "properties": dict(action.properties)},
+                    updated=at,
+                )
+            )
+    return logs, jobs
+
+
+@pytest.mark.slow  # 55-70 s on a 2-core machine: a thousand conditional writes under contention
+def test_eight_threads_complete_a_thousand_parallel_tasks_without_losing_an_update(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    width, threads = 1000, 8
+    flow = _fanout_flow(width)
+    first = make_store()
+    started, actions = plan(flow, new_execution(flow, "fanout-1", at=T0), Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    submits = [a for a in actions if isinstance(a, SubmitJob)]
+    assert len(submits) == width and len(started.taskruns) == width + 1
+    first.create_execution(started, logs=logs, jobs=jobs)  # ~2,000 items: the big-step path
+    assert len(first.active_jobs(limit=5000)) == width
+
+    work: queue.SimpleQueue[SubmitJob] = queue.SimpleQueue()
+    for action in random.Random(6).sample(submits, len(submits)):
+        work.put(action)
+    failures: list[BaseException] = []
+    wins = [0] * threads
+    conflicts = [0] * threads
+
+    def worker(k: int) -> None:
+        store = make_store()  # its own instance and its own boto3 client
+        cached: Execution | None = None
+        try:
+            while True:
+                try:
+                    action = work.get_nowait()
+                except queue.Empty:
+                    return
+                for _ in range(10_000):
+                    current = cached if cached is not None else store.get_execution(started.id)
+                    at = T0 + timedelta(seconds=1)
+                    event = JobStatusChanged(
+                        at, action.taskrun_id, action.attempt, "SUCCEEDED", exit_code=0, outputs={"by": k}
+                    )
+                    new, acts = plan(flow, current, event)
+                    assert new.version == current.version + 1, "every completion changes the execution"
+                    more_logs, more_jobs = _records(new, acts, at)
+                    done = replace(jobs_by_name[action.job_name], phase=JobPhase.DONE, updated=at)
+                    try:
+                        store.save_execution(
+                            new, expected_version=current.version, logs=more_logs, jobs=[done, *more_jobs]
+                        )
+                    except ConflictError:
+                        conflicts[k] += 1
+                        cached = None  # someone else wrote first: reload and plan again
+                        continue
+                    wins[k] += 1
+                    cached = new
+                    break
+                else:
+                    raise AssertionError(f"worker {k} never won a write for {action.taskrun_id}")
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    jobs_by_name = {job.name: job for job in jobs}
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in pool), "a worker hung"
+    assert not failures, failures
+    assert sum(wins) == width
+
+    final = first.get_execution(started.id)
+    assert final.state is State.SUCCESS
+    assert final.version == started.version + width
+    children = [tr for tr in final.taskruns.values() if tr.task_id == "work"]
+    assert len(children) == width and all(tr.state is State.SUCCESS for tr in children)
+    assert {v for tr in children for v in tr.values} == {f"v{i}" for i in range(width)}
+    assert set(final.outputs_index["work"]) == {f"v{i}" for i in range(width)}
+    assert first.active_jobs(limit=5000) == []
+    sample = first.get_job(submits[0].job_name)
+    assert sample is not None and sample.phase is JobPhase.DONE
+    print(f"wins per worker {wins}, conflicts {conflicts}")
+
+
+# ---------------------------------------------------------------------------- big steps: lease + redo journal
+
+
+class Crash(Exception):
+    """Stands for the process dying at a stage of a big step."""
+
+
+def _crash_at(stage: str) -> Callable[[str], None]:
+    def fault(where: str) -> None:
+        if where == stage:
+            raise Crash(where)
+
+    return fault
+
+
+def _wide(execution_id: str, width: int = 150) -> Execution:
+    return make_execution(execution_id, taskruns=[make_taskrun(f"t{i:03d}", i) for i in range(width)])
+
+
+def _all_rewritten(ex: Execution) -> Execution:
+    taskruns = ex.taskruns
+    for tr in ex.taskruns.values():
+        taskruns = taskruns.set(tr.id, tr.evolve(outputs={"n": tr.seq}))
+    return ex.evolve(
+        taskruns=taskruns,
+        outputs_index=rebuild_outputs_index(sorted(taskruns.values(), key=lambda t: t.seq)),
+        state=State.SUCCESS,
+        ended=at(9),
+        version=ex.version + 1,
+        changed=frozenset(taskruns.keys()),
+    )
+
+
+def _later(make_store: Callable[..., DynamoDBStore]) -> DynamoDBStore:
+    """A store whose clock is an hour ahead: every lease taken before now has expired."""
+    return make_store(clock=lambda: time.time() + 3600)
+
+
+@pytest.mark.parametrize("stage", ["journal", "lease", "jobs", "apply", "commit"])
+def test_a_crash_in_a_big_save_is_rolled_forward_or_never_happened(
+    make_store: Callable[..., DynamoDBStore], stage: str
+) -> None:
+    base = _wide("wide")
+    make_store().create_execution(base)
+    nxt = _all_rewritten(base)
+    assert len(nxt.changed) > 100  # the big-step path
+    crashing = make_store(fault=_crash_at(stage))
+    with pytest.raises(Crash):
+        crashing.save_execution(
+            nxt, expected_version=1, logs=[log("wide step")], jobs=[make_job("wide-job", "wide")]
+        )
+    if stage in ("lease", "jobs", "apply"):  # the lease is live: writers back off
+        with pytest.raises(ConflictError, match="big step"):
+            make_store().save_execution(base.evolve(version=2, changed=frozenset()), expected_version=1)
+    reader = _later(make_store)
+    got = reader.get_execution("wide")
+    if stage == "journal":  # the lease was never taken: nothing happened, the save can be done again
+        assert_same_execution(got, base.evolve(changed=frozenset()))
+        assert reader.get_job("wide-job") is None
+        reader.save_execution(nxt, expected_version=1, jobs=[make_job("wide-job", "wide")])
+        assert_same_execution(reader.get_execution("wide"), nxt.evolve(changed=frozenset()))
+        return
+    assert_same_execution(got, nxt.evolve(changed=frozenset()))  # rolled forward, whole
+    assert [x.message for x in reader.read_logs("wide").items] == ["wide step"]
+    assert [j.name for j in reader.active_jobs()] == ["wide-job"]
+    with pytest.raises(ConflictError):  # the stale version is refused like after any write
+        reader.save_execution(nxt, expected_version=1)
+    again = _later(make_store).get_execution("wide")
+    assert again.version == 2
+
+
+def test_a_writer_meeting_an_expired_lease_rolls_the_step_forward_first(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    base = _wide("wide")
+    make_store().create_execution(base)
+    nxt = _all_rewritten(base)
+    with pytest.raises(Crash):
+        make_store(fault=_crash_at("apply")).save_execution(nxt, expected_version=1)
+    writer = _later(make_store)
+    with pytest.raises(ConflictError, match="big step"):
+        writer.save_execution(base.evolve(version=2, changed=frozenset()), expected_version=1)
+    assert_same_execution(make_store().get_execution("wide"), nxt.evolve(changed=frozenset()))
+
+
+@pytest.mark.parametrize("stage", ["journal", "lease", "apply"])
+def test_a_crash_in_a_big_create_leaves_the_whole_execution_or_none(
+    make_store: Callable[..., DynamoDBStore], stage: str
+) -> None:
+    wide = _wide("new-wide")
+    with pytest.raises(Crash):
+        make_store(fault=_crash_at(stage)).create_execution(
+            wide, timers=[TimerRecord("new-wide", "k", at(1))]
+        )
+    assert make_store().list_executions().items == []  # a half-made execution is never listed
+    reader = _later(make_store)
+    if stage == "journal":
+        with pytest.raises(NotFoundError):
+            reader.get_execution("new-wide")
+        return
+    assert_same_execution(reader.get_execution("new-wide"), wide.evolve(changed=frozenset()))
+    assert [s.id for s in reader.list_executions().items] == ["new-wide"]
+    assert reader.due_timers(at(1)) == [TimerRecord("new-wide", "k", at(1))]
+
+
+def test_a_big_step_whose_job_name_is_taken_is_rolled_back(make_store: Callable[..., DynamoDBStore]) -> None:
+    store = make_store()
+    store.create_execution(make_execution("owner"), jobs=[make_job("taken", "owner")])
+    base = _wide("wide")
+    store.create_execution(base)
+    with pytest.raises(ConflictError, match="taken"):
+        store.save_execution(
+            _all_rewritten(base),
+            expected_version=1,
+            logs=[log("gone")],
+            jobs=[make_job("fresh", "wide"), make_job("taken", "wide")],
+        )
+    fresh = make_store()
+    assert_same_execution(fresh.get_execution("wide"), base.evolve(changed=frozenset()))
+    assert fresh.get_job("fresh") is None
+    owner = fresh.get_job("taken")
+    assert owner is not None and owner.execution_id == "owner"
+    assert fresh.read_logs("wide").items == []
+    fresh.save_execution(_all_rewritten(base), expected_version=1)  # no lease left behind
+    assert fresh.get_execution("wide").version == 2
+
+
+# ---------------------------------------------------------------------------- large outputs
+
+
+def test_large_outputs_are_offloaded_to_s3_and_read_back(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str], s3_endpoint: str
+) -> None:
+    client, table = dynamodb_table
+    store = make_store(offload_bytes=10_000)
+    big = {"rows": [f"ряд {i} 🌧" * 10 for i in range(300)]}
+    ex = make_execution(
+        "off", taskruns=[make_taskrun("small", 0, outputs={"a": 1}), make_taskrun("large", 1, outputs=big)]
+    )
+    store.create_execution(ex)
+    large = client.get_item(TableName=table, Key={"PK": {"S": "EXEC#off"}, "SK": {"S": "TR#large"}})["Item"]
+    small = client.get_item(TableName=table, Key={"PK": {"S": "EXEC#off"}, "SK": {"S": "TR#small"}})["Item"]
+    assert "o" in large and "ряд" not in large["b"]["S"] and len(large["b"]["S"]) < 1000
+    assert "o" not in small
+    s3 = _s3(s3_endpoint)
+    stored = s3.get_object(Bucket=BUCKET, Key=large["o"]["S"])["Body"].read()
+    s3.close()
+    assert large["o"]["S"].startswith(f"{table}/off/large/")
+    assert json.loads(stored) == big
+    assert store.capacity.calls["s3.PutObject"] == 1
+    assert_same_execution(
+        make_store(offload_bytes=10_000).get_execution("off"), ex.evolve(changed=frozenset())
+    )
+
+
+def test_an_item_over_400_kb_without_a_bucket_is_refused_and_nothing_is_written(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    store = make_store(bucket=None)
+    ex = make_execution("no-bucket", taskruns=[make_taskrun("a", 0)])
+    store.create_execution(ex)
+    nxt = with_taskrun(ex, make_taskrun("huge", 1, task_id="huge", outputs={"blob": "x" * 500_000}))
+    with pytest.raises(StoreError, match="no-bucket, task run huge") as info:
+        store.save_execution(nxt, expected_version=1, logs=[log("never")], jobs=[make_job("j", "no-bucket")])
+    assert "400 KB" in str(info.value) and "bucket" in str(info.value)
+    assert not isinstance(info.value, ConflictError)
+    fresh = make_store(bucket=None)
+    assert_same_execution(fresh.get_execution("no-bucket"), ex.evolve(changed=frozenset()))
+    assert fresh.read_logs("no-bucket").items == [] and fresh.get_job("j") is None
+
+
+# ---------------------------------------------------------------------------- TTL
+
+
+def _items(client: Any, table: str, execution_id: str) -> dict[str, dict[str, Any]]:
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"EXEC#{execution_id}"}},
+    )
+    return {item["SK"]["S"]: item for page in pages for item in page["Items"]}
+
+
+def test_finishing_sets_the_ttl_on_meta_and_on_the_items_of_that_write(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    client, table = dynamodb_table
+    now = 1_800_000_000.0
+    store = make_store(clock=lambda: now, finished_ttl=timedelta(days=2))
+    expiry = str(int(now + 2 * 86_400))
+    ex = make_execution("ttl", taskruns=[make_taskrun("a", 0)])
+    store.create_execution(ex, logs=[log("start")], jobs=[make_job("ttl-job", "ttl")])
+    assert all("ttl" not in item for item in _items(client, table, "ttl").values())
+    done = with_taskrun(ex, make_taskrun("b", 1), state=State.SUCCESS, ended=at(5))
+    job = store.get_job("ttl-job")
+    assert job is not None
+    store.save_execution(
+        done, expected_version=1, logs=[log("end")], jobs=[replace(job, phase=JobPhase.DONE, updated=at(5))]
+    )
+    items = _items(client, table, "ttl")
+    stamped = {sk for sk, item in items.items() if item.get("ttl") == {"N": expiry}}
+    assert stamped == {"META", "TR#b"} | {sk for sk in items if sk.startswith("LOG#0000000002#")}
+    assert "TR#a" not in stamped  # written before the end: swept with the execution (docs/dynamodb.md)
+    done_job = client.get_item(TableName=table, Key={"PK": {"S": "JOB#ttl-job"}, "SK": {"S": "JOB"}})["Item"]
+    assert done_job["ttl"] == {"N": expiry}
+    # leaving the terminal state (a restart) takes the TTL off META again
+    store.save_execution(
+        done.evolve(state=State.RUNNING, ended=None, version=3, changed=frozenset()), expected_version=2
+    )
+    assert "ttl" not in _items(client, table, "ttl")["META"]
+    forever = make_store(finished_ttl=None)
+    forever.create_execution(make_execution("kept", state=State.SUCCESS))
+    assert "ttl" not in _items(client, table, "kept")["META"]
+
+
+# ---------------------------------------------------------------------------- cost
+
+
+def test_capacity_is_counted_and_single_item_writes_skip_transactions(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    """Also the figures of docs/dynamodb.md (run with -s to print them)."""
+    flow = parse_flow(
+        "id: one\nnamespace: t.ddb\ntasks:\n  - id: sh\n"
+        '    type: io.kestra.plugin.scripts.shell.Commands\n    commands: ["echo hi"]\n',
+        "one.yaml",
+    )
+    store = make_store(bucket=None)
+    started, actions = plan(flow, new_execution(flow, "cost-1", at=T0), Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    store.capacity.reset()
+    store.create_execution(started, logs=logs, jobs=jobs)
+    create = (store.capacity.read_units, store.capacity.write_units, dict(store.capacity.calls))
+    assert store.capacity.calls == {"TransactWriteItems": 1}
+
+    reader = make_store(bucket=None)
+    loaded = reader.get_execution("cost-1")
+    cold_read = (reader.capacity.read_units, dict(reader.capacity.calls))
+    reader.capacity.reset()
+    reader.get_execution("cost-1")
+    warm_read = (reader.capacity.read_units, dict(reader.capacity.calls))
+
+    at1 = T0 + timedelta(seconds=3)
+    [submit] = [a for a in actions if isinstance(a, SubmitJob)]
+    event = JobStatusChanged(
+        at1, submit.taskrun_id, submit.attempt, "SUCCEEDED", exit_code=0, outputs={"x": 1}
+    )
+    finished, acts = plan(flow, loaded, event)
+    more_logs, _ = _records(finished, acts, at1)
+    done = replace(jobs[0], phase=JobPhase.DONE, updated=at1)
+    reader.capacity.reset()
+    reader.save_execution(finished, expected_version=loaded.version, logs=more_logs, jobs=[done])
+    step = (reader.capacity.write_units, dict(reader.capacity.calls))
+    assert finished.state is State.SUCCESS and reader.capacity.calls == {"TransactWriteItems": 1}
+
+    reader.capacity.reset()
+    reader.save_execution(
+        finished.evolve(version=finished.version + 1, changed=frozenset()), expected_version=finished.version
+    )
+    assert reader.capacity.calls == {"UpdateItem": 1}  # one item: no transaction
+    assert create[1] > 0 and cold_read[0] > 0 and step[0] > 0
+    reader.capacity.reset()
+    assert (reader.capacity.read_units, reader.capacity.write_units, sum(reader.capacity.calls.values())) == (
+        0,
+        0,
+        0,
+    )
+    print(f"\ncreate 1-task: {create}\nget cold: {cold_read}\nget warm: {warm_read}\ncompletion step: {step}")
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_a_missing_table_is_a_store_error_naming_the_table_and_the_operation(
+    dynamodb_local: DynamoDBLocal,
+) -> None:
+    client = dynamodb_client(dynamodb_local.endpoint)
+    store = DynamoDBStore("no-such-table", client=client)
+    try:
+        for call, operation in [
+            (lambda: store.get_execution("x"), "Query"),
+            (lambda: store.get_job("x"), "GetItem"),
+            (
+                lambda: store.create_execution(make_execution("x", taskruns=[make_taskrun("a", 0)])),
+                "Transact",
+            ),
+            (lambda: store.list_executions(), "Query"),
+            (lambda: store.put_trigger(TriggerRecord("k", {}), expected_version=0), "PutItem"),
+        ]:
+            with pytest.raises(StoreError, match="no-such-table") as info:
+                call()
+            assert operation in str(info.value) and "does not exist" in str(info.value)
+            assert type(info.value) is StoreError  # not a conflict, not "not found"
+    finally:
+        client.close()
+
+
+def test_an_unreachable_endpoint_is_a_store_error() -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
+    )
+    store = DynamoDBStore("squall", client=client)
+    with pytest.raises(StoreError, match="squall: GetItem failed"):
+        store.get_job("anything")
+    client.close()
+
+
+@pytest.mark.parametrize("cursor", ["not base64 !", "bm90IGpzb24", "WzEsMiwzXQ==", "e30="])
+def test_an_invalid_cursor_is_a_store_error(make_store: Callable[..., DynamoDBStore], cursor: str) -> None:
+    store = make_store()
+    for listing in (
+        lambda: store.list_flows(cursor=cursor),
+        lambda: store.list_executions(cursor=cursor),
+        lambda: store.read_logs("ex", cursor=cursor),
+    ):
+        with pytest.raises(StoreError, match="cursor"):
+            listing()
+
+
+def test_a_log_line_too_long_for_an_item_is_truncated_with_a_note(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    store = make_store()
+    store.create_execution(make_execution("ex"))
+    store.append_logs("ex", [log("é" * 400_000), log("after")])
+    got = store.read_logs("ex").items
+    assert [x.message for x in got][1] == "after"
+    assert got[0].message.startswith("é" * 1000) and "truncated by the store" in got[0].message
