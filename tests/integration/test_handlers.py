@@ -10,7 +10,7 @@ test advances it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,20 @@ class World:
             rt.close()
 
 
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], StateStore]:
+    """Each 'Lambda' opens its own store on the same backend: a SQLite file or a DynamoDB table."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "squall.db")
+    from control_plane.store.dynamodb import DynamoDBStore
+
+    client, table = request.getfixturevalue("dynamodb_table")
+    return lambda: DynamoDBStore(table, client=client)
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(lambda: SqliteStore(tmp_path / "squall.db"), tmp_path)
+def world(store_factory: Callable[[], StateStore], tmp_path: Path) -> Iterator[World]:
+    w = World(store_factory, tmp_path)
     yield w
     w.close()
 
@@ -287,8 +298,10 @@ class CrashingSubmit(SimulatedRunner):
         return super().submit(spec)
 
 
-def test_the_tick_submits_a_job_a_crashed_lambda_left_in_the_outbox_exactly_once(tmp_path: Path) -> None:
-    world = World(lambda: SqliteStore(tmp_path / "squall.db"), tmp_path)
+def test_the_tick_submits_a_job_a_crashed_lambda_left_in_the_outbox_exactly_once(
+    store_factory: Callable[[], StateStore], tmp_path: Path
+) -> None:
+    world = World(store_factory, tmp_path)
     world.compute = CrashingSubmit()
     world.rt = world.lambda_()
     install(world.rt)
