@@ -511,6 +511,86 @@ def conformance(cases: Annotated[Path, typer.Argument(help="A cases.yaml file")]
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port)")] = 8080,
+    db: DbOption = None,
+    store: Annotated[str | None, typer.Option(help="sqlite (default) or dynamodb; $SQUALL_STORE")] = None,
+    table: Annotated[
+        str | None, typer.Option(help="DynamoDB table (--store dynamodb); $SQUALL_TABLE")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="DynamoDB endpoint (DynamoDB Local)")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="SQUALL_API_TOKEN", help="Bearer token clients must send (default: generated)"),
+    ] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve the API without any auth")] = False,
+    tick_interval: Annotated[
+        float, typer.Option(min=0.01, help="Seconds between control-plane ticks (timers, job polls)")
+    ] = 1.0,
+) -> None:
+    """Serve the HTTP API (the Lambda handler, unchanged) with an in-process tick loop; Ctrl-C stops it."""
+    import os
+    import secrets
+    import signal
+
+    from control_plane.handlers.runtime import SettingsError, load_settings
+    from control_plane.server import Server
+
+    if store not in (None, "sqlite", "dynamodb"):
+        raise _fail("--store must be sqlite or dynamodb", 2)
+    if no_auth and token:
+        raise _fail("--no-auth and --token (or $SQUALL_API_TOKEN) contradict each other", 2)
+    generated = not no_auth and not token
+    if generated:
+        token = secrets.token_urlsafe(32)
+    overrides: dict[str, Any] = {
+        "store": store,
+        "table": table,
+        "dynamodb_endpoint": endpoint_url,
+        "auth": "none" if no_auth else "token",
+        "api_token": None if no_auth else token,
+    }
+    try:
+        settings = load_settings(**overrides)
+        if settings.store == "sqlite":
+            from control_plane.store.sqlite import default_db_path
+
+            path = (db or default_db_path()).expanduser().resolve()
+            overrides["db"] = str(path)
+            if not os.environ.get("SQUALL_DATA_DIR"):
+                overrides["data_dir"] = str(path.parent)  # storage/ and jobs/ next to the db, as `squall run`
+            settings = load_settings(None, **overrides)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    # No CloudWatch here: EMF metric lines would only clutter the terminal.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    # SIGTERM (docker stop, kill) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        srv = Server(settings, host=host, port=port, tick_interval=tick_interval).start()
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
+    console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
+    if generated:
+        console.print(f"API token (send Authorization: Bearer <token>): {token}", highlight=False)
+    elif no_auth:
+        console.print(
+            "[yellow]auth disabled (--no-auth): anyone who can reach the port can run flows[/yellow]"
+        )
+    try:
+        srv.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    console.print("stopped")
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,336 @@
+"""``/api/v1/executions``: start, read, list, logs, kill, restart, resume, replay (Kestra's paths).
+
+Route order matters: ``POST /api/v1/executions/<id>/restart`` and ``POST
+/api/v1/executions/<namespace>/<flow_id>`` match the same paths, as in Kestra. The control
+routes are registered first, so the literal segment wins (a flow named ``restart``,
+``resume`` or ``replay`` cannot be started through this API; the CLI can).
+
+File inputs (multipart parts with a filename) are written to the service's object store under
+``<namespace>/<flow>/<execution>/inputs/<input>/<filename>`` and the input gets the part's
+``kestra:///`` URI, which tasks read like any other storage URI (Kestra's layout). If the
+execution is then refused (bad inputs), the files are removed again: a rejected request
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from control_plane.api import common, telemetry
+from control_plane.api.models import ExecutionPage, LogPage
+from control_plane.api.views import ExecutionView, execution_summary_view, execution_view, log_view
+from control_plane.engine.model import Execution
+from control_plane.engine.states import State
+from control_plane.errors import InputError, NotFoundError
+from control_plane.handlers.runtime import Runtime, runtime
+from control_plane.store.base import ExecutionSummary
+
+__all__ = ["START_TYPES", "router"]
+
+router = Router()
+
+START_TYPES = ("application/json", "multipart/form-data")
+SCAN_BUDGET = 2000  # summaries read per listing call at most when date filters skip most of them
+
+_JSON_OBJECT = {"schema": {"type": "object", "additionalProperties": True}}
+_START_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": _JSON_OBJECT,
+            "multipart/form-data": {"schema": {"type": "object", "additionalProperties": True}},
+        },
+    }
+}
+_RESUME_BODY = {"requestBody": {"required": False, "content": {"application/json": _JSON_OBJECT}}}
+
+
+def _json(status: int, view: ExecutionView) -> Response[ExecutionView]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=view)
+
+
+def _keys(execution: Execution) -> None:
+    telemetry.logger.append_keys(
+        execution_id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id
+    )
+
+
+def _get(rt: Runtime, execution_id: str) -> Execution:
+    telemetry.logger.append_keys(execution_id=execution_id)
+    execution = rt.store.get_execution(execution_id)
+    _keys(execution)
+    return execution
+
+
+# ---------------------------------------------------------------- control (before the start route)
+
+
+@router.delete(
+    "/api/v1/executions/<execution_id>/kill",
+    summary="Kill an execution",
+    description="Cancels every running job through its runner; the execution ends KILLED."
+    " 409 when it already ended.",
+    tags=["executions"],
+    status_code=202,
+)
+def kill_execution(execution_id: str) -> Response[ExecutionView]:
+    rt = runtime()
+    _get(rt, execution_id)
+    execution = rt.service.kill(execution_id)
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=1)
+    return _json(202, execution_view(execution))
+
+
+@router.post(
+    "/api/v1/executions/<execution_id>/restart",
+    summary="Restart a FAILED or KILLED execution",
+    description="Kestra's restart: the failed task runs run again in the same execution.",
+    tags=["executions"],
+)
+def restart_execution(execution_id: str) -> ExecutionView:
+    rt = runtime()
+    _get(rt, execution_id)
+    return execution_view(rt.service.restart(execution_id))
+
+
+@router.post(
+    "/api/v1/executions/<execution_id>/resume",
+    summary="Resume a PAUSED execution",
+    description="Body: the Pause task's onResume inputs as a JSON object (optional).",
+    tags=["executions"],
+    openapi_extensions=_RESUME_BODY,
+)
+def resume_execution(execution_id: str) -> ExecutionView:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",), empty_ok=True)
+    inputs = common.json_body(event)
+    if inputs is not None and not isinstance(inputs, dict):
+        raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
+    rt = runtime()
+    _get(rt, execution_id)
+    return execution_view(rt.service.resume(execution_id, inputs))
+
+
+@router.post(
+    "/api/v1/executions/<execution_id>/replay",
+    summary="Replay an execution",
+    description="A new execution of the same flow revision and inputs; with taskRunId, from that task on.",
+    tags=["executions"],
+    status_code=201,
+)
+def replay_execution(
+    execution_id: str,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+) -> Response[ExecutionView]:
+    rt = runtime()
+    _get(rt, execution_id)
+    execution = rt.service.replay(execution_id, taskrun_id=task_run_id)
+    _keys(execution)
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return _json(201, execution_view(execution))
+
+
+@router.get(
+    "/api/v1/executions/<execution_id>/logs",
+    summary="An execution's stored log lines, in order",
+    tags=["executions"],
+)
+def execution_logs(
+    execution_id: str,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+) -> LogPage:
+    rt = runtime()
+    telemetry.logger.append_keys(execution_id=execution_id)
+    if cursor is None:
+        _get(rt, execution_id)  # 404 for an unknown id rather than an empty page
+    with common.cursor_errors(cursor):
+        page = rt.store.read_logs(execution_id, taskrun_id=task_run_id, limit=limit, cursor=cursor)
+    return LogPage(results=[log_view(execution_id, line) for line in page.items], cursor=page.cursor)
+
+
+@router.get(
+    "/api/v1/executions/<execution_id>", summary="An execution with its task runs", tags=["executions"]
+)
+def get_execution(execution_id: str) -> ExecutionView:
+    return execution_view(_get(runtime(), execution_id))
+
+
+# ---------------------------------------------------------------- listing
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@router.get(
+    "/api/v1/executions",
+    summary="Executions, newest first",
+    description="startDate/endDate filter on the creation time (ISO 8601; a time without offset is UTC)."
+    " state is repeatable.",
+    tags=["executions"],
+)
+def list_executions(
+    namespace: Annotated[str | None, Query()] = None,
+    flow_id: Annotated[str | None, Query(alias="flowId")] = None,
+    state: Annotated[list[State] | None, Query(description="repeatable")] = None,
+    start_date: Annotated[datetime | None, Query(alias="startDate")] = None,
+    end_date: Annotated[datetime | None, Query(alias="endDate")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+) -> ExecutionPage:
+    start, end = _utc(start_date), _utc(end_date)
+    if start is not None and end is not None and start > end:
+        raise common.ApiError(
+            422,
+            "invalid query parameters: startDate is after endDate",
+            extra={"errors": [{"name": "startDate", "in": "query", "message": "after endDate"}]},
+        )
+    rt = runtime()
+    found: list[ExecutionSummary] = []
+    scanned = 0
+    next_cursor = cursor
+    with common.cursor_errors(cursor):
+        while True:
+            # Ask for no more than is still wanted, so a page is always consumed whole and
+            # its cursor is exactly where the next call must resume.
+            page = rt.store.list_executions(
+                namespace=namespace,
+                flow_id=flow_id,
+                states=state,
+                limit=limit - len(found),
+                cursor=next_cursor,
+            )
+            next_cursor = page.cursor
+            scanned += len(page.items)
+            older = False
+            for summary in page.items:
+                created = _utc(summary.created)
+                assert created is not None
+                if start is not None and created < start:
+                    older = True  # newest first: everything after this is older still
+                    break
+                if end is None or created <= end:
+                    found.append(summary)
+            if older:
+                next_cursor = None
+                break
+            if next_cursor is None or len(found) >= limit or scanned >= SCAN_BUDGET:
+                break
+    return ExecutionPage(results=[execution_summary_view(s) for s in found], cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- start (last: its path is the widest)
+
+
+def _labels(event: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for raw in common.query_values(event, "labels"):
+        key, sep, value = raw.partition(":")
+        if not sep or not key.strip():
+            raise common.ApiError(
+                422,
+                f"invalid query parameter 'labels': expected key:value, got {raw!r}",
+                extra={"errors": [{"name": "labels", "in": "query", "message": "expected key:value"}]},
+            )
+        labels[key.strip()] = value
+    return labels
+
+
+def _safe_name(filename: str, fallback: str) -> str:
+    """The last path component of a client-supplied file name: never a path out of the directory."""
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    return name if name not in ("", ".", "..") else fallback
+
+
+def _form_inputs(
+    rt: Runtime, event: dict[str, Any], namespace: str, flow_id: str, execution_id: str
+) -> tuple[dict[str, Any], Path | None]:
+    """Inputs from multipart parts: fields as text (repeated fields as lists), files stored as URIs."""
+    inputs: dict[str, Any] = {}
+    stored: Path | None = None
+    base = rt.service.storage.root
+    relative = PurePosixPath(namespace, flow_id, execution_id, "inputs")
+    for part in common.multipart(event):
+        if part.filename is not None:
+            name = _safe_name(part.filename, part.name)
+            target = base.joinpath(*relative.parts, _safe_name(part.name, "input"), name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(part.content)
+            stored = base.joinpath(*relative.parts)
+            value: Any = "kestra:///" + quote(str(relative / _safe_name(part.name, "input") / name))
+        else:
+            value = part.text()
+        if part.name in inputs:
+            previous = inputs[part.name]
+            inputs[part.name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            inputs[part.name] = value
+    return inputs, stored
+
+
+def _remove_uploads(rt: Runtime, stored: Path) -> None:
+    """Delete a refused execution's inputs directory and the parents it alone made non-empty."""
+    shutil.rmtree(stored, ignore_errors=True)
+    root = rt.service.storage.root
+    for parent in stored.parents:
+        if parent == root or not parent.is_relative_to(root):
+            break
+        try:
+            parent.rmdir()  # only succeeds when empty: other executions' files stay
+        except OSError:
+            break
+
+
+@router.post(
+    "/api/v1/executions/<namespace>/<flow_id>",
+    summary="Start an execution of a flow's latest revision (or ?revision=)",
+    description="Inputs as a JSON object or multipart/form-data (file parts become kestra:/// URIs);"
+    " labels as repeated labels=key:value. 422 with one message per bad input.",
+    tags=["executions"],
+    status_code=201,
+    openapi_extensions=_START_BODY,
+)
+def start_execution(
+    namespace: str,
+    flow_id: str,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+    labels: Annotated[list[str] | None, Query(description="repeatable key:value")] = None,
+) -> Response[ExecutionView]:
+    event = router.current_event.raw_event
+    telemetry.logger.append_keys(namespace=namespace, flow_id=flow_id)
+    chosen = _labels(event)
+    kind = common.require_media_type(event, START_TYPES, empty_ok=True)
+    rt = runtime()
+    flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
+    if flow.disabled:
+        raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")
+    execution_id = rt.service.new_id()
+    stored: Path | None = None
+    inputs: Any
+    if kind == "multipart/form-data" and event.get("body"):
+        inputs, stored = _form_inputs(rt, event, namespace, flow_id, execution_id)
+    else:
+        inputs = common.json_body(event)
+    try:
+        execution = rt.service.start(
+            namespace, flow_id, inputs, revision=revision, labels=chosen, execution_id=execution_id
+        )
+    except (InputError, NotFoundError):
+        if stored is not None:  # refused before anything was stored: take the uploads back
+            _remove_uploads(rt, stored)
+        raise
+    _keys(execution)
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return _json(201, execution_view(execution))

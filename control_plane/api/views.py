@@ -1,0 +1,236 @@
+"""JSON views of Squall's records, shaped like Kestra's API so Kestra clients read them unchanged.
+
+Field names are Kestra's camelCase (``flowId``, ``taskRunList``, ``parentTaskRunId``); states
+are ``{current, startDate, endDate, duration}`` with instants in UTC ISO 8601 (milliseconds and
+a ``Z``, as Kestra renders them) and durations in ISO 8601 (``PT1.5S``, Java's spelling).
+Labels are a list of ``{key, value}``, as in Kestra's execution JSON.
+
+The views are pydantic models so that powertools validates every response against the
+OpenAPI document it serves; the ``*_view`` functions are the only place domain records are
+turned into JSON, so the CLI-facing names (``flow_id``...) never leak into the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
+from control_plane.store.base import ExecutionSummary, FlowRecord
+
+__all__ = [
+    "AttemptView",
+    "ExecutionSummaryView",
+    "ExecutionView",
+    "FlowSummaryView",
+    "FlowView",
+    "LabelView",
+    "LogEntryView",
+    "StateView",
+    "TaskRunView",
+    "attempt_view",
+    "duration",
+    "execution_summary_view",
+    "execution_view",
+    "flow_summary_view",
+    "flow_view",
+    "jsonable",
+    "log_view",
+    "state_view",
+    "taskrun_view",
+]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateView(_View):
+    current: str
+    startDate: str | None = None
+    endDate: str | None = None
+    duration: str | None = None
+
+
+class LabelView(_View):
+    key: str
+    value: str
+
+
+class AttemptView(_View):
+    state: StateView
+
+
+class TaskRunView(_View):
+    id: str
+    executionId: str
+    namespace: str
+    flowId: str
+    taskId: str
+    parentTaskRunId: str | None = None
+    value: str | None = None
+    state: StateView
+    attempts: list[AttemptView]
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ExecutionView(_View):
+    id: str
+    namespace: str
+    flowId: str
+    flowRevision: int | None = None
+    state: StateView
+    taskRunList: list[TaskRunView]
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None = None
+    labels: list[LabelView]
+    trigger: dict[str, Any] | None = None
+    parentId: str | None = None
+    originalId: str | None = None
+
+
+class ExecutionSummaryView(_View):
+    id: str
+    namespace: str
+    flowId: str
+    flowRevision: int | None = None
+    state: StateView
+    labels: list[LabelView]
+    parentId: str | None = None
+
+
+class FlowSummaryView(_View):
+    namespace: str
+    id: str
+    revision: int
+    updated: str | None
+
+
+class FlowView(FlowSummaryView):
+    source: str
+
+
+class LogEntryView(_View):
+    executionId: str
+    taskId: str | None = None
+    taskRunId: str | None = None
+    attemptNumber: int
+    timestamp: str | None
+    level: str
+    message: str
+
+
+def duration(start: datetime | None, end: datetime | None) -> str | None:
+    """Java's ``Duration.toString()`` (``PT1M2.5S``), which Kestra's API returns."""
+    if start is None or end is None:
+        return None
+    millis = max(0, round((end - start).total_seconds() * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    out = "PT"
+    if hours:
+        out += f"{hours}H"
+    if minutes:
+        out += f"{minutes}M"
+    if seconds or millis or out == "PT":
+        out += f"{seconds}.{millis:03d}".rstrip("0").rstrip(".") + "S"
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: outputs may hold values the store's codec knows but JSON does not."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def state_view(current: object, start: datetime | None, end: datetime | None) -> StateView:
+    return StateView(
+        current=str(current), startDate=iso(start), endDate=iso(end), duration=duration(start, end)
+    )
+
+
+def _labels(labels: Mapping[str, str]) -> list[LabelView]:
+    return [LabelView(key=str(k), value=str(v)) for k, v in labels.items()]
+
+
+def attempt_view(attempt: Attempt) -> AttemptView:
+    return AttemptView(state=state_view(attempt.state, attempt.started, attempt.ended))
+
+
+def taskrun_view(execution: Execution, tr: TaskRun) -> TaskRunView:
+    return TaskRunView(
+        id=tr.id,
+        executionId=execution.id,
+        namespace=execution.namespace,
+        flowId=execution.flow_id,
+        taskId=tr.task_id,
+        parentTaskRunId=tr.parent_id,
+        value=tr.value,
+        state=state_view(tr.state, tr.created, tr.ended),
+        attempts=[attempt_view(a) for a in tr.attempts],
+        outputs=jsonable(dict(tr.outputs)) if tr.outputs is not None else None,
+        error=tr.error,
+    )
+
+
+def execution_view(execution: Execution) -> ExecutionView:
+    parent = execution.parent or {}
+    return ExecutionView(
+        id=execution.id,
+        namespace=execution.namespace,
+        flowId=execution.flow_id,
+        flowRevision=execution.flow_revision,
+        state=state_view(execution.state, execution.created, execution.ended),
+        taskRunList=[taskrun_view(execution, tr) for tr in execution.ordered_taskruns()],
+        inputs=jsonable(dict(execution.inputs)),
+        outputs=jsonable(dict(execution.outputs)) if execution.outputs is not None else None,
+        labels=_labels(execution.labels),
+        trigger=jsonable(dict(execution.trigger)) if execution.trigger is not None else None,
+        parentId=parent.get("id"),
+        originalId=execution.original_id,
+    )
+
+
+def execution_summary_view(summary: ExecutionSummary) -> ExecutionSummaryView:
+    return ExecutionSummaryView(
+        id=summary.id,
+        namespace=summary.namespace,
+        flowId=summary.flow_id,
+        flowRevision=summary.flow_revision,
+        state=state_view(summary.state, summary.created, summary.ended),
+        labels=_labels(summary.labels),
+        parentId=summary.parent_id,
+    )
+
+
+def flow_summary_view(record: FlowRecord) -> FlowSummaryView:
+    return FlowSummaryView(
+        namespace=record.namespace, id=record.id, revision=record.revision, updated=iso(record.updated)
+    )
+
+
+def flow_view(record: FlowRecord) -> FlowView:
+    return FlowView(
+        namespace=record.namespace,
+        id=record.id,
+        revision=record.revision,
+        updated=iso(record.updated),
+        source=record.source,
+    )
+
+
+def log_view(execution_id: str, line: LogLine) -> LogEntryView:
+    return LogEntryView(
+        executionId=execution_id,
+        taskId=line.task_id,
+        taskRunId=line.taskrun_id,
+        attemptNumber=line.attempt,
+        timestamp=iso(line.at),
+        level=str(line.level),
+        message=line.message,
+    )

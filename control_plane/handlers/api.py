@@ -1,0 +1,309 @@
+"""The ``api`` Lambda behind API Gateway (HTTP API, payload 2.0), and ``squall server``'s handler.
+
+One powertools resolver with a ``Router`` per resource (:mod:`control_plane.api.flows`,
+``executions``, ``webhooks``); domain errors become JSON responses in one place
+(:func:`_register_errors`), so a route is a few lines of calls into the service.
+
+Before any route runs, :func:`handler` checks what does not depend on the route:
+
+1. **auth**, per ``SQUALL_AUTH``: ``gateway`` requires that an API Gateway authorizer (JWT,
+   IAM or Lambda) ran for the request; a route deployed without one is refused (401) instead
+   of being open by accident. ``token`` requires ``Authorization: Bearer <SQUALL_API_TOKEN>``,
+   compared in constant time. ``none`` is the explicit opt-out. Webhooks carry their own key
+   and ``/openapi.json`` is public: it describes the API, holds no data, and tools fetch it
+   without credentials;
+2. **size**: a body over ``SQUALL_MAX_BODY_BYTES`` is 413, before it is decoded.
+
+After the route, jobs the request submitted have their handles written (``service.flush``),
+EMF metrics are flushed if any were added, and one structured log line records the request
+with its ``execution_id``/``flow_id``/``namespace`` keys. Any exception a route did not
+expect is a 500 ``{"message": "internal error", "requestId": ...}``: the traceback goes to
+the log, never to the client.
+
+Imports stay lean for cold starts: no boto3 (the DynamoDB store imports it when built), no
+rich or typer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from control_plane.api import common, executions, flows, telemetry, webhooks
+from control_plane.errors import (
+    ConflictError,
+    EngineError,
+    ExpressionError,
+    FlowValidationError,
+    InputError,
+    NotFoundError,
+)
+from control_plane.handlers.runtime import Settings, runtime
+from control_plane.service.service import ServiceError
+
+__all__ = ["app", "handler", "openapi_document"]
+
+logger = telemetry.logger
+PUBLIC_PATHS = ("/openapi.json",)
+WEBHOOK_PREFIX = "/webhooks/"
+
+app = APIGatewayHttpResolver(
+    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+)
+app.include_router(flows.router)
+app.include_router(executions.router)
+app.include_router(webhooks.router)
+
+
+def _error(
+    status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"message": message, **extra},
+        headers=dict(headers or {}),
+    )
+
+
+def _request_id() -> str | None:
+    event = app.current_event.raw_event if app.current_event is not None else {}
+    return (event.get("requestContext") or {}).get("requestId")
+
+
+def _register_errors() -> None:
+    @app.exception_handler(common.ApiError)
+    def api_error(exc: common.ApiError) -> Response[Any]:
+        return _error(exc.status, exc.message, exc.headers, **exc.extra)
+
+    @app.exception_handler(FlowValidationError)
+    def invalid_flow(exc: FlowValidationError) -> Response[Any]:
+        count = len(exc.violations)
+        errors = [
+            {"line": v.line, "column": v.column, "path": v.path, "message": v.message} for v in exc.violations
+        ]
+        return _error(422, f"invalid flow: {count} violation{'' if count == 1 else 's'}", errors=errors)
+
+    @app.exception_handler(InputError)
+    def invalid_inputs(exc: InputError) -> Response[Any]:
+        return _error(422, "; ".join(exc.messages), errors=[{"message": m} for m in exc.messages])
+
+    @app.exception_handler(ExpressionError)
+    def bad_expression(exc: ExpressionError) -> Response[Any]:
+        return _error(422, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    def not_found(exc: NotFoundError) -> Response[Any]:
+        return _error(404, str(exc))
+
+    @app.exception_handler([ServiceError, EngineError])
+    def refused(exc: Exception) -> Response[Any]:
+        return _error(409, str(exc))
+
+    @app.exception_handler(ConflictError)
+    def conflict(exc: ConflictError) -> Response[Any]:
+        return _error(409, f"the record changed while this request ran, try again: {exc}")
+
+    @app.exception_handler(RequestValidationError)
+    def bad_parameters(exc: RequestValidationError) -> Response[Any]:
+        errors = []
+        for err in exc.errors():
+            loc = [str(part) for part in err.get("loc", ())]
+            where, name = (loc[0], loc[1]) if len(loc) > 1 else ("request", "".join(loc))
+            item = f" (value {int(loc[2]) + 1})" if len(loc) > 2 and loc[2].isdigit() else ""
+            errors.append({"name": name, "in": where, "message": f"{err.get('msg', 'invalid')}{item}"})
+        detail = "; ".join(f"{e['in']} parameter '{e['name']}': {e['message']}" for e in errors)
+        return _error(422, f"invalid {detail}", errors=errors)
+
+    @app.not_found
+    def no_route(exc: NoRouteError) -> Response[Any]:
+        event = app.current_event
+        return _error(404, f"no route for {event.http_method} {event.path}")
+
+    @app.exception_handler(Exception)
+    def internal(exc: Exception) -> Response[Any]:
+        telemetry.metrics.add_metric(name="InternalErrors", unit="Count", value=1)
+        logger.exception("unhandled error")
+        return _error(500, "internal error", requestId=_request_id())
+
+
+_register_errors()
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+_openapi: str | None = None
+
+
+def openapi_document() -> str:
+    """The OpenAPI 3.1 document, generated once per container from the routes and models."""
+    global _openapi
+    if _openapi is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+        try:
+            squall_version = version("squall")
+        except PackageNotFoundError:
+            squall_version = "0.0.0"
+        schema = json.loads(
+            app.get_openapi_json_schema(
+                title="Squall",
+                version=squall_version,
+                description="Serverless orchestrator for Kestra-style YAML flows: deploy flows, start and"
+                " control executions, read logs; webhooks start flows from outside.",
+                security_schemes={"bearerAuth": HTTPBearer()},
+                security=[{"bearerAuth": []}],
+            )
+        )
+        _document_errors(schema)
+        _openapi = json.dumps(schema, separators=(",", ":"))
+    return _openapi
+
+
+_ERRORS = {
+    "400": "malformed body (JSON with its line and column, UTF-8, base64, multipart)",
+    "401": "missing or wrong credentials",
+    "404": "unknown flow, execution or route",
+    "409": "the execution's state refuses the request, or a replayed webhook",
+    "413": "body over SQUALL_MAX_BODY_BYTES",
+    "415": "a Content-Type this endpoint does not take",
+    "422": "invalid flow, inputs or query parameters",
+    "500": "internal error: the traceback is in the log under requestId",
+}
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Replace powertools' own validation-error schemas with Squall's one error body."""
+    from control_plane.api.models import ErrorBody
+
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        components.pop(name, None)
+    body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(body.pop("$defs", {}))
+    components["ErrorBody"] = body
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in schema.get("paths", {}).items():
+        webhook = path.startswith(WEBHOOK_PREFIX)
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in _ERRORS.items():
+                if code == "401" and webhook:
+                    continue
+                responses[code] = {"description": description, "content": error}
+            if webhook:  # the key in the path is the credential
+                operation["security"] = []
+
+
+@app.get("/openapi.json", include_in_schema=False, enable_validation=False)
+def openapi_json() -> Response[str]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document())
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def _plain(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A payload-2.0 response built without the resolver (auth and size run before routing)."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+        "cookies": [],
+    }
+
+
+def route_path(event: Mapping[str, Any]) -> str:
+    """The path the routes see: ``rawPath`` without a named stage prefix (as powertools strips it)."""
+    path = str(event.get("rawPath") or "/")
+    stage = (event.get("requestContext") or {}).get("stage")
+    if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+        return path[len(stage) + 1 :]
+    return path
+
+
+def _authorized(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
+    """None when the request may go on, else the 401 response."""
+    import hmac
+
+    if settings.auth == "none":
+        return None
+    if settings.auth == "gateway":
+        authorizer = (event.get("requestContext") or {}).get("authorizer")
+        if isinstance(authorizer, Mapping) and any(k in authorizer for k in ("jwt", "iam", "lambda")):
+            return None
+        return _plain(401, {"message": "unauthorized: no API Gateway authorizer ran for this route"})
+    expected = settings.api_token.get_secret_value() if settings.api_token is not None else ""
+    given = common.header(event, "authorization") or ""
+    scheme, _, token = given.strip().partition(" ")
+    if not given:
+        return _plain(
+            401,
+            {"message": "unauthorized: send Authorization: Bearer <token>"},
+            {"WWW-Authenticate": "Bearer"},
+        )
+    matches = hmac.compare_digest(token.strip().encode(), expected.encode())
+    if scheme.lower() != "bearer" or not expected or not matches:
+        return _plain(
+            401,
+            {"message": "unauthorized: invalid bearer token"},
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return None
+
+
+def _gate(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
+    path = route_path(event)
+    if path not in PUBLIC_PATHS and not path.startswith(WEBHOOK_PREFIX):
+        refused = _authorized(event, settings)
+        if refused is not None:
+            telemetry.metrics.add_metric(name="AuthRejected", unit="Count", value=1)
+            return refused
+    size = common.body_size(event)
+    if size > settings.max_body_bytes:
+        return _plain(
+            413,
+            {"message": f"request body too large: {size} bytes, at most {settings.max_body_bytes} accepted"},
+        )
+    return None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point (also called by ``squall server`` for every HTTP request)."""
+    started = time.monotonic()
+    request = event.get("requestContext") or {}
+    request_id = request.get("requestId") or getattr(context, "aws_request_id", None)
+    logger.clear_state()
+    logger.append_keys(request_id=request_id)
+    try:
+        rt = runtime()
+        response = _gate(event, rt.settings) or app.resolve(event, context)
+        try:
+            rt.service.flush()  # handles of jobs this request submitted: visible to the tick and events
+        except Exception:  # the outbox still has them; the tick finds the jobs by name after submit_grace
+            logger.exception("could not write job handles after the request")
+    except Exception:
+        logger.exception("unhandled error outside the routes")
+        response = _plain(500, {"message": "internal error", "requestId": request_id})
+    finally:
+        telemetry.flush_metrics()
+    logger.info(
+        "request",
+        extra={
+            "method": (request.get("http") or {}).get("method"),
+            "path": event.get("rawPath"),
+            "status": response.get("statusCode"),
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        },
+    )
+    return response

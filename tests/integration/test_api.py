@@ -1,0 +1,960 @@
+"""The ``api`` Lambda, called the way API Gateway calls it (payload 2.0 events), on a real SQLite store.
+
+Every endpoint, every way a request can be wrong, and for each refused request a check that
+the store is exactly as it was. Script tasks run on :class:`SimulatedRunner` (a job stays
+RUNNING until the test ends it); time is a virtual clock, so creation dates are chosen.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.api import webhooks
+from control_plane.engine.states import State
+from control_plane.handlers import api, events
+from control_plane.handlers.runtime import Runtime, install, load_settings, open_runtime, reset
+from control_plane.service.memory import VirtualClock
+from control_plane.service.storage import LocalStorage
+from control_plane.store.base import StateStore
+from control_plane.store.sqlite import SqliteStore
+from runners.testing.simulated import SimulatedRunner
+from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event, multipart_body
+
+TOKEN = "s3cret-token-for-tests"
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+YAML = "application/x-yaml"
+
+HELLO = """
+id: hello
+namespace: squall.api
+inputs:
+  - id: name
+    type: STRING
+  - id: count
+    type: INT
+    defaults: 1
+tasks:
+  - id: greet
+    type: io.kestra.plugin.core.log.Log
+    message: "Hello, {{ inputs.name }}!"
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.name }}x{{ inputs.count }}"
+"""
+
+WITH_FILE = """
+id: upload
+namespace: squall.api
+inputs:
+  - id: who
+    type: STRING
+  - id: data
+    type: FILE
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.log.Log
+    message: "{{ inputs.who }} sent {{ inputs.data }}"
+"""
+
+SHELL = """
+id: long
+namespace: squall.api
+tasks:
+  - id: work
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - sleep 30
+"""
+
+FAILING = """
+id: failing
+namespace: squall.api
+tasks:
+  - id: boom
+    type: io.kestra.plugin.core.execution.Fail
+    errorMessage: on purpose
+"""
+
+PAUSING = """
+id: approval
+namespace: squall.api
+tasks:
+  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: ok
+        type: BOOLEAN
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "approved={{ outputs.approve.onResume.ok }}"
+"""
+
+HOOKED = """
+id: hooked
+namespace: squall.api
+inputs:
+  - id: source
+    type: STRING
+    defaults: none
+triggers:
+  - id: off
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: disabled-key-0000
+    disabled: true
+  - id: github
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: a-long-secret-key-1234
+    inputs:
+      source: webhook
+tasks:
+  - id: body
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ trigger.body }}"
+"""
+
+
+@dataclass
+class Api:
+    """One API Lambda container over a store in ``tmp_path``; ``call`` sends one request."""
+
+    rt: Runtime
+    clock: VirtualClock
+    compute: SimulatedRunner
+
+    @property
+    def store(self) -> StateStore:
+        return self.rt.store
+
+    def call(self, method: str, path: str, *, token: str | None = TOKEN, **kwargs: Any) -> Response:
+        raw = api.handler(event(method, path, token=token, **kwargs), LambdaContext())
+        return Response(raw)
+
+    def deploy(self, source: str) -> Response:
+        response = self.call("POST", "/api/v1/flows", body=source, content_type=YAML)
+        assert response.status in (200, 201), response.body
+        return response
+
+    def start(self, namespace: str, flow_id: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.call("POST", f"/api/v1/executions/{namespace}/{flow_id}", json_body=inputs or {})
+        assert response.status == 201, response.body
+        return response.json
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """Everything a rejected request must leave as it was."""
+        flows = [(r.namespace, r.id, r.revision) for r in self.store.list_flows(limit=1000).items]
+        executions = [(s.id, s.state, s.labels) for s in self.store.list_executions(limit=1000).items]
+        root = self.rt.service.storage.root
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+        return flows, executions, files
+
+
+@dataclass
+class Response:
+    raw: dict[str, Any]
+
+    @property
+    def status(self) -> int:
+        return int(self.raw["statusCode"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in (self.raw.get("headers") or {}).items()}
+
+    @property
+    def body(self) -> str:
+        body = self.raw.get("body") or ""
+        return base64.b64decode(body).decode() if self.raw.get("isBase64Encoded") else str(body)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _api(tmp_path: Path, **settings: Any) -> Api:
+    options: dict[str, Any] = {
+        "db": str(tmp_path / "squall.db"),
+        "data_dir": str(tmp_path / "data"),
+        "auth": "token",
+        "api_token": TOKEN,
+    }
+    options.update(settings)
+    clock = VirtualClock(T0)
+    compute = SimulatedRunner()
+    rt = open_runtime(load_settings({}, **options), clock=clock, runners={"process": compute})
+    install(rt)
+    return Api(rt, clock, compute)
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    """Build an API container with these settings (token auth by default); reset afterwards."""
+    made: list[Api] = []
+
+    def build(**settings: Any) -> Api:
+        reset()
+        made.append(_api(tmp_path, **settings))
+        return made[-1]
+
+    yield build
+    reset()
+
+
+@pytest.fixture
+def client(make: Callable[..., Api]) -> Api:
+    return make()
+
+
+# ====================================================================== flows
+
+
+def test_deploy_new_revision_unchanged_and_changed(client: Api) -> None:
+    first = client.deploy(HELLO)
+    assert first.status == 201 and first.json == {"namespace": "squall.api", "id": "hello", "revision": 1}
+    assert first.headers["content-type"] == "application/json"
+    again = client.deploy(HELLO)
+    assert again.status == 200 and again.json["revision"] == 1
+    changed = client.deploy(HELLO.replace("Hello,", "Hi,"))
+    assert changed.status == 201 and changed.json["revision"] == 2
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-yaml", "text/yaml", "application/yaml", "text/plain"]
+)
+def test_deploy_accepts_every_yaml_content_type(client: Api, content_type: str) -> None:
+    response = client.call("POST", "/api/v1/flows", body=HELLO, content_type=f"{content_type}; charset=utf-8")
+    assert response.status == 201, response.body
+
+
+def test_deploy_base64_encoded_body(client: Api) -> None:
+    response = client.call("POST", "/api/v1/flows", body=HELLO.encode(), content_type=YAML)
+    assert response.status == 201 and response.json["id"] == "hello"
+
+
+def test_invalid_flow_is_422_with_every_violation_positioned(client: Api) -> None:
+    before = client.snapshot()
+    source = "id: bad\nnamespace: squall.api\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+    source += "  - id: a\n    type: io.kestra.plugin.core.debug.Return\n    format: x\n"
+    response = client.call("POST", "/api/v1/flows", body=source, content_type=YAML)
+    assert response.status == 422
+    body = response.json
+    assert body["message"].startswith("invalid flow: ")
+    assert body["errors"] and all(set(e) == {"line", "column", "path", "message"} for e in body["errors"])
+    assert any(e["line"] >= 4 and e["column"] >= 1 for e in body["errors"])
+    assert client.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected", "line"),
+    [
+        ("cron: '61 * * * *'", "invalid cron expression", 4),
+        ("cron: '* * *'", "expected 5 fields", 4),
+        ("cron: '0 * * * *'\n    timezone: Mars/Olympus_Mons", "unknown time zone", 7),
+    ],
+)
+def test_bad_schedule_trigger_is_422(client: Api, trigger: str, expected: str, line: int) -> None:
+    source = (
+        "id: sched\nnamespace: squall.api\ntriggers:\n  - id: every\n"
+        f"    type: io.kestra.plugin.core.trigger.Schedule\n    {trigger}\n"
+        "tasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
+    )
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/flows", body=source, content_type=YAML)
+    assert response.status == 422, response.body
+    (error,) = response.json["errors"]
+    assert expected in error["message"] and error["path"].startswith("triggers[0]") and error["line"] == line
+    assert client.snapshot() == before
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_deploy_wrong_content_type_is_415(client: Api, content_type: str | None) -> None:
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/flows", body=HELLO, content_type=content_type)
+    assert response.status == 415
+    assert "application/x-yaml" in response.json["message"] and "text/plain" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_deploy_body_not_utf8_or_bad_base64_is_400(client: Api) -> None:
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/flows", body=b"id: \xff\xfe", content_type=YAML)
+    assert response.status == 400 and "UTF-8" in response.json["message"]
+    bad = event("POST", "/api/v1/flows", body="id: x", content_type=YAML, token=TOKEN)
+    bad["body"], bad["isBase64Encoded"] = "!!!not base64!!!", True
+    response = Response(api.handler(bad, LambdaContext()))
+    assert response.status == 400 and "base64" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_body_over_the_limit_is_413(make: Callable[..., Api]) -> None:
+    client = make(max_body_bytes=200)
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/flows", body=HELLO, content_type=YAML)
+    assert response.status == 413 and "at most 200" in response.json["message"]
+    encoded = client.call("POST", "/api/v1/flows", body=("#" * 300).encode(), content_type=YAML)
+    assert encoded.status == 413
+    assert client.snapshot() == before
+
+
+def test_list_get_and_delete_flows(client: Api) -> None:
+    for name in ("a", "b", "c"):
+        client.deploy(HELLO.replace("id: hello", f"id: {name}"))
+    client.deploy(HELLO.replace("namespace: squall.api", "namespace: other"))
+    page = client.call("GET", "/api/v1/flows", query={"namespace": "squall.api", "limit": "2"})
+    assert page.status == 200
+    assert [f["id"] for f in page.json["results"]] == ["a", "b"] and page.json["cursor"]
+    rest = client.call(
+        "GET", "/api/v1/flows", query={"namespace": "squall.api", "cursor": page.json["cursor"]}
+    )
+    assert [f["id"] for f in rest.json["results"]] == ["c"] and rest.json["cursor"] is None
+    everything = client.call("GET", "/api/v1/flows").json["results"]
+    assert {(f["namespace"], f["id"]) for f in everything} == {
+        ("squall.api", "a"),
+        ("squall.api", "b"),
+        ("squall.api", "c"),
+        ("other", "hello"),
+    }
+
+    client.deploy(HELLO.replace("id: hello", "id: a").replace("Hello,", "Hey,"))
+    latest = client.call("GET", "/api/v1/flows/squall.api/a")
+    assert latest.status == 200 and latest.json["revision"] == 2 and "Hey," in latest.json["source"]
+    first = client.call("GET", "/api/v1/flows/squall.api/a", query={"revision": "1"})
+    assert first.json["revision"] == 1 and "Hello," in first.json["source"]
+    assert set(first.json) == {"namespace", "id", "revision", "updated", "source"}
+
+    deleted = client.call("DELETE", "/api/v1/flows/squall.api/a")
+    assert deleted.status == 204 and deleted.body in ("", "null")
+    assert client.call("GET", "/api/v1/flows/squall.api/a").status == 404
+    again = client.call("DELETE", "/api/v1/flows/squall.api/a")
+    assert again.status == 404 and "message" in again.json
+
+
+def test_unknown_flow_is_404(client: Api) -> None:
+    response = client.call("GET", "/api/v1/flows/squall.api/nope")
+    assert response.status == 404 and "nope" in response.json["message"]
+    missing_revision = client.call("GET", "/api/v1/flows/squall.api/nope", query={"revision": "3"})
+    assert missing_revision.status == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"limit": "many"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100000"}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+    ],
+)
+def test_bad_flow_query_parameters_are_422_naming_them(client: Api, query: dict[str, str], name: str) -> None:
+    client.deploy(HELLO)
+    response = client.call("GET", "/api/v1/flows", query=query)
+    assert response.status == 422, response.body
+    assert f"'{name}'" in response.json["message"]
+    assert [e["name"] for e in response.json["errors"]] == [name]
+
+
+# ====================================================================== executions
+
+
+def test_start_with_json_inputs_returns_the_kestra_shaped_execution(client: Api) -> None:
+    client.deploy(HELLO)
+    response = client.call(
+        "POST",
+        "/api/v1/executions/squall.api/hello",
+        json_body={"name": "Ada", "count": 3},
+        query=[("labels", "team:data"), ("labels", "env:prod,eu")],
+    )
+    assert response.status == 201, response.body
+    view = response.json
+    assert set(view) >= {
+        "id",
+        "namespace",
+        "flowId",
+        "flowRevision",
+        "state",
+        "taskRunList",
+        "inputs",
+        "labels",
+    }
+    assert len(view["id"]) == 22 and view["namespace"] == "squall.api" and view["flowId"] == "hello"
+    assert view["flowRevision"] == 1 and view["inputs"] == {"name": "Ada", "count": 3}
+    assert view["state"]["current"] == "SUCCESS" and view["state"]["startDate"] == "2026-03-01T12:00:00.000Z"
+    assert set(view["state"]) == {"current", "startDate", "endDate", "duration"}
+    assert {"key": "team", "value": "data"} in view["labels"]
+    assert {"key": "env", "value": "prod,eu"} in view["labels"]  # from rawQueryString, not the joined map
+    runs = {tr["taskId"]: tr for tr in view["taskRunList"]}
+    assert runs["out"]["outputs"] == {"value": "Adax3"} and runs["out"]["parentTaskRunId"] is None
+    assert set(runs["out"]) >= {"id", "taskId", "parentTaskRunId", "value", "state", "attempts", "outputs"}
+    assert runs["out"]["attempts"][0]["state"]["current"] == "SUCCESS"
+
+    fetched = client.call("GET", f"/api/v1/executions/{view['id']}")
+    assert fetched.status == 200 and fetched.json == view
+
+
+def test_start_bare_post_uses_defaults(client: Api) -> None:
+    client.deploy(HELLO.replace("    type: STRING\n", "    type: STRING\n    defaults: Bob\n", 1))
+    response = client.call("POST", "/api/v1/executions/squall.api/hello")
+    assert response.status == 201 and response.json["inputs"] == {"name": "Bob", "count": 1}
+
+
+def test_start_base64_encoded_json(client: Api) -> None:
+    client.deploy(HELLO)
+    body = json.dumps({"name": "Zoë"}).encode()
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/hello", body=body, content_type="application/json"
+    )
+    assert response.status == 201 and response.json["inputs"]["name"] == "Zoë"
+
+
+def test_start_unknown_flow_is_404(client: Api) -> None:
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/executions/squall.api/ghost", json_body={})
+    assert response.status == 404 and "ghost" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_start_with_bad_inputs_is_422_with_kestra_messages(client: Api) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    response = client.call("POST", "/api/v1/executions/squall.api/hello", json_body={"count": "three"})
+    assert response.status == 422
+    messages = [e["message"] for e in response.json["errors"]]
+    assert "Invalid input for `name`, missing required input, but received `null`" in messages
+    assert any(m.startswith("Invalid input for `count`") for m in messages)
+    assert client.snapshot() == before
+    not_a_map = client.call("POST", "/api/v1/executions/squall.api/hello", json_body=["Ada"])
+    assert not_a_map.status == 422 and "expected a map" in not_a_map.json["message"]
+    assert client.snapshot() == before
+
+
+def test_start_malformed_json_is_400_with_line_and_column(client: Api) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    response = client.call(
+        "POST",
+        "/api/v1/executions/squall.api/hello",
+        body='{\n  "name": "Ada",\n  "count": ,\n}',
+        content_type="application/json",
+    )
+    assert response.status == 400
+    assert response.json["line"] == 3 and response.json["column"] == 12
+    assert "line 3 column 12" in response.json["message"]
+    nan = client.call(
+        "POST", "/api/v1/executions/squall.api/hello", body='{"count": NaN}', content_type="application/json"
+    )
+    assert nan.status == 400
+    assert client.snapshot() == before
+
+
+def test_start_wrong_content_type_is_415(client: Api) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/hello", body="name=Ada", content_type="text/plain"
+    )
+    assert response.status == 415
+    assert (
+        "application/json" in response.json["message"] and "multipart/form-data" in response.json["message"]
+    )
+    assert client.snapshot() == before
+
+
+def test_start_bad_labels_is_422(client: Api) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/hello", json_body={"name": "A"}, query=[("labels", "nocolon")]
+    )
+    assert response.status == 422 and "'labels'" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_start_multipart_stores_files_and_passes_their_uri(client: Api) -> None:
+    client.deploy(WITH_FILE)
+    content = bytes(range(256)) * 4
+    body, content_type = multipart_body({"who": "Ada"}, {"data": ("../../etc/report.bin", content)})
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/upload", body=body, content_type=content_type
+    )
+    assert response.status == 201, response.body
+    view = response.json
+    uri = view["inputs"]["data"]
+    assert uri == f"kestra:///squall.api/upload/{view['id']}/inputs/data/report.bin"
+    storage: LocalStorage = client.rt.service.storage
+    assert storage.read(uri) == content  # byte for byte, through base64 and the MIME parser
+    assert view["state"]["current"] == "SUCCESS"
+
+
+def test_start_multipart_with_bad_inputs_leaves_no_file(client: Api) -> None:
+    client.deploy(WITH_FILE)
+    before = client.snapshot()
+    body, content_type = multipart_body({}, {"data": ("a.txt", b"hello")})
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/upload", body=body, content_type=content_type
+    )
+    assert response.status == 422 and "`who`" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_start_multipart_without_boundary_is_400(client: Api) -> None:
+    client.deploy(WITH_FILE)
+    before = client.snapshot()
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/upload", body=b"--x\r\n", content_type="multipart/form-data"
+    )
+    assert response.status == 400 and "boundary" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_get_unknown_execution_is_404(client: Api) -> None:
+    for method, path in [
+        ("GET", "/api/v1/executions/nope"),
+        ("GET", "/api/v1/executions/nope/logs"),
+        ("DELETE", "/api/v1/executions/nope/kill"),
+        ("POST", "/api/v1/executions/nope/restart"),
+        ("POST", "/api/v1/executions/nope/resume"),
+        ("POST", "/api/v1/executions/nope/replay"),
+    ]:
+        response = client.call(method, path)
+        assert response.status == 404, (method, path, response.body)
+        assert "nope" in response.json["message"]
+
+
+def _at(client: Api, moment: datetime) -> None:
+    client.clock.sleep_until(moment)
+
+
+def test_list_executions_filters_and_pages(client: Api) -> None:
+    client.deploy(HELLO)
+    client.deploy(FAILING)
+    ids = []
+    for hour in range(4):
+        _at(client, T0 + timedelta(hours=hour))
+        ids.append(client.start("squall.api", "hello", {"name": f"n{hour}"})["id"])
+    _at(client, T0 + timedelta(hours=4))
+    failed = client.start("squall.api", "failing")["id"]
+
+    everything = client.call("GET", "/api/v1/executions").json
+    assert [e["id"] for e in everything["results"]] == [failed, *reversed(ids)]
+    only_hello = client.call(
+        "GET", "/api/v1/executions", query={"flowId": "hello", "namespace": "squall.api"}
+    )
+    assert [e["id"] for e in only_hello.json["results"]] == list(reversed(ids))
+    by_state = client.call("GET", "/api/v1/executions", query=[("state", "FAILED"), ("state", "KILLED")])
+    assert [e["id"] for e in by_state.json["results"]] == [failed]
+    assert by_state.json["results"][0]["state"]["current"] == "FAILED"
+
+    window = {"startDate": "2026-03-01T13:00:00Z", "endDate": "2026-03-01T14:30:00Z"}
+    dated = client.call("GET", "/api/v1/executions", query=window).json
+    assert [e["id"] for e in dated["results"]] == [ids[2], ids[1]] and dated["cursor"] is None
+    naive = client.call("GET", "/api/v1/executions", query={"startDate": "2026-03-01T13:00:00"}).json
+    assert [e["id"] for e in naive["results"]] == [failed, ids[3], ids[2], ids[1]]
+
+    seen, cursor = [], None
+    while True:
+        query = {"limit": "1", "endDate": "2026-03-01T15:30:00Z", **({"cursor": cursor} if cursor else {})}
+        page = client.call("GET", "/api/v1/executions", query=query).json
+        seen += [e["id"] for e in page["results"]]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"state": "DONE"}, "state"),
+        ({"startDate": "yesterday"}, "startDate"),
+        ({"endDate": "2026-13-01"}, "endDate"),
+        ({"startDate": "2026-03-02T00:00:00Z", "endDate": "2026-03-01T00:00:00Z"}, "startDate"),
+        ({"limit": "-1"}, "limit"),
+        ({"cursor": "%%%"}, "cursor"),
+    ],
+)
+def test_bad_execution_query_parameters_are_422_naming_them(
+    client: Api, query: dict[str, str], name: str
+) -> None:
+    client.deploy(HELLO)
+    client.start("squall.api", "hello", {"name": "A"})
+    response = client.call("GET", "/api/v1/executions", query=query)
+    assert response.status == 422, response.body
+    assert name in response.json["message"] and response.json["errors"][0]["name"] == name
+
+
+def test_logs_pages_and_filters_by_task_run(client: Api) -> None:
+    client.deploy(HELLO)
+    view = client.start("squall.api", "hello", {"name": "Ada"})
+    logs = client.call("GET", f"/api/v1/executions/{view['id']}/logs")
+    assert logs.status == 200
+    entries = logs.json["results"]
+    greet = next(tr for tr in view["taskRunList"] if tr["taskId"] == "greet")
+    hello = [e for e in entries if e["message"] == "Hello, Ada!"]
+    assert hello and hello[0]["taskRunId"] == greet["id"] and hello[0]["taskId"] == "greet"
+    assert set(hello[0]) == {
+        "executionId",
+        "taskId",
+        "taskRunId",
+        "attemptNumber",
+        "timestamp",
+        "level",
+        "message",
+    }
+    only = client.call("GET", f"/api/v1/executions/{view['id']}/logs", query={"taskRunId": greet["id"]})
+    assert {e["taskRunId"] for e in only.json["results"]} == {greet["id"]}
+
+    paged, cursor = [], None
+    while True:
+        query = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+        page = client.call("GET", f"/api/v1/executions/{view['id']}/logs", query=query).json
+        paged += page["results"]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert paged == entries
+    bad = client.call("GET", f"/api/v1/executions/{view['id']}/logs", query={"cursor": "garbage"})
+    assert bad.status == 422 and "'cursor'" in bad.json["message"]
+
+
+def test_kill_running_execution_then_409_once_it_ended(client: Api) -> None:
+    client.deploy(SHELL)
+    view = client.start("squall.api", "long")
+    assert view["state"]["current"] == "RUNNING"
+    killed = client.call("DELETE", f"/api/v1/executions/{view['id']}/kill")
+    assert killed.status == 202 and killed.json["state"]["current"] in ("KILLING", "KILLED")
+    (name,) = client.compute.names()
+    events.handler(client.compute.event(name), None)  # the backend reports the cancelled job
+    ended = client.call("GET", f"/api/v1/executions/{view['id']}").json
+    assert ended["state"]["current"] == "KILLED"
+    again = client.call("DELETE", f"/api/v1/executions/{view['id']}/kill")
+    assert again.status == 409 and "already ended" in again.json["message"]
+
+
+def test_restart_failed_execution_and_409_for_a_successful_one(client: Api) -> None:
+    client.deploy(FAILING)
+    client.deploy(HELLO)
+    failed = client.start("squall.api", "failing")
+    assert failed["state"]["current"] == "FAILED"
+    restarted = client.call("POST", f"/api/v1/executions/{failed['id']}/restart")
+    assert restarted.status == 200 and restarted.json["id"] == failed["id"]
+    assert restarted.json["state"]["current"] == "FAILED"  # Fail fails again, in the same execution
+    boom = next(tr for tr in restarted.json["taskRunList"] if tr["taskId"] == "boom")
+    assert len(boom["attempts"]) == 2
+
+    ok = client.start("squall.api", "hello", {"name": "A"})
+    refused = client.call("POST", f"/api/v1/executions/{ok['id']}/restart")
+    assert refused.status == 409 and "only FAILED or KILLED" in refused.json["message"]
+
+
+def test_resume_paused_execution_with_on_resume_inputs(client: Api) -> None:
+    client.deploy(PAUSING)
+    paused = client.start("squall.api", "approval")
+    assert paused["state"]["current"] == "PAUSED"
+    path = f"/api/v1/executions/{paused['id']}/resume"
+    before = client.snapshot()
+    bad = client.call("POST", path, json_body={"ok": "maybe"})
+    assert bad.status == 422 and "`ok`" in bad.json["message"]
+    not_object = client.call("POST", path, json_body=[1])
+    assert not_object.status == 422
+    malformed = client.call("POST", path, body="{", content_type="application/json")
+    assert malformed.status == 400
+    assert client.snapshot() == before
+    resumed = client.call("POST", path, json_body={"ok": True})
+    assert resumed.status == 200, resumed.body
+    assert resumed.json["state"]["current"] == "SUCCESS"
+    after = next(tr for tr in resumed.json["taskRunList"] if tr["taskId"] == "after")
+    assert after["outputs"] == {"value": "approved=true"}
+    again = client.call("POST", path, json_body={"ok": True})
+    assert again.status == 409 and "not PAUSED" in again.json["message"]
+
+
+def test_replay_creates_a_linked_execution(client: Api) -> None:
+    client.deploy(HELLO)
+    first = client.start("squall.api", "hello", {"name": "Ada"})
+    replayed = client.call("POST", f"/api/v1/executions/{first['id']}/replay")
+    assert replayed.status == 201
+    assert replayed.json["id"] != first["id"] and replayed.json["originalId"] == first["id"]
+    assert replayed.json["inputs"] == first["inputs"]
+
+
+# ====================================================================== webhooks
+
+
+def _executions(client: Api) -> int:
+    return len(client.store.list_executions(limit=1000).items)
+
+
+def test_webhook_starts_the_flow_with_kestra_trigger_variables(client: Api) -> None:
+    client.deploy(HOOKED)
+    response = client.call(
+        "POST",
+        "/webhooks/squall.api/hooked/a-long-secret-key-1234",
+        token=None,
+        json_body={"ref": "main", "commits": [1, 2]},
+        query=[("source", "gh"), ("source", "ci")],
+        headers={"X-GitHub-Event": "push", "Authorization": "token ghp_secret", "Cookie": "s=1"},
+    )
+    assert response.status == 200, response.body
+    accepted = response.json
+    assert set(accepted) == {"id", "namespace", "flowId", "state"} and len(accepted["id"]) == 22
+    execution = client.store.get_execution(accepted["id"])
+    trigger = dict(execution.trigger or {})
+    assert trigger["id"] == "github" and trigger["type"] == "io.kestra.plugin.core.trigger.Webhook"
+    assert trigger["body"] == {"ref": "main", "commits": [1, 2]}
+    assert trigger["headers"]["x-github-event"] == ["push"]
+    assert "authorization" not in trigger["headers"] and "cookie" not in trigger["headers"]
+    assert trigger["parameters"] == {"source": ["gh", "ci"]}
+    assert execution.inputs["source"] == "webhook"
+    assert execution.state is State.SUCCESS
+
+
+def test_webhook_get_put_and_text_body(client: Api) -> None:
+    client.deploy(HOOKED)
+    got = client.call("GET", "/webhooks/squall.api/hooked/a-long-secret-key-1234", token=None)
+    assert got.status == 200
+    put = client.call(
+        "PUT",
+        "/webhooks/squall.api/hooked/a-long-secret-key-1234",
+        token=None,
+        body="plain text, not json",
+        content_type="text/plain",
+    )
+    assert put.status == 200
+    assert client.store.get_execution(put.json["id"]).trigger["body"] == "plain text, not json"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/webhooks/squall.api/hooked/wrong-key",
+        "/webhooks/squall.api/hooked/a-long-secret-key-123",  # a prefix of the right key
+        "/webhooks/squall.api/hooked/a-long-secret-key-12345",
+        "/webhooks/squall.api/hooked/disabled-key-0000",  # a disabled trigger's key
+        "/webhooks/squall.api/ghost/a-long-secret-key-1234",  # unknown flow
+        "/webhooks/nowhere/hooked/a-long-secret-key-1234",
+    ],
+)
+def test_webhook_wrong_key_or_unknown_flow_is_the_same_404(client: Api, path: str) -> None:
+    client.deploy(HOOKED)
+    before = client.snapshot()
+    response = client.call("POST", path, token=None, json_body={"x": 1})
+    assert response.status == 404 and response.json == {"message": webhooks.NOT_FOUND}
+    assert client.snapshot() == before
+
+
+def test_webhook_idempotency_key_refuses_a_replay(client: Api) -> None:
+    client.deploy(HOOKED)
+    path = "/webhooks/squall.api/hooked/a-long-secret-key-1234"
+    first = client.call(
+        "POST", path, token=None, json_body={"n": 1}, headers={"Idempotency-Key": "delivery-1"}
+    )
+    assert first.status == 200
+    expected = webhooks.webhook_execution_id("squall.api", "hooked", "github", "delivery-1")
+    assert first.json["id"] == expected and len(expected) == 22
+    before = client.snapshot()
+    replay = client.call(
+        "POST", path, token=None, json_body={"n": 2}, headers={"Idempotency-Key": "delivery-1"}
+    )
+    assert replay.status == 409
+    assert replay.json["executionId"] == first.json["id"] and "already received" in replay.json["message"]
+    assert client.snapshot() == before
+    assert client.store.get_execution(expected).trigger["body"] == {"n": 1}  # type: ignore[index]
+    other = client.call(
+        "POST", path, token=None, json_body={"n": 3}, headers={"Idempotency-Key": "delivery-2"}
+    )
+    assert other.status == 200 and other.json["id"] != first.json["id"]
+    plain = [client.call("POST", path, token=None, json_body={"n": 4}) for _ in range(2)]
+    assert [p.status for p in plain] == [200, 200] and plain[0].json["id"] != plain[1].json["id"]
+    assert _executions(client) == 4
+
+
+def test_webhook_body_over_the_limit_is_413(make: Callable[..., Api]) -> None:
+    client = make(max_body_bytes=2000)
+    client.deploy(HOOKED)
+    before = client.snapshot()
+    response = client.call(
+        "POST", "/webhooks/squall.api/hooked/a-long-secret-key-1234", token=None, json_body={"x": "y" * 3000}
+    )
+    assert response.status == 413
+    assert client.snapshot() == before
+
+
+# ====================================================================== auth
+
+
+@pytest.mark.parametrize(
+    ("headers", "challenge"),
+    [
+        ({}, "Bearer"),
+        ({"Authorization": "Bearer wrong-token"}, 'Bearer error="invalid_token"'),
+        ({"Authorization": f"Basic {TOKEN}"}, 'Bearer error="invalid_token"'),
+        ({"Authorization": f"Bearer {TOKEN}x"}, 'Bearer error="invalid_token"'),
+    ],
+)
+def test_token_auth_refuses_missing_or_wrong_tokens(
+    client: Api, headers: dict[str, str], challenge: str
+) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    for method, path in [
+        ("GET", "/api/v1/flows"),
+        ("POST", "/api/v1/executions/squall.api/hello"),
+        ("GET", "/api/v1/no-such-route"),  # 401, not 404: nothing is revealed before auth
+    ]:
+        response = client.call(method, path, token=None, headers=headers, json_body={"name": "x"})
+        assert response.status == 401, (path, response.body)
+        assert response.headers["www-authenticate"] == challenge
+        assert "unauthorized" in response.json["message"]
+    assert client.snapshot() == before
+
+
+def test_token_auth_accepts_the_token_any_scheme_case(client: Api) -> None:
+    response = client.call("GET", "/api/v1/flows", token=None, headers={"Authorization": f"bearer {TOKEN}"})
+    assert response.status == 200
+
+
+def test_gateway_auth_requires_an_authorizer(make: Callable[..., Api]) -> None:
+    client = make(auth="gateway", api_token=None)
+    refused = client.call("GET", "/api/v1/flows", token=None)
+    assert refused.status == 401 and "authorizer" in refused.json["message"]
+    with_token_only = client.call("GET", "/api/v1/flows", token=TOKEN)
+    assert with_token_only.status == 401  # a bearer token is no substitute for the gateway's check
+    assert client.call("GET", "/api/v1/flows", token=None, authorizer=JWT_AUTHORIZER).status == 200
+    iam = {"iam": {"accessKey": "AKIA...", "accountId": "123456789012", "userArn": "arn:aws:iam::1:user/u"}}
+    assert client.call("GET", "/api/v1/flows", token=None, authorizer=iam).status == 200
+    lam = {"lambda": {"user": "ci"}}
+    assert client.call("GET", "/api/v1/flows", token=None, authorizer=lam).status == 200
+    assert client.call("GET", "/api/v1/flows", token=None, authorizer={"other": {}}).status == 401
+
+
+def test_no_auth_is_open(make: Callable[..., Api]) -> None:
+    client = make(auth="none", api_token=None)
+    assert client.call("GET", "/api/v1/flows", token=None).status == 200
+
+
+def test_openapi_document_is_public_and_describes_the_api(client: Api) -> None:
+    response = client.call("GET", "/openapi.json", token=None)
+    assert response.status == 200
+    doc = response.json
+    assert doc["info"]["title"] == "Squall" and doc["info"]["version"]
+    paths = doc["paths"]
+    assert {"post", "get"} <= set(paths["/api/v1/flows"])
+    assert "delete" in paths["/api/v1/executions/{execution_id}/kill"]
+    assert "application/x-yaml" in paths["/api/v1/flows"]["post"]["requestBody"]["content"]
+    webhook = paths["/webhooks/{namespace}/{flow_id}/{key}"]
+    assert {"get", "post", "put"} <= set(webhook) and webhook["post"]["security"] == []
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert "ExecutionView" in doc["components"]["schemas"]
+    error = paths["/api/v1/flows"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', response.body.replace('":"', '": "')))
+    assert refs and refs <= set(doc["components"]["schemas"])  # every reference resolves
+
+
+def test_unknown_route_is_404_json(client: Api) -> None:
+    response = client.call("GET", "/api/v2/whatever")
+    assert response.status == 404 and response.json["message"] == "no route for GET /api/v2/whatever"
+
+
+# ====================================================================== errors, logs, metrics
+
+
+class _BrokenStore:
+    """A store whose flow listing fails like a bug would: the API must answer 500 without details."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+
+    def list_flows(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail /home/squall/db.py line 42")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def records() -> Iterator[_Records]:
+    handler = _Records()
+    handler.setFormatter(api.logger.registered_formatter)
+    api.logger.addHandler(handler)
+    yield handler
+    api.logger._logger.removeHandler(handler)
+
+
+def test_unexpected_error_is_500_without_traceback(tmp_path: Path, records: _Records) -> None:
+    store = _BrokenStore(SqliteStore(tmp_path / "broken.db"))
+    settings = load_settings({}, data_dir=str(tmp_path / "data"), auth="token", api_token=TOKEN)
+    rt = open_runtime(settings, store=store)  # type: ignore[arg-type]
+    install(rt)
+    try:
+        raw = api.handler(event("GET", "/api/v1/flows", token=TOKEN, request_id="req-500"), LambdaContext())
+    finally:
+        reset()
+    response = Response(raw)
+    assert response.status == 500
+    assert response.json == {"message": "internal error", "requestId": "req-500"}
+    assert "Traceback" not in response.body and "secret" not in response.body
+    failures = [r for r in records.records if r.exc_info]
+    assert failures and "secret internal detail" in str(failures[0].exc_info[1])  # type: ignore[index]
+
+
+def test_each_request_logs_one_structured_line_with_its_keys(client: Api, records: _Records) -> None:
+    client.deploy(HELLO)
+    view = client.start("squall.api", "hello", {"name": "Ada"})
+    client.call("GET", "/api/v1/flows")
+    lines = [json.loads(line) for line in records.lines if '"request"' in line]
+    start_line = next(line for line in lines if line.get("status") == 201 and line.get("execution_id"))
+    assert start_line["execution_id"] == view["id"]
+    assert start_line["namespace"] == "squall.api" and start_line["flow_id"] == "hello"
+    assert start_line["service"] == "squall" and start_line["request_id"] == "JKJaXmPLvHcESHA="
+    listing = lines[-1]
+    assert listing["path"] == "/api/v1/flows" and "execution_id" not in listing  # keys do not leak
+
+
+def test_metrics_are_emf_lines_only_when_something_happened(
+    client: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    capsys.readouterr()
+    client.deploy(HELLO)
+    client.start("squall.api", "hello", {"name": "A"})
+    client.call("GET", "/api/v1/flows")  # adds no metric: no flush, no warning
+    client.call("POST", "/webhooks/squall.api/hello/nope", token=None)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = [m["Name"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names == ["FlowsDeployed", "ExecutionsStarted", "WebhooksRejected"]
+    assert {doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] for doc in emf} == {"Squall"}
+
+
+def test_metrics_disabled_are_dropped_not_accumulated(
+    client: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    capsys.readouterr()
+    client.deploy(HELLO)
+    assert '"_aws"' not in capsys.readouterr().out
+    assert not api.telemetry.metrics.metric_set

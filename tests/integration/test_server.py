@@ -1,0 +1,228 @@
+"""``squall server`` over real HTTP: the Lambda handler behind ThreadingHTTPServer, and the tick loop.
+
+Jobs run as real local processes (the process runner); nothing but the server's own tick
+loop moves them along, so an execution reaching SUCCESS proves the loop polls and
+completes jobs. Waits poll with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from control_plane.handlers.runtime import Settings, load_settings
+from control_plane.server import Server
+from tests.integration.api_events import multipart_body
+from tests.integration.service_helpers import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "server-test-token"
+
+MARKER = """
+id: marker
+namespace: squall.server
+tasks:
+  - id: work
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo "working on it"
+      - echo '::{"outputs":{"x":1}}::'
+"""
+
+LONG = """
+id: long
+namespace: squall.server
+tasks:
+  - id: nap
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - sleep 30
+"""
+
+UPLOAD = """
+id: upload
+namespace: squall.server
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: count
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      data.bin: "{{ inputs.data }}"
+    commands:
+      - echo "::{\\"outputs\\":{\\"size\\":$(wc -c < data.bin)}}::"
+"""
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Settings:
+    options: dict[str, Any] = {
+        "db": str(tmp_path / "squall.db"),
+        "data_dir": str(tmp_path / "data"),
+        "auth": "token",
+        "api_token": TOKEN,
+    }
+    options.update(overrides)
+    return load_settings({}, **options)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with Server(_settings(tmp_path), host="127.0.0.1", port=0, tick_interval=0.1) as srv:
+        yield srv
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def _deploy(http: httpx.Client, source: str) -> None:
+    response = http.post("/api/v1/flows", content=source, headers={"Content-Type": "application/x-yaml"})
+    assert response.status_code in (200, 201), response.text
+
+
+def _until(http: httpx.Client, execution_id: str, states: set[str], deadline_s: float = 60) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def ended() -> bool:
+        response = http.get(f"/api/v1/executions/{execution_id}")
+        assert response.status_code == 200, response.text
+        seen.update(response.json())
+        return seen["state"]["current"] in states
+
+    wait_for(ended, deadline_s, f"execution {execution_id} to reach {states}")
+    return seen
+
+
+def test_shell_flow_runs_to_success_through_the_tick_loop(http: httpx.Client, server: Server) -> None:
+    _deploy(http, MARKER)
+    started = http.post("/api/v1/executions/squall.server/marker", json={})
+    assert started.status_code == 201, started.text
+    execution_id = started.json()["id"]
+    final = _until(http, execution_id, {"SUCCESS", "FAILED", "KILLED", "WARNING"})
+    assert final["state"]["current"] == "SUCCESS", final
+    (work,) = final["taskRunList"]
+    assert work["outputs"]["vars"] == {"x": 1} and work["outputs"]["exitCode"] == 0
+    logs = http.get(f"/api/v1/executions/{execution_id}/logs").json()["results"]
+    assert "working on it" in [entry["message"] for entry in logs]
+    assert all("::{" not in entry["message"] for entry in logs)  # the marker is data, not a log line
+    assert server.ticks > 0
+
+
+def test_kill_a_long_running_execution(http: httpx.Client) -> None:
+    _deploy(http, LONG)
+    execution_id = http.post("/api/v1/executions/squall.server/long").json()["id"]
+    _until(http, execution_id, {"RUNNING"})
+    killed = http.delete(f"/api/v1/executions/{execution_id}/kill")
+    assert killed.status_code == 202, killed.text
+    final = _until(http, execution_id, {"KILLED", "SUCCESS", "FAILED"}, deadline_s=20)
+    assert final["state"]["current"] == "KILLED"
+    assert http.delete(f"/api/v1/executions/{execution_id}/kill").status_code == 409
+
+
+def test_binary_upload_survives_the_http_to_event_translation(http: httpx.Client) -> None:
+    _deploy(http, UPLOAD)
+    content = bytes(range(256)) * 8
+    body, content_type = multipart_body({}, {"data": ("blob.bin", content)})
+    started = http.post(
+        "/api/v1/executions/squall.server/upload", content=body, headers={"Content-Type": content_type}
+    )
+    assert started.status_code == 201, started.text
+    final = _until(http, started.json()["id"], {"SUCCESS", "FAILED", "KILLED"})
+    assert final["taskRunList"][0]["outputs"]["vars"] == {"size": len(content)}, final
+
+
+def test_http_level_errors(server: Server, http: httpx.Client) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        refused = anonymous.get("/api/v1/flows")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert anonymous.get("/openapi.json").json()["info"]["title"] == "Squall"
+    too_big = http.post(
+        "/api/v1/flows",
+        content=b"#" * (server.settings.max_body_bytes + 1),
+        headers={"Content-Type": "application/x-yaml"},
+    )
+    assert too_big.status_code == 413 and "too large" in too_big.json()["message"]
+    _deploy(http, MARKER)
+    malformed = http.post(
+        "/api/v1/executions/squall.server/marker", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400 and malformed.json()["line"] == 1
+    listing = http.get("/api/v1/executions", params=[("state", "SUCCESS"), ("state", "FAILED")])
+    assert listing.status_code == 200 and listing.json() == {"results": [], "cursor": None}
+    assert http.get("/api/v1/flows", params={"limit": "x"}).status_code == 422
+
+
+def test_server_defaults_to_polling_every_tick_unless_told_otherwise(tmp_path: Path) -> None:
+    assert Server(_settings(tmp_path)).settings.reconcile_after == 0
+    assert Server(_settings(tmp_path, reconcile_after=30)).settings.reconcile_after == 30
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_squall_server_command_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SQUALL_API_TOKEN": "", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(port)]
+    command += ["--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def listening() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 30, "squall server to listen")
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/flows", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+        assert response.status_code == 200 and response.json() == {"results": [], "cursor": None}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, errors = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + errors
+    assert f"http://127.0.0.1:{port}" in out and "stopped" in out
+    assert "Traceback" not in errors
+    assert (tmp_path / "cli.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-auth", "--token", "t"], "contradict"),
+        (["--store", "postgres"], "sqlite or dynamodb"),
+        (["--store", "dynamodb", "--no-auth"], "SQUALL_TABLE is required"),
+    ],
+)
+def test_squall_server_refuses_contradictory_options(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from control_plane.cli import app
+
+    result = CliRunner().invoke(app, ["server", *args], env={"SQUALL_API_TOKEN": "", "SQUALL_TABLE": ""})
+    assert result.exit_code in (1, 2) and message in result.output, result.output
