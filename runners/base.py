@@ -250,7 +250,10 @@ class Runner(Protocol):
 
         A runner with push events also declares ``event_sources: ClassVar[frozenset[str]]``,
         the EventBridge ``source`` values it understands, so the events Lambda only asks (and
-        builds) the runners concerned.
+        builds) the runners concerned. If its events carry the backend's job id, it also
+        implements ``handle_from_event(event) -> JobHandle | None``; the control plane then
+        stores no handle after a submit (one write less per task) and takes it from the
+        terminal event instead.
         """
         ...
 

@@ -52,12 +52,16 @@ def handle_event(rt: Runtime, event: Mapping[str, Any]) -> bool:
     if parsed is None:
         logger.info("ignored an event no runner recognises", extra={"source": str(event.get("source"))})
         return False
-    runner, name, status = parsed
     touch = timedelta(seconds=rt.settings.reconcile_after / 2)
-    moved = rt.service.job_event(name, status, touch_after=touch)
+    moved = rt.service.job_event(parsed.name, parsed.status, handle=parsed.handle, touch_after=touch)
     logger.info(
         "job event",
-        extra={"runner": runner, "job": name, "state": status.state.value, "applied": moved},
+        extra={
+            "runner": parsed.runner,
+            "job": parsed.name,
+            "state": parsed.status.state.value,
+            "applied": moved,
+        },
     )
     return moved
 

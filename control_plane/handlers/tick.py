@@ -31,7 +31,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
     started = rt.service.fire_schedules()
     return {
         "timersFired": report.timers_fired,
-        "resubmitted": report.resubmitted,
+        "recovered": report.recovered,
         "polled": report.polled,
         "ended": report.ended,
         "scheduled": started,

@@ -8,11 +8,22 @@ runner needs its jobs directory); a runner without arguments is built with none.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from runners.base import JobStatus, Runner, runner_classes
+from runners.base import JobHandle, JobStatus, Runner, runner_classes
 
-__all__ = ["RunnerRegistry", "UnknownRunnerError"]
+__all__ = ["RunnerEvent", "RunnerRegistry", "UnknownRunnerError"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerEvent:
+    """A push event, understood: which runner, which job, its status, its handle when the event carries it."""
+
+    runner: str
+    name: str
+    status: JobStatus
+    handle: JobHandle | None = None
 
 
 class UnknownRunnerError(LookupError):
@@ -50,8 +61,8 @@ class RunnerRegistry:
             self._instances[name] = runner
         return runner
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, str, JobStatus] | None:
-        """``(runner, job name, status)`` from a push event, asking only the runners that emit it.
+    def parse_event(self, event: Mapping[str, Any]) -> RunnerEvent | None:
+        """What a push event says, asking only the runners that emit it.
 
         A runner class lists the event ``source`` values it understands in ``event_sources``
         (``aws.batch`` for AWS Batch); the others are not even built, so an events Lambda
@@ -65,9 +76,12 @@ class RunnerRegistry:
             cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
             if source not in getattr(cls, "event_sources", ()):
                 continue
-            parsed = self.get(name).parse_event(event)
+            runner = self.get(name)
+            parsed = runner.parse_event(event)
             if parsed is not None:
-                return name, parsed[0], parsed[1]
+                from_event = getattr(runner, "handle_from_event", None)
+                handle = from_event(event) if from_event is not None else None
+                return RunnerEvent(name, parsed[0], parsed[1], handle)
         return None
 
     def started(self) -> list[Runner]:

@@ -178,7 +178,7 @@ class TickReport:
     """What one :meth:`Service.tick` did, for the tick Lambda's log line and the tests."""
 
     timers_fired: bool
-    resubmitted: int
+    recovered: int  # jobs left SUBMITTING past the grace: found by name (handle stored) or submitted
     polled: int
     ended: int
 
@@ -239,6 +239,7 @@ class Service:
         # earliest timer it wrote. The store is still scanned every ``poll_interval`` for
         # what other processes did, but a chain of short jobs costs no read per step.
         self._mine: dict[str, JobRecord] = {}
+        self._lazy: set[str] = set()  # just-submitted jobs whose handle their events will bring
         self._jobs_scanned = -math.inf
         self._timer_hint: datetime | None = None
         self._timers_scanned = -math.inf
@@ -415,7 +416,14 @@ class Service:
 
     # ================================================================== cloud entry points
 
-    def job_event(self, name: str, status: JobStatus, *, touch_after: timedelta | None = None) -> bool:
+    def job_event(
+        self,
+        name: str,
+        status: JobStatus,
+        *,
+        handle: JobHandle | None = None,
+        touch_after: timedelta | None = None,
+    ) -> bool:
         """A runner's push event about job ``name``; True when it moved an execution.
 
         Idempotent under duplicate and out-of-order delivery: a job already DONE ignores every
@@ -432,10 +440,13 @@ class Service:
         if not status.terminal:
             stale = job.updated is None or touch_after is None or now - job.updated >= touch_after
             if touch_after is not None and stale:
+                touched = replace(job, updated=now)
+                if job.phase is JobPhase.SUBMITTING and handle is not None:  # a lazy handle arrives
+                    touched = replace(touched, phase=JobPhase.SUBMITTED, handle=handle.to_dict())
                 with contextlib.suppress(ConflictError):  # someone else touched or finished it
-                    self.store.update_job(replace(job, updated=now), expected_version=job.version)
+                    self.store.update_job(touched, expected_version=job.version)
             return False
-        handle = self._handle(job)
+        handle = self._handle(job) or handle
         if handle is None:  # the event beat the write of the handle: the runner knows the job by name
             try:
                 _, spec = self._spec(job)
@@ -453,7 +464,8 @@ class Service:
 
         * due timers fire (retry delays, Sleep, Pause and task timeouts);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
-          outbox write and the submit) is found by name or submitted: still one job;
+          outbox write and the submit, or its handle is written lazily) is found by name,
+          its handle stored, or it is submitted: still one job;
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
           (the fallback when a push event was lost), never one call per job.
         """
@@ -461,20 +473,22 @@ class Service:
         fired = self._fire_timers()
         now = self.clock.now()
         active = self.store.active_jobs()
-        resubmitted = 0
+        recovered = 0
         silent: list[JobRecord] = []
         for job in active:
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
                 if age >= submit_grace:
-                    self._submit(job, reattach=True)
-                    resubmitted += 1
+                    self._submit(job, reattach=True)  # found by name (its handle is stored), or submitted
+                    recovered += 1
+                    if job.name in self._handles:
+                        silent.append(job)  # its end may be what went unheard: ask in the same batch
             elif age >= reconcile_after:
                 silent.append(job)
         ended = self._poll(silent)
         self._drain()
         self.flush()
-        return TickReport(fired, resubmitted, len(silent), ended)
+        return TickReport(fired, recovered, len(silent), ended)
 
     def fire_schedules(
         self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None
@@ -745,6 +759,9 @@ class Service:
             return
         logs = list(extra.logs)
         for job in extra.jobs.values():
+            if job.phase is JobPhase.SUBMITTED and job.name in self._lazy:
+                self._lazy.discard(job.name)
+                continue  # lazy handle: the job's events carry it (see ``_announces``)
             stored = self.store.get_job(job.name)
             if stored is None:
                 continue
@@ -758,6 +775,19 @@ class Service:
                 )
         self.store.append_logs(execution_id, logs)
         self._show(self._cache.get(execution_id), logs)
+
+    def _announces(self, runner: str) -> bool:
+        """Whether the runner's push events carry job handles (``handle_from_event``).
+
+        For those runners a just-submitted job's handle is not written on its own: its
+        terminal event brings it, and a job that outlives the submit grace has it found by
+        name once, by the tick. A short task then costs one write less.
+        """
+        try:
+            cls = type(self.runners.get(runner))
+        except UnknownRunnerError:
+            return False
+        return bool(getattr(cls, "event_sources", ())) and hasattr(cls, "handle_from_event")
 
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
         self._cache[execution.id] = execution
@@ -892,6 +922,8 @@ class Service:
             return
         self._handles[job.name] = handle
         self._mine[job.name] = job
+        if not reattach and self._announces(job.runner):
+            self._lazy.add(job.name)
         if self.on_logs is not None:
             self._live[job.name] = (job, None, 0)
         self._pend(job, JobPhase.SUBMITTED, handle=handle.to_dict())

@@ -184,6 +184,14 @@ class SimulatedRunner:
         )
         return str(detail["jobName"]), status
 
+    def handle_from_event(self, event: Mapping[str, Any]) -> JobHandle | None:
+        """Like AWS Batch's events, these carry the backend's job id: no handle write is needed."""
+        detail = event.get("detail") or {}
+        name, job_id = detail.get("jobName"), detail.get("jobId")
+        if not isinstance(name, str) or not isinstance(job_id, str):
+            return None
+        return JobHandle(name, self.runner_name, job_id)
+
     def _handle(self, job: _Job) -> JobHandle:
         return JobHandle(job.spec.name, self.runner_name, job.id)
 

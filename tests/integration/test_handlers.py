@@ -314,9 +314,9 @@ def test_the_tick_submits_a_job_a_crashed_lambda_left_in_the_outbox_exactly_once
         assert job.phase is JobPhase.SUBMITTING and world.compute.names() == []
 
         world.advance(60)
-        assert tick.handler({}, None)["resubmitted"] == 0  # the submitting Lambda may still be alive
+        assert tick.handler({}, None)["recovered"] == 0  # the submitting Lambda may still be alive
         world.advance(61)
-        assert tick.handler({}, None)["resubmitted"] == 1
+        assert tick.handler({}, None)["recovered"] == 1
         assert world.compute.names() == [job.name]
         world.advance(121)
         tick.handler({}, None)  # a second pass finds it SUBMITTED: no second submit
