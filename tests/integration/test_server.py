@@ -226,3 +226,30 @@ def test_squall_server_refuses_contradictory_options(args: list[str], message: s
 
     result = CliRunner().invoke(app, ["server", *args], env={"SQUALL_API_TOKEN": "", "SQUALL_TABLE": ""})
     assert result.exit_code in (1, 2) and message in result.output, result.output
+
+
+def test_the_server_runs_on_dynamodb_local(
+    tmp_path: Path, dynamodb_table: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``squall server --store dynamodb --endpoint-url ...``: the Lambda code path on DynamoDB Local."""
+    client, table = dynamodb_table
+    endpoint = client.meta.endpoint_url
+    settings = _settings(
+        tmp_path, store="dynamodb", table=table, dynamodb_endpoint=endpoint, region="us-east-1"
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")  # DynamoDB Local accepts any credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    with (
+        Server(settings, host="127.0.0.1", port=0, tick_interval=0.1) as srv,
+        httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http,
+    ):
+        _deploy(http, MARKER)
+        started = http.post("/api/v1/executions/squall.server/marker", json={})
+        assert started.status_code == 201, started.text
+        final = _until(http, started.json()["id"], {"SUCCESS", "FAILED", "KILLED", "WARNING"})
+        assert final["state"]["current"] == "SUCCESS", final
+        listed = http.get("/api/v1/executions", params={"namespace": "squall.server"}).json()["results"]
+        assert [e["id"] for e in listed] == [final["id"]]
+    items = client.scan(TableName=table, Select="COUNT")["Count"]
+    assert items > 0  # the state went to the table, not to a SQLite file
+    assert not (tmp_path / "squall.db").exists()
