@@ -10,6 +10,7 @@ test advances it.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -425,3 +426,35 @@ def test_the_schedule_handler_fires_the_trigger_it_names(world: World) -> None:
         {"namespace": "squall.handlers", "flowId": "nightly", "triggerId": "every5"}, None
     )
     assert len(started["started"]) == 1
+
+
+def test_the_same_event_handled_by_two_lambdas_at_once_completes_the_task_once(world: World) -> None:
+    ex = world.start()
+    name = world.job(ex)
+    world.compute.finish(name, lines=["only once"])
+    event = world.compute.event(name)
+    lambdas = [world.lambda_(), world.lambda_()]
+    barrier = threading.Barrier(len(lambdas))
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def deliver(rt: Runtime) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(events.handle_event(rt, event))
+        except BaseException as exc:  # reported below, with the thread's traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(rt,)) for rt in lambdas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert True in results and len(results) == 2  # both may have read the job before either finished
+    done = world.store.get_execution(ex)
+    assert done.state is State.SUCCESS
+    (run,) = done.taskruns.values()
+    assert len(run.attempts) == 1
+    stored = [x.message for x in world.store.read_logs(ex).items if x.task_id == "work"]
+    assert stored == ["only once"]
