@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # one JSON line per request would drown the figures
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 import boto3
 
