@@ -77,7 +77,15 @@ from control_plane.flows.models import (
     WaitFor,
 )
 
-__all__ = ["INFRA_FAILURES", "MAX_INFRA_ATTEMPTS", "job_name", "new_execution", "plan", "taskrun_id"]
+__all__ = [
+    "INFRA_FAILURES",
+    "MAX_INFRA_ATTEMPTS",
+    "execution_of_job",
+    "job_name",
+    "new_execution",
+    "plan",
+    "taskrun_id",
+]
 
 # Runner failure classes that are the platform's fault, not the user's: retried on their own
 # budget without spending the task's `retry` attempts.
@@ -200,16 +208,45 @@ _derive_taskrun_id = taskrun_id  # ``replay`` has a parameter of that name
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+_CARRIED_ID = re.compile(r"[0-9a-z]{16,32}")  # execution ids a job name can carry (22 from every factory)
+_JOB_NAME_MAX = 63
+_JOB_HASH = 8  # characters of [a-z2-7]: 40 bits, unique per (task run, attempt) within one execution
 
 
 def job_name(namespace: str, flow_id: str, task_id: str, execution_id: str, tr_id: str, attempt: int) -> str:
-    """slug(namespace-flow-task) + hash(execution, task run, attempt): one attempt, one job name.
+    """``<slug>-<execution id>-<hash>``: one attempt, one job name, and its execution readable from it.
 
-    Lowercase, digits and dashes, at most 63 characters: valid for AWS Batch, Kubernetes,
-    Cloud Run and Google/Azure Batch alike.
+    The DynamoDB store keeps a small execution's jobs inside the execution's own item and finds
+    them from the name alone (:func:`execution_of_job`), so a job needs no item of its own.
+    Lowercase letters, digits and dashes, at most 63 characters, starting with a letter: valid
+    for AWS Batch, Kubernetes, Cloud Run and Google/Azure Batch alike. The slug
+    (namespace-flow-task) is only for people reading the name and is cut to fit. An execution
+    id that is not 16-32 characters of ``[0-9a-z]`` (hand-picked ids in tests) is not carried:
+    the name is then ``<slug>-<13-character hash>``, which :func:`execution_of_job` tells apart
+    by the length of its last part.
     """
-    slug = _SLUG.sub("-", f"{namespace}-{flow_id}-{task_id}".lower()).strip("-")[:46].strip("-")
-    return f"{slug}-{_short_hash(execution_id, tr_id, attempt, size=8)}"
+    slug = _SLUG.sub("-", f"{namespace}-{flow_id}-{task_id}".lower()).strip("-")
+    if not slug[:1].isalpha():
+        slug = f"j-{slug}".rstrip("-")
+    if _CARRIED_ID.fullmatch(execution_id) is None:
+        return f"{slug[:46].strip('-')}-{_short_hash(execution_id, tr_id, attempt, size=8)}"
+    digest = _short_hash(execution_id, tr_id, attempt, size=5)
+    room = _JOB_NAME_MAX - len(execution_id) - len(digest) - 2
+    return f"{slug[:room].strip('-')}-{execution_id}-{digest}"
+
+
+_CARRIED_NAME = re.compile(rf"(?:.*-)?([0-9a-z]{{16,32}})-[a-z2-7]{{{_JOB_HASH}}}")
+
+
+def execution_of_job(name: str) -> str | None:
+    """The execution id a :func:`job_name` carries, or None for a name that carries none.
+
+    Pure string work, no store access: ``<anything>-<16-32 of [0-9a-z]>-<8 of [a-z2-7]>`` at
+    the end of the name. A caller that must be sure (the store) also checks that the job's
+    record names the same execution.
+    """
+    found = _CARRIED_NAME.fullmatch(name)
+    return None if found is None else found.group(1)
 
 
 class _Transaction:

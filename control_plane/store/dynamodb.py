@@ -8,7 +8,15 @@ from the shared codec) and one ``TR#<taskrun>`` item per task run, plus its log 
 the lines of one write in one item), its timers and, while a big step is in flight, its redo
 journal. Job outbox records, flows and triggers have partitions of their own.
 
-Writes. Every execution write is conditional on ``v = expected_version`` and on no big step
+Document mode (ADR 0005). A new small execution is ONE item, ``META`` with ``md = "d"``: the
+execution and its task runs as one zlib body, its jobs as a map of entries (each with its own
+version, so ``update_job`` and ``save_execution`` never lose each other's updates), its log
+lines inline. A step is one conditional ``UpdateItem`` (1-2 WRU instead of a transaction);
+job names carry the execution id, so ``get_job`` finds the item from the name. A write that
+would pass a threshold (``DOCUMENT_MAX_*``) converts the execution to split mode, below,
+once and for good. ``docs/dynamodb.md`` has both item shapes.
+
+Writes (split mode). Every execution write is conditional on ``v = expected_version`` and on no big step
 holding the execution (``attribute_not_exists(ls)``):
 
 * small step (the common case: one job ends, the next is submitted): META + changed task runs
@@ -54,18 +62,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import random
 import re
 import secrets
 import threading
 import time
-from collections import Counter, OrderedDict
+import zlib
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import immutables
+
 from control_plane.engine.model import Execution, LogLine, TaskRun
+from control_plane.engine.planner import execution_of_job
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 from control_plane.store.base import (
@@ -88,9 +101,9 @@ from control_plane.store.codec import (
     taskrun_to_json,
 )
 from control_plane.store.dynamodb_schema import (
+    GSI_ACTIVE_EXECUTIONS,
     GSI_ACTIVE_JOBS,
     GSI_EXECUTIONS,
-    GSI_EXECUTIONS_BY_NAMESPACE,
     GSI_FLOWS,
     GSI_TIMERS,
     ITEM_LIMIT_BYTES,
@@ -98,7 +111,14 @@ from control_plane.store.dynamodb_schema import (
     TTL_ATTRIBUTE,
 )
 
-__all__ = ["Capacity", "DynamoDBStore"]
+__all__ = [
+    "DOCUMENT_LOG_BYTES",
+    "DOCUMENT_MAX_BYTES",
+    "DOCUMENT_MAX_TASKRUNS",
+    "DOCUMENT_MODE",
+    "Capacity",
+    "DynamoDBStore",
+]
 
 Item = dict[str, Any]  # one item in DynamoDB's wire format: {"attr": {"S": "..."}}
 
@@ -114,6 +134,33 @@ _CH_SLOTS = 8  # META remembers the task runs changed by its last 8 writes (a ri
 _CH_MAX_CHARS = 120  # ...unless a write changed more: then "*" (read everything again)
 _CACHE_SIZE = 32  # executions whose last consistent snapshot a store instance keeps
 _READ_ATTEMPTS = 200
+_CONSISTENT_ATTEMPTS = 40
+
+
+def _read_backoff(attempt: int) -> None:
+    """Full-jitter backoff before reading a busy execution again.
+
+    A reader needs a moment with no write between its META read and its catch-up; when many
+    writers hammer one execution (a wide fan-in), re-reading at once only races them again.
+    Readers here are also the writers (load, plan, save), so pausing them lets the others
+    finish: the execution settles and the read goes through.
+    """
+    time.sleep(random.uniform(0.0, min(0.1, 0.001 * 2 ** min(attempt, 7))))
+
+
+DOCUMENT_MODE = True
+"""New small executions are one item (ADR 0005). False: every execution is split, as in ADR 0004."""
+DOCUMENT_MAX_TASKRUNS = 32
+"""A document holds at most this many task runs; the write that adds one more switches to split mode."""
+DOCUMENT_MAX_BYTES = 3_000
+"""...and its item stays at most this big (compressed body, jobs, inline logs, keys). A write
+costs 1 WRU per started KB of the larger of the old and the new item: past about 3 KB, split
+mode (which writes only what changed) is cheaper per step."""
+DOCUMENT_LOG_BYTES = 1_500
+"""Compressed log lines kept inline in a document; more switches the execution to split mode."""
+_DOC = "d"  # the value of ``md`` on a document-mode item (split-mode META has no ``md``)
+_DOC_ATTRS = ("md", "d", "j", "lg", "lb", "aq", "ar")  # removed from META by the switch to split mode
+_INLINE_LOGS = "LOG#"  # the pseudo sort key of a document's inline log lines: before every log item
 
 # Condition clauses (each one a reason a write may be refused).
 _IS_NEW = "attribute_not_exists(PK)"  # create: nothing with this key yet
@@ -163,6 +210,8 @@ def _size(value: Any) -> int:
         return 3 + sum(len(k.encode()) + 1 + _size(v) for k, v in value["M"].items())
     if "L" in value:
         return 3 + sum(1 + _size(v) for v in value["L"])
+    if "B" in value:
+        return len(value["B"])
     return 1
 
 
@@ -192,7 +241,9 @@ class Capacity:
     """Capacity units consumed through one store, as DynamoDB reports them, and calls made.
 
     The cost benchmark reads it: at on-demand prices a write unit is $0.625 and a read unit
-    $0.125 per million. ``calls`` counts by operation name (``s3.PutObject`` for S3).
+    $0.125 per million. ``calls`` counts by operation name (``s3.PutObject`` for S3) and
+    ``units_by_call`` adds up the units of each operation, so a cost figure can be broken down
+    (which calls a step makes, and what each one costs).
     """
 
     def __init__(self) -> None:
@@ -200,12 +251,14 @@ class Capacity:
         self.read_units = 0.0
         self.write_units = 0.0
         self.calls: Counter[str] = Counter()
+        self.units_by_call: defaultdict[str, float] = defaultdict(float)
 
     def reset(self) -> None:
         with self._lock:
             self.read_units = 0.0
             self.write_units = 0.0
             self.calls = Counter()
+            self.units_by_call = defaultdict(float)
 
     def add(self, operation: str, consumed: Any, *, read: bool) -> None:
         units = 0.0
@@ -213,6 +266,7 @@ class Capacity:
             units += float(entry.get("CapacityUnits", 0.0))
         with self._lock:
             self.calls[operation] += 1
+            self.units_by_call[operation] += units
             if read:
                 self.read_units += units
             else:
@@ -256,6 +310,9 @@ class _Step:
     new_jobs: list[Item] = field(default_factory=list)
     job_updates: list[dict[str, Any]] = field(default_factory=list)  # {"key", "set", "remove"}
     slot: list[str] | None = None  # [ring slot name, "<version>|<previous>|<ids or *>"]
+    # Extra META condition of a switch to split mode: the document's job versions and inline log
+    # size it copied, so an ``update_job`` or ``append_logs`` landing meanwhile is not lost.
+    guard: dict[str, Any] | None = None  # {"expr": "...", "names": {...}, "values": {...}}
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -267,6 +324,33 @@ class _Step:
     @property
     def operations(self) -> int:
         return 1 + len(self.puts) + len(self.deletes) + len(self.new_jobs) + len(self.job_updates)
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """What a store instance knows of a document beyond the execution, at one version.
+
+    ``jobs`` maps job names to their entries (wire format) as read or written at ``version``;
+    ``update_job`` may have moved them on since (only forward), which the entry conditions of
+    the next write detect. ``active`` is whether the item has its active-index keys.
+    """
+
+    version: int
+    jobs: dict[str, Item]
+    log_bytes: int
+    active: bool
+    taskruns: dict[str, dict[str, Any]]  # the stored task runs, as ``taskrun_to_json`` dicts by id
+
+    @classmethod
+    def of(cls, item: Item) -> _Doc:
+        body = loads(_decompress(item["d"]["B"]))
+        return cls(
+            int(item["v"]["N"]),
+            dict(item.get("j", {}).get("M", {})),
+            int(item.get("lb", {}).get("N", "0")),
+            "aq" in item,
+            {raw["id"]: raw for raw in body["t"]},
+        )
 
 
 class DynamoDBStore:
@@ -307,6 +391,9 @@ class DynamoDBStore:
         self._last_ns = 0
         self._pool: ThreadPoolExecutor | None = None
         self._cache: OrderedDict[str, tuple[int, dict[str, TaskRun]]] = OrderedDict()
+        self._docs: OrderedDict[str, _Doc] = OrderedDict()  # documents' jobs, as last read or written
+        # Executions seen in split mode: that is for good, so their jobs are looked up as JOB# directly.
+        self._split: OrderedDict[str, None] = OrderedDict()
         if client is None:
             client = self._boto_client("dynamodb", endpoint_url, region)
             self._owned.append(client)
@@ -389,8 +476,12 @@ class DynamoDBStore:
         extra: Sequence[str] = (),
         condition: str | None = None,
         values: Mapping[str, Any] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """``Update`` arguments: SET ``sets`` (``#a = :a``) and ``extra`` clauses, REMOVE ``remove``."""
+        """``Update`` arguments: SET ``sets`` (``#a = :a``) and ``extra`` clauses, REMOVE ``remove``.
+
+        ``names`` adds placeholders that are not attribute names as written (job names have dashes).
+        """
         parts = [f"#{name} = :{name}" for name in sets] + list(extra)
         expr = ("SET " + ", ".join(parts)) if parts else ""
         if remove:
@@ -399,7 +490,7 @@ class DynamoDBStore:
             "TableName": self.table,
             "Key": key,
             "UpdateExpression": expr.strip(),
-            "ExpressionAttributeNames": _names(expr, condition),
+            "ExpressionAttributeNames": _names(expr, condition) | dict(names or {}),
         }
         all_values = {f":{name}": value for name, value in sets.items()} | dict(values or {})
         if all_values:
@@ -774,6 +865,8 @@ class DynamoDBStore:
         timers: Sequence[TimerRecord] = (),
         jobs: Sequence[JobRecord] = (),
     ) -> None:
+        if DOCUMENT_MODE and self._doc_write(execution, None, logs, timers, jobs) == "done":
+            return
         step = self._step(execution, None, execution.taskruns.keys(), logs, timers, jobs)
         self._write(step)
         self._remember(execution.id, execution.version, dict(execution.taskruns))
@@ -787,6 +880,12 @@ class DynamoDBStore:
         timers: Sequence[TimerRecord] = (),
         jobs: Sequence[JobRecord] = (),
     ) -> None:
+        mode = self._doc_write(execution, expected_version, logs, timers, jobs)
+        if mode == "done":
+            return
+        if mode == "switch":
+            self._switch(execution, expected_version, logs, timers, jobs)
+            return
         step = self._step(execution, expected_version, execution.changed, logs, timers, jobs)
         self._write(step)
         with self._lock:
@@ -800,6 +899,360 @@ class DynamoDBStore:
                 else:
                     taskruns.pop(tr_id, None)
             self._remember(execution.id, execution.version, taskruns)
+
+    # ------------------------------------------------------------------ document mode (ADR 0005)
+
+    def _doc_write(
+        self,
+        ex: Execution,
+        expected: int | None,
+        logs: Sequence[LogLine],
+        timers: Sequence[TimerRecord],
+        jobs: Sequence[JobRecord],
+    ) -> str:
+        """Write ``ex`` as one document item if it is (and stays) one.
+
+        Returns ``done``; ``split`` when the execution is stored split (or a big step holds it:
+        the split path knows leases); ``switch`` when this write would outgrow the document
+        (the caller converts it). A create that does not fit returns ``split``.
+        """
+        key = self._exec_key(ex.id)
+        for _ in range(_READ_ATTEMPTS):
+            if expected is None:
+                doc: _Doc | None = _Doc(-1, {}, 0, False, {}) if DOCUMENT_MODE else None
+            else:
+                doc = self._doc_state(ex.id, expected)
+            if doc is None:
+                return "split"
+            entries = dict(doc.jobs)
+            changed: dict[str, Item] = {}
+            for job in jobs:
+                if job.phase is JobPhase.SUBMITTING:
+                    if job.name in entries:
+                        raise ConflictError(f"job {job.name} already exists")
+                    entries[job.name] = changed[job.name] = self._doc_job_entry(job, 1)
+                elif job.name in entries:  # else SQLite's UPDATE of no row: dropped
+                    entries[job.name] = changed[job.name] = self._doc_job_update(entries[job.name], job)
+            # Only the changed task runs are taken from ``ex``: the others stay as stored.
+            raws = dict(doc.taskruns)
+            for tr_id in ex.taskruns.keys() if expected is None else ex.changed:
+                tr = ex.taskruns.get(tr_id)
+                if tr is None:
+                    raws.pop(tr_id, None)
+                else:
+                    raws[tr_id] = taskrun_to_json(tr)
+            log_chunk = _inline_logs(logs) if logs else None
+            log_bytes = doc.log_bytes + (len(log_chunk) if log_chunk else 0)
+            ttl = self._expiry() if ex.state.terminal else None
+            attrs = self._doc_attrs(ex, raws, ttl)
+            active = any(e["M"]["p"]["S"] != JobPhase.DONE.value for e in entries.values())
+            fits = (
+                len(raws) <= DOCUMENT_MAX_TASKRUNS
+                and log_bytes <= DOCUMENT_LOG_BYTES
+                and all(execution_of_job(name) == ex.id for name in entries)
+                and all(
+                    raw.get("outputs") is None or len(dumps(raw["outputs"]).encode()) <= self.offload_bytes
+                    for raw in raws.values()
+                )
+            )
+            if fits:
+                size = (
+                    item_size({**key, **attrs, "j": {"M": entries}, "xg": _s("EXEC"), "xc": _s("x" * 40)})
+                    + log_bytes
+                    + 60
+                )
+                fits = size <= DOCUMENT_MAX_BYTES
+            if not fits:
+                return "split" if expected is None else "switch"
+            try:
+                if expected is None:
+                    self._doc_create(ex, attrs, entries, log_chunk, timers, active)
+                else:
+                    self._doc_update(ex, expected, doc, attrs, changed, log_chunk, timers, active, ttl)
+            except _Refused as refused:
+                reason = refused.reasons(1)[0]
+                if reason.get("Code") != "ConditionalCheckFailed":
+                    codes = [r.get("Code") for r in refused.reasons(1)]
+                    if "TransactionConflict" in codes:
+                        raise ConflictError(
+                            f"execution {ex.id}: a concurrent write touched the same items: reload and retry"
+                        ) from None
+                    raise StoreError(
+                        f"DynamoDB table {self.table}: the write of execution {ex.id} was cancelled: {codes}"
+                    ) from None
+                old = reason.get("Item")
+                if expected is None:
+                    raise ConflictError(f"execution {ex.id} already exists") from None
+                with self._lock:
+                    self._docs.pop(ex.id, None)
+                if old is None:
+                    raise NotFoundError(f"execution {ex.id} not found") from None
+                if old.get("md", {}).get("S") != _DOC or "ls" in old:
+                    return "split"
+                if int(old["v"]["N"]) != expected:
+                    raise ConflictError(
+                        f"execution {ex.id} is at version {old['v']['N']}, not {expected}: reload and retry"
+                    ) from None
+                continue  # a job entry or the inline logs moved (update_job, append_logs): again
+            with self._lock:
+                self._cache.pop(ex.id, None)
+            self._know(ex.id, _Doc(ex.version, entries, log_bytes, active, raws))
+            return "done"
+        raise ConflictError(f"execution {ex.id}: its jobs kept changing during the write: reload and retry")
+
+    def _doc_state(self, execution_id: str, version: int) -> _Doc | None:
+        """What a document write must know besides the execution: its jobs and inline log size.
+
+        From this instance's last read or write when that was at ``version`` (the common case:
+        the service read the execution it now saves), else one strongly consistent read.
+        None: the execution is not (or no longer) a document, or a big step holds it.
+        """
+        with self._lock:
+            known = self._docs.get(execution_id)
+        if known is not None and known.version == version:
+            return known
+        with self._lock:
+            if execution_id in self._split:
+                return None  # seen split, and split is for good
+        item = self._get(self._exec_key(execution_id))  # a read unit covers 4 KB: the body is free
+        if item is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        if item.get("md", {}).get("S") != _DOC or "ls" in item:
+            return None
+        if int(item["v"]["N"]) != version:
+            raise ConflictError(
+                f"execution {execution_id} is at version {item['v']['N']}, not {version}: reload and retry"
+            )
+        doc = _Doc.of(item)
+        self._know(execution_id, doc)
+        return doc
+
+    def _know(self, execution_id: str, doc: _Doc) -> None:
+        with self._lock:
+            self._docs[execution_id] = doc
+            self._docs.move_to_end(execution_id)
+            while len(self._docs) > _CACHE_SIZE * 8:
+                self._docs.popitem(last=False)
+
+    def _doc_attrs(self, ex: Execution, raws: Mapping[str, Any], ttl: int | None) -> Item:
+        """The attributes every document write sets: version, compressed body, state and summary."""
+        body = {"m": execution_meta(ex), "t": list(raws.values())}
+        attrs: Item = {"v": _n(ex.version), "d": {"B": _compress(dumps(body))}}
+        summary = self._meta_attrs(ex, ttl)
+        attrs |= {name: summary[name] for name in ("st", "sm")}
+        if ttl is not None:
+            attrs[TTL_ATTRIBUTE] = _n(ttl)
+        return attrs
+
+    @staticmethod
+    def _doc_job_entry(job: JobRecord, version: int) -> Item:
+        entry: Item = {
+            "v": _n(version),
+            "p": _s(job.phase.value),
+            "t": _s(job.taskrun_id),
+            "a": _n(job.attempt),
+            "r": _s(job.runner),
+            "s": {"B": _compress(dumps(job.spec))},
+        }
+        if job.handle is not None:
+            entry["h"] = _s(dumps(job.handle))
+        if job.updated is not None:
+            entry["u"] = _s(job.updated.isoformat())
+        return {"M": entry}
+
+    @staticmethod
+    def _doc_job_update(old: Item, job: JobRecord) -> Item:
+        """A later phase, as SQLite's ``UPDATE``: the handle kept when none is given, version + 1."""
+        entry = dict(old["M"])
+        entry["p"] = _s(job.phase.value)
+        entry["v"] = _n(int(entry["v"]["N"]) + 1)
+        if job.handle is not None:
+            entry["h"] = _s(dumps(job.handle))
+        entry.pop("u", None)
+        if job.updated is not None:
+            entry["u"] = _s(job.updated.isoformat())
+        return {"M": entry}
+
+    @staticmethod
+    def _doc_job(name: str, execution_id: str, entry: Item) -> JobRecord:
+        raw = entry["M"]
+        return JobRecord(
+            name=name,
+            execution_id=execution_id,
+            taskrun_id=raw["t"]["S"],
+            attempt=int(raw["a"]["N"]),
+            runner=raw["r"]["S"],
+            phase=JobPhase(raw["p"]["S"]),
+            spec=loads(_decompress(raw["s"]["B"])),
+            handle=loads(raw["h"]["S"]) if "h" in raw else None,
+            version=int(raw["v"]["N"]),
+            updated=datetime.fromisoformat(raw["u"]["S"]) if "u" in raw else None,
+        )
+
+    def _active_keys(self, execution_id: str) -> Item:
+        return {"aq": _s("A"), "ar": _s(execution_id)}
+
+    def _doc_create(
+        self,
+        ex: Execution,
+        attrs: Item,
+        entries: Mapping[str, Item],
+        log_chunk: bytes | None,
+        timers: Sequence[TimerRecord],
+        active: bool,
+    ) -> None:
+        """One ``PutItem`` (a transaction only when the execution starts with timers)."""
+        item: Item = {
+            **self._exec_key(ex.id),
+            **attrs,
+            "md": _s(_DOC),
+            "j": {"M": dict(entries)},
+            "lg": {"L": [{"B": log_chunk}] if log_chunk else []},
+            "lb": _n(len(log_chunk) if log_chunk else 0),
+            "xg": _s("EXEC"),
+            "xc": _s(f"{_us(ex.created):017d}#{ex.id}"),
+            "xn": _s(ex.namespace),
+            "xf": _s(ex.flow_id),
+        }
+        if active:
+            item |= self._active_keys(ex.id)
+        ops = [{"Put": {"TableName": self.table, "Item": item, "ConditionExpression": _IS_NEW}}]
+        ops += [{"Put": {"TableName": self.table, "Item": self._timer_item(t)}} for t in _unique(timers)]
+        self._send(ops)
+
+    def _doc_update(
+        self,
+        ex: Execution,
+        expected: int,
+        doc: _Doc,
+        attrs: Item,
+        changed: Mapping[str, Item],
+        log_chunk: bytes | None,
+        timers: Sequence[TimerRecord],
+        active: bool,
+        ttl: int | None,
+    ) -> None:
+        """One conditional ``UpdateItem`` on ``v``: only the changed job entries are set, each
+        conditional on the version this write read, so a concurrent ``update_job`` of another
+        entry is kept and one of the same entry refuses the write (which is then done again)."""
+        names: dict[str, str] = {}
+        values: Item = {":expected": _n(expected), ":doc": _s(_DOC)}
+        extra: list[str] = []
+        condition = f"{_AT_VERSION} AND #md = :doc AND {_NO_LEASE}"
+        for i, (name, entry) in enumerate(changed.items()):
+            names[f"#j{i}"] = name
+            extra.append(f"#j.#j{i} = :j{i}")
+            values[f":j{i}"] = entry
+            if name in doc.jobs:
+                condition += f" AND #j.#j{i}.#v = :jv{i}"
+                values[f":jv{i}"] = doc.jobs[name]["M"]["v"]
+            else:
+                condition += f" AND attribute_not_exists(#j.#j{i})"
+        if log_chunk:
+            extra += ["#lg = list_append(#lg, :lg)", "#lb = #lb + :lbn"]
+            values |= {":lg": {"L": [{"B": log_chunk}]}, ":lbn": _n(len(log_chunk))}
+            condition += " AND #lb <= :room"
+            values[":room"] = _n(DOCUMENT_LOG_BYTES - len(log_chunk))
+        remove = [] if ttl is not None else [TTL_ATTRIBUTE]
+        sets = dict(attrs)
+        if active and not doc.active:
+            sets |= self._active_keys(ex.id)
+        elif not active and doc.active:
+            remove += ["aq", "ar"]
+            # Leaving the active index: every other job must still be DONE (phases only move on).
+            for i, (name, entry) in enumerate(doc.jobs.items()):
+                if name not in changed:
+                    names[f"#k{i}"] = name
+                    condition += f" AND #j.#k{i}.#v = :kv{i}"
+                    values[f":kv{i}"] = entry["M"]["v"]
+        args = self._update(
+            self._exec_key(ex.id),
+            sets,
+            remove=remove,
+            extra=extra,
+            condition=condition,
+            values=values,
+            names=names,
+        )
+        ops = [{"Update": {**args, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]
+        ops += [{"Put": {"TableName": self.table, "Item": self._timer_item(t)}} for t in _unique(timers)]
+        self._send(ops)
+
+    def _switch(
+        self,
+        ex: Execution,
+        expected: int,
+        logs: Sequence[LogLine],
+        timers: Sequence[TimerRecord],
+        jobs: Sequence[JobRecord],
+    ) -> None:
+        """Convert a document to split mode, once and for good, in the write that outgrew it.
+
+        The whole execution becomes ADR 0004 items in one step: every task run, the inline log
+        lines (as the first log item, ``LOG#0000000000#0``), every job as a ``JOB#`` record with
+        its version, plus this write's own records. It is a transaction when it fits and the
+        redo path otherwise, conditional on the version and on the job versions and inline log
+        size it copied (``guard``), so nothing written meanwhile is lost.
+        """
+        item = self._get(self._exec_key(ex.id))
+        if item is None:
+            raise NotFoundError(f"execution {ex.id} not found")
+        if item.get("md", {}).get("S") != _DOC or "ls" in item or int(item["v"]["N"]) != expected:
+            with self._lock:
+                self._docs.pop(ex.id, None)
+            raise ConflictError(f"execution {ex.id} changed while switching to split mode: reload and retry")
+        records = {
+            name: self._doc_job(name, ex.id, entry) for name, entry in item.get("j", {}).get("M", {}).items()
+        }
+        guard_names: dict[str, str] = {}
+        guard_values: Item = {":glb": item.get("lb", _n(0))}
+        expr = " AND #lb = :glb"
+        for i, (name, record) in enumerate(records.items()):
+            guard_names[f"#g{i}"] = name
+            expr += f" AND #j.#g{i}.#v = :gv{i}"
+            guard_values[f":gv{i}"] = _n(record.version)
+        for job in jobs:
+            if job.phase is JobPhase.SUBMITTING:
+                if job.name in records:
+                    raise ConflictError(f"job {job.name} already exists")
+                records[job.name] = replace(job, version=1)
+            elif job.name in records:
+                old = records[job.name]
+                records[job.name] = replace(
+                    old,
+                    phase=job.phase,
+                    handle=job.handle if job.handle is not None else old.handle,
+                    updated=job.updated,
+                    version=old.version + 1,
+                )
+        stored = _Doc.of(item).taskruns
+        taskruns = {tr_id: taskrun_from_json(raw) for tr_id, raw in stored.items()}
+        for tr_id in ex.changed:  # only the changed task runs come from ``ex``, as in every write
+            tr = ex.taskruns.get(tr_id)
+            if tr is None:
+                taskruns.pop(tr_id, None)
+            else:
+                taskruns[tr_id] = tr
+        ex = ex.evolve(taskruns=immutables.Map(sorted(taskruns.items(), key=lambda x: x[1].seq)))
+        inline = [
+            line for chunk in item.get("lg", {}).get("L", []) for line in loads(_decompress(chunk["B"]))
+        ]
+        step = self._step(ex, expected, ex.taskruns.keys(), logs, timers, [])
+        step.slot = None
+        step.meta["ch"] = {"M": {}}  # no reader can catch up across the switch: they read it all
+        step.meta_remove += list(_DOC_ATTRS)
+        step.guard = {"expr": expr, "names": guard_names, "values": guard_values}
+        if inline:
+            ttl = self._expiry() if ex.state.terminal else None
+            step.puts += self._log_items(ex.id, f"LOG#{0:010d}#0", [log_from_json(x) for x in inline], ttl)
+        for record in records.values():
+            job_item = self._job_item(record)
+            job_item["v"] = _n(record.version)
+            step.new_jobs.append(job_item)
+        self._write(step)
+        with self._lock:
+            self._docs.pop(ex.id, None)
+        self._remember(ex.id, ex.version, dict(ex.taskruns))
 
     def _step(
         self,
@@ -866,14 +1319,16 @@ class DynamoDBStore:
             return {
                 "Put": {"TableName": self.table, "Item": {**key, **step.meta}, "ConditionExpression": _IS_NEW}
             }
-        assert step.slot is not None
+        guard = step.guard or {"expr": "", "names": {}, "values": {}}
         args = self._update(
             key,
             step.meta,
             remove=step.meta_remove,
-            extra=[f"#ch.#{step.slot[0]} = :slot"],
-            condition=f"{_AT_VERSION} AND {_NO_LEASE}",
-            values={":expected": _n(step.expected), ":slot": _s(step.slot[1])},
+            extra=[] if step.slot is None else [f"#ch.#{step.slot[0]} = :slot"],
+            condition=f"{_AT_VERSION} AND {_NO_LEASE}{guard['expr']}",
+            values={":expected": _n(step.expected), **guard["values"]}
+            | ({} if step.slot is None else {":slot": _s(step.slot[1])}),
+            names=guard["names"],
         )
         # On refusal, return the stored META: tells "not found", "newer version" and "leased" apart.
         return {"Update": {**args, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
@@ -1005,11 +1460,13 @@ class DynamoDBStore:
                     ConditionExpression=_IS_NEW,
                 )
             else:
+                guard = step.guard or {"expr": "", "names": {}, "values": {}}
                 args = self._update(
                     key,
                     {"ls": {"M": lease}},
-                    condition=f"{_AT_VERSION} AND {_NO_LEASE}",
-                    values={":expected": _n(step.expected)},
+                    condition=f"{_AT_VERSION} AND {_NO_LEASE}{guard['expr']}",
+                    values={":expected": _n(step.expected), **guard["values"]},
+                    names=guard["names"],
                 )
                 self._call("UpdateItem", ReturnValuesOnConditionCheckFailure="ALL_OLD", **args)
         except _Refused as refused:
@@ -1173,8 +1630,14 @@ class DynamoDBStore:
             base = self._cache.get(execution_id)
         # Invariant: `base` = (version, task runs) is right for every task run except those that
         # writes after `version` changed; META's ring names them, so reading them again is enough.
-        for _ in range(_READ_ATTEMPTS):
+        meta_seen: Item | None = None
+        for attempt in range(_READ_ATTEMPTS):
+            if attempt >= 2:
+                _read_backoff(attempt)
+            if attempt >= _CONSISTENT_ATTEMPTS and base is not None and meta_seen is not None:
+                return self._settle_for_stale(execution_id, meta_seen, base)
             meta = self._get(key) if base is not None else None  # nothing cached: go to the query
+            meta_seen = meta if meta is not None else meta_seen
             if meta is None and base is not None:
                 with self._lock:
                     self._cache.pop(execution_id, None)
@@ -1182,6 +1645,8 @@ class DynamoDBStore:
             if meta is not None and "ls" in meta:
                 self._await_lease(execution_id, meta, started)
                 continue
+            if meta is not None and meta.get("md", {}).get("S") == _DOC:
+                return self._from_doc(execution_id, meta)
             if meta is not None and base is not None and base[0] == int(meta["v"]["N"]):
                 # No write since the snapshot (or since catching up): it is consistent with META.
                 execution = self._build(execution_id, meta, base[1])
@@ -1208,10 +1673,41 @@ class DynamoDBStore:
             if "ls" in items[0]:
                 self._await_lease(execution_id, items[0], started)
                 continue
+            if items[0].get("md", {}).get("S") == _DOC:  # one item: consistent by itself
+                return self._from_doc(execution_id, items[0])
             # META is read first in sort-key order, every task run after it: a write that lands
             # during the query is at a later version, which the next META read shows.
             base = (int(items[0]["v"]["N"]), {tr.id: tr for tr in self._parse(execution_id, items[1:])})
+            meta_seen = items[0]
         raise StoreError(f"execution {execution_id} kept changing while being read from table {self.table}")
+
+    def _settle_for_stale(
+        self, execution_id: str, meta: Item, base: tuple[int, dict[str, TaskRun]]
+    ) -> Execution:
+        """A busy execution that never held still for a consistent read: a view that cannot be saved.
+
+        Writers hammering one execution (a wide fan-in) can keep a reader from ever seeing
+        META unchanged across its catch-up. Rather than fail, return what was read, labelled
+        with the *oldest* version it is built from (``base``'s): every task run is at least
+        that new, and any save made from this view names that version, so the store refuses
+        it (META has moved on) and the writer reloads. Only a read-only caller can see the
+        mix, and only while the execution is that busy.
+        """
+        execution = self._build(execution_id, meta, base[1])
+        return replace(execution, version=base[0]) if execution.version != base[0] else execution
+
+    def _from_doc(self, execution_id: str, item: Item) -> Execution:
+        with self._lock:
+            self._cache.pop(execution_id, None)
+        self._know(execution_id, _Doc.of(item))
+        try:
+            body = loads(_decompress(item["d"]["B"]))
+            taskruns = [taskrun_from_json(raw) for raw in body["t"]]
+            return execution_from_json(body["m"], int(item["v"]["N"]), taskruns)
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            raise StoreError(
+                f"execution {execution_id} is unreadable in DynamoDB table {self.table}: {exc!r}"
+            ) from exc
 
     def _catch_up(
         self, execution_id: str, base: tuple[int, dict[str, TaskRun]], meta: Item
@@ -1244,19 +1740,33 @@ class DynamoDBStore:
 
     def _remember(self, execution_id: str, version: int, taskruns: dict[str, TaskRun]) -> None:
         with self._lock:
+            self._split[execution_id] = None
+            self._split.move_to_end(execution_id)
+            while len(self._split) > _CACHE_SIZE * 32:
+                self._split.popitem(last=False)
             self._cache[execution_id] = (version, taskruns)
             self._cache.move_to_end(execution_id)
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
 
-    def _batch_get(self, keys: Sequence[Item]) -> dict[str, Item]:
+    def _batch_get(
+        self, keys: Sequence[Item], *, consistent: bool = True, projection: str | None = None
+    ) -> dict[str, Item]:
+        """Items by sort key when ``consistent`` (one execution's task runs), else by partition key."""
         found: dict[str, Item] = {}
+        by = "SK" if consistent else "PK"
         for i in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.table: {"Keys": list(keys[i : i + 100]), "ConsistentRead": True}}
+            request: dict[str, Any] = {"Keys": list(keys[i : i + 100]), "ConsistentRead": consistent}
+            if projection:
+                request |= {
+                    "ProjectionExpression": projection,
+                    "ExpressionAttributeNames": _names(projection),
+                }
+            pending: dict[str, Any] = {self.table: request}
             for attempt in range(12):
                 response = self._call("BatchGetItem", RequestItems=pending)
                 for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["SK"]["S"]] = item
+                    found[item[by]["S"]] = item
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -1306,37 +1816,63 @@ class DynamoDBStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[ExecutionSummary]:
-        if namespace is not None:
-            index, condition, values = GSI_EXECUTIONS_BY_NAMESPACE, "#xn = :h", {":h": _s(namespace)}
-        else:
-            index, condition, values = GSI_EXECUTIONS, "#xg = :h", {":h": _s("EXEC")}
+        """Newest first, from the write-once ``executions`` index plus a ``BatchGetItem``.
+
+        The index holds only immutable attributes, so namespace and flow are filtered there
+        (index entries are about 100 bytes: an eventually consistent read unit covers about 40)
+        and state and summary come from the items themselves (eventually consistent,
+        ``ceil(item KB / 4) / 2`` RRU each: about 0.5 per document or META). A state filter is
+        applied after that fetch, so the store keeps paging until it has ``limit + 1`` matches
+        or the index ends: a rare state costs the reads of every execution it skips.
+        """
+        condition, values = "#xg = :h", {":h": _s("EXEC")}
         if cursor:
             [after] = _cursor_decode(cursor, (str,))
             condition += " AND #xc < :after"
             values[":after"] = _s(after)
         filters = []
+        if namespace is not None:
+            filters.append("#xn = :ns")
+            values[":ns"] = _s(namespace)
         if flow_id is not None:
             filters.append("#xf = :f")
             values[":f"] = _s(flow_id)
-        if states:
-            marks = [f":s{i}" for i in range(len(states))]
-            filters.append(f"#st IN ({', '.join(marks)})")
-            values |= {m: _s(State(s).value) for m, s in zip(marks, states, strict=True)}
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": index,
+            "IndexName": GSI_EXECUTIONS,
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
-            "Limit": limit + 1,
+            "Limit": min(max(2 * (limit + 1), 20), 1000),
         }
         if filters:
             kwargs["FilterExpression"] = " AND ".join(filters)
         kwargs["ExpressionAttributeNames"] = _names(condition, kwargs.get("FilterExpression"))
-        found = self._collect(kwargs, limit + 1)
-        items = [self._summary(x) for x in found[:limit]]
+        wanted = {State(x).value for x in states} if states else None
+        found: list[Item] = []
+        while len(found) <= limit:
+            response = self._call("Query", **kwargs)
+            entries = response.get("Items", [])
+            items = self._batch_get(
+                [{"PK": x["PK"], "SK": x["SK"]} for x in entries],
+                consistent=False,
+                projection="PK, #st, #sm, #xn, #xf, #xc",
+            )
+            for entry in entries:  # the index's order, newest first
+                item = items.get(entry["PK"]["S"])
+                if item is None or "st" not in item:
+                    continue  # deleted meanwhile (TTL), or not readable yet (eventual consistency)
+                if wanted is None or item["st"]["S"] in wanted:
+                    found.append(item)
+                    if len(found) > limit:
+                        break
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        page = [self._summary(x) for x in found[:limit]]
         more = len(found) > limit
-        return Page(items, _cursor_encode(found[limit - 1]["xc"]["S"]) if more else None)
+        return Page(page, _cursor_encode(found[limit - 1]["xc"]["S"]) if more else None)
 
     @staticmethod
     def _summary(item: Item) -> ExecutionSummary:
@@ -1359,7 +1895,13 @@ class DynamoDBStore:
         """Lines sort after those of the version they follow: ``LOG#<v>#1#<time ns>...``."""
         if not logs:
             return
-        meta = self._get(self._exec_key(execution_id), projection=f"#v, #{TTL_ATTRIBUTE}")
+        meta = self._get(self._exec_key(execution_id), projection=f"#v, #{TTL_ATTRIBUTE}, #md")
+        if (
+            meta is not None
+            and meta.get("md", {}).get("S") == _DOC
+            and self._append_inline(execution_id, logs)
+        ):
+            return
         version = int(meta["v"]["N"]) if meta and "v" in meta else 0
         ttl = int(meta[TTL_ATTRIBUTE]["N"]) if meta and TTL_ATTRIBUTE in meta else None
         with self._lock:
@@ -1371,6 +1913,45 @@ class DynamoDBStore:
             self._call("PutItem", TableName=self.table, Item=items[0])
         else:  # over 300 KB of lines: several items (sort order keeps them in sequence)
             self._batch_write([{"PutRequest": {"Item": x}} for x in items])
+
+    def _append_inline(self, execution_id: str, logs: Sequence[LogLine]) -> bool:
+        """Lines appended to a document's inline logs (one ``UpdateItem``), or its switch to split
+        mode when they would pass :data:`DOCUMENT_LOG_BYTES`. False: it is split now, the caller
+        writes a log item."""
+        chunk = _inline_logs(logs)
+        args = self._update(
+            self._exec_key(execution_id),
+            {},
+            extra=["#lg = list_append(#lg, :lg)", "#lb = #lb + :lbn"],
+            condition=f"#md = :doc AND #lb <= :room AND {_NO_LEASE}",
+            values={
+                ":lg": {"L": [{"B": chunk}]},
+                ":lbn": _n(len(chunk)),
+                ":doc": _s(_DOC),
+                ":room": _n(DOCUMENT_LOG_BYTES - len(chunk)),
+            },
+        )
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                self._call("UpdateItem", ReturnValuesOnConditionCheckFailure="ALL_OLD", **args)
+                with self._lock:
+                    self._docs.pop(execution_id, None)  # its inline log size moved
+                return True
+            except _Refused as refused:
+                old = refused.reasons(1)[0].get("Item")
+            if old is None or old.get("md", {}).get("S") != _DOC:
+                return False
+            if "ls" in old:
+                self._await_lease(execution_id, old, time.monotonic())
+                continue
+            # Too many lines for the document: switch it (at the same version) and write them there.
+            ex = self.get_execution(execution_id)
+            try:
+                self._switch(ex, ex.version, logs, [], [])
+                return True
+            except ConflictError:
+                continue  # written meanwhile: read it again
+        raise ConflictError(f"execution {execution_id}: kept changing while its logs were appended")
 
     def read_logs(
         self,
@@ -1395,6 +1976,13 @@ class DynamoDBStore:
             "Limit": 4,
         }
         lines: list[tuple[LogLine, str, int]] = []
+        if start_sk == _INLINE_LOGS:  # a document's lines come first (pseudo sort key "LOG#")
+            doc = self._get(self._exec_key(execution_id), projection="#md, #lg")
+            inline = [] if doc is None else doc.get("lg", {}).get("L", [])
+            entries = [entry for chunk in inline for entry in loads(_decompress(chunk["B"]))]
+            for index, entry in enumerate(entries):
+                if index >= start_index and (taskrun_id is None or entry.get("taskrun_id") == taskrun_id):
+                    lines.append((log_from_json(entry), _INLINE_LOGS, index))
         while len(lines) <= limit:
             response = self._call("Query", **kwargs)
             for item in response.get("Items", []):
@@ -1461,10 +2049,38 @@ class DynamoDBStore:
     # ------------------------------------------------------------------ jobs
 
     def get_job(self, name: str) -> JobRecord | None:
+        """A job of a document is an entry of its execution's item, found from the name alone."""
+        execution_id = execution_of_job(name)
+        with self._lock:
+            split = execution_id in self._split
+        if execution_id is not None and not split:
+            doc = self._doc_entry(execution_id, name)
+            if doc is not None:
+                return doc
         item = self._get(self._job_key(name))
         return None if item is None else self._job(item)
 
+    def _doc_entry(self, execution_id: str, name: str) -> JobRecord | None:
+        response = self._call(
+            "GetItem",
+            TableName=self.table,
+            Key=self._exec_key(execution_id),
+            ConsistentRead=True,
+            ProjectionExpression="#md, #j.#n",
+            ExpressionAttributeNames={"#md": "md", "#j": "j", "#n": name},
+        )
+        item = response.get("Item")
+        if item is None or item.get("md", {}).get("S") != _DOC:
+            return None
+        entry = item.get("j", {}).get("M", {}).get(name)
+        return None if entry is None else self._doc_job(name, execution_id, entry)
+
     def update_job(self, job: JobRecord, *, expected_version: int) -> JobRecord:
+        written = JobRecord(
+            **{**{n: getattr(job, n) for n in JobRecord.__slots__}, "version": expected_version + 1}
+        )
+        if execution_of_job(job.name) == job.execution_id and self._update_doc_job(job, expected_version):
+            return written
         sets, remove = self._job_attrs(job, expected_version + 1)
         args = self._update(
             self._job_key(job.name),
@@ -1479,13 +2095,52 @@ class DynamoDBStore:
             if "Item" not in refused.response:
                 raise NotFoundError(f"job {job.name} not found") from None
             raise ConflictError(f"job {job.name} changed since version {expected_version}") from None
-        return JobRecord(
-            **{**{n: getattr(job, n) for n in JobRecord.__slots__}, "version": expected_version + 1}
+        return written
+
+    def _update_doc_job(self, job: JobRecord, expected_version: int) -> bool:
+        """``SET j.<name>``, conditional on that entry's version only: it never conflicts with a
+        ``save_execution`` of other entries (which conditions on ``v``). False: not a document."""
+        with self._lock:
+            if job.execution_id in self._split:
+                return False  # seen split, and split is for good
+        entry = self._doc_job_entry(job, expected_version + 1)
+        args = self._update(
+            self._exec_key(job.execution_id),
+            {},
+            extra=["#j.#n = :rec"],
+            condition=f"#md = :doc AND #j.#n.#v = :expected AND {_NO_LEASE}",
+            values={":rec": entry, ":doc": _s(_DOC), ":expected": _n(expected_version)},
+            names={"#n": job.name},
         )
+        started = time.monotonic()
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                self._call("UpdateItem", ReturnValuesOnConditionCheckFailure="ALL_OLD", **args)
+            except _Refused as refused:
+                old = refused.reasons(1)[0].get("Item")
+                if old is None or old.get("md", {}).get("S") != _DOC:
+                    return False
+                if "ls" in old:  # switching to split mode: wait, then write wherever it went
+                    self._await_lease(job.execution_id, old, started)
+                    continue
+                stored = old.get("j", {}).get("M", {}).get(job.name)
+                if stored is None:
+                    return False  # not in this document: the JOB# record, if any, answers
+                raise ConflictError(f"job {job.name} changed since version {expected_version}") from None
+            with self._lock:
+                known = self._docs.get(job.execution_id)
+                if known is not None:
+                    known.jobs[job.name] = entry
+            return True
+        raise StoreError(f"job {job.name}: its execution stayed leased in table {self.table}")
 
     def active_jobs(self, *, runner: str | None = None, limit: int = 1000) -> list[JobRecord]:
+        """Jobs not DONE, SUBMITTING first: split-mode records from ``active-jobs``, documents' from
+        ``active-executions`` (every active document is read, eventually consistent, about 0.5 RRU
+        each; one whose jobs all ended meanwhile leaves the index here)."""
         if limit <= 0:
             return []
+        documents = self._active_doc_jobs(runner)
         prefixes = [None] if runner is None else [f"0#{runner}#", f"1#{runner}#"]
         found: list[Item] = []
         for prefix in prefixes:
@@ -1502,7 +2157,61 @@ class DynamoDBStore:
             found += self._collect(kwargs, limit - len(found))
             if len(found) >= limit:
                 break
-        return [self._job(x) for x in found]
+        split = [self._job(x) for x in found]
+        first = [j for j in split if j.phase is JobPhase.SUBMITTING]
+        first += [j for j in documents if j.phase is JobPhase.SUBMITTING]
+        rest = [j for j in split if j.phase is not JobPhase.SUBMITTING]
+        rest += [j for j in documents if j.phase is not JobPhase.SUBMITTING]
+        return (first + rest)[:limit]
+
+    def _active_doc_jobs(self, runner: str | None) -> list[JobRecord]:
+        keys = [
+            {"PK": x["PK"], "SK": x["SK"]}
+            for x in self._query(
+                IndexName=GSI_ACTIVE_EXECUTIONS,
+                KeyConditionExpression="#aq = :a",
+                ExpressionAttributeNames={"#aq": "aq"},
+                ExpressionAttributeValues={":a": _s("A")},
+            )
+        ]
+        jobs: list[JobRecord] = []
+        for pk, item in sorted(self._batch_get(keys, consistent=False, projection="PK, #v, #md, #j").items()):
+            if item.get("md", {}).get("S") != _DOC:
+                continue
+            execution_id = pk.removeprefix("EXEC#")
+            entries = item.get("j", {}).get("M", {})
+            mine = [
+                self._doc_job(name, execution_id, entry)
+                for name, entry in sorted(entries.items())
+                if entry["M"]["p"]["S"] != JobPhase.DONE.value
+            ]
+            if not mine:
+                self._leave_active_index(execution_id, item)
+            jobs += [j for j in mine if runner is None or j.runner == runner]
+        return jobs
+
+    def _leave_active_index(self, execution_id: str, item: Item) -> None:
+        """Remove the active keys of a document whose jobs all ended through ``update_job``
+        (which does not know the other jobs), if nothing was written since it was read."""
+        condition = f"{_AT_VERSION} AND #md = :doc"
+        values: Item = {":expected": item["v"], ":doc": _s(_DOC)}
+        names: dict[str, str] = {}
+        for i, (name, entry) in enumerate(item.get("j", {}).get("M", {}).items()):
+            names[f"#k{i}"] = name
+            condition += f" AND #j.#k{i}.#v = :kv{i}"
+            values[f":kv{i}"] = entry["M"]["v"]
+        args = self._update(
+            self._exec_key(execution_id),
+            {},
+            remove=["aq", "ar"],
+            condition=condition,
+            values=values,
+            names=names,
+        )
+        with contextlib.suppress(_Refused):  # written meanwhile: the next call looks again
+            self._call("UpdateItem", **args)
+        with self._lock:
+            self._docs.pop(execution_id, None)
 
     # ------------------------------------------------------------------ triggers
 
@@ -1534,6 +2243,30 @@ class DynamoDBStore:
                 raise ConflictError(f"trigger {trigger.key} already exists") from None
             raise ConflictError(f"trigger {trigger.key} changed since version {expected_version}") from None
         return TriggerRecord(trigger.key, trigger.data, expected_version + 1)
+
+
+def _compress(text: str) -> bytes:
+    return zlib.compress(text.encode(), 6)
+
+
+def _decompress(blob: bytes) -> str:
+    return zlib.decompress(blob).decode()
+
+
+def _inline_logs(logs: Sequence[LogLine]) -> bytes:
+    """A document's chunk of log lines: compressed, each line cut as a log item would cut it."""
+    encoded = []
+    for line in logs:
+        one = dumps(log_to_json(line))
+        if len(one.encode()) > _LOG_CHUNK_BYTES:
+            one = dumps(log_to_json(_truncated(line)))
+        encoded.append(one)
+    return _compress("[" + ",".join(encoded) + "]")
+
+
+def _unique(timers: Sequence[TimerRecord]) -> list[TimerRecord]:
+    """One timer per (execution, key), the last one written winning (as a rewrite would)."""
+    return list({(t.execution_id, t.key): t for t in timers}.values())
 
 
 def _truncated(line: LogLine) -> LogLine:

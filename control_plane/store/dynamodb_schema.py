@@ -8,7 +8,9 @@ import it without boto3.
 Layout (see ``docs/dynamodb.md`` for item shapes)::
 
     PK               SK                        what
-    EXEC#<id>        META                      execution meta: version, state, body, listing keys
+    EXEC#<id>        META                      a small execution, whole ("document mode": body,
+                                               jobs, inline logs), or the meta of a big one
+                                               ("split mode", the rows below)
     EXEC#<id>        TR#<taskrun id>           one task run
     EXEC#<id>        LOG#<version>#...         the log lines of one write, as one JSON list
     EXEC#<id>        DUE#<key>                 a pending timer (sparse index TIMERS)
@@ -30,9 +32,9 @@ __all__ = [
     "ATTRIBUTE_DEFINITIONS",
     "BILLING_MODE",
     "GLOBAL_SECONDARY_INDEXES",
+    "GSI_ACTIVE_EXECUTIONS",
     "GSI_ACTIVE_JOBS",
     "GSI_EXECUTIONS",
-    "GSI_EXECUTIONS_BY_NAMESPACE",
     "GSI_FLOWS",
     "GSI_TIMERS",
     "HASH_KEY",
@@ -65,13 +67,13 @@ TRANSACTION_ITEM_LIMIT: Final = 100
 """At most this many items in one ``TransactWriteItems``; bigger steps take the redo path."""
 
 GSI_EXECUTIONS: Final = "executions"
-"""Every execution's META, newest first: hash ``xg`` (constant ``EXEC``), range ``xc``
-(``<created epoch µs, 17 digits>#<id>``). Only the summary attributes are projected, and
-they change only with the state, so an ordinary step writes nothing to this index."""
-
-GSI_EXECUTIONS_BY_NAMESPACE: Final = "executions-by-namespace"
-"""The same, partitioned by namespace (hash ``xn``): listing one namespace reads only it.
-A flow filter is a filter expression on ``xf`` inside the namespace."""
+"""Every committed execution, newest first: hash ``xg`` (constant ``EXEC``), range ``xc``
+(``<created epoch µs, 17 digits>#<id>``), projecting only ``xn`` (namespace) and ``xf`` (flow
+id). All four attributes are immutable, so the entry is written once, when the execution is
+created (1 WRU), and no later step writes to this index. Listings filter namespace and flow on
+the index entries and read state and summary from the items with ``BatchGetItem``. It is the
+only listing index: a second one by namespace would double that write for every execution
+(ADR 0005, point 4)."""
 
 GSI_TIMERS: Final = "timers"
 """Sparse: only ``DUE#`` items. Hash ``tq`` (constant ``T``), range ``ta``
@@ -82,12 +84,17 @@ GSI_ACTIVE_JOBS: Final = "active-jobs"
 (``<0 SUBMITTING | 1 SUBMITTED>#<runner>#<name>``): SUBMITTING first, a runner is a prefix.
 The keys are removed when a job becomes DONE, which drops it from the index."""
 
+GSI_ACTIVE_EXECUTIONS: Final = "active-executions"
+"""Sparse, KEYS_ONLY: document-mode executions that have jobs not DONE. Hash ``aq`` (constant
+``A``), range ``ar`` (the execution id). The keys are set by the write that adds an active job
+and removed by the write that leaves none (or lazily, by ``active_jobs``), in the same
+``UpdateItem`` as the rest of the step; jobs of split-mode executions stay in
+:data:`GSI_ACTIVE_JOBS`."""
+
 GSI_FLOWS: Final = "flows"
 """Sparse: the LATEST item of each live flow. Hash ``fg`` (constant ``FLOW``), range ``fk``
 (``<namespace> <flow id>``: the space sorts below every namespace character, so the order is
 (namespace, id))."""
-
-_SUMMARY: Final = ["xn", "xf", "st", "sm"]
 
 KEY_SCHEMA: Final[list[dict[str, str]]] = [
     {"AttributeName": HASH_KEY, "KeyType": "HASH"},
@@ -97,7 +104,7 @@ KEY_SCHEMA: Final[list[dict[str, str]]] = [
 
 ATTRIBUTE_DEFINITIONS: Final[list[dict[str, str]]] = [
     {"AttributeName": name, "AttributeType": "S"}
-    for name in (HASH_KEY, RANGE_KEY, "xg", "xn", "xc", "tq", "ta", "jq", "jr", "fg", "fk")
+    for name in (HASH_KEY, RANGE_KEY, "xg", "xc", "tq", "ta", "jq", "jr", "aq", "ar", "fg", "fk")
 ]
 """Every key attribute of the table and its indexes (all strings)."""
 
@@ -114,15 +121,10 @@ def _index(name: str, hash_key: str, range_key: str, projection: dict[str, Any])
 
 
 GLOBAL_SECONDARY_INDEXES: Final[list[dict[str, Any]]] = [
-    _index(GSI_EXECUTIONS, "xg", "xc", {"ProjectionType": "INCLUDE", "NonKeyAttributes": _SUMMARY}),
-    _index(
-        GSI_EXECUTIONS_BY_NAMESPACE,
-        "xn",
-        "xc",
-        {"ProjectionType": "INCLUDE", "NonKeyAttributes": [a for a in _SUMMARY if a != "xn"]},
-    ),
+    _index(GSI_EXECUTIONS, "xg", "xc", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["xn", "xf"]}),
     _index(GSI_TIMERS, "tq", "ta", {"ProjectionType": "KEYS_ONLY"}),
     _index(GSI_ACTIVE_JOBS, "jq", "jr", {"ProjectionType": "ALL"}),
+    _index(GSI_ACTIVE_EXECUTIONS, "aq", "ar", {"ProjectionType": "KEYS_ONLY"}),
     _index(GSI_FLOWS, "fg", "fk", {"ProjectionType": "ALL"}),
 ]
 """Every global secondary index, in ``CreateTable`` form (on-demand: no throughput)."""

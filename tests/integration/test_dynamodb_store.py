@@ -499,7 +499,7 @@ def test_a_missing_table_is_a_store_error_naming_the_table_and_the_operation(
             (lambda: store.get_job("x"), "GetItem"),
             (
                 lambda: store.create_execution(make_execution("x", taskruns=[make_taskrun("a", 0)])),
-                "Transact",
+                "PutItem",  # a small execution is one document item
             ),
             (lambda: store.list_executions(), "Query"),
             (lambda: store.put_trigger(TriggerRecord("k", {}), expected_version=0), "PutItem"),
@@ -551,3 +551,195 @@ def test_a_log_line_too_long_for_an_item_is_truncated_with_a_note(
     got = store.read_logs("ex").items
     assert [x.message for x in got][1] == "after"
     assert got[0].message.startswith("é" * 1000) and "truncated by the store" in got[0].message
+
+
+# ---------------------------------------------------------------------------- document mode (ADR 0005)
+
+_ONE_TASK = (
+    "id: one\nnamespace: t.ddb\ntasks:\n  - id: sh\n"
+    '    type: io.kestra.plugin.scripts.shell.Commands\n    commands: ["echo hi"]\n'
+)
+
+
+def _doc_id(n: int) -> str:
+    """An id like every factory makes (22 of [0-9a-z]): job names carry it."""
+    return f"doc{n:019d}"
+
+
+def test_a_one_task_execution_is_one_item_and_each_step_costs_at_most_three_write_units(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """Also the document-mode figures of docs/dynamodb.md (run with -s to print them)."""
+    client, table = dynamodb_table
+    flow = parse_flow(_ONE_TASK, "one.yaml")
+    store = make_store(bucket=None)
+    started, actions = plan(flow, new_execution(flow, _doc_id(1), at=T0), Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    store.capacity.reset()
+    store.create_execution(started, logs=logs, jobs=jobs)
+    create = (store.capacity.write_units, dict(store.capacity.calls))
+    assert store.capacity.calls == {"PutItem": 1} and 0 < store.capacity.write_units <= 3
+    assert list(_items(client, table, _doc_id(1))) == ["META"]  # one item: no task run, job or log item
+    assert (
+        client.get_item(TableName=table, Key={"PK": {"S": f"JOB#{jobs[0].name}"}, "SK": {"S": "JOB"}}).get(
+            "Item"
+        )
+        is None
+    )
+
+    reader = make_store(bucket=None)
+    loaded = reader.get_execution(_doc_id(1))
+    assert_same_execution(loaded, started.evolve(changed=frozenset()))
+    cold = (reader.capacity.read_units, dict(reader.capacity.calls))
+    assert reader.get_job(jobs[0].name) == replace(jobs[0], version=1)
+    assert reader.active_jobs() == [replace(jobs[0], version=1)]
+    submitted = reader.update_job(
+        replace(jobs[0], phase=JobPhase.SUBMITTED, handle={"id": "j-1"}, version=1), expected_version=1
+    )
+    assert reader.get_job(jobs[0].name) == submitted
+
+    at1 = T0 + timedelta(seconds=3)
+    [submit] = [a for a in actions if isinstance(a, SubmitJob)]
+    event = JobStatusChanged(
+        at1, submit.taskrun_id, submit.attempt, "SUCCEEDED", exit_code=0, outputs={"x": 1}
+    )
+    finished, acts = plan(flow, loaded, event)
+    more_logs, _ = _records(finished, acts, at1)
+    reader.capacity.reset()
+    reader.save_execution(
+        finished,
+        expected_version=loaded.version,
+        logs=more_logs,
+        jobs=[replace(submitted, phase=JobPhase.DONE, updated=at1)],
+    )
+    step = (reader.capacity.write_units, reader.capacity.read_units, dict(reader.capacity.calls))
+    assert reader.capacity.calls == {"UpdateItem": 1} and 0 < reader.capacity.write_units <= 3
+    assert list(_items(client, table, _doc_id(1))) == ["META"]
+    assert_same_execution(make_store().get_execution(_doc_id(1)), finished.evolve(changed=frozenset()))
+    done = reader.get_job(jobs[0].name)
+    assert done is not None and done.phase is JobPhase.DONE and done.handle == {"id": "j-1"}
+    assert reader.active_jobs() == []
+    assert [x.message for x in reader.read_logs(_doc_id(1)).items] == [x.message for x in logs + more_logs]
+    [summary] = reader.list_executions(states=[State.SUCCESS]).items
+    assert summary.id == _doc_id(1)
+    meta = _items(client, table, _doc_id(1))["META"]
+    assert "ttl" in meta and "aq" not in meta  # TTL on the whole execution; gone from the active index
+    print(f"\ndocument: create {create}\nget cold {cold}\ncompletion step {step}")
+
+
+def test_a_foreach_growing_past_the_threshold_switches_to_split_mode_unchanged(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    client, table = dynamodb_table
+    flow = _fanout_flow(60)
+    store = make_store()
+    ex_id = _doc_id(2)
+    current = new_execution(flow, ex_id, at=T0)
+    store.create_execution(current)
+    assert list(_items(client, table, ex_id)) == ["META"]
+    started, actions = plan(flow, current, Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    assert len(started.taskruns) > 32
+    store.save_execution(started, expected_version=current.version, logs=logs, jobs=jobs)
+    items = _items(client, table, ex_id)
+    assert "md" not in items["META"] and "j" not in items["META"]  # split for good
+    assert sum(1 for sk in items if sk.startswith("TR#")) == len(started.taskruns)
+    fresh = make_store()
+    assert_same_execution(fresh.get_execution(ex_id), started.evolve(changed=frozenset()))
+    assert {j.name for j in fresh.active_jobs(limit=500)} == {j.name for j in jobs}
+    assert fresh.get_job(jobs[0].name) == replace(jobs[0], version=1)
+    assert [x.message for x in fresh.read_logs(ex_id).items] == [x.message for x in logs]
+    # the next step is an ordinary split-mode step
+    action = next(a for a in actions if isinstance(a, SubmitJob))
+    at1 = T0 + timedelta(seconds=1)
+    event = JobStatusChanged(at1, action.taskrun_id, action.attempt, "SUCCEEDED", exit_code=0)
+    nxt, _ = plan(flow, fresh.get_execution(ex_id), event)
+    done = replace(jobs[0], phase=JobPhase.DONE, updated=at1)
+    fresh.save_execution(nxt, expected_version=started.version, jobs=[done])
+    assert_same_execution(make_store().get_execution(ex_id), nxt.evolve(changed=frozenset()))
+
+
+def test_a_document_outgrowing_its_inline_logs_switches_and_keeps_their_order(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    store = make_store()
+    ex = make_execution(_doc_id(3), taskruns=[make_taskrun("a", 0)])
+    store.create_execution(ex, logs=[log("first")])
+    noisy = [log(secrets_line(i)) for i in range(200)]  # incompressible: past the inline budget
+    store.append_logs(_doc_id(3), noisy)
+    store.append_logs(_doc_id(3), [log("last")])
+    assert [x.message for x in make_store().read_logs(_doc_id(3)).items] == [
+        "first",
+        *[x.message for x in noisy],
+        "last",
+    ]
+    assert_same_execution(make_store().get_execution(_doc_id(3)), ex.evolve(changed=frozenset()))
+
+
+def secrets_line(i: int) -> str:
+    return f"{i} " + random.Random(i).randbytes(24).hex()
+
+
+def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    ex_id = _doc_id(4)
+    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
+    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    make_store().create_execution(ex, jobs=jobs)
+    rounds = 15
+    failures: list[BaseException] = []
+
+    def save_loop() -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    current = store.get_execution(ex_id)
+                    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
+                    try:
+                        store.save_execution(nxt, expected_version=current.version)
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    def job_loop(name: str) -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    job = store.get_job(name)
+                    assert job is not None
+                    try:
+                        store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save_loop)] + [
+        threading.Thread(target=job_loop, args=(n,)) for n in names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures
+    final = make_store()
+    got = final.get_execution(ex_id)
+    assert got.version == 1 + rounds and got.taskruns["a"].outputs == {"round": rounds - 1}
+    for name in names:
+        job = final.get_job(name)
+        assert job is not None and job.version == 1 + rounds and job.handle == {"n": rounds - 1}
+
+
+def test_get_job_of_a_name_without_an_execution_id_is_none(make_store: Callable[..., DynamoDBStore]) -> None:
+    store = make_store()
+    store.create_execution(make_execution(_doc_id(5)))
+    assert store.get_job("plain-name-without-id") is None
+    assert store.get_job(f"t-ddb-x-{_doc_id(5)}-aaaaaaaa") is None  # its execution, but no such job
+    assert store.get_job(f"t-ddb-x-{_doc_id(9)}-aaaaaaaa") is None  # no such execution
