@@ -1,0 +1,789 @@
+"""The AWS Batch runner (entry point ``aws-batch``): one task attempt, one Batch job.
+
+Theory of operation::
+
+    submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once), else
+                   stage inputs, reuse or register a job definition, SubmitJob, ListJobs again
+                   (two racing submitters converge on the oldest job; the other is terminated)
+    poll(handles)  DescribeJobs, 100 ids a call; a timed-out RUNNING job or one RUNNABLE past
+                   its dwell is terminated here, and stays live until Batch says it stopped
+    parse_event    "Batch Job State Change" events: the same classification as poll
+    cancel         CancelJob (not started yet) + TerminateJob; the job is CANCELLED once Batch
+                   reports it FAILED with our reason, never before
+    logs           CloudWatch GetLogEvents from the job's logStreamName, one page a call,
+                   the forward token is the cursor; complete when the job is terminal and a
+                   page comes back empty
+    cleanup        deletes staged input objects; job definitions are shared and kept
+
+Everything poll and parse_event need to judge a job travels on the job itself, as tags
+(``squall:timeout``, ``squall:runnable-timeout``, ``squall:outputs``, ``squall:resources``...),
+because a handle rebuilt from an event carries nothing else.
+
+Calls: every Batch call takes a token from a bucket shared by the instance (default 40 per
+second, under Batch's ~50 TPS account limit) and goes through :func:`runners.retry.call`;
+botocore's own retries are off, so there is one retry policy. The botocore classifier
+registered below makes throttling, 5xx and connection errors transient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from runners import retry
+from runners.aws_batch import staging, taxonomy
+from runners.aws_batch.cost import billed_resources
+from runners.aws_batch.options import DEFAULT_LOG_GROUP, BatchOptions, BatchResources
+from runners.base import (
+    JobHandle,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LogChunk,
+    LogRecord,
+    RunnerError,
+    RunnerOptions,
+    validate_options,
+)
+
+__all__ = ["DEFAULT_IMAGE", "AwsBatchRunner", "TokenBucket", "batch_job_name", "botocore_classifier"]
+
+DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+DESCRIBE_BATCH = 100
+"""DescribeJobs takes at most 100 job ids."""
+MIN_ATTEMPT_SECONDS = 60
+"""Batch refuses an attemptDurationSeconds under 60; shorter timeouts are enforced by poll."""
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "ServerException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_TRANSIENT_BOTOCORE = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ConnectionError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+    }
+)
+
+
+@retry.register_classifier
+def botocore_classifier(exc: BaseException) -> bool | None:
+    """botocore errors, recognised by shape so this module imports no SDK at import time."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "ClientError" in names:
+        response = getattr(exc, "response", None) or {}
+        code = str((response.get("Error") or {}).get("Code", ""))
+        status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        return code in _TRANSIENT_CODES or status == 429 or status >= 500
+    if names & _TRANSIENT_BOTOCORE:
+        return True
+    if "BotoCoreError" in names:
+        return False
+    return None
+
+
+def _error_code(exc: BaseException) -> str:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    response = getattr(cause, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code", ""))
+
+
+class TokenBucket:
+    """A thread-safe token bucket: ``acquire()`` blocks (through the injected sleep) until a token is free."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1 - 1e-9:  # tolerance: float refills land just under 1
+                    self._tokens = max(self._tokens - 1, 0.0)
+                    return
+                wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
+
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_TAG_BAD = re.compile(r"[^\w\s.:/=+\-@]")
+
+
+def batch_job_name(name: str) -> str:
+    """``name`` if Batch accepts it, else a deterministic valid name with a hash of the original."""
+    if _NAME_OK.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", name).lstrip("-_")[:110] or "squall"
+    return f"{cleaned}-{digest}"
+
+
+def _tag_value(value: str) -> str:
+    return _TAG_BAD.sub("_", value)[:256]
+
+
+def _client_config() -> Any:
+    from botocore.config import Config
+
+    # One retry policy (ours): botocore's own retries would multiply attempts and hide throttling.
+    return Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=30)
+
+
+class _Clients:
+    """The boto3 clients of one (region, credentials) pair."""
+
+    def __init__(self, session: Any, region: str | None, endpoints: Mapping[str, str]) -> None:
+        config = _client_config()
+
+        def make(service: str) -> Any:
+            return session.client(
+                service, region_name=region, endpoint_url=endpoints.get(service), config=config
+            )
+
+        self.batch = make("batch")
+        self.logs = make("logs")
+        self.s3 = make("s3")
+
+
+class AwsBatchRunner:
+    """Runs each task attempt as one AWS Batch job; see the module docstring.
+
+    Seams (constructor keywords, all optional): ``session_factory(**kwargs) -> boto3.Session``
+    (tests add botocore event hooks there), ``endpoint_url`` / ``endpoints`` (moto),
+    ``defaults`` (options used when a handle does not say, e.g. the region), ``policy`` and
+    ``sleep`` (retry backoff), ``rate`` / ``logs_rate`` (calls per second for this instance,
+    paced with ``clock`` and ``limiter_sleep``), ``now`` (wall clock for timeouts and dwell).
+    """
+
+    name: ClassVar[str] = "aws-batch"
+    Options: ClassVar[type[RunnerOptions]] = BatchOptions
+    event_sources: ClassVar[frozenset[str]] = frozenset({taxonomy.EVENT_SOURCE})
+
+    _name_locks: ClassVar[dict[str, threading.Lock]] = {}
+    _name_locks_guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        session_factory: Callable[..., Any] | None = None,
+        endpoint_url: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        region: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        rate: float = 40.0,
+        logs_rate: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+        limiter_sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._session_factory = session_factory
+        self._endpoints = {
+            **({s: endpoint_url for s in ("batch", "logs", "s3", "sts")} if endpoint_url else {}),
+            **(endpoints or {}),
+        }
+        self._region = region
+        self._defaults = dict(defaults or {})
+        self._policy = policy
+        self._sleep = sleep
+        self._now = now
+        self._batch_bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
+        self._logs_bucket = TokenBucket(logs_rate, clock=clock, sleep=limiter_sleep)
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str | None, str | None, str | None], tuple[_Clients, float]] = {}
+        self._jobdefs: dict[str, str] = {}
+        self._finished: dict[str, tuple[Mapping[str, Any], JobStatus]] = {}
+        self._asked: set[str] = set()
+
+    # -- plumbing
+
+    def _call(self, service: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        bucket = {"batch": self._batch_bucket, "logs": self._logs_bucket}.get(service)
+
+        def once() -> Any:
+            if bucket is not None:
+                bucket.acquire()
+            return fn(**kwargs)
+
+        what = f"{service}.{getattr(fn, '__name__', 'call')}"
+        return retry.call(once, policy=self._policy, sleep=self._sleep, runner=self.name, what=what)
+
+    def _session(self, **kwargs: Any) -> Any:
+        if self._session_factory is not None:
+            return self._session_factory(**kwargs)
+        import boto3
+
+        return boto3.Session(**kwargs)
+
+    def _clients_for(
+        self, region: str | None, role: str | None, key_id: str | None, opts: BatchOptions | None = None
+    ) -> _Clients:
+        region = region or self._region
+        cache_key = (region, role, key_id)
+        with self._lock:
+            cached = self._clients.get(cache_key)
+            if cached is not None and cached[1] > time.time():
+                return cached[0]
+        credentials: dict[str, Any] = {}
+        if opts is not None and opts.access_key_id is not None:
+            credentials = {
+                "aws_access_key_id": opts.access_key_id,
+                "aws_secret_access_key": opts.secret_key_id,
+                "aws_session_token": opts.session_token,
+            }
+        expires = math.inf
+        if role is not None:
+            base = self._session(region_name=region, **credentials)
+            sts = base.client("sts", region_name=region, endpoint_url=self._endpoints.get("sts"))
+            assume: dict[str, Any] = {
+                "RoleArn": role,
+                "RoleSessionName": (opts.sts_role_session_name if opts else None) or "squall-aws-batch",
+            }
+            if opts is not None and opts.sts_role_external_id:
+                assume["ExternalId"] = opts.sts_role_external_id
+            got = self._call("sts", sts.assume_role, **assume)["Credentials"]
+            credentials = {
+                "aws_access_key_id": got["AccessKeyId"],
+                "aws_secret_access_key": got["SecretAccessKey"],
+                "aws_session_token": got["SessionToken"],
+            }
+            expires = got["Expiration"].timestamp() - 300
+        endpoints = dict(self._endpoints)
+        if opts is not None and opts.endpoint_override:
+            endpoints.setdefault("batch", opts.endpoint_override)
+        clients = _Clients(self._session(region_name=region, **credentials), region, endpoints)
+        with self._lock:
+            self._clients[cache_key] = (clients, expires)
+        return clients
+
+    def _options(self, spec: JobSpec) -> BatchOptions:
+        merged = {**self._defaults, **dict(spec.options)}
+        options = validate_options(type(self), merged)
+        assert isinstance(options, BatchOptions)
+        return options
+
+    def _handle_clients(self, handle: JobHandle) -> _Clients:
+        data = handle.data
+        region = data.get("region") or self._defaults.get("region")
+        role = data.get("role") or self._defaults.get("stsRoleArn")
+        return self._clients_for(region, role, None, self._default_options())
+
+    def _default_options(self) -> BatchOptions | None:
+        if "jobQueueArn" not in self._defaults:
+            return None
+        options = validate_options(type(self), self._defaults)
+        assert isinstance(options, BatchOptions)
+        return options
+
+    @classmethod
+    def _name_lock(cls, key: str) -> threading.Lock:
+        with cls._name_locks_guard:
+            return cls._name_locks.setdefault(key, threading.Lock())
+
+    # -- submit / find
+
+    def _list_by_name(self, clients: _Clients, queue: str, job_name: str) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "jobQueue": queue,
+            "filters": [{"name": "JOB_NAME", "values": [job_name]}],
+        }
+        while True:
+            page = self._call("batch", clients.batch.list_jobs, **kwargs)
+            found += [j for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name]
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        # The oldest job is the one: racing submitters all converge on it.
+        return sorted(found, key=lambda j: (j.get("createdAt", 0), j.get("jobId", "")))
+
+    def _handle(self, spec_name: str, job_id: str, opts: BatchOptions) -> JobHandle:
+        data: dict[str, Any] = {"queue": opts.job_queue_arn}
+        if opts.region or self._region:
+            data["region"] = opts.region or self._region
+        if opts.sts_role_arn:
+            data["role"] = opts.sts_role_arn
+        return JobHandle(spec_name, self.name, job_id, data)
+
+    def find(self, spec: JobSpec) -> JobHandle | None:
+        opts = self._options(spec)
+        clients = self._clients_for(opts.region, opts.sts_role_arn, opts.access_key_id, opts)
+        jobs = self._list_by_name(clients, opts.job_queue_arn, batch_job_name(spec.name))
+        return self._handle(spec.name, str(jobs[0]["jobId"]), opts) if jobs else None
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        opts = self._options(spec)
+        if not spec.command:
+            raise RunnerError("empty command", runner=self.name)
+        job_name = batch_job_name(spec.name)
+        clients = self._clients_for(opts.region, opts.sts_role_arn, opts.access_key_id, opts)
+        # In-process lock: two threads (or two runner instances) of this process submit once.
+        # Across processes, the ListJobs after SubmitJob makes racers converge on one job.
+        with self._name_lock(f"{opts.job_queue_arn}|{job_name}"):
+            if opts.resume:
+                existing = self._list_by_name(clients, opts.job_queue_arn, job_name)
+                if existing:
+                    return self._handle(spec.name, str(existing[0]["jobId"]), opts)
+            request = self._request(clients, spec, opts, job_name)
+            job_id = str(self._call("batch", clients.batch.submit_job, **request)["jobId"])
+            after = self._list_by_name(clients, opts.job_queue_arn, job_name)
+            winner = str(after[0]["jobId"]) if after else job_id
+            if winner != job_id:
+                reason = f"{taxonomy.CANCEL_PREFIX}: duplicate of {winner}"
+                self._call("batch", clients.batch.terminate_job, jobId=job_id, reason=reason)
+            return self._handle(spec.name, winner, opts)
+
+    def _timeout(self, spec: JobSpec, opts: BatchOptions) -> timedelta | None:
+        limits = [t for t in (spec.timeout, opts.timeout) if t is not None]
+        return min(limits) if limits else None
+
+    def _request(self, clients: _Clients, spec: JobSpec, opts: BatchOptions, job_name: str) -> dict[str, Any]:
+        for rel in spec.input_files:
+            if rel.startswith("/") or ".." in rel.split("/") or not rel:
+                raise RunnerError(f"input file {rel!r} must be a relative path inside the working directory")
+        for glob in spec.output_files:
+            if glob.startswith("/") or ".." in glob.split("/"):
+                raise RunnerError(f"output file pattern {glob!r} must stay inside the working directory")
+        staging_uri = None
+        if opts.bucket:
+            staging_uri = f"s3://{opts.bucket}/{opts.staging_prefix.strip('/')}/{job_name}/"
+        output_prefix = self._output_prefix(spec, staging_uri)
+        inline, remote = self._stage_inputs(clients, spec, staging_uri)
+        command = staging.wrapper_command(
+            spec.command,
+            inline_files=inline,
+            s3_files=remote,
+            output_globs=spec.output_files,
+            output_prefix=output_prefix,
+        )
+        timeout = self._timeout(spec, opts)
+        resources = opts.resources
+        tags: dict[str, str] = {}
+        for key, value in {**dict(spec.labels), **opts.tags}.items():
+            tags[_tag_value(key)[:128]] = _tag_value(str(value))
+        tags["squall:name"] = _tag_value(spec.name)
+        tags["squall:resources"] = f"{resources.vcpu:g}/{resources.memory}/{resources.gpu}"
+        tags["squall:runnable-timeout"] = f"{opts.runnable_timeout.total_seconds():g}"
+        tags["squall:cancel-unschedulable"] = "1" if opts.cancel_unschedulable else "0"
+        if timeout is not None:
+            tags["squall:timeout"] = f"{timeout.total_seconds():g}"
+        if output_prefix is not None:
+            tags["squall:outputs"] = output_prefix
+        if staging_uri is not None and remote:
+            tags["squall:staging"] = staging_uri
+        if opts.log_group_name != DEFAULT_LOG_GROUP:
+            tags["squall:log-group"] = opts.log_group_name
+        if self._is_spot(clients, opts):
+            tags["squall:spot"] = "1"
+        overrides: dict[str, Any] = {
+            "command": command,
+            "environment": [{"name": k, "value": v} for k, v in spec.env.items()],
+        }
+        if opts.job_definition_arn is not None:
+            definition = opts.job_definition_arn
+            overrides["resourceRequirements"] = self._resource_requirements(resources)
+        else:
+            definition = self._job_definition(clients, spec, opts)
+        request: dict[str, Any] = {
+            "jobName": job_name,
+            "jobQueue": opts.job_queue_arn,
+            "jobDefinition": definition,
+            "containerOverrides": overrides,
+            "tags": tags,
+            "propagateTags": True,
+        }
+        if timeout is not None:
+            seconds = max(MIN_ATTEMPT_SECONDS, math.ceil(timeout.total_seconds()))
+            request["timeout"] = {"attemptDurationSeconds": seconds}
+        if opts.retry_strategy is not None:
+            request["retryStrategy"] = dict(opts.retry_strategy)
+        return request
+
+    def _output_prefix(self, spec: JobSpec, staging_uri: str | None) -> str | None:
+        if spec.output_prefix is not None and spec.output_prefix.startswith("s3://"):
+            return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
+        if staging_uri is not None:
+            return staging_uri + "outputs/"
+        if spec.output_files:
+            raise RunnerError(
+                "outputFiles on AWS Batch need an s3:// output prefix or taskRunner.bucket", runner=self.name
+            )
+        return None
+
+    def _stage_inputs(
+        self, clients: _Clients, spec: JobSpec, staging_uri: str | None
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        total = sum(len(data) for data in spec.input_files.values())
+        if total <= staging.INLINE_LIMIT:
+            return dict(spec.input_files), {}
+        if staging_uri is None:
+            raise RunnerError(
+                f"input files of {total} bytes need taskRunner.bucket (up to {staging.INLINE_LIMIT} "
+                "bytes travel inside the job's command)",
+                runner=self.name,
+            )
+        bucket, _, key_prefix = staging_uri.removeprefix("s3://").partition("/")
+        remote: dict[str, str] = {}
+        for rel, data in spec.input_files.items():
+            key = f"{key_prefix}inputs/{rel}"
+            self._call("s3", clients.s3.put_object, Bucket=bucket, Key=key, Body=data)
+            remote[rel] = f"s3://{bucket}/{key}"
+        return {}, remote
+
+    @staticmethod
+    def _resource_requirements(resources: BatchResources) -> list[dict[str, str]]:
+        requirements = [
+            {"type": "VCPU", "value": f"{resources.vcpu:g}"},
+            {"type": "MEMORY", "value": str(resources.memory)},
+        ]
+        if resources.gpu:
+            requirements.append({"type": "GPU", "value": str(resources.gpu)})
+        return requirements
+
+    def _compute_type(self, clients: _Clients, opts: BatchOptions) -> str | None:
+        arn = opts.compute_environment_arn
+        if arn is None:
+            return None
+        key = f"ce|{arn}"
+        with self._lock:
+            if key in self._jobdefs:
+                return self._jobdefs[key] or None
+        found = self._call("batch", clients.batch.describe_compute_environments, computeEnvironments=[arn])
+        envs = found.get("computeEnvironments") or []
+        kind = str(((envs[0].get("computeResources") or {}).get("type")) or "") if envs else ""
+        with self._lock:
+            self._jobdefs[key] = kind
+        return kind or None
+
+    def _is_spot(self, clients: _Clients, opts: BatchOptions) -> bool:
+        if opts.spot is not None:
+            return opts.spot
+        return (self._compute_type(clients, opts) or "") in {"SPOT", "FARGATE_SPOT"}
+
+    def _job_definition(self, clients: _Clients, spec: JobSpec, opts: BatchOptions) -> str:
+        """One job definition per distinct image + resources + roles, registered once and reused."""
+        capabilities: tuple[str, ...]
+        if opts.platform_capabilities is not None:
+            capabilities = opts.platform_capabilities
+        else:
+            fargate = (self._compute_type(clients, opts) or "").startswith("FARGATE")
+            capabilities = ("FARGATE",) if fargate else ("EC2",)
+        properties: dict[str, Any] = {
+            "image": spec.image or DEFAULT_IMAGE,
+            "command": ["sh"],
+            "resourceRequirements": self._resource_requirements(opts.resources),
+        }
+        if opts.task_role_arn:
+            properties["jobRoleArn"] = opts.task_role_arn
+        if opts.execution_role_arn:
+            properties["executionRoleArn"] = opts.execution_role_arn
+        if opts.log_group_name != DEFAULT_LOG_GROUP:
+            properties["logConfiguration"] = {
+                "logDriver": "awslogs",
+                "options": {"awslogs-group": opts.log_group_name},
+            }
+        if "FARGATE" in capabilities:
+            public_ip = "ENABLED" if opts.assign_public_ip else "DISABLED"
+            properties["networkConfiguration"] = {"assignPublicIp": public_ip}
+            properties["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+        identity = json.dumps([properties, sorted(capabilities)], sort_keys=True)
+        def_name = "squall-" + hashlib.sha256(identity.encode()).hexdigest()[:20]
+        with self._lock:
+            if def_name in self._jobdefs:
+                return self._jobdefs[def_name]
+        existing = self._call(
+            "batch", clients.batch.describe_job_definitions, jobDefinitionName=def_name, status="ACTIVE"
+        ).get("jobDefinitions", [])
+        if existing:
+            arn = str(max(existing, key=lambda d: d.get("revision", 0))["jobDefinitionArn"])
+        else:
+            arn = str(
+                self._call(
+                    "batch",
+                    clients.batch.register_job_definition,
+                    jobDefinitionName=def_name,
+                    type="container",
+                    containerProperties=properties,
+                    platformCapabilities=list(capabilities),
+                    tags={"squall:managed": "true"},
+                )["jobDefinitionArn"]
+            )
+        with self._lock:
+            self._jobdefs[def_name] = arn
+        return arn
+
+    # -- poll
+
+    def _describe(self, clients: _Clients, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            chunk = list(ids[start : start + DESCRIBE_BATCH])
+            reply = self._call("batch", clients.batch.describe_jobs, jobs=chunk)
+            for job in reply.get("jobs", []):
+                found[str(job["jobId"])] = job
+        return found
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[str, JobStatus]:
+        out: dict[str, JobStatus] = {}
+        groups: dict[tuple[Any, Any], list[JobHandle]] = {}
+        for handle in handles:
+            with self._lock:
+                done = self._finished.get(handle.id)
+            if done is not None:
+                out[handle.name] = done[1]
+            elif not handle.id:
+                out[handle.name] = _lost(handle, "no Batch job id")
+            else:
+                key = (handle.data.get("region"), handle.data.get("role"))
+                groups.setdefault(key, []).append(handle)
+        for group in groups.values():
+            clients = self._handle_clients(group[0])
+            jobs = self._describe(clients, [h.id for h in group])
+            for handle in group:
+                job = jobs.get(handle.id)
+                out[handle.name] = (
+                    _lost(handle, "Batch does not know this job (expired or never created)")
+                    if job is None
+                    else self._observe(clients, handle, job)
+                )
+        return out
+
+    def _observe(self, clients: _Clients, handle: JobHandle, job: Mapping[str, Any]) -> JobStatus:
+        status = self._complete(clients, job)
+        if status.terminal:
+            with self._lock:
+                self._finished[handle.id] = (job, status)
+            return status
+        return self._enforce(clients, job, status)
+
+    def _complete(self, clients: _Clients, job: Mapping[str, Any]) -> JobStatus:
+        """classify() plus what needs tags or I/O: output files and billed resources."""
+        from dataclasses import replace
+
+        status = taxonomy.classify(job)
+        if not status.terminal:
+            return status
+        tags = job.get("tags") or {}
+        resources = _resources_from_tag(tags.get("squall:resources"))
+        spot = tags.get("squall:spot") == "1"
+        billed = billed_resources(resources, status.started, status.ended, spot=spot)
+        outputs = self._list_outputs(clients, tags.get("squall:outputs"))
+        return replace(status, output_files=outputs, resources=billed)
+
+    def _list_outputs(self, clients: _Clients, prefix: str | None) -> dict[str, str]:
+        if not prefix or not prefix.startswith("s3://"):
+            return {}
+        bucket, _, key_prefix = prefix.removeprefix("s3://").partition("/")
+        files: dict[str, str] = {}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key_prefix}
+        while True:
+            try:
+                page = self._call("s3", clients.s3.list_objects_v2, **kwargs)
+            except RunnerError as exc:
+                if _error_code(exc) == "NoSuchBucket":
+                    return {}
+                raise
+            for item in page.get("Contents", []):
+                rel = str(item["Key"])[len(key_prefix) :]
+                files[rel] = f"s3://{bucket}/{item['Key']}"
+            if not page.get("IsTruncated"):
+                return files
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _enforce(self, clients: _Clients, job: Mapping[str, Any], status: JobStatus) -> JobStatus:
+        """Timeouts shorter than Batch's 60 s minimum, and the RUNNABLE dwell: ask Batch to stop the job."""
+        from dataclasses import replace
+
+        from runners.base import Failure
+
+        tags = job.get("tags") or {}
+        job_id = str(job["jobId"])
+        now = self._now()
+        timeout = _seconds(tags.get("squall:timeout"))
+        started = status.started
+        ran = (now - started).total_seconds() if started is not None else 0.0
+        if status.state is JobState.RUNNING and timeout is not None and ran > timeout:
+            reason = f"{taxonomy.TIMEOUT_PREFIX} after {timedelta(seconds=timeout)}"
+            self._stop_once(clients, job_id, reason, terminate=True)
+            return replace(status, reason=reason.removeprefix("Squall: "))
+        dwell = _seconds(tags.get("squall:runnable-timeout"))
+        created = job.get("createdAt")
+        if job.get("status") == "RUNNABLE" and dwell is not None and isinstance(created, int | float):
+            waited = now.timestamp() - created / 1000
+            if waited > dwell:
+                reason = f"{taxonomy.UNSCHEDULABLE_PREFIX}: RUNNABLE for {timedelta(seconds=round(waited))}"
+                if tags.get("squall:cancel-unschedulable", "1") == "1":
+                    self._stop_once(clients, job_id, reason, terminate=False)
+                    return replace(status, reason=reason.removeprefix("Squall: "))
+                return replace(status, failure=Failure.UNSCHEDULABLE, reason=reason.removeprefix("Squall: "))
+        return status
+
+    def _stop_once(self, clients: _Clients, job_id: str, reason: str, *, terminate: bool) -> None:
+        with self._lock:
+            if job_id in self._asked:
+                return
+            self._asked.add(job_id)
+        if not terminate:
+            self._call("batch", clients.batch.cancel_job, jobId=job_id, reason=reason)
+        self._call("batch", clients.batch.terminate_job, jobId=job_id, reason=reason)
+
+    # -- cancel / logs / cleanup
+
+    def _job(self, handle: JobHandle) -> tuple[_Clients, Mapping[str, Any], JobStatus]:
+        clients = self._handle_clients(handle)
+        with self._lock:
+            done = self._finished.get(handle.id)
+        if done is not None:
+            return clients, done[0], done[1]
+        job = self._describe(clients, [handle.id]).get(handle.id) if handle.id else None
+        if job is None:
+            raise JobNotFoundError(f"AWS Batch has no job {handle.id!r} ({handle.name})", runner=self.name)
+        return clients, job, self._observe(clients, handle, job)
+
+    def cancel(self, handle: JobHandle) -> None:
+        clients, job, status = self._job(handle)
+        if status.terminal:
+            return
+        reason = f"{taxonomy.CANCEL_PREFIX} by Squall"
+        if job.get("status") in {"SUBMITTED", "PENDING", "RUNNABLE"}:
+            self._call("batch", clients.batch.cancel_job, jobId=handle.id, reason=reason)
+        # Also when not started: the job may start between DescribeJobs and CancelJob.
+        self._call("batch", clients.batch.terminate_job, jobId=handle.id, reason=reason)
+
+    def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        clients, job, status = self._job(handle)
+        stream = taxonomy.log_stream_of(job)
+        if stream is None:
+            return LogChunk((), cursor, status.terminal)
+        group = (job.get("tags") or {}).get("squall:log-group", DEFAULT_LOG_GROUP)
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if cursor:
+            kwargs["nextToken"] = cursor
+        try:
+            page = self._call("logs", clients.logs.get_log_events, **kwargs)
+        except RunnerError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":  # no line written yet
+                return LogChunk((), cursor, status.terminal)
+            if _error_code(exc) == "InvalidParameterException" and cursor:
+                raise RunnerError(f"invalid log cursor {cursor!r}: {exc}", runner=self.name) from exc
+            raise
+        records = tuple(_record(event) for event in page.get("events", []))
+        token = page.get("nextForwardToken") or cursor
+        return LogChunk(records, token, status.terminal and not records)
+
+    def cleanup(self, handle: JobHandle) -> None:
+        clients, job, status = self._job(handle)
+        if not status.terminal:
+            raise RunnerError(f"job {handle.name} is still running: cancel it first", runner=self.name)
+        staged = (job.get("tags") or {}).get("squall:staging")
+        if not staged:
+            return
+        bucket, _, key_prefix = staged.removeprefix("s3://").partition("/")
+        listing = self._call("s3", clients.s3.list_objects_v2, Bucket=bucket, Prefix=f"{key_prefix}inputs/")
+        keys = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+        if keys:
+            delete = {"Objects": keys, "Quiet": True}
+            self._call("s3", clients.s3.delete_objects, Bucket=bucket, Delete=delete)
+
+    # -- events
+
+    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
+        job = taxonomy.job_from_event(event)
+        if job is None:
+            return None
+        handle = self.handle_from_event(event)
+        assert handle is not None
+        with self._lock:
+            done = self._finished.get(handle.id)
+        if done is not None:
+            return handle.name, done[1]
+        status = taxonomy.classify(job)
+        if status.terminal:  # the final word: outputs and resources attached, like poll's
+            status = self._complete(self._handle_clients(handle), job)
+            with self._lock:
+                self._finished[handle.id] = (job, status)
+        return handle.name, status
+
+    def handle_from_event(self, event: Mapping[str, Any]) -> JobHandle | None:
+        handle = taxonomy.handle_from_event(event, self.name)
+        if handle is None:
+            return None
+        job = taxonomy.job_from_event(event) or {}
+        spec_name = (job.get("tags") or {}).get("squall:name")
+        return JobHandle(spec_name or handle.name, handle.runner, handle.id, handle.data)
+
+
+def _lost(handle: JobHandle, reason: str) -> JobStatus:
+    from runners.base import Failure
+
+    return JobStatus(JobState.LOST, failure=Failure.LOST, reason=f"{handle.name}: {reason}")
+
+
+def _seconds(raw: Any) -> float | None:
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _resources_from_tag(raw: str | None) -> BatchResources:
+    try:
+        vcpu, memory, gpu = (raw or "").split("/")
+        return BatchResources(vcpu=float(vcpu), memory=int(memory), gpu=int(gpu))
+    except ValueError:
+        return BatchResources()
+
+
+def _record(event: Mapping[str, Any]) -> LogRecord:
+    text = str(event.get("message", "")).rstrip("\r\n")
+    at = datetime.fromtimestamp(event["timestamp"] / 1000, UTC) if "timestamp" in event else None
+    if text.startswith(staging.STDERR_PREFIX):
+        return LogRecord("stderr", text[len(staging.STDERR_PREFIX) :], at)
+    return LogRecord("stdout", text, at)

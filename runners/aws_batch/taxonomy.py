@@ -1,0 +1,210 @@
+"""From a Batch job description (DescribeJobs item or EventBridge event detail) to a JobStatus.
+
+Both shapes are the same document: a "Batch Job State Change" event's ``detail`` is the job as
+DescribeJobs returns it. So one pure function classifies both, and an event and a poll of the
+same job can never disagree. No I/O here: the unit tests feed it documents from AWS's docs.
+
+Failure taxonomy (first match wins, for a FAILED job)::
+
+    statusReason starts with "Squall: cancelled"          -> CANCELLED   (we asked)
+    "Squall: timed out" / "Job attempt duration exceeded" -> TIMEOUT
+    "Squall: unschedulable"                               -> UNSCHEDULABLE (RUNNABLE too long)
+    CannotPullContainerError, ResourceInitializationError,
+      TaskFailedToStart, CannotStartContainerError, ...    -> START_FAILED
+    "Host EC2 (instance ...) terminated", spot interruption -> PREEMPTED
+    a container exit code                                  -> USER
+    anything else: START_FAILED if it never started, else LOST
+
+Infrastructure reasons are checked before the exit code because a preempted or killed
+container usually has one too (143, 137): the code says how it died, the reason says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from runners.base import Failure, JobHandle, JobState, JobStatus
+
+__all__ = [
+    "CANCEL_PREFIX",
+    "DETAIL_TYPE",
+    "EVENT_SOURCE",
+    "TIMEOUT_PREFIX",
+    "UNSCHEDULABLE_PREFIX",
+    "classify",
+    "exit_code_of",
+    "handle_from_event",
+    "job_from_event",
+    "log_stream_of",
+    "merge",
+    "reason_of",
+]
+
+EVENT_SOURCE = "aws.batch"
+DETAIL_TYPE = "Batch Job State Change"
+RUNNER_NAME = "aws-batch"
+
+CANCEL_PREFIX = "Squall: cancelled"
+TIMEOUT_PREFIX = "Squall: timed out"
+UNSCHEDULABLE_PREFIX = "Squall: unschedulable"
+_SQUALL = "Squall: "
+
+_BATCH_STATES = {
+    "SUBMITTED": JobState.QUEUED,
+    "PENDING": JobState.QUEUED,
+    "RUNNABLE": JobState.QUEUED,
+    "STARTING": JobState.STARTING,
+    "RUNNING": JobState.RUNNING,
+    "SUCCEEDED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+}
+
+_START_FAILED = re.compile(
+    r"CannotPullContainerError|ResourceInitializationError|TaskFailedToStart|Task failed to start"
+    r"|CannotStartContainerError|CannotCreateContainerError|CannotInspectContainerError"
+    r"|ContainerRuntimeError|ContainerRuntimeTimeoutError|InternalError: failed to start",
+    re.IGNORECASE,
+)
+_PREEMPTED = re.compile(
+    r"Host EC2 \(instance [^)]*\) terminated|EC2 instance .* terminated|spot.*(interrupt|reclaim|terminat)"
+    r"|(interrupt|reclaim).*spot",
+    re.IGNORECASE,
+)
+_BATCH_TIMEOUT = "Job attempt duration exceeded timeout"
+
+
+def _ms(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return None
+
+
+def _last_attempt(job: Mapping[str, Any]) -> Mapping[str, Any]:
+    attempts = job.get("attempts") or []
+    return attempts[-1] if attempts and isinstance(attempts[-1], Mapping) else {}
+
+
+def exit_code_of(job: Mapping[str, Any]) -> int | None:
+    """The container's exit code: ``container.exitCode``, else the last attempt's."""
+    for container in (job.get("container") or {}, _last_attempt(job).get("container") or {}):
+        code = container.get("exitCode")
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def reason_of(job: Mapping[str, Any]) -> str | None:
+    """Every reason Batch gives, most specific last ("Essential container..." alone says nothing)."""
+    parts: list[str] = []
+    attempt = _last_attempt(job)
+    for text in (
+        job.get("statusReason"),
+        (job.get("container") or {}).get("reason"),
+        attempt.get("statusReason"),
+        (attempt.get("container") or {}).get("reason"),
+    ):
+        if isinstance(text, str) and text and text not in parts:
+            parts.append(text)
+    return "; ".join(parts) or None
+
+
+def log_stream_of(job: Mapping[str, Any]) -> str | None:
+    """The CloudWatch stream of the job's (latest) container, once it has one."""
+    for container in ((job.get("container") or {}), (_last_attempt(job).get("container") or {})):
+        stream = container.get("logStreamName")
+        if isinstance(stream, str) and stream:
+            return stream
+    return None
+
+
+def classify(job: Mapping[str, Any]) -> JobStatus:
+    """The neutral status of one Batch job document (no output files or resources: the runner adds them)."""
+    raw_state = str(job.get("status") or "")
+    state = _BATCH_STATES.get(raw_state)
+    started, ended = _ms(job.get("startedAt")), _ms(job.get("stoppedAt"))
+    code = exit_code_of(job)
+    reason = reason_of(job)
+    if state is None:
+        return JobStatus(JobState.LOST, failure=Failure.LOST, reason=f"unknown Batch status {raw_state!r}")
+    if state is not JobState.FAILED:
+        own = reason if reason and reason.startswith(_SQUALL) else None  # e.g. a cancel on its way
+        return JobStatus(
+            state,
+            exit_code=code if state.terminal else None,
+            reason=own.removeprefix(_SQUALL) if own else None,
+            started=started,
+            ended=ended if state.terminal else None,
+        )
+    failure, shown = _failure(reason or "", code, started)
+    final_state = JobState.CANCELLED if failure is Failure.CANCELLED else JobState.FAILED
+    return JobStatus(final_state, failure=failure, exit_code=code, reason=shown, started=started, ended=ended)
+
+
+def _failure(reason: str, code: int | None, started: datetime | None) -> tuple[Failure, str | None]:
+    if reason.startswith(CANCEL_PREFIX):
+        return Failure.CANCELLED, "cancelled"
+    if reason.startswith(TIMEOUT_PREFIX):
+        return Failure.TIMEOUT, reason.split(";")[0].removeprefix(_SQUALL)
+    if _BATCH_TIMEOUT in reason:
+        return Failure.TIMEOUT, f"timed out: {reason}"
+    if reason.startswith(UNSCHEDULABLE_PREFIX):
+        return Failure.UNSCHEDULABLE, reason.split(";")[0].removeprefix(_SQUALL)
+    if _START_FAILED.search(reason):
+        return Failure.START_FAILED, reason
+    if _PREEMPTED.search(reason):
+        return Failure.PREEMPTED, reason
+    if code is not None:
+        return Failure.USER, reason or f"exit code {code}"
+    if started is None:
+        return Failure.START_FAILED, reason or "failed before starting"
+    return Failure.LOST, reason or "failed without an exit code"
+
+
+_RANK = {
+    JobState.QUEUED: 0,
+    JobState.STARTING: 1,
+    JobState.RUNNING: 2,
+}
+
+
+def merge(previous: JobStatus | None, new: JobStatus) -> JobStatus:
+    """The status to keep when ``new`` arrives after ``previous`` (events come late, twice, out of order).
+
+    A terminal status is final: nothing replaces it (a RUNNING event delivered after the
+    SUCCEEDED one is stale). Among live states the more advanced one wins.
+    """
+    if previous is None:
+        return new
+    if previous.terminal:
+        return previous
+    if new.terminal:
+        return new
+    return new if _RANK.get(new.state, 0) >= _RANK.get(previous.state, 0) else previous
+
+
+def job_from_event(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The job document of a "Batch Job State Change" event, None for any other event."""
+    if event.get("source") != EVENT_SOURCE or event.get("detail-type") != DETAIL_TYPE:
+        return None
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        return None
+    if not isinstance(detail.get("jobName"), str) or not isinstance(detail.get("jobId"), str):
+        return None
+    return detail
+
+
+def handle_from_event(event: Mapping[str, Any], runner: str = RUNNER_NAME) -> JobHandle | None:
+    """The handle of the event's job: its id, queue and region are all in the event."""
+    job = job_from_event(event)
+    if job is None:
+        return None
+    data: dict[str, Any] = {}
+    if isinstance(event.get("region"), str):
+        data["region"] = event["region"]
+    if isinstance(job.get("jobQueue"), str):
+        data["queue"] = job["jobQueue"]
+    return JobHandle(str(job["jobName"]), runner, str(job["jobId"]), data)

@@ -1,0 +1,442 @@
+"""The AWS Batch runner against moto in server mode, through real boto3 clients.
+
+moto runs no containers here (``use_docker: False``); :class:`BatchExecutor` plays the
+container: each job's generated wrapper command really runs as a local ``sh`` process, its
+output lands in CloudWatch Logs through ``PutLogEvents``, and the job ends in moto with the
+real exit code. So the whole runner contract runs, including "cancel really stops the
+processes". Faults are injected with a botocore ``before-send`` hook on the runner's session
+(a throttling or 5xx response instead of the HTTP call); nothing is patched in the runner.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
+from runners.base import (
+    Failure,
+    JobHandle,
+    JobSpec,
+    JobState,
+    Runner,
+    RunnerOptionsError,
+    runner_classes,
+    validate_options,
+)
+from runners.retry import RetryPolicy
+from runners.testing import (
+    CallCounter,
+    RunnerContract,
+    count_local_processes,
+    read_logs,
+    sh,
+    wait_state,
+    wait_terminal,
+    wait_until,
+)
+from tests.emulators.moto_batch import BatchExecutor
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("moto.server")
+
+REGION = "us-east-1"
+FAST_POLICY = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, jitter=0.0)
+LOOP = 'i=0; while [ "$i" -lt 120 ]; do sleep 1; i=$((i+1)); done'
+
+
+def no_sleep(_seconds: float) -> None:
+    """Retry backoff in tests: never really wait."""
+
+
+def _session(**_kwargs: Any) -> Any:
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+@dataclass
+class Faults:
+    """A session factory whose clients fail some calls like a throttled or broken AWS endpoint.
+
+    ``failures``: the first N calls fail; ``rate``: each call fails with this probability
+    (seeded). Batch calls get Batch's 429 TooManyRequestsException, others a 503.
+    """
+
+    failures: int = 0
+    rate: float = 0.0
+    seed: int = 7
+    counter: CallCounter = field(default_factory=CallCounter)
+    operations: Counter[str] = field(default_factory=Counter)
+    injected: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._rand = random.Random(self.seed)
+
+    def session(self, **_kwargs: Any) -> Any:
+        session = _session()
+        session.events.register("before-call", self._before_call)
+        session.events.register("before-send", self._before_send)
+        return session
+
+    def _before_call(self, model: Any, **_kwargs: Any) -> None:
+        with self._lock:
+            self.operations[model.name] += 1
+
+    def _before_send(self, request: Any, event_name: str = "", **_kwargs: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        calls = self.counter.hit()
+        with self._lock:
+            fail = calls <= self.failures or self._rand.random() < self.rate
+            if fail:
+                self.injected += 1
+        if not fail:
+            return None
+        if ".batch." in event_name:
+            body = b'{"__type":"TooManyRequestsException","message":"Too Many Requests."}'
+            headers = {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"}
+            return AWSResponse(request.url, 429, headers, _Raw(body))
+        return AWSResponse(request.url, 503, {}, _Raw(b""))
+
+
+@dataclass
+class BatchEnv:
+    endpoint: str
+    run_queue: str
+    hold_queue: str
+    park_queue: str
+    bucket: str
+    executor: BatchExecutor
+
+    def client(self, service: str) -> Any:
+        return _session().client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    def runner(self, faults: Faults | None = None, policy: RetryPolicy = FAST_POLICY, **defaults: Any) -> Any:
+        return AwsBatchRunner(
+            session_factory=faults.session if faults is not None else _session,
+            endpoint_url=self.endpoint,
+            region=REGION,
+            defaults={"jobQueueArn": self.run_queue, "bucket": self.bucket, **defaults},
+            policy=policy,
+            sleep=no_sleep,
+        )
+
+
+@pytest.fixture(scope="module")
+def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchEnv]:
+    executor = BatchExecutor(moto_server, tmp_path_factory.mktemp("batch-executor")).start()
+    try:
+        session = _session()
+        iam = session.client("iam", endpoint_url=moto_server, region_name=REGION)
+        batch = session.client("batch", endpoint_url=moto_server, region_name=REGION)
+        s3 = session.client("s3", endpoint_url=moto_server, region_name=REGION)
+        suffix = uuid.uuid4().hex[:8]
+        role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        ce = batch.create_compute_environment(
+            computeEnvironmentName=f"squall-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )["computeEnvironmentArn"]
+        queues = {}
+        for kind in ("run", "hold", "park"):
+            queues[kind] = batch.create_job_queue(
+                jobQueueName=f"squall-{kind}-{suffix}",
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+            )["jobQueueArn"]
+        executor.modes = {queues["hold"]: "hold", queues["park"]: "park"}
+        bucket = f"squall-batch-{suffix}"
+        s3.create_bucket(Bucket=bucket)
+        yield BatchEnv(moto_server, queues["run"], queues["hold"], queues["park"], bucket, executor)
+    finally:
+        executor.stop()
+
+
+def read_s3(env: BatchEnv) -> Callable[[str], bytes]:
+    s3 = env.client("s3")
+
+    def read(uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    return read
+
+
+class TestAwsBatchContract(RunnerContract):
+    deadline_s = 30.0
+
+    @pytest.fixture
+    def runner(self, batch_env: BatchEnv) -> Runner:
+        return batch_env.runner()
+
+    @pytest.fixture
+    def second_runner(self, batch_env: BatchEnv) -> Runner:
+        return batch_env.runner()
+
+    @pytest.fixture
+    def faulty_runner(self, batch_env: BatchEnv) -> Callable[[int], tuple[Runner, CallCounter]]:
+        def make(failures: int) -> tuple[Runner, CallCounter]:
+            faults = Faults(failures=failures)
+            return batch_env.runner(faults), faults.counter
+
+        return make
+
+    @pytest.fixture
+    def output_prefix(self, batch_env: BatchEnv) -> str:
+        return f"s3://{batch_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+
+    @pytest.fixture
+    def read_uri(self, batch_env: BatchEnv) -> Callable[[str], bytes]:
+        return read_s3(batch_env)
+
+    @pytest.fixture
+    def process_count(self) -> Callable[[str], int]:
+        return count_local_processes  # the executor runs each job's command on this machine
+
+    @pytest.fixture
+    def host_dir(self, tmp_path: Path) -> Path:
+        return tmp_path
+
+
+# -- beyond the contract
+
+
+def _spec(script: str, **fields: Any) -> JobSpec:
+    fields.setdefault("name", f"batch-{uuid.uuid4().hex[:12]}")
+    return JobSpec(command=sh(script), **fields)
+
+
+def _jobs_named(env: BatchEnv, queue: str, name: str) -> list[dict[str, Any]]:
+    reply = env.client("batch").list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    return list(reply["jobSummaryList"])
+
+
+def test_entry_point_options_and_protocols(batch_env: BatchEnv) -> None:
+    assert runner_classes()["aws-batch"] is AwsBatchRunner
+    runner = batch_env.runner()
+    assert isinstance(runner, Runner)
+    assert AwsBatchRunner.event_sources == frozenset({"aws.batch"})
+    kestra = {
+        "jobQueueArn": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
+        "region": "eu-west-1",
+        "stsRoleArn": "arn:aws:iam::123456789012:role/squall",
+        "computeEnvironmentArn": "arn:aws:batch:us-east-1:123456789012:compute-environment/ce",
+        "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+        "taskRoleArn": "arn:aws:iam::123456789012:role/task",
+        "resources": {"request": {"cpu": "2", "memory": "4096"}},
+        "bucket": "my-bucket",
+        "platformCapabilities": ["FARGATE"],
+        "retryStrategy": {"attempts": 2},
+        "timeout": "PT30M",
+        "waitUntilCompletion": "PT1H",
+    }
+    options = validate_options(AwsBatchRunner, kestra)
+    assert isinstance(options, BatchOptions)
+    assert (options.resources.vcpu, options.resources.memory) == (2.0, 4096)
+    with pytest.raises(RunnerOptionsError, match=r"taskRunner\.jobQueueArn"):
+        validate_options(AwsBatchRunner, {"region": "us-east-1"})
+    with pytest.raises(RunnerOptionsError, match=r"taskRunner\.containerImage"):
+        validate_options(AwsBatchRunner, {"jobQueueArn": "q", "containerImage": "x"})
+
+
+def test_duplicate_submit_after_a_simulated_crash_creates_one_job(batch_env: BatchEnv) -> None:
+    spec = _spec("echo once")
+    first = batch_env.runner().submit(spec)
+    # The process that submitted dies before recording the handle; a fresh one retries.
+    again = batch_env.runner().submit(spec)
+    found = batch_env.runner().find(spec)
+    assert again.id == first.id and found is not None and found.id == first.id
+    assert len(_jobs_named(batch_env, batch_env.run_queue, spec.name)) == 1
+    status = wait_terminal(batch_env.runner(), first, 30.0)
+    assert status.state is JobState.SUCCEEDED, status
+
+
+def test_1000_running_jobs_are_reconciled_with_at_most_10_describe_calls(batch_env: BatchEnv) -> None:
+    batch = batch_env.client("batch")
+    definition = batch.register_job_definition(
+        jobDefinitionName=f"park-{uuid.uuid4().hex[:6]}",
+        type="container",
+        containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["true"]},
+    )["jobDefinitionArn"]
+    handles = []
+    for i in range(1000):
+        name = f"park-{i}-{uuid.uuid4().hex[:6]}"
+        job = batch.submit_job(jobName=name, jobQueue=batch_env.park_queue, jobDefinition=definition)
+        handles.append(JobHandle(name, "aws-batch", job["jobId"]))
+    faults = Faults()
+    runner = batch_env.runner(faults)
+    statuses = runner.poll(handles)
+    assert len(statuses) == 1000
+    assert {s.state for s in statuses.values()} == {JobState.RUNNING}
+    assert faults.operations["DescribeJobs"] <= 10, faults.operations
+    assert faults.operations["DescribeJobs"] == 10
+
+
+def test_30_percent_throttling_still_completes_every_task(batch_env: BatchEnv) -> None:
+    faults = Faults(rate=0.3, seed=30)
+    runner = batch_env.runner(faults, policy=RetryPolicy(attempts=12, initial_delay=0.0, jitter=0.0))
+    specs = [_spec(f"echo task-{i}; exit {i % 2}") for i in range(8)]
+    handles = [runner.submit(spec) for spec in specs]
+    for i, handle in enumerate(handles):
+        status = wait_terminal(runner, handle, 30.0)
+        assert status.exit_code == i % 2, status
+        assert status.state is (JobState.SUCCEEDED if i % 2 == 0 else JobState.FAILED)
+        assert [r.text for r in read_logs(runner, handle, 30.0)] == [f"task-{i}"]
+    for spec in specs:  # exactly once despite retried submits
+        assert len(_jobs_named(batch_env, batch_env.run_queue, spec.name)) == 1
+    assert faults.injected > 10, faults.injected
+
+
+def test_cancel_terminates_the_job_and_reports_cancelled_only_once_batch_stopped_it(
+    batch_env: BatchEnv,
+) -> None:
+    runner = batch_env.runner()
+    token = f"squall-batch-cancel-{uuid.uuid4().hex}"
+    handle = runner.submit(_spec(f"echo up; {LOOP} # {token}"))
+    wait_state(runner, handle, {JobState.RUNNING}, 30.0)
+    wait_until(lambda: count_local_processes(token) >= 1, 30.0, "the job's process never started")
+    runner.cancel(handle)
+    status = wait_terminal(runner, handle, 30.0)
+    assert (status.state, status.failure) == (JobState.CANCELLED, Failure.CANCELLED), status
+    job = batch_env.client("batch").describe_jobs(jobs=[handle.id])["jobs"][0]
+    assert job["status"] == "FAILED" and job["statusReason"].startswith("Squall: cancelled")
+    wait_until(lambda: count_local_processes(token) == 0, 10.0, "the cancelled job still runs")
+
+
+def test_a_job_runnable_too_long_is_unschedulable(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner(jobQueueArn=batch_env.hold_queue, runnableTimeout="PT0.5S")
+    handle = runner.submit(_spec("echo never"))
+    status = wait_terminal(runner, handle, 30.0)
+    assert (status.state, status.failure) == (JobState.FAILED, Failure.UNSCHEDULABLE), status
+    assert status.reason is not None and "RUNNABLE for" in status.reason
+
+    keep = batch_env.runner(
+        jobQueueArn=batch_env.hold_queue, runnableTimeout="PT0.5S", cancelUnschedulable=False
+    )
+    held = keep.submit(_spec("echo never"))
+
+    def reported() -> bool:
+        return keep.poll([held])[held.name].failure is Failure.UNSCHEDULABLE
+
+    wait_until(reported, 30.0, "the long RUNNABLE job was never reported")
+    assert keep.poll([held])[held.name].state is JobState.QUEUED  # reported, not cancelled
+    keep.cancel(held)
+    assert wait_terminal(keep, held, 30.0).state is JobState.CANCELLED
+
+
+def test_job_definitions_are_shared_per_image_and_resources(batch_env: BatchEnv) -> None:
+    batch = batch_env.client("batch")
+    small = batch_env.runner(resources={"vcpu": 1, "memory": 512})
+    big = batch_env.runner(resources={"vcpu": 2, "memory": 1024})
+    handles = [
+        small.submit(_spec("true")),
+        batch_env.runner(resources={"vcpu": 1, "memory": 512}).submit(_spec("true")),
+        big.submit(_spec("true")),
+    ]
+    defs = [batch.describe_jobs(jobs=[h.id])["jobs"][0]["jobDefinition"] for h in handles]
+    assert defs[0] == defs[1] != defs[2]
+    registered = batch.describe_job_definitions(jobDefinitions=[defs[0]])["jobDefinitions"]
+    assert len(registered) == 1 and registered[0]["jobDefinitionName"].startswith("squall-")
+
+
+def test_large_inputs_go_through_s3_and_cleanup_removes_them(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    payload = bytes(range(256)) * 64  # 16 KiB: too big to travel inside the command
+    handle = runner.submit(
+        _spec("wc -c < blob.bin; cat note.txt", input_files={"blob.bin": payload, "note.txt": b"hi"})
+    )
+    status = wait_terminal(runner, handle, 30.0)
+    assert status.state is JobState.SUCCEEDED, (status, read_logs(runner, handle))
+    assert [r.text.strip() for r in read_logs(runner, handle)] == [str(len(payload)), "hi"]
+    s3 = batch_env.client("s3")
+    staged = s3.list_objects_v2(Bucket=batch_env.bucket, Prefix=f"squall/{handle.name}/inputs/")
+    assert staged.get("KeyCount", 0) == 2
+    runner.cleanup(handle)
+    runner.cleanup(handle)
+    staged = s3.list_objects_v2(Bucket=batch_env.bucket, Prefix=f"squall/{handle.name}/inputs/")
+    assert staged.get("KeyCount", 0) == 0
+
+
+def test_tags_events_and_cost(batch_env: BatchEnv) -> None:
+    labels = {
+        "squall.io/namespace": "company.team",
+        "squall.io/flow": "etl",
+        "squall.io/task": "crunch",
+        "squall.io/execution": "4xYz",
+        "squall.io/taskrun": "tr-1",
+        "squall.io/attempt": "1",
+    }
+    runner = batch_env.runner(resources={"vcpu": 2, "memory": 4096}, spot=True)
+    handle = runner.submit(_spec("echo hi", labels=labels))
+    status = wait_terminal(runner, handle, 30.0)
+    job = batch_env.client("batch").describe_jobs(jobs=[handle.id])["jobs"][0]
+    assert {k: job["tags"][k] for k in labels} == labels
+    # The EventBridge event of this job carries the same document: same status, no handle needed.
+    event = {
+        "version": "0",
+        "id": "c8f9c4b5-76e5-d76a-f980-7011e206042b",
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "account": "123456789012",
+        "time": "2024-05-01T12:00:00Z",
+        "region": REGION,
+        "resources": [job["jobArn"]],
+        "detail": job,
+    }
+    fresh = batch_env.runner()
+    from_event = fresh.handle_from_event(event)
+    assert from_event is not None and (from_event.name, from_event.id) == (handle.name, handle.id)
+    parsed = fresh.parse_event(event)
+    assert parsed is not None and parsed[0] == handle.name
+    assert (parsed[1].state, parsed[1].exit_code, parsed[1].resources) == (
+        status.state,
+        status.exit_code,
+        status.resources,
+    )
+    assert status.resources is not None and status.resources.spot
+    assert status.resources.gib_seconds == pytest.approx(4 * status.resources.vcpu_seconds / 2)
+    hourly = Pricing(vcpuHour=0.04048, gibHour=0.004445, spotDiscount=0.7)
+    assert estimate_cost(status.resources, hourly) >= 0
+
+
+def test_running_logs_are_read_incrementally(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    handle = runner.submit(_spec(f"echo first; {LOOP}"))
+    seen: list[str] = []
+    cursor: list[str | None] = [None]
+
+    def got_first() -> bool:
+        chunk = runner.logs(handle, cursor[0])
+        seen.extend(r.text for r in chunk.lines)
+        cursor[0] = chunk.cursor
+        assert not chunk.complete
+        return seen == ["first"]
+
+    wait_until(got_first, 30.0, "the running job's first line never showed")
+    runner.cancel(handle)
+    assert wait_terminal(runner, handle, 30.0).state is JobState.CANCELLED
+
+
+def test_sample_flow_validates_against_this_runner() -> None:
+    from typer.testing import CliRunner
+
+    from control_plane.cli import app
+
+    sample = Path(__file__).resolve().parents[2] / "samples" / "aws-batch.yaml"
+    result = CliRunner().invoke(app, ["validate", str(sample)])
+    assert result.exit_code == 0, result.output

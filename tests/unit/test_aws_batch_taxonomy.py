@@ -1,0 +1,210 @@
+"""The AWS Batch runner's pure parts: failure taxonomy, EventBridge events, globs, rate limit.
+
+Job documents follow AWS's "Batch Job State Change" example (the event ``detail`` is the job
+as DescribeJobs returns it), trimmed to the fields Squall reads.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from runners.aws_batch import TokenBucket, botocore_classifier
+from runners.aws_batch.staging import glob_to_ere, wrapper_command
+from runners.aws_batch.taxonomy import classify, handle_from_event, job_from_event, merge
+from runners.base import Failure, JobState
+
+EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "c8f9c4b5-76e5-d76a-f980-7011e206042b",
+    "detail-type": "Batch Job State Change",
+    "source": "aws.batch",
+    "account": "123456789012",
+    "time": "2022-01-11T23:36:40Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:batch:us-east-1:123456789012:job/4c7599ae-0a82-49aa-ba5a-4727fcce14a8"],
+    "detail": {
+        "jobArn": "arn:aws:batch:us-east-1:123456789012:job/4c7599ae-0a82-49aa-ba5a-4727fcce14a8",
+        "jobName": "etl-extract-3k2j4h5a",
+        "jobId": "4c7599ae-0a82-49aa-ba5a-4727fcce14a8",
+        "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/squall",
+        "status": "RUNNING",
+        "attempts": [],
+        "createdAt": 1641944200058,
+        "startedAt": 1641944210000,
+        "retryStrategy": {"attempts": 1, "evaluateOnExit": []},
+        "dependsOn": [],
+        "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/squall-abc:1",
+        "parameters": {},
+        "container": {
+            "image": "public.ecr.aws/docker/library/python:3.12-slim",
+            "command": ["sh", "-c", "..."],
+            "logStreamName": "squall-abc/default/4c7599ae-0a82-49aa-ba5a-4727fcce14a8",
+            "networkInterfaces": [],
+            "resourceRequirements": [{"value": "1", "type": "VCPU"}, {"value": "2048", "type": "MEMORY"}],
+        },
+        "tags": {"squall:name": "etl.extract-3k2j4h5a"},
+        "propagateTags": True,
+        "platformCapabilities": ["EC2"],
+    },
+}
+
+
+def ended(status: str, reason: str | None = None, exit_code: int | None = None, started: bool = True) -> Any:
+    event = copy.deepcopy(EVENT)
+    job = event["detail"]
+    job["status"] = status
+    job["stoppedAt"] = 1641944260000
+    if not started:
+        del job["startedAt"]
+    if reason is not None:
+        job["statusReason"] = reason
+    attempt: dict[str, Any] = {"container": {"logStreamName": job["container"]["logStreamName"]}}
+    if exit_code is not None:
+        attempt["container"]["exitCode"] = exit_code
+        job["container"]["exitCode"] = exit_code
+    job["attempts"] = [attempt]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "started", "state", "failure"),
+    [
+        ("Essential container in task exited", 0, True, JobState.SUCCEEDED, None),
+        ("Essential container in task exited", 3, True, JobState.FAILED, Failure.USER),
+        ("Host EC2 (instance i-0a1b2c3d4e5f) terminated.", None, True, JobState.FAILED, Failure.PREEMPTED),
+        ("Your Spot Task was interrupted.", 143, True, JobState.FAILED, Failure.PREEMPTED),
+        (
+            "CannotPullContainerError: pull image manifest has been retried",
+            None,
+            False,
+            JobState.FAILED,
+            Failure.START_FAILED,
+        ),
+        (
+            "ResourceInitializationError: unable to pull secrets",
+            None,
+            False,
+            JobState.FAILED,
+            Failure.START_FAILED,
+        ),
+        ("TaskFailedToStart: ...", None, False, JobState.FAILED, Failure.START_FAILED),
+        ("Job attempt duration exceeded timeout", 137, True, JobState.FAILED, Failure.TIMEOUT),
+        ("Squall: timed out after 0:00:01", 137, True, JobState.FAILED, Failure.TIMEOUT),
+        ("Squall: cancelled by Squall", 137, True, JobState.CANCELLED, Failure.CANCELLED),
+        ("Squall: unschedulable: RUNNABLE for 0:30:00", None, False, JobState.FAILED, Failure.UNSCHEDULABLE),
+        (None, None, False, JobState.FAILED, Failure.START_FAILED),
+        ("Something nobody documented", None, True, JobState.FAILED, Failure.LOST),
+    ],
+)
+def test_failure_taxonomy(
+    reason: str | None, code: int | None, started: bool, state: JobState, failure: Failure | None
+) -> None:
+    batch_status = "SUCCEEDED" if state is JobState.SUCCEEDED else "FAILED"
+    status = classify(ended(batch_status, reason, code, started)["detail"])
+    assert (status.state, status.failure, status.exit_code) == (state, failure, code)
+    if failure is Failure.TIMEOUT:
+        assert status.reason is not None and "timed out" in status.reason
+    if status.terminal:
+        assert status.ended is not None
+
+
+@pytest.mark.parametrize(
+    ("batch", "state"),
+    [
+        ("SUBMITTED", JobState.QUEUED),
+        ("PENDING", JobState.QUEUED),
+        ("RUNNABLE", JobState.QUEUED),
+        ("STARTING", JobState.STARTING),
+        ("RUNNING", JobState.RUNNING),
+        ("WEIRD", JobState.LOST),
+    ],
+)
+def test_live_states(batch: str, state: JobState) -> None:
+    job = {**EVENT["detail"], "status": batch}
+    assert classify(job).state is state
+
+
+def test_event_parsing_handle_and_foreign_events() -> None:
+    handle = handle_from_event(EVENT)
+    assert handle is not None
+    assert (handle.id, handle.data["region"]) == ("4c7599ae-0a82-49aa-ba5a-4727fcce14a8", "us-east-1")
+    assert handle.data["queue"].endswith("job-queue/squall")
+    assert job_from_event({**EVENT, "source": "aws.ecs"}) is None
+    assert job_from_event({**EVENT, "detail-type": "Batch Job Queue Blocked"}) is None
+    assert job_from_event({**EVENT, "detail": {"status": "RUNNING"}}) is None
+    assert handle_from_event({"source": "aws.batch"}) is None
+
+
+def test_duplicate_and_out_of_order_events_keep_the_final_status() -> None:
+    running = classify(EVENT["detail"])
+    succeeded = classify(ended("SUCCEEDED", "Essential container in task exited", 0)["detail"])
+    starting = classify({**EVENT["detail"], "status": "STARTING"})
+    # Delivered: SUCCEEDED, then a late RUNNING, a duplicate SUCCEEDED and a late STARTING.
+    seen = None
+    for status in (succeeded, running, succeeded, starting):
+        seen = merge(seen, status)
+    assert seen == succeeded
+    # In order, live states only advance.
+    seen = None
+    for status in (starting, running, starting):
+        seen = merge(seen, status)
+    assert seen is not None and seen.state is JobState.RUNNING
+    assert classify(EVENT["detail"]) == classify(copy.deepcopy(EVENT)["detail"])  # duplicates agree
+
+
+def test_glob_to_ere() -> None:
+    import re
+
+    def matches(glob: str, path: str) -> bool:
+        return re.fullmatch(glob_to_ere(glob), path) is not None
+
+    assert matches("sub/**/*.txt", "sub/deeper/g.txt") and matches("sub/**/*.txt", "sub/g.txt")
+    assert not matches("*.txt", "a/b.txt") and matches("*.txt", "b.txt")
+    assert matches("**", "a/b/c") and matches("data_?.csv", "data_1.csv")
+    assert not matches("result.txt", "resultxtxt")
+    assert matches("[!a]*.log", "b.log") and not matches("[!a]*.log", "a.log")
+
+
+def test_wrapper_is_one_sh_command_with_the_argv_after_it() -> None:
+    command = wrapper_command(
+        ("python", "main.py"),
+        inline_files={"main.py": b"print('hi')\n"},
+        s3_files={"big/data.bin": "s3://b/p/inputs/big/data.bin"},
+        output_globs=("*.csv",),
+        output_prefix="s3://b/out/",
+    )
+    assert command[:2] == ["sh", "-c"] and command[3:] == ["squall", "python", "main.py"]
+    assert "base64 -d > main.py" in command[2] and "aws s3 cp" in command[2]
+
+
+def test_token_bucket_paces_calls_without_real_sleeping() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(40.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(120):
+        bucket.acquire()
+    assert now[0] == pytest.approx(2.0, abs=0.05)  # 40 at once, then 80 at 40 per second
+
+
+class ClientError(Exception):
+    """Shaped like botocore's: classified by name and ``response``, as the runner does."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def test_botocore_errors_are_classified() -> None:
+    assert botocore_classifier(ClientError("TooManyRequestsException", 429)) is True
+    assert botocore_classifier(ClientError("ThrottlingException", 400)) is True
+    assert botocore_classifier(ClientError("ServerException", 500)) is True
+    assert botocore_classifier(ClientError("ClientException", 400)) is False
+    assert botocore_classifier(ValueError("x")) is None
