@@ -152,6 +152,7 @@ class Figures:
     rru: float
     invocations: dict[str, int]
     median_ms: dict[str, float]
+    breakdown: dict[str, float] = field(default_factory=dict)
 
     def dollars_per_million(self) -> tuple[float, float]:
         dynamodb = (self.wru * WRU_PRICE + self.rru * RRU_PRICE) / self.tasks * 1e6
@@ -163,6 +164,11 @@ class Figures:
 
     def show(self) -> None:
         dynamodb, lam = self.dollars_per_million()
+        if self.breakdown:
+            parts = ", ".join(
+                f"{op} {units / self.tasks:.2f}" for op, units in sorted(self.breakdown.items())
+            )
+            print(f"{self.label}: units per task by call: {parts}")
         calls = ", ".join(
             f"{name} {count / self.tasks:.2f} ({self.median_ms[name]:.1f} ms)"
             for name, count in self.invocations.items()
@@ -213,6 +219,7 @@ class Bench:
             cap.read_units,
             {name: len(d) for name, d in self.meter.durations.items()},
             {name: statistics.median(d) * 1000 for name, d in self.meter.durations.items()},
+            dict(getattr(cap, "units_by_call", {})),
         )
 
     def finish(self, name: str, value: Any = 0) -> None:
