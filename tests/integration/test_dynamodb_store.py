@@ -618,6 +618,8 @@ def test_a_one_task_execution_is_one_item_and_each_step_costs_at_most_three_writ
     assert_same_execution(make_store().get_execution(_doc_id(1)), finished.evolve(changed=frozenset()))
     done = reader.get_job(jobs[0].name)
     assert done is not None and done.phase is JobPhase.DONE and done.handle == {"id": "j-1"}
+    assert done.spec == {}  # a finished job's spec is dropped: it kept the document over 1 KB
+    assert reader.capacity.write_units == 2  # the document (under 1 KB) + the active-index removal
     assert reader.active_jobs() == []
     assert [x.message for x in reader.read_logs(_doc_id(1)).items] == [x.message for x in logs + more_logs]
     [summary] = reader.list_executions(states=[State.SUCCESS]).items
