@@ -18,6 +18,12 @@ the first request::
     SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
     SQUALL_RUNNERS          JSON object: runner name -> constructor options
 
+The DynamoDB store registers running executions in its active index lazily (the tick's
+watermark visit, ADR 0005 point 5) after ``min(SQUALL_SUBMIT_GRACE, SQUALL_RECONCILE_AFTER)``
+seconds: the tick does nothing with a younger job, so a task that ends sooner costs no index
+write. No variable of its own, so the delay can never outgrow what the tick needs. When it is
+0 (``squall server`` polls every job on every tick) the store registers them at once.
+
 The runtime is cached at module level so a warm Lambda container reuses its store client,
 runner clients and parsed flows; ``reset()`` drops it (tests, configuration changes).
 """
@@ -42,7 +48,16 @@ from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
 from runners.base import Runner
 
-__all__ = ["Runtime", "Settings", "SettingsError", "load_settings", "open_runtime", "reset", "runtime"]
+__all__ = [
+    "Runtime",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "open_runtime",
+    "reset",
+    "runtime",
+    "visit_after",
+]
 
 ENV_PREFIX = "SQUALL_"
 
@@ -114,6 +129,17 @@ class Runtime:
         self.store.close()
 
 
+def visit_after(settings: Settings) -> timedelta | None:
+    """The DynamoDB store's ``visit_after``: the youngest age at which the tick acts on a job.
+
+    A SUBMITTING job is recovered after ``submit_grace`` and a silent one polled after
+    ``reconcile_after``; before the smaller of the two the tick needs no job, so that is how
+    long a new execution may stay out of the active index. 0 (or less): None, eager.
+    """
+    delay = min(settings.submit_grace, settings.reconcile_after)
+    return timedelta(seconds=delay) if delay > 0 else None
+
+
 def _open_store(settings: Settings) -> StateStore:
     if settings.store == "dynamodb":
         from control_plane.store.dynamodb import DynamoDBStore  # boto3: only when asked for
@@ -126,6 +152,7 @@ def _open_store(settings: Settings) -> StateStore:
             region=settings.region,
             bucket=settings.bucket,
             finished_ttl=ttl,
+            visit_after=visit_after(settings),
         )
     from control_plane.store.sqlite import SqliteStore, default_db_path
 

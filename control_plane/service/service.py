@@ -472,6 +472,7 @@ class Service:
         self._timers_scanned = -math.inf
         fired = self._fire_timers()
         now = self.clock.now()
+        self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
         active = self.store.active_jobs()
         recovered = 0
         silent: list[JobRecord] = []

@@ -231,6 +231,17 @@ class StateStore(Protocol):
         """Jobs not DONE (SUBMITTING first), for crash recovery and reconcile polls."""
         ...
 
+    def visit(self, now: datetime) -> None:
+        """Make the jobs of executions created before ``now - delay`` visible to ``active_jobs``.
+
+        The tick calls it before ``active_jobs``. A store may leave a young execution out of
+        ``active_jobs`` for a delay no longer than the tick's ``submit_grace`` and
+        ``reconcile_after`` (the tick does nothing with a job younger than that), so a task
+        that ends sooner costs no index writes (DynamoDB, ADR 0005 point 5). SQLite does
+        nothing here: its ``active_jobs`` reads the jobs table itself and always sees every job.
+        """
+        ...
+
     # ---------------------------------------------------------------- triggers
     def get_trigger(self, key: str) -> TriggerRecord | None: ...
 

@@ -161,6 +161,9 @@ DOCUMENT_LOG_BYTES = 1_500
 _DOC = "d"  # the value of ``md`` on a document-mode item (split-mode META has no ``md``)
 _DOC_ATTRS = ("md", "d", "j", "lg", "lb", "aq", "ar")  # removed from META by the switch to split mode
 _INLINE_LOGS = "LOG#"  # the pseudo sort key of a document's inline log lines: before every log item
+_VISIT_KEY = {"PK": {"S": "VISIT"}, "SK": {"S": "STATE"}}  # the watermark of ``visit``
+_FIRST_VISIT = timedelta(days=1)  # how far back a visit with no watermark yet looks
+_VISIT_ATTEMPTS = 5  # registrations of one document refused by concurrent steps before giving up
 
 # Condition clauses (each one a reason a write may be refused).
 _IS_NEW = "attribute_not_exists(PK)"  # create: nothing with this key yet
@@ -359,6 +362,16 @@ class DynamoDBStore:
     ``fault`` is a test seam: it is called with the name of each stage of a big step
     (``journal``, ``lease``, ``jobs``, ``apply``, ``commit``) and may raise to simulate a crash
     there. ``clock`` (epoch seconds) decides when a lease has expired and when TTLs fall.
+
+    ``visit_after`` chooses how documents enter the ``active-executions`` index. None (eager):
+    the write that adds an unfinished job sets the keys, 1 WRU to enter and 1 to leave. A
+    duration (the watermark visit, ADR 0005 point 5): creates and steps do not set them, and
+    :meth:`visit` (the tick) registers the documents created more than ``visit_after`` ago
+    that still have unfinished jobs, so a task that ends sooner costs no index write at all.
+    It must not exceed the tick's ``submit_grace`` nor ``reconcile_after``: the tick needs a
+    job only once it is that old. ``visit_overlap`` is how far back of its watermark a visit
+    reads again (index propagation, clock skew); ``visit_limit`` bounds the executions one
+    visit reads.
     """
 
     def __init__(
@@ -376,8 +389,14 @@ class DynamoDBStore:
         lease_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
         fault: Callable[[str], None] | None = None,
+        visit_after: timedelta | None = None,
+        visit_overlap: timedelta = timedelta(seconds=10),
+        visit_limit: int = 1000,
     ) -> None:
         self.table = table
+        self.visit_after = visit_after
+        self.visit_overlap = visit_overlap
+        self.visit_limit = visit_limit
         self.bucket = bucket
         self.s3_prefix = s3_prefix
         self.offload_bytes = offload_bytes
@@ -965,10 +984,11 @@ class DynamoDBStore:
             if not fits:
                 return "split" if expected is None else "switch"
             try:
+                late = self._late(ex, jobs)
                 if expected is None:
-                    self._doc_create(ex, attrs, entries, log_chunk, timers, active)
+                    self._doc_create(ex, attrs, entries, log_chunk, timers, active and late)
                 else:
-                    self._doc_update(ex, expected, doc, attrs, changed, log_chunk, timers, active, ttl)
+                    self._doc_update(ex, expected, doc, attrs, changed, log_chunk, timers, active, ttl, late)
             except _Refused as refused:
                 reason = refused.reasons(1)[0]
                 if reason.get("Code") != "ConditionalCheckFailed":
@@ -1098,6 +1118,25 @@ class DynamoDBStore:
     def _active_keys(self, execution_id: str) -> Item:
         return {"aq": _s("A"), "ar": _s(execution_id)}
 
+    def _late(self, ex: Execution, jobs: Sequence[JobRecord]) -> bool:
+        """Whether this write must set the active keys itself instead of leaving it to :meth:`visit`.
+
+        Always in eager mode. With the visit, when it adds a job once the visit may already
+        have passed the execution: ``visit_after`` (less the overlap, for skew) after its
+        creation, by the job's own timestamp (the service's clock, the one the tick's
+        ``now`` and ``created`` come from). A retry or the next task of a long flow is such a
+        job; without its keys it would never be recovered nor reconciled.
+        """
+        if self.visit_after is None:
+            return True
+        threshold = _us(ex.created) + (self.visit_after - self.visit_overlap) // timedelta(microseconds=1)
+        for job in jobs:
+            if job.phase is JobPhase.SUBMITTING:
+                at = job.updated or datetime.fromtimestamp(self._clock(), UTC)
+                if _us(at) >= threshold:
+                    return True
+        return False
+
     def _doc_create(
         self,
         ex: Execution,
@@ -1137,10 +1176,16 @@ class DynamoDBStore:
         timers: Sequence[TimerRecord],
         active: bool,
         ttl: int | None,
+        late: bool,
     ) -> None:
         """One conditional ``UpdateItem`` on ``v``: only the changed job entries are set, each
         conditional on the version this write read, so a concurrent ``update_job`` of another
-        entry is kept and one of the same entry refuses the write (which is then done again)."""
+        entry is kept and one of the same entry refuses the write (which is then done again).
+
+        Active keys, eager mode: set when a job becomes active, removed when none is left.
+        With the visit: set only by a ``late`` job (see :meth:`_late`); removed whenever no
+        job is left, whatever this instance knows, since a visit may have set them without
+        moving ``v`` (removing absent keys writes nothing to the index)."""
         names: dict[str, str] = {}
         values: Item = {":expected": _n(expected), ":doc": _s(_DOC)}
         extra: list[str] = []
@@ -1161,9 +1206,10 @@ class DynamoDBStore:
             values[":room"] = _n(DOCUMENT_LOG_BYTES - len(log_chunk))
         remove = [] if ttl is not None else [TTL_ATTRIBUTE]
         sets = dict(attrs)
-        if active and not doc.active:
+        visiting = self.visit_after is not None
+        if active and (late if visiting else not doc.active):
             sets |= self._active_keys(ex.id)
-        elif not active and doc.active:
+        elif not active and (visiting or doc.active):
             remove += ["aq", "ar"]
             # Leaving the active index: every other job must still be DONE (phases only move on).
             for i, (name, entry) in enumerate(doc.jobs.items()):
@@ -2218,6 +2264,102 @@ class DynamoDBStore:
             self._call("UpdateItem", **args)
         with self._lock:
             self._docs.pop(execution_id, None)
+
+    def visit(self, now: datetime) -> None:
+        """Register the documents created more than ``visit_after`` before ``now`` that still
+        have unfinished jobs in ``active-executions`` (ADR 0005, point 5; no-op when eager).
+
+        Reads the watermark (``VISIT``/``STATE``: ``w`` the created µs visited up to, ``c`` the
+        listing key a bounded visit stopped at, ``v`` its version), queries the ``executions``
+        index for ``(w - visit_overlap, now - visit_after]`` (or after ``c``), reads those
+        items eventually consistent (about 0.5 RRU each) and sets the keys of each document
+        that has an unfinished job and none yet, conditional on its version and its jobs'
+        versions as read: a step or ``update_job`` landing meanwhile refuses it, and the
+        returned item is looked at again. A finished execution costs no write. Split-mode
+        executions need nothing: their jobs are in ``active-jobs``. At most ``visit_limit``
+        executions are read per call; the watermark then keeps where it stopped. It is
+        advanced with a version check: a concurrent tick that got there first did the same.
+        """
+        if self.visit_after is None:
+            return
+        upto = _us(now - self.visit_after)
+        state = self._get(_VISIT_KEY)
+        version = int(state["v"]["N"]) if state else 0
+        mark = int(state["w"]["N"]) if state else upto - _FIRST_VISIT // timedelta(microseconds=1)
+        resume = state["c"]["S"] if state and "c" in state else None
+        if resume is None and state is not None and mark >= upto:
+            return
+        low = resume or f"{mark - self.visit_overlap // timedelta(microseconds=1) + 1:017d}"
+        entries: list[Item] = []
+        for entry in self._query(
+            IndexName=GSI_EXECUTIONS,
+            KeyConditionExpression="#xg = :h AND #xc BETWEEN :lo AND :hi",
+            ExpressionAttributeNames={"#xg": "xg", "#xc": "xc"},
+            ExpressionAttributeValues={
+                ":h": _s("EXEC"),
+                ":lo": _s(low),
+                ":hi": _s(f"{upto:017d}#{_MAX_CHAR}"),
+            },
+            Limit=min(self.visit_limit + 1, 1000),
+        ):
+            if entry["xc"]["S"] == resume:
+                continue  # the last one the bounded visit before did
+            entries.append(entry)
+            if len(entries) > self.visit_limit:
+                break
+        bounded = len(entries) > self.visit_limit
+        entries = entries[: self.visit_limit]
+        keys = [{"PK": x["PK"], "SK": x["SK"]} for x in entries]
+        items = self._batch_get(keys, consistent=False, projection="PK, #v, #md, #j, #aq, #ls")
+        for pk, item in items.items():
+            self._register(pk.removeprefix("EXEC#"), item)
+        new: Item = {**_VISIT_KEY, "v": _n(version + 1), "w": _n(upto)}
+        if bounded:
+            new |= {"w": _n(mark), "c": entries[-1]["xc"]}
+        check: dict[str, Any] = {"ConditionExpression": _IS_NEW}
+        if state is not None:
+            check = {
+                "ConditionExpression": _AT_VERSION,
+                "ExpressionAttributeNames": {"#v": "v"},
+                "ExpressionAttributeValues": {":expected": _n(version)},
+            }
+        with contextlib.suppress(_Refused):  # another tick moved it: it visited the same executions
+            self._call("PutItem", TableName=self.table, Item=new, **check)
+
+    def _register(self, execution_id: str, item: Item | None) -> None:
+        """Set one document's active keys if it still has an unfinished job and none yet."""
+        for _ in range(_VISIT_ATTEMPTS):
+            if item is None or item.get("md", {}).get("S") != _DOC or "ls" in item or "aq" in item:
+                return  # gone, split (its jobs are in active-jobs), switching, or registered
+            entries = item.get("j", {}).get("M", {})
+            open_ = {n: e for n, e in entries.items() if e["M"]["p"]["S"] != JobPhase.DONE.value}
+            if not open_:
+                return  # finished within the delay: no index write at all
+            # Not registered meanwhile by a concurrent tick (that would write the index again).
+            condition = f"{_AT_VERSION} AND #md = :doc AND {_NO_LEASE} AND attribute_not_exists(#aq)"
+            values: Item = {":expected": item["v"], ":doc": _s(_DOC)}
+            names: dict[str, str] = {}
+            for i, (name, entry) in enumerate(open_.items()):
+                names[f"#k{i}"] = name
+                condition += f" AND #j.#k{i}.#v = :kv{i}"
+                values[f":kv{i}"] = entry["M"]["v"]
+            args = self._update(
+                self._exec_key(execution_id),
+                self._active_keys(execution_id),
+                condition=condition,
+                values=values,
+                names=names,
+            )
+            try:
+                self._call("UpdateItem", ReturnValuesOnConditionCheckFailure="ALL_OLD", **args)
+            except _Refused as refused:
+                item = refused.reasons(1)[0].get("Item")  # as it is now: look again
+                continue
+            with self._lock:
+                known = self._docs.get(execution_id)
+                if known is not None and known.version == int(item["v"]["N"]):
+                    self._docs[execution_id] = replace(known, active=True)
+            return
 
     # ------------------------------------------------------------------ triggers
 

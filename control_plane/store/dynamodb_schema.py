@@ -18,6 +18,7 @@ Layout (see ``docs/dynamodb.md`` for item shapes)::
     JOB#<name>       JOB                       job outbox record (sparse index ACTIVE_JOBS)
     FLOW#<ns>#<id>   REV#<n:08d> / LATEST      flow revisions; LATEST is in index FLOWS
     TRIGGER#<key>    STATE                     trigger state
+    VISIT            STATE                     watermark of the tick's visit (active-executions)
 
 ``META`` and ``TR#`` are adjacent in sort-key order with nothing between them (timers are
 ``DUE#``, redo chunks ``JOURNAL#``), so one ``Query`` reads an execution and nothing else.
@@ -86,10 +87,12 @@ The keys are removed when a job becomes DONE, which drops it from the index."""
 
 GSI_ACTIVE_EXECUTIONS: Final = "active-executions"
 """Sparse, KEYS_ONLY: document-mode executions that have jobs not DONE. Hash ``aq`` (constant
-``A``), range ``ar`` (the execution id). The keys are set by the write that adds an active job
-and removed by the write that leaves none (or lazily, by ``active_jobs``), in the same
-``UpdateItem`` as the rest of the step; jobs of split-mode executions stay in
-:data:`GSI_ACTIVE_JOBS`."""
+``A``), range ``ar`` (the execution id). In production (``visit_after`` set) the keys are set
+by the tick's watermark visit, for documents still running ``visit_after`` after their creation
+(or by a step adding a job once the visit may have passed), so a short execution never enters
+the index; in eager mode by the write that adds an active job. They are removed by the write
+that leaves no active job (or lazily, by ``active_jobs``), in the same ``UpdateItem`` as the
+rest of the step; jobs of split-mode executions stay in :data:`GSI_ACTIVE_JOBS`."""
 
 GSI_FLOWS: Final = "flows"
 """Sparse: the LATEST item of each live flow. Hash ``fg`` (constant ``FLOW``), range ``fk``

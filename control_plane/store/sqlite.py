@@ -597,6 +597,9 @@ class SqliteStore:
         rows = self._read(sql + " ORDER BY phase DESC, name LIMIT ?", [*params, limit])
         return [self._job(r) for r in rows]
 
+    def visit(self, now: datetime) -> None:
+        """Nothing to do: ``active_jobs`` reads the jobs table, which always holds every job."""
+
     # ------------------------------------------------------------------ triggers
 
     def get_trigger(self, key: str) -> TriggerRecord | None:

@@ -745,3 +745,196 @@ def test_get_job_of_a_name_without_an_execution_id_is_none(make_store: Callable[
     assert store.get_job("plain-name-without-id") is None
     assert store.get_job(f"t-ddb-x-{_doc_id(5)}-aaaaaaaa") is None  # its execution, but no such job
     assert store.get_job(f"t-ddb-x-{_doc_id(9)}-aaaaaaaa") is None  # no such execution
+
+
+# ---------------------------------------------------------------------------- watermark visit (ADR 0005)
+
+_VISIT = timedelta(seconds=60)
+
+
+def _start_one(store: DynamoDBStore, ex_id: str, created: datetime) -> JobRecord:
+    """Create a running one-task document the way the service does; its one SUBMITTING job."""
+    flow = parse_flow(_ONE_TASK, "one.yaml")
+    started, actions = plan(flow, new_execution(flow, ex_id, at=created), Started(created))
+    logs, jobs = _records(started, actions, created)
+    store.create_execution(started, logs=logs, jobs=jobs)
+    return jobs[0]
+
+
+def _finish_one(store: DynamoDBStore, ex_id: str, at: datetime) -> None:
+    """The job's terminal event, as the ``events`` Lambda stores it: one step."""
+    flow = parse_flow(_ONE_TASK, "one.yaml")
+    loaded = store.get_execution(ex_id)
+    job = next(j for j in [store.get_job(n) for n in _job_names(store, ex_id)] if j is not None)
+    [tr] = loaded.taskruns.values()
+    event = JobStatusChanged(at, tr.id, job.attempt, "SUCCEEDED", exit_code=0)
+    finished, acts = plan(flow, loaded, event)
+    logs, _ = _records(finished, acts, at)
+    store.save_execution(
+        finished,
+        expected_version=loaded.version,
+        logs=logs,
+        jobs=[replace(job, phase=JobPhase.DONE, updated=at)],
+    )
+
+
+def _job_names(store: DynamoDBStore, ex_id: str) -> list[str]:
+    item = store._get(store._exec_key(ex_id))
+    assert item is not None
+    return list(item["j"]["M"])
+
+
+def _watermark(client: Any, table: str) -> dict[str, Any]:
+    item = client.get_item(TableName=table, Key={"PK": {"S": "VISIT"}, "SK": {"S": "STATE"}})["Item"]
+    return {k: next(iter(v.values())) for k, v in item.items() if k in ("w", "c", "v")}
+
+
+def _us(moment: datetime) -> int:
+    return int((moment - datetime(1970, 1, 1, tzinfo=moment.tzinfo)) / timedelta(microseconds=1))
+
+
+class _Hooked:
+    """A DynamoDB client that records the keys of each ``BatchGetItem`` and may run ``after_read``
+    once, right after one returns: a step landing between a visit's read and its write."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.read_keys: list[list[str]] = []
+        self.after_read: Callable[[], None] | None = None
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        response = self._client.batch_get_item(**kwargs)
+        self.read_keys.append([k["PK"]["S"] for r in kwargs["RequestItems"].values() for k in r["Keys"]])
+        hook, self.after_read = self.after_read, None
+        if hook is not None:
+            hook()
+        return response
+
+    def keys(self) -> list[str]:
+        return [key for call in self.read_keys for key in call]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_with_the_visit_a_short_task_costs_three_write_units_and_no_active_index_write(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    client, table = dynamodb_table
+    store = make_store(bucket=None, visit_after=_VISIT)
+    store.capacity.reset()
+    short = _start_one(store, _doc_id(11), T0)
+    assert store.capacity.calls == {"PutItem": 1}
+    assert store.capacity.write_units == 2  # the document + the listing entry: no active entry
+    assert "aq" not in _items(client, table, _doc_id(11))["META"]
+    assert store.active_jobs() == []  # not before a visit: the tick needs no job this young
+
+    completer = make_store(bucket=None, visit_after=_VISIT)
+    completer.get_execution(_doc_id(11))
+    completer.capacity.reset()
+    _finish_one(completer, _doc_id(11), at(3))
+    writes = {k: v for k, v in completer.capacity.calls.items() if k not in ("GetItem", "Query")}
+    assert writes == {"UpdateItem": 1}  # the step (the reads are this helper's loads)
+    # REMOVE of absent active keys writes nothing to the index: the document only, 3 WRU in all.
+    assert completer.capacity.units_by_call["UpdateItem"] == completer.capacity.write_units == 1
+    assert completer.get_execution(_doc_id(11)).state is State.SUCCESS
+
+    running = _start_one(store, _doc_id(12), T0)
+    loaded_before = make_store(bucket=None, visit_after=_VISIT)
+    loaded_before.get_execution(_doc_id(12))  # it knows the document without its active keys
+    store.visit(at(30))  # created 30 s ago: not yet
+    assert store.active_jobs() == []
+    store.capacity.reset()
+    store.visit(at(61))
+    assert store.capacity.calls["UpdateItem"] == 1  # the running one only: the finished one costs no write
+    assert [j.name for j in store.active_jobs()] == [running.name]
+    assert "aq" not in _items(client, table, _doc_id(11))["META"]
+    assert short.name not in [j.name for j in make_store(bucket=None).active_jobs()]
+
+    _finish_one(loaded_before, _doc_id(12), at(90))  # its view predates the registration
+    assert "aq" not in _items(client, table, _doc_id(12))["META"]  # left the index all the same
+    assert store.active_jobs() == []
+
+
+def test_a_job_added_after_the_visit_may_have_passed_registers_itself(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """A retry or the next task of a long flow: the visit is past its execution, so the step adds the keys."""
+    client, table = dynamodb_table
+    store = make_store(bucket=None, visit_after=_VISIT)
+    ex_id = _doc_id(13)
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    store.create_execution(ex)
+    store.visit(at(120))
+    nxt = with_taskrun(ex, make_taskrun("b", 1, state=State.RUNNING))
+    job = replace(make_job(f"t-ddb-b-{ex_id}-aaaaaaaa", ex_id, taskrun_id="b"), updated=at(120))
+    store.save_execution(nxt, expected_version=ex.version, jobs=[job])
+    assert "aq" in _items(client, table, ex_id)["META"]
+    assert [j.name for j in make_store(bucket=None).active_jobs()] == [job.name]
+
+
+def test_the_watermark_advances_and_the_next_visit_reads_only_the_overlap_again(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str], dynamodb_local: DynamoDBLocal
+) -> None:
+    client, table = dynamodb_table
+    hooked = _Hooked(dynamodb_client(dynamodb_local.endpoint))
+    visitor = DynamoDBStore(table, client=hooked, visit_after=_VISIT)
+    try:
+        store = make_store(bucket=None, visit_after=_VISIT)
+        _start_one(store, _doc_id(14), at(-30))
+        _start_one(store, _doc_id(15), at(0))
+        visitor.visit(at(61))
+        assert sorted(hooked.keys()) == [f"EXEC#{_doc_id(14)}", f"EXEC#{_doc_id(15)}"]
+        assert _watermark(client, table) == {"w": str(_us(at(1))), "v": "1"}
+        assert len(store.active_jobs()) == 2
+        hooked.read_keys.clear()
+        visitor.visit(at(75))  # reads (w - 10 s, now - 60 s]: the one created 9 s before w only
+        assert hooked.keys() == [f"EXEC#{_doc_id(15)}"]
+        assert _watermark(client, table) == {"w": str(_us(at(15))), "v": "2"}
+        hooked.read_keys.clear()
+        visitor.visit(at(70))  # an older tick's now: nothing past the watermark, no read
+        assert hooked.read_keys == [] and _watermark(client, table)["v"] == "2"
+    finally:
+        visitor.close()
+        hooked._client.close()
+
+
+def test_bounded_visits_resume_where_they_stopped(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    client, table = dynamodb_table
+    store = make_store(bucket=None, visit_after=_VISIT)
+    jobs = [_start_one(store, _doc_id(20 + i), at(i)) for i in range(5)]
+    visitor = make_store(bucket=None, visit_after=_VISIT, visit_limit=2)
+    seen = []
+    for _ in range(3):
+        visitor.visit(at(200))
+        seen.append(sorted(j.name for j in store.active_jobs()))
+    assert seen == [sorted(j.name for j in jobs[:n]) for n in (2, 4, 5)]
+    assert _watermark(client, table) == {"w": str(_us(at(140))), "v": "3"}  # done: no resume key left
+
+
+def test_a_visit_racing_the_completing_step_loses_nothing_and_leaves_no_entry(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str], dynamodb_local: DynamoDBLocal
+) -> None:
+    client, table = dynamodb_table
+    store = make_store(bucket=None, visit_after=_VISIT)
+    _start_one(store, _doc_id(30), T0)
+    hooked = _Hooked(dynamodb_client(dynamodb_local.endpoint))
+    visitor = DynamoDBStore(table, client=hooked, visit_after=_VISIT)
+    try:
+        # The visit reads the document running, then the step completes it, then the visit writes.
+        hooked.after_read = lambda: _finish_one(
+            make_store(bucket=None, visit_after=_VISIT), _doc_id(30), at(70)
+        )
+        visitor.capacity.reset()
+        visitor.visit(at(80))
+        assert visitor.capacity.calls["UpdateItem"] == 1  # refused on the version: nothing written
+        assert visitor.capacity.units_by_call["UpdateItem"] == 0
+        meta = _items(client, table, _doc_id(30))["META"]
+        assert "aq" not in meta and meta["st"]["S"] == State.SUCCESS.value
+        assert make_store(bucket=None).get_execution(_doc_id(30)).state is State.SUCCESS
+        assert store.active_jobs() == []
+    finally:
+        visitor.close()
+        hooked._client.close()
