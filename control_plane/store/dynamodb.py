@@ -126,6 +126,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_CHAR = "\U0010ffff"  # the greatest code point: the top of a prefix range
 _META = "META"
 _TR = "TR#"
+# A loop's values, written once per execution and value set: ``TRV#`` sorts after every ``TR#``
+# key ('V' > '#'), so an execution read (``META``..``TR#<max>``) does not return them.
+_VALUES = "TRV#"
+_VALUES_INLINE_BYTES = 512  # below this, a ForEach's values stay in its task run's body
 _TRANSACTION_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; keep a margin for overhead
 _LOG_CHUNK_BYTES = 300_000  # one log item, well under the 400 KB item limit
 _JOURNAL_CHARS = 80_000  # one redo chunk: at most 320 KB of UTF-8
@@ -316,6 +320,7 @@ class _Step:
     # Extra META condition of a switch to split mode: the document's job versions and inline log
     # size it copied, so an ``update_job`` or ``append_logs`` landing meanwhile is not lost.
     guard: dict[str, Any] | None = None  # {"expr": "...", "names": {...}, "values": {...}}
+    values_written: list[str] = field(default_factory=list)  # digests of ``TRV#`` items in ``puts``
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -410,6 +415,8 @@ class DynamoDBStore:
         self._last_ns = 0
         self._pool: ThreadPoolExecutor | None = None
         self._cache: OrderedDict[str, tuple[int, dict[str, TaskRun]]] = OrderedDict()
+        # Loop values by (execution, digest): immutable, so never stale (see ``_split_values``).
+        self._values: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
         self._docs: OrderedDict[str, _Doc] = OrderedDict()  # documents' jobs, as last read or written
         # Executions seen in split mode: that is for good, so their jobs are looked up as JOB# directly.
         self._split: OrderedDict[str, None] = OrderedDict()
@@ -607,9 +614,14 @@ class DynamoDBStore:
             attrs[TTL_ATTRIBUTE] = _n(ttl)
         return attrs
 
-    def _taskrun_item(self, execution_id: str, tr: TaskRun, ttl: int | None) -> Item:
+    def _taskrun_item(
+        self, execution_id: str, tr: TaskRun, ttl: int | None, step: _Step | None = None
+    ) -> Item:
         raw = taskrun_to_json(tr)
         item: Item = self._exec_key(execution_id, _TR + tr.id)
+        progress = raw.get("progress")
+        if step is not None and isinstance(progress, dict) and progress.get("values"):
+            self._split_values(execution_id, item, progress, ttl, step)
         if raw.get("outputs") is not None and self.bucket is not None:
             blob = dumps(raw["outputs"]).encode()
             if len(blob) > self.offload_bytes:
@@ -626,6 +638,51 @@ class DynamoDBStore:
                 f" (DynamoDBStore(bucket=...)) in table {self.table}"
             )
         return item
+
+    def _split_values(
+        self, execution_id: str, item: Item, progress: dict[str, Any], ttl: int | None, step: _Step
+    ) -> None:
+        """Keep a wide loop's values out of its task run, which every child's end rewrites.
+
+        A ForEach over N values keeps them in its progress to start its lanes; inline, each
+        completion would rewrite all N (units per task growing with N). They go to a
+        content-addressed ``TRV#<digest>`` item instead, written in the same step only when
+        this store has not written or read that digest yet: the task run keeps the digest.
+        """
+        blob = dumps(progress["values"])
+        if len(blob) <= _VALUES_INLINE_BYTES:
+            return
+        digest = hashlib.blake2b(blob.encode(), digest_size=12).hexdigest()
+        del progress["values"]
+        item["pv"] = _s(digest)
+        if (execution_id, digest) in self._values or digest in step.values_written:
+            return
+        side: Item = {**self._exec_key(execution_id, _VALUES + digest), "d": {"B": _compress(blob)}}
+        if ttl is not None:
+            side[TTL_ATTRIBUTE] = _n(ttl)
+        step.puts.append(side)
+        step.values_written.append(digest)
+
+    def _loop_values(self, execution_id: str, digest: str) -> list[Any]:
+        with self._lock:
+            known = self._values.get((execution_id, digest))
+        if known is not None:
+            return known
+        found = self._get(self._exec_key(execution_id, _VALUES + digest))
+        if found is None:
+            raise StoreError(
+                f"execution {execution_id}: loop values {digest} are missing from table {self.table}"
+            )
+        values: list[Any] = loads(_decompress(found["d"]["B"]))
+        self._know_values(execution_id, digest, values)
+        return values
+
+    def _know_values(self, execution_id: str, digest: str, values: list[Any]) -> None:
+        with self._lock:
+            self._values[(execution_id, digest)] = values
+            self._values.move_to_end((execution_id, digest))
+            while len(self._values) > _CACHE_SIZE:
+                self._values.popitem(last=False)
 
     def _log_items(
         self, execution_id: str, prefix: str, logs: Sequence[LogLine], ttl: int | None
@@ -1338,7 +1395,7 @@ class DynamoDBStore:
         for tr_id in ids:
             tr = ex.taskruns.get(tr_id)
             if tr is not None:
-                step.puts.append(self._taskrun_item(ex.id, tr, ttl))
+                step.puts.append(self._taskrun_item(ex.id, tr, ttl, step))
             elif expected is not None:
                 step.deletes.append(self._exec_key(ex.id, _TR + tr_id))
         if logs:
@@ -1363,6 +1420,11 @@ class DynamoDBStore:
             self._small_step(step)
         else:
             self._big_step(step)
+        for side in step.puts:  # committed: later steps of this store need not write them again
+            if side["SK"]["S"].startswith(_VALUES):
+                self._know_values(
+                    step.execution_id, side["SK"]["S"][len(_VALUES) :], loads(_decompress(side["d"]["B"]))
+                )
 
     def _meta_write(self, step: _Step) -> dict[str, Any]:
         """META's part of a small step: ``(op, args)`` for a transaction or a single call."""
@@ -1844,6 +1906,9 @@ class DynamoDBStore:
                 raw = loads(item["b"]["S"])
                 if "o" in item:
                     raw["outputs"] = self._fetch_outputs(item["o"]["S"])
+                if "pv" in item:
+                    values = self._loop_values(execution_id, item["pv"]["S"])
+                    raw.setdefault("progress", {})["values"] = values
                 taskruns.append(taskrun_from_json(raw))
             return taskruns
         except (ValueError, KeyError, TypeError) as exc:

@@ -938,3 +938,39 @@ def test_a_visit_racing_the_completing_step_loses_nothing_and_leaves_no_entry(
     finally:
         visitor.close()
         hooked._client.close()
+
+
+def test_a_wide_loops_values_are_written_once_not_with_every_completion(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """A ForEach keeps its values to start lanes; each child's end rewrites the ForEach's task run."""
+    client, table = dynamodb_table
+    width = 300
+    flow = _fanout_flow(width)
+    store = make_store()
+    started, actions = plan(flow, new_execution(flow, "wide-values-1", at=T0), Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    store.create_execution(started, logs=logs, jobs=jobs)
+    items = _items(client, table, "wide-values-1")
+    side = [sk for sk in items if sk.startswith("TRV#")]
+    assert len(side) == 1  # the values, once
+    [parent] = [tr for tr in started.taskruns.values() if tr.task_id == "each"]
+    stored_parent = items[f"TR#{parent.id}"]
+    assert "pv" in stored_parent and '"v299"' not in stored_parent["b"]["S"]
+
+    costs = []
+    execution = started
+    for i, submit in enumerate([a for a in actions if isinstance(a, SubmitJob)][:5]):
+        at = T0 + timedelta(seconds=i + 1)
+        event = JobStatusChanged(at, submit.taskrun_id, submit.attempt, "SUCCEEDED", exit_code=0)
+        new, acts = plan(flow, execution, event)
+        more_logs, _ = _records(new, acts, at)
+        store.capacity.reset()
+        store.save_execution(new, expected_version=execution.version, logs=more_logs)
+        costs.append(store.capacity.write_units)
+        execution = new.evolve(changed=frozenset())
+    assert max(costs) < 10, costs  # a few small items, not the 300 values again
+    assert [sk for sk in _items(client, table, "wide-values-1") if sk.startswith("TRV#")] == side
+
+    fresh = make_store()  # another container: reads the values back through the digest
+    assert_same_execution(fresh.get_execution("wide-values-1"), execution)
