@@ -892,7 +892,3 @@ class Flow(_Strict):
             yield task
             for _, children in reversed(list(task.child_lists())):
                 stack.extend(reversed(children))
-
-
-_MODELS: tuple[type[BaseModel], ...] = (*_TASK_CLASSES, FlowableTask, _WithTasks, DagTask, Listener, Flow)
-"""Every model whose fields name ``AnyTask``: built (forward references resolved) on first use."""

@@ -407,12 +407,8 @@ class Service:
         polled = self._poll_jobs()
         self._drain()
         if flush:
-            self._flush_all()
+            self.flush()
         return fired or polled
-
-    def flush(self) -> None:
-        """Write what is still riding along (handles of just-submitted jobs): end of a Lambda call."""
-        self._flush_all()
 
     # ================================================================== cloud entry points
 
@@ -619,7 +615,7 @@ class Service:
             waitable = waitables[0] if len(waitables) == 1 and len(self.runners.started()) == 1 else None
             if waitable is not None and waitable.wait(min(timeout, 0.05)):
                 return True
-            self._flush_all()  # a job that outlives a short wait: make its handle durable
+            self.flush()  # a job that outlives a short wait: make its handle durable
             end = time.monotonic() + timeout
             while (left := end - time.monotonic()) > 0:
                 self._tail_live()
@@ -745,7 +741,8 @@ class Service:
         if left is not None and (mark := left.jobs.get(job.name)) is not None and mark.phase is JobPhase.DONE:
             self._flush(job.execution_id)
 
-    def _flush_all(self) -> None:
+    def flush(self) -> None:
+        """Write what is still riding along (handles of just-submitted jobs): end of a Lambda call."""
         for execution_id in list(self._pending):
             self._flush(execution_id)
 

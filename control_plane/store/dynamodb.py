@@ -73,7 +73,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import immutables
 
@@ -242,6 +242,18 @@ def _cursor_decode(cursor: str, kinds: Sequence[type]) -> list[Any]:
     ):
         raise StoreError(f"invalid page cursor {cursor!r}")
     return parts
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _lru_put(cache: OrderedDict[K, V], key: K, value: V, size: int) -> None:
+    """Insert as most recent and drop the least recent beyond ``size`` (callers hold the lock)."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 class Capacity:
@@ -679,10 +691,7 @@ class DynamoDBStore:
 
     def _know_values(self, execution_id: str, digest: str, values: list[Any]) -> None:
         with self._lock:
-            self._values[(execution_id, digest)] = values
-            self._values.move_to_end((execution_id, digest))
-            while len(self._values) > _CACHE_SIZE:
-                self._values.popitem(last=False)
+            _lru_put(self._values, (execution_id, digest), values, _CACHE_SIZE)
 
     def _log_items(
         self, execution_id: str, prefix: str, logs: Sequence[LogLine], ttl: int | None
@@ -1106,10 +1115,7 @@ class DynamoDBStore:
 
     def _know(self, execution_id: str, doc: _Doc) -> None:
         with self._lock:
-            self._docs[execution_id] = doc
-            self._docs.move_to_end(execution_id)
-            while len(self._docs) > _CACHE_SIZE * 8:
-                self._docs.popitem(last=False)
+            _lru_put(self._docs, execution_id, doc, _CACHE_SIZE * 8)
 
     def _doc_attrs(self, ex: Execution, raws: Mapping[str, Any], ttl: int | None) -> Item:
         """The attributes every document write sets: version, compressed body, state and summary."""
@@ -1854,14 +1860,8 @@ class DynamoDBStore:
 
     def _remember(self, execution_id: str, version: int, taskruns: dict[str, TaskRun]) -> None:
         with self._lock:
-            self._split[execution_id] = None
-            self._split.move_to_end(execution_id)
-            while len(self._split) > _CACHE_SIZE * 32:
-                self._split.popitem(last=False)
-            self._cache[execution_id] = (version, taskruns)
-            self._cache.move_to_end(execution_id)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            _lru_put(self._split, execution_id, None, _CACHE_SIZE * 32)
+            _lru_put(self._cache, execution_id, (version, taskruns), _CACHE_SIZE)
 
     def _batch_get(
         self, keys: Sequence[Item], *, consistent: bool = True, projection: str | None = None
