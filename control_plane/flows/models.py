@@ -8,18 +8,20 @@ forbids unknown properties. A task's ``type`` keeps the spelling the user wrote 
 Cross-cutting checks that need the whole tree (duplicate ids, recursive subflows, system
 labels) live in :mod:`control_plane.flows.validation`, which runs on the raw YAML so that they
 are reported even when some task fails its own validation.
-"""
 
-from __future__ import annotations
+Annotations are evaluated when each class is created (no ``from __future__ import
+annotations``): pydantic would otherwise wrap some 800 annotation strings in ``ForwardRef``
+objects and compile each one, a sizeable part of this module's import time, which every Lambda
+cold start pays. Only names defined further down (``AnyTask``, ``Task``) are quoted.
+"""
 
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -217,7 +219,7 @@ class Input(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _type_rules(self) -> Input:
+    def _type_rules(self) -> Self:
         problems: list[str] = []
         if self.type is InputType.FILE and self.defaults is not None:
             problems.append(f"{self.id}: no `defaults` can be set for inputs of type 'FILE'")
@@ -297,14 +299,14 @@ class WorkerGroup(_Strict):
 class Condition(BaseModel):
     """Trigger and listener conditions: accepted and kept, evaluated by the trigger layer."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
     type: str
 
 
 class TaskRunnerSpec(BaseModel):
     """The ``taskRunner`` block: its options are validated by the runner it names."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
     type: str
 
 
@@ -330,7 +332,7 @@ class Task(_Strict):
     logToFile: bool = False
     workerGroup: WorkerGroup | None = None
 
-    def child_lists(self) -> Iterator[tuple[str, list[Task]]]:
+    def child_lists(self) -> Iterator[tuple[str, list["Task"]]]:
         """Every (property, tasks) pair this task owns; runnable tasks own none."""
         return iter(())
 
@@ -380,8 +382,8 @@ class FlowableTask(Task):
     """A task that owns children: ``tasks`` plus the local ``errors`` and ``finally`` branches."""
 
     kind: ClassVar[TaskKind] = TaskKind.FLOWABLE
-    errors: list[AnyTask] | None = None
-    finally_: list[AnyTask] | None = Field(default=None, alias="finally")
+    errors: list["AnyTask"] | None = None
+    finally_: list["AnyTask"] | None = Field(default=None, alias="finally")
 
     def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
         """The lists whose tasks are the flowable's own work (not errors/finally)."""
@@ -404,7 +406,7 @@ def _not_empty(value: list[Any] | None) -> list[Any]:
 
 
 class _WithTasks(FlowableTask):
-    tasks: list[AnyTask] | None = Field(default=None, validate_default=True)
+    tasks: list["AnyTask"] | None = Field(default=None, validate_default=True)
 
     _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
 
@@ -470,11 +472,11 @@ class EachParallel(_WithTasks):
 class Switch(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Switch"
     value: str | int | bool
-    cases: dict[str, list[AnyTask]] | None = None
-    defaults: list[AnyTask] | None = None
+    cases: dict[str, list["AnyTask"]] | None = None
+    defaults: list["AnyTask"] | None = None
 
     @model_validator(mode="after")
-    def _has_tasks(self) -> Switch:
+    def _has_tasks(self) -> Self:
         if not any(self.cases.values() if self.cases else ()) and not self.defaults:
             raise ValueError(f"{self.id}: No task defined, neither cases or defaults have any tasks")
         return self
@@ -490,8 +492,8 @@ class Switch(FlowableTask):
 class If(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.If"
     condition: str | bool | int
-    then: list[AnyTask] | None = Field(default=None, validate_default=True)
-    else_: list[AnyTask] | None = Field(default=None, alias="else")
+    then: list["AnyTask"] | None = Field(default=None, validate_default=True)
+    else_: list["AnyTask"] | None = Field(default=None, alias="else")
 
     _then_not_empty = field_validator("then")(lambda cls, v: _not_empty(v))
 
@@ -503,7 +505,7 @@ class If(FlowableTask):
 
 
 class DagTask(_Strict):
-    task: AnyTask
+    task: "AnyTask"
     dependsOn: list[str] | None = None
 
 
@@ -515,7 +517,7 @@ class Dag(FlowableTask):
     _tasks_not_empty = field_validator("tasks")(lambda cls, v: _not_empty(v))
 
     @model_validator(mode="after")
-    def _graph_is_sound(self) -> Dag:
+    def _graph_is_sound(self) -> Self:
         ids = [node.task.id for node in self.tasks or ()]
         known = set(ids)
         problems = [
@@ -583,7 +585,7 @@ class WaitFor(_WithTasks):
     canonical: ClassVar[str] = "squall.flow.WaitFor"
     condition: str | bool
     failOnMaxReached: bool = False
-    checkFrequency: CheckFrequency = CheckFrequency()
+    checkFrequency: CheckFrequency = Field(default_factory=CheckFrequency)  # not built at import
     maxIterations: int | None = Field(default=None, ge=1)
     maxDuration: timedelta | None = None
 
@@ -603,7 +605,7 @@ class Pause(FlowableTask):
     timeout: timedelta | None = None
     behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
     onResume: list[Input] | None = None
-    tasks: list[AnyTask] | None = None
+    tasks: list["AnyTask"] | None = None
 
     @property
     def auto_resume_after(self) -> timedelta | None:
@@ -789,7 +791,7 @@ class Schedule(Trigger):
         return value
 
     @model_validator(mode="after")
-    def _cron_parses(self) -> Schedule:
+    def _cron_parses(self) -> Self:
         fields = len(self.cron.split())
         expected = 6 if self.withSeconds else 5
         nickname = self.cron.startswith("@")
@@ -797,6 +799,8 @@ class Schedule(Trigger):
             raise ValueError(
                 f"invalid cron expression '{self.cron}': expected {expected} fields, got {fields}"
             )
+        from croniter import croniter  # only flows with a Schedule pay for importing it
+
         if not croniter.is_valid(self.cron, second_at_beginning=self.withSeconds):
             raise ValueError(f"invalid cron expression '{self.cron}'")
         return self

@@ -19,13 +19,12 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import Runtime, runtime
 
 __all__ = ["handle_event", "handler"]
 
-logger = Logger(service="squall", child=True)
+logger = handler_logger("events")
 
 
 def _events(payload: Any) -> Iterator[Mapping[str, Any]]:

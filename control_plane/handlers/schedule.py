@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import runtime
 
 __all__ = ["handler"]
 
-logger = Logger(service="squall", child=True)
+logger = handler_logger("schedule")
 
 _FIELDS = {"namespace": "namespace", "flowId": "flow_id", "triggerId": "trigger_id"}
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import Runtime, runtime
 
 __all__ = ["handler", "run_tick"]
 
-logger = Logger(service="squall", child=True)
+logger = handler_logger("tick")
 
 
 def run_tick(rt: Runtime) -> dict[str, Any]:

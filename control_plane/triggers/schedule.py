@@ -25,12 +25,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from control_plane.flows.models import Schedule
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 __all__ = ["Fire", "due", "fire_key", "next_date", "previous_date", "schedule_dates"]
 
@@ -53,6 +54,8 @@ def _zone(trigger: Schedule) -> ZoneInfo:
 
 
 def _iter(trigger: Schedule, start: datetime) -> croniter:
+    from croniter import croniter  # imported on first use: a deployment without schedules never pays
+
     return croniter(trigger.cron, start.astimezone(_zone(trigger)), second_at_beginning=trigger.withSeconds)
 
 
