@@ -161,6 +161,8 @@ class JobStatus:
     resources: Resources | None = None
     started: datetime | None = None
     ended: datetime | None = None
+    cost: float | None = None
+    """USD the runner estimates the job was billed, from its price table; None when unknown."""
 
     @property
     def terminal(self) -> bool:

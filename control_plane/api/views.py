@@ -13,11 +13,11 @@ turned into JSON, so the CLI-facing names (``flow_id``...) never leak into the A
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
 from control_plane.store.base import ExecutionSummary, FlowRecord
@@ -63,6 +63,9 @@ class LabelView(_View):
 
 class AttemptView(_View):
     state: StateView
+    cost: float | None = Field(
+        default=None, description="USD the runner estimates this attempt's job was billed (Squall extra)."
+    )
 
 
 class TaskRunView(_View):
@@ -77,6 +80,9 @@ class TaskRunView(_View):
     attempts: list[AttemptView]
     outputs: dict[str, Any] | None = None
     error: str | None = None
+    cost: float | None = Field(
+        default=None, description="Sum of the attempts' estimated cost in USD, when known (Squall extra)."
+    )
 
 
 class ExecutionView(_View):
@@ -159,7 +165,7 @@ def _labels(labels: Mapping[str, str]) -> list[LabelView]:
 
 
 def attempt_view(attempt: Attempt) -> AttemptView:
-    return AttemptView(state=state_view(attempt.state, attempt.started, attempt.ended))
+    return AttemptView(state=state_view(attempt.state, attempt.started, attempt.ended), cost=attempt.cost)
 
 
 def taskrun_view(execution: Execution, tr: TaskRun) -> TaskRunView:
@@ -175,7 +181,13 @@ def taskrun_view(execution: Execution, tr: TaskRun) -> TaskRunView:
         attempts=[attempt_view(a) for a in tr.attempts],
         outputs=jsonable(dict(tr.outputs)) if tr.outputs is not None else None,
         error=tr.error,
+        cost=_total_cost(tr.attempts),
     )
+
+
+def _total_cost(attempts: Sequence[Attempt]) -> float | None:
+    known = [a.cost for a in attempts if a.cost is not None]
+    return round(sum(known), 6) if known else None
 
 
 def execution_view(execution: Execution) -> ExecutionView:

@@ -49,6 +49,7 @@ class JobStatusChanged:
     exit_code: int | None = None
     reason: str | None = None
     outputs: Mapping[str, Any] | None = None
+    cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

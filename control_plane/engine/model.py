@@ -44,6 +44,7 @@ class Attempt:
     started: datetime
     ended: datetime | None = None
     job: str | None = None
+    cost: float | None = None  # USD estimated by the runner from its price table
 
 
 @dataclass(frozen=True, slots=True)

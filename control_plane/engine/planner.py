@@ -468,6 +468,8 @@ class _Transaction:
         status = event.status.upper()
         if status in ("QUEUED", "STARTING", "RUNNING"):
             return
+        if event.cost is not None:  # kept on the attempt the job ran, whatever happens next
+            tr = tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], cost=event.cost)))
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, event.outputs, "killed", retry=False)
             return

@@ -876,6 +876,7 @@ class Service:
                     status.exit_code,
                     status.reason,
                     outputs,
+                    status.cost,
                 ),
             )
         )

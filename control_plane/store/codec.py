@@ -108,12 +108,18 @@ def _attempt_to_json(a: Attempt) -> dict[str, Any]:
         out["ended"] = a.ended.isoformat()
     if a.job is not None:
         out["job"] = a.job
+    if a.cost is not None:
+        out["cost"] = a.cost
     return out
 
 
 def _attempt_from_json(raw: Mapping[str, Any]) -> Attempt:
     return Attempt(
-        State(raw["state"]), datetime.fromisoformat(raw["started"]), _pdt(raw.get("ended")), raw.get("job")
+        State(raw["state"]),
+        datetime.fromisoformat(raw["started"]),
+        _pdt(raw.get("ended")),
+        raw.get("job"),
+        raw.get("cost"),
     )
 
 

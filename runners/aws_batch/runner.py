@@ -16,8 +16,8 @@ Theory of operation::
     cleanup        deletes staged input objects; job definitions are shared and kept
 
 Everything poll and parse_event need to judge a job travels on the job itself, as tags
-(``squall:timeout``, ``squall:runnable-timeout``, ``squall:outputs``, ``squall:resources``...),
-because a handle rebuilt from an event carries nothing else.
+(``squall:timeout``, ``squall:runnable-timeout``, ``squall:outputs``, ``squall:resources``,
+``squall:price``...), because a handle rebuilt from an event carries nothing else.
 
 Calls: every Batch call takes a token from a bucket shared by the instance (default 40 per
 second, under Batch's ~50 TPS account limit) and goes through :func:`runners.retry.call`;
@@ -39,8 +39,8 @@ from typing import Any, ClassVar
 
 from runners import retry
 from runners.aws_batch import staging, taxonomy
-from runners.aws_batch.cost import billed_resources
-from runners.aws_batch.options import DEFAULT_LOG_GROUP, BatchOptions, BatchResources
+from runners.aws_batch.cost import billed_resources, estimate_cost
+from runners.aws_batch.options import DEFAULT_LOG_GROUP, BatchOptions, BatchResources, Pricing
 from runners.base import (
     JobHandle,
     JobNotFoundError,
@@ -198,7 +198,8 @@ class AwsBatchRunner:
     (tests add botocore event hooks there), ``endpoint_url`` / ``endpoints`` (moto),
     ``defaults`` (options used when a handle does not say, e.g. the region), ``policy`` and
     ``sleep`` (retry backoff), ``rate`` / ``logs_rate`` (calls per second for this instance,
-    paced with ``clock`` and ``limiter_sleep``), ``now`` (wall clock for timeouts and dwell).
+    paced with ``clock`` and ``limiter_sleep``), ``now`` (wall clock for timeouts, dwell and the
+    expiry of assumed-role credentials).
     """
 
     name: ClassVar[str] = "aws-batch"
@@ -269,7 +270,7 @@ class AwsBatchRunner:
         cache_key = (region, role, key_id)
         with self._lock:
             cached = self._clients.get(cache_key)
-            if cached is not None and cached[1] > time.time():
+            if cached is not None and cached[1] > self._now().timestamp():
                 return cached[0]
         credentials: dict[str, Any] = {}
         if opts is not None and opts.access_key_id is not None:
@@ -294,7 +295,7 @@ class AwsBatchRunner:
                 "aws_secret_access_key": got["SecretAccessKey"],
                 "aws_session_token": got["SessionToken"],
             }
-            expires = got["Expiration"].timestamp() - 300
+            expires = got["Expiration"].timestamp() - 300  # renewed 5 minutes before they lapse
         endpoints = dict(self._endpoints)
         if opts is not None and opts.endpoint_override:
             endpoints.setdefault("batch", opts.endpoint_override)
@@ -422,6 +423,10 @@ class AwsBatchRunner:
             tags["squall:log-group"] = opts.log_group_name
         if self._is_spot(clients, opts):
             tags["squall:spot"] = "1"
+        if opts.pricing is not None:  # priced at submit: the job's completion may reach another process
+            price = opts.pricing
+            hourly = (price.vcpu_hour, price.gib_hour, price.gpu_hour, price.spot_discount)
+            tags["squall:price"] = "/".join(f"{value:g}" for value in hourly)
         overrides: dict[str, Any] = {
             "command": command,
             "environment": [{"name": k, "value": v} for k, v in spec.env.items()],
@@ -614,8 +619,10 @@ class AwsBatchRunner:
         resources = _resources_from_tag(tags.get("squall:resources"))
         spot = tags.get("squall:spot") == "1"
         billed = billed_resources(resources, status.started, status.ended, spot=spot)
+        price = _pricing_from_tag(tags.get("squall:price"))
+        cost = estimate_cost(billed, price) if billed is not None and price is not None else None
         outputs = self._list_outputs(clients, tags.get("squall:outputs"))
-        return replace(status, output_files=outputs, resources=billed)
+        return replace(status, output_files=outputs, resources=billed, cost=cost)
 
     def _list_outputs(self, clients: _Clients, prefix: str | None) -> dict[str, str]:
         if not prefix or not prefix.startswith("s3://"):
@@ -770,6 +777,14 @@ def _seconds(raw: Any) -> float | None:
     try:
         return float(raw) if raw is not None else None
     except ValueError:
+        return None
+
+
+def _pricing_from_tag(raw: str | None) -> Pricing | None:
+    try:
+        vcpu, gib, gpu, discount = (float(part) for part in (raw or "").split("/"))
+        return Pricing(vcpuHour=vcpu, gibHour=gib, gpuHour=gpu, spotDiscount=discount)
+    except ValueError:  # absent or not ours: no estimate rather than a wrong one
         return None
 
 

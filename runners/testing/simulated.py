@@ -57,6 +57,7 @@ class _Job:
     exit_code: int | None = None
     failure: Failure | None = None
     reason: str | None = None
+    cost: float | None = None
     lines: list[LogRecord] = field(default_factory=list)
 
 
@@ -95,8 +96,9 @@ class SimulatedRunner:
         lines: Sequence[str] = (),
         failure: Failure | None = None,
         reason: str | None = None,
+        cost: float | None = None,
     ) -> None:
-        """End a job: SUCCEEDED on exit 0 without ``failure``, FAILED otherwise."""
+        """End a job: SUCCEEDED on exit 0 without ``failure``, FAILED otherwise; ``cost`` as billed."""
         with self._lock:
             job = self._jobs[name]
             job.lines += [LogRecord("stdout", text) for text in lines]
@@ -105,6 +107,7 @@ class SimulatedRunner:
             job.state = JobState.SUCCEEDED if ok else JobState.FAILED
             job.failure = None if ok else (failure or Failure.USER)
             job.reason = reason
+            job.cost = cost
 
     def event(self, name: str, state: JobState | None = None) -> dict[str, Any]:
         """The push event a backend would send for ``name`` (its current state by default)."""
@@ -123,6 +126,7 @@ class SimulatedRunner:
                     "exitCode": job.exit_code,
                     "failure": None if job.failure is None else job.failure.value,
                     "statusReason": job.reason,
+                    "cost": job.cost,
                 },
             }
 
@@ -181,6 +185,7 @@ class SimulatedRunner:
             failure=Failure(failure) if failure else None,
             exit_code=detail.get("exitCode"),
             reason=detail.get("statusReason"),
+            cost=detail.get("cost"),
         )
         return str(detail["jobName"]), status
 
@@ -196,4 +201,6 @@ class SimulatedRunner:
         return JobHandle(job.spec.name, self.runner_name, job.id)
 
     def _status(self, job: _Job) -> JobStatus:
-        return JobStatus(job.state, failure=job.failure, exit_code=job.exit_code, reason=job.reason)
+        return JobStatus(
+            job.state, failure=job.failure, exit_code=job.exit_code, reason=job.reason, cost=job.cost
+        )

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +382,10 @@ def test_tags_events_and_cost(batch_env: BatchEnv) -> None:
         "squall.io/taskrun": "tr-1",
         "squall.io/attempt": "1",
     }
-    runner = batch_env.runner(resources={"vcpu": 2, "memory": 4096}, spot=True)
+    hourly = Pricing(vcpuHour=0.04048, gibHour=0.004445, spotDiscount=0.7)
+    runner = batch_env.runner(
+        resources={"vcpu": 2, "memory": 4096}, spot=True, pricing=hourly.model_dump(by_alias=True)
+    )
     handle = runner.submit(_spec("echo hi", labels=labels))
     status = wait_terminal(runner, handle, 30.0)
     job = batch_env.client("batch").describe_jobs(jobs=[handle.id])["jobs"][0]
@@ -403,15 +407,74 @@ def test_tags_events_and_cost(batch_env: BatchEnv) -> None:
     assert from_event is not None and (from_event.name, from_event.id) == (handle.name, handle.id)
     parsed = fresh.parse_event(event)
     assert parsed is not None and parsed[0] == handle.name
-    assert (parsed[1].state, parsed[1].exit_code, parsed[1].resources) == (
+    assert (parsed[1].state, parsed[1].exit_code, parsed[1].resources, parsed[1].cost) == (
         status.state,
         status.exit_code,
         status.resources,
+        status.cost,
     )
     assert status.resources is not None and status.resources.spot
     assert status.resources.gib_seconds == pytest.approx(4 * status.resources.vcpu_seconds / 2)
-    hourly = Pricing(vcpuHour=0.04048, gibHour=0.004445, spotDiscount=0.7)
-    assert estimate_cost(status.resources, hourly) >= 0
+    # The price travels on the job (tag), so a process that only sees the event prices it too.
+    assert job["tags"]["squall:price"] == "0.04048/0.004445/0/0.7"
+    expected = (2 * 0.04048 + 4 * 0.004445) * status.resources.vcpu_seconds / 2 / 3600 * (1 - 0.7)
+    assert status.cost == pytest.approx(expected, abs=1e-6)
+    assert status.cost == estimate_cost(status.resources, hourly)
+
+
+def test_no_price_table_means_no_cost_estimate(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    status = wait_terminal(runner, runner.submit(_spec("echo hi")), 30.0)
+    assert status.resources is not None and status.cost is None
+
+
+def test_an_assumed_role_signs_every_call_and_is_renewed_before_it_expires(batch_env: BatchEnv) -> None:
+    role = batch_env.client("iam").create_role(
+        RoleName=f"squall-submit-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    assumed: list[dict[str, Any]] = []
+    signers: set[str] = set()
+
+    def record_signer(request: Any, **_kwargs: Any) -> None:
+        signers.add(str(request.headers["Authorization"]).split("Credential=")[1].split("/")[0])
+
+    def session_factory(**kwargs: Any) -> Any:
+        kwargs.setdefault("aws_access_key_id", "testing")
+        kwargs.setdefault("aws_secret_access_key", "testing")
+        session = boto3.Session(**{"region_name": REGION, **kwargs})
+        session.events.register(
+            "provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append(dict(params))
+        )
+        session.events.register("before-send.batch", record_signer)
+        return session
+
+    clock = [datetime.now(UTC)]
+    runner = AwsBatchRunner(
+        session_factory=session_factory,
+        endpoint_url=batch_env.endpoint,
+        region=REGION,
+        defaults={
+            "jobQueueArn": batch_env.run_queue,
+            "stsRoleArn": role,
+            "stsRoleExternalId": "squall-ext",
+            "stsRoleSessionName": "squall-test",
+        },
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        now=lambda: clock[0],
+    )
+    first = runner.submit(_spec("echo one"))
+    assert wait_terminal(runner, first, 30.0).state is JobState.SUCCEEDED
+    assert assumed == [{"RoleArn": role, "RoleSessionName": "squall-test", "ExternalId": "squall-ext"}]
+    assert signers and all(key.startswith("ASIA") for key in signers)  # STS keys, not the base ones
+
+    start = clock[0]
+    clock[0] = start + timedelta(minutes=56)  # moto's credentials last an hour; renewed 5 minutes early
+    second = runner.submit(_spec("echo two"))
+    assert len(assumed) == 2
+    clock[0] = start + timedelta(minutes=1)  # (moto dates the new ones from the real time)
+    assert wait_terminal(runner, second, 30.0).state is JobState.SUCCEEDED
+    assert len(assumed) == 2  # the renewed credentials serve every later call
 
 
 def test_running_logs_are_read_incrementally(batch_env: BatchEnv) -> None:

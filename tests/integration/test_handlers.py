@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from control_plane.api.views import taskrun_view
 from control_plane.engine.states import State
 from control_plane.handlers import events, schedule, tick
 from control_plane.handlers.runtime import (
@@ -160,6 +161,18 @@ def test_a_terminal_event_completes_the_task_with_its_logs_and_outputs(world: Wo
     assert [line.message for line in world.store.read_logs(ex).items if line.task_id == "work"] == ["hello"]
     job = world.store.get_job(name)
     assert job is not None and job.phase is JobPhase.DONE
+
+
+def test_the_runners_cost_estimate_is_stored_on_the_attempt_and_shown_by_the_api(world: World) -> None:
+    ex = world.start()
+    name = world.job(ex)
+    world.compute.finish(name, cost=0.0123)
+    assert events.handler(world.compute.event(name), None) == {"applied": 1}
+
+    (run,) = world.store.get_execution(ex).taskruns.values()
+    assert [a.cost for a in run.attempts] == [0.0123]
+    view = taskrun_view(world.store.get_execution(ex), run)
+    assert (view.cost, [a.cost for a in view.attempts]) == (0.0123, [0.0123])
 
 
 def test_a_duplicate_event_changes_nothing(world: World) -> None:

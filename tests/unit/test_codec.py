@@ -86,6 +86,7 @@ attempts = st.builds(
     started=moments,
     ended=st.none() | moments,
     job=st.none() | texts,
+    cost=st.none() | st.floats(0, 1e6, allow_nan=False),
 )
 taskruns = st.builds(
     TaskRun,

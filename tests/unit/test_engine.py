@@ -133,6 +133,24 @@ tasks:
     assert d.run("sh").infra_attempts == 1
 
 
+def test_each_attempt_keeps_the_cost_its_runner_estimated() -> None:
+    d = Driver("""
+id: priced
+namespace: t
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["true"]
+""")
+    submit = d.of_type(SubmitJob, d.start())[0]
+    done(d, submit, 1, "RUNNING", cost=9.0)  # not terminal: nothing is billed yet
+    assert d.run("sh").attempts[0].cost is None
+    again = d.of_type(SubmitJob, done(d, submit, 2, "FAILED", failure="PREEMPTED", cost=0.25))[0]
+    done(d, again, 3, "SUCCEEDED", cost=0.5)
+    assert [a.cost for a in d.run("sh").attempts] == [0.25, 0.5]
+    assert d.execution.state is State.SUCCESS
+
+
 def test_user_failure_follows_task_retry_with_timers() -> None:
     d = Driver("""
 id: r
