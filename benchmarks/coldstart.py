@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-HANDLERS = ("api", "tick", "events", "schedule")
+HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
 STORE = "control_plane.store.dynamodb"
 GOAL = 1.5
 

@@ -574,16 +574,17 @@ class DynamoDBStore:
 
     # ------------------------------------------------------------------ S3 offload
 
-    def _s3_call(self, operation: str, key: str, **kwargs: Any) -> Any:
+    def _s3_call(self, operation: str, key: str | None, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         method = getattr(self._s3, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
         with self._lock:
             self.capacity.calls[f"s3.{operation}"] += 1
         try:
-            return method(Bucket=self.bucket, Key=key, **kwargs)
+            return method(Bucket=self.bucket, **({} if key is None else {"Key": key}), **kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"S3 bucket {self.bucket}: {operation} {key} failed: {exc}") from exc
+            what = key if key is not None else kwargs.get("Prefix", "")
+            raise StoreError(f"S3 bucket {self.bucket}: {operation} {what} failed: {exc}") from exc
 
     def _offload(self, execution_id: str, taskrun_id: str, blob: bytes) -> str:
         """Content-addressed: writing the same outputs again (a redo, a retry) is the same object."""
@@ -2425,6 +2426,44 @@ class DynamoDBStore:
                 if known is not None and known.version == int(item["v"]["N"]):
                     self._docs[execution_id] = replace(known, active=True)
             return
+
+    # ------------------------------------------------------------------ expiry
+
+    def purge_execution(self, execution_id: str) -> int:
+        """Delete what is left of an execution whose ``META`` item TTL removed; the item count.
+
+        TTL is written on every item a finishing step touches, which is the whole execution in
+        document mode. A split-mode execution also has task runs and log items written earlier
+        and never touched again; DynamoDB Streams report the ``META`` removal, and the
+        ``sweeper`` handler calls this. Its offloaded outputs go too (no S3 lifecycle rule can
+        know when an execution ends). Nothing happens while ``META`` exists: an execution is
+        only purged once DynamoDB itself has expired it, so a stray or replayed stream record
+        cannot delete a live one. Idempotent: a second call finds nothing.
+        """
+        if self._get(self._exec_key(execution_id), projection="#v") is not None:
+            return 0
+        keys = [
+            {"PK": item["PK"], "SK": item["SK"]}
+            for item in self._query(
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": _s(f"EXEC#{execution_id}")},
+                ProjectionExpression="PK, SK",
+            )
+        ]
+        if self.bucket is not None:
+            self._purge_objects(f"{self.s3_prefix}{execution_id}/")
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
+
+    def _purge_objects(self, prefix: str) -> None:
+        """Every object under ``prefix``, listed rather than read from the items: a retried
+        task's earlier outputs are no longer named by any item but are still stored."""
+        while True:
+            listed = self._s3_call("ListObjectsV2", None, Prefix=prefix, MaxKeys=1000)
+            objects = [{"Key": entry["Key"]} for entry in listed.get("Contents", [])]
+            if not objects:
+                return
+            self._s3_call("DeleteObjects", None, Delete={"Objects": objects, "Quiet": True})
 
     # ------------------------------------------------------------------ triggers
 

@@ -42,6 +42,7 @@ __all__ = [
     "ITEM_LIMIT_BYTES",
     "KEY_SCHEMA",
     "RANGE_KEY",
+    "STREAM_VIEW_TYPE",
     "TRANSACTION_ITEM_LIMIT",
     "TTL_ATTRIBUTE",
     "create_table",
@@ -60,6 +61,11 @@ DONE jobs and leftover redo chunks. A reserved word in expressions: always alias
 
 BILLING_MODE: Final = "PAY_PER_REQUEST"
 """On-demand: an idle installation costs nothing but storage."""
+
+STREAM_VIEW_TYPE: Final = "KEYS_ONLY"
+"""The table's stream: the ``sweeper`` handler needs only the keys of the ``META`` items TTL
+removed, to purge the rest of those executions (split mode writes items TTL never reaches).
+Writing to a stream costs nothing; Lambda reads it for free."""
 
 ITEM_LIMIT_BYTES: Final = 400 * 1024
 """DynamoDB's hard item size limit (names + values, UTF-8)."""
@@ -141,6 +147,7 @@ def table_definition(name: str) -> dict[str, Any]:
         "KeySchema": KEY_SCHEMA,
         "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
         "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
     }
 
 

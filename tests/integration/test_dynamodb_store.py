@@ -430,6 +430,82 @@ def test_finishing_sets_the_ttl_on_meta_and_on_the_items_of_that_write(
     assert "ttl" not in _items(client, table, "kept")["META"]
 
 
+def _stream_records(dynamodb_local: DynamoDBLocal, client: Any, table: str) -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, as DynamoDB Local's Streams API returns them."""
+    import boto3
+
+    arn = client.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=dynamodb_local.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",  # DynamoDB Local keeps one database per key and region
+        aws_secret_access_key="local",
+    )
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            records += page["Records"]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    streams.close()
+    return records
+
+
+def test_an_expired_split_execution_is_purged_with_its_offloaded_outputs(
+    make_store: Callable[..., DynamoDBStore],
+    dynamodb_table: tuple[Any, str],
+    dynamodb_local: DynamoDBLocal,
+    s3_endpoint: str,
+) -> None:
+    from control_plane.handlers import runtime, sweeper
+
+    client, table = dynamodb_table
+    store = make_store(offload_bytes=1_000)
+    big = {"blob": "x" * 5_000}
+    ex = make_execution("gone", taskruns=[make_taskrun(f"t{i}", i) for i in range(40)])
+    store.create_execution(ex, logs=[log("start")])
+    done = with_taskrun(ex, make_taskrun("big", 40, outputs=big), state=State.SUCCESS, ended=at(9)).evolve(
+        changed=frozenset({"big"})
+    )
+    store.save_execution(done, expected_version=1, logs=[log("end")])
+    store.create_execution(make_execution("kept", taskruns=[make_taskrun(f"k{i}", i) for i in range(40)]))
+    kept = _items(client, table, "kept")
+    before = _items(client, table, "gone")
+    assert len(before) > 40 and any("ttl" not in item for item in before.values())  # TTL misses some
+    assert store.purge_execution("gone") == 0  # META is still there: nothing is touched
+    assert _items(client, table, "gone") == before
+
+    client.delete_item(TableName=table, Key={"PK": {"S": "EXEC#gone"}, "SK": {"S": "META"}})  # "TTL"
+    removal = [r for r in _stream_records(dynamodb_local, client, table) if r["eventName"] == "REMOVE"]
+    assert [r["dynamodb"]["Keys"]["PK"]["S"] for r in removal] == ["EXEC#gone"]
+    by_caller = {"Records": removal}
+    assert list(sweeper.expired_executions(by_caller)) == []  # deleted by a caller: not an expiry
+    by_ttl = {
+        "Records": [
+            {**r, "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"}}
+            for r in removal + removal  # delivered twice
+        ]
+    }
+    assert list(sweeper.expired_executions(by_ttl)) == ["gone"]
+
+    settings = runtime.load_settings({}, store="dynamodb", table=table)
+    runtime.install(runtime.open_runtime(settings, store=make_store(offload_bytes=1_000)))
+    try:
+        assert sweeper.handler(by_ttl, None) == {"purged": {"gone": len(before) - 1}}
+        assert sweeper.handler(by_ttl, None) == {"purged": {"gone": 0}}  # a redelivery finds nothing
+    finally:
+        runtime.install(None)
+    assert _items(client, table, "gone") == {}
+    s3 = _s3(s3_endpoint)
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{table}/gone/").get("KeyCount") == 0
+    s3.close()
+    assert _items(client, table, "kept") == kept  # another execution is untouched
+
+
 # ---------------------------------------------------------------------------- cost
 
 
