@@ -15,6 +15,9 @@ the first request::
     SQUALL_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
     SQUALL_RECONCILE_AFTER  seconds without news before a running job is polled (default 300)
     SQUALL_SUBMIT_GRACE     seconds before a job left SUBMITTING is submitted again (default 120)
+    SQUALL_SUBMIT_BUDGET    jobs one step submits itself; a wider step hands the rest to the tick
+                            (default 100: an API call stays well under API Gateway's 30 s)
+    SQUALL_TICK_SUBMITS     jobs one tick submits at most (default 500: ~25 s at AWS Batch's rate)
     SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
     SQUALL_RUNNERS          JSON object: runner name -> constructor options
 
@@ -81,6 +84,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1 << 20, gt=0)
     reconcile_after: float = Field(default=300.0, ge=0)
     submit_grace: float = Field(default=120.0, ge=0)
+    submit_budget: int = Field(default=100, ge=1)
+    tick_submits: int = Field(default=500, ge=1)
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -172,7 +177,13 @@ def open_runtime(
     config.update(settings.runners)
     store = store or _open_store(settings)
     registry = RunnerRegistry(config, instances=runners)
-    service = Service(store, runners=registry, storage=LocalStorage(data / "storage"), clock=clock)
+    service = Service(
+        store,
+        runners=registry,
+        storage=LocalStorage(data / "storage"),
+        clock=clock,
+        submit_budget=settings.submit_budget,
+    )
     return Runtime(settings, store, service)
 
 

@@ -26,6 +26,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
     report = rt.service.tick(
         reconcile_after=timedelta(seconds=settings.reconcile_after),
         submit_grace=timedelta(seconds=settings.submit_grace),
+        recover_limit=settings.tick_submits,
     )
     started = rt.service.fire_schedules()
     return {

@@ -20,6 +20,13 @@ the same transaction as the task run that asked for it. Only then is the runner 
 handle is recorded (SUBMITTED). A service that crashed in between finds SUBMITTING records in
 :meth:`recover` and asks the runner to ``find`` the job before submitting it again.
 
+Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
+that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
+them look older than any grace, and the next :meth:`tick` submits them (``find`` first, as for
+any recovery), at most ``recover_limit`` per tick. Starting a 10,000-value ForEach through the
+API then answers within API Gateway's 30 seconds instead of submitting every job (at AWS
+Batch's ~50 calls a second) while the client has long been told 504.
+
 Completion: :meth:`step` fires due timers and polls every active job, one batched ``poll``
 per runner. A terminal job's logs are read to the end, stored, scanned for the outputs marker,
 and turned into a ``JobStatusChanged`` event. The record becomes DONE only after the event is
@@ -36,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from control_plane.engine.actions import (
@@ -183,6 +190,10 @@ class TickReport:
     ended: int
 
 
+HANDED_TO_TICK = datetime(1970, 1, 1, tzinfo=UTC)
+"""``updated`` of a job record left SUBMITTING for the tick by a step over its submit budget."""
+
+
 @dataclass
 class _Pending:
     logs: list[LogLine] = field(default_factory=list)
@@ -216,8 +227,10 @@ class Service:
         poll_interval: float = 1.0,
         on_change: Callable[[Execution], None] | None = None,
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
+        submit_budget: int | None = None,
     ) -> None:
         self.store = store
+        self.submit_budget = submit_budget
         self.runners = runners
         self.storage = storage
         self.clock = clock or SystemClock()
@@ -455,13 +468,16 @@ class Service:
         self.flush()
         return True
 
-    def tick(self, *, reconcile_after: timedelta, submit_grace: timedelta) -> TickReport:
+    def tick(
+        self, *, reconcile_after: timedelta, submit_grace: timedelta, recover_limit: int | None = None
+    ) -> TickReport:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
         * due timers fire (retry delays, Sleep, Pause and task timeouts);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
-          outbox write and the submit, or its handle is written lazily) is found by name,
-          its handle stored, or it is submitted: still one job;
+          outbox write and the submit, its handle is written lazily, or a wide step handed it
+          over) is found by name, its handle stored, or it is submitted: still one job; at most
+          ``recover_limit`` of them per tick, so a pass stays within the Lambda's timeout;
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
           (the fallback when a push event was lost), never one call per job.
         """
@@ -475,7 +491,7 @@ class Service:
         for job in active:
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
-                if age >= submit_grace:
+                if age >= submit_grace and (recover_limit is None or recovered < recover_limit):
                     self._submit(job, reattach=True)  # found by name (its handle is stored), or submitted
                     recovered += 1
                     if job.name in self._handles:
@@ -809,6 +825,7 @@ class Service:
                     self._hint_timer(action.at)
                 case SubmitJob():
                     runner, _ = runner_of(action.properties)
+                    over_budget = self.submit_budget is not None and len(jobs) >= self.submit_budget
                     tr = execution.taskruns[action.taskrun_id]
                     spec = {
                         "task_type": action.task_type,
@@ -825,7 +842,7 @@ class Service:
                             runner,
                             JobPhase.SUBMITTING,
                             spec,
-                            updated=self.clock.now(),
+                            updated=HANDED_TO_TICK if over_budget else self.clock.now(),
                         )
                     )
                 case Finish() if action.retry_at is not None:
@@ -841,7 +858,9 @@ class Service:
         for action in actions:
             match action:
                 case SubmitJob():
-                    self._submit(records[action.job_name], reattach=False)
+                    job = records[action.job_name]
+                    if job.updated != HANDED_TO_TICK:
+                        self._submit(job, reattach=False)
                 case CancelJob():
                     self._cancel(action)
                 case RunInline():

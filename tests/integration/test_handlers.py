@@ -30,6 +30,7 @@ from control_plane.handlers.runtime import (
     visit_after,
 )
 from control_plane.service.memory import VirtualClock
+from control_plane.service.service import HANDED_TO_TICK
 from control_plane.store.base import JobPhase, StateStore, TriggerRecord
 from control_plane.store.sqlite import SqliteStore
 from runners.base import JobState
@@ -356,6 +357,45 @@ def test_the_tick_submits_a_job_a_crashed_lambda_left_in_the_outbox_exactly_once
         assert world.store.get_execution(job.execution_id).state is State.SUCCESS
     finally:
         world.close()
+
+
+WIDE = """
+id: wide
+namespace: squall.handlers
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    values: [VALUES]
+    concurrencyLimit: 0
+    tasks:
+      - id: work
+        type: io.kestra.plugin.scripts.shell.Commands
+        taskRunner:
+          type: io.kestra.plugin.core.runner.Process
+        commands:
+          - echo {{ taskrun.value }}
+""".replace("VALUES", ", ".join(str(i) for i in range(40)))
+
+
+def test_a_wide_step_submits_its_budget_and_hands_the_rest_to_the_tick(world: World) -> None:
+    world.settings = load_settings(
+        {}, data_dir=str(world.tmp_path / "data"), submit_budget=10, tick_submits=20, **TIMINGS
+    )
+    world.rt = world.lambda_()
+    install(world.rt)
+    ex = world.start(WIDE)
+    assert world.compute.calls["submit"] == 10  # the API call's share; it returns at once
+    handed = [job for job in world.store.active_jobs() if job.updated == HANDED_TO_TICK]
+    assert len(handed) == 30 and all(job.phase is JobPhase.SUBMITTING for job in handed)
+
+    reports = [tick.handler({}, None) for _ in range(3)]  # no clock advance: they are due at once
+    assert [report["recovered"] for report in reports] == [20, 10, 0]
+    assert (world.compute.calls["find"], world.compute.calls["submit"]) == (30, 40)
+    assert len(world.compute.names()) == 40  # every lane has one job, none twice
+    for name in world.compute.names():
+        world.compute.finish(name)
+        assert events.handler(world.compute.event(name), None) == {"applied": 1}
+    assert world.store.get_execution(ex).state is State.SUCCESS
 
 
 def test_the_tick_fires_due_timers(world: World) -> None:
