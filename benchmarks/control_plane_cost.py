@@ -10,8 +10,11 @@ event handled by the ``events`` Lambda.
    the ``api`` handler (``POST /api/v1/executions/{namespace}/{id}``), its job ends, and the
    job's terminal event goes through the ``events`` handler.
 2. ``--foreach`` (default 1,000 and 10,000): one execution whose ForEach runs that many shell
-   tasks (``concurrencyLimit: 0``, every job submitted at once), each completed by an event.
-   The units per task must not grow with the size of the loop.
+   tasks (``concurrencyLimit: 0``, every lane started at once), each completed by an event.
+   The ``api`` call submits ``SQUALL_SUBMIT_BUDGET`` (100) jobs itself and hands the rest to
+   the ``tick``, which is called here until every job is submitted (``SQUALL_TICK_SUBMITS``,
+   500 per tick); those ticks are counted with the loop. The units per task must not grow
+   with the size of the loop.
 
 Per task it prints write and read request units, invocations per handler, the median
 duration of each handler, and the price of a million tasks at on-demand rates: DynamoDB
@@ -56,13 +59,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # one JSON line per request would drown the figures
+# One JSON line per request would drown the figures (powertools in api, the standard library elsewhere).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("AWS_LAMBDA_LOG_LEVEL", "WARN")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 import boto3
 
 from control_plane.engine.states import State
-from control_plane.handlers import api, events
+from control_plane.handlers import api, events, tick
 from control_plane.handlers.runtime import install, load_settings, open_runtime, reset, visit_after
 from control_plane.store.dynamodb import DynamoDBStore
 from control_plane.store.dynamodb_schema import create_table
@@ -267,6 +272,11 @@ class Bench:
         if response["statusCode"] != 201:
             raise SystemExit(f"start failed: {response}")
         execution_id = json.loads(response["body"])["id"]
+        while len(self.compute.names()) - seen < n:  # the jobs the api call handed to the tick
+            before = len(self.compute.names())
+            self.meter.call("tick", tick.handler, {})
+            if len(self.compute.names()) == before:
+                raise SystemExit(f"the tick submitted nothing; {before - seen} of {n} jobs submitted")
         names = self.compute.names()[seen:]
         if len(names) != n:
             raise SystemExit(f"expected {n} jobs submitted, got {len(names)}")
