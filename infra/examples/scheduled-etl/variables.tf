@@ -1,0 +1,27 @@
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "name" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "squall-etl"
+}
+
+variable "lambda_zip_path" {
+  description = "The package built by `squall package --output dist/lambda.zip`."
+  type        = string
+  default     = "dist/lambda.zip"
+}
+
+variable "job_queue_arn" {
+  description = "ARN of an existing AWS Batch job queue on Fargate."
+  type        = string
+}
+
+variable "job_execution_role_arn" {
+  description = "Role ECS uses to pull the image and write logs (AmazonECSTaskExecutionRolePolicy)."
+  type        = string
+}

@@ -1,0 +1,109 @@
+################################################################################
+# HTTP API (API Gateway v2) in front of the api function.
+################################################################################
+
+locals {
+  jwt = module.settings.api_authorization == "JWT"
+
+  # Everything under /api/ needs the authorizer; the api Lambda (SQUALL_AUTH=gateway) also
+  # refuses any request no authorizer checked, so a route added without one fails closed.
+  # Two routes are public by design (docs/api.md): webhooks carry their key in the path,
+  # and /openapi.json describes the API without holding any data.
+  routes = {
+    "ANY /api/{proxy+}"       = module.settings.api_authorization
+    "GET /openapi.json"       = "NONE"
+    "GET /webhooks/{proxy+}"  = "NONE"
+    "POST /webhooks/{proxy+}" = "NONE"
+    "PUT /webhooks/{proxy+}"  = "NONE"
+  }
+}
+
+resource "aws_apigatewayv2_api" "this" {
+  name          = module.naming.api_name
+  description   = "Squall control plane API"
+  protocol_type = "HTTP"
+
+  tags = var.tags
+}
+
+resource "aws_apigatewayv2_integration" "api" {
+  api_id                 = aws_apigatewayv2_api.this.id
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = aws_lambda_function.this["api"].invoke_arn
+  payload_format_version = "2.0" # what control_plane/handlers/api.py parses
+  timeout_milliseconds   = module.settings.api_integration_timeout_ms
+}
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  count = local.jwt ? 1 : 0
+
+  api_id           = aws_apigatewayv2_api.this.id
+  name             = "${module.naming.api_name}-jwt"
+  authorizer_type  = "JWT"
+  identity_sources = [module.settings.jwt_authorizer.identity_source]
+
+  jwt_configuration {
+    issuer   = module.settings.jwt_authorizer.issuer
+    audience = module.settings.jwt_authorizer.audience
+  }
+}
+
+resource "aws_apigatewayv2_route" "this" {
+  for_each = local.routes
+
+  api_id             = aws_apigatewayv2_api.this.id
+  route_key          = each.key
+  target             = "integrations/${aws_apigatewayv2_integration.api.id}"
+  authorization_type = each.value
+  authorizer_id      = each.value == "JWT" ? aws_apigatewayv2_authorizer.jwt[0].id : null
+}
+
+resource "aws_cloudwatch_log_group" "api_access" {
+  name              = module.naming.log_group_names["api_access"]
+  retention_in_days = module.settings.log_retention_in_days
+  kms_key_id        = local.kms_key_arn
+
+  tags = var.tags
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.this.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_rate_limit    = module.settings.api_throttling.rate_limit
+    throttling_burst_limit   = module.settings.api_throttling.burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    # requestId matches the api Lambda's log line and its 500 responses' requestId.
+    format = jsonencode({
+      requestId        = "$context.requestId"
+      ip               = "$context.identity.sourceIp"
+      caller           = "$context.identity.caller"
+      requestTime      = "$context.requestTime"
+      httpMethod       = "$context.httpMethod"
+      routeKey         = "$context.routeKey"
+      path             = "$context.path"
+      status           = "$context.status"
+      responseLength   = "$context.responseLength"
+      latency          = "$context.responseLatency"
+      integrationError = "$context.integrationErrorMessage"
+      authorizerError  = "$context.authorizer.error"
+    })
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lambda_permission" "api" {
+  statement_id  = "AllowHttpApi"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["api"].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
+}

@@ -1,0 +1,79 @@
+locals {
+  # Handlers as the package lays them out (control_plane/handlers/*.py, `handler` each).
+  # `async` functions are invoked by EventBridge or the Scheduler: their failed events go to
+  # a dead-letter queue. The sweeper reads the table's stream through an event source
+  # mapping, whose failed batches go to a queue too. The api function is invoked
+  # synchronously by API Gateway, where a DLQ never fires.
+  function_roles = {
+    api      = { handler = "control_plane.handlers.api.handler", async = false, dead_letters = false }
+    tick     = { handler = "control_plane.handlers.tick.handler", async = true, dead_letters = true }
+    events   = { handler = "control_plane.handlers.events.handler", async = true, dead_letters = true }
+    schedule = { handler = "control_plane.handlers.schedule.handler", async = true, dead_letters = true }
+    sweeper  = { handler = "control_plane.handlers.sweeper.handler", async = false, dead_letters = true }
+  }
+
+  functions = {
+    for key, role in local.function_roles : key => merge(role, var.functions[key])
+  }
+
+  # Prefixes inside the bucket. The store offloads large outputs under squall/outputs/ (its
+  # default s3_prefix); Batch jobs stage files under squall/jobs/<job>/ (the runner's
+  # stagingPrefix, set below). Distinct prefixes let IAM grant each use only what it needs.
+  store_prefix   = "squall/outputs/"
+  staging_prefix = "squall/jobs"
+
+  batch = var.aws_batch == null ? null : {
+    job_queue_arns           = distinct(var.aws_batch.job_queue_arns)
+    default_job_queue_arn    = coalesce(var.aws_batch.default_job_queue_arn, var.aws_batch.job_queue_arns[0])
+    job_definition_arns      = distinct(var.aws_batch.job_definition_arns)
+    register_job_definitions = var.aws_batch.register_job_definitions
+    execution_role_arn       = var.aws_batch.execution_role_arn
+    task_role_arn            = var.aws_batch.task_role_arn
+    compute_environment_arn  = var.aws_batch.compute_environment_arn
+    log_group_name           = var.aws_batch.log_group_name
+  }
+
+  # SQUALL_RUNNERS is "runner name -> constructor keywords" (RunnerRegistry builds
+  # `cls(**options)`). AwsBatchRunner takes task-option defaults under `defaults`, with the
+  # taskRunner option names: a task's own options win, and the bucket, staging prefix, roles
+  # and log group apply to every task that does not set them. (Flows still name their
+  # jobQueueArn; the runner needs one in its defaults to build options for polled handles.)
+  batch_defaults = local.batch == null ? null : {
+    for k, v in {
+      jobQueueArn           = local.batch.default_job_queue_arn
+      jobDefinitionArn      = length(local.batch.job_definition_arns) == 1 && !local.batch.register_job_definitions ? local.batch.job_definition_arns[0] : null
+      executionRoleArn      = local.batch.execution_role_arn
+      taskRoleArn           = local.batch.task_role_arn
+      computeEnvironmentArn = local.batch.compute_environment_arn
+      logGroupName          = local.batch.log_group_name
+      bucket                = var.bucket_name
+      stagingPrefix         = var.bucket_name == null ? null : local.staging_prefix
+    } : k => v if v != null
+  }
+
+  runners = local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } }
+
+  # Exactly the variables control_plane/handlers/runtime.py reads (Settings fields); the
+  # tests check every name against Settings.model_fields. The same environment for all five
+  # functions: they build the same runtime, and a setting one of them ignores costs nothing.
+  squall_environment = merge(
+    {
+      SQUALL_STORE             = "dynamodb"
+      SQUALL_TABLE             = var.table_name
+      SQUALL_AUTH              = "gateway"
+      SQUALL_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
+      SQUALL_RECONCILE_AFTER   = tostring(var.reconcile_after_seconds)
+      SQUALL_SUBMIT_GRACE      = tostring(var.submit_grace_seconds)
+      SQUALL_FINISHED_TTL_DAYS = tostring(var.finished_ttl_days)
+      SQUALL_RUNNERS           = jsonencode(local.runners)
+    },
+    var.bucket_name == null ? {} : { SQUALL_BUCKET = var.bucket_name },
+  )
+
+  schedules = {
+    for s in var.schedules : "${s.namespace}/${s.flow_id}/${s.trigger_id}" => merge(s, {
+      # The schedule Lambda's payload (control_plane/handlers/schedule.py).
+      input = jsonencode({ namespace = s.namespace, flowId = s.flow_id, triggerId = s.trigger_id })
+    })
+  }
+}

@@ -1,0 +1,89 @@
+output "functions" {
+  description = "The functions: handler, async (invoked asynchronously), dead_letters (has a DLQ), memory_size, timeout, reserved_concurrent_executions."
+  value       = local.functions
+}
+
+output "lambda_runtime" {
+  description = "Validated Lambda runtime."
+  value       = var.lambda_runtime
+}
+
+output "environment" {
+  description = "Environment of every function: the SQUALL_* settings plus extra_environment_variables."
+  value       = merge(var.extra_environment_variables, local.squall_environment)
+}
+
+output "squall_environment" {
+  description = "Only the SQUALL_* settings the module sets (each is a field of control_plane.handlers.runtime.Settings)."
+  value       = local.squall_environment
+}
+
+output "runners" {
+  description = "SQUALL_RUNNERS as an object: runner name -> constructor keywords."
+  value       = local.runners
+}
+
+output "aws_batch" {
+  description = "Validated AWS Batch settings with defaults applied, or null."
+  value       = local.batch
+}
+
+output "store_prefix" {
+  description = "Key prefix of the store's offloaded outputs in the bucket."
+  value       = local.store_prefix
+}
+
+output "staging_prefix" {
+  description = "Key prefix (no trailing slash) of the Batch runner's staged files in the bucket."
+  value       = local.staging_prefix
+}
+
+output "schedules" {
+  description = "Schedules keyed by namespace/flow_id/trigger_id, each with its Lambda input JSON."
+  value       = local.schedules
+}
+
+output "tracing_enabled" {
+  description = "Validated X-Ray switch."
+  value       = var.tracing_enabled
+}
+
+output "log_retention_in_days" {
+  description = "Validated log retention."
+  value       = var.log_retention_in_days
+}
+
+output "kms_key_arn" {
+  description = "Validated customer managed key ARN, or null."
+  value       = var.kms_key_arn
+}
+
+output "api_authorization" {
+  description = "Validated authorization type: AWS_IAM or JWT."
+  value       = var.api_authorization
+}
+
+output "jwt_authorizer" {
+  description = "Validated JWT authorizer settings (null unless JWT)."
+  value       = var.api_authorization == "JWT" ? var.jwt_authorizer : null
+}
+
+output "api_throttling" {
+  description = "Validated stage throttling."
+  value       = var.api_throttling
+}
+
+output "api_integration_timeout_ms" {
+  description = "HTTP API integration timeout: the api function's timeout, in milliseconds (at most 30000)."
+  value       = min(var.functions.api.timeout, 30) * 1000
+}
+
+output "tick_schedule_expression" {
+  description = "Validated tick schedule."
+  value       = var.tick_schedule_expression
+}
+
+output "finished_ttl_days" {
+  description = "Validated finished-execution TTL (days; 0 = forever)."
+  value       = var.finished_ttl_days
+}

@@ -1,0 +1,283 @@
+# Good values produce the environment the Python runtime reads; bad values are refused with
+# a message naming the rule. Each expect_failures run fails if its validation lets it pass.
+
+variables {
+  table_name  = "squall"
+  bucket_name = "squall-123456789012-eu-west-1"
+  aws_batch = {
+    job_queue_arns     = ["arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"]
+    execution_role_arn = "arn:aws:iam::123456789012:role/squall-batch-execution"
+    task_role_arn      = "arn:aws:iam::123456789012:role/squall-batch-task"
+  }
+}
+
+run "defaults" {
+  command = plan
+
+  assert {
+    condition     = output.environment["SQUALL_STORE"] == "dynamodb" && output.environment["SQUALL_TABLE"] == "squall" && output.environment["SQUALL_AUTH"] == "gateway"
+    error_message = "The functions run the DynamoDB store, in gateway auth mode."
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_RECONCILE_AFTER"] == "300" && output.environment["SQUALL_SUBMIT_GRACE"] == "120" && output.environment["SQUALL_FINISHED_TTL_DAYS"] == "30"
+    error_message = "Defaults must match runtime.py's."
+  }
+
+  assert {
+    condition = jsondecode(output.environment["SQUALL_RUNNERS"]) == {
+      "aws-batch" = {
+        defaults = {
+          jobQueueArn      = "arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"
+          executionRoleArn = "arn:aws:iam::123456789012:role/squall-batch-execution"
+          taskRoleArn      = "arn:aws:iam::123456789012:role/squall-batch-task"
+          logGroupName     = "/aws/batch/job"
+          bucket           = "squall-123456789012-eu-west-1"
+          stagingPrefix    = "squall/jobs"
+        }
+      }
+    }
+    error_message = "SQUALL_RUNNERS holds the AwsBatchRunner keywords: task-option defaults under `defaults`."
+  }
+
+  assert {
+    condition     = output.functions.api.handler == "control_plane.handlers.api.handler" && !output.functions.api.async && output.functions.tick.async
+    error_message = "Handlers and async flags."
+  }
+
+  assert {
+    condition     = output.api_integration_timeout_ms == 29000 && output.lambda_runtime == "python3.12"
+    error_message = "The integration waits as long as the api function may run."
+  }
+}
+
+run "no_batch_no_bucket" {
+  command = plan
+
+  variables {
+    aws_batch   = null
+    bucket_name = null
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_RUNNERS"] == "{}" && !contains(keys(output.environment), "SQUALL_BUCKET")
+    error_message = "No runner options and no bucket variable when there is neither."
+  }
+}
+
+run "schedules_keyed_with_payload" {
+  command = plan
+
+  variables {
+    schedules = [{ namespace = "squall.samples", flow_id = "nightly-etl", trigger_id = "every-night", schedule_expression = "cron(0 2 * * ? *)", timezone = "Europe/Paris" }]
+  }
+
+  assert {
+    condition     = jsondecode(output.schedules["squall.samples/nightly-etl/every-night"].input) == { namespace = "squall.samples", flowId = "nightly-etl", triggerId = "every-night" }
+    error_message = "The Scheduler sends the schedule Lambda its documented payload."
+  }
+}
+
+run "jwt_with_settings" {
+  command = plan
+
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc", audience = ["client-id"] }
+  }
+
+  assert {
+    condition     = output.jwt_authorizer.identity_source == "$request.header.Authorization"
+    error_message = "The bearer token comes from the Authorization header by default."
+  }
+}
+
+run "rejects_job_queue_name_instead_of_arn" {
+  command = plan
+  variables {
+    aws_batch = { job_queue_arns = ["squall-fargate"] }
+  }
+  expect_failures = [var.aws_batch]
+}
+
+run "rejects_empty_job_queues" {
+  command = plan
+  variables {
+    aws_batch = { job_queue_arns = [] }
+  }
+  expect_failures = [var.aws_batch]
+}
+
+run "rejects_default_queue_outside_list" {
+  command = plan
+  variables {
+    aws_batch = {
+      job_queue_arns        = ["arn:aws:batch:eu-west-1:123456789012:job-queue/a"]
+      default_job_queue_arn = "arn:aws:batch:eu-west-1:123456789012:job-queue/b"
+    }
+  }
+  expect_failures = [var.aws_batch]
+}
+
+run "rejects_role_name_instead_of_arn" {
+  command = plan
+  variables {
+    aws_batch = {
+      job_queue_arns = ["arn:aws:batch:eu-west-1:123456789012:job-queue/a"]
+      task_role_arn  = "squall-batch-task"
+    }
+  }
+  expect_failures = [var.aws_batch]
+}
+
+run "rejects_no_definition_at_all" {
+  command = plan
+  variables {
+    aws_batch = {
+      job_queue_arns           = ["arn:aws:batch:eu-west-1:123456789012:job-queue/a"]
+      register_job_definitions = false
+    }
+  }
+  expect_failures = [var.aws_batch]
+}
+
+run "rejects_retention_cloudwatch_does_not_offer" {
+  command = plan
+  variables {
+    log_retention_in_days = 45
+  }
+  expect_failures = [var.log_retention_in_days]
+}
+
+run "rejects_jwt_without_settings" {
+  command = plan
+  variables {
+    api_authorization = "JWT"
+  }
+  expect_failures = [var.jwt_authorizer]
+}
+
+run "rejects_jwt_with_empty_audience" {
+  command = plan
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "https://issuer.example.com", audience = [] }
+  }
+  expect_failures = [var.jwt_authorizer]
+}
+
+run "rejects_jwt_with_http_issuer" {
+  command = plan
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "http://issuer.example.com", audience = ["x"] }
+  }
+  expect_failures = [var.jwt_authorizer]
+}
+
+run "rejects_no_authorization" {
+  command = plan
+  variables {
+    api_authorization = "NONE"
+  }
+  expect_failures = [var.api_authorization]
+}
+
+run "rejects_memory_below_lambda_minimum" {
+  command = plan
+  variables {
+    functions = { tick = { memory_size = 64 } }
+  }
+  expect_failures = [var.functions]
+}
+
+run "rejects_fractional_memory" {
+  command = plan
+  variables {
+    functions = { tick = { memory_size = 1000.5 } }
+  }
+  expect_failures = [var.functions]
+}
+
+run "rejects_api_timeout_over_gateway_limit" {
+  command = plan
+  variables {
+    functions = { api = { timeout = 60 } }
+  }
+  expect_failures = [var.functions]
+}
+
+run "rejects_submit_grace_shorter_than_a_timeout" {
+  command = plan
+  variables {
+    functions = { tick = { timeout = 300 } }
+  }
+  expect_failures = [var.submit_grace_seconds]
+}
+
+run "rejects_old_runtime" {
+  command = plan
+  variables {
+    lambda_runtime = "python3.9"
+  }
+  expect_failures = [var.lambda_runtime]
+}
+
+run "rejects_kms_alias" {
+  command = plan
+  variables {
+    kms_key_arn = "alias/squall"
+  }
+  expect_failures = [var.kms_key_arn]
+}
+
+run "rejects_unix_cron_in_scheduler" {
+  command = plan
+  variables {
+    schedules = [{ namespace = "squall.samples", flow_id = "nightly-etl", trigger_id = "every-night", schedule_expression = "0 2 * * *" }]
+  }
+  expect_failures = [var.schedules]
+}
+
+run "rejects_duplicate_schedules" {
+  command = plan
+  variables {
+    schedules = [
+      { namespace = "a", flow_id = "f", trigger_id = "t", schedule_expression = "rate(1 hour)" },
+      { namespace = "a", flow_id = "f", trigger_id = "t", schedule_expression = "rate(2 hours)" },
+    ]
+  }
+  expect_failures = [var.schedules]
+}
+
+run "rejects_uppercase_namespace" {
+  command = plan
+  variables {
+    schedules = [{ namespace = "Squall", flow_id = "f", trigger_id = "t", schedule_expression = "rate(1 hour)" }]
+  }
+  expect_failures = [var.schedules]
+}
+
+run "rejects_squall_variables_in_extra_environment" {
+  command = plan
+  variables {
+    extra_environment_variables = { SQUALL_AUTH = "none" }
+  }
+  expect_failures = [var.extra_environment_variables]
+}
+
+run "rejects_body_limit_over_api_gateway_payload" {
+  command = plan
+  variables {
+    max_body_bytes = 20000000
+  }
+  expect_failures = [var.max_body_bytes]
+}
+
+run "rejects_slow_tick" {
+  command = plan
+  variables {
+    tick_schedule_expression = "rate(1 day)"
+  }
+  expect_failures = [var.tick_schedule_expression]
+}

@@ -1,0 +1,365 @@
+# Every user-facing setting of the squall module is validated here, in a module without a
+# provider, so `terraform test` can prove each rule offline (the AWS provider cannot be
+# downloaded where the checks run). The parent module forwards its variables unchanged and
+# reads the validated values back from this module's outputs: a value cannot reach a
+# resource without passing through these blocks.
+
+variable "table_name" {
+  description = "Name of the DynamoDB table (SQUALL_TABLE)."
+  type        = string
+}
+
+variable "bucket_name" {
+  description = "S3 bucket for large outputs and Batch file staging (SQUALL_BUCKET); null for none."
+  type        = string
+  default     = null
+}
+
+variable "lambda_runtime" {
+  description = "Lambda runtime of the functions; must match the Python the zip was built for."
+  type        = string
+  default     = "python3.12"
+
+  validation {
+    condition     = contains(["python3.12", "python3.13"], var.lambda_runtime)
+    error_message = "lambda_runtime must be python3.12 or python3.13 (the zip's compiled wheels are built for one of them)."
+  }
+}
+
+variable "functions" {
+  description = <<-EOT
+    Per-function Lambda settings. Each of `api`, `tick`, `events`, `schedule`, `sweeper` takes
+    `memory_size` (MB, 128-10240), `timeout` (seconds, 1-900; `api` at most 30, the HTTP API
+    integration limit) and `reserved_concurrent_executions` (-1: unreserved).
+  EOT
+  type = object({
+    api = optional(object({
+      memory_size                    = optional(number, 1024)
+      timeout                        = optional(number, 29)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    tick = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 110)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    events = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 60)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    schedule = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 60)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    sweeper = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 300)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for f in values(var.functions) : f.memory_size >= 128 && f.memory_size <= 10240 && floor(f.memory_size) == f.memory_size
+    ])
+    error_message = "functions.*.memory_size must be a whole number of MB between 128 and 10240 (Lambda's limits)."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.timeout >= 1 && f.timeout <= 900 && floor(f.timeout) == f.timeout])
+    error_message = "functions.*.timeout must be a whole number of seconds between 1 and 900 (Lambda's limits)."
+  }
+
+  validation {
+    condition     = var.functions.api.timeout <= 30
+    error_message = "functions.api.timeout must be at most 30 seconds: API Gateway HTTP API integrations time out after 30 s, so a longer Lambda would keep running after the client got a 503."
+  }
+
+  validation {
+    condition = alltrue([
+      for f in values(var.functions) : f.reserved_concurrent_executions >= -1 && floor(f.reserved_concurrent_executions) == f.reserved_concurrent_executions
+    ])
+    error_message = "functions.*.reserved_concurrent_executions must be -1 (unreserved), 0 (disabled) or a positive whole number."
+  }
+}
+
+variable "tracing_enabled" {
+  description = "Active X-Ray tracing on the functions (adds xray:PutTraceSegments/PutTelemetryRecords to their roles)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "log_retention_in_days" {
+  description = "Retention of the functions' and the API's CloudWatch log groups, in days (0: never expire)."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition = contains(
+      [0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653],
+      var.log_retention_in_days
+    )
+    error_message = "log_retention_in_days must be a value CloudWatch Logs accepts: 0 (never expire), 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key for the table, bucket, queues, log groups and Lambda environment; null: AWS managed keys."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias or a bare id."
+  }
+}
+
+variable "api_authorization" {
+  description = "How the HTTP API authorizes requests: AWS_IAM (SigV4-signed callers) or JWT (an OIDC issuer). The api Lambda runs with SQUALL_AUTH=gateway and refuses a request no authorizer checked."
+  type        = string
+  default     = "AWS_IAM"
+  nullable    = false
+
+  validation {
+    condition     = contains(["AWS_IAM", "JWT"], var.api_authorization)
+    error_message = "api_authorization must be AWS_IAM or JWT. There is no NONE: the api Lambda runs in gateway mode and would refuse every unauthorized request anyway."
+  }
+}
+
+variable "jwt_authorizer" {
+  description = "JWT authorizer settings, required when api_authorization is JWT: issuer (https URL), audience (client ids), identity_source."
+  type = object({
+    issuer          = string
+    audience        = list(string)
+    identity_source = optional(string, "$request.header.Authorization")
+  })
+  default = null
+
+  validation {
+    condition     = var.api_authorization != "JWT" || var.jwt_authorizer != null
+    error_message = "jwt_authorizer is required when api_authorization is JWT: give its issuer and audience."
+  }
+
+  validation {
+    condition     = var.jwt_authorizer == null || can(regex("^https://[^\\s/]+", var.jwt_authorizer.issuer))
+    error_message = "jwt_authorizer.issuer must be an https:// URL (the OIDC issuer, e.g. https://cognito-idp.<region>.amazonaws.com/<pool id>)."
+  }
+
+  validation {
+    condition     = var.jwt_authorizer == null || try(length(var.jwt_authorizer.audience) > 0 && alltrue([for a in var.jwt_authorizer.audience : length(trimspace(a)) > 0]), false)
+    error_message = "jwt_authorizer.audience must list at least one non-empty audience (client id): API Gateway rejects tokens for any other audience."
+  }
+}
+
+variable "api_throttling" {
+  description = "Default route throttling of the HTTP API stage: steady-state requests per second and burst."
+  type = object({
+    rate_limit  = optional(number, 50)
+    burst_limit = optional(number, 100)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.api_throttling.rate_limit > 0 && var.api_throttling.burst_limit >= 1 && floor(var.api_throttling.burst_limit) == var.api_throttling.burst_limit
+    error_message = "api_throttling.rate_limit must be positive and api_throttling.burst_limit a whole number of at least 1."
+  }
+}
+
+variable "max_body_bytes" {
+  description = "Largest request body the api Lambda accepts (SQUALL_MAX_BODY_BYTES), in bytes."
+  type        = number
+  default     = 1048576
+  nullable    = false
+
+  validation {
+    condition     = var.max_body_bytes >= 1 && var.max_body_bytes <= 10485760 && floor(var.max_body_bytes) == var.max_body_bytes
+    error_message = "max_body_bytes must be a whole number between 1 and 10485760 (API Gateway's 10 MB payload limit)."
+  }
+}
+
+variable "reconcile_after_seconds" {
+  description = "Seconds without news before the tick polls a running job (SQUALL_RECONCILE_AFTER)."
+  type        = number
+  default     = 300
+  nullable    = false
+
+  validation {
+    condition     = var.reconcile_after_seconds >= 0
+    error_message = "reconcile_after_seconds must be 0 or more."
+  }
+}
+
+variable "submit_grace_seconds" {
+  description = "Seconds before the tick resubmits a job left SUBMITTING (SQUALL_SUBMIT_GRACE); longer than any function's timeout."
+  type        = number
+  default     = 120
+  nullable    = false
+
+  validation {
+    # The sweeper only deletes expired executions: it never submits a job.
+    condition     = var.submit_grace_seconds > max([for k, f in var.functions : f.timeout if k != "sweeper"]...)
+    error_message = "submit_grace_seconds must be longer than the timeout of every function that submits jobs (api, tick, events, schedule): a job still being submitted by a live Lambda must not be recovered by the tick."
+  }
+}
+
+variable "finished_ttl_days" {
+  description = "Days a finished execution stays in DynamoDB before TTL deletes it (SQUALL_FINISHED_TTL_DAYS); 0 keeps it forever."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition     = var.finished_ttl_days >= 0 && var.finished_ttl_days <= 3650 && floor(var.finished_ttl_days) == var.finished_ttl_days
+    error_message = "finished_ttl_days must be a whole number of days between 0 (keep forever) and 3650."
+  }
+}
+
+variable "tick_schedule_expression" {
+  description = "EventBridge schedule of the tick function."
+  type        = string
+  default     = "rate(1 minute)"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(rate\\(([1-9][0-9]*) (minute|minutes|hour|hours)\\)|cron\\(\\S+( \\S+){5}\\))$", var.tick_schedule_expression))
+    error_message = "tick_schedule_expression must be rate(N minute[s]|hour[s]) or a six-field cron(...). Keep it at a few minutes at most: timers and reconcile run on it."
+  }
+}
+
+variable "aws_batch" {
+  description = <<-EOT
+    The AWS Batch runner, or null for none. `job_queue_arns`: every queue flows may submit to
+    (IAM scope and the job state change rule; flows name theirs in `jobQueueArn`, which flow
+    validation requires); `default_job_queue_arn`: the runner's default options need one
+    (default: the first queue); `job_definition_arns`: existing definitions flows name
+    with `jobDefinitionArn`; `register_job_definitions`: let Squall register its own
+    `squall-*` definitions (needed unless every task names a `jobDefinitionArn`);
+    `execution_role_arn`/`task_role_arn`: the roles jobs run with (iam:PassRole is granted
+    for exactly these, to ECS tasks only); `compute_environment_arn`: a hint for Fargate vs
+    EC2 and spot; `log_group_name`: where the jobs log.
+  EOT
+  type = object({
+    job_queue_arns           = list(string)
+    default_job_queue_arn    = optional(string)
+    job_definition_arns      = optional(list(string), [])
+    register_job_definitions = optional(bool, true)
+    execution_role_arn       = optional(string)
+    task_role_arn            = optional(string)
+    compute_environment_arn  = optional(string)
+    log_group_name           = optional(string, "/aws/batch/job")
+  })
+  default = null
+
+  validation {
+    condition     = var.aws_batch == null || try(length(var.aws_batch.job_queue_arns) > 0, false)
+    error_message = "aws_batch.job_queue_arns must list at least one job queue ARN."
+  }
+
+  validation {
+    condition = var.aws_batch == null || alltrue([
+      for arn in concat(try(var.aws_batch.job_queue_arns, []), compact([try(var.aws_batch.default_job_queue_arn, null)])) :
+      can(regex("^arn:aws[a-z-]*:batch:[a-z0-9-]+:[0-9]{12}:job-queue/[A-Za-z0-9_-]{1,128}$", arn))
+    ])
+    error_message = "aws_batch job queues must be ARNs like arn:aws:batch:<region>:<account>:job-queue/<name>, not names."
+  }
+
+  validation {
+    condition     = var.aws_batch == null || try(var.aws_batch.default_job_queue_arn == null ? true : contains(var.aws_batch.job_queue_arns, var.aws_batch.default_job_queue_arn), false)
+    error_message = "aws_batch.default_job_queue_arn must be one of aws_batch.job_queue_arns (IAM only allows those)."
+  }
+
+  validation {
+    condition = var.aws_batch == null || alltrue([
+      for arn in try(var.aws_batch.job_definition_arns, []) :
+      can(regex("^arn:aws[a-z-]*:batch:[a-z0-9-]+:[0-9]{12}:job-definition/[A-Za-z0-9_-]{1,128}(:[0-9]+|:\\*)?$", arn))
+    ])
+    error_message = "aws_batch.job_definition_arns must be ARNs like arn:aws:batch:<region>:<account>:job-definition/<name>[:<revision>]."
+  }
+
+  validation {
+    condition     = var.aws_batch == null || try(var.aws_batch.register_job_definitions || length(var.aws_batch.job_definition_arns) > 0, false)
+    error_message = "aws_batch needs job_definition_arns when register_job_definitions is false: jobs need some definition to run."
+  }
+
+  validation {
+    condition = var.aws_batch == null || alltrue([
+      for arn in compact([try(var.aws_batch.execution_role_arn, null), try(var.aws_batch.task_role_arn, null)]) :
+      can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))
+    ])
+    error_message = "aws_batch.execution_role_arn and task_role_arn must be IAM role ARNs (arn:aws:iam::<account>:role/<name>)."
+  }
+
+  validation {
+    condition     = var.aws_batch == null || try(var.aws_batch.compute_environment_arn == null || can(regex("^arn:aws[a-z-]*:batch:[a-z0-9-]+:[0-9]{12}:compute-environment/[A-Za-z0-9_-]{1,128}$", var.aws_batch.compute_environment_arn)), false)
+    error_message = "aws_batch.compute_environment_arn must be an ARN like arn:aws:batch:<region>:<account>:compute-environment/<name>."
+  }
+
+  validation {
+    condition     = var.aws_batch == null || try(can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.aws_batch.log_group_name)), false)
+    error_message = "aws_batch.log_group_name must be a CloudWatch log group name (1-512 of A-Z a-z 0-9 _ . / # -)."
+  }
+}
+
+variable "schedules" {
+  description = <<-EOT
+    Schedule triggers to fire on time through EventBridge Scheduler, one schedule each:
+    `namespace`, `flow_id`, `trigger_id` name the flow's Schedule trigger; `schedule_expression`
+    is the Scheduler's own syntax (`cron(0 2 * * ? *)`, `rate(1 hour)`) and should wake the
+    function when the trigger's cron is due; `timezone` an IANA zone. The tick evaluates every
+    Schedule trigger each minute anyway, so these are a precision aid, not a dependency.
+  EOT
+  type = list(object({
+    namespace           = string
+    flow_id             = string
+    trigger_id          = string
+    schedule_expression = string
+    timezone            = optional(string, "UTC")
+    enabled             = optional(bool, true)
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for s in var.schedules :
+      can(regex("^[a-z0-9][a-z0-9._-]*$", s.namespace)) && can(regex("^[a-zA-Z0-9][a-zA-Z0-9._-]*$", s.flow_id)) && can(regex("^[a-zA-Z0-9][a-zA-Z0-9_-]*$", s.trigger_id))
+    ])
+    error_message = "schedules: namespace, flow_id and trigger_id must be Squall ids (namespace: lowercase letters, digits, . _ -; flow id: letters, digits, . _ -; trigger id: letters, digits, _ -)."
+  }
+
+  validation {
+    condition = alltrue([
+      for s in var.schedules : can(regex("^(cron\\(\\S+( \\S+){5}\\)|rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\)|at\\([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\))$", s.schedule_expression))
+    ])
+    error_message = "schedules[*].schedule_expression must be EventBridge Scheduler syntax: cron(min hour day-of-month month day-of-week year), rate(N unit) or at(yyyy-mm-ddThh:mm:ss). A five-field Unix cron needs a year field and a ? in day-of-month or day-of-week."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.schedules : can(regex("^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+){1,2})$", s.timezone))])
+    error_message = "schedules[*].timezone must be an IANA time zone such as UTC or Europe/Paris."
+  }
+
+  validation {
+    condition     = length(distinct([for s in var.schedules : "${s.namespace}/${s.flow_id}/${s.trigger_id}"])) == length(var.schedules)
+    error_message = "schedules must not name the same namespace/flow_id/trigger_id twice."
+  }
+}
+
+variable "extra_environment_variables" {
+  description = "More environment variables for the functions (e.g. POWERTOOLS_LOG_LEVEL). SQUALL_* settings have their own variables."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_environment_variables) : !startswith(k, "SQUALL_") && can(regex("^[A-Za-z][A-Za-z0-9_]*$", k))])
+    error_message = "extra_environment_variables: names must be letters, digits and _, and must not start with SQUALL_ (set those through the module's own variables, which are validated)."
+  }
+}

@@ -1,0 +1,221 @@
+# Validation of these values lives in modules/settings (and the name's in modules/naming),
+# which main.tf feeds them to: one set of rules, testable offline with `terraform test`.
+# Descriptions and defaults here are what module users read (README inputs table).
+
+variable "name" {
+  description = "Prefix of every resource name (table, functions, roles, API, rules, bucket): 1-24 lowercase letters, digits or hyphens."
+  type        = string
+  default     = "squall"
+}
+
+variable "tags" {
+  description = "Tags applied to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "lambda_zip_path" {
+  description = "Path of the Lambda package built by `squall package --output dist/lambda.zip` (relative to where terraform runs)."
+  type        = string
+  default     = "dist/lambda.zip"
+  nullable    = false
+}
+
+variable "lambda_runtime" {
+  description = "Lambda runtime: python3.12 or python3.13, the Python the package was built for."
+  type        = string
+  default     = "python3.12"
+}
+
+variable "functions" {
+  description = "Per-function settings: `api`, `tick`, `events`, `schedule`, `sweeper`, each optional `{ memory_size, timeout, reserved_concurrent_executions }`. Defaults: api 1024 MB/29 s, tick 512 MB/110 s, events and schedule 512 MB/60 s, sweeper 512 MB/300 s, unreserved concurrency."
+  type = object({
+    api = optional(object({
+      memory_size                    = optional(number, 1024)
+      timeout                        = optional(number, 29)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    tick = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 110)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    events = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 60)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    schedule = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 60)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+    sweeper = optional(object({
+      memory_size                    = optional(number, 512)
+      timeout                        = optional(number, 300)
+      reserved_concurrent_executions = optional(number, -1)
+    }), {})
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "tracing_enabled" {
+  description = "Active AWS X-Ray tracing on the functions."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "log_retention_in_days" {
+  description = "Retention of the function and API access log groups (a value CloudWatch accepts; 0 = never expire)."
+  type        = number
+  default     = 30
+  nullable    = false
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key ARN for the table, bucket, queues, log groups, schedules and Lambda environment. Null: AWS managed/owned keys. Its key policy must let CloudWatch Logs (logs.<region>.amazonaws.com), EventBridge and Scheduler use it."
+  type        = string
+  default     = null
+}
+
+variable "deletion_protection_enabled" {
+  description = "DynamoDB deletion protection: the table (every flow and execution) cannot be deleted until this is turned off."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "point_in_time_recovery_enabled" {
+  description = "DynamoDB point-in-time recovery (35 days of continuous backups)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "create_bucket" {
+  description = "Create the S3 bucket for large outputs and Batch file staging (encrypted, private, with a lifecycle rule)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "bucket_name" {
+  description = "With create_bucket: the new bucket's name (default <name>-<account>-<region>). Without: an existing bucket to use, or null for none (outputs over ~100 KB then fail, Batch tasks cannot stage files)."
+  type        = string
+  default     = null
+}
+
+variable "bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the bucket with its objects."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "api_authorization" {
+  description = "HTTP API authorization of the /api/ routes: AWS_IAM (SigV4) or JWT."
+  type        = string
+  default     = "AWS_IAM"
+}
+
+variable "jwt_authorizer" {
+  description = "With api_authorization = JWT: `{ issuer = \"https://...\", audience = [\"client id\"], identity_source = optional }`."
+  type = object({
+    issuer          = string
+    audience        = list(string)
+    identity_source = optional(string, "$request.header.Authorization")
+  })
+  default = null
+}
+
+variable "api_throttling" {
+  description = "Stage throttling: `{ rate_limit = requests per second (50), burst_limit = 100 }`."
+  type = object({
+    rate_limit  = optional(number, 50)
+    burst_limit = optional(number, 100)
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "max_body_bytes" {
+  description = "Largest request body the API accepts (SQUALL_MAX_BODY_BYTES)."
+  type        = number
+  default     = 1048576
+}
+
+variable "reconcile_after_seconds" {
+  description = "Seconds without news before the tick polls a running job (SQUALL_RECONCILE_AFTER)."
+  type        = number
+  default     = 300
+}
+
+variable "submit_grace_seconds" {
+  description = "Seconds before the tick recovers a job left SUBMITTING (SQUALL_SUBMIT_GRACE); must exceed every function timeout."
+  type        = number
+  default     = 120
+}
+
+variable "finished_ttl_days" {
+  description = "Days a finished execution stays in DynamoDB (SQUALL_FINISHED_TTL_DAYS; 0 = forever). The bucket's objects expire a week later."
+  type        = number
+  default     = 30
+}
+
+variable "tick_schedule_expression" {
+  description = "EventBridge schedule of the tick."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+variable "aws_batch" {
+  description = "AWS Batch runner, or null: `{ job_queue_arns, default_job_queue_arn, job_definition_arns, register_job_definitions, execution_role_arn, task_role_arn, compute_environment_arn, log_group_name }` (see modules/settings)."
+  type = object({
+    job_queue_arns           = list(string)
+    default_job_queue_arn    = optional(string)
+    job_definition_arns      = optional(list(string), [])
+    register_job_definitions = optional(bool, true)
+    execution_role_arn       = optional(string)
+    task_role_arn            = optional(string)
+    compute_environment_arn  = optional(string)
+    log_group_name           = optional(string, "/aws/batch/job")
+  })
+  default = null
+}
+
+variable "schedules" {
+  description = "Schedule triggers fired on time by EventBridge Scheduler: `[{ namespace, flow_id, trigger_id, schedule_expression = \"cron(0 2 * * ? *)\", timezone = \"UTC\", enabled = true }]`."
+  type = list(object({
+    namespace           = string
+    flow_id             = string
+    trigger_id          = string
+    schedule_expression = string
+    timezone            = optional(string, "UTC")
+    enabled             = optional(bool, true)
+  }))
+  default  = []
+  nullable = false
+}
+
+variable "extra_environment_variables" {
+  description = "More environment variables for the functions (not SQUALL_*: those have variables)."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "role_permissions_boundary_arn" {
+  description = "Permissions boundary for every role the module creates (organisations that require one)."
+  type        = string
+  default     = null
+}
+
+variable "additional_policy_arns" {
+  description = "Managed policies attached to every function role, e.g. access to buckets flows name in their own taskRunner options."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}

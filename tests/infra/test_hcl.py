@@ -1,0 +1,340 @@
+"""Assertions over the module's HCL (python-hcl2): what the Python code needs exists, as it needs it.
+
+The expected values are read from the Python code (the DynamoDB schema constants, the
+runtime's Settings, the handler modules), never repeated here, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.flows.loader import load_flow_file
+from control_plane.flows.models import Schedule
+from control_plane.handlers.runtime import ENV_PREFIX, Settings
+from control_plane.store import dynamodb_schema as schema
+
+from .conftest import INFRA, MODULE, SUBMODULES, load_module, locals_of, named_blocks, resources
+
+FUNCTIONS = ("api", "tick", "events", "schedule", "sweeper")
+
+
+@pytest.fixture(scope="module")
+def res(squall_module: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    return resources(squall_module)
+
+
+@pytest.fixture(scope="module")
+def settings_locals() -> dict[str, Any]:
+    return locals_of(load_module(SUBMODULES / "settings"))
+
+
+def _block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    blocks = body.get(name)
+    assert isinstance(blocks, list) and len(blocks) == 1, f"expected one {name} block"
+    return blocks[0]
+
+
+# ---------------------------------------------------------------- DynamoDB
+
+
+def test_table_keys_billing_and_ttl_match_the_store_schema(res: dict[str, dict[str, Any]]) -> None:
+    table = res["aws_dynamodb_table.this"]
+    definition = schema.table_definition("any")
+    key = {k["KeyType"]: k["AttributeName"] for k in definition["KeySchema"]}
+    assert (
+        (table["hash_key"], table["range_key"])
+        == (key["HASH"], key["RANGE"])
+        == (schema.HASH_KEY, schema.RANGE_KEY)
+    )
+    assert table["billing_mode"] == definition["BillingMode"] == schema.BILLING_MODE
+    assert definition["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": schema.STREAM_VIEW_TYPE,
+    }
+    assert (table["stream_enabled"], table["stream_view_type"]) == (True, schema.STREAM_VIEW_TYPE)
+    ttl = _block(table, "ttl")
+    assert (ttl["attribute_name"], ttl["enabled"]) == (schema.TTL_ATTRIBUTE, True)
+
+
+def test_table_attributes_match_the_store_schema(res: dict[str, dict[str, Any]]) -> None:
+    attributes = {(a["name"], a["type"]) for a in res["aws_dynamodb_table.this"]["attribute"]}
+    expected = {(a["AttributeName"], a["AttributeType"]) for a in schema.ATTRIBUTE_DEFINITIONS}
+    assert attributes == expected
+
+
+def test_table_indexes_match_the_store_schema(res: dict[str, dict[str, Any]]) -> None:
+    declared = {
+        gsi["name"]: (
+            gsi["hash_key"],
+            gsi["range_key"],
+            gsi["projection_type"],
+            sorted(gsi.get("non_key_attributes", [])),
+        )
+        for gsi in res["aws_dynamodb_table.this"]["global_secondary_index"]
+    }
+    expected = {}
+    for gsi in schema.GLOBAL_SECONDARY_INDEXES:
+        keys = {k["KeyType"]: k["AttributeName"] for k in gsi["KeySchema"]}
+        projection = gsi["Projection"]
+        expected[gsi["IndexName"]] = (
+            keys["HASH"],
+            keys["RANGE"],
+            projection["ProjectionType"],
+            sorted(projection.get("NonKeyAttributes", [])),
+        )
+    assert declared == expected
+
+
+def test_table_is_protected_recoverable_and_encrypted(res: dict[str, dict[str, Any]]) -> None:
+    table = res["aws_dynamodb_table.this"]
+    assert _block(table, "point_in_time_recovery")["enabled"] == "${var.point_in_time_recovery_enabled}"
+    sse = _block(table, "server_side_encryption")
+    assert sse["enabled"] is True and sse["kms_key_arn"] == "${local.kms_key_arn}"
+    assert table["deletion_protection_enabled"] == "${var.deletion_protection_enabled}"
+    defaults = named_blocks(load_module(MODULE), "variable")
+    assert defaults["deletion_protection_enabled"]["default"] is True
+    assert defaults["point_in_time_recovery_enabled"]["default"] is True
+
+
+# ---------------------------------------------------------------- Lambda
+
+
+def test_handlers_exist_and_are_callable(settings_locals: dict[str, Any]) -> None:
+    roles = settings_locals["function_roles"]
+    assert sorted(roles) == sorted(FUNCTIONS)
+    for key, role in roles.items():
+        module_name, _, attribute = role["handler"].rpartition(".")
+        assert module_name == f"control_plane.handlers.{key}"
+        assert callable(getattr(importlib.import_module(module_name), attribute))
+        assert role["async"] is (key in ("tick", "events", "schedule"))
+        assert role["dead_letters"] is (key != "api")
+
+
+def test_functions_are_arm64_python_with_a_hashed_zip(res: dict[str, dict[str, Any]]) -> None:
+    fn = res["aws_lambda_function.this"]
+    assert fn["for_each"] == "${local.functions}"
+    assert fn["architectures"] == ["arm64"]
+    assert fn["runtime"] == "${module.settings.lambda_runtime}"
+    assert fn["filename"] == "${var.lambda_zip_path}"
+    assert fn["source_code_hash"] == "${filebase64sha256(var.lambda_zip_path)}"
+    assert _block(fn, "environment")["variables"] == "${module.settings.environment}"
+    for attribute in ("memory_size", "timeout", "reserved_concurrent_executions"):
+        assert fn[attribute] == f"${{each.value.{attribute}}}"
+    assert fn["tracing_config"][0]["mode"] == '${module.settings.tracing_enabled ? "Active" : "PassThrough"}'
+    dlq = fn["dynamic"][0]["dead_letter_config"]
+    assert "each.value.async" in dlq["for_each"]
+    variables = named_blocks(load_module(MODULE), "variable")
+    assert variables["lambda_zip_path"]["default"] == "dist/lambda.zip"
+    runtimes = load_module(SUBMODULES / "settings")["variable"]
+    runtime = next(v["lambda_runtime"] for v in runtimes if "lambda_runtime" in v)
+    assert runtime["default"] in ("python3.12", "python3.13")
+
+
+def test_every_function_has_a_log_group_with_retention(res: dict[str, dict[str, Any]]) -> None:
+    groups = res["aws_cloudwatch_log_group.lambda"]
+    assert groups["for_each"] == res["aws_lambda_function.this"]["for_each"]
+    assert groups["name"] == "${module.naming.log_group_names[each.key]}"
+    for body in (groups, res["aws_cloudwatch_log_group.api_access"]):
+        assert body["retention_in_days"] == "${module.settings.log_retention_in_days}"
+    # The function waits for its group, or Lambda would create one without retention first.
+    assert "${aws_cloudwatch_log_group.lambda}" in res["aws_lambda_function.this"]["depends_on"]
+
+
+def test_every_squall_variable_the_module_sets_is_a_runtime_setting(settings_locals: dict[str, Any]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    every_tf = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
+    mentioned = set(re.findall(r"\b(SQUALL_[A-Z_]+)\s*=", every_tf))
+    set_here = set(re.findall(r"\b(SQUALL_[A-Z_]+)\s*=", settings_locals["squall_environment"]))
+    assert set_here >= {"SQUALL_STORE", "SQUALL_TABLE", "SQUALL_BUCKET", "SQUALL_AUTH", "SQUALL_RUNNERS"}
+    assert mentioned <= known, f"not runtime settings: {sorted(mentioned - known)}"
+
+
+def test_the_check_on_variable_names_would_catch_a_typo() -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    assert {"SQUALL_RECONCILE_AFTER_SECONDS"} - known == {"SQUALL_RECONCILE_AFTER_SECONDS"}
+
+
+# ---------------------------------------------------------------- API, events, IAM wiring
+
+
+def test_http_api_routes_authorizer_logs_and_throttling(
+    res: dict[str, dict[str, Any]], squall_module: Any
+) -> None:
+    assert res["aws_apigatewayv2_api.this"]["protocol_type"] == "HTTP"
+    integration = res["aws_apigatewayv2_integration.api"]
+    assert integration["payload_format_version"] == "2.0"
+    assert integration["timeout_milliseconds"] == "${module.settings.api_integration_timeout_ms}"
+    routes = locals_of(squall_module)["routes"]
+    assert routes["ANY /api/{proxy+}"] == "${module.settings.api_authorization}"
+    assert {k for k, v in routes.items() if v == "NONE"} == {
+        "GET /openapi.json",
+        "GET /webhooks/{proxy+}",
+        "POST /webhooks/{proxy+}",
+        "PUT /webhooks/{proxy+}",
+    }
+    stage = res["aws_apigatewayv2_stage.default"]
+    assert (
+        _block(stage, "access_log_settings")["destination_arn"]
+        == "${aws_cloudwatch_log_group.api_access.arn}"
+    )
+    throttling = _block(stage, "default_route_settings")
+    assert throttling["throttling_rate_limit"] == "${module.settings.api_throttling.rate_limit}"
+    assert throttling["throttling_burst_limit"] == "${module.settings.api_throttling.burst_limit}"
+
+
+def test_eventbridge_tick_batch_rule_and_scheduler(res: dict[str, dict[str, Any]]) -> None:
+    assert (
+        res["aws_cloudwatch_event_rule.tick"]["schedule_expression"]
+        == "${module.settings.tick_schedule_expression}"
+    )
+    assert res["aws_cloudwatch_event_target.tick"]["arn"] == '${aws_lambda_function.this["tick"].arn}'
+    pattern = res["aws_cloudwatch_event_rule.batch"]["event_pattern"]
+    assert (
+        '"Batch Job State Change"' in pattern and '["aws.batch"]' in pattern and "job_queue_arns" in pattern
+    )
+    assert res["aws_cloudwatch_event_target.batch"]["arn"] == '${aws_lambda_function.this["events"].arn}'
+    schedule = res["aws_scheduler_schedule.this"]
+    target = _block(schedule, "target")
+    assert target["arn"] == '${aws_lambda_function.this["schedule"].arn}'
+    assert target["input"] == "${each.value.input}"
+    assert target["role_arn"] == "${aws_iam_role.scheduler.arn}"
+
+
+def test_the_sweeper_reads_only_ttl_expiries_of_execution_meta(res: dict[str, dict[str, Any]]) -> None:
+    from control_plane.handlers.sweeper import TTL_PRINCIPAL, expired_executions
+
+    mapping = res["aws_lambda_event_source_mapping.sweeper"]
+    assert mapping["event_source_arn"] == "${aws_dynamodb_table.this.stream_arn}"
+    assert mapping["function_name"] == '${aws_lambda_function.this["sweeper"].arn}'
+    pattern = mapping["filter_criteria"][0]["filter"][0]["pattern"]
+    for fragment in ('["REMOVE"]', f'["{TTL_PRINCIPAL}"]', '["META"]', '"EXEC#"'):
+        assert fragment in pattern, fragment
+    # The handler agrees with the filter on a record the filter lets through.
+    record = {
+        "eventName": "REMOVE",
+        "userIdentity": {"type": "Service", "principalId": TTL_PRINCIPAL},
+        "dynamodb": {"Keys": {"PK": {"S": "EXEC#e1"}, "SK": {"S": "META"}}},
+    }
+    assert list(expired_executions({"Records": [record]})) == ["e1"]
+    on_failure = mapping["destination_config"][0]["on_failure"][0]
+    assert on_failure["destination_arn"] == '${aws_sqs_queue.dlq["sweeper"].arn}'
+
+
+def test_each_function_has_its_own_role_and_policy_document(
+    res: dict[str, dict[str, Any]], squall_module: Any
+) -> None:
+    assert res["aws_iam_role.lambda"]["for_each"] == "${local.functions}"
+    assert res["aws_lambda_function.this"]["role"] == "${aws_iam_role.lambda[each.key].arn}"
+    data = resources(squall_module, "data")
+    document = data["aws_iam_policy_document.lambda"]
+    assert document["dynamic"][0]["statement"]["for_each"] == "${module.policies.statements[each.key]}"
+    for source in ("aws_caller_identity.current", "aws_partition.current", "aws_region.current"):
+        assert source in data
+
+
+def test_settings_module_receives_every_validated_variable(squall_module: Any) -> None:
+    """Validation lives in modules/settings: each of its inputs must be forwarded unchanged."""
+    call = named_blocks(squall_module, "module")["settings"]
+    inputs = named_blocks(load_module(SUBMODULES / "settings"), "variable")
+    computed = {"table_name", "bucket_name"}
+    for name in set(inputs) - computed:
+        assert call.get(name) == f"${{var.{name}}}", f"module.settings.{name} must be var.{name}"
+    main_variables = named_blocks(squall_module, "variable")
+    for name in set(inputs) - computed:
+        assert "validation" not in main_variables[name], f"var.{name}: validate in modules/settings only"
+
+
+TAGLESS = {
+    "aws_apigatewayv2_authorizer",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route",
+    "aws_cloudwatch_event_target",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+    "aws_lambda_function_event_invoke_config",
+    "aws_lambda_permission",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_policy",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_scheduler_schedule",
+    "aws_sqs_queue_policy",
+}
+
+
+def test_tags_are_applied_to_every_taggable_resource(res: dict[str, dict[str, Any]]) -> None:
+    untagged = [
+        name
+        for name, body in res.items()
+        if name.split(".")[0] not in TAGLESS and body.get("tags") != "${var.tags}"
+    ]
+    assert untagged == []
+
+
+def test_no_hard_coded_account_or_region() -> None:
+    """Account, partition and region come from data sources. Messages and comments may show examples."""
+    for path in MODULE.rglob("*.tf"):
+        text = "\n".join(
+            line
+            for line in path.read_text().splitlines()
+            if not re.match(r"\s*(#|error_message\s*=|description\s*=)", line)
+        )
+        assert not re.search(r"(?<![\w-])\d{12}(?![\w-])", text), f"{path}: an account id"
+        assert not re.search(
+            r"\b(us|eu|ap|sa|ca|me|af|il|mx)-(north|south|east|west|central|northeast|southeast)-\d\b", text
+        ), path
+
+
+# ---------------------------------------------------------------- docs and examples
+
+
+def test_every_variable_and_output_is_typed_described_and_in_the_readme(squall_module: Any) -> None:
+    readme = (MODULE / "README.md").read_text()
+    for name, body in named_blocks(squall_module, "variable").items():
+        assert body.get("description") and body.get("type"), f"variable {name}"
+        assert f"| `{name}` |" in readme, f"variable {name} missing from the README inputs table"
+    for name, body in named_blocks(squall_module, "output").items():
+        assert body.get("description"), f"output {name}"
+        assert f"| `{name}` |" in readme, f"output {name} missing from the README outputs table"
+
+
+EXAMPLES = sorted(p for p in (INFRA / "examples").iterdir() if p.is_dir())
+
+
+def test_the_two_examples_exist() -> None:
+    assert [p.name for p in EXAMPLES] == ["basic", "scheduled-etl"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_uses_the_module_and_documents_the_commands(example: Path) -> None:
+    module = load_module(example)
+    call = named_blocks(module, "module")["squall"]
+    assert call["source"] == "../../modules/squall"
+    assert call["aws_batch"]["job_queue_arns"] == ["${var.job_queue_arn}"]
+    readme = (example / "README.md").read_text()
+    for command in ("squall package --output dist/lambda.zip", "terraform init", "terraform apply"):
+        assert command in readme, f"{example.name}/README.md lacks `{command}`"
+    main_variables = named_blocks(load_module(MODULE), "variable")
+    for argument in call:
+        assert argument in {"source", "__is_block__"} or argument in main_variables, argument
+
+
+def test_scheduled_etl_schedule_matches_the_flows_trigger() -> None:
+    example = INFRA / "examples" / "scheduled-etl"
+    flow = load_flow_file(example / "flows" / "nightly-etl.yaml")
+    [entry] = named_blocks(load_module(example), "module")["squall"]["schedules"]
+    [trigger] = [t for t in flow.triggers or [] if isinstance(t, Schedule)]
+    assert (entry["namespace"], entry["flow_id"], entry["trigger_id"]) == (
+        flow.namespace,
+        flow.id,
+        trigger.id,
+    )
+    assert entry["timezone"] == trigger.timezone
+    minute, hour, *_ = trigger.cron.split()
+    assert entry["schedule_expression"].startswith(f"cron({minute} {hour} ")

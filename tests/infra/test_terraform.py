@@ -1,0 +1,186 @@
+"""Terraform's own checks, offline: fmt, and validate + test of the provider-free submodules.
+
+The AWS provider cannot be downloaded here, so the squall module and the examples are
+never initialised (infra/README.md lists what stands in for `plan`). The submodules need no
+provider: `terraform test` runs their assertions and `expect_failures` cases, and a small
+root module applies the settings module to feed its rendered environment to the Python
+runtime that will read it in Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.handlers.runtime import load_settings, open_runtime
+from runners.aws_batch import AwsBatchRunner
+from runners.aws_batch.options import BatchOptions
+from runners.base import validate_options
+
+from .conftest import INFRA, SUBMODULES, run_terraform
+
+SUBMODULE_NAMES = sorted(p.name for p in SUBMODULES.iterdir() if p.is_dir())
+
+
+def test_the_three_submodules_exist() -> None:
+    assert SUBMODULE_NAMES == ["naming", "policies", "settings"]
+
+
+def test_terraform_fmt(tmp_path: Path) -> None:
+    result = run_terraform(["fmt", "-check", "-recursive", "-diff", str(INFRA)], tmp_path, check=False)
+    assert result.returncode == 0, f"run `terraform fmt -recursive infra/`:\n{result.stdout}{result.stderr}"
+
+
+def _copy(module: Path, tmp_path: Path) -> Path:
+    target = tmp_path / module.name
+    shutil.copytree(module, target)
+    return target
+
+
+@pytest.mark.parametrize("name", SUBMODULE_NAMES)
+def test_submodule_validates_and_its_tests_pass(name: str, tmp_path: Path) -> None:
+    work = _copy(SUBMODULES / name, tmp_path)
+    assert list(work.glob("tests/*.tftest.hcl")), f"modules/{name} has no terraform tests"
+    run_terraform(["init", "-backend=false", "-input=false"], work)
+    run_terraform(["validate"], work)
+    result = run_terraform(["test"], work)
+    assert "0 failed" in result.stdout and " passed" in result.stdout, result.stdout
+
+
+def _plan_settings(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]:
+    work = _copy(SUBMODULES / "settings", tmp_path)
+    (work / "case.tfvars.json").write_text(json.dumps({"table_name": "squall", **variables}))
+    run_terraform(["init", "-backend=false", "-input=false"], work)
+    result = run_terraform(
+        ["plan", "-input=false", "-lock=false", "-refresh=false", "-var-file=case.tfvars.json"],
+        work,
+        check=False,
+    )
+    return result.returncode, " ".join((result.stdout + result.stderr).split())
+
+
+QUEUE = "arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"
+
+BAD_VALUES = [
+    pytest.param({"aws_batch": {"job_queue_arns": ["squall-fargate"]}}, "must be ARNs like", id="queue-name"),
+    pytest.param({"log_retention_in_days": 45}, "must be a value CloudWatch Logs accepts", id="retention"),
+    pytest.param(
+        {"api_authorization": "JWT"}, "jwt_authorizer is required when api_authorization is JWT", id="jwt"
+    ),
+    pytest.param(
+        {"api_authorization": "JWT", "jwt_authorizer": {"issuer": "https://idp.example.com", "audience": []}},
+        "must list at least one non-empty audience",
+        id="jwt-audience",
+    ),
+    pytest.param({"functions": {"api": {"memory_size": 64}}}, "between 128 and 10240", id="memory"),
+    pytest.param({"functions": {"api": {"timeout": 60}}}, "must be at most 30 seconds", id="api-timeout"),
+    pytest.param(
+        {"aws_batch": {"job_queue_arns": [QUEUE], "task_role_arn": "squall-task"}},
+        "must be IAM role ARNs",
+        id="role-name",
+    ),
+    pytest.param(
+        {
+            "schedules": [
+                {"namespace": "a", "flow_id": "f", "trigger_id": "t", "schedule_expression": "0 2 * * *"}
+            ]
+        },
+        "must be EventBridge Scheduler syntax",
+        id="unix-cron",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variables", "message"), BAD_VALUES)
+def test_a_bad_value_fails_with_its_own_message(
+    tmp_path: Path, variables: dict[str, Any], message: str
+) -> None:
+    code, output = _plan_settings(tmp_path, variables)
+    assert code != 0, f"terraform accepted {variables}"
+    assert message in output, output
+
+
+def test_a_good_value_plans(tmp_path: Path) -> None:
+    """The negative cases above fail for their value, not because the harness cannot plan at all."""
+    code, output = _plan_settings(tmp_path, {"aws_batch": {"job_queue_arns": [QUEUE]}})
+    assert code == 0, output
+
+
+def _rendered(tmp_path: Path, arguments: str) -> dict[str, Any]:
+    """Apply the settings module (no provider: only outputs) and return its outputs."""
+    work = tmp_path / "root"
+    work.mkdir()
+    (work / "main.tf").write_text(
+        f"""
+module "settings" {{
+  source = "{(SUBMODULES / "settings").as_posix()}"
+{arguments}
+}}
+
+output "environment" {{
+  value = module.settings.environment
+}}
+
+output "functions" {{
+  value = module.settings.functions
+}}
+"""
+    )
+    run_terraform(["init", "-backend=false", "-input=false"], work)
+    state = str(tmp_path / "terraform.tfstate")
+    run_terraform(["apply", "-auto-approve", "-input=false", "-lock=false", f"-state={state}"], work)
+    result = run_terraform(["output", "-json", f"-state={state}"], work)
+    return {name: entry["value"] for name, entry in json.loads(result.stdout).items()}
+
+
+def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accept(tmp_path: Path) -> None:
+    outputs = _rendered(
+        tmp_path,
+        f"""
+  table_name  = "squall"
+  bucket_name = "squall-123456789012-eu-west-1"
+  aws_batch = {{
+    job_queue_arns          = ["{QUEUE}"]
+    execution_role_arn      = "arn:aws:iam::123456789012:role/exec"
+    task_role_arn           = "arn:aws:iam::123456789012:role/task"
+    compute_environment_arn = "arn:aws:batch:eu-west-1:123456789012:compute-environment/fargate"
+  }}
+  extra_environment_variables = {{ POWERTOOLS_LOG_LEVEL = "INFO" }}
+""",
+    )
+    env: dict[str, str] = outputs["environment"]
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("SQUALL_")})
+    assert settings.store == "dynamodb"
+    assert settings.table == "squall"
+    assert settings.bucket == "squall-123456789012-eu-west-1"
+    assert settings.auth == "gateway"
+    assert (settings.reconcile_after, settings.submit_grace, settings.finished_ttl_days) == (300.0, 120.0, 30)
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+    # RunnerRegistry builds AwsBatchRunner(**SQUALL_RUNNERS["aws-batch"]): the keywords must exist,
+    # and the defaults must be valid task options (no boto3 call is made to check this).
+    rt = open_runtime(settings.model_copy(update={"store": "sqlite", "db": str(tmp_path / "s.db")}))
+    try:
+        runner = rt.service.runners.get("aws-batch")
+        assert isinstance(runner, AwsBatchRunner)
+    finally:
+        rt.close()
+    options = validate_options(AwsBatchRunner, settings.runners["aws-batch"]["defaults"])
+    assert isinstance(options, BatchOptions)
+    assert options.job_queue_arn == QUEUE
+    assert options.bucket == "squall-123456789012-eu-west-1"
+    assert options.staging_prefix == "squall/jobs"
+    assert options.execution_role_arn == "arn:aws:iam::123456789012:role/exec"
+    assert (
+        options.compute_environment_arn == "arn:aws:batch:eu-west-1:123456789012:compute-environment/fargate"
+    )
+
+    handlers = {key: f["handler"] for key, f in outputs["functions"].items()}
+    assert handlers == {
+        key: f"control_plane.handlers.{key}.handler"
+        for key in ("api", "tick", "events", "schedule", "sweeper")
+    }
