@@ -228,6 +228,10 @@ class Runner(Protocol):
         handle = runner.submit(JobSpec(name="demo-1", command=("sh", "-c", "echo hi")))
         while not (status := runner.poll([handle])["demo-1"]).terminal: ...
         assert [r.text for r in runner.logs(handle, None).lines] == ["hi"]
+
+    A runner configured with deployment-wide options (the AWS Batch queue and bucket from
+    ``SQUALL_RUNNERS``) exposes them as ``option_defaults: Mapping[str, Any]``; a flow's
+    ``taskRunner`` block may then leave them out, and the control plane validates the merge.
     """
 
     name: ClassVar[str]

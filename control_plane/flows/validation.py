@@ -223,6 +223,12 @@ def _task_runners(tasks: Sequence[tuple[PathTuple, Mapping[str, Any]]]) -> list[
 
 
 def _runner_options(path: PathTuple, spec: Mapping[str, Any], runner_cls: Any) -> list[Issue]:
+    """Unknown options and wrong values are load errors; a *missing* required option is not.
+
+    A deployment configures its runners' defaults once (``SQUALL_RUNNERS``: the AWS Batch
+    queue, bucket, region...), so a flow need not repeat them; the runner checks the merged
+    options when the job is submitted and fails the task with the missing field's name.
+    """
     from pydantic import ValidationError
 
     options = {k: v for k, v in spec.items() if k != "type"}
@@ -239,6 +245,7 @@ def _runner_options(path: PathTuple, spec: Mapping[str, Any], runner_cls: Any) -
                 at_key=err["type"] == "extra_forbidden",
             )
             for err in exc.errors()
+            if err["type"] != "missing"
         ]
     return []
 

@@ -923,7 +923,7 @@ class Service:
             storage=self.storage,
         )
         runner = self.runners.get(runner_name)
-        validate_options(type(runner), spec.options)
+        validate_options(type(runner), {**getattr(runner, "option_defaults", {}), **spec.options})
         return runner, spec
 
     def _submit(self, job: JobRecord, *, reattach: bool) -> None:

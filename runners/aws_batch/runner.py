@@ -304,6 +304,11 @@ class AwsBatchRunner:
             self._clients[cache_key] = (clients, expires)
         return clients
 
+    @property
+    def option_defaults(self) -> Mapping[str, Any]:
+        """The deployment's options (``defaults``), under each task's ``taskRunner`` block."""
+        return dict(self._defaults)
+
     def _options(self, spec: JobSpec) -> BatchOptions:
         merged = {**self._defaults, **dict(spec.options)}
         options = validate_options(type(self), merged)

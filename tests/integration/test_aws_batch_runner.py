@@ -477,6 +477,52 @@ def test_an_assumed_role_signs_every_call_and_is_renewed_before_it_expires(batch
     assert len(assumed) == 2  # the renewed credentials serve every later call
 
 
+def test_a_flow_may_leave_the_deployments_options_to_the_runner(batch_env: BatchEnv, tmp_path: Path) -> None:
+    from control_plane.errors import FlowValidationError
+    from control_plane.flows.loader import parse_flow
+
+    task = """
+id: lean
+namespace: squall.batch
+tasks:
+  - id: crunch
+    type: io.kestra.plugin.scripts.shell.Commands
+    containerImage: python:3.12-slim
+    taskRunner:
+      type: io.kestra.plugin.ee.aws.runner.Batch
+      resources: {vcpu: %s}
+    commands: [echo lean]
+"""
+    parse_flow(task % "1", "lean.yaml")  # no queue, no bucket: they are the deployment's
+    with pytest.raises(FlowValidationError, match=r"lean\.yaml:10"):
+        parse_flow(task % "lots", "lean.yaml")  # a wrong value is still a load error
+    runner = batch_env.runner()
+    assert runner.option_defaults["jobQueueArn"] == batch_env.run_queue
+    spec = _spec("echo lean", options={"resources": {"vcpu": 1}})
+    assert wait_terminal(runner, runner.submit(spec), 30.0).state is JobState.SUCCEEDED
+    # Through the control plane: the service validates the flow's options merged with these.
+    from control_plane.handlers.runtime import load_settings, open_runtime
+    from control_plane.store.sqlite import SqliteStore
+
+    rt = open_runtime(
+        load_settings({}, data_dir=str(tmp_path / "data")),
+        store=SqliteStore(tmp_path / "squall.db"),
+        runners={"aws-batch": runner},
+    )
+    try:
+        record = rt.service.deploy(task % "1", "lean.yaml")
+        execution = rt.service.start(record.namespace, record.id)
+        (run,) = rt.store.get_execution(execution.id).taskruns.values()
+        job = run.attempts[-1].job
+        assert job is not None and _jobs_named(batch_env, batch_env.run_queue, job)  # submitted
+        assert run.error is None
+    finally:
+        rt.close()
+    bare = AwsBatchRunner(endpoint_url=batch_env.endpoint, region=REGION, session_factory=_session)
+    with pytest.raises(RunnerOptionsError, match="jobQueueArn"):
+        bare.submit(_spec("echo lean", options={"resources": {"vcpu": 1}}))
+
+
 def test_running_logs_are_read_incrementally(batch_env: BatchEnv) -> None:
     runner = batch_env.runner()
     handle = runner.submit(_spec(f"echo first; {LOOP}"))
