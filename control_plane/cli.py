@@ -591,6 +591,81 @@ def server(
     console.print("stopped")
 
 
+@app.command()
+def package(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Zip to write")] = Path("dist/lambda.zip"),
+    python_version: Annotated[
+        str, typer.Option("--python-version", help="Lambda runtime's Python: 3.11, 3.12 or 3.13")
+    ] = "3.12",
+    arch: Annotated[str, typer.Option(help="Lambda architecture: arm64 or x86_64")] = "arm64",
+    include_boto3: Annotated[
+        bool, typer.Option("--include-boto3", help="Ship the lock's boto3/botocore instead of the runtime's")
+    ] = False,
+    lock: Annotated[
+        Path | None, typer.Option(help="Lock file (default: packaging/lambda-requirements.txt)")
+    ] = None,
+    update_lock: Annotated[
+        bool,
+        typer.Option(
+            "--update-lock", help="Re-resolve the newest versions pyproject allows, rewrite the lock"
+        ),
+    ] = False,
+    wheels: Annotated[
+        Path | None,
+        typer.Option(help="Wheel cache: download the pinned wheels here, then build from it alone"),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="With --wheels: build from the cache without reaching an index")
+    ] = False,
+    bytecode: Annotated[
+        bool,
+        typer.Option(
+            "--bytecode/--no-bytecode",
+            help="Add .pyc files (faster cold starts); needs this Python to be the target's version",
+        ),
+    ] = True,
+) -> None:
+    """Build the Lambda zip: the same source and lock give the same bytes. Prints its size."""
+    from rich.table import Table
+
+    from control_plane import packaging
+
+    mib = 1024 * 1024
+    try:
+        target = packaging.Target(python_version, arch)
+        if update_lock:
+            root = packaging.project_root()
+            lock = lock or root / packaging.DEFAULT_LOCK
+            console.print(f"resolving the lock for every Lambda target (about a minute): {lock}")
+            packaging.update_lock(root, lock, wheels=wheels if offline else None)
+        report = packaging.build(
+            output,
+            target=target,
+            lock_path=lock,
+            include_boto3=include_boto3,
+            wheels=wheels,
+            offline=offline,
+            bytecode=bytecode,
+        )
+    except packaging.PackagingError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"wrote {report.output} for {report.target.label}: [bold]{report.size / mib:.1f} MiB[/bold]"
+        f" ({report.size} bytes, {report.files} files of which {report.compiled} .pyc,"
+        f" {report.unpacked / mib:.1f} MiB unpacked)",
+        highlight=False,
+    )
+    console.print(f"sha256 {report.sha256}", highlight=False)
+    table = Table("largest packages", "zipped", "unpacked", "files", box=None)
+    for item in report.packages[:10]:
+        table.add_row(
+            item.name, f"{item.compressed / mib:.2f} MiB", f"{item.unpacked / mib:.2f} MiB", str(item.files)
+        )
+    console.print(table)
+    for warning in report.warnings():
+        err.print(f"[yellow]{warning}[/yellow]", highlight=False)
+
+
 def main() -> None:
     app()
 

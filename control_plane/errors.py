@@ -9,9 +9,10 @@ for bad input that must be reported to a person, for infrastructure, and for bug
     │   └── ExpressionSecurityError   a template tried to reach Python internals
     ├── InputError               execution inputs do not match the flow's declared inputs
     ├── EngineError              a bug: an event that cannot apply to the execution
-    └── StoreError               the state store failed or refused a write
-        ├── ConflictError        someone else wrote first (version check): reload and retry
-        └── NotFoundError        no such flow, execution, job or trigger
+    ├── StoreError               the state store failed or refused a write
+    │   ├── ConflictError        someone else wrote first (version check): reload and retry
+    │   └── NotFoundError        no such flow, execution, job or trigger
+    └── PackagingError           `squall package` cannot build the Lambda zip as asked
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "FlowValidationError",
     "InputError",
     "NotFoundError",
+    "PackagingError",
     "SquallError",
     "StoreError",
 ]
@@ -84,3 +86,7 @@ class ConflictError(StoreError):
 
 class NotFoundError(StoreError):
     """No record with that key; the message names the kind and the id as the user typed it."""
+
+
+class PackagingError(SquallError):
+    """The Lambda zip cannot be built as asked (``squall package``); the message says what to change."""

@@ -1,0 +1,810 @@
+"""Build the Lambda deployment zip, reproducibly: what ``squall package`` runs.
+
+Theory of operation
+-------------------
+The zip is a function of four inputs: Squall's source tree, the runtime dependencies in
+``pyproject.toml``, the lock file (exact versions) and the target (Lambda's Python version and
+architecture). The same inputs give a byte-identical zip, so a Terraform plan shows no change
+when nothing changed, and a reviewer can rebuild a deployed artefact and compare hashes::
+
+    pyproject deps  ─┐                      ┌─ pip install --target TREE --platform ... -c LOCK
+    (- CLI, - boto3) ├─ runtime_requirements ┤     (wheels only, no bytecode, for the target)
+    LOCK ────────────┘                      └─ every installed distribution must be pinned
+    TREE + control_plane/ + runners/ + squall dist-info ─ select ─ + unchecked hash-based .pyc
+                              (when this Python is the target's) ─ sorted entries, fixed time
+                                                                    and mode, deflate 9 ─ zip
+
+- **What goes in.** The handlers need the core dependencies and the ``aws`` extra
+  (aws-lambda-powertools). Left out: typer and rich, which only the ``squall`` command imports,
+  and boto3/botocore, which Lambda's Python runtime provides (``include_boto3`` pins them for
+  teams that want their own). pip resolves the rest, so their transitive deps leave with them.
+- **Pinned.** The lock is a pip constraints file resolved for every supported target at once
+  (:func:`update_lock`); a build passes it with ``-c`` and then checks that each distribution
+  pip installed is pinned there, so a dependency added to pyproject without a new lock is an
+  error, never a silently floating version. The lock records a fingerprint of the pyproject
+  requirements it was resolved from; a mismatch says "stale lock" before pip even runs.
+- **Platform.** Lambda's runtimes are manylinux (glibc 2.26 for python3.11 on Amazon Linux 2,
+  2.34 for 3.12+ on AL2023), so pip is given every manylinux tag the runtime can load,
+  newest first, exactly as pip would choose on the runtime itself (pip older than 24 does not
+  expand ``manylinux_2_34`` to the lower tags on its own).
+- **Deterministic zip.** Entries are sorted by name, every timestamp is 1980-01-01 (or
+  ``SOURCE_DATE_EPOCH``), every mode is 0644, there are no directory entries, and the data is
+  deflated at level 9 by zlib (same zlib, same bytes). Files Lambda never reads are dropped
+  (:func:`keep`): pip's bytecode, console scripts and installer bookkeeping (their content
+  names the build machine's interpreter), type stubs, C sources and test suites. Licences stay.
+- **Bytecode** (:func:`_bytecode`): ``/var/task`` is read-only, so without ``.pyc`` files
+  Lambda compiles every module it imports at each cold start. When the interpreter running
+  the build is the target's Python version, each ``.py`` gets a PEP 552 *unchecked hash-based*
+  pyc in ``__pycache__`` (no timestamp, no build path: reproducible; loaded without reading
+  the source). Another version cannot make valid bytecode: the zip then has none, and the
+  report carries a notice saying which Python to run (:func:`bytecode_problem`).
+- **Squall itself** comes from the source tree, not from an installed copy, with a generated
+  ``squall-<version>.dist-info`` so that ``importlib.metadata`` finds its version and,
+  crucially, its ``squall.runners`` entry points: without them no runner can be found in Lambda.
+
+Errors are :class:`PackagingError` with a message meant for a person: an unknown Python
+version lists the known ones, an unwritable output names the path, a pip failure quotes pip's
+own ``ERROR:`` lines (which name the package).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from email.parser import HeaderParser
+from pathlib import Path, PurePosixPath
+
+from control_plane.errors import PackagingError
+
+__all__ = [
+    "ARCHITECTURES",
+    "CLI_ONLY",
+    "DEFAULT_LOCK",
+    "LAMBDA_GLIBC",
+    "RUNTIME_PROVIDED",
+    "BuildReport",
+    "Lock",
+    "PackageSize",
+    "PackagingError",
+    "Target",
+    "build",
+    "bytecode_problem",
+    "check_lock",
+    "download_wheels",
+    "keep",
+    "project_root",
+    "runtime_requirements",
+    "update_lock",
+]
+
+LAMBDA_GLIBC: Mapping[str, tuple[int, int]] = {"3.11": (2, 26), "3.12": (2, 34), "3.13": (2, 34)}
+"""Lambda's Python runtimes Squall supports (``requires-python >= 3.11``) and their glibc:
+python3.11 runs on Amazon Linux 2, python3.12 and 3.13 on Amazon Linux 2023."""
+
+ARCHITECTURES: Mapping[str, str] = {"arm64": "aarch64", "x86_64": "x86_64"}
+"""Lambda's architecture names and the machine names in wheel platform tags."""
+
+DEFAULT_PYTHON = "3.12"
+DEFAULT_ARCH = "arm64"
+DEFAULT_LOCK = PurePosixPath("packaging/lambda-requirements.txt")
+"""Where the lock lives, relative to the project root."""
+
+CLI_ONLY = frozenset({"typer", "rich"})
+"""Core dependencies only ``control_plane.cli`` imports; the handlers never do (a test imports
+every handler from a zip without them)."""
+
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
+"""Provided by Lambda's Python runtime; shipped only with ``include_boto3``."""
+
+MANYLINUX_FLOOR = (2, 17)  # manylinux2014, the oldest tag current wheels use
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
+LICENCE = re.compile(r"^(licen[cs]e|copying|notice|authors|copyright)", re.IGNORECASE)
+STRIPPED_SUFFIXES = frozenset({".pyc", ".pyo", ".pyi", ".c", ".h", ".cpp", ".pyx", ".pxd", ".pxi"})
+INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+TEST_DIRS = frozenset({"tests", "testing"})
+LOCK_BOTO3_SECTION = "# only with --include-boto3 (the Lambda runtime provides these):"
+SOURCE_PACKAGES = ("control_plane", "runners")
+
+
+# ---------------------------------------------------------------- target
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A Lambda runtime: Python version and architecture. Invalid values cannot be built."""
+
+    python_version: str = DEFAULT_PYTHON
+    arch: str = DEFAULT_ARCH
+
+    def __post_init__(self) -> None:
+        if self.python_version not in LAMBDA_GLIBC:
+            known = ", ".join(LAMBDA_GLIBC)
+            raise PackagingError(
+                f"unknown Python version {self.python_version!r}: Squall's Lambda runtimes are {known}"
+            )
+        if self.arch not in ARCHITECTURES:
+            known = ", ".join(ARCHITECTURES)
+            raise PackagingError(f"unknown architecture {self.arch!r}: Lambda's are {known}")
+
+    @property
+    def label(self) -> str:
+        return f"python{self.python_version} {self.arch}"
+
+    def platforms(self) -> list[str]:
+        """Every manylinux tag the runtime's glibc can load, best first (as pip ranks them)."""
+        machine = ARCHITECTURES[self.arch]
+        major, newest = LAMBDA_GLIBC[self.python_version]
+        tags = [f"manylinux_{major}_{minor}_{machine}" for minor in range(newest, MANYLINUX_FLOOR[1] - 1, -1)]
+        return [*tags, f"manylinux2014_{machine}"]
+
+    def pip_args(self) -> list[str]:
+        args = [arg for tag in self.platforms() for arg in ("--platform", tag)]
+        return [*args, "--python-version", self.python_version, "--implementation", "cp"]
+
+
+def all_targets() -> list[Target]:
+    """What the lock is resolved for; the default target first (its pins lead)."""
+    default = Target()
+    rest = [
+        Target(v, a)
+        for v in LAMBDA_GLIBC
+        for a in ARCHITECTURES
+        if (v, a) != (default.python_version, default.arch)
+    ]
+    return [default, *rest]
+
+
+# ---------------------------------------------------------------- requirements and lock
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name: ``PyYAML`` and ``pyyaml``, ``typing_extensions`` and ``typing-extensions`` match."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if match is None:
+        raise PackagingError(f"cannot read the package name in requirement {requirement!r}")
+    return normalize(match.group(1))
+
+
+def project_root() -> Path:
+    """The source checkout this module runs from: the zip is built from source, not from site-packages."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise PackagingError(
+            f"no pyproject.toml in {root}: `squall package` runs from a Squall source checkout"
+        )
+    return root
+
+
+def _pyproject(root: Path) -> dict[str, object]:
+    with (root / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f).get("project", {})
+    if not isinstance(project, dict):
+        raise PackagingError(f"{root / 'pyproject.toml'} has no [project] table")
+    return project
+
+
+def runtime_requirements(root: Path, *, include_boto3: bool = False) -> list[str]:
+    """The requirements the handlers need, as written in pyproject: core minus CLI-only, plus [aws]."""
+    project = _pyproject(root)
+    core = list(project.get("dependencies", []))  # type: ignore[call-overload]
+    extras = project.get("optional-dependencies", {})
+    aws = list(extras.get("aws", [])) if isinstance(extras, dict) else []
+    wanted = [r for r in core if _requirement_name(r) not in CLI_ONLY]
+    wanted += [r for r in aws if include_boto3 or _requirement_name(r) not in RUNTIME_PROVIDED]
+    return wanted
+
+
+def _fingerprint(root: Path) -> str:
+    """What the lock was resolved from: a change to any of it makes the lock stale."""
+    text = "\n".join(
+        [*sorted(runtime_requirements(root, include_boto3=True)), *sorted(t.label for t in all_targets())]
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Exact versions for every distribution the zip may contain, by normalized name."""
+
+    pins: Mapping[str, str]
+    boto3_only: frozenset[str] = frozenset()
+    fingerprint: str = ""
+
+    @classmethod
+    def read(cls, path: Path) -> Lock:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PackagingError(
+                f"no lock file at {path}: create it with `squall package --update-lock`"
+            ) from None
+        pins: dict[str, str] = {}
+        boto3_only: set[str] = set()
+        fingerprint = ""
+        in_boto3 = False
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if line.startswith("# inputs:"):
+                fingerprint = line.removeprefix("# inputs:").strip()
+            elif line == LOCK_BOTO3_SECTION:
+                in_boto3 = True
+            elif line and not line.startswith("#"):
+                match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
+                if match is None:
+                    raise PackagingError(f"{path}:{number}: expected NAME==VERSION, got {line!r}")
+                name = normalize(match.group(1))
+                pins[name] = match.group(2)
+                if in_boto3:
+                    boto3_only.add(name)
+        return cls(pins, frozenset(boto3_only), fingerprint)
+
+    def render(self) -> str:
+        targets = f"python {', '.join(LAMBDA_GLIBC)} on {' and '.join(ARCHITECTURES)}"
+        lines = [
+            "# Squall's Lambda dependencies, pinned so that the same source gives the same zip.",
+            "# Generated by `squall package --update-lock` (docs/packaging.md); do not edit by hand.",
+            f"# Resolved, wheels only, for {targets}.",
+            f"# inputs: {self.fingerprint}",
+        ]
+        lines += [f"{n}=={v}" for n, v in sorted(self.pins.items()) if n not in self.boto3_only]
+        if self.boto3_only:
+            lines.append(LOCK_BOTO3_SECTION)
+            lines += [f"{n}=={self.pins[n]}" for n in sorted(self.boto3_only)]
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- pip
+
+
+def _pip_env(offline: bool) -> dict[str, str]:
+    """Offline builds ignore the user's pip configuration: only the given wheels may be used."""
+    env = dict(os.environ)
+    if offline:
+        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull  # pip's documented switch: no config file at all
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def _pip(args: Sequence[str], doing: str, *, offline: bool = False) -> None:
+    """Run pip with this interpreter; on failure raise with pip's own error lines (they name the package).
+
+    pip runs without ``--quiet``: its explanation of a conflict ("The conflict is caused by")
+    is not an ERROR line, and it is the part that says which pin to change.
+    """
+    command = [sys.executable, "-m", "pip", *args]
+    result = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_pip_env(offline),
+        check=False,
+    )
+    if result.returncode == 0:
+        return
+    output = result.stdout.strip()  # stderr merged in, so ERROR lines stay next to their explanation
+    if "No module named pip" in output:
+        raise PackagingError(f"pip is not installed for {sys.executable}: `squall package` runs pip")
+    lines = output.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("ERROR:")]
+    shown = lines[errors[0] :] if errors else lines[-20:]
+    raise PackagingError(f"pip failed while {doing}:\n" + "\n".join(shown[:40]))
+
+
+def _source_args(wheels: Path | None) -> list[str]:
+    return ["--no-index", "--find-links", str(wheels)] if wheels is not None else []
+
+
+def _resolve(
+    requirements: Sequence[str], target: Target, constraints: Mapping[str, str], wheels: Path | None
+) -> dict[str, str]:
+    """What pip would install for ``target`` (a dry run), as normalized name -> version."""
+    with tempfile.TemporaryDirectory(prefix="squall-lock-") as tmp:
+        report = Path(tmp) / "report.json"
+        pinned = Path(tmp) / "constraints.txt"
+        pinned.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())), encoding="utf-8")
+        _pip(
+            [
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--only-binary=:all:",
+                "--target",
+                str(Path(tmp) / "target"),
+                "--report",
+                str(report),
+                *target.pip_args(),
+                *_source_args(wheels),
+                "-c",
+                str(pinned),
+                *requirements,
+            ],
+            f"resolving the dependencies for {target.label}",
+            offline=wheels is not None,
+        )
+        installed = json.loads(report.read_text(encoding="utf-8"))["install"]
+    return {normalize(item["metadata"]["name"]): item["metadata"]["version"] for item in installed}
+
+
+def update_lock(root: Path, lock_path: Path, *, wheels: Path | None = None) -> Lock:
+    """Resolve the newest versions pyproject allows, for every target, and write the lock.
+
+    The default target is resolved first and its pins constrain the others, so every target
+    shares one version of each package; a package only some targets need (an environment
+    marker) is added with the version its target resolved.
+    """
+    full = runtime_requirements(root, include_boto3=True)
+    lean = runtime_requirements(root, include_boto3=False)
+    default, *others = all_targets()
+    pins = _resolve(full, default, {}, wheels)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda t: (t, _resolve(full, t, pins, wheels)), others))
+        lean_pins = pool.submit(_resolve, lean, default, pins, wheels).result()
+    merged = dict(pins)
+    for target, found in results:
+        for name, version in found.items():
+            if merged.setdefault(name, version) != version:
+                raise PackagingError(
+                    f"{name} resolves to {merged[name]} and to {version} ({target.label}):"
+                    " pin it in pyproject so one version fits every target"
+                )
+    lock = Lock(merged, frozenset(set(pins) - set(lean_pins)), _fingerprint(root))
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path.write_text(lock.render(), encoding="utf-8")
+    return lock
+
+
+def check_lock(root: Path, lock_path: Path) -> Lock:
+    """The lock, refused when it was resolved from other requirements than pyproject's current ones."""
+    lock = Lock.read(lock_path)
+    if lock.fingerprint != _fingerprint(root):
+        raise PackagingError(
+            f"{lock_path} is stale: pyproject's runtime dependencies (or the supported targets) changed"
+            " since it was generated; run `squall package --update-lock`"
+        )
+    return lock
+
+
+def download_wheels(
+    dest: Path,
+    *,
+    target: Target,
+    root: Path | None = None,
+    lock_path: Path | None = None,
+    include_boto3: bool = False,
+) -> None:
+    """Save the pinned wheels for ``target`` in ``dest`` (a cache for offline builds)."""
+    root = root or project_root()
+    lock_path = lock_path or root / DEFAULT_LOCK
+    check_lock(root, lock_path)
+    dest.mkdir(parents=True, exist_ok=True)
+    _pip(
+        [
+            "download",
+            "--only-binary=:all:",
+            "--dest",
+            str(dest),
+            *target.pip_args(),
+            "-c",
+            str(lock_path),
+            *runtime_requirements(root, include_boto3=include_boto3),
+        ],
+        f"downloading the wheels for {target.label}",
+    )
+
+
+def _install(
+    tree: Path, target: Target, lock_path: Path, requirements: Sequence[str], wheels: Path | None
+) -> None:
+    _pip(
+        [
+            "install",
+            "--only-binary=:all:",
+            "--no-compile",  # pip's pycs hold timestamps; _bytecode makes reproducible ones
+            "--no-warn-script-location",
+            "--target",
+            str(tree),
+            *target.pip_args(),
+            *_source_args(wheels),
+            "-c",
+            str(lock_path),
+            *requirements,
+        ],
+        f"installing the dependencies for {target.label}",
+        offline=wheels is not None,
+    )
+
+
+# ---------------------------------------------------------------- selecting files
+
+
+def keep(path: PurePosixPath) -> bool:
+    """Whether a file of the installed tree belongs in the zip. Why each rule:
+
+    - pip's bytecode (pip runs with ``--no-compile`` anyway): timestamped, so not
+      reproducible; :func:`_bytecode` adds reproducible pycs to the zip instead;
+    - ``bin/``: console scripts, whose shebang names the build machine's interpreter;
+    - ``RECORD`` & co: installer bookkeeping (RECORD hashes those very scripts);
+    - stubs and C/Cython sources: read by type checkers and compilers, never at run time;
+    - ``tests``/``testing`` packages inside a distribution: never imported by the handlers.
+
+    Licence files are always kept, wherever they are.
+    """
+    parts = path.parts
+    if LICENCE.match(path.name):
+        return True
+    if parts[0] == "bin" or "__pycache__" in parts:
+        return False
+    if path.suffix in STRIPPED_SUFFIXES:
+        return False
+    if parts[0].endswith(".dist-info"):
+        return path.name not in INSTALLER_FILES
+    return not any(part in TEST_DIRS for part in parts[1:-1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str  # path inside the zip
+    source: Path | None  # file to copy, or None for generated ``data``
+    distribution: str
+    data: bytes = b""
+
+    def read(self) -> bytes:
+        return self.source.read_bytes() if self.source is not None else self.data
+
+
+def _dist_metadata(dist_info: Path) -> tuple[str, str]:
+    headers = HeaderParser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+    return str(headers["Name"]), str(headers["Version"])
+
+
+def _tree_entries(tree: Path) -> tuple[list[_Entry], dict[str, str]]:
+    """The installed dependencies, each file labelled with its distribution (from RECORD)."""
+    owner: dict[str, str] = {}
+    installed: dict[str, str] = {}
+    for dist_info in sorted(tree.glob("*.dist-info")):
+        name, version = _dist_metadata(dist_info)
+        installed[name] = version
+        label = f"{name} {version}"
+        record = dist_info / "RECORD"
+        if record.is_file():
+            with record.open(newline="", encoding="utf-8") as f:
+                for row in csv.reader(f):
+                    if row:
+                        owner[row[0]] = label
+        for file in dist_info.rglob("*"):
+            owner[file.relative_to(tree).as_posix()] = label
+    entries = []
+    for file in sorted(tree.rglob("*")):
+        rel = PurePosixPath(file.relative_to(tree).as_posix())
+        if file.is_file() and keep(rel):
+            entries.append(_Entry(str(rel), file, owner.get(str(rel), rel.parts[0])))
+    return entries, installed
+
+
+def _source_entries(root: Path, label: str) -> list[_Entry]:
+    """Squall's own packages, from the source tree (what the wheel would hold, minus bytecode)."""
+    entries = []
+    for package in SOURCE_PACKAGES:
+        for file in sorted((root / package).rglob("*")):
+            rel = PurePosixPath(file.relative_to(root).as_posix())
+            hidden = any(part.startswith(".") for part in rel.parts)
+            if (
+                file.is_file()
+                and not hidden
+                and "__pycache__" not in rel.parts
+                and rel.suffix not in {".pyc", ".pyo"}
+            ):
+                entries.append(_Entry(str(rel), file, label))
+    return entries
+
+
+def _squall_dist_info(root: Path) -> list[_Entry]:
+    """A minimal dist-info for Squall: its version for the API, its entry points for the runners."""
+    project = _pyproject(root)
+    name, version = str(project["name"]), str(project["version"])
+    label = f"{name} {version}"
+    base = f"{name}-{version}.dist-info"
+    metadata = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        f"Version: {version}",
+        f"Summary: {project.get('description', '')}",
+    ]
+    licence = project.get("license")
+    if isinstance(licence, dict) and "text" in licence:
+        metadata.append(f"License: {licence['text']}")
+    if "requires-python" in project:
+        metadata.append(f"Requires-Python: {project['requires-python']}")
+    groups = project.get("entry-points", {})
+    points: list[str] = []
+    if isinstance(groups, dict):
+        for group, items in groups.items():
+            points.append(f"[{group}]")
+            points += [f"{key} = {value}" for key, value in items.items()]
+            points.append("")
+    return [
+        _Entry(f"{base}/METADATA", None, label, ("\n".join(metadata) + "\n").encode()),
+        _Entry(f"{base}/entry_points.txt", None, label, "\n".join(points).encode()),
+        _Entry(f"{base}/top_level.txt", None, label, ("\n".join(SOURCE_PACKAGES) + "\n").encode()),
+    ]
+
+
+# ---------------------------------------------------------------- bytecode
+
+_COMPILE = """
+import json, py_compile, sys
+failed = []
+for source, cfile, dfile in json.load(sys.stdin):
+    try:
+        py_compile.compile(
+            source, cfile=cfile, dfile=dfile, doraise=True, optimize=0,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+    except py_compile.PyCompileError:
+        failed.append(dfile)
+json.dump(failed, sys.stdout)
+"""
+"""Run by a fresh interpreter: see :func:`_bytecode`."""
+
+
+def _running_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def bytecode_problem(target: Target) -> str | None:
+    """Why this interpreter cannot compile bytecode for ``target`` (a sentence to print), or None.
+
+    A ``.pyc`` is valid only for the Python version (and implementation) that wrote it: its
+    magic number changes with every minor version, and Lambda would ignore, then fail to
+    rewrite (``/var/task`` is read-only), bytecode made by another one.
+    """
+    running = _running_python()
+    if sys.implementation.name == "cpython" and running == target.python_version:
+        return None
+    this = f"{sys.implementation.name} {running}" if sys.implementation.name != "cpython" else running
+    return (
+        f"no bytecode in the zip: bytecode for python{target.python_version} needs Python"
+        f" {target.python_version} and this is {this}, so Lambda will compile every module it imports at"
+        f" each cold start. To include it, run `squall package` with Python {target.python_version} (e.g."
+        f" from a virtualenv made with python{target.python_version}); --no-bytecode silences this warning"
+    )
+
+
+def _pyc_name(source: str) -> str:
+    """Where the target interpreter looks for a module's bytecode: ``__pycache__/<name>.<tag>.pyc``."""
+    path = PurePosixPath(source)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.pyc")
+
+
+def _bytecode(entries: Sequence[_Entry], workdir: Path) -> list[_Entry]:
+    """Unchecked hash-based bytecode (PEP 552) for every ``.py`` entry, beside its source.
+
+    - **Reproducible**: a hash-based pyc holds the source's hash, not its mtime; the file name
+      compiled into it (``dfile``, what a traceback shows until the import system sets the
+      real path) is the path inside the zip, so the build directory leaves no trace.
+    - **Unchecked**: the import system loads it without reading the source to compare hashes;
+      right for a package nobody edits in place (``/var/task`` is read-only). The ``.py``
+      files stay in the zip for tracebacks.
+    - **A fresh interpreter** compiles, with a fixed hash seed and one file after another in
+      sorted order, so nothing of the calling process (its loaded modules, its hash seed)
+      can reach the bytes. Sources that do not compile (never imported, or the import would
+      fail anyway) get no pyc, as with pip and ``compileall``.
+    """
+    sources = [e for e in entries if e.name.endswith(".py") and e.source is not None]
+    jobs = [(str(e.source), str(workdir / _pyc_name(e.name)), e.name) for e in sources]
+    env = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ.get("PATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-S", "-W", "ignore", "-c", _COMPILE],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PackagingError(f"compiling the bytecode failed:\n{result.stderr.strip()[-2000:]}")
+    failed = set(json.loads(result.stdout))
+    return [
+        _Entry(_pyc_name(e.name), workdir / _pyc_name(e.name), e.distribution)
+        for e in sources
+        if e.name not in failed
+    ]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _zip_time() -> tuple[int, int, int, int, int, int]:
+    """1980-01-01 00:00:00, or ``SOURCE_DATE_EPOCH`` (the reproducible-builds convention) when set."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        return (1980, 1, 1, 0, 0, 0)
+    try:
+        epoch = int(raw)
+    except ValueError:
+        raise PackagingError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}") from None
+    t = time.gmtime(max(epoch, ZIP_EPOCH))
+    return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+def _write_zip(path: Path, entries: Iterable[_Entry]) -> list[zipfile.ZipInfo]:
+    when = _zip_time()
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry in entries:
+            info = zipfile.ZipInfo(entry.name, date_time=when)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so that external_attr holds a mode on every build host
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            archive.writestr(info, entry.read(), compresslevel=9)
+        return archive.infolist()
+
+
+def _writable_output(output: Path) -> None:
+    """Fail before the slow part when the zip could not be written where asked."""
+    if output.is_dir():
+        raise PackagingError(f"output {output} is a directory; give the zip's file name")
+    for ancestor in output.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise PackagingError(
+                    f"cannot write the zip to {output.parent}: {ancestor} is not a directory"
+                )
+            break
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".squall-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PackagingError(f"cannot write the zip to {output.parent}: {reason}") from None
+
+
+# ---------------------------------------------------------------- build
+
+
+@dataclass(frozen=True, slots=True)
+class PackageSize:
+    """One distribution's share of the zip."""
+
+    name: str
+    files: int
+    compressed: int
+    unpacked: int
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What was built: the numbers ``squall package`` prints."""
+
+    output: Path
+    target: Target
+    size: int
+    unpacked: int
+    files: int
+    sha256: str
+    packages: tuple[PackageSize, ...] = field(default=())
+    compiled: int = 0
+    """How many ``.pyc`` files the zip holds (0: Lambda compiles at each cold start)."""
+    notices: tuple[str, ...] = ()
+    """What the build could not do as well as asked (no bytecode for another Python)."""
+
+    def warnings(self) -> list[str]:
+        """The notices, then Lambda's limits (zip upload 50 MB; unpacked function and layers 250 MB)."""
+        found = list(self.notices)
+        if self.unpacked > 250 * 1024 * 1024:
+            found.append("unpacked size is over Lambda's 250 MB limit: the function will not deploy")
+        if self.size > 50 * 1024 * 1024:
+            found.append("zip is over 50 MB: Lambda accepts it only through S3")
+        return found
+
+
+def _check_pins(installed: Mapping[str, str], lock: Lock, lock_path: Path) -> None:
+    for name, version in sorted(installed.items()):
+        pinned = lock.pins.get(normalize(name))
+        if pinned != version:
+            why = "is not in" if pinned is None else f"is pinned to {pinned} in"
+            raise PackagingError(
+                f"pip installed {name} {version}, which {why} {lock_path}: the lock is out of date,"
+                " run `squall package --update-lock`"
+            )
+
+
+def build(
+    output: Path,
+    *,
+    target: Target | None = None,
+    root: Path | None = None,
+    lock_path: Path | None = None,
+    include_boto3: bool = False,
+    wheels: Path | None = None,
+    offline: bool = False,
+    bytecode: bool = True,
+) -> BuildReport:
+    """Build the Lambda zip at ``output`` and report its size.
+
+    ``wheels``: a wheel cache. Missing pinned wheels are downloaded into it first (unless
+    ``offline``), then pip installs from it alone, so the build reads exactly those files.
+    ``bytecode``: add ``.pyc`` files when this interpreter is the target's Python version
+    (:func:`bytecode_problem`); otherwise the report carries a notice saying how to get them.
+    """
+    target = target or Target()
+    root = root or project_root()
+    lock_path = lock_path or root / DEFAULT_LOCK
+    output = output.absolute()
+    _writable_output(output)
+    lock = check_lock(root, lock_path)
+    if wheels is not None and not offline:
+        download_wheels(wheels, target=target, root=root, lock_path=lock_path, include_boto3=include_boto3)
+    elif offline and (wheels is None or not wheels.is_dir()):
+        raise PackagingError(f"an offline build needs an existing wheel directory, got {wheels}")
+    with tempfile.TemporaryDirectory(prefix="squall-package-") as tmp:
+        tree = Path(tmp) / "tree"
+        _install(tree, target, lock_path, runtime_requirements(root, include_boto3=include_boto3), wheels)
+        deps, installed = _tree_entries(tree)
+        _check_pins(installed, lock, lock_path)
+        project = _pyproject(root)
+        entries = [
+            *deps,
+            *_source_entries(root, f"{project['name']} {project['version']}"),
+            *_squall_dist_info(root),
+        ]
+        problem = bytecode_problem(target) if bytecode else None
+        pycs = _bytecode(entries, Path(tmp) / "bytecode") if bytecode and problem is None else []
+        entries += pycs
+        entries.sort(key=lambda e: e.name)
+        names = [e.name for e in entries]
+        clashes = sorted({n for a, n in itertools.pairwise(names) if a == n})
+        if clashes:
+            raise PackagingError(f"two sources for the same file in the zip: {', '.join(clashes)}")
+        partial = output.parent / f".{output.name}.partial"
+        try:
+            infos = _write_zip(partial, entries)
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+    report = _report(output, target, entries, infos)
+    return replace(report, compiled=len(pycs), notices=(problem,) if problem else ())
+
+
+def _report(
+    output: Path, target: Target, entries: Sequence[_Entry], infos: Sequence[zipfile.ZipInfo]
+) -> BuildReport:
+    by_dist: dict[str, list[int]] = {}
+    for entry, info in zip(entries, infos, strict=True):
+        sizes = by_dist.setdefault(entry.distribution, [0, 0, 0])
+        sizes[0] += 1
+        sizes[1] += info.compress_size
+        sizes[2] += info.file_size
+    packages = sorted(
+        (PackageSize(name, n, c, u) for name, (n, c, u) in by_dist.items()),
+        key=lambda p: (-p.compressed, p.name),
+    )
+    return BuildReport(
+        output=output,
+        target=target,
+        size=output.stat().st_size,
+        unpacked=sum(i.file_size for i in infos),
+        files=len(infos),
+        sha256=hashlib.sha256(output.read_bytes()).hexdigest(),
+        packages=tuple(packages),
+    )

@@ -1,0 +1,394 @@
+"""``squall package``: the Lambda zip is reproducible, lean, and its handlers import.
+
+The wheels are downloaded once per session into a cache (pip's HTTP cache makes that quick
+when warm); every build then runs offline from the cache, as ``--wheels DIR --offline`` does.
+Lambda's arm64 wheels cannot run here, so the import check builds the same zip, with the
+same code and lock, for this machine's Python and architecture, unpacks it as Lambda does,
+and calls the handlers from it in an isolated interpreter (``-I -S``: no site-packages, no
+user site, no ``PYTHON*`` variables), so a dependency missing from the zip fails the test.
+
+Bytecode can only be made for the running Python's version: the machine's zip has it (and
+is checked for reproducibility and for being the code that actually runs), the default
+target's zip (python3.12) has it only when the tests run on 3.12, and says so otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import marshal
+import os
+import platform
+import re
+import stat
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from types import CodeType
+
+import pytest
+from typer.testing import CliRunner
+
+from control_plane.cli import app
+from control_plane.packaging import (
+    DEFAULT_LOCK,
+    LAMBDA_GLIBC,
+    BuildReport,
+    Lock,
+    PackagingError,
+    Target,
+    build,
+    check_lock,
+    download_wheels,
+    keep,
+    runtime_requirements,
+)
+from tests.integration.api_events import event
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCK = ROOT / DEFAULT_LOCK
+SIZE_LIMIT = 12 * 1024 * 1024
+"""The zip measured 5.7 MiB without bytecode, 8.8-9.0 MiB with it (pydantic-core, 2 MiB zipped,
+is the largest part); 12 MiB leaves room for upgrades and still fails if something heavy
+(boto3 and botocore: +16 MiB before their bytecode) slips in."""
+HANDLERS = ("api", "events", "schedule", "tick")
+NOT_SHIPPED = ("boto3", "botocore", "s3transfer", "typer", "rich", "click")
+cli = CliRunner()
+
+_machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+_host_python = f"{sys.version_info.major}.{sys.version_info.minor}"
+HOST = (
+    Target(_host_python, _machine[platform.machine().lower()])
+    if _host_python in LAMBDA_GLIBC and platform.machine().lower() in _machine and sys.platform == "linux"
+    else None
+)
+DEFAULT_HAS_BYTECODE = _host_python == Target().python_version
+needs_host = pytest.mark.skipif(HOST is None, reason="this machine is not a Lambda Python/architecture")
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("wheels")
+    for target in (Target(), HOST):
+        if target is not None:
+            download_wheels(cache, target=target, root=ROOT, lock_path=LOCK)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def lambda_zip(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    report = build(tmp_path_factory.mktemp("first") / "lambda.zip", wheels=wheels, offline=True)
+    print(f"\nLambda zip: {report.size} bytes ({report.size / 2**20:.2f} MiB), {report.files} files")
+    return report
+
+
+@pytest.fixture(scope="session")
+def host_zip(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    """The zip for this machine's Python and architecture: with bytecode, and runnable here."""
+    assert HOST is not None
+    report = build(tmp_path_factory.mktemp("host") / "lambda.zip", target=HOST, wheels=wheels, offline=True)
+    print(f"\nhost zip: {report.size} bytes, {report.files} files, {report.compiled} .pyc")
+    return report
+
+
+def names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def test_the_same_input_gives_the_same_bytes_through_the_cli(
+    lambda_zip: BuildReport, wheels: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "dist" / "lambda.zip"  # dist/ does not exist yet: the command makes it
+    result = cli.invoke(app, ["package", "--output", str(output), "--wheels", str(wheels), "--offline"])
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes() == lambda_zip.output.read_bytes()
+    # The command prints the size and the largest packages.
+    assert f"({lambda_zip.size} bytes" in result.output and "MiB" in result.output
+    assert "largest packages" in result.output and "pydantic_core" in result.output
+    assert lambda_zip.sha256 in result.output
+    # Bytecode for python3.12 needs Python 3.12: without it the zip still builds, and says why.
+    message = " ".join(result.output.split())  # rich wraps long lines
+    assert (lambda_zip.compiled > 0) is DEFAULT_HAS_BYTECODE
+    if not DEFAULT_HAS_BYTECODE:
+        assert lambda_zip.notices and lambda_zip.notices[0] in message
+        assert "no bytecode in the zip" in message
+        assert "run `squall package` with Python 3.12" in message
+
+
+def test_entries_are_sorted_dated_and_moded_the_same_way(lambda_zip: BuildReport) -> None:
+    with zipfile.ZipFile(lambda_zip.output) as archive:
+        infos = archive.infolist()
+    assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr >> 16 for i in infos} == {stat.S_IFREG | 0o644}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
+    assert not [i.filename for i in infos if i.is_dir()]
+
+
+def test_the_zip_holds_the_handlers_and_not_what_lambda_provides_or_never_reads(
+    lambda_zip: BuildReport,
+) -> None:
+    files = names(lambda_zip.output)
+    tops = {PurePosixPath(n).parts[0] for n in files}
+    for handler in HANDLERS:
+        assert f"control_plane/handlers/{handler}.py" in files
+    for name in NOT_SHIPPED:
+        assert name not in tops and not any(t.lower().startswith(f"{name}-") for t in tops), name
+    assert len([n for n in files if n.endswith((".pyc", ".pyo"))]) == lambda_zip.compiled  # none from pip
+    assert not [n for n in files if n.startswith("bin/") or n.endswith(".dist-info/RECORD")]
+    assert not [n for n in files if n.startswith("croniter/tests/")]
+    # arm64 extensions for Lambda's Python 3.12, not this machine's.
+    assert any(
+        re.search(r"pydantic_core/_pydantic_core\.cpython-312-aarch64-linux-gnu\.so$", n) for n in files
+    )
+
+
+def test_every_dependency_keeps_its_licence(lambda_zip: BuildReport) -> None:
+    files = names(lambda_zip.output)
+    dists = {n.split("/")[0] for n in files if ".dist-info/" in n and not n.startswith("squall-")}
+    licence = re.compile(r"/(licen[cs]e|copying|notice)[^/]*$", re.IGNORECASE)
+    unlicensed = [
+        d for d in sorted(dists) if not any(n.startswith(f"{d}/") and licence.search(n) for n in files)
+    ]
+    assert len(dists) >= 10 and not unlicensed
+
+
+def test_squall_dist_info_carries_the_version_and_the_runner_entry_points(lambda_zip: BuildReport) -> None:
+    with zipfile.ZipFile(lambda_zip.output) as archive:
+        points = archive.read("squall-0.1.0.dist-info/entry_points.txt").decode()
+        metadata = archive.read("squall-0.1.0.dist-info/METADATA").decode()
+    assert "[squall.runners]" in points and "aws-batch = runners.aws_batch:AwsBatchRunner" in points
+    assert "Version: 0.1.0" in metadata
+
+
+def test_the_zip_is_small(lambda_zip: BuildReport) -> None:
+    assert lambda_zip.size == lambda_zip.output.stat().st_size < SIZE_LIMIT
+    sizes = [p.compressed for p in lambda_zip.packages]  # the largest first, as printed
+    assert sizes == sorted(sizes, reverse=True) and sum(sizes) <= lambda_zip.size
+    assert lambda_zip.unpacked < 250 * 2**20
+    assert lambda_zip.warnings() == list(lambda_zip.notices)  # no limit is near
+
+
+def _pyc(source: str) -> str:
+    path = PurePosixPath(source)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.pyc")
+
+
+def _code_objects(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _code_objects(const)
+
+
+@needs_host
+def test_bytecode_is_reproducible_unchecked_and_names_no_build_path(
+    host_zip: BuildReport, wheels: Path, tmp_path: Path
+) -> None:
+    assert HOST is not None
+    output = tmp_path / "lambda.zip"
+    args = ["--python-version", HOST.python_version, "--arch", HOST.arch, "--wheels", str(wheels)]
+    result = cli.invoke(app, ["package", *args, "--offline", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes() == host_zip.output.read_bytes()  # a second build, through the command
+    assert "no bytecode" not in result.output and not host_zip.warnings()
+    with zipfile.ZipFile(host_zip.output) as archive:
+        files = archive.namelist()
+        sources = [n for n in files if n.endswith(".py")]
+        # Every module has its pyc where the target's import system looks for it.
+        assert sorted(n for n in files if n.endswith(".pyc")) == sorted(map(_pyc, sources))
+        assert host_zip.compiled == len(sources) > 500
+        for source in sources:
+            pyc = archive.read(_pyc(source))
+            assert pyc[:4] == importlib.util.MAGIC_NUMBER, source
+            assert int.from_bytes(pyc[4:8], "little") == 0b01, source  # hash-based, source not checked
+            assert pyc[8:16] == importlib.util.source_hash(archive.read(source)), source
+            filenames = {code.co_filename for code in _code_objects(marshal.loads(pyc[16:]))}
+            assert filenames == {source}, source  # the path in the zip: no build directory
+
+
+@needs_host
+def test_no_bytecode_leaves_the_sources_alone(host_zip: BuildReport, wheels: Path, tmp_path: Path) -> None:
+    assert HOST is not None
+    output = tmp_path / "lambda.zip"
+    args = ["--python-version", HOST.python_version, "--arch", HOST.arch, "--wheels", str(wheels)]
+    result = cli.invoke(app, ["package", *args, "--offline", "--no-bytecode", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "of which 0 .pyc" in " ".join(result.output.split()) and "no bytecode" not in result.output
+    with_bytecode = [n for n in names(host_zip.output) if not n.endswith(".pyc")]
+    assert names(output) == with_bytecode  # the same files, only the pycs are missing
+
+
+PROBE = r"""
+import json, sys, sysconfig
+tree = sys.argv[1]
+sys.path.insert(0, tree)
+
+class Context:
+    function_name = "squall-api"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:squall-api"
+    aws_request_id = "probe"
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+from control_plane.handlers import api, events, schedule, tick
+from runners.base import runner_classes
+
+response = api.handler(json.load(sys.stdin), Context())
+ticked = tick.handler({}, Context())
+runners = sorted(runner_classes())
+stdlib = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
+outside = sorted(
+    name for name, module in list(sys.modules.items())
+    if getattr(module, "__file__", None) and not module.__file__.startswith((tree, *stdlib))
+)
+print(json.dumps({
+    "status": response["statusCode"],
+    "version": json.loads(response["body"])["info"]["version"],
+    "tick": sorted(ticked),
+    "runners": runners,
+    "outside": outside,
+    "loaded": sorted(m for m in ("boto3", "botocore", "typer", "rich", "click") if m in sys.modules),
+    "site": [p for p in sys.path if "site-packages" in p],
+}))
+"""
+
+
+def _snapshot(tree: Path) -> dict[str, str]:
+    return {
+        str(f.relative_to(tree)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(tree.rglob("*"))
+        if f.is_file()
+    }
+
+
+@needs_host
+def test_the_handlers_import_and_answer_from_an_equivalent_zip_for_this_machine(
+    host_zip: BuildReport, tmp_path: Path
+) -> None:
+    tree = tmp_path / "task"  # what Lambda unpacks into /var/task
+    with zipfile.ZipFile(host_zip.output) as archive:
+        archive.extractall(tree)
+    # The pycs are what runs: the tick handler's source is never read (unchecked hash-based pyc) ...
+    tick = tree / "control_plane" / "handlers" / "tick.py"
+    tick.write_text('raise ImportError("tick.py was read: its pyc was not used")\n')
+    before = _snapshot(tree)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONNOUSERSITE": "1",
+        "SQUALL_STORE": "sqlite",
+        "SQUALL_DB": str(tmp_path / "squall.db"),
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+        "SQUALL_AUTH": "none",
+    }
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(tree)],
+        input=json.dumps(event("GET", "/openapi.json")),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["status"] == 200 and seen["version"] == "0.1.0"
+    assert "timersFired" in seen["tick"]
+    assert {"aws-batch", "process"} <= set(seen["runners"])
+    assert seen["outside"] == [] and seen["site"] == []  # nothing came from the venv
+    assert seen["loaded"] == []  # neither boto3 nor the CLI's libraries were needed
+    # ... and the interpreter, free to write bytecode (no -B), found none missing or stale.
+    assert _snapshot(tree) == before
+
+
+def test_the_committed_lock_matches_pyproject() -> None:
+    lock = check_lock(ROOT, LOCK)  # a pyproject change without `--update-lock` fails here
+    assert {"boto3", "botocore"} <= lock.boto3_only
+    assert "aws-lambda-powertools" in lock.pins and "pydantic-core" in lock.pins
+    assert not {"typer", "rich", "click"} & set(lock.pins)
+
+
+def test_boto3_is_left_to_the_runtime_unless_asked_for() -> None:
+    def projects(requirements: list[str]) -> set[str]:
+        return {re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    lean = projects(runtime_requirements(ROOT))
+    assert "aws-lambda-powertools" in lean and not {"boto3", "typer", "rich"} & lean
+    assert projects(runtime_requirements(ROOT, include_boto3=True)) - lean == {"boto3"}
+
+
+def test_what_the_zip_keeps() -> None:
+    kept = ["pydantic/main.py", "x-1.dist-info/METADATA", "x-1.dist-info/licenses/LICENSE", "x/tests/LICENSE"]
+    dropped = [
+        "bin/jp.py",
+        "x-1.dist-info/RECORD",
+        "x-1.dist-info/INSTALLER",
+        "x/__pycache__/a.cpython-312.pyc",
+        "x/_speedups.c",
+        "x/__init__.pyi",
+        "croniter/tests/test_croniter.py",
+    ]
+    assert [p for p in kept if not keep(PurePosixPath(p))] == []
+    assert [p for p in dropped if keep(PurePosixPath(p))] == []
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_an_unknown_python_version_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    output = tmp_path / "lambda.zip"
+    result = cli.invoke(app, ["package", "--python-version", "3.9", "--output", str(output)])
+    assert result.exit_code == 1
+    assert "unknown Python version '3.9'" in result.output and "3.11, 3.12, 3.13" in result.output
+    assert not output.exists()
+    with pytest.raises(PackagingError, match="unknown architecture 'i386'"):
+        Target("3.12", "i386")
+
+
+def test_an_unwritable_output_is_refused_before_pip_runs(tmp_path: Path) -> None:
+    blocker = tmp_path / "dist"
+    blocker.write_text("a file where the output directory should be")
+    result = cli.invoke(app, ["package", "--output", str(blocker / "lambda.zip")])
+    message = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 1
+    assert f"cannot write the zip to {blocker}: {blocker} is not a directory" in message
+    with pytest.raises(PackagingError, match="is a directory"):
+        build(tmp_path, wheels=tmp_path, offline=True)
+
+
+def _edited_lock(tmp_path: Path, edit: dict[str, str | None]) -> Path:
+    lock = Lock.read(LOCK)
+    pins = {name: version for name, version in {**lock.pins, **edit}.items() if version is not None}
+    path = tmp_path / "lock.txt"
+    path.write_text(replace(lock, pins=pins).render())
+    return path
+
+
+def test_a_pip_failure_is_reported_with_the_package_name(wheels: Path, tmp_path: Path) -> None:
+    lock = _edited_lock(tmp_path, {"immutables": "0.0.1"})  # no such release
+    with pytest.raises(PackagingError) as raised:
+        build(tmp_path / "lambda.zip", lock_path=lock, wheels=wheels, offline=True)
+    message = str(raised.value)
+    assert message.startswith("pip failed while installing the dependencies for python3.12 arm64")
+    assert "ERROR:" in message and "immutables==0.0.1" in message  # pip's explanation, kept
+    assert not (tmp_path / "lambda.zip").exists()
+
+
+def test_a_dependency_missing_from_the_lock_is_refused(wheels: Path, tmp_path: Path) -> None:
+    lock = _edited_lock(tmp_path, {"six": None})  # python-dateutil still needs it
+    with pytest.raises(PackagingError, match=r"pip installed six 1\.\S+, which is not in .*--update-lock"):
+        build(tmp_path / "lambda.zip", lock_path=lock, wheels=wheels, offline=True)
+
+
+def test_a_stale_lock_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lock.txt"
+    path.write_text(replace(Lock.read(LOCK), fingerprint="sha256:0").render())
+    with pytest.raises(PackagingError, match=r"is stale: .*squall package --update-lock"):
+        build(tmp_path / "lambda.zip", lock_path=path, wheels=tmp_path, offline=True)
