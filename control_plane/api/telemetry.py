@@ -13,7 +13,10 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 __all__ = ["flush_metrics", "logger", "metrics"]
 
-logger = Logger(service="squall")
+# RFC 3339 timestamps: with the function's log format set to JSON, Lambda takes the level of a
+# line from its JSON only when the timestamp is RFC 3339; otherwise it files the line as INFO,
+# and an application log level of WARN or above would drop the API's errors.
+logger = Logger(service="squall", use_rfc3339=True)
 metrics = Metrics(namespace="Squall", service="squall")
 
 

@@ -39,6 +39,12 @@ def _block(body: dict[str, Any], name: str) -> dict[str, Any]:
     return blocks[0]
 
 
+def _dynamic(body: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [block[name] for block in body.get("dynamic", []) if name in block]
+    assert len(found) == 1, f"expected one dynamic {name} block"
+    return found[0]
+
+
 # ---------------------------------------------------------------- DynamoDB
 
 
@@ -126,7 +132,7 @@ def test_functions_are_arm64_python_with_a_hashed_zip(res: dict[str, dict[str, A
     for attribute in ("memory_size", "timeout", "reserved_concurrent_executions"):
         assert fn[attribute] == f"${{each.value.{attribute}}}"
     assert fn["tracing_config"][0]["mode"] == '${module.settings.tracing_enabled ? "Active" : "PassThrough"}'
-    dlq = fn["dynamic"][0]["dead_letter_config"]
+    dlq = _dynamic(fn, "dead_letter_config")
     assert "each.value.async" in dlq["for_each"]
     variables = named_blocks(load_module(MODULE), "variable")
     assert variables["lambda_zip_path"]["default"] == "dist/lambda.zip"
@@ -150,8 +156,124 @@ def test_every_squall_variable_the_module_sets_is_a_runtime_setting(settings_loc
     every_tf = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
     mentioned = set(re.findall(r"\b(SQUALL_[A-Z_]+)\s*=", every_tf))
     set_here = set(re.findall(r"\b(SQUALL_[A-Z_]+)\s*=", settings_locals["squall_environment"]))
-    assert set_here >= {"SQUALL_STORE", "SQUALL_TABLE", "SQUALL_BUCKET", "SQUALL_AUTH", "SQUALL_RUNNERS"}
+    assert set_here >= {
+        "SQUALL_STORE",
+        "SQUALL_TABLE",
+        "SQUALL_BUCKET",
+        "SQUALL_AUTH",
+        "SQUALL_RUNNERS",
+        "SQUALL_SUBMIT_BUDGET",
+        "SQUALL_TICK_SUBMITS",
+    }
     assert mentioned <= known, f"not runtime settings: {sorted(mentioned - known)}"
+
+
+# Module variable -> the Settings field it sets: their defaults must agree, or a deployment
+# would quietly run with other values than `squall server` and the docs.
+VARIABLE_SETTINGS = {
+    "max_body_bytes": "max_body_bytes",
+    "reconcile_after_seconds": "reconcile_after",
+    "submit_grace_seconds": "submit_grace",
+    "submit_budget": "submit_budget",
+    "tick_submits": "tick_submits",
+    "finished_ttl_days": "finished_ttl_days",
+}
+
+
+def test_setting_variables_default_to_the_runtime_defaults(settings_locals: dict[str, Any]) -> None:
+    rendered = settings_locals["squall_environment"]
+    for module in (MODULE, SUBMODULES / "settings"):
+        variables = named_blocks(load_module(module), "variable")
+        for variable, field in VARIABLE_SETTINGS.items():
+            assert variables[variable]["default"] == Settings.model_fields[field].default, (module, variable)
+            assert f"{ENV_PREFIX}{field.upper()}" in rendered and f"var.{variable}" in rendered, variable
+
+
+def test_the_module_and_settings_variables_agree() -> None:
+    """The parent module repeats the settings module's types and defaults: they must not drift."""
+    parent = named_blocks(load_module(MODULE), "variable")
+    for name, body in named_blocks(load_module(SUBMODULES / "settings"), "variable").items():
+        if name == "table_name":
+            continue
+        assert parent[name]["type"] == body["type"], name
+        assert parent[name].get("default") == body.get("default"), name
+
+
+def _function_defaults(functions_type: str, key: str) -> dict[str, int]:
+    match = re.search(
+        rf"\b{key} = optional\(object\(\{{memory_size = optional\(number, (\d+)\), "
+        r"timeout = optional\(number, (\d+)\), reserved_concurrent_executions = optional\(number, (-?\d+)\)",
+        functions_type,
+    )
+    assert match, f"functions.{key} defaults not found"
+    memory, timeout, reserved = (int(g) for g in match.groups())
+    return {"memory_size": memory, "timeout": timeout, "reserved_concurrent_executions": reserved}
+
+
+def test_the_tick_runs_alone_long_enough_and_late_ticks_are_dropped(res: dict[str, dict[str, Any]]) -> None:
+    variables = named_blocks(load_module(MODULE), "variable")
+    tick = _function_defaults(variables["functions"]["type"], "tick")
+    assert tick["reserved_concurrent_executions"] == 1  # two ticks could recover one job twice
+    for key in ("api", "events", "schedule", "sweeper"):
+        assert _function_defaults(variables["functions"]["type"], key)["reserved_concurrent_executions"] == -1
+    # find + submit per job at ~40 AWS Batch calls a second, then polling: >= 60 s by default,
+    # and below the submit grace so a live tick's submissions are never recovered under it.
+    submits = Settings.model_fields["tick_submits"].default
+    assert tick["timeout"] >= max(60, submits * 2 / 40)
+    assert tick["timeout"] < variables["submit_grace_seconds"]["default"]
+    # A tick waiting for the running one is dropped after a minute, never retried or queued.
+    invoke = res["aws_lambda_function_event_invoke_config.this"]
+    assert invoke["maximum_event_age_in_seconds"] == '${each.key == "tick" ? 60 : 21600}'
+    assert invoke["maximum_retry_attempts"] == '${each.key == "tick" ? 0 : 2}'
+    retry = _block(res["aws_cloudwatch_event_target.tick"], "retry_policy")
+    assert (retry["maximum_event_age_in_seconds"], retry["maximum_retry_attempts"]) == (60, 0)
+
+
+def test_every_function_logs_json_to_its_own_group(res: dict[str, dict[str, Any]]) -> None:
+    fn = res["aws_lambda_function.this"]
+    logging_config = _block(fn, "logging_config")
+    assert logging_config == {
+        "log_format": "${module.settings.logging.log_format}",
+        "application_log_level": "${module.settings.logging.application_log_level}",
+        "system_log_level": "${module.settings.logging.system_log_level}",
+        "log_group": "${aws_cloudwatch_log_group.lambda[each.key].name}",
+        "__is_block__": True,
+    }
+    settings = load_module(SUBMODULES / "settings")
+    assert named_blocks(settings, "output")["logging"]["value"]["log_format"] == "JSON"
+    # Lambda sets AWS_LAMBDA_LOG_LEVEL from logging_config; the module sets no level of its own
+    # (POWERTOOLS_LOG_LEVEL would be overridden by it, and only mislead).
+    assert "LOG_LEVEL" not in str(locals_of(settings))
+    levels = named_blocks(settings, "variable")["application_log_level"]
+    assert levels["default"] == "INFO"
+    assert all(level in str(levels["validation"]) for level in ("TRACE", "DEBUG", "WARN", "ERROR", "FATAL"))
+
+
+def test_snap_start_publishes_the_api_and_routes_through_its_alias(res: dict[str, dict[str, Any]]) -> None:
+    fn = res["aws_lambda_function.this"]
+    only_api = 'local.api_snap_start && each.key == "api"'
+    assert fn["publish"] == f"${{{only_api}}}"
+    snap = _dynamic(fn, "snap_start")
+    assert snap["for_each"] == f'${{{only_api} ? ["PublishedVersions"] : []}}'
+    assert snap["content"][0]["apply_on"] == "${snap_start.value}"
+    alias = res["aws_lambda_alias.api"]
+    assert alias["count"] == "${local.api_snap_start ? 1 : 0}"
+    assert alias["function_name"] == '${aws_lambda_function.this["api"].function_name}'
+    assert alias["function_version"] == '${aws_lambda_function.this["api"].version}'
+    assert res["aws_apigatewayv2_integration.api"]["integration_uri"] == (
+        "${local.api_snap_start ? aws_lambda_alias.api[0].invoke_arn"
+        ' : aws_lambda_function.this["api"].invoke_arn}'
+    )
+    permission = res["aws_lambda_permission.api"]
+    assert permission["qualifier"] == "${local.api_snap_start ? aws_lambda_alias.api[0].name : null}"
+    assert permission["function_name"] == '${aws_lambda_function.this["api"].function_name}'
+    assert locals_of(load_module(MODULE))["api_snap_start"] == "${module.settings.snap_start}"
+    variables = named_blocks(load_module(MODULE), "variable")
+    assert variables["snap_start"]["default"] is False
+    # SnapStart for Python needs 3.12 or later: every runtime the module accepts has it.
+    runtimes = named_blocks(load_module(SUBMODULES / "settings"), "variable")["lambda_runtime"]
+    minors = [int(m) for m in re.findall(r"python3\.(\d+)", str(runtimes["validation"]))]
+    assert minors and min(minors) >= 12
 
 
 def test_the_check_on_variable_names_would_catch_a_typo() -> None:
@@ -256,6 +378,7 @@ TAGLESS = {
     "aws_cloudwatch_event_target",
     "aws_iam_role_policy",
     "aws_iam_role_policy_attachment",
+    "aws_lambda_alias",
     "aws_lambda_function_event_invoke_config",
     "aws_lambda_permission",
     "aws_s3_bucket_lifecycle_configuration",
@@ -323,6 +446,19 @@ def test_example_uses_the_module_and_documents_the_commands(example: Path) -> No
     main_variables = named_blocks(load_module(MODULE), "variable")
     for argument in call:
         assert argument in {"source", "__is_block__"} or argument in main_variables, argument
+
+
+def test_scheduled_etl_flow_leaves_the_queue_to_the_deployment() -> None:
+    example = INFRA / "examples" / "scheduled-etl"
+    flow = load_flow_file(example / "flows" / "nightly-etl.yaml")
+    batch_tasks = [t for t in flow.tasks if getattr(t, "taskRunner", None)]
+    assert batch_tasks, "the example runs a task on AWS Batch"
+    for task in batch_tasks:
+        runner = task.model_dump(by_alias=True, exclude_none=True)["taskRunner"]
+        assert runner["type"] == "io.kestra.plugin.ee.aws.runner.Batch"
+        assert "jobQueueArn" not in runner  # SQUALL_RUNNERS' defaults name the queue
+    readme = (example / "README.md").read_text()
+    assert "sed " not in readme and "--data-binary @flows/nightly-etl.yaml" in readme
 
 
 def test_scheduled_etl_schedule_matches_the_flows_trigger() -> None:

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from control_plane.flows.loader import load_flow_file
 from control_plane.handlers.runtime import load_settings, open_runtime
+from control_plane.service.scripts import runner_of
 from runners.aws_batch import AwsBatchRunner
 from runners.aws_batch.options import BatchOptions
-from runners.base import validate_options
+from runners.base import RunnerOptionsError, validate_options
 
 from .conftest import INFRA, SUBMODULES, run_terraform
 
@@ -92,6 +94,23 @@ BAD_VALUES = [
         "must be EventBridge Scheduler syntax",
         id="unix-cron",
     ),
+    pytest.param({"submit_budget": 0}, "submit_budget must be a whole number of jobs", id="submit-budget"),
+    pytest.param(
+        {"tick_submits": 5000}, "functions.tick.timeout is too short for tick_submits", id="tick-submits"
+    ),
+    pytest.param(
+        {"functions": {"tick": {"reserved_concurrent_executions": 5}}},
+        "two ticks running at once",
+        id="tick-concurrency",
+    ),
+    pytest.param(
+        {"application_log_level": "WARNING"}, "must be one of Lambda's levels", id="application-log-level"
+    ),
+    pytest.param(
+        {"extra_environment_variables": {"POWERTOOLS_LOG_LEVEL": "DEBUG"}},
+        "POWERTOOLS_LOG_LEVEL must agree with application_log_level",
+        id="powertools-log-level",
+    ),
 ]
 
 
@@ -159,6 +178,8 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert settings.bucket == "squall-123456789012-eu-west-1"
     assert settings.auth == "gateway"
     assert (settings.reconcile_after, settings.submit_grace, settings.finished_ttl_days) == (300.0, 120.0, 30)
+    assert (settings.submit_budget, settings.tick_submits) == (100, 500)
+    assert {"SQUALL_SUBMIT_BUDGET", "SQUALL_TICK_SUBMITS"} <= env.keys()
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
     # RunnerRegistry builds AwsBatchRunner(**SQUALL_RUNNERS["aws-batch"]): the keywords must exist,
@@ -178,6 +199,18 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert (
         options.compute_environment_arn == "arn:aws:batch:eu-west-1:123456789012:compute-environment/fargate"
     )
+
+    # The scheduled-etl flow names no queue: what the service validates at submission (the
+    # task's options over the runner's defaults) is complete only with the module's defaults.
+    flow = load_flow_file(INFRA / "examples" / "scheduled-etl" / "flows" / "nightly-etl.yaml")
+    [task] = [t for t in flow.tasks if getattr(t, "taskRunner", None)]
+    runner_name, task_options = runner_of(task.model_dump(by_alias=True, exclude_none=True))
+    assert runner_name == "aws-batch" and "jobQueueArn" not in task_options
+    with pytest.raises(RunnerOptionsError, match="jobQueueArn"):
+        validate_options(AwsBatchRunner, task_options)
+    merged = validate_options(AwsBatchRunner, {**runner.option_defaults, **task_options})
+    assert isinstance(merged, BatchOptions)
+    assert merged.job_queue_arn == QUEUE
 
     handlers = {key: f["handler"] for key, f in outputs["functions"].items()}
     assert handlers == {

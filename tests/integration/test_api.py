@@ -958,3 +958,12 @@ def test_metrics_disabled_are_dropped_not_accumulated(
     client.deploy(HELLO)
     assert '"_aws"' not in capsys.readouterr().out
     assert not api.telemetry.metrics.metric_set
+
+
+def test_api_log_lines_carry_an_rfc3339_timestamp_so_lambda_keeps_their_level() -> None:
+    from control_plane.api import telemetry
+
+    record = logging.LogRecord("squall", logging.ERROR, __file__, 1, "boom", None, None)
+    line = json.loads(telemetry.logger.registered_formatter.format(record))
+    assert line["level"] == "ERROR"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)", line["timestamp"])

@@ -26,11 +26,13 @@ resource "aws_apigatewayv2_api" "this" {
   tags = var.tags
 }
 
+# With SnapStart, the integration invokes the alias of the published version: $LATEST never
+# restores from a snapshot.
 resource "aws_apigatewayv2_integration" "api" {
   api_id                 = aws_apigatewayv2_api.this.id
   integration_type       = "AWS_PROXY"
   integration_method     = "POST"
-  integration_uri        = aws_lambda_function.this["api"].invoke_arn
+  integration_uri        = local.api_snap_start ? aws_lambda_alias.api[0].invoke_arn : aws_lambda_function.this["api"].invoke_arn
   payload_format_version = "2.0" # what control_plane/handlers/api.py parses
   timeout_milliseconds   = module.settings.api_integration_timeout_ms
 }
@@ -100,10 +102,12 @@ resource "aws_apigatewayv2_stage" "default" {
   tags = var.tags
 }
 
+# Granted on what the integration invokes: the alias with SnapStart, else the function.
 resource "aws_lambda_permission" "api" {
   statement_id  = "AllowHttpApi"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.this["api"].function_name
+  qualifier     = local.api_snap_start ? aws_lambda_alias.api[0].name : null
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
 }

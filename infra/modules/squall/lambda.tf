@@ -75,8 +75,32 @@ resource "aws_lambda_function" "this" {
   reserved_concurrent_executions = each.value.reserved_concurrent_executions
   kms_key_arn                    = local.kms_key_arn
 
+  # SnapStart (api only): every change publishes a version, which Lambda initialises once
+  # and snapshots; cold starts restore the snapshot instead of importing pydantic models and
+  # powertools again. The other functions are invoked asynchronously, where a cold start
+  # costs no one any waiting, so they stay on $LATEST and are not billed for snapshots.
+  publish = local.api_snap_start && each.key == "api"
+
+  dynamic "snap_start" {
+    for_each = local.api_snap_start && each.key == "api" ? ["PublishedVersions"] : []
+    content {
+      apply_on = snap_start.value
+    }
+  }
+
   environment {
     variables = module.settings.environment
+  }
+
+  # JSON: Lambda writes each standard-library log record as one JSON object with its
+  # `extra` keys (control_plane/handlers/__init__.py relies on it) and filters by level; it
+  # sets AWS_LAMBDA_LOG_LEVEL from application_log_level, which the handlers' loggers and
+  # the api's powertools Logger follow (powertools prefers it to POWERTOOLS_LOG_LEVEL).
+  logging_config {
+    log_format            = module.settings.logging.log_format
+    application_log_level = module.settings.logging.application_log_level
+    system_log_level      = module.settings.logging.system_log_level
+    log_group             = aws_cloudwatch_log_group.lambda[each.key].name
   }
 
   tracing_config {
@@ -95,6 +119,18 @@ resource "aws_lambda_function" "this" {
 
   # The log group and the role's permissions exist before the first invocation can log.
   depends_on = [aws_cloudwatch_log_group.lambda, aws_iam_role_policy.lambda]
+}
+
+# What API Gateway invokes when SnapStart is on: the api function's latest published
+# version (SnapStart never applies to $LATEST). Each apply that changes the function
+# publishes a version and moves the alias; older versions stay until deleted.
+resource "aws_lambda_alias" "api" {
+  count = local.api_snap_start ? 1 : 0
+
+  name             = module.naming.api_alias_name
+  description      = "Latest published version of the api function (SnapStart)"
+  function_name    = aws_lambda_function.this["api"].function_name
+  function_version = aws_lambda_function.this["api"].version
 }
 
 # Retries of async invocations. A tick older than a minute is superseded by the next one;

@@ -16,6 +16,7 @@ locals {
   async_functions = { for k, f in local.functions : k => f if f.async }
   queued          = { for k, f in local.functions : k => f if f.dead_letters }
   kms_key_arn     = module.settings.kms_key_arn
+  api_snap_start  = module.settings.snap_start
 }
 
 module "naming" {
@@ -45,6 +46,11 @@ module "settings" {
   max_body_bytes              = var.max_body_bytes
   reconcile_after_seconds     = var.reconcile_after_seconds
   submit_grace_seconds        = var.submit_grace_seconds
+  submit_budget               = var.submit_budget
+  tick_submits                = var.tick_submits
+  application_log_level       = var.application_log_level
+  system_log_level            = var.system_log_level
+  snap_start                  = var.snap_start
   finished_ttl_days           = var.finished_ttl_days
   tick_schedule_expression    = var.tick_schedule_expression
   aws_batch                   = var.aws_batch

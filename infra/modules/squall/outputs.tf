@@ -33,6 +33,11 @@ output "function_arns" {
   value       = { for k, f in aws_lambda_function.this : k => f.arn }
 }
 
+output "api_alias_arn" {
+  description = "ARN of the api function's `live` alias that API Gateway invokes when snap_start is on, else null."
+  value       = local.api_snap_start ? aws_lambda_alias.api[0].arn : null
+}
+
 output "role_arns" {
   description = "IAM role ARNs by function key, plus `scheduler`."
   value       = merge({ for k, r in aws_iam_role.lambda : k => r.arn }, { scheduler = aws_iam_role.scheduler.arn })

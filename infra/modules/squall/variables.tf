@@ -29,17 +29,19 @@ variable "lambda_runtime" {
 }
 
 variable "functions" {
-  description = "Per-function settings: `api`, `tick`, `events`, `schedule`, `sweeper`, each optional `{ memory_size, timeout, reserved_concurrent_executions }`. Defaults: api 1024 MB/29 s, tick 512 MB/110 s, events and schedule 512 MB/60 s, sweeper 512 MB/300 s, unreserved concurrency."
+  description = "Per-function settings: `api`, `tick`, `events`, `schedule`, `sweeper`, each optional `{ memory_size, timeout, reserved_concurrent_executions }`. Defaults: api 1024 MB/29 s, tick 512 MB/110 s with reserved concurrency 1 (ticks must not overlap), events and schedule 512 MB/60 s, sweeper 512 MB/300 s, the others unreserved."
   type = object({
     api = optional(object({
       memory_size                    = optional(number, 1024)
       timeout                        = optional(number, 29)
       reserved_concurrent_executions = optional(number, -1)
     }), {})
+    # Timeout: tick_submits' find + submit calls (~25 s for 500) plus polling, under the
+    # submit grace. Concurrency 1: two overlapping ticks could recover the same job twice.
     tick = optional(object({
       memory_size                    = optional(number, 512)
       timeout                        = optional(number, 110)
-      reserved_concurrent_executions = optional(number, -1)
+      reserved_concurrent_executions = optional(number, 1)
     }), {})
     events = optional(object({
       memory_size                    = optional(number, 512)
@@ -73,6 +75,24 @@ variable "log_retention_in_days" {
   type        = number
   default     = 30
   nullable    = false
+}
+
+variable "application_log_level" {
+  description = "Application log level of every function (Lambda's JSON logging_config): TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Lambda passes it as AWS_LAMBDA_LOG_LEVEL, which the handlers and the api's powertools Logger follow."
+  type        = string
+  default     = "INFO"
+}
+
+variable "system_log_level" {
+  description = "Lambda system log level (platform START/REPORT lines): DEBUG, INFO or WARN."
+  type        = string
+  default     = "INFO"
+}
+
+variable "snap_start" {
+  description = "Lambda SnapStart on the api function: each change publishes a version, snapshotted after initialisation, and API Gateway invokes the `live` alias. Cuts cold starts (imports of pydantic models and powertools); Python SnapStart bills snapshot caching and restores."
+  type        = bool
+  default     = false
 }
 
 variable "kms_key_arn" {
@@ -157,6 +177,18 @@ variable "submit_grace_seconds" {
   description = "Seconds before the tick recovers a job left SUBMITTING (SQUALL_SUBMIT_GRACE); must exceed every function timeout."
   type        = number
   default     = 120
+}
+
+variable "submit_budget" {
+  description = "Jobs one step submits itself (SQUALL_SUBMIT_BUDGET); the rest of a wider step goes to the tick, so an API call stays well within API Gateway's 30 s."
+  type        = number
+  default     = 100
+}
+
+variable "tick_submits" {
+  description = "Jobs one tick submits at most (SQUALL_TICK_SUBMITS); the tick's timeout must allow about tick_submits / 20 + 30 seconds."
+  type        = number
+  default     = 500
 }
 
 variable "finished_ttl_days" {

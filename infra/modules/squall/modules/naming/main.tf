@@ -62,6 +62,11 @@ output "function_names" {
   value       = local.function_names
 }
 
+output "api_alias_name" {
+  description = "Alias of the api function's published version, invoked by API Gateway when SnapStart is on."
+  value       = "live"
+}
+
 output "role_names" {
   description = "IAM role names by function key, plus `scheduler` (the role EventBridge Scheduler assumes)."
   value       = merge({ for f in local.functions : f => "${var.name}-${f}-lambda" }, { scheduler = "${var.name}-scheduler" })

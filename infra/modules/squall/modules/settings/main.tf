@@ -35,9 +35,10 @@ locals {
 
   # SQUALL_RUNNERS is "runner name -> constructor keywords" (RunnerRegistry builds
   # `cls(**options)`). AwsBatchRunner takes task-option defaults under `defaults`, with the
-  # taskRunner option names: a task's own options win, and the bucket, staging prefix, roles
-  # and log group apply to every task that does not set them. (Flows still name their
-  # jobQueueArn; the runner needs one in its defaults to build options for polled handles.)
+  # taskRunner option names: a task's own options win, and the queue, bucket, staging
+  # prefix, roles and log group apply to every task that does not set them. A flow may
+  # leave them all out (`taskRunner: {type: ...Batch}`): the service validates the task's
+  # options merged over these defaults when it submits.
   batch_defaults = local.batch == null ? null : {
     for k, v in {
       jobQueueArn           = local.batch.default_job_queue_arn
@@ -64,6 +65,8 @@ locals {
       SQUALL_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
       SQUALL_RECONCILE_AFTER   = tostring(var.reconcile_after_seconds)
       SQUALL_SUBMIT_GRACE      = tostring(var.submit_grace_seconds)
+      SQUALL_SUBMIT_BUDGET     = tostring(var.submit_budget)
+      SQUALL_TICK_SUBMITS      = tostring(var.tick_submits)
       SQUALL_FINISHED_TTL_DAYS = tostring(var.finished_ttl_days)
       SQUALL_RUNNERS           = jsonencode(local.runners)
     },

@@ -87,3 +87,17 @@ output "finished_ttl_days" {
   description = "Validated finished-execution TTL (days; 0 = forever)."
   value       = var.finished_ttl_days
 }
+
+output "logging" {
+  description = "Lambda logging_config of every function: JSON format (the handlers rely on it for structured lines), validated application and system log levels."
+  value = {
+    log_format            = "JSON"
+    application_log_level = var.application_log_level
+    system_log_level      = var.system_log_level
+  }
+}
+
+output "snap_start" {
+  description = "Whether the api function is published with SnapStart and served through its alias."
+  value       = var.snap_start
+}

@@ -30,7 +30,9 @@ variable "functions" {
   description = <<-EOT
     Per-function Lambda settings. Each of `api`, `tick`, `events`, `schedule`, `sweeper` takes
     `memory_size` (MB, 128-10240), `timeout` (seconds, 1-900; `api` at most 30, the HTTP API
-    integration limit) and `reserved_concurrent_executions` (-1: unreserved).
+    integration limit) and `reserved_concurrent_executions` (-1: unreserved). The tick's is 1
+    by default, and at most 1: ticks must not overlap (-1 only where the account has no
+    concurrency to reserve; 0 pauses the tick).
   EOT
   type = object({
     api = optional(object({
@@ -38,10 +40,15 @@ variable "functions" {
       timeout                        = optional(number, 29)
       reserved_concurrent_executions = optional(number, -1)
     }), {})
+    # 110 s: a tick submits up to tick_submits jobs (500: ~25 s of find + submit at AWS
+    # Batch's ~40 calls a second), then polls silent jobs and fires timers and schedules; it
+    # must finish that, and stay under submit_grace_seconds (120). One concurrent tick only:
+    # two could both recover the same SUBMITTING job. A tick that waits for the running one
+    # is dropped after a minute (maximum event age 60 s, no retry); the next comes anyway.
     tick = optional(object({
       memory_size                    = optional(number, 512)
       timeout                        = optional(number, 110)
-      reserved_concurrent_executions = optional(number, -1)
+      reserved_concurrent_executions = optional(number, 1)
     }), {})
     events = optional(object({
       memory_size                    = optional(number, 512)
@@ -84,6 +91,11 @@ variable "functions" {
       for f in values(var.functions) : f.reserved_concurrent_executions >= -1 && floor(f.reserved_concurrent_executions) == f.reserved_concurrent_executions
     ])
     error_message = "functions.*.reserved_concurrent_executions must be -1 (unreserved), 0 (disabled) or a positive whole number."
+  }
+
+  validation {
+    condition     = var.functions.tick.reserved_concurrent_executions <= 1
+    error_message = "functions.tick.reserved_concurrent_executions must be 1 (the default), 0 (tick paused) or -1 (unreserved, only where the account cannot reserve concurrency): two ticks running at once could both recover the same SUBMITTING job."
   }
 }
 
@@ -221,6 +233,68 @@ variable "finished_ttl_days" {
   }
 }
 
+variable "submit_budget" {
+  description = "Jobs one step submits itself (SQUALL_SUBMIT_BUDGET); a wider step leaves the rest to the tick, so an API call stays well within API Gateway's 30 s."
+  type        = number
+  default     = 100
+  nullable    = false
+
+  validation {
+    condition     = var.submit_budget >= 1 && floor(var.submit_budget) == var.submit_budget
+    error_message = "submit_budget must be a whole number of jobs, at least 1."
+  }
+}
+
+variable "tick_submits" {
+  description = "Jobs one tick submits at most (SQUALL_TICK_SUBMITS); each is a find and a submit call to the runner."
+  type        = number
+  default     = 500
+  nullable    = false
+
+  validation {
+    condition     = var.tick_submits >= 1 && floor(var.tick_submits) == var.tick_submits
+    error_message = "tick_submits must be a whole number of jobs, at least 1."
+  }
+
+  validation {
+    # Two AWS Batch calls per job at ~40 calls a second (tick_submits / 20 s), plus 30 s for
+    # the rest of the tick (reconcile polls, timers, schedules).
+    condition     = var.functions.tick.timeout >= var.tick_submits / 20 + 30
+    error_message = "functions.tick.timeout is too short for tick_submits: a tick needs about tick_submits / 20 seconds to find and submit its jobs (two AWS Batch calls each at ~40 calls a second) plus 30 s for polling, timers and schedules. Raise the tick's timeout (and submit_grace_seconds above it) or lower tick_submits."
+  }
+}
+
+variable "application_log_level" {
+  description = "Lambda's application log level (logging_config, JSON format): TRACE, DEBUG, INFO, WARN, ERROR or FATAL. Lambda sets AWS_LAMBDA_LOG_LEVEL from it, which the handlers' standard-library loggers and the api function's powertools Logger both follow."
+  type        = string
+  default     = "INFO"
+  nullable    = false
+
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.application_log_level)
+    error_message = "application_log_level must be one of Lambda's levels: TRACE, DEBUG, INFO, WARN, ERROR or FATAL (WARN, not WARNING)."
+  }
+}
+
+variable "system_log_level" {
+  description = "Lambda's system log level (platform START/REPORT lines): DEBUG, INFO or WARN. INFO keeps the REPORT line with duration, memory and init time."
+  type        = string
+  default     = "INFO"
+  nullable    = false
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN"], var.system_log_level)
+    error_message = "system_log_level must be DEBUG, INFO or WARN (Lambda's system log levels)."
+  }
+}
+
+variable "snap_start" {
+  description = "Lambda SnapStart on the api function: publish a version per change, snapshot it after initialisation, and serve the API from the `live` alias. Python SnapStart bills snapshot caching and each restore."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "tick_schedule_expression" {
   description = "EventBridge schedule of the tick function."
   type        = string
@@ -236,9 +310,9 @@ variable "tick_schedule_expression" {
 variable "aws_batch" {
   description = <<-EOT
     The AWS Batch runner, or null for none. `job_queue_arns`: every queue flows may submit to
-    (IAM scope and the job state change rule; flows name theirs in `jobQueueArn`, which flow
-    validation requires); `default_job_queue_arn`: the runner's default options need one
-    (default: the first queue); `job_definition_arns`: existing definitions flows name
+    (IAM scope and the job state change rule; a flow may name one in `jobQueueArn`);
+    `default_job_queue_arn`: the queue of every task that names none (default: the first
+    queue); `job_definition_arns`: existing definitions flows name
     with `jobDefinitionArn`; `register_job_definitions`: let Squall register its own
     `squall-*` definitions (needed unless every task names a `jobDefinitionArn`);
     `execution_role_arn`/`task_role_arn`: the roles jobs run with (iam:PassRole is granted
@@ -353,7 +427,7 @@ variable "schedules" {
 }
 
 variable "extra_environment_variables" {
-  description = "More environment variables for the functions (e.g. POWERTOOLS_LOG_LEVEL). SQUALL_* settings have their own variables."
+  description = "More environment variables for the functions (e.g. POWERTOOLS_SERVICE_NAME). SQUALL_* settings have their own variables, and log levels come from application_log_level."
   type        = map(string)
   default     = {}
   nullable    = false
@@ -361,5 +435,20 @@ variable "extra_environment_variables" {
   validation {
     condition     = alltrue([for k in keys(var.extra_environment_variables) : !startswith(k, "SQUALL_") && can(regex("^[A-Za-z][A-Za-z0-9_]*$", k))])
     error_message = "extra_environment_variables: names must be letters, digits and _, and must not start with SQUALL_ (set those through the module's own variables, which are validated)."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.extra_environment_variables), ["AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_LOG_FORMAT"])) == 0
+    error_message = "extra_environment_variables: AWS_LAMBDA_LOG_LEVEL and AWS_LAMBDA_LOG_FORMAT are set by Lambda from the functions' logging_config; use application_log_level."
+  }
+
+  validation {
+    # With Lambda's log level set, powertools takes AWS_LAMBDA_LOG_LEVEL over POWERTOOLS_LOG_LEVEL
+    # (and warns when the latter is more verbose): a different value would only mislead.
+    condition = !contains(keys(var.extra_environment_variables), "POWERTOOLS_LOG_LEVEL") || contains(
+      lookup({ TRACE = ["TRACE", "DEBUG", "NOTSET"], WARN = ["WARN", "WARNING"], FATAL = ["FATAL", "CRITICAL"] }, var.application_log_level, [var.application_log_level]),
+      upper(lookup(var.extra_environment_variables, "POWERTOOLS_LOG_LEVEL", "")),
+    )
+    error_message = "extra_environment_variables.POWERTOOLS_LOG_LEVEL must agree with application_log_level, or be left out: the powertools Logger follows Lambda's AWS_LAMBDA_LOG_LEVEL (set from application_log_level) and ignores POWERTOOLS_LOG_LEVEL."
   }
 }

@@ -49,6 +49,11 @@ run "longest_names_fit_aws_limits" {
   }
 
   assert {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", output.api_alias_name)) && !can(regex("^[0-9]+$", output.api_alias_name))
+    error_message = "Lambda alias names are 1-128 of [A-Za-z0-9_-] and not all digits (those are version numbers)."
+  }
+
+  assert {
     condition     = output.log_group_names.api == "/aws/lambda/${output.function_names.api}"
     error_message = "A Lambda writes to /aws/lambda/<function name>: the module must create exactly that group to own its retention."
   }

@@ -49,6 +49,86 @@ run "defaults" {
     condition     = output.api_integration_timeout_ms == 29000 && output.lambda_runtime == "python3.12"
     error_message = "The integration waits as long as the api function may run."
   }
+
+  assert {
+    condition     = output.environment["SQUALL_SUBMIT_BUDGET"] == "100" && output.environment["SQUALL_TICK_SUBMITS"] == "500"
+    error_message = "Submit budget and tick submissions default to runtime.py's 100 and 500."
+  }
+
+  assert {
+    condition     = output.functions.tick.reserved_concurrent_executions == 1 && alltrue([for k, f in output.functions : f.reserved_concurrent_executions == -1 if k != "tick"])
+    error_message = "Only the tick reserves concurrency, 1, so that two ticks never overlap."
+  }
+
+  assert {
+    # 500 jobs x (find + submit) at ~40 AWS Batch calls a second is ~25 s, plus polling.
+    condition     = output.functions.tick.timeout >= 60 && output.functions.tick.timeout < 120
+    error_message = "The tick's default timeout covers its submissions and polling, and stays under the submit grace."
+  }
+
+  assert {
+    condition     = output.logging == { log_format = "JSON", application_log_level = "INFO", system_log_level = "INFO" }
+    error_message = "Every function logs JSON at INFO: the handlers' structured lines depend on the JSON format."
+  }
+
+  assert {
+    condition     = output.snap_start == false
+    error_message = "SnapStart is opt-in: Python SnapStart bills snapshot caching and restores."
+  }
+}
+
+run "log_levels_and_matching_powertools_level" {
+  command = plan
+
+  variables {
+    application_log_level       = "WARN"
+    system_log_level            = "WARN"
+    extra_environment_variables = { POWERTOOLS_LOG_LEVEL = "warning", POWERTOOLS_SERVICE_NAME = "squall" }
+  }
+
+  assert {
+    condition     = output.logging.application_log_level == "WARN" && output.logging.system_log_level == "WARN" && output.logging.log_format == "JSON"
+    error_message = "The chosen levels reach the logging_config; the format stays JSON."
+  }
+
+  assert {
+    condition     = output.environment["POWERTOOLS_LOG_LEVEL"] == "warning"
+    error_message = "A POWERTOOLS_LOG_LEVEL equal to the application level (WARNING is Python's WARN) is passed on."
+  }
+}
+
+run "more_tick_submissions_with_a_longer_tick" {
+  command = plan
+
+  variables {
+    tick_submits         = 2000
+    submit_budget        = 250
+    functions            = { tick = { timeout = 140 } }
+    submit_grace_seconds = 150
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_TICK_SUBMITS"] == "2000" && output.environment["SQUALL_SUBMIT_BUDGET"] == "250"
+    error_message = "The submission settings reach the environment."
+  }
+
+  assert {
+    condition     = output.functions.tick.reserved_concurrent_executions == 1
+    error_message = "Overriding the tick's timeout keeps its reserved concurrency of 1."
+  }
+}
+
+run "tick_unreserved_where_the_account_cannot_reserve" {
+  command = plan
+
+  variables {
+    functions = { tick = { reserved_concurrent_executions = -1 } }
+  }
+
+  assert {
+    condition     = output.functions.tick.reserved_concurrent_executions == -1
+    error_message = "-1 stays possible for accounts without concurrency to reserve."
+  }
 }
 
 run "no_batch_no_bucket" {
@@ -280,4 +360,76 @@ run "rejects_slow_tick" {
     tick_schedule_expression = "rate(1 day)"
   }
   expect_failures = [var.tick_schedule_expression]
+}
+
+run "rejects_overlapping_ticks" {
+  command = plan
+  variables {
+    functions = { tick = { reserved_concurrent_executions = 2 } }
+  }
+  expect_failures = [var.functions]
+}
+
+run "rejects_zero_submit_budget" {
+  command = plan
+  variables {
+    submit_budget = 0
+  }
+  expect_failures = [var.submit_budget]
+}
+
+run "rejects_fractional_tick_submits" {
+  command = plan
+  variables {
+    tick_submits = 10.5
+  }
+  expect_failures = [var.tick_submits]
+}
+
+run "rejects_tick_submits_the_tick_timeout_cannot_cover" {
+  command = plan
+  variables {
+    tick_submits = 3000 # ~150 s of Batch calls, with the default 110 s tick
+  }
+  expect_failures = [var.tick_submits]
+}
+
+run "rejects_tick_timeout_too_short_for_default_submits" {
+  command = plan
+  variables {
+    functions = { tick = { timeout = 30 } }
+  }
+  expect_failures = [var.tick_submits]
+}
+
+run "rejects_python_level_name" {
+  command = plan
+  variables {
+    application_log_level = "WARNING"
+  }
+  expect_failures = [var.application_log_level]
+}
+
+run "rejects_system_level_lambda_lacks" {
+  command = plan
+  variables {
+    system_log_level = "ERROR"
+  }
+  expect_failures = [var.system_log_level]
+}
+
+run "rejects_lambda_log_level_in_extra_environment" {
+  command = plan
+  variables {
+    extra_environment_variables = { AWS_LAMBDA_LOG_LEVEL = "DEBUG" }
+  }
+  expect_failures = [var.extra_environment_variables]
+}
+
+run "rejects_powertools_level_other_than_lambdas" {
+  command = plan
+  variables {
+    extra_environment_variables = { POWERTOOLS_LOG_LEVEL = "DEBUG" }
+  }
+  expect_failures = [var.extra_environment_variables]
 }
