@@ -14,8 +14,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from jinja2.exceptions import SecurityError  # the sandbox's own error: render() maps it
-
 __all__ = ["MapEntry", "check_data", "is_truthy", "java_number", "plain", "to_display", "to_json"]
 
 _FALSY = frozenset({"", "false", "0", "-0"})
@@ -52,6 +50,8 @@ def check_data(value: Any) -> Any:
     """``value`` if it is data; functions and Jinja internals (``self``, ``loop``) are not printable."""
     if isinstance(value, _DATA) and not callable(value):
         return value
+    from jinja2.exceptions import SecurityError  # the sandbox's own error: render() maps it
+
     raise SecurityError(f"a {type(value).__name__} value cannot be used as text")
 
 

@@ -41,7 +41,7 @@ from control_plane.expressions.display import MapEntry, check_data, to_display
 from control_plane.expressions.filters import FILTERS, TESTS
 from control_plane.expressions.functions import GLOBALS
 
-__all__ = ["PebbleEnvironment", "render", "render_value"]
+__all__ = ["PebbleEnvironment", "render"]
 
 _PEBBLE_OP = "pebble_op"
 _MAX_SEQUENCE = 1_000_000
@@ -363,17 +363,3 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         raise ExpressionError(f"Unable to render {_quote(template)}: expression nested too deeply") from None
     except Exception as exc:  # a user's expression failing is reported, never a crash
         raise ExpressionError(f"Unable to render {_quote(template)}: {exc}") from None
-
-
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string in a structure, map keys included; other scalars are returned as is."""
-    if isinstance(value, str):
-        return render(value, context)
-    if isinstance(value, Mapping):
-        return {
-            (render(k, context) if isinstance(k, str) else k): render_value(v, context)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [render_value(item, context) for item in value]
-    return value
