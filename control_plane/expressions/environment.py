@@ -339,11 +339,9 @@ def _quote(template: str) -> str:
 def render(template: str, context: Mapping[str, Any]) -> str:
     """Render one template against ``context`` (any Mapping, used as is, never copied).
 
-    A string without ``{{``, ``{%`` or ``{#`` is returned untouched without reaching Jinja. Every
-    failure is an ``ExpressionError`` whose message quotes the template.
+    Called by :func:`control_plane.expressions.render`, which has already returned strings
+    that are not templates. Every failure is an ``ExpressionError`` quoting the template.
     """
-    if "{" not in template or ("{{" not in template and "{%" not in template and "{#" not in template):
-        return template
     try:
         compiled = _compile(template)
         return "".join(

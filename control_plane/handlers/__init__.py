@@ -1,4 +1,4 @@
-"""The four Lambda entry points: ``api``, ``events``, ``tick``, ``schedule``.
+"""The Lambda entry points: ``api``, ``events``, ``tick``, ``schedule``, ``sweeper``.
 
 Every module here is imported at a Lambda cold start, so this package keeps imports lean
 (``benchmarks/coldstart.py`` measures them):
@@ -6,7 +6,7 @@ Every module here is imported at a Lambda cold start, so this package keeps impo
 * pydantic's plugin discovery scans every installed distribution's entry points on first
   import; a Lambda package has no pydantic plugins, so the scan is switched off here, before
   anything imports pydantic (an explicit ``PYDANTIC_DISABLE_PLUGINS`` still wins).
-* ``events``, ``tick`` and ``schedule`` log with the standard library: with the function's log
+* every handler but ``api`` logs with the standard library: with the function's log
   format set to JSON (the Terraform module does), Lambda writes each record as a JSON object,
   ``extra`` keys included, so the powertools Logger's import is only paid by ``api``, whose
   request context it adds.
