@@ -85,6 +85,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            # Say so: a client that is not told reuses the connection for its next request,
+            # which then meets a closed socket ("Server disconnected without a response").
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

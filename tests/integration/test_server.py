@@ -161,6 +161,8 @@ def test_http_level_errors(server: Server, http: httpx.Client) -> None:
         headers={"Content-Type": "application/x-yaml"},
     )
     assert too_big.status_code == 413 and "too large" in too_big.json()["message"]
+    # the unread body ends the connection, and the client is told, so it does not reuse it
+    assert too_big.headers["connection"] == "close"
     _deploy(http, MARKER)
     malformed = http.post(
         "/api/v1/executions/squall.server/marker", content=b"{", headers={"Content-Type": "application/json"}
