@@ -17,10 +17,18 @@ site-packages, as in ``/var/task``). Measuring in a development virtualenv inste
 overstates the handlers: the editable install's import hook slows every import of
 Squall's own modules, and boto3 pays nothing of it (``--venv`` shows that figure).
 
-Work that moved from import to first use is not hidden: Flow models are built lazily
-(pydantic ``defer_build``) and Jinja2 is imported by the first template rendered, so
-``first flow`` reports the wall time of parsing ``samples/etl.yaml`` and rendering one
-template right after the imports (median).
+Work that moved from import to first use is not hidden. Models are built lazily (pydantic
+``defer_build``), the runner registry reads entry points when it is built, and Jinja2 is
+imported by the first template rendered, so two more figures are printed (wall time,
+median, imports excluded):
+
+* ``<handler> 1st``: the handler's first invocation right after its import, on the SQLite
+  store in a scratch directory (boto3 stays out of it: that is the yardstick's share):
+  ``api`` deploys ``samples/etl.yaml`` (``POST /api/v1/flows``), ``tick`` runs an idle pass,
+  ``events`` gets an AWS Batch event for an unknown job, ``schedule`` fires nothing due.
+  ``sweeper`` needs DynamoDB and is left out;
+* ``first flow``: parsing ``samples/etl.yaml`` and rendering one template, what a request
+  that moves an execution adds to that.
 
 Each case is measured ``--repeat`` times, interleaved, and the median is kept, because this
 machine's speed drifts. The last line is the one to track:
@@ -36,6 +44,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,9 +91,14 @@ class Interpreter:
         if tree is not None:
             self.env["PYTHONPATH"] = str(tree)
 
-    def run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    def run(self, args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*self.command, *args], capture_output=True, text=True, check=False, env=self.env, cwd=ROOT
+            [*self.command, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
         )
 
     def import_us(self, modules: list[str]) -> int:
@@ -99,6 +113,29 @@ class Interpreter:
                 total += int(match.group(2))
         return total
 
+    def first_request_ms(self, handler: str, scratch: Path) -> float:
+        """Wall time (ms) of ``handler``'s first invocation on a fresh SQLite store, imports excluded."""
+        code = (
+            "import time; from pathlib import Path; "
+            f"import control_plane.handlers.{handler} as module; "
+            f"event = {_FIRST_EVENTS[handler]}; t = time.perf_counter(); "
+            "out = module.handler(event, None); elapsed = (time.perf_counter() - t) * 1000; "
+            f"assert {_FIRST_CHECKS[handler]}, out; print(elapsed)"
+        )
+        store = scratch / f"first-{handler}"
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True)
+        env = {
+            "SQUALL_STORE": "sqlite",
+            "SQUALL_DB": str(store / "squall.db"),
+            "SQUALL_DATA_DIR": str(store),
+            "SQUALL_AUTH": "none",
+        }
+        result = self.run(["-c", code], env)
+        if result.returncode != 0:
+            raise SystemExit(f"the first {handler} request failed:\n{result.stderr[-2000:]}")
+        return float(result.stdout.strip())
+
     def first_flow_ms(self) -> float:
         """Wall time (ms) of the first ``parse_flow`` and first template, imports excluded."""
         code = (
@@ -112,6 +149,31 @@ class Interpreter:
         if result.returncode != 0:
             raise SystemExit(f"the first flow failed:\n{result.stderr[-2000:]}")
         return float(result.stdout.strip())
+
+
+_FIRST_EVENTS: dict[str, str] = {
+    "api": (
+        "{'version': '2.0', 'routeKey': '$default', 'rawPath': '/api/v1/flows', 'rawQueryString': '',"
+        " 'headers': {'content-type': 'application/x-yaml'}, 'isBase64Encoded': False,"
+        " 'body': Path('samples/etl.yaml').read_text(),"
+        " 'requestContext': {'http': {'method': 'POST', 'path': '/api/v1/flows', 'sourceIp': '127.0.0.1'},"
+        " 'requestId': 'cold', 'stage': '$default', 'timeEpoch': 0}}"
+    ),
+    "tick": "{}",
+    "events": (
+        "{'source': 'aws.batch', 'detail-type': 'Batch Job State Change',"
+        " 'detail': {'jobName': 'unknown', 'jobId': 'x', 'status': 'RUNNING'}}"
+    ),
+    "schedule": "{}",
+}
+"""The first event each handler is given; each must succeed (checked by ``_FIRST_CHECKS``)."""
+
+_FIRST_CHECKS: dict[str, str] = {
+    "api": "out['statusCode'] == 201",
+    "tick": "out['timersFired'] == 0",
+    "events": "out == {'applied': 0}",
+    "schedule": "out == {'started': []}",
+}
 
 
 def cases() -> dict[str, list[str]]:
@@ -140,15 +202,20 @@ def main() -> None:
         plan = cases()
         samples: dict[str, list[int]] = {name: [] for name in plan}
         first: list[float] = []
+        requests: dict[str, list[float]] = {name: [] for name in _FIRST_EVENTS}
         for _ in range(args.repeat):
             for name, modules in plan.items():
                 samples[name].append(interpreter.import_us(modules))
+            for name in requests:
+                requests[name].append(interpreter.first_request_ms(name, Path(scratch)))
             first.append(interpreter.first_flow_ms())
     median = {name: statistics.median(values) for name, values in samples.items()}
     base = median["boto3"]
     print(f"{'case':<18} {'median ms':>10} {'min ms':>8} {'x boto3':>8}")
     for name, value in median.items():
         print(f"{name:<18} {value / 1000:>10.1f} {min(samples[name]) / 1000:>8.1f} {value / base:>8.2f}")
+    for name, values in requests.items():
+        print(f"{name + ' 1st':<18} {statistics.median(values):>10.1f} {min(values):>8.1f}   (first request)")
     parse = statistics.median(first)
     print(f"{'first flow':<18} {parse:>10.1f} {min(first):>8.1f}   (parse + render after import)")
     worst = max((n for n in plan if n.endswith("+store")), key=lambda n: median[n])

@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -190,7 +189,9 @@ class LogChunk:
 class RunnerOptions(BaseModel):
     """Base of every runner's ``taskRunner`` options model: strict, Kestra's property names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # ``defer_build``: a runner's options are validated when one of its tasks is submitted,
+    # so handlers that never submit for it do not build its validator at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class RunnerError(Exception):
@@ -288,6 +289,10 @@ def validate_options(runner_cls: type[Runner], options: Mapping[str, Any]) -> Ru
 
 def runner_classes() -> dict[str, type[Runner]]:
     """Every runner installed in the ``squall.runners`` entry-point group, by name."""
+    # Imported here: importlib.metadata (and the email package it needs) is a tenth of a
+    # handler's import time, and only building the runner registry reads entry points.
+    from importlib.metadata import entry_points
+
     found: dict[str, type[Runner]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found[ep.name] = ep.load()

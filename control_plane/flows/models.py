@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 
@@ -714,39 +715,42 @@ def _task_tag(value: Any) -> str | None:
     return canonical_type(raw) if isinstance(raw, str) else None
 
 
-AnyTask = Annotated[
-    Annotated[Log, Tag("squall.core.Log")]
-    | Annotated[Echo, Tag("squall.core.Echo")]
-    | Annotated[Return, Tag("squall.core.Return")]
-    | Annotated[OutputValues, Tag("squall.core.OutputValues")]
-    | Annotated[Fail, Tag("squall.core.Fail")]
-    | Annotated[SetLabels, Tag("squall.core.Labels")]
-    | Annotated[Sleep, Tag("squall.core.Sleep")]
-    | Annotated[Sequential, Tag("squall.flow.Sequential")]
-    | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
-    | Annotated[Parallel, Tag("squall.flow.Parallel")]
-    | Annotated[ForEach, Tag("squall.flow.ForEach")]
-    | Annotated[EachSequential, Tag("squall.flow.EachSequential")]
-    | Annotated[EachParallel, Tag("squall.flow.EachParallel")]
-    | Annotated[Switch, Tag("squall.flow.Switch")]
-    | Annotated[If, Tag("squall.flow.If")]
-    | Annotated[Dag, Tag("squall.flow.Dag")]
-    | Annotated[WaitFor, Tag("squall.flow.WaitFor")]
-    | Annotated[Pause, Tag("squall.flow.Pause")]
-    | Annotated[Subflow, Tag("squall.flow.Subflow")]
-    | Annotated[WorkingDirectory, Tag("squall.flow.WorkingDirectory")]
-    | Annotated[_SCRIPT_CLASSES[0], Tag("squall.script.shell.Commands")]  # type: ignore[valid-type]
-    | Annotated[_SCRIPT_CLASSES[1], Tag("squall.script.shell.Script")]  # type: ignore[valid-type]
-    | Annotated[_SCRIPT_CLASSES[2], Tag("squall.script.python.Commands")]  # type: ignore[valid-type]
-    | Annotated[_SCRIPT_CLASSES[3], Tag("squall.script.python.Script")]  # type: ignore[valid-type]
-    | Annotated[_SCRIPT_CLASSES[4], Tag("squall.script.node.Commands")]  # type: ignore[valid-type]
-    | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")],  # type: ignore[valid-type]
-    Discriminator(
-        _task_tag,
-        custom_error_type="unknown_type",
-        custom_error_message="unknown task type",
-    ),
-]
+AnyTask = TypeAliasType(
+    "AnyTask",
+    Annotated[
+        Annotated[Log, Tag("squall.core.Log")]
+        | Annotated[Echo, Tag("squall.core.Echo")]
+        | Annotated[Return, Tag("squall.core.Return")]
+        | Annotated[OutputValues, Tag("squall.core.OutputValues")]
+        | Annotated[Fail, Tag("squall.core.Fail")]
+        | Annotated[SetLabels, Tag("squall.core.Labels")]
+        | Annotated[Sleep, Tag("squall.core.Sleep")]
+        | Annotated[Sequential, Tag("squall.flow.Sequential")]
+        | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
+        | Annotated[Parallel, Tag("squall.flow.Parallel")]
+        | Annotated[ForEach, Tag("squall.flow.ForEach")]
+        | Annotated[EachSequential, Tag("squall.flow.EachSequential")]
+        | Annotated[EachParallel, Tag("squall.flow.EachParallel")]
+        | Annotated[Switch, Tag("squall.flow.Switch")]
+        | Annotated[If, Tag("squall.flow.If")]
+        | Annotated[Dag, Tag("squall.flow.Dag")]
+        | Annotated[WaitFor, Tag("squall.flow.WaitFor")]
+        | Annotated[Pause, Tag("squall.flow.Pause")]
+        | Annotated[Subflow, Tag("squall.flow.Subflow")]
+        | Annotated[WorkingDirectory, Tag("squall.flow.WorkingDirectory")]
+        | Annotated[_SCRIPT_CLASSES[0], Tag("squall.script.shell.Commands")]  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[1], Tag("squall.script.shell.Script")]  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[2], Tag("squall.script.python.Commands")]  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[3], Tag("squall.script.python.Script")]  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[4], Tag("squall.script.node.Commands")]  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")],  # type: ignore[valid-type]
+        Discriminator(
+            _task_tag,
+            custom_error_type="unknown_type",
+            custom_error_message="unknown task type",
+        ),
+    ],
+)
 
 
 # --------------------------------------------------------------------------- triggers

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
+from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.flows.models import Flow, Task, task_classes
@@ -57,8 +58,11 @@ class Issue:
 
 
 def _strip(tp: Any) -> Any:
-    """Drop ``Annotated`` wrappers and ``| None``."""
+    """Drop named aliases (``AnyTask``), ``Annotated`` wrappers and ``| None``."""
     while True:
+        if isinstance(tp, TypeAliasType):
+            tp = tp.__value__
+            continue
         origin = get_origin(tp)
         if origin is typing.Annotated:
             tp = get_args(tp)[0]

@@ -70,7 +70,9 @@ class SettingsError(SquallError):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built when the first request reads the environment (``defer_build``), like every model
+    # the handlers import: benchmarks/coldstart.py reports that cost as "first use".
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     store: Literal["sqlite", "dynamodb"] = "sqlite"
     table: str | None = None
