@@ -621,9 +621,17 @@ def package(
         bool,
         typer.Option(
             "--bytecode/--no-bytecode",
-            help="Add .pyc files (faster cold starts); needs this Python to be the target's version",
+            help="Add .pyc files (faster cold starts); needs a CPython of the target's version",
         ),
     ] = True,
+    bytecode_python: Annotated[
+        str | None,
+        typer.Option(
+            "--bytecode-python",
+            help="The interpreter that writes the bytecode (default: this one if it is the target's"
+            " version, else python3.X on PATH)",
+        ),
+    ] = None,
 ) -> None:
     """Build the Lambda zip: the same source and lock give the same bytes. Prints its size."""
     from rich.table import Table
@@ -646,6 +654,7 @@ def package(
             wheels=wheels,
             offline=offline,
             bytecode=bytecode,
+            bytecode_python=bytecode_python,
         )
     except packaging.PackagingError as exc:
         raise _fail(str(exc)) from None

@@ -7,9 +7,10 @@ same code and lock, for this machine's Python and architecture, unpacks it as La
 and calls the handlers from it in an isolated interpreter (``-I -S``: no site-packages, no
 user site, no ``PYTHON*`` variables), so a dependency missing from the zip fails the test.
 
-Bytecode can only be made for the running Python's version: the machine's zip has it (and
+Bytecode can only be made by the target's Python version: the machine's zip has it (and
 is checked for reproducibility and for being the code that actually runs), the default
-target's zip (python3.12) has it only when the tests run on 3.12, and says so otherwise.
+target's zip (python3.12) has it only when a CPython 3.12 runs the tests or is on PATH, and
+says so otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import marshal
 import os
 import platform
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -38,12 +40,17 @@ from control_plane.packaging import (
     DEFAULT_LOCK,
     LAMBDA_GLIBC,
     BuildReport,
+    Compiler,
     Lock,
     PackagingError,
     Target,
+    _bytecode,
+    _Entry,
     build,
+    bytecode_problem,
     check_lock,
     download_wheels,
+    find_compiler,
     keep,
     runtime_requirements,
 )
@@ -66,7 +73,8 @@ HOST = (
     if _host_python in LAMBDA_GLIBC and platform.machine().lower() in _machine and sys.platform == "linux"
     else None
 )
-DEFAULT_HAS_BYTECODE = _host_python == Target().python_version
+DEFAULT_HAS_BYTECODE = find_compiler(Target()) is not None
+"""The default target (python3.12) gets bytecode when a CPython 3.12 runs the tests or is on PATH."""
 needs_host = pytest.mark.skipif(HOST is None, reason="this machine is not a Lambda Python/architecture")
 
 
@@ -111,13 +119,20 @@ def test_the_same_input_gives_the_same_bytes_through_the_cli(
     assert f"({lambda_zip.size} bytes" in result.output and "MiB" in result.output
     assert "largest packages" in result.output and "pydantic_core" in result.output
     assert lambda_zip.sha256 in result.output
-    # Bytecode for python3.12 needs Python 3.12: without it the zip still builds, and says why.
+    # Bytecode for python3.12 needs a CPython 3.12: without one the zip still builds, and says why.
     message = " ".join(result.output.split())  # rich wraps long lines
     assert (lambda_zip.compiled > 0) is DEFAULT_HAS_BYTECODE
     if not DEFAULT_HAS_BYTECODE:
         assert lambda_zip.notices and lambda_zip.notices[0] in message
         assert "no bytecode in the zip" in message
-        assert "run `squall package` with Python 3.12" in message
+        assert "install Python 3.12 (or pass --bytecode-python PATH)" in message
+    else:  # written by that 3.12, where python3.12 looks for it, with its magic number
+        compiler = find_compiler(Target())
+        assert compiler is not None and compiler.cache_tag == "cpython-312"
+        with zipfile.ZipFile(lambda_zip.output) as archive:
+            pycs = [n for n in archive.namelist() if n.endswith(".pyc")]
+            assert len(pycs) == lambda_zip.compiled and all(".cpython-312.pyc" in n for n in pycs)
+            assert archive.read(pycs[0])[:4] == _magic(compiler.executable)
 
 
 def test_entries_are_sorted_dated_and_moded_the_same_way(lambda_zip: BuildReport) -> None:
@@ -339,7 +354,81 @@ def test_what_the_zip_keeps() -> None:
     assert [p for p in dropped if keep(PurePosixPath(p))] == []
 
 
+def _magic(python: str) -> bytes:
+    code = "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"
+    return bytes.fromhex(subprocess.run([python, "-c", code], capture_output=True, text=True).stdout)
+
+
+def _other_version() -> str:
+    """A Lambda Python version that is not the one running the tests."""
+    return next(v for v in LAMBDA_GLIBC if v != _host_python)
+
+
+def test_the_running_python_writes_bytecode_for_its_own_version() -> None:
+    compiler = find_compiler(Target(_host_python))
+    assert compiler == Compiler(sys.executable, sys.implementation.cache_tag)
+    assert bytecode_problem(Target(_host_python), compiler) is None
+
+
+def test_python3x_on_path_is_asked_its_version_not_trusted_by_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _other_version()
+    impostor = tmp_path / f"python{other}"  # named for the other version, runs this one
+    impostor.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    impostor.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_compiler(Target(other)) is None
+    problem = bytecode_problem(Target(other), None)
+    assert problem is not None and f"no python{other} on PATH" in problem
+    assert f"install Python {other} (or pass --bytecode-python PATH)" in problem
+
+
+def test_a_python_of_the_target_version_on_path_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = tmp_path / f"python{_host_python}"
+    link.symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "version_info", (3, 0, 0))  # as if another Python ran the build
+    compiler = find_compiler(Target(_host_python))
+    assert compiler is not None and compiler.cache_tag == sys.implementation.cache_tag
+    assert Path(compiler.executable).resolve() == Path(sys.executable).resolve()
+
+
+def _runs(command: str) -> bool:
+    """Whether ``command`` on PATH starts (a pyenv shim of an inactive version does not)."""
+    path = shutil.which(command)
+    return path is not None and subprocess.run([path, "-c", "pass"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _runs(f"python{_other_version()}"), reason=f"no python{_other_version()} on PATH")
+def test_another_version_on_path_writes_its_own_bytecode(tmp_path: Path) -> None:
+    other = _other_version()
+    compiler = find_compiler(Target(other))
+    assert compiler is not None and compiler.cache_tag == f"cpython-{other.replace('.', '')}"
+    source = tmp_path / "module.py"
+    source.write_text("VALUE = 42\n")
+    (pyc,) = _bytecode([_Entry("pkg/module.py", source, "test")], tmp_path / "out", compiler)
+    assert pyc.name == f"pkg/__pycache__/module.{compiler.cache_tag}.pyc"
+    assert pyc.read()[:4] == _magic(compiler.executable) != importlib.util.MAGIC_NUMBER
+
+
 # ---------------------------------------------------------------- bad input
+
+
+def test_a_bytecode_python_of_another_version_is_refused(tmp_path: Path) -> None:
+    other = _other_version()
+    with pytest.raises(PackagingError, match=rf"is cpython {_host_python}; python{other} bytecode needs"):
+        find_compiler(Target(other), sys.executable)
+    with pytest.raises(PackagingError, match="not a Python interpreter that runs here"):
+        find_compiler(Target(other), str(tmp_path / "no-such-python"))
+    output = tmp_path / "lambda.zip"
+    result = cli.invoke(
+        app,
+        ["package", "--python-version", other, "--bytecode-python", sys.executable, "-o", str(output)],
+    )
+    assert result.exit_code == 1 and "--bytecode-python" in result.output and not output.exists()
 
 
 def test_an_unknown_python_version_is_refused_with_the_known_ones(tmp_path: Path) -> None:
