@@ -289,8 +289,8 @@ def validate_options(runner_cls: type[Runner], options: Mapping[str, Any]) -> Ru
 
 def runner_classes() -> dict[str, type[Runner]]:
     """Every runner installed in the ``squall.runners`` entry-point group, by name."""
-    # Imported here: importlib.metadata (and the email package it needs) is a tenth of a
-    # handler's import time, and only building the runner registry reads entry points.
+    # Imported here: only building the runner registry reads entry points, and most importers
+    # of this module (runner modules, flow validation, the CLI's other commands) never do.
     from importlib.metadata import entry_points
 
     found: dict[str, type[Runner]] = {}

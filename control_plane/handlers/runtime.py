@@ -70,9 +70,9 @@ class SettingsError(SquallError):
 
 
 class Settings(BaseModel):
-    # Built when the first request reads the environment (``defer_build``), like every model
-    # the handlers import: benchmarks/coldstart.py reports that cost as "first use".
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # Built at import, not deferred: every first request reads the settings, so deferring
+    # would only move the cost (and pydantic's plugin loader) out of the import time measured.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     store: Literal["sqlite", "dynamodb"] = "sqlite"
     table: str | None = None
