@@ -65,7 +65,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
@@ -610,9 +610,9 @@ def find_compiler(target: Target, python: str | None = None) -> Compiler | None:
     magic number changes with every minor version, and Lambda would ignore, then fail to
     rewrite (``/var/task`` is read-only), bytecode made by another one. So the build looks
     for CPython ``target.python_version``: ``python`` when given (anything else is an
-    error), else the interpreter running the build, else ``python3.X`` on ``PATH`` (pyenv,
-    uv, deadsnakes and Homebrew all install one), so a machine whose default Python is
-    another version still ships bytecode.
+    error), else the interpreter running the build, else ``python3.X`` on ``PATH``
+    (deadsnakes and Homebrew install one) or in pyenv's or uv's directories, so a machine
+    whose default Python is another version still ships bytecode.
     """
     wanted = target.python_version
     if python is not None:
@@ -628,11 +628,36 @@ def find_compiler(target: Target, python: str | None = None) -> Compiler | None:
         return compiler
     if sys.implementation.name == "cpython" and f"{sys.version_info[0]}.{sys.version_info[1]}" == wanted:
         return Compiler(sys.executable, sys.implementation.cache_tag)
-    on_path = shutil.which(f"python{wanted}")
-    found = _probe(on_path) if on_path else None
-    if found is not None and found[:2] == ("cpython", wanted):
-        return found[2]
+    for candidate in _installed_pythons(wanted):
+        found = _probe(candidate)
+        if found is not None and found[:2] == ("cpython", wanted):
+            return found[2]
     return None
+
+
+def _installed_pythons(version: str) -> Iterator[str]:
+    """Where a ``python<version>`` may be, most likely first; each is probed before it is used.
+
+    ``PATH`` first, then the version managers' own directories, where an interpreter lives
+    even when it is not the active one (a pyenv shim for an inactive version does not run):
+    pyenv's ``$PYENV_ROOT/versions/<version>.*`` and uv's managed Pythons, newest patch first.
+    """
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        yield on_path
+    home = Path.home()
+    roots = [
+        Path(os.environ.get("PYENV_ROOT") or home / ".pyenv") / "versions",
+        Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or home / ".local/share/uv/python"),
+    ]
+    patterns = [f"{version}.*/bin/python{version}", f"cpython-{version}.*/bin/python{version}"]
+    found: list[tuple[tuple[int, ...], str]] = []
+    for root in roots:
+        for pattern in patterns:
+            for path in root.glob(pattern) if root.is_dir() else ():
+                patch = re.match(rf"(?:cpython-)?{re.escape(version)}\.(\d+)", path.parent.parent.name)
+                found.append(((int(patch.group(1)) if patch else -1,), str(path)))
+    yield from (path for _, path in sorted(found, reverse=True))
 
 
 def bytecode_problem(target: Target, compiler: Compiler | None) -> str | None:

@@ -22,7 +22,6 @@ import marshal
 import os
 import platform
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from control_plane.packaging import (
     Target,
     _bytecode,
     _Entry,
+    _installed_pythons,
     build,
     bytecode_problem,
     check_lock,
@@ -370,39 +370,60 @@ def test_the_running_python_writes_bytecode_for_its_own_version() -> None:
     assert bytecode_problem(Target(_host_python), compiler) is None
 
 
-def test_python3x_on_path_is_asked_its_version_not_trusted_by_its_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_pythons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty PATH, pyenv and uv directories: only what a test puts there can be found."""
+    for name, variable in (("bin", "PATH"), ("pyenv", "PYENV_ROOT"), ("uv", "UV_PYTHON_INSTALL_DIR")):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(variable, str(tmp_path / name))
+    return tmp_path
+
+
+def _fake_python(path: Path) -> Path:
+    """A ``python`` at ``path`` that is really the interpreter running the tests."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_python3x_on_path_is_asked_its_version_not_trusted_by_its_name(no_pythons: Path) -> None:
     other = _other_version()
-    impostor = tmp_path / f"python{other}"  # named for the other version, runs this one
-    impostor.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    impostor.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    _fake_python(no_pythons / "bin" / f"python{other}")  # named for the other version
+    _fake_python(no_pythons / "pyenv" / "versions" / f"{other}.1" / "bin" / f"python{other}")
     assert find_compiler(Target(other)) is None
     problem = bytecode_problem(Target(other), None)
     assert problem is not None and f"no python{other} on PATH" in problem
     assert f"install Python {other} (or pass --bytecode-python PATH)" in problem
 
 
-def test_a_python_of_the_target_version_on_path_is_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("where", ["bin", "pyenv", "uv"])
+def test_a_python_of_the_target_version_is_found_on_path_or_in_pyenv_or_uv(
+    where: str, no_pythons: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    link = tmp_path / f"python{_host_python}"
-    link.symlink_to(sys.executable)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    version = _host_python
+    place = {
+        "bin": no_pythons / "bin" / f"python{version}",
+        "pyenv": no_pythons / "pyenv" / "versions" / f"{version}.4" / "bin" / f"python{version}",
+        "uv": no_pythons / "uv" / f"cpython-{version}.4-linux-x86_64-gnu" / "bin" / f"python{version}",
+    }[where]
+    _fake_python(place)
     monkeypatch.setattr(sys, "version_info", (3, 0, 0))  # as if another Python ran the build
-    compiler = find_compiler(Target(_host_python))
+    compiler = find_compiler(Target(version))
     assert compiler is not None and compiler.cache_tag == sys.implementation.cache_tag
-    assert Path(compiler.executable).resolve() == Path(sys.executable).resolve()
+    assert Path(compiler.executable).resolve() == Path(sys.executable).resolve()  # what it said it is
 
 
-def _runs(command: str) -> bool:
-    """Whether ``command`` on PATH starts (a pyenv shim of an inactive version does not)."""
-    path = shutil.which(command)
-    return path is not None and subprocess.run([path, "-c", "pass"], capture_output=True).returncode == 0
+def test_the_newest_patch_release_is_tried_first(no_pythons: Path) -> None:
+    versions = no_pythons / "pyenv" / "versions"
+    for patch in ("3.12.2", "3.12.10", "3.12.9"):
+        _fake_python(versions / patch / "bin" / "python3.12")
+    assert [Path(p).parents[1].name for p in _installed_pythons("3.12")] == ["3.12.10", "3.12.9", "3.12.2"]
 
 
-@pytest.mark.skipif(not _runs(f"python{_other_version()}"), reason=f"no python{_other_version()} on PATH")
+@pytest.mark.skipif(
+    find_compiler(Target(_other_version())) is None, reason=f"no Python {_other_version()} installed"
+)
 def test_another_version_on_path_writes_its_own_bytecode(tmp_path: Path) -> None:
     other = _other_version()
     compiler = find_compiler(Target(other))
