@@ -36,8 +36,9 @@ when nothing changed, and a reviewer can rebuild a deployed artefact and compare
   Lambda compiles every module it imports at each cold start (``tick`` imported in 614 ms
   instead of 270). Each ``.py`` gets a PEP 552 *unchecked hash-based* pyc in ``__pycache__``
   (no timestamp, no build path: reproducible; loaded without reading the source), written
-  by a CPython of the target's version (:func:`find_compiler`): the one running the build,
-  or ``python3.X`` on ``PATH``, or ``--bytecode-python``. Another version cannot make valid
+  by a CPython of the target's version (:func:`find_compiler`): ``--bytecode-python``, the
+  one running the build, ``python3.X`` on ``PATH``, or one pyenv or uv installed. Another
+  version cannot make valid
   bytecode: without one the zip has none, and the report says what to install
   (:func:`bytecode_problem`).
 - **Squall itself** comes from the source tree, not from an installed copy, with a generated
@@ -667,8 +668,9 @@ def bytecode_problem(target: Target, compiler: Compiler | None) -> str | None:
     wanted = target.python_version
     return (
         f"no bytecode in the zip: bytecode for python{wanted} needs CPython {wanted}, and this is"
-        f" {sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]} with no python{wanted}"
-        f" on PATH, so Lambda will compile every module it imports at each cold start. To include it,"
+        f" {sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}, with no python{wanted}"
+        f" on PATH or in pyenv's or uv's directories, so Lambda will compile every module it imports at"
+        f" each cold start. To include it,"
         f" install Python {wanted} (or pass --bytecode-python PATH); --no-bytecode silences this warning"
     )
 
@@ -688,9 +690,9 @@ def _bytecode(entries: Sequence[_Entry], workdir: Path, compiler: Compiler) -> l
     - **Unchecked**: the import system loads it without reading the source to compare hashes;
       right for a package nobody edits in place (``/var/task`` is read-only). The ``.py``
       files stay in the zip for tracebacks.
-    - **A fresh interpreter** (``compiler``) compiles, with a fixed hash seed and one file after another in
-      sorted order, so nothing of the calling process (its loaded modules, its hash seed)
-      can reach the bytes. Sources that do not compile (never imported, or the import would
+    - **A fresh interpreter** (``compiler``) compiles, with a fixed hash seed and one file
+      after another in sorted order, so nothing of the calling process (its loaded modules,
+      its hash seed) can reach the bytes. Sources that do not compile (never imported, or the import would
       fail anyway) get no pyc, as with pip and ``compileall``.
     """
     sources = [e for e in entries if e.name.endswith(".py") and e.source is not None]

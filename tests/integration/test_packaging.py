@@ -393,7 +393,7 @@ def test_python3x_on_path_is_asked_its_version_not_trusted_by_its_name(no_python
     _fake_python(no_pythons / "pyenv" / "versions" / f"{other}.1" / "bin" / f"python{other}")
     assert find_compiler(Target(other)) is None
     problem = bytecode_problem(Target(other), None)
-    assert problem is not None and f"no python{other} on PATH" in problem
+    assert problem is not None and f"no python{other} on PATH or in pyenv's or uv's" in problem
     assert f"install Python {other} (or pass --bytecode-python PATH)" in problem
 
 
