@@ -629,7 +629,7 @@ def package(
         typer.Option(
             "--bytecode-python",
             help="The interpreter that writes the bytecode (default: this one if it is the target's"
-            " version, else python3.X on PATH)",
+            " version, else python3.X on PATH or installed by pyenv or uv)",
         ),
     ] = None,
 ) -> None:
