@@ -38,9 +38,8 @@ when nothing changed, and a reviewer can rebuild a deployed artefact and compare
   (no timestamp, no build path: reproducible; loaded without reading the source), written
   by a CPython of the target's version (:func:`find_compiler`): ``--bytecode-python``, the
   one running the build, ``python3.X`` on ``PATH``, or one pyenv or uv installed. Another
-  version cannot make valid
-  bytecode: without one the zip has none, and the report says what to install
-  (:func:`bytecode_problem`).
+  version cannot make valid bytecode: without one the zip has none, and the report says
+  what to install (:func:`bytecode_problem`).
 - **Squall itself** comes from the source tree, not from an installed copy, with a generated
   ``squall-<version>.dist-info`` so that ``importlib.metadata`` finds its version and,
   crucially, its ``squall.runners`` entry points: without them no runner can be found in Lambda.
@@ -573,6 +572,10 @@ json.dump(failed, sys.stdout)
 """Run by a fresh interpreter: see :func:`_bytecode`."""
 
 
+def _running_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 @dataclass(frozen=True)
 class Compiler:
     """A CPython interpreter of the target's version: the only one that can write its bytecode."""
@@ -627,7 +630,7 @@ def find_compiler(target: Target, python: str | None = None) -> Compiler | None:
                 f" needs CPython {wanted}"
             )
         return compiler
-    if sys.implementation.name == "cpython" and f"{sys.version_info[0]}.{sys.version_info[1]}" == wanted:
+    if sys.implementation.name == "cpython" and _running_python() == wanted:
         return Compiler(sys.executable, sys.implementation.cache_tag)
     for candidate in _installed_pythons(wanted):
         found = _probe(candidate)
@@ -652,12 +655,12 @@ def _installed_pythons(version: str) -> Iterator[str]:
         Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or home / ".local/share/uv/python"),
     ]
     patterns = [f"{version}.*/bin/python{version}", f"cpython-{version}.*/bin/python{version}"]
-    found: list[tuple[tuple[int, ...], str]] = []
+    found: list[tuple[int, str]] = []
     for root in roots:
         for pattern in patterns:
             for path in root.glob(pattern) if root.is_dir() else ():
                 patch = re.match(rf"(?:cpython-)?{re.escape(version)}\.(\d+)", path.parent.parent.name)
-                found.append(((int(patch.group(1)) if patch else -1,), str(path)))
+                found.append((int(patch.group(1)) if patch else -1, str(path)))
     yield from (path for _, path in sorted(found, reverse=True))
 
 
@@ -668,7 +671,7 @@ def bytecode_problem(target: Target, compiler: Compiler | None) -> str | None:
     wanted = target.python_version
     return (
         f"no bytecode in the zip: bytecode for python{wanted} needs CPython {wanted}, and this is"
-        f" {sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}, with no python{wanted}"
+        f" {sys.implementation.name} {_running_python()}, with no python{wanted}"
         f" on PATH or in pyenv's or uv's directories, so Lambda will compile every module it imports at"
         f" each cold start. To include it,"
         f" install Python {wanted} (or pass --bytecode-python PATH); --no-bytecode silences this warning"
@@ -692,11 +695,12 @@ def _bytecode(entries: Sequence[_Entry], workdir: Path, compiler: Compiler) -> l
       files stay in the zip for tracebacks.
     - **A fresh interpreter** (``compiler``) compiles, with a fixed hash seed and one file
       after another in sorted order, so nothing of the calling process (its loaded modules,
-      its hash seed) can reach the bytes. Sources that do not compile (never imported, or the import would
-      fail anyway) get no pyc, as with pip and ``compileall``.
+      its hash seed) can reach the bytes. Sources that do not compile (never imported, or
+      the import would fail anyway) get no pyc, as with pip and ``compileall``.
     """
     sources = [e for e in entries if e.name.endswith(".py") and e.source is not None]
-    jobs = [(str(e.source), str(workdir / _pyc_name(e.name, compiler.cache_tag)), e.name) for e in sources]
+    pycs = {e.name: _pyc_name(e.name, compiler.cache_tag) for e in sources}
+    jobs = [(str(e.source), str(workdir / pycs[e.name]), e.name) for e in sources]
     env = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ.get("PATH", "")}
     result = subprocess.run(
         [compiler.executable, "-S", "-W", "ignore", "-c", _COMPILE],
@@ -710,13 +714,7 @@ def _bytecode(entries: Sequence[_Entry], workdir: Path, compiler: Compiler) -> l
         raise PackagingError(f"compiling the bytecode failed:\n{result.stderr.strip()[-2000:]}")
     failed = set(json.loads(result.stdout))
     return [
-        _Entry(
-            _pyc_name(e.name, compiler.cache_tag),
-            workdir / _pyc_name(e.name, compiler.cache_tag),
-            e.distribution,
-        )
-        for e in sources
-        if e.name not in failed
+        _Entry(pycs[e.name], workdir / pycs[e.name], e.distribution) for e in sources if e.name not in failed
     ]
 
 

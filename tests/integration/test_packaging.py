@@ -9,8 +9,8 @@ user site, no ``PYTHON*`` variables), so a dependency missing from the zip fails
 
 Bytecode can only be made by the target's Python version: the machine's zip has it (and
 is checked for reproducibility and for being the code that actually runs), the default
-target's zip (python3.12) has it only when a CPython 3.12 runs the tests or is on PATH, and
-says so otherwise.
+target's zip (python3.12) has it only when a CPython 3.12 runs the tests or is installed (on
+PATH, or by pyenv or uv), and says so otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from types import CodeType
 import pytest
 from typer.testing import CliRunner
 
+from control_plane import packaging
 from control_plane.cli import app
 from control_plane.packaging import (
     DEFAULT_LOCK,
@@ -74,7 +75,8 @@ HOST = (
     else None
 )
 DEFAULT_HAS_BYTECODE = find_compiler(Target()) is not None
-"""The default target (python3.12) gets bytecode when a CPython 3.12 runs the tests or is on PATH."""
+"""The default target (python3.12) gets bytecode when a CPython 3.12 runs the tests or is installed
+(on PATH, or by pyenv or uv)."""
 needs_host = pytest.mark.skipif(HOST is None, reason="this machine is not a Lambda Python/architecture")
 
 
@@ -408,7 +410,7 @@ def test_a_python_of_the_target_version_is_found_on_path_or_in_pyenv_or_uv(
         "uv": no_pythons / "uv" / f"cpython-{version}.4-linux-x86_64-gnu" / "bin" / f"python{version}",
     }[where]
     _fake_python(place)
-    monkeypatch.setattr(sys, "version_info", (3, 0, 0))  # as if another Python ran the build
+    monkeypatch.setattr(packaging, "_running_python", lambda: "3.0")  # as if another Python ran the build
     compiler = find_compiler(Target(version))
     assert compiler is not None and compiler.cache_tag == sys.implementation.cache_tag
     assert Path(compiler.executable).resolve() == Path(sys.executable).resolve()  # what it said it is
@@ -424,7 +426,7 @@ def test_the_newest_patch_release_is_tried_first(no_pythons: Path) -> None:
 @pytest.mark.skipif(
     find_compiler(Target(_other_version())) is None, reason=f"no Python {_other_version()} installed"
 )
-def test_another_version_on_path_writes_its_own_bytecode(tmp_path: Path) -> None:
+def test_another_installed_version_writes_its_own_bytecode(tmp_path: Path) -> None:
     other = _other_version()
     compiler = find_compiler(Target(other))
     assert compiler is not None and compiler.cache_tag == f"cpython-{other.replace('.', '')}"
