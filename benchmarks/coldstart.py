@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
 STORE = "control_plane.store.dynamodb"
 GOAL = 1.5
+SAMPLE = ROOT / "samples" / "etl.yaml"
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)$")
 
@@ -88,6 +89,10 @@ class Interpreter:
 
     def __init__(self, tree: Path | None) -> None:
         self.command = [sys.executable, "-S"] if tree is not None else [sys.executable]
+        # Lambda runs in /var/task, the unpacked zip, and ``-c`` puts the working directory
+        # first on sys.path: run anywhere else and Squall is imported from that directory
+        # (the repository's sources, not the zip's bytecode).
+        self.cwd = tree if tree is not None else ROOT
         self.env = dict(os.environ)
         self.env.pop("PYTHONPATH", None)
         if tree is not None:
@@ -100,8 +105,16 @@ class Interpreter:
             text=True,
             check=False,
             env={**self.env, **(env or {})},
-            cwd=ROOT,
+            cwd=self.cwd,
         )
+
+    def check_source(self, tree: Path | None) -> None:
+        """Fail unless Squall is imported from the tree being measured (``None``: the venv)."""
+        result = self.run(["-c", "import control_plane; print(control_plane.__file__)"])
+        where = Path(result.stdout.strip()).resolve()
+        expected = (tree or ROOT).resolve()
+        if result.returncode != 0 or not where.is_relative_to(expected):
+            raise SystemExit(f"Squall is imported from {where or result.stderr[-500:]}, not {expected}")
 
     def import_us(self, modules: list[str]) -> int:
         """Cumulative import time (µs) of ``modules``, imported in order in a fresh interpreter."""
@@ -143,7 +156,7 @@ class Interpreter:
         code = (
             "import time; from pathlib import Path; from control_plane.flows.loader import parse_flow; "
             "from control_plane.expressions import render; "
-            "src = Path('samples/etl.yaml').read_text(); t = time.perf_counter(); "
+            f"src = Path({str(SAMPLE)!r}).read_text(); t = time.perf_counter(); "
             "parse_flow(src, 'etl.yaml'); render('{{ a }}', {'a': 1}); "
             "print((time.perf_counter() - t) * 1000)"
         )
@@ -157,7 +170,7 @@ _FIRST_EVENTS: dict[str, str] = {
     "api": (
         "{'version': '2.0', 'routeKey': '$default', 'rawPath': '/api/v1/flows', 'rawQueryString': '',"
         " 'headers': {'content-type': 'application/x-yaml'}, 'isBase64Encoded': False,"
-        " 'body': Path('samples/etl.yaml').read_text(),"
+        f" 'body': Path({str(SAMPLE)!r}).read_text(),"
         " 'requestContext': {'http': {'method': 'POST', 'path': '/api/v1/flows', 'sourceIp': '127.0.0.1'},"
         " 'requestId': 'cold', 'stage': '$default', 'timeEpoch': 0}}"
     ),
@@ -201,6 +214,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="squall-coldstart-") as scratch:
         tree = None if args.venv else args.tree or lambda_tree(Path(scratch), args.wheels)
         interpreter = Interpreter(tree)
+        interpreter.check_source(tree)
         plan = cases()
         samples: dict[str, list[int]] = {name: [] for name in plan}
         first: list[float] = []
