@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from msgspec import Struct, field
 
 from control_plane.engine.model import TaskRun
 from control_plane.errors import FlowValidationError, SquallError
@@ -25,8 +25,7 @@ __all__ = ["CaseResult", "load_cases", "run_case", "run_cases"]
 _MISSING = object()
 
 
-@dataclass(slots=True)
-class CaseResult:
+class CaseResult(Struct):
     name: str
     problems: list[str] = field(default_factory=list)
 

@@ -67,9 +67,11 @@ import tomllib
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from control_plane.errors import PackagingError
 
@@ -128,8 +130,7 @@ SOURCE_PACKAGES = ("control_plane", "runners")
 # ---------------------------------------------------------------- target
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Struct, frozen=True):
     """A Lambda runtime: Python version and architecture. Invalid values cannot be built."""
 
     python_version: str = DEFAULT_PYTHON
@@ -225,8 +226,7 @@ def _fingerprint(root: Path) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Lock:
+class Lock(Struct, frozen=True):
     """Exact versions for every distribution the zip may contain, by normalized name."""
 
     pins: Mapping[str, str]
@@ -466,8 +466,7 @@ def keep(path: PurePosixPath) -> bool:
     return not any(part in TEST_DIRS for part in parts[1:-1])
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(Struct, frozen=True):
     name: str  # path inside the zip
     source: Path | None  # file to copy, or None for generated ``data``
     distribution: str
@@ -576,8 +575,7 @@ def _running_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-@dataclass(frozen=True)
-class Compiler:
+class Compiler(Struct, frozen=True):
     """A CPython interpreter of the target's version: the only one that can write its bytecode."""
 
     executable: str
@@ -769,8 +767,7 @@ def _writable_output(output: Path) -> None:
 # ---------------------------------------------------------------- build
 
 
-@dataclass(frozen=True, slots=True)
-class PackageSize:
+class PackageSize(Struct, frozen=True):
     """One distribution's share of the zip."""
 
     name: str
@@ -779,8 +776,7 @@ class PackageSize:
     unpacked: int
 
 
-@dataclass(frozen=True)
-class BuildReport:
+class BuildReport(Struct, frozen=True):
     """What was built: the numbers ``squall package`` prints."""
 
     output: Path

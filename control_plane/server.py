@@ -26,12 +26,13 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from msgspec import Struct
 
 from control_plane.handlers.runtime import Runtime, Settings, install, open_runtime
 
@@ -55,8 +56,7 @@ def _is_text(content_type: str) -> bool:
     return kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith("+json") or kind.endswith("+xml")
 
 
-@dataclass
-class _Context:
+class _Context(Struct):
     """The attributes of a Lambda context that handlers and powertools read."""
 
     aws_request_id: str

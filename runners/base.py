@@ -27,11 +27,11 @@ inside the runner (``runners/retry.py``); what escapes is a :class:`RunnerError`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from msgspec import Struct, field
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
@@ -95,8 +95,7 @@ INFRA_FAILURES = frozenset({Failure.PREEMPTED, Failure.START_FAILED, Failure.QUO
 """Failures of the infrastructure, not of the user's code: resubmitted on their own budget."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobSpec:
+class JobSpec(Struct, frozen=True):
     """Everything a backend needs to run one attempt of one task.
 
     ``name`` is deterministic (one attempt, one name) and is the idempotency key of
@@ -121,8 +120,7 @@ class JobSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class JobHandle:
+class JobHandle(Struct, frozen=True):
     """How to find a submitted job again. ``data`` is JSON-compatible backend detail."""
 
     name: str
@@ -138,8 +136,7 @@ class JobHandle:
         return cls(raw["name"], raw["runner"], raw["id"], dict(raw.get("data") or {}))
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
+class Resources(Struct, frozen=True):
     """What the backend billed for a finished job, so the control plane can estimate cost."""
 
     vcpu_seconds: float = 0.0
@@ -148,8 +145,7 @@ class Resources:
     spot: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class JobStatus:
+class JobStatus(Struct, frozen=True):
     """One observation of a job. ``failure`` is set for every non-SUCCEEDED terminal state."""
 
     state: JobState
@@ -168,8 +164,7 @@ class JobStatus:
         return self.state.terminal
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(Struct, frozen=True):
     """One line of a job's output, without its line ending, decoded as UTF-8 (invalid bytes replaced)."""
 
     stream: str  # "stdout" or "stderr"
@@ -177,8 +172,7 @@ class LogRecord:
     at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LogChunk:
+class LogChunk(Struct, frozen=True):
     """Lines after ``cursor``, in order. ``complete`` only once the job is terminal and nothing is left."""
 
     lines: tuple[LogRecord, ...]

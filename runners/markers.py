@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 __all__ = ["MARKER_PATTERN", "Marker", "collect", "parse_line"]
 
@@ -30,8 +31,7 @@ MARKER_PATTERN = re.compile(r"^::(\{.*\})::$", re.DOTALL)
 """Kestra's pattern, applied to the stripped text of one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
+class Marker(Struct, frozen=True):
     """What one or several marker lines carried, in order.
 
     ``metrics`` and ``logs`` keep only JSON objects (dicts); ``outputs`` is a JSON object.

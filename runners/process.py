@@ -72,13 +72,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import quote_from_bytes, unquote, urlparse
 
+from msgspec import Struct
 from pydantic import Field
 
 from runners import retry
@@ -265,8 +265,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # /proc helpers: is this exact process (pid + start time) alive, is its group empty.
 
 
-@dataclass(frozen=True, slots=True)
-class _Stat:
+class _Stat(Struct, frozen=True):
     state: str
     pgrp: int
     start: int
@@ -313,8 +312,7 @@ def _boot_id() -> str | None:
     return _BOOT_ID
 
 
-@dataclass(frozen=True, slots=True)
-class _PidInfo:
+class _PidInfo(Struct, frozen=True):
     """What the ``pid`` file records: the job's process (group) and the runner process owning it."""
 
     pid: int
@@ -690,8 +688,7 @@ def _describe_exit(code: int) -> tuple[int, str]:
 # Validation of a spec before anything touches the disk.
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(Struct, frozen=True):
     spec: JobSpec
     job_dir: str
     grace: float
@@ -722,8 +719,7 @@ def _relative(path: str, what: str) -> PurePosixPath:
 # The pump: one per job, on a pool thread, supervising the child.
 
 
-@dataclass(frozen=True, slots=True)
-class _StartFailure:
+class _StartFailure(Struct, frozen=True):
     exit_code: int
     reason: str
 

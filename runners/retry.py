@@ -37,9 +37,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
+from msgspec import Struct
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
@@ -142,8 +142,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Struct, frozen=True):
     """How hard to retry: ``attempts`` calls in all, jittered exponential delays between them.
 
     The n-th delay (n = 1 after the first failure) is ``min(initial_delay * multiplier**(n-1),

@@ -29,17 +29,17 @@ than hand-made records. Nothing here depends on a backend's internals.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import immutables
 import pytest
+from msgspec.structs import replace
 
 from control_plane.engine import Restart, Resume
 from control_plane.engine.actions import SubmitJob
@@ -103,24 +103,24 @@ _PLAIN_EXECUTION_FIELDS = {"inputs", "labels", "trigger", "outputs", "parent"}
 def assert_same_execution(got: Execution, want: Execution) -> None:
     """Field by field (``changed`` aside: a loaded execution has it empty), with readable failures."""
     assert got.changed == frozenset(), f"execution {want.id}: a loaded execution has changed={got.changed}"
-    for f in dataclasses.fields(Execution):
-        if f.name in ("changed", "taskruns", "outputs_index"):
+    for name in Execution.__struct_fields__:
+        if name in ("changed", "taskruns", "outputs_index"):
             continue
-        a, b = getattr(got, f.name), getattr(want, f.name)
-        if f.name in _PLAIN_EXECUTION_FIELDS:
+        a, b = getattr(got, name), getattr(want, name)
+        if name in _PLAIN_EXECUTION_FIELDS:
             a, b = plain(a), plain(b)
-        assert a == b, f"execution {want.id}, field {f.name}: {_short(a)} != {_short(b)}"
+        assert a == b, f"execution {want.id}, field {name}: {_short(a)} != {_short(b)}"
     assert got.created.utcoffset() == timedelta(0), "datetimes come back timezone-aware"
     missing = set(want.taskruns) - set(got.taskruns)
     extra = set(got.taskruns) - set(want.taskruns)
     assert not missing and not extra, f"execution {want.id}: missing {missing}, unexpected {extra}"
     for tr_id, w in want.taskruns.items():
         g = got.taskruns[tr_id]
-        for f in dataclasses.fields(TaskRun):
-            a, b = getattr(g, f.name), getattr(w, f.name)
-            if f.name == "outputs":
+        for name in TaskRun.__struct_fields__:
+            a, b = getattr(g, name), getattr(w, name)
+            if name == "outputs":
                 a, b = plain(a), plain(b)
-            assert a == b, f"task run {w.task_id} ({tr_id}), field {f.name}: {_short(a)} != {_short(b)}"
+            assert a == b, f"task run {w.task_id} ({tr_id}), field {name}: {_short(a)} != {_short(b)}"
     assert plain(got.outputs_index) == plain(want.outputs_index), (
         f"execution {want.id}, outputs_index: {_short(plain(got.outputs_index))}"
         f" != {_short(plain(want.outputs_index))}"

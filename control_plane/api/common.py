@@ -17,9 +17,10 @@ import binascii
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
+
+from msgspec import Struct, field
 
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 
@@ -144,8 +145,7 @@ def json_body(event: Mapping[str, Any]) -> Any:
         raise ApiError(400, f"malformed JSON body: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class FormPart:
+class FormPart(Struct, frozen=True):
     """One part of a multipart/form-data body: a field (``filename`` None) or a file."""
 
     name: str

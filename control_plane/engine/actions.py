@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
@@ -22,8 +23,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitJob:
+class SubmitJob(Struct, frozen=True):
     """Hand a task attempt to a runner. ``job_name`` is deterministic: one attempt, one job.
 
     ``properties`` holds the task's properties rendered against the task run's context
@@ -38,23 +38,20 @@ class SubmitJob:
     timeout: timedelta | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelJob:
+class CancelJob(Struct, frozen=True):
     taskrun_id: str
     attempt: int
     job_name: str
 
 
-@dataclass(frozen=True, slots=True)
-class StartTimer:
+class StartTimer(Struct, frozen=True):
     """Deliver ``TimerFired(key)`` at ``at``. Firing a timer that no longer matters is harmless."""
 
     key: str
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RunInline:
+class RunInline(Struct, frozen=True):
     """Run a task with side effects in the control plane; answer with a TaskResult."""
 
     taskrun_id: str
@@ -63,8 +60,7 @@ class RunInline:
     properties: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class StartSubflow:
+class StartSubflow(Struct, frozen=True):
     """Start another flow's execution; when ``wait``, answer with a TaskResult at its end."""
 
     taskrun_id: str
@@ -78,15 +74,13 @@ class StartSubflow:
     execution_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
+class Emit(Struct, frozen=True):
     """Log lines to store and show; secrets are already masked."""
 
     logs: tuple[LogLine, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
+class Finish(Struct, frozen=True):
     """The execution reached a terminal state.
 
     ``retry_at`` is set when a flow-level retry with CREATE_NEW_EXECUTION asks the shell to

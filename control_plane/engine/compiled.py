@@ -7,8 +7,9 @@ doing that here once keeps every lookup in the hot path a dictionary access.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 from enum import Enum
+
+from msgspec import Struct, field
 
 from control_plane.flows.models import (
     Dag,
@@ -36,8 +37,7 @@ class LaneMode(Enum):
     LOOP = "loop"  # one lane per value, each running `tasks` in order (ForEach)
 
 
-@dataclass(slots=True)
-class CompiledFlow:
+class CompiledFlow(Struct):
     flow: Flow
     tasks: dict[str, Task] = field(default_factory=dict)
     lists: dict[tuple[str, str], tuple[Task, ...]] = field(default_factory=dict)

@@ -7,9 +7,10 @@ replaying the same events gives the same execution and the same actions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from msgspec import Struct, field
 
 from control_plane.engine.states import State
 
@@ -25,15 +26,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Started:
+class Started(Struct, frozen=True):
     """The execution begins: the root's first tasks start."""
 
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class JobStatusChanged:
+class JobStatusChanged(Struct, frozen=True):
     """A runner reported a job's status (push event or reconcile poll).
 
     ``status`` is the runner's neutral job state (QUEUED STARTING RUNNING SUCCEEDED FAILED
@@ -52,8 +51,7 @@ class JobStatusChanged:
     cost: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
+class TaskResult(Struct, frozen=True):
     """The outcome of work done outside ``plan``: a RunInline task or a subflow."""
 
     at: datetime
@@ -64,14 +62,12 @@ class TaskResult:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TimerFired:
+class TimerFired(Struct, frozen=True):
     at: datetime
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Resume:
+class Resume(Struct, frozen=True):
     """Resume paused task runs (all of them, or the one named), with onResume inputs."""
 
     at: datetime
@@ -79,13 +75,11 @@ class Resume:
     taskrun_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Kill:
+class Kill(Struct, frozen=True):
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Restart:
+class Restart(Struct, frozen=True):
     """Run failed task runs again in the same execution (Kestra's restart)."""
 
     at: datetime

@@ -9,8 +9,9 @@ saves a round trip through the shell per task (a 100,000-item ForEach of Return 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from control_plane.engine.states import State
 from control_plane.errors import ExpressionError
@@ -20,8 +21,7 @@ from control_plane.flows.models import Echo, Fail, Level, Log, OutputValues, Ret
 __all__ = ["InlineResult", "run_inline"]
 
 
-@dataclass(slots=True)
-class InlineResult:
+class InlineResult(Struct):
     state: State
     outputs: Mapping[str, Any] | None = None
     logs: list[tuple[Level, str]] = field(default_factory=list)

@@ -10,12 +10,13 @@ run as its own item).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import immutables
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from control_plane.engine.states import State
 from control_plane.flows.models import Level
@@ -38,8 +39,7 @@ class Phase(StrEnum):
     FINALLY = "finally"
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(Struct, frozen=True):
     state: State
     started: datetime
     ended: datetime | None = None
@@ -47,8 +47,7 @@ class Attempt:
     cost: float | None = None  # USD estimated by the runner from its price table
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
+class Progress(Struct, frozen=True):
     """A flowable's position, kept as counters so that advancing it is O(1) in its size.
 
     ``lanes`` are independent sequences of children: one for Sequential, one per task for
@@ -78,8 +77,7 @@ class Progress:
         return self.started - self.done
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRun:
+class TaskRun(Struct, frozen=True):
     id: str
     seq: int
     task_id: str
@@ -113,8 +111,7 @@ class TaskRun:
         return replace(self, **changes)
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(Struct, frozen=True):
     at: datetime
     level: Level
     message: str
@@ -133,8 +130,7 @@ class LogLine:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(Struct, frozen=True):
     id: str
     namespace: str
     flow_id: str

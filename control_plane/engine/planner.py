@@ -29,11 +29,11 @@ import json
 import re
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import immutables
+from msgspec.structs import replace
 
 from control_plane.engine.actions import (
     Action,

@@ -24,9 +24,9 @@ Semantics, as in Kestra's ``PluginDefaultService``:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from msgspec import Struct
 from pydantic import BaseModel
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type, known_names
@@ -38,8 +38,7 @@ __all__ = ["Default", "apply_plugin_defaults", "deep_merge", "defaults_of", "mat
 _PROTECTED = frozenset({"id", "type"})
 
 
-@dataclass(frozen=True, slots=True)
-class Default:
+class Default(Struct, frozen=True):
     """One usable ``pluginDefaults`` entry (malformed entries are left to model validation)."""
 
     type: str

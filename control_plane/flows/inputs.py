@@ -48,11 +48,11 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import yaml
+from msgspec import Struct
 
 from control_plane.errors import InputError
 from control_plane.flows.models import Flow, Input, InputType
@@ -567,8 +567,7 @@ def _to_float(raw: Any, kind: InputType = InputType.FLOAT) -> float:
     return value
 
 
-@dataclass(frozen=True, order=True)
-class _Instant:
+class _Instant(Struct, frozen=True, order=True):
     """A UTC instant with nanoseconds (Python's datetime stops at microseconds, Java's does not)."""
 
     utc: datetime  # naive, UTC, whole seconds
@@ -628,8 +627,7 @@ def _to_date(raw: Any) -> date:
     return date(*(int(part) for part in match.groups()))
 
 
-@dataclass(frozen=True, order=True)
-class _LocalTime:
+class _LocalTime(Struct, frozen=True, order=True):
     """A time of day with nanoseconds, printed like ``LocalTime.toString()``."""
 
     hour: int

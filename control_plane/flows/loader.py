@@ -29,11 +29,11 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from msgspec import Struct, field
 from pydantic import ValidationError
 
 from control_plane.errors import FlowValidationError
@@ -53,8 +53,7 @@ MAX_NODES = 500_000
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(Struct, frozen=True):
     """One problem in a flow file; ``line`` and ``column`` are 1-based."""
 
     file: str
@@ -123,8 +122,7 @@ class _YamlProblem(Exception):
     """Internal: stops the builder at the first problem that makes the document unusable."""
 
 
-@dataclass(slots=True)
-class _Frame:
+class _Frame(Struct):
     container: dict[str, Any] | list[Any]
     path: PathTuple | None  # None: a collection used as a mapping key (positions not recorded)
     anchor: str | None
@@ -133,8 +131,7 @@ class _Frame:
     has_key: bool = False
 
 
-@dataclass(slots=True)
-class Document:
+class Document(Struct):
     """Plain data read from YAML plus the 1-based position of every node by path."""
 
     data: Any
@@ -381,8 +378,7 @@ def _describe(value: Any) -> str:
     return f"'{text[:60]}...'" if len(text) > 60 else f"'{text}'"
 
 
-@dataclass(slots=True)
-class _Mapped:
+class _Mapped(Struct):
     path: PathTuple
     at_key: bool
     kind: str

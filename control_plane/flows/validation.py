@@ -15,10 +15,10 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin
 
+from msgspec import Struct
 from pydantic import BaseModel
 from typing_extensions import TypeAliasType
 
@@ -44,8 +44,7 @@ ALLOWED_SYSTEM_LABELS = frozenset({"system.readOnly"})
 SlotKind = Literal["list", "map", "one", "nodes"]
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
+class Issue(Struct, frozen=True):
     """A tree-level problem at ``path``; the loader turns it into a positioned Violation."""
 
     path: PathTuple

@@ -36,11 +36,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from msgspec import Struct
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from control_plane.errors import SquallError
@@ -126,8 +126,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return settings
 
 
-@dataclass
-class Runtime:
+class Runtime(Struct):
     settings: Settings
     store: StateStore
     service: Service

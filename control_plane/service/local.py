@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from control_plane.engine.model import Execution, LogLine
 from control_plane.service.memory import Clock
@@ -26,8 +27,7 @@ from control_plane.store.sqlite import SqliteStore, default_db_path
 __all__ = ["LocalRuntime", "open_local"]
 
 
-@dataclass
-class LocalRuntime:
+class LocalRuntime(Struct):
     store: SqliteStore
     service: Service
     data_dir: Path

@@ -13,9 +13,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from msgspec import Struct, field
 
 from control_plane.engine.actions import (
     CancelJob,
@@ -77,8 +78,7 @@ class SystemClock:
             time.sleep(delay)
 
 
-@dataclass(frozen=True, slots=True)
-class JobOutcome:
+class JobOutcome(Struct, frozen=True):
     """What a job handler reports for a SubmitJob: a runner's terminal status, in short."""
 
     status: str = "SUCCEEDED"
@@ -88,8 +88,7 @@ class JobOutcome:
     reason: str | None = None
 
 
-@dataclass(slots=True)
-class RunResult:
+class RunResult(Struct):
     execution: Execution
     logs: list[LogLine] = field(default_factory=list)
     subflows: dict[str, Execution] = field(default_factory=dict)

@@ -8,16 +8,16 @@ runner needs its jobs directory); a runner without arguments is built with none.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from runners.base import JobHandle, JobStatus, Runner, runner_classes
 
 __all__ = ["RunnerEvent", "RunnerRegistry", "UnknownRunnerError"]
 
 
-@dataclass(frozen=True, slots=True)
-class RunnerEvent:
+class RunnerEvent(Struct, frozen=True):
     """A push event, understood: which runner, which job, its status, its handle when the event carries it."""
 
     runner: str

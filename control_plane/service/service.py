@@ -42,9 +42,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from control_plane.engine.actions import (
     Action,
@@ -119,8 +121,7 @@ class ServiceError(SquallError):
     """An operation a person asked for cannot be done (restart of a running execution...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class LogLimits:
+class LogLimits(Struct, frozen=True):
     """How much of one job attempt's output is stored: the head and the tail, never the middle.
 
     A script printing 100 MB must not fill the store; the outputs marker is still searched in
@@ -180,8 +181,7 @@ class _Capture:
         return [*self.head, *middle, *self.tail]
 
 
-@dataclass(frozen=True, slots=True)
-class TickReport:
+class TickReport(Struct, frozen=True):
     """What one :meth:`Service.tick` did, for the tick Lambda's log line and the tests."""
 
     timers_fired: bool
@@ -194,8 +194,7 @@ HANDED_TO_TICK = datetime(1970, 1, 1, tzinfo=UTC)
 """``updated`` of a job record left SUBMITTING for the tick by a step over its submit budget."""
 
 
-@dataclass
-class _Pending:
+class _Pending(Struct):
     logs: list[LogLine] = field(default_factory=list)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
 

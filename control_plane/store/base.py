@@ -26,10 +26,11 @@ the contract suite in ``tests/store_contract.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
+
+from msgspec import Struct, field
 
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
@@ -52,16 +53,14 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
+class Page(Struct, Generic[T], frozen=True):
     """One page of a listing; pass ``cursor`` back to get the next one (None: no more)."""
 
     items: list[T]
     cursor: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FlowRecord:
+class FlowRecord(Struct, frozen=True):
     """One revision of a flow's YAML source; revisions start at 1 and only grow."""
 
     namespace: str
@@ -72,8 +71,7 @@ class FlowRecord:
     deleted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionSummary:
+class ExecutionSummary(Struct, frozen=True):
     """What a listing shows, without the task runs."""
 
     id: str
@@ -87,8 +85,7 @@ class ExecutionSummary:
     parent_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TimerRecord:
+class TimerRecord(Struct, frozen=True):
     """A pending ``TimerFired(key)`` for one execution; unique per (execution, key)."""
 
     execution_id: str
@@ -104,8 +101,7 @@ class JobPhase(StrEnum):
     DONE = "DONE"  # its terminal status reached the engine
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
+class JobRecord(Struct, frozen=True):
     """The outbox row of one job: enough to submit it again, find it, poll it and cancel it.
 
     ``spec`` and ``handle`` are JSON-compatible dicts (the runner's JobSpec and JobHandle as
@@ -124,8 +120,7 @@ class JobRecord:
     updated: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TriggerRecord:
+class TriggerRecord(Struct, frozen=True):
     """A trigger's durable state (last schedule date, webhook replay keys...)."""
 
     key: str

@@ -72,7 +72,7 @@ def _pdt(value: str | None) -> datetime | None:
 
 def progress_to_json(p: Progress) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in Progress.__slots__:
+    for name in Progress.__struct_fields__:
         value = getattr(p, name)
         if value == getattr(_DEFAULT_PROGRESS, name):
             continue

@@ -71,11 +71,12 @@ import zlib
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import immutables
+from msgspec import Struct, field
+from msgspec.structs import asdict, replace
 
 from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.engine.planner import execution_of_job
@@ -314,8 +315,7 @@ class _Refused(Exception):
         return [{"Code": "ConditionalCheckFailed", **({"Item": item} if item else {})}] * max(count, 1)
 
 
-@dataclass
-class _Step:
+class _Step(Struct):
     """One execution write, in wire format: what a transaction or the redo journal carries."""
 
     execution_id: str
@@ -335,7 +335,7 @@ class _Step:
     values_written: list[str] = field(default_factory=list)  # digests of ``TRV#`` items in ``puts``
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return asdict(self)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> _Step:
@@ -346,8 +346,7 @@ class _Step:
         return 1 + len(self.puts) + len(self.deletes) + len(self.new_jobs) + len(self.job_updates)
 
 
-@dataclass(frozen=True)
-class _Doc:
+class _Doc(Struct, frozen=True):
     """What a store instance knows of a document beyond the execution, at one version.
 
     ``jobs`` maps job names to their entries (wire format) as read or written at ``version``;
@@ -2194,9 +2193,7 @@ class DynamoDBStore:
         return None if entry is None else self._doc_job(name, execution_id, entry)
 
     def update_job(self, job: JobRecord, *, expected_version: int) -> JobRecord:
-        written = JobRecord(
-            **{**{n: getattr(job, n) for n in JobRecord.__slots__}, "version": expected_version + 1}
-        )
+        written = replace(job, version=expected_version + 1)
         if execution_of_job(job.name) == job.execution_id and self._update_doc_job(job, expected_version):
             return written
         sets, remove = self._job_attrs(job, expected_version + 1)

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from msgspec.structs import replace
+
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
@@ -586,7 +588,7 @@ class SqliteStore:
                 if conn.execute("SELECT 1 FROM jobs WHERE name=?", (job.name,)).fetchone() is None:
                     raise NotFoundError(f"job {job.name} not found")
                 raise ConflictError(f"job {job.name} changed since version {expected_version}")
-        return JobRecord(**{**_fields(job), "version": expected_version + 1})
+        return replace(job, version=expected_version + 1)
 
     def active_jobs(self, *, runner: str | None = None, limit: int = 1000) -> list[JobRecord]:
         sql = f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE phase != 'DONE'"
@@ -624,7 +626,3 @@ class SqliteStore:
                 if cur.rowcount != 1:
                     raise ConflictError(f"trigger {trigger.key} changed since version {expected_version}")
         return TriggerRecord(trigger.key, trigger.data, expected_version + 1)
-
-
-def _fields(job: JobRecord) -> dict[str, Any]:
-    return {name: getattr(job, name) for name in JobRecord.__slots__}

@@ -23,10 +23,11 @@ Semantics, where Kestra's documentation leaves room:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+from msgspec import Struct, field
 
 from control_plane.flows.models import Schedule
 
@@ -39,8 +40,7 @@ ON_TIME = timedelta(minutes=1)
 MAX_DATES = 10_000  # a backfill of a per-minute cron over years must not exhaust memory
 
 
-@dataclass(frozen=True, slots=True)
-class Fire:
+class Fire(Struct, frozen=True):
     """One schedule date to start an execution for."""
 
     date: datetime

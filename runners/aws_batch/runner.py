@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from msgspec.structs import replace
+
 from runners import retry
 from runners.aws_batch import staging, taxonomy
 from runners.aws_batch.cost import billed_resources, estimate_cost
@@ -615,8 +617,6 @@ class AwsBatchRunner:
 
     def _complete(self, clients: _Clients, job: Mapping[str, Any]) -> JobStatus:
         """classify() plus what needs tags or I/O: output files and billed resources."""
-        from dataclasses import replace
-
         status = taxonomy.classify(job)
         if not status.terminal:
             return status
@@ -651,8 +651,6 @@ class AwsBatchRunner:
 
     def _enforce(self, clients: _Clients, job: Mapping[str, Any], status: JobStatus) -> JobStatus:
         """Timeouts shorter than Batch's 60 s minimum, and the RUNNABLE dwell: ask Batch to stop the job."""
-        from dataclasses import replace
-
         from runners.base import Failure
 
         tags = job.get("tags") or {}

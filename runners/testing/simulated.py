@@ -21,10 +21,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from msgspec import Struct, field
 from pydantic import ConfigDict
 
 from runners.base import (
@@ -49,8 +49,7 @@ class _Options(RunnerOptions):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-@dataclass
-class _Job:
+class _Job(Struct):
     spec: JobSpec
     id: str
     state: JobState = JobState.QUEUED

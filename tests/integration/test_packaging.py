@@ -27,11 +27,11 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from types import CodeType
 
 import pytest
+from msgspec.structs import replace
 from typer.testing import CliRunner
 
 from control_plane import packaging
