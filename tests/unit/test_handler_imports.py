@@ -1,0 +1,63 @@
+"""What a Lambda handler's cold start imports, checked by what gets loaded rather than timed.
+
+``benchmarks/coldstart.py`` measures the time; these tests pin the decisions behind it (ADR
+0006) so that a change cannot undo them unnoticed: value types are msgspec Structs, not
+dataclasses, and what only some requests need is not imported at init.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
+UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich")
+
+_PROBE = """
+import dataclasses, inspect, json, sys
+import control_plane.handlers.{handler}
+ours = [m for name, m in list(sys.modules.items()) if name.split(".")[0] in ("control_plane", "runners")]
+dataclasses_found = sorted(
+    f"{{m.__name__}}.{{name}}"
+    for m in ours
+    for name, value in vars(m).items()
+    if inspect.isclass(value) and value.__module__ == m.__name__ and dataclasses.is_dataclass(value)
+)
+print(json.dumps({{
+    "dataclasses": dataclasses_found,
+    "loaded": sorted(n for n in {unwanted!r} if n in sys.modules),
+}}))
+"""
+
+
+def _probe(handler: str) -> dict[str, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(handler=handler, unwanted=UNWANTED)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "SQUALL_STORE": "sqlite", "SQUALL_AUTH": "none"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded: dict[str, list[str]] = json.loads(result.stdout.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_handler_imports_no_dataclass_of_ours(handler: str) -> None:
+    # A frozen dataclass costs about 1 ms of exec per class at import; a Struct 0.04 ms.
+    assert _probe(handler)["dataclasses"] == []
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_handler_leaves_out_what_only_some_requests_need(handler: str) -> None:
+    # Jinja2 (templates) and croniter (Schedule triggers) load on first use; boto3 with the
+    # DynamoDB store's first client (powertools imports botocore's package, not its client);
+    # the CLI's libraries never.
+    assert _probe(handler)["loaded"] == []
