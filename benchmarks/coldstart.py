@@ -18,15 +18,17 @@ overstates the handlers: the editable install's import hook slows every import o
 Squall's own modules, and boto3 pays nothing of it (``--venv`` shows that figure).
 
 Work that moved from import to first use is not hidden. Models are built lazily (pydantic
-``defer_build``), the runner registry reads entry points when it is built, and Jinja2 is
-imported by the first template rendered, so two more figures are printed (wall time,
-median, imports excluded):
+``defer_build``), the runner registry reads entry points when it is built, Jinja2 is
+imported by the first template rendered, and the API loads the service and the flow
+language with the first request that needs them (ADR 0006), so more figures are printed
+(wall time, median, imports excluded):
 
 * ``<handler> 1st``: the handler's first invocation right after its import, on the SQLite
   store in a scratch directory (boto3 stays out of it: that is the yardstick's share):
-  ``api`` deploys ``samples/etl.yaml`` (``POST /api/v1/flows``), ``tick`` runs an idle pass,
-  ``events`` gets an AWS Batch event for an unknown job, ``schedule`` fires nothing due.
-  ``sweeper`` needs DynamoDB and is left out;
+  ``api`` deploys ``samples/etl.yaml`` (``POST /api/v1/flows``: the flow language loads in
+  it), ``api read`` lists executions (``GET /api/v1/executions``: it does not), ``tick`` runs
+  an idle pass, ``events`` gets an AWS Batch event for an unknown job, ``schedule`` fires
+  nothing due. ``sweeper`` needs DynamoDB and is left out;
 * ``first flow``: parsing ``samples/etl.yaml`` and rendering one template, what a request
   that moves an execution adds to that.
 
@@ -128,16 +130,17 @@ class Interpreter:
                 total += int(match.group(2))
         return total
 
-    def first_request_ms(self, handler: str, scratch: Path) -> float:
-        """Wall time (ms) of ``handler``'s first invocation on a fresh SQLite store, imports excluded."""
+    def first_request_ms(self, name: str, scratch: Path) -> float:
+        """Wall time (ms) of the first request ``name`` on a fresh SQLite store, imports excluded."""
+        handler, event, check = _FIRST[name]
         code = (
             "import time; from pathlib import Path; "
             f"import control_plane.handlers.{handler} as module; "
-            f"event = {_FIRST_EVENTS[handler]}; t = time.perf_counter(); "
+            f"event = {event}; t = time.perf_counter(); "
             "out = module.handler(event, None); elapsed = (time.perf_counter() - t) * 1000; "
-            f"assert {_FIRST_CHECKS[handler]}, out; print(elapsed)"
+            f"assert {check}, out; print(elapsed)"
         )
-        store = scratch / f"first-{handler}"
+        store = scratch / f"first-{name.replace(' ', '-')}"
         shutil.rmtree(store, ignore_errors=True)
         store.mkdir(parents=True)
         env = {
@@ -148,7 +151,7 @@ class Interpreter:
         }
         result = self.run(["-c", code], env)
         if result.returncode != 0:
-            raise SystemExit(f"the first {handler} request failed:\n{result.stderr[-2000:]}")
+            raise SystemExit(f"the first {name} request failed:\n{result.stderr[-2000:]}")
         return float(result.stdout.split()[-1])  # the handler's own log lines come first
 
     def first_flow_ms(self) -> float:
@@ -166,29 +169,39 @@ class Interpreter:
         return float(result.stdout.strip())
 
 
-_FIRST_EVENTS: dict[str, str] = {
-    "api": (
-        "{'version': '2.0', 'routeKey': '$default', 'rawPath': '/api/v1/flows', 'rawQueryString': '',"
+def _api_event(method: str, path: str, query: str = "", body: str = "None") -> str:
+    return (
+        f"{{'version': '2.0', 'routeKey': '$default', 'rawPath': {path!r}, 'rawQueryString': {query!r},"
         " 'headers': {'content-type': 'application/x-yaml'}, 'isBase64Encoded': False,"
-        f" 'body': Path({str(SAMPLE)!r}).read_text(),"
-        " 'requestContext': {'http': {'method': 'POST', 'path': '/api/v1/flows', 'sourceIp': '127.0.0.1'},"
+        f" 'body': {body},"
+        f" 'requestContext': {{'http': {{'method': {method!r}, 'path': {path!r}, 'sourceIp': '127.0.0.1'}},"
         " 'requestId': 'cold', 'stage': '$default', 'timeEpoch': 0}}"
-    ),
-    "tick": "{}",
-    "events": (
-        "{'source': 'aws.batch', 'detail-type': 'Batch Job State Change',"
-        " 'detail': {'jobName': 'unknown', 'jobId': 'x', 'status': 'RUNNING'}}"
-    ),
-    "schedule": "{}",
-}
-"""The first event each handler is given; each must succeed (checked by ``_FIRST_CHECKS``)."""
+    )
 
-_FIRST_CHECKS: dict[str, str] = {
-    "api": "out['statusCode'] == 201",
-    "tick": "out['timersFired'] == 0",
-    "events": "out == {'applied': 0}",
-    "schedule": "out == {'started': []}",
+
+_FIRST: dict[str, tuple[str, str, str]] = {
+    # name: (handler, first event, check on its answer)
+    "api": (
+        "api",
+        _api_event("POST", "/api/v1/flows", body=f"Path({str(SAMPLE)!r}).read_text()"),
+        "out['statusCode'] == 201",
+    ),
+    "api read": (
+        "api",
+        _api_event("GET", "/api/v1/executions", "namespace=cold"),
+        "out['statusCode'] == 200",
+    ),
+    "tick": ("tick", "{}", "out['timersFired'] == 0"),
+    "events": (
+        "events",
+        "{'source': 'aws.batch', 'detail-type': 'Batch Job State Change',"
+        " 'detail': {'jobName': 'unknown', 'jobId': 'x', 'status': 'RUNNING'}}",
+        "out == {'applied': 0}",
+    ),
+    "schedule": ("schedule", "{}", "out == {'started': []}"),
 }
+"""The first request each handler is given; each must succeed. ``api`` deploys a flow (the
+flow language loads in it), ``api read`` lists executions (it does not)."""
 
 
 def cases() -> dict[str, list[str]]:
@@ -218,7 +231,7 @@ def main() -> None:
         plan = cases()
         samples: dict[str, list[int]] = {name: [] for name in plan}
         first: list[float] = []
-        requests: dict[str, list[float]] = {name: [] for name in _FIRST_EVENTS}
+        requests: dict[str, list[float]] = {name: [] for name in _FIRST}
         for _ in range(args.repeat):
             for name, modules in plan.items():
                 samples[name].append(interpreter.import_us(modules))

@@ -344,8 +344,7 @@ def _taskrun(runtime: Any, execution_id: str, kwargs: dict[str, Any]) -> str | N
 
 
 def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwargs: Any) -> None:
-    from control_plane.errors import EngineError, InputError
-    from control_plane.service.service import ServiceError
+    from control_plane.errors import EngineError, InputError, ServiceError
 
     with _open(db) as runtime:
         _execution(runtime, execution_id)

@@ -12,6 +12,7 @@ for bad input that must be reported to a person, for infrastructure, and for bug
     ├── StoreError               the state store failed or refused a write
     │   ├── ConflictError        someone else wrote first (version check): reload and retry
     │   └── NotFoundError        no such flow, execution, job or trigger
+    ├── ServiceError             an operation asked for cannot be done (restart of a running execution)
     └── PackagingError           `squall package` cannot build the Lambda zip as asked
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "PackagingError",
+    "ServiceError",
     "SquallError",
     "StoreError",
 ]
@@ -74,6 +76,10 @@ class InputError(SquallError):
 
 class EngineError(SquallError):
     """An event that cannot apply to the execution it names: always a bug or a corrupt store."""
+
+
+class ServiceError(SquallError):
+    """An operation a person asked for cannot be done (restart of a running execution...)."""
 
 
 class StoreError(SquallError):

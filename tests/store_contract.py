@@ -46,7 +46,8 @@ from control_plane.engine.actions import SubmitJob
 from control_plane.engine.model import Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow, Level
+from control_plane.flows.models import Flow
+from control_plane.levels import Level
 from control_plane.service.memory import InMemoryExecutor, JobOutcome, VirtualClock
 from control_plane.store.base import (
     ConflictError,

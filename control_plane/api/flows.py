@@ -16,7 +16,6 @@ from control_plane.api import common, telemetry
 from control_plane.api.models import FlowPage, FlowSaved
 from control_plane.api.views import FlowView, flow_summary_view, flow_view
 from control_plane.errors import NotFoundError
-from control_plane.flows.loader import parse_flow
 from control_plane.handlers.runtime import runtime
 
 __all__ = ["YAML_TYPES", "router"]
@@ -51,6 +50,8 @@ def deploy_flow() -> Response[FlowSaved]:
     common.require_media_type(event, YAML_TYPES)
     source = common.body_text(event)
     rt = runtime()
+    from control_plane.flows.loader import parse_flow  # only deploys need the flow language (ADR 0006)
+
     flow = parse_flow(source, "<request body>")  # FlowValidationError -> 422 before anything is stored
     telemetry.logger.append_keys(namespace=flow.namespace, flow_id=flow.id)
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -32,8 +32,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from control_plane.api import common, telemetry
 from control_plane.api.models import WebhookAccepted
 from control_plane.errors import ConflictError, NotFoundError
-from control_plane.flows.models import Flow, Webhook
 from control_plane.handlers.runtime import runtime
+
+if TYPE_CHECKING:
+    from control_plane.flows.models import Flow, Webhook
 
 __all__ = ["NOT_FOUND", "router", "webhook_execution_id"]
 
@@ -51,6 +53,8 @@ def webhook_execution_id(namespace: str, flow_id: str, trigger_id: str, idempote
 
 def _match(flow: Flow, key: str) -> Webhook | None:
     """The enabled Webhook trigger whose key is ``key``, comparing against all in constant time."""
+    from control_plane.flows.models import Webhook  # loaded with ``flow`` already (ADR 0006)
+
     found: Webhook | None = None
     given = key.encode()
     for trigger in flow.triggers or []:

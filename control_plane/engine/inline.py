@@ -16,7 +16,8 @@ from msgspec import Struct, field
 from control_plane.engine.states import State
 from control_plane.errors import ExpressionError
 from control_plane.expressions import is_truthy, render, render_value
-from control_plane.flows.models import Echo, Fail, Level, Log, OutputValues, Return, SetLabels, Task
+from control_plane.flows.models import Echo, Fail, Log, OutputValues, Return, SetLabels, Task
+from control_plane.levels import Level
 
 __all__ = ["InlineResult", "run_inline"]
 

@@ -19,9 +19,19 @@ from msgspec import Struct, field
 from msgspec.structs import replace
 
 from control_plane.engine.states import State
-from control_plane.flows.models import Level
+from control_plane.levels import Level
 
-__all__ = ["Attempt", "Execution", "LogLine", "Phase", "Progress", "TaskRun", "iso"]
+__all__ = [
+    "Attempt",
+    "Execution",
+    "LogLine",
+    "Phase",
+    "Progress",
+    "TaskRun",
+    "iso",
+    "nested_set",
+    "outputs_index",
+]
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -159,3 +169,27 @@ class Execution(Struct, frozen=True):
     def ordered_taskruns(self) -> list[TaskRun]:
         """Task runs in creation order, as Kestra lists them."""
         return sorted(self.taskruns.values(), key=lambda tr: tr.seq)
+
+
+def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
+    """``outputs.<task>`` rebuilt from task runs in creation order, as ``index_outputs`` builds it.
+
+    Stores call this on load instead of storing the index; restart and replay call it after
+    dropping task runs, so outputs of runs that no longer exist cannot be read.
+    """
+    m = immutables.Map[str, Any]().mutate()
+    for tr in sorted(taskruns, key=lambda t: t.seq):
+        if tr.outputs is None:
+            continue
+        if not tr.values:
+            m[tr.task_id] = tr.outputs
+        else:
+            m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
+    return m.finish()
+
+
+def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
+    base = current if isinstance(current, immutables.Map) else immutables.Map()
+    if len(path) == 1:
+        return base.set(path[0], value)
+    return base.set(path[0], nested_set(base.get(path[0]), path[1:], value))

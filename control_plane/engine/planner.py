@@ -23,10 +23,8 @@ event, so replaying the same events yields the same execution and actions.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import re
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
@@ -55,8 +53,19 @@ from control_plane.engine.events import (
     TaskResult,
     TimerFired,
 )
+from control_plane.engine.ids import job_name, short_hash, taskrun_id
 from control_plane.engine.inline import run_inline
-from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun, iso
+from control_plane.engine.model import (
+    Attempt,
+    Execution,
+    LogLine,
+    Phase,
+    Progress,
+    TaskRun,
+    iso,
+    nested_set,
+    outputs_index,
+)
 from control_plane.engine.states import State, worst
 from control_plane.errors import EngineError, ExpressionError
 from control_plane.expressions import is_truthy, render, render_value, to_display
@@ -80,11 +89,9 @@ from control_plane.flows.models import (
 __all__ = [
     "INFRA_FAILURES",
     "MAX_INFRA_ATTEMPTS",
-    "execution_of_job",
-    "job_name",
     "new_execution",
     "plan",
-    "taskrun_id",
+    "replay",
 ]
 
 # Runner failure classes that are the platform's fault, not the user's: retried on their own
@@ -192,61 +199,7 @@ def replay(
     return tx.commit()
 
 
-def _short_hash(*parts: object, size: int = 12) -> str:
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=size).digest()
-    return base64.b32encode(digest).decode().rstrip("=").lower()
-
-
-def taskrun_id(
-    execution_id: str, parent_id: str | None, phase: Phase, lane: int, task_id: str, iteration: int
-) -> str:
-    """Deterministic: the same position in the same execution always has the same id."""
-    return _short_hash(execution_id, parent_id or "", phase.value, lane, task_id, iteration, size=10)
-
-
 _derive_taskrun_id = taskrun_id  # ``replay`` has a parameter of that name
-
-
-_SLUG = re.compile(r"[^a-z0-9]+")
-_CARRIED_ID = re.compile(r"[0-9a-z]{16,32}")  # execution ids a job name can carry (22 from every factory)
-_JOB_NAME_MAX = 63
-_JOB_HASH = 8  # characters of [a-z2-7]: 40 bits, unique per (task run, attempt) within one execution
-
-
-def job_name(namespace: str, flow_id: str, task_id: str, execution_id: str, tr_id: str, attempt: int) -> str:
-    """``<slug>-<execution id>-<hash>``: one attempt, one job name, and its execution readable from it.
-
-    The DynamoDB store keeps a small execution's jobs inside the execution's own item and finds
-    them from the name alone (:func:`execution_of_job`), so a job needs no item of its own.
-    Lowercase letters, digits and dashes, at most 63 characters, starting with a letter: valid
-    for AWS Batch, Kubernetes, Cloud Run and Google/Azure Batch alike. The slug
-    (namespace-flow-task) is only for people reading the name and is cut to fit. An execution
-    id that is not 16-32 characters of ``[0-9a-z]`` (hand-picked ids in tests) is not carried:
-    the name is then ``<slug>-<13-character hash>``, which :func:`execution_of_job` tells apart
-    by the length of its last part.
-    """
-    slug = _SLUG.sub("-", f"{namespace}-{flow_id}-{task_id}".lower()).strip("-")
-    if not slug[:1].isalpha():
-        slug = f"j-{slug}".rstrip("-")
-    if _CARRIED_ID.fullmatch(execution_id) is None:
-        return f"{slug[:46].strip('-')}-{_short_hash(execution_id, tr_id, attempt, size=8)}"
-    digest = _short_hash(execution_id, tr_id, attempt, size=5)
-    room = _JOB_NAME_MAX - len(execution_id) - len(digest) - 2
-    return f"{slug[:room].strip('-')}-{execution_id}-{digest}"
-
-
-_CARRIED_NAME = re.compile(rf"(?:.*-)?([0-9a-z]{{16,32}})-[a-z2-7]{{{_JOB_HASH}}}")
-
-
-def execution_of_job(name: str) -> str | None:
-    """The execution id a :func:`job_name` carries, or None for a name that carries none.
-
-    Pure string work, no store access: ``<anything>-<16-32 of [0-9a-z]>-<8 of [a-z2-7]>`` at
-    the end of the name. A caller that must be sure (the store) also checks that the job's
-    record names the same execution.
-    """
-    found = _CARRIED_NAME.fullmatch(name)
-    return None if found is None else found.group(1)
 
 
 class _Transaction:
@@ -746,7 +699,7 @@ class _Transaction:
             return
         if task.inheritLabels:
             labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
-        child_id = _short_hash(self.ex.id, tr.id, tr.attempt, size=15)
+        child_id = short_hash(self.ex.id, tr.id, tr.attempt, size=15)
         self.put(tr)
         self.actions.append(
             StartSubflow(
@@ -1110,30 +1063,6 @@ class _SwitchMiss(ValueError):
     def __init__(self, message: str, outputs: dict[str, Any]) -> None:
         super().__init__(message)
         self.outputs = outputs
-
-
-def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
-    """``outputs.<task>`` rebuilt from task runs in creation order, as ``index_outputs`` builds it.
-
-    Stores call this on load instead of storing the index; restart and replay call it after
-    dropping task runs, so outputs of runs that no longer exist cannot be read.
-    """
-    m = immutables.Map[str, Any]().mutate()
-    for tr in sorted(taskruns, key=lambda t: t.seq):
-        if tr.outputs is None:
-            continue
-        if not tr.values:
-            m[tr.task_id] = tr.outputs
-        else:
-            m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
-    return m.finish()
-
-
-def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
-    base = current if isinstance(current, immutables.Map) else immutables.Map()
-    if len(path) == 1:
-        return base.set(path[0], value)
-    return base.set(path[0], nested_set(base.get(path[0]), path[1:], value))
 
 
 def _typed_output(kind: InputType, value: Any) -> Any:

@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
+from control_plane.levels import Level
 
 __all__ = [
     "ID_PATTERN",
@@ -78,21 +79,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True, defer_build=True
     )
-
-
-class Level(StrEnum):
-    TRACE = "TRACE"
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARN = "WARN"
-    ERROR = "ERROR"
-
-    @property
-    def rank(self) -> int:
-        return _LEVEL_RANK[self]
-
-
-_LEVEL_RANK = {Level.TRACE: 0, Level.DEBUG: 1, Level.INFO: 2, Level.WARN: 3, Level.ERROR: 4}
 
 
 class TaskKind(StrEnum):

@@ -44,9 +44,9 @@ from control_plane.errors import (
     FlowValidationError,
     InputError,
     NotFoundError,
+    ServiceError,
 )
 from control_plane.handlers.runtime import Settings, runtime
-from control_plane.service.service import ServiceError
 
 __all__ = ["app", "handler", "openapi_document"]
 
@@ -289,7 +289,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         rt = runtime()
         response = _gate(event, rt.settings) or app.resolve(event, context)
         try:
-            rt.service.flush()  # handles of jobs this request submitted: visible to the tick and events
+            rt.flush()  # handles of jobs this request submitted: visible to the tick and events
         except Exception:  # the outbox still has them; the tick finds the jobs by name after submit_grace
             logger.exception("could not write job handles after the request")
     except Exception:

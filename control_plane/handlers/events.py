@@ -22,6 +22,11 @@ from typing import Any
 from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import Runtime, runtime
 
+# Every request of this handler may move executions: the service, and with it the engine and
+# the flow language, is imported at init, once per container, not by the first request (ADR
+# 0006; ``Runtime`` builds it lazily for the API's reads).
+from control_plane.service.service import Service
+
 __all__ = ["handle_event", "handler"]
 
 logger = handler_logger("events")
@@ -47,12 +52,13 @@ def _events(payload: Any) -> Iterator[Mapping[str, Any]]:
 
 def handle_event(rt: Runtime, event: Mapping[str, Any]) -> bool:
     """Apply one event; True when it moved an execution (False: ignored, duplicate or early)."""
-    parsed = rt.service.runners.parse_event(event)
+    service: Service = rt.service
+    parsed = service.runners.parse_event(event)
     if parsed is None:
         logger.info("ignored an event no runner recognises", extra={"source": str(event.get("source"))})
         return False
     touch = timedelta(seconds=rt.settings.reconcile_after / 2)
-    moved = rt.service.job_event(parsed.name, parsed.status, handle=parsed.handle, touch_after=touch)
+    moved = service.job_event(parsed.name, parsed.status, handle=parsed.handle, touch_after=touch)
     logger.info(
         "job event",
         extra={

@@ -35,21 +35,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from msgspec import Struct
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from control_plane.errors import SquallError
-from control_plane.service.memory import Clock
-from control_plane.service.runners import RunnerRegistry
-from control_plane.service.service import Service
-from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
-from runners.base import Runner
+
+if TYPE_CHECKING:
+    from control_plane.service.memory import Clock
+    from control_plane.service.service import Service
+    from runners.base import Runner
 
 __all__ = [
     "Runtime",
@@ -126,10 +126,46 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return settings
 
 
-class Runtime(Struct):
-    settings: Settings
-    store: StateStore
-    service: Service
+class Runtime:
+    """One container's settings, store and service.
+
+    The service, and with it the engine and the flow language, is built on first use: an API
+    read (an execution, its logs, a flow's source) needs only the store, so its cold start
+    does not import them (ADR 0006). The handlers whose every request moves executions import
+    the service module at init themselves.
+    """
+
+    __slots__ = ("_build", "_lock", "_service", "settings", "store")
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        service: Service | None = None,
+        *,
+        build: Callable[[], Service] | None = None,
+    ) -> None:
+        if service is None and build is None:
+            raise TypeError("Runtime needs a service or a function that builds one")
+        self.settings = settings
+        self.store = store
+        self._service = service
+        self._build = build
+        self._lock = threading.Lock()  # squall server serves requests on several threads
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            with self._lock:
+                if self._service is None:
+                    assert self._build is not None
+                    self._service = self._build()
+        return self._service
+
+    def flush(self) -> None:
+        """Write the job handles the service holds; nothing to do when no request built it."""
+        if self._service is not None:
+            self._service.flush()
 
     def close(self) -> None:
         self.store.close()
@@ -172,20 +208,29 @@ def open_runtime(
     store: StateStore | None = None,
     runners: Mapping[str, Runner] | None = None,
 ) -> Runtime:
-    """Wire store, runners and service; ``store``/``runners`` replace the configured ones (tests)."""
-    data = Path(settings.data_dir)
-    config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
-    config.update(settings.runners)
-    store = store or _open_store(settings)
-    registry = RunnerRegistry(config, instances=runners)
-    service = Service(
-        store,
-        runners=registry,
-        storage=LocalStorage(data / "storage"),
-        clock=clock,
-        submit_budget=settings.submit_budget,
-    )
-    return Runtime(settings, store, service)
+    """Wire store, runners and service; ``store``/``runners`` replace the configured ones (tests).
+
+    The store is opened now; the service and the runner registry when first asked for.
+    """
+    opened = store or _open_store(settings)
+
+    def build() -> Service:
+        from control_plane.service.runners import RunnerRegistry
+        from control_plane.service.service import Service
+        from control_plane.service.storage import LocalStorage
+
+        data = Path(settings.data_dir)
+        config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
+        config.update(settings.runners)
+        return Service(
+            opened,
+            runners=RunnerRegistry(config, instances=runners),
+            storage=LocalStorage(data / "storage"),
+            clock=clock,
+            submit_budget=settings.submit_budget,
+        )
+
+    return Runtime(settings, opened, build=build)
 
 
 _current: Runtime | None = None

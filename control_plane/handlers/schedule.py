@@ -15,6 +15,11 @@ from typing import Any
 from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import runtime
 
+# Every request of this handler may move executions: the service, and with it the engine and
+# the flow language, is imported at init, once per container, not by the first request (ADR
+# 0006; ``Runtime`` builds it lazily for the API's reads).
+from control_plane.service.service import Service
+
 __all__ = ["handler"]
 
 logger = handler_logger("schedule")
@@ -35,6 +40,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         selection[name] = value
     if "trigger_id" in selection and not {"namespace", "flow_id"} <= selection.keys():
         return {"started": [], "error": "triggerId needs namespace and flowId"}
-    started = runtime().service.fire_schedules(**selection)
+    service: Service = runtime().service
+    started = service.fire_schedules(**selection)
     logger.info("schedules fired", extra={**selection, "started": started})
     return {"started": started}

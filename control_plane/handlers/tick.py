@@ -15,6 +15,11 @@ from typing import Any
 from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import Runtime, runtime
 
+# Every request of this handler may move executions: the service, and with it the engine and
+# the flow language, is imported at init, once per container, not by the first request (ADR
+# 0006; ``Runtime`` builds it lazily for the API's reads).
+from control_plane.service.service import Service
+
 __all__ = ["handler", "run_tick"]
 
 logger = handler_logger("tick")
@@ -23,12 +28,13 @@ logger = handler_logger("tick")
 def run_tick(rt: Runtime) -> dict[str, Any]:
     """One pass; returns what it did (logged by the Lambda, asserted by tests)."""
     settings = rt.settings
-    report = rt.service.tick(
+    service: Service = rt.service
+    report = service.tick(
         reconcile_after=timedelta(seconds=settings.reconcile_after),
         submit_grace=timedelta(seconds=settings.submit_grace),
         recover_limit=settings.tick_submits,
     )
-    started = rt.service.fire_schedules()
+    started = service.fire_schedules()
     return {
         "timersFired": report.timers_fired,
         "recovered": report.recovered,

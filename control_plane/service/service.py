@@ -76,11 +76,12 @@ from control_plane.errors import (
     EngineError,
     InputError,
     NotFoundError,
-    SquallError,
+    ServiceError,
     StoreError,
 )
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow, Level, Schedule
+from control_plane.flows.models import Flow, Schedule
+from control_plane.levels import Level
 from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import RunnerRegistry, UnknownRunnerError
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
@@ -115,10 +116,6 @@ LIVE_LOG_INTERVAL = 0.25  # seconds between looks at a running job's output, whe
 FLOW_RETRY_TIMER = "flow-retry:"
 
 _log = logging.getLogger("squall.service")
-
-
-class ServiceError(SquallError):
-    """An operation a person asked for cannot be done (restart of a running execution...)."""
 
 
 class LogLimits(Struct, frozen=True):

@@ -18,10 +18,9 @@ from typing import Any
 
 import immutables
 
-from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
-from control_plane.engine.planner import outputs_index
+from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun, outputs_index
 from control_plane.engine.states import State
-from control_plane.flows.models import Level
+from control_plane.levels import Level
 
 __all__ = [
     "dumps",

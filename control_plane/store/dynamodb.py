@@ -78,8 +78,8 @@ import immutables
 from msgspec import Struct, field
 from msgspec.structs import asdict, replace
 
+from control_plane.engine.ids import execution_of_job
 from control_plane.engine.model import Execution, LogLine, TaskRun
-from control_plane.engine.planner import execution_of_job
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 from control_plane.store.base import (

@@ -27,7 +27,7 @@ from msgspec.structs import replace
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
-from control_plane.flows.models import Level
+from control_plane.levels import Level
 from control_plane.store.base import (
     ExecutionSummary,
     FlowRecord,

@@ -10,8 +10,7 @@ import pytest
 
 from control_plane.engine.events import Kill
 from control_plane.engine.states import State
-from control_plane.errors import FlowValidationError, InputError
-from control_plane.service.service import ServiceError
+from control_plane.errors import FlowValidationError, InputError, ServiceError
 from control_plane.store.base import JobPhase
 from runners.process import ProcessRunner
 from tests.integration.service_helpers import deploy_and_run, messages, pid_alive, run_of, runtime, wait_for

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Level
+from control_plane.levels import Level
 from control_plane.service.memory import InMemoryExecutor, VirtualClock
 from control_plane.store.codec import (
     dumps,

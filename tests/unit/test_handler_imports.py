@@ -2,7 +2,8 @@
 
 ``benchmarks/coldstart.py`` measures the time; these tests pin the decisions behind it (ADR
 0006) so that a change cannot undo them unnoticed: value types are msgspec Structs, not
-dataclasses, and what only some requests need is not imported at init.
+dataclasses; what only some requests need is not imported at init (Jinja2, croniter, and for
+the API's reads the whole flow language); what every request needs is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
 UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich")
+FLOW_LANGUAGE = (
+    "control_plane.service.service",
+    "control_plane.engine.planner",
+    "control_plane.flows.models",
+    "yaml",
+)
 
 _PROBE = """
 import dataclasses, inspect, json, sys
@@ -31,13 +38,18 @@ dataclasses_found = sorted(
 print(json.dumps({{
     "dataclasses": dataclasses_found,
     "loaded": sorted(n for n in {unwanted!r} if n in sys.modules),
+    "flow_language": sorted(n for n in {flow_language!r} if n in sys.modules),
 }}))
 """
 
 
 def _probe(handler: str) -> dict[str, list[str]]:
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(handler=handler, unwanted=UNWANTED)],
+        [
+            sys.executable,
+            "-c",
+            _PROBE.format(handler=handler, unwanted=UNWANTED, flow_language=FLOW_LANGUAGE),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -61,3 +73,18 @@ def test_a_handler_leaves_out_what_only_some_requests_need(handler: str) -> None
     # DynamoDB store's first client (powertools imports botocore's package, not its client);
     # the CLI's libraries never.
     assert _probe(handler)["loaded"] == []
+
+
+@pytest.mark.parametrize("handler", ["api", "sweeper"])
+def test_reads_do_not_import_the_flow_language(handler: str) -> None:
+    # An API read (an execution, its logs, a flow's source) and the sweeper need only the
+    # store; the service, planner, flow models and YAML load with the first request that
+    # needs them (``Runtime.service``).
+    assert _probe(handler)["flow_language"] == []
+
+
+@pytest.mark.parametrize("handler", ["tick", "events", "schedule"])
+def test_handlers_that_move_executions_import_the_service_at_init(handler: str) -> None:
+    # Their every request may advance an execution: deferring the import would only move it
+    # into the first request (ADR 0006).
+    assert _probe(handler)["flow_language"] == sorted(FLOW_LANGUAGE)
