@@ -88,3 +88,39 @@ def test_handlers_that_move_executions_import_the_service_at_init(handler: str) 
     # Their every request may advance an execution: deferring the import would only move it
     # into the first request (ADR 0006).
     assert _probe(handler)["flow_language"] == sorted(FLOW_LANGUAGE)
+
+
+_READ_PROBE = """
+import json, sys
+from control_plane.handlers import api
+event = {{
+    "version": "2.0", "routeKey": "$default", "rawPath": {path!r}, "rawQueryString": "",
+    "headers": {{}}, "isBase64Encoded": False,
+    "requestContext": {{"http": {{"method": "GET", "path": {path!r}, "sourceIp": "127.0.0.1"}},
+                        "requestId": "probe", "stage": "$default", "timeEpoch": 0}},
+}}
+out = api.handler(event, None)
+loaded = sorted(n for n in {flow_language!r} if n in sys.modules)
+print(json.dumps({{"status": out["statusCode"], "loaded": loaded}}))
+"""
+
+
+@pytest.mark.parametrize("path", ["/api/v1/executions", "/api/v1/flows", "/openapi.json"])
+def test_an_api_read_is_served_without_the_flow_language(path: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _READ_PROBE.format(path=path, flow_language=FLOW_LANGUAGE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SQUALL_STORE": "sqlite",
+            "SQUALL_DB": str(tmp_path / "squall.db"),
+            "SQUALL_DATA_DIR": str(tmp_path),
+            "SQUALL_AUTH": "none",
+        },
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer == {"status": 200, "loaded": []}
