@@ -21,12 +21,17 @@ expect is a 500 ``{"message": "internal error", "requestId": ...}``: the traceba
 the log, never to the client.
 
 Imports stay lean for cold starts: no boto3 (the DynamoDB store imports it when built), no
-rich or typer.
+rich or typer, and not the service or the flow language, which a read never needs (``Runtime``
+builds the service on first use; ADR 0006). Where init is off every request's path, under
+SnapStart (the snapshot holds what init imported) or provisioned concurrency (init runs
+ahead of traffic), the service module is imported at init instead: no request pays for it.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -53,6 +58,10 @@ __all__ = ["app", "handler", "openapi_document"]
 logger = telemetry.logger
 PUBLIC_PATHS = ("/openapi.json",)
 WEBHOOK_PREFIX = "/webhooks/"
+
+PRELOADED_INITS = ("snap-start", "provisioned-concurrency")  # AWS_LAMBDA_INITIALIZATION_TYPE
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in PRELOADED_INITS:
+    importlib.import_module("control_plane.service.service")
 
 app = APIGatewayHttpResolver(
     enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR

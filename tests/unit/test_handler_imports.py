@@ -43,7 +43,7 @@ print(json.dumps({{
 """
 
 
-def _probe(handler: str) -> dict[str, list[str]]:
+def _probe(handler: str, **env: str) -> dict[str, list[str]]:
     result = subprocess.run(
         [
             sys.executable,
@@ -54,7 +54,7 @@ def _probe(handler: str) -> dict[str, list[str]]:
         text=True,
         check=False,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "SQUALL_STORE": "sqlite", "SQUALL_AUTH": "none"},
+        env={"PATH": "/usr/bin:/bin", "SQUALL_STORE": "sqlite", "SQUALL_AUTH": "none", **env},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded: dict[str, list[str]] = json.loads(result.stdout.splitlines()[-1])
@@ -81,6 +81,17 @@ def test_reads_do_not_import_the_flow_language(handler: str) -> None:
     # store; the service, planner, flow models and YAML load with the first request that
     # needs them (``Runtime.service``).
     assert _probe(handler)["flow_language"] == []
+
+
+@pytest.mark.parametrize(
+    ("init", "preloaded"), [("snap-start", True), ("provisioned-concurrency", True), ("on-demand", False)]
+)
+def test_the_api_imports_the_service_at_init_when_init_is_off_the_requests_path(
+    init: str, preloaded: bool
+) -> None:
+    # SnapStart snapshots what init imported; provisioned concurrency runs init ahead of traffic.
+    loaded = _probe("api", AWS_LAMBDA_INITIALIZATION_TYPE=init)["flow_language"]
+    assert loaded == (sorted(FLOW_LANGUAGE) if preloaded else [])
 
 
 @pytest.mark.parametrize("handler", ["tick", "events", "schedule"])
