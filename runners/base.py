@@ -13,9 +13,11 @@ Theory of operation::
         chunk = runner.logs(handle, None)                # every line, the last one included
         runner.cleanup(handle)
 
-The control plane persists ``handle.to_dict()`` and can rebuild it with
-:meth:`JobHandle.from_dict` after a crash; ``find(spec)`` reattaches to a job that was
-submitted but whose handle was never recorded. Errors: a transient backend error is retried
+The values exchanged (:class:`JobSpec`, :class:`JobHandle`, :class:`JobStatus`...) are
+frozen msgspec Structs, cheap to create at a cold start; derive a changed copy with
+``msgspec.structs.replace``. The control plane persists ``handle.to_dict()`` and can rebuild
+it with :meth:`JobHandle.from_dict` after a crash; ``find(spec)`` reattaches to a job that
+was submitted but whose handle was never recorded. Errors: a transient backend error is retried
 inside the runner (``runners/retry.py``); what escapes is a :class:`RunnerError`::
 
     RunnerError                 permanent: the backend's message, nothing to retry
