@@ -21,11 +21,7 @@ from typing import Any
 
 from control_plane.handlers import handler_logger
 from control_plane.handlers.runtime import Runtime, runtime
-
-# Every request of this handler may move executions: the service, and with it the engine and
-# the flow language, is imported at init, once per container, not by the first request (ADR
-# 0006; ``Runtime`` builds it lazily for the API's reads).
-from control_plane.service.service import Service
+from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
 
 __all__ = ["handle_event", "handler"]
 

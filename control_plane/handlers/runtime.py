@@ -131,8 +131,9 @@ class Runtime:
 
     The service, and with it the engine and the flow language, is built on first use: an API
     read (an execution, its logs, a flow's source) needs only the store, so its cold start
-    does not import them (ADR 0006). The handlers whose every request moves executions import
-    the service module at init themselves.
+    does not import them (ADR 0006). ``tick``, ``events`` and ``schedule``, any of whose
+    requests may move an execution, import the service module at init themselves: deferring
+    it there would only move the import into the first request.
     """
 
     __slots__ = ("_build", "_lock", "_service", "settings", "store")

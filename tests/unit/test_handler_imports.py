@@ -8,10 +8,12 @@ the API's reads the whole flow language); what every request needs is.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,13 +45,10 @@ print(json.dumps({{
 """
 
 
-def _probe(handler: str, **env: str) -> dict[str, list[str]]:
+def _last_json(code: str, **env: str) -> Any:
+    """Run ``code`` in a fresh interpreter (SQLite store, no auth); the JSON it printed last."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PROBE.format(handler=handler, unwanted=UNWANTED, flow_language=FLOW_LANGUAGE),
-        ],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,
@@ -57,7 +56,14 @@ def _probe(handler: str, **env: str) -> dict[str, list[str]]:
         env={"PATH": "/usr/bin:/bin", "SQUALL_STORE": "sqlite", "SQUALL_AUTH": "none", **env},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    loaded: dict[str, list[str]] = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@functools.cache  # one interpreter per handler and environment, read by several tests
+def _probe(handler: str, **env: str) -> dict[str, list[str]]:
+    loaded: dict[str, list[str]] = _last_json(
+        _PROBE.format(handler=handler, unwanted=UNWANTED, flow_language=FLOW_LANGUAGE), **env
+    )
     return loaded
 
 
@@ -118,20 +124,9 @@ print(json.dumps({{"status": out["statusCode"], "loaded": loaded}}))
 
 @pytest.mark.parametrize("path", ["/api/v1/executions", "/api/v1/flows", "/openapi.json"])
 def test_an_api_read_is_served_without_the_flow_language(path: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _READ_PROBE.format(path=path, flow_language=FLOW_LANGUAGE)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "SQUALL_STORE": "sqlite",
-            "SQUALL_DB": str(tmp_path / "squall.db"),
-            "SQUALL_DATA_DIR": str(tmp_path),
-            "SQUALL_AUTH": "none",
-        },
+    answer = _last_json(
+        _READ_PROBE.format(path=path, flow_language=FLOW_LANGUAGE),
+        SQUALL_DB=str(tmp_path / "squall.db"),
+        SQUALL_DATA_DIR=str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    answer = json.loads(result.stdout.splitlines()[-1])
     assert answer == {"status": 200, "loaded": []}
