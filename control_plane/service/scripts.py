@@ -9,8 +9,15 @@ way Kestra's script plugins build their command line:
 * ``Script``: the ``script`` text is written to a file in the working directory and run by the
   language's executable after ``beforeCommands``.
 
-``inputFiles`` values that are storage URIs (an earlier task's ``outputFiles``) are read from
-the local object store; other values are the file's content. When the job ends,
+``inputFiles``: a value is a URI when, stripped of surrounding whitespace, it is one token
+matching ``[A-Za-z][A-Za-z0-9+.-]*://\\S*`` (:func:`control_plane.service.storage.is_uri`);
+any other value, a script that mentions a URL or several lines of text included, is the
+file's content. A URI is read from the local object store (an earlier task's ``outputFiles``,
+``file://`` or ``kestra://``), or the task fails with a message naming the file, the URI and
+why: another scheme (``s3://``, ``gs://``, ``az://``, ``https://``... this deployment does not
+read them), outside the storage directory (``file:///etc/passwd``, ``kestra:///../..``), or
+a missing file. Never is the URI's text silently written as the content; a file that must
+hold exactly one URL is written by the script itself (``echo "$URL" > url.txt``). When the job ends,
 :func:`job_outputs` gives Kestra's outputs: ``vars`` (from ``::{"outputs":...}::`` lines),
 ``exitCode`` and ``outputFiles``.
 """
@@ -25,7 +32,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from control_plane.flows.aliases import canonical_type, runner_name
-from control_plane.service.storage import LocalStorage, StorageError
+from control_plane.service.storage import LocalStorage, StorageError, is_uri
 from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
@@ -84,7 +91,7 @@ def _input_files(raw: Any, storage: LocalStorage) -> dict[str, bytes]:
         if path.is_absolute() or ".." in path.parts or not path.parts:
             raise ScriptError(f"inputFiles.{name}: must be a relative path inside the working directory")
         text = content if isinstance(content, str) else json.dumps(content)
-        if storage.owns(text.strip()):
+        if is_uri(text):
             try:
                 files[str(path)] = storage.read(text.strip())
             except StorageError as exc:

@@ -7,15 +7,34 @@ read back from here. Kestra's ``kestra:///...`` URIs map onto the same root, so 
 ``{{ outputs.x.outputFiles['a.csv'] }}`` along work unchanged.
 
 Only URIs inside the root are ever read: a flow cannot use ``inputFiles`` to read
-``file:///etc/shadow`` from the control plane's disk.
+``file:///etc/shadow`` from the control plane's disk. Which text is a URI at all is
+:func:`is_uri`'s rule: one whitespace-free token ``<scheme>://...``. A URI this store cannot
+read (another scheme, outside the root, a file that is gone) is a :class:`StorageError` that
+says why, never a reason to treat the text as something else.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["LocalStorage", "StorageError"]
+__all__ = ["SCHEMES", "URI_PATTERN", "LocalStorage", "StorageError", "is_uri"]
+
+URI_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+"""A URI, as a whole value: a scheme (RFC 3986 letters), ``://``, then no whitespace at all."""
+
+SCHEMES = ("file", "kestra")
+"""The schemes this store reads (``kestra:///a/b`` is ``<root>/a/b``)."""
+
+
+def is_uri(value: str) -> bool:
+    """Whether ``value`` (surrounding whitespace stripped) is one URI token rather than text.
+
+    ``"kestra:///t/f/x/out.csv"`` and ``"s3://bucket/key"`` are; ``"see https://example.com"``,
+    a script that mentions a URL, or any text with a line break inside is not.
+    """
+    return URI_PATTERN.fullmatch(value.strip()) is not None
 
 
 class StorageError(ValueError):
@@ -32,7 +51,7 @@ class LocalStorage:
         return path.as_uri() + "/"
 
     def owns(self, value: str) -> bool:
-        """Whether ``value`` is a URI this store can read (used to tell URIs from inline content)."""
+        """Whether ``value`` is a URI this store can read (:func:`is_uri` tells URIs from text)."""
         try:
             self.path(value)
         except StorageError:
@@ -46,7 +65,11 @@ class LocalStorage:
         elif parts.scheme == "kestra":
             path = self.root / unquote(parts.path).lstrip("/")
         else:
-            raise StorageError(f"not a storage URI: {uri!r}")
+            readable = " and ".join(f"{s}://" for s in SCHEMES)
+            raise StorageError(
+                f"{uri!r} has the scheme {parts.scheme!r}, which this deployment's storage cannot read"
+                f" (it reads {readable} URIs inside its storage directory)"
+            )
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
             raise StorageError(f"{uri!r} is outside the storage directory {self.root}")

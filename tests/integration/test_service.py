@@ -423,6 +423,20 @@ def test_missing_input_file_uri_fails_the_task(tmp_path: Path) -> None:
         assert a.state is State.FAILED and "inputFiles.a.csv" in (a.error or "")
 
 
+def test_input_file_uri_outside_the_store_fails_the_task_not_becoming_its_content(tmp_path: Path) -> None:
+    source = flow(
+        f"  - id: a\n    type: {SHELL}\n    inputFiles:\n      pw.txt: file:///etc/passwd\n"
+        "      data.csv: s3://bucket/data.csv\n    commands: [cat pw.txt data.csv]\n"
+    )
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, source)
+        a = run_of(final, "a")
+        assert final.state is State.FAILED and a.state is State.FAILED
+        assert "inputFiles.pw.txt: 'file:///etc/passwd' is outside the storage directory" in (a.error or "")
+        assert not any(m == "file:///etc/passwd" for m in messages(rt, final.id, "a"))  # never catted
+        assert rt.store.active_jobs() == []
+
+
 def test_replay_from_a_task_keeps_earlier_results(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     source = flow(
