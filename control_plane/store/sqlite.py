@@ -5,9 +5,13 @@ lets the CLI read (``squall executions list``) while a run writes. Every executi
 one ``BEGIN IMMEDIATE`` transaction: meta row with a version check, changed task runs, logs,
 timers and the job outbox together, so a crash leaves either all of it or none.
 
-Each thread gets its own connection (sqlite3 connections must not be shared across threads
-while a transaction is open); ``busy_timeout`` makes concurrent writers queue instead of
-failing. The schema is versioned with ``PRAGMA user_version`` and migrated in code at open.
+Connections come from a small pool: each call borrows one for its own transaction and gives
+it back, so no two threads ever share a connection while a transaction is open, and the
+number kept open does not grow with the number of threads that ever called (``squall
+server`` runs each HTTP connection on a thread of its own). At most ``IDLE_CONNECTIONS``
+wait in the pool; a burst borrows more and closes the extra ones when they come back.
+``busy_timeout`` makes concurrent writers queue instead of failing. The schema is versioned
+with ``PRAGMA user_version`` and migrated in code at open.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from control_plane.store.codec import (
     taskrun_to_json,
 )
 
-__all__ = ["MIGRATIONS", "SqliteStore", "default_db_path"]
+__all__ = ["IDLE_CONNECTIONS", "MIGRATIONS", "SqliteStore", "default_db_path"]
+
+IDLE_CONNECTIONS = 4  # kept open between calls: enough for the server, bounded whatever its thread count
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -121,8 +127,8 @@ class SqliteStore:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []  # a stack: a thread's next call takes the one it gave back
+        self._generation = 0  # close() increments it: connections borrowed before are closed on return
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,10 +142,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    def _open(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         except sqlite3.DatabaseError as exc:
@@ -151,40 +154,67 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             conn.close()  # not a database (or unreadable): do not leak the connection
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        self._local.conn = conn
-        with self._lock:
-            self._all.append(conn)
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"database {self.path}: {exc}") from exc
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection for one call; it goes back to the pool (or is closed) afterwards."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+            generation = self._generation
+        if conn is None:
+            conn = self._open()
         try:
             yield conn
-        except sqlite3.DatabaseError as exc:  # disk full, I/O error...: nothing of it was written
-            if conn.in_transaction:  # SQLite may have rolled back already
-                conn.execute("ROLLBACK")
-            raise StoreError(f"database {self.path}: {exc}") from exc
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
+        finally:
+            healthy = True
+            if conn.in_transaction:  # never hand on a connection in the middle of a transaction
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    healthy = False
+            with self._lock:
+                keep = healthy and generation == self._generation and len(self._idle) < IDLE_CONNECTIONS
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def idle_connections(self) -> int:
+        """Connections open in the pool now (not counting those borrowed by a call in progress)."""
+        with self._lock:
+            return len(self._idle)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.DatabaseError as exc:  # disk full, I/O error...: nothing of it was written
+                if conn.in_transaction:  # SQLite may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"database {self.path}: {exc}") from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"database {self.path}: commit failed: {exc}") from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._connect().execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"database {self.path}: {exc}") from exc
+        with self._connection() as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -205,11 +235,15 @@ class SqliteStore:
         return int(self._read("PRAGMA user_version")[0][0])
 
     def close(self) -> None:
+        """Close the pooled connections; one a call still holds is closed when it is given back.
+
+        The store stays usable: a later call opens a connection again.
+        """
         with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for conn in idle:
+            conn.close()
 
     # ------------------------------------------------------------------ flows
 
@@ -428,20 +462,20 @@ class SqliteStore:
         )
 
     def get_execution(self, execution_id: str) -> Execution:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")  # one snapshot for meta and task runs
+        with self._connection() as conn:
             try:
-                row = conn.execute(
-                    "SELECT version, body FROM executions WHERE id=?", (execution_id,)
-                ).fetchone()
-                trs = conn.execute(
-                    "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"database {self.path}: {exc}") from exc
+                conn.execute("BEGIN")  # one snapshot for meta and task runs
+                try:
+                    row = conn.execute(
+                        "SELECT version, body FROM executions WHERE id=?", (execution_id,)
+                    ).fetchone()
+                    trs = conn.execute(
+                        "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
+                    ).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"database {self.path}: {exc}") from exc
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
         try:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from control_plane.errors import StoreError
-from control_plane.store.sqlite import MIGRATIONS, SqliteStore, default_db_path
+from control_plane.store.sqlite import IDLE_CONNECTIONS, MIGRATIONS, SqliteStore, default_db_path
 from tests.store_contract import StoreContract, make_execution
 
 
@@ -141,14 +143,73 @@ def test_an_unreadable_row_is_a_store_error_naming_the_execution(db: SqliteStore
 
 def test_a_full_disk_is_a_store_error_and_nothing_is_half_written(db: SqliteStore) -> None:
     db.create_execution(make_execution("kept"))
-    conn = db._connect()
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count={pages}")  # the database may not grow any more
+    with db._connection() as conn:  # given back first, so this thread's next call takes it again
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")  # the database may not grow any more
     big = make_execution("big")
     big = big.evolve(inputs={"blob": "x" * 2_000_000})
     with pytest.raises(StoreError, match="full"):
         db.create_execution(big)
-    conn.execute("PRAGMA max_page_count=1073741823")
+    with db._connection() as again:
+        assert again is conn
+        conn.execute("PRAGMA max_page_count=1073741823")
     assert db.get_execution("kept").id == "kept"
     with pytest.raises(StoreError, match="not found"):
         db.get_execution("big")
+
+
+def _open_files(path: Path) -> int:
+    """File descriptors of this process open on the database, its WAL or its shared memory."""
+    names = {str(path), f"{path}-wal", f"{path}-shm"}
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(fd) in names
+        except OSError:  # closed between listing and reading
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_connections_do_not_outlive_the_threads_that_used_them(db: SqliteStore) -> None:
+    """``squall server`` runs each HTTP connection on a thread of its own: 300 short threads
+    must not leave 300 connections (and their file descriptors) behind."""
+    db.create_execution(make_execution("shared"))
+    before = _open_files(db.path)
+    for _ in range(300):
+        thread = threading.Thread(target=db.get_execution, args=("shared",))
+        thread.start()
+        thread.join()
+    assert _open_files(db.path) <= before + 2 * IDLE_CONNECTIONS
+
+
+def test_concurrent_threads_share_a_bounded_set_of_connections(db: SqliteStore) -> None:
+    db.create_execution(make_execution("busy"))
+    errors: list[BaseException] = []
+    start = threading.Barrier(32)
+
+    def work() -> None:
+        try:
+            start.wait(timeout=30)
+            for _ in range(20):
+                assert db.get_execution("busy").id == "busy"
+                assert db.list_executions(limit=5).items
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert db.idle_connections() <= IDLE_CONNECTIONS
+
+
+def test_close_while_a_connection_is_in_use_closes_it_when_returned(db: SqliteStore) -> None:
+    with db._connection() as conn:
+        db.close()  # e.g. the server stopping while a request still reads
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the borrower is not cut off
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")  # closed once given back
+    assert db.schema_version == len(MIGRATIONS)  # a closed store opens connections again on use
