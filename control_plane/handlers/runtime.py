@@ -20,6 +20,13 @@ the first request::
     SQUALL_TICK_SUBMITS     jobs one tick submits at most (default 500: ~25 s at AWS Batch's rate)
     SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
     SQUALL_RUNNERS          JSON object: runner name -> constructor options
+    SQUALL_AWS_ENDPOINT_ALLOWLIST  comma-separated http(s) URLs a flow's taskRunner
+                            `endpointOverride` may name (default none). The control plane signs
+                            AWS requests with its own credentials, so a flow cannot choose the
+                            endpoint alone: it may name one of these, or the one the deployment's
+                            runner defaults set; anything else fails the task with the option's
+                            name and the allowed values. Passed to the aws-batch runner as
+                            `allowed_endpoints`.
 
 The DynamoDB store registers running executions in its active index lazily (the tick's
 watermark visit, ADR 0005 point 5) after ``min(SQUALL_SUBMIT_GRACE, SQUALL_RECONCILE_AFTER)``
@@ -41,7 +48,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from control_plane.errors import SquallError
 from control_plane.store.base import StateStore
@@ -90,6 +97,16 @@ class Settings(BaseModel):
     tick_submits: int = Field(default=500, ge=1)
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    aws_endpoint_allowlist: tuple[str, ...] = ()
+
+    @field_validator("aws_endpoint_allowlist", mode="before")
+    @classmethod
+    def _endpoint_list(cls, raw: Any) -> Any:
+        urls = [u.strip() for u in raw.split(",") if u.strip()] if isinstance(raw, str) else raw
+        for url in urls if isinstance(urls, list | tuple) else ():
+            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -223,6 +240,10 @@ def open_runtime(
         data = Path(settings.data_dir)
         config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
         config.update(settings.runners)
+        if settings.aws_endpoint_allowlist:
+            batch = dict(config.get("aws-batch", {}))
+            allowed = [*batch.get("allowed_endpoints", ()), *settings.aws_endpoint_allowlist]
+            config["aws-batch"] = {**batch, "allowed_endpoints": allowed}
         return Service(
             opened,
             runners=RunnerRegistry(config, instances=runners),

@@ -17,7 +17,19 @@ Theory of operation::
 
 Everything poll and parse_event need to judge a job travels on the job itself, as tags
 (``squall:timeout``, ``squall:runnable-timeout``, ``squall:outputs``, ``squall:resources``,
-``squall:price``...), because a handle rebuilt from an event carries nothing else.
+``squall:price``...), because a handle rebuilt from an event carries nothing else. Every job
+and job definition also carries ``squall:managed = true`` (:data:`MANAGED_TAG`): the infra
+module's IAM policy lets Squall cancel or terminate only jobs with that tag, and submit only
+requests that set it. The ``squall:`` keys are the runner's: a task's own ``tags`` (or
+labels) in that namespace are dropped, so a flow can neither remove the tag nor fake one of
+the others.
+
+Endpoints: a task's ``endpointOverride`` is where the control plane would send requests
+signed with its own credentials, so a flow cannot choose it alone. It must be the runner's
+default (``defaults``) or one of ``allowed_endpoints`` (both deployment settings; the
+control plane fills ``allowed_endpoints`` from ``SQUALL_AWS_ENDPOINT_ALLOWLIST``); any other
+value is a :class:`~runners.base.RunnerOptionsError` naming the option and the allowed
+values, raised before any request is made.
 
 Calls: every Batch call takes a token from a bucket shared by the instance (default 40 per
 second, under Batch's ~50 TPS account limit) and goes through :func:`runners.retry.call`;
@@ -36,6 +48,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from msgspec.structs import replace
 
@@ -53,12 +66,31 @@ from runners.base import (
     LogRecord,
     RunnerError,
     RunnerOptions,
+    RunnerOptionsError,
     validate_options,
 )
 
-__all__ = ["DEFAULT_IMAGE", "AwsBatchRunner", "TokenBucket", "batch_job_name", "botocore_classifier"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "MANAGED_TAG",
+    "MANAGED_VALUE",
+    "AwsBatchRunner",
+    "TokenBucket",
+    "batch_job_name",
+    "botocore_classifier",
+    "canonical_endpoint",
+]
 
 DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+MANAGED_TAG = "squall:managed"
+"""Tag key on every job the runner submits and every job definition it registers.
+
+infra/modules/squall/modules/policies conditions CancelJob and TerminateJob on
+``aws:ResourceTag/squall:managed`` and SubmitJob, RegisterJobDefinition and TagResource on
+``aws:RequestTag/squall:managed`` (tests/infra checks the two agree)."""
+MANAGED_VALUE = "true"
+RESERVED_TAG_PREFIX = "squall:"
+"""Tag keys the runner writes itself; a task's ``tags`` and labels may not use them."""
 DESCRIBE_BATCH = 100
 """DescribeJobs takes at most 100 job ids."""
 MIN_ATTEMPT_SECONDS = 60
@@ -170,6 +202,20 @@ def _tag_value(value: str) -> str:
     return _TAG_BAD.sub("_", value)[:256]
 
 
+def canonical_endpoint(raw: str) -> str:
+    """``raw`` as one canonical endpoint URL (scheme and host lowercased, no trailing ``/``).
+
+    Raises ``ValueError`` unless it is an ``http``/``https`` URL with a host and no
+    credentials, query or fragment: what an endpoint override may be.
+    """
+    parts = urlsplit(raw.strip())
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{raw!r} is not an http(s) endpoint URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{raw!r}: an endpoint URL has no credentials, query or fragment")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
 def _client_config() -> Any:
     from botocore.config import Config
 
@@ -201,7 +247,8 @@ class AwsBatchRunner:
     ``defaults`` (options used when a handle does not say, e.g. the region), ``policy`` and
     ``sleep`` (retry backoff), ``rate`` / ``logs_rate`` (calls per second for this instance,
     paced with ``clock`` and ``limiter_sleep``), ``now`` (wall clock for timeouts, dwell and the
-    expiry of assumed-role credentials).
+    expiry of assumed-role credentials), ``allowed_endpoints`` (the Batch endpoints a task's
+    ``endpointOverride`` may name besides the one in ``defaults``; none by default).
     """
 
     name: ClassVar[str] = "aws-batch"
@@ -226,7 +273,11 @@ class AwsBatchRunner:
         clock: Callable[[], float] = time.monotonic,
         limiter_sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        allowed_endpoints: Sequence[str] = (),
     ) -> None:
+        if isinstance(allowed_endpoints, str):
+            raise TypeError("allowed_endpoints is a list of URLs, not one string")
+        self._allowed_endpoints = frozenset(canonical_endpoint(url) for url in allowed_endpoints)
         self._session_factory = session_factory
         self._endpoints = {
             **({s: endpoint_url for s in ("batch", "logs", "s3", "sts")} if endpoint_url else {}),
@@ -240,7 +291,7 @@ class AwsBatchRunner:
         self._batch_bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
         self._logs_bucket = TokenBucket(logs_rate, clock=clock, sleep=limiter_sleep)
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str | None, str | None, str | None], tuple[_Clients, float]] = {}
+        self._clients: dict[tuple[str | None, ...], tuple[_Clients, float]] = {}
         self._jobdefs: dict[str, str] = {}
         self._finished: dict[str, tuple[Mapping[str, Any], JobStatus]] = {}
         self._asked: set[str] = set()
@@ -265,11 +316,48 @@ class AwsBatchRunner:
 
         return boto3.Session(**kwargs)
 
+    def _allowed_endpoint(self, requested: str) -> str:
+        """``requested`` (a task's ``endpointOverride``), canonical, if the deployment allows it.
+
+        Otherwise a RunnerOptionsError that names the option and the allowed values.
+        """
+        allowed = set(self._allowed_endpoints)
+        default = self._defaults.get("endpointOverride")
+        if isinstance(default, str) and default:
+            allowed.add(canonical_endpoint(default))
+        try:
+            endpoint = canonical_endpoint(requested)
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            if endpoint in allowed:
+                return endpoint
+            problem = f"{requested!r} is not an endpoint this deployment allows"
+        shown = ", ".join(sorted(allowed)) or "none"
+        raise RunnerOptionsError(
+            self.name,
+            [
+                f"taskRunner.endpointOverride: {problem}; allowed values: {shown} (a flow cannot choose "
+                "where Squall sends signed AWS requests: the deployment lists them, in the runner's "
+                "defaults or allowed_endpoints, SQUALL_AWS_ENDPOINT_ALLOWLIST)"
+            ],
+        )
+
     def _clients_for(
-        self, region: str | None, role: str | None, key_id: str | None, opts: BatchOptions | None = None
+        self,
+        region: str | None,
+        role: str | None,
+        key_id: str | None,
+        opts: BatchOptions | None = None,
+        *,
+        endpoint: str | None = None,
     ) -> _Clients:
+        """Clients for a region and identity; ``endpoint`` (else ``opts``'s override) is checked first."""
+        if endpoint is None and opts is not None:
+            endpoint = opts.endpoint_override
+        batch_endpoint = self._allowed_endpoint(endpoint) if endpoint else None
         region = region or self._region
-        cache_key = (region, role, key_id)
+        cache_key = (region, role, key_id, batch_endpoint)
         with self._lock:
             cached = self._clients.get(cache_key)
             if cached is not None and cached[1] > self._now().timestamp():
@@ -299,8 +387,8 @@ class AwsBatchRunner:
             }
             expires = got["Expiration"].timestamp() - 300  # renewed 5 minutes before they lapse
         endpoints = dict(self._endpoints)
-        if opts is not None and opts.endpoint_override:
-            endpoints.setdefault("batch", opts.endpoint_override)
+        if batch_endpoint is not None:
+            endpoints.setdefault("batch", batch_endpoint)
         clients = _Clients(self._session(region_name=region, **credentials), region, endpoints)
         with self._lock:
             self._clients[cache_key] = (clients, expires)
@@ -321,7 +409,7 @@ class AwsBatchRunner:
         data = handle.data
         region = data.get("region") or self._defaults.get("region")
         role = data.get("role") or self._defaults.get("stsRoleArn")
-        return self._clients_for(region, role, None, self._default_options())
+        return self._clients_for(region, role, None, self._default_options(), endpoint=data.get("endpoint"))
 
     def _default_options(self) -> BatchOptions | None:
         if "jobQueueArn" not in self._defaults:
@@ -358,6 +446,9 @@ class AwsBatchRunner:
             data["region"] = opts.region or self._region
         if opts.sts_role_arn:
             data["role"] = opts.sts_role_arn
+        if opts.endpoint_override and opts.endpoint_override != self._defaults.get("endpointOverride"):
+            # The task's own endpoint: poll, cancel and logs go there too (checked again each time).
+            data["endpoint"] = canonical_endpoint(opts.endpoint_override)
         return JobHandle(spec_name, self.name, job_id, data)
 
     def find(self, spec: JobSpec) -> JobHandle | None:
@@ -415,7 +506,10 @@ class AwsBatchRunner:
         resources = opts.resources
         tags: dict[str, str] = {}
         for key, value in {**dict(spec.labels), **opts.tags}.items():
+            if key.startswith(RESERVED_TAG_PREFIX):
+                continue  # the runner's own keys (below): a task can neither drop nor fake them
             tags[_tag_value(key)[:128]] = _tag_value(str(value))
+        tags[MANAGED_TAG] = MANAGED_VALUE
         tags["squall:name"] = _tag_value(spec.name)
         tags["squall:resources"] = f"{resources.vcpu:g}/{resources.memory}/{resources.gpu}"
         tags["squall:runnable-timeout"] = f"{opts.runnable_timeout.total_seconds():g}"
@@ -564,7 +658,7 @@ class AwsBatchRunner:
                     type="container",
                     containerProperties=properties,
                     platformCapabilities=list(capabilities),
-                    tags={"squall:managed": "true"},
+                    tags={MANAGED_TAG: MANAGED_VALUE},
                 )["jobDefinitionArn"]
             )
         with self._lock:
