@@ -28,7 +28,7 @@ inside the runner (``runners/retry.py``); what escapes is a :class:`RunnerError`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -283,13 +283,25 @@ def validate_options(runner_cls: type[Runner], options: Mapping[str, Any]) -> Ru
         raise RunnerOptionsError(runner_cls.name, problems) from None
 
 
-def runner_classes() -> dict[str, type[Runner]]:
-    """Every runner installed in the ``squall.runners`` entry-point group, by name."""
+def runner_classes(
+    on_import_error: Callable[[str, ImportError], None] | None = None,
+) -> dict[str, type[Runner]]:
+    """Every runner installed in the ``squall.runners`` entry-point group, by name.
+
+    A runner module that cannot be imported (a plugin importing an SDK that is not
+    installed) raises, unless ``on_import_error(name, error)`` is given: then it is reported
+    there and left out, and the other runners stay usable.
+    """
     # Imported here: only building the runner registry reads entry points, and most importers
     # of this module (runner modules, flow validation, the CLI's other commands) never do.
     from importlib.metadata import entry_points
 
     found: dict[str, type[Runner]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()
+        try:
+            found[ep.name] = ep.load()
+        except ImportError as exc:
+            if on_import_error is None:
+                raise
+            on_import_error(ep.name, exc)
     return found

@@ -3,18 +3,50 @@
 Built-in and third-party runners are found the same way, through the ``squall.runners``
 entry-point group. The service passes construction arguments per runner name (the process
 runner needs its jobs directory); a runner without arguments is built with none.
+
+A runner whose SDK is not installed (the base install has no boto3) fails at construction
+or, since runners import their SDK lazily, at its first call. Either way the ImportError
+becomes a :class:`RunnerUnavailableError` (a ``RunnerError``) naming the extra to install::
+
+    with dependencies("aws-batch"):          # ImportError -> RunnerUnavailableError
+        runner = registry.get("aws-batch")   # raises it too, and remembers the failure
+        runner.submit(spec)
+
+so the service fails (or skips) only the jobs of that runner, never its whole loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from msgspec import Struct
 
-from runners.base import JobHandle, JobStatus, Runner, runner_classes
+from runners.base import JobHandle, JobStatus, Runner, RunnerError, runner_classes
 
-__all__ = ["RunnerEvent", "RunnerRegistry", "UnknownRunnerError"]
+__all__ = [
+    "EXTRAS",
+    "RunnerEvent",
+    "RunnerRegistry",
+    "RunnerUnavailableError",
+    "UnknownRunnerError",
+    "dependencies",
+]
+
+EXTRAS = {
+    "boto3": "aws",
+    "botocore": "aws",
+    "s3transfer": "aws",
+    "aws_lambda_powertools": "aws",
+    "google": "gcp",
+    "azure": "azure",
+    "kubernetes": "k8s",
+}
+"""Top-level module a built-in runner imports -> the ``squall[...]`` extra that installs it."""
+
+_log = logging.getLogger("squall.runners")
 
 
 class RunnerEvent(Struct, frozen=True):
@@ -33,18 +65,55 @@ class UnknownRunnerError(LookupError):
         )
 
 
+class RunnerUnavailableError(RunnerError):
+    """A runner that cannot work here because a module it imports is not installed.
+
+    ``str()`` names the runner by its entry-point name; :meth:`for_type` by the type the
+    flow wrote, which is what its author recognises.
+    """
+
+    def __init__(self, runner: str, cause: ImportError) -> None:
+        self.module = (cause.name or "").split(".")[0] or None
+        self.extra = EXTRAS.get(self.module or "")
+        self.cause = cause
+        super().__init__(self.for_type(runner), runner=runner)
+
+    def for_type(self, runner_type: str) -> str:
+        if self.extra is not None:
+            extra = self.extra
+            return f"task runner '{runner_type}' needs the {extra} extra: pip install 'squall[{extra}]'"
+        what = f"the Python module '{self.module}'" if self.module else "a Python module"
+        return f"task runner '{runner_type}' needs {what}, which is not installed ({self.cause})"
+
+
+@contextmanager
+def dependencies(runner: str) -> Iterator[None]:
+    """Turn an ImportError raised inside (a runner's lazy SDK import) into RunnerUnavailableError."""
+    try:
+        yield
+    except ImportError as exc:
+        _log.debug("task runner %s: import failed", runner, exc_info=True)
+        raise RunnerUnavailableError(runner, exc) from exc
+
+
 class RunnerRegistry:
     def __init__(
         self,
         config: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         instances: Mapping[str, Runner] | None = None,
-        classes: Callable[[], Mapping[str, type[Runner]]] = runner_classes,
+        classes: Callable[[], Mapping[str, type[Runner]]] | None = None,
     ) -> None:
         self._config = dict(config or {})
         self._instances: dict[str, Runner] = dict(instances or {})
-        self._classes_of = classes
+        self._classes_of = classes or (lambda: runner_classes(self._load_failed))
         self._classes: Mapping[str, type[Runner]] | None = None
+        self._unavailable: dict[str, RunnerUnavailableError] = {}
+
+    def _load_failed(self, name: str, error: ImportError) -> None:
+        """An installed runner whose module cannot be imported: unavailable, the others still work."""
+        _log.debug("task runner %s: import failed", name, exc_info=error)
+        self._unavailable[name] = RunnerUnavailableError(name, error)
 
     def classes(self) -> Mapping[str, type[Runner]]:
         if self._classes is None:
@@ -52,12 +121,25 @@ class RunnerRegistry:
         return self._classes
 
     def get(self, name: str) -> Runner:
+        """The runner named ``name``, built on first use.
+
+        UnknownRunnerError when no such runner is installed; RunnerUnavailableError when its
+        class cannot be loaded or built for want of a module (remembered: not retried).
+        """
         runner = self._instances.get(name)
         if runner is None:
-            cls = self.classes().get(name)
-            if cls is None:
-                raise UnknownRunnerError(name, sorted({*self.classes(), *self._instances}))
-            runner = cls(**self._config.get(name, {}))
+            classes = self.classes()
+            if (unavailable := self._unavailable.get(name)) is not None:
+                raise unavailable
+            try:
+                with dependencies(name):
+                    cls = classes.get(name)
+                    if cls is None:
+                        raise UnknownRunnerError(name, sorted({*self.classes(), *self._instances}))
+                    runner = cls(**self._config.get(name, {}))
+            except RunnerUnavailableError as exc:
+                self._unavailable[name] = exc
+                raise
             self._instances[name] = runner
         return runner
 
@@ -76,11 +158,16 @@ class RunnerRegistry:
             cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
             if source not in getattr(cls, "event_sources", ()):
                 continue
-            runner = self.get(name)
-            parsed = runner.parse_event(event)
+            try:
+                with dependencies(name):
+                    runner = self.get(name)
+                    parsed = runner.parse_event(event)
+                    from_event = getattr(runner, "handle_from_event", None)
+                    handle = from_event(event) if parsed is not None and from_event is not None else None
+            except RunnerUnavailableError as exc:
+                _log.warning("%s event not understood: %s", source, exc)
+                continue
             if parsed is not None:
-                from_event = getattr(runner, "handle_from_event", None)
-                handle = from_event(event) if from_event is not None else None
                 return RunnerEvent(name, parsed[0], parsed[1], handle)
         return None
 

@@ -83,7 +83,12 @@ from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Schedule
 from control_plane.levels import Level
 from control_plane.service.memory import Clock, SystemClock, new_execution_id
-from control_plane.service.runners import RunnerRegistry, UnknownRunnerError
+from control_plane.service.runners import (
+    RunnerRegistry,
+    RunnerUnavailableError,
+    UnknownRunnerError,
+    dependencies,
+)
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import (
@@ -201,6 +206,13 @@ def _stream_level(stream: str) -> Level:
     return Level.ERROR if stream == "stderr" else Level.INFO
 
 
+def _runner_type(job: JobRecord) -> str:
+    """The ``taskRunner.type`` the flow wrote (what its author recognises), else the runner's name."""
+    block = job.spec.get("properties", {}).get("taskRunner")
+    kind = block.get("type") if isinstance(block, Mapping) else None
+    return str(kind) if kind else job.runner
+
+
 def _level(raw: Any) -> Level:
     try:
         return Level(str(raw).upper())
@@ -256,6 +268,7 @@ class Service:
         # read up to, how many records were shown, and the lines not to show again when stored.
         self._live: dict[str, tuple[JobRecord, str | None, int]] = {}
         self._displayed: set[int] = set()
+        self._warned: set[str] = set()  # runners found unavailable, already logged
 
     # ================================================================== flows
 
@@ -440,7 +453,11 @@ class Service:
         job = self.store.get_job(name)
         if job is None or job.phase is JobPhase.DONE:
             return False
-        runner = self.runners.get(job.runner)
+        try:
+            runner = self.runners.get(job.runner)
+        except RunnerUnavailableError as exc:
+            self._unavailable(job.runner, exc)
+            return False
         now = self.clock.now()
         if not status.terminal:
             stale = job.updated is None or touch_after is None or now - job.updated >= touch_after
@@ -455,7 +472,8 @@ class Service:
         if handle is None:  # the event beat the write of the handle: the runner knows the job by name
             try:
                 _, spec = self._spec(job)
-                handle = runner.find(spec)
+                with dependencies(job.runner):
+                    handle = runner.find(spec)
             except (RunnerError, ScriptError, UnknownRunnerError):
                 handle = None
             if handle is None:
@@ -795,7 +813,7 @@ class Service:
         """
         try:
             cls = type(self.runners.get(runner))
-        except UnknownRunnerError:
+        except (UnknownRunnerError, RunnerUnavailableError):
             return False
         return bool(getattr(cls, "event_sources", ())) and hasattr(cls, "handle_from_event")
 
@@ -925,9 +943,13 @@ class Service:
     def _submit(self, job: JobRecord, *, reattach: bool) -> None:
         try:
             runner, spec = self._spec(job)
-            handle = runner.find(spec) if reattach else None
-            if handle is None:
-                handle = runner.submit(spec)
+            with dependencies(job.runner):  # runners import their SDK on first use
+                handle = runner.find(spec) if reattach else None
+                if handle is None:
+                    handle = runner.submit(spec)
+        except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
+            self._give_up(job, Failure.USER, exc.for_type(_runner_type(job)))
+            return
         except TransientRunnerError as exc:
             self._give_up(job, Failure.START_FAILED, f"{job.runner}: {exc}")
             return
@@ -957,21 +979,47 @@ class Service:
         job = self.store.get_job(action.job_name)
         if job is None or job.phase is JobPhase.DONE:
             return
-        handle = self._handle(job)
-        if handle is None:
-            try:
-                runner, spec = self._spec(job)
-                handle = runner.find(spec)
-            except (RunnerError, ScriptError, UnknownRunnerError):
-                handle = None
+        try:
+            handle = self._handle(job)
             if handle is None:
-                self._give_up(job, Failure.CANCELLED, "cancelled before it was submitted")
-                return
-        runner = self.runners.get(job.runner)
-        runner.cancel(handle)
-        status = runner.poll([handle]).get(handle.name)
+                try:
+                    runner, spec = self._spec(job)
+                    with dependencies(job.runner):
+                        handle = runner.find(spec)
+                except RunnerUnavailableError:
+                    raise  # it may have been submitted (by a process that had the extra): not "before"
+                except (RunnerError, ScriptError, UnknownRunnerError):
+                    handle = None
+                if handle is None:
+                    self._give_up(job, Failure.CANCELLED, "cancelled before it was submitted")
+                    return
+            runner = self.runners.get(job.runner)
+            with dependencies(job.runner):
+                runner.cancel(handle)
+                status = runner.poll([handle]).get(handle.name)
+        except RunnerUnavailableError as exc:
+            self._not_cancellable(job, exc)
+            return
         if status is not None and status.terminal:
             self._complete(job, runner, handle, status)
+
+    def _not_cancellable(self, job: JobRecord, exc: RunnerUnavailableError) -> None:
+        """A kill must end even when a job's runner cannot work here: the job is given up, loudly."""
+        message = (
+            f"job {job.name} was not cancelled: {exc.for_type(_runner_type(job))}; if it was"
+            " submitted, it may still be running on its backend"
+        )
+        _log.warning("execution %s: %s", job.execution_id, message)
+        task_id = str(job.spec.get("task_id", ""))
+        line = LogLine(self.clock.now(), Level.WARN, message, task_id, job.taskrun_id, job.attempt)
+        self._pending.setdefault(job.execution_id, _Pending()).logs.append(line)
+        self._give_up(job, Failure.CANCELLED, message)
+
+    def _unavailable(self, runner: str, exc: RunnerUnavailableError) -> None:
+        """Jobs of a runner that cannot work here are left alone; say so once per process."""
+        if runner not in self._warned:
+            self._warned.add(runner)
+            _log.warning("jobs of task runner %s are not followed by this process: %s", runner, exc)
 
     def _handle(self, job: JobRecord) -> JobHandle | None:
         if job.handle:
@@ -1000,12 +1048,16 @@ class Service:
                 by_runner.setdefault(job.runner, []).append((job, handle))
         ended = 0
         for name, pairs in by_runner.items():
-            runner = self.runners.get(name)
             jobs = [job for job, _ in pairs]
             handles = {job.name: handle for job, handle in pairs}
             try:
-                statuses = runner.poll(list(handles.values()))
-            except RunnerError:
+                runner = self.runners.get(name)
+                with dependencies(name):
+                    statuses = runner.poll(list(handles.values()))
+            except RunnerUnavailableError as exc:  # only this runner's jobs wait; the others go on
+                self._unavailable(name, exc)
+                continue
+            except (RunnerError, UnknownRunnerError):
                 continue  # the backend is unwell (retries already spent): ask again on the next step
             for job in jobs:
                 status = statuses.get(job.name)

@@ -202,3 +202,57 @@ def test_kill_from_another_process_stops_the_running_one(tmp_path: Path) -> None
     assert proc.returncode == 1 and "KILLED" in out, out
     assert not pid_alive(job_pid)
     assert str(only_execution(db).state) == "KILLED"
+
+
+WITHOUT_BOTO3 = (
+    "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None; sys.argv[0] = 'squall';"
+    " from control_plane.cli import main; main()"
+)
+"""The CLI as a base install (no ``[aws]`` extra) runs it: importing boto3 fails."""
+
+
+def squall_without_boto3(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_BOTO3, *args, "--db", str(db)],
+        env={**os.environ, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_runner_without_its_extra_fails_cleanly_and_wedges_nothing(tmp_path: Path) -> None:
+    from control_plane.service.local import open_local
+
+    db = tmp_path / "base.db"
+    needs = (
+        "task runner 'io.kestra.plugin.ee.aws.runner.Batch' needs the aws extra: pip install 'squall[aws]'"
+    )
+    # what a crash (or an older Squall) may leave behind: an AWS Batch job never submitted
+    with open_local(db, submit_budget=0) as rt:
+        record = rt.service.deploy((SAMPLES / "aws-batch.yaml").read_text(), "aws-batch.yaml")
+        stuck = rt.service.start(record.namespace, record.id).id
+        assert [job.phase.value for job in rt.store.active_jobs()] == ["SUBMITTING"]
+
+    killed = squall_without_boto3(db, "executions", "kill", stuck)
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert f"Execution {stuck} KILLED" in killed.stdout
+    assert f"was not cancelled: {needs}" in killed.stderr and "Traceback" not in killed.stderr
+
+    aws = squall_without_boto3(db, "run", str(SAMPLES / "aws-batch.yaml"))
+    assert aws.returncode == 1
+    assert needs in aws.stdout and "FAILED" in aws.stdout
+    assert "Traceback" not in aws.stdout + aws.stderr
+
+    hello = squall_without_boto3(db, "run", str(SAMPLES / "hello.yaml"), "-q")
+    assert hello.returncode == 0, hello.stdout + hello.stderr
+    assert "SUCCESS" in hello.stdout
+
+    store = SqliteStore(db)
+    try:
+        assert store.active_jobs() == []
+        states = sorted(str(s.state) for s in store.list_executions().items)
+    finally:
+        store.close()
+    assert states == ["FAILED", "KILLED", "SUCCESS"]
