@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
+from runners.aws_batch.runner import MANAGED_TAG, MANAGED_VALUE, canonical_endpoint
 from runners.base import (
     Failure,
     JobHandle,
@@ -549,3 +550,231 @@ def test_sample_flow_validates_against_this_runner() -> None:
     sample = Path(__file__).resolve().parents[2] / "samples" / "aws-batch.yaml"
     result = CliRunner().invoke(app, ["validate", str(sample)])
     assert result.exit_code == 0, result.output
+
+
+# -- the tag IAM relies on (infra/modules/squall/modules/policies)
+
+
+def test_every_job_and_definition_carries_the_managed_tag_a_flow_cannot_remove(batch_env: BatchEnv) -> None:
+    """IAM lets Squall cancel only jobs tagged squall:managed=true: every submit must set it."""
+    batch = batch_env.client("batch")
+    flow_tags = {
+        "squall:managed": "false",
+        "squall:timeout": "1",
+        "squall:outputs": "s3://elsewhere/",
+        "team": "d",
+    }
+    submitted: list[dict[str, Any]] = []
+
+    def session_factory(**_kwargs: Any) -> Any:
+        session = _session()
+        session.events.register(
+            "provide-client-params.batch.SubmitJob", lambda params, **_: submitted.append(dict(params))
+        )
+        return session
+
+    runner = AwsBatchRunner(
+        session_factory=session_factory,
+        endpoint_url=batch_env.endpoint,
+        region=REGION,
+        defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket, "tags": flow_tags},
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+    )
+    handle = runner.submit(_spec(f"echo up; {LOOP}", labels={"squall.io/flow": "etl"}))
+    job = batch.describe_jobs(jobs=[handle.id])["jobs"][0]
+    assert job["tags"][MANAGED_TAG] == MANAGED_VALUE == "true"
+    [request] = submitted  # the tag is in the request (aws:RequestTag) and reaches the ECS task
+    assert request["tags"][MANAGED_TAG] == MANAGED_VALUE and request["propagateTags"] is True
+    # The runner's own squall:* keys come from the runner only: no fake timeout, no other bucket.
+    assert "squall:timeout" not in job["tags"] and job["tags"]["squall:outputs"].startswith(
+        f"s3://{batch_env.bucket}/"
+    )
+    assert (job["tags"]["team"], job["tags"]["squall.io/flow"]) == ("d", "etl")
+    [definition] = batch.describe_job_definitions(jobDefinitions=[job["jobDefinition"]])["jobDefinitions"]
+    assert definition["tags"][MANAGED_TAG] == MANAGED_VALUE
+    # So the runner's own cancel (CancelJob/TerminateJob, allowed on tagged jobs only) applies.
+    runner.cancel(handle)
+    assert wait_terminal(runner, handle, 30.0).state is JobState.CANCELLED
+
+
+def test_a_job_submitted_through_a_fixed_definition_is_tagged_too(batch_env: BatchEnv) -> None:
+    batch = batch_env.client("batch")
+    definition = batch.register_job_definition(
+        jobDefinitionName=f"fixed-{uuid.uuid4().hex[:6]}",
+        type="container",
+        containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["true"]},
+    )["jobDefinitionArn"]
+    runner = batch_env.runner(jobDefinitionArn=definition)
+    handle = runner.submit(_spec("echo fixed"))
+    assert batch.describe_jobs(jobs=[handle.id])["jobs"][0]["tags"][MANAGED_TAG] == MANAGED_VALUE
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+
+
+# -- endpointOverride: only where the deployment allows
+
+
+@dataclass
+class Sent:
+    """A session factory recording the host of every request its clients send."""
+
+    hosts: list[str] = field(default_factory=list)
+
+    def session(self, **_kwargs: Any) -> Any:
+        session = _session()
+        session.events.register("before-send", self._record)
+        return session
+
+    def _record(self, request: Any, **_kwargs: Any) -> None:
+        self.hosts.append(str(request.url).split("/")[2])
+
+
+def _override_runner(env: BatchEnv, sent: Sent, *, allowed: tuple[str, ...] = (), **defaults: Any) -> Any:
+    """A runner with no Batch endpoint of its own (logs and S3 go to moto): a task's override picks it."""
+    return AwsBatchRunner(
+        session_factory=sent.session,
+        endpoints={"logs": env.endpoint, "s3": env.endpoint, "sts": env.endpoint},
+        region=REGION,
+        defaults={"jobQueueArn": env.run_queue, "bucket": env.bucket, **defaults},
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        allowed_endpoints=allowed,
+    )
+
+
+def test_a_flow_cannot_send_signed_requests_to_an_endpoint_the_deployment_did_not_allow(
+    batch_env: BatchEnv,
+) -> None:
+    sent = Sent()
+    runner = _override_runner(batch_env, sent)
+    spec = _spec("echo hi", options={"endpointOverride": "http://collector.example:8080"})
+    pattern = r"taskRunner\.endpointOverride: 'http://collector\.example:8080' is not .* allowed values: none"
+    with pytest.raises(RunnerOptionsError, match=pattern):
+        runner.submit(spec)
+    with pytest.raises(RunnerOptionsError, match=r"taskRunner\.endpointOverride"):
+        runner.find(spec)
+    assert sent.hosts == []  # refused before any request, signed or not
+
+    # A deployment default is allowed (it is the deployment's), and named with the allow-list.
+    allowed = _override_runner(
+        batch_env, sent, allowed=("https://batch.vpce.example/",), endpointOverride=batch_env.endpoint
+    )
+    with pytest.raises(RunnerOptionsError) as refused:
+        allowed.submit(spec)
+    message = str(refused.value)
+    assert "taskRunner.endpointOverride" in message
+    assert f"allowed values: {batch_env.endpoint}, https://batch.vpce.example" in message
+    with pytest.raises(RunnerOptionsError, match="no credentials, query or fragment"):
+        allowed.submit(_spec("echo hi", options={"endpointOverride": "http://user:pw@batch.vpce.example"}))
+    assert sent.hosts == []
+
+
+def test_an_allowed_endpoint_serves_submit_poll_logs_and_cancel(batch_env: BatchEnv) -> None:
+    moto_host = batch_env.endpoint.split("/")[2]
+    sent = Sent()
+    runner = _override_runner(batch_env, sent, allowed=(batch_env.endpoint + "/",))  # same URL, canonical
+    handle = runner.submit(_spec("echo via-override", options={"endpointOverride": batch_env.endpoint}))
+    assert handle.data["endpoint"] == batch_env.endpoint
+    # Another process (a fresh runner, same settings) follows the handle to the same endpoint.
+    other = _override_runner(batch_env, sent, allowed=(batch_env.endpoint,))
+    assert wait_terminal(other, handle, 30.0).state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(other, handle, 30.0)] == ["via-override"]
+    assert set(sent.hosts) == {moto_host}
+    # Without the endpoint in its allow-list, a runner refuses to follow a stored handle there.
+    with pytest.raises(RunnerOptionsError, match=r"taskRunner\.endpointOverride"):
+        _override_runner(batch_env, Sent()).poll([handle])
+
+    # The deployment's own default needs no allow-list entry, and a flow may repeat it.
+    default = _override_runner(batch_env, sent, endpointOverride=batch_env.endpoint)
+    held = default.submit(_spec(f"echo up; {LOOP}", options={"endpointOverride": batch_env.endpoint}))
+    assert "endpoint" not in held.data
+    wait_state(default, held, {JobState.RUNNING}, 30.0)
+    default.cancel(held)
+    assert wait_terminal(default, held, 30.0).state is JobState.CANCELLED
+
+
+def test_the_endpoint_allowlist_is_a_deployment_setting(
+    batch_env: BatchEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQUALL_AWS_ENDPOINT_ALLOWLIST reaches the runner the control plane builds; other endpoints fail."""
+    import json
+
+    from control_plane.handlers.runtime import SettingsError, load_settings, open_runtime
+
+    with pytest.raises(SettingsError, match=r"SQUALL_AWS_ENDPOINT_ALLOWLIST: .*'file:///etc' is not an http"):
+        load_settings({"SQUALL_AWS_ENDPOINT_ALLOWLIST": "https://ok.example, file:///etc"})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    runners = {
+        "aws-batch": {
+            "region": REGION,
+            "endpoints": {"logs": batch_env.endpoint, "s3": batch_env.endpoint},
+            "defaults": {"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+        }
+    }
+    env = {
+        "SQUALL_RUNNERS": json.dumps(runners),
+        "SQUALL_AWS_ENDPOINT_ALLOWLIST": f"https://batch.vpce.example, {batch_env.endpoint}",
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+        "SQUALL_DB": str(tmp_path / "squall.db"),
+    }
+    flow = """
+id: pinned
+namespace: squall.batch
+tasks:
+  - id: crunch
+    type: io.kestra.plugin.scripts.shell.Commands
+    containerImage: python:3.12-slim
+    taskRunner:
+      type: io.kestra.plugin.ee.aws.runner.Batch
+      endpointOverride: %s
+    commands: [echo pinned]
+"""
+    rt = open_runtime(load_settings(env))
+    try:
+        rt.service.deploy(flow % "http://collector.example:8080", "pinned.yaml")
+        refused = rt.service.start("squall.batch", "pinned")
+        (run,) = rt.store.get_execution(refused.id).taskruns.values()
+        assert run.error is not None and "taskRunner.endpointOverride" in run.error, run
+        assert f"allowed values: {batch_env.endpoint}, https://batch.vpce.example" in run.error
+
+        rt.service.deploy(flow % batch_env.endpoint, "pinned.yaml")
+        allowed = rt.service.start("squall.batch", "pinned")
+        (run,) = rt.store.get_execution(allowed.id).taskruns.values()
+        job = run.attempts[-1].job
+        assert run.error is None and job is not None and _jobs_named(batch_env, batch_env.run_queue, job)
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("HTTPS://Batch.EU-West-1.amazonaws.com/", "https://batch.eu-west-1.amazonaws.com"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        (
+            "https://vpce-1.batch.eu-west-1.vpce.amazonaws.com/v1/",
+            "https://vpce-1.batch.eu-west-1.vpce.amazonaws.com/v1",
+        ),
+    ],
+)
+def test_endpoints_compare_in_canonical_form(raw: str, canonical: str) -> None:
+    assert canonical_endpoint(raw) == canonical
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ftp://host",
+        "batch.amazonaws.com",
+        "https://",
+        "https://a@host",
+        "https://host/?x=1",
+        "https://host/#f",
+    ],
+)
+def test_an_allowed_endpoint_must_be_a_plain_http_url(raw: str) -> None:
+    with pytest.raises(ValueError, match="endpoint URL"):
+        canonical_endpoint(raw)
+    with pytest.raises(ValueError):
+        AwsBatchRunner(allowed_endpoints=[raw])
