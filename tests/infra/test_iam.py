@@ -129,7 +129,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         + "}\n"
         + "".join(
             f'output "{o}" {{\n  value = module.policies.{o}\n}}\n'
-            for o in ("statements", "scheduler_statements", "wildcard_actions")
+            for o in ("statements", "scheduler_statements", "wildcard_actions", "managed_tag")
         )
     )
     run_terraform(["init", "-backend=false", "-input=false"], work)
@@ -205,6 +205,37 @@ def test_batch_actions_cover_every_call_the_runner_makes(rendered: dict[str, Any
         for n in re.findall(r"clients\.logs\.(\w+)", source)
     }
     assert logs_called <= {a for st in rendered["statements"]["tick"] for a in st["actions"]}
+
+
+# Batch actions whose request carries the job's (or definition's) tags, and those that act on
+# an existing job: the Service Authorization Reference lists aws:RequestTag for the first,
+# aws:ResourceTag (on the job resource) for the second.
+TAGGING_REQUESTS = {"batch:SubmitJob", "batch:RegisterJobDefinition", "batch:TagResource"}
+JOB_CONTROL = {"batch:CancelJob", "batch:TerminateJob"}
+
+
+def test_the_managed_tag_is_the_one_the_runner_puts_on_every_job(rendered: dict[str, Any]) -> None:
+    from runners.aws_batch.runner import MANAGED_TAG, MANAGED_VALUE
+
+    assert rendered["managed_tag"] == {"key": MANAGED_TAG, "value": MANAGED_VALUE}
+
+
+def test_batch_jobs_are_cancelled_only_when_squall_tagged_them(rendered: dict[str, Any]) -> None:
+    tag = rendered["managed_tag"]
+    on_job = [{"test": "StringEquals", "variable": f"aws:ResourceTag/{tag['key']}", "values": [tag["value"]]}]
+    in_request = [
+        {"test": "StringEquals", "variable": f"aws:RequestTag/{tag['key']}", "values": [tag["value"]]}
+    ]
+    every = [(f, st) for f, sts in rendered["statements"].items() for st in sts]
+    control = [(f, st) for f, st in every if JOB_CONTROL & set(st["actions"])]
+    tagging = [(f, st) for f, st in every if TAGGING_REQUESTS & set(st["actions"])]
+    assert sorted(f for f, _ in control) == sorted(SERVICE_FUNCTIONS)
+    assert len(tagging) == 3 * len(SERVICE_FUNCTIONS)  # submit, register, tag
+    for function, st in control:
+        assert set(st["actions"]) == JOB_CONTROL and st["condition"] == on_job, (function, st)
+        assert all(r.endswith(":job/*") for r in st["resources"]), (function, st)
+    for function, st in tagging:
+        assert len(st["actions"]) == 1 and st["condition"] == in_request, (function, st)
 
 
 def test_store_s3_actions_are_granted_on_the_store_prefix(rendered: dict[str, Any]) -> None:

@@ -106,6 +106,19 @@ locals {
 
   no_conditions = []
 
+  # The tag the AWS Batch runner puts on every job it submits and every job definition it
+  # registers (runners/aws_batch/runner.py MANAGED_TAG/MANAGED_VALUE; tests/infra checks they
+  # agree). Batch authorizes CancelJob and TerminateJob per job with aws:ResourceTag, and
+  # SubmitJob, RegisterJobDefinition and TagResource with aws:RequestTag (Service
+  # Authorization Reference, "Actions defined by AWS Batch").
+  managed_tag = { key = "squall:managed", value = "true" }
+  # Only jobs Squall tagged: another workload's job in the same account and region (the job
+  # ARN has no name to scope by) cannot be cancelled through Squall's roles, whatever job id
+  # reaches them (a handle, an event, a name found in a shared queue).
+  on_managed_jobs = [{ test = "StringEquals", variable = "aws:ResourceTag/${local.managed_tag.key}", values = [local.managed_tag.value] }]
+  # Every create request must carry the tag, so nothing Squall creates can escape it.
+  tagged_requests = [{ test = "StringEquals", variable = "aws:RequestTag/${local.managed_tag.key}", values = [local.managed_tag.value] }]
+
   # DynamoDB: exactly the calls control_plane/store/dynamodb.py makes (TransactWriteItems is
   # authorized per item as PutItem/UpdateItem/DeleteItem; the store sends no ConditionCheck).
   # Only Query reads the indexes. No Scan, no table management.
@@ -163,20 +176,24 @@ locals {
         sid       = "BatchSubmit"
         actions   = ["batch:SubmitJob"]
         resources = concat(local.batch.job_queue_arns, local.job_definition_arns, local.job_arns)
-        condition = local.no_conditions
+        condition = local.tagged_requests
       },
       {
-        # SubmitJob carries tags (the job's squall:* metadata); registered definitions too.
+        # Batch authorizes the tags of SubmitJob (and RegisterJobDefinition) as TagResource.
+        # It has no condition key that tells tagging on creation from tagging an existing job
+        # (no batch:CreateAction), so this statement also lets the role add the tag to another
+        # job of these accounts and regions: it keeps Squall from cancelling a job it was handed
+        # by mistake, not someone holding the role's credentials (see the module README).
         sid       = "BatchTagOwnResources"
         actions   = ["batch:TagResource"]
         resources = concat(local.job_arns, local.own_job_definition_arns)
-        condition = local.no_conditions
+        condition = local.tagged_requests
       },
       {
         sid       = "BatchControlJobs"
         actions   = ["batch:CancelJob", "batch:TerminateJob"]
         resources = local.job_arns
-        condition = local.no_conditions
+        condition = local.on_managed_jobs
       },
       {
         # DescribeJobs and ListJobs: see local.wildcard_actions.
@@ -197,7 +214,7 @@ locals {
         sid       = "BatchRegisterOwnDefinitions"
         actions   = ["batch:RegisterJobDefinition"]
         resources = local.own_job_definition_arns
-        condition = local.no_conditions
+        condition = local.tagged_requests
       },
     ] : [],
     length(local.pass_role_arns) == 0 ? [] : [
@@ -348,6 +365,11 @@ output "statements" {
 output "scheduler_statements" {
   description = "IAM statements of the EventBridge Scheduler role."
   value       = local.scheduler_statements
+}
+
+output "managed_tag" {
+  description = "The tag (key, value) IAM requires on Batch jobs Squall submits, cancels or terminates."
+  value       = local.managed_tag
 }
 
 output "wildcard_actions" {

@@ -111,6 +111,41 @@ run "everything_enabled" {
     condition     = jsonencode(output.scheduler_statements[0].resources) == jsonencode(["arn:aws:lambda:eu-west-1:123456789012:function:squall-schedule", "arn:aws:lambda:eu-west-1:123456789012:function:squall-schedule:*"])
     error_message = "The Scheduler role invokes the schedule function and nothing else."
   }
+
+  assert {
+    condition     = jsonencode(output.managed_tag) == jsonencode({ key = "squall:managed", value = "true" })
+    error_message = "The tag is squall:managed = true, what runners/aws_batch/runner.py puts on every job."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for f, sts in output.statements : [
+        for s in sts : jsonencode(s.condition) == jsonencode([{ test = "StringEquals", variable = "aws:ResourceTag/squall:managed", values = ["true"] }])
+        if contains(s.actions, "batch:CancelJob") || contains(s.actions, "batch:TerminateJob")
+      ]
+    ]))
+    error_message = "Every statement that cancels or terminates Batch jobs is limited to jobs tagged squall:managed = true."
+  }
+
+  assert {
+    condition     = length(flatten([for f, sts in output.statements : [for s in sts : s if contains(s.actions, "batch:TerminateJob")]])) == 4
+    error_message = "Exactly the four service functions (not the sweeper) may stop jobs."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for f, sts in output.statements : [
+        for s in sts : jsonencode(s.condition) == jsonencode([{ test = "StringEquals", variable = "aws:RequestTag/squall:managed", values = ["true"] }])
+        if length(setintersection(s.actions, ["batch:SubmitJob", "batch:RegisterJobDefinition", "batch:TagResource"])) > 0
+      ]
+    ]))
+    error_message = "SubmitJob, RegisterJobDefinition and TagResource require the request to carry squall:managed = true."
+  }
+
+  assert {
+    condition     = length(flatten([for f, sts in output.statements : [for s in sts : s if length(setintersection(s.actions, ["batch:SubmitJob", "batch:RegisterJobDefinition", "batch:TagResource"])) > 0]])) == 12
+    error_message = "Each service function has its submit, register and tag statements (three each), all covered above."
+  }
 }
 
 run "minimal_has_no_wildcard_resource" {
@@ -157,5 +192,10 @@ run "fixed_definitions_only" {
   assert {
     condition     = jsonencode(one([for s in output.statements.tick : s if s.sid == "BatchReadJobs"]).actions) == jsonencode(["batch:DescribeJobs", "batch:ListJobs"])
     error_message = "Only the wildcard reads the runner needs."
+  }
+
+  assert {
+    condition     = one([for s in output.statements.tick : s if s.sid == "BatchSubmit"]).condition[0].variable == "aws:RequestTag/squall:managed" && one([for s in output.statements.tick : s if s.sid == "BatchControlJobs"]).condition[0].variable == "aws:ResourceTag/squall:managed"
+    error_message = "Fixed job definitions change nothing about the tag conditions."
   }
 }
