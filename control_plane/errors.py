@@ -6,7 +6,8 @@ for bad input that must be reported to a person, for infrastructure, and for bug
     SquallError
     ├── FlowValidationError      a flow file is rejected (every violation, with positions)
     ├── ExpressionError          a template cannot be parsed or rendered
-    │   └── ExpressionSecurityError   a template tried to reach Python internals
+    │   ├── ExpressionSecurityError   a template tried to reach Python internals
+    │   └── ExpressionLimitError      a template crossed a render limit (time, size)
     ├── InputError               execution inputs do not match the flow's declared inputs
     ├── EngineError              a bug: an event that cannot apply to the execution
     ├── StoreError               the state store failed or refused a write
@@ -27,6 +28,7 @@ __all__ = [
     "ConflictError",
     "EngineError",
     "ExpressionError",
+    "ExpressionLimitError",
     "ExpressionSecurityError",
     "FlowValidationError",
     "InputError",
@@ -64,6 +66,10 @@ class ExpressionError(SquallError):
 
 class ExpressionSecurityError(ExpressionError):
     """A template tried to reach something the sandbox forbids (Python attributes, internals)."""
+
+
+class ExpressionLimitError(ExpressionError):
+    """A template crossed a render limit (deadline, output or value size); the message names it."""
 
 
 class InputError(SquallError):

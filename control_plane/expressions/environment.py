@@ -18,6 +18,11 @@ Lookup
     (``a.b.c is defined``), using it (printing, comparing, iterating, arithmetic) fails.
 Context
     The caller's Mapping is used as is (never copied); functions come after it.
+Limits
+    Every render runs under a :mod:`~control_plane.expressions.limits` budget: loops, calls,
+    filters and prints check the deadline; values an operation returns, and the output, are
+    checked by size. ``~`` joins through :meth:`PebbleEnvironment.tilde` (a code generator
+    hook) so it is bounded like ``+``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.lexer import TOKEN_OPERATOR, Lexer, _Rule
 from jinja2.parser import Parser
@@ -36,7 +43,8 @@ from jinja2.runtime import Context, LoopContext, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
-from control_plane.errors import ExpressionError, ExpressionSecurityError
+from control_plane.errors import ExpressionError, ExpressionLimitError, ExpressionSecurityError
+from control_plane.expressions import limits
 from control_plane.expressions.display import MapEntry, check_data, to_display
 from control_plane.expressions.filters import FILTERS, TESTS
 from control_plane.expressions.functions import GLOBALS
@@ -44,7 +52,6 @@ from control_plane.expressions.functions import GLOBALS
 __all__ = ["PebbleEnvironment", "render"]
 
 _PEBBLE_OP = "pebble_op"
-_MAX_SEQUENCE = 1_000_000
 _MAX_TEMPLATE_IN_MESSAGE = 300
 
 # Pebble's loop variable is zero-based; Jinja's ``loop.index`` is one-based.
@@ -172,10 +179,33 @@ class _Parser(Parser):
         return node
 
 
+class _Ticking(Sequence[Any]):
+    """A loop's items, checking the render's deadline before each one."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._items[index]
+
+    def __iter__(self) -> Any:
+        tick = limits.tick
+        for item in self._items:
+            tick()
+            yield item
+
+
 def _entries(value: Any) -> Any:
     """Pebble iterates a map as entries (``entry.key``/``entry.value``; ``k, v`` unpacking works)."""
     if isinstance(value, Mapping):
-        return [MapEntry((k, v)) for k, v in value.items()]
+        return _Ticking([MapEntry((k, v)) for k, v in value.items()])
+    if isinstance(value, Sequence):
+        return _Ticking(value)
     return value
 
 
@@ -193,8 +223,15 @@ class _Context(Context):
 
 def _finalize(value: Any) -> str:
     """Every ``{{ }}`` prints through ``to_display``; functions and Jinja internals never print."""
-    if type(value) is str:
-        return value
+    if type(value) is not str:
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        value = to_display(limits.check_value(check_data(value), "the printed value"))
+    limits.charge_print(len(value))
+    return value
+
+
+def _text(value: Any) -> str:
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
     return to_display(check_data(value))
@@ -202,18 +239,20 @@ def _finalize(value: Any) -> str:
 
 def _repeat(left: Any, right: Any) -> Any:
     for seq, times in ((left, right), (right, left)):
-        if (
-            isinstance(seq, str | list | tuple)
-            and isinstance(times, int)
-            and len(seq) * times > _MAX_SEQUENCE
-        ):
-            raise SecurityError(f"the result would hold more than {_MAX_SEQUENCE} items")
+        if isinstance(times, int) and not isinstance(times, bool):
+            if isinstance(seq, str):
+                limits.check_string(len(seq) * times, "the result of *")
+            elif isinstance(seq, list | tuple):
+                limits.check_items(len(seq) * times, "the result of *")
+                return limits.check_value(seq * times, "the result of *")
+    if isinstance(left, int) and isinstance(right, int):
+        limits.check_bits(left.bit_length() + right.bit_length(), "the result of *")
     return left * right
 
 
 def _power(left: Any, right: Any) -> Any:
-    if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > 100_000:
-        raise SecurityError("the result of ** would be too large")
+    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        limits.check_bits((left.bit_length() - 1) * right, "the result of **")
     return left**right
 
 
@@ -226,6 +265,9 @@ def _divide(left: Any, right: Any) -> Any:
 
 
 def _modulo(left: Any, right: Any) -> Any:
+    """Pebble's ``%`` is the remainder only: Python's ``'%s' % x`` string formatting is not reachable."""
+    if isinstance(left, str | bytes) or not isinstance(left, int | float | Decimal):
+        raise ExpressionError(f"'%' needs two numbers, got {to_display(left)!r}")
     if type(left) is int and type(right) is int:
         return left - right * _divide(left, right)
     return left % right
@@ -234,8 +276,42 @@ def _modulo(left: Any, right: Any) -> Any:
 def _add(left: Any, right: Any) -> Any:
     """Pebble's ``+`` concatenates as soon as one side is a string."""
     if isinstance(left, str) or isinstance(right, str):
-        return to_display(left) + to_display(right)
-    return left + right
+        left_text, right_text = to_display(left), to_display(right)
+        limits.check_string(len(left_text) + len(right_text), "the result of +")
+        return left_text + right_text
+    result = left + right
+    if isinstance(result, list | tuple):
+        return limits.check_value(result, "the result of +")
+    return limits.check_int(result) if type(result) is int else result
+
+
+def _tilde(parts: Sequence[Any]) -> str:
+    """Jinja's ``~``: every operand as text, joined; bounded like ``+``."""
+    texts = [part if type(part) is str else _text(part) for part in parts]
+    limits.check_string(sum(map(len, texts)), "the result of ~")
+    return "".join(texts)
+
+
+def _guarded(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``function`` as templates call it: after the deadline check, its result checked by size."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        limits.tick()
+        return limits.check_value(function(*args, **kwargs), f"the result of {name}")
+
+    call.__wrapped__ = function  # type: ignore[attr-defined]
+    return call
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's compiler, with ``~`` routed through the environment so its size is checked."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.tilde((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class PebbleEnvironment(SandboxedEnvironment):
@@ -243,6 +319,7 @@ class PebbleEnvironment(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"+", "*", "**", "/", "%"})
     context_class = _Context
+    code_generator_class = _CodeGenerator
 
     _binops: dict[str, Callable[[Any, Any], Any]] = {
         "+": _add,
@@ -265,9 +342,10 @@ class PebbleEnvironment(SandboxedEnvironment):
         self.globals.clear()
         self.globals.update(GLOBALS)
         self.filters.clear()
-        self.filters.update(FILTERS)
+        self.filters.update({name: _guarded(f, name) for name, f in FILTERS.items()})
         self.filters["_entries"] = _entries
         self.tests.update(TESTS)
+        self.tilde = _tilde
         self._pebble_lexer = _Lexer(self)
 
     @property
@@ -279,6 +357,12 @@ class PebbleEnvironment(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         return self._binops[operator](left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every function and macro call: after the deadline check, its result checked by size."""
+        limits.tick()
+        result = super().call(__context, __obj, *args, **kwargs)
+        return limits.check_value(result, "the result of a call")
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, Mapping):
@@ -336,6 +420,23 @@ def _quote(template: str) -> str:
     return f'"{template}"'
 
 
+def _render(template: str, context: Mapping[str, Any]) -> str:
+    with limits.budget() as budget:
+        compiled = _compile(template)
+        pieces: list[str] = []
+        size, most = 0, budget.limits.max_output
+        for piece in compiled.root_render_func(
+            _Context(_ENV, context, None, compiled.blocks)  # type: ignore[arg-type]  # a Mapping: never copied
+        ):
+            size += len(piece)
+            if size > most:
+                raise ExpressionLimitError(
+                    f"the output would exceed {most} characters (SQUALL_EXPRESSION_MAX_OUTPUT)"
+                )
+            pieces.append(piece)
+        return "".join(pieces)
+
+
 def render(template: str, context: Mapping[str, Any]) -> str:
     """Render one template against ``context`` (any Mapping, used as is, never copied).
 
@@ -343,12 +444,7 @@ def render(template: str, context: Mapping[str, Any]) -> str:
     that are not templates. Every failure is an ``ExpressionError`` quoting the template.
     """
     try:
-        compiled = _compile(template)
-        return "".join(
-            compiled.root_render_func(
-                _Context(_ENV, context, None, compiled.blocks)  # type: ignore[arg-type]  # a Mapping: never copied
-            )
-        )
+        return _render(template, context)
     except SecurityError as exc:
         raise ExpressionSecurityError(f"Unable to render {_quote(template)}: {exc}") from None
     except TemplateSyntaxError as exc:
@@ -359,5 +455,7 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         raise type(exc)(f"Unable to render {_quote(template)}: {exc}") from None
     except RecursionError:
         raise ExpressionError(f"Unable to render {_quote(template)}: expression nested too deeply") from None
+    except MemoryError:
+        raise ExpressionLimitError(f"Unable to render {_quote(template)}: out of memory") from None
     except Exception as exc:  # a user's expression failing is reported, never a crash
         raise ExpressionError(f"Unable to render {_quote(template)}: {exc}") from None

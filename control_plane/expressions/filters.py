@@ -1,5 +1,11 @@
 """Kestra's filters and tests (the subset flows use), with Kestra's names and semantics.
 
+Every filter is bounded (see :mod:`control_plane.expressions.limits`): the ones that can
+multiply their input (``replace``, ``indent``, ``join``, ``split``) check the size of their
+result before building it; regular expressions run in the ``regex`` engine with the render's
+remaining time as their timeout; ``jq`` runs in :mod:`~control_plane.expressions.jq_sandbox`;
+``yaml``/``toYaml`` check the deadline at every node.
+
 Names are camelCase and case-sensitive like Kestra's. Where Pebble and Jinja disagree (``capitalize``
 keeps the rest of the string, ``split`` is literal and drops trailing empty parts like Java's
 ``String.split``, ``default`` also replaces blank strings and empty collections) Pebble wins.
@@ -19,12 +25,12 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-import jq as _jq
+import regex as _regex
 import yaml as _yaml
 from jinja2.runtime import Undefined
 
-from control_plane.errors import ExpressionError
-from control_plane.expressions import dates
+from control_plane.errors import ExpressionError, ExpressionLimitError
+from control_plane.expressions import dates, limits
 from control_plane.expressions.display import check_data, plain, to_display, to_json
 
 __all__ = ["FILTERS", "TESTS"]
@@ -52,14 +58,6 @@ def _is_empty(value: Any) -> bool:
     return False
 
 
-@lru_cache(maxsize=512)
-def _jq_program(expression: str) -> Any:
-    try:
-        return _jq.compile(expression)
-    except ValueError as exc:
-        raise ExpressionError(f"Invalid jq expression '{expression}': {exc}") from None
-
-
 def _jq_filter(value: Any, expression: str) -> list[Any] | None:
     """Kestra's jq: every result in a list; a string input is parsed as JSON first."""
     if value is None:
@@ -70,11 +68,10 @@ def _jq_filter(value: Any, expression: str) -> list[Any] | None:
         except json.JSONDecodeError as exc:
             raise ExpressionError(f"Unable to parse jq value '{value}': {exc}") from None
     else:
-        data = plain(value)
-    try:
-        return list(_jq_program(expression).input_value(data).all())
-    except ValueError as exc:
-        raise ExpressionError(f"Failed to resolve jq expression '{expression}': {exc}") from None
+        data = plain(limits.check_value(value, "the jq input"))
+    from control_plane.expressions import jq_sandbox
+
+    return jq_sandbox.run(_text(expression), data)
 
 
 def _from_json(value: Any) -> Any:
@@ -92,6 +89,53 @@ def _default(value: Any, fallback: Any = "") -> Any:
     return value
 
 
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    try:
+        return _regex.compile(pattern, _regex.VERSION0)
+    except _regex.error as exc:
+        raise ExpressionError(f"invalid regular expression '{pattern}': {exc}") from None
+
+
+def regex_timeout(what: str) -> ExpressionLimitError:
+    settings = limits.current_limits()
+    return ExpressionLimitError(
+        f"{what} took longer than the expression's {settings.timeout:g} s limit (SQUALL_EXPRESSION_TIMEOUT)"
+    )
+
+
+def _regex_replace(text: str, search: str, replacement: str) -> str:
+    """Java's ``replaceAll``: ``$1`` for groups; the result's size is counted while it is built."""
+    template = re.sub(r"\$(\d+)", r"\\g<\1>", replacement)
+    pattern = _pattern(search)
+    budget = limits.current_limits().max_string - len(text)
+    grown = 0
+
+    def expand(match: Any) -> str:
+        nonlocal grown
+        piece = str(match.expand(template))
+        grown += len(piece) - (match.end() - match.start())
+        if grown > budget:
+            limits.check_string(len(text) + grown, "the result of replace")
+        return piece
+
+    try:
+        return str(pattern.sub(expand, text, timeout=limits.remaining()))
+    except TimeoutError:
+        raise regex_timeout(f"replace with the regular expression '{search}'") from None
+    except (_regex.error, IndexError) as exc:
+        raise ExpressionError(f"replace: invalid replacement '{replacement}': {exc}") from None
+
+
+def _plain_replace(text: str, search: str, replacement: str) -> str:
+    if search and len(replacement) > len(search):
+        growth = text.count(search) * (len(replacement) - len(search))
+        limits.check_string(len(text) + growth, "the result of replace")
+    elif not search:
+        limits.check_string(len(text) + (len(text) + 1) * len(replacement), "the result of replace")
+    return text.replace(search, replacement)
+
+
 def _replace(value: Any, old: Any, new: Any = None, regexp: bool = False) -> str:
     """Pebble's ``replace({'a': 'b'})`` (``regexp=true`` for patterns) and ``replace(old, new)``."""
     text = _text(value)
@@ -100,16 +144,18 @@ def _replace(value: Any, old: Any, new: Any = None, regexp: bool = False) -> str
     pairs = list(old.items()) if isinstance(old, Mapping) else [(old, "" if new is None else new)]
     for search, replacement in pairs:
         if regexp:
-            java = re.sub(r"\$(\d+)", r"\\\1", _text(replacement))
-            text = re.sub(_text(search), java, text)
+            text = _regex_replace(text, _text(search), _text(replacement))
         else:
-            text = text.replace(_text(search), _text(replacement))
+            text = _plain_replace(text, _text(search), _text(replacement))
     return text
 
 
 def _split(value: Any, delimiter: str, limit: int | None = None) -> list[str]:
     """Java's ``String.split(Pattern.quote(delimiter))``: trailing empty parts dropped."""
-    text = _text(value)
+    text, delimiter = _text(value), _text(delimiter)
+    if delimiter:
+        parts_at_most = text.count(delimiter) + 1
+        limits.check_items(min(parts_at_most, limit) if limit and limit > 0 else parts_at_most, "split")
     if limit is not None and limit > 0:
         return text.split(delimiter, limit - 1)
     parts = text.split(delimiter)
@@ -137,7 +183,10 @@ def _number(value: Any, type: str | None = None) -> int | float | Decimal:
         if type is not None:
             kind = str(type).upper()
             if kind in {"INT", "INTEGER", "LONG", "BIGINTEGER", "SHORT", "BYTE"}:
-                return int(Decimal(text))
+                number = Decimal(text)
+                if number.is_finite() and number.adjusted() > 0:
+                    limits.check_bits(int(number.adjusted() * 3.33) + 1, "number")
+                return int(number)
             if kind in {"FLOAT", "DOUBLE"}:
                 return float(text)
             if kind == "BIGDECIMAL":
@@ -160,6 +209,8 @@ def _numeric(value: Any) -> int | float | Decimal:
 
 def _round(value: Any, precision: int = 0) -> int | float:
     """Half-up like Java's ``Math.round``, not Python's banker's rounding."""
+    if not -1000 <= int(precision) <= 1000:
+        raise ExpressionError(f"round: precision {precision} is out of range (-1000 to 1000)")
     number = Decimal(str(_numeric(value)))
     rounded = number.quantize(Decimal(1).scaleb(-int(precision)), rounding=ROUND_HALF_UP)
     return int(rounded) if precision <= 0 else float(rounded)
@@ -190,7 +241,10 @@ def _length(value: Any) -> int:
 def _join(value: Any, separator: str = "") -> str:
     if not _is_list(value):
         return _text(value)
-    return _text(separator).join(to_display(item) for item in value)
+    glue = _text(separator)
+    parts = [to_display(item) for item in value]
+    limits.check_string(sum(map(len, parts)) + len(glue) * max(len(parts) - 1, 0), "the result of join")
+    return glue.join(parts)
 
 
 def _keys(value: Any) -> list[Any]:
@@ -316,35 +370,70 @@ def _escape_char(value: Any, type: str = "single") -> str:
     raise ExpressionError(f"escapeChar: unknown type '{type}', expected single, double or shell")
 
 
+class _YamlLoader(_yaml.SafeLoader):
+    """PyYAML's safe loader, checking the render's deadline at each node it composes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        limits.tick()
+        return super().compose_node(parent, index)
+
+
+class _YamlDumper(_yaml.SafeDumper):
+    """PyYAML's safe dumper, checking the render's deadline at each value it writes."""
+
+    def represent_data(self, data: Any) -> Any:
+        limits.tick()
+        return super().represent_data(data)
+
+
 def _yaml_parse(value: Any) -> Any:
+    """Anchors and aliases are kept (Kestra reads YAML with them), and the result is measured as
+    it would print: an alias bomb fails on its size instead of exploding later."""
     try:
-        return _yaml.safe_load(_text(value))
+        return _yaml.load(_text(value), Loader=_YamlLoader)  # a SafeLoader
     except _yaml.YAMLError as exc:
         raise ExpressionError(f"yaml: invalid YAML: {exc}") from None
 
 
 def _to_yaml(value: Any) -> str:
-    return _yaml.safe_dump(plain(value), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return _yaml.dump(
+        plain(limits.check_value(value, "the toYaml input")),
+        Dumper=_YamlDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+    )
 
 
 def _indent(value: Any, amount: int, prefix: str = " ") -> str:
+    text, prefix = _text(value), _text(prefix)
+    limits.check_string(len(prefix) * int(amount), "indent")
     pad = prefix * int(amount)
-    return _text(value).replace("\n", "\n" + pad)
+    limits.check_string(len(text) + text.count("\n") * len(pad), "the result of indent")
+    return text.replace("\n", "\n" + pad)
 
 
 def _nindent(value: Any, amount: int, prefix: str = " ") -> str:
-    return "\n" + prefix * int(amount) + _indent(value, amount, prefix)
+    indented = _indent(value, amount, prefix)
+    limits.check_string(len(indented) + 1 + len(_text(prefix)) * int(amount), "the result of nindent")
+    return "\n" + _text(prefix) * int(amount) + indented
 
 
 def _distinct(value: Any) -> list[Any]:
-    seen: list[Any] = []
+    """First occurrences, in order; maps and lists are compared by their JSON (linear, not quadratic)."""
+    seen: set[Any] = set()
+    kept: list[Any] = []
     for item in value:
-        if item not in seen:
-            seen.append(item)
-    return seen
+        key = (type(item) is bool, item) if isinstance(item, str | int | float | None) else to_json(item)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
 
 
 def _chunk(value: Any, size: int) -> list[list[Any]]:
+    if int(size) < 1:
+        raise ExpressionError(f"chunk: size must be at least 1, got {size}")
     items = list(value)
     return [items[i : i + int(size)] for i in range(0, len(items), int(size))]
 

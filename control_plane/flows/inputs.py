@@ -247,6 +247,22 @@ def _resolve_one(spec: Input, raw: Any) -> Any:
         raise _expected(spec.type, raw) from exc
 
 
+VALIDATOR_TIMEOUT = 1.0
+"""Seconds a ``validator`` pattern may take on one value: inputs come from whoever starts an
+execution, so a pattern that backtracks catastrophically must not hold the request."""
+
+
+def _matches(pattern: str, value: str) -> bool:
+    import regex  # like ``re``, but a match can be given a timeout
+
+    try:
+        return regex.fullmatch(pattern, value, timeout=VALIDATOR_TIMEOUT) is not None
+    except TimeoutError:
+        raise _Invalid(
+            f"the pattern `{pattern}` took longer than {VALIDATOR_TIMEOUT:g} s on this value"
+        ) from None
+
+
 def _resolve_string(spec: Input, raw: Any) -> str:
     value = _to_text(raw)
     reasons: list[str] = []
@@ -254,7 +270,7 @@ def _resolve_string(spec: Input, raw: Any) -> str:
         reasons.append(f"it must have at least `{spec.minLength}` characters")
     if spec.maxLength is not None and len(value) > spec.maxLength:
         reasons.append(f"it must have at most `{spec.maxLength}` characters")
-    if spec.validator is not None and re.fullmatch(spec.validator, value) is None:
+    if spec.validator is not None and not _matches(spec.validator, value):
         reasons.append(f"it must match the pattern `{spec.validator}`")
     if reasons:
         raise _Invalid(*reasons)
@@ -263,7 +279,7 @@ def _resolve_string(spec: Input, raw: Any) -> str:
 
 def _resolve_secret(spec: Input, raw: Any) -> str:
     value = _to_text(raw, kind=InputType.SECRET, containers=False)
-    if spec.validator is not None and re.fullmatch(spec.validator, value) is None:
+    if spec.validator is not None and not _matches(spec.validator, value):
         raise _Invalid(f"it must match the pattern `{spec.validator}`")
     return value
 

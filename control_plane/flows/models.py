@@ -15,7 +15,6 @@ objects and compile each one, a sizeable part of this module's import time, whic
 cold start pays. Only names defined further down (``AnyTask``, ``Task``) are quoted.
 """
 
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
@@ -199,9 +198,11 @@ class Input(_Strict):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
+            import regex  # the engine inputs are matched with (it takes a timeout; ``re`` does not)
+
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise ValueError(f"invalid pattern [{value}]: {exc}") from None
         return value
 

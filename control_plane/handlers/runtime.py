@@ -20,6 +20,9 @@ the first request::
     SQUALL_TICK_SUBMITS     jobs one tick submits at most (default 500: ~25 s at AWS Batch's rate)
     SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
     SQUALL_RUNNERS          JSON object: runner name -> constructor options
+    SQUALL_EXPRESSION_TIMEOUT     seconds one expression may take to render (default 2)
+    SQUALL_EXPRESSION_MAX_OUTPUT  characters one expression, or any string in it, may hold
+                            (default 4 MiB); both: control_plane/expressions/limits.py
     SQUALL_AWS_ENDPOINT_ALLOWLIST  comma-separated http(s) URLs a flow's taskRunner
                             `endpointOverride` may name (default none). The control plane signs
                             AWS requests with its own credentials, so a flow cannot choose the
@@ -62,6 +65,7 @@ __all__ = [
     "Runtime",
     "Settings",
     "SettingsError",
+    "configure_expressions",
     "load_settings",
     "open_runtime",
     "reset",
@@ -98,6 +102,8 @@ class Settings(BaseModel):
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
     aws_endpoint_allowlist: tuple[str, ...] = ()
+    expression_timeout: float = Field(default=2.0, gt=0, le=60)
+    expression_max_output: int = Field(default=4 << 20, ge=1024)
 
     @field_validator("aws_endpoint_allowlist", mode="before")
     @classmethod
@@ -189,6 +195,19 @@ class Runtime:
         self.store.close()
 
 
+def configure_expressions(settings: Settings) -> None:
+    """Apply the expression limits (process-wide: they bound resources, not what a flow means)."""
+    from control_plane.expressions import limits
+
+    limits.configure(
+        limits.Limits(
+            timeout=settings.expression_timeout,
+            max_output=settings.expression_max_output,
+            max_string=settings.expression_max_output,
+        )
+    )
+
+
 def visit_after(settings: Settings) -> timedelta | None:
     """The DynamoDB store's ``visit_after``: the youngest age at which the tick acts on a job.
 
@@ -237,6 +256,7 @@ def open_runtime(
         from control_plane.service.service import Service
         from control_plane.service.storage import LocalStorage
 
+        configure_expressions(settings)
         data = Path(settings.data_dir)
         config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
         config.update(settings.runners)
