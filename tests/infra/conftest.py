@@ -3,10 +3,18 @@
 Terraform never runs inside the repository tree: modules are copied (or referenced by
 absolute path) into a temporary directory, and ``TF_DATA_DIR`` points there too, so no
 ``.terraform`` directory, lock file or state is left next to the sources.
+
+The registry cannot be reached. The hashicorp/aws provider comes from a filesystem mirror on
+the machine (``/opt/tf-plugins``, or ``SQUALL_TF_PROVIDER_MIRROR``), through a CLI
+configuration file the ``aws_provider`` fixture writes in a temporary directory; a machine
+without the mirror skips those tests with one line saying so, except in CI (``CI`` set),
+where that is a failure.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +33,9 @@ SUBMODULES = MODULE / "modules"
 
 _HCL_OPTIONS = SerializationOptions(strip_string_quotes=True, with_comments=False)
 
+PROVIDER_MIRROR = Path(os.environ.get("SQUALL_TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
+
 
 def terraform_path() -> str:
     found = shutil.which("terraform")
@@ -32,10 +43,11 @@ def terraform_path() -> str:
     return found
 
 
-def terraform_env(data_dir: Path) -> dict[str, str]:
+def terraform_env(data_dir: Path, cli_config: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "AWS_"))}
     env.update(
-        TF_CLI_CONFIG_FILE="/dev/null",  # no user plugin cache or credentials
+        # No user plugin cache or credentials: only the tests' own configuration, if any.
+        TF_CLI_CONFIG_FILE=str(cli_config) if cli_config is not None else "/dev/null",
         TF_DATA_DIR=str(data_dir),
         TF_IN_AUTOMATION="1",
         TF_INPUT="0",
@@ -45,11 +57,13 @@ def terraform_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_terraform(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_terraform(
+    args: list[str], cwd: Path, *, check: bool = True, cli_config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [terraform_path(), *args, *(["-no-color"] if args[0] not in ("fmt", "version") else [])],
         cwd=cwd,
-        env=terraform_env(cwd / ".tfdata"),
+        env=terraform_env(cwd / ".tfdata", cli_config),
         capture_output=True,
         text=True,
         timeout=240,
@@ -59,6 +73,69 @@ def run_terraform(args: list[str], cwd: Path, *, check: bool = True) -> subproce
             f"terraform {' '.join(args)} in {cwd}:\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+@functools.cache
+def terraform_platform() -> str:
+    """``linux_amd64`` and the like: the directory a mirror keeps this machine's providers in."""
+    result = subprocess.run(
+        [terraform_path(), "version", "-json"],
+        env=terraform_env(Path("/nonexistent")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return str(json.loads(result.stdout)["platform"])
+
+
+def mirrored_aws_versions(mirror: Path = PROVIDER_MIRROR) -> list[str]:
+    """Versions of hashicorp/aws the mirror holds for this platform (unpacked layout)."""
+    versions = mirror / AWS_PROVIDER
+    if not versions.is_dir():
+        return []
+    platform = terraform_platform()
+    return sorted(v.name for v in versions.iterdir() if any((v / platform).glob("terraform-provider-aws_*")))
+
+
+def provider_cli_config(directory: Path, mirror: Path = PROVIDER_MIRROR) -> Path:
+    """A CLI configuration that installs hashicorp/aws from ``mirror`` only, never the registry.
+
+    The mirror doubles as the plugin cache: ``init`` then links the provider (about 700 MB)
+    into each working directory instead of copying it. Without a lock file to check it
+    against (none is kept), Terraform uses a cached provider only when told it may.
+    """
+    path = directory / "terraform.tfrc"
+    path.write_text(
+        f"""plugin_cache_dir = {json.dumps(str(mirror))}
+plugin_cache_may_break_dependency_lock_file = true
+
+provider_installation {{
+  filesystem_mirror {{
+    path    = {json.dumps(str(mirror))}
+    include = ["{AWS_PROVIDER}"]
+  }}
+  direct {{
+    exclude = ["{AWS_PROVIDER}"]
+  }}
+}}
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def aws_provider(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI configuration file for tests that need hashicorp/aws (skips, or fails in CI, without it)."""
+    if not mirrored_aws_versions():
+        missing = (
+            f"no hashicorp/aws provider for {terraform_platform()} in the filesystem mirror "
+            f"{PROVIDER_MIRROR} (set SQUALL_TF_PROVIDER_MIRROR)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return provider_cli_config(tmp_path_factory.mktemp("terraform-cli"))
 
 
 def load_hcl(path: Path) -> dict[str, Any]:

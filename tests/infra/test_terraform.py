@@ -1,10 +1,15 @@
-"""Terraform's own checks, offline: fmt, and validate + test of the provider-free submodules.
+"""Terraform's own checks, offline: fmt; validate + test of the provider-free submodules; and
+init + validate + test of the squall module and both examples with hashicorp/aws.
 
-The AWS provider cannot be downloaded here, so the squall module and the examples are
-never initialised (infra/README.md lists what stands in for `plan`). The submodules need no
-provider: `terraform test` runs their assertions and `expect_failures` cases, and a small
-root module applies the settings module to feed its rendered environment to the Python
-runtime that will read it in Lambda.
+The submodules need no provider: `terraform test` runs their assertions and
+`expect_failures` cases, and a small root module applies the settings module to feed its
+rendered environment to the Python runtime that will read it in Lambda.
+
+The registry cannot be reached, so hashicorp/aws comes from the machine's filesystem mirror
+(the ``aws_provider`` fixture in conftest.py writes the CLI configuration that points there).
+The module and each example are initialised from it, validated against the real provider
+schema, and planned by `terraform test` with ``mock_provider "aws"`` (their
+``tests/*.tftest.hcl``): no credentials, no AWS call.
 """
 
 from __future__ import annotations
@@ -41,6 +46,31 @@ def _copy(module: Path, tmp_path: Path) -> Path:
     target = tmp_path / module.name
     shutil.copytree(module, target)
     return target
+
+
+# The squall module and the examples, each with its terraform tests (mocked provider).
+WITH_PROVIDER = ["modules/squall", "examples/basic", "examples/scheduled-etl"]
+
+
+def test_the_module_and_every_example_have_provider_tests() -> None:
+    examples = sorted(f"examples/{p.name}" for p in (INFRA / "examples").iterdir() if p.is_dir())
+    assert sorted(WITH_PROVIDER) == sorted(["modules/squall", *examples])
+
+
+@pytest.mark.parametrize("target", WITH_PROVIDER)
+def test_validates_and_plans_against_the_mirrored_aws_provider(
+    target: str, tmp_path: Path, aws_provider: Path
+) -> None:
+    # The whole infra tree: the examples use the module by relative path.
+    infra = tmp_path / "infra"
+    shutil.copytree(INFRA, infra, ignore=shutil.ignore_patterns(".terraform*", ".tfdata", "*.tfstate*"))
+    work = infra / target
+    assert list(work.glob("tests/*.tftest.hcl")), f"{target} has no terraform tests"
+    init = run_terraform(["init", "-backend=false", "-input=false"], work, cli_config=aws_provider)
+    assert "hashicorp/aws v" in init.stdout, init.stdout  # from the mirror, not the registry
+    run_terraform(["validate"], work, cli_config=aws_provider)
+    result = run_terraform(["test"], work, cli_config=aws_provider)
+    assert "0 failed" in result.stdout and " passed" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("name", SUBMODULE_NAMES)

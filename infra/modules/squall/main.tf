@@ -5,7 +5,7 @@ data "aws_region" "current" {}
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.region
+  region     = data.aws_region.current.id # the name in 5.x and 6.x alike (see versions.tf)
 
   # A bucket the module creates gets a generated, globally unique name unless one is given;
   # with create_bucket = false, bucket_name names an existing bucket (or null: no bucket).

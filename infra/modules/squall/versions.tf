@@ -5,8 +5,10 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 6.x: data.aws_region.current.region (5.x only had the now deprecated .name).
-      version = ">= 6.0, < 7.0"
+      # 5.x and 6.x: nothing here needs 6.x. The region is data.aws_region.current.id, the
+      # region's name in both (5.x has no `.region`, 6.x deprecates `.name`). 5.100.0 is the
+      # provider the offline checks validate and plan with (tests/infra/test_terraform.py).
+      version = ">= 5.100, < 7.0"
     }
   }
 }
