@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -69,7 +69,7 @@ from control_plane.engine.model import (
 from control_plane.engine.states import State, worst
 from control_plane.errors import EngineError, ExpressionError
 from control_plane.expressions import is_truthy, render, render_value, to_display
-from control_plane.flows.inputs import mask_secrets, resolve_inputs, secret_values
+from control_plane.flows.inputs import mask_secrets, mask_value, resolve_inputs, secret_values
 from control_plane.flows.models import (
     AllowFailure,
     Flow,
@@ -128,9 +128,21 @@ def new_execution(
     )
 
 
-def plan(flow: Flow, execution: Execution, event: Event) -> tuple[Execution, list[Action]]:
-    """Apply one event; return the next execution (version + 1 when anything changed) and actions."""
-    tx = _Transaction(compile_flow(flow), execution, event.at)
+SecretLookup = Callable[[str], str]
+"""``secret('NAME')``'s source, given by the shell like the clock (``event.at``): the value, or an
+exception whose message says where the name was looked for."""
+
+
+def plan(
+    flow: Flow, execution: Execution, event: Event, *, secrets: SecretLookup | None = None
+) -> tuple[Execution, list[Action]]:
+    """Apply one event; return the next execution (version + 1 when anything changed) and actions.
+
+    ``secrets`` serves ``secret()`` in this event's expressions. Every value it hands out, like
+    every SECRET input, is masked (``********``) in what the execution keeps: log lines, errors,
+    outputs, labels and flow outputs.
+    """
+    tx = _Transaction(compile_flow(flow), execution, event.at, secrets)
     tx.apply(event)
     return tx.commit()
 
@@ -202,10 +214,37 @@ def replay(
 _derive_taskrun_id = taskrun_id  # ``replay`` has a parameter of that name
 
 
+class _Revealing(Mapping[str, str]):
+    """``@secrets`` for ``secret()``: asks the shell's lookup, and has each value it returns masked."""
+
+    __slots__ = ("_lookup", "_reveal")
+
+    def __init__(self, lookup: SecretLookup, reveal: Callable[[str], None]) -> None:
+        self._lookup = lookup
+        self._reveal = reveal
+
+    def __getitem__(self, name: str) -> str:
+        value = self._lookup(name)
+        self._reveal(value)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())  # names are looked up one at a time, never listed
+
+    def __len__(self) -> int:
+        return 0
+
+
 class _Transaction:
     """One ``plan`` call: a working copy of the execution and the actions it produces."""
 
-    def __init__(self, compiled: CompiledFlow, execution: Execution, now: datetime) -> None:
+    def __init__(
+        self,
+        compiled: CompiledFlow,
+        execution: Execution,
+        now: datetime,
+        secrets: SecretLookup | None = None,
+    ) -> None:
         self.c = compiled
         self.flow = compiled.flow
         self.ex = execution
@@ -226,6 +265,8 @@ class _Transaction:
         self.ended = execution.ended
         self.flow_outputs = execution.outputs
         self._secrets: list[str] | None = None
+        self._lookup = secrets
+        self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -303,11 +344,24 @@ class _Transaction:
         if level is Level.ERROR and len(self.error_logs) < MAX_ERROR_LOGS:
             self.error_logs.append(line)
 
-    def mask(self, text: str) -> str:
-        """SECRET inputs never reach a log line in clear."""
+    def secrets(self) -> list[str]:
         if self._secrets is None:
             self._secrets = secret_values(self.flow, self.ex.inputs) if self.flow.inputs else []
-        return mask_secrets(text, self._secrets) if self._secrets else text
+        return self._secrets
+
+    def mask(self, text: str) -> str:
+        """SECRET inputs and ``secret()`` values never reach a log line in clear."""
+        secrets = self.secrets()
+        return mask_secrets(text, secrets) if secrets else text
+
+    def mask_data(self, value: Any) -> Any:
+        """``value`` with every string in it masked (outputs, labels): nothing stored shows a secret."""
+        secrets = self.secrets()
+        return mask_value(value, secrets) if secrets and value is not None else value
+
+    def reveal(self, value: str) -> None:
+        if value and value not in self.secrets():
+            self.secrets().append(value)
 
     # ------------------------------------------------------------------ context
 
@@ -328,6 +382,10 @@ class _Transaction:
         ctx["outputs"] = self.outputs
         ctx["labels"] = self.labels
         ctx["@now"] = self.now
+        if self._lookup is not None:
+            if self._vault is None:
+                self._vault = _Revealing(self._lookup, self.reveal)
+            ctx["@secrets"] = self._vault
         if self.ex.trigger is not None:
             ctx["trigger"] = self.ex.trigger
         if self.error_logs:
@@ -656,7 +714,7 @@ class _Transaction:
             for level, message in result.logs:
                 self.log(tr, level, message, task)
             if result.labels:
-                self.labels = {**self.labels, **result.labels}
+                self.labels = {**self.labels, **self.mask_data(dict(result.labels))}
             self.end_attempt(tr, task, result.state, result.outputs, result.error)
         elif kind is TaskKind.TIMER:
             self.put(tr)
@@ -975,6 +1033,8 @@ class _Transaction:
             final = State.WARNING
         if final is State.WARNING and task.allowWarning:
             final = State.SUCCESS
+        outputs = self.mask_data(outputs)
+        error = self.mask(error) if error else error
         tr = tr.evolve(
             state=final, ended=self.now, outputs=outputs, error=error if state is State.FAILED else None
         )
@@ -1027,7 +1087,7 @@ class _Transaction:
                 state, outputs = State.FAILED, None
         self.state = state
         self.ended = self.now
-        self.flow_outputs = outputs
+        self.flow_outputs = self.mask_data(outputs)
         retry_at = None
         retry = self.flow.retry
         if (

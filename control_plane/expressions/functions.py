@@ -108,10 +108,22 @@ def _error_logs(ctx: Context) -> list[Any]:
 
 @pass_context
 def _secret(ctx: Context, name: str) -> Any:
-    secrets = _lookup(ctx, "@secrets") or {}
-    if name not in secrets:
-        raise ExpressionError(f"secret '{name}' not found")
-    return secrets[name]
+    """Kestra's ``secret('NAME')``: the value from the deployment's secret backends.
+
+    The engine puts a lookup under ``@secrets`` and masks every value it returns; the lookup's
+    own error (unknown name, a backend that failed) becomes the expression's error.
+    """
+    secrets = _lookup(ctx, "@secrets")
+    if secrets is None:
+        raise ExpressionError(f"secret '{name}' not found: no secret backend is configured")
+    try:
+        return secrets[name]
+    except ExpressionError:
+        raise
+    except KeyError:
+        raise ExpressionError(f"secret '{name}' not found") from None
+    except Exception as exc:  # the backend's error names the places it looked in
+        raise ExpressionError(str(exc)) from None
 
 
 def _range(start: int, end: int, step: int = 1) -> list[int]:

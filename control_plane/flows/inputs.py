@@ -60,6 +60,7 @@ from control_plane.flows.models import Flow, Input, InputType
 __all__ = [
     "MASK",
     "mask_secrets",
+    "mask_value",
     "masked_inputs",
     "resolve_inputs",
     "secret_values",
@@ -176,6 +177,17 @@ def mask_secrets(text: str, secrets: Sequence[str]) -> str:
         return text
     pattern = re.compile("|".join(re.escape(s) for s in unique))
     return pattern.sub(MASK, text)
+
+
+def mask_value(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (JSON-like data) with :func:`mask_secrets` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, Mapping):
+        return {mask_value(k, secrets): mask_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(item, secrets) for item in value]
+    return value
 
 
 def masked_inputs(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
