@@ -96,12 +96,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _open(db: Path | None, **options: Any) -> Any:
     from control_plane.errors import StoreError
-    from control_plane.handlers.runtime import SettingsError, configure_expressions, load_settings
+    from control_plane.handlers.runtime import SettingsError, configure_expressions, load_settings, log_limits
     from control_plane.service.local import open_local
 
     try:
-        configure_expressions(load_settings())  # SQUALL_EXPRESSION_* apply to local runs too
-        return open_local(db, **options)
+        settings = load_settings()
+        configure_expressions(settings)  # SQUALL_EXPRESSION_* apply to local runs too
+        return open_local(db, log_limits=log_limits(settings), **options)  # SQUALL_MAX_OUTPUTS_BYTES too
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
 

@@ -167,11 +167,18 @@ class JobStatus(Struct, frozen=True):
 
 
 class LogRecord(Struct, frozen=True):
-    """One line of a job's output, without its line ending, decoded as UTF-8 (invalid bytes replaced)."""
+    """One line of a job's output, without its line ending, decoded as UTF-8 (invalid bytes replaced).
+
+    A backend that cuts lines longer than it can carry in one record sets ``partial`` on every
+    piece but the last: the next record of the same ``stream`` continues the line. The control
+    plane joins them, so an outputs marker longer than the backend's record is still found
+    (or, beyond the outputs limit, fails the task instead of vanishing).
+    """
 
     stream: str  # "stdout" or "stderr"
     text: str
     at: datetime | None = None
+    partial: bool = False
 
 
 class LogChunk(Struct, frozen=True):

@@ -14,6 +14,11 @@ complete log, the last line included; the control plane runs :func:`collect` ove
 Parsing never raises: a line that looks like a marker but is not valid JSON, or whose JSON
 is not an object, is an ordinary log line (the script's author sees it in the logs). Fields
 of the wrong type are ignored one by one, so a bad ``metrics`` does not lose the ``outputs``.
+
+Size: this module parses whatever it is given. Bounding it is the caller's job, before
+parsing: the control plane measures every line :func:`looks_like_marker` accepts (joining a
+line a runner delivered in ``partial`` pieces first) and fails the task when a marker, or
+the outputs of all its markers together, is over its limit, rather than dropping them.
 """
 
 from __future__ import annotations
@@ -25,10 +30,27 @@ from typing import Any
 
 from msgspec import Struct, field
 
-__all__ = ["MARKER_PATTERN", "Marker", "collect", "parse_line"]
+__all__ = [
+    "MARKER_END",
+    "MARKER_PATTERN",
+    "MARKER_START",
+    "Marker",
+    "collect",
+    "looks_like_marker",
+    "parse_line",
+]
 
 MARKER_PATTERN = re.compile(r"^::(\{.*\})::$", re.DOTALL)
 """Kestra's pattern, applied to the stripped text of one line."""
+MARKER_START = "::{"
+MARKER_END = "}::"
+"""How the stripped text of a marker line begins and ends (the cheap test before the pattern)."""
+
+
+def looks_like_marker(text: str) -> bool:
+    """Whether ``text`` has a marker's shape (``::{`` ... ``}::``, stripped), valid JSON or not."""
+    stripped = text.strip()
+    return stripped.startswith(MARKER_START) and stripped.endswith(MARKER_END)
 
 
 class Marker(Struct, frozen=True):
@@ -57,10 +79,9 @@ class Marker(Struct, frozen=True):
 
 def parse_line(text: str) -> Marker | None:
     """The marker carried by one log line, or ``None`` when the line is not a valid marker."""
-    stripped = text.strip()
-    if not (stripped.startswith("::{") and stripped.endswith("}::")):  # cheap filter for plain lines
+    if not looks_like_marker(text):  # cheap filter for plain lines
         return None
-    match = MARKER_PATTERN.fullmatch(stripped)
+    match = MARKER_PATTERN.fullmatch(text.strip())
     if match is None:
         return None
     try:

@@ -14,7 +14,9 @@ find, poll, read and cancel it::
         pid         the handle id, a spec summary (env values are not stored: they may be
                     secrets), and the pid, process-group id and /proc start time of the job
                     and of its owner
-        log.jsonl   stdout and stderr in arrival order, one JSON record a line {stream, text, at}
+        log.jsonl   stdout and stderr in arrival order, one JSON record a line {stream, text, at};
+                    a line longer than MAX_LINE_BYTES is several records, all but the last
+                    with "partial": true (``LogRecord.partial``)
         cancelled   present once cancel() was asked
         exit        terminal status and handle id, written once (temp file + rename) after
                     outputs are copied
@@ -895,12 +897,12 @@ class _Pump:
         if not data:
             self._eof(fd, out, at)
             return
-        if records := _records(self._streams[fd], self._splitters[fd].feed(data), at):
+        if records := _records(self._streams[fd], *self._splitters[fd].feed(data), at):
             _write_all(out, records)
 
     def _eof(self, fd: int, out: int, at: str) -> None:
         stream = self._streams.pop(fd)
-        if records := _records(stream, self._splitters.pop(fd).close(), at):
+        if records := _records(stream, *self._splitters.pop(fd).close(), at):
             _write_all(out, records)
         self._poller.unregister(fd)
 
@@ -989,31 +991,46 @@ class _Pump:
                 pipe.close()
 
 
+_WHOLE: frozenset[int] = frozenset()
+"""No line was cut (the usual case): see :class:`_LineSplitter`."""
+
+
 class _LineSplitter:
     """Cuts one stream's bytes into lines: split on ``\\n``, a trailing ``\\r`` dropped, and a
-    line longer than MAX_LINE_BYTES cut into pieces, so memory stays bounded whatever the job prints."""
+    line longer than MAX_LINE_BYTES cut into pieces, so memory stays bounded whatever the job prints.
+
+    ``feed`` and ``close`` return the lines and the indexes of the pieces that do not end their
+    line (the next line of this stream continues them): their records say ``partial``, so the
+    reader can join them again (an outputs marker longer than MAX_LINE_BYTES is still one marker).
+    """
 
     def __init__(self) -> None:
         self.pending = b""
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> tuple[list[bytes], frozenset[int] | set[int]]:
         parts = (self.pending + data if self.pending else data).split(b"\n")
         self.pending = parts.pop()
         lines: list[bytes] = []
+        cut: frozenset[int] | set[int] = _WHOLE
         for part in parts:
-            lines.extend(_pieces(part[:-1] if part.endswith(b"\r") else part))
+            pieces = _pieces(part[:-1] if part.endswith(b"\r") else part)
+            if len(pieces) > 1:
+                cut = {*cut, *range(len(lines), len(lines) + len(pieces) - 1)}
+            lines.extend(pieces)
         while len(self.pending) > MAX_LINE_BYTES:
-            cut = _utf8_cut(self.pending, MAX_LINE_BYTES)
-            lines.append(self.pending[:cut])
-            self.pending = self.pending[cut:]
-        return lines
+            cut = {*cut, len(lines)}
+            at = _utf8_cut(self.pending, MAX_LINE_BYTES)
+            lines.append(self.pending[:at])
+            self.pending = self.pending[at:]
+        return lines, cut
 
-    def close(self) -> list[bytes]:
+    def close(self) -> tuple[list[bytes], frozenset[int]]:
         """The last line, even without a trailing newline."""
         last, self.pending = self.pending, b""
         if not last:
-            return []
-        return _pieces(last[:-1] if last.endswith(b"\r") else last)
+            return [], _WHOLE
+        pieces = _pieces(last[:-1] if last.endswith(b"\r") else last)
+        return pieces, frozenset(range(len(pieces) - 1))
 
 
 def _pieces(line: bytes) -> list[bytes]:
@@ -1036,15 +1053,22 @@ def _utf8_cut(buf: bytes, limit: int) -> int:
     return cut
 
 
-def _records(stream: str, lines: list[bytes], at: str) -> bytes:
-    """Log records as JSON lines ``{"stream", "text", "at"}``, built by hand: json.dumps per
-    line costs twice as much, and 100 MB of output is 100,000 lines or more."""
+def _records(stream: str, lines: list[bytes], cut: frozenset[int] | set[int], at: str) -> bytes:
+    """Log records as JSON lines ``{"stream", "text", "at"}`` (plus ``"partial": true`` for the
+    indexes in ``cut``), built by hand: json.dumps per line costs twice as much, and 100 MB of
+    output is 100,000 lines or more."""
     if not lines:
         return b""
     head = '{"stream":' + encode_basestring(stream) + ',"text":'
     tail = ',"at":' + encode_basestring(at) + "}\n"
+    if not cut:
+        return "".join(
+            head + encode_basestring(line.decode("utf-8", errors="replace")) + tail for line in lines
+        ).encode("utf-8")
+    partial = ',"partial":true' + tail
     return "".join(
-        head + encode_basestring(line.decode("utf-8", errors="replace")) + tail for line in lines
+        head + encode_basestring(line.decode("utf-8", errors="replace")) + (partial if i in cut else tail)
+        for i, line in enumerate(lines)
     ).encode("utf-8")
 
 
@@ -1624,6 +1648,7 @@ def _parse_record(raw: bytes) -> LogRecord | None:
             stream=str(data["stream"]),
             text=str(data["text"]),
             at=datetime.fromisoformat(at) if at else None,
+            partial=data.get("partial") is True,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -20,6 +20,9 @@ the first request::
     SQUALL_TICK_SUBMITS     jobs one tick submits at most (default 500: ~25 s at AWS Batch's rate)
     SQUALL_FINISHED_TTL_DAYS  days a finished execution is kept in DynamoDB (default 30; 0: forever)
     SQUALL_RUNNERS          JSON object: runner name -> constructor options
+    SQUALL_MAX_OUTPUTS_BYTES  largest outputs a task may report with ``::{"outputs":...}::`` lines,
+                            one line or all of them merged (default 1 MiB, at least 1 KiB); over
+                            it the task fails saying so (control_plane/service/capture.py)
     SQUALL_EXPRESSION_TIMEOUT     seconds one expression may take to render (default 2)
     SQUALL_EXPRESSION_MAX_OUTPUT  characters one expression, or any string in it, may hold
                             (default 4 MiB); both: control_plane/expressions/limits.py
@@ -57,6 +60,7 @@ from control_plane.errors import SquallError
 from control_plane.store.base import StateStore
 
 if TYPE_CHECKING:
+    from control_plane.service.capture import LogLimits
     from control_plane.service.memory import Clock
     from control_plane.service.service import Service
     from runners.base import Runner
@@ -67,6 +71,7 @@ __all__ = [
     "SettingsError",
     "configure_expressions",
     "load_settings",
+    "log_limits",
     "open_runtime",
     "reset",
     "runtime",
@@ -101,6 +106,7 @@ class Settings(BaseModel):
     tick_submits: int = Field(default=500, ge=1)
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    max_outputs_bytes: int = Field(default=1 << 20, ge=1024)  # capture.DEFAULT_MAX_OUTPUTS_BYTES
     aws_endpoint_allowlist: tuple[str, ...] = ()
     expression_timeout: float = Field(default=2.0, gt=0, le=60)
     expression_max_output: int = Field(default=4 << 20, ge=1024)
@@ -208,6 +214,13 @@ def configure_expressions(settings: Settings) -> None:
     )
 
 
+def log_limits(settings: Settings) -> LogLimits:
+    """What of a job's log and outputs the service keeps: ``SQUALL_MAX_OUTPUTS_BYTES``, defaults otherwise."""
+    from control_plane.service.capture import LogLimits
+
+    return LogLimits(max_outputs_bytes=settings.max_outputs_bytes)
+
+
 def visit_after(settings: Settings) -> timedelta | None:
     """The DynamoDB store's ``visit_after``: the youngest age at which the tick acts on a job.
 
@@ -270,6 +283,7 @@ def open_runtime(
             storage=LocalStorage(data / "storage"),
             clock=clock,
             submit_budget=settings.submit_budget,
+            log_limits=log_limits(settings),
         )
 
     return Runtime(settings, opened, build=build)

@@ -82,6 +82,7 @@ from control_plane.errors import (
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Schedule
 from control_plane.levels import Level
+from control_plane.service.capture import Capture, LogLimits, stream_level
 from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import (
     RunnerRegistry,
@@ -119,68 +120,9 @@ __all__ = ["LogLimits", "Service", "ServiceError", "TickReport"]
 MAX_CONFLICTS = 50
 LIVE_LOG_INTERVAL = 0.25  # seconds between looks at a running job's output, when someone watches
 FLOW_RETRY_TIMER = "flow-retry:"
+DEFAULT_LOG_LIMITS = LogLimits()
 
 _log = logging.getLogger("squall.service")
-
-
-class LogLimits(Struct, frozen=True):
-    """How much of one job attempt's output is stored: the head and the tail, never the middle.
-
-    A script printing 100 MB must not fill the store; the outputs marker is still searched in
-    every line, and a line says how much was left out.
-    """
-
-    head_lines: int = 10_000
-    tail_lines: int = 1_000
-    max_line_chars: int = 65_536
-
-
-class _Capture:
-    """Collects one job's log lines with :class:`LogLimits` and parses markers on every line."""
-
-    def __init__(self, limits: LogLimits, make: Callable[[Level, str], LogLine], shown: int = 0) -> None:
-        self.limits = limits
-        self.make = make
-        self.head: list[LogLine] = []
-        self.tail: deque[LogLine] = deque(maxlen=limits.tail_lines)
-        self.omitted = 0
-        self.outputs: dict[str, Any] = {}
-        self.records = 0
-        self.shown = shown
-        self.displayed: set[int] = set()  # ids of lines already shown live, from the first ``shown`` records
-
-    def add(self, stream: str, text: str) -> None:
-        self.records += 1
-        marker = parse_line(text) if text.lstrip().startswith("::") else None
-        if marker is not None:
-            self.outputs.update(marker.outputs)
-            for entry in marker.logs:
-                level = _level(entry.get("level")) if isinstance(entry, Mapping) else Level.INFO
-                message = entry.get("message") if isinstance(entry, Mapping) else entry
-                self._keep(self.make(level, str(message)))
-            return
-        if len(text) > self.limits.max_line_chars:
-            cut = len(text) - self.limits.max_line_chars
-            text = text[: self.limits.max_line_chars] + f" ... [{cut} characters truncated]"
-        self._keep(self.make(_stream_level(stream), text))
-
-    def _keep(self, line: LogLine) -> None:
-        if self.records <= self.shown:
-            self.displayed.add(id(line))
-        if len(self.head) < self.limits.head_lines:
-            self.head.append(line)
-            return
-        if len(self.tail) == self.tail.maxlen:
-            self.omitted += 1
-        self.tail.append(line)
-
-    def lines(self) -> list[LogLine]:
-        middle = []
-        if self.omitted:
-            middle = [
-                self.make(Level.WARN, f"... {self.omitted} log lines omitted (only head and tail kept) ...")
-            ]
-        return [*self.head, *middle, *self.tail]
 
 
 class TickReport(Struct, frozen=True):
@@ -201,9 +143,13 @@ class _Pending(Struct):
     jobs: dict[str, JobRecord] = field(default_factory=dict)
 
 
-def _stream_level(stream: str) -> Level:
-    """stdout at INFO, stderr at ERROR, as Kestra logs script output since 0.21."""
-    return Level.ERROR if stream == "stderr" else Level.INFO
+def _outputs_refused(status: JobStatus, error: str) -> JobStatus:
+    """A job whose outputs were over the limit: it fails (USER, like its code), saying why."""
+    if status.state is JobState.SUCCEEDED:
+        return replace(status, state=JobState.FAILED, failure=Failure.USER, reason=error)
+    if status.state is JobState.FAILED:
+        return replace(status, reason=f"{status.reason or f'exit code {status.exit_code}'}; {error}")
+    return status  # cancelled or lost: the engine ends it as such; its outputs are dropped all the same
 
 
 def _runner_type(job: JobRecord) -> str:
@@ -211,13 +157,6 @@ def _runner_type(job: JobRecord) -> str:
     block = job.spec.get("properties", {}).get("taskRunner")
     kind = block.get("type") if isinstance(block, Mapping) else None
     return str(kind) if kind else job.runner
-
-
-def _level(raw: Any) -> Level:
-    try:
-        return Level(str(raw).upper())
-    except ValueError:
-        return Level.INFO
 
 
 class Service:
@@ -231,7 +170,7 @@ class Service:
         storage: LocalStorage,
         clock: Clock | None = None,
         id_factory: Callable[[], str] = new_execution_id,
-        log_limits: LogLimits = LogLimits(),
+        log_limits: LogLimits = DEFAULT_LOG_LIMITS,
         poll_interval: float = 1.0,
         on_change: Callable[[Execution], None] | None = None,
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
@@ -749,11 +688,12 @@ class Service:
                 continue
             chunk = self.runners.get(job.runner).logs(handle, cursor)
             task_id = str(job.spec.get("task_id", ""))
+            cut = self.log_limits.max_line_chars  # a runner's record may be 1 MiB: not for a terminal
             lines = [
                 LogLine(
                     self.clock.now(),
-                    _stream_level(r.stream),
-                    r.text,
+                    stream_level(r.stream),
+                    r.text if len(r.text) <= cut else r.text[:cut] + " ...",
                     task_id,
                     job.taskrun_id,
                     job.attempt,
@@ -1073,19 +1013,21 @@ class Service:
             return LogLine(self.clock.now(), level, message, task_id, job.taskrun_id, job.attempt)
 
         _, _, shown = self._live.pop(job.name, (None, None, 0))
-        capture = _Capture(self.log_limits, make, shown)
+        capture = Capture(self.log_limits, make, shown)
         cursor: str | None = None
         for _ in range(1_000_000):
             chunk = runner.logs(handle, cursor)
             for record in chunk.lines:
-                capture.add(record.stream, record.text)
+                capture.add(record.stream, record.text, record.partial)
             cursor = chunk.cursor
             if chunk.complete or not chunk.lines:
                 break
         pending = self._pending.setdefault(job.execution_id, _Pending())
-        pending.logs += capture.lines()
+        pending.logs += capture.finish()
         self._displayed |= capture.displayed
         self._pend(job, JobPhase.DONE, handle=handle.to_dict())
+        if capture.error is not None:
+            status = _outputs_refused(status, capture.error)
         self._event(job, status, job_outputs(status, capture.outputs))
         self._drain()
         self._flush_if_left(job)

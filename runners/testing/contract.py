@@ -199,6 +199,18 @@ def _texts(records: list[LogRecord], stream: str | None = None) -> list[str]:
     return [r.text for r in records if stream is None or r.stream == stream]
 
 
+def _joined(records: list[LogRecord]) -> list[tuple[str, str]]:
+    """(stream, line) with the ``partial`` pieces of each stream joined, as the control plane does."""
+    open_: dict[str, list[str]] = {}
+    lines: list[tuple[str, str]] = []
+    for r in records:
+        open_.setdefault(r.stream, []).append(r.text)
+        if not r.partial:
+            lines.append((r.stream, "".join(open_.pop(r.stream))))
+    assert not open_, f"a log ends inside a line (partial pieces left on {sorted(open_)})"
+    return lines
+
+
 class RunnerContract:
     """Cases every runner passes. Subclass it as ``Test<Something>`` and provide the fixtures."""
 
@@ -310,6 +322,23 @@ class RunnerContract:
         found = markers.collect(_texts(records))
         assert found.outputs == {"k": "v"}
         assert found.metrics == [{"name": "rows", "type": "counter", "value": 3}]
+
+    def test_a_long_marker_line_arrives_whole_or_in_flagged_pieces(
+        self, runner: Runner, make_spec: Any, submit: Any
+    ) -> None:
+        """A line longer than the backend carries in one record may be cut, but every piece but
+        the last says ``partial``: joined per stream, the outputs marker is whole again."""
+        n = 1_200_000  # past the process runner's 1 MiB records (and CloudWatch's 256 KiB events)
+        script = (
+            f"""printf '::{{"outputs":{{"big":"'; head -c {n} /dev/zero | tr '\\0' x; printf '"}}}}::\\n';"""
+            " echo after"
+        )
+        handle = submit(runner, make_spec(script))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        lines = _joined(read_logs(runner, handle, self.deadline_s))
+        assert [len(text) for _, text in lines] == [n + 26, 5]
+        assert markers.collect(text for _, text in lines).outputs == {"big": "x" * n}
 
     def test_many_lines_on_both_streams(self, runner: Runner, make_spec: Any, submit: Any) -> None:
         n = 2500

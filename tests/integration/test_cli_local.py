@@ -256,3 +256,19 @@ def test_a_runner_without_its_extra_fails_cleanly_and_wedges_nothing(tmp_path: P
     finally:
         store.close()
     assert states == ["FAILED", "KILLED", "SUCCESS"]
+
+
+def test_the_outputs_limit_is_a_setting_of_local_runs_too(tmp_path: Path) -> None:
+    flow = tmp_path / "o.yaml"
+    flow.write_text(
+        "id: o\nnamespace: t\ntasks:\n  - id: say\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        """    commands: ['printf ''::{"outputs":{"v":"%03000d"}}::\\n'' 0']\n"""
+    )
+    db = str(tmp_path / "o.db")
+    assert cli.invoke(app, ["run", str(flow), "--db", db, "-q"]).exit_code == 0  # 3 KB: under 1 MiB
+    small = cli.invoke(app, ["run", str(flow), "--db", db], env={"SQUALL_MAX_OUTPUTS_BYTES": "2048"})
+    assert small.exit_code == 1
+    said = " ".join(small.output.split())  # the console wraps long lines
+    assert "over the limit of 2,048 bytes on a task's outputs (SQUALL_MAX_OUTPUTS_BYTES)" in said
+    bad = cli.invoke(app, ["run", str(flow), "--db", db], env={"SQUALL_MAX_OUTPUTS_BYTES": "lots"})
+    assert bad.exit_code == 1 and "SQUALL_MAX_OUTPUTS_BYTES" in bad.output

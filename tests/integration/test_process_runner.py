@@ -236,13 +236,36 @@ def test_lines_longer_than_1_mib_are_split_at_utf8_boundaries(runner: ProcessRun
         input_files={"wide.txt": (line + "\n").encode()},
     )
     assert status.state is JobState.SUCCEEDED, status
-    texts = [r.text for r in read_logs(runner, handle)]
+    records = read_logs(runner, handle)
+    texts = [r.text for r in records]
     assert [len(t) for t in texts[:3]] == [MAX_LINE_BYTES, MAX_LINE_BYTES, 2_500_000 - 2 * MAX_LINE_BYTES]
     assert set("".join(texts[:3])) == {"y"}
     wide = texts[3:-1]
     assert len(wide) == 2 and all(len(t.encode()) <= MAX_LINE_BYTES for t in wide)
     assert "".join(wide) == line  # no character was cut in half (no U+FFFD)
     assert texts[-1] == "after"
+    # every piece but the last of a line says the next record continues it
+    assert [r.partial for r in records] == [True, True, False, True, False, False]
+
+
+def test_a_long_line_cut_mid_stream_is_rejoined_per_stream(runner: ProcessRunner) -> None:
+    # stdout's long line is cut while it is still being written (no newline yet) and stderr
+    # writes in between: the pieces are flagged, and joining them per stream gives the line back.
+    handle, status = run(
+        runner,
+        "head -c 1500000 /dev/zero | tr '\\0' z; echo between >&2; printf 'end\\n'; printf 'last'",
+    )
+    assert status.state is JobState.SUCCEEDED, status
+    records = read_logs(runner, handle)
+    joined: dict[str, list[str]] = {}
+    lines: list[tuple[str, str]] = []
+    for r in records:
+        joined.setdefault(r.stream, []).append(r.text)
+        if not r.partial:
+            lines.append((r.stream, "".join(joined.pop(r.stream))))
+    assert lines[0] == ("stderr", "between") or lines[1] == ("stderr", "between")
+    assert [text for stream, text in lines if stream == "stdout"] == ["z" * 1_500_000 + "end", "last"]
+    assert not joined  # nothing left open
 
 
 def test_100_mb_of_stdout_streams_in_bounded_chunks(runner: ProcessRunner, base: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from control_plane.engine.events import Kill
 from control_plane.engine.states import State
 from control_plane.errors import FlowValidationError, InputError, ServiceError
+from control_plane.service.capture import LogLimits
 from control_plane.store.base import JobPhase
 from runners.process import ProcessRunner
 from tests.integration.service_helpers import deploy_and_run, messages, pid_alive, run_of, runtime, wait_for
@@ -389,6 +390,74 @@ def test_huge_stdout_is_capped_in_the_store_but_outputs_survive(tmp_path: Path) 
         assert len(lines) == limits.head_lines + 1 + limits.tail_lines
         assert any("log lines omitted" in m for m in lines)
         assert lines[-1] == "x" * 1000  # the last line is kept
+
+
+def big_marker(task: str, chars: int, then: str = "") -> str:
+    """A task printing ``::{"outputs":{"big":"xxx..."}}::`` with ``chars`` x's, then a task using it."""
+    return flow(
+        f"""  - id: {task}
+    type: {SHELL}
+    commands:
+      - printf '::{{"outputs":{{"big":"'; head -c {chars} /dev/zero | tr '\\0' x; printf '"}}}}::\\n'{then}
+  - id: next
+    type: io.kestra.plugin.core.log.Log
+    message: "got {{{{ outputs.{task}.vars.big | length }}}}"
+"""
+    )
+
+
+def test_a_50_mb_outputs_marker_fails_the_task_naming_the_limit(tmp_path: Path) -> None:
+    with runtime(tmp_path) as rt:
+        final = deploy_and_run(rt, big_marker("big", 50_000_000))
+        big = run_of(final, "big")
+        assert final.state is State.FAILED and big.state is State.FAILED
+        assert big.error == (
+            "an outputs marker line of 50,000,026 bytes is over the limit of 1,048,576 bytes on a task's"
+            " outputs (SQUALL_MAX_OUTPUTS_BYTES): none of its outputs were kept; write large results to a"
+            " file listed in outputFiles"
+        )
+        assert big.outputs is not None and big.outputs["vars"] == {} and big.outputs["exitCode"] == 0
+        assert "next" not in {tr.task_id for tr in final.taskruns.values()}  # never ran on missing outputs
+        # the log keeps the line, within its own limit
+        limits = rt.service.log_limits
+        (line,) = [m for m in messages(rt, final.id, "big") if m.startswith('::{"outputs"')]
+        assert line == '::{"outputs":{"big":"' + "x" * (limits.max_line_chars - 21) + (
+            f" ... [{50_000_026 - limits.max_line_chars} characters truncated]"
+        )
+
+
+def test_a_marker_longer_than_a_runner_record_but_under_the_limit_is_kept(tmp_path: Path) -> None:
+    with runtime(tmp_path, log_limits=LogLimits(max_outputs_bytes=4 << 20)) as rt:
+        final = deploy_and_run(rt, big_marker("big", 2_500_000))  # 3 records of the process runner
+        assert final.state is State.SUCCESS, [(tr.task_id, tr.error) for tr in final.ordered_taskruns()]
+        assert "got 2500000" in messages(rt, final.id, "next")
+        assert not any(m.startswith("::") for m in messages(rt, final.id))
+
+
+def test_outputs_over_the_limit_fail_a_failed_script_too_and_say_both(tmp_path: Path) -> None:
+    with runtime(tmp_path, log_limits=LogLimits(max_outputs_bytes=4_096)) as rt:
+        final = deploy_and_run(rt, big_marker("big", 10_000, then="; exit 3"))
+        big = run_of(final, "big")
+        assert big.state is State.FAILED
+        assert (big.error or "").startswith("exit code 3; an outputs marker line of 10,026 bytes is over the")
+
+
+def test_many_markers_adding_up_over_the_limit_fail_the_task(tmp_path: Path) -> None:
+    source = flow(
+        f"""  - id: many
+    type: {SHELL}
+    commands:
+      - for i in 1 2 3 4 5 6 7 8; do printf '::{{"outputs":{{"k%s":"%01000d"}}}}::\\n' $i 0; done
+"""
+    )
+    with runtime(tmp_path, log_limits=LogLimits(max_outputs_bytes=4_096)) as rt:
+        final = deploy_and_run(rt, source)
+        many = run_of(final, "many")
+        assert many.state is State.FAILED
+        assert (many.error or "").startswith("the merged outputs of its markers (")
+        assert "over the limit of 4,096 bytes on a task's outputs (SQUALL_MAX_OUTPUTS_BYTES)" in (
+            many.error or ""
+        )
 
 
 def test_non_utf8_output_and_crashed_process(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runners.markers import Marker, collect, parse_line
+from runners.markers import Marker, collect, looks_like_marker, parse_line
 
 
 def test_parses_outputs_metrics_and_logs() -> None:
@@ -50,6 +50,14 @@ def test_not_markers() -> None:
         '::{"a":' + "[" * 100_000 + "]" * 100_000 + "}::",  # absurd nesting: not a crash
     ]:
         assert parse_line(text) is None, text
+
+
+def test_looks_like_marker_is_the_shape_only() -> None:
+    assert looks_like_marker('  ::{"outputs":{}}::\n')
+    assert looks_like_marker("::{not json}::")  # the shape: a caller measures it before parsing
+    assert not looks_like_marker('::{"outputs":{}}')  # cut before its end
+    assert not looks_like_marker('"outputs":{}}::')
+    assert not looks_like_marker("::not a marker::")
 
 
 def test_fields_of_the_wrong_type_are_ignored_one_by_one() -> None:
