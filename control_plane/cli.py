@@ -83,6 +83,14 @@ def _tree(execution: Execution, title: str) -> Tree:
     return root
 
 
+SecretsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--secrets",
+        envvar="SQUALL_SECRETS_FILE",
+        help="YAML file of secret('NAME') values (mode 600); SECRET_<NAME> variables (base64) work too",
+    ),
+]
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", envvar="SQUALL_DB", help="SQLite database (default: under the user data dir)"),
@@ -94,15 +102,26 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open(db: Path | None, **options: Any) -> Any:
+def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> Any:
     from control_plane.errors import StoreError
-    from control_plane.handlers.runtime import SettingsError, configure_expressions, load_settings, log_limits
+    from control_plane.handlers.runtime import (
+        SettingsError,
+        configure_expressions,
+        load_settings,
+        log_limits,
+        secret_chain,
+    )
     from control_plane.service.local import open_local
 
     try:
-        settings = load_settings()
+        settings = load_settings(secrets_file=str(secrets_file) if secrets_file else None)
         configure_expressions(settings)  # SQUALL_EXPRESSION_* apply to local runs too
-        return open_local(db, log_limits=log_limits(settings), **options)  # SQUALL_MAX_OUTPUTS_BYTES too
+        return open_local(
+            db,
+            log_limits=log_limits(settings),  # SQUALL_MAX_OUTPUTS_BYTES too
+            secrets=secret_chain(settings),  # SQUALL_SECRETS, SQUALL_SECRETS_FILE
+            **options,
+        )
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
 
@@ -213,6 +232,7 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the summary")] = False,
     db: DbOption = None,
+    secrets_file: SecretsOption = None,
 ) -> None:
     """Deploy a flow to the local store and run it (process runner); exit 0 on SUCCESS or WARNING."""
     from control_plane.errors import FlowValidationError, InputError
@@ -220,7 +240,7 @@ def run(
     from control_plane.service.memory import SystemClock, VirtualClock
 
     started = time.monotonic()
-    with _open(db, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
+    with _open(db, secrets_file, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
         try:
             record = runtime.service.deploy(read_flow_file(file), str(file))
         except FlowValidationError as exc:
@@ -533,6 +553,7 @@ def server(
     tick_interval: Annotated[
         float, typer.Option(min=0.01, help="Seconds between control-plane ticks (timers, job polls)")
     ] = 1.0,
+    secrets_file: SecretsOption = None,
 ) -> None:
     """Serve the HTTP API (the Lambda handler, unchanged) with an in-process tick loop; Ctrl-C stops it."""
     import os
@@ -555,6 +576,7 @@ def server(
         "dynamodb_endpoint": endpoint_url,
         "auth": "none" if no_auth else "token",
         "api_token": None if no_auth else token,
+        "secrets_file": str(secrets_file) if secrets_file else None,
     }
     try:
         settings = load_settings(**overrides)
@@ -576,6 +598,8 @@ def server(
         srv = Server(settings, host=host, port=port, tick_interval=tick_interval).start()
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except SettingsError as exc:  # a bad secrets file, found when the runtime is built
+        raise _fail(str(exc)) from None
     where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
     console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
     if generated:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
+from control_plane.masking import mask_paths
 from control_plane.store.base import ExecutionSummary, FlowRecord
 
 __all__ = [
@@ -199,7 +200,7 @@ def execution_view(execution: Execution) -> ExecutionView:
         flowRevision=execution.flow_revision,
         state=state_view(execution.state, execution.created, execution.ended),
         taskRunList=[taskrun_view(execution, tr) for tr in execution.ordered_taskruns()],
-        inputs=jsonable(dict(execution.inputs)),
+        inputs=jsonable(mask_paths(execution.inputs, execution.secret_inputs)),
         outputs=jsonable(dict(execution.outputs)) if execution.outputs is not None else None,
         labels=_labels(execution.labels),
         trigger=jsonable(dict(execution.trigger)) if execution.trigger is not None else None,

@@ -6,6 +6,7 @@ doing that here once keeps every lookup in the hot path a dictionary access.
 
 from __future__ import annotations
 
+import re
 import weakref
 from enum import Enum
 
@@ -44,9 +45,24 @@ class CompiledFlow(Struct):
     modes: dict[str, LaneMode] = field(default_factory=dict)
     retries: dict[str, object] = field(default_factory=dict)
     dag_deps: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    named_secrets: tuple[str, ...] | None = None
 
     def list_of(self, owner: str | None, name: str) -> tuple[Task, ...]:
         return self.lists.get((owner or ROOT, name), ())
+
+    def secret_names(self) -> tuple[str, ...]:
+        """The names the flow passes to ``secret()`` as literals (found once, on first need).
+
+        Their values are masked in every event of an execution, not only in the one whose
+        rendering looked them up: a job's outputs come back in a later event.
+        """
+        if self.named_secrets is None:
+            found = _SECRET_CALL.findall(self.flow.model_dump_json())
+            self.named_secrets = tuple(sorted(set(found)))
+        return self.named_secrets
+
+
+_SECRET_CALL = re.compile(r"""secret\(\s*\\?["']([A-Za-z0-9_][A-Za-z0-9_./-]{0,255})\\?["']\s*\)""")
 
 
 _CACHE: dict[int, tuple[weakref.ref[Flow], CompiledFlow]] = {}

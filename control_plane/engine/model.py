@@ -161,6 +161,8 @@ class Execution(Struct, frozen=True):
     next_seq: int = 0
     original_id: str | None = None
     parent: Mapping[str, Any] | None = None
+    secret_inputs: tuple[str, ...] = ()
+    """Ids of the SECRET inputs: every display masks them (the API reads without the flow)."""
     changed: frozenset[str] = frozenset()
 
     def evolve(self, **changes: Any) -> Execution:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import immutables
 from msgspec.structs import replace
@@ -67,9 +67,9 @@ from control_plane.engine.model import (
     outputs_index,
 )
 from control_plane.engine.states import State, worst
-from control_plane.errors import EngineError, ExpressionError
+from control_plane.errors import EngineError, ExpressionError, SquallError
 from control_plane.expressions import is_truthy, render, render_value, to_display
-from control_plane.flows.inputs import mask_secrets, mask_value, resolve_inputs, secret_values
+from control_plane.flows.inputs import mask_secrets, mask_value, resolve_inputs, secret_paths, secret_values
 from control_plane.flows.models import (
     AllowFailure,
     Flow,
@@ -101,6 +101,18 @@ MAX_INFRA_ATTEMPTS = 3
 MAX_ERROR_LOGS = 100
 
 
+class SecretLookup(Protocol):
+    """Where ``secret('NAME')`` reads, given by the shell like the clock (``event.at``).
+
+    ``get`` returns the value or raises a :class:`SquallError` whose message says where the name
+    was looked for; ``revealed`` lists the values already handed out, which are masked too.
+    """
+
+    def get(self, name: str) -> str: ...
+
+    def revealed(self) -> Iterable[str]: ...
+
+
 def new_execution(
     flow: Flow,
     execution_id: str,
@@ -125,12 +137,8 @@ def new_execution(
         trigger=trigger,
         original_id=original_id,
         parent=parent,
+        secret_inputs=secret_paths(flow),
     )
-
-
-SecretLookup = Callable[[str], str]
-"""``secret('NAME')``'s source, given by the shell like the clock (``event.at``): the value, or an
-exception whose message says where the name was looked for."""
 
 
 def plan(
@@ -155,6 +163,7 @@ def replay(
     at: datetime,
     taskrun_id: str,
     labels: Mapping[str, str] | None = None,
+    secrets: SecretLookup | None = None,
 ) -> tuple[Execution, list[Action]]:
     """Kestra's replay from a task run: a new execution that keeps what ran before it.
 
@@ -204,7 +213,7 @@ def replay(
         next_seq=top.seq,
         progress=Progress(total=1, started=1, done=0, worst=folded),
     )
-    tx = _Transaction(compiled, base, at)
+    tx = _Transaction(compiled, base, at, secrets)
     tx.changed.update(taskruns)
     tx.start_task(None, Phase.TASKS, 0, top.position, compiled.tasks[top.task_id])
     tx.drain()
@@ -224,7 +233,7 @@ class _Revealing(Mapping[str, str]):
         self._reveal = reveal
 
     def __getitem__(self, name: str) -> str:
-        value = self._lookup(name)
+        value = self._lookup.get(name)
         self._reveal(value)
         return value
 
@@ -345,8 +354,17 @@ class _Transaction:
             self.error_logs.append(line)
 
     def secrets(self) -> list[str]:
+        """Values to mask: SECRET inputs, the flow's named secrets, and every value already revealed."""
         if self._secrets is None:
-            self._secrets = secret_values(self.flow, self.ex.inputs) if self.flow.inputs else []
+            found = secret_values(self.flow, self.ex.inputs) if self.flow.inputs else []
+            if self._lookup is not None:
+                for name in self.c.secret_names():
+                    try:
+                        found.append(self._lookup.get(name))
+                    except SquallError:
+                        continue  # the task that reads it fails with the reason
+                found.extend(self._lookup.revealed())
+            self._secrets = [value for value in dict.fromkeys(found) if value]
         return self._secrets
 
     def mask(self, text: str) -> str:
@@ -757,6 +775,7 @@ class _Transaction:
             return
         if task.inheritLabels:
             labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
+        labels = self.mask_data(labels)
         child_id = short_hash(self.ex.id, tr.id, tr.attempt, size=15)
         self.put(tr)
         self.actions.append(

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -56,6 +56,7 @@ from msgspec import Struct
 
 from control_plane.errors import InputError
 from control_plane.flows.models import Flow, Input, InputType
+from control_plane.masking import MASK, mask_paths, mask_secrets, mask_value
 
 __all__ = [
     "MASK",
@@ -63,11 +64,10 @@ __all__ = [
     "mask_value",
     "masked_inputs",
     "resolve_inputs",
+    "secret_paths",
     "secret_values",
 ]
 
-MASK = "********"
-"""What a secret becomes in logs and displays (Kestra's test expects exactly eight stars)."""
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # Kestra's INT is a Java Integer
 _MAX_RENDER_DEPTH = 20
@@ -166,50 +166,14 @@ def secret_values(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def mask_secrets(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every occurrence of every non-empty secret replaced by ``********``.
-
-    One regex pass with the longest secrets first, so that a secret containing another is masked
-    whole and a mask is never masked again (a secret ``*`` would otherwise eat the stars).
-    """
-    unique = sorted({s for s in secrets if s}, key=len, reverse=True)
-    if not unique or not text:
-        return text
-    pattern = re.compile("|".join(re.escape(s) for s in unique))
-    return pattern.sub(MASK, text)
-
-
-def mask_value(value: Any, secrets: Sequence[str]) -> Any:
-    """``value`` (JSON-like data) with :func:`mask_secrets` applied to every string in it, keys too."""
-    if isinstance(value, str):
-        return mask_secrets(value, secrets)
-    if isinstance(value, Mapping):
-        return {mask_value(k, secrets): mask_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_value(item, secrets) for item in value]
-    return value
+def secret_paths(flow: Flow) -> tuple[str, ...]:
+    """The ids of the flow's SECRET inputs (and ARRAYs of SECRET items): what displays mask."""
+    return tuple(spec.id for spec in flow.inputs or () if _holds_secret(spec))
 
 
 def masked_inputs(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``inputs`` for display, logs and the API: SECRET inputs' values become ``********``.
-
-    An ARRAY of SECRET items is masked as a whole (its length is not worth revealing either).
-
-    A missing or ``null`` secret stays as it is, so the display does not pretend a value was given.
-    Nested maps on the path of a dotted secret id are copied, never mutated.
-    """
-    result: dict[str, Any] = dict(inputs)
-    for spec in flow.inputs or ():
-        if not _holds_secret(spec):
-            continue
-        if spec.id in result:
-            if result[spec.id] is not None:
-                result[spec.id] = MASK
-            continue
-        parts = spec.id.split(".")
-        if len(parts) > 1:
-            _mask_path(result, parts)
-    return result
+    """A copy of ``inputs`` for display, logs and the API: SECRET inputs' values become ``********``."""
+    return mask_paths(inputs, secret_paths(flow))
 
 
 # --------------------------------------------------------------------------- resolution
@@ -831,15 +795,3 @@ def _lookup(inputs: Mapping[str, Any], input_id: str) -> tuple[bool, Any]:
             return False, None
         node = node[part]
     return True, node
-
-
-def _mask_path(root: dict[str, Any], parts: list[str]) -> None:
-    node = root
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, Mapping):
-            return
-        node[part] = dict(child)
-        node = node[part]
-    if node.get(parts[-1]) is not None:
-        node[parts[-1]] = MASK

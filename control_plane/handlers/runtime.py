@@ -23,6 +23,11 @@ the first request::
     SQUALL_MAX_OUTPUTS_BYTES  largest outputs a task may report with ``::{"outputs":...}::`` lines,
                             one line or all of them merged (default 1 MiB, at least 1 KiB); over
                             it the task fails saying so (control_plane/service/capture.py)
+    SQUALL_SECRETS          where secret('NAME') looks, in order: env (SECRET_<NAME>, base64),
+                            file, secretsmanager, ssm (default: env, then file when set)
+    SQUALL_SECRETS_FILE     a YAML map of name to value, mode 600 (`--secrets` of run/server)
+    SQUALL_SECRETS_PREFIX   Secrets Manager secret / SSM parameter prefix (default squall/:
+                            secret squall/NAME, parameter /squall/NAME); control_plane/secrets
     SQUALL_EXPRESSION_TIMEOUT     seconds one expression may take to render (default 2)
     SQUALL_EXPRESSION_MAX_OUTPUT  characters one expression, or any string in it, may hold
                             (default 4 MiB); both: control_plane/expressions/limits.py
@@ -60,6 +65,7 @@ from control_plane.errors import SquallError
 from control_plane.store.base import StateStore
 
 if TYPE_CHECKING:
+    from control_plane.secrets import SecretChain
     from control_plane.service.capture import LogLimits
     from control_plane.service.memory import Clock
     from control_plane.service.service import Service
@@ -75,6 +81,7 @@ __all__ = [
     "open_runtime",
     "reset",
     "runtime",
+    "secret_chain",
     "visit_after",
 ]
 
@@ -108,8 +115,22 @@ class Settings(BaseModel):
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_outputs_bytes: int = Field(default=1 << 20, ge=1024)  # capture.DEFAULT_MAX_OUTPUTS_BYTES
     aws_endpoint_allowlist: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    secrets_file: str | None = None
+    secrets_prefix: str = "squall/"
     expression_timeout: float = Field(default=2.0, gt=0, le=60)
     expression_max_output: int = Field(default=4 << 20, ge=1024)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_backends(cls, raw: Any) -> Any:
+        from control_plane.secrets import BACKENDS
+
+        kinds = [k.strip() for k in raw.split(",") if k.strip()] if isinstance(raw, str) else raw
+        for kind in kinds if isinstance(kinds, list | tuple) else ():
+            if kind not in BACKENDS:
+                raise ValueError(f"unknown secret backend {kind!r} (known: {', '.join(BACKENDS)})")
+        return kinds
 
     @field_validator("aws_endpoint_allowlist", mode="before")
     @classmethod
@@ -214,6 +235,21 @@ def configure_expressions(settings: Settings) -> None:
     )
 
 
+def secret_chain(settings: Settings) -> SecretChain:
+    """The ``secret()`` backends the settings name; a bad secrets file is a SettingsError naming it."""
+    from control_plane.secrets import SecretError, open_chain
+
+    try:
+        return open_chain(
+            settings.secrets,
+            file=settings.secrets_file,
+            prefix=settings.secrets_prefix,
+            region=settings.region,
+        )
+    except SecretError as exc:
+        raise SettingsError(f"{ENV_PREFIX}SECRETS / {ENV_PREFIX}SECRETS_FILE: {exc}") from None
+
+
 def log_limits(settings: Settings) -> LogLimits:
     """What of a job's log and outputs the service keeps: ``SQUALL_MAX_OUTPUTS_BYTES``, defaults otherwise."""
     from control_plane.service.capture import LogLimits
@@ -262,6 +298,7 @@ def open_runtime(
 
     The store is opened now; the service and the runner registry when first asked for.
     """
+    chain = secret_chain(settings)  # a bad secrets file stops the start, not the first task
     opened = store or _open_store(settings)
 
     def build() -> Service:
@@ -284,6 +321,7 @@ def open_runtime(
             clock=clock,
             submit_budget=settings.submit_budget,
             log_limits=log_limits(settings),
+            secrets=chain,
         )
 
     return Runtime(settings, opened, build=build)

@@ -82,7 +82,9 @@ from control_plane.errors import (
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Schedule
 from control_plane.levels import Level
+from control_plane.secrets import SecretChain
 from control_plane.service.capture import Capture, LogLimits, stream_level
+from control_plane.service.masks import SecretMasks
 from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import (
     RunnerRegistry,
@@ -175,8 +177,10 @@ class Service:
         on_change: Callable[[Execution], None] | None = None,
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
         submit_budget: int | None = None,
+        secrets: SecretChain | None = None,
     ) -> None:
         self.store = store
+        self.masks = SecretMasks(secrets)
         self.submit_budget = submit_budget
         self.runners = runners
         self.storage = storage
@@ -263,7 +267,7 @@ class Service:
             parent=parent,
             original_id=original_id,
         )
-        execution, actions = plan(flow, created, Started(at=now))
+        execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain)
         return self._create(execution, actions)
 
     def _create(self, execution: Execution, actions: list[Action]) -> Execution:
@@ -343,6 +347,7 @@ class Service:
                 at=self.clock.now(),
                 taskrun_id=taskrun_id,
                 labels={"system.replay": "true"},
+                secrets=self.masks.chain,
             )
         except EngineError as exc:
             raise ServiceError(str(exc)) from None
@@ -639,10 +644,12 @@ class Service:
         extra = self._pending.pop(execution_id, None) or _Pending()
         for _ in range(MAX_CONFLICTS):
             execution = self._load(execution_id)
-            new, actions = plan(self._flow_of(execution), execution, event)
+            flow = self._flow_of(execution)
+            new, actions = plan(flow, execution, event, secrets=self.masks.chain)
             if new.version == execution.version:
                 self._keep(execution_id, extra)
                 return
+            extra.logs = self.masks.logs(flow, new, extra.logs)  # job output: not masked by the engine
             logs, timers, jobs = self._records(new, actions)
             try:
                 self.store.save_execution(
@@ -703,7 +710,8 @@ class Service:
             ]
             self._live[name] = (job, chunk.cursor, shown + len(chunk.lines))
             if lines:
-                self.on_logs(self._cache.get(job.execution_id), lines)
+                execution = self._load(job.execution_id)
+                self.on_logs(execution, self.masks.logs(self._flow_of(execution), execution, lines))
 
     def _flush_if_left(self, job: JobRecord) -> None:
         """The job's end did not ride along with an execution write (stale event): write it now."""
@@ -741,6 +749,9 @@ class Service:
                     replace(stored, phase=job.phase, handle=job.handle or stored.handle, updated=job.updated),
                     expected_version=stored.version,
                 )
+        if logs:
+            execution = self._load(execution_id)
+            logs = self.masks.logs(self._flow_of(execution), execution, logs)
         self.store.append_logs(execution_id, logs)
         self._show(self._cache.get(execution_id), logs)
 

@@ -233,6 +233,8 @@ def execution_meta(ex: Execution) -> dict[str, Any]:
         out["original_id"] = ex.original_id
     if ex.parent is not None:
         out["parent"] = ex.parent
+    if ex.secret_inputs:
+        out["secret_inputs"] = list(ex.secret_inputs)
     return out
 
 
@@ -263,4 +265,5 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         next_seq=meta.get("next_seq", 0),
         original_id=meta.get("original_id"),
         parent=meta.get("parent"),
+        secret_inputs=tuple(meta.get("secret_inputs", ())),
     )

@@ -49,11 +49,14 @@ class _Lookup:
         self.values = values
         self.asked: list[str] = []
 
-    def __call__(self, name: str) -> str:
+    def get(self, name: str) -> str:
         self.asked.append(name)
         if name not in self.values:
             raise SquallError(f"secret '{name}' not found (looked in: test)")
         return self.values[name]
+
+    def revealed(self) -> list[str]:
+        return []
 
 
 def test_secret_values_reach_the_job_and_are_masked_everywhere_else() -> None:
