@@ -206,6 +206,7 @@ def _task_runners(tasks: Sequence[tuple[PathTuple, Mapping[str, Any]]]) -> list[
     """
     issues: list[Issue] = []
     installed: dict[str, Any] | None = None
+    broken: dict[str, ImportError] = {}  # a plugin that cannot be imported hides no other runner
     for path, task in tasks:
         spec = task.get("taskRunner")
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) or "{{" in spec["type"]:
@@ -213,9 +214,13 @@ def _task_runners(tasks: Sequence[tuple[PathTuple, Mapping[str, Any]]]) -> list[
         if installed is None:
             from runners.base import runner_classes
 
-            installed = runner_classes()
+            installed = runner_classes(on_import_error=broken.__setitem__)
         name = runner_name(spec["type"])
         runner_cls = installed.get(name)
+        if name in broken:
+            message = f"task runner type '{spec['type']}' cannot be loaded here: {broken[name]}"
+            issues.append(Issue((*path, "taskRunner", "type"), "runner not loadable", message))
+            continue
         if runner_cls is None:
             known = ", ".join(sorted(installed)) or "none"
             message = f"unknown task runner type '{spec['type']}' (installed runners: {known})"

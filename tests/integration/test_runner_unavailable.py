@@ -221,3 +221,28 @@ def test_a_plugin_whose_module_cannot_be_imported_hides_no_other_runner(
     assert isinstance(registry.get("process"), ProcessRunner)
     with pytest.raises(RunnerUnavailableError, match="needs the Python module 'acme_cloud_sdk'"):
         registry.get("acme")
+
+
+def test_flow_validation_names_a_plugin_that_cannot_be_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken plugin is a violation on the flow that uses it, and no crash for flows that do not."""
+    from control_plane.errors import FlowValidationError
+    from control_plane.flows.loader import parse_flow
+
+    dist = tmp_path / "site" / "acme_squall_runner-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-squall-runner\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[squall.runners]\nacme = acme_squall_runner:AcmeRunner\n")
+    (tmp_path / "site" / "acme_squall_runner.py").write_text("import acme_cloud_sdk\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "acme_squall_runner", raising=False)
+    flow = (
+        "id: f\nnamespace: t\ntasks:\n  - id: s\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        "    commands: [ls]\n    taskRunner:\n      type: {runner}\n"
+    )
+    parse_flow(flow.format(runner="io.kestra.plugin.core.runner.Process"), "ok.yaml")
+    with pytest.raises(
+        FlowValidationError, match=r"broken\.yaml:8:\d+: .*acme.*cannot be loaded.*acme_cloud_sdk"
+    ):
+        parse_flow(flow.format(runner="acme"), "broken.yaml")
