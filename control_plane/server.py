@@ -17,12 +17,37 @@ server polls every active job on every tick (``reconcile_after=0``).
 The service is not thread-safe: request threads and the tick thread take one lock around
 every call into it, like a Lambda container handles one event at a time. A body larger than
 ``max_body_bytes`` is refused (413) from its Content-Length, before it is read.
+
+What a client can hold, and for how long (every figure a constructor argument):
+
+1. **Connections.** At most ``max_connections`` are served at once, each on its own thread.
+   When all are taken, a connection that waits idle between requests is closed to make room;
+   when none is idle, the newcomer gets ``503`` and is closed. Idle clients cannot lock others
+   out, and threads and file descriptors stay bounded.
+2. **Time.** A kept-alive connection may wait ``idle_timeout`` seconds for its next request.
+   From a request's first byte, its line, headers and body must arrive within
+   ``request_timeout`` seconds however slowly they trickle (a deadline, not a per-read
+   timeout), and a response must be taken by the client within as long.
+3. **Framing.** Content-Length is ASCII digits only, and repeated only with the same value;
+   any Transfer-Encoding is refused (411). A request whose length is ambiguous could smuggle a
+   second request in its body. Every error, protocol errors included, is JSON
+   ``{"message": ...}`` like the API's own.
+4. **Stopping.** :meth:`Server.stop` returns within ``stop_grace`` seconds (plus the listener's
+   half-second poll) even while a request or a tick holds the service lock: it closes the
+   store without it. The store finishes or rolls back what the abandoned call was writing
+   (SQLite closes a borrowed connection when it is given back), and the call's thread is a
+   daemon that dies with the process.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
+import json
 import logging
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -36,9 +61,14 @@ from msgspec import Struct
 
 from control_plane.handlers.runtime import Runtime, Settings, install, open_runtime
 
-__all__ = ["Server"]
+__all__ = ["IDLE_TIMEOUT", "MAX_CONNECTIONS", "REQUEST_TIMEOUT", "STOP_GRACE", "Server"]
 
 _log = logging.getLogger("squall.server")
+
+IDLE_TIMEOUT = 15.0  # seconds a kept-alive connection may wait for its next request
+REQUEST_TIMEOUT = 30.0  # seconds from a request's first byte to its last, and to send a response
+MAX_CONNECTIONS = 64  # connections served at once (one thread each)
+STOP_GRACE = 3.0  # seconds stop() waits for the tick or a request holding the service lock
 
 _TEXT_TYPES = (
     "application/json",
@@ -68,19 +98,81 @@ class _Context(Struct):
         return 900_000
 
 
+class _Reader(socket.SocketIO):
+    """A connection's reads, on two clocks (theory of operation, point 2).
+
+    Before a request's first byte the wait is the idle timeout, and the connection is marked
+    idle so that a newcomer may take its place; from that byte on, each read may only take
+    what is left until the request's deadline.
+    """
+
+    def __init__(self, sock: socket.socket, server: _HTTPServer) -> None:
+        super().__init__(sock, "rb")
+        self._server = server
+        self.deadline: float | None = None  # None: between requests
+
+    def readinto(self, buffer: Any) -> int | None:
+        sock = self._sock  # type: ignore[attr-defined]
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request did not arrive within the request timeout")
+            sock.settimeout(left)
+            return super().readinto(buffer)
+        sock.settimeout(self._server.idle_timeout)
+        self._server.idle(sock, True)
+        try:
+            count = super().readinto(buffer)
+        finally:
+            self._server.idle(sock, False)
+        if count:
+            self.deadline = time.monotonic() + self._server.request_timeout
+        return count
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
+    error_content_type = "application/json"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self._reader = _Reader(self.connection, self.server)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = None  # the next request's clock starts with its first byte
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # no status line, no headers: nothing to say errors with
+            self.send_error(400, "HTTP/0.9 is not supported: send HTTP/1.1 or HTTP/1.0")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every error is JSON like the API's, protocol errors included (the base class writes HTML)."""
+        short = self.responses.get(code, ("error", ""))[0]
+        text = message or short
+        self.log_error("code %d, message %s", code, text)
+        if self.request_version in ("HTTP/0.9", ""):  # not parsed yet: answer with a status line anyway
+            self.request_version = self.protocol_version
+        self.close_connection = True  # after a protocol error nothing says where the next request starts
+        self._json(code, json.dumps({"message": text}, separators=(",", ":")))
 
     def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:  # the handler logs each request itself
         _log.debug(format, *args)
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.connection.settimeout(self.server.request_timeout)  # a client that never reads is dropped
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -93,19 +185,34 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _content_length(self) -> int | None:
+        """The body's length; None when Content-Length is not one plain number (RFC 9110 8.6)."""
+        values = [
+            part.strip()
+            for value in self.headers.get_all("Content-Length") or []
+            for part in value.split(",")
+        ]
+        if not values:
+            return 0
+        if not all(v.isascii() and v.isdigit() for v in values):  # int() takes "+10", "1_0", Arabic digits
+            return None
+        lengths = {int(v) for v in values}
+        return lengths.pop() if len(lengths) == 1 else None
+
     def _dispatch(self) -> None:
         owner = self.server.owner
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+        if self.headers.get_all("Transfer-Encoding"):
             self.close_connection = True
             self._json(411, '{"message":"send a Content-Length: chunked request bodies are not supported"}')
             return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            self._json(400, '{"message":"invalid Content-Length header"}')
+        length = self._content_length()
+        if length is None:
+            self.close_connection = True  # where this body ends is ambiguous: so is the next request
+            self._json(
+                400,
+                '{"message":"invalid Content-Length header: one decimal number expected,'
+                ' repeated only with the same value"}',
+            )
             return
         if length > owner.settings.max_body_bytes:
             self.close_connection = True  # the unread body must not be taken for the next request
@@ -114,7 +221,15 @@ class _Handler(BaseHTTPRequestHandler):
                 413, f'{{"message":"request body too large: {length} bytes, at most {limit} accepted"}}'
             )
             return
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            self.close_connection = True
+            self._json(408, '{"message":"the request body did not arrive within the request timeout"}')
+            return
+        if len(body) < length:  # the client closed its side before sending the whole body
+            self.close_connection = True
+            return
         event = self._event(body)
         with owner.lock:
             from control_plane.handlers import api
@@ -197,10 +312,73 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst of connects waits instead of being dropped
 
     def __init__(self, address: tuple[str, int], owner: Server) -> None:
         self.owner = owner
+        self.idle_timeout = owner.idle_timeout
+        self.request_timeout = owner.request_timeout
+        self._slots = threading.BoundedSemaphore(owner.max_connections)
+        self._idle: dict[socket.socket, float] = {}  # connections waiting for their next request
+        self._idle_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def idle(self, sock: socket.socket, waiting: bool) -> None:
+        with self._idle_lock:
+            if waiting:
+                self._idle[sock] = time.monotonic()
+            else:
+                self._idle.pop(sock, None)
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest (its thread sees end of file and ends)."""
+        with self._idle_lock:
+            if not self._idle:
+                return False
+            sock = min(self._idle, key=self._idle.__getitem__)
+            del self._idle[sock]
+        with contextlib.suppress(OSError):  # closed meanwhile: its slot is being given back anyway
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        taken = self._slots.acquire(blocking=False)
+        if not taken and self._evict_idle():
+            taken = self._slots.acquire(timeout=1.0)  # the evicted thread only has to return
+        if not taken:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it would never give the slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 without blocking the accept loop on this client, then close."""
+        body = b'{"message":"server busy: too many connections, retry shortly"}'
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(head.encode() + body)
+            request.recv(65536)  # unread request bytes would turn the close into a reset
+        self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away mid-response: nothing to tell anyone
+            _log.debug("connection from %s ended: %r", client_address, exc)
+            return
+        _log.exception("error serving %s", client_address)
 
 
 class Server:
@@ -208,6 +386,8 @@ class Server:
 
     ``runtime`` replaces the one built from ``settings`` (tests inject a clock or runners).
     The runtime is installed as the process's runtime for the handler, and closed on exit.
+    The limits (module docstring) default to ``IDLE_TIMEOUT``, ``REQUEST_TIMEOUT``,
+    ``MAX_CONNECTIONS`` and ``STOP_GRACE``.
     """
 
     def __init__(
@@ -218,13 +398,23 @@ class Server:
         port: int = 8080,
         tick_interval: float = 1.0,
         runtime: Runtime | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        stop_grace: float = STOP_GRACE,
     ) -> None:
         if "reconcile_after" not in settings.model_fields_set:
             settings = settings.model_copy(update={"reconcile_after": 0.0})
+        if min(idle_timeout, request_timeout, max_connections) <= 0 or stop_grace < 0:
+            raise ValueError("timeouts and max_connections must be positive, stop_grace not negative")
         self.settings = settings
         self.host = host
         self.port = port
         self.tick_interval = tick_interval
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self.stop_grace = stop_grace
         self.lock = threading.Lock()
         self.ticks = 0
         self._given = runtime
@@ -285,25 +475,37 @@ class Server:
         self._stop.wait()
 
     def stop(self) -> None:
-        """Stop accepting requests, let the current tick finish, close the store."""
+        """Stop accepting requests, give the current tick or write ``stop_grace`` seconds, close the store."""
+        deadline = time.monotonic() + self.stop_grace
         self._stop.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=30)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = []
         self._httpd = None
-        self._close_runtime()
+        self._close_runtime(deadline)
 
-    def _close_runtime(self) -> None:
-        if self._runtime is not None:
-            with self.lock:
-                install(None)
-                if self._given is None:
-                    self._runtime.close()
-            self._runtime = None
+    def _close_runtime(self, deadline: float | None = None) -> None:
+        if self._runtime is None:
+            return
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        locked = self.lock.acquire(timeout=wait)
+        if not locked:
+            _log.warning(
+                "a request or tick still holds the service after %.1fs: closing without it", self.stop_grace
+            )
+        try:
+            if locked:
+                install(None)  # a call still running keeps the runtime it has; none is built in its place
+            if self._given is None:
+                self._runtime.close()
+        finally:
+            if locked:
+                self.lock.release()
+        self._runtime = None
 
     def __enter__(self) -> Server:
         return self.start()

@@ -287,9 +287,19 @@ def _gate(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None
     return None
 
 
+def _as_get(event: dict[str, Any]) -> dict[str, Any]:
+    """HEAD is GET without the body (RFC 9110 9.3.2): routed as GET; the HTTP server drops the body."""
+    request = event.get("requestContext") or {}
+    http = {**(request.get("http") or {}), "method": "GET"}
+    return {**event, "requestContext": {**request, "http": http}}
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point (also called by ``squall server`` for every HTTP request)."""
     started = time.monotonic()
+    method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
+    if method == "HEAD":
+        event = _as_get(event)
     request = event.get("requestContext") or {}
     request_id = request.get("requestId") or getattr(context, "aws_request_id", None)
     logger.clear_state()
@@ -309,7 +319,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info(
         "request",
         extra={
-            "method": (request.get("http") or {}).get("method"),
+            "method": method,
             "path": event.get("rawPath"),
             "status": response.get("statusCode"),
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
