@@ -14,8 +14,11 @@ seconds, the job EventBridge's rate rule does in the cloud: timers, job polls, s
 Nothing pushes job events locally, so unless ``reconcile_after`` was set explicitly the
 server polls every active job on every tick (``reconcile_after=0``).
 
-The service is not thread-safe: request threads and the tick thread take one lock around
-every call into it, like a Lambda container handles one event at a time. A body larger than
+The service is not thread-safe: requests that write and the tick thread take one lock around
+every call into it, like a Lambda container handles one event at a time. Requests that only
+read (:func:`~control_plane.handlers.api.read_only`: GET, HEAD and OPTIONS except webhooks)
+skip it: they use the store, which is thread-safe, and never the service, so a slow write
+(an expensive expression, a wide fan-out) does not hold them up. A body larger than
 ``max_body_bytes`` is refused (413) from its Content-Length, before it is read.
 
 What a client can hold, and for how long (every figure a constructor argument):
@@ -231,10 +234,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         event = self._event(body)
-        with owner.lock:
-            from control_plane.handlers import api
+        from control_plane.handlers import api
 
-            response = api.handler(event, _Context(event["requestContext"]["requestId"]))
+        context = _Context(event["requestContext"]["requestId"])
+        if api.read_only(event):  # the store and the resolver are thread-safe: no slow write delays a read
+            response = api.handler(event, context)
+        else:
+            with owner.lock:
+                response = api.handler(event, context)
         self._respond(response)
 
     def _json(self, status: int, text: str) -> None:

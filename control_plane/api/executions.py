@@ -58,13 +58,11 @@ def _json(status: int, view: ExecutionView) -> Response[ExecutionView]:
 
 
 def _keys(execution: Execution) -> None:
-    telemetry.logger.append_keys(
-        execution_id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id
-    )
+    telemetry.keys(execution_id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id)
 
 
 def _get(rt: Runtime, execution_id: str) -> Execution:
-    telemetry.logger.append_keys(execution_id=execution_id)
+    telemetry.keys(execution_id=execution_id)
     execution = rt.store.get_execution(execution_id)
     _keys(execution)
     return execution
@@ -150,7 +148,7 @@ def execution_logs(
     cursor: Annotated[str | None, Query(description="from the previous page")] = None,
 ) -> LogPage:
     rt = runtime()
-    telemetry.logger.append_keys(execution_id=execution_id)
+    telemetry.keys(execution_id=execution_id)
     if cursor is None:
         _get(rt, execution_id)  # 404 for an unknown id rather than an empty page
     with common.cursor_errors(cursor):
@@ -309,7 +307,7 @@ def start_execution(
     labels: Annotated[list[str] | None, Query(description="repeatable key:value")] = None,
 ) -> Response[ExecutionView]:
     event = router.current_event.raw_event
-    telemetry.logger.append_keys(namespace=namespace, flow_id=flow_id)
+    telemetry.keys(namespace=namespace, flow_id=flow_id)
     chosen = _labels(event)
     kind = common.require_media_type(event, START_TYPES, empty_ok=True)
     rt = runtime()

@@ -53,7 +53,7 @@ def deploy_flow() -> Response[FlowSaved]:
     from control_plane.flows.loader import parse_flow  # only deploys need the flow language (ADR 0006)
 
     flow = parse_flow(source, "<request body>")  # FlowValidationError -> 422 before anything is stored
-    telemetry.logger.append_keys(namespace=flow.namespace, flow_id=flow.id)
+    telemetry.keys(namespace=flow.namespace, flow_id=flow.id)
     try:
         previous: int | None = rt.store.get_flow(flow.namespace, flow.id).revision
     except NotFoundError:
@@ -82,7 +82,7 @@ def list_flows(
 
 @router.get("/api/v1/flows/<namespace>/<flow_id>", summary="A flow and its YAML source", tags=["flows"])
 def get_flow(namespace: str, flow_id: str, revision: Annotated[int | None, Query(ge=1)] = None) -> FlowView:
-    telemetry.logger.append_keys(namespace=namespace, flow_id=flow_id)
+    telemetry.keys(namespace=namespace, flow_id=flow_id)
     return flow_view(runtime().store.get_flow(namespace, flow_id, revision))
 
 
@@ -94,7 +94,7 @@ def get_flow(namespace: str, flow_id: str, revision: Annotated[int | None, Query
     status_code=204,
 )
 def delete_flow(namespace: str, flow_id: str) -> Response[None]:
-    telemetry.logger.append_keys(namespace=namespace, flow_id=flow_id)
+    telemetry.keys(namespace=namespace, flow_id=flow_id)
     rt = runtime()
     rt.store.get_flow(namespace, flow_id)  # 404 for an unknown or already deleted flow
     rt.store.delete_flow(namespace, flow_id, at=rt.service.clock.now())

@@ -105,7 +105,7 @@ def _parameters(event: dict[str, Any]) -> dict[str, list[str]]:
 )
 def webhook(namespace: str, flow_id: str, key: str) -> WebhookAccepted:
     event = router.current_event.raw_event
-    telemetry.logger.append_keys(namespace=namespace, flow_id=flow_id)
+    telemetry.keys(namespace=namespace, flow_id=flow_id)
     rt = runtime()
     try:
         flow = rt.service.flow(namespace, flow_id)
@@ -128,7 +128,7 @@ def webhook(namespace: str, flow_id: str, key: str) -> WebhookAccepted:
         "headers": _headers(event),
         "parameters": _parameters(event),
     }
-    telemetry.logger.append_keys(execution_id=execution_id)
+    telemetry.keys(execution_id=execution_id)
     try:
         execution = rt.service.start(
             namespace,

@@ -32,12 +32,15 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, ResponseBuilder, Route
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
@@ -53,7 +56,7 @@ from control_plane.errors import (
 )
 from control_plane.handlers.runtime import Settings, runtime
 
-__all__ = ["app", "handler", "openapi_document"]
+__all__ = ["app", "handler", "openapi_document", "read_only"]
 
 logger = telemetry.logger
 PUBLIC_PATHS = ("/openapi.json",)
@@ -63,9 +66,108 @@ PRELOADED_INITS = ("snap-start", "provisioned-concurrency")  # AWS_LAMBDA_INITIA
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in PRELOADED_INITS:
     importlib.import_module("control_plane.service.service")
 
-app = APIGatewayHttpResolver(
-    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
-)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only(event: Mapping[str, Any]) -> bool:
+    """Whether the request only reads: ``squall server`` runs these without the service lock.
+
+    Every GET, HEAD and OPTIONS route reads the store alone, except a webhook's GET, which
+    starts an execution.
+    """
+    method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
+    return method in READ_METHODS and not route_path(event).startswith(WEBHOOK_PREFIX)
+
+
+class _RequestState:
+    """What powertools keeps about the request being resolved (a plain class: ADR 0006)."""
+
+    __slots__ = ("context", "event", "lambda_context", "processed_stack_frames")
+
+    def __init__(
+        self, event: Any = None, lambda_context: Any = None, context: dict[str, Any] | None = None
+    ) -> None:
+        self.event = event
+        self.lambda_context = lambda_context
+        self.context: dict[str, Any] = {} if context is None else context
+        self.processed_stack_frames: list[str] = []
+
+
+class _Resolver(APIGatewayHttpResolver):
+    """powertools' resolver with its per-request state kept per thread.
+
+    The base class keeps the current event in class attributes of ``BaseRouter`` and the
+    matched route in ``self.context``, so two threads resolving at once (``squall server``
+    serves reads concurrently) would read each other's event and route. As powertools' own
+    ASGI resolver (``HttpResolverLocal``) does, these are properties over a ContextVar here,
+    set for the duration of :meth:`resolve`. A route's middleware stack is built on its first
+    call, and two threads building it at once would wrap the validation twice: a lock makes
+    that once. ``tests/integration/test_server_limits.py`` pins this against powertools.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._startup = _RequestState()
+        self._request_state: ContextVar[_RequestState | None] = ContextVar("squall_request", default=None)
+        self._build_lock = threading.Lock()
+        super().__init__(**options)
+
+    @property
+    def _state(self) -> _RequestState:
+        return self._request_state.get() or self._startup
+
+    @property
+    def current_event(self) -> Any:
+        return self._state.event or BaseRouter.current_event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._state.event = value
+
+    @property
+    def lambda_context(self) -> Any:
+        return self._state.lambda_context or BaseRouter.lambda_context
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._state.lambda_context = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self._state.context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._state.context = value
+
+    @property
+    def processed_stack_frames(self) -> list[str]:
+        return self._state.processed_stack_frames
+
+    @processed_stack_frames.setter
+    def processed_stack_frames(self, value: list[str]) -> None:
+        self._state.processed_stack_frames = value
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        state = _RequestState(
+            event=self._to_proxy_event(dict(event)),
+            lambda_context=context,
+            context=dict(self._startup.context),
+        )
+        token = self._request_state.set(state)
+        try:
+            return super().resolve(event, context)
+        finally:
+            self._request_state.reset(token)
+
+    def _call_route(self, route: Route, route_arguments: dict[str, str]) -> ResponseBuilder:
+        if not route._middleware_stack_built:
+            with self._build_lock:
+                if not route._middleware_stack_built:
+                    route._build_middleware_stack(router_middlewares=self._router_middlewares, app=self)
+        return super()._call_route(route, route_arguments)
+
+
+app = _Resolver(enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR)
 app.include_router(flows.router)
 app.include_router(executions.router)
 app.include_router(webhooks.router)
@@ -149,12 +251,17 @@ _register_errors()
 # ---------------------------------------------------------------- OpenAPI
 
 _openapi: str | None = None
+_openapi_lock = threading.Lock()
 
 
 def openapi_document() -> str:
     """The OpenAPI 3.1 document, generated once per container from the routes and models."""
     global _openapi
-    if _openapi is None:
+    if _openapi is not None:
+        return _openapi
+    with _openapi_lock:  # concurrent first readers wait for one generation instead of racing
+        if _openapi is not None:
+            return _openapi
         from importlib.metadata import PackageNotFoundError, version
 
         from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
@@ -302,15 +409,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event = _as_get(event)
     request = event.get("requestContext") or {}
     request_id = request.get("requestId") or getattr(context, "aws_request_id", None)
-    logger.clear_state()
-    logger.append_keys(request_id=request_id)
+    telemetry.new_request(request_id=request_id)
     try:
         rt = runtime()
         response = _gate(event, rt.settings) or app.resolve(event, context)
-        try:
-            rt.flush()  # handles of jobs this request submitted: visible to the tick and events
-        except Exception:  # the outbox still has them; the tick finds the jobs by name after submit_grace
-            logger.exception("could not write job handles after the request")
+        if not read_only(event):  # a read submits nothing, and must not touch the service a write may hold
+            try:
+                rt.flush()  # handles of jobs this request submitted: visible to the tick and events
+            except Exception:  # the outbox still has them; the tick finds the jobs by name after submit_grace
+                logger.exception("could not write job handles after the request")
     except Exception:
         logger.exception("unhandled error outside the routes")
         response = _plain(500, {"message": "internal error", "requestId": request_id})

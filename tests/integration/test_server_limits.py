@@ -436,3 +436,109 @@ def test_sigterm_stops_the_server_within_5_seconds_while_a_request_holds_the_ser
         out, errors = server.stop()
     assert server.proc.returncode == 0, out + errors
     assert "stopped" in out and stopped_in < 5
+
+
+# ====================================================================== reads do not wait for writes
+
+
+def _flow(i: int) -> str:
+    return f"""
+id: f{i}
+namespace: squall.c{i}
+tasks:
+  - id: say
+    type: io.kestra.plugin.core.log.Log
+    message: "from {i}"
+"""
+
+
+def _call(
+    port: int, method: str, path: str, body: str = "", kind: str = "application/x-yaml"
+) -> tuple[int, Any]:
+    with _connect(port, timeout=30) as sock:
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: {kind}\r\n"
+        sock.sendall(
+            f"{head}Content-Length: {len(body.encode())}\r\nConnection: close\r\n\r\n".encode()
+            + body.encode()
+        )
+        status, _, raw = _read_response(sock, method)
+        return status, json.loads(raw) if raw else None
+
+
+def _deploy_and_start(port: int, i: int) -> str:
+    assert _call(port, "POST", "/api/v1/flows", _flow(i))[0] == 201
+    status, execution = _call(port, "POST", f"/api/v1/executions/squall.c{i}/f{i}", "{}", "application/json")
+    assert status == 201 and execution["state"]["current"] == "SUCCESS", execution
+    return str(execution["id"])
+
+
+def test_a_held_service_lock_delays_writes_but_not_reads(server: Server) -> None:
+    """What a slow write (a long render, a wide fan-out) does to the others, with the lock held here."""
+    port = _port(server)
+    execution_id = _deploy_and_start(port, 0)
+    reads = [
+        "/openapi.json",
+        "/api/v1/flows",
+        "/api/v1/flows/squall.c0/f0",
+        "/api/v1/executions",
+        f"/api/v1/executions/{execution_id}",
+        f"/api/v1/executions/{execution_id}/logs",
+    ]
+    written: list[int] = []
+    with server.lock:
+        writer = threading.Thread(
+            target=lambda: written.append(_call(port, "POST", "/api/v1/flows", _flow(1))[0])
+        )
+        writer.start()
+        started = time.monotonic()
+        for path in reads:
+            for method in ("GET", "HEAD"):
+                assert _call(port, method, path)[0] == 200, (method, path)
+        assert time.monotonic() - started < 10
+        assert writer.is_alive() and not written  # the write waits for the lock
+    writer.join(timeout=30)
+    assert written == [201]
+
+
+@pytest.fixture
+def frequent_switches() -> Iterator[None]:
+    """Switch threads every few microseconds, so that a race shows in a few hundred requests."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("frequent_switches")
+def test_concurrent_reads_each_get_their_own_answer(server: Server) -> None:
+    """powertools keeps the request being resolved in shared attributes: each thread must see its own."""
+    port = _port(server)
+    ids = [_deploy_and_start(port, i) for i in range(6)]
+    problems: list[str] = []
+    start = threading.Barrier(len(ids))
+
+    def reader(i: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for _ in range(15):
+                status, flow = _call(port, "GET", f"/api/v1/flows/squall.c{i}/f{i}")
+                if status != 200 or flow["id"] != f"f{i}":
+                    problems.append(f"flow {i}: {status} {flow}")
+                status, execution = _call(port, "GET", f"/api/v1/executions/{ids[i]}")
+                if status != 200 or execution["id"] != ids[i] or execution["flowId"] != f"f{i}":
+                    problems.append(f"execution {i}: {status} {execution}")
+                status, page = _call(port, "GET", f"/api/v1/flows?namespace=squall.c{i}")
+                if status != 200 or [f["id"] for f in page["results"]] != [f"f{i}"]:
+                    problems.append(f"listing {i}: {status} {page}")
+                status, logs = _call(port, "GET", f"/api/v1/executions/{ids[i]}/logs?limit=10")
+                if status != 200 or f"from {i}" not in [line["message"] for line in logs["results"]]:
+                    problems.append(f"logs {i}: {status} {logs}")
+        except Exception as exc:  # reported below, with the others
+            problems.append(f"reader {i}: {exc!r}")
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(ids))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not problems, problems[:5]
