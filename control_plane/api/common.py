@@ -8,6 +8,11 @@ ones it does), 413 for a body over ``max_body_bytes`` (checked before any route 
 
 API Gateway base64-encodes bodies it considers binary (``isBase64Encoded``); they are decoded
 to bytes here, never to text first, so a file upload survives byte for byte.
+
+JSON is refused (400) when it nests deeper than ``MAX_JSON_DEPTH`` or holds a lone UTF-16
+surrogate (``"\ud800"``): the first would exhaust the recursion of whatever later walks the
+value (the store's encoder, the views), the second cannot be written as UTF-8; either way the
+execution it started could never be read back.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,16 +31,20 @@ from msgspec import Struct, field
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ApiError",
     "FormPart",
+    "JsonRefused",
     "body_bytes",
     "body_size",
     "body_text",
     "cursor_errors",
     "header",
     "json_body",
+    "json_problem",
     "media_type",
     "multipart",
+    "parse_json",
     "query_values",
     "require_media_type",
 ]
@@ -124,8 +134,54 @@ def require_media_type(event: Mapping[str, Any], accepted: Sequence[str], *, emp
     return kind
 
 
+MAX_JSON_DEPTH = 64  # arrays and objects nested in a request body; Kestra's own flows need a handful
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def json_problem(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be accepted (too deep, a lone surrogate), or None.
+
+    Iterative, so it walks values of any depth without recursion of its own.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "it holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text"
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return f"it nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(item, dict):
+                stack.extend((key, depth + 1) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+class JsonRefused(ValueError):
+    """Valid JSON that Squall does not take: nested too deep, or a lone surrogate."""
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` without NaN/Infinity, bounded in depth, text only.
+
+    Malformed JSON raises JSONDecodeError (line and column), NaN/Infinity a ValueError, and
+    JSON refused by :func:`json_problem` a :class:`JsonRefused`.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # the C parser's own limit (about 1,000 levels) comes before ours
+        raise JsonRefused(f"it nests arrays and objects deeper than {MAX_JSON_DEPTH} levels") from None
+    problem = json_problem(value)
+    if problem is not None:
+        raise JsonRefused(problem)
+    return value
 
 
 def json_body(event: Mapping[str, Any]) -> Any:
@@ -134,7 +190,7 @@ def json_body(event: Mapping[str, Any]) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return parse_json(text)
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,

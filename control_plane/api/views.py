@@ -13,8 +13,9 @@ turned into JSON, so the CLI-facing names (``flow_id``...) never leak into the A
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,8 @@ from control_plane.masking import mask_paths
 from control_plane.store.base import ExecutionSummary, FlowRecord
 
 __all__ = [
+    "OMITTED",
+    "VIEW_DEPTH",
     "AttemptView",
     "ExecutionSummaryView",
     "ExecutionView",
@@ -150,9 +153,45 @@ def duration(start: datetime | None, end: datetime | None) -> str | None:
     return out
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON data: outputs may hold values the store's codec knows but JSON does not."""
-    return json.loads(json.dumps(value, default=str))
+VIEW_DEPTH = 100  # levels shown, above the 64 a request body may have (common.MAX_JSON_DEPTH) plus wrappers
+OMITTED = "<nested too deep to show>"
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON data: outputs may hold values the store's codec knows but JSON does not.
+
+    Whatever is stored, this returns something every later step can serialise: containers
+    nested deeper than ``VIEW_DEPTH`` become ``OMITTED`` (data stored before the API refused
+    deep bodies would otherwise exhaust a serialiser's recursion and fail the GET for ever),
+    NaN and infinities (not JSON) become null. Other values take the form the store's codec
+    gives them, so a response built from memory equals the one read back later.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if depth >= VIEW_DEPTH:
+            return OMITTED
+        if isinstance(value, Mapping):
+            return {_key(k): jsonable(v, depth + 1) for k, v in value.items()}
+        return [jsonable(v, depth + 1) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    """An object key as ``json.dumps`` writes it (``1``, ``true``, ``null``), else its string."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return str(key)
 
 
 def state_view(current: object, start: datetime | None, end: datetime | None) -> StateView:

@@ -67,15 +67,21 @@ def _match(flow: Flow, key: str) -> Webhook | None:
 
 
 def _body(event: dict[str, Any]) -> Any:
-    """Kestra's ``trigger.body``: a JSON value when the body parses as JSON, else the text."""
+    """Kestra's ``trigger.body``: a JSON value when the body parses as JSON, else the text.
+
+    JSON that parses but nests deeper than ``MAX_JSON_DEPTH`` or holds a lone surrogate is
+    refused (400) rather than stored: the execution it started could not be read back.
+    """
     raw = common.body_bytes(event)
     if not raw:
         return None
     text = raw.decode("utf-8", "replace")
     if text.lstrip()[:1] in ("{", "[", '"') or common.media_type(event)[0].endswith("json"):
         try:
-            return json.loads(text)
-        except ValueError:
+            return common.parse_json(text)
+        except common.JsonRefused as exc:
+            raise common.ApiError(400, f"webhook body refused: {exc}") from None
+        except ValueError:  # not JSON after all (or NaN, which JSON does not have): the text
             pass
     return text
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.api import webhooks
+from control_plane.api import common, views, webhooks
 from control_plane.engine.states import State
 from control_plane.handlers import api, events
 from control_plane.handlers.runtime import Runtime, install, load_settings, open_runtime, reset
@@ -29,6 +29,7 @@ from control_plane.store.base import StateStore
 from control_plane.store.sqlite import SqliteStore
 from runners.testing.simulated import SimulatedRunner
 from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event, multipart_body
+from tests.store_contract import make_execution
 
 TOKEN = "s3cret-token-for-tests"
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -457,6 +458,50 @@ def test_start_malformed_json_is_400_with_line_and_column(client: Api) -> None:
     assert client.snapshot() == before
 
 
+def _nested(depth: int) -> str:
+    """A JSON object holding ``depth`` arrays and objects inside each other."""
+    return '{"name": "Ada", "deep": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (_nested(common.MAX_JSON_DEPTH + 1), f"deeper than {common.MAX_JSON_DEPTH}"),
+        (_nested(100_000), f"deeper than {common.MAX_JSON_DEPTH}"),  # past the parser's own recursion limit
+        ('{"name": "\\ud800"}', "surrogate"),
+        ('{"name": "Ada", "\\udfff": 1}', "surrogate"),  # in a key
+    ],
+)
+def test_start_json_too_deep_or_not_text_is_400(client: Api, body: str, why: str) -> None:
+    client.deploy(HELLO)
+    before = client.snapshot()
+    response = client.call(
+        "POST", "/api/v1/executions/squall.api/hello", body=body, content_type="application/json"
+    )
+    assert response.status == 400, response.body
+    assert response.json["message"].startswith("malformed JSON body") and why in response.json["message"]
+    assert client.snapshot() == before
+    at_the_limit = client.call(
+        "POST",
+        "/api/v1/executions/squall.api/hello",
+        body=_nested(common.MAX_JSON_DEPTH),
+        content_type="application/json",
+    )
+    assert at_the_limit.status != 400, at_the_limit.body  # deep enough is fine (the flow has no input `deep`)
+
+
+def test_resume_body_too_deep_is_400(client: Api) -> None:
+    client.deploy(PAUSING)
+    paused = client.start("squall.api", "approval")
+    response = client.call(
+        "POST",
+        f"/api/v1/executions/{paused['id']}/resume",
+        body=_nested(500),
+        content_type="application/json",
+    )
+    assert response.status == 400 and "deeper than" in response.json["message"]
+
+
 def test_start_wrong_content_type_is_415(client: Api) -> None:
     client.deploy(HELLO)
     before = client.snapshot()
@@ -688,6 +733,24 @@ def test_replay_creates_a_linked_execution(client: Api) -> None:
     assert replayed.json["inputs"] == first["inputs"]
 
 
+def test_an_execution_holding_data_nested_too_deep_still_reads(client: Api) -> None:
+    """Data stored before bodies were bounded (or written by other means) must not fail its GET."""
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(900):
+        inner["a"] = {}
+        inner = inner["a"]
+    execution = make_execution("deep").evolve(trigger={"body": deep}, inputs={"x": deep}, outputs={"y": deep})
+    client.store.create_execution(execution)
+    response = client.call("GET", "/api/v1/executions/deep")
+    assert response.status == 200, response.body
+    shown = response.json["trigger"]["body"]
+    for _ in range(views.VIEW_DEPTH - 2):
+        shown = shown["a"]
+    assert shown == {"a": views.OMITTED}
+    assert client.call("GET", "/api/v1/executions", query={"limit": "5"}).status == 200
+
+
 # ====================================================================== webhooks
 
 
@@ -777,6 +840,43 @@ def test_webhook_idempotency_key_refuses_a_replay(client: Api) -> None:
     plain = [client.call("POST", path, token=None, json_body={"n": 4}) for _ in range(2)]
     assert [p.status for p in plain] == [200, 200] and plain[0].json["id"] != plain[1].json["id"]
     assert _executions(client) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("[" * 900 + "]" * 900, "deeper than"),  # once stored, it made GET of the execution 500 for ever
+        ("[" * 5000 + "]" * 5000, "deeper than"),
+        ('{"text": "\\ud83d"}', "surrogate"),
+    ],
+)
+def test_webhook_json_too_deep_or_not_text_is_refused_at_ingress(client: Api, body: str, why: str) -> None:
+    client.deploy(HOOKED)
+    before = client.snapshot()
+    response = client.call(
+        "POST",
+        "/webhooks/squall.api/hooked/a-long-secret-key-1234",
+        token=None,
+        body=body,
+        content_type="application/json",
+    )
+    assert response.status == 400 and why in response.json["message"], response.body
+    assert client.snapshot() == before
+
+
+def test_webhook_json_at_the_depth_limit_is_accepted(client: Api) -> None:
+    client.deploy(HOOKED)
+    body = "[" * common.MAX_JSON_DEPTH + "]" * common.MAX_JSON_DEPTH
+    response = client.call(
+        "POST",
+        "/webhooks/squall.api/hooked/a-long-secret-key-1234",
+        token=None,
+        body=body,
+        content_type="application/json",
+    )
+    assert response.status == 200, response.body
+    fetched = client.call("GET", f"/api/v1/executions/{response.json['id']}")
+    assert fetched.status == 200 and fetched.json["trigger"]["body"] == json.loads(body)
 
 
 def test_webhook_body_over_the_limit_is_413(make: Callable[..., Api]) -> None:

@@ -542,3 +542,41 @@ def test_concurrent_reads_each_get_their_own_answer(server: Server) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert not problems, problems[:5]
+
+
+# ====================================================================== bodies that cannot be stored
+
+HOOKED = """
+id: hooked
+namespace: squall.limits
+triggers:
+  - id: hook
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: a-long-secret-key-1234
+tasks:
+  - id: body
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ trigger.body }}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/webhooks/squall.limits/hooked/a-long-secret-key-1234", "[" * 900 + "]" * 900),
+        ("/webhooks/squall.limits/hooked/a-long-secret-key-1234", '{"t": "\\ud800"}'),
+        ("/api/v1/executions/squall.limits/hooked", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"),
+        ("/api/v1/executions/squall.limits/hooked", '{"a": "\\udfff"}'),
+    ],
+)
+def test_bodies_too_deep_or_not_text_are_400_json_and_store_nothing(
+    server: Server, path: str, body: str
+) -> None:
+    port = _port(server)
+    assert _call(port, "POST", "/api/v1/flows", HOOKED)[0] == 201
+    status, message = _call(port, "POST", path, body, "application/json")
+    assert status == 400 and ("deeper than" in message["message"] or "surrogate" in message["message"]), (
+        message
+    )
+    status, listing = _call(port, "GET", "/api/v1/executions")
+    assert status == 200 and listing["results"] == []
