@@ -119,6 +119,7 @@ def test_handlers_exist_and_are_callable(settings_locals: dict[str, Any]) -> Non
         assert callable(getattr(importlib.import_module(module_name), attribute))
         assert role["async"] is (key in ("tick", "events", "schedule"))
         assert role["dead_letters"] is (key != "api")
+        assert role["runs_flows"] is (key != "sweeper")
 
 
 def test_functions_are_arm64_python_with_a_hashed_zip(res: dict[str, dict[str, Any]]) -> None:
@@ -128,7 +129,7 @@ def test_functions_are_arm64_python_with_a_hashed_zip(res: dict[str, dict[str, A
     assert fn["runtime"] == "${module.settings.lambda_runtime}"
     assert fn["filename"] == "${var.lambda_zip_path}"
     assert fn["source_code_hash"] == "${filebase64sha256(var.lambda_zip_path)}"
-    assert _block(fn, "environment")["variables"] == "${module.settings.environment}"
+    assert _block(fn, "environment")["variables"] == "${module.settings.environments[each.key]}"
     for attribute in ("memory_size", "timeout", "reserved_concurrent_executions"):
         assert fn[attribute] == f"${{each.value.{attribute}}}"
     assert fn["tracing_config"][0]["mode"] == '${module.settings.tracing_enabled ? "Active" : "PassThrough"}'
@@ -177,16 +178,36 @@ VARIABLE_SETTINGS = {
     "submit_budget": "submit_budget",
     "tick_submits": "tick_submits",
     "finished_ttl_days": "finished_ttl_days",
+    "secrets_prefix": "secrets_prefix",
 }
 
 
 def test_setting_variables_default_to_the_runtime_defaults(settings_locals: dict[str, Any]) -> None:
-    rendered = settings_locals["squall_environment"]
+    rendered = settings_locals["squall_environment"] + settings_locals["flow_environment"]
     for module in (MODULE, SUBMODULES / "settings"):
         variables = named_blocks(load_module(module), "variable")
         for variable, field in VARIABLE_SETTINGS.items():
             assert variables[variable]["default"] == Settings.model_fields[field].default, (module, variable)
             assert f"{ENV_PREFIX}{field.upper()}" in rendered and f"var.{variable}" in rendered, variable
+
+
+def test_secret_backends_are_the_runtimes_but_file(settings_locals: dict[str, Any]) -> None:
+    """The validation admits exactly the backends control_plane/secrets knows, less `file`."""
+    from control_plane.secrets import BACKENDS
+
+    variables = named_blocks(load_module(SUBMODULES / "settings"), "variable")
+    conditions = [v["condition"] for v in variables["secret_backends"]["validation"]]
+    admitted = {
+        name
+        for condition in conditions
+        for listed in re.findall(r"contains\(\[([^\]]*)\], b\)", condition)
+        for name in re.findall(r'"(\w+)"', listed)
+    }
+    assert admitted == set(BACKENDS) - {"file"}
+    assert set(variables["secret_backends"]["default"]) <= admitted
+    environment = settings_locals["flow_environment"]
+    for name in ("SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX", "SQUALL_AWS_ENDPOINT_ALLOWLIST"):
+        assert name in environment, name
 
 
 def test_the_module_and_settings_variables_agree() -> None:

@@ -87,6 +87,8 @@ def test_store_actions_are_read_from_the_source() -> None:
     assert "dynamodb:TransactWriteItems" not in actions
 
 
+SECRETS_PREFIX = "/prod/squall/"  # with a leading /: the parameter ARN must not double it
+
 POLICY_INPUTS = {
     "partition": "aws",
     "region": "eu-west-1",
@@ -114,6 +116,9 @@ POLICY_INPUTS = {
         "compute_environment_arn": "arn:aws:batch:eu-west-1:123456789012:compute-environment/fargate",
         "log_group_name": "/aws/batch/job",
     },
+    "secret_backends": ["env", "secretsmanager", "ssm"],
+    "secrets_prefix": SECRETS_PREFIX,
+    "secrets_kms_key_arns": ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"],
 }
 
 
@@ -236,6 +241,53 @@ def test_batch_jobs_are_cancelled_only_when_squall_tagged_them(rendered: dict[st
         assert all(r.endswith(":job/*") for r in st["resources"]), (function, st)
     for function, st in tagging:
         assert len(st["actions"]) == 1 and st["condition"] == in_request, (function, st)
+
+
+# boto3 method -> IAM action of the calls control_plane/secrets/aws.py makes.
+SECRET_CALLS = {"get_secret_value": "secretsmanager:GetSecretValue", "get_parameter": "ssm:GetParameter"}
+
+
+def test_secret_permissions_are_the_backends_calls_under_the_prefix(rendered: dict[str, Any]) -> None:
+    from control_plane.secrets.aws import ParameterStoreSecrets, SecretsManagerSecrets
+
+    source = (ROOT / "control_plane" / "secrets" / "aws.py").read_text()
+    called = set(re.findall(r"self\.client\(\)\.(\w+)", source))
+    assert called == set(SECRET_CALLS), f"new calls in control_plane/secrets/aws.py: {sorted(called)}"
+    prefix = SECRETS_PREFIX
+    # The names the backends ask for, as ARNs; Secrets Manager appends -<6 characters> to its.
+    secret = SecretsManagerSecrets(prefix=prefix).prefix + "NAME"
+    parameter = ParameterStoreSecrets(prefix=prefix).parameter("NAME")
+    scope = "eu-west-1:123456789012"
+    wanted = {
+        "secretsmanager:GetSecretValue": f"arn:aws:secretsmanager:{scope}:secret:{secret}-AbCdEf",
+        "ssm:GetParameter": f"arn:aws:ssm:{scope}:parameter{parameter}",
+    }
+    for function in SERVICE_FUNCTIONS:
+        sts = [
+            st
+            for st in rendered["statements"][function]
+            if st["actions"][0].split(":")[0] in ("secretsmanager", "ssm")
+        ]
+        assert sorted(a for st in sts for a in st["actions"]) == sorted(SECRET_CALLS.values()), function
+        for st in sts:
+            [action], [resource] = st["actions"], st["resources"]
+            assert resource.endswith("*") and "*" not in resource[:-1], (function, st)
+            assert wanted[action].startswith(resource[:-1]), (function, st)
+            assert "//" not in resource, (function, st)  # parameter/prod/..., never parameter//prod/...
+            # Nothing outside the prefix: a sibling name is not covered.
+            assert not wanted[action].replace(prefix.strip("/"), "other").startswith(resource[:-1])
+        [decrypt] = [st for st in rendered["statements"][function] if st["sid"] == "DecryptSecrets"]
+        assert decrypt["resources"] == POLICY_INPUTS["secrets_kms_key_arns"]
+        assert decrypt["condition"] == [
+            {
+                "test": "StringEquals",
+                "variable": "kms:ViaService",
+                "values": ["secretsmanager.eu-west-1.amazonaws.com", "ssm.eu-west-1.amazonaws.com"],
+            }
+        ]
+    for sts in (rendered["statements"]["sweeper"], rendered["scheduler_statements"]):
+        assert not [a for st in sts for a in st["actions"] if a.split(":")[0] in ("secretsmanager", "ssm")]
+        assert not [st for st in sts if st["sid"] == "DecryptSecrets"]
 
 
 def test_store_s3_actions_are_granted_on_the_store_prefix(rendered: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from control_plane.flows.loader import load_flow_file
-from control_plane.handlers.runtime import load_settings, open_runtime
+from control_plane.handlers.runtime import load_settings, open_runtime, secret_chain
 from control_plane.service.scripts import runner_of
 from runners.aws_batch import AwsBatchRunner
 from runners.aws_batch.options import BatchOptions
@@ -96,6 +96,8 @@ def _plan_settings(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]
 
 
 QUEUE = "arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"
+# What the sweeper's environment leaves out of the others'.
+SWEEPER_LACKS = {"SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX", "SQUALL_AWS_ENDPOINT_ALLOWLIST", "SECRET_TOKEN"}
 
 BAD_VALUES = [
     pytest.param({"aws_batch": {"job_queue_arns": ["squall-fargate"]}}, "must be ARNs like", id="queue-name"),
@@ -141,6 +143,20 @@ BAD_VALUES = [
         "POWERTOOLS_LOG_LEVEL must agree with application_log_level",
         id="powertools-log-level",
     ),
+    pytest.param(
+        {"secret_backends": ["env", "file"]}, "a Lambda function has no secrets file", id="file-secrets"
+    ),
+    pytest.param({"secrets_prefix": ""}, "so it cannot be empty", id="empty-secrets-prefix"),
+    pytest.param(
+        {"aws_endpoint_allowlist": ["https://a.example.com,https://b.example.com"]},
+        "no credentials, query, fragment, comma or space",
+        id="endpoint-comma",
+    ),
+    pytest.param(
+        {"aws_endpoint_allowlist": ["https://batch.example.com"]},
+        "aws_endpoint_allowlist needs aws_batch",
+        id="endpoint-no-batch",
+    ),
 ]
 
 
@@ -177,6 +193,10 @@ output "environment" {{
 output "functions" {{
   value = module.settings.functions
 }}
+
+output "environments" {{
+  value = module.settings.environments
+}}
 """
     )
     run_terraform(["init", "-backend=false", "-input=false"], work)
@@ -198,7 +218,10 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     task_role_arn           = "arn:aws:iam::123456789012:role/task"
     compute_environment_arn = "arn:aws:batch:eu-west-1:123456789012:compute-environment/fargate"
   }}
-  extra_environment_variables = {{ POWERTOOLS_LOG_LEVEL = "INFO" }}
+  extra_environment_variables = {{ POWERTOOLS_LOG_LEVEL = "INFO", SECRET_TOKEN = "czNjcjN0" }}
+  secret_backends             = ["env", "secretsmanager", "ssm"]
+  secrets_prefix              = "/prod/squall/"
+  aws_endpoint_allowlist      = ["https://VPCE-0abc.batch.eu-west-1.vpce.amazonaws.com/"]
 """,
     )
     env: dict[str, str] = outputs["environment"]
@@ -212,6 +235,22 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert {"SQUALL_SUBMIT_BUDGET", "SQUALL_TICK_SUBMITS"} <= env.keys()
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
+    # secret(): the chain the settings open asks each backend for the names IAM allows.
+    assert settings.secrets == ("env", "secretsmanager", "ssm")
+    chain = secret_chain(settings)
+    assert [(b.name, b.where("X")) for b in chain.backends] == [
+        ("env", "environment variable SECRET_X"),
+        ("secretsmanager", "Secrets Manager /prod/squall/X"),
+        ("ssm", "SSM parameter /prod/squall/X"),
+    ]
+    # The sweeper renders nothing: default settings, no SECRET_* value in its configuration.
+    sweeper_env: dict[str, str] = outputs["environments"]["sweeper"]
+    assert "SECRET_TOKEN" in env and "SECRET_TOKEN" not in sweeper_env
+    assert sweeper_env == {k: v for k, v in env.items() if k not in SWEEPER_LACKS}
+    swept = load_settings({k: v for k, v in sweeper_env.items() if k.startswith("SQUALL_")})
+    assert (swept.secrets, swept.aws_endpoint_allowlist) == ((), ())
+    assert all(outputs["environments"][f] == env for f in ("api", "tick", "events", "schedule"))
+
     # RunnerRegistry builds AwsBatchRunner(**SQUALL_RUNNERS["aws-batch"]): the keywords must exist,
     # and the defaults must be valid task options (no boto3 call is made to check this).
     rt = open_runtime(settings.model_copy(update={"store": "sqlite", "db": str(tmp_path / "s.db")}))
@@ -220,6 +259,8 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
         assert isinstance(runner, AwsBatchRunner)
     finally:
         rt.close()
+    # SQUALL_AWS_ENDPOINT_ALLOWLIST reaches the runner, canonical (lowercase host, no trailing /).
+    assert runner._allowed_endpoints == {"https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com"}
     options = validate_options(AwsBatchRunner, settings.runners["aws-batch"]["defaults"])
     assert isinstance(options, BatchOptions)
     assert options.job_queue_arn == QUEUE

@@ -20,6 +20,10 @@ module "policies" {
   schedule_function_arn   = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${module.naming.function_names["schedule"]}"
   tracing_enabled         = module.settings.tracing_enabled
   aws_batch               = module.settings.aws_batch
+  secret_backends         = module.settings.secret_backends
+  secrets_prefix          = module.settings.secrets_prefix
+  secrets_kms_key_arns    = module.settings.secrets_kms_key_arns
+  dns_suffix              = data.aws_partition.current.dns_suffix
 }
 
 data "aws_iam_policy_document" "lambda_assume" {

@@ -88,8 +88,9 @@ resource "aws_lambda_function" "this" {
     }
   }
 
+  # The sweeper's lacks the secrets and endpoint settings (modules/settings).
   environment {
-    variables = module.settings.environment
+    variables = module.settings.environments[each.key]
   }
 
   # JSON: Lambda writes each standard-library log record as one JSON object with its

@@ -56,6 +56,10 @@ module "settings" {
   aws_batch                   = var.aws_batch
   schedules                   = var.schedules
   extra_environment_variables = var.extra_environment_variables
+  secret_backends             = var.secret_backends
+  secrets_prefix              = var.secrets_prefix
+  secrets_kms_key_arns        = var.secrets_kms_key_arns
+  aws_endpoint_allowlist      = var.aws_endpoint_allowlist
 }
 
 ################################################################################

@@ -239,6 +239,34 @@ variable "extra_environment_variables" {
   nullable    = false
 }
 
+variable "secret_backends" {
+  description = "Where `secret('NAME')` looks, in order (SQUALL_SECRETS): `env` (SECRET_<NAME> base64 variables from extra_environment_variables), `secretsmanager` (secret `<secrets_prefix><NAME>`), `ssm` (parameter `/<secrets_prefix><NAME>`). Not `file`: a Lambda function has no secrets file. Each AWS backend adds its read permission, scoped to the prefix, to the roles of the functions that run flows (not the sweeper)."
+  type        = list(string)
+  default     = ["env", "secretsmanager"]
+  nullable    = false
+}
+
+variable "secrets_prefix" {
+  description = "Prefix of the secrets the functions may read (SQUALL_SECRETS_PREFIX): secret `<prefix><NAME>`, parameter `/<prefix><NAME>`; IAM grants exactly `secret:<prefix>*` and `parameter/<prefix>*`."
+  type        = string
+  default     = "squall/"
+  nullable    = false
+}
+
+variable "secrets_kms_key_arns" {
+  description = "Customer managed KMS keys of the secrets or SecureString parameters (kms:Decrypt through Secrets Manager or SSM only). Empty for the AWS managed keys aws/secretsmanager and aws/ssm, which need no grant in the role."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "aws_endpoint_allowlist" {
+  description = "http(s) endpoint URLs a flow's taskRunner `endpointOverride` may name (SQUALL_AWS_ENDPOINT_ALLOWLIST, unset when empty); needs aws_batch. Requests to them are signed with the functions' credentials: list only endpoints you run."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
 variable "role_permissions_boundary_arn" {
   description = "Permissions boundary for every role the module creates (organisations that require one)."
   type        = string

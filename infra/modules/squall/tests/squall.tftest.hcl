@@ -57,6 +57,64 @@ run "without_batch" {
     condition     = length(flatten([for k, d in data.aws_iam_policy_document.lambda : [for s in d.statement : s if startswith(s.sid, "Batch")]])) == 0
     error_message = "No Batch permission without aws_batch."
   }
+
+  # secret(): by default SECRET_<NAME> variables, then Secrets Manager under squall/.
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : aws_lambda_function.this[f].environment[0].variables["SQUALL_SECRETS"] == "env,secretsmanager" && aws_lambda_function.this[f].environment[0].variables["SQUALL_SECRETS_PREFIX"] == "squall/"
+    ])
+    error_message = "The functions that run flows get SQUALL_SECRETS and SQUALL_SECRETS_PREFIX from the variables' defaults."
+  }
+
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : jsonencode([for s in data.aws_iam_policy_document.lambda[f].statement : [s.actions, s.resources] if contains(["ReadSecrets", "ReadParameters", "DecryptSecrets"], s.sid)]) == jsonencode([
+        [["secretsmanager:GetSecretValue"], ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall/*"]],
+      ])
+    ])
+    error_message = "Each role that runs flows reads Secrets Manager secrets under squall/ only; no SSM, no kms:Decrypt for the AWS managed key."
+  }
+
+  assert {
+    condition     = length(setintersection(keys(aws_lambda_function.this["sweeper"].environment[0].variables), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX"])) == 0 && length([for s in data.aws_iam_policy_document.lambda["sweeper"].statement : s if length([for a in s.actions : a if startswith(a, "secretsmanager:") || startswith(a, "ssm:")]) > 0]) == 0
+    error_message = "The sweeper renders nothing: no secrets settings, no secret permission."
+  }
+}
+
+run "secrets_in_parameter_store_and_allowed_endpoints" {
+  command = plan
+
+  variables {
+    secret_backends        = ["ssm"]
+    secrets_prefix         = "/prod/squall/"
+    secrets_kms_key_arns   = ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"]
+    aws_endpoint_allowlist = ["https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com"]
+    aws_batch = {
+      job_queue_arns = ["arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"]
+    }
+  }
+
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : aws_lambda_function.this[f].environment[0].variables["SQUALL_SECRETS"] == "ssm" && aws_lambda_function.this[f].environment[0].variables["SQUALL_SECRETS_PREFIX"] == "/prod/squall/" && aws_lambda_function.this[f].environment[0].variables["SQUALL_AWS_ENDPOINT_ALLOWLIST"] == "https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com"
+    ])
+    error_message = "SQUALL_SECRETS, SQUALL_SECRETS_PREFIX and SQUALL_AWS_ENDPOINT_ALLOWLIST come from the variables."
+  }
+
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : jsonencode([for s in data.aws_iam_policy_document.lambda[f].statement : [s.sid, s.actions, s.resources, [for c in s.condition : [c.test, c.variable, c.values]]] if contains(["ReadSecrets", "ReadParameters", "DecryptSecrets"], s.sid)]) == jsonencode([
+        ["ReadParameters", ["ssm:GetParameter"], ["arn:aws:ssm:eu-west-1:123456789012:parameter/prod/squall/*"], []],
+        ["DecryptSecrets", ["kms:Decrypt"], ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"], [["StringEquals", "kms:ViaService", ["ssm.eu-west-1.amazonaws.com"]]]],
+      ])
+    ])
+    error_message = "SSM parameters under /prod/squall/ (ARN parameter/prod/squall/*), the given key through SSM only; no Secrets Manager."
+  }
+
+  assert {
+    condition     = length(setintersection(keys(aws_lambda_function.this["sweeper"].environment[0].variables), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX", "SQUALL_AWS_ENDPOINT_ALLOWLIST"])) == 0 && length([for s in data.aws_iam_policy_document.lambda["sweeper"].statement : s if contains(["ReadSecrets", "ReadParameters", "DecryptSecrets"], s.sid) || contains(s.actions, "ssm:GetParameter")]) == 0
+    error_message = "The sweeper gets neither the settings nor the permissions."
+  }
 }
 
 run "with_batch" {

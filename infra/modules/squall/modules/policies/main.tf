@@ -91,6 +91,30 @@ variable "aws_batch" {
   default = null
 }
 
+variable "secret_backends" {
+  description = "Validated secret() backends (the settings module's secret_backends): secretsmanager and ssm each add a read statement."
+  type        = list(string)
+  default     = []
+}
+
+variable "secrets_prefix" {
+  description = "Validated secrets prefix: secret `<prefix><NAME>`, parameter `/<prefix><NAME>`."
+  type        = string
+  default     = "squall/"
+}
+
+variable "secrets_kms_key_arns" {
+  description = "Customer managed keys of the secrets; empty for the AWS managed keys, which need no grant."
+  type        = list(string)
+  default     = []
+}
+
+variable "dns_suffix" {
+  description = "DNS suffix of the partition (amazonaws.com; amazonaws.com.cn in China), for kms:ViaService."
+  type        = string
+  default     = "amazonaws.com"
+}
+
 locals {
   # Actions IAM authorizes only on Resource "*" (their "Resource types" column is empty in
   # the Service Authorization Reference), each with why Squall calls it.
@@ -243,6 +267,43 @@ locals {
     ],
   )
 
+  # secret('NAME'): exactly the calls control_plane/secrets/aws.py makes, on the prefix only.
+  # Secrets Manager: GetSecretValue with SecretId <prefix><NAME>; the secret's ARN is
+  # secret:<prefix><NAME>-<6 random characters>, which <prefix>* covers. Parameter Store:
+  # GetParameter (WithDecryption) of /<prefix><NAME>, whose ARN is parameter/<prefix><NAME>:
+  # the name's leading / is not repeated in the ARN, and the runtime strips one the prefix
+  # itself starts with.
+  secret_services = [for s in ["secretsmanager", "ssm"] : s if contains(var.secret_backends, s)]
+  secrets = concat(
+    contains(local.secret_services, "secretsmanager") ? [
+      {
+        sid       = "ReadSecrets"
+        actions   = ["secretsmanager:GetSecretValue"]
+        resources = ["arn:${var.partition}:secretsmanager:${var.region}:${var.account_id}:secret:${var.secrets_prefix}*"]
+        condition = local.no_conditions
+      },
+    ] : [],
+    contains(local.secret_services, "ssm") ? [
+      {
+        sid       = "ReadParameters"
+        actions   = ["ssm:GetParameter"]
+        resources = ["arn:${var.partition}:ssm:${var.region}:${var.account_id}:parameter/${trimprefix(var.secrets_prefix, "/")}*"]
+        condition = local.no_conditions
+      },
+    ] : [],
+    # The AWS managed keys (aws/secretsmanager, aws/ssm) let every principal of the account
+    # decrypt through their service in their own key policy: no statement for them. A customer
+    # key gets Decrypt only through the enabled services, never directly on a ciphertext.
+    length(var.secrets_kms_key_arns) == 0 || length(local.secret_services) == 0 ? [] : [
+      {
+        sid       = "DecryptSecrets"
+        actions   = ["kms:Decrypt"]
+        resources = var.secrets_kms_key_arns
+        condition = [{ test = "StringEquals", variable = "kms:ViaService", values = [for s in local.secret_services : "${s}.${var.region}.${var.dns_suffix}"] }]
+      },
+    ],
+  )
+
   tracing = var.tracing_enabled ? [
     {
       # See local.wildcard_actions: X-Ray has no resource-level permissions.
@@ -319,10 +380,11 @@ locals {
 
   # The other functions run the same Service: any of them may create an execution and submit
   # its first job (api, schedule), advance one after an event (events, tick), or cancel jobs
-  # (api kill). So they share the store, bucket and Batch statements.
+  # (api kill), rendering expressions (and so secret()) on the way. So they share the store,
+  # bucket, Batch and secrets statements; the sweeper renders nothing and reads no secret.
   shared = {
     sweeper = concat(local.sweeper, local.kms, local.tracing)
-    service = concat(local.dynamodb, local.store_objects, local.kms, local.batch_statements, local.tracing)
+    service = concat(local.dynamodb, local.store_objects, local.kms, local.batch_statements, local.secrets, local.tracing)
   }
 
   statements = {

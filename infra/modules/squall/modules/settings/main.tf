@@ -3,13 +3,15 @@ locals {
   # `async` functions are invoked by EventBridge or the Scheduler: their failed events go to
   # a dead-letter queue. The sweeper reads the table's stream through an event source
   # mapping, whose failed batches go to a queue too. The api function is invoked
-  # synchronously by API Gateway, where a DLQ never fires.
+  # synchronously by API Gateway, where a DLQ never fires. `runs_flows`: the function runs the
+  # service (renders expressions, submits jobs), so it gets the secrets and endpoint settings
+  # and their permissions; the sweeper only purges expired executions.
   function_roles = {
-    api      = { handler = "control_plane.handlers.api.handler", async = false, dead_letters = false }
-    tick     = { handler = "control_plane.handlers.tick.handler", async = true, dead_letters = true }
-    events   = { handler = "control_plane.handlers.events.handler", async = true, dead_letters = true }
-    schedule = { handler = "control_plane.handlers.schedule.handler", async = true, dead_letters = true }
-    sweeper  = { handler = "control_plane.handlers.sweeper.handler", async = false, dead_letters = true }
+    api      = { handler = "control_plane.handlers.api.handler", async = false, dead_letters = false, runs_flows = true }
+    tick     = { handler = "control_plane.handlers.tick.handler", async = true, dead_letters = true, runs_flows = true }
+    events   = { handler = "control_plane.handlers.events.handler", async = true, dead_letters = true, runs_flows = true }
+    schedule = { handler = "control_plane.handlers.schedule.handler", async = true, dead_letters = true, runs_flows = true }
+    sweeper  = { handler = "control_plane.handlers.sweeper.handler", async = false, dead_letters = true, runs_flows = false }
   }
 
   functions = {
@@ -55,8 +57,9 @@ locals {
   runners = local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } }
 
   # Exactly the variables control_plane/handlers/runtime.py reads (Settings fields); the
-  # tests check every name against Settings.model_fields. The same environment for all five
-  # functions: they build the same runtime, and a setting one of them ignores costs nothing.
+  # tests check every name against Settings.model_fields. The same environment for the four
+  # functions that run flows: they build the same runtime, and a setting one of them ignores
+  # costs nothing. The sweeper's lacks the secrets and endpoint settings (below).
   squall_environment = merge(
     {
       SQUALL_STORE             = "dynamodb"
@@ -71,7 +74,28 @@ locals {
       SQUALL_RUNNERS           = jsonencode(local.runners)
     },
     var.bucket_name == null ? {} : { SQUALL_BUCKET = var.bucket_name },
+    local.flow_environment,
   )
+
+  # What only the functions that run flows need: where secret() looks, and the endpoints a
+  # flow's taskRunner may name (unset when none: runtime.py's default, no endpoint allowed).
+  flow_environment = merge(
+    {
+      SQUALL_SECRETS        = join(",", var.secret_backends)
+      SQUALL_SECRETS_PREFIX = var.secrets_prefix
+    },
+    length(var.aws_endpoint_allowlist) == 0 ? {} : { SQUALL_AWS_ENDPOINT_ALLOWLIST = join(",", var.aws_endpoint_allowlist) },
+  )
+
+  # The sweeper never renders an expression nor submits a job: it gets neither the secrets
+  # settings nor any SECRET_<NAME> variable of extra_environment_variables (the env backend's
+  # values), so its configuration holds no secret and its role needs no secret permission.
+  environments = {
+    for key, f in local.functions : key => merge(
+      { for k, v in var.extra_environment_variables : k => v if f.runs_flows || !startswith(k, "SECRET_") },
+      f.runs_flows ? local.squall_environment : { for k, v in local.squall_environment : k => v if !contains(keys(local.flow_environment), k) },
+    )
+  }
 
   schedules = {
     for s in var.schedules : "${s.namespace}/${s.flow_id}/${s.trigger_id}" => merge(s, {

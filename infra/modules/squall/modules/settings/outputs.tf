@@ -9,12 +9,17 @@ output "lambda_runtime" {
 }
 
 output "environment" {
-  description = "Environment of every function: the SQUALL_* settings plus extra_environment_variables."
+  description = "Environment of the functions that run flows (api, tick, events, schedule): the SQUALL_* settings plus extra_environment_variables."
   value       = merge(var.extra_environment_variables, local.squall_environment)
 }
 
+output "environments" {
+  description = "Environment of each function, by key: `environment` for those that run flows; the sweeper's without the secrets and endpoint settings and without SECRET_* variables."
+  value       = local.environments
+}
+
 output "squall_environment" {
-  description = "Only the SQUALL_* settings the module sets (each is a field of control_plane.handlers.runtime.Settings)."
+  description = "Only the SQUALL_* settings the module sets (each is a field of control_plane.handlers.runtime.Settings), as the functions that run flows get them."
   value       = local.squall_environment
 }
 
@@ -100,4 +105,24 @@ output "logging" {
 output "snap_start" {
   description = "Whether the api function is published with SnapStart and served through its alias."
   value       = var.snap_start
+}
+
+output "secret_backends" {
+  description = "Validated secret() backends, in lookup order (SQUALL_SECRETS)."
+  value       = var.secret_backends
+}
+
+output "secrets_prefix" {
+  description = "Validated secrets prefix (SQUALL_SECRETS_PREFIX)."
+  value       = var.secrets_prefix
+}
+
+output "secrets_kms_key_arns" {
+  description = "Validated customer managed keys of the secrets (kms:Decrypt through Secrets Manager or SSM)."
+  value       = distinct(var.secrets_kms_key_arns)
+}
+
+output "aws_endpoint_allowlist" {
+  description = "Validated endpoint URLs a flow's taskRunner may name (SQUALL_AWS_ENDPOINT_ALLOWLIST)."
+  value       = var.aws_endpoint_allowlist
 }

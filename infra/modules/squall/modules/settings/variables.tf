@@ -452,3 +452,83 @@ variable "extra_environment_variables" {
     error_message = "extra_environment_variables.POWERTOOLS_LOG_LEVEL must agree with application_log_level, or be left out: the powertools Logger follows Lambda's AWS_LAMBDA_LOG_LEVEL (set from application_log_level) and ignores POWERTOOLS_LOG_LEVEL."
   }
 }
+
+variable "secret_backends" {
+  description = <<-EOT
+    Where `secret('NAME')` looks, in order (SQUALL_SECRETS): `env` (Kestra's SECRET_<NAME>
+    base64 variables, e.g. from extra_environment_variables), `secretsmanager` (secret
+    `<secrets_prefix><NAME>`), `ssm` (SecureString parameter `/<secrets_prefix><NAME>`). Not
+    `file`: a Lambda function has no secrets file to read (the package holds none and its
+    filesystem is read-only but /tmp). Each AWS backend adds its read permission, scoped to
+    the prefix, to the roles of the functions that run flows.
+  EOT
+  type        = list(string)
+  default     = ["env", "secretsmanager"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.secret_backends) > 0 && alltrue([for b in var.secret_backends : contains(["env", "secretsmanager", "ssm"], b)])
+    error_message = "secret_backends must list one or more of env, secretsmanager and ssm (not file: a Lambda function has no secrets file; [\"env\"] reads only SECRET_<NAME> variables)."
+  }
+
+  validation {
+    condition     = length(distinct(var.secret_backends)) == length(var.secret_backends)
+    error_message = "secret_backends must not name a backend twice: the list is the lookup order."
+  }
+}
+
+variable "secrets_prefix" {
+  description = "Prefix of the secrets the functions may read (SQUALL_SECRETS_PREFIX): Secrets Manager secret `<prefix><NAME>`, SSM parameter `/<prefix><NAME>`. IAM grants `secret:<prefix>*` and `parameter/<prefix>*` (without its leading /), nothing else."
+  type        = string
+  default     = "squall/"
+  nullable    = false
+
+  validation {
+    # The characters both services allow in a name; no empty segment, and never empty: an
+    # empty prefix would grant every secret and parameter of the account and region.
+    condition     = can(regex("^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$", var.secrets_prefix)) && length(var.secrets_prefix) <= 256
+    error_message = "secrets_prefix must be 1-256 of A-Z a-z 0-9 _ . - and single / between them (one leading / allowed, e.g. squall/ or /prod/squall/): it scopes the functions' secret permissions, so it cannot be empty."
+  }
+
+  validation {
+    condition     = !contains(var.secret_backends, "ssm") || !can(regex("^(?i)(aws|ssm)", trimprefix(var.secrets_prefix, "/")))
+    error_message = "secrets_prefix must not begin with aws or ssm (any case) when secret_backends has ssm: Parameter Store reserves those names."
+  }
+}
+
+variable "secrets_kms_key_arns" {
+  description = "Customer managed KMS keys encrypting the secrets or SecureString parameters under secrets_prefix: the functions that run flows get kms:Decrypt on them, through Secrets Manager or SSM only (kms:ViaService). Empty (default) for the AWS managed keys aws/secretsmanager and aws/ssm, whose key policies already let the account's principals decrypt through their service."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for arn in var.secrets_kms_key_arns : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", arn))])
+    error_message = "secrets_kms_key_arns must be KMS key ARNs (arn:aws:kms:<region>:<account>:key/<key id>): IAM authorizes Decrypt on the key, not on an alias."
+  }
+
+  validation {
+    condition     = length(var.secrets_kms_key_arns) == 0 || contains(var.secret_backends, "secretsmanager") || contains(var.secret_backends, "ssm")
+    error_message = "secrets_kms_key_arns needs secretsmanager or ssm in secret_backends: only those read through KMS."
+  }
+}
+
+variable "aws_endpoint_allowlist" {
+  description = "AWS endpoint URLs a flow's taskRunner `endpointOverride` may name (SQUALL_AWS_ENDPOINT_ALLOWLIST; unset when empty, the default: no flow may choose one). The control plane signs requests to them with its roles' credentials, so list only endpoints you run (a VPC endpoint, an emulator)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    # What runners/aws_batch/runner.py canonical_endpoint accepts, minus commas (the
+    # variable is comma-separated): a host, an optional port and path, no credentials,
+    # query or fragment.
+    condition     = alltrue([for url in var.aws_endpoint_allowlist : can(regex("^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%!$&'()*+;=:-]*)*$", url))])
+    error_message = "aws_endpoint_allowlist must hold http(s) URLs with a host, an optional port and path, and no credentials, query, fragment, comma or space (e.g. https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com)."
+  }
+
+  validation {
+    condition     = length(var.aws_endpoint_allowlist) == 0 || var.aws_batch != null
+    error_message = "aws_endpoint_allowlist needs aws_batch: only the AWS Batch runner takes an endpointOverride."
+  }
+}

@@ -199,3 +199,93 @@ run "fixed_definitions_only" {
     error_message = "Fixed job definitions change nothing about the tag conditions."
   }
 }
+
+# secret('NAME'): each AWS backend's one read action, on the prefix, for the four functions
+# that run flows; never for the sweeper or the Scheduler role.
+
+run "secrets_in_both_services_with_a_customer_key" {
+  command = plan
+
+  variables {
+    secret_backends      = ["env", "secretsmanager", "ssm"]
+    secrets_prefix       = "/prod/squall/"
+    secrets_kms_key_arns = ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"]
+  }
+
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : jsonencode([for s in output.statements[f] : [s.actions, s.resources] if contains(["ReadSecrets", "ReadParameters"], s.sid)]) == jsonencode([
+        [["secretsmanager:GetSecretValue"], ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:/prod/squall/*"]],
+        [["ssm:GetParameter"], ["arn:aws:ssm:eu-west-1:123456789012:parameter/prod/squall/*"]],
+      ])
+    ])
+    error_message = "Each function that runs flows reads secrets and parameters under the prefix only; the parameter ARN does not repeat the name's leading /."
+  }
+
+  assert {
+    condition = alltrue([
+      for f in ["api", "tick", "events", "schedule"] : jsonencode(one([for s in output.statements[f] : s if s.sid == "DecryptSecrets"])) == jsonencode({
+        sid       = "DecryptSecrets"
+        actions   = ["kms:Decrypt"]
+        resources = ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"]
+        condition = [{ test = "StringEquals", variable = "kms:ViaService", values = ["secretsmanager.eu-west-1.amazonaws.com", "ssm.eu-west-1.amazonaws.com"] }]
+      })
+    ])
+    error_message = "The secrets' customer key is decrypted only through Secrets Manager or SSM."
+  }
+
+  assert {
+    condition     = length([for s in concat(output.statements.sweeper, output.scheduler_statements) : s if length([for a in s.actions : a if startswith(a, "secretsmanager:") || startswith(a, "ssm:")]) > 0 || s.sid == "DecryptSecrets"]) == 0
+    error_message = "The sweeper and the Scheduler role read no secret."
+  }
+}
+
+run "secrets_manager_only_with_aws_managed_key" {
+  command = plan
+
+  variables {
+    secret_backends = ["env", "secretsmanager"]
+  }
+
+  assert {
+    condition     = jsonencode(one([for s in output.statements.api : s if s.sid == "ReadSecrets"]).resources) == jsonencode(["arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall/*"])
+    error_message = "Secrets Manager under the default prefix squall/."
+  }
+
+  assert {
+    condition     = length(flatten([for f, sts in output.statements : [for s in sts : s if contains(["ReadParameters", "DecryptSecrets"], s.sid)]])) == 0
+    error_message = "No SSM permission without the ssm backend, and no kms:Decrypt for the AWS managed key."
+  }
+}
+
+run "parameter_store_with_the_default_prefix" {
+  command = plan
+
+  variables {
+    secret_backends = ["ssm"]
+  }
+
+  assert {
+    condition     = jsonencode(one([for s in output.statements.events : s if s.sid == "ReadParameters"]).resources) == jsonencode(["arn:aws:ssm:eu-west-1:123456789012:parameter/squall/*"])
+    error_message = "Parameter /squall/NAME has the ARN parameter/squall/NAME."
+  }
+
+  assert {
+    condition     = length(flatten([for f, sts in output.statements : [for s in sts : s if s.sid == "ReadSecrets"]])) == 0
+    error_message = "No Secrets Manager permission without the secretsmanager backend."
+  }
+}
+
+run "env_only_reads_nothing_from_aws" {
+  command = plan
+
+  variables {
+    secret_backends      = ["env"]
+    secrets_kms_key_arns = ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"]
+  }
+
+  assert {
+    condition     = length(flatten([for f, sts in output.statements : [for s in sts : s if contains(["ReadSecrets", "ReadParameters", "DecryptSecrets"], s.sid)]])) == 0
+    error_message = "The env backend needs no permission, and a key no backend reads through is not granted."
+  }
+}

@@ -75,6 +75,16 @@ run "defaults" {
     condition     = output.snap_start == false
     error_message = "SnapStart is opt-in: Python SnapStart bills snapshot caching and restores."
   }
+
+  assert {
+    condition     = output.environment["SQUALL_SECRETS"] == "env,secretsmanager" && output.environment["SQUALL_SECRETS_PREFIX"] == "squall/" && !contains(keys(output.environment), "SQUALL_AWS_ENDPOINT_ALLOWLIST")
+    error_message = "By default secret() reads SECRET_<NAME> variables, then Secrets Manager under squall/; no flow may name an endpoint."
+  }
+
+  assert {
+    condition     = alltrue([for k in ["api", "tick", "events", "schedule"] : output.environments[k] == output.environment]) && length(setintersection(keys(output.environments.sweeper), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX"])) == 0
+    error_message = "The four functions that run flows share the environment; the sweeper gets no secrets settings."
+  }
 }
 
 run "log_levels_and_matching_powertools_level" {
@@ -432,4 +442,164 @@ run "rejects_powertools_level_other_than_lambdas" {
     extra_environment_variables = { POWERTOOLS_LOG_LEVEL = "DEBUG" }
   }
   expect_failures = [var.extra_environment_variables]
+}
+
+# secret() backends and the endpoint allowlist: only the functions that run flows get them.
+
+run "secrets_and_endpoints" {
+  command = plan
+
+  variables {
+    secret_backends             = ["ssm", "env"]
+    secrets_prefix              = "/prod/squall/"
+    secrets_kms_key_arns        = ["arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]
+    aws_endpoint_allowlist      = ["https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com", "http://localhost:5000"]
+    extra_environment_variables = { SECRET_DB_PASSWORD = "czNjcjN0", POWERTOOLS_SERVICE_NAME = "squall" }
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_SECRETS"] == "ssm,env" && output.environment["SQUALL_SECRETS_PREFIX"] == "/prod/squall/"
+    error_message = "The backends keep their order; the prefix is passed as given (the runtime strips the / for SSM)."
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_AWS_ENDPOINT_ALLOWLIST"] == "https://vpce-0abc.batch.eu-west-1.vpce.amazonaws.com,http://localhost:5000"
+    error_message = "The allowlist is comma-separated, as runtime.py splits it."
+  }
+
+  assert {
+    condition     = output.environments.api["SECRET_DB_PASSWORD"] == "czNjcjN0" && output.environments.tick["SQUALL_SECRETS"] == "ssm,env"
+    error_message = "The functions that run flows get the env backend's SECRET_<NAME> variables and the secrets settings."
+  }
+
+  assert {
+    condition     = length([for k in keys(output.environments.sweeper) : k if startswith(k, "SECRET_") || contains(["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX", "SQUALL_AWS_ENDPOINT_ALLOWLIST"], k)]) == 0 && output.environments.sweeper["POWERTOOLS_SERVICE_NAME"] == "squall" && output.environments.sweeper["SQUALL_TABLE"] == "squall"
+    error_message = "The sweeper keeps the other settings and variables, without any secret, secrets setting or endpoint."
+  }
+
+  assert {
+    condition     = jsonencode(output.secrets_kms_key_arns) == jsonencode(["arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]) && output.functions.api.runs_flows && !output.functions.sweeper.runs_flows
+    error_message = "The validated key list reaches the policies; only the sweeper does not run flows."
+  }
+}
+
+run "aws_like_prefix_without_parameter_store" {
+  command = plan
+
+  variables {
+    secret_backends = ["secretsmanager"]
+    secrets_prefix  = "aws-team/squall/"
+  }
+
+  assert {
+    condition     = output.secrets_prefix == "aws-team/squall/"
+    error_message = "Only Parameter Store reserves names beginning with aws or ssm."
+  }
+}
+
+run "rejects_file_backend" {
+  command = plan
+  variables {
+    secret_backends = ["env", "file"]
+  }
+  expect_failures = [var.secret_backends]
+}
+
+run "rejects_unknown_backend" {
+  command = plan
+  variables {
+    secret_backends = ["vault"]
+  }
+  expect_failures = [var.secret_backends]
+}
+
+run "rejects_no_backend" {
+  command = plan
+  variables {
+    secret_backends = []
+  }
+  expect_failures = [var.secret_backends]
+}
+
+run "rejects_a_backend_twice" {
+  command = plan
+  variables {
+    secret_backends = ["env", "secretsmanager", "env"]
+  }
+  expect_failures = [var.secret_backends]
+}
+
+run "rejects_empty_secrets_prefix" {
+  command = plan
+  variables {
+    secrets_prefix = ""
+  }
+  expect_failures = [var.secrets_prefix]
+}
+
+run "rejects_wildcard_in_secrets_prefix" {
+  command = plan
+  variables {
+    secrets_prefix = "squall/*"
+  }
+  expect_failures = [var.secrets_prefix]
+}
+
+run "rejects_double_slash_in_secrets_prefix" {
+  command = plan
+  variables {
+    secrets_prefix = "//squall/"
+  }
+  expect_failures = [var.secrets_prefix]
+}
+
+run "rejects_reserved_parameter_prefix" {
+  command = plan
+  variables {
+    secret_backends = ["ssm"]
+    secrets_prefix  = "/SSM/squall/"
+  }
+  expect_failures = [var.secrets_prefix]
+}
+
+run "rejects_kms_alias_for_secrets" {
+  command = plan
+  variables {
+    secrets_kms_key_arns = ["arn:aws:kms:eu-west-1:123456789012:alias/aws/secretsmanager"]
+  }
+  expect_failures = [var.secrets_kms_key_arns]
+}
+
+run "rejects_secrets_key_without_aws_backend" {
+  command = plan
+  variables {
+    secret_backends      = ["env"]
+    secrets_kms_key_arns = ["arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]
+  }
+  expect_failures = [var.secrets_kms_key_arns]
+}
+
+run "rejects_endpoint_that_is_not_http" {
+  command = plan
+  variables {
+    aws_endpoint_allowlist = ["ftp://batch.example.com"]
+  }
+  expect_failures = [var.aws_endpoint_allowlist]
+}
+
+run "rejects_endpoint_with_a_comma_or_credentials" {
+  command = plan
+  variables {
+    aws_endpoint_allowlist = ["https://a.example.com,https://b.example.com", "https://user:pw@batch.example.com"]
+  }
+  expect_failures = [var.aws_endpoint_allowlist]
+}
+
+run "rejects_endpoints_without_batch" {
+  command = plan
+  variables {
+    aws_batch              = null
+    aws_endpoint_allowlist = ["https://batch.example.com"]
+  }
+  expect_failures = [var.aws_endpoint_allowlist]
 }
