@@ -47,7 +47,7 @@ from control_plane.expressions.functions import GLOBALS
 from control_plane.flows.inputs import resolve_inputs
 from control_plane.flows.loader import parse_flow
 
-__all__ = ["CANARY", "Tally", "run_campaign"]
+__all__ = ["CANARY", "Tally", "explore", "run_campaign"]
 
 TIMEOUT = 0.25
 """The expression deadline the campaign configures (the default is 2 s; a small one keeps it fast)."""
@@ -112,6 +112,23 @@ def planted(tmp: Path) -> Iterator[None]:
             os.environ.pop("SQUALL_CAMPAIGN_CANARY", None)
         else:
             os.environ["SQUALL_CAMPAIGN_CANARY"] = previous
+
+
+def explore(strategy: st.SearchStrategy[Any], examples: int, check: Callable[[Any], None]) -> None:
+    """``check`` on ``examples`` values drawn from ``strategy``, derandomized: a run is reproducible."""
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def run(value: Any) -> None:
+        check(value)
+
+    run()
 
 
 # ================================================================== expressions
@@ -358,18 +375,7 @@ def expression_campaign(tally: Tally, tmp: Path, examples: int) -> None:
     for template in KNOWN_TEMPLATES:
         judge_template(tally, template.replace("TMP", str(tmp)), context)
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(_template())
-    def generated(template: str) -> None:
-        judge_template(tally, template, context)
-
-    generated()
+    explore(_template(), examples, lambda template: judge_template(tally, template, context))
 
 
 # ================================================================== flows
@@ -477,18 +483,7 @@ def flow_campaign(tally: Tally, examples: int) -> None:
     for source in KNOWN_FLOWS:
         judge_flow(tally, source)
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(_mutated_flow())
-    def generated(source: str) -> None:
-        judge_flow(tally, source)
-
-    generated()
+    explore(_mutated_flow(), examples, lambda source: judge_flow(tally, source))
 
 
 # ================================================================== inputs
@@ -556,18 +551,11 @@ def judge_inputs(tally: Tally, provided: Any) -> None:
 def input_campaign(tally: Tally, examples: int) -> None:
     names = [spec.id for spec in INPUTS_FLOW.inputs or ()]
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
+    explore(
+        st.one_of(st.dictionaries(st.sampled_from(names), _JSONISH, max_size=6), _JSONISH),
+        examples,
+        lambda provided: judge_inputs(tally, provided),
     )
-    @given(st.one_of(st.dictionaries(st.sampled_from(names), _JSONISH, max_size=6), _JSONISH))
-    def generated(provided: Any) -> None:
-        judge_inputs(tally, provided)
-
-    generated()
 
 
 # ================================================================== the whole campaign

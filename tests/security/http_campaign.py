@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.campaign import CANARY, ROOT, SLOW, Tally
+from tests.security.campaign import CANARY, ROOT, SLOW, Tally, explore
 
 __all__ = ["http_campaign"]
 
@@ -312,56 +311,31 @@ _QUERY = st.dictionaries(
 
 
 def _generated(judge: _Judge, client: httpx.Client, examples: int) -> None:
-    common = {"max_examples": examples, "deadline": None, "derandomize": True, "database": None}
+    def post(path: str, body: bytes, content_type: str = "application/json") -> httpx.Response | None:
+        return judge.request(client, "POST", path, content=body, headers={"Content-Type": content_type})
 
-    @settings(**common, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(_INPUTS.map(lambda d: {**d, "password": INPUT_SECRET}), _JSON))
     def start_with(inputs: Any) -> None:
-        response = judge.request(
-            client,
-            "POST",
-            "/api/v1/executions/campaign/target",
-            content=json.dumps(inputs).encode(),  # ASCII: a lone surrogate travels as its \u escape
-            headers={"Content-Type": "application/json"},
-        )
+        # json.dumps is ASCII: a lone surrogate travels as its \u escape
+        response = post("/api/v1/executions/campaign/target", json.dumps(inputs).encode())
         if response is not None and response.status_code == 200:
             judge.request(client, "GET", f"/api/v1/executions/{response.json()['id']}")
 
-    @settings(**common, suppress_health_check=list(HealthCheck))
-    @given(st.lists(_SEGMENT, min_size=1, max_size=4), _QUERY)
-    def read(segments: list[str], query: dict[str, str]) -> None:
+    def read(where: tuple[list[str], dict[str, str]]) -> None:
         from urllib.parse import quote
 
-        path = "/api/v1/" + "/".join(quote(s, safe="") for s in segments)
-        judge.request(client, "GET", path, params=query)
+        segments, query = where
+        judge.request(client, "GET", "/api/v1/" + "/".join(quote(s, safe="") for s in segments), params=query)
         judge.request(client, "GET", "/api/v1/executions", params=query)
 
-    @settings(**common, suppress_health_check=list(HealthCheck))
-    @given(st.binary(max_size=2000) | _JSON.map(lambda v: json.dumps(v).encode()))
-    def webhook(body: bytes) -> None:
-        judge.request(
-            client,
-            "POST",
-            "/webhooks/campaign/target/campaign-webhook-key",
-            content=body,
-            headers={"Content-Type": "application/json"},
-        )
-
-    @settings(**{**common, "max_examples": max(examples // 2, 1)}, suppress_health_check=list(HealthCheck))
-    @given(st.text(max_size=400))
-    def deploy(source: str) -> None:
-        judge.request(
-            client,
-            "POST",
-            "/api/v1/flows",
-            content=source.encode("utf-8", "surrogatepass"),
-            headers={"Content-Type": "application/x-yaml"},
-        )
-
-    start_with()
-    read()
-    webhook()
-    deploy()
+    inputs = st.one_of(_INPUTS.map(lambda d: {**d, "password": INPUT_SECRET}), _JSON)
+    explore(inputs, examples, start_with)
+    explore(st.tuples(st.lists(_SEGMENT, min_size=1, max_size=4), _QUERY), examples, read)
+    bodies = st.binary(max_size=2000) | _JSON.map(lambda v: json.dumps(v).encode())
+    explore(bodies, examples, lambda body: post("/webhooks/campaign/target/campaign-webhook-key", body))
+    sources = st.text(max_size=400).map(lambda text: text.encode("utf-8", "surrogatepass"))
+    explore(
+        sources, max(examples // 2, 1), lambda source: post("/api/v1/flows", source, "application/x-yaml")
+    )
 
 
 def http_campaign(tally: Tally, tmp: Path, examples: int = 120) -> None:
