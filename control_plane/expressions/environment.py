@@ -27,6 +27,7 @@ Limits
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -295,11 +296,11 @@ def _tilde(parts: Sequence[Any]) -> str:
 def _guarded(function: Callable[..., Any], name: str) -> Callable[..., Any]:
     """``function`` as templates call it: after the deadline check, its result checked by size."""
 
+    @functools.wraps(function)  # keeps Jinja's pass_context marks, if a filter ever has one
     def call(*args: Any, **kwargs: Any) -> Any:
         limits.tick()
         return limits.check_value(function(*args, **kwargs), f"the result of {name}")
 
-    call.__wrapped__ = function  # type: ignore[attr-defined]
     return call
 
 
