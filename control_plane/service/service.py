@@ -951,8 +951,22 @@ class Service:
         except RunnerUnavailableError as exc:
             self._not_cancellable(job, exc)
             return
+        except RunnerError as exc:  # a kill never crashes: the job stays active, polled by every step
+            self._cancel_failed(job, exc)
+            return
         if status is not None and status.terminal:
             self._complete(job, runner, handle, status)
+
+    def _cancel_failed(self, job: JobRecord, exc: RunnerError) -> None:
+        """The backend refused or failed the cancel (retries spent): say so in the execution's log."""
+        message = (
+            f"could not cancel job {job.name} yet: {exc};"
+            " it is still followed and ends the task when it stops"
+        )
+        _log.warning("execution %s: %s", job.execution_id, message)
+        task_id = str(job.spec.get("task_id", ""))
+        line = LogLine(self.clock.now(), Level.WARN, message, task_id, job.taskrun_id, job.attempt)
+        self._pending.setdefault(job.execution_id, _Pending()).logs.append(line)
 
     def _not_cancellable(self, job: JobRecord, exc: RunnerUnavailableError) -> None:
         """A kill must end even when a job's runner cannot work here: the job is given up, loudly."""

@@ -246,3 +246,26 @@ def test_flow_validation_names_a_plugin_that_cannot_be_loaded(
         FlowValidationError, match=r"broken\.yaml:8:\d+: .*acme.*cannot be loaded.*acme_cloud_sdk"
     ):
         parse_flow(flow.format(runner="acme"), "broken.yaml")
+
+
+class RefusesCancel(Remote):
+    """A backend whose cancel fails for good (retries spent): AccessDenied, an outage."""
+
+    def cancel(self, handle: Any) -> None:
+        from runners.base import RunnerError
+
+        raise RunnerError(
+            "AccessDeniedException: not authorized to perform batch:TerminateJob", runner="remote"
+        )
+
+
+def test_kill_never_crashes_when_the_backend_refuses_to_cancel(rig: Rig) -> None:
+    execution_id, job_name = stuck_execution(rig, handed_to_tick=False)
+    service = rig.service({"remote": RefusesCancel})
+    killing = service.kill(execution_id)  # no traceback: the refusal is logged on the execution
+    assert killing.state is State.KILLING
+    warning = f"could not cancel job {job_name} yet: AccessDeniedException"
+    service.flush()
+    assert any(warning in x.message for x in service.store.read_logs(execution_id, limit=100).items)
+    job = service.store.get_job(job_name)
+    assert job is not None and job.phase is not JobPhase.DONE  # still followed: it may be running
