@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +27,13 @@ from control_plane.handlers.runtime import (
     load_settings,
     open_runtime,
     reset,
-    visit_after,
 )
 from control_plane.service.memory import VirtualClock
 from control_plane.service.service import HANDED_TO_TICK
 from control_plane.store.base import JobPhase, StateStore, TriggerRecord
-from control_plane.store.sqlite import SqliteStore
 from runners.base import JobState
 from runners.testing.simulated import SimulatedRunner
-
-T0 = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
-TIMINGS: dict[str, Any] = {"reconcile_after": 300, "submit_grace": 120}
-"""The tick's thresholds here; the DynamoDB store's visit delay follows them as in production."""
+from tests.integration.lambdas import T0, TIMINGS
 
 SHELL = """
 id: one
@@ -119,23 +114,6 @@ class World:
         reset()
         for rt in self.opened:
             rt.close()
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], StateStore]:
-    """Each 'Lambda' opens its own store on the same backend: a SQLite file or a DynamoDB table.
-
-    The DynamoDB store registers running executions the way the runtime builds it: lazily, by
-    the tick's visit after ``min(submit_grace, reconcile_after)`` (120 s here).
-    """
-    if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "squall.db")
-    from control_plane.store.dynamodb import DynamoDBStore
-
-    client, table = request.getfixturevalue("dynamodb_table")
-    delay = visit_after(load_settings({}, **TIMINGS))
-    assert delay == timedelta(seconds=120)
-    return lambda: DynamoDBStore(table, client=client, visit_after=delay)
 
 
 @pytest.fixture
