@@ -972,6 +972,67 @@ class StoreContract:
         assert again.outputs_index["leaf"]["v2500"] == {"value": "rewritten"}
         assert len(again.taskruns) == 5001
 
+    # ------------------------------------------------------------------ reading a big execution in pages
+
+    @staticmethod
+    def _all_taskruns(store: StateStore, execution_id: str, limit: int) -> list[TaskRun]:
+        out: list[TaskRun] = []
+        after: str | None = None
+        for _ in range(10_000):
+            page = store.list_taskruns(execution_id, after=after, limit=limit)
+            assert len(page) <= limit
+            if not page:
+                return out
+            out += page
+            after = page[-1].id
+        raise AssertionError("list_taskruns never ran out")
+
+    def test_list_taskruns_pages_visit_each_task_run_once_in_id_order(self, store: StateStore) -> None:
+        ex = five_thousand()
+        store.create_execution(ex)
+        listed = self._all_taskruns(store, ex.id, 700)
+        ids = [tr.id for tr in listed]
+        assert ids == sorted(ex.taskruns, key=str.encode) and len(set(ids)) == 5001
+        for tr in listed[::250]:
+            assert plain(tr.outputs) == plain(ex.taskruns[tr.id].outputs) and tr == replace(
+                ex.taskruns[tr.id], outputs=tr.outputs
+            )
+        assert store.list_taskruns(ex.id, after=ids[-1]) == []
+        assert [tr.id for tr in store.list_taskruns(ex.id, after=ids[99], limit=3)] == ids[100:103]
+        between = ids[99][:-1]  # ``after`` need not be the id of a task run
+        assert store.list_taskruns(ex.id, after=between, limit=1)[0].id == min(i for i in ids if i > between)
+        meta = store.get_execution_meta(ex.id)  # read without its 5,001 task runs
+        assert_same_execution(meta, ex.evolve(taskruns=immutables.Map(), outputs_index=immutables.Map()))
+
+    @pytest.mark.parametrize("name", ["foreach", "restart"])
+    def test_list_taskruns_of_a_small_execution_and_after_saves(self, store: StateStore, name: str) -> None:
+        sc = scenario(name)
+        for history in sc.histories.values():
+            store.create_execution(history[0])
+            for previous, current in itertools.pairwise(history):
+                store.save_execution(current, expected_version=previous.version)
+                listed = self._all_taskruns(store, current.id, 2)
+                assert [tr.id for tr in listed] == sorted(current.taskruns, key=str.encode)
+                assert {tr.id: tr.state for tr in listed} == {k: v.state for k, v in current.taskruns.items()}
+
+    def test_list_taskruns_of_an_unknown_execution_is_empty(self, store: StateStore) -> None:
+        assert store.list_taskruns("nobody") == []
+
+    @pytest.mark.parametrize("name", SCENARIOS)
+    def test_execution_meta_is_the_execution_without_its_task_runs(
+        self, store: StateStore, name: str
+    ) -> None:
+        for history in scenario(name).histories.values():
+            store.create_execution(history[-1])
+            meta = store.get_execution_meta(history[-1].id)
+            assert len(meta.taskruns) == 0 and len(meta.outputs_index) == 0
+            want = history[-1].evolve(
+                taskruns=immutables.Map(), outputs_index=immutables.Map(), changed=frozenset()
+            )
+            assert_same_execution(meta, want)
+        with pytest.raises(NotFoundError, match="nobody"):
+            store.get_execution_meta("nobody")
+
     # ------------------------------------------------------------------ timers
 
     def test_timers_are_written_with_executions_and_come_due_earliest_first(self, store: StateStore) -> None:

@@ -5,6 +5,14 @@ Route order matters: ``POST /api/v1/executions/<id>/restart`` and ``POST
 routes are registered first, so the literal segment wins (a flow named ``restart``,
 ``resume`` or ``replay`` cannot be started through this API; the CLI can).
 
+Big executions come in pages. An execution's JSON lists at most ``TASKRUNS_SHOWN`` task runs,
+fewer when they would make the response larger than about ``SQUALL_MAX_RESPONSE_BYTES``;
+``taskRunCursor`` then leads to ``GET /api/v1/executions/<id>/taskruns?cursor=`` for the rest.
+Pages follow task-run ids (the order both stores keep them in, so a page is one range read,
+never a sort of the whole execution); within a page, task runs are listed in creation order,
+so an execution that fits in one page reads exactly as Kestra lists it. The cursor is the last
+id of the page, opaque to clients.
+
 File inputs (multipart parts with a filename) are written to the service's object store under
 ``<namespace>/<flow>/<execution>/inputs/<input>/<filename>`` and the input gets the part's
 ``kestra:///`` URI, which tasks read like any other storage URI (Kestra's layout). If the
@@ -14,7 +22,12 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import heapq
+import json
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -25,20 +38,31 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from control_plane.api import common, telemetry
-from control_plane.api.models import ExecutionPage, LogPage
-from control_plane.api.views import ExecutionView, execution_summary_view, execution_view, log_view
-from control_plane.engine.model import Execution
+from control_plane.api.models import ExecutionPage, LogPage, TaskRunPage
+from control_plane.api.views import (
+    ExecutionView,
+    TaskRunView,
+    execution_summary_view,
+    execution_view,
+    log_view,
+    taskrun_view,
+)
+from control_plane.engine.model import Execution, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
 from control_plane.handlers.runtime import Runtime, runtime
 from control_plane.store.base import ExecutionSummary
 
-__all__ = ["START_TYPES", "router"]
+__all__ = ["START_TYPES", "TASKRUNS_SHOWN", "TASKRUN_PAGE", "TASKRUN_PAGE_MAX", "router"]
 
 router = Router()
 
 START_TYPES = ("application/json", "multipart/form-data")
 SCAN_BUDGET = 2000  # summaries read per listing call at most when date filters skip most of them
+TASKRUNS_SHOWN = 1000  # task runs an execution's JSON lists at most; the rest through /taskruns
+TASKRUN_PAGE = 100  # /taskruns page size by default
+TASKRUN_PAGE_MAX = 1000
+_ENVELOPE = 1024  # bytes kept free for what wraps the task runs ({"results":[...],"cursor":...})
 
 _JSON_OBJECT = {"schema": {"type": "object", "additionalProperties": True}}
 _START_BODY = {
@@ -59,6 +83,65 @@ def _json(status: int, view: ExecutionView) -> Response[ExecutionView]:
 
 def _keys(execution: Execution) -> None:
     telemetry.keys(execution_id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id)
+
+
+def _cursor(taskrun_id: str) -> str:
+    return base64.urlsafe_b64encode(taskrun_id.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> str:
+    """The task-run id a ``/taskruns`` cursor names; 422 naming the parameter when it is not one."""
+    try:
+        after = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        if not after:
+            raise ValueError("empty")
+        return after
+    except (binascii.Error, ValueError):
+        raise common.ApiError(
+            422,
+            "invalid query parameter 'cursor': not a cursor this API returned",
+            extra={
+                "errors": [{"name": "cursor", "in": "query", "message": "not a cursor this API returned"}]
+            },
+        ) from None
+
+
+def _size(value: Any) -> int:
+    """Bytes of ``value`` as the response serialiser writes it (ASCII JSON, no spaces)."""
+    return len(json.dumps(value.model_dump(mode="json"), separators=(",", ":")))
+
+
+def _fit(
+    execution: Execution, candidates: Sequence[TaskRun], limit: int, budget: int
+) -> tuple[list[TaskRunView], str | None]:
+    """The first of ``candidates`` (in id order) that fit in ``limit`` and ``budget`` bytes, and the cursor.
+
+    At least one is shown whatever its size (the response limit then decides); the page is
+    listed in creation order, the cursor is the id of the last one taken.
+    """
+    taken: list[tuple[TaskRun, TaskRunView]] = []
+    used = 0
+    for tr in candidates[:limit]:
+        view = taskrun_view(execution, tr)
+        size = _size(view) + 1
+        if taken and used + size > budget:
+            break
+        taken.append((tr, view))
+        used += size
+    cursor = _cursor(taken[-1][0].id) if taken and len(taken) < len(candidates) else None
+    return [view for _, view in sorted(taken, key=lambda pair: pair[0].seq)], cursor
+
+
+def _view(rt: Runtime, execution: Execution, candidates: Sequence[TaskRun] | None = None) -> ExecutionView:
+    """The execution with the first page of its task runs (``candidates``: up to TASKRUNS_SHOWN + 1 of
+    them in id order; by default taken from the execution in memory, the service's answer to a write)."""
+    if candidates is None:
+        candidates = heapq.nsmallest(
+            TASKRUNS_SHOWN + 1, execution.taskruns.values(), key=lambda tr: tr.id.encode()
+        )
+    budget = rt.settings.max_response_bytes - _size(execution_view(execution, [])) - _ENVELOPE
+    shown, cursor = _fit(execution, candidates, TASKRUNS_SHOWN, budget)
+    return execution_view(execution, shown, cursor)
 
 
 def _get(rt: Runtime, execution_id: str) -> Execution:
@@ -84,7 +167,7 @@ def kill_execution(execution_id: str) -> Response[ExecutionView]:
     _get(rt, execution_id)
     execution = rt.service.kill(execution_id)
     telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=1)
-    return _json(202, execution_view(execution))
+    return _json(202, _view(rt, execution))
 
 
 @router.post(
@@ -96,7 +179,7 @@ def kill_execution(execution_id: str) -> Response[ExecutionView]:
 def restart_execution(execution_id: str) -> ExecutionView:
     rt = runtime()
     _get(rt, execution_id)
-    return execution_view(rt.service.restart(execution_id))
+    return _view(rt, rt.service.restart(execution_id))
 
 
 @router.post(
@@ -114,7 +197,7 @@ def resume_execution(execution_id: str) -> ExecutionView:
         raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
     rt = runtime()
     _get(rt, execution_id)
-    return execution_view(rt.service.resume(execution_id, inputs))
+    return _view(rt, rt.service.resume(execution_id, inputs))
 
 
 @router.post(
@@ -133,7 +216,7 @@ def replay_execution(
     execution = rt.service.replay(execution_id, taskrun_id=task_run_id)
     _keys(execution)
     telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
-    return _json(201, execution_view(execution))
+    return _json(201, _view(rt, execution))
 
 
 @router.get(
@@ -157,10 +240,45 @@ def execution_logs(
 
 
 @router.get(
-    "/api/v1/executions/<execution_id>", summary="An execution with its task runs", tags=["executions"]
+    "/api/v1/executions/<execution_id>/taskruns",
+    summary="An execution's task runs, a page at a time",
+    description="Pages follow task-run ids; within a page, task runs are in creation order. A page"
+    " holds fewer than limit when more would pass SQUALL_MAX_RESPONSE_BYTES.",
+    tags=["executions"],
+)
+def execution_taskruns(
+    execution_id: str,
+    limit: Annotated[int, Query(ge=1, le=TASKRUN_PAGE_MAX)] = TASKRUN_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="from the previous page, or the execution's taskRunCursor")
+    ] = None,
+) -> TaskRunPage:
+    rt = runtime()
+    after = None if cursor is None else _after(cursor)
+    execution = _meta(rt, execution_id)  # 404 for an unknown id rather than an empty page
+    candidates = rt.store.list_taskruns(execution_id, after=after, limit=limit + 1)
+    shown, next_cursor = _fit(execution, candidates, limit, rt.settings.max_response_bytes - _ENVELOPE)
+    return TaskRunPage(results=shown, cursor=next_cursor)
+
+
+def _meta(rt: Runtime, execution_id: str) -> Execution:
+    telemetry.keys(execution_id=execution_id)
+    execution = rt.store.get_execution_meta(execution_id)
+    _keys(execution)
+    return execution
+
+
+@router.get(
+    "/api/v1/executions/<execution_id>",
+    summary="An execution with its task runs (the first page of them when there are many)",
+    tags=["executions"],
 )
 def get_execution(execution_id: str) -> ExecutionView:
-    return execution_view(_get(runtime(), execution_id))
+    rt = runtime()
+    # Meta first: the task runs read after it are at least as new, so an execution seen ended
+    # is listed with its task runs ended too. Only a page of them is ever loaded.
+    execution = _meta(rt, execution_id)
+    return _view(rt, execution, rt.store.list_taskruns(execution_id, limit=TASKRUNS_SHOWN + 1))
 
 
 # ---------------------------------------------------------------- listing
@@ -331,4 +449,4 @@ def start_execution(
         raise
     _keys(execution)
     telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
-    return _json(201, execution_view(execution))
+    return _json(201, _view(rt, execution))

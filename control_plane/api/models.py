@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.api.views import ExecutionSummaryView, FlowSummaryView, LogEntryView
+from control_plane.api.views import ExecutionSummaryView, FlowSummaryView, LogEntryView, TaskRunView
 
 __all__ = [
     "ErrorBody",
@@ -20,6 +20,7 @@ __all__ = [
     "InputProblem",
     "LogPage",
     "ParameterError",
+    "TaskRunPage",
     "Violation",
     "WebhookAccepted",
 ]
@@ -57,7 +58,7 @@ class ErrorBody(_Model):
 
     ``errors`` lists flow violations, bad parameters or bad inputs; other fields say where
     the problem is: ``line``/``column`` (malformed JSON), ``executionId`` (replayed webhook),
-    ``accepted`` (415), ``requestId`` (500).
+    ``accepted`` (415), ``requestId`` (500), ``size``/``limit`` (a response too large to send).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -69,6 +70,8 @@ class ErrorBody(_Model):
     executionId: str | None = None
     accepted: list[str] | None = None
     requestId: str | None = None
+    size: int | None = None
+    limit: int | None = None
 
 
 class FlowSaved(_Model):
@@ -91,6 +94,13 @@ class ExecutionPage(_Model):
 
 class LogPage(_Model):
     results: list[LogEntryView]
+    cursor: str | None = None
+
+
+class TaskRunPage(_Model):
+    """Task runs in creation order within the page; pages follow task-run ids (``cursor``)."""
+
+    results: list[TaskRunView]
     cursor: str | None = None
 
 

@@ -95,7 +95,15 @@ class ExecutionView(_View):
     flowId: str
     flowRevision: int | None = None
     state: StateView
-    taskRunList: list[TaskRunView]
+    taskRunList: list[TaskRunView] = Field(
+        description="The task runs in creation order; for a big execution only the first page of them"
+        " (see taskRunCursor)."
+    )
+    taskRunCursor: str | None = Field(
+        default=None,
+        description="Set when taskRunList does not hold every task run: pass it as ?cursor= to"
+        " GET /api/v1/executions/{executionId}/taskruns for the rest (Squall extra).",
+    )
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None = None
     labels: list[LabelView]
@@ -230,15 +238,21 @@ def _total_cost(attempts: Sequence[Attempt]) -> float | None:
     return round(sum(known), 6) if known else None
 
 
-def execution_view(execution: Execution) -> ExecutionView:
+def execution_view(
+    execution: Execution, taskruns: Sequence[TaskRunView] | None = None, cursor: str | None = None
+) -> ExecutionView:
+    """The execution with ``taskruns`` (default: every one it holds) and the cursor to the rest."""
     parent = execution.parent or {}
+    if taskruns is None:
+        taskruns = [taskrun_view(execution, tr) for tr in execution.ordered_taskruns()]
     return ExecutionView(
         id=execution.id,
         namespace=execution.namespace,
         flowId=execution.flow_id,
         flowRevision=execution.flow_revision,
         state=state_view(execution.state, execution.created, execution.ended),
-        taskRunList=[taskrun_view(execution, tr) for tr in execution.ordered_taskruns()],
+        taskRunList=list(taskruns),
+        taskRunCursor=cursor,
         inputs=jsonable(mask_paths(execution.inputs, execution.secret_inputs)),
         outputs=jsonable(dict(execution.outputs)) if execution.outputs is not None else None,
         labels=_labels(execution.labels),

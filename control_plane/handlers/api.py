@@ -286,7 +286,8 @@ def openapi_document() -> str:
 
 
 _ERRORS = {
-    "400": "malformed body (JSON with its line and column, UTF-8, base64, multipart)",
+    "400": "malformed body (JSON with its line and column, UTF-8, base64, multipart), JSON nested too"
+    " deep, or a response over SQUALL_MAX_RESPONSE_BYTES (ask for smaller pages)",
     "401": "missing or wrong credentials",
     "404": "unknown flow, execution or route",
     "409": "the execution's state refuses the request, or a replayed webhook",
@@ -394,6 +395,34 @@ def _gate(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None
     return None
 
 
+def _response_size(response: Mapping[str, Any], limit: int) -> int:
+    """The body's size in bytes, counted exactly only when it could be near ``limit``."""
+    body = str(response.get("body") or "")
+    if response.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    if len(body) > limit or len(body) * 4 <= limit:  # UTF-8 takes 1 to 4 bytes a character
+        return len(body)
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+def _bounded(response: dict[str, Any], event: Mapping[str, Any], limit: int) -> dict[str, Any]:
+    """``response``, or a 400 saying why when its body is over ``limit`` bytes: never a cut body.
+
+    The routes page what can grow (task runs, logs, listings), so this is the last guard: a
+    page asked too large, or one item bigger than the limit by itself.
+    """
+    size = _response_size(response, limit)
+    if size <= limit:
+        return response
+    telemetry.metrics.add_metric(name="ResponsesTooLarge", unit="Count", value=1)
+    done = "" if read_only(event) else "the request was carried out, but "
+    message = (
+        f"{done}the response would be {size} bytes, over the {limit} bytes this API sends"
+        " (SQUALL_MAX_RESPONSE_BYTES): ask for smaller pages (a lower limit=) and follow the cursor"
+    )
+    return _plain(400, {"message": message, "size": size, "limit": limit})
+
+
 def _as_get(event: dict[str, Any]) -> dict[str, Any]:
     """HEAD is GET without the body (RFC 9110 9.3.2): routed as GET; the HTTP server drops the body."""
     request = event.get("requestContext") or {}
@@ -412,7 +441,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     telemetry.new_request(request_id=request_id)
     try:
         rt = runtime()
-        response = _gate(event, rt.settings) or app.resolve(event, context)
+        response = _gate(event, rt.settings) or _bounded(
+            app.resolve(event, context), event, rt.settings.max_response_bytes
+        )
         if not read_only(event):  # a read submits nothing, and must not touch the service a write may hold
             try:
                 rt.flush()  # handles of jobs this request submitted: visible to the tick and events

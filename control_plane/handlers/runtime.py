@@ -13,6 +13,9 @@ the first request::
     SQUALL_AUTH             gateway | token | none (default gateway: API Gateway authorised it)
     SQUALL_API_TOKEN        the bearer token, when SQUALL_AUTH=token
     SQUALL_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
+    SQUALL_MAX_RESPONSE_BYTES  largest response body sent (default 4 MiB: Lambda's 6 MB response
+                            limit applies to the body escaped into its JSON envelope); a bigger
+                            one is a 400 asking for smaller pages
     SQUALL_RECONCILE_AFTER  seconds without news before a running job is polled (default 300)
     SQUALL_SUBMIT_GRACE     seconds before a job left SUBMITTING is submitted again (default 120)
     SQUALL_SUBMIT_BUDGET    jobs one step submits itself; a wider step hands the rest to the tick
@@ -107,6 +110,7 @@ class Settings(BaseModel):
     auth: Literal["gateway", "token", "none"] = "gateway"
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_response_bytes: int = Field(default=4 << 20, ge=64 << 10)
     reconcile_after: float = Field(default=300.0, ge=0)
     submit_grace: float = Field(default=120.0, ge=0)
     submit_budget: int = Field(default=100, ge=1)

@@ -32,7 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from msgspec import Struct, field
 
-from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 
@@ -178,6 +178,26 @@ class StateStore(Protocol):
 
     def get_execution(self, execution_id: str) -> Execution:
         """The whole execution, ``changed`` empty; NotFoundError when absent."""
+        ...
+
+    def get_execution_meta(self, execution_id: str) -> Execution:
+        """The execution without its task runs (``taskruns`` and ``outputs_index`` empty).
+
+        What a view of a big execution starts from, read without loading every task run;
+        never save it. NotFoundError when absent.
+        """
+        ...
+
+    def list_taskruns(
+        self, execution_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[TaskRun]:
+        """At most ``limit`` task runs whose id sorts after ``after`` (UTF-8 byte order), in that order.
+
+        Passing the last id of each list as the next ``after`` visits every task run of an
+        execution that does not change meanwhile exactly once; each call reads one consistent
+        state, but calls made while the execution moves may see different ones. An unknown
+        execution has none.
+        """
         ...
 
     def list_executions(

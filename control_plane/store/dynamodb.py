@@ -62,6 +62,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import random
 import re
 import secrets
@@ -1800,6 +1801,53 @@ class DynamoDBStore:
             base = (int(items[0]["v"]["N"]), {tr.id: tr for tr in self._parse(execution_id, items[1:])})
             meta_seen = items[0]
         raise StoreError(f"execution {execution_id} kept changing while being read from table {self.table}")
+
+    def _settled_meta(self, execution_id: str) -> Item | None:
+        """META once no big step holds the execution (None when absent)."""
+        started = time.monotonic()
+        while True:
+            meta = self._get(self._exec_key(execution_id))
+            if meta is None or "ls" not in meta:
+                return meta
+            self._await_lease(execution_id, meta, started)
+
+    def get_execution_meta(self, execution_id: str) -> Execution:
+        meta = self._settled_meta(execution_id)
+        if meta is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        if meta.get("md", {}).get("S") == _DOC:
+            try:
+                body = loads(_decompress(meta["d"]["B"]))
+                return execution_from_json(body["m"], int(meta["v"]["N"]), [])
+            except (ValueError, KeyError, TypeError, zlib.error) as exc:
+                raise StoreError(
+                    f"execution {execution_id} is unreadable in DynamoDB table {self.table}: {exc!r}"
+                ) from exc
+        return self._build(execution_id, meta, {})
+
+    def list_taskruns(
+        self, execution_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[TaskRun]:
+        meta = self._settled_meta(execution_id)
+        if meta is None or limit <= 0:
+            return []
+        if meta.get("md", {}).get("S") == _DOC:  # one item, small by construction: sort and slice it
+            taskruns = sorted(
+                self._from_doc(execution_id, meta).taskruns.values(), key=lambda tr: tr.id.encode()
+            )
+            start = after.encode() if after is not None else b""
+            return [tr for tr in taskruns if tr.id.encode() > start][:limit]
+        key = self._exec_key(execution_id)
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": key["PK"], ":lo": _s(_TR), ":hi": _s(_TR + _MAX_CHAR)},
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        if after is not None:
+            query["ExclusiveStartKey"] = self._exec_key(execution_id, _TR + after)
+        items = list(itertools.islice(self._query(**query), limit))
+        return self._parse(execution_id, items)
 
     def _settle_for_stale(
         self, execution_id: str, meta: Item, base: tuple[int, dict[str, TaskRun]]

@@ -28,7 +28,7 @@ from typing import Any
 
 from msgspec.structs import replace
 
-from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, NotFoundError, StoreError
 from control_plane.levels import Level
@@ -482,6 +482,29 @@ class SqliteStore:
             return execution_from_json(loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs])
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
+
+    def get_execution_meta(self, execution_id: str) -> Execution:
+        rows = self._read("SELECT version, body FROM executions WHERE id=?", (execution_id,))
+        if not rows:
+            raise NotFoundError(f"execution {execution_id} not found")
+        try:
+            return execution_from_json(loads(rows[0][1]), rows[0][0], [])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
+
+    def list_taskruns(
+        self, execution_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[TaskRun]:
+        rows = self._read(
+            "SELECT body FROM taskruns WHERE execution_id=? AND id>? ORDER BY id LIMIT ?",
+            (execution_id, after or "", limit),
+        )
+        try:
+            return [taskrun_from_json(loads(row[0])) for row in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"execution {execution_id} has an unreadable task run in {self.path}: {exc!r}"
+            ) from exc
 
     def list_executions(
         self,

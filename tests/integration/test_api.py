@@ -19,17 +19,19 @@ from typing import Any
 
 import pytest
 
-from control_plane.api import common, views, webhooks
+from control_plane.api import common, executions, views, webhooks
+from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
 from control_plane.handlers import api, events
 from control_plane.handlers.runtime import Runtime, install, load_settings, open_runtime, reset
+from control_plane.levels import Level
 from control_plane.service.memory import VirtualClock
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
 from control_plane.store.sqlite import SqliteStore
 from runners.testing.simulated import SimulatedRunner
 from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event, multipart_body
-from tests.store_contract import make_execution
+from tests.store_contract import make_execution, make_taskrun
 
 TOKEN = "s3cret-token-for-tests"
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -749,6 +751,109 @@ def test_an_execution_holding_data_nested_too_deep_still_reads(client: Api) -> N
         shown = shown["a"]
     assert shown == {"a": views.OMITTED}
     assert client.call("GET", "/api/v1/executions", query={"limit": "5"}).status == 200
+
+
+# ---------------------------------------------------------------------- big executions, in pages
+
+
+def _big_execution(client: Api, count: int, output_bytes: int = 0, execution_id: str = "big") -> set[str]:
+    """``count`` task runs written straight through the store (the engine would take minutes)."""
+    pad = "x" * output_bytes
+    taskruns = [
+        make_taskrun(f"tr{i:07d}", i, outputs={"i": i, "pad": pad} if output_bytes else None)
+        for i in range(count)
+    ]
+    client.store.create_execution(make_execution(execution_id, taskruns=taskruns))
+    return {tr.id for tr in taskruns}
+
+
+def _follow(client: Api, execution_id: str, cursor: str | None, limit: int | None = None) -> list[str]:
+    """Every task-run id from ``cursor`` on, each page checked against the response limit."""
+    seen: list[str] = []
+    while cursor is not None:
+        query = {"cursor": cursor, **({"limit": str(limit)} if limit else {})}
+        page = client.call("GET", f"/api/v1/executions/{execution_id}/taskruns", query=query)
+        assert page.status == 200, page.body
+        assert len(page.body.encode()) <= client.rt.settings.max_response_bytes
+        seen += [tr["id"] for tr in page.json["results"]]
+        cursor = page.json["cursor"]
+    return seen
+
+
+def test_a_big_execution_lists_its_first_task_runs_and_a_cursor_to_the_rest(client: Api) -> None:
+    ids = _big_execution(client, 3500)
+    response = client.call("GET", "/api/v1/executions/big")
+    assert response.status == 200
+    first = response.json
+    assert len(first["taskRunList"]) == executions.TASKRUNS_SHOWN and first["taskRunCursor"]
+    listed = [tr["id"] for tr in first["taskRunList"]]
+    rest = _follow(client, "big", first["taskRunCursor"])
+    assert len(listed) + len(rest) == len(ids) and set(listed) | set(rest) == ids  # each exactly once
+    pages = client.call("GET", "/api/v1/executions/big/taskruns", query={"limit": "1000"}).json
+    assert [tr["id"] for tr in pages["results"]] == listed  # the same first page
+    assert client.call("HEAD", "/api/v1/executions/big").status == 200
+
+
+def test_pages_stay_under_the_response_limit_whatever_the_task_runs_hold(make: Callable[..., Api]) -> None:
+    client = make(max_response_bytes=256 << 10)
+    ids = _big_execution(client, 3000, output_bytes=2000)  # about 7 MB of task runs
+    response = client.call("GET", "/api/v1/executions/big")
+    assert response.status == 200 and len(response.body.encode()) <= 256 << 10
+    first = response.json
+    assert 0 < len(first["taskRunList"]) < executions.TASKRUNS_SHOWN and first["taskRunCursor"]
+    seqs = [tr["outputs"]["i"] for tr in first["taskRunList"]]
+    assert seqs == sorted(seqs)  # creation order within the page
+    rest = _follow(client, "big", first["taskRunCursor"], limit=1000)
+    listed = [tr["id"] for tr in first["taskRunList"]] + rest
+    assert len(listed) == len(ids) and set(listed) == ids
+
+
+def test_a_response_over_the_limit_is_a_400_that_says_to_page(make: Callable[..., Api]) -> None:
+    client = make(max_response_bytes=64 << 10)
+    _big_execution(client, 1, output_bytes=100_000, execution_id="huge")  # one task run over the limit alone
+    response = client.call("GET", "/api/v1/executions/huge")
+    assert response.status == 400 and response.json["limit"] == 64 << 10
+    assert response.json["size"] > 64 << 10 and "smaller pages" in response.json["message"]
+    client.store.append_logs(
+        "huge", [LogLine(T0, Level.INFO, f"{i}: " + "y" * 1000, "t", "tr0000000") for i in range(200)]
+    )
+    logs = client.call("GET", "/api/v1/executions/huge/logs", query={"limit": "200"})
+    assert logs.status == 400 and "limit=" in logs.json["message"]
+    smaller = client.call("GET", "/api/v1/executions/huge/logs", query={"limit": "20"})
+    assert smaller.status == 200 and len(smaller.json["results"]) == 20 and smaller.json["cursor"]
+
+
+def test_a_write_answers_with_the_same_first_page_a_read_gives(client: Api) -> None:
+    values = ",".join(f'"v{i}"' for i in range(1200))
+    client.deploy(
+        "id: wide\nnamespace: squall.api\ntasks:\n  - id: each\n"
+        "    type: io.kestra.plugin.core.flow.ForEach\n"
+        f"    values: '[{values}]'\n    concurrencyLimit: 0\n    tasks:\n      - id: leaf\n"
+        "        type: io.kestra.plugin.core.debug.Return\n        format: '{{ taskrun.value }}'\n"
+    )
+    started = client.start("squall.api", "wide")
+    assert len(started["taskRunList"]) == executions.TASKRUNS_SHOWN and started["taskRunCursor"]
+    fetched = client.call("GET", f"/api/v1/executions/{started['id']}").json
+    assert fetched == started
+    rest = _follow(client, started["id"], started["taskRunCursor"])
+    assert len(rest) + executions.TASKRUNS_SHOWN == 1201
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "status"),
+    [
+        ("/api/v1/executions/nobody/taskruns", {}, 404),
+        ("/api/v1/executions/big/taskruns", {"cursor": "%%%"}, 422),
+        ("/api/v1/executions/big/taskruns", {"cursor": "_-8"}, 422),  # base64, but not of text
+        ("/api/v1/executions/big/taskruns", {"limit": "1001"}, 422),
+        ("/api/v1/executions/big/taskruns", {"limit": "0"}, 422),
+    ],
+)
+def test_bad_task_run_page_requests(client: Api, path: str, query: dict[str, str], status: int) -> None:
+    _big_execution(client, 3)
+    response = client.call("GET", path, query=query)
+    assert response.status == status, response.body
+    assert response.json["message"]
 
 
 # ====================================================================== webhooks

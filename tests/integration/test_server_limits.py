@@ -282,13 +282,13 @@ def test_idle_connections_give_way_to_a_new_client(tmp_path: Path) -> None:
 def test_over_the_cap_with_no_idle_connection_a_newcomer_gets_503(tmp_path: Path) -> None:
     with Server(_settings(tmp_path), port=0, max_connections=2, request_timeout=30) as srv:
         port = _port(srv)
-        busy = []
-        for _ in range(2):  # each has started a request and is sending its body: not idle
-            sock = _connect(port)
-            sock.sendall(b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nid")
-            busy.append(sock)
+        httpd: Any = srv._httpd
+        busy = [_connect(port) for _ in range(2)]
         try:
-            wait_for(lambda: not srv._httpd._idle and srv._httpd._slots._value == 0, 10, "both slots busy")  # type: ignore[union-attr]
+            wait_for(lambda: len(httpd._idle) == 2, 10, "both connections waiting for a request")
+            for sock in busy:  # each starts a request and sends part of its body: no longer idle
+                sock.sendall(b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nid")
+            wait_for(lambda: not httpd._idle, 10, "both requests under way")
             status, headers, body = _exchange(port, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
             message = _assert_json_error(status, headers, body, 503)
             assert "busy" in message["message"] and headers["retry-after"] == "1"
@@ -580,3 +580,35 @@ def test_bodies_too_deep_or_not_text_are_400_json_and_store_nothing(
     )
     status, listing = _call(port, "GET", "/api/v1/executions")
     assert status == 200 and listing["results"] == []
+
+
+# ====================================================================== a big execution over the wire
+
+
+def test_a_100k_task_run_execution_reads_in_bounded_pages(server: Server) -> None:
+    """Written straight through the store; the engine would take minutes to make as many."""
+    from tests.store_contract import make_execution, make_taskrun
+
+    count = 100_000
+    taskruns = [make_taskrun(f"tr{i:07d}", i, outputs={"value": f"v{i}"}) for i in range(count)]
+    server.runtime.store.create_execution(make_execution("wide", taskruns=taskruns))
+    port = _port(server)
+    limit = server.settings.max_response_bytes
+    with _connect(port, timeout=60) as sock:
+        sock.sendall(f"GET /api/v1/executions/wide HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
+        status, _, body = _read_response(sock)
+    assert status == 200 and len(body) <= limit
+    execution = json.loads(body)
+    seen = [tr["id"] for tr in execution["taskRunList"]]
+    cursor = execution["taskRunCursor"]
+    with _connect(port, timeout=60) as sock:  # one kept-alive connection for every page
+        stream = _Stream(sock)
+        while cursor is not None:
+            path = f"/api/v1/executions/wide/taskruns?limit=1000&cursor={cursor}"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
+            status, _, body = _read_response(stream)
+            assert status == 200 and len(body) <= limit
+            page = json.loads(body)
+            seen += [tr["id"] for tr in page["results"]]
+            cursor = page["cursor"]
+    assert len(seen) == count and len(set(seen)) == count
