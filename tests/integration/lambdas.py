@@ -40,10 +40,13 @@ class Plane:
         )
         self.opened: list[Runtime] = []
 
-    def container(self) -> Runtime:
-        """A new warm container: its own store client and service, the same backend."""
+    def container(self, store: StateStore | None = None) -> Runtime:
+        """A new warm container: its own store client (``store``, or a new one) and service."""
         rt = open_runtime(
-            self.settings, clock=self.clock, store=self.store_factory(), runners={"process": self.compute}
+            self.settings,
+            clock=self.clock,
+            store=store or self.store_factory(),
+            runners={"process": self.compute},
         )
         self.opened.append(rt)
         return rt
