@@ -568,6 +568,8 @@ class Service:
         while True:
             self.step(flush=False)
             execution = self._load(current)
+            if execution.state.terminal or execution.state is State.PAUSED:
+                execution = self._reload(current)  # it stops on this state: the stored one, not a copy
             if execution.state.terminal:
                 retry = self._retry_target(execution)
                 if retry is None:

@@ -553,3 +553,16 @@ def test_a_running_jobs_output_is_shown_live_and_stored_once(tmp_path: Path) -> 
         assert run_of(final, "talk").state is State.SUCCESS
         assert shown == ["first", "second"]  # each line shown once
         assert messages(rt, final.id, "talk") == ["first", "second"]  # and stored once
+
+
+def test_run_stops_on_the_stored_state_not_on_an_old_paused_copy(tmp_path: Path) -> None:
+    source = flow(
+        "  - id: approve\n    type: io.kestra.plugin.core.flow.Pause\n"
+        "  - id: after\n    type: io.kestra.plugin.core.debug.Return\n    format: done\n"
+    )
+    with runtime(tmp_path) as one, runtime(tmp_path) as other:
+        paused = deploy_and_run(one, source)
+        assert paused.state is State.PAUSED
+        assert other.service.resume(paused.id).state is State.SUCCESS  # another process resumed it
+
+        assert one.service.run(paused.id).state is State.SUCCESS
