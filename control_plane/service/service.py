@@ -1028,10 +1028,7 @@ class Service:
             f"could not cancel job {job.name} yet: {exc};"
             " it is still followed and ends the task when it stops"
         )
-        _log.warning("execution %s: %s", job.execution_id, message)
-        task_id = str(job.spec.get("task_id", ""))
-        line = LogLine(self.clock.now(), Level.WARN, message, task_id, job.taskrun_id, job.attempt)
-        self._pending.setdefault(job.execution_id, _Pending()).logs.append(line)
+        self._pending.setdefault(job.execution_id, _Pending()).logs.append(self._warning(job, message))
 
     def _not_cancellable(self, job: JobRecord, exc: RunnerUnavailableError) -> None:
         """A kill must end even when a job's runner cannot work here: the job is given up, loudly."""
@@ -1039,10 +1036,13 @@ class Service:
             f"job {job.name} was not cancelled: {exc.for_type(_runner_type(job))}; if it was"
             " submitted, it may still be running on its backend"
         )
+        self._give_up(job, Failure.CANCELLED, message, [self._warning(job, message)])
+
+    def _warning(self, job: JobRecord, message: str) -> LogLine:
+        """A WARN line about ``job`` for its execution's log (and the process's)."""
         _log.warning("execution %s: %s", job.execution_id, message)
         task_id = str(job.spec.get("task_id", ""))
-        line = LogLine(self.clock.now(), Level.WARN, message, task_id, job.taskrun_id, job.attempt)
-        self._give_up(job, Failure.CANCELLED, message, [line])
+        return LogLine(self.clock.now(), Level.WARN, message, task_id, job.taskrun_id, job.attempt)
 
     def _unavailable(self, runner: str, exc: RunnerUnavailableError) -> None:
         """Jobs of a runner that cannot work here are left alone; say so once per process."""

@@ -21,11 +21,19 @@ from control_plane.store.base import StateStore
 from runners.testing.simulated import SimulatedRunner
 from tests.integration.api_events import LambdaContext, event
 
-__all__ = ["T0", "TIMINGS", "Plane"]
+__all__ = ["SHELL_TASK", "T0", "TIMINGS", "Plane"]
 
 T0 = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 TIMINGS: dict[str, Any] = {"reconcile_after": 300, "submit_grace": 120}
 """The tick's thresholds in these tests; the DynamoDB store's visit delay follows them as in production."""
+
+SHELL_TASK = """
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo {{ task.id }}"""
+"""The body of a script task the simulated compute runs: ``f"  - id: work{SHELL_TASK}"`` in a flow."""
 
 
 class Plane:

@@ -20,39 +20,36 @@ import pytest
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, StoreError
 from control_plane.store.base import JobPhase, StateStore
-from tests.integration.lambdas import Plane
+from tests.integration.lambdas import SHELL_TASK, Plane
 
-RETRIED = """
+RETRIED = f"""
 id: retried
 namespace: squall.containers
 tasks:
-  - id: work
-    type: io.kestra.plugin.scripts.shell.Commands
-    taskRunner:
-      type: io.kestra.plugin.core.runner.Process
+  - id: work{SHELL_TASK}
     retry:
       type: constant
       interval: PT1M
       maxAttempts: 2
-    commands:
-      - echo hello
 """
 
-APPROVAL = """
+APPROVAL = f"""
 id: approval
 namespace: squall.containers
 tasks:
-  - id: work
-    type: io.kestra.plugin.scripts.shell.Commands
-    taskRunner:
-      type: io.kestra.plugin.core.runner.Process
-    commands:
-      - echo hello
+  - id: work{SHELL_TASK}
   - id: approve
     type: io.kestra.plugin.core.flow.Pause
   - id: after
     type: io.kestra.plugin.core.debug.Return
     format: approved
+"""
+
+SHELL = f"""
+id: one
+namespace: squall.containers
+tasks:
+  - id: work{SHELL_TASK}
 """
 
 
@@ -130,19 +127,6 @@ def test_a_warm_api_container_resumes_an_execution_paused_since_it_last_saw_it(p
     assert resumed["statusCode"] == 200, resumed["body"]
     assert json.loads(resumed["body"])["state"]["current"] == "SUCCESS"
     assert store.get_execution(ex).state is State.SUCCESS
-
-
-SHELL = """
-id: one
-namespace: squall.containers
-tasks:
-  - id: work
-    type: io.kestra.plugin.scripts.shell.Commands
-    taskRunner:
-      type: io.kestra.plugin.core.runner.Process
-    commands:
-      - echo hello
-"""
 
 
 def test_a_warm_api_container_kills_an_execution_restarted_since_it_killed_it(plane: Plane) -> None:

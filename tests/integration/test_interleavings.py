@@ -31,7 +31,7 @@ from control_plane.engine.states import State
 from control_plane.handlers.runtime import Runtime
 from control_plane.store.sqlite import SqliteStore
 from runners.base import JobState
-from tests.integration.lambdas import Plane
+from tests.integration.lambdas import SHELL_TASK, Plane
 
 INTERLEAVINGS = int(os.environ.get("SQUALL_INTERLEAVINGS", "200"))  # ~13 s on 2 cores; more: set it
 SEED = int(os.environ.get("SQUALL_INTERLEAVINGS_SEED", "18"))
@@ -39,19 +39,13 @@ STEPS = 60  # random actions per interleaving, before the quiet phase
 QUIET_ROUNDS = 40
 
 NS = "squall.interleavings"
-SHELL = """
-    type: io.kestra.plugin.scripts.shell.Commands
-    taskRunner:
-      type: io.kestra.plugin.core.runner.Process
-    commands:
-      - echo {{ task.id }}"""
 
 FLOWS = {
     "retried": f"""
 id: retried
 namespace: {NS}
 tasks:
-  - id: flaky{SHELL}
+  - id: flaky{SHELL_TASK}
     retry:
       type: constant
       interval: PT1M
@@ -61,7 +55,7 @@ tasks:
 id: approval
 namespace: {NS}
 tasks:
-  - id: work{SHELL}
+  - id: work{SHELL_TASK}
   - id: approve
     type: io.kestra.plugin.core.flow.Pause
   - id: after
@@ -77,24 +71,24 @@ tasks:
     values: [1, 2, 3]
     concurrencyLimit: 2
     tasks:
-      - id: lane{SHELL.replace(chr(10), chr(10) + "    ")}
-  - id: done{SHELL}
+      - id: lane{SHELL_TASK.replace(chr(10), chr(10) + "    ")}
+  - id: done{SHELL_TASK}
 """,
     "restarted": f"""
 id: restarted
 namespace: {NS}
 tasks:
-  - id: first{SHELL}
+  - id: first{SHELL_TASK}
   - id: nap
     type: io.kestra.plugin.core.flow.Sleep
     duration: PT2M
-  - id: last{SHELL}
+  - id: last{SHELL_TASK}
 """,
     "timeout": f"""
 id: timeout
 namespace: {NS}
 tasks:
-  - id: slow{SHELL}
+  - id: slow{SHELL_TASK}
     timeout: PT5M
 """,
 }
