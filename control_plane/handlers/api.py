@@ -434,7 +434,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point (also called by ``squall server`` for every HTTP request)."""
     started = time.monotonic()
     method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
-    if method == "HEAD":
+    if method == "HEAD" and not route_path(event).startswith(WEBHOOK_PREFIX):  # a webhook's GET starts a flow
         event = _as_get(event)
     request = event.get("requestContext") or {}
     request_id = request.get("requestId") or getattr(context, "aws_request_id", None)

@@ -194,6 +194,15 @@ def test_head_is_get_without_the_body(server: Server) -> None:
     assert status == 404 and headers["content-type"] == "application/json" and body == b""
 
 
+def test_head_of_a_webhook_starts_nothing(server: Server) -> None:
+    """A webhook's GET starts its flow: HEAD, which link checkers send freely, must not."""
+    port = _port(server)
+    assert _call(port, "POST", "/api/v1/flows", HOOKED)[0] == 201
+    status, _ = _call(port, "HEAD", "/webhooks/squall.limits/hooked/a-long-secret-key-1234")
+    assert status == 404
+    assert _call(port, "GET", "/api/v1/executions")[1]["results"] == []
+
+
 # ====================================================================== timeouts
 
 
