@@ -25,6 +25,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,8 +166,16 @@ class _Worker:
         return line
 
 
+    def close(self) -> None:
+        """Stop the worker and remove its directory (at interpreter exit)."""
+        self.stop()
+        if self._home:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = ""
+
+
 _worker = _Worker()
-atexit.register(_worker.stop)
+atexit.register(_worker.close)
 
 
 def run(program: str, data: Any) -> list[Any]:

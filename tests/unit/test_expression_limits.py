@@ -225,3 +225,12 @@ def test_the_environment_variable_stays_out_of_every_filter(canary: str) -> None
                 continue
             assert canary not in out, name
     assert os.environ["SQUALL_TEST_CANARY"] == canary
+
+
+def test_closing_the_jq_worker_removes_its_directory_and_a_later_call_starts_afresh() -> None:
+    render("{{ 1 | jq('.') }}", {})
+    home = jq_sandbox._worker._home
+    assert home and Path(home).is_dir()
+    jq_sandbox._worker.close()
+    assert not Path(home).exists() and jq_sandbox._worker._proc is None
+    assert render("{{ 3 | jq('.') }}", {}) == "[3]"
