@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from control_plane.service.local import open_local
+from control_plane.handlers.runtime import local_settings, open_local
 from control_plane.store.sqlite import SqliteStore
 
 
@@ -66,7 +66,9 @@ def run_once(
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=jobs_dir) as jobs:
         subprocess_seconds = 0.0
         runners = {"process": {"base_dir": Path(jobs) / "jobs"}}
-        with open_local(Path(tmp) / "squall.db", synchronous=synchronous, runner_config=runners) as rt:
+        db = Path(tmp) / "squall.db"
+        settings = local_settings(db, runners=runners)
+        with open_local(settings, store=SqliteStore(db, synchronous=synchronous)) as rt:
             counter = _Counting(rt.store)
             record = rt.service.deploy(source)
             rt.service.flow(record.namespace, record.id)  # parse outside the timed region

@@ -103,25 +103,17 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> Any:
+    """The local runtime (SQLite at ``db``), wired as every runtime is (``handlers/runtime.py``).
+
+    ``SQUALL_*`` settings apply as they do to ``squall server``: secrets, expression limits,
+    ``SQUALL_MAX_OUTPUTS_BYTES``. A bad setting or database is one line, exit 1.
+    """
     from control_plane.errors import StoreError
-    from control_plane.handlers.runtime import (
-        SettingsError,
-        configure_expressions,
-        load_settings,
-        log_limits,
-        secret_chain,
-    )
-    from control_plane.service.local import open_local
+    from control_plane.handlers.runtime import SettingsError, local_settings, open_local
 
     try:
-        settings = load_settings(secrets_file=str(secrets_file) if secrets_file else None)
-        configure_expressions(settings)  # SQUALL_EXPRESSION_* apply to local runs too
-        return open_local(
-            db,
-            log_limits=log_limits(settings),  # SQUALL_MAX_OUTPUTS_BYTES too
-            secrets=secret_chain(settings),  # SQUALL_SECRETS, SQUALL_SECRETS_FILE
-            **options,
-        )
+        settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
+        return open_local(settings, **options)
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
 
@@ -237,7 +229,7 @@ def run(
     """Deploy a flow to the local store and run it (process runner); exit 0 on SUCCESS or WARNING."""
     from control_plane.errors import FlowValidationError, InputError
     from control_plane.flows.loader import read_flow_file
-    from control_plane.service.memory import SystemClock, VirtualClock
+    from control_plane.service.clock import SystemClock, VirtualClock
 
     started = time.monotonic()
     with _open(db, secrets_file, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
@@ -515,14 +507,23 @@ def schema(
 
 
 @app.command()
-def conformance(cases: Annotated[Path, typer.Argument(help="A cases.yaml file")]) -> None:
-    """Run every case of a conformance cases file; the last line reads `N passed, N failed`."""
+def conformance(
+    cases: Annotated[Path, typer.Argument(help="A cases.yaml file")],
+    case_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds a case may run before it fails (script tasks run for real)")
+    ] = 300.0,
+) -> None:
+    """Run every case of a conformance cases file; the last line reads `N passed, N failed`.
+
+    Each case runs as `squall run --virtual-time` runs a flow: the production service on a
+    scratch SQLite database, with the process runner, so cases may hold script tasks.
+    """
     from control_plane.conformance import run_cases
     from control_plane.errors import SquallError
 
     passed = failed = 0
     try:
-        for result in run_cases(cases):
+        for result in run_cases(cases, timeout=case_timeout):
             print(result.line(), flush=True)
             passed += result.passed
             failed += not result.passed

@@ -1,26 +1,57 @@
-"""Run a conformance cases file: Kestra's own test flows paired with the results Kestra asserts.
+"""Run a conformance cases file through the production driver.
 
-The format is defined in ``shared/conformance/kestra/README.md``; any file of that shape works.
-A case that crashes is reported as failed with the error, never allowed to stop the run.
+A cases file pairs flows with the results Kestra asserts for them; the format is defined in
+``shared/conformance/kestra/README.md`` and any file of that shape works, including files
+whose flows run script tasks. A case that crashes is reported as failed with the error, never
+allowed to stop the run.
+
+Each valid-flow case runs the way ``squall run --virtual-time`` runs a flow, in a runtime of
+its own (:func:`scratch_runtime`): :func:`~control_plane.handlers.runtime.open_local` on a
+SQLite file in a temporary directory, the process runner (script tasks really run, in that
+directory) and a :class:`~control_plane.service.clock.VirtualClock` (retry intervals and
+Sleeps take no time). The flow is deployed, started and driven by ``Service.run``, which
+follows a flow-level retry to the execution it creates: the case is checked against the
+last execution, and ``logs_contain`` against the logs of every execution the case produced
+(subflows and retried executions included).
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from msgspec import Struct, field
 
-from control_plane.engine.model import TaskRun
 from control_plane.errors import FlowValidationError, SquallError
 from control_plane.expressions import to_display
-from control_plane.flows.loader import load_flow_file
-from control_plane.service.memory import InMemoryExecutor, VirtualClock
+from control_plane.flows.loader import load_flow_file, read_flow_file
 
-__all__ = ["CaseResult", "load_cases", "run_case", "run_cases"]
+if TYPE_CHECKING:
+    from control_plane.engine.model import Execution, LogLine, TaskRun
+    from control_plane.engine.states import State
+    from control_plane.handlers.runtime import Runtime
+    from control_plane.service.clock import Clock
+    from runners.base import Runner
+
+__all__ = [
+    "CASE_TIMEOUT",
+    "CaseResult",
+    "FlowRun",
+    "load_cases",
+    "run_case",
+    "run_cases",
+    "run_flow",
+    "scratch_runtime",
+]
+
+CASE_TIMEOUT = 300.0
+"""Seconds a case may run (real time: script tasks take what they take) before it fails."""
 
 _MISSING = object()
 
@@ -35,6 +66,111 @@ class CaseResult(Struct):
 
     def line(self) -> str:
         return f"PASS {self.name}" if self.passed else f"FAIL {self.name}: " + "; ".join(self.problems)
+
+
+class FlowRun(Struct):
+    """What one started execution came to: the last execution, every one, and their logs."""
+
+    execution: Execution
+    executions: list[Execution]
+    logs: list[LogLine]
+
+    @property
+    def state(self) -> State:
+        return self.execution.state
+
+
+@contextmanager
+def scratch_runtime(
+    *,
+    clock: Clock | None = None,
+    runners: Mapping[str, Runner] | None = None,
+    **service_options: Any,
+) -> Iterator[Runtime]:
+    """A throwaway local runtime in a temporary directory, removed afterwards.
+
+    The production wiring (``open_local``) on a SQLite file written with ``synchronous=OFF``
+    (a scratch database need not survive a power cut, and an fsync per step is most of a
+    short flow's time), a :class:`VirtualClock` unless ``clock`` is given, and the process
+    runner unless ``runners`` replaces it. For ``squall conformance``, tests and benchmarks.
+    """
+    from control_plane.handlers.runtime import local_settings, open_local
+    from control_plane.service.clock import VirtualClock
+    from control_plane.store.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory(prefix="squall-") as tmp:
+        db = Path(tmp) / "squall.db"
+        settings = local_settings(db)
+        store = SqliteStore(db, synchronous="OFF")
+        with open_local(
+            settings, clock=clock or VirtualClock(), store=store, runners=runners, **service_options
+        ) as runtime:
+            yield runtime
+
+
+def run_flow(
+    runtime: Runtime,
+    source: str,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    origin: str = "<flow>",
+    timeout: float = CASE_TIMEOUT,
+    **start: Any,
+) -> FlowRun:
+    """Deploy ``source``, start it (``start``: ``Service.start`` keywords) and drive it to its end.
+
+    It ends when the execution (or the last of its flow-level retries) is terminal, waits
+    for a person (PAUSED), or ``timeout`` seconds have passed (it is then killed, and returned
+    as it stands). Under a :class:`VirtualClock` nobody comes to resume a paused execution
+    and waiting costs nothing, so the timers it still has (a Pause ``timeout``) are fired,
+    as the time Kestra's tests wait for them would: ``runtime`` should hold this flow's
+    executions alone (:func:`scratch_runtime`).
+    """
+    from control_plane.service.clock import VirtualClock
+
+    service = runtime.service
+    record = service.deploy(source, origin)
+    started = service.start(record.namespace, record.id, inputs, revision=record.revision, **start)
+    deadline = time.monotonic() + timeout
+    execution = service.run(started.id, deadline=deadline)
+    while (
+        execution.state.value == "PAUSED"
+        and isinstance(service.clock, VirtualClock)
+        and (due := runtime.store.next_timer()) is not None
+        and time.monotonic() < deadline
+    ):
+        service.clock.sleep_until(due)
+        execution = service.run(execution.id, deadline=deadline)
+    if not execution.state.terminal and execution.state.value != "PAUSED":
+        service.kill(execution.id)
+        execution = service.run(execution.id, deadline=time.monotonic() + 30)
+    ids = _execution_ids(runtime)
+    executions = [runtime.store.get_execution(i) for i in ids]
+    logs = [line for i in ids for line in _logs(runtime, i)]
+    return FlowRun(execution, executions, logs)
+
+
+def _execution_ids(runtime: Runtime) -> list[str]:
+    """Every execution in the runtime's store, oldest first."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = runtime.store.list_executions(limit=500, cursor=cursor)
+        ids += [summary.id for summary in page.items]
+        cursor = page.cursor
+        if cursor is None:
+            return ids[::-1]
+
+
+def _logs(runtime: Runtime, execution_id: str) -> list[LogLine]:
+    lines: list[LogLine] = []
+    cursor: str | None = None
+    while True:
+        page = runtime.store.read_logs(execution_id, limit=5000, cursor=cursor)
+        lines += page.items
+        cursor = page.cursor
+        if cursor is None:
+            return lines
 
 
 def load_cases(path: str | Path) -> list[dict[str, Any]]:
@@ -52,19 +188,19 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     return cases
 
 
-def run_cases(path: str | Path) -> Iterator[CaseResult]:
+def run_cases(path: str | Path, *, timeout: float = CASE_TIMEOUT) -> Iterator[CaseResult]:
     base = Path(path).parent
     for case in load_cases(path):
-        yield run_case(case, base)
+        yield run_case(case, base, timeout=timeout)
 
 
-def run_case(case: Mapping[str, Any], base: Path) -> CaseResult:
+def run_case(case: Mapping[str, Any], base: Path, *, timeout: float = CASE_TIMEOUT) -> CaseResult:
     result = CaseResult(str(case["name"]))
     try:
         if case.get("invalid"):
             _check_invalid(case, base, result)
         else:
-            _check_valid(case, base, result)
+            _check_valid(case, base, result, timeout)
     except Exception as exc:  # a crash is a failed case, reported with its cause
         result.problems.append(f"crashed: {type(exc).__name__}: {exc}")
     return result
@@ -85,10 +221,14 @@ def _check_invalid(case: Mapping[str, Any], base: Path, result: CaseResult) -> N
     result.problems.append("the flow was accepted; it must be rejected")
 
 
-def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult) -> None:
-    flow = load_flow_file(base / case["flow"])
+def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeout: float) -> None:
+    path = base / case["flow"]
+    source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
-    run = InMemoryExecutor(clock=VirtualClock()).run(flow, case.get("inputs") or {}, typed=typed)
+    with scratch_runtime() as runtime:
+        run = run_flow(
+            runtime, source, case.get("inputs") or {}, origin=str(path), typed=typed, timeout=timeout
+        )
     execution = run.execution
     problems = result.problems
     if "state" in case and str(execution.state) != case["state"]:

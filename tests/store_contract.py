@@ -21,7 +21,8 @@ Each test starts from an *empty* backend (a fresh file, a fresh table): timers a
 global queries, so leftovers from another test would change what they return. ``close()`` may
 be called twice on one instance (the reopen test closes early, teardown closes again).
 
-Executions come from really running flows through :class:`InMemoryExecutor`, so the suite
+Executions come from really running flows through the production driver (``Service`` on a
+scratch SQLite store, ``tests/driving.py``; every version it stored is kept), so the suite
 exercises what the engine produces (value-keyed ForEach outputs, Parallel lanes, errors and
 finally branches, retries, Pause/Resume, Restart dropping task runs, subflow parents) rather
 than hand-made records. Nothing here depends on a backend's internals.
@@ -41,14 +42,10 @@ import immutables
 import pytest
 from msgspec.structs import replace
 
-from control_plane.engine import Restart, Resume
-from control_plane.engine.actions import SubmitJob
+from control_plane.conformance import run_flow
 from control_plane.engine.model import Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
-from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow
 from control_plane.levels import Level
-from control_plane.service.memory import InMemoryExecutor, JobOutcome, VirtualClock
 from control_plane.store.base import (
     ConflictError,
     JobPhase,
@@ -60,6 +57,8 @@ from control_plane.store.base import (
     TriggerRecord,
 )
 from control_plane.store.codec import dumps, rebuild_outputs_index
+from runners.base import JobSpec
+from tests.driving import Outcome, run, scripted
 
 __all__ = [
     "SCENARIOS",
@@ -274,7 +273,7 @@ tasks:
     tasks:
       - id: p1
         type: io.kestra.plugin.core.debug.Return
-        format: "{{ outputs.leaf['ç']['y'].echo }}"
+        format: "{{ outputs.leaf['ç']['y'].vars.echo }}"
       - id: p2
         type: io.kestra.plugin.core.log.Log
         message: "parallel {{ outputs.vals['b'].values.k }}"
@@ -297,7 +296,7 @@ tasks:
       maxAttempt: 3
   - id: boom
     type: io.kestra.plugin.core.execution.Fail
-    errorMessage: "broken after {{ outputs.sh.rows | length }} rows"
+    errorMessage: "broken after {{ outputs.sh.vars.rows | length }} rows"
 errors:
   - id: on_error
     type: io.kestra.plugin.core.debug.Return
@@ -389,27 +388,24 @@ class Scenario:
         return self.histories[self.main][-1]
 
 
-def _flaky_jobs(failures: int) -> Callable[[SubmitJob], JobOutcome]:
+def _flaky_jobs(failures: int) -> Callable[[JobSpec], Outcome]:
+    """Jobs whose first ``failures`` fail (exit 1); the others print what they echo, and rows."""
     calls = itertools.count()
 
-    def handle(action: SubmitJob) -> JobOutcome:
+    def handle(spec: JobSpec) -> Outcome:
         if next(calls) < failures:
-            return JobOutcome(status="FAILED", exit_code=1, failure="USER", reason="exit code 1")
-        command = str(action.properties.get("commands", ["?"])[0])
-        return JobOutcome(outputs={"echo": command.removeprefix("echo "), "rows": [1, {"ü": None}]})
+            return Outcome(exit_code=1)
+        command = spec.command[-1].splitlines()[-1]
+        return Outcome(outputs={"echo": command.removeprefix("echo "), "rows": [1, {"ü": None}]})
 
     return handle
 
 
 @functools.cache
 def scenario(name: str) -> Scenario:
-    """Run one of :data:`SCENARIOS` in memory and keep each execution's versions (cached: pure)."""
+    """Run one of :data:`SCENARIOS` and keep every version the service stored (cached: deterministic)."""
     snapshots: list[Execution] = []
     ids = (f"{name}-{n}" for n in itertools.count())
-    flows: dict[str, Flow] = {}
-    if name == "subflow":
-        child = parse_flow(CHILD, "child.yaml")
-        flows[child.uid] = child
     source, failures = {
         "foreach": (FOREACH, 0),
         "errors": (ERRORS, 2),
@@ -417,33 +413,34 @@ def scenario(name: str) -> Scenario:
         "restart": (RESTART, 1),
         "subflow": (PARENT, 0),
     }[name]
-    flow = parse_flow(source, f"{name}.yaml")
-    clock = VirtualClock(T0)
-    executor = InMemoryExecutor(
-        flows=flows,
-        clock=clock,
-        jobs=_flaky_jobs(failures),
-        on_change=snapshots.append,
-        id_factory=ids.__next__,
-    )
-    result = executor.run(
-        flow,
-        labels={"owner": "ada", "ключ": "значение"},
-        trigger={"type": "io.kestra.plugin.core.trigger.Schedule", "date": T0.isoformat()},
-    )
-    if name == "pause":
-        assert result.state is State.PAUSED
-        result = executor.drive(flow, result.execution, Resume(at(3600), {"ok": "true"}))
-    elif name == "restart":
-        assert result.state is State.FAILED
-        result = executor.drive(flow, result.execution, Restart(at(60)))
+    with scripted(_flaky_jobs(failures), start=T0, on_change=snapshots.append, id_factory=ids.__next__) as rt:
+        service = rt.service
+        if name == "subflow":
+            service.deploy(CHILD, "child.yaml")
+        result = run_flow(
+            rt,
+            source,
+            origin=f"{name}.yaml",
+            labels={"owner": "ada", "ключ": "значение"},
+            trigger={"type": "io.kestra.plugin.core.trigger.Schedule", "date": T0.isoformat()},
+        ).execution
+        if name == "pause":
+            assert result.state is State.PAUSED
+            service.clock.sleep_until(at(3600))
+            service.resume(result.id, {"ok": "true"})
+            result = service.run(result.id)
+        elif name == "restart":
+            assert result.state is State.FAILED
+            service.clock.sleep_until(at(60))
+            service.restart(result.id)
+            result = service.run(result.id)
     assert result.state.terminal, f"{name} ended {result.state}"
     histories: dict[str, list[Execution]] = {}
     for ex in snapshots:
         versions = histories.setdefault(ex.id, [])
-        if not versions or versions[-1].version != ex.version:  # an unchanged plan is not written
+        if not versions or versions[-1].version != ex.version:
             versions.append(ex)
-    return Scenario(name, result.execution.id, {k: tuple(v) for k, v in histories.items()})
+    return Scenario(name, result.id, {k: tuple(v) for k, v in histories.items()})
 
 
 SCENARIOS = ("foreach", "errors", "pause", "restart", "subflow")
@@ -478,8 +475,7 @@ def five_thousand() -> Execution:
         "        type: io.kestra.plugin.core.debug.Return\n"
         '        format: "{{ taskrun.value }}"\n'
     )
-    flow = parse_flow(source, "big.yaml")
-    result = InMemoryExecutor(clock=VirtualClock(T0), id_factory=lambda: "five-thousand").run(flow)
+    result = run(source, start=T0, id_factory=lambda: "five-thousand")
     assert result.state is State.SUCCESS
     return result.execution
 
@@ -627,7 +623,7 @@ class StoreContract:
     def test_scenarios_cover_what_they_claim(self) -> None:
         foreach = scenario("foreach").final
         assert isinstance(foreach.outputs_index["leaf"]["ç"], immutables.Map)  # value-keyed, nested
-        assert foreach.outputs_index["leaf"]["ç"]["y"]["echo"] == "ç-y"
+        assert foreach.outputs_index["leaf"]["ç"]["y"]["vars"]["echo"] == "ç-y"
         assert len(scenario("foreach").histories[foreach.id]) > 5
         errors = scenario("errors").final
         assert errors.state is State.FAILED and errors.error_logs

@@ -1,4 +1,9 @@
-"""What every handler needs, built once per Lambda container (or once per ``squall server``).
+"""The one place a runtime (settings, store, runners, service) is built, for every entry point.
+
+Each Lambda container builds one (:func:`runtime`), as does ``squall server``; ``squall run``,
+the other local commands and ``squall conformance`` build theirs with :func:`open_local`,
+which is :func:`open_runtime` on :func:`local_settings`. Nothing else constructs a
+:class:`~control_plane.service.service.Service` outside the tests.
 
 Settings come from the environment, the way Lambda passes them (Terraform sets them); a
 bad value is reported with the variable's name instead of surfacing as a stack trace in
@@ -70,7 +75,7 @@ from control_plane.store.base import StateStore
 if TYPE_CHECKING:
     from control_plane.secrets import SecretChain
     from control_plane.service.capture import LogLimits
-    from control_plane.service.memory import Clock
+    from control_plane.service.clock import Clock
     from control_plane.service.service import Service
     from runners.base import Runner
 
@@ -80,7 +85,9 @@ __all__ = [
     "SettingsError",
     "configure_expressions",
     "load_settings",
+    "local_settings",
     "log_limits",
+    "open_local",
     "open_runtime",
     "reset",
     "runtime",
@@ -217,6 +224,11 @@ class Runtime:
                     self._service = self._build()
         return self._service
 
+    @property
+    def data_dir(self) -> Path:
+        """Local scratch: ``storage/`` (the object store) and ``jobs/`` (the process runner's)."""
+        return Path(self.settings.data_dir)
+
     def flush(self) -> None:
         """Write the job handles the service holds; nothing to do when no request built it."""
         if self._service is not None:
@@ -224,6 +236,12 @@ class Runtime:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def configure_expressions(settings: Settings) -> None:
@@ -297,10 +315,13 @@ def open_runtime(
     clock: Clock | None = None,
     store: StateStore | None = None,
     runners: Mapping[str, Runner] | None = None,
+    **service_options: Any,
 ) -> Runtime:
     """Wire store, runners and service; ``store``/``runners`` replace the configured ones (tests).
 
     The store is opened now; the service and the runner registry when first asked for.
+    ``service_options`` are :class:`~control_plane.service.service.Service` keywords that
+    replace what the settings give (``submit_budget``, ``poll_interval``, ``on_logs``, ...).
     """
     chain = secret_chain(settings)  # a bad secrets file stops the start, not the first task
     opened = store or _open_store(settings)
@@ -318,17 +339,59 @@ def open_runtime(
             batch = dict(config.get("aws-batch", {}))
             allowed = [*batch.get("allowed_endpoints", ()), *settings.aws_endpoint_allowlist]
             config["aws-batch"] = {**batch, "allowed_endpoints": allowed}
+        options: dict[str, Any] = {
+            "submit_budget": settings.submit_budget,
+            "log_limits": log_limits(settings),
+            "secrets": chain,
+        }
+        options.update(service_options)
         return Service(
             opened,
             runners=RunnerRegistry(config, instances=runners),
             storage=LocalStorage(data / "storage"),
             clock=clock,
-            submit_budget=settings.submit_budget,
-            log_limits=log_limits(settings),
-            secrets=chain,
+            **options,
         )
 
     return Runtime(settings, opened, build=build)
+
+
+def local_settings(
+    db: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings of a runtime on one machine: SQLite at ``db``, the rest from ``SQUALL_*``.
+
+    ``db`` defaults to ``$SQUALL_DB``, else a file under the user's data directory. Task
+    output files (``storage/``) and the process runner's job directories (``jobs/``) live
+    beside it unless ``$SQUALL_DATA_DIR`` says otherwise, the same for ``squall run`` and
+    ``squall server``, so either finds what the other left on that database.
+    """
+    from control_plane.store.sqlite import default_db_path
+
+    env = os.environ if env is None else env
+    path = Path(db if db is not None else env.get(ENV_PREFIX + "DB") or default_db_path())
+    path = path.expanduser().resolve()
+    data_dir = env.get(ENV_PREFIX + "DATA_DIR") or str(path.parent)
+    return load_settings(env, **{"data_dir": data_dir, **overrides, "store": "sqlite", "db": str(path)})
+
+
+def open_local(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: StateStore | None = None,
+    runners: Mapping[str, Runner] | None = None,
+    **service_options: Any,
+) -> Runtime:
+    """:func:`open_runtime` for a process that drives its executions to the end (``Service.run``).
+
+    ``settings`` come from :func:`local_settings`. The runtime of ``squall run``, the
+    ``executions``/``flows`` commands and ``squall conformance``. It differs from a Lambda's in
+    one option: no tick runs beside it, so a step submits every job it asks for itself (no
+    ``submit_budget``).
+    """
+    options: dict[str, Any] = {"submit_budget": None, **service_options}
+    return open_runtime(settings, clock=clock, store=store, runners=runners, **options)
 
 
 _current: Runtime | None = None

@@ -100,8 +100,8 @@ from control_plane.flows.models import Flow, Schedule
 from control_plane.levels import Level
 from control_plane.secrets import SecretChain
 from control_plane.service.capture import Capture, LogLimits, stream_level
+from control_plane.service.clock import Clock, SystemClock, new_execution_id
 from control_plane.service.masks import SecretMasks
-from control_plane.service.memory import Clock, SystemClock, new_execution_id
 from control_plane.service.runners import (
     RunnerRegistry,
     RunnerUnavailableError,

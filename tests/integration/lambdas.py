@@ -16,7 +16,7 @@ from typing import Any
 
 from control_plane.handlers import api, events, tick
 from control_plane.handlers.runtime import Runtime, Settings, install, load_settings, open_runtime
-from control_plane.service.memory import VirtualClock
+from control_plane.service.clock import VirtualClock
 from control_plane.store.base import StateStore
 from runners.testing.simulated import SimulatedRunner
 from tests.integration.api_events import LambdaContext, event

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from control_plane.engine.model import Execution, LogLine, TaskRun
-from control_plane.service.local import LocalRuntime, open_local
+from control_plane.handlers.runtime import Runtime, local_settings, open_local
 
 
-def runtime(tmp_path: Path, **options: Any) -> LocalRuntime:
-    options.setdefault("runner_config", {"process": {"base_dir": tmp_path / "jobs", "grace": _grace()}})
-    return open_local(tmp_path / "squall.db", **options)
+def runtime(tmp_path: Path, **options: Any) -> Runtime:
+    """The local runtime on ``tmp_path`` (``squall run``'s wiring); ``options``: Service keywords."""
+    runners = {"process": {"base_dir": tmp_path / "jobs", "grace": _grace()}}
+    return open_local(
+        local_settings(tmp_path / "squall.db", data_dir=str(tmp_path), runners=runners), **options
+    )
 
 
 def _grace() -> Any:
@@ -23,7 +26,7 @@ def _grace() -> Any:
     return timedelta(seconds=1)
 
 
-def deploy_and_run(rt: LocalRuntime, source: str, inputs: dict[str, Any] | None = None) -> Execution:
+def deploy_and_run(rt: Runtime, source: str, inputs: dict[str, Any] | None = None) -> Execution:
     record = rt.service.deploy(source, "test.yaml")
     started = rt.service.start(record.namespace, record.id, inputs)
     return rt.service.run(started.id, deadline=time.monotonic() + 120)
@@ -35,7 +38,7 @@ def run_of(execution: Execution, task_id: str) -> TaskRun:
     return runs[0]
 
 
-def logs(rt: LocalRuntime, execution_id: str) -> list[LogLine]:
+def logs(rt: Runtime, execution_id: str) -> list[LogLine]:
     out: list[LogLine] = []
     cursor = None
     while True:
@@ -46,7 +49,7 @@ def logs(rt: LocalRuntime, execution_id: str) -> list[LogLine]:
             return out
 
 
-def messages(rt: LocalRuntime, execution_id: str, task_id: str | None = None) -> list[str]:
+def messages(rt: Runtime, execution_id: str, task_id: str | None = None) -> list[str]:
     return [x.message for x in logs(rt, execution_id) if task_id is None or x.task_id == task_id]
 
 

@@ -25,7 +25,7 @@ from control_plane.engine.states import State
 from control_plane.handlers import api, events
 from control_plane.handlers.runtime import Runtime, install, load_settings, open_runtime, reset
 from control_plane.levels import Level
-from control_plane.service.memory import VirtualClock
+from control_plane.service.clock import VirtualClock
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
 from control_plane.store.sqlite import SqliteStore

@@ -223,14 +223,14 @@ def squall_without_boto3(db: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_a_runner_without_its_extra_fails_cleanly_and_wedges_nothing(tmp_path: Path) -> None:
-    from control_plane.service.local import open_local
+    from control_plane.handlers.runtime import local_settings, open_local
 
     db = tmp_path / "base.db"
     needs = (
         "task runner 'io.kestra.plugin.ee.aws.runner.Batch' needs the aws extra: pip install 'squall[aws]'"
     )
     # what a crash (or an older Squall) may leave behind: an AWS Batch job never submitted
-    with open_local(db, submit_budget=0) as rt:
+    with open_local(local_settings(db), submit_budget=0) as rt:
         record = rt.service.deploy((SAMPLES / "aws-batch.yaml").read_text(), "aws-batch.yaml")
         stuck = rt.service.start(record.namespace, record.id).id
         assert [job.phase.value for job in rt.store.active_jobs()] == ["SUBMITTING"]

@@ -28,7 +28,7 @@ from control_plane.handlers.runtime import (
     open_runtime,
     reset,
 )
-from control_plane.service.memory import VirtualClock
+from control_plane.service.clock import VirtualClock
 from control_plane.service.service import HANDED_TO_TICK
 from control_plane.store.base import JobPhase, StateStore, TriggerRecord
 from runners.base import JobState

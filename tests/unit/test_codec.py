@@ -14,9 +14,7 @@ from hypothesis import strategies as st
 
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
-from control_plane.flows.loader import parse_flow
 from control_plane.levels import Level
-from control_plane.service.memory import InMemoryExecutor, VirtualClock
 from control_plane.store.codec import (
     dumps,
     execution_from_json,
@@ -30,6 +28,7 @@ from control_plane.store.codec import (
     taskrun_from_json,
     taskrun_to_json,
 )
+from tests.driving import run
 
 from .helpers import T0
 
@@ -183,13 +182,15 @@ def test_execution_round_trips_whatever_order_task_runs_come_back_in(ex: Executi
 
 
 def _hello_versions() -> list[Execution]:
-    versions: list[Execution] = []
-    flow = parse_flow((SAMPLES / "hello.yaml").read_text(encoding="utf-8"), "hello.yaml")
-    executor = InMemoryExecutor(
-        clock=VirtualClock(T0), on_change=versions.append, id_factory=lambda: "hello-1"
-    )
-    result = executor.run(
-        flow, {"name": "Ada Lovelace 🌧"}, labels={"run": "ünit"}, trigger={"type": "manual"}
+    versions: list[Execution] = []  # every version the service stored, as the engine made it
+    result = run(
+        (SAMPLES / "hello.yaml").read_text(encoding="utf-8"),
+        {"name": "Ada Lovelace 🌧"},
+        labels={"run": "ünit"},
+        trigger={"type": "manual"},
+        start=T0,
+        on_change=versions.append,
+        id_factory=lambda: "hello-1",
     )
     assert result.state is State.SUCCESS
     return versions

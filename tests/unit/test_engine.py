@@ -1,4 +1,8 @@
-"""Rules of the pure engine, each driven event by event without I/O."""
+"""Rules of the pure engine, driven event by event without I/O.
+
+What needs a whole run (subflows, timers, a flow-level retry) goes through the production
+driver instead, on a scratch store with scripted jobs (``tests/driving.py``).
+"""
 
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ from control_plane.engine import (
     plan,
 )
 from control_plane.errors import EngineError
-from control_plane.service.memory import InMemoryExecutor, VirtualClock
+from tests.driving import run
 
-from .helpers import T0, Driver, at, flow
+from .helpers import T0, Driver, at
 
 ENGINE = Path(__file__).resolve().parents[2] / "control_plane" / "engine"
 FORBIDDEN = {
@@ -224,8 +228,8 @@ tasks:
 
 
 def test_allow_failure_and_allow_warning() -> None:
-    result = InMemoryExecutor().run(
-        flow("""
+    result = run(
+        """
 id: a
 namespace: t
 tasks:
@@ -235,7 +239,7 @@ tasks:
   - id: next
     type: io.kestra.plugin.core.log.Log
     message: still here
-"""),
+""",
     )
     assert result.state is State.WARNING
     assert {tr.task_id: tr.state for tr in result.execution.taskruns.values()} == {
@@ -245,8 +249,8 @@ tasks:
 
 
 def test_finally_runs_after_failure_and_errors_and_its_failure_counts() -> None:
-    result = InMemoryExecutor().run(
-        flow("""
+    result = run(
+        """
 id: f
 namespace: t
 tasks:
@@ -260,14 +264,14 @@ finally:
   - id: cleanup
     type: io.kestra.plugin.core.log.Log
     message: cleaning
-"""),
+""",
     )
     order = [tr.task_id for tr in result.execution.ordered_taskruns()]
     assert order == ["boom", "on_error", "cleanup"]
     assert result.state is State.FAILED
 
-    ok = InMemoryExecutor().run(
-        flow("""
+    ok = run(
+        """
 id: f2
 namespace: t
 tasks:
@@ -277,7 +281,7 @@ tasks:
 finally:
   - id: cleanup
     type: io.kestra.plugin.core.execution.Fail
-"""),
+""",
     )
     assert [tr.task_id for tr in ok.execution.ordered_taskruns()] == ["fine", "cleanup"]
     assert ok.state is State.FAILED
@@ -311,8 +315,8 @@ tasks:
 
 
 def test_sleep_and_waitfor_use_timers() -> None:
-    result = InMemoryExecutor(clock=VirtualClock(T0)).run(
-        flow("""
+    result = run(
+        """
 id: w
 namespace: t
 tasks:
@@ -328,7 +332,8 @@ tasks:
       - id: check
         type: io.kestra.plugin.core.debug.Return
         format: "{{ outputs.poll.iterationCount ?? 0 }}"
-"""),
+""",
+        start=T0,
     )
     assert result.state is State.SUCCESS
     execution = result.execution
@@ -338,8 +343,8 @@ tasks:
 
 
 def test_waitfor_fails_on_max_when_asked() -> None:
-    result = InMemoryExecutor().run(
-        flow("""
+    result = run(
+        """
 id: w
 namespace: t
 tasks:
@@ -352,7 +357,7 @@ tasks:
       - id: check
         type: io.kestra.plugin.core.debug.Return
         format: x
-"""),
+""",
     )
     assert result.state is State.FAILED
     assert sum(1 for tr in result.execution.taskruns.values() if tr.task_id == "check") == 3
@@ -396,8 +401,8 @@ def test_resume_with_bad_inputs_changes_nothing() -> None:
 
 
 def test_pause_delay_resumes_by_itself() -> None:
-    result = InMemoryExecutor(clock=VirtualClock(T0)).run(
-        flow("""
+    result = run(
+        """
 id: p
 namespace: t
 tasks:
@@ -407,7 +412,8 @@ tasks:
   - id: after
     type: io.kestra.plugin.core.log.Log
     message: resumed
-"""),
+""",
+        start=T0,
     )
     assert result.state is State.SUCCESS
     assert result.execution.ended - T0 == timedelta(minutes=10)
@@ -447,7 +453,7 @@ errors:
 
 
 def test_subflow_waits_and_exposes_outputs() -> None:
-    child = flow("""
+    child = """
 id: child
 namespace: t
 inputs:
@@ -461,8 +467,8 @@ outputs:
   - id: result
     type: INT
     value: "{{ outputs.double.value }}"
-""")
-    parent = flow("""
+"""
+    parent = """
 id: parent
 namespace: t
 tasks:
@@ -474,22 +480,24 @@ tasks:
   - id: show
     type: io.kestra.plugin.core.debug.Return
     format: "{{ outputs.call.outputs.result }}"
-""")
-    result = InMemoryExecutor(flows={child.uid: child}).run(parent)
+"""
+    result = run(parent, flows=[child])
     assert result.state is State.SUCCESS
     show = next(tr for tr in result.execution.taskruns.values() if tr.task_id == "show")
     assert show.outputs == {"value": "42"}
-    assert len(result.subflows) == 1
+    (sub,) = (e for e in result.executions if e.id != result.execution.id)
+    assert sub.outputs == {"result": 42} and sub.parent is not None
+    assert sub.parent["id"] == result.execution.id
 
 
 def test_subflow_failure_transmitted_or_not() -> None:
-    child = flow("""
+    child = """
 id: child
 namespace: t
 tasks:
   - id: boom
     type: io.kestra.plugin.core.execution.Fail
-""")
+"""
     template = """
 id: parent
 namespace: t
@@ -500,9 +508,8 @@ tasks:
     flowId: child
     transmitFailed: {flag}
 """
-    executor = InMemoryExecutor(flows={child.uid: child})
-    assert executor.run(flow(template.format(flag="true"))).state is State.FAILED
-    assert executor.run(flow(template.format(flag="false"))).state is State.SUCCESS
+    assert run(template.format(flag="true"), flows=[child]).state is State.FAILED
+    assert run(template.format(flag="false"), flows=[child]).state is State.SUCCESS
     d = Driver(template.format(flag="true"))
     starts = d.of_type(StartSubflow, d.start())
     assert starts[0].flow_id == "child" and starts[0].wait
@@ -511,8 +518,8 @@ tasks:
 
 
 def test_secret_inputs_are_masked_in_logs() -> None:
-    result = InMemoryExecutor().run(
-        flow("""
+    result = run(
+        """
 id: s
 namespace: t
 inputs:
@@ -522,15 +529,15 @@ tasks:
   - id: leak
     type: io.kestra.plugin.core.log.Log
     message: "token is {{ inputs.token }}"
-"""),
+""",
         {"token": "hunter2"},
     )
     assert [line.message for line in result.logs] == ["token is ********"]
 
 
 def test_log_level_filter_and_labels_task() -> None:
-    result = InMemoryExecutor().run(
-        flow("""
+    result = run(
+        """
 id: l
 namespace: t
 labels: {team: a}
@@ -544,7 +551,7 @@ tasks:
     type: io.kestra.plugin.core.execution.Labels
     labels:
       stage: "{{ flow.id }}-done"
-"""),
+""",
     )
     assert result.logs == []
     assert dict(result.execution.labels) == {"team": "a", "stage": "l-done"}
@@ -598,8 +605,8 @@ def test_started_twice_is_harmless() -> None:
 
 
 def test_flow_retry_create_new_execution_starts_a_new_execution() -> None:
-    result = InMemoryExecutor(clock=VirtualClock(T0)).run(
-        flow("""
+    result = run(
+        """
 id: again
 namespace: t
 retry:
@@ -610,7 +617,8 @@ retry:
 tasks:
   - id: boom
     type: io.kestra.plugin.core.execution.Fail
-"""),
+""",
+        start=T0,
     )
     assert [e.state for e in result.executions] == [State.FAILED] * 3
     assert len({e.id for e in result.executions}) == 3

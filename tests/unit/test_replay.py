@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.engine import JobStatusChanged, SubmitJob, replay
+from control_plane.engine import Execution, JobStatusChanged, SubmitJob, plan, replay
 from control_plane.engine.states import State
 from control_plane.errors import EngineError
-from control_plane.service.memory import InMemoryExecutor, JobOutcome
+from runners.base import JobSpec
+from tests.driving import Outcome, run
 
 from .helpers import T0, at, flow
 
-FLOW = flow(
-    """
+SOURCE = """
 id: r
 namespace: t
 tasks:
@@ -34,16 +34,18 @@ errors:
     type: io.kestra.plugin.core.log.Log
     message: failed
 """
-)
+FLOW = flow(SOURCE)
 
 
-def _run(fail_b: bool):  # type: ignore[no-untyped-def]
-    def jobs(action: SubmitJob) -> JobOutcome:
-        if fail_b and "echo b" in action.properties["commands"][0]:
-            return JobOutcome(status="FAILED", exit_code=1)
-        return JobOutcome(outputs={"vars": {"n": 7}, "exitCode": 0})
+def _run(fail_b: bool) -> Execution:
+    """The flow run by the service, its jobs scripted: ``echo b`` fails when asked."""
 
-    return InMemoryExecutor(jobs=jobs).run(FLOW).execution
+    def jobs(spec: JobSpec) -> Outcome:
+        if fail_b and "echo b" in spec.command[-1]:
+            return Outcome(exit_code=1)
+        return Outcome(outputs={"n": 7})
+
+    return run(SOURCE, jobs=jobs).execution
 
 
 def test_replay_keeps_what_ran_before_the_top_level_task_and_runs_the_rest() -> None:
@@ -60,11 +62,18 @@ def test_replay_keeps_what_ran_before_the_top_level_task_and_runs_the_rest() -> 
     submits = [a for a in actions if isinstance(a, SubmitJob)]
     assert [a.properties["commands"][0] for a in submits] == ["echo a"]  # ForEach default limit 1
     assert "alert" not in by_task and "last" not in by_task
-    # driven to the end with jobs that now succeed
-    done = JobStatusChanged(at(61), submits[0].taskrun_id, submits[0].attempt, "SUCCEEDED", outputs={})
-    result = InMemoryExecutor(jobs=lambda a: JobOutcome(outputs={"vars": {"n": 7}})).drive(FLOW, new, done)
-    assert result.state is State.SUCCESS
-    last = next(tr for tr in result.execution.ordered_taskruns() if tr.task_id == "last")
+    # driven to the end, by hand, with jobs that now succeed
+    execution, pending, second = new, submits, 61
+    while pending:
+        job = pending.pop(0)
+        ended = JobStatusChanged(
+            at(second), job.taskrun_id, job.attempt, "SUCCEEDED", outputs={"vars": {"n": 7}}
+        )
+        execution, actions = plan(FLOW, execution, ended)
+        pending += [a for a in actions if isinstance(a, SubmitJob)]
+        second += 1
+    assert execution.state is State.SUCCESS
+    last = next(tr for tr in execution.ordered_taskruns() if tr.task_id == "last")
     assert last.outputs == {"value": "one-7"}
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 from pathlib import Path
 
 import pytest
 
-from control_plane.handlers.runtime import Runtime, Settings, load_settings
+from control_plane.handlers.runtime import (
+    Runtime,
+    Settings,
+    load_settings,
+    local_settings,
+    open_local,
+    open_runtime,
+)
 from control_plane.service.runners import RunnerRegistry
 from control_plane.service.service import Service
 from control_plane.service.storage import LocalStorage
@@ -53,3 +61,38 @@ def test_a_runtime_needs_a_service_or_a_way_to_build_one(tmp_path: Path) -> None
     with pytest.raises(TypeError, match="needs a service"):
         Runtime(_settings(tmp_path), store)
     store.close()
+
+
+# ---------------------------------------------------------------------------- one wiring for every runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_only_the_wiring_module_builds_a_service() -> None:
+    # `squall run`, `squall server`, every Lambda handler and `squall conformance` get their
+    # service from handlers/runtime.py: a second place that builds one would drift from it.
+    builders = []
+    for path in sorted((ROOT / "control_plane").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Service"
+            ):
+                builders.append(path.relative_to(ROOT).as_posix())
+    assert builders == ["control_plane/handlers/runtime.py"]
+
+
+def test_a_local_runtime_keeps_its_files_beside_the_database_and_submits_every_job_itself(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "nested" / "squall.db"
+    with open_local(local_settings(db, env={})) as rt:
+        assert rt.settings.store == "sqlite" and Path(rt.settings.db or "") == db.resolve()
+        assert rt.data_dir == db.resolve().parent  # storage/ and jobs/ beside it, as `squall server`
+        assert rt.service.submit_budget is None  # no tick runs beside `squall run`
+        assert rt.service.storage.root == db.resolve().parent / "storage"
+    env = {"SQUALL_DATA_DIR": str(tmp_path / "data"), "SQUALL_STORE": "dynamodb", "SQUALL_TABLE": "t"}
+    settings = local_settings(db, env=env)
+    assert settings.store == "sqlite" and settings.data_dir == str(tmp_path / "data")
+    with open_runtime(_settings(tmp_path)) as rt:  # a Lambda's: the tick takes what a step leaves
+        assert rt.service.submit_budget == rt.settings.submit_budget == 100
