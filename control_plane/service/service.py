@@ -73,6 +73,7 @@ from control_plane.engine.actions import (
     StartTimer,
     SubmitJob,
 )
+from control_plane.engine.compiled import compile_flow
 from control_plane.engine.events import (
     Event,
     JobStatusChanged,
@@ -96,7 +97,7 @@ from control_plane.errors import (
     StoreError,
 )
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow, Schedule
+from control_plane.flows.models import Flow, Pause, Schedule
 from control_plane.levels import Level
 from control_plane.secrets import SecretChain
 from control_plane.service.capture import Capture, LogLimits, stream_level
@@ -558,7 +559,12 @@ class Service:
         return [execution.id]
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
-        """Drive until the execution ends, or waits for a person (PAUSED with no timer due).
+        """Drive until the execution ends, or waits for a person.
+
+        A paused execution waits for a person unless a Pause with ``pauseDuration`` (or
+        ``delay``) resumes it by itself: that pause is waited out like a Sleep (Kestra resumes
+        it with no one's help). A pause ``timeout`` is a deadline for the person, not a
+        reason to wait here: it fires on a later run, or on ``squall server``'s tick.
 
         Follows a flow-level retry to the new execution it creates. ``deadline`` is a
         ``time.monotonic()`` value after which the current state is returned as it is.
@@ -579,10 +585,24 @@ class Service:
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return execution
-            if execution.state is State.PAUSED and not self._handles and not self.store.active_jobs(limit=1):
+            if (
+                execution.state is State.PAUSED
+                and not self._handles
+                and not self.store.active_jobs(limit=1)
+                and not self._resumes_by_itself(execution)
+            ):
                 return execution  # waits for a person; a pause timeout fires on a later run
             if not self._wait():
                 return self._reload(current)
+
+    def _resumes_by_itself(self, execution: Execution) -> bool:
+        """Whether a paused task run of ``execution`` is a Pause that ends on its own timer."""
+        tasks = compile_flow(self._flow_of(execution)).tasks
+        return any(
+            isinstance(task := tasks.get(tr.task_id), Pause) and task.auto_resume_after is not None
+            for tr in execution.taskruns.values()
+            if tr.state is State.PAUSED
+        )
 
     def _retry_target(self, execution: Execution) -> str | bool | None:
         """For a terminal execution: the id of its flow-retry execution, True if one is pending."""

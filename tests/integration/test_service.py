@@ -535,6 +535,24 @@ def test_run_returns_on_pause_even_with_a_distant_pause_timeout(tmp_path: Path) 
         assert rt.store.next_timer() is not None  # the timeout is still pending, durably
 
 
+@pytest.mark.parametrize("field", ["pauseDuration", "delay"])
+def test_run_waits_out_a_pause_that_resumes_by_itself(tmp_path: Path, field: str) -> None:
+    # Kestra resumes such a pause with no one's help: it is a wait, like a Sleep, not a stop.
+    from control_plane.service.clock import VirtualClock
+
+    source = flow(
+        f"  - id: wait\n    type: io.kestra.plugin.core.flow.Pause\n    {field}: PT10M\n"
+        "  - id: after\n    type: io.kestra.plugin.core.log.Log\n    message: resumed\n"
+    )
+    clock = VirtualClock()
+    with runtime(tmp_path, clock=clock) as rt:
+        started = clock.now()
+        final = deploy_and_run(rt, source)
+        assert final.state is State.SUCCESS
+        assert final.ended is not None and (final.ended - started).total_seconds() == 600
+        assert messages(rt, final.id, "after") == ["resumed"]
+
+
 def test_a_running_jobs_output_is_shown_live_and_stored_once(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     source = flow(
