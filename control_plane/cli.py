@@ -561,7 +561,7 @@ def server(
     import secrets
     import signal
 
-    from control_plane.handlers.runtime import SettingsError, load_settings
+    from control_plane.handlers.runtime import SettingsError, load_settings, local_settings
     from control_plane.server import Server
 
     if store not in (None, "sqlite", "dynamodb"):
@@ -581,14 +581,8 @@ def server(
     }
     try:
         settings = load_settings(**overrides)
-        if settings.store == "sqlite":
-            from control_plane.store.sqlite import default_db_path
-
-            path = (db or default_db_path()).expanduser().resolve()
-            overrides["db"] = str(path)
-            if not os.environ.get("SQUALL_DATA_DIR"):
-                overrides["data_dir"] = str(path.parent)  # storage/ and jobs/ next to the db, as `squall run`
-            settings = load_settings(None, **overrides)
+        if settings.store == "sqlite":  # storage/ and jobs/ next to the db, as for `squall run`
+            settings = local_settings(db, **overrides)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     # No CloudWatch here: EMF metric lines would only clutter the terminal.
