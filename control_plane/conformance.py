@@ -43,6 +43,7 @@ __all__ = [
     "CASE_TIMEOUT",
     "CaseResult",
     "FlowRun",
+    "execution_logs",
     "load_cases",
     "run_case",
     "run_cases",
@@ -146,7 +147,7 @@ def run_flow(
         execution = service.run(execution.id, deadline=time.monotonic() + 30)
     ids = _execution_ids(runtime)
     executions = [runtime.store.get_execution(i) for i in ids]
-    logs = [line for i in ids for line in _logs(runtime, i)]
+    logs = [line for i in ids for line in execution_logs(runtime, i)]
     return FlowRun(execution, executions, logs)
 
 
@@ -162,7 +163,8 @@ def _execution_ids(runtime: Runtime) -> list[str]:
             return ids[::-1]
 
 
-def _logs(runtime: Runtime, execution_id: str) -> list[LogLine]:
+def execution_logs(runtime: Runtime, execution_id: str) -> list[LogLine]:
+    """Every stored log line of an execution, in order (all pages)."""
     lines: list[LogLine] = []
     cursor: str | None = None
     while True:

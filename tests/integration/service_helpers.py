@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from control_plane.conformance import execution_logs
 from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.handlers.runtime import Runtime, local_settings, open_local
 
@@ -39,14 +40,7 @@ def run_of(execution: Execution, task_id: str) -> TaskRun:
 
 
 def logs(rt: Runtime, execution_id: str) -> list[LogLine]:
-    out: list[LogLine] = []
-    cursor = None
-    while True:
-        page = rt.store.read_logs(execution_id, limit=5000, cursor=cursor)
-        out += page.items
-        cursor = page.cursor
-        if cursor is None:
-            return out
+    return execution_logs(rt, execution_id)
 
 
 def messages(rt: Runtime, execution_id: str, task_id: str | None = None) -> list[str]:
