@@ -165,7 +165,6 @@ class _Worker:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
-
     def close(self) -> None:
         """Stop the worker and remove its directory (at interpreter exit)."""
         self.stop()
