@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.conformance import run_case
-from tests.shared_suite import CASES, CONFORMANCE
+from tests.shared_suite import CASES, CONFORMANCE, needs_suite
 
 _cases = CASES
 
@@ -18,6 +18,7 @@ def test_case(case: dict) -> None:
     assert result.passed, result.line()
 
 
+@needs_suite
 def test_all_invalid_flows_are_covered() -> None:
     invalid = {Path(c["flow"]).name for c in _cases if c.get("invalid")}
     assert invalid == {p.name for p in (CONFORMANCE / "flows" / "invalid").iterdir()}

