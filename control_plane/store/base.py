@@ -19,7 +19,7 @@ another writer got there first the write fails with :class:`ConflictError` and c
 nothing, and the caller reloads and plans again. Task-run ids in ``changed`` that are no
 longer in ``taskruns`` are deleted (a restart drops the ``errors``/``finally`` branches).
 
-Implementations: ``sqlite.py`` (embedded default) and ``dynamodb.py`` (the cloud). Both run
+Implementations: ``sqlite.py`` (embedded default) and ``dynamodb/`` (the cloud). Both run
 the contract suite in ``tests/store_contract.py``.
 """
 

@@ -1,6 +1,6 @@
 """The DynamoDB table of the cloud store, as data: the one place its keys and indexes are defined.
 
-``control_plane/store/dynamodb.py`` reads and writes by these names, :func:`create_table`
+The ``control_plane/store/dynamodb/`` package reads and writes by these names, :func:`create_table`
 builds a table from them (tests, ``squall`` tooling), and the Terraform module (``infra/``)
 renders the same constants, so the three cannot drift. Everything here is a plain constant:
 import it without boto3.

@@ -2,8 +2,8 @@
 
 The policies submodule is applied (no provider needed) with every feature on, and its
 rendered statements are checked here: no ``*`` action, resource ``*`` only for actions IAM
-cannot scope, and DynamoDB actions equal to the calls ``control_plane/store/dynamodb.py``
-makes, read from its source.
+cannot scope, and DynamoDB actions equal to the calls the ``control_plane/store/dynamodb/``
+package makes, read from its source.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from .conftest import MODULE, ROOT, SUBMODULES, load_module, resources, run_terraform
 
-STORE_SOURCE = ROOT / "control_plane" / "store" / "dynamodb.py"
+STORE_PACKAGE = ROOT / "control_plane" / "store" / "dynamodb"
 # TransactWriteItems is authorized per item: each kind of transaction item needs its action.
 TRANSACTION_ITEM_ACTIONS = {
     "Put": "PutItem",
@@ -50,12 +50,17 @@ def statement_problems(statements: Iterable[Mapping[str, Any]], wildcard_allowed
     return problems
 
 
+def store_source() -> str:
+    """The DynamoDB store's source: every module of its package."""
+    return "\n".join(path.read_text() for path in sorted(STORE_PACKAGE.glob("*.py")))
+
+
 def store_dynamodb_actions(source: str) -> set[str]:
     """The IAM actions the DynamoDB store needs, from the operations its source calls."""
-    calls = set(re.findall(r'(?<!\w)_call\(\s*"([A-Z]\w+)"', source))
+    calls = set(re.findall(r'(?<!\w)call\(\s*"([A-Z]\w+)"', source))
     for mapping in re.findall(
-        r"(?<!\w)_call\(\s*\{([^}]*)\}\[", source
-    ):  # _call({"Put": "PutItem", ...}[kind])
+        r"(?<!\w)call\(\s*\{([^}]*)\}\[", source
+    ):  # call({"Put": "PutItem", ...}[kind])
         calls |= set(re.findall(r':\s*"([A-Z]\w+)"', mapping))
     if "TransactWriteItems" in calls:
         calls.discard("TransactWriteItems")
@@ -74,14 +79,14 @@ SERVICE_FUNCTIONS = ("api", "tick", "events", "schedule")
 
 
 def test_store_s3_calls_are_known() -> None:
-    calls = set(re.findall(r'_s3_call\(\s*"([A-Z]\w+)"', STORE_SOURCE.read_text()))
+    calls = set(re.findall(r'(?<!\w)s3_call\(\s*"([A-Z]\w+)"', store_source()))
     assert calls - set(SWEEPER_ONLY_S3_CALLS) == set(STORE_S3_ACTIONS), (
         f"new S3 calls in the store: {sorted(calls)}"
     )
 
 
 def test_store_actions_are_read_from_the_source() -> None:
-    actions = store_dynamodb_actions(STORE_SOURCE.read_text())
+    actions = store_dynamodb_actions(store_source())
     # A sanity floor: reads, conditional writes and transactions are all there.
     assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
     assert "dynamodb:TransactWriteItems" not in actions
@@ -170,7 +175,7 @@ def test_the_check_catches_a_wildcard_action_and_an_unjustified_wildcard_resourc
 
 
 def test_dynamodb_actions_are_exactly_the_stores_calls(rendered: dict[str, Any]) -> None:
-    expected = store_dynamodb_actions(STORE_SOURCE.read_text())
+    expected = store_dynamodb_actions(store_source())
     for function in SERVICE_FUNCTIONS:
         sts = rendered["statements"][function]
         granted = {a for st in sts for a in st["actions"] if a.startswith("dynamodb:")}
@@ -187,7 +192,7 @@ def test_the_sweeper_only_purges(rendered: dict[str, Any]) -> None:
     sts = rendered["statements"]["sweeper"]
     on_table = {a for st in sts if st["resources"] == [POLICY_INPUTS["table_arn"]] for a in st["actions"]}
     assert on_table == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchWriteItem"}
-    assert on_table <= store_dynamodb_actions(STORE_SOURCE.read_text())
+    assert on_table <= store_dynamodb_actions(store_source())
     on_stream = {
         a for st in sts if st["resources"] == [POLICY_INPUTS["table_stream_arn"]] for a in st["actions"]
     }

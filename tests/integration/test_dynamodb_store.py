@@ -27,6 +27,7 @@ from control_plane.flows.models import Flow
 from control_plane.store.base import JobPhase, JobRecord, TimerRecord, TriggerRecord
 from control_plane.store.codec import rebuild_outputs_index
 from control_plane.store.dynamodb import DynamoDBStore
+from control_plane.store.dynamodb.items import exec_key
 from tests.emulators.dynamodb_local import DynamoDBLocal
 from tests.emulators.fixtures import dynamodb_client
 from tests.emulators.moto_server import MotoServer
@@ -855,7 +856,7 @@ def _finish_one(store: DynamoDBStore, ex_id: str, at: datetime) -> None:
 
 
 def _job_names(store: DynamoDBStore, ex_id: str) -> list[str]:
-    item = store._get(store._exec_key(ex_id))
+    item = store._table.get(exec_key(ex_id))
     assert item is not None
     return list(item["j"]["M"])
 

@@ -143,7 +143,7 @@ locals {
   # Every create request must carry the tag, so nothing Squall creates can escape it.
   tagged_requests = [{ test = "StringEquals", variable = "aws:RequestTag/${local.managed_tag.key}", values = [local.managed_tag.value] }]
 
-  # DynamoDB: exactly the calls control_plane/store/dynamodb.py makes (TransactWriteItems is
+  # DynamoDB: exactly the calls the control_plane/store/dynamodb/ package makes (TransactWriteItems is
   # authorized per item as PutItem/UpdateItem/DeleteItem; the store sends no ConditionCheck).
   # Only Query reads the indexes. No Scan, no table management.
   dynamodb = [

@@ -1,0 +1,308 @@
+"""Squall's records as DynamoDB items and back: execution META, jobs, timers, log lines.
+
+Pure: each record is encoded here and decoded here, once, whichever mode writes it (a job is
+a ``JOB#`` item in split mode and an entry of its execution's item in document mode). The
+modules that write decide which items a step holds and on what conditions; what an item
+looks like is decided here. ``docs/dynamodb.md`` shows the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.states import State
+from control_plane.errors import StoreError
+from control_plane.store.base import ExecutionSummary, JobPhase, JobRecord, TimerRecord
+from control_plane.store.codec import dumps, execution_meta, loads, log_to_json
+from control_plane.store.dynamodb.items import (
+    Item,
+    compress,
+    decompress,
+    exec_key,
+    from_us,
+    item_size,
+    job_key,
+    n,
+    s,
+    us,
+)
+from control_plane.store.dynamodb_schema import ITEM_LIMIT_BYTES, TTL_ATTRIBUTE
+
+__all__ = [
+    "LOG_CHUNK_BYTES",
+    "active_job_key",
+    "doc_job",
+    "doc_job_entry",
+    "doc_job_update",
+    "inline_logs",
+    "job_attrs",
+    "job_from_item",
+    "job_item",
+    "job_update",
+    "log_items",
+    "meta_attrs",
+    "summary_from_item",
+    "timer_from_item",
+    "timer_item",
+    "unique_timers",
+]
+
+LOG_CHUNK_BYTES = 300_000  # one log item, well under the 400 KB item limit
+
+Expiry = Callable[[], int | None]  # the TTL a record written now gets when it is finished
+
+
+# ---------------------------------------------------------------------- execution META
+
+
+def meta_attrs(ex: Execution, ttl: int | None) -> Item:
+    """META's attributes: version, meta body, and the state, summary and listing keys."""
+    summary = {
+        "r": ex.flow_revision,
+        "c": ex.created.isoformat(),
+        "e": None if ex.ended is None else ex.ended.isoformat(),
+        "l": ex.labels,
+        "p": (ex.parent or {}).get("id"),
+    }
+    attrs: Item = {
+        "v": n(ex.version),
+        "b": s(dumps(execution_meta(ex))),
+        "st": s(ex.state.value),
+        "sm": s(dumps(summary)),
+        "xg": s("EXEC"),
+        "xn": s(ex.namespace),
+        "xc": s(f"{us(ex.created):017d}#{ex.id}"),
+        "xf": s(ex.flow_id),
+    }
+    if ttl is not None:
+        attrs[TTL_ATTRIBUTE] = n(ttl)
+    return attrs
+
+
+def summary_from_item(item: Item) -> ExecutionSummary:
+    """A listing entry from META (document or split) as the listing projects it."""
+    summary = loads(item["sm"]["S"])
+    return ExecutionSummary(
+        id=item["xc"]["S"].split("#", 1)[1],
+        namespace=item["xn"]["S"],
+        flow_id=item["xf"]["S"],
+        flow_revision=summary.get("r"),
+        state=State(item["st"]["S"]),
+        created=datetime.fromisoformat(summary["c"]),
+        ended=datetime.fromisoformat(summary["e"]) if summary.get("e") else None,
+        labels=summary.get("l") or {},
+        parent_id=summary.get("p"),
+    )
+
+
+# ---------------------------------------------------------------------- jobs: JOB# records
+
+
+def active_job_key(phase: JobPhase, runner: str, name: str) -> str:
+    return f"{0 if phase is JobPhase.SUBMITTING else 1}#{runner}#{name}"
+
+
+def job_attrs(job: JobRecord, version: int, expiry: Expiry) -> tuple[Item, list[str]]:
+    """What an insert or a full update writes, and what it removes."""
+    attrs: Item = {"p": s(job.phase.value), "s": s(dumps(job.spec)), "v": n(version)}
+    remove = []
+    if job.handle is not None:
+        attrs["h"] = s(dumps(job.handle))
+    else:
+        remove.append("h")
+    if job.updated is not None:
+        attrs["u"] = s(job.updated.isoformat())
+    else:
+        remove.append("u")
+    if job.phase is JobPhase.DONE:
+        remove += ["jq", "jr"]
+        if (ttl := expiry()) is not None:
+            attrs[TTL_ATTRIBUTE] = n(ttl)
+    else:
+        attrs["jq"] = s("ACTIVE")
+        attrs["jr"] = s(active_job_key(job.phase, job.runner, job.name))
+    return attrs, remove
+
+
+def job_item(job: JobRecord, expiry: Expiry) -> Item:
+    attrs, _ = job_attrs(job, 1, expiry)
+    item = {
+        **job_key(job.name),
+        "e": s(job.execution_id),
+        "t": s(job.taskrun_id),
+        "a": n(job.attempt),
+        "r": s(job.runner),
+        **attrs,
+    }
+    size = item_size(item)
+    if size > ITEM_LIMIT_BYTES:
+        raise StoreError(f"job {job.name}: the record is {size:,} bytes, over DynamoDB's 400 KB item limit")
+    return item
+
+
+def job_update(job: JobRecord, expiry: Expiry) -> dict[str, Any]:
+    """A later phase, as SQLite's ``UPDATE``: keep the handle when none is given, version + 1."""
+    sets: Item = {"p": s(job.phase.value)}
+    remove: list[str] = []
+    if job.handle is not None:
+        sets["h"] = s(dumps(job.handle))
+    if job.updated is not None:
+        sets["u"] = s(job.updated.isoformat())
+    else:
+        remove.append("u")
+    if job.phase is JobPhase.DONE:
+        remove += ["jq", "jr"]
+        if (ttl := expiry()) is not None:
+            sets[TTL_ATTRIBUTE] = n(ttl)
+    else:
+        sets["jq"] = s("ACTIVE")
+        sets["jr"] = s(active_job_key(job.phase, job.runner, job.name))
+    return {"name": job.name, "key": job_key(job.name), "set": sets, "remove": remove}
+
+
+def job_from_item(item: Item) -> JobRecord:
+    return JobRecord(
+        name=item["PK"]["S"].removeprefix("JOB#"),
+        execution_id=item["e"]["S"],
+        taskrun_id=item["t"]["S"],
+        attempt=int(item["a"]["N"]),
+        runner=item["r"]["S"],
+        phase=JobPhase(item["p"]["S"]),
+        spec=loads(item["s"]["S"]),
+        handle=loads(item["h"]["S"]) if "h" in item else None,
+        version=int(item["v"]["N"]),
+        updated=datetime.fromisoformat(item["u"]["S"]) if "u" in item else None,
+    )
+
+
+# ---------------------------------------------------------------------- jobs: a document's entries
+
+
+def doc_job_entry(job: JobRecord, version: int) -> Item:
+    entry: Item = {
+        "v": n(version),
+        "p": s(job.phase.value),
+        "t": s(job.taskrun_id),
+        "a": n(job.attempt),
+        "r": s(job.runner),
+    }
+    if job.phase is not JobPhase.DONE:
+        entry["s"] = {"B": compress(dumps(job.spec))}
+    if job.handle is not None:
+        entry["h"] = s(dumps(job.handle))
+    if job.updated is not None:
+        entry["u"] = s(job.updated.isoformat())
+    return {"M": entry}
+
+
+def doc_job_update(old: Item, job: JobRecord) -> Item:
+    """A later phase, as SQLite's ``UPDATE``: the handle kept when none is given, version + 1."""
+    entry = dict(old["M"])
+    entry["p"] = s(job.phase.value)
+    entry["v"] = n(int(entry["v"]["N"]) + 1)
+    if job.phase is JobPhase.DONE:
+        # A finished job is never submitted, found or cancelled again: its spec is dead
+        # weight in every later write of the document (it made a 1-task completion cost
+        # 2 write units instead of 1). The handle stays: it says which backend job ran.
+        entry.pop("s", None)
+    if job.handle is not None:
+        entry["h"] = s(dumps(job.handle))
+    entry.pop("u", None)
+    if job.updated is not None:
+        entry["u"] = s(job.updated.isoformat())
+    return {"M": entry}
+
+
+def doc_job(name: str, execution_id: str, entry: Item) -> JobRecord:
+    raw = entry["M"]
+    return JobRecord(
+        name=name,
+        execution_id=execution_id,
+        taskrun_id=raw["t"]["S"],
+        attempt=int(raw["a"]["N"]),
+        runner=raw["r"]["S"],
+        phase=JobPhase(raw["p"]["S"]),
+        spec=loads(decompress(raw["s"]["B"])) if "s" in raw else {},
+        handle=loads(raw["h"]["S"]) if "h" in raw else None,
+        version=int(raw["v"]["N"]),
+        updated=datetime.fromisoformat(raw["u"]["S"]) if "u" in raw else None,
+    )
+
+
+# ---------------------------------------------------------------------- timers
+
+
+def timer_item(timer: TimerRecord) -> Item:
+    return {
+        "PK": s(f"EXEC#{timer.execution_id}"),
+        "SK": s(f"DUE#{timer.key}"),
+        "tq": s("T"),
+        "ta": s(f"{us(timer.at):017d}#{timer.execution_id}#{timer.key}"),
+    }
+
+
+def timer_from_item(item: Item) -> TimerRecord:
+    return TimerRecord(
+        item["PK"]["S"].removeprefix("EXEC#"),
+        item["SK"]["S"].removeprefix("DUE#"),
+        from_us(int(item["ta"]["S"].split("#", 1)[0])),
+    )
+
+
+def unique_timers(timers: Sequence[TimerRecord]) -> list[TimerRecord]:
+    """One timer per (execution, key), the last one written winning (as a rewrite would)."""
+    return list({(t.execution_id, t.key): t for t in timers}.values())
+
+
+# ---------------------------------------------------------------------- log lines
+
+
+def log_items(execution_id: str, prefix: str, logs: Sequence[LogLine], ttl: int | None) -> list[Item]:
+    """All the lines of one write in as few items as fit (one, nearly always)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in logs:
+        encoded = _encoded(line)
+        length = len(encoded.encode()) + 1
+        if chunks[-1] and size + length > LOG_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(encoded)
+        size += length
+    items = []
+    for i, chunk in enumerate(chunks):
+        item = exec_key(execution_id, f"{prefix}#{i:04d}")
+        item["l"] = s("[" + ",".join(chunk) + "]")
+        if ttl is not None:
+            item[TTL_ATTRIBUTE] = n(ttl)
+        items.append(item)
+    return items
+
+
+def inline_logs(logs: Sequence[LogLine]) -> bytes:
+    """A document's chunk of log lines: compressed, each line cut as a log item would cut it."""
+    return compress("[" + ",".join(_encoded(line) for line in logs) + "]")
+
+
+def _encoded(line: LogLine) -> str:
+    """One line as JSON, cut to fit a log item."""
+    encoded = dumps(log_to_json(line))
+    if len(encoded.encode()) > LOG_CHUNK_BYTES:
+        encoded = dumps(log_to_json(_truncated(line)))
+    return encoded
+
+
+def _truncated(line: LogLine) -> LogLine:
+    """A line too long for one item keeps its head and says how much was cut."""
+    data = line.message.encode()
+    budget = LOG_CHUNK_BYTES - 2_000
+    while True:  # JSON escapes can make the encoded line longer than the raw bytes: shrink to fit
+        head = data[:budget].decode(errors="ignore")
+        note = f" ... [truncated by the store: {len(data) - len(head.encode()):,} more bytes]"
+        cut = LogLine(line.at, line.level, head + note, line.task_id, line.taskrun_id, line.attempt)
+        if len(dumps(log_to_json(cut)).encode()) <= LOG_CHUNK_BYTES:
+            return cut
+        budget //= 2
