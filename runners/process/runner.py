@@ -1,0 +1,233 @@
+"""``ProcessRunner``: the Runner protocol over the job directories, the launcher and the pumps.
+
+Each method resolves a handle to its job directory and hands the work to the module that
+holds the state involved: :mod:`~runners.process.launch` (submit), :mod:`~runners.process.status`
+(poll, find, orphans), :mod:`~runners.process.capture` (logs), :mod:`~runners.process.registry`
+(wait). What it keeps itself is only its configuration and what ``wait`` has seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from runners import retry
+from runners.base import JobHandle, JobNotFoundError, JobSpec, JobStatus, LogChunk, RunnerError, RunnerOptions
+from runners.process import registry, status
+from runners.process.capture import read_records
+from runners.process.files import read_json, remove_tree
+from runners.process.launch import Launcher, make_handle
+from runners.process.layout import (
+    CANCELLED,
+    EXIT,
+    LOG,
+    NAME,
+    PID,
+    WORK,
+    Claim,
+    check_name,
+    default_base_dir,
+    started,
+)
+from runners.process.options import ProcessOptions
+from runners.process.procs import PidInfo, terminate
+
+__all__ = ["ProcessRunner"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProcessRunner:
+    """Runs each job's ``command`` as a local subprocess; state lives under ``base_dir``.
+
+    ``spawn`` (``subprocess.Popen``-compatible), ``policy`` and ``sleep`` are the seams for
+    tests: a fake ``spawn`` that raises ``BlockingIOError(EAGAIN)`` exercises the retry
+    path; ``sleep`` is handed to the retry loop only. ``grace`` is the default time between
+    SIGTERM and SIGKILL (the ``gracePeriod`` option overrides it per job). ``clock`` stamps
+    log records and start/end times.
+
+    Example::
+
+        runner = ProcessRunner(base_dir=tmp)
+        handle = runner.submit(JobSpec(name="demo-1", command=("sh", "-c", "echo hi")))
+        while not runner.poll([handle])["demo-1"].terminal:
+            runner.wait(1.0)
+        assert [r.text for r in runner.logs(handle, None).lines] == ["hi"]
+    """
+
+    name: ClassVar[str] = NAME
+    Options: ClassVar[type[RunnerOptions]] = ProcessOptions
+
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        *,
+        spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        grace: timedelta = timedelta(seconds=5),
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.base_dir = Path(base_dir if base_dir is not None else default_base_dir()).expanduser().resolve()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self._base = str(self.base_dir)
+        self._grace = grace
+        self._clock = clock
+        self._launcher = Launcher(
+            type(self), self._base, spawn=spawn, policy=policy, sleep=sleep, grace=grace, clock=clock
+        )
+        self._changes = registry.Changes()
+
+    # -- Runner protocol
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        """Start ``spec`` once per name; a second submit returns the first job's handle.
+
+        Raises :class:`RunnerError` for an invalid spec (nothing is created),
+        :class:`~runners.base.RunnerOptionsError` for bad options and
+        :class:`~runners.base.TransientRunnerError` when spawning kept failing transiently
+        (the job directory is then left for a later submit to take over).
+        """
+        plan = self._launcher.plan(spec)
+        job_dir = plan.job_dir
+        try:
+            os.mkdir(job_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # base_dir was removed since
+            os.makedirs(self._base, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(job_dir)
+        with Claim(job_dir) as claim:
+            if started(job_dir):
+                return self._handle(job_dir)
+            assert claim.fd is not None
+            return self._launcher.start(plan, os.fstat(claim.fd))
+
+    def find(self, spec: JobSpec) -> JobHandle | None:
+        """The handle of the job submitted under ``spec.name``, or None if it never started."""
+        check_name(spec.name)
+        job_dir = f"{self._base}/{spec.name}"
+        if not os.path.isdir(job_dir):
+            return None
+        with Claim(job_dir):  # waits for a submit in progress to finish
+            if started(job_dir):
+                return self._handle(job_dir)
+        return None
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[str, JobStatus]:
+        return {handle.name: self._status(handle) for handle in handles}
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Stop the job's whole process group (TERM, grace, KILL) and record CANCELLED.
+
+        Idempotent; a no-op for a finished job or a job directory that no longer exists.
+        Returns once the processes are gone and, when this process supervises the job, once
+        its terminal status is recorded.
+        """
+        job_dir = self._dir(handle)
+        if not os.path.isdir(job_dir) or os.path.exists(f"{job_dir}/{EXIT}"):
+            return
+        with (
+            contextlib.suppress(FileExistsError),
+            open(f"{job_dir}/{CANCELLED}", "x", encoding="utf-8") as f,
+        ):
+            f.write(self._clock().isoformat())
+        with Claim(job_dir):
+            if os.path.exists(f"{job_dir}/{EXIT}"):
+                return
+            raw = read_json(f"{job_dir}/{PID}")
+            if raw is None:  # never started: make sure it never will
+                status.record_cancelled_before_start(job_dir, self._clock)
+                return
+            info = PidInfo.from_json(raw)
+            terminate(info, status.recorded_grace(job_dir, raw, self._grace.total_seconds()))
+        pump = registry.active_pump(job_dir)
+        if pump is not None:
+            pump.done.wait(timeout=30.0)
+        elif not status.owner_alive(info):
+            status.finalize_orphan(job_dir, info, status.token_of(job_dir, raw), self._clock)
+        registry.notify()
+
+    def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        """Records after ``cursor`` (a byte offset), at most LOG_CHUNK_LINES / LOG_CHUNK_BYTES.
+
+        ``complete`` is True once the job is terminal and the end of its log was reached.
+        """
+        job_dir = self._dir(handle)
+        try:
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            offset = -1
+        terminal = self._status(handle).terminal  # before reading: a terminal log no longer grows
+        try:
+            fd = os.open(f"{job_dir}/{LOG}", os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            fd = -1
+        if fd < 0 and not os.path.isdir(job_dir):
+            raise JobNotFoundError(f"no job {handle.name!r} under {self.base_dir}", runner=self.name)
+        if offset < 0:
+            if fd >= 0:
+                os.close(fd)
+            raise RunnerError(f"invalid log cursor {cursor!r}", runner=self.name)
+        if fd < 0:  # nothing written yet (or never: the job could not start)
+            return LogChunk((), str(offset), complete=terminal)
+        try:
+            lines, consumed, at_end = read_records(fd, offset)
+        finally:
+            os.close(fd)
+        return LogChunk(lines, str(offset + consumed), complete=terminal and at_end)
+
+    def cleanup(self, handle: JobHandle) -> None:
+        """Remove a terminal job's work directory (logs, status, OUTPUT_DIR and outputs stay); idempotent."""
+        job_dir = self._dir(handle)
+        found = self._status(handle)  # LOST when the directory is gone: then nothing to do
+        if not found.terminal:
+            if not os.path.isdir(job_dir):
+                return
+            raise RunnerError(
+                f"job {handle.name!r} is {found.state.value}: cancel it before cleaning up", runner=self.name
+            )
+        remove_tree(f"{job_dir}/{WORK}")
+
+    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
+        """Local jobs have no push events: :meth:`wait` and :meth:`poll` are the way."""
+        return None
+
+    # -- Waitable
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a job supervised in this process changed state, at most ``timeout`` s.
+
+        Returns True when something changed since the previous call on this instance (even if
+        that happened before this call: no wakeup is lost), False on timeout. Jobs owned by
+        another process do not notify: callers poll anyway after a False. A job's end is
+        notified as soon as its ``exit`` file is written.
+        """
+        return self._changes.wait(timeout)
+
+    # -- handles
+
+    def _dir(self, handle: JobHandle) -> str:
+        if handle.runner != self.name:
+            raise RunnerError(f"handle of runner {handle.runner!r} given to {self.name!r}", runner=self.name)
+        raw = handle.data.get("dir") if handle.data else None
+        if isinstance(raw, str) and os.path.isabs(raw):
+            # The usual handle (from this base_dir) is already normal: skip normpath.
+            return raw if raw == f"{self._base}/{handle.name}" else os.path.normpath(raw)
+        check_name(handle.name)
+        return f"{self._base}/{handle.name}"
+
+    def _handle(self, job_dir: str) -> JobHandle:
+        return make_handle(self.name, job_dir, status.job_id(job_dir))
+
+    def _status(self, handle: JobHandle) -> JobStatus:
+        return status.status(self._dir(handle), handle, self._clock)

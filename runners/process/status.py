@@ -1,0 +1,254 @@
+"""A job's status: from this process's pump, else its directory, and the ``exit`` file written once.
+
+Theory of operation
+-------------------
+``poll`` answers from memory for a job this process supervises (RUNNING until ``exit`` is
+written, then the pump wakes :meth:`ProcessRunner.wait` at once). Otherwise it reads ``exit``
+when it exists (one small read; the parsed status is cached by content). Otherwise the job is
+RUNNING while its owner (the runner process whose pump reads the pipes) is alive. When the
+owner is gone the job's output is lost for good: the job is LOST, and a still-running orphan
+is killed so it does not run alongside the retry that the control plane will submit
+(:func:`finalize_orphan`). A handle names the job it was given for (its id, also in ``pid``
+and ``exit``): a directory that now holds another job answers LOST for the old handle.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from runners.base import Failure, JobHandle, JobState, JobStatus, Resources
+from runners.process import registry
+from runners.process.files import dumps, parse_json, read_bytes, read_json, write_atomic
+from runners.process.layout import CANCELLED, EXIT, JOB, PID, Claim, claim_busy
+from runners.process.procs import PidInfo, alive, group_alive, terminate
+
+if TYPE_CHECKING:
+    from runners.process.supervisor import Pump
+
+__all__ = [
+    "describe_exit",
+    "exit_doc",
+    "finalize_orphan",
+    "job_id",
+    "legacy_id",
+    "owner_alive",
+    "record_cancelled_before_start",
+    "recorded_grace",
+    "status",
+    "status_from_exit",
+    "token_of",
+    "write_exit",
+]
+
+
+# -------------------------------------------------------------------------------- the exit file
+
+
+def exit_doc(
+    state: JobState,
+    failure: Failure | None,
+    exit_code: int | None,
+    reason: str | None,
+    started: datetime | None,
+    ended: datetime | None,
+    output_files: Mapping[str, str] | None = None,
+    *,
+    token: str | None,
+) -> dict[str, Any]:
+    return {
+        "id": token,
+        "state": state.value,
+        "failure": failure.value if failure else None,
+        "exit_code": exit_code,
+        "reason": reason,
+        "started": started.isoformat() if started else None,
+        "ended": ended.isoformat() if ended else None,
+        "output_files": dict(output_files or {}),
+    }
+
+
+def status_from_exit(doc: Mapping[str, Any]) -> JobStatus:
+    started = datetime.fromisoformat(doc["started"]) if doc.get("started") else None
+    ended = datetime.fromisoformat(doc["ended"]) if doc.get("ended") else None
+    wall = max((ended - started).total_seconds(), 0.0) if started and ended else 0.0
+    return JobStatus(
+        state=JobState(doc["state"]),
+        failure=Failure(doc["failure"]) if doc.get("failure") else None,
+        exit_code=doc.get("exit_code"),
+        reason=doc.get("reason"),
+        output_files=dict(doc.get("output_files") or {}),
+        resources=Resources(vcpu_seconds=wall),
+        started=started,
+        ended=ended,
+    )
+
+
+def write_exit(job_dir: str, doc: Mapping[str, Any]) -> JobStatus:
+    """Record a terminal status (atomically) and remember it parsed; returns it."""
+    raw = dumps(doc)
+    write_atomic(f"{job_dir}/{EXIT}", raw)
+    written = status_from_exit(doc)
+    registry.cache_exit(job_dir, raw, written, doc.get("id"))
+    return written
+
+
+def describe_exit(code: int) -> tuple[int, str]:
+    """Popen's returncode as a shell would report it: -9 becomes 137 "killed by signal SIGKILL"."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return 128 - code, f"killed by signal {name}"
+    return code, f"exit code {code}"
+
+
+def record_cancelled_before_start(
+    job_dir: str, clock: Callable[[], datetime], token: str | None = None
+) -> None:
+    now = clock()
+    token = token or legacy_id(job_dir) or os.urandom(16).hex()
+    doc = exit_doc(
+        JobState.CANCELLED, Failure.CANCELLED, None, "cancelled before start", now, now, token=token
+    )
+    write_exit(job_dir, doc)
+    registry.notify()
+
+
+# -------------------------------------------------------------------------------- which job
+
+
+def job_id(job_dir: str) -> str:
+    """The id of the job that was started in ``job_dir`` ("" if none)."""
+    pump = registry.active_pump(job_dir)
+    if pump is not None:
+        return pump.token
+    for name in (PID, EXIT):
+        doc = read_json(f"{job_dir}/{name}")
+        if doc is not None and doc.get("id"):
+            return str(doc["id"])
+    return legacy_id(job_dir) or ""
+
+
+def legacy_id(job_dir: str) -> str | None:
+    """The id recorded by earlier versions, in ``job.json`` rather than in ``pid`` and ``exit``."""
+    job = read_json(f"{job_dir}/{JOB}")
+    return str(job["id"]) if job and job.get("id") else None
+
+
+def token_of(job_dir: str, doc: Mapping[str, Any]) -> str | None:
+    token = doc.get("id")
+    return str(token) if token else legacy_id(job_dir)
+
+
+def recorded_grace(job_dir: str, pid_doc: Mapping[str, Any], default: float) -> float:
+    """The grace period the job was submitted with (``default`` if none is recorded)."""
+    grace = pid_doc.get("grace")
+    if not isinstance(grace, int | float):
+        grace = (read_json(f"{job_dir}/{JOB}") or {}).get("grace")  # written by earlier versions
+    return float(grace) if isinstance(grace, int | float) else default
+
+
+# -------------------------------------------------------------------------------- the status
+
+
+def _another_job(job_dir: str) -> JobStatus:
+    return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} now holds another job")
+
+
+def _from_pump(pump: Pump, handle: JobHandle) -> JobStatus:
+    if handle.id and handle.id != pump.token:
+        return _another_job(pump.job_dir)
+    return pump.running
+
+
+def _from_exit(job_dir: str, raw: bytes, handle: JobHandle) -> JobStatus | None:
+    """The status an ``exit`` file holds (parsed once per content), or None if unreadable."""
+    cached = registry.cached_exit(job_dir)
+    if cached is not None and cached[0] == raw:
+        parsed, token = cached[1], cached[2]
+    else:
+        doc = parse_json(raw)
+        if doc is None:
+            return None
+        parsed = status_from_exit(doc)
+        token = token_of(job_dir, doc)
+        registry.cache_exit(job_dir, raw, parsed, token)
+    if handle.id and token and token != handle.id:
+        return _another_job(job_dir)
+    return parsed
+
+
+def status(job_dir: str, handle: JobHandle, clock: Callable[[], datetime]) -> JobStatus:
+    if (pump := registry.active_pump(job_dir)) is not None:  # supervised here: answered from memory
+        return _from_pump(pump, handle)
+    exit_path = f"{job_dir}/{EXIT}"
+    if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
+        return found
+    if not os.path.isdir(job_dir):
+        return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} not found")
+    doc = read_json(f"{job_dir}/{PID}")
+    if doc is None:
+        if claim_busy(job_dir):
+            return JobStatus(JobState.STARTING)
+        if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
+            return found
+        return JobStatus(
+            JobState.LOST, Failure.LOST, reason="the job never started (its submit did not complete)"
+        )
+    # Look again: a pump of this process registers before writing `pid` and unregisters
+    # after writing `exit`, and either may have happened since the first look.
+    if (pump := registry.active_pump(job_dir)) is not None:
+        return _from_pump(pump, handle)
+    if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
+        return found
+    token = token_of(job_dir, doc)
+    if handle.id and token and token != handle.id:
+        return _another_job(job_dir)
+    info = PidInfo.from_json(doc)
+    if owner_alive(info):
+        return JobStatus(JobState.RUNNING, started=info.started)
+    return finalize_orphan(job_dir, info, token, clock)
+
+
+def owner_alive(info: PidInfo) -> bool:
+    """Whether another live process supervises the job (this process would have its pump registered)."""
+    if info.owner_pid == os.getpid():
+        return False
+    return alive(info.owner_pid, info.owner_start, info.boot)
+
+
+def finalize_orphan(
+    job_dir: str, info: PidInfo, token: str | None, clock: Callable[[], datetime]
+) -> JobStatus:
+    """The owner is gone without recording an exit: stop what is left and record LOST/CANCELLED."""
+    with Claim(job_dir):
+        if (doc := read_json(f"{job_dir}/{EXIT}")) is not None:
+            return status_from_exit(doc)
+        still_running = alive(info.pid, info.start, info.boot) or group_alive(info.pid)
+        if still_running:
+            terminate(info, 0.0)
+        now = clock()
+        if os.path.exists(f"{job_dir}/{CANCELLED}"):
+            doc = exit_doc(
+                JobState.CANCELLED, Failure.CANCELLED, None, "cancelled", info.started, now, token=token
+            )
+        elif still_running:
+            reason = (
+                f"the runner process (pid {info.owner_pid}) supervising this job is gone, so its "
+                "output can no longer be captured; the orphaned process was stopped"
+            )
+            doc = exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+        else:
+            reason = (
+                f"the job's process vanished without an exit status (its runner process, "
+                f"pid {info.owner_pid}, is gone)"
+            )
+            doc = exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+        found = write_exit(job_dir, doc)
+    registry.notify()
+    return found
