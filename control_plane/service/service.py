@@ -54,11 +54,11 @@ import hashlib
 import logging
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from msgspec import Struct, field
 from msgspec.structs import replace
@@ -187,6 +187,27 @@ def _runner_type(job: JobRecord) -> str:
     return str(kind) if kind else job.runner
 
 
+CACHED_EXECUTIONS = 512
+CACHED_FLOWS = 256
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Recent(OrderedDict[_K, _V]):
+    """A dict that keeps its ``size`` most recently stored entries (a bounded, verified cache)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: _K, value: _V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 class Service:
     """Runs executions durably: one instance per process, any number of processes per store."""
 
@@ -218,8 +239,10 @@ class Service:
         self.on_logs = on_logs
         # The copy of each execution this process last saw: a guess, never the truth (see the
         # module docstring). Only ids, flow and inputs (which never change) are read from it unchecked.
-        self._cache: dict[str, Execution] = {}
-        self._flows: dict[tuple[str, str, int | None], Flow] = {}
+        # Both are guesses a long-lived process must not hoard: at most CACHED_* entries each,
+        # the least recently stored ones dropped first (a dropped execution is read again).
+        self._cache: Recent[str, Execution] = Recent(CACHED_EXECUTIONS)
+        self._flows: Recent[tuple[str, str, int | None], Flow] = Recent(CACHED_FLOWS)
         self._queue: deque[tuple[str, Event, _Pending | None]] = deque()
         self._draining = False
         # Records that ride along with the next write of their execution (one transaction per

@@ -584,3 +584,25 @@ def test_run_stops_on_the_stored_state_not_on_an_old_paused_copy(tmp_path: Path)
         assert other.service.resume(paused.id).state is State.SUCCESS  # another process resumed it
 
         assert one.service.run(paused.id).state is State.SUCCESS
+
+
+def test_a_long_lived_service_keeps_a_bounded_cache_and_still_runs_everything(tmp_path: Path) -> None:
+    """A server or a warm Lambda must not keep every execution and flow revision it ever saw."""
+    from control_plane.service.service import Recent
+
+    with runtime(tmp_path) as rt:
+        service = rt.service
+        service._cache.size = 3
+        service._flows.size = 2
+        finals = []
+        for n in range(6):  # a new revision each time: six flows parsed, six executions run
+            source = flow(f"  - id: t\n    type: io.kestra.plugin.core.debug.Return\n    format: '{n}'\n")
+            finals.append(deploy_and_run(rt, source))
+        assert [run_of(f, "t").outputs for f in finals] == [{"value": str(n)} for n in range(6)]
+        assert all(f.state is State.SUCCESS for f in finals)
+        assert len(service._cache) <= 3 and len(service._flows) <= 2
+        assert service.get(finals[0].id).state is State.SUCCESS  # evicted ones are read again
+    recent: Recent[str, int] = Recent(2)
+    for key, value in (("a", 1), ("b", 2), ("a", 3), ("c", 4)):
+        recent[key] = value
+    assert list(recent.items()) == [("a", 3), ("c", 4)]  # "b" was the least recently stored
