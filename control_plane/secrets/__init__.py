@@ -15,7 +15,8 @@ Backends, in the order ``SQUALL_SECRETS`` lists them (default ``env``, plus ``fi
 A backend answers ``None`` for a name it does not hold, and the next one is asked; a backend
 that fails (denied, unreachable) stops the lookup with an error naming it, so a secret is
 never taken from a later backend because an earlier one was down. Values are kept for
-``ttl`` seconds per process (a warm Lambda does not call Secrets Manager for every task).
+``ttl`` seconds per process (a warm Lambda does not call Secrets Manager for every task), and so
+is a name no backend has (masking looks up every name a flow mentions, at every event).
 
 Every value handed out is also remembered as *revealed*, so that the masking of logs, errors,
 labels and outputs (:mod:`control_plane.secrets.masking`) can find it in text produced later
@@ -83,6 +84,7 @@ class SecretChain:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, str]] = {}
+        self._missing: dict[str, float] = {}
         self._revealed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -94,15 +96,22 @@ class SecretChain:
             cached = self._cache.get(name)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
+        places = "; ".join(backend.where(name) for backend in self.backends) or "no secret backend configured"
+        with self._lock:
+            missed = self._missing.get(name)
+        if missed is not None and now - missed < self._ttl:
+            raise SecretError(f"secret '{name}' not found (looked in: {places})")
         for backend in self.backends:
             value = backend.get(name)
             if value is not None:
                 with self._lock:
                     self._cache[name] = (now, value)
+                    self._missing.pop(name, None)
                     if value:
                         self._revealed.add(value)
                 return value
-        places = "; ".join(backend.where(name) for backend in self.backends) or "no secret backend configured"
+        with self._lock:  # a name the flow mentions but no backend has: not asked again until the ttl
+            self._missing[name] = now
         raise SecretError(f"secret '{name}' not found (looked in: {places})")
 
     def revealed(self) -> frozenset[str]:

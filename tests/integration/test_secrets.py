@@ -102,6 +102,14 @@ def test_chain_asks_in_order_caches_and_remembers_what_it_revealed() -> None:
     assert chain.revealed() == {"from-a", "from-b"}
     with pytest.raises(SecretError, match=r"secret 'Z' not found \(looked in: a:Z; b:Z\)"):
         chain.get("Z")
+    calls = first.calls
+    with pytest.raises(SecretError, match="not found"):
+        chain.get("Z")  # a miss is cached too: the backends are not asked again within the ttl
+    assert first.calls == calls
+    now[0] = 200.0
+    with pytest.raises(SecretError, match="not found"):
+        chain.get("Z")
+    assert first.calls == calls + 1
 
 
 def test_a_failing_backend_stops_the_lookup() -> None:
