@@ -10,7 +10,7 @@ from typing import Any
 
 from control_plane.conformance import execution_logs
 from control_plane.engine.model import Execution, LogLine, TaskRun
-from control_plane.handlers.runtime import Runtime, local_settings, open_local
+from control_plane.handlers.runtime import Runtime, Settings, load_settings, local_settings, open_local
 
 
 def runtime(tmp_path: Path, **options: Any) -> Runtime:
@@ -71,3 +71,15 @@ def pid_alive(pid: int) -> bool:
 def iter_states(execution: Execution) -> Iterator[tuple[str, str]]:
     for tr in execution.ordered_taskruns():
         yield tr.task_id, str(tr.state)
+
+
+def server_settings(tmp_path: Path, token: str, **overrides: Any) -> Settings:
+    """A `squall server`'s settings for a test: SQLite under ``tmp_path``, bearer-token auth."""
+    options: dict[str, Any] = {
+        "db": str(tmp_path / "squall.db"),
+        "data_dir": str(tmp_path / "data"),
+        "auth": "token",
+        "api_token": token,
+        **overrides,
+    }
+    return load_settings({}, **options)

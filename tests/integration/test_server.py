@@ -19,10 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from control_plane.handlers.runtime import Settings, load_settings
 from control_plane.server import Server
 from tests.integration.api_events import multipart_body
-from tests.integration.service_helpers import wait_for
+from tests.integration.service_helpers import server_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "server-test-token"
@@ -70,20 +69,9 @@ tasks:
 """
 
 
-def _settings(tmp_path: Path, **overrides: Any) -> Settings:
-    options: dict[str, Any] = {
-        "db": str(tmp_path / "squall.db"),
-        "data_dir": str(tmp_path / "data"),
-        "auth": "token",
-        "api_token": TOKEN,
-    }
-    options.update(overrides)
-    return load_settings({}, **options)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(_settings(tmp_path), host="127.0.0.1", port=0, tick_interval=0.1) as srv:
+    with Server(server_settings(tmp_path, TOKEN), host="127.0.0.1", port=0, tick_interval=0.1) as srv:
         yield srv
 
 
@@ -174,8 +162,8 @@ def test_http_level_errors(server: Server, http: httpx.Client) -> None:
 
 
 def test_server_defaults_to_polling_every_tick_unless_told_otherwise(tmp_path: Path) -> None:
-    assert Server(_settings(tmp_path)).settings.reconcile_after == 0
-    assert Server(_settings(tmp_path, reconcile_after=30)).settings.reconcile_after == 30
+    assert Server(server_settings(tmp_path, TOKEN)).settings.reconcile_after == 0
+    assert Server(server_settings(tmp_path, TOKEN, reconcile_after=30)).settings.reconcile_after == 30
 
 
 def _free_port() -> int:
@@ -236,8 +224,8 @@ def test_the_server_runs_on_dynamodb_local(
     """``squall server --store dynamodb --endpoint-url ...``: the Lambda code path on DynamoDB Local."""
     client, table = dynamodb_table
     endpoint = client.meta.endpoint_url
-    settings = _settings(
-        tmp_path, store="dynamodb", table=table, dynamodb_endpoint=endpoint, region="us-east-1"
+    settings = server_settings(
+        tmp_path, TOKEN, store="dynamodb", table=table, dynamodb_endpoint=endpoint, region="us-east-1"
     )
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")  # DynamoDB Local accepts any credentials
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")

@@ -24,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from control_plane.handlers.runtime import Settings, load_settings
 from control_plane.server import Server
-from tests.integration.service_helpers import wait_for
+from tests.integration.service_helpers import server_settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "limits-test-token"
@@ -36,20 +35,11 @@ PROC = Path("/proc")
 needs_proc = pytest.mark.skipif(not (PROC / "self" / "fd").is_dir(), reason="needs /proc")
 
 
-def _settings(tmp_path: Path, **overrides: Any) -> Settings:
-    options: dict[str, Any] = {
-        "db": str(tmp_path / "squall.db"),
-        "data_dir": str(tmp_path / "data"),
-        "auth": "token",
-        "api_token": TOKEN,
-    }
-    options.update(overrides)
-    return load_settings({}, **options)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(_settings(tmp_path), port=0, tick_interval=0.1, idle_timeout=5, request_timeout=5) as srv:
+    with Server(
+        server_settings(tmp_path, TOKEN), port=0, tick_interval=0.1, idle_timeout=5, request_timeout=5
+    ) as srv:
         yield srv
 
 
@@ -208,7 +198,7 @@ def test_head_of_a_webhook_starts_nothing(server: Server) -> None:
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
     with (
-        Server(_settings(tmp_path), port=0, idle_timeout=0.5, request_timeout=30) as srv,
+        Server(server_settings(tmp_path, TOKEN), port=0, idle_timeout=0.5, request_timeout=30) as srv,
         _connect(_port(srv)) as sock,
     ):
         started = time.monotonic()
@@ -219,7 +209,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> 
 
 def test_a_kept_alive_connection_is_closed_when_idle_after_its_request(tmp_path: Path) -> None:
     with (
-        Server(_settings(tmp_path), port=0, idle_timeout=0.5, request_timeout=30) as srv,
+        Server(server_settings(tmp_path, TOKEN), port=0, idle_timeout=0.5, request_timeout=30) as srv,
         _connect(_port(srv)) as sock,
     ):
         sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -231,7 +221,7 @@ def test_a_kept_alive_connection_is_closed_when_idle_after_its_request(tmp_path:
 def test_headers_trickled_byte_by_byte_are_cut_at_the_request_deadline(tmp_path: Path) -> None:
     """Each byte arrives well within the idle timeout: only a deadline on the whole request stops it."""
     with (
-        Server(_settings(tmp_path), port=0, idle_timeout=5, request_timeout=1) as srv,
+        Server(server_settings(tmp_path, TOKEN), port=0, idle_timeout=5, request_timeout=1) as srv,
         _connect(_port(srv)) as sock,
     ):
         started = time.monotonic()
@@ -253,7 +243,7 @@ def test_headers_trickled_byte_by_byte_are_cut_at_the_request_deadline(tmp_path:
 
 def test_a_body_that_stops_arriving_is_408(tmp_path: Path) -> None:
     with (
-        Server(_settings(tmp_path), port=0, idle_timeout=5, request_timeout=1) as srv,
+        Server(server_settings(tmp_path, TOKEN), port=0, idle_timeout=5, request_timeout=1) as srv,
         _connect(_port(srv)) as sock,
     ):
         head = f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
@@ -270,7 +260,7 @@ def test_a_body_that_stops_arriving_is_408(tmp_path: Path) -> None:
 
 
 def test_idle_connections_give_way_to_a_new_client(tmp_path: Path) -> None:
-    with Server(_settings(tmp_path), port=0, max_connections=4, idle_timeout=60) as srv:
+    with Server(server_settings(tmp_path, TOKEN), port=0, max_connections=4, idle_timeout=60) as srv:
         port = _port(srv)
         base = threading.active_count()
         idle = [_connect(port) for _ in range(12)]  # three times the cap, never sending a byte
@@ -289,7 +279,7 @@ def test_idle_connections_give_way_to_a_new_client(tmp_path: Path) -> None:
 
 
 def test_over_the_cap_with_no_idle_connection_a_newcomer_gets_503(tmp_path: Path) -> None:
-    with Server(_settings(tmp_path), port=0, max_connections=2, request_timeout=30) as srv:
+    with Server(server_settings(tmp_path, TOKEN), port=0, max_connections=2, request_timeout=30) as srv:
         port = _port(srv)
         httpd: Any = srv._httpd
         busy = [_connect(port) for _ in range(2)]
