@@ -113,6 +113,23 @@ class SecretLookup(Protocol):
     def revealed(self) -> Iterable[str]: ...
 
 
+def masked_values(compiled: CompiledFlow, execution: Execution, lookup: SecretLookup | None) -> list[str]:
+    """What must never show in clear: SECRET inputs, the secrets the flow names, every value revealed.
+
+    The engine masks with it what it records; the service, the job logs it stores.
+    """
+    flow = compiled.flow
+    found = secret_values(flow, execution.inputs) if flow.inputs else []
+    if lookup is not None:
+        for name in compiled.secret_names():
+            try:
+                found.append(lookup.get(name))
+            except SquallError:
+                continue  # the task that reads it fails with the reason; nothing to mask
+        found.extend(lookup.revealed())
+    return [value for value in dict.fromkeys(found) if value]
+
+
 def new_execution(
     flow: Flow,
     execution_id: str,
@@ -354,17 +371,8 @@ class _Transaction:
             self.error_logs.append(line)
 
     def secrets(self) -> list[str]:
-        """Values to mask: SECRET inputs, the flow's named secrets, and every value already revealed."""
         if self._secrets is None:
-            found = secret_values(self.flow, self.ex.inputs) if self.flow.inputs else []
-            if self._lookup is not None:
-                for name in self.c.secret_names():
-                    try:
-                        found.append(self._lookup.get(name))
-                    except SquallError:
-                        continue  # the task that reads it fails with the reason
-                found.extend(self._lookup.revealed())
-            self._secrets = [value for value in dict.fromkeys(found) if value]
+            self._secrets = masked_values(self.c, self.ex, self._lookup)
         return self._secrets
 
     def mask(self, text: str) -> str:

@@ -47,7 +47,11 @@ from jinja2.utils import missing
 from control_plane.errors import ExpressionError, ExpressionLimitError, ExpressionSecurityError
 from control_plane.expressions import limits
 from control_plane.expressions.display import MapEntry, check_data, to_display
-from control_plane.expressions.filters import FILTERS, TESTS
+from control_plane.expressions.filters import (
+    FILTERS,
+    TESTS,
+    _text,  # a value as text, undefined ones failing
+)
 from control_plane.expressions.functions import GLOBALS
 
 __all__ = ["PebbleEnvironment", "render"]
@@ -230,12 +234,6 @@ def _finalize(value: Any) -> str:
         value = to_display(limits.check_value(check_data(value), "the printed value"))
     limits.charge_print(len(value))
     return value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    return to_display(check_data(value))
 
 
 def _repeat(left: Any, right: Any) -> Any:

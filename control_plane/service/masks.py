@@ -20,10 +20,10 @@ from msgspec.structs import replace
 
 from control_plane.engine.compiled import compile_flow
 from control_plane.engine.model import Execution, LogLine
-from control_plane.flows.inputs import secret_values
+from control_plane.engine.planner import masked_values
 from control_plane.flows.models import Flow
 from control_plane.masking import mask_secrets
-from control_plane.secrets import SecretChain, SecretError
+from control_plane.secrets import SecretChain
 
 __all__ = ["SecretMasks"]
 
@@ -33,15 +33,7 @@ class SecretMasks:
         self.chain = chain
 
     def values(self, flow: Flow, execution: Execution) -> list[str]:
-        found = secret_values(flow, execution.inputs) if flow.inputs else []
-        if self.chain is not None:
-            for name in compile_flow(flow).secret_names():
-                try:
-                    found.append(self.chain.get(name))
-                except SecretError:
-                    continue  # the task that uses it fails with the reason; nothing to mask
-            found.extend(self.chain.revealed())
-        return found
+        return masked_values(compile_flow(flow), execution, self.chain)
 
     def logs(self, flow: Flow, execution: Execution, lines: Sequence[LogLine]) -> list[LogLine]:
         """``lines`` with every secret value masked (the same lines when there is none)."""
