@@ -15,10 +15,15 @@ without it. A command that cannot start (not found, not executable) is data, a S
 from __future__ import annotations
 
 import contextlib
+import logging
+import marshal
 import os
+import select
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,7 +33,8 @@ from msgspec import Struct
 from runners import retry
 from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerError, validate_options
 from runners.process import pool, registry
-from runners.process.files import dumps, file_uri, mkdir_fresh, write_atomic
+from runners.process import shim as _shim
+from runners.process.files import dumps, file_uri, mkdir_fresh, read_json
 from runners.process.layout import (
     CANCELLED,
     OUT,
@@ -40,11 +46,18 @@ from runners.process.layout import (
     relative,
 )
 from runners.process.options import ProcessOptions
-from runners.process.procs import PidInfo, boot_id, proc_stat, self_start
+from runners.process.procs import PidInfo, boot_id, signal_group
 from runners.process.status import exit_doc, record_cancelled_before_start, write_exit
-from runners.process.supervisor import Pump
+from runners.process.supervisor import Watcher
 
-__all__ = ["Launcher", "Plan", "make_handle"]
+__all__ = ["SHIM", "Launcher", "Plan", "make_handle"]
+
+log = logging.getLogger("runners.process")  # one logger for the whole runner, as before it was a package
+
+SHIM = _shim.__file__
+"""The shim's file, imported by ``<sys.executable> -I -S -c shim.BOOT <its directory> <job_dir>``."""
+_SHIM_DIR = os.path.dirname(SHIM)
+_HANDSHAKE_TIMEOUT = 60.0  # seconds for a shim to start the job and answer (a loaded machine is slow)
 
 
 class Plan(Struct, frozen=True):
@@ -128,7 +141,7 @@ class Launcher:
         return Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs)
 
     def start(self, plan: Plan, dir_stat: os.stat_result) -> JobHandle:
-        """Prepare the (claimed, unstarted) job directory and spawn; called under the claim."""
+        """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim."""
         spec, job_dir = plan.spec, plan.job_dir
         submitted = self._clock()
         token = os.urandom(16).hex()
@@ -148,10 +161,22 @@ class Launcher:
                     f.write(data)
         except OSError as exc:
             raise RunnerError(f"cannot write input files: {exc}", runner=self.name) from exc
-        env = _child_env(spec.env, work, out)
-        result = self._spawn_retrying(spec.command, work, env)
-        started = self._clock()
+        config = marshal.dumps(
+            {
+                "argv": list(spec.command),
+                "cwd": work,
+                "env": _child_env(spec.env, work, out),
+                "timeout": spec.timeout.total_seconds() if spec.timeout is not None else None,
+                "grace": plan.grace,
+                "token": token,
+                "summary": dumps(self._summary(plan, token, submitted)),
+                "boot": boot_id(),
+                "submitter": os.getpid(),
+            }
+        )
+        result = self._spawn_retrying(job_dir, config, spec.command[0])
         if isinstance(result, _StartFailure):
+            started = self._clock()
             doc = exit_doc(
                 JobState.FAILED,
                 Failure.START_FAILED,
@@ -163,8 +188,7 @@ class Launcher:
             )
             write_exit(job_dir, doc)
         else:
-            summary = self._summary(plan, token, submitted)
-            self._supervise(plan, result, started, summary, (dir_stat.st_dev, dir_stat.st_ino))
+            self._watch(job_dir, *result)
         registry.notify()
         return handle
 
@@ -186,71 +210,31 @@ class Launcher:
             "submitted": submitted.isoformat(),
         }
 
-    def _supervise(
-        self,
-        plan: Plan,
-        proc: subprocess.Popen[bytes],
-        started: datetime,
-        summary: dict[str, Any],
-        dir_id: tuple[int, int],
-    ) -> None:
-        """Record the pid and hand the child to a pump (which creates its files while the job runs)."""
-        job_dir = plan.job_dir
-        pump: Pump | None = None
+    def _watch(self, job_dir: str, shim: subprocess.Popen[bytes], pid_doc: dict[str, Any]) -> None:
+        """Hand the running job's shim to a watcher on a pool thread (it finalizes the job)."""
+        watcher: Watcher | None = None
         try:
-            stat = proc_stat(proc.pid)
-            info = PidInfo(
-                pid=proc.pid,
-                start=stat.start if stat else None,
-                boot=boot_id(),
-                owner_pid=os.getpid(),
-                owner_start=self_start(),
-                started=started,
-            )
-            pump = Pump(
-                job_dir=job_dir,
-                proc=proc,
-                info=info,
-                token=summary["id"],
-                spec=plan.spec,
-                grace=plan.grace,
-                prefix_dir=plan.prefix_dir,
-                clock=self._clock,
-                dir_id=dir_id,
-            )
-            # Registered before the pid file exists, unregistered after the exit file exists: a
-            # poll in this process never sees a pid file without a live pump or an exit file.
-            registry.register(job_dir, pump)
-            write_atomic(f"{job_dir}/{PID}", dumps({**summary, **info.to_json()}))
-            pool.dispatch(pump.run)
-            pump.dispatched = True
-        except BaseException as exc:
-            # Even a KeyboardInterrupt here must not leave an unsupervised child behind: stop it
-            # and leave the directory as "never started", for a later submit to take over.
-            if pump is None or not pump.dispatched:
-                registry.unregister(job_dir, pump)
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet: the pid is still ours
-                proc.wait()
-                for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{job_dir}/{PID}")
-            if isinstance(exc, Exception) and not isinstance(exc, RunnerError):
-                raise RunnerError(f"cannot start supervising the job: {exc}", runner=self.name) from exc
+            watcher = Watcher(job_dir=job_dir, shim=shim, pid_doc=pid_doc, clock=self._clock)
+            registry.register(job_dir, watcher)
+            pool.dispatch(watcher.run)
+            watcher.dispatched = True
+        except BaseException:
+            # The job runs under its shim whatever happens here: without a watcher, polls
+            # (from any process) follow it through its files. Only this process's bookkeeping
+            # is undone; the shim is reaped by nobody until this process exits (a zombie).
+            registry.unregister(job_dir, watcher)
             raise
 
     def _spawn_retrying(
-        self, command: Sequence[str], cwd: str, env: Mapping[bytes, bytes]
-    ) -> subprocess.Popen[bytes] | _StartFailure:
+        self, job_dir: str, config: bytes, program: str
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
         """:meth:`_spawn_once` under the retry policy; the first attempt skips the retry machinery."""
         try:
-            return self._spawn_once(command, cwd, env)
+            return self._spawn_once(job_dir, config, program)
         except Exception as exc:
             first: Exception | None = exc
 
-        def attempt(*args: Any) -> subprocess.Popen[bytes] | _StartFailure:
+        def attempt(*args: Any) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
             nonlocal first
             if first is not None:  # the attempt above, replayed: same count, same messages
                 failed, first = first, None
@@ -259,36 +243,122 @@ class Launcher:
 
         return retry.call(
             attempt,
-            command,
-            cwd,
-            env,
+            job_dir,
+            config,
+            program,
             policy=self._policy,
             sleep=self._sleep,
             runner=self.name,
-            what=f"spawning {command[0]!r}",
+            what=f"spawning {program!r}",
         )
 
     def _spawn_once(
-        self, command: Sequence[str], cwd: str, env: Mapping[bytes, bytes]
-    ) -> subprocess.Popen[bytes] | _StartFailure:
-        """One spawn attempt. A job that cannot start is data (START_FAILED), not an exception;
-        transient errors (EAGAIN from fork...) propagate to the retry loop."""
+        self, job_dir: str, config: bytes, program: str
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
+        """One attempt: start the shim, hand it the configuration, read its answer.
+
+        Returns the shim and the ``pid`` file it wrote, or a START_FAILED (a command that
+        cannot start is data, not an exception); transient errors (EAGAIN from fork, in this
+        process or in the shim) propagate to the retry loop; anything else is a RunnerError
+        carrying the real cause, after the shim (and the job, if it started) are stopped.
+        """
         try:
-            return self._spawn(
-                list(command),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
+            shim = self._spawn(
+                [sys.executable, "-I", "-S", "-c", _shim.BOOT, _SHIM_DIR, job_dir],
+                cwd=job_dir,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
             )
-        except FileNotFoundError:
-            return _StartFailure(127, f"command not found: {command[0]}")
-        except PermissionError as exc:
-            return _StartFailure(126, f"command not executable: {command[0]} ({exc.strerror})")
         except OSError as exc:
             if retry.is_transient(exc):
                 raise
-            return _StartFailure(126, f"cannot execute {command[0]}: {exc.strerror or exc}")
+            raise RunnerError(f"cannot start the job's supervisor: {exc}", runner=self.name) from exc
+        try:
+            answer = _handshake(shim, config)
+            kind, _, rest = answer.partition(" ")
+            if kind == "S":
+                pid_doc = read_json(f"{job_dir}/{PID}")
+                if pid_doc is None:
+                    raise RunnerError("the job's supervisor wrote no pid file", runner=self.name)
+                return shim, pid_doc
+            if kind == "E":
+                code = int(rest.split(" ", 1)[0])
+                _reap(shim)
+                return _start_failure(OSError(code, os.strerror(code)), program)
+            reason = rest or "it exited before starting the job"
+            raise RunnerError(f"the job's supervisor failed: {reason}", runner=self.name)
+        except BaseException as exc:
+            # Even a KeyboardInterrupt here must not leave an unsupervised job behind: stop the
+            # shim and the job, and leave the directory as "never started", for a later submit
+            # to take over. The cleanup never hides the real error.
+            try:
+                _abandon(shim, job_dir, config)
+            except BaseException:
+                log.exception("process runner: cleaning up a failed start of %s failed", job_dir)
+            if isinstance(exc, OSError) and retry.is_transient(exc):
+                raise
+            if isinstance(exc, Exception) and not isinstance(exc, RunnerError):
+                raise RunnerError(f"cannot start supervising the job: {exc!r}", runner=self.name) from exc
+            raise
+
+
+def _start_failure(exc: OSError, program: str) -> _StartFailure:
+    """A job that cannot start, as a shell would report it; transient errors are raised for a retry."""
+    if retry.is_transient(exc):
+        raise exc
+    if isinstance(exc, FileNotFoundError):
+        return _StartFailure(127, f"command not found: {program}")
+    if isinstance(exc, PermissionError):
+        return _StartFailure(126, f"command not executable: {program} ({exc.strerror})")
+    return _StartFailure(126, f"cannot execute {program}: {exc.strerror or exc}")
+
+
+def _handshake(shim: subprocess.Popen[bytes], config: bytes) -> str:
+    """Give the shim its configuration (through the pipe: the environment never touches the
+    disk) and read its one-line answer."""
+    assert shim.stdin is not None and shim.stdout is not None
+    try:
+        shim.stdin.write(config)
+        shim.stdin.close()
+    except BrokenPipeError:
+        pass  # the shim died: its answer (none) says so
+    fd = shim.stdout.fileno()
+    deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer from the job's supervisor after {_HANDSHAKE_TIMEOUT:g}s")
+        if not poller.poll(remaining * 1000):
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    shim.stdout.close()
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def _reap(shim: subprocess.Popen[bytes]) -> None:
+    shim.wait()
+    for pipe in (shim.stdin, shim.stdout, shim.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _abandon(shim: subprocess.Popen[bytes], job_dir: str, config: bytes) -> None:
+    """Stop a shim whose start failed half-way, and its job if it started one."""
+    with contextlib.suppress(OSError):
+        shim.kill()  # not reaped yet: the pid is still ours
+    _reap(shim)
+    doc = read_json(f"{job_dir}/{PID}")
+    if doc is not None and doc.get("id") == marshal.loads(config)["token"]:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            signal_group(PidInfo.from_json(doc), signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{job_dir}/{PID}")

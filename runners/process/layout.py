@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from runners.base import RunnerError
 from runners.process.files import nonempty_dir
+from runners.process.shim import CANCELLED, LOG, PID, RESULT
 
 __all__ = [
     "CANCELLED",
@@ -30,6 +31,7 @@ __all__ = [
     "OUT",
     "OUTPUTS",
     "PID",
+    "RESULT",
     "WORK",
     "Claim",
     "check_name",
@@ -44,7 +46,7 @@ __all__ = [
 NAME = "process"
 """The runner's entry-point name, in every error it raises."""
 
-JOB, PID, EXIT, CANCELLED, LOG = "job.json", "pid", "exit", "cancelled", "log.jsonl"
+JOB, EXIT = "job.json", "exit"  # PID, LOG, RESULT, CANCELLED: named in .shim, which writes or reads them
 WORK, OUT, OUTPUTS = "work", "out", "outputs"
 
 _NAME_MAX = 200

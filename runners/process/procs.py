@@ -10,6 +10,7 @@ group unless its leader is still the process that was recorded. Without /proc (n
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "self_start",
     "signal_group",
     "terminate",
+    "wait_exited",
 ]
 
 
@@ -189,6 +191,41 @@ def terminate(info: PidInfo, grace: float) -> None:
         return
     signal_group(info, signal.SIGKILL)
     _wait_group_gone(info.pid, 5.0)
+
+
+def wait_exited(pid: int, start: int | None, boot: str | None, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the process to exit (a zombie has); whether it did.
+
+    A pidfd (any process, child or not) when the kernel has them; else /proc, polled with a
+    growing pause (no event to wait on for another process's child).
+    """
+    if not alive(pid, start, boot):
+        return True
+    opener = getattr(os, "pidfd_open", None)
+    pidfd = None
+    if opener is not None:
+        try:
+            pidfd = int(opener(pid))
+        except OSError:
+            pidfd = None
+    if pidfd is not None:
+        try:
+            if not alive(pid, start, boot):  # the pid was recycled before the pidfd was opened
+                return True
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            return bool(poller.poll(max(seconds, 0.0) * 1000))
+        finally:
+            os.close(pidfd)
+    deadline = time.monotonic() + seconds
+    pause = 0.005
+    while alive(pid, start, boot):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.05)
+    return True
 
 
 _owner_cache: tuple[int, int | None] | None = None

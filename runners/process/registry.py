@@ -1,13 +1,13 @@
-"""Process-wide state: the jobs this process supervises, parsed exit files, and change notices.
+"""Process-wide state: the jobs this process watches, parsed exit files, and change notices.
 
 One interpreter may hold many ``ProcessRunner`` instances (on one ``base_dir`` or several);
-what they share is here, keyed by job directory: the pump of each job supervised in this
-process (from before its ``pid`` file exists until its ``exit`` file does, so a poll here
-never sees a ``pid`` file without a live pump or an ``exit`` file), the parsed ``exit``
-files (by content: a rewritten file is parsed again), and a generation counter with a
-condition, which :meth:`ProcessRunner.wait` blocks on.
+what they share is here, keyed by job directory: the watcher of each job submitted from this
+process (from its handshake with the job's shim until its ``exit`` file is written: a poll
+here answers RUNNING from memory meanwhile), the parsed ``exit`` files (by content: a
+rewritten file is parsed again), and a generation counter with a condition, which
+:meth:`ProcessRunner.wait` blocks on.
 
-A forked child supervises nothing and must not wait on locks held by the parent's threads:
+A forked child watches nothing and must not wait on locks held by the parent's threads:
 everything is replaced after a fork. All access goes through the functions here, which read
 the module's current objects, so the replacement reaches every caller.
 """
@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 from runners.base import JobStatus
 
 if TYPE_CHECKING:
-    from runners.process.supervisor import Pump
+    from runners.process.supervisor import Watcher
 
 __all__ = [
     "Changes",
-    "active_pump",
-    "active_pumps",
+    "active_watcher",
     "cache_exit",
     "cached_exit",
     "notify",
@@ -39,7 +38,7 @@ _EXIT_CACHE_MAX = 4096
 _changed = threading.Condition()
 _generation = 0
 _active_lock = threading.Lock()
-_active: dict[str, Pump] = {}  # job directory -> its pump, from before `pid` exists until `exit` does
+_active: dict[str, Watcher] = {}  # job directory -> its watcher, until `exit` is written
 _exit_cache: dict[str, tuple[bytes, JobStatus, str | None]] = {}  # job directory -> (exit bytes, status, id)
 
 
@@ -67,24 +66,21 @@ class Changes:
             return changed
 
 
-def active_pump(job_dir: str) -> Pump | None:
+def active_watcher(job_dir: str) -> Watcher | None:
     return _active.get(job_dir)  # a single dict lookup is atomic
 
 
-def active_pumps() -> list[Pump]:
+def register(job_dir: str, watcher: Watcher) -> None:
     with _active_lock:
-        return list(_active.values())
+        _active[job_dir] = watcher
 
 
-def register(job_dir: str, pump: Pump) -> None:
+def unregister(job_dir: str, watcher: Watcher | None) -> None:
+    """Forget ``watcher`` if it is still the one registered for ``job_dir`` (None: a no-op)."""
+    if watcher is None:
+        return
     with _active_lock:
-        _active[job_dir] = pump
-
-
-def unregister(job_dir: str, pump: Pump | None) -> None:
-    """Forget ``pump`` (if it is still the one registered for ``job_dir``)."""
-    with _active_lock:
-        if _active.get(job_dir) is pump:
+        if _active.get(job_dir) is watcher:
             del _active[job_dir]
 
 

@@ -36,9 +36,11 @@ from runners.process.layout import (
     started,
 )
 from runners.process.options import ProcessOptions
-from runners.process.procs import PidInfo, terminate
+from runners.process.procs import PidInfo, terminate, wait_exited
 
 __all__ = ["ProcessRunner"]
+
+_SHIM_WAIT = 10.0  # seconds cancel waits for a stopped job's shim to finish (it may drain leftovers)
 
 
 def _utcnow() -> datetime:
@@ -129,9 +131,10 @@ class ProcessRunner:
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job's whole process group (TERM, grace, KILL) and record CANCELLED.
 
-        Idempotent; a no-op for a finished job or a job directory that no longer exists.
-        Returns once the processes are gone and, when this process supervises the job, once
-        its terminal status is recorded.
+        Works from any process (the job's shim records the job as cancelled when it reaps
+        it). Idempotent; a no-op for a finished job or a job directory that no longer exists.
+        Returns once the processes are gone and the terminal status is recorded (unless the
+        shim takes longer than a few seconds to finish: then the next poll records it).
         """
         job_dir = self._dir(handle)
         if not os.path.isdir(job_dir) or os.path.exists(f"{job_dir}/{EXIT}"):
@@ -150,11 +153,14 @@ class ProcessRunner:
                 return
             info = PidInfo.from_json(raw)
             terminate(info, status.recorded_grace(job_dir, raw, self._grace.total_seconds()))
-        pump = registry.active_pump(job_dir)
-        if pump is not None:
-            pump.done.wait(timeout=30.0)
-        elif not status.owner_alive(info):
-            status.finalize_orphan(job_dir, info, status.token_of(job_dir, raw), self._clock)
+        watcher = registry.active_watcher(job_dir)
+        if watcher is not None:
+            watcher.done.wait(timeout=30.0)
+        else:
+            if raw.get("shim"):  # it writes `result` and exits as soon as the job is reaped
+                wait_exited(info.owner_pid, info.owner_start, info.boot, _SHIM_WAIT)
+            if not status.owner_alive(info):
+                status.finalize(job_dir, raw, self._clock)
         registry.notify()
 
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:

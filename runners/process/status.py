@@ -17,22 +17,32 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from runners.base import Failure, JobHandle, JobState, JobStatus, Resources
+from runners.base import Failure, JobHandle, JobState, JobStatus, Resources, RunnerError
 from runners.process import registry
 from runners.process.files import dumps, parse_json, read_bytes, read_json, write_atomic
-from runners.process.layout import CANCELLED, EXIT, JOB, PID, Claim, claim_busy
+from runners.process.layout import (
+    CANCELLED,
+    EXIT,
+    JOB,
+    PID,
+    RESULT,
+    Claim,
+    claim_busy,
+    copy_outputs,
+    path_from_file_uri,
+)
 from runners.process.procs import PidInfo, alive, group_alive, terminate
 
 if TYPE_CHECKING:
-    from runners.process.supervisor import Pump
+    from runners.process.supervisor import Watcher
 
 __all__ = [
     "describe_exit",
     "exit_doc",
-    "finalize_orphan",
+    "finalize",
     "job_id",
     "legacy_id",
     "owner_alive",
@@ -124,9 +134,9 @@ def record_cancelled_before_start(
 
 def job_id(job_dir: str) -> str:
     """The id of the job that was started in ``job_dir`` ("" if none)."""
-    pump = registry.active_pump(job_dir)
-    if pump is not None:
-        return pump.token
+    watcher = registry.active_watcher(job_dir)
+    if watcher is not None:
+        return watcher.token
     for name in (PID, EXIT):
         doc = read_json(f"{job_dir}/{name}")
         if doc is not None and doc.get("id"):
@@ -160,10 +170,10 @@ def _another_job(job_dir: str) -> JobStatus:
     return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} now holds another job")
 
 
-def _from_pump(pump: Pump, handle: JobHandle) -> JobStatus:
-    if handle.id and handle.id != pump.token:
-        return _another_job(pump.job_dir)
-    return pump.running
+def _from_watcher(watcher: Watcher, handle: JobHandle) -> JobStatus:
+    if handle.id and handle.id != watcher.token:
+        return _another_job(watcher.job_dir)
+    return watcher.running
 
 
 def _from_exit(job_dir: str, raw: bytes, handle: JobHandle) -> JobStatus | None:
@@ -184,8 +194,8 @@ def _from_exit(job_dir: str, raw: bytes, handle: JobHandle) -> JobStatus | None:
 
 
 def status(job_dir: str, handle: JobHandle, clock: Callable[[], datetime]) -> JobStatus:
-    if (pump := registry.active_pump(job_dir)) is not None:  # supervised here: answered from memory
-        return _from_pump(pump, handle)
+    if (watcher := registry.active_watcher(job_dir)) is not None:  # watched here: answered from memory
+        return _from_watcher(watcher, handle)
     exit_path = f"{job_dir}/{EXIT}"
     if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
         return found
@@ -200,55 +210,122 @@ def status(job_dir: str, handle: JobHandle, clock: Callable[[], datetime]) -> Jo
         return JobStatus(
             JobState.LOST, Failure.LOST, reason="the job never started (its submit did not complete)"
         )
-    # Look again: a pump of this process registers before writing `pid` and unregisters
-    # after writing `exit`, and either may have happened since the first look.
-    if (pump := registry.active_pump(job_dir)) is not None:
-        return _from_pump(pump, handle)
+    # Look again: a watcher of this process unregisters after writing `exit`, and `exit` may
+    # have been written since the first look.
+    if (watcher := registry.active_watcher(job_dir)) is not None:
+        return _from_watcher(watcher, handle)
     if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
         return found
     token = token_of(job_dir, doc)
     if handle.id and token and token != handle.id:
         return _another_job(job_dir)
+    if os.path.exists(f"{job_dir}/{RESULT}"):  # the job ended; whoever watched it did not finalize
+        return finalize(job_dir, doc, clock)
     info = PidInfo.from_json(doc)
     if owner_alive(info):
         return JobStatus(JobState.RUNNING, started=info.started)
-    return finalize_orphan(job_dir, info, token, clock)
+    return finalize(job_dir, doc, clock)
 
 
 def owner_alive(info: PidInfo) -> bool:
-    """Whether another live process supervises the job (this process would have its pump registered)."""
+    """Whether the job's owner lives: its shim (or, for a job started by an earlier version, the
+    runner process whose pump read its pipes; never this process, which would have it registered)."""
     if info.owner_pid == os.getpid():
         return False
     return alive(info.owner_pid, info.owner_start, info.boot)
 
 
-def finalize_orphan(
-    job_dir: str, info: PidInfo, token: str | None, clock: Callable[[], datetime]
-) -> JobStatus:
-    """The owner is gone without recording an exit: stop what is left and record LOST/CANCELLED."""
+def finalize(job_dir: str, pid_doc: Mapping[str, Any], clock: Callable[[], datetime]) -> JobStatus:
+    """Record the terminal status of a job whose owner is gone (or about to be), under the claim.
+
+    With the shim's ``result``: copy the outputs and record what it says (SUCCEEDED, FAILED
+    with the real exit code, TIMEOUT, CANCELLED). Without one, the shim died first: whatever is
+    left of the job's group is stopped (it must not run beside the retry the control plane will
+    submit) and the job is LOST (CANCELLED when a cancel was asked). Idempotent: an ``exit``
+    already written (by another process, or the watcher) is returned as is.
+    """
     with Claim(job_dir):
-        if (doc := read_json(f"{job_dir}/{EXIT}")) is not None:
+        if (raw := read_bytes(f"{job_dir}/{EXIT}")) is not None and (doc := parse_json(raw)) is not None:
             return status_from_exit(doc)
-        still_running = alive(info.pid, info.start, info.boot) or group_alive(info.pid)
-        if still_running:
-            terminate(info, 0.0)
-        now = clock()
-        if os.path.exists(f"{job_dir}/{CANCELLED}"):
-            doc = exit_doc(
-                JobState.CANCELLED, Failure.CANCELLED, None, "cancelled", info.started, now, token=token
-            )
-        elif still_running:
-            reason = (
-                f"the runner process (pid {info.owner_pid}) supervising this job is gone, so its "
-                "output can no longer be captured; the orphaned process was stopped"
-            )
-            doc = exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+        info = PidInfo.from_json(pid_doc)
+        token = token_of(job_dir, pid_doc)
+        result = read_json(f"{job_dir}/{RESULT}")
+        if result is not None and (not token or result.get("id") in (None, token)):
+            doc = _exit_from_result(job_dir, pid_doc, info, token, result, clock)
         else:
-            reason = (
-                f"the job's process vanished without an exit status (its runner process, "
-                f"pid {info.owner_pid}, is gone)"
-            )
-            doc = exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+            doc = _exit_of_orphan(job_dir, info, token, clock)
         found = write_exit(job_dir, doc)
     registry.notify()
     return found
+
+
+def _exit_from_result(
+    job_dir: str,
+    pid_doc: Mapping[str, Any],
+    info: PidInfo,
+    token: str | None,
+    result: Mapping[str, Any],
+    clock: Callable[[], datetime],
+) -> dict[str, Any]:
+    returncode = result.get("returncode")
+    ended = _when(result.get("ended")) or clock()
+    if not isinstance(returncode, int):
+        lost = str(result.get("error") or "the job's supervisor recorded no exit status")
+        return exit_doc(JobState.LOST, Failure.LOST, None, lost, info.started, ended, token=token)
+    exit_code, why = describe_exit(returncode)
+    failure: Failure | None
+    reason: str | None
+    if result.get("cancelled"):
+        state, failure, reason = JobState.CANCELLED, Failure.CANCELLED, "cancelled"
+    elif result.get("timed_out"):
+        state, failure = JobState.FAILED, Failure.TIMEOUT
+        timeout = pid_doc.get("timeout")
+        took = timedelta(seconds=timeout) if isinstance(timeout, int | float) else "its timeout"
+        reason = f"timed out after {took}"
+    elif returncode == 0:
+        state, failure, reason = JobState.SUCCEEDED, None, None
+    else:
+        state, failure, reason = JobState.FAILED, Failure.USER, why
+    if result.get("error"):
+        reason = f"{reason + '; ' if reason else ''}{result['error']}"
+    prefix = pid_doc.get("output_prefix")
+    patterns = pid_doc.get("output_files") or []
+    try:
+        prefix_dir = path_from_file_uri(prefix) if isinstance(prefix, str) else None
+        outputs = copy_outputs(job_dir, [str(p) for p in patterns], prefix_dir)
+    except (OSError, RunnerError) as exc:
+        outputs = {}
+        if state is JobState.SUCCEEDED:
+            state, failure = JobState.FAILED, Failure.USER
+        reason = f"{reason + '; ' if reason else ''}could not copy output files: {exc}"
+    return exit_doc(state, failure, exit_code, reason, info.started, ended, outputs, token=token)
+
+
+def _exit_of_orphan(
+    job_dir: str, info: PidInfo, token: str | None, clock: Callable[[], datetime]
+) -> dict[str, Any]:
+    still_running = alive(info.pid, info.start, info.boot) or group_alive(info.pid)
+    if still_running:
+        terminate(info, 0.0)
+    now = clock()
+    if os.path.exists(f"{job_dir}/{CANCELLED}"):
+        reason = "cancelled"
+        return exit_doc(JobState.CANCELLED, Failure.CANCELLED, None, reason, info.started, now, token=token)
+    if still_running:
+        reason = (
+            f"the process (pid {info.owner_pid}) supervising this job is gone, so its output can "
+            "no longer be captured; the orphaned process was stopped"
+        )
+    else:
+        reason = (
+            f"the job's process vanished without an exit status (its supervising process, "
+            f"pid {info.owner_pid}, is gone)"
+        )
+    return exit_doc(JobState.LOST, Failure.LOST, None, reason, info.started, now, token=token)
+
+
+def _when(raw: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None

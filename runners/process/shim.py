@@ -1,0 +1,517 @@
+"""The per-job supervisor (the "shim", as in containerd-shim): a small detached process that
+owns one job from spawn to its ``result`` file, so the job outlives the squall process that
+submitted it.
+
+Theory of operation
+-------------------
+:mod:`.launch` starts ``<sys.executable> -I -S -c <BOOT> <this directory> <job_dir>`` in a new
+session (:data:`BOOT` imports this file, so its cached bytecode is used: a script given by
+path is compiled again at every run; ``python -I -S shim.py <job_dir>`` works too) and
+writes the job's configuration (a :mod:`marshal`-ed dict: argv, cwd, environment, timeout,
+grace period, the ``pid`` summary) to the shim's stdin, which the shim reads to EOF: the
+environment (secrets included) travels through that inherited pipe, never through a file.
+The shim then
+
+1. creates ``log.jsonl`` and forks the job (its own session: the job's process group is the
+   job, which timeout and cancel signal), reporting an exec failure through a close-on-exec
+   pipe, as ``subprocess`` does;
+2. writes ``pid`` (atomically: the summary plus the job's and its own pid, start time and boot
+   id; the shim is the job's *owner*), then answers on its stdout with one line, and closes it:
+   ``S <pid> <start>`` (running), ``E <errno>`` (the command could not start) or
+   ``X <message>`` (the shim itself failed);
+3. reads both pipes with poll(2) (and a pidfd for the exit, when the kernel has them) into
+   ``log.jsonl`` in arrival order, enforces the timeout (TERM to the group, grace period,
+   KILL), reaps the job, and when leftover background processes hold the pipes open after
+   the main process exited, drains them for one more second, then kills the group: like a
+   container, a job ends with its main process;
+4. writes ``result`` atomically: the raw return code (negative: killed by that signal),
+   whether it timed out, whether ``cancelled`` existed when the job was reaped, start and end
+   times, and exits.
+
+Everything else (copying outputs, the ``exit`` file, the status) is done by whichever squall
+process finalizes the job (:func:`runners.process.status.finalize`).
+
+It starts for every job, so it is stdlib-only and imports little (no msgspec, pydantic or
+``runners.base``: ``-S`` leaves site-packages out anyway). The same file is imported as a
+module (``runners.process.shim``) for :class:`LineSplitter` and :func:`records`, so a log line
+is cut and encoded one way, and for the names of the files both sides use.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # signal.py's C core: signal.py itself imports enum, functools, collections
+import errno
+import marshal
+import os
+import select
+import sys
+import time
+
+try:
+    from _json import encode_basestring  # what json.encoder uses; importing json costs more
+except ImportError:  # pragma: no cover - CPython always has _json
+    from json.encoder import py_encode_basestring as encode_basestring
+
+__all__ = [
+    "BOOT",
+    "CANCELLED",
+    "LOG",
+    "MAX_LINE_BYTES",
+    "PID",
+    "RESULT",
+    "LineSplitter",
+    "iso_now",
+    "records",
+]
+
+PID, LOG, RESULT, CANCELLED = "pid", "log.jsonl", "result", "cancelled"
+
+BOOT = "import sys; sys.path.append(sys.argv[1]); import shim; shim.run(sys.argv[2])"
+"""The ``-c`` program that starts a shim: ``python -I -S -c BOOT <dir of shim.py> <job_dir>``.
+Appended to the path, after the standard library: no file of that directory shadows it."""
+
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is cut into pieces of at most this many bytes (at a UTF-8 boundary)."""
+
+_READ_SIZE = 1 << 16
+_LINGER = 1.0  # seconds to drain pipes after the main process exited, before killing leftovers
+_GIVE_UP = 1.0  # then seconds to wait for EOF before abandoning pipes held outside the group
+_POLL = 0.05  # exit polling interval when pidfd_open is unavailable
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+_WHOLE: frozenset[int] = frozenset()
+"""No line was cut (the usual case): see :class:`LineSplitter`."""
+
+
+# ------------------------------------------------------------------------------------ lines
+
+
+class LineSplitter:
+    """Cuts one stream's bytes into lines: split on ``\\n``, a trailing ``\\r`` dropped, and a
+    line longer than MAX_LINE_BYTES cut into pieces, so memory stays bounded whatever the job prints.
+
+    ``feed`` and ``close`` return the lines and the indexes of the pieces that do not end their
+    line (the next line of this stream continues them): their records say ``partial``, so the
+    reader can join them again (an outputs marker longer than MAX_LINE_BYTES is still one marker).
+    """
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> tuple[list[bytes], frozenset[int] | set[int]]:
+        parts = (self.pending + data if self.pending else data).split(b"\n")
+        self.pending = parts.pop()
+        lines: list[bytes] = []
+        cut: frozenset[int] | set[int] = _WHOLE
+        for part in parts:
+            pieces = _pieces(part[:-1] if part.endswith(b"\r") else part)
+            if len(pieces) > 1:
+                cut = {*cut, *range(len(lines), len(lines) + len(pieces) - 1)}
+            lines.extend(pieces)
+        while len(self.pending) > MAX_LINE_BYTES:
+            cut = {*cut, len(lines)}
+            at = _utf8_cut(self.pending, MAX_LINE_BYTES)
+            lines.append(self.pending[:at])
+            self.pending = self.pending[at:]
+        return lines, cut
+
+    def close(self) -> tuple[list[bytes], frozenset[int]]:
+        """The last line, even without a trailing newline."""
+        last, self.pending = self.pending, b""
+        if not last:
+            return [], _WHOLE
+        pieces = _pieces(last[:-1] if last.endswith(b"\r") else last)
+        return pieces, frozenset(range(len(pieces) - 1))
+
+
+def _pieces(line: bytes) -> list[bytes]:
+    if len(line) <= MAX_LINE_BYTES:
+        return [line]
+    pieces = []
+    while len(line) > MAX_LINE_BYTES:
+        cut = _utf8_cut(line, MAX_LINE_BYTES)
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def _utf8_cut(buf: bytes, limit: int) -> int:
+    """A cut position <= limit that does not split a UTF-8 sequence (when the data is UTF-8)."""
+    cut = limit
+    while cut > limit - 3 and (buf[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut
+
+
+def records(stream: str, lines: list[bytes], cut: frozenset[int] | set[int], at: str) -> bytes:
+    """Log records as JSON lines ``{"stream", "text", "at"}`` (plus ``"partial": true`` for the
+    indexes in ``cut``), built by hand: json.dumps per line costs twice as much, and 100 MB of
+    output is 100,000 lines or more."""
+    if not lines:
+        return b""
+    head = '{"stream":' + encode_basestring(stream) + ',"text":'
+    tail = ',"at":' + encode_basestring(at) + "}\n"
+    if not cut:
+        return "".join(
+            head + encode_basestring(line.decode("utf-8", errors="replace")) + tail for line in lines
+        ).encode("utf-8")
+    partial = ',"partial":true' + tail
+    return "".join(
+        head + encode_basestring(line.decode("utf-8", errors="replace")) + (partial if i in cut else tail)
+        for i, line in enumerate(lines)
+    ).encode("utf-8")
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_now() -> str:
+    """``datetime.now(UTC).isoformat()`` without importing datetime (the shim starts per job)."""
+    global _second
+    secs, ns = divmod(time.time_ns(), 1_000_000_000)
+    if _second[0] != secs:
+        y, mo, d, h, mi, sec = time.gmtime(secs)[:6]
+        _second = (secs, f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{sec:02d}")
+    micros = ns // 1000
+    return f"{_second[1]}.{micros:06d}+00:00" if micros else f"{_second[1]}+00:00"
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    head, name = path.rsplit("/", 1)
+    tmp = f"{head}/.{name}.shim.tmp"
+    fd = os.open(tmp, _WRITE, 0o644)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, _READ_SIZE):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _start_ticks(pid: int | str) -> int | None:
+    """Field 22 of /proc/<pid>/stat: the process's start time in clock ticks (None without /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        return int(raw[raw.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _json_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return encode_basestring(str(value))
+
+
+def _json_fields(fields: dict[str, object]) -> str:
+    return ",".join(f'"{key}":{_json_value(value)}' for key, value in fields.items())
+
+
+# ------------------------------------------------------------------------------------ spawn
+
+
+def _exec_child(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int) -> None:
+    """In the forked child: own session, default signal dispositions, cwd, pipes; exec (never returns)."""
+    os.setsid()
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ"):  # what Python ignores, as subprocess restores them
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    os.chdir(cwd)
+    os.dup2(out_w, 1)  # fd 0 is already /dev/null; fd 1 was the report pipe: replaced here
+    os.dup2(err_w, 2)
+    program = os.fsencode(argv[0])
+    args = [os.fsencode(a) for a in argv]
+    if b"/" in program:
+        candidates = [program]
+    else:  # the job's PATH decides, as subprocess does with env=...
+        path = env.get(b"PATH", os.fsencode(os.defpath))
+        candidates = [(d + b"/" + program) if d else program for d in path.split(b":")]
+    first: OSError | None = None
+    last: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+    for candidate in candidates:
+        try:
+            os.execve(candidate, args, env)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR) and first is None:
+                first = exc
+            last = exc
+    raise first or last
+
+
+def _spawn(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int) -> int:
+    """fork + exec of the job; its pid, or OSError with the errno the exec (or chdir) failed with."""
+    exec_r, exec_w = os.pipe()  # close-on-exec: EOF means the exec succeeded
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(exec_r)
+        os.close(exec_w)
+        raise
+    if pid == 0:  # the child: never returns
+        code = errno.EINVAL
+        try:
+            os.close(exec_r)
+            _exec_child(argv, cwd, env, out_w, err_w)
+        except OSError as exc:
+            code = exc.errno or errno.EINVAL
+        except BaseException:
+            pass
+        try:
+            os.write(exec_w, str(code).encode())
+        finally:
+            os._exit(127)
+    os.close(exec_w)
+    try:
+        failed = _read_all(exec_r)
+    finally:
+        os.close(exec_r)
+    if failed:
+        os.waitpid(pid, 0)
+        code = int(failed)
+        raise OSError(code, os.strerror(code))
+    return pid
+
+
+# ------------------------------------------------------------------------------------ supervision
+
+
+class _Supervisor:
+    """Pumps the job's pipes into the log, enforces the timeout, reaps it: the old in-process pump."""
+
+    def __init__(self, job_dir: str, pid: int, start: int | None, out: int, pipes: dict[int, str]) -> None:
+        self.job_dir = job_dir
+        self.pid = pid
+        self.start = start
+        self.out = out
+        self.streams = dict(pipes)  # fd -> "stdout" | "stderr", until EOF
+        self.splitters = {fd: LineSplitter() for fd in pipes}
+        self.poller = select.poll()
+        self.timers: dict[str, float] = {}  # name -> monotonic deadline: timeout, kill, linger, give_up
+        self.returncode: int | None = None
+        self.ended = ""
+        self.timed_out = False
+        self.cancelled = False
+        self.grace = 0.0
+
+    def run(self, timeout: float | None, grace: float, started_mono: float) -> None:
+        self.grace = grace
+        if timeout is not None:
+            self.timers["timeout"] = started_mono + timeout
+        for fd in self.streams:
+            self.poller.register(fd, select.POLLIN)
+        pidfd = self._open_pidfd()
+        if pidfd is not None:
+            self.poller.register(pidfd, select.POLLIN)
+        try:
+            while self.returncode is None or self.streams:
+                wait = self._next_wakeup(polling=pidfd is None)
+                events = self.poller.poll(None if wait is None else wait * 1000)  # ms, rounded up
+                at = iso_now() if events else ""
+                for fd, _ in events:
+                    if fd == pidfd:
+                        self.poller.unregister(fd)
+                        os.close(fd)
+                        pidfd = None
+                        self.reaped(os.waitpid(self.pid, 0)[1])
+                    elif fd in self.streams:
+                        self._read(fd, at)
+                if pidfd is None and self.returncode is None:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                    if done:
+                        self.reaped(status)
+                if self.timers:
+                    self._fire_timers(time.monotonic())
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _open_pidfd(self) -> int | None:
+        opener = getattr(os, "pidfd_open", None)
+        if opener is None:
+            return None
+        try:
+            return int(opener(self.pid))
+        except OSError:
+            return None
+
+    def reaped(self, status: int) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.ended = iso_now()
+        # Decided now, not when the exit is recorded: a cancel that comes while the outputs
+        # are drained or copied finds a job that already ended on its own (a no-op).
+        self.cancelled = os.path.exists(f"{self.job_dir}/{CANCELLED}")
+        self.timers.pop("timeout", None)
+        self.timers.pop("kill", None)
+        if self.streams:  # something still holds a pipe: drain it for a while, then stop it
+            self.timers["linger"] = time.monotonic() + _LINGER
+
+    def _next_wakeup(self, *, polling: bool) -> float | None:
+        wait = max(min(self.timers.values()) - time.monotonic(), 0.0) if self.timers else None
+        if polling and self.returncode is None:
+            wait = _POLL if wait is None else min(wait, _POLL)
+        return wait
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the job's group; once the leader is reaped, only if its pid was not recycled."""
+        if self.returncode is not None and self.start is not None:
+            now = _start_ticks(self.pid)
+            if now is not None and now != self.start:
+                return
+        try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _fire_timers(self, now: float) -> None:
+        due = {name for name, at in self.timers.items() if at <= now}
+        for name in due:
+            del self.timers[name]
+        if "timeout" in due:
+            self.timed_out = True
+            self.signal_group(signal.SIGTERM)
+            self.timers["kill"] = now + self.grace
+        if "kill" in due:
+            self.signal_group(signal.SIGKILL)
+        if "linger" in due and self.streams:
+            # The main process is gone but leftovers (background children) hold a pipe open.
+            self.signal_group(signal.SIGKILL)
+            self.timers["give_up"] = now + _GIVE_UP
+        if "give_up" in due and self.streams:
+            for fd in list(self.streams):  # a process outside the group keeps the output open
+                self._eof(fd, iso_now())
+
+    def _read(self, fd: int, at: str) -> None:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._eof(fd, at)
+            return
+        if lines := records(self.streams[fd], *self.splitters[fd].feed(data), at):
+            _write_all(self.out, lines)
+
+    def _eof(self, fd: int, at: str) -> None:
+        stream = self.streams.pop(fd)
+        if lines := records(stream, *self.splitters.pop(fd).close(), at):
+            _write_all(self.out, lines)
+        self.poller.unregister(fd)
+        os.close(fd)
+
+
+def _report(line: str) -> None:
+    """The one line for the launcher, then stdout is /dev/null (the launcher reads to EOF)."""
+    try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+        _write_all(1, line.encode("utf-8", errors="replace") + b"\n")
+    except OSError:
+        pass
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def main(job_dir: str) -> int:
+    """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim."""
+    try:
+        config = marshal.loads(_read_all(0))
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # inheritable: the job's stdin
+        os.close(null)
+        out = os.open(f"{job_dir}/{LOG}", _WRITE | os.O_APPEND, 0o644)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+    except BaseException as exc:
+        _report(f"X cannot prepare the job: {exc!r}")
+        return 2
+    try:
+        started = iso_now()
+        started_mono = time.monotonic()
+        pid = _spawn(config["argv"], config["cwd"], config["env"], out_w, err_w)
+    except OSError as exc:
+        _report(f"E {exc.errno or errno.EINVAL} {exc.strerror or exc}")
+        return 1
+    except BaseException as exc:
+        _report(f"X cannot start the job: {exc!r}")
+        return 2
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        config.pop("env", None)  # no copy of the secrets kept longer than needed
+    start = _start_ticks(pid)
+    supervisor = _Supervisor(job_dir, pid, start, out, {out_r: "stdout", err_r: "stderr"})
+    try:
+        summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, open
+        fields = _json_fields(
+            {
+                "pid": pid,
+                "pgid": pid,
+                "start": start,
+                "boot": config.get("boot"),
+                "owner_pid": os.getpid(),
+                "owner_start": _start_ticks("self"),
+                "started": started,
+                "shim": True,
+                "submitter_pid": config.get("submitter"),
+            }
+        )
+        comma = b"," if summary.rstrip() != b"{" else b""
+        _write_atomic(f"{job_dir}/{PID}", summary + comma + fields.encode() + b"}")
+    except BaseException as exc:
+        supervisor.signal_group(signal.SIGKILL)
+        os.waitpid(pid, 0)
+        _report(f"X cannot record the job: {exc!r}")
+        return 2
+    _report(f"S {pid} {start if start is not None else '-'}")
+    error = None
+    try:
+        supervisor.run(config.get("timeout"), float(config.get("grace") or 0.0), started_mono)
+    except BaseException as exc:  # never leave the job unsupervised: stop it, say why
+        error = f"the job's supervisor failed: {exc!r}"
+        supervisor.signal_group(signal.SIGKILL)
+        if supervisor.returncode is None:
+            try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                supervisor.reaped(os.waitpid(pid, 0)[1])
+            except OSError:
+                pass
+    result = {
+        "id": config.get("token"),
+        "pid": pid,
+        "returncode": supervisor.returncode,
+        "timed_out": supervisor.timed_out,
+        "cancelled": supervisor.cancelled,
+        "started": started,
+        "ended": supervisor.ended or iso_now(),
+        "error": error,
+    }
+    _write_atomic(f"{job_dir}/{RESULT}", ("{" + _json_fields(result) + "}").encode())
+    return 0
+
+
+def run(job_dir: str) -> None:
+    """The entry point: :func:`main`, then exit without the interpreter's shutdown."""
+    os._exit(main(job_dir))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1])
