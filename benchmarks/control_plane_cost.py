@@ -68,7 +68,8 @@ import boto3
 
 from control_plane.engine.states import State
 from control_plane.handlers import api, events, tick
-from control_plane.handlers.runtime import install, load_settings, open_runtime, reset, visit_after
+from control_plane.handlers.container import install, reset
+from control_plane.runtime import load_settings, open_runtime, visit_after
 from control_plane.store.dynamodb import DynamoDBStore
 from control_plane.store.dynamodb_schema import create_table
 from runners.testing.simulated import SimulatedRunner

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from control_plane.handlers.runtime import local_settings, open_local
+from control_plane.runtime import local_settings, open_local
 from control_plane.store.sqlite import SqliteStore
 
 

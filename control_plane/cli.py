@@ -103,13 +103,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> Any:
-    """The local runtime (SQLite at ``db``), wired as every runtime is (``handlers/runtime.py``).
+    """The local runtime (SQLite at ``db``), wired as every runtime is (``control_plane/runtime.py``).
 
     ``SQUALL_*`` settings apply as they do to ``squall server``: secrets, expression limits,
     ``SQUALL_MAX_OUTPUTS_BYTES``. A bad setting or database is one line, exit 1.
     """
     from control_plane.errors import StoreError
-    from control_plane.handlers.runtime import SettingsError, local_settings, open_local
+    from control_plane.runtime import SettingsError, local_settings, open_local
 
     try:
         settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
@@ -561,7 +561,7 @@ def server(
     import secrets
     import signal
 
-    from control_plane.handlers.runtime import SettingsError, load_settings, local_settings
+    from control_plane.runtime import SettingsError, load_settings, local_settings
     from control_plane.server import Server
 
     if store not in (None, "sqlite", "dynamodb"):

@@ -6,7 +6,7 @@ whose flows run script tasks. A case that crashes is reported as failed with the
 allowed to stop the run.
 
 Each valid-flow case runs the way ``squall run --virtual-time`` runs a flow, in a runtime of
-its own (:func:`scratch_runtime`): :func:`~control_plane.handlers.runtime.open_local` on a
+its own (:func:`scratch_runtime`): :func:`~control_plane.runtime.open_local` on a
 SQLite file in a temporary directory, the process runner (script tasks really run, in that
 directory) and a :class:`~control_plane.service.clock.VirtualClock` (retry intervals and
 Sleeps take no time). The flow is deployed, started and driven by ``Service.run``, which
@@ -35,7 +35,7 @@ from control_plane.flows.loader import load_flow_file, read_flow_file
 if TYPE_CHECKING:
     from control_plane.engine.model import Execution, LogLine, TaskRun
     from control_plane.engine.states import State
-    from control_plane.handlers.runtime import Runtime
+    from control_plane.runtime import Runtime
     from control_plane.service.clock import Clock
     from runners.base import Runner
 
@@ -95,7 +95,7 @@ def scratch_runtime(
     short flow's time), a :class:`VirtualClock` unless ``clock`` is given, and the process
     runner unless ``runners`` replaces it. For ``squall conformance``, tests and benchmarks.
     """
-    from control_plane.handlers.runtime import local_settings, open_local
+    from control_plane.runtime import local_settings, open_local
     from control_plane.service.clock import VirtualClock
     from control_plane.store.sqlite import SqliteStore
 

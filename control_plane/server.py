@@ -6,8 +6,9 @@ Each HTTP request becomes the API Gateway HTTP API (payload 2.0) event AWS would
 (lowercase headers with repeats comma-joined, ``cookies`` split out, comma-joined
 ``queryStringParameters``, ``rawPath``/``rawQueryString``, a ``requestContext`` with
 ``http.method``/``sourceIp``, non-text bodies base64-encoded) and goes to the *same*
-:func:`control_plane.handlers.api.handler` that runs in Lambda; its response dict becomes
-the HTTP response. What a user sees locally is what the cloud does.
+:class:`control_plane.api.app.Api` that the ``api`` Lambda runs, built here over the server's
+own runtime; its response dict becomes the HTTP response. What a user sees locally is what
+the cloud does.
 
 The tick thread calls :func:`~control_plane.handlers.tick.run_tick` every ``tick_interval``
 seconds, the job EventBridge's rate rule does in the cloud: timers, job polls, schedules.
@@ -16,7 +17,7 @@ server polls every active job on every tick (``reconcile_after=0``).
 
 The service is not thread-safe: requests that write and the tick thread take one lock around
 every call into it, like a Lambda container handles one event at a time. Requests that only
-read (:func:`~control_plane.handlers.api.read_only`: GET, HEAD and OPTIONS except webhooks)
+read (:func:`~control_plane.api.app.read_only`: GET, HEAD and OPTIONS except webhooks)
 skip it: they use the store, which is thread-safe, and never the service, so a slow write
 (an expensive expression, a wide fan-out) does not hold them up. A body larger than
 ``max_body_bytes`` is refused (413) from its Content-Length, before it is read.
@@ -57,12 +58,15 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from msgspec import Struct
 
-from control_plane.handlers.runtime import Runtime, Settings, install, open_runtime
+from control_plane.runtime import Runtime, Settings, open_runtime
+
+if TYPE_CHECKING:
+    from control_plane.api.app import Api
 
 __all__ = ["IDLE_TIMEOUT", "MAX_CONNECTIONS", "REQUEST_TIMEOUT", "STOP_GRACE", "Server"]
 
@@ -234,14 +238,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         event = self._event(body)
-        from control_plane.handlers import api
+        api = owner.api
+        if api is None:  # stopped while this request was read
+            self.close_connection = True
+            self._json(503, '{"message":"the server is stopping"}')
+            return
+        from control_plane.api.app import read_only
 
         context = _Context(event["requestContext"]["requestId"])
-        if api.read_only(event):  # the store and the resolver are thread-safe: no slow write delays a read
-            response = api.handler(event, context)
+        if read_only(event):  # the store and the resolver are thread-safe: no slow write delays a read
+            response = api.handle(event, context)
         else:
             with owner.lock:
-                response = api.handler(event, context)
+                response = api.handle(event, context)
         self._respond(response)
 
     def _json(self, status: int, text: str) -> None:
@@ -392,7 +401,8 @@ class Server:
     """The API and the tick loop in this process; ``with Server(settings, port=0) as srv: srv.url``.
 
     ``runtime`` replaces the one built from ``settings`` (tests inject a clock or runners).
-    The runtime is installed as the process's runtime for the handler, and closed on exit.
+    The API (:attr:`api`) is built over that runtime at :meth:`start`, dropped at :meth:`stop`,
+    and a runtime the server built is closed then.
     The limits (module docstring) default to ``IDLE_TIMEOUT``, ``REQUEST_TIMEOUT``,
     ``MAX_CONNECTIONS`` and ``STOP_GRACE``.
     """
@@ -426,6 +436,7 @@ class Server:
         self.ticks = 0
         self._given = runtime
         self._runtime: Runtime | None = None
+        self.api: Api | None = None
         self._httpd: _HTTPServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -448,8 +459,10 @@ class Server:
             rt = open_runtime(self.settings)
         elif rt.settings != self.settings:
             rt = Runtime(self.settings, rt.store, rt.service)
+        from control_plane.api.app import Api  # powertools: not for the CLI's other commands
+
         self._runtime = rt
-        install(rt)
+        self.api = Api(rt)
         try:
             self._httpd = _HTTPServer((self.host, self.port), self)
         except OSError:
@@ -505,8 +518,7 @@ class Server:
                 "a request or tick still holds the service after %.1fs: closing without it", self.stop_grace
             )
         try:
-            if locked:
-                install(None)  # a call still running keeps the runtime it has; none is built in its place
+            self.api = None  # a call still running keeps the API it has; a new request gets 503
             if self._given is None:
                 self._runtime.close()
         finally:

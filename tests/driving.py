@@ -25,7 +25,7 @@ from typing import Any
 from msgspec import Struct
 
 from control_plane.conformance import FlowRun, run_flow, scratch_runtime
-from control_plane.handlers.runtime import Runtime
+from control_plane.runtime import Runtime
 from control_plane.service.clock import VirtualClock
 from runners.base import Failure, JobHandle, JobSpec
 from runners.testing.simulated import SimulatedRunner

@@ -1,4 +1,8 @@
-"""What every route needs from the raw API Gateway event: the body, its type, repeated parameters.
+"""What every route needs: its runtime, and from the raw event the body, its type, repeated parameters.
+
+A route takes its runtime as a parameter, ``rt: common.Served``: powertools' dependency
+injection calls :func:`served_runtime`, which reads the runtime :class:`~control_plane.api.app.Api`
+put in the request's resolver context. No route finds a runtime anywhere else.
 
 Bodies are read here rather than through powertools' ``Body()`` parameters because the API
 takes YAML and multipart as well as JSON, and because each way a body can be wrong has its
@@ -23,18 +27,23 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.request import Request
 from msgspec import Struct, field
 
 from control_plane.errors import ConflictError, NotFoundError, StoreError
+from control_plane.runtime import Runtime
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "RUNTIME_KEY",
     "ApiError",
     "FormPart",
     "JsonRefused",
+    "Served",
     "body_bytes",
     "body_size",
     "body_text",
@@ -47,7 +56,23 @@ __all__ = [
     "parse_json",
     "query_values",
     "require_media_type",
+    "served_runtime",
 ]
+
+RUNTIME_KEY = "squall.runtime"
+"""The resolver-context key under which :meth:`control_plane.api.app.Api.handle` passes its runtime."""
+
+
+def served_runtime(request: Request) -> Runtime:
+    """The runtime of the :class:`~control_plane.api.app.Api` serving this request (a route dependency)."""
+    rt: Runtime | None = request.context.get(RUNTIME_KEY)
+    if rt is None:
+        raise RuntimeError("no runtime for this request: resolve it through Api.handle")
+    return rt
+
+
+Served = Annotated[Runtime, Depends(served_runtime)]
+"""A route parameter receiving the runtime its request is served by."""
 
 
 class ApiError(Exception):

@@ -50,7 +50,7 @@ from control_plane.api.views import (
 from control_plane.engine.model import Execution, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
-from control_plane.handlers.runtime import Runtime, runtime
+from control_plane.runtime import Runtime
 from control_plane.store.base import ExecutionSummary
 
 __all__ = ["START_TYPES", "TASKRUNS_SHOWN", "TASKRUN_PAGE", "TASKRUN_PAGE_MAX", "router"]
@@ -162,8 +162,7 @@ def _get(rt: Runtime, execution_id: str) -> Execution:
     tags=["executions"],
     status_code=202,
 )
-def kill_execution(execution_id: str) -> Response[ExecutionView]:
-    rt = runtime()
+def kill_execution(rt: common.Served, execution_id: str) -> Response[ExecutionView]:
     _get(rt, execution_id)
     execution = rt.service.kill(execution_id)
     telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=1)
@@ -176,8 +175,7 @@ def kill_execution(execution_id: str) -> Response[ExecutionView]:
     description="Kestra's restart: the failed task runs run again in the same execution.",
     tags=["executions"],
 )
-def restart_execution(execution_id: str) -> ExecutionView:
-    rt = runtime()
+def restart_execution(rt: common.Served, execution_id: str) -> ExecutionView:
     _get(rt, execution_id)
     return _view(rt, rt.service.restart(execution_id))
 
@@ -189,13 +187,12 @@ def restart_execution(execution_id: str) -> ExecutionView:
     tags=["executions"],
     openapi_extensions=_RESUME_BODY,
 )
-def resume_execution(execution_id: str) -> ExecutionView:
+def resume_execution(rt: common.Served, execution_id: str) -> ExecutionView:
     event = router.current_event.raw_event
     common.require_media_type(event, ("application/json",), empty_ok=True)
     inputs = common.json_body(event)
     if inputs is not None and not isinstance(inputs, dict):
         raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
-    rt = runtime()
     _get(rt, execution_id)
     return _view(rt, rt.service.resume(execution_id, inputs))
 
@@ -208,10 +205,10 @@ def resume_execution(execution_id: str) -> ExecutionView:
     status_code=201,
 )
 def replay_execution(
+    rt: common.Served,
     execution_id: str,
     task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
 ) -> Response[ExecutionView]:
-    rt = runtime()
     _get(rt, execution_id)
     execution = rt.service.replay(execution_id, taskrun_id=task_run_id)
     _keys(execution)
@@ -225,12 +222,12 @@ def replay_execution(
     tags=["executions"],
 )
 def execution_logs(
+    rt: common.Served,
     execution_id: str,
     task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     cursor: Annotated[str | None, Query(description="from the previous page")] = None,
 ) -> LogPage:
-    rt = runtime()
     telemetry.keys(execution_id=execution_id)
     if cursor is None:
         _get(rt, execution_id)  # 404 for an unknown id rather than an empty page
@@ -247,13 +244,13 @@ def execution_logs(
     tags=["executions"],
 )
 def execution_taskruns(
+    rt: common.Served,
     execution_id: str,
     limit: Annotated[int, Query(ge=1, le=TASKRUN_PAGE_MAX)] = TASKRUN_PAGE,
     cursor: Annotated[
         str | None, Query(description="from the previous page, or the execution's taskRunCursor")
     ] = None,
 ) -> TaskRunPage:
-    rt = runtime()
     after = None if cursor is None else _after(cursor)
     execution = _meta(rt, execution_id)  # 404 for an unknown id rather than an empty page
     candidates = rt.store.list_taskruns(execution_id, after=after, limit=limit + 1)
@@ -273,8 +270,7 @@ def _meta(rt: Runtime, execution_id: str) -> Execution:
     summary="An execution with its task runs (the first page of them when there are many)",
     tags=["executions"],
 )
-def get_execution(execution_id: str) -> ExecutionView:
-    rt = runtime()
+def get_execution(rt: common.Served, execution_id: str) -> ExecutionView:
     # Meta first: the task runs read after it are at least as new, so an execution seen ended
     # is listed with its task runs ended too. Only a page of them is ever loaded.
     execution = _meta(rt, execution_id)
@@ -298,6 +294,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     tags=["executions"],
 )
 def list_executions(
+    rt: common.Served,
     namespace: Annotated[str | None, Query()] = None,
     flow_id: Annotated[str | None, Query(alias="flowId")] = None,
     state: Annotated[list[State] | None, Query(description="repeatable")] = None,
@@ -313,7 +310,6 @@ def list_executions(
             "invalid query parameters: startDate is after endDate",
             extra={"errors": [{"name": "startDate", "in": "query", "message": "after endDate"}]},
         )
-    rt = runtime()
     found: list[ExecutionSummary] = []
     scanned = 0
     next_cursor = cursor
@@ -419,6 +415,7 @@ def _remove_uploads(rt: Runtime, stored: Path) -> None:
     openapi_extensions=_START_BODY,
 )
 def start_execution(
+    rt: common.Served,
     namespace: str,
     flow_id: str,
     revision: Annotated[int | None, Query(ge=1)] = None,
@@ -428,7 +425,6 @@ def start_execution(
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     chosen = _labels(event)
     kind = common.require_media_type(event, START_TYPES, empty_ok=True)
-    rt = runtime()
     flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
     if flow.disabled:
         raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")

@@ -16,7 +16,6 @@ from control_plane.api import common, telemetry
 from control_plane.api.models import FlowPage, FlowSaved
 from control_plane.api.views import FlowView, flow_summary_view, flow_view
 from control_plane.errors import NotFoundError
-from control_plane.handlers.runtime import runtime
 
 __all__ = ["YAML_TYPES", "router"]
 
@@ -45,11 +44,10 @@ _YAML_BODY = {
         201: {"description": "new revision", "content": {_JSON: {"model": FlowSaved}}},
     },
 )
-def deploy_flow() -> Response[FlowSaved]:
+def deploy_flow(rt: common.Served) -> Response[FlowSaved]:
     event = router.current_event.raw_event
     common.require_media_type(event, YAML_TYPES)
     source = common.body_text(event)
-    rt = runtime()
     from control_plane.flows.loader import parse_flow  # only deploys need the flow language (ADR 0006)
 
     flow = parse_flow(source, "<request body>")  # FlowValidationError -> 422 before anything is stored
@@ -70,20 +68,22 @@ def deploy_flow() -> Response[FlowSaved]:
 
 @router.get("/api/v1/flows", summary="List flows (latest revision of each)", tags=["flows"])
 def list_flows(
+    rt: common.Served,
     namespace: Annotated[str | None, Query(description="namespace, or a parent namespace")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="from the previous page")] = None,
 ) -> FlowPage:
-    rt = runtime()
     with common.cursor_errors(cursor):
         page = rt.store.list_flows(namespace, limit=limit, cursor=cursor)
     return FlowPage(results=[flow_summary_view(r) for r in page.items], cursor=page.cursor)
 
 
 @router.get("/api/v1/flows/<namespace>/<flow_id>", summary="A flow and its YAML source", tags=["flows"])
-def get_flow(namespace: str, flow_id: str, revision: Annotated[int | None, Query(ge=1)] = None) -> FlowView:
+def get_flow(
+    rt: common.Served, namespace: str, flow_id: str, revision: Annotated[int | None, Query(ge=1)] = None
+) -> FlowView:
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    return flow_view(runtime().store.get_flow(namespace, flow_id, revision))
+    return flow_view(rt.store.get_flow(namespace, flow_id, revision))
 
 
 @router.delete(
@@ -93,9 +93,8 @@ def get_flow(namespace: str, flow_id: str, revision: Annotated[int | None, Query
     tags=["flows"],
     status_code=204,
 )
-def delete_flow(namespace: str, flow_id: str) -> Response[None]:
+def delete_flow(rt: common.Served, namespace: str, flow_id: str) -> Response[None]:
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    rt = runtime()
     rt.store.get_flow(namespace, flow_id)  # 404 for an unknown or already deleted flow
     rt.store.delete_flow(namespace, flow_id, at=rt.service.clock.now())
     return Response(status_code=204, body=None)

@@ -32,7 +32,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from control_plane.api import common, telemetry
 from control_plane.api.models import WebhookAccepted
 from control_plane.errors import ConflictError, NotFoundError
-from control_plane.handlers.runtime import runtime
 
 if TYPE_CHECKING:
     from control_plane.flows.models import Flow, Webhook
@@ -109,10 +108,9 @@ def _parameters(event: dict[str, Any]) -> dict[str, list[str]]:
     description="No API auth: the key is the credential. Idempotency-Key header: a replay gets 409.",
     tags=["webhooks"],
 )
-def webhook(namespace: str, flow_id: str, key: str) -> WebhookAccepted:
+def webhook(rt: common.Served, namespace: str, flow_id: str, key: str) -> WebhookAccepted:
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    rt = runtime()
     try:
         flow = rt.service.flow(namespace, flow_id)
     except NotFoundError:

@@ -1,11 +1,14 @@
 """The Lambda entry points: ``api``, ``events``, ``tick``, ``schedule``, ``sweeper``.
 
+Each is a thin shell over its container's runtime (:mod:`control_plane.handlers.container`):
+the wiring lives in :mod:`control_plane.runtime`, the HTTP API in :mod:`control_plane.api`.
 Every module here is imported at a Lambda cold start, so this package keeps imports lean
 (``benchmarks/coldstart.py`` measures them):
 
 * pydantic's plugin discovery scans every installed distribution's entry points on first
-  import; a Lambda package has no pydantic plugins, so the scan is switched off here, before
-  anything imports pydantic (an explicit ``PYDANTIC_DISABLE_PLUGINS`` still wins).
+  import; a Lambda package has no pydantic plugins, so the Terraform module sets
+  ``PYDANTIC_DISABLE_PLUGINS=__all__`` in every function's environment (configuration, not
+  something importing this package does);
 * every handler but ``api`` logs with the standard library: with the function's log
   format set to JSON (the Terraform module does), Lambda writes each record as a JSON object,
   ``extra`` keys included, so the powertools Logger's import is only paid by ``api``, whose
@@ -18,8 +21,6 @@ import logging
 import os
 
 __all__ = ["handler_logger"]
-
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 def handler_logger(name: str) -> logging.Logger:

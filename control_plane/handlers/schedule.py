@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from control_plane.handlers import handler_logger
-from control_plane.handlers.runtime import runtime
+from control_plane.handlers.container import runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
 
 __all__ = ["handler"]

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from control_plane.handlers import handler_logger
-from control_plane.handlers.runtime import runtime
+from control_plane.handlers.container import runtime
 from control_plane.store.dynamodb_schema import HASH_KEY, RANGE_KEY
 
 __all__ = ["expired_executions", "handler"]

@@ -15,7 +15,7 @@ import pytest
 
 from control_plane.flows.loader import load_flow_file
 from control_plane.flows.models import Schedule
-from control_plane.handlers.runtime import ENV_PREFIX, Settings
+from control_plane.runtime import ENV_PREFIX, Settings
 from control_plane.store import dynamodb_schema as schema
 
 from .conftest import INFRA, MODULE, SUBMODULES, load_module, locals_of, named_blocks, resources

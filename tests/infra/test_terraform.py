@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from control_plane.flows.loader import load_flow_file
-from control_plane.handlers.runtime import load_settings, open_runtime, secret_chain
+from control_plane.runtime import load_settings, open_runtime, secret_chain
 from control_plane.service.scripts import runner_of
 from runners.aws_batch import AwsBatchRunner
 from runners.aws_batch.options import BatchOptions
@@ -234,6 +234,7 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert (settings.submit_budget, settings.tick_submits) == (100, 500)
     assert {"SQUALL_SUBMIT_BUDGET", "SQUALL_TICK_SUBMITS"} <= env.keys()
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no plugin scan at cold start (sweeper too: below)
 
     # secret(): the chain the settings open asks each backend for the names IAM allows.
     assert settings.secrets == ("env", "secretsmanager", "ssm")

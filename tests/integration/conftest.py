@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.handlers.runtime import load_settings, visit_after
+from control_plane.runtime import load_settings, visit_after
 from control_plane.store.base import StateStore
 from control_plane.store.sqlite import SqliteStore
 from tests.integration.lambdas import TIMINGS

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from control_plane.handlers import api, events, tick
-from control_plane.handlers.runtime import Runtime, Settings, install, load_settings, open_runtime
+from control_plane.handlers.container import install
+from control_plane.runtime import Runtime, Settings, load_settings, open_runtime
 from control_plane.service.clock import VirtualClock
 from control_plane.store.base import StateStore
 from runners.testing.simulated import SimulatedRunner

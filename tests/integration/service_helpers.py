@@ -10,7 +10,7 @@ from typing import Any
 
 from control_plane.conformance import execution_logs
 from control_plane.engine.model import Execution, LogLine, TaskRun
-from control_plane.handlers.runtime import Runtime, Settings, load_settings, local_settings, open_local
+from control_plane.runtime import Runtime, Settings, load_settings, local_settings, open_local
 
 
 def runtime(tmp_path: Path, **options: Any) -> Runtime:

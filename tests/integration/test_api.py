@@ -1,4 +1,8 @@
-"""The ``api`` Lambda, called the way API Gateway calls it (payload 2.0 events), on a real SQLite store.
+"""The HTTP API, called the way API Gateway calls it (payload 2.0 events), on a real SQLite store.
+
+Each test's API is :class:`control_plane.api.app.Api` over a runtime the test built (as the
+``api`` Lambda builds one over its container's runtime); the tests at the end go through the
+Lambda entry point itself.
 
 Every endpoint, every way a request can be wrong, and for each refused request a check that
 the store is exactly as it was. Script tasks run on :class:`SimulatedRunner` (a job stays
@@ -10,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,12 +25,12 @@ from typing import Any
 
 import pytest
 
-from control_plane.api import common, executions, views, webhooks
+from control_plane.api import app, common, executions, telemetry, views, webhooks
 from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
-from control_plane.handlers import api, events
-from control_plane.handlers.runtime import Runtime, install, load_settings, open_runtime, reset
+from control_plane.handlers import api, container, events
 from control_plane.levels import Level
+from control_plane.runtime import Runtime, load_settings, open_runtime
 from control_plane.service.clock import VirtualClock
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
@@ -130,18 +136,22 @@ tasks:
 
 @dataclass
 class Api:
-    """One API Lambda container over a store in ``tmp_path``; ``call`` sends one request."""
+    """One API over a store in ``tmp_path``; ``call`` sends one request."""
 
     rt: Runtime
     clock: VirtualClock
     compute: SimulatedRunner
 
     @property
+    def http(self) -> app.Api:
+        return app.Api(self.rt)
+
+    @property
     def store(self) -> StateStore:
         return self.rt.store
 
     def call(self, method: str, path: str, *, token: str | None = TOKEN, **kwargs: Any) -> Response:
-        raw = api.handler(event(method, path, token=token, **kwargs), LambdaContext())
+        raw = self.http.handle(event(method, path, token=token, **kwargs), LambdaContext())
         return Response(raw)
 
     def deploy(self, source: str) -> Response:
@@ -196,22 +206,23 @@ def _api(tmp_path: Path, **settings: Any) -> Api:
     clock = VirtualClock(T0)
     compute = SimulatedRunner()
     rt = open_runtime(load_settings({}, **options), clock=clock, runners={"process": compute})
-    install(rt)
     return Api(rt, clock, compute)
 
 
 @pytest.fixture
 def make(tmp_path: Path) -> Iterator[Callable[..., Api]]:
-    """Build an API container with these settings (token auth by default); reset afterwards."""
+    """Build an API with these settings (token auth by default); its runtime is closed afterwards."""
     made: list[Api] = []
 
     def build(**settings: Any) -> Api:
-        reset()
+        if made:
+            made[-1].rt.close()  # one store on the database at a time
         made.append(_api(tmp_path, **settings))
         return made[-1]
 
     yield build
-    reset()
+    if made:
+        made[-1].rt.close()
 
 
 @pytest.fixture
@@ -295,7 +306,7 @@ def test_deploy_body_not_utf8_or_bad_base64_is_400(client: Api) -> None:
     assert response.status == 400 and "UTF-8" in response.json["message"]
     bad = event("POST", "/api/v1/flows", body="id: x", content_type=YAML, token=TOKEN)
     bad["body"], bad["isBase64Encoded"] = "!!!not base64!!!", True
-    response = Response(api.handler(bad, LambdaContext()))
+    response = Response(client.http.handle(bad, LambdaContext()))
     assert response.status == 400 and "base64" in response.json["message"]
     assert client.snapshot() == before
 
@@ -681,7 +692,7 @@ def test_kill_running_execution_then_409_once_it_ended(client: Api) -> None:
     killed = client.call("DELETE", f"/api/v1/executions/{view['id']}/kill")
     assert killed.status == 202 and killed.json["state"]["current"] in ("KILLING", "KILLED")
     (name,) = client.compute.names()
-    events.handler(client.compute.event(name), None)  # the backend reports the cancelled job
+    events.handle_event(client.rt, client.compute.event(name))  # the backend reports the cancelled job
     ended = client.call("GET", f"/api/v1/executions/{view['id']}").json
     assert ended["state"]["current"] == "KILLED"
     again = client.call("DELETE", f"/api/v1/executions/{view['id']}/kill")
@@ -1103,21 +1114,22 @@ class _Records(logging.Handler):
 @pytest.fixture
 def records() -> Iterator[_Records]:
     handler = _Records()
-    handler.setFormatter(api.logger.registered_formatter)
-    api.logger.addHandler(handler)
+    handler.setFormatter(telemetry.logger.registered_formatter)
+    telemetry.logger.addHandler(handler)
     yield handler
-    api.logger._logger.removeHandler(handler)
+    telemetry.logger._logger.removeHandler(handler)
 
 
 def test_unexpected_error_is_500_without_traceback(tmp_path: Path, records: _Records) -> None:
     store = _BrokenStore(SqliteStore(tmp_path / "broken.db"))
     settings = load_settings({}, data_dir=str(tmp_path / "data"), auth="token", api_token=TOKEN)
     rt = open_runtime(settings, store=store)  # type: ignore[arg-type]
-    install(rt)
     try:
-        raw = api.handler(event("GET", "/api/v1/flows", token=TOKEN, request_id="req-500"), LambdaContext())
+        raw = app.Api(rt).handle(
+            event("GET", "/api/v1/flows", token=TOKEN, request_id="req-500"), LambdaContext()
+        )
     finally:
-        reset()
+        rt.close()
     response = Response(raw)
     assert response.status == 500
     assert response.json == {"message": "internal error", "requestId": "req-500"}
@@ -1162,7 +1174,7 @@ def test_metrics_disabled_are_dropped_not_accumulated(
     capsys.readouterr()
     client.deploy(HELLO)
     assert '"_aws"' not in capsys.readouterr().out
-    assert not api.telemetry.metrics.metric_set
+    assert not telemetry.metrics.metric_set
 
 
 def test_api_log_lines_carry_an_rfc3339_timestamp_so_lambda_keeps_their_level() -> None:
@@ -1172,3 +1184,85 @@ def test_api_log_lines_carry_an_rfc3339_timestamp_so_lambda_keeps_their_level() 
     line = json.loads(telemetry.logger.registered_formatter.format(record))
     assert line["level"] == "ERROR"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)", line["timestamp"])
+
+
+# ====================================================================== the API component and the Lambda
+
+
+def test_two_apis_over_two_runtimes_serve_each_its_own_store_at_once(tmp_path: Path) -> None:
+    # The runtime is the Api's, passed to the routes per request: two Apis in one process (two
+    # squall servers, a test beside a Lambda) never serve each other's store, even concurrently.
+
+    one, two = _api(tmp_path / "one"), _api(tmp_path / "two")
+    try:
+        one.deploy(HELLO)
+        two.deploy(HELLO.replace("id: hello", "id: other"))
+        seen: dict[str, set[str]] = {"one": set(), "two": set()}
+        errors: list[BaseException] = []
+
+        def read(name: str, client: Api) -> None:
+            try:
+                for _ in range(40):
+                    listing = client.call("GET", "/api/v1/flows")
+                    seen[name].update(f["id"] for f in listing.json["results"])
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=item) for item in (("one", one), ("two", two))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert seen == {"one": {"hello"}, "two": {"other"}}
+    finally:
+        one.rt.close()
+        two.rt.close()
+
+
+def test_a_route_resolved_without_an_api_has_no_runtime_and_says_so(records: _Records) -> None:
+    # Only Api.handle gives a route its runtime: resolving the bare resolver is a 500, not a
+    # runtime found somewhere else.
+    raw = app.app.resolve(event("GET", "/api/v1/flows", token=None), LambdaContext())
+    assert raw["statusCode"] == 500
+    assert any("no runtime for this request" in str(r.exc_info[1]) for r in records.records if r.exc_info)
+
+
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The api Lambda's environment (SQLite here), and a fresh container around the test."""
+    for name in [k for k in os.environ if k.startswith("SQUALL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SQUALL_STORE", "sqlite")
+    monkeypatch.setenv("SQUALL_DB", str(tmp_path / "lambda.db"))
+    monkeypatch.setenv("SQUALL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SQUALL_AUTH", "token")
+    monkeypatch.setenv("SQUALL_API_TOKEN", TOKEN)
+    container.reset()
+    yield tmp_path
+    container.reset()
+
+
+def test_the_api_lambda_builds_its_runtime_from_the_environment_once_and_keeps_it_warm(
+    lambda_env: Path,
+) -> None:
+    deploy = event("POST", "/api/v1/flows", body=HELLO, content_type=YAML, token=TOKEN)
+    deployed = Response(api.handler(deploy, LambdaContext()))
+    assert deployed.status == 201, deployed.body
+    warm = container.runtime()
+    listing = Response(api.handler(event("GET", "/api/v1/flows", token=TOKEN), LambdaContext()))
+    assert listing.status == 200 and [f["id"] for f in listing.json["results"]] == ["hello"]
+    assert container.runtime() is warm  # the second invocation reused the container's runtime
+    assert warm.settings.db == str(lambda_env / "lambda.db")
+
+
+def test_the_api_lambda_answers_a_json_500_when_its_runtime_cannot_be_built(
+    lambda_env: Path, monkeypatch: pytest.MonkeyPatch, records: _Records
+) -> None:
+    monkeypatch.setenv("SQUALL_STORE", "dynamodb")  # without SQUALL_TABLE: a SettingsError
+    raw = api.handler(event("GET", "/api/v1/flows", token=TOKEN, request_id="req-cold"), LambdaContext())
+    response = Response(raw)
+    assert response.status == 500
+    assert response.json == {"message": "internal error", "requestId": "req-cold"}
+    failures = [r for r in records.records if r.exc_info]
+    assert failures and "SQUALL_TABLE is required" in str(failures[0].exc_info[1])  # type: ignore[index]

@@ -502,7 +502,7 @@ tasks:
     spec = _spec("echo lean", options={"resources": {"vcpu": 1}})
     assert wait_terminal(runner, runner.submit(spec), 30.0).state is JobState.SUCCEEDED
     # Through the control plane: the service validates the flow's options merged with these.
-    from control_plane.handlers.runtime import load_settings, open_runtime
+    from control_plane.runtime import load_settings, open_runtime
     from control_plane.store.sqlite import SqliteStore
 
     rt = open_runtime(
@@ -699,7 +699,7 @@ def test_the_endpoint_allowlist_is_a_deployment_setting(
     """SQUALL_AWS_ENDPOINT_ALLOWLIST reaches the runner the control plane builds; other endpoints fail."""
     import json
 
-    from control_plane.handlers.runtime import SettingsError, load_settings, open_runtime
+    from control_plane.runtime import SettingsError, load_settings, open_runtime
 
     with pytest.raises(SettingsError, match=r"SQUALL_AWS_ENDPOINT_ALLOWLIST: .*'file:///etc' is not an http"):
         load_settings({"SQUALL_AWS_ENDPOINT_ALLOWLIST": "https://ok.example, file:///etc"})

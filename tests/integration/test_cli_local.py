@@ -223,7 +223,7 @@ def squall_without_boto3(db: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_a_runner_without_its_extra_fails_cleanly_and_wedges_nothing(tmp_path: Path) -> None:
-    from control_plane.handlers.runtime import local_settings, open_local
+    from control_plane.runtime import local_settings, open_local
 
     db = tmp_path / "base.db"
     needs = (

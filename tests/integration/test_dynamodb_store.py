@@ -462,7 +462,8 @@ def test_an_expired_split_execution_is_purged_with_its_offloaded_outputs(
     dynamodb_local: DynamoDBLocal,
     s3_endpoint: str,
 ) -> None:
-    from control_plane.handlers import runtime, sweeper
+    from control_plane.handlers import container, sweeper
+    from control_plane.runtime import load_settings, open_runtime
 
     client, table = dynamodb_table
     store = make_store(offload_bytes=1_000)
@@ -493,13 +494,13 @@ def test_an_expired_split_execution_is_purged_with_its_offloaded_outputs(
     }
     assert list(sweeper.expired_executions(by_ttl)) == ["gone"]
 
-    settings = runtime.load_settings({}, store="dynamodb", table=table)
-    runtime.install(runtime.open_runtime(settings, store=make_store(offload_bytes=1_000)))
+    settings = load_settings({}, store="dynamodb", table=table)
+    container.install(open_runtime(settings, store=make_store(offload_bytes=1_000)))
     try:
         assert sweeper.handler(by_ttl, None) == {"purged": {"gone": len(before) - 1}}
         assert sweeper.handler(by_ttl, None) == {"purged": {"gone": 0}}  # a redelivery finds nothing
     finally:
-        runtime.install(None)
+        container.install(None)
     assert _items(client, table, "gone") == {}
     s3 = _s3(s3_endpoint)
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{table}/gone/").get("KeyCount") == 0

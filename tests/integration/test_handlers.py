@@ -21,13 +21,8 @@ import pytest
 from control_plane.api.views import taskrun_view
 from control_plane.engine.states import State
 from control_plane.handlers import events, schedule, tick
-from control_plane.handlers.runtime import (
-    Runtime,
-    install,
-    load_settings,
-    open_runtime,
-    reset,
-)
+from control_plane.handlers.container import install, reset
+from control_plane.runtime import Runtime, load_settings, open_runtime
 from control_plane.service.clock import VirtualClock
 from control_plane.service.service import HANDED_TO_TICK
 from control_plane.store.base import JobPhase, StateStore, TriggerRecord

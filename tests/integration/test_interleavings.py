@@ -28,7 +28,7 @@ import pytest
 
 from control_plane.engine.model import Execution
 from control_plane.engine.states import State
-from control_plane.handlers.runtime import Runtime
+from control_plane.runtime import Runtime
 from control_plane.store.sqlite import SqliteStore
 from runners.base import JobState
 from tests.integration.lambdas import SHELL_TASK, Plane

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from control_plane.engine.model import LogLine
-from control_plane.handlers.runtime import SettingsError, load_settings, log_limits
 from control_plane.levels import Level
+from control_plane.runtime import SettingsError, load_settings, log_limits
 from control_plane.service.capture import DEFAULT_MAX_OUTPUTS_BYTES, Capture, LogLimits
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)

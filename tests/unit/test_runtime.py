@@ -8,14 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.handlers.runtime import (
-    Runtime,
-    Settings,
-    load_settings,
-    local_settings,
-    open_local,
-    open_runtime,
-)
+from control_plane.runtime import Runtime, Settings, load_settings, local_settings, open_local, open_runtime
 from control_plane.service.runners import RunnerRegistry
 from control_plane.service.service import Service
 from control_plane.service.storage import LocalStorage
@@ -70,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_only_the_wiring_module_builds_a_service() -> None:
     # `squall run`, `squall server`, every Lambda handler and `squall conformance` get their
-    # service from handlers/runtime.py: a second place that builds one would drift from it.
+    # service from control_plane/runtime.py: a second place that builds one would drift from it.
     builders = []
     for path in sorted((ROOT / "control_plane").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -79,7 +72,7 @@ def test_only_the_wiring_module_builds_a_service() -> None:
                 and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Service"
             ):
                 builders.append(path.relative_to(ROOT).as_posix())
-    assert builders == ["control_plane/handlers/runtime.py"]
+    assert builders == ["control_plane/runtime.py"]
 
 
 def test_a_local_runtime_keeps_its_files_beside_the_database_and_submits_every_job_itself(

@@ -56,7 +56,7 @@ locals {
 
   runners = local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } }
 
-  # Exactly the variables control_plane/handlers/runtime.py reads (Settings fields); the
+  # Exactly the variables control_plane/runtime.py reads (Settings fields); the
   # tests check every name against Settings.model_fields. The same environment for the four
   # functions that run flows: they build the same runtime, and a setting one of them ignores
   # costs nothing. The sweeper's lacks the secrets and endpoint settings (below).
@@ -87,11 +87,20 @@ locals {
     length(var.aws_endpoint_allowlist) == 0 ? {} : { SQUALL_AWS_ENDPOINT_ALLOWLIST = join(",", var.aws_endpoint_allowlist) },
   )
 
+  # What every function's Python process is configured with, whatever it runs. pydantic scans
+  # every installed distribution's entry points for plugins on its first import, a cost each
+  # cold start pays (benchmarks/coldstart.py); the Lambda package holds no pydantic plugin, so
+  # the scan is switched off. extra_environment_variables may set it otherwise.
+  process_environment = {
+    PYDANTIC_DISABLE_PLUGINS = "__all__"
+  }
+
   # The sweeper never renders an expression nor submits a job: it gets neither the secrets
   # settings nor any SECRET_<NAME> variable of extra_environment_variables (the env backend's
   # values), so its configuration holds no secret and its role needs no secret permission.
   environments = {
     for key, f in local.functions : key => merge(
+      local.process_environment,
       { for k, v in var.extra_environment_variables : k => v if f.runs_flows || !startswith(k, "SECRET_") },
       f.runs_flows ? local.squall_environment : { for k, v in local.squall_environment : k => v if !contains(keys(local.flow_environment), k) },
     )

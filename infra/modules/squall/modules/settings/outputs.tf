@@ -9,8 +9,8 @@ output "lambda_runtime" {
 }
 
 output "environment" {
-  description = "Environment of the functions that run flows (api, tick, events, schedule): the SQUALL_* settings plus extra_environment_variables."
-  value       = merge(var.extra_environment_variables, local.squall_environment)
+  description = "Environment of the functions that run flows (api, tick, events, schedule): PYDANTIC_DISABLE_PLUGINS=__all__, extra_environment_variables, and the SQUALL_* settings."
+  value       = merge(local.process_environment, var.extra_environment_variables, local.squall_environment)
 }
 
 output "environments" {
@@ -19,7 +19,7 @@ output "environments" {
 }
 
 output "squall_environment" {
-  description = "Only the SQUALL_* settings the module sets (each is a field of control_plane.handlers.runtime.Settings), as the functions that run flows get them."
+  description = "Only the SQUALL_* settings the module sets (each is a field of control_plane.runtime.Settings), as the functions that run flows get them."
   value       = local.squall_environment
 }
 

@@ -85,6 +85,11 @@ run "defaults" {
     condition     = alltrue([for k in ["api", "tick", "events", "schedule"] : output.environments[k] == output.environment]) && length(setintersection(keys(output.environments.sweeper), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX"])) == 0
     error_message = "The four functions that run flows share the environment; the sweeper gets no secrets settings."
   }
+
+  assert {
+    condition     = alltrue([for k, env in output.environments : lookup(env, "PYDANTIC_DISABLE_PLUGINS", "") == "__all__"])
+    error_message = "Every function, the sweeper included, starts without pydantic's plugin scan (PYDANTIC_DISABLE_PLUGINS=__all__)."
+  }
 }
 
 run "log_levels_and_matching_powertools_level" {

@@ -1,9 +1,11 @@
 """The one place a runtime (settings, store, runners, service) is built, for every entry point.
 
-Each Lambda container builds one (:func:`runtime`), as does ``squall server``; ``squall run``,
-the other local commands and ``squall conformance`` build theirs with :func:`open_local`,
-which is :func:`open_runtime` on :func:`local_settings`. Nothing else constructs a
-:class:`~control_plane.service.service.Service` outside the tests.
+Each Lambda container builds one (:func:`control_plane.handlers.container.runtime`), as does
+``squall server``; ``squall run``, the other local commands and ``squall conformance`` build
+theirs with :func:`open_local`, which is :func:`open_runtime` on :func:`local_settings`.
+Nothing else constructs a :class:`~control_plane.service.service.Service` outside the tests.
+The HTTP API (:class:`control_plane.api.app.Api`) and the handlers are given a runtime; none
+of them builds one.
 
 Settings come from the environment, the way Lambda passes them (Terraform sets them); a
 bad value is reported with the variable's name instead of surfacing as a stack trace in
@@ -53,8 +55,8 @@ seconds: the tick does nothing with a younger job, so a task that ends sooner co
 write. No variable of its own, so the delay can never outgrow what the tick needs. When it is
 0 (``squall server`` polls every job on every tick) the store registers them at once.
 
-The runtime is cached at module level so a warm Lambda container reuses its store client,
-runner clients and parsed flows; ``reset()`` drops it (tests, configuration changes).
+This module keeps no runtime of its own: a Lambda container's, built once and reused warm,
+is kept by :mod:`control_plane.handlers.container`.
 """
 
 from __future__ import annotations
@@ -89,8 +91,6 @@ __all__ = [
     "log_limits",
     "open_local",
     "open_runtime",
-    "reset",
-    "runtime",
     "secret_chain",
     "visit_after",
 ]
@@ -392,27 +392,3 @@ def open_local(
     """
     options: dict[str, Any] = {"submit_budget": None, **service_options}
     return open_runtime(settings, clock=clock, store=store, runners=runners, **options)
-
-
-_current: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """The container's runtime, built on first use from the environment."""
-    global _current
-    if _current is None:
-        _current = open_runtime(load_settings())
-    return _current
-
-
-def install(value: Runtime | None) -> None:
-    """Use ``value`` as the container's runtime (``squall server`` and tests build their own)."""
-    global _current
-    _current = value
-
-
-def reset() -> None:
-    global _current
-    if _current is not None:
-        _current.close()
-    _current = None
