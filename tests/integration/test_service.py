@@ -297,7 +297,7 @@ def test_concurrent_services_never_lose_an_update(tmp_path: Path) -> None:
     )
     with runtime(tmp_path) as a, runtime(tmp_path) as b:
         paused = deploy_and_run(a, source)
-        assert a.service._load(paused.id).version == paused.version  # a holds it cached
+        assert a.service.driver.load(paused.id).version == paused.version  # a holds it cached
         b.service.resume(paused.id)
         b.service.run(paused.id)
         # a's cached copy is stale: its next event must conflict, reload and be planned on the new state
@@ -592,15 +592,15 @@ def test_a_long_lived_service_keeps_a_bounded_cache_and_still_runs_everything(tm
 
     with runtime(tmp_path) as rt:
         service = rt.service
-        service._cache.size = 3
-        service._flows.size = 2
+        service.driver.cache.size = 3
+        service.driver.flows.size = 2
         finals = []
         for n in range(6):  # a new revision each time: six flows parsed, six executions run
             source = flow(f"  - id: t\n    type: io.kestra.plugin.core.debug.Return\n    format: '{n}'\n")
             finals.append(deploy_and_run(rt, source))
         assert [run_of(f, "t").outputs for f in finals] == [{"value": str(n)} for n in range(6)]
         assert all(f.state is State.SUCCESS for f in finals)
-        assert len(service._cache) <= 3 and len(service._flows) <= 2
+        assert len(service.driver.cache) <= 3 and len(service.driver.flows) <= 2
         assert service.get(finals[0].id).state is State.SUCCESS  # evicted ones are read again
     recent: Recent[str, int] = Recent(2)
     for key, value in (("a", 1), ("b", 2), ("a", 3), ("c", 4)):
