@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "INFRA_FAILURES",
     "Failure",
     "JobHandle",
     "JobNotFoundError",
@@ -91,10 +90,6 @@ class Failure(StrEnum):
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
     LOST = "LOST"
-
-
-INFRA_FAILURES = frozenset({Failure.PREEMPTED, Failure.START_FAILED, Failure.QUOTA, Failure.LOST})
-"""Failures of the infrastructure, not of the user's code: resubmitted on their own budget."""
 
 
 class JobSpec(Struct, frozen=True):

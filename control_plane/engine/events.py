@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from msgspec import Struct, field
@@ -15,7 +16,10 @@ from msgspec import Struct, field
 from control_plane.engine.states import State
 
 __all__ = [
+    "INFRA_FAILURES",
     "Event",
+    "JobFailure",
+    "JobOutcome",
     "JobStatusChanged",
     "Kill",
     "Restart",
@@ -26,6 +30,40 @@ __all__ = [
 ]
 
 
+class JobOutcome(StrEnum):
+    """A job's state as the engine sees it (the shell maps each runner's ``JobState`` onto it once)."""
+
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    LOST = "LOST"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobOutcome.QUEUED, JobOutcome.STARTING, JobOutcome.RUNNING)
+
+
+class JobFailure(StrEnum):
+    """Why a job did not succeed: decides whose retry budget an attempt spends."""
+
+    USER = "USER"
+    PREEMPTED = "PREEMPTED"
+    START_FAILED = "START_FAILED"
+    UNSCHEDULABLE = "UNSCHEDULABLE"
+    QUOTA = "QUOTA"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    LOST = "LOST"
+
+
+INFRA_FAILURES = frozenset({JobFailure.PREEMPTED, JobFailure.START_FAILED, JobFailure.QUOTA, JobFailure.LOST})
+"""The platform's fault, not the user's code: submitted again on their own budget, without
+spending the task's ``retry`` attempts."""
+
+
 class Started(Struct, frozen=True):
     """The execution begins: the root's first tasks start."""
 
@@ -33,18 +71,14 @@ class Started(Struct, frozen=True):
 
 
 class JobStatusChanged(Struct, frozen=True):
-    """A runner reported a job's status (push event or reconcile poll).
-
-    ``status`` is the runner's neutral job state (QUEUED STARTING RUNNING SUCCEEDED FAILED
-    CANCELLED LOST) and ``failure`` its failure class (USER PREEMPTED START_FAILED
-    UNSCHEDULABLE QUOTA TIMEOUT CANCELLED LOST). Stale or duplicate reports are ignored.
-    """
+    """A runner reported a job's status (push event or reconcile poll). Stale or duplicate
+    reports are ignored."""
 
     at: datetime
     taskrun_id: str
     attempt: int
-    status: str
-    failure: str | None = None
+    status: JobOutcome
+    failure: JobFailure | None = None
     exit_code: int | None = None
     reason: str | None = None
     outputs: Mapping[str, Any] | None = None

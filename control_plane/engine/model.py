@@ -55,6 +55,7 @@ class Attempt(Struct, frozen=True):
     ended: datetime | None = None
     job: str | None = None
     cost: float | None = None  # USD estimated by the runner from its price table
+    timed_out: bool = False  # the task's timeout fired: the job's end (cancelled) is a TIMEOUT
 
 
 class Progress(Struct, frozen=True):

@@ -44,7 +44,10 @@ from control_plane.engine.actions import (
 )
 from control_plane.engine.compiled import CompiledFlow, LaneMode, compile_flow
 from control_plane.engine.events import (
+    INFRA_FAILURES,
     Event,
+    JobFailure,
+    JobOutcome,
     JobStatusChanged,
     Kill,
     Restart,
@@ -87,16 +90,12 @@ from control_plane.flows.models import (
 )
 
 __all__ = [
-    "INFRA_FAILURES",
     "MAX_INFRA_ATTEMPTS",
     "new_execution",
     "plan",
     "replay",
 ]
 
-# Runner failure classes that are the platform's fault, not the user's: retried on their own
-# budget without spending the task's `retry` attempts.
-INFRA_FAILURES = frozenset({"PREEMPTED", "LOST", "START_FAILED", "QUOTA"})
 MAX_INFRA_ATTEMPTS = 3
 MAX_ERROR_LOGS = 100
 
@@ -502,23 +501,24 @@ class _Transaction:
         if tr is None or tr.state not in (State.RUNNING, State.KILLING):
             return
         task = self.c.tasks[tr.task_id]
-        status = event.status.upper()
-        if status in ("QUEUED", "STARTING", "RUNNING"):
+        status = JobOutcome(event.status)
+        if not status.terminal:
             return
         if event.cost is not None:  # kept on the attempt the job ran, whatever happens next
             tr = tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], cost=event.cost)))
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, event.outputs, "killed", retry=False)
             return
-        if status == "SUCCEEDED":
+        if status is JobOutcome.SUCCEEDED:
             self.end_attempt(tr, task, State.SUCCESS, event.outputs, None)
             return
-        failure = (event.failure or ("LOST" if status == "LOST" else "USER")).upper()
+        default = JobFailure.LOST if status is JobOutcome.LOST else JobFailure.USER
+        failure = JobFailure(event.failure or default)
         reason = event.reason or (
             f"exit code {event.exit_code}" if event.exit_code is not None else status.lower()
         )
-        if tr.error and tr.error.startswith("Timeout"):
-            reason, failure = tr.error, "TIMEOUT"
+        if tr.attempts and tr.attempts[-1].timed_out:  # we cancelled it at its timeout
+            reason, failure = tr.error or reason, JobFailure.TIMEOUT
         if failure in INFRA_FAILURES and tr.infra_attempts < MAX_INFRA_ATTEMPTS:
             self.log(tr, Level.WARN, f"{failure.lower()}: {reason}; submitting the job again", task)
             tr = self.close_attempt(tr, State.FAILED)
@@ -557,7 +557,8 @@ class _Transaction:
         message = f"Timeout after {task.timeout}"
         if task.kind is TaskKind.JOB:
             self.log(tr, Level.ERROR, message, None)
-            self.put(tr.evolve(error=message))
+            timed_out = replace(tr.attempts[-1], timed_out=True)
+            self.put(tr.evolve(error=message, attempts=(*tr.attempts[:-1], timed_out)))
             self.actions.append(CancelJob(tr.id, tr.attempt, self.job_name(tr)))
         else:
             self.end_attempt(tr, task, State.FAILED, None, message)

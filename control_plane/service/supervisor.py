@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from msgspec.structs import replace
 
-from control_plane.engine.events import JobStatusChanged
+from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
 from control_plane.flows.models import Flow
@@ -85,6 +85,23 @@ def _runner_type(job: JobRecord) -> str:
     block = job.spec.get("properties", {}).get("taskRunner")
     kind = block.get("type") if isinstance(block, Mapping) else None
     return str(kind) if kind else job.runner
+
+
+def job_status_changed(
+    at: datetime, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None
+) -> JobStatusChanged:
+    """The one place a runner's ``JobStatus`` becomes the engine's event (its own enums)."""
+    return JobStatusChanged(
+        at,
+        job.taskrun_id,
+        job.attempt,
+        JobOutcome(status.state.value),
+        None if status.failure is None else JobFailure(status.failure.value),
+        status.exit_code,
+        status.reason,
+        outputs,
+        status.cost,
+    )
 
 
 class JobSupervisor:
@@ -195,18 +212,7 @@ class JobSupervisor:
         return replace(job, phase=phase, updated=self.clock.now(), **changes)
 
     def _event(self, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None, own: Ride) -> None:
-        event = JobStatusChanged(
-            self.clock.now(),
-            job.taskrun_id,
-            job.attempt,
-            status.state.value,
-            None if status.failure is None else status.failure.value,
-            status.exit_code,
-            status.reason,
-            outputs,
-            status.cost,
-        )
-        self.news.event(job.execution_id, event, own)
+        self.news.event(job.execution_id, job_status_changed(self.clock.now(), job, status, outputs), own)
 
     def _give_up(self, job: JobRecord, failure: Failure, reason: str, logs: Sequence[LogLine] = ()) -> None:
         """End the job's task as failed; the job becomes DONE only with that event's save."""
