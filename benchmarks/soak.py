@@ -37,20 +37,20 @@ import http.client
 import itertools
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root
+
+from tests.servers import squall_server
+
 TOKEN = "soak-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FLOWS = 20  # distinct flows the deploy requests cycle through
@@ -125,45 +125,6 @@ def settle(pid: int, threads: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while sample(pid).threads > threads and time.monotonic() < deadline:
         time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server_process(directory: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``squall server`` on a free port; its output goes to a file (a full pipe would stall it)."""
-    port = _free_port()
-    command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(port)]
-    command += ["--db", str(directory / "soak.db"), "--token", TOKEN, "--tick-interval", "0.5"]
-    env = {**os.environ, "SQUALL_API_TOKEN": "", "PYTHONUNBUFFERED": "1"}
-    with open(directory / "server.log", "wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"squall server exited: {(directory / 'server.log').read_text()[-2000:]}"
-                    )
-                with socket.socket() as sock:
-                    if sock.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("squall server did not listen within 60 s")
-                time.sleep(0.05)
-            yield proc, port
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 class Client:
@@ -305,8 +266,14 @@ def run(
     new_revisions: bool = False,
     log: Callable[[str], None] = print,
 ) -> SoakResult:
-    with tempfile.TemporaryDirectory(prefix="squall-soak-") as tmp, server_process(Path(tmp)) as (proc, port):
-        baseline = sample(proc.pid).threads  # before any connection: main, listener, tick
+    with (
+        tempfile.TemporaryDirectory(prefix="squall-soak-") as tmp,
+        squall_server(
+            Path(tmp), "--db", f"{tmp}/soak.db", "--token", TOKEN, "--tick-interval", "0.5"
+        ) as server,
+    ):
+        port, pid = server.port, server.pid
+        baseline = sample(pid).threads  # before any connection: main, listener, tick
         soak = Soak(port, new_revisions=new_revisions)
         kinds = soak.kinds()
         warm = Client(port)
@@ -318,11 +285,9 @@ def run(
                 log(f"warm-up {name}: {exc!r}")
                 warm.close()
         warm.close()
-        settle(proc.pid, baseline)
-        start = sample(proc.pid)
-        log(
-            f"server pid {proc.pid}: {start.fds} fds, {start.rss_kib / 1024:.1f} MiB, {start.threads} threads"
-        )
+        settle(pid, baseline)
+        start = sample(pid)
+        log(f"server pid {pid}: {start.fds} fds, {start.rss_kib / 1024:.1f} MiB, {start.threads} threads")
         statuses: dict[str, Counter[int]] = {name: Counter() for name, _, _ in kinds}
         unexpected: list[str] = []
         order = itertools.count()
@@ -354,8 +319,8 @@ def run(
         for thread in threads:
             thread.join()
         seconds = time.monotonic() - began
-        settle(proc.pid, baseline)
-        end = sample(proc.pid)
+        settle(pid, baseline)
+        end = sample(pid)
         return SoakResult(requests, seconds, start, end, statuses, unexpected)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +21,8 @@ import httpx
 from control_plane.masking import MASK
 from control_plane.store.sqlite import SqliteStore
 from tests.integration.service_helpers import wait_for
+from tests.servers import ROOT, squall_server
 
-ROOT = Path(__file__).resolve().parents[2]
 FILE_SECRET = "file-s3cr3t-91ab"
 ENV_SECRET = "env-s3cr3t-77cd"
 INPUT_SECRET = "input-s3cr3t-42ef"
@@ -136,60 +134,37 @@ def test_squall_run_refuses_a_secrets_file_others_can_read(tmp_path: Path) -> No
     assert "chmod 600" in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_squall_server_serves_no_secret(tmp_path: Path) -> None:
     _, secrets, env = _setup(tmp_path)
-    port = _free_port()
-    command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(port)]
-    command += ["--db", str(tmp_path / "srv.db"), "--token", TOKEN, "--tick-interval", "0.1"]
-    command += ["--secrets", str(secrets)]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    options = ("--db", str(tmp_path / "srv.db"), "--token", TOKEN, "--tick-interval", "0.1")
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    try:
+    with (
+        squall_server(tmp_path, *options, "--secrets", str(secrets), env=env) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=30) as http,
+    ):
+        deployed = http.post("/api/v1/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"})
+        assert deployed.status_code in (200, 201), deployed.text
+        started = http.post("/api/v1/executions/test.secrets/secrets", json={"password": INPUT_SECRET})
+        assert started.status_code in (200, 201), started.text
+        execution_id = started.json()["id"]
 
-        def listening() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
+        def ended() -> bool:
+            state = http.get(f"/api/v1/executions/{execution_id}").json()["state"]["current"]
+            return state in ("FAILED", "SUCCESS", "KILLED")
 
-        wait_for(listening, 30, "squall server to listen")
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
-            deployed = http.post(
-                "/api/v1/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"}
-            )
-            assert deployed.status_code in (200, 201), deployed.text
-            started = http.post("/api/v1/executions/test.secrets/secrets", json={"password": INPUT_SECRET})
-            assert started.status_code in (200, 201), started.text
-            execution_id = started.json()["id"]
-
-            def ended() -> bool:
-                state = http.get(f"/api/v1/executions/{execution_id}").json()["state"]["current"]
-                return state in ("FAILED", "SUCCESS", "KILLED")
-
-            wait_for(ended, 90, "the execution to end")
-            served = [
-                started.text,
-                http.get(f"/api/v1/executions/{execution_id}").text,
-                http.get(f"/api/v1/executions/{execution_id}/logs").text,
-                http.get("/api/v1/executions", params={"namespace": "test.secrets"}).text,
-            ]
-            body = json.loads(served[1])
-            assert body["inputs"]["password"] == MASK
-            assert body["state"]["current"] == "FAILED"
-            runs = {tr["taskId"]: tr for tr in body["taskRunList"]}
-            assert runs["script"]["state"]["current"] == "SUCCESS"
-            assert MASK in served[2]
-            for text in served:
-                _assert_hidden(text, "an API response")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, errors = proc.communicate(timeout=30)
-    _assert_hidden(out + errors, "the server's output")
+        wait_for(ended, 90, "the execution to end")
+        served = [
+            started.text,
+            http.get(f"/api/v1/executions/{execution_id}").text,
+            http.get(f"/api/v1/executions/{execution_id}/logs").text,
+            http.get("/api/v1/executions", params={"namespace": "test.secrets"}).text,
+        ]
+        body = json.loads(served[1])
+        assert body["inputs"]["password"] == MASK
+        assert body["state"]["current"] == "FAILED"
+        runs = {tr["taskId"]: tr for tr in body["taskRunList"]}
+        assert runs["script"]["state"]["current"] == "SUCCESS"
+        assert MASK in served[2]
+        for text in served:
+            _assert_hidden(text, "an API response")
+    _assert_hidden(server.stdout() + server.stderr(), "the server's output")

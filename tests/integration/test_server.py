@@ -7,11 +7,6 @@ completes jobs. Waits poll with a deadline, never a fixed sleep.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +17,8 @@ import pytest
 from control_plane.server import Server
 from tests.integration.api_events import multipart_body
 from tests.integration.service_helpers import server_settings, wait_for
+from tests.servers import squall_server
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "server-test-token"
 
 MARKER = """
@@ -166,37 +161,16 @@ def test_server_defaults_to_polling_every_tick_unless_told_otherwise(tmp_path: P
     assert Server(server_settings(tmp_path, TOKEN, reconcile_after=30)).settings.reconcile_after == 30
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_squall_server_command_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "SQUALL_API_TOKEN": "", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(port)]
-    command += ["--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-
-        def listening() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, 30, "squall server to listen")
+    options = ("--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2")
+    with squall_server(tmp_path, *options) as server:
         response = httpx.get(
-            f"http://127.0.0.1:{port}/api/v1/flows", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            f"{server.url}/api/v1/flows", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
         assert response.status_code == 200 and response.json() == {"results": [], "cursor": None}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, errors = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out + errors
-    assert f"http://127.0.0.1:{port}" in out and "stopped" in out
+    out, errors = server.stdout(), server.stderr()
+    assert server.returncode == 0, out + errors
+    assert server.url in out and "stopped" in out
     assert "Traceback" not in errors
     assert (tmp_path / "cli.db").exists()
 

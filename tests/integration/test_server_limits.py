@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ import pytest
 
 from control_plane.server import Server
 from tests.integration.service_helpers import server_settings, wait_for
+from tests.servers import ServerProcess, squall_server
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "limits-test-token"
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
@@ -305,12 +305,6 @@ def test_over_the_cap_with_no_idle_connection_a_newcomer_gets_503(tmp_path: Path
 # ====================================================================== the squall server process
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _open_fds(pid: int) -> int:
     return len(os.listdir(PROC / str(pid) / "fd"))
 
@@ -320,72 +314,42 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-class _Process:
-    """``squall server`` in a subprocess, on a free port, with a file-descriptor limit."""
+def _process(tmp_path: Path, *, fd_limit: int | None = None) -> AbstractContextManager[ServerProcess]:
+    """``squall server`` in a subprocess, optionally with a file-descriptor limit."""
+    options = ("--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2")
+    return squall_server(tmp_path, *options, fd_limit=fd_limit)
 
-    def __init__(self, tmp_path: Path, *, fd_limit: int | None = None) -> None:
-        self.port = _free_port()
-        env = {**os.environ, "SQUALL_API_TOKEN": "", "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(self.port)]
-        command += ["--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2"]
 
-        def limit() -> None:
-            if fd_limit is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
-
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=limit,  # only setrlimit: safe before exec
-        )
-
-        def listening() -> bool:
-            assert self.proc.poll() is None, self.proc.communicate()
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_for(listening, 60, "squall server to listen")
-
-    def request(self, raw: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-        with _connect(self.port, timeout) as sock:
-            sock.sendall(raw)
-            return _read_response(sock)
-
-    def stop(self) -> tuple[str, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.communicate(timeout=60)
+def _request(port: int, raw: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    with _connect(port, timeout) as sock:
+        sock.sendall(raw)
+        return _read_response(sock)
 
 
 @needs_proc
 def test_a_flood_of_idle_connections_does_not_exhaust_the_server_process(tmp_path: Path) -> None:
     """With 256 file descriptors the server stayed reachable: 400 idle sockets used to take them all."""
-    server = _Process(tmp_path, fd_limit=256)
     idle: list[socket.socket] = []
-    try:
-        base = _open_fds(server.proc.pid)
-        for _ in range(400):
-            try:
-                idle.append(_connect(server.port, timeout=5))
-            except OSError:  # refused or reset: the server is shedding them, as it should
-                continue
-        status, _, body = server.request(
-            b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        assert status == 200 and json.loads(body)["info"]["title"] == "Squall"
-        listing = f"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n".encode()
-        assert server.request(listing)[0] == 200  # the store still opens its files
-        assert _open_fds(server.proc.pid) <= base + 64 + 16  # MAX_CONNECTIONS, and the store's own
-    finally:
-        for sock in idle:
-            sock.close()
-        out, errors = server.stop()
-    assert server.proc.returncode == 0, out + errors
-    assert "Traceback" not in errors
+    with _process(tmp_path, fd_limit=256) as server:
+        try:
+            base = _open_fds(server.pid)
+            for _ in range(400):
+                try:
+                    idle.append(_connect(server.port, timeout=5))
+                except OSError:  # refused or reset: the server is shedding them, as it should
+                    continue
+            status, _, body = _request(
+                server.port, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert status == 200 and json.loads(body)["info"]["title"] == "Squall"
+            listing = f"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n".encode()
+            assert _request(server.port, listing)[0] == 200  # the store still opens its files
+            assert _open_fds(server.pid) <= base + 64 + 16  # MAX_CONNECTIONS, and the store's own
+        finally:
+            for sock in idle:
+                sock.close()
+    assert server.returncode == 0, server.stdout() + server.stderr()
+    assert "Traceback" not in server.stderr()
 
 
 SLOW_START = """
@@ -410,18 +374,17 @@ tasks:
 def test_sigterm_stops_the_server_within_5_seconds_while_a_request_holds_the_service(tmp_path: Path) -> None:
     """Starting 90,000 inline task runs keeps the service busy for about ten seconds: no single
     expression is slow, so a render deadline does not end it."""
-    server = _Process(tmp_path)
-    try:
+    with _process(tmp_path) as server:
         deploy = (
             f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
             f"Content-Length: {len(SLOW_START)}\r\nConnection: close\r\n\r\n{SLOW_START}"
         )
-        assert server.request(deploy.encode())[0] == 201
+        assert _request(server.port, deploy.encode())[0] == 201
         slow = _connect(server.port)
-        cpu = _cpu_seconds(server.proc.pid)
+        cpu = _cpu_seconds(server.pid)
         start = f"POST /api/v1/executions/squall.limits/slow HTTP/1.1\r\nHost: x\r\n{AUTH}"
         slow.sendall(f"{start}Content-Length: 0\r\n\r\n".encode())
-        wait_for(lambda: _cpu_seconds(server.proc.pid) > cpu + 0.5, 30, "the slow start to be under way")
+        wait_for(lambda: _cpu_seconds(server.pid) > cpu + 0.5, 30, "the slow start to be under way")
         assert server.proc.poll() is None
         started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
@@ -431,10 +394,8 @@ def test_sigterm_stops_the_server_within_5_seconds_while_a_request_holds_the_ser
             pytest.fail("squall server was still running 5 s after SIGTERM")
         stopped_in = time.monotonic() - started
         slow.close()
-    finally:
-        out, errors = server.stop()
-    assert server.proc.returncode == 0, out + errors
-    assert "stopped" in out and stopped_in < 5
+    assert server.returncode == 0, server.stdout() + server.stderr()
+    assert "stopped" in server.stdout() and stopped_in < 5
 
 
 # ====================================================================== reads do not wait for writes

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +20,8 @@ from typing import Any
 import httpx
 from hypothesis import strategies as st
 
-from tests.security.campaign import CANARY, ROOT, SLOW, Tally, explore
+from tests.security.campaign import CANARY, SLOW, Tally, explore
+from tests.servers import squall_server
 
 __all__ = ["http_campaign"]
 
@@ -55,45 +52,16 @@ triggers:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _server(tmp: Path) -> Iterator[str]:
-    port = _free_port()
     env = {
-        **os.environ,
         "SECRET_CAMPAIGN": base64.b64encode(SECRET.encode()).decode(),
         "SQUALL_CAMPAIGN_CANARY": CANARY,
-        "SQUALL_API_TOKEN": "",
         "SQUALL_EXPRESSION_TIMEOUT": "0.5",
-        "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "control_plane.cli", "server", "--port", str(port), "--token", TOKEN]
-    command += ["--db", str(tmp / "http-campaign.db"), "--tick-interval", "0.2"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"squall server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)  # polling for the port to open, not waiting for a state
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.stderr is not None:
-                proc.stderr.close()
+    options = ("--token", TOKEN, "--db", str(tmp / "http-campaign.db"), "--tick-interval", "0.2")
+    with squall_server(tmp, *options, env=env) as server:
+        yield server.url
 
 
 def _raw(base: str, payload: bytes, timeout: float = SLOW) -> bytes:
