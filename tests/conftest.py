@@ -1,13 +1,27 @@
-"""Every test gets its own Squall data directory: nothing touches the user's real store."""
+"""Every test gets its own Squall data directory: nothing touches the user's real store.
+
+The suite runs in parallel (pytest-xdist, ``-n auto`` in pyproject.toml): each worker is a
+process of its own with its own emulators (``tests/emulators``), temporary directories and
+environment. Tests that must not overlap with others share an ``xdist_group``.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["tests.emulators.fixtures"]
+
+# Rich wraps the CLI's output at the terminal's width, which its consoles read when the CLI is
+# imported; an xdist worker has COLUMNS=80, and its temporary paths are longer (popen-gwN): a
+# path in a message would be cut in two. A wide "terminal" keeps every message on its line, in
+# the worker and in the ``squall`` processes it starts. (Workers print nothing themselves; the
+# main process keeps the real terminal's width for pytest's own output.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["COLUMNS"] = "400"
 
 # A shared 2-core VM can stall any example for longer than Hypothesis's 200 ms default
 # deadline; a timing failure there says nothing about the property under test.

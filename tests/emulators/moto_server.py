@@ -12,21 +12,14 @@ EventBridge...), each keyed by the client's service name, so a test session need
 
 from __future__ import annotations
 
-import socket
 from types import TracebackType
 from typing import Any
 
 __all__ = ["MotoServer"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MotoServer:
-    """A ``ThreadedMotoServer`` on 127.0.0.1; ``endpoint`` is its URL once started."""
+    """A ``ThreadedMotoServer`` on 127.0.0.1 (a port of its own); ``endpoint`` is its URL once started."""
 
     region = "us-east-1"
 
@@ -41,9 +34,10 @@ class MotoServer:
     def start(self) -> MotoServer:
         from moto.server import ThreadedMotoServer
 
-        self.port = _free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # Port 0: the kernel picks a free one as the server binds (parallel workers never race).
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()  # returns once the server accepts connections
+        self.port = self._server.get_host_and_port()[1]
         return self
 
     def stop(self) -> None:

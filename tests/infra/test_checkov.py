@@ -23,6 +23,9 @@ import yaml
 
 from .conftest import INFRA
 
+# checkov takes half a minute; its virtualenv is installed by one worker, its report made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("checkov")]
+
 CHECKOV_VERSION = "3.3.30"
 CONFIG = INFRA / ".checkov.yaml"
 

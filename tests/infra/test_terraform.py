@@ -30,6 +30,10 @@ from runners.base import RunnerOptionsError, validate_options
 
 from .conftest import INFRA, SUBMODULES, run_terraform
 
+# terraform init/plan: seconds each. The provider mirror doubles as Terraform's plugin cache,
+# which Terraform does not make safe for concurrent use: one worker runs them all.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("terraform")]
+
 SUBMODULE_NAMES = sorted(p.name for p in SUBMODULES.iterdir() if p.is_dir())
 
 

@@ -18,6 +18,9 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 from tests.emulators.dynamodb_local import DynamoDBLocal  # noqa: E402
 
+# The module starts a DynamoDB Local of its own: on one worker, once.
+pytestmark = pytest.mark.xdist_group("dynamodb-local-module")
+
 
 @pytest.fixture(scope="module")
 def dynamodb() -> Iterator[Any]:

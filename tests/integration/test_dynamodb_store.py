@@ -254,6 +254,7 @@ def _later(make_store: Callable[..., DynamoDBStore]) -> DynamoDBStore:
     return make_store(clock=lambda: time.time() + 3600)
 
 
+@pytest.mark.slow  # crash tests: a big save interrupted at each stage, 5-10 s each
 @pytest.mark.parametrize("stage", ["journal", "lease", "jobs", "apply", "commit"])
 def test_a_crash_in_a_big_save_is_rolled_forward_or_never_happened(
     make_store: Callable[..., DynamoDBStore], stage: str
@@ -301,6 +302,7 @@ def test_a_writer_meeting_an_expired_lease_rolls_the_step_forward_first(
     assert_same_execution(make_store().get_execution("wide"), nxt.evolve(changed=frozenset()))
 
 
+@pytest.mark.slow  # crash tests: a big create interrupted at each stage, 8-12 s each
 @pytest.mark.parametrize("stage", ["journal", "lease", "apply"])
 def test_a_crash_in_a_big_create_leaves_the_whole_execution_or_none(
     make_store: Callable[..., DynamoDBStore], stage: str
@@ -1018,6 +1020,7 @@ def test_a_visit_racing_the_completing_step_loses_nothing_and_leaves_no_entry(
         hooked._client.close()
 
 
+@pytest.mark.slow  # 40 s: a loop of a thousand values completed one by one
 def test_a_wide_loops_values_are_written_once_not_with_every_completion(
     make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
 ) -> None:

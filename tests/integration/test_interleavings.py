@@ -262,6 +262,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     p.close()
 
 
+@pytest.mark.slow  # 40 s: every interleaving of two warm containers
 def test_interleavings_over_warm_containers_end_where_one_container_ends(plane: Plane) -> None:
     deployer = plane.container()
     for source in FLOWS.values():

@@ -57,6 +57,9 @@ from control_plane.packaging import (
 )
 from tests.integration.api_events import event
 
+# Builds wheels and zips with pip (session fixtures): slow, and one worker builds them once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / DEFAULT_LOCK
 SIZE_LIMIT = 12 * 1024 * 1024

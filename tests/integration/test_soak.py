@@ -20,6 +20,8 @@ import pytest
 
 from control_plane.store.sqlite import IDLE_CONNECTIONS
 
+pytestmark = pytest.mark.slow  # 1,200 requests against a squall server process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -9,6 +9,8 @@ import pytest
 from tests.security.campaign import run_campaign
 from tests.security.http_campaign import http_campaign
 
+pytestmark = pytest.mark.slow  # about a minute: thousands of bad inputs, in process and over HTTP
+
 
 def test_bad_input_campaign(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tally = run_campaign(tmp_path, http=lambda t: http_campaign(t, tmp_path))
