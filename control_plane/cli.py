@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -113,9 +114,15 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
 
     try:
         settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
-        return open_local(settings, **options)
+        runtime = open_local(settings, **options)
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
+    try:  # any command on the database moves on what a killed process left (ownership.py)
+        runtime.service.catch_up()
+    except StoreError as exc:
+        runtime.close()
+        raise _fail(str(exc)) from None
+    return runtime
 
 
 def _print_log(line: Any) -> None:
@@ -177,6 +184,9 @@ def _drive(
 
     service.on_change = on_change
     service.on_logs = on_logs
+    # SIGTERM (kill, docker stop, systemd) and SIGHUP (the terminal closed) stop a run as Ctrl-C does.
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
     try:
         with live if live is not None else contextlib.nullcontext():
             execution_id = begin().id
@@ -193,6 +203,9 @@ def _drive(
         execution = service.run(execution_id, deadline=time.monotonic() + 30)
         _summary(execution, time.monotonic() - started)
         raise typer.Exit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not quiet:
         console.print(_tree(execution, _title(execution)))
     _summary(execution, time.monotonic() - started)
@@ -367,7 +380,7 @@ def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwarg
         actions: dict[str, Callable[[], Execution]] = {
             "kill": lambda: service.kill(execution_id),
             "restart": lambda: service.restart(execution_id),
-            "resume": lambda: service.resume(execution_id, kwargs.get("inputs")),
+            "resume": lambda: _resume(runtime, execution_id, kwargs.get("inputs")),
             "replay": lambda: service.replay(
                 execution_id, taskrun_id=_taskrun(runtime, execution_id, kwargs)
             ),
@@ -379,6 +392,24 @@ def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwarg
         except (ServiceError, EngineError) as exc:
             raise _fail(str(exc)) from None
     raise typer.Exit(_exit_code(final) if what != "kill" else (0 if final.state.terminal else 1))
+
+
+def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> Execution:
+    """A PAUSED execution resumes with ``inputs``; a RUNNING one whose process is gone is taken over."""
+    from control_plane.engine.states import State
+    from control_plane.service.ownership import describe
+
+    service = runtime.service
+    execution = service.get(execution_id)
+    if execution.state.terminal or execution.state is State.PAUSED:
+        return service.resume(execution_id, inputs)  # ends, or says why not
+    if inputs:
+        raise _fail(f"execution {execution_id} is {execution.state}, not PAUSED: --input is for a paused one")
+    if not service.take_over(execution_id):
+        owner = describe(service.driver_of(execution_id) or "another process")
+        raise _fail(f"execution {execution_id} is {execution.state} and driven by {owner}; it goes on there")
+    err.print(f"execution {execution_id} was {execution.state}, its process gone: driving it on from here")
+    return execution
 
 
 @executions_app.command("kill")
@@ -404,7 +435,7 @@ def executions_resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     db: DbOption = None,
 ) -> None:
-    """Resume a paused execution with the Pause task's onResume inputs."""
+    """Resume a paused execution with its Pause task's onResume inputs, or drive on one whose process died."""
     _control(db, execution_id, "resume", quiet, inputs=_parse_inputs(input or []))
 
 
@@ -559,7 +590,6 @@ def server(
     """Serve the HTTP API (the Lambda handler, unchanged) with an in-process tick loop; Ctrl-C stops it."""
     import os
     import secrets
-    import signal
 
     from control_plane.runtime import SettingsError, load_settings, local_settings
     from control_plane.server import Server

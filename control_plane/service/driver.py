@@ -88,6 +88,7 @@ from control_plane.service.scripts import runner_of
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord
 
 if TYPE_CHECKING:
+    from control_plane.service.ownership import Ownership
     from control_plane.service.supervisor import JobSupervisor
 
 __all__ = ["FLOW_RETRY_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
@@ -142,6 +143,7 @@ class ExecutionDriver:
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
+        self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
         # module docstring). Only ids, flow and inputs (which never change) are read from it unchecked.
         # Both are guesses a long-lived process must not hoard: at most CACHED_* entries each,
@@ -213,6 +215,8 @@ class ExecutionDriver:
 
     def _create(self, execution: Execution, actions: list[Action]) -> Execution:
         logs, timers, jobs = self._records(execution, actions)
+        if self.ownership is not None:  # before its jobs exist: no other process may take them
+            self.ownership.claim(execution.id)
         self.store.create_execution(execution, logs=logs, timers=timers, jobs=jobs)
         self._stored(execution, logs)
         self._carry_out(execution, actions, jobs)
@@ -447,7 +451,13 @@ class ExecutionDriver:
         self.store.append_logs(execution_id, logs)
         self.display.logs(self.cache.get(execution_id), logs)
 
+    def owns(self, execution_id: str) -> bool:
+        """Whether this process drives ``execution_id`` (always, without leases: the cloud)."""
+        return self.ownership is None or self.ownership.owns(execution_id)
+
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
+        if execution.state.terminal and self.ownership is not None:
+            self.ownership.release(execution.id)
         self.cache[execution.id] = execution
         self.display.logs(execution, logs)
         self.display.changed(execution)
@@ -537,12 +547,14 @@ class ExecutionDriver:
         hint = self.next_timer(fresh=fresh)
         if hint is None or hint > self.clock.now():
             return False
-        due = self.store.due_timers(self.clock.now())
+        due = [t for t in self.store.due_timers(self.clock.now()) if self.owns(t.execution_id)]
         for timer in due:
             delete = partial(self.store.delete_timer, timer.execution_id, timer.key)
             if timer.key == FLOW_RETRY_TIMER:
                 self._retry_flow(timer.execution_id)
                 delete()
+                if self.ownership is not None:
+                    self.ownership.release(timer.execution_id)  # ended before: only its retry needed it
             else:  # deleted once its event is stored or found applied, never on a guess (``_apply``)
                 fired = TimerFired(at=self.clock.now(), key=timer.key)
                 self.news.event(timer.execution_id, fired, Ride(then=[delete]))

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from msgspec import Struct
 
@@ -39,6 +39,7 @@ from control_plane.service.clock import Clock, SystemClock, new_execution_id
 from control_plane.service.display import Display
 from control_plane.service.driver import HANDED_TO_TICK, ExecutionDriver, Recent
 from control_plane.service.masks import SecretMasks
+from control_plane.service.ownership import LeaseStore, Ownership
 from control_plane.service.runners import RunnerRegistry
 from control_plane.service.storage import LocalStorage
 from control_plane.service.supervisor import JobSupervisor
@@ -112,6 +113,8 @@ class Service:
             executions=self.driver,
         )
         self.driver.jobs = self.jobs
+        if hasattr(store, "claim_lease"):  # a local store: processes sharing it drive what they own
+            self.driver.ownership = Ownership(cast(LeaseStore, store), self.clock, recheck=poll_interval)
         self._jobs_scanned = -math.inf
 
     # ------------------------------------------------------------------ who watches
@@ -201,11 +204,36 @@ class Service:
     # ================================================================== the local loop
 
     def recover(self) -> None:
-        """After a crash: submit (or find) every job left SUBMITTING."""
+        """After a crash: submit (or find) every job left SUBMITTING, of the executions this process drives.
+
+        On a local store that includes every execution whose owner is gone: they are taken
+        over here (``ownership.py``); their running jobs are polled by the next step.
+        """
         for job in self.store.active_jobs():
-            if job.phase is JobPhase.SUBMITTING:
+            if job.phase is JobPhase.SUBMITTING and self.driver.owns(job.execution_id):
                 self.jobs.submit(job, reattach=True)
         self.driver.drain()
+
+    def catch_up(self) -> None:
+        """One pass that waits for nothing: take over orphaned executions and move them on.
+
+        Every ``squall`` command on a local database calls it, so an execution whose process
+        was killed goes on (its finished jobs recorded, its next jobs submitted) without
+        anyone having to find it; ``squall executions resume`` drives it to the end.
+        """
+        self.recover()
+        self.step()
+
+    def driver_of(self, execution_id: str) -> str | None:
+        """The identity of the live process that drives ``execution_id``, if it is not this one."""
+        ownership = self.driver.ownership
+        holder = None if ownership is None else ownership.holder(execution_id)
+        return None if holder is None else holder.owner
+
+    def take_over(self, execution_id: str) -> bool:
+        """Drive ``execution_id`` from this process (False: a live process already does)."""
+        ownership = self.driver.ownership
+        return ownership is None or ownership.claim(execution_id)
 
     def step(self, *, flush: bool = True) -> bool:
         """Fire due timers and poll active jobs once; True when anything happened.
@@ -214,6 +242,8 @@ class Service:
         before returning, so another process can see them; :meth:`run` defers that until
         a wait actually blocks, which saves a write per short job.
         """
+        if self.driver.ownership is not None:
+            self.driver.ownership.renew()
         fired = self.driver.fire_timers()
         polled = self._poll_jobs()
         self.driver.drain()
@@ -229,6 +259,8 @@ class Service:
             active = self.store.active_jobs()
             self._jobs_scanned = time.monotonic()
             self.jobs.keep_only(job.name for job in active)
+            owns = self.driver.owns
+            active = [job for job in active if job.name in self.jobs.handles or owns(job.execution_id)]
         return self.jobs.poll(active) > 0
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
@@ -247,7 +279,8 @@ class Service:
         current = execution_id
         while True:
             self.step(flush=False)
-            execution = driver.load(current)
+            # Driven by another live process (a kill or resume asked from here): read its progress.
+            execution = driver.load(current) if driver.owns(current) else driver.reload(current)
             if execution.state.terminal or execution.state is State.PAUSED:
                 execution = driver.reload(current)  # it stops on this state: the stored one, not a copy
             if execution.state.terminal:

@@ -42,6 +42,7 @@ __all__ = [
     "FlowRecord",
     "JobPhase",
     "JobRecord",
+    "LeaseRecord",
     "NotFoundError",
     "Page",
     "StateStore",
@@ -118,6 +119,14 @@ class JobRecord(Struct, frozen=True):
     handle: Mapping[str, Any] | None = None
     version: int = 0
     updated: datetime | None = None
+
+
+class LeaseRecord(Struct, frozen=True):
+    """Which process drives an execution (local stores only: see ``service/ownership.py``)."""
+
+    execution_id: str
+    owner: str
+    renewed: datetime
 
 
 class TriggerRecord(Struct, frozen=True):

@@ -20,7 +20,7 @@ import base64
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from control_plane.store.base import (
     FlowRecord,
     JobPhase,
     JobRecord,
+    LeaseRecord,
     Page,
     TimerRecord,
     TriggerRecord,
@@ -52,6 +53,7 @@ from control_plane.store.codec import (
 
 __all__ = ["IDLE_CONNECTIONS", "MIGRATIONS", "SqliteStore", "default_db_path"]
 
+_LEASE_OF = "SELECT owner, renewed FROM leases WHERE execution_id=?"
 IDLE_CONNECTIONS = 4  # kept open between calls: enough for the server, bounded whatever its thread count
 
 MIGRATIONS: list[str] = [
@@ -89,6 +91,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_active ON jobs (phase, runner) WHERE phase != 'DONE';
     CREATE TABLE triggers (key TEXT PRIMARY KEY, data TEXT NOT NULL, version INTEGER NOT NULL);
+    """,
+    # 2: who drives each execution (control_plane/service/ownership.py)
+    """
+    CREATE TABLE leases (execution_id TEXT PRIMARY KEY, owner TEXT NOT NULL, renewed REAL NOT NULL)
     """,
 ]
 
@@ -683,3 +689,40 @@ class SqliteStore:
                 if cur.rowcount != 1:
                     raise ConflictError(f"trigger {trigger.key} changed since version {expected_version}")
         return TriggerRecord(trigger.key, trigger.data, expected_version + 1)
+
+    # ------------------------------------------------------------------ leases (who drives an execution)
+
+    def get_lease(self, execution_id: str) -> LeaseRecord | None:
+        rows = self._read(_LEASE_OF, (execution_id,))
+        if not rows:
+            return None
+        return LeaseRecord(execution_id, rows[0][0], datetime.fromtimestamp(rows[0][1], UTC))
+
+    def claim_lease(
+        self, execution_id: str, owner: str, *, at: datetime, free: Callable[[LeaseRecord], bool]
+    ) -> LeaseRecord:
+        """Take the lease unless another owner holds it and ``free`` says it still may; the holder.
+
+        Read and write are one ``BEGIN IMMEDIATE`` transaction: two processes that find the
+        same owner gone cannot both take over.
+        """
+        with self._write() as conn:
+            row = conn.execute(_LEASE_OF, (execution_id,)).fetchone()
+            if row is not None and row[0] != owner:
+                held = LeaseRecord(execution_id, row[0], datetime.fromtimestamp(row[1], UTC))
+                if not free(held):
+                    return held
+            conn.execute(
+                "INSERT INTO leases (execution_id, owner, renewed) VALUES (?,?,?)"
+                " ON CONFLICT (execution_id) DO UPDATE SET owner=excluded.owner, renewed=excluded.renewed",
+                (execution_id, owner, _epoch(at)),
+            )
+        return LeaseRecord(execution_id, owner, at)
+
+    def renew_leases(self, owner: str, *, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE leases SET renewed=? WHERE owner=?", (_epoch(at), owner))
+
+    def release_lease(self, execution_id: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE execution_id=? AND owner=?", (execution_id, owner))
