@@ -47,6 +47,10 @@ import select
 import sys
 import time
 
+TYPE_CHECKING = False  # typing itself costs an import
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 try:
     from _json import encode_basestring  # what json.encoder uses; importing json costs more
 except ImportError:  # pragma: no cover - CPython always has _json
@@ -232,8 +236,8 @@ def _json_fields(fields: dict[str, object]) -> str:
 
 
 def _exec_child(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int) -> None:
-    """In the forked child: own session, default signal dispositions, cwd, pipes; exec (never returns)."""
-    os.setsid()
+    """In the forked child (already in its own session): default signal dispositions, cwd,
+    pipes; exec (never returns)."""
     for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ"):  # what Python ignores, as subprocess restores them
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
@@ -259,19 +263,33 @@ def _exec_child(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, 
     raise first or last
 
 
-def _spawn(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int) -> int:
-    """fork + exec of the job; its pid, or OSError with the errno the exec (or chdir) failed with."""
+def _spawn(
+    argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int, record: Callable[[int], None]
+) -> int:
+    """fork + exec of the job; its pid, or OSError with the errno the exec (or chdir) failed with.
+
+    The child waits for a go-ahead before it execs: ``record(pid)`` (the ``pid`` file) is
+    written first, so no user code ever runs without a record of its process (a launcher
+    interrupted half-way finds it there and stops it). Should the shim die before the
+    go-ahead, the child reads EOF and exits without running anything.
+    """
     exec_r, exec_w = os.pipe()  # close-on-exec: EOF means the exec succeeded
+    go_r, go_w = os.pipe()
     try:
         pid = os.fork()
     except BaseException:
-        os.close(exec_r)
-        os.close(exec_w)
+        for fd in (exec_r, exec_w, go_r, go_w):
+            os.close(fd)
         raise
     if pid == 0:  # the child: never returns
         code = errno.EINVAL
         try:
             os.close(exec_r)
+            os.close(go_w)
+            os.setsid()  # before the go-ahead: the recorded process group exists
+            if os.read(go_r, 1) != b"g":
+                os._exit(127)  # the shim is gone: nothing recorded, nothing runs
+            os.close(go_r)
             _exec_child(argv, cwd, env, out_w, err_w)
         except OSError as exc:
             code = exc.errno or errno.EINVAL
@@ -282,10 +300,19 @@ def _spawn(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w
         finally:
             os._exit(127)
     os.close(exec_w)
+    os.close(go_r)
     try:
+        try:
+            record(pid)
+            os.write(go_w, b"g")
+        finally:
+            os.close(go_w)  # without the go-ahead, the child exits
         failed = _read_all(exec_r)
-    finally:
+    except BaseException:
         os.close(exec_r)
+        os.waitpid(pid, 0)
+        raise
+    os.close(exec_r)
     if failed:
         os.waitpid(pid, 0)
         code = int(failed)
@@ -444,24 +471,15 @@ def main(job_dir: str) -> int:
     except BaseException as exc:
         _report(f"X cannot prepare the job: {exc!r}")
         return 2
-    try:
-        started = iso_now()
-        started_mono = time.monotonic()
-        pid = _spawn(config["argv"], config["cwd"], config["env"], out_w, err_w)
-    except OSError as exc:
-        _report(f"E {exc.errno or errno.EINVAL} {exc.strerror or exc}")
-        return 1
-    except BaseException as exc:
-        _report(f"X cannot start the job: {exc!r}")
-        return 2
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-        config.pop("env", None)  # no copy of the secrets kept longer than needed
-    start = _start_ticks(pid)
-    supervisor = _Supervisor(job_dir, pid, start, out, {out_r: "stdout", err_r: "stderr"})
-    try:
-        summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, open
+    pid_path = f"{job_dir}/{PID}"
+    started = iso_now()
+    start: int | None = None
+
+    def record(pid: int) -> None:
+        """Write ``pid``: the launcher's summary plus the job's and the shim's identities."""
+        nonlocal start
+        start = _start_ticks(pid)
+        summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
         fields = _json_fields(
             {
                 "pid": pid,
@@ -475,13 +493,25 @@ def main(job_dir: str) -> int:
                 "submitter_pid": config.get("submitter"),
             }
         )
-        comma = b"," if summary.rstrip() != b"{" else b""
-        _write_atomic(f"{job_dir}/{PID}", summary + comma + fields.encode() + b"}")
+        comma = b"," if summary != b"{" else b""
+        _write_atomic(pid_path, summary + comma + fields.encode() + b"}")
+
+    try:
+        started_mono = time.monotonic()
+        pid = _spawn(config["argv"], config["cwd"], config["env"], out_w, err_w, record)
+    except OSError as exc:
+        _unlink(pid_path)  # the job never ran: the launcher records START_FAILED
+        _report(f"E {exc.errno or errno.EINVAL} {exc.strerror or exc}")
+        return 1
     except BaseException as exc:
-        supervisor.signal_group(signal.SIGKILL)
-        os.waitpid(pid, 0)
-        _report(f"X cannot record the job: {exc!r}")
+        _unlink(pid_path)
+        _report(f"X cannot start the job: {exc!r}")
         return 2
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        config.pop("env", None)  # no copy of the secrets kept longer than needed
+    supervisor = _Supervisor(job_dir, pid, start, out, {out_r: "stdout", err_r: "stderr"})
     _report(f"S {pid} {start if start is not None else '-'}")
     error = None
     try:
@@ -506,6 +536,13 @@ def main(job_dir: str) -> int:
     }
     _write_atomic(f"{job_dir}/{RESULT}", ("{" + _json_fields(result) + "}").encode())
     return 0
+
+
+def _unlink(path: str) -> None:
+    try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def run(job_dir: str) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import json
-import os
 import resource
 import shutil
 import signal
@@ -418,6 +416,57 @@ def test_failed_spawns_leave_a_directory_the_next_submit_takes_over(base: Path) 
     handle = healthy.submit(spec)
     assert wait_terminal(healthy, handle, 10.0).state is JobState.SUCCEEDED
     assert [r.text for r in read_logs(healthy, handle)] == ["finally"]
+
+
+def test_a_supervision_that_fails_to_start_surfaces_its_real_error(base: Path) -> None:
+    # The spawn seam starts something that exits without ever answering like a shim: the
+    # failure is reported as such (its cleanup once raised a KeyError that hid it), and the
+    # directory is left unstarted for the next submit.
+    def not_a_shim(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sh", "-c", "cat >/dev/null; echo 'X the shim broke' ; exit 2"], **kwargs)
+
+    broken = make_runner(base, spawn=not_a_shim)
+    spec = JobSpec(name="unsupervised", command=sh("echo fine"))
+    with pytest.raises(RunnerError, match="the job's supervisor failed: the shim broke"):
+        broken.submit(spec)
+    healthy = make_runner(base)
+    assert healthy.find(spec) is None
+    handle = healthy.submit(spec)
+    assert wait_terminal(healthy, handle, 10.0).state is JobState.SUCCEEDED
+
+
+def test_a_shim_that_dies_before_answering_is_a_runner_error(base: Path) -> None:
+    def silent(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["true"], **kwargs)
+
+    with pytest.raises(RunnerError, match="exited before starting the job"):
+        make_runner(base, spawn=silent).submit(JobSpec(name="silent", command=sh("echo x")))
+
+
+def test_an_interrupted_submit_leaves_no_job_running(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C at the worst moment: the job runs (its shim answered) but submit has not
+    # returned. The job is stopped and the directory left unstarted, for the next submit.
+    from runners.process import launch
+
+    token = f"squall-interrupted-{uuid.uuid4().hex}"
+    real = launch._handshake
+
+    def interrupted(shim: subprocess.Popen[bytes], config: bytes) -> str:
+        answer = real(shim, config)
+        assert answer.startswith("S ")
+        wait_until(lambda: count_local_processes(token) == 1, 10.0, "the job never ran")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "_handshake", interrupted)
+    runner = make_runner(base)
+    spec = JobSpec(name="interrupted", command=sh(f"{LOOP} # {token}"))
+    with pytest.raises(KeyboardInterrupt):
+        runner.submit(spec)
+    wait_until(lambda: count_local_processes(token) == 0, 10.0, "the job outlived the interrupted submit")
+    assert runner.find(spec) is None
+    monkeypatch.undo()
+    handle = runner.submit(JobSpec(name="interrupted", command=sh("echo again")))
+    assert wait_terminal(runner, handle, 10.0).state is JobState.SUCCEEDED
 
 
 def test_wait_does_not_miss_a_change_that_happened_before_it(runner: ProcessRunner) -> None:
