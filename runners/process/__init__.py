@@ -2,43 +2,54 @@
 
 Kestra's ``io.kestra.plugin.core.runner.Process`` runs a task's commands as a child of the
 worker; so does this runner, with the same neutral contract as the cloud runners
-(``runners/base.py``). Everything it knows about a job lives in one directory, so a new
-``ProcessRunner`` on the same ``base_dir`` (after a restart, or from another process) can
-find, poll, read and cancel it::
+(``runners/base.py``), except that the child's parent is a small per-job supervisor, the
+*shim*, rather than the squall process: a job outlives the process that submitted it.
+Everything known about a job lives in one directory, so a new ``ProcessRunner`` on the same
+``base_dir`` (after a restart or a crash, or from another process) can find, poll, read and
+cancel it::
 
     <base_dir>/<spec.name>/
-                    the directory itself is flock(2)ed while a submit (or cancel) works on
-                    the job: the idempotency lock
+                    the directory itself is flock(2)ed while a submit, a cancel or a
+                    finalization works on the job: the idempotency lock
         work/       fresh working directory: cwd, WORKING_DIR, input_files written here
         out/        OUTPUT_DIR
-        pid         the handle id, a spec summary (env values are not stored: they may be
-                    secrets), and the pid, process-group id and /proc start time of the job
-                    and of its owner
-        log.jsonl   stdout and stderr in arrival order, one JSON record a line {stream, text, at};
-                    a line longer than MAX_LINE_BYTES is several records, all but the last
-                    with "partial": true (``LogRecord.partial``)
+        pid         written by the shim before the job may exec: the handle id, a spec summary
+                    (env values are not stored: they may be secrets; they reach the shim
+                    through a pipe), the pid, process-group id and /proc start time of the job
+                    and of its owner (the shim, ``"shim": true``), the submitting process's pid
+        log.jsonl   stdout and stderr in arrival order, one JSON record a line {stream, text, at},
+                    written by the shim; a line longer than MAX_LINE_BYTES is several records,
+                    all but the last with "partial": true (``LogRecord.partial``)
         cancelled   present once cancel() was asked
+        result      the shim's record of the end (raw return code, timed out, cancelled,
+                    start and end times), written once (temp file + rename)
         exit        terminal status and handle id, written once (temp file + rename) after
-                    outputs are copied
+                    outputs are copied, by whichever squall process finalizes the job
         outputs/    default copy target of output files (when spec.output_prefix is None)
 
 Theory of operation, in brief (each module's docstring has its part):
 
-- submit: the directory's flock makes one process per name, whoever submits
-  (:mod:`.launch`).
-- supervise: one pump per job, on a pool thread, owns the child and its process group: logs,
-  timeout, reaping, outputs, ``exit`` (:mod:`.supervisor`, :mod:`.pool`, :mod:`.capture`).
-- poll: from memory for a job supervised here, else from ``exit``, else from whether the
-  owner lives; a job whose owner is gone is LOST and its orphan stopped (:mod:`.status`).
-- An interpreter that exits kills the jobs it supervises; only a hard crash leaves orphans,
-  for the next poll to find.
+- submit: the directory's flock makes one job per name, whoever submits; the submitter
+  starts the job's shim and hands it the configuration (:mod:`.launch`).
+- supervise: the shim, a stdlib-only process in a session of its own, owns the job and its
+  process group: logs, timeout, reaping, ``result`` (:mod:`.shim`). It survives a
+  ``kill -9`` of the squall process that started it.
+- finalize: once ``result`` exists, copy the outputs and write ``exit`` under the flock; the
+  submitting process's watcher does it at once (:mod:`.supervisor`, :mod:`.pool`), and any
+  process that polls the job does it if the submitter died first (:mod:`.status`).
+- poll: from memory for a job watched here, else from ``exit``, else from ``result``, else
+  RUNNING while the shim lives; a job whose shim died without a result is LOST and what is
+  left of its group stopped (:mod:`.status`).
+- Nothing kills a job when the interpreter that submitted it exits: the control plane
+  decides (``squall run`` cancels its jobs on Ctrl-C through ``cancel``).
 
-Modules, lowest first: ``files`` (small file helpers), ``layout`` (the job directory, its
+Modules, lowest first: ``shim`` (the per-job supervisor, stdlib-only; also the log line
+splitter both sides use), ``files`` (small file helpers), ``layout`` (the job directory, its
 names, its lock), ``procs`` (process identity, liveness, signals), ``registry`` and ``pool``
-(process-wide state: supervised jobs, parsed exits, change notices; pump threads),
-``capture`` (log lines to records and back), ``status`` (the ``exit`` file and a job's
-status), ``supervisor`` (the pump), ``options`` (``taskRunner``), ``launch`` (plan, prepare,
-spawn), ``runner`` (:class:`ProcessRunner`).
+(process-wide state: watched jobs, parsed exits, change notices; watcher threads),
+``capture`` (log lines to records and back), ``status`` (the ``exit`` file, finalization and
+a job's status), ``supervisor`` (the watcher), ``options`` (``taskRunner``), ``launch``
+(plan, prepare, start the shim), ``runner`` (:class:`ProcessRunner`).
 
 Not supported: Windows (fcntl, process groups, /proc), ``image`` (ignored, as Kestra's
 Process runner does), processes that leave the job's process group with ``setsid``.

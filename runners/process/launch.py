@@ -1,15 +1,22 @@
-"""Launching: a spec checked before anything touches the disk, then prepared, spawned and handed over.
+"""Launching: a spec checked before anything touches the disk, then prepared, started and handed over.
 
 Theory of operation
 -------------------
 ``submit`` creates the job directory (``os.mkdir``) and flocks it; whoever holds the lock
-while neither ``pid`` nor ``exit`` exists prepares the directory and spawns
+while neither ``pid`` nor ``exit`` exists prepares the directory and starts the job's shim
 (:meth:`Launcher.start`). So two submits of one name (threads, instances or processes) start
-one process, and a submit that failed half-way (fork kept failing with EAGAIN, or the runner
-crashed) leaves a directory that the next submit takes over. ``pid`` is written (atomically)
-before the lock is released and before ``submit`` returns: nobody can observe a running job
-without it. A command that cannot start (not found, not executable) is data, a START_FAILED
-``exit``; only transient spawn errors are retried, under the runner's retry policy.
+one job, and a submit that failed half-way (fork kept failing with EAGAIN, or the runner
+crashed) leaves a directory that the next submit takes over.
+
+The shim (:mod:`.shim`) is started with ``sys.executable -I -S`` in a session of its own and
+gets its configuration, the job's environment included, through its stdin pipe. It writes
+``pid`` before the job may exec and answers with one line; ``submit`` returns after that
+answer, under the lock, so nobody can observe a running job without ``pid``. A command that
+cannot start (not found, not executable) is data, a START_FAILED ``exit``; only transient
+errors (EAGAIN from fork, here or in the shim) are retried, under the runner's retry policy.
+A start that fails half-way (even by KeyboardInterrupt) stops the shim and, if ``pid``
+names one, the job, and surfaces the real error. A running job is then handed to a
+:class:`~runners.process.supervisor.Watcher`.
 """
 
 from __future__ import annotations

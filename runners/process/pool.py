@@ -1,5 +1,5 @@
-"""The threads pumps run on: reused, because starting a thread costs more than a short job's
-whole bookkeeping.
+"""The threads watchers run on: reused, because starting a thread costs more than a short
+job's whole bookkeeping.
 
 A worker runs tasks one after the other and ends after ``_POOL_IDLE`` seconds without one.
 Process-wide state, replaced in a forked child (whose copies of the parent's threads do not
@@ -18,7 +18,7 @@ __all__ = ["dispatch"]
 
 log = logging.getLogger("runners.process")  # one logger for the whole runner, as before it was a package
 
-_POOL_IDLE = 30.0  # seconds an idle pump thread waits for another job before it ends
+_POOL_IDLE = 30.0  # seconds an idle watcher thread waits for another job before it ends
 
 _pool_lock = threading.Lock()
 _pool_queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -26,7 +26,7 @@ _pool_idle = 0
 
 
 def dispatch(task: Callable[[], None]) -> None:
-    """Run ``task`` (a pump's ``run``) on an idle pool thread, or on a new one."""
+    """Run ``task`` (a watcher's ``run``) on an idle pool thread, or on a new one."""
     global _pool_idle
     with _pool_lock:
         if _pool_idle > 0:
@@ -47,7 +47,7 @@ def _pool_worker(task: Callable[[], None] | None) -> None:
     while task is not None:
         try:
             task()
-        except BaseException:  # a pump never raises; should one, the thread lives on
+        except BaseException:  # a watcher never raises; should one, the thread lives on
             log.exception("process runner: background task failed")
         task = None
         with _pool_lock:

@@ -2,7 +2,7 @@
 
 A pid alone is not an identity (pids are recycled, and a ``pid`` file outlives a reboot), so
 a process is (pid, start time in clock ticks, boot id), as the ``pid`` file records it for
-the job and for the runner process that owns it (:class:`PidInfo`). Nothing here signals a
+the job and for the process that owns it, its shim (:class:`PidInfo`). Nothing here signals a
 group unless its leader is still the process that was recorded. Without /proc (not Linux),
 ``kill(pid, 0)`` is the fallback: weaker, since it cannot tell a recycled pid.
 """
@@ -80,7 +80,7 @@ def boot_id() -> str | None:
 
 
 class PidInfo(Struct, frozen=True):
-    """What the ``pid`` file records: the job's process (group) and the runner process owning it."""
+    """What the ``pid`` file records: the job's process (group) and the process owning it (its shim)."""
 
     pid: int
     start: int | None

@@ -1,4 +1,4 @@
-"""``ProcessRunner``: the Runner protocol over the job directories, the launcher and the pumps.
+"""``ProcessRunner``: the Runner protocol over the job directories, the launcher and the watchers.
 
 Each method resolves a handle to its job directory and hands the work to the module that
 holds the state involved: :mod:`~runners.process.launch` (submit), :mod:`~runners.process.status`
@@ -50,11 +50,13 @@ def _utcnow() -> datetime:
 class ProcessRunner:
     """Runs each job's ``command`` as a local subprocess; state lives under ``base_dir``.
 
-    ``spawn`` (``subprocess.Popen``-compatible), ``policy`` and ``sleep`` are the seams for
-    tests: a fake ``spawn`` that raises ``BlockingIOError(EAGAIN)`` exercises the retry
-    path; ``sleep`` is handed to the retry loop only. ``grace`` is the default time between
-    SIGTERM and SIGKILL (the ``gracePeriod`` option overrides it per job). ``clock`` stamps
-    log records and start/end times.
+    ``spawn`` (``subprocess.Popen``-compatible, used to start each job's shim), ``policy``
+    and ``sleep`` are the seams for tests: a fake ``spawn`` that raises
+    ``BlockingIOError(EAGAIN)`` exercises the retry path; ``sleep`` is handed to the retry
+    loop only. ``grace`` is the default time between SIGTERM and SIGKILL (the
+    ``gracePeriod`` option overrides it per job). ``clock`` stamps what this process records
+    (submit and cancel times, START_FAILED, LOST); log records and a started job's start and
+    end times come from its shim's wall clock.
 
     Example::
 
@@ -211,12 +213,13 @@ class ProcessRunner:
     # -- Waitable
 
     def wait(self, timeout: float) -> bool:
-        """Block until a job supervised in this process changed state, at most ``timeout`` s.
+        """Block until a job submitted (or finalized, or cancelled) in this process changed
+        state, at most ``timeout`` s.
 
         Returns True when something changed since the previous call on this instance (even if
-        that happened before this call: no wakeup is lost), False on timeout. Jobs owned by
-        another process do not notify: callers poll anyway after a False. A job's end is
-        notified as soon as its ``exit`` file is written.
+        that happened before this call: no wakeup is lost), False on timeout. Jobs submitted
+        by another process do not notify: callers poll anyway after a False. A job's end is
+        notified as soon as its ``exit`` file is written (its watcher waits for the shim).
         """
         return self._changes.wait(timeout)
 

@@ -13,20 +13,26 @@ environment (secrets included) travels through that inherited pipe, never throug
 The shim then
 
 1. creates ``log.jsonl`` and forks the job (its own session: the job's process group is the
-   job, which timeout and cancel signal), reporting an exec failure through a close-on-exec
-   pipe, as ``subprocess`` does;
+   job, which timeout and cancel signal); the child waits for a go-ahead before it execs;
 2. writes ``pid`` (atomically: the summary plus the job's and its own pid, start time and boot
-   id; the shim is the job's *owner*), then answers on its stdout with one line, and closes it:
-   ``S <pid> <start>`` (running), ``E <errno>`` (the command could not start) or
-   ``X <message>`` (the shim itself failed);
+   id; the shim is the job's *owner*), then lets the child exec: no user code runs without a
+   record of its process (a launcher interrupted half-way finds it and stops it). An exec
+   failure comes back through a close-on-exec pipe, as with ``subprocess``; then ``pid`` is
+   removed. The shim answers on its stdout with one line, and closes it: ``S <pid> <start>``
+   (running), ``E <errno> <text>`` (the command could not start) or ``X <message>`` (the
+   shim itself failed);
 3. reads both pipes with poll(2) (and a pidfd for the exit, when the kernel has them) into
    ``log.jsonl`` in arrival order, enforces the timeout (TERM to the group, grace period,
    KILL), reaps the job, and when leftover background processes hold the pipes open after
    the main process exited, drains them for one more second, then kills the group: like a
    container, a job ends with its main process;
 4. writes ``result`` atomically: the raw return code (negative: killed by that signal),
-   whether it timed out, whether ``cancelled`` existed when the job was reaped, start and end
-   times, and exits.
+   whether it timed out, whether ``cancelled`` existed when the job was reaped (``cancel``
+   signals the group itself, from any process), start and end times, and exits.
+
+The shim is the submitting process's child (that process's watcher reaps it); when that
+process dies, the shim is reparented and carries on. Killing the shim makes the job LOST:
+the next poll stops what is left of its group.
 
 Everything else (copying outputs, the ``exit`` file, the status) is done by whichever squall
 process finalizes the job (:func:`runners.process.status.finalize`).
@@ -324,7 +330,7 @@ def _spawn(
 
 
 class _Supervisor:
-    """Pumps the job's pipes into the log, enforces the timeout, reaps it: the old in-process pump."""
+    """Pumps the job's pipes into the log, enforces the timeout, reaps it."""
 
     def __init__(self, job_dir: str, pid: int, start: int | None, out: int, pipes: dict[int, str]) -> None:
         self.job_dir = job_dir

@@ -1,15 +1,20 @@
-"""A job's status: from this process's pump, else its directory, and the ``exit`` file written once.
+"""A job's status: from this process's watcher, else the job directory; finalization; the ``exit`` file.
 
 Theory of operation
 -------------------
-``poll`` answers from memory for a job this process supervises (RUNNING until ``exit`` is
-written, then the pump wakes :meth:`ProcessRunner.wait` at once). Otherwise it reads ``exit``
-when it exists (one small read; the parsed status is cached by content). Otherwise the job is
-RUNNING while its owner (the runner process whose pump reads the pipes) is alive. When the
-owner is gone the job's output is lost for good: the job is LOST, and a still-running orphan
-is killed so it does not run alongside the retry that the control plane will submit
-(:func:`finalize_orphan`). A handle names the job it was given for (its id, also in ``pid``
-and ``exit``): a directory that now holds another job answers LOST for the old handle.
+``poll`` answers from memory for a job watched by this process (RUNNING until ``exit`` is
+written, then the watcher wakes :meth:`ProcessRunner.wait` at once). Otherwise it reads
+``exit`` when it exists (one small read; the parsed status is cached by content). Otherwise,
+when the shim's ``result`` exists, the job ended and whoever watched it died before
+recording it: this poll finalizes it (:func:`finalize`: outputs copied, ``exit`` written,
+under the directory's flock) and reports the true status. Otherwise the job is RUNNING while
+its owner (its shim; for a job started by an earlier version, the runner process that read
+its pipes) is alive, whichever process asks. An owner gone without a ``result`` means the
+job's output and exit status are lost for good: the job is LOST, and what is left of its
+process group is stopped so it does not run alongside the retry the control plane will
+submit. Polling a running job costs a few small reads (no subprocess). A handle names the
+job it was given for (its id, also in ``pid``, ``result`` and ``exit``): a directory that
+now holds another job answers LOST for the old handle.
 """
 
 from __future__ import annotations
