@@ -452,8 +452,15 @@ class ExecutionDriver:
         self.display.logs(self.cache.get(execution_id), logs)
 
     def owns(self, execution_id: str) -> bool:
-        """Whether this process drives ``execution_id`` (always, without leases: the cloud)."""
+        """Whether this process drives ``execution_id``, taking it over if its owner is gone.
+
+        Always, without leases (the cloud plane).
+        """
         return self.ownership is None or self.ownership.owns(execution_id)
+
+    def holds(self, execution_id: str) -> bool:
+        """Whether this process drives ``execution_id`` now, without claiming anything."""
+        return self.ownership is None or self.ownership.holds(execution_id)
 
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
         if execution.state.terminal and self.ownership is not None:

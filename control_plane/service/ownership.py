@@ -138,6 +138,11 @@ class Ownership:
             self._others[execution_id] = time.monotonic()
             return False
 
+    def holds(self, execution_id: str) -> bool:
+        """Whether this process drives ``execution_id`` now (never claims: a released one stays so)."""
+        with self._lock:
+            return execution_id in self._owned
+
     def owns(self, execution_id: str) -> bool:
         """Whether this process drives ``execution_id``: it does, or it just took it from a dead owner."""
         with self._lock:

@@ -279,8 +279,8 @@ class Service:
         current = execution_id
         while True:
             self.step(flush=False)
-            # Driven by another live process (a kill or resume asked from here): read its progress.
-            execution = driver.load(current) if driver.owns(current) else driver.reload(current)
+            # Driven by another live process (a kill asked from here), or ended: read it as stored.
+            execution = driver.load(current) if driver.holds(current) else driver.reload(current)
             if execution.state.terminal or execution.state is State.PAUSED:
                 execution = driver.reload(current)  # it stops on this state: the stored one, not a copy
             if execution.state.terminal:

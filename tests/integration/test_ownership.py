@@ -1,0 +1,193 @@
+"""Local runs own their executions (issue 18, point 4): leases, take-over, signals.
+
+Each test runs ``squall`` as separate processes on one SQLite file, as a user would, and
+kills them for real; nothing here fakes the liveness of a process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from control_plane.service.clock import VirtualClock
+from control_plane.service.ownership import LEASE, Ownership, identity, owner_alive
+from control_plane.store.base import LeaseRecord
+from control_plane.store.sqlite import SqliteStore
+from tests.integration.service_helpers import pid_alive, wait_for
+from tests.integration.test_cli_local import only_execution, squall_run_in_background
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
+
+
+def squall(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane.cli", *args, "--db", str(db)],
+        env={**os.environ, "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process that is not this one: the owner of leases in the tests below."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_lease_held_by_a_live_process_is_refused_and_taken_once_it_dies(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    clock = VirtualClock()
+    other = Ownership(store, clock)
+    other.me = identity(sleeper.pid)
+    assert other.claim("ex1")
+    mine = Ownership(store, clock, recheck=0)
+    assert not mine.owns("ex1") and not mine.claim("ex1")
+    holder = mine.holder("ex1")
+    assert holder is not None and holder.owner == other.me
+    clock.sleep_until(clock.now() + LEASE * 10)  # on this machine liveness is exact: time alone never frees it
+    assert not mine.owns("ex1")
+    sleeper.kill()
+    sleeper.wait()
+    assert mine.owns("ex1")  # the owner is gone: taken over
+    assert store.get_lease("ex1") == LeaseRecord("ex1", mine.me, clock.now())
+    mine.release("ex1")
+    assert store.get_lease("ex1") is None
+    store.close()
+
+
+def test_an_owner_on_another_host_is_trusted_while_it_renews() -> None:
+    lease = LeaseRecord("ex", "elsewhere/boot/42/123", VirtualClock().now())
+    assert owner_alive(lease, lease.renewed + LEASE - timedelta(seconds=1))
+    assert not owner_alive(lease, lease.renewed + LEASE)
+    reused = identity(os.getpid()).rsplit("/", 1)[0] + "/1"  # this pid, another start time
+    assert not owner_alive(LeaseRecord("ex", reused, lease.renewed), lease.renewed)  # not the owner
+    assert owner_alive(LeaseRecord("ex", identity(), lease.renewed), lease.renewed + LEASE * 100)
+
+
+def test_renewal_moves_every_lease_of_the_owner(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    clock = VirtualClock()
+    ownership = Ownership(store, clock)
+    ownership.claim("a")
+    ownership.claim("b")
+    clock.sleep_until(clock.now() + timedelta(seconds=20))
+    ownership._renewed -= LEASE.total_seconds()
+    ownership.renew()
+    assert {store.get_lease(x).renewed for x in ("a", "b")} == {clock.now()}  # type: ignore[union-attr]
+    store.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(tmp_path: Path, sig: signal.Signals) -> None:
+    with squall_run_in_background(tmp_path) as (proc, job_pid, db):
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "KILLED" in out
+    wait_for(lambda: not pid_alive(job_pid), 10, "the job process to die")
+    assert str(only_execution(db).state) == "KILLED"
+
+
+GATED = """id: gated
+namespace: t
+tasks:
+  - id: first
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - echo $$ > {pid}
+      - while [ ! -f {go} ]; do sleep 0.05; done
+      - echo first >> {ledger}
+      - echo '::{{"outputs":{{"n":7}}}}::'
+  - id: second
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - echo "second {{{{ outputs.first.vars.n }}}}" >> {ledger}
+"""
+
+
+def test_a_live_run_keeps_its_execution_and_a_killed_ones_is_driven_on_without_running_twice(
+    tmp_path: Path,
+) -> None:
+    pid, go, ledger, db = tmp_path / "pid", tmp_path / "go", tmp_path / "ledger", tmp_path / "x.db"
+    flow = tmp_path / "gated.yaml"
+    flow.write_text(GATED.format(pid=pid, go=go, ledger=ledger))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the first task to start")
+        job_pid = int(pid.read_text())
+        execution = only_execution(db)
+        store = SqliteStore(db)
+        wait_for(lambda: store.active_jobs()[0].handle is not None, 30, "the run to store the job's handle")
+        (job,) = store.active_jobs()
+
+        # While its run lives, another command neither takes the execution nor touches its job.
+        refused = squall("executions", "resume", execution.id, db=db)
+        assert refused.returncode == 1
+        assert f"driven by process {run.pid} on" in refused.stderr + refused.stdout
+        assert squall("executions", "show", execution.id, db=db).returncode == 0
+        assert store.get_job(job.name) == job
+        lease = store.get_lease(execution.id)
+        assert lease is not None and f"/{run.pid}/" in lease.owner
+
+        run.kill()  # kill -9: no handler runs
+        run.communicate()
+        assert pid_alive(job_pid)  # the job outlives the process that submitted it
+        go.touch()  # ... and ends while nobody watches
+        wait_for(lambda: not pid_alive(job_pid), 30, "the orphaned job to end")
+
+        resumed = squall("executions", "resume", execution.id, "-q", db=db)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "SUCCESS" in resumed.stdout
+        assert ledger.read_text().splitlines() == ["first", "second 7"]  # each task ran once
+        assert store.get_lease(execution.id) is None  # ended: nobody drives it
+        assert store.active_jobs() == []
+        store.close()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+        go.touch()
+
+
+def test_any_command_moves_on_an_orphaned_execution(tmp_path: Path) -> None:
+    pid, go, ledger, db = tmp_path / "pid", tmp_path / "go", tmp_path / "ledger", tmp_path / "x.db"
+    flow = tmp_path / "gated.yaml"
+    flow.write_text(GATED.format(pid=pid, go=go, ledger=ledger))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q", "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the first task to start")
+    run.kill()
+    run.wait()
+    go.touch()
+    wait_for(lambda: ledger.exists(), 30, "the orphaned job to end")
+    execution = only_execution(db)
+
+    def second_done() -> bool:
+        squall("executions", "list", db=db)  # each command records what ended and submits what is next
+        return ledger.read_text().splitlines() == ["first", "second 7"]
+
+    wait_for(second_done, 60, "list commands to drive the execution on")
+    wait_for(lambda: str(squall("executions", "show", execution.id, db=db).stdout).count("SUCCESS") >= 3, 60)
+    assert str(only_execution(db).state) == "SUCCESS"
