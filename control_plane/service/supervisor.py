@@ -54,7 +54,6 @@ from runners.base import (
     Runner,
     RunnerError,
     TransientRunnerError,
-    validate_options,
 )
 from runners.markers import parse_line
 
@@ -139,7 +138,12 @@ class JobSupervisor:
     # ================================================================== submit
 
     def spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
-        """The runner and the JobSpec of ``job``: its ``taskRunner`` parsed, defaults merged, validated."""
+        """The runner and the JobSpec of ``job``, its ``taskRunner`` block parsed once.
+
+        The runner merges its deployment defaults and validates the options, once, in
+        ``submit``: a bad option fails the task there (``RunnerOptionsError``, a USER failure
+        naming each field).
+        """
         execution = self.executions.load(job.execution_id)
         raw = job.spec
         timeout = raw.get("timeout")
@@ -161,9 +165,7 @@ class JobSupervisor:
             },
             storage=self.storage,
         )
-        runner = self.runners.get(runner_name)
-        validate_options(type(runner), {**getattr(runner, "option_defaults", {}), **spec.options})
-        return runner, spec
+        return self.runners.get(runner_name), spec
 
     def submit(self, job: JobRecord, *, reattach: bool) -> None:
         """Submit ``job`` (``reattach``: find it by name first); its handle rides with the next write."""

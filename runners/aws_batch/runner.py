@@ -285,6 +285,7 @@ class AwsBatchRunner:
         }
         self._region = region
         self._defaults = dict(defaults or {})
+        self._validated_defaults: BatchOptions | None = None
         self._policy = policy
         self._sleep = sleep
         self._now = now
@@ -412,11 +413,14 @@ class AwsBatchRunner:
         return self._clients_for(region, role, None, self._default_options(), endpoint=data.get("endpoint"))
 
     def _default_options(self) -> BatchOptions | None:
+        """The deployment's options, validated once (every poll, cancel and log read uses them)."""
         if "jobQueueArn" not in self._defaults:
             return None
-        options = validate_options(type(self), self._defaults)
-        assert isinstance(options, BatchOptions)
-        return options
+        if self._validated_defaults is None:
+            options = validate_options(type(self), self._defaults)
+            assert isinstance(options, BatchOptions)
+            self._validated_defaults = options
+        return self._validated_defaults
 
     @classmethod
     def _name_lock(cls, key: str) -> threading.Lock:
