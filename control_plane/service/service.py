@@ -22,13 +22,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from msgspec import Struct
 
-from control_plane.engine.events import Event
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, InputError, NotFoundError, ServiceError
@@ -113,6 +112,17 @@ class Service:
             executions=self.driver,
         )
         self.driver.jobs = self.jobs
+        # What a caller asks of executions is the driver's (deploy, start, advance, kill, restart,
+        # resume, replay; flush writes what still rides along: the end of a Lambda call).
+        self.deploy = self.driver.deploy
+        self.flow = self.driver.flow
+        self.start = self.driver.start
+        self.advance = self.driver.advance
+        self.kill = self.driver.kill
+        self.restart = self.driver.restart
+        self.resume = self.driver.resume
+        self.replay = self.driver.replay
+        self.flush = self.driver.flush
         if hasattr(store, "claim_lease"):  # a local store: processes sharing it drive what they own
             self.driver.ownership = Ownership(cast(LeaseStore, store), self.clock, recheck=poll_interval)
         self._jobs_scanned = -math.inf
@@ -135,71 +145,8 @@ class Service:
     def on_logs(self, callback: Callable[[Execution | None, Sequence[LogLine]], None] | None) -> None:
         self.display.on_logs = callback
 
-    # ================================================================== flows and executions
-
-    def deploy(self, source: str, origin: str = "<string>") -> FlowRecord:
-        """Validate and store a flow; a new revision only when the source changed."""
-        return self.driver.deploy(source, origin)
-
-    def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
-        return self.driver.flow(namespace, flow_id, revision)
-
-    def start(
-        self,
-        namespace: str,
-        flow_id: str,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        revision: int | None = None,
-        labels: Mapping[str, str] | None = None,
-        trigger: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        execution_id: str | None = None,
-        original_id: str | None = None,
-        typed: bool = True,
-    ) -> Execution:
-        """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
-        return self.driver.start(
-            namespace,
-            flow_id,
-            inputs,
-            revision=revision,
-            labels=labels,
-            trigger=trigger,
-            parent=parent,
-            execution_id=execution_id,
-            original_id=original_id,
-            typed=typed,
-        )
-
     def get(self, execution_id: str) -> Execution:
         return self.store.get_execution(execution_id)
-
-    def advance(self, execution_id: str, event: Event) -> Execution:
-        """Apply one event (and everything it leads to); return the execution as stored."""
-        return self.driver.advance(execution_id, event)
-
-    def kill(self, execution_id: str) -> Execution:
-        """Cancel every running job of the execution through its runner; it ends KILLED."""
-        return self.driver.kill(execution_id)
-
-    def restart(self, execution_id: str) -> Execution:
-        """Kestra's restart: failed task runs run again, in the same execution."""
-        return self.driver.restart(execution_id)
-
-    def resume(
-        self, execution_id: str, inputs: Mapping[str, Any] | None = None, *, taskrun_id: str | None = None
-    ) -> Execution:
-        """Resume a paused execution with its Pause task's ``onResume`` inputs (InputError if bad)."""
-        return self.driver.resume(execution_id, inputs, taskrun_id=taskrun_id)
-
-    def replay(self, execution_id: str, *, taskrun_id: str | None = None) -> Execution:
-        """A new execution of the same flow revision and inputs, linked to the original."""
-        return self.driver.replay(execution_id, taskrun_id=taskrun_id)
-
-    def flush(self) -> None:
-        """Write what is still riding along (handles of just-submitted jobs): end of a Lambda call."""
-        self.driver.flush()
 
     # ================================================================== the local loop
 

@@ -58,7 +58,7 @@ def test_a_lease_held_by_a_live_process_is_refused_and_taken_once_it_dies(
     assert not mine.owns("ex1") and not mine.claim("ex1")
     holder = mine.holder("ex1")
     assert holder is not None and holder.owner == other.me
-    clock.sleep_until(clock.now() + LEASE * 10)  # on this machine liveness is exact: time alone never frees it
+    clock.sleep_until(clock.now() + LEASE * 10)  # liveness here is exact: time alone never frees it
     assert not mine.owns("ex1")
     sleeper.kill()
     sleeper.wait()
@@ -119,9 +119,8 @@ tasks:
 """
 
 
-def test_a_live_run_keeps_its_execution_and_a_killed_ones_is_driven_on_without_running_twice(
-    tmp_path: Path,
-) -> None:
+def gated_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, Path, Path]:
+    """``squall run`` of GATED in another process, once its first task runs: (run, pid, go, ledger, db)."""
     pid, go, ledger, db = tmp_path / "pid", tmp_path / "go", tmp_path / "ledger", tmp_path / "x.db"
     flow = tmp_path / "gated.yaml"
     flow.write_text(GATED.format(pid=pid, go=go, ledger=ledger))
@@ -131,8 +130,15 @@ def test_a_live_run_keeps_its_execution_and_a_killed_ones_is_driven_on_without_r
         stderr=subprocess.STDOUT,
         text=True,
     )
+    wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the first task to start")
+    return run, pid, go, ledger, db
+
+
+def test_a_live_run_keeps_its_execution_and_a_killed_ones_is_driven_on_without_running_twice(
+    tmp_path: Path,
+) -> None:
+    run, pid, go, ledger, db = gated_run(tmp_path)
     try:
-        wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the first task to start")
         job_pid = int(pid.read_text())
         execution = only_execution(db)
         store = SqliteStore(db)
@@ -169,17 +175,9 @@ def test_a_live_run_keeps_its_execution_and_a_killed_ones_is_driven_on_without_r
 
 
 def test_any_command_moves_on_an_orphaned_execution(tmp_path: Path) -> None:
-    pid, go, ledger, db = tmp_path / "pid", tmp_path / "go", tmp_path / "ledger", tmp_path / "x.db"
-    flow = tmp_path / "gated.yaml"
-    flow.write_text(GATED.format(pid=pid, go=go, ledger=ledger))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q", "--db", str(db)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the first task to start")
+    run, _, go, ledger, db = gated_run(tmp_path)
     run.kill()
-    run.wait()
+    run.communicate()
     go.touch()
     wait_for(lambda: ledger.exists(), 30, "the orphaned job to end")
     execution = only_execution(db)
