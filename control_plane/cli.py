@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -150,6 +150,33 @@ def _exit_code(execution: Execution) -> int:
     return 0 if str(execution.state) in ("SUCCESS", "WARNING") else 1
 
 
+_stop = {"interruptible": False, "requested": False}
+
+
+def _on_stop(signum: int, frame: Any) -> None:
+    """SIGTERM (kill, docker stop, systemd) and SIGHUP (the terminal closed) stop as Ctrl-C does.
+
+    Only where stopping means something (a run being driven, the server waiting): there they
+    raise KeyboardInterrupt. Elsewhere (a finished run printing its summary, a kill under way,
+    a listing) the command finishes: the signal must not end the process half-way.
+    """
+    _stop["requested"] = True
+    if _stop["interruptible"]:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    """Let SIGTERM and SIGHUP interrupt the block (see :func:`_on_stop`)."""
+    if _stop["requested"]:
+        raise KeyboardInterrupt  # it came while the command was getting ready
+    _stop["interruptible"] = True
+    try:
+        yield
+    finally:
+        _stop["interruptible"] = False
+
+
 def _drive(
     runtime: Any,
     execution_id: str,
@@ -184,11 +211,8 @@ def _drive(
 
     service.on_change = on_change
     service.on_logs = on_logs
-    # SIGTERM (kill, docker stop, systemd) and SIGHUP (the terminal closed) stop a run as Ctrl-C does.
-    stops = (signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
     try:
-        with live if live is not None else contextlib.nullcontext():
+        with _stoppable(), live if live is not None else contextlib.nullcontext():
             execution_id = begin().id
             execution = service.run(execution_id)
     except KeyboardInterrupt:
@@ -203,9 +227,6 @@ def _drive(
         execution = service.run(execution_id, deadline=time.monotonic() + 30)
         _summary(execution, time.monotonic() - started)
         raise typer.Exit(130) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if not quiet:
         console.print(_tree(execution, _title(execution)))
     _summary(execution, time.monotonic() - started)
@@ -617,8 +638,6 @@ def server(
         raise _fail(str(exc)) from None
     # No CloudWatch here: EMF metric lines would only clutter the terminal.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    # SIGTERM (docker stop, kill) stops as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         srv = Server(settings, host=host, port=port, tick_interval=tick_interval).start()
     except OSError as exc:
@@ -634,7 +653,8 @@ def server(
             "[yellow]auth disabled (--no-auth): anyone who can reach the port can run flows[/yellow]"
         )
     try:
-        srv.wait()
+        with _stoppable():
+            srv.wait()
     except KeyboardInterrupt:
         pass
     finally:
@@ -727,6 +747,8 @@ def package(
 
 
 def main() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_stop)
     app()
 
 
