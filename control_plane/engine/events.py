@@ -22,6 +22,7 @@ __all__ = [
     "JobOutcome",
     "JobStatusChanged",
     "Kill",
+    "Recover",
     "Restart",
     "Resume",
     "Started",
@@ -119,4 +120,16 @@ class Restart(Struct, frozen=True):
     at: datetime
 
 
-Event = Started | JobStatusChanged | TaskResult | TimerFired | Resume | Kill | Restart
+class Recover(Struct, frozen=True):
+    """A process took over an execution whose driver died.
+
+    Re-emits what has no outbox record and may have been lost between the save that asked
+    for it and the doing: the start of a subflow (its id is derived, so a second start is
+    refused by the store) and, for an ended execution, the notice to its parent (a duplicate
+    result is ignored by the parent's plan).
+    """
+
+    at: datetime
+
+
+Event = Started | JobStatusChanged | TaskResult | TimerFired | Resume | Kill | Restart | Recover

@@ -23,6 +23,7 @@ event, so replaying the same events yields the same execution and actions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import deque
@@ -50,6 +51,7 @@ from control_plane.engine.events import (
     JobOutcome,
     JobStatusChanged,
     Kill,
+    Recover,
     Restart,
     Resume,
     Started,
@@ -465,7 +467,20 @@ class _Transaction:
                 self.on_kill()
             case Restart():
                 self.on_restart()
+            case Recover():
+                self.on_recover()
         self.drain()
+
+    def on_recover(self) -> None:
+        if self.state.terminal:
+            if self.ex.parent:
+                self.finished = Finish(self.state, self.flow_outputs)
+            return
+        for tr in self.ex.ordered_taskruns():
+            task = self.c.tasks.get(tr.task_id)
+            if isinstance(task, Subflow) and (tr.state is State.RUNNING or not task.wait):
+                with contextlib.suppress(ExpressionError):  # it rendered when it started; now it may not
+                    self.subflow_action(tr, task)
 
     def on_started(self) -> None:
         if self.state is not State.CREATED:
@@ -773,27 +788,32 @@ class _Transaction:
 
     def start_subflow(self, tr: TaskRun, task: Task) -> None:
         assert isinstance(task, Subflow)
-        ctx = self.context(tr, task)
         try:
-            inputs = render_value(dict(task.inputs or {}), ctx)
-            labels = render_value(dict(task.labels or {}), ctx)
-            namespace = render(task.namespace, ctx)
-            flow_id = render(task.flowId, ctx)
+            child_id = self.subflow_action(tr, task)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
+        self.put(tr)
+        if not task.wait:
+            self.end_attempt(tr, task, State.SUCCESS, {"executionId": child_id}, None)
+
+    def subflow_action(self, tr: TaskRun, task: Subflow) -> str:
+        """Ask for the child execution of ``tr`` (its id derived from the attempt); its id."""
+        ctx = self.context(tr, task)
+        inputs = render_value(dict(task.inputs or {}), ctx)
+        labels = render_value(dict(task.labels or {}), ctx)
+        namespace = render(task.namespace, ctx)
+        flow_id = render(task.flowId, ctx)
         if task.inheritLabels:
             labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
         labels = self.mask_data(labels)
         child_id = short_hash(self.ex.id, tr.id, tr.attempt, size=15)
-        self.put(tr)
         self.actions.append(
             StartSubflow(
                 tr.id, tr.attempt, namespace, flow_id, task.revision, inputs, labels, task.wait, child_id
             )
         )
-        if not task.wait:
-            self.end_attempt(tr, task, State.SUCCESS, {"executionId": child_id}, None)
+        return child_id
 
     # ------------------------------------------------------------------ flowables
 

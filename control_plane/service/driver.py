@@ -220,6 +220,7 @@ class ExecutionDriver:
         self.store.create_execution(execution, logs=logs, timers=timers, jobs=jobs)
         self._stored(execution, logs)
         self._carry_out(execution, actions, jobs)
+        self._release_if_ended(execution)
         self.drain()
         return self.cache.get(execution.id, execution)
 
@@ -396,6 +397,7 @@ class ExecutionDriver:
             self._stored(new, [*written, *logs])
             self._settle(own)
             self._carry_out(new, actions, jobs)
+            self._release_if_ended(new)
             return
         self._keep(execution_id, extra)  # ``own`` is dropped: its job stays active and is heard again
         raise StoreError(f"execution {execution_id}: gave up after {MAX_CONFLICTS} conflicting writes")
@@ -458,13 +460,18 @@ class ExecutionDriver:
         """
         return self.ownership is None or self.ownership.owns(execution_id)
 
+    def _release_if_ended(self, execution: Execution) -> None:
+        """An ended execution needs no driver, once what its end asked for is done (not before:
+        a crash in between leaves the lease to a dead owner, and whoever takes it over
+        finishes the job, see ``Recover``)."""
+        if execution.state.terminal and self.ownership is not None:
+            self.ownership.release(execution.id)
+
     def holds(self, execution_id: str) -> bool:
         """Whether this process drives ``execution_id`` now, without claiming anything."""
         return self.ownership is None or self.ownership.holds(execution_id)
 
     def _stored(self, execution: Execution, logs: Sequence[LogLine]) -> None:
-        if execution.state.terminal and self.ownership is not None:
-            self.ownership.release(execution.id)
         self.cache[execution.id] = execution
         self.display.logs(execution, logs)
         self.display.changed(execution)

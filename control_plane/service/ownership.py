@@ -52,6 +52,8 @@ class LeaseStore(Protocol):
 
     def get_lease(self, execution_id: str) -> LeaseRecord | None: ...
 
+    def list_leases(self, *, limit: int = 1000) -> list[LeaseRecord]: ...
+
     def claim_lease(
         self, execution_id: str, owner: str, *, at: datetime, free: Callable[[LeaseRecord], bool]
     ) -> LeaseRecord: ...
@@ -70,12 +72,23 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (/proc), "-" where there is no /proc."""
+    """The process's start time in clock ticks since boot; "" when it does not exist.
+
+    "-" where there is no /proc to read it from (the pid exists, its start time is unknown).
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except FileNotFoundError:
-        return ""  # no such process
+        if os.path.isdir("/proc/self"):
+            return ""  # no such process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return ""
+        except PermissionError:
+            pass
+        return "-"
     except OSError:
         return "-"
     return stat[stat.rindex(b")") + 2 :].split()[19].decode()  # field 22, after the command name
@@ -104,7 +117,8 @@ def owner_alive(lease: LeaseRecord, now: datetime, within: timedelta = LEASE) ->
     boot, _, rest = rest.partition("/")
     pid_text, _, start = rest.partition("/")
     if host == _HOST and boot == _BOOT and boot != "-" and pid_text.isdigit():
-        return _start_time(int(pid_text)) == start
+        current = _start_time(int(pid_text))
+        return current != "" and current == start
     return now - lease.renewed < within
 
 
@@ -120,23 +134,50 @@ class Ownership:
         self.lease = lease
         self.recheck = recheck
         self._owned: set[str] = set()
+        self._taken: list[str] = []
         self._others: dict[str, float] = {}  # execution -> when a live owner was last seen (monotonic)
         self._renewed = time.monotonic()
         self._lock = threading.Lock()
 
     def claim(self, execution_id: str) -> bool:
-        """Drive ``execution_id`` from now on, unless a live process does; True when this one does."""
+        """Drive ``execution_id`` from now on, unless a live process does; True when this one does.
+
+        Taking it from a dead owner puts it in :meth:`taken_over` (what that owner may have
+        left undone is asked for again: the engine's ``Recover``).
+        """
         now = self.clock.now()
-        holder = self.store.claim_lease(
-            execution_id, self.me, at=now, free=lambda held: not owner_alive(held, now, self.lease)
-        )
+        took = False
+
+        def free(held: LeaseRecord) -> bool:
+            nonlocal took
+            took = not owner_alive(held, now, self.lease)
+            return took
+
+        holder = self.store.claim_lease(execution_id, self.me, at=now, free=free)
         with self._lock:
             if holder.owner == self.me:
                 self._owned.add(execution_id)
                 self._others.pop(execution_id, None)
+                if took:
+                    self._taken.append(execution_id)
                 return True
             self._others[execution_id] = time.monotonic()
             return False
+
+    def orphans(self) -> list[str]:
+        """Executions whose lease is held by an owner that is gone (ended or not: see ``Recover``)."""
+        now = self.clock.now()
+        return [
+            lease.execution_id
+            for lease in self.store.list_leases()
+            if lease.owner != self.me and not owner_alive(lease, now, self.lease)
+        ]
+
+    def taken_over(self) -> list[str]:
+        """The executions taken from dead owners since the last call."""
+        with self._lock:
+            taken, self._taken = self._taken, []
+        return taken
 
     def holds(self, execution_id: str) -> bool:
         """Whether this process drives ``execution_id`` now (never claims: a released one stays so)."""

@@ -28,6 +28,7 @@ from typing import cast
 
 from msgspec import Struct
 
+from control_plane.engine.events import Recover
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
 from control_plane.errors import ConflictError, InputError, NotFoundError, ServiceError
@@ -168,8 +169,19 @@ class Service:
         was killed goes on (its finished jobs recorded, its next jobs submitted) without
         anyone having to find it; ``squall executions resume`` drives it to the end.
         """
+        ownership = self.driver.ownership
+        if ownership is not None:
+            for execution_id in ownership.orphans():
+                ownership.claim(execution_id)  # may lose the race to another process: fine
         self.recover()
         self.step()
+
+    def _recover_taken_over(self) -> None:
+        """Executions taken from a dead owner: ask the engine again for what has no outbox record."""
+        ownership = self.driver.ownership
+        if ownership is not None:
+            for execution_id in ownership.taken_over():
+                self.driver.news.event(execution_id, Recover(at=self.clock.now()))
 
     def driver_of(self, execution_id: str) -> str | None:
         """The identity of the live process that drives ``execution_id``, if it is not this one."""
@@ -193,6 +205,7 @@ class Service:
             self.driver.ownership.renew()
         fired = self.driver.fire_timers()
         polled = self._poll_jobs()
+        self._recover_taken_over()
         self.driver.drain()
         if flush:
             self.flush()

@@ -719,6 +719,10 @@ class SqliteStore:
             )
         return LeaseRecord(execution_id, owner, at)
 
+    def list_leases(self, *, limit: int = 1000) -> list[LeaseRecord]:
+        rows = self._read("SELECT execution_id, owner, renewed FROM leases LIMIT ?", (limit,))
+        return [LeaseRecord(r[0], r[1], datetime.fromtimestamp(r[2], UTC)) for r in rows]
+
     def renew_leases(self, owner: str, *, at: datetime) -> None:
         with self._write() as conn:
             conn.execute("UPDATE leases SET renewed=? WHERE owner=?", (_epoch(at), owner))

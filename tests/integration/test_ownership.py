@@ -10,17 +10,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from control_plane.engine.states import State
 from control_plane.service.clock import VirtualClock
 from control_plane.service.ownership import LEASE, Ownership, identity, owner_alive
 from control_plane.store.base import LeaseRecord
 from control_plane.store.sqlite import SqliteStore
-from tests.integration.service_helpers import pid_alive, wait_for
+from tests.integration.service_helpers import pid_alive, run_of, runtime, wait_for
 from tests.integration.test_cli_local import only_execution, squall_run_in_background
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
@@ -189,3 +191,64 @@ def test_any_command_moves_on_an_orphaned_execution(tmp_path: Path) -> None:
     wait_for(second_done, 60, "list commands to drive the execution on")
     wait_for(lambda: str(squall("executions", "show", execution.id, db=db).stdout).count("SUCCESS") >= 3, 60)
     assert str(only_execution(db).state) == "SUCCESS"
+
+
+PARENT = """id: parent
+namespace: t
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: t
+    flowId: child
+    inputs: {n: 5}
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ outputs.call.outputs.doubled }}"
+"""
+CHILD = """id: child
+namespace: t
+inputs:
+  - {id: n, type: INT}
+tasks:
+  - id: double
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.n * 2 }}"
+outputs:
+  - {id: doubled, type: STRING, value: "{{ outputs.double.value }}"}
+"""
+
+
+class Crash(BaseException):
+    """The process dies here (a BaseException: nothing in the service catches it)."""
+
+
+@pytest.mark.parametrize("crash_in", ["_start_subflow", "_finished"])
+def test_a_subflow_start_or_end_lost_in_a_crash_is_done_by_the_process_that_takes_over(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], crash_in: str
+) -> None:
+    """Starting a child and telling a parent it ended have no outbox record: ``Recover`` redoes them."""
+    with runtime(tmp_path) as dying:
+        service = dying.service
+        assert service.driver.ownership is not None
+        service.driver.ownership.me = identity(sleeper.pid)  # its owner: a process about to die
+
+        def crash(*args: object) -> None:
+            raise Crash
+
+        setattr(service.driver, crash_in, crash)
+        service.deploy(CHILD)
+        record = service.deploy(PARENT)
+        with pytest.raises(Crash):
+            service.run(service.start(record.namespace, record.id).id)
+        (parent,) = [e for e in dying.store.list_executions().items if e.flow_id == "parent"]
+    sleeper.kill()
+    sleeper.wait()
+
+    with runtime(tmp_path) as survivor:
+        survivor.service.catch_up()  # what any squall command does first
+        final = survivor.service.run(parent.id, deadline=time.monotonic() + 60)
+        assert final.state is State.SUCCESS, final
+        assert run_of(final, "after").outputs == {"value": "10"}
+        children = [e for e in survivor.store.list_executions().items if e.flow_id == "child"]
+        assert len(children) == 1 and children[0].state is State.SUCCESS  # started once
+        assert survivor.store.list_leases() == []  # both ended: nobody drives them
