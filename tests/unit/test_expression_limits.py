@@ -33,6 +33,13 @@ def tight_limits() -> Iterator[None]:
 
 
 @pytest.fixture
+def roomy() -> None:
+    """For renders that must succeed: a deadline no loaded machine misses, and no quadratic
+    algorithm meets (100,000 items squared is minutes)."""
+    limits.configure(limits.Limits(timeout=30, max_output=1 << 20, max_string=1 << 20))
+
+
+@pytest.fixture
 def canary(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SQUALL_TEST_CANARY", CANARY)
     return CANARY
@@ -75,7 +82,7 @@ def test_jq_cannot_read_files(tmp_path: Path, program: str) -> None:
     assert CANARY not in message
 
 
-def test_jq_keeps_working_for_ordinary_programs() -> None:
+def test_jq_keeps_working_for_ordinary_programs(roomy: None) -> None:
     assert render("{{ {'a': [1, 2, 3]} | jq('.a | map(. * 2)') }}", {}) == "[[2,4,6]]"
     assert render("{{ '{\"import\": 1}' | jq('.import') }}", {}) == "[1]"
     assert render("{{ {'env': 'x'} | jq('.env') }}", {}) == '["x"]'
@@ -95,7 +102,7 @@ def test_a_runaway_jq_program_is_killed_at_the_deadline(template: str) -> None:
     assert render("{{ [1, 2] | jq('add') }}", {}) == "[3]"  # a fresh worker answers the next call
 
 
-def test_jq_worker_is_shared_by_threads_without_mixing_answers() -> None:
+def test_jq_worker_is_shared_by_threads_without_mixing_answers(roomy: None) -> None:
     results: dict[int, str] = {}
 
     def work(n: int) -> None:
@@ -109,7 +116,7 @@ def test_jq_worker_is_shared_by_threads_without_mixing_answers() -> None:
     assert results == {n: f"[{n * 10}]" for n in range(8)}
 
 
-def test_a_jq_worker_that_dies_is_replaced() -> None:
+def test_a_jq_worker_that_dies_is_replaced(roomy: None) -> None:
     render("{{ 1 | jq('.') }}", {})
     proc = jq_sandbox._worker._proc
     assert proc is not None
@@ -195,7 +202,7 @@ def test_nested_render_shares_the_deadline() -> None:
     assert time.monotonic() - started < TIMEOUT + GRACE
 
 
-def test_distinct_is_linear() -> None:
+def test_distinct_is_linear(roomy: None) -> None:
     assert render("{{ range(1, 100000) | distinct | length }}", {}) == "100000"
     assert (
         render("{{ [{'a': 1}, {'a': 1}, [1], [1], 1, '1', true] | distinct }}", {})
@@ -203,7 +210,7 @@ def test_distinct_is_linear() -> None:
     )
 
 
-def test_ordinary_templates_are_unchanged() -> None:
+def test_ordinary_templates_are_unchanged(roomy: None) -> None:
     assert render("{{ 7 % 3 }} {{ 7.5 % 2 }}", {}) == "1 1.5"
     assert render("{{ 'a' ~ one ~ yes }}", {"one": 1, "yes": True}) == "a1true"
     assert render("{{ 'a-b' | replace('-(\\\\w)', '+$1', true) }}", {}) == "a+b"
