@@ -379,7 +379,8 @@ def test_sigterm_stops_the_server_within_5_seconds_while_a_request_holds_the_ser
             f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
             f"Content-Length: {len(SLOW_START)}\r\nConnection: close\r\n\r\n{SLOW_START}"
         )
-        assert _request(server.port, deploy.encode())[0] == 201
+        status, _, body = _request(server.port, deploy.encode())
+        assert status == 201, (body, server.stderr()[-2000:])
         slow = _connect(server.port)
         cpu = _cpu_seconds(server.pid)
         start = f"POST /api/v1/executions/squall.limits/slow HTTP/1.1\r\nHost: x\r\n{AUTH}"
