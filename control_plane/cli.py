@@ -747,9 +747,17 @@ def package(
 
 
 def main() -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    for sig in stops:
         signal.signal(sig, _on_stop)
-    app()
+    try:
+        app()
+    finally:
+        # The command is done: a stop arriving now has nothing left to stop. Ignored, not
+        # defaulted: the interpreter resets Python handlers to the default action while it
+        # exits, and a finished run would then die of the signal instead of exiting 0.
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
