@@ -618,7 +618,7 @@ def run_trial(
             if run.poll() is None:
                 run.kill()
                 result.problems.append(f"{plan.flows[i].flow_id}: squall run still running at the deadline")
-            if not signalled[i]:
+            if run.stdout is not None and not run.stdout.closed:  # not read yet (signalled ones were)
                 outputs[i] = run.communicate()[0] or ""
         # ---------------------------------------------------------------- checks
         for i, run in enumerate(runs):
