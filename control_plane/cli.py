@@ -747,7 +747,9 @@ def package(
 
 
 def main() -> None:
-    stops = (signal.SIGTERM, signal.SIGHUP)
+    # A signal ignored when squall starts stays ignored, as Python does for SIGINT: `nohup`
+    # ignores SIGHUP so that closing the terminal does not stop the run.
+    stops = [sig for sig in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) is not signal.SIG_IGN]
     for sig in stops:
         signal.signal(sig, _on_stop)
     try:

@@ -83,3 +83,16 @@ def server_settings(tmp_path: Path, token: str, **overrides: Any) -> Settings:
         **overrides,
     }
     return load_settings({}, **options)
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` for a process the test stops by signal, as a person at a terminal would.
+
+    A process started in the background by a non-interactive shell (a CI script's ``&``) or by
+    ``nohup`` inherits SIGINT or SIGHUP ignored, and squall keeps what it inherits (as a user
+    of ``nohup`` wants): the test restores the defaults a terminal gives.
+    """
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from control_plane.cli import app
 from control_plane.store.base import ExecutionSummary
 from control_plane.store.sqlite import SqliteStore
-from tests.integration.service_helpers import pid_alive, wait_for
+from tests.integration.service_helpers import as_in_a_terminal, pid_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -161,6 +161,7 @@ def squall_run_in_background(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")

@@ -22,7 +22,7 @@ from control_plane.service.clock import VirtualClock
 from control_plane.service.ownership import LEASE, Ownership, identity, owner_alive
 from control_plane.store.base import LeaseRecord
 from control_plane.store.sqlite import SqliteStore
-from tests.integration.service_helpers import pid_alive, run_of, runtime, wait_for
+from tests.integration.service_helpers import as_in_a_terminal, pid_alive, run_of, runtime, wait_for
 from tests.integration.test_cli_local import only_execution, squall_run_in_background
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
@@ -252,3 +252,37 @@ def test_a_subflow_start_or_end_lost_in_a_crash_is_done_by_the_process_that_take
         children = [e for e in survivor.store.list_executions().items if e.flow_id == "child"]
         assert len(children) == 1 and children[0].state is State.SUCCESS  # started once
         assert survivor.store.list_leases() == []  # both ended: nobody drives them
+
+
+def test_a_run_started_under_nohup_keeps_running_on_sighup(tmp_path: Path) -> None:
+    """``nohup squall run`` ignores SIGHUP (the terminal closing); squall keeps what it inherits."""
+    flow = tmp_path / "long.yaml"
+    pid = tmp_path / "pid"
+    flow.write_text(
+        "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"    commands: ['echo $$ > {pid}; sleep 60']\n"
+    )
+
+    def nohup() -> None:
+        as_in_a_terminal()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q", "--db", str(tmp_path / "x.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=nohup,
+    )
+    try:
+        wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the job to start")
+        run.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            run.wait(timeout=1.0)  # it runs on (a stop would take well under a second here)
+        run.send_signal(signal.SIGTERM)  # still stoppable as Ctrl-C stops it
+        out, _ = run.communicate(timeout=60)
+        assert run.returncode == 130 and "KILLED" in out, out
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()

@@ -307,6 +307,13 @@ def plan_trial(seed: int, index: int, ledger: str) -> TrialPlan:
 # ====================================================================== squall, the database, /proc
 
 
+def _as_in_a_terminal() -> None:
+    """Signals as a terminal leaves them: a campaign started by ``nohup`` or a script's ``&``
+    would otherwise pass SIGHUP or SIGINT ignored on to ``squall run``, which keeps them so."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def default_command() -> list[str]:
     """The ``squall`` beside this interpreter (the venv's), else ``python -m control_plane.cli``."""
     exe = Path(sys.executable).parent / "squall"
@@ -340,6 +347,7 @@ class Squall:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_as_in_a_terminal,
         )
 
     def call(self, args: Sequence[str], timeout: float) -> tuple[int | None, str]:
