@@ -109,8 +109,12 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
     ``SQUALL_*`` settings apply as they do to ``squall server``: secrets, expression limits,
     ``SQUALL_MAX_OUTPUTS_BYTES``. A bad setting or database is one line, exit 1.
     """
+    from datetime import UTC, datetime
+
     from control_plane.errors import StoreError
     from control_plane.runtime import SettingsError, local_settings, open_local
+    from control_plane.service.ownership import orphaned
+    from control_plane.store.sqlite import SqliteStore
 
     try:
         settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
@@ -118,7 +122,9 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
     try:  # any command on the database moves on what a killed process left (ownership.py)
-        runtime.service.catch_up()
+        store = runtime.store
+        if isinstance(store, SqliteStore) and orphaned(store, datetime.now(UTC)):  # else no service built
+            runtime.service.catch_up()
     except StoreError as exc:
         runtime.close()
         raise _fail(str(exc)) from None

@@ -41,7 +41,7 @@ from typing import Protocol
 from control_plane.service.clock import Clock
 from control_plane.store.base import LeaseRecord
 
-__all__ = ["LEASE", "LeaseStore", "Ownership", "describe", "identity", "owner_alive"]
+__all__ = ["LEASE", "LeaseStore", "Ownership", "describe", "identity", "orphaned", "owner_alive"]
 
 LEASE = timedelta(seconds=30)
 """How long an owner on another host is trusted without a renewal."""
@@ -120,6 +120,12 @@ def owner_alive(lease: LeaseRecord, now: datetime, within: timedelta = LEASE) ->
         current = _start_time(int(pid_text))
         return current != "" and current == start
     return now - lease.renewed < within
+
+
+def orphaned(store: LeaseStore, now: datetime) -> bool:
+    """Whether any execution's lease is held by an owner that is gone (cheap: no service needed)."""
+    me = identity()
+    return any(lease.owner != me and not owner_alive(lease, now) for lease in store.list_leases())
 
 
 class Ownership:

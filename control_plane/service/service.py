@@ -258,6 +258,8 @@ class Service:
                 and not self.store.active_jobs(limit=1)
                 and not driver.resumes_by_itself(execution)
             ):
+                if driver.ownership is not None:  # nobody needs to drive it until someone resumes it
+                    driver.ownership.release(current)
                 return execution  # waits for a person; a pause timeout fires on a later run
             if not self._wait():
                 return driver.reload(current)

@@ -286,3 +286,21 @@ def test_a_run_started_under_nohup_keeps_running_on_sighup(tmp_path: Path) -> No
         if run.poll() is None:
             run.kill()
             run.communicate()
+
+
+def test_an_execution_waiting_for_a_person_holds_no_lease(tmp_path: Path) -> None:
+    """A paused run exits: the next process need not take anything over (no write per command)."""
+    source = (
+        "id: waits\nnamespace: t\ntasks:\n  - id: ask\n    type: io.kestra.plugin.core.flow.Pause\n"
+        "  - id: done\n    type: io.kestra.plugin.core.debug.Return\n    format: ok\n"
+    )
+    with runtime(tmp_path) as first:
+        record = first.service.deploy(source)
+        paused = first.service.run(first.service.start(record.namespace, record.id).id)
+        assert paused.state is State.PAUSED
+        assert first.store.get_lease(paused.id) is None  # type: ignore[attr-defined]
+    with runtime(tmp_path) as second:
+        second.service.resume(paused.id)
+        final = second.service.run(paused.id, deadline=time.monotonic() + 60)
+        assert final.state is State.SUCCESS
+        assert second.store.list_leases() == []  # type: ignore[attr-defined]
