@@ -460,9 +460,19 @@ class Server:
         elif rt.settings != self.settings:
             rt = Runtime(self.settings, rt.store, rt.service)
         from control_plane.api.app import Api  # powertools: not for the CLI's other commands
+        from control_plane.handlers.tick import run_tick
 
         self._runtime = rt
         self.api = Api(rt)
+        # Everything the threads import, imported here, before they start: two threads importing
+        # the same modules at once can meet a module half-initialized (an import cycle between
+        # them) and fail with ImportError; the first deploy and the first tick did, now and then.
+        self._run_tick = run_tick
+        try:
+            rt.service  # noqa: B018  (built now: its imports, and a bad setting surfaces at start)
+        except BaseException:
+            self._close_runtime()
+            raise
         try:
             self._httpd = _HTTPServer((self.host, self.port), self)
         except OSError:
@@ -478,8 +488,7 @@ class Server:
         return self
 
     def _tick_loop(self) -> None:
-        from control_plane.handlers.tick import run_tick
-
+        run_tick = self._run_tick
         while not self._stop.is_set():
             started = time.monotonic()
             with self.lock:
