@@ -54,6 +54,12 @@ RULES: dict[str, tuple[str, ...]] = {
         "control_plane.cli",
         "control_plane.secrets",
         *IO_MODULES,
+        # the engine never reads a clock or draws a random number: events carry the time, the
+        # shell the ids, so replaying the same events gives the same execution and actions
+        "time",
+        "random",
+        "uuid",
+        "secrets",
     ),
     "control_plane/api": ("control_plane.handlers", "control_plane.server", "control_plane.cli"),
     "runners": ("control_plane",),
