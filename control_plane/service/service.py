@@ -334,6 +334,8 @@ class Service:
         recovered = 0
         silent: list[JobRecord] = []
         for job in active:
+            if not self.driver.owns(job.execution_id):  # squall server beside a live squall run
+                continue
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
                 if age >= submit_grace and (recover_limit is None or recovered < recover_limit):

@@ -304,3 +304,35 @@ def test_an_execution_waiting_for_a_person_holds_no_lease(tmp_path: Path) -> Non
         final = second.service.run(paused.id, deadline=time.monotonic() + 60)
         assert final.state is State.SUCCESS
         assert second.store.list_leases() == []  # type: ignore[attr-defined]
+
+
+def test_the_servers_tick_leaves_a_live_runs_jobs_alone_and_takes_over_a_dead_ones(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """``squall server`` beside a ``squall run`` on one database: its tick is a loop like any other."""
+    from datetime import timedelta
+
+    go = tmp_path / "go"
+    source = (
+        "id: gated\nnamespace: t\ntasks:\n  - id: wait\n    type: io.kestra.plugin.scripts.shell.Commands\n"
+        f"    commands: ['while [ ! -f {go} ]; do sleep 0.05; done']\n"
+    )
+    with runtime(tmp_path) as run, runtime(tmp_path) as server:
+        assert run.service.driver.ownership is not None
+        run.service.driver.ownership.me = identity(sleeper.pid)  # the run: another live process
+        record = run.service.deploy(source)
+        execution = run.service.start(record.namespace, record.id)
+        run.service.flush()
+        (job,) = run.store.active_jobs()
+        report = server.service.tick(reconcile_after=timedelta(0), submit_grace=timedelta(0))
+        assert (report.recovered, report.polled) == (0, 0)
+        assert server.store.get_job(job.name) == job
+        sleeper.kill()
+        sleeper.wait()
+        go.touch()
+        wait_for(
+            lambda: server.service.tick(reconcile_after=timedelta(0), submit_grace=timedelta(0)).ended == 1,
+            30,
+            "the server to take the run's execution over and see its job end",
+        )
+        assert server.store.get_execution(execution.id).state is State.SUCCESS
