@@ -346,6 +346,7 @@ class Service:
             elif age >= reconcile_after:
                 silent.append(job)
         ended = self.jobs.poll(silent)
+        self._recover_taken_over()
         self.driver.drain()
         self.flush()
         return TickReport(fired, recovered, len(silent), ended)
