@@ -433,7 +433,8 @@ def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> E
     if inputs:
         raise _fail(f"execution {execution_id} is {execution.state}, not PAUSED: --input is for a paused one")
     if not service.take_over(execution_id):
-        owner = describe(service.driver_of(execution_id) or "another process")
+        holder = service.driver_of(execution_id)
+        owner = describe(holder) if holder else "another process"
         raise _fail(f"execution {execution_id} is {execution.state} and driven by {owner}; it goes on there")
     err.print(f"execution {execution_id} was {execution.state}, its process gone: driving it on from here")
     return execution

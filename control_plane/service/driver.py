@@ -244,10 +244,10 @@ class ExecutionDriver:
             raise ServiceError(
                 f"execution {execution_id} is {execution.state}: only FAILED or KILLED executions restart"
             )
-        self._adopt(execution_id)
+        self._claim(execution_id)
         return self.advance(execution_id, Restart(at=self.clock.now()))
 
-    def _adopt(self, execution_id: str) -> None:
+    def _claim(self, execution_id: str) -> None:
         """Who resumes or restarts an execution drives it on, unless a live process already does."""
         if self.ownership is not None:
             self.ownership.claim(execution_id)
@@ -261,7 +261,7 @@ class ExecutionDriver:
             tr.state is State.PAUSED for tr in execution.taskruns.values()
         ):
             raise ServiceError(f"execution {execution_id} is {execution.state}, not PAUSED")
-        self._adopt(execution_id)
+        self._claim(execution_id)
         return self.advance(
             execution_id, Resume(at=self.clock.now(), inputs=dict(inputs or {}), taskrun_id=taskrun_id)
         )

@@ -198,6 +198,10 @@ class Ownership:
             seen = self._others.get(execution_id)
             if seen is not None and time.monotonic() - seen < self.recheck:
                 return False
+        if self.holder(execution_id) is not None:  # a read, not a write transaction, for a live owner
+            with self._lock:
+                self._others[execution_id] = time.monotonic()
+            return False
         return self.claim(execution_id)
 
     def holder(self, execution_id: str) -> LeaseRecord | None:

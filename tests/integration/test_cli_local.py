@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -143,8 +143,10 @@ def test_resume_from_the_cli(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def squall_run_in_background(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    """``squall run`` of a flow with one long shell job, in another process.
+def squall_run_in_background(
+    tmp_path: Path, preexec: Callable[[], None] = as_in_a_terminal
+) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """``squall run`` of a flow with one long shell job, in another process (``preexec``: its signals).
 
     Yields (the process, the job's pid once it runs, the database); kills it if still alive.
     """
@@ -161,7 +163,7 @@ def squall_run_in_background(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=as_in_a_terminal,
+        preexec_fn=preexec,
     )
     try:
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 30, "the job to start")

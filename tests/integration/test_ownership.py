@@ -256,36 +256,18 @@ def test_a_subflow_start_or_end_lost_in_a_crash_is_done_by_the_process_that_take
 
 def test_a_run_started_under_nohup_keeps_running_on_sighup(tmp_path: Path) -> None:
     """``nohup squall run`` ignores SIGHUP (the terminal closing); squall keeps what it inherits."""
-    flow = tmp_path / "long.yaml"
-    pid = tmp_path / "pid"
-    flow.write_text(
-        "id: long\nnamespace: t\ntasks:\n  - id: sleepy\n    type: io.kestra.plugin.scripts.shell.Commands\n"
-        f"    commands: ['echo $$ > {pid}; sleep 60']\n"
-    )
 
     def nohup() -> None:
         as_in_a_terminal()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    run = subprocess.Popen(
-        [sys.executable, "-m", "control_plane.cli", "run", str(flow), "-q", "--db", str(tmp_path / "x.db")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=nohup,
-    )
-    try:
-        wait_for(lambda: pid.exists() and pid.read_text().strip() != "", 30, "the job to start")
+    with squall_run_in_background(tmp_path, preexec=nohup) as (run, _, _):
         run.send_signal(signal.SIGHUP)
         with pytest.raises(subprocess.TimeoutExpired):
             run.wait(timeout=1.0)  # it runs on (a stop would take well under a second here)
         run.send_signal(signal.SIGTERM)  # still stoppable as Ctrl-C stops it
         out, _ = run.communicate(timeout=60)
-        assert run.returncode == 130 and "KILLED" in out, out
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+    assert run.returncode == 130 and "KILLED" in out, out
 
 
 def test_an_execution_waiting_for_a_person_holds_no_lease(tmp_path: Path) -> None:
