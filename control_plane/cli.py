@@ -113,7 +113,7 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
 
     from control_plane.errors import StoreError
     from control_plane.runtime import SettingsError, local_settings, open_local
-    from control_plane.service.ownership import orphaned
+    from control_plane.service.ownership import identity, orphans
     from control_plane.store.sqlite import SqliteStore
 
     try:
@@ -122,8 +122,8 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
     try:  # any command on the database moves on what a killed process left (ownership.py)
-        store = runtime.store
-        if isinstance(store, SqliteStore) and orphaned(store, datetime.now(UTC)):  # else no service built
+        store = runtime.store  # the service is built only when there is something to catch up
+        if isinstance(store, SqliteStore) and orphans(store, datetime.now(UTC), identity()):
             runtime.service.catch_up()
     except StoreError as exc:
         runtime.close()

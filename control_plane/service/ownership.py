@@ -41,7 +41,7 @@ from typing import Protocol
 from control_plane.service.clock import Clock
 from control_plane.store.base import LeaseRecord
 
-__all__ = ["LEASE", "LeaseStore", "Ownership", "describe", "identity", "orphaned", "owner_alive"]
+__all__ = ["LEASE", "LeaseStore", "Ownership", "describe", "identity", "orphans", "owner_alive"]
 
 LEASE = timedelta(seconds=30)
 """How long an owner on another host is trusted without a renewal."""
@@ -122,10 +122,16 @@ def owner_alive(lease: LeaseRecord, now: datetime, within: timedelta = LEASE) ->
     return now - lease.renewed < within
 
 
-def orphaned(store: LeaseStore, now: datetime) -> bool:
-    """Whether any execution's lease is held by an owner that is gone (cheap: no service needed)."""
-    me = identity()
-    return any(lease.owner != me and not owner_alive(lease, now) for lease in store.list_leases())
+def orphans(store: LeaseStore, now: datetime, me: str, within: timedelta = LEASE) -> list[str]:
+    """Executions whose lease is held by an owner that is gone (ended or not: see ``Recover``).
+
+    Cheap (one read of the leases): a command asks it before building a service at all.
+    """
+    return [
+        lease.execution_id
+        for lease in store.list_leases()
+        if lease.owner != me and not owner_alive(lease, now, within)
+    ]
 
 
 class Ownership:
@@ -171,13 +177,8 @@ class Ownership:
             return False
 
     def orphans(self) -> list[str]:
-        """Executions whose lease is held by an owner that is gone (ended or not: see ``Recover``)."""
-        now = self.clock.now()
-        return [
-            lease.execution_id
-            for lease in self.store.list_leases()
-            if lease.owner != self.me and not owner_alive(lease, now, self.lease)
-        ]
+        """Executions whose lease is held by an owner that is gone (:func:`orphans`)."""
+        return orphans(self.store, self.clock.now(), self.me, self.lease)
 
     def taken_over(self) -> list[str]:
         """The executions taken from dead owners since the last call."""
