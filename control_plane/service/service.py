@@ -87,9 +87,6 @@ class Service:
         self.storage = storage
         self.clock = clock or SystemClock()
         self.poll_interval = poll_interval
-        self.new_id = id_factory
-        self.submit_budget = submit_budget
-        self.log_limits = log_limits
         self.masks = SecretMasks(secrets)
         self.display = Display(on_change, on_logs)
         self.driver = ExecutionDriver(
@@ -115,6 +112,7 @@ class Service:
         self.driver.jobs = self.jobs
         # What a caller asks of executions is the driver's (deploy, start, advance, kill, restart,
         # resume, replay; flush writes what still rides along: the end of a Lambda call).
+        self.new_id = self.driver.new_id
         self.deploy = self.driver.deploy
         self.flow = self.driver.flow
         self.start = self.driver.start
@@ -127,6 +125,14 @@ class Service:
         if hasattr(store, "claim_lease"):  # a local store: processes sharing it drive what they own
             self.driver.ownership = Ownership(cast(LeaseStore, store), self.clock, recheck=poll_interval)
         self._jobs_scanned = -math.inf
+
+    @property
+    def submit_budget(self) -> int | None:
+        return self.driver.submit_budget
+
+    @property
+    def log_limits(self) -> LogLimits:
+        return self.jobs.log_limits
 
     # ------------------------------------------------------------------ who watches
 
