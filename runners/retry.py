@@ -18,7 +18,7 @@ Classification is a registry rather than one function so that each cloud runner 
 its SDK's errors (botocore's ``ClientError`` codes, ``google.api_core`` exceptions...) at
 import time, without this module importing any SDK::
 
-    @register_classifier
+    @register_classifier(runner="aws-batch")   # asked only about aws-batch's calls
     def _botocore(exc: BaseException) -> bool | None:
         if type(exc).__name__ != "ClientError":
             return None                      # no opinion: ask the next classifier
@@ -37,7 +37,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, overload
 
 from msgspec import Struct
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -106,36 +106,60 @@ def builtin_classifier(exc: BaseException) -> bool | None:
 
 
 _registry_lock = threading.Lock()
-_classifiers: tuple[Classifier, ...] = ()
+_classifiers: dict[str | None, tuple[Classifier, ...]] = {}
+"""Classifiers by the runner that registered them (None: every runner's calls)."""
 
 
-def register_classifier(fn: Classifier) -> Classifier:
-    """Add ``fn`` in front of the registry (it is asked before earlier ones); returns ``fn``.
+@overload
+def register_classifier(fn: Classifier, /, *, runner: str | None = None) -> Classifier: ...
 
-    Registering the same function twice is a no-op, so a runner module may register at
-    import time even if it is reloaded.
+
+@overload
+def register_classifier(
+    fn: None = None, /, *, runner: str | None = None
+) -> Callable[[Classifier], Classifier]: ...
+
+
+def register_classifier(
+    fn: Classifier | None = None, /, *, runner: str | None = None
+) -> Classifier | Callable[[Classifier], Classifier]:
+    """Add ``fn`` in front of the registry (asked before earlier ones); returns ``fn``.
+
+    ``runner`` scopes it: it is then asked only about errors of calls made with
+    ``call(..., runner=<that name>)``. A runner's classifier should be scoped: it recognises
+    its SDK's exceptions by shape (to import no SDK at import time), and a shape such as
+    "a class named ``ClientError``" also matches other SDKs' classes (Google's has one), so an
+    unscoped classifier would judge other runners' errors by the wrong rules depending on
+    which runner module happened to be imported. Usable as ``@register_classifier`` or
+    ``@register_classifier(runner="aws-batch")``. Registering the same function twice for the
+    same scope is a no-op, so a runner module may register at import even if reloaded.
     """
-    global _classifiers
+
+    def add(classifier: Classifier) -> Classifier:
+        with _registry_lock:
+            current = _classifiers.get(runner, ())
+            if classifier not in current:
+                _classifiers[runner] = (classifier, *current)
+        return classifier
+
+    return add if fn is None else add(fn)
+
+
+def unregister_classifier(fn: Classifier, *, runner: str | None = None) -> None:
+    """Remove ``fn`` from the registry of ``runner`` (tests; a no-op when absent)."""
     with _registry_lock:
-        if fn not in _classifiers:
-            _classifiers = (fn, *_classifiers)
-    return fn
+        _classifiers[runner] = tuple(c for c in _classifiers.get(runner, ()) if c is not fn)
 
 
-def unregister_classifier(fn: Classifier) -> None:
-    """Remove ``fn`` from the registry (tests; a no-op when absent)."""
-    global _classifiers
-    with _registry_lock:
-        _classifiers = tuple(c for c in _classifiers if c is not fn)
-
-
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException, runner: str | None = None) -> bool:
     """Whether retrying the call that raised ``exc`` may succeed.
 
-    Registered classifiers are asked newest first, then :func:`builtin_classifier`; the first
-    ``True``/``False`` wins. An error nobody recognises is permanent.
+    Classifiers scoped to ``runner`` are asked first (newest first), then the unscoped ones,
+    then :func:`builtin_classifier`; the first ``True``/``False`` wins. An error nobody
+    recognises is permanent.
     """
-    for classifier in (*_classifiers, builtin_classifier):
+    scoped = _classifiers.get(runner, ()) if runner is not None else ()
+    for classifier in (*scoped, *_classifiers.get(None, ()), builtin_classifier):
         verdict = classifier(exc)
         if verdict is not None:
             return verdict
@@ -228,14 +252,14 @@ def call(
         sleep=sleep,
         stop=stop_after_attempt(policy.attempts),
         wait=_PolicyWait(policy, rand),
-        retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and is_transient(exc)),
+        retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and is_transient(exc, runner)),
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         return retryer(fn, *args, **kwargs)
     except Exception as exc:
-        if is_transient(exc):
+        if is_transient(exc, runner):
             attempts = retryer.statistics.get("attempt_number", policy.attempts)
             raise TransientRunnerError(
                 f"{label}: still failing after {attempts} attempt(s): {_message(exc)}", runner=runner

@@ -129,10 +129,17 @@ _TRANSIENT_BOTOCORE = frozenset(
 )
 
 
-@retry.register_classifier
+@retry.register_classifier(runner="aws-batch")
 def botocore_classifier(exc: BaseException) -> bool | None:
-    """botocore errors, recognised by shape so this module imports no SDK at import time."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    """botocore errors, recognised by shape so this module imports no SDK at import time.
+
+    Scoped to this runner's calls, and only classes from botocore's own modules count: other
+    SDKs have a ``ClientError`` too (google-api-core's), with other rules.
+    """
+    botocore = [cls for cls in type(exc).__mro__ if cls.__module__.partition(".")[0] == "botocore"]
+    if not botocore:
+        return None
+    names = {cls.__name__ for cls in botocore}
     if "ClientError" in names:
         response = getattr(exc, "response", None) or {}
         code = str((response.get("Error") or {}).get("Code", ""))

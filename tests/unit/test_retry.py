@@ -125,6 +125,44 @@ def test_registered_classifiers_extend_and_override_builtins(
     assert is_transient(throttled()) is False
 
 
+def test_a_scoped_classifier_judges_only_its_runners_calls() -> None:
+    """Google's ``ClientError`` must not be judged by AWS's rules (or the reverse)."""
+
+    class ClientError(Exception):  # the shape of another SDK's error class
+        pass
+
+    def aws_rules(exc: BaseException) -> bool | None:
+        return True if type(exc).__name__ == "ClientError" else None
+
+    register_classifier(aws_rules, runner="aws-like")
+    try:
+        assert is_transient(ClientError("throttled"), "aws-like") is True
+        assert is_transient(ClientError("throttled"), "gcp-like") is False  # nobody's opinion: permanent
+        assert is_transient(ClientError("throttled")) is False
+        calls = Flaky(ClientError("x"), result="ok")
+        assert call(calls, runner="aws-like", sleep=lambda _: None) == "ok"
+        with pytest.raises(RunnerError):
+            call(Flaky(ClientError("x"), result="ok"), runner="gcp-like", sleep=lambda _: None)
+    finally:
+        unregister_classifier(aws_rules, runner="aws-like")
+    assert is_transient(ClientError("throttled"), "aws-like") is False
+
+
+def test_the_botocore_classifier_ignores_other_sdks_client_errors() -> None:
+    from runners.aws_batch.runner import botocore_classifier
+
+    class ClientError(Exception):
+        response = {"Error": {"Code": "ThrottlingException"}}
+
+    assert botocore_classifier(ClientError()) is None
+    from botocore.exceptions import ClientError as BotoClientError
+
+    throttled = BotoClientError({"Error": {"Code": "ThrottlingException"}}, "SubmitJob")
+    assert botocore_classifier(throttled) is True
+    assert is_transient(throttled, "aws-batch") is True
+    assert is_transient(throttled, "gcp-batch") is False
+
+
 def test_retries_transient_errors_then_returns(sleeps: Sleeps) -> None:
     fn = Flaky(BlockingIOError(errno.EAGAIN, "fork"), ConnectionResetError("reset"), result="done")
     seen: list[tuple[int, str, float]] = []
