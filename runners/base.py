@@ -10,8 +10,38 @@ Theory of operation::
     handle = runner.find(spec) or runner.submit(spec)   # submit is idempotent on spec.name
     statuses = runner.poll([handle])                     # batched: one call for many jobs
     if statuses[handle.name].terminal:
-        chunk = runner.logs(handle, None)                # every line, the last one included
+        cursor = None
+        while not (chunk := runner.logs(handle, cursor)).complete:   # an empty page is not the end
+            cursor = chunk.cursor
         runner.cleanup(handle)
+
+The contract, in the words a third-party runner is tested against (``runners/testing``;
+docs/runners/README.md says the same with an example runner):
+
+- **Exactly once.** ``spec.name`` names one attempt. However many processes call ``submit``
+  for it, and whatever responses are lost, the command runs at most once: a runner uses the
+  backend's idempotency key where there is one, and otherwise converges on one job before it
+  starts (the others cancelled before they run). ``find`` returns that job.
+- **One job id per handle.** ``handle.id`` is the backend's id of the job that runs. An event
+  (:class:`JobEvent`) names the job id it is about; the control plane ignores a terminal
+  status whose id is not the one it recorded for the attempt.
+- **Timeout** counts run time only: from the moment the job starts (STARTING or RUNNING)
+  until it ends; time queued is not counted (a runner may bound it separately, and reports
+  UNSCHEDULABLE when it does).
+- **Cancel** is idempotent and may be repeated until the job is terminal. Once ``cancel``
+  has returned, every later ``poll`` of the handle, by any runner instance, says CANCELLED
+  (or the terminal state the job reached first), even if the backend deletes the job: the
+  runner leaves a tombstone the backend keeps (a tag, a reason, a label, a file).
+- **LOST needs evidence** that the job does not run and never will report (the backend says
+  it was deleted, its host is gone, it is older than the backend keeps jobs). A job the
+  backend does not know *yet* (eventual consistency after a submit) is left out of ``poll``'s
+  result: no news, the control plane asks again.
+- **Logs** come in order with the last line. ``complete`` is said once the job is terminal
+  and the runner knows nothing more will come: for a cloud log service, after the job
+  wrapper's end-of-log sentinel (``runners/wrapper.py``), or after a bounded grace with
+  ``truncated`` set. An empty page means only "nothing yet".
+- **Failures** (:class:`Failure`) say who is at fault and so who pays for another try; a
+  runner declares the ones it can report in ``failures``.
 
 The values exchanged (:class:`JobSpec`, :class:`JobHandle`, :class:`JobStatus`...) are
 frozen msgspec Structs, cheap to create at a cold start; derive a changed copy with
@@ -38,7 +68,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Evented",
     "Failure",
+    "JobEvent",
     "JobHandle",
     "JobNotFoundError",
     "JobSpec",
@@ -46,6 +78,7 @@ __all__ = [
     "JobStatus",
     "LogChunk",
     "LogRecord",
+    "PushEvent",
     "Resources",
     "Runner",
     "RunnerError",
@@ -80,9 +113,29 @@ _TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, 
 
 
 class Failure(StrEnum):
-    """Why a job did not succeed. Only USER failures spend the task's ``retry`` attempts."""
+    """Why a job did not succeed, which decides who pays for another try::
+
+        USER           the command failed (its exit code)                 the task's ``retry``
+        CONFIG         it cannot run as specified: bad image, command      never retried
+                       not found, invalid job spec, an input it cannot
+                       fetch or an output it cannot upload
+        TIMEOUT        it ran past its timeout (run time, see above)       the task's ``retry``
+        UNSCHEDULABLE  no capacity could take it within its queue bound    the task's ``retry``
+        PREEMPTED      the platform took the host back (spot, eviction)    infrastructure budget
+        START_FAILED   the platform failed to start it, for reasons of     infrastructure budget
+                       its own that may pass (not the job's spec: CONFIG)
+        QUOTA          an account or project quota is exhausted            infrastructure budget
+        LOST           evidence that it does not run and never reports     infrastructure budget
+        CANCELLED      cancelled (by Squall or by someone else)            never retried
+
+    The infrastructure budget is the control plane's: such attempts are submitted again on
+    their own count without spending the task's ``retry`` attempts (engine ``INFRA_FAILURES``).
+    CONFIG is never retried: running a missing image again cannot help, and a typo must not
+    run four times before the user hears of it.
+    """
 
     USER = "USER"
+    CONFIG = "CONFIG"
     PREEMPTED = "PREEMPTED"
     START_FAILED = "START_FAILED"
     UNSCHEDULABLE = "UNSCHEDULABLE"
@@ -97,9 +150,13 @@ class JobSpec(Struct, frozen=True):
 
     ``name`` is deterministic (one attempt, one name) and is the idempotency key of
     :meth:`Runner.submit`. ``command`` is an argv run in the job's working directory, where
-    ``input_files`` are written first; ``WORKING_DIR`` and ``OUTPUT_DIR`` are set in the
-    environment. When the job ends, files matching ``output_files`` (globs relative to the
-    working directory) and everything under ``OUTPUT_DIR`` are copied under
+    the inputs are put first: ``input_files`` are small contents given inline (a script),
+    ``input_uris`` are files in the deployment's storage (``file://``, ``s3://``, ``gs://``,
+    ``az://``) that the runner stages natively, without needing any tool in the job's image;
+    a file it cannot stage fails the job with :attr:`Failure.CONFIG` naming it. ``WORKING_DIR``
+    and ``OUTPUT_DIR`` are set in the environment. When the job ends, files matching
+    ``output_files`` (globs relative to the working directory) and everything under
+    ``OUTPUT_DIR`` are copied under
     ``output_prefix`` (a URI: ``file://``, ``s3://``, ``gs://``...) and listed in the terminal
     :class:`JobStatus`. ``options`` is the task's ``taskRunner`` block without ``type``; the
     runner validates it with its :class:`RunnerOptions` model.
@@ -110,6 +167,7 @@ class JobSpec(Struct, frozen=True):
     image: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     input_files: Mapping[str, bytes] = field(default_factory=dict)
+    input_uris: Mapping[str, str] = field(default_factory=dict)
     output_files: tuple[str, ...] = ()
     output_prefix: str | None = None
     timeout: timedelta | None = None
@@ -177,11 +235,19 @@ class LogRecord(Struct, frozen=True):
 
 
 class LogChunk(Struct, frozen=True):
-    """Lines after ``cursor``, in order. ``complete`` only once the job is terminal and nothing is left."""
+    """Lines after ``cursor``, in order.
+
+    ``complete`` only once the job is terminal and nothing is left; an empty page with
+    ``complete`` false means "nothing yet" (a cloud log service still ingesting). ``truncated``
+    comes with ``complete`` when the runner stopped waiting for the rest (the wrapper's end
+    sentinel never arrived within its grace): the log may miss its last lines, and the control
+    plane says so wherever it shows the log.
+    """
 
     lines: tuple[LogRecord, ...]
     cursor: str | None
     complete: bool
+    truncated: bool = False
 
 
 class RunnerOptions(BaseModel):
@@ -228,15 +294,29 @@ class Runner(Protocol):
         while not (status := runner.poll([handle])["demo-1"]).terminal: ...
         assert [r.text for r in runner.logs(handle, None).lines] == ["hi"]
 
-    A runner configured with deployment-wide options (the AWS Batch queue and bucket from
-    ``SQUALL_RUNNERS``) exposes them as ``option_defaults: Mapping[str, Any]``; a flow's
-    ``taskRunner`` block may then leave them out, and the control plane validates the merge.
+    What a runner can do is declared, never found by looking for attributes: the class
+    attributes below, and the optional protocols :class:`Evented` (push events) and
+    :class:`Waitable` (a local wake-up).
     """
 
     name: ClassVar[str]
     """Entry-point name, e.g. ``process`` or ``aws-batch``; recorded in every handle."""
 
     Options: ClassVar[type[RunnerOptions]]
+
+    failures: ClassVar[frozenset[Failure]]
+    """The failure classes this runner can report (the contract suite checks each mapping)."""
+
+    poll_batch: ClassVar[int]
+    """Handles one backend call of ``poll`` covers (AWS Batch's DescribeJobs: 100); ``poll``
+    of n handles makes at most ``ceil(n / poll_batch)`` calls per region and identity."""
+
+    @property
+    def option_defaults(self) -> Mapping[str, Any]:
+        """Deployment-wide options (``SQUALL_RUNNERS``: the AWS Batch queue and bucket), under
+        each task's ``taskRunner`` block; a flow may leave them out and the control plane
+        validates the merge. Empty when the deployment sets none."""
+        ...
 
     def submit(self, spec: JobSpec) -> JobHandle: ...
 
@@ -250,16 +330,55 @@ class Runner(Protocol):
 
     def cleanup(self, handle: JobHandle) -> None: ...
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
-        """``(job name, status)`` from one of the backend's push events, None for any other event.
 
-        A runner with push events also declares ``event_sources: ClassVar[frozenset[str]]``,
-        the EventBridge ``source`` values it understands, so the events Lambda only asks (and
-        builds) the runners concerned. If its events carry the backend's job id, it also
-        implements ``handle_from_event(event) -> JobHandle | None``; the control plane then
-        stores no handle after a submit (one write less per task) and takes it from the
-        terminal event instead.
-        """
+class PushEvent(Struct, frozen=True):
+    """One push event, whatever carried it, in neutral terms.
+
+    ``key`` routes it to the runners that declared it in :attr:`Evented.event_keys`: the
+    EventBridge ``source`` for AWS (``aws.batch``), the ingress's name for an HTTP push
+    (``gcp.pubsub/<subscription>``, ``webhook/<name>``). ``body`` is the event's document (the
+    EventBridge event, the Pub/Sub message's decoded ``data``, the webhook's JSON body),
+    ``attributes`` what came beside it (Pub/Sub attributes). The ingress has already checked
+    the sender (OIDC token, signature) before a runner sees it.
+    """
+
+    key: str
+    body: Mapping[str, Any]
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+class JobEvent(Struct, frozen=True):
+    """What one push event says about one job.
+
+    ``job_id`` is the backend's id of the job the event is about: the control plane applies a
+    terminal status only when it is the id recorded for the attempt (a duplicate job's end
+    must not end the task). ``handle`` is set when the event carries everything a handle
+    needs (see :attr:`Evented.carries_handles`).
+    """
+
+    name: str
+    job_id: str
+    status: JobStatus
+    handle: JobHandle | None = None
+
+
+@runtime_checkable
+class Evented(Protocol):
+    """Optional: a runner whose backend pushes job state changes.
+
+    The events function builds and asks only the runners whose ``event_keys`` hold the
+    event's key, so it pays for no SDK it does not need. Delivery is at least once and in
+    any order: the control plane checks each event against the stored job.
+    """
+
+    event_keys: ClassVar[frozenset[str]]
+
+    carries_handles: ClassVar[bool]
+    """True when every event's :attr:`JobEvent.handle` is set: the control plane then stores
+    no handle after a submit (one write less per task) and takes it from the terminal event."""
+
+    def parse_event(self, event: PushEvent) -> JobEvent | None:
+        """What ``event`` says, None for an event that is not about one of this runner's jobs."""
         ...
 
 

@@ -17,6 +17,7 @@ from control_plane.engine.states import State
 
 __all__ = [
     "INFRA_FAILURES",
+    "NEVER_RETRIED",
     "Event",
     "JobFailure",
     "JobOutcome",
@@ -51,6 +52,7 @@ class JobFailure(StrEnum):
     """Why a job did not succeed: decides whose retry budget an attempt spends."""
 
     USER = "USER"
+    CONFIG = "CONFIG"
     PREEMPTED = "PREEMPTED"
     START_FAILED = "START_FAILED"
     UNSCHEDULABLE = "UNSCHEDULABLE"
@@ -63,6 +65,10 @@ class JobFailure(StrEnum):
 INFRA_FAILURES = frozenset({JobFailure.PREEMPTED, JobFailure.START_FAILED, JobFailure.QUOTA, JobFailure.LOST})
 """The platform's fault, not the user's code: submitted again on their own budget, without
 spending the task's ``retry`` attempts."""
+
+NEVER_RETRIED = frozenset({JobFailure.CONFIG, JobFailure.CANCELLED})
+"""Retrying cannot help (a missing image, a command not found, a staging error) or nobody
+wants it (cancelled): the attempt ends the task run, whatever its ``retry`` says."""
 
 
 class Started(Struct, frozen=True):

@@ -46,6 +46,7 @@ from control_plane.engine.actions import (
 from control_plane.engine.compiled import CompiledFlow, LaneMode, compile_flow
 from control_plane.engine.events import (
     INFRA_FAILURES,
+    NEVER_RETRIED,
     Event,
     JobFailure,
     JobOutcome,
@@ -539,7 +540,10 @@ class _Transaction:
             tr = self.close_attempt(tr, State.FAILED)
             self.run_attempt(tr.evolve(infra_attempts=tr.infra_attempts + 1), task)
             return
-        self.end_attempt(tr, task, State.FAILED, event.outputs, reason)
+        retry = failure not in NEVER_RETRIED
+        if failure is JobFailure.CONFIG and self.c.retries.get(task.id) is not None:
+            self.log(tr, Level.WARN, "not retried: the job cannot run as configured", task)
+        self.end_attempt(tr, task, State.FAILED, event.outputs, reason, retry=retry)
 
     def on_timer(self, key: str) -> None:
         kind, _, rest = key.partition(":")

@@ -23,6 +23,7 @@ from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
 from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
+from runners.base import PushEvent
 
 __all__ = ["handle_event", "handler"]
 
@@ -48,20 +49,27 @@ def _events(payload: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def handle_event(rt: Runtime, event: Mapping[str, Any]) -> bool:
-    """Apply one event; True when it moved an execution (False: ignored, duplicate or early)."""
+    """Apply one EventBridge event; True when it moved an execution (False: ignored, duplicate or early)."""
+    source = event.get("source")
+    return apply(rt, PushEvent(source if isinstance(source, str) else "", event))
+
+
+def apply(rt: Runtime, event: PushEvent) -> bool:
+    """Apply one push event, whatever carried it; True when it moved an execution."""
     service: Service = rt.service
     parsed = service.runners.parse_event(event)
     if parsed is None:
-        logger.info("ignored an event no runner recognises", extra={"source": str(event.get("source"))})
+        logger.info("ignored an event no runner recognises", extra={"key": event.key})
         return False
     touch = timedelta(seconds=rt.settings.reconcile_after / 2)
-    moved = service.job_event(parsed.name, parsed.status, handle=parsed.handle, touch_after=touch)
+    moved = service.job_event(parsed.event, touch_after=touch)
     logger.info(
         "job event",
         extra={
             "runner": parsed.runner,
-            "job": parsed.name,
-            "state": parsed.status.state.value,
+            "job": parsed.event.name,
+            "job_id": parsed.event.job_id,
+            "state": parsed.event.status.state.value,
             "applied": moved,
         },
     )

@@ -24,7 +24,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from runners.base import JobHandle, JobStatus, Runner, RunnerError, runner_classes
+from runners.base import Evented, JobEvent, PushEvent, Runner, RunnerError, runner_classes
 
 __all__ = [
     "EXTRAS",
@@ -50,12 +50,10 @@ _log = logging.getLogger("squall.runners")
 
 
 class RunnerEvent(Struct, frozen=True):
-    """A push event, understood: which runner, which job, its status, its handle when the event carries it."""
+    """A push event, understood: which runner it is for and what it says of which job."""
 
     runner: str
-    name: str
-    status: JobStatus
-    handle: JobHandle | None = None
+    event: JobEvent
 
 
 class UnknownRunnerError(LookupError):
@@ -143,32 +141,26 @@ class RunnerRegistry:
             self._instances[name] = runner
         return runner
 
-    def parse_event(self, event: Mapping[str, Any]) -> RunnerEvent | None:
-        """What a push event says, asking only the runners that emit it.
+    def parse_event(self, event: PushEvent) -> RunnerEvent | None:
+        """What a push event says, asking only the runners that declared its key.
 
-        A runner class lists the event ``source`` values it understands in ``event_sources``
-        (``aws.batch`` for AWS Batch); the others are not even built, so an events Lambda
+        A runner class lists the keys it understands in ``event_keys`` (:class:`Evented`;
+        ``aws.batch`` for AWS Batch); the others are not even built, so an events Lambda
         does not pay for SDK clients it will never use.
         """
-        source = event.get("source") if isinstance(event, Mapping) else None
-        if not isinstance(source, str):
-            return None
-        names = {*self._instances, *self.classes()}
-        for name in sorted(names):
+        for name in sorted({*self._instances, *self.classes()}):
             cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
-            if source not in getattr(cls, "event_sources", ()):
+            if event.key not in getattr(cls, "event_keys", ()):  # a class attribute of Evented
                 continue
             try:
                 with dependencies(name):
                     runner = self.get(name)
-                    parsed = runner.parse_event(event)
-                    from_event = getattr(runner, "handle_from_event", None)
-                    handle = from_event(event) if parsed is not None and from_event is not None else None
+                    parsed = runner.parse_event(event) if isinstance(runner, Evented) else None
             except RunnerUnavailableError as exc:
-                _log.warning("%s event not understood: %s", source, exc)
+                _log.warning("%s event not understood: %s", event.key, exc)
                 continue
             if parsed is not None:
-                return RunnerEvent(name, parsed[0], parsed[1], handle)
+                return RunnerEvent(name, parsed)
         return None
 
     def started(self) -> list[Runner]:

@@ -45,7 +45,7 @@ from control_plane.service.storage import LocalStorage
 from control_plane.service.supervisor import JobSupervisor
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TriggerRecord
 from control_plane.triggers.schedule import Fire, due
-from runners.base import JobHandle, JobStatus, Waitable
+from runners.base import JobEvent, Waitable
 
 __all__ = ["HANDED_TO_TICK", "LogLimits", "Recent", "Service", "ServiceError", "TickReport"]
 
@@ -302,19 +302,12 @@ class Service:
 
     # ================================================================== cloud entry points
 
-    def job_event(
-        self,
-        name: str,
-        status: JobStatus,
-        *,
-        handle: JobHandle | None = None,
-        touch_after: timedelta | None = None,
-    ) -> bool:
-        """A runner's push event about job ``name``; True when it moved an execution.
+    def job_event(self, event: JobEvent, *, touch_after: timedelta | None = None) -> bool:
+        """A runner's push event about one job; True when it moved an execution.
 
         Idempotent under duplicate and out-of-order delivery (:meth:`JobSupervisor.pushed`).
         """
-        if not self.jobs.pushed(name, status, handle=handle, touch_after=touch_after):
+        if not self.jobs.pushed(event, touch_after=touch_after):
             return False
         self.driver.drain()
         self.flush()

@@ -46,7 +46,9 @@ from control_plane.service.scripts import ScriptError, build_job_spec, job_outpu
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
+    Evented,
     Failure,
+    JobEvent,
     JobHandle,
     JobSpec,
     JobState,
@@ -176,13 +178,14 @@ class JobSupervisor:
                 if handle is None:
                     handle = runner.submit(spec)
         except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
-            self._give_up(job, Failure.USER, exc.for_type(_runner_type(job)))
+            self._give_up(job, Failure.CONFIG, exc.for_type(_runner_type(job)))
             return
         except TransientRunnerError as exc:
             self._give_up(job, Failure.START_FAILED, f"{job.runner}: {exc}")
             return
         except (RunnerError, ScriptError, UnknownRunnerError) as exc:
-            self._give_up(job, Failure.USER, str(exc))
+            # Refused as specified (options, inputs, the backend's validation): trying again cannot help.
+            self._give_up(job, Failure.CONFIG, str(exc))
             return
         self.adopt(job, handle)
         ride = self.news.ride(job.execution_id)
@@ -198,17 +201,17 @@ class JobSupervisor:
             self._live.setdefault(job.name, (job, None, 0))
 
     def announces(self, runner: str) -> bool:
-        """Whether the runner's push events carry job handles (``handle_from_event``).
+        """Whether the runner's push events carry job handles (:attr:`Evented.carries_handles`).
 
         For those runners a just-submitted job's handle is not written on its own: its
         terminal event brings it, and a job that outlives the submit grace has it found by
         name once, by the tick. A short task then costs one write less.
         """
         try:
-            cls = type(self.runners.get(runner))
+            instance = self.runners.get(runner)
         except (UnknownRunnerError, RunnerUnavailableError):
             return False
-        return bool(getattr(cls, "event_sources", ())) and hasattr(cls, "handle_from_event")
+        return isinstance(instance, Evented) and instance.carries_handles
 
     def _mark(self, job: JobRecord, phase: JobPhase, **changes: Any) -> JobRecord:
         return replace(job, phase=phase, updated=self.clock.now(), **changes)
@@ -345,22 +348,17 @@ class JobSupervisor:
         own.then.append(ended)
         self._event(job, status, job_outputs(status, capture.outputs), own)
 
-    def pushed(
-        self,
-        name: str,
-        status: JobStatus,
-        *,
-        handle: JobHandle | None = None,
-        touch_after: timedelta | None = None,
-    ) -> bool:
-        """A runner's push event about job ``name``; True when it ended a job (an event is queued).
+    def pushed(self, event: JobEvent, *, touch_after: timedelta | None = None) -> bool:
+        """A runner's push event about one job; True when it ended a job (an event is queued).
 
         Idempotent under duplicate and out-of-order delivery: a job already DONE ignores every
         later event, and a non-terminal event never goes back in time (it only refreshes the
         job's ``updated`` mark, at most once per ``touch_after``, so the reconciler leaves a
         job that reports regularly alone). An unknown name (another deployment's job sharing
-        the event bus) is ignored.
+        the event bus) is ignored, and so is an event about another job id than the one
+        recorded for the attempt: a duplicate job's end must not end the task.
         """
+        name, status = event.name, event.status
         job = self.store.get_job(name)
         if job is None or job.phase is JobPhase.DONE:
             return False
@@ -369,17 +367,27 @@ class JobSupervisor:
         except RunnerUnavailableError as exc:
             self.unavailable(job.runner, exc)
             return False
+        recorded = self.handle(job)
+        if recorded is not None and recorded.id != event.job_id:
+            _log.warning(
+                "job %s: ignored a %s event for job id %s; the attempt's job is %s",
+                name,
+                status.state.value,
+                event.job_id,
+                recorded.id,
+            )
+            return False
         now = self.clock.now()
         if not status.terminal:
             stale = job.updated is None or touch_after is None or now - job.updated >= touch_after
             if touch_after is not None and stale:
                 touched = replace(job, updated=now)
-                if job.phase is JobPhase.SUBMITTING and handle is not None:  # a lazy handle arrives
-                    touched = replace(touched, phase=JobPhase.SUBMITTED, handle=handle.to_dict())
+                if job.phase is JobPhase.SUBMITTING and event.handle is not None:  # a lazy handle arrives
+                    touched = replace(touched, phase=JobPhase.SUBMITTED, handle=event.handle.to_dict())
                 with contextlib.suppress(ConflictError):  # someone else touched or finished it
                     self.store.update_job(touched, expected_version=job.version)
             return False
-        handle = self.handle(job) or handle
+        handle = recorded or event.handle
         if handle is None:  # the event beat the write of the handle: the runner knows the job by name
             try:
                 _, spec = self.spec(job)
@@ -387,7 +395,7 @@ class JobSupervisor:
                     handle = runner.find(spec)
             except (RunnerError, ScriptError, UnknownRunnerError):
                 handle = None
-            if handle is None:
+            if handle is None or handle.id != event.job_id:
                 return False  # the reconciler will see it once the handle is stored
         self.complete(job, runner, handle, status)
         return True

@@ -57,6 +57,8 @@ from runners.aws_batch import staging, taxonomy
 from runners.aws_batch.cost import billed_resources, estimate_cost
 from runners.aws_batch.options import DEFAULT_LOG_GROUP, BatchOptions, BatchResources, Pricing
 from runners.base import (
+    Failure,
+    JobEvent,
     JobHandle,
     JobNotFoundError,
     JobSpec,
@@ -64,6 +66,7 @@ from runners.base import (
     JobStatus,
     LogChunk,
     LogRecord,
+    PushEvent,
     RunnerError,
     RunnerOptions,
     RunnerOptionsError,
@@ -260,7 +263,10 @@ class AwsBatchRunner:
 
     name: ClassVar[str] = "aws-batch"
     Options: ClassVar[type[RunnerOptions]] = BatchOptions
-    event_sources: ClassVar[frozenset[str]] = frozenset({taxonomy.EVENT_SOURCE})
+    failures: ClassVar[frozenset[Failure]] = frozenset(Failure) - {Failure.QUOTA}
+    poll_batch: ClassVar[int] = DESCRIBE_BATCH
+    event_keys: ClassVar[frozenset[str]] = frozenset({taxonomy.EVENT_SOURCE})
+    carries_handles: ClassVar[bool] = True
 
     _name_locks: ClassVar[dict[str, threading.Lock]] = {}
     _name_locks_guard: ClassVar[threading.Lock] = threading.Lock()
@@ -756,8 +762,6 @@ class AwsBatchRunner:
 
     def _enforce(self, clients: _Clients, job: Mapping[str, Any], status: JobStatus) -> JobStatus:
         """Timeouts shorter than Batch's 60 s minimum, and the RUNNABLE dwell: ask Batch to stop the job."""
-        from runners.base import Failure
-
         tags = job.get("tags") or {}
         job_id = str(job["jobId"])
         now = self._now()
@@ -849,24 +853,24 @@ class AwsBatchRunner:
 
     # -- events
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
-        job = taxonomy.job_from_event(event)
-        if job is None:
+    def parse_event(self, event: PushEvent) -> JobEvent | None:
+        """A "Batch Job State Change" (the EventBridge event is the body): the same judgement as poll."""
+        job = taxonomy.job_from_event(event.body)
+        handle = self._handle_from_event(event.body)
+        if job is None or handle is None:
             return None
-        handle = self.handle_from_event(event)
-        assert handle is not None
         with self._lock:
             done = self._finished.get(handle.id)
         if done is not None:
-            return handle.name, done[1]
+            return JobEvent(handle.name, handle.id, done[1], handle)
         status = taxonomy.classify(job)
         if status.terminal:  # the final word: outputs and resources attached, like poll's
             status = self._complete(self._handle_clients(handle), job)
             with self._lock:
                 self._finished[handle.id] = (job, status)
-        return handle.name, status
+        return JobEvent(handle.name, handle.id, status, handle)
 
-    def handle_from_event(self, event: Mapping[str, Any]) -> JobHandle | None:
+    def _handle_from_event(self, event: Mapping[str, Any]) -> JobHandle | None:
         handle = taxonomy.handle_from_event(event, self.name)
         if handle is None:
             return None
@@ -876,8 +880,6 @@ class AwsBatchRunner:
 
 
 def _lost(handle: JobHandle, reason: str) -> JobStatus:
-    from runners.base import Failure
-
     return JobStatus(JobState.LOST, failure=Failure.LOST, reason=f"{handle.name}: {reason}")
 
 

@@ -9,8 +9,10 @@ Failure taxonomy (first match wins, for a FAILED job)::
     statusReason starts with "Squall: cancelled"          -> CANCELLED   (we asked)
     "Squall: timed out" / "Job attempt duration exceeded" -> TIMEOUT
     "Squall: unschedulable"                               -> UNSCHEDULABLE (RUNNABLE too long)
+    an image that does not exist or may not be pulled, a
+      command not found in it, a role it may not use       -> CONFIG
     CannotPullContainerError, ResourceInitializationError,
-      TaskFailedToStart, CannotStartContainerError, ...    -> START_FAILED
+      TaskFailedToStart, CannotStartContainerError, ...    -> START_FAILED (other reasons: may pass)
     "Host EC2 (instance ...) terminated", spot interruption -> PREEMPTED
     a container exit code                                  -> USER
     anything else: START_FAILED if it never started, else LOST
@@ -68,6 +70,14 @@ _START_FAILED = re.compile(
     r"|ContainerRuntimeError|ContainerRuntimeTimeoutError|InternalError: failed to start",
     re.IGNORECASE,
 )
+_CONFIG = re.compile(
+    r"CannotPullContainerError.*(not found|manifest unknown|does not exist|access denied|denied:"
+    r"|invalid reference format|unauthorized|no basic auth credentials|name unknown)"
+    r"|CannotStartContainerError.*(executable file not found|no such file or directory|permission denied)"
+    r"|(CannotPullContainerError|ResourceInitializationError).*(AccessDenied|not authorized)",
+    re.IGNORECASE,
+)
+"""The job's spec is wrong (image, command, the role it needs): another try cannot help."""
 _PREEMPTED = re.compile(
     r"Host EC2 \(instance [^)]*\) terminated|EC2 instance .* terminated|spot.*(interrupt|reclaim|terminat)"
     r"|(interrupt|reclaim).*spot",
@@ -152,6 +162,8 @@ def _failure(reason: str, code: int | None, started: datetime | None) -> tuple[F
         return Failure.TIMEOUT, f"timed out: {reason}"
     if reason.startswith(UNSCHEDULABLE_PREFIX):
         return Failure.UNSCHEDULABLE, reason.split(";")[0].removeprefix(_SQUALL)
+    if _CONFIG.search(reason):
+        return Failure.CONFIG, reason
     if _START_FAILED.search(reason):
         return Failure.START_FAILED, reason
     if _PREEMPTED.search(reason):

@@ -186,7 +186,7 @@ class Launcher:
             started = self._clock()
             doc = exit_doc(
                 JobState.FAILED,
-                Failure.START_FAILED,
+                Failure.CONFIG,
                 result.exit_code,
                 result.reason,
                 started,

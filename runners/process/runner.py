@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runners import retry
-from runners.base import JobHandle, JobNotFoundError, JobSpec, JobStatus, LogChunk, RunnerError, RunnerOptions
+from runners.base import (
+    Failure,
+    JobHandle,
+    JobNotFoundError,
+    JobSpec,
+    JobStatus,
+    LogChunk,
+    RunnerError,
+    RunnerOptions,
+)
 from runners.process import registry, status
 from runners.process.capture import read_records
 from runners.process.files import read_json, remove_tree
@@ -69,6 +78,11 @@ class ProcessRunner:
 
     name: ClassVar[str] = NAME
     Options: ClassVar[type[RunnerOptions]] = ProcessOptions
+    failures: ClassVar[frozenset[Failure]] = frozenset(
+        {Failure.USER, Failure.CONFIG, Failure.TIMEOUT, Failure.CANCELLED, Failure.LOST}
+    )
+    poll_batch: ClassVar[int] = 1_000_000
+    """Polling reads local files: no backend call at all."""
 
     def __init__(
         self,
@@ -206,9 +220,10 @@ class ProcessRunner:
             )
         remove_tree(f"{job_dir}/{WORK}")
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
-        """Local jobs have no push events: :meth:`wait` and :meth:`poll` are the way."""
-        return None
+    @property
+    def option_defaults(self) -> Mapping[str, Any]:
+        """Local jobs have no deployment-wide options."""
+        return {}
 
     # -- Waitable
 

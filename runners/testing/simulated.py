@@ -29,6 +29,7 @@ from pydantic import ConfigDict
 
 from runners.base import (
     Failure,
+    JobEvent,
     JobHandle,
     JobNotFoundError,
     JobSpec,
@@ -36,6 +37,7 @@ from runners.base import (
     JobStatus,
     LogChunk,
     LogRecord,
+    PushEvent,
     RunnerOptions,
 )
 
@@ -65,7 +67,10 @@ class SimulatedRunner:
 
     name: ClassVar[str] = "simulated"
     Options: ClassVar[type[RunnerOptions]] = _Options
-    event_sources: ClassVar[frozenset[str]] = frozenset({EVENT_SOURCE})
+    failures: ClassVar[frozenset[Failure]] = frozenset(Failure)
+    poll_batch: ClassVar[int] = 1_000_000
+    event_keys: ClassVar[frozenset[str]] = frozenset({EVENT_SOURCE})
+    carries_handles: ClassVar[bool] = True
 
     def __init__(self, *, runner_name: str = "simulated") -> None:
         self.runner_name = runner_name
@@ -109,7 +114,7 @@ class SimulatedRunner:
             job.cost = cost
 
     def event(self, name: str, state: JobState | None = None) -> dict[str, Any]:
-        """The push event a backend would send for ``name`` (its current state by default)."""
+        """The EventBridge event a backend would send for ``name`` (its current state by default)."""
         with self._lock:
             job = self._jobs[name]
             return {
@@ -170,13 +175,22 @@ class SimulatedRunner:
     def cleanup(self, handle: JobHandle) -> None:
         self.calls["cleanup"] += 1
 
-    def parse_event(self, event: Mapping[str, Any]) -> tuple[str, JobStatus] | None:
-        if event.get("source") != EVENT_SOURCE or event.get("detail-type") != DETAIL_TYPE:
+    @property
+    def option_defaults(self) -> Mapping[str, Any]:
+        return {}
+
+    def parse_event(self, event: PushEvent) -> JobEvent | None:
+        """Like AWS Batch's events, these carry the backend's job id: no handle write is needed."""
+        body = event.body
+        if body.get("source") != EVENT_SOURCE or body.get("detail-type") != DETAIL_TYPE:
             return None
-        detail = event.get("detail") or {}
+        detail = body.get("detail") or {}
+        name, job_id = detail.get("jobName"), detail.get("jobId")
         try:
             state = JobState(detail["status"])
         except (KeyError, ValueError):
+            return None
+        if not isinstance(name, str) or not isinstance(job_id, str):
             return None
         failure = detail.get("failure")
         status = JobStatus(
@@ -186,15 +200,7 @@ class SimulatedRunner:
             reason=detail.get("statusReason"),
             cost=detail.get("cost"),
         )
-        return str(detail["jobName"]), status
-
-    def handle_from_event(self, event: Mapping[str, Any]) -> JobHandle | None:
-        """Like AWS Batch's events, these carry the backend's job id: no handle write is needed."""
-        detail = event.get("detail") or {}
-        name, job_id = detail.get("jobName"), detail.get("jobId")
-        if not isinstance(name, str) or not isinstance(job_id, str):
-            return None
-        return JobHandle(name, self.runner_name, job_id)
+        return JobEvent(name, job_id, status, JobHandle(name, self.runner_name, job_id))
 
     def _handle(self, job: _Job) -> JobHandle:
         return JobHandle(job.spec.name, self.runner_name, job.id)

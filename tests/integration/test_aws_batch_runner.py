@@ -25,10 +25,12 @@ import pytest
 from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
 from runners.aws_batch.runner import MANAGED_TAG, MANAGED_VALUE, canonical_endpoint
 from runners.base import (
+    Evented,
     Failure,
     JobHandle,
     JobSpec,
     JobState,
+    PushEvent,
     Runner,
     RunnerOptionsError,
     runner_classes,
@@ -232,7 +234,8 @@ def test_entry_point_options_and_protocols(batch_env: BatchEnv) -> None:
     assert runner_classes()["aws-batch"] is AwsBatchRunner
     runner = batch_env.runner()
     assert isinstance(runner, Runner)
-    assert AwsBatchRunner.event_sources == frozenset({"aws.batch"})
+    assert isinstance(runner, Evented) and AwsBatchRunner.event_keys == frozenset({"aws.batch"})
+    assert AwsBatchRunner.carries_handles
     kestra = {
         "jobQueueArn": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
         "region": "eu-west-1",
@@ -404,11 +407,10 @@ def test_tags_events_and_cost(batch_env: BatchEnv) -> None:
         "detail": job,
     }
     fresh = batch_env.runner()
-    from_event = fresh.handle_from_event(event)
-    assert from_event is not None and (from_event.name, from_event.id) == (handle.name, handle.id)
-    parsed = fresh.parse_event(event)
-    assert parsed is not None and parsed[0] == handle.name
-    assert (parsed[1].state, parsed[1].exit_code, parsed[1].resources, parsed[1].cost) == (
+    parsed = fresh.parse_event(PushEvent("aws.batch", event))
+    assert parsed is not None and (parsed.name, parsed.job_id) == (handle.name, handle.id)
+    assert parsed.handle is not None and (parsed.handle.name, parsed.handle.id) == (handle.name, handle.id)
+    assert (parsed.status.state, parsed.status.exit_code, parsed.status.resources, parsed.status.cost) == (
         status.state,
         status.exit_code,
         status.resources,

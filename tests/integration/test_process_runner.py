@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from runners.base import (
+    Evented,
     Failure,
     JobHandle,
     JobSpec,
@@ -156,7 +157,8 @@ def run(runner: ProcessRunner, script: str, **fields: Any) -> tuple[JobHandle, A
 def test_entry_point_is_discoverable_and_implements_the_protocols(runner: ProcessRunner) -> None:
     assert runner_classes()["process"] is ProcessRunner
     assert isinstance(runner, Runner) and isinstance(runner, Waitable)
-    assert runner.parse_event({"source": "aws.batch"}) is None
+    assert not isinstance(runner, Evented) and runner.option_defaults == {}
+    assert Failure.CONFIG in ProcessRunner.failures
 
 
 def test_default_base_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -208,20 +210,20 @@ def test_non_utf8_bytes_and_crlf_are_decoded_safely(runner: ProcessRunner) -> No
     assert [(r.stream, r.text) for r in records] == [("stdout", "caf\ufffd ok"), ("stderr", "plain")]
 
 
-def test_command_not_found_is_a_start_failure(runner: ProcessRunner) -> None:
+def test_command_not_found_is_a_config_failure(runner: ProcessRunner) -> None:
     handle = runner.submit(JobSpec(name="missing", command=("squall-no-such-command-xyz", "arg")))
     status = wait_terminal(runner, handle, 10.0)
     assert status.state is JobState.FAILED
-    assert status.failure is Failure.START_FAILED
+    assert status.failure is Failure.CONFIG
     assert status.exit_code == 127
     assert status.reason == "command not found: squall-no-such-command-xyz"
     assert read_logs(runner, handle) == []
 
 
-def test_command_not_executable_is_a_start_failure(runner: ProcessRunner) -> None:
+def test_command_not_executable_is_a_config_failure(runner: ProcessRunner) -> None:
     spec = JobSpec(name="noexec", command=("./tool.sh",), input_files={"tool.sh": b"#!/bin/sh\necho hi\n"})
     status = wait_terminal(runner, runner.submit(spec), 10.0)
-    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.START_FAILED, 126)
+    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.CONFIG, 126)
     assert status.reason is not None and "./tool.sh" in status.reason
 
 

@@ -24,9 +24,9 @@ from control_plane.service.service import Service
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import JobPhase
 from control_plane.store.sqlite import SqliteStore
-from runners.base import JobSpec, Runner
+from runners.base import JobSpec, PushEvent, Runner
 from runners.process import ProcessRunner
-from runners.testing.simulated import SimulatedRunner
+from runners.testing.simulated import EVENT_SOURCE, SimulatedRunner
 from tests.integration.service_helpers import run_of
 
 SHELL = "io.kestra.plugin.scripts.shell.Commands"
@@ -68,7 +68,8 @@ def imports_on_first_use(module: str) -> type[SimulatedRunner]:
 class Remote(SimulatedRunner):
     """A working backend without push events: its handles are written after submit."""
 
-    event_sources: ClassVar[frozenset[str]] = frozenset()
+    event_keys: ClassVar[frozenset[str]] = frozenset()
+    carries_handles: ClassVar[bool] = False
 
 
 class Rig:
@@ -185,14 +186,14 @@ def test_events_for_an_unbuildable_runner_are_not_understood_without_raising(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Announcing(NeedsBoto3):
-        event_sources: ClassVar[frozenset[str]] = frozenset({"squall.simulated"})
+        event_keys: ClassVar[frozenset[str]] = frozenset({"squall.simulated"})
 
     registry = RunnerRegistry(classes=lambda: {"announcing": Announcing, "simulated": SimulatedRunner})
     sim = registry.get("simulated")
     assert isinstance(sim, SimulatedRunner)
     handle = sim.submit(JobSpec(name="j", command=("true",)))
     with caplog.at_level(logging.WARNING, logger="squall.runners"):
-        parsed = registry.parse_event(sim.event(handle.name))
+        parsed = registry.parse_event(PushEvent(EVENT_SOURCE, sim.event(handle.name)))
     assert parsed is not None and parsed.runner == "simulated"  # the other runner still answers
     assert any("needs the aws extra" in r.getMessage() for r in caplog.records)
     with pytest.raises(RunnerUnavailableError, match="needs the aws extra"):

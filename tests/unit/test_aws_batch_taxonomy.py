@@ -91,6 +91,36 @@ def ended(status: str, reason: str | None = None, exit_code: int | None = None, 
             Failure.START_FAILED,
         ),
         ("TaskFailedToStart: ...", None, False, JobState.FAILED, Failure.START_FAILED),
+        (
+            "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve"
+            " ref docker.io/library/pyhton:3.12: docker.io/library/pyhton:3.12: not found",
+            None,
+            False,
+            JobState.FAILED,
+            Failure.CONFIG,
+        ),
+        (
+            "CannotPullContainerError: Error response from daemon: pull access denied for nosuch/image",
+            None,
+            False,
+            JobState.FAILED,
+            Failure.CONFIG,
+        ),
+        (
+            "CannotStartContainerError: Error response from daemon: failed to create shim task:"
+            ' exec: "pyhton": executable file not found in $PATH: unknown',
+            None,
+            False,
+            JobState.FAILED,
+            Failure.CONFIG,
+        ),
+        (
+            "ResourceInitializationError: unable to pull secrets or registry auth: AccessDeniedException",
+            None,
+            False,
+            JobState.FAILED,
+            Failure.CONFIG,
+        ),
         ("Job attempt duration exceeded timeout", 137, True, JobState.FAILED, Failure.TIMEOUT),
         ("Squall: timed out after 0:00:01", 137, True, JobState.FAILED, Failure.TIMEOUT),
         ("Squall: cancelled by Squall", 137, True, JobState.CANCELLED, Failure.CANCELLED),
@@ -194,17 +224,19 @@ def test_token_bucket_paces_calls_without_real_sleeping() -> None:
     assert now[0] == pytest.approx(2.0, abs=0.05)  # 40 at once, then 80 at 40 per second
 
 
-class ClientError(Exception):
-    """Shaped like botocore's: classified by name and ``response``, as the runner does."""
+def client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
 
-    def __init__(self, code: str, status: int) -> None:
-        super().__init__(code)
-        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SubmitJob")
 
 
 def test_botocore_errors_are_classified() -> None:
-    assert botocore_classifier(ClientError("TooManyRequestsException", 429)) is True
-    assert botocore_classifier(ClientError("ThrottlingException", 400)) is True
-    assert botocore_classifier(ClientError("ServerException", 500)) is True
-    assert botocore_classifier(ClientError("ClientException", 400)) is False
+    from botocore.exceptions import EndpointConnectionError, ParamValidationError
+
+    assert botocore_classifier(client_error("TooManyRequestsException", 429)) is True
+    assert botocore_classifier(client_error("ThrottlingException", 400)) is True
+    assert botocore_classifier(client_error("ServerException", 500)) is True
+    assert botocore_classifier(client_error("ClientException", 400)) is False
+    assert botocore_classifier(EndpointConnectionError(endpoint_url="http://x")) is True
+    assert botocore_classifier(ParamValidationError(report="bad")) is False
     assert botocore_classifier(ValueError("x")) is None

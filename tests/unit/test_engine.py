@@ -152,6 +152,32 @@ tasks:
     assert d.run("sh").error == "exit code 1"
 
 
+def test_a_config_failure_is_never_retried_even_with_a_retry_block() -> None:
+    """A missing image or command cannot appear by itself: the task fails at once, saying why."""
+    d = Driver("""
+id: typo
+namespace: t
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["pyhton main.py"]
+    retry:
+      type: constant
+      interval: PT1S
+      maxAttempt: 4
+""")
+    submit = d.of_type(SubmitJob, d.start())[0]
+    actions = done(
+        d, submit, 1, "FAILED", failure="CONFIG", exit_code=127, reason="command not found: pyhton"
+    )
+    assert d.of_type(SubmitJob, actions) == [] and d.of_type(StartTimer, actions) == []
+    assert d.execution.state is State.FAILED
+    assert len(d.run("sh").attempts) == 1 and d.run("sh").infra_attempts == 0
+    assert d.run("sh").error == "command not found: pyhton"
+    logged = [line.message for emit in d.of_type(Emit, actions) for line in emit.logs]
+    assert "not retried: the job cannot run as configured" in logged
+
+
 def test_stale_timer_does_nothing() -> None:
     d = Driver(SHELL)
     d.start()
