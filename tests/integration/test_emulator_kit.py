@@ -437,3 +437,69 @@ def test_a_stopped_proxy_refuses_connections(moto_server: str) -> None:
     proxy.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+
+
+# -- BatchExecutor's options (the rest of it is covered by test_aws_batch_runner.py)
+
+
+def test_batch_executor_without_the_cli_and_with_late_logs(moto_server: str, tmp_path: Path) -> None:
+    from tests.emulators.moto_batch import LOG_GROUP, BatchExecutor
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=moto_server,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    batch, logs = client("batch"), client("logs")
+    executor = BatchExecutor(moto_server, tmp_path, aws_cli=False, log_lag=2.0).start()
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        role = client("iam").create_role(RoleName=f"kit-{suffix}", AssumeRolePolicyDocument="{}")["Role"][
+            "Arn"
+        ]
+        ce = batch.create_compute_environment(
+            computeEnvironmentName=f"kit-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )["computeEnvironmentArn"]
+        queue = batch.create_job_queue(
+            jobQueueName=f"kit-{suffix}",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )["jobQueueArn"]
+        definition = batch.register_job_definition(
+            jobDefinitionName=f"kit-{suffix}",
+            type="container",
+            containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["true"]},
+        )["jobDefinitionArn"]
+        script = 'if command -v aws >/dev/null; then echo "aws: yes"; else echo "aws: no"; fi'
+        job_id = batch.submit_job(
+            jobName=f"kit-{suffix}",
+            jobQueue=queue,
+            jobDefinition=definition,
+            containerOverrides={"command": ["sh", "-c", script]},
+        )["jobId"]
+
+        def describe() -> dict[str, Any]:
+            return dict(batch.describe_jobs(jobs=[job_id])["jobs"][0])
+
+        wait_until(lambda: describe()["status"] == "SUCCEEDED", DEADLINE, "the Batch job never succeeded")
+        stream = describe()["container"]["logStreamName"]
+
+        def messages() -> list[str]:
+            try:
+                events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream)["events"]
+            except logs.exceptions.ResourceNotFoundException:
+                return []
+            return [event["message"] for event in events]
+
+        assert messages() == []  # ended before its logs were "ingested"
+        wait_until(lambda: messages() == ["aws: no"], DEADLINE, "the late log line never came")
+        assert executor.started_commands == 1
+    finally:
+        executor.stop()
+        batch.close()
+        logs.close()
