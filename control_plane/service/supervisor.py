@@ -53,6 +53,7 @@ from runners.base import (
     JobSpec,
     JobState,
     JobStatus,
+    LogChunk,
     Runner,
     RunnerError,
     TransientRunnerError,
@@ -79,6 +80,23 @@ def _outputs_refused(status: JobStatus, error: str) -> JobStatus:
     if status.state is JobState.FAILED:
         return replace(status, reason=f"{status.reason or f'exit code {status.exit_code}'}; {error}")
     return status  # cancelled or lost: the engine ends it as such; its outputs are dropped all the same
+
+
+DEFAULT_LOG_WAIT = timedelta(seconds=10)
+"""How long one completion asks again for an ended job's missing last lines before leaving it
+to a later poll: cloud log services usually ingest within seconds, and an events function must
+not spend its invocation waiting."""
+_FIRST_LOG_PAUSE = timedelta(milliseconds=250)
+_LAST_LOG_PAUSE = timedelta(seconds=2)
+
+
+class _Reading:
+    """How far an ended job's log was read, kept while its runner has not said ``complete``."""
+
+    def __init__(self, handle: JobHandle, capture: Capture) -> None:
+        self.handle = handle
+        self.capture = capture
+        self.cursor: str | None = None
 
 
 def _runner_type(job: JobRecord) -> str:
@@ -120,6 +138,7 @@ class JobSupervisor:
         display: Display,
         news: News,
         executions: Executions,
+        log_wait: timedelta = DEFAULT_LOG_WAIT,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -136,6 +155,8 @@ class JobSupervisor:
         # log was read up to and how many records were shown.
         self._live: dict[str, tuple[JobRecord, str | None, int]] = {}
         self._warned: set[str] = set()  # runners found unavailable, already logged
+        self.log_wait = log_wait
+        self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
 
     # ================================================================== submit
 
@@ -291,6 +312,8 @@ class JobSupervisor:
         if any(name not in names for name in self.handles):
             self.handles = {n: h for n, h in self.handles.items() if n in names}
             self.mine = {n: j for n, j in self.mine.items() if n in names}
+        if any(name not in names for name in self._reading):
+            self._reading = {n: r for n, r in self._reading.items() if n in names}
 
     def poll(self, active: Iterable[JobRecord]) -> int:
         """Ask each runner once about ``active`` jobs; complete the terminal ones; how many ended."""
@@ -313,40 +336,73 @@ class JobSupervisor:
                 continue  # the backend is unwell (retries already spent): ask again on the next step
             for job, handle in pairs:
                 status = statuses.get(job.name)
-                if status is not None and status.terminal:
-                    self.complete(job, runner, handle, status)
+                if status is not None and status.terminal and self.complete(job, runner, handle, status):
                     ended += 1
         return ended
 
-    def complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> None:
-        """Read the ended job's whole log, bounded, and queue its end as an event."""
+    def complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> bool:
+        """Read the ended job's whole log, bounded, and queue its end as an event.
+
+        The log is read until the runner says ``complete``: an empty page only means "nothing
+        yet" (a cloud log service still ingesting the last lines, the outputs marker among
+        them). Pages are asked again for at most ``log_wait``; if the log is still not
+        complete, this returns False and the job stays active: the next poll (or the tick's
+        reconciler, after an event) continues from where this one stopped, in this process,
+        or from the start in another. A runner ends the wait itself after its own grace,
+        with ``truncated``: then the task's log says the end may be missing.
+        """
         task_id = str(job.spec.get("task_id", ""))
 
         def make(level: Level, message: str) -> LogLine:
             return LogLine(self.clock.now(), level, message, task_id, job.taskrun_id, job.attempt)
 
-        _, _, shown = self._live.pop(job.name, (None, None, 0))
-        capture = Capture(self.log_limits, make, shown)
-        cursor: str | None = None
+        reading = self._reading.get(job.name)
+        if reading is None or reading.handle != handle:
+            _, _, shown = self._live.get(job.name, (None, None, 0))
+            reading = _Reading(handle, Capture(self.log_limits, make, shown))
+        capture = reading.capture
+        deadline = self.clock.now() + self.log_wait
+        pause = _FIRST_LOG_PAUSE
+        chunk: LogChunk | None = None
         for _ in range(1_000_000):
-            chunk = runner.logs(handle, cursor)
+            chunk = runner.logs(handle, reading.cursor)
             for record in chunk.lines:
                 capture.add(record.stream, record.text, record.partial)
-            cursor = chunk.cursor
-            if chunk.complete or not chunk.lines:
+            reading.cursor = chunk.cursor
+            if chunk.complete:
                 break
+            if chunk.lines:
+                continue
+            now = self.clock.now()
+            if now >= deadline:
+                self._reading[job.name] = reading  # a later poll goes on from here
+                return False
+            self.clock.sleep_until(min(now + pause, deadline))
+            pause = min(pause * 2, _LAST_LOG_PAUSE)
+        self._reading.pop(job.name, None)
+        self._live.pop(job.name, None)
         self.display.shown |= capture.displayed
         if capture.error is not None:
             status = _outputs_refused(status, capture.error)
+        logs = capture.finish()
+        if chunk is not None and chunk.truncated:
+            logs.append(
+                make(
+                    Level.WARN,
+                    f"the log may be incomplete: {job.runner} stopped waiting for its last lines"
+                    " (the job's end-of-log mark never arrived); outputs printed at the end may be missing",
+                )
+            )
 
         def ended() -> None:  # once the job's end is stored (or found stored): forget it, clean up
             self.handles.pop(job.name, None)
             self.mine.pop(job.name, None)
             runner.cleanup(handle)
 
-        own = Ride(capture.finish(), {job.name: self._mark(job, JobPhase.DONE, handle=handle.to_dict())})
+        own = Ride(logs, {job.name: self._mark(job, JobPhase.DONE, handle=handle.to_dict())})
         own.then.append(ended)
         self._event(job, status, job_outputs(status, capture.outputs), own)
+        return True
 
     def pushed(self, event: JobEvent, *, touch_after: timedelta | None = None) -> bool:
         """A runner's push event about one job; True when it ended a job (an event is queued).
@@ -397,8 +453,7 @@ class JobSupervisor:
                 handle = None
             if handle is None or handle.id != event.job_id:
                 return False  # the reconciler will see it once the handle is stored
-        self.complete(job, runner, handle, status)
-        return True
+        return self.complete(job, runner, handle, status)
 
     def tail_live(self) -> None:
         """Show what running jobs printed since the last look (display only; stored at the end)."""

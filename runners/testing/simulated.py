@@ -60,6 +60,8 @@ class _Job(Struct):
     reason: str | None = None
     cost: float | None = None
     lines: list[LogRecord] = field(default_factory=list)
+    log_complete: bool = True
+    truncated: bool = False
 
 
 class SimulatedRunner:
@@ -101,17 +103,30 @@ class SimulatedRunner:
         failure: Failure | None = None,
         reason: str | None = None,
         cost: float | None = None,
+        log_complete: bool = True,
     ) -> None:
-        """End a job: SUCCEEDED on exit 0 without ``failure``, FAILED otherwise; ``cost`` as billed."""
+        """End a job: SUCCEEDED on exit 0 without ``failure``, FAILED otherwise; ``cost`` as billed.
+
+        ``log_complete=False`` plays a cloud log service still ingesting: the log pages come
+        back empty and not ``complete`` until :meth:`ingest` delivers the rest.
+        """
         with self._lock:
             job = self._jobs[name]
             job.lines += [LogRecord("stdout", text) for text in lines]
+            job.log_complete = log_complete
             job.exit_code = exit_code
             ok = exit_code == 0 and failure is None
             job.state = JobState.SUCCEEDED if ok else JobState.FAILED
             job.failure = None if ok else (failure or Failure.USER)
             job.reason = reason
             job.cost = cost
+
+    def ingest(self, name: str, lines: Sequence[str] = (), *, truncated: bool = False) -> None:
+        """The late lines of an ended job arrive, and its log is complete (``truncated``: given up)."""
+        with self._lock:
+            job = self._jobs[name]
+            job.lines += [LogRecord("stdout", text) for text in lines]
+            job.log_complete, job.truncated = True, truncated
 
     def event(self, name: str, state: JobState | None = None) -> dict[str, Any]:
         """The EventBridge event a backend would send for ``name`` (its current state by default)."""
@@ -170,7 +185,8 @@ class SimulatedRunner:
             job = self._jobs[handle.name]
             start = int(cursor or 0)
             lines = tuple(job.lines[start:])
-            return LogChunk(lines, str(start + len(lines)), job.state.terminal)
+            complete = job.state.terminal and job.log_complete
+            return LogChunk(lines, str(start + len(lines)), complete, complete and job.truncated)
 
     def cleanup(self, handle: JobHandle) -> None:
         self.calls["cleanup"] += 1

@@ -137,6 +137,40 @@ def test_a_terminal_event_completes_the_task_with_its_logs_and_outputs(world: Wo
     assert job is not None and job.phase is JobPhase.DONE
 
 
+def test_an_ended_job_whose_last_lines_are_late_waits_for_them_and_keeps_its_outputs(world: World) -> None:
+    """An empty log page is not the end: the outputs marker on the last line arrives late."""
+    ex = world.start()
+    name = world.job(ex)
+    world.compute.finish(name, lines=["first"], log_complete=False)  # the service is still ingesting
+
+    assert events.handler(world.compute.event(name), None) == {"applied": 0}  # waited, then left it
+    assert world.store.get_execution(ex).state is State.RUNNING
+    job = world.store.get_job(name)
+    assert job is not None and job.phase is not JobPhase.DONE
+
+    world.compute.ingest(name, ['::{"outputs":{"rows":42}}::'])
+    world.advance(TIMINGS["reconcile_after"] + 1)  # the tick's reconciler asks again
+    assert tick.handler({}, None)["polled"] == 1
+    done = world.store.get_execution(ex)
+    assert done.state is State.SUCCESS
+    (run,) = done.taskruns.values()
+    assert run.outputs is not None and run.outputs["vars"] == {"rows": 42}
+    assert [x.message for x in world.store.read_logs(ex).items if x.task_id == "work"] == ["first"]
+
+
+def test_a_log_the_runner_gave_up_on_says_it_may_be_incomplete(world: World) -> None:
+    ex = world.start()
+    name = world.job(ex)
+    world.compute.finish(name, lines=["only"], log_complete=False)
+    world.compute.ingest(name, truncated=True)
+    assert events.handler(world.compute.event(name), None) == {"applied": 1}
+    assert world.store.get_execution(ex).state is State.SUCCESS
+    logs = [(x.level.value, x.message) for x in world.store.read_logs(ex).items if x.task_id == "work"]
+    assert logs[0] == ("INFO", "only")
+    assert logs[1][0] == "WARN"
+    assert logs[1][1].startswith("the log may be incomplete: process stopped waiting")
+
+
 def test_the_runners_cost_estimate_is_stored_on_the_attempt_and_shown_by_the_api(world: World) -> None:
     ex = world.start()
     name = world.job(ex)
