@@ -26,6 +26,7 @@ import logging
 import marshal
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,7 @@ class Plan(Struct, frozen=True):
     grace: float
     prefix_dir: Path | None  # None: <job_dir>/outputs
     inputs: tuple[tuple[PurePosixPath, bytes], ...]
+    input_uris: tuple[tuple[PurePosixPath, str], ...] = ()
 
 
 class _StartFailure(Struct, frozen=True):
@@ -138,6 +140,7 @@ class Launcher:
             if not isinstance(data, bytes | bytearray):
                 kind = type(data).__name__
                 raise RunnerError(f"input file {name!r} must be bytes, not {kind}", runner=self.name)
+        uris = tuple((relative(name, "input file"), uri) for name, uri in spec.input_uris.items())
         for pattern in spec.output_files:
             relative(pattern, "output file pattern")
         if spec.timeout is not None and spec.timeout <= timedelta(0):
@@ -145,7 +148,7 @@ class Launcher:
         job_dir = f"{self._base}/{spec.name}"
         prefix_dir = path_from_file_uri(spec.output_prefix) if spec.output_prefix is not None else None
         grace = options.grace_period if options.grace_period is not None else self._grace
-        return Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs)
+        return Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs, uris)
 
     def start(self, plan: Plan, dir_stat: os.stat_result) -> JobHandle:
         """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim."""
@@ -168,6 +171,14 @@ class Launcher:
                     f.write(data)
         except OSError as exc:
             raise RunnerError(f"cannot write input files: {exc}", runner=self.name) from exc
+        staging_error = _stage(plan.input_uris, work)
+        if staging_error is not None:  # the job cannot run as specified: it ends at once, CONFIG
+            now = self._clock()
+            write_exit(
+                job_dir, exit_doc(JobState.FAILED, Failure.CONFIG, None, staging_error, now, now, token=token)
+            )
+            registry.notify()
+            return handle
         config = marshal.dumps(
             {
                 "argv": list(spec.command),
@@ -310,6 +321,30 @@ class Launcher:
             if isinstance(exc, Exception) and not isinstance(exc, RunnerError):
                 raise RunnerError(f"cannot start supervising the job: {exc!r}", runner=self.name) from exc
             raise
+
+
+def _stage(uris: tuple[tuple[PurePosixPath, str], ...], work: str) -> str | None:
+    """Copy each ``input_uris`` file into the working directory; why one could not be, or None.
+
+    Local jobs read ``file://`` URIs (the local deployment's storage). A file that is missing
+    or unreadable is the job's failure (CONFIG, naming the file), not the submitter's error:
+    the job exists and says why it could not run.
+    """
+    for rel, uri in uris:
+        if not uri.startswith("file://"):
+            return f"cannot stage input file {rel} from {uri}: local jobs read file:// URIs only"
+        try:
+            source = path_from_file_uri(uri)
+        except RunnerError as exc:
+            return f"cannot stage input file {rel} from {uri}: {exc}"
+        target = f"{work}/{rel}"
+        try:
+            if len(rel.parts) > 1:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            return f"cannot stage input file {rel} from {uri}: {exc.strerror or exc}"
+    return None
 
 
 def _start_failure(exc: OSError, program: str) -> _StartFailure:

@@ -168,7 +168,11 @@ def copy_outputs(job_dir: str, patterns: Sequence[str], prefix_dir: Path | None)
     copied: dict[str, str] = {}
     for name, source in found.items():
         target = prefix_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as exc:  # the job's failure names the file it could not deliver
+            message = f"output file {name} to {target.as_uri()}: {exc.strerror or exc}"
+            raise RunnerError(message, runner=NAME) from exc
         copied[name] = target.as_uri()
     return copied

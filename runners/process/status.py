@@ -300,8 +300,8 @@ def _exit_from_result(
         outputs = copy_outputs(job_dir, [str(p) for p in patterns], prefix_dir)
     except (OSError, RunnerError) as exc:
         outputs = {}
-        if state is JobState.SUCCEEDED:
-            state, failure = JobState.FAILED, Failure.USER
+        if state is JobState.SUCCEEDED:  # a staging error: the job cannot deliver what it was asked to
+            state, failure = JobState.FAILED, Failure.CONFIG
         reason = f"{reason + '; ' if reason else ''}could not copy output files: {exc}"
     return exit_doc(state, failure, exit_code, reason, info.started, ended, outputs, token=token)
 

@@ -42,6 +42,21 @@ Optional fixtures (the defaults turn the corresponding checks off):
   as local subprocesses, local containers) pass :func:`count_local_processes`; it lets the
   suite check that timeout and cancel really stop the job and its grandchildren.
 - ``host_dir``: a directory on this machine that jobs can append to (proves "one process").
+- ``runner_factory``: a picklable ``() -> Runner`` building a fresh runner on the same backend
+  in another OS process (submit races between processes, as between two Lambdas).
+- ``lost_response_runner``: ``() -> Runner`` whose next ``submit`` call reaches the backend,
+  which does the work, and then loses the response (the fault proxy's ``drop_after``).
+- ``queued_options``: ``taskRunner`` options under which a job stays queued (cancel before start).
+- ``failure_cases``: ``{Failure: make(runner, make_spec, submit) -> JobHandle}``, one way to end a
+  job with each failure class the runner declares besides USER, TIMEOUT and CANCELLED (which
+  the suite provokes itself); a declared class without a case fails the suite.
+- ``unwritable_output_prefix``: an output prefix the job's files cannot be copied under.
+- ``lagging_runner``: a runner on a backend whose log lines arrive after the job ended.
+- ``push_event``: ``(runner, handle) -> PushEvent``, the event the backend would push now about
+  the job (Evented runners).
+
+Contract v2 is :mod:`runners.base`'s module docstring; docs/runners/README.md says it for
+authors of third-party runners.
 
 Every command is a POSIX ``sh -c`` script, so container runners run the same cases. Tests
 never sleep to wait for a state: :func:`wait_terminal` and :func:`wait_until` wait on a
@@ -50,10 +65,14 @@ condition with a deadline and fail with a clear message when it passes.
 
 from __future__ import annotations
 
+import hashlib
+import math
+import multiprocessing
+import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -63,6 +82,7 @@ import pytest
 
 from runners import markers
 from runners.base import (
+    Evented,
     Failure,
     JobHandle,
     JobNotFoundError,
@@ -70,6 +90,7 @@ from runners.base import (
     JobState,
     JobStatus,
     LogRecord,
+    PushEvent,
     Runner,
     TransientRunnerError,
     Waitable,
@@ -249,6 +270,34 @@ class RunnerContract:
 
     @pytest.fixture
     def host_dir(self) -> Path | None:
+        return None
+
+    @pytest.fixture
+    def runner_factory(self) -> Callable[[], Runner] | None:
+        return None
+
+    @pytest.fixture
+    def lost_response_runner(self) -> Callable[[], Runner] | None:
+        return None
+
+    @pytest.fixture
+    def queued_options(self) -> Mapping[str, Any] | None:
+        return None
+
+    @pytest.fixture
+    def failure_cases(self) -> Mapping[Failure, Callable[..., JobHandle]]:
+        return {}
+
+    @pytest.fixture
+    def unwritable_output_prefix(self) -> str | None:
+        return None
+
+    @pytest.fixture
+    def lagging_runner(self) -> Runner | None:
+        return None
+
+    @pytest.fixture
+    def push_event(self) -> Callable[[Runner, JobHandle], PushEvent] | None:
         return None
 
     # -- helpers as fixtures
@@ -511,9 +560,10 @@ class RunnerContract:
         assert runner.find(make_spec("echo never")) is None
 
     def test_unknown_handle(self, runner: Runner) -> None:
+        """A handle the backend does not know: no news, or LOST where the runner has evidence."""
         ghost = JobHandle(name=f"contract-ghost-{uuid.uuid4().hex[:8]}", runner=runner.name, id="no-such-job")
-        status = runner.poll([ghost])[ghost.name]
-        assert status.state is JobState.LOST and status.failure is Failure.LOST, status
+        status = runner.poll([ghost]).get(ghost.name)
+        assert status is None or (status.state is JobState.LOST and status.failure is Failure.LOST), status
         with pytest.raises(JobNotFoundError):
             runner.logs(ghost, None)
 
@@ -561,3 +611,296 @@ class RunnerContract:
         status = wait_terminal(runner, handle, self.deadline_s)
         assert status.state is JobState.SUCCEEDED, status
         assert _texts(read_logs(runner, handle, self.deadline_s)) == ["second-try"]
+
+    # -- contract v2: exactly once across processes, failures as declared, logs, files, events
+
+    def test_submit_races_between_processes_run_the_command_once(
+        self,
+        runner: Runner,
+        runner_factory: Callable[[], Runner] | None,
+        make_spec: Any,
+        submit: Any,
+        host_dir: Path | None,
+    ) -> None:
+        """Three OS processes (three Lambdas: no shared lock) submit one spec at the same moment."""
+        if runner_factory is None or host_dir is None:
+            pytest.skip("needs the runner_factory and host_dir fixtures")
+        ledger = host_dir / f"ledger-{uuid.uuid4().hex}"
+        spec = make_spec(f"echo ran >> '{ledger}'")
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(3)
+        results = context.Queue()
+        procs = [
+            context.Process(target=_submit_in_process, args=(runner_factory, spec, barrier, results))
+            for _ in range(3)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=self.deadline_s) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=self.deadline_s)
+        assert all(kind == "ok" for kind, _ in outcomes), outcomes
+        assert len({job_id for _, job_id in outcomes}) == 1, outcomes
+        handle = runner.find(spec)
+        assert handle is not None and handle.id == outcomes[0][1]
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert ledger.read_text().splitlines() == ["ran"]
+
+    def test_a_lost_submit_response_runs_the_command_once(
+        self,
+        runner: Runner,
+        lost_response_runner: Callable[[], Runner] | None,
+        make_spec: Any,
+        submit: Any,
+        host_dir: Path | None,
+    ) -> None:
+        """The backend created the job, the caller never heard: submitting again finds it."""
+        if lost_response_runner is None or host_dir is None:
+            pytest.skip("needs the lost_response_runner and host_dir fixtures")
+        ledger = host_dir / f"ledger-{uuid.uuid4().hex}"
+        spec = make_spec(f"echo ran >> '{ledger}'; echo done")
+        lossy = lost_response_runner()
+        try:
+            first: JobHandle | None = lossy.submit(spec)
+        except (TransientRunnerError, ConnectionError):
+            first = None  # the caller saw an error: it will try again under the same name
+        again = submit(runner, spec)
+        assert first is None or first.id == again.id
+        status = wait_terminal(runner, again, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        assert runner.find(spec) == again
+        assert ledger.read_text().splitlines() == ["ran"]
+
+    def test_cancel_of_a_queued_job_is_seen_by_a_fresh_runner(
+        self,
+        runner: Runner,
+        second_runner: Runner,
+        queued_options: Mapping[str, Any] | None,
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        if queued_options is None:
+            pytest.skip("needs the queued_options fixture")
+        handle = submit(runner, make_spec("echo never", options=dict(queued_options)))
+        assert runner.poll([handle])[handle.name].state is JobState.QUEUED
+        runner.cancel(handle)
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert (status.state, status.failure) == (JobState.CANCELLED, Failure.CANCELLED), status
+        fresh = second_runner.poll([handle])[handle.name]  # the tombstone outlives this instance
+        assert (fresh.state, fresh.failure) == (JobState.CANCELLED, Failure.CANCELLED), fresh
+        runner.cancel(handle)  # and cancelling again changes nothing
+        assert second_runner.poll([handle])[handle.name].state is JobState.CANCELLED
+
+    def test_every_declared_failure_class_is_reported_as_declared(
+        self,
+        runner: Runner,
+        failure_cases: Mapping[Failure, Callable[..., JobHandle]],
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        provoked_by_the_suite = {Failure.USER, Failure.TIMEOUT, Failure.CANCELLED}
+        declared = set(type(runner).failures) - provoked_by_the_suite
+        missing = declared - set(failure_cases)
+        assert not missing, f"{type(runner).__name__} declares {sorted(missing)} but gives no failure_cases"
+        undeclared = set(failure_cases) - set(type(runner).failures)
+        assert not undeclared, f"failure_cases for undeclared classes {sorted(undeclared)}"
+        for failure, make in failure_cases.items():
+            status = wait_terminal(runner, make(runner, make_spec, submit), self.deadline_s)
+            expected = JobState.LOST if failure is Failure.LOST else JobState.FAILED
+            assert (status.state, status.failure) == (expected, failure), (failure, status)
+            assert status.reason, f"a {failure} failure must say why"
+
+    def test_a_cursor_is_resumed_by_another_runner_instance(
+        self, runner: Runner, second_runner: Runner, make_spec: Any, submit: Any
+    ) -> None:
+        n = 25_000  # over CloudWatch's and the process runner's 10,000 records a page
+        handle = submit(
+            runner, make_spec(f'i=0; while [ "$i" -lt {n} ]; do echo "line $i"; i=$((i+1)); done')
+        )
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        first = runner.logs(handle, None)
+        while not first.lines and not first.complete:
+            first = runner.logs(handle, first.cursor)
+        assert 0 < len(first.lines) < n, "the log should come in several pages"
+        rest = [
+            r.text
+            for chunk in _chunks_from(second_runner, handle, first.cursor, self.deadline_s)
+            for r in chunk
+        ]
+        assert [r.text for r in first.lines] + rest == [f"line {i}" for i in range(n)]
+
+    def test_a_10_mb_log_arrives_whole(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        lines, width = 100_000, 99  # 100,000 lines of 100 bytes with their newline
+        script = f"head -c {lines * width} /dev/zero | tr '\\0' y | fold -w {width}"
+        handle = submit(runner, make_spec(script))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        count = total = 0
+        for chunk in iter_logs(runner, handle, self.deadline_s):
+            count += len(chunk)
+            total += sum(len(r.text) for r in chunk if r.text == "y" * width)
+        assert (count, total) == (lines, lines * width)
+
+    def test_a_300_kb_line_arrives_whole(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        n = 300_000
+        handle = submit(runner, make_spec(f"head -c {n} /dev/zero | tr '\\0' z; echo; echo after"))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert _joined(read_logs(runner, handle, self.deadline_s)) == [
+            ("stdout", "z" * n),
+            ("stdout", "after"),
+        ]
+
+    def test_late_log_lines_still_arrive_before_complete(
+        self, lagging_runner: Runner | None, make_spec: Any, submit: Any
+    ) -> None:
+        if lagging_runner is None:
+            pytest.skip("needs the lagging_runner fixture")
+        marker = '::{"outputs":{"late":true}}::'
+        handle = submit(lagging_runner, make_spec(f"echo first; printf '%s' '{marker}'"))
+        assert wait_terminal(lagging_runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        records = read_logs(lagging_runner, handle, self.deadline_s)
+        assert _texts(records, "stdout") == ["first", marker]
+
+    def test_an_output_file_is_a_later_jobs_input(
+        self, runner: Runner, make_spec: Any, submit: Any, read_uri: Callable[[str], bytes]
+    ) -> None:
+        """Job A's 1 MiB random file, by its output URI, is job B's input, byte for byte."""
+        a = submit(runner, make_spec("head -c 1048576 /dev/urandom > out.bin", output_files=("out.bin",)))
+        status = wait_terminal(runner, a, self.deadline_s)
+        assert status.state is JobState.SUCCEEDED, status
+        uri = status.output_files["out.bin"]
+        expected = hashlib.sha256(read_uri(uri)).hexdigest()
+        b = submit(runner, make_spec("sha256sum in/data.bin", input_uris={"in/data.bin": uri}))
+        done = wait_terminal(runner, b, self.deadline_s)
+        assert done.state is JobState.SUCCEEDED, (done, read_logs(runner, b, self.deadline_s))
+        assert _texts(read_logs(runner, b, self.deadline_s), "stdout") == [f"{expected}  in/data.bin"]
+
+    def test_an_input_that_cannot_be_staged_fails_the_job_as_config(
+        self, runner: Runner, make_spec: Any, submit: Any, output_prefix: str
+    ) -> None:
+        missing = output_prefix.rstrip("/") + f"/no-such-{uuid.uuid4().hex}/gone.txt"
+        handle = submit(runner, make_spec("echo should-not-run", input_uris={"gone.txt": missing}))
+        status = wait_terminal(runner, handle, self.deadline_s)
+        assert (status.state, status.failure) == (JobState.FAILED, Failure.CONFIG), status
+        assert status.reason is not None and "gone.txt" in status.reason
+        assert "should-not-run" not in _texts(read_logs(runner, handle, self.deadline_s))
+
+    def test_an_output_upload_failure_fails_the_job_as_config(
+        self, runner: Runner, make_spec: Any, submit: Any, unwritable_output_prefix: str | None
+    ) -> None:
+        if unwritable_output_prefix is None:
+            pytest.skip("needs the unwritable_output_prefix fixture")
+        spec = make_spec(
+            "printf x > result.txt", output_files=("result.txt",), output_prefix=unwritable_output_prefix
+        )
+        status = wait_terminal(runner, submit(runner, spec), self.deadline_s)
+        assert (status.state, status.failure) == (JobState.FAILED, Failure.CONFIG), status
+        assert status.reason is not None and "result.txt" in status.reason
+
+    @pytest.mark.parametrize(("script", "code"), [("kill -9 $$", 137), ("exit 300", 300 % 256)])
+    def test_signals_and_large_exit_codes(
+        self, runner: Runner, make_spec: Any, submit: Any, script: str, code: int
+    ) -> None:
+        """POSIX keeps 8 bits of an exit status; a job killed by signal N exits 128 + N."""
+        status = wait_terminal(runner, submit(runner, make_spec(script)), self.deadline_s)
+        assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.USER, code)
+
+    def test_env_values_with_quotes_dollars_newlines_and_unicode(
+        self, runner: Runner, make_spec: Any, submit: Any
+    ) -> None:
+        env = {
+            "QUOTED": """it's "double" and `back` \\ slash""",
+            "DOLLAR": "$HOME ${PATH} $(echo no) $$",
+            "LINES": "one\ntwo",
+            "UNICODE": "héllo ✓ 日本",
+        }
+        script = 'printf "%s|" "$QUOTED" "$DOLLAR" "$UNICODE"; echo; printf "%s\\n" "$LINES"'
+        handle = submit(runner, make_spec(script, env=env))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert _texts(read_logs(runner, handle, self.deadline_s), "stdout") == [
+            f"{env['QUOTED']}|{env['DOLLAR']}|{env['UNICODE']}|",
+            "one",
+            "two",
+        ]
+
+    def test_a_64_kib_script(self, runner: Runner, make_spec: Any, submit: Any) -> None:
+        body = "".join(f"echo {i}\n" for i in range(200))
+        padding = "# " + "p" * 98 + "\n"
+        script = body + padding * ((65_536 - len(body)) // len(padding) + 1) + "echo last\n"
+        assert len(script.encode()) >= 65_536
+        handle = submit(runner, make_spec(script))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert _texts(read_logs(runner, handle, self.deadline_s), "stdout") == [*map(str, range(200)), "last"]
+
+    def test_polling_50_handles_costs_the_declared_calls(
+        self,
+        runner: Runner,
+        faulty_runner: Callable[[int], tuple[Runner, CallCounter]],
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        handles = [submit(runner, make_spec(f"exit {i % 2}", output_prefix=None)) for i in range(50)]
+        for handle in handles:
+            wait_terminal(runner, handle, self.deadline_s)
+        counted, counter = faulty_runner(0)  # a fresh instance: nothing cached
+        statuses = counted.poll(handles)
+        assert [statuses[h.name].exit_code for h in handles] == [i % 2 for i in range(50)]
+        allowed = math.ceil(50 / type(runner).poll_batch)
+        assert counter.calls <= allowed, (
+            f"{counter.calls} backend calls to poll 50 jobs (declared: {allowed})"
+        )
+
+    def test_events_duplicated_reordered_or_about_another_job(
+        self,
+        runner: Runner,
+        push_event: Callable[[Runner, JobHandle], PushEvent] | None,
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        if not isinstance(runner, Evented):
+            pytest.skip("the runner has no push events")
+        if push_event is None:
+            pytest.fail("an Evented runner's contract must provide the push_event fixture")
+        a = submit(runner, make_spec("echo a"))
+        early = push_event(runner, a)  # taken while the job is not terminal (or just ended)
+        assert wait_terminal(runner, a, self.deadline_s).state is JobState.SUCCEEDED
+        final = push_event(runner, a)
+        once, twice = runner.parse_event(final), runner.parse_event(final)
+        assert once is not None and once == twice  # a duplicate says the same
+        assert (once.name, once.job_id, once.status.state) == (a.name, a.id, JobState.SUCCEEDED)
+        late = runner.parse_event(early)  # delivered after the end: it names the same job
+        assert late is not None and (late.name, late.job_id) == (a.name, a.id)
+        b = submit(runner, make_spec("echo b"))
+        wait_terminal(runner, b, self.deadline_s)
+        other = runner.parse_event(push_event(runner, b))
+        assert other is not None and other.job_id == b.id != a.id  # the control plane tells them apart
+        if type(runner).carries_handles:
+            assert once.handle is not None and once.handle.id == a.id
+        assert runner.parse_event(PushEvent(next(iter(type(runner).event_keys)), {"unrelated": True})) is None
+
+
+def _chunks_from(
+    runner: Runner, handle: JobHandle, cursor: str | None, deadline_s: float
+) -> Iterator[list[LogRecord]]:
+    """Every chunk after ``cursor`` until ``complete``."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        chunk = runner.logs(handle, cursor)
+        if chunk.lines:
+            yield list(chunk.lines)
+        if chunk.complete:
+            return
+        if not chunk.lines:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"logs of {handle.name} never became complete within {deadline_s:g}s")
+            time.sleep(_INTERVAL)
+        cursor = chunk.cursor
+
+
+def _submit_in_process(factory: Callable[[], Runner], spec: JobSpec, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: build a runner, wait for the others, submit, report the job id."""
+    try:
+        runner = factory()
+        barrier.wait(timeout=60)
+        results.put(("ok", runner.submit(spec).id))
+    except BaseException as exc:  # reported to the test, which fails with it
+        results.put(("error", f"{type(exc).__name__} in pid {os.getpid()}: {exc}"))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -183,6 +183,27 @@ def read_s3(env: BatchEnv) -> Callable[[str], bytes]:
 
 class TestAwsBatchContract(RunnerContract):
     deadline_s = 30.0
+
+    PENDING: ClassVar[dict[str, str]] = {
+        "test_every_declared_failure_class_is_reported_as_declared": (
+            "contract v2 in progress: the moto executor cannot yet end a job as PREEMPTED, CONFIG,"
+            " UNSCHEDULABLE, START_FAILED or LOST"
+        ),
+        "test_an_output_file_is_a_later_jobs_input": "contract v2 in progress: input_uris (s3://) staging",
+        "test_an_input_that_cannot_be_staged_fails_the_job_as_config": "contract v2 in progress: input_uris",
+        "test_polling_50_handles_costs_the_declared_calls": (
+            "contract v2 in progress: poll lists S3 outputs of every ended job, even without an output prefix"
+        ),
+        "test_events_duplicated_reordered_or_about_another_job": "contract v2 in progress: push_event",
+    }
+    """Contract v2 cases this runner does not pass yet: strict xfails, so each one that starts
+    passing must leave this list (issue 19 is open until it is empty)."""
+
+    @pytest.fixture(autouse=True)
+    def _pending_v2(self, request: pytest.FixtureRequest) -> None:
+        reason = self.PENDING.get(request.function.__name__)
+        if reason is not None:
+            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
     @pytest.fixture
     def runner(self, batch_env: BatchEnv) -> Runner:

@@ -8,6 +8,7 @@ no-op ``sleep``, so nothing waits for a backoff.
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import resource
 import shutil
@@ -23,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from runners.base import (
@@ -126,6 +128,30 @@ class TestProcessRunnerContract(RunnerContract):
     @pytest.fixture
     def host_dir(self, tmp_path: Path) -> Path:
         return tmp_path
+
+    @pytest.fixture
+    def runner_factory(self, base_dir: Path) -> Callable[[], Runner]:
+        return functools.partial(ProcessRunner, base_dir, grace=GRACE)  # picklable: runs in other processes
+
+    @pytest.fixture
+    def failure_cases(self, base_dir: Path) -> dict[Failure, Callable[..., JobHandle]]:
+        def config(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            spec = make_spec("unused")
+            return submit(runner, msgspec.structs.replace(spec, command=("squall-no-such-command", "x")))
+
+        def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            handle = submit(runner, make_spec("echo x"))
+            wait_terminal(runner, handle, 30.0)
+            shutil.rmtree(base_dir / handle.name)  # evidence: the job's directory is gone
+            return handle
+
+        return {Failure.CONFIG: config, Failure.LOST: lost}
+
+    @pytest.fixture
+    def unwritable_output_prefix(self, tmp_path: Path) -> str:
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file where the prefix needs a directory")
+        return (blocker / "outputs").as_uri() + "/"
 
 
 # ------------------------------------------------------------------ process-specific cases
