@@ -1,0 +1,101 @@
+"""``file://`` storage: a directory on this machine (``squall run``, ``squall server``, tests).
+
+A URI is ``file://`` + the percent-encoded absolute path (``file:///data/storage/a%20b.txt``),
+the form the process runner reports its output files in. Writes are atomic (a temporary
+file renamed into place), so a reader never sees half a file. This backend reads any path
+the process may read: confining it to a root is :class:`~runners.storage.deployment.DeploymentStorage`'s
+job, which also resolves symbolic links before it lets a read through.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from runners.storage.base import Reason, StorageError
+from runners.storage.calls import SdkCalls
+
+__all__ = ["FileStorage", "path_of", "uri_of"]
+
+RUNNER = "storage-file"
+
+
+def path_of(uri: str) -> Path:
+    """The local path a ``file://`` URI names (not resolved: links are the caller's concern)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise StorageError(uri, Reason.BAD_URI, "is not a local file:// URI")
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise StorageError(uri, Reason.BAD_URI, "is not a file:// URI with an absolute path")
+    return Path(path)
+
+
+def uri_of(path: Path, *, directory: bool = False) -> str:
+    """The ``file://`` URI of ``path`` (absolute), ending in ``/`` for a directory prefix."""
+    text = "file://" + quote(str(path.absolute()))
+    return text + "/" if directory and not text.endswith("/") else text
+
+
+def _explain(exc: BaseException) -> Reason | None:
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        return Reason.MISSING
+    if isinstance(exc, PermissionError):
+        return Reason.DENIED
+    return None
+
+
+class FileStorage:
+    """:class:`~runners.storage.base.Storage` over the local file system."""
+
+    scheme = "file"
+
+    def __init__(self, calls: SdkCalls | None = None) -> None:
+        self.calls = calls or SdkCalls(RUNNER, _explain)
+
+    def read(self, uri: str) -> bytes:
+        return self.calls(uri, path_of(uri).read_bytes)
+
+    def write(self, uri: str, data: bytes) -> None:
+        self.calls(uri, _write_atomic, path_of(uri), data)
+
+    def list_prefix(self, prefix: str) -> dict[str, str]:
+        base = path_of(prefix)
+        found = self.calls(prefix, _walk, base)
+        return {rel: uri_of(base / rel) for rel in found}
+
+    def exists(self, uri: str) -> bool:
+        return self.calls(uri, path_of(uri).is_file)
+
+    def delete(self, uris: Iterable[str]) -> None:
+        for uri in uris:
+            self.calls(uri, path_of(uri).unlink, missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = path_of(prefix)
+        count = len(self.calls(prefix, _walk, base))
+        if base.is_dir():
+            self.calls(prefix, shutil.rmtree, base)
+        return count
+
+
+def _walk(base: Path) -> list[str]:
+    if not base.is_dir():
+        return []
+    return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
