@@ -16,7 +16,8 @@ and name). ``transport`` is azure-core's transport seam (tests inject failing an
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from runners import retry
@@ -69,7 +70,8 @@ class AzureBlobStorage:
         credential: Any = None,
         transport: Any = None,
         page_size: int = 5000,
-        calls: SdkCalls | None = None,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.endpoint = endpoint
         self._credential = credential
@@ -77,7 +79,7 @@ class AzureBlobStorage:
         self._services: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.page_size = page_size
-        self.calls = calls or SdkCalls(RUNNER, _explain)
+        self.calls = SdkCalls(RUNNER, _explain, policy, sleep)
 
     def _service(self, account: str) -> Any:
         """One client per account, built on first use (the SDK is imported only then)."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from runners import retry
 from runners.storage.base import Reason, StorageError
 from runners.storage.calls import SdkCalls
 
@@ -54,8 +56,10 @@ class FileStorage:
 
     scheme = "file"
 
-    def __init__(self, calls: SdkCalls | None = None) -> None:
-        self.calls = calls or SdkCalls(RUNNER, _explain)
+    def __init__(
+        self, *, policy: retry.RetryPolicy = retry.DEFAULT_POLICY, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.calls = SdkCalls(RUNNER, _explain, policy, sleep)
 
     def read(self, uri: str) -> bytes:
         return self.calls(uri, path_of(uri).read_bytes)

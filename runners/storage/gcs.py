@@ -11,7 +11,8 @@ given, signs nothing (an emulator wants no token, and fetching one would reach G
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from runners import retry
@@ -76,7 +77,8 @@ class GcsStorage:
         project: str | None = None,
         credentials: Any = None,
         page_size: int = 1000,
-        calls: SdkCalls | None = None,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._endpoint = endpoint
@@ -84,7 +86,7 @@ class GcsStorage:
         self._credentials = credentials
         self._lock = threading.Lock()
         self.page_size = page_size
-        self.calls = calls or SdkCalls(RUNNER, _explain)
+        self.calls = SdkCalls(RUNNER, _explain, policy, sleep)
 
     @property
     def client(self) -> Any:

@@ -10,7 +10,8 @@ Listing reads every page (``page_size`` keys each, S3's maximum 1,000 by default
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from runners import retry
@@ -106,14 +107,15 @@ class S3Storage:
         endpoint_url: str | None = None,
         region: str | None = None,
         page_size: int = 1000,
-        calls: SdkCalls | None = None,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._endpoint_url = endpoint_url
         self._region = region
         self._lock = threading.Lock()
         self.page_size = page_size
-        self.calls = calls or SdkCalls(RUNNER, _explain)
+        self.calls = SdkCalls(RUNNER, _explain, policy, sleep)
 
     @property
     def client(self) -> Any:

@@ -1,7 +1,8 @@
 """The runner contract suite, importable by third-party runner packages (needs pytest).
 
 Subclass :class:`RunnerContract` in a test module and provide its fixtures; see
-:mod:`runners.testing.contract` for the list and an example.
+:mod:`runners.testing.contract` for the list and an example. Storage backends likewise
+subclass :class:`StorageContract` (:mod:`runners.testing.storage_contract`).
 """
 
 from runners.testing.contract import (
@@ -15,10 +16,13 @@ from runners.testing.contract import (
     wait_terminal,
     wait_until,
 )
+from runners.testing.storage_contract import RecordingStorage, StorageContract
 
 __all__ = [
     "CallCounter",
+    "RecordingStorage",
     "RunnerContract",
+    "StorageContract",
     "count_local_processes",
     "iter_logs",
     "read_logs",

