@@ -16,7 +16,19 @@ the first request::
     SQUALL_DYNAMODB_ENDPOINT  endpoint URL (DynamoDB Local); AWS_ENDPOINT_URL_DYNAMODB works too
     SQUALL_BUCKET           S3 bucket for outputs too large for a DynamoDB item
     SQUALL_DB               SQLite file (sqlite store)
-    SQUALL_DATA_DIR         local scratch (object store, process-runner jobs): default /tmp/squall
+    SQUALL_DATA_DIR         local scratch (process-runner jobs; the storage by default): /tmp/squall
+    SQUALL_STORAGE          the deployment storage's root URL, where task output files and API
+                            uploads go and every container reads them: file:///dir,
+                            s3://<bucket>[/<prefix>], gs://<bucket>[/<prefix>] or
+                            az://<account>/<container>[/<prefix>] (default
+                            file://<SQUALL_DATA_DIR>/storage); runners/storage/deployment.py
+    SQUALL_STORAGE_READ     comma-separated URI prefixes a flow's inputFiles may also read
+                            (default none): the control plane reads them with its own
+                            credentials, so nothing outside the root is readable unless listed
+    SQUALL_STORAGE_ENDPOINT the storage API's endpoint for the root's scheme (moto, MinIO,
+                            fake-gcs-server; for az://, a template with {account}, e.g. Azurite's
+                            http://127.0.0.1:10000/{account}); default: the cloud's own
+    SQUALL_STORAGE_AZURE_KEY  the az:// account key (default: azure-identity's credential chain)
     SQUALL_AUTH             gateway | token | none (default gateway: API Gateway authorised it)
     SQUALL_API_TOKEN        the bearer token, when SQUALL_AUTH=token
     SQUALL_MAX_BODY_BYTES   largest request body accepted (default 1 MiB)
@@ -79,6 +91,7 @@ if TYPE_CHECKING:
     from control_plane.service.capture import LogLimits
     from control_plane.service.clock import Clock
     from control_plane.service.service import Service
+    from control_plane.service.storage import TaskStorage
     from runners.base import Runner
 
 __all__ = [
@@ -91,6 +104,7 @@ __all__ = [
     "log_limits",
     "open_local",
     "open_runtime",
+    "open_storage",
     "secret_chain",
     "visit_after",
 ]
@@ -114,6 +128,10 @@ class Settings(BaseModel):
     region: str | None = None
     db: str | None = None
     data_dir: str = "/tmp/squall"
+    storage: str | None = None
+    storage_read: tuple[str, ...] = ()
+    storage_endpoint: str | None = None
+    storage_azure_key: SecretStr | None = None
     auth: Literal["gateway", "token", "none"] = "gateway"
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1 << 20, gt=0)
@@ -142,6 +160,31 @@ class Settings(BaseModel):
             if kind not in BACKENDS:
                 raise ValueError(f"unknown secret backend {kind!r} (known: {', '.join(BACKENDS)})")
         return kinds
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_root(cls, url: str | None) -> str | None:
+        from runners.storage import StorageError, check_root
+
+        if url is not None:
+            try:
+                check_root(url)
+            except StorageError as exc:
+                raise ValueError(str(exc)) from None
+        return url
+
+    @field_validator("storage_read", mode="before")
+    @classmethod
+    def _storage_read(cls, raw: Any) -> Any:
+        from runners.storage import StorageError, check_root
+
+        urls = [u.strip() for u in raw.split(",") if u.strip()] if isinstance(raw, str) else raw
+        for url in urls if isinstance(urls, list | tuple) else ():
+            try:
+                check_root(str(url))
+            except StorageError as exc:
+                raise ValueError(str(exc)) from None
+        return urls
 
     @field_validator("aws_endpoint_allowlist", mode="before")
     @classmethod
@@ -279,6 +322,33 @@ def log_limits(settings: Settings) -> LogLimits:
     return LogLimits(max_outputs_bytes=settings.max_outputs_bytes)
 
 
+def open_storage(settings: Settings) -> TaskStorage:
+    """The deployment storage the settings name; a bad one is a SettingsError naming the variable.
+
+    The backend of the root's scheme gets ``SQUALL_STORAGE_ENDPOINT`` (and the region, the
+    Azure key); no cloud SDK is imported until the first read or write.
+    """
+    from control_plane.service.storage import StorageError, open_task_storage
+    from runners.storage.base import uri_of
+
+    url = settings.storage or uri_of(Path(settings.data_dir) / "storage", directory=True)
+    endpoint = settings.storage_endpoint
+    azure: dict[str, Any] = {} if endpoint is None else {"endpoint": endpoint}
+    if settings.storage_azure_key is not None:
+        account = url.removeprefix("az://").partition("/")[0]
+        key = settings.storage_azure_key.get_secret_value()
+        azure["credential"] = {"account_name": account, "account_key": key}
+    options: dict[str, dict[str, Any]] = {
+        "s3": {"endpoint_url": endpoint, "region": settings.region},
+        "gs": {} if endpoint is None else {"endpoint": endpoint},
+        "az": azure,
+    }
+    try:
+        return open_task_storage(url, read=settings.storage_read, options=options)
+    except StorageError as exc:
+        raise SettingsError(f"{ENV_PREFIX}STORAGE / {ENV_PREFIX}STORAGE_READ: {exc}") from None
+
+
 def visit_after(settings: Settings) -> timedelta | None:
     """The DynamoDB store's ``visit_after``: the youngest age at which the tick acts on a job.
 
@@ -329,7 +399,6 @@ def open_runtime(
     def build() -> Service:
         from control_plane.service.runners import RunnerRegistry
         from control_plane.service.service import Service
-        from control_plane.service.storage import LocalStorage
 
         configure_expressions(settings)
         data = Path(settings.data_dir)
@@ -348,7 +417,7 @@ def open_runtime(
         return Service(
             opened,
             runners=RunnerRegistry(config, instances=runners),
-            storage=LocalStorage(data / "storage"),
+            storage=open_storage(settings),  # its URLs were checked with the settings
             clock=clock,
             **options,
         )

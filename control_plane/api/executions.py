@@ -13,23 +13,24 @@ never a sort of the whole execution); within a page, task runs are listed in cre
 so an execution that fits in one page reads exactly as Kestra lists it. The cursor is the last
 id of the page, opaque to clients.
 
-File inputs (multipart parts with a filename) are written to the service's object store under
-``<namespace>/<flow>/<execution>/inputs/<input>/<filename>`` and the input gets the part's
-``kestra:///`` URI, which tasks read like any other storage URI (Kestra's layout). If the
-execution is then refused (bad inputs), the files are removed again: a rejected request
-leaves nothing behind.
+File inputs (multipart parts with a filename) are written to the deployment storage
+(``SQUALL_STORAGE``, so a task submitted from another container reads them) under
+``<root>/<namespace>/<flow>/<execution>/inputs/<input>/<filename>`` and the input gets the
+part's ``kestra:///`` URI, which names that object whatever the backend (Kestra's layout) and
+which tasks read like any other storage URI. If the execution is then refused (bad inputs),
+the files are removed again: a rejected request leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import heapq
 import json
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -51,6 +52,7 @@ from control_plane.engine.model import Execution, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
 from control_plane.runtime import Runtime
+from control_plane.service.storage import StorageError
 from control_plane.store.base import ExecutionSummary
 
 __all__ = ["START_TYPES", "TASKRUNS_SHOWN", "TASKRUN_PAGE", "TASKRUN_PAGE_MAX", "router"]
@@ -368,20 +370,28 @@ def _safe_name(filename: str, fallback: str) -> str:
 
 def _form_inputs(
     rt: Runtime, event: dict[str, Any], namespace: str, flow_id: str, execution_id: str
-) -> tuple[dict[str, Any], Path | None]:
-    """Inputs from multipart parts: fields as text (repeated fields as lists), files stored as URIs."""
+) -> tuple[dict[str, Any], str | None]:
+    """Inputs from multipart parts: fields as text (repeated fields as lists), files stored as URIs.
+
+    Also the storage prefix that holds this execution's uploads, None when there were none.
+    """
     inputs: dict[str, Any] = {}
-    stored: Path | None = None
-    base = rt.service.storage.root
+    stored: str | None = None
+    storage = rt.service.storage
     relative = PurePosixPath(namespace, flow_id, execution_id, "inputs")
     for part in common.multipart(event):
         if part.filename is not None:
             name = _safe_name(part.filename, part.name)
-            target = base.joinpath(*relative.parts, _safe_name(part.name, "input"), name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(part.content)
-            stored = base.joinpath(*relative.parts)
-            value: Any = "kestra:///" + quote(str(relative / _safe_name(part.name, "input") / name))
+            key = relative / _safe_name(part.name, "input") / name
+            stored = storage.uri(f"{relative}/")
+            try:
+                storage.write(storage.uri(key), part.content)
+            except StorageError as exc:  # keep nothing of a request that fails
+                with contextlib.suppress(StorageError):
+                    storage.delete_prefix(stored)
+                status = 503 if exc.transient else 500
+                raise common.ApiError(status, f"input {part.name!r}: cannot store the file: {exc}") from None
+            value: Any = "kestra:///" + quote(str(key))
         else:
             value = part.text()
         if part.name in inputs:
@@ -392,17 +402,9 @@ def _form_inputs(
     return inputs, stored
 
 
-def _remove_uploads(rt: Runtime, stored: Path) -> None:
-    """Delete a refused execution's inputs directory and the parents it alone made non-empty."""
-    shutil.rmtree(stored, ignore_errors=True)
-    root = rt.service.storage.root
-    for parent in stored.parents:
-        if parent == root or not parent.is_relative_to(root):
-            break
-        try:
-            parent.rmdir()  # only succeeds when empty: other executions' files stay
-        except OSError:
-            break
+def _remove_uploads(rt: Runtime, stored: str) -> None:
+    """Delete a refused execution's uploads (the whole ``inputs/`` prefix of its execution)."""
+    rt.service.storage.delete_prefix(stored)
 
 
 @router.post(
@@ -429,7 +431,7 @@ def start_execution(
     if flow.disabled:
         raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")
     execution_id = rt.service.new_id()
-    stored: Path | None = None
+    stored: str | None = None
     inputs: Any
     if kind == "multipart/form-data" and event.get("body"):
         inputs, stored = _form_inputs(rt, event, namespace, flow_id, execution_id)

@@ -12,12 +12,16 @@ way Kestra's script plugins build their command line:
 ``inputFiles``: a value is a URI when, stripped of surrounding whitespace, it is one token
 matching ``[A-Za-z][A-Za-z0-9+.-]*://\\S*`` (:func:`control_plane.service.storage.is_uri`);
 any other value, a script that mentions a URL or several lines of text included, is the
-file's content. A URI is read from the local object store (an earlier task's ``outputFiles``,
-``file://`` or ``kestra://``), or the task fails with a message naming the file, the URI and
-why: another scheme (``s3://``, ``gs://``, ``az://``, ``https://``... this deployment does not
-read them), outside the storage directory (``file:///etc/passwd``, ``kestra:///../..``), or
-a missing file. Never is the URI's text silently written as the content; a file that must
-hold exactly one URL is written by the script itself (``echo "$URL" > url.txt``). When the job ends,
+file's content. A URI is read from the deployment storage (an earlier task's
+``outputFiles``, an API upload: under ``SQUALL_STORAGE``, ``kestra:///`` URIs included, or
+under a ``SQUALL_STORAGE_READ`` prefix), or the task fails with a message naming the file, the
+URI and why: a scheme the storage does not read (``https://``, or ``s3://`` on a local
+deployment), outside the root and the allowlist (``file:///etc/passwd``, ``kestra:///../..``,
+another bucket), or a missing object. Never is the URI's text silently written as the
+content; a file that must hold exactly one URL is written by the script itself
+(``echo "$URL" > url.txt``). The runner gets an output prefix only when the task has
+``outputFiles`` to put there (a runner that writes only ``file://``, the process runner, can
+then still run a task that has none on a cloud storage). When the job ends,
 :func:`job_outputs` gives Kestra's outputs: ``vars`` (from ``::{"outputs":...}::`` lines),
 ``exitCode`` and ``outputFiles``.
 """
@@ -32,7 +36,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from control_plane.flows.aliases import canonical_type, runner_name
-from control_plane.service.storage import LocalStorage, StorageError, is_uri
+from control_plane.service.storage import StorageError, TaskStorage, is_uri
 from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
@@ -75,7 +79,7 @@ def _executable(language: str, local: bool) -> str:
     return name
 
 
-def _input_files(raw: Any, storage: LocalStorage) -> dict[str, bytes]:
+def _input_files(raw: Any, storage: TaskStorage) -> dict[str, bytes]:
     if raw is None:
         return {}
     if isinstance(raw, str):
@@ -109,7 +113,7 @@ def build_job_spec(
     timeout: timedelta | None,
     output_prefix: str,
     labels: Mapping[str, str],
-    storage: LocalStorage,
+    storage: TaskStorage,
 ) -> tuple[str, JobSpec]:
     """(runner name, JobSpec) for one attempt of a script task."""
     language, kind = _language(task_type)
@@ -124,6 +128,7 @@ def build_job_spec(
         filename = _SCRIPT_FILES[language][0]
         files[filename] = str(properties.get("script", "")).encode()
         lines.append(f"{_executable(language, image is None and runner == DEFAULT_RUNNER)} {filename}")
+    outputs = tuple(str(g) for g in properties.get("outputFiles") or ())
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
     spec = JobSpec(
@@ -132,8 +137,8 @@ def build_job_spec(
         image=str(image) if image else None,
         env=env,
         input_files=files,
-        output_files=tuple(str(g) for g in properties.get("outputFiles") or ()),
-        output_prefix=output_prefix,
+        output_files=outputs,
+        output_prefix=output_prefix if outputs else None,
         timeout=timeout,
         labels=dict(labels),
         options=options,

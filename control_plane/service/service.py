@@ -41,7 +41,7 @@ from control_plane.service.driver import HANDED_TO_TICK, ExecutionDriver, Recent
 from control_plane.service.masks import SecretMasks
 from control_plane.service.ownership import LeaseStore, Ownership
 from control_plane.service.runners import RunnerRegistry
-from control_plane.service.storage import LocalStorage
+from control_plane.service.storage import TaskStorage
 from control_plane.service.supervisor import JobSupervisor
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TriggerRecord
 from control_plane.triggers.schedule import Fire, due
@@ -72,7 +72,7 @@ class Service:
         store: StateStore,
         *,
         runners: RunnerRegistry,
-        storage: LocalStorage,
+        storage: TaskStorage,
         clock: Clock | None = None,
         id_factory: Callable[[], str] = new_execution_id,
         log_limits: LogLimits = DEFAULT_LOG_LIMITS,

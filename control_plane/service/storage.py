@@ -1,86 +1,139 @@
-"""The local object store: a directory that holds task output files under stable URIs.
+"""The control plane's view of the deployment storage (:mod:`runners.storage`).
 
-Runners copy a task's ``outputFiles`` under the prefix this gives them
-(``file://<root>/<namespace>/<flow>/<execution>/<taskrun>/<attempt>/``) and report a
-``file://`` URI per file. A later task may name such a URI as an ``inputFiles`` value; it is
-read back from here. Kestra's ``kestra:///...`` URIs map onto the same root, so flows that pass
-``{{ outputs.x.outputFiles['a.csv'] }}`` along work unchanged.
+One storage for the whole deployment (``SQUALL_STORAGE``: ``file://``, ``s3://``, ``gs://``,
+``az://``) holds task output files and API uploads, so whichever container handles the next
+step can read them. This module adds what only the control plane knows:
 
-Only URIs inside the root are ever read: a flow cannot use ``inputFiles`` to read
-``file:///etc/shadow`` from the control plane's disk. Which text is a URI at all is
-:func:`is_uri`'s rule: one whitespace-free token ``<scheme>://...``. A URI this store cannot
-read (another scheme, outside the root, a file that is gone) is a :class:`StorageError` that
-says why, never a reason to treat the text as something else.
+- where one task-run attempt's output files go, handed to its runner as the output prefix:
+  ``<root>/<namespace>/<flow>/<execution>/<taskrun>/<attempt>/``;
+- where an API upload goes: ``<root>/<namespace>/<flow>/<execution>/inputs/<input>/<file>``,
+  named by its ``kestra:///`` URI (Kestra's layout; ``kestra:///a/b`` is ``<root>/a/b``
+  everywhere, so the URI a client sees stays the same whichever backend holds it);
+- reading a URI a flow names in ``inputFiles``.
+
+Only URIs under the root, or under a prefix of the read allowlist (``SQUALL_STORAGE_READ``),
+are ever read: a flow cannot use ``inputFiles`` to read ``file:///etc/shadow`` from the
+control plane's disk or another bucket with its credentials. Which text is a URI at all is
+:func:`is_uri`'s rule: one whitespace-free token ``<scheme>://...``. A URI this storage
+cannot read (another scheme, outside the root, a file that is gone) is a
+:class:`StorageError` that says why, never a reason to treat the text as something else.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import Any
 
-__all__ = ["SCHEMES", "URI_PATTERN", "LocalStorage", "StorageError", "is_uri"]
+from runners.storage import (
+    URI_PATTERN,
+    DeploymentStorage,
+    Reason,
+    StorageError,
+    is_uri,
+    open_storage,
+    path_of,
+    uri_of,
+)
 
-URI_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
-"""A URI, as a whole value: a scheme (RFC 3986 letters), ``://``, then no whitespace at all."""
-
-SCHEMES = ("file", "kestra")
-"""The schemes this store reads (``kestra:///a/b`` is ``<root>/a/b``)."""
-
-
-def is_uri(value: str) -> bool:
-    """Whether ``value`` (surrounding whitespace stripped) is one URI token rather than text.
-
-    ``"kestra:///t/f/x/out.csv"`` and ``"s3://bucket/key"`` are; ``"see https://example.com"``,
-    a script that mentions a URL, or any text with a line break inside is not.
-    """
-    return URI_PATTERN.fullmatch(value.strip()) is not None
+__all__ = ["URI_PATTERN", "LocalStorage", "StorageError", "TaskStorage", "is_uri", "open_task_storage"]
 
 
-class StorageError(ValueError):
-    """A URI that is not in this store, or a file that is gone."""
+class TaskStorage:
+    """The deployment storage with the control plane's layout on top; ``storage`` does the I/O."""
 
+    def __init__(self, storage: DeploymentStorage) -> None:
+        self.storage = storage
 
-class LocalStorage:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).resolve()
+    @property
+    def url(self) -> str:
+        """The root URL (ending in ``/``): where everything this deployment writes goes."""
+        return self.storage.root
 
     def prefix(self, namespace: str, flow_id: str, execution_id: str, taskrun_id: str, attempt: int) -> str:
-        """Where one task-run attempt's output files go, as a ``file://`` URI ending in ``/``."""
-        path = self.root / namespace / flow_id / execution_id / taskrun_id / str(attempt)
-        return path.as_uri() + "/"
+        """Where one task-run attempt's output files go, as a URI ending in ``/``."""
+        return self.uri(f"{namespace}/{flow_id}/{execution_id}/{taskrun_id}/{attempt}/")
+
+    def uri(self, relative: str | PurePath) -> str:
+        """The URI of ``relative`` (a ``/``-separated path under the root, plain text)."""
+        return self.storage.uri(PurePath(relative).as_posix() + ("/" if str(relative).endswith("/") else ""))
 
     def owns(self, value: str) -> bool:
-        """Whether ``value`` is a URI this store can read (:func:`is_uri` tells URIs from text)."""
-        try:
-            self.path(value)
-        except StorageError:
-            return False
-        return True
-
-    def path(self, uri: str) -> Path:
-        parts = urlsplit(uri)
-        if parts.scheme == "file":
-            path = Path(unquote(parts.path))
-        elif parts.scheme == "kestra":
-            path = self.root / unquote(parts.path).lstrip("/")
-        else:
-            readable = " and ".join(f"{s}://" for s in SCHEMES)
-            raise StorageError(
-                f"{uri!r} has the scheme {parts.scheme!r}, which this deployment's storage cannot read"
-                f" (it reads {readable} URIs inside its storage directory)"
-            )
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise StorageError(f"{uri!r} is outside the storage directory {self.root}")
-        return resolved
+        """Whether ``value`` is a URI this storage may read (:func:`is_uri` tells URIs from text)."""
+        return self.storage.readable(value)
 
     def read(self, uri: str) -> bytes:
-        path = self.path(uri)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+        return self.storage.read(uri)
 
-    def uri(self, path: Path) -> str:
-        return "file://" + quote(str(path.resolve()))
+    def write(self, uri: str, data: bytes) -> None:
+        self.storage.write(uri, data)
+
+    def list_prefix(self, prefix: str) -> Mapping[str, str]:
+        return self.storage.list_prefix(prefix)
+
+    def exists(self, uri: str) -> bool:
+        return self.storage.exists(uri)
+
+    def delete(self, uris: Iterable[str]) -> None:
+        self.storage.delete(uris)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.storage.delete_prefix(prefix)
+
+
+class LocalStorage(TaskStorage):
+    """A deployment storage in a directory of this machine (``squall run``, ``squall server``).
+
+    ``root`` is that directory. Removing a prefix also removes the directories it alone
+    kept (an object store has no directories to leave behind), never the root itself.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        read: Iterable[str] = (),
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        super().__init__(open_storage(uri_of(self.root, directory=True), read=read, options=options))
+
+    def uri(self, relative: str | PurePath) -> str:
+        """As :meth:`TaskStorage.uri`; an absolute path inside the root is accepted as well."""
+        if isinstance(relative, Path) and relative.is_absolute():
+            resolved = relative.resolve()
+            if not resolved.is_relative_to(self.root):
+                where = f"is outside the storage directory {self.root}"
+                raise StorageError(str(relative), Reason.REFUSED, where)
+            return uri_of(resolved)
+        return super().uri(relative)
+
+    def delete_prefix(self, prefix: str) -> int:
+        removed = super().delete_prefix(prefix)
+        directory = path_of(self.storage.canonical(prefix if prefix.endswith("/") else prefix + "/"))
+        for parent in (directory, *directory.parents):
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()  # only when empty: other executions' files stay
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
+        return removed
+
+
+def open_task_storage(
+    url: str, *, read: Iterable[str] = (), options: Mapping[str, Mapping[str, Any]] | None = None
+) -> TaskStorage:
+    """The deployment storage at ``url`` (a :class:`LocalStorage` for a ``file://`` root).
+
+    ``options`` are per-scheme backend options (``{"s3": {"endpoint_url": ...}}``). A
+    malformed ``url`` or allowlist entry is a :class:`StorageError` naming it.
+    """
+    read = tuple(read)
+    if url.startswith("file:"):
+        storage = open_storage(url, read=read, options=options)  # validates the URL and the list
+        assert storage.local_root is not None
+        return LocalStorage(storage.local_root, read=read, options=options)
+    return TaskStorage(open_storage(url, read=read, options=options))

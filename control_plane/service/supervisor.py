@@ -43,7 +43,7 @@ from control_plane.service.runners import (
     dependencies,
 )
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs
-from control_plane.service.storage import LocalStorage
+from control_plane.service.storage import TaskStorage
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
     Evented,
@@ -131,7 +131,7 @@ class JobSupervisor:
         store: StateStore,
         *,
         runners: RunnerRegistry,
-        storage: LocalStorage,
+        storage: TaskStorage,
         clock: Clock,
         log_limits: LogLimits,
         masks: SecretMasks,
