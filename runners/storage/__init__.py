@@ -7,8 +7,18 @@ runners for their files) and runners never import ``control_plane``. See
 cloud backend imports its SDK on first use, so importing this package costs no SDK.
 """
 
-from runners.storage.base import URI_PATTERN, Reason, Storage, StorageError, is_uri, join, parse
-from runners.storage.deployment import SCHEMES, DeploymentStorage, make_backend, open_storage
+from runners.storage.base import (
+    URI_PATTERN,
+    Reason,
+    Storage,
+    StorageError,
+    is_uri,
+    join,
+    parse,
+    path_of,
+    uri_of,
+)
+from runners.storage.deployment import SCHEMES, DeploymentStorage, check_root, make_backend, open_storage
 
 __all__ = [
     "SCHEMES",
@@ -17,9 +27,12 @@ __all__ = [
     "Reason",
     "Storage",
     "StorageError",
+    "check_root",
     "is_uri",
     "join",
     "make_backend",
     "open_storage",
     "parse",
+    "path_of",
+    "uri_of",
 ]

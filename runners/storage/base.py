@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,6 +36,8 @@ __all__ = [
     "is_uri",
     "join",
     "parse",
+    "path_of",
+    "uri_of",
 ]
 
 URI_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
@@ -101,6 +104,23 @@ def parse(uri: str) -> tuple[str, str, str]:
 def join(scheme: str, authority: str, key: str) -> str:
     """The URI of ``key`` (plain text) under ``<scheme>://<authority>/``, percent-encoded."""
     return f"{scheme}://{authority}/{quote(key, safe='/')}"
+
+
+def path_of(uri: str) -> Path:
+    """The local path a ``file://`` URI names (not resolved: links are the caller's concern)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise StorageError(uri, Reason.BAD_URI, "is not a local file:// URI")
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise StorageError(uri, Reason.BAD_URI, "is not a file:// URI with an absolute path")
+    return Path(path)
+
+
+def uri_of(path: Path, *, directory: bool = False) -> str:
+    """The ``file://`` URI of ``path`` (absolute), ending in ``/`` for a directory prefix."""
+    text = "file://" + quote(str(path.absolute()))
+    return text + "/" if directory and not text.endswith("/") else text
 
 
 @runtime_checkable

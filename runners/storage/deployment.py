@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from runners.storage.base import Reason, Storage, StorageError, join, parse
-from runners.storage.file import path_of, uri_of
+from runners.storage.base import Reason, Storage, StorageError, join, parse, path_of, uri_of
 
-__all__ = ["SCHEMES", "DeploymentStorage", "make_backend", "open_storage"]
+__all__ = ["SCHEMES", "DeploymentStorage", "check_root", "make_backend", "open_storage"]
 
 SCHEMES = ("file", "s3", "gs", "az")
 """The schemes a root or an allowlist entry may have (``kestra://`` maps onto the root)."""
@@ -39,7 +38,7 @@ class _Area:
 
     def __init__(self, url: str) -> None:
         self.url = url if url.endswith("/") else url + "/"
-        self.scheme, self.authority, self.key = _split_root(self.url)
+        self.scheme, self.authority, self.key = check_root(self.url)
         self.path = path_of(self.url).resolve() if self.scheme == "file" else None
 
     def holds(self, scheme: str, uri: str) -> str | None:
@@ -59,7 +58,11 @@ class _Area:
         return join(scheme, authority, key)
 
 
-def _split_root(url: str) -> tuple[str, str, str]:
+def check_root(url: str) -> tuple[str, str, str]:
+    """``(scheme, authority, key)`` of a root or allowlist URL; StorageError (BAD_URI) saying what is wrong.
+
+    Cheap and free of I/O and SDKs: settings are checked with it when they are loaded.
+    """
     scheme = urlsplit(url).scheme.lower()
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
@@ -69,8 +72,8 @@ def _split_root(url: str) -> tuple[str, str, str]:
         return scheme, "", ""
     _, authority, key = parse(url)
     if not authority:
-        what = "a storage account" if scheme == "az" else "a bucket"
-        raise StorageError(url, Reason.BAD_URI, f"names no {what} ({scheme}://<{what.split()[-1]}>/...)")
+        what = "storage account" if scheme == "az" else "bucket"
+        raise StorageError(url, Reason.BAD_URI, f"names no {what} ({scheme}://<{what}>/...)")
     if scheme == "az" and not key.strip("/"):
         raise StorageError(url, Reason.BAD_URI, "names no container (az://<account>/<container>/...)")
     return scheme, authority, key
@@ -245,7 +248,7 @@ def open_storage(
     unknown scheme, no bucket) is a :class:`StorageError` (BAD_URI) naming it.
     """
     read = tuple(read)
-    schemes = {_split_root(url)[0]} | {_split_root(prefix)[0] for prefix in read}
+    schemes = {check_root(url)[0]} | {check_root(prefix)[0] for prefix in read}
     chosen = dict(backends or {})
     for scheme in sorted(schemes - chosen.keys()):
         chosen[scheme] = make_backend(scheme, **dict((options or {}).get(scheme, {})))

@@ -15,32 +15,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 from runners import retry
-from runners.storage.base import Reason, StorageError
+from runners.storage.base import Reason, path_of, uri_of
 from runners.storage.calls import SdkCalls
 
 __all__ = ["FileStorage", "path_of", "uri_of"]
 
 RUNNER = "storage-file"
-
-
-def path_of(uri: str) -> Path:
-    """The local path a ``file://`` URI names (not resolved: links are the caller's concern)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise StorageError(uri, Reason.BAD_URI, "is not a local file:// URI")
-    path = unquote(parts.path)
-    if not path.startswith("/"):
-        raise StorageError(uri, Reason.BAD_URI, "is not a file:// URI with an absolute path")
-    return Path(path)
-
-
-def uri_of(path: Path, *, directory: bool = False) -> str:
-    """The ``file://`` URI of ``path`` (absolute), ending in ``/`` for a directory prefix."""
-    text = "file://" + quote(str(path.absolute()))
-    return text + "/" if directory and not text.endswith("/") else text
 
 
 def _explain(exc: BaseException) -> Reason | None:

@@ -18,7 +18,8 @@ import pytest
 
 from runners.retry import RetryPolicy
 from runners.storage import Storage
-from runners.storage.file import FileStorage, uri_of
+from runners.storage.base import uri_of
+from runners.storage.file import FileStorage
 from runners.testing import CallCounter, StorageContract
 from tests.emulators.azurite import ACCOUNT, Azurite
 from tests.emulators.fake_gcs import FakeGcs
