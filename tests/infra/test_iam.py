@@ -124,6 +124,12 @@ POLICY_INPUTS = {
     "secret_backends": ["env", "secretsmanager", "ssm"],
     "secrets_prefix": SECRETS_PREFIX,
     "secrets_kms_key_arns": ["arn:aws:kms:eu-west-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"],
+    "storage": {
+        "url": "s3://squall-123456789012-eu-west-1/squall/storage",
+        "bucket": "squall-123456789012-eu-west-1",
+        "prefix": "squall/storage/",
+    },
+    "storage_read": [{"bucket": "shared-datasets", "prefix": "public/"}],
 }
 
 
@@ -328,3 +334,18 @@ def test_inline_policy_documents_have_no_wildcard_action(directory: Path) -> Non
     assert statement_problems(statements, set()) == []
     text = "\n".join(p.read_text() for p in directory.glob("*.tf"))
     assert not re.search(r'actions\s*=\s*\[[^\]]*"\*"', text), 'an actions list holds "*"'
+
+
+def test_storage_actions_are_the_s3_backends_calls_on_the_storage_prefix(rendered: dict[str, Any]) -> None:
+    """runners/storage/s3.py: get (and head), put, delete (DeleteObjects is per key), list."""
+    bucket = POLICY_INPUTS["bucket_arn"]
+    for function in SERVICE_FUNCTIONS:
+        sts = {st["sid"]: st for st in rendered["statements"][function] if st["sid"].startswith("Storage")}
+        assert sts["StorageObjects"]["resources"] == [f"{bucket}/squall/storage/*"]
+        assert sorted(sts["StorageObjects"]["actions"]) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+        assert sts["StorageList"]["condition"] == [
+            {"test": "StringLike", "variable": "s3:prefix", "values": ["squall/storage/*"]}
+        ]
+        assert sts["StorageRead0"]["actions"] == ["s3:GetObject"]  # the allowlist: read only
+        assert sts["StorageRead0"]["resources"] == ["arn:aws:s3:::shared-datasets/public/*"]
+    assert not [st for st in rendered["statements"]["sweeper"] if st["sid"].startswith("Storage")]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from control_plane.flows.loader import load_flow_file
-from control_plane.runtime import load_settings, open_runtime, secret_chain
+from control_plane.runtime import load_settings, open_runtime, open_storage, secret_chain
 from control_plane.service.scripts import runner_of
 from runners.aws_batch import AwsBatchRunner
 from runners.aws_batch.options import BatchOptions
@@ -101,7 +101,14 @@ def _plan_settings(tmp_path: Path, variables: dict[str, Any]) -> tuple[int, str]
 
 QUEUE = "arn:aws:batch:eu-west-1:123456789012:job-queue/squall-fargate"
 # What the sweeper's environment leaves out of the others'.
-SWEEPER_LACKS = {"SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX", "SQUALL_AWS_ENDPOINT_ALLOWLIST", "SECRET_TOKEN"}
+SWEEPER_LACKS = {
+    "SQUALL_SECRETS",
+    "SQUALL_SECRETS_PREFIX",
+    "SQUALL_AWS_ENDPOINT_ALLOWLIST",
+    "SQUALL_STORAGE",
+    "SQUALL_STORAGE_READ",
+    "SECRET_TOKEN",
+}
 
 BAD_VALUES = [
     pytest.param({"aws_batch": {"job_queue_arns": ["squall-fargate"]}}, "must be ARNs like", id="queue-name"),
@@ -226,6 +233,7 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
   secret_backends             = ["env", "secretsmanager", "ssm"]
   secrets_prefix              = "/prod/squall/"
   aws_endpoint_allowlist      = ["https://VPCE-0abc.batch.eu-west-1.vpce.amazonaws.com/"]
+  storage_read                = ["s3://shared-datasets/public"]
 """,
     )
     env: dict[str, str] = outputs["environment"]
@@ -239,6 +247,10 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert {"SQUALL_SUBMIT_BUDGET", "SQUALL_TICK_SUBMITS"} <= env.keys()
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no plugin scan at cold start (sweeper too: below)
+    # The deployment storage: a prefix of the module's bucket, and the allowlist as prefixes.
+    storage = open_storage(settings)
+    assert storage.url == "s3://squall-123456789012-eu-west-1/squall/storage/"
+    assert storage.storage.read_allowlist == ("s3://shared-datasets/public/",)
 
     # secret(): the chain the settings open asks each backend for the names IAM allows.
     assert settings.secrets == ("env", "secretsmanager", "ssm")

@@ -24,6 +24,8 @@ module "policies" {
   secrets_prefix          = module.settings.secrets_prefix
   secrets_kms_key_arns    = module.settings.secrets_kms_key_arns
   dns_suffix              = data.aws_partition.current.dns_suffix
+  storage                 = module.settings.storage
+  storage_read            = module.settings.storage_read
 }
 
 data "aws_iam_policy_document" "lambda_assume" {

@@ -60,6 +60,8 @@ module "settings" {
   secrets_prefix              = var.secrets_prefix
   secrets_kms_key_arns        = var.secrets_kms_key_arns
   aws_endpoint_allowlist      = var.aws_endpoint_allowlist
+  storage                     = var.storage
+  storage_read                = var.storage_read
 }
 
 ################################################################################

@@ -279,3 +279,18 @@ variable "additional_policy_arns" {
   default     = []
   nullable    = false
 }
+
+variable "storage" {
+  description = "The deployment storage (SQUALL_STORAGE): an s3://<bucket>[/<prefix>] URL where task output files and API uploads go, and from where every function reads them. The functions that run flows may get, put, delete and list objects under that prefix only. Null: s3://<bucket_name>/squall/storage when the module has a bucket (its lifecycle rule expires them with the executions), else unset (each function's own /tmp: files then do not pass from one function to another)."
+  type        = string
+  default     = null
+
+}
+
+variable "storage_read" {
+  description = "More s3://<bucket>[/<prefix>] prefixes a flow's inputFiles may read (SQUALL_STORAGE_READ), each granted s3:GetObject and s3:ListBucket on that prefix only. Empty: nothing outside the storage itself (the control plane reads with its own role, so a flow must not choose the bucket)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+}

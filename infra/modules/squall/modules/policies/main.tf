@@ -49,6 +49,25 @@ variable "staging_prefix" {
   default     = "squall/jobs"
 }
 
+variable "storage" {
+  description = "The deployment storage (the settings module's storage output: {url, bucket, prefix}), or null."
+  type = object({
+    url    = string
+    bucket = string
+    prefix = string
+  })
+  default = null
+}
+
+variable "storage_read" {
+  description = "The storage read allowlist (the settings module's storage_read output: {bucket, prefix} each)."
+  type = list(object({
+    bucket = string
+    prefix = string
+  }))
+  default = []
+}
+
 variable "kms_key_arn" {
   description = "Customer managed key encrypting the bucket and queues, or null."
   type        = string
@@ -169,6 +188,42 @@ locals {
       condition = local.no_conditions
     },
   ]
+
+  # The deployment storage (runners/storage/s3.py): GetObject (HeadObject too), PutObject,
+  # DeleteObjects (authorized per key as DeleteObject) under the storage prefix only, and
+  # ListObjectsV2 of that prefix. The read allowlist: reading and listing, never writing.
+  storage_statements = concat(
+    var.storage == null ? [] : [
+      {
+        sid       = "StorageObjects"
+        actions   = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+        resources = ["arn:${var.partition}:s3:::${var.storage.bucket}/${var.storage.prefix}*"]
+        condition = local.no_conditions
+      },
+      {
+        sid       = "StorageList"
+        actions   = ["s3:ListBucket"]
+        resources = ["arn:${var.partition}:s3:::${var.storage.bucket}"]
+        condition = [{ test = "StringLike", variable = "s3:prefix", values = ["${var.storage.prefix}*"] }]
+      },
+    ],
+    flatten([
+      for i, area in var.storage_read : [
+        {
+          sid       = "StorageRead${i}"
+          actions   = ["s3:GetObject"]
+          resources = ["arn:${var.partition}:s3:::${area.bucket}/${area.prefix}*"]
+          condition = local.no_conditions
+        },
+        {
+          sid       = "StorageReadList${i}"
+          actions   = ["s3:ListBucket"]
+          resources = ["arn:${var.partition}:s3:::${area.bucket}"]
+          condition = [{ test = "StringLike", variable = "s3:prefix", values = ["${area.prefix}*"] }]
+        },
+      ]
+    ]),
+  )
 
   kms = var.kms_key_arn == null ? [] : [
     {
@@ -384,7 +439,7 @@ locals {
   # bucket, Batch and secrets statements; the sweeper renders nothing and reads no secret.
   shared = {
     sweeper = concat(local.sweeper, local.kms, local.tracing)
-    service = concat(local.dynamodb, local.store_objects, local.kms, local.batch_statements, local.secrets, local.tracing)
+    service = concat(local.dynamodb, local.store_objects, local.storage_statements, local.kms, local.batch_statements, local.secrets, local.tracing)
   }
 
   statements = {

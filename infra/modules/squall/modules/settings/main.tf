@@ -24,6 +24,22 @@ locals {
   store_prefix   = "squall/outputs/"
   staging_prefix = "squall/jobs"
 
+  # The deployment storage (runners/storage): output files and API uploads, under
+  # squall/storage/ of the module's bucket unless var.storage names another place.
+  storage_url   = var.storage != null ? trimsuffix(var.storage, "/") : (var.bucket_name == null ? null : "s3://${var.bucket_name}/squall/storage")
+  storage_parts = local.storage_url == null ? null : regex("^s3://([^/]+)/?(.*)$", local.storage_url)
+  storage = local.storage_url == null ? null : {
+    url    = local.storage_url
+    bucket = local.storage_parts[0]
+    prefix = local.storage_parts[1] == "" ? "" : "${trimsuffix(local.storage_parts[1], "/")}/"
+  }
+  storage_read = [
+    for u in var.storage_read : {
+      bucket = regex("^s3://([^/]+)/?(.*)$", u)[0]
+      prefix = regex("^s3://([^/]+)/?(.*)$", u)[1] == "" ? "" : "${trimsuffix(regex("^s3://([^/]+)/?(.*)$", u)[1], "/")}/"
+    }
+  ]
+
   batch = var.aws_batch == null ? null : {
     job_queue_arns           = distinct(var.aws_batch.job_queue_arns)
     default_job_queue_arn    = coalesce(var.aws_batch.default_job_queue_arn, var.aws_batch.job_queue_arns[0])
@@ -77,14 +93,17 @@ locals {
     local.flow_environment,
   )
 
-  # What only the functions that run flows need: where secret() looks, and the endpoints a
-  # flow's taskRunner may name (unset when none: runtime.py's default, no endpoint allowed).
+  # What only the functions that run flows need: where secret() looks, the endpoints a
+  # flow's taskRunner may name (unset when none: runtime.py's default, no endpoint allowed),
+  # and the deployment storage with what else inputFiles may read.
   flow_environment = merge(
     {
       SQUALL_SECRETS        = join(",", var.secret_backends)
       SQUALL_SECRETS_PREFIX = var.secrets_prefix
     },
     length(var.aws_endpoint_allowlist) == 0 ? {} : { SQUALL_AWS_ENDPOINT_ALLOWLIST = join(",", var.aws_endpoint_allowlist) },
+    local.storage == null ? {} : { SQUALL_STORAGE = local.storage.url },
+    length(var.storage_read) == 0 ? {} : { SQUALL_STORAGE_READ = join(",", [for r in local.storage_read : "s3://${r.bucket}/${r.prefix}"]) },
   )
 
   # What every function's Python process is configured with, whatever it runs. pydantic scans

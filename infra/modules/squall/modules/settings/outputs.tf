@@ -126,3 +126,13 @@ output "aws_endpoint_allowlist" {
   description = "Validated endpoint URLs a flow's taskRunner may name (SQUALL_AWS_ENDPOINT_ALLOWLIST)."
   value       = var.aws_endpoint_allowlist
 }
+
+output "storage" {
+  description = "The deployment storage (SQUALL_STORAGE) as {url, bucket, prefix} (prefix: the key prefix with a trailing /, or empty for the whole bucket), or null."
+  value       = local.storage
+}
+
+output "storage_read" {
+  description = "The read allowlist (SQUALL_STORAGE_READ) as a list of {bucket, prefix}."
+  value       = local.storage_read
+}

@@ -532,3 +532,26 @@ variable "aws_endpoint_allowlist" {
     error_message = "aws_endpoint_allowlist needs aws_batch: only the AWS Batch runner takes an endpointOverride."
   }
 }
+
+variable "storage" {
+  description = "The deployment storage (SQUALL_STORAGE): an s3://<bucket>[/<prefix>] URL where task output files and API uploads go, and from where every function reads them. The functions that run flows may get, put, delete and list objects under that prefix only. Null: s3://<bucket_name>/squall/storage when the module has a bucket (its lifecycle rule expires them with the executions), else unset (each function's own /tmp: files then do not pass from one function to another)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.storage == null || (can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\\s]*)?$", var.storage)) && !can(regex("/\\.{1,2}(/|$)", var.storage)))
+    error_message = "storage: an s3://<bucket>[/<prefix>] URL with a valid bucket name, no spaces and no . or .. segments."
+  }
+}
+
+variable "storage_read" {
+  description = "More s3://<bucket>[/<prefix>] prefixes a flow's inputFiles may read (SQUALL_STORAGE_READ), each granted s3:GetObject and s3:ListBucket on that prefix only. Empty: nothing outside the storage itself (the control plane reads with its own role, so a flow must not choose the bucket)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for u in var.storage_read : can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\\s,]*)?$", u)) && !can(regex("/\\.{1,2}(/|$)", u))])
+    error_message = "storage_read: each an s3://<bucket>[/<prefix>] URL with a valid bucket name, no spaces or commas and no . or .. segments."
+  }
+}

@@ -289,3 +289,37 @@ run "env_only_reads_nothing_from_aws" {
     error_message = "The env backend needs no permission, and a key no backend reads through is not granted."
   }
 }
+
+run "storage_objects_under_the_prefix_only" {
+  command = plan
+  variables {
+    storage      = { url = "s3://tenant-data/prod", bucket = "tenant-data", prefix = "prod/" }
+    storage_read = [{ bucket = "shared-datasets", prefix = "public/" }]
+  }
+
+  assert {
+    condition = alltrue([for f in ["api", "tick", "events", "schedule"] : length([
+      for s in output.statements[f] : s if s.sid == "StorageObjects" && s.resources == ["arn:aws:s3:::tenant-data/prod/*"] && toset(s.actions) == toset(["s3:DeleteObject", "s3:GetObject", "s3:PutObject"])
+    ]) == 1])
+    error_message = "The functions that run flows get, put and delete objects under the storage prefix, nothing else."
+  }
+
+  assert {
+    condition = alltrue([for f in ["api", "tick", "events", "schedule"] : length([
+      for s in output.statements[f] : s if s.sid == "StorageList" && s.resources == ["arn:aws:s3:::tenant-data"] && try(s.condition[0].variable, "") == "s3:prefix" && try(s.condition[0].values, []) == ["prod/*"]
+    ]) == 1])
+    error_message = "Listing the storage bucket is limited to the storage prefix."
+  }
+
+  assert {
+    condition = length([
+      for s in output.statements["api"] : s if startswith(s.sid, "StorageRead") && anytrue([for a in s.actions : a == "s3:PutObject" || a == "s3:DeleteObject"])
+    ]) == 0 && length([for s in output.statements["api"] : s if s.sid == "StorageRead0" && s.resources == ["arn:aws:s3:::shared-datasets/public/*"]]) == 1
+    error_message = "The read allowlist is read-only, on its prefix."
+  }
+
+  assert {
+    condition     = length([for s in output.statements["sweeper"] : s if startswith(s.sid, "Storage")]) == 0
+    error_message = "The sweeper touches no storage."
+  }
+}

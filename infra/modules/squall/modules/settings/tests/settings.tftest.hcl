@@ -608,3 +608,74 @@ run "rejects_endpoints_without_batch" {
   }
   expect_failures = [var.aws_endpoint_allowlist]
 }
+
+# ------------------------------------------------------------------ deployment storage
+
+run "storage_defaults_to_a_prefix_of_the_bucket" {
+  command = plan
+
+  assert {
+    condition     = output.environment["SQUALL_STORAGE"] == "s3://squall-123456789012-eu-west-1/squall/storage" && output.storage == { url = "s3://squall-123456789012-eu-west-1/squall/storage", bucket = "squall-123456789012-eu-west-1", prefix = "squall/storage/" }
+    error_message = "Without var.storage, the storage is squall/storage/ of the module's bucket (expired with the executions by its lifecycle rule)."
+  }
+
+  assert {
+    condition     = !contains(keys(output.environment), "SQUALL_STORAGE_READ") && !contains(keys(output.environments["sweeper"]), "SQUALL_STORAGE")
+    error_message = "No read allowlist by default; the sweeper, which runs no flow, gets no storage."
+  }
+}
+
+run "storage_and_read_allowlist_as_given" {
+  command = plan
+  variables {
+    storage      = "s3://tenant-data/prod/squall/"
+    storage_read = ["s3://shared-datasets/public", "s3://reference-data"]
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_STORAGE"] == "s3://tenant-data/prod/squall" && output.storage.prefix == "prod/squall/"
+    error_message = "var.storage is the root, its key prefix ends in one /."
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_STORAGE_READ"] == "s3://shared-datasets/public/,s3://reference-data/" && output.storage_read == [{ bucket = "shared-datasets", prefix = "public/" }, { bucket = "reference-data", prefix = "" }]
+    error_message = "The allowlist is passed as prefixes ending in /, so public/ never admits public-other/."
+  }
+}
+
+run "no_bucket_no_storage" {
+  command = plan
+  variables {
+    bucket_name = null
+    aws_batch   = null
+  }
+
+  assert {
+    condition     = output.storage == null && !contains(keys(output.environment), "SQUALL_STORAGE")
+    error_message = "Without a bucket nor var.storage, SQUALL_STORAGE is unset."
+  }
+}
+
+run "rejects_a_storage_that_is_not_an_s3_url" {
+  command = plan
+  variables {
+    storage = "gs://bucket/prefix"
+  }
+  expect_failures = [var.storage]
+}
+
+run "rejects_a_storage_with_dot_dot" {
+  command = plan
+  variables {
+    storage = "s3://bucket/a/../b"
+  }
+  expect_failures = [var.storage]
+}
+
+run "rejects_a_read_prefix_with_a_comma" {
+  command = plan
+  variables {
+    storage_read = ["s3://bucket/a,s3://other/b"]
+  }
+  expect_failures = [var.storage_read]
+}
