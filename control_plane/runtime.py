@@ -104,8 +104,8 @@ __all__ = [
     "log_limits",
     "open_local",
     "open_runtime",
-    "open_storage",
     "secret_chain",
+    "task_storage",
     "visit_after",
 ]
 
@@ -322,7 +322,7 @@ def log_limits(settings: Settings) -> LogLimits:
     return LogLimits(max_outputs_bytes=settings.max_outputs_bytes)
 
 
-def open_storage(settings: Settings) -> TaskStorage:
+def task_storage(settings: Settings) -> TaskStorage:
     """The deployment storage the settings name; a bad one is a SettingsError naming the variable.
 
     The backend of the root's scheme gets ``SQUALL_STORAGE_ENDPOINT`` (and the region, the
@@ -417,7 +417,7 @@ def open_runtime(
         return Service(
             opened,
             runners=RunnerRegistry(config, instances=runners),
-            storage=open_storage(settings),  # its URLs were checked with the settings
+            storage=task_storage(settings),  # its URLs were checked with the settings
             clock=clock,
             **options,
         )

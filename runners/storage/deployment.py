@@ -109,6 +109,7 @@ class DeploymentStorage:
 
     def uri(self, relative: str = "") -> str:
         """The URI of ``relative`` (a plain ``/``-separated path, not encoded) under the root."""
+        relative = relative.lstrip("/")  # always under the root, never an absolute path
         if any(part in (".", "..") for part in relative.split("/")):
             raise StorageError(relative, Reason.BAD_URI, "has '.' or '..' segments")
         if self._root.path is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from control_plane.flows.loader import load_flow_file
-from control_plane.runtime import load_settings, open_runtime, open_storage, secret_chain
+from control_plane.runtime import load_settings, open_runtime, secret_chain, task_storage
 from control_plane.service.scripts import runner_of
 from runners.aws_batch import AwsBatchRunner
 from runners.aws_batch.options import BatchOptions
@@ -248,7 +248,7 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"  # no plugin scan at cold start (sweeper too: below)
     # The deployment storage: a prefix of the module's bucket, and the allowlist as prefixes.
-    storage = open_storage(settings)
+    storage = task_storage(settings)
     assert storage.url == "s3://squall-123456789012-eu-west-1/squall/storage/"
     assert storage.storage.read_allowlist == ("s3://shared-datasets/public/",)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.runtime import SettingsError, load_settings, open_storage
+from control_plane.runtime import SettingsError, load_settings, task_storage
 from control_plane.service.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,14 +51,14 @@ def test_storage_settings_are_read_from_the_environment() -> None:
     )
     assert settings.storage == "s3://squall-data/prod"
     assert settings.storage_read == ("s3://shared/public/", "gs://datasets/open/")
-    storage = open_storage(settings)
+    storage = task_storage(settings)
     assert storage.url == "s3://squall-data/prod/"
     assert storage.storage.read_allowlist == ("s3://shared/public/", "gs://datasets/open/")
     assert storage.prefix("ns", "f", "e", "tr", 2) == "s3://squall-data/prod/ns/f/e/tr/2/"
 
 
 def test_the_default_storage_is_a_directory_under_the_data_dir(tmp_path: Path) -> None:
-    storage = open_storage(load_settings({}, data_dir=str(tmp_path)))
+    storage = task_storage(load_settings({}, data_dir=str(tmp_path)))
     assert isinstance(storage, LocalStorage)
     assert storage.root == tmp_path.resolve() / "storage"
     assert storage.url == (tmp_path.resolve() / "storage").as_uri() + "/"
