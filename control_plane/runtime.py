@@ -60,6 +60,16 @@ the first request::
                             runner defaults set; anything else fails the task with the option's
                             name and the allowed values. Passed to the aws-batch runner as
                             `allowed_endpoints`.
+    SQUALL_PUBSUB_AUDIENCE  the ``aud`` a Pub/Sub push's OIDC token must carry (the push
+                            subscription's audience); with SQUALL_PUBSUB_SERVICE_ACCOUNT it turns
+                            on ``POST /events/pubsub`` (control_plane/ingress)
+    SQUALL_PUBSUB_SERVICE_ACCOUNT  the ``email`` of the service account the subscription pushes as
+    SQUALL_PUBSUB_CERTS_URL Google's signing keys (JWKS; default
+                            https://www.googleapis.com/oauth2/v3/certs)
+    SQUALL_WEBHOOK_SECRETS  comma-separated, at most two: where the shared secrets of
+                            ``POST /events/webhook/<key>`` live, each a Secrets Manager ARN (its
+                            AWSCURRENT and AWSPREVIOUS values are both accepted) or a name looked
+                            up like ``secret('NAME')`` (SQUALL_SECRETS); two for a rotation
 
 The DynamoDB store registers running executions in its active index lazily (the tick's
 watermark visit, ADR 0005 point 5) after ``min(SQUALL_SUBMIT_GRACE, SQUALL_RECONCILE_AFTER)``
@@ -149,6 +159,10 @@ class Settings(BaseModel):
     secrets_prefix: str = "squall/"
     expression_timeout: float = Field(default=2.0, gt=0, le=60)
     expression_max_output: int = Field(default=4 << 20, ge=1024)
+    pubsub_audience: str | None = None
+    pubsub_service_account: str | None = None
+    pubsub_certs_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    webhook_secrets: tuple[str, ...] = Field(default=(), max_length=2)
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -185,6 +199,18 @@ class Settings(BaseModel):
             except StorageError as exc:
                 raise ValueError(str(exc)) from None
         return urls
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _secret_sources(cls, raw: Any) -> Any:
+        return [part.strip() for part in raw.split(",") if part.strip()] if isinstance(raw, str) else raw
+
+    @field_validator("pubsub_certs_url")
+    @classmethod
+    def _certs_url(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
 
     @field_validator("aws_endpoint_allowlist", mode="before")
     @classmethod
@@ -225,6 +251,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise SettingsError("bad control-plane settings: " + "; ".join(problems)) from None
     if settings.store == "dynamodb" and not settings.table:
         raise SettingsError(f"{ENV_PREFIX}TABLE is required with {ENV_PREFIX}STORE=dynamodb")
+    if (settings.pubsub_audience is None) != (settings.pubsub_service_account is None):
+        raise SettingsError(
+            f"{ENV_PREFIX}PUBSUB_AUDIENCE and {ENV_PREFIX}PUBSUB_SERVICE_ACCOUNT go together:"
+            " a push is accepted only from that account, for that audience"
+        )
     if settings.auth == "token" and settings.api_token is None:
         raise SettingsError(f"{ENV_PREFIX}API_TOKEN is required with {ENV_PREFIX}AUTH=token")
     return settings
@@ -240,7 +271,7 @@ class Runtime:
     it there would only move the import into the first request.
     """
 
-    __slots__ = ("_build", "_lock", "_service", "settings", "store")
+    __slots__ = ("_build", "_lock", "_service", "secrets", "settings", "store")
 
     def __init__(
         self,
@@ -249,11 +280,15 @@ class Runtime:
         service: Service | None = None,
         *,
         build: Callable[[], Service] | None = None,
+        secrets: SecretChain | None = None,
     ) -> None:
         if service is None and build is None:
             raise TypeError("Runtime needs a service or a function that builds one")
         self.settings = settings
         self.store = store
+        # The deployment's secret() chain, the service's too: the event ingress reads its
+        # webhook secrets through it, sharing its cache. None when built without one.
+        self.secrets = secrets
         self._service = service
         self._build = build
         self._lock = threading.Lock()  # squall server serves requests on several threads
@@ -422,7 +457,7 @@ def open_runtime(
             **options,
         )
 
-    return Runtime(settings, opened, build=build)
+    return Runtime(settings, opened, build=build, secrets=chain)
 
 
 def local_settings(

@@ -458,7 +458,7 @@ class Server:
         if rt is None:
             rt = open_runtime(self.settings)
         elif rt.settings != self.settings:
-            rt = Runtime(self.settings, rt.store, rt.service)
+            rt = Runtime(self.settings, rt.store, rt.service, secrets=rt.secrets)
         from control_plane.api.app import Api  # powertools: not for the CLI's other commands
         from control_plane.handlers.tick import run_tick
 

@@ -335,8 +335,9 @@ class PushEvent(Struct, frozen=True):
     """One push event, whatever carried it, in neutral terms.
 
     ``key`` routes it to the runners that declared it in :attr:`Evented.event_keys`: the
-    EventBridge ``source`` for AWS (``aws.batch``), the ingress's name for an HTTP push
-    (``gcp.pubsub/<subscription>``, ``webhook/<name>``). ``body`` is the event's document (the
+    EventBridge ``source`` for AWS (``aws.batch``); ``gcp.pubsub`` for every Pub/Sub push; for
+    a signed webhook the key in its path (``POST /events/webhook/<key>``), which a runner must
+    declare (``control_plane/ingress``). ``body`` is the event's document (the
     EventBridge event, the Pub/Sub message's decoded ``data``, the webhook's JSON body),
     ``attributes`` what came beside it (Pub/Sub attributes). The ingress has already checked
     the sender (OIDC token, signature) before a runner sees it.

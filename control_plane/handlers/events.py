@@ -1,51 +1,39 @@
-"""The ``events`` Lambda: runner push events (EventBridge) become progress of executions.
+"""The ``events`` Lambda: runner push events become progress of executions.
 
-AWS Batch's "Batch Job State Change" is the first source; every runner that declares
-``event_sources`` adds its own. Delivery is at-least-once and unordered, so every event is
-checked against the stored job: a job already DONE ignores it, a non-terminal event only
-refreshes the job's last-news mark (the reconciler then leaves it alone), and a terminal
-event reads the job's logs to the end and advances its execution once. An event no runner
-recognises, or about a job this deployment does not know, is logged and dropped: retrying it
-could never help.
+Push events arrive as EventBridge events (AWS Batch's "Batch Job State Change"), SQS batches
+of them (a dead-letter queue being redriven), and authenticated HTTP pushes through the HTTP
+API (Google Pub/Sub push with an OIDC token, signed webhooks from anything else).
+:mod:`control_plane.ingress` turns each invocation into :class:`~runners.base.PushEvent` values,
+checking the sender of an HTTP push; :func:`apply` is the one place they are applied.
 
-Accepted shapes: one EventBridge event (the rule's target), or an SQS batch whose records
-carry events in their bodies (a dead-letter queue being redriven).
+Delivery is at-least-once and unordered, so every event is checked against the stored job: a
+job already DONE ignores it, a non-terminal event only refreshes the job's last-news mark (the
+reconciler then leaves it alone), and a terminal event reads the job's logs to the end and
+advances its execution once. An event no runner recognises, or about a job this deployment
+does not know, is logged and dropped: retrying it could never help.
+
+An HTTP push is answered 200 ``{"applied": n, "received": m}`` once handled, dropped events
+included (a Pub/Sub push answered otherwise is redelivered); a refused one gets the ingress's
+4xx and nothing is applied; 503 when the store failed (a retry can help), 500 for a bug.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from control_plane.errors import StoreError
 from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
+from control_plane.ingress import HttpRequest, Ingress, Refused, bus_events, http_request, response
 from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
 from runners.base import PushEvent
 
-__all__ = ["handle_event", "handler"]
+__all__ = ["apply", "handle_event", "handler", "serve"]
 
 logger = handler_logger("events")
-
-
-def _events(payload: Any) -> Iterator[Mapping[str, Any]]:
-    if isinstance(payload, Mapping) and isinstance(payload.get("Records"), list):
-        for record in payload["Records"]:
-            body = record.get("body") if isinstance(record, Mapping) else None
-            try:
-                event = json.loads(body) if isinstance(body, str) else None
-            except json.JSONDecodeError:
-                event = None
-            if isinstance(event, Mapping):
-                yield event
-            else:
-                logger.warning("dropped an SQS record without a JSON event body")
-    elif isinstance(payload, Mapping):
-        yield payload
-    else:
-        logger.warning("dropped a payload that is not an event", extra={"kind": type(payload).__name__})
 
 
 def handle_event(rt: Runtime, event: Mapping[str, Any]) -> bool:
@@ -76,7 +64,47 @@ def apply(rt: Runtime, event: PushEvent) -> bool:
     return moved
 
 
+_ingress: tuple[Runtime, Ingress] | None = None
+
+
+def ingress(rt: Runtime) -> Ingress:
+    """The container's HTTP ingress over ``rt`` (kept warm with its key and secret caches)."""
+    global _ingress
+    if _ingress is None or _ingress[0] is not rt:
+        built = Ingress(rt.settings, keys=lambda: rt.service.runners.event_keys(), secrets=rt.secrets)
+        _ingress = (rt, built)
+    return _ingress[1]
+
+
+def serve(rt: Runtime, request: HttpRequest, gate: Ingress | None = None) -> dict[str, Any]:
+    """Answer one HTTP push: authenticate it, apply its events, say how it went."""
+    try:
+        pushes = (gate or ingress(rt)).authenticate(request)
+    except Refused as refused:
+        logger.warning(
+            "push refused",
+            extra={"path": request.path, "status": refused.status, "reason": refused.message},
+        )
+        return response(refused.status, {"message": refused.message}, refused.headers)
+    try:
+        applied = sum(apply(rt, push) for push in pushes)
+    except StoreError:  # throttled, unreachable: the sender's retry can succeed
+        logger.exception("push not applied: the store failed", extra={"path": request.path})
+        unavailable = {"message": "the store is unavailable, retry later", "requestId": request.request_id}
+        return response(503, unavailable)
+    except Exception:
+        logger.exception("push not applied", extra={"path": request.path})
+        return response(500, {"message": "internal error", "requestId": request.request_id})
+    return response(200, {"applied": applied, "received": len(pushes)})
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = runtime()
-    applied = sum(handle_event(rt, e) for e in _events(event))
+    try:
+        request = http_request(event)
+    except Refused as refused:
+        return response(refused.status, {"message": refused.message})
+    if request is not None:
+        return serve(rt, request)
+    applied = sum(apply(rt, e) for e in bus_events(event))
     return {"applied": applied}

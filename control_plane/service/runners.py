@@ -149,8 +149,7 @@ class RunnerRegistry:
         does not pay for SDK clients it will never use.
         """
         for name in sorted({*self._instances, *self.classes()}):
-            cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
-            if event.key not in getattr(cls, "event_keys", ()):  # a class attribute of Evented
+            if event.key not in self._declared_keys(name):
                 continue
             try:
                 with dependencies(name):
@@ -162,6 +161,19 @@ class RunnerRegistry:
             if parsed is not None:
                 return RunnerEvent(name, parsed)
         return None
+
+    def event_keys(self) -> frozenset[str]:
+        """Every push-event key some runner here declares: what the event ingress may route.
+
+        Read from the classes (an instance given to the registry counts as its class), so no
+        runner is built to answer: a webhook naming a key nobody declares is refused without
+        importing any SDK.
+        """
+        return frozenset().union(*(self._declared_keys(n) for n in {*self._instances, *self.classes()}))
+
+    def _declared_keys(self, name: str) -> frozenset[str]:
+        cls = type(self._instances[name]) if name in self._instances else self.classes()[name]
+        return frozenset(getattr(cls, "event_keys", ()))  # a class attribute of Evented
 
     def started(self) -> list[Runner]:
         """Runners already in use (the ones worth polling or waiting on)."""

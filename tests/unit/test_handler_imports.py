@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
-UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich")
+UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich", "jwt", "cryptography")
 FLOW_LANGUAGE = (
     "control_plane.service.service",
     "control_plane.engine.planner",
@@ -128,5 +128,40 @@ def test_an_api_read_is_served_without_the_flow_language(path: str, tmp_path: Pa
         _READ_PROBE.format(path=path, flow_language=FLOW_LANGUAGE),
         SQUALL_DB=str(tmp_path / "squall.db"),
         SQUALL_DATA_DIR=str(tmp_path),
+    )
+    assert answer == {"status": 200, "loaded": []}
+
+
+_PUSH_PROBE = """
+import json, sys
+from control_plane.handlers import events
+from control_plane.ingress.webhook import sign
+body = b'{{"source": "aws.batch", "detail": {{}}}}'
+event = {{
+    "version": "2.0", "routeKey": "POST /events/{{proxy+}}", "rawPath": "/events/webhook/aws.batch",
+    "rawQueryString": "", "isBase64Encoded": False, "body": body.decode(),
+    "headers": {{"x-squall-signature": sign("s3cr3t", body, {now})}},
+    "requestContext": {{"http": {{"method": "POST", "path": "/events/webhook/aws.batch"}},
+                        "requestId": "probe", "stage": "$default", "timeEpoch": 0}},
+}}
+out = events.handler(event, None)
+print(json.dumps({{"status": out["statusCode"], "loaded": sorted(n for n in {lazy!r} if n in sys.modules)}}))
+"""
+
+
+def test_a_webhook_push_loads_neither_the_jwt_library_nor_boto3(tmp_path: Path) -> None:
+    # The events function's HTTP ingress: PyJWT and cryptography load with the first Pub/Sub
+    # push only (tests/integration/test_ingress.py shows it loading there), boto3 with the
+    # first secret read from a Secrets Manager ARN; a webhook whose secret is a SECRET_<NAME>
+    # variable needs neither.
+    import base64
+    import time
+
+    answer = _last_json(
+        _PUSH_PROBE.format(now=int(time.time()), lazy=("jwt", "cryptography", "boto3", "urllib.request")),
+        SQUALL_DB=str(tmp_path / "squall.db"),
+        SQUALL_DATA_DIR=str(tmp_path),
+        SQUALL_WEBHOOK_SECRETS="WEBHOOK",
+        SECRET_WEBHOOK=base64.b64encode(b"s3cr3t").decode(),
     )
     assert answer == {"status": 200, "loaded": []}
