@@ -15,7 +15,8 @@ when nothing changed, and a reviewer can rebuild a deployed artefact and compare
                                                                     and mode, deflate 9 ─ zip
 
 - **What goes in.** The handlers need the core dependencies and the ``aws`` extra
-  (aws-lambda-powertools). Left out: typer and rich, which only the ``squall`` command imports,
+  (aws-lambda-powertools) and ``ingress`` (PyJWT with cryptography, for Pub/Sub pushes).
+  Left out: typer and rich, which only the ``squall`` command imports,
   and boto3/botocore, which Lambda's Python runtime provides (``include_boto3`` pins them for
   teams that want their own). pip resolves the rest, so their transitive deps leave with them.
 - **Pinned.** The lock is a pip constraints file resolved for every supported target at once
@@ -115,6 +116,8 @@ CLI_ONLY = frozenset({"typer", "rich"})
 every handler from a zip without them)."""
 
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
+LAMBDA_EXTRAS = ("aws", "ingress")
+"""The pyproject extras the Lambda zip installs beside the core dependencies."""
 """Provided by Lambda's Python runtime; shipped only with ``include_boto3``."""
 
 MANYLINUX_FLOOR = (2, 17)  # manylinux2014, the oldest tag current wheels use
@@ -208,13 +211,15 @@ def _pyproject(root: Path) -> dict[str, object]:
 
 
 def runtime_requirements(root: Path, *, include_boto3: bool = False) -> list[str]:
-    """The requirements the handlers need, as written in pyproject: core minus CLI-only, plus [aws]."""
+    """The requirements the handlers need, as written in pyproject: core minus CLI-only, plus
+    [aws] and [ingress] (the events function's token verification)."""
     project = _pyproject(root)
     core = list(project.get("dependencies", []))  # type: ignore[call-overload]
     extras = project.get("optional-dependencies", {})
-    aws = list(extras.get("aws", [])) if isinstance(extras, dict) else []
+    extras = extras if isinstance(extras, dict) else {}
+    lambda_extras = [r for extra in LAMBDA_EXTRAS for r in extras.get(extra, [])]
     wanted = [r for r in core if _requirement_name(r) not in CLI_ONLY]
-    wanted += [r for r in aws if include_boto3 or _requirement_name(r) not in RUNTIME_PROVIDED]
+    wanted += [r for r in lambda_extras if include_boto3 or _requirement_name(r) not in RUNTIME_PROVIDED]
     return wanted
 
 

@@ -332,6 +332,7 @@ def test_the_committed_lock_matches_pyproject() -> None:
     lock = check_lock(ROOT, LOCK)  # a pyproject change without `--update-lock` fails here
     assert {"boto3", "botocore"} <= lock.boto3_only
     assert "aws-lambda-powertools" in lock.pins and "pydantic-core" in lock.pins
+    assert {"pyjwt", "cryptography"} <= set(lock.pins)  # [ingress]: the events function's Pub/Sub tokens
     assert not {"typer", "rich", "click"} & set(lock.pins)
 
 
@@ -340,7 +341,7 @@ def test_boto3_is_left_to_the_runtime_unless_asked_for() -> None:
         return {re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0].lower() for r in requirements}
 
     lean = projects(runtime_requirements(ROOT))
-    assert "aws-lambda-powertools" in lean and not {"boto3", "typer", "rich"} & lean
+    assert {"aws-lambda-powertools", "pyjwt"} <= lean and not {"boto3", "typer", "rich"} & lean
     assert projects(runtime_requirements(ROOT, include_boto3=True)) - lean == {"boto3"}
 
 
