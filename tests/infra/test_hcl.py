@@ -330,6 +330,31 @@ def test_http_api_routes_authorizer_logs_and_throttling(
     assert throttling["throttling_burst_limit"] == "${module.settings.api_throttling.burst_limit}"
 
 
+def test_the_event_ingress_routes_post_to_the_events_function_authenticated_by_the_handler(
+    res: dict[str, dict[str, Any]], squall_module: Any
+) -> None:
+    from control_plane.ingress import PUBSUB_PATH, WEBHOOK_PREFIX
+
+    event_routes = locals_of(squall_module)["event_routes"]
+    assert f'"POST {PUBSUB_PATH}" = "NONE"' in event_routes
+    assert f'"POST {WEBHOOK_PREFIX}{{key}}" = "NONE"' in event_routes
+    integration = res["aws_apigatewayv2_integration.events"]
+    assert integration["integration_uri"] == '${aws_lambda_function.this["events"].invoke_arn}'
+    assert integration["payload_format_version"] == "2.0"  # what control_plane.ingress.http_request reads
+    assert integration["count"] == "${local.ingress.enabled ? 1 : 0}"
+    route = res["aws_apigatewayv2_route.events"]
+    assert route["for_each"] == "${local.event_routes}"
+    assert route["target"] == "integrations/${aws_apigatewayv2_integration.events[0].id}"
+    assert "authorizer_id" not in route  # the handler verifies the token or the signature
+    permission = res["aws_lambda_permission.events_ingress"]
+    assert permission["function_name"] == '${aws_lambda_function.this["events"].function_name}'
+    assert permission["source_arn"] == "${aws_apigatewayv2_api.this.execution_arn}/*/POST/events/*"
+    assert permission["principal"] == "apigateway.amazonaws.com"
+    # The ingress settings reach the events function only.
+    environments = locals_of(load_module(SUBMODULES / "settings"))["environments"]
+    assert 'key == "events" ? local.ingress_environment : {}' in environments
+
+
 def test_eventbridge_tick_batch_rule_and_scheduler(res: dict[str, dict[str, Any]]) -> None:
     assert (
         res["aws_cloudwatch_event_rule.tick"]["schedule_expression"]

@@ -130,6 +130,7 @@ POLICY_INPUTS = {
         "prefix": "squall/storage/",
     },
     "storage_read": [{"bucket": "shared-datasets", "prefix": "public/"}],
+    "webhook_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf",
 }
 
 
@@ -278,6 +279,7 @@ def test_secret_permissions_are_the_backends_calls_under_the_prefix(rendered: di
             st
             for st in rendered["statements"][function]
             if st["actions"][0].split(":")[0] in ("secretsmanager", "ssm")
+            and st["sid"] != "ReadWebhookSecret"
         ]
         assert sorted(a for st in sts for a in st["actions"]) == sorted(SECRET_CALLS.values()), function
         for st in sts:
@@ -299,6 +301,26 @@ def test_secret_permissions_are_the_backends_calls_under_the_prefix(rendered: di
     for sts in (rendered["statements"]["sweeper"], rendered["scheduler_statements"]):
         assert not [a for st in sts for a in st["actions"] if a.split(":")[0] in ("secretsmanager", "ssm")]
         assert not [st for st in sts if st["sid"] == "DecryptSecrets"]
+
+
+def test_only_the_events_function_reads_the_webhook_secret_and_only_it(rendered: dict[str, Any]) -> None:
+    """control_plane/ingress/webhook.py calls GetSecretValue on the configured ARN (two stages)."""
+    source = (ROOT / "control_plane" / "ingress" / "webhook.py").read_text()
+    assert set(re.findall(r"client\.(\w+)\(", source)) == {"get_secret_value"}
+    readers = {
+        function: [st for st in sts if st["sid"] == "ReadWebhookSecret"]
+        for function, sts in rendered["statements"].items()
+    }
+    assert readers.pop("events") == [
+        {
+            "sid": "ReadWebhookSecret",
+            "actions": ["secretsmanager:GetSecretValue"],
+            "resources": [POLICY_INPUTS["webhook_secret_arn"]],
+            "condition": [],
+        }
+    ]
+    assert all(found == [] for found in readers.values()), readers
+    assert not [st for st in rendered["scheduler_statements"] if st["sid"] == "ReadWebhookSecret"]
 
 
 def test_store_s3_actions_are_granted_on_the_store_prefix(rendered: dict[str, Any]) -> None:

@@ -111,3 +111,52 @@ resource "aws_lambda_permission" "api" {
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
 }
+
+################################################################################
+# Event ingress: HTTP pushes to the events function (control_plane/ingress), on the same API.
+# A route on the existing HTTP API rather than a function URL: the stage's throttling and
+# access log cover it, it costs nothing while idle (billed per request, like a function URL's
+# invocations), and no second public endpoint exists. No API Gateway authorizer: a Pub/Sub
+# push carries a Google OIDC token and a webhook an HMAC signature, both checked by the
+# handler, which refuses (401/403) before applying anything.
+################################################################################
+
+locals {
+  ingress = module.settings.ingress
+
+  event_routes = merge(
+    local.ingress.pubsub ? { "POST /events/pubsub" = "NONE" } : {},
+    local.ingress.webhook ? { "POST /events/webhook/{key}" = "NONE" } : {},
+  )
+}
+
+resource "aws_apigatewayv2_integration" "events" {
+  count = local.ingress.enabled ? 1 : 0
+
+  api_id                 = aws_apigatewayv2_api.this.id
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = aws_lambda_function.this["events"].invoke_arn
+  payload_format_version = "2.0" # what control_plane/ingress parses
+  timeout_milliseconds   = local.ingress.integration_timeout_ms
+}
+
+resource "aws_apigatewayv2_route" "events" {
+  for_each = local.event_routes
+
+  api_id             = aws_apigatewayv2_api.this.id
+  route_key          = each.key
+  target             = "integrations/${aws_apigatewayv2_integration.events[0].id}"
+  authorization_type = each.value
+}
+
+# Only POSTs under /events/ of this API may invoke the events function this way.
+resource "aws_lambda_permission" "events_ingress" {
+  count = local.ingress.enabled ? 1 : 0
+
+  statement_id  = "AllowHttpApiEventIngress"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["events"].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/POST/events/*"
+}

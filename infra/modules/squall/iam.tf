@@ -26,6 +26,7 @@ module "policies" {
   dns_suffix              = data.aws_partition.current.dns_suffix
   storage                 = module.settings.storage
   storage_read            = module.settings.storage_read
+  webhook_secret_arn      = module.settings.ingress.webhook_secret_arn
 }
 
 data "aws_iam_policy_document" "lambda_assume" {

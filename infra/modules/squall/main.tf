@@ -62,6 +62,9 @@ module "settings" {
   aws_endpoint_allowlist      = var.aws_endpoint_allowlist
   storage                     = var.storage
   storage_read                = var.storage_read
+  pubsub_push_audience        = var.pubsub_push_audience
+  pubsub_push_service_account = var.pubsub_push_service_account
+  webhook_secret_arn          = var.webhook_secret_arn
 }
 
 ################################################################################

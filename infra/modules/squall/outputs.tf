@@ -82,3 +82,11 @@ output "environment" {
   description = "The SQUALL_* environment of the functions (to run `squall server --store dynamodb` against the same table, for instance)."
   value       = module.settings.squall_environment
 }
+
+output "event_ingress_urls" {
+  description = "URLs of the events function's HTTP ingress: `pubsub` (the push endpoint of a Pub/Sub subscription) and `webhook` (append the routing key), each null when off."
+  value = {
+    pubsub  = local.ingress.pubsub ? "${trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")}/events/pubsub" : null
+    webhook = local.ingress.webhook ? "${trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")}/events/webhook/" : null
+  }
+}

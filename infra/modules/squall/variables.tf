@@ -294,3 +294,21 @@ variable "storage_read" {
   nullable    = false
 
 }
+
+variable "pubsub_push_audience" {
+  description = "Audience of the OIDC token a Google Pub/Sub push subscription sends to POST /events/pubsub (SQUALL_PUBSUB_AUDIENCE; the subscription's `audience`). With pubsub_push_service_account it opens that route on the HTTP API; null: no Pub/Sub ingress."
+  type        = string
+  default     = null
+}
+
+variable "pubsub_push_service_account" {
+  description = "Email of the Google service account the push subscription authenticates as (SQUALL_PUBSUB_SERVICE_ACCOUNT)."
+  type        = string
+  default     = null
+}
+
+variable "webhook_secret_arn" {
+  description = "Secrets Manager secret of the signed webhooks, POST /events/webhook/<key> (SQUALL_WEBHOOK_SECRETS): AWSCURRENT and AWSPREVIOUS are both accepted (rotate with put-secret-value). Only the events function may read it. Null: no webhook ingress."
+  type        = string
+  default     = null
+}

@@ -162,3 +162,68 @@ run "with_batch" {
     error_message = "Job roles are passed to ECS tasks only."
   }
 }
+
+run "without_ingress" {
+  command = plan
+
+  assert {
+    condition     = length(aws_apigatewayv2_route.events) == 0 && length(aws_apigatewayv2_integration.events) == 0 && length(aws_lambda_permission.events_ingress) == 0
+    error_message = "No event ingress route unless Pub/Sub or a webhook secret is configured."
+  }
+
+  assert {
+    condition     = length(setintersection(keys(aws_lambda_function.this["events"].environment[0].variables), ["SQUALL_PUBSUB_AUDIENCE", "SQUALL_PUBSUB_SERVICE_ACCOUNT", "SQUALL_WEBHOOK_SECRETS"])) == 0
+    error_message = "The ingress settings are unset when it is off."
+  }
+}
+
+run "with_event_ingress" {
+  command = plan
+
+  variables {
+    pubsub_push_audience        = "https://squall.example.com/events/pubsub"
+    pubsub_push_service_account = "pubsub-push@squall-project.iam.gserviceaccount.com"
+    webhook_secret_arn          = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf"
+  }
+
+  assert {
+    condition     = jsonencode(sort(keys(aws_apigatewayv2_route.events))) == jsonencode(["POST /events/pubsub", "POST /events/webhook/{key}"]) && alltrue([for r in aws_apigatewayv2_route.events : r.authorization_type == "NONE"])
+    error_message = "Two POST routes, authenticated by the handler (no API Gateway authorizer)."
+  }
+
+  assert {
+    condition     = aws_apigatewayv2_integration.events[0].payload_format_version == "2.0" && aws_apigatewayv2_integration.events[0].timeout_milliseconds == 30000
+    error_message = "Payload 2.0, within API Gateway's 30 s."
+  }
+
+  assert {
+    condition     = aws_lambda_permission.events_ingress[0].principal == "apigateway.amazonaws.com" && aws_lambda_permission.events_ingress[0].action == "lambda:InvokeFunction"
+    error_message = "API Gateway may invoke the events function (source ARN: tests/infra/test_hcl.py)."
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.this["events"].environment[0].variables["SQUALL_PUBSUB_AUDIENCE"] == "https://squall.example.com/events/pubsub"
+      && aws_lambda_function.this["events"].environment[0].variables["SQUALL_PUBSUB_SERVICE_ACCOUNT"] == "pubsub-push@squall-project.iam.gserviceaccount.com"
+      && aws_lambda_function.this["events"].environment[0].variables["SQUALL_WEBHOOK_SECRETS"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf"
+    )
+    error_message = "The events function gets the ingress settings."
+  }
+
+  assert {
+    condition     = alltrue([for f in ["api", "tick", "schedule", "sweeper"] : length(setintersection(keys(aws_lambda_function.this[f].environment[0].variables), ["SQUALL_PUBSUB_AUDIENCE", "SQUALL_PUBSUB_SERVICE_ACCOUNT", "SQUALL_WEBHOOK_SECRETS"])) == 0])
+    error_message = "Only the events function gets them."
+  }
+
+  assert {
+    condition = jsonencode([for s in data.aws_iam_policy_document.lambda["events"].statement : [s.actions, s.resources] if s.sid == "ReadWebhookSecret"]) == jsonencode([
+      [["secretsmanager:GetSecretValue"], ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf"]],
+    ])
+    error_message = "The events role reads exactly the webhook secret."
+  }
+
+  assert {
+    condition     = alltrue([for f in ["api", "tick", "schedule", "sweeper"] : length([for s in data.aws_iam_policy_document.lambda[f].statement : s if s.sid == "ReadWebhookSecret"]) == 0])
+    error_message = "No other role reads the webhook secret."
+  }
+}

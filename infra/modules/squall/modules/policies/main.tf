@@ -134,6 +134,12 @@ variable "dns_suffix" {
   default     = "amazonaws.com"
 }
 
+variable "webhook_secret_arn" {
+  description = "Secrets Manager secret of the signed webhooks, or null: the events function alone may read it."
+  type        = string
+  default     = null
+}
+
 locals {
   # Actions IAM authorizes only on Resource "*" (their "Resource types" column is empty in
   # the Service Authorization Reference), each with why Squall calls it.
@@ -359,6 +365,18 @@ locals {
     ],
   )
 
+  # The events function's webhook secret (control_plane/ingress/webhook.py): GetSecretValue of
+  # that one secret, AWSCURRENT and AWSPREVIOUS (the stage is not an IAM resource). No other
+  # function verifies webhooks, so no other role gets it.
+  ingress = var.webhook_secret_arn == null ? [] : [
+    {
+      sid       = "ReadWebhookSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [var.webhook_secret_arn]
+      condition = local.no_conditions
+    },
+  ]
+
   tracing = var.tracing_enabled ? [
     {
       # See local.wildcard_actions: X-Ray has no resource-level permissions.
@@ -447,6 +465,7 @@ locals {
       local.own_logs[key],
       lookup(local.dead_letters, key, []),
       local.shared[key == "sweeper" ? "sweeper" : "service"],
+      key == "events" ? local.ingress : [],
     )
   }
 

@@ -106,6 +106,16 @@ locals {
     length(var.storage_read) == 0 ? {} : { SQUALL_STORAGE_READ = join(",", [for r in local.storage_read : "s3://${r.bucket}/${r.prefix}"]) },
   )
 
+  # The events function's HTTP ingress (control_plane/ingress): only it gets these, so only
+  # its role reads the webhook secret. Unset when the ingress is off (the runtime's default).
+  ingress_environment = merge(
+    var.pubsub_push_audience == null ? {} : {
+      SQUALL_PUBSUB_AUDIENCE        = var.pubsub_push_audience
+      SQUALL_PUBSUB_SERVICE_ACCOUNT = var.pubsub_push_service_account
+    },
+    var.webhook_secret_arn == null ? {} : { SQUALL_WEBHOOK_SECRETS = var.webhook_secret_arn },
+  )
+
   # What every function's Python process is configured with, whatever it runs. pydantic scans
   # every installed distribution's entry points for plugins on its first import, a cost each
   # cold start pays (benchmarks/coldstart.py); the Lambda package holds no pydantic plugin, so
@@ -122,6 +132,7 @@ locals {
       local.process_environment,
       { for k, v in var.extra_environment_variables : k => v if f.runs_flows || !startswith(k, "SECRET_") },
       f.runs_flows ? local.squall_environment : { for k, v in local.squall_environment : k => v if !contains(keys(local.flow_environment), k) },
+      key == "events" ? local.ingress_environment : {},
     )
   }
 

@@ -136,3 +136,14 @@ output "storage_read" {
   description = "The read allowlist (SQUALL_STORAGE_READ) as a list of {bucket, prefix}."
   value       = local.storage_read
 }
+
+output "ingress" {
+  description = "The events function's HTTP ingress: `pubsub` and `webhook` (each on or off), `enabled` when either is, the validated `webhook_secret_arn` (or null) and the HTTP API integration timeout in milliseconds."
+  value = {
+    pubsub                 = var.pubsub_push_audience != null
+    webhook                = var.webhook_secret_arn != null
+    enabled                = var.pubsub_push_audience != null || var.webhook_secret_arn != null
+    webhook_secret_arn     = var.webhook_secret_arn
+    integration_timeout_ms = min(var.functions.events.timeout, 30) * 1000
+  }
+}

@@ -555,3 +555,41 @@ variable "storage_read" {
     error_message = "storage_read: each an s3://<bucket>[/<prefix>] URL with a valid bucket name, no spaces or commas and no . or .. segments."
   }
 }
+
+variable "pubsub_push_audience" {
+  description = "Audience of the OIDC token a Google Pub/Sub push subscription sends to POST /events/pubsub (SQUALL_PUBSUB_AUDIENCE; the subscription's `audience`, e.g. the endpoint's URL). With pubsub_push_service_account it opens that route; null (default): no Pub/Sub ingress."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.pubsub_push_audience == null || can(regex("^\\S{1,512}$", var.pubsub_push_audience))
+    error_message = "pubsub_push_audience must be 1-512 characters without spaces (the push subscription's audience)."
+  }
+
+  validation {
+    condition     = (var.pubsub_push_audience == null) == (var.pubsub_push_service_account == null)
+    error_message = "pubsub_push_audience and pubsub_push_service_account go together: a push is accepted only from that account, for that audience."
+  }
+}
+
+variable "pubsub_push_service_account" {
+  description = "Email of the Google service account the push subscription authenticates as (SQUALL_PUBSUB_SERVICE_ACCOUNT): the token's `email` must be it, verified."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.pubsub_push_service_account == null || can(regex("^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", var.pubsub_push_service_account))
+    error_message = "pubsub_push_service_account must be an email address (name@project.iam.gserviceaccount.com)."
+  }
+}
+
+variable "webhook_secret_arn" {
+  description = "Secrets Manager secret holding the shared HMAC secret of signed webhooks, POST /events/webhook/<key> (SQUALL_WEBHOOK_SECRETS). Its AWSCURRENT and AWSPREVIOUS values are both accepted, so `put-secret-value` rotates it without downtime. Only the events function may read it. Null (default): no webhook ingress."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.webhook_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.webhook_secret_arn))
+    error_message = "webhook_secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)."
+  }
+}

@@ -679,3 +679,48 @@ run "rejects_a_read_prefix_with_a_comma" {
   }
   expect_failures = [var.storage_read]
 }
+
+run "event_ingress_for_the_events_function_only" {
+  command = plan
+
+  variables {
+    pubsub_push_audience        = "https://squall.example.com/events/pubsub"
+    pubsub_push_service_account = "pubsub-push@squall-project.iam.gserviceaccount.com"
+    webhook_secret_arn          = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf"
+  }
+
+  assert {
+    condition     = output.environments["events"]["SQUALL_WEBHOOK_SECRETS"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:squall-webhook-AbCdEf" && output.environments["events"]["SQUALL_PUBSUB_AUDIENCE"] == "https://squall.example.com/events/pubsub"
+    error_message = "The events function gets the ingress settings."
+  }
+
+  assert {
+    condition     = alltrue([for k in ["api", "tick", "schedule", "sweeper"] : !contains(keys(output.environments[k]), "SQUALL_WEBHOOK_SECRETS")]) && output.ingress.enabled && output.ingress.integration_timeout_ms == 30000
+    error_message = "No other function gets them; the ingress is on."
+  }
+}
+
+run "rejects_pubsub_audience_without_service_account" {
+  command = plan
+  variables {
+    pubsub_push_audience = "https://squall.example.com/events/pubsub"
+  }
+  expect_failures = [var.pubsub_push_audience]
+}
+
+run "rejects_service_account_that_is_not_an_email" {
+  command = plan
+  variables {
+    pubsub_push_audience        = "https://squall.example.com/events/pubsub"
+    pubsub_push_service_account = "pubsub-push"
+  }
+  expect_failures = [var.pubsub_push_service_account]
+}
+
+run "rejects_webhook_secret_name_instead_of_arn" {
+  command = plan
+  variables {
+    webhook_secret_arn = "squall/webhook"
+  }
+  expect_failures = [var.webhook_secret_arn]
+}
