@@ -49,6 +49,7 @@ __all__ = [
     "StoreError",
     "TimerRecord",
     "TriggerRecord",
+    "later_phase",
 ]
 
 T = TypeVar("T")
@@ -95,11 +96,38 @@ class TimerRecord(Struct, frozen=True):
 
 
 class JobPhase(StrEnum):
-    """Where a job is in the submission protocol (not the job's own state: see JobStatus)."""
+    r"""Where a job is in the submission protocol (not the job's own state: see JobStatus).
+
+    ::
+
+        SUBMITTING --submit/find--> SUBMITTED --terminal event stored--> DONE
+             \                          |
+              +--- CancelJob / an attempt retired before its job ended ---> CANCELLING --> DONE
+
+    CANCELLING is durable: the tick (and the local loop) cancels the job again until its
+    runner reports it terminal, so a cancel that failed once is not forgotten. A later phase
+    never goes back (:func:`later_phase`): a handle arriving for a CANCELLING job is stored
+    and the job stays CANCELLING; a DONE job stays DONE.
+    """
 
     SUBMITTING = "SUBMITTING"  # written before runner.submit; the job may or may not exist
     SUBMITTED = "SUBMITTED"  # the runner accepted it; ``handle`` is known
+    CANCELLING = "CANCELLING"  # to be cancelled until the runner says it is terminal
     DONE = "DONE"  # its terminal status reached the engine
+
+
+def later_phase(stored: JobPhase, new: JobPhase) -> JobPhase:
+    """The phase a job has after ``new`` is written over ``stored``: DONE and CANCELLING stick.
+
+    Two writers may move one job concurrently (a submitter storing a handle, a kill writing
+    CANCELLING); whatever order their writes land in, the cancel is not lost and an ended job
+    does not come back.
+    """
+    if stored is JobPhase.DONE:
+        return stored
+    if stored is JobPhase.CANCELLING and new is not JobPhase.DONE:
+        return stored
+    return new
 
 
 class JobRecord(Struct, frozen=True):
@@ -107,6 +135,14 @@ class JobRecord(Struct, frozen=True):
 
     ``spec`` and ``handle`` are JSON-compatible dicts (the runner's JobSpec and JobHandle as
     the service serialises them); ``version`` guards concurrent updates like an execution's.
+
+    The submit claim (``claim``, ``claim_until``) serializes submitters of one job name across
+    processes: only the holder of an unexpired claim calls ``runner.submit``, and a claim is
+    taken with a conditional write on ``version`` (``update_job``), so two processes cannot
+    both take it. The process that writes the outbox record holds it from the start (no
+    extra write on the common path). ``since`` is when the first submit was tried: a job a
+    transient backend error keeps SUBMITTING fails its task only after the service's
+    ``submit_timeout`` counted from there.
     """
 
     name: str
@@ -119,6 +155,9 @@ class JobRecord(Struct, frozen=True):
     handle: Mapping[str, Any] | None = None
     version: int = 0
     updated: datetime | None = None
+    claim: str | None = None
+    claim_until: datetime | None = None
+    since: datetime | None = None
 
 
 class LeaseRecord(Struct, frozen=True):

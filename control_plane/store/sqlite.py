@@ -96,6 +96,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE leases (execution_id TEXT PRIMARY KEY, owner TEXT NOT NULL, renewed REAL NOT NULL)
     """,
+    # 3: the submit claim of a job and when its first submit was tried (JobRecord); the new
+    # CANCELLING phase needs no change (phase is free text, DONE the only one left out of jobs_active)
+    """
+    ALTER TABLE jobs ADD COLUMN claim TEXT;
+    ALTER TABLE jobs ADD COLUMN claim_until TEXT;
+    ALTER TABLE jobs ADD COLUMN since TEXT
+    """,
 ]
 
 
@@ -432,10 +439,14 @@ class SqliteStore:
             )
         for job in jobs:
             if job.phase is not JobPhase.SUBMITTING:
+                # DONE and CANCELLING stick (``later_phase``): a handle riding in after a kill
+                # is stored, the cancel is kept.
                 conn.execute(
-                    "UPDATE jobs SET phase=?, handle=COALESCE(?, handle), version=version+1, updated=?"
-                    " WHERE name=?",
+                    "UPDATE jobs SET phase=CASE WHEN phase='DONE' THEN phase"
+                    " WHEN phase='CANCELLING' AND ?<>'DONE' THEN phase ELSE ? END,"
+                    " handle=COALESCE(?, handle), version=version+1, updated=? WHERE name=?",
                     (
+                        job.phase.value,
                         job.phase.value,
                         None if job.handle is None else dumps(job.handle),
                         None if job.updated is None else job.updated.isoformat(),
@@ -446,7 +457,7 @@ class SqliteStore:
             try:
                 conn.execute(
                     "INSERT INTO jobs (name, execution_id, taskrun_id, attempt, runner, phase, spec, handle,"
-                    " version, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " version, updated, claim, claim_until, since) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     self._job_row(job, 1),
                 )
             except sqlite3.IntegrityError:
@@ -465,6 +476,9 @@ class SqliteStore:
             None if job.handle is None else dumps(job.handle),
             version,
             None if job.updated is None else job.updated.isoformat(),
+            job.claim,
+            None if job.claim_until is None else job.claim_until.isoformat(),
+            None if job.since is None else job.since.isoformat(),
         )
 
     def get_execution(self, execution_id: str) -> Execution:
@@ -619,7 +633,10 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ jobs
 
-    _JOB_COLUMNS = "name, execution_id, taskrun_id, attempt, runner, phase, spec, handle, version, updated"
+    _JOB_COLUMNS = (
+        "name, execution_id, taskrun_id, attempt, runner, phase, spec, handle, version, updated,"
+        " claim, claim_until, since"
+    )
 
     @staticmethod
     def _job(row: tuple[Any, ...]) -> JobRecord:
@@ -634,6 +651,9 @@ class SqliteStore:
             handle=None if row[7] is None else loads(row[7]),
             version=row[8],
             updated=None if row[9] is None else datetime.fromisoformat(row[9]),
+            claim=row[10],
+            claim_until=None if row[11] is None else datetime.fromisoformat(row[11]),
+            since=None if row[12] is None else datetime.fromisoformat(row[12]),
         )
 
     def get_job(self, name: str) -> JobRecord | None:
@@ -644,8 +664,9 @@ class SqliteStore:
         with self._write() as conn:
             row = self._job_row(job, expected_version + 1)
             cur = conn.execute(
-                "UPDATE jobs SET phase=?, spec=?, handle=?, version=?, updated=? WHERE name=? AND version=?",
-                (row[5], row[6], row[7], row[8], row[9], job.name, expected_version),
+                "UPDATE jobs SET phase=?, spec=?, handle=?, version=?, updated=?, claim=?, claim_until=?,"
+                " since=? WHERE name=? AND version=?",
+                (*row[5:], job.name, expected_version),
             )
             if cur.rowcount != 1:
                 if conn.execute("SELECT 1 FROM jobs WHERE name=?", (job.name,)).fetchone() is None:

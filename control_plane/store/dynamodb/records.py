@@ -15,7 +15,7 @@ from typing import Any
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
 from control_plane.errors import StoreError
-from control_plane.store.base import ExecutionSummary, JobPhase, JobRecord, TimerRecord
+from control_plane.store.base import ExecutionSummary, JobPhase, JobRecord, TimerRecord, later_phase
 from control_plane.store.codec import dumps, execution_meta, loads, log_to_json
 from control_plane.store.dynamodb.items import (
     Item,
@@ -105,10 +105,34 @@ def active_job_key(phase: JobPhase, runner: str, name: str) -> str:
     return f"{0 if phase is JobPhase.SUBMITTING else 1}#{runner}#{name}"
 
 
+_CLAIM_ATTRIBUTES = (("sc", "claim"), ("sx", "claim_until"), ("s0", "since"))
+"""The submit claim's attributes (``JobRecord``): holder, expiry, first try."""
+
+
+def _claim_attrs(job: JobRecord) -> tuple[Item, list[str]]:
+    sets: Item = {}
+    remove: list[str] = []
+    for attr, field_name in _CLAIM_ATTRIBUTES:
+        value = getattr(job, field_name)
+        if value is None:
+            remove.append(attr)
+        else:
+            sets[attr] = s(value if isinstance(value, str) else value.isoformat())
+    return sets, remove
+
+
+def _claim_fields(raw: Item) -> dict[str, Any]:
+    claim = raw["sc"]["S"] if "sc" in raw else None
+    until = datetime.fromisoformat(raw["sx"]["S"]) if "sx" in raw else None
+    since = datetime.fromisoformat(raw["s0"]["S"]) if "s0" in raw else None
+    return {"claim": claim, "claim_until": until, "since": since}
+
+
 def job_attrs(job: JobRecord, version: int, expiry: Expiry) -> tuple[Item, list[str]]:
     """What an insert or a full update writes, and what it removes."""
     attrs: Item = {"p": s(job.phase.value), "s": s(dumps(job.spec)), "v": n(version)}
-    remove = []
+    claim, remove = _claim_attrs(job)
+    attrs.update(claim)
     if job.handle is not None:
         attrs["h"] = s(dumps(job.handle))
     else:
@@ -175,6 +199,7 @@ def job_from_item(item: Item) -> JobRecord:
         handle=loads(item["h"]["S"]) if "h" in item else None,
         version=int(item["v"]["N"]),
         updated=datetime.fromisoformat(item["u"]["S"]) if "u" in item else None,
+        **_claim_fields(item),
     )
 
 
@@ -195,13 +220,15 @@ def doc_job_entry(job: JobRecord, version: int) -> Item:
         entry["h"] = s(dumps(job.handle))
     if job.updated is not None:
         entry["u"] = s(job.updated.isoformat())
+    entry.update(_claim_attrs(job)[0])
     return {"M": entry}
 
 
 def doc_job_update(old: Item, job: JobRecord) -> Item:
-    """A later phase, as SQLite's ``UPDATE``: the handle kept when none is given, version + 1."""
+    """A later phase, as SQLite's ``UPDATE``: the handle kept when none is given, version + 1;
+    DONE and CANCELLING stick (``later_phase``)."""
     entry = dict(old["M"])
-    entry["p"] = s(job.phase.value)
+    entry["p"] = s(later_phase(JobPhase(entry["p"]["S"]), job.phase).value)
     entry["v"] = n(int(entry["v"]["N"]) + 1)
     if job.phase is JobPhase.DONE:
         # A finished job is never submitted, found or cancelled again: its spec is dead
@@ -229,6 +256,7 @@ def doc_job(name: str, execution_id: str, entry: Item) -> JobRecord:
         handle=loads(raw["h"]["S"]) if "h" in raw else None,
         version=int(raw["v"]["N"]),
         updated=datetime.fromisoformat(raw["u"]["S"]) if "u" in raw else None,
+        **_claim_fields(raw),
     )
 
 
