@@ -36,7 +36,13 @@ the first request::
                             limit applies to the body escaped into its JSON envelope); a bigger
                             one is a 400 asking for smaller pages
     SQUALL_RECONCILE_AFTER  seconds without news before a running job is polled (default 300)
-    SQUALL_SUBMIT_GRACE     seconds before a job left SUBMITTING is submitted again (default 120)
+    SQUALL_SUBMIT_GRACE     seconds before a job left SUBMITTING is submitted again (default 120);
+                            also how long a submit claim holds (one submitter per job name)
+    SQUALL_SUBMIT_TIMEOUT   seconds transient backend errors may keep a job SUBMITTING, found or
+                            submitted again under the same name by each tick, before its task
+                            fails START_FAILED (default 900: many ticks past a throttling burst)
+    SQUALL_LOST_AFTER       seconds a job its runner leaves out of every poll (no news) may stay
+                            unheard of before the control plane ends it LOST (default 3600)
     SQUALL_SUBMIT_BUDGET    jobs one step submits itself; a wider step hands the rest to the tick
                             (default 100: an API call stays well under API Gateway's 30 s)
     SQUALL_TICK_SUBMITS     jobs one tick submits at most (default 500: ~25 s at AWS Batch's rate)
@@ -148,6 +154,8 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(default=4 << 20, ge=64 << 10)
     reconcile_after: float = Field(default=300.0, ge=0)
     submit_grace: float = Field(default=120.0, ge=0)
+    submit_timeout: float = Field(default=900.0, ge=0)
+    lost_after: float = Field(default=3600.0, gt=0)
     submit_budget: int = Field(default=100, ge=1)
     tick_submits: int = Field(default=500, ge=1)
     finished_ttl_days: int = Field(default=30, ge=0)
@@ -445,6 +453,11 @@ def open_runtime(
             config["aws-batch"] = {**batch, "allowed_endpoints": allowed}
         options: dict[str, Any] = {
             "submit_budget": settings.submit_budget,
+            # A submit claim lasts the tick's grace: by the time the tick recovers a job, the
+            # claim of the process that wrote it has expired too.
+            "submit_lease": timedelta(seconds=settings.submit_grace),
+            "submit_timeout": timedelta(seconds=settings.submit_timeout),
+            "lost_after": timedelta(seconds=settings.lost_after),
             "log_limits": log_limits(settings),
             "secrets": chain,
         }

@@ -37,6 +37,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
         "recovered": report.recovered,
         "polled": report.polled,
         "ended": report.ended,
+        "cancelling": report.cancelling,
         "scheduled": started,
     }
 

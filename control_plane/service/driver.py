@@ -30,9 +30,13 @@ on SQLite, a read of every task run: quadratic for a wide ForEach (2,000 lanes: 
 event instead of 0.8). This check costs no read while the copy is current.
 
 Exactly-once submission: ``SubmitJob`` becomes a job record in phase SUBMITTING, written in
-the same transaction as the task run that asked for it (the outbox). Only then is the job
-supervisor asked to submit it; a process that crashed in between leaves the record for
-recovery, which asks the runner to ``find`` the job before submitting it again.
+the same transaction as the task run that asked for it (the outbox), holding this process's
+submit claim. Only then is the job supervisor asked to submit it; a process that crashed in
+between leaves the record for recovery, which takes the claim (a conditional write: one
+process at a time) and asks the runner to ``find`` the job before submitting it again.
+
+Durable cancel: ``CancelJob`` writes the job CANCELLING in the same transaction; the
+supervisor then cancels it, and the tick (or the local loop) again until it is terminal.
 
 Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
 that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
@@ -85,7 +89,7 @@ from control_plane.service.display import Display
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
 from control_plane.service.scripts import runner_of
-from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord
+from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord, later_phase
 
 if TYPE_CHECKING:
     from control_plane.service.ownership import Ownership
@@ -118,6 +122,20 @@ class Recent(OrderedDict[_K, _V]):
         self.move_to_end(key)
         while len(self) > self.size:
             self.popitem(last=False)
+
+
+def _merged(planned: Sequence[JobRecord], riding: Iterable[JobRecord]) -> list[JobRecord]:
+    """One record per job for a save: a riding handle joins the plan's CANCELLING mark of the
+    same job (a store may apply only the last record of a name), and phases never go back."""
+    merged = {job.name: job for job in planned}
+    for job in riding:
+        first = merged.get(job.name)
+        if first is None:
+            merged[job.name] = job
+        else:
+            phase = later_phase(first.phase, job.phase)
+            merged[job.name] = replace(job, phase=phase, handle=job.handle or first.handle)
+    return list(merged.values())
 
 
 class ExecutionDriver:
@@ -235,6 +253,10 @@ class ExecutionDriver:
         execution = self.reload(execution_id)
         if execution.state.terminal:
             raise ServiceError(f"execution {execution_id} already ended {execution.state}")
+        if execution.state is State.KILLING:  # killed before: cancel its jobs again, now
+            self.jobs.recancel(j for j in self.store.active_jobs() if j.execution_id == execution_id)
+            self.drain()
+            return self.load(execution_id)
         return self.advance(execution_id, Kill(at=self.clock.now()))
 
     def restart(self, execution_id: str) -> Execution:
@@ -396,7 +418,7 @@ class ExecutionDriver:
                     expected_version=execution.version,
                     logs=[*written, *logs],
                     timers=timers,
-                    jobs=[*jobs, *{**extra.jobs, **own.jobs}.values()],  # a DONE mark beats a handle
+                    jobs=_merged(jobs, {**extra.jobs, **own.jobs}.values()),  # a DONE mark beats a handle
                 )
             except ConflictError:
                 self.cache.pop(execution_id, None)
@@ -449,9 +471,10 @@ class ExecutionDriver:
             if stored.phase is JobPhase.DONE:
                 logs = [x for x in logs if x.taskrun_id != job.taskrun_id or x.attempt != job.attempt]
                 continue
+            phase = later_phase(stored.phase, job.phase)  # a handle arriving after a kill keeps the cancel
             with contextlib.suppress(ConflictError):
                 self.store.update_job(
-                    replace(stored, phase=job.phase, handle=job.handle or stored.handle, updated=job.updated),
+                    replace(stored, phase=phase, handle=job.handle or stored.handle, updated=job.updated),
                     expected_version=stored.version,
                 )
         if logs:
@@ -517,8 +540,14 @@ class ExecutionDriver:
                             JobPhase.SUBMITTING,
                             spec,
                             updated=HANDED_TO_TICK if over_budget else self.clock.now(),
+                            **({} if over_budget else self.jobs.outbox_claim()),
                         )
                     )
+                case CancelJob():
+                    # Durable: CANCELLING in the same write as the plan that asked for it.
+                    stored = self.store.get_job(action.job_name)
+                    if stored is not None and stored.phase is not JobPhase.DONE:
+                        jobs.append(replace(stored, phase=JobPhase.CANCELLING, updated=self.clock.now()))
                 case Finish() if action.retry_at is not None:
                     timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
                     self._hint_timer(action.retry_at)

@@ -42,7 +42,12 @@ from control_plane.service.masks import SecretMasks
 from control_plane.service.ownership import LeaseStore, Ownership
 from control_plane.service.runners import RunnerRegistry
 from control_plane.service.storage import TaskStorage
-from control_plane.service.supervisor import JobSupervisor
+from control_plane.service.supervisor import (
+    DEFAULT_LOST_AFTER,
+    DEFAULT_SUBMIT_LEASE,
+    DEFAULT_SUBMIT_TIMEOUT,
+    JobSupervisor,
+)
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TriggerRecord
 from control_plane.triggers.schedule import Fire, due
 from runners.base import JobEvent, Waitable
@@ -62,6 +67,7 @@ class TickReport(Struct, frozen=True):
     recovered: int  # jobs left SUBMITTING past the grace: found by name (handle stored) or submitted
     polled: int
     ended: int
+    cancelling: int = 0  # CANCELLING jobs cancelled again
 
 
 class Service:
@@ -81,6 +87,9 @@ class Service:
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
         submit_budget: int | None = None,
         secrets: SecretChain | None = None,
+        submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
+        submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
+        lost_after: timedelta = DEFAULT_LOST_AFTER,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -108,6 +117,9 @@ class Service:
             display=self.display,
             news=self.driver.news,
             executions=self.driver,
+            submit_lease=submit_lease,
+            submit_timeout=submit_timeout,
+            lost_after=lost_after,
         )
         self.driver.jobs = self.jobs
         # What a caller asks of executions is the driver's (deploy, start, advance, kill, restart,
@@ -163,9 +175,10 @@ class Service:
         On a local store that includes every execution whose owner is gone: they are taken
         over here (``ownership.py``); their running jobs are polled by the next step.
         """
+        steal = self.driver.ownership is not None  # the execution's lease says who submits its jobs
         for job in self.store.active_jobs():
             if job.phase is JobPhase.SUBMITTING and self.driver.owns(job.execution_id):
-                self.jobs.submit(job, reattach=True)
+                self.jobs.submit(job, reattach=True, steal=steal)
         self.driver.drain()
 
     def catch_up(self) -> None:
@@ -227,6 +240,10 @@ class Service:
             self.jobs.keep_only(job.name for job in active)
             owns = self.driver.owns
             active = [job for job in active if job.name in self.jobs.handles or owns(job.execution_id)]
+            cancelling = [job for job in active if job.phase is JobPhase.CANCELLING]
+            if cancelling:  # durable cancels: again on each scan until their runner says they ended
+                self.jobs.recancel(cancelling)
+                active = [job for job in active if job.phase is not JobPhase.CANCELLING]
         return self.jobs.poll(active) > 0
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
@@ -323,8 +340,10 @@ class Service:
           outbox write and the submit, its handle is written lazily, or a wide step handed it
           over) is found by name, its handle stored, or it is submitted: still one job; at most
           ``recover_limit`` of them per tick, so a pass stays within the Lambda's timeout;
+        * CANCELLING jobs are cancelled again (a cancel is retried until the job is terminal);
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
-          (the fallback when a push event was lost), never one call per job.
+          (the fallback when a push event was lost), never one call per job; one its runner
+          leaves out of every poll ends LOST after the supervisor's ``lost_after``.
         """
         fired = self.driver.fire_timers(fresh=True)
         now = self.clock.now()
@@ -332,6 +351,7 @@ class Service:
         active = self.store.active_jobs()
         recovered = 0
         silent: list[JobRecord] = []
+        cancelling: list[JobRecord] = []
         for job in active:
             if not self.driver.owns(job.execution_id):  # squall server beside a live squall run
                 continue
@@ -340,15 +360,18 @@ class Service:
                 if age >= submit_grace and (recover_limit is None or recovered < recover_limit):
                     self.jobs.submit(job, reattach=True)  # found by name (its handle is stored), or submitted
                     recovered += 1
-                    if job.name in self.jobs.handles:
-                        silent.append(job)  # its end may be what went unheard: ask in the same batch
+                    if job.name in self.jobs.handles:  # its end may be what went unheard: ask now
+                        silent.append(self.jobs.mine.get(job.name, job))
+            elif job.phase is JobPhase.CANCELLING:
+                cancelling.append(job)
             elif age >= reconcile_after:
                 silent.append(job)
+        self.jobs.recancel(cancelling)
         ended = self.jobs.poll(silent)
         self._recover_taken_over()
         self.driver.drain()
         self.flush()
-        return TickReport(fired, recovered, len(silent), ended)
+        return TickReport(fired, recovered, len(silent), ended, len(cancelling))
 
     def fire_schedules(
         self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -50,6 +53,7 @@ from runners.base import (
     Failure,
     JobEvent,
     JobHandle,
+    JobNotFoundError,
     JobSpec,
     JobState,
     JobStatus,
@@ -60,9 +64,32 @@ from runners.base import (
 )
 from runners.markers import parse_line
 
-__all__ = ["Executions", "JobSupervisor"]
+__all__ = [
+    "DEFAULT_LOST_AFTER",
+    "DEFAULT_SUBMIT_LEASE",
+    "DEFAULT_SUBMIT_TIMEOUT",
+    "INFRA_FAILURES",
+    "Executions",
+    "JobSupervisor",
+]
 
 _log = logging.getLogger("squall.service")
+
+DEFAULT_SUBMIT_LEASE = timedelta(seconds=120)
+"""How long a submit claim holds (the tick's ``submit_grace`` in the cloud): a holder that died
+leaves the job to the next tick after this, which ``find``s it before submitting again."""
+DEFAULT_SUBMIT_TIMEOUT = timedelta(minutes=15)
+"""How long transient backend errors may keep a job SUBMITTING (same name, found or submitted
+again by each tick) before its task fails START_FAILED: several ticks' worth of tries, past a
+throttling burst or a short regional outage, while a broken backend is still reported within
+minutes."""
+DEFAULT_LOST_AFTER = timedelta(hours=1)
+"""The reconciler's horizon: a job its runner has not reported on (left out of every ``poll``:
+no news, not evidence) for this long ends LOST, said by the control plane. Far above any
+backend's eventual consistency after a submit (seconds) and the tick's ``reconcile_after``."""
+INFRA_FAILURES = frozenset({Failure.PREEMPTED, Failure.START_FAILED, Failure.QUOTA, Failure.LOST})
+"""Failures the engine answers with a new attempt under a new name (engine ``INFRA_FAILURES``):
+the old attempt's job is cancelled first, it may still run (a LOST said without evidence)."""
 
 
 class Executions(Protocol):
@@ -139,6 +166,9 @@ class JobSupervisor:
         news: News,
         executions: Executions,
         log_wait: timedelta = DEFAULT_LOG_WAIT,
+        submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
+        submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
+        lost_after: timedelta = DEFAULT_LOST_AFTER,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -149,6 +179,11 @@ class JobSupervisor:
         self.display = display
         self.news = news
         self.executions = executions
+        self.submit_lease = submit_lease
+        self.submit_timeout = submit_timeout
+        self.lost_after = lost_after
+        # Who holds a submit claim: unique per supervisor (one per process, per Lambda container).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.handles: dict[str, JobHandle] = {}  # jobs this process submitted or found, still active
         self.mine: dict[str, JobRecord] = {}
         # Live display of running jobs' output (only when someone watches): where each job's
@@ -190,8 +225,54 @@ class JobSupervisor:
         )
         return self.runners.get(runner_name), spec
 
-    def submit(self, job: JobRecord, *, reattach: bool) -> None:
-        """Submit ``job`` (``reattach``: find it by name first); its handle rides with the next write."""
+    def outbox_claim(self) -> dict[str, Any]:
+        """The claim fields of an outbox record this process submits right after writing it.
+
+        The writer holds the claim from the start, so the common path costs no extra write;
+        anyone else (the tick, a recovering process) must take it with :meth:`_claim`.
+        """
+        now = self.clock.now()
+        return {"claim": self.owner, "claim_until": now + self.submit_lease, "since": now}
+
+    def _claim(self, job: JobRecord, *, steal: bool = False) -> JobRecord | None:
+        """Take ``job``'s submit claim with a conditional write; None when another holds it.
+
+        Free when nobody holds it, when it expired (its holder died or overran), or when it
+        is this process's; ``steal`` takes it anyway (a local process that took the
+        execution's lease over from a dead owner: that lease already says who submits). A job
+        no longer SUBMITTING (submitted, cancelled, done) is not submitted again. Losing the
+        write to another process means that one submits.
+        """
+        now = self.clock.now()
+        for _ in range(3):
+            if job.phase is not JobPhase.SUBMITTING:
+                return None
+            until = job.claim_until
+            if not steal and job.claim not in (None, self.owner) and until is not None and until > now:
+                return None
+            until = now + self.submit_lease
+            claimed = replace(job, claim=self.owner, claim_until=until, since=job.since or now, updated=now)
+            try:
+                return self.store.update_job(claimed, expected_version=job.version)
+            except ConflictError:
+                fresh = self.store.get_job(job.name)
+                if fresh is None:
+                    return None
+                job = fresh
+        return None
+
+    def submit(self, job: JobRecord, *, reattach: bool, steal: bool = False) -> None:
+        """Submit ``job`` (``reattach``: find it by name first); its handle rides with the next write.
+
+        ``reattach=False`` is the outbox writer, which holds the claim since the write
+        (:meth:`outbox_claim`); every other submitter takes the claim first and ``find``s
+        before submitting, so across processes one holder at a time calls ``runner.submit``.
+        """
+        if reattach:
+            claimed = self._claim(job, steal=steal)
+            if claimed is None:
+                return  # another process holds the claim, or the job moved on
+            job = claimed
         try:
             runner, spec = self.spec(job)
             with dependencies(job.runner):  # runners import their SDK on first use
@@ -202,7 +283,7 @@ class JobSupervisor:
             self._give_up(job, Failure.CONFIG, exc.for_type(_runner_type(job)))
             return
         except TransientRunnerError as exc:
-            self._give_up(job, Failure.START_FAILED, f"{job.runner}: {exc}")
+            self._submit_later(job, exc)
             return
         except (RunnerError, ScriptError, UnknownRunnerError) as exc:
             # Refused as specified (options, inputs, the backend's validation): trying again cannot help.
@@ -213,6 +294,30 @@ class JobSupervisor:
         ride.jobs[job.name] = self._mark(job, JobPhase.SUBMITTED, handle=handle.to_dict())
         if not reattach and self.announces(job.runner):
             ride.lazy.add(job.name)
+
+    def _submit_later(self, job: JobRecord, exc: TransientRunnerError) -> None:
+        """A transient error on submit: the same attempt stays SUBMITTING, under the same name.
+
+        The submit may have created the job (a lost response), so nothing is submitted under
+        another name: the claim is given back and the tick, after its ``submit_grace``,
+        ``find``s the job or submits it. Only after ``submit_timeout`` since the first try does
+        the task fail START_FAILED, and then the job is left CANCELLING, so a job the lost
+        response did create is still found and cancelled before the engine's next attempt.
+        """
+        now = self.clock.now()
+        since = job.since or now
+        if now - since >= self.submit_timeout:
+            reason = f"{job.runner}: {exc}; still failing after {self.submit_timeout} (submit_timeout)"
+            self._give_up(job, Failure.START_FAILED, reason, phase=JobPhase.CANCELLING)
+            return
+        message = (
+            f"could not submit job {job.name} yet: {exc}; it is found or submitted again under the"
+            f" same name until {since + self.submit_timeout:%Y-%m-%d %H:%M:%S} (submit_timeout)"
+        )
+        released = replace(job, claim=None, claim_until=None, since=since, updated=now)
+        with contextlib.suppress(ConflictError):  # someone else moved it on: theirs stands
+            self.store.update_job(released, expected_version=job.version)
+        self.news.ride(job.execution_id).logs.append(self._warning(job, message))
 
     def adopt(self, job: JobRecord, handle: JobHandle) -> None:
         """Follow ``job`` from this process (submitted here, or found after its owner died)."""
@@ -240,36 +345,68 @@ class JobSupervisor:
     def _event(self, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None, own: Ride) -> None:
         self.news.event(job.execution_id, job_status_changed(self.clock.now(), job, status, outputs), own)
 
-    def _give_up(self, job: JobRecord, failure: Failure, reason: str, logs: Sequence[LogLine] = ()) -> None:
-        """End the job's task as failed; the job becomes DONE only with that event's save."""
-        status = JobStatus(JobState.FAILED, failure=failure, reason=reason)
-        self._event(job, status, None, Ride(list(logs), {job.name: self._mark(job, JobPhase.DONE)}))
+    def _give_up(
+        self,
+        job: JobRecord,
+        failure: Failure,
+        reason: str,
+        logs: Sequence[LogLine] = (),
+        *,
+        phase: JobPhase = JobPhase.DONE,
+    ) -> None:
+        """End the job's task as failed; the job becomes ``phase`` only with that event's save.
+
+        CANCELLING when a job may exist that nobody could reach: the tick finds and cancels it.
+        """
+        state = JobState.CANCELLED if failure is Failure.CANCELLED else JobState.FAILED
+        status = JobStatus(state, failure=failure, reason=reason)
+        self._event(job, status, None, Ride(list(logs), {job.name: self._mark(job, phase)}))
 
     # ================================================================== cancel
 
     def cancel(self, job_name: str) -> None:
-        """Cancel a job through its runner; a kill never raises, it says what it could not do."""
+        """The engine asked to cancel (its save wrote the job CANCELLING): cancel it now."""
         job = self.store.get_job(job_name)
         if job is None or job.phase is JobPhase.DONE:
             return
+        self.cancel_job(job, first=True)
+
+    def recancel(self, jobs: Iterable[JobRecord]) -> None:
+        """Cancel CANCELLING jobs again (the tick, the local loop, a second kill) until they end."""
+        for job in jobs:
+            if job.phase is JobPhase.CANCELLING:
+                self.cancel_job(job, first=False)
+
+    def cancel_job(self, job: JobRecord, *, first: bool) -> None:
+        """Cancel ``job`` through its runner; its end becomes an event once the runner says so.
+
+        Never raises: what could not be done yet is said (once, on the ``first`` try) and the
+        job stays CANCELLING for the next try. A job its runner no longer knows, or reports
+        LOST, ends CANCELLED (the contract's tombstone rule: once asked, cancelled).
+        """
         try:
+            status: JobStatus | None
             handle = self.handle(job)
             if handle is None:
-                try:
-                    runner, spec = self.spec(job)
-                    with dependencies(job.runner):
-                        handle = runner.find(spec)
-                except RunnerUnavailableError:
-                    raise  # it may have been submitted (by a process that had the extra): not "before"
-                except (RunnerError, ScriptError, UnknownRunnerError):
-                    handle = None
+                until = job.claim_until
+                if job.claim not in (None, self.owner) and until is not None and until > self.clock.now():
+                    return  # a live submitter may be creating it right now: ask again after its claim
+                runner, spec = self.spec(job)
+                with dependencies(job.runner):
+                    handle = runner.find(spec)
                 if handle is None:
-                    self._give_up(job, Failure.CANCELLED, "cancelled before it was submitted")
+                    before = "cancelled before it was submitted"
+                    status = JobStatus(JobState.CANCELLED, failure=Failure.CANCELLED, reason=before)
+                    self._event(job, status, None, Ride(jobs={job.name: self._mark(job, JobPhase.DONE)}))
                     return
             runner = self.runners.get(job.runner)
             with dependencies(job.runner):
-                runner.cancel(handle)
-                status = runner.poll([handle]).get(handle.name)
+                try:
+                    runner.cancel(handle)
+                except JobNotFoundError:
+                    status = JobStatus(JobState.CANCELLED, failure=Failure.CANCELLED, reason="cancelled")
+                else:
+                    status = runner.poll([handle]).get(handle.name)
         except RunnerUnavailableError as exc:
             message = (
                 f"job {job.name} was not cancelled: {exc.for_type(_runner_type(job))}; if it was"
@@ -277,15 +414,16 @@ class JobSupervisor:
             )
             self._give_up(job, Failure.CANCELLED, message, [self._warning(job, message)])
             return
-        except RunnerError as exc:  # still followed by every step: the job ends its task when it stops
-            message = (
-                f"could not cancel job {job.name} yet: {exc};"
-                " it is still followed and ends the task when it stops"
-            )
-            self.news.ride(job.execution_id).logs.append(self._warning(job, message))
+        except (RunnerError, ScriptError, UnknownRunnerError) as exc:
+            # Still CANCELLING: the tick cancels it again until it stops, and it ends the task then.
+            message = f"could not cancel job {job.name} yet: {exc}; it is cancelled again until it stops"
+            if first:
+                self.news.ride(job.execution_id).logs.append(self._warning(job, message))
+            else:
+                _log.warning("execution %s: %s", job.execution_id, message)
             return
         if status is not None and status.terminal:
-            self.complete(job, runner, handle, status)
+            self.complete(replace(job, phase=JobPhase.CANCELLING), runner, handle, status)
 
     def _warning(self, job: JobRecord, message: str) -> LogLine:
         """A WARN line about ``job`` for its execution's log (and the process's)."""
@@ -336,9 +474,39 @@ class JobSupervisor:
                 continue  # the backend is unwell (retries already spent): ask again on the next step
             for job, handle in pairs:
                 status = statuses.get(job.name)
+                if status is None:  # no news (not evidence): lost only past the reconciler's horizon
+                    status = self._unheard(job)
+                elif not status.terminal:
+                    self._heard(job)
                 if status is not None and status.terminal and self.complete(job, runner, handle, status):
                     ended += 1
         return ended
+
+    def _heard(self, job: JobRecord) -> None:
+        """Its runner reported the job: refresh ``updated`` (at most every half ``lost_after``),
+        the mark the reconciler's horizon counts from, and the age the tick polls after."""
+        now = self.clock.now()
+        if job.updated is not None and now - job.updated < self.lost_after / 2:
+            return
+        with contextlib.suppress(ConflictError):  # someone else moved it: their mark is as fresh
+            touched = self.store.update_job(replace(job, updated=now), expected_version=job.version)
+            if job.name in self.mine:
+                self.mine[job.name] = touched
+
+    def _unheard(self, job: JobRecord) -> JobStatus | None:
+        """A job its runner left out of ``poll``: LOST once unheard of for ``lost_after``, else None.
+
+        The runner says LOST only on evidence; this is the control plane's own bound, so a job
+        nobody can find does not wait forever. The reason names the horizon.
+        """
+        now = self.clock.now()
+        if job.updated is None or now - job.updated < self.lost_after:
+            return None
+        reason = (
+            f"job {job.name}: its runner has not reported it since {job.updated:%Y-%m-%d %H:%M:%S}"
+            f" (lost_after {self.lost_after}): the control plane ends it LOST"
+        )
+        return JobStatus(JobState.LOST, failure=Failure.LOST, reason=reason)
 
     def complete(self, job: JobRecord, runner: Runner, handle: JobHandle, status: JobStatus) -> bool:
         """Read the ended job's whole log, bounded, and queue its end as an event.
@@ -350,8 +518,25 @@ class JobSupervisor:
         reconciler, after an event) continues from where this one stopped, in this process,
         or from the start in another. A runner ends the wait itself after its own grace,
         with ``truncated``: then the task's log says the end may be missing.
+
+        A CANCELLING job its runner reports LOST ends CANCELLED (it was asked to stop). An
+        infrastructure failure (:data:`INFRA_FAILURES`) makes the engine submit a new attempt
+        under a new name: the old job is cancelled first, as it may still run (LOST said by
+        the reconciler's horizon); when that cancel fails, the job stays CANCELLING and the
+        tick cancels it again.
         """
         task_id = str(job.spec.get("task_id", ""))
+        phase = JobPhase.DONE
+        if job.phase is JobPhase.CANCELLING and status.state is JobState.LOST:
+            status = replace(status, state=JobState.CANCELLED, failure=Failure.CANCELLED)
+        if status.failure in INFRA_FAILURES:
+            try:
+                runner.cancel(handle)
+            except JobNotFoundError:
+                pass
+            except RunnerError as exc:
+                _log.warning("job %s: could not cancel it before its next attempt yet: %s", job.name, exc)
+                phase = JobPhase.CANCELLING
 
         def make(level: Level, message: str) -> LogLine:
             return LogLine(self.clock.now(), level, message, task_id, job.taskrun_id, job.attempt)
@@ -365,7 +550,10 @@ class JobSupervisor:
         pause = _FIRST_LOG_PAUSE
         chunk: LogChunk | None = None
         for _ in range(1_000_000):
-            chunk = runner.logs(handle, reading.cursor)
+            try:
+                chunk = runner.logs(handle, reading.cursor)
+            except JobNotFoundError:
+                break  # gone with its job (LOST, cancelled before it ran): no more lines to read
             for record in chunk.lines:
                 capture.add(record.stream, record.text, record.partial)
             reading.cursor = chunk.cursor
@@ -397,9 +585,11 @@ class JobSupervisor:
         def ended() -> None:  # once the job's end is stored (or found stored): forget it, clean up
             self.handles.pop(job.name, None)
             self.mine.pop(job.name, None)
-            runner.cleanup(handle)
+            if phase is JobPhase.DONE:
+                with contextlib.suppress(JobNotFoundError):  # nothing left to clean up
+                    runner.cleanup(handle)
 
-        own = Ride(logs, {job.name: self._mark(job, JobPhase.DONE, handle=handle.to_dict())})
+        own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
         self._event(job, status, job_outputs(status, capture.outputs), own)
         return True
@@ -439,21 +629,42 @@ class JobSupervisor:
             if touch_after is not None and stale:
                 touched = replace(job, updated=now)
                 if job.phase is JobPhase.SUBMITTING and event.handle is not None:  # a lazy handle arrives
-                    touched = replace(touched, phase=JobPhase.SUBMITTED, handle=event.handle.to_dict())
+                    kept = self._kept(job, runner, event)
+                    if kept is not None:  # only the attempt's own job, never a duplicate's
+                        touched = replace(touched, phase=JobPhase.SUBMITTED, handle=kept.to_dict())
                 with contextlib.suppress(ConflictError):  # someone else touched or finished it
                     self.store.update_job(touched, expected_version=job.version)
             return False
-        handle = recorded or event.handle
-        if handle is None:  # the event beat the write of the handle: the runner knows the job by name
-            try:
-                _, spec = self.spec(job)
-                with dependencies(job.runner):
-                    handle = runner.find(spec)
-            except (RunnerError, ScriptError, UnknownRunnerError):
-                handle = None
-            if handle is None or handle.id != event.job_id:
-                return False  # the reconciler will see it once the handle is stored
+        handle = recorded or self._kept(job, runner, event)
+        if handle is None:
+            return False  # the reconciler will see it once the handle is stored
         return self.complete(job, runner, handle, status)
+
+    def _kept(self, job: JobRecord, runner: Runner, event: JobEvent) -> JobHandle | None:
+        """The handle of the event's job if it is the attempt's own job, found by name; else None.
+
+        With no handle recorded (a lazy handle, or an event beating its write), the event's
+        own handle proves nothing: racing submitters may have made a duplicate that the runner
+        terminated, and its end must not end the task. The runner's ``find`` names the job
+        that runs (AWS Batch: the oldest of the name), and only its events count.
+        """
+        try:
+            _, spec = self.spec(job)
+            with dependencies(job.runner):
+                found = runner.find(spec)
+        except (RunnerError, ScriptError, UnknownRunnerError):
+            return None
+        if found is None or found.id != event.job_id:
+            if found is not None:
+                _log.warning(
+                    "job %s: ignored a %s event for job id %s; the attempt's job is %s",
+                    job.name,
+                    event.status.state.value,
+                    event.job_id,
+                    found.id,
+                )
+            return None
+        return event.handle or found
 
     def tail_live(self) -> None:
         """Show what running jobs printed since the last look (display only; stored at the end)."""
