@@ -4,9 +4,16 @@ Theory of operation::
 
     submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once), else
                    stage inputs, reuse or register a job definition, SubmitJob, ListJobs again
-                   (two racing submitters converge on the oldest job; the other is terminated)
+                   (two racing submitters converge on the oldest job; the other is terminated).
+                   SubmitJob has no idempotency token (only SubmitServiceJob does), so it is
+                   never retried blindly: after a failed call (a lost response may have
+                   created the job) ListJobs is asked first. The control plane's submit claim
+                   makes racing submitters rare; this convergence is the last line of defence.
     poll(handles)  DescribeJobs, 100 ids a call; a timed-out RUNNING job or one RUNNABLE past
-                   its dwell is terminated here, and stays live until Batch says it stopped
+                   its dwell is terminated here, and stays live until Batch says it stopped.
+                   A job DescribeJobs does not return is left out (no news: eventual
+                   consistency) unless it was submitted longer ago than Batch keeps jobs
+                   (:data:`BATCH_RETENTION`, from the submit time in the handle): then LOST
     parse_event    "Batch Job State Change" events: the same classification as poll
     cancel         CancelJob (not started yet) + TerminateJob; the job is CANCELLED once Batch
                    reports it FAILED with our reason, never before
@@ -96,6 +103,9 @@ RESERVED_TAG_PREFIX = "squall:"
 """Tag keys the runner writes itself; a task's ``tags`` and labels may not use them."""
 DESCRIBE_BATCH = 100
 """DescribeJobs takes at most 100 job ids."""
+BATCH_RETENTION = timedelta(days=7)
+"""How long AWS Batch keeps a job visible to DescribeJobs after it ends (at least a week):
+a handle submitted longer ago that Batch does not return is evidence the job is gone (LOST)."""
 MIN_ATTEMPT_SECONDS = 60
 """Batch refuses an attemptDurationSeconds under 60; shorter timeouts are enforced by poll."""
 
@@ -457,8 +467,11 @@ class AwsBatchRunner:
         # The oldest job is the one: racing submitters all converge on it.
         return sorted(found, key=lambda j: (j.get("createdAt", 0), j.get("jobId", "")))
 
-    def _handle(self, spec_name: str, job_id: str, opts: BatchOptions) -> JobHandle:
-        data: dict[str, Any] = {"queue": opts.job_queue_arn}
+    def _handle(self, spec_name: str, job_id: str, opts: BatchOptions, created: Any = None) -> JobHandle:
+        """``created``: the job's ``createdAt`` (epoch ms) when known; kept as ``submitted``
+        (epoch seconds), the evidence poll needs to call a job Batch no longer returns LOST."""
+        submitted = created / 1000 if isinstance(created, int | float) else self._now().timestamp()
+        data: dict[str, Any] = {"queue": opts.job_queue_arn, "submitted": round(submitted, 3)}
         if opts.region or self._region:
             data["region"] = opts.region or self._region
         if opts.sts_role_arn:
@@ -472,7 +485,9 @@ class AwsBatchRunner:
         opts = self._options(spec)
         clients = self._clients_for(opts.region, opts.sts_role_arn, opts.access_key_id, opts)
         jobs = self._list_by_name(clients, opts.job_queue_arn, batch_job_name(spec.name))
-        return self._handle(spec.name, str(jobs[0]["jobId"]), opts) if jobs else None
+        return (
+            self._handle(spec.name, str(jobs[0]["jobId"]), opts, jobs[0].get("createdAt")) if jobs else None
+        )
 
     def submit(self, spec: JobSpec) -> JobHandle:
         opts = self._options(spec)
@@ -486,15 +501,43 @@ class AwsBatchRunner:
             if opts.resume:
                 existing = self._list_by_name(clients, opts.job_queue_arn, job_name)
                 if existing:
-                    return self._handle(spec.name, str(existing[0]["jobId"]), opts)
+                    return self._handle(
+                        spec.name, str(existing[0]["jobId"]), opts, existing[0].get("createdAt")
+                    )
             request = self._request(clients, spec, opts, job_name)
-            job_id = str(self._call("batch", clients.batch.submit_job, **request)["jobId"])
+            job_id = self._submit_once(clients, request, opts.job_queue_arn, job_name)
             after = self._list_by_name(clients, opts.job_queue_arn, job_name)
-            winner = str(after[0]["jobId"]) if after else job_id
-            if winner != job_id:
-                reason = f"{taxonomy.CANCEL_PREFIX}: duplicate of {winner}"
+            winner = after[0] if after else {"jobId": job_id}
+            if str(winner["jobId"]) != job_id:
+                reason = f"{taxonomy.CANCEL_PREFIX}: duplicate of {winner['jobId']}"
                 self._call("batch", clients.batch.terminate_job, jobId=job_id, reason=reason)
-            return self._handle(spec.name, winner, opts)
+            return self._handle(spec.name, str(winner["jobId"]), opts, winner.get("createdAt"))
+
+    def _submit_once(self, clients: _Clients, request: Mapping[str, Any], queue: str, job_name: str) -> str:
+        """SubmitJob under the retry policy, asking ListJobs before each new try.
+
+        A transient failure may hide a job that was created (the response was lost on the
+        way back): submitting again would start the command twice. So a try after a failure
+        looks for the name first and takes the job it finds.
+        """
+        failed = False
+
+        def once() -> str:
+            nonlocal failed
+            if failed:
+                found = self._list_by_name(clients, queue, job_name)
+                if found:
+                    return str(found[0]["jobId"])
+            self._batch_bucket.acquire()
+            try:
+                return str(clients.batch.submit_job(**request)["jobId"])
+            except Exception:
+                failed = True
+                raise
+
+        return retry.call(
+            once, policy=self._policy, sleep=self._sleep, runner=self.name, what="batch.submit_job"
+        )
 
     def _timeout(self, spec: JobSpec, opts: BatchOptions) -> timedelta | None:
         limits = [t for t in (spec.timeout, opts.timeout) if t is not None]
@@ -711,12 +754,27 @@ class AwsBatchRunner:
             jobs = self._describe(clients, [h.id for h in group])
             for handle in group:
                 job = jobs.get(handle.id)
-                out[handle.name] = (
-                    _lost(handle, "Batch does not know this job (expired or never created)")
-                    if job is None
-                    else self._observe(clients, handle, job)
-                )
+                if job is not None:
+                    out[handle.name] = self._observe(clients, handle, job)
+                elif (gone := self._gone(handle)) is not None:
+                    out[handle.name] = gone
+                # else: no news (not visible yet); the control plane asks again, and bounds it
         return out
+
+    def _gone(self, handle: JobHandle) -> JobStatus | None:
+        """LOST for a job Batch does not return, when there is evidence it is gone for good:
+        it was submitted longer ago than Batch keeps jobs. None otherwise (no news)."""
+        submitted = handle.data.get("submitted")
+        if not isinstance(submitted, int | float):
+            return None  # a handle from before submit times were recorded: the control plane bounds it
+        age = self._now().timestamp() - submitted
+        if age <= BATCH_RETENTION.total_seconds():
+            return None
+        return _lost(
+            handle,
+            f"Batch no longer returns this job, submitted {timedelta(seconds=round(age))} ago"
+            f" (Batch keeps jobs {BATCH_RETENTION})",
+        )
 
     def _observe(self, clients: _Clients, handle: JobHandle, job: Mapping[str, Any]) -> JobStatus:
         status = self._complete(clients, job)
