@@ -1142,6 +1142,60 @@ class StoreContract:
         done = store.get_job("j4")
         assert done is not None and done.phase is JobPhase.DONE
 
+    @pytest.mark.parametrize(
+        ("execution_id", "name"),
+        [("ex", "claimed-job"), ("0123456789abcdef", "work-0123456789abcdef-abcdefgh")],
+        ids=["own-record", "name-carries-execution"],
+    )
+    def test_a_submit_claim_is_stored_and_taken_by_one_conditional_write(
+        self, store_factory: Callable[[], StateStore], execution_id: str, name: str
+    ) -> None:
+        first, second = store_factory(), store_factory()
+        claim = {"claim": "host:1:aaaa", "claim_until": at(120), "since": at(0)}
+        first.create_execution(make_execution(execution_id), jobs=[replace(make_job(name, execution_id), **claim)])
+        stored = first.get_job(name)
+        assert stored is not None and (stored.claim, stored.claim_until, stored.since) == (
+            "host:1:aaaa",
+            at(120),
+            at(0),
+        )
+        # Two processes that read the same version: one takes the claim, the other conflicts.
+        mine = replace(stored, claim="host:2:bbbb", claim_until=at(300))
+        theirs = replace(stored, claim="host:3:cccc", claim_until=at(300))
+        taken = first.update_job(mine, expected_version=stored.version)
+        with pytest.raises(ConflictError, match=name):
+            second.update_job(theirs, expected_version=stored.version)
+        assert second.get_job(name) == taken and taken.claim == "host:2:bbbb"
+        released = second.update_job(replace(taken, claim=None, claim_until=None), expected_version=taken.version)
+        assert first.get_job(name) == released and released.since == at(0)
+
+    @pytest.mark.parametrize(
+        ("execution_id", "name"),
+        [("ex", "killed-job"), ("0123456789abcdef", "work-0123456789abcdef-bcdefghi")],
+        ids=["own-record", "name-carries-execution"],
+    )
+    def test_cancelling_is_active_and_a_handle_written_after_it_keeps_it_cancelling(
+        self, store: StateStore, execution_id: str, name: str
+    ) -> None:
+        ex = make_execution(execution_id, taskruns=[make_taskrun("tr", 0)])
+        store.create_execution(ex, jobs=[make_job(name, execution_id)])
+        stored = store.get_job(name)
+        assert stored is not None
+        cancelling = replace(stored, phase=JobPhase.CANCELLING, updated=at(10))
+        store.save_execution(ex.evolve(version=2), expected_version=1, jobs=[cancelling])
+        assert [(j.name, j.phase) for j in store.active_jobs()] == [(name, JobPhase.CANCELLING)]
+        # A step carrying the job's handle lands after the kill's (another process submitted it).
+        handle = {"name": name, "runner": "process", "id": "job-1", "data": {}}
+        late = replace(stored, phase=JobPhase.SUBMITTED, handle=handle, updated=at(11))
+        store.save_execution(ex.evolve(version=3), expected_version=2, jobs=[late])
+        after = store.get_job(name)
+        assert after is not None and (after.phase, after.handle) == (JobPhase.CANCELLING, handle)
+        assert after.spec == stored.spec  # still findable by name: the spec stays until DONE
+        done = replace(after, phase=JobPhase.DONE, updated=at(12))
+        store.save_execution(ex.evolve(version=4), expected_version=3, jobs=[done])
+        final = store.get_job(name)
+        assert final is not None and final.phase is JobPhase.DONE and store.active_jobs() == []
+
     def test_a_job_name_written_twice_rolls_back_the_second_write(self, store: StateStore) -> None:
         first = make_execution("first")
         store.create_execution(first, jobs=[make_job("same-name", "first")])

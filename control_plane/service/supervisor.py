@@ -314,9 +314,11 @@ class JobSupervisor:
             f"could not submit job {job.name} yet: {exc}; it is found or submitted again under the"
             f" same name until {since + self.submit_timeout:%Y-%m-%d %H:%M:%S} (submit_timeout)"
         )
-        released = replace(job, claim=None, claim_until=None, since=since, updated=now)
-        with contextlib.suppress(ConflictError):  # someone else moved it on: theirs stands
-            self.store.update_job(released, expected_version=job.version)
+        stored = self.store.get_job(job.name)  # the outbox writer's copy predates the insert's version
+        if stored is not None and stored.phase is JobPhase.SUBMITTING and stored.claim in (None, self.owner):
+            released = replace(stored, claim=None, claim_until=None, since=since, updated=now)
+            with contextlib.suppress(ConflictError):  # someone else moved it on: theirs stands
+                self.store.update_job(released, expected_version=stored.version)
         self.news.ride(job.execution_id).logs.append(self._warning(job, message))
 
     def adopt(self, job: JobRecord, handle: JobHandle) -> None:
@@ -388,12 +390,13 @@ class JobSupervisor:
             status: JobStatus | None
             handle = self.handle(job)
             if handle is None:
-                until = job.claim_until
-                if job.claim not in (None, self.owner) and until is not None and until > self.clock.now():
-                    return  # a live submitter may be creating it right now: ask again after its claim
                 runner, spec = self.spec(job)
                 with dependencies(job.runner):
                     handle = runner.find(spec)
+                until = job.claim_until
+                held = job.claim not in (None, self.owner) and until is not None and until > self.clock.now()
+                if handle is None and held:
+                    return  # a live submitter may be creating it right now: ask again after its claim
                 if handle is None:
                     before = "cancelled before it was submitted"
                     status = JobStatus(JobState.CANCELLED, failure=Failure.CANCELLED, reason=before)

@@ -128,11 +128,27 @@ def _claim_fields(raw: Item) -> dict[str, Any]:
     return {"claim": claim, "claim_until": until, "since": since}
 
 
+CANCEL_MARK = "kc"
+"""Set on a split-mode JOB# record once it is CANCELLING, and never removed by a phase update
+(``job_update``): the record reads CANCELLING until DONE even when a step that carries the
+job's handle (SUBMITTED) lands after the kill's, which an update expression alone cannot
+order (``later_phase``). A full, version-checked write (``job_attrs``) sets or removes it."""
+
+
+def _phase_of(raw: Item) -> JobPhase:
+    phase = JobPhase(raw["p"]["S"])
+    return JobPhase.CANCELLING if CANCEL_MARK in raw and phase is not JobPhase.DONE else phase
+
+
 def job_attrs(job: JobRecord, version: int, expiry: Expiry) -> tuple[Item, list[str]]:
     """What an insert or a full update writes, and what it removes."""
     attrs: Item = {"p": s(job.phase.value), "s": s(dumps(job.spec)), "v": n(version)}
     claim, remove = _claim_attrs(job)
     attrs.update(claim)
+    if job.phase is JobPhase.CANCELLING:
+        attrs[CANCEL_MARK] = n(1)
+    else:
+        remove.append(CANCEL_MARK)
     if job.handle is not None:
         attrs["h"] = s(dumps(job.handle))
     else:
@@ -168,9 +184,12 @@ def job_item(job: JobRecord, expiry: Expiry) -> Item:
 
 
 def job_update(job: JobRecord, expiry: Expiry) -> dict[str, Any]:
-    """A later phase, as SQLite's ``UPDATE``: keep the handle when none is given, version + 1."""
+    """A later phase, as SQLite's ``UPDATE``: keep the handle when none is given, version + 1;
+    CANCELLING sticks until DONE (:data:`CANCEL_MARK`)."""
     sets: Item = {"p": s(job.phase.value)}
     remove: list[str] = []
+    if job.phase is JobPhase.CANCELLING:
+        sets[CANCEL_MARK] = n(1)
     if job.handle is not None:
         sets["h"] = s(dumps(job.handle))
     if job.updated is not None:
@@ -194,7 +213,7 @@ def job_from_item(item: Item) -> JobRecord:
         taskrun_id=item["t"]["S"],
         attempt=int(item["a"]["N"]),
         runner=item["r"]["S"],
-        phase=JobPhase(item["p"]["S"]),
+        phase=_phase_of(item),
         spec=loads(item["s"]["S"]),
         handle=loads(item["h"]["S"]) if "h" in item else None,
         version=int(item["v"]["N"]),

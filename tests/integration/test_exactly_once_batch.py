@@ -1,0 +1,200 @@
+"""Exactly once on AWS Batch (moto server, its executor running each job's command for real).
+
+Issue 19, point 3, reproduced against real components: two tick Lambdas as two OS processes
+over one DynamoDB Local table; a SubmitJob whose response is lost after moto created the job
+(a botocore ``after-call`` hook on the runner's session raises a connection error); the
+terminal event of a duplicate job arriving for an attempt whose handle is not stored yet.
+Every job's command appends a line to a file, so "ran once" is counted, not inferred.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import tests.integration.test_aws_batch_runner as batch
+from control_plane.engine.ids import job_name
+from control_plane.engine.states import State
+from control_plane.service.runners import RunnerRegistry
+from control_plane.service.service import Service
+from control_plane.service.storage import LocalStorage
+from control_plane.store.base import StateStore
+from control_plane.store.sqlite import SqliteStore
+from runners.aws_batch import AwsBatchRunner
+from runners.base import PushEvent
+from runners.testing import wait_until
+from tests.servers import ROOT
+
+batch_env = batch.batch_env  # the module's moto Batch environment (queues, bucket, executor)
+BatchEnv = batch.BatchEnv
+
+
+def _flow(marker: Path) -> str:
+    return f"""
+id: once
+namespace: squall.once
+tasks:
+  - id: work
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.ee.aws.runner.Batch
+    commands:
+      - echo ran >> {marker}
+"""
+
+
+def _service(store: StateStore, runner: AwsBatchRunner, tmp_path: Path, **options: Any) -> Service:
+    registry = RunnerRegistry(instances={"aws-batch": runner})
+    return Service(store, runners=registry, storage=LocalStorage(tmp_path / "storage"), **options)
+
+
+def _jobs_named(env: BatchEnv, name: str) -> list[dict[str, Any]]:
+    """Every Batch job of that name in the run queue, whatever its status, described."""
+    client = env.client("batch")
+    ids = []
+    for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+        page = client.list_jobs(jobQueue=env.run_queue, jobStatus=status)
+        ids += [j["jobId"] for j in page.get("jobSummaryList", []) if j["jobName"] == name]
+    return list(client.describe_jobs(jobs=ids)["jobs"]) if ids else []
+
+
+def _all_ended(env: BatchEnv, name: str) -> Callable[[], bool]:
+    return lambda: (
+        bool(jobs := _jobs_named(env, name)) and all(j["status"] in ("SUCCEEDED", "FAILED") for j in jobs)
+    )
+
+
+def _runs(marker: Path) -> int:
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+def _event(job: dict[str, Any]) -> PushEvent:
+    body = {
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "region": batch.REGION,
+        "detail": job,
+    }
+    return PushEvent("aws.batch", body)
+
+
+def test_two_tick_processes_recovering_one_job_run_its_command_once(
+    batch_env: BatchEnv, dynamodb_table: tuple[Any, str], dynamodb_local: Any, tmp_path: Path
+) -> None:
+    from control_plane.store.dynamodb import DynamoDBStore
+
+    client, table = dynamodb_table
+    marker = tmp_path / "runs"
+    service = _service(DynamoDBStore(table, client=client), batch_env.runner(), tmp_path, submit_budget=0)
+    service.deploy(_flow(marker))
+    ex = service.start("squall.once", "once")  # over its budget: the job is left to the tick
+    service.flush()
+    (job,) = service.store.active_jobs()
+    go = tmp_path / "go"
+    command = [
+        sys.executable,
+        "-m",
+        "tests.integration.batch_submitter",
+        dynamodb_local.endpoint,
+        table,
+        batch_env.endpoint,
+        batch_env.run_queue,
+        batch_env.bucket,
+        str(go),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ticks = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    go.touch()
+    outputs = [proc.communicate(timeout=120) for proc in ticks]
+    assert [proc.returncode for proc in ticks] == [0, 0], [err.decode()[-2000:] for _, err in outputs]
+
+    wait_until(_all_ended(batch_env, job.name), 30.0, "the jobs did not end")
+    assert len(_jobs_named(batch_env, job.name)) == 1, "both processes submitted the job"
+    assert _runs(marker) == 1
+    recovered = sorted(json.loads(out)["recovered"] for out, _ in outputs)
+    assert recovered == [0, 1] or recovered == [1, 1]  # the loser of the claim submits nothing
+    assert service.get(ex.id).state is State.RUNNING
+
+
+def test_a_lost_submit_response_leaves_one_job_and_the_task_ends_with_its_outcome(
+    batch_env: BatchEnv, tmp_path: Path
+) -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    lost: list[str] = []
+
+    def lose_first_response(http_response: Any, parsed: Any, model: Any, **_kwargs: Any) -> None:
+        if not lost:  # moto created the job; the caller never hears of it
+            lost.append(parsed["jobId"])
+            raise ConnectionClosedError(endpoint_url=batch_env.endpoint)
+
+    def session(**kwargs: Any) -> Any:
+        made = batch._session(**kwargs)
+        made.events.register("after-call.batch.SubmitJob", lose_first_response)
+        return made
+
+    runner = AwsBatchRunner(
+        session_factory=session,
+        endpoint_url=batch_env.endpoint,
+        region=batch.REGION,
+        defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+        policy=batch.FAST_POLICY,
+        sleep=batch.no_sleep,
+    )
+    marker = tmp_path / "runs"
+    service = _service(SqliteStore(tmp_path / "squall.db"), runner, tmp_path, poll_interval=0.05)
+    service.deploy(_flow(marker))
+    ex = service.start("squall.once", "once")
+
+    done = service.run(ex.id)
+
+    assert lost, "the fault was not injected"
+    (job,) = _jobs_named(batch_env, _job_name(service, ex.id))
+    assert job["jobId"] == lost[0] and job["status"] == "SUCCEEDED"
+    assert done.state is State.SUCCESS
+    assert _runs(marker) == 1
+
+
+def _job_name(service: Service, execution_id: str) -> str:
+    execution = service.get(execution_id)
+    (run,) = execution.taskruns.values()
+    return job_name(execution.namespace, execution.flow_id, run.task_id, execution.id, run.id, run.attempt)
+
+
+def test_a_duplicate_jobs_end_does_not_end_a_task_whose_handle_is_not_stored(
+    batch_env: BatchEnv, tmp_path: Path
+) -> None:
+    marker = tmp_path / "runs"
+    runner = batch_env.runner()
+    service = _service(SqliteStore(tmp_path / "squall.db"), runner, tmp_path)
+    service.deploy(_flow(marker))
+    ex = service.start("squall.once", "once")
+    service.flush()
+    (record,) = service.store.active_jobs()
+    assert record.handle is None  # Batch's events carry handles: none is written after the submit
+    # Another process raced it (before any claim existed): its job lost the convergence and was
+    # terminated. Its end arrives first.
+    _, spec = service.jobs.spec(record)
+    batch_env.runner(resume=False).submit(spec)  # the racer did not look first
+    wait_until(_all_ended(batch_env, record.name), 30.0, "the jobs did not end")
+    kept, duplicate = sorted(_jobs_named(batch_env, record.name), key=lambda j: j["createdAt"])
+    assert duplicate["status"] == "FAILED" and kept["status"] == "SUCCEEDED"
+
+    fresh = _service(SqliteStore(tmp_path / "squall.db"), batch_env.runner(), tmp_path)  # the events Lambda
+    parsed = fresh.runners.get("aws-batch").parse_event(_event(duplicate))  # type: ignore[attr-defined]
+    assert parsed is not None and parsed.job_id == duplicate["jobId"]
+    assert fresh.job_event(parsed, touch_after=timedelta(minutes=2)) is False
+    assert fresh.get(ex.id).state is State.RUNNING
+
+    parsed = fresh.runners.get("aws-batch").parse_event(_event(kept))  # type: ignore[attr-defined]
+    assert parsed is not None and fresh.job_event(parsed, touch_after=timedelta(minutes=2)) is True
+    assert fresh.get(ex.id).state is State.SUCCESS
