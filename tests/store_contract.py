@@ -1152,7 +1152,9 @@ class StoreContract:
     ) -> None:
         first, second = store_factory(), store_factory()
         claim = {"claim": "host:1:aaaa", "claim_until": at(120), "since": at(0)}
-        first.create_execution(make_execution(execution_id), jobs=[replace(make_job(name, execution_id), **claim)])
+        first.create_execution(
+            make_execution(execution_id), jobs=[replace(make_job(name, execution_id), **claim)]
+        )
         stored = first.get_job(name)
         assert stored is not None and (stored.claim, stored.claim_until, stored.since) == (
             "host:1:aaaa",
@@ -1166,7 +1168,9 @@ class StoreContract:
         with pytest.raises(ConflictError, match=name):
             second.update_job(theirs, expected_version=stored.version)
         assert second.get_job(name) == taken and taken.claim == "host:2:bbbb"
-        released = second.update_job(replace(taken, claim=None, claim_until=None), expected_version=taken.version)
+        released = second.update_job(
+            replace(taken, claim=None, claim_until=None), expected_version=taken.version
+        )
         assert first.get_job(name) == released and released.since == at(0)
 
     @pytest.mark.parametrize(

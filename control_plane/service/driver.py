@@ -70,6 +70,7 @@ from control_plane.engine.actions import (
 )
 from control_plane.engine.compiled import compile_flow
 from control_plane.engine.events import Event, Kill, Restart, Resume, Started, TaskResult, TimerFired
+from control_plane.engine.ids import job_name
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.planner import new_execution, plan, replay
 from control_plane.engine.states import State
@@ -254,7 +255,12 @@ class ExecutionDriver:
         if execution.state.terminal:
             raise ServiceError(f"execution {execution_id} already ended {execution.state}")
         if execution.state is State.KILLING:  # killed before: cancel its jobs again, now
-            self.jobs.recancel(j for j in self.store.active_jobs() if j.execution_id == execution_id)
+            names = [
+                job_name(execution.namespace, execution.flow_id, tr.task_id, execution.id, tr.id, tr.attempt)
+                for tr in execution.taskruns.values()
+                if tr.state is State.KILLING
+            ]
+            self.jobs.recancel(job for name in names if (job := self.store.get_job(name)) is not None)
             self.drain()
             return self.load(execution_id)
         return self.advance(execution_id, Kill(at=self.clock.now()))

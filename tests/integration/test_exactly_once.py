@@ -148,6 +148,7 @@ def test_a_cancel_that_fails_is_cancelled_again_by_the_tick_until_the_job_ends(p
     assert job is not None and job.phase is JobPhase.CANCELLING
     assert store.get_execution(ex).state is State.KILLING
 
+    plane.advance(121)  # the tick looks at jobs older than the store's visit delay (DynamoDB: 120 s)
     assert plane.tick(ticker)["cancelling"] == 1  # fails again: still CANCELLING
     assert store.get_execution(ex).state is State.KILLING
     plane.tick(ticker)
