@@ -147,15 +147,15 @@ class CopyBackend(Protocol):
     """How the script moves a file between the working directory and where it is kept.
 
     Each method returns ``sh`` text run in the working directory, whose exit status says
-    whether it worked (the script checks the file is there too). ``dest`` is already a
-    quoted shell word.
+    whether it worked (the script checks the file is there too). ``rel`` is a relative path,
+    not yet quoted.
     """
 
     tools: tuple[str, ...]
     """Commands the image must have for it (checked by the script before the first use)."""
 
-    def fetch(self, uri: str, dest: str) -> str:
-        """Put the input ``uri`` (what the runner gave for it) at ``dest`` (its directory exists)."""
+    def fetch(self, uri: str, rel: str) -> str:
+        """Put the input ``uri`` (what the runner gave for it) at ``rel`` (its directory exists)."""
         ...
 
     def put(self) -> str:
@@ -176,8 +176,8 @@ def _mkdir_parent(rel: str) -> str:
 class VolumeStaging:
     """A mounted directory that another container or the platform fills before the job and empties after.
 
-    Inputs are read from ``inputs_dir/<uri>`` (the runner names each input by its path in the
-    volume, usually its own relative path); outputs are copied to ``outputs_dir/<path>``.
+    Input ``rel`` is read from ``inputs_dir/<rel>`` (whoever filled the volume put it there;
+    its URI only names it in messages); outputs are copied to ``outputs_dir/<path>``.
     Needs nothing beyond ``cp`` and ``mkdir``: the copying to and from storage is somebody
     else's (an init and a sidecar container, a FUSE mount).
     """
@@ -186,8 +186,8 @@ class VolumeStaging:
     outputs_dir: str
     tools: tuple[str, ...] = ()
 
-    def fetch(self, uri: str, dest: str) -> str:
-        return f"cp -- {_q(self.inputs_dir.rstrip('/') + '/' + uri)} {dest}"
+    def fetch(self, uri: str, rel: str) -> str:
+        return f"cp -- {_q(self.inputs_dir.rstrip('/') + '/' + rel)} {_q(rel)}"
 
     def put(self) -> str:
         out = _q(self.outputs_dir.rstrip("/"))
@@ -212,8 +212,8 @@ class AwsCli:
     output_prefix: str | None = None
     tools: tuple[str, ...] = ("aws",)
 
-    def fetch(self, uri: str, dest: str) -> str:
-        return f"aws s3 cp --only-show-errors {_q(uri)} {dest}"
+    def fetch(self, uri: str, rel: str) -> str:
+        return f"aws s3 cp --only-show-errors {_q(uri)} {_q(rel)}"
 
     def put(self) -> str:
         if self.output_prefix is None:
@@ -228,8 +228,8 @@ class GsutilCli:
     output_prefix: str | None = None
     tools: tuple[str, ...] = ("gsutil",)
 
-    def fetch(self, uri: str, dest: str) -> str:
-        return f"gsutil -q cp {_q(uri)} {dest}"
+    def fetch(self, uri: str, rel: str) -> str:
+        return f"gsutil -q cp {_q(uri)} {_q(rel)}"
 
     def put(self) -> str:
         if self.output_prefix is None:
@@ -313,7 +313,9 @@ def wrapper_script(
     out_line, err_line = sentinel_lines(sentinel, 0)
     out_head, err_head = out_line.rsplit(":0::", 1)[0], err_line.rsplit(":0::", 1)[0]
     lines = [
-        f"_squall_say() {{ printf '{STDERR_PREFIX}squall: %s\\n' \"$1\" >&2; }}",
+        # fd 4 is the container's stderr, also inside the blocks whose stderr goes through sed.
+        "exec 4>&2",
+        f"_squall_say() {{ printf '{STDERR_PREFIX}squall: %s\\n' \"$1\" >&4; }}",
         # The sentinels end both streams: stderr's first, then stdout's, then the exit.
         f"_squall_end() {{ printf '%s:%s::\\n' {_q(err_head)} \"$1\" >&2; "
         f'printf \'%s:%s::\\n\' {_q(out_head)} "$1"; exit "$1"; }}',
@@ -334,29 +336,30 @@ def wrapper_script(
             f"{{ {_mkdir_parent(rel)} && printf '%s' {_q(encoded)} | base64 -d > {dest}; }} || "
             + _fail(_q(f"cannot write input {rel}"), WrapperExit.STAGING)
         )
-    needed = sorted({*(fetch.tools if fetch and inputs else ()), *(upload.tools if upload else ())})
-    for tool in needed:
-        lines.append(
-            f"command -v {_q(tool)} >/dev/null 2>&1 || "
-            + _fail(_q(f"staging needs {tool!r} in the image, which has none"), WrapperExit.STAGING)
-        )
+    lines.append(
+        '_squall_need() { command -v "$1" >/dev/null 2>&1 || '
+        "{ _squall_say \"staging needs '$1' in the image, which has none\"; return 1; }; }"
+    )
+    if inputs and fetch is not None:
+        for tool in fetch.tools:
+            lines.append(f"_squall_need {_q(tool)} || _squall_end {int(WrapperExit.STAGING)}")
     for rel, uri in sorted(inputs.items()):
         assert fetch is not None
         dest = _q(rel)
         lines.append(
-            f"{{ {_mkdir_parent(rel)} && {fetch.fetch(uri, dest)}; }} 2>&1 | sed 's/^/{STDERR_PREFIX}/' >&2; "
+            f"{{ {_mkdir_parent(rel)} && {fetch.fetch(uri, rel)}; }} 2>&1 | sed 's/^/{STDERR_PREFIX}/' >&2; "
             f"[ -f {dest} ] || " + _fail(_q(f"cannot fetch input {rel} from {uri}"), WrapperExit.STAGING)
         )
     lines += [
         'case "$1" in */*) [ -f "$1" ] && [ -x "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac || '
         + _fail('"command not found: $1"', WrapperExit.NOT_FOUND),
-        f'{{ {{ "$@"; echo "$?" > "$base/rc"; }} 2>&1 1>&3 3>&- | sed \'s/^/{STDERR_PREFIX}/\' >&2; }} 3>&1',
+        f'{{ {{ "$@" 4>&-; echo "$?" > "$base/rc"; }} 2>&1 1>&3 3>&- | sed \'s/^/{STDERR_PREFIX}/\' >&2; }} 3>&1',
         'rc=$(cat "$base/rc" 2>/dev/null) || rc=1',
     ]
     if upload is not None:
         # A file that cannot be put is named and noted; the others are still tried.
         # The pipeline's status is sed's: a failed put leaves its path in a file instead.
-        put = upload.put()
+        put = " && ".join([*(f"_squall_need {_q(tool)}" for tool in upload.tools), upload.put()])
         lines.append(
             "_squall_put() { while IFS= read -r f; do "
             f'{{ {{ {put}; }} || echo "$f" >> "$base/failed"; }} 2>&1 | sed \'s/^/{STDERR_PREFIX}/\' >&2; '

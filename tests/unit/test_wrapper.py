@@ -237,10 +237,11 @@ def test_only_this_jobs_sentinel_counts() -> None:
 
 
 def test_an_input_that_cannot_be_fetched_fails_with_staging_naming_it(run: Callable[..., Ran]) -> None:
-    ran = run("echo never", inputs={"data/missing file.csv": "data/missing file.csv"})
+    ran = run("echo never", inputs={"data/missing file.csv": "s3://bucket/missing file.csv"})
     assert "never" not in ran.stdout
-    assert f"{STDERR_PREFIX}squall: cannot fetch input data/missing file.csv from data/missing file.csv" in (
-        ran.err_lines
+    assert (
+        f"{STDERR_PREFIX}squall: cannot fetch input data/missing file.csv from s3://bucket/missing file.csv"
+        in (ran.err_lines)
     )
     assert_ends_with_sentinels(ran, WrapperExit.STAGING)
 
@@ -257,8 +258,13 @@ def test_an_output_that_cannot_be_put_fails_with_staging_naming_it(
 
 
 def test_a_cli_backend_needs_its_cli_in_the_image(run: Callable[..., Ran], tmp_path: Path) -> None:
-    ran = run("echo never", upload=AwsCli("s3://bucket/out/"), proc_env={"PATH": "/usr/bin:/bin"})
+    ran = run("echo ran", upload=AwsCli("s3://bucket/out/"), proc_env={"PATH": "/usr/bin:/bin"})
+    assert_ends_with_sentinels(ran, 0)  # nothing to put: the CLI is not needed
+    ran = run(
+        "echo r > result.txt", output_globs=("*.txt",), upload=AwsCli("s3://b/out/"), proc_env={"PATH": PATH}
+    )
     assert f"{STDERR_PREFIX}squall: staging needs 'aws' in the image, which has none" in ran.err_lines
+    assert f"{STDERR_PREFIX}squall: cannot upload output result.txt" in ran.err_lines
     assert_ends_with_sentinels(ran, WrapperExit.STAGING)
 
 
