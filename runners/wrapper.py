@@ -353,7 +353,9 @@ def wrapper_script(
     lines += [
         'case "$1" in */*) [ -f "$1" ] && [ -x "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac || '
         + _fail('"command not found: $1"', WrapperExit.NOT_FOUND),
-        f'{{ {{ "$@" 4>&-; echo "$?" > "$base/rc"; }} 2>&1 1>&3 3>&- | sed \'s/^/{STDERR_PREFIX}/\' >&2; }} 3>&1',
+        # stdout goes around the pipe on fd 3; the command does not inherit fd 4
+        f'{{ {{ "$@" 4>&-; echo "$?" > "$base/rc"; }} 2>&1 1>&3 3>&- | '
+        f"sed 's/^/{STDERR_PREFIX}/' >&2; }} 3>&1",
         'rc=$(cat "$base/rc" 2>/dev/null) || rc=1',
     ]
     if upload is not None:

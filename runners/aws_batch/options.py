@@ -19,6 +19,8 @@ from runners.base import RunnerOptions
 __all__ = ["BatchOptions", "BatchResources", "Pricing"]
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"
+DEFAULT_STAGING_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.15.30"
+"""The official AWS CLI image, pinned: a staging container must not change under a running flow."""
 
 
 class BatchResources(BaseModel):
@@ -111,6 +113,17 @@ class BatchOptions(RunnerOptions):
     # -- file staging
     bucket: str | None = Field(default=None, description="S3 bucket for input files larger than a few KiB.")
     staging_prefix: str = Field(default="squall", alias="stagingPrefix", description="Squall extra.")
+    staging: Literal["sidecar", "cli"] = Field(
+        default="sidecar",
+        description="Squall extra. How files reach the job: `sidecar` (AWS CLI containers beside the "
+        "task's, nothing needed in its image) or `cli` (the task's image runs `aws s3 cp` itself).",
+    )
+    staging_image: str = Field(
+        default=DEFAULT_STAGING_IMAGE,
+        alias="stagingImage",
+        min_length=1,
+        description="Squall extra. The staging containers' image: AWS CLI, entry point `aws`.",
+    )
 
     # -- scheduling and cost (Squall extras)
     runnable_timeout: timedelta = Field(

@@ -17,9 +17,9 @@ Theory of operation::
     parse_event    "Batch Job State Change" events: the same classification as poll
     cancel         CancelJob (not started yet) + TerminateJob; the job is CANCELLED once Batch
                    reports it FAILED with our reason, never before
-    logs           CloudWatch GetLogEvents from the job's logStreamName, one page a call,
-                   the forward token is the cursor; complete when the job is terminal and a
-                   page comes back empty
+    logs           CloudWatch GetLogEvents from the job's (main container's) logStreamName,
+                   one page a call, the forward token in the cursor; complete once the
+                   wrapper's end sentinels were read, or truncated after ``log_grace``
     cleanup        deletes staged input objects; job definitions are shared and kept
 
 Everything poll and parse_event need to judge a job travels on the job itself, as tags
@@ -52,6 +52,7 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -79,6 +80,7 @@ from runners.base import (
     RunnerOptionsError,
     validate_options,
 )
+from runners.wrapper import INLINE_LIMIT, STDERR_PREFIX, check_relative, sentinel_token, split_sentinel
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -267,8 +269,10 @@ class AwsBatchRunner:
     ``defaults`` (options used when a handle does not say, e.g. the region), ``policy`` and
     ``sleep`` (retry backoff), ``rate`` / ``logs_rate`` (calls per second for this instance,
     paced with ``clock`` and ``limiter_sleep``), ``now`` (wall clock for timeouts, dwell and the
-    expiry of assumed-role credentials), ``allowed_endpoints`` (the Batch endpoints a task's
-    ``endpointOverride`` may name besides the one in ``defaults``; none by default).
+    expiry of assumed-role credentials, and the log grace), ``allowed_endpoints`` (the Batch
+    endpoints a task's ``endpointOverride`` may name besides the one in ``defaults``; none by
+    default), ``log_grace`` (seconds after a job ended that :meth:`logs` waits for the
+    wrapper's end sentinel before it says the log is complete but truncated).
     """
 
     name: ClassVar[str] = "aws-batch"
@@ -297,6 +301,7 @@ class AwsBatchRunner:
         limiter_sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         allowed_endpoints: Sequence[str] = (),
+        log_grace: float = 60.0,
     ) -> None:
         if isinstance(allowed_endpoints, str):
             raise TypeError("allowed_endpoints is a list of URLs, not one string")
@@ -312,6 +317,7 @@ class AwsBatchRunner:
         self._policy = policy
         self._sleep = sleep
         self._now = now
+        self._log_grace = log_grace
         self._batch_bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
         self._logs_bucket = TokenBucket(logs_rate, clock=clock, sleep=limiter_sleep)
         self._lock = threading.Lock()
@@ -544,24 +550,38 @@ class AwsBatchRunner:
         return min(limits) if limits else None
 
     def _request(self, clients: _Clients, spec: JobSpec, opts: BatchOptions, job_name: str) -> dict[str, Any]:
-        for rel in spec.input_files:
-            if rel.startswith("/") or ".." in rel.split("/") or not rel:
-                raise RunnerError(f"input file {rel!r} must be a relative path inside the working directory")
+        for rel in (*spec.input_files, *spec.input_uris):
+            try:
+                check_relative(rel, "input file")
+            except ValueError as exc:
+                raise RunnerError(str(exc), runner=self.name) from None
         for glob in spec.output_files:
             if glob.startswith("/") or ".." in glob.split("/"):
                 raise RunnerError(f"output file pattern {glob!r} must stay inside the working directory")
+        for rel, uri in spec.input_uris.items():
+            if not uri.startswith("s3://") or not uri.removeprefix("s3://").partition("/")[2]:
+                raise RunnerError(
+                    f"input {rel!r}: {uri!r} cannot be staged on AWS Batch (only s3:// objects are, for now)",
+                    runner=self.name,
+                )
         staging_uri = None
         if opts.bucket:
             staging_uri = f"s3://{opts.bucket}/{opts.staging_prefix.strip('/')}/{job_name}/"
         output_prefix = self._output_prefix(spec, staging_uri)
         inline, remote = self._stage_inputs(clients, spec, staging_uri)
-        command = staging.wrapper_command(
-            spec.command,
-            inline_files=inline,
-            s3_files=remote,
-            output_globs=spec.output_files,
-            output_prefix=output_prefix,
-        )
+        nonce = uuid.uuid4().hex[:16]
+        try:
+            plan = staging.layout(
+                spec.command,
+                token=sentinel_token(job_name, nonce),
+                inline_files=inline,
+                remote={**remote, **spec.input_uris},
+                output_globs=spec.output_files,
+                output_prefix=output_prefix,
+                cli=opts.staging == "cli" or opts.job_definition_arn is not None,
+            )
+        except ValueError as exc:
+            raise RunnerError(f"{job_name}: {exc}", runner=self.name) from None
         timeout = self._timeout(spec, opts)
         resources = opts.resources
         tags: dict[str, str] = {}
@@ -580,6 +600,7 @@ class AwsBatchRunner:
             tags["squall:outputs"] = output_prefix
         if staging_uri is not None and remote:
             tags["squall:staging"] = staging_uri
+        tags["squall:log-nonce"] = nonce  # the wrapper's end sentinel (logs) is derived from it
         if opts.log_group_name != DEFAULT_LOG_GROUP:
             tags["squall:log-group"] = opts.log_group_name
         if self._is_spot(clients, opts):
@@ -588,20 +609,34 @@ class AwsBatchRunner:
             price = opts.pricing
             hourly = (price.vcpu_hour, price.gib_hour, price.gpu_hour, price.spot_discount)
             tags["squall:price"] = "/".join(f"{value:g}" for value in hourly)
-        overrides: dict[str, Any] = {
-            "command": command,
-            "environment": [{"name": k, "value": v} for k, v in spec.env.items()],
-        }
+        environment = [{"name": k, "value": v} for k, v in spec.env.items()]
+        job_overrides: dict[str, Any]
         if opts.job_definition_arn is not None:
             definition = opts.job_definition_arn
-            overrides["resourceRequirements"] = self._resource_requirements(resources)
+            overrides = {
+                "command": plan.command,
+                "environment": environment,
+                "resourceRequirements": self._resource_requirements(resources),
+            }
+            job_overrides = {"containerOverrides": overrides}
+        elif plan.multi:
+            definition = self._job_definition(clients, spec, opts, plan.shape)
+            containers = [{"name": staging.MAIN, "command": plan.command, "environment": environment}]
+            containers += [
+                {"name": f"{staging.STAGE_IN}{i}", "command": list(args)}
+                for i, args in enumerate(plan.stage_in)
+            ]
+            if plan.stage_out is not None:
+                containers.append({"name": staging.STAGE_OUT, "command": list(plan.stage_out)})
+            job_overrides = {"ecsPropertiesOverride": {"taskProperties": [{"containers": containers}]}}
         else:
-            definition = self._job_definition(clients, spec, opts)
+            definition = self._job_definition(clients, spec, opts, None)
+            job_overrides = {"containerOverrides": {"command": plan.command, "environment": environment}}
         request: dict[str, Any] = {
             "jobName": job_name,
             "jobQueue": opts.job_queue_arn,
             "jobDefinition": definition,
-            "containerOverrides": overrides,
+            **job_overrides,
             "tags": tags,
             "propagateTags": True,
         }
@@ -627,11 +662,11 @@ class AwsBatchRunner:
         self, clients: _Clients, spec: JobSpec, staging_uri: str | None
     ) -> tuple[dict[str, bytes], dict[str, str]]:
         total = sum(len(data) for data in spec.input_files.values())
-        if total <= staging.INLINE_LIMIT:
+        if total <= INLINE_LIMIT:
             return dict(spec.input_files), {}
         if staging_uri is None:
             raise RunnerError(
-                f"input files of {total} bytes need taskRunner.bucket (up to {staging.INLINE_LIMIT} "
+                f"input files of {total} bytes need taskRunner.bucket (up to {INLINE_LIMIT} "
                 "bytes travel inside the job's command)",
                 runner=self.name,
             )
@@ -673,32 +708,44 @@ class AwsBatchRunner:
             return opts.spot
         return (self._compute_type(clients, opts) or "") in {"SPOT", "FARGATE_SPOT"}
 
-    def _job_definition(self, clients: _Clients, spec: JobSpec, opts: BatchOptions) -> str:
-        """One job definition per distinct image + resources + roles, registered once and reused."""
+    def _job_definition(
+        self, clients: _Clients, spec: JobSpec, opts: BatchOptions, shape: tuple[int, bool] | None
+    ) -> str:
+        """One job definition per distinct image + resources + roles (+ staging shape), registered once.
+
+        ``shape`` (stage-in containers, whether a stage-out) makes it an ECS multi-container
+        definition (:mod:`runners.aws_batch.staging`); None, a single container.
+        """
         capabilities: tuple[str, ...]
         if opts.platform_capabilities is not None:
             capabilities = opts.platform_capabilities
         else:
             fargate = (self._compute_type(clients, opts) or "").startswith("FARGATE")
             capabilities = ("FARGATE",) if fargate else ("EC2",)
+        logging = None
+        if opts.log_group_name != DEFAULT_LOG_GROUP:
+            logging = {"logDriver": "awslogs", "options": {"awslogs-group": opts.log_group_name}}
         properties: dict[str, Any] = {
             "image": spec.image or DEFAULT_IMAGE,
             "command": ["sh"],
             "resourceRequirements": self._resource_requirements(opts.resources),
         }
-        if opts.task_role_arn:
-            properties["jobRoleArn"] = opts.task_role_arn
-        if opts.execution_role_arn:
-            properties["executionRoleArn"] = opts.execution_role_arn
-        if opts.log_group_name != DEFAULT_LOG_GROUP:
-            properties["logConfiguration"] = {
-                "logDriver": "awslogs",
-                "options": {"awslogs-group": opts.log_group_name},
-            }
-        if "FARGATE" in capabilities:
-            public_ip = "ENABLED" if opts.assign_public_ip else "DISABLED"
-            properties["networkConfiguration"] = {"assignPublicIp": public_ip}
-            properties["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+        kind: dict[str, Any]
+        if shape is None:
+            if opts.task_role_arn:
+                properties["jobRoleArn"] = opts.task_role_arn
+            if opts.execution_role_arn:
+                properties["executionRoleArn"] = opts.execution_role_arn
+            if logging is not None:
+                properties["logConfiguration"] = logging
+            if "FARGATE" in capabilities:
+                public_ip = "ENABLED" if opts.assign_public_ip else "DISABLED"
+                properties["networkConfiguration"] = {"assignPublicIp": public_ip}
+                properties["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+            kind = {"containerProperties": properties}
+        else:
+            kind = {"ecsProperties": self._ecs_properties(properties, opts, capabilities, shape, logging)}
+        identity = json.dumps([kind, sorted(capabilities)], sort_keys=True)
         identity = json.dumps([properties, sorted(capabilities)], sort_keys=True)
         def_name = "squall-" + hashlib.sha256(identity.encode()).hexdigest()[:20]
         with self._lock:
@@ -716,7 +763,7 @@ class AwsBatchRunner:
                     clients.batch.register_job_definition,
                     jobDefinitionName=def_name,
                     type="container",
-                    containerProperties=properties,
+                    **kind,
                     platformCapabilities=list(capabilities),
                     tags={MANAGED_TAG: MANAGED_VALUE},
                 )["jobDefinitionArn"]
@@ -724,6 +771,64 @@ class AwsBatchRunner:
         with self._lock:
             self._jobdefs[def_name] = arn
         return arn
+
+    @staticmethod
+    def _ecs_properties(
+        main: dict[str, Any],
+        opts: BatchOptions,
+        capabilities: Sequence[str],
+        shape: tuple[int, bool],
+        logging: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The task of a staged job: stage-in containers, main, stage-out, one shared volume.
+
+        Only main asks for the task's resources: the stagers are one ``aws`` process each,
+        and on Fargate the task's size is what the containers ask for together.
+        """
+        stage_ins, stage_out = shape
+        mount = [{"sourceVolume": staging.VOLUME, "containerPath": staging.MOUNT}]
+
+        def stager(name: str, depends: list[dict[str, str]], essential: bool) -> dict[str, Any]:
+            container: dict[str, Any] = {
+                "name": name,
+                "image": opts.staging_image,
+                "essential": essential,
+                "command": ["--version"],  # each job's own `aws` args come as an override
+                "mountPoints": mount,
+            }
+            if depends:
+                container["dependsOn"] = depends
+            if logging is not None:
+                container["logConfiguration"] = logging
+            return container
+
+        ins = [stager(f"{staging.STAGE_IN}{i}", [], False) for i in range(stage_ins)]
+        main_container = {
+            "name": staging.MAIN,
+            **main,
+            "essential": not stage_out,
+            "mountPoints": mount,
+        }
+        if ins:
+            main_container["dependsOn"] = [{"containerName": c["name"], "condition": "COMPLETE"} for c in ins]
+        if logging is not None:
+            main_container["logConfiguration"] = logging
+        containers = [*ins, main_container]
+        if stage_out:
+            containers.append(
+                stager(staging.STAGE_OUT, [{"containerName": staging.MAIN, "condition": "COMPLETE"}], True)
+            )
+        task: dict[str, Any] = {"containers": containers, "volumes": [{"name": staging.VOLUME}]}
+        if opts.task_role_arn:
+            task["taskRoleArn"] = opts.task_role_arn
+        if opts.execution_role_arn:
+            task["executionRoleArn"] = opts.execution_role_arn
+        if "FARGATE" in capabilities:
+            task["networkConfiguration"] = {
+                "assignPublicIp": "ENABLED" if opts.assign_public_ip else "DISABLED"
+            }
+            task["platformVersion"] = "LATEST"
+        return {"taskProperties": [task]}
 
     # -- poll
 
@@ -875,25 +980,63 @@ class AwsBatchRunner:
         self._call("batch", clients.batch.terminate_job, jobId=handle.id, reason=reason)
 
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        """One page of the job's CloudWatch stream after ``cursor``.
+
+        ``complete`` once both of the wrapper's end sentinels (stdout's and stderr's) were read
+        (they are not returned); an empty page is never the end. A job whose sentinels have not
+        come ``log_grace`` seconds after it ended (killed, cancelled, a lost tail) is
+        ``complete`` and ``truncated``. The cursor is CloudWatch's forward token plus which
+        sentinels were read, so another runner instance goes on from it. A job without the
+        ``squall:log-nonce`` tag (submitted before the sentinel existed) ends at its first
+        empty page after it ended, as before.
+        """
         clients, job, status = self._job(handle)
+        tags = job.get("tags") or {}
+        nonce = tags.get("squall:log-nonce")
+        token = sentinel_token(str(job.get("jobName") or handle.name), nonce) if nonce else None
+        seen, forward = _parse_cursor(cursor)
         stream = taxonomy.log_stream_of(job)
-        if stream is None:
+        if stream is None:  # it never ran, or has not started yet: no line exists
             return LogChunk((), cursor, status.terminal)
-        group = (job.get("tags") or {}).get("squall:log-group", DEFAULT_LOG_GROUP)
+        group = tags.get("squall:log-group", DEFAULT_LOG_GROUP)
         kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
-        if cursor:
-            kwargs["nextToken"] = cursor
-        try:
-            page = self._call("logs", clients.logs.get_log_events, **kwargs)
-        except RunnerError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":  # no line written yet
-                return LogChunk((), cursor, status.terminal)
-            if _error_code(exc) == "InvalidParameterException" and cursor:
-                raise RunnerError(f"invalid log cursor {cursor!r}: {exc}", runner=self.name) from exc
-            raise
-        records = tuple(_record(event) for event in page.get("events", []))
-        token = page.get("nextForwardToken") or cursor
-        return LogChunk(records, token, status.terminal and not records)
+        if forward:
+            kwargs["nextToken"] = forward
+        events: list[Mapping[str, Any]] = []
+        if len(seen) < 2:
+            try:
+                page = self._call("logs", clients.logs.get_log_events, **kwargs)
+            except RunnerError as exc:
+                if _error_code(exc) == "ResourceNotFoundException":  # no line written yet
+                    page = {}
+                elif _error_code(exc) == "InvalidParameterException" and forward:
+                    raise RunnerError(f"invalid log cursor {cursor!r}: {exc}", runner=self.name) from exc
+                else:
+                    raise
+            events = list(page.get("events", []))
+            forward = page.get("nextForwardToken") or forward
+        records: list[LogRecord] = []
+        for event in events:
+            if len(seen) == 2:
+                break  # nothing the wrapper wrote comes after both sentinels
+            record = _record(event)
+            found = split_sentinel(record.text, token, record.stream) if token else None
+            if found is None:
+                records.append(record)
+                continue
+            seen.add(found.stream)
+            if found.before:  # a last line written without a newline
+                records.append(replace(record, text=found.before))
+        next_cursor = _cursor(seen, forward) if token else forward
+        if token is None:
+            return LogChunk(tuple(records), next_cursor, status.terminal and not records)
+        if len(seen) == 2:
+            return LogChunk(tuple(records), next_cursor, True)
+        ended = status.ended or self._now()
+        waited = (self._now() - ended).total_seconds()
+        if status.terminal and not events and waited >= self._log_grace:
+            return LogChunk(tuple(records), next_cursor, True, truncated=True)
+        return LogChunk(tuple(records), next_cursor, False)
 
     def cleanup(self, handle: JobHandle) -> None:
         clients, job, status = self._job(handle)
@@ -967,6 +1110,23 @@ def _resources_from_tag(raw: str | None) -> BatchResources:
 def _record(event: Mapping[str, Any]) -> LogRecord:
     text = str(event.get("message", "")).rstrip("\r\n")
     at = datetime.fromtimestamp(event["timestamp"] / 1000, UTC) if "timestamp" in event else None
-    if text.startswith(staging.STDERR_PREFIX):
-        return LogRecord("stderr", text[len(staging.STDERR_PREFIX) :], at)
+    if text.startswith(STDERR_PREFIX):
+        return LogRecord("stderr", text[len(STDERR_PREFIX) :], at)
     return LogRecord("stdout", text, at)
+
+
+_CURSOR = "squall-log:"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[set[str], str | None]:
+    """(the sentinels read so far, CloudWatch's forward token) of a :meth:`AwsBatchRunner.logs` cursor."""
+    if not cursor or not cursor.startswith(_CURSOR):
+        return set(), cursor or None  # a bare forward token (a cursor from before the sentinel)
+    bits, _, forward = cursor.removeprefix(_CURSOR).partition(":")
+    seen = {name for flag, name in (("o", "stdout"), ("e", "stderr")) if flag in bits}
+    return seen, forward or None
+
+
+def _cursor(seen: set[str], forward: str | None) -> str:
+    bits = ("o" if "stdout" in seen else "") + ("e" if "stderr" in seen else "")
+    return f"{_CURSOR}{bits or '-'}:{forward or ''}"

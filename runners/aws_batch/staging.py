@@ -1,133 +1,164 @@
-"""The command a Batch container really runs: a small POSIX ``sh`` wrapper around the task's argv.
+"""How a Batch job gets its files without anything in the user's image: the AWS side of the wrapper.
 
-A container on Batch has no Squall agent, so file staging and the working-directory contract
-(``WORKING_DIR``, ``OUTPUT_DIR``, inputs written first, outputs copied after) are done by a
-script generated here and passed as the job's command::
+The job's command is always :mod:`runners.wrapper`'s script. What moves files around it:
 
-    sh -c <wrapper> squall <argv...>
+- **single container** (no remote input, no output destination): inline inputs travel inside
+  the script; nothing else is needed, and the job costs one container.
+- **sidecar** (default otherwise): an ECS multi-container job (``ecsProperties``), all
+  containers sharing the volume ``squall-staging`` at ``/squall``::
 
-What it does, in order:
+      squall-stage-in-<i>   AWS CLI image, essential=false   aws s3 cp ... /squall/in/...
+              | COMPLETE
+      main                  the user's image,                 the wrapper: copies /squall/in
+              | COMPLETE     essential only without            into its working dir, runs the
+              v              stage-out                         command, copies outputs to /squall/out
+      squall-stage-out      AWS CLI image, essential=true     aws s3 cp --recursive /squall/out s3://prefix/
 
-1. makes ``$base/work`` (cwd, ``WORKING_DIR``) and ``$base/outputs`` (``OUTPUT_DIR``);
-2. writes small input files from base64 embedded in the script (no S3, no tools needed: a
-   Kestra ``Script`` task's script is such a file) and fetches larger ones from S3 with the
-   AWS CLI (``aws s3 cp``), exiting with :data:`STAGING_EXIT` if one cannot be fetched;
-3. runs the argv with stderr lines prefixed by :data:`STDERR_PREFIX` (still written to
-   stderr, so the container runtime assembles each stream's lines on its own): the awslogs
-   driver sends stdout and stderr to one CloudWatch stream, and the prefix is how
-   :meth:`logs` tells them apart again. Its exit code is kept in a file (POSIX sh has no ``pipefail``);
-4. uploads files matching ``output_files`` (translated to one ERE for ``grep -E``, since
-   POSIX ``sh`` globs have no ``**``) and everything under ``OUTPUT_DIR`` to the output prefix;
-5. exits with the argv's exit code.
-
-Staging messages go to stderr with the prefix too, so a script's last stdout line without a
-newline stays intact (the AWS CLI runs with ``--only-show-errors``).
+  The stagers run the official AWS CLI image (``stagingImage``), whose entry point is ``aws``
+  (Batch's container properties have no ``entryPoint``), so each stager is one ``aws``
+  command: inputs that share a prefix (the outputs of an earlier task) are one ``cp
+  --recursive`` with ``--include`` filters, any other input its own container; Batch allows
+  ten containers per task. ``COMPLETE`` (not ``SUCCESS``, which would leave main waiting on a
+  failed fetch): main always runs, and its wrapper fails with
+  :attr:`~runners.wrapper.WrapperExit.STAGING` naming any input that is not in the volume.
+  ``dependsOn`` with ``COMPLETE`` may only name non-essential containers, so main is
+  non-essential when there is a stage-out, and stage-out, the one essential container, ends
+  the task. Which exit code Batch then gives the job is not documented for this shape, so the
+  runner does not use it: the taxonomy reads each container's exit code (main's is the
+  task's; a stage-out failure is CONFIG).
+- **cli** (``staging: cli``, opt-in, and for a fixed ``jobDefinitionArn``): one container,
+  the wrapper fetches and uploads with ``aws s3 cp``: the image must have the AWS CLI.
 """
 
 from __future__ import annotations
 
-import base64
-import re
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["INLINE_LIMIT", "STAGING_EXIT", "STDERR_PREFIX", "glob_to_ere", "wrapper_command"]
+from runners.aws_batch.options import DEFAULT_STAGING_IMAGE
+from runners.wrapper import INLINE_LIMIT, STDERR_PREFIX, AwsCli, VolumeStaging, wrapper_command
 
-STDERR_PREFIX = "[stderr] "
-STAGING_EXIT = 97
-INLINE_LIMIT = 6 * 1024
-"""Input files up to this many bytes in all travel inside the command (SubmitJob allows ~30 KiB)."""
+__all__ = [
+    "DEFAULT_STAGING_IMAGE",
+    "INLINE_LIMIT",
+    "MAIN",
+    "MAX_CONTAINERS",
+    "MOUNT",
+    "STAGE_OUT",
+    "STDERR_PREFIX",
+    "VOLUME",
+    "Layout",
+    "layout",
+]
+
+MAIN = "main"
+STAGE_IN = "squall-stage-in-"
+STAGE_OUT = "squall-stage-out"
+VOLUME = "squall-staging"
+MOUNT = "/squall"
+MAX_CONTAINERS = 10
+"""Batch runs at most ten containers in one ECS task."""
+_GLOB_CHARS = frozenset("*?[]")
 
 
-def glob_to_ere(pattern: str) -> str:
-    """A POSIX ERE matching the relative paths that the glob matches (``**`` spans directories)."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end == -1:
-                out.append(r"\[")
-            else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end
+@dataclass(frozen=True)
+class Layout:
+    """The containers of one job: ``main`` runs ``command``; stagers run ``aws`` with their args."""
+
+    command: list[str]
+    stage_in: tuple[tuple[str, ...], ...] = ()
+    stage_out: tuple[str, ...] | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.stage_in) or self.stage_out is not None
+
+    @property
+    def shape(self) -> tuple[int, bool]:
+        """What the job definition depends on: how many stage-in containers, whether a stage-out."""
+        return len(self.stage_in), self.stage_out is not None
+
+
+def _fetch_groups(remote: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """``aws`` args per stage-in container: one ``cp --recursive`` per shared prefix, else one ``cp``."""
+    groups: dict[str, list[str]] = {}
+    singles: list[tuple[str, ...]] = []
+    for rel, uri in sorted(remote.items()):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if (key == rel or key.endswith("/" + rel)) and not (_GLOB_CHARS & set(rel)):
+            base = f"s3://{bucket}/{key[: len(key) - len(rel)]}"
+            groups.setdefault(base, []).append(rel)
         else:
-            out.append(re.escape(ch) if ch in r".^$+(){}|\\" else ch)
-        i += 1
-    return "".join(out)
+            singles.append(("s3", "cp", "--only-show-errors", uri, f"{MOUNT}/in/{rel}"))
+    commands: list[tuple[str, ...]] = []
+    for base, rels in groups.items():
+        if len(rels) == 1:
+            commands.append(("s3", "cp", "--only-show-errors", base + rels[0], f"{MOUNT}/in/{rels[0]}"))
+            continue
+        filters = [arg for rel in rels for arg in ("--include", rel)]
+        commands.append(
+            (
+                "s3",
+                "cp",
+                "--recursive",
+                "--only-show-errors",
+                base,
+                f"{MOUNT}/in/",
+                "--exclude",
+                "*",
+                *filters,
+            )
+        )
+    return commands + singles
 
 
-def _q(text: str) -> str:
-    return shlex.quote(text)
-
-
-def wrapper_command(
+def layout(
     argv: Sequence[str],
     *,
+    token: str,
     inline_files: Mapping[str, bytes],
-    s3_files: Mapping[str, str],
+    remote: Mapping[str, str],
     output_globs: Sequence[str],
     output_prefix: str | None,
-) -> list[str]:
-    """The container command: ``["sh", "-c", <wrapper>, "squall", *argv]``.
-
-    ``s3_files`` maps a relative path to the ``s3://`` URI to fetch; ``output_prefix`` (an
-    ``s3://`` URI ending in ``/``) is where outputs go, None to upload nothing.
-    """
-    err = f"printf '{STDERR_PREFIX}squall: %s\\n' >&2"
-    lines = [
-        'base=$(mktemp -d 2>/dev/null) || { base="/tmp/squall-$$"; mkdir -p "$base"; }',
-        'mkdir -p "$base/work" "$base/outputs"',
-        'WORKING_DIR="$base/work"; OUTPUT_DIR="$base/outputs"; export WORKING_DIR OUTPUT_DIR',
-        'cd "$WORKING_DIR" || exit ' + str(STAGING_EXIT),
-    ]
-    for rel, data in sorted(inline_files.items()):
-        parent = rel.rpartition("/")[0]
-        if parent:
-            lines.append(f"mkdir -p {_q(parent)}")
-        encoded = base64.b64encode(data).decode()
-        lines.append(
-            f"printf '%s' {_q(encoded)} | base64 -d > {_q(rel)} || "
-            f"{{ {err} {_q('cannot write input ' + rel)}; exit {STAGING_EXIT}; }}"
+    cli: bool,
+) -> Layout:
+    """The containers for one job (see the module docstring). ``remote`` maps paths to ``s3://`` URIs."""
+    if cli:
+        backend = AwsCli(output_prefix)
+        command = wrapper_command(
+            argv,
+            sentinel=token,
+            inline_files=inline_files,
+            inputs=remote,
+            fetch=backend,
+            output_globs=output_globs,
+            upload=backend if output_prefix is not None else None,
         )
-    for rel, uri in sorted(s3_files.items()):
-        parent = rel.rpartition("/")[0]
-        if parent:
-            lines.append(f"mkdir -p {_q(parent)}")
-        lines.append(
-            f"aws s3 cp --only-show-errors {_q(uri)} {_q(rel)} 2>&1 | sed 's/^/{STDERR_PREFIX}/' >&2; "
-            f"[ -f {_q(rel)} ] || {{ {err} {_q('cannot fetch input ' + uri)}; exit {STAGING_EXIT}; }}"
-        )
-    lines += [
-        f'{{ {{ "$@"; echo "$?" > "$base/rc"; }} 2>&1 1>&3 3>&- | sed \'s/^/{STDERR_PREFIX}/\' >&2; }} 3>&1',
-        'rc=$(cat "$base/rc" 2>/dev/null) || rc=1',
-    ]
+        return Layout(command)
+    volume = VolumeStaging(f"{MOUNT}/in", f"{MOUNT}/out")
+    command = wrapper_command(
+        argv,
+        sentinel=token,
+        inline_files=inline_files,
+        inputs=remote,
+        fetch=volume,
+        output_globs=output_globs,
+        upload=volume if output_prefix is not None else None,
+    )
+    stage_in = tuple(_fetch_groups(remote))
+    stage_out = None
     if output_prefix is not None:
-        put = f'aws s3 cp --only-show-errors "$f" {_q(output_prefix)}"$f"'
-        lines.append(
-            f"_squall_put() {{ while IFS= read -r f; do {put} 2>&1 | sed 's/^/{STDERR_PREFIX}/' >&2; done; }}"
+        stage_out = ("s3", "cp", "--recursive", "--only-show-errors", f"{MOUNT}/out/", output_prefix)
+    if len(stage_in) + 1 + (stage_out is not None) > MAX_CONTAINERS:
+        raise ValueError(
+            f"{len(stage_in)} input locations need as many staging containers: at most "
+            f"{MAX_CONTAINERS - 2} fit in one Batch job (inputs under one prefix share one)"
         )
-        if output_globs:
-            ere = "^(" + "|".join(glob_to_ere(g) for g in output_globs) + ")$"
-            lines.append(
-                f"cd \"$WORKING_DIR\" && find . -type f | sed 's|^\\./||' | grep -E {_q(ere)} | _squall_put"
-            )
-        lines.append("cd \"$OUTPUT_DIR\" && find . -type f | sed 's|^\\./||' | _squall_put")
-    lines.append('exit "$rc"')
-    return ["sh", "-c", "\n".join(lines), "squall", *argv]
+    return Layout(command, stage_in, stage_out)
+
+
+def describe(args: Sequence[str]) -> str:
+    """An ``aws`` command line as a user would type it (for messages)."""
+    return "aws " + shlex.join(args)

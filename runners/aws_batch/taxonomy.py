@@ -11,6 +11,9 @@ Failure taxonomy (first match wins, for a FAILED job)::
     "Squall: unschedulable"                               -> UNSCHEDULABLE (RUNNABLE too long)
     an image that does not exist or may not be pulled, a
       command not found in it, a role it may not use       -> CONFIG
+    the wrapper's own exit codes (96 command not found, 97
+      an input or output it could not stage), a staging
+      container's failure (multi-container jobs)           -> CONFIG
     CannotPullContainerError, ResourceInitializationError,
       TaskFailedToStart, CannotStartContainerError, ...    -> START_FAILED (other reasons: may pass)
     "Host EC2 (instance ...) terminated", spot interruption -> PREEMPTED
@@ -19,6 +22,12 @@ Failure taxonomy (first match wins, for a FAILED job)::
 
 Infrastructure reasons are checked before the exit code because a preempted or killed
 container usually has one too (143, 137): the code says how it died, the reason says why.
+
+A staged job is an ECS multi-container job (``ecsProperties``, see ``staging``): its exit code
+is its ``main`` container's, and its outcome is read from the containers, not from the job's
+own SUCCEEDED/FAILED, which Batch derives from the essential container (the stage-out) in a
+way it does not document for this shape: main exiting 0 and every stager 0 is SUCCEEDED,
+whatever Batch says.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runners.base import Failure, JobHandle, JobState, JobStatus
+from runners.wrapper import WrapperExit
 
 __all__ = [
     "CANCEL_PREFIX",
@@ -37,12 +47,14 @@ __all__ = [
     "TIMEOUT_PREFIX",
     "UNSCHEDULABLE_PREFIX",
     "classify",
+    "containers_of",
     "exit_code_of",
     "handle_from_event",
     "job_from_event",
     "log_stream_of",
     "merge",
     "reason_of",
+    "staging_failure",
 ]
 
 EVENT_SOURCE = "aws.batch"
@@ -97,8 +109,48 @@ def _last_attempt(job: Mapping[str, Any]) -> Mapping[str, Any]:
     return attempts[-1] if attempts and isinstance(attempts[-1], Mapping) else {}
 
 
+MAIN = "main"
+STAGE_OUT = "squall-stage-out"
+STAGE_IN = "squall-stage-in-"
+
+
+def containers_of(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The containers of an ECS multi-container job by name (the job's, else its last attempt's), or {}."""
+    found: dict[str, Mapping[str, Any]] = {}
+    sources = [
+        ((job.get("ecsProperties") or {}).get("taskProperties") or [{}])[0],
+        ((_last_attempt(job).get("taskProperties") or [{}])[0]),
+    ]
+    for task in sources:
+        for container in (task or {}).get("containers") or []:
+            name = container.get("name")
+            if isinstance(name, str):
+                merged = dict(found.get(name) or {})
+                merged.update({k: v for k, v in container.items() if v is not None and k not in merged})
+                found[name] = merged
+    return found
+
+
+def staging_failure(job: Mapping[str, Any]) -> str | None:
+    """Why the outputs of a multi-container job were not uploaded, None when they were (or none were due)."""
+    out = containers_of(job).get(STAGE_OUT)
+    if out is None:
+        return None
+    code = out.get("exitCode")
+    if code == 0:
+        return None
+    if code is None and job.get("status") == "SUCCEEDED":
+        return None
+    detail = out.get("reason") or (f"exit code {code}" if code is not None else "it did not run")
+    return f"the outputs could not be uploaded by {STAGE_OUT}: {detail}"
+
+
 def exit_code_of(job: Mapping[str, Any]) -> int | None:
-    """The container's exit code: ``container.exitCode``, else the last attempt's."""
+    """The container's exit code: ``container.exitCode``, else the last attempt's (staged: ``main``'s)."""
+    staged = containers_of(job)
+    if staged:
+        code = (staged.get(MAIN) or {}).get("exitCode")
+        return code if isinstance(code, int) else None
     for container in (job.get("container") or {}, _last_attempt(job).get("container") or {}):
         code = container.get("exitCode")
         if isinstance(code, int):
@@ -122,7 +174,11 @@ def reason_of(job: Mapping[str, Any]) -> str | None:
 
 
 def log_stream_of(job: Mapping[str, Any]) -> str | None:
-    """The CloudWatch stream of the job's (latest) container, once it has one."""
+    """The CloudWatch stream of the job's (latest) container, once it has one (``main``'s in a staged job)."""
+    staged = containers_of(job)
+    if staged:
+        stream = (staged.get(MAIN) or {}).get("logStreamName")
+        return stream if isinstance(stream, str) and stream else None
     for container in ((job.get("container") or {}), (_last_attempt(job).get("container") or {})):
         stream = container.get("logStreamName")
         if isinstance(stream, str) and stream:
@@ -139,6 +195,13 @@ def classify(job: Mapping[str, Any]) -> JobStatus:
     reason = reason_of(job)
     if state is None:
         return JobStatus(JobState.LOST, failure=Failure.LOST, reason=f"unknown Batch status {raw_state!r}")
+    staged = containers_of(job)
+    if staged and state in (JobState.SUCCEEDED, JobState.FAILED) and not (reason or "").startswith(_SQUALL):
+        # The containers say how it went (see the module docstring), not Batch's verdict.
+        stagers_ok = staging_failure(job) is None
+        state = JobState.SUCCEEDED if code == 0 and stagers_ok else JobState.FAILED
+        if state is JobState.FAILED and code == 0 and not stagers_ok:
+            reason = "; ".join(filter(None, [staging_failure(job), reason]))
     if state is not JobState.FAILED:
         own = reason if reason and reason.startswith(_SQUALL) else None  # e.g. a cancel on its way
         return JobStatus(
@@ -168,6 +231,12 @@ def _failure(reason: str, code: int | None, started: datetime | None) -> tuple[F
         return Failure.START_FAILED, reason
     if _PREEMPTED.search(reason):
         return Failure.PREEMPTED, reason
+    if code == WrapperExit.NOT_FOUND:
+        return Failure.CONFIG, f"command not found in the image (exit {code}; the log names it)"
+    if code == WrapperExit.STAGING:
+        return Failure.CONFIG, f"an input or output could not be staged (exit {code}; the log names it)"
+    if reason.startswith("the outputs could not be uploaded"):
+        return Failure.CONFIG, reason
     if code is not None:
         return Failure.USER, reason or f"exit code {code}"
     if started is None:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from runners.aws_batch import TokenBucket, botocore_classifier
-from runners.aws_batch.staging import glob_to_ere, wrapper_command
-from runners.aws_batch.taxonomy import classify, handle_from_event, job_from_event, merge
+from runners.aws_batch.staging import layout
+from runners.aws_batch.taxonomy import classify, handle_from_event, job_from_event, log_stream_of, merge
 from runners.base import Failure, JobState
 
 EVENT: dict[str, Any] = {
@@ -185,29 +185,101 @@ def test_duplicate_and_out_of_order_events_keep_the_final_status() -> None:
     assert classify(EVENT["detail"]) == classify(copy.deepcopy(EVENT)["detail"])  # duplicates agree
 
 
-def test_glob_to_ere() -> None:
-    import re
+def staged_job(
+    status: str, main: int | None, out: int | None, reason: str = "Essential container in task exited"
+) -> dict[str, Any]:
+    """A DescribeJobs item of a staged (ECS multi-container) job, as the API model shapes it."""
+    containers = [
+        {"name": "squall-stage-in-0", "exitCode": 0, "logStreamName": "squall/in/1"},
+        {"name": "main", "exitCode": main, "logStreamName": "squall/main/1"},
+        {"name": "squall-stage-out", "exitCode": out, "logStreamName": "squall/out/1"},
+    ]
+    job = {
+        **ended(status, reason, None)["detail"],
+        "ecsProperties": {"taskProperties": [{"containers": containers}]},
+    }
+    job.pop("container", None)  # an ECS-properties job has no single container
+    job["attempts"] = [{"taskProperties": [{"containers": [{"name": c["name"]} for c in containers]}]}]
+    return job
 
-    def matches(glob: str, path: str) -> bool:
-        return re.fullmatch(glob_to_ere(glob), path) is not None
 
-    assert matches("sub/**/*.txt", "sub/deeper/g.txt") and matches("sub/**/*.txt", "sub/g.txt")
-    assert not matches("*.txt", "a/b.txt") and matches("*.txt", "b.txt")
-    assert matches("**", "a/b/c") and matches("data_?.csv", "data_1.csv")
-    assert not matches("result.txt", "resultxtxt")
-    assert matches("[!a]*.log", "b.log") and not matches("[!a]*.log", "a.log")
-
-
-def test_wrapper_is_one_sh_command_with_the_argv_after_it() -> None:
-    command = wrapper_command(
-        ("python", "main.py"),
-        inline_files={"main.py": b"print('hi')\n"},
-        s3_files={"big/data.bin": "s3://b/p/inputs/big/data.bin"},
-        output_globs=("*.csv",),
-        output_prefix="s3://b/out/",
+def test_a_staged_job_is_judged_by_its_containers_not_by_batchs_verdict() -> None:
+    # Batch derives the job's status from the essential container (stage-out): main's code counts.
+    failed_main = classify(staged_job("SUCCEEDED", 1, 0))
+    assert (failed_main.state, failed_main.failure, failed_main.exit_code) == (
+        JobState.FAILED,
+        Failure.USER,
+        1,
     )
-    assert command[:2] == ["sh", "-c"] and command[3:] == ["squall", "python", "main.py"]
-    assert "base64 -d > main.py" in command[2] and "aws s3 cp" in command[2]
+    ok = classify(staged_job("FAILED", 0, 0))
+    assert (ok.state, ok.exit_code) == (JobState.SUCCEEDED, 0)
+    upload = classify(staged_job("FAILED", 0, 1))
+    assert (upload.state, upload.failure) == (JobState.FAILED, Failure.CONFIG)
+    assert upload.reason is not None and "squall-stage-out" in upload.reason
+    fetch = classify(staged_job("FAILED", 97, 0))
+    assert (fetch.failure, fetch.exit_code) == (Failure.CONFIG, 97)
+    missing = classify(staged_job("FAILED", 96, 0))
+    assert missing.failure is Failure.CONFIG and "command not found" in (missing.reason or "")
+    assert log_stream_of(staged_job("SUCCEEDED", 0, 0)) == "squall/main/1"
+    cancelled = classify(staged_job("FAILED", 137, None, "Squall: cancelled by Squall"))
+    assert cancelled.state is JobState.CANCELLED
+
+
+def test_the_wrappers_exit_codes_are_config_in_a_single_container_job_too() -> None:
+    assert (
+        classify(ended("FAILED", "Essential container in task exited", 97)["detail"]).failure
+        is Failure.CONFIG
+    )
+    assert (
+        classify(ended("FAILED", "Essential container in task exited", 96)["detail"]).failure
+        is Failure.CONFIG
+    )
+    assert (
+        classify(ended("FAILED", "Essential container in task exited", 95)["detail"]).failure is Failure.USER
+    )
+
+
+def test_the_sidecar_layout_groups_inputs_by_prefix() -> None:
+    plan = layout(
+        ("python", "main.py"),
+        token="0" * 32,
+        inline_files={"main.py": b"print('hi')\n"},
+        remote={"a.csv": "s3://b/out/t1/a.csv", "d/b.csv": "s3://b/out/t1/d/b.csv", "x": "s3://c/other/y"},
+        output_globs=("*.csv",),
+        output_prefix="s3://b/out/t2/",
+        cli=False,
+    )
+    assert plan.command[:2] == ["sh", "-c"] and plan.command[3:] == ["squall", "python", "main.py"]
+    assert "base64 -d > main.py" in plan.command[2] and "aws" not in plan.command[2]
+    assert plan.stage_in == (
+        (
+            "s3",
+            "cp",
+            "--recursive",
+            "--only-show-errors",
+            "s3://b/out/t1/",
+            "/squall/in/",
+            "--exclude",
+            "*",
+            "--include",
+            "a.csv",
+            "--include",
+            "d/b.csv",
+        ),
+        ("s3", "cp", "--only-show-errors", "s3://c/other/y", "/squall/in/x"),
+    )
+    assert plan.stage_out == (
+        "s3",
+        "cp",
+        "--recursive",
+        "--only-show-errors",
+        "/squall/out/",
+        "s3://b/out/t2/",
+    )
+    single = layout(
+        ("true",), token="0" * 32, inline_files={}, remote={}, output_globs=(), output_prefix=None, cli=False
+    )
+    assert not single.multi
 
 
 def test_token_bucket_paces_calls_without_real_sleeping() -> None:
