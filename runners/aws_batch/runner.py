@@ -746,7 +746,6 @@ class AwsBatchRunner:
         else:
             kind = {"ecsProperties": self._ecs_properties(properties, opts, capabilities, shape, logging)}
         identity = json.dumps([kind, sorted(capabilities)], sort_keys=True)
-        identity = json.dumps([properties, sorted(capabilities)], sort_keys=True)
         def_name = "squall-" + hashlib.sha256(identity.encode()).hexdigest()[:20]
         with self._lock:
             if def_name in self._jobdefs:

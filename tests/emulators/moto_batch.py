@@ -18,9 +18,17 @@ Batch plus the awslogs driver would do, each through moto's own models or APIs:
 
 TerminateJob/CancelJob (moto sets ``job.stop``) kill the process group and end the job
 FAILED with the given reason, as Batch does; ``attemptDurationSeconds`` is enforced with
-Batch's own reason. With ``aws_cli`` (the default, for now), the wrapper's ``aws s3 cp`` is
-served by a small ``aws`` shim on PATH that copies with boto3 against the same moto server
-(the test image's AWS CLI); without it, the job's PATH holds no ``aws`` at all.
+Batch's own reason. Images are played by PATH: a container of the official AWS CLI image
+(``public.ecr.aws/aws-cli/...``, the runner's staging containers) runs ``aws`` as its entry
+point, a small shim on its PATH that copies with boto3 against the same moto server; any
+other image (the user's) has no ``aws`` at all, unless ``aws_cli=True`` puts the shim there.
+
+ECS multi-container jobs (``ecsProperties``, which moto 5.2.5 does not model): the
+definition and the override are kept beside moto's job, the containers run one after the
+other in ``dependsOn`` order through the executor, sharing one volume directory, each with
+its own log stream; the job is SUCCEEDED when every essential container exited 0 (its exit
+code is the first essential one that did not), and DescribeJobs shows each container's exit
+code and stream under ``ecsProperties`` and ``attempts[].taskProperties``.
 """
 
 from __future__ import annotations
@@ -28,16 +36,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.emulators.executor import LocalExecutor, LogLine, RunningJob
+from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob
 
 __all__ = ["BatchExecutor", "Mode"]
 
@@ -46,27 +55,88 @@ LOG_GROUP = "/aws/batch/job"
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 
 _SHIM = '''#!{python}
-"""A minimal `aws s3 cp SRC DST` for tests, against AWS_ENDPOINT_URL."""
-import os, sys
+"""The AWS CLI slice the staging image uses: `aws s3 cp [--recursive] [--exclude P] [--include P] SRC DST`.
+
+Copies with boto3 against AWS_ENDPOINT_URL. Like the real CLI, a failed file is reported on
+stderr ("upload failed: ..." / "download failed: ...") and the exit code is 1.
+"""
+import fnmatch, os, sys
 import boto3
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-if args[:2] != ["s3", "cp"] or len(args) != 4:
-    sys.exit("shim supports only: aws s3 cp SRC DST")
-src, dst = args[2], args[3]
+argv = sys.argv[1:]
+if argv[:2] != ["s3", "cp"]:
+    sys.exit("shim supports only: aws s3 cp")
+paths, filters, recursive = [], [], False
+i = 2
+while i < len(argv):
+    arg = argv[i]
+    if arg in ("--exclude", "--include"):
+        filters.append((arg, argv[i + 1]))
+        i += 2
+        continue
+    if arg == "--recursive":
+        recursive = True
+    elif not arg.startswith("--"):
+        paths.append(arg)
+    i += 1
+src, dst = paths
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+def wanted(rel):
+    keep = True
+    for kind, pattern in filters:  # later filters win, as in the CLI
+        if fnmatch.fnmatchcase(rel, pattern):
+            keep = kind == "--include"
+    return keep
+
+
+def split(uri):
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+failed = False
+pairs = []
 if src.startswith("s3://"):
-    bucket, _, key = src[5:].partition("/")
-    try:
-        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except Exception as exc:
-        sys.exit(f"download failed: {{exc}}")
-    with open(dst, "wb") as out:
-        out.write(data)
+    bucket, prefix = split(src)
+    if recursive:
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        except Exception as exc:
+            sys.exit(f"fatal error: {{exc}}")
+        pairs = [(k, os.path.join(dst, k[len(prefix):])) for k in keys if wanted(k[len(prefix):])]
+    else:
+        pairs = [(prefix, dst)]
+    for key, path in pairs:
+        try:
+            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(data)
+        except Exception as exc:
+            print(f"download failed: s3://{{bucket}}/{{key}} to {{path}} {{exc}}", file=sys.stderr)
+            failed = True
 else:
-    bucket, _, key = dst[5:].partition("/")
-    with open(src, "rb") as f:
-        s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+    bucket, prefix = split(dst)
+    if recursive:
+        for root, _dirs, files in os.walk(src):
+            for name in files:
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, src)
+                if wanted(rel):
+                    pairs.append((path, prefix + rel))
+    else:
+        pairs = [(src, prefix)]
+    for path, key in sorted(pairs):
+        try:
+            with open(path, "rb") as f:
+                s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+        except Exception as exc:
+            print(f"upload failed: {{path}} to s3://{{bucket}}/{{key}} {{exc}}", file=sys.stderr)
+            failed = True
+sys.exit(1 if failed else 0)
 '''
 
 
@@ -78,6 +148,11 @@ class _Job:
     run: RunningJob | None = None
     exit_code: int | None = None  # once the executor reported it (all its lines were delivered)
     killed: bool = False
+    containers: list[dict[str, Any]] = field(default_factory=list)  # an ECS job's, in run order
+
+
+_pending_ecs = threading.local()
+"""The ``ecsPropertiesOverride`` of the SubmitJob being handled on this thread (moto drops it)."""
 
 
 class BatchExecutor:
@@ -95,7 +170,7 @@ class BatchExecutor:
         workdir: Path,
         region: str = "us-east-1",
         *,
-        aws_cli: bool = True,
+        aws_cli: bool = False,
         log_lag: float = 0.0,
     ) -> None:
         self.endpoint = endpoint
@@ -140,8 +215,94 @@ class BatchExecutor:
             executor._accept(job)
 
         BatchSimpleBackend._mark_job_as_finished = accept  # type: ignore[method-assign]
+        self._patch_ecs()
         self._thread.start()
         return self
+
+    def _patch_ecs(self) -> None:
+        """Teach moto (5.2.5) ECS multi-container jobs: it refuses ``ecsProperties`` definitions
+        and drops ``ecsPropertiesOverride``. The definition is registered with its main
+        container as ``containerProperties`` and keeps the ECS document beside it; describe
+        calls show the ECS shape (``ecsProperties``, ``attempts[].taskProperties``)."""
+        from moto.batch.models import Job, JobDefinition
+        from moto.batch.responses import BatchResponse
+
+        originals = (
+            BatchResponse.registerjobdefinition,
+            BatchResponse.submitjob,
+            JobDefinition.describe,
+            Job.describe,
+        )
+        self._ecs_originals = originals
+        register, submit, describe_def, describe_job = originals
+
+        def registerjobdefinition(response: Any) -> str:
+            body = json.loads(response.body or "{}")
+            ecs = body.pop("ecsProperties", None)
+            if ecs is None:
+                return register(response)
+            containers = ecs["taskProperties"][0]["containers"]
+            main = next((c for c in containers if c.get("resourceRequirements")), containers[0])
+            body["containerProperties"] = {
+                "image": main["image"],
+                "command": main.get("command") or [],
+                "resourceRequirements": main.get("resourceRequirements") or [],
+            }
+            response.body = json.dumps(body)
+            reply = register(response)
+            arn = json.loads(reply)["jobDefinitionArn"]
+            response.batch_backend.get_job_definition_by_arn(arn).ecs_properties = ecs
+            return reply
+
+        def submitjob(response: Any) -> str:
+            _pending_ecs.value = json.loads(response.body or "{}").get("ecsPropertiesOverride")
+            try:
+                return submit(response)
+            finally:
+                _pending_ecs.value = None
+
+        def definition_describe(definition: Any) -> dict[str, Any]:
+            result = describe_def(definition)
+            ecs = getattr(definition, "ecs_properties", None)
+            if ecs is not None:
+                result.pop("containerProperties", None)
+                result["ecsProperties"] = ecs
+            return result
+
+        def job_describe(job: Any) -> dict[str, Any]:
+            result = describe_job(job)
+            containers = getattr(job, "squall_containers", None)
+            if containers is not None:
+                shown = [dict(c["detail"]) for c in containers]
+                result.pop("container", None)
+                result["ecsProperties"] = {"taskProperties": [{"containers": shown}]}
+                result["attempts"] = [
+                    {
+                        **{k: v for k, v in attempt.items() if k != "container"},
+                        "taskProperties": [{"containers": shown}],
+                    }
+                    for attempt in result.get("attempts") or []
+                ]
+            return result
+
+        BatchResponse.registerjobdefinition = registerjobdefinition  # type: ignore[method-assign]
+        BatchResponse.submitjob = submitjob  # type: ignore[method-assign]
+        JobDefinition.describe = definition_describe  # type: ignore[method-assign]
+        Job.describe = job_describe  # type: ignore[method-assign]
+
+    def _unpatch_ecs(self) -> None:
+        from moto.batch.models import Job, JobDefinition
+        from moto.batch.responses import BatchResponse
+
+        originals = getattr(self, "_ecs_originals", None)
+        if originals is None:
+            return
+        (
+            BatchResponse.registerjobdefinition,  # type: ignore[method-assign]
+            BatchResponse.submitjob,  # type: ignore[method-assign]
+            JobDefinition.describe,  # type: ignore[method-assign]
+            Job.describe,  # type: ignore[method-assign]
+        ) = originals
 
     def stop(self) -> None:
         from moto.batch_simple.models import BatchSimpleBackend
@@ -150,6 +311,7 @@ class BatchExecutor:
         self._thread.join(timeout=10)
         if self._original is not None:
             BatchSimpleBackend._mark_job_as_finished = self._original  # type: ignore[method-assign]
+        self._unpatch_ecs()
         try:
             self._executor.stop()
         finally:
@@ -178,6 +340,10 @@ class BatchExecutor:
         mode = self.modes.get(job.job_queue.arn, "run")
         job._transitions = []  # the state moves only when we say so
         running = _Job(job, mode, time.time())
+        ecs = getattr(job.job_definition, "ecs_properties", None)
+        if ecs is not None:
+            running.containers = self._ecs_containers(job, ecs, getattr(_pending_ecs, "value", None))
+            job.squall_containers = running.containers
         if mode == "hold":
             job._status = "RUNNABLE"
         else:
@@ -190,7 +356,42 @@ class BatchExecutor:
         with self._lock:
             self._jobs.append(running)
 
+    def _ecs_containers(
+        self, job: Any, ecs: dict[str, Any], override: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """The task's containers in ``dependsOn`` order, each with its overridden command and env."""
+        task = ecs["taskProperties"][0]
+        changes = {
+            c["name"]: c for c in ((override or {}).get("taskProperties") or [{}])[0].get("containers") or []
+        }
+        pending = [dict(c) for c in task["containers"]]
+        ordered: list[dict[str, Any]] = []
+        while pending:
+            done = {c["name"] for c in ordered}
+            ready = next(c for c in pending if {d["containerName"] for d in c.get("dependsOn") or []} <= done)
+            pending.remove(ready)
+            ordered.append(ready)
+        volume = self._workdir / "volumes" / job.job_id
+        volume.mkdir(parents=True, exist_ok=True)
+        out = []
+        for spec in ordered:
+            change = changes.get(spec["name"], {})
+            stream = f"squall/{spec['name']}/{job.job_id}"
+            out.append(
+                {
+                    "spec": spec,
+                    "command": change.get("command") or spec.get("command") or [],
+                    "environment": [*(spec.get("environment") or []), *(change.get("environment") or [])],
+                    "volume": volume,
+                    "detail": {"name": spec["name"], "image": spec["image"], "logStreamName": stream},
+                }
+            )
+        return out
+
     def _run(self, running: _Job) -> None:
+        if running.containers:
+            self._run_container(running, 0)
+            return
         job = running.job
         overrides = job.container_overrides or {}
         command = overrides.get("command") or job.job_definition.container_properties.get("command")
@@ -219,6 +420,75 @@ class BatchExecutor:
             job.job_id, command, env, on_line=on_line, on_exit=on_exit, log_lag=self.log_lag
         )
         self.started_commands += 1
+
+    def _run_container(self, running: _Job, index: int) -> None:
+        """Run the task's container ``index``; when it exits, the next (all of them: ``COMPLETE``).
+
+        An image is played by its PATH: the AWS CLI image (the staging containers) has the
+        ``aws`` shim, which it runs as its entry point; the user's image has no ``aws``. The
+        volume is one directory, copied into each container's mount and back after it.
+        """
+        job = running.job
+        container = running.containers[index]
+        spec = container["spec"]
+        cli = spec["image"].startswith("public.ecr.aws/aws-cli/")
+        command = (["aws"] if cli else []) + list(container["command"])
+        env = {
+            "PATH": self._cli_path() if cli else self._path,
+            "HOME": str(self._workdir),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "TMPDIR": str(self._workdir),
+        }
+        env.update({item["name"]: item["value"] for item in container["environment"]})
+        volume: Path = container["volume"]
+        mounts = [
+            Mount(
+                point["containerPath"],
+                lambda local, v=volume: shutil.copytree(v, local, dirs_exist_ok=True),
+                lambda local, v=volume: shutil.copytree(local, v, dirs_exist_ok=True),
+            )
+            for point in spec.get("mountPoints") or []
+        ]
+        stream = container["detail"]["logStreamName"]
+
+        def on_line(line: LogLine) -> None:
+            with self._lock:
+                self._pending.append((stream, line))
+
+        def on_exit(code: int) -> None:
+            container["detail"]["exitCode"] = code
+            last = index == len(running.containers) - 1
+            if last or job.stop:
+                essential = [c for c in running.containers if c["spec"].get("essential", True)]
+                failed = [c for c in essential if c["detail"].get("exitCode") != 0]
+                with self._lock:
+                    running.exit_code = (failed or essential)[0]["detail"].get("exitCode", 137)
+                return
+            self._run_container(running, index + 1)
+
+        running.run = self._executor.start(
+            f"{job.job_id}-{spec['name']}",
+            command,
+            env,
+            on_line=on_line,
+            on_exit=on_exit,
+            log_lag=self.log_lag,
+            mounts=mounts,
+        )
+        self.started_commands += 1
+
+    def _cli_path(self) -> str:
+        shim_dir = self._workdir / "bin"
+        shim_dir.mkdir(parents=True, exist_ok=True)
+        shim = shim_dir / "aws"
+        if not shim.exists():
+            shim.write_text(_SHIM.format(python=sys.executable))
+            shim.chmod(0o755)
+        return os.pathsep.join([str(shim_dir), os.environ.get("PATH", "/usr/bin:/bin")])
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -290,4 +560,5 @@ class BatchExecutor:
             job.latest_attempt["container"]["exitCode"] = code
         if job.job_stopped_reason is None:
             job.job_stopped_reason = "Essential container in task exited"
+        # An ECS job: SUCCEEDED when every essential container exited 0 (code is the first that did not).
         job._mark_stopped(success=code == 0 and not job.stop)

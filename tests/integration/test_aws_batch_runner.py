@@ -54,6 +54,8 @@ pytest.importorskip("moto.server")
 
 REGION = "us-east-1"
 FAST_POLICY = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, jitter=0.0)
+LOG_GRACE = 3.0
+"""Seconds a killed job's log waits for the wrapper's sentinel (the emulator ingests at once)."""
 LOOP = 'i=0; while [ "$i" -lt 120 ]; do sleep 1; i=$((i+1)); done'
 
 
@@ -139,6 +141,7 @@ class BatchEnv:
             defaults={"jobQueueArn": self.run_queue, "bucket": self.bucket, **defaults},
             policy=policy,
             sleep=no_sleep,
+            log_grace=LOG_GRACE,
         )
 
 
