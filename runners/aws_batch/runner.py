@@ -900,7 +900,35 @@ class AwsBatchRunner:
         price = _pricing_from_tag(tags.get("squall:price"))
         cost = estimate_cost(billed, price) if billed is not None and price is not None else None
         outputs = self._list_outputs(clients, tags.get("squall:outputs"))
-        return replace(status, output_files=outputs, resources=billed, cost=cost)
+        status = replace(status, output_files=outputs, resources=billed, cost=cost)
+        if status.failure is Failure.CONFIG and taxonomy.staging_failure(job) is not None:
+            status = replace(status, reason=self._staging_detail(clients, job, status.reason))
+        return status
+
+    def _staging_detail(self, clients: _Clients, job: Mapping[str, Any], reason: str | None) -> str | None:
+        """``reason`` plus the stage-out container's last lines, which name the files it could not upload.
+
+        Best effort: the lines may not be ingested yet (the reason then points at the stream).
+        """
+        out = taxonomy.containers_of(job).get(taxonomy.STAGE_OUT) or {}
+        stream = out.get("logStreamName")
+        if not isinstance(stream, str):
+            return reason
+        group = (job.get("tags") or {}).get("squall:log-group", DEFAULT_LOG_GROUP)
+        try:
+            page = self._call(
+                "logs",
+                clients.logs.get_log_events,
+                logGroupName=group,
+                logStreamName=stream,
+                startFromHead=False,
+                limit=20,
+            )
+        except RunnerError:
+            return f"{reason} (see the log stream {group}/{stream})"
+        lines = [str(event.get("message", "")).strip() for event in page.get("events", [])]
+        shown = "; ".join(line for line in lines if line)[-1500:]
+        return f"{reason}: {shown}" if shown else f"{reason} (see the log stream {group}/{stream})"
 
     def _list_outputs(self, clients: _Clients, prefix: str | None) -> dict[str, str]:
         if not prefix or not prefix.startswith("s3://"):

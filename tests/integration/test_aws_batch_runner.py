@@ -804,3 +804,118 @@ def test_an_allowed_endpoint_must_be_a_plain_http_url(raw: str) -> None:
         canonical_endpoint(raw)
     with pytest.raises(ValueError):
         AwsBatchRunner(allowed_endpoints=[raw])
+
+
+# -- files without anything in the user's image (issue 19)
+
+
+def test_a_file_passes_between_two_tasks_whose_image_has_no_aws_cli(batch_env: BatchEnv) -> None:
+    """Job A writes 1 MiB of random bytes; job B gets A's output URI as an input and checks them."""
+    import hashlib
+
+    runner = batch_env.runner()
+    prefix = f"s3://{batch_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+    write = _spec(
+        'command -v aws && exit 9; head -c 1048576 /dev/urandom > "$OUTPUT_DIR/data.bin"; '
+        "sha256sum \"$OUTPUT_DIR/data.bin\" | cut -d' ' -f1",
+        image="python:3.12-slim",
+        output_prefix=prefix,
+    )
+    a = runner.submit(write)
+    status_a = wait_terminal(runner, a, 30.0)
+    logs_a = read_logs(runner, a, 30.0)
+    assert status_a.state is JobState.SUCCEEDED, (status_a, logs_a)
+    digest = logs_a[-1].text
+    uri = status_a.output_files["data.bin"]
+    assert hashlib.sha256(read_s3(batch_env)(uri)).hexdigest() == digest
+
+    check = _spec(
+        f"command -v aws && exit 9; [ \"$(sha256sum in/data.bin | cut -d' ' -f1)\" = {digest} ] && echo same",
+        image="python:3.12-slim",
+        input_uris={"in/data.bin": uri},
+    )
+    b = runner.submit(check)
+    status_b = wait_terminal(runner, b, 30.0)
+    assert status_b.state is JobState.SUCCEEDED, (status_b, read_logs(runner, b, 30.0))
+    assert [r.text for r in read_logs(runner, b, 30.0)] == ["same"]
+
+
+def test_an_output_that_cannot_be_uploaded_fails_the_job_as_config_naming_it(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    spec = _spec(
+        "echo r > result.txt",
+        output_files=("result.txt",),
+        output_prefix=f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/out/",
+    )
+    handle = runner.submit(spec)
+    status = wait_terminal(runner, handle, 30.0)
+    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.CONFIG, 0), status
+    assert status.reason is not None and "result.txt" in status.reason, status.reason
+
+
+def test_an_input_that_cannot_be_fetched_fails_the_job_as_config_naming_it(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    missing = f"s3://{batch_env.bucket}/nothing/{uuid.uuid4().hex[:8]}/gone.csv"
+    handle = runner.submit(_spec("echo never", input_uris={"gone.csv": missing}))
+    status = wait_terminal(runner, handle, 30.0)
+    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.CONFIG, 97), status
+    texts = [r.text for r in read_logs(runner, handle, 30.0)]
+    assert f"squall: cannot fetch input gone.csv from {missing}" in texts and "never" not in texts
+
+
+def test_an_input_uri_of_another_cloud_is_refused_naming_it(batch_env: BatchEnv) -> None:
+    from runners.base import RunnerError
+
+    with pytest.raises(RunnerError, match=r"gs://b/x\.csv"):
+        batch_env.runner().submit(_spec("true", input_uris={"x.csv": "gs://b/x.csv"}))
+
+
+def test_a_command_not_found_is_config(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    handle = runner.submit(
+        JobSpec(name=f"batch-{uuid.uuid4().hex[:12]}", command=("no-such-tool-xyz", "--go"))
+    )
+    status = wait_terminal(runner, handle, 30.0)
+    assert (status.failure, status.exit_code) == (Failure.CONFIG, 96), status
+    assert "squall: command not found: no-such-tool-xyz" in [r.text for r in read_logs(runner, handle, 30.0)]
+
+
+def test_the_marker_on_a_last_line_without_newline_survives_late_logs(batch_env: BatchEnv) -> None:
+    """CloudWatch ingests after the job ended: logs are complete only at the wrapper's sentinels."""
+    from runners import markers
+
+    runner = batch_env.runner()
+    marker = '::{"outputs":{"k":"v"}}::'
+    batch_env.executor.log_lag = 1.5
+    try:
+        handle = runner.submit(_spec(f"echo first; printf '%s' '{marker}'"))
+        status = wait_terminal(runner, handle, 30.0)
+        assert status.state is JobState.SUCCEEDED, status
+        first = runner.logs(handle, None)
+        assert not first.complete  # the job ended, its lines have not all come: not the end
+        records = read_logs(runner, handle, 30.0)
+    finally:
+        batch_env.executor.log_lag = 0.0
+    assert [r.text for r in records] == ["first", marker]
+    assert markers.collect([r.text for r in records]).outputs == {"k": "v"}
+
+
+def test_a_killed_jobs_log_is_truncated_after_the_grace(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    handle = runner.submit(_spec(f"echo up; {LOOP}"))
+    wait_state(runner, handle, {JobState.RUNNING}, 30.0)
+    wait_until(lambda: bool(runner.logs(handle, None).lines), 30.0, "no first line")
+    runner.cancel(handle)
+    assert wait_terminal(runner, handle, 30.0).state is JobState.CANCELLED
+    cursor: str | None = None
+    texts: list[str] = []
+
+    def done() -> bool:
+        nonlocal cursor
+        chunk = runner.logs(handle, cursor)
+        texts.extend(r.text for r in chunk.lines)
+        cursor = chunk.cursor
+        return chunk.complete and chunk.truncated
+
+    wait_until(done, 30.0, "the killed job's log never ended")
+    assert texts == ["up"]
