@@ -80,7 +80,14 @@ from runners.base import (
     RunnerOptionsError,
     validate_options,
 )
-from runners.wrapper import INLINE_LIMIT, STDERR_PREFIX, check_relative, sentinel_token, split_sentinel
+from runners.wrapper import (
+    INLINE_LIMIT,
+    STDERR_PREFIX,
+    WrapperExit,
+    check_relative,
+    sentinel_token,
+    split_sentinel,
+)
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -901,17 +908,21 @@ class AwsBatchRunner:
         cost = estimate_cost(billed, price) if billed is not None and price is not None else None
         outputs = self._list_outputs(clients, tags.get("squall:outputs"))
         status = replace(status, output_files=outputs, resources=billed, cost=cost)
-        if status.failure is Failure.CONFIG and taxonomy.staging_failure(job) is not None:
+        if status.failure is Failure.CONFIG and (
+            taxonomy.staging_failure(job) is not None or status.exit_code in set(WrapperExit)
+        ):
             status = replace(status, reason=self._staging_detail(clients, job, status.reason))
         return status
 
     def _staging_detail(self, clients: _Clients, job: Mapping[str, Any], reason: str | None) -> str | None:
-        """``reason`` plus the stage-out container's last lines, which name the files it could not upload.
+        """``reason`` plus the last lines that name the files: the stage-out container's when it
+        failed, else the wrapper's own ``squall:`` messages (an input, a command not found).
 
         Best effort: the lines may not be ingested yet (the reason then points at the stream).
         """
         out = taxonomy.containers_of(job).get(taxonomy.STAGE_OUT) or {}
-        stream = out.get("logStreamName")
+        wrapper = taxonomy.staging_failure(job) is None
+        stream = taxonomy.log_stream_of(job) if wrapper else out.get("logStreamName")
         if not isinstance(stream, str):
             return reason
         group = (job.get("tags") or {}).get("squall:log-group", DEFAULT_LOG_GROUP)
@@ -927,6 +938,8 @@ class AwsBatchRunner:
         except RunnerError:
             return f"{reason} (see the log stream {group}/{stream})"
         lines = [str(event.get("message", "")).strip() for event in page.get("events", [])]
+        if wrapper:
+            lines = [line.removeprefix(STDERR_PREFIX) for line in lines if "squall: " in line[:40]]
         shown = "; ".join(line for line in lines if line)[-1500:]
         return f"{reason}: {shown}" if shown else f"{reason} (see the log stream {group}/{stream})"
 

@@ -192,8 +192,6 @@ class TestAwsBatchContract(RunnerContract):
             "contract v2 in progress: the moto executor cannot yet end a job as PREEMPTED, CONFIG,"
             " UNSCHEDULABLE, START_FAILED or LOST"
         ),
-        "test_an_output_file_is_a_later_jobs_input": "contract v2 in progress: input_uris (s3://) staging",
-        "test_an_input_that_cannot_be_staged_fails_the_job_as_config": "contract v2 in progress: input_uris",
         "test_polling_50_handles_costs_the_declared_calls": (
             "contract v2 in progress: poll lists S3 outputs of every ended job, even without an output prefix"
         ),
