@@ -27,11 +27,13 @@ docs/runners/README.md says the same with an example runner):
   status whose id is not the one it recorded for the attempt.
 - **Timeout** counts run time only: from the moment the job starts (STARTING or RUNNING)
   until it ends; time queued is not counted (a runner may bound it separately, and reports
-  UNSCHEDULABLE when it does).
-- **Cancel** is idempotent and may be repeated until the job is terminal. Once ``cancel``
-  has returned, every later ``poll`` of the handle, by any runner instance, says CANCELLED
-  (or the terminal state the job reached first), even if the backend deletes the job: the
-  runner leaves a tombstone the backend keeps (a tag, a reason, a label, a file).
+  UNSCHEDULABLE when it does). A TIMEOUT's reason says ``timed out after <duration>``.
+- **Cancel** is idempotent and may be repeated until the job is terminal. Stopping may take
+  time (a container's grace period): until then ``poll`` may still say RUNNING, and the
+  control plane keeps the job CANCELLING and calls ``cancel`` again. Once the job has
+  stopped, it ends CANCELLED (unless it reached another terminal state first), and every
+  later ``poll`` of the handle, by any runner instance, says so even if the backend deletes
+  the job: the runner leaves a tombstone the backend keeps (a tag, a reason, a label, a file).
 - **LOST needs evidence** that the job does not run and never will report (the backend says
   it was deleted, its host is gone, it is older than the backend keeps jobs). A job the
   backend does not know *yet* (eventual consistency after a submit) is left out of ``poll``'s
@@ -39,7 +41,8 @@ docs/runners/README.md says the same with an example runner):
 - **Logs** come in order with the last line. ``complete`` is said once the job is terminal
   and the runner knows nothing more will come: for a cloud log service, after the job
   wrapper's end-of-log sentinel (``runners/wrapper.py``), or after a bounded grace with
-  ``truncated`` set. An empty page means only "nothing yet".
+  ``truncated`` set. An empty page means only "nothing yet". Pages are bounded (the control
+  plane and the suite read page by page: about 10,000 records a page, as CloudWatch's).
 - **Failures** (:class:`Failure`) say who is at fault and so who pays for another try; a
   runner declares the ones it can report in ``failures``.
 
@@ -156,10 +159,13 @@ class JobSpec(Struct, frozen=True):
     a file it cannot stage fails the job with :attr:`Failure.CONFIG` naming it. ``WORKING_DIR``
     and ``OUTPUT_DIR`` are set in the environment. When the job ends, files matching
     ``output_files`` (globs relative to the working directory) and everything under
-    ``OUTPUT_DIR`` are copied under
-    ``output_prefix`` (a URI: ``file://``, ``s3://``, ``gs://``...) and listed in the terminal
-    :class:`JobStatus`. ``options`` is the task's ``taskRunner`` block without ``type``; the
-    runner validates it with its :class:`RunnerOptions` model.
+    ``OUTPUT_DIR`` are copied under ``output_prefix`` (a URI in one of the runner's
+    ``storage_schemes``) and listed in the terminal :class:`JobStatus`. Without an
+    ``output_prefix``, a runner keeps ``output_files`` where it can (the process runner in the
+    job's directory, AWS Batch in its staging bucket) and reports them; with neither, nothing
+    is kept and nothing is looked for when the job ends. ``options`` is the task's
+    ``taskRunner`` block without ``type``; the runner validates it with its
+    :class:`RunnerOptions` model.
     """
 
     name: str
@@ -306,6 +312,12 @@ class Runner(Protocol):
 
     failures: ClassVar[frozenset[Failure]]
     """The failure classes this runner can report (the contract suite checks each mapping)."""
+
+    storage_schemes: ClassVar[frozenset[str]]
+    """URI schemes the runner stages natively, in (``input_uris``) and out (``output_prefix``):
+    ``{"file"}`` for local jobs, ``{"s3"}`` for AWS Batch. For any other scheme the control
+    plane copies: it reads an input and passes its bytes, and it copies outputs the runner
+    kept in its own place into the deployment's storage."""
 
     poll_batch: ClassVar[int]
     """Handles one backend call of ``poll`` covers (AWS Batch's DescribeJobs: 100); ``poll``

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
@@ -79,9 +80,21 @@ def _executable(language: str, local: bool) -> str:
     return name
 
 
-def _input_files(raw: Any, storage: TaskStorage) -> dict[str, bytes]:
+def _input_files(
+    raw: Any, storage: TaskStorage, schemes: frozenset[str]
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """(inline contents, storage URIs the runner stages itself) of a task's ``inputFiles``.
+
+    A URI in a scheme the runner stages natively is passed as a reference: its bytes never
+    go through the control plane (a 1 GB input costs nothing here). Any other URI is read and
+    passed inline: the control plane copies across clouds only when the runner cannot read
+    the source. Either way the URI must lie in the deployment's storage (or its read
+    allowlist), checked here before anything runs.
+    """
+    files: dict[str, bytes] = {}
+    refs: dict[str, str] = {}
     if raw is None:
-        return {}
+        return files, refs
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -89,20 +102,24 @@ def _input_files(raw: Any, storage: TaskStorage) -> dict[str, bytes]:
             raise ScriptError(f"inputFiles: not a map nor a JSON object: {exc}") from None
     if not isinstance(raw, Mapping):
         raise ScriptError("inputFiles: must be a map of file name to content or storage URI")
-    files: dict[str, bytes] = {}
     for name, content in raw.items():
         path = PurePosixPath(str(name))
         if path.is_absolute() or ".." in path.parts or not path.parts:
             raise ScriptError(f"inputFiles.{name}: must be a relative path inside the working directory")
         text = content if isinstance(content, str) else json.dumps(content)
         if is_uri(text):
+            uri = text.strip()
             try:
-                files[str(path)] = storage.read(text.strip())
+                canonical = storage.canonical(uri)
+                if urlsplit(canonical).scheme in schemes:
+                    refs[str(path)] = canonical
+                else:
+                    files[str(path)] = storage.read(uri)  # errors name the URI the flow wrote
             except StorageError as exc:
                 raise ScriptError(f"inputFiles.{name}: {exc}") from None
         else:
             files[str(path)] = text.encode()
-    return files
+    return files, refs
 
 
 def build_job_spec(
@@ -114,14 +131,21 @@ def build_job_spec(
     output_prefix: str,
     labels: Mapping[str, str],
     storage: TaskStorage,
+    storage_schemes: frozenset[str] = frozenset({"file"}),
 ) -> tuple[str, JobSpec]:
-    """(runner name, JobSpec) for one attempt of a script task."""
+    """(runner name, JobSpec) for one attempt of a script task.
+
+    ``storage_schemes`` are the runner's (:attr:`runners.base.Runner.storage_schemes`): inputs
+    and the output prefix in those schemes are the runner's to stage; for others the output
+    prefix is left out (the runner keeps outputs in its own place and the supervisor copies
+    them into the storage when the job ends).
+    """
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
     image = properties.get("containerImage")
     lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
     lines += [str(c) for c in properties.get("beforeCommands") or ()]
-    files = _input_files(properties.get("inputFiles"), storage)
+    files, refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)
     if kind == "Commands":
         lines += [str(c) for c in properties.get("commands") or ()]
     else:
@@ -137,8 +161,9 @@ def build_job_spec(
         image=str(image) if image else None,
         env=env,
         input_files=files,
+        input_uris=refs,
         output_files=outputs,
-        output_prefix=output_prefix if outputs else None,
+        output_prefix=output_prefix if urlsplit(output_prefix).scheme in storage_schemes else None,
         timeout=timeout,
         labels=dict(labels),
         options=options,

@@ -62,6 +62,10 @@ class TaskStorage:
         """Whether ``value`` is a URI this storage may read (:func:`is_uri` tells URIs from text)."""
         return self.storage.readable(value)
 
+    def canonical(self, uri: str) -> str:
+        """``uri`` as its backend spells it (``kestra:///a`` -> ``<root>/a``), if it may be read."""
+        return self.storage.canonical(uri)
+
     def read(self, uri: str) -> bytes:
         return self.storage.read(uri)
 

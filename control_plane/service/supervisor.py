@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from msgspec.structs import replace
 
@@ -45,8 +46,8 @@ from control_plane.service.runners import (
     UnknownRunnerError,
     dependencies,
 )
-from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs
-from control_plane.service.storage import TaskStorage
+from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
+from control_plane.service.storage import StorageError, TaskStorage
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
     Evented,
@@ -63,6 +64,7 @@ from runners.base import (
     TransientRunnerError,
 )
 from runners.markers import parse_line
+from runners.storage import path_of
 
 __all__ = [
     "DEFAULT_LOST_AFTER",
@@ -205,7 +207,8 @@ class JobSupervisor:
         execution = self.executions.load(job.execution_id)
         raw = job.spec
         timeout = raw.get("timeout")
-        runner_name, spec = build_job_spec(
+        runner = self.runners.get(runner_of(raw["properties"])[0])
+        _, spec = build_job_spec(
             name=job.name,
             task_type=raw["task_type"],
             properties=raw["properties"],
@@ -222,8 +225,9 @@ class JobSupervisor:
                 "squall.io/attempt": str(job.attempt),
             },
             storage=self.storage,
+            storage_schemes=type(runner).storage_schemes,
         )
-        return self.runners.get(runner_name), spec
+        return runner, spec
 
     def outbox_claim(self) -> dict[str, Any]:
         """The claim fields of an outbox record this process submits right after writing it.
@@ -592,10 +596,41 @@ class JobSupervisor:
                 with contextlib.suppress(JobNotFoundError):  # nothing left to clean up
                     runner.cleanup(handle)
 
+        status = self._into_storage(job, status)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
         self._event(job, status, job_outputs(status, capture.outputs), own)
         return True
+
+    def _into_storage(self, job: JobRecord, status: JobStatus) -> JobStatus:
+        """Output files a runner kept on this machine, copied into the deployment's storage.
+
+        A runner that cannot write the storage's scheme (the process runner of a server whose
+        storage is S3) keeps outputs in its own place; copied here, their URIs are valid
+        inputs for any later task on any runner. A file that cannot be copied fails the job
+        as a staging error (CONFIG) naming it, never a silent loss.
+        """
+        local = {
+            n: u for n, u in status.output_files.items() if u.startswith("file:") and not self.storage.owns(u)
+        }
+        if not local:
+            return status
+        execution = self.executions.load(job.execution_id)
+        prefix = self.storage.prefix(
+            execution.namespace, execution.flow_id, execution.id, job.taskrun_id, job.attempt
+        )
+        copied = dict(status.output_files)
+        for name, uri in local.items():
+            target = f"{prefix}{quote(name)}"
+            try:
+                self.storage.write(target, path_of(uri).read_bytes())
+            except (OSError, StorageError) as exc:
+                problem = f"could not copy output file {name} into the storage: {exc}"
+                if status.state is JobState.SUCCEEDED:
+                    return replace(status, state=JobState.FAILED, failure=Failure.CONFIG, reason=problem)
+                return replace(status, reason=f"{status.reason or status.state.value.lower()}; {problem}")
+            copied[name] = self.storage.canonical(target)
+        return replace(status, output_files=copied)
 
     def pushed(self, event: JobEvent, *, touch_after: timedelta | None = None) -> bool:
         """A runner's push event about one job; True when it ended a job (an event is queued).

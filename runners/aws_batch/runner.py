@@ -285,6 +285,7 @@ class AwsBatchRunner:
     name: ClassVar[str] = "aws-batch"
     Options: ClassVar[type[RunnerOptions]] = BatchOptions
     failures: ClassVar[frozenset[Failure]] = frozenset(Failure) - {Failure.QUOTA}
+    storage_schemes: ClassVar[frozenset[str]] = frozenset({"s3"})
     poll_batch: ClassVar[int] = DESCRIBE_BATCH
     event_keys: ClassVar[frozenset[str]] = frozenset({taxonomy.EVENT_SOURCE})
     carries_handles: ClassVar[bool] = True
@@ -657,6 +658,8 @@ class AwsBatchRunner:
     def _output_prefix(self, spec: JobSpec, staging_uri: str | None) -> str | None:
         if spec.output_prefix is not None and spec.output_prefix.startswith("s3://"):
             return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
+        if spec.output_prefix is None and not spec.output_files:
+            return None  # nobody asked for outputs: no stage-out container, no listing when it ends
         if staging_uri is not None:
             return staging_uri + "outputs/"
         if spec.output_files:

@@ -81,6 +81,7 @@ class ProcessRunner:
     failures: ClassVar[frozenset[Failure]] = frozenset(
         {Failure.USER, Failure.CONFIG, Failure.TIMEOUT, Failure.CANCELLED, Failure.LOST}
     )
+    storage_schemes: ClassVar[frozenset[str]] = frozenset({"file"})
     poll_batch: ClassVar[int] = 1_000_000
     """Polling reads local files: no backend call at all."""
 

@@ -101,6 +101,7 @@ __all__ = [
     "RunnerContract",
     "count_local_processes",
     "iter_logs",
+    "poll_one",
     "read_logs",
     "sh",
     "wait_state",
@@ -140,21 +141,25 @@ def wait_until(predicate: Callable[[], bool], deadline_s: float, message: str) -
         time.sleep(_INTERVAL)
 
 
+def poll_one(runner: Runner, handle: JobHandle) -> JobStatus | None:
+    """The job's status, or None when the runner has no news of it yet (eventual consistency)."""
+    return runner.poll([handle]).get(handle.name)
+
+
 def wait_terminal(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> JobStatus:
     """Poll ``handle`` until terminal, blocking on ``Waitable.wait`` between polls when the runner has it."""
     deadline = time.monotonic() + deadline_s
-    status = runner.poll([handle])[handle.name]
-    while not status.terminal:
+    status = poll_one(runner, handle)
+    while status is None or not status.terminal:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            pytest.fail(
-                f"job {handle.name} still {status.state.value} after {deadline_s:g}s: {status}", pytrace=False
-            )
+            shown = "unknown to the backend" if status is None else f"still {status.state.value}"
+            pytest.fail(f"job {handle.name} {shown} after {deadline_s:g}s: {status}", pytrace=False)
         if isinstance(runner, Waitable):
             runner.wait(min(remaining, 0.5))  # bounded: a wakeup may belong to another process
         else:
             time.sleep(min(remaining, 0.05))
-        status = runner.poll([handle])[handle.name]
+        status = poll_one(runner, handle)
     return status
 
 
@@ -163,7 +168,9 @@ def wait_state(runner: Runner, handle: JobHandle, states: set[JobState], deadlin
     found: list[JobStatus] = []
 
     def reached() -> bool:
-        status = runner.poll([handle])[handle.name]
+        status = poll_one(runner, handle)
+        if status is None:
+            return False
         found[:] = [status]
         if status.terminal and status.state not in states:
             pytest.fail(f"job {handle.name} ended before reaching {states}: {status}", pytrace=False)
@@ -327,7 +334,8 @@ class RunnerContract:
         yield do
         for runner, handle in submitted:
             try:
-                if not runner.poll([handle])[handle.name].terminal:
+                status = poll_one(runner, handle)
+                if status is None or not status.terminal:
                     runner.cancel(handle)
             except Exception:  # teardown must not hide the test's own failure
                 pass
@@ -490,7 +498,8 @@ class RunnerContract:
         found = second_runner.find(spec)
         assert found is not None
         assert (found.name, found.id) == (handle.name, handle.id)
-        assert second_runner.poll([found])[found.name].state in {
+        seen = poll_one(second_runner, found)
+        assert seen is None or seen.state in {
             JobState.QUEUED,
             JobState.STARTING,
             JobState.RUNNING,
@@ -614,6 +623,19 @@ class RunnerContract:
 
     # -- contract v2: exactly once across processes, failures as declared, logs, files, events
 
+    def test_declares_its_capabilities(self, runner: Runner) -> None:
+        """What the control plane relies on is declared on the class, never probed for."""
+        cls = type(runner)
+        assert isinstance(runner, Runner)
+        assert isinstance(cls.failures, frozenset) and Failure.USER in cls.failures
+        assert all(isinstance(f, Failure) for f in cls.failures)
+        assert isinstance(cls.storage_schemes, frozenset)
+        assert all(s in {"file", "s3", "gs", "az"} for s in cls.storage_schemes), cls.storage_schemes
+        assert isinstance(cls.poll_batch, int) and cls.poll_batch >= 1
+        assert isinstance(runner.option_defaults, Mapping)
+        if isinstance(runner, Evented):
+            assert cls.event_keys and isinstance(cls.carries_handles, bool)
+
     def test_submit_races_between_processes_run_the_command_once(
         self,
         runner: Runner,
@@ -682,7 +704,7 @@ class RunnerContract:
         if queued_options is None:
             pytest.skip("needs the queued_options fixture")
         handle = submit(runner, make_spec("echo never", options=dict(queued_options)))
-        assert runner.poll([handle])[handle.name].state is JobState.QUEUED
+        wait_state(runner, handle, {JobState.QUEUED}, self.deadline_s)
         runner.cancel(handle)
         status = wait_terminal(runner, handle, self.deadline_s)
         assert (status.state, status.failure) == (JobState.CANCELLED, Failure.CANCELLED), status

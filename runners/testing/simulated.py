@@ -70,6 +70,7 @@ class SimulatedRunner:
     name: ClassVar[str] = "simulated"
     Options: ClassVar[type[RunnerOptions]] = _Options
     failures: ClassVar[frozenset[Failure]] = frozenset(Failure)
+    storage_schemes: ClassVar[frozenset[str]] = frozenset()  # it stages nothing: files come inline
     poll_batch: ClassVar[int] = 1_000_000
     event_keys: ClassVar[frozenset[str]] = frozenset({EVENT_SOURCE})
     carries_handles: ClassVar[bool] = True

@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob
 
-__all__ = ["BatchExecutor", "Mode"]
+__all__ = ["BatchExecutor", "Mode", "Outcome"]
 
 Mode = Literal["run", "hold", "park"]
 LOG_GROUP = "/aws/batch/job"
@@ -151,6 +151,19 @@ class _Job:
     containers: list[dict[str, Any]] = field(default_factory=list)  # an ECS job's, in run order
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How Batch itself ends a job, whatever its command: a test provokes a failure class with it.
+
+    ``reason`` is the ``statusReason`` Batch would give (a reclaimed spot host, an image it
+    cannot pull...); ``started`` says whether the job got as far as RUNNING first.
+    """
+
+    reason: str
+    exit_code: int | None = None
+    started: bool = False
+
+
 _pending_ecs = threading.local()
 """The ``ecsPropertiesOverride`` of the SubmitJob being handled on this thread (moto drops it)."""
 
@@ -178,6 +191,8 @@ class BatchExecutor:
         self.aws_cli = aws_cli
         self.log_lag = log_lag
         self.modes: dict[str, Mode] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        """Batch job name -> how Batch ends that job instead of running it (taken once)."""
         self.started_commands = 0
         self._workdir = workdir
         self._executor = LocalExecutor(workdir / "jobs")
@@ -344,6 +359,10 @@ class BatchExecutor:
         if ecs is not None:
             running.containers = self._ecs_containers(job, ecs, getattr(_pending_ecs, "value", None))
             job.squall_containers = running.containers
+        outcome = self.outcomes.pop(job.job_name, None)
+        if outcome is not None:
+            self._end_as(job, outcome)
+            return
         if mode == "hold":
             job._status = "RUNNABLE"
         else:
@@ -355,6 +374,18 @@ class BatchExecutor:
                 self._run(running)
         with self._lock:
             self._jobs.append(running)
+
+    def _end_as(self, job: Any, outcome: Outcome) -> None:
+        if outcome.started:
+            job._status = "RUNNING"
+            job.job_started_at = datetime.now()
+            job.log_stream_name = job._stream_name
+            job._start_attempt()
+        job.exit_code = outcome.exit_code
+        if job.latest_attempt is not None and outcome.exit_code is not None:
+            job.latest_attempt["container"]["exitCode"] = outcome.exit_code
+        job.job_stopped_reason = outcome.reason
+        job._mark_stopped(success=False)
 
     def _ecs_containers(
         self, job: Any, ecs: dict[str, Any], override: dict[str, Any] | None

@@ -18,12 +18,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
-from runners.aws_batch.runner import MANAGED_TAG, MANAGED_VALUE, canonical_endpoint
+from runners.aws_batch.runner import (
+    BATCH_RETENTION,
+    MANAGED_TAG,
+    MANAGED_VALUE,
+    batch_job_name,
+    canonical_endpoint,
+)
 from runners.base import (
     Evented,
     Failure,
@@ -47,7 +53,7 @@ from runners.testing import (
     wait_terminal,
     wait_until,
 )
-from tests.emulators.moto_batch import BatchExecutor
+from tests.emulators.moto_batch import BatchExecutor, Outcome
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -187,25 +193,6 @@ def read_s3(env: BatchEnv) -> Callable[[str], bytes]:
 class TestAwsBatchContract(RunnerContract):
     deadline_s = 30.0
 
-    PENDING: ClassVar[dict[str, str]] = {
-        "test_every_declared_failure_class_is_reported_as_declared": (
-            "contract v2 in progress: the moto executor cannot yet end a job as PREEMPTED, CONFIG,"
-            " UNSCHEDULABLE, START_FAILED or LOST"
-        ),
-        "test_polling_50_handles_costs_the_declared_calls": (
-            "contract v2 in progress: poll lists S3 outputs of every ended job, even without an output prefix"
-        ),
-        "test_events_duplicated_reordered_or_about_another_job": "contract v2 in progress: push_event",
-    }
-    """Contract v2 cases this runner does not pass yet: strict xfails, so each one that starts
-    passing must leave this list (issue 19 is open until it is empty)."""
-
-    @pytest.fixture(autouse=True)
-    def _pending_v2(self, request: pytest.FixtureRequest) -> None:
-        reason = self.PENDING.get(request.function.__name__)
-        if reason is not None:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
     @pytest.fixture
     def runner(self, batch_env: BatchEnv) -> Runner:
         return batch_env.runner()
@@ -237,6 +224,71 @@ class TestAwsBatchContract(RunnerContract):
     @pytest.fixture
     def host_dir(self, tmp_path: Path) -> Path:
         return tmp_path
+
+    @pytest.fixture
+    def queued_options(self, batch_env: BatchEnv) -> dict[str, Any]:
+        return {"jobQueueArn": batch_env.hold_queue}  # no capacity fits: the job stays RUNNABLE
+
+    @pytest.fixture
+    def failure_cases(self, batch_env: BatchEnv) -> dict[Failure, Callable[..., JobHandle]]:
+        """Batch's own reasons (from AWS's documentation) for each failure class it can report."""
+
+        def ended_by_batch(outcome: Outcome) -> Callable[..., JobHandle]:
+            def make(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+                spec = make_spec("echo never")
+                batch_env.executor.outcomes[batch_job_name(spec.name)] = outcome
+                return submit(runner, spec)
+
+            return make
+
+        def unschedulable(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            options = {"jobQueueArn": batch_env.hold_queue, "runnableTimeout": "PT1S"}
+            return submit(runner, make_spec("echo never", options=options))
+
+        def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            """Evidence: a job submitted longer ago than Batch keeps jobs, which Batch no longer knows."""
+            handle = submit(runner, make_spec("echo x"))
+            wait_terminal(runner, handle, 30.0)
+            old = (datetime.now(UTC) - BATCH_RETENTION - timedelta(days=1)).timestamp()
+            return JobHandle(handle.name, handle.runner, "expired-job-id", {**handle.data, "submitted": old})
+
+        return {
+            Failure.PREEMPTED: ended_by_batch(
+                Outcome("Host EC2 (instance i-0a1b2c3d4e5f60718) terminated.", exit_code=143, started=True)
+            ),
+            Failure.START_FAILED: ended_by_batch(
+                Outcome("TaskFailedToStart: timeout waiting for network interface provisioning")
+            ),
+            Failure.CONFIG: ended_by_batch(
+                Outcome(
+                    "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to"
+                    " resolve ref docker.io/library/pyhton:3.12: docker.io/library/pyhton:3.12: not found"
+                )
+            ),
+            Failure.UNSCHEDULABLE: unschedulable,
+            Failure.LOST: lost,
+        }
+
+    @pytest.fixture
+    def push_event(self, batch_env: BatchEnv) -> Callable[[Runner, JobHandle], PushEvent]:
+        """The "Batch Job State Change" EventBridge would deliver now: the job as DescribeJobs shows it."""
+
+        def event(runner: Runner, handle: JobHandle) -> PushEvent:
+            (job,) = batch_env.client("batch").describe_jobs(jobs=[handle.id])["jobs"]
+            body = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Batch Job State Change",
+                "source": "aws.batch",
+                "account": "123456789012",
+                "time": datetime.now(UTC).isoformat(),
+                "region": REGION,
+                "resources": [job["jobArn"]],
+                "detail": job,
+            }
+            return PushEvent("aws.batch", body)
+
+        return event
 
 
 # -- beyond the contract
@@ -605,7 +657,8 @@ def test_every_job_and_definition_carries_the_managed_tag_a_flow_cannot_remove(b
         policy=FAST_POLICY,
         sleep=no_sleep,
     )
-    handle = runner.submit(_spec(f"echo up; {LOOP}", labels={"squall.io/flow": "etl"}))
+    spec = _spec(f"echo up; {LOOP}", labels={"squall.io/flow": "etl"}, output_files=("out.txt",))
+    handle = runner.submit(spec)
     job = batch.describe_jobs(jobs=[handle.id])["jobs"][0]
     assert job["tags"][MANAGED_TAG] == MANAGED_VALUE == "true"
     [request] = submitted  # the tag is in the request (aws:RequestTag) and reaches the ECS task

@@ -296,6 +296,7 @@ class ToyRunner:
     failures: ClassVar[frozenset[Failure]] = frozenset(
         {Failure.USER, Failure.CONFIG, Failure.TIMEOUT, Failure.CANCELLED}
     )  # no LOST: the cloud never forgets a job; no platform failures: it has no hosts to lose
+    storage_schemes: ClassVar[frozenset[str]] = frozenset({"file"})  # what the cloud stages itself
     poll_batch: ClassVar[int] = 100  # what one ``describe`` answers
     event_keys: ClassVar[frozenset[str]] = frozenset({"toy"})
     carries_handles: ClassVar[bool] = True  # an event's job document has the name and the id

@@ -126,6 +126,7 @@ class _CrashingRunner:
 
     name = ProcessRunner.name
     Options = ProcessRunner.Options
+    storage_schemes = ProcessRunner.storage_schemes
 
     def __init__(self, real, *, after_submit: bool) -> None:  # type: ignore[no-untyped-def]
         self.real = real
@@ -489,7 +490,8 @@ def test_missing_input_file_uri_fails_the_task(tmp_path: Path) -> None:
         )
         final = deploy_and_run(rt, source)
         a = run_of(final, "a")
-        assert a.state is State.FAILED and "inputFiles.a.csv" in (a.error or "")
+        assert a.state is State.FAILED  # the runner could not stage it: the job fails, naming the file
+        assert "input file a.csv" in (a.error or "") and "No such file" in (a.error or "")
 
 
 def test_input_file_uri_outside_the_store_fails_the_task_not_becoming_its_content(tmp_path: Path) -> None:

@@ -165,7 +165,7 @@ tasks:
         assert "b read: made by a" in messages(rt, final.id, "b")
 
 
-def test_the_process_runner_cannot_write_output_files_to_s3_and_says_so(
+def test_a_local_jobs_output_files_are_copied_into_an_s3_storage(
     moto_server: str, bucket: str, tmp_path: Path
 ) -> None:
     source = f"""
@@ -180,8 +180,11 @@ tasks:
     with _process_runtime(moto_server, f"s3://{bucket}/deploy", tmp_path) as rt:
         final = deploy_and_run(rt, source)
         a = run_of(final, "a")
-        assert a.state is State.FAILED
-        assert "the process runner only writes file:// URIs" in (a.error or "")
+        assert a.state is State.SUCCESS, a.error
+        assert a.outputs is not None
+        uri = a.outputs["outputFiles"]["out.txt"]
+        assert uri.startswith(f"s3://{bucket}/deploy/t/local/") and uri.endswith("/out.txt")
+        assert rt.service.storage.read(uri) == b"x\n"
 
 
 def _process_runtime(moto_server: str, root: str, tmp_path: Path, **settings: Any) -> Runtime:

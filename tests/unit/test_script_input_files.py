@@ -9,9 +9,11 @@ import pytest
 
 from control_plane.service.scripts import ScriptError, build_job_spec
 from control_plane.service.storage import LocalStorage, is_uri
+from runners.base import JobSpec
 
 
-def files(storage: LocalStorage, input_files: Any) -> dict[str, bytes]:
+def spec_of(storage: LocalStorage, input_files: Any, schemes: frozenset[str] = frozenset()) -> JobSpec:
+    """The JobSpec for a runner staging ``schemes`` itself (none: the control plane reads every URI)."""
     _, spec = build_job_spec(
         name="job-1",
         task_type="io.kestra.plugin.scripts.shell.Commands",
@@ -20,8 +22,27 @@ def files(storage: LocalStorage, input_files: Any) -> dict[str, bytes]:
         output_prefix=storage.prefix("t", "f", "e", "tr", 1),
         labels={},
         storage=storage,
+        storage_schemes=schemes,
     )
-    return dict(spec.input_files)
+    return spec
+
+
+def files(storage: LocalStorage, input_files: Any) -> dict[str, bytes]:
+    return dict(spec_of(storage, input_files).input_files)
+
+
+def test_a_runner_that_stages_the_scheme_gets_a_reference_not_the_bytes(storage: LocalStorage) -> None:
+    storage.root.mkdir(parents=True)
+    (storage.root / "big.bin").write_bytes(b"x" * 1024)
+    spec = spec_of(storage, {"in/big.bin": "kestra:///big.bin", "note.txt": "hello"}, frozenset({"file"}))
+    assert dict(spec.input_uris) == {"in/big.bin": (storage.root / "big.bin").as_uri()}
+    assert dict(spec.input_files) == {"note.txt": b"hello"}
+    assert spec.output_prefix == storage.prefix("t", "f", "e", "tr", 1)
+    # The guard still applies to references: nothing outside the store is handed to a runner.
+    with pytest.raises(ScriptError, match="outside the storage directory"):
+        spec_of(storage, {"x": "file:///etc/passwd"}, frozenset({"file"}))
+    # A runner that cannot write the storage's scheme keeps outputs itself (copied in later).
+    assert spec_of(storage, {}, frozenset({"s3"})).output_prefix is None
 
 
 @pytest.fixture
