@@ -634,7 +634,7 @@ class RunnerContract:
         assert isinstance(cls.poll_batch, int) and cls.poll_batch >= 1
         assert isinstance(runner.option_defaults, Mapping)
         if isinstance(runner, Evented):
-            assert cls.event_keys and isinstance(cls.carries_handles, bool)
+            assert runner.event_keys and isinstance(runner.carries_handles, bool)
 
     def test_submit_races_between_processes_run_the_command_once(
         self,
