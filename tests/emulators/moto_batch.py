@@ -191,6 +191,8 @@ class BatchExecutor:
         self.aws_cli = aws_cli
         self.log_lag = log_lag
         self.modes: dict[str, Mode] = {}
+        self.lags: dict[str, float] = {}
+        """Job queue ARN -> ``log_lag`` for that queue's jobs (others get ``log_lag``)."""
         self.outcomes: dict[str, Outcome] = {}
         """Batch job name -> how Batch ends that job instead of running it (taken once)."""
         self.started_commands = 0
@@ -375,6 +377,9 @@ class BatchExecutor:
         with self._lock:
             self._jobs.append(running)
 
+    def _lag(self, job: Any) -> float:
+        return self.lags.get(job.job_queue.arn, self.log_lag)
+
     def _end_as(self, job: Any, outcome: Outcome) -> None:
         if outcome.started:
             job._status = "RUNNING"
@@ -448,7 +453,7 @@ class BatchExecutor:
                 running.exit_code = code
 
         running.run = self._executor.start(
-            job.job_id, command, env, on_line=on_line, on_exit=on_exit, log_lag=self.log_lag
+            job.job_id, command, env, on_line=on_line, on_exit=on_exit, log_lag=self._lag(job)
         )
         self.started_commands += 1
 
@@ -507,7 +512,7 @@ class BatchExecutor:
             env,
             on_line=on_line,
             on_exit=on_exit,
-            log_lag=self.log_lag,
+            log_lag=self._lag(job),
             mounts=mounts,
         )
         self.started_commands += 1

@@ -10,6 +10,7 @@ processes". Faults are injected with a botocore ``before-send`` hook on the runn
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import uuid
@@ -53,6 +54,7 @@ from runners.testing import (
     wait_terminal,
     wait_until,
 )
+from tests.emulators.fault_proxy import FaultProxy
 from tests.emulators.moto_batch import BatchExecutor, Outcome
 
 boto3 = pytest.importorskip("boto3")
@@ -135,6 +137,7 @@ class BatchEnv:
     park_queue: str
     bucket: str
     executor: BatchExecutor
+    lag_queue: str = ""
 
     def client(self, service: str) -> Any:
         return _session().client(service, endpoint_url=self.endpoint, region_name=REGION)
@@ -165,7 +168,7 @@ def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             computeEnvironmentName=f"squall-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
         )["computeEnvironmentArn"]
         queues = {}
-        for kind in ("run", "hold", "park"):
+        for kind in ("run", "hold", "park", "lag"):
             queues[kind] = batch.create_job_queue(
                 jobQueueName=f"squall-{kind}-{suffix}",
                 state="ENABLED",
@@ -173,9 +176,12 @@ def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
             )["jobQueueArn"]
         executor.modes = {queues["hold"]: "hold", queues["park"]: "park"}
+        executor.lags = {queues["lag"]: 1.5}  # CloudWatch's ingestion delay: lines after the job's end
         bucket = f"squall-batch-{suffix}"
         s3.create_bucket(Bucket=bucket)
-        yield BatchEnv(moto_server, queues["run"], queues["hold"], queues["park"], bucket, executor)
+        yield BatchEnv(
+            moto_server, queues["run"], queues["hold"], queues["park"], bucket, executor, queues["lag"]
+        )
     finally:
         executor.stop()
 
@@ -224,6 +230,44 @@ class TestAwsBatchContract(RunnerContract):
     @pytest.fixture
     def host_dir(self, tmp_path: Path) -> Path:
         return tmp_path
+
+    @pytest.fixture
+    def runner_factory(self, batch_env: BatchEnv) -> Callable[[], Runner]:
+        """Picklable: each OS process builds its own runner, as each Lambda does (no shared lock)."""
+        return functools.partial(
+            AwsBatchRunner,
+            session_factory=_session,
+            endpoint_url=batch_env.endpoint,
+            region=REGION,
+            defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+            policy=FAST_POLICY,
+            sleep=no_sleep,
+            log_grace=LOG_GRACE,
+        )
+
+    @pytest.fixture
+    def lost_response_runner(self, batch_env: BatchEnv) -> Iterator[Callable[[], Runner]]:
+        """SubmitJob reaches moto, which creates the job; the proxy then drops the response."""
+        with FaultProxy(batch_env.endpoint) as proxy:
+            proxy.drop_after("POST", r"/v1/submitjob", times=1)
+            yield lambda: AwsBatchRunner(
+                session_factory=_session,
+                endpoint_url=proxy.endpoint,
+                region=REGION,
+                defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+                policy=FAST_POLICY,
+                sleep=no_sleep,
+                log_grace=LOG_GRACE,
+            )
+
+    @pytest.fixture
+    def lagging_runner(self, batch_env: BatchEnv) -> Runner:
+        runner: Runner = batch_env.runner(jobQueueArn=batch_env.lag_queue)
+        return runner
+
+    @pytest.fixture
+    def unwritable_output_prefix(self) -> str:
+        return f"s3://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
 
     @pytest.fixture
     def queued_options(self, batch_env: BatchEnv) -> dict[str, Any]:
