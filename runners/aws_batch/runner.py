@@ -49,7 +49,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -78,6 +80,7 @@ from runners.base import (
     RunnerError,
     RunnerOptions,
     RunnerOptionsError,
+    TransientRunnerError,
     validate_options,
 )
 from runners.wrapper import (
@@ -115,6 +118,11 @@ DESCRIBE_BATCH = 100
 BATCH_RETENTION = timedelta(days=7)
 """How long AWS Batch keeps a job visible to DescribeJobs after it ends (at least a week):
 a handle submitted longer ago that Batch does not return is evidence the job is gone (LOST)."""
+SUBMIT_LOCK_STALE = timedelta(minutes=2)
+"""A submit lock this old whose job ListJobs does not show was left by a submitter that died."""
+SUBMIT_LOCK_WAIT = 20.0
+"""Seconds a submitter that lost the lock waits for the winner's job to show in ListJobs."""
+_LOCK_TAKEN = frozenset({"PreconditionFailed", "412"})
 MIN_ATTEMPT_SECONDS = 60
 """Batch refuses an attemptDurationSeconds under 60; shorter timeouts are enforced by poll."""
 
@@ -136,6 +144,7 @@ _TRANSIENT_CODES = frozenset(
         "ServerException",
         "RequestTimeout",
         "RequestTimeoutException",
+        "ConditionalRequestConflict",  # S3: two conditional writes raced; the loser may try again
     }
 )
 _TRANSIENT_BOTOCORE = frozenset(
@@ -326,6 +335,7 @@ class AwsBatchRunner:
         self._sleep = sleep
         self._now = now
         self._log_grace = log_grace
+        self._pause = limiter_sleep
         self._batch_bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
         self._logs_bucket = TokenBucket(logs_rate, clock=clock, sleep=limiter_sleep)
         self._lock = threading.Lock()
@@ -510,7 +520,9 @@ class AwsBatchRunner:
         job_name = batch_job_name(spec.name)
         clients = self._clients_for(opts.region, opts.sts_role_arn, opts.access_key_id, opts)
         # In-process lock: two threads (or two runner instances) of this process submit once.
-        # Across processes, the ListJobs after SubmitJob makes racers converge on one job.
+        # Across processes, a lock object in the staging bucket lets one process submit (the
+        # others wait for its job), and the ListJobs after SubmitJob makes racers converge on
+        # one job where there is no bucket (then a duplicate may start before it is stopped).
         with self._name_lock(f"{opts.job_queue_arn}|{job_name}"):
             if opts.resume:
                 existing = self._list_by_name(clients, opts.job_queue_arn, job_name)
@@ -518,6 +530,9 @@ class AwsBatchRunner:
                     return self._handle(
                         spec.name, str(existing[0]["jobId"]), opts, existing[0].get("createdAt")
                     )
+            if not self._claim_submit(clients, opts, job_name):
+                found = self._await_job(clients, opts.job_queue_arn, job_name)
+                return self._handle(spec.name, str(found["jobId"]), opts, found.get("createdAt"))
             request = self._request(clients, spec, opts, job_name)
             job_id = self._submit_once(clients, request, opts.job_queue_arn, job_name)
             after = self._list_by_name(clients, opts.job_queue_arn, job_name)
@@ -526,6 +541,60 @@ class AwsBatchRunner:
                 reason = f"{taxonomy.CANCEL_PREFIX}: duplicate of {winner['jobId']}"
                 self._call("batch", clients.batch.terminate_job, jobId=job_id, reason=reason)
             return self._handle(spec.name, str(winner["jobId"]), opts, winner.get("createdAt"))
+
+    def _claim_submit(self, clients: _Clients, opts: BatchOptions, job_name: str) -> bool:
+        """Whether this process may call SubmitJob for ``job_name``.
+
+        SubmitJob has no idempotency token, and a job started by a second submitter runs its
+        command before the loser can stop it. So submitters first create an object only if it
+        is absent (S3 conditional write, ``If-None-Match: *``): one wins and submits, the
+        others wait for its job. The object names its owner, so a retry of our own write whose
+        response was lost still counts as ours; a lock older than :data:`SUBMIT_LOCK_STALE`
+        whose job never appeared (its owner died before submitting) is taken over with
+        ``If-Match`` on its ETag, so again by one process only.
+        """
+        if not opts.bucket:
+            return True
+        key = f"{opts.staging_prefix.strip('/')}/{job_name}/submit.lock"
+        owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}:{uuid.uuid4().hex[:8]}".encode()
+        try:
+            self._call("s3", clients.s3.put_object, Bucket=opts.bucket, Key=key, Body=owner, IfNoneMatch="*")
+            return True
+        except RunnerError as exc:
+            if _error_code(exc) not in _LOCK_TAKEN:
+                raise
+        held = self._call("s3", clients.s3.get_object, Bucket=opts.bucket, Key=key)
+        if held["Body"].read() == owner:
+            return True  # our own write, whose first response was lost
+        age = self._now() - held["LastModified"]
+        if age < SUBMIT_LOCK_STALE or self._list_by_name(clients, opts.job_queue_arn, job_name):
+            return False
+        try:
+            self._call(
+                "s3", clients.s3.put_object, Bucket=opts.bucket, Key=key, Body=owner, IfMatch=held["ETag"]
+            )
+        except RunnerError as exc:
+            if _error_code(exc) not in _LOCK_TAKEN:
+                raise
+            return False
+        return True
+
+    def _await_job(self, clients: _Clients, queue: str, job_name: str) -> Mapping[str, Any]:
+        """The job another process is submitting, once ListJobs shows it (a bounded wait)."""
+        pause = 0.1
+        waited = 0.0
+        while True:
+            found = self._list_by_name(clients, queue, job_name)
+            if found:
+                return found[0]
+            if waited >= SUBMIT_LOCK_WAIT:
+                raise TransientRunnerError(
+                    f"{job_name}: another process holds its submit lock and its job is not visible yet",
+                    runner=self.name,
+                )
+            self._pause(pause)
+            waited += pause
+            pause = min(pause * 2, 2.0)
 
     def _submit_once(self, clients: _Clients, request: Mapping[str, Any], queue: str, job_name: str) -> str:
         """SubmitJob under the retry policy, asking ListJobs before each new try.

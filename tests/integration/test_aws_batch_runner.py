@@ -40,6 +40,7 @@ from runners.base import (
     PushEvent,
     Runner,
     RunnerOptionsError,
+    TransientRunnerError,
     runner_classes,
     validate_options,
 )
@@ -1014,3 +1015,45 @@ def test_a_killed_jobs_log_is_truncated_after_the_grace(batch_env: BatchEnv) -> 
 
     wait_until(done, 30.0, "the killed job's log never ended")
     assert texts == ["up"]
+
+
+def test_a_submit_lock_held_by_another_process_waits_for_its_job_then_gives_up_transiently(
+    batch_env: BatchEnv,
+) -> None:
+    """The loser of the submit lock never calls SubmitJob: it waits for the winner's job."""
+    spec = _spec("echo never")
+    key = f"squall/{batch_job_name(spec.name)}/submit.lock"
+    batch_env.client("s3").put_object(Bucket=batch_env.bucket, Key=key, Body=b"another-process")
+    runner = AwsBatchRunner(
+        session_factory=_session,
+        endpoint_url=batch_env.endpoint,
+        region=REGION,
+        defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        limiter_sleep=no_sleep,
+    )
+    with pytest.raises(TransientRunnerError, match="another process holds its submit lock"):
+        runner.submit(spec)
+    assert _jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name)) == []
+
+
+def test_a_stale_submit_lock_whose_job_never_appeared_is_taken_over(batch_env: BatchEnv) -> None:
+    """Its owner died between the lock and SubmitJob: after two minutes one process submits."""
+    spec = _spec("echo took-over")
+    key = f"squall/{batch_job_name(spec.name)}/submit.lock"
+    batch_env.client("s3").put_object(Bucket=batch_env.bucket, Key=key, Body=b"a-dead-process")
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    runner = AwsBatchRunner(
+        session_factory=_session,
+        endpoint_url=batch_env.endpoint,
+        region=REGION,
+        defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        now=lambda: later,
+        log_grace=LOG_GRACE,
+    )
+    handle = runner.submit(spec)
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1

@@ -183,7 +183,8 @@ def test_a_duplicate_jobs_end_does_not_end_a_task_whose_handle_is_not_stored(
     # Another process raced it (before any claim existed): its job lost the convergence and was
     # terminated. Its end arrives first.
     _, spec = service.jobs.spec(record)
-    batch_env.runner(resume=False).submit(spec)  # the racer did not look first
+    # The racer neither looked first nor took the submit lock (a runner without a bucket has none).
+    batch_env.runner(resume=False, bucket=None).submit(spec)
     wait_until(_all_ended(batch_env, record.name), 30.0, "the jobs did not end")
     kept, duplicate = sorted(_jobs_named(batch_env, record.name), key=lambda j: j["createdAt"])
     # The duplicate is terminated (FAILED), unless its short command beat the TerminateJob:
