@@ -313,8 +313,9 @@ locals {
     ],
     var.bucket_arn == null ? [] : [
       {
+        # GetObject: the runner reads back a job's submit lock (one submitter across Lambdas).
         sid       = "BatchStageFiles"
-        actions   = ["s3:DeleteObject", "s3:PutObject"]
+        actions   = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
         resources = ["${var.bucket_arn}/${var.staging_prefix}/*"]
         condition = local.no_conditions
       },
