@@ -62,7 +62,7 @@ from urllib.parse import urlsplit
 
 from msgspec.structs import replace
 
-from runners import retry
+from runners import botocore_errors, retry
 from runners.aws_batch import staging, taxonomy
 from runners.aws_batch.cost import billed_resources, estimate_cost
 from runners.aws_batch.options import DEFAULT_LOG_GROUP, BatchOptions, BatchResources, Pricing
@@ -126,61 +126,8 @@ _LOCK_TAKEN = frozenset({"PreconditionFailed", "412"})
 MIN_ATTEMPT_SECONDS = 60
 """Batch refuses an attemptDurationSeconds under 60; shorter timeouts are enforced by poll."""
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalError",
-        "InternalServerError",
-        "ServerException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ConditionalRequestConflict",  # S3: two conditional writes raced; the loser may try again
-    }
-)
-_TRANSIENT_BOTOCORE = frozenset(
-    {
-        "EndpointConnectionError",
-        "ConnectionClosedError",
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-        "ConnectionError",
-        "ResponseStreamingError",
-        "IncompleteReadError",
-    }
-)
-
-
-@retry.register_classifier(runner="aws-batch")
-def botocore_classifier(exc: BaseException) -> bool | None:
-    """botocore errors, recognised by shape so this module imports no SDK at import time.
-
-    Scoped to this runner's calls, and only classes from botocore's own modules count: other
-    SDKs have a ``ClientError`` too (google-api-core's), with other rules.
-    """
-    botocore = [cls for cls in type(exc).__mro__ if cls.__module__.partition(".")[0] == "botocore"]
-    if not botocore:
-        return None
-    names = {cls.__name__ for cls in botocore}
-    if "ClientError" in names:
-        response = getattr(exc, "response", None) or {}
-        code = str((response.get("Error") or {}).get("Code", ""))
-        status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-        return code in _TRANSIENT_CODES or status == 429 or status >= 500
-    if names & _TRANSIENT_BOTOCORE:
-        return True
-    if "BotoCoreError" in names:
-        return False
-    return None
+botocore_classifier = retry.register_classifier(botocore_errors.classify, runner="aws-batch")
+"""botocore's errors (:mod:`runners.botocore_errors`), asked about this runner's calls only."""
 
 
 def _error_code(exc: BaseException) -> str:

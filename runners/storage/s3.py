@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from runners import retry
+from runners import botocore_errors, retry
 from runners.storage.base import Reason, StorageError, join, parse
 from runners.storage.calls import SdkCalls
 
@@ -22,56 +22,14 @@ __all__ = ["RUNNER", "S3Storage", "classify"]
 
 RUNNER = "storage-s3"
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-    }
-)
-_TRANSIENT_BOTOCORE = frozenset(
-    {
-        "EndpointConnectionError",
-        "ConnectionClosedError",
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-        "ConnectionError",
-        "ResponseStreamingError",
-        "IncompleteReadError",
-    }
-)
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 
 
-def _botocore_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.partition(".")[0] == "botocore"}
-
-
-def _code_and_status(exc: BaseException) -> tuple[str, int]:
-    response = getattr(exc, "response", None) or {}
-    code = str((response.get("Error") or {}).get("Code", ""))
-    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return code, status
-
-
-@retry.register_classifier(runner=RUNNER)
-def classify(exc: BaseException) -> bool | None:
-    """botocore's errors by shape (only classes from botocore's modules): 5xx, 429, throttling
-    codes and connection errors are transient; other client errors are not."""
-    names = _botocore_names(exc)
-    if not names:
-        return None
-    if "ClientError" in names:
-        code, status = _code_and_status(exc)
-        return code in _TRANSIENT_CODES or status == 429 or status >= 500
-    return bool(names & _TRANSIENT_BOTOCORE)
+classify = retry.register_classifier(botocore_errors.classify, runner=RUNNER)
+"""botocore's errors (:mod:`runners.botocore_errors`), asked about S3 storage calls only."""
+_botocore_names = botocore_errors.botocore_names
+_code_and_status = botocore_errors.code_and_status
 
 
 def _explain(exc: BaseException) -> Reason | None:
