@@ -15,7 +15,7 @@ when nothing changed, and a reviewer can rebuild a deployed artefact and compare
                                                                     and mode, deflate 9 ─ zip
 
 - **What goes in.** The handlers need the core dependencies and the ``aws`` extra
-  (aws-lambda-powertools) and ``ingress`` (PyJWT with cryptography, for Pub/Sub pushes).
+  (aws-lambda-powertools) and ``ingress`` (PyJWT and rsa, pure Python, for Pub/Sub pushes).
   Left out: typer and rich, which only the ``squall`` command imports,
   and boto3/botocore, which Lambda's Python runtime provides (``include_boto3`` pins them for
   teams that want their own). pip resolves the rest, so their transitive deps leave with them.

@@ -29,7 +29,7 @@ which part of a secret::
     503  what the check needs is unreachable (Google's keys, the secrets backend): retry
 
 Nothing is applied unless the whole request verified. Only this package's light modules load
-at the function's cold start; PyJWT and cryptography load with the first Pub/Sub push, boto3
+at the function's cold start; PyJWT and rsa load with the first Pub/Sub push, boto3
 with the first webhook secret read from a Secrets Manager ARN.
 """
 

@@ -19,12 +19,19 @@ lacks (Google rotated) refetches, at most once every :data:`MIN_REFRESH` seconds
 ``kid`` values cannot make the function hammer Google. When a refetch fails the keys already
 held are kept; with none at all the push is answered 503 and Pub/Sub redelivers it.
 
-PyJWT (with cryptography for RS256) is the verifier: imported with this module, which the
-ingress imports on the first Pub/Sub push, never at the function's cold start.
+PyJWT parses the token and checks its header and claims; the RS256 signature itself is checked
+by the pure-Python ``rsa`` package (RSASSA-PKCS1-v1_5, and the hash inside the signature must be
+SHA-256: no other, so no downgrade), not by ``cryptography``, whose compiled wheels are 4.6 MiB of
+the Lambda zip and must match Lambda's architecture. Google's keys become :class:`GoogleKey`, a
+PyJWT key bound to that verifier and to RS256 (PyJWT's own RSA keys need cryptography); the
+process-wide PyJWT algorithms are left alone. Both libraries are imported with this module,
+which the ingress imports on the first Pub/Sub push, never at the function's cold start.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import threading
@@ -34,10 +41,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
+import rsa
 
 from control_plane.ingress import Refused
 
-__all__ = ["CLOCK_SKEW", "ISSUERS", "MIN_REFRESH", "KeySet", "PubSubVerifier", "fetch_json"]
+__all__ = ["CLOCK_SKEW", "ISSUERS", "MIN_REFRESH", "GoogleKey", "KeySet", "PubSubVerifier", "fetch_json"]
 
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 """Both forms Google's ID tokens carry (Google's own libraries accept either)."""
@@ -63,6 +71,114 @@ def fetch_json(url: str, timeout: float = 5.0) -> tuple[Any, str | None]:
         return json.loads(answer.read()), answer.headers.get("Cache-Control")
 
 
+MIN_KEY_BITS = 2048
+"""Smallest RSA modulus accepted from the JWKS (Google's are 2048 bits)."""
+
+
+class _RS256(jwt.algorithms.Algorithm):
+    """RS256 verification (RSASSA-PKCS1-v1_5 with SHA-256, RFC 7518 §3.3) by the ``rsa`` package.
+
+    ``rsa.verify`` rebuilds the whole padded block and compares it, and reports the hash named by
+    the DigestInfo inside the signature: anything but SHA-256 (a SHA-1 or SHA-512 signature under
+    an ``RS256`` header) does not verify. Verification only: this side never signs.
+    """
+
+    def prepare_key(self, key: Any) -> rsa.PublicKey:
+        if not isinstance(key, rsa.PublicKey):
+            raise jwt.InvalidKeyError("an RS256 key is an rsa.PublicKey here")
+        return key
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        raise NotImplementedError("Google signs the tokens; this verifier never does")
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
+        try:
+            return bool(rsa.verify(msg, sig, self.prepare_key(key)) == "SHA-256")
+        except (rsa.VerificationError, ValueError, OverflowError):
+            return False
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
+        raise NotImplementedError("this verifier publishes no keys")
+
+    @staticmethod
+    def from_jwk(jwk: str | Mapping[str, Any]) -> rsa.PublicKey:
+        """An RSA signing key for RS256 from its JWK; ValueError for any other key."""
+        entry = json.loads(jwk) if isinstance(jwk, str) else jwk
+        if not isinstance(entry, Mapping) or entry.get("kty") != "RSA":
+            raise ValueError("not an RSA key")
+        if entry.get("alg", "RS256") != "RS256" or entry.get("use", "sig") != "sig":
+            raise ValueError("not an RS256 signing key")
+        n, e = _b64_int(entry.get("n")), _b64_int(entry.get("e"))
+        if n.bit_length() < MIN_KEY_BITS or not 3 <= e < n or e % 2 == 0:
+            raise ValueError("not a usable RSA public key")
+        return rsa.PublicKey(n, e)
+
+
+def _b64_int(value: Any) -> int:
+    """The unsigned big-endian integer a JWK writes as base64url without padding (RFC 7518 §6.3)."""
+    if not isinstance(value, str) or not value or "=" in value:
+        raise ValueError("an RSA key parameter must be unpadded base64url")
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+    except binascii.Error:
+        raise ValueError("an RSA key parameter must be unpadded base64url") from None
+    return int.from_bytes(raw, "big")
+
+
+class GoogleKey(jwt.PyJWK):
+    """One of Google's signing keys (a JWKS entry) as the key PyJWT verifies a token with.
+
+    PyJWK's own constructor builds RSA keys with cryptography; this one builds an ``rsa`` key,
+    accepting only ``kty: RSA`` with ``alg`` RS256 or absent and ``use`` sig or absent (else
+    ValueError), and binds it to :class:`_RS256` as PyJWK binds its keys: given one,
+    ``jwt.decode`` refuses a token whose ``alg`` is not ``RS256`` and verifies with this key's
+    algorithm, never with one looked up by the token's name for it.
+    """
+
+    def __init__(self, entry: Mapping[str, Any]) -> None:  # not PyJWK's: that one needs cryptography
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise ValueError("a signing key without a kid")
+        self._entry = dict(entry)
+        self.algorithm_name = "RS256"
+        self.Algorithm = _RS256()
+        self.key = _RS256.from_jwk(entry)
+
+    @property
+    def key_type(self) -> str | None:
+        return "RSA"
+
+    @property
+    def key_id(self) -> str | None:
+        return str(self._entry["kid"])
+
+    @property
+    def public_key_use(self) -> str | None:
+        return "sig"
+
+
+def google_keys(document: Any) -> dict[str, GoogleKey]:
+    """The RS256 signing keys of a JWKS document by ``kid``, other entries skipped.
+
+    ValueError when it is not a JWKS or holds no such key (as PyJWT's PyJWKSet refuses one).
+    """
+    entries = document.get("keys") if isinstance(document, Mapping) else None
+    if not isinstance(entries, list):
+        raise ValueError("the signing keys document is not a JWKS")
+    keys: dict[str, GoogleKey] = {}
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            try:
+                key = GoogleKey(entry)
+            except ValueError:
+                continue
+            keys[str(key.key_id)] = key
+    if not keys:
+        raise ValueError("the JWKS holds no RS256 signing key")
+    return keys
+
+
 class KeySet:
     """Google's signing keys by ``kid``, fetched when missing or expired; thread-safe.
 
@@ -80,14 +196,14 @@ class KeySet:
         self.url = url
         self._clock = clock
         self._fetch = fetch
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, GoogleKey] = {}
         self._expires = float("-inf")
         self._fetched = float("-inf")
         self._lock = threading.Lock()
         self.fetches = 0
         """How many times the keys were fetched (the tests count them)."""
 
-    def key(self, kid: str) -> jwt.PyJWK | None:
+    def key(self, kid: str) -> GoogleKey | None:
         """The key named ``kid``; None when Google does not publish it (after a refetch if allowed)."""
         with self._lock:
             now = self._clock()
@@ -101,12 +217,8 @@ class KeySet:
         self._fetched = now
         try:
             document, cache_control = self._fetch(self.url)
-            keys = {
-                k.key_id: k
-                for k in jwt.PyJWKSet.from_dict(document).keys
-                if k.key_id and k.algorithm_name == "RS256"
-            }
-        except (OSError, ValueError, TypeError, AttributeError, jwt.PyJWTError) as exc:
+            keys = google_keys(document)
+        except (OSError, ValueError, TypeError) as exc:
             if not self._keys:
                 raise Refused(503, f"cannot fetch the token signing keys from {self.url}: {exc}") from None
             # Keep what we have (Google's keys outlive their cache time): retry after MIN_REFRESH.

@@ -1,16 +1,20 @@
 """HTTP pushes into the ``events`` function: Pub/Sub with OIDC ID tokens, signed webhooks.
 
-Everything is real: a freshly generated RSA key signs real ID tokens with PyJWT, a local
+Everything is real: a freshly generated RSA key signs real ID tokens with PyJWT and
+cryptography (an implementation independent of the verifier's pure-Python ``rsa``), a local
 HTTP server publishes its public half as a JWKS (with ``Cache-Control``, counting fetches) at
 the URL the deployment is configured with, webhook secrets are read from a secrets file
 through the deployment's ``secret()`` chain, and the handler runs over its own runtime as in
 Lambda (SQLite store, virtual clock, the simulated compute of the handler tests). One test runs
-the handler in a separate Python process configured only by its environment.
+the handler in a separate Python process configured only by its environment, where cryptography
+cannot be imported, as in the Lambda zip.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -24,13 +28,14 @@ from typing import Any, ClassVar
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from control_plane.engine.states import State
 from control_plane.handlers import events
 from control_plane.handlers.container import install
 from control_plane.ingress import PUBSUB_KEY
-from control_plane.ingress.pubsub import MIN_REFRESH, KeySet
+from control_plane.ingress.pubsub import MIN_REFRESH, KeySet, google_keys
 from control_plane.ingress.webhook import TOLERANCE, sign
 from control_plane.runtime import Runtime, load_settings, open_runtime
 from control_plane.service.clock import VirtualClock
@@ -125,9 +130,23 @@ class Issuer:
         payload = {k: v for k, v in payload.items() if v is not None}
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
 
+    def forged(self, header: dict[str, Any], sign: Any, **claims: Any) -> str:
+        """A token with this header whose signature is ``sign(signing input)``, claims as token()'s."""
+        genuine = jwt.decode(self.token(**claims), options={"verify_signature": False})
+        segments = [
+            json.dumps(part, separators=(",", ":")).encode()
+            for part in ({"kid": self.kid, **header}, genuine)
+        ]
+        signing_input = b".".join(_b64(part) for part in segments)
+        return (signing_input + b"." + _b64(sign(signing_input))).decode()
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +314,87 @@ def test_a_pubsub_push_without_a_valid_token_is_refused_and_applies_nothing(
     assert answer_status == status and says in body["message"], body
     assert deployment.rt.store.get_execution(execution_id).version == version
     assert deployment.state(execution_id) is State.RUNNING
+
+
+def _pkcs1(issuer: Issuer, hash_: hashes.HashAlgorithm) -> Any:
+    return lambda data: issuer.key.sign(data, padding.PKCS1v15(), hash_)
+
+
+def _public_pem(issuer: Issuer) -> bytes:
+    return issuer.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        # The genuine key, another algorithm named in the header: the header does not choose.
+        (lambda i: jwt.encode(_claims(i), i.key, algorithm="RS512", headers={"kid": i.kid}), "RS256"),
+        (lambda i: jwt.encode(_claims(i), i.key, algorithm="PS256", headers={"kid": i.kid}), "RS256"),
+        # The classic confusion: HMAC keyed with the public key everyone can fetch.
+        (
+            lambda i: i.forged(
+                {"alg": "HS256", "typ": "JWT"}, lambda data: hmac.digest(_public_pem(i), data, hashlib.sha256)
+            ),
+            "RS256",
+        ),
+        (lambda i: i.forged({"alg": "none", "typ": "JWT"}, lambda data: b""), "RS256"),
+        # RS256 in the header, a PKCS#1 v1.5 signature by the genuine key over another hash inside.
+        (lambda i: i.forged({"alg": "RS256", "typ": "JWT"}, _pkcs1(i, hashes.SHA1())), "signature"),
+        (lambda i: i.forged({"alg": "RS256", "typ": "JWT"}, _pkcs1(i, hashes.SHA512())), "signature"),
+        (lambda i: i.forged({"alg": "RS256", "typ": "JWT"}, _pkcs1(i, hashes.SHA256())), None),
+    ],
+    ids=[
+        "rs512",
+        "ps256",
+        "hs256-with-the-public-key",
+        "alg-none",
+        "sha1-in-pkcs1",
+        "sha512-in-pkcs1",
+        "control",
+    ],
+)
+def test_only_rs256_with_sha256_verifies_whatever_the_token_says(
+    deployment: Deployment, issuer: Issuer, token: Any, says: str | None
+) -> None:
+    execution_id, name = deployment.start()
+    deployment.compute.finish(name)
+    status, body = deployment.invoke(pubsub_push(deployment.compute.event(name), token(issuer)))
+    if says is None:  # the forging helper itself makes tokens that verify when they are genuine
+        assert status == 200 and deployment.state(execution_id) is State.SUCCESS
+        return
+    assert status == 401 and says in body["message"], body
+    assert deployment.state(execution_id) is State.RUNNING
+
+
+def _claims(issuer: Issuer) -> dict[str, Any]:
+    return dict(jwt.decode(issuer.token(), options={"verify_signature": False}))
+
+
+def test_only_rsa_signing_keys_for_rs256_are_taken_from_the_jwks(issuer: Issuer) -> None:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(issuer.key.public_key()))
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    document = {
+        "keys": [
+            {**jwk, "kid": "plain"},  # neither alg nor use: an RS256 signing key
+            {**jwk, "kid": "rs256", "alg": "RS256", "use": "sig"},
+            {**jwk, "kid": "rs512", "alg": "RS512"},
+            {**jwk, "kid": "enc", "use": "enc"},
+            {**jwk, "kid": "ec", "kty": "EC"},
+            {**jwk, "kid": "padded", "n": jwk["n"] + "=="},
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(small.public_key())), "kid": "small"},
+            {**jwk},  # no kid
+            "not a key",
+        ]
+    }
+    keys = google_keys(document)
+    assert sorted(keys) == ["plain", "rs256"]
+    assert keys["plain"].algorithm_name == "RS256" and keys["plain"].key_id == "plain"
+    assert keys["plain"].key.n == issuer.key.public_key().public_numbers().n
+    for unusable in ({"keys": []}, {"keys": document["keys"][2:]}, {"nokeys": 1}, ["keys"]):
+        with pytest.raises(ValueError):
+            google_keys(unusable)
 
 
 def test_the_issuer_may_be_written_without_its_scheme(deployment: Deployment, issuer: Issuer) -> None:
@@ -569,11 +669,12 @@ def test_eventbridge_deliveries_are_unchanged(deployment: Deployment) -> None:
 
 _CONTAINER = """
 import json, sys
+sys.modules["cryptography"] = None  # as in the Lambda zip: the verifier must not need it
 from control_plane.handlers import events
 for line in sys.stdin:
     answer = events.handler(json.loads(line), None)
     print(json.dumps({"status": answer["statusCode"], "body": json.loads(answer["body"]),
-                      "jwt_loaded": "jwt" in sys.modules}), flush=True)
+                      "jwt_loaded": "jwt" in sys.modules and "rsa" in sys.modules}), flush=True)
 """
 
 
@@ -623,5 +724,5 @@ def test_the_handler_in_its_own_process_configured_by_its_environment(tmp_path: 
         (200, 0),  # verified; no installed runner takes gcp.pubsub: acknowledged, dropped
         (403, None),
     ]
-    # PyJWT loaded with the first Pub/Sub push, not for the webhooks before it.
+    # PyJWT and rsa loaded with the first Pub/Sub push, not for the webhooks before it.
     assert [a["jwt_loaded"] for a in answers] == [False, False, False, True, True]

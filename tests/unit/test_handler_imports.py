@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ("api", "tick", "events", "schedule", "sweeper")
-UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich", "jwt", "cryptography")
+UNWANTED = ("jinja2", "croniter", "boto3", "botocore.client", "typer", "rich", "jwt", "rsa", "cryptography")
 FLOW_LANGUAGE = (
     "control_plane.service.service",
     "control_plane.engine.planner",
@@ -150,7 +150,7 @@ print(json.dumps({{"status": out["statusCode"], "loaded": sorted(n for n in {laz
 
 
 def test_a_webhook_push_loads_neither_the_jwt_library_nor_boto3(tmp_path: Path) -> None:
-    # The events function's HTTP ingress: PyJWT and cryptography load with the first Pub/Sub
+    # The events function's HTTP ingress: PyJWT and rsa load with the first Pub/Sub
     # push only (tests/integration/test_ingress.py shows it loading there), boto3 with the
     # first secret read from a Secrets Manager ARN; a webhook whose secret is a SECRET_<NAME>
     # variable needs neither.
@@ -158,7 +158,9 @@ def test_a_webhook_push_loads_neither_the_jwt_library_nor_boto3(tmp_path: Path) 
     import time
 
     answer = _last_json(
-        _PUSH_PROBE.format(now=int(time.time()), lazy=("jwt", "cryptography", "boto3", "urllib.request")),
+        _PUSH_PROBE.format(
+            now=int(time.time()), lazy=("jwt", "rsa", "cryptography", "boto3", "urllib.request")
+        ),
         SQUALL_DB=str(tmp_path / "squall.db"),
         SQUALL_DATA_DIR=str(tmp_path),
         SQUALL_WEBHOOK_SECRETS="WEBHOOK",
