@@ -201,6 +201,10 @@ class RetryPolicy(Struct, frozen=True):
 
 DEFAULT_POLICY = RetryPolicy()
 
+_JITTER = random.Random()
+"""The jitter's own generator: retries in background threads (a runner's poll loop) never move
+the global ``random`` state that other code, or a property-based test, relies on."""
+
 
 class _PolicyWait(wait_base):
     """tenacity wait strategy driven by a :class:`RetryPolicy` (so delays are unit-testable)."""
@@ -222,7 +226,7 @@ def call(
     on_retry: RetryCallback | None = None,
     runner: str | None = None,
     what: str | None = None,
-    rand: Callable[[], float] = random.random,
+    rand: Callable[[], float] = _JITTER.random,
     **kwargs: object,
 ) -> T:
     """Call ``fn(*args, **kwargs)`` and retry transient errors according to ``policy``.
