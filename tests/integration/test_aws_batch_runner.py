@@ -143,10 +143,18 @@ class BatchEnv:
     def client(self, service: str) -> Any:
         return _session().client(service, endpoint_url=self.endpoint, region_name=REGION)
 
-    def runner(self, faults: Faults | None = None, policy: RetryPolicy = FAST_POLICY, **defaults: Any) -> Any:
+    def runner(
+        self,
+        faults: Faults | None = None,
+        policy: RetryPolicy = FAST_POLICY,
+        *,
+        endpoint: str | None = None,
+        **defaults: Any,
+    ) -> Any:
+        """A runner on this backend (``endpoint``: through a proxy in front of it)."""
         return AwsBatchRunner(
             session_factory=faults.session if faults is not None else _session,
-            endpoint_url=self.endpoint,
+            endpoint_url=endpoint or self.endpoint,
             region=REGION,
             defaults={"jobQueueArn": self.run_queue, "bucket": self.bucket, **defaults},
             policy=policy,
@@ -251,15 +259,7 @@ class TestAwsBatchContract(RunnerContract):
         """SubmitJob reaches moto, which creates the job; the proxy then drops the response."""
         with FaultProxy(batch_env.endpoint) as proxy:
             proxy.drop_after("POST", r"/v1/submitjob", times=1)
-            yield lambda: AwsBatchRunner(
-                session_factory=_session,
-                endpoint_url=proxy.endpoint,
-                region=REGION,
-                defaults={"jobQueueArn": batch_env.run_queue, "bucket": batch_env.bucket},
-                policy=FAST_POLICY,
-                sleep=no_sleep,
-                log_grace=LOG_GRACE,
-            )
+            yield lambda: batch_env.runner(endpoint=proxy.endpoint)
 
     @pytest.fixture
     def lagging_runner(self, batch_env: BatchEnv) -> Runner:
