@@ -318,7 +318,8 @@ def wrapper_script(
         f"_squall_say() {{ printf '{STDERR_PREFIX}squall: %s\\n' \"$1\" >&4; }}",
         # The sentinels end both streams: stderr's first, then stdout's, then the exit.
         f"_squall_end() {{ printf '%s:%s::\\n' {_q(err_head)} \"$1\" >&2; "
-        f'printf \'%s:%s::\\n\' {_q(out_head)} "$1"; exit "$1"; }}',
+        f"printf '%s:%s::\\n' {_q(out_head)} \"$1\"; "
+        '[ -z "${SQUALL_RC_FILE:-}" ] || echo "$1" > "$SQUALL_RC_FILE"; exit "$1"; }',
         'base=$(mktemp -d 2>/dev/null) || { base="${TMPDIR:-/tmp}/squall-$$"; mkdir -p "$base"; }',
         'mkdir -p "$base/work" "$base/outputs" || '
         + _fail('"cannot make the working directory in $base"', WrapperExit.STAGING),
@@ -381,8 +382,34 @@ def wrapper_script(
     return "\n".join(lines)
 
 
-def wrapper_command(argv: Sequence[str], **script: object) -> list[str]:
-    """The container command: ``["sh", "-c", <wrapper_script(**script)>, "squall", *argv]``."""
+def wrapper_command(argv: Sequence[str], *, log_dir: str | None = None, **script: object) -> list[str]:
+    """The container command: ``["sh", "-c", <wrapper_script(**script)>, "squall", *argv]``.
+
+    ``log_dir``: a directory (in a mounted bucket) that also gets each stream as the container
+    writes it, in ``stdout`` and ``stderr`` (stderr lines prefixed as on the container's
+    stderr), each ending with its sentinel: a runner without a log service it can trust reads
+    them back (Google Batch reads them from GCS, by byte ranges). One file per stream, because
+    a line one stream leaves without a newline must not swallow the other stream's next line.
+    The script is then run by an outer one that pipes each stream through ``tee`` (the image
+    needs ``tee`` too) and exits with the script's code.
+    """
     if not argv:
         raise ValueError("empty command")
-    return ["sh", "-c", wrapper_script(**script), "squall", *argv]  # type: ignore[arg-type]
+    inner = wrapper_script(**script)  # type: ignore[arg-type]
+    if log_dir is None:
+        return ["sh", "-c", inner, "squall", *argv]
+    if not log_dir.startswith("/") or "\0" in log_dir or "\n" in log_dir:
+        raise ValueError("log_dir must be an absolute path")
+    out, err = _q(log_dir.rstrip("/") + "/stdout"), _q(log_dir.rstrip("/") + "/stderr")
+    outer = "\n".join(
+        [
+            'SQUALL_RC_FILE=$(mktemp 2>/dev/null) || SQUALL_RC_FILE="${TMPDIR:-/tmp}/squall-rc-$$"',
+            "export SQUALL_RC_FILE",
+            f"mkdir -p -- {_q(log_dir)} 2>/dev/null",
+            # stdout goes around the stderr pipe on fd 3, as in the script itself
+            f'{{ sh -c {_q(inner)} squall "$@" 2>&1 1>&3 3>&- | tee -- {err} >&2; }} 3>&1 | tee -- {out}',
+            'rc=$(cat "$SQUALL_RC_FILE" 2>/dev/null) || rc=1',
+            'exit "${rc:-1}"',
+        ]
+    )
+    return ["sh", "-c", outer, "squall", *argv]

@@ -1,7 +1,7 @@
 """``gs://<bucket>/<key>`` storage over google-cloud-storage (imported on first use).
 
 The library's own retries are off (``retry=None`` on every call): :mod:`runners.retry`
-retries under ``runner="storage-gcs"`` with the classifier below, which knows
+retries under ``runner="storage-gcs"`` with :mod:`runners.google_errors`, which knows
 google-api-core's and the HTTP stack's errors by class module and name. ``endpoint`` points
 the client at another implementation (fake-gcs-server) and then, unless ``credentials`` are
 given, signs nothing (an emulator wants no token, and fetching one would reach Google);
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from runners import retry
+from runners import google_errors, retry
 from runners.storage.base import Reason, StorageError, join, parse
 from runners.storage.calls import SdkCalls
 
@@ -23,40 +23,12 @@ __all__ = ["RUNNER", "GcsStorage", "classify"]
 
 RUNNER = "storage-gcs"
 
-_TRANSIENT_API = frozenset(
-    {"TooManyRequests", "InternalServerError", "BadGateway", "ServiceUnavailable", "GatewayTimeout"}
-)
-_TRANSIENT_HTTP = frozenset(
-    {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "ChunkedEncodingError", "TransportError"}
-)
-_HTTP_MODULES = ("requests", "urllib3", "google")
-
-
-def _names(exc: BaseException, roots: tuple[str, ...]) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.partition(".")[0] in roots}
-
-
-def _api_error(exc: BaseException) -> set[str]:
-    """Names of ``exc``'s classes from google.api_core.exceptions (empty for anything else)."""
-    return {cls.__name__ for cls in type(exc).__mro__ if cls.__module__ == "google.api_core.exceptions"}
-
-
-@retry.register_classifier(runner=RUNNER)
-def classify(exc: BaseException) -> bool | None:
-    """429 and 5xx answers and broken connections are transient; other API errors are not."""
-    api = _api_error(exc)
-    if api:
-        return bool(api & _TRANSIENT_API)
-    status = getattr(getattr(exc, "response", None), "status_code", None)  # google-resumable-media
-    if _names(exc, ("google",)) and isinstance(status, int):
-        return status == 429 or status >= 500
-    if _names(exc, _HTTP_MODULES) & _TRANSIENT_HTTP:
-        return True
-    return None
+retry.register_classifier(google_errors.classify, runner=RUNNER)
+classify = google_errors.classify
 
 
 def _explain(exc: BaseException) -> Reason | None:
-    api = _api_error(exc)
+    api = google_errors.api_error_names(exc)
     if "NotFound" in api:
         return Reason.MISSING
     if api & {"Forbidden", "Unauthorized"}:

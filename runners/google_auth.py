@@ -1,0 +1,66 @@
+"""Credentials for Google clients: application default, a service-account key, impersonation.
+
+One place for every Google runner (Batch, Cloud Run), with Kestra's option names: a task's
+``serviceAccount`` is the JSON key itself (``{{ secret('GCP_KEY') }}``), as in Kestra's GCP
+plugins, ``impersonatedServiceAccount`` an account those credentials may act as, ``scopes``
+the OAuth scopes. With none of them, the application default credentials: the attached
+service account on Google Cloud, ``GOOGLE_APPLICATION_CREDENTIALS`` or workload identity
+federation from AWS (what a Lambda uses).
+
+google-auth is imported inside :func:`google_credentials`: a control plane that never runs a
+Google task never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from runners.base import RunnerOptionsError
+
+__all__ = ["CLOUD_PLATFORM", "google_credentials"]
+
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def google_credentials(
+    runner: str,
+    *,
+    key: str | None,
+    impersonate: str | None,
+    scopes: Sequence[str],
+    anonymous: bool = False,
+) -> tuple[Any, str | None]:
+    """``(credentials, project of the key or of the default chain)``.
+
+    ``anonymous``: an emulator endpoint and no key; nothing is signed (and no token is
+    fetched from Google). A key that is not a service-account JSON key is a
+    :class:`RunnerOptionsError` naming ``taskRunner.serviceAccount``, without its content.
+    """
+    if key is None and anonymous:
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials(), None
+    project: str | None
+    if key is not None:
+        from google.oauth2 import service_account
+
+        try:
+            info = json.loads(key)
+            base = service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
+        except (ValueError, TypeError, KeyError) as exc:
+            problem = type(exc).__name__ if isinstance(exc, KeyError) else "not a service-account JSON key"
+            raise RunnerOptionsError(runner, [f"taskRunner.serviceAccount: {problem}"]) from None
+        project = info.get("project_id")
+    else:
+        import google.auth
+
+        base, project = google.auth.default(scopes=list(scopes))
+    if impersonate:
+        from google.auth import impersonated_credentials
+
+        base = impersonated_credentials.Credentials(
+            source_credentials=base, target_principal=impersonate, target_scopes=list(scopes)
+        )
+    return base, project
