@@ -7,7 +7,8 @@ command), ``cost`` (billed resources and their price).
 
 from runners.aws_batch.cost import billed_resources, estimate_cost
 from runners.aws_batch.options import BatchOptions, BatchResources, Pricing
-from runners.aws_batch.runner import AwsBatchRunner, TokenBucket, batch_job_name, botocore_classifier
+from runners.aws_batch.runner import AwsBatchRunner, batch_job_name, botocore_classifier
+from runners.pacing import TokenBucket
 
 __all__ = [
     "AwsBatchRunner",

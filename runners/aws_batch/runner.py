@@ -58,7 +58,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from msgspec.structs import replace
 
@@ -79,10 +78,11 @@ from runners.base import (
     PushEvent,
     RunnerError,
     RunnerOptions,
-    RunnerOptionsError,
     TransientRunnerError,
     validate_options,
 )
+from runners.endpoints import allowed_endpoint, canonical_endpoint
+from runners.pacing import TokenBucket
 from runners.wrapper import (
     INLINE_LIMIT,
     STDERR_PREFIX,
@@ -136,40 +136,6 @@ def _error_code(exc: BaseException) -> str:
     return str((response.get("Error") or {}).get("Code", ""))
 
 
-class TokenBucket:
-    """A thread-safe token bucket: ``acquire()`` blocks (through the injected sleep) until a token is free."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1 - 1e-9:  # tolerance: float refills land just under 1
-                    self._tokens = max(self._tokens - 1, 0.0)
-                    return
-                wait = (1 - self._tokens) / self.rate
-            self._sleep(wait)
-
-
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _TAG_BAD = re.compile(r"[^\w\s.:/=+\-@]")
 
@@ -185,20 +151,6 @@ def batch_job_name(name: str) -> str:
 
 def _tag_value(value: str) -> str:
     return _TAG_BAD.sub("_", value)[:256]
-
-
-def canonical_endpoint(raw: str) -> str:
-    """``raw`` as one canonical endpoint URL (scheme and host lowercased, no trailing ``/``).
-
-    Raises ``ValueError`` unless it is an ``http``/``https`` URL with a host and no
-    credentials, query or fragment: what an endpoint override may be.
-    """
-    parts = urlsplit(raw.strip())
-    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{raw!r} is not an http(s) endpoint URL")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"{raw!r}: an endpoint URL has no credentials, query or fragment")
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
 def _client_config() -> Any:
@@ -312,30 +264,15 @@ class AwsBatchRunner:
         return boto3.Session(**kwargs)
 
     def _allowed_endpoint(self, requested: str) -> str:
-        """``requested`` (a task's ``endpointOverride``), canonical, if the deployment allows it.
-
-        Otherwise a RunnerOptionsError that names the option and the allowed values.
-        """
-        allowed = set(self._allowed_endpoints)
-        default = self._defaults.get("endpointOverride")
-        if isinstance(default, str) and default:
-            allowed.add(canonical_endpoint(default))
-        try:
-            endpoint = canonical_endpoint(requested)
-        except ValueError as exc:
-            problem = str(exc)
-        else:
-            if endpoint in allowed:
-                return endpoint
-            problem = f"{requested!r} is not an endpoint this deployment allows"
-        shown = ", ".join(sorted(allowed)) or "none"
-        raise RunnerOptionsError(
+        """``requested`` (a task's ``endpointOverride``), canonical, if the deployment allows it."""
+        return allowed_endpoint(
             self.name,
-            [
-                f"taskRunner.endpointOverride: {problem}; allowed values: {shown} (a flow cannot choose "
-                "where Squall sends signed AWS requests: the deployment lists them, in the runner's "
-                "defaults or allowed_endpoints, SQUALL_AWS_ENDPOINT_ALLOWLIST)"
-            ],
+            "endpointOverride",
+            requested,
+            allowed=self._allowed_endpoints,
+            default=self._defaults.get("endpointOverride"),
+            what="signed AWS requests",
+            setting="SQUALL_AWS_ENDPOINT_ALLOWLIST",
         )
 
     def _clients_for(

@@ -29,7 +29,6 @@ from runners.aws_batch.runner import (
     MANAGED_TAG,
     MANAGED_VALUE,
     batch_job_name,
-    canonical_endpoint,
 )
 from runners.base import (
     Evented,
@@ -44,6 +43,7 @@ from runners.base import (
     runner_classes,
     validate_options,
 )
+from runners.endpoints import canonical_endpoint
 from runners.retry import RetryPolicy
 from runners.testing import (
     CallCounter,
