@@ -74,6 +74,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.aws.runner.Batch",
         "io.kestra.plugin.aws.runner.Batch",
     ),
+    "google-batch": (
+        "squall.runner.gcp.Batch",
+        "io.kestra.plugin.ee.gcp.runner.Batch",
+        "io.kestra.plugin.gcp.runner.Batch",
+    ),
 }
 
 

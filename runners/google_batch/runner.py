@@ -1,0 +1,988 @@
+"""Google Cloud Batch runner: one Batch job per task attempt, files and logs through a GCS bucket.
+
+Theory of operation::
+
+    submit   inputs copied into gs://<bucket>/<prefix>/<job>/in/ (server-side, create-only),
+             then create_job(job_id=<the attempt's name>, request_id=uuid5(name)): a job id
+             is unique in the project and region, so two submitters get one job and the
+             loser's 409 means "already submitted": it reads the job instead
+    the job  one container; its command is Squall's job wrapper (runners/wrapper.py), which
+             copies inputs from the bucket mounted at /mnt/disks/squall (a GCS volume:
+             gcsfuse, so the image needs no Cloud SDK), runs the task, copies outputs back
+             and tees each stream, ending in its sentinel, to log/stdout and log/stderr there
+    poll     a few handles: get_job each; more: one paged list_jobs filtered on the
+             deployment's label (100 a page), get_job only for what the list lacks
+    events   Batch publishes state changes to a Pub/Sub topic (``notificationTopic``) whose
+             push subscription reaches the events function (control_plane/ingress, OIDC
+             verified); a terminal event costs one get_job (the exit code is not in it)
+    logs     ranged reads of the two log objects, until both sentinels came (or the grace
+             after the end passed: ``truncated``)
+    cancel   cancel_job, not waited on; the next polls see CANCELLATION_IN_PROGRESS (still
+             RUNNING to the control plane) and then CANCELLED
+    cleanup  with ``delete`` (Kestra's, default true): the staged inputs and the Batch job are
+             deleted; the log, the outputs and the final status (``final.json``, the
+             tombstone) stay, so a later poll of the handle still says how it ended
+
+Failures (taxonomy.py cites Google's pages): exit 50001 PREEMPTED, 50005 TIMEOUT, 50002-4/6
+LOST, wrapper 96/97 CONFIG, an image that cannot be pulled CONFIG; a job still queued after
+``queuedTimeout`` is cancelled as QUOTA when Batch said a quota or the zone's capacity held
+it, else UNSCHEDULABLE; a job deleted behind Squall's back (404 without a tombstone) LOST.
+
+The SDK (google-cloud-batch over REST, google-cloud-storage) is imported on first use; its
+own retries are off (``retry=None``) and :mod:`runners.retry` retries with
+:mod:`runners.google_errors` under ``runner="google-batch"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from msgspec.structs import replace
+
+from runners import google_errors, retry
+from runners.base import (
+    Failure,
+    JobEvent,
+    JobHandle,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LogChunk,
+    LogRecord,
+    PushEvent,
+    Resources,
+    RunnerError,
+    RunnerOptions,
+    RunnerOptionsError,
+    validate_options,
+)
+from runners.endpoints import allowed_endpoint, canonical_endpoint
+from runners.google_auth import google_credentials
+from runners.google_batch import taxonomy
+from runners.google_batch.options import GoogleBatchOptions, Pricing
+from runners.labels import gcp_labels
+from runners.pacing import TokenBucket
+from runners.wrapper import (
+    INLINE_LIMIT,
+    STDERR_PREFIX,
+    VolumeStaging,
+    check_relative,
+    sentinel_token,
+    split_sentinel,
+    wrapper_command,
+)
+
+__all__ = ["MOUNT", "GoogleBatchRunner", "batch_job_id", "google_classifier"]
+
+RUNNER = "google-batch"
+google_classifier = retry.register_classifier(google_errors.classify, runner=RUNNER)
+
+MOUNT = "/mnt/disks/squall"
+"""Where the job's staging prefix is mounted (Kestra mounts its bucket at /mnt/disks/share)."""
+OUTPUT_MOUNT = "/mnt/disks/squall-out"
+"""Where ``output_prefix`` is mounted when the control plane gives one."""
+DEFAULT_IMAGE = "python:3.12-slim"
+LIST_PAGE = 100
+GET_THRESHOLD = 4
+"""Up to this many handles (per project, region and identity) are polled with get_job each."""
+LOG_PAGE_BYTES = 1 << 20
+LOG_PAGE_LINES = 10_000
+MANAGED_LABEL = "squall-managed"
+DEPLOYMENT_LABEL = "squall-deployment"
+NONCE_LABEL = "squall-nonce"
+NAME_ENV = "SQUALL_JOB_NAME"
+STAGING_ENV = "SQUALL_STAGING"
+OUTPUT_ENV = "SQUALL_OUTPUT_PREFIX"
+_JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_REQUEST_NS = uuid.UUID("5d0f3a5e-6c1b-4f0e-9a57-5b1a8a5c0b7e")
+_CURSOR = "gbl1:"
+_TERMINAL_EVENTS = ("RUNNING", "SUCCEEDED", "FAILED")
+
+
+def batch_job_id(name: str) -> str:
+    """``name`` as a Batch job id (``^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$``): itself when valid.
+
+    The control plane's job names are valid already (engine/ids.py); any other is cleaned,
+    cut and given a hash of the original, so two names never share an id.
+    """
+    if _JOB_ID.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")
+    if not cleaned[:1].isalpha():
+        cleaned = "j-" + cleaned
+    return f"{cleaned[:52].rstrip('-')}-{digest}"
+
+
+def request_id(job_id: str) -> str:
+    """The create request's idempotency key: a UUID derived from the job id (Google wants a UUID)."""
+    return str(uuid.uuid5(_REQUEST_NS, job_id))
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    """A proto-plus message as its JSON document (camelCase, enums by name, int64 as strings)."""
+    from google.protobuf import json_format
+
+    pb = type(message).pb(message)
+    return dict(json_format.MessageToDict(pb, preserving_proto_field_name=False))
+
+
+class _Context:
+    """The clients of one (endpoints, identity): Batch over REST and Cloud Storage."""
+
+    def __init__(self, credentials: Any, project: str, endpoint: str | None, storage_endpoint: str | None):
+        from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
+
+        options = {"api_endpoint": endpoint} if endpoint else None
+        self.batch = batch_v1.BatchServiceClient(
+            transport="rest", credentials=credentials, client_options=options
+        )
+        storage_options = {"api_endpoint": storage_endpoint} if storage_endpoint else None
+        self.storage = storage.Client(
+            project=project, credentials=credentials, client_options=storage_options
+        )
+        self.types = batch_v1
+
+
+class GoogleBatchRunner:
+    """Runs each task attempt as one Google Cloud Batch job; see the module docstring.
+
+    Constructor keywords (all optional, the deployment's ``SQUALL_RUNNERS`` entry): ``defaults``
+    (options under every task's ``taskRunner``: projectId, region, bucket...), ``endpoint`` and
+    ``storage_endpoint`` (the deployment's API endpoints, e.g. an emulator),
+    ``allowed_endpoints`` (more endpoints a task may name), ``anonymous`` (sign nothing: an
+    emulator), ``policy`` and ``sleep`` (retry backoff), ``rate`` (Batch calls per second),
+    ``now`` (wall clock: queued dwell and log grace), ``log_grace`` (seconds after the end
+    that :meth:`logs` waits for a sentinel), ``credentials`` (replaces the credential chain).
+    """
+
+    name: ClassVar[str] = RUNNER
+    Options: ClassVar[type[RunnerOptions]] = GoogleBatchOptions
+    failures: ClassVar[frozenset[Failure]] = frozenset(Failure)
+    storage_schemes: ClassVar[frozenset[str]] = frozenset({"gs"})
+    poll_batch: ClassVar[int] = LIST_PAGE
+    event_keys: ClassVar[frozenset[str]] = frozenset({"gcp.pubsub"})
+    carries_handles: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        endpoint: str | None = None,
+        storage_endpoint: str | None = None,
+        allowed_endpoints: Sequence[str] = (),
+        anonymous: bool = False,
+        credentials: Any = None,
+        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        rate: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        limiter_sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log_grace: float = 60.0,
+    ) -> None:
+        if isinstance(allowed_endpoints, str):
+            raise TypeError("allowed_endpoints is a list of URLs, not one string")
+        self._defaults = dict(defaults or {})
+        self._endpoint = canonical_endpoint(endpoint) if endpoint else None
+        self._storage_endpoint = canonical_endpoint(storage_endpoint) if storage_endpoint else None
+        self._allowed = tuple(canonical_endpoint(url) for url in allowed_endpoints)
+        self._anonymous = anonymous
+        self._credentials = credentials
+        self._policy = policy
+        self._sleep = sleep
+        self._now = now
+        self._log_grace = log_grace
+        self._bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
+        self._lock = threading.Lock()
+        self._contexts: dict[tuple[Any, ...], _Context] = {}
+        self._finished: dict[str, JobStatus] = {}
+
+    # -- plumbing
+
+    @property
+    def option_defaults(self) -> Mapping[str, Any]:
+        return dict(self._defaults)
+
+    def _call(self, fn: Callable[..., Any], /, *args: Any, paced: bool = True, **kwargs: Any) -> Any:
+        def once() -> Any:
+            if paced:
+                self._bucket.acquire()
+            return fn(*args, **kwargs)
+
+        what = f"{RUNNER} {getattr(fn, '__name__', 'call')}"
+        return retry.call(once, policy=self._policy, sleep=self._sleep, runner=RUNNER, what=what)
+
+    def _options(self, spec: JobSpec) -> GoogleBatchOptions:
+        options = validate_options(type(self), {**self._defaults, **dict(spec.options)})
+        assert isinstance(options, GoogleBatchOptions)
+        return options
+
+    def _check_endpoint(self, option: str, requested: str | None, default: str | None) -> str | None:
+        if requested is None or (default is not None and canonical_endpoint(requested) == default):
+            return default
+        return allowed_endpoint(
+            RUNNER,
+            option,
+            requested,
+            allowed=self._allowed,
+            default=self._defaults.get(option),
+            what="Google credentials",
+            setting="SQUALL_RUNNERS allowed_endpoints",
+        )
+
+    def _context(
+        self,
+        project: str,
+        *,
+        endpoint: str | None = None,
+        storage_endpoint: str | None = None,
+        key: str | None = None,
+        impersonate: str | None = None,
+        scopes: Sequence[str] = (),
+    ) -> _Context:
+        api = self._check_endpoint("endpoint", endpoint, self._endpoint)
+        gcs = self._check_endpoint("storageEndpoint", storage_endpoint, self._storage_endpoint)
+        fingerprint = hashlib.sha256(key.encode()).hexdigest() if key else None
+        cache_key = (project, api, gcs, fingerprint, impersonate, tuple(scopes))
+        with self._lock:
+            found = self._contexts.get(cache_key)
+        if found is not None:
+            return found
+        if self._credentials is not None and key is None:
+            credentials = self._credentials
+        else:
+            credentials, _ = google_credentials(
+                RUNNER,
+                key=key,
+                impersonate=impersonate,
+                scopes=scopes or ("https://www.googleapis.com/auth/cloud-platform",),
+                anonymous=self._anonymous,
+            )
+        context = _Context(credentials, project, api, gcs)
+        with self._lock:
+            return self._contexts.setdefault(cache_key, context)
+
+    def _spec_context(self, opts: GoogleBatchOptions) -> _Context:
+        return self._context(
+            opts.project_id,
+            endpoint=opts.endpoint,
+            storage_endpoint=opts.storage_endpoint,
+            key=opts.service_account,
+            impersonate=opts.impersonated_service_account,
+            scopes=opts.scopes,
+        )
+
+    def _handle_context(self, handle: JobHandle) -> _Context:
+        """Polls, cancels and log reads sign with the deployment's identity (or the task's
+        impersonated account): a task's own key is a secret that no handle stores."""
+        data = handle.data
+        return self._context(
+            str(data["project"]),
+            endpoint=data.get("endpoint"),
+            storage_endpoint=data.get("storage_endpoint"),
+            impersonate=data.get("impersonate"),
+        )
+
+    # -- submit / find
+
+    def find(self, spec: JobSpec) -> JobHandle | None:
+        opts = self._options(spec)
+        ctx = self._spec_context(opts)
+        job = self._get(ctx, self._job_name(opts, batch_job_id(spec.name)))
+        return None if job is None else self._handle(spec.name, job, opts)
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        opts = self._options(spec)
+        if not spec.command:
+            raise RunnerError("empty command", runner=RUNNER)
+        job_id = batch_job_id(spec.name)
+        ctx = self._spec_context(opts)
+        staging = f"{opts.staging_prefix}/{job_id}"
+        inline, staged = self._stage_inputs(ctx, opts, staging, spec)
+        job = self._job(ctx, spec, opts, job_id, staging, inline, staged)
+        request = ctx.types.CreateJobRequest(
+            parent=f"projects/{opts.project_id}/locations/{opts.region}",
+            job_id=job_id,
+            job=job,
+            request_id=request_id(job_id),
+        )
+        from google.api_core import exceptions
+
+        def create() -> Any:
+            try:
+                return ctx.batch.create_job(request=request, retry=None, timeout=60)
+            except exceptions.Conflict:  # ALREADY_EXISTS: another submitter (or our lost response) won
+                return None
+
+        created = self._call(create)
+        if created is None:
+            created = self._get(ctx, self._job_name(opts, job_id))
+            if created is None:  # 409, then gone: deleted in between; the next tick submits again
+                raise RunnerError(f"job {job_id} exists and vanished at once", runner=RUNNER)
+        return self._handle(spec.name, created, opts)
+
+    @staticmethod
+    def _job_name(opts: GoogleBatchOptions, job_id: str) -> str:
+        return f"projects/{opts.project_id}/locations/{opts.region}/jobs/{job_id}"
+
+    def _get(self, ctx: _Context, name: str) -> Any:
+        """The job, or None when Batch does not know it (404)."""
+        from google.api_core import exceptions
+
+        def get() -> Any:
+            try:
+                return ctx.batch.get_job(name=name, retry=None, timeout=30)
+            except exceptions.NotFound:
+                return None
+
+        return self._call(get)
+
+    def _handle(self, spec_name: str, job: Any, opts: GoogleBatchOptions) -> JobHandle:
+        doc = _to_dict(job)
+        labels = doc.get("labels") or {}
+        created = taxonomy.timestamp(doc.get("createTime")) or self._now()
+        data: dict[str, Any] = {
+            "job": doc["name"],
+            "project": opts.project_id,
+            "region": opts.region,
+            "bucket": opts.bucket,
+            "staging": f"{opts.staging_prefix}/{doc['name'].rpartition('/')[2]}",
+            "nonce": labels.get(NONCE_LABEL, ""),
+            "deployment": opts.deployment,
+            "submitted": round(created.timestamp(), 3),
+            "queued_timeout": opts.queued_timeout.total_seconds(),
+            "delete": opts.delete,
+        }
+        out = _env(doc).get(OUTPUT_ENV)
+        if out:
+            data["out"] = out
+        if opts.endpoint and canonical_endpoint(opts.endpoint) != self._endpoint:
+            data["endpoint"] = canonical_endpoint(opts.endpoint)
+        if opts.storage_endpoint and canonical_endpoint(opts.storage_endpoint) != self._storage_endpoint:
+            data["storage_endpoint"] = canonical_endpoint(opts.storage_endpoint)
+        if opts.impersonated_service_account:
+            data["impersonate"] = opts.impersonated_service_account
+        if opts.pricing is not None:
+            data["pricing"] = opts.pricing.model_dump(by_alias=True)
+        return JobHandle(spec_name, RUNNER, str(doc.get("uid", "")), data)
+
+    def _stage_inputs(
+        self, ctx: _Context, opts: GoogleBatchOptions, staging: str, spec: JobSpec
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """Small inline files stay in the command; the rest go to ``<staging>/in/``, create-only.
+
+        Create-only (``if_generation_match=0``): a second submit of the same attempt never
+        rewrites an object a running job may be reading.
+        """
+        for rel in (*spec.input_files, *spec.input_uris):
+            try:
+                check_relative(rel, "input file")
+            except ValueError as exc:
+                raise RunnerError(str(exc), runner=RUNNER) from None
+        inline: dict[str, bytes] = {}
+        budget = INLINE_LIMIT
+        staged: list[str] = []
+        bucket = ctx.storage.bucket(opts.bucket)
+        for rel, data in sorted(spec.input_files.items(), key=lambda kv: len(kv[1])):
+            if len(data) <= budget:
+                inline[rel] = data
+                budget -= len(data)
+                continue
+            blob = bucket.blob(f"{staging}/in/{rel}")
+            self._create_only(blob.upload_from_string, data, content_type="application/octet-stream")
+            staged.append(rel)
+        for rel, uri in sorted(spec.input_uris.items()):
+            src_bucket, _, key = uri.removeprefix("gs://").partition("/")
+            if not uri.startswith("gs://") or not src_bucket or not key:
+                raise RunnerError(
+                    f"input {rel}: {uri} is not a gs:// URI this runner can stage", runner=RUNNER
+                )
+            source = ctx.storage.bucket(src_bucket)
+            self._create_only(source.copy_blob, source.blob(key), bucket, f"{staging}/in/{rel}", paced=False)
+            staged.append(rel)
+        return inline, staged
+
+    def _create_only(self, fn: Callable[..., Any], /, *args: Any, paced: bool = False, **kwargs: Any) -> None:
+        from google.api_core import exceptions
+
+        def write() -> None:
+            # already there: staged by an earlier submit of the same attempt
+            with contextlib.suppress(exceptions.PreconditionFailed):
+                fn(*args, if_generation_match=0, retry=None, **kwargs)
+
+        self._call(write, paced=paced)
+
+    def _job(
+        self,
+        ctx: _Context,
+        spec: JobSpec,
+        opts: GoogleBatchOptions,
+        job_id: str,
+        staging: str,
+        inline: Mapping[str, bytes],
+        staged: Sequence[str],
+    ) -> Any:
+        t = ctx.types
+        nonce = secrets.token_hex(8)
+        output_prefix = self._output_prefix(opts, staging, spec)
+        volumes = [t.Volume(gcs=t.GCS(remote_path=f"{opts.bucket}/{staging}"), mount_path=MOUNT)]
+        out_dir = f"{MOUNT}/out"
+        if output_prefix is not None and not output_prefix.startswith(f"gs://{opts.bucket}/{staging}/out/"):
+            volumes.append(
+                t.Volume(
+                    gcs=t.GCS(remote_path=output_prefix.removeprefix("gs://").rstrip("/")),
+                    mount_path=OUTPUT_MOUNT,
+                )
+            )
+            out_dir = OUTPUT_MOUNT
+        try:
+            command = wrapper_command(
+                list(spec.command),
+                log_dir=f"{MOUNT}/log",
+                sentinel=sentinel_token(spec.name, nonce),
+                inline_files=inline,
+                inputs={rel: rel for rel in staged},
+                fetch=VolumeStaging(f"{MOUNT}/in", out_dir),
+                output_globs=spec.output_files if output_prefix else (),
+                upload=VolumeStaging(f"{MOUNT}/in", out_dir) if output_prefix else None,
+            )
+        except ValueError as exc:
+            raise RunnerError(str(exc), runner=RUNNER) from None
+        shell = opts.entry_point[0] if opts.entry_point else "/bin/sh"
+        env = {**spec.env, NAME_ENV: spec.name, STAGING_ENV: f"gs://{opts.bucket}/{staging}"}
+        if output_prefix:
+            env[OUTPUT_ENV] = output_prefix
+        timeout = self._run_limit(spec, opts)
+        task = t.TaskSpec(
+            runnables=[
+                t.Runnable(
+                    container=t.Runnable.Container(
+                        image_uri=spec.image or DEFAULT_IMAGE, entrypoint=shell, commands=command[1:]
+                    )
+                )
+            ],
+            compute_resource=t.ComputeResource(
+                cpu_milli=opts.compute_resource.cpu_milli,
+                memory_mib=opts.compute_resource.memory_mib,
+                **(
+                    {"boot_disk_mib": opts.compute_resource.boot_disk_mib}
+                    if opts.compute_resource.boot_disk_mib
+                    else {}
+                ),
+            ),
+            max_retry_count=0,  # Squall owns retries (and tells preemption from the user's failure)
+            volumes=volumes,
+            environment=t.Environment(variables=env),
+            **({"max_run_duration": timeout} if timeout is not None else {}),
+        )
+        policy = t.AllocationPolicy.InstancePolicy(
+            machine_type=opts.machine_type,
+            provisioning_model=t.AllocationPolicy.ProvisioningModel[opts.provisioning_model],
+            accelerators=[
+                t.AllocationPolicy.Accelerator(
+                    type_=a.type,
+                    count=a.count,
+                    **({"driver_version": a.driver_version} if a.driver_version else {}),
+                )
+                for a in opts.accelerators
+            ],
+            **({"reservation": opts.reservation} if opts.reservation else {}),
+        )
+        instance = t.AllocationPolicy.InstancePolicyOrTemplate(
+            policy=policy, install_gpu_drivers=bool(opts.accelerators)
+        )
+        allocation = t.AllocationPolicy(instances=[instance])
+        if opts.job_service_account:
+            allocation.service_account = t.ServiceAccount(email=opts.job_service_account)
+        if opts.network_interfaces:
+            allocation.network = t.AllocationPolicy.NetworkPolicy(
+                network_interfaces=[
+                    t.AllocationPolicy.NetworkInterface(
+                        network=n.network,
+                        no_external_ip_address=n.no_external_ip_address,
+                        **({"subnetwork": n.subnetwork} if n.subnetwork else {}),
+                    )
+                    for n in opts.network_interfaces
+                ]
+            )
+        try:
+            labels = gcp_labels({**opts.labels, **spec.labels})
+        except ValueError as exc:
+            raise RunnerOptionsError(RUNNER, [f"labels: {exc}"]) from None
+        labels |= {MANAGED_LABEL: "true", DEPLOYMENT_LABEL: opts.deployment, NONCE_LABEL: nonce}
+        notifications = []
+        if opts.notification_topic:
+            notifications = [
+                t.JobNotification(
+                    pubsub_topic=opts.notification_topic,
+                    message=t.JobNotification.Message(
+                        type_=t.JobNotification.Type.JOB_STATE_CHANGED,
+                        new_job_state=t.JobStatus.State[state],
+                    ),
+                )
+                for state in _TERMINAL_EVENTS
+            ]
+        return t.Job(
+            task_groups=[t.TaskGroup(task_spec=task, task_count=1, parallelism=1)],
+            allocation_policy=allocation,
+            labels=labels,
+            logs_policy=t.LogsPolicy(destination=t.LogsPolicy.Destination.CLOUD_LOGGING),
+            notifications=notifications,
+        )
+
+    @staticmethod
+    def _run_limit(spec: JobSpec, opts: GoogleBatchOptions) -> timedelta | None:
+        """Batch's ``maxRunDuration``: the shorter of the task's timeout and maxRunDuration, else
+        Kestra's waitUntilCompletion; whole seconds, at least one."""
+        limits = [t for t in (spec.timeout, opts.max_run_duration) if t is not None]
+        if not limits and opts.wait_until_completion is not None:
+            limits = [opts.wait_until_completion]
+        if not limits:
+            return None
+        return timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999)))
+
+    @staticmethod
+    def _output_prefix(opts: GoogleBatchOptions, staging: str, spec: JobSpec) -> str | None:
+        if spec.output_prefix is not None:
+            if not spec.output_prefix.startswith("gs://"):
+                raise RunnerError(
+                    f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
+                )
+            return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
+        return f"gs://{opts.bucket}/{staging}/out/" if spec.output_files else None
+
+    # -- poll
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[str, JobStatus]:
+        groups: dict[tuple[Any, ...], list[JobHandle]] = {}
+        result: dict[str, JobStatus] = {}
+        for handle in handles:
+            with self._lock:
+                done = self._finished.get(handle.id)
+            if done is not None:
+                result[handle.name] = done
+                continue
+            d = handle.data
+            key = (
+                d.get("project"),
+                d.get("region"),
+                d.get("endpoint"),
+                d.get("impersonate"),
+                d.get("deployment"),
+            )
+            groups.setdefault(key, []).append(handle)
+        for group in groups.values():
+            ctx = self._handle_context(group[0])
+            listed = self._list(ctx, group[0]) if len(group) > GET_THRESHOLD else {}
+            for handle in group:
+                doc = listed.get(str(handle.data.get("job")))
+                if doc is None:
+                    job = self._get(ctx, str(handle.data["job"]))
+                    doc = None if job is None else _to_dict(job)
+                status = self._observe(ctx, handle, doc)
+                if status is not None:
+                    result[handle.name] = status
+        return result
+
+    def _list(self, ctx: _Context, handle: JobHandle) -> dict[str, dict[str, Any]]:
+        """Every job of the deployment in the handle's project and region, by name: one call a page."""
+        d = handle.data
+        parent = f"projects/{d['project']}/locations/{d['region']}"
+        flt = f'labels.{MANAGED_LABEL}="true" AND labels.{DEPLOYMENT_LABEL}="{d.get("deployment", "squall")}"'
+        found: dict[str, dict[str, Any]] = {}
+        token = ""
+        while True:
+            request = ctx.types.ListJobsRequest(
+                parent=parent, filter=flt, page_size=LIST_PAGE, page_token=token
+            )
+            page = self._call(self._list_page, ctx, request)
+            for job in page.jobs:
+                doc = _to_dict(job)
+                found[doc["name"]] = doc
+            token = page.next_page_token
+            if not token:
+                return found
+
+    @staticmethod
+    def _list_page(ctx: _Context, request: Any) -> Any:
+        """One page: the pager's first response, so a retry repeats just this page."""
+        pager = ctx.batch.list_jobs(request=request, retry=None, timeout=30)
+        return next(iter(pager.pages))
+
+    def _observe(self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus | None:
+        if doc is None or str(doc.get("uid", "")) != handle.id:
+            final = self._final(ctx, handle)
+            if final is not None:
+                return self._remember(handle, final)
+            what = "deleted" if doc is None else "deleted and replaced by another job of the same name"
+            return self._remember(
+                handle,
+                JobStatus(
+                    JobState.LOST, Failure.LOST, reason=f"the Batch job {handle.data['job']} was {what}"
+                ),
+            )
+        status = taxonomy.job_status(doc)
+        if status.state is JobState.CANCELLED or status.state is JobState.LOST:
+            final = self._final(ctx, handle)
+            if final is not None:
+                return self._remember(handle, final)
+        if not status.terminal:
+            return self._enforce_queue_bound(ctx, handle, doc, status)
+        return self._remember(handle, self._complete(ctx, handle, doc, status))
+
+    def _remember(self, handle: JobHandle, status: JobStatus) -> JobStatus:
+        if status.terminal:
+            with self._lock:
+                self._finished[handle.id] = status
+        return status
+
+    def _enforce_queue_bound(
+        self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
+    ) -> JobStatus:
+        """A job queued past ``queuedTimeout`` is cancelled: QUOTA when Batch said a quota or the
+        zone's capacity held it (the infrastructure budget pays), else UNSCHEDULABLE."""
+        if status.state is not JobState.QUEUED:
+            return status
+        bound = float(handle.data.get("queued_timeout", 1800))
+        submitted = float(handle.data.get("submitted", self._now().timestamp()))
+        waited = self._now().timestamp() - submitted
+        if waited < bound:
+            return status
+        problem = taxonomy.capacity_problem(doc)
+        shown = timedelta(seconds=round(waited))
+        if problem is not None:
+            final = JobStatus(JobState.FAILED, Failure.QUOTA, reason=f"not started after {shown}: {problem}")
+        else:
+            final = JobStatus(
+                JobState.FAILED,
+                Failure.UNSCHEDULABLE,
+                reason=f"not started after {shown} (queuedTimeout): no capacity took the job",
+            )
+        self._write_final(ctx, handle, final)
+        self._cancel_job(ctx, str(handle.data["job"]))
+        return self._remember(handle, final)
+
+    def _complete(
+        self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
+    ) -> JobStatus:
+        outputs = self._outputs(ctx, handle) if status.state is not JobState.CANCELLED else {}
+        resources, cost = _billed(doc, handle.data.get("pricing"))
+        return replace(status, output_files=outputs, resources=resources, cost=cost)
+
+    def _outputs(self, ctx: _Context, handle: JobHandle) -> dict[str, str]:
+        prefix = handle.data.get("out")
+        if not prefix:
+            return {}
+        bucket, _, key = str(prefix).removeprefix("gs://").partition("/")
+
+        def names() -> list[str]:
+            return [b.name for b in ctx.storage.list_blobs(bucket, prefix=key, retry=None)]
+
+        return {name[len(key) :]: f"gs://{bucket}/{name}" for name in self._call(names, paced=False)}
+
+    # -- the tombstone: how a job ended, kept in the bucket after the job is gone
+
+    def _final_blob(self, ctx: _Context, handle: JobHandle) -> Any:
+        return ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/final.json")
+
+    def _final(self, ctx: _Context, handle: JobHandle) -> JobStatus | None:
+        from google.api_core import exceptions
+
+        blob = self._final_blob(ctx, handle)
+
+        def read() -> bytes | None:
+            try:
+                return bytes(blob.download_as_bytes(retry=None))
+            except exceptions.NotFound:
+                return None
+
+        raw = self._call(read, paced=False)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            if doc.get("uid") not in (None, handle.id):
+                return None  # another attempt's job of the same name
+            return JobStatus(
+                JobState(doc["state"]),
+                Failure(doc["failure"]) if doc.get("failure") else None,
+                doc.get("exit_code"),
+                doc.get("reason"),
+                output_files=doc.get("output_files") or {},
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _write_final(self, ctx: _Context, handle: JobHandle, status: JobStatus) -> None:
+        doc = {
+            "uid": handle.id,
+            "state": status.state.value,
+            "failure": status.failure.value if status.failure else None,
+            "exit_code": status.exit_code,
+            "reason": status.reason,
+            "output_files": dict(status.output_files),
+        }
+        blob = self._final_blob(ctx, handle)
+        self._call(
+            blob.upload_from_string, json.dumps(doc), content_type="application/json", retry=None, paced=False
+        )
+
+    # -- cancel / cleanup
+
+    def cancel(self, handle: JobHandle) -> None:
+        ctx = self._handle_context(handle)
+        job = self._get(ctx, str(handle.data["job"]))
+        if job is None:
+            return
+        doc = _to_dict(job)
+        if str(doc.get("uid", "")) != handle.id:
+            return
+        state = str((doc.get("status") or {}).get("state", ""))
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED", "CANCELLATION_IN_PROGRESS", "DELETION_IN_PROGRESS"):
+            return
+        self._write_final(ctx, handle, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled"))
+        self._cancel_job(ctx, str(handle.data["job"]))
+
+    def _cancel_job(self, ctx: _Context, name: str) -> None:
+        """cancel_job without waiting on its operation (a poller would block the caller)."""
+        from google.api_core import exceptions
+
+        def cancel() -> None:
+            # gone, or already terminal: nothing left to stop
+            with contextlib.suppress(exceptions.NotFound, exceptions.FailedPrecondition):
+                ctx.batch.cancel_job(name=name, retry=None, timeout=30)
+
+        self._call(cancel)
+
+    def cleanup(self, handle: JobHandle) -> None:
+        if not handle.data.get("delete", True):
+            return
+        ctx = self._handle_context(handle)
+        status = self.poll([handle]).get(handle.name)
+        if status is None or not status.terminal:
+            return
+        if self._final(ctx, handle) is None:
+            self._write_final(ctx, handle, status)
+        bucket = str(handle.data["bucket"])
+        prefix = f"{handle.data['staging']}/in/"
+
+        def staged() -> list[Any]:
+            return list(ctx.storage.list_blobs(bucket, prefix=prefix, retry=None))
+
+        from google.api_core import exceptions
+
+        for blob in self._call(staged, paced=False):
+            try:
+                self._call(blob.delete, retry=None, paced=False)
+            except RunnerError as exc:
+                if not isinstance(exc.__cause__, exceptions.NotFound):
+                    raise
+
+        def delete() -> None:
+            with contextlib.suppress(exceptions.NotFound):
+                ctx.batch.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
+
+        self._call(delete)
+
+    # -- logs
+
+    def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        offsets, since = _parse_cursor(cursor)
+        ctx = self._handle_context(handle)
+        token = sentinel_token(handle.name, str(handle.data.get("nonce", "")))
+        lines: list[LogRecord] = []
+        budget = LOG_PAGE_LINES
+        for stream in ("stdout", "stderr"):
+            offset = offsets[stream]
+            if offset < 0:  # its sentinel came
+                continue
+            records, offset, ended = self._read_stream(ctx, handle, stream, offset, token, budget)
+            lines += records
+            budget -= len(records)
+            offsets[stream] = -1 if ended else offset
+        if offsets["stdout"] < 0 and offsets["stderr"] < 0:
+            return LogChunk(tuple(lines), _cursor(offsets, since), complete=True)
+        if lines:
+            return LogChunk(tuple(lines), _cursor(offsets, since), complete=False)
+        # Nothing new and no sentinel yet: the job may still run, or it was killed before the end.
+        status = self.poll([handle]).get(handle.name)
+        if status is None or not status.terminal:
+            return LogChunk((), _cursor(offsets, None), complete=False)
+        now = self._now().timestamp()
+        if status.started is None and not any(o > 0 for o in offsets.values()) and since is None:
+            since = now - self._log_grace  # never ran: nothing can come, no wait
+        since = since if since is not None else (status.ended.timestamp() if status.ended else now)
+        if now - since >= self._log_grace:
+            return LogChunk(
+                (),
+                _cursor({"stdout": -1, "stderr": -1}, since),
+                complete=True,
+                truncated=status.started is not None,
+            )
+        return LogChunk((), _cursor(offsets, since), complete=False)
+
+    def _read_stream(
+        self, ctx: _Context, handle: JobHandle, stream: str, offset: int, token: str, budget: int
+    ) -> tuple[list[LogRecord], int, bool]:
+        """Lines of one stream from byte ``offset``: (records, next offset, sentinel seen)."""
+        from google.api_core import exceptions
+
+        blob = ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/log/{stream}")
+
+        def read() -> bytes:
+            try:
+                return bytes(
+                    blob.download_as_bytes(start=offset, end=offset + LOG_PAGE_BYTES - 1, retry=None)
+                )
+            except (exceptions.NotFound, exceptions.RequestRangeNotSatisfiable):
+                return b""
+
+        data = self._call(read, paced=False)
+        records: list[LogRecord] = []
+        position = 0
+        while position < len(data) and len(records) < budget:
+            newline = data.find(b"\n", position)
+            if newline < 0:
+                if len(data) < LOG_PAGE_BYTES or position > 0:
+                    break  # an unfinished last line: read again from its start
+                piece = data[position:].decode("utf-8", "replace")  # one line longer than a page
+                records.append(LogRecord(stream, piece, partial=True))
+                return records, offset + len(data), False
+            raw = data[position:newline].decode("utf-8", "replace")
+            position = newline + 1
+            text = raw.removeprefix(STDERR_PREFIX) if stream == "stderr" else raw
+            found = split_sentinel(text, token, stream)
+            if found is not None:
+                if found.before:
+                    records.append(LogRecord(stream, found.before))
+                return records, offset + position, True
+            records.append(LogRecord(stream, text))
+        return records, offset + position, False
+
+    # -- events
+
+    def parse_event(self, event: PushEvent) -> JobEvent | None:
+        """A Batch notification (Pub/Sub attributes ``Type``, ``JobName``, ``JobUID``, ``NewJobState``).
+
+        A terminal state costs one get_job: the notification has no exit code, and the job's
+        document is the same judgement as poll's.
+        """
+        attrs = event.attributes
+        if attrs.get("Type") != "JOB_STATE_CHANGED" or not attrs.get("JobName") or not attrs.get("JobUID"):
+            return None
+        name, uid, state = str(attrs["JobName"]), str(attrs["JobUID"]), str(attrs.get("NewJobState", ""))
+        match = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)/jobs/([^/]+)", name)
+        if match is None:
+            return None
+        with self._lock:
+            done = self._finished.get(uid)
+        if done is not None:
+            return JobEvent(self._event_name(match.group(3), None), uid, done)
+        if state not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            doc = None
+            status = taxonomy.job_status({"status": {"state": state or "QUEUED"}})
+            if status.terminal:
+                return None
+            return JobEvent(self._event_name(match.group(3), doc), uid, status)
+        ctx = self._context(match.group(1))
+        job = self._get(ctx, name)
+        if job is None:
+            return None
+        doc = _to_dict(job)
+        handle = self._handle_from_doc(doc, uid)
+        if handle is None:
+            return None
+        observed = self._observe(ctx, handle, doc)
+        return None if observed is None else JobEvent(handle.name, uid, observed)
+
+    def _handle_from_doc(self, doc: Mapping[str, Any], uid: str) -> JobHandle | None:
+        """The handle of a job Squall made, rebuilt from its document (what the job carries)."""
+        env, labels = _env(doc), doc.get("labels") or {}
+        staging = str(env.get(STAGING_ENV, ""))
+        bucket, _, prefix = staging.removeprefix("gs://").partition("/")
+        project, region = str(doc["name"]).split("/")[1::2][:2]
+        if labels.get(MANAGED_LABEL) != "true" or not bucket:
+            return None
+        created = taxonomy.timestamp(doc.get("createTime")) or self._now()
+        data: dict[str, Any] = {
+            "job": doc["name"],
+            "project": project,
+            "region": region,
+            "bucket": bucket,
+            "staging": prefix,
+            "nonce": labels.get(NONCE_LABEL, ""),
+            "deployment": labels.get(DEPLOYMENT_LABEL, "squall"),
+            "submitted": round(created.timestamp(), 3),
+        }
+        if env.get(OUTPUT_ENV):
+            data["out"] = env[OUTPUT_ENV]
+        return JobHandle(self._event_name(str(doc["name"]).rpartition("/")[2], doc), RUNNER, uid, data)
+
+    @staticmethod
+    def _event_name(job_id: str, doc: Mapping[str, Any] | None) -> str:
+        if doc is not None:
+            name = _env(doc).get(NAME_ENV)
+            if name:
+                return str(name)
+        return job_id
+
+
+def _env(doc: Mapping[str, Any]) -> dict[str, str]:
+    groups = doc.get("taskGroups") or [{}]
+    spec = (groups[0] or {}).get("taskSpec") or {}
+    return dict((spec.get("environment") or {}).get("variables") or {})
+
+
+def _billed(doc: Mapping[str, Any], pricing: Any) -> tuple[Resources | None, float | None]:
+    """What the task's computeResource asked for, times how long it ran (``status.runDuration``)."""
+    ran = taxonomy.duration((doc.get("status") or {}).get("runDuration"))
+    if ran is None:
+        return None, None
+    groups = doc.get("taskGroups") or [{}]
+    spec = (groups[0] or {}).get("taskSpec") or {}
+    compute = spec.get("computeResource") or {}
+    seconds = ran.total_seconds()
+    instances = ((doc.get("allocationPolicy") or {}).get("instances") or [{}])[0].get("policy") or {}
+    spot = instances.get("provisioningModel") in ("SPOT", "PREEMPTIBLE")
+    accelerators = sum(int(a.get("count", 0)) for a in instances.get("accelerators") or [])
+    resources = Resources(
+        vcpu_seconds=seconds * int(compute.get("cpuMilli", 0)) / 1000,
+        gib_seconds=seconds * int(compute.get("memoryMib", 0)) / 1024,
+        accelerator_seconds=seconds * accelerators,
+        spot=spot,
+    )
+    if not pricing:
+        return resources, None
+    table = Pricing.model_validate(pricing)
+    price = table.spot if spot else table.standard
+    cost = (
+        resources.vcpu_seconds * price.vcpu_hour
+        + resources.gib_seconds * price.gib_hour
+        + resources.accelerator_seconds * price.accelerator_hour
+    ) / 3600
+    return resources, round(cost, 8)
+
+
+def _parse_cursor(cursor: str | None) -> tuple[dict[str, int], float | None]:
+    if not cursor or not cursor.startswith(_CURSOR):
+        return {"stdout": 0, "stderr": 0}, None
+    try:
+        out, err, since = cursor.removeprefix(_CURSOR).split(":")
+        return {"stdout": int(out), "stderr": int(err)}, float(since) if since else None
+    except ValueError:
+        return {"stdout": 0, "stderr": 0}, None
+
+
+def _cursor(offsets: Mapping[str, int], since: float | None) -> str:
+    return f"{_CURSOR}{offsets['stdout']}:{offsets['stderr']}:{'' if since is None else round(since, 3)}"
