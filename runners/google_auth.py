@@ -3,9 +3,10 @@
 One place for every Google runner (Batch, Cloud Run), with Kestra's option names: a task's
 ``serviceAccount`` is the JSON key itself (``{{ secret('GCP_KEY') }}``), as in Kestra's GCP
 plugins, ``impersonatedServiceAccount`` an account those credentials may act as, ``scopes``
-the OAuth scopes. With none of them, the application default credentials: the attached
-service account on Google Cloud, ``GOOGLE_APPLICATION_CREDENTIALS`` or workload identity
-federation from AWS (what a Lambda uses).
+the OAuth scopes. With none of them, the deployment's ``config`` (a credential configuration
+document: workload identity federation from AWS, what a Lambda uses, keyless) when it has
+one, else the application default credentials (the attached service account on Google
+Cloud, ``GOOGLE_APPLICATION_CREDENTIALS``).
 
 google-auth is imported inside :func:`google_credentials`: a control plane that never runs a
 Google task never imports it.
@@ -14,7 +15,7 @@ Google task never imports it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runners.base import RunnerOptionsError
@@ -31,6 +32,7 @@ def google_credentials(
     impersonate: str | None,
     scopes: Sequence[str],
     anonymous: bool = False,
+    config: Mapping[str, Any] | None = None,
 ) -> tuple[Any, str | None]:
     """``(credentials, project of the key or of the default chain)``.
 
@@ -53,6 +55,10 @@ def google_credentials(
             problem = type(exc).__name__ if isinstance(exc, KeyError) else "not a service-account JSON key"
             raise RunnerOptionsError(runner, [f"taskRunner.serviceAccount: {problem}"]) from None
         project = info.get("project_id")
+    elif config is not None:
+        import google.auth
+
+        base, project = google.auth.load_credentials_from_dict(dict(config), scopes=list(scopes))
     else:
         import google.auth
 

@@ -163,7 +163,9 @@ class GoogleBatchRunner:
     ``allowed_endpoints`` (more endpoints a task may name), ``anonymous`` (sign nothing: an
     emulator), ``policy`` and ``sleep`` (retry backoff), ``rate`` (Batch calls per second),
     ``now`` (wall clock: queued dwell and log grace), ``log_grace`` (seconds after the end
-    that :meth:`logs` waits for a sentinel), ``credentials`` (replaces the credential chain).
+    that :meth:`logs` waits for a sentinel), ``credentials`` (replaces the credential chain),
+    ``credentials_config`` (a credential configuration document, e.g. workload identity
+    federation from AWS: the deployment's identity without a key).
     """
 
     name: ClassVar[str] = RUNNER
@@ -183,6 +185,7 @@ class GoogleBatchRunner:
         allowed_endpoints: Sequence[str] = (),
         anonymous: bool = False,
         credentials: Any = None,
+        credentials_config: Mapping[str, Any] | None = None,
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         rate: float = 10.0,
@@ -199,6 +202,7 @@ class GoogleBatchRunner:
         self._allowed = tuple(canonical_endpoint(url) for url in allowed_endpoints)
         self._anonymous = anonymous
         self._credentials = credentials
+        self._credentials_config = dict(credentials_config) if credentials_config else None
         self._policy = policy
         self._sleep = sleep
         self._now = now
@@ -268,6 +272,7 @@ class GoogleBatchRunner:
                 impersonate=impersonate,
                 scopes=scopes or ("https://www.googleapis.com/auth/cloud-platform",),
                 anonymous=self._anonymous,
+                config=self._credentials_config,
             )
         context = _Context(credentials, project, api, gcs)
         with self._lock:
