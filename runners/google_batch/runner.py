@@ -54,6 +54,7 @@ from runners.base import (
     Failure,
     JobEvent,
     JobHandle,
+    JobNotFoundError,
     JobSpec,
     JobState,
     JobStatus,
@@ -210,7 +211,7 @@ class GoogleBatchRunner:
         self._bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
         self._lock = threading.Lock()
         self._contexts: dict[tuple[Any, ...], _Context] = {}
-        self._finished: dict[str, JobStatus] = {}
+        self._finished: dict[str, tuple[str, JobStatus]] = {}  # job uid -> (Squall's name, final status)
 
     # -- plumbing
 
@@ -576,7 +577,12 @@ class GoogleBatchRunner:
             with self._lock:
                 done = self._finished.get(handle.id)
             if done is not None:
-                result[handle.name] = done
+                result[handle.name] = done[1]
+                continue
+            if not _ours(handle):
+                result[handle.name] = JobStatus(
+                    JobState.LOST, Failure.LOST, reason=f"{handle.id!r} is not a Google Batch job of Squall's"
+                )
                 continue
             d = handle.data
             key = (
@@ -649,7 +655,7 @@ class GoogleBatchRunner:
     def _remember(self, handle: JobHandle, status: JobStatus) -> JobStatus:
         if status.terminal:
             with self._lock:
-                self._finished[handle.id] = status
+                self._finished[handle.id] = (handle.name, status)
         return status
 
     def _enforce_queue_bound(
@@ -746,6 +752,8 @@ class GoogleBatchRunner:
     # -- cancel / cleanup
 
     def cancel(self, handle: JobHandle) -> None:
+        if not _ours(handle):
+            raise JobNotFoundError(f"{handle.id!r} is not a Google Batch job of Squall's", runner=RUNNER)
         ctx = self._handle_context(handle)
         job = self._get(ctx, str(handle.data["job"]))
         if job is None:
@@ -771,7 +779,7 @@ class GoogleBatchRunner:
         self._call(cancel)
 
     def cleanup(self, handle: JobHandle) -> None:
-        if not handle.data.get("delete", True):
+        if not _ours(handle) or not handle.data.get("delete", True):
             return
         ctx = self._handle_context(handle)
         status = self.poll([handle]).get(handle.name)
@@ -803,6 +811,8 @@ class GoogleBatchRunner:
     # -- logs
 
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        if not _ours(handle):
+            raise JobNotFoundError(f"{handle.id!r} is not a Google Batch job of Squall's", runner=RUNNER)
         offsets, since = _parse_cursor(cursor)
         ctx = self._handle_context(handle)
         token = sentinel_token(handle.name, str(handle.data.get("nonce", "")))
@@ -893,7 +903,7 @@ class GoogleBatchRunner:
         with self._lock:
             done = self._finished.get(uid)
         if done is not None:
-            return JobEvent(self._event_name(match.group(3), None), uid, done)
+            return JobEvent(done[0], uid, done[1])
         if state not in ("SUCCEEDED", "FAILED", "CANCELLED"):
             doc = None
             status = taxonomy.job_status({"status": {"state": state or "QUEUED"}})
@@ -941,6 +951,11 @@ class GoogleBatchRunner:
             if name:
                 return str(name)
         return job_id
+
+
+def _ours(handle: JobHandle) -> bool:
+    """Whether the handle says where its job and files are (every handle this runner made does)."""
+    return all(handle.data.get(key) for key in ("job", "project", "region", "bucket", "staging"))
 
 
 def _env(doc: Mapping[str, Any]) -> dict[str, str]:
