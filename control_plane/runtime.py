@@ -428,9 +428,10 @@ def open_runtime(
     clock: Clock | None = None,
     store: StateStore | None = None,
     runners: Mapping[str, Runner] | None = None,
+    storage: TaskStorage | None = None,
     **service_options: Any,
 ) -> Runtime:
-    """Wire store, runners and service; ``store``/``runners`` replace the configured ones (tests).
+    """Wire store, runners and service; ``store``/``runners``/``storage`` replace the configured ones (tests).
 
     The store is opened now; the service and the runner registry when first asked for.
     ``service_options`` are :class:`~control_plane.service.service.Service` keywords that
@@ -465,7 +466,7 @@ def open_runtime(
         return Service(
             opened,
             runners=RunnerRegistry(config, instances=runners),
-            storage=task_storage(settings),  # its URLs were checked with the settings
+            storage=storage if storage is not None else task_storage(settings),  # checked with the settings
             clock=clock,
             **options,
         )
