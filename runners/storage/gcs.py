@@ -132,7 +132,7 @@ class GcsStorage:
 
 def make_client(endpoint: str | None, project: str | None, credentials: Any = None, **options: Any) -> Any:
     """A ``google.cloud.storage.Client``; with ``endpoint`` and no ``credentials``, an anonymous one."""
-    from google.cloud import storage
+    import google.cloud.storage as storage  # this form: mypy finds no attribute "storage" on the namespace
 
     if endpoint is not None and credentials is None:
         from google.auth.credentials import AnonymousCredentials

@@ -152,7 +152,7 @@ class LocalExecutor:
         self.workdir = workdir
         self._jobs: dict[str, RunningJob] = {}
         self._threads: list[threading.Thread] = []
-        self._errors: list[BaseException] = []
+        self._errors: list[Exception] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._seq = itertools.count()
@@ -228,7 +228,7 @@ class LocalExecutor:
                 self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: Exception) -> None:
         traceback.print_exception(exc, file=sys.stderr)
         with self._lock:
             self._errors.append(exc)
