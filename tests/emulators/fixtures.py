@@ -3,8 +3,12 @@
 ``dynamodb_local`` starts one DynamoDB Local for the session; ``dynamodb_table`` gives each
 test a fresh, uniquely named table with Squall's schema (the store contract needs an empty
 backend per test) and deletes it afterwards. ``moto_server`` is one moto server for the session;
-``fake_gcs`` one fake-gcs-server and ``azurite`` one Azurite blob service, likewise.
-Nothing starts unless a test requests the fixture, so the unit tests stay emulator-free.
+``fake_gcs`` one fake-gcs-server, ``azurite`` one Azurite blob service and
+``pubsub_emulator`` one Google Pub/Sub emulator, likewise. ``google_batch`` is a factory of
+Google Batch fakes for one test (each on its own port and work directory, stopped at the
+test's end, raising what failed inside it). Nothing starts unless a test requests the
+fixture, and the Google Batch fake imports its SDK only then, so the unit tests stay
+emulator-free.
 """
 
 from __future__ import annotations
@@ -12,17 +16,32 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.emulators.azurite import Azurite
 from tests.emulators.dynamodb_local import DynamoDBLocal
 from tests.emulators.fake_gcs import FakeGcs
+from tests.emulators.launch import EmulatorError
 from tests.emulators.moto_server import MotoServer
 
-__all__ = ["azurite", "dynamodb_client", "dynamodb_local", "dynamodb_table", "fake_gcs", "moto_server"]
+if TYPE_CHECKING:
+    from tests.emulators.google_batch import FakeGoogleBatch
+    from tests.emulators.pubsub import PubSubEmulator
+
+__all__ = [
+    "azurite",
+    "dynamodb_client",
+    "dynamodb_local",
+    "dynamodb_table",
+    "fake_gcs",
+    "google_batch",
+    "moto_server",
+    "pubsub_emulator",
+]
 
 _tables = itertools.count()
 
@@ -97,3 +116,53 @@ def azurite() -> Iterator[Azurite]:
             missing_tool(f"{tool} is not on PATH: {why} (see the README's prerequisites)")
     with Azurite() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    """One in-memory Pub/Sub emulator for the session (the Cloud SDK's jar on the machine's Java)."""
+    pytest.importorskip("httpx")
+    from tests.emulators.pubsub import PubSubEmulator, jar
+
+    try:
+        jar()
+    except EmulatorError as exc:
+        missing_tool(str(exc))
+    if shutil.which("java") is None:
+        missing_tool(
+            "java is not on PATH: Java 17 runs the Pub/Sub emulator (see the README's prerequisites)"
+        )
+    with PubSubEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def google_batch(tmp_path: Path) -> Iterator[Callable[..., FakeGoogleBatch]]:
+    """``make(gcs_endpoint=None, pubsub_endpoint=None)``: a started Google Batch fake for this test.
+
+    Every fake made is stopped at teardown; what failed inside one (a driver thread, an
+    executor callback) is raised there, so a fake's bug fails the test that used it.
+    """
+    pytest.importorskip("google.cloud.batch_v1")
+    from tests.emulators.google_batch import FakeGoogleBatch
+
+    fakes: list[FakeGoogleBatch] = []
+
+    def make(*, gcs_endpoint: str | None = None, pubsub_endpoint: str | None = None) -> FakeGoogleBatch:
+        fake = FakeGoogleBatch(
+            tmp_path / f"google-batch-{len(fakes)}",
+            gcs_endpoint=gcs_endpoint,
+            pubsub_endpoint=pubsub_endpoint,
+        )
+        fakes.append(fake.start())
+        return fake
+
+    yield make
+    errors: list[Exception] = []
+    for fake in fakes:
+        try:
+            fake.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup("a Google Batch fake failed", errors)
