@@ -18,88 +18,82 @@ enums as numbers when the query asks ``$alt=json;enum-encoding=int`` (the SDK al
 and as names otherwise. Errors have Google's JSON shape ``{"error": {"code", "message",
 "status"}}``. Jobs are kept as proto messages.
 
-What is modelled, and how sure it is. "SDK" is the docstrings of google-cloud-batch
-0.22.4's ``batch_v1/types``; "REST ref" is
-https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs; "third-party"
-marks wording quoted from real Batch output in public issues and code, not read on a Google
-page. UNVERIFIED is this fake's choice where no public source settled it.
+What is modelled, and how sure it is. Sources: [SDK] the docstrings of google-cloud-batch
+0.22.4 (``batch_v1/types``, ``transports/rest_base.py``); [REF]
+https://cloud.google.com/batch/docs/reference/rest/v1/projects.locations.jobs; [TS]
+https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes; [KI]
+https://cloud.google.com/batch/docs/known-issues; [NOTIF]
+https://cloud.google.com/batch/docs/enable-notifications and .../monitor-jobs-using-notifications;
+[3P] real Batch output quoted in public issues and code (nextflow-io/nextflow#3061, #4225,
+#5550; DataBiosphere/dsub#303 and dsub's event regexes; a ``gcloud batch jobs describe``),
+wording that is Google's but was not read on a Google page. UNVERIFIED: this fake's choice.
 
-=====================================  =====================================================
-Behaviour                              Source
-=====================================  =====================================================
-Routes, verbs, bodies, query names     SDK ``transports/rest_base.py`` (create body is the Job;
-                                       cancel body ``{"requestId"}``); unknown query
-                                       parameters are a 400 (wording UNVERIFIED)
-jobId ``^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$``; SDK ``CreateJobRequest`` ("a system generated ID
-missing jobId generates one            will be used"); the generated form ``job-<hex>`` is
-                                       UNVERIFIED
-requestId: a UUID, not the zero UUID;  SDK ``CreateJobRequest``/``CancelJobRequest``/
-a repeat returns the original (AIP-155) ``DeleteJobRequest``; that Batch *rejects* a
-                                       non-UUID is UNVERIFIED (enforced here)
-Existing jobId: 409 ALREADY_EXISTS     AIP-133; message wording UNVERIFIED
-One task group only (400 otherwise)    REST ref ("Only one TaskGroup is supported now")
-taskCount > 1, retries, lifecycle      a limit of this fake: 501 UNIMPLEMENTED naming the
-policies, barriers, background         field, never a silent wrong answer
-runnables, NFS/disk volumes, secret
-env, ``container.volumes``, a
-container without entrypoint/commands
-Task group name, task names, status    third-party (nextflow-io/nextflow#3061, a ``gcloud
-texts use the project *number*         batch jobs describe`` quoted in public code); the
-                                       number here is derived from the project id
-uid ``<first 18 of id>-<8>-<4>-<5 hex>``  third-party (nextflow-io/nextflow#4225 logs)
-States QUEUED, SCHEDULED, RUNNING,     SDK ``JobStatus.State``; QUEUED has no status event,
-SUCCEEDED, FAILED; events type         the first is QUEUED->SCHEDULED (third-party:
-``STATUS_CHANGED``, "Job state is set  nextflow-io/nextflow#5550 and dsub's event regexes)
-from A to B for job <name>."
-FAILED: "...for job <name>.Job failed  third-party (gcloud output quoted in public code,
-due to task failure. Specifically,     note: no space after "<name>."); "Task state is
-task with index 0 failed due to the    updated from RUNNING to FAILED on zones/<z>/
-following task event: \"<task event>\"" instances/<numeric id> with exit code N."
-Tasks exist from SCHEDULED on (none    third-party (nextflow handles a job without tasks);
-while QUEUED); PENDING, ASSIGNED,      task event wording mirrors the job's: UNVERIFIED for
-RUNNING, SUCCEEDED/FAILED; the last    PENDING->ASSIGNED->RUNNING
-event carries ``taskExecution``
-Exit code: the first failing           SDK ``TaskExecution`` ("Batch only exposes the first
-runnable's; runnables run in order,    error"), SDK ``Runnable``/``TaskSpec``
-``ignoreExitStatus``, ``alwaysRun``
-Reserved exit codes 50001 (Spot        https://cloud.google.com/batch/docs/troubleshooting
-preemption), 50002-50004, 50005        #reserved-exit-codes (linked from SDK
-(over maxRunDuration or a runnable's   ``TaskExecution``); the runnable timeout also gives
-``timeout``), 50006                    50005 per https://cloud.google.com/batch/docs/
-                                       known-issues; the "due to ..." texts are third-party
-                                       for 50001/50002/50005, UNVERIFIED for 50003/4/6
-Quota: stays SCHEDULED with an event   third-party (DataBiosphere/dsub#303, nextflow's quota
-"VM in Managed Instance Group meets    warning); the event type ``OPERATIONAL_INFO`` is
-error: Batch Error: code -             third-party (a user's notes); Batch keeps waiting
-CODE_GCE_QUOTA_EXCEEDED, description   (dsub maintainers, same issue)
-- ..."
-Image that cannot be pulled            UNVERIFIED: job and task reach RUNNING, nothing
-                                       runs, a docker-style stderr line, exit code 125
-Cancel: CANCELLATION_IN_PROGRESS, the  SDK ``JobStatus.State``; the LRO shape is the SDK's
-process gets SIGTERM then SIGKILL      (``OperationMetadata`` Any); terminal job: 400
-after ``kill_grace``, CANCELLED        FAILED_PRECONDITION (UNVERIFIED); the killed task
-                                       shows FAILED with the process's code (UNVERIFIED)
-Delete: DELETION_IN_PROGRESS, killed,  SDK ``JobStatus.State``; the operation's response is
-then gone (404)                        ``Empty``
-List: filter ``labels.K="V"``,         SDK ``ListJobsRequest`` (orderBy values); the filter
-``name="..."``, ``status.state="S"``   subset is this fake's; the default order (creation)
-joined by `` AND ``; orderBy ``name``, and the page size cap of 100 (default 50) are
-``create_time`` [``desc``]             UNVERIFIED
-Task env: ``environment.variables``    BATCH_TASK_INDEX/COUNT: Batch's predefined variables;
-of task and runnable, BATCH_TASK_INDEX BATCH_JOB_UID as the brief asked: UNVERIFIED
-=0, BATCH_TASK_COUNT=1, BATCH_JOB_UID
-GCS volumes at ``mountPath`` in every  SDK ``Runnable.Container.volumes`` (task volumes are
-runnable (gcsfuse played by            mounted at the same path); all objects show, as with
-:class:`~tests.emulators.mounts.       gcsfuse ``--implicit-dirs``: whether Batch's mount
-GcsPrefix`)                            shows objects in "directories" without one is
-                                       UNVERIFIED
-Pub/Sub notifications on job and task  https://cloud.google.com/batch/docs/enable-
-changes (``type`` and/or               notifications (``type``, ``newJobState``,
-``newJobState``/``newTaskState``); a   ``newTaskState``) and .../monitor-jobs-using-
-missing topic is logged, the job goes  notifications; attributes ``JobName``, ``JobUID``,
-on                                     ``NewJobState``, ``Type`` are third-party; ``Region``,
-                                       the task attributes and the ``data`` text UNVERIFIED
-=====================================  =====================================================
+| Behaviour                                                           | Source             |
+|---------------------------------------------------------------------|--------------------|
+| routes, verbs, bodies (create: the Job; cancel: ``{"requestId"}``)  | SDK                |
+| unknown/mistyped body field or unknown query parameter: 400 naming  | SDK protos; wording|
+| it (``Invalid JSON payload received. Unknown name "x" ...``)        | UNVERIFIED         |
+| jobId ``^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$``; none: one is generated | SDK; ``job-<hex>`` |
+|                                                                     | UNVERIFIED         |
+| requestId a non-zero UUID; a repeat returns the first job/operation | SDK (AIP-155); the |
+|                                                                     | 400 UNVERIFIED     |
+| existing jobId: 409 ALREADY_EXISTS                                  | AIP-133; wording   |
+|                                                                     | UNVERIFIED         |
+| one task group (400 otherwise)                                      | REF                |
+| taskCount > 1, retries, lifecycle policies, barriers, background    | limits of the fake:|
+| runnables, NFS/disk volumes, secret env, ``container.volumes``, a   | 501 UNIMPLEMENTED  |
+| container with neither entrypoint nor commands                      | naming the field   |
+| defaults filled: taskCount 1, parallelism 1                         | UNVERIFIED         |
+| task group, task names and status texts use the project *number*    | 3P (#3061, describe|
+| (derived from the project id here; both forms accepted in paths)    | output)            |
+| uid ``<first 18 chars of id>-<8 hex>-<4 hex>-<5 hex>``              | 3P (#4225 logs)    |
+| QUEUED -> SCHEDULED -> RUNNING -> SUCCEEDED/FAILED; no event while  | SDK states; 3P     |
+| QUEUED, then ``STATUS_CHANGED`` "Job state is set from A to B for   | (#5550, dsub)      |
+| job <name>."                                                        |                    |
+| FAILED: "...for job <name>.Job failed due to task failure.          | 3P (gcloud output; |
+| Specifically, task with index 0 failed due to the following task    | no space after the |
+| event: \"Task state is updated from RUNNING to FAILED on            | name's period)     |
+| zones/<zone>/instances/<19 digits> with exit code N.\""             |                    |
+| tasks exist from SCHEDULED on: PENDING, ASSIGNED, RUNNING,          | 3P (nextflow copes |
+| SUCCEEDED/FAILED; the last event carries ``taskExecution.exitCode`` | with no tasks);    |
+|                                                                     | texts UNVERIFIED   |
+| runnables in order, ``ignoreExitStatus``, ``alwaysRun``; the task's | SDK (``Runnable``, |
+| exit code is the first failure's                                    | ``TaskExecution``) |
+| 50005 past ``maxRunDuration`` or a runnable's ``timeout``           | TS, KI             |
+| 50001 Spot preemption, 50002-50004 and 50006 VM lost                | TS (codes); "due to|
+|                                                                     | ..." texts 3P for  |
+|                                                                     | 50001/2/5, else    |
+|                                                                     | UNVERIFIED         |
+| quota: stays SCHEDULED, event ``OPERATIONAL_INFO`` "VM in Managed   | 3P (dsub#303,      |
+| Instance Group meets error: Batch Error: code -                     | nextflow); the type|
+| CODE_GCE_QUOTA_EXCEEDED, description - ..."                         | 3P (user notes)    |
+| image that cannot be pulled: RUNNING, nothing runs, a docker-style  | UNVERIFIED         |
+| stderr line, FAILED with 125 "due to image pull failure for <image>"|                    |
+| cancel: CANCELLATION_IN_PROGRESS, SIGTERM, SIGKILL after            | SDK states and LRO |
+| ``kill_grace``, CANCELLED; operation metadata ``OperationMetadata`` | types; 400 on a    |
+| (verb ``cancel``), response ``CancelJobResponse``; a terminal job:  | terminal job and   |
+| 400 FAILED_PRECONDITION; the killed task shows FAILED               | the task UNVERIFIED|
+| delete: DELETION_IN_PROGRESS, killed, gone (404); response Empty    | SDK                |
+| list filter ``labels.K="V"``, ``name=``, ``uid=``, ``status.state=``| SDK (orderBy); the |
+| joined by `` AND ``; orderBy ``name``/``create_time`` [``desc``];   | default order and  |
+| page size 50 by default, capped at 100; opaque page tokens          | the cap UNVERIFIED |
+| env: task and runnable ``environment.variables``, BATCH_TASK_INDEX, | Batch's predefined |
+| BATCH_TASK_COUNT, BATCH_JOB_UID                                     | vars; JOB_UID      |
+|                                                                     | UNVERIFIED         |
+| GCS volumes at ``mountPath`` in every runnable; every object under  | SDK (``Container.  |
+| the prefix shows (as gcsfuse ``--implicit-dirs``); writes land when | volumes``); the    |
+| the runnable exits                                                  | rest UNVERIFIED    |
+| notifications on job/task changes (``type``, ``newJobState``,       | NOTIF; attributes  |
+| ``newTaskState``); a missing topic is logged, the job goes on       | JobName, JobUID,   |
+|                                                                     | NewJobState, Type  |
+|                                                                     | 3P; Region, task   |
+|                                                                     | attributes, data   |
+|                                                                     | text UNVERIFIED    |
+
+What clients see through google-api-core over REST (not the fake's choice): an error's class
+comes from the HTTP status alone, so 409 ALREADY_EXISTS raises ``Conflict`` (not
+``AlreadyExists``) and 400 FAILED_PRECONDITION raises ``BadRequest`` (not
+``FailedPrecondition``); the JSON ``status`` is in ``exc.response.json()``.
 
 Test controls (Python attributes, not HTTP):
 
@@ -111,7 +105,9 @@ Test controls (Python attributes, not HTTP):
 - ``log_lines(job_id)``: what its runnables wrote (stdout and stderr lines). Real Batch sends
   these to Cloud Logging, which the runner does not read; this is for debugging tests.
 - ``calls``: a Counter of requests per method (``calls["CreateJob"]``), for call budgets.
-- ``runs``: a Counter of processes started per job id (a second run is a bug).
+- ``runs``: a Counter of processes started per job id, one per runnable run (what an
+  exactly-once test counts: a second submission that ran would show here).
+- ``notification_errors``: the notifications that could not be published (a missing topic).
 - ``kill_grace``: seconds between SIGTERM and SIGKILL when a job is cancelled or deleted.
 
 :meth:`FakeGoogleBatch.stop` kills every job, stops the server and raises, grouped, what
