@@ -67,6 +67,9 @@ wording that is Google's but was not read on a Google page. UNVERIFIED: this fak
 | quota: stays SCHEDULED, event ``OPERATIONAL_INFO`` "VM in Managed   | 3P (dsub#303,      |
 | Instance Group meets error: Batch Error: code -                     | nextflow); the type|
 | CODE_GCE_QUOTA_EXCEEDED, description - ..."                         | 3P (user notes)    |
+| VM never created: SCHEDULED, event "Job gets non-retryable         | 3P (nextflow#5550, |
+| information Batch Error: code - CODE_GCE_..., description - ...",   | #5567); the event  |
+| FAILED, no task at all                                              | type UNVERIFIED    |
 | image that cannot be pulled: RUNNING, nothing runs, a docker-style  | UNVERIFIED         |
 | stderr line, FAILED with 125 "due to image pull failure for <image>"|                    |
 | cancel: CANCELLATION_IN_PROGRESS, SIGTERM, SIGKILL after            | SDK states and LRO |
@@ -97,7 +100,8 @@ comes from the HTTP status alone, so 409 ALREADY_EXISTS raises ``Conflict`` (not
 
 Test controls (Python attributes, not HTTP):
 
-- ``hold``: job ids that stay QUEUED until removed (or the job is cancelled or deleted).
+- ``hold``: job ids that stay QUEUED until removed (or the job is cancelled or deleted);
+  ``hold_labels``: label *values* that do the same for every job carrying one (any key).
 - ``schedule_delay``: seconds spent in QUEUED and again in SCHEDULED (default 0.05).
 - ``outcomes[job_id] = Outcome...``: Batch ends that job for an infrastructure reason
   instead of running it to the end (taken once, when it is scheduled); see :class:`Outcome`.
@@ -128,12 +132,13 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.cloud import batch_v1
@@ -235,7 +240,9 @@ class Outcome:
     task event; ``started``: the command starts, runs ``after`` seconds, then is killed (else
     it never starts, and the job fails from SCHEDULED); ``running``: the job reaches RUNNING
     although no command starts (an image pull); ``quota``: the job never leaves SCHEDULED and
-    shows Google's ``CODE_GCE_QUOTA_EXCEEDED`` event for that quota. Build them with the
+    shows Google's ``CODE_GCE_QUOTA_EXCEEDED`` event for that quota. Without an exit code or a
+    quota (``Outcome(None, "<description>")``) no VM can ever start the job: it fails from
+    SCHEDULED with that description as an event, and no task exists. Build them with the
     class methods.
     """
 
@@ -264,6 +271,12 @@ class Outcome:
     def quota_exceeded(cls, quota: str = "CPUS", limit: float = 0.0) -> Outcome:
         """No VM can be created: the job stays SCHEDULED for ever (until cancelled or deleted)."""
         return cls(None, quota=quota, limit=limit)
+
+    @classmethod
+    def start_failed(cls, code: str = "CODE_GCE_BAD_REQUEST", description: str = "") -> Outcome:
+        """Batch cannot create the VM, for good: SCHEDULED -> FAILED, no task, no exit code."""
+        detail = f", description - {description}" if description else ""
+        return cls(None, f"Job gets non-retryable information Batch Error: code - {code}{detail}")
 
     @classmethod
     def image_pull_failed(cls, image: str = "the image") -> Outcome:
@@ -338,7 +351,8 @@ class FakeGoogleBatch:
         self.workdir = workdir
         self.gcs_endpoint = gcs_endpoint
         self.pubsub_endpoint = pubsub_endpoint
-        self.hold: set[str] = set()
+        self.hold: set[str] = _Watched(self._held_changed)
+        self.hold_labels: set[str] = _Watched(self._held_changed)
         self.schedule_delay = 0.05
         self.kill_grace = 0.5
         self.outcomes: dict[str, Outcome] = {}
@@ -689,7 +703,7 @@ class FakeGoogleBatch:
         self._notify_task(record, new, event.description)
         return str(event.description)
 
-    def _schedule(self, record: _Job) -> None:
+    def _schedule(self, record: _Job, *, task: bool = True) -> None:
         self._job_state(record, JobState.SCHEDULED)
         record.job.status.run_duration.SetInParent()
         policy = (
@@ -703,6 +717,8 @@ class FakeGoogleBatch:
             provisioning_model=(policy.provisioning_model if policy and policy.provisioning_model else 1),
             task_pack=1,
         )
+        if not task:
+            return
         record.task = _TASK(name=f"{record.job.task_groups[0].name}/tasks/0")
         record.task.status.state = TaskState.PENDING
         group.counts["PENDING"] = 1
@@ -800,28 +816,50 @@ class FakeGoogleBatch:
             self._guarded(lambda: self._conclude(record))
 
     def _wait(self, record: _Job, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Until ``ready()`` holds or ``timeout`` passed; False at once if the job was halted."""
+        """Until ``ready()`` holds or ``timeout`` passed; False at once if the job was halted.
+
+        Without a timeout it sleeps until notified: a halt notifies, and so does any change to
+        ``hold`` or ``hold_labels`` (they are watched sets), so hundreds of held jobs cost nothing.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while record.halt is None:
                 if ready():
                     return True
-                left = TICK if deadline is None else min(TICK, deadline - time.monotonic())
+                if deadline is None:
+                    record.cond.wait()
+                    continue
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return True
                 record.cond.wait(left)
             return False
 
+    def _held(self, record: _Job) -> bool:
+        return record.job_id in self.hold or any(v in self.hold_labels for v in record.job.labels.values())
+
+    def _held_changed(self) -> None:
+        with self._lock:
+            for record in self._jobs.values():
+                record.cond.notify_all()
+
     def _lifecycle(self, record: _Job) -> None:
-        if not self._wait(record, lambda: record.job_id not in self.hold, None):
+        if not self._wait(record, lambda: not self._held(record), None):
             return
         if not self._wait(record, lambda: False, self.schedule_delay):
             return
         with self._lock:
             if record.halt is not None:
                 return
-            self._schedule(record)
             outcome = self.outcomes.pop(record.job_id, None)
+            never_starts = outcome is not None and outcome.exit_code is None and outcome.quota is None
+            self._schedule(record, task=not never_starts)
+            if outcome is not None and never_starts:  # no VM will ever run it: FAILED, no task
+                event = record.job.status.status_events.add(type_="OPERATIONAL_INFO")
+                event.description = outcome.reason
+                event.event_time.FromNanoseconds(time.time_ns())
+                self._job_state(record, JobState.FAILED)
+                return
             if outcome is not None and outcome.quota is not None:
                 event = record.job.status.status_events.add(type_="OPERATIONAL_INFO")
                 instance = f"{record.job.uid[:40]}-{GROUP}-0-{secrets.token_hex(2)}"
@@ -1009,6 +1047,51 @@ class FakeGoogleBatch:
             elif record.halt == "delete":
                 self._jobs.pop((record.project, record.location, record.job_id), None)
                 self._finish_operation(record.operation, empty_pb2.Empty())
+
+
+class _Watched(set[str]):
+    """A set that calls ``changed`` after each change: the fake's drivers wake to re-read it."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def add(self, item: str) -> None:
+        super().add(item)
+        self._changed()
+
+    def discard(self, item: object) -> None:
+        super().discard(item)
+        self._changed()
+
+    def remove(self, item: str) -> None:
+        super().remove(item)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def update(self, *others: Iterable[str]) -> None:
+        super().update(*others)
+        self._changed()
+
+    def difference_update(self, *others: Iterable[Any]) -> None:
+        super().difference_update(*others)
+        self._changed()
+
+    def pop(self) -> str:
+        item = super().pop()
+        self._changed()
+        return item
+
+    def __ior__(self, other: AbstractSet[str]) -> Self:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __isub__(self, other: AbstractSet[Any]) -> Self:  # type: ignore[misc]
+        self.difference_update(other)
+        return self
 
 
 class _NoStorage:

@@ -357,6 +357,35 @@ def test_a_vm_lost_before_the_command_started_fails_from_scheduled(
     assert fake.runs[name] == 0
 
 
+def test_a_vm_that_cannot_be_created_fails_the_job_from_scheduled_without_a_task(
+    fake: FakeGoogleBatch, client: Any
+) -> None:
+    name = job_id()
+    fake.outcomes[name] = Outcome.start_failed(
+        "CODE_GCE_INVALID_FIELD_VALUE", "No zone supports the template."
+    )
+    job = wait_state(client, create(client, script("echo never"), name).name, State.FAILED)
+    assert [d.split(" for job")[0] for d in descriptions(job)] == [
+        "Job state is set from QUEUED to SCHEDULED",
+        "Job gets non-retryable information Batch Error: code - CODE_GCE_INVALID_FIELD_VALUE, "
+        "description - No zone supports the template.",
+        "Job state is set from SCHEDULED to FAILED",
+    ]
+    assert list(client.list_tasks(parent=job.task_groups[0].name)) == []
+    assert fake.runs[name] == 0
+
+
+def test_a_held_label_keeps_jobs_queued_until_it_is_released(fake: FakeGoogleBatch, client: Any) -> None:
+    fake.hold_labels.add("parked")
+    job = script("echo ran")
+    job.labels = {"pool": "parked"}
+    held = create(client, job)
+    wait_state(client, create(client, script("true")).name, State.SUCCEEDED)  # others run meanwhile
+    assert client.get_job(name=held.name).status.state == State.QUEUED
+    fake.hold_labels.discard("parked")  # wakes the held job's driver at once
+    wait_state(client, held.name, State.SUCCEEDED)
+
+
 def test_a_quota_keeps_the_job_scheduled_with_googles_event(fake: FakeGoogleBatch, client: Any) -> None:
     name = job_id()
     fake.outcomes[name] = Outcome.quota_exceeded("N2_CPUS", 24)
