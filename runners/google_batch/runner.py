@@ -65,6 +65,7 @@ from runners.base import (
     RunnerError,
     RunnerOptions,
     RunnerOptionsError,
+    TransientRunnerError,
     validate_options,
 )
 from runners.endpoints import allowed_endpoint, canonical_endpoint
@@ -77,6 +78,7 @@ from runners.wrapper import (
     INLINE_LIMIT,
     STDERR_PREFIX,
     VolumeStaging,
+    WrapperExit,
     check_relative,
     sentinel_token,
     split_sentinel,
@@ -90,9 +92,10 @@ google_classifier = retry.register_classifier(google_errors.classify, runner=RUN
 
 MOUNT = "/mnt/disks/squall"
 """Where the job's staging prefix is mounted (Kestra mounts its bucket at /mnt/disks/share)."""
-OUTPUT_MOUNT = "/mnt/disks/squall-out"
-"""Where ``output_prefix`` is mounted when the control plane gives one."""
 DEFAULT_IMAGE = "python:3.12-slim"
+DEFAULT_SHELL = "/bin/sh"
+_NO_CONTAINER = frozenset({125, 126, 127})
+"""Exit codes of a container runtime that could not start the container (docker run's)."""
 LIST_PAGE = 100
 GET_THRESHOLD = 4
 """Up to this many handles (per project, region and identity) are polled with get_job each."""
@@ -142,7 +145,8 @@ class _Context:
     """The clients of one (endpoints, identity): Batch over REST and Cloud Storage."""
 
     def __init__(self, credentials: Any, project: str, endpoint: str | None, storage_endpoint: str | None):
-        from google.cloud import batch_v1, storage  # type: ignore[attr-defined]
+        import google.cloud.storage as storage
+        from google.cloud import batch_v1
 
         options = {"api_endpoint": endpoint} if endpoint else None
         self.batch = batch_v1.BatchServiceClient(
@@ -385,11 +389,14 @@ class GoogleBatchRunner:
 
     def _stage_inputs(
         self, ctx: _Context, opts: GoogleBatchOptions, staging: str, spec: JobSpec
-    ) -> tuple[dict[str, bytes], list[str]]:
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
         """Small inline files stay in the command; the rest go to ``<staging>/in/``, create-only.
 
-        Create-only (``if_generation_match=0``): a second submit of the same attempt never
-        rewrites an object a running job may be reading.
+        Returns the inline files and ``{rel: what it came from}`` for the wrapper. Create-only
+        (``if_generation_match=0``): a second submit of the same attempt never rewrites an
+        object a running job may be reading. An input URI that does not exist is not an error
+        here: the job starts, its wrapper finds no file and fails naming it (CONFIG), as for
+        any runner.
         """
         for rel in (*spec.input_files, *spec.input_uris):
             try:
@@ -398,7 +405,7 @@ class GoogleBatchRunner:
                 raise RunnerError(str(exc), runner=RUNNER) from None
         inline: dict[str, bytes] = {}
         budget = INLINE_LIMIT
-        staged: list[str] = []
+        staged: dict[str, str] = {}
         bucket = ctx.storage.bucket(opts.bucket)
         for rel, data in sorted(spec.input_files.items(), key=lambda kv: len(kv[1])):
             if len(data) <= budget:
@@ -407,7 +414,7 @@ class GoogleBatchRunner:
                 continue
             blob = bucket.blob(f"{staging}/in/{rel}")
             self._create_only(blob.upload_from_string, data, content_type="application/octet-stream")
-            staged.append(rel)
+            staged[rel] = rel
         for rel, uri in sorted(spec.input_uris.items()):
             src_bucket, _, key = uri.removeprefix("gs://").partition("/")
             if not uri.startswith("gs://") or not src_bucket or not key:
@@ -415,16 +422,28 @@ class GoogleBatchRunner:
                     f"input {rel}: {uri} is not a gs:// URI this runner can stage", runner=RUNNER
                 )
             source = ctx.storage.bucket(src_bucket)
-            self._create_only(source.copy_blob, source.blob(key), bucket, f"{staging}/in/{rel}", paced=False)
-            staged.append(rel)
+            self._create_only(
+                source.copy_blob, source.blob(key), bucket, f"{staging}/in/{rel}", missing_ok=True
+            )
+            staged[rel] = uri
         return inline, staged
 
-    def _create_only(self, fn: Callable[..., Any], /, *args: Any, paced: bool = False, **kwargs: Any) -> None:
+    def _create_only(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        paced: bool = False,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> None:
         from google.api_core import exceptions
+
+        tolerated: tuple[type[Exception], ...] = (exceptions.NotFound,) if missing_ok else ()
 
         def write() -> None:
             # already there: staged by an earlier submit of the same attempt
-            with contextlib.suppress(exceptions.PreconditionFailed):
+            with contextlib.suppress(exceptions.PreconditionFailed, *tolerated):
                 fn(*args, if_generation_match=0, retry=None, **kwargs)
 
         self._call(write, paced=paced)
@@ -437,38 +456,30 @@ class GoogleBatchRunner:
         job_id: str,
         staging: str,
         inline: Mapping[str, bytes],
-        staged: Sequence[str],
+        staged: Mapping[str, str],
     ) -> Any:
         t = ctx.types
         nonce = secrets.token_hex(8)
-        output_prefix = self._output_prefix(opts, staging, spec)
+        output_prefix = self._output_prefix(opts, spec)
         volumes = [t.Volume(gcs=t.GCS(remote_path=f"{opts.bucket}/{staging}"), mount_path=MOUNT)]
-        out_dir = f"{MOUNT}/out"
-        if output_prefix is not None and not output_prefix.startswith(f"gs://{opts.bucket}/{staging}/out/"):
-            volumes.append(
-                t.Volume(
-                    gcs=t.GCS(remote_path=output_prefix.removeprefix("gs://").rstrip("/")),
-                    mount_path=OUTPUT_MOUNT,
-                )
-            )
-            out_dir = OUTPUT_MOUNT
+        keep = output_prefix is not None or bool(spec.output_files)
         try:
             command = wrapper_command(
                 list(spec.command),
                 log_dir=f"{MOUNT}/log",
                 sentinel=sentinel_token(spec.name, nonce),
                 inline_files=inline,
-                inputs={rel: rel for rel in staged},
-                fetch=VolumeStaging(f"{MOUNT}/in", out_dir),
-                output_globs=spec.output_files if output_prefix else (),
-                upload=VolumeStaging(f"{MOUNT}/in", out_dir) if output_prefix else None,
+                inputs=dict(staged),
+                fetch=VolumeStaging(f"{MOUNT}/in", f"{MOUNT}/out"),
+                output_globs=spec.output_files if keep else (),
+                upload=VolumeStaging(f"{MOUNT}/in", f"{MOUNT}/out") if keep else None,
             )
         except ValueError as exc:
             raise RunnerError(str(exc), runner=RUNNER) from None
-        shell = opts.entry_point[0] if opts.entry_point else "/bin/sh"
+        shell = opts.entry_point[0] if opts.entry_point else DEFAULT_SHELL
         env = {**spec.env, NAME_ENV: spec.name, STAGING_ENV: f"gs://{opts.bucket}/{staging}"}
-        if output_prefix:
-            env[OUTPUT_ENV] = output_prefix
+        if keep:  # where outputs end up: the control plane's prefix, else the job's own out/
+            env[OUTPUT_ENV] = output_prefix or f"gs://{opts.bucket}/{staging}/out/"
         timeout = self._run_limit(spec, opts)
         task = t.TaskSpec(
             runnables=[
@@ -559,14 +570,14 @@ class GoogleBatchRunner:
         return timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999)))
 
     @staticmethod
-    def _output_prefix(opts: GoogleBatchOptions, staging: str, spec: JobSpec) -> str | None:
-        if spec.output_prefix is not None:
-            if not spec.output_prefix.startswith("gs://"):
-                raise RunnerError(
-                    f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
-                )
-            return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
-        return f"gs://{opts.bucket}/{staging}/out/" if spec.output_files else None
+    def _output_prefix(opts: GoogleBatchOptions, spec: JobSpec) -> str | None:
+        if spec.output_prefix is None:
+            return None
+        if not spec.output_prefix.startswith("gs://"):
+            raise RunnerError(
+                f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
+            )
+        return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
 
     # -- poll
 
@@ -687,20 +698,91 @@ class GoogleBatchRunner:
     def _complete(
         self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
     ) -> JobStatus:
-        outputs = self._outputs(ctx, handle) if status.state is not JobState.CANCELLED else {}
+        """The final word: cost, the outputs delivered, and what only the bucket can tell."""
         resources, cost = _billed(doc, handle.data.get("pricing"))
-        return replace(status, output_files=outputs, resources=resources, cost=cost)
+        status = replace(status, resources=resources, cost=cost)
+        if status.state is JobState.CANCELLED:
+            return status
+        if (
+            status.failure is Failure.USER
+            and status.exit_code in _NO_CONTAINER
+            and not self._logged(ctx, handle)
+        ):
+            # The wrapper writes its log first thing; none at all means the container never ran it.
+            return replace(
+                status,
+                failure=Failure.CONFIG,
+                reason=f"the container did not start (exit code {status.exit_code}): its image could not be "
+                f"pulled or has no {DEFAULT_SHELL}",
+            )
+        if status.failure is Failure.CONFIG and status.exit_code in (
+            WrapperExit.NOT_FOUND,
+            WrapperExit.STAGING,
+        ):
+            status = replace(status, reason=self._wrapper_says(ctx, handle) or status.reason)
+        if not handle.data.get("out"):
+            return status
+        outputs, failed = self._deliver_outputs(ctx, handle)
+        status = replace(status, output_files=outputs)
+        if failed and status.failure in (None, Failure.USER):
+            shown = "; ".join(failed)
+            return replace(
+                status, state=JobState.FAILED, failure=Failure.CONFIG, reason=f"cannot upload {shown}"
+            )
+        return status
 
-    def _outputs(self, ctx: _Context, handle: JobHandle) -> dict[str, str]:
-        prefix = handle.data.get("out")
-        if not prefix:
-            return {}
-        bucket, _, key = str(prefix).removeprefix("gs://").partition("/")
+    def _wrapper_says(self, ctx: _Context, handle: JobHandle) -> str | None:
+        """What the job wrapper said it failed at (``squall: ...`` lines at the end of stderr)."""
+        name = f"{handle.data['staging']}/log/stderr"
+        bucket = ctx.storage.bucket(str(handle.data["bucket"]))
+        blob = self._call(bucket.get_blob, name, retry=None, paced=False)
+        if blob is None or not blob.size:
+            return None
+        tail = self._call(blob.download_as_bytes, start=max(0, blob.size - 16384), retry=None, paced=False)
+        said = [
+            line.removeprefix(STDERR_PREFIX).removeprefix("squall: ")
+            for line in bytes(tail).decode("utf-8", "replace").splitlines()
+            if line.startswith(f"{STDERR_PREFIX}squall: ")
+        ]
+        return "; ".join(said) or None
+
+    def _logged(self, ctx: _Context, handle: JobHandle) -> bool:
+        blob = ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/log/stdout")
+        return bool(self._call(blob.exists, retry=None, paced=False))
+
+    def _deliver_outputs(self, ctx: _Context, handle: JobHandle) -> tuple[dict[str, str], list[str]]:
+        """The job's outputs (``<staging>/out/``) where the control plane wants them, server-side.
+
+        Copies overwrite: another runner instance may deliver the same files again, with the
+        same bytes. A file that cannot be copied is named, with the error, and the others are
+        still delivered.
+        """
+        bucket = str(handle.data["bucket"])
+        kept = f"{handle.data['staging']}/out/"
 
         def names() -> list[str]:
-            return [b.name for b in ctx.storage.list_blobs(bucket, prefix=key, retry=None)]
+            return [b.name for b in ctx.storage.list_blobs(bucket, prefix=kept, retry=None)]
 
-        return {name[len(key) :]: f"gs://{bucket}/{name}" for name in self._call(names, paced=False)}
+        rels = [name[len(kept) :] for name in self._call(names, paced=False)]
+        dest = str(handle.data["out"])
+        if dest == f"gs://{bucket}/{kept}":
+            return {rel: f"{dest}{rel}" for rel in rels}, []
+        dest_bucket, _, dest_key = dest.removeprefix("gs://").partition("/")
+        source, target = ctx.storage.bucket(bucket), ctx.storage.bucket(dest_bucket)
+        delivered: dict[str, str] = {}
+        failed: list[str] = []
+        for rel in rels:
+            try:
+                self._call(
+                    source.copy_blob, source.blob(kept + rel), target, dest_key + rel, retry=None, paced=False
+                )
+            except TransientRunnerError:
+                raise
+            except RunnerError as exc:
+                failed.append(f"output {rel} to {dest}{rel}: {exc}")
+                continue
+            delivered[rel] = f"{dest}{rel}"
+        return delivered, failed
 
     # -- the tombstone: how a job ended, kept in the bucket after the job is gone
 
@@ -772,8 +854,9 @@ class GoogleBatchRunner:
         from google.api_core import exceptions
 
         def cancel() -> None:
-            # gone, or already terminal: nothing left to stop
-            with contextlib.suppress(exceptions.NotFound, exceptions.FailedPrecondition):
+            # gone, or already terminal (FAILED_PRECONDITION: over REST, google-api-core raises the
+            # class of the HTTP status, BadRequest): nothing left to stop
+            with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
                 ctx.batch.cancel_job(name=name, retry=None, timeout=30)
 
         self._call(cancel)

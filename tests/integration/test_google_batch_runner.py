@@ -133,7 +133,9 @@ class TestGoogleBatchContract(RunnerContract):
             proxies.extend((batch, gcs))
             if failures:
                 batch.fail_before("*", "", status=503, times=failures)
-            return google_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), _Counted(batch, gcs)
+            return google_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), _Counted(
+                batch, gcs
+            )
 
         yield make
         for proxy in proxies:
@@ -177,6 +179,11 @@ class TestGoogleBatchContract(RunnerContract):
         google_env.fake.hold_labels.discard(label)
 
     @pytest.fixture
+    def lagging_runner(self, google_env: GoogleEnv) -> Runner:
+        """Each job's files (its logs) reach the bucket 1.5 s after the job ended."""
+        return google_env.runner(labels={google_batch.UPLOAD_LAG_LABEL: "1500"})
+
+    @pytest.fixture
     def unwritable_output_prefix(self) -> str:
         return f"gs://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
 
@@ -205,9 +212,7 @@ class TestGoogleBatchContract(RunnerContract):
 
         def start_failed(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
             spec = make_spec("echo never")
-            google_env.fake.outcomes[spec.name] = Outcome(
-                None, "VM in Managed Instance Group meets error: Batch Error: code - CODE_GCE_BAD_REQUEST"
-            )
+            google_env.fake.outcomes[spec.name] = Outcome.start_failed()
             return submit(runner, spec)
 
         def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
@@ -297,7 +302,11 @@ def test_timeout_is_batch_max_run_duration(google_env: GoogleEnv) -> None:
     runner = google_env.runner()
     handle = runner.submit(_spec("sleep 30", timeout=timedelta(seconds=1)))
     status = wait_terminal(runner, handle, 30)
-    assert (status.failure, status.exit_code, status.reason) == (Failure.TIMEOUT, 50005, "timed out after 0:00:01")
+    assert (status.failure, status.exit_code, status.reason) == (
+        Failure.TIMEOUT,
+        50005,
+        "timed out after 0:00:01",
+    )
 
 
 def test_a_job_queued_too_long_is_cancelled_in_batch(google_env: GoogleEnv) -> None:
