@@ -11,7 +11,8 @@ calls it wants and count what the client really sent::
         s3.put_object(Bucket="bucket", Key="key", Body=b"x")  # botocore retries twice
         assert (throttled.applied, proxy.count("PUT", r"^/bucket/key")) == (2, 3)
 
-Faults, each applied to the first ``times`` matching requests (``None``: to all of them):
+Faults, each applied to the first ``times`` matching requests (``None``: to all of them), or
+with ``every=N`` to every Nth matching request only (a steady rate of throttling):
 
 - ``fail_before``: answer with ``status`` and ``body`` without forwarding (429, 500, 503...);
 - ``reset_before``: reset the TCP connection (RST) without forwarding;
@@ -92,6 +93,7 @@ class Rule:
     fault: Fault
     times: int | None = 1
     body_contains: bytes | None = None
+    every: int = 1
     seen: int = 0
     applied: int = 0
 
@@ -172,13 +174,21 @@ class FaultProxy:
         headers: Mapping[str, str] | None = None,
         times: int | None = 1,
         body_contains: bytes | str | None = None,
+        every: int = 1,
     ) -> Rule:
-        return self._rule(method, path, Respond(status, body, dict(headers or {})), times, body_contains)
+        fault = Respond(status, body, dict(headers or {}))
+        return self._rule(method, path, fault, times, body_contains, every)
 
     def reset_before(
-        self, method: str, path: str, *, times: int | None = 1, body_contains: bytes | str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        times: int | None = 1,
+        body_contains: bytes | str | None = None,
+        every: int = 1,
     ) -> Rule:
-        return self._rule(method, path, Reset(), times, body_contains)
+        return self._rule(method, path, Reset(), times, body_contains, every)
 
     def drop_after(
         self, method: str, path: str, *, times: int | None = 1, body_contains: bytes | str | None = None
@@ -197,10 +207,18 @@ class FaultProxy:
         return self._rule(method, path, Slow(seconds), times, body_contains)
 
     def _rule(
-        self, method: str, path: str, fault: Fault, times: int | None, body_contains: bytes | str | None
+        self,
+        method: str,
+        path: str,
+        fault: Fault,
+        times: int | None,
+        body_contains: bytes | str | None,
+        every: int = 1,
     ) -> Rule:
+        if every < 1:
+            raise ValueError("every must be >= 1")
         needle = body_contains.encode() if isinstance(body_contains, str) else body_contains
-        return self.add(Rule(method.upper(), re.compile(path), fault, times, needle))
+        return self.add(Rule(method.upper(), re.compile(path), fault, times, needle, every))
 
     def _choose(self, method: str, target: str, body: bytes) -> Fault | None:
         chosen: Fault | None = None
@@ -208,7 +226,8 @@ class FaultProxy:
             for rule in self.rules:
                 if rule.matches(method, target, body):
                     rule.seen += 1
-                    if chosen is None and (rule.times is None or rule.applied < rule.times):
+                    due = rule.seen % rule.every == 0
+                    if chosen is None and due and (rule.times is None or rule.applied < rule.times):
                         rule.applied += 1
                         chosen = rule.fault
             self.calls.append(Call(method, target, chosen))

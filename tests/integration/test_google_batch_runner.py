@@ -249,6 +249,42 @@ class TestGoogleBatchContract(RunnerContract):
         return event
 
 
+@pytest.fixture(scope="module")
+def throttled(google_env: GoogleEnv) -> Iterator[tuple[str, str]]:
+    """Proxies in front of Batch and Cloud Storage: every 4th Batch call is a 429, every 5th GCS
+    call a reset connection, as a busy project sees them; (batch endpoint, gcs endpoint)."""
+    with FaultProxy(google_env.fake.endpoint) as batch, FaultProxy(google_env.gcs.endpoint) as gcs:
+        throttle = batch.fail_before(
+            "*",
+            "",
+            status=429,
+            body=b'{"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}',
+            headers={"Content-Type": "application/json"},
+            times=None,
+            every=4,
+        )
+        reset = gcs.reset_before("*", "", times=None, every=5)
+        yield batch.endpoint, gcs.endpoint
+        assert throttle.applied > 0 and reset.applied > 0, "the proxies should have injected faults"
+
+
+class TestGoogleBatchContractThroughFaults(TestGoogleBatchContract):
+    """The same contract with every runner call through the throttling proxies (the retry policy
+    absorbs them: none of the cases may notice)."""
+
+    @pytest.fixture
+    def runner(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Runner:
+        return google_env.runner(endpoint=throttled[0], storage_endpoint=throttled[1])
+
+    @pytest.fixture
+    def second_runner(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Runner:
+        return google_env.runner(endpoint=throttled[0], storage_endpoint=throttled[1])
+
+    @pytest.fixture
+    def runner_factory(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Callable[[], Runner]:
+        return functools.partial(_runner_factory, throttled[0], throttled[1], google_env.bucket)
+
+
 # -- beyond the contract
 
 
