@@ -54,6 +54,7 @@ module "settings" {
   finished_ttl_days           = var.finished_ttl_days
   tick_schedule_expression    = var.tick_schedule_expression
   aws_batch                   = var.aws_batch
+  google_batch                = var.google_batch
   schedules                   = var.schedules
   extra_environment_variables = var.extra_environment_variables
   secret_backends             = var.secret_backends

@@ -218,6 +218,20 @@ variable "aws_batch" {
   default = null
 }
 
+variable "google_batch" {
+  description = "Google Cloud Batch runner's deployment defaults, or null: `{ project_id, region, bucket, notification_topic, deployment = \"squall\", job_service_account, credentials_config }` (credentials_config: the JSON text of a workload identity federation credential configuration, not a key; see modules/settings)."
+  type = object({
+    project_id          = string
+    region              = string
+    bucket              = string
+    notification_topic  = optional(string)
+    deployment          = optional(string, "squall")
+    job_service_account = optional(string)
+    credentials_config  = optional(string)
+  })
+  default = null
+}
+
 variable "schedules" {
   description = "Schedule triggers fired on time by EventBridge Scheduler: `[{ namespace, flow_id, trigger_id, schedule_expression = \"cron(0 2 * * ? *)\", timezone = \"UTC\", enabled = true }]`."
   type = list(object({

@@ -227,3 +227,34 @@ run "with_event_ingress" {
     error_message = "No other role reads the webhook secret."
   }
 }
+
+run "with_google_batch" {
+  command = plan
+
+  variables {
+    pubsub_push_audience        = "squall-pubsub-push"
+    pubsub_push_service_account = "squall-pubsub-push@my-project.iam.gserviceaccount.com"
+    google_batch = {
+      project_id         = "my-project"
+      region             = "europe-west1"
+      bucket             = "my-squall-staging"
+      notification_topic = "projects/my-project/topics/squall-batch-events"
+      credentials_config = jsonencode({ type = "external_account", audience = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/squall-aws/providers/aws" })
+    }
+  }
+
+  assert {
+    condition     = alltrue([for f in ["api", "tick", "events", "schedule"] : jsondecode(aws_lambda_function.this[f].environment[0].variables["SQUALL_RUNNERS"])["google-batch"].defaults.notificationTopic == "projects/my-project/topics/squall-batch-events"])
+    error_message = "Every function that runs flows builds the Google Batch runner from SQUALL_RUNNERS."
+  }
+
+  assert {
+    condition     = jsondecode(aws_lambda_function.this["events"].environment[0].variables["SQUALL_RUNNERS"])["google-batch"].credentials_config.type == "external_account" && length(aws_apigatewayv2_route.events) == 1
+    error_message = "The events function signs Google calls with the federated credential configuration, and receives Batch's notifications on POST /events/pubsub."
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_RUNNERS"] == aws_lambda_function.this["tick"].environment[0].variables["SQUALL_RUNNERS"]
+    error_message = "The module's environment output shows the same runners."
+  }
+}

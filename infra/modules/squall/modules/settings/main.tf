@@ -70,7 +70,39 @@ locals {
     } : k => v if v != null
   }
 
-  runners = local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } }
+  # GoogleBatchRunner takes the same `defaults`, with its taskRunner option names, and the
+  # deployment's credential configuration as the `credentials_config` keyword (decoded: the
+  # runner wants the document, not its text). Nothing of it is a secret.
+  google_batch = var.google_batch == null ? null : {
+    project_id          = var.google_batch.project_id
+    region              = var.google_batch.region
+    bucket              = var.google_batch.bucket
+    notification_topic  = var.google_batch.notification_topic
+    deployment          = var.google_batch.deployment
+    job_service_account = var.google_batch.job_service_account
+    credentials_config  = var.google_batch.credentials_config == null ? null : jsondecode(var.google_batch.credentials_config)
+  }
+
+  google_batch_defaults = local.google_batch == null ? null : {
+    for k, v in {
+      projectId         = local.google_batch.project_id
+      region            = local.google_batch.region
+      bucket            = local.google_batch.bucket
+      notificationTopic = local.google_batch.notification_topic
+      deployment        = local.google_batch.deployment
+      jobServiceAccount = local.google_batch.job_service_account
+    } : k => v if v != null
+  }
+
+  runners = merge(
+    local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } },
+    local.google_batch == null ? {} : {
+      "google-batch" = merge(
+        { defaults = local.google_batch_defaults },
+        local.google_batch.credentials_config == null ? {} : { credentials_config = local.google_batch.credentials_config },
+      )
+    },
+  )
 
   # Exactly the variables control_plane/runtime.py reads (Settings fields); the
   # tests check every name against Settings.model_fields. The same environment for the four

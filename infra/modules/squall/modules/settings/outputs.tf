@@ -33,6 +33,11 @@ output "aws_batch" {
   value       = local.batch
 }
 
+output "google_batch" {
+  description = "Validated Google Batch settings with defaults applied (credentials_config decoded), or null."
+  value       = local.google_batch
+}
+
 output "store_prefix" {
   description = "Key prefix of the store's offloaded outputs in the bucket."
   value       = local.store_prefix

@@ -381,6 +381,84 @@ variable "aws_batch" {
   }
 }
 
+variable "google_batch" {
+  description = <<-EOT
+    The Google Cloud Batch runner's deployment defaults, or null for none (SQUALL_RUNNERS
+    "google-batch"): every task with `taskRunner: {type: io.kestra.plugin.ee.gcp.runner.Batch}`
+    runs in `project_id` and `region`, stages its files and log in `bucket`, and has Batch
+    publish its state changes to `notification_topic` (projects/<p>/topics/<t>; its push
+    subscription targets POST /events/pubsub, so it needs pubsub_push_audience). `deployment`
+    labels the jobs so one list call reconciles them; `job_service_account` is the account the
+    jobs' VMs run as (default: the Compute Engine default service account).
+    `credentials_config` is the JSON of a credential configuration (workload identity
+    federation from AWS, `gcloud iam workload-identity-pools create-cred-config --aws`): how
+    the functions get a Google token with their own AWS role, no key. It holds no secret.
+    A task's own options win over all of these.
+  EOT
+  type = object({
+    project_id          = string
+    region              = string
+    bucket              = string
+    notification_topic  = optional(string)
+    deployment          = optional(string, "squall")
+    job_service_account = optional(string)
+    credentials_config  = optional(string)
+  })
+  default = null
+
+  validation {
+    # Google's rules: 6-30 of a-z 0-9 -, a letter first, no - last (a legacy domain-scoped id
+    # carries a "domain:" prefix).
+    condition     = var.google_batch == null || can(regex("^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.google_batch.project_id))
+    error_message = "google_batch.project_id must be a Google Cloud project id (6-30 lowercase letters, digits and hyphens, starting with a letter, e.g. my-project-123), not its number or display name."
+  }
+
+  validation {
+    condition     = var.google_batch == null || can(regex("^[a-z]+-[a-z]+[0-9]+$", var.google_batch.region))
+    error_message = "google_batch.region must be a Google Cloud region such as europe-west1 or us-central1, not a zone (europe-west1-b): Batch chooses the zone."
+  }
+
+  validation {
+    # What runners/google_batch/options.py accepts: a bucket name, never gs:// or a path.
+    condition     = var.google_batch == null || can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.google_batch.bucket))
+    error_message = "google_batch.bucket must be a Cloud Storage bucket name (3-222 of a-z 0-9 . _ -), without gs:// or a path."
+  }
+
+  validation {
+    condition     = var.google_batch == null || try(var.google_batch.notification_topic == null || can(regex("^projects/[a-z0-9.:-]{6,63}/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", var.google_batch.notification_topic)), false)
+    error_message = "google_batch.notification_topic must be a topic's full name, projects/<project id>/topics/<topic> (the topic name: 3-255 characters, a letter first), not the bare topic name."
+  }
+
+  validation {
+    condition     = var.google_batch == null || try(var.google_batch.notification_topic == null || var.pubsub_push_audience != null, false)
+    error_message = "google_batch.notification_topic needs pubsub_push_audience and pubsub_push_service_account: Batch's notifications reach Squall only through the push subscription to the events function's POST /events/pubsub. Without a topic, the tick's reconcile finds every job's end (later)."
+  }
+
+  validation {
+    condition     = var.google_batch == null || can(regex("^[a-z0-9_-]{1,63}$", var.google_batch.deployment))
+    error_message = "google_batch.deployment must be 1-63 of a-z 0-9 _ - (it is a Batch job label value)."
+  }
+
+  validation {
+    condition     = var.google_batch == null || try(var.google_batch.job_service_account == null || can(regex("^[a-z0-9-]+@[a-z0-9.-]+\\.gserviceaccount\\.com$", var.google_batch.job_service_account)), false)
+    error_message = "google_batch.job_service_account must be a service account's email (name@<project>.iam.gserviceaccount.com)."
+  }
+
+  validation {
+    # A credential configuration says where to get a token (type external_account); a
+    # service-account key (type service_account) holds a private key, which must not sit in
+    # the functions' environment and the Terraform state.
+    condition     = var.google_batch == null || try(var.google_batch.credentials_config == null ? true : jsondecode(var.google_batch.credentials_config).type == "external_account", false)
+    error_message = "google_batch.credentials_config must be the JSON of a credential configuration with \"type\": \"external_account\" (workload identity federation, e.g. from gcloud iam workload-identity-pools create-cred-config --aws). Not a service-account key: a key is a secret, and this value goes into the functions' environment and the Terraform state (a task may give its own key with serviceAccount: \"{{ secret('GCP_KEY') }}\")."
+  }
+
+  validation {
+    # SQUALL_RUNNERS carries it, and Lambda allows 4 KB for all of a function's variables.
+    condition     = var.google_batch == null || try(var.google_batch.credentials_config == null ? true : length(jsonencode(jsondecode(var.google_batch.credentials_config))) <= 2048, false)
+    error_message = "google_batch.credentials_config must be at most 2048 characters of JSON: it travels in SQUALL_RUNNERS, and Lambda allows 4 KB for all of a function's environment variables."
+  }
+}
+
 variable "schedules" {
   description = <<-EOT
     Schedule triggers to fire on time through EventBridge Scheduler, one schedule each:

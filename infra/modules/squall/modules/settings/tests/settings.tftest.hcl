@@ -724,3 +724,136 @@ run "rejects_webhook_secret_name_instead_of_arn" {
   }
   expect_failures = [var.webhook_secret_arn]
 }
+
+run "google_batch_with_events_and_federated_credentials" {
+  command = plan
+
+  variables {
+    pubsub_push_audience        = "squall-pubsub-push"
+    pubsub_push_service_account = "squall-pubsub-push@my-project.iam.gserviceaccount.com"
+    google_batch = {
+      project_id          = "my-project"
+      region              = "europe-west1"
+      bucket              = "my-squall-staging"
+      notification_topic  = "projects/my-project/topics/squall-batch-events"
+      job_service_account = "squall-batch-job@my-project.iam.gserviceaccount.com"
+      credentials_config = jsonencode({
+        type               = "external_account"
+        audience           = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/squall-aws/providers/aws"
+        subject_token_type = "urn:ietf:params:aws:token-type:aws4_request"
+        token_url          = "https://sts.googleapis.com/v1/token"
+        credential_source = {
+          environment_id                 = "aws1"
+          regional_cred_verification_url = "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+        }
+      })
+    }
+  }
+
+  assert {
+    condition = jsondecode(output.environment["SQUALL_RUNNERS"])["google-batch"].defaults == {
+      projectId         = "my-project"
+      region            = "europe-west1"
+      bucket            = "my-squall-staging"
+      notificationTopic = "projects/my-project/topics/squall-batch-events"
+      deployment        = "squall"
+      jobServiceAccount = "squall-batch-job@my-project.iam.gserviceaccount.com"
+    }
+    error_message = "SQUALL_RUNNERS holds the GoogleBatchRunner's task-option defaults, with the taskRunner option names."
+  }
+
+  assert {
+    condition     = jsondecode(output.environment["SQUALL_RUNNERS"])["google-batch"].credentials_config.type == "external_account" && jsondecode(output.environment["SQUALL_RUNNERS"])["google-batch"].credentials_config.credential_source.environment_id == "aws1"
+    error_message = "The credential configuration reaches the runner's credentials_config keyword as a document, not as text."
+  }
+
+  assert {
+    condition     = contains(keys(jsondecode(output.environment["SQUALL_RUNNERS"])), "aws-batch") && output.google_batch.credentials_config.type == "external_account"
+    error_message = "Both runners are configured side by side."
+  }
+}
+
+run "google_batch_minimal" {
+  command = plan
+
+  variables {
+    aws_batch    = null
+    google_batch = { project_id = "my-project", region = "us-central1", bucket = "my-squall-staging" }
+  }
+
+  assert {
+    condition     = jsondecode(output.environment["SQUALL_RUNNERS"]) == { "google-batch" = { defaults = { projectId = "my-project", region = "us-central1", bucket = "my-squall-staging", deployment = "squall" } } }
+    error_message = "Without a topic, a job service account or credentials, only the where and the deployment label; the runner then uses the application default credentials."
+  }
+}
+
+run "rejects_google_project_number" {
+  command = plan
+  variables {
+    google_batch = { project_id = "123456789012", region = "europe-west1", bucket = "my-squall-staging" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_google_zone_as_region" {
+  command = plan
+  variables {
+    google_batch = { project_id = "my-project", region = "europe-west1-b", bucket = "my-squall-staging" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_gs_url_as_bucket" {
+  command = plan
+  variables {
+    google_batch = { project_id = "my-project", region = "europe-west1", bucket = "gs://my-squall-staging/squall" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_bare_topic_name" {
+  command = plan
+  variables {
+    pubsub_push_audience        = "squall-pubsub-push"
+    pubsub_push_service_account = "squall-pubsub-push@my-project.iam.gserviceaccount.com"
+    google_batch                = { project_id = "my-project", region = "europe-west1", bucket = "my-squall-staging", notification_topic = "squall-batch-events" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_topic_without_pubsub_ingress" {
+  command = plan
+  variables {
+    google_batch = { project_id = "my-project", region = "europe-west1", bucket = "my-squall-staging", notification_topic = "projects/my-project/topics/squall-batch-events" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_bad_deployment_label" {
+  command = plan
+  variables {
+    google_batch = { project_id = "my-project", region = "europe-west1", bucket = "my-squall-staging", deployment = "Prod Squall" }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_service_account_key_as_credentials_config" {
+  command = plan
+  variables {
+    google_batch = {
+      project_id         = "my-project"
+      region             = "europe-west1"
+      bucket             = "my-squall-staging"
+      credentials_config = jsonencode({ type = "service_account", project_id = "my-project", private_key = "-----BEGIN PRIVATE KEY-----" })
+    }
+  }
+  expect_failures = [var.google_batch]
+}
+
+run "rejects_credentials_config_that_is_not_json" {
+  command = plan
+  variables {
+    google_batch = { project_id = "my-project", region = "europe-west1", bucket = "my-squall-staging", credentials_config = "/home/me/cred.json" }
+  }
+  expect_failures = [var.google_batch]
+}
