@@ -474,10 +474,11 @@ def test_every_variable_and_output_is_typed_described_and_in_the_readme(squall_m
 
 
 EXAMPLES = sorted(p for p in (INFRA / "examples").iterdir() if p.is_dir())
+AWS_BATCH_EXAMPLES = ("basic", "scheduled-etl")
 
 
-def test_the_two_examples_exist() -> None:
-    assert [p.name for p in EXAMPLES] == ["basic", "scheduled-etl"]
+def test_the_three_examples_exist() -> None:
+    assert [p.name for p in EXAMPLES] == ["basic", "google-batch", "scheduled-etl"]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -485,7 +486,8 @@ def test_example_uses_the_module_and_documents_the_commands(example: Path) -> No
     module = load_module(example)
     call = named_blocks(module, "module")["squall"]
     assert call["source"] == "../../modules/squall"
-    assert call["aws_batch"]["job_queue_arns"] == ["${var.job_queue_arn}"]
+    if example.name in AWS_BATCH_EXAMPLES:
+        assert call["aws_batch"]["job_queue_arns"] == ["${var.job_queue_arn}"]
     readme = (example / "README.md").read_text()
     for command in ("squall package --output dist/lambda.zip", "terraform init", "terraform apply"):
         assert command in readme, f"{example.name}/README.md lacks `{command}`"
@@ -520,3 +522,140 @@ def test_scheduled_etl_schedule_matches_the_flows_trigger() -> None:
     assert entry["timezone"] == trigger.timezone
     minute, hour, *_ = trigger.cron.split()
     assert entry["schedule_expression"].startswith(f"cron({minute} {hour} ")
+
+
+# ---------------------------------------------------------------- the Google Batch example
+# Its google provider is not in the offline mirror, so Terraform never validates it here: these
+# assertions are what checks it (infra/examples/google-batch/README.md says so).
+
+GOOGLE_EXAMPLE = INFRA / "examples" / "google-batch"
+
+
+@pytest.fixture(scope="module")
+def google_example() -> dict[str, list[Any]]:
+    return load_module(GOOGLE_EXAMPLE)
+
+
+def _one(body: dict[str, Any], name: str) -> dict[str, Any]:
+    blocks = body[name]
+    assert isinstance(blocks, list) and len(blocks) == 1, name
+    return dict(blocks[0])
+
+
+def test_google_example_pushes_batch_notifications_to_the_events_function(
+    google_example: dict[str, list[Any]],
+) -> None:
+    res = resources(google_example)
+    call = named_blocks(google_example, "module")["squall"]
+    topic = "${google_pubsub_topic.batch_events.id}"
+    # Batch publishes to the topic the runner names in every job...
+    assert call["google_batch"]["notification_topic"] == topic
+    # ...whose push subscription reaches POST /events/pubsub with an OIDC token that the events
+    # function accepts: the same audience and service account on both sides.
+    subscription = res["google_pubsub_subscription.batch_events"]
+    assert subscription["topic"] == topic
+    push = _one(subscription, "push_config")
+    assert push["push_endpoint"] == "${module.squall.event_ingress_urls.pubsub}"
+    token = _one(push, "oidc_token")
+    assert token["audience"] == call["pubsub_push_audience"] == "${local.pubsub_audience}"
+    assert token["service_account_email"] == call["pubsub_push_service_account"]
+    assert token["service_account_email"] == "${google_service_account.push.email}"
+    assert _one(subscription, "expiration_policy")["ttl"] == ""  # never expires while quiet
+    # The events function acknowledges within its timeout: the ack deadline leaves it that long.
+    events_timeout = _function_defaults(
+        named_blocks(load_module(MODULE), "variable")["functions"]["type"], "events"
+    )["timeout"]
+    assert subscription["ack_deadline_seconds"] >= events_timeout
+
+
+IAM_MEMBERS = {
+    "google_project_iam_member": "project",
+    "google_pubsub_topic_iam_member": "topic",
+    "google_storage_bucket_iam_member": "bucket",
+    "google_service_account_iam_member": "service account",
+}
+BATCH_SERVICE_AGENT = "service-${data.google_project.this.number}@gcp-sa-cloudbatch.iam.gserviceaccount.com"
+
+
+def test_google_example_grants_the_roles_the_doc_lists(google_example: dict[str, list[Any]]) -> None:
+    res = resources(google_example)
+    job, control = "${google_service_account.job.email}", "${google_service_account.control.email}"
+    granted = {
+        (body["role"], body["member"], IAM_MEMBERS[name.split(".")[0]])
+        for name, body in res.items()
+        if name.split(".")[0] in IAM_MEMBERS and "each." not in body["role"]
+    }
+    assert ("roles/batch.jobsEditor", f"serviceAccount:{control}", "project") in granted
+    assert ("roles/iam.serviceAccountUser", f"serviceAccount:{control}", "service account") in granted
+    assert ("roles/storage.objectAdmin", f"serviceAccount:{control}", "bucket") in granted
+    assert ("roles/storage.objectAdmin", f"serviceAccount:{job}", "bucket") in granted
+    assert ("roles/pubsub.publisher", f"serviceAccount:{job}", "topic") in granted
+    assert ("roles/pubsub.publisher", "${local.batch_service_agent}", "topic") in granted
+    assert locals_of(google_example)["batch_service_agent"] == f"serviceAccount:{BATCH_SERVICE_AGENT}"
+    # What every Batch job's service account needs, on the project.
+    job_roles = res["google_project_iam_member.job"]
+    assert job_roles["member"] == f"serviceAccount:{job}" and job_roles["role"] == "${each.value}"
+    assert {"roles/batch.agentReporter", "roles/logging.logWriter"} <= set(
+        re.findall(r'"(roles/[\w.]+)"', job_roles["for_each"])
+    )
+    # The control account may act as the jobs' account, which the jobs' VMs run as.
+    acts_as = res["google_service_account_iam_member.control_runs_jobs_as_job_account"]
+    assert acts_as["service_account_id"] == "${google_service_account.job.name}"
+    assert named_blocks(google_example, "module")["squall"]["google_batch"]["job_service_account"] == job
+    # The doc lists the same roles.
+    doc = (INFRA.parent / "docs" / "runners" / "google-batch.md").read_text()
+    for role in (
+        "roles/batch.jobsEditor",
+        "roles/iam.serviceAccountUser",
+        "roles/storage.objectAdmin",
+        "roles/pubsub.publisher",
+        "roles/batch.agentReporter",
+        "roles/logging.logWriter",
+    ):
+        assert f"`{role}`" in doc, role
+    assert "gcp-sa-cloudbatch.iam.gserviceaccount.com" in doc
+
+
+def test_google_example_federates_only_the_roles_of_the_functions_that_run_flows(
+    google_example: dict[str, list[Any]],
+) -> None:
+    """The credential configuration is one google-auth reads as AWS federation, for the control
+    account, and only the api, tick, events and schedule functions' roles may use it."""
+    google_auth_aws = pytest.importorskip("google.auth.aws")
+    import json
+
+    res = resources(google_example)
+    settings = locals_of(google_example)
+    call = named_blocks(google_example, "module")["squall"]
+    assert call["google_batch"]["credentials_config"] == "${local.credentials_config}"
+    # python-hcl2 keeps the jsonencode({...}) call as text: its object of string literals, with
+    # ${...} references left inside the strings, reads as JSON once its keys are quoted.
+    found = re.fullmatch(r"\$\{jsonencode\((\{.*\})\)\}", settings["credentials_config"], flags=re.S)
+    assert found, settings["credentials_config"]
+    document = json.loads(re.sub(r"(\w+) = ", r'"\1": ', found.group(1)))
+    assert document["type"] == "external_account"
+    assert (
+        document["audience"] == "//iam.googleapis.com/${google_iam_workload_identity_pool_provider.aws.name}"
+    )
+    federated = google_auth_aws.Credentials.from_info(document)
+    assert federated.service_account_email == "${google_service_account.control.email}"
+    binding = res["google_service_account_iam_member.control_federated"]
+    assert binding["for_each"] == "${toset(local.control_functions)}"
+    assert settings["control_functions"] == ["api", "tick", "events", "schedule"]
+    assert binding["role"] == "roles/iam.workloadIdentityUser"
+    assert binding["member"].endswith(":assumed-role/${module.squall.role_names[each.key]}")
+    assert "attribute.aws_role" in binding["member"]
+
+
+def test_google_example_readme_says_it_is_not_validated_offline() -> None:
+    readme = (GOOGLE_EXAMPLE / "README.md").read_text()
+    assert "not `terraform validate`d" in readme and "tests/infra/test_hcl.py" in readme
+
+
+def test_the_google_batch_deployment_label_defaults_to_the_runners() -> None:
+    from runners.google_batch import GoogleBatchOptions
+
+    default = GoogleBatchOptions.model_fields["deployment"].default
+    for module in (MODULE, SUBMODULES / "settings"):
+        variable = named_blocks(load_module(module), "variable")["google_batch"]
+        assert f'deployment = optional(string, "{default}")' in variable["type"], module
