@@ -81,7 +81,7 @@ def test_the_sample_builds_the_batch_job_the_doc_describes() -> None:
     )
     runner = GoogleBatchRunner(anonymous=True)
     staging = f"squall/{spec.name}"
-    job = runner._job(SimpleNamespace(types=batch_v1), spec, opts, spec.name, staging, {}, [])
+    job = runner._job(SimpleNamespace(types=batch_v1), spec, opts, spec.name, staging, {}, {})
     doc = _to_dict(job)
     task = doc["taskGroups"][0]["taskSpec"]
     assert task["maxRunDuration"] == "1800s"  # the shorter of timeout (PT1H) and maxRunDuration
