@@ -56,9 +56,7 @@ def google_credentials(
             raise RunnerOptionsError(runner, [f"taskRunner.serviceAccount: {problem}"]) from None
         project = info.get("project_id")
     elif config is not None:
-        import google.auth
-
-        base, project = google.auth.load_credentials_from_dict(dict(config), scopes=list(scopes))
+        base, project = _external_account(runner, config, scopes), None
     else:
         import google.auth
 
@@ -70,3 +68,27 @@ def google_credentials(
             source_credentials=base, target_principal=impersonate, target_scopes=list(scopes)
         )
     return base, project
+
+
+def _external_account(runner: str, config: Mapping[str, Any], scopes: Sequence[str]) -> Any:
+    """Workload identity federation credentials from their configuration document.
+
+    Built directly (google.auth.aws / identity_pool), not through ``load_credentials_from_dict``,
+    which warns that it is deprecated for external accounts and looks the project up over the
+    network each time it is called.
+    """
+    if config.get("type") != "external_account":
+        raise RunnerOptionsError(
+            runner, ["credentials_config: not an external_account credential configuration (type)"]
+        )
+    source = config.get("credential_source") or {}
+    try:
+        if str(source.get("environment_id", "")).startswith("aws"):
+            from google.auth import aws
+
+            return aws.Credentials.from_info(dict(config), scopes=list(scopes))
+        from google.auth import identity_pool
+
+        return identity_pool.Credentials.from_info(dict(config), scopes=list(scopes))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunnerOptionsError(runner, [f"credentials_config: {exc}"]) from None

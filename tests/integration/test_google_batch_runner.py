@@ -249,10 +249,20 @@ class TestGoogleBatchContract(RunnerContract):
         return event
 
 
+@dataclass
+class Throttled:
+    """Proxies in front of Batch and Cloud Storage, and the rules that fault them."""
+
+    batch: str
+    gcs: str
+    throttle: Any
+    reset: Any
+
+
 @pytest.fixture(scope="module")
-def throttled(google_env: GoogleEnv) -> Iterator[tuple[str, str]]:
-    """Proxies in front of Batch and Cloud Storage: every 4th Batch call is a 429, every 5th GCS
-    call a reset connection, as a busy project sees them; (batch endpoint, gcs endpoint)."""
+def throttled(google_env: GoogleEnv) -> Iterator[Throttled]:
+    """Every 4th Batch call is a 429 and every 5th GCS call a reset connection, as a busy project
+    sees them."""
     with FaultProxy(google_env.fake.endpoint) as batch, FaultProxy(google_env.gcs.endpoint) as gcs:
         throttle = batch.fail_before(
             "*",
@@ -264,8 +274,7 @@ def throttled(google_env: GoogleEnv) -> Iterator[tuple[str, str]]:
             every=4,
         )
         reset = gcs.reset_before("*", "", times=None, every=5)
-        yield batch.endpoint, gcs.endpoint
-        assert throttle.applied > 0 and reset.applied > 0, "the proxies should have injected faults"
+        yield Throttled(batch.endpoint, gcs.endpoint, throttle, reset)
 
 
 class TestGoogleBatchContractThroughFaults(TestGoogleBatchContract):
@@ -273,16 +282,25 @@ class TestGoogleBatchContractThroughFaults(TestGoogleBatchContract):
     absorbs them: none of the cases may notice)."""
 
     @pytest.fixture
-    def runner(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Runner:
-        return google_env.runner(endpoint=throttled[0], storage_endpoint=throttled[1])
+    def runner(self, google_env: GoogleEnv, throttled: Throttled) -> Runner:
+        return google_env.runner(endpoint=throttled.batch, storage_endpoint=throttled.gcs)
 
     @pytest.fixture
-    def second_runner(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Runner:
-        return google_env.runner(endpoint=throttled[0], storage_endpoint=throttled[1])
+    def second_runner(self, google_env: GoogleEnv, throttled: Throttled) -> Runner:
+        return google_env.runner(endpoint=throttled.batch, storage_endpoint=throttled.gcs)
 
     @pytest.fixture
-    def runner_factory(self, google_env: GoogleEnv, throttled: tuple[str, str]) -> Callable[[], Runner]:
-        return functools.partial(_runner_factory, throttled[0], throttled[1], google_env.bucket)
+    def runner_factory(self, google_env: GoogleEnv, throttled: Throttled) -> Callable[[], Runner]:
+        return functools.partial(_runner_factory, throttled.batch, throttled.gcs, google_env.bucket)
+
+    def test_the_proxies_really_fault_the_calls(
+        self, runner: Runner, throttled: Throttled, make_spec: Any, submit: Any
+    ) -> None:
+        before = (throttled.throttle.applied, throttled.reset.applied)
+        handle = submit(runner, make_spec("echo through", output_files=("x",)))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert [r.text for r in read_logs(runner, handle, self.deadline_s)] == ["through"]
+        assert throttled.throttle.applied > before[0] and throttled.reset.applied > before[1]
 
 
 # -- beyond the contract

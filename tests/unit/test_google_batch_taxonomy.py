@@ -8,6 +8,7 @@ in the taxonomy module's sources.
 from __future__ import annotations
 
 import copy
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -242,3 +243,45 @@ def test_a_flow_cannot_send_google_credentials_to_an_endpoint_of_its_choice() ->
 def test_the_runner_declares_quota_and_pubsub() -> None:
     assert Failure.QUOTA in GoogleBatchRunner.failures and GoogleBatchRunner.storage_schemes == {"gs"}
     assert GoogleBatchRunner.event_keys == {"gcp.pubsub"}
+
+
+AWS_FEDERATION = {
+    "type": "external_account",
+    "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/squall/providers/aws",
+    "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+    "token_url": "https://sts.googleapis.com/v1/token",
+    "credential_source": {
+        "environment_id": "aws1",
+        "region_url": "http://169.254.169.254/latest/meta-data/placement/availability-zone",
+        "url": "http://169.254.169.254/latest/meta-data/iam/security-credentials",
+        "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+    },
+}
+
+
+def test_a_federation_config_builds_aws_credentials_without_warnings_or_network() -> None:
+    from google.auth import aws
+
+    from runners.google_auth import google_credentials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        credentials, project = google_credentials(
+            "google-batch", key=None, impersonate=None, scopes=["s"], config=AWS_FEDERATION
+        )
+    assert isinstance(credentials, aws.Credentials) and project is None
+
+
+@pytest.mark.parametrize(
+    ("key", "config", "says"),
+    [
+        ("{not json", None, "taskRunner.serviceAccount: not a service-account JSON key"),
+        (None, {"type": "service_account"}, "credentials_config: not an external_account"),
+    ],
+)
+def test_bad_credentials_name_the_setting_without_echoing_it(key: str | None, config: Any, says: str) -> None:
+    from runners.google_auth import google_credentials
+
+    with pytest.raises(RunnerOptionsError) as info:
+        google_credentials("google-batch", key=key, impersonate=None, scopes=["s"], config=config)
+    assert says in str(info.value) and "{not json" not in str(info.value)
