@@ -110,6 +110,8 @@ Test controls (Python attributes, not HTTP):
 - ``lost(job_id)``: the job vanishes, as if someone else deleted it (its process is killed).
 - ``log_lines(job_id)``: what its runnables wrote (stdout and stderr lines). Real Batch sends
   these to Cloud Logging, which the runner does not read; this is for debugging tests.
+- ``images[image_uri] = PATH``: what a container image provides, as the ``PATH`` its commands
+  run with (a directory holding a ``python``, say); other images get the executor's minimal PATH.
 - ``calls``: a Counter of requests per method (``calls["CreateJob"]``), for call budgets.
 - ``runs``: a Counter of processes started per job id, one per runnable run (what an
   exactly-once test counts: a second submission that ran would show here).
@@ -357,6 +359,7 @@ class FakeGoogleBatch:
         self.workdir = workdir
         self.gcs_endpoint = gcs_endpoint
         self.pubsub_endpoint = pubsub_endpoint
+        self.images: dict[str, str] = {}
         self.hold: set[str] = _Watched(self._held_changed)
         self.hold_labels: set[str] = _Watched(self._held_changed)
         self.schedule_delay = 0.05
@@ -1009,9 +1012,11 @@ class FakeGoogleBatch:
             argv = ["sh", "-c", runnable.script.text]
         else:
             argv = ["sh", runnable.script.path]
+        image = runnable.container.image_uri if runnable.HasField("container") else ""
         env = {
             "HOME": str(self.workdir / "home"),
             "TMPDIR": str(self.workdir / "home"),
+            **({"PATH": self.images[image]} if image in self.images else {}),
             **dict(spec.environments),
             **dict(spec.environment.variables),
             **dict(runnable.environment.variables),
