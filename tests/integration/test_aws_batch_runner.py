@@ -195,6 +195,21 @@ def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         executor.stop()
 
 
+def batch_state_change(job: dict[str, Any]) -> dict[str, Any]:
+    """The "Batch Job State Change" EventBridge delivers for ``job`` (as DescribeJobs shows it)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "account": "123456789012",
+        "time": datetime.now(UTC).isoformat(),
+        "region": REGION,
+        "resources": [job["jobArn"]],
+        "detail": job,
+    }
+
+
 def read_s3(env: BatchEnv) -> Callable[[str], bytes]:
     s3 = env.client("s3")
 
@@ -320,18 +335,7 @@ class TestAwsBatchContract(RunnerContract):
 
         def event(runner: Runner, handle: JobHandle) -> PushEvent:
             (job,) = batch_env.client("batch").describe_jobs(jobs=[handle.id])["jobs"]
-            body = {
-                "version": "0",
-                "id": str(uuid.uuid4()),
-                "detail-type": "Batch Job State Change",
-                "source": "aws.batch",
-                "account": "123456789012",
-                "time": datetime.now(UTC).isoformat(),
-                "region": REGION,
-                "resources": [job["jobArn"]],
-                "detail": job,
-            }
-            return PushEvent("aws.batch", body)
+            return PushEvent("aws.batch", batch_state_change(job))
 
         return event
 

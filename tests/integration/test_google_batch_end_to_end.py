@@ -32,7 +32,7 @@ from runners.testing import count_local_processes
 from tests.integration.api_events import LambdaContext, event
 from tests.integration.service_helpers import messages
 from tests.integration.test_aws_batch_runner import REGION as AWS_REGION
-from tests.integration.test_aws_batch_runner import BatchEnv, batch_env  # noqa: F401  (a fixture)
+from tests.integration.test_aws_batch_runner import BatchEnv, batch_env, batch_state_change  # noqa: F401
 from tests.integration.test_google_batch_runner import FAST_POLICY, PROJECT, REGION, no_sleep
 from tests.integration.test_ingress import AUDIENCE, PUSHER, Issuer, issuer, pubsub_push  # noqa: F401
 
@@ -167,17 +167,7 @@ class Cloud:
             if j["jobId"] not in self.aws_delivered
         ]
         for job in batch.describe_jobs(jobs=ended)["jobs"] if ended else []:
-            body = {
-                "version": "0",
-                "id": str(uuid.uuid4()),
-                "detail-type": "Batch Job State Change",
-                "source": "aws.batch",
-                "account": "123456789012",
-                "time": "2026-12-03T12:00:00Z",
-                "region": AWS_REGION,
-                "resources": [job["jobArn"]],
-                "detail": job,
-            }
+            body = batch_state_change(job)
             install(self.events_rt)
             try:
                 events.handler(body, None)
