@@ -36,6 +36,7 @@ own retries are off (``retry=None``) and :mod:`runners.retry` retries with
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -107,6 +108,7 @@ NONCE_LABEL = "squall-nonce"
 NAME_ENV = "SQUALL_JOB_NAME"
 STAGING_ENV = "SQUALL_STAGING"
 OUTPUT_ENV = "SQUALL_OUTPUT_PREFIX"
+INPUTS_ENV = "SQUALL_STAGED_INPUTS"
 _JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REQUEST_NS = uuid.UUID("5d0f3a5e-6c1b-4f0e-9a57-5b1a8a5c0b7e")
 _CURSOR = "gbl1:"
@@ -321,6 +323,7 @@ class GoogleBatchRunner:
         staging = f"{opts.staging_prefix}/{job_id}"
         inline, staged = self._stage_inputs(ctx, opts, staging, spec)
         job = self._job(ctx, spec, opts, job_id, staging, inline, staged)
+
         request = ctx.types.CreateJobRequest(
             parent=f"projects/{opts.project_id}/locations/{opts.region}",
             job_id=job_id,
@@ -377,6 +380,7 @@ class GoogleBatchRunner:
         out = _env(doc).get(OUTPUT_ENV)
         if out:
             data["out"] = out
+        data["inputs"] = _staged_inputs(doc)
         if opts.endpoint and canonical_endpoint(opts.endpoint) != self._endpoint:
             data["endpoint"] = canonical_endpoint(opts.endpoint)
         if opts.storage_endpoint and canonical_endpoint(opts.storage_endpoint) != self._storage_endpoint:
@@ -477,7 +481,12 @@ class GoogleBatchRunner:
         except ValueError as exc:
             raise RunnerError(str(exc), runner=RUNNER) from None
         shell = opts.entry_point[0] if opts.entry_point else DEFAULT_SHELL
-        env = {**spec.env, NAME_ENV: spec.name, STAGING_ENV: f"gs://{opts.bucket}/{staging}"}
+        env = {
+            **spec.env,
+            NAME_ENV: spec.name,
+            STAGING_ENV: f"gs://{opts.bucket}/{staging}",
+            INPUTS_ENV: str(len(staged)),  # cleanup lists the staged inputs only when there are some
+        }
         if keep:  # where outputs end up: the control plane's prefix, else the job's own out/
             env[OUTPUT_ENV] = output_prefix or f"gs://{opts.bucket}/{staging}/out/"
         timeout = self._run_limit(spec, opts)
@@ -817,7 +826,9 @@ class GoogleBatchRunner:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def _write_final(self, ctx: _Context, handle: JobHandle, status: JobStatus) -> None:
+    def _write_final(
+        self, ctx: _Context, handle: JobHandle, status: JobStatus, *, create_only: bool = False
+    ) -> None:
         doc = {
             "uid": handle.id,
             "state": status.state.value,
@@ -827,9 +838,11 @@ class GoogleBatchRunner:
             "output_files": dict(status.output_files),
         }
         blob = self._final_blob(ctx, handle)
-        self._call(
-            blob.upload_from_string, json.dumps(doc), content_type="application/json", retry=None, paced=False
-        )
+        write = functools.partial(blob.upload_from_string, json.dumps(doc), content_type="application/json")
+        if create_only:
+            self._create_only(write)
+        else:
+            self._call(write, retry=None, paced=False)
 
     # -- cancel / cleanup
 
@@ -862,28 +875,36 @@ class GoogleBatchRunner:
         self._call(cancel)
 
     def cleanup(self, handle: JobHandle) -> None:
+        """Delete the staged inputs and the Batch job, leaving how it ended (``final.json``).
+
+        The control plane cleans up in the container that saw the job end, so the status is
+        usually known here: then cleanup costs one create-only write, one list of the staged
+        inputs (none when the handle says none were staged) and the delete call.
+        """
         if not _ours(handle) or not handle.data.get("delete", True):
             return
         ctx = self._handle_context(handle)
-        status = self.poll([handle]).get(handle.name)
+        with self._lock:
+            done = self._finished.get(handle.id)
+        status = done[1] if done is not None else self.poll([handle]).get(handle.name)
         if status is None or not status.terminal:
             return
-        if self._final(ctx, handle) is None:
-            self._write_final(ctx, handle, status)
-        bucket = str(handle.data["bucket"])
-        prefix = f"{handle.data['staging']}/in/"
-
-        def staged() -> list[Any]:
-            return list(ctx.storage.list_blobs(bucket, prefix=prefix, retry=None))
-
+        self._write_final(ctx, handle, status, create_only=True)  # a cancel's tombstone stays
         from google.api_core import exceptions
 
-        for blob in self._call(staged, paced=False):
-            try:
-                self._call(blob.delete, retry=None, paced=False)
-            except RunnerError as exc:
-                if not isinstance(exc.__cause__, exceptions.NotFound):
-                    raise
+        if handle.data.get("inputs", 1):
+            bucket = str(handle.data["bucket"])
+            prefix = f"{handle.data['staging']}/in/"
+
+            def staged() -> list[Any]:
+                return list(ctx.storage.list_blobs(bucket, prefix=prefix, retry=None))
+
+            for blob in self._call(staged, paced=False):
+                try:
+                    self._call(blob.delete, retry=None, paced=False)
+                except RunnerError as exc:
+                    if not isinstance(exc.__cause__, exceptions.NotFound):
+                        raise
 
         def delete() -> None:
             with contextlib.suppress(exceptions.NotFound):
@@ -1025,6 +1046,7 @@ class GoogleBatchRunner:
         }
         if env.get(OUTPUT_ENV):
             data["out"] = env[OUTPUT_ENV]
+        data["inputs"] = _staged_inputs(doc)
         return JobHandle(self._event_name(str(doc["name"]).rpartition("/")[2], doc), RUNNER, uid, data)
 
     @staticmethod
@@ -1039,6 +1061,12 @@ class GoogleBatchRunner:
 def _ours(handle: JobHandle) -> bool:
     """Whether the handle says where its job and files are (every handle this runner made does)."""
     return all(handle.data.get(key) for key in ("job", "project", "region", "bucket", "staging"))
+
+
+def _staged_inputs(doc: Mapping[str, Any]) -> int:
+    """How many inputs the job's submit staged in the bucket (unknown: assume some)."""
+    raw = _env(doc).get(INPUTS_ENV, "1")
+    return int(raw) if raw.isdigit() else 1
 
 
 def _env(doc: Mapping[str, Any]) -> dict[str, str]:

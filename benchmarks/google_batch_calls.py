@@ -1,0 +1,126 @@
+"""What one task costs in Google API calls on the Google Batch runner: counted, not timed.
+
+Runs ``--tasks`` jobs (default 200) through :class:`~runners.google_batch.GoogleBatchRunner`
+against the REST fake of Batch (tests/emulators/google_batch.py, whose jobs really run here)
+and fake-gcs-server, the way the control plane drives them: submit each, reconcile them all
+with batched polls, each round from a fresh runner instance (a new warm container, nothing
+cached), and completes each job that ended in the container that saw it end, as the control
+plane does: its log read to the end, then its cleanup. Batch calls are counted by the fake (per method), Cloud
+Storage calls by a proxy in front of fake-gcs-server. Half the tasks write an output file
+that the control plane asked for under its own prefix (copied server-side at the end).
+
+It prints calls per task for each phase and the reconcile cost per poll of all live jobs,
+and ends with the line to track::
+
+    google-batch: <x> Batch calls and <y> GCS calls per task (reconcile: <z> list calls per 100 live jobs)
+
+Run: ``python benchmarks/google_batch_calls.py --tasks 200`` (needs the [dev] extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runners.base import JobSpec  # noqa: E402
+from runners.google_batch import GoogleBatchRunner  # noqa: E402
+from runners.retry import RetryPolicy  # noqa: E402
+from tests.emulators.fake_gcs import FakeGcs  # noqa: E402
+from tests.emulators.fault_proxy import FaultProxy  # noqa: E402
+from tests.emulators.google_batch import FakeGoogleBatch  # noqa: E402
+
+PROJECT, REGION = "bench", "europe-west1"
+
+
+def runner(batch: str, gcs: str, bucket: str) -> GoogleBatchRunner:
+    return GoogleBatchRunner(
+        defaults={"projectId": PROJECT, "region": REGION, "bucket": bucket},
+        endpoint=batch,
+        storage_endpoint=gcs,
+        anonymous=True,
+        policy=RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, jitter=0.0),
+        rate=10_000.0,
+        log_grace=3.0,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    args = parser.parse_args()
+    n = args.tasks
+    with tempfile.TemporaryDirectory() as tmp, FakeGcs() as gcs, FaultProxy(gcs.endpoint) as counted:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        gcs.client().create_bucket(bucket)
+        with FakeGoogleBatch(Path(tmp), gcs_endpoint=gcs.endpoint) as fake:
+            phases: dict[str, tuple[collections.Counter[str], int]] = {}
+
+            def measure(name: str, step: object) -> None:
+                before, gcs_before = fake.calls.copy(), counted.requests
+                step()  # type: ignore[operator]
+                phases[name] = (fake.calls - before, counted.requests - gcs_before)
+
+            submitter = runner(fake.endpoint, counted.endpoint, bucket)
+            specs = [
+                JobSpec(
+                    name=f"bench-{i:05d}-{uuid.uuid4().hex[:6]}",
+                    command=("sh", "-c", f"echo task {i}; echo result > out.txt"),
+                    output_files=("out.txt",) if i % 2 else (),
+                    output_prefix=f"gs://{bucket}/deploy/{i}/" if i % 2 else None,
+                )
+                for i in range(n)
+            ]
+            handles = []
+            measure("submit", lambda: handles.extend(submitter.submit(spec) for spec in specs))
+
+            polls = 0
+
+            def reconcile_and_complete() -> None:
+                """Each round a fresh runner (a new warm container) polls every live job at once and
+                completes those that ended, as the control plane does: logs to the end, cleanup."""
+                nonlocal polls
+                deadline = time.monotonic() + 300
+                pending = list(handles)
+                while pending:
+                    container = runner(fake.endpoint, counted.endpoint, bucket)
+                    statuses = container.poll(pending)
+                    polls += 1
+                    for handle in [h for h in pending if statuses[h.name].terminal]:
+                        cursor = None
+                        while not (chunk := container.logs(handle, cursor)).complete:
+                            cursor = chunk.cursor
+                        container.cleanup(handle)
+                    pending = [h for h in pending if not statuses[h.name].terminal]
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{len(pending)} jobs never ended")
+                    time.sleep(0.2)
+
+            measure("complete", reconcile_and_complete)
+
+    print(f"{n} tasks, {polls} reconcile rounds (a fresh runner each: nothing cached)")
+    total_batch = total_gcs = 0
+    for name, (calls, gcs_calls) in phases.items():
+        batch_calls = sum(calls.values())
+        total_batch += batch_calls
+        total_gcs += gcs_calls
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+        batch_rate, gcs_rate = batch_calls / n, gcs_calls / n
+        print(f"  {name:<9} Batch {batch_rate:6.2f}/task ({detail or 'none'}), GCS {gcs_rate:6.2f}/task")
+    lists = phases["complete"][0].get("ListJobs", 0)
+    per_round = lists / max(polls, 1)
+    print(
+        f"google-batch: {total_batch / n:.2f} Batch calls and {total_gcs / n:.2f} GCS calls per task "
+        f"(reconcile: {per_round / max(n / 100, 1):.2f} list calls per 100 live jobs)"
+    )
+
+
+if __name__ == "__main__":
+    main()
