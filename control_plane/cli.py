@@ -710,6 +710,13 @@ def package(
             " version, else python3.X on PATH or installed by pyenv or uv)",
         ),
     ] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra",
+            help="Add an optional runner extra's dependencies (repeatable): gcp, for the google-batch runner",
+        ),
+    ] = None,
 ) -> None:
     """Build the Lambda zip: the same source and lock give the same bytes. Prints its size."""
     from rich.table import Table
@@ -719,6 +726,7 @@ def package(
     mib = 1024 * 1024
     try:
         target = packaging.Target(python_version, arch)
+        packaging.optional_extras(extra or ())  # an unknown extra fails before --update-lock runs
         if update_lock:
             root = packaging.project_root()
             lock = lock or root / packaging.DEFAULT_LOCK
@@ -733,11 +741,13 @@ def package(
             offline=offline,
             bytecode=bytecode,
             bytecode_python=bytecode_python,
+            extras=extra or (),
         )
     except packaging.PackagingError as exc:
         raise _fail(str(exc)) from None
+    label = report.target.label + "".join(f" --extra {e}" for e in report.extras)
     console.print(
-        f"wrote {report.output} for {report.target.label}: [bold]{report.size / mib:.1f} MiB[/bold]"
+        f"wrote {report.output} for {label}: [bold]{report.size / mib:.1f} MiB[/bold]"
         f" ({report.size} bytes, {report.files} files of which {report.compiled} .pyc,"
         f" {report.unpacked / mib:.1f} MiB unpacked)",
         highlight=False,

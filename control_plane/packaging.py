@@ -19,11 +19,15 @@ when nothing changed, and a reviewer can rebuild a deployed artefact and compare
   Left out: typer and rich, which only the ``squall`` command imports,
   and boto3/botocore, which Lambda's Python runtime provides (``include_boto3`` pins them for
   teams that want their own). pip resolves the rest, so their transitive deps leave with them.
+  A runner whose SDK is an optional extra is added on request (``extras``, ``--extra gcp``),
+  from an allow-list (:data:`OPTIONAL_EXTRAS`); without one the zip is what it always was.
 - **Pinned.** The lock is a pip constraints file resolved for every supported target at once
-  (:func:`update_lock`); a build passes it with ``-c`` and then checks that each distribution
+  (:func:`update_lock`), with every optional extra, so one lock serves every zip; a build
+  passes it with ``-c`` and then checks that each distribution
   pip installed is pinned there, so a dependency added to pyproject without a new lock is an
   error, never a silently floating version. The lock records a fingerprint of the pyproject
-  requirements it was resolved from; a mismatch says "stale lock" before pip even runs.
+  requirements it was resolved from (the optional extras' included); a mismatch says "stale
+  lock" before pip even runs.
 - **Platform.** Lambda's runtimes are manylinux (glibc 2.26 for python3.11 on Amazon Linux 2,
   2.34 for 3.12+ on AL2023), so pip is given every manylinux tag the runtime can load,
   newest first, exactly as pip would choose on the runtime itself (pip older than 24 does not
@@ -81,6 +85,7 @@ __all__ = [
     "CLI_ONLY",
     "DEFAULT_LOCK",
     "LAMBDA_GLIBC",
+    "OPTIONAL_EXTRAS",
     "RUNTIME_PROVIDED",
     "BuildReport",
     "Compiler",
@@ -94,6 +99,7 @@ __all__ = [
     "download_wheels",
     "find_compiler",
     "keep",
+    "optional_extras",
     "project_root",
     "runtime_requirements",
     "update_lock",
@@ -116,9 +122,13 @@ CLI_ONLY = frozenset({"typer", "rich"})
 every handler from a zip without them)."""
 
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
-LAMBDA_EXTRAS = ("aws", "ingress")
-"""The pyproject extras the Lambda zip installs beside the core dependencies."""
 """Provided by Lambda's Python runtime; shipped only with ``include_boto3``."""
+LAMBDA_EXTRAS = ("aws", "ingress")
+"""The pyproject extras the Lambda zip always installs beside the core dependencies."""
+OPTIONAL_EXTRAS: Mapping[str, str] = {"gcp": "the google-batch runner's SDKs"}
+"""The pyproject extras a zip may add (``--extra``): runners whose SDK only some deployments
+need. The lock pins them too; any other extra is refused."""
+BOTO3_OPTION = "--include-boto3"
 
 MANYLINUX_FLOOR = (2, 17)  # manylinux2014, the oldest tag current wheels use
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
@@ -127,6 +137,8 @@ STRIPPED_SUFFIXES = frozenset({".pyc", ".pyo", ".pyi", ".c", ".h", ".cpp", ".pyx
 INSTALLER_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 TEST_DIRS = frozenset({"tests", "testing"})
 LOCK_BOTO3_SECTION = "# only with --include-boto3 (the Lambda runtime provides these):"
+LOCK_SECTION = re.compile(r"# only with (.+?)(?: \(.*\))?:")
+"""A lock section's header: the options (``--extra gcp``, ``--include-boto3``) its pins are for."""
 SOURCE_PACKAGES = ("control_plane", "runners")
 
 
@@ -210,14 +222,38 @@ def _pyproject(root: Path) -> dict[str, object]:
     return project
 
 
-def runtime_requirements(root: Path, *, include_boto3: bool = False) -> list[str]:
+def optional_extras(extras: Iterable[str]) -> tuple[str, ...]:
+    """``extras`` checked against :data:`OPTIONAL_EXTRAS`, without repeats, in a fixed order
+    (so that ``--extra`` given twice or in another order builds the same zip)."""
+    wanted = set(extras)
+    for extra in sorted(wanted):
+        if extra not in OPTIONAL_EXTRAS:
+            allowed = ", ".join(OPTIONAL_EXTRAS)
+            always = f" ({' and '.join(LAMBDA_EXTRAS)} are always in it)" if extra in LAMBDA_EXTRAS else ""
+            raise PackagingError(
+                f"unknown extra {extra!r} for the Lambda zip{always}: --extra takes {allowed}"
+            )
+    return tuple(e for e in OPTIONAL_EXTRAS if e in wanted)
+
+
+def extra_option(extra: str) -> str:
+    """How a lock section and the command name an optional extra."""
+    return f"--extra {extra}"
+
+
+def runtime_requirements(root: Path, *, include_boto3: bool = False, extras: Iterable[str] = ()) -> list[str]:
     """The requirements the handlers need, as written in pyproject: core minus CLI-only, plus
-    [aws] and [ingress] (the events function's token verification)."""
+    [aws] and [ingress] (the events function's token verification), plus the optional
+    ``extras`` asked for (a runner's SDK: ``gcp``)."""
+    chosen = optional_extras(extras)
     project = _pyproject(root)
     core = list(project.get("dependencies", []))  # type: ignore[call-overload]
-    extras = project.get("optional-dependencies", {})
-    extras = extras if isinstance(extras, dict) else {}
-    lambda_extras = [r for extra in LAMBDA_EXTRAS for r in extras.get(extra, [])]
+    declared = project.get("optional-dependencies", {})
+    declared = declared if isinstance(declared, dict) else {}
+    for extra in chosen:
+        if extra not in declared:
+            raise PackagingError(f"{root / 'pyproject.toml'} has no [{extra}] extra")
+    lambda_extras = [r for extra in (*LAMBDA_EXTRAS, *chosen) for r in declared.get(extra, [])]
     wanted = [r for r in core if _requirement_name(r) not in CLI_ONLY]
     wanted += [r for r in lambda_extras if include_boto3 or _requirement_name(r) not in RUNTIME_PROVIDED]
     return wanted
@@ -225,18 +261,33 @@ def runtime_requirements(root: Path, *, include_boto3: bool = False) -> list[str
 
 def _fingerprint(root: Path) -> str:
     """What the lock was resolved from: a change to any of it makes the lock stale."""
-    text = "\n".join(
-        [*sorted(runtime_requirements(root, include_boto3=True)), *sorted(t.label for t in all_targets())]
-    )
+    requirements = runtime_requirements(root, include_boto3=True, extras=OPTIONAL_EXTRAS)
+    text = "\n".join([*sorted(requirements), *sorted(t.label for t in all_targets())])
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _section_header(options: frozenset[str]) -> str:
+    if options == {BOTO3_OPTION}:
+        return LOCK_BOTO3_SECTION
+    return f"# only with {' or '.join(sorted(options))}:"
+
+
 class Lock(Struct, frozen=True):
-    """Exact versions for every distribution the zip may contain, by normalized name."""
+    """Exact versions for every distribution a zip may contain, by normalized name."""
 
     pins: Mapping[str, str]
-    boto3_only: frozenset[str] = frozenset()
+    only_with: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """The pins the default zip does not install, by name: the options that do (``--extra
+    gcp``, ``--include-boto3``); the lock lists them last, under a comment naming those options."""
     fingerprint: str = ""
+
+    def needed_with(self, option: str) -> frozenset[str]:
+        """The pins only ``option`` (``--include-boto3``, ``--extra gcp``) adds to the default zip."""
+        return frozenset(name for name, options in self.only_with.items() if option in options)
+
+    @property
+    def boto3_only(self) -> frozenset[str]:
+        return self.needed_with(BOTO3_OPTION)
 
     @classmethod
     def read(cls, path: Path) -> Lock:
@@ -247,24 +298,25 @@ class Lock(Struct, frozen=True):
                 f"no lock file at {path}: create it with `squall package --update-lock`"
             ) from None
         pins: dict[str, str] = {}
-        boto3_only: set[str] = set()
+        only_with: dict[str, frozenset[str]] = {}
         fingerprint = ""
-        in_boto3 = False
+        section: frozenset[str] = frozenset()
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
+            header = LOCK_SECTION.fullmatch(line)
             if line.startswith("# inputs:"):
                 fingerprint = line.removeprefix("# inputs:").strip()
-            elif line == LOCK_BOTO3_SECTION:
-                in_boto3 = True
+            elif header is not None:
+                section = frozenset(header.group(1).split(" or "))
             elif line and not line.startswith("#"):
                 match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
                 if match is None:
                     raise PackagingError(f"{path}:{number}: expected NAME==VERSION, got {line!r}")
                 name = normalize(match.group(1))
                 pins[name] = match.group(2)
-                if in_boto3:
-                    boto3_only.add(name)
-        return cls(pins, frozenset(boto3_only), fingerprint)
+                if section:
+                    only_with[name] = section
+        return cls(pins, only_with, fingerprint)
 
     def render(self) -> str:
         targets = f"python {', '.join(LAMBDA_GLIBC)} on {' and '.join(ARCHITECTURES)}"
@@ -274,10 +326,14 @@ class Lock(Struct, frozen=True):
             f"# Resolved, wheels only, for {targets}.",
             f"# inputs: {self.fingerprint}",
         ]
-        lines += [f"{n}=={v}" for n, v in sorted(self.pins.items()) if n not in self.boto3_only]
-        if self.boto3_only:
-            lines.append(LOCK_BOTO3_SECTION)
-            lines += [f"{n}=={self.pins[n]}" for n in sorted(self.boto3_only)]
+        lines += [f"{n}=={v}" for n, v in sorted(self.pins.items()) if n not in self.only_with]
+        sections: dict[frozenset[str], list[str]] = {}
+        for name, options in self.only_with.items():
+            if name in self.pins:
+                sections.setdefault(options, []).append(name)
+        for options in sorted(sections, key=sorted):  # --extra sections first, --include-boto3 last
+            lines.append(_section_header(options))
+            lines += [f"{n}=={self.pins[n]}" for n in sorted(sections[options])]
         return "\n".join(lines) + "\n"
 
 
@@ -358,17 +414,34 @@ def _resolve(
 def update_lock(root: Path, lock_path: Path, *, wheels: Path | None = None) -> Lock:
     """Resolve the newest versions pyproject allows, for every target, and write the lock.
 
-    The default target is resolved first and its pins constrain the others, so every target
-    shares one version of each package; a package only some targets need (an environment
-    marker) is added with the version its target resolved.
+    Everything any zip may hold is resolved together: the default zip's requirements, boto3
+    and every optional extra, so one version of each package serves every combination of
+    options. The default target is resolved first and its pins constrain the others, so
+    every target shares one version of each package; a package only some targets need (an
+    environment marker) is added with the version its target resolved. Resolving for every
+    target, wheels only, is also what checks that each one has a wheel of everything (grpcio
+    and protobuf for ``gcp``): a missing one fails here, naming the target and the package.
+
+    Which option needs a package that the default zip does not hold is read from the default
+    target (``--include-boto3`` alone, and each ``--extra`` alone), for the lock's sections.
     """
-    full = runtime_requirements(root, include_boto3=True)
+    full = runtime_requirements(root, include_boto3=True, extras=OPTIONAL_EXTRAS)
     lean = runtime_requirements(root, include_boto3=False)
+    options = {BOTO3_OPTION: runtime_requirements(root, include_boto3=True)}
+    options.update({extra_option(e): runtime_requirements(root, extras=(e,)) for e in OPTIONAL_EXTRAS})
     default, *others = all_targets()
     pins = _resolve(full, default, {}, wheels)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda t: (t, _resolve(full, t, pins, wheels)), others))
-        lean_pins = pool.submit(_resolve, lean, default, pins, wheels).result()
+        pending = [(t, pool.submit(_resolve, full, t, pins, wheels)) for t in others]
+        lean_pending = pool.submit(_resolve, lean, default, pins, wheels)
+        option_pending = {o: pool.submit(_resolve, r, default, pins, wheels) for o, r in options.items()}
+        results = [(t, future.result()) for t, future in pending]
+        lean_pins = lean_pending.result()
+        option_pins = {o: future.result() for o, future in option_pending.items()}
+    only_with = {
+        name: frozenset(o for o, found in option_pins.items() if name in found)
+        for name in set(pins) - set(lean_pins)
+    }
     merged = dict(pins)
     for target, found in results:
         for name, version in found.items():
@@ -377,7 +450,7 @@ def update_lock(root: Path, lock_path: Path, *, wheels: Path | None = None) -> L
                     f"{name} resolves to {merged[name]} and to {version} ({target.label}):"
                     " pin it in pyproject so one version fits every target"
                 )
-    lock = Lock(merged, frozenset(set(pins) - set(lean_pins)), _fingerprint(root))
+    lock = Lock(merged, {n: o for n, o in only_with.items() if o}, _fingerprint(root))
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path.write_text(lock.render(), encoding="utf-8")
     return lock
@@ -401,8 +474,9 @@ def download_wheels(
     root: Path | None = None,
     lock_path: Path | None = None,
     include_boto3: bool = False,
+    extras: Iterable[str] = (),
 ) -> None:
-    """Save the pinned wheels for ``target`` in ``dest`` (a cache for offline builds)."""
+    """Save the pinned wheels for ``target`` (and ``extras``) in ``dest`` (a cache for offline builds)."""
     root = root or project_root()
     lock_path = lock_path or root / DEFAULT_LOCK
     check_lock(root, lock_path)
@@ -416,7 +490,7 @@ def download_wheels(
             *target.pip_args(),
             "-c",
             str(lock_path),
-            *runtime_requirements(root, include_boto3=include_boto3),
+            *runtime_requirements(root, include_boto3=include_boto3, extras=extras),
         ],
         f"downloading the wheels for {target.label}",
     )
@@ -795,6 +869,8 @@ class BuildReport(Struct, frozen=True):
     """How many ``.pyc`` files the zip holds (0: Lambda compiles at each cold start)."""
     notices: tuple[str, ...] = ()
     """What the build could not do as well as asked (no bytecode for another Python)."""
+    extras: tuple[str, ...] = ()
+    """The optional extras the zip holds (``gcp``), beside what every zip holds."""
 
     def warnings(self) -> list[str]:
         """The notices, then Lambda's limits (zip upload 50 MB; unpacked function and layers 250 MB)."""
@@ -828,8 +904,12 @@ def build(
     offline: bool = False,
     bytecode: bool = True,
     bytecode_python: str | None = None,
+    extras: Iterable[str] = (),
 ) -> BuildReport:
     """Build the Lambda zip at ``output`` and report its size.
+
+    ``extras``: optional runner extras (:data:`OPTIONAL_EXTRAS`) whose requirements the zip
+    adds; any other name is refused before anything is built.
 
     ``wheels``: a wheel cache. Missing pinned wheels are downloaded into it first (unless
     ``offline``), then pip installs from it alone, so the build reads exactly those files.
@@ -838,6 +918,7 @@ def build(
     saying how to get them (:func:`bytecode_problem`).
     """
     target = target or Target()
+    chosen = optional_extras(extras)
     root = root or project_root()
     lock_path = lock_path or root / DEFAULT_LOCK
     output = output.absolute()
@@ -845,12 +926,15 @@ def build(
     lock = check_lock(root, lock_path)
     compiler = find_compiler(target, bytecode_python) if bytecode else None
     if wheels is not None and not offline:
-        download_wheels(wheels, target=target, root=root, lock_path=lock_path, include_boto3=include_boto3)
+        download_wheels(
+            wheels, target=target, root=root, lock_path=lock_path, include_boto3=include_boto3, extras=chosen
+        )
     elif offline and (wheels is None or not wheels.is_dir()):
         raise PackagingError(f"an offline build needs an existing wheel directory, got {wheels}")
     with tempfile.TemporaryDirectory(prefix="squall-package-") as tmp:
         tree = Path(tmp) / "tree"
-        _install(tree, target, lock_path, runtime_requirements(root, include_boto3=include_boto3), wheels)
+        requirements = runtime_requirements(root, include_boto3=include_boto3, extras=chosen)
+        _install(tree, target, lock_path, requirements, wheels)
         deps, installed = _tree_entries(tree)
         _check_pins(installed, lock, lock_path)
         project = _pyproject(root)
@@ -874,7 +958,7 @@ def build(
         finally:
             partial.unlink(missing_ok=True)
     report = _report(output, target, entries, infos)
-    return replace(report, compiled=len(pycs), notices=(problem,) if problem else ())
+    return replace(report, compiled=len(pycs), notices=(problem,) if problem else (), extras=chosen)
 
 
 def _report(

@@ -11,7 +11,7 @@ variable "name" {
 }
 
 variable "lambda_zip_path" {
-  description = "The package built by `squall package --output dist/lambda.zip`."
+  description = "The package built by `squall package --output dist/lambda.zip --extra gcp` (the Google SDKs)."
   type        = string
   default     = "dist/lambda.zip"
 }

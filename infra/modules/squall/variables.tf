@@ -16,7 +16,7 @@ variable "tags" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the Lambda package built by `squall package --output dist/lambda.zip` (relative to where terraform runs)."
+  description = "Path of the Lambda package built by `squall package --output dist/lambda.zip` (relative to where terraform runs); with google_batch, built with `--extra gcp`."
   type        = string
   default     = "dist/lambda.zip"
   nullable    = false
@@ -219,7 +219,7 @@ variable "aws_batch" {
 }
 
 variable "google_batch" {
-  description = "Google Cloud Batch runner's deployment defaults, or null: `{ project_id, region, bucket, notification_topic, deployment = \"squall\", job_service_account, credentials_config }` (credentials_config: the JSON text of a workload identity federation credential configuration, not a key; see modules/settings)."
+  description = "Google Cloud Batch runner's deployment defaults, or null: `{ project_id, region, bucket, notification_topic, deployment = \"squall\", job_service_account, credentials_config }` (credentials_config: the JSON text of a workload identity federation credential configuration, not a key; see modules/settings). Needs a zip built with `squall package --extra gcp` at lambda_zip_path: the default zip has no Google SDK, and every Google task would fail."
   type = object({
     project_id          = string
     region              = string
