@@ -46,6 +46,10 @@ EXTRAS = {
 }
 """Top-level module a built-in runner imports -> the ``squall[...]`` extra that installs it."""
 
+LAMBDA_OPTIONAL_EXTRAS = frozenset({"gcp"})
+"""Extras ``squall package --extra`` can put in the Lambda zip (control_plane/packaging.py's
+OPTIONAL_EXTRAS; kept here as data so the message costs no import of the packager)."""
+
 _log = logging.getLogger("squall.runners")
 
 
@@ -79,7 +83,10 @@ class RunnerUnavailableError(RunnerError):
     def for_type(self, runner_type: str) -> str:
         if self.extra is not None:
             extra = self.extra
-            return f"task runner '{runner_type}' needs the {extra} extra: pip install 'squall[{extra}]'"
+            hint = f"pip install 'squall[{extra}]'"
+            if extra in LAMBDA_OPTIONAL_EXTRAS:
+                hint += f" (on Lambda: a zip built with `squall package --extra {extra}`)"
+            return f"task runner '{runner_type}' needs the {extra} extra: {hint}"
         what = f"the Python module '{self.module}'" if self.module else "a Python module"
         return f"task runner '{runner_type}' needs {what}, which is not installed ({self.cause})"
 

@@ -270,3 +270,15 @@ def test_kill_never_crashes_when_the_backend_refuses_to_cancel(rig: Rig) -> None
     assert any(warning in x.message for x in service.store.read_logs(execution_id, limit=100).items)
     job = service.store.get_job(job_name)
     assert job is not None and job.phase is not JobPhase.DONE  # still followed: it may be running
+
+
+def test_a_missing_google_sdk_says_how_to_get_it_on_lambda_too() -> None:
+    from control_plane.packaging import OPTIONAL_EXTRAS
+    from control_plane.service.runners import LAMBDA_OPTIONAL_EXTRAS, RunnerUnavailableError
+
+    assert set(OPTIONAL_EXTRAS) == LAMBDA_OPTIONAL_EXTRAS  # the message's list is the packager's
+    error = RunnerUnavailableError("google-batch", ImportError("no google", name="google.cloud.batch_v1"))
+    assert str(error) == (
+        "task runner 'google-batch' needs the gcp extra: pip install 'squall[gcp]' "
+        "(on Lambda: a zip built with `squall package --extra gcp`)"
+    )
