@@ -51,8 +51,18 @@ class GoogleEnv:
     gcs: Any
     bucket: str
 
+    deployment: str = "squall"
+    """The deployment label of the runners made now: one per contract case, so a list call sees
+    that case's jobs only (cases clean nothing up; a real deployment deletes its ended jobs)."""
+
     def defaults(self, **extra: Any) -> dict[str, Any]:
-        return {"projectId": PROJECT, "region": REGION, "bucket": self.bucket, **extra}
+        return {
+            "projectId": PROJECT,
+            "region": REGION,
+            "bucket": self.bucket,
+            "deployment": self.deployment,
+            **extra,
+        }
 
     def runner(
         self,
@@ -87,10 +97,10 @@ def google_env(fake_gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield GoogleEnv(fake, fake_gcs, bucket)
 
 
-def _runner_factory(fake_endpoint: str, gcs_endpoint: str, bucket: str) -> GoogleBatchRunner:
+def _runner_factory(fake_endpoint: str, gcs_endpoint: str, bucket: str, deployment: str) -> GoogleBatchRunner:
     """Module level, so a process pool can pickle it: each OS process builds its own runner."""
     return GoogleBatchRunner(
-        defaults={"projectId": PROJECT, "region": REGION, "bucket": bucket},
+        defaults={"projectId": PROJECT, "region": REGION, "bucket": bucket, "deployment": deployment},
         endpoint=fake_endpoint,
         storage_endpoint=gcs_endpoint,
         anonymous=True,
@@ -119,6 +129,12 @@ class _Counted(CallCounter):
 
 class TestGoogleBatchContract(RunnerContract):
     deadline_s = 30.0
+
+    @pytest.fixture(autouse=True)
+    def _own_deployment(self, google_env: GoogleEnv) -> Iterator[None]:
+        google_env.deployment = f"case-{uuid.uuid4().hex[:10]}"
+        yield
+        google_env.deployment = "squall"
 
     @pytest.fixture
     def runner(self, google_env: GoogleEnv) -> Runner:
@@ -165,7 +181,11 @@ class TestGoogleBatchContract(RunnerContract):
     @pytest.fixture
     def runner_factory(self, google_env: GoogleEnv) -> Callable[[], Runner]:
         return functools.partial(
-            _runner_factory, google_env.fake.endpoint, google_env.gcs.endpoint, google_env.bucket
+            _runner_factory,
+            google_env.fake.endpoint,
+            google_env.gcs.endpoint,
+            google_env.bucket,
+            google_env.deployment,
         )
 
     @pytest.fixture
@@ -296,7 +316,9 @@ class TestGoogleBatchContractThroughFaults(TestGoogleBatchContract):
 
     @pytest.fixture
     def runner_factory(self, google_env: GoogleEnv, throttled: Throttled) -> Callable[[], Runner]:
-        return functools.partial(_runner_factory, throttled.batch, throttled.gcs, google_env.bucket)
+        return functools.partial(
+            _runner_factory, throttled.batch, throttled.gcs, google_env.bucket, google_env.deployment
+        )
 
     def test_the_proxies_really_fault_the_calls(
         self, runner: Runner, throttled: Throttled, make_spec: Any, submit: Any
