@@ -36,9 +36,7 @@ own retries are off (``retry=None``) and :mod:`runners.retry` retries with
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import json
 import re
 import secrets
 import threading
@@ -60,31 +58,21 @@ from runners.base import (
     JobState,
     JobStatus,
     LogChunk,
-    LogRecord,
     PushEvent,
     Resources,
     RunnerError,
     RunnerOptions,
     RunnerOptionsError,
-    TransientRunnerError,
     validate_options,
 )
 from runners.endpoints import allowed_endpoint, canonical_endpoint
+from runners.gcs_folder import JobFolder, read_log, wrapper_for
 from runners.google_auth import google_credentials
 from runners.google_batch import taxonomy
 from runners.google_batch.options import GoogleBatchOptions, Pricing
 from runners.labels import gcp_labels
 from runners.pacing import TokenBucket
-from runners.wrapper import (
-    INLINE_LIMIT,
-    STDERR_PREFIX,
-    VolumeStaging,
-    WrapperExit,
-    check_relative,
-    sentinel_token,
-    split_sentinel,
-    wrapper_command,
-)
+from runners.wrapper import WrapperExit, sentinel_token
 
 __all__ = ["MOUNT", "GoogleBatchRunner", "batch_job_id", "google_classifier"]
 
@@ -100,8 +88,6 @@ _NO_CONTAINER = frozenset({125, 126, 127})
 LIST_PAGE = 100
 GET_THRESHOLD = 4
 """Up to this many handles (per project, region and identity) are polled with get_job each."""
-LOG_PAGE_BYTES = 1 << 20
-LOG_PAGE_LINES = 10_000
 MANAGED_LABEL = "squall-managed"
 DEPLOYMENT_LABEL = "squall-deployment"
 NONCE_LABEL = "squall-nonce"
@@ -111,7 +97,6 @@ OUTPUT_ENV = "SQUALL_OUTPUT_PREFIX"
 INPUTS_ENV = "SQUALL_STAGED_INPUTS"
 _JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _REQUEST_NS = uuid.UUID("5d0f3a5e-6c1b-4f0e-9a57-5b1a8a5c0b7e")
-_CURSOR = "gbl1:"
 _TERMINAL_EVENTS = ("RUNNING", "SUCCEEDED", "FAILED")
 
 
@@ -234,6 +219,15 @@ class GoogleBatchRunner:
         what = f"{RUNNER} {getattr(fn, '__name__', 'call')}"
         return retry.call(once, policy=self._policy, sleep=self._sleep, runner=RUNNER, what=what)
 
+    def _unpaced(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Cloud Storage calls: retried like the others, not paced (a separate API and quota)."""
+        return self._call(fn, *args, paced=False, **kwargs)
+
+    def _folder(self, ctx: _Context, handle: JobHandle) -> JobFolder:
+        return JobFolder(
+            ctx.storage, str(handle.data["bucket"]), str(handle.data["staging"]), self._unpaced, RUNNER
+        )
+
     def _options(self, spec: JobSpec) -> GoogleBatchOptions:
         options = validate_options(type(self), {**self._defaults, **dict(spec.options)})
         assert isinstance(options, GoogleBatchOptions)
@@ -321,7 +315,8 @@ class GoogleBatchRunner:
         job_id = batch_job_id(spec.name)
         ctx = self._spec_context(opts)
         staging = f"{opts.staging_prefix}/{job_id}"
-        inline, staged = self._stage_inputs(ctx, opts, staging, spec)
+        folder = JobFolder(ctx.storage, opts.bucket, staging, self._unpaced, RUNNER)
+        inline, staged = folder.stage_inputs(spec)
         job = self._job(ctx, spec, opts, job_id, staging, inline, staged)
 
         request = ctx.types.CreateJobRequest(
@@ -391,67 +386,6 @@ class GoogleBatchRunner:
             data["pricing"] = opts.pricing.model_dump(by_alias=True)
         return JobHandle(spec_name, RUNNER, str(doc.get("uid", "")), data)
 
-    def _stage_inputs(
-        self, ctx: _Context, opts: GoogleBatchOptions, staging: str, spec: JobSpec
-    ) -> tuple[dict[str, bytes], dict[str, str]]:
-        """Small inline files stay in the command; the rest go to ``<staging>/in/``, create-only.
-
-        Returns the inline files and ``{rel: what it came from}`` for the wrapper. Create-only
-        (``if_generation_match=0``): a second submit of the same attempt never rewrites an
-        object a running job may be reading. An input URI that does not exist is not an error
-        here: the job starts, its wrapper finds no file and fails naming it (CONFIG), as for
-        any runner.
-        """
-        for rel in (*spec.input_files, *spec.input_uris):
-            try:
-                check_relative(rel, "input file")
-            except ValueError as exc:
-                raise RunnerError(str(exc), runner=RUNNER) from None
-        inline: dict[str, bytes] = {}
-        budget = INLINE_LIMIT
-        staged: dict[str, str] = {}
-        bucket = ctx.storage.bucket(opts.bucket)
-        for rel, data in sorted(spec.input_files.items(), key=lambda kv: len(kv[1])):
-            if len(data) <= budget:
-                inline[rel] = data
-                budget -= len(data)
-                continue
-            blob = bucket.blob(f"{staging}/in/{rel}")
-            self._create_only(blob.upload_from_string, data, content_type="application/octet-stream")
-            staged[rel] = rel
-        for rel, uri in sorted(spec.input_uris.items()):
-            src_bucket, _, key = uri.removeprefix("gs://").partition("/")
-            if not uri.startswith("gs://") or not src_bucket or not key:
-                raise RunnerError(
-                    f"input {rel}: {uri} is not a gs:// URI this runner can stage", runner=RUNNER
-                )
-            source = ctx.storage.bucket(src_bucket)
-            self._create_only(
-                source.copy_blob, source.blob(key), bucket, f"{staging}/in/{rel}", missing_ok=True
-            )
-            staged[rel] = uri
-        return inline, staged
-
-    def _create_only(
-        self,
-        fn: Callable[..., Any],
-        /,
-        *args: Any,
-        paced: bool = False,
-        missing_ok: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        from google.api_core import exceptions
-
-        tolerated: tuple[type[Exception], ...] = (exceptions.NotFound,) if missing_ok else ()
-
-        def write() -> None:
-            # already there: staged by an earlier submit of the same attempt
-            with contextlib.suppress(exceptions.PreconditionFailed, *tolerated):
-                fn(*args, if_generation_match=0, retry=None, **kwargs)
-
-        self._call(write, paced=paced)
-
     def _job(
         self,
         ctx: _Context,
@@ -467,19 +401,9 @@ class GoogleBatchRunner:
         output_prefix = self._output_prefix(opts, spec)
         volumes = [t.Volume(gcs=t.GCS(remote_path=f"{opts.bucket}/{staging}"), mount_path=MOUNT)]
         keep = output_prefix is not None or bool(spec.output_files)
-        try:
-            command = wrapper_command(
-                list(spec.command),
-                log_dir=f"{MOUNT}/log",
-                sentinel=sentinel_token(spec.name, nonce),
-                inline_files=inline,
-                inputs=dict(staged),
-                fetch=VolumeStaging(f"{MOUNT}/in", f"{MOUNT}/out"),
-                output_globs=spec.output_files if keep else (),
-                upload=VolumeStaging(f"{MOUNT}/in", f"{MOUNT}/out") if keep else None,
-            )
-        except ValueError as exc:
-            raise RunnerError(str(exc), runner=RUNNER) from None
+        command = wrapper_for(
+            spec, MOUNT, nonce=nonce, inline=inline, staged=staged, keep=keep, runner=RUNNER
+        )
         shell = opts.entry_point[0] if opts.entry_point else DEFAULT_SHELL
         env = {
             **spec.env,
@@ -653,7 +577,7 @@ class GoogleBatchRunner:
 
     def _observe(self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus | None:
         if doc is None or str(doc.get("uid", "")) != handle.id:
-            final = self._final(ctx, handle)
+            final = self._folder(ctx, handle).final(handle.id)
             if final is not None:
                 return self._remember(handle, final)
             what = "deleted" if doc is None else "deleted and replaced by another job of the same name"
@@ -665,7 +589,7 @@ class GoogleBatchRunner:
             )
         status = taxonomy.job_status(doc)
         if status.state is JobState.CANCELLED or status.state is JobState.LOST:
-            final = self._final(ctx, handle)
+            final = self._folder(ctx, handle).final(handle.id)
             if final is not None:
                 return self._remember(handle, final)
         if not status.terminal:
@@ -700,7 +624,7 @@ class GoogleBatchRunner:
                 Failure.UNSCHEDULABLE,
                 reason=f"not started after {shown} (queuedTimeout): no capacity took the job",
             )
-        self._write_final(ctx, handle, final)
+        self._folder(ctx, handle).write_final(handle.id, final)
         self._cancel_job(ctx, str(handle.data["job"]))
         return self._remember(handle, final)
 
@@ -715,7 +639,7 @@ class GoogleBatchRunner:
         if (
             status.failure is Failure.USER
             and status.exit_code in _NO_CONTAINER
-            and not self._logged(ctx, handle)
+            and not self._folder(ctx, handle).logged()
         ):
             # The wrapper writes its log first thing; none at all means the container never ran it.
             return replace(
@@ -728,10 +652,10 @@ class GoogleBatchRunner:
             WrapperExit.NOT_FOUND,
             WrapperExit.STAGING,
         ):
-            status = replace(status, reason=self._wrapper_says(ctx, handle) or status.reason)
+            status = replace(status, reason=self._folder(ctx, handle).wrapper_says() or status.reason)
         if not handle.data.get("out"):
             return status
-        outputs, failed = self._deliver_outputs(ctx, handle)
+        outputs, failed = self._folder(ctx, handle).deliver_outputs(str(handle.data["out"]))
         status = replace(status, output_files=outputs)
         if failed and status.failure in (None, Failure.USER):
             shown = "; ".join(failed)
@@ -739,110 +663,6 @@ class GoogleBatchRunner:
                 status, state=JobState.FAILED, failure=Failure.CONFIG, reason=f"cannot upload {shown}"
             )
         return status
-
-    def _wrapper_says(self, ctx: _Context, handle: JobHandle) -> str | None:
-        """What the job wrapper said it failed at (``squall: ...`` lines at the end of stderr)."""
-        name = f"{handle.data['staging']}/log/stderr"
-        bucket = ctx.storage.bucket(str(handle.data["bucket"]))
-        blob = self._call(bucket.get_blob, name, retry=None, paced=False)
-        if blob is None or not blob.size:
-            return None
-        tail = self._call(blob.download_as_bytes, start=max(0, blob.size - 16384), retry=None, paced=False)
-        said = [
-            line.removeprefix(STDERR_PREFIX).removeprefix("squall: ")
-            for line in bytes(tail).decode("utf-8", "replace").splitlines()
-            if line.startswith(f"{STDERR_PREFIX}squall: ")
-        ]
-        return "; ".join(said) or None
-
-    def _logged(self, ctx: _Context, handle: JobHandle) -> bool:
-        blob = ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/log/stdout")
-        return bool(self._call(blob.exists, retry=None, paced=False))
-
-    def _deliver_outputs(self, ctx: _Context, handle: JobHandle) -> tuple[dict[str, str], list[str]]:
-        """The job's outputs (``<staging>/out/``) where the control plane wants them, server-side.
-
-        Copies overwrite: another runner instance may deliver the same files again, with the
-        same bytes. A file that cannot be copied is named, with the error, and the others are
-        still delivered.
-        """
-        bucket = str(handle.data["bucket"])
-        kept = f"{handle.data['staging']}/out/"
-
-        def names() -> list[str]:
-            return [b.name for b in ctx.storage.list_blobs(bucket, prefix=kept, retry=None)]
-
-        rels = [name[len(kept) :] for name in self._call(names, paced=False)]
-        dest = str(handle.data["out"])
-        if dest == f"gs://{bucket}/{kept}":
-            return {rel: f"{dest}{rel}" for rel in rels}, []
-        dest_bucket, _, dest_key = dest.removeprefix("gs://").partition("/")
-        source, target = ctx.storage.bucket(bucket), ctx.storage.bucket(dest_bucket)
-        delivered: dict[str, str] = {}
-        failed: list[str] = []
-        for rel in rels:
-            try:
-                self._call(
-                    source.copy_blob, source.blob(kept + rel), target, dest_key + rel, retry=None, paced=False
-                )
-            except TransientRunnerError:
-                raise
-            except RunnerError as exc:
-                failed.append(f"output {rel} to {dest}{rel}: {exc}")
-                continue
-            delivered[rel] = f"{dest}{rel}"
-        return delivered, failed
-
-    # -- the tombstone: how a job ended, kept in the bucket after the job is gone
-
-    def _final_blob(self, ctx: _Context, handle: JobHandle) -> Any:
-        return ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/final.json")
-
-    def _final(self, ctx: _Context, handle: JobHandle) -> JobStatus | None:
-        from google.api_core import exceptions
-
-        blob = self._final_blob(ctx, handle)
-
-        def read() -> bytes | None:
-            try:
-                return bytes(blob.download_as_bytes(retry=None))
-            except exceptions.NotFound:
-                return None
-
-        raw = self._call(read, paced=False)
-        if raw is None:
-            return None
-        try:
-            doc = json.loads(raw)
-            if doc.get("uid") not in (None, handle.id):
-                return None  # another attempt's job of the same name
-            return JobStatus(
-                JobState(doc["state"]),
-                Failure(doc["failure"]) if doc.get("failure") else None,
-                doc.get("exit_code"),
-                doc.get("reason"),
-                output_files=doc.get("output_files") or {},
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-
-    def _write_final(
-        self, ctx: _Context, handle: JobHandle, status: JobStatus, *, create_only: bool = False
-    ) -> None:
-        doc = {
-            "uid": handle.id,
-            "state": status.state.value,
-            "failure": status.failure.value if status.failure else None,
-            "exit_code": status.exit_code,
-            "reason": status.reason,
-            "output_files": dict(status.output_files),
-        }
-        blob = self._final_blob(ctx, handle)
-        write = functools.partial(blob.upload_from_string, json.dumps(doc), content_type="application/json")
-        if create_only:
-            self._create_only(write)
-        else:
-            self._call(write, retry=None, paced=False)
 
     # -- cancel / cleanup
 
@@ -859,7 +679,9 @@ class GoogleBatchRunner:
         state = str((doc.get("status") or {}).get("state", ""))
         if state in ("SUCCEEDED", "FAILED", "CANCELLED", "CANCELLATION_IN_PROGRESS", "DELETION_IN_PROGRESS"):
             return
-        self._write_final(ctx, handle, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled"))
+        self._folder(ctx, handle).write_final(
+            handle.id, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled")
+        )
         self._cancel_job(ctx, str(handle.data["job"]))
 
     def _cancel_job(self, ctx: _Context, name: str) -> None:
@@ -889,22 +711,11 @@ class GoogleBatchRunner:
         status = done[1] if done is not None else self.poll([handle]).get(handle.name)
         if status is None or not status.terminal:
             return
-        self._write_final(ctx, handle, status, create_only=True)  # a cancel's tombstone stays
-        from google.api_core import exceptions
-
+        folder = self._folder(ctx, handle)
+        folder.write_final(handle.id, status, create_only=True)  # a cancel's tombstone stays
         if handle.data.get("inputs", 1):
-            bucket = str(handle.data["bucket"])
-            prefix = f"{handle.data['staging']}/in/"
-
-            def staged() -> list[Any]:
-                return list(ctx.storage.list_blobs(bucket, prefix=prefix, retry=None))
-
-            for blob in self._call(staged, paced=False):
-                try:
-                    self._call(blob.delete, retry=None, paced=False)
-                except RunnerError as exc:
-                    if not isinstance(exc.__cause__, exceptions.NotFound):
-                        raise
+            folder.delete_inputs()
+        from google.api_core import exceptions
 
         def delete() -> None:
             with contextlib.suppress(exceptions.NotFound):
@@ -917,77 +728,16 @@ class GoogleBatchRunner:
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
         if not _ours(handle):
             raise JobNotFoundError(f"{handle.id!r} is not a Google Batch job of Squall's", runner=RUNNER)
-        offsets, since = _parse_cursor(cursor)
-        ctx = self._handle_context(handle)
         token = sentinel_token(handle.name, str(handle.data.get("nonce", "")))
-        lines: list[LogRecord] = []
-        budget = LOG_PAGE_LINES
-        for stream in ("stdout", "stderr"):
-            offset = offsets[stream]
-            if offset < 0:  # its sentinel came
-                continue
-            records, offset, ended = self._read_stream(ctx, handle, stream, offset, token, budget)
-            lines += records
-            budget -= len(records)
-            offsets[stream] = -1 if ended else offset
-        if offsets["stdout"] < 0 and offsets["stderr"] < 0:
-            return LogChunk(tuple(lines), _cursor(offsets, since), complete=True)
-        if lines:
-            return LogChunk(tuple(lines), _cursor(offsets, since), complete=False)
-        # Nothing new and no sentinel yet: the job may still run, or it was killed before the end.
-        status = self.poll([handle]).get(handle.name)
-        if status is None or not status.terminal:
-            return LogChunk((), _cursor(offsets, None), complete=False)
-        now = self._now().timestamp()
-        if status.started is None and not any(o > 0 for o in offsets.values()) and since is None:
-            since = now - self._log_grace  # never ran: nothing can come, no wait
-        since = since if since is not None else (status.ended.timestamp() if status.ended else now)
-        if now - since >= self._log_grace:
-            return LogChunk(
-                (),
-                _cursor({"stdout": -1, "stderr": -1}, since),
-                complete=True,
-                truncated=status.started is not None,
-            )
-        return LogChunk((), _cursor(offsets, since), complete=False)
-
-    def _read_stream(
-        self, ctx: _Context, handle: JobHandle, stream: str, offset: int, token: str, budget: int
-    ) -> tuple[list[LogRecord], int, bool]:
-        """Lines of one stream from byte ``offset``: (records, next offset, sentinel seen)."""
-        from google.api_core import exceptions
-
-        blob = ctx.storage.bucket(str(handle.data["bucket"])).blob(f"{handle.data['staging']}/log/{stream}")
-
-        def read() -> bytes:
-            try:
-                return bytes(
-                    blob.download_as_bytes(start=offset, end=offset + LOG_PAGE_BYTES - 1, retry=None)
-                )
-            except (exceptions.NotFound, exceptions.RequestRangeNotSatisfiable):
-                return b""
-
-        data = self._call(read, paced=False)
-        records: list[LogRecord] = []
-        position = 0
-        while position < len(data) and len(records) < budget:
-            newline = data.find(b"\n", position)
-            if newline < 0:
-                if len(data) < LOG_PAGE_BYTES or position > 0:
-                    break  # an unfinished last line: read again from its start
-                piece = data[position:].decode("utf-8", "replace")  # one line longer than a page
-                records.append(LogRecord(stream, piece, partial=True))
-                return records, offset + len(data), False
-            raw = data[position:newline].decode("utf-8", "replace")
-            position = newline + 1
-            text = raw.removeprefix(STDERR_PREFIX) if stream == "stderr" else raw
-            found = split_sentinel(text, token, stream)
-            if found is not None:
-                if found.before:
-                    records.append(LogRecord(stream, found.before))
-                return records, offset + position, True
-            records.append(LogRecord(stream, text))
-        return records, offset + position, False
+        folder = self._folder(self._handle_context(handle), handle)
+        return read_log(
+            folder,
+            cursor,
+            token,
+            lambda: self.poll([handle]).get(handle.name),
+            now=self._now().timestamp(),
+            grace=self._log_grace,
+        )
 
     # -- events
 
@@ -1103,17 +853,3 @@ def _billed(doc: Mapping[str, Any], pricing: Any) -> tuple[Resources | None, flo
         + resources.accelerator_seconds * price.accelerator_hour
     ) / 3600
     return resources, round(cost, 8)
-
-
-def _parse_cursor(cursor: str | None) -> tuple[dict[str, int], float | None]:
-    if not cursor or not cursor.startswith(_CURSOR):
-        return {"stdout": 0, "stderr": 0}, None
-    try:
-        out, err, since = cursor.removeprefix(_CURSOR).split(":")
-        return {"stdout": int(out), "stderr": int(err)}, float(since) if since else None
-    except ValueError:
-        return {"stdout": 0, "stderr": 0}, None
-
-
-def _cursor(offsets: Mapping[str, int], since: float | None) -> str:
-    return f"{_CURSOR}{offsets['stdout']}:{offsets['stderr']}:{'' if since is None else round(since, 3)}"
