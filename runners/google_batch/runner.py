@@ -39,11 +39,9 @@ import contextlib
 import hashlib
 import re
 import secrets
-import threading
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from msgspec.structs import replace
@@ -65,13 +63,11 @@ from runners.base import (
     RunnerOptionsError,
     validate_options,
 )
-from runners.endpoints import allowed_endpoint, canonical_endpoint
 from runners.gcs_folder import JobFolder, read_log, wrapper_for
-from runners.google_auth import google_credentials
 from runners.google_batch import taxonomy
 from runners.google_batch.options import GoogleBatchOptions, Pricing
+from runners.google_runner import Context, GoogleRunner
 from runners.labels import gcp_labels
-from runners.pacing import TokenBucket
 from runners.wrapper import WrapperExit, sentinel_token
 
 __all__ = ["MOUNT", "GoogleBatchRunner", "batch_job_id", "google_classifier"]
@@ -120,6 +116,13 @@ def request_id(job_id: str) -> str:
     return str(uuid.uuid5(_REQUEST_NS, job_id))
 
 
+def batch_types() -> Any:
+    """google.cloud.batch_v1, imported on first use (the control plane pays for it only then)."""
+    from google.cloud import batch_v1
+
+    return batch_v1
+
+
 def _to_dict(message: Any) -> dict[str, Any]:
     """A proto-plus message as its JSON document (camelCase, enums by name, int64 as strings)."""
     from google.protobuf import json_format
@@ -128,25 +131,7 @@ def _to_dict(message: Any) -> dict[str, Any]:
     return dict(json_format.MessageToDict(pb, preserving_proto_field_name=False))
 
 
-class _Context:
-    """The clients of one (endpoints, identity): Batch over REST and Cloud Storage."""
-
-    def __init__(self, credentials: Any, project: str, endpoint: str | None, storage_endpoint: str | None):
-        import google.cloud.storage as storage
-        from google.cloud import batch_v1
-
-        options = {"api_endpoint": endpoint} if endpoint else None
-        self.batch = batch_v1.BatchServiceClient(
-            transport="rest", credentials=credentials, client_options=options
-        )
-        storage_options = {"api_endpoint": storage_endpoint} if storage_endpoint else None
-        self.storage = storage.Client(
-            project=project, credentials=credentials, client_options=storage_options
-        )
-        self.types = batch_v1
-
-
-class GoogleBatchRunner:
+class GoogleBatchRunner(GoogleRunner):
     """Runs each task attempt as one Google Cloud Batch job; see the module docstring.
 
     Constructor keywords (all optional, the deployment's ``SQUALL_RUNNERS`` entry): ``defaults``
@@ -168,137 +153,16 @@ class GoogleBatchRunner:
     event_keys: ClassVar[frozenset[str]] = frozenset({"gcp.pubsub"})
     carries_handles: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        defaults: Mapping[str, Any] | None = None,
-        endpoint: str | None = None,
-        storage_endpoint: str | None = None,
-        allowed_endpoints: Sequence[str] = (),
-        anonymous: bool = False,
-        credentials: Any = None,
-        credentials_config: Mapping[str, Any] | None = None,
-        policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
-        sleep: Callable[[float], None] = time.sleep,
-        rate: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-        limiter_sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        log_grace: float = 60.0,
-    ) -> None:
-        if isinstance(allowed_endpoints, str):
-            raise TypeError("allowed_endpoints is a list of URLs, not one string")
-        self._defaults = dict(defaults or {})
-        self._endpoint = canonical_endpoint(endpoint) if endpoint else None
-        self._storage_endpoint = canonical_endpoint(storage_endpoint) if storage_endpoint else None
-        self._allowed = tuple(canonical_endpoint(url) for url in allowed_endpoints)
-        self._anonymous = anonymous
-        self._credentials = credentials
-        self._credentials_config = dict(credentials_config) if credentials_config else None
-        self._policy = policy
-        self._sleep = sleep
-        self._now = now
-        self._log_grace = log_grace
-        self._bucket = TokenBucket(rate, clock=clock, sleep=limiter_sleep)
-        self._lock = threading.Lock()
-        self._contexts: dict[tuple[Any, ...], _Context] = {}
-        self._finished: dict[str, tuple[str, JobStatus]] = {}  # job uid -> (Squall's name, final status)
-
-    # -- plumbing
-
-    @property
-    def option_defaults(self) -> Mapping[str, Any]:
-        return dict(self._defaults)
-
-    def _call(self, fn: Callable[..., Any], /, *args: Any, paced: bool = True, **kwargs: Any) -> Any:
-        def once() -> Any:
-            if paced:
-                self._bucket.acquire()
-            return fn(*args, **kwargs)
-
-        what = f"{RUNNER} {getattr(fn, '__name__', 'call')}"
-        return retry.call(once, policy=self._policy, sleep=self._sleep, runner=RUNNER, what=what)
-
-    def _unpaced(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Cloud Storage calls: retried like the others, not paced (a separate API and quota)."""
-        return self._call(fn, *args, paced=False, **kwargs)
-
-    def _folder(self, ctx: _Context, handle: JobHandle) -> JobFolder:
-        return JobFolder(
-            ctx.storage, str(handle.data["bucket"]), str(handle.data["staging"]), self._unpaced, RUNNER
-        )
-
     def _options(self, spec: JobSpec) -> GoogleBatchOptions:
         options = validate_options(type(self), {**self._defaults, **dict(spec.options)})
         assert isinstance(options, GoogleBatchOptions)
         return options
 
-    def _check_endpoint(self, option: str, requested: str | None, default: str | None) -> str | None:
-        if requested is None or (default is not None and canonical_endpoint(requested) == default):
-            return default
-        return allowed_endpoint(
-            RUNNER,
-            option,
-            requested,
-            allowed=self._allowed,
-            default=self._defaults.get(option),
-            what="Google credentials",
-            setting="SQUALL_RUNNERS allowed_endpoints",
-        )
+    def _api(self, credentials: Any, endpoint: str | None) -> Any:
+        from google.cloud import batch_v1
 
-    def _context(
-        self,
-        project: str,
-        *,
-        endpoint: str | None = None,
-        storage_endpoint: str | None = None,
-        key: str | None = None,
-        impersonate: str | None = None,
-        scopes: Sequence[str] = (),
-    ) -> _Context:
-        api = self._check_endpoint("endpoint", endpoint, self._endpoint)
-        gcs = self._check_endpoint("storageEndpoint", storage_endpoint, self._storage_endpoint)
-        fingerprint = hashlib.sha256(key.encode()).hexdigest() if key else None
-        cache_key = (project, api, gcs, fingerprint, impersonate, tuple(scopes))
-        with self._lock:
-            found = self._contexts.get(cache_key)
-        if found is not None:
-            return found
-        if self._credentials is not None and key is None:
-            credentials = self._credentials
-        else:
-            credentials, _ = google_credentials(
-                RUNNER,
-                key=key,
-                impersonate=impersonate,
-                scopes=scopes or ("https://www.googleapis.com/auth/cloud-platform",),
-                anonymous=self._anonymous,
-                config=self._credentials_config,
-            )
-        context = _Context(credentials, project, api, gcs)
-        with self._lock:
-            return self._contexts.setdefault(cache_key, context)
-
-    def _spec_context(self, opts: GoogleBatchOptions) -> _Context:
-        return self._context(
-            opts.project_id,
-            endpoint=opts.endpoint,
-            storage_endpoint=opts.storage_endpoint,
-            key=opts.service_account,
-            impersonate=opts.impersonated_service_account,
-            scopes=opts.scopes,
-        )
-
-    def _handle_context(self, handle: JobHandle) -> _Context:
-        """Polls, cancels and log reads sign with the deployment's identity (or the task's
-        impersonated account): a task's own key is a secret that no handle stores."""
-        data = handle.data
-        return self._context(
-            str(data["project"]),
-            endpoint=data.get("endpoint"),
-            storage_endpoint=data.get("storage_endpoint"),
-            impersonate=data.get("impersonate"),
-        )
+        options = {"api_endpoint": endpoint} if endpoint else None
+        return batch_v1.BatchServiceClient(transport="rest", credentials=credentials, client_options=options)
 
     # -- submit / find
 
@@ -319,7 +183,7 @@ class GoogleBatchRunner:
         inline, staged = folder.stage_inputs(spec)
         job = self._job(ctx, spec, opts, job_id, staging, inline, staged)
 
-        request = ctx.types.CreateJobRequest(
+        request = batch_types().CreateJobRequest(
             parent=f"projects/{opts.project_id}/locations/{opts.region}",
             job_id=job_id,
             job=job,
@@ -329,7 +193,7 @@ class GoogleBatchRunner:
 
         def create() -> Any:
             try:
-                return ctx.batch.create_job(request=request, retry=None, timeout=60)
+                return ctx.api.create_job(request=request, retry=None, timeout=60)
             except exceptions.Conflict:  # ALREADY_EXISTS: another submitter (or our lost response) won
                 return None
 
@@ -344,13 +208,13 @@ class GoogleBatchRunner:
     def _job_name(opts: GoogleBatchOptions, job_id: str) -> str:
         return f"projects/{opts.project_id}/locations/{opts.region}/jobs/{job_id}"
 
-    def _get(self, ctx: _Context, name: str) -> Any:
+    def _get(self, ctx: Context, name: str) -> Any:
         """The job, or None when Batch does not know it (404)."""
         from google.api_core import exceptions
 
         def get() -> Any:
             try:
-                return ctx.batch.get_job(name=name, retry=None, timeout=30)
+                return ctx.api.get_job(name=name, retry=None, timeout=30)
             except exceptions.NotFound:
                 return None
 
@@ -361,10 +225,8 @@ class GoogleBatchRunner:
         labels = doc.get("labels") or {}
         created = taxonomy.timestamp(doc.get("createTime")) or self._now()
         data: dict[str, Any] = {
+            **self._handle_data(opts),
             "job": doc["name"],
-            "project": opts.project_id,
-            "region": opts.region,
-            "bucket": opts.bucket,
             "staging": f"{opts.staging_prefix}/{doc['name'].rpartition('/')[2]}",
             "nonce": labels.get(NONCE_LABEL, ""),
             "deployment": opts.deployment,
@@ -376,19 +238,11 @@ class GoogleBatchRunner:
         if out:
             data["out"] = out
         data["inputs"] = _staged_inputs(doc)
-        if opts.endpoint and canonical_endpoint(opts.endpoint) != self._endpoint:
-            data["endpoint"] = canonical_endpoint(opts.endpoint)
-        if opts.storage_endpoint and canonical_endpoint(opts.storage_endpoint) != self._storage_endpoint:
-            data["storage_endpoint"] = canonical_endpoint(opts.storage_endpoint)
-        if opts.impersonated_service_account:
-            data["impersonate"] = opts.impersonated_service_account
-        if opts.pricing is not None:
-            data["pricing"] = opts.pricing.model_dump(by_alias=True)
         return JobHandle(spec_name, RUNNER, str(doc.get("uid", "")), data)
 
     def _job(
         self,
-        ctx: _Context,
+        ctx: Context,
         spec: JobSpec,
         opts: GoogleBatchOptions,
         job_id: str,
@@ -396,7 +250,7 @@ class GoogleBatchRunner:
         inline: Mapping[str, bytes],
         staged: Mapping[str, str],
     ) -> Any:
-        t = ctx.types
+        t = batch_types()
         nonce = secrets.token_hex(8)
         output_prefix = self._output_prefix(opts, spec)
         volumes = [t.Volume(gcs=t.GCS(remote_path=f"{opts.bucket}/{staging}"), mount_path=MOUNT)]
@@ -550,7 +404,7 @@ class GoogleBatchRunner:
                     result[handle.name] = status
         return result
 
-    def _list(self, ctx: _Context, handle: JobHandle) -> dict[str, dict[str, Any]]:
+    def _list(self, ctx: Context, handle: JobHandle) -> dict[str, dict[str, Any]]:
         """Every job of the deployment in the handle's project and region, by name: one call a page."""
         d = handle.data
         parent = f"projects/{d['project']}/locations/{d['region']}"
@@ -558,7 +412,7 @@ class GoogleBatchRunner:
         found: dict[str, dict[str, Any]] = {}
         token = ""
         while True:
-            request = ctx.types.ListJobsRequest(
+            request = batch_types().ListJobsRequest(
                 parent=parent, filter=flt, page_size=LIST_PAGE, page_token=token
             )
             page = self._call(self._list_page, ctx, request)
@@ -570,12 +424,12 @@ class GoogleBatchRunner:
                 return found
 
     @staticmethod
-    def _list_page(ctx: _Context, request: Any) -> Any:
+    def _list_page(ctx: Context, request: Any) -> Any:
         """One page: the pager's first response, so a retry repeats just this page."""
-        pager = ctx.batch.list_jobs(request=request, retry=None, timeout=30)
+        pager = ctx.api.list_jobs(request=request, retry=None, timeout=30)
         return next(iter(pager.pages))
 
-    def _observe(self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus | None:
+    def _observe(self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus | None:
         if doc is None or str(doc.get("uid", "")) != handle.id:
             final = self._folder(ctx, handle).final(handle.id)
             if final is not None:
@@ -596,14 +450,8 @@ class GoogleBatchRunner:
             return self._enforce_queue_bound(ctx, handle, doc, status)
         return self._remember(handle, self._complete(ctx, handle, doc, status))
 
-    def _remember(self, handle: JobHandle, status: JobStatus) -> JobStatus:
-        if status.terminal:
-            with self._lock:
-                self._finished[handle.id] = (handle.name, status)
-        return status
-
     def _enforce_queue_bound(
-        self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
+        self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
     ) -> JobStatus:
         """A job queued past ``queuedTimeout`` is cancelled: QUOTA when Batch said a quota or the
         zone's capacity held it (the infrastructure budget pays), else UNSCHEDULABLE."""
@@ -629,7 +477,7 @@ class GoogleBatchRunner:
         return self._remember(handle, final)
 
     def _complete(
-        self, ctx: _Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
+        self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
     ) -> JobStatus:
         """The final word: cost, the outputs delivered, and what only the bucket can tell."""
         resources, cost = _billed(doc, handle.data.get("pricing"))
@@ -684,7 +532,7 @@ class GoogleBatchRunner:
         )
         self._cancel_job(ctx, str(handle.data["job"]))
 
-    def _cancel_job(self, ctx: _Context, name: str) -> None:
+    def _cancel_job(self, ctx: Context, name: str) -> None:
         """cancel_job without waiting on its operation (a poller would block the caller)."""
         from google.api_core import exceptions
 
@@ -692,7 +540,7 @@ class GoogleBatchRunner:
             # gone, or already terminal (FAILED_PRECONDITION: over REST, google-api-core raises the
             # class of the HTTP status, BadRequest): nothing left to stop
             with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
-                ctx.batch.cancel_job(name=name, retry=None, timeout=30)
+                ctx.api.cancel_job(name=name, retry=None, timeout=30)
 
         self._call(cancel)
 
@@ -719,7 +567,7 @@ class GoogleBatchRunner:
 
         def delete() -> None:
             with contextlib.suppress(exceptions.NotFound):
-                ctx.batch.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
+                ctx.api.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
 
         self._call(delete)
 

@@ -387,7 +387,7 @@ from runners.google_batch.runner import GoogleBatchRunner
 runner = GoogleBatchRunner(anonymous=True, endpoint="http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
 try:
     context = runner._context("my-project")  # the SDK is imported and its clients built here (no call)
-    built = [type(context.batch).__name__, type(context.storage).__module__]
+    built = [type(context.api).__name__, type(context.storage).__module__]
 except ImportError as exc:
     built = f"ImportError: {exc.name}"
 stdlib = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
