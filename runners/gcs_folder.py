@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +47,36 @@ from runners.wrapper import (
     wrapper_command,
 )
 
-__all__ = ["LOG_PAGE_BYTES", "LOG_PAGE_LINES", "JobFolder", "read_log", "wrapper_for"]
+__all__ = [
+    "LOG_PAGE_BYTES",
+    "LOG_PAGE_LINES",
+    "JobFolder",
+    "bucket_name",
+    "read_log",
+    "staging_prefix",
+    "wrapper_for",
+]
 
 LOG_PAGE_BYTES = 1 << 20
 LOG_PAGE_LINES = 10_000
 _CURSOR = "gbl1:"
+
+
+def bucket_name(value: str) -> str:
+    """An option's bucket: a name, ``gs://`` tolerated, no path (ValueError otherwise)."""
+    value = value.removeprefix("gs://").strip("/")
+    if "/" in value or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", value):
+        raise ValueError("a bucket name, without gs:// or a path (the path is stagingPrefix)")
+    return value
+
+
+def staging_prefix(value: str) -> str:
+    """An option's folder in the bucket: a relative path (ValueError otherwise)."""
+    value = value.strip("/")
+    if not value or ".." in value.split("/"):
+        raise ValueError("a relative path inside the bucket")
+    return value
+
 
 Call = Callable[..., Any]
 """The runner's retried call: ``call(fn, *args, **kwargs)``, errors as RunnerError."""

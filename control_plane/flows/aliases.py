@@ -79,6 +79,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.gcp.runner.Batch",
         "io.kestra.plugin.gcp.runner.Batch",
     ),
+    "cloud-run": (
+        "squall.runner.gcp.CloudRun",
+        "io.kestra.plugin.ee.gcp.runner.CloudRun",
+        "io.kestra.plugin.gcp.runner.CloudRun",
+    ),
 }
 
 

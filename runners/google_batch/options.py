@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runners.base import RunnerOptions
+from runners.gcs_folder import bucket_name, staging_prefix
 from runners.google_auth import CLOUD_PLATFORM
 
 __all__ = ["Accelerator", "ComputeResource", "GoogleBatchOptions", "NetworkInterface", "Price", "Pricing"]
@@ -231,21 +232,8 @@ class GoogleBatchOptions(RunnerOptions):
             raise ValueError("entryPoint is the shell that runs Squall's job wrapper: one absolute path")
         return value
 
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, value: str) -> str:
-        value = value.removeprefix("gs://").strip("/")
-        if "/" in value or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", value):
-            raise ValueError("a bucket name, without gs:// or a path (the path is stagingPrefix)")
-        return value
-
-    @field_validator("staging_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value or ".." in value.split("/"):
-            raise ValueError("a relative path inside the bucket")
-        return value
+    _bucket = field_validator("bucket")(classmethod(lambda cls, v: bucket_name(v)))
+    _prefix = field_validator("staging_prefix")(classmethod(lambda cls, v: staging_prefix(v)))
 
     @field_validator("resume")
     @classmethod

@@ -1,0 +1,477 @@
+"""Cloud Run jobs runner: one Cloud Run job per task attempt, started at its creation.
+
+Theory of operation::
+
+    submit   inputs staged in gs://<bucket>/<prefix>/<job>/in/ (runners/gcs_folder.py), then
+             create_job(job_id=<short id of the attempt's name>, start_execution_token=<token>):
+             Cloud Run starts one execution with the job, named from the job and the token, so
+             the attempt has one deterministic execution; a second create is a 409 (already
+             submitted: read the job), and nothing else can start an execution of it
+    the job  one container running Squall's wrapper over the bucket mounted as a Cloud Storage
+             volume (gen2; only this attempt's folder, ``only-dir``): inputs in, outputs and
+             each stream's log out, as for Google Batch
+    poll     a few handles: get_execution each; more: the ``jobs/-`` wildcard list of
+             executions, one call a page, kept to this deployment's label client-side; a
+             failed execution costs one list_tasks for its exit code
+    logs     the folder's log objects by byte ranges, to both sentinels
+    cancel   cancel_execution, not waited on; the execution ends CANCELLED
+    cleanup  the staged inputs and the job are deleted (Kestra's ``delete``); the log, the
+             outputs and ``final.json`` (how it ended) stay
+
+Why one job per attempt: ``run_job`` takes no idempotency key and names its executions
+itself, so a lost response or two racing submitters would start two runs. A job id is unique
+in its region: creating it is the claim. Cloud Run has no push events for jobs: polling (one
+list call per page of executions) is the only path.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from msgspec.structs import replace
+
+from runners import google_errors, retry
+from runners.base import (
+    Failure,
+    JobHandle,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LogChunk,
+    Resources,
+    RunnerError,
+    RunnerOptions,
+    RunnerOptionsError,
+    validate_options,
+)
+from runners.cloud_run import taxonomy
+from runners.cloud_run.options import CloudRunOptions
+from runners.gcs_folder import read_log, wrapper_for
+from runners.google_runner import Context, GoogleRunner
+from runners.labels import gcp_labels
+from runners.wrapper import WrapperExit, sentinel_token
+
+__all__ = ["MOUNT", "CloudRunRunner", "cloud_run_job_id"]
+
+RUNNER = "cloud-run"
+retry.register_classifier(google_errors.classify, runner=RUNNER)
+
+MOUNT = "/mnt/squall"
+VOLUME = "squall"
+DEFAULT_IMAGE = "python:3.12-slim"
+DEFAULT_SHELL = "/bin/sh"
+LIST_PAGE = 100
+GET_THRESHOLD = 4
+MANAGED_LABEL, DEPLOYMENT_LABEL, NONCE_LABEL = "squall-managed", "squall-deployment", "squall-nonce"
+NAME_ANNOTATION = "squall.io/name"
+TOKEN = "run"
+"""The execution token: one job per attempt, so one constant token makes its one execution's name."""
+
+
+def cloud_run_job_id(name: str) -> str:
+    """A short, deterministic job id for an attempt's name: ``sq-`` and 20 characters of its hash.
+
+    Job ids are at most 63 characters and the execution's name is the job's plus the token, so
+    Squall's names (up to 63) cannot be used as they are; the full name is an annotation.
+    """
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode().lower()
+    return f"sq-{digest[:20]}"
+
+
+def run_types() -> Any:
+    """google.cloud.run_v2, imported on first use."""
+    from google.cloud import run_v2
+
+    return run_v2
+
+
+def _to_dict(message: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return dict(json_format.MessageToDict(type(message).pb(message)))
+
+
+class CloudRunRunner(GoogleRunner):
+    """Runs each task attempt as one Cloud Run job; see the module docstring and
+    :mod:`runners.google_runner` for the constructor keywords."""
+
+    name: ClassVar[str] = RUNNER
+    Options: ClassVar[type[RunnerOptions]] = CloudRunOptions
+    failures: ClassVar[frozenset[Failure]] = frozenset(
+        {Failure.USER, Failure.CONFIG, Failure.TIMEOUT, Failure.CANCELLED, Failure.LOST}
+    )
+    storage_schemes: ClassVar[frozenset[str]] = frozenset({"gs"})
+    poll_batch: ClassVar[int] = LIST_PAGE
+
+    def _api(self, credentials: Any, endpoint: str | None) -> Any:
+        run_v2 = run_types()
+        options = {"api_endpoint": endpoint} if endpoint else None
+        made = {
+            kind: cls(transport="rest", credentials=credentials, client_options=options)
+            for kind, cls in (
+                ("jobs", run_v2.JobsClient),
+                ("executions", run_v2.ExecutionsClient),
+                ("tasks", run_v2.TasksClient),
+            )
+        }
+        return type("CloudRunClients", (), made)
+
+    def _options(self, spec: JobSpec) -> CloudRunOptions:
+        options = validate_options(type(self), {**self._defaults, **dict(spec.options)})
+        assert isinstance(options, CloudRunOptions)
+        return options
+
+    # -- submit / find
+
+    def find(self, spec: JobSpec) -> JobHandle | None:
+        opts = self._options(spec)
+        ctx = self._spec_context(opts)
+        job = self._get(ctx.api.jobs.get_job, self._job_name(opts, cloud_run_job_id(spec.name)))
+        return None if job is None else self._handle(spec.name, job, opts)
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        opts = self._options(spec)
+        if not spec.command:
+            raise RunnerError("empty command", runner=RUNNER)
+        job_id = cloud_run_job_id(spec.name)
+        ctx = self._spec_context(opts)
+        staging = f"{opts.staging_prefix}/{job_id}"
+        from runners.gcs_folder import JobFolder
+
+        folder = JobFolder(ctx.storage, opts.bucket, staging, self._unpaced, RUNNER)
+        inline, staged = folder.stage_inputs(spec)
+        job = self._job(spec, opts, staging, inline, staged)
+        request = run_types().CreateJobRequest(
+            parent=f"projects/{opts.project_id}/locations/{opts.region}", job=job, job_id=job_id
+        )
+        from google.api_core import exceptions
+
+        def create() -> bool:
+            try:
+                ctx.api.jobs.create_job(
+                    request=request, retry=None, timeout=60
+                )  # the operation: not waited on
+            except exceptions.Conflict:  # ALREADY_EXISTS: submitted before (by us or a racing process)
+                return False
+            return True
+
+        self._call(create)
+        created = self._get(ctx.api.jobs.get_job, self._job_name(opts, job_id))
+        if created is None:
+            raise RunnerError(f"job {job_id} was created and is gone", runner=RUNNER)
+        return self._handle(spec.name, created, opts)
+
+    @staticmethod
+    def _job_name(opts: CloudRunOptions, job_id: str) -> str:
+        return f"projects/{opts.project_id}/locations/{opts.region}/jobs/{job_id}"
+
+    def _get(self, method: Any, name: str) -> Any:
+        """``method(name=name)``, or None when Cloud Run does not know it (404)."""
+        from google.api_core import exceptions
+
+        def get() -> Any:
+            try:
+                return method(name=name, retry=None, timeout=30)
+            except exceptions.NotFound:
+                return None
+
+        return self._call(get)
+
+    def _handle(self, spec_name: str, job: Any, opts: CloudRunOptions) -> JobHandle:
+        doc = _to_dict(job)
+        job_name = str(doc["name"])
+        execution = (doc.get("latestCreatedExecution") or {}).get(
+            "name"
+        ) or f"{job_name}/executions/{job_name.rpartition('/')[2]}-{TOKEN}"
+        env = taxonomy.env_of(doc)
+        data: dict[str, Any] = {
+            **self._handle_data(opts),
+            "job": job_name,
+            "execution": execution,
+            "staging": f"{opts.staging_prefix}/{job_name.rpartition('/')[2]}",
+            "nonce": (doc.get("labels") or {}).get(NONCE_LABEL, ""),
+            "deployment": opts.deployment,
+            "delete": opts.delete,
+            "inputs": int(env.get("SQUALL_STAGED_INPUTS", "1") or 1),
+            "cpu": opts.resources.vcpus,
+            "gib": opts.resources.gib,
+        }
+        if env.get("SQUALL_OUTPUT_PREFIX"):
+            data["out"] = env["SQUALL_OUTPUT_PREFIX"]
+        return JobHandle(spec_name, RUNNER, str(doc.get("uid", "")), data)
+
+    def _job(
+        self,
+        spec: JobSpec,
+        opts: CloudRunOptions,
+        staging: str,
+        inline: Mapping[str, bytes],
+        staged: Mapping[str, str],
+    ) -> Any:
+        t = run_types()
+        output_prefix = _output_prefix(spec)
+        keep = output_prefix is not None or bool(spec.output_files)
+        nonce = secrets.token_hex(8)
+        command = wrapper_for(
+            spec, MOUNT, nonce=nonce, inline=inline, staged=staged, keep=keep, runner=RUNNER
+        )
+        env = {
+            **spec.env,
+            "SQUALL_JOB_NAME": spec.name,
+            "SQUALL_STAGED_INPUTS": str(len(staged)),
+        }
+        if keep:
+            env["SQUALL_OUTPUT_PREFIX"] = output_prefix or f"gs://{opts.bucket}/{staging}/out/"
+        container = t.Container(
+            image=spec.image or DEFAULT_IMAGE,
+            command=[DEFAULT_SHELL],
+            args=command[1:],
+            env=[t.EnvVar(name=k, value=v) for k, v in env.items()],
+            resources=t.ResourceRequirements(
+                limits={"cpu": opts.resources.cpu, "memory": opts.resources.memory}
+            ),
+            volume_mounts=[t.VolumeMount(name=VOLUME, mount_path=MOUNT)],
+        )
+        volume = t.Volume(
+            name=VOLUME,
+            gcs=t.GCSVolumeSource(bucket=opts.bucket, read_only=False, mount_options=[f"only-dir={staging}"]),
+        )
+        task = t.TaskTemplate(
+            containers=[container],
+            volumes=[volume],
+            max_retries=opts.max_retries,
+            execution_environment=t.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
+        )
+        limit = _run_limit(spec, opts)
+        if limit is not None:
+            task.timeout = limit
+        if opts.job_service_account:
+            task.service_account = opts.job_service_account
+        if opts.vpc_access_connector or opts.vpc_egress:
+            task.vpc_access = t.VpcAccess(
+                connector=opts.vpc_access_connector or "",
+                egress=t.VpcAccess.VpcEgress[opts.vpc_egress] if opts.vpc_egress else 0,
+            )
+        try:
+            labels = gcp_labels({**opts.labels, **spec.labels})
+        except ValueError as exc:
+            raise RunnerOptionsError(RUNNER, [f"labels: {exc}"]) from None
+        labels |= {MANAGED_LABEL: "true", DEPLOYMENT_LABEL: opts.deployment, NONCE_LABEL: nonce}
+        return t.Job(
+            labels=labels,
+            annotations={NAME_ANNOTATION: spec.name},
+            template=t.ExecutionTemplate(labels=labels, task_count=1, parallelism=1, template=task),
+            start_execution_token=TOKEN,
+        )
+
+    # -- poll
+
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[str, JobStatus]:
+        result: dict[str, JobStatus] = {}
+        groups: dict[tuple[Any, ...], list[JobHandle]] = {}
+        for handle in handles:
+            known = self._known(handle)
+            if known is not None:
+                result[handle.name] = known
+            elif not _ours(handle):
+                result[handle.name] = JobStatus(
+                    JobState.LOST, Failure.LOST, reason=f"{handle.id!r} is not a Cloud Run job of Squall's"
+                )
+            else:
+                d = handle.data
+                groups.setdefault(
+                    (d["project"], d["region"], d.get("endpoint"), d.get("impersonate")), []
+                ).append(handle)
+        for group in groups.values():
+            ctx = self._handle_context(group[0])
+            listed = self._list(ctx, group[0]) if len(group) > GET_THRESHOLD else {}
+            for handle in group:
+                doc = listed.get(str(handle.data["execution"]))
+                if doc is None:
+                    found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
+                    doc = None if found is None else _to_dict(found)
+                result[handle.name] = self._observe(ctx, handle, doc)
+        return result
+
+    def _list(self, ctx: Context, handle: JobHandle) -> dict[str, dict[str, Any]]:
+        """Every execution in the project and region (the ``jobs/-`` wildcard), by name, one call
+        a page; this deployment's only (its label)."""
+        d = handle.data
+        parent = f"projects/{d['project']}/locations/{d['region']}/jobs/-"
+        found: dict[str, dict[str, Any]] = {}
+        token = ""
+        while True:
+            request = run_types().ListExecutionsRequest(parent=parent, page_size=LIST_PAGE, page_token=token)
+            page = self._call(self._list_page, ctx, request)
+            for execution in page.executions:
+                doc = _to_dict(execution)
+                if (doc.get("labels") or {}).get(DEPLOYMENT_LABEL) == d.get("deployment", "squall"):
+                    found[str(doc["name"])] = doc
+            token = page.next_page_token
+            if not token:
+                return found
+
+    @staticmethod
+    def _list_page(ctx: Context, request: Any) -> Any:
+        return next(iter(ctx.api.executions.list_executions(request=request, retry=None, timeout=30).pages))
+
+    def _observe(self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus:
+        folder = self._folder(ctx, handle)
+        if doc is None:
+            final = folder.final(handle.id)
+            return self._remember(
+                handle,
+                final
+                or JobStatus(
+                    JobState.LOST,
+                    Failure.LOST,
+                    reason=f"the Cloud Run execution {handle.data['execution']} was deleted",
+                ),
+            )
+        status = taxonomy.execution_status(doc)
+        if not status.terminal:
+            return status
+        if status.state is JobState.CANCELLED:
+            return self._remember(handle, folder.final(handle.id) or status)
+        if status.state is JobState.FAILED:
+            status = self._failed(ctx, handle, doc, status)
+        return self._remember(handle, self._complete(ctx, handle, status))
+
+    def _failed(
+        self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
+    ) -> JobStatus:
+        """The task's last attempt says how: its exit code or signal (one list_tasks call)."""
+
+        def tasks() -> list[Any]:
+            pager = ctx.api.tasks.list_tasks(parent=str(doc["name"]), retry=None, timeout=30)
+            return list(next(iter(pager.pages)).tasks)
+
+        found = [_to_dict(t) for t in self._call(tasks)]
+        return taxonomy.task_failure(status, found[0] if found else None)
+
+    def _complete(self, ctx: Context, handle: JobHandle, status: JobStatus) -> JobStatus:
+        folder = self._folder(ctx, handle)
+        status = replace(status, resources=_billed(handle, status), cost=_cost(handle, status))
+        if status.failure is Failure.USER and status.exit_code in (125, 126, 127) and not folder.logged():
+            return replace(
+                status,
+                failure=Failure.CONFIG,
+                reason=f"the container did not start (exit code {status.exit_code})",
+            )
+        if status.failure is Failure.CONFIG and status.exit_code in (
+            WrapperExit.NOT_FOUND,
+            WrapperExit.STAGING,
+        ):
+            status = replace(status, reason=folder.wrapper_says() or status.reason)
+        if not handle.data.get("out"):
+            return status
+        outputs, failed = folder.deliver_outputs(str(handle.data["out"]))
+        status = replace(status, output_files=outputs)
+        if failed and status.failure in (None, Failure.USER):
+            return replace(
+                status,
+                state=JobState.FAILED,
+                failure=Failure.CONFIG,
+                reason="cannot upload " + "; ".join(failed),
+            )
+        return status
+
+    # -- cancel / cleanup / logs
+
+    def cancel(self, handle: JobHandle) -> None:
+        if not _ours(handle):
+            raise JobNotFoundError(f"{handle.id!r} is not a Cloud Run job of Squall's", runner=RUNNER)
+        ctx = self._handle_context(handle)
+        found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
+        if found is None or taxonomy.execution_status(_to_dict(found)).terminal:
+            return
+        self._folder(ctx, handle).write_final(
+            handle.id, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled")
+        )
+        from google.api_core import exceptions
+
+        def cancel() -> None:
+            with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):  # gone, or ended meanwhile
+                ctx.api.executions.cancel_execution(
+                    name=str(handle.data["execution"]), retry=None, timeout=30
+                )
+
+        self._call(cancel)
+
+    def cleanup(self, handle: JobHandle) -> None:
+        if not _ours(handle) or not handle.data.get("delete", True):
+            return
+        ctx = self._handle_context(handle)
+        status = self._known(handle) or self.poll([handle]).get(handle.name)
+        if status is None or not status.terminal:
+            return
+        folder = self._folder(ctx, handle)
+        folder.write_final(handle.id, status, create_only=True)
+        if handle.data.get("inputs", 1):
+            folder.delete_inputs()
+        from google.api_core import exceptions
+
+        def delete() -> None:
+            with contextlib.suppress(exceptions.NotFound):
+                ctx.api.jobs.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
+
+        self._call(delete)
+
+    def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
+        if not _ours(handle):
+            raise JobNotFoundError(f"{handle.id!r} is not a Cloud Run job of Squall's", runner=RUNNER)
+        token = sentinel_token(handle.name, str(handle.data.get("nonce", "")))
+        return read_log(
+            self._folder(self._handle_context(handle), handle),
+            cursor,
+            token,
+            lambda: self.poll([handle]).get(handle.name),
+            now=self._now().timestamp(),
+            grace=self._log_grace,
+        )
+
+
+def _ours(handle: JobHandle) -> bool:
+    return all(handle.data.get(k) for k in ("job", "execution", "project", "region", "bucket", "staging"))
+
+
+def _output_prefix(spec: JobSpec) -> str | None:
+    if spec.output_prefix is None:
+        return None
+    if not spec.output_prefix.startswith("gs://"):
+        raise RunnerError(
+            f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
+        )
+    return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
+
+
+def _run_limit(spec: JobSpec, opts: CloudRunOptions) -> timedelta | None:
+    limits = [t for t in (spec.timeout, opts.timeout) if t is not None]
+    return timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999))) if limits else None
+
+
+def _billed(handle: JobHandle, status: JobStatus) -> Resources | None:
+    if status.started is None or status.ended is None:
+        return None
+    seconds = max(0.0, (status.ended - status.started).total_seconds())
+    return Resources(
+        vcpu_seconds=seconds * float(handle.data.get("cpu", 1)),
+        gib_seconds=seconds * float(handle.data.get("gib", 0.5)),
+    )
+
+
+def _cost(handle: JobHandle, status: JobStatus) -> float | None:
+    price, billed = handle.data.get("pricing"), _billed(handle, status)
+    if not price or billed is None:
+        return None
+    hourly = billed.vcpu_seconds * float(price.get("vcpuHour", 0)) + billed.gib_seconds * float(
+        price.get("gibHour", 0)
+    )
+    return round(hourly / 3600, 8)
