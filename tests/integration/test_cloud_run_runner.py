@@ -1,0 +1,302 @@
+"""The Cloud Run runner against the REST fake of Cloud Run v2 and fake-gcs-server, with the real SDKs.
+
+Executions really run: the fake (tests/emulators/cloud_run.py) runs each execution's container
+command on this machine through the shared executor and mounts the bucket from fake-gcs-server
+the way Cloud Run's Cloud Storage volumes (gcsfuse) would, so the whole contract runs. Faults
+come from the fault proxy in front of the fake (429s, resets, a lost create response).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runners.base import Failure, JobHandle, JobSpec, JobState, Runner
+from runners.cloud_run import CloudRunRunner, cloud_run_job_id
+from runners.retry import RetryPolicy
+from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
+from tests.emulators.fault_proxy import FaultProxy
+
+cloud_run = pytest.importorskip("tests.emulators.cloud_run")
+FakeCloudRun = cloud_run.FakeCloudRun
+
+PROJECT, REGION = "squall-tests", "europe-west1"
+FAST_POLICY = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, jitter=0.0)
+LOG_GRACE = 3.0
+"""Seconds a killed job's log waits for the sentinel (the fake syncs the mount at once)."""
+
+
+def no_sleep(_seconds: float) -> None:
+    """Retry backoff in tests: never really wait."""
+
+
+@dataclass
+class RunEnv:
+    fake: Any
+    gcs: Any
+    bucket: str
+
+    deployment: str = "squall"
+    """The deployment label of the runners made now: one per contract case, so a list call sees
+    that case's jobs only (cases clean nothing up; a real deployment deletes its ended jobs)."""
+
+    def defaults(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "projectId": PROJECT,
+            "region": REGION,
+            "bucket": self.bucket,
+            "deployment": self.deployment,
+            **extra,
+        }
+
+    def runner(
+        self,
+        *,
+        endpoint: str | None = None,
+        storage_endpoint: str | None = None,
+        policy: RetryPolicy = FAST_POLICY,
+        **defaults: Any,
+    ) -> CloudRunRunner:
+        """A runner on this backend (``endpoint``: through a proxy in front of the fake)."""
+        return CloudRunRunner(
+            defaults=self.defaults(**defaults),
+            endpoint=endpoint or self.fake.endpoint,
+            storage_endpoint=storage_endpoint or self.gcs.endpoint,
+            anonymous=True,
+            policy=policy,
+            sleep=no_sleep,
+            rate=1000.0,
+            log_grace=LOG_GRACE,
+        )
+
+    def read(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("gs://").partition("/")
+        return bytes(self.gcs.client().bucket(bucket).blob(key).download_as_bytes())
+
+
+@pytest.fixture(scope="module")
+def run_env(fake_gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunEnv]:
+    bucket = f"squall-{uuid.uuid4().hex[:8]}"
+    fake_gcs.client().create_bucket(bucket)
+    with FakeCloudRun(tmp_path_factory.mktemp("cloud-run"), gcs_endpoint=fake_gcs.endpoint) as fake:
+        yield RunEnv(fake, fake_gcs, bucket)
+
+
+def _runner_factory(fake_endpoint: str, gcs_endpoint: str, bucket: str, deployment: str) -> CloudRunRunner:
+    """Module level, so a process pool can pickle it: each OS process builds its own runner."""
+    return CloudRunRunner(
+        defaults={"projectId": PROJECT, "region": REGION, "bucket": bucket, "deployment": deployment},
+        endpoint=fake_endpoint,
+        storage_endpoint=gcs_endpoint,
+        anonymous=True,
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        rate=1000.0,
+        log_grace=LOG_GRACE,
+    )
+
+
+class _Counted(CallCounter):
+    """Counts what reached the backends: every request through the two proxies."""
+
+    def __init__(self, *proxies: FaultProxy) -> None:
+        super().__init__()
+        self._proxies = proxies
+
+    @property  # type: ignore[override]
+    def calls(self) -> int:
+        return sum(proxy.requests for proxy in self._proxies)
+
+    @calls.setter
+    def calls(self, _value: int) -> None:
+        pass
+
+
+class TestCloudRunContract(RunnerContract):
+    deadline_s = 30.0
+
+    @pytest.fixture(autouse=True)
+    def _own_deployment(self, run_env: RunEnv) -> Iterator[None]:
+        run_env.deployment = f"case-{uuid.uuid4().hex[:10]}"
+        yield
+        run_env.deployment = "squall"
+
+    @pytest.fixture
+    def runner(self, run_env: RunEnv) -> Runner:
+        return run_env.runner()
+
+    @pytest.fixture
+    def second_runner(self, run_env: RunEnv) -> Runner:
+        return run_env.runner()
+
+    @pytest.fixture
+    def faulty_runner(self, run_env: RunEnv) -> Iterator[Callable[[int], tuple[Runner, CallCounter]]]:
+        proxies: list[FaultProxy] = []
+
+        def make(failures: int) -> tuple[Runner, CallCounter]:
+            batch = FaultProxy(run_env.fake.endpoint).start()
+            gcs = FaultProxy(run_env.gcs.endpoint).start()
+            proxies.extend((batch, gcs))
+            if failures:
+                batch.fail_before("*", "", status=503, times=failures)
+            return run_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), _Counted(
+                batch, gcs
+            )
+
+        yield make
+        for proxy in proxies:
+            proxy.stop()
+
+    @pytest.fixture
+    def output_prefix(self, run_env: RunEnv) -> str:
+        return f"gs://{run_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+
+    @pytest.fixture
+    def read_uri(self, run_env: RunEnv) -> Callable[[str], bytes]:
+        return run_env.read
+
+    @pytest.fixture
+    def process_count(self) -> Callable[[str], int]:
+        return count_local_processes  # the fake runs each job's command on this machine
+
+    @pytest.fixture
+    def host_dir(self, tmp_path: Path) -> Path:
+        return tmp_path
+
+    @pytest.fixture
+    def runner_factory(self, run_env: RunEnv) -> Callable[[], Runner]:
+        return functools.partial(
+            _runner_factory,
+            run_env.fake.endpoint,
+            run_env.gcs.endpoint,
+            run_env.bucket,
+            run_env.deployment,
+        )
+
+    @pytest.fixture
+    def lost_response_runner(self, run_env: RunEnv) -> Iterator[Callable[[], Runner]]:
+        """create_job reaches the fake, which creates the job; the proxy then drops the response."""
+        with FaultProxy(run_env.fake.endpoint) as proxy:
+            proxy.drop_after("POST", r"/jobs\?", times=1)
+            yield lambda: run_env.runner(endpoint=proxy.endpoint)
+
+    @pytest.fixture
+    def queued_options(self, run_env: RunEnv) -> Iterator[dict[str, Any]]:
+        """A label the fake holds in QUEUED: no VM ever comes."""
+        label = f"hold-{uuid.uuid4().hex[:8]}"
+        run_env.fake.hold_labels.add(label)
+        yield {"labels": {"squall-hold": label}}
+        run_env.fake.hold_labels.discard(label)
+
+    @pytest.fixture
+    def unwritable_output_prefix(self) -> str:
+        return f"gs://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
+
+    @pytest.fixture
+    def failure_cases(self, run_env: RunEnv) -> dict[Failure, Callable[..., JobHandle]]:
+        """CONFIG and LOST as Cloud Run and Squall's wrapper produce them."""
+
+        def config(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            return submit(runner, make_spec("no-such-command-anywhere --help"))
+
+        def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            """Evidence: the job is gone from Cloud Run and Squall left no tombstone for it."""
+            handle = submit(runner, make_spec("sleep 30"))
+            run_env.fake.lost(handle.data["job"].rpartition("/")[2])
+            return handle
+
+        return {Failure.CONFIG: config, Failure.LOST: lost}
+
+
+@dataclass
+class Throttled:
+    """Proxies in front of Cloud Run and Cloud Storage, and the rules that fault them."""
+
+    batch: str
+    gcs: str
+    throttle: Any
+    reset: Any
+
+
+@pytest.fixture(scope="module")
+def throttled(run_env: RunEnv) -> Iterator[Throttled]:
+    """Every 4th Batch call is a 429 and every 5th GCS call a reset connection, as a busy project
+    sees them."""
+    with FaultProxy(run_env.fake.endpoint) as batch, FaultProxy(run_env.gcs.endpoint) as gcs:
+        throttle = batch.fail_before(
+            "*",
+            "",
+            status=429,
+            body=b'{"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}',
+            headers={"Content-Type": "application/json"},
+            times=None,
+            every=4,
+        )
+        reset = gcs.reset_before("*", "", times=None, every=5)
+        yield Throttled(batch.endpoint, gcs.endpoint, throttle, reset)
+
+
+class TestCloudRunContractThroughFaults(TestCloudRunContract):
+    """The same contract with every runner call through the throttling proxies (the retry policy
+    absorbs them: none of the cases may notice)."""
+
+    @pytest.fixture
+    def runner(self, run_env: RunEnv, throttled: Throttled) -> Runner:
+        return run_env.runner(endpoint=throttled.batch, storage_endpoint=throttled.gcs)
+
+    @pytest.fixture
+    def second_runner(self, run_env: RunEnv, throttled: Throttled) -> Runner:
+        return run_env.runner(endpoint=throttled.batch, storage_endpoint=throttled.gcs)
+
+    @pytest.fixture
+    def runner_factory(self, run_env: RunEnv, throttled: Throttled) -> Callable[[], Runner]:
+        return functools.partial(
+            _runner_factory, throttled.batch, throttled.gcs, run_env.bucket, run_env.deployment
+        )
+
+    def test_the_proxies_really_fault_the_calls(
+        self, runner: Runner, throttled: Throttled, make_spec: Any, submit: Any
+    ) -> None:
+        before = (throttled.throttle.applied, throttled.reset.applied)
+        handle = submit(runner, make_spec("echo through", output_files=("x",)))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert [r.text for r in read_logs(runner, handle, self.deadline_s)] == ["through"]
+        assert throttled.throttle.applied > before[0] and throttled.reset.applied > before[1]
+
+
+# -- beyond the contract
+
+
+def _spec(script: str, **fields: Any) -> JobSpec:
+    fields.setdefault("name", f"cr-{uuid.uuid4().hex[:12]}")
+    return JobSpec(command=sh(script), **fields)
+
+
+def test_500_running_executions_reconcile_in_five_list_calls(run_env: RunEnv) -> None:
+    """One wildcard list call a page of 100 executions; nothing per job."""
+    runner = run_env.runner(deployment="bulk", labels={"hold": "bulk-hold"})
+    run_env.fake.hold_labels.add("bulk-hold")
+    handles = [runner.submit(_spec("sleep 60")) for _ in range(500)]
+    before = run_env.fake.calls.copy()
+    statuses = run_env.runner(deployment="bulk").poll(handles)
+    spent = run_env.fake.calls - before
+    assert {s.state for s in statuses.values()} == {JobState.QUEUED} and len(statuses) == 500
+    assert spent == {"ListExecutions": 5}, spent
+    for handle in handles:
+        runner.cancel(handle)
+    run_env.fake.hold_labels.discard("bulk-hold")
+
+
+def test_the_job_id_is_short_and_the_execution_deterministic(run_env: RunEnv) -> None:
+    spec = _spec("echo hi", name="x" * 63)
+    job_id = cloud_run_job_id(spec.name)
+    assert len(job_id) == 23 and job_id == cloud_run_job_id(spec.name) != cloud_run_job_id("y" * 63)
+    handle = run_env.runner().submit(spec)
+    assert handle.data["execution"].endswith(f"/jobs/{job_id}/executions/{job_id}-run")
+    assert wait_terminal(run_env.runner(), handle, 30).state is JobState.SUCCEEDED
