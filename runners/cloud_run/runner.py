@@ -11,8 +11,9 @@ Theory of operation::
              volume (gen2; only this attempt's folder, ``only-dir``): inputs in, outputs and
              each stream's log out, as for Google Batch
     poll     a few handles: get_execution each; more: the ``jobs/-`` wildcard list of
-             executions, one call a page, kept to this deployment's label client-side; a
-             failed execution costs one list_tasks for its exit code
+             executions, one call a page of 100, kept to this deployment's label client-side;
+             the exit codes of failed executions come from their tasks: one list_tasks each
+             for a few, else the ``jobs/-/executions/-`` wildcard list, one call a page
     logs     the folder's log objects by byte ranges, to both sentinels
     cancel   cancel_execution, not waited on; the execution ends CANCELLED
     cleanup  the staged inputs and the job are deleted (Kestra's ``delete``); the log, the
@@ -108,7 +109,8 @@ class CloudRunRunner(GoogleRunner):
         {Failure.USER, Failure.CONFIG, Failure.TIMEOUT, Failure.CANCELLED, Failure.LOST}
     )
     storage_schemes: ClassVar[frozenset[str]] = frozenset({"gs"})
-    poll_batch: ClassVar[int] = LIST_PAGE
+    poll_batch: ClassVar[int] = LIST_PAGE // 2
+    """Two calls a page of 100: the executions, then (when some failed) their tasks."""
 
     def _api(self, credentials: Any, endpoint: str | None) -> Any:
         run_v2 = run_types()
@@ -292,13 +294,52 @@ class CloudRunRunner(GoogleRunner):
         for group in groups.values():
             ctx = self._handle_context(group[0])
             listed = self._list(ctx, group[0]) if len(group) > GET_THRESHOLD else {}
+            docs: dict[str, Mapping[str, Any] | None] = {}
             for handle in group:
                 doc = listed.get(str(handle.data["execution"]))
                 if doc is None:
                     found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
                     doc = None if found is None else _to_dict(found)
-                result[handle.name] = self._observe(ctx, handle, doc)
+                docs[handle.name] = doc
+            failed = [
+                d
+                for d in docs.values()
+                if d is not None and taxonomy.execution_status(d).state is JobState.FAILED
+            ]
+            tasks = self._tasks(ctx, group[0], failed)
+            for handle in group:
+                result[handle.name] = self._observe(ctx, handle, docs[handle.name], tasks)
         return result
+
+    def _tasks(
+        self, ctx: Context, handle: JobHandle, failed: Sequence[Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """The task of each failed execution (its exit code): one list_tasks each for a few, else
+        the ``jobs/-/executions/-`` wildcard list, one call a page."""
+        if not failed:
+            return {}
+        if len(failed) <= GET_THRESHOLD:
+            parents = [str(d["name"]) for d in failed]
+        else:
+            d = handle.data
+            parents = [f"projects/{d['project']}/locations/{d['region']}/jobs/-/executions/-"]
+        found: dict[str, dict[str, Any]] = {}
+        for parent in parents:
+            token = ""
+            while True:
+                request = run_types().ListTasksRequest(parent=parent, page_size=LIST_PAGE, page_token=token)
+                page = self._call(self._tasks_page, ctx, request)
+                for task in page.tasks:
+                    doc = _to_dict(task)
+                    found[str(doc.get("execution", "")).rpartition("/")[2]] = doc  # a name or a full path
+                token = page.next_page_token
+                if not token:
+                    break
+        return found
+
+    @staticmethod
+    def _tasks_page(ctx: Context, request: Any) -> Any:
+        return next(iter(ctx.api.tasks.list_tasks(request=request, retry=None, timeout=30).pages))
 
     def _list(self, ctx: Context, handle: JobHandle) -> dict[str, dict[str, Any]]:
         """Every execution in the project and region (the ``jobs/-`` wildcard), by name, one call
@@ -322,39 +363,29 @@ class CloudRunRunner(GoogleRunner):
     def _list_page(ctx: Context, request: Any) -> Any:
         return next(iter(ctx.api.executions.list_executions(request=request, retry=None, timeout=30).pages))
 
-    def _observe(self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any] | None) -> JobStatus:
+    def _observe(
+        self,
+        ctx: Context,
+        handle: JobHandle,
+        doc: Mapping[str, Any] | None,
+        tasks: Mapping[str, Mapping[str, Any]],
+    ) -> JobStatus:
         folder = self._folder(ctx, handle)
         if doc is None:
-            final = folder.final(handle.id)
-            return self._remember(
-                handle,
-                final
-                or JobStatus(
-                    JobState.LOST,
-                    Failure.LOST,
-                    reason=f"the Cloud Run execution {handle.data['execution']} was deleted",
-                ),
+            gone = JobStatus(
+                JobState.LOST,
+                Failure.LOST,
+                reason=f"the Cloud Run execution {handle.data['execution']} was deleted",
             )
+            return self._remember(handle, folder.final(handle.id) or gone)
         status = taxonomy.execution_status(doc)
         if not status.terminal:
             return status
         if status.state is JobState.CANCELLED:
             return self._remember(handle, folder.final(handle.id) or status)
         if status.state is JobState.FAILED:
-            status = self._failed(ctx, handle, doc, status)
+            status = taxonomy.task_failure(status, tasks.get(str(doc["name"]).rpartition("/")[2]))
         return self._remember(handle, self._complete(ctx, handle, status))
-
-    def _failed(
-        self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
-    ) -> JobStatus:
-        """The task's last attempt says how: its exit code or signal (one list_tasks call)."""
-
-        def tasks() -> list[Any]:
-            pager = ctx.api.tasks.list_tasks(parent=str(doc["name"]), retry=None, timeout=30)
-            return list(next(iter(pager.pages)).tasks)
-
-        found = [_to_dict(t) for t in self._call(tasks)]
-        return taxonomy.task_failure(status, found[0] if found else None)
 
     def _complete(self, ctx: Context, handle: JobHandle, status: JobStatus) -> JobStatus:
         folder = self._folder(ctx, handle)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from runners.base import Failure, JobHandle, JobSpec, JobState, Runner
 from runners.cloud_run import CloudRunRunner, cloud_run_job_id
@@ -198,12 +199,31 @@ class TestCloudRunContract(RunnerContract):
     def unwritable_output_prefix(self) -> str:
         return f"gs://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
 
+    def test_polling_50_handles_costs_the_declared_calls(
+        self,
+        runner: Runner,
+        faulty_runner: Callable[[int], tuple[Runner, CallCounter]],
+        make_spec: Any,
+        submit: Any,
+    ) -> None:
+        """Cloud Run's executions carry no exit code: a poll lists the executions (a page of 100)
+        and, when some failed, their tasks (a page of 100). The contract's bound,
+        ceil(n / poll_batch), reads that as 50 handles a call; for 50 handles it is 2 calls."""
+        handles = [submit(runner, make_spec(f"exit {i % 2}", output_prefix=None)) for i in range(50)]
+        for handle in handles:
+            wait_terminal(runner, handle, self.deadline_s)
+        counted, counter = faulty_runner(0)
+        statuses = counted.poll(handles)
+        assert [statuses[h.name].exit_code for h in handles] == [i % 2 for i in range(50)]
+        assert counter.calls <= 2, f"{counter.calls} backend calls to poll 50 jobs"
+
     @pytest.fixture
     def failure_cases(self, run_env: RunEnv) -> dict[Failure, Callable[..., JobHandle]]:
         """CONFIG and LOST as Cloud Run and Squall's wrapper produce them."""
 
         def config(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
-            return submit(runner, make_spec("no-such-command-anywhere --help"))
+            """The wrapper finds no such command in the image: exit 96, never retried."""
+            return submit(runner, replace(make_spec("unused"), command=("no-such-command-anywhere",)))
 
         def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
             """Evidence: the job is gone from Cloud Run and Squall left no tombstone for it."""
@@ -280,11 +300,12 @@ def _spec(script: str, **fields: Any) -> JobSpec:
 
 def test_500_running_executions_reconcile_in_five_list_calls(run_env: RunEnv) -> None:
     """One wildcard list call a page of 100 executions; nothing per job."""
-    runner = run_env.runner(deployment="bulk", labels={"hold": "bulk-hold"})
+    # a region of its own: the wildcard lists every execution of the region, whatever its label
+    runner = run_env.runner(deployment="bulk", region="us-east1", labels={"hold": "bulk-hold"})
     run_env.fake.hold_labels.add("bulk-hold")
     handles = [runner.submit(_spec("sleep 60")) for _ in range(500)]
     before = run_env.fake.calls.copy()
-    statuses = run_env.runner(deployment="bulk").poll(handles)
+    statuses = run_env.runner(deployment="bulk", region="us-east1").poll(handles)
     spent = run_env.fake.calls - before
     assert {s.state for s in statuses.values()} == {JobState.QUEUED} and len(statuses) == 500
     assert spent == {"ListExecutions": 5}, spent
