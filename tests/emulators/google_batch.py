@@ -135,23 +135,18 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 from google.cloud import batch_v1
-from google.longrunning import operations_pb2
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2
 
-from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob, Stream
+from tests.emulators.executor import LogLine, Mount, RunningJob, Stream
+from tests.emulators.google_rest import TICK, ApiError, GoogleRestFake, copy, invalid, not_found, parse
+from tests.emulators.google_rest import page_size as _sized
 from tests.emulators.mounts import GcsPrefix
 
 __all__ = ["FakeGoogleBatch", "Outcome"]
@@ -169,7 +164,6 @@ DEFAULT_PAGE, MAX_PAGE = 50, 100
 GROUP = "group0"
 UPLOAD_LAG_LABEL = "fake-upload-lag-ms"
 """A job labelled with N has its GCS volumes synced back N ms after it ended (a slow flush)."""
-TICK = 0.02  # how often a waiting driver re-checks what tests change without telling it (hold)
 
 PREEMPTED = 50001
 VM_LOST = {
@@ -181,8 +175,6 @@ VM_LOST = {
 OVER_RUNTIME = 50005
 IMAGE_PULL_FAILED = 125  # docker run's own code when the daemon cannot start the container
 
-_UNBOUND = "Cannot bind query parameter."
-_COMMON_QUERY = frozenset({"$alt", "alt", "prettyPrint"})
 _QUERY = {
     "CreateJob": {"jobId", "requestId"},
     "ListJobs": {"filter", "orderBy", "pageSize", "pageToken"},
@@ -201,15 +193,6 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(rf"^{_J}/taskGroups/(?P<group>[^/]+)/tasks/(?P<task>[^/]+)$"), "GetTask"),
     ("GET", re.compile(rf"^{_P}/operations/(?P<operation>[^/:]+)$"), "GetOperation"),
 ]
-
-
-def _route(method: str, path: str) -> tuple[str, re.Match[str]] | None:
-    """The API method a request calls and the path's parts, or None (a 404)."""
-    for verb, pattern, name in _ROUTES:
-        match = pattern.match(path)
-        if match and verb == method:
-            return name, match
-    return None
 
 
 # -- Google's wording (see the module table for where each comes from)
@@ -294,31 +277,6 @@ class Outcome:
         return cls(IMAGE_PULL_FAILED, reason, running=True, log=(line,))
 
 
-class ApiError(Exception):
-    """An answer in Google's error shape: HTTP ``code``, canonical ``status``, ``message``."""
-
-    def __init__(self, code: int, status: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.message = message
-
-    def body(self) -> str:
-        return json.dumps({"error": {"code": self.code, "message": self.message, "status": self.status}})
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(400, "INVALID_ARGUMENT", message)
-
-
-def _unmodelled(what: str) -> ApiError:
-    return ApiError(501, "UNIMPLEMENTED", f"{what} is not modelled by FakeGoogleBatch (tests/emulators)")
-
-
-def _not_found(name: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"Resource '{name}' was not found")
-
-
 @dataclass(eq=False)
 class _Job:
     """One job: its proto, its task once scheduled, and what its driver thread shares."""
@@ -350,95 +308,44 @@ class _Job:
         return f"projects/{self.project}/locations/{self.location}"
 
 
-class FakeGoogleBatch:
+class FakeGoogleBatch(GoogleRestFake):
     """The fake Batch service on 127.0.0.1 (a free port). See the module docstring."""
+
+    ROUTES = _ROUTES
+    QUERY = _QUERY
+    NAME = "fake Google Batch"
 
     def __init__(
         self, workdir: Path, *, gcs_endpoint: str | None = None, pubsub_endpoint: str | None = None
     ) -> None:
-        self.workdir = workdir
-        self.gcs_endpoint = gcs_endpoint
+        super().__init__(workdir, gcs_endpoint=gcs_endpoint)
         self.pubsub_endpoint = pubsub_endpoint
-        self.images: dict[str, str] = {}
-        self.hold: set[str] = _Watched(self._held_changed)
-        self.hold_labels: set[str] = _Watched(self._held_changed)
         self.schedule_delay = 0.05
-        self.kill_grace = 0.5
         self.outcomes: dict[str, Outcome] = {}
-        self.calls: Counter[str] = Counter()
-        self.runs: Counter[str] = Counter()
         self.notification_errors: list[str] = []
-        self._executor = LocalExecutor(workdir / "executor")
-        self._lock = threading.Lock()
         self._jobs: dict[tuple[str, str, str], _Job] = {}
         self._logs: dict[str, list[LogLine]] = {}
         self._requests: dict[tuple[str, str, str], Any] = {}  # (parent, verb, requestId) -> job | op name
-        self._operations: dict[str, Any] = {}  # full name -> Operation proto
         self._numbers: dict[str, str] = {}  # project number -> project id
-        self._drivers: list[threading.Thread] = []
-        self._errors: list[Exception] = []
-        self._storage: dict[str, Any] = {}
         self._publisher: _Publisher | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._serving: threading.Thread | None = None
 
     # -- lifecycle
 
-    @property
-    def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
     def start(self) -> FakeGoogleBatch:
-        (self.workdir / "home").mkdir(parents=True, exist_ok=True)
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._serving = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-batch", daemon=True
-        )
-        self._serving.start()
+        super().start()
         if self.pubsub_endpoint is not None:
             self._publisher = _Publisher(self.pubsub_endpoint, self.notification_errors)
         return self
 
-    def stop(self) -> None:
-        """Kill every job, stop serving; raise what failed inside the fake, grouped."""
-        with self._lock:
-            records = list(self._jobs.values())
-            for record in records:
-                record.halt = record.halt or "stop"
-                record.cond.notify_all()
-            drivers = list(self._drivers)
-        for record in records:
-            if record.run is not None:
-                record.run.kill(signals.SIGKILL)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        deadline = time.monotonic() + 10
-        for driver in drivers:
-            driver.join(max(0.0, deadline - time.monotonic()))
-        errors: list[Exception] = []
+    def _halt_all(self) -> list[RunningJob]:
+        for record in self._jobs.values():
+            record.halt = record.halt or "stop"
+            record.cond.notify_all()
+        return [record.run for record in self._jobs.values() if record.run is not None]
+
+    def _close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
-        try:
-            self._executor.stop()
-        except ExceptionGroup as group:
-            errors.extend(e for e in group.exceptions if isinstance(e, Exception))
-        with self._lock:
-            errors[:0], self._errors = self._errors, []
-        if errors:
-            raise ExceptionGroup("the Google Batch fake failed", errors)
-
-    def __enter__(self) -> FakeGoogleBatch:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def client(self) -> Any:
         """The real ``BatchServiceClient`` on this fake: REST transport, anonymous credentials."""
@@ -481,34 +388,6 @@ class FakeGoogleBatch:
         if len(found) != 1:
             raise KeyError(f"{len(found)} jobs have the id {job_id!r}")
         return found[0]
-
-    # -- HTTP
-
-    def serve(self, method: str, target: str, body: bytes) -> tuple[int, str]:
-        """Answer one request: (HTTP status, JSON text)."""
-        url = urlsplit(target)
-        path = unquote(url.path)
-        query = parse_qs(url.query, keep_blank_values=True)
-        routed = _route(method, path)
-        if routed is None:
-            with self._lock:
-                self.calls["Unknown"] += 1
-            return 404, _not_found(path).body()
-        name, match = routed
-        with self._lock:
-            self.calls[name] += 1
-        alt = (query.get("$alt") or query.get("alt") or [""])[0]
-        try:
-            unknown = sorted(set(query) - _COMMON_QUERY - _QUERY.get(name, set()))
-            if unknown:
-                raise _invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}": {_UNBOUND}')
-            params = {key: values[-1] for key, values in query.items()}
-            where = match.groupdict()
-            where["project"] = self._canonical(where["project"])
-            message = getattr(self, f"_{_snake(name)}")(where, params, body)
-        except ApiError as error:
-            return error.code, error.body()
-        return 200, json_format.MessageToJson(message, use_integers_for_enums="enum-encoding=int" in alt)
 
     def _canonical(self, project: str) -> str:
         with self._lock:
@@ -637,13 +516,6 @@ class FakeGoogleBatch:
                 raise _not_found(name)
             return _copy(record.task)
 
-    def _get_operation(self, where: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Any:
-        name = f"projects/{where['project']}/locations/{where['location']}/operations/{where['operation']}"
-        with self._lock:
-            if name not in self._operations:
-                raise _not_found(name)
-            return self._operation_view(name)
-
     # -- state (every method below runs with self._lock held)
 
     def _find(self, where: Mapping[str, str]) -> _Job:
@@ -737,10 +609,7 @@ class FakeGoogleBatch:
         name = f"{record.parent}/operations/operation-{int(time.time() * 1000)}-{secrets.token_hex(8)}"
         metadata = batch_v1.OperationMetadata.pb()(target=record.job.name, verb=verb, api_version="v1")
         metadata.create_time.FromNanoseconds(time.time_ns())
-        operation = operations_pb2.Operation(name=name)
-        operation.metadata.Pack(metadata)
-        self._operations[name] = operation
-        return name
+        return self._store_operation(name, metadata)
 
     def _finish_operation(self, name: str | None, response: Any) -> None:
         if name is None:
@@ -801,21 +670,6 @@ class FakeGoogleBatch:
 
     # -- running jobs: one driver thread a job
 
-    def _guarded(self, target: Callable[[], None]) -> None:
-        """Run ``target``; an exception is printed now and raised by :meth:`stop` (a fake's bug)."""
-        try:
-            target()
-        except Exception as exc:
-            traceback.print_exception(exc, file=sys.stderr)
-            with self._lock:
-                self._errors.append(exc)
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        """A thread of the fake (the caller holds the lock), joined by :meth:`stop`."""
-        thread = threading.Thread(target=self._guarded, args=(target,), name=name, daemon=True)
-        self._drivers.append(thread)
-        thread.start()
-
     def _drive(self, record: _Job) -> None:
         self._guarded(lambda: self._lifecycle(record))
         with self._lock:
@@ -844,16 +698,13 @@ class FakeGoogleBatch:
                 record.cond.wait(left)
             return False
 
-    def _held(self, record: _Job) -> bool:
-        return record.job_id in self.hold or any(v in self.hold_labels for v in record.job.labels.values())
-
     def _held_changed(self) -> None:
         with self._lock:
             for record in self._jobs.values():
                 record.cond.notify_all()
 
     def _lifecycle(self, record: _Job) -> None:
-        if not self._wait(record, lambda: not self._held(record), None):
+        if not self._wait(record, lambda: not self._held(record.job_id, record.job.labels), None):
             return
         if not self._wait(record, lambda: False, self.schedule_delay):
             return
@@ -1014,9 +865,7 @@ class FakeGoogleBatch:
             argv = ["sh", runnable.script.path]
         image = runnable.container.image_uri if runnable.HasField("container") else ""
         env = {
-            "HOME": str(self.workdir / "home"),
-            "TMPDIR": str(self.workdir / "home"),
-            **({"PATH": self.images[image]} if image in self.images else {}),
+            **self._base_env(image),
             **dict(spec.environments),
             **dict(spec.environment.variables),
             **dict(runnable.environment.variables),
@@ -1050,16 +899,6 @@ class FakeGoogleBatch:
 
         return later
 
-    def _storage_client(self, project: str) -> Any:
-        if self.gcs_endpoint is None:
-            return _NoStorage()
-        with self._lock:
-            if project not in self._storage:
-                from runners.storage.gcs import make_client
-
-                self._storage[project] = make_client(self.gcs_endpoint, project)
-            return self._storage[project]
-
     def _conclude(self, record: _Job) -> None:
         """Finish a cancel (CANCELLED) or a delete (gone) once the job's process is dead."""
         with self._lock:
@@ -1078,61 +917,6 @@ class FakeGoogleBatch:
             elif record.halt == "delete":
                 self._jobs.pop((record.project, record.location, record.job_id), None)
                 self._finish_operation(record.operation, empty_pb2.Empty())
-
-
-class _Watched(set[str]):
-    """A set that calls ``changed`` after each change: the fake's drivers wake to re-read it."""
-
-    def __init__(self, changed: Callable[[], None]) -> None:
-        super().__init__()
-        self._changed = changed
-
-    def add(self, item: str) -> None:
-        super().add(item)
-        self._changed()
-
-    def discard(self, item: object) -> None:
-        super().discard(item)
-        self._changed()
-
-    def remove(self, item: str) -> None:
-        super().remove(item)
-        self._changed()
-
-    def clear(self) -> None:
-        super().clear()
-        self._changed()
-
-    def update(self, *others: Iterable[str]) -> None:
-        super().update(*others)
-        self._changed()
-
-    def difference_update(self, *others: Iterable[Any]) -> None:
-        super().difference_update(*others)
-        self._changed()
-
-    def pop(self) -> str:
-        item = super().pop()
-        self._changed()
-        return item
-
-    def __ior__(self, other: AbstractSet[str]) -> Self:  # type: ignore[override,misc]
-        self.update(other)
-        return self
-
-    def __isub__(self, other: AbstractSet[Any]) -> Self:  # type: ignore[misc]
-        self.difference_update(other)
-        return self
-
-
-class _NoStorage:
-    """Stands for a storage client when the fake was given no ``gcs_endpoint``: mounts fail clearly."""
-
-    def list_blobs(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("this job mounts a GCS volume but FakeGoogleBatch got no gcs_endpoint")
-
-    def bucket(self, *args: Any, **kwargs: Any) -> Any:
-        return self.list_blobs()
 
 
 class _Publisher:
@@ -1176,57 +960,11 @@ class _Publisher:
                 self._errors.append(message)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeGoogleBatch
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, text = self.fake.serve(self.command, self.path, body)
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``fake.calls``, not an access log."""
+_invalid, _not_found, _copy, _parse = invalid, not_found, copy, parse
 
 
-# -- helpers
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _copy(message: Any) -> Any:
-    out = type(message)()
-    out.CopyFrom(message)
-    return out
-
-
-def _parse(body: bytes, message_class: Any, what: str) -> Any:
-    """``body`` parsed strictly into ``message_class``: any unknown or mistyped field is a 400."""
-    message = message_class()
-    try:
-        json_format.Parse(body.decode() if body else "{}", message, ignore_unknown_fields=False)
-    except (json_format.ParseError, UnicodeDecodeError) as exc:
-        text = str(exc)
-        unknown = re.search(r'has no field named "([^"]+)" at "([^"]+)"', text)
-        if unknown:
-            field_name, where = unknown.groups()
-            message = f"Unknown name \"{field_name}\" at '{where}': Cannot find field."
-            raise _invalid(f"Invalid JSON payload received. {message}") from exc
-        raise _invalid(f"Invalid JSON payload received for {what}. {text.splitlines()[0]}") from exc
-    return message
+def _unmodelled(what: str) -> ApiError:
+    return ApiError(501, "UNIMPLEMENTED", f"{what} is not modelled by FakeGoogleBatch (tests/emulators)")
 
 
 def _request_id(value: str) -> str:
@@ -1343,13 +1081,7 @@ def _task_matches(task: Any, clauses: list[tuple[str, str]]) -> bool:
 
 
 def _page_size(text: str) -> int:
-    try:
-        size = int(text or 0)
-    except ValueError:
-        raise _invalid(f"Invalid value at 'page_size' (TYPE_INT32), \"{text}\"") from None
-    if size < 0:
-        raise _invalid("page_size must not be negative")
-    return min(size or DEFAULT_PAGE, MAX_PAGE)
+    return _sized(text, DEFAULT_PAGE, MAX_PAGE)
 
 
 def _sort_key(record: _Job, order: str) -> tuple[Any, ...]:
