@@ -6,9 +6,9 @@ backend per test) and deletes it afterwards. ``moto_server`` is one moto server 
 ``fake_gcs`` one fake-gcs-server, ``azurite`` one Azurite blob service and
 ``pubsub_emulator`` one Google Pub/Sub emulator, likewise. ``google_batch`` is a factory of
 Google Batch fakes for one test (each on its own port and work directory, stopped at the
-test's end, raising what failed inside it). Nothing starts unless a test requests the
-fixture, and the Google Batch fake imports its SDK only then, so the unit tests stay
-emulator-free.
+test's end, raising what failed inside it); ``cloud_run`` the same for Cloud Run fakes.
+Nothing starts unless a test requests the fixture, and the fakes import their SDKs only
+then, so the unit tests stay emulator-free.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from tests.emulators.launch import EmulatorError
 from tests.emulators.moto_server import MotoServer
 
 if TYPE_CHECKING:
+    from tests.emulators.cloud_run import FakeCloudRun
     from tests.emulators.google_batch import FakeGoogleBatch
     from tests.emulators.pubsub import PubSubEmulator
 
 __all__ = [
     "azurite",
+    "cloud_run",
     "dynamodb_client",
     "dynamodb_local",
     "dynamodb_table",
@@ -158,6 +160,28 @@ def google_batch(tmp_path: Path) -> Iterator[Callable[..., FakeGoogleBatch]]:
         return fake
 
     yield make
+    _stop_all(fakes, "a Google Batch fake failed")
+
+
+@pytest.fixture
+def cloud_run(tmp_path: Path) -> Iterator[Callable[..., FakeCloudRun]]:
+    """``make(gcs_endpoint=None)``: a started Cloud Run Admin API v2 fake for this test (stopped,
+    raising what failed inside it, at teardown)."""
+    pytest.importorskip("google.cloud.run_v2")
+    from tests.emulators.cloud_run import FakeCloudRun
+
+    fakes: list[FakeCloudRun] = []
+
+    def make(*, gcs_endpoint: str | None = None) -> FakeCloudRun:
+        fake = FakeCloudRun(tmp_path / f"cloud-run-{len(fakes)}", gcs_endpoint=gcs_endpoint)
+        fakes.append(fake.start())
+        return fake
+
+    yield make
+    _stop_all(fakes, "a Cloud Run fake failed")
+
+
+def _stop_all(fakes: list[Any], what: str) -> None:
     errors: list[Exception] = []
     for fake in fakes:
         try:
@@ -165,4 +189,4 @@ def google_batch(tmp_path: Path) -> Iterator[Callable[..., FakeGoogleBatch]]:
         except Exception as exc:
             errors.append(exc)
     if errors:
-        raise ExceptionGroup("a Google Batch fake failed", errors)
+        raise ExceptionGroup(what, errors)
