@@ -94,7 +94,7 @@ import string
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -552,30 +552,6 @@ class FakeCloudRun(GoogleRestFake):
 
     # -- running: one driver thread an execution
 
-    def _drive(self, record: _Execution) -> None:
-        self._guarded(lambda: self._lifecycle(record))
-        with self._lock:
-            record.driver_alive = False
-            pending = record.halt in ("cancel", "delete")
-        if pending:
-            self._guarded(lambda: self._conclude(record))
-
-    def _wait(self, record: _Execution, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Until ``ready()`` holds or ``timeout`` passed; False at once if the execution was halted."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while record.halt is None:
-                if ready():
-                    return True
-                if deadline is None:
-                    record.cond.wait()
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return True
-                record.cond.wait(left)
-            return False
-
     def _lifecycle(self, record: _Execution) -> None:
         labels = {**record.owner.job.labels, **record.execution.labels}
         if not self._wait(record, lambda: not self._held(record.owner.job_id, labels), None):
@@ -662,32 +638,13 @@ class FakeCloudRun(GoogleRestFake):
         template = record.execution.template
         deadline = time.monotonic() + template.timeout.ToNanoseconds() / 1e9
 
-        def on_line(line: LogLine) -> None:
-            with self._lock:
-                self._logs[record.exec_id].append(line)
-
-        def on_exit(code: int) -> None:
-            with self._lock:
-                record.exit_code = code
-                record.cond.notify_all()
-
         with self._lock:
             if record.halt is not None:
                 return None
-            record.exit_code = None
-            try:
-                run = self._executor.start(
-                    f"{record.execution.uid}-a{attempt}",
-                    argv,
-                    env,
-                    on_line=on_line,
-                    on_exit=on_exit,
-                    mounts=mounts,
-                    cwd=cwd,
-                )
-            except RuntimeError:  # the executor is stopping
+            logs = self._logs[record.exec_id]
+            run = self._launch(record, f"{record.execution.uid}-a{attempt}", argv, env, logs, mounts, cwd)
+            if run is None:
                 return None
-            record.run = run
             self.runs[record.owner.job_id] += 1
             while record.exit_code is None and record.halt is None and time.monotonic() < deadline:
                 record.cond.wait(max(0.0, min(TICK, deadline - time.monotonic())))
@@ -699,14 +656,6 @@ class FakeCloudRun(GoogleRestFake):
         with self._lock:
             record.cond.wait_for(lambda: record.exit_code is not None, timeout=30)
         return None if halted else (None, TIMED_OUT)
-
-    def _terminate(self, record: _Execution, run: RunningJob) -> None:
-        """SIGTERM, then SIGKILL if the process is still there after ``kill_grace``."""
-        run.kill(signals.SIGTERM)
-        with self._lock:
-            exited = record.cond.wait_for(lambda: record.exit_code is not None, timeout=self.kill_grace)
-        if not exited:
-            run.kill(signals.SIGKILL)
 
     def _command(
         self, record: _Execution, attempt: int
@@ -734,12 +683,7 @@ class FakeCloudRun(GoogleRestFake):
 
     def _conclude(self, record: _Execution) -> None:
         """Finish a cancel (CANCELLED) or a delete (gone) once the execution's process is dead."""
-        with self._lock:
-            run = record.run
-        if run is not None and run.exit_code is None:
-            self._terminate(record, run)
-            with self._lock:
-                record.cond.wait_for(lambda: record.exit_code is not None, timeout=30)
+        self._stop_process(record)
         with self._lock:
             execution = record.execution
             if not record.ended:

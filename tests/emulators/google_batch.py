@@ -670,34 +670,6 @@ class FakeGoogleBatch(GoogleRestFake):
 
     # -- running jobs: one driver thread a job
 
-    def _drive(self, record: _Job) -> None:
-        self._guarded(lambda: self._lifecycle(record))
-        with self._lock:
-            record.driver_alive = False
-            pending = record.halt in ("cancel", "delete")
-        if pending:
-            self._guarded(lambda: self._conclude(record))
-
-    def _wait(self, record: _Job, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Until ``ready()`` holds or ``timeout`` passed; False at once if the job was halted.
-
-        Without a timeout it sleeps until notified: a halt notifies, and so does any change to
-        ``hold`` or ``hold_labels`` (they are watched sets), so hundreds of held jobs cost nothing.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while record.halt is None:
-                if ready():
-                    return True
-                if deadline is None:
-                    record.cond.wait()
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return True
-                record.cond.wait(left)
-            return False
-
     def _held_changed(self) -> None:
         with self._lock:
             for record in self._jobs.values():
@@ -795,26 +767,14 @@ class FakeGoogleBatch(GoogleRestFake):
             mine = _deadline(runnable.timeout)
             deadline = mine if deadline is None else min(deadline, mine)
 
-        def on_line(line: LogLine) -> None:
-            with self._lock:
-                self._logs[record.job_id].append(line)
-
-        def on_exit(code: int) -> None:
-            with self._lock:
-                record.exit_code = code
-                record.cond.notify_all()
-
         with self._lock:
             if record.halt is not None:
                 return None
-            record.exit_code = None
-            try:
-                run = self._executor.start(
-                    f"{record.job.uid}-r{index}", argv, env, on_line=on_line, on_exit=on_exit, mounts=mounts
-                )
-            except RuntimeError:  # the executor is stopping
+            run = self._launch(
+                record, f"{record.job.uid}-r{index}", argv, env, self._logs[record.job_id], mounts
+            )
+            if run is None:
                 return None
-            record.run = run
             self.runs[record.job_id] += 1
             why, kill_at = "", None
             while record.exit_code is None:
@@ -845,14 +805,6 @@ class FakeGoogleBatch(GoogleRestFake):
             assert outcome is not None and outcome.exit_code is not None
             return outcome.exit_code, outcome.reason, True
         return None
-
-    def _terminate(self, record: _Job, run: RunningJob) -> None:
-        """SIGTERM, then SIGKILL if the process is still there after ``kill_grace``."""
-        run.kill(signals.SIGTERM)
-        with self._lock:
-            exited = record.cond.wait_for(lambda: record.exit_code is not None, timeout=self.kill_grace)
-        if not exited:
-            run.kill(signals.SIGKILL)
 
     def _command(self, record: _Job, runnable: Any) -> tuple[list[str], dict[str, str], list[Mount]]:
         spec = record.job.task_groups[0].task_spec
@@ -901,12 +853,7 @@ class FakeGoogleBatch(GoogleRestFake):
 
     def _conclude(self, record: _Job) -> None:
         """Finish a cancel (CANCELLED) or a delete (gone) once the job's process is dead."""
-        with self._lock:
-            run = record.run
-        if run is not None and run.exit_code is None:
-            self._terminate(record, run)
-            with self._lock:
-                record.cond.wait_for(lambda: record.exit_code is not None, timeout=30)
+        run = self._stop_process(record)
         with self._lock:
             if record.halt == "cancel" and record.state == JobState.CANCELLATION_IN_PROGRESS:
                 if record.task is not None and run is not None and record.exit_code is not None:

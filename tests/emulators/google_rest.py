@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
-from tests.emulators.executor import LocalExecutor, RunningJob
+from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob
 
 __all__ = [
     "ApiError",
@@ -364,6 +364,96 @@ class GoogleRestFake:
         thread = threading.Thread(target=self._guarded, args=(target,), name=name, daemon=True)
         self._drivers.append(thread)
         thread.start()
+
+    # -- driving one job (or execution) on its own thread. A record has ``halt`` (None, or why its
+    # driver must stop: "cancel", "delete", "lost", "stop"), ``cond`` (a Condition on the lock),
+    # ``run``, ``exit_code`` (of the process running now, once it exited) and ``driver_alive``.
+
+    def _lifecycle(self, record: Any) -> None:
+        """Play the record's life until its end or a halt (the driver thread's body)."""
+        raise NotImplementedError
+
+    def _conclude(self, record: Any) -> None:
+        """Finish a cancel or a delete once the driver stopped (its process: :meth:`_stop_process`)."""
+        raise NotImplementedError
+
+    def _drive(self, record: Any) -> None:
+        self._guarded(lambda: self._lifecycle(record))
+        with self._lock:
+            record.driver_alive = False
+            pending = record.halt in ("cancel", "delete")
+        if pending:
+            self._guarded(lambda: self._conclude(record))
+
+    def _wait(self, record: Any, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Until ``ready()`` holds or ``timeout`` passed; False at once if the record was halted.
+
+        Without a timeout it sleeps until notified: a halt notifies, and so does any change to
+        ``hold`` or ``hold_labels`` (they are watched sets), so hundreds of held jobs cost nothing.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while record.halt is None:
+                if ready():
+                    return True
+                if deadline is None:
+                    record.cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                record.cond.wait(left)
+            return False
+
+    def _launch(
+        self,
+        record: Any,
+        run_id: str,
+        argv: list[str],
+        env: dict[str, str],
+        logs: list[LogLine],
+        mounts: list[Mount],
+        cwd: str | None = None,
+    ) -> RunningJob | None:
+        """(Lock held.) Start a process for ``record``: lines go to ``logs``, its exit code to
+        ``record.exit_code`` (notifying ``record.cond``); None if the executor is stopping."""
+
+        def on_line(line: LogLine) -> None:
+            with self._lock:
+                logs.append(line)
+
+        def on_exit(code: int) -> None:
+            with self._lock:
+                record.exit_code = code
+                record.cond.notify_all()
+
+        record.exit_code = None
+        try:
+            run = self._executor.start(
+                run_id, argv, env, on_line=on_line, on_exit=on_exit, mounts=mounts, cwd=cwd
+            )
+        except RuntimeError:  # the executor is stopping
+            return None
+        record.run = run
+        return run
+
+    def _terminate(self, record: Any, run: RunningJob) -> None:
+        """SIGTERM, then SIGKILL if the process is still there after ``kill_grace``."""
+        run.kill(signals.SIGTERM)
+        with self._lock:
+            exited = record.cond.wait_for(lambda: record.exit_code is not None, timeout=self.kill_grace)
+        if not exited:
+            run.kill(signals.SIGKILL)
+
+    def _stop_process(self, record: Any) -> RunningJob | None:
+        """Terminate the record's process if it still runs and wait for its end; the process."""
+        with self._lock:
+            run = record.run
+        if run is not None and run.exit_code is None:
+            self._terminate(record, run)
+            with self._lock:
+                record.cond.wait_for(lambda: record.exit_code is not None, timeout=30)
+        return run
 
     def _held(self, job_id: str, labels: Mapping[str, str]) -> bool:
         return job_id in self.hold or any(v in self.hold_labels for v in labels.values())
