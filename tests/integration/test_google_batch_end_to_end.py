@@ -104,6 +104,10 @@ class Cloud:
             log_grace=3.0,
         )
 
+    def runners(self) -> dict[str, Any]:
+        """This container's own runner instances (a subclass adds more clouds)."""
+        return {"google-batch": self.google(), "aws-batch": self.aws.runner()}
+
     def container(self) -> Runtime:
         """A warm container of one function: its own store client, runners and storage client."""
         storage = open_task_storage(
@@ -117,7 +121,7 @@ class Cloud:
         rt = open_runtime(
             self.settings,
             store=DynamoDBStore(self.table, client=self.client, visit_after=visit_after(self.settings)),
-            runners={"google-batch": self.google(), "aws-batch": self.aws.runner()},
+            runners=self.runners(),
             storage=storage,
         )
         self.opened.append(rt)
