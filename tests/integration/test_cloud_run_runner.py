@@ -8,7 +8,12 @@ come from the fault proxy in front of the fake (429s, resets, a lost create resp
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -321,3 +326,45 @@ def test_the_job_id_is_short_and_the_execution_deterministic(run_env: RunEnv) ->
     handle = run_env.runner().submit(spec)
     assert handle.data["execution"].endswith(f"/jobs/{job_id}/executions/{job_id}-run")
     assert wait_terminal(run_env.runner(), handle, 30).state is JobState.SUCCEEDED
+
+
+def test_squall_run_of_the_sample_on_the_fake(run_env: RunEnv, tmp_path: Path) -> None:
+    """``squall run samples/cloud-run.yaml``, as a user types it, with the deployment's
+    SQUALL_RUNNERS pointing the runner at the fake; the sample itself is unchanged."""
+    from google.api_core.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        run_env.gcs.client().create_bucket("my-squall-staging")
+    tools = tmp_path / "image-bin"
+    tools.mkdir()
+    (tools / "python").symlink_to(sys.executable)  # python:3.12-slim has a `python`
+    run_env.fake.images["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
+    runners = {
+        "cloud-run": {
+            "endpoint": run_env.fake.endpoint,
+            "storage_endpoint": run_env.gcs.endpoint,
+            "anonymous": True,
+            "log_grace": LOG_GRACE,
+        }
+    }
+    env = {**os.environ, "SQUALL_DATA_DIR": str(tmp_path / "data"), "SQUALL_RUNNERS": json.dumps(runners)}
+    sample = Path(__file__).resolve().parents[2] / "samples" / "cloud-run.yaml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from control_plane.cli import main; main()",
+            "run",
+            str(sample),
+            "-i",
+            "day=2024-07-01",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revenue on 2024-07-01: 1654.7 over 3 regions" in result.stdout, result.stdout
+    assert "gs://my-squall-staging/squall/sq-" in result.stdout  # revenue.json, kept in the job's bucket
