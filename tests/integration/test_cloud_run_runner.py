@@ -51,11 +51,14 @@ class RunEnv:
     deployment: str = "squall"
     """The deployment label of the runners made now: one per contract case, so a list call sees
     that case's jobs only (cases clean nothing up; a real deployment deletes its ended jobs)."""
+    region: str = REGION
+    """The region of the runners made now: one per contract case too, because Cloud Run's wildcard
+    list covers every execution of a region, whatever its label."""
 
     def defaults(self, **extra: Any) -> dict[str, Any]:
         return {
             "projectId": PROJECT,
-            "region": REGION,
+            "region": self.region,
             "bucket": self.bucket,
             "deployment": self.deployment,
             **extra,
@@ -94,10 +97,12 @@ def run_env(fake_gcs: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield RunEnv(fake, fake_gcs, bucket)
 
 
-def _runner_factory(fake_endpoint: str, gcs_endpoint: str, bucket: str, deployment: str) -> CloudRunRunner:
+def _runner_factory(
+    fake_endpoint: str, gcs_endpoint: str, bucket: str, deployment: str, region: str
+) -> CloudRunRunner:
     """Module level, so a process pool can pickle it: each OS process builds its own runner."""
     return CloudRunRunner(
-        defaults={"projectId": PROJECT, "region": REGION, "bucket": bucket, "deployment": deployment},
+        defaults={"projectId": PROJECT, "region": region, "bucket": bucket, "deployment": deployment},
         endpoint=fake_endpoint,
         storage_endpoint=gcs_endpoint,
         anonymous=True,
@@ -130,8 +135,9 @@ class TestCloudRunContract(RunnerContract):
     @pytest.fixture(autouse=True)
     def _own_deployment(self, run_env: RunEnv) -> Iterator[None]:
         run_env.deployment = f"case-{uuid.uuid4().hex[:10]}"
+        run_env.region = f"region-{uuid.uuid4().hex[:8]}"
         yield
-        run_env.deployment = "squall"
+        run_env.deployment, run_env.region = "squall", REGION
 
     @pytest.fixture
     def runner(self, run_env: RunEnv) -> Runner:
@@ -183,6 +189,7 @@ class TestCloudRunContract(RunnerContract):
             run_env.gcs.endpoint,
             run_env.bucket,
             run_env.deployment,
+            run_env.region,
         )
 
     @pytest.fixture
@@ -282,7 +289,12 @@ class TestCloudRunContractThroughFaults(TestCloudRunContract):
     @pytest.fixture
     def runner_factory(self, run_env: RunEnv, throttled: Throttled) -> Callable[[], Runner]:
         return functools.partial(
-            _runner_factory, throttled.batch, throttled.gcs, run_env.bucket, run_env.deployment
+            _runner_factory,
+            throttled.batch,
+            throttled.gcs,
+            run_env.bucket,
+            run_env.deployment,
+            run_env.region,
         )
 
     def test_the_proxies_really_fault_the_calls(
