@@ -8,7 +8,6 @@ No Google call is made.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from control_plane.flows.aliases import RUNNER_ALIASES
 from runners.base import JobSpec, validate_options
 from runners.cloud_run import MOUNT, CloudRunOptions, CloudRunRunner, cloud_run_job_id
 from runners.cloud_run import options as options_module
+from tests.unit.runner_docs import check_options_table, check_snippet, options_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "cloud-run.yaml"
@@ -106,74 +105,15 @@ def test_the_sample_builds_the_cloud_run_job_the_doc_describes() -> None:
 
 
 def test_the_docs_snippet_is_the_samples() -> None:
-    snippet = re.search(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert snippet is not None
-    shown = yaml.safe_load(snippet.group(1))["taskRunner"]
-    sample = _task()["taskRunner"]
-    assert {k: sample[k] for k in shown if k != "labels"} == {k: v for k, v in shown.items() if k != "labels"}
-    assert shown["labels"].items() <= sample["labels"].items()
-
-
-# ---------------------------------------------------------------- the options table
-
-
-def _iso(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return "PT" + "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
-
-
-def _shown(field: Any) -> str:
-    """The default as the table shows it."""
-    if field.is_required():
-        return "required"
-    value = field.get_default(call_default_factory=True)
-    if value is None or value == () or value == {}:
-        return "—"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, timedelta):
-        return f"`{_iso(value)}`"
-    if isinstance(value, BaseModel):
-        shown = value.model_dump(by_alias=True, exclude_none=True)
-        return f"`{json.dumps(shown)}`"
-    if isinstance(value, tuple):
-        return ", ".join(f"`{v}`" for v in value)
-    return f"`{value}`"
-
-
-def _kestra_names() -> set[str]:
-    """The names the options module says are Kestra's (its docstring's list)."""
-    doc = options_module.__doc__ or ""
-    listed = doc[doc.index("Kestra has one (") : doc.index("the rest are")]
-    return set(re.findall(r"``(\w+)``", listed))
-
-
-def _table() -> dict[str, list[str]]:
-    text = DOC.read_text()
-    section = text[text.index("## Options") : text.index("## Credentials")]
-    rows = re.findall(r"^\| `(\w+)` \| (.*?) \| (\w+) \| (.*) \|$", section, flags=re.M)
-    return {name: [default, origin, what] for name, default, origin, what in rows}
+    check_snippet(DOC, _task()["taskRunner"])
 
 
 def test_the_options_table_lists_every_option_with_its_default_and_origin() -> None:
-    table = _table()
-    fields = {field.alias or name: field for name, field in CloudRunOptions.model_fields.items()}
-    assert list(table) == list(fields), "the table lists the options in the model's order"
-    kestra = _kestra_names()
-    assert kestra and kestra <= set(fields)
-    for name, field in fields.items():
-        default, origin, what = table[name]
-        assert default == _shown(field), name
-        assert origin == ("Kestra" if name in kestra else "Squall"), name
-        described = field.description or ""
-        assert not described.startswith("Squall extra") or origin == "Squall", name
-        assert what.strip(), name
+    check_options_table(DOC, CloudRunOptions, options_module, kestra_until="the rest are")
 
 
 def test_the_doc_says_what_is_refused_and_why() -> None:
-    table = _table()
+    table = options_table(DOC)
     assert "no effect" in table["waitForLogInterval"][2]
     assert "refused" in table["resume"][2]
     assert "GEN2" in table["executionEnvironment"][2] and "Cloud Storage" in table["executionEnvironment"][2]
