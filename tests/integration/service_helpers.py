@@ -96,3 +96,41 @@ def as_in_a_terminal() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def squall_run_on_google_fake(
+    sample: str, runner: str, fake: Any, gcs: Any, tmp_path: Path, *args: str, log_grace: float = 3.0
+) -> Any:
+    """``squall run samples/<sample> *args`` in its own process, as a user types it, with only
+    ``SQUALL_RUNNERS`` pointing ``runner`` at a Google fake and fake-gcs-server.
+
+    The samples name the bucket ``my-squall-staging`` and the image ``python:3.12-slim``; the
+    bucket is made, and the fake's ``images`` give that image a ``python``. Returns the
+    CompletedProcess.
+    """
+    import contextlib
+    import json
+    import subprocess
+    import sys
+
+    from google.api_core.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        gcs.client().create_bucket("my-squall-staging")
+    tools = tmp_path / "image-bin"
+    tools.mkdir(exist_ok=True)
+    if not (tools / "python").exists():
+        (tools / "python").symlink_to(sys.executable)
+    fake.images["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
+    config = {
+        runner: {
+            "endpoint": fake.endpoint,
+            "storage_endpoint": gcs.endpoint,
+            "anonymous": True,
+            "log_grace": log_grace,
+        }
+    }
+    env = {**os.environ, "SQUALL_DATA_DIR": str(tmp_path / "data"), "SQUALL_RUNNERS": json.dumps(config)}
+    path = Path(__file__).resolve().parents[2] / "samples" / sample
+    command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(path), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)

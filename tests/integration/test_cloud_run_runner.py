@@ -8,12 +8,7 @@ come from the fault proxy in front of the fake (429s, resets, a lost create resp
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +23,7 @@ from runners.cloud_run import CloudRunRunner, cloud_run_job_id
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
 from tests.emulators.fault_proxy import FaultProxy
+from tests.integration.service_helpers import squall_run_on_google_fake
 
 cloud_run = pytest.importorskip("tests.emulators.cloud_run")
 FakeCloudRun = cloud_run.FakeCloudRun
@@ -343,39 +339,15 @@ def test_the_job_id_is_short_and_the_execution_deterministic(run_env: RunEnv) ->
 def test_squall_run_of_the_sample_on_the_fake(run_env: RunEnv, tmp_path: Path) -> None:
     """``squall run samples/cloud-run.yaml``, as a user types it, with the deployment's
     SQUALL_RUNNERS pointing the runner at the fake; the sample itself is unchanged."""
-    from google.api_core.exceptions import Conflict
-
-    with contextlib.suppress(Conflict):
-        run_env.gcs.client().create_bucket("my-squall-staging")
-    tools = tmp_path / "image-bin"
-    tools.mkdir()
-    (tools / "python").symlink_to(sys.executable)  # python:3.12-slim has a `python`
-    run_env.fake.images["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
-    runners = {
-        "cloud-run": {
-            "endpoint": run_env.fake.endpoint,
-            "storage_endpoint": run_env.gcs.endpoint,
-            "anonymous": True,
-            "log_grace": LOG_GRACE,
-        }
-    }
-    env = {**os.environ, "SQUALL_DATA_DIR": str(tmp_path / "data"), "SQUALL_RUNNERS": json.dumps(runners)}
-    sample = Path(__file__).resolve().parents[2] / "samples" / "cloud-run.yaml"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from control_plane.cli import main; main()",
-            "run",
-            str(sample),
-            "-i",
-            "day=2024-07-01",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = squall_run_on_google_fake(
+        "cloud-run.yaml",
+        "cloud-run",
+        run_env.fake,
+        run_env.gcs,
+        tmp_path,
+        "-i",
+        "day=2024-07-01",
+        log_grace=LOG_GRACE,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "revenue on 2024-07-01: 1654.7 over 3 regions" in result.stdout, result.stdout

@@ -10,12 +10,7 @@ VM, quota, an image that cannot be pulled).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +25,7 @@ from runners.google_batch import GoogleBatchRunner
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
 from tests.emulators.fault_proxy import FaultProxy
+from tests.integration.service_helpers import squall_run_on_google_fake
 
 google_batch = pytest.importorskip("tests.emulators.google_batch")
 FakeGoogleBatch = google_batch.FakeGoogleBatch
@@ -416,39 +412,15 @@ def test_a_job_queued_too_long_is_cancelled_in_batch(google_env: GoogleEnv) -> N
 def test_squall_run_of_the_sample_on_the_fake(google_env: GoogleEnv, tmp_path: Path) -> None:
     """``squall run samples/google-batch.yaml``, as a user types it, with the deployment's
     SQUALL_RUNNERS pointing the runner at the fake; the sample itself is unchanged."""
-    from google.api_core.exceptions import Conflict
-
-    with contextlib.suppress(Conflict):
-        google_env.gcs.client().create_bucket("my-squall-staging")
-    tools = tmp_path / "image-bin"
-    tools.mkdir()
-    (tools / "python").symlink_to(sys.executable)  # python:3.12-slim has a `python`
-    google_env.fake.images["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
-    runners = {
-        "google-batch": {
-            "endpoint": google_env.fake.endpoint,
-            "storage_endpoint": google_env.gcs.endpoint,
-            "anonymous": True,
-            "log_grace": LOG_GRACE,
-        }
-    }
-    env = {**os.environ, "SQUALL_DATA_DIR": str(tmp_path / "data"), "SQUALL_RUNNERS": json.dumps(runners)}
-    sample = Path(__file__).resolve().parents[2] / "samples" / "google-batch.yaml"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from control_plane.cli import main; main()",
-            "run",
-            str(sample),
-            "-i",
-            "paths=2000",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = squall_run_on_google_fake(
+        "google-batch.yaml",
+        "google-batch",
+        google_env.fake,
+        google_env.gcs,
+        tmp_path,
+        "-i",
+        "paths=2000",
+        log_grace=LOG_GRACE,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "one-day VaR at 0.99:" in result.stdout and "over 2000 paths" in result.stdout
