@@ -33,6 +33,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from msgspec.structs import replace
@@ -123,7 +124,7 @@ class CloudRunRunner(GoogleRunner):
                 ("tasks", run_v2.TasksClient),
             )
         }
-        return type("CloudRunClients", (), made)
+        return SimpleNamespace(**made)  # ctx.api.jobs, .executions, .tasks
 
     def _options(self, spec: JobSpec) -> CloudRunOptions:
         options = validate_options(type(self), {**self._defaults, **dict(spec.options)})
