@@ -51,7 +51,9 @@ __all__ = [
     "LOG_PAGE_BYTES",
     "LOG_PAGE_LINES",
     "JobFolder",
+    "always_reattach",
     "bucket_name",
+    "output_prefix",
     "read_log",
     "staging_prefix",
     "wrapper_for",
@@ -76,6 +78,26 @@ def staging_prefix(value: str) -> str:
     if not value or ".." in value.split("/"):
         raise ValueError("a relative path inside the bucket")
     return value
+
+
+def always_reattach(value: bool) -> bool:
+    """Kestra's ``resume``: Squall always reattaches to the attempt's job (ValueError for false)."""
+    if not value:
+        raise ValueError(
+            "Squall always reattaches to the attempt's job so that it runs once; false cannot be honoured"
+        )
+    return value
+
+
+def output_prefix(spec: JobSpec, runner: str) -> str | None:
+    """The control plane's output prefix for ``spec`` (a ``gs://`` URI ending in ``/``), if any."""
+    if spec.output_prefix is None:
+        return None
+    if not spec.output_prefix.startswith("gs://"):
+        raise RunnerError(
+            f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=runner
+        )
+    return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
 
 
 Call = Callable[..., Any]

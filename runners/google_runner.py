@@ -19,21 +19,41 @@ e.g. workload identity federation from AWS: the deployment's identity without a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from msgspec.structs import replace
+
 from runners import google_errors, retry
-from runners.base import JobHandle, JobStatus
+from runners.base import Failure, JobHandle, JobState, JobStatus
 from runners.endpoints import allowed_endpoint, canonical_endpoint
 from runners.gcs_folder import JobFolder
 from runners.google_auth import CLOUD_PLATFORM, google_credentials
 from runners.pacing import TokenBucket
+from runners.wrapper import WrapperExit
 
-__all__ = ["Context", "GoogleRunner"]
+__all__ = ["NO_CONTAINER", "Context", "GoogleRunner", "document", "run_limit"]
+
+NO_CONTAINER = frozenset({125, 126, 127})
+"""Exit codes of a container runtime that could not start the container (docker run's)."""
+
+
+def document(message: Any) -> dict[str, Any]:
+    """A proto-plus message as its JSON document (camelCase, enums by name, int64 as strings)."""
+    from google.protobuf import json_format
+
+    return dict(json_format.MessageToDict(type(message).pb(message)))
+
+
+def run_limit(*limits: timedelta | None) -> timedelta | None:
+    """The shortest of the limits given, in whole seconds (at least one), as the APIs take it."""
+    given = [limit for limit in limits if limit is not None]
+    return timedelta(seconds=max(1, int(min(given).total_seconds() + 0.999))) if given else None
 
 
 class Context:
@@ -90,6 +110,9 @@ class GoogleRunner:
     def option_defaults(self) -> Mapping[str, Any]:
         return dict(self._defaults)
 
+    def poll(self, handles: Sequence[JobHandle]) -> Mapping[str, JobStatus]:
+        raise NotImplementedError
+
     def _api(self, credentials: Any, endpoint: str | None) -> Any:
         """The runner's own API client (REST transport, SDK retries never used: ``retry=None``)."""
         raise NotImplementedError
@@ -123,6 +146,73 @@ class GoogleRunner:
         with self._lock:
             done = self._finished.get(handle.id)
         return None if done is None else done[1]
+
+    def _get(self, method: Callable[..., Any], name: str) -> Any:
+        """``method(name=name)``, or None when the API does not know it (404)."""
+        from google.api_core import exceptions
+
+        def get() -> Any:
+            try:
+                return method(name=name, retry=None, timeout=30)
+            except exceptions.NotFound:
+                return None
+
+        return self._call(get)
+
+    def _settle(self, ctx: Context, handle: JobHandle, status: JobStatus) -> JobStatus:
+        """What only the attempt's folder can tell of a finished job: whether its container ran
+        at all, what the wrapper said it failed at, and its outputs, delivered."""
+        if status.state is JobState.CANCELLED:
+            return status
+        folder = self._folder(ctx, handle)
+        if status.failure is Failure.USER and status.exit_code in NO_CONTAINER and not folder.logged():
+            # The wrapper writes its log first thing; none at all means the container never ran it.
+            return replace(
+                status,
+                failure=Failure.CONFIG,
+                reason=f"the container did not start (exit code {status.exit_code}): its image could not be "
+                "pulled or has no /bin/sh",
+            )
+        if status.failure is Failure.CONFIG and status.exit_code in (
+            WrapperExit.NOT_FOUND,
+            WrapperExit.STAGING,
+        ):
+            status = replace(status, reason=folder.wrapper_says() or status.reason)
+        if not handle.data.get("out"):
+            return status
+        outputs, failed = folder.deliver_outputs(str(handle.data["out"]))
+        status = replace(status, output_files=outputs)
+        if failed and status.failure in (None, Failure.USER):
+            shown = "; ".join(failed)
+            return replace(
+                status, state=JobState.FAILED, failure=Failure.CONFIG, reason=f"cannot upload {shown}"
+            )
+        return status
+
+    def _clean(self, handle: JobHandle, delete_job: Callable[[Context], None]) -> None:
+        """Cleanup: how the job ended kept in ``final.json`` (create-only: a cancel's tombstone
+        stays), the staged inputs deleted (when there were some), then ``delete_job(ctx)``.
+
+        The control plane cleans up in the container that saw the job end, so the status is
+        usually known here and costs no poll.
+        """
+        if not handle.data.get("delete", True):
+            return
+        status = self._known(handle) or self.poll([handle]).get(handle.name)
+        if status is None or not status.terminal:
+            return
+        ctx = self._handle_context(handle)
+        folder = self._folder(ctx, handle)
+        folder.write_final(handle.id, status, create_only=True)
+        if handle.data.get("inputs", 1):
+            folder.delete_inputs()
+        from google.api_core import exceptions
+
+        def delete() -> None:
+            with contextlib.suppress(exceptions.NotFound):  # already gone
+                delete_job(ctx)
+
+        self._call(delete)
 
     # -- clients per identity
 

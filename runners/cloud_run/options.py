@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runners.base import RunnerOptions
-from runners.gcs_folder import bucket_name, staging_prefix
+from runners.gcs_folder import always_reattach, bucket_name, staging_prefix
 from runners.google_auth import CLOUD_PLATFORM
 
 __all__ = ["CloudRunOptions", "Price", "Resources"]
@@ -136,14 +136,7 @@ class CloudRunOptions(RunnerOptions):
     delete: bool = Field(default=True, description="Kestra's: delete the job and staged inputs at the end.")
     resume: bool = Field(default=True, description="Kestra's: reattach to the attempt's job. Always on.")
 
-    @field_validator("resume")
-    @classmethod
-    def _resume(cls, value: bool) -> bool:
-        if not value:
-            raise ValueError(
-                "Squall always reattaches to the attempt's job so that it runs once; false cannot be honoured"
-            )
-        return value
+    _resume = field_validator("resume")(classmethod(lambda cls, v: always_reattach(v)))
 
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: bucket_name(v)))
     _prefix = field_validator("staging_prefix")(classmethod(lambda cls, v: staging_prefix(v)))

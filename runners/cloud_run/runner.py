@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -55,10 +54,11 @@ from runners.base import (
 )
 from runners.cloud_run import taxonomy
 from runners.cloud_run.options import CloudRunOptions
-from runners.gcs_folder import read_log, wrapper_for
-from runners.google_runner import Context, GoogleRunner
+from runners.gcs_folder import JobFolder, read_log, wrapper_for
+from runners.gcs_folder import output_prefix as gcs_output_prefix
+from runners.google_runner import Context, GoogleRunner, document, run_limit
 from runners.labels import gcp_labels
-from runners.wrapper import WrapperExit, sentinel_token
+from runners.wrapper import sentinel_token
 
 __all__ = ["MOUNT", "CloudRunRunner", "cloud_run_job_id"]
 
@@ -92,12 +92,6 @@ def run_types() -> Any:
     from google.cloud import run_v2
 
     return run_v2
-
-
-def _to_dict(message: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return dict(json_format.MessageToDict(type(message).pb(message)))
 
 
 class CloudRunRunner(GoogleRunner):
@@ -146,8 +140,6 @@ class CloudRunRunner(GoogleRunner):
         job_id = cloud_run_job_id(spec.name)
         ctx = self._spec_context(opts)
         staging = f"{opts.staging_prefix}/{job_id}"
-        from runners.gcs_folder import JobFolder
-
         folder = JobFolder(ctx.storage, opts.bucket, staging, self._unpaced, RUNNER)
         inline, staged = folder.stage_inputs(spec)
         job = self._job(spec, opts, staging, inline, staged)
@@ -175,20 +167,8 @@ class CloudRunRunner(GoogleRunner):
     def _job_name(opts: CloudRunOptions, job_id: str) -> str:
         return f"projects/{opts.project_id}/locations/{opts.region}/jobs/{job_id}"
 
-    def _get(self, method: Any, name: str) -> Any:
-        """``method(name=name)``, or None when Cloud Run does not know it (404)."""
-        from google.api_core import exceptions
-
-        def get() -> Any:
-            try:
-                return method(name=name, retry=None, timeout=30)
-            except exceptions.NotFound:
-                return None
-
-        return self._call(get)
-
     def _handle(self, spec_name: str, job: Any, opts: CloudRunOptions) -> JobHandle:
-        doc = _to_dict(job)
+        doc = document(job)
         job_name = str(doc["name"])
         execution = (doc.get("latestCreatedExecution") or {}).get(
             "name"
@@ -219,7 +199,7 @@ class CloudRunRunner(GoogleRunner):
         staged: Mapping[str, str],
     ) -> Any:
         t = run_types()
-        output_prefix = _output_prefix(spec)
+        output_prefix = gcs_output_prefix(spec, RUNNER)
         keep = output_prefix is not None or bool(spec.output_files)
         nonce = secrets.token_hex(8)
         command = wrapper_for(
@@ -252,7 +232,7 @@ class CloudRunRunner(GoogleRunner):
             max_retries=opts.max_retries,
             execution_environment=t.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
         )
-        limit = _run_limit(spec, opts)
+        limit = run_limit(spec.timeout, opts.timeout)
         if limit is not None:
             task.timeout = limit
         if opts.job_service_account:
@@ -300,7 +280,7 @@ class CloudRunRunner(GoogleRunner):
                 doc = listed.get(str(handle.data["execution"]))
                 if doc is None:
                     found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
-                    doc = None if found is None else _to_dict(found)
+                    doc = None if found is None else document(found)
                 docs[handle.name] = doc
             failed = [
                 d
@@ -331,7 +311,7 @@ class CloudRunRunner(GoogleRunner):
                 request = run_types().ListTasksRequest(parent=parent, page_size=LIST_PAGE, page_token=token)
                 page = self._call(self._tasks_page, ctx, request)
                 for task in page.tasks:
-                    doc = _to_dict(task)
+                    doc = document(task)
                     found[str(doc.get("execution", "")).rpartition("/")[2]] = doc  # a name or a full path
                 token = page.next_page_token
                 if not token:
@@ -353,7 +333,7 @@ class CloudRunRunner(GoogleRunner):
             request = run_types().ListExecutionsRequest(parent=parent, page_size=LIST_PAGE, page_token=token)
             page = self._call(self._list_page, ctx, request)
             for execution in page.executions:
-                doc = _to_dict(execution)
+                doc = document(execution)
                 if (doc.get("labels") or {}).get(DEPLOYMENT_LABEL) == d.get("deployment", "squall"):
                     found[str(doc["name"])] = doc
             token = page.next_page_token
@@ -389,31 +369,10 @@ class CloudRunRunner(GoogleRunner):
         return self._remember(handle, self._complete(ctx, handle, status))
 
     def _complete(self, ctx: Context, handle: JobHandle, status: JobStatus) -> JobStatus:
-        folder = self._folder(ctx, handle)
-        status = replace(status, resources=_billed(handle, status), cost=_cost(handle, status))
-        if status.failure is Failure.USER and status.exit_code in (125, 126, 127) and not folder.logged():
-            return replace(
-                status,
-                failure=Failure.CONFIG,
-                reason=f"the container did not start (exit code {status.exit_code})",
-            )
-        if status.failure is Failure.CONFIG and status.exit_code in (
-            WrapperExit.NOT_FOUND,
-            WrapperExit.STAGING,
-        ):
-            status = replace(status, reason=folder.wrapper_says() or status.reason)
-        if not handle.data.get("out"):
-            return status
-        outputs, failed = folder.deliver_outputs(str(handle.data["out"]))
-        status = replace(status, output_files=outputs)
-        if failed and status.failure in (None, Failure.USER):
-            return replace(
-                status,
-                state=JobState.FAILED,
-                failure=Failure.CONFIG,
-                reason="cannot upload " + "; ".join(failed),
-            )
-        return status
+        """The final word: cost, then what only the bucket can tell (GoogleRunner._settle)."""
+        return self._settle(
+            ctx, handle, replace(status, resources=_billed(handle, status), cost=_cost(handle, status))
+        )
 
     # -- cancel / cleanup / logs
 
@@ -422,7 +381,7 @@ class CloudRunRunner(GoogleRunner):
             raise JobNotFoundError(f"{handle.id!r} is not a Cloud Run job of Squall's", runner=RUNNER)
         ctx = self._handle_context(handle)
         found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
-        if found is None or taxonomy.execution_status(_to_dict(found)).terminal:
+        if found is None or taxonomy.execution_status(document(found)).terminal:
             return
         self._folder(ctx, handle).write_final(
             handle.id, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled")
@@ -438,23 +397,12 @@ class CloudRunRunner(GoogleRunner):
         self._call(cancel)
 
     def cleanup(self, handle: JobHandle) -> None:
-        if not _ours(handle) or not handle.data.get("delete", True):
-            return
-        ctx = self._handle_context(handle)
-        status = self._known(handle) or self.poll([handle]).get(handle.name)
-        if status is None or not status.terminal:
-            return
-        folder = self._folder(ctx, handle)
-        folder.write_final(handle.id, status, create_only=True)
-        if handle.data.get("inputs", 1):
-            folder.delete_inputs()
-        from google.api_core import exceptions
-
-        def delete() -> None:
-            with contextlib.suppress(exceptions.NotFound):
-                ctx.api.jobs.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
-
-        self._call(delete)
+        """Delete the staged inputs and the job (its executions go with it), leaving ``final.json``."""
+        if _ours(handle):
+            self._clean(
+                handle,
+                lambda ctx: ctx.api.jobs.delete_job(name=str(handle.data["job"]), retry=None, timeout=30),
+            )
 
     def logs(self, handle: JobHandle, cursor: str | None) -> LogChunk:
         if not _ours(handle):
@@ -472,21 +420,6 @@ class CloudRunRunner(GoogleRunner):
 
 def _ours(handle: JobHandle) -> bool:
     return all(handle.data.get(k) for k in ("job", "execution", "project", "region", "bucket", "staging"))
-
-
-def _output_prefix(spec: JobSpec) -> str | None:
-    if spec.output_prefix is None:
-        return None
-    if not spec.output_prefix.startswith("gs://"):
-        raise RunnerError(
-            f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
-        )
-    return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
-
-
-def _run_limit(spec: JobSpec, opts: CloudRunOptions) -> timedelta | None:
-    limits = [t for t in (spec.timeout, opts.timeout) if t is not None]
-    return timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999))) if limits else None
 
 
 def _billed(handle: JobHandle, status: JobStatus) -> Resources | None:

@@ -63,12 +63,12 @@ from runners.base import (
     RunnerOptionsError,
     validate_options,
 )
-from runners.gcs_folder import JobFolder, read_log, wrapper_for
+from runners.gcs_folder import JobFolder, output_prefix, read_log, wrapper_for
 from runners.google_batch import taxonomy
 from runners.google_batch.options import GoogleBatchOptions, Pricing
-from runners.google_runner import Context, GoogleRunner
+from runners.google_runner import Context, GoogleRunner, document, run_limit
 from runners.labels import gcp_labels
-from runners.wrapper import WrapperExit, sentinel_token
+from runners.wrapper import sentinel_token
 
 __all__ = ["MOUNT", "GoogleBatchRunner", "batch_job_id", "google_classifier"]
 
@@ -79,8 +79,6 @@ MOUNT = "/mnt/disks/squall"
 """Where the job's staging prefix is mounted (Kestra mounts its bucket at /mnt/disks/share)."""
 DEFAULT_IMAGE = "python:3.12-slim"
 DEFAULT_SHELL = "/bin/sh"
-_NO_CONTAINER = frozenset({125, 126, 127})
-"""Exit codes of a container runtime that could not start the container (docker run's)."""
 LIST_PAGE = 100
 GET_THRESHOLD = 4
 """Up to this many handles (per project, region and identity) are polled with get_job each."""
@@ -123,14 +121,6 @@ def batch_types() -> Any:
     return batch_v1
 
 
-def _to_dict(message: Any) -> dict[str, Any]:
-    """A proto-plus message as its JSON document (camelCase, enums by name, int64 as strings)."""
-    from google.protobuf import json_format
-
-    pb = type(message).pb(message)
-    return dict(json_format.MessageToDict(pb, preserving_proto_field_name=False))
-
-
 class GoogleBatchRunner(GoogleRunner):
     """Runs each task attempt as one Google Cloud Batch job; see the module docstring.
 
@@ -169,7 +159,7 @@ class GoogleBatchRunner(GoogleRunner):
     def find(self, spec: JobSpec) -> JobHandle | None:
         opts = self._options(spec)
         ctx = self._spec_context(opts)
-        job = self._get(ctx, self._job_name(opts, batch_job_id(spec.name)))
+        job = self._get(ctx.api.get_job, self._job_name(opts, batch_job_id(spec.name)))
         return None if job is None else self._handle(spec.name, job, opts)
 
     def submit(self, spec: JobSpec) -> JobHandle:
@@ -199,7 +189,7 @@ class GoogleBatchRunner(GoogleRunner):
 
         created = self._call(create)
         if created is None:
-            created = self._get(ctx, self._job_name(opts, job_id))
+            created = self._get(ctx.api.get_job, self._job_name(opts, job_id))
             if created is None:  # 409, then gone: deleted in between; the next tick submits again
                 raise RunnerError(f"job {job_id} exists and vanished at once", runner=RUNNER)
         return self._handle(spec.name, created, opts)
@@ -208,20 +198,8 @@ class GoogleBatchRunner(GoogleRunner):
     def _job_name(opts: GoogleBatchOptions, job_id: str) -> str:
         return f"projects/{opts.project_id}/locations/{opts.region}/jobs/{job_id}"
 
-    def _get(self, ctx: Context, name: str) -> Any:
-        """The job, or None when Batch does not know it (404)."""
-        from google.api_core import exceptions
-
-        def get() -> Any:
-            try:
-                return ctx.api.get_job(name=name, retry=None, timeout=30)
-            except exceptions.NotFound:
-                return None
-
-        return self._call(get)
-
     def _handle(self, spec_name: str, job: Any, opts: GoogleBatchOptions) -> JobHandle:
-        doc = _to_dict(job)
+        doc = document(job)
         labels = doc.get("labels") or {}
         created = taxonomy.timestamp(doc.get("createTime")) or self._now()
         data: dict[str, Any] = {
@@ -252,9 +230,9 @@ class GoogleBatchRunner(GoogleRunner):
     ) -> Any:
         t = batch_types()
         nonce = secrets.token_hex(8)
-        output_prefix = self._output_prefix(opts, spec)
+        outputs_to = output_prefix(spec, RUNNER)
         volumes = [t.Volume(gcs=t.GCS(remote_path=f"{opts.bucket}/{staging}"), mount_path=MOUNT)]
-        keep = output_prefix is not None or bool(spec.output_files)
+        keep = outputs_to is not None or bool(spec.output_files)
         command = wrapper_for(
             spec, MOUNT, nonce=nonce, inline=inline, staged=staged, keep=keep, runner=RUNNER
         )
@@ -266,7 +244,7 @@ class GoogleBatchRunner(GoogleRunner):
             INPUTS_ENV: str(len(staged)),  # cleanup lists the staged inputs only when there are some
         }
         if keep:  # where outputs end up: the control plane's prefix, else the job's own out/
-            env[OUTPUT_ENV] = output_prefix or f"gs://{opts.bucket}/{staging}/out/"
+            env[OUTPUT_ENV] = outputs_to or f"gs://{opts.bucket}/{staging}/out/"
         timeout = self._run_limit(spec, opts)
         task = t.TaskSpec(
             runnables=[
@@ -348,23 +326,8 @@ class GoogleBatchRunner(GoogleRunner):
     @staticmethod
     def _run_limit(spec: JobSpec, opts: GoogleBatchOptions) -> timedelta | None:
         """Batch's ``maxRunDuration``: the shorter of the task's timeout and maxRunDuration, else
-        Kestra's waitUntilCompletion; whole seconds, at least one."""
-        limits = [t for t in (spec.timeout, opts.max_run_duration) if t is not None]
-        if not limits and opts.wait_until_completion is not None:
-            limits = [opts.wait_until_completion]
-        if not limits:
-            return None
-        return timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999)))
-
-    @staticmethod
-    def _output_prefix(opts: GoogleBatchOptions, spec: JobSpec) -> str | None:
-        if spec.output_prefix is None:
-            return None
-        if not spec.output_prefix.startswith("gs://"):
-            raise RunnerError(
-                f"output prefix {spec.output_prefix} is not in Cloud Storage (gs://)", runner=RUNNER
-            )
-        return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
+        Kestra's waitUntilCompletion."""
+        return run_limit(spec.timeout, opts.max_run_duration) or run_limit(opts.wait_until_completion)
 
     # -- poll
 
@@ -397,8 +360,8 @@ class GoogleBatchRunner(GoogleRunner):
             for handle in group:
                 doc = listed.get(str(handle.data.get("job")))
                 if doc is None:
-                    job = self._get(ctx, str(handle.data["job"]))
-                    doc = None if job is None else _to_dict(job)
+                    job = self._get(ctx.api.get_job, str(handle.data["job"]))
+                    doc = None if job is None else document(job)
                 status = self._observe(ctx, handle, doc)
                 if status is not None:
                     result[handle.name] = status
@@ -417,7 +380,7 @@ class GoogleBatchRunner(GoogleRunner):
             )
             page = self._call(self._list_page, ctx, request)
             for job in page.jobs:
-                doc = _to_dict(job)
+                doc = document(job)
                 found[doc["name"]] = doc
             token = page.next_page_token
             if not token:
@@ -479,38 +442,9 @@ class GoogleBatchRunner(GoogleRunner):
     def _complete(
         self, ctx: Context, handle: JobHandle, doc: Mapping[str, Any], status: JobStatus
     ) -> JobStatus:
-        """The final word: cost, the outputs delivered, and what only the bucket can tell."""
+        """The final word: cost, then what only the bucket can tell (GoogleRunner._settle)."""
         resources, cost = _billed(doc, handle.data.get("pricing"))
-        status = replace(status, resources=resources, cost=cost)
-        if status.state is JobState.CANCELLED:
-            return status
-        if (
-            status.failure is Failure.USER
-            and status.exit_code in _NO_CONTAINER
-            and not self._folder(ctx, handle).logged()
-        ):
-            # The wrapper writes its log first thing; none at all means the container never ran it.
-            return replace(
-                status,
-                failure=Failure.CONFIG,
-                reason=f"the container did not start (exit code {status.exit_code}): its image could not be "
-                f"pulled or has no {DEFAULT_SHELL}",
-            )
-        if status.failure is Failure.CONFIG and status.exit_code in (
-            WrapperExit.NOT_FOUND,
-            WrapperExit.STAGING,
-        ):
-            status = replace(status, reason=self._folder(ctx, handle).wrapper_says() or status.reason)
-        if not handle.data.get("out"):
-            return status
-        outputs, failed = self._folder(ctx, handle).deliver_outputs(str(handle.data["out"]))
-        status = replace(status, output_files=outputs)
-        if failed and status.failure in (None, Failure.USER):
-            shown = "; ".join(failed)
-            return replace(
-                status, state=JobState.FAILED, failure=Failure.CONFIG, reason=f"cannot upload {shown}"
-            )
-        return status
+        return self._settle(ctx, handle, replace(status, resources=resources, cost=cost))
 
     # -- cancel / cleanup
 
@@ -518,10 +452,10 @@ class GoogleBatchRunner(GoogleRunner):
         if not _ours(handle):
             raise JobNotFoundError(f"{handle.id!r} is not a Google Batch job of Squall's", runner=RUNNER)
         ctx = self._handle_context(handle)
-        job = self._get(ctx, str(handle.data["job"]))
+        job = self._get(ctx.api.get_job, str(handle.data["job"]))
         if job is None:
             return
-        doc = _to_dict(job)
+        doc = document(job)
         if str(doc.get("uid", "")) != handle.id:
             return
         state = str((doc.get("status") or {}).get("state", ""))
@@ -545,31 +479,11 @@ class GoogleBatchRunner(GoogleRunner):
         self._call(cancel)
 
     def cleanup(self, handle: JobHandle) -> None:
-        """Delete the staged inputs and the Batch job, leaving how it ended (``final.json``).
-
-        The control plane cleans up in the container that saw the job end, so the status is
-        usually known here: then cleanup costs one create-only write, one list of the staged
-        inputs (none when the handle says none were staged) and the delete call.
-        """
-        if not _ours(handle) or not handle.data.get("delete", True):
-            return
-        ctx = self._handle_context(handle)
-        with self._lock:
-            done = self._finished.get(handle.id)
-        status = done[1] if done is not None else self.poll([handle]).get(handle.name)
-        if status is None or not status.terminal:
-            return
-        folder = self._folder(ctx, handle)
-        folder.write_final(handle.id, status, create_only=True)  # a cancel's tombstone stays
-        if handle.data.get("inputs", 1):
-            folder.delete_inputs()
-        from google.api_core import exceptions
-
-        def delete() -> None:
-            with contextlib.suppress(exceptions.NotFound):
-                ctx.api.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
-
-        self._call(delete)
+        """Delete the staged inputs and the Batch job, leaving how it ended (``final.json``)."""
+        if _ours(handle):
+            self._clean(
+                handle, lambda ctx: ctx.api.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
+            )
 
     # -- logs
 
@@ -613,10 +527,10 @@ class GoogleBatchRunner(GoogleRunner):
                 return None
             return JobEvent(self._event_name(match.group(3), doc), uid, status)
         ctx = self._context(match.group(1))
-        job = self._get(ctx, name)
+        job = self._get(ctx.api.get_job, name)
         if job is None:
             return None
-        doc = _to_dict(job)
+        doc = document(job)
         handle = self._handle_from_doc(doc, uid)
         if handle is None:
             return None

@@ -63,7 +63,8 @@ def test_the_sample_names_every_option_it_needs() -> None:
 
 def test_the_sample_builds_the_cloud_run_job_the_doc_describes() -> None:
     pytest.importorskip("google.cloud.run_v2")
-    from runners.cloud_run.runner import TOKEN, _to_dict
+    from runners.cloud_run.runner import TOKEN
+    from runners.google_runner import document
 
     opts = validate_options(CloudRunRunner, _task_options())
     assert isinstance(opts, CloudRunOptions)
@@ -79,7 +80,7 @@ def test_the_sample_builds_the_cloud_run_job_the_doc_describes() -> None:
     )
     staging = f"squall/{cloud_run_job_id(spec.name)}"
     job = CloudRunRunner(anonymous=True)._job(spec, opts, staging, {}, {})
-    doc = _to_dict(job)
+    doc = document(job)
     assert doc["startExecutionToken"] == TOKEN
     execution = doc["template"]
     assert (execution.get("taskCount"), execution.get("parallelism")) == (1, 1)

@@ -64,7 +64,8 @@ def test_the_sample_names_every_option_it_needs_and_runs_on_spot() -> None:
 
 def test_the_sample_builds_the_batch_job_the_doc_describes() -> None:
     batch_v1 = pytest.importorskip("google.cloud.batch_v1")
-    from runners.google_batch.runner import MOUNT, _to_dict
+    from runners.google_batch.runner import MOUNT
+    from runners.google_runner import document
 
     opts = validate_options(GoogleBatchRunner, _task_options())
     assert isinstance(opts, GoogleBatchOptions)
@@ -81,7 +82,7 @@ def test_the_sample_builds_the_batch_job_the_doc_describes() -> None:
     runner = GoogleBatchRunner(anonymous=True)
     staging = f"squall/{spec.name}"
     job = runner._job(SimpleNamespace(types=batch_v1), spec, opts, spec.name, staging, {}, {})
-    doc = _to_dict(job)
+    doc = document(job)
     task = doc["taskGroups"][0]["taskSpec"]
     assert task["maxRunDuration"] == "1800s"  # the shorter of timeout (PT1H) and maxRunDuration
     assert task["computeResource"] == {"cpuMilli": "4000", "memoryMib": "8192"}
