@@ -14,8 +14,11 @@ Theory of operation::
              executions, one call a page of 100, kept to this deployment's label client-side;
              the exit codes of failed executions come from their tasks: one list_tasks each
              for a few, else the ``jobs/-/executions/-`` wildcard list, one call a page
+             no execution: get_job; a job Cloud Run could not make ready (an image that does
+             not exist: its terminalCondition) is CONFIG, one not started yet QUEUED
     logs     the folder's log objects by byte ranges, to both sentinels
-    cancel   cancel_execution, not waited on; the execution ends CANCELLED
+    cancel   cancel_execution, not waited on; the execution ends CANCELLED; before the
+             execution exists, the job is deleted under the cancel tombstone
     cleanup  the staged inputs and the job are deleted (Kestra's ``delete``); the log, the
              outputs and ``final.json`` (how it ended) stay
 
@@ -353,12 +356,7 @@ class CloudRunRunner(GoogleRunner):
     ) -> JobStatus:
         folder = self._folder(ctx, handle)
         if doc is None:
-            gone = JobStatus(
-                JobState.LOST,
-                Failure.LOST,
-                reason=f"the Cloud Run execution {handle.data['execution']} was deleted",
-            )
-            return self._remember(handle, folder.final(handle.id) or gone)
+            return self._without_execution(ctx, handle, folder)
         status = taxonomy.execution_status(doc)
         if not status.terminal:
             return status
@@ -367,6 +365,24 @@ class CloudRunRunner(GoogleRunner):
         if status.state is JobState.FAILED:
             status = taxonomy.task_failure(status, tasks.get(str(doc["name"]).rpartition("/")[2]))
         return self._remember(handle, self._complete(ctx, handle, status))
+
+    def _without_execution(self, ctx: Context, handle: JobHandle, folder: JobFolder) -> JobStatus:
+        """No execution: the job failed to become ready (CONFIG), has not started it yet
+        (QUEUED), or is gone with it (how it ended is in ``final.json``, else LOST)."""
+        found = self._get(ctx.api.jobs.get_job, str(handle.data["job"]))
+        job = None if found is None else document(found)
+        if job is not None:
+            failed = taxonomy.job_failure(job)
+            if failed is not None:
+                return self._remember(handle, failed)
+            if not job.get("executionCount"):
+                return JobStatus(JobState.QUEUED)
+        gone = JobStatus(
+            JobState.LOST,
+            Failure.LOST,
+            reason=f"the Cloud Run execution {handle.data['execution']} was deleted",
+        )
+        return self._remember(handle, folder.final(handle.id) or gone)
 
     def _complete(self, ctx: Context, handle: JobHandle, status: JobStatus) -> JobStatus:
         """The final word: cost, then what only the bucket can tell (GoogleRunner._settle)."""
@@ -381,7 +397,10 @@ class CloudRunRunner(GoogleRunner):
             raise JobNotFoundError(f"{handle.id!r} is not a Cloud Run job of Squall's", runner=RUNNER)
         ctx = self._handle_context(handle)
         found = self._get(ctx.api.executions.get_execution, str(handle.data["execution"]))
-        if found is None or taxonomy.execution_status(document(found)).terminal:
+        if found is None:
+            self._cancel_job(ctx, handle)
+            return
+        if taxonomy.execution_status(document(found)).terminal:
             return
         self._folder(ctx, handle).write_final(
             handle.id, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled")
@@ -395,6 +414,25 @@ class CloudRunRunner(GoogleRunner):
                 )
 
         self._call(cancel)
+
+    def _cancel_job(self, ctx: Context, handle: JobHandle) -> None:
+        """Cancel before the execution exists: the tombstone, then the job is deleted, so no
+        execution can start; the poll reads CANCELLED from ``final.json``. A job that failed
+        to become ready has nothing to cancel."""
+        found = self._get(ctx.api.jobs.get_job, str(handle.data["job"]))
+        job = None if found is None else document(found)
+        if job is None or job.get("executionCount") or taxonomy.job_failure(job) is not None:
+            return
+        self._folder(ctx, handle).write_final(
+            handle.id, JobStatus(JobState.CANCELLED, Failure.CANCELLED, reason="cancelled before it started")
+        )
+        from google.api_core import exceptions
+
+        def delete() -> None:
+            with contextlib.suppress(exceptions.NotFound):
+                ctx.api.jobs.delete_job(name=str(handle.data["job"]), retry=None, timeout=30)
+
+        self._call(delete)
 
     def cleanup(self, handle: JobHandle) -> None:
         """Delete the staged inputs and the job (its executions go with it), leaving ``final.json``."""

@@ -11,6 +11,9 @@ https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.exec
   reported here as 128 + the signal, as a shell does) and a ``status`` (google.rpc.Status):
   DEADLINE_EXCEEDED (4), or a message saying the task timed out, is Cloud Run's timeout.
 - Squall's job wrapper exits 96 (command not found) or 97 (a file it could not stage): CONFIG.
+- A job Cloud Run could not make ready (its ``terminalCondition`` FAILED: an image that does not
+  exist or cannot be read, a missing VPC network) never gets an execution: CONFIG, with
+  Cloud Run's message ("Image '...' not found.").
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from runners.base import Failure, JobState, JobStatus
 from runners.google_batch.taxonomy import timestamp
 from runners.wrapper import WrapperExit
 
-__all__ = ["env_of", "execution_status", "task_failure"]
+__all__ = ["env_of", "execution_status", "job_failure", "task_failure"]
 
 _DEADLINE_EXCEEDED = 4
 
@@ -33,6 +36,15 @@ def env_of(job: Mapping[str, Any]) -> dict[str, str]:
     """The job's container environment (``template.template.containers[0].env``) as a dict."""
     containers = (((job.get("template") or {}).get("template") or {}).get("containers")) or [{}]
     return {str(e.get("name")): str(e.get("value", "")) for e in containers[0].get("env") or []}
+
+
+def job_failure(job: Mapping[str, Any]) -> JobStatus | None:
+    """CONFIG when the job itself failed to become ready (it will never run), else None."""
+    condition = job.get("terminalCondition") or {}
+    if condition.get("state") != "CONDITION_FAILED":
+        return None
+    why = str(condition.get("message") or condition.get("reason") or "the job could not be created")
+    return JobStatus(JobState.FAILED, Failure.CONFIG, reason=f"Cloud Run could not create the job: {why}")
 
 
 def _completed(execution: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -66,6 +66,13 @@ this fake's choice, not read anywhere.
 | CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX/_ATTEMPT/_COUNT              |                   |
 | argv ``command`` + ``args`` (no command: 501, the image's entrypoint);  | SDK (Container)   |
 | RunJob ``overrides.containerOverrides`` args / env / clearArgs, timeout|                   |
+| image host: Artifact Registry, Container Registry or Docker Hub, else  | error text as a   |
+| 400 at create                                                          | user saw it (a    |
+|                                                                        | v1 field path)    |
+| an image that does not exist: create's operation ends with an error,   | gcloud's "Image   |
+| the job stays with ``terminalCondition`` Ready FAILED, reason          | 'x' not found.";  |
+| CONTAINER_MISSING, and no execution                                    | the rest          |
+|                                                                        | UNVERIFIED        |
 | GCS volumes (``gcs.bucket``, ``readOnly``, ``mountOptions``) at each   | SDK (GCSVolume-   |
 | ``volumeMounts[].mountPath``; ``only-dir=D`` (gcsfuse's flag, given    | Source: options   |
 | without ``--``; ``--only-dir=`` accepted too) mounts ``D/``; other     | without "--");    |
@@ -80,7 +87,10 @@ cancelled, deleted); ``schedule_delay`` (seconds pending before a start, default
 ``images[image] = PATH``; ``calls`` (Counter per method: ``CreateJob``, ``ListExecutions``...);
 ``runs`` (Counter of processes started per job id, one per attempt); ``lost(job_id)`` (the job
 and its executions vanish, processes killed); ``log_lines(execution_id)``; ``kill_grace``.
-Not modelled (yet): ``outcomes`` (platform-caused ends), image validation, update job, IAM.
+``missing_images``: a job of such an image fails at create as an image that does not exist
+would (below). A job labelled :data:`~tests.emulators.google_rest.UPLOAD_LAG_LABEL`
+(milliseconds) ends before its volume's files reach the bucket.
+Not modelled (yet): ``outcomes`` (platform-caused ends), update job, IAM.
 """
 
 from __future__ import annotations
@@ -123,7 +133,14 @@ _TASK: Any = run_v2.Task.pb()
 _CONDITION: Any = run_v2.Condition.pb()
 State = run_v2.Condition.State
 Reason = run_v2.Condition.ExecutionReason
+CommonReason = run_v2.Condition.CommonReason
 
+_IMAGE = re.compile(
+    r"^(?:(?:[a-z]+\.)?gcr\.io/|(?:[a-z0-9-]+-)?docker\.pkg\.dev/|docker\.io/|(?![^/]*[.:][^/]*/))"
+    r"[a-z0-9][a-z0-9._/-]*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+"""Where Cloud Run pulls from: Artifact Registry, Container Registry or Docker Hub (a path whose
+first part names no other host)."""
 JOB_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_RETRIES = 3
 DEFAULT_TIMEOUT = 600.0
@@ -202,6 +219,7 @@ class FakeCloudRun(GoogleRestFake):
     def __init__(self, workdir: Path, *, gcs_endpoint: str | None = None) -> None:
         super().__init__(workdir, gcs_endpoint=gcs_endpoint)
         self.schedule_delay = 0.05
+        self.missing_images: set[str] = set()
         self._jobs: dict[tuple[str, str, str], _Job] = {}
         self._logs: dict[str, list[LogLine]] = {}
 
@@ -281,7 +299,15 @@ class FakeCloudRun(GoogleRestFake):
                 self._finish(operation, record.job)
                 return copy(self._operation(operation))
             self._jobs[(project, location, job_id)] = record
-            if token:
+            image = job.template.template.containers[0].image
+            if image in self.missing_images:
+                message = f"Image '{image}' not found."
+                missing = CommonReason.CONTAINER_MISSING
+                record.job.terminal_condition.CopyFrom(
+                    _condition("Ready", State.CONDITION_FAILED, message, common=missing)
+                )
+                self._finish(operation, record.job, message)
+            elif token:
                 execution = self._new_execution(record, f"{job_id}-{token}", None)
                 waits = execution.on_start if job.start_execution_token else execution.on_end
                 waits.append((operation, None))
@@ -678,7 +704,8 @@ class FakeCloudRun(GoogleRestFake):
             prefix = _only_dir(gcs.mount_options)
             client = self._storage_client(record.owner.project)
             binding = GcsPrefix(client, gcs.bucket, f"{prefix}/" if prefix else "")
-            mounts.append(binding.mount(mount.mount_path, read_only=gcs.read_only))
+            labels = {**record.owner.job.labels, **record.execution.labels}
+            mounts.append(self._lag(binding.mount(mount.mount_path, read_only=gcs.read_only), labels))
         return list(container.command) + list(container.args), env, mounts, container.working_dir or None
 
     def _conclude(self, record: _Execution) -> None:
@@ -737,6 +764,12 @@ class FakeCloudRun(GoogleRestFake):
         where = f"{at}.template.containers[0]"
         if not container.image:
             raise invalid(f"{where}.image is required")
+        if not _IMAGE.match(container.image):
+            raise invalid(
+                f"{where}.image: Expected an image path like [host/]repo-path[:tag and/or @digest], where "
+                f"host is one of [region.]gcr.io, [region-]docker.pkg.dev or docker.io but obtained "
+                f"{container.image}"
+            )
         if not container.command:
             raise self.unmodelled(f"{where} without command (the image's own entrypoint)")
         for variable in container.env:
@@ -761,10 +794,12 @@ class FakeCloudRun(GoogleRestFake):
 _ALNUM = string.ascii_lowercase + string.digits
 
 
-def _condition(kind: str, state: int, message: str = "", reason: int = 0) -> Any:
+def _condition(kind: str, state: int, message: str = "", reason: int = 0, *, common: int = 0) -> Any:
     condition = _CONDITION(type_=kind, state=state, message=message)
     if reason:
         condition.execution_reason = reason
+    if common:
+        condition.reason = common
     condition.last_transition_time.FromNanoseconds(time.time_ns())
     return condition
 

@@ -102,8 +102,9 @@ Test controls (Python attributes, not HTTP):
 
 - ``hold``: job ids that stay QUEUED until removed (or the job is cancelled or deleted);
   ``hold_labels``: label *values* that do the same for every job carrying one (any key).
-- a job labelled :data:`UPLOAD_LAG_LABEL` (milliseconds) reaches its end before its GCS
-  volumes are synced back: its files (the runner's logs) land in the bucket after it ended.
+- a job labelled :data:`~tests.emulators.google_rest.UPLOAD_LAG_LABEL` (milliseconds) reaches
+  its end before its GCS volumes are synced back: its files (the runner's logs) land in the
+  bucket after it ended.
 - ``schedule_delay``: seconds spent in QUEUED and again in SCHEDULED (default 0.05).
 - ``outcomes[job_id] = Outcome...``: Batch ends that job for an infrastructure reason
   instead of running it to the end (taken once, when it is scheduled); see :class:`Outcome`.
@@ -129,14 +130,12 @@ import hashlib
 import json
 import re
 import secrets
-import shutil
 import signal as signals
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +144,15 @@ from google.cloud import batch_v1
 from google.protobuf import empty_pb2
 
 from tests.emulators.executor import LogLine, Mount, RunningJob, Stream
-from tests.emulators.google_rest import TICK, ApiError, GoogleRestFake, copy, invalid, not_found, parse
+from tests.emulators.google_rest import (
+    TICK,
+    ApiError,
+    GoogleRestFake,
+    copy,
+    invalid,
+    not_found,
+    parse,
+)
 from tests.emulators.google_rest import page_size as _sized
 from tests.emulators.mounts import GcsPrefix
 
@@ -162,7 +169,6 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ORDERS = ("", "name", "name desc", "create_time", "create_time desc")
 DEFAULT_PAGE, MAX_PAGE = 50, 100
 GROUP = "group0"
-UPLOAD_LAG_LABEL = "fake-upload-lag-ms"
 """A job labelled with N has its GCS volumes synced back N ms after it ended (a slow flush)."""
 
 PREEMPTED = 50001
@@ -826,30 +832,10 @@ class FakeGoogleBatch(GoogleRestFake):
             "BATCH_JOB_UID": record.job.uid,
         }
         mounts = []
-        lag = int(record.job.labels.get(UPLOAD_LAG_LABEL, "0") or 0) / 1000
         for volume in spec.volumes:
             prefix = GcsPrefix.from_remote_path(self._storage_client(record.project), volume.gcs.remote_path)
-            mount = prefix.mount(volume.mount_path)
-            if lag and mount.upload is not None:
-                mount = Mount(mount.path_in_job, mount.download, self._lagged(mount.upload, lag))
-            mounts.append(mount)
+            mounts.append(self._lag(prefix.mount(volume.mount_path), record.job.labels))
         return argv, env, mounts
-
-    def _lagged(self, upload: Callable[[Path], None], seconds: float) -> Callable[[Path], None]:
-        """``upload`` of a snapshot, ``seconds`` after the job's end: its files reach the bucket late."""
-
-        def later(directory: Path) -> None:
-            snapshot = Path(tempfile.mkdtemp(prefix="lagged-", dir=self.workdir))
-            shutil.copytree(directory, snapshot, dirs_exist_ok=True)
-
-            def sync() -> None:
-                time.sleep(seconds)  # the fake plays a slow flush: time passing is the point
-                upload(snapshot)
-
-            with self._lock:
-                self._spawn(sync, "lagged-upload")
-
-        return later
 
     def _conclude(self, record: _Job) -> None:
         """Finish a cancel (CANCELLED) or a delete (gone) once the job's process is dead."""

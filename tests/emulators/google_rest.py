@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal as signals
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -43,6 +45,7 @@ from google.protobuf import json_format
 from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob
 
 __all__ = [
+    "UPLOAD_LAG_LABEL",
     "ApiError",
     "GoogleRestFake",
     "Watched",
@@ -54,6 +57,9 @@ __all__ = [
     "snake",
 ]
 
+UPLOAD_LAG_LABEL = "fake-upload-lag-ms"
+"""A job labelled so (milliseconds) ends before its volume's files reach the bucket, as a slow
+gcsfuse flush would leave them: the runner must keep reading the log until its end sentinel."""
 TICK = 0.02  # how often a waiting driver re-checks what tests change without telling it
 _UNBOUND = "Cannot bind query parameter."
 COMMON_QUERY = frozenset({"$alt", "alt", "prettyPrint"})
@@ -467,6 +473,26 @@ class GoogleRestFake:
             "TMPDIR": str(self.workdir / "home"),
             **({"PATH": self.images[image]} if image in self.images else {}),
         }
+
+    def _lag(self, mount: Mount, labels: Mapping[str, str]) -> Mount:
+        """``mount``, uploading late when ``labels`` ask for it (:data:`UPLOAD_LAG_LABEL`)."""
+        seconds = int(labels.get(UPLOAD_LAG_LABEL, "0") or 0) / 1000
+        if not seconds or mount.upload is None:
+            return mount
+        upload = mount.upload
+
+        def later(directory: Path) -> None:
+            snapshot = Path(tempfile.mkdtemp(prefix="lagged-", dir=self.workdir))
+            shutil.copytree(directory, snapshot, dirs_exist_ok=True)
+
+            def sync() -> None:
+                time.sleep(seconds)  # the fake plays a slow flush: time passing is the point
+                upload(snapshot)
+
+            with self._lock:
+                self._spawn(sync, "lagged-upload")
+
+        return Mount(mount.path_in_job, mount.download, later)
 
     def _storage_client(self, project: str) -> Any:
         if self.gcs_endpoint is None:

@@ -294,3 +294,36 @@ def test_operations_carry_the_sdk_types_and_enums_follow_alt(fake: FakeCloudRun)
     assert job["terminalCondition"]["state"] == 4
     job = httpx.get(f"{fake.endpoint}/v2/{PARENT}/jobs/{name}").json()
     assert job["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+
+
+def test_an_image_outside_the_three_registries_is_a_400_naming_it(clients: tuple[Any, Any, Any]) -> None:
+    jobs, _, _ = clients
+    job = shell("true")
+    job.template.template.containers[0].image = "quay.io/acme/tool:1"
+    with pytest.raises(exceptions.BadRequest, match=r"docker\.pkg\.dev.*quay\.io/acme/tool:1"):
+        jobs.create_job(parent=PARENT, job_id=job_id(), job=job)
+
+
+def test_an_image_that_does_not_exist_fails_the_job_and_makes_no_execution(
+    fake: FakeCloudRun, clients: tuple[Any, Any, Any]
+) -> None:
+    jobs, executions, _ = clients
+    image = "us-docker.pkg.dev/squall-test/images/gone:1"
+    fake.missing_images.add(image)
+    job = shell("echo never")
+    job.template.template.containers[0].image = image
+    job.start_execution_token = "t1"
+    name = job_id()
+    operation = jobs.create_job(parent=PARENT, job_id=name, job=job)
+    with pytest.raises(exceptions.GoogleAPICallError, match=f"Image '{image}' not found."):
+        operation.result(timeout=DEADLINE)
+    got = jobs.get_job(name=f"{PARENT}/jobs/{name}")
+    condition = got.terminal_condition
+    assert (condition.state, condition.reason) == (
+        State.CONDITION_FAILED,
+        run_v2.Condition.CommonReason.CONTAINER_MISSING,
+    )
+    assert got.execution_count == 0 and not got.latest_created_execution.name
+    with pytest.raises(exceptions.NotFound):
+        executions.get_execution(name=f"{PARENT}/jobs/{name}/executions/{name}-t1")
+    assert fake.runs[name] == 0

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
-from runners.base import Failure, JobHandle, JobSpec, JobState, Runner
+from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerError
 from runners.cloud_run import CloudRunRunner, cloud_run_job_id
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
 from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.google_rest import UPLOAD_LAG_LABEL
 from tests.integration.service_helpers import squall_run_on_google_fake
 
 cloud_run = pytest.importorskip("tests.emulators.cloud_run")
@@ -207,6 +208,11 @@ class TestCloudRunContract(RunnerContract):
     def unwritable_output_prefix(self) -> str:
         return f"gs://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
 
+    @pytest.fixture
+    def lagging_runner(self, run_env: RunEnv) -> Runner:
+        """Each execution's files (its logs) reach the bucket 1.5 s after it ended."""
+        return run_env.runner(labels={UPLOAD_LAG_LABEL: "1500"})
+
     def test_polling_50_handles_costs_the_declared_calls(
         self,
         runner: Runner,
@@ -227,11 +233,13 @@ class TestCloudRunContract(RunnerContract):
 
     @pytest.fixture
     def failure_cases(self, run_env: RunEnv) -> dict[Failure, Callable[..., JobHandle]]:
-        """CONFIG and LOST as Cloud Run and Squall's wrapper produce them."""
+        """CONFIG and LOST as Cloud Run produces them (the wrapper's CONFIG: a test below)."""
 
         def config(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
-            """The wrapper finds no such command in the image: exit 96, never retried."""
-            return submit(runner, replace(make_spec("unused"), command=("no-such-command-anywhere",)))
+            """An image that does not exist: Cloud Run fails the job at create, no execution."""
+            image = f"europe-docker.pkg.dev/squall-tests/images/missing-{uuid.uuid4().hex[:8]}:1"
+            run_env.fake.missing_images.add(image)
+            return submit(runner, replace(make_spec("echo never"), image=image))
 
         def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
             """Evidence: the job is gone from Cloud Run and Squall left no tombstone for it."""
@@ -325,6 +333,60 @@ def test_500_running_executions_reconcile_in_five_list_calls(run_env: RunEnv) ->
     for handle in handles:
         runner.cancel(handle)
     run_env.fake.hold_labels.discard("bulk-hold")
+
+
+def test_a_command_the_image_lacks_is_config(run_env: RunEnv) -> None:
+    """The wrapper finds no such command: exit 96, CONFIG (never retried)."""
+    runner = run_env.runner()
+    handle = runner.submit(replace(_spec("unused"), command=("no-such-command-anywhere",)))
+    status = wait_terminal(runner, handle, 30)
+    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.CONFIG, 96)
+
+
+def test_an_image_missing_at_create_is_config_with_cloud_runs_words(run_env: RunEnv) -> None:
+    image = "europe-docker.pkg.dev/squall-tests/images/typo:1"
+    run_env.fake.missing_images.add(image)
+    runner = run_env.runner()
+    handle = runner.submit(replace(_spec("echo never"), image=image))
+    status = run_env.runner().poll([handle])[handle.name]  # a fresh runner: nothing remembered
+    assert (status.state, status.failure) == (JobState.FAILED, Failure.CONFIG)
+    assert f"Image '{image}' not found." in (status.reason or "")
+    assert run_env.fake.runs[handle.data["job"].rpartition("/")[2]] == 0
+    runner.cancel(handle)  # nothing to cancel: no tombstone, still CONFIG
+    assert run_env.runner().poll([handle])[handle.name].failure is Failure.CONFIG
+
+
+def test_an_image_cloud_run_cannot_pull_from_is_refused_at_submit(run_env: RunEnv) -> None:
+    """Cloud Run pulls from Artifact Registry, Container Registry and Docker Hub only: its 400
+    fails the submit (the supervisor makes it CONFIG), naming the image."""
+    with pytest.raises(RunnerError, match=r"ghcr\.io/acme/tool:1"):
+        run_env.runner().submit(replace(_spec("echo never"), image="ghcr.io/acme/tool:1"))
+
+
+def test_a_job_without_its_execution_yet_is_queued_and_cancels_by_deletion(run_env: RunEnv) -> None:
+    """If Cloud Run has not made the execution yet, the poll says QUEUED and a cancel deletes
+    the job under the tombstone, so no execution can start; a fresh runner reads CANCELLED."""
+    from google.cloud import run_v2
+
+    spec = _spec("echo never")
+    job_id = cloud_run_job_id(spec.name)
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    jobs, _, _ = run_env.fake.clients()
+    template = run_v2.TaskTemplate(
+        containers=[run_v2.Container(image="python:3.12-slim", command=["/bin/sh"], args=["-c", "exit 0"])]
+    )
+    job = run_v2.Job(
+        labels={"squall-deployment": "squall"}, template=run_v2.ExecutionTemplate(template=template)
+    )
+    jobs.create_job(parent=parent, job=job, job_id=job_id).result(timeout=10)  # no token: no execution
+    runner = run_env.runner()
+    handle = runner.find(spec)
+    assert handle is not None and handle.data["execution"].endswith(f"/executions/{job_id}-run")
+    assert runner.poll([handle])[handle.name].state is JobState.QUEUED
+    runner.cancel(handle)
+    status = run_env.runner().poll([handle])[handle.name]
+    assert (status.state, status.failure) == (JobState.CANCELLED, Failure.CANCELLED)
+    assert run_env.fake.runs[job_id] == 0
 
 
 def test_the_job_id_is_short_and_the_execution_deterministic(run_env: RunEnv) -> None:

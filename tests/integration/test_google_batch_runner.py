@@ -25,6 +25,7 @@ from runners.google_batch import GoogleBatchRunner
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
 from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.google_rest import UPLOAD_LAG_LABEL
 from tests.integration.service_helpers import squall_run_on_google_fake
 
 google_batch = pytest.importorskip("tests.emulators.google_batch")
@@ -202,7 +203,7 @@ class TestGoogleBatchContract(RunnerContract):
     @pytest.fixture
     def lagging_runner(self, google_env: GoogleEnv) -> Runner:
         """Each job's files (its logs) reach the bucket 1.5 s after the job ended."""
-        return google_env.runner(labels={google_batch.UPLOAD_LAG_LABEL: "1500"})
+        return google_env.runner(labels={UPLOAD_LAG_LABEL: "1500"})
 
     @pytest.fixture
     def unwritable_output_prefix(self) -> str:
