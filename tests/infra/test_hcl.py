@@ -652,10 +652,13 @@ def test_google_example_readme_says_it_is_not_validated_offline() -> None:
     assert "not `terraform validate`d" in readme and "tests/infra/test_hcl.py" in readme
 
 
-def test_the_google_batch_deployment_label_defaults_to_the_runners() -> None:
+@pytest.mark.parametrize("variable_name", ["google_batch", "cloud_run"])
+def test_the_google_deployment_labels_default_to_the_runners(variable_name: str) -> None:
+    from runners.cloud_run import CloudRunOptions
     from runners.google_batch import GoogleBatchOptions
 
-    default = GoogleBatchOptions.model_fields["deployment"].default
+    options = {"google_batch": GoogleBatchOptions, "cloud_run": CloudRunOptions}[variable_name]
+    default = options.model_fields["deployment"].default
     for module in (MODULE, SUBMODULES / "settings"):
-        variable = named_blocks(load_module(module), "variable")["google_batch"]
+        variable = named_blocks(load_module(module), "variable")[variable_name]
         assert f'deployment = optional(string, "{default}")' in variable["type"], module

@@ -213,6 +213,21 @@ BAD_VALUES = [
         "Not a service-account key",
         id="google-key-as-credentials",
     ),
+    pytest.param(
+        {"cloud_run": {**GOOGLE, "region": "europe-west1-b"}},
+        "cloud_run.region must be a Google Cloud region",
+        id="cloud-run-zone",
+    ),
+    pytest.param(
+        {"cloud_run": {**GOOGLE, "bucket": "gs://my-squall-staging/jobs"}},
+        "cloud_run.bucket must be a Cloud Storage bucket name",
+        id="cloud-run-bucket-uri",
+    ),
+    pytest.param(
+        {"cloud_run": {**GOOGLE, "credentials_config": '{"type": "service_account", "private_key": "k"}'}},
+        "Not a service-account key",
+        id="cloud-run-key-as-credentials",
+    ),
 ]
 
 
@@ -408,3 +423,52 @@ def test_the_rendered_google_batch_settings_build_the_runner_the_sample_needs(tm
     # is fetched until a call needs one).
     federated = google_auth_aws.Credentials.from_info(runner._credentials_config)
     assert federated.service_account_email == "squall-control@my-project.iam.gserviceaccount.com"
+
+
+def test_the_rendered_cloud_run_settings_build_the_runner_the_sample_needs(tmp_path: Path) -> None:
+    """SQUALL_RUNNERS["cloud-run"] from the module builds a CloudRunRunner whose defaults are
+    valid options; a task naming only the type runs on them, and the sample's task validates
+    over them; the credential configuration reaches the runner decoded."""
+    pytest.importorskip("google.cloud.run_v2")
+    from runners.cloud_run import CloudRunOptions, CloudRunRunner
+
+    outputs = _rendered(
+        tmp_path,
+        f"""
+  table_name = "squall"
+  cloud_run = {{
+    project_id          = "{GOOGLE["project_id"]}"
+    region              = "{GOOGLE["region"]}"
+    bucket              = "{GOOGLE["bucket"]}"
+    job_service_account = "squall-run-job@my-project.iam.gserviceaccount.com"
+    credentials_config  = {json.dumps(json.dumps(CREDENTIALS_CONFIG))}
+  }}
+""",
+    )
+    env: dict[str, str] = outputs["environment"]
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("SQUALL_")})
+    assert set(settings.runners) == {"cloud-run"}
+    assert settings.runners["cloud-run"]["credentials_config"] == CREDENTIALS_CONFIG
+    rt = open_runtime(settings.model_copy(update={"store": "sqlite", "db": str(tmp_path / "s.db")}))
+    try:
+        runner = rt.service.runners.get("cloud-run")
+        assert isinstance(runner, CloudRunRunner)
+    finally:
+        rt.close()
+    defaults = validate_options(CloudRunRunner, runner.option_defaults)
+    assert isinstance(defaults, CloudRunOptions)
+    assert (defaults.project_id, defaults.region, defaults.bucket, defaults.deployment) == (
+        "my-project",
+        "europe-west1",
+        "my-squall-staging",
+        "squall",
+    )
+    assert defaults.job_service_account == "squall-run-job@my-project.iam.gserviceaccount.com"
+    with pytest.raises(RunnerOptionsError, match="projectId"):
+        validate_options(CloudRunRunner, {})
+    flow = load_flow_file(INFRA.parent / "samples" / "cloud-run.yaml")
+    [task] = [t for t in flow.tasks if getattr(t, "taskRunner", None)]
+    name, task_options = runner_of(task.model_dump(by_alias=True, exclude_none=True))
+    assert name == "cloud-run"
+    merged = validate_options(CloudRunRunner, {**runner.option_defaults, **task_options})
+    assert isinstance(merged, CloudRunOptions) and merged.resources.vcpus == 2.0

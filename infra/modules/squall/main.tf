@@ -55,6 +55,7 @@ module "settings" {
   tick_schedule_expression    = var.tick_schedule_expression
   aws_batch                   = var.aws_batch
   google_batch                = var.google_batch
+  cloud_run                   = var.cloud_run
   schedules                   = var.schedules
   extra_environment_variables = var.extra_environment_variables
   secret_backends             = var.secret_backends

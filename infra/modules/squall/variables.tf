@@ -16,7 +16,7 @@ variable "tags" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the Lambda package built by `squall package --output dist/lambda.zip` (relative to where terraform runs); with google_batch, built with `--extra gcp`."
+  description = "Path of the Lambda package built by `squall package --output dist/lambda.zip` (relative to where terraform runs); with google_batch or cloud_run, built with `--extra gcp`."
   type        = string
   default     = "dist/lambda.zip"
   nullable    = false
@@ -225,6 +225,19 @@ variable "google_batch" {
     region              = string
     bucket              = string
     notification_topic  = optional(string)
+    deployment          = optional(string, "squall")
+    job_service_account = optional(string)
+    credentials_config  = optional(string)
+  })
+  default = null
+}
+
+variable "cloud_run" {
+  description = "Cloud Run jobs runner's deployment defaults, or null: `{ project_id, region, bucket, deployment = \"squall\", job_service_account, credentials_config }` (as for google_batch; see modules/settings). Cloud Run has no push events for jobs: the tick polls them. Needs a zip built with `squall package --extra gcp` at lambda_zip_path."
+  type = object({
+    project_id          = string
+    region              = string
+    bucket              = string
     deployment          = optional(string, "squall")
     job_service_account = optional(string)
     credentials_config  = optional(string)

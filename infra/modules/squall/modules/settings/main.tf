@@ -94,12 +94,29 @@ locals {
     } : k => v if v != null
   }
 
+  # CloudRunRunner: the same shape, its option names.
+  cloud_run_defaults = var.cloud_run == null ? null : {
+    for k, v in {
+      projectId         = var.cloud_run.project_id
+      region            = var.cloud_run.region
+      bucket            = var.cloud_run.bucket
+      deployment        = var.cloud_run.deployment
+      jobServiceAccount = var.cloud_run.job_service_account
+    } : k => v if v != null
+  }
+
   runners = merge(
     local.batch == null ? {} : { "aws-batch" = { defaults = local.batch_defaults } },
     local.google_batch == null ? {} : {
       "google-batch" = merge(
         { defaults = local.google_batch_defaults },
         local.google_batch.credentials_config == null ? {} : { credentials_config = local.google_batch.credentials_config },
+      )
+    },
+    var.cloud_run == null ? {} : {
+      "cloud-run" = merge(
+        { defaults = local.cloud_run_defaults },
+        var.cloud_run.credentials_config == null ? {} : { credentials_config = jsondecode(var.cloud_run.credentials_config) },
       )
     },
   )

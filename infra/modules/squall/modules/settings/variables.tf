@@ -459,6 +459,64 @@ variable "google_batch" {
   }
 }
 
+variable "cloud_run" {
+  description = <<-EOT
+    The Cloud Run jobs runner's deployment defaults, or null for none (SQUALL_RUNNERS
+    "cloud-run"): every task with `taskRunner: {type: io.kestra.plugin.ee.gcp.runner.CloudRun}`
+    runs as a Cloud Run job in `project_id` and `region`, with its files and log in `bucket`
+    (mounted into the job). `deployment` labels the executions so one list call reconciles
+    them; `job_service_account` is the account the jobs run as (default: the Compute Engine
+    default service account). Cloud Run has no push events for jobs: the tick polls.
+    `credentials_config` as for google_batch (workload identity federation, no key).
+    A task's own options win over all of these.
+  EOT
+  type = object({
+    project_id          = string
+    region              = string
+    bucket              = string
+    deployment          = optional(string, "squall")
+    job_service_account = optional(string)
+    credentials_config  = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.cloud_run == null || can(regex("^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.cloud_run.project_id))
+    error_message = "cloud_run.project_id must be a Google Cloud project id (6-30 lowercase letters, digits and hyphens, starting with a letter, e.g. my-project-123), not its number or display name."
+  }
+
+  validation {
+    condition     = var.cloud_run == null || can(regex("^[a-z]+-[a-z]+[0-9]+$", var.cloud_run.region))
+    error_message = "cloud_run.region must be a Google Cloud region such as europe-west1 or us-central1, not a zone (europe-west1-b)."
+  }
+
+  validation {
+    # What runners/cloud_run/options.py accepts: a bucket name, never gs:// or a path.
+    condition     = var.cloud_run == null || can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.cloud_run.bucket))
+    error_message = "cloud_run.bucket must be a Cloud Storage bucket name (3-222 of a-z 0-9 . _ -), without gs:// or a path."
+  }
+
+  validation {
+    condition     = var.cloud_run == null || can(regex("^[a-z0-9_-]{1,63}$", var.cloud_run.deployment))
+    error_message = "cloud_run.deployment must be 1-63 of a-z 0-9 _ - (it is a Cloud Run label value)."
+  }
+
+  validation {
+    condition     = var.cloud_run == null || try(var.cloud_run.job_service_account == null || can(regex("^[a-z0-9-]+@[a-z0-9.-]+\\.gserviceaccount\\.com$", var.cloud_run.job_service_account)), false)
+    error_message = "cloud_run.job_service_account must be a service account's email (name@<project>.iam.gserviceaccount.com)."
+  }
+
+  validation {
+    condition     = var.cloud_run == null || try(var.cloud_run.credentials_config == null ? true : jsondecode(var.cloud_run.credentials_config).type == "external_account", false)
+    error_message = "cloud_run.credentials_config must be the JSON of a credential configuration with \"type\": \"external_account\" (workload identity federation). Not a service-account key: a key is a secret, and this value goes into the functions' environment and the Terraform state."
+  }
+
+  validation {
+    condition     = var.cloud_run == null || try(var.cloud_run.credentials_config == null ? true : length(jsonencode(jsondecode(var.cloud_run.credentials_config))) <= 2048, false)
+    error_message = "cloud_run.credentials_config must be at most 2048 characters of JSON: it travels in SQUALL_RUNNERS, and Lambda allows 4 KB for all of a function's environment variables."
+  }
+}
+
 variable "schedules" {
   description = <<-EOT
     Schedule triggers to fire on time through EventBridge Scheduler, one schedule each:
