@@ -2,8 +2,10 @@
 
 Property names are Kestra's where Kestra has one (``projectId``, ``region``, ``serviceAccount``
 (the JSON key of the caller, as in Kestra's GCP plugins), ``impersonatedServiceAccount``,
-``scopes``, ``vpcAccessConnector``, ``vpcEgress``, ``resources``, ``bucket``,
-``waitForLogInterval``, ``delete``, ``resume``); the rest are Squall's and say so.
+``scopes``, ``vpcAccessConnector``, ``vpcEgress``, ``network``, ``subnetwork``, ``resources``,
+``bucket``, ``maxRetries``, ``waitUntilCompletion``, ``completionCheckInterval``,
+``waitForLogInterval``, ``syncWorkingDirectory``, ``delete``, ``resume``); the rest are
+Squall's and say so.
 """
 
 from __future__ import annotations
@@ -93,6 +95,17 @@ class CloudRunOptions(RunnerOptions):
     resources: Resources = Field(default_factory=Resources)
     vpc_access_connector: str | None = Field(default=None, alias="vpcAccessConnector")
     vpc_egress: Literal["ALL_TRAFFIC", "PRIVATE_RANGES_ONLY"] | None = Field(default=None, alias="vpcEgress")
+    network: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Kestra's: direct VPC egress, the VPC network (a name or "
+        "projects/<p>/global/networks/<n>).",
+    )
+    subnetwork: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Kestra's: direct VPC egress, the subnetwork (default: the network's name).",
+    )
     job_service_account: str | None = Field(
         default=None, alias="jobServiceAccount", description="Squall extra: the account the job runs as."
     )
@@ -107,8 +120,8 @@ class CloudRunOptions(RunnerOptions):
         alias="maxRetries",
         ge=0,
         le=10,
-        description="Squall extra: Cloud Run's own retries of the task (default 0: Squall retries, "
-        "and tells the platform's failures from the command's).",
+        description="Kestra's (its default is 3): Cloud Run's own retries of the task. Default 0: Squall "
+        "retries, and tells the platform's failures from the command's.",
     )
     timeout: timedelta | None = Field(
         default=None,
@@ -127,6 +140,26 @@ class CloudRunOptions(RunnerOptions):
     deployment: str = Field(default="squall", pattern=r"^[a-z0-9_-]{1,63}$", description="Squall extra.")
     pricing: Price | None = None
 
+    wait_until_completion: timedelta | None = Field(
+        default=None,
+        alias="waitUntilCompletion",
+        gt=timedelta(0),
+        description="Kestra's: with no task `timeout` and no `timeout` here, the attempt's limit in Cloud "
+        "Run. Squall never blocks waiting for a job, so the waiting itself has no meaning here; "
+        "Kestra's 1-hour default is not applied.",
+    )
+    completion_check_interval: timedelta | None = Field(
+        default=None,
+        alias="completionCheckInterval",
+        description="Kestra's polling period. Squall polls all executions of a region in one list call a "
+        "page per tick, so there is no per-job polling to tune.",
+    )
+    sync_working_directory: Literal[False] = Field(
+        default=False,
+        alias="syncWorkingDirectory",
+        description="Kestra's copy of the whole working directory back. Not supported: Squall returns "
+        "the files `outputFiles` names and the output directory; name the files there.",
+    )
     wait_for_log_interval: timedelta | None = Field(
         default=None,
         alias="waitForLogInterval",
@@ -137,6 +170,14 @@ class CloudRunOptions(RunnerOptions):
     resume: bool = Field(default=True, description="Kestra's: reattach to the attempt's job. Always on.")
 
     _resume = field_validator("resume")(classmethod(lambda cls, v: always_reattach(v)))
+
+    @model_validator(mode="after")
+    def _direct_vpc(self) -> CloudRunOptions:
+        if self.vpc_access_connector and (self.network or self.subnetwork):
+            raise ValueError(
+                "vpcAccessConnector and network/subnetwork are two ways to reach a VPC: give one"
+            )
+        return self
 
     _bucket = field_validator("bucket")(classmethod(lambda cls, v: bucket_name(v)))
     _prefix = field_validator("staging_prefix")(classmethod(lambda cls, v: staging_prefix(v)))

@@ -235,15 +235,21 @@ class CloudRunRunner(GoogleRunner):
             max_retries=opts.max_retries,
             execution_environment=t.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
         )
-        limit = run_limit(spec.timeout, opts.timeout)
+        limit = run_limit(spec.timeout, opts.timeout) or run_limit(opts.wait_until_completion)
         if limit is not None:
             task.timeout = limit
         if opts.job_service_account:
             task.service_account = opts.job_service_account
-        if opts.vpc_access_connector or opts.vpc_egress:
+        if opts.vpc_access_connector or opts.vpc_egress or opts.network or opts.subnetwork:
+            interfaces = (
+                [t.VpcAccess.NetworkInterface(network=opts.network or "", subnetwork=opts.subnetwork or "")]
+                if opts.network or opts.subnetwork
+                else []
+            )
             task.vpc_access = t.VpcAccess(
                 connector=opts.vpc_access_connector or "",
                 egress=t.VpcAccess.VpcEgress[opts.vpc_egress] if opts.vpc_egress else 0,
+                network_interfaces=interfaces,
             )
         try:
             labels = gcp_labels({**opts.labels, **spec.labels})

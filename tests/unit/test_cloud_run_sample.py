@@ -122,6 +122,45 @@ def test_the_doc_says_what_is_refused_and_why() -> None:
         CloudRunOptions.model_validate({**_task_options(), "resume": False})
     with pytest.raises(ValueError):
         CloudRunOptions.model_validate({**_task_options(), "executionEnvironment": "GEN1"})
+    assert "no effect" in table["completionCheckInterval"][2]
+    assert "refused" in table["syncWorkingDirectory"][2]
+    with pytest.raises(ValueError, match="syncWorkingDirectory"):
+        CloudRunOptions.model_validate({**_task_options(), "syncWorkingDirectory": True})
+    with pytest.raises(ValueError, match="two ways to reach a VPC"):
+        CloudRunOptions.model_validate(
+            {**_task_options(), "vpcAccessConnector": "projects/p/locations/r/connectors/c", "network": "vpc"}
+        )
+
+
+def test_kestra_network_and_wait_options_reach_the_job() -> None:
+    """Direct VPC egress (Kestra's network/subnetwork) and waitUntilCompletion as the limit."""
+    pytest.importorskip("google.cloud.run_v2")
+    from runners.google_runner import document
+
+    options = {
+        **{k: v for k, v in _task_options().items() if k != "timeout"},
+        "network": "projects/my-project/global/networks/my-vpc",
+        "subnetwork": "projects/my-project/regions/europe-west1/subnetworks/my-subnet",
+        "vpcEgress": "ALL_TRAFFIC",
+        "waitUntilCompletion": "PT30M",
+        "completionCheckInterval": "PT5S",
+    }
+    opts = validate_options(CloudRunRunner, options)
+    assert isinstance(opts, CloudRunOptions)
+    spec = JobSpec(name="vpc-task-1", command=("/bin/sh", "-c", "true"), options=options)
+    task = document(CloudRunRunner(anonymous=True)._job(spec, opts, "squall/x", {}, {}))["template"][
+        "template"
+    ]
+    assert task["vpcAccess"] == {
+        "egress": "ALL_TRAFFIC",
+        "networkInterfaces": [
+            {
+                "network": "projects/my-project/global/networks/my-vpc",
+                "subnetwork": "projects/my-project/regions/europe-west1/subnetworks/my-subnet",
+            }
+        ],
+    }
+    assert task["timeout"] == "1800s"
 
 
 def test_the_doc_names_every_type_alias_and_failure() -> None:
