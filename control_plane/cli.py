@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from control_plane.cli_output import Format, chosen, emit_json, emit_rows, make_console
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -30,9 +31,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: no boxes to break in a pipe, no type after a flag
 )
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 _STYLE = {
     "SUCCESS": "green",
@@ -52,11 +54,29 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        try:
+            pair.encode("utf-8")
+        except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8 (surrogate escapes)
+            raise _fail(f"--input {key or pair!r}: the value is not valid UTF-8 text", 2) from None
         if not sep or not key:
-            err.print(f"[red]--input expects KEY=VALUE, got {pair!r}[/red]")
-            raise typer.Exit(2)
+            raise _fail(f"--input expects KEY=VALUE, got {pair!r}", 2)
         inputs[key] = value
     return inputs
+
+
+def _known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> None:
+    """Every ``--input`` name must be one ``whose`` declares: a typo'd name would otherwise be
+    dropped (as Kestra drops undeclared inputs) and the default used without a word."""
+    import difflib
+
+    for name in given:
+        if name in declared:
+            continue
+        if not declared:
+            raise _fail(f"unknown input {name!r}: {whose} declares no inputs", 2)
+        close = difflib.get_close_matches(name, declared, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" ({whose} declares {', '.join(declared)})"
+        raise _fail(f"unknown input {name!r}{hint}", 2)
 
 
 def _tree(execution: Execution, title: str) -> Tree:
@@ -96,18 +116,76 @@ DbOption = Annotated[
     Path | None,
     typer.Option("--db", envvar="SQUALL_DB", help="SQLite database (default: under the user data dir)"),
 ]
+OutputOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--output",
+        help="table, tsv (one row a line, tab-separated, no header) or json; default: a table on a "
+        "terminal, tsv otherwise",
+    ),
+]
+KeepJobsOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-jobs",
+        help="Keep each script task's directory under jobs/ beside the database (its log, status and "
+        "files); by default it is removed once the task's log and outputs are stored",
+    ),
+]
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option("--input", "-i", metavar="KEY=VALUE", help="Input KEY=VALUE (repeatable)"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"squall {version('squall')}")
+        except PackageNotFoundError:
+            print("squall (not installed: run from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Serverless orchestrator for Kestra-style YAML flows."""
+
+
+def _error(message: str, style: str = "red") -> None:
+    """One message on stderr, printed as it is: a message quoting ``[a, b]`` (allowed values, a
+    list) must not be read as rich markup and vanish."""
+    from rich.text import Text
+
+    err.print(Text(message, style=style))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]{message}[/red]", highlight=False)
+    _error(message)
     return typer.Exit(code)
 
 
-def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> Any:
+def _open(
+    db: Path | None,
+    secrets_file: Path | None = None,
+    *,
+    existing: bool = False,
+    keep_jobs: bool = False,
+    **options: Any,
+) -> Any:
     """The local runtime (SQLite at ``db``), wired as every runtime is (``control_plane/runtime.py``).
 
     ``SQUALL_*`` settings apply as they do to ``squall server``: secrets, expression limits,
-    ``SQUALL_MAX_OUTPUTS_BYTES``. A bad setting or database is one line, exit 1.
+    ``SQUALL_MAX_OUTPUTS_BYTES``. A bad setting or database is one line, exit 1. ``existing``:
+    the command only reads or acts on what is stored, so a database that is not there is an
+    error, not a new empty one left behind.
     """
     from datetime import UTC, datetime
 
@@ -118,6 +196,11 @@ def _open(db: Path | None, secrets_file: Path | None = None, **options: Any) -> 
 
     try:
         settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
+        if existing and not Path(str(settings.db)).is_file():
+            raise _fail(f"no Squall database at {settings.db}: nothing has run with it (`squall run FILE`)")
+        if keep_jobs:  # the process runner leaves each job's directory (log, status, outputs) in jobs/
+            process = {**settings.runners.get("process", {}), "keep_jobs": True}
+            settings = settings.model_copy(update={"runners": {**settings.runners, "process": process}})
         runtime = open_local(settings, **options)
     except (StoreError, SettingsError) as exc:
         raise _fail(str(exc)) from None
@@ -229,7 +312,7 @@ def _drive(
         try:
             service.kill(execution_id)
         except Exception as exc:  # the kill itself must not hide the interruption
-            err.print(f"[red]{exc}[/red]", highlight=False)
+            _error(str(exc))
         execution = service.run(execution_id, deadline=time.monotonic() + 30)
         _summary(execution, time.monotonic() - started)
         raise typer.Exit(130) from None
@@ -256,13 +339,12 @@ def _title(execution: Execution) -> str:
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Flow YAML file")],
-    input: Annotated[
-        list[str] | None, typer.Option("--input", "-i", help="Input KEY=VALUE (repeatable)")
-    ] = None,
+    input: InputOption = None,
     virtual_time: Annotated[
         bool, typer.Option(help="Skip waits (Sleep, retry intervals) instead of really waiting")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the summary")] = False,
+    keep_jobs: KeepJobsOption = False,
     db: DbOption = None,
     secrets_file: SecretsOption = None,
 ) -> None:
@@ -272,12 +354,15 @@ def run(
     from control_plane.service.clock import SystemClock, VirtualClock
 
     started = time.monotonic()
-    with _open(db, secrets_file, clock=VirtualClock() if virtual_time else SystemClock()) as runtime:
+    clock = VirtualClock() if virtual_time else SystemClock()
+    with _open(db, secrets_file, keep_jobs=keep_jobs, clock=clock) as runtime:
         try:
             record = runtime.service.deploy(read_flow_file(file), str(file))
         except FlowValidationError as exc:
             raise _fail(str(exc)) from None
         inputs = _parse_inputs(input or [])
+        flow = runtime.service.flow(record.namespace, record.id, record.revision)
+        _known_inputs(inputs, [i.id for i in flow.inputs or ()], f"flow {record.namespace}.{record.id}")
         new_id = runtime.service.new_id()
         try:
             final = _drive(
@@ -289,7 +374,7 @@ def run(
             )
         except InputError as exc:
             for message in exc.messages:
-                err.print(f"[red]{message}[/red]", highlight=False)
+                _error(message)
             raise typer.Exit(1) from None
     raise typer.Exit(_exit_code(final))
 
@@ -301,15 +386,23 @@ app.add_typer(flows_app, name="flows")
 
 
 def _execution(runtime: Any, execution_id: str) -> Execution:
+    """The execution with this id, or with the one id that starts with it (a unique prefix)."""
     from control_plane.errors import NotFoundError
 
     try:
         return runtime.store.get_execution(execution_id)
     except NotFoundError:
-        raise _fail(
-            f"execution {execution_id!r} not found in {runtime.store.path}"
-            " (`squall executions list` shows the known ones)"
-        ) from None
+        pass
+    matches = runtime.store.execution_ids_starting(execution_id, limit=6) if execution_id else []
+    if len(matches) == 1:
+        return runtime.store.get_execution(matches[0])
+    if matches:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise _fail(f"execution id {execution_id!r} is ambiguous: {shown}; give more of it")
+    raise _fail(
+        f"execution {execution_id!r} not found in {runtime.store.path}"
+        " (`squall executions list` shows the known ones)"
+    )
 
 
 @executions_app.command("list")
@@ -318,70 +411,145 @@ def executions_list(
     flow: Annotated[str | None, typer.Option("--flow", "-f", help="Flow id")] = None,
     state: Annotated[list[str] | None, typer.Option("--state", "-s", help="Only these states")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    output: OutputOption = None,
     db: DbOption = None,
 ) -> None:
-    """Newest executions first."""
-    from rich.table import Table
+    """Newest executions first: id, flow, state, created, duration (`| cut -f1` gives the ids)."""
+    from rich.text import Text
 
+    from control_plane.api.views import execution_summary_view
     from control_plane.engine.states import State
 
     try:
         states = [State(s.upper()) for s in state or []]
     except ValueError:
         raise _fail(f"--state must be one of {', '.join(s.value for s in State)}") from None
-    with _open(db) as runtime:
+    with _open(db, existing=True) as runtime:
         page = runtime.store.list_executions(namespace=namespace, flow_id=flow, states=states, limit=limit)
-        table = Table("id", "flow", "state", "created", "duration", box=None)
-        for ex in page.items:
-            style = _STYLE.get(str(ex.state), "white")
-            duration = f"{(ex.ended - ex.created).total_seconds():.2f}s" if ex.ended else ""
-            table.add_row(
-                ex.id,
-                f"{ex.namespace}.{ex.flow_id}",
-                f"[{style}]{ex.state}[/{style}]",
-                ex.created.strftime("%Y-%m-%d %H:%M:%S"),
-                duration,
-            )
-        console.print(table)
-        if not page.items:
-            console.print("[dim]no executions[/dim]")
+    fmt = chosen(output, console)
+    if fmt is Format.json:
+        emit_json([execution_summary_view(ex) for ex in page.items])
+        return
+    rows = [
+        (
+            ex.id,
+            f"{ex.namespace}.{ex.flow_id}",
+            Text(str(ex.state), style=_STYLE.get(str(ex.state), "")),
+            ex.created.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{(ex.ended - ex.created).total_seconds():.2f}s" if ex.ended else "",
+        )
+        for ex in page.items
+    ]
+    emit_rows(console, fmt, ("id", "flow", "state", "created", "duration"), rows)
+    if not page.items and fmt is Format.table:
+        console.print("[dim]no executions[/dim]")
 
 
 @executions_app.command("show")
-def executions_show(execution_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+def executions_show(
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it")],
+    output: Annotated[
+        Format | None, typer.Option("--output", help="json: the execution as the API returns it")
+    ] = None,
+    db: DbOption = None,
+) -> None:
     """The execution's task-run tree, state and outputs."""
-    with _open(db) as runtime:
+    from rich.text import Text
+
+    from control_plane.api.views import execution_view
+
+    with _open(db, existing=True) as runtime:
         execution = _execution(runtime, execution_id)
-        console.print(_tree(execution, f"[bold]{execution.namespace}.{execution.flow_id}[/bold]"))
-        _summary(execution)
-        failed = [tr for tr in execution.ordered_taskruns() if tr.error]
-        for tr in failed:
-            console.print(f"[red]{tr.task_id}[/red]: {tr.error}", highlight=False, markup=False)
+    if output is Format.json:
+        emit_json(execution_view(execution))
+        return
+    console.print(_tree(execution, _title(execution)))
+    _summary(execution)
+    for tr in execution.ordered_taskruns():
+        if tr.error:
+            console.print(Text.assemble((tr.task_id, "red"), f": {tr.error}"))
 
 
 @executions_app.command("logs")
 def executions_logs(
-    execution_id: Annotated[str, typer.Argument()],
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of it")],
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task id or task run id")] = None,
     db: DbOption = None,
 ) -> None:
     """Every stored log line of the execution, in order."""
-    with _open(db) as runtime:
+    with _open(db, existing=True) as runtime:
         execution = _execution(runtime, execution_id)
         wanted = None
         if task is not None:
             wanted = {tr.id for tr in execution.taskruns.values() if task in (tr.id, tr.task_id)}
             if not wanted:
-                raise _fail(f"execution {execution_id} has no task or task run {task!r}")
+                raise _fail(f"execution {execution.id} has no task or task run {task!r}")
         cursor = None
         while True:
-            page = runtime.store.read_logs(execution_id, limit=5000, cursor=cursor)
+            page = runtime.store.read_logs(execution.id, limit=5000, cursor=cursor)
             for line in page.items:
                 if wanted is None or line.taskrun_id in wanted:
                     _print_log(line)
             cursor = page.cursor
             if cursor is None:
                 break
+
+
+@executions_app.command("purge")
+def executions_purge(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="30d, 12h, 90m or ISO 8601 (P30D): created before now minus AGE",
+        ),
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete finished executions older than AGE: their task runs, logs and stored files.
+
+    Running, paused and queued executions are kept whatever their age.
+    """
+    from datetime import UTC, datetime
+
+    age = _age(older_than)
+    with _open(db, existing=True) as runtime:
+        gone = runtime.store.purge_executions(datetime.now(UTC) - age, dry_run=dry_run)
+        if not dry_run:
+            storage = runtime.service.storage
+            for execution_id, namespace, flow_id in gone:
+                storage.delete_prefix(storage.uri(f"{namespace}/{flow_id}/{execution_id}/"))
+    for execution_id, namespace, flow_id in gone:
+        console.print(
+            f"{'would purge' if dry_run else 'purged'} {execution_id} {namespace}.{flow_id}", markup=False
+        )
+    verb = "would be purged" if dry_run else "purged"
+    err.print(
+        f"{len(gone)} finished execution{'' if len(gone) == 1 else 's'} older than {older_than} {verb}",
+        markup=False,
+    )
+
+
+def _age(text: str) -> Any:
+    """``30d``, ``12h``, ``90m``, ``45s`` or an ISO 8601 duration, as a timedelta."""
+    import re
+    from datetime import timedelta
+
+    match = re.fullmatch(r"(\d+)([dhms])", text.strip())
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
+        return timedelta(**{unit: int(match.group(1))})
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        value = TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        raise _fail(f"--older-than {text!r}: give an age such as 30d, 12h, 90m or P30D", 2) from None
+    if value < timedelta(0):
+        raise _fail(f"--older-than {text!r}: the age must be positive", 2)
+    return value
 
 
 def _taskrun(runtime: Any, execution_id: str, kwargs: dict[str, Any]) -> str | None:
@@ -401,8 +569,8 @@ def _taskrun(runtime: Any, execution_id: str, kwargs: dict[str, Any]) -> str | N
 def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwargs: Any) -> None:
     from control_plane.errors import EngineError, InputError, ServiceError
 
-    with _open(db) as runtime:
-        _execution(runtime, execution_id)
+    with _open(db, existing=True) as runtime:
+        execution_id = _execution(runtime, execution_id).id
         service = runtime.service
         actions: dict[str, Callable[[], Execution]] = {
             "kill": lambda: service.kill(execution_id),
@@ -429,6 +597,8 @@ def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> E
     service = runtime.service
     execution = service.get(execution_id)
     if execution.state.terminal or execution.state is State.PAUSED:
+        if inputs:
+            _known_inputs(inputs, _resume_inputs(runtime, execution), "the paused task")
         return service.resume(execution_id, inputs)  # ends, or says why not
     if inputs:
         raise _fail(f"execution {execution_id} is {execution.state}, not PAUSED: --input is for a paused one")
@@ -438,6 +608,15 @@ def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> E
         raise _fail(f"execution {execution_id} is {execution.state} and driven by {owner}; it goes on there")
     err.print(f"execution {execution_id} was {execution.state}, its process gone: driving it on from here")
     return execution
+
+
+def _resume_inputs(runtime: Any, execution: Execution) -> list[str]:
+    """The ``onResume`` input ids of the execution's paused tasks."""
+    from control_plane.engine.states import State
+
+    flow = runtime.service.driver.flow_of(execution)
+    paused = {tr.task_id for tr in execution.taskruns.values() if tr.state is State.PAUSED}
+    return [i.id for task in flow.walk() if task.id in paused for i in getattr(task, "onResume", None) or ()]
 
 
 @executions_app.command("kill")
@@ -459,7 +638,10 @@ def executions_restart(
 @executions_app.command("resume")
 def executions_resume(
     execution_id: Annotated[str, typer.Argument()],
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="onResume input KEY=VALUE")] = None,
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", metavar="KEY=VALUE", help="onResume input (repeatable)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     db: DbOption = None,
 ) -> None:
@@ -505,49 +687,77 @@ def flows_deploy(
 
 @flows_app.command("list")
 def flows_list(
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None, db: DbOption = None
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    output: OutputOption = None,
+    db: DbOption = None,
 ) -> None:
-    """Deployed flows with their latest revision."""
-    from rich.table import Table
+    """Deployed flows with their latest revision: namespace, id, revision, updated."""
+    from control_plane.api.views import flow_summary_view
 
-    with _open(db) as runtime:
-        table = Table("namespace", "id", "revision", "updated", box=None)
+    records = []
+    with _open(db, existing=True) as runtime:
         cursor = None
-        count = 0
         while True:
             page = runtime.store.list_flows(namespace, limit=500, cursor=cursor)
-            for record in page.items:
-                count += 1
-                table.add_row(
-                    record.namespace,
-                    record.id,
-                    str(record.revision),
-                    record.updated.strftime("%Y-%m-%d %H:%M:%S"),
-                )
+            records += page.items
             cursor = page.cursor
             if cursor is None:
                 break
-        console.print(table)
-        if not count:
-            console.print("[dim]no flows deployed (`squall flows deploy FILE`)[/dim]")
+    fmt = chosen(output, console)
+    if fmt is Format.json:
+        emit_json([flow_summary_view(r) for r in records])
+        return
+    rows = [(r.namespace, r.id, str(r.revision), r.updated.strftime("%Y-%m-%d %H:%M:%S")) for r in records]
+    emit_rows(console, fmt, ("namespace", "id", "revision", "updated"), rows)
+    if not records and fmt is Format.table:
+        console.print("[dim]no flows deployed (`squall flows deploy FILE`)[/dim]")
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Flow YAML files")]) -> None:
-    """Validate flows; print every violation with file:line:column; exit 1 if any is invalid."""
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Flow YAML files")],
+    output: Annotated[
+        Format | None,
+        typer.Option("--output", help="json: [{file, valid, violations: [{line, column, path, message}]}]"),
+    ] = None,
+) -> None:
+    """Validate flows; print every violation as file:line:column: path: message; exit 1 if any is invalid."""
+    from rich.text import Text
+
     from control_plane.errors import FlowValidationError
     from control_plane.flows.loader import load_flow_file
 
-    bad = 0
+    results: list[dict[str, Any]] = []
     for file in files:
         try:
             load_flow_file(file)
         except FlowValidationError as exc:
-            bad += 1
-            err.print(str(exc), highlight=False, markup=False)
+            results.append(
+                {"file": str(file), "valid": False, "violations": exc.violations, "text": str(exc)}
+            )
         else:
-            console.print(f"[green]OK[/green] {file}")
-    raise typer.Exit(1 if bad else 0)
+            results.append({"file": str(file), "valid": True, "violations": []})
+    if output is Format.json:
+        emit_json(
+            [
+                {
+                    "file": r["file"],
+                    "valid": r["valid"],
+                    "violations": [
+                        {"line": v.line, "column": v.column, "path": v.path, "message": v.message}
+                        for v in r["violations"]
+                    ],
+                }
+                for r in results
+            ]
+        )
+    else:
+        for r in results:
+            if r["valid"]:
+                console.print(Text.assemble(("OK", "green"), f" {r['file']}"))
+            else:
+                err.print(r["text"], markup=False)
+    raise typer.Exit(0 if all(r["valid"] for r in results) else 1)
 
 
 @app.command()
@@ -561,8 +771,11 @@ def schema(
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        output.write_text(text + "\n", encoding="utf-8")
-        console.print(f"wrote {output}")
+        try:
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        console.print(f"wrote {output}", markup=False)
 
 
 @app.command()
@@ -587,7 +800,7 @@ def conformance(
             passed += result.passed
             failed += not result.passed
     except SquallError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
+        _error(str(exc))
         raise typer.Exit(1) from None
     print(f"{passed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)
@@ -760,7 +973,7 @@ def package(
         )
     console.print(table)
     for warning in report.warnings():
-        err.print(f"[yellow]{warning}[/yellow]", highlight=False)
+        _error(warning, "yellow")
 
 
 def main() -> None:

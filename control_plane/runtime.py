@@ -446,8 +446,8 @@ def open_runtime(
 
         configure_expressions(settings)
         data = Path(settings.data_dir)
-        config: dict[str, Mapping[str, Any]] = {"process": {"base_dir": data / "jobs"}}
-        config.update(settings.runners)
+        config: dict[str, Mapping[str, Any]] = dict(settings.runners)
+        config["process"] = {"base_dir": data / "jobs", **config.get("process", {})}  # keep_jobs...
         if settings.aws_endpoint_allowlist:
             batch = dict(config.get("aws-batch", {}))
             allowed = [*batch.get("allowed_endpoints", ()), *settings.aws_endpoint_allowlist]

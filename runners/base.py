@@ -406,6 +406,18 @@ class Waitable(Protocol):
     def wait(self, timeout: float) -> bool: ...
 
 
+@runtime_checkable
+class Disposable(Protocol):
+    """Optional: a runner that keeps a job's traces on this machine (the process runner's job
+    directory: its log, status and outputs, which ``cleanup`` leaves for any reader).
+
+    The control plane calls ``dispose`` once the job's end, log and outputs are stored, so a
+    long-lived local deployment does not keep one directory per task for ever. Idempotent.
+    """
+
+    def dispose(self, handle: JobHandle) -> None: ...
+
+
 def validate_options(runner_cls: type[Runner], options: Mapping[str, Any]) -> RunnerOptions:
     """Validate a ``taskRunner`` block against the runner's model; errors name each field."""
     try:

@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import immutables
@@ -573,9 +573,8 @@ class _Transaction:
             self.resume(tr, task, {}, behavior="FAIL")
 
     def on_timeout(self, tr: TaskRun, task: Task) -> None:
-        message = f"Timeout after {task.timeout}"
-        if task.kind is TaskKind.JOB:
-            self.log(tr, Level.ERROR, message, None)
+        message = f"Timeout after {_hms(task.timeout)}" if task.timeout else "Timeout"
+        if task.kind is TaskKind.JOB:  # logged once, when the cancelled job's attempt ends with it
             timed_out = replace(tr.attempts[-1], timed_out=True)
             self.put(tr.evolve(error=message, attempts=(*tr.attempts[:-1], timed_out)))
             self.actions.append(CancelJob(tr.id, tr.attempt, self.job_name(tr)))
@@ -1154,7 +1153,16 @@ class _Transaction:
 
     def render_flow_outputs(self) -> dict[str, Any]:
         ctx = self.context(None, None)
-        return {o.id: _typed_output(o.type, render_value(o.value, ctx)) for o in self.flow.outputs or ()}
+        typed: dict[str, Any] = {}
+        for o in self.flow.outputs or ():
+            value = render_value(o.value, ctx)
+            try:
+                typed[o.id] = _typed_output(o.type, value)
+            except (ValueError, TypeError):  # Python's words ("invalid literal for int()") would say nothing
+                shown = value if isinstance(value, str) else to_display(value)
+                message = f"Invalid output for `{o.id}`, Expected `{o.type}` but received `{shown}`"
+                raise ValueError(message) from None
+        return typed
 
 
 def _in_branch(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:
@@ -1175,6 +1183,14 @@ class _SwitchMiss(ValueError):
     def __init__(self, message: str, outputs: dict[str, Any]) -> None:
         super().__init__(message)
         self.outputs = outputs
+
+
+def _hms(value: timedelta) -> str:
+    """Kestra's rendering of a timeout in its message (``00:00:01.000``), not Python's ``0:00:01``."""
+    millis = value // timedelta(milliseconds=1)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
 def _typed_output(kind: InputType, value: Any) -> Any:

@@ -192,6 +192,10 @@ def _holds_secret(spec: Input) -> bool:
 
 
 def _message(spec: Input, reason: str, received: Any) -> str:
+    """Kestra's shape; a conversion reason already says what was received, so it is not repeated
+    (``Invalid input for `n`, Expected `INT` but received `abc```)."""
+    if " but received `" in reason:
+        return f"Invalid input for `{spec.id}`, {reason}"
     shown = MASK if _holds_secret(spec) and received is not None else _jtext(received)
     return f"Invalid input for `{spec.id}`, {reason}, but received `{shown}`"
 

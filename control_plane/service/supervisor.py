@@ -50,6 +50,7 @@ from control_plane.service.scripts import ScriptError, build_job_spec, job_outpu
 from control_plane.service.storage import StorageError, TaskStorage
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
+    Disposable,
     Evented,
     Failure,
     JobEvent,
@@ -595,6 +596,8 @@ class JobSupervisor:
             if phase is JobPhase.DONE:
                 with contextlib.suppress(JobNotFoundError):  # nothing left to clean up
                     runner.cleanup(handle)
+                    if isinstance(runner, Disposable):  # its end, log and outputs are stored now
+                        runner.dispose(handle)
 
         status = self._into_storage(job, status)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})

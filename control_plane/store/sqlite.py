@@ -503,6 +503,36 @@ class SqliteStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 
+    def execution_ids_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Up to ``limit`` execution ids that start with ``prefix``, in order (the CLI takes a
+        unique prefix wherever it takes an id, as git does with commits)."""
+        rows = self._read(
+            "SELECT id FROM executions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [str(row[0]) for row in rows]
+
+    def purge_executions(self, before: datetime, *, dry_run: bool = False) -> list[tuple[str, str, str]]:
+        """Delete every finished execution created before ``before`` with its task runs, logs,
+        jobs, timers and lease, in one transaction; ``(id, namespace, flow_id)`` of each.
+
+        Local retention (``squall executions purge``): DynamoDB has its TTL, a SQLite file
+        would otherwise grow for ever. A running, paused or queued execution is never touched.
+        """
+        finished = [s.value for s in State if s.terminal]
+        marks = ",".join("?" * len(finished))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT id, namespace, flow_id FROM executions WHERE created < ? AND state IN ({marks})",
+                (before.timestamp(), *finished),
+            ).fetchall()
+            ids = [(row[0],) for row in rows]
+            if not dry_run:
+                for table in ("taskruns", "logs", "timers", "jobs", "leases"):
+                    conn.executemany(f"DELETE FROM {table} WHERE execution_id=?", ids)
+                conn.executemany("DELETE FROM executions WHERE id=?", ids)
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def get_execution_meta(self, execution_id: str) -> Execution:
         rows = self._read("SELECT version, body FROM executions WHERE id=?", (execution_id,))
         if not rows:

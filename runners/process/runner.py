@@ -94,7 +94,9 @@ class ProcessRunner:
         sleep: Callable[[float], None] = time.sleep,
         grace: timedelta = timedelta(seconds=5),
         clock: Callable[[], datetime] = _utcnow,
+        keep_jobs: bool = False,
     ) -> None:
+        self.keep_jobs = keep_jobs
         self.base_dir = Path(base_dir if base_dir is not None else default_base_dir()).expanduser().resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._base = str(self.base_dir)
@@ -220,6 +222,13 @@ class ProcessRunner:
                 f"job {handle.name!r} is {found.state.value}: cancel it before cleaning up", runner=self.name
             )
         remove_tree(f"{job_dir}/{WORK}")
+
+    def dispose(self, handle: JobHandle) -> None:
+        """Remove the whole job directory once the control plane stored the job's end, log and
+        outputs (``keep_jobs`` keeps it, for looking at a job's files afterwards)."""
+        if self.keep_jobs or not self._status(handle).terminal:
+            return
+        remove_tree(self._dir(handle))
 
     @property
     def option_defaults(self) -> Mapping[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from runners.base import Failure, JobHandle, JobState, JobStatus, Resources, RunnerError
@@ -285,7 +285,7 @@ def _exit_from_result(
     elif result.get("timed_out"):
         state, failure = JobState.FAILED, Failure.TIMEOUT
         timeout = pid_doc.get("timeout")
-        took = timedelta(seconds=timeout) if isinstance(timeout, int | float) else "its timeout"
+        took = f"{timeout:g}s" if isinstance(timeout, int | float) else "its timeout"
         reason = f"timed out after {took}"
     elif returncode == 0:
         state, failure, reason = JobState.SUCCEEDED, None, None

@@ -104,10 +104,17 @@ def test_executions_and_flows_commands(tmp_path: Path) -> None:
     deployed = cli.invoke(app, ["flows", "deploy", str(flow)])
     assert deployed.exit_code == 0 and "t.f revision 1" in deployed.output  # unchanged: same revision
     flows = cli.invoke(app, ["flows", "list"])
-    assert flows.exit_code == 0 and "t" in flows.output and " f " in flows.output
+    assert flows.exit_code == 0 and flows.output.split("\t")[:3] == ["t", "f", "1"]  # piped: tab-separated
 
 
 def test_unknown_ids_and_bad_files_give_clear_errors(tmp_path: Path) -> None:
+    nowhere = tmp_path / "new" / "x.db"
+    for command in (["show"], ["logs"], ["kill"], ["restart"], ["resume"], ["replay"]):
+        result = cli.invoke(app, ["executions", *command, "nope123", "--db", str(nowhere)])
+        assert result.exit_code == 1 and f"no Squall database at {nowhere}" in result.output, command
+    assert cli.invoke(app, ["flows", "list", "--db", str(nowhere)]).exit_code == 1
+    assert not nowhere.parent.exists()  # asked to read, nothing was created
+    assert cli.invoke(app, ["run", str(ROOT / "samples" / "hello.yaml"), "-q"]).exit_code == 0
     for command in (["show"], ["logs"], ["kill"], ["restart"], ["resume"], ["replay"]):
         result = cli.invoke(app, ["executions", *command, "nope123"])
         assert result.exit_code == 1, command

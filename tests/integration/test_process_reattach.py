@@ -218,7 +218,7 @@ def test_the_timeout_is_enforced_after_the_owner_died(base: Path, owners: list[O
     assert fresh.poll([handle])["late"].state is JobState.RUNNING  # the timeout has not fired yet
     status = wait_terminal(fresh, handle, 30.0)
     assert (status.state, status.failure) == (JobState.FAILED, Failure.TIMEOUT), status
-    assert status.reason == "timed out after 0:00:03"
+    assert status.reason == "timed out after 3s"
     assert status.exit_code == 128 + signal.SIGKILL  # TERM ignored: KILL after the grace period
     assert count_local_processes(token) == 0
 

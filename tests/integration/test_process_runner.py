@@ -343,7 +343,7 @@ def test_timeout_reason_and_kill_of_a_term_ignoring_job(runner: ProcessRunner) -
     token = f"squall-deaf-{uuid.uuid4().hex}"
     _, status = run(runner, f"trap '' TERM; {LOOP} # {token}", timeout=timedelta(seconds=1))
     assert (status.state, status.failure) == (JobState.FAILED, Failure.TIMEOUT)
-    assert status.reason == "timed out after 0:00:01"
+    assert status.reason == "timed out after 1s"
     assert status.exit_code == 128 + signal.SIGKILL
     assert count_local_processes(token) == 0
 
@@ -537,3 +537,19 @@ def test_cancel_through_another_instance_in_this_process(runner: ProcessRunner, 
     status = other.poll([handle])["other"]
     assert (status.state, status.failure) == (JobState.CANCELLED, Failure.CANCELLED), status
     assert count_local_processes(token) == 0
+
+
+def test_dispose_removes_the_job_directory_unless_kept(runner: ProcessRunner, base: Path) -> None:
+    handle, _ = run(runner, 'echo x > "$OUTPUT_DIR/o.txt"', name="gone")
+    runner.cleanup(handle)
+    runner.dispose(handle)
+    runner.dispose(handle)  # idempotent
+    assert not (base / "gone").exists()
+    keeper = ProcessRunner(base_dir=base, keep_jobs=True)
+    kept, _ = run(keeper, "echo y", name="kept")
+    keeper.dispose(kept)
+    assert (base / "kept").is_dir()
+    busy = runner.submit(JobSpec(name="busy-dispose", command=sh(LOOP)))
+    runner.dispose(busy)  # a running job is never removed from under its process
+    assert (base / "busy-dispose").is_dir()
+    runner.cancel(busy)

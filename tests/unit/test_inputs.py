@@ -91,10 +91,10 @@ def test_secret_is_kept_and_never_printed_in_an_error() -> None:
         "Invalid input for `x`, it must match the pattern `[0-9]{4}`, but received `********`"
     ]
     assert errors(spec, {"pin": "hunter2"}) == [
-        "Invalid input for `x`, Expected `SECRET` but received `********`, but received `********`"
+        "Invalid input for `x`, Expected `SECRET` but received `********`"
     ]
     assert errors({"type": "ARRAY", "itemType": "SECRET"}, ["ok", ["hunter2"]]) == [
-        "Invalid input for `x`, Expected `ARRAY` but received `********`, but received `********`"
+        "Invalid input for `x`, Expected `ARRAY` but received `********`"
     ]
 
 
@@ -121,9 +121,7 @@ def test_int_accepts_ints_digits_and_integral_floats(value: Any, expected: int) 
     ],
 )
 def test_int_rejects_anything_else(value: Any, shown: str) -> None:
-    assert errors({"type": "INT"}, value) == [
-        f"Invalid input for `x`, Expected `INT` but received `{shown}`, but received `{shown}`"
-    ]
+    assert errors({"type": "INT"}, value) == [f"Invalid input for `x`, Expected `INT` but received `{shown}`"]
 
 
 def test_int_bounds_use_kestras_wording() -> None:
@@ -169,9 +167,7 @@ def test_boolean(kind: str, value: Any, expected: bool) -> None:
 
 @pytest.mark.parametrize("kind", ["BOOLEAN", "BOOL"])
 def test_boolean_rejects_other_words_instead_of_reading_them_as_false(kind: str) -> None:
-    assert errors({"type": kind}, "yes") == [
-        f"Invalid input for `x`, Expected `{kind}` but received `yes`, but received `yes`"
-    ]
+    assert errors({"type": kind}, "yes") == [f"Invalid input for `x`, Expected `{kind}` but received `yes`"]
     assert len(errors({"type": kind}, 1)) == 1
 
 
@@ -227,7 +223,7 @@ def test_date() -> None:
     assert one({"type": "DATE"}, date(2024, 3, 1)) == "2024-03-01"
     for bad in ("2023-02-29", "20240101", "2024-1-1", "2024-01-01T00:00:00Z"):
         assert errors({"type": "DATE"}, bad) == [
-            f"Invalid input for `x`, Expected `DATE` but received `{bad}`, but received `{bad}`"
+            f"Invalid input for `x`, Expected `DATE` but received `{bad}`"
         ]
 
 
@@ -258,7 +254,7 @@ def test_time_is_printed_like_a_java_local_time(value: Any, expected: str) -> No
 @pytest.mark.parametrize("value", ["24:00", "10", "10:60", "10:00Z", "1:00"])
 def test_time_rejects_non_times(value: str) -> None:
     assert errors({"type": "TIME"}, value) == [
-        f"Invalid input for `x`, Expected `TIME` but received `{value}`, but received `{value}`"
+        f"Invalid input for `x`, Expected `TIME` but received `{value}`"
     ]
 
 
@@ -291,7 +287,7 @@ def test_duration_is_printed_like_a_java_duration(value: Any, expected: str) -> 
 @pytest.mark.parametrize("value", ["5 minutes", "P1Y", "P1W", "PT", "P", "PT1"])
 def test_duration_rejects_what_java_rejects(value: str) -> None:
     assert errors({"type": "DURATION"}, value) == [
-        f"Invalid input for `x`, Expected `DURATION` but received `{value}`, but received `{value}`"
+        f"Invalid input for `x`, Expected `DURATION` but received `{value}`"
     ]
 
 
@@ -322,11 +318,9 @@ def test_json() -> None:
     assert one({"type": "JSON"}, "3") == 3
     assert errors({"type": "JSON"}, "{bad") == [
         "Invalid input for `x`, Expected `JSON` but received `{bad` with errors: Expecting property name "
-        "enclosed in double quotes: line 1 column 2 (char 1), but received `{bad`"
+        "enclosed in double quotes: line 1 column 2 (char 1)"
     ]
-    assert errors({"type": "JSON"}, 5) == [
-        "Invalid input for `x`, Expected `JSON` but received `5`, but received `5`"
-    ]
+    assert errors({"type": "JSON"}, 5) == ["Invalid input for `x`, Expected `JSON` but received `5`"]
 
 
 def test_yaml_keeps_dates_as_text() -> None:
@@ -340,14 +334,14 @@ def test_yaml_keeps_dates_as_text() -> None:
     assert message.startswith(
         "Invalid input for `x`, Expected `YAML` but received `a: [unclosed` with errors: "
     )
-    assert message.endswith(", but received `a: [unclosed`")
+    assert message.count("but received") == 1  # said once, not repeated after the parser's errors
 
 
 def test_uri() -> None:
     assert one({"type": "URI"}, "https://kestra.io/docs?x=1") == "https://kestra.io/docs?x=1"
     assert one({"type": "URI"}, "http://localhost:8080/api") == "http://localhost:8080/api"
     assert errors({"type": "URI"}, "http:/bla") == [
-        "Invalid input for `x`, Expected `URI` but received `http:/bla`, but received `http:/bla`"
+        "Invalid input for `x`, Expected `URI` but received `http:/bla`"
     ]
     assert len(errors({"type": "URI"}, "not a uri")) == 1
 
@@ -363,9 +357,7 @@ def test_file_is_kept_as_given() -> None:
     uri = "kestra:///io/kestra/tests/f/executions/e/inputs/x/data.csv"
     assert one({"type": "FILE"}, uri) == uri
     assert one({"type": "FILE"}, "/tmp/data.csv") == "/tmp/data.csv"
-    assert errors({"type": "FILE"}, 5) == [
-        "Invalid input for `x`, Expected `FILE` but received `5`, but received `5`"
-    ]
+    assert errors({"type": "FILE"}, 5) == ["Invalid input for `x`, Expected `FILE` but received `5`"]
 
 
 def test_array_converts_items_by_item_type() -> None:
@@ -450,9 +442,7 @@ def test_defaults_are_converted_and_validated_like_provided_values() -> None:
     assert resolve_inputs(flow, {"s": None})["s"] == "amazing"
     with pytest.raises(InputError) as info:
         resolve_inputs(make_flow({"id": "n", "type": "INT", "defaults": "ten"}), {})
-    assert info.value.messages == [
-        "Invalid input for `n`, Expected `INT` but received `ten`, but received `ten`"
-    ]
+    assert info.value.messages == ["Invalid input for `n`, Expected `INT` but received `ten`"]
 
 
 def test_every_problem_is_reported_at_once_in_declaration_order() -> None:
@@ -466,7 +456,7 @@ def test_every_problem_is_reported_at_once_in_declaration_order() -> None:
         resolve_inputs(flow, {"b": "x", "d": "nope"})
     assert info.value.messages == [
         "Invalid input for `a`, missing required input, but received `null`",
-        "Invalid input for `b`, Expected `INT` but received `x`, but received `x`",
+        "Invalid input for `b`, Expected `INT` but received `x`",
         "Invalid input for `d`, The input must be a valid email, but received `nope`",
     ]
     assert "; " in str(info.value)
