@@ -833,6 +833,14 @@ def server(
     import secrets
 
     from control_plane.runtime import SettingsError, load_settings, local_settings
+
+    try:  # the API is the Lambda handler's, on Powertools: in the aws extra, not the base install
+        import aws_lambda_powertools  # noqa: F401
+    except ImportError:
+        raise _fail(
+            "squall server needs the aws extra (the API runs on aws-lambda-powertools): "
+            "pip install 'squall[aws]' (from a clone: .venv/bin/pip install -e '.[aws]')"
+        ) from None
     from control_plane.server import Server
 
     if store not in (None, "sqlite", "dynamodb"):

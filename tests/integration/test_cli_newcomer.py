@@ -284,3 +284,28 @@ def test_purge_deletes_old_finished_executions_and_their_files(tmp_path: Path) -
     assert not stored.exists() or list(stored.iterdir()) == []
     gone = squall("executions", "show", ids[0], db=db)
     assert gone.returncode == 1 and "not found" in gone.stderr
+
+
+def test_server_without_the_aws_extra_names_it_at_start(tmp_path: Path) -> None:
+    """The base install has no Powertools: the server says so at once instead of accepting
+    connections it then drops."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'aws_lambda_powertools':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from control_plane.cli import main\n"
+        "sys.argv = ['squall', 'server', '--port', '0', '--db', sys.argv[1]]\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocker, str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "squall server needs the aws extra" in result.stderr and "squall[aws]" in result.stderr
