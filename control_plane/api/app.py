@@ -49,7 +49,17 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from control_plane.api import common, executions, flows, telemetry, webhooks
+from control_plane.api import (
+    common,
+    executions,
+    flows,
+    kestra_executions,
+    kestra_flows,
+    kestra_server,
+    telemetry,
+    tenants,
+    webhooks,
+)
 from control_plane.errors import (
     ConflictError,
     EngineError,
@@ -182,15 +192,24 @@ app = _Resolver(enable_validation=True, response_validation_error_http_code=HTTP
 app.include_router(flows.router)
 app.include_router(executions.router)
 app.include_router(webhooks.router)
+# Kestra's tenant-scoped routes (/api/v1/{tenant}/...): every path has a literal segment after the
+# tenant, so none of them can match one of the routes above, and none of those one of these.
+app.include_router(kestra_flows.router)
+app.include_router(kestra_executions.router)
+app.include_router(kestra_server.router)
 
 
 def _error(
     status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> Response[Any]:
+    body = {"message": message, **extra}
+    route = app.context.get("_route")
+    if route is not None and tenants.is_scoped(route):  # Kestra's clients read its error envelope
+        body = tenants.kestra_envelope(app.current_event.path, body)
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body={"message": message, **extra},
+        body=body,
         headers=dict(headers or {}),
     )
 

@@ -55,7 +55,16 @@ from control_plane.runtime import Runtime
 from control_plane.service.storage import StorageError
 from control_plane.store.base import ExecutionSummary
 
-__all__ = ["START_TYPES", "TASKRUNS_SHOWN", "TASKRUN_PAGE", "TASKRUN_PAGE_MAX", "router"]
+__all__ = [
+    "START_TYPES",
+    "TASKRUNS_SHOWN",
+    "TASKRUN_PAGE",
+    "TASKRUN_PAGE_MAX",
+    "form_inputs",
+    "label_values",
+    "router",
+    "task_run_cursor",
+]
 
 router = Router()
 
@@ -87,7 +96,7 @@ def _keys(execution: Execution) -> None:
     telemetry.keys(execution_id=execution.id, namespace=execution.namespace, flow_id=execution.flow_id)
 
 
-def _cursor(taskrun_id: str) -> str:
+def task_run_cursor(taskrun_id: str) -> str:
     return base64.urlsafe_b64encode(taskrun_id.encode()).decode().rstrip("=")
 
 
@@ -130,7 +139,7 @@ def _fit(
             break
         taken.append((tr, view))
         used += size
-    cursor = _cursor(taken[-1][0].id) if taken and len(taken) < len(candidates) else None
+    cursor = task_run_cursor(taken[-1][0].id) if taken and len(taken) < len(candidates) else None
     return [view for _, view in sorted(taken, key=lambda pair: pair[0].seq)], cursor
 
 
@@ -348,7 +357,7 @@ def list_executions(
 # ---------------------------------------------------------------- start (last: its path is the widest)
 
 
-def _labels(event: dict[str, Any]) -> dict[str, str]:
+def label_values(event: dict[str, Any]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for raw in common.query_values(event, "labels"):
         key, sep, value = raw.partition(":")
@@ -368,7 +377,7 @@ def _safe_name(filename: str, fallback: str) -> str:
     return name if name not in ("", ".", "..") else fallback
 
 
-def _form_inputs(
+def form_inputs(
     rt: Runtime, event: dict[str, Any], namespace: str, flow_id: str, execution_id: str
 ) -> tuple[dict[str, Any], str | None]:
     """Inputs from multipart parts: fields as text (repeated fields as lists), files stored as URIs.
@@ -425,7 +434,7 @@ def start_execution(
 ) -> Response[ExecutionView]:
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    chosen = _labels(event)
+    chosen = label_values(event)
     kind = common.require_media_type(event, START_TYPES, empty_ok=True)
     flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
     if flow.disabled:
@@ -434,7 +443,7 @@ def start_execution(
     stored: str | None = None
     inputs: Any
     if kind == "multipart/form-data" and event.get("body"):
-        inputs, stored = _form_inputs(rt, event, namespace, flow_id, execution_id)
+        inputs, stored = form_inputs(rt, event, namespace, flow_id, execution_id)
     else:
         inputs = common.json_body(event)
     try:

@@ -1,0 +1,464 @@
+"""``/api/v1/{tenant}/executions`` and ``/api/v1/{tenant}/logs``: Kestra 2.0's execution routes.
+
+Kestra 2.0 moved the controls under ``/executions/{executionId}/actions/...`` (kill, restart,
+replay, replay-with-inputs, resume), so no control route overlaps the start route
+``POST /executions/{namespace}/{id}`` any more. Each route is one call into the same service
+the older routes use (:mod:`control_plane.api.executions`, whose multipart input handling
+is shared); only the JSON differs (:mod:`control_plane.api.kestra_views`).
+
+Kestra parameters Squall cannot honour are refused with a 400 naming them, never ignored:
+``wait=true``, ``scheduleDate``, ``breakpoints``, ``kind``, a ``revision`` on restart or
+replay, replay-with-inputs from a task run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from control_plane.api import common, executions, telemetry, tenants
+from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
+from control_plane.api.kestra_views import (
+    KestraExecution,
+    KestraLogEntry,
+    PagedExecutions,
+    execution,
+    execution_summary,
+    log_entry,
+)
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.states import State
+from control_plane.errors import InputError, NotFoundError
+from control_plane.levels import Level
+from control_plane.runtime import Runtime
+from control_plane.store.base import ExecutionSummary
+
+__all__ = ["router"]
+
+router = Router()
+_TAGS = ["kestra executions"]
+_FORM = {
+    "requestBody": {
+        "required": False,
+        "content": {"multipart/form-data": {"schema": {"type": "object", "additionalProperties": True}}},
+    }
+}
+
+
+def _json(status: int, view: KestraExecution) -> Response[KestraExecution]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=view)
+
+
+def _view(rt: Runtime, execution_id: str) -> KestraExecution:
+    """The execution as stored now, with its first ``TASKRUNS_SHOWN`` task runs by id.
+
+    Meta first, so an execution seen ended is listed with its task runs ended too; a bigger
+    execution says so with ``taskRunCursor`` (leading to Squall's ``/taskruns`` pages).
+    """
+    meta = rt.store.get_execution_meta(execution_id)
+    telemetry.keys(execution_id=meta.id, namespace=meta.namespace, flow_id=meta.flow_id)
+    runs = rt.store.list_taskruns(execution_id, limit=executions.TASKRUNS_SHOWN + 1)
+    view = execution(meta, runs[: executions.TASKRUNS_SHOWN])
+    if len(runs) > executions.TASKRUNS_SHOWN:
+        return view.model_copy(update={"taskRunCursor": executions.task_run_cursor(runs[-2].id)})
+    return view
+
+
+def _refuse_given(**given: Any) -> None:
+    for name, value in given.items():
+        if value not in (None, False):
+            raise refuse(name, "not supported by Squall")
+
+
+def _inputs(rt: Runtime, namespace: str, flow_id: str, execution_id: str) -> tuple[Any, str | None]:
+    """Inputs from the request: multipart (what Kestra's clients send) or a JSON object."""
+    event = router.current_event.raw_event
+    kind = common.require_media_type(event, executions.START_TYPES, empty_ok=True)
+    if kind == "multipart/form-data" and event.get("body"):
+        return executions.form_inputs(rt, event, namespace, flow_id, execution_id)
+    return common.json_body(event), None
+
+
+# ---------------------------------------------------------------- search (literal paths first)
+
+
+def _moment(f: Filter) -> datetime:
+    try:
+        moment = datetime.fromisoformat(f.value.replace("Z", "+00:00"))
+    except ValueError:
+        raise refuse(f"filters[{f.field}][{f.op}]", f"not an ISO 8601 instant: {f.value!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _keep(summary: ExecutionSummary, filters: tuple[Filter, ...]) -> bool:
+    created = summary.created if summary.created.tzinfo else summary.created.replace(tzinfo=UTC)
+    for f in filters:
+        if f.field == "namespace":
+            ns = summary.namespace
+            ok = ns == f.value if f.op == "EQUALS" else ns == f.value or ns.startswith(f.value + ".")
+        elif f.field == "flowId":
+            ok = summary.flow_id == f.value
+        elif f.field == "state":
+            ok = str(summary.state) in f.values()
+        elif f.field == "startDate":
+            ok = created >= _moment(f) if f.op == "GREATER_THAN_OR_EQUAL_TO" else created > _moment(f)
+        elif f.field == "endDate":
+            ok = created <= _moment(f) if f.op == "LESS_THAN_OR_EQUAL_TO" else created < _moment(f)
+        else:  # labels
+            ok = summary.labels.get(f.key or "") == f.value
+        if not ok:
+            return False
+    return True
+
+
+_EXECUTION_FILTERS = {
+    "namespace": ("EQUALS", "PREFIX"),
+    "flowId": ("EQUALS",),
+    "state": ("EQUALS", "IN"),
+    "startDate": ("GREATER_THAN_OR_EQUAL_TO", "GREATER_THAN"),
+    "endDate": ("LESS_THAN_OR_EQUAL_TO", "LESS_THAN"),
+    "labels": ("EQUALS",),
+}
+
+
+def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExecutions:
+    states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
+    flow_ids = {f.value for f in filters if f.field == "flowId"}
+    namespace = next((f.value for f in filters if f.field == "namespace"), None)
+    found: list[ExecutionSummary] = []
+    cursor: str | None = None
+    while True:
+        page = rt.store.list_executions(
+            namespace=namespace,
+            flow_id=next(iter(flow_ids)) if len(flow_ids) == 1 else None,
+            states=states or None,
+            limit=1000,
+            cursor=cursor,
+        )
+        found.extend(s for s in page.items if _keep(s, filters))
+        if len(found) > SCAN_LIMIT:
+            raise refuse("filters", f"more than {SCAN_LIMIT} executions match: narrow the search")
+        cursor = page.cursor
+        if cursor is None:
+            break
+    shown = found[page_of.window(len(found))]
+    return PagedExecutions(results=[execution_summary(s) for s in shown], total=len(found))
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/search",
+    summary="Search executions, newest first, a page at a time",
+    description="Kestra's parameters: page (from 1), size, sort=state.startDate:desc, and"
+    " filters[namespace][EQUALS|PREFIX], filters[flowId][EQUALS], filters[state][EQUALS|IN],"
+    " filters[startDate][GREATER_THAN_OR_EQUAL_TO|GREATER_THAN],"
+    " filters[endDate][LESS_THAN_OR_EQUAL_TO|LESS_THAN] (both on the creation time),"
+    " filters[labels][EQUALS][key]. Results are summaries: no task runs, inputs or outputs."
+    " Any other parameter is a 400 that names it.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def search_executions(rt: common.Served, tenant: str) -> PagedExecutions:
+    search = parse_search(
+        router.current_event.raw_event, filters=_EXECUTION_FILTERS, sorts=("state.startDate:desc",)
+    )
+    return _search(rt, search.filters, search)
+
+
+@router.get(
+    "/api/v1/<tenant>/executions",
+    summary="Executions of one flow, newest first (Kestra's search by flow)",
+    description="namespace and flowId are required; page and size as in executions/search.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def executions_of_flow(rt: common.Served, tenant: str) -> PagedExecutions:
+    search = parse_search(router.current_event.raw_event, filters={}, params=("namespace", "flowId"))
+    for name in ("namespace", "flowId"):
+        if not search.params.get(name):
+            raise common.ApiError(
+                422,
+                f"missing query parameter {name!r}",
+                extra={"errors": [{"name": name, "in": "query", "message": "required"}]},
+            )
+    filters = (
+        Filter("namespace", "EQUALS", search.params["namespace"]),
+        Filter("flowId", "EQUALS", search.params["flowId"]),
+    )
+    return _search(rt, filters, search)
+
+
+# ---------------------------------------------------------------- one execution
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>",
+    summary="An execution with its task runs",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def get_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
+    return _view(rt, execution_id)
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/kill",
+    summary="Kill an execution",
+    description="Cancels every running job through its runner; the execution ends KILLED. 409 when it"
+    " already ended.",
+    tags=_TAGS,
+    status_code=202,
+    **tenants.SCOPED,
+)
+def kill_execution(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    cascade: Annotated[
+        bool, Query(alias="isOnKillCascade", description="subflows are always killed with their parent")
+    ] = True,
+) -> Response[KestraExecution]:
+    rt.store.get_execution_meta(execution_id)
+    if not cascade:
+        raise refuse("isOnKillCascade", "Squall always kills subflow executions with their parent")
+    rt.service.kill(execution_id)
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=1)
+    return _json(202, _view(rt, execution_id))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/restart",
+    summary="Restart a FAILED or KILLED execution (its failed task runs run again)",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def restart_execution(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    revision: Annotated[int | None, Query(ge=1, description="not supported: 400")] = None,
+) -> KestraExecution:
+    _refuse_given(revision=revision)
+    rt.store.get_execution_meta(execution_id)
+    rt.service.restart(execution_id)
+    return _view(rt, execution_id)
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/resume",
+    summary="Resume a PAUSED execution",
+    description="Body (optional): the Pause task's onResume inputs as multipart/form-data or a JSON object.",
+    tags=_TAGS,
+    openapi_extensions=_FORM,
+    **tenants.SCOPED,
+)
+def resume_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
+    meta = rt.store.get_execution_meta(execution_id)
+    inputs, stored = _inputs(rt, meta.namespace, meta.flow_id, execution_id)
+    if inputs is not None and not isinstance(inputs, dict):
+        raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
+    try:
+        rt.service.resume(execution_id, inputs)
+    except Exception:
+        if stored is not None:
+            rt.service.storage.delete_prefix(stored)
+        raise
+    return _view(rt, execution_id)
+
+
+def _replayed(rt: Runtime, replayed: Execution) -> Response[KestraExecution]:
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return _json(200, _view(rt, replayed.id))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/replay",
+    summary="Replay an execution",
+    description="A new execution of the same flow revision and inputs; with taskRunId, from that task on.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def replay_execution(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    revision: Annotated[int | None, Query(ge=1, description="not supported: 400")] = None,
+    breakpoints: Annotated[str | None, Query(description="not supported: 400")] = None,
+) -> Response[KestraExecution]:
+    _refuse_given(revision=revision, breakpoints=breakpoints)
+    rt.store.get_execution_meta(execution_id)
+    return _replayed(rt, rt.service.replay(execution_id, taskrun_id=task_run_id))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/replay-with-inputs",
+    summary="Replay an execution with new inputs",
+    description="Body: multipart/form-data, one part per input (file parts become kestra:/// URIs); the"
+    " inputs replace the original ones (defaults apply to those not given). An empty body replays with"
+    " the original inputs. taskRunId with inputs is refused (400).",
+    tags=_TAGS,
+    openapi_extensions=_FORM,
+    **tenants.SCOPED,
+)
+def replay_with_inputs(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    revision: Annotated[int | None, Query(ge=1, description="not supported: 400")] = None,
+    breakpoints: Annotated[str | None, Query(description="not supported: 400")] = None,
+) -> Response[KestraExecution]:
+    _refuse_given(revision=revision, breakpoints=breakpoints)
+    original = rt.store.get_execution_meta(execution_id)
+    new_id = rt.service.new_id()
+    inputs, stored = _inputs(rt, original.namespace, original.flow_id, new_id)
+    if not inputs:
+        return _replayed(rt, rt.service.replay(execution_id, taskrun_id=task_run_id))
+    if task_run_id is not None:
+        raise refuse("taskRunId", "replaying from a task run with new inputs is not supported")
+    labels = {k: v for k, v in original.labels.items() if not k.startswith("system.")}
+    labels["system.replay"] = "true"
+    try:
+        replayed = rt.service.start(
+            original.namespace,
+            original.flow_id,
+            inputs,
+            revision=original.flow_revision,
+            labels=labels,
+            trigger=original.trigger,
+            execution_id=new_id,
+            original_id=original.id,
+        )
+    except (InputError, NotFoundError):
+        if stored is not None:
+            rt.service.storage.delete_prefix(stored)
+        raise
+    return _replayed(rt, replayed)
+
+
+# ---------------------------------------------------------------- start (last: its path is the widest)
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<namespace>/<flow_id>",
+    summary="Start an execution of a flow's latest revision (or ?revision=)",
+    description="Inputs as multipart/form-data (what Kestra's clients send; file parts become kestra:///"
+    " URIs) or a JSON object; labels as repeated labels=key:value. wait=true, scheduleDate,"
+    " breakpoints and kind are refused (400).",
+    tags=_TAGS,
+    openapi_extensions=_FORM,
+    **tenants.SCOPED,
+)
+def create_execution(
+    rt: common.Served,
+    tenant: str,
+    namespace: str,
+    flow_id: str,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+    labels: Annotated[list[str] | None, Query(description="repeatable key:value")] = None,
+    wait: Annotated[bool, Query(description="only false is supported")] = False,
+    schedule_date: Annotated[str | None, Query(alias="scheduleDate", description="not supported")] = None,
+    breakpoints: Annotated[str | None, Query(description="not supported")] = None,
+    kind: Annotated[str | None, Query(description="not supported")] = None,
+) -> KestraExecution:
+    _refuse_given(wait=wait, scheduleDate=schedule_date, breakpoints=breakpoints, kind=kind)
+    event = router.current_event.raw_event
+    telemetry.keys(namespace=namespace, flow_id=flow_id)
+    chosen = executions.label_values(event)
+    flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
+    if flow.disabled:
+        raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")
+    execution_id = rt.service.new_id()
+    inputs, stored = _inputs(rt, namespace, flow_id, execution_id)
+    try:
+        started = rt.service.start(
+            namespace, flow_id, inputs, revision=revision, labels=chosen, execution_id=execution_id
+        )
+    except (InputError, NotFoundError):
+        if stored is not None:
+            rt.service.storage.delete_prefix(stored)
+        raise
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return _view(rt, started.id)
+
+
+# ---------------------------------------------------------------- logs
+
+
+def _lines(rt: Runtime, execution_id: str, task_run_id: str | None) -> Iterator[LogLine]:
+    cursor: str | None = None
+    while True:
+        page = rt.store.read_logs(execution_id, taskrun_id=task_run_id, limit=5000, cursor=cursor)
+        yield from page.items
+        cursor = page.cursor
+        if cursor is None:
+            return
+
+
+def _filtered(
+    rt: Runtime,
+    execution_id: str,
+    min_level: Level | None,
+    task_run_id: str | None,
+    task_id: str | None,
+    attempt: int | None,
+) -> tuple[Execution, list[LogLine]]:
+    meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty list
+    lines = [
+        line
+        for line in _lines(rt, execution_id, task_run_id)
+        if (min_level is None or line.level.rank >= min_level.rank)
+        and (task_id is None or line.task_id == task_id)
+        and (attempt is None or line.attempt == attempt)
+    ]
+    return meta, lines
+
+
+_MIN_LEVEL = Query(alias="minLevel", description="TRACE, DEBUG, INFO, WARN or ERROR: this level and above")
+
+
+@router.get(
+    "/api/v1/<tenant>/logs/<execution_id>",
+    summary="An execution's log lines, in order",
+    description="Filters: minLevel, taskRunId, taskId, attempt.",
+    tags=["kestra logs"],
+    **tenants.SCOPED,
+)
+def execution_logs(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    min_level: Annotated[Level | None, _MIN_LEVEL] = None,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    task_id: Annotated[str | None, Query(alias="taskId")] = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> list[KestraLogEntry]:
+    meta, lines = _filtered(rt, execution_id, min_level, task_run_id, task_id, attempt)
+    return [log_entry(meta, line) for line in lines]
+
+
+@router.get(
+    "/api/v1/<tenant>/logs/<execution_id>/download",
+    summary="An execution's log lines as text, one a line",
+    description="Same filters as the JSON listing; each line is `timestamp level message`.",
+    tags=["kestra logs"],
+    **tenants.SCOPED,
+)
+def download_logs(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    min_level: Annotated[Level | None, _MIN_LEVEL] = None,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    task_id: Annotated[str | None, Query(alias="taskId")] = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> Response[str]:
+    meta, lines = _filtered(rt, execution_id, min_level, task_run_id, task_id, attempt)
+    entries = [log_entry(meta, line) for line in lines]
+    text = "".join(f"{e.timestamp} {e.level} {e.message}\n" for e in entries)
+    return Response(status_code=200, content_type="text/plain; charset=utf-8", body=text)

@@ -1,0 +1,59 @@
+"""``/api/v1/configs``: what a Kestra client reads to learn which server it talks to.
+
+Kestra's UI and tools read ``GET /api/v1/configs`` before anything else (``kestrapy``'s
+``misc.configuration()``). Squall answers with its own version, ``edition: OSS`` (the
+edition whose API it follows: one tenant, ``main``) and the few settings that describe it;
+every other field of Kestra's configuration is about features Squall does not have and is
+left out (the client's model makes them all optional).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ServerConfiguration", "router"]
+
+router = Router()
+
+
+class ServerConfiguration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    edition: str
+    tenants: dict[str, bool]
+    isCustomDashboardsEnabled: bool
+    isAnonymousUsageEnabled: bool
+    isUiAnonymousUsageEnabled: bool
+    isAiEnabled: bool
+    pluginManagementEnabled: bool
+    features: list[str]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("squall")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@router.get(
+    "/api/v1/configs",
+    summary="The server's configuration, as Kestra's clients read it first",
+    tags=["kestra server"],
+)
+def configs() -> ServerConfiguration:
+    return ServerConfiguration(
+        version=_version(),
+        edition="OSS",
+        tenants={"storageByTenant": False, "secretByTenant": False},
+        isCustomDashboardsEnabled=False,
+        isAnonymousUsageEnabled=False,
+        isUiAnonymousUsageEnabled=False,
+        isAiEnabled=False,
+        pluginManagementEnabled=False,
+        features=[],
+    )

@@ -1,0 +1,288 @@
+"""Kestra's own Python client (``kestrapy``, pinned in the dev extra) against ``squall server``.
+
+Every request here is made by ``kestrapy.KestraClient``; none is written by hand. The client
+parses responses with strict pydantic models, but when one fails it quietly falls back to
+``model_construct`` (``BaseApi._construct_model``), which accepts anything. The ``strict``
+fixture turns that fallback into a test failure, so each response below is proven to parse
+in the client's models as they are, not as the fallback would patch them.
+
+Jobs run as local processes and only the server's own tick loop moves them along; waits poll
+through the client with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+kestrapy = pytest.importorskip("kestrapy")
+
+from kestrapy import KestraClient  # noqa: E402
+from kestrapy.base_api import BaseApi  # noqa: E402
+from kestrapy.exceptions import (  # noqa: E402
+    BadRequestException,
+    NotFoundException,
+    UnprocessableEntityException,
+)
+from kestrapy.models.execution import Execution  # noqa: E402
+from kestrapy.models.query_filter import QueryFilter  # noqa: E402
+from kestrapy.models.query_filter_field import QueryFilterField  # noqa: E402
+from kestrapy.models.query_filter_op import QueryFilterOp  # noqa: E402
+
+from control_plane.api import app, tenants  # noqa: E402
+from control_plane.server import Server  # noqa: E402
+from tests.integration.service_helpers import server_settings, wait_for  # noqa: E402
+
+TOKEN = "kestra-client-token"
+TENANT = "main"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+ENDED = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
+
+LONG = """
+id: long
+namespace: squall.kestra
+tasks:
+  - id: nap
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - sleep 30
+"""
+
+APPROVAL = """
+id: approval
+namespace: squall.kestra
+tasks:
+  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: ok
+        type: BOOLEAN
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "approved={{ outputs.approve.onResume.ok }}"
+"""
+
+
+@pytest.fixture
+def strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response that does not validate in kestrapy's model fails the test instead of being patched."""
+
+    def refuse(data: Any, model_type: Any) -> Any:
+        problem = "no error"
+        try:
+            model_type.from_dict(data)
+        except Exception as exc:  # the validation error is the message
+            problem = str(exc)
+        raise AssertionError(
+            f"response does not parse as {model_type.__name__}: {problem}\n{json.dumps(data)}"
+        )
+
+    monkeypatch.setattr(BaseApi, "_construct_model", staticmethod(refuse))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with Server(server_settings(tmp_path, TOKEN), host="127.0.0.1", port=0, tick_interval=0.1) as srv:
+        yield srv
+
+
+@pytest.fixture
+def kestra(server: Server, strict: None) -> Iterator[KestraClient]:
+    with KestraClient(host=server.url, token=TOKEN, timeout=30) as client:
+        yield client
+
+
+def _until(kestra: KestraClient, execution_id: str, states: set[str], deadline_s: float = 60) -> Execution:
+    seen: list[Execution] = []
+
+    def reached() -> bool:
+        seen.append(kestra.executions.execution(execution_id, TENANT))
+        return seen[-1].state.current.value in states
+
+    wait_for(reached, deadline_s, f"execution {execution_id} to reach {states}")
+    return seen[-1]
+
+
+def _filter(field: QueryFilterField, op: QueryFilterOp, value: Any) -> QueryFilter:
+    return QueryFilter(var_field=field, operation=op, value=value)
+
+
+def test_the_client_discovers_the_server(kestra: KestraClient) -> None:
+    config = kestra.misc.configuration()
+    assert config.edition is not None and config.edition.value == "OSS"
+    assert config.version
+
+
+def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClient) -> None:
+    source = (SAMPLES / "hello.yaml").read_text()
+    created = kestra.flows.create_flow(TENANT, source)
+    assert (created.namespace, created.id, created.revision) == ("squall.samples", "hello", 1)
+    assert [t.id for t in created.tasks] == ["greet", "each_planet", "summary"]
+    assert created.labels is not None and [(x.key, x.value) for x in created.labels] == [("team", "docs")]
+    assert created.source == source and created.disabled is False and created.deleted is False
+    with pytest.raises(UnprocessableEntityException, match="already exists"):
+        kestra.flows.create_flow(TENANT, source)
+
+    updated = kestra.flows.update_flow("squall.samples", "hello", TENANT, source + "\n# edited\n")
+    assert updated.revision == 2
+    assert kestra.flows.flow("squall.samples", "hello", TENANT, revision=1).source == source
+    revisions = kestra.flows.list_flow_revisions("squall.samples", "hello", TENANT)
+    assert [r.revision for r in revisions] == [1, 2]
+
+    kestra.flows.create_flow(TENANT, LONG)
+    kestra.flows.create_flow(TENANT, APPROVAL)
+    everything = kestra.flows.search_flows(TENANT, page=1, size=2, sort=["id:asc"])
+    assert everything.total == 3 and [f.id for f in everything.results] == ["approval", "hello"]
+    assert [f.id for f in kestra.flows.search_flows(TENANT, page=2, size=2, sort=["id:asc"]).results] == [
+        "long"
+    ]
+    in_samples = kestra.flows.search_flows(
+        TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.samples")]
+    )
+    assert in_samples.total == 1 and in_samples.results[0].id == "hello"
+    by_text = kestra.flows.search_flows(
+        TENANT, filters=[_filter(QueryFilterField.QUERY, QueryFilterOp.EQUALS, "appro")]
+    )
+    assert [f.id for f in by_text.results] == ["approval"]
+    listed = kestra.flows.list_flows_by_namespace("squall.kestra", TENANT)
+    assert sorted(f.id for f in listed) == ["approval", "long"]
+
+    broken = "id: broken\nnamespace: squall.kestra\ntasks:\n  - id: x\n    type: squall.core.Nope\n"
+    reports = kestra.flows.validate_flows(TENANT, LONG + "\n---\n" + broken)
+    assert [r.index for r in reports] == [0, 1]
+    assert reports[0].constraints is None and reports[0].flow == "long"
+    assert reports[1].constraints and "tasks[0]" in reports[1].constraints
+
+    kestra.flows.delete_flow("squall.samples", "hello", TENANT)
+    with pytest.raises(NotFoundException):
+        kestra.flows.flow("squall.samples", "hello", TENANT)
+
+
+def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, (SAMPLES / "hello.yaml").read_text())
+    started = kestra.executions.create_execution(
+        TENANT, "squall.samples", "hello", inputs={"name": "Ada"}, labels=["run:first"]
+    )
+    assert started.flow_revision == 1 and started.original_id == started.id
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "SUCCESS"
+    assert done.state.histories[0].state.value == "CREATED"
+    assert done.state.histories[-1].state.value == "SUCCESS" and done.state.end_date is not None
+    assert done.additional_properties["outputs"] == {"summary": "Ada visited 3 planets, last EARTH"}
+    assert {tr.task_id for tr in done.task_run_list or []} >= {"greet", "each_planet", "planet", "summary"}
+    assert done.labels is not None and ("run", "first") in [(x.key, x.value) for x in done.labels]
+
+    other = kestra.executions.create_execution(TENANT, "squall.samples", "hello", inputs={"name": "Bob"})
+    _until(kestra, other.id, ENDED)
+
+    found = kestra.executions.search_executions(
+        TENANT,
+        page=1,
+        size=1,
+        sort=["state.startDate:desc"],
+        filters=[
+            _filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.samples"),
+            _filter(QueryFilterField.STATE, QueryFilterOp.IN, ["SUCCESS", "FAILED"]),
+        ],
+    )
+    assert found["total"] == 2 and [e["id"] for e in found["results"]] == [other.id]
+    assert all(Execution.from_dict(item) for item in found["results"])  # the raw answer parses too
+    labelled = kestra.executions.search_executions(
+        TENANT, filters=[_filter(QueryFilterField.LABELS, QueryFilterOp.EQUALS, {"run": "first"})]
+    )
+    assert [e["id"] for e in labelled["results"]] == [started.id]
+    by_flow = kestra.executions.search_executions_by_flow_id(
+        TENANT, "squall.samples", "hello", page=2, size=1
+    )
+    assert by_flow["total"] == 2 and [e["id"] for e in by_flow["results"]] == [started.id]
+
+    greet = kestra.logs.list_logs_from_execution(started.id, TENANT, min_level="INFO", task_id="greet")
+    assert [entry.message for entry in greet] == ["Hello, Ada!"]
+    assert greet[0].namespace == "squall.samples" and greet[0].flow_id == "hello"
+    assert kestra.logs.list_logs_from_execution(started.id, TENANT, min_level="ERROR") == []
+    text = kestra.logs.download_logs_from_execution(started.id, TENANT, task_id="greet")
+    assert text.endswith(" INFO Hello, Ada!\n")
+
+
+def test_kill_restart_and_replay(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, LONG)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "long")
+    _until(kestra, started.id, {"RUNNING"})
+    killed = kestra.executions.kill_execution(started.id, TENANT)
+    assert killed.id == started.id
+    assert _until(kestra, started.id, ENDED, deadline_s=20).state.current.value == "KILLED"
+
+    restarted = kestra.executions.restart_execution(started.id, TENANT)
+    assert restarted.id == started.id and restarted.state.current.value not in ENDED
+    kestra.executions.kill_execution(started.id, TENANT)
+    assert _until(kestra, started.id, ENDED, deadline_s=20).state.current.value == "KILLED"
+
+    replayed = kestra.executions.replay_execution(started.id, TENANT)
+    assert replayed.id != started.id and replayed.original_id == started.id
+    assert ("system.replay", "true") in [(x.key, x.value) for x in replayed.labels or []]
+    kestra.executions.kill_execution(replayed.id, TENANT)
+    assert _until(kestra, replayed.id, ENDED, deadline_s=20).state.current.value == "KILLED"
+
+
+def test_replay_with_new_inputs(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, (SAMPLES / "hello.yaml").read_text())
+    first = kestra.executions.create_execution(TENANT, "squall.samples", "hello", inputs={"name": "Ada"})
+    _until(kestra, first.id, ENDED)
+    again = kestra.executions.replay_execution_with_inputs(first.id, TENANT, inputs={"name": "Grace"})
+    assert again.original_id == first.id and again.inputs == {"name": "Grace"}
+    done = _until(kestra, again.id, ENDED)
+    assert done.additional_properties["outputs"] == {"summary": "Grace visited 3 planets, last EARTH"}
+
+
+def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, APPROVAL)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "approval")
+    assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
+    kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": True})
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "SUCCESS"
+    after = next(tr for tr in done.task_run_list or [] if tr.task_id == "after")
+    assert after.additional_properties["outputs"] == {"value": "approved=true"}
+
+
+def test_refusals_are_kestra_errors_that_name_the_problem(kestra: KestraClient) -> None:
+    with pytest.raises(NotFoundException) as other_tenant:
+        kestra.flows.search_flows("acme")
+    body = json.loads(other_tenant.value.body)
+    assert "tenant 'acme' not found" in body["message"]
+    assert body["_embedded"]["errors"][0]["message"] == body["message"]
+    assert body["_links"]["self"]["href"] == "/api/v1/acme/flows/search"
+
+    with pytest.raises(BadRequestException) as unsupported:
+        kestra.executions.search_executions(
+            TENANT, filters=[_filter(QueryFilterField.TRIGGER_ID, QueryFilterOp.EQUALS, "x")]
+        )
+    assert "filters[triggerId][EQUALS]" in json.loads(unsupported.value.body)["message"]
+
+    kestra.flows.create_flow(TENANT, LONG)
+    with pytest.raises(BadRequestException, match="wait"):
+        kestra.executions.create_execution(TENANT, "squall.kestra", "long", wait=True)
+    with pytest.raises(NotFoundException):
+        kestra.executions.execution("no-such-execution", TENANT)
+
+
+def test_every_tenant_route_is_guarded_and_documented() -> None:
+    """The routes served are the routes in /openapi.json, and every {tenant} route checks its tenant."""
+    served: set[tuple[str, str]] = set()
+    for route in app.app._static_routes + app.app._dynamic_routes:
+        if not route.include_in_schema:
+            continue
+        path = route.openapi_path
+        served.add((route.method.lower(), path))
+        if "{tenant}" in path:
+            assert tenants.is_scoped(route), path
+    document = json.loads(app.openapi_document())
+    documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
+    assert served == documented
+    assert ("post", "/api/v1/{tenant}/executions/{namespace}/{flow_id}") in served
