@@ -18,6 +18,7 @@ Before any route runs, :meth:`Api.handle` checks what does not depend on the rou
 1. **auth**, per ``SQUALL_AUTH``: ``gateway`` requires that an API Gateway authorizer (JWT,
    IAM or Lambda) ran for the request; a route deployed without one is refused (401) instead
    of being open by accident. ``token`` requires ``Authorization: Bearer <SQUALL_API_TOKEN>``,
+   or basic credentials whose password is that token (Kestra's clients send either),
    compared in constant time. ``none`` is the explicit opt-out. Webhooks carry their own key
    and ``/openapi.json`` is public: it describes the API, holds no data, and tools fetch it
    without credentials;
@@ -399,6 +400,9 @@ def _authorized(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] 
             {"message": "unauthorized: send Authorization: Bearer <token>"},
             {"WWW-Authenticate": "Bearer"},
         )
+    if scheme.lower() == "basic":  # Kestra's clients' other scheme: any user name, the token as password
+        token = _basic_password(token.strip())
+        scheme = "bearer"
     matches = hmac.compare_digest(token.strip().encode(), expected.encode())
     if scheme.lower() != "bearer" or not expected or not matches:
         return _plain(
@@ -407,6 +411,19 @@ def _authorized(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] 
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return None
+
+
+def _basic_password(credentials: str) -> str:
+    """The password of HTTP basic credentials (``base64(user:password)``); "" when they do not decode."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return ""
+    _, sep, password = decoded.partition(":")
+    return password if sep else ""
 
 
 def _gate(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:

@@ -6,18 +6,27 @@ parses responses with strict pydantic models, but when one fails it quietly fall
 fixture turns that fallback into a test failure, so each response below is proven to parse
 in the client's models as they are, not as the fallback would patch them.
 
+Each test runs twice: against ``squall server`` over HTTP (bearer token), and against the
+same API behind an API-Gateway-shaped adapter (:class:`GatewayAdapter`: payload-2.0 events
+with the JWT authorizer's claims, ``auth=gateway``), the way the api Lambda is called in AWS.
+
 Jobs run as local processes and only the server's own tick loop moves them along; waits poll
 through the client with a deadline, never a fixed sleep.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
 
 kestrapy = pytest.importorskip("kestrapy")
 
@@ -26,6 +35,7 @@ from kestrapy.base_api import BaseApi  # noqa: E402
 from kestrapy.exceptions import (  # noqa: E402
     BadRequestException,
     NotFoundException,
+    UnauthorizedException,
     UnprocessableEntityException,
 )
 from kestrapy.models.execution import Execution  # noqa: E402
@@ -34,7 +44,9 @@ from kestrapy.models.query_filter_field import QueryFilterField  # noqa: E402
 from kestrapy.models.query_filter_op import QueryFilterOp  # noqa: E402
 
 from control_plane.api import app, tenants  # noqa: E402
+from control_plane.api.app import read_only  # noqa: E402
 from control_plane.server import Server  # noqa: E402
+from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event  # noqa: E402
 from tests.integration.service_helpers import server_settings, wait_for  # noqa: E402
 
 TOKEN = "kestra-client-token"
@@ -86,15 +98,72 @@ def strict(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BaseApi, "_construct_model", staticmethod(refuse))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(server_settings(tmp_path, TOKEN), host="127.0.0.1", port=0, tick_interval=0.1) as srv:
-        yield srv
+class GatewayAdapter(requests.adapters.BaseAdapter):
+    """Kestra client requests as API Gateway (HTTP API, payload 2.0, JWT authorizer) gives them to Lambda.
+
+    Each request becomes the event API Gateway would send (``tests.integration.api_events``),
+    with the claims of the module's JWT authorizer in ``requestContext.authorizer``, and goes
+    to the server's :class:`~control_plane.api.app.Api` (whose runtime has ``auth=gateway``,
+    as in AWS) without any HTTP server in between. Writes take the server's service lock,
+    as its own HTTP handler does, so the tick loop keeps running the jobs.
+    """
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        kind = str(request.headers.get("Content-Type", ""))
+        if body is not None and not kind.startswith("multipart/"):
+            body = body.decode()  # API Gateway passes text as text, binary bodies base64-encoded
+        headers = {str(k): str(v) for k, v in request.headers.items()}
+        raw = event(
+            str(request.method),
+            parts.path,
+            query=parse_qsl(parts.query, keep_blank_values=True),
+            headers=headers,
+            body=body,
+            authorizer=JWT_AUTHORIZER,
+        )
+        api = self.server.api
+        assert api is not None
+        if read_only(raw):
+            answer = api.handle(raw, LambdaContext())
+        else:
+            with self.server.lock:
+                answer = api.handle(raw, LambdaContext())
+        response = requests.Response()
+        response.status_code = int(answer["statusCode"])
+        response.headers = CaseInsensitiveDict(answer.get("headers") or {})
+        text = answer.get("body") or ""
+        response._content = base64.b64decode(text) if answer.get("isBase64Encoded") else str(text).encode()
+        response.url = str(request.url)
+        response.request = request
+        response.reason = HTTPStatus(response.status_code).phrase
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["http", "gateway"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    """``squall server`` over HTTP with its bearer token, or its API behind API Gateway's shape."""
+    auth = "token" if request.param == "http" else "gateway"
+    settings = server_settings(tmp_path, TOKEN, auth=auth)
+    with Server(settings, host="127.0.0.1", port=0, tick_interval=0.1) as srv:
+        yield srv, request.param
 
 
 @pytest.fixture
-def kestra(server: Server, strict: None) -> Iterator[KestraClient]:
-    with KestraClient(host=server.url, token=TOKEN, timeout=30) as client:
+def kestra(served: tuple[Server, str], strict: None) -> Iterator[KestraClient]:
+    server, mode = served
+    host = server.url if mode == "http" else "https://abc123.execute-api.eu-west-1.amazonaws.com"
+    with KestraClient(host=host, token=TOKEN, timeout=30) as client:
+        if mode == "gateway":  # kestrapy has no transport option: its session is the seam
+            client._session.mount(host, GatewayAdapter(server))
         yield client
 
 
@@ -117,6 +186,17 @@ def test_the_client_discovers_the_server(kestra: KestraClient) -> None:
     config = kestra.misc.configuration()
     assert config.edition is not None and config.edition.value == "OSS"
     assert config.version
+
+
+def test_basic_auth_with_the_token_as_password(tmp_path: Path, strict: None) -> None:
+    with Server(server_settings(tmp_path, TOKEN), host="127.0.0.1", port=0, tick_interval=0.1) as server:
+        with KestraClient(host=server.url, username="admin", password=TOKEN, timeout=30) as client:
+            assert client.flows.search_flows(TENANT).total == 0
+        with (
+            KestraClient(host=server.url, username="admin", password="wrong", timeout=30) as client,
+            pytest.raises(UnauthorizedException),
+        ):
+            client.flows.search_flows(TENANT)
 
 
 def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClient) -> None:
