@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel
 
 from control_plane.api import common, executions, telemetry, tenants
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
@@ -36,6 +37,7 @@ from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
 from control_plane.levels import Level
 from control_plane.runtime import Runtime
+from control_plane.service.storage import StorageError
 from control_plane.store.base import ExecutionSummary
 
 __all__ = ["router"]
@@ -203,6 +205,124 @@ def executions_of_flow(rt: common.Served, tenant: str) -> PagedExecutions:
 )
 def get_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     return _view(rt, execution_id)
+
+
+FOLLOW_SECONDS = 25.0  # under API Gateway's 30 s integration limit: the stream ends by then
+FOLLOW_POLL_SECONDS = 0.25
+
+
+def _follow_events(rt: Runtime, execution_id: str) -> str:
+    """Kestra's ``follow`` as server-sent events: the execution, then again at each change of state.
+
+    API Gateway's HTTP API and the Lambda behind it return a response whole, not as a stream,
+    so the events are gathered here and sent together: when the execution ends, or after
+    ``FOLLOW_SECONDS`` with what was seen so far (the client follows again to see more). The
+    store is polled, read-only: a follow never holds the service lock, so the tick and the
+    events that move the execution keep going meanwhile.
+    """
+    import threading
+    import time
+
+    events: list[str] = []
+    seen: tuple[str, int] | None = None
+    deadline = time.monotonic() + FOLLOW_SECONDS
+    pause = threading.Event()  # never set: a wait that is not a busy loop
+    while True:
+        meta = rt.store.get_execution_meta(execution_id)
+        if (str(meta.state), meta.version) != seen:
+            seen = (str(meta.state), meta.version)
+            view = _view(rt, execution_id)
+            events.append(f"event: execution\ndata: {view.model_dump_json()}\n\n")
+        if meta.state.terminal or time.monotonic() >= deadline:
+            return "".join(events)
+        pause.wait(FOLLOW_POLL_SECONDS)
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/follow",
+    summary="Follow an execution (server-sent events), to its end or for 25 seconds",
+    description="text/event-stream: one `execution` event with the execution, then one per change, until"
+    " it ends. The events are sent together when the stream ends (API Gateway does not stream"
+    " responses): at the end of the execution, or after 25 seconds; follow again for more.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def follow_execution(rt: common.Served, tenant: str, execution_id: str) -> Response[str]:
+    rt.store.get_execution_meta(execution_id)  # 404 before any event
+    body = _follow_events(rt, execution_id)
+    return Response(status_code=200, content_type="text/event-stream", body=body)
+
+
+def _execution_file(rt: Runtime, execution_id: str, path: str) -> str:
+    """The storage URI of ``path`` if it is one of this execution's files (uploads, task outputs), else 404.
+
+    ``path`` is the URI an execution shows: ``kestra:///<namespace>/<flow>/<execution>/...``
+    for an upload, the storage's own URI for a task's output file; both are brought to the
+    storage's spelling. Anything outside the execution's prefix, or with a ``..`` segment, is
+    the same 404 as a missing file: the route reads no other execution's files.
+    """
+    meta = rt.store.get_execution_meta(execution_id)
+    storage = rt.service.storage
+    missing = common.ApiError(404, f"execution {execution_id} has no file {path!r}")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise missing
+    try:
+        uri = storage.canonical(path)
+        if not uri.startswith(storage.uri(f"{meta.namespace}/{meta.flow_id}/{meta.id}/")):
+            raise missing
+        if not storage.exists(uri):
+            raise missing
+    except StorageError:
+        raise missing from None
+    return uri
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/file",
+    summary="Download one of an execution's files (an upload or a task's output file)",
+    description="path: its kestra:/// URI, as the execution's inputs and outputs give it.",
+    tags=_TAGS,
+    # The body is bytes, which powertools' response validation would serialise as JSON text:
+    # the route runs without it, so it reads its query parameter itself (declared for the docs).
+    enable_validation=False,
+    **tenants.SCOPED,
+)
+def download_file(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    path: Annotated[str | None, Query(description="the file's kestra:/// URI (required)")] = None,
+) -> Response[bytes]:
+    given = common.query_values(router.current_event.raw_event, "path")
+    if len(given) != 1 or not given[0]:
+        raise common.ApiError(
+            422,
+            "query parameter 'path' is required, once: the file's kestra:/// URI",
+            extra={"errors": [{"name": "path", "in": "query", "message": "required"}]},
+        )
+    uri = _execution_file(rt, execution_id, given[0])
+    name = uri.rsplit("/", 1)[-1]
+    return Response(
+        status_code=200,
+        content_type="application/octet-stream",
+        body=rt.service.storage.read(uri),
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+class FileMetas(BaseModel):
+    size: int
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/file/metas",
+    summary="The size of one of an execution's files",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def file_metas(rt: common.Served, tenant: str, execution_id: str, path: Annotated[str, Query()]) -> FileMetas:
+    uri = _execution_file(rt, execution_id, path)
+    return FileMetas(size=len(rt.service.storage.read(uri)))
 
 
 @router.delete(

@@ -17,6 +17,7 @@ through the client with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -64,6 +65,25 @@ tasks:
       type: io.kestra.plugin.core.runner.Process
     commands:
       - sleep 30
+"""
+
+WRITER = """
+id: writer
+namespace: squall.kestra
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: write
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      in.bin: "{{ inputs.data }}"
+    outputFiles:
+      - out.txt
+    commands:
+      - echo "got $(wc -c < in.bin) bytes" > out.txt
 """
 
 APPROVAL = """
@@ -139,6 +159,7 @@ class GatewayAdapter(requests.adapters.BaseAdapter):
         response.headers = CaseInsensitiveDict(answer.get("headers") or {})
         text = answer.get("body") or ""
         response._content = base64.b64decode(text) if answer.get("isBase64Encoded") else str(text).encode()
+        response.raw = io.BytesIO(response._content)  # what a streaming reader (server-sent events) reads
         response.url = str(request.url)
         response.request = request
         response.reason = HTTPStatus(response.status_code).phrase
@@ -288,6 +309,38 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
     assert kestra.logs.list_logs_from_execution(started.id, TENANT, min_level="ERROR") == []
     text = kestra.logs.download_logs_from_execution(started.id, TENANT, task_id="greet")
     assert text.endswith(" INFO Hello, Ada!\n")
+
+
+def test_follow_an_execution_to_its_end(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, (SAMPLES / "hello.yaml").read_text())
+    started = kestra.executions.create_execution(TENANT, "squall.samples", "hello")
+    events = list(kestra.executions.follow_execution(started.id, TENANT))
+    assert events and all(e.id == started.id for e in events)
+    assert events[-1].state.current.value == "SUCCESS"
+    assert events[-1].additional_properties["outputs"] == {"summary": "world visited 3 planets, last EARTH"}
+    with pytest.raises(NotFoundException):
+        list(kestra.executions.follow_execution("no-such-execution", TENANT))
+
+
+def test_upload_a_file_and_download_the_outputs(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, WRITER)
+    content = bytes(range(256)) * 4
+    started = kestra.executions.create_execution(
+        TENANT, "squall.kestra", "writer", inputs={"data": ("blob.bin", content)}
+    )
+    uploaded = (started.inputs or {})["data"]
+    assert uploaded.startswith(f"kestra:///squall.kestra/writer/{started.id}/inputs/data/")
+    assert kestra.executions.download_file_from_execution(started.id, uploaded, TENANT) == content
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "SUCCESS", done
+    (write,) = done.task_run_list or []
+    out = write.additional_properties["outputs"]["outputFiles"]["out.txt"]
+    assert kestra.executions.download_file_from_execution(started.id, out, TENANT) == b"got 1024 bytes\n"
+    assert kestra.executions.file_metadatas_from_execution(started.id, out, TENANT).size == 15
+    other = kestra.executions.create_execution(TENANT, "squall.kestra", "writer", inputs={"data": b"x"})
+    for elsewhere in (out.replace(started.id, other.id), f"kestra:///squall.kestra/writer/{started.id}/../x"):
+        with pytest.raises(NotFoundException):
+            kestra.executions.download_file_from_execution(started.id, elsewhere, TENANT)
 
 
 def test_kill_restart_and_replay(kestra: KestraClient) -> None:
