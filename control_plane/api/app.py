@@ -38,6 +38,7 @@ builds the service on first use; ADR 0006).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ __all__ = [
     "WEBHOOK_PREFIX",
     "Api",
     "app",
+    "is_webhook",
     "openapi_document",
     "read_only",
     "route_path",
@@ -86,6 +88,15 @@ __all__ = [
 logger = telemetry.logger
 PUBLIC_PATHS = ("/openapi.json",)
 WEBHOOK_PREFIX = "/webhooks/"
+_KESTRA_WEBHOOK = re.compile(r"^/api/v1/[^/]+/executions/webhook/")
+
+
+def is_webhook(path: str) -> bool:
+    """Whether ``path`` is a webhook route: Squall's ``/webhooks/...`` or Kestra's
+    ``/api/v1/{tenant}/executions/webhook/...``. Both carry their key in the path, so they are
+    exempt from the API's auth, and a GET on them starts an execution (it is not a read)."""
+    return path.startswith(WEBHOOK_PREFIX) or _KESTRA_WEBHOOK.match(path) is not None
+
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -97,7 +108,7 @@ def read_only(event: Mapping[str, Any]) -> bool:
     starts an execution.
     """
     method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
-    return method in READ_METHODS and not route_path(event).startswith(WEBHOOK_PREFIX)
+    return method in READ_METHODS and not is_webhook(route_path(event))
 
 
 class _RequestState:
@@ -341,7 +352,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
     components["ErrorBody"] = body
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for path, operations in schema.get("paths", {}).items():
-        webhook = path.startswith(WEBHOOK_PREFIX)
+        webhook = is_webhook(path)
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for code, description in _ERRORS.items():
@@ -428,7 +439,7 @@ def _basic_password(credentials: str) -> str:
 
 def _gate(event: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
     path = route_path(event)
-    if path not in PUBLIC_PATHS and not path.startswith(WEBHOOK_PREFIX):
+    if path not in PUBLIC_PATHS and not is_webhook(path):
         refused = _authorized(event, settings)
         if refused is not None:
             telemetry.metrics.add_metric(name="AuthRejected", unit="Count", value=1)
@@ -507,9 +518,7 @@ class Api:
         """One request, as API Gateway sends it, to the response dict it expects."""
         started = time.monotonic()
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method")
-        if method == "HEAD" and not route_path(event).startswith(
-            WEBHOOK_PREFIX
-        ):  # a webhook's GET starts a flow
+        if method == "HEAD" and not is_webhook(route_path(event)):  # a webhook's GET starts a flow
             event = _as_get(event)
         request_id = _request_id_of(event, context)
         telemetry.new_request(request_id=request_id)

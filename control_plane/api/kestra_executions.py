@@ -22,15 +22,17 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
-from control_plane.api import common, executions, telemetry, tenants
+from control_plane.api import common, executions, telemetry, tenants, webhooks
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import (
     KestraExecution,
     KestraLogEntry,
+    KestraState,
     PagedExecutions,
     execution,
     execution_summary,
     log_entry,
+    state,
 )
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.states import State
@@ -459,6 +461,41 @@ def replay_with_inputs(
             rt.service.storage.delete_prefix(stored)
         raise
     return _replayed(rt, replayed)
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookResponse(BaseModel):
+    """Kestra's answer to a webhook: which execution started (not its inputs, trigger or outputs)."""
+
+    tenantId: str
+    id: str
+    namespace: str
+    flowId: str
+    flowRevision: int
+    state: KestraState
+
+
+@router.route(
+    "/api/v1/<tenant>/executions/webhook/<namespace>/<flow_id>/<key>",
+    method=["POST", "GET", "PUT"],
+    summary="Start a flow through its Webhook trigger (Kestra's path)",
+    description="No API auth: the key is the credential (see /webhooks/{namespace}/{flow_id}/{key}, the"
+    " same delivery). Idempotency-Key header: a replay gets 409.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def kestra_webhook(rt: common.Served, tenant: str, namespace: str, flow_id: str, key: str) -> WebhookResponse:
+    started = webhooks.deliver(rt, namespace, flow_id, key)
+    return WebhookResponse(
+        tenantId=tenant,
+        id=started.id,
+        namespace=started.namespace,
+        flowId=started.flow_id,
+        flowRevision=started.flow_revision or 1,
+        state=state(started.state, started.created, started.started, started.ended),
+    )
 
 
 # ---------------------------------------------------------------- start (last: its path is the widest)

@@ -34,9 +34,11 @@ from control_plane.api.models import WebhookAccepted
 from control_plane.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
+    from control_plane.engine.model import Execution
     from control_plane.flows.models import Flow, Webhook
+    from control_plane.runtime import Runtime
 
-__all__ = ["NOT_FOUND", "router", "webhook_execution_id"]
+__all__ = ["NOT_FOUND", "deliver", "router", "webhook_execution_id"]
 
 router = Router()
 
@@ -101,14 +103,12 @@ def _parameters(event: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-@router.route(
-    "/webhooks/<namespace>/<flow_id>/<key>",
-    method=["POST", "GET", "PUT"],
-    summary="Start a flow through its Webhook trigger",
-    description="No API auth: the key is the credential. Idempotency-Key header: a replay gets 409.",
-    tags=["webhooks"],
-)
-def webhook(rt: common.Served, namespace: str, flow_id: str, key: str) -> WebhookAccepted:
+def deliver(rt: Runtime, namespace: str, flow_id: str, key: str) -> Execution:
+    """Start ``namespace.flow_id`` through its Webhook trigger whose key is ``key`` (both webhook routes).
+
+    404 (the same for an unknown flow, a disabled one and a wrong key), 409 for a replayed
+    ``Idempotency-Key``; the execution otherwise.
+    """
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     try:
@@ -150,6 +150,18 @@ def webhook(rt: common.Served, namespace: str, flow_id: str, key: str) -> Webhoo
             extra={"executionId": execution_id},
         ) from None
     telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return execution
+
+
+@router.route(
+    "/webhooks/<namespace>/<flow_id>/<key>",
+    method=["POST", "GET", "PUT"],
+    summary="Start a flow through its Webhook trigger",
+    description="No API auth: the key is the credential. Idempotency-Key header: a replay gets 409.",
+    tags=["webhooks"],
+)
+def webhook(rt: common.Served, namespace: str, flow_id: str, key: str) -> WebhookAccepted:
+    execution = deliver(rt, namespace, flow_id, key)
     return WebhookAccepted(
         id=execution.id, namespace=execution.namespace, flowId=execution.flow_id, state=str(execution.state)
     )

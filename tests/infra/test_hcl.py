@@ -319,6 +319,9 @@ def test_http_api_routes_authorizer_logs_and_throttling(
         "GET /webhooks/{proxy+}",
         "POST /webhooks/{proxy+}",
         "PUT /webhooks/{proxy+}",
+        "GET /api/v1/main/executions/webhook/{proxy+}",
+        "POST /api/v1/main/executions/webhook/{proxy+}",
+        "PUT /api/v1/main/executions/webhook/{proxy+}",
     }
     stage = res["aws_apigatewayv2_stage.default"]
     assert (

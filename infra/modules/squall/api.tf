@@ -7,14 +7,18 @@ locals {
 
   # Everything under /api/ needs the authorizer; the api Lambda (SQUALL_AUTH=gateway) also
   # refuses any request no authorizer checked, so a route added without one fails closed.
-  # Two routes are public by design (docs/api.md): webhooks carry their key in the path,
-  # and /openapi.json describes the API without holding any data.
+  # Two kinds of route are public by design (docs/api.md): webhooks carry their key in the
+  # path (at Squall's /webhooks/ and at Kestra's /api/v1/main/executions/webhook/, tenant main
+  # being the only one served), and /openapi.json describes the API without holding any data.
   routes = {
-    "ANY /api/{proxy+}"       = module.settings.api_authorization
-    "GET /openapi.json"       = "NONE"
-    "GET /webhooks/{proxy+}"  = "NONE"
-    "POST /webhooks/{proxy+}" = "NONE"
-    "PUT /webhooks/{proxy+}"  = "NONE"
+    "ANY /api/{proxy+}"                             = module.settings.api_authorization
+    "GET /openapi.json"                             = "NONE"
+    "GET /webhooks/{proxy+}"                        = "NONE"
+    "POST /webhooks/{proxy+}"                       = "NONE"
+    "PUT /webhooks/{proxy+}"                        = "NONE"
+    "GET /api/v1/main/executions/webhook/{proxy+}"  = "NONE"
+    "POST /api/v1/main/executions/webhook/{proxy+}" = "NONE"
+    "PUT /api/v1/main/executions/webhook/{proxy+}"  = "NONE"
   }
 }
 
