@@ -57,6 +57,8 @@ from control_plane.api import (
     flows,
     kestra_executions,
     kestra_flows,
+    kestra_logs,
+    kestra_namespaces,
     kestra_server,
     telemetry,
     tenants,
@@ -206,8 +208,10 @@ app.include_router(executions.router)
 app.include_router(webhooks.router)
 # Kestra's tenant-scoped routes (/api/v1/{tenant}/...): every path has a literal segment after the
 # tenant, so none of them can match one of the routes above, and none of those one of these.
+app.include_router(kestra_namespaces.router)  # before flows: flows/distinct-namespaces is literal
 app.include_router(kestra_flows.router)
 app.include_router(kestra_executions.router)
+app.include_router(kestra_logs.router)
 app.include_router(kestra_server.router)
 
 

@@ -1,4 +1,4 @@
-"""``/api/v1/{tenant}/executions`` and ``/api/v1/{tenant}/logs``: Kestra 2.0's execution routes.
+"""``/api/v1/{tenant}/executions``: Kestra 2.0's execution routes (logs: :mod:`.kestra_logs`).
 
 Kestra 2.0 moved the controls under ``/executions/{executionId}/actions/...`` (kill, restart,
 replay, replay-with-inputs, resume), so no control route overlaps the start route
@@ -13,7 +13,6 @@ replay, replay-with-inputs from a task run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -26,18 +25,15 @@ from control_plane.api import common, executions, telemetry, tenants, webhooks
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import (
     KestraExecution,
-    KestraLogEntry,
     KestraState,
     PagedExecutions,
     execution,
     execution_summary,
-    log_entry,
     state,
 )
-from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
-from control_plane.levels import Level
 from control_plane.runtime import Runtime
 from control_plane.service.storage import StorageError
 from control_plane.store.base import ExecutionSummary
@@ -542,80 +538,3 @@ def create_execution(
         raise
     telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
     return _view(rt, started.id)
-
-
-# ---------------------------------------------------------------- logs
-
-
-def _lines(rt: Runtime, execution_id: str, task_run_id: str | None) -> Iterator[LogLine]:
-    cursor: str | None = None
-    while True:
-        page = rt.store.read_logs(execution_id, taskrun_id=task_run_id, limit=5000, cursor=cursor)
-        yield from page.items
-        cursor = page.cursor
-        if cursor is None:
-            return
-
-
-def _filtered(
-    rt: Runtime,
-    execution_id: str,
-    min_level: Level | None,
-    task_run_id: str | None,
-    task_id: str | None,
-    attempt: int | None,
-) -> tuple[Execution, list[LogLine]]:
-    meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty list
-    lines = [
-        line
-        for line in _lines(rt, execution_id, task_run_id)
-        if (min_level is None or line.level.rank >= min_level.rank)
-        and (task_id is None or line.task_id == task_id)
-        and (attempt is None or line.attempt == attempt)
-    ]
-    return meta, lines
-
-
-_MIN_LEVEL = Query(alias="minLevel", description="TRACE, DEBUG, INFO, WARN or ERROR: this level and above")
-
-
-@router.get(
-    "/api/v1/<tenant>/logs/<execution_id>",
-    summary="An execution's log lines, in order",
-    description="Filters: minLevel, taskRunId, taskId, attempt.",
-    tags=["kestra logs"],
-    **tenants.SCOPED,
-)
-def execution_logs(
-    rt: common.Served,
-    tenant: str,
-    execution_id: str,
-    min_level: Annotated[Level | None, _MIN_LEVEL] = None,
-    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
-    task_id: Annotated[str | None, Query(alias="taskId")] = None,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
-) -> list[KestraLogEntry]:
-    meta, lines = _filtered(rt, execution_id, min_level, task_run_id, task_id, attempt)
-    return [log_entry(meta, line) for line in lines]
-
-
-@router.get(
-    "/api/v1/<tenant>/logs/<execution_id>/download",
-    summary="An execution's log lines as text, one a line",
-    description="Same filters as the JSON listing; each line is `timestamp level message`.",
-    tags=["kestra logs"],
-    **tenants.SCOPED,
-)
-def download_logs(
-    rt: common.Served,
-    tenant: str,
-    execution_id: str,
-    min_level: Annotated[Level | None, _MIN_LEVEL] = None,
-    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
-    task_id: Annotated[str | None, Query(alias="taskId")] = None,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
-) -> Response[str]:
-    meta, lines = _filtered(rt, execution_id, min_level, task_run_id, task_id, attempt)
-    entries = [log_entry(meta, line) for line in lines]
-    text = "".join(f"{e.timestamp} {e.level} {e.message}\n" for e in entries)
-    return Response(status_code=200, content_type="text/plain; charset=utf-8", body=text)

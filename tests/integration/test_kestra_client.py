@@ -274,6 +274,14 @@ def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClien
     assert [f.id for f in by_text.results] == ["approval"]
     listed = kestra.flows.list_flows_by_namespace("squall.kestra", TENANT)
     assert sorted(f.id for f in listed) == ["approval", "long"]
+    assert kestra.flows.list_distinct_namespaces(TENANT) == ["squall.kestra", "squall.samples"]
+    namespaces = kestra.namespaces.search_namespaces(TENANT, page=1, size=2, sort=["id:asc"])
+    assert namespaces.total == 3 and [n.id for n in namespaces.results] == ["squall", "squall.kestra"]
+    held = kestra.namespaces.search_namespaces(TENANT, existing=True)
+    assert sorted(n.id for n in held.results) == ["squall.kestra", "squall.samples"]
+    assert kestra.namespaces.namespace("squall", TENANT).id == "squall"
+    with pytest.raises(NotFoundException):
+        kestra.namespaces.namespace("elsewhere", TENANT)
 
     broken = "id: broken\nnamespace: squall.kestra\ntasks:\n  - id: x\n    type: squall.core.Nope\n"
     reports = kestra.flows.validate_flows(TENANT, LONG + "\n---\n" + broken)
@@ -338,6 +346,8 @@ def test_follow_an_execution_to_its_end(kestra: KestraClient) -> None:
     events = list(kestra.executions.follow_execution(started.id, TENANT))
     assert events and all(e.id == started.id for e in events)
     assert events[-1].state.current.value == "SUCCESS"
+    lines = list(kestra.logs.follow_logs_from_execution(started.id, TENANT, min_level="INFO"))
+    assert [line.message for line in lines if line.task_id == "greet"] == ["Hello, world!"]
     assert events[-1].additional_properties["outputs"] == {"summary": "world visited 3 planets, last EARTH"}
     with pytest.raises(NotFoundException):
         list(kestra.executions.follow_execution("no-such-execution", TENANT))
