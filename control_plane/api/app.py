@@ -56,6 +56,7 @@ from control_plane.api import (
     executions,
     flows,
     kestra_executions,
+    kestra_flow_bulk,
     kestra_flows,
     kestra_logs,
     kestra_namespaces,
@@ -209,6 +210,7 @@ app.include_router(webhooks.router)
 # Kestra's tenant-scoped routes (/api/v1/{tenant}/...): every path has a literal segment after the
 # tenant, so none of them can match one of the routes above, and none of those one of these.
 app.include_router(kestra_namespaces.router)  # before flows: flows/distinct-namespaces is literal
+app.include_router(kestra_flow_bulk.router)  # before flows: /flows/export/by-query is not a flow
 app.include_router(kestra_flows.router)
 app.include_router(kestra_executions.router)
 app.include_router(kestra_logs.router)

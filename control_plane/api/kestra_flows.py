@@ -18,13 +18,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from control_plane.api import common, telemetry, tenants
 from control_plane.api.flows import YAML_TYPES
-from control_plane.api.kestra_query import SCAN_LIMIT, parse_search, refuse
+from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import KestraFlow, PagedFlows, flow
 from control_plane.errors import FlowValidationError, NotFoundError
 from control_plane.runtime import Runtime
 from control_plane.store.base import FlowRecord
 
-__all__ = ["router"]
+__all__ = ["flow_filters", "matching_flows", "router", "yaml_documents"]
 
 router = Router()
 
@@ -78,7 +78,7 @@ def create_flow(rt: common.Served, tenant: str) -> KestraFlow:
     return flow(_deploy(rt, source))
 
 
-def _matches(record: FlowRecord, filters: tuple[Any, ...]) -> bool:
+def _matches(record: FlowRecord, filters: tuple[Filter, ...]) -> bool:
     for f in filters:
         if f.field == "namespace":
             ok = (
@@ -94,6 +94,26 @@ def _matches(record: FlowRecord, filters: tuple[Any, ...]) -> bool:
 
 
 _FLOW_SORTS = ("id:asc", "id:desc", "namespace:asc", "namespace:desc")
+
+
+def flow_filters() -> dict[str, tuple[str, ...]]:
+    """The filters every flow search takes (search, export, bulk enable/disable/delete)."""
+    return {"namespace": ("EQUALS", "PREFIX"), "q": ("EQUALS",)}
+
+
+def matching_flows(rt: Runtime, filters: tuple[Filter, ...]) -> list[FlowRecord]:
+    """The latest revision of every live flow the filters match, by (namespace, id)."""
+    prefix = next((f.value for f in filters if f.field == "namespace"), None)
+    found: list[FlowRecord] = []
+    cursor: str | None = None
+    while True:
+        page = rt.store.list_flows(prefix, limit=1000, cursor=cursor)
+        found.extend(r for r in page.items if _matches(r, filters))
+        if len(found) > SCAN_LIMIT:
+            raise refuse("filters", f"more than {SCAN_LIMIT} flows match: narrow the search")
+        cursor = page.cursor
+        if cursor is None:
+            return found
 
 
 def _sort_key(field: str) -> Callable[[FlowRecord], tuple[str, str]]:
@@ -112,22 +132,8 @@ def _sort_key(field: str) -> Callable[[FlowRecord], tuple[str, str]]:
     **tenants.SCOPED,
 )
 def search_flows(rt: common.Served, tenant: str) -> PagedFlows:
-    search = parse_search(
-        router.current_event.raw_event,
-        filters={"namespace": ("EQUALS", "PREFIX"), "q": ("EQUALS",)},
-        sorts=_FLOW_SORTS,
-    )
-    prefix = next((f.value for f in search.filters if f.field == "namespace"), None)
-    found: list[FlowRecord] = []
-    cursor: str | None = None
-    while True:
-        page = rt.store.list_flows(prefix, limit=1000, cursor=cursor)
-        found.extend(r for r in page.items if _matches(r, search.filters))
-        if len(found) > SCAN_LIMIT:
-            raise refuse("filters", f"more than {SCAN_LIMIT} flows match: narrow the search")
-        cursor = page.cursor
-        if cursor is None:
-            break
+    search = parse_search(router.current_event.raw_event, filters=flow_filters(), sorts=_FLOW_SORTS)
+    found = matching_flows(rt, search.filters)
     for key in reversed(search.sort):  # stable sorts, the first key last: it is the main one
         field, _, direction = key.partition(":")
         found.sort(key=_sort_key(field), reverse=direction == "desc")
@@ -149,7 +155,7 @@ def validate_flows(rt: common.Served, tenant: str) -> list[dict[str, Any]]:
     from control_plane.flows.loader import parse_flow
 
     reports: list[dict[str, Any]] = []
-    for index, document in enumerate(_documents(source)):
+    for index, document in enumerate(yaml_documents(source)):
         report: dict[str, Any] = {"index": index}
         try:
             parsed = parse_flow(document, f"<document {index}>")
@@ -163,7 +169,7 @@ def validate_flows(rt: common.Served, tenant: str) -> list[dict[str, Any]]:
     return reports
 
 
-def _documents(source: str) -> list[str]:
+def yaml_documents(source: str) -> list[str]:
     """The YAML documents of a multi-document body, each kept as text (lines count from its start)."""
     documents: list[list[str]] = [[]]
     for line in source.splitlines(keepends=True):

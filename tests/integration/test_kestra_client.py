@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zipfile
 from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
@@ -35,11 +36,13 @@ from kestrapy import KestraClient  # noqa: E402
 from kestrapy.base_api import BaseApi  # noqa: E402
 from kestrapy.exceptions import (  # noqa: E402
     BadRequestException,
+    ConflictException,
     NotFoundException,
     UnauthorizedException,
     UnprocessableEntityException,
 )
 from kestrapy.models.execution import Execution  # noqa: E402
+from kestrapy.models.id_with_namespace import IdWithNamespace  # noqa: E402
 from kestrapy.models.query_filter import QueryFilter  # noqa: E402
 from kestrapy.models.query_filter_field import QueryFilterField  # noqa: E402
 from kestrapy.models.query_filter_op import QueryFilterOp  # noqa: E402
@@ -292,6 +295,46 @@ def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClien
     kestra.flows.delete_flow("squall.samples", "hello", TENANT)
     with pytest.raises(NotFoundException):
         kestra.flows.flow("squall.samples", "hello", TENANT)
+
+
+def test_export_reimport_disable_enable_and_delete_in_bulk(kestra: KestraClient) -> None:
+    hello = (SAMPLES / "hello.yaml").read_text()
+    for source in (hello, LONG, APPROVAL):
+        kestra.flows.create_flow(TENANT, source)
+    exported = kestra.flows.export_flows_by_query(
+        TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.kestra")]
+    )
+    with zipfile.ZipFile(io.BytesIO(exported)) as archive:
+        assert sorted(archive.namelist()) == ["squall.kestra.approval.yml", "squall.kestra.long.yml"]
+        assert archive.read("squall.kestra.long.yml").decode() == LONG
+    one = kestra.flows.export_flows_by_ids(TENANT, [IdWithNamespace(namespace="squall.samples", id="hello")])
+    with zipfile.ZipFile(io.BytesIO(one)) as archive:
+        assert archive.namelist() == ["squall.samples.hello.yml"]
+
+    deleted = kestra.flows.delete_flows_by_query(
+        TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.kestra")]
+    )
+    assert deleted.count == 2 and kestra.flows.search_flows(TENANT).total == 1
+    assert kestra.flows.import_flows(TENANT, file_content=exported) == []
+    reimported = kestra.flows.flow("squall.kestra", "long", TENANT)
+    assert reimported.source == LONG and (reimported.revision or 0) > 1  # revisions go on after a delete
+
+    broken = "id: broken\nnamespace: squall.kestra\ntasks: []\n"
+    with pytest.raises(UnprocessableEntityException, match="nothing imported"):
+        kestra.flows.import_flows(TENANT, fail_on_error=True, file_content=broken)
+    assert kestra.flows.import_flows(TENANT, file_content=broken) == ["document 0"]
+
+    ids = [IdWithNamespace(namespace="squall.kestra", id="long")]
+    assert kestra.flows.disable_flows_by_ids(TENANT, ids).count == 1
+    disabled = kestra.flows.flow("squall.kestra", "long", TENANT)
+    assert disabled.disabled is True and disabled.revision == (reimported.revision or 0) + 1
+    with pytest.raises(ConflictException, match="disabled"):
+        kestra.executions.create_execution(TENANT, "squall.kestra", "long")
+    assert kestra.flows.enable_flows_by_ids(TENANT, ids).count == 1
+    assert kestra.flows.flow("squall.kestra", "long", TENANT).disabled is False
+    with pytest.raises(NotFoundException, match=r"squall\.kestra\.nope"):
+        kestra.flows.delete_flows_by_ids(TENANT, [IdWithNamespace(namespace="squall.kestra", id="nope")])
+    assert kestra.flows.delete_flows_by_ids(TENANT, ids).count == 1
 
 
 def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
