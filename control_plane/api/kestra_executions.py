@@ -388,6 +388,56 @@ def resume_execution(rt: common.Served, tenant: str, execution_id: str) -> Kestr
     return _view(rt, execution_id)
 
 
+_LABELS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+                        "required": ["key", "value"],
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/<execution_id>/actions/labels",
+    summary="Set the labels of an ended execution",
+    description="Body: [{key, value}]; they replace the execution's labels, system.* labels excepted"
+    " (those are Squall's: setting one is a 422). 409 while the execution runs.",
+    tags=_TAGS,
+    openapi_extensions=_LABELS_BODY,
+    **tenants.SCOPED,
+)
+def set_labels(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    body = common.json_body(event)
+    if not isinstance(body, list):
+        raise common.ApiError(422, 'the body must be a JSON array of {"key": ..., "value": ...}')
+    labels: dict[str, str] = {}
+    for index, item in enumerate(body):
+        key = item.get("key") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not key or not isinstance(value, str) or not value:
+            raise common.ApiError(
+                422, f"body[{index}]: expected {{key, value}}, non-empty strings, got {item!r}"
+            )
+        if key.startswith("system."):
+            raise common.ApiError(422, f"body[{index}]: {key!r}: system.* labels are set by Squall only")
+        labels[key] = value
+    rt.store.get_execution_meta(execution_id)  # 404 first
+    rt.service.set_labels(execution_id, labels)
+    return _view(rt, execution_id)
+
+
 def _replayed(rt: Runtime, replayed: Execution) -> Response[KestraExecution]:
     telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
     return _json(200, _view(rt, replayed.id))

@@ -294,6 +294,20 @@ class ExecutionDriver:
             execution_id, Resume(at=self.clock.now(), inputs=dict(inputs or {}), taskrun_id=taskrun_id)
         )
 
+    def set_labels(self, execution_id: str, labels: Mapping[str, str]) -> Execution:
+        """Kestra's labels on an ended execution: ``labels`` replace its own; ``system.`` ones stay.
+
+        Only an ended execution: a running one may still change its labels itself (the Labels
+        task), and the two writes would race. A write that loses to another is a ConflictError.
+        """
+        execution = self.reload(execution_id)
+        if not execution.state.terminal:
+            raise ServiceError(f"execution {execution_id} is {execution.state}: labels are set once it ended")
+        kept = {k: v for k, v in execution.labels.items() if k.startswith("system.")}
+        new = execution.evolve(labels={**kept, **labels}, version=execution.version + 1)
+        self.store.save_execution(new, expected_version=execution.version)
+        return new
+
     def replay(self, execution_id: str, *, taskrun_id: str | None = None) -> Execution:
         """A new execution of the same flow revision and inputs, linked to the original.
 

@@ -123,7 +123,7 @@ class Service:
         )
         self.driver.jobs = self.jobs
         # What a caller asks of executions is the driver's (deploy, start, advance, kill, restart,
-        # resume, replay; flush writes what still rides along: the end of a Lambda call).
+        # resume, replay, set_labels; flush writes what still rides along: the end of a Lambda call).
         self.new_id = self.driver.new_id
         self.deploy = self.driver.deploy
         self.flow = self.driver.flow
@@ -132,6 +132,7 @@ class Service:
         self.kill = self.driver.kill
         self.restart = self.driver.restart
         self.resume = self.driver.resume
+        self.set_labels = self.driver.set_labels
         self.replay = self.driver.replay
         self.flush = self.driver.flush
         if hasattr(store, "claim_lease"):  # a local store: processes sharing it drive what they own

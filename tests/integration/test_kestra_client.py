@@ -43,6 +43,7 @@ from kestrapy.exceptions import (  # noqa: E402
 )
 from kestrapy.models.execution import Execution  # noqa: E402
 from kestrapy.models.id_with_namespace import IdWithNamespace  # noqa: E402
+from kestrapy.models.label import Label  # noqa: E402
 from kestrapy.models.query_filter import QueryFilter  # noqa: E402
 from kestrapy.models.query_filter_field import QueryFilterField  # noqa: E402
 from kestrapy.models.query_filter_op import QueryFilterOp  # noqa: E402
@@ -370,6 +371,18 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
         TENANT, filters=[_filter(QueryFilterField.LABELS, QueryFilterOp.EQUALS, {"run": "first"})]
     )
     assert [e["id"] for e in labelled["results"]] == [started.id]
+    relabelled = kestra.executions.set_labels_on_terminated_execution(
+        started.id, TENANT, [Label(key="run", value="kept"), Label(key="owner", value="ada")]
+    )
+    assert {(x.key, x.value) for x in relabelled.labels or []} == {("run", "kept"), ("owner", "ada")}
+    with pytest.raises(UnprocessableEntityException, match="system"):
+        kestra.executions.set_labels_on_terminated_execution(
+            started.id, TENANT, [Label(key="system.replay", value="x")]
+        )
+    kept = kestra.executions.search_executions(
+        TENANT, filters=[_filter(QueryFilterField.LABELS, QueryFilterOp.EQUALS, {"owner": "ada"})]
+    )
+    assert [e["id"] for e in kept["results"]] == [started.id]
     by_flow = kestra.executions.search_executions_by_flow_id(
         TENANT, "squall.samples", "hello", page=2, size=1
     )
