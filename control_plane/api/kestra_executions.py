@@ -129,7 +129,8 @@ _EXECUTION_FILTERS = {
 def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExecutions:
     states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
     flow_ids = {f.value for f in filters if f.field == "flowId"}
-    namespace = next((f.value for f in filters if f.field == "namespace"), None)
+    # the stores match a namespace exactly: a PREFIX filter reads them all and filters here
+    namespace = next((f.value for f in filters if f.field == "namespace" and f.op == "EQUALS"), None)
     found: list[ExecutionSummary] = []
     cursor: str | None = None
     while True:

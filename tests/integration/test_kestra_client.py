@@ -371,6 +371,10 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
         TENANT, filters=[_filter(QueryFilterField.LABELS, QueryFilterOp.EQUALS, {"run": "first"})]
     )
     assert [e["id"] for e in labelled["results"]] == [started.id]
+    under = kestra.executions.search_executions(
+        TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.PREFIX, "squall")]
+    )
+    assert under["total"] == 2
     relabelled = kestra.executions.set_labels_on_terminated_execution(
         started.id, TENANT, [Label(key="run", value="kept"), Label(key="owner", value="ada")]
     )
