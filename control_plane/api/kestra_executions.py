@@ -208,6 +208,19 @@ def get_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraEx
 
 FOLLOW_SECONDS = 25.0  # under API Gateway's 30 s integration limit: the stream ends by then
 FOLLOW_POLL_SECONDS = 0.25
+FOLLOW_MARGIN_SECONDS = 2.0  # kept to build and send the response before the invocation ends
+
+
+def follow_deadline(lambda_context: Any) -> float:
+    """When a follow stops gathering (``time.monotonic()`` clock): after ``FOLLOW_SECONDS``, or
+    sooner when the Lambda invocation would end first (a function timeout under 29 s)."""
+    import time
+
+    seconds = FOLLOW_SECONDS
+    if lambda_context is not None:
+        remaining = lambda_context.get_remaining_time_in_millis() / 1000 - FOLLOW_MARGIN_SECONDS
+        seconds = max(0.0, min(seconds, remaining))
+    return time.monotonic() + seconds
 
 
 def _follow_events(rt: Runtime, execution_id: str) -> str:
@@ -224,7 +237,7 @@ def _follow_events(rt: Runtime, execution_id: str) -> str:
 
     events: list[str] = []
     seen: tuple[str, int] | None = None
-    deadline = time.monotonic() + FOLLOW_SECONDS
+    deadline = follow_deadline(router.lambda_context)
     pause = threading.Event()  # never set: a wait that is not a busy loop
     while True:
         meta = rt.store.get_execution_meta(execution_id)

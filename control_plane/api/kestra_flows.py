@@ -267,8 +267,16 @@ def delete_flow(rt: common.Served, tenant: str, namespace: str, flow_id: str) ->
     tags=_TAGS,
     **tenants.SCOPED,
 )
-def flow_revisions(rt: common.Served, tenant: str, namespace: str, flow_id: str) -> list[KestraFlow]:
+def flow_revisions(
+    rt: common.Served,
+    tenant: str,
+    namespace: str,
+    flow_id: str,
+    allow_delete: Annotated[bool, Query(alias="allowDelete", description="only false is supported")] = False,
+) -> list[KestraFlow]:
     telemetry.keys(namespace=namespace, flow_id=flow_id)
+    if allow_delete:
+        raise refuse("allowDelete", "listing a deleted flow's revisions is not supported")
     rt.store.get_flow(namespace, flow_id)
     return [
         flow(rt.store.get_flow(namespace, flow_id, n)) for n in rt.store.flow_revisions(namespace, flow_id)

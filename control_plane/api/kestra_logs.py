@@ -3,8 +3,9 @@
 Filters are Kestra's (``minLevel``: that level and above, ``taskRunId``, ``taskId``,
 ``attempt``). The store pages logs with cursors; these routes read every page, as Kestra's
 list endpoint answers with the whole list. ``follow`` sends server-sent events, gathered
-until the execution ends or for ``FOLLOW_SECONDS`` (API Gateway does not stream responses;
-see :func:`control_plane.api.kestra_executions.follow_execution`).
+until the execution ends or for ``FOLLOW_SECONDS``, less when the Lambda invocation ends
+sooner (API Gateway does not stream responses; see
+:func:`control_plane.api.kestra_executions.follow_execution`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from control_plane.api import common, tenants
-from control_plane.api.kestra_executions import FOLLOW_POLL_SECONDS, FOLLOW_SECONDS
+from control_plane.api.kestra_executions import FOLLOW_POLL_SECONDS, follow_deadline
 from control_plane.api.kestra_views import KestraLogEntry, log_entry
 from control_plane.engine.model import Execution, LogLine
 from control_plane.levels import Level
@@ -120,7 +121,7 @@ def follow_logs(
     import threading
     import time
 
-    deadline = time.monotonic() + FOLLOW_SECONDS
+    deadline = follow_deadline(router.lambda_context)
     pause = threading.Event()  # never set: a wait that is not a busy loop
     events: list[str] = []
     sent = 0

@@ -533,3 +533,20 @@ def test_every_tenant_route_is_guarded_and_documented() -> None:
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert served == documented
     assert ("post", "/api/v1/{tenant}/executions/{namespace}/{flow_id}") in served
+
+
+class _EndingSoon:
+    """A Lambda context whose invocation ends in 5 seconds."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5000
+
+
+def test_a_follow_stops_before_the_invocation_ends() -> None:
+    import time
+
+    from control_plane.api.kestra_executions import FOLLOW_MARGIN_SECONDS, FOLLOW_SECONDS, follow_deadline
+
+    now = time.monotonic()
+    assert follow_deadline(_EndingSoon()) - now <= 5 - FOLLOW_MARGIN_SECONDS + 0.5
+    assert follow_deadline(None) - now >= FOLLOW_SECONDS - 0.5
