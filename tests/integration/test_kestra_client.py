@@ -535,6 +535,48 @@ def test_every_tenant_route_is_guarded_and_documented() -> None:
     assert ("post", "/api/v1/{tenant}/executions/{namespace}/{flow_id}") in served
 
 
+def test_the_client_against_squall_server_on_dynamodb_local(
+    tmp_path: Path, dynamodb_table: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, strict: None
+) -> None:
+    """The Lambda's store under the same routes: revisions, searches, logs and labels on DynamoDB."""
+    client, table = dynamodb_table
+    settings = server_settings(
+        tmp_path,
+        TOKEN,
+        store="dynamodb",
+        table=table,
+        dynamodb_endpoint=client.meta.endpoint_url,
+        region="us-east-1",
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")  # DynamoDB Local accepts any credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    source = (SAMPLES / "hello.yaml").read_text()
+    with (
+        Server(settings, host="127.0.0.1", port=0, tick_interval=0.1) as server,
+        KestraClient(host=server.url, token=TOKEN, timeout=30) as kestra,
+    ):
+        kestra.flows.create_flow(TENANT, source)
+        kestra.flows.update_flow("squall.samples", "hello", TENANT, source + "\n# edited\n")
+        revisions = kestra.flows.list_flow_revisions("squall.samples", "hello", TENANT)
+        assert [r.revision for r in revisions] == [1, 2]
+        started = kestra.executions.create_execution(
+            TENANT, "squall.samples", "hello", inputs={"name": "Ada"}
+        )
+        events = list(kestra.executions.follow_execution(started.id, TENANT))
+        assert events[-1].state.current.value == "SUCCESS"
+        found = kestra.executions.search_executions(
+            TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.PREFIX, "squall")]
+        )
+        assert found["total"] == 1 and found["results"][0]["id"] == started.id
+        greet = kestra.logs.list_logs_from_execution(started.id, TENANT, task_id="greet")
+        assert [line.message for line in greet] == ["Hello, Ada!"]
+        labelled = kestra.executions.set_labels_on_terminated_execution(
+            started.id, TENANT, [Label(key="owner", value="ada")]
+        )
+        assert ("owner", "ada") in [(x.key, x.value) for x in labelled.labels or []]
+        assert kestra.executions.execution(started.id, TENANT).state.current.value == "SUCCESS"
+
+
 class _EndingSoon:
     """A Lambda context whose invocation ends in 5 seconds."""
 
