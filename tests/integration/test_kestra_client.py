@@ -28,31 +28,28 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from requests.structures import CaseInsensitiveDict
-
-kestrapy = pytest.importorskip("kestrapy")
-
-from kestrapy import KestraClient  # noqa: E402
-from kestrapy.base_api import BaseApi  # noqa: E402
-from kestrapy.exceptions import (  # noqa: E402
+from kestrapy import KestraClient
+from kestrapy.base_api import BaseApi
+from kestrapy.exceptions import (
     BadRequestException,
     ConflictException,
     NotFoundException,
     UnauthorizedException,
     UnprocessableEntityException,
 )
-from kestrapy.models.execution import Execution  # noqa: E402
-from kestrapy.models.id_with_namespace import IdWithNamespace  # noqa: E402
-from kestrapy.models.label import Label  # noqa: E402
-from kestrapy.models.query_filter import QueryFilter  # noqa: E402
-from kestrapy.models.query_filter_field import QueryFilterField  # noqa: E402
-from kestrapy.models.query_filter_op import QueryFilterOp  # noqa: E402
+from kestrapy.models.execution import Execution
+from kestrapy.models.id_with_namespace import IdWithNamespace
+from kestrapy.models.label import Label
+from kestrapy.models.query_filter import QueryFilter
+from kestrapy.models.query_filter_field import QueryFilterField
+from kestrapy.models.query_filter_op import QueryFilterOp
+from requests.structures import CaseInsensitiveDict
 
-from control_plane.api import app, tenants  # noqa: E402
-from control_plane.api.app import read_only  # noqa: E402
-from control_plane.server import Server  # noqa: E402
-from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event  # noqa: E402
-from tests.integration.service_helpers import server_settings, wait_for  # noqa: E402
+from control_plane.api import app, tenants
+from control_plane.api.app import read_only
+from control_plane.server import Server
+from tests.integration.api_events import JWT_AUTHORIZER, LambdaContext, event
+from tests.integration.service_helpers import server_settings, wait_for
 
 TOKEN = "kestra-client-token"
 TENANT = "main"
