@@ -58,6 +58,7 @@ from control_plane.api import (
     kestra_executions,
     kestra_flow_bulk,
     kestra_flows,
+    kestra_kv,
     kestra_logs,
     kestra_namespaces,
     kestra_server,
@@ -214,6 +215,7 @@ app.include_router(kestra_flow_bulk.router)  # before flows: /flows/export/by-qu
 app.include_router(kestra_flows.router)
 app.include_router(kestra_executions.router)
 app.include_router(kestra_logs.router)
+app.include_router(kestra_kv.router)
 app.include_router(kestra_server.router)
 
 

@@ -495,6 +495,40 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     assert after.additional_properties["outputs"] == {"value": "approved=true"}
 
 
+def test_kv_pairs_set_read_list_and_delete(kestra: KestraClient) -> None:
+    kv = kestra.kv
+    values = {
+        "text": ("hello world", "STRING", "hello world"),
+        "quoted": ('"42"', "STRING", "42"),
+        "count": ("42", "NUMBER", 42),
+        "flag": ("true", "BOOLEAN", True),
+        "config": ('{"a": [1, 2]}', "JSON", {"a": [1, 2]}),
+        "day": ("2026-03-01", "DATE", "2026-03-01"),
+        "wait": ("PT5M", "DURATION", "PT5M"),
+    }
+    for key, (text, _, _) in values.items():
+        kv.set_key_value("squall.kestra", key, TENANT, text)
+    for key, (_, kind, value) in values.items():
+        detail = kv.key_value("squall.kestra", key, TENANT)
+        assert (detail.type.value if detail.type else None, detail.value) == (kind, value), key
+    kv.set_key_value("squall.kestra", "count", TENANT, "43")
+    assert kv.key_value("squall.kestra", "count", TENANT).revision == 2
+    kv.set_key_value("squall.other", "count", TENANT, "1")
+
+    listed = kv.list_all_keys(
+        TENANT, filters=[_filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.kestra")]
+    )
+    assert listed.total == len(values) and sorted(e.key for e in listed.results) == sorted(values)
+    assert kv.list_all_keys(TENANT, page=1, size=2, sort=["key:asc"]).total == len(values) + 1
+
+    assert kv.delete_key_value("squall.kestra", "flag", TENANT) is True
+    assert kv.delete_key_value("squall.kestra", "flag", TENANT) is False
+    with pytest.raises(NotFoundException):
+        kv.key_value("squall.kestra", "flag", TENANT)
+    with pytest.raises(UnprocessableEntityException, match="invalid key"):
+        kv.set_key_value("squall.kestra", "-bad", TENANT, "x")
+
+
 def test_refusals_are_kestra_errors_that_name_the_problem(kestra: KestraClient) -> None:
     with pytest.raises(NotFoundException) as other_tenant:
         kestra.flows.search_flows("acme")
