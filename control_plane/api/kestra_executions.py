@@ -390,15 +390,17 @@ def restart_execution(
 )
 def resume_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     meta = rt.store.get_execution_meta(execution_id)
-    inputs, stored = _inputs(rt, meta.namespace, meta.flow_id, execution_id)
+    event = router.current_event.raw_event
+    if common.media_type(event)[0] == "multipart/form-data" and event.get("body"):
+        # Uploads go under the execution's inputs/ prefix, which its start's files share: a
+        # refused resume could not take them back without touching those. Refused instead.
+        files = [p.name for p in common.multipart(event) if p.filename is not None]
+        if files:
+            raise common.ApiError(422, f"file inputs on resume are not supported yet: {', '.join(files)}")
+    inputs, _ = _inputs(rt, meta.namespace, meta.flow_id, execution_id)
     if inputs is not None and not isinstance(inputs, dict):
         raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
-    try:
-        rt.service.resume(execution_id, inputs)
-    except Exception:
-        if stored is not None:
-            rt.service.storage.delete_prefix(stored)
-        raise
+    rt.service.resume(execution_id, inputs)
     return _view(rt, execution_id)
 
 
@@ -502,6 +504,8 @@ def replay_with_inputs(
     if not inputs:
         return _replayed(rt, rt.service.replay(execution_id, taskrun_id=task_run_id))
     if task_run_id is not None:
+        if stored is not None:  # the new execution's uploads: nothing else lives under its prefix
+            rt.service.storage.delete_prefix(stored)
         raise refuse("taskRunId", "replaying from a task run with new inputs is not supported")
     labels = {k: v for k, v in original.labels.items() if not k.startswith("system.")}
     labels["system.replay"] = "true"

@@ -488,6 +488,9 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     kestra.flows.create_flow(TENANT, APPROVAL)
     started = kestra.executions.create_execution(TENANT, "squall.kestra", "approval")
     assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
+    with pytest.raises(UnprocessableEntityException, match="file inputs on resume"):
+        kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": b"a file"})
+    assert kestra.executions.execution(started.id, TENANT).state.current.value == "PAUSED"
     kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": True})
     done = _until(kestra, started.id, ENDED)
     assert done.state.current.value == "SUCCESS"
