@@ -60,6 +60,7 @@ from control_plane.api import (
     kestra_flows,
     kestra_kv,
     kestra_logs,
+    kestra_namespace_files,
     kestra_namespaces,
     kestra_server,
     telemetry,
@@ -216,6 +217,7 @@ app.include_router(kestra_flows.router)
 app.include_router(kestra_executions.router)
 app.include_router(kestra_logs.router)
 app.include_router(kestra_kv.router)
+app.include_router(kestra_namespace_files.router)
 app.include_router(kestra_server.router)
 
 

@@ -32,7 +32,7 @@ from control_plane.engine.model import iso
 from control_plane.runtime import Runtime
 from control_plane.service.storage import StorageError
 
-__all__ = ["KEY_PATTERN", "router"]
+__all__ = ["KEY_PATTERN", "check_namespace", "router", "typed"]
 
 router = Router()
 _TAGS = ["kestra kv"]
@@ -64,13 +64,16 @@ class PagedKvEntries(BaseModel):
     total: int
 
 
-def _checked(namespace: str, key: str | None = None) -> None:
-    from control_plane.flows.models import (
-        NAMESPACE_PATTERN,
-    )  # a KV request needs the flow language's rule only
+def check_namespace(namespace: str) -> None:
+    """422 unless ``namespace`` is one a flow could have (what keeps storage paths plain)."""
+    from control_plane.flows.models import NAMESPACE_PATTERN  # the flow language's rule only
 
     if not re.match(NAMESPACE_PATTERN, namespace):
         raise common.ApiError(422, f"invalid namespace {namespace!r}: lowercase letters, digits, . _ -")
+
+
+def _checked(namespace: str, key: str | None = None) -> None:
+    check_namespace(namespace)
     if key is not None and not re.match(KEY_PATTERN, key):
         raise common.ApiError(422, f"invalid key {key!r}: letters, digits, . _ - (not first)")
 

@@ -532,6 +532,31 @@ def test_kv_pairs_set_read_list_and_delete(kestra: KestraClient) -> None:
         kv.set_key_value("squall.kestra", "-bad", TENANT, "x")
 
 
+def test_namespace_files_upload_list_download_and_delete(kestra: KestraClient) -> None:
+    files = kestra.files
+    content = bytes(range(256))
+    files.create_namespace_file("squall.kestra", "/scripts/etl.py", TENANT, file_content=b"print(1)\n")
+    files.create_namespace_file("squall.kestra", "/scripts/data/blob.bin", TENANT, file_content=content)
+    files.create_namespace_file("squall.kestra", "/README.md", TENANT, file_content=b"# hi\n")
+    assert files.file_content("squall.kestra", "/scripts/data/blob.bin", TENANT) == content
+    top = files.list_namespace_directory_files("squall.kestra", TENANT)
+    assert [(f.file_name, f.type.value if f.type else None) for f in top] == [
+        ("README.md", "File"),
+        ("scripts", "Directory"),
+    ]
+    inside = files.list_namespace_directory_files("squall.kestra", TENANT, path="/scripts")
+    assert {(f.file_name, f.size) for f in inside} == {("data", 0), ("etl.py", 9)}
+    assert files.file_metadatas("squall.kestra", TENANT, path="/scripts/etl.py").size == 9
+    with pytest.raises(UnprocessableEntityException, match="path"):
+        files.file_content("squall.kestra", "/scripts/../../x", TENANT)
+    files.delete_file_directory("squall.kestra", "/scripts", TENANT)
+    assert [f.file_name for f in files.list_namespace_directory_files("squall.kestra", TENANT)] == [
+        "README.md"
+    ]
+    with pytest.raises(NotFoundException):
+        files.file_content("squall.kestra", "/scripts/etl.py", TENANT)
+
+
 def test_refusals_are_kestra_errors_that_name_the_problem(kestra: KestraClient) -> None:
     with pytest.raises(NotFoundException) as other_tenant:
         kestra.flows.search_flows("acme")
