@@ -93,7 +93,9 @@ __all__ = [
 logger = telemetry.logger
 PUBLIC_PATHS = ("/openapi.json",)
 WEBHOOK_PREFIX = "/webhooks/"
-_KESTRA_WEBHOOK = re.compile(r"^/api/v1/[^/]+/executions/webhook/")
+# Exactly Kestra's webhook route, three segments after webhook/: a prefix would also exempt
+# POST /api/v1/main/executions/webhook/{flow} (starting a flow of namespace "webhook").
+_KESTRA_WEBHOOK = re.compile(r"^/api/v1/[^/]+/executions/webhook/[^/]+/[^/]+/[^/]+$")
 
 
 def is_webhook(path: str) -> bool:

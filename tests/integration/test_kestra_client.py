@@ -448,6 +448,12 @@ def test_a_webhook_at_kestras_path_needs_only_its_key(
             anonymous.executions.trigger_execution_by_get_webhook(
                 TENANT, "squall.kestra", "hooked", "wrong-key"
             )
+        # a flow of namespace "webhook" shares the path's beginning, not its exemption from auth
+        kestra.flows.create_flow(TENANT, LONG.replace("namespace: squall.kestra", "namespace: webhook"))
+        with pytest.raises(UnauthorizedException):
+            anonymous.executions.create_execution(TENANT, "webhook", "long")
+        with pytest.raises(UnauthorizedException):
+            anonymous.executions.kill_execution("webhook", TENANT)
     assert accepted.tenant_id == TENANT and accepted.flow_id == "hooked" and accepted.id
     done = _until(kestra, accepted.id, ENDED)
     (said,) = done.task_run_list or []
