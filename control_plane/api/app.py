@@ -212,7 +212,8 @@ app.include_router(flows.router)
 app.include_router(executions.router)
 app.include_router(webhooks.router)
 # Kestra's tenant-scoped routes (/api/v1/{tenant}/...): every path has a literal segment after the
-# tenant, so none of them can match one of the routes above, and none of those one of these.
+# tenant, so they meet the routes above only for a tenant named "flows" or "executions", whose
+# requests those routes answer first (registered first) instead of the unknown tenant's 404.
 app.include_router(kestra_namespaces.router)  # before flows: flows/distinct-namespaces is literal
 app.include_router(kestra_flow_bulk.router)  # before flows: /flows/export/by-query is not a flow
 app.include_router(kestra_flows.router)
