@@ -13,6 +13,7 @@ replay, replay-with-inputs from a task run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -560,6 +561,112 @@ def kestra_webhook(rt: common.Served, tenant: str, namespace: str, flow_id: str,
         flowRevision=started.flow_revision or 1,
         state=state(started.state, started.created, started.started, started.ended),
     )
+
+
+# ---------------------------------------------------------------- bulk actions by ids (before start)
+
+_IDS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}},
+    }
+}
+
+
+class BulkResponse(BaseModel):
+    count: int
+
+
+def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: str) -> list[str]:
+    """The execution ids of a JSON array body, each checked before anything is done.
+
+    An unknown id is a 404 and an execution whose state refuses ``action`` a 409, each naming
+    the id, and nothing is done: Kestra's clients then see which one to leave out. (A state can
+    still change between the check and the action; the service refuses it then, with a 409.)
+    """
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    body = common.json_body(event)
+    if not isinstance(body, list) or not all(isinstance(i, str) and i for i in body):
+        raise common.ApiError(422, "the body must be a JSON array of execution ids")
+    for execution_id in body:
+        try:
+            meta = rt.store.get_execution_meta(execution_id)
+        except NotFoundError:
+            raise common.ApiError(404, f"execution {execution_id} not found: nothing done") from None
+        if not allowed(meta):
+            raise common.ApiError(
+                409, f"execution {execution_id} is {meta.state}: cannot {action} ({why}); nothing done"
+            )
+    return list(dict.fromkeys(body))
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/kill/by-ids",
+    summary="Kill executions by id",
+    description="Body: a JSON array of ids. All are checked first (404 unknown, 409 already ended).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def kill_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
+    ids = _bulk(rt, "kill", lambda e: not e.state.terminal, "it ended")
+    for execution_id in ids:
+        rt.service.kill(execution_id)
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=len(ids))
+    return BulkResponse(count=len(ids))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/restart/by-ids",
+    summary="Restart FAILED or KILLED executions by id",
+    description="Body: a JSON array of ids. All are checked first (404 unknown, 409 not FAILED or KILLED).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def restart_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
+    ids = _bulk(rt, "restart", lambda e: e.state in (State.FAILED, State.KILLED), "only FAILED or KILLED")
+    for execution_id in ids:
+        rt.service.restart(execution_id)
+    return BulkResponse(count=len(ids))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/resume/by-ids",
+    summary="Resume PAUSED executions by id (without onResume inputs)",
+    description="Body: a JSON array of ids. All are checked first (404 unknown, 409 not PAUSED).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def resume_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
+    ids = _bulk(rt, "resume", lambda e: e.state is State.PAUSED, "only PAUSED")
+    for execution_id in ids:
+        rt.service.resume(execution_id, None)
+    return BulkResponse(count=len(ids))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/replay/by-ids",
+    summary="Replay executions by id (each a new execution of the same revision and inputs)",
+    description="Body: a JSON array of ids (404 for an unknown one, nothing done). latestRevision=true is"
+    " refused (400).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def replay_by_ids(
+    rt: common.Served,
+    tenant: str,
+    latest_revision: Annotated[bool, Query(alias="latestRevision", description="only false")] = False,
+) -> BulkResponse:
+    _refuse_given(latestRevision=latest_revision)
+    ids = _bulk(rt, "replay", lambda e: True, "")
+    for execution_id in ids:
+        rt.service.replay(execution_id)
+        telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
+    return BulkResponse(count=len(ids))
 
 
 # ---------------------------------------------------------------- start (last: its path is the widest)

@@ -17,6 +17,7 @@ through the client with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import zipfile
@@ -473,11 +474,29 @@ def test_kill_restart_and_replay(kestra: KestraClient) -> None:
     kestra.executions.kill_execution(started.id, TENANT)
     assert _until(kestra, started.id, ENDED, deadline_s=20).state.current.value == "KILLED"
 
+    with pytest.raises(ConflictException, match="nothing done"):  # checked first: one refuses, none runs
+        kestra.executions.restart_executions_by_ids(TENANT, [started.id, _finished_hello(kestra)])
+    assert kestra.executions.execution(started.id, TENANT).state.current.value == "KILLED"
+    assert kestra.executions.restart_executions_by_ids(TENANT, [started.id]) == {"count": 1}
+    assert kestra.executions.kill_executions_by_ids(TENANT, [started.id]) == {"count": 1}
+    assert _until(kestra, started.id, ENDED, deadline_s=20).state.current.value == "KILLED"
+    with pytest.raises(NotFoundException, match="nope"):
+        kestra.executions.kill_executions_by_ids(TENANT, ["nope"])
+
     replayed = kestra.executions.replay_execution(started.id, TENANT)
     assert replayed.id != started.id and replayed.original_id == started.id
     assert ("system.replay", "true") in [(x.key, x.value) for x in replayed.labels or []]
     kestra.executions.kill_execution(replayed.id, TENANT)
     assert _until(kestra, replayed.id, ENDED, deadline_s=20).state.current.value == "KILLED"
+
+
+def _finished_hello(kestra: KestraClient) -> str:
+    """The id of a SUCCESS execution of the hello sample (deployed here when it is not yet)."""
+    with contextlib.suppress(UnprocessableEntityException):  # already deployed
+        kestra.flows.create_flow(TENANT, (SAMPLES / "hello.yaml").read_text())
+    started = kestra.executions.create_execution(TENANT, "squall.samples", "hello")
+    assert _until(kestra, started.id, ENDED).state.current.value == "SUCCESS"
+    return started.id
 
 
 def test_replay_with_new_inputs(kestra: KestraClient) -> None:
@@ -497,6 +516,8 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     with pytest.raises(UnprocessableEntityException, match="file inputs on resume"):
         kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": b"a file"})
     assert kestra.executions.execution(started.id, TENANT).state.current.value == "PAUSED"
+    with pytest.raises(ConflictException, match="only PAUSED"):
+        kestra.executions.resume_executions_by_ids(TENANT, [_finished_hello(kestra)])
     kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": True})
     done = _until(kestra, started.id, ENDED)
     assert done.state.current.value == "SUCCESS"
