@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import pty
 import statistics
 import struct
 import subprocess
@@ -45,7 +44,9 @@ def foreach_flow(values: int, concurrency: int) -> str:
     )
 
 
-def run_on_pty(args: list[str], env: dict[str, str], columns: int = 120, rows: int = 40) -> tuple[float, bytes, int]:
+def run_on_pty(
+    args: list[str], env: dict[str, str], columns: int = 120, rows: int = 40
+) -> tuple[float, bytes, int]:
     """Run ``args`` with stdout/stderr on a new pty; (wall seconds, everything written, exit code)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -96,10 +97,13 @@ def main() -> None:
                         redraws.append(out.count(REDRAW))
         live, quiet = statistics.median(walls["live"]), statistics.median(walls["quiet"])
         print(f"{args.values}-value ForEach, concurrency {args.concurrency}, {args.pairs} pairs (medians)")
-        print(f"live display: {live:.2f} s, {statistics.median(written['live']) / 1024:.1f} KiB written,"
-              f" {statistics.median(redraws):.0f} redraws")
+        print(
+            f"live display: {live:.2f} s, {statistics.median(written['live']) / 1024:.1f} KiB written,"
+            f" {statistics.median(redraws):.0f} redraws"
+        )
         print(f"-q:           {quiet:.2f} s, {statistics.median(written['quiet']) / 1024:.1f} KiB written")
-        print(f"pairwise ratios: {' '.join(f'{a / b:.3f}' for a, b in zip(walls['live'], walls['quiet'], strict=True))}")
+        ratios = [a / b for a, b in zip(walls["live"], walls["quiet"], strict=True)]
+        print(f"pairwise ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
         print(f"progress overhead: {live / quiet:.3f}")
 
 

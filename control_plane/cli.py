@@ -8,6 +8,7 @@ and exits 1; a Python traceback is always a bug.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import signal
 import sys
@@ -47,7 +48,6 @@ _STYLE = {
     "RETRYING": "yellow",
     "SKIPPED": "dim",
 }
-_MAX_CHILDREN_SHOWN = 25
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
@@ -80,28 +80,9 @@ def _known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> Non
 
 
 def _tree(execution: Execution, title: str) -> Tree:
-    from rich.tree import Tree
+    from control_plane.progress import tree
 
-    root = Tree(title)
-    children: dict[str | None, list[Any]] = {}
-    for tr in execution.ordered_taskruns():
-        children.setdefault(tr.parent_id, []).append(tr)
-
-    def add(node: Tree, parent_id: str | None) -> None:
-        kids = children.get(parent_id, [])
-        for tr in kids[:_MAX_CHILDREN_SHOWN]:
-            style = _STYLE.get(str(tr.state), "white")
-            ended = tr.ended or execution.ended
-            duration = f" {(ended - tr.created).total_seconds():.2f}s" if ended else ""
-            value = f" [dim]({tr.value})[/dim]" if tr.value is not None and tr.parent_id else ""
-            attempts = f" [dim]x{len(tr.attempts)}[/dim]" if len(tr.attempts) > 1 else ""
-            label = f"[{style}]{tr.state}[/{style}] {tr.task_id}{value}{attempts}[dim]{duration}[/dim]"
-            add(node.add(label), tr.id)
-        if len(kids) > _MAX_CHILDREN_SHOWN:
-            node.add(f"[dim]... {len(kids) - _MAX_CHILDREN_SHOWN} more[/dim]")
-
-    add(root, None)
-    return root
+    return tree(execution, title)
 
 
 SecretsOption = Annotated[
@@ -279,29 +260,14 @@ def _drive(
     Ctrl-C kills it cleanly, even when it lands while ``begin`` is still submitting the first
     jobs: every job is cancelled through its runner and the state is KILLED.
     """
-    from rich.live import Live
-
     service = runtime.service
     started = time.monotonic() if started is None else started
-    last = [0.0]
-    live = Live(console=console, transient=True, auto_refresh=False) if not quiet else None
-
-    def on_change(execution: Execution) -> None:
-        now = time.monotonic()
-        if live is not None and now - last[0] > 0.1:
-            last[0] = now
-            live.update(_tree(execution, _title(execution)))
-            live.refresh()
-
-    def on_logs(execution: Execution | None, lines: Any) -> None:
-        if not quiet:
-            for line in lines:
-                _print_log(line)
-
-    service.on_change = on_change
-    service.on_logs = on_logs
+    watch: Any = None if quiet else _watcher(runtime)
+    # Quiet: nobody watches, so running jobs' output is not tailed either.
+    service.on_change = None if watch is None else watch.on_change
+    service.on_logs = None if watch is None else watch.on_logs
     try:
-        with _stoppable(), live if live is not None else contextlib.nullcontext():
+        with _stoppable(), watch if watch is not None else contextlib.nullcontext():
             execution_id = begin().id
             execution = service.run(execution_id)
     except KeyboardInterrupt:
@@ -309,6 +275,7 @@ def _drive(
             raise _fail("interrupted before the execution was stored", 130) from None
         err.print("[red]interrupted: killing the execution and its jobs[/red]")
         service.on_change = None
+        service.on_logs = None if quiet else lambda _, lines: [_print_log(line) for line in lines]
         try:
             service.kill(execution_id)
         except Exception as exc:  # the kill itself must not hide the interruption
@@ -316,10 +283,21 @@ def _drive(
         execution = service.run(execution_id, deadline=time.monotonic() + 30)
         _summary(execution, time.monotonic() - started)
         raise typer.Exit(130) from None
-    if not quiet:
+    if watch is not None:
+        chain = [*watch.tally.previous, (execution.id, execution.state)]
+        for (old, state), (new, _) in itertools.pairwise(chain):  # flow retries
+            console.print(f"execution {old} {state}, retried as execution {new}", highlight=False)
         console.print(_tree(execution, _title(execution)))
     _summary(execution, time.monotonic() - started)
     return execution
+
+
+def _watcher(runtime: Any) -> Any:
+    """The live display on an interactive terminal, plain lines elsewhere (``progress.py``)."""
+    from control_plane.progress import display_for
+
+    service = runtime.service
+    return display_for(console, lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision))
 
 
 def _exists(runtime: Any, execution_id: str) -> bool:
