@@ -9,7 +9,8 @@ and the medians are compared (the machine is shared and noisy: the ratio is the 
 
     progress overhead: <median live wall / median -q wall>
 
-also the bytes written to the terminal and the redraws (rich erases the live region with
+also the CPU seconds of each (the process and the jobs it ran: steadier than the wall on a
+busy machine), the bytes written to the terminal and the redraws (rich erases the live region with
 ``CR, erase line`` once per redraw: those are counted).
 
 Usage: python benchmarks/progress.py [--values 300] [--concurrency 8] [--pairs 5]
@@ -46,8 +47,12 @@ def foreach_flow(values: int, concurrency: int) -> str:
 
 def run_on_pty(
     args: list[str], env: dict[str, str], columns: int = 120, rows: int = 40
-) -> tuple[float, bytes, int]:
-    """Run ``args`` with stdout/stderr on a new pty; (wall seconds, everything written, exit code)."""
+) -> tuple[float, float, bytes, int]:
+    """Run ``args`` with stdout/stderr on a new pty.
+
+    Returns (wall seconds, CPU seconds of the process and the jobs it ran, everything it
+    wrote, exit code).
+    """
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     started = time.perf_counter()
@@ -62,10 +67,11 @@ def run_on_pty(
         if not data:
             break
         chunks.append(data)
-    code = proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)  # its usage counts the children it reaped: the jobs
     wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
     os.close(master)
-    return wall, b"".join(chunks), code
+    return wall, usage.ru_utime + usage.ru_stime, b"".join(chunks), proc.returncode
 
 
 def main() -> None:
@@ -81,17 +87,19 @@ def main() -> None:
         flow = Path(scratch) / "fanout.yaml"
         flow.write_text(foreach_flow(args.values, args.concurrency))
         walls: dict[str, list[float]] = {"live": [], "quiet": []}
+        cpus: dict[str, list[float]] = {"live": [], "quiet": []}
         written: dict[str, list[int]] = {"live": [], "quiet": []}
         redraws: list[int] = []
         for pair in range(args.pairs + 1):  # the first pair warms the disk cache and is not counted
             for mode in ("live", "quiet"):
                 db = Path(scratch) / f"{mode}-{pair}.db"
                 command = [sys.executable, "-m", "control_plane.cli", "run", str(flow), "--db", str(db)]
-                wall, out, code = run_on_pty([*command, *(["-q"] if mode == "quiet" else [])], env)
+                wall, cpu, out, code = run_on_pty([*command, *(["-q"] if mode == "quiet" else [])], env)
                 if code != 0:
                     sys.exit(f"{mode} run failed ({code}):\n{out.decode(errors='replace')[-2000:]}")
                 if pair:
                     walls[mode].append(wall)
+                    cpus[mode].append(cpu)
                     written[mode].append(len(out))
                     if mode == "live":
                         redraws.append(out.count(REDRAW))
@@ -101,9 +109,12 @@ def main() -> None:
             f"live display: {live:.2f} s, {statistics.median(written['live']) / 1024:.1f} KiB written,"
             f" {statistics.median(redraws):.0f} redraws"
         )
+        cpu_live, cpu_quiet = statistics.median(cpus["live"]), statistics.median(cpus["quiet"])
         print(f"-q:           {quiet:.2f} s, {statistics.median(written['quiet']) / 1024:.1f} KiB written")
         ratios = [a / b for a, b in zip(walls["live"], walls["quiet"], strict=True)]
         print(f"pairwise ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
+        cpu = f"live {cpu_live:.2f}, -q {cpu_quiet:.2f}; ratio {cpu_live / cpu_quiet:.3f}"
+        print(f"CPU seconds (with the jobs'): {cpu}")
         print(f"progress overhead: {live / quiet:.3f}")
 
 

@@ -275,7 +275,7 @@ def _drive(
             raise _fail("interrupted before the execution was stored", 130) from None
         err.print("[red]interrupted: killing the execution and its jobs[/red]")
         service.on_change = None
-        service.on_logs = None if quiet else lambda _, lines: [_print_log(line) for line in lines]
+        service.on_logs = None if quiet else _print_logs  # the display is gone: plain lines
         try:
             service.kill(execution_id)
         except Exception as exc:  # the kill itself must not hide the interruption
@@ -286,7 +286,9 @@ def _drive(
     if watch is not None:
         chain = [*watch.tally.previous, (execution.id, execution.state)]
         for (old, state), (new, _) in itertools.pairwise(chain):  # flow retries
-            console.print(f"execution {old} {state}, retried as execution {new}", highlight=False)
+            console.print(
+                f"execution {old} {state}, retried as execution {new}", highlight=False, soft_wrap=True
+            )
         console.print(_tree(execution, _title(execution)))
     _summary(execution, time.monotonic() - started)
     return execution
@@ -298,6 +300,11 @@ def _watcher(runtime: Any) -> Any:
 
     service = runtime.service
     return display_for(console, lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision))
+
+
+def _print_logs(execution: Execution | None, lines: Any) -> None:
+    for line in lines:
+        _print_log(line)
 
 
 def _exists(runtime: Any, execution_id: str) -> bool:

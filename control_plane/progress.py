@@ -157,7 +157,7 @@ class Tally:
         self.counts: Counter[State] = Counter()
         self.attempts: dict[str, int] = {}
         self.retries = 0
-        self.running: dict[str, str] = {}  # leaf task runs RUNNING: id -> label, in start order
+        self.running: dict[str, tuple[int, str]] = {}  # leaf task runs RUNNING: id -> (seq, label)
         self.open: dict[str | None, tuple[str, Any]] = {}  # running flowables: id -> (task id, Progress)
         self.children: Counter[str | None] = Counter()  # task runs created under each parent
         self.widths: Counter[str | None] = Counter()  # observed lane width (max position + 1)
@@ -235,7 +235,7 @@ class Tally:
                 if ended is not None and known is not None:
                     ended.append(Ended(_label(tr), tr.state, None, retry=attempts))
         if tr.progress is None and tr.state is State.RUNNING:
-            self.running.setdefault(tr.id, _label(tr))
+            self.running.setdefault(tr.id, (tr.seq, _label(tr)))
         else:
             self.running.pop(tr.id, None)
         if tr.progress is not None and not tr.state.terminal:
@@ -288,7 +288,7 @@ class Tally:
             self.state,
             done,
             total,
-            tuple(self.running.values()),
+            tuple(label for _, label in sorted(self.running.values())),  # the oldest first
             failed,
             self.retries,
             elapsed,
@@ -342,9 +342,12 @@ class _Watcher:
                     self.lines.append(_ended_text(e))
 
     def _logs(self, execution: Execution | None, lines: Sequence[LogLine]) -> None:
-        current = self.tally.execution_id
-        other = execution is not None and current is not None and execution.id != current
-        prefix = f"[{execution.id}] " if other and execution is not None else ""
+        prefix = ""
+        if execution is not None and execution.id != self.tally.execution_id:
+            if any(execution.id == old for old, _ in self.tally.previous):
+                prefix = f"[{execution.id}] "  # late lines of an execution retried since
+            else:  # a new execution (its first logs come before its first change): say so first
+                self._changed(execution, failures=True)
         self.lines.extend(log_text(line, prefix) for line in lines)
 
 

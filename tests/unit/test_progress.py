@@ -1,0 +1,199 @@
+"""The progress display's figures (``control_plane/progress.py``), on hand-made executions and
+an injected clock: no service, no terminal."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import immutables
+from rich.console import Console
+
+from control_plane.engine.model import Attempt, Execution, Phase, Progress, TaskRun
+from control_plane.engine.states import State
+from control_plane.flows.loader import parse_flow
+from control_plane.progress import PlainDisplay, Tally, tree
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(
+    tr_id: str, state: State, *, parent: str | None = "f", position: int = 0, attempts: int = 1, **kw: Any
+) -> TaskRun:
+    value = tr_id if parent else None
+    return TaskRun(
+        id=tr_id,
+        seq=int(tr_id[1:].rstrip("b")) + 1 if parent else 0,
+        task_id=kw.pop("task_id", "planet" if parent else "f"),
+        task_type="t",
+        parent_id=parent,
+        phase=Phase.TASKS,
+        lane=0,
+        position=position,
+        values=(value,) if value else (),
+        iteration=0,
+        state=state,
+        created=T0,
+        ended=T0 + timedelta(seconds=2) if state.terminal else None,
+        attempts=tuple(Attempt(state, T0) for _ in range(attempts)),
+        **kw,
+    )
+
+
+class Builder:
+    """Successive versions of one execution, each saying which task runs it changed."""
+
+    def __init__(self, execution_id: str = "e1") -> None:
+        self.id = execution_id
+        self.version = 0
+        self.runs: dict[str, TaskRun] = {}
+
+    def save(self, *changes: TaskRun, state: State = State.RUNNING, gap: int = 0) -> Execution:
+        for tr in changes:
+            self.runs[tr.id] = tr
+        self.version += 1 + gap
+        return Execution(
+            id=self.id,
+            namespace="n",
+            flow_id="fl",
+            flow_revision=1,
+            state=state,
+            created=T0,
+            version=self.version,
+            taskruns=immutables.Map(self.runs),
+            progress=Progress(total=1, started=1),
+            changed=frozenset(tr.id for tr in changes),
+        )
+
+
+def foreach(started: int, total: int = 10, state: State = State.RUNNING) -> TaskRun:
+    return run("f", state, parent=None, progress=Progress(total=total, started=started))
+
+
+def test_counts_follow_the_changed_task_runs_and_the_eta_follows_the_pace() -> None:
+    clock = Clock()
+    tally = Tally(clock=clock)
+    ex = Builder()
+    tally.update(ex.save(foreach(2), run("c0", State.RUNNING), run("c1", State.RUNNING)))
+    s = tally.snapshot()
+    # 3 created; the ForEach has 8 lanes still to start, one task run each (no flow: as seen)
+    assert (s.done, s.total, s.running, s.failed, s.retries, s.eta) == (
+        0,
+        11,
+        ("planet (c0)", "planet (c1)"),
+        0,
+        0,
+        None,
+    )
+
+    clock.now += 2
+    ended = tally.update(ex.save(run("c0", State.SUCCESS), run("c2", State.RUNNING, position=0), foreach(3)))
+    assert [(e.label, e.state) for e in ended] == [("planet (c0)", State.SUCCESS)]
+    assert (tally.snapshot().done, tally.snapshot().total) == (1, 11)
+    assert tally.snapshot().eta is None  # one task run says too little of the pace
+
+    clock.now += 8  # 10 s in: 4 of 11 done
+    ended = tally.update(
+        ex.save(
+            run("c1", State.SUCCESS),
+            run("c2", State.FAILED, attempts=2, error="exit 1"),
+            run("c3", State.SUCCESS),
+            foreach(4),
+        )
+    )
+    s = tally.snapshot()
+    assert (s.done, s.total, s.failed, s.retries, s.running) == (4, 11, 1, 1, ())
+    assert s.eta == (11 - 4) * 10 / 4
+    assert {e.label for e in ended if e.retry} == {"planet (c2)"}
+    assert s.header() == "4/11 done · 0 running · 1 failed · 1 retries · 10.0s · ETA 17.5s"
+
+
+def test_a_version_gap_counts_everything_again() -> None:
+    tally = Tally(clock=Clock())
+    ex = Builder()
+    tally.update(ex.save(foreach(2), run("c0", State.RUNNING), run("c1", State.RUNNING)))
+    # another process wrote in between: this change names only c1, but c0 ended meanwhile
+    ex.runs["c0"] = run("c0", State.SUCCESS)
+    tally.update(ex.save(run("c1", State.SUCCESS), gap=1))
+    assert tally.snapshot().done == 2 and tally.snapshot().running == ()
+
+
+def test_a_dropped_task_run_counts_everything_again() -> None:
+    tally = Tally(clock=Clock())
+    ex = Builder()
+    tally.update(ex.save(foreach(2), run("c0", State.FAILED), run("c1", State.SUCCESS)))
+    assert tally.snapshot().failed == 1
+    del ex.runs["c0"]  # a restart drops the failed run and makes it again
+    tally.update(ex.save(run("c0b", State.RUNNING)))
+    s = tally.snapshot()
+    assert (s.failed, s.done, s.running) == (0, 1, ("planet (c0b)",))
+
+
+def test_the_flow_gives_the_tasks_of_a_lane_for_the_total() -> None:
+    flow = parse_flow(
+        "id: fl\nnamespace: n\ntasks:\n"
+        "  - id: f\n    type: io.kestra.plugin.core.flow.ForEach\n"
+        "    values: [a, b, c, d, e, f, g, h, i, j]\n"
+        "    tasks:\n"
+        "      - id: planet\n        type: io.kestra.plugin.core.log.Log\n        message: x\n"
+        "      - id: moon\n        type: io.kestra.plugin.core.log.Log\n        message: y\n"
+        "  - id: after\n    type: io.kestra.plugin.core.log.Log\n    message: z\n"
+    )
+    tally = Tally(lambda _: flow, clock=Clock())
+    tally.update(Builder().save(foreach(1), run("c0", State.RUNNING)))
+    # f, c0 created; f: 10 lanes x 2 tasks - 1 created; the flow: 2 top-level tasks - 1 created
+    assert tally.snapshot().total == 2 + 19 + 1
+
+
+def test_a_new_execution_id_is_a_flow_retry_said_in_a_line() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    display = PlainDisplay(Console(file=out, width=200), Tally(clock=clock))
+    first = Builder("first")
+    display.on_change(first.save(foreach(1), run("c0", State.RUNNING)))
+    display.on_change(first.save(run("c0", State.FAILED), foreach(1, state=State.FAILED), state=State.FAILED))
+    display.on_change(Builder("second").save(foreach(1), run("c0", State.RUNNING)))
+    text = out.getvalue()
+    assert "FAILED planet (c0)" in text
+    assert "execution first FAILED: the flow's retry made a new execution, second" in text
+    assert display.tally.previous == [("first", State.FAILED)]
+    assert "\x1b" not in text
+
+
+def test_plain_lines_say_the_progress_at_most_every_interval() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    display = PlainDisplay(Console(file=out, width=200), Tally(clock=clock), interval=10)
+    ex = Builder()
+    display.on_change(ex.save(foreach(1), run("c0", State.RUNNING)))
+    clock.now += 9
+    display.on_change(ex.save(run("c0", State.SUCCESS), run("c1", State.RUNNING), foreach(2)))
+    assert "progress:" not in out.getvalue()
+    clock.now += 1
+    display.on_change(ex.save(run("c1", State.SUCCESS), run("c2", State.RUNNING), foreach(3)))
+    clock.now += 1
+    display.on_change(ex.save(run("c2", State.SUCCESS), run("c3", State.RUNNING), foreach(4)))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("progress:")]
+    assert lines == ["progress: 2/11 done · 1 running · 10.0s"]
+
+
+def test_the_final_tree_collapses_a_large_sibling_group_to_counts_by_state() -> None:
+    ex = Builder()
+    children = [run(f"v{i}", State.FAILED if i in (3, 17) else State.SUCCESS) for i in range(30)]
+    execution = ex.save(foreach(30, total=30, state=State.FAILED), *children, state=State.FAILED)
+    out = io.StringIO()
+    Console(file=out, width=120).print(tree(execution, "fl"))
+    text = out.getvalue()
+    assert "planet x30: 28 SUCCESS, 2 FAILED" in text
+    assert "FAILED planet (v3)" in text and "FAILED planet (v17)" in text  # the odd ones, by value
+    assert "planet (v4)" not in text
+    assert len(text.splitlines()) == 5
