@@ -299,7 +299,9 @@ def _watcher(runtime: Any) -> Any:
     from control_plane.progress import display_for
 
     service = runtime.service
-    return display_for(console, lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision))
+    return display_for(
+        console, lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision), service.driver.retry_id
+    )
 
 
 def _print_logs(execution: Execution | None, lines: Any) -> None:

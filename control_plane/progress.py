@@ -323,16 +323,32 @@ def _retried_text(previous: str, state: State, new: str) -> Text:
 
 
 class _Watcher:
-    """What both displays share: the tally, which execution is current, the retry notice."""
+    """What both displays share: the tally, which execution is followed, the retry notice.
 
-    def __init__(self, tally: Tally) -> None:
+    The first execution reported is followed, then the one its flow-level retry makes, and so
+    on; any other (a subflow's, one a retry left behind) only has its logs shown, prefixed
+    with its id.
+    """
+
+    def __init__(self, tally: Tally, retry_of: Callable[[Execution], str] | None = None) -> None:
         self.tally = tally
+        self.retry_of = retry_of  # the id of the execution a flow-level retry of this one makes
         self.lock = threading.Lock()
         self.lines: list[Text] = []  # to print above, in order
+        self._current: Execution | None = None
+
+    def _follows(self, execution: Execution) -> bool:
+        current = self._current
+        if current is None or execution.id == current.id:
+            return True
+        return self.retry_of is not None and execution.id == self.retry_of(current)
 
     def _changed(self, execution: Execution, *, failures: bool) -> None:
+        if not self._follows(execution):
+            return
         seen = len(self.tally.previous)
         ended = self.tally.update(execution)
+        self._current = execution
         if len(self.tally.previous) > seen:
             old, state = self.tally.previous[-1]
             self.lines.append(_retried_text(old, state, execution.id))
@@ -344,18 +360,27 @@ class _Watcher:
     def _logs(self, execution: Execution | None, lines: Sequence[LogLine]) -> None:
         prefix = ""
         if execution is not None and execution.id != self.tally.execution_id:
-            if any(execution.id == old for old, _ in self.tally.previous):
-                prefix = f"[{execution.id}] "  # late lines of an execution retried since
-            else:  # a new execution (its first logs come before its first change): say so first
-                self._changed(execution, failures=True)
+            if self.tally.execution_id is not None and self._follows(execution):
+                self._changed(
+                    execution, failures=True
+                )  # a flow retry's first logs come before its first change
+            else:
+                prefix = f"[{execution.id}] "  # a subflow's, or late lines of an execution retried since
         self.lines.extend(log_text(line, prefix) for line in lines)
 
 
 class PlainDisplay(_Watcher):
     """Plain lines, no cursor movement: for pipes, files and dumb terminals."""
 
-    def __init__(self, console: Console, tally: Tally, *, interval: float = 10.0) -> None:
-        super().__init__(tally)
+    def __init__(
+        self,
+        console: Console,
+        tally: Tally,
+        retry_of: Callable[[Execution], str] | None = None,
+        *,
+        interval: float = 10.0,
+    ) -> None:
+        super().__init__(tally, retry_of)
         self.console = console
         self.interval = interval
         self._last = tally.clock()
@@ -392,6 +417,9 @@ class _View:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         s = self.snapshot
+        if not s.execution_id:
+            yield Text("starting", style="dim")
+            return
         style = STYLE.get(str(s.state), "white")
         yield Text.assemble(
             (s.name, "bold"), " ", (str(s.state), style), " ", s.header(), no_wrap=True, overflow="ellipsis"
@@ -413,10 +441,17 @@ class LiveDisplay(_Watcher):
     """A live block at the bottom of an interactive terminal, redrawn by a thread at most
     ``1 / interval`` times a second; the callbacks only record."""
 
-    def __init__(self, console: Console, tally: Tally, *, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        console: Console,
+        tally: Tally,
+        retry_of: Callable[[Execution], str] | None = None,
+        *,
+        interval: float = 0.25,
+    ) -> None:
         from rich.live import Live
 
-        super().__init__(tally)
+        super().__init__(tally, retry_of)
         self.console = console
         self.interval = interval
         self.view = _View(tally.snapshot())
@@ -463,15 +498,19 @@ class LiveDisplay(_Watcher):
 def display_for(
     console: Console,
     flow_of: Callable[[Execution], Flow] | None = None,
+    retry_of: Callable[[Execution], str] | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
 ) -> LiveDisplay | PlainDisplay:
-    """The live block on an interactive terminal, plain lines anywhere else; ``flow_of`` gives
-    an execution's flow (for the expected total)."""
+    """The live block on an interactive terminal, plain lines anywhere else.
+
+    ``flow_of`` gives an execution's flow (for the expected total), ``retry_of`` the id of
+    the execution a flow-level retry of it makes (followed when it comes).
+    """
     tally = Tally(flow_of, clock)
     if console.is_interactive:
-        return LiveDisplay(console, tally)
-    return PlainDisplay(console, tally)
+        return LiveDisplay(console, tally, retry_of)
+    return PlainDisplay(console, tally, retry_of)
 
 
 # ====================================================================== the final tree

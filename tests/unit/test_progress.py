@@ -154,17 +154,19 @@ def test_the_flow_gives_the_tasks_of_a_lane_for_the_total() -> None:
     assert tally.snapshot().total == 2 + 19 + 1
 
 
-def test_a_new_execution_id_is_a_flow_retry_said_in_a_line() -> None:
+def test_the_flow_retry_of_the_followed_execution_is_said_in_a_line_and_followed() -> None:
     out = io.StringIO()
     clock = Clock()
-    display = PlainDisplay(Console(file=out, width=200), Tally(clock=clock))
+    display = PlainDisplay(Console(file=out, width=200), Tally(clock=clock), lambda ex: f"{ex.id}-retry")
     first = Builder("first")
     display.on_change(first.save(foreach(1), run("c0", State.RUNNING)))
     display.on_change(first.save(run("c0", State.FAILED), foreach(1, state=State.FAILED), state=State.FAILED))
-    display.on_change(Builder("second").save(foreach(1), run("c0", State.RUNNING)))
+    display.on_change(Builder("subflow").save(foreach(1), run("c0", State.RUNNING)))  # not followed
+    assert display.tally.execution_id == "first"
+    display.on_change(Builder("first-retry").save(foreach(1), run("c0", State.RUNNING)))
     text = out.getvalue()
     assert "FAILED planet (c0)" in text
-    assert "execution first FAILED: the flow's retry made a new execution, second" in text
+    assert "execution first FAILED: the flow's retry made a new execution, first-retry" in text
     assert display.tally.previous == [("first", State.FAILED)]
     assert "\x1b" not in text
 
