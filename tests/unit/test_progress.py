@@ -10,9 +10,10 @@ from typing import Any
 import immutables
 from rich.console import Console
 
-from control_plane.engine.model import Attempt, Execution, Phase, Progress, TaskRun
+from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
 from control_plane.flows.loader import parse_flow
+from control_plane.levels import Level
 from control_plane.progress import PlainDisplay, Tally, tree
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -161,13 +162,16 @@ def test_the_flow_retry_of_the_followed_execution_is_said_in_a_line_and_followed
     first = Builder("first")
     display.on_change(first.save(foreach(1), run("c0", State.RUNNING)))
     display.on_change(first.save(run("c0", State.FAILED), foreach(1, state=State.FAILED), state=State.FAILED))
-    display.on_change(Builder("subflow").save(foreach(1), run("c0", State.RUNNING)))  # not followed
+    subflow = Builder("subflow").save(foreach(1), run("c0", State.RUNNING))
+    display.on_change(subflow)  # not followed: only its logs are shown, under its id
+    display.on_logs(subflow, [LogLine(T0, Level.INFO, "from the subflow", "c0")])
     assert display.tally.execution_id == "first"
     display.on_change(Builder("first-retry").save(foreach(1), run("c0", State.RUNNING)))
     text = out.getvalue()
     assert "FAILED planet (c0)" in text
     assert "execution first FAILED: the flow's retry made a new execution, first-retry" in text
     assert display.tally.previous == [("first", State.FAILED)]
+    assert "[subflow] INFO  c0: from the subflow" in text
     assert "\x1b" not in text
 
 
