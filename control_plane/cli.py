@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from control_plane.engine.model import Execution
+    from control_plane.progress import LiveDisplay, PlainDisplay
 
 app = typer.Typer(
     name="squall",
@@ -255,14 +256,14 @@ def _drive(
     quiet: bool,
     started: float | None = None,
 ) -> Execution:
-    """Start (``begin``) and run execution ``execution_id`` to its end with a live tree and its logs.
+    """Start (``begin``) and run execution ``execution_id`` to its end, showing its progress and logs.
 
     Ctrl-C kills it cleanly, even when it lands while ``begin`` is still submitting the first
     jobs: every job is cancelled through its runner and the state is KILLED.
     """
     service = runtime.service
     started = time.monotonic() if started is None else started
-    watch: Any = None if quiet else _watcher(runtime)
+    watch = None if quiet else _watcher(runtime)
     # Quiet: nobody watches, so running jobs' output is not tailed either.
     service.on_change = None if watch is None else watch.on_change
     service.on_logs = None if watch is None else watch.on_logs
@@ -294,7 +295,7 @@ def _drive(
     return execution
 
 
-def _watcher(runtime: Any) -> Any:
+def _watcher(runtime: Any) -> LiveDisplay | PlainDisplay:
     """The live display on an interactive terminal, plain lines elsewhere (``progress.py``)."""
     from control_plane.progress import display_for
 
