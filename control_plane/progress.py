@@ -309,7 +309,7 @@ def log_text(line: LogLine, prefix: str = "") -> Text:
 
 def _ended_text(e: Ended) -> Text:
     if e.retry:
-        return Text.assemble(("RETRY", "yellow"), f"   {e.label}: attempt {e.retry}")
+        return Text.assemble(("RETRY", "yellow"), f" {e.label}: attempt {e.retry}")
     style = STYLE.get(str(e.state), "white")
     took = f" {e.seconds:.2f}s" if e.seconds is not None else ""
     error = f": {e.error}" if e.error else ""
