@@ -123,7 +123,7 @@ class Snapshot:
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.retries:
-            parts.append(f"{self.retries} retries")
+            parts.append(f"{self.retries} {'retry' if self.retries == 1 else 'retries'}")
         parts.append(_duration(self.elapsed))
         if self.eta is not None:
             parts.append(f"ETA {_duration(self.eta)}")

@@ -115,7 +115,7 @@ def test_counts_follow_the_changed_task_runs_and_the_eta_follows_the_pace() -> N
     assert (s.done, s.total, s.failed, s.retries, s.running) == (4, 11, 1, 1, ())
     assert s.eta == (11 - 4) * 10 / 4
     assert {e.label for e in ended if e.retry} == {"planet (c2)"}
-    assert s.header() == "4/11 done · 0 running · 1 failed · 1 retries · 10.0s · ETA 17.5s"
+    assert s.header() == "4/11 done · 0 running · 1 failed · 1 retry · 10.0s · ETA 17.5s"
 
 
 def test_a_version_gap_counts_everything_again() -> None:
