@@ -14,7 +14,7 @@ from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progr
 from control_plane.engine.states import State
 from control_plane.flows.loader import parse_flow
 from control_plane.levels import Level
-from control_plane.progress import PlainDisplay, Tally, tree
+from control_plane.progress import LiveDisplay, PlainDisplay, Tally, tree
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -203,3 +203,27 @@ def test_the_final_tree_collapses_a_large_sibling_group_to_counts_by_state() -> 
     assert "FAILED planet (v3)" in text and "FAILED planet (v17)" in text  # the odd ones, by value
     assert "planet (v4)" not in text
     assert len(text.splitlines()) == 5
+
+
+def test_on_a_terminal_changes_and_logs_only_record_until_the_next_draw() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    console = Console(file=out, width=120, height=40, force_terminal=True, force_interactive=True)
+    display = LiveDisplay(console, Tally(clock=clock))
+    ex = Builder()
+    display.live.start(refresh=False)
+    started = out.getvalue()  # rich hides the cursor
+    try:
+        for i in range(100):
+            display.on_change(ex.save(run(f"c{i}", State.RUNNING), foreach(i + 1, total=100)))
+            display.on_logs(None, [LogLine(T0, Level.INFO, f"hello {i}", "planet")])
+            display.on_change(ex.save(run(f"c{i}", State.SUCCESS)))
+        assert out.getvalue() == started  # 200 changes, 100 logs: nothing drawn yet
+        clock.now += 5
+        display.draw()
+        text = out.getvalue()
+    finally:
+        display.live.stop()
+    assert text.count("hello ") == 100 and "hello 99" in text  # the logs, once, above the block
+    assert text.count("100/101 done") == 1 and "ETA 0.1s" in text
+    assert display.redraws == 1
