@@ -176,22 +176,21 @@ class Tally:
         elif execution.version <= self.version:
             return []  # already seen
         ended: list[Ended] = []
-        step = self.version >= 0 and execution.version == self.version + 1 and bool(execution.changed)
-        if step:
-            for tr_id in execution.changed:
-                tr = execution.taskruns.get(tr_id)
-                if tr is None:  # dropped (a restart): count again from scratch
-                    step = False
-                    break
-                self._take(tr, execution, ended)
-            step = step and len(self.states) == len(execution.taskruns)
+        changed = execution.changed
+        step = self.version >= 0 and execution.version == self.version + 1 and bool(changed)
+        if step and all(tr_id in execution.taskruns for tr_id in changed):
+            for tr_id in changed:
+                self._take(execution.taskruns[tr_id], execution, ended)
+            step = len(self.states) == len(execution.taskruns)  # else some were dropped (a restart)
+        else:
+            step = False
         if not step:  # a gap, a first look, task runs dropped: one full pass
             known = self.states
             self._reset()
-            ended = []
+            found: list[Ended] = []
             for tr in execution.taskruns.values():
-                self._take(tr, execution, ended if known else None, known.get(tr.id))
-            ended = [e for e in ended if not e.retry]  # attempts were not kept across the pass
+                self._take(tr, execution, found if known else None, known.get(tr.id))
+            ended += [e for e in found if not e.retry]  # attempts were not kept across the pass
         self.version = execution.version
         self.state = execution.state
         if execution.state.terminal or execution.state is State.PAUSED:
