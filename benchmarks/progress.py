@@ -13,7 +13,7 @@ also the CPU seconds of each (the process and the jobs it ran: steadier than the
 busy machine), the bytes written to the terminal and the redraws (rich erases the live region with
 ``CR, erase line`` once per redraw: those are counted).
 
-Usage: python benchmarks/progress.py [--values 300] [--concurrency 8] [--pairs 5]
+Usage: python benchmarks/progress.py [--values 300] [--concurrency 8] [--pairs 8]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=8)
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": os.environ.get("TERM", "xterm-256color")}
     env.pop("NO_COLOR", None)
