@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from runners.base import (
     Failure,
@@ -51,9 +51,11 @@ __all__ = [
     "LOG_PAGE_BYTES",
     "LOG_PAGE_LINES",
     "JobFolder",
+    "LogSource",
     "always_reattach",
     "bucket_name",
     "output_prefix",
+    "parse_log_page",
     "read_log",
     "staging_prefix",
     "wrapper_for",
@@ -303,31 +305,48 @@ class JobFolder:
             except (exceptions.NotFound, exceptions.RequestRangeNotSatisfiable):
                 return b""
 
-        data = self.call(read)
-        records: list[LogRecord] = []
-        position = 0
-        while position < len(data) and len(records) < budget:
-            newline = data.find(b"\n", position)
-            if newline < 0:
-                if len(data) < LOG_PAGE_BYTES or position > 0:
-                    break  # an unfinished last line: read again from its start
-                piece = data[position:].decode("utf-8", "replace")  # one line longer than a page
-                records.append(LogRecord(stream, piece, partial=True))
-                return records, offset + len(data), False
-            raw = data[position:newline].decode("utf-8", "replace")
-            position = newline + 1
-            text = raw.removeprefix(STDERR_PREFIX) if stream == "stderr" else raw
-            found = split_sentinel(text, token, stream)
-            if found is not None:
-                if found.before:
-                    records.append(LogRecord(stream, found.before))
-                return records, offset + position, True
-            records.append(LogRecord(stream, text))
-        return records, offset + position, False
+        return parse_log_page(self.call(read), stream, offset, token, budget)
+
+
+def parse_log_page(
+    data: bytes, stream: str, offset: int, token: str, budget: int
+) -> tuple[list[LogRecord], int, bool]:
+    """Lines of one stream's log object read from byte ``offset`` (at most :data:`LOG_PAGE_BYTES`):
+    (records, next offset, sentinel seen). A last line without its newline is read again from
+    its start next time, unless it alone fills the page (then it comes as a ``partial`` piece).
+    Shared by every runner whose wrapper tees its log to an object store (Google's, Kubernetes)."""
+    records: list[LogRecord] = []
+    position = 0
+    while position < len(data) and len(records) < budget:
+        newline = data.find(b"\n", position)
+        if newline < 0:
+            if len(data) < LOG_PAGE_BYTES or position > 0:
+                break  # an unfinished last line: read again from its start
+            piece = data[position:].decode("utf-8", "replace")  # one line longer than a page
+            records.append(LogRecord(stream, piece, partial=True))
+            return records, offset + len(data), False
+        raw = data[position:newline].decode("utf-8", "replace")
+        position = newline + 1
+        text = raw.removeprefix(STDERR_PREFIX) if stream == "stderr" else raw
+        found = split_sentinel(text, token, stream)
+        if found is not None:
+            if found.before:
+                records.append(LogRecord(stream, found.before))
+            return records, offset + position, True
+        records.append(LogRecord(stream, text))
+    return records, offset + position, False
+
+
+class LogSource(Protocol):
+    """Where :func:`read_log` reads a job's two log objects from (a :class:`JobFolder`, an S3 folder)."""
+
+    def read_stream(
+        self, stream: str, offset: int, token: str, budget: int
+    ) -> tuple[list[LogRecord], int, bool]: ...
 
 
 def read_log(
-    folder: JobFolder,
+    folder: LogSource,
     cursor: str | None,
     token: str,
     status: Callable[[], JobStatus | None],

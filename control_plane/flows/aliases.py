@@ -84,6 +84,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.gcp.runner.CloudRun",
         "io.kestra.plugin.gcp.runner.CloudRun",
     ),
+    "kubernetes": (
+        "squall.runner.Kubernetes",
+        "io.kestra.plugin.ee.kubernetes.runner.Kubernetes",
+        "io.kestra.plugin.kubernetes.runner.Kubernetes",
+    ),
 }
 
 

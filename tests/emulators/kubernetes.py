@@ -65,8 +65,10 @@ import contextlib
 import copy
 import itertools
 import json
+import os
 import re
 import signal as signals
+import socket
 import sys
 import threading
 import time
@@ -278,6 +280,9 @@ class FakeKubernetes:
         self.images: dict[str, dict[str, str]] = {}
         """Images the kubelet can pull: image -> the environment the image sets (PATH...)."""
         self.node_labels: dict[str, str] = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+        self.held: set[str] = set()
+        """Label selectors of pods the kubelet shows Running and ready without running anything
+        (hundreds of jobs in a reconcile test would be hundreds of processes on two cores)."""
         self.quota_exceeded: set[str] = set()
         """Namespaces whose ResourceQuota refuses every new pod."""
         self.bookmark_interval = bookmark_interval
@@ -291,6 +296,7 @@ class FakeKubernetes:
         self._rv = itertools.count(1000)
         self._last_rv = 999
         self._pods: dict[tuple[str, str], _Pod] = {}
+        self._pokes: dict[tuple[str, str], threading.Condition] = {}
         self._errors: list[BaseException] = []
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -377,21 +383,47 @@ class FakeKubernetes:
         with self._lock:
             return sorted(p.name for p in self._pods.values() if p.namespace == namespace and p.job == job)
 
-    def evict(self, namespace: str, pod: str, reason: str = "EvictionByEvictionAPI") -> None:
-        """The pod is evicted (or its node drained, ``reason``): DisruptionTarget, killed, Failed."""
+    def _started(self, namespace: str, pod: str, container: str | None) -> _Pod:
+        """The pod once ``container`` (any container when None) runs: test controls act on a running pod."""
+
+        def started() -> bool:
+            record = self._pods.get((namespace, pod))
+            runs = [c for c in (record.containers.values() if record else []) if c.run is not None]
+            return any(container in (None, c.name) for c in runs)
+
+        if not self.wait_for(started, 30):
+            raise AssertionError(f"pod {namespace}/{pod} never ran {container or 'a container'}")
         with self._lock:
-            record = self._pods[(namespace, pod)]
+            return self._pods[(namespace, pod)]
+
+    def evict(self, namespace: str, pod: str, reason: str = "EvictionByEvictionAPI") -> None:
+        """The running pod is evicted (or its node drained, ``reason``): DisruptionTarget, killed, Failed."""
+        record = self._started(namespace, pod, None)
+        with self._lock:
             record.disrupted = reason
         self._kill_pod(record)
 
     def oom(self, namespace: str, pod: str, container: str) -> None:
-        """The container passes its memory limit: SIGKILL, reason OOMKilled (137)."""
+        """The running container passes its memory limit: SIGKILL, reason OOMKilled (137)."""
+        record = self._started(namespace, pod, container).containers[container]
         with self._lock:
-            record = self._pods[(namespace, pod)].containers[container]
             record.reason = "OOMKilled"
             run = record.run
-        if run is not None:
-            run.kill(signals.SIGKILL)
+        if run is None or run.pid is None:
+            raise AssertionError(f"container {container} of {namespace}/{pod} has no process yet")
+        # The kernel's OOM killer takes the biggest process of the container's cgroup: the task's
+        # command, not the small shell that is its PID 1, which then exits 137 on its own.
+        leader = run.pid
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == leader:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2 :].split()[2]) == leader:  # its process group
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signals.SIGKILL)
 
     def object(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -420,6 +452,11 @@ class FakeKubernetes:
         obj["metadata"]["resourceVersion"] = str(rv)
         self._history.append((rv, kind, resource, copy.deepcopy(obj)))
         self._changed.notify_all()
+        meta = obj["metadata"]
+        owner = meta["name"] if resource == "jobs" else (meta.get("labels") or {}).get("job-name")
+        poke = self._pokes.get((meta.get("namespace", ""), str(owner)))
+        if poke is not None:
+            poke.notify_all()
 
     def _put(self, resource: str, obj: dict[str, Any], *, new: bool = False) -> None:
         meta = obj["metadata"]
@@ -869,9 +906,12 @@ class FakeKubernetes:
     def _control(self, ns: str, name: str, uid: str) -> None:
         """The job controller for one Job: one pod at a time, until the Job is finished or gone."""
         pod: _Pod | None = None
+        poke = threading.Condition(self._lock)  # woken by changes to this Job and its pods only
+        with self._lock:
+            self._pokes[(ns, name)] = poke
         started_at: float | None = None
         while not self._stopping.is_set():
-            with self._changed:
+            with self._lock:
                 job = self._objects.get(("jobs", ns, name))
                 if job is None or job["metadata"]["uid"] != uid:
                     return
@@ -897,7 +937,7 @@ class FakeKubernetes:
 
                         self._job_status(ns, name, uid, suspend)
                         started_at = None
-                    self._changed.wait(TICK * 5)
+                    poke.wait(TICK * 5)
                     continue
                 if "Suspended" in conditions:
                     self._job_status(
@@ -937,7 +977,7 @@ class FakeKubernetes:
                             f'Error creating: pods "{name}-x" is forbidden: exceeded quota:'
                             " compute-resources, requested: pods=1, used: pods=1, limited: pods=1",
                         )
-                        self._changed.wait(TICK * 10)
+                        poke.wait(TICK * 10)
                         continue
                     pod = self._create_pod(ns, job)
                     self._job_status(ns, name, uid, lambda s: s.update(active=1, ready=0))
@@ -948,6 +988,9 @@ class FakeKubernetes:
                 if pod_obj is None:
                     pod = None  # deleted by someone: the controller makes another (counts nothing here)
                     continue
+                ready = 1 if phase == "Running" else 0
+                if phase not in ("Succeeded", "Failed") and status.get("ready", 0) != ready:
+                    self._job_status(ns, name, uid, lambda s, ready=ready: s.update(ready=ready))
                 if phase in ("Succeeded", "Failed"):
                     if phase == "Succeeded":
                         self._finish(
@@ -979,10 +1022,10 @@ class FakeKubernetes:
                         break
                     pod = None  # backoffLimit > 0: another pod (the runner never asks for it)
                     continue
-                self._changed.wait(TICK * 5)
+                poke.wait(TICK * 5)
         # ttlSecondsAfterFinished: the TTL controller deletes the finished Job and its pods.
         while not self._stopping.is_set():
-            with self._changed:
+            with self._lock:
                 job = self._objects.get(("jobs", ns, name))
                 if job is None or job["metadata"]["uid"] != uid:
                     return
@@ -991,7 +1034,7 @@ class FakeKubernetes:
                 if ttl is not None and ended is not None and time.monotonic() - ended >= ttl:
                     self._delete_locked_job(ns, name)
                     return
-                self._changed.wait(TICK * 10)
+                poke.wait(TICK * 10)
 
     def _delete_locked_job(self, ns: str, name: str) -> None:
         self._remove("jobs", ns, name)
@@ -1108,6 +1151,26 @@ class FakeKubernetes:
             return  # stays Pending until deleted
         init = spec.get("initContainers") or []
         main = spec["containers"]
+        labels = (obj["metadata"].get("labels") or {}) if obj else {}
+        if any(match_labels(selector, labels) for selector in list(self.held)):
+            self._pod_update(
+                pod,
+                lambda s: s.update(
+                    phase="Running",
+                    startTime=_now(),
+                    conditions=[_condition("PodScheduled", None, None), _condition("Ready", None, None)],
+                    containerStatuses=[
+                        {
+                            **_waiting(c, ""),
+                            "state": {"running": {"startedAt": _now()}},
+                            "ready": True,
+                            "started": True,
+                        }
+                        for c in main
+                    ],
+                ),
+            )
+            return
         self._pod_update(
             pod,
             lambda s: s.update(
@@ -1412,6 +1475,11 @@ _DISCOVERY: dict[str, Any] = {
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeKubernetes
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go in two writes: without this, Nagle and delayed ACKs cost 40 ms a call.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self._answer()

@@ -1,0 +1,474 @@
+"""The Kubernetes runner against the fake API server (tests/emulators/kubernetes.py) and moto S3.
+
+Pods really run: the fake runs each container's command on this machine through the shared
+executor, the task's container the shared wrapper, the init container and the sidecar Squall's
+tools (``python -m runners.kubernetes.tools``) copying files and the log through moto's S3, as
+they would in a cluster. So the whole contract runs, through the fault proxy too (429s with
+Kubernetes ``Status`` bodies, a lost create response).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerOptionsError
+from runners.retry import RetryPolicy
+from runners.testing import (
+    CallCounter,
+    RunnerContract,
+    count_local_processes,
+    read_logs,
+    sh,
+    wait_state,
+    wait_terminal,
+    wait_until,
+)
+from tests.emulators.executor import MINIMAL_PATH
+from tests.emulators.fault_proxy import FaultProxy
+
+pytest.importorskip("kubernetes")
+boto3 = pytest.importorskip("boto3")
+from runners.kubernetes import KubernetesRunner, job_name  # noqa: E402
+from tests.emulators.kubernetes import FakeKubernetes  # noqa: E402
+
+FAST_POLICY = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, jitter=0.0)
+LOG_GRACE = 3.0
+IMAGE = "busybox:1.36"
+TOOLS = "squall-tools:test"
+NS = "squall"
+ROOT = Path(__file__).resolve().parents[2]
+STATUS_429 = json.dumps(
+    {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "too many requests",
+        "reason": "TooManyRequests",
+        "code": 429,
+    }
+).encode()
+
+
+def no_sleep(_seconds: float) -> None:
+    """Retry backoff in tests: never really wait."""
+
+
+def _s3(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def make_runner(
+    url: str, s3_endpoint: str, bucket: str, deployment: str, **defaults: Any
+) -> KubernetesRunner:
+    """Module level, so a process pool can pickle it: each OS process builds its own runner."""
+    return KubernetesRunner(
+        defaults={
+            "config": {"masterUrl": url},
+            "namespace": NS,
+            "stagingUri": f"s3://{bucket}/staging",
+            "toolsImage": TOOLS,
+            "deployment": deployment,
+            **defaults,
+        },
+        tools_env={
+            "AWS_ENDPOINT_URL_S3": s3_endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        s3_client=_s3(s3_endpoint),
+        policy=FAST_POLICY,
+        sleep=no_sleep,
+        log_grace=LOG_GRACE,
+    )
+
+
+@dataclass
+class K8sEnv:
+    fake: FakeKubernetes
+    s3_endpoint: str
+    bucket: str
+    deployment: str = "squall"
+
+    def runner(
+        self, *, url: str | None = None, deployment: str | None = None, **defaults: Any
+    ) -> KubernetesRunner:
+        return make_runner(
+            url or self.fake.url, self.s3_endpoint, self.bucket, deployment or self.deployment, **defaults
+        )
+
+    def read(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bytes(_s3(self.s3_endpoint).get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+@pytest.fixture(scope="module")
+def k8s_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sEnv]:
+    bucket = f"squall-{uuid.uuid4().hex[:8]}"
+    _s3(moto_server).create_bucket(Bucket=bucket)
+    with FakeKubernetes(tmp_path_factory.mktemp("k8s")) as fake:
+        fake.images[IMAGE] = {"PATH": MINIMAL_PATH}
+        fake.images[TOOLS] = {
+            "PATH": f"{Path(sys.executable).parent}:{MINIMAL_PATH}",
+            "PYTHONPATH": str(ROOT),
+            "HOME": str(tmp_path_factory.mktemp("tools-home")),
+        }
+        yield K8sEnv(fake, moto_server, bucket)
+
+
+class _Counted(CallCounter):
+    """Counts what reached the API server: every request through the proxy."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        super().__init__()
+        self._proxy = proxy
+
+    @property  # type: ignore[override]
+    def calls(self) -> int:
+        return self._proxy.requests
+
+    @calls.setter
+    def calls(self, _value: int) -> None:
+        pass
+
+
+class TestKubernetesContract(RunnerContract):
+    deadline_s = 40.0
+
+    @pytest.fixture(autouse=True)
+    def _own_deployment(self, k8s_env: K8sEnv) -> Iterator[None]:
+        k8s_env.deployment = f"case-{uuid.uuid4().hex[:10]}"
+        yield
+        k8s_env.deployment = "squall"
+
+    @pytest.fixture
+    def runner(self, k8s_env: K8sEnv) -> Runner:
+        return k8s_env.runner()
+
+    @pytest.fixture
+    def second_runner(self, k8s_env: K8sEnv) -> Runner:
+        return k8s_env.runner()
+
+    @pytest.fixture
+    def image(self) -> str:
+        return IMAGE
+
+    @pytest.fixture
+    def faulty_runner(self, k8s_env: K8sEnv) -> Iterator[Callable[[int], tuple[Runner, CallCounter]]]:
+        proxies: list[FaultProxy] = []
+
+        def make(failures: int) -> tuple[Runner, CallCounter]:
+            proxy = FaultProxy(k8s_env.fake.url).start()
+            proxies.append(proxy)
+            if failures:
+                proxy.fail_before(
+                    "*", "", status=503, times=failures, headers={"Content-Type": "application/json"}
+                )
+            return k8s_env.runner(url=proxy.endpoint), _Counted(proxy)
+
+        yield make
+        for proxy in proxies:
+            proxy.stop()
+
+    @pytest.fixture
+    def output_prefix(self, k8s_env: K8sEnv) -> str:
+        return f"s3://{k8s_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+
+    @pytest.fixture
+    def read_uri(self, k8s_env: K8sEnv) -> Callable[[str], bytes]:
+        return k8s_env.read
+
+    @pytest.fixture
+    def process_count(self) -> Callable[[str], int]:
+        return count_local_processes
+
+    @pytest.fixture
+    def host_dir(self, tmp_path: Path) -> Path:
+        return tmp_path
+
+    @pytest.fixture
+    def runner_factory(self, k8s_env: K8sEnv) -> Callable[[], Runner]:
+        return functools.partial(
+            make_runner, k8s_env.fake.url, k8s_env.s3_endpoint, k8s_env.bucket, k8s_env.deployment
+        )
+
+    @pytest.fixture
+    def lost_response_runner(self, k8s_env: K8sEnv) -> Iterator[Callable[[], Runner]]:
+        """The create reaches the fake, which creates the Job; the proxy then drops the response."""
+        with FaultProxy(k8s_env.fake.url) as proxy:
+            proxy.drop_after("POST", r"/jobs", times=1)
+            yield lambda: k8s_env.runner(url=proxy.endpoint)
+
+    @pytest.fixture
+    def queued_options(self) -> dict[str, Any]:
+        """A node selector no node has: the pod stays Pending, Unschedulable (within pendingTimeout)."""
+        return {"nodeSelector": {"squall.dev/pool": "nowhere"}}
+
+    @pytest.fixture
+    def unwritable_output_prefix(self) -> str:
+        return f"s3://squall-no-such-bucket-{uuid.uuid4().hex[:8]}/outputs/"
+
+    @pytest.fixture
+    def failure_cases(self, k8s_env: K8sEnv) -> dict[Failure, Callable[..., JobHandle]]:
+        fake = k8s_env.fake
+
+        def config(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            """An image the kubelet cannot pull, past configErrorTimeout: the runner stops the Job."""
+            spec = make_spec(
+                "echo never", image="no-such-registry.example/none:1", options={"configErrorTimeout": 1}
+            )
+            return submit(runner, spec)
+
+        def unschedulable(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            spec = make_spec(
+                "echo never", options={"nodeSelector": {"squall.dev/pool": "nowhere"}, "pendingTimeout": 1}
+            )
+            return submit(runner, spec)
+
+        def preempted(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            handle = submit(runner, make_spec("echo up; sleep 60"))
+            wait_state(runner, handle, {JobState.RUNNING}, self.deadline_s)
+            wait_until(lambda: bool(fake.pods_of(NS, handle.data["job"])), self.deadline_s, "no pod")
+            fake.evict(NS, fake.pods_of(NS, handle.data["job"])[0])
+            return handle
+
+        def lost(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            """Evidence: the Job is gone and Squall left no tombstone for it."""
+            handle = submit(runner, make_spec("sleep 30"))
+            from kubernetes import client
+
+            client.BatchV1Api(fake.api_client()).delete_namespaced_job(
+                handle.data["job"], NS, propagation_policy="Background"
+            )
+            return handle
+
+        return {
+            Failure.CONFIG: config,
+            Failure.UNSCHEDULABLE: unschedulable,
+            Failure.PREEMPTED: preempted,
+            Failure.LOST: lost,
+        }
+
+
+@dataclass
+class Throttled:
+    url: str
+    throttle: Any
+
+
+@pytest.fixture(scope="module")
+def throttled(k8s_env: K8sEnv) -> Iterator[Throttled]:
+    """Every 4th API call is a 429 with a Status body, as a busy API server's priority and fairness
+    answers."""
+    with FaultProxy(k8s_env.fake.url) as proxy:
+        throttle = proxy.fail_before(
+            "*",
+            "",
+            status=429,
+            body=STATUS_429,
+            headers={"Content-Type": "application/json"},
+            times=None,
+            every=4,
+        )
+        yield Throttled(proxy.endpoint, throttle)
+
+
+class TestKubernetesContractThroughFaults(TestKubernetesContract):
+    """The same contract with every API call through the throttling proxy."""
+
+    @pytest.fixture
+    def runner(self, k8s_env: K8sEnv, throttled: Throttled) -> Runner:
+        return k8s_env.runner(url=throttled.url)
+
+    @pytest.fixture
+    def second_runner(self, k8s_env: K8sEnv, throttled: Throttled) -> Runner:
+        return k8s_env.runner(url=throttled.url)
+
+    @pytest.fixture
+    def runner_factory(self, k8s_env: K8sEnv, throttled: Throttled) -> Callable[[], Runner]:
+        return functools.partial(
+            make_runner, throttled.url, k8s_env.s3_endpoint, k8s_env.bucket, k8s_env.deployment
+        )
+
+    def test_the_proxy_really_faults_the_calls(
+        self, runner: Runner, throttled: Throttled, make_spec: Any, submit: Any
+    ) -> None:
+        before = throttled.throttle.applied
+        handle = submit(runner, make_spec("echo through"))
+        assert wait_terminal(runner, handle, self.deadline_s).state is JobState.SUCCEEDED
+        assert [r.text for r in read_logs(runner, handle, self.deadline_s)] == ["through"]
+        assert throttled.throttle.applied > before
+
+
+# -- beyond the contract
+
+
+def _spec(script: str, **fields: Any) -> JobSpec:
+    fields.setdefault("name", f"k8s-{uuid.uuid4().hex[:12]}")
+    fields.setdefault("image", IMAGE)
+    return JobSpec(command=sh(script), **fields)
+
+
+def test_the_job_is_what_the_issue_asks(k8s_env: K8sEnv) -> None:
+    """backoffLimit 0, restartPolicy Never, the deadline from the timeout, the pod failure policy."""
+    runner = k8s_env.runner(deployment="shape")
+    handle = runner.submit(_spec("echo shaped", timeout=timedelta(seconds=90), output_prefix=None))
+    job = k8s_env.fake.object("jobs", NS, handle.data["job"])
+    assert job is not None
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 90)
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
+    assert {r["onExitCodes"]["containerName"] for r in rules[1:]} == {"main", "squall-stage-out"}
+    assert wait_terminal(runner, handle).state is JobState.SUCCEEDED
+
+
+def test_options_are_validated_by_name(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner()
+    cases = {
+        "ttlSecondsAfterFinished": {"ttlSecondsAfterFinished": 60},
+        "config": {"config": {"masterUrl": "http://10.0.0.1", "oauthToken": "secret"}},
+        "podSpec": {"podSpec": {"containers": []}},
+        "containerSpec": {"containerSpec": {"image": "x"}},
+        "resume": {"resume": False},
+    }
+    for option, options in cases.items():
+        with pytest.raises(RunnerOptionsError) as refused:
+            runner.submit(_spec("true", options=options))
+        assert option in str(refused.value), refused.value
+
+
+def test_job_names_are_valid_and_deterministic() -> None:
+    assert job_name("contract-abc123") == "contract-abc123"
+    odd = job_name("My_Flow.Task-" + "x" * 80)
+    assert odd == job_name("My_Flow.Task-" + "x" * 80) and len(odd) <= 63
+    assert odd[0].isalnum() and odd[-1].isalnum() and odd == odd.lower()
+
+
+def test_500_jobs_reconcile_in_one_list_call_when_running_and_two_when_pending(k8s_env: K8sEnv) -> None:
+    """A poll of 500 running Jobs is one LIST of the deployment's Jobs (a page of 500): while every
+    Job reports a ready pod, the pods are not listed. 500 pending Jobs add one LIST of pods."""
+    fake = k8s_env.fake
+    fake.held.add("squall.dev/deployment=bulk")  # shown Running and ready, nothing runs
+    try:
+        runner = k8s_env.runner(deployment="bulk")
+        handles = [runner.submit(_spec("sleep 60", output_prefix=None)) for _ in range(500)]
+        wait_until(
+            lambda: all(
+                ((fake.object("jobs", NS, h.data["job"]) or {}).get("status") or {}).get("ready")
+                for h in handles
+            ),
+            120,
+            "not every pod became ready",
+        )
+        before = dict(fake.calls)
+        statuses = k8s_env.runner(deployment="bulk").poll(handles)
+        spent = {k: v - before.get(k, 0) for k, v in fake.calls.items() if v != before.get(k, 0)}
+        assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.RUNNING}
+        assert spent == {"LIST jobs": 1}, spent
+        for handle in handles:
+            runner.cancel(handle)
+    finally:
+        fake.held.discard("squall.dev/deployment=bulk")
+    pending = k8s_env.runner(deployment="bulk-pending", nodeSelector={"squall.dev/pool": "nowhere"})
+    waiting = [pending.submit(_spec("true", output_prefix=None)) for _ in range(500)]
+    before = dict(fake.calls)
+    statuses = k8s_env.runner(deployment="bulk-pending").poll(waiting)
+    spent = {k: v - before.get(k, 0) for k, v in fake.calls.items() if v != before.get(k, 0)}
+    assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.QUEUED}
+    assert spent == {"LIST jobs": 1, "LIST pods": 1}, spent
+    for handle in waiting:
+        pending.cancel(handle)
+
+
+def test_cleanup_leaves_a_tombstone_and_deletes_the_job(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner(deployment="tomb")
+    handle = runner.submit(_spec("exit 4", output_prefix=None))
+    assert wait_terminal(runner, handle).exit_code == 4
+    runner.cleanup(handle)
+    assert k8s_env.fake.object("jobs", NS, handle.data["job"]) is None
+    fresh = k8s_env.runner(deployment="tomb").poll([handle])[handle.name]
+    assert (fresh.state, fresh.failure, fresh.exit_code) == (JobState.FAILED, Failure.USER, 4)
+
+
+def test_a_timeout_is_the_deadline(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner(deployment="late")
+    handle = runner.submit(_spec("sleep 60", timeout=timedelta(seconds=1), output_prefix=None))
+    status = wait_terminal(runner, handle)
+    assert (status.state, status.failure) == (JobState.FAILED, Failure.TIMEOUT)
+    assert status.reason == "timed out after 0:00:01"
+
+
+def test_cost_from_requested_resources_and_the_price_table(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner(
+        deployment="cost",
+        resources={"request": {"cpu": "500m", "memory": "2Gi"}},
+        pricing={"vcpuHour": 3600.0, "gibHour": 360.0},
+    )
+    handle = runner.submit(_spec("sleep 1", output_prefix=None))
+    status = wait_terminal(runner, handle)
+    assert status.resources is not None and status.started and status.ended
+    seconds = (status.ended - status.started).total_seconds()
+    assert status.resources.vcpu_seconds == pytest.approx(0.5 * seconds)
+    assert status.resources.gib_seconds == pytest.approx(2 * seconds)
+    assert status.cost == pytest.approx(0.5 * seconds + 2 * seconds * 0.1)
+
+
+def test_an_oom_killed_container_is_the_users(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner(deployment="oom")
+    handle = runner.submit(_spec("echo up; sleep 60", output_prefix=None))
+    wait_state(runner, handle, {JobState.RUNNING}, 30)
+    fake = k8s_env.fake
+    wait_until(lambda: bool(fake.pods_of(NS, handle.data["job"])), 30, "no pod")
+    fake.oom(NS, fake.pods_of(NS, handle.data["job"])[0], "main")
+    status = wait_terminal(runner, handle)
+    assert (status.state, status.failure, status.exit_code) == (JobState.FAILED, Failure.USER, 137)
+    assert status.reason is not None and "OOMKilled" in status.reason
+
+
+def test_kubectl_sees_the_runners_job(k8s_env: K8sEnv, tmp_path: Path) -> None:
+    """A second, independent client reads the Job the runner made."""
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    runner = k8s_env.runner(deployment="kubectl")
+    handle = runner.submit(_spec("echo seen-by-kubectl", output_prefix=None))
+    assert wait_terminal(runner, handle).state is JobState.SUCCEEDED
+    config = k8s_env.fake.kubeconfig(tmp_path / "config")
+    pods = k8s_env.fake.pods_of(NS, handle.data["job"])
+    logs = subprocess.run(
+        [kubectl, f"--kubeconfig={config}", "-n", NS, "logs", pods[0], "-c", "main"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "seen-by-kubectl" in logs
+    described = subprocess.run(
+        [kubectl, f"--kubeconfig={config}", "-n", NS, "describe", "job", handle.data["job"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "squall.dev/deployment=kubectl" in described
