@@ -43,6 +43,7 @@ models cannot parse are transient; other API errors are permanent).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -75,6 +76,7 @@ from runners.base import (
 from runners.gcs_folder import LOG_PAGE_BYTES, read_log
 from runners.kubernetes import taxonomy
 from runners.kubernetes.options import Connection, KubernetesOptions
+from runners.kubernetes.watch import JobWatch
 from runners.labels import k8s_labels
 from runners.wrapper import INLINE_LIMIT, VolumeStaging, check_relative, sentinel_token, wrapper_command
 
@@ -234,6 +236,8 @@ class KubernetesRunner:
         self._clusters: dict[str, _Cluster] = {}
         self._finished: dict[str, JobStatus] = {}
         self._default_connection: Connection | None = None
+        self._watch: JobWatch | None = None
+        self._watch_tried = False
 
     # -- plumbing
 
@@ -407,10 +411,15 @@ class KubernetesRunner:
         staged: Mapping[str, str],
     ) -> dict[str, Any]:
         tools_image = opts.tools_image or DEFAULT_TOOLS_IMAGE
-        keep = spec.output_prefix is not None and (bool(spec.output_files) or True)
         if spec.output_prefix is not None and not spec.output_prefix.startswith("s3://"):
             raise RunnerError(f"output prefix {spec.output_prefix} is not in S3 (s3://)", runner=self.name)
-        outputs = None if spec.output_prefix is None else spec.output_prefix.rstrip("/") + "/"
+        # Without the control plane's prefix, outputs are kept in the attempt's folder (out/).
+        outputs = (
+            spec.output_prefix.rstrip("/") + "/"
+            if spec.output_prefix is not None
+            else (f"{folder}out/" if spec.output_files else None)
+        )
+        keep = outputs is not None
         staging = VolumeStaging(f"{VOLUME}/in", f"{VOLUME}/out")
         try:
             wrapped = wrapper_command(
@@ -739,6 +748,44 @@ class KubernetesRunner:
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+    # -- the local wake-up (Waitable)
+
+    def wait(self, timeout: float) -> bool:
+        """True when one of the deployment's Jobs may have changed within ``timeout`` seconds.
+
+        A bounded watch (:mod:`runners.kubernetes.watch`) of the Jobs in the deployment's
+        namespace with its label, started on first use; without a deployment connection in
+        ``defaults`` there is nothing to watch and this only waits."""
+        watch = self._deployment_watch()
+        if watch is None:
+            self._sleep_for(timeout)
+            return False
+        return watch.wait(timeout)
+
+    def _sleep_for(self, seconds: float) -> None:
+        threading.Event().wait(seconds)
+
+    def _deployment_watch(self) -> JobWatch | None:
+        with self._lock:
+            if self._watch_tried:
+                return self._watch
+            self._watch_tried = True
+        try:
+            opts = KubernetesOptions.model_validate(self._defaults)
+        except ValueError:
+            return None
+        cluster = self._connect(opts.config)
+        watch = JobWatch(
+            functools.partial(
+                cluster.batch.list_namespaced_job,
+                opts.namespace,
+                label_selector=f"{DEPLOYMENT}={opts.deployment}",
+            )
+        )
+        with self._lock:
+            self._watch = watch
+        return watch
 
     # -- cancel / stop
 

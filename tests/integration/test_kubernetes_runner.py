@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerOptionsError
+from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerOptionsError, Waitable
 from runners.retry import RetryPolicy
 from runners.testing import (
     CallCounter,
@@ -472,3 +472,103 @@ def test_kubectl_sees_the_runners_job(k8s_env: K8sEnv, tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "squall.dev/deployment=kubectl" in described
+
+
+def test_the_watch_resumes_after_410_without_losing_a_transition(k8s_env: K8sEnv) -> None:
+    """Jobs that end while the watch is away past a compaction are reported by the relist."""
+    from kubernetes import client
+
+    from runners.kubernetes.watch import JobWatch
+
+    fake = k8s_env.fake
+    runner = k8s_env.runner(deployment="watched")
+    batch = client.BatchV1Api(fake.api_client())
+    watch = JobWatch(
+        functools.partial(batch.list_namespaced_job, NS, label_selector="squall.dev/deployment=watched")
+    )
+    watch.step()  # the first list: the resume point
+    live = runner.submit(_spec("echo live", output_prefix=None))
+    watch.step(timeout_seconds=1)  # a bounded watch sees it come
+    assert live.data["job"] in watch.drain() and watch.relists == 0
+    assert wait_terminal(runner, live).state is JobState.SUCCEEDED
+    away = runner.submit(_spec("echo away", output_prefix=None))
+    assert wait_terminal(runner, away).state is JobState.SUCCEEDED
+    fake.compact()  # the watch's resume point is gone: 410 Gone
+    watch.step(timeout_seconds=1)
+    assert watch.relists == 1
+    assert away.data["job"] in watch.drain()  # created and ended while the watch was away
+    watch.step(timeout_seconds=1)  # and it watches on from the fresh list
+    assert watch.drain() == set() and watch.relists == 1
+
+
+def test_wait_wakes_on_a_change_of_the_deployments_jobs(k8s_env: K8sEnv) -> None:
+    runner = k8s_env.runner(deployment="woken")
+    assert isinstance(runner, Waitable)
+    runner.wait(0.5)  # starts the watch (its first list)
+    handle = runner.submit(_spec("echo hi", output_prefix=None))
+    wait_until(lambda: runner.wait(0.5), 30, "no wake-up for a new Job")
+    assert wait_terminal(runner, handle).state is JobState.SUCCEEDED
+
+
+def _entry_point_dir(tmp_path: Path) -> str | None:
+    """A directory holding the ``kubernetes`` entry point's metadata when the installed Squall
+    has none (a virtualenv installed before the runner existed); None when it is installed."""
+    from importlib.metadata import entry_points
+
+    if any(ep.name == "kubernetes" for ep in entry_points(group="squall.runners")):
+        return None
+    info = tmp_path / "entry-points" / "squall_kubernetes_runner-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: squall-kubernetes-runner\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[squall.runners]\nkubernetes = runners.kubernetes:KubernetesRunner\n"
+    )
+    return str(info.parent)
+
+
+def test_squall_run_of_the_sample_on_the_fake(k8s_env: K8sEnv, tmp_path: Path) -> None:
+    """``squall run samples/kubernetes.yaml`` as a user types it, with SQUALL_RUNNERS pointing the
+    runner at the fake and moto S3; the sample itself is unchanged."""
+    import os
+    import subprocess
+
+    k8s_env.fake.images["python:3.12-slim"] = {"PATH": f"{Path(sys.executable).parent}:{MINIMAL_PATH}"}
+    tools_env = {
+        "AWS_ENDPOINT_URL_S3": k8s_env.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    config = {
+        "kubernetes": {
+            "defaults": {
+                "config": {"masterUrl": k8s_env.fake.url},
+                "stagingUri": f"s3://{k8s_env.bucket}/sample",
+                "toolsImage": TOOLS,
+                "deployment": "sample",
+            },
+            "tools_env": tools_env,
+            "s3_endpoint": k8s_env.s3_endpoint,
+            "log_grace": LOG_GRACE,
+        }
+    }
+    extra = _entry_point_dir(tmp_path)
+    path = os.pathsep.join(p for p in (extra, str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ,
+        **tools_env,
+        "PYTHONPATH": path,
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+        "SQUALL_RUNNERS": json.dumps(config),
+    }
+    command = [
+        sys.executable,
+        "-c",
+        "from control_plane.cli import main; main()",
+        "run",
+        str(ROOT / "samples" / "kubernetes.yaml"),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "revenue on 2024-06-01: 1654.7 over 3 regions" in done.stdout, done.stdout
+    assert "/out/revenue.json" in done.stdout  # kept in the attempt's folder, by its s3:// URI
