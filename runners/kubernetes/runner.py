@@ -203,6 +203,7 @@ class KubernetesRunner:
             Failure.UNSCHEDULABLE,
             Failure.PREEMPTED,
             Failure.LOST,
+            Failure.QUOTA,
         }
     )
     storage_schemes: ClassVar[frozenset[str]] = frozenset({"s3"})
@@ -649,6 +650,27 @@ class KubernetesRunner:
                 name: taxonomy.classify(job, pods.get(job["metadata"]["name"], []), now)
                 for name, job in mine.items()
             }
+            podless = [
+                name
+                for name, verdict in verdicts.items()
+                if verdict.status.state is JobState.QUEUED
+                and verdict.stop is None
+                and not pods.get(mine[name]["metadata"]["name"])
+                and taxonomy.overdue(mine[name], now)
+            ]
+            if podless:  # a Job without a pod: did a ResourceQuota refuse it? (one more call, then only)
+                events = [
+                    cluster.plain(e)
+                    for e in self._call(
+                        cluster.core.list_namespaced_event,
+                        namespace,
+                        field_selector="involvedObject.kind=Job,reason=FailedCreate",
+                    ).items
+                ]
+                for name in podless:
+                    stop = taxonomy.quota_stop(mine[name], events, now)
+                    if stop is not None:
+                        verdicts[name] = taxonomy.Verdict(verdicts[name].status, stop)
         result: dict[str, JobStatus] = {}
         for handle in handles:
             verdict = verdicts.get(handle.name)

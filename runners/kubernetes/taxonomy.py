@@ -46,6 +46,8 @@ __all__ = [
     "Verdict",
     "classify",
     "needs_pods",
+    "overdue",
+    "quota_stop",
     "stopped_value",
     "timestamp",
 ]
@@ -246,6 +248,39 @@ def classify(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] | None, n
             return Verdict(JobStatus(JobState.RUNNING, started=started))
         return Verdict(JobStatus(JobState.STARTING if started else JobState.QUEUED, started=started))
     return _pending_or_running(annotations, _live(pods), started, now)
+
+
+def overdue(job: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the Job is older than its ``pendingTimeout``: only then is a pod-less Job's
+    reason (a quota) worth a call."""
+    meta = job.get("metadata") or {}
+    created = timestamp(meta.get("creationTimestamp")) or now
+    dwell = _seconds((meta.get("annotations") or {}).get(PENDING_TIMEOUT)) or 900.0
+    return (now - created).total_seconds() > dwell
+
+
+def quota_stop(
+    job: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime
+) -> tuple[Failure, str] | None:
+    """QUOTA when the Job has had no pod for ``pendingTimeout`` and the job controller's
+    ``FailedCreate`` events about it say a ResourceQuota refused the pod ("exceeded quota")."""
+    meta = job.get("metadata") or {}
+    uid = meta.get("uid")
+    refused = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("uid") in (None, uid)
+        and (e.get("involvedObject") or {}).get("name") == meta.get("name")
+        and e.get("reason") == "FailedCreate"
+        and "exceeded quota" in str(e.get("message") or "")
+    ]
+    if not refused:
+        return None
+    if not overdue(job, now):
+        return None
+    waited = (now - (timestamp(meta.get("creationTimestamp")) or now)).total_seconds()
+    message = str(refused[-1].get("message") or "exceeded quota")
+    return Failure.QUOTA, f"{message} (no pod for {timedelta(seconds=round(waited))})"
 
 
 def needs_pods(job: Mapping[str, Any], verdict: Verdict) -> bool:

@@ -219,13 +219,24 @@ def _match_fields(selector: str, obj: Mapping[str, Any]) -> bool:
         "metadata.name": obj["metadata"]["name"],
         "metadata.namespace": obj["metadata"].get("namespace", ""),
     }
+    if obj.get("kind") == "Event":  # the event fields the API server indexes
+        involved = obj.get("involvedObject") or {}
+        fields.update(
+            {
+                "involvedObject.kind": involved.get("kind", ""),
+                "involvedObject.name": involved.get("name", ""),
+                "involvedObject.uid": involved.get("uid", ""),
+                "reason": obj.get("reason", ""),
+                "type": obj.get("type", ""),
+            }
+        )
     for part in filter(None, selector.split(",")):
         key, op, value = re.split(r"(==|!=|=)", part, maxsplit=1)
         if key not in fields:
             raise KubeError(
                 400,
                 "BadRequest",
-                f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"',
+                f'"{key}" is not a known field selector: only {", ".join(sorted(fields))}',
             )
         if (fields[key] == value) != (op != "!="):
             return False

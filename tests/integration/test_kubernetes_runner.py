@@ -258,7 +258,15 @@ class TestKubernetesContract(RunnerContract):
             )
             return handle
 
+        def quota(runner: Runner, make_spec: Any, submit: Any) -> JobHandle:
+            """A namespace whose ResourceQuota refuses every pod: no pod past pendingTimeout."""
+            fake.quota_exceeded.add("squall-quota")
+            return submit(
+                runner, make_spec("echo never", options={"namespace": "squall-quota", "pendingTimeout": 1})
+            )
+
         return {
+            Failure.QUOTA: quota,
             Failure.CONFIG: config,
             Failure.UNSCHEDULABLE: unschedulable,
             Failure.PREEMPTED: preempted,

@@ -83,12 +83,11 @@ def test_the_rbac_role_grants_exactly_the_verbs_used() -> None:
     granted = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     source = (ROOT / "runners" / "kubernetes" / "runner.py").read_text()
     source += (ROOT / "runners" / "kubernetes" / "watch.py").read_text()
-    used = set(re.findall(r"\b(create|read|list|patch|delete)_namespaced_(job|pod)\b", source))
-    verbs = {("batch",): set(), ("",): set()}
-    for verb, kind in used:
-        verbs[("batch",) if kind == "job" else ("",)].add("get" if verb == "read" else verb)
-    verbs[("batch",)].add("watch")  # JobWatch: list_namespaced_job(watch=True)
-    assert granted == {(("batch",), ("jobs",)): verbs[("batch",)], (("",), ("pods",)): verbs[("",)]}
+    used = set(re.findall(r"\b(create|read|list|patch|delete)_namespaced_(job|pod|event)\b", source))
+    jobs = {"get" if verb == "read" else verb for verb, kind in used if kind == "job"} | {"watch"}  # JobWatch
+    core = {(verb, kind) for verb, kind in used if kind != "job"}
+    assert core == {("list", "pod"), ("list", "event")}
+    assert granted == {(("batch",), ("jobs",)): jobs, (("",), ("pods", "events")): {"list"}}
 
 
 @pytest.mark.parametrize("option", ["resume", "podSpec", "containerSpec", "config"])

@@ -151,3 +151,18 @@ def test_running_and_pods_are_listed_only_when_they_tell_more() -> None:
     assert taxonomy.classify(pending, main, NOW).status.state is JobState.RUNNING
     ok = job(cond("Complete"))
     assert not taxonomy.needs_pods(ok, taxonomy.classify(ok, None, NOW))
+
+
+def test_a_quota_refusal_past_the_dwell_is_quota() -> None:
+    refused = job(annotations={taxonomy.PENDING_TIMEOUT: "30"})
+    refused["metadata"].update(uid="u1", creationTimestamp=T0)
+    event = {
+        "involvedObject": {"kind": "Job", "name": "j", "uid": "u1"},
+        "reason": "FailedCreate",
+        "message": 'Error creating: pods "j-x" is forbidden: exceeded quota: compute-resources',
+    }
+    stop = taxonomy.quota_stop(refused, [event], NOW)
+    assert stop is not None and stop[0] is Failure.QUOTA and "exceeded quota" in stop[1]
+    assert taxonomy.quota_stop(refused, [event], NOW - timedelta(seconds=45)) is None  # within the dwell
+    other = {**event, "involvedObject": {"kind": "Job", "name": "other", "uid": "u2"}}
+    assert taxonomy.quota_stop(refused, [other], NOW) is None
