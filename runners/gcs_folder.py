@@ -338,7 +338,8 @@ def parse_log_page(
 
 
 class LogSource(Protocol):
-    """Where :func:`read_log` reads a job's two log objects from (a :class:`JobFolder`, an S3 folder)."""
+    """Where :func:`read_log` reads a job's two log streams from (a :class:`JobFolder`, an S3
+    folder, Azure's node files)."""
 
     def read_stream(
         self, stream: str, offset: int, token: str, budget: int

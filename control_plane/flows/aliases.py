@@ -89,6 +89,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.kubernetes.runner.Kubernetes",
         "io.kestra.plugin.kubernetes.runner.Kubernetes",
     ),
+    "azure-batch": (
+        "squall.runner.azure.Batch",
+        "io.kestra.plugin.ee.azure.runner.Batch",
+        "io.kestra.plugin.azure.runner.Batch",
+    ),
 }
 
 

@@ -49,7 +49,7 @@ choice, not read anywhere.
 | details}, ``retryCount``, ``requeueCount``, ``lastRequeueTime``       |                 |
 | nonzero exit: ``failureInfo`` usererror ``FailureExitCode``           | REF (codes);    |
 |                                                                       | text UNVERIFIED |
-| resource file download: HTTP GET; 404 ``BlobNotFound``, 403           | codes: Batch    |
+| resource file download: HTTP GET (resets and 5xx retried, 4 tries);  | codes: Batch    |
 | ``BlobAccessDenied``, else ``BlobDownloadMiscError``; usererror; the  | SDK constants;  |
 | command never runs                                                    | texts UNVERIFIED|
 | output files after the command, per ``uploadCondition`` (tasksuccess, | REF             |
@@ -120,6 +120,9 @@ MAX_RESULTS = 1000
 _ERRORS = "Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
 NODE_ROOT = "/mnt/batch/tasks"
 KILL_EXIT = 128 + signals.SIGKILL
+TRANSFER_ATTEMPTS = 4
+"""Tries of each resource file download and output upload (Batch retries transfers; how often:
+UNVERIFIED)."""
 TICK = 0.02
 
 
@@ -884,8 +887,7 @@ class FakeAzureBatch:
                     "message": f"invalid filePath {rel}",
                 }
             try:
-                with urllib.request.urlopen(url, timeout=60) as answer:
-                    data = answer.read()
+                data = _get(url)
             except urllib.error.HTTPError as exc:
                 code = {404: "BlobNotFound", 403: "BlobAccessDenied"}.get(exc.code, "BlobDownloadMiscError")
                 return {
@@ -907,7 +909,9 @@ class FakeAzureBatch:
     def _upload(self, task: _Task, wd: Path, *, success: bool) -> dict[str, Any] | None:
         """Each output file whose condition holds, with azure-storage-blob to its container SAS."""
         from azure.core.exceptions import HttpResponseError
-        from azure.storage.blob import BlobClient
+        from azure.storage.blob import BlobClient, LinearRetry
+
+        retries = LinearRetry(backoff=0.05, retry_total=TRANSFER_ATTEMPTS - 1, random_jitter_range=0)
 
         failed: list[tuple[str, str]] = []
         for of in task.doc.get("outputFiles") or []:
@@ -923,7 +927,7 @@ class FakeAzureBatch:
             for rel, blob in _matches(wd, str(of["filePattern"]), container.get("path")):
                 url = f"{base_url.rstrip('/')}/{quote(blob)}" + (f"?{sas}" if sas else "")
                 try:
-                    BlobClient.from_blob_url(url, retry_total=0).upload_blob(
+                    BlobClient.from_blob_url(url, retry_policy=retries).upload_blob(
                         (wd / rel).read_bytes(), overwrite=True, metadata=metadata or None
                     )
                 except HttpResponseError as exc:
@@ -948,6 +952,22 @@ class FakeAzureBatch:
             "message": f"One or more output files failed to upload: {shown}",
             "details": [{"name": "FilePath", "value": rel} for rel, _ in failed],
         }
+
+
+def _get(url: str, attempts: int = TRANSFER_ATTEMPTS) -> bytes:
+    """A plain GET, retried on resets and 5xx as Batch's node agent retries its transfers."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as answer:
+                return bytes(answer.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts:
+                raise
+        except OSError:
+            if attempt == attempts:
+                raise
+        time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _snake(name: str) -> str:
