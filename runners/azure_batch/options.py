@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runners.base import RunnerOptions
 from runners.gcs_folder import always_reattach, staging_prefix
@@ -59,20 +59,22 @@ class BlobStorage(_Strict):
             raise ValueError("a blob container name: 3-63 lowercase letters, digits and single hyphens")
         return value
 
-    @model_validator(mode="after")
-    def _keyed(self) -> BlobStorage:
+    def key_problem(self) -> str | None:
+        """Why the runner cannot sign SAS URLs with this configuration, if it cannot.
+
+        Checked when a task is submitted, on the options merged with the deployment's (a flow
+        leaves the key to the deployment), not when a flow is validated alone."""
         if self.connection_string:
             parts = _connection_parts(self.connection_string)
             if not parts.get("AccountKey") or not parts.get("AccountName"):
-                raise ValueError(
-                    "connectionString needs AccountName and AccountKey: SAS URLs are signed with the key"
-                )
-        elif not (self.shared_key_account_name and self.shared_key_account_access_key):
-            raise ValueError(
+                return "connectionString needs AccountName and AccountKey: SAS URLs are signed with the key"
+            return None
+        if not (self.shared_key_account_name and self.shared_key_account_access_key):
+            return (
                 "give connectionString, or sharedKeyAccountName and sharedKeyAccountAccessKey: the runner "
                 "signs the SAS URLs of resourceFiles and outputFiles with the account key"
             )
-        return self
+        return None
 
     @property
     def account_name(self) -> str:
@@ -177,18 +179,23 @@ class AzureBatchOptions(RunnerOptions):
     _resume = field_validator("resume")(classmethod(lambda cls, v: always_reattach(v)))
     _prefix = field_validator("staging_prefix")(classmethod(lambda cls, v: staging_prefix(v)))
 
-    @model_validator(mode="after")
-    def _priced(self) -> AzureBatchOptions:
+    def problems(self) -> list[str]:
+        """What cannot work in the options merged with the deployment's (checked at submission:
+        a flow may leave the price table and the pool's shape to the deployment)."""
+        found = []
         if self.vm_size is not None and self.prices and self.vm_size not in self.prices:
-            raise ValueError(
-                f"vmSize {self.vm_size!r} has no entry in prices ({', '.join(sorted(self.prices))})"
+            found.append(
+                f"taskRunner.vmSize: {self.vm_size!r} is not in prices ({', '.join(sorted(self.prices))})"
             )
         if self.resources.required_slots > self.task_slots_per_node:
-            raise ValueError(
-                f"resources.requiredSlots ({self.resources.required_slots}) is more than the pool's "
+            found.append(
+                f"taskRunner.resources.requiredSlots: {self.resources.required_slots} is over the pool's "
                 f"taskSlotsPerNode ({self.task_slots_per_node}): the task could never be scheduled"
             )
-        return self
+        keyless = self.blob_storage.key_problem()
+        if keyless:
+            found.append(f"taskRunner.blobStorage: {keyless}")
+        return found
 
     @property
     def price(self) -> Price | None:

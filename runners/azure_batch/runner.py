@@ -204,7 +204,7 @@ class AzureBatchRunner:
             merged["blobStorage"] = {**self._defaults["blobStorage"], **spec.options["blobStorage"]}
         options = validate_options(type(self), merged)
         assert isinstance(options, AzureBatchOptions)
-        problems = options.secrets_match(self._defaults)
+        problems = options.problems() + options.secrets_match(self._defaults)
         if spec.image is None and options.container_run_options:
             problems.append("taskRunner.containerRunOptions: only for a task with a containerImage")
         if problems:
@@ -233,11 +233,16 @@ class AzureBatchRunner:
         if found is not None:
             return found
         try:
-            blob = BlobStorage.model_validate(self._defaults.get("blobStorage") or {})
+            # The account and its key are the deployment's; which container is each task's.
+            blob = BlobStorage.model_validate(
+                {"containerName": "squall", **(self._defaults.get("blobStorage") or {})}
+            )
         except ValidationError as exc:
             raise RunnerError(
                 f"the deployment's blobStorage (SQUALL_RUNNERS) is missing or invalid: {exc}", runner=RUNNER
             ) from None
+        if blob.key_problem():
+            raise RunnerError(f"the deployment's blobStorage: {blob.key_problem()}", runner=RUNNER)
         access_key = self._defaults.get("accessKey")
         from azure.batch import BatchClient
         from azure.storage.blob import BlobServiceClient

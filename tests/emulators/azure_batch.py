@@ -865,8 +865,7 @@ class FakeAzureBatch:
     def _complete(self, task: _Task, code: int | None, failure: Mapping[str, Any] | None) -> None:
         """(Lock held.)"""
         info = task.doc["executionInfo"]
-        info["endTime"] = _now()
-        info.setdefault("startTime", info["endTime"])
+        info["endTime"] = _now()  # no startTime when it never started (terminated while active)
         if code is not None:
             info["exitCode"] = code
         info["result"] = "failure" if failure else "success"

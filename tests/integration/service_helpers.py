@@ -134,3 +134,85 @@ def squall_run_on_google_fake(
     path = Path(__file__).resolve().parents[2] / "samples" / sample
     command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(path), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def registered_runners(tmp_path: Path) -> dict[str, str]:
+    """Environment additions under which every runner of pyproject.toml's ``squall.runners`` group
+    is found by its entry point, in a subprocess.
+
+    The registry reads installed metadata. A checkout installed before a runner was added (an
+    editable install made earlier) lacks its entry point until reinstalled; a dist-info naming
+    the missing ones, on PYTHONPATH, stands in for that reinstall. Nothing is added when the
+    installed metadata already has them all (a fresh ``pip install -e '.[dev]'``).
+    """
+    import tomllib
+    from importlib.metadata import entry_points
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"]["squall.runners"]
+    installed = {ep.name for ep in entry_points(group="squall.runners")}
+    missing = {name: target for name, target in declared.items() if name not in installed}
+    paths = [str(root)]
+    if missing:
+        site = tmp_path / "entry-points"
+        dist = site / "squall_checkout_runners-0.dist-info"
+        dist.mkdir(parents=True, exist_ok=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squall-checkout-runners\nVersion: 0\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in sorted(missing.items()))
+        (dist / "entry_points.txt").write_text(f"[squall.runners]\n{lines}")
+        paths.insert(0, str(site))
+    return {"PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def squall_run_on_azure_fake(
+    sample: str, fake: Any, azurite: Any, tmp_path: Path, *args: str, log_grace: float = 3.0
+) -> Any:
+    """``squall run samples/<sample> *args`` in its own process, as a user types it, with only
+    ``SQUALL_RUNNERS`` pointing the Azure Batch runner at the Batch fake and Azurite.
+
+    The deployment's part (account, endpoint, keys, price table) is in ``SQUALL_RUNNERS``, as the
+    sample says; its pool and container are the sample's (``squall-pool``, ``squall-staging``,
+    made here). The fake's ``images`` give ``python:3.12-slim`` a ``python``.
+    """
+    import contextlib
+    import json
+    import subprocess
+    import sys
+
+    from azure.core.exceptions import ResourceExistsError
+
+    from tests.emulators.azure_batch import ACCOUNT_KEY
+    from tests.emulators.azurite import ACCOUNT
+    from tests.emulators.azurite import ACCOUNT_KEY as STORAGE_KEY
+
+    with contextlib.suppress(ResourceExistsError):
+        azurite.service().create_container("squall-staging")
+    tools = tmp_path / "image-bin"
+    tools.mkdir(exist_ok=True)
+    if not (tools / "python").exists():
+        (tools / "python").symlink_to(sys.executable)
+    fake.images["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
+    blob = azurite.endpoint.format(account=ACCOUNT)
+    defaults = {
+        "account": fake.account,
+        "endpoint": fake.endpoint,
+        "accessKey": ACCOUNT_KEY,
+        "blobStorage": {
+            "connectionString": f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
+            f"AccountKey={STORAGE_KEY};BlobEndpoint={blob};"
+        },
+        "vmSize": "Standard_D2s_v3",
+        "taskSlotsPerNode": 2,
+        "prices": {"Standard_D2s_v3": {"hour": 0.096, "vcpus": 2, "gib": 8}},
+    }
+    config = {"azure-batch": {"defaults": defaults, "log_grace": log_grace}}
+    env = {
+        **os.environ,
+        **registered_runners(tmp_path),
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+        "SQUALL_RUNNERS": json.dumps(config),
+    }
+    path = Path(__file__).resolve().parents[2] / "samples" / sample
+    command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(path), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)

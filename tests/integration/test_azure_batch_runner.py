@@ -339,3 +339,16 @@ def test_500_running_tasks_reconcile_in_one_list_call(run_env: RunEnv) -> None:
         for handle in handles:
             client.delete_task(handle.data["job"], handle.data["task"])
         run_env.fake.hold_pools.discard(pool)
+
+
+def test_squall_run_of_the_sample_on_the_fake(run_env: RunEnv, tmp_path: Path) -> None:
+    """``squall run samples/azure-batch.yaml``, as a user types it, with the deployment's
+    SQUALL_RUNNERS pointing the runner at the fake and Azurite; the sample itself is unchanged."""
+    from tests.integration.service_helpers import squall_run_on_azure_fake
+
+    result = squall_run_on_azure_fake(
+        "azure-batch.yaml", run_env.fake, run_env.azurite, tmp_path, "-i", "day=2024-07-01"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revenue on 2024-07-01: 1654.7 over 3 regions" in result.stdout, result.stdout
+    assert f"az://{ACCOUNT}/squall-staging/squall/squall-squall-squall-pool/" in result.stdout, result.stdout
