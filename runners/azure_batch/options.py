@@ -1,11 +1,11 @@
 """``taskRunner`` options of ``type: squall.runner.azure.Batch`` (and Kestra's Azure Batch runner names).
 
-Property names are Kestra's where Kestra has one (``account``, ``accessKey``, ``endpoint``,
-``poolId``, ``blobStorage`` with ``containerName``, ``connectionString``,
-``sharedKeyAccountName``, ``sharedKeyAccountAccessKey`` and ``endpoint``, ``delete``,
-``resume``); the issue's Azure names (``resources``, ``containerRunOptions``,
-``maxWallClockTime``, ``retentionTime``); the rest are Squall's and say so. Each accepted
-option works; what Squall cannot honour is a validation error naming it.
+Property names are Kestra's where Kestra has one (``account``, ``endpoint``, ``accessKey``,
+``poolId``, ``blobStorage``, ``resources``, ``containerRunOptions``, ``maxWallClockTime``,
+``retentionTime``, ``delete``, ``resume``); the rest are Squall's and say so. ``blobStorage``
+keeps Kestra's inner names too (containerName, connectionString, sharedKeyAccountName,
+sharedKeyAccountAccessKey, endpoint). Each accepted option works; what Squall cannot honour
+is a validation error naming it.
 
 Secrets (``accessKey``, the blob storage key or connection string) are the deployment's: a
 poll, a cancel or a log read after a restart signs with what the deployment configured,

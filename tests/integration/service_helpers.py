@@ -137,32 +137,14 @@ def squall_run_on_google_fake(
 
 
 def registered_runners(tmp_path: Path) -> dict[str, str]:
-    """Environment additions under which every runner of pyproject.toml's ``squall.runners`` group
-    is found by its entry point, in a subprocess.
-
-    The registry reads installed metadata. A checkout installed before a runner was added (an
-    editable install made earlier) lacks its entry point until reinstalled; a dist-info naming
-    the missing ones, on PYTHONPATH, stands in for that reinstall. Nothing is added when the
-    installed metadata already has them all (a fresh ``pip install -e '.[dev]'``).
-    """
-    import tomllib
-    from importlib.metadata import entry_points
+    """Environment additions under which every runner pyproject.toml declares is found by its
+    entry point in a subprocess (see :func:`tests.unit.runner_docs.checkout_entry_points`)."""
+    from tests.unit.runner_docs import checkout_entry_points
 
     root = Path(__file__).resolve().parents[2]
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    declared = project["entry-points"]["squall.runners"]
-    installed = {ep.name for ep in entry_points(group="squall.runners")}
-    missing = {name: target for name, target in declared.items() if name not in installed}
-    paths = [str(root)]
-    if missing:
-        site = tmp_path / "entry-points"
-        dist = site / "squall_checkout_runners-0.dist-info"
-        dist.mkdir(parents=True, exist_ok=True)
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squall-checkout-runners\nVersion: 0\n")
-        lines = "".join(f"{name} = {target}\n" for name, target in sorted(missing.items()))
-        (dist / "entry_points.txt").write_text(f"[squall.runners]\n{lines}")
-        paths.insert(0, str(site))
-    return {"PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    site = checkout_entry_points(tmp_path / "entry-points")
+    paths = [*([str(site)] if site else []), str(root), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def squall_run_on_azure_fake(

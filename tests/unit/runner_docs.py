@@ -85,3 +85,30 @@ def check_snippet(doc: Path, runner_block: dict[str, Any]) -> None:
         k: v for k, v in shown.items() if k != "labels"
     }
     assert shown["labels"].items() <= runner_block["labels"].items()
+
+
+def checkout_entry_points(site: Path) -> Path | None:
+    """A directory holding a dist-info with the ``squall.runners`` entry points pyproject.toml
+    declares and the installed metadata lacks, or None when nothing is missing.
+
+    The registry reads installed metadata; a checkout installed before a runner was added (an
+    editable install made earlier) lacks its entry point until reinstalled. Put the directory on
+    ``sys.path`` (or PYTHONPATH) to stand in for that reinstall; a fresh ``pip install -e .``
+    needs none.
+    """
+    import tomllib
+    from importlib.metadata import entry_points
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"]["squall.runners"]
+    installed = {ep.name for ep in entry_points(group="squall.runners")}
+    missing = {name: target for name, target in declared.items() if name not in installed}
+    if not missing:
+        return None
+    dist = site / "squall_checkout_runners-0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squall-checkout-runners\nVersion: 0\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in sorted(missing.items()))
+    (dist / "entry_points.txt").write_text(f"[squall.runners]\n{lines}")
+    return site
