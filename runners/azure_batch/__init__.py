@@ -2,7 +2,8 @@
 
 Modules: ``runner`` (the protocol over azure-batch's ``BatchClient`` and azure-storage-blob),
 ``options`` (the ``taskRunner`` model), ``taxonomy`` (a task document -> JobStatus, pure),
-``cost`` (a task run's share of its node's price, pure). Errors: :mod:`runners.azure_errors`.
+``staging`` (the task document, its files and SAS URLs, no I/O), ``cost`` (a task run's share
+of its node's price, pure). Errors: :mod:`runners.azure_errors`.
 """
 
 from runners.azure_batch.options import AzureBatchOptions

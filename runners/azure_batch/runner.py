@@ -46,11 +46,10 @@ import hashlib
 import json
 import re
 import secrets
-import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from msgspec.structs import replace
@@ -59,6 +58,7 @@ from pydantic import ValidationError
 from runners import azure_errors, retry
 from runners.azure_batch import cost, taxonomy
 from runners.azure_batch.options import AzureBatchOptions, BlobStorage
+from runners.azure_batch.staging import Signer, plan_task
 from runners.base import (
     Failure,
     JobHandle,
@@ -76,7 +76,7 @@ from runners.base import (
 from runners.endpoints import allowed_endpoint, canonical_endpoint
 from runners.gcs_folder import LOG_PAGE_BYTES, parse_log_page, read_log
 from runners.pacing import TokenBucket
-from runners.wrapper import check_relative, sentinel_token, wrapper_script
+from runners.wrapper import sentinel_token
 
 __all__ = ["AzureBatchRunner", "azure_job_id", "azure_task_id"]
 
@@ -88,10 +88,6 @@ PAGE = 1000
 GET_THRESHOLD = 4
 """Up to this many handles of one job are read with get_task; more with list_tasks."""
 SELECT = ["id", "displayName", "state", "executionInfo", "constraints", "creationTime"]
-SQUALL_DIR = ".squall"
-COMMAND_LINE = shlex.join(["/bin/sh", "-c", f'exec /bin/sh "$AZ_BATCH_TASK_WORKING_DIR/{SQUALL_DIR}/run.sh"'])
-SAS_SLACK = timedelta(days=7)
-"""How long SAS URLs stay valid beyond the task's own limit: a task may wait that long for a node."""
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -110,23 +106,6 @@ def azure_job_id(deployment: str, pool: str) -> str:
     if len(plain) <= 64:
         return plain
     return f"squall-{hashlib.sha256(plain.encode()).hexdigest()[:20]}-{pool[:36]}"
-
-
-class _TaskDirStaging:
-    """The wrapper's copy backend: Batch put the inputs under ``.squall/in`` of the task's working
-    directory; outputs go to ``.squall/out``, which Batch uploads after the command."""
-
-    tools: tuple[str, ...] = ()
-
-    def fetch(self, uri: str, rel: str) -> str:
-        return (
-            f'cp -- "$AZ_BATCH_TASK_WORKING_DIR"/{shlex.quote(f"{SQUALL_DIR}/in/{rel}")} {shlex.quote(rel)}'
-        )
-
-    def put(self) -> str:
-        out = f'"$AZ_BATCH_TASK_WORKING_DIR"/{SQUALL_DIR}/out'
-        mkdir = f'case "$f" in */*) mkdir -p -- {out}/"${{f%/*}}" ;; *) mkdir -p -- {out} ;; esac'
-        return f'{mkdir} && cp -- "$f" {out}/"$f"'
 
 
 class _Context:
@@ -315,48 +294,15 @@ class AzureBatchRunner:
 
     # -- SAS URLs
 
-    def _sas_expiry(self, limit: timedelta | None) -> datetime:
-        return self._now() + (limit or timedelta(days=7)) + SAS_SLACK
-
-    def _blob_url(self, ctx: _Context, container: str, blob: str, expiry: datetime) -> str:
-        from urllib.parse import quote
-
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        sas = generate_blob_sas(
-            ctx.storage_account,
-            container,
-            blob,
-            account_key=ctx.storage_key,
-            permission=BlobSasPermissions(read=True),
-            expiry=expiry,
-        )
-        return f"{ctx.blob.url.rstrip('/')}/{container}/{quote(blob)}?{sas}"
-
-    def _container_url(self, ctx: _Context, container: str, expiry: datetime) -> str:
-        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-        sas = generate_container_sas(
-            ctx.storage_account,
-            container,
-            account_key=ctx.storage_key,
-            permission=ContainerSasPermissions(write=True, create=True),
-            expiry=expiry,
-        )
-        return f"{ctx.blob.url.rstrip('/')}/{container}?{sas}"
+    def _signer(self, ctx: _Context) -> Signer:
+        return Signer(ctx.storage_account, ctx.storage_key, str(ctx.blob.url))
 
     def _az(self, ctx: _Context, uri: str, what: str) -> tuple[str, str]:
         """(container, blob name) of an ``az://`` URI in the runner's storage account."""
-        if not uri.startswith("az://"):
-            raise RunnerError(f"{what} {uri} is not in Azure Blob Storage (az://)", runner=RUNNER)
-        account, _, path = uri.removeprefix("az://").partition("/")
-        container, _, name = path.partition("/")
-        if account != ctx.storage_account or not container:
-            raise RunnerError(
-                f"{what} {uri} is not in the storage account {ctx.storage_account} the runner signs for",
-                runner=RUNNER,
-            )
-        return container, name
+        try:
+            return self._signer(ctx).locate(uri, what)
+        except ValueError as exc:
+            raise RunnerError(str(exc), runner=RUNNER) from None
 
     # -- submit / find
 
@@ -415,124 +361,22 @@ class AzureBatchRunner:
             raise RunnerError(f"Batch job {job} was created and is gone", runner=RUNNER)
 
     def _task(self, ctx: _Context, opts: AzureBatchOptions, spec: JobSpec, job: str, task_id: str) -> Any:
-        """The task to create: its files uploaded first, under a nonce of its own (a racing
-        submitter's files never replace the winner's)."""
-        from azure.batch import models
-
-        nonce = secrets.token_hex(8)
-        container = opts.blob_storage.container_name
-        staging = f"{opts.staging_prefix}/{job}/{task_id}"
-        limits = [x for x in (spec.timeout, opts.max_wall_clock_time) if x is not None]
-        limit = timedelta(seconds=max(1, int(min(limits).total_seconds() + 0.999))) if limits else None
-        expiry = self._sas_expiry(limit)
-        files: list[Any] = []
+        """The task to create, its files uploaded first (:mod:`runners.azure_batch.staging`)."""
         try:
-            for rel in (*spec.input_files, *spec.input_uris):
-                check_relative(rel, "input file")
-            for glob in spec.output_files:
-                check_relative(glob, "output file pattern")
+            plan = plan_task(
+                spec,
+                opts,
+                job=job,
+                task_id=task_id,
+                nonce=secrets.token_hex(8),
+                signer=self._signer(ctx),
+                now=self._now(),
+            )
         except ValueError as exc:
             raise RunnerError(str(exc), runner=RUNNER) from None
-        for rel, data in sorted(spec.input_files.items()):
-            blob = f"{staging}/{nonce}/in/{rel}"
+        for (container, blob), data in plan.uploads.items():
             self._upload(ctx, container, blob, data)
-            files.append(
-                models.ResourceFile(
-                    http_url=self._blob_url(ctx, container, blob, expiry), file_path=f"{SQUALL_DIR}/in/{rel}"
-                )
-            )
-        for rel, uri in sorted(spec.input_uris.items()):
-            source_container, name = self._az(ctx, uri, f"input {rel}")
-            files.append(
-                models.ResourceFile(
-                    http_url=self._blob_url(ctx, source_container, name, expiry),
-                    file_path=f"{SQUALL_DIR}/in/{rel}",
-                )
-            )
-        if spec.output_prefix is not None:
-            out_uri = spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
-        elif spec.output_files:
-            out_uri = f"az://{ctx.storage_account}/{container}/{staging}/out/"
-        else:
-            out_uri = ""
-        staging_files = {"input_files": sorted(spec.input_files), "input_uris": sorted(spec.input_uris)}
-        script = "\n".join(
-            [
-                f"set -- {shlex.join(spec.command)}",
-                wrapper_script(
-                    sentinel=sentinel_token(spec.name, nonce),
-                    inputs={rel: f"{SQUALL_DIR}/in/{rel}" for rel in [*spec.input_files, *spec.input_uris]},
-                    fetch=_TaskDirStaging(),
-                    output_globs=spec.output_files if out_uri else (),
-                    upload=_TaskDirStaging() if out_uri else None,
-                ),
-            ]
-        )
-        run_blob = f"{staging}/{nonce}/run.sh"
-        self._upload(ctx, container, run_blob, script.encode())
-        files.append(
-            models.ResourceFile(
-                http_url=self._blob_url(ctx, container, run_blob, expiry), file_path=f"{SQUALL_DIR}/run.sh"
-            )
-        )
-        completion = models.OutputFileUploadConfiguration(upload_condition="taskcompletion")
-        logs_url = self._container_url(ctx, container, expiry)
-        outputs = [
-            models.OutputFile(
-                file_pattern=f"../{stream}.txt",
-                destination=models.OutputFileDestination(
-                    container=models.OutputFileBlobContainerDestination(
-                        container_url=logs_url, path=f"{staging}/log/{stream}.txt"
-                    )
-                ),
-                upload_options=completion,
-            )
-            for stream in ("stdout", "stderr")
-        ]
-        if out_uri:
-            out_container, out_path = self._az(ctx, out_uri, "output prefix")
-            outputs.append(
-                models.OutputFile(
-                    file_pattern=f"{SQUALL_DIR}/out/**/*",
-                    destination=models.OutputFileDestination(
-                        container=models.OutputFileBlobContainerDestination(
-                            container_url=self._container_url(ctx, out_container, expiry),
-                            path=out_path.rstrip("/"),
-                            upload_headers=[
-                                models.OutputFileUploadHeader(name="x-ms-meta-squalltask", value=nonce)
-                            ],
-                        )
-                    ),
-                    upload_options=completion,
-                )
-            )
-        env = {**spec.env, "SQUALL_JOB_NAME": spec.name}
-        settings = None
-        if spec.image is not None:
-            settings = models.BatchTaskContainerSettings(
-                image_name=spec.image,
-                container_run_options=opts.container_run_options,
-                working_directory="taskWorkingDirectory",
-            )
-        display = json.dumps(
-            {"name": spec.name, "nonce": nonce, "out": out_uri, "staging": staging, **staging_files},
-            separators=(",", ":"),
-        )
-        if len(display) > 1024:  # Batch's displayName limit: the file lists are only for cleanup
-            display = json.dumps({"name": spec.name, "nonce": nonce, "out": out_uri, "staging": staging})
-        return models.BatchTaskCreateOptions(
-            id=task_id,
-            display_name=display,
-            command_line=COMMAND_LINE,
-            container_settings=settings,
-            resource_files=files,
-            output_files=outputs,
-            environment_settings=[models.EnvironmentSetting(name=k, value=v) for k, v in env.items()],
-            constraints=models.BatchTaskConstraints(
-                max_wall_clock_time=limit, retention_time=opts.retention_time, max_task_retry_count=0
-            ),
-            required_slots=opts.resources.required_slots,
-        )
+        return plan.task
 
     def _upload(self, ctx: _Context, container: str, blob: str, data: bytes) -> None:
         client = ctx.blob.get_blob_client(container, blob)
