@@ -352,3 +352,33 @@ def test_squall_run_of_the_sample_on_the_fake(run_env: RunEnv, tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
     assert "revenue on 2024-07-01: 1654.7 over 3 regions" in result.stdout, result.stdout
     assert f"az://{ACCOUNT}/squall-staging/squall/squall-squall-squall-pool/" in result.stdout, result.stdout
+
+
+def test_options_reach_batch_and_the_cost_is_the_tasks_share_of_its_node(run_env: RunEnv) -> None:
+    """requiredSlots, retentionTime and maxWallClockTime are in the task Batch got; the cost is
+    the run time at the VM size's price, times requiredSlots / taskSlotsPerNode."""
+    from runners.azure_batch import cost
+    from runners.base import JobSpec
+
+    run_env.deployment = f"cost-{uuid.uuid4().hex[:8]}"
+    runner = run_env.runner(
+        vmSize="Standard_D2s_v3",
+        taskSlotsPerNode=4,
+        prices={"Standard_D2s_v3": {"hour": 0.096, "vcpus": 2, "gib": 8}},
+    )
+    spec = JobSpec(
+        name=f"cost-{uuid.uuid4().hex[:8]}",
+        command=("sh", "-c", "sleep 1"),
+        options={"resources": {"requiredSlots": 2}, "retentionTime": "PT2H", "maxWallClockTime": "PT5M"},
+    )
+    handle = runner.submit(spec)
+    status = wait_terminal(runner, handle, 30)
+    assert status.state is JobState.SUCCEEDED and status.started and status.ended
+    seconds = (status.ended - status.started).total_seconds()
+    assert seconds >= 1
+    assert status.cost == cost.share(seconds=seconds, hour=0.096, slots=2, slots_per_node=4) > 0
+    assert status.resources is not None and status.resources.vcpu_seconds == pytest.approx(seconds * 2 * 0.5)
+    task = run_env.fake.task_doc(handle.data["job"], handle.data["task"])
+    assert task["requiredSlots"] == 2
+    assert task["constraints"]["retentionTime"] in ("PT2H", "PT02H00M00S")
+    assert task["constraints"]["maxWallClockTime"] in ("PT5M", "PT05M00S")
