@@ -1,4 +1,4 @@
-"""The Azure classifier on the errors azure-core and the SDKs really raise (no network)."""
+"""The Azure Batch runner's error classifier (runners/azure_errors.py) on what azure-core raises."""
 
 from __future__ import annotations
 
