@@ -36,8 +36,9 @@ choice, not read anywhere.
 | ``JobNotFound``/``TaskNotFound`` 404, ``TaskCompleted`` 409 on a      | codes REF;      |
 | terminate of a completed task                                         | the last        |
 |                                                                       | UNVERIFIED      |
-| ``Authorization: SharedKey <account>:<sig>`` required (401 without);  | SDK; the check  |
-| the signature itself is not verified                                  | is partial      |
+| ``Authorization: SharedKey <account>:<sig>`` required (401 without),  | SDK (its signing|
+| the signature recomputed with the key by the SDK's own signing policy | policy); 401/403|
+| (403 ``AuthenticationFailed`` when it differs)                        | UNVERIFIED      |
 | list tasks: ``maxresults`` (default and max 1000), ``$filter`` on     | REF; paging     |
 | ``state eq '<state>'`` / ``id eq '<id>'`` joined by ``or``/``and``,   | token format    |
 | ``$select``; next page by ``odata.nextLink`` (``$skiptoken``)         | UNVERIFIED      |
@@ -115,7 +116,7 @@ __all__ = ["ACCOUNT", "ACCOUNT_KEY", "BatchError", "FakeAzureBatch", "check_mode
 
 ACCOUNT = "squallbatch"
 ACCOUNT_KEY = "c3F1YWxsLWZha2UtYmF0Y2gta2V5LW5vdC1hLXNlY3JldA=="
-"""The fake account's shared key (base64, as Azure's are); signatures are not verified."""
+"""The fake account's shared key (base64, as Azure's are); every request's signature is checked."""
 MAX_RESULTS = 1000
 _ERRORS = "Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
 NODE_ROOT = "/mnt/batch/tasks"
@@ -386,9 +387,7 @@ class FakeAzureBatch:
         with self._lock:
             self.calls[routed[0] if routed else "Unknown"] += 1
         try:
-            auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
-            if not auth.startswith(f"SharedKey {self.account}:"):
-                raise BatchError(401, "AuthenticationFailed", "Server failed to authenticate the request.")
+            self._authenticate(method, target, headers)
             if routed is None:
                 raise BatchError(
                     404, "InvalidUri", f"The requested URI does not represent any resource: {path}"
@@ -417,6 +416,28 @@ class FakeAzureBatch:
         if isinstance(data, (dict, list)):
             return status, {**json_headers, **extra}, json.dumps(data).encode()
         return status, {"request-id": json_headers["request-id"], **extra}, data
+
+    def _authenticate(self, method: str, target: str, headers: Mapping[str, str]) -> None:
+        """The SharedKey signature, recomputed with azure-batch's own signing policy and the key."""
+        from azure.batch._patch import BatchSharedKeyAuthPolicy
+        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.core.pipeline import PipelineContext, PipelineRequest
+        from azure.core.rest import HttpRequest
+
+        given = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        if not given.startswith(f"SharedKey {self.account}:"):
+            raise BatchError(401, "AuthenticationFailed", "Server failed to authenticate the request.")
+        unsigned = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        request = HttpRequest(method, f"http://127.0.0.1{target}", headers=unsigned)
+        policy = BatchSharedKeyAuthPolicy(AzureNamedKeyCredential(self.account, ACCOUNT_KEY))
+        policy.on_request(PipelineRequest(request, PipelineContext(None)))  # type: ignore[arg-type]
+        if request.headers["Authorization"] != given:
+            raise BatchError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Make sure the value of Authorization header "
+                "is formed correctly including the signature.",
+            )
 
     # -- jobs
 

@@ -183,6 +183,20 @@ def test_errors_are_odata_bodies_the_sdk_maps(client: Any, job: str) -> None:
     assert bad.value.status_code == 400 and "constraints.maxWallClok" in str(bad.value)
 
 
+def test_requests_signed_with_another_key_are_refused(fake: FakeAzureBatch, job: str) -> None:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    forged = BatchClient(
+        fake.endpoint,
+        AzureNamedKeyCredential(fake.account, "Zm9yZ2Vka2V5Zm9yZ2Vka2V5Zm9yZ2Vka2V5Zm9yZ2U="),
+        retry_total=0,
+    )
+    with pytest.raises(HttpResponseError) as refused:
+        forged.get_job(job)
+    assert (refused.value.status_code, refused.value.error.code) == (403, "AuthenticationFailed")
+
+
 def test_list_follows_next_links_and_filters_on_state(client: Any, job: str, fake: FakeAzureBatch) -> None:
     for i in range(5):
         client.create_task(job, models.BatchTaskCreateOptions(id=f"l{i}", command_line="/bin/true"))
