@@ -144,3 +144,25 @@ def test_the_readme_points_at_the_doc() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "docs/runners/azure-batch.md" in readme and "samples/azure-batch.yaml" in readme
     assert "azure-batch.md" in (ROOT / "docs" / "runners" / "README.md").read_text()
+
+
+def test_without_an_access_key_the_deployments_token_credential_signs() -> None:
+    """Microsoft Entra ID: the ``credential`` the deployment passes (else DefaultAzureCredential).
+    Only the wiring is checked here: azure-core sends bearer tokens over https only, and the fake
+    is http, so the contract runs with shared keys."""
+    pytest.importorskip("azure.batch")
+
+    class Token:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise AssertionError("no call is made here")
+
+    credential = Token()
+    runner = AzureBatchRunner(
+        defaults={k: v for k, v in DEPLOYMENT.items() if k != "accessKey"}, credential=credential
+    )
+    ctx = runner._context("https://mybatch.westeurope.batch.azure.com", "mybatch")
+    assert ctx.batch._config.credential is credential
+    keyed = AzureBatchRunner(defaults=DEPLOYMENT)._context(
+        "https://mybatch.westeurope.batch.azure.com", "mybatch"
+    )
+    assert type(keyed.batch._config.credential).__name__ == "AzureNamedKeyCredential"
