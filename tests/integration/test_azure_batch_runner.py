@@ -28,6 +28,7 @@ from runners.testing import (
     read_logs,
     wait_state,
     wait_terminal,
+    wait_until,
 )
 
 pytest.importorskip("azure.batch")
@@ -382,3 +383,41 @@ def test_options_reach_batch_and_the_cost_is_the_tasks_share_of_its_node(run_env
     assert task["requiredSlots"] == 2
     assert task["constraints"]["retentionTime"] in ("PT2H", "PT02H00M00S")
     assert task["constraints"]["maxWallClockTime"] in ("PT5M", "PT05M00S")
+
+
+def test_a_running_tasks_log_is_tailed_from_the_node_files(run_env: RunEnv, tmp_path: Path) -> None:
+    """While the task runs, its lines come from ranged reads of the node's stdout.txt; once it
+    ended, from the copy Batch uploaded (node files go with the node)."""
+    from runners.base import JobSpec
+
+    run_env.deployment = f"tail-{uuid.uuid4().hex[:8]}"
+    runner = run_env.runner()
+    gate = tmp_path / "gate"
+    script = f"echo early; while [ ! -e '{gate}' ]; do sleep 0.1; done; echo late"
+    handle = runner.submit(JobSpec(name=f"tail-{uuid.uuid4().hex[:8]}", command=("sh", "-c", script)))
+    wait_state(runner, handle, {JobState.RUNNING}, 30)
+    seen: list[str] = []
+    cursor = None
+    reads = run_env.fake.calls["GetTaskFile"]
+
+    def early_arrived() -> bool:
+        nonlocal cursor
+        chunk = runner.logs(handle, cursor)
+        cursor = chunk.cursor
+        seen.extend(r.text for r in chunk.lines)
+        assert not chunk.complete
+        return "early" in seen
+
+    wait_until(early_arrived, 30, "the running task's first line never arrived")
+    assert runner.poll([handle])[handle.name].state is JobState.RUNNING
+    assert run_env.fake.calls["GetTaskFile"] > reads
+    gate.touch()
+    assert wait_terminal(runner, handle, 30).state is JobState.SUCCEEDED
+    rest = []
+    while True:  # complete once both sentinels are read (within log_grace at worst)
+        chunk = runner.logs(handle, cursor)
+        rest.extend(r.text for r in chunk.lines)
+        cursor = chunk.cursor
+        if chunk.complete:
+            break
+    assert seen + rest == ["early", "late"]
