@@ -116,7 +116,6 @@ class _Context:
         self.blob = blob
         self.storage_account = account
         self.storage_key = key
-        self.jobs: set[str] = set()  # jobs known to exist
 
 
 class AzureBatchRunner:
@@ -355,8 +354,6 @@ class AzureBatchRunner:
                 ctx.batch.create_job(pool_job)
 
         self._call(create_job)
-        with self._lock:
-            ctx.jobs.add(job)
         if not self._call(create):
             raise RunnerError(f"Batch job {job} was created and is gone", runner=RUNNER)
 
