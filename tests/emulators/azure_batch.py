@@ -78,7 +78,9 @@ choice, not read anywhere.
 | POSIX shell's words, not run by a shell                               | UNVERIFIED      |
 
 Test controls (Python attributes, not HTTP): ``hold_pools`` (tasks of those pools stay
-``active``), ``images`` (image -> PATH), ``broken_images`` (image -> failureInfo),
+``active``), ``park_pools`` (tasks of those pools are ``running`` on a node but their command
+waits: many running tasks without as many processes); call :meth:`held_changed` after removing
+a pool from either. ``images`` (image -> PATH), ``broken_images`` (image -> failureInfo),
 :meth:`preempt`, ``runs`` (processes started per task), ``calls`` (requests per operation).
 """
 
@@ -269,6 +271,7 @@ class FakeAzureBatch:
         self.images: dict[str, str] = {}
         self.broken_images: dict[str, dict[str, str]] = {}
         self.hold_pools: set[str] = set()
+        self.park_pools: set[str] = set()
         self.calls: Counter[str] = Counter()
         self.runs: Counter[str] = Counter()
         self._executor = LocalExecutor(workdir / "executor")
@@ -358,12 +361,17 @@ class FakeAzureBatch:
             if not task.cond.wait_for(lambda: task.halt != "preempt", timeout=deadline):
                 raise RuntimeError(f"task {task_id} was not requeued within {deadline}s")
 
+    def task_docs(self, job: str) -> list[dict[str, Any]]:
+        """Every task of ``job`` as GET returns it (copies), without a request."""
+        with self._lock:
+            return [json.loads(json.dumps(t.doc)) for (j, _), t in self._tasks.items() if j == job]
+
     def task_doc(self, job: str, task_id: str) -> dict[str, Any]:
         with self._lock:
             return json.loads(json.dumps(self._tasks[(job, task_id)].doc))
 
     def held_changed(self) -> None:
-        """Call after changing ``hold_pools``: waiting tasks look again."""
+        """Call after changing ``hold_pools`` or ``park_pools``: waiting tasks look again."""
         with self._lock:
             for task in self._tasks.values():
                 task.cond.notify_all()
@@ -722,6 +730,15 @@ class FakeAzureBatch:
                     "taskRootDirectory": root,
                     "taskRootDirectoryUrl": f"{node}/files/{root}",
                 }
+                # Parked: running on its node, its command not started yet (many running tasks
+                # without as many processes).
+                task.cond.wait_for(lambda: task.halt is not None or self._pool(task) not in self.park_pools)
+                if task.halt == "preempt":
+                    self._requeue(task, {})
+                    continue
+                if task.halt is not None:
+                    self._halted_before_start(task)
+                    return
             outcome = self._attempt(task)
             if outcome == "requeued":
                 continue

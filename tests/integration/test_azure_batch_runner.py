@@ -315,14 +315,16 @@ def test_a_preempted_task_is_requeued_reported_queued_and_completes_once(
     assert [r.text for r in read_logs(runner, handle, 30) if r.stream == "stdout"] == ["done"]
 
 
+@pytest.mark.slow  # 500 submits: about a minute on two cores
 def test_500_running_tasks_reconcile_in_one_list_call(run_env: RunEnv) -> None:
     """One Batch job per deployment and pool: a poll of 500 running tasks is one list_tasks page."""
     from runners.base import JobSpec
 
     run_env.deployment = f"many-{uuid.uuid4().hex[:8]}"
-    pool = f"held-{uuid.uuid4().hex[:8]}"
-    run_env.fake.hold_pools.add(pool)  # 500 processes would not fit this machine: they wait for nodes
+    pool = f"parked-{uuid.uuid4().hex[:8]}"
+    run_env.fake.park_pools.add(pool)  # running on nodes; 500 processes would not fit this machine
     runner = run_env.runner(poolId=pool)
+    handles: list[JobHandle] = []
     try:
         handles = [
             runner.submit(JobSpec(name=f"many-{i:03d}-{uuid.uuid4().hex[:6]}", command=("true",)))
@@ -330,16 +332,22 @@ def test_500_running_tasks_reconcile_in_one_list_call(run_env: RunEnv) -> None:
         ]
         job = azure_job_id(run_env.deployment, pool)
         assert {h.data["job"] for h in handles} == {job}
+        wait_until(
+            lambda: all(t["state"] == "running" for t in run_env.fake.task_docs(job)),
+            30,
+            "the 500 tasks never all ran",
+        )
         before = run_env.fake.calls.copy()
         statuses = run_env.runner(poolId=pool).poll(handles)  # a fresh runner: nothing cached
         made = run_env.fake.calls - before
-        assert {s.state for s in statuses.values()} == {JobState.QUEUED}
+        assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.RUNNING}
         assert dict(made) == {"ListTasks": 1}, made
     finally:
         client = run_env.fake.client()
         for handle in handles:
             client.delete_task(handle.data["job"], handle.data["task"])
-        run_env.fake.hold_pools.discard(pool)
+        run_env.fake.park_pools.discard(pool)
+        run_env.fake.held_changed()
 
 
 def test_squall_run_of_the_sample_on_the_fake(run_env: RunEnv, tmp_path: Path) -> None:
