@@ -49,7 +49,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DropResponse", "Fault", "FaultProxy", "Reset", "Respond", "Rule", "Slow"]
+from runners.testing import CallCounter
+
+__all__ = ["DropResponse", "Fault", "FaultProxy", "ProxiedCalls", "Reset", "Respond", "Rule", "Slow"]
 
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection"})
@@ -402,3 +404,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+class ProxiedCalls(CallCounter):
+    """The contract's call counter for a runner behind fault proxies: what reached the
+    backends, every request through ``proxies`` (the runner's own count is not needed)."""
+
+    def __init__(self, *proxies: FaultProxy) -> None:
+        super().__init__()
+        self._proxies = proxies
+
+    @property  # type: ignore[override]
+    def calls(self) -> int:
+        return sum(proxy.requests for proxy in self._proxies)
+
+    @calls.setter
+    def calls(self, _value: int) -> None:
+        pass

@@ -36,7 +36,7 @@ from runners.azure_batch import AzureBatchRunner, azure_job_id
 from tests.emulators.azure_batch import ACCOUNT_KEY, FakeAzureBatch
 from tests.emulators.azurite import ACCOUNT, Azurite
 from tests.emulators.azurite import ACCOUNT_KEY as STORAGE_KEY
-from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.fault_proxy import FaultProxy, ProxiedCalls
 
 POOL = "pool-a"
 FAST_POLICY = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, jitter=0.0)
@@ -111,22 +111,6 @@ def run_env(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield RunEnv(fake, azurite, container)
 
 
-class _Counted(CallCounter):
-    """Counts what reached the backends: every request through the proxies."""
-
-    def __init__(self, *proxies: FaultProxy) -> None:
-        super().__init__()
-        self._proxies = proxies
-
-    @property  # type: ignore[override]
-    def calls(self) -> int:
-        return sum(proxy.requests for proxy in self._proxies)
-
-    @calls.setter
-    def calls(self, _value: int) -> None:
-        pass
-
-
 class TestAzureBatchContract(RunnerContract):
     deadline_s = 30.0
 
@@ -155,7 +139,7 @@ class TestAzureBatchContract(RunnerContract):
             proxies.extend((batch, blob))
             if failures:
                 batch.fail_before("*", "", status=503, times=failures)
-            return run_env.runner(batch=batch.endpoint, blob=blob.endpoint), _Counted(batch, blob)
+            return run_env.runner(batch=batch.endpoint, blob=blob.endpoint), ProxiedCalls(batch, blob)
 
         yield make
         for proxy in proxies:

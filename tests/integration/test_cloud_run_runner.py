@@ -22,7 +22,7 @@ from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerEr
 from runners.cloud_run import CloudRunRunner, cloud_run_job_id
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
-from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.fault_proxy import FaultProxy, ProxiedCalls
 from tests.emulators.google_rest import UPLOAD_LAG_LABEL
 from tests.integration.service_helpers import squall_run_on_google_fake
 
@@ -110,22 +110,6 @@ def _runner_factory(
     )
 
 
-class _Counted(CallCounter):
-    """Counts what reached the backends: every request through the two proxies."""
-
-    def __init__(self, *proxies: FaultProxy) -> None:
-        super().__init__()
-        self._proxies = proxies
-
-    @property  # type: ignore[override]
-    def calls(self) -> int:
-        return sum(proxy.requests for proxy in self._proxies)
-
-    @calls.setter
-    def calls(self, _value: int) -> None:
-        pass
-
-
 class TestCloudRunContract(RunnerContract):
     deadline_s = 30.0
 
@@ -154,7 +138,7 @@ class TestCloudRunContract(RunnerContract):
             proxies.extend((batch, gcs))
             if failures:
                 batch.fail_before("*", "", status=503, times=failures)
-            return run_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), _Counted(
+            return run_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), ProxiedCalls(
                 batch, gcs
             )
 

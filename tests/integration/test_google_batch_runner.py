@@ -24,7 +24,7 @@ from runners.base import Failure, JobHandle, JobSpec, JobState, PushEvent, Runne
 from runners.google_batch import GoogleBatchRunner
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
-from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.fault_proxy import FaultProxy, ProxiedCalls
 from tests.emulators.google_rest import UPLOAD_LAG_LABEL
 from tests.integration.service_helpers import squall_run_on_google_fake
 
@@ -108,22 +108,6 @@ def _runner_factory(fake_endpoint: str, gcs_endpoint: str, bucket: str, deployme
     )
 
 
-class _Counted(CallCounter):
-    """Counts what reached the backends: every request through the two proxies."""
-
-    def __init__(self, *proxies: FaultProxy) -> None:
-        super().__init__()
-        self._proxies = proxies
-
-    @property  # type: ignore[override]
-    def calls(self) -> int:
-        return sum(proxy.requests for proxy in self._proxies)
-
-    @calls.setter
-    def calls(self, _value: int) -> None:
-        pass
-
-
 class TestGoogleBatchContract(RunnerContract):
     deadline_s = 30.0
 
@@ -151,7 +135,7 @@ class TestGoogleBatchContract(RunnerContract):
             proxies.extend((batch, gcs))
             if failures:
                 batch.fail_before("*", "", status=503, times=failures)
-            return google_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), _Counted(
+            return google_env.runner(endpoint=batch.endpoint, storage_endpoint=gcs.endpoint), ProxiedCalls(
                 batch, gcs
             )
 

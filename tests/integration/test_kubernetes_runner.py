@@ -34,7 +34,7 @@ from runners.testing import (
     wait_until,
 )
 from tests.emulators.executor import MINIMAL_PATH
-from tests.emulators.fault_proxy import FaultProxy
+from tests.emulators.fault_proxy import FaultProxy, ProxiedCalls
 
 pytest.importorskip("kubernetes")
 boto3 = pytest.importorskip("boto3")
@@ -132,22 +132,6 @@ def k8s_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield K8sEnv(fake, moto_server, bucket)
 
 
-class _Counted(CallCounter):
-    """Counts what reached the API server: every request through the proxy."""
-
-    def __init__(self, proxy: FaultProxy) -> None:
-        super().__init__()
-        self._proxy = proxy
-
-    @property  # type: ignore[override]
-    def calls(self) -> int:
-        return self._proxy.requests
-
-    @calls.setter
-    def calls(self, _value: int) -> None:
-        pass
-
-
 class TestKubernetesContract(RunnerContract):
     deadline_s = 40.0
 
@@ -180,7 +164,7 @@ class TestKubernetesContract(RunnerContract):
                 proxy.fail_before(
                     "*", "", status=503, times=failures, headers={"Content-Type": "application/json"}
                 )
-            return k8s_env.runner(url=proxy.endpoint), _Counted(proxy)
+            return k8s_env.runner(url=proxy.endpoint), ProxiedCalls(proxy)
 
         yield make
         for proxy in proxies:
