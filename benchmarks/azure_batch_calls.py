@@ -24,7 +24,6 @@ import argparse
 import collections
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from runners.azure_batch import AzureBatchRunner  # noqa: E402
 from runners.base import JobSpec  # noqa: E402
 from runners.retry import RetryPolicy  # noqa: E402
+from runners.testing import complete_in_rounds  # noqa: E402
 from tests.emulators.azure_batch import ACCOUNT_KEY, FakeAzureBatch  # noqa: E402
 from tests.emulators.azurite import ACCOUNT, Azurite  # noqa: E402
 from tests.emulators.azurite import ACCOUNT_KEY as STORAGE_KEY  # noqa: E402
@@ -101,21 +101,7 @@ def main() -> None:
 
             def complete() -> None:
                 nonlocal polls
-                deadline = time.monotonic() + 300
-                pending = list(handles)
-                while pending:
-                    container_runner = fresh()
-                    statuses = container_runner.poll(pending)
-                    polls += 1
-                    for handle in [h for h in pending if statuses[h.name].terminal]:
-                        cursor = None
-                        while not (chunk := container_runner.logs(handle, cursor)).complete:
-                            cursor = chunk.cursor
-                        container_runner.cleanup(handle)
-                    pending = [h for h in pending if not statuses[h.name].terminal]
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"{len(pending)} tasks never ended")
-                    time.sleep(0.2)
+                polls = complete_in_rounds(fresh, handles)
 
             measure("complete", complete)
 

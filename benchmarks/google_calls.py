@@ -25,7 +25,6 @@ import argparse
 import collections
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from runners.cloud_run import CloudRunRunner  # noqa: E402
 from runners.google_batch import GoogleBatchRunner  # noqa: E402
 from runners.google_runner import GoogleRunner  # noqa: E402
 from runners.retry import RetryPolicy  # noqa: E402
+from runners.testing import complete_in_rounds  # noqa: E402
 from tests.emulators.cloud_run import FakeCloudRun  # noqa: E402
 from tests.emulators.fake_gcs import FakeGcs  # noqa: E402
 from tests.emulators.fault_proxy import FaultProxy  # noqa: E402
@@ -101,24 +101,10 @@ def main() -> None:
             polls = 0
 
             def reconcile_and_complete() -> None:
-                """Each round a fresh runner (a new warm container) polls every live job at once and
-                completes those that ended, as the control plane does: logs to the end, cleanup."""
                 nonlocal polls
-                deadline = time.monotonic() + 300
-                pending = list(handles)
-                while pending:
-                    container = runner(kind, fake.endpoint, counted.endpoint, bucket)
-                    statuses = container.poll(pending)
-                    polls += 1
-                    for handle in [h for h in pending if statuses[h.name].terminal]:
-                        cursor = None
-                        while not (chunk := container.logs(handle, cursor)).complete:
-                            cursor = chunk.cursor
-                        container.cleanup(handle)
-                    pending = [h for h in pending if not statuses[h.name].terminal]
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"{len(pending)} jobs never ended")
-                    time.sleep(0.2)
+                polls = complete_in_rounds(
+                    lambda: runner(kind, fake.endpoint, counted.endpoint, bucket), handles
+                )
 
             measure("complete", reconcile_and_complete)
 

@@ -8,6 +8,7 @@ subclass :class:`StorageContract` (:mod:`runners.testing.storage_contract`).
 from runners.testing.contract import (
     CallCounter,
     RunnerContract,
+    complete_in_rounds,
     count_local_processes,
     iter_logs,
     poll_one,
@@ -24,6 +25,7 @@ __all__ = [
     "RecordingStorage",
     "RunnerContract",
     "StorageContract",
+    "complete_in_rounds",
     "count_local_processes",
     "iter_logs",
     "poll_one",

@@ -72,7 +72,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -195,6 +195,35 @@ def iter_logs(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> It
                 pytest.fail(f"logs of {handle.name} never became complete within {deadline_s:g}s")
             time.sleep(_INTERVAL)
         cursor = chunk.cursor
+
+
+def complete_in_rounds(
+    fresh: Callable[[], Runner], handles: Sequence[JobHandle], deadline_s: float = 300.0, pause_s: float = 0.2
+) -> int:
+    """Drive ``handles`` to their end as the control plane does; the number of rounds.
+
+    Each round a fresh runner (a new warm container: nothing cached) polls every live job at
+    once, reads each ended job's log to its end and cleans it up. The call-count benchmarks
+    use it, so what they count is the control plane's pattern, not a test's.
+    """
+    deadline = time.monotonic() + deadline_s
+    pending = list(handles)
+    rounds = 0
+    while pending:
+        runner = fresh()
+        statuses = runner.poll(pending)
+        rounds += 1
+        for handle in [h for h in pending if statuses[h.name].terminal]:
+            cursor = None
+            while not (chunk := runner.logs(handle, cursor)).complete:
+                cursor = chunk.cursor
+            runner.cleanup(handle)
+        pending = [h for h in pending if not statuses[h.name].terminal]
+        if pending and time.monotonic() > deadline:
+            raise AssertionError(f"{len(pending)} jobs never ended")
+        if pending:
+            time.sleep(pause_s)  # the pace of the control plane's ticks, not a wait for a state
+    return rounds
 
 
 def read_logs(runner: Runner, handle: JobHandle, deadline_s: float = 60.0) -> list[LogRecord]:
