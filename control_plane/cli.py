@@ -38,18 +38,6 @@ app = typer.Typer(
 console = make_console()
 err = make_console(stderr=True)
 
-_STYLE = {
-    "SUCCESS": "green",
-    "WARNING": "yellow",
-    "FAILED": "red",
-    "KILLED": "red",
-    "CANCELLED": "red",
-    "RUNNING": "cyan",
-    "PAUSED": "magenta",
-    "RETRYING": "yellow",
-    "SKIPPED": "dim",
-}
-
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
@@ -205,7 +193,9 @@ def _print_log(line: Any) -> None:
 
 
 def _summary(execution: Execution, seconds: float | None = None) -> None:
-    style = _STYLE.get(str(execution.state), "white")
+    from control_plane.progress import STYLE  # here, not at import: `squall --help` stays light
+
+    style = STYLE.get(str(execution.state), "white")
     took = f" in {seconds:.2f}s" if seconds is not None else ""
     console.print(
         f"Execution {execution.id} [{style}]{execution.state}[/{style}]{took},"
@@ -407,6 +397,7 @@ def executions_list(
 
     from control_plane.api.views import execution_summary_view
     from control_plane.engine.states import State
+    from control_plane.progress import STYLE
 
     try:
         states = [State(s.upper()) for s in state or []]
@@ -422,7 +413,7 @@ def executions_list(
         (
             ex.id,
             f"{ex.namespace}.{ex.flow_id}",
-            Text(str(ex.state), style=_STYLE.get(str(ex.state), "")),
+            Text(str(ex.state), style=STYLE.get(str(ex.state), "")),
             ex.created.strftime("%Y-%m-%d %H:%M:%S"),
             f"{(ex.ended - ex.created).total_seconds():.2f}s" if ex.ended else "",
         )

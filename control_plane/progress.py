@@ -57,7 +57,7 @@ __all__ = [
     "tree",
 ]
 
-STYLE = {  # as cli.py's _STYLE (kept there so that `squall --help` need not import this module)
+STYLE = {  # a state's colour wherever squall prints one (cli.py imports it inside its commands)
     "SUCCESS": "green",
     "WARNING": "yellow",
     "FAILED": "red",
