@@ -123,9 +123,10 @@ MAX_RESULTS = 1000
 _ERRORS = "Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
 NODE_ROOT = "/mnt/batch/tasks"
 KILL_EXIT = 128 + signals.SIGKILL
-TRANSFER_ATTEMPTS = 4
+TRANSFER_ATTEMPTS = 8
 """Tries of each resource file download and output upload (Batch retries transfers; how often:
-UNVERIFIED)."""
+UNVERIFIED). Enough that the tests' proxy, which resets every 5th storage call of 50 concurrent
+tasks, cannot fail one by chance (4 tries did: about one upload in 600)."""
 TICK = 0.02
 
 
@@ -221,6 +222,9 @@ class _Task:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeAzureBatch
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, the client's delayed ACK holds the
+    # second for 40 ms, a wait per call no real server has (the tests' time went there).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -767,6 +771,8 @@ class FakeAzureBatch:
             failure = dict(self.broken_images[image])
         if failure is not None:
             with self._lock:
+                if task.halt == "preempt":  # taken while its files downloaded
+                    return self._requeue(task, {})
                 if task.halt in ("delete", "stop"):
                     return "halted"
                 self._complete(task, None, failure)
@@ -802,6 +808,8 @@ class FakeAzureBatch:
 
         limit = _duration(task.doc["constraints"].get("maxWallClockTime"))
         with self._lock:
+            if task.halt == "preempt":  # the node was taken before the command started
+                return self._requeue(task, files)
             if task.halt is not None:
                 return self._after_halt(task, files)
             task.files = files
@@ -945,7 +953,7 @@ class FakeAzureBatch:
 
     def _upload(self, task: _Task, wd: Path, *, success: bool) -> dict[str, Any] | None:
         """Each output file whose condition holds, with azure-storage-blob to its container SAS."""
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import AzureError, HttpResponseError
         from azure.storage.blob import BlobClient, LinearRetry
 
         retries = LinearRetry(backoff=0.05, retry_total=TRANSFER_ATTEMPTS - 1, random_jitter_range=0)
@@ -969,6 +977,8 @@ class FakeAzureBatch:
                     )
                 except HttpResponseError as exc:
                     failed.append((rel, str(getattr(exc, "error_code", "") or exc.status_code)))
+                except AzureError as exc:  # the connection failed on every try: the node agent's error
+                    failed.append((rel, type(exc).__name__))
                 except OSError as exc:
                     failed.append((rel, str(exc)))
         if not failed:

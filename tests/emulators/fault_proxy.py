@@ -277,6 +277,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one client connection serves many requests
+    # Headers and body go out in two writes: with Nagle on, the client's delayed ACK holds the
+    # second for 40 ms, a wait per call no real server has (the tests' time went there).
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:

@@ -183,6 +183,9 @@ class _NoStorage:
 class _Handler(BaseHTTPRequestHandler):
     fake: GoogleRestFake
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, the client's delayed ACK holds the
+    # second for 40 ms, a wait per call no real server has (the tests' time went there).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer()

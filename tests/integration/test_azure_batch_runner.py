@@ -283,6 +283,9 @@ def test_a_preempted_task_is_requeued_reported_queued_and_completes_once(
     )
     handle = runner.submit(spec)
     wait_state(runner, handle, {JobState.RUNNING}, 30)
+    # RUNNING is the task's state on its node, set before its files download and its command
+    # starts: take the node back once the command has really run.
+    wait_until(lambda: ledger.exists() and ledger.read_text() == "run\n", 30, "the first run")
     fake, job, task = run_env.fake, handle.data["job"], handle.data["task"]
     fake.hold_pools.add(POOL)
     try:

@@ -385,19 +385,19 @@ def test_500_jobs_reconcile_in_one_list_call_when_running_and_two_when_pending(k
         spent = _spent(fake, before)
         assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.RUNNING}
         assert spent == {"LIST jobs": 1}, spent
-        for handle in handles:
-            runner.cancel(handle)
     finally:
         fake.held.discard("squall.dev/deployment=bulk")
+        fake.delete_jobs(NS, "squall.dev/deployment=bulk")
     pending = k8s_env.runner(deployment="bulk-pending", nodeSelector={"squall.dev/pool": "nowhere"})
-    waiting = [pending.submit(_spec("true", output_prefix=None)) for _ in range(500)]
-    before = dict(fake.calls)
-    statuses = k8s_env.runner(deployment="bulk-pending").poll(waiting)
-    spent = _spent(fake, before)
-    assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.QUEUED}
-    assert spent == {"LIST jobs": 1, "LIST pods": 1}, spent
-    for handle in waiting:
-        pending.cancel(handle)
+    try:
+        waiting = [pending.submit(_spec("true", output_prefix=None)) for _ in range(500)]
+        before = dict(fake.calls)
+        statuses = k8s_env.runner(deployment="bulk-pending").poll(waiting)
+        spent = _spent(fake, before)
+        assert len(statuses) == 500 and {s.state for s in statuses.values()} == {JobState.QUEUED}
+        assert spent == {"LIST jobs": 1, "LIST pods": 1}, spent
+    finally:
+        fake.delete_jobs(NS, "squall.dev/deployment=bulk-pending")
 
 
 def test_cleanup_leaves_a_tombstone_and_deletes_the_job(k8s_env: K8sEnv) -> None:

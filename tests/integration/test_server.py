@@ -110,6 +110,21 @@ def test_shell_flow_runs_to_success_through_the_tick_loop(http: httpx.Client, se
     assert server.ticks > 0
 
 
+def test_keep_alive_connections_send_without_nagles_delay(http: httpx.Client, server: Server) -> None:
+    """Headers and body leave in two writes; with Nagle on, a keep-alive client's delayed ACK held
+    every body 40 ms (44 ms a GET, 1.4 ms without). The connection the client keeps open is idle
+    on the server now: its socket must have TCP_NODELAY."""
+    import socket
+
+    for _ in range(2):
+        assert http.get("/api/v1/main/flows/search").status_code == 200
+    httpd = server._httpd
+    assert httpd is not None
+    wait_for(lambda: bool(httpd._idle), 10, "the kept connection to wait for its next request")
+    idle = list(httpd._idle)
+    assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in idle), idle
+
+
 def test_kill_a_long_running_execution(http: httpx.Client) -> None:
     _deploy(http, LONG)
     execution_id = http.post("/api/v1/executions/squall.server/long").json()["id"]
