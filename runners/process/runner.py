@@ -156,6 +156,15 @@ class ProcessRunner:
         shim takes longer than a few seconds to finish: then the next poll records it).
         """
         job_dir = self._dir(handle)
+        try:
+            self._cancel(job_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.isdir(job_dir):
+                raise
+            # Removed meanwhile: another process (``squall executions kill``) stopped the job
+            # and cleaned it up between our check and our write. Nothing runs.
+
+    def _cancel(self, job_dir: str) -> None:
         if not os.path.isdir(job_dir) or os.path.exists(f"{job_dir}/{EXIT}"):
             return
         with (

@@ -175,6 +175,13 @@ class TestAzureBatchContract(RunnerContract):
             yield lambda: run_env.runner(batch=proxy.endpoint)
 
     @pytest.fixture
+    def lagging_runner(self) -> Runner | None:
+        pytest.skip(
+            "Azure Batch uploads the outputFiles, the task's stdout.txt and stderr.txt among them, before "
+            "it marks the task completed: no line can arrive after the end"
+        )
+
+    @pytest.fixture
     def queued_options(self, run_env: RunEnv) -> Iterator[dict[str, Any]]:
         """A pool the fake gives no node: its tasks stay active."""
         pool = f"held-{uuid.uuid4().hex[:8]}"

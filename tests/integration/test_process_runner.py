@@ -539,6 +539,29 @@ def test_cancel_through_another_instance_in_this_process(runner: ProcessRunner, 
     assert count_local_processes(token) == 0
 
 
+def test_cancel_of_a_job_removed_while_cancelling_is_a_no_op(
+    runner: ProcessRunner, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``squall executions kill`` in another process stops the job and removes its directory;
+    the running ``squall run`` then cancels it too. The directory can go between its check and
+    its write: that is the job already stopped, not a FileNotFoundError (it was, in CI)."""
+    import os
+
+    handle, _ = run(runner, "echo x", name="vanished")
+    runner.cleanup(handle)
+    runner.dispose(handle)
+    assert not (base / "vanished").exists()
+    real_isdir, calls = os.path.isdir, [0]
+
+    def isdir_then_gone(path: Any) -> bool:
+        calls[0] += 1
+        return True if calls[0] == 1 else real_isdir(path)  # there at the check, gone at the write
+
+    monkeypatch.setattr(os.path, "isdir", isdir_then_gone)
+    runner.cancel(handle)
+    assert calls[0] >= 2 and not (base / "vanished").exists()
+
+
 def test_dispose_removes_the_job_directory_unless_kept(runner: ProcessRunner, base: Path) -> None:
     handle, _ = run(runner, 'echo x > "$OUTPUT_DIR/o.txt"', name="gone")
     runner.cleanup(handle)
