@@ -61,6 +61,7 @@ container's argv and env values, as whole path components (how :class:`Mount` pa
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import copy
 import itertools
@@ -488,6 +489,12 @@ class FakeKubernetes:
         if poke is not None:
             poke.notify_all()
 
+    def _since(self, position: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+        """The changes after ``position``. The history is in resourceVersion order and grows by
+        thousands of entries a module: a scan of it on every wake-up of every open watch made
+        the fake quadratic (a 10 s test took 47 s after the others)."""
+        return self._history[bisect.bisect_right(self._history, position, key=lambda entry: entry[0]) :]
+
     def _put(self, resource: str, obj: dict[str, Any], *, new: bool = False) -> None:
         meta = obj["metadata"]
         self._objects[(resource, meta["namespace"], meta["name"])] = obj
@@ -667,13 +674,13 @@ class FakeKubernetes:
             last_bookmark = time.monotonic()
             while not self._stopping.is_set():
                 with self._changed:
-                    pending = [entry for entry in self._history if entry[0] > position]
+                    pending = self._since(position)
                     if not pending:
                         left = deadline - time.monotonic()
                         if left <= 0:
                             return
                         self._changed.wait(min(left, self.bookmark_interval, TICK * 10))
-                        pending = [entry for entry in self._history if entry[0] > position]
+                        pending = self._since(position)
                     if position + 1 < self._compacted and not pending:
                         expired = KubeError(
                             410, "Expired", f"too old resource version: {position} ({self._compacted})"
