@@ -78,7 +78,9 @@ def test_every_skip_has_a_reason() -> None:
     assert short == {}, "say why the check does not apply"
 
 
-@pytest.fixture(scope="module")
+# Session, not module: under xdist the worker runs other modules' tests between these, and a
+# module fixture is torn down at each switch (checkov ran twice, 15 s each).
+@pytest.fixture(scope="session")
 def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """checkov's JSON report on a copy of infra/ without the skip list, so every failure shows."""
     exe = checkov_executable()
@@ -101,7 +103,7 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def checkov_failures(checkov_report: dict[str, Any]) -> list[dict[str, Any]]:
     return list(checkov_report["results"]["failed_checks"])
 

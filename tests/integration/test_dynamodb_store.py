@@ -137,18 +137,21 @@ def _records(execution: Execution, actions: list[Any], at: datetime) -> tuple[li
     return logs, jobs
 
 
-@pytest.mark.slow  # 55-70 s on a 2-core machine: a thousand conditional writes under contention
-def test_eight_threads_complete_a_thousand_parallel_tasks_without_losing_an_update(
+@pytest.mark.slow  # 300 conditional writes under contention; 1,000 took 55-70 s on 2 cores
+def test_eight_threads_complete_300_parallel_tasks_without_losing_an_update(
     make_store: Callable[..., DynamoDBStore],
 ) -> None:
-    width, threads = 1000, 8
+    """Each completion reads the whole execution and writes it back under a version condition:
+    the cost grows with the square of the width, and 300 tasks already give every worker
+    conflicts to lose and retry (printed below)."""
+    width, threads = 300, 8
     flow = _fanout_flow(width)
     first = make_store()
     started, actions = plan(flow, new_execution(flow, "fanout-1", at=T0), Started(T0))
     logs, jobs = _records(started, actions, T0)
     submits = [a for a in actions if isinstance(a, SubmitJob)]
     assert len(submits) == width and len(started.taskruns) == width + 1
-    first.create_execution(started, logs=logs, jobs=jobs)  # ~2,000 items: the big-step path
+    first.create_execution(started, logs=logs, jobs=jobs)  # ~600 items: the big-step path
     assert len(first.active_jobs(limit=5000)) == width
 
     work: queue.SimpleQueue[SubmitJob] = queue.SimpleQueue()
@@ -214,6 +217,7 @@ def test_eight_threads_complete_a_thousand_parallel_tasks_without_losing_an_upda
     sample = first.get_job(submits[0].job_name)
     assert sample is not None and sample.phase is JobPhase.DONE
     print(f"wins per worker {wins}, conflicts {conflicts}")
+    assert sum(conflicts) > 0, "no contention: the test proves nothing about lost updates"
 
 
 # ---------------------------------------------------------------------------- big steps: lease + redo journal
