@@ -267,6 +267,11 @@ class KubernetesOptions(RunnerOptions):
         owned = sorted(RUNNER_OWNED_CONTAINER_FIELDS & set(value))
         if owned:
             raise ValueError(f"{', '.join(owned)} belong to the runner (the task sets the image and command)")
+        env = value.get("env")
+        if env is not None and not (
+            isinstance(env, list) and all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env)
+        ):
+            raise ValueError("env must be a list of {name, value} or {name, valueFrom} (Kubernetes' EnvVar)")
         return value
 
     @field_validator("pull_secrets", mode="before")

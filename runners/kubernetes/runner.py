@@ -450,7 +450,12 @@ class KubernetesRunner:
             "name": taxonomy.MAIN,
             "image": spec.image or "busybox:1.36",
             "command": command,
-            "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
+            # containerSpec's own env (valueFrom a Secret or ConfigMap, say) first; the task's
+            # values win by name.
+            "env": [
+                *(e for e in opts.container_spec.get("env") or [] if e.get("name") not in spec.env),
+                *({"name": k, "value": v} for k, v in sorted(spec.env.items())),
+            ],
             "volumeMounts": [*opts.container_spec.get("volumeMounts", []), *mount],
             **({"resources": resources} if resources else {}),
             **pull,

@@ -47,7 +47,9 @@ with a real cluster's bytes)::
     | kubelet              | image in ``images`` else waiting ErrImagePull (then            | UNVERIFIED  |
     |                      | ImagePullBackOff); init containers in order, then containers  |             |
     |                      | together; emptyDir volumes shared by a pod's containers;      |             |
-    |                      | env ``value`` only; terminationMessagePath; OOMKilled and     |             |
+    |                      | env ``value``, ``valueFrom`` and ``envFrom`` of ``secrets``   |             |
+    |                      | (missing: waiting CreateContainerConfigError, no retry end);  |             |
+    |                      | terminationMessagePath; OOMKilled and                         |             |
     |                      | eviction (DisruptionTarget) by test controls; logs per        |             |
     |                      | container (tailLines, timestamps, limitBytes)                 |             |
     | not modelled         | auth (any caller is admin), graceful termination (deletion     | -           |
@@ -301,6 +303,10 @@ class FakeKubernetes:
         (hundreds of jobs in a reconcile test would be hundreds of processes on two cores)."""
         self.quota_exceeded: set[str] = set()
         """Namespaces whose ResourceQuota refuses every new pod."""
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        """(namespace, name) -> data of the Secrets an ``env`` ``valueFrom`` or ``envFrom`` may
+        name (ConfigMaps alike: one store here); one that is missing is the kubelet's
+        CreateContainerConfigError, and the pod waits."""
         self.bookmark_interval = bookmark_interval
         self.calls: dict[str, int] = {}
         """Requests per ``VERB resource`` (``LIST jobs``, ``WATCH pods``, ``CREATE jobs``...)."""
@@ -764,10 +770,27 @@ class FakeKubernetes:
                 names.add(cname)
                 if not container.get("image"):
                     problems.append((f"spec.template.spec.{where}[{i}].image", "Required value"))
-                for env in container.get("env") or []:
-                    if "valueFrom" in env:
+                modelled = {"secretKeyRef", "configMapKeyRef"}
+                for j, env in enumerate(container.get("env") or []):
+                    source = env.get("valueFrom")
+                    if source is not None and (len(source) != 1 or not set(source) <= modelled):
                         problems.append(
-                            (f"spec.template.spec.{where}[{i}].env", "valueFrom is not modelled by the fake")
+                            (
+                                f"spec.template.spec.{where}[{i}].env[{j}].valueFrom",
+                                f"{', '.join(sorted(source))}: only secretKeyRef and configMapKeyRef are"
+                                " modelled by the fake",
+                            )
+                        )
+                for j, env in enumerate(container.get("envFrom") or []):
+                    if len(set(env) & {"secretRef", "configMapRef"}) != 1 or set(env) - {
+                        "secretRef",
+                        "configMapRef",
+                    }:
+                        problems.append(
+                            (
+                                f"spec.template.spec.{where}[{i}].envFrom[{j}]",
+                                "one of secretRef or configMapRef (prefix is not modelled by the fake)",
+                            )
                         )
         deadline = spec.get("activeDeadlineSeconds")
         if deadline is not None and (not isinstance(deadline, int) or deadline <= 0):
@@ -1223,6 +1246,22 @@ class FakeKubernetes:
                 ],
             ),
         )
+        unconfigurable = [
+            (c, problem) for c in (*init, *main) if (problem := self._config_error(pod.namespace, c))
+        ]
+        if unconfigurable and all(c["image"] in self.images for c in (*init, *main)):
+            bad_container, problem = unconfigurable[0]
+
+            def config_error(s: dict[str, Any]) -> None:
+                key = "initContainerStatuses" if bad_container in init else "containerStatuses"
+                for status in s.get(key) or []:
+                    if status["name"] == bad_container["name"]:
+                        status["state"] = {
+                            "waiting": {"reason": "CreateContainerConfigError", "message": problem}
+                        }
+
+            self._pod_update(pod, config_error)
+            return  # the kubelet retries for ever; the pod stays Pending
         missing = [c for c in (*init, *main) if c["image"] not in self.images]
         if missing:
             bad = missing[0]
@@ -1292,6 +1331,34 @@ class FakeKubernetes:
 
         self._pod_update(pod, end)
 
+    def _config_error(self, namespace: str, container: Mapping[str, Any]) -> str | None:
+        """The kubelet's message when a Secret or ConfigMap the container's env names is missing."""
+        refs: list[tuple[str, str, str | None]] = []
+        for entry in container.get("env") or []:
+            source = entry.get("valueFrom") or {}
+            for kind in ("secretKeyRef", "configMapKeyRef"):
+                if kind in source:
+                    refs.append((kind, source[kind]["name"], source[kind].get("key")))
+        for entry in container.get("envFrom") or []:
+            for kind in ("secretRef", "configMapRef"):
+                if kind in entry:
+                    refs.append((kind, entry[kind]["name"], None))
+        for kind, name, key in refs:
+            noun = "secret" if kind.startswith("secret") else "configmap"
+            data = self.secrets.get((namespace, name))
+            if data is None:
+                return f'{noun} "{name}" not found'
+            if key is not None and key not in data:
+                return f"couldn't find key {key} in {noun.capitalize()} {namespace}/{name}"
+        return None
+
+    def _env_value(self, namespace: str, entry: Mapping[str, Any], substitute: Callable[[str], str]) -> str:
+        source = entry.get("valueFrom") or {}
+        for kind in ("secretKeyRef", "configMapKeyRef"):
+            if kind in source:
+                return self.secrets[(namespace, source[kind]["name"])][source[kind]["key"]]
+        return substitute(entry.get("value", ""))
+
     def _run_container(
         self, pod: _Pod, container: Mapping[str, Any], volumes: Mapping[str, Any], key: str, index: int
     ) -> int | None:
@@ -1312,7 +1379,12 @@ class FakeKubernetes:
         substitute = _substitution(paths)
         argv = [substitute(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
         env = dict(self.images[container["image"]])
-        env.update({e["name"]: substitute(e.get("value", "")) for e in container.get("env") or []})
+        for entry in container.get("envFrom") or []:  # first: env's own entries win
+            ref = entry.get("secretRef") or entry.get("configMapRef") or {}
+            env.update(self.secrets[(pod.namespace, ref["name"])])
+        env.update(
+            {e["name"]: self._env_value(pod.namespace, e, substitute) for e in container.get("env") or []}
+        )
         finished = threading.Event()
 
         def on_exit(code: int) -> None:

@@ -452,8 +452,46 @@ def test_an_oom_killed_container_is_the_users(k8s_env: K8sEnv) -> None:
     assert status.reason is not None and "OOMKilled" in status.reason
 
 
+def test_container_env_from_secrets_and_a_missing_one_is_config(k8s_env: K8sEnv) -> None:
+    """``containerSpec.env`` with ``valueFrom`` reaches the task beside its own env; a Secret that
+    does not exist is the kubelet's CreateContainerConfigError: Kubernetes retries for ever,
+    so past ``configErrorTimeout`` the runner stops the Job and says CONFIG with the message."""
+    fake = k8s_env.fake
+    fake.secrets[(NS, "db")] = {"password": "s3cret"}
+    runner = k8s_env.runner(deployment="secrets")
+    from_secret = {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+    ok = runner.submit(
+        _spec(
+            'echo "pw=$DB_PASSWORD own=$OWN"',
+            env={"OWN": "mine"},
+            output_prefix=None,
+            options={"containerSpec": {"env": [from_secret]}},
+        )
+    )
+    assert wait_terminal(runner, ok).state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(runner, ok, 30) if r.stream == "stdout"] == ["pw=s3cret own=mine"]
+    bad = runner.submit(
+        _spec(
+            "echo never",
+            output_prefix=None,
+            options={
+                "configErrorTimeout": 1,
+                "containerSpec": {"envFrom": [{"secretRef": {"name": "absent"}}]},
+            },
+        )
+    )
+    status = wait_terminal(runner, bad)
+    assert (status.state, status.failure) == (JobState.FAILED, Failure.CONFIG), status
+    assert status.reason is not None and 'secret "absent" not found' in status.reason
+    job = fake.object("jobs", NS, bad.data["job"])
+    assert job is not None and job["spec"]["suspend"] is True  # stopped by the runner, kept
+    with pytest.raises(RunnerOptionsError, match="containerSpec"):
+        runner.submit(_spec("true", options={"containerSpec": {"env": {"A": "1"}}}))
+
+
 def test_kubectl_sees_the_runners_job(k8s_env: K8sEnv, tmp_path: Path) -> None:
-    """A second, independent client reads the Job the runner made."""
+    """A second, independent client reads the Job the runner made (get, describe, logs) and
+    deletes it."""
     import shutil
     import subprocess
 
@@ -464,23 +502,23 @@ def test_kubectl_sees_the_runners_job(k8s_env: K8sEnv, tmp_path: Path) -> None:
     handle = runner.submit(_spec("echo seen-by-kubectl", output_prefix=None))
     assert wait_terminal(runner, handle).state is JobState.SUCCEEDED
     config = k8s_env.fake.kubeconfig(tmp_path / "config")
-    pods = k8s_env.fake.pods_of(NS, handle.data["job"])
-    logs = subprocess.run(
-        [kubectl, f"--kubeconfig={config}", "-n", NS, "logs", pods[0], "-c", "main"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert "seen-by-kubectl" in logs
-    described = subprocess.run(
-        [kubectl, f"--kubeconfig={config}", "-n", NS, "describe", "job", handle.data["job"]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert "squall.dev/deployment=kubectl" in described
+    job = handle.data["job"]
+
+    def kube(*args: str) -> str:
+        command = [kubectl, f"--kubeconfig={config}", "-n", NS, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True).stdout
+
+    pods = k8s_env.fake.pods_of(NS, job)
+    assert "seen-by-kubectl" in kube("logs", pods[0], "-c", "main")
+    assert "squall.dev/deployment=kubectl" in kube("describe", "job", job)
+    listed = json.loads(kube("get", "jobs", "-l", "squall.dev/deployment=kubectl", "-o", "json"))
+    assert [j["metadata"]["name"] for j in listed["items"]] == [job]
+    assert listed["items"][0]["status"]["succeeded"] == 1
+    kube("delete", "job", job, "--cascade=background", "--wait=true", "--timeout=60s")
+    assert k8s_env.fake.object("jobs", NS, job) is None and k8s_env.fake.pods_of(NS, job) == []
+    # Deleted behind Squall's back, with no tombstone of its own: a fresh runner says LOST.
+    gone = k8s_env.runner(deployment="kubectl").poll([handle])[handle.name]
+    assert (gone.state, gone.failure) == (JobState.LOST, Failure.LOST), gone
 
 
 def test_the_watch_resumes_after_410_without_losing_a_transition(k8s_env: K8sEnv) -> None:
