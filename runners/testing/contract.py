@@ -273,6 +273,15 @@ class RunnerContract:
 
     deadline_s: ClassVar[float] = 60.0
     """How long any single wait may take (raise it for slow emulators)."""
+    counts_calls: ClassVar[bool] = True
+    """False in a subclass that reruns the whole contract through a throttling proxy: the poll of
+    50 handles is counted through ``faulty_runner(0)`` in both classes, so the rerun would
+    count the very same calls again (the most expensive case of the suite, for nothing)."""
+
+    def skip_recount(self) -> None:
+        """Skip a call-counting case in a class that does not count (:attr:`counts_calls`)."""
+        if not self.counts_calls:
+            pytest.skip("counted once, without the throttling proxy: the count is the same here")
 
     # -- fixtures a subclass provides
 
@@ -889,6 +898,7 @@ class RunnerContract:
         make_spec: Any,
         submit: Any,
     ) -> None:
+        self.skip_recount()
         handles = [submit(runner, make_spec(f"exit {i % 2}", output_prefix=None)) for i in range(50)]
         for handle in handles:
             wait_terminal(runner, handle, self.deadline_s)
