@@ -914,7 +914,8 @@ def package(
         list[str] | None,
         typer.Option(
             "--extra",
-            help="Add an optional runner extra's dependencies (repeatable): gcp, for the google-batch runner",
+            help="Add an optional runner extra's dependencies (repeatable): gcp (google-batch, cloud-run),"
+            " azure (azure-batch), k8s (kubernetes)",
         ),
     ] = None,
 ) -> None:

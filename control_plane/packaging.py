@@ -125,7 +125,11 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore"})
 """Provided by Lambda's Python runtime; shipped only with ``include_boto3``."""
 LAMBDA_EXTRAS = ("aws", "ingress")
 """The pyproject extras the Lambda zip always installs beside the core dependencies."""
-OPTIONAL_EXTRAS: Mapping[str, str] = {"gcp": "the google-batch runner's SDKs"}
+OPTIONAL_EXTRAS: Mapping[str, str] = {
+    "gcp": "the google-batch and cloud-run runners' SDKs",
+    "azure": "the azure-batch runner's SDKs",
+    "k8s": "the kubernetes runner's client",
+}
 """The pyproject extras a zip may add (``--extra``): runners whose SDK only some deployments
 need. The lock pins them too; any other extra is refused."""
 BOTO3_OPTION = "--include-boto3"

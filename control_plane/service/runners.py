@@ -46,7 +46,7 @@ EXTRAS = {
 }
 """Top-level module a built-in runner imports -> the ``squall[...]`` extra that installs it."""
 
-LAMBDA_OPTIONAL_EXTRAS = frozenset({"gcp"})
+LAMBDA_OPTIONAL_EXTRAS = frozenset({"gcp", "azure", "k8s"})
 """Extras ``squall package --extra`` can put in the Lambda zip (control_plane/packaging.py's
 OPTIONAL_EXTRAS; kept here as data so the message costs no import of the packager)."""
 

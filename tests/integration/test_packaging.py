@@ -98,7 +98,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("wheels")
     for target in (Target(), HOST):
         if target is not None:  # the gcp zip's wheels in the same download (one resolution, not two)
-            extras = ["gcp"] if target == GCP_TARGET else []
+            extras = ["gcp", "azure", "k8s"] if target == GCP_TARGET else []
             download_wheels(cache, target=target, root=ROOT, lock_path=LOCK, extras=extras)
     return cache
 
@@ -110,6 +110,16 @@ def gcp_zip(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildRepo
     output = tmp_path_factory.mktemp("gcp") / "lambda.zip"
     report = build(output, target=GCP_TARGET, wheels=wheels, offline=True, bytecode=False, extras=["gcp"])
     print(f"\n--extra gcp zip ({GCP_TARGET.label}, no bytecode): {report.size} bytes, {report.files} files")
+    return report
+
+
+@pytest.fixture(scope="session")
+def azure_k8s_zip(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    """``--extra azure --extra k8s`` (no bytecode, as the gcp zip), from the same wheel cache."""
+    output = tmp_path_factory.mktemp("azure-k8s") / "lambda.zip"
+    extras = ["azure", "k8s"]
+    report = build(output, target=GCP_TARGET, wheels=wheels, offline=True, bytecode=False, extras=extras)
+    print(f"\n--extra azure --extra k8s zip ({GCP_TARGET.label}): {report.size} bytes, {report.files} files")
     return report
 
 
@@ -241,6 +251,21 @@ def test_the_gcp_extra_adds_the_google_sdks_and_the_default_zip_has_none(
     machine = packaging.ARCHITECTURES[GCP_TARGET.arch]
     assert any(re.search(rf"^grpc/_cython/cygrpc\.cpython-3\d+-{machine}-linux-gnu\.so$", n) for n in files)
     assert gcp_zip.size < GCP_SIZE_LIMIT and gcp_zip.warnings() == list(gcp_zip.notices)
+
+
+def test_the_azure_and_k8s_extras_add_their_sdks_and_nothing_else(
+    azure_k8s_zip: BuildReport, lambda_zip: BuildReport
+) -> None:
+    files = names(azure_k8s_zip.output)
+    for package in ("azure/batch", "azure/storage/blob", "azure/identity", "azure/core", "kubernetes"):
+        assert f"{package}/__init__.py" in files, package
+    assert not [n for n in names(lambda_zip.output) if n.startswith(("azure/", "kubernetes/"))]
+    assert azure_k8s_zip.extras == ("azure", "k8s")  # the allow-list's order, whatever the order asked
+    lock = Lock.read(LOCK)
+    added = _dists(azure_k8s_zip.output) - _dists(lambda_zip.output)
+    assert added == lock.needed_with("--extra azure") | lock.needed_with("--extra k8s")
+    assert not {"boto3", "botocore"} & _dists(azure_k8s_zip.output)
+    assert azure_k8s_zip.size < GCP_SIZE_LIMIT and azure_k8s_zip.warnings() == list(azure_k8s_zip.notices)
 
 
 def _pyc(source: str) -> str:
@@ -399,13 +424,14 @@ print(json.dumps({"runners": sorted(runner_classes()), "built": built, "outside"
 """
 
 
-def _probe_google(zip_path: Path, tmp_path: Path) -> dict[str, Any]:
+def _probe(zip_path: Path, tmp_path: Path, probe: str = "") -> dict[str, Any]:
     tree = tmp_path / zip_path.parent.name
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(tree)
+    if not tree.exists():
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(tree)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONNOUSERSITE": "1"}
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", GOOGLE_PROBE, str(tree)],
+        [sys.executable, "-I", "-S", "-c", probe or GOOGLE_PROBE, str(tree)],
         capture_output=True,
         text=True,
         env=env,
@@ -422,13 +448,50 @@ def test_the_google_batch_runner_builds_its_clients_from_the_gcp_zip_only(
     gcp_zip: BuildReport, host_zip: BuildReport, tmp_path: Path
 ) -> None:
     assert GCP_TARGET == HOST  # so the gcp zip runs here, as it would in Lambda
-    seen = _probe_google(gcp_zip.output, tmp_path)
+    seen = _probe(gcp_zip.output, tmp_path)
     assert seen["built"] == ["BatchServiceClient", "google.cloud.storage.client"]
     assert seen["outside"] == []  # the SDK, grpc and cryptography all came from the zip
     assert "google-batch" in seen["runners"]
     # The default zip finds the runner (its entry point) but not its SDK: what `--extra gcp` fixes.
-    seen = _probe_google(host_zip.output, tmp_path)
+    seen = _probe(host_zip.output, tmp_path)
     assert "google-batch" in seen["runners"] and seen["built"] == "ImportError: google"
+
+
+AZURE_K8S_PROBE = r"""
+import json, sys, sysconfig
+tree = sys.argv[1]
+sys.path.insert(0, tree)
+from runners.base import runner_classes
+import runners.azure_batch.runner, runners.kubernetes.runner
+try:  # what the runners import lazily, and their clients built (nothing sent)
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.identity import DefaultAzureCredential
+    from azure.storage.blob import BlobServiceClient
+    from kubernetes import client
+    BatchClient("https://acct.westeurope.batch.azure.com", AzureNamedKeyCredential("acct", "a2V5"))
+    BlobServiceClient("https://acct.blob.core.windows.net", credential=DefaultAzureCredential())
+    built = type(client.BatchV1Api(client.ApiClient())).__name__
+except ImportError as exc:
+    built = f"ImportError: {exc.name}"
+stdlib = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
+outside = sorted(
+    name for name, module in list(sys.modules.items())
+    if getattr(module, "__file__", None) and not module.__file__.startswith((tree, *stdlib))
+)
+print(json.dumps({"runners": sorted(runner_classes()), "built": built, "outside": outside}))
+"""
+
+
+@needs_host
+def test_the_azure_and_kubernetes_runners_import_their_sdks_from_the_zip_only(
+    azure_k8s_zip: BuildReport, host_zip: BuildReport, tmp_path: Path
+) -> None:
+    seen = _probe(azure_k8s_zip.output, tmp_path, AZURE_K8S_PROBE)
+    assert seen["built"] == "BatchV1Api" and seen["outside"] == []
+    assert {"azure-batch", "kubernetes"} <= set(seen["runners"])
+    seen = _probe(host_zip.output, tmp_path, AZURE_K8S_PROBE)
+    assert {"azure-batch", "kubernetes"} <= set(seen["runners"]) and seen["built"].startswith("ImportError")
 
 
 def test_the_committed_lock_matches_pyproject() -> None:
@@ -438,6 +501,10 @@ def test_the_committed_lock_matches_pyproject() -> None:
     assert {"pyjwt", "rsa"} <= set(lock.pins)  # [ingress]: the events function's Pub/Sub tokens
     gcp = lock.needed_with("--extra gcp")  # the optional extras are pinned by the same lock
     assert {"google-cloud-batch", "google-cloud-storage", "grpcio", "protobuf"} <= gcp
+    assert {"azure-batch", "azure-storage-blob", "azure-identity", "azure-core"} <= lock.needed_with(
+        "--extra azure"
+    )
+    assert "kubernetes" in lock.needed_with("--extra k8s")
     default = set(lock.pins) - set(lock.only_with)
     assert {"pydantic-core", "pyjwt"} <= default and not gcp & default and not lock.boto3_only & default
     # The default zip's [ingress] stays pure Python (google-auth brings cryptography only with gcp).
@@ -447,10 +514,13 @@ def test_the_committed_lock_matches_pyproject() -> None:
 
 
 def test_extras_are_checked_against_the_allow_list() -> None:
-    assert list(OPTIONAL_EXTRAS) == ["gcp"]
+    assert list(OPTIONAL_EXTRAS) == ["gcp", "azure", "k8s"]
     assert optional_extras([]) == () and optional_extras(["gcp", "gcp"]) == ("gcp",)
-    with pytest.raises(PackagingError, match=r"unknown extra 'k8s' for the Lambda zip: --extra takes gcp$"):
-        optional_extras(["gcp", "k8s"])
+    assert optional_extras(["k8s", "gcp", "azure"]) == ("gcp", "azure", "k8s")
+    with pytest.raises(
+        PackagingError, match=r"unknown extra 'kube' for the Lambda zip: --extra takes gcp, azure, k8s$"
+    ):
+        optional_extras(["gcp", "kube"])
     with pytest.raises(PackagingError, match=r"'aws' .*\(aws and ingress are always in it\)"):
         optional_extras(["aws"])
 
@@ -593,16 +663,16 @@ def test_an_unknown_extra_is_refused_naming_the_allowed_ones(tmp_path: Path) -> 
     output = tmp_path / "lambda.zip"
     lock = tmp_path / "lock.txt"  # --update-lock would write here (it must not get that far)
     for args in (
-        ["--extra", "gcp", "--extra", "azure"],
+        ["--extra", "gcp", "--extra", "kube"],
         ["--extra", "nope", "--update-lock", "--lock", str(lock)],
     ):
         result = cli.invoke(app, ["package", *args, "--output", str(output)])
         message = " ".join(result.output.split())
         assert result.exit_code == 1, result.output
-        assert "unknown extra" in message and "for the Lambda zip: --extra takes gcp" in message
+        assert "unknown extra" in message and "for the Lambda zip: --extra takes gcp, azure, k8s" in message
         assert not output.exists() and not lock.exists()
-    with pytest.raises(PackagingError, match="unknown extra 'k8s'"):
-        build(output, wheels=tmp_path, offline=True, extras=["k8s"])
+    with pytest.raises(PackagingError, match="unknown extra 'kube'"):
+        build(output, wheels=tmp_path, offline=True, extras=["kube"])
 
 
 def test_an_unwritable_output_is_refused_before_pip_runs(tmp_path: Path) -> None:

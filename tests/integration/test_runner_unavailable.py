@@ -282,3 +282,7 @@ def test_a_missing_google_sdk_says_how_to_get_it_on_lambda_too() -> None:
         "task runner 'google-batch' needs the gcp extra: pip install 'squall[gcp]' "
         "(on Lambda: a zip built with `squall package --extra gcp`)"
     )
+    error = RunnerUnavailableError("kubernetes", ImportError("no kubernetes", name="kubernetes"))
+    assert str(error).endswith("(on Lambda: a zip built with `squall package --extra k8s`)")
+    error = RunnerUnavailableError("azure-batch", ImportError("no azure", name="azure.batch"))
+    assert str(error).endswith("(on Lambda: a zip built with `squall package --extra azure`)")
