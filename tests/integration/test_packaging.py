@@ -402,19 +402,13 @@ def test_the_handlers_import_and_answer_from_an_equivalent_zip_for_this_machine(
     assert _snapshot(tree) == before
 
 
-GOOGLE_PROBE = r"""
+PROBE_HEAD = r"""
 import json, sys, sysconfig
 tree = sys.argv[1]
 sys.path.insert(0, tree)
 from runners.base import runner_classes
-from runners.google_batch.runner import GoogleBatchRunner
-
-runner = GoogleBatchRunner(anonymous=True, endpoint="http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
-try:
-    context = runner._context("my-project")  # the SDK is imported and its clients built here (no call)
-    built = [type(context.api).__name__, type(context.storage).__module__]
-except ImportError as exc:
-    built = f"ImportError: {exc.name}"
+"""
+PROBE_TAIL = r"""
 stdlib = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
 outside = sorted(
     name for name, module in list(sys.modules.items())
@@ -423,15 +417,30 @@ outside = sorted(
 print(json.dumps({"runners": sorted(runner_classes()), "built": built, "outside": outside}))
 """
 
+GOOGLE_PROBE = (
+    PROBE_HEAD
+    + r"""
+from runners.google_batch.runner import GoogleBatchRunner
 
-def _probe(zip_path: Path, tmp_path: Path, probe: str = "") -> dict[str, Any]:
+runner = GoogleBatchRunner(anonymous=True, endpoint="http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
+try:
+    context = runner._context("my-project")  # the SDK is imported and its clients built here (no call)
+    built = [type(context.api).__name__, type(context.storage).__module__]
+except ImportError as exc:
+    built = f"ImportError: {exc.name}"
+"""
+    + PROBE_TAIL
+)
+
+
+def _probe(zip_path: Path, tmp_path: Path, probe: str) -> dict[str, Any]:
     tree = tmp_path / zip_path.parent.name
     if not tree.exists():
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(tree)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONNOUSERSITE": "1"}
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", probe or GOOGLE_PROBE, str(tree)],
+        [sys.executable, "-I", "-S", "-c", probe, str(tree)],
         capture_output=True,
         text=True,
         env=env,
@@ -448,20 +457,18 @@ def test_the_google_batch_runner_builds_its_clients_from_the_gcp_zip_only(
     gcp_zip: BuildReport, host_zip: BuildReport, tmp_path: Path
 ) -> None:
     assert GCP_TARGET == HOST  # so the gcp zip runs here, as it would in Lambda
-    seen = _probe(gcp_zip.output, tmp_path)
+    seen = _probe(gcp_zip.output, tmp_path, GOOGLE_PROBE)
     assert seen["built"] == ["BatchServiceClient", "google.cloud.storage.client"]
     assert seen["outside"] == []  # the SDK, grpc and cryptography all came from the zip
     assert "google-batch" in seen["runners"]
     # The default zip finds the runner (its entry point) but not its SDK: what `--extra gcp` fixes.
-    seen = _probe(host_zip.output, tmp_path)
+    seen = _probe(host_zip.output, tmp_path, GOOGLE_PROBE)
     assert "google-batch" in seen["runners"] and seen["built"] == "ImportError: google"
 
 
-AZURE_K8S_PROBE = r"""
-import json, sys, sysconfig
-tree = sys.argv[1]
-sys.path.insert(0, tree)
-from runners.base import runner_classes
+AZURE_K8S_PROBE = (
+    PROBE_HEAD
+    + r"""
 import runners.azure_batch.runner, runners.kubernetes.runner
 try:  # what the runners import lazily, and their clients built (nothing sent)
     from azure.batch import BatchClient
@@ -474,13 +481,9 @@ try:  # what the runners import lazily, and their clients built (nothing sent)
     built = type(client.BatchV1Api(client.ApiClient())).__name__
 except ImportError as exc:
     built = f"ImportError: {exc.name}"
-stdlib = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
-outside = sorted(
-    name for name, module in list(sys.modules.items())
-    if getattr(module, "__file__", None) and not module.__file__.startswith((tree, *stdlib))
-)
-print(json.dumps({"runners": sorted(runner_classes()), "built": built, "outside": outside}))
 """
+    + PROBE_TAIL
+)
 
 
 @needs_host
