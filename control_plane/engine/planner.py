@@ -765,6 +765,11 @@ class _Transaction:
             self.put(tr)
             duration = getattr(task, "duration")  # noqa: B009 - Sleep is the only timer task
             self.actions.append(StartTimer(f"sleep:{tr.id}:{tr.attempt}", self.now + duration))
+            # Kestra's Sleep is a RunnableTask, and WorkerTaskCallable bounds every RunnableTask
+            # by task.timeout: a Sleep longer than its timeout fails with "Timeout after ...".
+            if task.timeout is not None and task.timeout < duration:
+                key = f"timeout:{tr.id}:{tr.attempt}"
+                self.actions.append(StartTimer(key, self.now + task.timeout))
         elif kind is TaskKind.JOB:
             self.submit(tr, task)
         elif kind is TaskKind.SUBFLOW:

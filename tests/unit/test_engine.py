@@ -336,6 +336,42 @@ tasks:
     assert execution.ended - T0 == timedelta(hours=1, seconds=90)
 
 
+def test_sleep_within_its_timeout_succeeds_and_a_longer_one_retries_then_fails() -> None:
+    """The timeout bounds a Sleep as it bounds any RunnableTask, retries included."""
+    within = run(
+        """
+id: w
+namespace: t
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT10S
+    timeout: PT10S
+""",
+        start=T0,
+    )
+    assert within.state is State.SUCCESS
+    assert within.execution.ended - T0 == timedelta(seconds=10)
+    beyond = run(
+        """
+id: w
+namespace: t
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT1M
+    timeout: PT1.5S
+    retry: {type: constant, interval: PT1S, maxAttempt: 2}
+""",
+        start=T0,
+    )
+    assert beyond.state is State.FAILED
+    (nap,) = beyond.execution.taskruns.values()
+    assert len(nap.attempts) == 2
+    assert nap.error == "Timeout after 00:00:01.500"
+    assert beyond.execution.ended - T0 == timedelta(seconds=4)
+
+
 def test_waitfor_fails_on_max_when_asked() -> None:
     result = run(
         """
