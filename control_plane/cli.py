@@ -328,14 +328,21 @@ def run(
 ) -> None:
     """Deploy a flow to the local store and run it (process runner); exit 0 on SUCCESS or WARNING."""
     from control_plane.errors import FlowValidationError, InputError
-    from control_plane.flows.loader import read_flow_file
+    from control_plane.flows.loader import parse_flow, read_flow_file
     from control_plane.service.clock import SystemClock, VirtualClock
 
     started = time.monotonic()
     clock = VirtualClock() if virtual_time else SystemClock()
+    try:
+        source = read_flow_file(file)
+        parsed = parse_flow(source, str(file))
+    except FlowValidationError as exc:
+        raise _fail(str(exc)) from None
+    if parsed.disabled:  # Kestra refuses to create an execution of a disabled flow (409)
+        raise _fail(f"flow {parsed.namespace}.{parsed.id} is disabled (disabled: true in {file}): not run")
     with _open(db, secrets_file, keep_jobs=keep_jobs, clock=clock) as runtime:
         try:
-            record = runtime.service.deploy(read_flow_file(file), str(file))
+            record = runtime.service.deploy(source, str(file))
         except FlowValidationError as exc:
             raise _fail(str(exc)) from None
         inputs = _parse_inputs(input or [])

@@ -395,7 +395,13 @@ class Service:
                 key = f"schedule/{flow.namespace}/{flow.id}/{trigger.id}"
                 state = self.store.get_trigger(key)
                 last = datetime.fromisoformat(state.data["last"]) if state and "last" in state.data else None
-                fires = due(trigger, namespace=flow.namespace, flow_id=flow.id, last=last, now=now)
+                # Kestra's scheduler skips disabled flows (AbstractScheduler filters !isDisabled):
+                # a disabled flow's schedules are treated as disabled triggers, keeping `last`.
+                fires = (
+                    []
+                    if flow.disabled
+                    else due(trigger, namespace=flow.namespace, flow_id=flow.id, last=last, now=now)
+                )
                 for fire in fires:
                     started += self._fire(flow, trigger, fire)
                 newest = max((f.date for f in fires), default=None)

@@ -438,6 +438,17 @@ def test_start_unknown_flow_is_404(client: Api) -> None:
     assert client.snapshot() == before
 
 
+@pytest.mark.parametrize("route", ["/api/v1/executions", "/api/v1/main/executions"])
+def test_start_disabled_flow_is_409_and_stores_nothing(client: Api, route: str) -> None:
+    """Kestra's create-execution answers a disabled flow with 409 (IllegalStateException)."""
+    client.deploy(HELLO.replace("namespace: squall.api\n", "namespace: squall.api\ndisabled: true\n", 1))
+    before = client.snapshot()
+    response = client.call("POST", f"{route}/squall.api/hello")
+    assert response.status == 409, response.body
+    assert "flow squall.api.hello is disabled" in response.json["message"]
+    assert client.snapshot() == before
+
+
 def test_start_with_bad_inputs_is_422_with_kestra_messages(client: Api) -> None:
     client.deploy(HELLO)
     before = client.snapshot()

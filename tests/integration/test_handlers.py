@@ -451,6 +451,19 @@ def test_a_schedule_starts_one_execution_per_date_with_the_trigger_variables(wor
     assert len(_scheduled(world)) == 1
 
 
+def test_a_disabled_flow_s_schedule_does_not_fire(world: World) -> None:
+    """Kestra's scheduler skips disabled flows; their due dates start nothing."""
+    world.rt.service.deploy(
+        SCHEDULED.replace("namespace: squall.handlers\n", "namespace: squall.handlers\ndisabled: true\n"),
+        "nightly.yaml",
+    )
+    assert tick.handler({}, None)["scheduled"] == []
+    world.advance(10 * 60)  # 12:10:30: 12:05 and 12:10 would be due
+    assert tick.handler({}, None)["scheduled"] == []
+    assert world.rt.service.fire_schedules(namespace="squall.handlers", flow_id="nightly") == []
+    assert _scheduled(world) == []
+
+
 def test_a_date_fired_twice_by_racing_lambdas_starts_one_execution(world: World) -> None:
     world.rt.service.deploy(SCHEDULED, "nightly.yaml")
     schedule.handler({}, None)

@@ -43,6 +43,21 @@ def test_run_failed_flow_exits_1(tmp_path: Path) -> None:
     assert "FAILED" in result.output
 
 
+def test_run_refuses_a_disabled_flow_and_stores_nothing(tmp_path: Path) -> None:
+    """Kestra refuses to create an execution of a disabled flow; so does ``squall run``."""
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "id: off\nnamespace: t\ndisabled: true\ntasks:\n"
+        "  - id: l\n    type: io.kestra.plugin.core.log.Log\n    message: ran\n"
+    )
+    db = tmp_path / "squall.db"
+    result = runner.invoke(app, ["run", str(flow), "--db", str(db)])
+    assert result.exit_code == 1
+    assert "flow t.off is disabled" in result.output
+    assert "ran" not in result.output and "Traceback" not in result.output
+    assert not db.exists()
+
+
 def test_validate_lists_every_violation_and_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
