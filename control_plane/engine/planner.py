@@ -406,6 +406,10 @@ class _Transaction:
                 "vars": flow.variables or {},
             }
         ctx = dict(self._static)
+        # Kestra's RunVariables puts the execution's current state in `execution.state` when a
+        # task's context is built: RUNNING in `errors` and `finally` too, since an execution only
+        # takes its final state once they have ended.
+        ctx["execution"] = {**self._static["execution"], "state": str(self.state)}
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
         ctx["labels"] = self.labels
