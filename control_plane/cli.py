@@ -527,11 +527,11 @@ def _age(text: str) -> Any:
     if match:
         unit = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
         return timedelta(**{unit: int(match.group(1))})
-    from pydantic import TypeAdapter, ValidationError
+    from control_plane.flows.durations import parse_timedelta
 
-    try:
-        value = TypeAdapter(timedelta).validate_python(text)
-    except ValidationError:
+    try:  # the one duration parser, so an age reads like a flow's durations (Duration.parse)
+        value = parse_timedelta(text.strip())
+    except ValueError:
         raise _fail(f"--older-than {text!r}: give an age such as 30d, 12h, 90m or P30D", 2) from None
     if value < timedelta(0):
         raise _fail(f"--older-than {text!r}: the age must be positive", 2)

@@ -55,6 +55,7 @@ import yaml
 from msgspec import Struct
 
 from control_plane.errors import InputError
+from control_plane.flows.durations import parse_nanos
 from control_plane.flows.models import Flow, Input, InputType
 from control_plane.masking import MASK, mask_paths, mask_secrets, mask_value
 
@@ -89,12 +90,6 @@ _TIME_TEXT = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?
 _INSTANT_TEXT = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)"
-)
-# java.time.Duration.parse: days, hours, minutes, seconds with an optional fraction.
-_DURATION_TEXT = re.compile(
-    r"([-+]?)P(?:([-+]?[0-9]+)D)?"
-    r"(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?(?:([-+]?[0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?",
-    re.IGNORECASE,
 )
 _NANOS = 1_000_000_000
 
@@ -654,27 +649,15 @@ def _to_time(raw: Any) -> _LocalTime:
 
 
 def _to_duration(raw: Any) -> int:
-    """``Duration.parse`` as a signed number of nanoseconds (no years, months or weeks, as in Java)."""
+    """``Duration.parse`` as a signed number of nanoseconds (the one parser: flows/durations.py)."""
     if isinstance(raw, timedelta):
         return (raw // timedelta(microseconds=1)) * 1000
-    match = _DURATION_TEXT.fullmatch(raw) if isinstance(raw, str) else None
-    if match is None:
+    if not isinstance(raw, str):
         raise _expected(InputType.DURATION, raw)
-    negate, days, t_part, hours, minutes, seconds, fraction = match.groups()
-    if days is None and t_part is None:
-        raise _expected(InputType.DURATION, raw)
-    if t_part is not None and hours is None and minutes is None and seconds is None:
-        raise _expected(InputType.DURATION, raw)
-    total = (int(days or 0) * 86_400 + int(hours or 0) * 3_600 + int(minutes or 0) * 60) * _NANOS
-    total += int(seconds or 0) * _NANOS
-    if fraction:
-        frac = _nanos_of(fraction)
-        total += -frac if seconds is not None and seconds.startswith("-") else frac
-    if negate == "-":
-        total = -total
-    if abs(total) >= 2**63 * _NANOS:  # beyond java.time.Duration's range
-        raise _expected(InputType.DURATION, raw)
-    return total
+    try:
+        return parse_nanos(raw)
+    except ValueError:
+        raise _expected(InputType.DURATION, raw) from None
 
 
 def _duration_text(total_nanos: int) -> str:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -34,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
+from control_plane.flows.durations import parse_timedelta
 from control_plane.levels import Level
 
 __all__ = [
@@ -71,6 +73,24 @@ def _problems(problems: list[str]) -> PydanticCustomError:
     )
 
 
+def _java_duration(value: Any) -> Any:
+    """A duration text parsed as Kestra does (java.time.Duration.parse), not as pydantic would.
+
+    Pydantic accepts ``P1Y``, ``P1W`` and ``01:00:00``, which Kestra rejects, and rejects
+    ``pt1m`` and ``PT0.25s``, which Kestra accepts. Numbers are left to pydantic (seconds).
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_timedelta(value)
+    except ValueError as exc:
+        raise PydanticCustomError("time_delta_parsing", str(exc)) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_java_duration)]
+"""A task or trigger property holding a duration: ``timeout``, retry intervals, Sleep, Pause..."""
+
+
 class _Strict(BaseModel):
     # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
     # ``defer_build``: validators are built on first use, not at import, so a Lambda cold
@@ -102,7 +122,7 @@ class RetryBehavior(StrEnum):
 class _RetryBase(_Strict):
     maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
     maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
-    maxDuration: timedelta | None = None
+    maxDuration: Duration | None = None
     warningOnRetry: bool = False
     behavior: RetryBehavior | None = None
 
@@ -118,7 +138,7 @@ class _RetryBase(_Strict):
 
 class ConstantRetry(_RetryBase):
     type: Literal["constant"]
-    interval: timedelta
+    interval: Duration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.interval
@@ -126,8 +146,8 @@ class ConstantRetry(_RetryBase):
 
 class ExponentialRetry(_RetryBase):
     type: Literal["exponential"]
-    interval: timedelta
-    maxInterval: timedelta
+    interval: Duration
+    maxInterval: Duration
     delayFactor: float | None = None
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
@@ -137,8 +157,8 @@ class ExponentialRetry(_RetryBase):
 
 class RandomRetry(_RetryBase):
     type: Literal["random"]
-    minInterval: timedelta
-    maxInterval: timedelta
+    minInterval: Duration
+    maxInterval: Duration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.minInterval + (self.maxInterval - self.minInterval) * draw
@@ -311,7 +331,7 @@ class Task(_Strict):
     type: str
     description: str | None = None
     retry: Retry | None = None
-    timeout: timedelta | None = None
+    timeout: Duration | None = None
     disabled: bool = False
     allowFailure: bool = False
     allowWarning: bool = False
@@ -363,7 +383,7 @@ class SetLabels(Task):
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
-    duration: timedelta
+    duration: Duration
 
 
 class FlowableTask(Task):
@@ -563,8 +583,8 @@ def _cycles(dag: Dag) -> list[list[str]]:
 
 class CheckFrequency(_Strict):
     maxIterations: int | None = Field(default=100, ge=1)
-    maxDuration: timedelta | None = timedelta(hours=1)
-    interval: timedelta = timedelta(seconds=1)
+    maxDuration: Duration | None = timedelta(hours=1)
+    interval: Duration = timedelta(seconds=1)
 
 
 class WaitFor(_WithTasks):
@@ -575,7 +595,7 @@ class WaitFor(_WithTasks):
     failOnMaxReached: bool = False
     checkFrequency: CheckFrequency = Field(default_factory=CheckFrequency)  # not built at import
     maxIterations: int | None = Field(default=None, ge=1)
-    maxDuration: timedelta | None = None
+    maxDuration: Duration | None = None
 
     @property
     def bounds(self) -> CheckFrequency:
@@ -588,9 +608,9 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
-    delay: timedelta | None = None
-    pauseDuration: timedelta | None = None
-    timeout: timedelta | None = None
+    delay: Duration | None = None
+    pauseDuration: Duration | None = None
+    timeout: Duration | None = None
     behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
     onResume: list[Input] | None = None
     tasks: list["AnyTask"] | None = None
@@ -769,7 +789,7 @@ class Schedule(Trigger):
     labels: dict[str, str] | None = None
     backfill: Backfill | None = None
     recoverMissedSchedules: Literal["ALL", "NONE", "LAST"] | None = None
-    lateMaximumDelay: timedelta | None = None
+    lateMaximumDelay: Duration | None = None
     scheduleConditions: list[Condition] | None = None
 
     @field_validator("timezone")

@@ -1,0 +1,106 @@
+"""The one duration parser against java.time.Duration.parse: its Javadoc examples and rejections."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from control_plane.errors import FlowValidationError
+from control_plane.flows.durations import NANOS, parse_nanos, parse_timedelta
+from control_plane.flows.loader import parse_flow
+
+S = NANOS
+
+ACCEPTED = [
+    # Duration.parse's Javadoc examples
+    ("PT20.345S", 20 * S + 345_000_000),
+    ("PT15M", 15 * 60 * S),
+    ("PT10H", 10 * 3600 * S),
+    ("P2D", 2 * 86_400 * S),
+    ("P2DT3H4M", (2 * 86_400 + 3 * 3600 + 4 * 60) * S),
+    ("PT-6H3M", (-6 * 3600 + 3 * 60) * S),
+    ("-PT6H3M", -(6 * 3600 + 3 * 60) * S),
+    ("-PT-6H+3M", (6 * 3600 - 3 * 60) * S),
+    # the pattern is case-insensitive, takes ',' for '.', and up to nine fraction digits
+    ("pt1m", 60 * S),
+    ("Pt1M", 60 * S),
+    ("PT0.25s", S // 4),
+    ("PT0,25S", S // 4),
+    ("PT1.S", S),
+    ("PT0.000000001S", 1),
+    ("PT-0.5S", -S // 2),
+    ("P1DT2H", (86_400 + 7200) * S),
+    ("p1d", 86_400 * S),
+    ("+PT6H", 6 * 3600 * S),
+    ("-PT6H", -6 * 3600 * S),
+    ("PT0S", 0),
+    ("P0D", 0),
+]
+
+REJECTED = [
+    "",
+    "P",
+    "PT",
+    "P1DT",
+    "P1Y",  # years, months and weeks belong to java.time.Period
+    "P1M",
+    "P1W",
+    "PT1.5M",  # a fraction only on seconds
+    "PT1.5H",
+    "PT0.1234567891S",  # ten fraction digits
+    "01:00:00",
+    "1H",
+    "PT1H1H",
+    " PT1H",
+    "PT1H ",
+    "P-T1H",
+    "--PT1H",
+    "PT1H30S15M",  # units out of order
+    "1 day",
+]
+
+
+@pytest.mark.parametrize(("text", "nanos"), ACCEPTED)
+def test_accepted_like_java(text: str, nanos: int) -> None:
+    assert parse_nanos(text) == nanos
+
+
+@pytest.mark.parametrize("text", REJECTED)
+def test_rejected_like_java(text: str) -> None:
+    with pytest.raises(ValueError, match="Text cannot be parsed to a Duration"):
+        parse_nanos(text)
+
+
+def test_timedelta_truncates_nanoseconds_toward_zero_and_refuses_what_python_cannot_hold() -> None:
+    assert parse_timedelta("PT0.0000019S") == timedelta(microseconds=1)
+    assert parse_timedelta("PT-0.0000019S") == timedelta(microseconds=-1)
+    with pytest.raises(ValueError, match="Duration"):
+        parse_timedelta("P9999999999D")  # Java holds it; timedelta does not
+
+
+FLOW = """id: f
+namespace: t
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: {duration}
+    timeout: pt1h
+    retry: {{type: constant, interval: PT0.25s, maxAttempt: 2}}
+"""
+
+
+def test_task_properties_use_java_s_grammar() -> None:
+    task = parse_flow(FLOW.format(duration="P1DT2H"), "f.yaml").tasks[0]
+    assert task.duration == timedelta(days=1, hours=2)  # type: ignore[union-attr]
+    assert task.timeout == timedelta(hours=1)
+    assert task.retry is not None and task.retry.interval == timedelta(milliseconds=250)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", ["P1W", "01:00:00", "PT"])
+def test_a_duration_java_rejects_is_a_violation_with_file_line_and_field(bad: str) -> None:
+    with pytest.raises(FlowValidationError) as caught:
+        parse_flow(FLOW.format(duration=bad), "f.yaml")
+    assert f"f.yaml:6:15: tasks[0].duration: expected an ISO-8601 duration (PT5M), got '{bad}'" in str(
+        caught.value
+    )
