@@ -669,6 +669,10 @@ class ExecutionDriver:
             self.news.event(parent.id, event)
 
         try:
+            if self.flow(action.namespace, action.flow_id, action.revision).disabled:
+                # Kestra's Subflow refuses a disabled flow: the calling task run fails, no child.
+                fail("Cannot execute a flow which is disabled")
+                return
             self.start(
                 action.namespace,
                 action.flow_id,

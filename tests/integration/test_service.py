@@ -278,6 +278,24 @@ def test_subflow_waits_for_the_child_and_gets_its_outputs(tmp_path: Path) -> Non
         assert len(children) == 1 and children[0].parent_id == final.id
 
 
+def test_subflow_of_a_disabled_flow_fails_the_calling_task_and_starts_no_child(tmp_path: Path) -> None:
+    """Kestra's Subflow throws "Cannot execute a flow which is disabled": the parent task fails."""
+    child = (
+        "id: child\nnamespace: t\ndisabled: true\n"
+        "tasks:\n  - id: c\n    type: io.kestra.plugin.core.log.Log\n    message: ran\n"
+    )
+    parent = flow(
+        "  - id: call\n    type: io.kestra.plugin.core.flow.Subflow\n    namespace: t\n    flowId: child\n"
+    )
+    with runtime(tmp_path) as rt:
+        rt.service.deploy(child)
+        final = deploy_and_run(rt, parent)
+        assert final.state is State.FAILED
+        assert run_of(final, "call").state is State.FAILED
+        assert run_of(final, "call").error == "Cannot execute a flow which is disabled"
+        assert rt.store.list_executions(flow_id="child").items == []
+
+
 def test_flow_retry_creates_a_new_execution(tmp_path: Path) -> None:
     source = flow(
         "  - id: boom\n    type: io.kestra.plugin.core.execution.Fail\n",
