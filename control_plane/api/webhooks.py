@@ -109,6 +109,8 @@ def deliver(rt: Runtime, namespace: str, flow_id: str, key: str) -> Execution:
     404 (the same for an unknown flow, a disabled one and a wrong key), 409 for a replayed
     ``Idempotency-Key``; the execution otherwise.
     """
+    from control_plane.flows.inputs import trigger_inputs
+
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     try:
@@ -137,7 +139,7 @@ def deliver(rt: Runtime, namespace: str, flow_id: str, key: str) -> Execution:
         execution = rt.service.start(
             namespace,
             flow_id,
-            trigger.inputs,
+            trigger_inputs(flow, trigger.inputs, variables),
             revision=flow.revision,
             trigger=variables,
             execution_id=execution_id,

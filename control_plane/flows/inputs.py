@@ -139,6 +139,34 @@ def resolve_inputs(flow: Flow, provided: Mapping[str, Any] | None, *, typed: boo
     return _nest(flat)
 
 
+def trigger_inputs(
+    flow: Flow, inputs: Mapping[str, Any] | None, trigger: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """A trigger's ``inputs`` rendered with its variables, as Kestra renders them: a Webhook's
+    ``{{ trigger.body.ref ?? 'main' }}``, a Schedule's ``{{ trigger.date }}``. Passed literally,
+    they reached the flow as the template's text. A template that fails is an InputError naming
+    the input (the webhook answers 422, a schedule logs it and skips the date)."""
+    if inputs is None:
+        return None
+    from control_plane.errors import ExpressionError
+    from control_plane.expressions import render_value
+
+    context = {
+        "trigger": dict(trigger),
+        "flow": {"id": flow.id, "namespace": flow.namespace, "revision": flow.revision},
+    }
+    rendered: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in inputs.items():
+        try:
+            rendered[name] = render_value(value, context)
+        except ExpressionError as exc:
+            problems.append(f"trigger input `{name}` could not be rendered: {exc}")
+    if problems:
+        raise InputError(problems)
+    return rendered
+
+
 def secret_values(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:
     """The text of every SECRET input's value, so the log pipeline can mask it wherever it appears.
 

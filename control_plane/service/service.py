@@ -431,12 +431,14 @@ class Service:
             cursor = page.cursor
 
     def _fire(self, flow: Flow, trigger: Schedule, fire: Fire) -> list[str]:
+        from control_plane.flows.inputs import trigger_inputs
+
         variables = {"id": trigger.id, "type": trigger.type, **fire.variables}
         try:
             execution = self.start(
                 flow.namespace,
                 flow.id,
-                trigger.inputs,
+                trigger_inputs(flow, trigger.inputs, variables),
                 revision=flow.revision,
                 labels=fire.labels,
                 trigger=variables,

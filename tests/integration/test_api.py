@@ -909,6 +909,53 @@ def test_webhook_starts_the_flow_with_kestra_trigger_variables(client: Api) -> N
     assert execution.state is State.SUCCESS
 
 
+RENDERED_HOOK = """
+id: rendered
+namespace: squall.api
+inputs:
+  - id: ref
+    type: STRING
+  - id: count
+    type: INT
+triggers:
+  - id: push
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: rendered-key-00000001
+    inputs:
+      ref: "{{ trigger.body.ref ?? 'main' }}"
+      count: "{{ trigger.body.commits | length }}"
+  - id: broken
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: rendered-key-00000002
+    inputs:
+      ref: "{{ trigger.body.ref | nosuchfilter }}"
+      count: 1
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.ref }} {{ inputs.count }}"
+"""
+
+
+def test_webhook_inputs_are_rendered_with_the_trigger_variables(client: Api) -> None:
+    """Kestra renders a trigger's inputs: they reached the flow as the template's text."""
+    client.deploy(RENDERED_HOOK)
+    path = "/webhooks/squall.api/rendered/rendered-key-00000001"
+    sent = client.call("POST", path, token=None, json_body={"ref": "dev", "commits": [1, 2, 3]})
+    assert sent.status == 200, sent.body
+    assert client.store.get_execution(sent.json["id"]).inputs == {"ref": "dev", "count": 3}
+    default = client.call("POST", path, token=None, json_body={"commits": []})
+    assert default.status == 200, default.body
+    assert client.store.get_execution(default.json["id"]).inputs == {"ref": "main", "count": 0}
+    before = _executions(client)
+    broken = client.call(
+        "POST", "/webhooks/squall.api/rendered/rendered-key-00000002", token=None, json_body={"ref": "x"}
+    )
+    assert broken.status == 422, broken.body
+    assert "trigger input `ref`" in broken.json["message"] and "nosuchfilter" in broken.json["message"]
+    assert _executions(client) == before
+
+
 def test_webhook_get_put_and_text_body(client: Api) -> None:
     client.deploy(HOOKED)
     got = client.call("GET", "/webhooks/squall.api/hooked/a-long-secret-key-1234", token=None)

@@ -54,7 +54,7 @@ triggers:
     type: io.kestra.plugin.core.trigger.Schedule
     cron: "*/5 * * * *"
     inputs:
-      who: scheduler
+      who: "{{ flow.id }}'s {{ trigger.id }} for {{ trigger.date | date('HH:mm') }}"
 tasks:
   - id: hello
     type: io.kestra.plugin.core.debug.Return
@@ -445,7 +445,8 @@ def test_a_schedule_starts_one_execution_per_date_with_the_trigger_variables(wor
     assert ex.state is State.SUCCESS
     assert ex.trigger is not None and ex.trigger["date"] == "2026-03-01T12:05:00+00:00"
     (run,) = ex.taskruns.values()
-    assert run.outputs == {"value": "scheduler at 2026-03-01T12:05:00+00:00"}
+    # The trigger's inputs are rendered with its variables (they were passed as the template's text).
+    assert run.outputs == {"value": "nightly's every5 for 12:05 at 2026-03-01T12:05:00+00:00"}
 
     assert tick.handler({}, None)["scheduled"] == []  # the same minute again: nothing new
     assert len(_scheduled(world)) == 1
