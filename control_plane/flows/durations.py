@@ -27,6 +27,12 @@ MESSAGE = "Text cannot be parsed to a Duration"
 """The message of Java's DateTimeParseException, which Kestra's users know."""
 
 
+def fraction_nanos(fraction: str | None) -> int:
+    """Up to nine digits after the decimal mark as nanoseconds (``25`` -> 250,000,000), as
+    java.time reads a fraction of a second; 0 for none. Instants and times use it too."""
+    return int(fraction.ljust(9, "0")) if fraction else 0
+
+
 def parse_nanos(text: str) -> int:
     """``Duration.parse(text)`` as a signed number of nanoseconds; ValueError when Java rejects it."""
     match = _TEXT.fullmatch(text)
@@ -40,7 +46,7 @@ def parse_nanos(text: str) -> int:
     total = (int(days or 0) * 86_400 + int(hours or 0) * 3_600 + int(minutes or 0) * 60) * NANOS
     total += int(seconds or 0) * NANOS
     if fraction:
-        frac = int(fraction.ljust(9, "0"))
+        frac = fraction_nanos(fraction)
         total += -frac if seconds is not None and seconds.startswith("-") else frac
     if negate == "-":
         total = -total

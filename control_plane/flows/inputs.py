@@ -55,7 +55,7 @@ import yaml
 from msgspec import Struct
 
 from control_plane.errors import InputError
-from control_plane.flows.durations import parse_nanos
+from control_plane.flows.durations import NANOS, fraction_nanos, parse_nanos
 from control_plane.flows.models import Flow, Input, InputType
 from control_plane.masking import MASK, mask_paths, mask_secrets, mask_value
 
@@ -91,7 +91,6 @@ _INSTANT_TEXT = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)"
 )
-_NANOS = 1_000_000_000
 
 
 # --------------------------------------------------------------------------- public API
@@ -607,10 +606,6 @@ def _fraction(nanos: int) -> str:
     return f".{nanos:09d}"
 
 
-def _nanos_of(fraction: str | None) -> int:
-    return int((fraction or "").ljust(9, "0")) if fraction else 0
-
-
 def _to_instant(raw: Any) -> _Instant:
     """``Instant.parse``: ISO-8601 with seconds and a ``Z`` or ``±HH:MM`` offset, normalised to UTC."""
     if isinstance(raw, datetime):
@@ -633,7 +628,7 @@ def _to_instant(raw: Any) -> _Instant:
         int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset)
     )
     utc = local.astimezone(UTC).replace(tzinfo=None)
-    return _Instant(utc, _nanos_of(fraction))
+    return _Instant(utc, fraction_nanos(fraction))
 
 
 def _to_date(raw: Any) -> date:
@@ -673,7 +668,7 @@ def _to_time(raw: Any) -> _LocalTime:
     hour, minute, second = (int(part or 0) for part in match.groups()[:3])
     if hour > 23 or minute > 59 or second > 59:
         raise _expected(InputType.TIME, raw)
-    return _LocalTime(hour, minute, second, _nanos_of(match.group(4)))
+    return _LocalTime(hour, minute, second, fraction_nanos(match.group(4)))
 
 
 def _to_duration(raw: Any) -> int:
@@ -692,7 +687,7 @@ def _duration_text(total_nanos: int) -> str:
     """``Duration.toString()``: ``PT0S``, days folded into hours, Java's truncating arithmetic."""
     if total_nanos == 0:
         return "PT0S"
-    seconds, nanos = divmod(total_nanos, _NANOS)  # Java keeps 0 <= nanos < 1e9, seconds floored
+    seconds, nanos = divmod(total_nanos, NANOS)  # Java keeps 0 <= nanos < 1e9, seconds floored
     effective = seconds + 1 if seconds < 0 and nanos > 0 else seconds
     hours = int(effective / 3600) if effective >= 0 else -((-effective) // 3600)
     rest = effective - hours * 3600  # sign follows the dividend, as Java's % does
@@ -707,10 +702,10 @@ def _duration_text(total_nanos: int) -> str:
         return out
     if seconds < 0 and nanos > 0:
         out += "-0" if secs == 0 else str(secs)
-        digits = str(2 * _NANOS - nanos)
+        digits = str(2 * NANOS - nanos)
     else:
         out += str(secs)
-        digits = str(nanos + _NANOS)
+        digits = str(nanos + NANOS)
     if nanos > 0:
         out += "." + digits[1:].rstrip("0")
     return out + "S"
