@@ -877,6 +877,51 @@ class StoreContract:
         [summary] = store.list_executions(states=[State.SUCCESS]).items
         assert (summary.id, summary.state, summary.ended) == ("moving", State.SUCCESS, at(9))
 
+    # ------------------------------------------------------------------ delete
+
+    def test_delete_execution_removes_an_ended_one_and_nothing_else(
+        self, store_factory: Callable[[], StateStore]
+    ) -> None:
+        store, other = store_factory(), store_factory()
+        runs = [make_taskrun(f"tr{i}", i, outputs={"v": "x" * 50}) for i in range(3)]
+        store.create_execution(
+            make_execution("gone", state=State.SUCCESS, taskruns=runs),
+            logs=[log("bye", taskrun_id="tr0")],
+            timers=[TimerRecord("gone", "late", at(5))],
+        )
+        store.create_execution(
+            make_execution("kept", state=State.FAILED, taskruns=[make_taskrun("k", 0)], created=at(1)),
+            logs=[log("stay")],
+        )
+        other.delete_execution("gone")  # another instance: nothing cached decides
+        for reader in (store, other):
+            with pytest.raises(NotFoundError, match="gone"):
+                reader.get_execution("gone")
+            with pytest.raises(NotFoundError, match="gone"):
+                reader.get_execution_meta("gone")
+            assert reader.list_taskruns("gone") == []
+            assert reader.read_logs("gone").items == []
+            assert [s.id for s in reader.list_executions().items] == ["kept"]
+            assert reader.get_execution("kept").state is State.FAILED
+            assert [line.message for line in reader.read_logs("kept").items] == ["stay"]
+        assert store.due_timers(at(100)) == []
+        with pytest.raises(NotFoundError, match="gone"):
+            store.delete_execution("gone")
+        store.create_execution(make_execution("gone", state=State.SUCCESS))  # the id is free again
+        assert len(store.get_execution("gone").taskruns) == 0
+
+    def test_delete_execution_refuses_one_that_has_not_ended(self, store: StateStore) -> None:
+        for state in (State.RUNNING, State.PAUSED, State.CREATED):
+            ex = make_execution(f"live-{state.value}", state=state, taskruns=[make_taskrun("a", 0)])
+            store.create_execution(ex, logs=[log("still here")])
+            with pytest.raises(ConflictError, match=f"live-{state.value}"):
+                store.delete_execution(ex.id)
+            assert store.get_execution(ex.id).state is state
+            assert len(store.list_taskruns(ex.id)) == 1
+            assert [line.message for line in store.read_logs(ex.id).items] == ["still here"]
+        with pytest.raises(NotFoundError, match="never"):
+            store.delete_execution("never")
+
     # ------------------------------------------------------------------ logs
 
     def test_logs_keep_append_order_and_filter_by_taskrun(self, store: StateStore) -> None:

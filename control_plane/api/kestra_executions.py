@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from msgspec import Struct
 from pydantic import BaseModel
 
 from control_plane.api import common, executions, telemetry, tenants, webhooks
@@ -128,6 +130,13 @@ _EXECUTION_FILTERS = {
 
 
 def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExecutions:
+    found = _matches(rt, filters)
+    shown = found[page_of.window(len(found))]
+    return PagedExecutions(results=[execution_summary(s) for s in shown], total=len(found))
+
+
+def _matches(rt: Runtime, filters: tuple[Filter, ...]) -> list[ExecutionSummary]:
+    """Every execution ``filters`` match, newest first; a 400 past ``SCAN_LIMIT``."""
     states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
     flow_ids = {f.value for f in filters if f.field == "flowId"}
     # the stores match a namespace exactly: a PREFIX filter reads them all and filters here
@@ -147,9 +156,7 @@ def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExec
             raise refuse("filters", f"more than {SCAN_LIMIT} executions match: narrow the search")
         cursor = page.cursor
         if cursor is None:
-            break
-    shown = found[page_of.window(len(found))]
-    return PagedExecutions(results=[execution_summary(s) for s in shown], total=len(found))
+            return found
 
 
 @router.get(
@@ -424,6 +431,24 @@ _LABELS_BODY = {
 }
 
 
+def _labels_of(body: Any, where: str) -> dict[str, str]:
+    """Kestra's ``[{key, value}]`` labels; a 422 naming the first bad item or a ``system.`` key."""
+    if not isinstance(body, list):
+        raise common.ApiError(422, f'{where} must be a JSON array of {{"key": ..., "value": ...}}')
+    labels: dict[str, str] = {}
+    for index, item in enumerate(body):
+        key = item.get("key") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not key or not isinstance(value, str) or not value:
+            raise common.ApiError(
+                422, f"{where}[{index}]: expected {{key, value}}, non-empty strings, got {item!r}"
+            )
+        if key.startswith("system."):
+            raise common.ApiError(422, f"{where}[{index}]: {key!r}: system.* labels are set by Squall only")
+        labels[key] = value
+    return labels
+
+
 @router.post(
     "/api/v1/<tenant>/executions/<execution_id>/actions/labels",
     summary="Set the labels of an ended execution",
@@ -436,20 +461,7 @@ _LABELS_BODY = {
 def set_labels(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     event = router.current_event.raw_event
     common.require_media_type(event, ("application/json",))
-    body = common.json_body(event)
-    if not isinstance(body, list):
-        raise common.ApiError(422, 'the body must be a JSON array of {"key": ..., "value": ...}')
-    labels: dict[str, str] = {}
-    for index, item in enumerate(body):
-        key = item.get("key") if isinstance(item, dict) else None
-        value = item.get("value") if isinstance(item, dict) else None
-        if not isinstance(key, str) or not key or not isinstance(value, str) or not value:
-            raise common.ApiError(
-                422, f"body[{index}]: expected {{key, value}}, non-empty strings, got {item!r}"
-            )
-        if key.startswith("system."):
-            raise common.ApiError(422, f"body[{index}]: {key!r}: system.* labels are set by Squall only")
-        labels[key] = value
+    labels = _labels_of(common.json_body(event), "body")
     rt.store.get_execution_meta(execution_id)  # 404 first
     rt.service.set_labels(execution_id, labels)
     return _view(rt, execution_id)
@@ -577,19 +589,38 @@ class BulkResponse(BaseModel):
     count: int
 
 
-def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: str) -> list[str]:
-    """The execution ids of a JSON array body, each checked before anything is done.
-
-    An unknown id is a 404 and an execution whose state refuses ``action`` a 409, each naming
-    the id, and nothing is done: Kestra's clients then see which one to leave out. (A state can
-    still change between the check and the action; the service refuses it then, with a 409.)
-    """
+def _body_ids() -> list[str]:
+    """The execution ids of a JSON array body, each once, in the order given."""
     event = router.current_event.raw_event
     common.require_media_type(event, ("application/json",))
     body = common.json_body(event)
     if not isinstance(body, list) or not all(isinstance(i, str) and i for i in body):
         raise common.ApiError(422, "the body must be a JSON array of execution ids")
-    for execution_id in body:
+    return list(dict.fromkeys(body))
+
+
+def _query_ids(rt: Runtime, params: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """The ids of every execution the request's ``filters[...]`` match (as executions/search
+    reads them), and the plain ``params`` the route allows. Paging and sorting mean nothing to
+    a bulk action: given, they are a 400, never ignored."""
+    event = router.current_event.raw_event
+    for name in ("page", "size", "sort"):
+        if any(key == name for key, _ in parse_qsl(str(event.get("rawQueryString") or ""))):
+            raise refuse(name, "a bulk action acts on every match")
+    search = parse_search(event, filters=_EXECUTION_FILTERS, params=params)
+    return [summary.id for summary in _matches(rt, search.filters)], dict(search.params)
+
+
+def _checked(
+    rt: Runtime, ids: list[str], action: str, allowed: Callable[[Execution], bool], why: str
+) -> list[str]:
+    """``ids`` once each checked, before anything is done.
+
+    An unknown id is a 404 and an execution whose state refuses ``action`` a 409, each naming
+    the id, and nothing is done: Kestra's clients then see which one to leave out. (A state can
+    still change between the check and the action; the service refuses it then, with a 409.)
+    """
+    for execution_id in ids:
         try:
             meta = rt.store.get_execution_meta(execution_id)
         except NotFoundError:
@@ -598,7 +629,44 @@ def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: s
             raise common.ApiError(
                 409, f"execution {execution_id} is {meta.state}: cannot {action} ({why}); nothing done"
             )
-    return list(dict.fromkeys(body))
+    return ids
+
+
+def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: str) -> list[str]:
+    return _checked(rt, _body_ids(), action, allowed, why)
+
+
+class _Bulk(Struct, frozen=True):
+    """One bulk action: which states allow it (``why`` says so in the 409) and what it does."""
+
+    verb: str
+    allowed: Callable[[Execution], bool]
+    why: str
+    act: Callable[[Runtime, str], Any]
+
+
+def _run(rt: Runtime, bulk: _Bulk, ids: list[str]) -> BulkResponse:
+    for execution_id in _checked(rt, ids, bulk.verb, bulk.allowed, bulk.why):
+        bulk.act(rt, execution_id)
+    return BulkResponse(count=len(ids))
+
+
+_KILL = _Bulk("kill", lambda e: not e.state.terminal, "it ended", lambda rt, i: rt.service.kill(i))
+_RESTART = _Bulk(
+    "restart",
+    lambda e: e.state in (State.FAILED, State.KILLED),
+    "only FAILED or KILLED",
+    lambda rt, i: rt.service.restart(i),
+)
+_RESUME = _Bulk(
+    "resume", lambda e: e.state is State.PAUSED, "only PAUSED", lambda rt, i: rt.service.resume(i, None)
+)
+_REPLAY = _Bulk("replay", lambda e: True, "", lambda rt, i: rt.service.replay(i))
+_BY_QUERY = (
+    " Selects what executions/search would return for the same filters[...] (every match, no paging:"
+    " page, size and sort are a 400); then as by-ids: all are checked first (404, 409 naming the"
+    " first refused one), and nothing is done unless all pass."
+)
 
 
 @router.delete(
@@ -610,11 +678,22 @@ def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: s
     **tenants.SCOPED,
 )
 def kill_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "kill", lambda e: not e.state.terminal, "it ended")
-    for execution_id in ids:
-        rt.service.kill(execution_id)
-    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=len(ids))
-    return BulkResponse(count=len(ids))
+    done = _run(rt, _KILL, _body_ids())
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=done.count)
+    return done
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/kill/by-query",
+    summary="Kill every running execution the filters match",
+    description="Only running executions can be killed: filter on state to leave ended ones out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def kill_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    done = _run(rt, _KILL, _query_ids(rt)[0])
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=done.count)
+    return done
 
 
 @router.post(
@@ -626,10 +705,18 @@ def kill_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
     **tenants.SCOPED,
 )
 def restart_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "restart", lambda e: e.state in (State.FAILED, State.KILLED), "only FAILED or KILLED")
-    for execution_id in ids:
-        rt.service.restart(execution_id)
-    return BulkResponse(count=len(ids))
+    return _run(rt, _RESTART, _body_ids())
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/restart/by-query",
+    summary="Restart every FAILED or KILLED execution the filters match",
+    description="Filter on state=FAILED,KILLED to leave the others out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def restart_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    return _run(rt, _RESTART, _query_ids(rt)[0])
 
 
 @router.post(
@@ -641,10 +728,18 @@ def restart_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
     **tenants.SCOPED,
 )
 def resume_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "resume", lambda e: e.state is State.PAUSED, "only PAUSED")
-    for execution_id in ids:
-        rt.service.resume(execution_id, None)
-    return BulkResponse(count=len(ids))
+    return _run(rt, _RESUME, _body_ids())
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/resume/by-query",
+    summary="Resume every PAUSED execution the filters match (without onResume inputs)",
+    description="Filter on state=PAUSED to leave the others out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def resume_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    return _run(rt, _RESUME, _query_ids(rt)[0])
 
 
 @router.post(
@@ -662,11 +757,161 @@ def replay_by_ids(
     latest_revision: Annotated[bool, Query(alias="latestRevision", description="only false")] = False,
 ) -> BulkResponse:
     _refuse_given(latestRevision=latest_revision)
-    ids = _bulk(rt, "replay", lambda e: True, "")
-    for execution_id in ids:
-        rt.service.replay(execution_id)
-        telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
-    return BulkResponse(count=len(ids))
+    done = _run(rt, _REPLAY, _body_ids())
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=done.count)
+    return done
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/replay/by-query",
+    summary="Replay every execution the filters match (each a new execution)",
+    description="latestRevision=true is refused (400)." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def replay_by_query(
+    rt: common.Served,
+    tenant: str,
+    latest_revision: Annotated[bool, Query(alias="latestRevision", description="only false")] = False,
+) -> BulkResponse:
+    _refuse_given(latestRevision=latest_revision)
+    done = _run(rt, _REPLAY, _query_ids(rt, ("latestRevision",))[0])
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=done.count)
+    return done
+
+
+def _labels_bulk(labels: dict[str, str]) -> _Bulk:
+    return _Bulk(
+        "set labels",
+        lambda e: e.state.terminal,
+        "it still runs",
+        lambda rt, i: rt.service.set_labels(i, labels),
+    )
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/labels/by-ids",
+    summary="Set the labels of ended executions by id",
+    description='Body: {"executionsId": [ids], "executionLabels": [{key, value}]}; the labels replace each'
+    " execution's own (system.* labels excepted). All are checked first (404, 409 still running).",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def labels_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    body = common.json_body(event)
+    ids = body.get("executionsId") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise common.ApiError(422, "executionsId: a non-empty JSON array of execution ids is required")
+    labels = _labels_of(body.get("executionLabels"), "executionLabels")
+    return _run(rt, _labels_bulk(labels), list(dict.fromkeys(ids)))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/labels/by-query",
+    summary="Set the labels of every ended execution the filters match",
+    description="Body: [{key, value}], as for one execution." + _BY_QUERY,
+    tags=_TAGS,
+    openapi_extensions=_LABELS_BODY,
+    **tenants.SCOPED,
+)
+def labels_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    labels = _labels_of(common.json_body(event), "body")
+    return _run(rt, _labels_bulk(labels), _query_ids(rt)[0])
+
+
+# ---------------------------------------------------------------- delete
+
+
+def _delete_options(include_non_terminated: bool, delete_logs: bool) -> None:
+    if include_non_terminated:
+        raise refuse(
+            "includeNonTerminated",
+            "a running execution's jobs would keep running with nobody to stop them: kill it, then delete it",
+        )
+    if not delete_logs:
+        raise refuse("deleteLogs", "an execution's logs are stored with it and go with it")
+
+
+def _delete_bulk(delete_storage: bool) -> _Bulk:
+    return _Bulk(
+        "delete",
+        lambda e: e.state.terminal,
+        "it still runs",
+        lambda rt, i: rt.service.delete(i, files=delete_storage),
+    )
+
+
+_NonTerminated = Annotated[bool, Query(alias="includeNonTerminated", description="only false")]
+_DeleteLogs = Annotated[bool, Query(alias="deleteLogs", description="only true: logs go with the execution")]
+_DeleteMetrics = Annotated[bool, Query(alias="deleteMetrics", description="Squall keeps no metrics")]
+_DeleteStorage = Annotated[bool, Query(alias="deleteStorage", description="its files in the storage")]
+_DELETE_PARAMS = ("includeNonTerminated", "deleteLogs", "deleteMetrics", "deleteStorage")
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/by-ids",
+    summary="Delete ended executions by id",
+    description="Body: a JSON array of ids. All are checked first (404 unknown, 409 still running)."
+    " includeNonTerminated=true and deleteLogs=false are refused (400).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def delete_by_ids(
+    rt: common.Served,
+    tenant: str,
+    include_non_terminated: _NonTerminated = False,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> BulkResponse:
+    _delete_options(include_non_terminated, delete_logs)
+    return _run(rt, _delete_bulk(delete_storage), _body_ids())
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/by-query",
+    summary="Delete every ended execution the filters match",
+    description="Filter on ended states to leave running ones out; options as in by-ids." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def delete_by_query(
+    rt: common.Served,
+    tenant: str,
+    include_non_terminated: _NonTerminated = False,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> BulkResponse:
+    _delete_options(include_non_terminated, delete_logs)
+    return _run(rt, _delete_bulk(delete_storage), _query_ids(rt, _DELETE_PARAMS)[0])
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/<execution_id>",
+    summary="Delete an ended execution, its task runs, logs and (deleteStorage) files",
+    description="204 when deleted; 404 unknown; 409 while it runs or while one of its jobs is still being"
+    " cancelled. includeNonTerminated does not apply; deleteLogs=false is refused (400).",
+    tags=_TAGS,
+    status_code=204,
+    **tenants.SCOPED,
+)
+def delete_execution(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> Response[None]:
+    _delete_options(False, delete_logs)
+    rt.service.delete(execution_id, files=delete_storage)
+    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- start (last: its path is the widest)

@@ -94,6 +94,7 @@ from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore
 
 if TYPE_CHECKING:
     from control_plane.service.ownership import Ownership
+    from control_plane.service.storage import TaskStorage
     from control_plane.service.supervisor import JobSupervisor
 
 __all__ = ["FLOW_RETRY_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
@@ -264,6 +265,29 @@ class ExecutionDriver:
             self.drain()
             return self.load(execution_id)
         return self.advance(execution_id, Kill(at=self.clock.now()))
+
+    def delete(self, execution_id: str, *, storage: TaskStorage | None = None) -> None:
+        """Delete an ended execution, and its files under ``storage`` when given.
+
+        Refused (ServiceError, nothing deleted) while it runs, and while one of its jobs is
+        still being cancelled: the job record is what keeps the tick cancelling it, and
+        deleting it would leave the remote job running. Subflow executions it started are
+        their own and stay, as in Kestra.
+        """
+        execution = self.reload(execution_id)
+        if not execution.state.terminal:
+            raise ServiceError(f"execution {execution_id} is {execution.state}: kill it, then delete it")
+        names = {a.job for tr in execution.taskruns.values() for a in tr.attempts if a.job}
+        for name in sorted(names):
+            job = self.store.get_job(name)
+            if job is not None and job.phase is not JobPhase.DONE:
+                raise ServiceError(
+                    f"execution {execution_id}: its job {name} is still {job.phase.value}; try once it ended"
+                )
+        self.store.delete_execution(execution_id)
+        self.cache.pop(execution_id, None)
+        if storage is not None:
+            storage.delete_prefix(storage.uri(f"{execution.namespace}/{execution.flow_id}/{execution_id}/"))
 
     def restart(self, execution_id: str) -> Execution:
         """Kestra's restart: failed task runs run again, in the same execution."""

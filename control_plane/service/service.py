@@ -139,6 +139,10 @@ class Service:
             self.driver.ownership = Ownership(cast(LeaseStore, store), self.clock, recheck=poll_interval)
         self._jobs_scanned = -math.inf
 
+    def delete(self, execution_id: str, *, files: bool = True) -> None:
+        """Delete an ended execution (``ExecutionDriver.delete``); its files too unless ``files`` is False."""
+        self.driver.delete(execution_id, storage=self.storage if files else None)
+
     @property
     def submit_budget(self) -> int | None:
         return self.driver.submit_budget
