@@ -20,8 +20,9 @@ Before any route runs, :meth:`Api.handle` checks what does not depend on the rou
    of being open by accident. ``token`` requires ``Authorization: Bearer <SQUALL_API_TOKEN>``,
    or basic credentials whose password is that token (Kestra's clients send either),
    compared in constant time. ``none`` is the explicit opt-out. Webhooks carry their own key
-   and ``/openapi.json`` is public: it describes the API, holds no data, and tools fetch it
-   without credentials;
+   and ``/openapi.json`` and ``/api/v1/configs`` are public: they describe the API and the
+   server (its version), hold no data, and tools fetch them before any credentials (Kestra's
+   open-source server serves ``configs`` to anonymous callers too);
 2. **size**: a body over ``SQUALL_MAX_BODY_BYTES`` is 413, before it is decoded.
 
 After the route, jobs the request submitted have their handles written (``service.flush``),
@@ -91,7 +92,7 @@ __all__ = [
 ]
 
 logger = telemetry.logger
-PUBLIC_PATHS = ("/openapi.json",)
+PUBLIC_PATHS = ("/openapi.json", "/api/v1/configs")
 WEBHOOK_PREFIX = "/webhooks/"
 # Exactly Kestra's webhook route, three segments after webhook/: a prefix would also exempt
 # POST /api/v1/main/executions/webhook/{flow} (starting a flow of namespace "webhook").

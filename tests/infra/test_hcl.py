@@ -316,6 +316,7 @@ def test_http_api_routes_authorizer_logs_and_throttling(
     assert routes["ANY /api/{proxy+}"] == "${module.settings.api_authorization}"
     assert {k for k, v in routes.items() if v == "NONE"} == {
         "GET /openapi.json",
+        "GET /api/v1/configs",
         "GET /webhooks/{proxy+}",
         "POST /webhooks/{proxy+}",
         "PUT /webhooks/{proxy+}",

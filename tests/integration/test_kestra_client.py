@@ -252,6 +252,11 @@ def test_basic_auth_with_the_token_as_password(tmp_path: Path, strict: None) -> 
             pytest.raises(UnauthorizedException),
         ):
             client.flows.search_flows(TENANT)
+        # Kestra's clients read the configuration before they authenticate: it holds no data
+        with KestraClient(host=server.url, timeout=30) as anonymous:
+            assert anonymous.misc.configuration().edition.value == "OSS"
+            with pytest.raises(UnauthorizedException):
+                anonymous.flows.search_flows(TENANT)
 
 
 def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClient) -> None:
