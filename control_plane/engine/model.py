@@ -49,7 +49,7 @@ class Phase(StrEnum):
     FINALLY = "finally"
 
 
-class Attempt(Struct, frozen=True):
+class Attempt(Struct, frozen=True, gc=False):
     state: State
     started: datetime
     ended: datetime | None = None
@@ -58,7 +58,7 @@ class Attempt(Struct, frozen=True):
     timed_out: bool = False  # the task's timeout fired: the job's end (cancelled) is a TIMEOUT
 
 
-class Progress(Struct, frozen=True):
+class Progress(Struct, frozen=True, gc=False):
     """A flowable's position, kept as counters so that advancing it is O(1) in its size.
 
     ``lanes`` are independent sequences of children: one for Sequential, one per task for
@@ -88,7 +88,7 @@ class Progress(Struct, frozen=True):
         return self.started - self.done
 
 
-class TaskRun(Struct, frozen=True):
+class TaskRun(Struct, frozen=True, gc=False):
     id: str
     seq: int
     task_id: str
@@ -122,7 +122,7 @@ class TaskRun(Struct, frozen=True):
         return replace(self, **changes)
 
 
-class LogLine(Struct, frozen=True):
+class LogLine(Struct, frozen=True, gc=False):
     at: datetime
     level: Level
     message: str
@@ -141,7 +141,7 @@ class LogLine(Struct, frozen=True):
         }
 
 
-class Execution(Struct, frozen=True):
+class Execution(Struct, frozen=True, gc=False):
     id: str
     namespace: str
     flow_id: str
