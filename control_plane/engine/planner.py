@@ -39,6 +39,7 @@ from control_plane.engine.actions import (
     CancelJob,
     Emit,
     Finish,
+    RunInline,
     StartSubflow,
     StartTimer,
     SubmitJob,
@@ -94,12 +95,17 @@ from control_plane.flows.models import (
 
 __all__ = [
     "MAX_INFRA_ATTEMPTS",
+    "KvLookup",
     "new_execution",
     "plan",
     "replay",
 ]
 
 MAX_INFRA_ATTEMPTS = 3
+_NOT_PROPERTIES = {
+    "id", "type", "description", "retry", "timeout", "disabled", "allowFailure", "allowWarning",
+    "runIf", "logLevel", "logToFile", "workerGroup",
+}  # fmt: skip
 MAX_ERROR_LOGS = 100
 
 
@@ -113,6 +119,17 @@ class SecretLookup(Protocol):
     def get(self, name: str) -> str: ...
 
     def revealed(self) -> Iterable[str]: ...
+
+
+class KvLookup(Protocol):
+    """Where ``kv('key', namespace)`` reads: the deployment's KV store, given by the shell.
+
+    The engine does no I/O itself; like secrets, the shell hands it a reader. ``get`` returns
+    the value, raises ``KeyError`` when the key is absent, or a :class:`SquallError` saying why
+    it could not be read (an expired pair, a store that is unavailable).
+    """
+
+    def get(self, namespace: str, key: str) -> Any: ...
 
 
 def masked_values(compiled: CompiledFlow, execution: Execution, lookup: SecretLookup | None) -> list[str]:
@@ -161,15 +178,20 @@ def new_execution(
 
 
 def plan(
-    flow: Flow, execution: Execution, event: Event, *, secrets: SecretLookup | None = None
+    flow: Flow,
+    execution: Execution,
+    event: Event,
+    *,
+    secrets: SecretLookup | None = None,
+    kv: KvLookup | None = None,
 ) -> tuple[Execution, list[Action]]:
     """Apply one event; return the next execution (version + 1 when anything changed) and actions.
 
     ``secrets`` serves ``secret()`` in this event's expressions. Every value it hands out, like
     every SECRET input, is masked (``********``) in what the execution keeps: log lines, errors,
-    outputs, labels and flow outputs.
+    outputs, labels and flow outputs. ``kv`` serves ``kv()``.
     """
-    tx = _Transaction(compile_flow(flow), execution, event.at, secrets)
+    tx = _Transaction(compile_flow(flow), execution, event.at, secrets, kv)
     tx.apply(event)
     return tx.commit()
 
@@ -183,6 +205,7 @@ def replay(
     taskrun_id: str,
     labels: Mapping[str, str] | None = None,
     secrets: SecretLookup | None = None,
+    kv: KvLookup | None = None,
 ) -> tuple[Execution, list[Action]]:
     """Kestra's replay from a task run: a new execution that keeps what ran before it.
 
@@ -232,7 +255,7 @@ def replay(
         next_seq=top.seq,
         progress=Progress(total=1, started=1, done=0, worst=folded),
     )
-    tx = _Transaction(compiled, base, at, secrets)
+    tx = _Transaction(compiled, base, at, secrets, kv)
     tx.changed.update(taskruns)
     tx.start_task(None, Phase.TASKS, 0, top.position, compiled.tasks[top.task_id])
     tx.drain()
@@ -272,8 +295,10 @@ class _Transaction:
         execution: Execution,
         now: datetime,
         secrets: SecretLookup | None = None,
+        kv: KvLookup | None = None,
     ) -> None:
         self.c = compiled
+        self._kv = kv
         self.flow = compiled.flow
         self.ex = execution
         self.now = now
@@ -418,6 +443,8 @@ class _Transaction:
             if self._vault is None:
                 self._vault = _Revealing(self._lookup, self.reveal)
             ctx["@secrets"] = self._vault
+        if self._kv is not None:
+            ctx["@kv"] = self._kv
         if self.ex.trigger is not None:
             ctx["trigger"] = self.ex.trigger
         if self.error_logs:
@@ -514,6 +541,8 @@ class _Transaction:
             # transmitFailed: the subflow's failure is this task's failure (Kestra's default)
             state = State.FAILED if task.transmitFailed else State.SUCCESS
             error = error or (f"Subflow execution ended {event.state}" if task.transmitFailed else None)
+        for level, message in event.logs:
+            self.log(tr, Level(level), self.mask(message), task)
         self.end_attempt(tr, task, state, event.outputs, error)
 
     def on_job_status(self, event: JobStatusChanged) -> None:
@@ -776,6 +805,8 @@ class _Transaction:
                 self.actions.append(StartTimer(key, self.now + task.timeout))
         elif kind is TaskKind.JOB:
             self.submit(tr, task)
+        elif kind is TaskKind.EFFECT:
+            self.run_effect(tr, task)
         elif kind is TaskKind.SUBFLOW:
             self.start_subflow(tr, task)
         else:
@@ -792,6 +823,23 @@ class _Transaction:
         name = self.job_name(tr)
         tr = self.put(replace(tr, attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], job=name))))
         self.actions.append(SubmitJob(tr.id, tr.attempt, name, task.type, properties, task.timeout))
+        if task.timeout is not None:
+            self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
+
+    def run_effect(self, tr: TaskRun, task: Task) -> None:
+        """Ask the shell to do a task's I/O (KV, HTTP, storage): rendered here, done there.
+
+        Its timeout is a timer like any task's: an answer that comes after it is stale.
+        """
+        ctx = self.context(tr, task)
+        raw = task.model_dump(by_alias=True, exclude_none=True, exclude=_NOT_PROPERTIES)
+        try:
+            properties = render_value(raw, ctx)
+        except ExpressionError as exc:
+            self.end_attempt(tr, task, State.FAILED, None, str(exc))
+            return
+        self.put(tr)
+        self.actions.append(RunInline(tr.id, tr.attempt, task.type, properties, task.timeout))
         if task.timeout is not None:
             self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
 

@@ -1,7 +1,7 @@
 """Kestra's functions (``now()``, ``fromJson()``, ``render()``...) as Jinja globals.
 
 Everything a function needs beyond its arguments comes from context keys starting with ``@``
-(``@now``, ``@loop_values``, ``@error_logs``, ``@secrets``), which the engine injects. Templates
+(``@now``, ``@loop_values``, ``@error_logs``, ``@secrets``, ``@kv``), which the engine injects. Templates
 cannot name those keys (``@`` is not an identifier), and reading the clock through ``@now`` keeps
 rendering deterministic when the engine replays events.
 """
@@ -126,6 +126,30 @@ def _secret(ctx: Context, name: str) -> Any:
         raise ExpressionError(str(exc)) from None
 
 
+@pass_context
+def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bool | None = None) -> Any:
+    """Kestra's ``kv('key', namespace, errorOnMissing)`` (KvFunction.java): a KV pair's value.
+
+    The namespace defaults to the flow's. A missing key is null unless ``errorOnMissing`` is
+    true, as in Kestra. The shell's reader sits under ``@kv`` (the engine does no I/O).
+    """
+    store = _lookup(ctx, "@kv")
+    flow = _lookup(ctx, "flow") or {}
+    namespace = namespace or flow.get("namespace")
+    if store is None or not namespace:
+        raise ExpressionError(f"kv('{key}'): no KV store is available here")
+    try:
+        return store.get(namespace, key)
+    except KeyError:
+        if errorOnMissing:
+            raise ExpressionError(f"The key '{key}' does not exist in the namespace '{namespace}'.") from None
+        return None
+    except ExpressionError:
+        raise
+    except Exception as exc:  # the store's own reason (expired, unavailable, invalid key)
+        raise ExpressionError(str(exc)) from None
+
+
 def _range(start: int, end: int, step: int = 1) -> list[int]:
     """Pebble's ``range``: both ends included."""
     if step == 0:
@@ -155,6 +179,7 @@ GLOBALS: dict[str, Any] = {
     "currentEachOutput": _current_each_output,
     "errorLogs": _error_logs,
     "secret": _secret,
+    "kv": _kv,
     "range": _range,
     "max": _extreme(max),
     "min": _extreme(min),

@@ -50,6 +50,17 @@ _TASKS: dict[str, tuple[str, ...]] = {
     "squall.flow.WorkingDirectory": (f"{_CORE}.flow.WorkingDirectory", f"{_OLD}.flows.WorkingDirectory"),
 }
 
+# Tasks with I/O, run by the control plane (control_plane/tasks/); old names from each class's
+# @Plugin(aliases = ...) in Kestra's sources.
+_TASKS.update(
+    {
+        "squall.kv.Set": (f"{_CORE}.kv.Set",),
+        "squall.kv.Get": (f"{_CORE}.kv.Get",),
+        "squall.kv.Delete": (f"{_CORE}.kv.Delete",),
+        "squall.kv.GetKeys": (f"{_CORE}.kv.GetKeys",),
+    }
+)
+
 _SCRIPT_LANGUAGES = ("shell", "python", "node")
 for _lang in _SCRIPT_LANGUAGES:
     for _kind in ("Commands", "Script"):

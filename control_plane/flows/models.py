@@ -108,6 +108,7 @@ class TaskKind(StrEnum):
     FLOWABLE = "flowable"  # owns child task runs
     SUBFLOW = "subflow"  # starts another execution
     JOB = "job"  # handed to a runner
+    EFFECT = "effect"  # I/O done by the control plane itself (KV, HTTP, storage): RunInline
 
 
 # --------------------------------------------------------------------------- retry
@@ -652,6 +653,52 @@ class WorkingDirectory(_WithTasks):
         return value
 
 
+# --------------------------------------------------------------------------- tasks with I/O
+# Run by the control plane (TaskKind.EFFECT, control_plane/tasks/): properties as in Kestra.
+
+
+class EffectTask(Task):
+    """A core task whose I/O the control plane does (KV, HTTP, storage, namespace files)."""
+
+    kind: ClassVar[TaskKind] = TaskKind.EFFECT
+
+
+KvType = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON"]
+
+
+class KvSet(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Set"
+    key: str
+    value: Any = Field()  # required; Kestra renders it typed (renderTyped)
+    namespace: str | None = None  # Kestra's default: {{ flow.namespace }}
+    overwrite: bool = True
+    ttl: Duration | None = None
+    kvType: KvType | None = None
+
+
+class KvGet(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Get"
+    key: str
+    namespace: str | None = None
+    errorOnMissing: bool = False
+
+
+class KvDelete(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Delete"
+    key: str
+    namespace: str | None = None
+    errorOnMissing: bool = False
+
+
+class KvGetKeys(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.GetKeys"
+    prefix: str | None = None
+    namespace: str | None = None
+
+
+_EFFECT_CLASSES: list[type[Task]] = [KvSet, KvGet, KvDelete, KvGetKeys]
+
+
 class ScriptTask(Task):
     """Kestra's script tasks: what runners execute."""
 
@@ -709,6 +756,7 @@ _TASK_CLASSES: list[type[Task]] = [
     Subflow,
     WorkingDirectory,
     *_SCRIPT_CLASSES,
+    *_EFFECT_CLASSES,
 ]
 
 
@@ -750,7 +798,11 @@ AnyTask = TypeAliasType(
         | Annotated[_SCRIPT_CLASSES[2], Tag("squall.script.python.Commands")]  # type: ignore[valid-type]
         | Annotated[_SCRIPT_CLASSES[3], Tag("squall.script.python.Script")]  # type: ignore[valid-type]
         | Annotated[_SCRIPT_CLASSES[4], Tag("squall.script.node.Commands")]  # type: ignore[valid-type]
-        | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")],  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")]  # type: ignore[valid-type]
+        | Annotated[KvSet, Tag("squall.kv.Set")]
+        | Annotated[KvGet, Tag("squall.kv.Get")]
+        | Annotated[KvDelete, Tag("squall.kv.Delete")]
+        | Annotated[KvGetKeys, Tag("squall.kv.GetKeys")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",

@@ -83,14 +83,17 @@ from control_plane.errors import (
     SquallError,
     StoreError,
 )
+from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Pause
 from control_plane.service.clock import Clock
 from control_plane.service.display import Display
+from control_plane.service.kv import KvStore
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
 from control_plane.service.scripts import runner_of
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord, later_phase
+from control_plane.tasks import EffectContext, EffectOutcome, budget, run_effect
 
 if TYPE_CHECKING:
     from control_plane.service.ownership import Ownership
@@ -153,8 +156,12 @@ class ExecutionDriver:
         new_id: Callable[[], str],
         submit_budget: int | None = None,
         timer_scan_interval: float = 1.0,
+        storage: TaskStorage | None = None,
     ) -> None:
         self.store = store
+        self.storage = storage
+        # ``kv()`` in expressions reads the deployment's KV store through this (the engine does no I/O)
+        self.kv = KvStore(storage, clock.now) if storage is not None else None
         self.masks = masks
         self.clock = clock
         self.display = display
@@ -230,7 +237,7 @@ class ExecutionDriver:
             parent=parent,
             original_id=original_id,
         )
-        execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain)
+        execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
         return self._create(execution, actions)
 
     def _create(self, execution: Execution, actions: list[Action]) -> Execution:
@@ -363,6 +370,7 @@ class ExecutionDriver:
                 taskrun_id=taskrun_id,
                 labels={"system.replay": "true"},
                 secrets=self.masks.chain,
+                kv=self.kv,
             )
         except EngineError as exc:
             raise ServiceError(str(exc)) from None
@@ -439,7 +447,7 @@ class ExecutionDriver:
             execution = self.load(execution_id)
             flow = self.flow_of(execution)
             try:
-                new, actions = plan(flow, execution, event, secrets=self.masks.chain)
+                new, actions = plan(flow, execution, event, secrets=self.masks.chain, kv=self.kv)
             except SquallError:
                 if not checked:  # refused on an old copy (a resume of what it thinks is RUNNING)
                     self.cache.pop(execution_id, None)
@@ -611,11 +619,7 @@ class ExecutionDriver:
                 case CancelJob():
                     self.jobs.cancel(action.job_name)
                 case RunInline():
-                    error = f"no inline handler for {action.task_type}"
-                    result = TaskResult(
-                        self.clock.now(), action.taskrun_id, action.attempt, State.FAILED, None, error
-                    )
-                    self.news.event(execution.id, result)
+                    self.news.event(execution.id, self._run_effect(execution, action))
                 case StartSubflow():
                     self._start_subflow(execution, action)
                 case Finish():
@@ -712,6 +716,40 @@ class ExecutionDriver:
             fail(str(exc))
         except ConflictError:
             pass  # created before a crash; it reports when it ends
+
+    def _run_effect(self, execution: Execution, action: RunInline) -> TaskResult:
+        """Do a task's I/O here, in this process (control_plane/tasks: bounded, at-least-once)."""
+        canonical = canonical_type(action.task_type) or action.task_type
+        if self.storage is None:
+            outcome = EffectOutcome(None, f"{action.task_type} needs the deployment storage", ())
+        else:
+            ctx = EffectContext(
+                storage=self.storage,
+                store=self.store,
+                now=self.clock.now,
+                namespace=execution.namespace,
+                flow_id=execution.flow_id,
+                execution_id=execution.id,
+                taskrun_id=action.taskrun_id,
+                attempt=action.attempt,
+                deadline=time.monotonic() + budget(action.timeout),
+                resume=self._resume_from_task,
+            )
+            outcome = run_effect(canonical, action.properties, ctx)
+        state = State.FAILED if outcome.error is not None else State.SUCCESS
+        return TaskResult(
+            self.clock.now(),
+            action.taskrun_id,
+            action.attempt,
+            state,
+            outcome.outputs,
+            outcome.error,
+            outcome.logs,
+        )
+
+    def _resume_from_task(self, execution_id: str) -> None:
+        """``core.execution.Resume``: the paused execution goes on (applied after this step)."""
+        self.resume(execution_id)
 
     def _finished(self, execution: Execution, action: Finish) -> None:
         parent = execution.parent

@@ -106,6 +106,7 @@ class Service:
             new_id=id_factory,
             submit_budget=submit_budget,
             timer_scan_interval=poll_interval,
+            storage=storage,
         )
         self.jobs = JobSupervisor(
             store,
