@@ -58,6 +58,8 @@ _TASKS.update(
         "squall.kv.Get": (f"{_CORE}.kv.Get",),
         "squall.kv.Delete": (f"{_CORE}.kv.Delete",),
         "squall.kv.GetKeys": (f"{_CORE}.kv.GetKeys",),
+        "squall.http.Request": (f"{_CORE}.http.Request", "io.kestra.plugin.fs.http.Request"),
+        "squall.http.Download": (f"{_CORE}.http.Download", "io.kestra.plugin.fs.http.Download"),
     }
 )
 

@@ -696,7 +696,67 @@ class KvGetKeys(EffectTask):
     namespace: str | None = None
 
 
-_EFFECT_CLASSES: list[type[Task]] = [KvSet, KvGet, KvDelete, KvGetKeys]
+class HttpRequestOptions(_Strict):
+    """Kestra's HttpInterface.RequestOptions (control_plane/tasks/http.py says how each applies)."""
+
+    connectTimeout: Duration | None = None
+    readTimeout: Duration | None = None
+    readIdleTimeout: Duration | None = None
+    connectionPoolIdleTimeout: Duration | None = None
+    maxContentLength: int | None = Field(default=None, ge=1)
+    proxyType: Literal["DIRECT", "HTTP"] = "DIRECT"  # SOCKS needs a library Squall does not ship
+    proxyAddress: str | None = None
+    proxyPort: int | None = Field(default=None, ge=1, le=65535)
+    proxyUsername: str | None = None
+    proxyPassword: str | None = None
+    defaultCharset: str | None = None
+    followRedirects: bool = True
+    basicAuthUser: str | None = None
+    basicAuthPassword: str | None = None
+    logLevel: None = Field(default=None, description="Micronaut's HTTP client logging: not available")
+
+    @field_validator("defaultCharset")
+    @classmethod
+    def _known_charset(cls, value: str | None) -> str | None:
+        import codecs
+
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown charset {value!r}") from None
+        return value
+
+
+class HttpSslOptions(_Strict):
+    insecureTrustAllCertificates: bool | None = None
+
+
+class _Http(EffectTask):
+    uri: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"] = "GET"
+    body: str | None = None
+    formData: dict[str, Any] | None = None
+    contentType: str | None = None
+    headers: dict[str, str] | None = None
+    options: HttpRequestOptions | None = None
+    sslOptions: HttpSslOptions | None = None
+    allowFailed: bool = False
+
+
+class HttpRequest(_Http):
+    canonical: ClassVar[str] = "squall.http.Request"
+    encryptBody: Literal[False] = Field(
+        default=False, description="encrypted outputs are not available: the body is an output in clear"
+    )
+
+
+class HttpDownload(_Http):
+    canonical: ClassVar[str] = "squall.http.Download"
+    failOnEmptyResponse: bool = True
+
+
+_EFFECT_CLASSES: list[type[Task]] = [KvSet, KvGet, KvDelete, KvGetKeys, HttpRequest, HttpDownload]
 
 
 class ScriptTask(Task):
@@ -802,7 +862,9 @@ AnyTask = TypeAliasType(
         | Annotated[KvSet, Tag("squall.kv.Set")]
         | Annotated[KvGet, Tag("squall.kv.Get")]
         | Annotated[KvDelete, Tag("squall.kv.Delete")]
-        | Annotated[KvGetKeys, Tag("squall.kv.GetKeys")],
+        | Annotated[KvGetKeys, Tag("squall.kv.GetKeys")]
+        | Annotated[HttpRequest, Tag("squall.http.Request")]
+        | Annotated[HttpDownload, Tag("squall.http.Download")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",
