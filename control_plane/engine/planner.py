@@ -832,12 +832,14 @@ class _Transaction:
         Its timeout is a timer like any task's: an answer that comes after it is stale.
         """
         ctx = self.context(tr, task)
-        raw = task.model_dump(by_alias=True, exclude_none=True, exclude=_NOT_PROPERTIES)
+        kept: frozenset[str] = getattr(task, "unrendered", frozenset())  # rendered per item by the handler
+        raw = task.model_dump(by_alias=True, exclude_none=True, exclude=_NOT_PROPERTIES | kept)
         try:
             properties = render_value(raw, ctx)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
+        properties.update({name: getattr(task, name) for name in kept if getattr(task, name) is not None})
         self.put(tr)
         self.actions.append(RunInline(tr.id, tr.attempt, task.type, properties, task.timeout))
         if task.timeout is not None:

@@ -60,6 +60,22 @@ _TASKS.update(
         "squall.kv.GetKeys": (f"{_CORE}.kv.GetKeys",),
         "squall.http.Request": (f"{_CORE}.http.Request", "io.kestra.plugin.fs.http.Request"),
         "squall.http.Download": (f"{_CORE}.http.Download", "io.kestra.plugin.fs.http.Download"),
+        "squall.storage.Write": (f"{_CORE}.storage.Write",),
+        "squall.storage.Concat": (f"{_CORE}.storage.Concat", f"{_OLD}.storages.Concat"),
+        "squall.storage.Split": (f"{_CORE}.storage.Split", f"{_OLD}.storages.Split"),
+        "squall.storage.Size": (f"{_CORE}.storage.Size", f"{_OLD}.storages.Size"),
+        "squall.storage.Delete": (f"{_CORE}.storage.Delete", f"{_OLD}.storages.Delete"),
+        "squall.storage.Reverse": (f"{_CORE}.storage.Reverse", f"{_OLD}.storages.Reverse"),
+        "squall.storage.FilterItems": (f"{_CORE}.storage.FilterItems", f"{_OLD}.storages.FilterItems"),
+        "squall.storage.DeduplicateItems": (
+            f"{_CORE}.storage.DeduplicateItems",
+            f"{_OLD}.storages.DeduplicateItems",
+        ),
+        "squall.storage.PurgeCurrentExecutionFiles": (
+            f"{_CORE}.storage.PurgeCurrentExecutionFiles",
+            f"{_OLD}.storages.PurgeExecution",
+            f"{_CORE}.storage.PurgeExecution",
+        ),
     }
 )
 

@@ -661,6 +661,7 @@ class EffectTask(Task):
     """A core task whose I/O the control plane does (KV, HTTP, storage, namespace files)."""
 
     kind: ClassVar[TaskKind] = TaskKind.EFFECT
+    unrendered: ClassVar[frozenset[str]] = frozenset()  # Kestra's non-dynamic templates (per item)
 
 
 KvType = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON"]
@@ -756,7 +757,90 @@ class HttpDownload(_Http):
     failOnEmptyResponse: bool = True
 
 
-_EFFECT_CLASSES: list[type[Task]] = [KvSet, KvGet, KvDelete, KvGetKeys, HttpRequest, HttpDownload]
+class StorageWrite(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Write"
+    content: str
+    extension: str | None = None
+
+
+class StorageConcat(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Concat"
+    files: list[str] | str
+    separator: str | None = None
+    extension: str = ".tmp"
+
+
+class StorageSplit(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Split"
+    from_: str = Field(alias="from")
+    bytes: str | None = None
+    partitions: int | str | None = None
+    rows: int | str | None = None
+    separator: str = "\n"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        chosen = [name for name in ("bytes", "partitions", "rows") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("exactly one of 'bytes', 'partitions' or 'rows' is required")
+        return self
+
+
+class StorageSize(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Size"
+    uri: str
+
+
+class StorageDelete(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Delete"
+    uri: str
+    errorOnMissing: bool = False
+
+
+class StorageReverse(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Reverse"
+    from_: str = Field(alias="from")
+    separator: str = "\n"
+    charset: str = "UTF-8"
+
+
+class StorageFilterItems(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.FilterItems"
+    unrendered: ClassVar[frozenset[str]] = frozenset({"filterCondition"})
+    from_: str = Field(alias="from")
+    filterCondition: str
+    filterType: Literal["INCLUDE", "EXCLUDE"] = "INCLUDE"
+    errorOrNullBehavior: Literal["FAIL", "INCLUDE", "EXCLUDE"] = "FAIL"
+
+
+class StorageDeduplicateItems(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.DeduplicateItems"
+    unrendered: ClassVar[frozenset[str]] = frozenset({"expr"})
+    from_: str = Field(alias="from")
+    expr: str
+
+
+class StoragePurgeCurrentExecutionFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.PurgeCurrentExecutionFiles"
+
+
+_EFFECT_CLASSES: list[type[Task]] = [
+    KvSet,
+    KvGet,
+    KvDelete,
+    KvGetKeys,
+    HttpRequest,
+    HttpDownload,
+    StorageWrite,
+    StorageConcat,
+    StorageSplit,
+    StorageSize,
+    StorageDelete,
+    StorageReverse,
+    StorageFilterItems,
+    StorageDeduplicateItems,
+    StoragePurgeCurrentExecutionFiles,
+]
 
 
 class ScriptTask(Task):
@@ -864,7 +948,16 @@ AnyTask = TypeAliasType(
         | Annotated[KvDelete, Tag("squall.kv.Delete")]
         | Annotated[KvGetKeys, Tag("squall.kv.GetKeys")]
         | Annotated[HttpRequest, Tag("squall.http.Request")]
-        | Annotated[HttpDownload, Tag("squall.http.Download")],
+        | Annotated[HttpDownload, Tag("squall.http.Download")]
+        | Annotated[StorageWrite, Tag("squall.storage.Write")]
+        | Annotated[StorageConcat, Tag("squall.storage.Concat")]
+        | Annotated[StorageSplit, Tag("squall.storage.Split")]
+        | Annotated[StorageSize, Tag("squall.storage.Size")]
+        | Annotated[StorageDelete, Tag("squall.storage.Delete")]
+        | Annotated[StorageReverse, Tag("squall.storage.Reverse")]
+        | Annotated[StorageFilterItems, Tag("squall.storage.FilterItems")]
+        | Annotated[StorageDeduplicateItems, Tag("squall.storage.DeduplicateItems")]
+        | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",
