@@ -824,7 +824,34 @@ class StoragePurgeCurrentExecutionFiles(EffectTask):
     canonical: ClassVar[str] = "squall.storage.PurgeCurrentExecutionFiles"
 
 
+class NamespaceUploadFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.UploadFiles"
+    namespace: str | None = None
+    files: None = Field(
+        default=None, description="globs a working directory, which the control plane has not: use filesMap"
+    )
+    filesMap: dict[str, str] | str
+    destination: str = "/"
+    conflict: Literal["OVERWRITE", "ERROR", "SKIP"] = "OVERWRITE"
+
+
+class NamespaceDownloadFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.DownloadFiles"
+    namespace: str
+    files: list[str] | str
+    destination: str = ""
+
+
+class NamespaceDeleteFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.DeleteFiles"
+    namespace: str
+    files: list[str] | str
+
+
 _EFFECT_CLASSES: list[type[Task]] = [
+    NamespaceUploadFiles,
+    NamespaceDownloadFiles,
+    NamespaceDeleteFiles,
     KvSet,
     KvGet,
     KvDelete,
@@ -957,7 +984,10 @@ AnyTask = TypeAliasType(
         | Annotated[StorageReverse, Tag("squall.storage.Reverse")]
         | Annotated[StorageFilterItems, Tag("squall.storage.FilterItems")]
         | Annotated[StorageDeduplicateItems, Tag("squall.storage.DeduplicateItems")]
-        | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")],
+        | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")]
+        | Annotated[NamespaceUploadFiles, Tag("squall.namespace.UploadFiles")]
+        | Annotated[NamespaceDownloadFiles, Tag("squall.namespace.DownloadFiles")]
+        | Annotated[NamespaceDeleteFiles, Tag("squall.namespace.DeleteFiles")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",
