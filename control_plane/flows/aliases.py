@@ -61,6 +61,8 @@ _TASKS.update(
         "squall.http.Request": (f"{_CORE}.http.Request", "io.kestra.plugin.fs.http.Request"),
         "squall.http.Download": (f"{_CORE}.http.Download", "io.kestra.plugin.fs.http.Download"),
         "squall.storage.Write": (f"{_CORE}.storage.Write",),
+        "squall.execution.Count": (f"{_CORE}.execution.Count", f"{_OLD}.executions.Counts"),
+        "squall.execution.Resume": (f"{_CORE}.execution.Resume",),
         "squall.namespace.UploadFiles": (f"{_CORE}.namespace.UploadFiles",),
         "squall.namespace.DownloadFiles": (f"{_CORE}.namespace.DownloadFiles",),
         "squall.namespace.DeleteFiles": (f"{_CORE}.namespace.DeleteFiles",),

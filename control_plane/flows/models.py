@@ -848,7 +848,52 @@ class NamespaceDeleteFiles(EffectTask):
     files: list[str] | str
 
 
+class CountFlow(_Strict):
+    namespace: str
+    flowId: str
+
+
+class ExecutionCount(EffectTask):
+    canonical: ClassVar[str] = "squall.execution.Count"
+    flows: list[CountFlow] | None = None
+    states: list[Literal[
+        "CREATED", "RUNNING", "PAUSED", "RESTARTED", "KILLING", "SUCCESS", "WARNING", "FAILED",
+        "KILLED", "CANCELLED", "QUEUED", "RETRYING", "RETRIED", "SKIPPED",
+    ]] | None = None  # fmt: skip
+    startDate: str
+    endDate: str | None = None
+    expression: str
+    namespaces: list[str] | None = None
+    unrendered: ClassVar[frozenset[str]] = frozenset({"expression"})  # rendered per count
+
+    @model_validator(mode="after")
+    def _flows_or_namespaces(self) -> Self:
+        if self.flows is None and self.namespaces is None:
+            raise ValueError("You must provide a list of flows or namespaces")
+        return self
+
+
+class ExecutionResume(EffectTask):
+    canonical: ClassVar[str] = "squall.execution.Resume"
+    namespace: str | None = None
+    flowId: str | None = None
+    executionId: str | None = None
+    inputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _ids(self) -> Self:
+        """PluginUtilsService.executionFromTaskParameters' rules, with its words."""
+        either = self.namespace is not None or self.flowId is not None
+        if self.executionId is not None and either and (self.namespace is None or self.flowId is None):
+            raise ValueError("Both `namespace` and `flowId` must be set when `executionId` is set.")
+        if self.executionId is None and either:
+            raise ValueError("`namespace` and `flowId` should only be set when `executionId` is set.")
+        return self
+
+
 _EFFECT_CLASSES: list[type[Task]] = [
+    ExecutionCount,
+    ExecutionResume,
     NamespaceUploadFiles,
     NamespaceDownloadFiles,
     NamespaceDeleteFiles,
@@ -987,7 +1032,9 @@ AnyTask = TypeAliasType(
         | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")]
         | Annotated[NamespaceUploadFiles, Tag("squall.namespace.UploadFiles")]
         | Annotated[NamespaceDownloadFiles, Tag("squall.namespace.DownloadFiles")]
-        | Annotated[NamespaceDeleteFiles, Tag("squall.namespace.DeleteFiles")],
+        | Annotated[NamespaceDeleteFiles, Tag("squall.namespace.DeleteFiles")]
+        | Annotated[ExecutionCount, Tag("squall.execution.Count")]
+        | Annotated[ExecutionResume, Tag("squall.execution.Resume")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",

@@ -747,9 +747,9 @@ class ExecutionDriver:
             outcome.logs,
         )
 
-    def _resume_from_task(self, execution_id: str) -> None:
+    def _resume_from_task(self, execution_id: str, inputs: Mapping[str, Any]) -> None:
         """``core.execution.Resume``: the paused execution goes on (applied after this step)."""
-        self.resume(execution_id)
+        self.resume(execution_id, inputs)
 
     def _finished(self, execution: Execution, action: Finish) -> None:
         parent = execution.parent

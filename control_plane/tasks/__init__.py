@@ -62,7 +62,8 @@ class EffectContext(Struct):
     taskrun_id: str
     attempt: int
     deadline: float  # time.monotonic() by which the handler must have answered
-    resume: Callable[[str], None] | None = None  # resumes a paused execution (core.execution.Resume)
+    # resumes a paused execution with onResume inputs (core.execution.Resume)
+    resume: Callable[[str, Mapping[str, Any]], None] | None = None
     logs: list[tuple[str, str]] = field(default_factory=list)
 
     def log(self, level: Level, message: str) -> None:
