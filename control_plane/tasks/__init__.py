@@ -126,4 +126,6 @@ def run_effect(canonical: str, properties: Mapping[str, Any], ctx: EffectContext
         outputs = handler(properties, ctx)
     except (SquallError, StorageError) as exc:
         return EffectOutcome(None, str(exc), tuple(ctx.logs))
-    return EffectOutcome(dict(outputs) if outputs is not None else None, None, tuple(ctx.logs))
+    # Kestra serializes outputs with Jackson's NON_NULL inclusion: a null output is absent
+    kept = {k: v for k, v in outputs.items() if v is not None} if outputs is not None else None
+    return EffectOutcome(kept, None, tuple(ctx.logs))

@@ -106,7 +106,8 @@ def count(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
         except ExpressionError as exc:
             raise TaskFailure(f"property 'expression': {exc}") from None
         if kept:
-            results.append({"namespace": where, "flowId": flow_id, "count": number})
+            result = {"namespace": where, "flowId": flow_id, "count": number}
+            results.append({k: v for k, v in result.items() if v is not None})  # Jackson's NON_NULL
     return {"results": results, "total": sum(r["count"] for r in results)}
 
 

@@ -102,7 +102,7 @@ def test_kv_set_get_delete_getkeys_as_kestra(ctx: EffectContext) -> None:
     assert _run("Get", ctx, key="a") == ({"value": {"x": [1]}}, None)
     assert _run("GetKeys", ctx) == ({"keys": ["a", "b", "s"]}, None)
     assert _run("GetKeys", ctx, prefix="a") == ({"keys": ["a"]}, None)
-    assert _run("Get", ctx, key="other", namespace="t.other") == ({"value": None}, None)
+    assert _run("Get", ctx, key="other", namespace="t.other") == ({}, None)  # null: absent
     assert _run("Delete", ctx, key="a") == ({"deleted": True}, None)
     assert _run("Delete", ctx, key="a") == ({"deleted": False}, None)
     _, error = _run("Delete", ctx, key="a", errorOnMissing=True)
