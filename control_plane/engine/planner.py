@@ -102,6 +102,12 @@ __all__ = [
 ]
 
 MAX_INFRA_ATTEMPTS = 3
+EFFECT_ANSWER_WITHIN = timedelta(minutes=15)
+"""A task with I/O and no ``timeout`` that has not answered by then never will: its process
+died (no Lambda runs longer), so the attempt fails and the task's ``retry`` decides."""
+EFFECT_LOST = (
+    "No result: the process running this task stopped before storing it (its effect may have happened)"
+)
 _NOT_PROPERTIES = {
     "id", "type", "description", "retry", "timeout", "disabled", "allowFailure", "allowWarning",
     "runIf", "logLevel", "logToFile", "workerGroup",
@@ -513,6 +519,8 @@ class _Transaction:
             if isinstance(task, Subflow) and (tr.state is State.RUNNING or not task.wait):
                 with contextlib.suppress(ExpressionError):  # it rendered when it started; now it may not
                     self.subflow_action(tr, task)
+            elif task is not None and task.kind is TaskKind.EFFECT and tr.state is State.RUNNING:
+                self.run_effect(tr, task)  # at-least-once: its answer may have died with the driver
 
     def on_started(self) -> None:
         if self.state is not State.CREATED:
@@ -592,6 +600,8 @@ class _Transaction:
             self.end_attempt(tr, task, State.SUCCESS, None, None)
         elif kind == "timeout" and tr.state is State.RUNNING and tr.attempt == n:
             self.on_timeout(tr, task)
+        elif kind == "effect-lost" and tr.state is State.RUNNING and tr.attempt == n:
+            self.end_attempt(tr, task, State.FAILED, None, EFFECT_LOST)
         elif (
             kind == "waitfor"
             and tr.progress is not None
@@ -844,6 +854,10 @@ class _Transaction:
         self.actions.append(RunInline(tr.id, tr.attempt, task.type, properties, task.timeout))
         if task.timeout is not None:
             self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
+        else:  # the process doing it may die before storing its answer: do not wait forever
+            self.actions.append(
+                StartTimer(f"effect-lost:{tr.id}:{tr.attempt}", self.now + EFFECT_ANSWER_WITHIN)
+            )
 
     def job_name(self, tr: TaskRun) -> str:
         return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.engine import RunInline, StartTimer, State, TaskResult, TimerFired
+from control_plane.engine import Emit, RunInline, StartTimer, State, TaskResult, TimerFired
 from control_plane.service.kv import KvError, KvStore
 from control_plane.service.storage import LocalStorage
 from control_plane.tasks import EffectContext, run_effect
@@ -168,3 +168,41 @@ def test_the_kv_function_reads_through_the_injected_lookup(ctx: EffectContext) -
     assert "The key 'missing' does not exist in the namespace 't.kv'." in runs["strict"].error
     without, _ = plan(f, new_execution(f, "ex2", at=T0), Started(at=T0))
     assert "no KV store" in str(next(iter(without.taskruns.values())).error)
+
+
+NO_TIMEOUT = """
+id: lost
+namespace: t.kv
+tasks:
+  - id: set
+    type: io.kestra.plugin.core.kv.Set
+    key: k
+    value: v
+    retry: {type: constant, interval: PT1S, maxAttempt: 2}
+"""
+
+
+def test_an_answer_lost_with_its_process_fails_the_attempt_then_retries() -> None:
+    from control_plane.engine.events import Recover
+    from control_plane.engine.planner import EFFECT_ANSWER_WITHIN, EFFECT_LOST
+
+    d = Driver(NO_TIMEOUT)
+    actions = d.start()
+    [run] = d.of_type(RunInline, actions)
+    [timer] = d.of_type(StartTimer, actions)
+    assert timer.key == f"effect-lost:{run.taskrun_id}:1"
+    assert timer.at == at(0) + EFFECT_ANSWER_WITHIN
+    [again] = d.of_type(RunInline, d.send(Recover(at(5))))  # a new driver asks again: at-least-once
+    assert (again.taskrun_id, again.attempt, again.properties) == (run.taskrun_id, 1, run.properties)
+    d.send(TimerFired(timer.at, timer.key))
+    assert d.run("set").state is State.RETRYING
+    assert d.run("set").attempts[0].state is State.FAILED
+    [retried] = d.of_type(
+        RunInline, d.send(TimerFired(timer.at + timedelta(seconds=1), f"retry:{run.taskrun_id}:1"))
+    )
+    assert retried.attempt == 2
+    d.send(TaskResult(timer.at + timedelta(seconds=2), run.taskrun_id, 2, State.SUCCESS))
+    assert d.execution.state is State.SUCCESS
+    assert d.run("set").state is State.SUCCESS
+    emitted = [line.message for a in d.actions if isinstance(a, Emit) for line in a.logs]
+    assert EFFECT_LOST in emitted
