@@ -93,7 +93,7 @@ from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
 from control_plane.service.scripts import runner_of
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord, later_phase
-from control_plane.tasks import EffectContext, EffectOutcome, budget, run_effect
+from control_plane.tasks import EffectContext, EffectOutcome, deadline_for, run_effect
 
 if TYPE_CHECKING:
     from control_plane.service.ownership import Ownership
@@ -732,7 +732,7 @@ class ExecutionDriver:
                 execution_id=execution.id,
                 taskrun_id=action.taskrun_id,
                 attempt=action.attempt,
-                deadline=time.monotonic() + budget(action.timeout),
+                deadline=deadline_for(action.timeout),
                 resume=self._resume_from_task,
             )
             outcome = run_effect(canonical, action.properties, ctx)

@@ -38,12 +38,38 @@ __all__ = [
     "EffectOutcome",
     "Handler",
     "TaskFailure",
+    "deadline_for",
     "handler_for",
+    "limit_to_invocation",
     "run_effect",
 ]
 
 DEFAULT_BUDGET = timedelta(seconds=60)
-"""How long a handler may take when its task has no ``timeout``: well inside a Lambda's limit."""
+"""How long a handler may take when its task has no ``timeout``."""
+
+INVOCATION_MARGIN = 3.0
+"""Seconds kept, at the end of a Lambda invocation, to store the result of a task with I/O."""
+
+_invocation_end: float | None = None
+
+
+def limit_to_invocation(context: Any) -> None:
+    """Bound tasks with I/O run in this Lambda invocation by the time it has left.
+
+    Each handler calls it with its Lambda ``context``: a handler's budget is then the least of
+    the task's ``timeout``, :data:`DEFAULT_BUDGET` and the invocation's remaining time less
+    :data:`INVOCATION_MARGIN` (the API function has 30 s at most, API Gateway's limit).
+    Anything without ``get_remaining_time_in_millis`` (a test, a local process) sets no limit.
+    """
+    global _invocation_end
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    _invocation_end = None if remaining is None else time.monotonic() + remaining() / 1000 - INVOCATION_MARGIN
+
+
+def deadline_for(timeout: timedelta | None) -> float:
+    """The monotonic moment by which a handler must answer (see :func:`limit_to_invocation`)."""
+    deadline = time.monotonic() + budget(timeout)
+    return deadline if _invocation_end is None else min(deadline, _invocation_end)
 
 
 class TaskFailure(SquallError):

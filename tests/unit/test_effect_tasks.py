@@ -206,3 +206,23 @@ def test_an_answer_lost_with_its_process_fails_the_attempt_then_retries() -> Non
     assert d.run("set").state is State.SUCCESS
     emitted = [line.message for a in d.actions if isinstance(a, Emit) for line in a.logs]
     assert EFFECT_LOST in emitted
+
+
+def test_a_lambda_invocation_bounds_the_handlers_budget() -> None:
+    import time
+
+    from control_plane.tasks import DEFAULT_BUDGET, INVOCATION_MARGIN, deadline_for, limit_to_invocation
+
+    class _LambdaContext:
+        def get_remaining_time_in_millis(self) -> int:
+            return 10_000
+
+    try:
+        limit_to_invocation(_LambdaContext())
+        before = time.monotonic()
+        assert deadline_for(None) <= before + 10 - INVOCATION_MARGIN + 0.5
+        assert deadline_for(timedelta(seconds=1)) <= before + 1.5  # the task's timeout is shorter
+    finally:
+        limit_to_invocation(None)  # a local process: no invocation limit
+    before = time.monotonic()
+    assert deadline_for(None) >= before + DEFAULT_BUDGET.total_seconds() - 0.5
