@@ -71,6 +71,7 @@ _TASKS.update(
         "squall.storage.Size": (f"{_CORE}.storage.Size", f"{_OLD}.storages.Size"),
         "squall.storage.Delete": (f"{_CORE}.storage.Delete", f"{_OLD}.storages.Delete"),
         "squall.storage.Reverse": (f"{_CORE}.storage.Reverse", f"{_OLD}.storages.Reverse"),
+        "squall.storage.LocalFiles": (f"{_CORE}.storage.LocalFiles", f"{_OLD}.storages.LocalFiles"),
         "squall.storage.FilterItems": (f"{_CORE}.storage.FilterItems", f"{_OLD}.storages.FilterItems"),
         "squall.storage.DeduplicateItems": (
             f"{_CORE}.storage.DeduplicateItems",

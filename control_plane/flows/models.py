@@ -650,6 +650,12 @@ class WorkingDirectory(_WithTasks):
             raise ValueError("The 'tasks' property cannot be empty")
         if any(isinstance(t, FlowableTask) for t in value):
             raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
+        if any(t.canonical == "squall.storage.LocalFiles" for t in value):
+            # Its files are for its siblings' shared directory, which tasks here do not share:
+            # refused rather than made where no sibling sees them (script inputFiles do the job).
+            raise ValueError(
+                "LocalFiles inside a WorkingDirectory is not supported: use the scripts' inputFiles"
+            )
         return value
 
 
@@ -820,6 +826,12 @@ class StorageDeduplicateItems(EffectTask):
     expr: str
 
 
+class StorageLocalFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.LocalFiles"
+    inputs: dict[str, str | None] | str | None = None
+    outputs: list[str] | None = None
+
+
 class StoragePurgeCurrentExecutionFiles(EffectTask):
     canonical: ClassVar[str] = "squall.storage.PurgeCurrentExecutionFiles"
 
@@ -912,6 +924,7 @@ _EFFECT_CLASSES: list[type[Task]] = [
     StorageFilterItems,
     StorageDeduplicateItems,
     StoragePurgeCurrentExecutionFiles,
+    StorageLocalFiles,
 ]
 
 
@@ -1030,6 +1043,7 @@ AnyTask = TypeAliasType(
         | Annotated[StorageFilterItems, Tag("squall.storage.FilterItems")]
         | Annotated[StorageDeduplicateItems, Tag("squall.storage.DeduplicateItems")]
         | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")]
+        | Annotated[StorageLocalFiles, Tag("squall.storage.LocalFiles")]
         | Annotated[NamespaceUploadFiles, Tag("squall.namespace.UploadFiles")]
         | Annotated[NamespaceDownloadFiles, Tag("squall.namespace.DownloadFiles")]
         | Annotated[NamespaceDeleteFiles, Tag("squall.namespace.DeleteFiles")]

@@ -263,6 +263,51 @@ def deduplicate_items(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[s
     }
 
 
+def local_files(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
+    """LocalFiles.java outside a WorkingDirectory: its own working directory holds only its inputs.
+
+    ``inputs`` (name -> content, or a ``kestra://`` URI to copy) make the files; ``outputs``
+    (globs relative to that directory, FilesService.outputFiles) pick which of them become
+    storage URIs, output as ``uris``. Without ``outputs`` the files are made and dropped, as
+    Kestra drops a working directory.
+    """
+    from control_plane.service.namespace_files import PathError, matcher
+
+    inputs = props.get("inputs") or {}
+    if isinstance(inputs, str):
+        try:
+            inputs = json.loads(inputs)
+        except ValueError:
+            raise TaskFailure("property 'inputs': a map of file name -> content expected") from None
+    if not isinstance(inputs, Mapping):
+        raise TaskFailure("property 'inputs': a map of file name -> content expected")
+    files: dict[str, bytes] = {}
+    for name, content in inputs.items():
+        relative = str(name).lstrip("/")
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            raise TaskFailure(f"property 'inputs': {name!r} is not a relative file path")
+        if content is None:
+            files[relative] = b""
+        elif str(content).startswith("kestra://"):
+            files[relative] = _read(ctx, str(content), "inputs")
+        else:
+            files[relative] = str(content).encode()
+    patterns = props.get("outputs") or []
+    try:
+        chosen = matcher(
+            [p if p.startswith(("glob:", "regex:")) else "glob:/" + p.lstrip("/") for p in patterns]
+        )
+    except PathError as exc:
+        raise TaskFailure(f"property 'outputs': {exc}") from None
+    uris: dict[str, str] = {}
+    for relative, data in sorted(files.items()):
+        if patterns and chosen.fullmatch("/" + relative):
+            uri = ctx.output_uri(relative)
+            ctx.storage.write(uri, data)
+            uris[relative] = uri
+    return {"uris": uris}
+
+
 def purge_current_execution_files(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
     prefix = ctx.storage.uri(f"{ctx.namespace}/{ctx.flow_id}/{ctx.execution_id}/")
     uris = sorted(ctx.storage.list_prefix(prefix).values())
@@ -280,4 +325,5 @@ HANDLERS: dict[str, Handler] = {
     "squall.storage.FilterItems": filter_items,
     "squall.storage.DeduplicateItems": deduplicate_items,
     "squall.storage.PurgeCurrentExecutionFiles": purge_current_execution_files,
+    "squall.storage.LocalFiles": local_files,
 }

@@ -149,3 +149,38 @@ def test_bad_properties_are_validation_errors_naming_the_field(task: str, field:
     source = f"id: s\nnamespace: t.st\ntasks:\n  - id: t\n    {task}\n"
     with pytest.raises(FlowValidationError, match=field):
         parse_flow(source, "s.yaml")
+
+
+def test_local_files_outputs_the_inputs_its_globs_pick(ctx: EffectContext) -> None:
+    src = _file(ctx, "data.csv", "a,b\n")
+    out, error = _run(
+        "LocalFiles",
+        ctx,
+        inputs={"hello.txt": "Hello", "dir/copy.csv": "kestra:///t.st/f/ex0/tr0/1/data.csv", "skip.md": "x"},
+        outputs=["*.txt", "dir/**"],
+    )
+    assert error is None
+    assert sorted(out["uris"]) == ["dir/copy.csv", "hello.txt"]
+    assert _text(ctx, out["uris"]["hello.txt"]) == "Hello"
+    assert _text(ctx, out["uris"]["dir/copy.csv"]) == _text(ctx, src)
+    _, error = _run("LocalFiles", ctx, inputs={"../up.txt": "x"}, outputs=["**"])
+    assert error == "property 'inputs': '../up.txt' is not a relative file path"
+
+
+def test_local_files_inside_a_working_directory_is_refused() -> None:
+    source = """
+id: w
+namespace: t.st
+tasks:
+  - id: wd
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    tasks:
+      - id: files
+        type: io.kestra.plugin.core.storage.LocalFiles
+        inputs: {a.txt: hi}
+      - id: sh
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: [cat a.txt]
+"""
+    with pytest.raises(FlowValidationError, match="LocalFiles inside a WorkingDirectory"):
+        parse_flow(source, "w.yaml")
