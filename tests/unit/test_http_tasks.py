@@ -227,3 +227,23 @@ tasks:
     assert result.exit_code == 1, result.output
     assert "said world and 8 bytes" in result.output
     assert result.output.count("Not Found (404)") >= 2  # both attempts failed
+
+
+def test_multipart_form_data_sends_storage_files_and_fields(server: str, ctx: EffectContext) -> None:
+    uri = ctx.storage.uri("t.http/f/ex0/tr0/1/report.csv")
+    ctx.storage.write(uri, b"a,b\n1,2\n")
+    outputs, error = _run(
+        "Request",
+        ctx,
+        uri=f"{server}/echo",
+        method="POST",
+        contentType="multipart/form-data",
+        formData={"note": "hi", "file": {"name": "data.csv", "content": uri}, "n": 3},
+    )
+    assert error is None
+    echoed = json.loads(outputs["body"])
+    assert echoed["type"].startswith("multipart/form-data; boundary=")
+    body = echoed["body"]
+    assert 'name="note"' in body and "hi" in body
+    assert 'filename="data.csv"' in body and "a,b\n1,2\n" in body
+    assert 'name="n"' in body
