@@ -56,19 +56,21 @@ def _count(
     start: datetime,
     end: datetime,
 ) -> dict[str, int]:
-    """Executions per flow id started in [start, end], newest first until before ``start``."""
+    """Executions per flow id started in [start, end], newest first until before ``start``.
+
+    States are filtered here, not by the store: a store filtering a rare state pages through
+    every execution it skips, past ``start`` too, where this stops at the first older one.
+    """
     counts: dict[str, int] = {}
     cursor: str | None = None
     scanned = 0
     while True:
-        page = ctx.store.list_executions(
-            namespace=namespace, flow_id=flow_id, states=states, limit=_PAGE, cursor=cursor
-        )
+        page = ctx.store.list_executions(namespace=namespace, flow_id=flow_id, limit=_PAGE, cursor=cursor)
         for summary in page.items:
             scanned += 1
             if summary.created < start:
                 return counts
-            if summary.created <= end:
+            if summary.created <= end and (states is None or summary.state in states):
                 counts[summary.flow_id] = counts.get(summary.flow_id, 0) + 1
         if page.cursor is None:
             return counts
