@@ -130,8 +130,9 @@ def _secret(ctx: Context, name: str) -> Any:
 def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bool | None = None) -> Any:
     """Kestra's ``kv('key', namespace, errorOnMissing)`` (KvFunction.java): a KV pair's value.
 
-    The namespace defaults to the flow's. A missing key is null unless ``errorOnMissing`` is
-    true, as in Kestra. The shell's reader sits under ``@kv`` (the engine does no I/O).
+    The namespace defaults to the flow's. A missing key is an error unless ``errorOnMissing`` is
+    false, as since Kestra 0.22 (its migration guide "KV function errors on missing key"; before,
+    a missing key was null). The shell's reader sits under ``@kv`` (the engine does no I/O).
     """
     store = _lookup(ctx, "@kv")
     flow = _lookup(ctx, "flow") or {}
@@ -141,7 +142,7 @@ def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bo
     try:
         return store.get(namespace, key)
     except KeyError:
-        if errorOnMissing:
+        if errorOnMissing is None or errorOnMissing:
             raise ExpressionError(f"The key '{key}' does not exist in the namespace '{namespace}'.") from None
         return None
     except ExpressionError:

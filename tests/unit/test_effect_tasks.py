@@ -145,10 +145,10 @@ namespace: t.kv
 tasks:
   - id: read
     type: io.kestra.plugin.core.debug.Return
-    format: "{{ kv('k') }}|{{ kv('k', 't.other') }}|{{ kv('missing') is none }}"
+    format: "{{ kv('k') }}|{{ kv('k', 't.other') }}|{{ kv('missing', errorOnMissing=false) is none }}"
   - id: strict
     type: io.kestra.plugin.core.debug.Return
-    format: "{{ kv('missing', errorOnMissing=true) }}"
+    format: "{{ kv('missing') }}"
 """
 
 
