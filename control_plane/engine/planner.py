@@ -113,6 +113,7 @@ _NOT_PROPERTIES = {
     "runIf", "logLevel", "logToFile", "workerGroup",
 }  # fmt: skip
 MAX_ERROR_LOGS = 100
+_TEMPLATE_CONTEXT = ("flow", "execution", "inputs", "outputs", "vars", "labels", "taskrun", "task", "trigger")
 
 
 class SecretLookup(Protocol):
@@ -850,6 +851,8 @@ class _Transaction:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
         properties.update({name: getattr(task, name) for name in kept if getattr(task, name) is not None})
+        if kept:  # what those templates may read besides each item, as Kestra's run context gives it
+            properties["@context"] = {k: ctx[k] for k in _TEMPLATE_CONTEXT if k in ctx}
         self.put(tr)
         self.actions.append(RunInline(tr.id, tr.attempt, task.type, properties, task.timeout))
         if task.timeout is not None:

@@ -722,6 +722,12 @@ class HttpRequestOptions(_Strict):
     basicAuthPassword: str | None = None
     logLevel: None = Field(default=None, description="Micronaut's HTTP client logging: not available")
 
+    @model_validator(mode="after")
+    def _proxy_has_address(self) -> Self:
+        if self.proxyType == "HTTP" and not self.proxyAddress:
+            raise ValueError("proxyType HTTP needs proxyAddress (and proxyPort)")
+        return self
+
     @field_validator("defaultCharset")
     @classmethod
     def _known_charset(cls, value: str | None) -> str | None:

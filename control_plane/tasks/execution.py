@@ -104,7 +104,8 @@ def count(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
     results: list[dict[str, Any]] = []
     for where, flow_id, number in counted:
         try:
-            kept = render(expression, {"count": number}).strip() == "true"
+            variables = {**(props.get("@context") or {}), "count": number}
+            kept = render(expression, variables).strip() == "true"
         except ExpressionError as exc:
             raise TaskFailure(f"property 'expression': {exc}") from None
         if kept:

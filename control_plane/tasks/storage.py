@@ -10,9 +10,9 @@ later task (``inputFiles``, another storage task, the API). A URI the storage ma
 Items files: Kestra writes them as ION, one value per line. Squall reads and writes them as
 JSON lines: a line that is not JSON (ION's ``{a:1}``, symbols, timestamps) fails the task
 naming the line, never read as something else. ``filterCondition`` and ``expr`` are rendered
-for each item with the item's fields as variables and the execution's ``flow`` and
-``execution`` ids (Kestra renders them with the whole run context: outputs of earlier tasks
-are not available here).
+for each item with the item's fields as variables on top of the task's context (flow,
+execution, inputs, outputs, vars, labels, taskrun, trigger), as Kestra renders them with its
+run context.
 
 Files are read whole (the storage seam reads objects as bytes): what a task handles is
 bounded by the memory of the process that runs it, a Lambda's included.
@@ -207,11 +207,11 @@ def _items(ctx: EffectContext, source: str) -> list[tuple[str, Any]]:
     return items
 
 
-def _item_context(ctx: EffectContext, item: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "flow": {"id": ctx.flow_id, "namespace": ctx.namespace},
-        "execution": {"id": ctx.execution_id},
-    }
+def _item_context(ctx: EffectContext, item: Any, props: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's own context (``@context``, from the planner) with the item's fields on top."""
+    base: dict[str, Any] = dict(props.get("@context") or {})
+    base.setdefault("flow", {"id": ctx.flow_id, "namespace": ctx.namespace})
+    base.setdefault("execution", {"id": ctx.execution_id})
     if isinstance(item, Mapping):
         base.update(item)
     return base
@@ -225,7 +225,7 @@ def filter_items(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, A
     processed = dropped = 0
     for line, item in _items(ctx, source):
         try:
-            match = is_truthy(render(condition, _item_context(ctx, item)).strip())
+            match = is_truthy(render(condition, _item_context(ctx, item, props)).strip())
         except ExpressionError as exc:  # Kestra's null match: errorOrNullBehavior decides
             if on_error == "FAIL":
                 raise TaskFailure(f"filterCondition on {line[:80]!r}: {exc}") from None
@@ -248,7 +248,7 @@ def deduplicate_items(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[s
     keys: list[str] = []
     for line, item in items:
         try:
-            keys.append(render(expr, _item_context(ctx, item)))
+            keys.append(render(expr, _item_context(ctx, item, props)))
         except ExpressionError as exc:
             raise TaskFailure(f"expr on {line[:80]!r}: {exc}") from None
     last = {key: offset for offset, key in enumerate(keys)}  # the last item of each key is kept

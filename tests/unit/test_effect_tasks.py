@@ -226,3 +226,27 @@ def test_a_lambda_invocation_bounds_the_handlers_budget() -> None:
         limit_to_invocation(None)  # a local process: no invocation limit
     before = time.monotonic()
     assert deadline_for(None) >= before + DEFAULT_BUDGET.total_seconds() - 0.5
+
+
+FILTER = """
+id: f
+namespace: t.kv
+inputs:
+  - id: limit
+    type: INT
+    defaults: 3
+tasks:
+  - id: filter
+    type: io.kestra.plugin.core.storage.FilterItems
+    from: "kestra:///t/items.ion"
+    filterCondition: "{{ v > inputs.limit }}"
+"""
+
+
+def test_per_item_templates_reach_the_handler_unrendered_with_the_task_context() -> None:
+    d = Driver(FILTER, inputs={"limit": 3})
+    [run] = d.of_type(RunInline, d.start())
+    assert run.properties["filterCondition"] == "{{ v > inputs.limit }}"
+    assert run.properties["from"] == "kestra:///t/items.ion"
+    context = run.properties["@context"]
+    assert context["inputs"]["limit"] == 3 and context["flow"]["id"] == "f"

@@ -247,3 +247,17 @@ def test_multipart_form_data_sends_storage_files_and_fields(server: str, ctx: Ef
     assert 'name="note"' in body and "hi" in body
     assert 'filename="data.csv"' in body and "a,b\n1,2\n" in body
     assert 'name="n"' in body
+
+
+def test_an_http_proxy_without_an_address_is_a_validation_error() -> None:
+    source = """
+id: h
+namespace: t.http
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.http.Request
+    uri: http://example.com
+    options: {proxyType: HTTP}
+"""
+    with pytest.raises(FlowValidationError, match="proxyAddress"):
+        parse_flow(source, "h.yaml")
