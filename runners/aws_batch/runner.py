@@ -160,6 +160,21 @@ def _client_config() -> Any:
     return Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=30)
 
 
+def _names_output_dir(spec: JobSpec) -> bool:
+    """Whether the task's command, environment or inline files name ``OUTPUT_DIR`` (or may).
+
+    Only then can it put files there without ``outputFiles``: Squall renders no
+    ``{{ outputDir }}``, so the directory is reached through the variable, by name. Inputs
+    staged from storage URIs are not read here: a task with any counts as naming it.
+    """
+    if spec.input_uris:
+        return True
+    texts = [*spec.command, *spec.env.values()]
+    return any("OUTPUT_DIR" in text for text in texts) or any(
+        b"OUTPUT_DIR" in data for data in spec.input_files.values()
+    )
+
+
 class _Clients:
     """The boto3 clients of one (region, credentials) pair."""
 
@@ -609,10 +624,16 @@ class AwsBatchRunner:
         return request
 
     def _output_prefix(self, spec: JobSpec, staging_uri: str | None) -> str | None:
-        if spec.output_prefix is not None and spec.output_prefix.startswith("s3://"):
-            return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
         if spec.output_prefix is None and not spec.output_files:
             return None  # nobody asked for outputs: no stage-out container, no listing when it ends
+        if not spec.output_files and not _names_output_dir(spec):
+            # No outputFiles and nothing the task runs names OUTPUT_DIR: no stage-out step and,
+            # above all, no S3 LIST when the job ends ($5 per million jobs, the largest request
+            # charge of a Batch task; docs/cost.md). A program in the image that writes to
+            # $OUTPUT_DIR unnamed needs outputFiles (docs/runners/README.md, Files).
+            return None
+        if spec.output_prefix is not None and spec.output_prefix.startswith("s3://"):
+            return spec.output_prefix if spec.output_prefix.endswith("/") else spec.output_prefix + "/"
         if staging_uri is not None:
             return staging_uri + "outputs/"
         if spec.output_files:

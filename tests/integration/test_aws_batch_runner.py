@@ -1061,3 +1061,41 @@ def test_a_stale_submit_lock_whose_job_never_appeared_is_taken_over(batch_env: B
     handle = runner.submit(spec)
     assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
     assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
+
+
+# -- what a completion costs (issue 28): no S3 LIST for a task that can have no outputs
+
+
+def test_a_task_without_output_files_naming_no_output_dir_is_not_listed_when_it_ends(
+    batch_env: BatchEnv,
+) -> None:
+    """The deployment storage gives every job an output prefix; only a task that can put files
+    there (outputFiles, or a command naming OUTPUT_DIR) costs a ListObjectsV2 when it ends."""
+    faults = Faults()
+    runner = batch_env.runner(faults)
+    prefix = f"s3://{batch_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+    quiet = runner.submit(_spec("echo done", output_prefix=prefix))
+    status = wait_terminal(runner, quiet, 30.0)
+    assert status.state is JobState.SUCCEEDED, status
+    assert status.output_files == {}
+    assert faults.operations["ListObjectsV2"] == 0, faults.operations
+
+    writes = runner.submit(_spec('echo hi > "$OUTPUT_DIR/out.txt"', output_prefix=prefix + "w/"))
+    status = wait_terminal(runner, writes, 30.0)
+    assert status.state is JobState.SUCCEEDED, status
+    assert set(status.output_files) == {"out.txt"}
+    assert faults.operations["ListObjectsV2"] >= 1
+    assert read_s3(batch_env)(status.output_files["out.txt"]) == b"hi\n"
+
+
+def test_a_script_file_naming_output_dir_keeps_its_outputs(batch_env: BatchEnv) -> None:
+    runner = batch_env.runner()
+    prefix = f"s3://{batch_env.bucket}/outputs/{uuid.uuid4().hex[:8]}/"
+    spec = _spec(
+        "sh make.sh",
+        output_prefix=prefix,
+        input_files={"make.sh": b'echo made > "$OUTPUT_DIR/made.txt"\n'},
+    )
+    status = wait_terminal(runner, runner.submit(spec), 30.0)
+    assert status.state is JobState.SUCCEEDED, status
+    assert set(status.output_files) == {"made.txt"}
