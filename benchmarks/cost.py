@@ -158,12 +158,14 @@ class Meter:
     """Invocations, durations, AWS calls and log bytes, per handler, while handlers run."""
 
     durations: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # the handler thread's CPU seconds
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     log_bytes: Counter[str] = field(default_factory=Counter)
     entries: Counter[str] = field(default_factory=Counter)  # what invoked: api gateway, scheduler, events
 
     def reset(self) -> None:
         self.durations.clear()
+        self.cpu.clear()
         self.calls.clear()
         self.log_bytes.clear()
         self.entries.clear()
@@ -171,12 +173,15 @@ class Meter:
     def call(self, name: str, handler: Callable[[Any, Any], Any], event: Any) -> Any:
         _active.label = name
         start = time.perf_counter()
+        cpu = time.thread_time()
         try:
             result = handler(event, None)
         finally:
             elapsed = time.perf_counter() - start
+            cpu = time.thread_time() - cpu
             _active.label = None
         self.durations.setdefault(name, []).append(elapsed)
+        self.cpu.setdefault(name, []).append(min(cpu, elapsed))
         self.log_bytes[f"{name} (platform lines)"] += PLATFORM_LOG_BYTES
         return result
 
@@ -205,7 +210,13 @@ class _StdoutMeter(io.TextIOBase):
 
 
 _STDOUT = _StdoutMeter(sys.stdout)
-sys.stdout = _STDOUT
+
+
+def meter_stdout() -> None:
+    """Put :data:`_STDOUT` in front of stdout: before any handler module is imported."""
+    if sys.stdout is not _STDOUT:
+        _STDOUT.real = sys.stdout
+        sys.stdout = _STDOUT
 
 
 def install_counting(meter: Meter) -> None:
@@ -256,6 +267,7 @@ class Figures:
     median_ms: dict[str, float]
     max_ms: dict[str, float]
     units_by_call: dict[str, float]
+    sizing: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -287,6 +299,7 @@ class Figures:
             for name in self.median_ms
         )
         rows.append(f"Lambda durations: {timing}.")
+        rows += self.sizing
         if self.units_by_call:
             parts = ", ".join(
                 f"{op} {units / self.tasks:.2f}" for op, units in sorted(self.units_by_call.items())
@@ -313,13 +326,20 @@ def price(
         lines.append(Line(component, what, count / tasks, count * unit_price * per))
 
     for name, durations in sorted(meter.durations.items()):
-        gb = module.memory_mb[name] / 1024
+        mb = module.memory_mb[name]
+        gb = mb / 1024
         add("Lambda", f"{name} requests", len(durations), _price("lambda.request"))
-        billed = sum(math.ceil(d * 1000) / 1000 for d in durations)
+        # At the deployed size, the CPU part of each duration scaled to the function's CPU
+        # share (see sizing()), rounded up to the millisecond as Lambda bills.
+        slow = max(1.0, FULL_VCPU_MB / mb)
+        billed = sum(
+            math.ceil(((d - c) + c * slow) * 1000) / 1000
+            for d, c in zip(durations, meter.cpu[name], strict=True)
+        )
         lines.append(
             Line(
                 "Lambda",
-                f"{name} GB-s ({module.memory_mb[name]} MB x {billed / len(durations) * 1000:.1f} ms mean)",
+                f"{name} GB-s ({mb} MB x {billed / len(durations) * 1000:.1f} ms mean, predicted)",
                 gb * billed / tasks,
                 gb * billed * _price("lambda.gb_second.arm64") * per,
             )
@@ -362,7 +382,34 @@ def price(
         {n: statistics.median(d) * 1000 for n, d in meter.durations.items()},
         {n: max(d) * 1000 for n, d in meter.durations.items()},
         units_by_call,
+        sizing(meter, module, tasks),
     )
+
+
+FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB, a share in proportion below
+SIZES_MB = (256, 512, 1024, 1769)
+
+
+def sizing(meter: Meter, module: Module, tasks: int) -> list[str]:
+    """$ per 1M tasks of each function's GB-s at other memory sizes, predicted from measurement.
+
+    The handler thread's CPU time was measured on one full core (about 1,769 MB on Lambda);
+    at M MB it takes ``cpu x 1769 / M``; the rest of the duration (waiting on DynamoDB, S3,
+    Batch) does not change with memory. A prediction, not a measurement on Lambda.
+    """
+    rows = ["", "| function | CPU share of duration | " + " | ".join(f"{m} MB" for m in SIZES_MB) + " |"]
+    rows.append("|---|---:|" + "---:|" * len(SIZES_MB))
+    for name, durations in sorted(meter.durations.items()):
+        wall, cpu = sum(durations), sum(meter.cpu[name])
+        cells = []
+        for mb in SIZES_MB:
+            seconds = (wall - cpu) + cpu * max(1.0, FULL_VCPU_MB / mb)
+            dollars = mb / 1024 * seconds * _price("lambda.gb_second.arm64") * 1e6 / tasks
+            mark = " (deployed)" if mb == module.memory_mb[name] else ""
+            cells.append(f"${dollars:.3f}, {seconds / len(durations) * 1000:.0f} ms{mark}")
+        rows.append(f"| {name} | {cpu / wall:.0%} | " + " | ".join(cells) + " |")
+    rows.append("")
+    return rows
 
 
 # --------------------------------------------------------------------------- the workloads
@@ -709,6 +756,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="workload (c) of 200 items, (a) of 100")
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     args = parser.parse_args()
+    meter_stdout()
     if args.quick:
         args.foreach = min(args.foreach, 200)
         args.singles = min(args.singles, 100)

@@ -670,3 +670,17 @@ def test_the_google_deployment_labels_default_to_the_runners(variable_name: str)
     for module in (MODULE, SUBMODULES / "settings"):
         variable = named_blocks(load_module(module), "variable")[variable_name]
         assert f'deployment = optional(string, "{default}")' in variable["type"], module
+
+
+def test_function_memory_is_what_the_cost_benchmark_sized() -> None:
+    """events and schedule wait on DynamoDB, Batch and S3 for most of their time, so 256 MB
+    (a smaller CPU share) costs less per task than 512 (docs/cost.md, its sizing table); the
+    api keeps 1,024 MB for latency, the tick 512 for its bursts of submits. The benchmark reads
+    the sizes from here, so a change shows up in its figures."""
+    from benchmarks.cost import read_module
+
+    module = read_module(MODULE)
+    assert module.memory_mb == {"api": 1024, "tick": 512, "events": 256, "schedule": 256, "sweeper": 512}
+    assert module.batch_rule_statuses == ("SUCCEEDED", "FAILED")
+    assert module.log_level == "INFO"
+    assert {"requestId", "status", "path"} <= module.access_log_format.keys()

@@ -29,7 +29,7 @@ variable "lambda_runtime" {
 }
 
 variable "functions" {
-  description = "Per-function settings: `api`, `tick`, `events`, `schedule`, `sweeper`, each optional `{ memory_size, timeout, reserved_concurrent_executions }`. Defaults: api 1024 MB/29 s, tick 512 MB/110 s with reserved concurrency 1 (ticks must not overlap), events and schedule 512 MB/60 s, sweeper 512 MB/300 s, the others unreserved."
+  description = "Per-function settings: `api`, `tick`, `events`, `schedule`, `sweeper`, each optional `{ memory_size, timeout, reserved_concurrent_executions }`. Defaults: api 1024 MB/29 s, tick 512 MB/110 s with reserved concurrency 1 (ticks must not overlap), events and schedule 256 MB/60 s (sized by benchmarks/cost.py: I/O-bound, docs/cost.md), sweeper 512 MB/300 s, the others unreserved."
   type = object({
     api = optional(object({
       memory_size                    = optional(number, 1024)
@@ -44,12 +44,12 @@ variable "functions" {
       reserved_concurrent_executions = optional(number, 1)
     }), {})
     events = optional(object({
-      memory_size                    = optional(number, 512)
+      memory_size                    = optional(number, 256)
       timeout                        = optional(number, 60)
       reserved_concurrent_executions = optional(number, -1)
     }), {})
     schedule = optional(object({
-      memory_size                    = optional(number, 512)
+      memory_size                    = optional(number, 256)
       timeout                        = optional(number, 60)
       reserved_concurrent_executions = optional(number, -1)
     }), {})

@@ -51,12 +51,12 @@ variable "functions" {
       reserved_concurrent_executions = optional(number, 1)
     }), {})
     events = optional(object({
-      memory_size                    = optional(number, 512)
+      memory_size                    = optional(number, 256)
       timeout                        = optional(number, 60)
       reserved_concurrent_executions = optional(number, -1)
     }), {})
     schedule = optional(object({
-      memory_size                    = optional(number, 512)
+      memory_size                    = optional(number, 256)
       timeout                        = optional(number, 60)
       reserved_concurrent_executions = optional(number, -1)
     }), {})
