@@ -74,10 +74,13 @@ PRICES: dict[str, Price] = {
         0.50, "GB of CloudWatch Logs ingested (standard class)", "https://aws.amazon.com/cloudwatch/pricing/"
     ),
     "logs.api": Price(
-        0.01 / 1000,
-        "CloudWatch API request (GetLogEvents counted here)",
+        0.0,
+        "CloudWatch Logs read API request (GetLogEvents)",
         "https://aws.amazon.com/cloudwatch/pricing/",
-        inferred="the page bills metric API requests at $0.01 per 1,000; whether GetLogEvents is "
-        "billed is not shown in what was read: charged here at that rate, an upper bound",
+        inferred="not billed per request: the page bills log ingestion, storage and Logs Insights "
+        "scans, and per-request API charges only for the metric and dashboard APIs it lists "
+        "(GetMetricData, GetMetricStatistics, ListMetrics, PutMetricData, dashboards), as "
+        "remembered, not shown in the excerpt read; at that $0.01 per 1,000 it would add $10 "
+        "per 1M tasks to (b) (one GetLogEvents per task)",
     ),
 }
