@@ -185,9 +185,9 @@ class Meter:
 class _StdoutMeter(io.TextIOBase):
     """Process stdout: while a handler runs, its lines are what Lambda ships to CloudWatch Logs.
 
-    Installed before anything is imported, so every logging handler (the api's powertools
-    Logger, whose "squall" logger the other handlers' squall.* records reach in this process)
-    writes through it. A handler's bytes are counted, not printed; others pass through.
+    Installed by main() before any handler module is imported, so every logging handler
+    (the api's powertools Logger, whose "squall" logger the other handlers' squall.* records
+    reach in this process) writes through it. A handler's bytes are counted, not printed; others pass through.
     """
 
     def __init__(self, real: Any) -> None:
