@@ -68,6 +68,7 @@ from control_plane.api import (
     tenants,
     webhooks,
 )
+from control_plane import ui
 from control_plane.errors import (
     ConflictError,
     EngineError,
@@ -502,6 +503,10 @@ def _as_get(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "requestContext": {**request, "http": http}}
 
 
+def _lower_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+
+
 def _request_id_of(event: Mapping[str, Any], context: Any) -> str | None:
     return (event.get("requestContext") or {}).get("requestId") or getattr(context, "aws_request_id", None)
 
@@ -537,6 +542,11 @@ class Api:
         request_id = _request_id_of(event, context)
         telemetry.new_request(request_id=request_id)
         rt = self.runtime
+        path = route_path(event)
+        if ui.is_ui_path(path):  # public static files, not the API: no auth, no store, no service
+            response = ui.respond(path, str(method), _lower_headers(event))
+            logger.info("request", extra={"method": method, "path": path, "status": response["statusCode"]})
+            return response
         try:
             response = _gate(event, rt.settings) or _bounded(
                 app.resolve(event, context, **{common.RUNTIME_KEY: rt}), event, rt.settings.max_response_bytes
