@@ -860,6 +860,7 @@ def server(
         raise _fail(str(exc)) from None
     where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
     console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
+    console.print(f"Web UI: [bold]{srv.url}/ui/[/bold]", highlight=False)
     if generated:
         console.print(f"API token (send Authorization: Bearer <token>): {token}", highlight=False)
     elif no_auth:

@@ -52,6 +52,7 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from control_plane import ui
 from control_plane.api import (
     common,
     executions,
@@ -68,7 +69,6 @@ from control_plane.api import (
     tenants,
     webhooks,
 )
-from control_plane import ui
 from control_plane.errors import (
     ConflictError,
     EngineError,
