@@ -41,7 +41,8 @@ def test_the_wheel_build_copies_every_ui_file(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    built = {p.relative_to(lib).as_posix() for p in (lib / "control_plane/ui/static").rglob("*") if p.is_file()}
+    shipped = (lib / "control_plane/ui/static").rglob("*")
+    built = {p.relative_to(lib).as_posix() for p in shipped if p.is_file()}
     assert built == _static_names()
 
 

@@ -19,12 +19,18 @@ export class VirtualList {
 
   setItems(items) {
     const atBottom = this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - this.rowHeight;
+    // A live update repaints every row: the row holding the keyboard focus gets it back.
+    let focused = -1;
+    for (const [index, row] of this.painted) if (row.contains(document.activeElement)) focused = index;
     this.items = items;
     this.spacer.style.height = `${items.length * this.rowHeight}px`;
     for (const row of this.painted.values()) row.remove();
     this.painted.clear();
     if (this.follow && atBottom) this.el.scrollTop = this.el.scrollHeight;
     this.paint();
+    const row = this.painted.get(focused);
+    const target = row && row.querySelector("button, a, input, select");
+    if (target) target.focus({ preventScroll: true });
   }
 
   key(event) {

@@ -10,8 +10,12 @@ const TERMINAL = new Set(["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED",
 const EXEC_EVERY = 2000, LOGS_EVERY = 3000;
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
+// Files an execution shows: uploads as kestra:/// URIs, task output files as the storage's own
+// URI (file://, s3://, gs://, Azure's). The file route checks they belong to this execution.
+const FILE_URI = /^(kestra|file|s3|gs|az|azure|wasbs?|abfss?):\/\/\/?[^\s]+$/;
+
 function isFileUri(value) {
-  return typeof value === "string" && value.startsWith("kestra://");
+  return typeof value === "string" && FILE_URI.test(value);
 }
 
 async function download(executionId, uri) {
@@ -70,11 +74,10 @@ function treeRows(runs) {
   return rows;
 }
 
-function gantt(execution, rows) {
-  const start = time(execution.state.startDate);
-  const ends = rows.map(({ tr }) => time(tr.state.endDate) || Date.now());
-  const end = Math.max(time(execution.state.endDate) || Date.now(), ...ends, start + 1);
-  const span = end - start;
+// The Gantt: one row per task run, one bar per attempt, on the execution's time axis. Built
+// once per page; `update` swaps the rows in place so scrolling and focus survive live updates.
+function ganttChart() {
+  let start = 0, span = 1;
   const list = new VirtualList({ rowHeight: 22, className: "gantt", label: "Gantt of task runs",
     renderRow: ({ tr, depth }) => {
       const track = h("div", { class: "track" });
@@ -91,25 +94,29 @@ function gantt(execution, rows) {
         h("span", { class: "name", style: `padding-left:${4 + depth * 12}px`, title: tr.taskId }, tr.taskId, tr.value ? ` [${tr.value}]` : ""),
         track);
     } });
-  list.setItems(rows);
-  return list.el;
+  const update = (execution, rows) => {
+    start = time(execution.state.startDate);
+    const ends = rows.map(({ tr }) => time(tr.state.endDate) || Date.now());
+    span = Math.max(time(execution.state.endDate) || Date.now(), ...ends, start + 1) - start;
+    list.setItems(rows);
+  };
+  return { el: list.el, update };
 }
 
-function taskRunTree(execution, rows, onSelect) {
+function taskRunTree(onSelect) {
   const list = new VirtualList({ rowHeight: 24, className: "vlist tree", label: "Task runs",
     renderRow: ({ tr, depth }) => {
       const extra = ["runner", "jobId", "jobUrl", "failureClass"].filter((k) => tr[k]).map((k) => `${k}: ${tr[k]}`).join(" · ");
       return h("div", { class: "row", style: `padding-left:${6 + depth * 16}px` },
         stateBadge(tr.state.current), " ",
-        h("button", { type: "button", class: "linklike", onclick: () => onSelect(tr), "aria-label": `Logs of ${tr.taskId}` }, tr.taskId),
+        h("button", { type: "button", class: "linklike", onclick: () => onSelect(tr), "aria-label": `Select ${tr.taskId}${tr.value ? ` ${tr.value}` : ""}` }, tr.taskId),
         tr.value ? ` [${tr.value}]` : "",
         ` ${tr.state.duration || ""}`, tr.attempts && tr.attempts.length > 1 ? ` · ${tr.attempts.length} attempts` : "",
         typeof tr.cost === "number" ? ` · ${money(tr.cost)}` : "",
         extra ? ` · ${extra}` : "",
         tr.error ? h("span", { class: "error" }, ` · ${tr.error.split("\n")[0]}`) : "");
     } });
-  list.setItems(rows);
-  return list.el;
+  return list;
 }
 
 // The Pause task (anywhere in the flow) that a PAUSED task run belongs to, for its onResume inputs.
@@ -155,6 +162,17 @@ export async function executionPage(root, id, isCurrent) {
   let execution = null;
   let flow = null;
   let selectedTask = "";
+  let taskKey = "";
+  let lastIo = "";
+  const chart = ganttChart();
+  const tree = taskRunTree((tr) => {
+    selectedTask = tr;
+    taskFilter.value = tr.taskId;
+    loadLogs().catch(showError);
+    status.textContent = `selected ${tr.taskId}: Replay starts from it; the log shows it`;
+  });
+  ganttBox.append(h("h2", {}, "Gantt"), chart.el);
+  treeBox.append(h("h2", {}, "Task runs"), tree.el);
 
   // logs
   const level = h("select", { id: "log-level" }, LEVELS.map((l) => h("option", { value: l, selected: l === "INFO" }, l)));
@@ -189,8 +207,11 @@ export async function executionPage(root, id, isCurrent) {
     }
   } }, label);
 
+  let actionsKey = "";
   const renderActions = () => {
     const state = execution.state.current;
+    if (actionsKey === state) return; // same buttons: keep them (and the keyboard focus on them)
+    actionsKey = state;
     const buttons = [];
     if (!TERMINAL.has(state)) buttons.push(act("Kill", () => json(`executions/${enc(id)}/actions/kill`, { method: "DELETE" })));
     if (state === "FAILED" || state === "KILLED") buttons.push(act("Restart", () => json(`executions/${enc(id)}/actions/restart`, { method: "POST" })));
@@ -232,16 +253,17 @@ export async function executionPage(root, id, isCurrent) {
         execution.parentId ? [h("span", { class: "muted" }, "Parent"), h("a", { href: `#/executions/${enc(execution.parentId)}` }, execution.parentId)] : null));
     renderActions();
     const rows = treeRows(runs);
-    ganttBox.replaceChildren(h("h2", {}, "Gantt"), gantt(execution, rows));
-    treeBox.replaceChildren(h("h2", {}, "Task runs"), taskRunTree(execution, rows, (tr) => {
-      selectedTask = tr;
-      taskFilter.value = tr.taskId;
-      loadLogs().catch(showError);
-      status.textContent = `selected ${tr.taskId}: Replay starts from it; logs show it`;
-    }));
+    chart.update(execution, rows);
+    tree.setItems(rows);
     const taskIds = [...new Set(runs.map((tr) => tr.taskId))];
-    const chosen = taskFilter.value;
-    taskFilter.replaceChildren(h("option", { value: "" }, "all tasks"), taskIds.map((t) => h("option", { value: t, selected: t === chosen }, t)));
+    if (taskIds.join("\n") !== taskKey) {
+      taskKey = taskIds.join("\n");
+      const chosen = taskFilter.value;
+      taskFilter.replaceChildren(h("option", { value: "" }, "all tasks"), taskIds.map((t) => h("option", { value: t, selected: t === chosen }, t)));
+    }
+    const ioKey = JSON.stringify([execution.inputs, execution.outputs, execution.labels, runs.map((tr) => tr.outputs)]);
+    if (ioKey === lastIo) return; // unchanged: keep the focus on a download button
+    lastIo = ioKey;
     const taskOutputs = runs.filter((tr) => tr.outputs && Object.keys(tr.outputs).length);
     io.replaceChildren(
       h("h2", {}, "Inputs"), execution.inputs && Object.keys(execution.inputs).length ? valueView(id, execution.inputs) : h("p", { class: "muted" }, "none"),
