@@ -86,6 +86,12 @@ class Api:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(base_url=f"{url}/api/v1/main", headers=headers, timeout=30)
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
     def deploy(self, source: str) -> None:
         response = self.client.post("/flows", content=source, headers={"Content-Type": "application/x-yaml"})
         if response.status_code == 422 and "exists" in response.text:
@@ -117,12 +123,11 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    client = Api(server.url)
     marker = tmp_path_factory.mktemp("flaky") / "ran-once"
-    for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker)):
-        client.deploy(source)
-    yield client
-    client.client.close()
+    with Api(server.url) as client:
+        for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker)):
+            client.deploy(source)
+        yield client
 
 
 @pytest.fixture

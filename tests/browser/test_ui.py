@@ -130,7 +130,8 @@ def test_the_token_is_asked_once_and_kept_for_the_tab(
 ) -> None:
     with squall_server(tmp_path, "--db", str(tmp_path / "t.db"), "--token", "ui-secret") as server:
         task = "  - id: r\n    type: io.kestra.plugin.core.debug.Return\n    format: hi\n"
-        Api(server.url, token="ui-secret").deploy(f"id: hi\nnamespace: {NAMESPACE}\ntasks:\n{task}")
+        with Api(server.url, token="ui-secret") as api:
+            api.deploy(f"id: hi\nnamespace: {NAMESPACE}\ntasks:\n{task}")
         page.goto(_ui(server))
         dialog = page.locator("dialog")
         expect(dialog).to_be_visible()

@@ -1,5 +1,22 @@
 // A tiny DOM builder: h("a", {href}, "text", child) -> Element. No framework, no virtual DOM:
 // pages are small and re-rendered by section; the big lists are virtualised (virtual-list.js).
+// Children as h() takes them (nested arrays, null and false skipped, strings as text): what
+// Element.append would otherwise turn into the text "null" or "[object HTMLElement]".
+function nodes(children) {
+  const out = [];
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    out.push(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return out;
+}
+
+// Replace an element's children with `children`, taken as h() takes them.
+export function fill(el, ...children) {
+  el.replaceChildren(...nodes(children));
+  return el;
+}
+
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
@@ -9,20 +26,14 @@ export function h(tag, props, ...children) {
     else if (key === "text") el.textContent = value;
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  el.append(...nodes(children));
   return el;
 }
 
 export function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  el.append(...nodes(children));
   return el;
 }
 

@@ -1,5 +1,5 @@
 import { forgetToken, token } from "./api.js";
-import { h, describe } from "./dom.js";
+import { h, fill, describe } from "./dom.js";
 import { flowsPage } from "./pages/flows.js";
 import { flowPage } from "./pages/flow.js";
 import { executionsPage } from "./pages/executions.js";
@@ -17,18 +17,18 @@ async function route() {
   const parts = pathPart.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(search);
   const root = h("div", {});
-  main.replaceChildren(h("p", { role: "status" }, "Loading…"));
+  fill(main, h("p", { role: "status" }, "Loading…"));
   try {
     if (parts[0] === "flows" && parts.length === 3) await flowPage(root, parts[1], parts[2], params);
     else if (parts[0] === "executions" && parts.length === 2) await executionPage(root, parts[1], isCurrent);
     else if (parts[0] === "executions") await executionsPage(root, params);
     else await flowsPage(root, params);
     if (!isCurrent()) return;
-    main.replaceChildren(root);
+    fill(main, root);
     document.title = `Squall · ${main.querySelector("h1")?.textContent || "UI"}`;
   } catch (e) {
     if (!isCurrent()) return;
-    main.replaceChildren(h("h1", {}, "Could not load this page"), h("p", { class: "error", role: "alert" }, describe(e)));
+    fill(main, h("h1", {}, "Could not load this page"), h("p", { class: "error", role: "alert" }, describe(e)));
   }
   for (const link of document.querySelectorAll("header nav a"))
     if (link.getAttribute("href") === `#/${parts[0] || "flows"}`) link.setAttribute("aria-current", "page");

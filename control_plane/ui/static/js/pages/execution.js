@@ -1,5 +1,5 @@
 import { call, json, query, enc } from "../api.js";
-import { h, stateBadge, when, describe } from "../dom.js";
+import { h, fill, stateBadge, when, describe } from "../dom.js";
 import { VirtualList } from "../virtual-list.js";
 import { inputsForm } from "../inputs-form.js";
 
@@ -224,10 +224,10 @@ export async function executionPage(root, id, isCurrent) {
       const task = paused && flow ? findTask(flow.tasks, paused.taskId) || findTask(flow.errors, paused.taskId) : null;
       const inputs = (task && task.onResume) || [];
       buttons.push(h("button", { type: "button", "data-action": "resume", onclick: () => {
-        actionArea.replaceChildren(h("h2", {}, `Resume ${paused ? paused.taskId : ""}`),
+        fill(actionArea, h("h2", {}, `Resume ${paused ? paused.taskId : ""}`),
           inputsForm(inputs, "Resume", async (data) => {
             await json(`executions/${enc(id)}/actions/resume`, { method: "POST", body: data });
-            actionArea.replaceChildren();
+            fill(actionArea);
             status.textContent = "Resume: done";
             await refresh();
           }));
@@ -235,12 +235,12 @@ export async function executionPage(root, id, isCurrent) {
         if (first) first.focus();
       } }, "Resume…"));
     }
-    actions.replaceChildren(...buttons);
+    fill(actions, ...buttons);
   };
 
   const render = (runs, note) => {
     const cost = totalCost(runs);
-    header.replaceChildren(
+    fill(header,
       h("h1", {}, "Execution ", h("code", {}, execution.id), " ", stateBadge(execution.state.current)),
       h("div", { class: "kv" },
         h("span", { class: "muted" }, "Flow"), h("a", { href: `#/flows/${enc(execution.namespace)}/${enc(execution.flowId)}` }, `${execution.namespace}.${execution.flowId} (revision ${execution.flowRevision})`),
@@ -259,13 +259,13 @@ export async function executionPage(root, id, isCurrent) {
     if (taskIds.join("\n") !== taskKey) {
       taskKey = taskIds.join("\n");
       const chosen = taskFilter.value;
-      taskFilter.replaceChildren(h("option", { value: "" }, "all tasks"), taskIds.map((t) => h("option", { value: t, selected: t === chosen }, t)));
+      fill(taskFilter, h("option", { value: "" }, "all tasks"), taskIds.map((t) => h("option", { value: t, selected: t === chosen }, t)));
     }
     const ioKey = JSON.stringify([execution.inputs, execution.outputs, execution.labels, runs.map((tr) => tr.outputs)]);
     if (ioKey === lastIo) return; // unchanged: keep the focus on a download button
     lastIo = ioKey;
     const taskOutputs = runs.filter((tr) => tr.outputs && Object.keys(tr.outputs).length);
-    io.replaceChildren(
+    fill(io,
       h("h2", {}, "Inputs"), execution.inputs && Object.keys(execution.inputs).length ? valueView(id, execution.inputs) : h("p", { class: "muted" }, "none"),
       h("h2", {}, "Outputs"), execution.outputs && Object.keys(execution.outputs).length ? valueView(id, execution.outputs) : h("p", { class: "muted" }, "none"),
       taskOutputs.length ? [h("h2", {}, "Task outputs"), h("div", { class: "kv" }, taskOutputs.map((tr) => [
@@ -283,7 +283,7 @@ export async function executionPage(root, id, isCurrent) {
 
   await refresh();
   await loadLogs();
-  root.replaceChildren(header, actions, actionArea, status, ganttBox, treeBox,
+  fill(root, header, actions, actionArea, status, ganttBox, treeBox,
     h("section", {}, h("h2", {}, "Logs"),
       h("div", { class: "filters" },
         h("label", { for: "log-level" }, "Minimum level", level),

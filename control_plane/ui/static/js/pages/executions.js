@@ -1,5 +1,5 @@
 import { json, query, enc } from "../api.js";
-import { h, stateBadge, when } from "../dom.js";
+import { h, fill, stateBadge, when } from "../dom.js";
 import { pager } from "./flows.js";
 
 // Executions, newest first, filtered and paged by the server (executions/search).
@@ -35,7 +35,7 @@ export async function executionsPage(root, params) {
     h("td", {}, when(e.state.startDate)),
     h("td", {}, e.state.duration || ""),
     h("td", {}, (e.labels || []).map((l) => `${l.key}:${l.value}`).join(" "))));
-  root.replaceChildren(
+  fill(root,
     h("h1", {}, "Executions"), form,
     h("p", { class: "muted" }, `${result.total} execution${result.total === 1 ? "" : "s"}`),
     h("table", {}, h("thead", {}, h("tr", {}, ["Id", "Namespace", "Flow", "State", "Created", "Duration", "Labels"].map((t) => h("th", {}, t)))),

@@ -1,5 +1,5 @@
 import { json, query, enc } from "../api.js";
-import { h, stateBadge, when } from "../dom.js";
+import { h, fill, stateBadge, when } from "../dom.js";
 import { highlightYaml } from "../yaml-highlight.js";
 import { topology } from "../topology.js";
 import { inputsForm } from "../inputs-form.js";
@@ -53,7 +53,7 @@ function revisionsView(revisions) {
     const i = list.findIndex((r) => String(r.revision) === select.value);
     const current = list[i];
     const previous = list[i + 1];
-    body.replaceChildren(previous ? h("div", {}, h("h2", {}, `Changes from revision ${previous.revision}`), lineDiff(previous.source || "", current.source || "")) : null,
+    fill(body, previous ? h("div", {}, h("h2", {}, `Changes from revision ${previous.revision}`), lineDiff(previous.source || "", current.source || "")) : null,
       h("h2", {}, `Source of revision ${current.revision}`), highlightYaml(current.source));
   };
   select.addEventListener("change", render);
@@ -82,7 +82,7 @@ export async function flowPage(root, namespace, id, params) {
     ["Executions", executions],
     ["Start", start],
   ], params.get("tab") || "Topology");
-  root.replaceChildren(
+  fill(root,
     h("h1", {}, `${namespace}.${id}`, flow.disabled ? " (disabled)" : ""),
     flow.description ? h("p", {}, flow.description) : null,
     h("p", { class: "muted" }, `revision ${flow.revision}, updated ${when(flow.updated)}`),

@@ -1,5 +1,5 @@
 import { json, query, enc } from "../api.js";
-import { h, stateBadge, when } from "../dom.js";
+import { h, fill, stateBadge, when } from "../dom.js";
 
 // Flows by namespace, a server-side page at a time, each with its last execution's state.
 const SIZE = 50;
@@ -50,7 +50,7 @@ export async function flowsPage(root, params) {
           cell);
       })))));
   const pages = Math.max(1, Math.ceil(result.total / SIZE));
-  root.replaceChildren(
+  fill(root,
     h("h1", {}, "Flows"),
     h("div", { class: "filters" }, h("label", { for: "ns" }, "Namespace", select)),
     result.total ? sections : h("p", {}, "No flows yet: deploy one with `squall deploy FILE` or POST /api/v1/main/flows."),
@@ -59,7 +59,7 @@ export async function flowsPage(root, params) {
   await eachLimited([...lastCells], 4, async ([flow, cell]) => {
     try {
       const last = await lastExecution(flow);
-      cell.replaceChildren(last ? h("span", {}, stateBadge(last.state.current), " ",
+      fill(cell, last ? h("span", {}, stateBadge(last.state.current), " ",
         h("a", { href: `#/executions/${enc(last.id)}` }, when(last.state.startDate))) : "never run");
     } catch (e) {
       cell.textContent = e.message;
