@@ -13,6 +13,9 @@ route receives it through powertools' dependency injection (``rt: common.Served`
 runtimes can serve requests at once. Domain errors become JSON responses in one place
 (:func:`_register_errors`), so a route is a few lines of calls into the service.
 
+The web UI's static files (``/ui``, :mod:`control_plane.ui`) are answered first, before auth
+and routing: they hold no data, and the browser must load them before it has credentials.
+
 Before any route runs, :meth:`Api.handle` checks what does not depend on the route:
 
 1. **auth**, per ``SQUALL_AUTH``: ``gateway`` requires that an API Gateway authorizer (JWT,

@@ -20,6 +20,7 @@ import pytest
 from control_plane.server import Server
 from control_plane.ui import static_files
 from tests.integration.service_helpers import server_settings
+from tests.servers import squall_server
 
 TOKEN = "ui-test-token"
 STATIC = Path(static_files.__file__).parent / "static"
@@ -165,3 +166,12 @@ def test_the_lambda_event_path_serves_the_same_bytes(tmp_path: Path) -> None:
         assert Api(rt).handle(event, None)["statusCode"] == 401
     finally:
         rt.close()
+
+
+def test_squall_server_prints_where_the_ui_is_and_serves_it_there(tmp_path: Path) -> None:
+    with squall_server(tmp_path, "--db", str(tmp_path / "cli.db"), "--no-auth") as server:
+        printed = re.search(r"Web UI: (http://\S+)", server.stdout())
+        assert printed is not None, server.stdout()
+        assert printed.group(1) == f"{server.url}/ui/"
+        response = httpx.get(printed.group(1), timeout=10)
+        assert response.status_code == 200 and "<title>Squall</title>" in response.text

@@ -275,14 +275,16 @@ export async function executionPage(root, id, isCurrent) {
 
   const refresh = async () => {
     execution = await json(`executions/${enc(id)}`);
-    if (!flow) flow = await json(`flows/${enc(execution.namespace)}/${enc(execution.flowId)}/revisions`).then(
-      (revs) => revs.find((r) => r.revision === execution.flowRevision) || revs[revs.length - 1]).catch(() => null);
+    // The flow's revision is read only for a pause's onResume inputs, and once.
+    if (!flow && execution.state.current === "PAUSED") {
+      const at = `flows/${enc(execution.namespace)}/${enc(execution.flowId)}`;
+      flow = await json(`${at}${query({ revision: execution.flowRevision, source: "false" })}`).catch(() => null);
+    }
     const { runs, note } = await allTaskRuns(execution);
     render(runs, note);
   };
 
-  await refresh();
-  await loadLogs();
+  await Promise.all([refresh(), loadLogs()]);
   fill(root, header, actions, actionArea, status, ganttBox, treeBox,
     h("section", {}, h("h2", {}, "Logs"),
       h("div", { class: "filters" },
