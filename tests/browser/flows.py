@@ -32,6 +32,10 @@ tasks:
       - id: item
         type: io.kestra.plugin.core.debug.Return
         format: "{{{{ taskrun.value }}}}"
+triggers:
+  - id: hook
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: greet-key
 errors:
   - id: oops
     type: io.kestra.plugin.core.log.Log

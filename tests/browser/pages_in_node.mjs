@@ -44,6 +44,7 @@ report.flow = {
   tabs: texts("[role=tab]"),
   inputs: main().querySelectorAll("form input, form select, form textarea").map((e) => e.id),
   keys: texts("pre.code .tok-key").slice(0, 5),
+  triggers: main().querySelector("#panel-Triggers").textContent,
 };
 
 dom.navigate("#/executions?namespace=squall.ui&state=SUCCESS");
@@ -70,6 +71,18 @@ field.value = "from node";
 main().querySelector("form").dispatch("submit");
 await until("the resumed execution's end", () => main().querySelector("h1 .state")?.textContent === "SUCCESS", 60000);
 report.paused.text = main().textContent;
+
+dom.navigate(`#/executions/${ids.long}`);
+await until("the running execution", () => texts("button[data-action]").includes("Kill"));
+main().querySelector("button[data-action=kill]").click();
+await until("the kill", () => main().querySelector("h1 .state")?.textContent === "KILLED", 60000);
+report.killed = { actions: texts("button[data-action]") };
+
+dom.navigate(`#/executions/${ids.files}`);
+await until("the files execution", () => texts("button[data-action]").includes("Replay"));
+main().querySelector("button[data-action=replay]").click();
+await until("the replay's page", () => !location.hash.endsWith(ids.files));
+report.replay = location.hash.split("/").pop();
 
 report.requests = fetchLog.length;
 report.errors = errors;

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import Api
-from tests.browser.flows import APPROVAL, FILES, GREET, NAMESPACE
+from tests.browser.flows import APPROVAL, FILES, GREET, LONG, NAMESPACE
 from tests.servers import squall_server
 
 HERE = Path(__file__).parent
@@ -29,7 +29,7 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         pytest.skip("node is not on PATH (the README's prerequisites)")
     options = ("--no-auth", "--db", str(tmp_path / "ui.db"), "--tick-interval", "0.2")
     with squall_server(tmp_path, *options) as server, Api(server.url) as api:
-        for source in (GREET, APPROVAL, FILES):
+        for source in (GREET, APPROVAL, FILES, LONG):
             api.deploy(source)
         files = api.start("files")
         api.wait(files, {"SUCCESS"})
@@ -37,7 +37,9 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         api.wait(paused, {"PAUSED"})
         response = api.client.post(f"/executions/{NAMESPACE}/greet", files={"name": (None, "Ada")})
         assert response.status_code == 200, response.text
-        ids = {"files": files, "paused": paused, "greet": response.json()["id"]}
+        long = api.start("long")
+        api.wait(long, {"RUNNING"})
+        ids = {"files": files, "paused": paused, "greet": response.json()["id"], "long": long}
         done = subprocess.run(
             [node, str(HERE / "pages_in_node.mjs"), server.url, str(STATIC), json.dumps(ids)],
             capture_output=True,
@@ -47,6 +49,8 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip().splitlines()[-1])
         ended = api.execution(paused)
+        killed = api.execution(long)["state"]["current"]
+        replay = api.execution(report["replay"])
     assert report["errors"] == []
     for text in (report["flows"]["text"], report["greet"]["text"], report["paused"]["text"]):
         assert "null" not in text and "[object" not in text and "undefined" not in text
@@ -65,4 +69,7 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     assert report["paused"]["focused"] is True
     after = next(tr for tr in ended["taskRunList"] if tr["taskId"] == "after")
     assert after["outputs"] == {"value": "because from node"}
+    assert "/api/v1/main/executions/webhook/squall.ui/greet/greet-key" in report["flow"]["triggers"]
+    assert killed == "KILLED" and report["killed"]["actions"] == ["Restart", "Replay"]
+    assert replay["flowId"] == "files" and replay["originalId"] == files and replay["id"] != files
     assert report["requests"] < 200  # bounded polling, not a request storm

@@ -72,7 +72,8 @@ export async function call(rest, options = {}, retried = false) {
 
 export async function json(rest, options) {
   const response = await call(rest, options);
-  return response.status === 204 ? null : response.json();
+  const text = await response.text(); // 202 and 204 may come without a body
+  return text ? JSON.parse(text) : null;
 }
 
 export function query(params) {
