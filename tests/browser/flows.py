@@ -16,6 +16,9 @@ inputs:
   - id: times
     type: INT
     defaults: 2
+  - id: token
+    type: SECRET
+    required: false
 tasks:
   - id: hello
     type: io.kestra.plugin.scripts.shell.Commands

@@ -21,6 +21,7 @@ from tests.servers import squall_server
 
 HERE = Path(__file__).parent
 STATIC = HERE.parents[1] / "control_plane" / "ui" / "static"
+SECRET = "s3cr3t-value-not-to-show"
 
 
 def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(tmp_path: Path) -> None:
@@ -35,7 +36,8 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         api.wait(files, {"SUCCESS"})
         paused = api.start("approval")
         api.wait(paused, {"PAUSED"})
-        response = api.client.post(f"/executions/{NAMESPACE}/greet", files={"name": (None, "Ada")})
+        inputs = {"name": (None, "Ada"), "token": (None, SECRET)}
+        response = api.client.post(f"/executions/{NAMESPACE}/greet", files=inputs)
         assert response.status_code == 200, response.text
         long = api.start("long")
         api.wait(long, {"RUNNING"})
@@ -59,12 +61,13 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     assert report["flow"]["tasks"] == ["hello", "each", "item", "oops"]
     assert report["flow"]["errors"] == ["oops"]
     assert report["flow"]["tabs"] == ["Topology", "Source", "Revisions", "Triggers", "Executions", "Start"]
-    assert report["flow"]["inputs"] == ["in-name", "in-times"]
+    assert report["flow"]["inputs"] == ["in-name", "in-times", "in-token"]
     assert report["flow"]["keys"][:2] == ["id", "namespace"]
     assert set(report["executions"]["states"]) == {"SUCCESS"}
     assert report["files"] == {"actions": ["Replay"], "downloads": ["Download report.txt"], "gantt": ["make"]}
     assert report["greet"]["gantt"] == ["hello", "each", "item [a]", "item [b]"]
     assert report["greet"]["bars"] == 4
+    assert SECRET not in report["greet"]["text"] and "token" in report["greet"]["text"]  # SECRET masked
     assert report["paused"]["actions"] == ["Kill", "Resume…"]
     assert report["paused"]["focused"] is True
     after = next(tr for tr in ended["taskRunList"] if tr["taskId"] == "after")

@@ -49,6 +49,8 @@ def test_start_from_the_form_and_watch_the_execution_live_to_its_end(
     expect(page.locator("pre.code .tok-key").first).to_be_visible()
     shot(page, "flow-source")
     page.locator("#tab-Start").click()
+    expect(page.locator("#in-token")).to_have_attribute("type", "password")  # a SECRET input
+    expect(page.locator("#in-times")).to_have_value("2")  # the default
     page.locator("#in-name").fill("Ada")
     page.locator("#in-name").press("Enter")  # submits the form from the keyboard
     expect(page).to_have_url(re.compile(r"#/executions/\w+$"))
