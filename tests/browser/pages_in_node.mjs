@@ -30,14 +30,28 @@ async function until(what, test, ms = 20000) {
 }
 const loaded = (heading) => () => (main().querySelector("h1")?.textContent || "").includes(heading);
 const texts = (sel) => main().querySelectorAll(sel).map((e) => e.textContent);
-const report = {};
+const report = { unlabeled: [] };
+// Controls a screen reader could not name: no <label for>, no enclosing label, no aria-label,
+// and buttons or links with no text. (A stand-in for axe-core's label rules, page by page.)
+function unlabeled(page) {
+  const labelled = (el) => {
+    if (el.getAttribute("aria-label") || el.getAttribute("type") === "hidden") return true;
+    if (el.id && main().querySelector(`label[for=${el.id}]`)) return true;
+    for (let n = el.parentNode; n; n = n.parentNode) if (n.tagName === "LABEL") return true;
+    return false;
+  };
+  for (const el of main().querySelectorAll("input, select, textarea")) if (!labelled(el)) report.unlabeled.push(`${page}: ${el.tagName} ${el.id}`);
+  for (const el of main().querySelectorAll("button, a")) if (!el.textContent.trim() && !el.getAttribute("aria-label")) report.unlabeled.push(`${page}: empty ${el.tagName}`);
+}
 
 await until("the flows page", loaded("Flows"));
 await until("last executions", () => !main().textContent.includes("…"));
+unlabeled("flows");
 report.flows = { namespaces: texts("h2"), links: texts("tbody a"), text: main().textContent };
 
 dom.navigate("#/flows/squall.ui/greet");
 await until("the flow page", loaded("squall.ui.greet"));
+unlabeled("flow");
 report.flow = {
   tasks: main().querySelectorAll("g").map((g) => g.getAttribute("data-task")).filter(Boolean),
   errors: main().querySelectorAll("g.errors").map((g) => g.getAttribute("data-task")).filter(Boolean),
@@ -49,6 +63,7 @@ report.flow = {
 
 dom.navigate("#/executions?namespace=squall.ui&state=SUCCESS");
 await until("the executions page", loaded("Executions"));
+unlabeled("executions");
 report.executions = { states: texts("tbody .state"), total: texts("p.muted")[0] };
 
 dom.navigate(`#/executions/${ids.files}`);
@@ -59,6 +74,7 @@ dom.navigate(`#/executions/${ids.greet}`);
 await until("the greet execution", loaded("Execution"));
 await until("its end", () => main().querySelector("h1 .state")?.textContent === "SUCCESS", 60000);
 await until("its last log line", () => main().textContent.includes("bye Ada"));
+unlabeled("execution");
 report.greet = { gantt: texts(".gantt-row .name"), bars: main().querySelectorAll(".gantt-bar").length, text: main().textContent };
 
 dom.navigate(`#/executions/${ids.paused}`);
@@ -66,6 +82,7 @@ await until("the paused execution", () => texts("button[data-action]").includes(
 report.paused = { actions: texts("button[data-action]") };
 main().querySelector("button[data-action=resume]").click();
 const field = main().querySelector("#in-reason");
+unlabeled("resume form");
 report.paused.focused = document.activeElement === field;
 field.value = "from node";
 main().querySelector("form").dispatch("submit");

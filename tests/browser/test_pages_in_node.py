@@ -54,6 +54,7 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         killed = api.execution(long)["state"]["current"]
         replay = api.execution(report["replay"])
     assert report["errors"] == []
+    assert report["unlabeled"] == []
     for text in (report["flows"]["text"], report["greet"]["text"], report["paused"]["text"]):
         assert "null" not in text and "[object" not in text and "undefined" not in text
     assert report["flows"]["namespaces"] == [NAMESPACE]
