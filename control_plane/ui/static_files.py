@@ -112,13 +112,14 @@ def _plain(status: int, body: str, headers: Mapping[str, str] | None = None) -> 
 def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any]:
     """The response to ``method path`` under ``/ui``; ``headers`` are the request's, lowercased.
 
-    ``/ui`` redirects to ``/ui/`` (relative asset URLs need the slash); ``/ui/`` is
+    ``/ui`` redirects to ``ui/``, that is ``/ui/`` (relative asset URLs need the slash); ``/ui/`` is
     ``index.html``; any name not shipped is 404, whatever it contains.
     """
     if method not in ("GET", "HEAD"):
         return _plain(405, "the UI's files are read with GET or HEAD\n", {"Allow": "GET, HEAD"})
     if path == UI_PREFIX:
-        return _plain(308, "", {"Location": UI_PREFIX + "/"})
+        # Relative, so that behind a named API Gateway stage (/prod/ui) it stays under the stage.
+        return _plain(308, "", {"Location": "ui/"})
     name = path[len(UI_PREFIX) + 1 :] or "index.html"
     found = files().get(name)
     if found is None:

@@ -53,7 +53,9 @@ def test_ui_files_are_public_while_the_api_still_wants_the_token(server: Server)
         assert '<script type="module" src="js/main.js">' in index.text
         assert client.get("/api/v1/main/flows/search").status_code == 401
         redirect = client.get("/ui")
-        assert redirect.status_code == 308 and redirect.headers["location"] == "/ui/"
+        assert redirect.status_code == 308 and redirect.headers["location"] == "ui/"
+        followed = client.get("/ui", follow_redirects=True)
+        assert followed.status_code == 200 and str(followed.url) == f"{server.url}/ui/"
 
 
 @pytest.mark.parametrize(
@@ -162,6 +164,12 @@ def test_the_lambda_event_path_serves_the_same_bytes(tmp_path: Path) -> None:
         response = Api(rt).handle(event, None)
         assert response["statusCode"] == 200
         assert response["body"].encode() == (STATIC / "js/main.js").read_bytes()
+        staged = {
+            **event,
+            "rawPath": "/prod/ui/index.html",
+            "requestContext": {**event["requestContext"], "stage": "prod"},
+        }
+        assert Api(rt).handle(staged, None)["headers"]["Content-Type"] == "text/html; charset=utf-8"
         event["rawPath"] = "/api/v1/main/flows/search"
         assert Api(rt).handle(event, None)["statusCode"] == 401
     finally:
