@@ -66,6 +66,11 @@ await until("the executions page", loaded("Executions"));
 unlabeled("executions");
 report.executions = { states: texts("tbody .state"), total: texts("p.muted")[0] };
 
+dom.navigate("#/executions?namespace=squall.ui&label=team:ui&after=2000-01-01T00:00");
+await until("the labelled executions", () => main().querySelector("#f-label")?.value === "team:ui");
+const cells = (i) => main().querySelectorAll("tbody tr").map((tr) => tr.children.at(i).textContent);
+report.labelled = { flows: cells(2), labels: cells(-1) };
+
 dom.navigate(`#/executions/${ids.files}`);
 await until("the execution page", loaded("Execution"));
 report.files = { actions: texts("button[data-action]"), downloads: texts("button.download"), gantt: texts(".gantt-row .name") };

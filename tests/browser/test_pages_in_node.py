@@ -37,7 +37,9 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         paused = api.start("approval")
         api.wait(paused, {"PAUSED"})
         inputs = {"name": (None, "Ada"), "token": (None, SECRET)}
-        response = api.client.post(f"/executions/{NAMESPACE}/greet", files=inputs)
+        response = api.client.post(
+            f"/executions/{NAMESPACE}/greet", files=inputs, params={"labels": "team:ui"}
+        )
         assert response.status_code == 200, response.text
         long = api.start("long")
         api.wait(long, {"RUNNING"})
@@ -65,6 +67,7 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     assert report["flow"]["inputs"] == ["in-name", "in-times", "in-token"]
     assert report["flow"]["keys"][:2] == ["id", "namespace"]
     assert set(report["executions"]["states"]) == {"SUCCESS"}
+    assert report["labelled"] == {"flows": ["greet"], "labels": ["team:ui"]}
     assert report["files"] == {"actions": ["Replay"], "downloads": ["Download report.txt"], "gantt": ["make"]}
     assert report["greet"]["gantt"] == ["hello", "each", "item [a]", "item [b]"]
     assert report["greet"]["bars"] == 4
