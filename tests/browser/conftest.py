@@ -136,6 +136,10 @@ def page(browser: Any, screenshots: Path, request: pytest.FixtureRequest) -> Ite
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A Content-Security-Policy refusal is only a console message: count it as an error.
+    opened.on(
+        "console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
     try:
         yield opened
     finally:

@@ -183,3 +183,20 @@ def test_squall_server_prints_where_the_ui_is_and_serves_it_there(tmp_path: Path
         assert printed.group(1) == f"{server.url}/ui/"
         response = httpx.get(printed.group(1), timeout=10)
         assert response.status_code == 200 and "<title>Squall</title>" in response.text
+
+
+def test_nothing_in_the_ui_needs_what_the_content_security_policy_refuses() -> None:
+    """No inline script or style attribute, no eval: the CSP allows this origin's files only.
+
+    A static guard for the plain cases; a style attribute set at run time (the Gantt bars'
+    positions were, until ``h()`` set them through ``el.style``) is refused by the browser with
+    a console message, which the Chromium tests fail on.
+    """
+    csp = static_files.respond("/ui/index.html", "GET", {})["headers"]["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    for path in STATIC.rglob("*"):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        assert not re.search(r"""style=["']|setAttribute\(["']style|\beval\(|new Function\(""", text), path
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), path
