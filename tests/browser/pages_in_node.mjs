@@ -59,6 +59,7 @@ report.flow = {
   inputs: main().querySelectorAll("form input, form select, form textarea").map((e) => e.id),
   keys: texts("pre.code .tok-key").slice(0, 5),
   triggers: main().querySelector("#panel-Triggers").textContent,
+  revisions: main().querySelector("#panel-Revisions").textContent,
 };
 
 dom.navigate("#/executions?namespace=squall.ui&state=SUCCESS");

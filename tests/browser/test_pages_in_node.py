@@ -32,6 +32,7 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     with squall_server(tmp_path, *options) as server, Api(server.url) as api:
         for source in (GREET, APPROVAL, FILES, LONG):
             api.deploy(source)
+        api.deploy(GREET.replace("slowly enough", "slowly, enough"))  # revision 2: a diff to show
         files = api.start("files")
         api.wait(files, {"SUCCESS"})
         paused = api.start("approval")
@@ -63,6 +64,12 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     assert {"greet", "approval", "files"} <= set(report["flows"]["links"])
     assert report["flow"]["tasks"] == ["hello", "each", "item", "oops"]
     assert report["flow"]["errors"] == ["oops"]
+    diff = report["flow"]["revisions"]
+    assert "Changes from revision 1" in diff
+    assert (
+        "- description: Says hello, slowly enough" in diff
+        and "+ description: Says hello, slowly, enough" in diff
+    )
     assert report["flow"]["tabs"] == ["Topology", "Source", "Revisions", "Triggers", "Executions", "Start"]
     assert report["flow"]["inputs"] == ["in-name", "in-times", "in-token"]
     assert report["flow"]["keys"][:2] == ["id", "namespace"]
