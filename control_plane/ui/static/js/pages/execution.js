@@ -42,9 +42,21 @@ function valueView(executionId, value) {
   return h("span", {}, value === null ? "null" : String(value));
 }
 
+// A task run's estimated cost (USD): Kestra's views carry it per attempt (Squall's extra
+// `cost`), null when no runner priced any attempt.
+function runCost(tr) {
+  if (typeof tr.cost === "number") return tr.cost;
+  let total = null;
+  for (const a of tr.attempts || []) if (typeof a.cost === "number") total = (total || 0) + a.cost;
+  return total;
+}
+
 function totalCost(runs) {
   let total = null;
-  for (const tr of runs) if (typeof tr.cost === "number") total = (total || 0) + tr.cost;
+  for (const tr of runs) {
+    const cost = runCost(tr);
+    if (cost !== null) total = (total || 0) + cost;
+  }
   return total;
 }
 
@@ -112,7 +124,7 @@ function taskRunTree(onSelect) {
         h("button", { type: "button", class: "linklike", onclick: () => onSelect(tr), "aria-label": `Select ${tr.taskId}${tr.value ? ` ${tr.value}` : ""}` }, tr.taskId),
         tr.value ? ` [${tr.value}]` : "",
         ` ${tr.state.duration || ""}`, tr.attempts && tr.attempts.length > 1 ? ` · ${tr.attempts.length} attempts` : "",
-        typeof tr.cost === "number" ? ` · ${money(tr.cost)}` : "",
+        runCost(tr) !== null ? ` · ${money(runCost(tr))}` : "",
         extra ? ` · ${extra}` : "",
         tr.error ? h("span", { class: "error" }, ` · ${tr.error.split("\n")[0]}`) : "");
     } });
