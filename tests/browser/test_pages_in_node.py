@@ -86,4 +86,16 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
     assert "/api/v1/main/executions/webhook/squall.ui/greet/greet-key" in report["flow"]["triggers"]
     assert killed == "KILLED" and report["killed"]["actions"] == ["Restart", "Replay"]
     assert replay["flowId"] == "files" and replay["originalId"] == files and replay["id"] != files
-    assert report["requests"] < 200  # bounded polling, not a request storm
+    assert report["requests"] < 200
+
+
+def test_the_pure_helpers_order_sum_and_diff() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH (the README's prerequisites)")
+    done = subprocess.run(
+        [node, str(HERE / "units.mjs"), str(STATIC)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[
+        -3000:
+    ]  # bounded polling, not a request storm

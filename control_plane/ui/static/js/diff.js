@@ -16,8 +16,8 @@ export function lineDiff(before, after) {
   const line = (sign, text, cls) => code.append(h("span", { class: cls }, `${sign} ${text}\n`));
   while (i < n || j < m) {
     if (i < n && j < m && a[i] === b[j]) { line(" ", a[i], ""); i++; j++; }
-    else if (j < m && (i >= n || lcs[i][j + 1] >= lcs[i + 1][j])) { line("+", b[j], "tok-str"); j++; }
-    else { line("-", a[i], "error"); i++; }
+    else if (i < n && (j >= m || lcs[i + 1][j] >= lcs[i][j + 1])) { line("-", a[i], "error"); i++; }
+    else { line("+", b[j], "tok-str"); j++; }
   }
   return h("pre", { class: "code", tabindex: "0", "aria-label": "Diff" }, code);
 }

@@ -44,14 +44,14 @@ function valueView(executionId, value) {
 
 // A task run's estimated cost (USD): Kestra's views carry it per attempt (Squall's extra
 // `cost`), null when no runner priced any attempt.
-function runCost(tr) {
+export function runCost(tr) {
   if (typeof tr.cost === "number") return tr.cost;
   let total = null;
   for (const a of tr.attempts || []) if (typeof a.cost === "number") total = (total || 0) + a.cost;
   return total;
 }
 
-function totalCost(runs) {
+export function totalCost(runs) {
   let total = null;
   for (const tr of runs) {
     const cost = runCost(tr);
@@ -69,7 +69,7 @@ function time(iso) {
 }
 
 // Rows of the task-run tree in display order (parents before children), with their depth.
-function treeRows(runs) {
+export function treeRows(runs) {
   const byParent = new Map();
   for (const tr of runs) {
     const key = tr.parentTaskRunId || "";
