@@ -24,6 +24,10 @@ content; a file that must hold exactly one URL is written by the script itself
 then still run a task that has none on a cloud storage). When the job ends,
 :func:`job_outputs` gives Kestra's outputs: ``vars`` (from ``::{"outputs":...}::`` lines),
 ``exitCode`` and ``outputFiles``.
+
+Python tasks can ``from kestra import Kestra`` without installing anything: Squall's own
+``kestra`` module (:mod:`runners.kestra_lib`) is put on the process runner's ``PYTHONPATH``
+and staged as ``kestra.py`` in a container job's working directory (:func:`_with_kestra_lib`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from urllib.parse import urlsplit
 
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
+from runners import kestra_lib
 from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
@@ -155,6 +160,8 @@ def build_job_spec(
     outputs = tuple(str(g) for g in properties.get("outputFiles") or ())
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
+    if language == "python":
+        _with_kestra_lib(runner, files, refs, env)
     spec = JobSpec(
         name=name,
         command=(*interpreter, "\n".join(lines)),
@@ -169,6 +176,26 @@ def build_job_spec(
         options=options,
     )
     return runner, spec
+
+
+def _with_kestra_lib(
+    runner: str, files: dict[str, bytes], refs: Mapping[str, str], env: dict[str, str]
+) -> None:
+    """Make ``import kestra`` work in a python task, as in Kestra's images.
+
+    The process runner runs the host's ``python3``: Squall's module folder goes first on the
+    job's ``PYTHONPATH`` (before the user's own). Container runners run the user's image, which
+    need not have it: ``kestra.py`` is staged in the working directory, where the script is,
+    unless the task brings its own ``kestra.py`` or ``kestra/`` package (theirs wins).
+    """
+    if runner == DEFAULT_RUNNER:
+        own = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(kestra_lib.LIB_DIR) + (f":{own}" if own else "")
+        return
+    taken = {*files, *refs}
+    if kestra_lib.MODULE_NAME in taken or any(name.startswith("kestra/") for name in taken):
+        return
+    files[kestra_lib.MODULE_NAME] = kestra_lib.module_source()
 
 
 def job_outputs(status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
