@@ -89,6 +89,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.kubernetes.runner.Kubernetes",
         "io.kestra.plugin.kubernetes.runner.Kubernetes",
     ),
+    "docker": (
+        "squall.runner.Docker",
+        "io.kestra.plugin.scripts.runner.docker.Docker",
+        "io.kestra.plugin.scripts.runner.docker.DockerTaskRunner",
+    ),
     "azure-batch": (
         "squall.runner.azure.Batch",
         "io.kestra.plugin.ee.azure.runner.Batch",
