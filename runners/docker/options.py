@@ -1,8 +1,11 @@
 """``taskRunner`` options of the Docker runner (``io.kestra.plugin.scripts.runner.docker.Docker``).
 
-Property names and defaults are Kestra's (script/src/main/java/io/kestra/plugin/scripts/runner/
-docker/Docker.java, Cpu.java, Memory.java, Credentials.java). Every property Squall accepts is
-honoured; the others are refused here, naming the property, never silently ignored:
+Property names and defaults are Kestra's where Kestra has one (``host``, ``config``,
+``credentials``, ``user``, ``entryPoint``, ``extraHosts``, ``networkMode``, ``volumes``,
+``pullPolicy``, ``deviceRequests``, ``cpu``, ``memory``, ``shmSize``, ``fileHandlingStrategy``,
+``delete``), so a Kestra flow's block validates as it is (script/src/main/java/io/kestra/plugin/
+scripts/runner/docker/Docker.java, Cpu.java, Memory.java, Credentials.java). Every property Squall
+accepts is honoured; the others are refused here, naming the property, never silently ignored:
 
 - ``config`` (a Docker ``config.json``): refused, use ``credentials``;
 - ``credentials.registryToken``: refused (no docker-py equivalent for a bearer token);
