@@ -114,8 +114,9 @@ class DockerEngine:
     """The fake daemon; ``url`` is what ``DockerRunner(base_url=...)`` takes. Thread-safe.
 
     ``registry``: images a pull finds (``name:tag``); ``images``: images already local;
-    ``pull_errors``: ``{image: (status, message)}`` a pull answers instead. ``calls`` counts
-    requests by ``METHOD /path-pattern``.
+    ``pull_errors``: ``{image: (status, message)}`` a pull answers instead; ``image_paths``:
+    ``{image: PATH}`` for its containers (what "the image has": a directory with a ``python``).
+    ``calls`` counts requests by ``METHOD /path-pattern``.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class DockerEngine:
         self.registry = set(registry or {"alpine:latest", "busybox:latest", "python:3.12-slim"})
         self.images = set(images or ())
         self.pull_errors: dict[str, tuple[int, str]] = {}
+        self.image_paths: dict[str, str] = {}
         self.containers: dict[str, _Container] = {}
         self.calls: dict[str, int] = {}
         self.executor = LocalExecutor(workdir / "executor")
@@ -175,6 +177,8 @@ class DockerEngine:
         entry = [part for part in (cfg.get("Entrypoint") or []) if part]
         argv = [*entry, *(cfg.get("Cmd") or [])]
         env = dict(item.split("=", 1) for item in cfg.get("Env") or [] if "=" in item)
+        if c.image in self.image_paths:
+            env.setdefault("PATH", self.image_paths[c.image])
         mounts = []
         for bind in (cfg.get("HostConfig") or {}).get("Binds") or []:
             host, path, *mode = bind.split(":")

@@ -322,3 +322,82 @@ def test_python_script_imports_the_staged_kestra_module(engine: DockerEngine, jo
     marker = markers.collect(r.text for r in records)
     assert job_outputs(status, marker.outputs)["vars"] == {"a": 1}
     assert not os.environ.get("PYTHONPATH", "").count("kestra_lib")
+
+
+FLOW = """\
+id: docker-python
+namespace: squall.compat.docker
+tasks:
+  - id: py
+    type: io.kestra.plugin.scripts.python.Script
+    containerImage: python:3.12-slim
+    taskRunner:
+      type: io.kestra.plugin.scripts.runner.docker.Docker
+      pullPolicy: IF_NOT_PRESENT
+      memory:
+        memory: 512Mb
+    outputFiles: [report.txt]
+    script: |
+      from kestra import Kestra
+      open("report.txt", "w").write("made in a container")
+      Kestra.outputs({"a": 1})
+      Kestra.counter("rows", 3)
+  - id: show
+    type: io.kestra.plugin.core.log.Log
+    message: "vars.a={{ outputs.py.vars.a }} exit={{ outputs.py.exitCode }}"
+"""
+
+
+def test_squall_run_of_a_kestra_flow_on_the_docker_runner(engine: DockerEngine, tmp_path: Path) -> None:
+    """``squall run`` as a user types it, with only DOCKER_HOST pointing at the fake daemon."""
+    import subprocess
+    import sys
+
+    from tests.integration.service_helpers import registered_runners
+
+    tools = tmp_path / "image-bin"
+    tools.mkdir()
+    (tools / "python").symlink_to(sys.executable)
+    engine.image_paths["python:3.12-slim"] = f"{tools}:/usr/bin:/bin"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    env = {
+        **os.environ,
+        **registered_runners(tmp_path),
+        "DOCKER_HOST": engine.url,
+        "SQUALL_DOCKER_DIR": str(tmp_path / "docker-jobs"),
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+    }
+    created, removed = (
+        engine.calls.get("POST /containers/create", 0),
+        engine.calls.get("DELETE /containers/{id}", 0),
+    )
+    command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(flow)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vars.a=1 exit=0" in done.stdout
+    assert engine.calls["POST /containers/create"] == created + 1, "the task ran in one container"
+    assert engine.calls["DELETE /containers/{id}"] == removed + 1, "cleanup removed it (delete: true)"
+
+
+def test_squall_run_without_a_daemon_fails_the_task_naming_docker_host(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.service_helpers import registered_runners
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    env = {
+        **os.environ,
+        **registered_runners(tmp_path),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+        "SQUALL_DOCKER_DIR": str(tmp_path / "docker-jobs"),
+        "SQUALL_DATA_DIR": str(tmp_path / "data"),
+    }
+    command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(flow)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert (
+        f"the socket {tmp_path}/no-docker.sock (from DOCKER_HOST) does not exist" in done.stdout + done.stderr
+    )
