@@ -330,7 +330,7 @@ class DockerRunner:
         if not spec.image:
             raise RunnerError("the Docker task runner needs the task's containerImage", runner=self.name)
         client = self._connect(options)
-        found = self._find(client, spec)
+        found = self._find(client, spec, self._host(options)[0])
         if found is not None:
             return self._start_once(client, found, spec)
         mounted = self._prepare(spec)
@@ -347,7 +347,7 @@ class DockerRunner:
             raise
         except RunnerError as exc:
             if _status_code(exc) == 409:  # a racing submitter created it first: reattach
-                found = self._find(client, spec)
+                found = self._find(client, spec, self._host(options)[0])
                 if found is None:
                     raise
                 return self._start_once(client, found, spec)
@@ -355,32 +355,37 @@ class DockerRunner:
                 spec.name, self._config_failure(f"cannot create the container: {_explanation(exc)}")
             )
             return self._tombstone_handle(spec.name)
-        handle = self._handle(spec.name, str(created["Id"]))
+        handle = self._handle(spec.name, str(created["Id"]), self._host(options)[0])
         return self._start_once(client, handle, spec)
 
     def find(self, spec: JobSpec) -> JobHandle | None:
         options = validate_options(type(self), {**self._defaults, **spec.options})
         assert isinstance(options, DockerOptions)
+        if self._is_tombstone(spec.name):
+            return self._tombstone_handle(spec.name)
         url, _ = self._host(options)
-        try:
-            client = self._client(url)
-            return self._find(client, spec)
-        except RunnerError:
-            raise
-        except Exception:
-            if self._final(spec.name) is not None:
-                return self._tombstone_handle(spec.name)
-            raise
+        return self._find(self._client_of(url), spec, url)
 
-    def _find(self, client: Any, spec: JobSpec) -> JobHandle | None:
-        if (self._state(spec.name) / "final.json").exists() and not (
-            self._state(spec.name) / "container"
-        ).exists():
+    def _is_tombstone(self, name: str) -> bool:
+        """The job ended before any container existed (a pull or create that failed)."""
+        state = self._state(name)
+        return (state / "final.json").exists() and not (state / "container").exists()
+
+    def _find(self, client: Any, spec: JobSpec, url: str) -> JobHandle | None:
+        if self._is_tombstone(spec.name):
             return self._tombstone_handle(spec.name)
         inspected = self._inspect(client, container_name(spec.name))
         if inspected is None:
             return None
-        return self._handle(spec.name, str(inspected["Id"]))
+        return self._handle(spec.name, str(inspected["Id"]), url)
+
+    def _client_of(self, url: str) -> Any:
+        """The client of ``url``, its creation's errors (no daemon) as RunnerErrors."""
+        return self._call(lambda: self._client(url), "connect")
+
+    def _client_for(self, handle: JobHandle) -> Any:
+        """The client of the daemon the handle's container runs on (the task's ``host``)."""
+        return self._client_of(str(handle.data.get("host") or self._host(None)[0]))
 
     def _inspect(self, client: Any, ref: str) -> dict[str, Any] | None:
         try:
@@ -392,10 +397,9 @@ class DockerRunner:
                 return None
             raise
 
-    def _handle(self, name: str, container_id: str) -> JobHandle:
-        return JobHandle(
-            name=name, runner=self.name, id=container_id, data={"container": container_name(name)}
-        )
+    def _handle(self, name: str, container_id: str, url: str) -> JobHandle:
+        data = {"container": container_name(name), "host": url}
+        return JobHandle(name=name, runner=self.name, id=container_id, data=data)
 
     def _tombstone_handle(self, name: str) -> JobHandle:
         return JobHandle(name=name, runner=self.name, id=f"never-started:{container_name(name)}", data={})
@@ -514,18 +518,23 @@ class DockerRunner:
                 pending.append(handle)
         if not pending:
             return result
-        client = self._client(self._host(None)[0])
-        listed = self._call(
-            lambda: client.containers(all=True, filters={"label": [f"{MANAGED}={self.deployment}"]}),
-            "containers",
-        )
-        by_name = {str(n).lstrip("/"): c for c in listed for n in c.get("Names") or ()}
+        by_host: dict[str, list[JobHandle]] = {}
         for handle in pending:
-            summary = by_name.get(container_name(handle.name))
-            status = self._judge(client, handle, summary)
-            if status is not None:
-                result[handle.name] = status
+            by_host.setdefault(str(handle.data.get("host") or self._host(None)[0]), []).append(handle)
+        for url, group in by_host.items():
+            client = self._client_of(url)
+            listed = self._list(client)
+            by_name = {str(n).lstrip("/"): c for c in listed for n in c.get("Names") or ()}
+            for handle in group:
+                status = self._judge(client, handle, by_name.get(container_name(handle.name)))
+                if status is not None:
+                    result[handle.name] = status
         return result
+
+    def _list(self, client: Any) -> list[dict[str, Any]]:
+        """Every container of this deployment on the daemon, running or not (one call)."""
+        labels = {"label": [f"{MANAGED}={self.deployment}"]}
+        return list(self._call(lambda: client.containers(all=True, filters=labels), "containers"))
 
     def _judge(self, client: Any, handle: JobHandle, summary: Mapping[str, Any] | None) -> JobStatus | None:
         state_dir = self._state(handle.name)
@@ -654,7 +663,7 @@ class DockerRunner:
     def cancel(self, handle: JobHandle) -> None:
         if self._final(handle.name) is not None:
             return
-        client = self._client(self._host(None)[0])
+        client = self._client_for(handle)
         inspected = self._inspect(client, handle.id) if not handle.id.startswith("never-started:") else None
         if inspected is not None and (inspected.get("State") or {}).get("Status") in ("exited", "dead"):
             return  # it ended first: its own end stands
@@ -694,7 +703,7 @@ class DockerRunner:
             if final is None:
                 raise JobNotFoundError(f"no container for {handle.name}", runner=self.name)
             return [], True
-        client = self._client(self._host(None)[0])
+        client = self._client_for(handle)
         inspected = self._inspect(client, handle.id)
         if inspected is None:
             if final is not None:
@@ -743,7 +752,7 @@ class DockerRunner:
             return
         state = self._state(handle.name)
         kept = state / "log.json"
-        client = self._client(self._host(None)[0])
+        client = self._client_for(handle)
         inspected = self._inspect(client, handle.id)
         if inspected is None:
             return

@@ -401,3 +401,14 @@ def test_squall_run_without_a_daemon_fails_the_task_naming_docker_host(tmp_path:
     assert (
         f"the socket {tmp_path}/no-docker.sock (from DOCKER_HOST) does not exist" in done.stdout + done.stderr
     )
+
+
+def test_a_tasks_own_host_is_used_for_every_call_on_its_job(engine: DockerEngine, tmp_path: Path) -> None:
+    """``taskRunner.host`` wins over the runner's daemon for submit, poll, logs and cleanup alike."""
+    runner = DockerRunner(base_url=f"unix://{tmp_path}/elsewhere.sock", base_dir=tmp_path / "jobs")
+    handle = runner.submit(_spec("echo on-the-tasks-host", options={"host": engine.url}))
+    assert handle.data["host"] == engine.url
+    assert wait_terminal(runner, handle, 30).state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(runner, handle)] == ["on-the-tasks-host"]
+    runner.cleanup(handle)
+    assert engine.container(handle.id) is None
