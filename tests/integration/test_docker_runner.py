@@ -22,6 +22,7 @@ from runners.docker import DockerRunner
 from runners.retry import RetryPolicy
 from runners.testing import CallCounter, RunnerContract, count_local_processes, read_logs, sh, wait_terminal
 from tests.emulators.docker_engine import DockerEngine
+from tests.emulators.fault_proxy import FaultProxy
 
 docker = pytest.importorskip("docker")
 
@@ -110,6 +111,13 @@ class TestDockerContract(RunnerContract):
     @pytest.fixture
     def runner_factory(self, engine: DockerEngine, jobs_dir: Path) -> Callable[[], Runner]:
         return functools.partial(_runner_factory, engine.url, str(jobs_dir))
+
+    @pytest.fixture
+    def lost_response_runner(self, engine: DockerEngine, jobs_dir: Path) -> Iterator[Callable[[], Runner]]:
+        """The create reaches the daemon, which creates the container; the proxy drops the answer."""
+        with FaultProxy(engine.url.replace("tcp://", "http://")) as proxy:
+            proxy.drop_after("POST", r"/containers/create", times=1)
+            yield lambda: _runner_factory(proxy.endpoint.replace("http://", "tcp://"), str(jobs_dir))
 
     @pytest.fixture
     def unwritable_output_prefix(self, tmp_path: Path) -> str:
