@@ -69,6 +69,13 @@ def runner_of(properties: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return runner_name(str(block.get("type", DEFAULT_RUNNER))), options
 
 
+_DOCKER_DEFAULT_IMAGES = {"shell": "ubuntu", "python": "python", "node": "node"}
+"""The image a script task runs in on the Docker runner without ``containerImage``: the
+``DEFAULT_IMAGE`` of Kestra's script plugins (plugin-scripts: shell ``ubuntu``, python
+``python``, node ``node``), so Kestra's own example (a ``shell.Commands`` with
+``taskRunner: {type: ...docker.Docker}`` and no image) runs unchanged."""
+
+
 def _language(task_type: str) -> tuple[str, str]:
     canonical = canonical_type(task_type) or task_type
     parts = canonical.split(".")
@@ -147,7 +154,9 @@ def build_job_spec(
     """
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
-    image = properties.get("containerImage")
+    image = properties.get("containerImage") or (
+        _DOCKER_DEFAULT_IMAGES[language] if runner == "docker" else None
+    )
     lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
     lines += [str(c) for c in properties.get("beforeCommands") or ()]
     files, refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)

@@ -122,3 +122,25 @@ def test_misuse_fails_the_script_loudly(tmp_path: Path, bad: str) -> None:
     done = run_with_lib(tmp_path, f"from kestra import Kestra\n{bad}\n")
     assert done.returncode != 0
     assert "Error" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("task_type", "props", "image"),
+    [
+        ("io.kestra.plugin.scripts.shell.Commands", {"commands": ["echo hi"]}, "ubuntu"),
+        (PY_SCRIPT, {"script": "print(1)"}, "python"),
+        ("io.kestra.plugin.scripts.node.Script", {"script": "1"}, "node"),
+        (PY_SCRIPT, {"script": "print(1)", "containerImage": "python:3.12-slim"}, "python:3.12-slim"),
+    ],
+)
+def test_the_docker_runner_gets_kestras_default_image_per_language(
+    storage: LocalStorage, task_type: str, props: dict[str, Any], image: str
+) -> None:
+    docker = {"type": "io.kestra.plugin.scripts.runner.docker.Docker"}
+    runner, spec = spec_of(storage, {**props, "taskRunner": docker}, task_type)
+    assert (runner, spec.image) == ("docker", image)
+
+
+def test_other_runners_get_no_default_image(storage: LocalStorage) -> None:
+    _, spec = spec_of(storage, {"commands": ["true"]}, "io.kestra.plugin.scripts.shell.Commands")
+    assert spec.image is None
