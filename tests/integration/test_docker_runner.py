@@ -420,3 +420,32 @@ def test_a_tasks_own_host_is_used_for_every_call_on_its_job(engine: DockerEngine
     assert [r.text for r in read_logs(runner, handle)] == ["on-the-tasks-host"]
     runner.cleanup(handle)
     assert engine.container(handle.id) is None
+
+
+def test_squall_validate_names_the_file_line_and_property_it_cannot_honour(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.service_helpers import registered_runners
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "id: bad-docker\n"
+        "namespace: squall.compat.docker\n"
+        "tasks:\n"
+        "  - id: sh\n"
+        "    type: io.kestra.plugin.scripts.shell.Commands\n"
+        "    taskRunner:\n"
+        "      type: io.kestra.plugin.scripts.runner.docker.Docker\n"
+        "      config: '{\"auths\": {}}'\n"
+        "      memory:\n"
+        "        kernelMemory: 1g\n"
+        "    commands: [echo hi]\n"
+    )
+    env = {**os.environ, **registered_runners(tmp_path)}
+    command = [sys.executable, "-c", "from control_plane.cli import main; main()", "validate", str(flow)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert f"{flow}:8:" in said and "tasks[0].taskRunner.config" in said and "use credentials" in said
+    assert f"{flow}:10:" in said and "memory.kernelMemory" in said
