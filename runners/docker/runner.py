@@ -61,6 +61,7 @@ from runners.base import (
     LogRecord,
     RunnerError,
     RunnerOptions,
+    RunnerOptionsError,
     TransientRunnerError,
     validate_options,
 )
@@ -164,7 +165,8 @@ class DockerRunner:
     ``~/.local/share/squall/docker``), ``deployment`` (the label value telling this
     deployment's containers apart), ``defaults`` (deployment-wide ``taskRunner`` options),
     ``client_factory(base_url) -> APIClient`` (tests), ``policy`` and ``sleep`` (retry backoff),
-    ``now`` (timeouts).
+    ``now`` (timeouts), ``volume_enabled`` (allow the ``volumes`` option: Kestra's
+    ``volume-enabled``, off by default; default ``SQUALL_DOCKER_VOLUME_ENABLED``).
     """
 
     name: ClassVar[str] = "docker"
@@ -193,8 +195,16 @@ class DockerRunner:
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        volume_enabled: bool | None = None,
     ) -> None:
         self._base_url = base_url
+        if volume_enabled is None:
+            volume_enabled = os.environ.get("SQUALL_DOCKER_VOLUME_ENABLED", "").lower() in (
+                "1",
+                "true",
+                "yes",
+            )
+        self.volume_enabled = volume_enabled
         root = base_dir or os.environ.get("SQUALL_DOCKER_DIR") or Path.home() / ".local/share/squall/docker"
         self.base_dir = Path(root)
         self.deployment = deployment
@@ -329,6 +339,13 @@ class DockerRunner:
         assert isinstance(options, DockerOptions)
         if not spec.image:
             raise RunnerError("the Docker task runner needs the task's containerImage", runner=self.name)
+        if options.volumes and not self.volume_enabled:
+            # Kestra's own default: host binds let a flow read the host, so the deployment opts in.
+            problem = (
+                "taskRunner.volumes: volume mounts are disabled, as in Kestra (volume-enabled); "
+                "the deployment enables them (SQUALL_DOCKER_VOLUME_ENABLED=true)"
+            )
+            raise RunnerOptionsError(self.name, [problem])
         client = self._connect(options)
         found = self._find(client, spec, self._host(options)[0])
         if found is not None:

@@ -204,8 +204,16 @@ def test_an_oom_killed_container_is_a_user_failure_saying_so(engine: DockerEngin
     assert created is not None and created.config["HostConfig"]["Memory"] == 64 * 1024 * 1024
 
 
+def test_volumes_are_refused_unless_the_deployment_enables_them(engine: DockerEngine, jobs_dir: Path) -> None:
+    """Kestra's Docker runner refuses volumes unless its plugin configuration sets volume-enabled."""
+    spec = _spec("echo never", options={"volumes": [f"{jobs_dir}:/data:ro"]})
+    with pytest.raises(RunnerOptionsError, match=r"taskRunner.volumes: volume mounts are disabled"):
+        _runner_factory(engine.url, str(jobs_dir)).submit(spec)
+    assert engine.container(spec.name) is None
+
+
 def test_kestra_options_reach_the_container(engine: DockerEngine, jobs_dir: Path) -> None:
-    runner = _runner_factory(engine.url, str(jobs_dir))
+    runner = DockerRunner(base_url=engine.url, base_dir=jobs_dir, volume_enabled=True)
     options = {
         "cpu": {"cpus": 1.5},
         "memory": {"memory": "512Mb", "memorySwap": "1g", "memoryReservation": "256m"},
@@ -247,7 +255,11 @@ def test_cleanup_removes_the_container_by_default_and_keeps_the_log(
     runner.cleanup(handle)
     assert engine.container(handle.id) is None
     fresh = _runner_factory(engine.url, str(jobs_dir))
-    assert [(r.stream, r.text) for r in read_logs(fresh, handle)] == [("stdout", "kept"), ("stderr", "err")]
+    # Each stream keeps its order; between them, the order is the runtime's reading order.
+    assert sorted((r.stream, r.text) for r in read_logs(fresh, handle)) == [
+        ("stderr", "err"),
+        ("stdout", "kept"),
+    ]
     assert fresh.poll([handle])[handle.name].state is JobState.SUCCEEDED
 
 
