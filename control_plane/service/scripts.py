@@ -33,6 +33,7 @@ and staged as ``kestra.py`` in a container job's working directory (:func:`_with
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from datetime import timedelta
@@ -170,7 +171,7 @@ def build_job_spec(
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
     if language == "python":
-        _with_kestra_lib(runner, files, refs, env)
+        _with_kestra_lib(runner, files, refs, env, lines)
     spec = JobSpec(
         name=name,
         command=(*interpreter, "\n".join(lines)),
@@ -187,15 +188,22 @@ def build_job_spec(
     return runner, spec
 
 
+_IMPORTS_KESTRA = re.compile(rb"(?:^|[\s;'\"])(?:from|import)\s+kestra\b", re.MULTILINE)
+"""``import kestra`` / ``from kestra import ...`` at a line's start or after ``;`` or a quote
+(``python -c 'import kestra'``); a comment saying so also counts, which costs only the bytes."""
+
+
 def _with_kestra_lib(
-    runner: str, files: dict[str, bytes], refs: Mapping[str, str], env: dict[str, str]
+    runner: str, files: dict[str, bytes], refs: Mapping[str, str], env: dict[str, str], lines: list[str]
 ) -> None:
     """Make ``import kestra`` work in a python task, as in Kestra's images.
 
     The process runner runs the host's ``python3``: Squall's module folder goes first on the
     job's ``PYTHONPATH`` (before the user's own). Container runners run the user's image, which
     need not have it: ``kestra.py`` is staged in the working directory, where the script is,
-    unless the task brings its own ``kestra.py`` or ``kestra/`` package (theirs wins).
+    when the script, the commands or an inline input file import ``kestra`` (3.5 KB counts
+    against the inputs a cloud runner can carry in the job's command), and unless the task
+    brings its own ``kestra.py`` or ``kestra/`` package (theirs wins).
     """
     if runner == DEFAULT_RUNNER:
         own = env.get("PYTHONPATH")
@@ -204,7 +212,9 @@ def _with_kestra_lib(
     taken = {*files, *refs}
     if kestra_lib.MODULE_NAME in taken or any(name.startswith("kestra/") for name in taken):
         return
-    files[kestra_lib.MODULE_NAME] = kestra_lib.module_source()
+    texts = [*files.values(), *(line.encode() for line in lines)]
+    if any(_IMPORTS_KESTRA.search(text) for text in texts):
+        files[kestra_lib.MODULE_NAME] = kestra_lib.module_source()
 
 
 def job_outputs(status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:

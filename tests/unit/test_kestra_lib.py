@@ -44,17 +44,41 @@ def test_the_process_runner_gets_the_module_folder_first_on_pythonpath(storage: 
 
 
 def test_a_container_runner_gets_the_module_as_an_input_file(storage: LocalStorage) -> None:
-    runner, spec = spec_of(storage, {"script": "print(1)", "taskRunner": K8S}, PY_SCRIPT)
+    runner, spec = spec_of(
+        storage, {"script": "from kestra import Kestra\nKestra.outputs({})", "taskRunner": K8S}, PY_SCRIPT
+    )
     assert runner == "kubernetes"
     assert spec.input_files["kestra.py"] == kestra_lib.module_source()
     assert "PYTHONPATH" not in spec.env
 
 
+@pytest.mark.parametrize(
+    ("task_type", "props", "staged"),
+    [
+        (PY_SCRIPT, {"script": "print('no kestra here')"}, False),
+        (PY_SCRIPT, {"script": "import os\n  import kestra\n"}, True),
+        (PY_SCRIPT, {"script": "x = 'kestra'  # the word alone"}, False),
+        (PY_SCRIPT, {"script": "import kestrel"}, False),
+        (
+            "io.kestra.plugin.scripts.python.Commands",
+            {"commands": ["python main.py"], "inputFiles": {"main.py": "from kestra import Kestra"}},
+            True,
+        ),
+        ("io.kestra.plugin.scripts.python.Commands", {"commands": ["python -c 'import kestra'"]}, True),
+    ],
+)
+def test_container_jobs_carry_the_module_only_when_something_imports_it(
+    storage: LocalStorage, task_type: str, props: dict[str, Any], staged: bool
+) -> None:
+    _, spec = spec_of(storage, {**props, "taskRunner": K8S}, task_type)
+    assert ("kestra.py" in spec.input_files) is staged
+
+
 def test_the_users_own_kestra_module_wins(storage: LocalStorage) -> None:
-    props = {"script": "x", "taskRunner": K8S, "inputFiles": {"kestra.py": "MINE = 1"}}
+    props = {"script": "import kestra", "taskRunner": K8S, "inputFiles": {"kestra.py": "MINE = 1"}}
     _, spec = spec_of(storage, props, PY_SCRIPT)
     assert spec.input_files["kestra.py"] == b"MINE = 1"
-    props = {"script": "x", "taskRunner": K8S, "inputFiles": {"kestra/__init__.py": "MINE = 1"}}
+    props = {"script": "import kestra", "taskRunner": K8S, "inputFiles": {"kestra/__init__.py": "MINE = 1"}}
     _, spec = spec_of(storage, props, PY_SCRIPT)
     assert "kestra.py" not in spec.input_files
 
