@@ -33,6 +33,7 @@ and staged as ``kestra.py`` in a container job's working directory (:func:`_with
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -199,14 +200,17 @@ def _with_kestra_lib(
     """Make ``import kestra`` work in a python task, as in Kestra's images.
 
     The process runner runs the host's ``python3``: Squall's module folder goes first on the
-    job's ``PYTHONPATH`` (before the user's own). Container runners run the user's image, which
-    need not have it: ``kestra.py`` is staged in the working directory, where the script is,
-    when the script, the commands or an inline input file import ``kestra`` (3.5 KB counts
-    against the inputs a cloud runner can carry in the job's command), and unless the task
-    brings its own ``kestra.py`` or ``kestra/`` package (theirs wins).
+    job's ``PYTHONPATH``, before the one it would have had (the task's, else the host's).
+    Container runners run the user's image, which need not have it: ``kestra.py`` is staged in
+    the working directory, where the script is, when the script, the commands or an inline
+    input file import ``kestra`` (3.5 KB counts against the inputs a cloud runner can carry in
+    the job's command), and unless the task brings its own ``kestra.py`` or ``kestra/``
+    package (theirs wins).
     """
     if runner == DEFAULT_RUNNER:
-        own = env.get("PYTHONPATH")
+        # The job inherits this process's environment, then the task's: keep whichever
+        # PYTHONPATH it would have had, after the module's folder.
+        own = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
         env["PYTHONPATH"] = str(kestra_lib.LIB_DIR) + (f":{own}" if own else "")
         return
     taken = {*files, *refs}

@@ -43,6 +43,17 @@ def test_the_process_runner_gets_the_module_folder_first_on_pythonpath(storage: 
     assert "kestra.py" not in spec.input_files
 
 
+def test_the_hosts_pythonpath_is_kept_when_the_task_sets_none(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/host/libs")
+    _, spec = spec_of(storage, {"script": "print(1)"}, PY_SCRIPT)
+    assert spec.env["PYTHONPATH"] == f"{kestra_lib.LIB_DIR}:/host/libs"
+    monkeypatch.delenv("PYTHONPATH")
+    _, spec = spec_of(storage, {"script": "print(1)"}, PY_SCRIPT)
+    assert spec.env["PYTHONPATH"] == str(kestra_lib.LIB_DIR)
+
+
 def test_a_container_runner_gets_the_module_as_an_input_file(storage: LocalStorage) -> None:
     runner, spec = spec_of(
         storage, {"script": "from kestra import Kestra\nKestra.outputs({})", "taskRunner": K8S}, PY_SCRIPT
