@@ -13,6 +13,9 @@ Sleeps take no time). The flow is deployed, started and driven by ``Service.run`
 follows a flow-level retry to the execution it creates: the case is checked against the
 last execution, and ``logs_contain`` against the logs of every execution the case produced
 (subflows and retried executions included).
+
+Extensions to the format: ``namespace_files`` (files a namespace holds before the run,
+:func:`_seed_namespace_files`).
 """
 
 from __future__ import annotations
@@ -223,11 +226,27 @@ def _check_invalid(case: Mapping[str, Any], base: Path, result: CaseResult) -> N
     result.problems.append("the flow was accepted; it must be rejected")
 
 
+def _seed_namespace_files(runtime: Runtime, files: Mapping[str, Mapping[str, str]]) -> None:
+    """Extension ``namespace_files: {namespace: {/path: content}}``: files the namespace holds first.
+
+    Written where the namespace files API keeps them (``_files/<namespace>/<path>`` in the
+    deployment storage), as Kestra's tests put them with ``storageInterface.put`` before a run.
+    """
+    from control_plane.service.namespace_files import namespace_file_uri
+
+    storage = runtime.service.storage
+    for namespace, entries in files.items():
+        for path, content in entries.items():
+            uri = namespace_file_uri(storage, namespace, str(path).strip("/").split("/"))
+            storage.write(uri, str(content).encode())
+
+
 def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeout: float) -> None:
     path = base / case["flow"]
     source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
     with scratch_runtime() as runtime:
+        _seed_namespace_files(runtime, case.get("namespace_files") or {})
         run = run_flow(
             runtime, source, case.get("inputs") or {}, origin=str(path), typed=typed, timeout=timeout
         )

@@ -10,8 +10,8 @@ A ``path`` is absolute (``/scripts/etl.py``), made of non-empty segments, none `
 
 Served: upload (multipart ``fileContent``), download, stats, directory listing, delete (a
 file, or a directory with everything under it). Not yet: creating an empty directory,
-moving, revisions, search, export, and flows' ``namespaceFiles`` (script tasks do not read
-these files yet).
+moving, revisions, search, export. Script tasks' ``namespaceFiles`` read these files
+(:mod:`control_plane.service.namespace_files`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from control_plane.api import common, tenants
 from control_plane.api.kestra_kv import check_namespace
 from control_plane.runtime import Runtime
+from control_plane.service.namespace_files import namespace_file_uri
 
 __all__ = ["router"]
 
@@ -72,8 +73,7 @@ def _segments(path: str | None, *, root_ok: bool = False) -> list[str]:
 
 
 def _uri(rt: Runtime, namespace: str, segments: list[str], *, directory: bool = False) -> str:
-    relative = "/".join(["_files", namespace, *segments])
-    return rt.service.storage.uri(relative + ("/" if directory else ""))
+    return namespace_file_uri(rt.service.storage, namespace, segments, directory=directory)
 
 
 def _children(rt: Runtime, namespace: str, segments: list[str]) -> dict[str, str]:

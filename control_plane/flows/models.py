@@ -652,6 +652,19 @@ class WorkingDirectory(_WithTasks):
         return value
 
 
+class NamespaceFiles(_Strict):
+    """Kestra's ``NamespaceFiles``: which namespace files a task's working directory receives.
+
+    Only Kestra's ``enabled``/``include``/``exclude`` are honoured
+    (:mod:`control_plane.service.namespace_files`); later properties (``namespaces``,
+    ``folderPerNamespace``, ``ifExists``) are refused as unknown rather than ignored.
+    """
+
+    enabled: bool | str = True
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+
 class ScriptTask(Task):
     """Kestra's script tasks: what runners execute."""
 
@@ -662,7 +675,7 @@ class ScriptTask(Task):
     env: dict[str, str] | None = None
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
-    namespaceFiles: dict[str, Any] | None = None
+    namespaceFiles: NamespaceFiles | None = None
     taskRunner: TaskRunnerSpec | None = None
     warningOnStdErr: bool = False
     targetOS: Literal["LINUX", "WINDOWS", "AUTO"] = "AUTO"

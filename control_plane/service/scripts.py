@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
 from runners.base import JobSpec, JobStatus
 
@@ -122,6 +123,28 @@ def _input_files(
     return files, refs
 
 
+def _staged_namespace_files(
+    block: Any, namespace: str | None, storage: TaskStorage, schemes: frozenset[str]
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """(inline contents, references) of the namespace files ``block`` selects, staged like inputFiles."""
+    if block is None:
+        return {}, {}
+    if namespace is None:
+        raise ScriptError("namespaceFiles: the flow's namespace is not known here")
+    files: dict[str, bytes] = {}
+    refs: dict[str, str] = {}
+    try:
+        for path, uri in namespace_files(block, namespace, storage).items():
+            canonical = storage.canonical(uri)
+            if urlsplit(canonical).scheme in schemes:
+                refs[path] = canonical
+            else:
+                files[path] = storage.read(uri)
+    except (NamespaceFilesError, StorageError) as exc:
+        raise ScriptError(f"namespaceFiles: {exc}") from None
+    return files, refs
+
+
 def build_job_spec(
     *,
     name: str,
@@ -132,20 +155,32 @@ def build_job_spec(
     labels: Mapping[str, str],
     storage: TaskStorage,
     storage_schemes: frozenset[str] = frozenset({"file"}),
+    namespace: str | None = None,
 ) -> tuple[str, JobSpec]:
     """(runner name, JobSpec) for one attempt of a script task.
 
     ``storage_schemes`` are the runner's (:attr:`runners.base.Runner.storage_schemes`): inputs
     and the output prefix in those schemes are the runner's to stage; for others the output
     prefix is left out (the runner keeps outputs in its own place and the supervisor copies
-    them into the storage when the job ends).
+    them into the storage when the job ends). ``namespace``: the flow's, whose namespace files
+    ``namespaceFiles`` stages (:mod:`control_plane.service.namespace_files`) before
+    ``inputFiles``, which win on the same path as in Kestra.
     """
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
     image = properties.get("containerImage")
     lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
     lines += [str(c) for c in properties.get("beforeCommands") or ()]
-    files, refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)
+    files, refs = _staged_namespace_files(
+        properties.get("namespaceFiles"), namespace, storage, storage_schemes
+    )
+    given, given_refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)
+    for path in given:
+        refs.pop(path, None)
+    for path in given_refs:
+        files.pop(path, None)
+    files.update(given)
+    refs.update(given_refs)
     if kind == "Commands":
         lines += [str(c) for c in properties.get("commands") or ()]
     else:

@@ -227,6 +227,7 @@ class JobSupervisor:
             },
             storage=self.storage,
             storage_schemes=type(runner).storage_schemes,
+            namespace=execution.namespace,
         )
         return runner, spec
 
