@@ -28,6 +28,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -638,9 +639,28 @@ class Subflow(Task):
 
 
 class WorkingDirectory(_WithTasks):
+    """Kestra's WorkingDirectory: children run in turn, as in a Sequential.
+
+    Squall still runs each child as a job of its own, so the children do not share a
+    directory; the properties that only make sense with one (``inputFiles``, ``outputFiles``;
+    ``namespaceFiles`` and ``cache`` are not declared at all) are refused by name rather than
+    accepted and ignored, until one job runs the whole WorkingDirectory (issue 24).
+    """
+
     canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
+
+    @field_validator("inputFiles", "outputFiles")
+    @classmethod
+    def _not_shared_yet(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            raise ValueError(
+                f"'{info.field_name}' is not supported on a WorkingDirectory yet: Squall runs each"
+                " child task as its own job, without a directory shared between them; put the"
+                f" files in a child script task's own '{info.field_name}'"
+            )
+        return value
 
     @field_validator("tasks")
     @classmethod
