@@ -12,6 +12,7 @@ from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
 
 __all__ = [
+    "WORKSPACE_KEY",
     "Action",
     "CancelJob",
     "Emit",
@@ -21,6 +22,16 @@ __all__ = [
     "StartTimer",
     "SubmitJob",
 ]
+
+
+WORKSPACE_KEY = "squall.workingDirectory"
+"""A ``SubmitJob.properties`` key the engine adds for a job child of a WorkingDirectory.
+
+Its value is ``{"previous": {"taskrun": id, "attempt": n} | None}``: the latest earlier job
+child of the same WorkingDirectory run, whose whole working directory the shell stages
+before this child's own files (:mod:`control_plane.service.workspace`). No user property has
+a dotted name, so the key cannot collide with one.
+"""
 
 
 class SubmitJob(Struct, frozen=True):

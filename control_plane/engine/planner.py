@@ -35,6 +35,7 @@ import immutables
 from msgspec.structs import replace
 
 from control_plane.engine.actions import (
+    WORKSPACE_KEY,
     Action,
     CancelJob,
     Emit,
@@ -90,6 +91,7 @@ from control_plane.flows.models import (
     Task,
     TaskKind,
     WaitFor,
+    WorkingDirectory,
 )
 
 __all__ = [
@@ -789,11 +791,41 @@ class _Transaction:
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
+        workspace = self.workspace(tr)
+        if workspace is not None:
+            properties = {**properties, WORKSPACE_KEY: workspace}
         name = self.job_name(tr)
         tr = self.put(replace(tr, attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], job=name))))
         self.actions.append(SubmitJob(tr.id, tr.attempt, name, task.type, properties, task.timeout))
         if task.timeout is not None:
             self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
+
+    def workspace(self, tr: TaskRun) -> dict[str, Any] | None:
+        """For a job child of a WorkingDirectory: the earlier job child whose directory it continues.
+
+        Kestra runs a WorkingDirectory's children in one directory. Squall runs each as its own
+        job; the shell makes the directory shared by staging the previous job child's whole
+        working directory (captured when it ended) before this one's files. That child is
+        the latest earlier sibling with a job attempt (inline, skipped and disabled siblings
+        touch no file); its last attempt is the one that left the directory. The ``errors``
+        and ``finally`` tasks run outside the directory, as Kestra's do (Sequential's
+        resolveNexts). Ids are derived, so this costs one lookup per earlier sibling.
+        """
+        owner = self.owner(tr.parent_id)
+        if owner is None or tr.phase is not Phase.TASKS:
+            return None
+        if not isinstance(self.c.tasks[owner.task_id], WorkingDirectory):
+            return None
+        previous: dict[str, Any] | None = None
+        for sibling in reversed(self.lane_tasks(owner.id, Phase.TASKS, tr.lane)[: tr.position]):
+            if sibling.kind is not TaskKind.JOB:
+                continue
+            sid = taskrun_id(self.ex.id, owner.id, Phase.TASKS, tr.lane, sibling.id, tr.iteration)
+            run = self.trs.get(sid)
+            if run is not None and run.attempts:
+                previous = {"taskrun": run.id, "attempt": run.attempt}
+                break
+        return {"previous": previous}
 
     def job_name(self, tr: TaskRun) -> str:
         return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)

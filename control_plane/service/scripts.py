@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
+from control_plane.service.workspace import CAPTURE_ALL, own_output_files
 from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
@@ -123,6 +124,33 @@ def _input_files(
     return files, refs
 
 
+def _overwrite(
+    files: dict[str, bytes], refs: dict[str, str], later_files: dict[str, bytes], later_refs: dict[str, str]
+) -> None:
+    """Files staged later replace earlier ones of the same path, whether inline or referenced."""
+    for path in later_files:
+        refs.pop(path, None)
+    for path in later_refs:
+        files.pop(path, None)
+    files.update(later_files)
+    refs.update(later_refs)
+
+
+def _staged(
+    found: Mapping[str, str], storage: TaskStorage, schemes: frozenset[str]
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """``{path: storage URI}`` staged like inputFiles URIs: by reference when the runner reads the scheme."""
+    files: dict[str, bytes] = {}
+    refs: dict[str, str] = {}
+    for path, uri in found.items():
+        canonical = storage.canonical(uri)
+        if urlsplit(canonical).scheme in schemes:
+            refs[path] = canonical
+        else:
+            files[path] = storage.read(uri)
+    return files, refs
+
+
 def _staged_namespace_files(
     block: Any, namespace: str | None, storage: TaskStorage, schemes: frozenset[str]
 ) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -131,18 +159,10 @@ def _staged_namespace_files(
         return {}, {}
     if namespace is None:
         raise ScriptError("namespaceFiles: the flow's namespace is not known here")
-    files: dict[str, bytes] = {}
-    refs: dict[str, str] = {}
     try:
-        for path, uri in namespace_files(block, namespace, storage).items():
-            canonical = storage.canonical(uri)
-            if urlsplit(canonical).scheme in schemes:
-                refs[path] = canonical
-            else:
-                files[path] = storage.read(uri)
+        return _staged(namespace_files(block, namespace, storage), storage, schemes)
     except (NamespaceFilesError, StorageError) as exc:
         raise ScriptError(f"namespaceFiles: {exc}") from None
-    return files, refs
 
 
 def build_job_spec(
@@ -156,6 +176,7 @@ def build_job_spec(
     storage: TaskStorage,
     storage_schemes: frozenset[str] = frozenset({"file"}),
     namespace: str | None = None,
+    workspace: Mapping[str, str] | None = None,
 ) -> tuple[str, JobSpec]:
     """(runner name, JobSpec) for one attempt of a script task.
 
@@ -164,23 +185,25 @@ def build_job_spec(
     prefix is left out (the runner keeps outputs in its own place and the supervisor copies
     them into the storage when the job ends). ``namespace``: the flow's, whose namespace files
     ``namespaceFiles`` stages (:mod:`control_plane.service.namespace_files`) before
-    ``inputFiles``, which win on the same path as in Kestra.
+    ``inputFiles``, which win on the same path as in Kestra. ``workspace``: for a child of a
+    WorkingDirectory, the shared directory's files (:mod:`control_plane.service.workspace`),
+    staged first; the job then captures its whole directory for the next child.
     """
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
     image = properties.get("containerImage")
     lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
     lines += [str(c) for c in properties.get("beforeCommands") or ()]
-    files, refs = _staged_namespace_files(
-        properties.get("namespaceFiles"), namespace, storage, storage_schemes
-    )
-    given, given_refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)
-    for path in given:
-        refs.pop(path, None)
-    for path in given_refs:
-        files.pop(path, None)
-    files.update(given)
-    refs.update(given_refs)
+    try:
+        files, refs = _staged(workspace or {}, storage, storage_schemes)
+    except StorageError as exc:
+        raise ScriptError(f"the WorkingDirectory's files: {exc}") from None
+    block = properties.get("namespaceFiles")
+    for later in (
+        _staged_namespace_files(block, namespace, storage, storage_schemes),
+        _input_files(properties.get("inputFiles"), storage, storage_schemes),
+    ):
+        _overwrite(files, refs, *later)
     if kind == "Commands":
         lines += [str(c) for c in properties.get("commands") or ()]
     else:
@@ -188,6 +211,8 @@ def build_job_spec(
         files[filename] = str(properties.get("script", "")).encode()
         lines.append(f"{_executable(language, image is None and runner == DEFAULT_RUNNER)} {filename}")
     outputs = tuple(str(g) for g in properties.get("outputFiles") or ())
+    if workspace is not None:
+        outputs = (CAPTURE_ALL,)  # the whole directory, for the next child; own globs filter later
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
     spec = JobSpec(
@@ -206,9 +231,18 @@ def build_job_spec(
     return runner, spec
 
 
-def job_outputs(status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Kestra's script outputs: ``vars``, ``exitCode`` and (when any) ``outputFiles``."""
+def job_outputs(
+    status: JobStatus, marker_outputs: Mapping[str, Any], own_globs: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Kestra's script outputs: ``vars``, ``exitCode`` and (when any) ``outputFiles``.
+
+    ``own_globs``: for a job that captured its whole directory (a WorkingDirectory's child),
+    the task's own ``outputFiles``, the only files its outputs list.
+    """
     outputs: dict[str, Any] = {"vars": dict(marker_outputs), "exitCode": status.exit_code}
-    if status.output_files:
-        outputs["outputFiles"] = dict(status.output_files)
+    files = (
+        dict(status.output_files) if own_globs is None else own_output_files(status.output_files, own_globs)
+    )
+    if files:
+        outputs["outputFiles"] = files
     return outputs

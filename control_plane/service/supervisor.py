@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from msgspec.structs import replace
 
+from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
@@ -48,6 +49,7 @@ from control_plane.service.runners import (
 )
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import StorageError, TaskStorage
+from control_plane.service.workspace import workspace_files
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
     Disposable,
@@ -228,6 +230,9 @@ class JobSupervisor:
             storage=self.storage,
             storage_schemes=type(runner).storage_schemes,
             namespace=execution.namespace,
+            workspace=workspace_files(
+                raw["properties"], self.storage, execution.namespace, execution.flow_id, execution.id
+            ),
         )
         return runner, spec
 
@@ -603,7 +608,9 @@ class JobSupervisor:
         status = self._into_storage(job, status)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
-        self._event(job, status, job_outputs(status, capture.outputs), own)
+        properties = job.spec.get("properties") or {}
+        own_globs = properties.get("outputFiles") or () if WORKSPACE_KEY in properties else None
+        self._event(job, status, job_outputs(status, capture.outputs, own_globs), own)
         return True
 
     def _into_storage(self, job: JobRecord, status: JobStatus) -> JobStatus:
