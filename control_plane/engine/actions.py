@@ -29,7 +29,9 @@ WORKSPACE_KEY = "squall.workingDirectory"
 
 Its value is ``{"previous": {"taskrun": id, "attempt": n} | None}``: the latest earlier job
 child of the same WorkingDirectory run, whose whole working directory the shell stages
-before this child's own files (:mod:`control_plane.service.workspace`). No user property has
+before this child's own files (:mod:`control_plane.service.workspace`); for the first job
+child (``previous`` None), also the WorkingDirectory's rendered ``inputFiles`` and
+``namespaceFiles``, staged first. No user property has
 a dotted name, so the key cannot collide with one.
 """
 

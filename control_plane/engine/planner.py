@@ -788,10 +788,10 @@ class _Transaction:
         raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
         try:
             properties = render_value(raw, ctx)
+            workspace = self.workspace(tr)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
-        workspace = self.workspace(tr)
         if workspace is not None:
             properties = {**properties, WORKSPACE_KEY: workspace}
         name = self.job_name(tr)
@@ -805,7 +805,8 @@ class _Transaction:
 
         Kestra runs a WorkingDirectory's children in one directory. Squall runs each as its own
         job; the shell makes the directory shared by staging the previous job child's whole
-        working directory (captured when it ended) before this one's files. That child is
+        working directory (captured when it ended) before this one's files; the first job child
+        gets the WorkingDirectory's rendered ``inputFiles`` and ``namespaceFiles``. That child is
         the latest earlier sibling with a job attempt (inline, skipped and disabled siblings
         touch no file); its last attempt is the one that left the directory. The ``errors``
         and ``finally`` tasks run outside the directory, as Kestra's do (Sequential's
@@ -814,18 +815,22 @@ class _Transaction:
         owner = self.owner(tr.parent_id)
         if owner is None or tr.phase is not Phase.TASKS:
             return None
-        if not isinstance(self.c.tasks[owner.task_id], WorkingDirectory):
+        wd = self.c.tasks[owner.task_id]
+        if not isinstance(wd, WorkingDirectory):
             return None
-        previous: dict[str, Any] | None = None
         for sibling in reversed(self.lane_tasks(owner.id, Phase.TASKS, tr.lane)[: tr.position]):
             if sibling.kind is not TaskKind.JOB:
                 continue
             sid = taskrun_id(self.ex.id, owner.id, Phase.TASKS, tr.lane, sibling.id, tr.iteration)
             run = self.trs.get(sid)
             if run is not None and run.attempts:
-                previous = {"taskrun": run.id, "attempt": run.attempt}
-                break
-        return {"previous": previous}
+                return {"previous": {"taskrun": run.id, "attempt": run.attempt}}
+        # The first job child: the WorkingDirectory's own files start its directory.
+        first: dict[str, Any] = {"previous": None}
+        own = wd.model_dump(by_alias=True, exclude_none=True, include={"inputFiles", "namespaceFiles"})
+        if own:
+            first.update(render_value(own, self.context(owner, wd)))
+        return first
 
     def job_name(self, tr: TaskRun) -> str:
         return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)

@@ -28,7 +28,6 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -638,40 +637,6 @@ class Subflow(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
-class WorkingDirectory(_WithTasks):
-    """Kestra's WorkingDirectory: children run in turn, as in a Sequential.
-
-    Squall still runs each child as a job of its own, so the children do not share a
-    directory; the properties that only make sense with one (``inputFiles``, ``outputFiles``;
-    ``namespaceFiles`` and ``cache`` are not declared at all) are refused by name rather than
-    accepted and ignored, until one job runs the whole WorkingDirectory (issue 24).
-    """
-
-    canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
-    inputFiles: dict[str, str] | str | None = None
-    outputFiles: list[str] | None = None
-
-    @field_validator("inputFiles", "outputFiles")
-    @classmethod
-    def _not_shared_yet(cls, value: object, info: ValidationInfo) -> object:
-        if value is not None:
-            raise ValueError(
-                f"'{info.field_name}' is not supported on a WorkingDirectory yet: Squall runs each"
-                " child task as its own job, without a directory shared between them; put the"
-                f" files in a child script task's own '{info.field_name}'"
-            )
-        return value
-
-    @field_validator("tasks")
-    @classmethod
-    def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
-        if not value:
-            raise ValueError("The 'tasks' property cannot be empty")
-        if any(isinstance(t, FlowableTask) for t in value):
-            raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
-        return value
-
-
 class NamespaceFiles(_Strict):
     """Kestra's ``NamespaceFiles``: which namespace files a task's working directory receives.
 
@@ -683,6 +648,42 @@ class NamespaceFiles(_Strict):
     enabled: bool | str = True
     include: list[str] | None = None
     exclude: list[str] | None = None
+
+
+class WorkingDirectory(_WithTasks):
+    """Kestra's WorkingDirectory: children run in turn in one directory.
+
+    Each job child is its own job; the directory is carried from one to the next through
+    the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
+    ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
+    before the first child (``preExecuteTasks``). ``outputFiles`` (collected after the last
+    child) and ``cache`` are not honoured yet: ``outputFiles`` is refused by name, ``cache``
+    is not declared, so both are validation errors rather than silently ignored.
+    """
+
+    canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
+    inputFiles: dict[str, str] | str | None = None
+    outputFiles: list[str] | None = None
+    namespaceFiles: NamespaceFiles | None = None
+
+    @field_validator("outputFiles")
+    @classmethod
+    def _not_collected_yet(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError(
+                "'outputFiles' is not supported on a WorkingDirectory yet: list the files in the"
+                " 'outputFiles' of the child task that writes them (outputs.<child>.outputFiles)"
+            )
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
+        if not value:
+            raise ValueError("The 'tasks' property cannot be empty")
+        if any(isinstance(t, FlowableTask) for t in value):
+            raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
+        return value
 
 
 class ScriptTask(Task):

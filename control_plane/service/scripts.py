@@ -36,6 +36,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
@@ -198,6 +199,17 @@ def build_job_spec(
         files, refs = _staged(workspace or {}, storage, storage_schemes)
     except StorageError as exc:
         raise ScriptError(f"the WorkingDirectory's files: {exc}") from None
+    hint = properties.get(WORKSPACE_KEY)
+    if isinstance(hint, Mapping):  # the first job child of a WorkingDirectory: the WD's own files
+        try:
+            _overwrite(
+                files,
+                refs,
+                *_staged_namespace_files(hint.get("namespaceFiles"), namespace, storage, storage_schemes),
+            )
+            _overwrite(files, refs, *_input_files(hint.get("inputFiles"), storage, storage_schemes))
+        except ScriptError as exc:
+            raise ScriptError(f"the WorkingDirectory's {exc}") from None
     block = properties.get("namespaceFiles")
     for later in (
         _staged_namespace_files(block, namespace, storage, storage_schemes),
