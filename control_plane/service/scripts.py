@@ -225,6 +225,15 @@ def build_job_spec(
     outputs = tuple(str(g) for g in properties.get("outputFiles") or ())
     if workspace is not None:
         outputs = (CAPTURE_ALL,)  # the whole directory, for the next child; own globs filter later
+        scheme = urlsplit(output_prefix).scheme
+        if scheme not in storage_schemes and "file" not in storage_schemes:
+            # Its directory would stay in the runner's own staging, where the next child's
+            # job is not staged from: fail, naming why, rather than start it in an empty one.
+            raise ScriptError(
+                f"a WorkingDirectory's child needs the runner '{runner}' to write the deployment"
+                f" storage ({scheme}://), to hand its directory to the next child; it writes"
+                f" {', '.join(sorted(s + '://' for s in storage_schemes))} only"
+            )
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
     spec = JobSpec(

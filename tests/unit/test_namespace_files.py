@@ -1,4 +1,4 @@
-"""control_plane/service/namespace_files.py: Kestra's include/exclude globs, and staging into a JobSpec."""
+"""namespace_files.py and workspace.py: Kestra's include/exclude globs, a WorkingDirectory's shared files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.service.namespace_files import NamespaceFilesError, matches, namespace_files
-from control_plane.service.scripts import ScriptError, build_job_spec
+from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs
 from control_plane.service.storage import LocalStorage
-from runners.base import JobSpec
+from control_plane.service.workspace import own_output_files, workspace_files
+from runners.base import JobSpec, JobState, JobStatus
 
 
 @pytest.mark.parametrize(
@@ -110,3 +112,69 @@ def test_namespace_files_are_staged_like_input_files_and_input_files_win(storage
 def test_a_bad_namespace_files_block_fails_the_task_naming_it(storage: LocalStorage) -> None:
     with pytest.raises(ScriptError, match="namespaceFiles"):
         spec_of(storage, {"namespaceFiles": {"include": ["/[x"]}}, frozenset())
+
+
+def test_a_working_directory_child_stages_the_shared_directory_first_and_captures_it(
+    storage: LocalStorage,
+) -> None:
+    """The previous child's files, then the WorkingDirectory's and its own files over them."""
+    previous = storage.prefix("ns", "f", "e", "tr0", 2)
+    storage.write(previous + "out/a.txt", b"from the previous child")
+    storage.write(previous + "top.txt", b"old top")
+    workspace = workspace_files(
+        {WORKSPACE_KEY: {"previous": {"taskrun": "tr0", "attempt": 2}}}, storage, "ns", "f", "e"
+    )
+    assert workspace == {"out/a.txt": previous + "out/a.txt", "top.txt": previous + "top.txt"}
+    _, spec = build_job_spec(
+        name="job-2",
+        task_type="io.kestra.plugin.scripts.shell.Commands",
+        properties={"commands": ["true"], "inputFiles": {"top.txt": "new top"}, "outputFiles": ["out/*"]},
+        timeout=None,
+        output_prefix=storage.prefix("ns", "f", "e", "tr1", 1),
+        labels={},
+        storage=storage,
+        storage_schemes=frozenset({"file"}),
+        namespace="ns",
+        workspace=workspace,
+    )
+    # By reference (the runner reads the storage), the child's own top.txt replacing the old one.
+    assert dict(spec.input_uris) == {"out/a.txt": previous + "out/a.txt"}
+    assert dict(spec.input_files) == {"top.txt": b"new top"}
+    assert spec.output_files == ("**/*",)  # the whole directory, for the next child
+    # Outside a WorkingDirectory nothing is staged; the first child starts empty.
+    assert workspace_files({}, storage, "ns", "f", "e") is None
+    assert workspace_files({WORKSPACE_KEY: {"previous": None}}, storage, "ns", "f", "e") == {}
+
+
+def test_a_child_outputs_list_only_its_own_globs() -> None:
+    captured = {
+        "out/a.txt": "file:///s/out/a.txt",
+        "b.txt": "file:///s/b.txt",
+        "script.sh": "file:///s/script.sh",
+    }
+    status = JobStatus(state=JobState.SUCCEEDED, exit_code=0, output_files=captured)
+    assert job_outputs(status, {}, ["out/*"])["outputFiles"] == {"out/a.txt": "file:///s/out/a.txt"}
+    assert "outputFiles" not in job_outputs(status, {}, [])
+    assert job_outputs(status, {}, None)["outputFiles"] == captured  # not a WorkingDirectory child
+    assert own_output_files(captured, ["**.txt"]) == {k: v for k, v in captured.items() if k.endswith(".txt")}
+
+
+def test_a_working_directory_child_on_a_runner_that_cannot_write_the_storage_fails_naming_it(
+    storage: LocalStorage,
+) -> None:
+    with pytest.raises(ScriptError, match=r"runner 'kubernetes' to write the deployment storage \(file://\)"):
+        build_job_spec(
+            name="job-3",
+            task_type="io.kestra.plugin.scripts.shell.Commands",
+            properties={
+                "commands": ["true"],
+                "taskRunner": {"type": "io.kestra.plugin.ee.kubernetes.runner.Kubernetes"},
+            },
+            timeout=None,
+            output_prefix=storage.prefix("ns", "f", "e", "tr1", 1),
+            labels={},
+            storage=storage,
+            storage_schemes=frozenset({"s3"}),
+            namespace="ns",
+            workspace={},
+        )
