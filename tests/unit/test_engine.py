@@ -671,3 +671,57 @@ tasks:
     assert len({e.id for e in result.executions}) == 3
     assert result.execution.labels["system.retryAttempt"] == "3"
     assert result.execution.created - T0 == timedelta(minutes=2)
+
+
+WORKING_DIRECTORY = """
+id: wd
+namespace: t
+tasks:
+  - id: worker
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    inputFiles:
+      seed.txt: "{{ flow.id }}"
+    tasks:
+      - id: say
+        type: io.kestra.plugin.core.log.Log
+        message: inline, touches no file
+      - id: first
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["echo 1 > a.txt"]
+        retry:
+          type: constant
+          interval: PT1S
+          maxAttempt: 2
+      - id: skipped
+        type: io.kestra.plugin.scripts.shell.Commands
+        runIf: "false"
+        commands: ["true"]
+      - id: second
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["cat a.txt"]
+    errors:
+      - id: outside
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["true"]
+"""
+
+
+def test_a_working_directory_job_child_is_told_which_child_left_the_directory() -> None:
+    """The shell carries the directory from job to job: the engine names the previous job child
+    (its last attempt), skipping inline and skipped siblings; the first job child gets the
+    WorkingDirectory's rendered inputFiles; errors tasks run outside the directory."""
+    from control_plane.engine.actions import WORKSPACE_KEY
+
+    d = Driver(WORKING_DIRECTORY)
+    first = d.of_type(SubmitJob, d.start())[0]
+    assert first.properties[WORKSPACE_KEY] == {"previous": None, "inputFiles": {"seed.txt": "wd"}}
+    timer = d.of_type(StartTimer, done(d, first, 1, "FAILED", exit_code=1))[0]
+    retried = d.of_type(SubmitJob, d.send(TimerFired(timer.at, timer.key)))[0]
+    assert retried.attempt == 2 and retried.properties[WORKSPACE_KEY]["previous"] is None
+    second = d.of_type(SubmitJob, done(d, retried, 3))[0]
+    assert d.run("skipped").state is State.SKIPPED
+    assert second.properties[WORKSPACE_KEY] == {"previous": {"taskrun": retried.taskrun_id, "attempt": 2}}
+    outside = d.of_type(SubmitJob, done(d, second, 4, "FAILED", exit_code=1))[0]
+    assert d.run("outside").id == outside.taskrun_id and WORKSPACE_KEY not in outside.properties
+    done(d, outside, 5)
+    assert d.execution.state is State.FAILED
