@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote
 
 from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.service.storage import TaskStorage
@@ -50,7 +49,7 @@ def workspace_files(
     prefix = storage.prefix(
         namespace, flow_id, execution_id, str(previous["taskrun"]), int(previous["attempt"])
     )
-    return {unquote(name): uri for name, uri in storage.list_prefix(prefix).items() if not name.endswith("/")}
+    return {name: uri for name, uri in storage.list_prefix(prefix).items() if not name.endswith("/")}
 
 
 def own_output_files(files: Mapping[str, str], globs: Iterable[str] | None) -> dict[str, str]:
