@@ -13,6 +13,7 @@ from control_plane.engine.states import State
 
 __all__ = [
     "WORKSPACE_KEY",
+    "WORKSPACE_OUTPUT_FILES",
     "Action",
     "CancelJob",
     "Emit",
@@ -34,6 +35,13 @@ child (``previous`` None), also the WorkingDirectory's rendered ``inputFiles`` a
 ``namespaceFiles``, staged first. No user property has
 a dotted name, so the key cannot collide with one.
 """
+
+
+WORKSPACE_OUTPUT_FILES = "squall.workingDirectory.outputFiles"
+"""A key of a WorkingDirectory job child's result outputs: the files of its directory that the
+WorkingDirectory's ``outputFiles`` globs match (given in the hint as ``outputFiles``). The
+engine moves it to the WorkingDirectory's own ``outputs.outputFiles``; the last job child to
+succeed sets it, as Kestra collects them after the last child (``postExecuteTasks``)."""
 
 
 class SubmitJob(Struct, frozen=True):

@@ -36,6 +36,7 @@ from msgspec.structs import replace
 
 from control_plane.engine.actions import (
     WORKSPACE_KEY,
+    WORKSPACE_OUTPUT_FILES,
     Action,
     CancelJob,
     Emit,
@@ -528,11 +529,13 @@ class _Transaction:
             return
         if event.cost is not None:  # kept on the attempt the job ran, whatever happens next
             tr = tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], cost=event.cost)))
+        ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
+        outputs = self.collected(tr, event.outputs, ok)
         if tr.state is State.KILLING:
-            self.end_attempt(tr, task, State.KILLED, event.outputs, "killed", retry=False)
+            self.end_attempt(tr, task, State.KILLED, outputs, "killed", retry=False)
             return
         if status is JobOutcome.SUCCEEDED:
-            self.end_attempt(tr, task, State.SUCCESS, event.outputs, None)
+            self.end_attempt(tr, task, State.SUCCESS, outputs, None)
             return
         default = JobFailure.LOST if status is JobOutcome.LOST else JobFailure.USER
         failure = JobFailure(event.failure or default)
@@ -549,7 +552,7 @@ class _Transaction:
         retry = failure not in NEVER_RETRIED
         if failure is JobFailure.CONFIG and self.c.retries.get(task.id) is not None:
             self.log(tr, Level.WARN, "not retried: the job cannot run as configured", task)
-        self.end_attempt(tr, task, State.FAILED, event.outputs, reason, retry=retry)
+        self.end_attempt(tr, task, State.FAILED, outputs, reason, retry=retry)
 
     def on_timer(self, key: str) -> None:
         kind, _, rest = key.partition(":")
@@ -818,19 +821,40 @@ class _Transaction:
         wd = self.c.tasks[owner.task_id]
         if not isinstance(wd, WorkingDirectory):
             return None
+        collect: dict[str, Any] = {}
+        if wd.outputFiles:
+            collect = {"outputFiles": render_value(list(wd.outputFiles), self.context(owner, wd))}
         for sibling in reversed(self.lane_tasks(owner.id, Phase.TASKS, tr.lane)[: tr.position]):
             if sibling.kind is not TaskKind.JOB:
                 continue
             sid = taskrun_id(self.ex.id, owner.id, Phase.TASKS, tr.lane, sibling.id, tr.iteration)
             run = self.trs.get(sid)
             if run is not None and run.attempts:
-                return {"previous": {"taskrun": run.id, "attempt": run.attempt}}
+                return {"previous": {"taskrun": run.id, "attempt": run.attempt}, **collect}
         # The first job child: the WorkingDirectory's own files start its directory.
-        first: dict[str, Any] = {"previous": None}
+        first: dict[str, Any] = {"previous": None, **collect}
         own = wd.model_dump(by_alias=True, exclude_none=True, include={"inputFiles", "namespaceFiles"})
         if own:
             first.update(render_value(own, self.context(owner, wd)))
         return first
+
+    def collected(self, tr: TaskRun, outputs: Mapping[str, Any] | None, ok: bool) -> Mapping[str, Any] | None:
+        """A WorkingDirectory child's outputs without the files collected for its parent.
+
+        When the child succeeded, those files (:data:`WORKSPACE_OUTPUT_FILES`) become the
+        WorkingDirectory's ``outputs.outputFiles`` (the last job child to succeed wins), which
+        ``end_flowable`` keeps when the WorkingDirectory ends.
+        """
+        if not outputs or WORKSPACE_OUTPUT_FILES not in outputs:
+            return outputs
+        rest = {k: v for k, v in outputs.items() if k != WORKSPACE_OUTPUT_FILES}
+        files = outputs[WORKSPACE_OUTPUT_FILES]
+        owner = self.owner(tr.parent_id)
+        if ok and owner is not None and isinstance(files, Mapping) and files:
+            kept = {**(owner.outputs or {}), "outputFiles": dict(files)}
+            owner = self.put(owner.evolve(outputs=kept))
+            self.index_outputs(owner, kept)
+        return rest
 
     def job_name(self, tr: TaskRun) -> str:
         return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)

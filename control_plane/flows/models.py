@@ -656,25 +656,15 @@ class WorkingDirectory(_WithTasks):
     Each job child is its own job; the directory is carried from one to the next through
     the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
     ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
-    before the first child (``preExecuteTasks``). ``outputFiles`` (collected after the last
-    child) and ``cache`` are not honoured yet: ``outputFiles`` is refused by name, ``cache``
-    is not declared, so both are validation errors rather than silently ignored.
+    before the first child (``preExecuteTasks``); ``outputFiles`` are collected from the last
+    job child's directory (``postExecuteTasks``). ``cache`` is not honoured: not declared, it
+    is a validation error rather than silently ignored.
     """
 
     canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
     namespaceFiles: NamespaceFiles | None = None
-
-    @field_validator("outputFiles")
-    @classmethod
-    def _not_collected_yet(cls, value: object) -> object:
-        if value is not None:
-            raise ValueError(
-                "'outputFiles' is not supported on a WorkingDirectory yet: list the files in the"
-                " 'outputFiles' of the child task that writes them (outputs.<child>.outputFiles)"
-            )
-        return value
 
     @field_validator("tasks")
     @classmethod

@@ -725,3 +725,35 @@ def test_a_working_directory_job_child_is_told_which_child_left_the_directory() 
     assert d.run("outside").id == outside.taskrun_id and WORKSPACE_KEY not in outside.properties
     done(d, outside, 5)
     assert d.execution.state is State.FAILED
+
+
+def test_a_working_directory_keeps_the_files_its_last_successful_job_child_collected() -> None:
+    from control_plane.engine.actions import WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
+
+    d = Driver("""
+id: wdo
+namespace: t
+tasks:
+  - id: worker
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    outputFiles: ["{{ flow.id }}.txt"]
+    tasks:
+      - id: a
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["true"]
+      - id: b
+        type: io.kestra.plugin.scripts.shell.Commands
+        allowFailure: true
+        commands: ["false"]
+""")
+    a = d.of_type(SubmitJob, d.start())[0]
+    assert a.properties[WORKSPACE_KEY]["outputFiles"] == ["wdo.txt"]  # rendered
+    b = d.of_type(
+        SubmitJob, done(d, a, 1, outputs={"vars": {}, WORKSPACE_OUTPUT_FILES: {"wdo.txt": "s://a"}})
+    )[0]
+    assert d.run("a").outputs == {"vars": {}}  # the collected files are not the child's outputs
+    assert d.run("worker").outputs == {"outputFiles": {"wdo.txt": "s://a"}}
+    # A failed child collects nothing: the last successful one's files stay.
+    done(d, b, 2, "FAILED", exit_code=1, outputs={WORKSPACE_OUTPUT_FILES: {"wdo.txt": "s://b"}})
+    assert d.execution.state is State.WARNING
+    assert d.run("worker").outputs == {"outputFiles": {"wdo.txt": "s://a"}}
