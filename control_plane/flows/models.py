@@ -671,9 +671,31 @@ class WorkingDirectory(_WithTasks):
     def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
         if not value:
             raise ValueError("The 'tasks' property cannot be empty")
-        if any(isinstance(t, FlowableTask) for t in value):
+        # Kestra's WorkingDirectoryTaskValidator: a Subflow is no RunnableTask either.
+        if any(isinstance(t, FlowableTask) or t.kind is TaskKind.SUBFLOW for t in value):
             raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
+        if any(t.workerGroup is not None for t in value):
+            raise ValueError(
+                "Cannot set a Worker Group in any WorkingDirectory sub-tasks,"
+                " it is only supported at the WorkingDirectory level"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _files_need_a_job_child(self) -> "WorkingDirectory":
+        """The directory exists only in the job children's jobs (:mod:`control_plane.service.workspace`).
+
+        Kestra has one even for a WorkingDirectory of Log tasks; Squall has none to put
+        ``inputFiles`` in or collect ``outputFiles`` from, so it says so instead of dropping them.
+        """
+        given = [f for f in ("inputFiles", "outputFiles", "namespaceFiles") if getattr(self, f) is not None]
+        children: list[Task] = list(self.tasks or ())
+        if given and not any(t.kind is TaskKind.JOB and not t.disabled for t in children):
+            raise ValueError(
+                f"{', '.join(given)}: a WorkingDirectory's files live in its script tasks' jobs,"
+                " and this one has no enabled script task"
+            )
+        return self
 
 
 class ScriptTask(Task):

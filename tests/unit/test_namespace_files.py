@@ -178,3 +178,41 @@ def test_a_working_directory_child_on_a_runner_that_cannot_write_the_storage_fai
             namespace="ns",
             workspace={},
         )
+
+
+@pytest.mark.parametrize(
+    ("block", "refused"),
+    [
+        ("inputFiles:\n      a.txt: hello", "inputFiles"),
+        ("outputFiles: [a.txt]", "outputFiles"),
+        ("namespaceFiles:\n      enabled: true", "namespaceFiles"),
+    ],
+)
+def test_working_directory_files_without_an_enabled_script_child_are_refused(
+    block: str, refused: str
+) -> None:
+    """Squall's directory lives in the script children's jobs: with none, the files have nowhere to go."""
+    from control_plane.errors import FlowValidationError
+    from control_plane.flows import parse_flow
+
+    source = f"""
+id: wd
+namespace: t
+tasks:
+  - id: workingDir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    {block}
+    tasks:
+      - id: say
+        type: io.kestra.plugin.core.log.Log
+        message: no script here
+      - id: off
+        type: io.kestra.plugin.scripts.shell.Commands
+        disabled: true
+        commands: ["true"]
+"""
+    with pytest.raises(
+        FlowValidationError, match=f"{refused}: a WorkingDirectory's files live in its script"
+    ):
+        parse_flow(source)
+    parse_flow(source.replace("disabled: true", "disabled: false"))  # an enabled script child: accepted
