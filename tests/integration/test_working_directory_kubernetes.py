@@ -1,8 +1,9 @@
 """A WorkingDirectory on a container runner: the Kubernetes runner against its fake and moto S3.
 
 ``squall run`` as a user types it, with the deployment storage on (moto) S3, the storage the
-Kubernetes runner writes: the first child's file reaches the second child, which runs in
-another pod, through the storage (:mod:`control_plane.service.workspace`).
+Kubernetes runner writes: the first child's file, the WorkingDirectory's inputFiles and the
+namespace files it includes reach the second child, which runs in another pod, through the
+storage (:mod:`control_plane.service.workspace`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.integration.test_kubernetes_runner import (  # noqa: F401  (k8s_env i
     TOOLS,
     K8sEnv,
     _entry_point_dir,
+    _s3,
     k8s_env,
 )
 
@@ -36,6 +38,9 @@ tasks:
     type: io.kestra.plugin.core.flow.WorkingDirectory
     inputFiles:
       seed.txt: "seeded by the WorkingDirectory"
+    namespaceFiles:
+      include:
+        - /scripts/**
     tasks:
       - id: first
         type: io.kestra.plugin.scripts.shell.Commands
@@ -53,7 +58,8 @@ tasks:
         outputFiles:
           - out/*
         commands:
-          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt)"'
+          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh)"'
+          - test ! -e other.txt
           - echo "second too" > out/second.txt
   - id: files
     type: io.kestra.plugin.core.log.Log
@@ -98,11 +104,17 @@ def test_a_working_directory_shares_its_files_across_kubernetes_pods(
         "SQUALL_STORAGE_ENDPOINT": k8s_env.s3_endpoint,
         "SQUALL_RUNNERS": json.dumps(config),
     }
+    # Namespace files where the API keeps them (_files/<namespace>/...) in the S3 storage.
+    s3 = _s3(k8s_env.s3_endpoint)
+    s3.put_object(
+        Bucket=k8s_env.bucket, Key="wd-data/_files/squall.workdir/scripts/hello.sh", Body=b"echo hi"
+    )
+    s3.put_object(Bucket=k8s_env.bucket, Key="wd-data/_files/squall.workdir/other.txt", Body=b"excluded")
     created = k8s_env.fake.calls.get("CREATE jobs", 0)
     command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(flow)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert "second reads: written by first / seeded by the WorkingDirectory" in done.stdout, done.stdout
+    assert "second reads: written by first / seeded by the WorkingDirectory / hi" in done.stdout, done.stdout
     # One Kubernetes job per job child: the directory travels through S3 between the pods.
     assert k8s_env.fake.calls.get("CREATE jobs", 0) - created == 2
     # second's outputs list what its own glob matches: both children's files, not seed.txt.
