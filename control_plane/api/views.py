@@ -1,13 +1,15 @@
-"""JSON views of Squall's records, shaped like Kestra's API so Kestra clients read them unchanged.
+"""JSON views of Squall's records for the CLI's ``--json`` output, in Kestra's field names.
+
+(The HTTP API answers in Kestra 2.0's fuller shapes, :mod:`control_plane.api.kestra_views`,
+which reuses :func:`duration` and :func:`jsonable` from here.)
 
 Field names are Kestra's camelCase (``flowId``, ``taskRunList``, ``parentTaskRunId``); states
 are ``{current, startDate, endDate, duration}`` with instants in UTC ISO 8601 (milliseconds and
 a ``Z``, as Kestra renders them) and durations in ISO 8601 (``PT1.5S``, Java's spelling).
 Labels are a list of ``{key, value}``, as in Kestra's execution JSON.
 
-The views are pydantic models so that powertools validates every response against the
-OpenAPI document it serves; the ``*_view`` functions are the only place domain records are
-turned into JSON, so the CLI-facing names (``flow_id``...) never leak into the API.
+The ``*_view`` functions are the only place the CLI turns domain records into JSON, so the
+Python names (``flow_id``...) never leak into what it prints.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class ExecutionView(_View):
     taskRunCursor: str | None = Field(
         default=None,
         description="Set when taskRunList does not hold every task run: pass it as ?cursor= to"
-        " GET /api/v1/executions/{executionId}/taskruns for the rest (Squall extra).",
+        " GET /api/v1/{tenant}/executions/{executionId}/taskruns for the rest (Squall extra).",
     )
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None = None
