@@ -8,8 +8,8 @@ imports nothing from :mod:`control_plane.handlers`.
 One powertools resolver (:data:`app`, built once per process: the routes do not depend on
 the runtime) with a ``Router`` per resource: Kestra's tenant-scoped routes
 (:mod:`control_plane.api.kestra_flows`, ``kestra_executions``, ``kestra_logs``...) and
-Squall's ``/webhooks`` (:mod:`control_plane.api.webhooks`). The older untenanted
-``/api/v1/flows`` and ``/api/v1/executions`` routes are gone (ADR 0011); a request to one
+Squall's ``/webhooks`` (:mod:`control_plane.api.webhooks`). Squall's older flows and
+executions routes without a tenant under ``/api/v1`` are gone (ADR 0011); a request to one
 gets a 404 that names the tenant path to use. :meth:`Api.handle` puts its runtime in the
 request's resolver context and a route receives it through powertools' dependency
 injection (``rt: common.Served``, that is
@@ -296,7 +296,7 @@ def _register_errors() -> None:
         message = f"no route for {event.http_method} {event.path}"
         if _REMOVED.match(event.path):
             message += (
-                f"; the untenanted /api/v1/flows and /api/v1/executions routes were removed:"
+                "; Squall's flows and executions routes without a tenant were removed:"
                 f" use Kestra's /api/v1/{tenants.DEFAULT_TENANT}/... (docs/api.md)"
             )
         return _error(404, message)

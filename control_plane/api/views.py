@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
+from control_plane.engine.model import Attempt, Execution, TaskRun, iso
 from control_plane.masking import mask_paths
 from control_plane.store.base import ExecutionSummary, FlowRecord
 
@@ -33,9 +33,7 @@ __all__ = [
     "ExecutionSummaryView",
     "ExecutionView",
     "FlowSummaryView",
-    "FlowView",
     "LabelView",
-    "LogEntryView",
     "StateView",
     "TaskRunView",
     "attempt_view",
@@ -43,9 +41,7 @@ __all__ = [
     "execution_summary_view",
     "execution_view",
     "flow_summary_view",
-    "flow_view",
     "jsonable",
-    "log_view",
     "state_view",
     "taskrun_view",
 ]
@@ -129,20 +125,6 @@ class FlowSummaryView(_View):
     id: str
     revision: int
     updated: str | None
-
-
-class FlowView(FlowSummaryView):
-    source: str
-
-
-class LogEntryView(_View):
-    executionId: str
-    taskId: str | None = None
-    taskRunId: str | None = None
-    attemptNumber: int
-    timestamp: str | None
-    level: str
-    message: str
 
 
 def duration(start: datetime | None, end: datetime | None) -> str | None:
@@ -279,26 +261,4 @@ def execution_summary_view(summary: ExecutionSummary) -> ExecutionSummaryView:
 def flow_summary_view(record: FlowRecord) -> FlowSummaryView:
     return FlowSummaryView(
         namespace=record.namespace, id=record.id, revision=record.revision, updated=iso(record.updated)
-    )
-
-
-def flow_view(record: FlowRecord) -> FlowView:
-    return FlowView(
-        namespace=record.namespace,
-        id=record.id,
-        revision=record.revision,
-        updated=iso(record.updated),
-        source=record.source,
-    )
-
-
-def log_view(execution_id: str, line: LogLine) -> LogEntryView:
-    return LogEntryView(
-        executionId=execution_id,
-        taskId=line.task_id,
-        taskRunId=line.taskrun_id,
-        attemptNumber=line.attempt,
-        timestamp=iso(line.at),
-        level=str(line.level),
-        message=line.message,
     )

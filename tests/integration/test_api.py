@@ -1,7 +1,7 @@
 """The HTTP API, called the way API Gateway calls it (payload 2.0 events), on a real SQLite store.
 
 The routes are Kestra's tenant-scoped ones (``/api/v1/main/...``) and Squall's webhooks; the
-older untenanted ``/api/v1/flows`` and ``/api/v1/executions`` routes are gone (ADR 0011), and
+older flows and executions routes without a tenant are gone (ADR 0011), and
 what only they offered (task runs and logs a page at a time) is a tenant route here.
 
 Each test's API is :class:`control_plane.api.app.Api` over a runtime the test built (as the
@@ -1195,7 +1195,7 @@ def test_openapi_document_is_public_and_describes_the_api(client: Api) -> None:
     assert "delete" in paths["/api/v1/{tenant}/executions/{execution_id}/actions/kill"]
     assert "get" in paths["/api/v1/{tenant}/executions/{execution_id}/taskruns"]
     assert "get" in paths["/api/v1/{tenant}/executions/{execution_id}/logs"]
-    assert not [p for p in paths if p.startswith(("/api/v1/flows", "/api/v1/executions"))]  # removed
+    assert not [p for p in paths if p.split("/")[3:4] in (["flows"], ["executions"])]  # removed
     assert "application/x-yaml" in paths["/api/v1/{tenant}/flows"]["post"]["requestBody"]["content"]
     webhook = paths["/webhooks/{namespace}/{flow_id}/{key}"]
     assert {"get", "post", "put"} <= set(webhook) and webhook["post"]["security"] == []
@@ -1211,23 +1211,24 @@ def test_openapi_document_is_public_and_describes_the_api(client: Api) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/api/v1/flows"),
-        ("POST", "/api/v1/flows"),
-        ("GET", "/api/v1/flows/squall.api/hello"),
-        ("GET", "/api/v1/executions"),
-        ("POST", "/api/v1/executions/squall.api/hello"),
-        ("GET", "/api/v1/executions/some-id"),
-        ("GET", "/api/v1/executions/some-id/taskruns"),
-        ("GET", "/api/v1/executions/some-id/logs"),
-        ("DELETE", "/api/v1/executions/some-id/kill"),
+        ("GET", "flows"),
+        ("POST", "flows"),
+        ("GET", "flows/squall.api/hello"),
+        ("GET", "executions"),
+        ("POST", "executions/squall.api/hello"),
+        ("GET", "executions/some-id"),
+        ("GET", "executions/some-id/taskruns"),
+        ("GET", "executions/some-id/logs"),
+        ("DELETE", "executions/some-id/kill"),
     ],
 )
 def test_the_removed_untenanted_routes_are_404_naming_the_tenant_path(
     client: Api, method: str, path: str
 ) -> None:
+    """Squall's routes without a tenant (``/api/v1/<path>``) are gone; the 404 says what replaces them."""
     client.deploy(HELLO)
     before = client.snapshot()
-    response = client.call(method, path, body=HELLO, content_type=YAML)
+    response = client.call(method, f"/api/v1/{path}", body=HELLO, content_type=YAML)
     assert response.status == 404, response.body
     assert "removed" in response.json["message"] and "/api/v1/main/" in response.json["message"]
     assert client.snapshot() == before
