@@ -150,7 +150,17 @@ def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExec
 
 def _matches(rt: Runtime, filters: tuple[Filter, ...]) -> list[ExecutionSummary]:
     """Every execution ``filters`` match, newest first; a 400 past ``SCAN_LIMIT``."""
-    states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
+    for f in filters:  # an unknown state would match nothing: said, not silently an empty page
+        unknown = [v for v in f.values() if v not in State.__members__] if f.field == "state" else []
+        if unknown:
+            raise common.ApiError(
+                422,
+                f"invalid query parameter 'filters[state][{f.op}]': unknown state {unknown[0]!r}",
+                extra={
+                    "errors": [{"name": f"filters[state][{f.op}]", "in": "query", "message": "unknown state"}]
+                },
+            )
+    states = [State(v) for f in filters if f.field == "state" for v in f.values()]
     flow_ids = {f.value for f in filters if f.field == "flowId"}
     # the stores match a namespace exactly: a PREFIX filter reads them all and filters here
     namespace = next((f.value for f in filters if f.field == "namespace" and f.op == "EQUALS"), None)
