@@ -638,6 +638,30 @@ def _search(client: Api, query: Any) -> Any:
     return response.json
 
 
+@pytest.mark.parametrize(
+    ("method", "action", "query"),
+    [
+        ("POST", "replay", {"page": "1"}),
+        ("DELETE", "kill", {"size": "5"}),
+        ("DELETE", "", {"sort": "state.startDate:desc"}),
+        ("POST", "restart", {"filters[taskId][EQUALS]": "x"}),
+    ],
+)
+def test_a_bulk_action_by_query_refuses_paging_and_unknown_filters_naming_them(
+    client: Api, method: str, action: str, query: dict[str, str]
+) -> None:
+    client.deploy(HELLO)
+    execution = client.start("squall.api", "hello", {"name": "Ada"})
+    path = f"{MAIN}/executions/{action}/by-query" if action else f"{MAIN}/executions/by-query"
+    before = client.snapshot()
+    response = client.call(method, path, query=query)
+    assert response.status == 400, response.body
+    (name,) = query
+    assert repr(name) in response.json["message"]
+    assert client.snapshot() == before
+    assert client.store.get_execution_meta(execution["id"]).state is not State.KILLED
+
+
 def test_search_executions_filters_and_pages(client: Api) -> None:
     client.deploy(HELLO)
     client.deploy(FAILING)
