@@ -716,7 +716,7 @@ def validate(
     results: list[dict[str, Any]] = []
     for file in files:
         try:
-            load_flow_file(file)
+            load_flow_file(file, lint=True)
         except FlowValidationError as exc:
             results.append(
                 {"file": str(file), "valid": False, "violations": exc.violations, "text": str(exc)}

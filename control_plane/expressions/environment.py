@@ -178,6 +178,24 @@ class _Parser(Parser):
             return nodes.Const(None, lineno=token.lineno)
         return super().parse_primary(*args, **kwargs)
 
+    def parse_if(self) -> nodes.If:
+        """Jinja's ``if``, also closing a branch on Pebble's ``elseif`` (Jinja spells it ``elif``)."""
+        node = result = nodes.If(lineno=self.stream.expect("name:if").lineno)
+        while True:
+            node.test = self.parse_tuple(with_condexpr=False)
+            node.body = self.parse_statements(("name:elif", "name:elseif", "name:else", "name:endif"))
+            node.elif_ = []
+            node.else_ = []
+            token = next(self.stream)
+            if token.test("name:elif") or token.test("name:elseif"):
+                node = nodes.If(lineno=self.stream.current.lineno)
+                result.elif_.append(node)
+                continue
+            if token.test("name:else"):
+                result.else_ = self.parse_statements(("name:endif",), drop_needle=True)
+            break
+        return result
+
     def parse_for(self) -> nodes.For:
         node = super().parse_for()
         node.iter = nodes.Filter(node.iter, "_entries", [], [], None, None, lineno=node.lineno)
@@ -343,6 +361,7 @@ class PebbleEnvironment(SandboxedEnvironment):
         self.filters.clear()
         self.filters.update({name: _guarded(f, name) for name, f in FILTERS.items()})
         self.filters["_entries"] = _entries
+        self.tests.clear()  # Pebble's and Kestra's tests only: see expressions/catalog.py
         self.tests.update(TESTS)
         self.tilde = _tilde
         self._pebble_lexer = _Lexer(self)

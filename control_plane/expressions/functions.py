@@ -73,6 +73,12 @@ def _render(ctx: Context, template: Any, recursive: bool = True) -> Any:
         _render_depth.reset(token)
 
 
+@pass_context
+def _render_once(ctx: Context, toRender: Any) -> Any:
+    """Kestra's ``renderOnce``: ``render`` without the recursion (one pass only)."""
+    return _render(ctx, toRender, recursive=False)
+
+
 def _loop_values(ctx: Context) -> Sequence[str]:
     """The current ForEach values, outermost first: ``@loop_values``, else taskrun/parents."""
     injected = _lookup(ctx, "@loop_values")
@@ -174,6 +180,7 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
 GLOBALS: dict[str, Any] = {
     "now": _now,
     "render": _render,
+    "renderOnce": _render_once,
     "fromJson": FILTERS["fromJson"],
     "json": FILTERS["fromJson"],
     "yaml": FILTERS["yaml"],

@@ -40,7 +40,9 @@ from control_plane.errors import FlowValidationError
 from control_plane.flows import validation
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 from control_plane.flows.defaults import apply_plugin_defaults
+from control_plane.flows.inputs import default_problems
 from control_plane.flows.models import Flow
+from control_plane.flows.template_checks import check_templates
 
 __all__ = ["FlowValidationError", "Violation", "load_flow_file", "parse_flow", "read_flow_file"]
 
@@ -569,12 +571,17 @@ def _lookup(data: Any, path: PathTuple) -> Any:
 # --------------------------------------------------------------------------- the public API
 
 
-def parse_flow(text: str, source: str = "<string>") -> Flow:
-    """Validate a flow's YAML text; raise :class:`FlowValidationError` listing every problem."""
+def parse_flow(text: str, source: str = "<string>", *, lint: bool = False) -> Flow:
+    """Validate a flow's YAML text; raise :class:`FlowValidationError` listing every problem.
+
+    ``lint`` (``squall validate``) adds what Kestra accepts and fails only at run time: template
+    syntax errors, ``outputs``/``inputs`` keys the flow does not declare, input defaults that
+    do not fit their type (:mod:`control_plane.flows.template_checks`).
+    """
     if not isinstance(text, str):
         raise FlowValidationError([Violation(source, 1, 1, "", "a flow must be text")], source)
     try:
-        return _parse(text, source)
+        return _parse(text, source, lint)
     except FlowValidationError:
         raise
     except RecursionError:
@@ -582,7 +589,7 @@ def parse_flow(text: str, source: str = "<string>") -> Flow:
         raise FlowValidationError([violation], source) from None
 
 
-def _parse(text: str, source: str) -> Flow:
+def _parse(text: str, source: str, lint: bool) -> Flow:
     doc, problems = read_yaml(text, source)
     if problems:
         raise FlowValidationError(problems, source)
@@ -605,6 +612,11 @@ def _parse(text: str, source: str) -> Flow:
         message = f"internal error while validating the flow (please report it): {type(exc).__name__}: {exc}"
         found.append(_Mapped((), False, "internal", message))
     found += [_Mapped(i.path, i.at_key, i.kind, i.message) for i in validation.check_tree(data, doc.locate)]
+    found += [_Mapped(i.path, i.at_key, i.kind, i.message) for i in check_templates(data, lint=lint)]
+    if lint and flow is not None:
+        for index, spec in enumerate(flow.inputs or ()):
+            for message in default_problems(spec):
+                found.append(_Mapped(("inputs", index, "defaults"), False, f"defaults:{message}", message))
 
     violations = _to_violations(found, doc, tasks, source)
     if violations:
@@ -646,9 +658,9 @@ def _task_context(item: _Mapped, tasks: Mapping[PathTuple, Mapping[str, Any]]) -
     return ""
 
 
-def load_flow_file(path: str | os.PathLike[str]) -> Flow:
+def load_flow_file(path: str | os.PathLike[str], *, lint: bool = False) -> Flow:
     """Read and validate a flow file; unreadable files are violations too, never OSErrors."""
-    return parse_flow(read_flow_file(path), os.fspath(path))
+    return parse_flow(read_flow_file(path), os.fspath(path), lint=lint)
 
 
 def read_flow_file(path: str | os.PathLike[str]) -> str:

@@ -1,0 +1,99 @@
+"""The table of Pebble's and Kestra's filters, functions and tests, and the names added for it.
+
+Expected values are Pebble's and Kestra's documented results (pebbletemplates.io tests and
+filters pages; Kestra's FlattenFilter, JsonTest and RenderOnceFunction sources).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from control_plane.errors import ExpressionError
+from control_plane.expressions import render
+from control_plane.expressions.catalog import Kind, Origin, Status, entries, lookup
+from control_plane.expressions.filters import FILTERS, TESTS
+from control_plane.expressions.functions import GLOBALS
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # Pebble tests
+        ("{{ 21 is divisibleby(3) }}", "true"),
+        ("{{ 22 is divisibleby(3) }}", "false"),
+        ("{{ missing is defined }}", "false"),
+        ("{{ missing is not defined }}", "true"),
+        ("{{ null is null }}", "true"),
+        ("{{ '' is empty }}", "true"),
+        ("{{ [1] is iterable }}", "true"),
+        ("{{ {'a': 1} is map }}", "true"),
+        ("{{ 3 is odd }}", "true"),
+        ("{{ 4 is even }}", "true"),
+        ("{{ x is sameas(x) }}", "true"),
+        ("{{ [1] is sameas([1]) }}", "false"),
+        # Kestra's json test: a string Jackson can read
+        ("{{ '{\"a\": 1}' is json }}", "true"),
+        ("{{ '{a: 1' is json }}", "false"),
+        ("{{ 12 is json }}", "false"),
+        # Pebble filters added here
+        ("{{ {'a': 1, 'b': 2} | merge({'b': 3}) }}", '{"a":1,"b":3}'),
+        ("{{ [1, 2] | merge([3]) }}", "[1,2,3]"),
+        (
+            "{{ '<b>\"Tom\" & \\'Jerry\\'</b>' | escape }}",
+            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;",
+        ),
+        ("{{ '<b>' | raw }}", "<b>"),
+        # Kestra's flatten: one level only
+        ("{{ [[1, 2], [3, [4]], 5] | flatten }}", "[1,2,3,[4],5]"),
+        ("{{ null | flatten is null }}", "true"),
+        # Pebble's elseif
+        ("{% if 2 == 1 %}one{% elseif 2 == 2 %}two{% else %}other{% endif %}", "two"),
+        # Kestra's renderOnce: a single pass, where render goes on while the text changes
+        ("{{ renderOnce(vars.outer) }}", "{{ vars.inner }}"),
+        ("{{ render(vars.outer) }}", "done"),
+    ],
+)
+def test_pebble_and_kestra_results(template: str, expected: str) -> None:
+    context = {"x": [1], "vars": {"outer": "{{ '{{ vars.inner }}' }}", "inner": "done"}}
+    assert render(template, context) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 3 is divisibleby(0) }}", "division by zero"),
+        ("{{ 'a' | merge([1]) }}", "expected two maps or two lists"),
+        ("{{ 'a' | escape('js') }}", "strategy 'js' is not supported"),
+        ("{{ 'abc' | flatten }}", "can only be applied to lists"),
+        ("{{ 1 is string }}", "string"),  # a Jinja test, neither Pebble's nor Kestra's
+    ],
+)
+def test_bad_inputs_fail_with_a_message(template: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        render(template, {})
+
+
+def test_every_reference_name_is_implemented_provided_or_has_a_reason() -> None:
+    for entry in entries():
+        if entry.status is Status.UNSUPPORTED:
+            assert entry.reason and entry.reason != "not implemented yet", entry
+
+
+def test_the_table_reads_implemented_from_the_runtime_tables() -> None:
+    listed = {(e.kind, e.name) for e in entries() if e.status is Status.IMPLEMENTED}
+    assert {(Kind.FILTER, n) for n in FILTERS} <= listed
+    assert {(Kind.FUNCTION, n) for n in GLOBALS} <= listed
+    assert {(Kind.TEST, n) for n in TESTS if n != "present"} <= listed
+    assert (Kind.TEST, "present") not in {(e.kind, e.name) for e in entries()}
+
+
+def test_lookup_says_where_a_name_comes_from_and_what_squall_does() -> None:
+    assert lookup(Kind.TEST, "divisibleby") == lookup(Kind.TEST, "divisibleby")
+    divisible = lookup(Kind.TEST, "divisibleby")
+    assert divisible is not None and divisible.origin is Origin.PEBBLE
+    assert divisible.status is Status.IMPLEMENTED
+    kv = lookup(Kind.FUNCTION, "kv")
+    assert kv is not None and kv.status is Status.PROVIDED
+    ion = lookup(Kind.FILTER, "toIon")
+    assert ion is not None and ion.status is Status.UNSUPPORTED and "Ion" in ion.reason
+    assert lookup(Kind.FILTER, "frobnicate") is None
