@@ -14,7 +14,8 @@ Only the second kind refuses a flow at load time; the others are ``squall valida
 
 The reference checks know only the flow itself, so they stay silent where a name can be valid
 without being declared here: guarded reads (``??``, ``is defined``, ``default``), dynamic keys
-(``outputs[name]``), names a template binds itself, ``description`` texts (never rendered) and
+(``outputs[name]``), names a template binds itself, a Subflow's ``outputs`` map (rendered
+against the subflow's execution), ``description`` texts (never rendered) and
 ``pluginDefaults`` (checked once merged into the tasks they apply to).
 """
 
@@ -43,6 +44,7 @@ def check_templates(data: Mapping[str, Any], *, lint: bool = False) -> list[Issu
     from control_plane.expressions.analysis import analyze, is_template
 
     task_ids, input_ids = _declared(data)
+    foreign = _foreign_contexts(data)
     issues: list[Issue] = []
     for path, text in _strings(data, ()):
         if not is_template(text):
@@ -52,7 +54,8 @@ def check_templates(data: Mapping[str, Any], *, lint: bool = False) -> list[Issu
             if finding.syntax and not lint:
                 continue
             issues.append(Issue(path, f"template:{finding.message}", finding.message + _at(finding.line)))
-        for ref in analysis.references if lint else ():
+        in_foreign = any(path[: len(prefix)] == prefix for prefix in foreign)
+        for ref in analysis.references if lint and not in_foreign else ():
             known = task_ids if ref.root == "outputs" else input_ids
             if ref.key in known:
                 continue
@@ -60,6 +63,19 @@ def check_templates(data: Mapping[str, Any], *, lint: bool = False) -> list[Issu
             message = f"'{ref.root}.{ref.key}' refers to no {what} of this flow (none has id '{ref.key}')"
             issues.append(Issue(path, f"reference:{ref.root}.{ref.key}", message + _at(ref.line)))
     return issues
+
+
+def _foreign_contexts(data: Mapping[str, Any]) -> list[PathTuple]:
+    """Paths whose templates Kestra renders against another execution: a Subflow's ``outputs``
+    map reads the *subflow's* task outputs, so its ``outputs.<id>`` names tasks of that flow."""
+    from control_plane.flows.aliases import canonical_type
+    from control_plane.flows.validation import iter_tasks
+
+    return [
+        (*path, "outputs")
+        for path, task in iter_tasks(data)
+        if canonical_type(str(task.get("type"))) == "squall.flow.Subflow"
+    ]
 
 
 def _at(line: int) -> str:
