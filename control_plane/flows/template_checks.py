@@ -53,7 +53,8 @@ def check_templates(data: Mapping[str, Any], *, lint: bool = False) -> list[Issu
         for finding in analysis.findings:
             if finding.syntax and not lint:
                 continue
-            issues.append(Issue(path, f"template:{finding.message}", finding.message + _at(finding.line)))
+            message = finding.message + _at(finding.line)
+            issues.append(Issue(path, f"template:{finding.message}", message, text_line=finding.line))
         in_foreign = any(path[: len(prefix)] == prefix for prefix in foreign)
         for ref in analysis.references if lint and not in_foreign else ():
             known = task_ids if ref.root == "outputs" else input_ids
@@ -61,7 +62,8 @@ def check_templates(data: Mapping[str, Any], *, lint: bool = False) -> list[Issu
                 continue
             what = "task" if ref.root == "outputs" else "input"
             message = f"'{ref.root}.{ref.key}' refers to no {what} of this flow (none has id '{ref.key}')"
-            issues.append(Issue(path, f"reference:{ref.root}.{ref.key}", message + _at(ref.line)))
+            kind = f"reference:{ref.root}.{ref.key}"
+            issues.append(Issue(path, kind, message + _at(ref.line), text_line=ref.line))
     return issues
 
 

@@ -51,6 +51,9 @@ class Issue(Struct, frozen=True):
     kind: str
     message: str
     at_key: bool = False
+    #: the problem's line inside a multi-line string value (1-based), 0 when not applicable;
+    #: the loader turns it into the file's line for literal block scalars (``|``)
+    text_line: int = 0
 
 
 # --------------------------------------------------------------------------- where tasks live

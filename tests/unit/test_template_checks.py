@@ -61,7 +61,9 @@ def test_unknown_function_and_test_are_named() -> None:
             {{ nope() }} {{ 1 is prime }}
         """
     )
-    messages = sorted(v.message for v in _violations(flow, lint=False))
+    found = _violations(flow, lint=False)
+    assert {(v.line, v.column) for v in found} == {(8, 7)}  # the expression's own line in the file
+    messages = sorted(v.message for v in found)
     where = "(line 2 of the expression) (task 'a')"
     assert messages == [
         f"unknown function 'nope' (neither Pebble nor Kestra defines it) {where}",
