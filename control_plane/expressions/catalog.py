@@ -173,7 +173,6 @@ _STORAGE = "reads Kestra's internal storage from a template; Squall templates do
 
 #: why Squall does not implement a name; every unimplemented reference name must be here
 _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
-    (Kind.FILTER, "numberformat"): "Java DecimalFormat patterns are not reimplemented",
     (Kind.FILTER, "className"): "prints a Java class name; Squall values are not Java objects",
     (Kind.FILTER, "toIon"): "Amazon Ion output is not implemented",
     (Kind.FUNCTION, "parent"): "template inheritance (extends/blocks) has no meaning in a flow property",

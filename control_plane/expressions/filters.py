@@ -20,7 +20,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence, Set
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
@@ -490,6 +490,40 @@ def _flatten(value: Any) -> list[Any] | None:
     return flat
 
 
+_DECIMAL_PATTERN = re.compile(r"([^#0,.]*)([#0,]*)(?:\.([0#]*))?([^#0,.]*)")
+
+
+def _number_format(value: Any, format: str | None = None) -> str:
+    """Pebble's ``numberformat``: Java's ``DecimalFormat`` (English symbols, HALF_EVEN rounding).
+
+    The pattern subset every example uses is honoured: literal prefix and suffix, ``#``/``0``
+    integer digits, ``,`` grouping, ``.`` with ``0``/``#`` fraction digits. Without a pattern,
+    Java's default ``#,##0.###``. Exponents, percent, quoting and negative sub-patterns fail
+    with a message naming the pattern, instead of printing something Java would not.
+    """
+    pattern = "#,##0.###" if format is None else _text(format)
+    match = _DECIMAL_PATTERN.fullmatch(pattern)
+    if match is None or not match.group(2) or any(c in pattern for c in "E%\u2030\u00a4';"):
+        raise ExpressionError(f"numberformat: pattern '{pattern}' is not supported by Squall")
+    prefix, integer, fraction, suffix = match.group(1), match.group(2), match.group(3) or "", match.group(4)
+    number = Decimal(str(_numeric(value)))
+    if not number.is_finite():
+        raise ExpressionError(f"numberformat: cannot format {to_display(value)}")
+    limits.check_bits(max(number.adjusted(), 0) * 4, "numberformat")
+    rounded = number.quantize(Decimal(1).scaleb(-len(fraction)), rounding=ROUND_HALF_EVEN)
+    whole, _, decimals = f"{abs(rounded):f}".partition(".")
+    decimals = decimals.rstrip("0").ljust(fraction.count("0"), "0")
+    whole = whole.lstrip("0").rjust(integer.count("0"), "0")
+    if "," in integer:
+        size = len(integer) - integer.rindex(",") - 1
+        if size > 0:
+            groups = [whole[max(i - size, 0) : i] for i in range(len(whole), 0, -size)]
+            whole = ",".join(reversed(groups))
+    body = f"{whole}.{decimals}" if decimals else (whole or "0")
+    sign = "-" if rounded < 0 else ""
+    return f"{sign}{prefix}{body}{suffix}"
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "json": to_json,
     "toJson": to_json,
@@ -549,6 +583,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "merge": _merge,
     "escape": _escape,
     "raw": lambda value: value,
+    "numberformat": _number_format,
     "flatten": _flatten,
 }
 

@@ -60,4 +60,5 @@ def test_known_facts_of_this_build() -> None:
     assert "| io.kestra.plugin.core.log.Log | squall.core.Log | supported |  |" in page
     assert "| workerGroup | not supported |" in page
     assert "| function | kv | Kestra | provided elsewhere |" in page
-    assert "| filter | numberformat | Pebble | not supported |" in page
+    assert "| filter | numberformat | Pebble | implemented |" in page
+    assert "| filter | toIon | Kestra | not supported |" in page

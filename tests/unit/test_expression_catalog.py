@@ -43,6 +43,15 @@ from control_plane.expressions.functions import GLOBALS
             "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;",
         ),
         ("{{ '<b>' | raw }}", "<b>"),
+        # Pebble's numberformat: Java DecimalFormat, HALF_EVEN, English symbols
+        ("{{ 3.141592653 | numberformat('#.##') }}", "3.14"),
+        ("{{ 1234.5 | numberformat('#,##0.00') }}", "1,234.50"),
+        ("{{ 0.5 | numberformat('#.##') }}", ".5"),
+        ("{{ 0 | numberformat('#.##') }}", "0"),
+        ("{{ 0.125 | numberformat('0.00') }}", "0.12"),
+        ("{{ 2.5 | numberformat('0') }}", "2"),
+        ("{{ 1234567.891 | numberformat }}", "1,234,567.891"),
+        ("{{ 42 | numberformat('$#,##0.00 USD') }}", "$42.00 USD"),
         # Kestra's flatten: one level only
         ("{{ [[1, 2], [3, [4]], 5] | flatten }}", "[1,2,3,[4],5]"),
         ("{{ null | flatten is null }}", "true"),
@@ -65,6 +74,8 @@ def test_pebble_and_kestra_results(template: str, expected: str) -> None:
         ("{{ 'a' | merge([1]) }}", "expected two maps or two lists"),
         ("{{ 'a' | escape('js') }}", "strategy 'js' is not supported"),
         ("{{ 'abc' | flatten }}", "can only be applied to lists"),
+        ("{{ 0.5 | numberformat('0.0E0') }}", "pattern '0.0E0' is not supported"),
+        ("{{ 'abc' | numberformat('0') }}", "not a number"),
         ("{{ 1 is string }}", "string"),  # a Jinja test, neither Pebble's nor Kestra's
     ],
 )

@@ -42,13 +42,13 @@ def test_an_unsupported_filter_is_refused_even_without_lint_with_its_position() 
         """\
         - id: a
           type: io.kestra.plugin.core.log.Log
-          message: "{{ 3.14159 | numberformat('#.##') }}"
+          message: "{{ outputs | className }}"
         """
     )
     (found,) = _violations(flow, lint=False)
     assert (found.line, found.column, found.path) == (6, 14, "tasks[0].message")
-    assert "filter 'numberformat' is not supported by Squall" in found.message
-    assert "DecimalFormat" in found.message
+    assert "filter 'className' is not supported by Squall" in found.message
+    assert "Java class name" in found.message
 
 
 def test_unknown_function_and_test_are_named() -> None:
