@@ -166,8 +166,8 @@ _REFERENCE: Final[dict[Kind, dict[str, str]]] = {
 }
 
 _RANDOM = (
-    "random on every render: Squall's engine replays events and renders deterministically, "
-    "and no seeded source reaches templates yet"
+    "random on every render; Squall's uuid(), id() and randomInt() derive their values from the "
+    "execution (expressions/seeded.py), this one is not implemented yet"
 )
 _STORAGE = "reads Kestra's internal storage from a template; Squall templates do no I/O"
 
@@ -188,11 +188,8 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
     (Kind.FUNCTION, "fromIon"): "Amazon Ion input is not implemented",
     (Kind.FUNCTION, "printContext"): "dumps the whole render context, which Squall builds lazily",
     (Kind.FUNCTION, "fetchContext"): "dumps the whole render context, which Squall builds lazily",
-    (Kind.FUNCTION, "uuid"): _RANDOM,
-    (Kind.FUNCTION, "id"): _RANDOM,
     (Kind.FUNCTION, "ksuid"): _RANDOM,
     (Kind.FUNCTION, "nanoId"): _RANDOM,
-    (Kind.FUNCTION, "randomInt"): _RANDOM,
     (Kind.FUNCTION, "randomPort"): "picks a free port on Kestra's worker; Squall renders elsewhere",
     (Kind.FUNCTION, "http"): "makes an HTTP call from a template; Squall templates do no I/O",
 }

@@ -45,7 +45,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError, ExpressionLimitError, ExpressionSecurityError
-from control_plane.expressions import limits
+from control_plane.expressions import limits, seeded
 from control_plane.expressions.display import MapEntry, check_data, to_display
 from control_plane.expressions.filters import (
     FILTERS,
@@ -439,7 +439,7 @@ def _quote(template: str) -> str:
 
 
 def _render(template: str, context: Mapping[str, Any]) -> str:
-    with limits.budget() as budget:
+    with limits.budget() as budget, seeded.render_scope(template):
         compiled = _compile(template)
         pieces: list[str] = []
         size, most = 0, budget.limits.max_output

@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError
-from control_plane.expressions import dates
+from control_plane.expressions import dates, seeded
 from control_plane.expressions.display import to_display
 from control_plane.expressions.filters import FILTERS
 
@@ -191,4 +191,5 @@ GLOBALS: dict[str, Any] = {
     "range": _range,
     "max": _extreme(max),
     "min": _extreme(min),
+    **seeded.FUNCTIONS,
 }

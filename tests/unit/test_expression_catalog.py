@@ -6,6 +6,8 @@ filters pages; Kestra's FlattenFilter, JsonTest and RenderOnceFunction sources).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from control_plane.errors import ExpressionError
@@ -108,3 +110,45 @@ def test_lookup_says_where_a_name_comes_from_and_what_squall_does() -> None:
     ion = lookup(Kind.FILTER, "toIon")
     assert ion is not None and ion.status is Status.UNSUPPORTED and "Ion" in ion.reason
     assert lookup(Kind.FILTER, "frobnicate") is None
+
+
+RUN = {"execution": {"id": "exec-1"}, "taskrun": {"id": "tr-1", "attemptsCount": 0}}
+UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def test_seeded_functions_have_kestras_shapes() -> None:
+    assert re.fullmatch(UUID_TEXT, render("{{ uuid() }}", RUN))
+    assert re.fullmatch(r"[0-9A-Za-z]{1,22}", render("{{ id() }}", RUN))
+    values = {int(render(f"{{{{ randomInt(1, 4) }}}}{'x' * i}", RUN).rstrip("x")) for i in range(60)}
+    assert values == {1, 2, 3}  # upper bound excluded, as Math.random() * (upper - lower) + lower
+    assert render("{{ randomInt(5, 5) }}", RUN) == "5"
+
+
+def test_seeded_functions_replay_identically_and_differ_per_call_run_and_execution() -> None:
+    template = "{{ uuid() }} {{ uuid() }}"
+    first, second = render(template, RUN).split()
+    assert first != second
+    assert render(template, RUN) == f"{first} {second}"
+    other_run = {**RUN, "taskrun": {"id": "tr-2", "attemptsCount": 0}}
+    retried = {**RUN, "taskrun": {"id": "tr-1", "attemptsCount": 1}}
+    other_execution = {**RUN, "execution": {"id": "exec-2"}}
+    seen = {render("{{ uuid() }}", ctx) for ctx in (RUN, other_run, retried, other_execution)}
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ randomInt(3, 1) }}", "upper is less than lower"),
+        ("{{ randomInt(1) }}", "expects an argument upper"),
+        ("{{ randomInt('a', 2) }}", "expects an integer as lower"),
+    ],
+)
+def test_random_int_refuses_bad_bounds(template: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        render(template, RUN)
+
+
+def test_seeded_functions_need_an_execution() -> None:
+    with pytest.raises(ExpressionError, match=r"uuid\(\) is only available while an execution runs"):
+        render("{{ uuid() }}", {})
