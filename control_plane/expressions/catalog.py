@@ -165,10 +165,6 @@ _REFERENCE: Final[dict[Kind, dict[str, str]]] = {
     },
 }
 
-_RANDOM = (
-    "random on every render; Squall's uuid(), id() and randomInt() derive their values from the "
-    "execution (expressions/seeded.py), this one is not implemented yet"
-)
 _STORAGE = "reads Kestra's internal storage from a template; Squall templates do no I/O"
 
 #: why Squall does not implement a name; every unimplemented reference name must be here
@@ -188,8 +184,6 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
     (Kind.FUNCTION, "fromIon"): "Amazon Ion input is not implemented",
     (Kind.FUNCTION, "printContext"): "dumps the whole render context, which Squall builds lazily",
     (Kind.FUNCTION, "fetchContext"): "dumps the whole render context, which Squall builds lazily",
-    (Kind.FUNCTION, "ksuid"): _RANDOM,
-    (Kind.FUNCTION, "nanoId"): _RANDOM,
     (Kind.FUNCTION, "randomPort"): "picks a free port on Kestra's worker; Squall renders elsewhere",
     (Kind.FUNCTION, "http"): "makes an HTTP call from a template; Squall templates do no I/O",
 }

@@ -1,4 +1,4 @@
-"""Kestra's random functions (``uuid``, ``id``, ``randomInt``) made replayable.
+"""Kestra's random functions (``uuid``, ``id``, ``randomInt``, ``nanoId``, ``ksuid``) made replayable.
 
 Why not ``random``: Squall's engine is replayed on the same events and must give the same
 actions (DESIGN.md, section 3), so a template may not read a random source. Each value here is
@@ -100,4 +100,53 @@ def _random_int(ctx: Context, lower: Any = missing, upper: Any = missing) -> int
     return int(lower + fraction % (upper - lower))
 
 
-FUNCTIONS: dict[str, Any] = {"uuid": _uuid_function, "id": _id_function, "randomInt": _random_int}
+_NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MAX_NANOID = 1024
+
+
+def _stream(seed: bytes, size: int) -> bytes:
+    """``size`` bytes from ``seed`` (SHA-256 in counter mode)."""
+    out = b""
+    block = 0
+    while len(out) < size:
+        out += hashlib.sha256(seed + block.to_bytes(4, "big")).digest()
+        block += 1
+    return out[:size]
+
+
+@pass_context
+def _nano_id(ctx: Context, length: Any = 21, alphabet: Any = _NANOID_ALPHABET) -> str:
+    """Kestra's ``nanoId(length=21, alphabet=...)``: ``length`` characters of ``alphabet``."""
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= _MAX_NANOID:
+        raise ExpressionError(f"nanoId: length must be an integer from 1 to {_MAX_NANOID}, got {length!r}")
+    if not isinstance(alphabet, str) or not alphabet:
+        raise ExpressionError("nanoId: alphabet must be a non-empty string")
+    data = _stream(_digest(ctx, "nanoId"), length)
+    return "".join(alphabet[byte % len(alphabet)] for byte in data)
+
+
+_KSUID_EPOCH = 1_400_000_000
+
+
+@pass_context
+def _ksuid(ctx: Context) -> str:
+    """Kestra's ``ksuid()``: 27 base-62 characters, a timestamp (the engine's clock) then 16 bytes."""
+    now = ctx.resolve_or_missing("@now")
+    if now is missing or not hasattr(now, "timestamp"):
+        raise ExpressionError("ksuid() needs the engine's clock, which this render does not have")
+    seconds = max(int(now.timestamp()) - _KSUID_EPOCH, 0).to_bytes(4, "big")
+    number = int.from_bytes(seconds + _digest(ctx, "ksuid")[:16], "big")
+    digits = []
+    while number:
+        number, rest = divmod(number, 62)
+        digits.append(_BASE62[rest])
+    return "".join(reversed(digits)).rjust(27, "0")
+
+
+FUNCTIONS: dict[str, Any] = {
+    "uuid": _uuid_function,
+    "id": _id_function,
+    "randomInt": _random_int,
+    "nanoId": _nano_id,
+    "ksuid": _ksuid,
+}

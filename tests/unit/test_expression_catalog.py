@@ -7,6 +7,7 @@ filters pages; Kestra's FlattenFilter, JsonTest and RenderOnceFunction sources).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -152,3 +153,17 @@ def test_random_int_refuses_bad_bounds(template: str, message: str) -> None:
 def test_seeded_functions_need_an_execution() -> None:
     with pytest.raises(ExpressionError, match=r"uuid\(\) is only available while an execution runs"):
         render("{{ uuid() }}", {})
+
+
+def test_nano_id_and_ksuid_have_kestras_shapes() -> None:
+    clock = {**RUN, "@now": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{21}", render("{{ nanoId() }}", clock))
+    assert re.fullmatch(r"[xy]{12}", render("{{ nanoId(length=12, alphabet='xy') }}", clock))
+    ksuid = render("{{ ksuid() }}", clock)
+    assert re.fullmatch(r"[0-9A-Za-z]{27}", ksuid)
+    later = render("{{ ksuid() }}", {**clock, "@now": datetime(2027, 1, 1, tzinfo=UTC)})
+    assert later > ksuid  # K-sortable: the timestamp comes first
+    with pytest.raises(ExpressionError, match="length must be an integer"):
+        render("{{ nanoId(0) }}", clock)
+    with pytest.raises(ExpressionError, match="needs the engine's clock"):
+        render("{{ ksuid() }}", RUN)
