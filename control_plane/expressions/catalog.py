@@ -182,8 +182,6 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
     (Kind.FUNCTION, "encrypt"): "needs Kestra's server-side encryption key",
     (Kind.FUNCTION, "decrypt"): "needs Kestra's server-side encryption key",
     (Kind.FUNCTION, "fromIon"): "Amazon Ion input is not implemented",
-    (Kind.FUNCTION, "printContext"): "dumps the whole render context, which Squall builds lazily",
-    (Kind.FUNCTION, "fetchContext"): "dumps the whole render context, which Squall builds lazily",
     (Kind.FUNCTION, "randomPort"): "picks a free port on Kestra's worker; Squall renders elsewhere",
     (Kind.FUNCTION, "http"): "makes an HTTP call from a template; Squall templates do no I/O",
 }

@@ -157,6 +157,20 @@ def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bo
         raise ExpressionError(str(exc)) from None
 
 
+def _fetch_context(ctx: Context) -> dict[str, Any]:
+    """Kestra's ``printContext()``/``fetchContext()``: every variable of the render, as a map.
+
+    Squall's internal ``@`` keys (clock, secret lookup) are left out; the result is bounded
+    by the render's size limits like any other value.
+    """
+    names = [*ctx.parent, *(ctx.vars or {})]
+    return {
+        name: ctx.resolve_or_missing(name)
+        for name in dict.fromkeys(names)
+        if isinstance(name, str) and not name.startswith("@")
+    }
+
+
 def _range(start: int, end: int, step: int = 1) -> list[int]:
     """Pebble's ``range``: both ends included."""
     if step == 0:
@@ -191,5 +205,7 @@ GLOBALS: dict[str, Any] = {
     "range": _range,
     "max": _extreme(max),
     "min": _extreme(min),
+    "printContext": _fetch_context,
+    "fetchContext": _fetch_context,
     **seeded.FUNCTIONS,
 }

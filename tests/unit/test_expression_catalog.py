@@ -167,3 +167,9 @@ def test_nano_id_and_ksuid_have_kestras_shapes() -> None:
         render("{{ nanoId(0) }}", clock)
     with pytest.raises(ExpressionError, match="needs the engine's clock"):
         render("{{ ksuid() }}", RUN)
+
+
+def test_fetch_context_lists_the_variables_without_squall_internals() -> None:
+    context = {"execution": {"id": "e"}, "inputs": {"a": 1}, "@now": datetime(2026, 1, 1, tzinfo=UTC)}
+    assert render("{{ printContext() }}", context) == '{"execution":{"id":"e"},"inputs":{"a":1}}'
+    assert render("{% set z = 2 %}{{ fetchContext() | keys | join(',') }}", context) == "execution,inputs,z"
