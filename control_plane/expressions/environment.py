@@ -116,6 +116,57 @@ class _Lexer(Lexer):
                     self.rules[state] = [*rules[:i], rule, *rules[i:]]
                     break
 
+    def wrap(self, stream: Any, name: str | None = None, filename: str | None = None) -> Any:
+        """Jinja's token conversion, after Pebble's string interpolation is rewritten."""
+        return super().wrap(self._interpolate(stream, name, filename), name, filename)
+
+    def _interpolate(self, stream: Any, name: str | None, filename: str | None) -> Any:
+        """Pebble interpolates ``#{expr}`` in double-quoted strings: ``"a#{x}b"`` is read as
+        ``("a" ~ (x) ~ "b")``. Single-quoted strings stay literal, as in Pebble."""
+        for lineno, token, value in stream:
+            if token != "string" or not value.startswith('"') or "#{" not in value:
+                yield lineno, token, value
+                continue
+            parts = _interpolation_parts(value[1:-1])
+            if parts is None:  # an unclosed ``#{``: Pebble fails, so does the literal check below
+                raise TemplateSyntaxError("unclosed #{ in a string", lineno, name, filename)
+            yield lineno, "operator", "("
+            for index, (literal, code) in enumerate(parts):
+                if index:
+                    yield lineno, "operator", "~"
+                if literal:
+                    yield lineno, "string", f'"{code}"'
+                    continue
+                yield lineno, "operator", "("
+                inner = list(self.tokeniter("{{ " + code + " }}", name, filename))
+                for _, inner_token, inner_value in inner[1:-1]:
+                    yield lineno, inner_token, inner_value
+                yield lineno, "operator", ")"
+            yield lineno, "operator", ")"
+
+
+def _interpolation_parts(body: str) -> list[tuple[bool, str]] | None:
+    """``a#{x}b`` -> [(literal, "a"), (code, "x"), (literal, "b")]; None if a ``#{`` never closes."""
+    parts: list[tuple[bool, str]] = []
+    i = start = 0
+    while i < len(body):
+        if body.startswith("#{", i):
+            if i > start:
+                parts.append((True, body[start:i]))
+            depth, j = 1, i + 2
+            while j < len(body) and depth:
+                depth += {"{": 1, "}": -1}.get(body[j], 0)
+                j += 1
+            if depth:
+                return None
+            parts.append((False, body[i + 2 : j - 1]))
+            i = start = j
+        else:
+            i += 2 if body[i] == "\\" else 1
+    if start < len(body) or not parts:
+        parts.append((True, body[start:]))
+    return parts
+
 
 class _Parser(Parser):
     """Pebble's operators on top of Jinja's grammar; see the module docstring for precedence."""

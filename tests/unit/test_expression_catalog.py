@@ -173,3 +173,23 @@ def test_fetch_context_lists_the_variables_without_squall_internals() -> None:
     context = {"execution": {"id": "e"}, "inputs": {"a": 1}, "@now": datetime(2026, 1, 1, tzinfo=UTC)}
     assert render("{{ printContext() }}", context) == '{"execution":{"id":"e"},"inputs":{"a":1}}'
     assert render("{% set z = 2 %}{{ fetchContext() | keys | join(',') }}", context) == "execution,inputs,z"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{ "Hello, #{name}!" }}', "Hello, Ada!"),
+        ('{{ "#{n + 1} items, #{n * 2} pairs" }}', "3 items, 4 pairs"),
+        ("{{ 'single quotes stay #{literal}' }}", "single quotes stay #{literal}"),
+        ("{{ \"nested #{ {'k': name}.k } map\" }}", "nested Ada map"),
+        ('{% if "#{name}" == "Ada" %}yes{% endif %}', "yes"),
+        ('{{ "no interpolation" }}', "no interpolation"),
+    ],
+)
+def test_pebble_string_interpolation_in_double_quotes(template: str, expected: str) -> None:
+    assert render(template, {"name": "Ada", "n": 2}) == expected
+
+
+def test_an_unclosed_interpolation_is_a_syntax_error() -> None:
+    with pytest.raises(ExpressionError, match=r"unclosed #\{"):
+        render('{{ "#{name" }}', {"name": "Ada"})
