@@ -77,7 +77,7 @@ def _names(tree: nodes.Template, bound: set[str]) -> Iterator[Finding]:
     found: list[tuple[int, Kind, str]] = []
     for node in tree.find_all((nodes.Filter, nodes.Test, nodes.Call)):
         if isinstance(node, nodes.Filter):
-            if node.name == "_entries":  # Squall's own, added by the parser to every ``for``
+            if node.name.startswith("_"):  # Squall's own, added by the parser (``for``, ``..``)
                 continue
             found.append((node.lineno, Kind.FILTER, node.name))
         elif isinstance(node, nodes.Test):

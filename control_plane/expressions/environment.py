@@ -1,7 +1,7 @@
 """The sandboxed Jinja environment that speaks Pebble: theory of operation.
 
 Lexer
-    Jinja's, plus one rule in tags for ``?``, ``??`` and ``???`` (token type ``pebble_op``).
+    Jinja's, plus one rule in tags for ``?``, ``??``, ``???`` and ``..`` (token type ``pebble_op``).
 Parser
     Jinja's, with Pebble's operators placed by precedence, loosest first::
 
@@ -9,6 +9,7 @@ Parser
         a ?? b, a ??? b  null- and undefined-coalescing (CondExpr over the ``present``/``defined`` tests)
         or, and, not     Jinja's
         == equals != < contains in ...   comparisons (``equals``/``contains`` are Pebble's words)
+        a .. b           Pebble's range, both ends included
 
     plus the ``null`` literal, and ``for`` loops over maps yield entries with ``key``/``value``.
 Lookup
@@ -109,7 +110,7 @@ class _Lexer(Lexer):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        rule = _Rule(re.compile(r"\?\?\?|\?\?|\?"), _PEBBLE_OP, None)
+        rule = _Rule(re.compile(r"\?\?\?|\?\?|\?|\.\.(?!\.)"), _PEBBLE_OP, None)
         for state, rules in self.rules.items():
             for i, existing in enumerate(rules):
                 if existing.tokens == TOKEN_OPERATOR:
@@ -200,27 +201,36 @@ class _Parser(Parser):
 
     def parse_compare(self) -> nodes.Expr:
         lineno = self.stream.current.lineno
-        expr = self.parse_math1()
+        expr = self.parse_range()
         ops: list[nodes.Operand] = []
         while True:
             token = self.stream.current
             if token.type in ("eq", "ne", "lt", "lteq", "gt", "gteq"):
                 next(self.stream)
-                ops.append(nodes.Operand(token.type, self.parse_math1()))
+                ops.append(nodes.Operand(token.type, self.parse_range()))
             elif self.stream.skip_if("name:equals"):
-                ops.append(nodes.Operand("eq", self.parse_math1()))
+                ops.append(nodes.Operand("eq", self.parse_range()))
             elif self.stream.skip_if("name:in"):
-                ops.append(nodes.Operand("in", self.parse_math1()))
+                ops.append(nodes.Operand("in", self.parse_range()))
             elif token.test("name:not") and self.stream.look().test("name:in"):
                 self.stream.skip(2)
-                ops.append(nodes.Operand("notin", self.parse_math1()))
+                ops.append(nodes.Operand("notin", self.parse_range()))
             elif self.stream.skip_if("name:contains"):
                 left = nodes.Compare(expr, ops, lineno=lineno) if ops else expr
-                expr, ops = nodes.Compare(self.parse_math1(), [nodes.Operand("in", left)], lineno=lineno), []
+                expr, ops = nodes.Compare(self.parse_range(), [nodes.Operand("in", left)], lineno=lineno), []
             else:
                 break
             lineno = self.stream.current.lineno
         return nodes.Compare(expr, ops, lineno=lineno) if ops else expr
+
+    def parse_range(self) -> nodes.Expr:
+        """Pebble's range operator: ``1..3`` is ``range(1, 3)`` (both ends included)."""
+        lineno = self.stream.current.lineno
+        left = self.parse_math1()
+        if self.stream.skip_if(f"{_PEBBLE_OP}:.."):
+            right = self.parse_math1()
+            return nodes.Filter(left, "_range_to", [right], [], None, None, lineno=lineno)
+        return left
 
     def parse_primary(self, *args: Any, **kwargs: Any) -> nodes.Expr:
         token = self.stream.current
@@ -412,6 +422,7 @@ class PebbleEnvironment(SandboxedEnvironment):
         self.filters.clear()
         self.filters.update({name: _guarded(f, name) for name, f in FILTERS.items()})
         self.filters["_entries"] = _entries
+        self.filters["_range_to"] = _guarded(GLOBALS["range"], "..")
         self.tests.clear()  # Pebble's and Kestra's tests only: see expressions/catalog.py
         self.tests.update(TESTS)
         self.tilde = _tilde

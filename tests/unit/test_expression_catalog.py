@@ -193,3 +193,17 @@ def test_pebble_string_interpolation_in_double_quotes(template: str, expected: s
 def test_an_unclosed_interpolation_is_a_syntax_error() -> None:
     with pytest.raises(ExpressionError, match=r"unclosed #\{"):
         render('{{ "#{name" }}', {"name": "Ada"})
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% for i in 0..3 %}{{ i }}{% endfor %}", "0123"),
+        ("{{ 1..n }}", "[1,2,3]"),
+        ("{{ (0..n - 1) | length }}", "3"),
+        ("{{ 2 in 1..3 }}", "true"),
+        ("{{ 1.5 + 1 }}", "2.5"),  # a float literal is not a range
+    ],
+)
+def test_pebble_range_operator_includes_both_ends(template: str, expected: str) -> None:
+    assert render(template, {"n": 3}) == expected
