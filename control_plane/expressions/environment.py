@@ -1,7 +1,8 @@
 """The sandboxed Jinja environment that speaks Pebble: theory of operation.
 
 Lexer
-    Jinja's, plus one rule in tags for ``?``, ``??``, ``???`` and ``..`` (token type ``pebble_op``).
+    Jinja's, plus one rule in tags for ``?``, ``??``, ``???`` and ``..`` (token type ``pebble_op``),
+    and Pebble's ``{% verbatim %}...{% endverbatim %}`` read as Jinja's ``raw`` block.
 Parser
     Jinja's, with Pebble's operators placed by precedence, loosest first::
 
@@ -110,6 +111,16 @@ class _Lexer(Lexer):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
+        # Pebble spells Jinja's ``raw`` block ``verbatim``: both open and close the literal block
+        for rules in self.rules.values():
+            for i, existing in enumerate(rules):
+                pattern = existing.pattern.pattern
+                if r"\s*raw\s*" in pattern or r"\s*endraw\s*" in pattern:
+                    pattern = pattern.replace(r"\s*raw\s*", r"\s*(?:raw|verbatim)\s*")
+                    pattern = pattern.replace(r"\s*endraw\s*", r"\s*(?:endraw|endverbatim)\s*")
+                    rules[i] = _Rule(
+                        re.compile(pattern, existing.pattern.flags), existing.tokens, existing.command
+                    )
         rule = _Rule(re.compile(r"\?\?\?|\?\?|\?|\.\.(?!\.)"), _PEBBLE_OP, None)
         for state, rules in self.rules.items():
             for i, existing in enumerate(rules):

@@ -207,3 +207,15 @@ def test_an_unclosed_interpolation_is_a_syntax_error() -> None:
 )
 def test_pebble_range_operator_includes_both_ends(template: str, expected: str) -> None:
     assert render(template, {"n": 3}) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% verbatim %}{{ x }}{% endverbatim %}!", "{{ x }}!"),
+        ("a{%- verbatim -%} {{ x }} {%- endverbatim -%}b", "a{{ x }}b"),
+        ("{% raw %}{{ x }}{% endraw %}", "{{ x }}"),
+    ],
+)
+def test_pebble_verbatim_keeps_its_body_as_text(template: str, expected: str) -> None:
+    assert render(template, {}) == expected
