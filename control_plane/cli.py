@@ -707,7 +707,12 @@ def validate(
         typer.Option("--output", help="json: [{file, valid, violations: [{line, column, path, message}]}]"),
     ] = None,
 ) -> None:
-    """Validate flows; print every violation as file:line:column: path: message; exit 1 if any is invalid."""
+    """Validate flows; print every violation as file:line:column: path: message; exit 1 if any is invalid.
+
+    Beyond what loading a flow checks, also reports what Kestra finds only at run time: template
+    syntax errors, outputs.<id>/inputs.<id> that name nothing in the flow, input defaults that do
+    not fit their type.
+    """
     from rich.text import Text
 
     from control_plane.errors import FlowValidationError

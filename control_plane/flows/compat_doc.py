@@ -187,6 +187,27 @@ def render() -> str:
         out += _table(("Property", "Status", "Note"), _property_rows(short, (*common, *declared), model))
         out += [""]
 
+    out += [
+        "## What `squall validate` reports beyond Kestra",
+        "",
+        "Loading a flow (deploy, run) refuses what Squall cannot run: unknown types and properties,",
+        "and expressions naming a filter, function or test that Squall does not implement.",
+        "`squall validate` also reports what Kestra accepts and finds only when an expression is",
+        "rendered, each with file, line, column and path:",
+        "",
+        "- a template syntax error in any `{{ }}` or `{% %}` of the flow (tasks, inputs, outputs,",
+        "  triggers, listeners; `description` texts are never rendered and are not read);",
+        "- `outputs.<id>` naming no task and `inputs.<id>` naming no input of the flow (Pause",
+        "  `onResume` inputs count as inputs). Not reported: guarded reads (`??`, `is defined`,",
+        "  `is null`, `default`, anywhere in the same expression), dynamic keys (`outputs[name]`),",
+        "  names the template binds itself, a Subflow's `outputs` map (rendered against the subflow);",
+        "- input `defaults` that do not convert to their input's type (templated defaults are",
+        "  rendered per execution and not judged).",
+        "",
+        "A flow may rely on such a failure at run time (Kestra's own `task-runif` test does), so",
+        "these findings do not stop a deploy; only `squall validate` reports them.",
+        "",
+    ]
     out += ["## Expressions: filters, functions and tests", ""]
     out += [
         "Every name Pebble 3.2's core extension or Kestra defines; a flow using a name marked",
