@@ -130,7 +130,7 @@ class _Lexer(Lexer):
 
     def wrap(self, stream: Any, name: str | None = None, filename: str | None = None) -> Any:
         """Jinja's token conversion, after Pebble's string interpolation is rewritten."""
-        return super().wrap(self._interpolate(stream, name, filename), name, filename)
+        return super().wrap(_two_word_tests(self._interpolate(stream, name, filename)), name, filename)
 
     def _interpolate(self, stream: Any, name: str | None, filename: str | None) -> Any:
         """Pebble interpolates ``#{expr}`` in double-quoted strings: ``"a#{x}b"`` is read as
@@ -155,6 +155,24 @@ class _Lexer(Lexer):
                     yield lineno, inner_token, inner_value
                 yield lineno, "operator", ")"
             yield lineno, "operator", ")"
+
+
+_TWO_WORD_TESTS = {("divisible", "by"): "divisibleby", ("same", "as"): "sameas"}
+
+
+def _two_word_tests(stream: Any) -> Any:
+    """Pebble (like Twig) also spells two tests in two words: ``is divisible by(3)``,
+    ``is not same as(x)``; they are read as ``divisibleby`` and ``sameas``."""
+    tokens = list(stream)
+    significant = [i for i, (_, token, _) in enumerate(tokens) if token != "whitespace"]
+    skip: set[int] = set()
+    for k in range(1, len(significant) - 1):
+        before, here, after = (tokens[significant[k + d]] for d in (-1, 0, 1))
+        merged = _TWO_WORD_TESTS.get((here[2], after[2]))
+        if merged and here[1] == after[1] == before[1] == "name" and before[2] in ("is", "not"):
+            tokens[significant[k]] = (here[0], "name", merged)
+            skip.add(significant[k + 1])
+    return (token for i, token in enumerate(tokens) if i not in skip)
 
 
 def _interpolation_parts(body: str) -> list[tuple[bool, str]] | None:

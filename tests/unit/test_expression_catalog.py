@@ -25,6 +25,9 @@ from control_plane.expressions.functions import GLOBALS
         # Pebble tests
         ("{{ 21 is divisibleby(3) }}", "true"),
         ("{{ 22 is divisibleby(3) }}", "false"),
+        ("{{ 21 is divisible by(3) }}", "true"),  # Pebble's two-word spelling (docs: "is divisible by()")
+        ("{{ 22 is not divisible by(3) }}", "true"),
+        ("{{ x is same as(x) }}", "true"),
         ("{{ missing is defined }}", "false"),
         ("{{ missing is not defined }}", "true"),
         ("{{ null is null }}", "true"),
