@@ -28,7 +28,8 @@ from control_plane.flows.validation import Issue, PathTuple
 
 __all__ = ["check_templates"]
 
-#: keys whose values Kestra never renders, or that are checked elsewhere
+#: keys of a flow, task, input or trigger whose values Kestra never renders, or that are checked
+#: elsewhere (a user's map may use the same words as keys: those values are still read)
 _SKIPPED_KEYS = frozenset({"description", "pluginDefaults", "taskDefaults"})
 
 
@@ -92,8 +93,9 @@ def _strings(node: Any, path: PathTuple) -> Iterator[tuple[PathTuple, str]]:
         if isinstance(value, str):
             yield where, value
         elif isinstance(value, Mapping):
+            described = not where or "id" in value or "type" in value  # a flow, task, input, trigger...
             for key, child in value.items():
-                if key in _SKIPPED_KEYS and isinstance(child, str | list | dict):
+                if key in _SKIPPED_KEYS and described:
                     continue
                 if isinstance(key, str):
                     yield (*where, key), key

@@ -71,6 +71,20 @@ def test_unknown_function_and_test_are_named() -> None:
     ]
 
 
+def test_a_user_map_key_named_description_is_still_read() -> None:
+    flow = _flow(
+        """\
+        - id: a
+          type: io.kestra.plugin.core.output.OutputValues
+          description: "{{ 1 | toIon }} is documentation, never rendered"
+          values:
+            description: "{{ 1 | toIon }}"
+        """
+    )
+    (found,) = _violations(flow, lint=False)
+    assert found.path == "tasks[0].values.description"
+
+
 def test_kv_is_accepted_as_provided_by_the_engine() -> None:
     flow = _flow(
         """\
