@@ -94,7 +94,11 @@ def _names(tree: nodes.Template, bound: set[str]) -> Iterator[Finding]:
         seen.add((kind, name))
         entry = lookup(kind, name)
         if entry is None:
-            yield Finding(line, f"unknown {kind.value} '{name}' (neither Pebble nor Kestra defines it)")
+            yield Finding(
+                line,
+                f"unknown {kind.value} '{name}': Squall knows no such {kind.value} "
+                "(see docs/kestra-compatibility.md)",
+            )
         elif entry.status.name == "UNSUPPORTED":
             yield Finding(line, f"the {kind.value} '{name}' is not supported by Squall: {entry.reason}")
 

@@ -66,8 +66,8 @@ def test_unknown_function_and_test_are_named() -> None:
     messages = sorted(v.message for v in found)
     where = "(line 2 of the expression) (task 'a')"
     assert messages == [
-        f"unknown function 'nope' (neither Pebble nor Kestra defines it) {where}",
-        f"unknown test 'prime' (neither Pebble nor Kestra defines it) {where}",
+        f"unknown function 'nope': Squall knows no such function (see docs/kestra-compatibility.md) {where}",
+        f"unknown test 'prime': Squall knows no such test (see docs/kestra-compatibility.md) {where}",
     ]
 
 
