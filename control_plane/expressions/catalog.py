@@ -4,7 +4,9 @@ Why a table: a flow written for Kestra may name any of them, and Squall must eit
 say at ``squall validate`` time, with the file and line, that it cannot. The reference lists
 below are read from Pebble 3.2's ``CoreExtension`` and from Kestra's
 ``io.kestra.core.runners.pebble.Extension`` (Apache-2.0, snapshot of December 2024), plus the
-names Kestra's expression docs (kestra.io/docs/expressions) list for newer releases.
+names Kestra's expression docs (kestra.io/docs/expressions, functions reference: "Workflow
+helpers", "Date and calendar", which ends its list with "and more") list for newer releases;
+those newer lists are as complete as the docs excerpt read, no more.
 
 Whether a name is *implemented* is never written here: it is read from the runtime tables
 (:data:`~control_plane.expressions.filters.FILTERS`, ``TESTS``,
@@ -155,6 +157,20 @@ _REFERENCE: Final[dict[Kind, dict[str, str]]] = {
             _KESTRA_SRC,
         ),
         **dict.fromkeys(["ksuid", "nanoId", "randomPort", "http", "fileExists", "isFileEmpty"], _KESTRA_DOC),
+        **dict.fromkeys(
+            [
+                "credential",
+                "tasksWithState",
+                "iterationOutput",
+                "parentOutput",
+                "appLink",
+                "isWeekend",
+                "isPublicHoliday",
+                "dayOfWeek",
+                "monthOfYear",
+            ],
+            _KESTRA_DOC,
+        ),
     },
     Kind.TEST: {
         **dict.fromkeys(
@@ -166,6 +182,7 @@ _REFERENCE: Final[dict[Kind, dict[str, str]]] = {
 }
 
 _STORAGE = "reads Kestra's internal storage from a template; Squall templates do no I/O"
+_NEWER = "added in Kestra releases after the December 2024 sources Squall follows; not implemented yet"
 
 #: why Squall does not implement a name; every unimplemented reference name must be here
 _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
@@ -184,6 +201,15 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
     (Kind.FUNCTION, "fromIon"): "Amazon Ion input is not implemented",
     (Kind.FUNCTION, "randomPort"): "picks a free port on Kestra's worker; Squall renders elsewhere",
     (Kind.FUNCTION, "http"): "makes an HTTP call from a template; Squall templates do no I/O",
+    (Kind.FUNCTION, "credential"): "Enterprise Edition managed credentials; Squall has none (use secret())",
+    (Kind.FUNCTION, "appLink"): "links to a page of Kestra's UI, which Squall does not have",
+    (Kind.FUNCTION, "tasksWithState"): _NEWER,
+    (Kind.FUNCTION, "iterationOutput"): _NEWER,
+    (Kind.FUNCTION, "parentOutput"): _NEWER,
+    (Kind.FUNCTION, "isWeekend"): _NEWER,
+    (Kind.FUNCTION, "isPublicHoliday"): "needs a public-holiday calendar, which Squall does not ship",
+    (Kind.FUNCTION, "dayOfWeek"): _NEWER,
+    (Kind.FUNCTION, "monthOfYear"): _NEWER,
 }
 
 #: names that are accepted by validation because another part of Squall supplies them at render time
