@@ -166,8 +166,11 @@ _REFERENCE: Final[dict[Kind, dict[str, str]]] = {
                 "appLink",
                 "isWeekend",
                 "isPublicHoliday",
+                "isDayWeekInMonth",
                 "dayOfWeek",
+                "dayOfMonth",
                 "monthOfYear",
+                "hourOfDay",
             ],
             _KESTRA_DOC,
         ),
@@ -206,10 +209,7 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
     (Kind.FUNCTION, "tasksWithState"): _NEWER,
     (Kind.FUNCTION, "iterationOutput"): _NEWER,
     (Kind.FUNCTION, "parentOutput"): _NEWER,
-    (Kind.FUNCTION, "isWeekend"): _NEWER,
     (Kind.FUNCTION, "isPublicHoliday"): "needs a public-holiday calendar, which Squall does not ship",
-    (Kind.FUNCTION, "dayOfWeek"): _NEWER,
-    (Kind.FUNCTION, "monthOfYear"): _NEWER,
 }
 
 #: names that are accepted by validation because another part of Squall supplies them at render time

@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError
-from control_plane.expressions import dates, seeded
+from control_plane.expressions import calendar_days, dates, seeded
 from control_plane.expressions.display import to_display
 from control_plane.expressions.filters import FILTERS
 
@@ -208,4 +208,5 @@ GLOBALS: dict[str, Any] = {
     "printContext": _fetch_context,
     "fetchContext": _fetch_context,
     **seeded.FUNCTIONS,
+    **calendar_days.FUNCTIONS,
 }

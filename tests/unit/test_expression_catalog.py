@@ -247,3 +247,36 @@ def test_every_implemented_name_is_exercised_by_a_test_or_a_compat_flow() -> Non
         and not re.search(shapes[entry.kind].format(re.escape(entry.name)), text)
     ]
     assert untested == []
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ isWeekend('2024-01-06T10:00:00Z') }}", "true"),  # a Saturday
+        ("{{ isWeekend('2024-01-08T10:00:00Z') }}", "false"),
+        ("{{ dayOfWeek('2024-01-01T10:00:00Z') }}", "MONDAY"),
+        ("{{ dayOfMonth('2024-01-31T10:00:00Z') }}", "31"),
+        ("{{ monthOfYear('2024-03-01T00:00:00Z') }}", "3"),
+        ("{{ hourOfDay('2024-01-01T23:30:00+01:00') }}", "23"),  # in the date's own zone
+        ("{{ isDayWeekInMonth('2024-01-01T00:00:00Z', 'MONDAY', 'FIRST') }}", "true"),
+        ("{{ isDayWeekInMonth('2024-01-08T00:00:00Z', 'MONDAY', 'SECOND') }}", "true"),
+        ("{{ isDayWeekInMonth('2024-01-29T00:00:00Z', 'MONDAY', 'LAST') }}", "true"),
+        ("{{ isDayWeekInMonth('2024-01-22T00:00:00Z', 'MONDAY', 'LAST') }}", "false"),
+        ("{{ isDayWeekInMonth('2024-01-02T00:00:00Z', 'MONDAY', 'FIRST') }}", "false"),
+    ],
+)
+def test_kestra_calendar_functions(template: str, expected: str) -> None:
+    assert render(template, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ dayOfWeek(null) }}", "needs a date"),
+        ("{{ isDayWeekInMonth('2024-01-01T00:00:00Z', 'MONDAY', 'FIFTH') }}", "unknown position"),
+        ("{{ isDayWeekInMonth('2024-01-01T00:00:00Z', 'FUNDAY', 'FIRST') }}", "unknown day of week"),
+    ],
+)
+def test_calendar_functions_refuse_bad_arguments(template: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        render(template, {})
