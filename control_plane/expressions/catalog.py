@@ -213,9 +213,7 @@ _UNSUPPORTED: Final[dict[tuple[Kind, str], str]] = {
 }
 
 #: names that are accepted by validation because another part of Squall supplies them at render time
-_PROVIDED: Final[dict[tuple[Kind, str], str]] = {
-    (Kind.FUNCTION, "kv"): "Kestra's KV store, supplied by the engine's built-in functions",
-}
+_PROVIDED: Final[dict[tuple[Kind, str], str]] = {}
 
 #: Squall's internal tests: the two halves of ``??`` and ``???``, never written by users
 _INTERNAL: Final[frozenset[tuple[Kind, str]]] = frozenset({(Kind.TEST, "present")})

@@ -157,6 +157,7 @@ def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bo
         raise ExpressionError(str(exc)) from None
 
 
+@pass_context
 def _fetch_context(ctx: Context) -> dict[str, Any]:
     """Kestra's ``printContext()``/``fetchContext()``: every variable of the render, as a map.
 

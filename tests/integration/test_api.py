@@ -1017,7 +1017,7 @@ triggers:
     type: io.kestra.plugin.core.trigger.Webhook
     key: rendered-key-00000002
     inputs:
-      ref: "{{ trigger.body.ref | nosuchfilter }}"
+      ref: "{{ trigger.body.nothing }}"
       count: 1
 tasks:
   - id: show
@@ -1041,7 +1041,7 @@ def test_webhook_inputs_are_rendered_with_the_trigger_variables(client: Api) -> 
         "POST", "/webhooks/squall.api/rendered/rendered-key-00000002", token=None, json_body={"ref": "x"}
     )
     assert broken.status == 422, broken.body
-    assert "trigger input `ref`" in broken.json["message"] and "nosuchfilter" in broken.json["message"]
+    assert "trigger input `ref`" in broken.json["message"] and "nothing" in broken.json["message"]
     assert _executions(client) == before
 
 
