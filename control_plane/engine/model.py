@@ -47,6 +47,7 @@ class Phase(StrEnum):
     TASKS = "tasks"
     ERRORS = "errors"
     FINALLY = "finally"
+    AFTER_EXECUTION = "afterExecution"  # the flow's own list only, run once its final state is known
 
 
 class Attempt(Struct, frozen=True, gc=False):
@@ -82,6 +83,7 @@ class Progress(Struct, frozen=True, gc=False):
     waiting: bool = False
     first_failure: str | None = None
     main: tuple[int, int, int] | None = None  # (total, started, done) of TASKS while in errors/finally
+    final: State | None = None  # the execution's final state, kept while `afterExecution` runs
 
     @property
     def running(self) -> int:

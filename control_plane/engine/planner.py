@@ -441,7 +441,9 @@ class _Transaction:
         # Kestra's RunVariables puts the execution's current state in `execution.state` when a
         # task's context is built: RUNNING in `errors` and `finally` too, since an execution only
         # takes its final state once they have ended.
-        ctx["execution"] = {**self._static["execution"], "state": str(self.state)}
+        # `afterExecution` tasks run once the final state is known, and see it.
+        state = self.root.final if self.root.final is not None else self.state
+        ctx["execution"] = {**self._static["execution"], "state": str(state)}
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
         ctx["labels"] = self.labels
@@ -991,7 +993,9 @@ class _Transaction:
         if p.done < p.started or (p.phase is Phase.TASKS and not stopped and p.started < p.total):
             return
         task_id = owner.task_id if owner is not None else None
-        if killing:
+        if p.phase is Phase.AFTER_EXECUTION:
+            self.end_flowable(owner_id, p)
+        elif killing:
             self.end_flowable(owner_id, replace(p, killed=True))
         elif p.phase is Phase.TASKS and not p.failed and not p.killed and self.wait_again(owner_id, p):
             return
@@ -1071,8 +1075,7 @@ class _Transaction:
         else:
             state = State.WARNING if p.worst is State.WARNING else State.SUCCESS
         if owner_id is None:
-            self.root = p
-            self.finish(state)
+            self.end_root(p, state)
             return
         self.set_progress(owner_id, p)
         owner = self.get(owner_id)
@@ -1080,6 +1083,31 @@ class _Transaction:
         if state is State.FAILED and isinstance(task, AllowFailure):
             state = State.WARNING
         self.end_attempt(owner, task, state, owner.outputs, None, retry=False)
+
+    def end_root(self, p: Progress, state: State) -> None:
+        """End the execution, or first run the flow's ``afterExecution`` tasks.
+
+        Kestra runs them once the execution has its final state (after ``errors`` and
+        ``finally``, flow outputs included), shows that state to them as ``execution.state``,
+        and does not let them change it: a failing one is logged, nothing more
+        (kestra.io/docs/workflow-components/afterexecution).
+        """
+        if p.phase is Phase.AFTER_EXECUTION:
+            self.root = p
+            self.finish(p.final or state, self.flow_outputs, rendered=True)
+            return
+        state, outputs = self.closing(state)
+        if not self.c.list_of(None, Phase.AFTER_EXECUTION.value):
+            self.root = p
+            self.finish(state, outputs, rendered=True)
+            return
+        self.flow_outputs = self.mask_data(outputs)
+        if self.state is State.KILLING:  # a killed execution still runs its afterExecution tasks
+            self.state = State.RUNNING
+        after = replace(
+            p, phase=Phase.AFTER_EXECUTION, total=1, started=1, done=0, main=_main(p), final=state
+        )
+        self.enter(None, replace(after, failed=False, killed=False))
 
     def child_ended(self, child: TaskRun) -> None:
         owner = self.owner(child.parent_id)
@@ -1202,9 +1230,8 @@ class _Transaction:
             current = self.outputs.get(tr.task_id)
             self.outputs = self.outputs.set(tr.task_id, nested_set(current, tr.values, outputs))
 
-    def finish(self, state: State) -> None:
-        if self.finished is not None or self.state.terminal:
-            return
+    def closing(self, state: State) -> tuple[State, dict[str, Any] | None]:
+        """The execution's final state and flow outputs: outputs that fail to render fail it."""
         outputs: dict[str, Any] | None = None
         if state in (State.SUCCESS, State.WARNING) and self.flow.outputs:
             try:
@@ -1212,6 +1239,15 @@ class _Transaction:
             except (ExpressionError, ValueError) as exc:
                 self.log(None, Level.ERROR, f"Failed to render the flow outputs: {exc}", None)
                 state, outputs = State.FAILED, None
+        return state, outputs
+
+    def finish(
+        self, state: State, outputs: Mapping[str, Any] | None = None, *, rendered: bool = False
+    ) -> None:
+        if self.finished is not None or self.state.terminal:
+            return
+        if not rendered:
+            state, outputs = self.closing(state)
         self.state = state
         self.ended = self.now
         self.flow_outputs = self.mask_data(outputs)
