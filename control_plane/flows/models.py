@@ -22,6 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -91,6 +92,18 @@ Duration = Annotated[timedelta, BeforeValidator(_java_duration)]
 """A task or trigger property holding a duration: ``timeout``, retry intervals, Sleep, Pause..."""
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise PydanticCustomError("duration_negative", "must not be a negative duration")
+    return value
+
+
+NonNegativeDuration = Annotated[timedelta, BeforeValidator(_java_duration), AfterValidator(_not_negative)]
+"""A duration Kestra bounds below by zero (``@DurationMin``, kestra-io/kestra#18676): a task's
+``timeout``, Sleep's ``duration``, Pause's, retry intervals and ``maxDuration``, a Schedule's
+``lateMaximumDelay``. A negative one is rejected when the flow is validated, naming the field."""
+
+
 class _Strict(BaseModel):
     # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
     # ``defer_build``: validators are built on first use, not at import, so a Lambda cold
@@ -123,7 +136,7 @@ class RetryBehavior(StrEnum):
 class _RetryBase(_Strict):
     maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
     maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
-    maxDuration: Duration | None = None
+    maxDuration: NonNegativeDuration | None = None
     warningOnRetry: bool = False
     behavior: RetryBehavior | None = None
 
@@ -139,7 +152,7 @@ class _RetryBase(_Strict):
 
 class ConstantRetry(_RetryBase):
     type: Literal["constant"]
-    interval: Duration
+    interval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.interval
@@ -147,8 +160,8 @@ class ConstantRetry(_RetryBase):
 
 class ExponentialRetry(_RetryBase):
     type: Literal["exponential"]
-    interval: Duration
-    maxInterval: Duration
+    interval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
     delayFactor: float | None = None
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
@@ -158,8 +171,8 @@ class ExponentialRetry(_RetryBase):
 
 class RandomRetry(_RetryBase):
     type: Literal["random"]
-    minInterval: Duration
-    maxInterval: Duration
+    minInterval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.minInterval + (self.maxInterval - self.minInterval) * draw
@@ -332,7 +345,7 @@ class Task(_Strict):
     type: str
     description: str | None = None
     retry: Retry | None = None
-    timeout: Duration | None = None
+    timeout: NonNegativeDuration | None = None
     disabled: bool = False
     allowFailure: bool = False
     allowWarning: bool = False
@@ -384,7 +397,7 @@ class SetLabels(Task):
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
-    duration: Duration
+    duration: NonNegativeDuration
 
 
 class FlowableTask(Task):
@@ -609,9 +622,9 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
-    delay: Duration | None = None
-    pauseDuration: Duration | None = None
-    timeout: Duration | None = None
+    delay: NonNegativeDuration | None = None
+    pauseDuration: NonNegativeDuration | None = None
+    timeout: NonNegativeDuration | None = None
     behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
     onResume: list[Input] | None = None
     tasks: list["AnyTask"] | None = None
@@ -1093,7 +1106,7 @@ class Schedule(Trigger):
     labels: dict[str, str] | None = None
     backfill: Backfill | None = None
     recoverMissedSchedules: Literal["ALL", "NONE", "LAST"] | None = None
-    lateMaximumDelay: Duration | None = None
+    lateMaximumDelay: NonNegativeDuration | None = None
     scheduleConditions: list[Condition] | None = None
 
     @field_validator("timezone")

@@ -104,3 +104,53 @@ def test_a_duration_java_rejects_is_a_violation_with_file_line_and_field(bad: st
     assert f"f.yaml:6:15: tasks[0].duration: expected an ISO-8601 duration (PT5M), got '{bad}'" in str(
         caught.value
     )
+
+
+NEGATIVE = """id: f
+namespace: t
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: {duration}
+    timeout: {timeout}
+    retry: {{type: {retry}, maxDuration: {max_duration}}}
+  - id: hold
+    type: io.kestra.plugin.core.flow.Pause
+    pauseDuration: {duration}
+"""
+
+RETRIES = {
+    "constant": "constant, interval: {d}",
+    "exponential": "exponential, interval: {d}, maxInterval: {d}",
+    "random": "random, minInterval: {d}, maxInterval: {d}",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RETRIES))
+def test_a_negative_duration_is_a_violation_naming_each_field(kind: str) -> None:
+    """Kestra bounds these below by zero (@DurationMin, kestra-io/kestra#18676) at validation."""
+    text = NEGATIVE.format(
+        duration="-PT1S", timeout="PT-5M", retry=RETRIES[kind].format(d="PT-0.25s"), max_duration="-P1D"
+    )
+    with pytest.raises(FlowValidationError) as caught:
+        parse_flow(text, "f.yaml")
+    fields = sorted(v.path for v in caught.value.violations)
+    intervals = {"constant": ["interval"], "exponential": ["interval", "maxInterval"]}
+    expected = [
+        "tasks[0].duration",
+        *(f"tasks[0].retry.{name}" for name in intervals.get(kind, ["maxInterval", "minInterval"])),
+        "tasks[0].retry.maxDuration",
+        "tasks[0].timeout",
+        "tasks[1].pauseDuration",
+    ]
+    assert fields == sorted(expected)
+    assert "f.yaml:6:15: tasks[0].duration: must not be a negative duration (task 'nap')" in str(caught.value)
+
+
+def test_zero_durations_are_accepted() -> None:
+    """Kestra's @DurationMin bound is inclusive: PT0S stays valid."""
+    text = NEGATIVE.format(
+        duration="PT0S", timeout="PT0S", retry=RETRIES["constant"].format(d="PT0S"), max_duration="PT0S"
+    )
+    task = parse_flow(text, "f.yaml").tasks[0]
+    assert task.duration == timedelta(0)  # type: ignore[union-attr]

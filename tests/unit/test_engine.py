@@ -372,23 +372,6 @@ tasks:
     assert beyond.execution.ended - T0 == timedelta(seconds=4)
 
 
-def test_a_negative_sleep_ends_at_once() -> None:
-    """Kestra's Sleep calls TimeUnit.MILLISECONDS.sleep, which returns at once when not positive."""
-    result = run(
-        """
-id: w
-namespace: t
-tasks:
-  - id: nap
-    type: io.kestra.plugin.core.flow.Sleep
-    duration: -PT1S
-""",
-        start=T0,
-    )
-    assert result.state is State.SUCCESS
-    assert result.execution.ended == T0
-
-
 def test_waitfor_fails_on_max_when_asked() -> None:
     result = run(
         """
