@@ -611,6 +611,7 @@ class _Transaction:
             and tr.progress.waiting
             and tr.progress.iteration == n
         ):
+            self.drop_children(tr.id)
             self.set_progress(tr.id, replace(tr.progress, waiting=False, started=0, done=0))
             self.wake(tr.id)
         elif kind == "pause-resume" and tr.state is State.PAUSED:
@@ -922,6 +923,8 @@ class _Transaction:
                 progress = Progress(total=count, limit=getattr(task, "concurrent", 0))
             else:
                 progress = Progress(total=1 if self.c.list_of(task.id, "tasks") else 0)
+                if isinstance(task, WaitFor):  # Kestra's WaitFor.outputs(RunContext): 1 before any iteration
+                    outputs = {"iterationCount": 1}
         except _SwitchMiss as exc:
             self.end_attempt(tr, task, State.FAILED, exc.outputs, str(exc), retry=False)
             return
@@ -1032,26 +1035,33 @@ class _Transaction:
         self.start_lane(owner_id, p.phase, 0)
 
     def wait_again(self, owner_id: str | None, p: Progress) -> bool:
-        """WaitFor: after a successful iteration, schedule another while the condition holds."""
+        """WaitFor (LoopUntil): after a successful iteration, schedule another until the condition holds.
+
+        As Kestra's ExecutorService and WaitFor do: ``iterationCount`` is 1 during the first
+        iteration and grows by one when an iteration succeeds, so the condition and the
+        maximums see ``iterations done + 1``; ``maxIterations`` is reached when that exceeds it,
+        ``maxDuration`` when the task run is older than it; both are checked before the
+        condition, and a truthy condition ends the loop.
+        """
         if owner_id is None:
             return False
         owner = self.get(owner_id)
         task = self.c.tasks[owner.task_id]
         if not isinstance(task, WaitFor):
             return False
-        count = p.iteration + 1
-        owner = self.put(owner.evolve(outputs={"iterationCount": count}))
-        self.index_outputs(owner, {"iterationCount": count})
+        done = p.iteration + 1
+        owner = self.put(owner.evolve(outputs={"iterationCount": done + 1}))
+        self.index_outputs(owner, {"iterationCount": done + 1})
         bounds = task.bounds
-        reached = (bounds.maxIterations is not None and count >= bounds.maxIterations) or (
-            bounds.maxDuration is not None and self.now - owner.created >= bounds.maxDuration
-        )
-        if reached:
-            self.log(owner, Level.WARN, "Max iterations or duration reached", task)
+        reached = None
+        if bounds.maxIterations is not None and done + 1 > bounds.maxIterations:
+            reached = "Max iterations reached"
+        elif bounds.maxDuration is not None and owner.created + bounds.maxDuration < self.now:
+            reached = "Max duration reached"
+        if reached is not None:
+            self.log(owner, Level.WARN, reached, task)
             if task.failOnMaxReached:
-                self.set_progress(
-                    owner_id, replace(p, failed=True, first_failure="WaitFor reached its maximum")
-                )
+                self.set_progress(owner_id, replace(p, failed=True, first_failure=reached))
             return False
         try:
             condition = task.condition
@@ -1061,11 +1071,22 @@ class _Transaction:
             self.log(owner, Level.ERROR, str(exc), task)
             self.set_progress(owner_id, replace(p, failed=True, first_failure=str(exc)))
             return False
-        if not is_truthy(condition):
+        if is_truthy(condition):
             return False
-        self.set_progress(owner_id, replace(p, iteration=count, waiting=True))
-        self.actions.append(StartTimer(f"waitfor:{owner_id}:{count}", self.now + bounds.interval))
+        self.set_progress(owner_id, replace(p, iteration=done, waiting=True))
+        self.actions.append(StartTimer(f"waitfor:{owner_id}:{done}", self.now + bounds.interval))
         return True
+
+    def drop_children(self, owner_id: str) -> None:
+        """Forget a WaitFor's previous iteration before the next: Kestra's retryWaitFor removes
+        the children's task runs ("to avoid having large history"); their outputs stay visible
+        until the new iteration's replace them. Descendants of flowable children go too."""
+        gone = {owner_id}
+        for tr in sorted(self.ex.taskruns.values(), key=lambda t: t.seq):  # ended in earlier events
+            if tr.parent_id in gone:
+                gone.add(tr.id)
+                del self.trs[tr.id]
+                self.changed.add(tr.id)
 
     def end_flowable(self, owner_id: str | None, p: Progress) -> None:
         if p.killed:

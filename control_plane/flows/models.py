@@ -596,9 +596,13 @@ def _cycles(dag: Dag) -> list[list[str]]:
 
 
 class CheckFrequency(_Strict):
-    maxIterations: int | None = Field(default=100, ge=1)
-    maxDuration: Duration | None = timedelta(hours=1)
-    interval: Duration = timedelta(seconds=1)
+    """LoopUntil's (WaitFor's) bounds, with Kestra's defaults since 0.23: no iteration or
+    duration cap, one minute between iterations
+    (kestra.io/docs/migration-guide/0.23.0/loop-until-defaults)."""
+
+    maxIterations: int | None = Field(default=None, ge=1)
+    maxDuration: Duration | None = None
+    interval: Duration = timedelta(minutes=1)
 
 
 class WaitFor(_WithTasks):
