@@ -166,6 +166,8 @@ class Execution(Struct, frozen=True, gc=False):
     parent: Mapping[str, Any] | None = None
     secret_inputs: tuple[str, ...] = ()
     """Ids of the SECRET inputs: every display masks them (the API reads without the flow)."""
+    variables: Mapping[str, Any] | None = None
+    """``{{ vars }}`` once a SetVariables task changed it (the flow's ``variables`` until then)."""
     changed: frozenset[str] = frozenset()
 
     def evolve(self, **changes: Any) -> Execution:

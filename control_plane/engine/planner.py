@@ -324,6 +324,7 @@ class _Transaction:
         self.started = execution.started
         self.ended = execution.ended
         self.flow_outputs = execution.outputs
+        self.variables = execution.variables
         self._secrets: list[str] | None = None
         self._lookup = secrets
         self._vault: _Revealing | None = None
@@ -349,6 +350,7 @@ class _Transaction:
             started=self.started,
             ended=self.ended,
             outputs=self.flow_outputs,
+            variables=self.variables,
             version=self.ex.version + (1 if dirty or self.actions else 0),
             changed=frozenset(self.changed),
         )
@@ -435,9 +437,9 @@ class _Transaction:
                     "startDate": iso(self.ex.started or self.ex.created),
                     "originalId": self.ex.original_id or self.ex.id,
                 },
-                "vars": flow.variables or {},
             }
         ctx = dict(self._static)
+        ctx["vars"] = self.variables if self.variables is not None else self.flow.variables or {}
         # Kestra's RunVariables puts the execution's current state in `execution.state` when a
         # task's context is built: RUNNING in `errors` and `finally` too, since an execution only
         # takes its final state once they have ended.
@@ -663,7 +665,9 @@ class _Transaction:
         if self.state.terminal or self.state is State.KILLING:
             return
         self.state = State.KILLING
-        for tr in sorted(self.ex.taskruns.values(), key=lambda t: -t.seq):
+        known = set(self.ex.taskruns.keys()) | self.changed  # with those started by this event
+        runs = [self.trs[tr_id] for tr_id in known if tr_id in self.trs]
+        for tr in sorted(runs, key=lambda t: -t.seq):
             if tr.state.terminal:
                 continue
             task = self.c.tasks[tr.task_id]
@@ -807,6 +811,11 @@ class _Transaction:
                 self.log(tr, level, message, task)
             if result.labels:
                 self.labels = {**self.labels, **self.mask_data(dict(result.labels))}
+            if result.variables is not None:
+                self.variables = result.variables
+            if result.exit is not None:
+                self.exit_now(tr, result.exit)
+                return
             self.end_attempt(tr, task, result.state, result.outputs, result.error)
         elif kind is TaskKind.TIMER:
             self.put(tr)
@@ -825,6 +834,25 @@ class _Transaction:
             self.start_subflow(tr, task)
         else:
             self.start_flowable(tr, task)
+
+    def exit_now(self, tr: TaskRun, state: State) -> None:
+        """Kestra's Exit: the execution ends in ``state`` now, its own task run too.
+
+        KILLED kills what still runs, as a kill request does. Any other state ends the Exit's
+        ancestors in that state and the execution with them; tasks still running elsewhere (a
+        parallel branch) are left to end, and their ends change nothing (Exit.update).
+        """
+        tr = self.put(self.close_attempt(tr, state).evolve(state=state, ended=self.now))
+        if state is State.KILLED:
+            self.notify_ended(tr)
+            self.on_kill()
+            return
+        parent_id = tr.parent_id
+        while parent_id is not None:
+            parent = self.get(parent_id)
+            self.put(parent.evolve(state=state, ended=self.now))
+            parent_id = parent.parent_id
+        self.end_root(self.root, state)
 
     def submit(self, tr: TaskRun, task: Task) -> None:
         ctx = self.context(tr, task)

@@ -394,6 +394,34 @@ class SetLabels(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
+EXIT_STATES = ("SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED")
+"""Kestra's Exit.ExitState, in its spelling (CANCELED ends the execution CANCELLED)."""
+
+
+class Exit(Task):
+    """Ends the execution now, in ``state`` (Kestra's io.kestra.plugin.core.execution.Exit)."""
+
+    canonical: ClassVar[str] = "squall.core.Exit"
+    state: str = "SUCCESS"
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        if "{{" not in value and "{%" not in value and value not in EXIT_STATES:
+            raise PydanticCustomError(
+                "exit_state", "must be one of {states}", {"states": ", ".join(EXIT_STATES)}
+            )
+        return value
+
+
+class SetVariables(Task):
+    """Merges rendered ``variables`` into the execution's ``{{ vars }}`` for the tasks after it."""
+
+    canonical: ClassVar[str] = "squall.core.SetVariables"
+    variables: dict[str, Any]
+    overwrite: bool | str = True
+
+
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
@@ -993,6 +1021,8 @@ _TASK_CLASSES: list[type[Task]] = [
     OutputValues,
     Fail,
     SetLabels,
+    Exit,
+    SetVariables,
     Sleep,
     Sequential,
     AllowFailure,
@@ -1031,6 +1061,8 @@ AnyTask = TypeAliasType(
         | Annotated[OutputValues, Tag("squall.core.OutputValues")]
         | Annotated[Fail, Tag("squall.core.Fail")]
         | Annotated[SetLabels, Tag("squall.core.Labels")]
+        | Annotated[Exit, Tag("squall.core.Exit")]
+        | Annotated[SetVariables, Tag("squall.core.SetVariables")]
         | Annotated[Sleep, Tag("squall.core.Sleep")]
         | Annotated[Sequential, Tag("squall.flow.Sequential")]
         | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
