@@ -1256,9 +1256,13 @@ class _Transaction:
         if limit is not None and done >= limit:
             return False
         delay = policy.delay(done, self._draw(tr))
+        # Kestra's TaskRun.nextRetryDate: no retry once (end of this attempt + delay) is after the
+        # first attempt's start + maxDuration. Kestra's clock always moves between attempts, so a
+        # next date landing exactly on the limit is past it there (RetryCaseTest's PT2S/PT6S flow
+        # gets 3 attempts); with time from events it can be equal, hence ">=".
         if (
             policy.maxDuration is not None
-            and (self.now + delay) - tr.attempts[0].started > policy.maxDuration
+            and (self.now + delay) - tr.attempts[0].started >= policy.maxDuration
         ):
             return False
         tr = self.put(tr.evolve(state=State.RETRYING))

@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
-from control_plane.flows.durations import parse_timedelta
+from control_plane.flows.durations import java_duration_text, parse_timedelta
 from control_plane.levels import Level
 
 __all__ = [
@@ -149,6 +149,18 @@ class _RetryBase(_Strict):
         """Wait before attempt ``attempt + 1`` after ``attempt`` attempts; ``draw`` in [0, 1)."""
         raise NotImplementedError
 
+    def _ordered(self, *pairs: tuple[str, timedelta | None, str, timedelta | None]) -> Self:
+        """Kestra's Constant/Exponential/RandomRetryValidator: each (smaller, larger) pair must
+        be strictly ordered when both are set, with Kestra's message naming the smaller one."""
+        problems = [
+            f"'{low}' must be less than '{high}' but is {java_duration_text(low_value)}"
+            for low, low_value, high, high_value in pairs
+            if low_value is not None and high_value is not None and low_value >= high_value
+        ]
+        if problems:
+            raise _problems(problems)
+        return self
+
 
 class ConstantRetry(_RetryBase):
     type: Literal["constant"]
@@ -156,6 +168,10 @@ class ConstantRetry(_RetryBase):
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.interval
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(("interval", self.interval, "maxDuration", self.maxDuration))
 
 
 class ExponentialRetry(_RetryBase):
@@ -168,6 +184,13 @@ class ExponentialRetry(_RetryBase):
         factor = self.delayFactor if self.delayFactor is not None else 2.0
         return min(self.interval * (factor ** max(attempt - 1, 0)), self.maxInterval)
 
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("interval", self.interval, "maxDuration", self.maxDuration),
+            ("interval", self.interval, "maxInterval", self.maxInterval),
+        )
+
 
 class RandomRetry(_RetryBase):
     type: Literal["random"]
@@ -176,6 +199,14 @@ class RandomRetry(_RetryBase):
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.minInterval + (self.maxInterval - self.minInterval) * draw
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("minInterval", self.minInterval, "maxDuration", self.maxDuration),
+            ("maxInterval", self.maxInterval, "maxDuration", self.maxDuration),
+            ("minInterval", self.minInterval, "maxInterval", self.maxInterval),
+        )
 
 
 Retry = Annotated[ConstantRetry | ExponentialRetry | RandomRetry, Field(discriminator="type")]

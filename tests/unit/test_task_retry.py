@@ -1,0 +1,64 @@
+"""Task retries in the engine, against Kestra's TaskRun.nextRetryDate and retry types.
+
+The next attempt is due at the failed attempt's end + the policy's delay; none is made when
+``maxAttempt`` attempts were made, or when that date reaches the first attempt's start +
+``maxDuration`` (see the comment in ``retry_later`` for the boundary).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from control_plane.engine import Finish, JobStatusChanged, StartTimer, State, SubmitJob, TimerFired
+
+from .helpers import T0, Driver, at
+
+FLOW = """
+id: r
+namespace: t
+tasks:
+  - id: job
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["false"]
+    retry: {retry}
+"""
+
+
+def delays(retry: str, *, run_for: float = 0.1) -> tuple[list[timedelta], State]:
+    """Fail every attempt after ``run_for`` seconds; the waits before each retry, and the end."""
+    d = Driver(FLOW.format(retry=retry))
+    submit = d.of_type(SubmitJob, d.start())[0]
+    now = 0.0
+    waits: list[timedelta] = []
+    while True:
+        now += run_for
+        actions = d.send(JobStatusChanged(at(now), submit.taskrun_id, submit.attempt, "FAILED", exit_code=1))
+        finish = d.of_type(Finish, actions)
+        if finish:
+            return waits, finish[0].state
+        [timer] = d.of_type(StartTimer, actions)
+        waits.append(timer.at - at(now))
+        now = (timer.at - T0).total_seconds()
+        submit = d.of_type(SubmitJob, d.send(TimerFired(timer.at, timer.key)))[0]
+
+
+def test_constant_fractional_interval_and_max_attempt() -> None:
+    waits, state = delays("{type: constant, interval: PT0.25s, maxAttempt: 3}")
+    assert waits == [timedelta(milliseconds=250)] * 2 and state is State.FAILED
+
+
+def test_exponential_grows_by_the_factor_and_stops_at_max_interval() -> None:
+    waits, _ = delays("{type: exponential, interval: PT0.25S, maxInterval: PT1S, maxAttempt: 5}")
+    assert waits == [timedelta(milliseconds=ms) for ms in (250, 500, 1000, 1000)]
+
+
+@pytest.mark.parametrize(
+    ("max_duration", "attempts"),
+    [("PT1.3S", 4), ("PT1.05S", 3), ("PT1.051S", 4)],
+)
+def test_max_duration_counts_from_the_first_attempt_s_start(max_duration: str, attempts: int) -> None:
+    """Attempts run 0.1 s and wait 0.25 s: they start at 0, 0.35, 0.7 and 1.05 s."""
+    waits, state = delays(f"{{type: constant, interval: PT0.25S, maxDuration: {max_duration}}}")
+    assert len(waits) + 1 == attempts and state is State.FAILED
