@@ -21,7 +21,6 @@ from control_plane.flows.models import (
     ForEach,
     If,
     Parallel,
-    RetryBehavior,
     Switch,
     Task,
 )
@@ -86,7 +85,9 @@ def _enabled(tasks: list[Task] | None) -> tuple[Task, ...]:
 
 def _compile(flow: Flow) -> CompiledFlow:
     out = CompiledFlow(flow=flow)
-    flow_retry = flow.retry if flow.retry and flow.retry.behavior is RetryBehavior.RETRY_FAILED_TASK else None
+    # Kestra applies the flow's retry to every failed runnable task, whatever its behavior
+    # (ExecutorService: "Case flow has a retry"); RETRY_FAILED_TASK is the default behavior.
+    flow_retry = flow.retry
     for name, tasks in flow.child_lists():
         out.lists[(ROOT, name)] = _enabled(tasks)
     stack: list[tuple[Task, object]] = [(t, flow_retry) for _, ts in flow.child_lists() for t in ts]

@@ -166,6 +166,9 @@ class Execution(Struct, frozen=True, gc=False):
     parent: Mapping[str, Any] | None = None
     secret_inputs: tuple[str, ...] = ()
     """Ids of the SECRET inputs: every display masks them (the API reads without the flow)."""
+    retry_origin: datetime | None = None
+    """Creation of the first execution of a CREATE_NEW_EXECUTION retry chain (Kestra's
+    ``metadata.originalCreatedDate``): a retry's ``maxDuration`` counts from it."""
     variables: Mapping[str, Any] | None = None
     """``{{ vars }}`` once a SetVariables task changed it (the flow's ``variables`` until then)."""
     changed: frozenset[str] = frozenset()

@@ -166,8 +166,13 @@ def new_execution(
     trigger: Mapping[str, Any] | None = None,
     original_id: str | None = None,
     parent: Mapping[str, Any] | None = None,
+    retry_origin: datetime | None = None,
 ) -> Execution:
-    """A CREATED execution; ``plan(flow, it, Started(at))`` sets it going."""
+    """A CREATED execution; ``plan(flow, it, Started(at))`` sets it going.
+
+    ``retry_origin``: for an execution a CREATE_NEW_EXECUTION retry started, the creation of
+    the chain's first execution.
+    """
     return Execution(
         id=execution_id,
         namespace=flow.namespace,
@@ -181,6 +186,7 @@ def new_execution(
         original_id=original_id,
         parent=parent,
         secret_inputs=secret_paths(flow),
+        retry_origin=retry_origin,
     )
 
 
@@ -325,6 +331,7 @@ class _Transaction:
         self.ended = execution.ended
         self.flow_outputs = execution.outputs
         self.variables = execution.variables
+        self.retry_at: datetime | None = None  # when a CREATE_NEW_EXECUTION retry is due
         self._secrets: list[str] | None = None
         self._lookup = secrets
         self._vault: _Revealing | None = None
@@ -847,12 +854,15 @@ class _Transaction:
             self.notify_ended(tr)
             self.on_kill()
             return
+        self.end_ancestors(tr, state)
+        self.end_root(self.root, state)
+
+    def end_ancestors(self, tr: TaskRun, state: State) -> None:
         parent_id = tr.parent_id
         while parent_id is not None:
             parent = self.get(parent_id)
             self.put(parent.evolve(state=state, ended=self.now))
             parent_id = parent.parent_id
-        self.end_root(self.root, state)
 
     def submit(self, tr: TaskRun, task: Task) -> None:
         ctx = self.context(tr, task)
@@ -1251,6 +1261,8 @@ class _Transaction:
         policy: Any = self.c.retries.get(task.id)
         if policy is None or task.kind is TaskKind.FLOWABLE or self.state is State.KILLING:
             return False
+        if policy.behavior is RetryBehavior.CREATE_NEW_EXECUTION:
+            return self.retry_in_new_execution(tr, policy)
         done = len(tr.attempts) - tr.infra_attempts
         limit = policy.max_attempts
         if limit is not None and done >= limit:
@@ -1267,6 +1279,27 @@ class _Transaction:
             return False
         tr = self.put(tr.evolve(state=State.RETRYING))
         self.actions.append(StartTimer(f"retry:{tr.id}:{tr.attempt}", self.now + delay))
+        return True
+
+    def retry_in_new_execution(self, tr: TaskRun, policy: Any) -> bool:
+        """Kestra's CREATE_NEW_EXECUTION retry (ExecutorService, TaskRun.nextRetryDate(retry,
+        execution)): the failed task run, its parents and the execution end RETRIED at once, and
+        the shell starts a new execution of the flow at the next date. Attempts are counted per
+        execution (``system.retryAttempt``, 1 for the first); once ``maxAttempt`` executions were
+        made, the task fails as without a retry. ``maxDuration`` counts from the creation of the
+        chain's first execution.
+        """
+        attempt = int(self.labels.get("system.retryAttempt", "1"))
+        if policy.max_attempts is not None and attempt >= policy.max_attempts:
+            return False
+        due = self.now + policy.delay(attempt, self._draw(tr))
+        origin = self.ex.retry_origin or self.ex.created
+        if policy.maxDuration is not None and due - origin >= policy.maxDuration:  # see retry_later
+            return False
+        self.retry_at = due
+        tr = self.put(tr.evolve(state=State.RETRIED, ended=self.now))
+        self.end_ancestors(tr, State.RETRIED)
+        self.finish(State.RETRIED)
         return True
 
     def _draw(self, tr: TaskRun) -> float:
@@ -1304,17 +1337,7 @@ class _Transaction:
         self.state = state
         self.ended = self.now
         self.flow_outputs = self.mask_data(outputs)
-        retry_at = None
-        retry = self.flow.retry
-        if (
-            state is State.FAILED
-            and retry is not None
-            and retry.behavior in (None, RetryBehavior.CREATE_NEW_EXECUTION)
-        ):
-            attempt = int(self.labels.get("system.retryAttempt", "1"))
-            if retry.max_attempts is None or attempt < retry.max_attempts:
-                retry_at = self.now + retry.delay(attempt)
-        self.finished = Finish(state, outputs, retry_at)
+        self.finished = Finish(state, outputs, self.retry_at if state is State.RETRIED else None)
 
     def render_flow_outputs(self) -> dict[str, Any]:
         ctx = self.context(None, None)

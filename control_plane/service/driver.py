@@ -220,6 +220,7 @@ class ExecutionDriver:
         execution_id: str | None = None,
         original_id: str | None = None,
         typed: bool = True,
+        retry_origin: datetime | None = None,
     ) -> Execution:
         """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
         from control_plane.flows.inputs import resolve_inputs
@@ -236,6 +237,7 @@ class ExecutionDriver:
             trigger=trigger,
             parent=parent,
             original_id=original_id,
+            retry_origin=retry_origin,
         )
         execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
         return self._create(execution, actions)
@@ -386,8 +388,11 @@ class ExecutionDriver:
         )
 
     def retry_target(self, execution: Execution) -> str | bool | None:
-        """For a terminal execution: the id of its flow-retry execution, True if one is pending."""
-        if execution.state is not State.FAILED:
+        """For a terminal execution: the id of its flow-retry execution, True if one is pending.
+
+        A CREATE_NEW_EXECUTION retry ends the execution RETRIED (Kestra's state for it).
+        """
+        if execution.state is not State.RETRIED:
             return None
         target = self.retry_id(execution)
         try:
@@ -678,6 +683,7 @@ class ExecutionDriver:
                 trigger=execution.trigger,
                 execution_id=self.retry_id(execution),
                 typed=False,
+                retry_origin=execution.retry_origin or execution.created,
             )
 
     def _start_subflow(self, parent: Execution, action: StartSubflow) -> None:

@@ -262,6 +262,8 @@ def execution_meta(ex: Execution) -> dict[str, Any]:
         out["secret_inputs"] = list(ex.secret_inputs)
     if ex.variables is not None:
         out["variables"] = ex.variables
+    if ex.retry_origin is not None:
+        out["retry_origin"] = ex.retry_origin.isoformat()
     return out
 
 
@@ -294,4 +296,5 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         parent=meta.get("parent"),
         secret_inputs=tuple(meta.get("secret_inputs", ())),
         variables=meta.get("variables"),
+        retry_origin=_pdt(meta.get("retry_origin")),
     )

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from control_plane.engine import Finish, JobStatusChanged, StartTimer, State, SubmitJob, TimerFired
+from tests.driving import run
 
 from .helpers import T0, Driver, at
 
@@ -62,3 +63,50 @@ def test_max_duration_counts_from_the_first_attempt_s_start(max_duration: str, a
     """Attempts run 0.1 s and wait 0.25 s: they start at 0, 0.35, 0.7 and 1.05 s."""
     waits, state = delays(f"{{type: constant, interval: PT0.25S, maxDuration: {max_duration}}}")
     assert len(waits) + 1 == attempts and state is State.FAILED
+
+
+NEW_EXECUTION = """
+id: again
+namespace: t
+{flow_retry}
+tasks:
+  - id: fail
+    type: io.kestra.plugin.core.execution.Fail
+    {task_retry}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flow_retry", "task_retry"),
+    [
+        ("", "retry: {behavior: CREATE_NEW_EXECUTION, type: constant, maxAttempt: 3, interval: PT1S}"),
+        ("", "retry: {behavior: CREATE_NEW_EXECUTION, type: constant, maxDuration: PT6S, interval: PT2S}"),
+        ("retry: {behavior: CREATE_NEW_EXECUTION, type: constant, maxAttempt: 3, interval: PT1S}", ""),
+        ("retry: {behavior: CREATE_NEW_EXECUTION, type: constant, maxDuration: PT6S, interval: PT2S}", ""),
+    ],
+    ids=["task-attempts", "task-duration", "flow-attempts", "flow-duration"],
+)
+def test_create_new_execution_ends_retried_twice_then_failed(flow_retry: str, task_retry: str) -> None:
+    """RetryCaseTest.retryNewExecution*: RETRIED, RETRIED, FAILED, one attempt each."""
+    result = run(NEW_EXECUTION.format(flow_retry=flow_retry, task_retry=task_retry), start=T0)
+    chain = sorted(result.executions, key=lambda e: e.created)
+    assert [e.state for e in chain] == [State.RETRIED, State.RETRIED, State.FAILED]
+    assert [e.labels.get("system.retryAttempt", "1") for e in chain] == ["1", "2", "3"]
+    assert [e.taskruns[next(iter(e.taskruns))].state for e in chain] == [
+        State.RETRIED,
+        State.RETRIED,
+        State.FAILED,
+    ]
+    assert all(e.retry_origin == T0 for e in chain[1:])
+
+
+def test_a_flow_retry_without_behavior_retries_the_failed_task_in_place() -> None:
+    """AbstractRetry's behavior defaults to RETRY_FAILED_TASK."""
+    result = run(
+        NEW_EXECUTION.format(
+            flow_retry="retry: {type: constant, maxAttempt: 3, interval: PT1S}", task_retry=""
+        ),
+        start=T0,
+    )
+    assert [e.state for e in result.executions] == [State.FAILED]
+    assert len(result.execution.taskruns[next(iter(result.execution.taskruns))].attempts) == 3
