@@ -719,7 +719,13 @@ class _Transaction:
                 p = replace(p, total=p.main[0], started=p.main[1], done=p.main[2], main=None)
             reopened = sum(1 for tr in failed if tr.parent_id == owner_id)
             p = replace(
-                p, phase=Phase.TASKS, failed=False, killed=False, first_failure=None, done=p.done - reopened
+                p,
+                phase=Phase.TASKS,
+                failed=False,
+                killed=False,
+                first_failure=None,
+                done=p.done - reopened,
+                final=None,  # the restarted execution has no final state yet
             )
             self.set_progress(owner_id, p)
         self.state = State.RUNNING

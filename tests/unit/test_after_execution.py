@@ -6,7 +6,7 @@ the flow has finished, see its final state in ``execution.state`` and cannot cha
 
 from __future__ import annotations
 
-from control_plane.engine import Finish, JobStatusChanged, Kill, State, SubmitJob
+from control_plane.engine import Finish, JobStatusChanged, Kill, Restart, State, SubmitJob
 
 from .helpers import Driver, at
 
@@ -82,3 +82,32 @@ afterExecution:
     assert d.run("fin").outputs == {"value": "RUNNING"}
     assert d.run("after").outputs == {"value": "FAILED"}
     assert [tr.task_id for tr in d.execution.ordered_taskruns()] == ["boom", "fin", "after"]
+
+
+def test_a_restarted_execution_runs_its_after_execution_tasks_again_with_the_new_state() -> None:
+    d = Driver(
+        """
+id: ae
+namespace: t
+tasks:
+  - id: flaky
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["true"]
+  - id: seen-in-tasks
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ execution.state }}"
+afterExecution:
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ execution.state }}"
+"""
+    )
+    job = d.of_type(SubmitJob, d.start())[0]
+    d.send(JobStatusChanged(at(1), job.taskrun_id, job.attempt, "FAILED", exit_code=1))
+    assert d.execution.state is State.FAILED and d.run("after").outputs == {"value": "FAILED"}
+    job = d.of_type(SubmitJob, d.send(Restart(at(2))))[0]
+    actions = d.send(JobStatusChanged(at(3), job.taskrun_id, job.attempt, "SUCCEEDED"))
+    [finish] = d.of_type(Finish, actions)
+    assert finish.state is State.SUCCESS
+    assert d.run("seen-in-tasks").outputs == {"value": "RUNNING"}
+    assert d.run("after").outputs == {"value": "SUCCESS"}
