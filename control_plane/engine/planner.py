@@ -672,9 +672,7 @@ class _Transaction:
         if self.state.terminal or self.state is State.KILLING:
             return
         self.state = State.KILLING
-        known = set(self.ex.taskruns.keys()) | self.changed  # with those started by this event
-        runs = [self.trs[tr_id] for tr_id in known if tr_id in self.trs]
-        for tr in sorted(runs, key=lambda t: -t.seq):
+        for tr in sorted(self.taskruns(), key=lambda t: -t.seq):
             if tr.state.terminal:
                 continue
             task = self.c.tasks[tr.task_id]
@@ -1123,14 +1121,22 @@ class _Transaction:
 
     def drop_children(self, owner_id: str) -> None:
         """Forget a WaitFor's previous iteration before the next: Kestra's retryWaitFor removes
-        the children's task runs ("to avoid having large history"); their outputs stay visible
-        until the new iteration's replace them. Descendants of flowable children go too."""
+        the children's task runs ("to avoid having large history"), and with them their outputs
+        (``outputs.<child>`` is undefined until the new iteration sets it), as a reload would
+        find them. Descendants of flowable children go too."""
         gone = {owner_id}
-        for tr in sorted(self.ex.taskruns.values(), key=lambda t: t.seq):  # ended in earlier events
+        for tr in sorted(self.taskruns(), key=lambda t: t.seq):
             if tr.parent_id in gone:
                 gone.add(tr.id)
                 del self.trs[tr.id]
                 self.changed.add(tr.id)
+        if len(gone) > 1:
+            self.outputs = outputs_index(self.taskruns())
+
+    def taskruns(self) -> list[TaskRun]:
+        """Every task run as this transaction sees it, those it started included."""
+        known = set(self.ex.taskruns.keys()) | self.changed
+        return [tr for tr_id in known if (tr := self.trs.get(tr_id)) is not None]
 
     def end_flowable(self, owner_id: str | None, p: Progress) -> None:
         if p.killed:

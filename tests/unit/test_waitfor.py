@@ -110,3 +110,31 @@ def test_a_condition_that_fails_to_render_fails_the_loop() -> None:
     [finish] = d.of_type(Finish, d.start())
     assert finish.state is State.FAILED
     assert d.states() == {"loop": "FAILED", "ret": "SUCCESS"}
+
+
+def test_the_previous_iteration_s_outputs_are_gone_when_the_next_starts() -> None:
+    """ExecutionService.retryWaitFor removes the children, so their outputs go with them."""
+    d = Driver(
+        """
+id: w
+namespace: t
+tasks:
+  - id: loop
+    type: io.kestra.plugin.core.flow.LoopUntil
+    condition: "{{ outputs.loop.iterationCount > 2 }}"
+    checkFrequency: {interval: PT1S}
+    tasks:
+      - id: first
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ outputs.second.value ?? 'none' }}"
+      - id: second
+        type: io.kestra.plugin.core.debug.Return
+        format: "second of {{ outputs.loop.iterationCount }}"
+"""
+    )
+    d.start()
+    assert d.run("first").outputs == {"value": "none"}
+    [finish] = d.of_type(Finish, tick(d))
+    assert finish.state is State.SUCCESS
+    assert d.run("first").outputs == {"value": "none"}
+    assert d.run("second").outputs == {"value": "second of 2"}
