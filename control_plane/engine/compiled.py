@@ -21,6 +21,7 @@ from control_plane.flows.models import (
     ForEach,
     If,
     Parallel,
+    RetryBehavior,
     Switch,
     Task,
 )
@@ -99,9 +100,12 @@ def _compile(flow: Flow) -> CompiledFlow:
         if not isinstance(task, FlowableTask):
             continue
         out.modes[task.id] = _mode(task)
+        # Under RETRY_FLOWABLE the flowable is retried as a unit; a child without a retry of
+        # its own is not retried as a leaf (Kestra's RetryCaseTest.retryFlowableBehavior).
+        passed_on = None if getattr(own, "behavior", None) is RetryBehavior.RETRY_FLOWABLE else own
         for name, tasks in task.child_lists():
             out.lists[(task.id, name)] = _enabled(tasks)
-            stack.extend((t, own) for t in tasks)
+            stack.extend((t, passed_on) for t in tasks)
         if isinstance(task, Dag):
             nodes = [n for n in task.tasks or () if not n.task.disabled]
             index = {n.task.id: i for i, n in enumerate(nodes)}

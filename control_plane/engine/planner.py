@@ -679,7 +679,7 @@ class _Transaction:
             if task.kind is TaskKind.JOB and tr.state is State.RUNNING:
                 self.put(tr.evolve(state=State.KILLING))
                 self.actions.append(CancelJob(tr.id, tr.attempt, self.job_name(tr)))
-            elif task.kind is not TaskKind.FLOWABLE or tr.state is State.PAUSED:
+            elif task.kind is not TaskKind.FLOWABLE or tr.state in (State.PAUSED, State.RETRYING):
                 self.end_attempt(tr, task, State.KILLED, None, None, retry=False)
             else:
                 self.wake(tr.id)
@@ -844,6 +844,8 @@ class _Transaction:
         elif kind is TaskKind.SUBFLOW:
             self.start_subflow(tr, task)
         else:
+            if len(tr.attempts) > 1:  # RETRY_FLOWABLE: the new round starts without the last one's children
+                self.drop_children(tr.id)
             self.start_flowable(tr, task)
 
     def exit_now(self, tr: TaskRun, state: State) -> None:
@@ -973,6 +975,9 @@ class _Transaction:
         except (ExpressionError, ValueError) as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc), retry=False)
             return
+        if len(tr.attempts) > 1 and not isinstance(task, WaitFor):
+            # a RETRY_FLOWABLE round: its children get new ids (and job names), not the last round's
+            progress = replace(progress, iteration=len(tr.attempts) - 1)
         self.put(tr.evolve(progress=progress, outputs=outputs))
         if outputs is not None:
             self.index_outputs(tr, outputs)
@@ -1151,9 +1156,8 @@ class _Transaction:
         self.set_progress(owner_id, p)
         owner = self.get(owner_id)
         task = self.c.tasks[owner.task_id]
-        if state is State.FAILED and isinstance(task, AllowFailure):
-            state = State.WARNING
-        self.end_attempt(owner, task, state, owner.outputs, None, retry=False)
+        # AllowFailure turns FAILED into WARNING in end_attempt, after a RETRY_FLOWABLE retry
+        self.end_attempt(owner, task, state, owner.outputs, None, retry=state is State.FAILED)
 
     def end_root(self, p: Progress, state: State) -> None:
         """End the execution, or first run the flow's ``afterExecution`` tasks.
@@ -1248,7 +1252,7 @@ class _Transaction:
             if retry and self.retry_later(tr, task):
                 return
         final = state
-        if final is State.FAILED and task.allowFailure:
+        if final is State.FAILED and (task.allowFailure or isinstance(task, AllowFailure)):
             final = State.WARNING
         policy = self.c.retries.get(task.id)
         if (
@@ -1271,7 +1275,9 @@ class _Transaction:
 
     def retry_later(self, tr: TaskRun, task: Task) -> bool:
         policy: Any = self.c.retries.get(task.id)
-        if policy is None or task.kind is TaskKind.FLOWABLE or self.state is State.KILLING:
+        if policy is None or self.state is State.KILLING:
+            return False
+        if task.kind is TaskKind.FLOWABLE and policy.behavior is not RetryBehavior.RETRY_FLOWABLE:
             return False
         if policy.behavior is RetryBehavior.CREATE_NEW_EXECUTION:
             return self.retry_in_new_execution(tr, policy)
