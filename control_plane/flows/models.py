@@ -15,6 +15,7 @@ objects and compile each one, a sizeable part of this module's import time, whic
 cold start pays. Only names defined further down (``AnyTask``, ``Task``) are quoted.
 """
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
@@ -133,6 +134,9 @@ class RetryBehavior(StrEnum):
     RETRY_FLOWABLE = "RETRY_FLOWABLE"
 
 
+_MILLI = timedelta(milliseconds=1)
+
+
 class _RetryBase(_Strict):
     maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
     maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
@@ -181,8 +185,15 @@ class ExponentialRetry(_RetryBase):
     delayFactor: float | None = None
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        """Kestra's Exponential.nextRetryDate (kestra-io/kestra#17031), in its milliseconds:
+        interval * delayFactor^(attempts - 1), Math.round'ed, capped by maxInterval."""
         factor = self.delayFactor if self.delayFactor is not None else 2.0
-        return min(self.interval * (factor ** max(attempt - 1, 0)), self.maxInterval)
+        cap = self.maxInterval // _MILLI
+        try:
+            millis = (self.interval // _MILLI) * factor ** max(attempt - 1, 0)
+        except OverflowError:  # Java's double becomes Infinity, which the cap handles
+            millis = math.inf
+        return _MILLI * (cap if millis >= cap else math.floor(millis + 0.5))
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -198,7 +209,9 @@ class RandomRetry(_RetryBase):
     maxInterval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
-        return self.minInterval + (self.maxInterval - self.minInterval) * draw
+        """Kestra's Random.nextRetryDate: whole milliseconds in [minInterval, maxInterval)."""
+        low, high = self.minInterval // _MILLI, self.maxInterval // _MILLI
+        return _MILLI * (low + math.floor((high - low) * draw))
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:

@@ -8,13 +8,14 @@ The next attempt is due at the failed attempt's end + the policy's delay; none i
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from control_plane.engine import Finish, JobStatusChanged, StartTimer, State, SubmitJob, TimerFired
 from tests.driving import run
 
-from .helpers import T0, Driver, at
+from .helpers import T0, Driver, at, flow
 
 FLOW = """
 id: r
@@ -110,3 +111,19 @@ def test_a_flow_retry_without_behavior_retries_the_failed_task_in_place() -> Non
     )
     assert [e.state for e in result.executions] == [State.FAILED]
     assert len(result.execution.taskruns[next(iter(result.execution.taskruns))].attempts) == 3
+
+
+def test_delays_are_whole_milliseconds_as_kestra_computes_them() -> None:
+    """Exponential: Math.round(interval ms * factor^(n-1)), capped; Random: [min, max) in ms."""
+    expo = flow_retry("{type: exponential, interval: PT0.1S, maxInterval: PT1S, delayFactor: 1.5}")
+    assert [expo.delay(n) for n in (1, 2, 3, 4, 5, 6, 60_000)] == [
+        timedelta(milliseconds=ms) for ms in (100, 150, 225, 338, 506, 759, 1000)
+    ]
+    rand = flow_retry("{type: random, minInterval: PT0.2S, maxInterval: PT0.5S}")
+    assert rand.delay(1, 0.0) == timedelta(milliseconds=200)
+    assert rand.delay(1, 0.99999) == timedelta(milliseconds=499)
+
+
+def flow_retry(text: str) -> Any:
+    task = "{id: a, type: io.kestra.plugin.core.log.Log, message: m}"
+    return flow(f"id: r\nnamespace: t\nretry: {text}\ntasks:\n  - {task}\n").retry
