@@ -1,6 +1,6 @@
 """Core tasks that are pure functions of their context, evaluated inside ``plan``.
 
-Log, Echo, Return, OutputValues, Fail, Labels, Exit and SetVariables read nothing but the
+Log, Echo, Return, OutputValues, Fail, Labels, Exit, SetVariables and UnsetVariables read nothing but the
 rendered context and write nothing but outputs, log lines, labels, the execution's variables
 or the state it ends in, so running them in the engine is deterministic and
 saves a round trip through the shell per task (a 100,000-item ForEach of Return tasks is one
@@ -28,6 +28,7 @@ from control_plane.flows.models import (
     SetLabels,
     SetVariables,
     Task,
+    UnsetVariables,
 )
 from control_plane.levels import Level
 
@@ -116,6 +117,20 @@ def _set_variables(task: SetVariables, context: Mapping[str, Any]) -> InlineResu
     return InlineResult(State.SUCCESS, variables=_deep_merge(current, new))
 
 
+def _unset_variables(task: UnsetVariables, context: Mapping[str, Any]) -> InlineResult:
+    """Remove the named (rendered) variables; naming one that is not set fails unless ignoreMissing."""
+    names = [render(name, context) for name in task.variables]
+    ignore = task.ignoreMissing
+    if not isinstance(ignore, bool):
+        ignore = is_truthy(render(ignore, context))
+    current = dict(context.get("vars") or {})
+    missing = [name for name in names if name not in current]
+    if missing and not ignore:
+        listed = ", ".join(f"`{name}`" for name in missing)
+        return InlineResult(State.FAILED, error=f"Variables {listed} are not set and ignoreMissing is false")
+    return InlineResult(State.SUCCESS, variables={k: v for k, v in current.items() if k not in names})
+
+
 def _deep_merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in new.items():
@@ -149,4 +164,5 @@ _EVALUATORS: dict[type[Task], Any] = {
     SetLabels: _labels,
     Exit: _exit,
     SetVariables: _set_variables,
+    UnsetVariables: _unset_variables,
 }

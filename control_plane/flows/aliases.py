@@ -31,6 +31,7 @@ _TASKS: dict[str, tuple[str, ...]] = {
     "squall.core.Labels": (f"{_CORE}.execution.Labels", f"{_OLD}.executions.Labels"),
     "squall.core.Exit": (f"{_CORE}.execution.Exit",),
     "squall.core.SetVariables": (f"{_CORE}.execution.SetVariables",),
+    "squall.core.UnsetVariables": (f"{_CORE}.execution.UnsetVariables",),
     "squall.core.Sleep": (f"{_CORE}.flow.Sleep", f"{_OLD}.flows.Sleep"),
     "squall.flow.Sequential": (f"{_CORE}.flow.Sequential", f"{_OLD}.flows.Sequential"),
     "squall.flow.Parallel": (f"{_CORE}.flow.Parallel", f"{_OLD}.flows.Parallel"),

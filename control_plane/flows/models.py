@@ -466,6 +466,14 @@ class SetVariables(Task):
     overwrite: bool | str = True
 
 
+class UnsetVariables(Task):
+    """Removes execution variables by name; a missing one fails unless ``ignoreMissing``."""
+
+    canonical: ClassVar[str] = "squall.core.UnsetVariables"
+    variables: list[str]
+    ignoreMissing: bool | str = False
+
+
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
@@ -1067,6 +1075,7 @@ _TASK_CLASSES: list[type[Task]] = [
     SetLabels,
     Exit,
     SetVariables,
+    UnsetVariables,
     Sleep,
     Sequential,
     AllowFailure,
@@ -1107,6 +1116,7 @@ AnyTask = TypeAliasType(
         | Annotated[SetLabels, Tag("squall.core.Labels")]
         | Annotated[Exit, Tag("squall.core.Exit")]
         | Annotated[SetVariables, Tag("squall.core.SetVariables")]
+        | Annotated[UnsetVariables, Tag("squall.core.UnsetVariables")]
         | Annotated[Sleep, Tag("squall.core.Sleep")]
         | Annotated[Sequential, Tag("squall.flow.Sequential")]
         | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]

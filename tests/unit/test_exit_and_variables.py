@@ -102,3 +102,37 @@ def test_set_variables_without_overwrite_names_every_value_it_would_replace() ->
     assert finish.state is State.FAILED
     assert d.run("set").error == "Variables `name`, `deep.b` already exist and overwrite is false"
     assert d.execution.variables is None
+
+
+UNSET = """
+id: v
+namespace: t
+variables: {{name: World}}
+tasks:
+  - id: set
+    type: io.kestra.plugin.core.execution.SetVariables
+    variables: {{message: Hello}}
+  - id: unset
+    type: io.kestra.plugin.core.execution.UnsetVariables
+    ignoreMissing: {ignore}
+    variables: [message, "{{{{ 'na' ~ 'me' }}}}", {extra}]
+  - id: read
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ vars.message ?? 'gone' }}}} {{{{ vars.name ?? 'gone' }}}}"
+"""
+
+
+def test_unset_variables_removes_them_for_later_tasks() -> None:
+    d = Driver(UNSET.format(ignore="true", extra="never-set"))
+    [finish] = d.of_type(Finish, d.start())
+    assert finish.state is State.SUCCESS
+    assert d.run("read").outputs == {"value": "gone gone"}
+    assert d.execution.variables == {}
+
+
+def test_unsetting_a_variable_that_is_not_set_fails_unless_ignore_missing() -> None:
+    d = Driver(UNSET.format(ignore="false", extra="never-set"))
+    [finish] = d.of_type(Finish, d.start())
+    assert finish.state is State.FAILED
+    assert d.run("unset").error == "Variables `never-set` are not set and ignoreMissing is false"
+    assert d.execution.variables == {"name": "World", "message": "Hello"}
