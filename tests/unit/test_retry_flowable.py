@@ -7,6 +7,8 @@ snapshot, where the behavior does not exist yet).
 from __future__ import annotations
 
 from control_plane.engine import Finish, JobStatusChanged, Kill, StartTimer, State, SubmitJob, TimerFired
+from runners.base import JobSpec
+from tests.driving import Outcome, run
 
 from .helpers import Driver, at
 
@@ -104,3 +106,18 @@ def test_a_kill_while_the_flowable_waits_for_its_next_round_ends_the_execution()
     [finish] = d.of_type(Finish, d.send(Kill(at(1.5))))
     assert finish.state is State.KILLED
     assert d.run("seq1").state is State.KILLED
+
+
+def test_rounds_run_new_jobs_through_the_production_driver() -> None:
+    """Each round's job has a new name, so a runner that keys jobs by name runs it again."""
+    calls: list[str] = []
+
+    def jobs(spec: JobSpec) -> Outcome:
+        calls.append(spec.name)
+        return Outcome(exit_code=0 if len(calls) == 3 else 1)
+
+    result = run(ROUND.format(kind="Sequential", attempts=3, leaf_retry=""), jobs=jobs)
+    assert result.state is State.SUCCESS
+    assert len(set(calls)) == 3
+    seq1 = next(tr for tr in result.execution.taskruns.values() if tr.task_id == "seq1")
+    assert len(seq1.attempts) == 3
