@@ -773,6 +773,8 @@ class _Transaction:
         return self.c.list_of(task_id, "tasks")
 
     def start_task(self, owner_id: str | None, phase: Phase, lane: int, position: int, task: Task) -> None:
+        if self.state.terminal:  # ended by an Exit or a new-execution retry: nothing more starts
+            return
         values: tuple[str, ...] = ()
         iteration = 0
         owner = self.owner(owner_id)

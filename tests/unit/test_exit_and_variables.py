@@ -136,3 +136,28 @@ def test_unsetting_a_variable_that_is_not_set_fails_unless_ignore_missing() -> N
     assert finish.state is State.FAILED
     assert d.run("unset").error == "Variables `never-set` are not set and ignoreMissing is false"
     assert d.execution.variables == {"name": "World", "message": "Hello"}
+
+
+def test_nothing_starts_after_an_exit_not_even_in_a_sibling_branch() -> None:
+    d = Driver(
+        """
+id: ex
+namespace: t
+tasks:
+  - id: both
+    type: io.kestra.plugin.core.flow.Parallel
+    tasks:
+      - id: stop
+        type: io.kestra.plugin.core.execution.Exit
+      - id: other
+        type: io.kestra.plugin.core.flow.Sequential
+        tasks:
+          - {id: one, type: io.kestra.plugin.core.log.Log, message: one}
+          - {id: job, type: io.kestra.plugin.scripts.shell.Commands, commands: ["true"]}
+"""
+    )
+    actions = d.start()
+    [finish] = d.of_type(Finish, actions)
+    assert finish.state is State.SUCCESS
+    assert d.of_type(SubmitJob, actions) == []
+    assert set(d.states()) == {"both", "stop"}
