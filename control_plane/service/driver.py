@@ -379,10 +379,16 @@ class ExecutionDriver:
         return self._create(execution, actions)
 
     def resumes_by_itself(self, execution: Execution) -> bool:
-        """Whether a paused task run of ``execution`` is a Pause that ends on its own timer."""
+        """Whether a paused task run of ``execution`` is a Pause that ends on its own timer.
+
+        ``pauseDuration``/``delay`` resume it and ``timeout`` ends it by its ``behavior``:
+        either way Kestra moves on with no one's help ("If no delay and no timeout are
+        configured, the execution will never end until it's manually resumed", Pause docs).
+        """
         tasks = compile_flow(self.flow_of(execution)).tasks
         return any(
-            isinstance(task := tasks.get(tr.task_id), Pause) and task.auto_resume_after is not None
+            isinstance(task := tasks.get(tr.task_id), Pause)
+            and (task.auto_resume_after is not None or task.timeout is not None)
             for tr in execution.taskruns.values()
             if tr.state is State.PAUSED
         )

@@ -256,9 +256,9 @@ class Service:
         """Drive until the execution ends, or waits for a person.
 
         A paused execution waits for a person unless a Pause with ``pauseDuration`` (or
-        ``delay``) resumes it by itself: that pause is waited out like a Sleep (Kestra resumes
-        it with no one's help). A pause ``timeout`` is a deadline for the person, not a
-        reason to wait here: it fires on a later run, or on ``squall server``'s tick.
+        ``delay``) resumes it by itself or its ``timeout`` ends it (by its ``behavior``): that
+        pause is waited out like a Sleep (Kestra moves on with no one's help; a person may
+        still resume it earlier from another process).
 
         Follows a flow-level retry to the new execution it creates. ``deadline`` is a
         ``time.monotonic()`` value after which the current state is returned as it is.
@@ -289,7 +289,7 @@ class Service:
             ):
                 if driver.ownership is not None:  # nobody needs to drive it until someone resumes it
                     driver.ownership.release(current)
-                return execution  # waits for a person; a pause timeout fires on a later run
+                return execution  # waits for a person: no timer of its own will move it
             if not self._wait():
                 return driver.reload(current)
 
