@@ -13,6 +13,17 @@ Sleeps take no time). The flow is deployed, started and driven by ``Service.run`
 follows a flow-level retry to the execution it creates: the case is checked against the
 last execution, and ``logs_contain`` against the logs of every execution the case produced
 (subflows and retried executions included).
+
+Extensions of the shared format (Squall's own cases use them; a file without them runs as
+before):
+
+- ``flows: [path, ...]``: more flow files (relative to the cases file) deployed before the
+  case's flow, for the flows it calls or that react to it.
+- ``start: N`` (default 1): N executions of the case's flow are started one after the other
+  before any is driven (a flow ``concurrency`` case), then driven in start order; the case's
+  other checks apply to the last one started.
+- ``started_states: [STATE, ...]``: the final state of each of those N executions, in start
+  order.
 """
 
 from __future__ import annotations
@@ -70,11 +81,15 @@ class CaseResult(Struct):
 
 
 class FlowRun(Struct):
-    """What one started execution came to: the last execution, every one, and their logs."""
+    """What one started execution came to: the last execution, every one, and their logs.
+
+    ``started``: each execution :func:`run_flow` started, as it ended (in start order).
+    """
 
     execution: Execution
     executions: list[Execution]
     logs: list[LogLine]
+    started: list[Execution] = field(default_factory=list)
 
     @property
     def state(self) -> State:
@@ -116,6 +131,7 @@ def run_flow(
     *,
     origin: str = "<flow>",
     timeout: float = CASE_TIMEOUT,
+    count: int = 1,
     **start: Any,
 ) -> FlowRun:
     """Deploy ``source``, start it (``start``: ``Service.start`` keywords) and drive it to its end.
@@ -126,14 +142,30 @@ def run_flow(
     and waiting costs nothing, so the timers it still has (a Pause ``timeout``) are fired,
     as the time Kestra's tests wait for them would: ``runtime`` should hold this flow's
     executions alone (:func:`scratch_runtime`).
+
+    ``count`` executions are started before any is driven (a flow ``concurrency`` case),
+    then each is driven in start order; the returned ``execution`` is the last one's.
     """
+    service = runtime.service
+    record = service.deploy(source, origin)
+    ids = [
+        service.start(record.namespace, record.id, inputs, revision=record.revision, **start).id
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + timeout
+    ended = [_drive(runtime, execution_id, deadline) for execution_id in ids]
+    every = _execution_ids(runtime)
+    executions = [runtime.store.get_execution(i) for i in every]
+    logs = [line for i in every for line in execution_logs(runtime, i)]
+    return FlowRun(ended[-1], executions, logs, ended)
+
+
+def _drive(runtime: Runtime, execution_id: str, deadline: float) -> Execution:
+    """Drive one execution to its end (or PAUSED with no timer; at the deadline it is killed)."""
     from control_plane.service.clock import VirtualClock
 
     service = runtime.service
-    record = service.deploy(source, origin)
-    started = service.start(record.namespace, record.id, inputs, revision=record.revision, **start)
-    deadline = time.monotonic() + timeout
-    execution = service.run(started.id, deadline=deadline)
+    execution = service.run(execution_id, deadline=deadline)
     while (
         execution.state.value == "PAUSED"
         and isinstance(service.clock, VirtualClock)
@@ -145,10 +177,7 @@ def run_flow(
     if not execution.state.terminal and execution.state.value != "PAUSED":
         service.kill(execution.id)
         execution = service.run(execution.id, deadline=time.monotonic() + 30)
-    ids = _execution_ids(runtime)
-    executions = [runtime.store.get_execution(i) for i in ids]
-    logs = [line for i in ids for line in execution_logs(runtime, i)]
-    return FlowRun(execution, executions, logs)
+    return execution
 
 
 def _execution_ids(runtime: Runtime) -> list[str]:
@@ -228,11 +257,23 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
     source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
     with scratch_runtime() as runtime:
+        for extra in case.get("flows") or ():
+            runtime.service.deploy(read_flow_file(base / extra), str(base / extra))
         run = run_flow(
-            runtime, source, case.get("inputs") or {}, origin=str(path), typed=typed, timeout=timeout
+            runtime,
+            source,
+            case.get("inputs") or {},
+            origin=str(path),
+            typed=typed,
+            timeout=timeout,
+            count=int(case.get("start", 1)),
         )
     execution = run.execution
     problems = result.problems
+    if "started_states" in case:
+        states = [str(started.state) for started in run.started]
+        if states != [str(state) for state in case["started_states"]]:
+            problems.append(f"started executions ended {states}, expected {case['started_states']}")
     if "state" in case and str(execution.state) != case["state"]:
         problems.append(f"state {execution.state}, expected {case['state']}")
     if "taskruns" in case and len(execution.taskruns) != int(case["taskruns"]):

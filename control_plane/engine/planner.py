@@ -535,7 +535,7 @@ class _Transaction:
                 self.run_effect(tr, task)  # at-least-once: its answer may have died with the driver
 
     def on_started(self) -> None:
-        if self.state is not State.CREATED:
+        if self.state not in (State.CREATED, State.QUEUED):  # QUEUED: a concurrency slot freed
             return
         self.state = State.RUNNING
         self.started = self.now

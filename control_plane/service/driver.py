@@ -86,7 +86,9 @@ from control_plane.errors import (
 from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Pause
+from control_plane.levels import Level
 from control_plane.service.clock import Clock
+from control_plane.service.concurrency import Admission, Slots
 from control_plane.service.display import Display
 from control_plane.service.kv import KvStore
 from control_plane.service.masks import SecretMasks
@@ -169,6 +171,7 @@ class ExecutionDriver:
         self.submit_budget = submit_budget
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
+        self.slots = Slots(store)
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
         self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
@@ -239,8 +242,23 @@ class ExecutionDriver:
             original_id=original_id,
             retry_origin=retry_origin,
         )
+        if flow.concurrency is not None:
+            admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
+            if admission is not Admission.RUN:
+                return self._create(*_held_back(created, admission, held, now))
         execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
         return self._create(execution, actions)
+
+    def start_queued(self, execution_id: str) -> bool:
+        """Start a QUEUED execution that was handed a slot; False if it has none (yet) or is not QUEUED."""
+        execution = self.reload(execution_id)
+        if execution.state is not State.QUEUED:
+            return False
+        if not self.slots.holds(execution.namespace, execution.flow_id, execution_id):
+            return False
+        self._claim(execution_id)
+        self.advance(execution_id, Started(at=self.clock.now()))
+        return True
 
     def _create(self, execution: Execution, actions: list[Action]) -> Execution:
         logs, timers, jobs = self._records(execution, actions)
@@ -764,6 +782,7 @@ class ExecutionDriver:
         self.resume(execution_id, inputs)
 
     def _finished(self, execution: Execution, action: Finish) -> None:
+        self._free_slot(execution)
         parent = execution.parent
         if not parent or not parent.get("wait"):
             return
@@ -776,3 +795,34 @@ class ExecutionDriver:
             self.clock.now(), parent["taskRunId"], int(parent.get("attempt", 1)), execution.state, outputs
         )
         self.news.event(parent["id"], event)
+
+    def _free_slot(self, execution: Execution) -> None:
+        """An ended execution of a flow with ``concurrency`` frees its slot; queued ones it hands
+        a slot to start here, if this process drives them (else their own process starts them,
+        :meth:`start_queued`): Kestra pops the queue when an execution ends (``JdbcExecutor``)."""
+        concurrency = self.flow(execution.namespace, execution.flow_id).concurrency  # the limit now
+        if concurrency is None:
+            concurrency = self.flow_of(execution).concurrency
+            if concurrency is None:
+                return
+        promoted = self.slots.release(execution.namespace, execution.flow_id, execution.id, concurrency.limit)
+        for execution_id in promoted:
+            if self.owns(execution_id):
+                self.news.event(execution_id, Started(at=self.clock.now()))
+
+
+def _held_back(
+    created: Execution, admission: Admission, held: int, now: datetime
+) -> tuple[Execution, list[Action]]:
+    """A new execution its flow's ``concurrency`` does not let run now, as Kestra leaves it
+    (``ExecutorService.checkConcurrencyLimit``): QUEUED, CANCELLED, or FAILED with its message."""
+    if admission is Admission.QUEUE:
+        line = LogLine(
+            now, Level.INFO, f"Flow is queued due to concurrency limit exceeded, {held} running(s)"
+        )
+        return created.evolve(state=State.QUEUED, version=1), [Emit((line,))]
+    if admission is Admission.CANCEL:
+        return created.evolve(state=State.CANCELLED, ended=now, version=1), [Finish(State.CANCELLED)]
+    line = LogLine(now, Level.ERROR, "Flow is FAILED due to concurrency limit exceeded")
+    failed = created.evolve(state=State.FAILED, ended=now, version=1, error_logs=(line,))
+    return failed, [Emit((line,)), Finish(State.FAILED)]

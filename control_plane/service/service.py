@@ -281,6 +281,10 @@ class Service:
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return execution
+            if execution.state is State.QUEUED:  # its flow's concurrency: wait for a slot
+                if not driver.start_queued(current):
+                    self._wait_for_slot()
+                continue
             if (
                 execution.state is State.PAUSED
                 and not self.jobs.handles
@@ -292,6 +296,15 @@ class Service:
                 return execution  # waits for a person: no timer of its own will move it
             if not self._wait():
                 return driver.reload(current)
+
+    def _wait_for_slot(self) -> None:
+        """A queued execution waits for another one (maybe in another process) to end.
+
+        Its slot is handed over in the store (``concurrency.py``): it is read every
+        ``poll_interval``, while this process still drives what it owns.
+        """
+        if not self._wait():  # nothing of this process's own to wait on: another one must end
+            time.sleep(self.poll_interval)
 
     def _wait(self) -> bool:
         """Block until something may have changed; False when nothing ever will (paused or idle)."""
