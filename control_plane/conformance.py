@@ -24,6 +24,11 @@ before):
   other checks apply to the last one started.
 - ``started_states: [STATE, ...]``: the final state of each of those N executions, in start
   order.
+- ``triggered: [{flow, state, count, logs_contain}, ...]``: executions of other flows (a Flow
+  trigger's) that the case's executions started, driven to their end too: ``count`` of them
+  (default 1; 0 = none) of flow id ``flow`` (the case's own flow too: the started ones do
+  not count), each ending in ``state`` and, together, logging
+  every string of ``logs_contain``.
 """
 
 from __future__ import annotations
@@ -83,13 +88,15 @@ class CaseResult(Struct):
 class FlowRun(Struct):
     """What one started execution came to: the last execution, every one, and their logs.
 
-    ``started``: each execution :func:`run_flow` started, as it ended (in start order).
+    ``started``: each execution :func:`run_flow` started, as it ended (in start order);
+    ``logs_of``: the logs of each execution, by id.
     """
 
     execution: Execution
     executions: list[Execution]
     logs: list[LogLine]
     started: list[Execution] = field(default_factory=list)
+    logs_of: dict[str, list[LogLine]] = field(default_factory=dict)
 
     @property
     def state(self) -> State:
@@ -154,10 +161,14 @@ def run_flow(
     ]
     deadline = time.monotonic() + timeout
     ended = [_drive(runtime, execution_id, deadline) for execution_id in ids]
+    for other in _execution_ids(runtime):  # what they started (a Flow trigger's): to its end too
+        if not runtime.store.get_execution(other).state.terminal:
+            _drive(runtime, other, deadline)
     every = _execution_ids(runtime)
     executions = [runtime.store.get_execution(i) for i in every]
-    logs = [line for i in every for line in execution_logs(runtime, i)]
-    return FlowRun(ended[-1], executions, logs, ended)
+    logs_of = {i: execution_logs(runtime, i) for i in every}
+    logs = [line for i in every for line in logs_of[i]]
+    return FlowRun(ended[-1], executions, logs, ended, logs_of)
 
 
 def _drive(runtime: Runtime, execution_id: str, deadline: float) -> Execution:
@@ -278,6 +289,8 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
         problems.append(f"state {execution.state}, expected {case['state']}")
     if "taskruns" in case and len(execution.taskruns) != int(case["taskruns"]):
         problems.append(f"{len(execution.taskruns)} task runs, expected {case['taskruns']}")
+    for check in case.get("triggered") or ():
+        problems.extend(_check_triggered(check, run))
     runs = execution.ordered_taskruns()
     for task_id, state in (case.get("task_states") or {}).items():
         actual = [str(tr.state) for tr in runs if tr.task_id == task_id]
@@ -299,6 +312,24 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
     for needle in case.get("logs_contain") or ():
         if not any(needle in message for message in messages):
             problems.append(f"no log line contains {needle!r}")
+
+
+def _check_triggered(check: Mapping[str, Any], run: FlowRun) -> list[str]:
+    flow_id = str(check["flow"])
+    started = {e.id for e in run.started}
+    found = [e for e in run.executions if e.flow_id == flow_id and e.id not in started]
+    wanted = int(check.get("count", 1))
+    problems = []
+    if len(found) != wanted:
+        problems.append(f"triggered: {len(found)} executions of {flow_id}, expected {wanted}")
+    states = [str(e.state) for e in found]
+    if "state" in check and any(state != check["state"] for state in states):
+        problems.append(f"triggered: {flow_id} ended {states}, expected {check['state']}")
+    messages = [line.message for e in found for line in run.logs_of.get(e.id, ())]
+    for needle in check.get("logs_contain") or ():
+        if not any(needle in message for message in messages):
+            problems.append(f"triggered: no log line of {flow_id} contains {needle!r}")
+    return problems
 
 
 def _task_outputs(runs: list[TaskRun], check: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "ALIASES",
+    "CONDITION_ALIASES",
     "RUNNER_ALIASES",
     "TRIGGER_ALIASES",
+    "canonical_condition_type",
     "canonical_trigger_type",
     "canonical_type",
     "known_names",
@@ -103,6 +105,16 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     "squall.trigger.Flow": (f"{_CORE}.trigger.Flow", "io.kestra.core.models.triggers.types.Flow"),
 }
 
+# trigger conditions Squall evaluates (a Flow trigger's ``conditions``); each Kestra class keeps
+# its ``...Condition`` names of older releases as aliases
+_CONDITIONS: dict[str, tuple[str, ...]] = {
+    f"squall.condition.{name}": (
+        f"{_CORE}.condition.{name}",
+        f"{_CORE}.condition.{name}Condition",
+        f"io.kestra.core.models.conditions.types.{name}Condition",
+    )
+    for name in ("ExecutionStatus", "ExecutionFlow", "ExecutionNamespace", "ExecutionLabels")
+}
 
 # entry-point name in the ``squall.runners`` group -> every type name a ``taskRunner`` may use
 _RUNNERS: dict[str, tuple[str, ...]] = {
@@ -147,6 +159,7 @@ def _flatten(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
 ALIASES: dict[str, str] = _flatten(_TASKS)
 TRIGGER_ALIASES: dict[str, str] = _flatten(_TRIGGERS)
 RUNNER_ALIASES: dict[str, str] = _flatten(_RUNNERS)
+CONDITION_ALIASES: dict[str, str] = _flatten(_CONDITIONS)
 
 
 def canonical_type(name: str) -> str | None:
@@ -157,6 +170,11 @@ def canonical_type(name: str) -> str | None:
 def canonical_trigger_type(name: str) -> str | None:
     """Squall's short name for a trigger type as written in a flow, or None when unknown."""
     return TRIGGER_ALIASES.get(name)
+
+
+def canonical_condition_type(name: str) -> str | None:
+    """Squall's short name for a condition type Squall evaluates, or None (not supported)."""
+    return CONDITION_ALIASES.get(name)
 
 
 def runner_name(type_name: str) -> str:

@@ -90,6 +90,7 @@ from control_plane.levels import Level
 from control_plane.service.clock import Clock
 from control_plane.service.concurrency import Admission, Slots
 from control_plane.service.display import Display
+from control_plane.service.flow_triggers import FlowTriggers
 from control_plane.service.kv import KvStore
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
@@ -172,6 +173,7 @@ class ExecutionDriver:
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.slots = Slots(store)
+        self.flow_triggers = FlowTriggers(store)
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
         self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
@@ -191,7 +193,9 @@ class ExecutionDriver:
     def deploy(self, source: str, origin: str = "<string>") -> FlowRecord:
         """Validate and store a flow; a new revision only when the source changed."""
         flow = parse_flow(source, origin)
-        return self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
+        record = self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
+        self.flow_triggers.index(flow)  # after the save: an indexed flow always exists
+        return record
 
     def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A flow revision, parsed once per process (the latest one is looked up every time)."""
@@ -783,6 +787,7 @@ class ExecutionDriver:
 
     def _finished(self, execution: Execution, action: Finish) -> None:
         self._free_slot(execution)
+        self.flow_triggers.fire(execution, self.flow, self.start)
         parent = execution.parent
         if not parent or not parent.get("wait"):
             return

@@ -1,0 +1,110 @@
+"""Firing Flow triggers when an execution ends, from an index written at deploy time.
+
+Which flows listen: a store record (``flow-triggers/index``, the versioned trigger record,
+written with a version check) lists every flow whose latest revision has a Flow trigger. A
+deploy adds or removes its flow; an execution's end reads that one record instead of
+scanning every flow. An entry may be stale (a deleted flow, a disabled one): each listed flow
+is read and checked again before anything fires.
+
+Exactly once: the started execution's id is derived from the upstream execution and the
+trigger (``triggers.flow.fire_id``), so a second firing (a retried Lambda, a recovered
+``Finish``) is a ConflictError on create, ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from control_plane.engine.model import Execution
+from control_plane.errors import ConflictError, InputError, NotFoundError, ServiceError
+from control_plane.flows.models import Flow, FlowTrigger
+from control_plane.store.base import StateStore, TriggerRecord
+from control_plane.triggers.flow import fire_id, matches, variables
+
+__all__ = ["INDEX_KEY", "FlowTriggers"]
+
+INDEX_KEY = "flow-triggers/index"
+MAX_CONFLICTS = 100
+
+_log = logging.getLogger(__name__)
+
+
+class FlowTriggers:
+    """The index of flows with Flow triggers, and their firing."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def listeners(self) -> list[tuple[str, str]]:
+        """(namespace, flow id) of every flow indexed as having a Flow trigger."""
+        record = self.store.get_trigger(INDEX_KEY)
+        return [] if record is None else [(ns, fid) for ns, fid in record.data.get("flows", ())]
+
+    def index(self, flow: Flow) -> None:
+        """Record whether ``flow`` (just deployed, its latest revision) listens to other flows."""
+        entry = [flow.namespace, flow.id]
+        listens = any(isinstance(t, FlowTrigger) for t in flow.triggers or ())
+        for _ in range(MAX_CONFLICTS):
+            record = self.store.get_trigger(INDEX_KEY)
+            flows = [list(e) for e in (record.data.get("flows", ()) if record else ())]
+            if (entry in flows) == listens:
+                return
+            flows = [*flows, entry] if listens else [e for e in flows if e != entry]
+            try:
+                self.store.put_trigger(
+                    TriggerRecord(INDEX_KEY, {"flows": flows}),
+                    expected_version=record.version if record else 0,
+                )
+                return
+            except ConflictError:
+                continue  # another deploy wrote it first: read again
+        raise ServiceError(f"{INDEX_KEY}: {MAX_CONFLICTS} conflicting writers in a row")
+
+    def fire(
+        self,
+        upstream: Execution,
+        flow_of: Callable[[str, str], Flow],
+        start: Callable[..., Any],
+    ) -> list[str]:
+        """Start what the end of ``upstream`` triggers; the ids started now (not the ones before)."""
+        from control_plane.flows.inputs import trigger_inputs
+
+        started: list[str] = []
+        for namespace, flow_id in self.listeners():
+            if (namespace, flow_id) == (upstream.namespace, upstream.flow_id):
+                continue  # Kestra never lets a flow trigger itself (FlowService.removeUnwanted)
+            try:
+                flow = flow_of(namespace, flow_id)
+            except NotFoundError:
+                continue  # deleted since it was indexed
+            if flow.disabled:
+                continue
+            for trigger in flow.triggers or ():
+                if not isinstance(trigger, FlowTrigger) or not matches(trigger, upstream):
+                    continue
+                context = variables(trigger, upstream)
+                new_id = fire_id(upstream.id, namespace, flow_id, trigger.id)
+                try:
+                    start(
+                        namespace,
+                        flow_id,
+                        trigger_inputs(flow, trigger.inputs, context),
+                        revision=flow.revision,
+                        trigger=context,
+                        execution_id=new_id,
+                    )
+                except ConflictError:
+                    continue  # fired before (a retried event)
+                except InputError as exc:  # Kestra logs it and starts nothing (Flow.evaluate)
+                    _log.warning(
+                        "Failed to trigger flow %s.%s for trigger %s, invalid inputs: %s",
+                        namespace,
+                        flow_id,
+                        trigger.id,
+                        exc,
+                    )
+                    continue
+                started.append(new_id)
+        return started
