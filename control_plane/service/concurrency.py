@@ -26,6 +26,12 @@ writers that read the same version one wins; the other reads again and decides a
   same write; it returns their ids, which the caller starts. Idempotent: a second release
   of the same id changes nothing and promotes no one.
 
+Repair: a process that dies between freeing a slot and starting the execution it handed it
+to, or between an execution's end and freeing its slot, leaves a QUEUED execution holding a
+slot, or an ended one. The tick (and a ``squall run`` waiting for a slot) looks at the books
+of the flows listed as limited (:data:`LIMITED_KEY`, written at deploy) and finishes the job:
+one read per limited flow and one per slot holder, never a scan of executions.
+
 The book is tiny (ids only); a queue of tens of thousands of executions would reach
 DynamoDB's 400 KB item size, far beyond any real backlog of one flow.
 """
@@ -39,9 +45,13 @@ from msgspec import Struct
 
 from control_plane.errors import ConflictError, ServiceError
 from control_plane.flows.models import Concurrency
+from control_plane.service.flow_index import FlowIndex
 from control_plane.store.base import StateStore, TriggerRecord
 
-__all__ = ["Admission", "SlotBook", "Slots", "book_key"]
+__all__ = ["LIMITED_KEY", "Admission", "SlotBook", "Slots", "book_key"]
+
+LIMITED_KEY = "concurrency/index"
+"""The store key listing every flow deployed with ``concurrency`` (what :meth:`Slots.limited` reads)."""
 
 MAX_CONFLICTS = 100
 
@@ -95,6 +105,7 @@ class Slots:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        self.limited = FlowIndex(store, LIMITED_KEY)
 
     def book(self, namespace: str, flow_id: str) -> SlotBook:
         record = self.store.get_trigger(book_key(namespace, flow_id))

@@ -195,6 +195,7 @@ class ExecutionDriver:
         flow = parse_flow(source, origin)
         record = self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
         self.flow_triggers.index(flow)  # after the save: an indexed flow always exists
+        self.slots.limited.mark(flow.namespace, flow.id, flow.concurrency is not None)
         return record
 
     def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
@@ -800,6 +801,28 @@ class ExecutionDriver:
             self.clock.now(), parent["taskRunId"], int(parent.get("attempt", 1)), execution.state, outputs
         )
         self.news.event(parent["id"], event)
+
+    def repair_slots(self) -> int:
+        """Finish what a dead process left half-done with concurrency slots (``concurrency.py``).
+
+        A QUEUED execution holding a slot is started; a slot held by an ended execution is
+        freed (and handed on). Only executions this process drives; the number repaired.
+        """
+        repaired = 0
+        for namespace, flow_id in self.slots.limited.flows():
+            for execution_id in self.slots.book(namespace, flow_id).running:
+                try:
+                    held = self.store.get_execution_meta(execution_id)
+                except NotFoundError:
+                    continue  # admitted a moment ago, being created (or never: see the docstring)
+                if held.state is State.QUEUED and self.owns(execution_id):
+                    self.news.event(execution_id, Started(at=self.clock.now()))
+                    repaired += 1
+                elif held.state.terminal:
+                    self._free_slot(held)
+                    repaired += 1
+        self.drain()
+        return repaired
 
     def _free_slot(self, execution: Execution) -> None:
         """An ended execution of a flow with ``concurrency`` frees its slot; queued ones it hands

@@ -1,10 +1,10 @@
 """Firing Flow triggers when an execution ends, from an index written at deploy time.
 
-Which flows listen: a store record (``flow-triggers/index``, the versioned trigger record,
-written with a version check) lists every flow whose latest revision has a Flow trigger. A
-deploy adds or removes its flow; an execution's end reads that one record instead of
-scanning every flow. An entry may be stale (a deleted flow, a disabled one): each listed flow
-is read and checked again before anything fires.
+Which flows listen: a store record (``flow-triggers/index``, a :class:`FlowIndex`) lists every
+flow whose latest revision has a Flow trigger. A deploy adds or removes its flow; an
+execution's end reads that one record instead of scanning every flow. An entry may be stale
+(a deleted flow, a disabled one): each listed flow is read and checked again before anything
+fires.
 
 Exactly once: the started execution's id is derived from the upstream execution and the
 trigger (``triggers.flow.fire_id``), so a second firing (a retried Lambda, a recovered
@@ -18,15 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from control_plane.engine.model import Execution
-from control_plane.errors import ConflictError, InputError, NotFoundError, ServiceError
+from control_plane.errors import ConflictError, InputError, NotFoundError
 from control_plane.flows.models import Flow, FlowTrigger
-from control_plane.store.base import StateStore, TriggerRecord
+from control_plane.service.flow_index import FlowIndex
+from control_plane.store.base import StateStore
 from control_plane.triggers.flow import fire_id, matches, variables
 
 __all__ = ["INDEX_KEY", "FlowTriggers"]
 
 INDEX_KEY = "flow-triggers/index"
-MAX_CONFLICTS = 100
 
 _log = logging.getLogger(__name__)
 
@@ -35,32 +35,16 @@ class FlowTriggers:
     """The index of flows with Flow triggers, and their firing."""
 
     def __init__(self, store: StateStore) -> None:
-        self.store = store
+        self._index = FlowIndex(store, INDEX_KEY)
 
     def listeners(self) -> list[tuple[str, str]]:
         """(namespace, flow id) of every flow indexed as having a Flow trigger."""
-        record = self.store.get_trigger(INDEX_KEY)
-        return [] if record is None else [(ns, fid) for ns, fid in record.data.get("flows", ())]
+        return self._index.flows()
 
     def index(self, flow: Flow) -> None:
         """Record whether ``flow`` (just deployed, its latest revision) listens to other flows."""
-        entry = [flow.namespace, flow.id]
         listens = any(isinstance(t, FlowTrigger) for t in flow.triggers or ())
-        for _ in range(MAX_CONFLICTS):
-            record = self.store.get_trigger(INDEX_KEY)
-            flows = [list(e) for e in (record.data.get("flows", ()) if record else ())]
-            if (entry in flows) == listens:
-                return
-            flows = [*flows, entry] if listens else [e for e in flows if e != entry]
-            try:
-                self.store.put_trigger(
-                    TriggerRecord(INDEX_KEY, {"flows": flows}),
-                    expected_version=record.version if record else 0,
-                )
-                return
-            except ConflictError:
-                continue  # another deploy wrote it first: read again
-        raise ServiceError(f"{INDEX_KEY}: {MAX_CONFLICTS} conflicting writers in a row")
+        self._index.mark(flow.namespace, flow.id, listens)
 
     def fire(
         self,

@@ -305,6 +305,7 @@ class Service:
         """
         if not self._wait():  # nothing of this process's own to wait on: another one must end
             time.sleep(self.poll_interval)
+            self.driver.repair_slots()  # the holder's process may have died before freeing it
 
     def _wait(self) -> bool:
         """Block until something may have changed; False when nothing ever will (paused or idle)."""
@@ -387,6 +388,7 @@ class Service:
                 silent.append(job)
         self.jobs.recancel(cancelling)
         ended = self.jobs.poll(silent)
+        self.driver.repair_slots()
         self._recover_taken_over()
         self.driver.drain()
         self.flush()

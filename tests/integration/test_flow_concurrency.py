@@ -116,3 +116,44 @@ def test_a_queued_execution_killed_gives_up_its_place(tmp_path: Path) -> None:
         assert service.get(third.id).state is State.RUNNING
         assert service.run(third.id, deadline=time.monotonic() + 60).state is State.SUCCESS
         assert service.driver.slots.book(record.namespace, record.id).running == ()
+
+
+def test_the_tick_repairs_what_a_dead_process_left_half_done(tmp_path: Path) -> None:
+    # A process died after handing a slot to a queued execution but before starting it, and
+    # another one after its execution ended but before freeing the slot.
+    from datetime import timedelta
+
+    from control_plane.service.concurrency import book_key
+    from control_plane.store.base import TriggerRecord
+
+    source = (
+        "id: q\nnamespace: t\nconcurrency:\n  limit: 1\ntasks:\n"
+        "  - id: hold\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT10M\n"
+    )
+    with runtime(tmp_path, clock=VirtualClock()) as rt:
+        service = rt.service
+        slots = service.driver.slots
+        record = service.deploy(source, "q.yaml")
+        first, second, third = (service.start(record.namespace, record.id) for _ in range(3))
+        assert slots.release("t", "q", first.id, 1) == (second.id,)  # handed over; nobody started it
+        assert service.get(second.id).state is State.QUEUED
+        service.tick(reconcile_after=timedelta(minutes=1), submit_grace=timedelta(minutes=1))
+        assert service.get(second.id).state is State.RUNNING
+
+        service.kill(first.id)  # its slot was already given away: ends without changing the book
+        assert service.run(second.id, deadline=time.monotonic() + 60).state is State.SUCCESS
+        assert service.get(third.id).state is State.RUNNING  # handed on at the second one's end
+        book = rt.store.get_trigger(book_key("t", "q"))
+        assert book is not None
+        # the third ends, but its slot stays in the book (as if its process died before freeing it)
+        assert service.run(third.id, deadline=time.monotonic() + 60).state is State.SUCCESS
+        stale = rt.store.get_trigger(book_key("t", "q"))
+        assert stale is not None
+        rt.store.put_trigger(
+            TriggerRecord(stale.key, {"running": [third.id], "queued": []}), expected_version=stale.version
+        )
+        fourth = service.start(record.namespace, record.id)
+        assert fourth.state is State.QUEUED
+        service.tick(reconcile_after=timedelta(minutes=1), submit_grace=timedelta(minutes=1))
+        assert service.get(fourth.id).state is State.RUNNING
+        assert slots.book("t", "q").running == (fourth.id,)
