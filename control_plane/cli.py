@@ -361,7 +361,28 @@ def run(
             for message in exc.messages:
                 _error(message)
             raise typer.Exit(1) from None
+        _follow_triggered(runtime)
     raise typer.Exit(_exit_code(final))
+
+
+def _follow_triggered(runtime: Any) -> None:
+    """Drive the executions the run's Flow triggers started (and theirs) to their end too.
+
+    Left alone they would wait for the next ``squall`` command to take them over. The exit
+    code stays the run's own execution's.
+    """
+    driver = runtime.service.driver
+    seen: set[str] = set()
+    with _stoppable():
+        while pending := [i for i in driver.triggered if i not in seen]:
+            for execution_id in pending:
+                seen.add(execution_id)
+                execution = runtime.service.run(execution_id)
+                console.print(
+                    f"triggered: execution {execution.id} of {execution.namespace}.{execution.flow_id}"
+                    f" {execution.state}",
+                    highlight=False,
+                )
 
 
 executions_app = typer.Typer(help="Inspect and control executions in the local store.", no_args_is_help=True)

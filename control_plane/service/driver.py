@@ -50,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -174,6 +174,9 @@ class ExecutionDriver:
         self.news = News()
         self.slots = Slots(store)
         self.flow_triggers = FlowTriggers(store)
+        # Executions this process's Flow triggers started, newest last: ``squall run`` drives them
+        # too. Bounded: a long-lived server never reads it.
+        self.triggered: deque[str] = deque(maxlen=1000)
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
         self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
@@ -788,7 +791,7 @@ class ExecutionDriver:
 
     def _finished(self, execution: Execution, action: Finish) -> None:
         self._free_slot(execution)
-        self.flow_triggers.fire(execution, self.flow, self.start)
+        self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start))
         parent = execution.parent
         if not parent or not parent.get("wait"):
             return
