@@ -22,7 +22,7 @@ from control_plane.errors import ConflictError, InputError, NotFoundError
 from control_plane.flows.models import Flow, FlowTrigger
 from control_plane.service.flow_index import FlowIndex
 from control_plane.store.base import StateStore
-from control_plane.triggers.flow import fire_id, matches, variables
+from control_plane.triggers.flow import fire_id, input_context, matches, variables
 
 __all__ = ["INDEX_KEY", "FlowTriggers"]
 
@@ -68,15 +68,14 @@ class FlowTriggers:
             for trigger in flow.triggers or ():
                 if not isinstance(trigger, FlowTrigger) or not matches(trigger, upstream):
                     continue
-                context = variables(trigger, upstream)
                 new_id = fire_id(upstream.id, namespace, flow_id, trigger.id)
                 try:
                     start(
                         namespace,
                         flow_id,
-                        trigger_inputs(flow, trigger.inputs, context),
+                        trigger_inputs(flow, trigger.inputs, input_context(trigger, upstream)),
                         revision=flow.revision,
-                        trigger=context,
+                        trigger=variables(trigger, upstream),
                         execution_id=new_id,
                     )
                 except ConflictError:

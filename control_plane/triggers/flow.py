@@ -6,8 +6,10 @@ state, every enabled flow with an enabled Flow trigger is considered, except the
 own flow (``FlowService.removeUnwanted``: no recursion). The trigger matches when the
 execution's state is in ``states`` (default: the terminated states), every condition holds
 and the ``preconditions`` hold. The new execution gets ``trigger.executionId``,
-``namespace``, ``flowId``, ``flowRevision``, ``state`` and, when the upstream flow has
-outputs, ``trigger.outputs``; the trigger's ``inputs`` are rendered with them.
+``namespace``, ``flowId``, ``flowRevision`` and ``state`` (``Flow.Output``); the trigger's
+``inputs`` are rendered with them plus, when the upstream flow has outputs,
+``trigger.outputs`` (``Flow.evaluate`` adds them for the inputs only: the execution's own
+``trigger`` has no ``outputs``).
 
 What Squall evaluates (anything else is refused when the flow is deployed, by
 :func:`unsupported`): ``states`` made of terminated states (Squall reacts to an execution's
@@ -34,7 +36,7 @@ from control_plane.engine.states import State
 from control_plane.flows.aliases import canonical_condition_type
 from control_plane.flows.models import Condition, FlowTrigger
 
-__all__ = ["TERMINATED", "fire_id", "matches", "unsupported", "variables"]
+__all__ = ["TERMINATED", "fire_id", "input_context", "matches", "unsupported", "variables"]
 
 TERMINATED = frozenset(
     {
@@ -60,8 +62,8 @@ def fire_id(upstream_id: str, namespace: str, flow_id: str, trigger_id: str) -> 
 
 
 def variables(trigger: FlowTrigger, upstream: Execution) -> dict[str, Any]:
-    """The ``trigger`` variables of the execution it starts (``Flow.Output`` plus outputs)."""
-    out: dict[str, Any] = {
+    """The ``trigger`` variables of the execution it starts (``Flow.Output``)."""
+    return {
         "id": trigger.id,
         "type": trigger.type,
         "executionId": upstream.id,
@@ -70,9 +72,14 @@ def variables(trigger: FlowTrigger, upstream: Execution) -> dict[str, Any]:
         "flowRevision": upstream.flow_revision,
         "state": upstream.state.value,
     }
+
+
+def input_context(trigger: FlowTrigger, upstream: Execution) -> dict[str, Any]:
+    """What the trigger's ``inputs`` are rendered with: the variables plus the upstream outputs."""
+    context = variables(trigger, upstream)
     if upstream.outputs:
-        out["outputs"] = dict(upstream.outputs)
-    return out
+        context["outputs"] = dict(upstream.outputs)
+    return context
 
 
 def matches(trigger: FlowTrigger, upstream: Execution) -> bool:

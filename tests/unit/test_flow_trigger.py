@@ -12,7 +12,7 @@ from control_plane.engine.states import State
 from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import FlowTrigger
-from control_plane.triggers.flow import fire_id, matches, variables
+from control_plane.triggers.flow import fire_id, input_context, matches, variables
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -77,8 +77,9 @@ def test_single_flow_preconditions_filter_on_flow_and_states() -> None:
     assert not matches(trigger(preconditions=other), upstream())
 
 
-def test_the_trigger_variables_are_kestras_flow_output_plus_outputs() -> None:
-    got = variables(trigger(), upstream(outputs={"date": "2026-01-02"}))
+def test_the_trigger_variables_are_kestras_flow_output_and_inputs_also_see_outputs() -> None:
+    done = upstream(outputs={"date": "2026-01-02"})
+    got = variables(trigger(), done)
     assert got == {
         "id": "t",
         "type": "io.kestra.plugin.core.trigger.Flow",
@@ -87,9 +88,9 @@ def test_the_trigger_variables_are_kestras_flow_output_plus_outputs() -> None:
         "flowId": "extract",
         "flowRevision": 3,
         "state": "SUCCESS",
-        "outputs": {"date": "2026-01-02"},
     }
-    assert "outputs" not in variables(trigger(), upstream())
+    assert input_context(trigger(), done) == {**got, "outputs": {"date": "2026-01-02"}}
+    assert "outputs" not in input_context(trigger(), upstream())
 
 
 def test_the_started_id_is_one_per_upstream_execution_and_trigger() -> None:
