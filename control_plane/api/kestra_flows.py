@@ -258,7 +258,7 @@ def update_flow(rt: common.Served, tenant: str, namespace: str, flow_id: str) ->
 def delete_flow(rt: common.Served, tenant: str, namespace: str, flow_id: str) -> Response[None]:
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     rt.store.get_flow(namespace, flow_id)
-    rt.store.delete_flow(namespace, flow_id, at=rt.service.clock.now())
+    rt.service.delete_flow(namespace, flow_id)
     return Response(status_code=204, body=None)
 
 

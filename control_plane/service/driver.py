@@ -197,9 +197,18 @@ class ExecutionDriver:
         """Validate and store a flow; a new revision only when the source changed."""
         flow = parse_flow(source, origin)
         record = self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
-        self.flow_triggers.index(flow)  # after the save: an indexed flow always exists
+        self.flow_triggers.index(flow, record.revision)  # after the save: indexed flows exist
         self.slots.limited.mark(flow.namespace, flow.id, flow.concurrency is not None)
         return record
+
+    def delete_flow(self, namespace: str, flow_id: str) -> None:
+        """Delete a flow (NotFoundError if unknown): its Flow triggers stop listening at once.
+
+        Old revisions stay readable (executions need them), so the indexes must forget it.
+        """
+        self.store.delete_flow(namespace, flow_id, at=self.clock.now())
+        self.flow_triggers.forget(namespace, flow_id)
+        self.slots.limited.mark(namespace, flow_id, False)
 
     def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A flow revision, parsed once per process (the latest one is looked up every time)."""
@@ -812,7 +821,7 @@ class ExecutionDriver:
         freed (and handed on). Only executions this process drives; the number repaired.
         """
         repaired = 0
-        for namespace, flow_id in self.slots.limited.flows():
+        for namespace, flow_id, _ in self.slots.limited.flows():
             for execution_id in self.slots.book(namespace, flow_id).running:
                 try:
                     held = self.store.get_execution_meta(execution_id)

@@ -19,25 +19,32 @@ MAX_CONFLICTS = 100
 
 
 class FlowIndex:
-    """The (namespace, flow id) pairs listed under one store key."""
+    """The flows listed under one store key, each with the revision deployed last.
+
+    The revision lets a reader use the flow it parsed before (revisions never change) instead
+    of reading the latest revision of every listed flow each time.
+    """
 
     def __init__(self, store: StateStore, key: str) -> None:
         self.store = store
         self.key = key
 
-    def flows(self) -> list[tuple[str, str]]:
+    def flows(self) -> list[tuple[str, str, int | None]]:
+        """(namespace, flow id, revision) of every listed flow."""
         record = self.store.get_trigger(self.key)
-        return [] if record is None else [(ns, fid) for ns, fid in record.data.get("flows", ())]
+        entries = record.data.get("flows", ()) if record else ()
+        return [(e[0], e[1], e[2] if len(e) > 2 else None) for e in entries]
 
-    def mark(self, namespace: str, flow_id: str, listed: bool) -> None:
-        """List the flow, or not; a no-op (no write) when it already is as asked."""
-        entry = [namespace, flow_id]
+    def mark(self, namespace: str, flow_id: str, listed: bool, revision: int | None = None) -> None:
+        """List the flow at ``revision``, or not; a no-op (no write) when it already is so."""
+        entry = [namespace, flow_id, revision]
         for _ in range(MAX_CONFLICTS):
             record = self.store.get_trigger(self.key)
             flows = [list(e) for e in (record.data.get("flows", ()) if record else ())]
-            if (entry in flows) == listed:
+            if (entry in flows) == listed and (listed or not any(e[:2] == entry[:2] for e in flows)):
                 return
-            flows = [*flows, entry] if listed else [e for e in flows if e != entry]
+            others = [e for e in flows if e[:2] != entry[:2]]
+            flows = [*others, entry] if listed else others
             try:
                 self.store.put_trigger(
                     TriggerRecord(self.key, {"flows": flows}),

@@ -37,30 +37,34 @@ class FlowTriggers:
     def __init__(self, store: StateStore) -> None:
         self._index = FlowIndex(store, INDEX_KEY)
 
-    def listeners(self) -> list[tuple[str, str]]:
-        """(namespace, flow id) of every flow indexed as having a Flow trigger."""
+    def listeners(self) -> list[tuple[str, str, int | None]]:
+        """(namespace, flow id, revision) of every flow indexed as having a Flow trigger."""
         return self._index.flows()
 
-    def index(self, flow: Flow) -> None:
-        """Record whether ``flow`` (just deployed, its latest revision) listens to other flows."""
+    def index(self, flow: Flow, revision: int) -> None:
+        """Record whether ``flow`` (just deployed as ``revision``, its latest) listens to others."""
         listens = any(isinstance(t, FlowTrigger) for t in flow.triggers or ())
-        self._index.mark(flow.namespace, flow.id, listens)
+        self._index.mark(flow.namespace, flow.id, listens, revision)
+
+    def forget(self, namespace: str, flow_id: str) -> None:
+        """The flow was deleted: it listens no more."""
+        self._index.mark(namespace, flow_id, False)
 
     def fire(
         self,
         upstream: Execution,
-        flow_of: Callable[[str, str], Flow],
+        flow_of: Callable[[str, str, int | None], Flow],
         start: Callable[..., Any],
     ) -> list[str]:
         """Start what the end of ``upstream`` triggers; the ids started now (not the ones before)."""
         from control_plane.flows.inputs import trigger_inputs
 
         started: list[str] = []
-        for namespace, flow_id in self.listeners():
+        for namespace, flow_id, revision in self.listeners():
             if (namespace, flow_id) == (upstream.namespace, upstream.flow_id):
                 continue  # Kestra never lets a flow trigger itself (FlowService.removeUnwanted)
             try:
-                flow = flow_of(namespace, flow_id)
+                flow = flow_of(namespace, flow_id, revision)  # parsed once per process
             except NotFoundError:
                 continue  # deleted since it was indexed
             if flow.disabled:

@@ -127,6 +127,7 @@ class Service:
         # resume, replay, set_labels; flush writes what still rides along: the end of a Lambda call).
         self.new_id = self.driver.new_id
         self.deploy = self.driver.deploy
+        self.delete_flow = self.driver.delete_flow
         self.flow = self.driver.flow
         self.start = self.driver.start
         self.advance = self.driver.advance
