@@ -28,6 +28,7 @@ the trigger id (:func:`fire_id`); firing twice (a retried Lambda) is a ConflictE
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -187,4 +188,18 @@ def unsupported(trigger: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...],
                 problems.append(
                     (("preconditions", "flows", 0, key), f"preconditions.flows[0].{key} is not supported")
                 )
+            wanted = upstream.get("states") if isinstance(upstream, Mapping) else None
+            for i, state in enumerate(wanted if isinstance(wanted, list) else ()):
+                if state not in {s.value for s in TERMINATED}:
+                    problems.append(
+                        (
+                            ("preconditions", "flows", 0, "states", i),
+                            f"preconditions state {state} is not supported: only terminated states",
+                        )
+                    )
+        pre_id = pre.get("id")
+        if not isinstance(pre_id, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]*", pre_id):
+            problems.append(  # Flow.Preconditions.id: @NotNull @NotBlank @Pattern
+                (("preconditions",), "preconditions.id is required and must match ^[a-zA-Z0-9][a-zA-Z0-9_-]*")
+            )
     return problems

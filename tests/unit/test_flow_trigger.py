@@ -110,6 +110,12 @@ def test_the_started_id_is_one_per_upstream_execution_and_trigger() -> None:
             "        - {namespace: a, flowId: b}\n",
             "preconditions.resetOnSuccess",
         ),
+        ("    preconditions:\n      flows:\n        - {namespace: a, flowId: b}\n", "preconditions.id"),
+        (
+            "    preconditions:\n      id: p\n      flows:\n"
+            "        - {namespace: a, flowId: b, states: [PAUSED]}\n",
+            "preconditions state PAUSED",
+        ),
     ],
 )
 def test_what_squall_cannot_honour_is_refused_with_its_line(block: str, needle: str) -> None:
