@@ -840,11 +840,10 @@ class ExecutionDriver:
         """An ended execution of a flow with ``concurrency`` frees its slot; queued ones it hands
         a slot to start here, if this process drives them (else their own process starts them,
         :meth:`start_queued`): Kestra pops the queue when an execution ends (``JdbcExecutor``)."""
-        concurrency = self.flow(execution.namespace, execution.flow_id).concurrency  # the limit now
-        if concurrency is None:
-            concurrency = self.flow_of(execution).concurrency
-            if concurrency is None:
-                return
+        own = self.flow_of(execution).concurrency  # cached: no read for an unlimited flow
+        if own is None:
+            return  # admitted without a book: holds no slot
+        concurrency = self.flow(execution.namespace, execution.flow_id).concurrency or own  # the limit now
         promoted = self.slots.release(execution.namespace, execution.flow_id, execution.id, concurrency.limit)
         for execution_id in promoted:
             if self.owns(execution_id):
