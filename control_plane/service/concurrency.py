@@ -39,16 +39,21 @@ DynamoDB's 400 KB item size, far beyond any real backlog of one flow.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from enum import Enum
 
 from msgspec import Struct
 
+from control_plane.engine.actions import Action, Emit, Finish
+from control_plane.engine.model import Execution, LogLine
+from control_plane.engine.states import State
 from control_plane.errors import ConflictError, ServiceError
 from control_plane.flows.models import Concurrency
+from control_plane.levels import Level
 from control_plane.service.flow_index import FlowIndex
 from control_plane.store.base import StateStore, TriggerRecord
 
-__all__ = ["LIMITED_KEY", "Admission", "SlotBook", "Slots", "book_key"]
+__all__ = ["LIMITED_KEY", "Admission", "SlotBook", "Slots", "book_key", "held_back"]
 
 LIMITED_KEY = "concurrency/index"
 """The store key listing every flow deployed with ``concurrency`` (what :meth:`Slots.limited` reads)."""
@@ -159,3 +164,20 @@ class Slots:
 
 def _book(record: TriggerRecord) -> SlotBook:
     return SlotBook(tuple(record.data.get("running", ())), tuple(record.data.get("queued", ())))
+
+
+def held_back(
+    created: Execution, admission: Admission, held: int, now: datetime
+) -> tuple[Execution, list[Action]]:
+    """A new execution its flow's ``concurrency`` does not let run now, as Kestra leaves it
+    (``ExecutorService.checkConcurrencyLimit``): QUEUED, CANCELLED, or FAILED with its message."""
+    if admission is Admission.QUEUE:
+        line = LogLine(
+            now, Level.INFO, f"Flow is queued due to concurrency limit exceeded, {held} running(s)"
+        )
+        return created.evolve(state=State.QUEUED, version=1), [Emit((line,))]
+    if admission is Admission.CANCEL:
+        return created.evolve(state=State.CANCELLED, ended=now, version=1), [Finish(State.CANCELLED)]
+    line = LogLine(now, Level.ERROR, "Flow is FAILED due to concurrency limit exceeded")
+    failed = created.evolve(state=State.FAILED, ended=now, version=1, error_logs=(line,))
+    return failed, [Emit((line,)), Finish(State.FAILED)]

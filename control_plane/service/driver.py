@@ -86,9 +86,8 @@ from control_plane.errors import (
 from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Pause
-from control_plane.levels import Level
 from control_plane.service.clock import Clock
-from control_plane.service.concurrency import Admission, Slots
+from control_plane.service.concurrency import Admission, Slots, held_back
 from control_plane.service.display import Display
 from control_plane.service.flow_triggers import FlowTriggers
 from control_plane.service.kv import KvStore
@@ -103,10 +102,12 @@ if TYPE_CHECKING:
     from control_plane.service.storage import TaskStorage
     from control_plane.service.supervisor import JobSupervisor
 
-__all__ = ["FLOW_RETRY_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
+__all__ = ["FLOW_RETRY_TIMER", "FLOW_TRIGGER_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
 
 MAX_CONFLICTS = 50
 FLOW_RETRY_TIMER = "flow-retry:"
+FLOW_TRIGGER_TIMER = "flow-triggers:"
+"""Outbox of an ended execution's Flow triggers: written with its end, deleted once they fired."""
 
 HANDED_TO_TICK = datetime(1970, 1, 1, tzinfo=UTC)
 """``updated`` of a job record left SUBMITTING for the tick by a step over its submit budget."""
@@ -177,6 +178,8 @@ class ExecutionDriver:
         # Executions this process's Flow triggers started, newest last: ``squall run`` drives them
         # too. Bounded: a long-lived server never reads it.
         self.triggered: deque[str] = deque(maxlen=1000)
+        # The Flow-trigger index read when an ending save wrote its outbox timer, by execution.
+        self._trigger_outbox: dict[str, list[tuple[str, str, int | None]]] = {}
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
         self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
@@ -262,7 +265,7 @@ class ExecutionDriver:
         if flow.concurrency is not None:
             admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
             if admission is not Admission.RUN:
-                return self._create(*_held_back(created, admission, held, now))
+                return self._create(*held_back(created, admission, held, now))
         execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
         return self._create(execution, actions)
 
@@ -646,9 +649,14 @@ class ExecutionDriver:
                     stored = self.store.get_job(action.job_name)
                     if stored is not None and stored.phase is not JobPhase.DONE:
                         jobs.append(replace(stored, phase=JobPhase.CANCELLING, updated=self.clock.now()))
-                case Finish() if action.retry_at is not None:
-                    timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
-                    self._hint_timer(action.retry_at)
+                case Finish():
+                    if action.retry_at is not None:
+                        timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
+                        self._hint_timer(action.retry_at)
+                    listeners = self.flow_triggers.listeners()
+                    if listeners:  # fired after this save; by the tick if this process dies first
+                        timers.append(TimerRecord(execution.id, FLOW_TRIGGER_TIMER, self.clock.now()))
+                        self._trigger_outbox[execution.id] = listeners
                 case _:
                     pass
         return logs, timers, jobs
@@ -699,6 +707,12 @@ class ExecutionDriver:
                 delete()
                 if self.ownership is not None:
                     self.ownership.release(timer.execution_id)  # ended before: only its retry needed it
+            elif timer.key == FLOW_TRIGGER_TIMER:  # its process died between the end and the firing
+                self.triggered.extend(
+                    self.flow_triggers.fire(self.reload(timer.execution_id), self.flow, self.start)
+                )
+                delete()
+                self.drain()
             else:  # deleted once its event is stored or found applied, never on a guess (``_apply``)
                 fired = TimerFired(at=self.clock.now(), key=timer.key)
                 self.news.event(timer.execution_id, fired, Ride(then=[delete]))
@@ -800,7 +814,10 @@ class ExecutionDriver:
 
     def _finished(self, execution: Execution, action: Finish) -> None:
         self._free_slot(execution)
-        self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start))
+        listeners = self._trigger_outbox.pop(execution.id, None)
+        if listeners is not None:  # the save wrote the outbox timer: fire, then delete it
+            self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start, listeners))
+            self.store.delete_timer(execution.id, FLOW_TRIGGER_TIMER)
         parent = execution.parent
         if not parent or not parent.get("wait"):
             return
@@ -848,20 +865,3 @@ class ExecutionDriver:
         for execution_id in promoted:
             if self.owns(execution_id):
                 self.news.event(execution_id, Started(at=self.clock.now()))
-
-
-def _held_back(
-    created: Execution, admission: Admission, held: int, now: datetime
-) -> tuple[Execution, list[Action]]:
-    """A new execution its flow's ``concurrency`` does not let run now, as Kestra leaves it
-    (``ExecutorService.checkConcurrencyLimit``): QUEUED, CANCELLED, or FAILED with its message."""
-    if admission is Admission.QUEUE:
-        line = LogLine(
-            now, Level.INFO, f"Flow is queued due to concurrency limit exceeded, {held} running(s)"
-        )
-        return created.evolve(state=State.QUEUED, version=1), [Emit((line,))]
-    if admission is Admission.CANCEL:
-        return created.evolve(state=State.CANCELLED, ended=now, version=1), [Finish(State.CANCELLED)]
-    line = LogLine(now, Level.ERROR, "Flow is FAILED due to concurrency limit exceeded")
-    failed = created.evolve(state=State.FAILED, ended=now, version=1, error_logs=(line,))
-    return failed, [Emit((line,)), Finish(State.FAILED)]

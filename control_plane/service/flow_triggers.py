@@ -8,7 +8,10 @@ fires.
 
 Exactly once: the started execution's id is derived from the upstream execution and the
 trigger (``triggers.flow.fire_id``), so a second firing (a retried Lambda, a recovered
-``Finish``) is a ConflictError on create, ignored.
+``Finish``) is a ConflictError on create, ignored. At least once: while any flow listens, the
+save that ends an execution also writes a due timer (``flow-triggers:``, an outbox record);
+the driver fires right after the save and then deletes it, and a process that died in
+between leaves it for the tick (or the next local command) to fire.
 """
 
 from __future__ import annotations
@@ -55,12 +58,16 @@ class FlowTriggers:
         upstream: Execution,
         flow_of: Callable[[str, str, int | None], Flow],
         start: Callable[..., Any],
+        listeners: list[tuple[str, str, int | None]] | None = None,
     ) -> list[str]:
-        """Start what the end of ``upstream`` triggers; the ids started now (not the ones before)."""
+        """Start what the end of ``upstream`` triggers; the ids started now (not the ones before).
+
+        ``listeners``: the index as just read (else it is read here).
+        """
         from control_plane.flows.inputs import trigger_inputs
 
         started: list[str] = []
-        for namespace, flow_id, revision in self.listeners():
+        for namespace, flow_id, revision in self.listeners() if listeners is None else listeners:
             if (namespace, flow_id) == (upstream.namespace, upstream.flow_id):
                 continue  # Kestra never lets a flow trigger itself (FlowService.removeUnwanted)
             try:
