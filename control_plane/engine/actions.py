@@ -73,12 +73,17 @@ class StartTimer(Struct, frozen=True):
 
 
 class RunInline(Struct, frozen=True):
-    """Run a task with side effects in the control plane; answer with a TaskResult."""
+    """Run a task with side effects in the control plane; answer with a TaskResult.
+
+    ``properties`` are rendered, as for ``SubmitJob``; ``timeout`` is the task's, which the
+    handler also uses to bound its own waits (an HTTP call), so its answer comes in time.
+    """
 
     taskrun_id: str
     attempt: int
     task_type: str
     properties: Mapping[str, Any]
+    timeout: timedelta | None = None
 
 
 class StartSubflow(Struct, frozen=True):

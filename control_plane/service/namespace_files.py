@@ -1,61 +1,61 @@
-"""A task's ``namespaceFiles``: which of its namespace's files are staged into its working directory.
+"""Namespace files: one layout for the API and the ``core.namespace`` tasks.
 
-Kestra (``NamespaceFiles``, ``PathMatcherPredicate``, ``InternalNamespace.findAllFilesMatching``)
-loads every file of the flow's namespace when ``namespaceFiles.enabled`` is true (its default
-once the block is there), filtered by ``include`` then ``exclude`` globs matched against the
-file's absolute path (``/scripts/etl.py``). A pattern starting with a word character gets
-``**/`` in front (``*.py`` stays as written, ``etl.py`` matches at any depth); ``glob:`` and
-``regex:`` prefixes select the syntax, as Java's ``FileSystem.getPathMatcher`` does. Files keep
-their path, relative, in the working directory.
+A namespace's files live in the deployment storage at ``_files/<namespace>/<path>`` under
+its root, so every container of a deployment sees the same ones. Object stores have no
+directories: a directory is the common prefix of the files under it. A path is absolute
+(``/scripts/etl.py``), of non-empty segments, none ``.`` or ``..``.
 
-The namespace files API (:mod:`control_plane.api.kestra_namespace_files`) keeps them under
-``_files/<namespace>/`` in the deployment storage; :func:`namespace_files` turns the matches
-into ``inputFiles``-like ``{path: storage URI}`` pairs, staged exactly as ``inputFiles`` URIs
-are (by reference on a runner that reads the storage's scheme, inline otherwise), so every
-runner sees them.
+Kestra's tasks select files with glob patterns (PathMatcherPredicate.java): ``glob:`` or
+``regex:`` prefixes as Java's PathMatcher reads them; a bare pattern starting with a word
+character matches at any depth (``**/`` is put in front of it).
+
+A script task's or a WorkingDirectory's ``namespaceFiles`` block (Kestra's ``NamespaceFiles``:
+``enabled``, its default once the block is there, then ``include`` and ``exclude`` matched
+against the absolute path) selects files that are staged into the job's working directory
+like ``inputFiles`` URIs (:func:`namespace_files`), keeping their path, relative.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from control_plane.service.storage import TaskStorage
 
-__all__ = ["NamespaceFilesError", "glob_regex", "matches", "namespace_file_uri", "namespace_files"]
-
-_WORD_START = re.compile(r"\w")
-
-
-def namespace_file_uri(
-    storage: TaskStorage, namespace: str, segments: Iterable[str], *, directory: bool = False
-) -> str:
-    """Where the namespace file (or directory) of ``segments`` lives: ``_files/<namespace>/...``.
-
-    The one place that layout is written: the API stores files there, tasks read them there.
-    """
-    relative = "/".join(["_files", namespace, *segments])
-    return storage.uri(relative + ("/" if directory else ""))
+__all__ = [
+    "NamespaceFiles",
+    "NamespaceFilesError",
+    "PathError",
+    "matcher",
+    "matches",
+    "namespace_file_uri",
+    "namespace_files",
+    "segments",
+]
 
 
-class NamespaceFilesError(ValueError):
-    """A ``namespaceFiles`` block that cannot be honoured (bad pattern, not a map)."""
+class PathError(ValueError):
+    """A namespace file path that is not absolute plain segments."""
 
 
-def glob_regex(glob: str) -> str:
-    """Java's glob grammar (``FileSystem.getPathMatcher("glob:...")``) as a Python regex.
+def segments(path: str) -> list[str]:
+    """The segments of an absolute path; PathError naming it otherwise."""
+    parts = path.split("/")
+    if parts[0] != "" or len(parts) < 2 or any(p in ("", ".", "..") or "\\" in p for p in parts[1:]):
+        raise PathError(f"{path!r} is not an absolute path of plain segments")
+    return parts[1:]
 
-    ``*`` and ``?`` stay within one path segment, ``**`` crosses segments, ``{a,b}`` is an
-    alternative, ``[...]`` a class (``[!...]`` negated); everything else is literal.
-    """
+
+def _glob(pattern: str) -> str:
+    """Java's glob syntax as a regular expression (``**`` crosses ``/``, ``*`` does not)."""
     out: list[str] = []
-    i, n, group = 0, len(glob), 0
-    while i < n:
-        c = glob[i]
+    i = 0
+    in_group = False
+    while i < len(pattern):
+        c = pattern[i]
         if c == "*":
-            if glob.startswith("**", i):
+            if pattern.startswith("**", i):
                 out.append(".*")
                 i += 2
                 continue
@@ -63,53 +63,89 @@ def glob_regex(glob: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "{":
-            group += 1
+            in_group = True
             out.append("(?:")
-        elif c == "}" and group:
-            group -= 1
+        elif c == "}" and in_group:
+            in_group = False
             out.append(")")
-        elif c == "," and group:
+        elif c == "," and in_group:
             out.append("|")
         elif c == "[":
-            end = glob.find("]", i + 1)
+            end = pattern.find("]", i + 1)
             if end < 0:
-                raise NamespaceFilesError(f"unclosed '[' in glob {glob!r}")
-            body = glob[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-            continue
-        elif c == "\\" and i + 1 < n:
-            out.append(re.escape(glob[i + 1]))
-            i += 2
-            continue
+                raise PathError(f"unclosed '[' in pattern {pattern!r}")
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
         else:
             out.append(re.escape(c))
         i += 1
-    if group:
-        raise NamespaceFilesError(f"unclosed '{{' in glob {glob!r}")
+    if in_group:
+        raise PathError(f"unclosed '{{' in pattern {pattern!r}")
     return "".join(out)
 
 
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    try:
+def matcher(patterns: list[str]) -> re.Pattern[str]:
+    """One regular expression matching a path when any of ``patterns`` does."""
+    alternatives: list[str] = []
+    for pattern in patterns:
         if pattern.startswith("regex:"):
-            return re.compile(pattern[len("regex:") :])
+            alternatives.append(pattern.removeprefix("regex:"))
+            continue
         if pattern.startswith("glob:"):
-            return re.compile(glob_regex(pattern[len("glob:") :]))
-        return re.compile(glob_regex("**/" + pattern if _WORD_START.match(pattern) else pattern))
+            pattern = pattern.removeprefix("glob:")
+        elif re.match(r"\w", pattern):
+            pattern = "**/" + pattern
+        alternatives.append(_glob(pattern.replace("\\", "/")))
+    try:
+        return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)")
     except re.error as exc:
-        raise NamespaceFilesError(f"bad pattern {pattern!r}: {exc}") from None
+        raise PathError(f"invalid pattern: {exc}") from None
+
+
+class NamespaceFiles:
+    """The files of every namespace, on the deployment storage."""
+
+    def __init__(self, storage: TaskStorage) -> None:
+        self.storage = storage
+
+    def uri(self, namespace: str, parts: list[str], *, directory: bool = False) -> str:
+        relative = "/".join(["_files", namespace, *parts])
+        return self.storage.uri(relative + ("/" if directory else ""))
+
+    def children(self, namespace: str, parts: list[str]) -> dict[str, str]:
+        """Every file under a directory: {path relative to it: URI}."""
+        return dict(self.storage.list_prefix(self.uri(namespace, parts, directory=True)))
+
+    def all(self, namespace: str) -> dict[str, str]:
+        """Every file of a namespace: {absolute path: URI}, sorted by path."""
+        return {"/" + rel: uri for rel, uri in sorted(self.children(namespace, []).items())}
+
+    def matching(self, namespace: str, patterns: list[str]) -> dict[str, str]:
+        compiled = matcher(patterns)
+        return {path: uri for path, uri in self.all(namespace).items() if compiled.fullmatch(path)}
+
+
+def namespace_file_uri(
+    storage: TaskStorage, namespace: str, parts: Iterable[str], *, directory: bool = False
+) -> str:
+    """Where a namespace file (or directory) lives: :meth:`NamespaceFiles.uri` without an instance."""
+    return NamespaceFiles(storage).uri(namespace, list(parts), directory=directory)
+
+
+class NamespaceFilesError(PathError):
+    """A ``namespaceFiles`` block that cannot be honoured (bad pattern, not a map)."""
 
 
 def matches(path: str, include: Iterable[str] | None, exclude: Iterable[str] | None) -> bool:
     """Whether the absolute ``path`` passes Kestra's include-then-exclude filter."""
-    inc, exc = list(include or ()), list(exclude or ())
-    if inc and not any(_compiled(p).fullmatch(path) for p in inc):
-        return False
-    return not any(_compiled(p).fullmatch(path) for p in exc)
+    try:
+        inc, exc = list(include or ()), list(exclude or ())
+        if inc and not matcher(inc).fullmatch(path):
+            return False
+        return not (exc and matcher(exc).fullmatch(path))
+    except PathError as error:
+        raise NamespaceFilesError(str(error)) from None
 
 
 def _patterns(block: Mapping[str, Any], key: str) -> list[str] | None:
@@ -131,9 +167,8 @@ def namespace_files(block: Any, namespace: str, storage: TaskStorage) -> dict[st
     if enabled is False or str(enabled).lower() == "false":
         return {}
     include, exclude = _patterns(block, "include"), _patterns(block, "exclude")
-    found = storage.list_prefix(namespace_file_uri(storage, namespace, (), directory=True))
     return {
-        relative: uri
-        for relative, uri in sorted(found.items())
-        if not relative.endswith("/") and matches("/" + relative, include, exclude)
+        path.removeprefix("/"): uri
+        for path, uri in NamespaceFiles(storage).all(namespace).items()
+        if not path.endswith("/") and matches(path, include, exclude)
     }

@@ -28,7 +28,6 @@ from typing import Any
 
 from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.service.storage import TaskStorage
-from runners.wrapper import glob_to_ere
 
 __all__ = ["CAPTURE_ALL", "own_output_files", "workspace_files"]
 
@@ -57,5 +56,9 @@ def own_output_files(files: Mapping[str, str], globs: Iterable[str] | None) -> d
     patterns = [str(g) for g in globs or ()]
     if not patterns:
         return {}
+    from runners.wrapper import (
+        glob_to_ere,
+    )  # here: the wrapper's dataclasses stay out of the handlers' cold start
+
     ere = re.compile("^(" + "|".join(glob_to_ere(g) for g in patterns) + ")$")
     return {name: uri for name, uri in files.items() if ere.match(name)}
