@@ -2,9 +2,13 @@
 
 Kestra 2.0 moved the controls under ``/executions/{executionId}/actions/...`` (kill, restart,
 replay, replay-with-inputs, resume), so no control route overlaps the start route
-``POST /executions/{namespace}/{id}`` any more. Each route is one call into the same service
-the older routes use (:mod:`control_plane.api.executions`, whose multipart input handling
-is shared); only the JSON differs (:mod:`control_plane.api.kestra_views`).
+``POST /executions/{namespace}/{id}`` any more. Each route is one call into the service; the
+JSON is Kestra's (:mod:`control_plane.api.kestra_views`), the start's inputs and labels are
+read by :mod:`control_plane.api.start_inputs`.
+
+An execution's JSON holds at most ``TASKRUNS_SHOWN`` task runs and stays within
+``SQUALL_MAX_RESPONSE_BYTES``; ``taskRunCursor`` leads to the rest, through Squall's
+``/executions/{executionId}/taskruns`` pages (:mod:`control_plane.api.taskrun_pages`).
 
 Kestra parameters Squall cannot honour are refused with a 400 naming them, never ignored:
 ``wait=true``, ``scheduleDate``, ``breakpoints``, ``kind``, a ``revision`` on restart or
@@ -16,22 +20,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from msgspec import Struct
 from pydantic import BaseModel
 
-from control_plane.api import common, executions, telemetry, tenants, webhooks
+from control_plane.api import common, taskrun_pages, telemetry, tenants, webhooks
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import (
     KestraExecution,
     KestraState,
     PagedExecutions,
+    PagedTaskRuns,
     execution,
     execution_summary,
     state,
+    taskrun,
 )
+from control_plane.api.start_inputs import START_TYPES, form_inputs, label_values
 from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
@@ -56,18 +65,24 @@ def _json(status: int, view: KestraExecution) -> Response[KestraExecution]:
 
 
 def _view(rt: Runtime, execution_id: str) -> KestraExecution:
-    """The execution as stored now, with its first ``TASKRUNS_SHOWN`` task runs by id.
+    """The execution as stored now, with the first page of its task runs.
 
-    Meta first, so an execution seen ended is listed with its task runs ended too; a bigger
-    execution says so with ``taskRunCursor`` (leading to Squall's ``/taskruns`` pages).
+    Meta first, so an execution seen ended is listed with its task runs ended too. At most
+    ``TASKRUNS_SHOWN`` task runs, fewer when more would pass ``SQUALL_MAX_RESPONSE_BYTES``
+    with the rest of the execution; then ``taskRunCursor`` leads to the ``/taskruns`` pages.
     """
     meta = rt.store.get_execution_meta(execution_id)
     telemetry.keys(execution_id=meta.id, namespace=meta.namespace, flow_id=meta.flow_id)
-    runs = rt.store.list_taskruns(execution_id, limit=executions.TASKRUNS_SHOWN + 1)
-    view = execution(meta, runs[: executions.TASKRUNS_SHOWN])
-    if len(runs) > executions.TASKRUNS_SHOWN:
-        return view.model_copy(update={"taskRunCursor": executions.task_run_cursor(runs[-2].id)})
-    return view
+    runs = rt.store.list_taskruns(execution_id, limit=taskrun_pages.TASKRUNS_SHOWN + 1)
+    bare = execution(meta, [])
+    budget = rt.settings.max_response_bytes - taskrun_pages.size(bare) - taskrun_pages.ENVELOPE
+    shown, cursor = taskrun_pages.fit(
+        runs, taskrun_pages.TASKRUNS_SHOWN, budget, lambda tr: taskrun(meta, tr)
+    )
+    update: dict[str, Any] = {"taskRunList": shown}
+    if cursor is not None:
+        update["taskRunCursor"] = cursor
+    return bare.model_copy(update=update)
 
 
 def _refuse_given(**given: Any) -> None:
@@ -79,9 +94,9 @@ def _refuse_given(**given: Any) -> None:
 def _inputs(rt: Runtime, namespace: str, flow_id: str, execution_id: str) -> tuple[Any, str | None]:
     """Inputs from the request: multipart (what Kestra's clients send) or a JSON object."""
     event = router.current_event.raw_event
-    kind = common.require_media_type(event, executions.START_TYPES, empty_ok=True)
+    kind = common.require_media_type(event, START_TYPES, empty_ok=True)
     if kind == "multipart/form-data" and event.get("body"):
-        return executions.form_inputs(rt, event, namespace, flow_id, execution_id)
+        return form_inputs(rt, event, namespace, flow_id, execution_id)
     return common.json_body(event), None
 
 
@@ -128,7 +143,24 @@ _EXECUTION_FILTERS = {
 
 
 def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExecutions:
-    states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
+    found = _matches(rt, filters)
+    shown = found[page_of.window(len(found))]
+    return PagedExecutions(results=[execution_summary(s) for s in shown], total=len(found))
+
+
+def _matches(rt: Runtime, filters: tuple[Filter, ...]) -> list[ExecutionSummary]:
+    """Every execution ``filters`` match, newest first; a 400 past ``SCAN_LIMIT``."""
+    for f in filters:  # an unknown state would match nothing: said, not silently an empty page
+        unknown = [v for v in f.values() if v not in State.__members__] if f.field == "state" else []
+        if unknown:
+            raise common.ApiError(
+                422,
+                f"invalid query parameter 'filters[state][{f.op}]': unknown state {unknown[0]!r}",
+                extra={
+                    "errors": [{"name": f"filters[state][{f.op}]", "in": "query", "message": "unknown state"}]
+                },
+            )
+    states = [State(v) for f in filters if f.field == "state" for v in f.values()]
     flow_ids = {f.value for f in filters if f.field == "flowId"}
     # the stores match a namespace exactly: a PREFIX filter reads them all and filters here
     namespace = next((f.value for f in filters if f.field == "namespace" and f.op == "EQUALS"), None)
@@ -147,9 +179,7 @@ def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExec
             raise refuse("filters", f"more than {SCAN_LIMIT} executions match: narrow the search")
         cursor = page.cursor
         if cursor is None:
-            break
-    shown = found[page_of.window(len(found))]
-    return PagedExecutions(results=[execution_summary(s) for s in shown], total=len(found))
+            return found
 
 
 @router.get(
@@ -205,6 +235,33 @@ def executions_of_flow(rt: common.Served, tenant: str) -> PagedExecutions:
 )
 def get_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     return _view(rt, execution_id)
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/taskruns",
+    summary="An execution's task runs, a page at a time (Squall extension)",
+    description="Where an execution's taskRunCursor leads. Pages follow task-run ids; within a page, task"
+    " runs are in creation order. A page holds fewer than limit when more would pass"
+    " SQUALL_MAX_RESPONSE_BYTES.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def execution_taskruns(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    limit: Annotated[int, Query(ge=1, le=taskrun_pages.TASKRUN_PAGE_MAX)] = taskrun_pages.TASKRUN_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="from the previous page, or the execution's taskRunCursor")
+    ] = None,
+) -> PagedTaskRuns:
+    start = None if cursor is None else taskrun_pages.after(cursor)
+    meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty page
+    telemetry.keys(execution_id=meta.id, namespace=meta.namespace, flow_id=meta.flow_id)
+    candidates = rt.store.list_taskruns(execution_id, after=start, limit=limit + 1)
+    budget = rt.settings.max_response_bytes - taskrun_pages.ENVELOPE
+    shown, next_cursor = taskrun_pages.fit(candidates, limit, budget, lambda tr: taskrun(meta, tr))
+    return PagedTaskRuns(results=shown, cursor=next_cursor)
 
 
 FOLLOW_SECONDS = 25.0  # under API Gateway's 30 s integration limit: the stream ends by then
@@ -424,6 +481,24 @@ _LABELS_BODY = {
 }
 
 
+def _labels_of(body: Any, where: str) -> dict[str, str]:
+    """Kestra's ``[{key, value}]`` labels; a 422 naming the first bad item or a ``system.`` key."""
+    if not isinstance(body, list):
+        raise common.ApiError(422, f'{where} must be a JSON array of {{"key": ..., "value": ...}}')
+    labels: dict[str, str] = {}
+    for index, item in enumerate(body):
+        key = item.get("key") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not key or not isinstance(value, str) or not value:
+            raise common.ApiError(
+                422, f"{where}[{index}]: expected {{key, value}}, non-empty strings, got {item!r}"
+            )
+        if key.startswith("system."):
+            raise common.ApiError(422, f"{where}[{index}]: {key!r}: system.* labels are set by Squall only")
+        labels[key] = value
+    return labels
+
+
 @router.post(
     "/api/v1/<tenant>/executions/<execution_id>/actions/labels",
     summary="Set the labels of an ended execution",
@@ -436,20 +511,7 @@ _LABELS_BODY = {
 def set_labels(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     event = router.current_event.raw_event
     common.require_media_type(event, ("application/json",))
-    body = common.json_body(event)
-    if not isinstance(body, list):
-        raise common.ApiError(422, 'the body must be a JSON array of {"key": ..., "value": ...}')
-    labels: dict[str, str] = {}
-    for index, item in enumerate(body):
-        key = item.get("key") if isinstance(item, dict) else None
-        value = item.get("value") if isinstance(item, dict) else None
-        if not isinstance(key, str) or not key or not isinstance(value, str) or not value:
-            raise common.ApiError(
-                422, f"body[{index}]: expected {{key, value}}, non-empty strings, got {item!r}"
-            )
-        if key.startswith("system."):
-            raise common.ApiError(422, f"body[{index}]: {key!r}: system.* labels are set by Squall only")
-        labels[key] = value
+    labels = _labels_of(common.json_body(event), "body")
     rt.store.get_execution_meta(execution_id)  # 404 first
     rt.service.set_labels(execution_id, labels)
     return _view(rt, execution_id)
@@ -577,19 +639,38 @@ class BulkResponse(BaseModel):
     count: int
 
 
-def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: str) -> list[str]:
-    """The execution ids of a JSON array body, each checked before anything is done.
-
-    An unknown id is a 404 and an execution whose state refuses ``action`` a 409, each naming
-    the id, and nothing is done: Kestra's clients then see which one to leave out. (A state can
-    still change between the check and the action; the service refuses it then, with a 409.)
-    """
+def _body_ids() -> list[str]:
+    """The execution ids of a JSON array body, each once, in the order given."""
     event = router.current_event.raw_event
     common.require_media_type(event, ("application/json",))
     body = common.json_body(event)
     if not isinstance(body, list) or not all(isinstance(i, str) and i for i in body):
         raise common.ApiError(422, "the body must be a JSON array of execution ids")
-    for execution_id in body:
+    return list(dict.fromkeys(body))
+
+
+def _query_ids(rt: Runtime, params: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """The ids of every execution the request's ``filters[...]`` match (as executions/search
+    reads them), and the plain ``params`` the route allows. Paging and sorting mean nothing to
+    a bulk action: given, they are a 400, never ignored."""
+    event = router.current_event.raw_event
+    for name in ("page", "size", "sort"):
+        if any(key == name for key, _ in parse_qsl(str(event.get("rawQueryString") or ""))):
+            raise refuse(name, "a bulk action acts on every match")
+    search = parse_search(event, filters=_EXECUTION_FILTERS, params=params)
+    return [summary.id for summary in _matches(rt, search.filters)], dict(search.params)
+
+
+def _checked(
+    rt: Runtime, ids: list[str], action: str, allowed: Callable[[Execution], bool], why: str
+) -> list[str]:
+    """``ids`` once each checked, before anything is done.
+
+    An unknown id is a 404 and an execution whose state refuses ``action`` a 409, each naming
+    the id, and nothing is done: Kestra's clients then see which one to leave out. (A state can
+    still change between the check and the action; the service refuses it then, with a 409.)
+    """
+    for execution_id in ids:
         try:
             meta = rt.store.get_execution_meta(execution_id)
         except NotFoundError:
@@ -598,7 +679,44 @@ def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: s
             raise common.ApiError(
                 409, f"execution {execution_id} is {meta.state}: cannot {action} ({why}); nothing done"
             )
-    return list(dict.fromkeys(body))
+    return ids
+
+
+def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: str) -> list[str]:
+    return _checked(rt, _body_ids(), action, allowed, why)
+
+
+class _Bulk(Struct, frozen=True):
+    """One bulk action: which states allow it (``why`` says so in the 409) and what it does."""
+
+    verb: str
+    allowed: Callable[[Execution], bool]
+    why: str
+    act: Callable[[Runtime, str], Any]
+
+
+def _run(rt: Runtime, bulk: _Bulk, ids: list[str]) -> BulkResponse:
+    for execution_id in _checked(rt, ids, bulk.verb, bulk.allowed, bulk.why):
+        bulk.act(rt, execution_id)
+    return BulkResponse(count=len(ids))
+
+
+_KILL = _Bulk("kill", lambda e: not e.state.terminal, "it ended", lambda rt, i: rt.service.kill(i))
+_RESTART = _Bulk(
+    "restart",
+    lambda e: e.state in (State.FAILED, State.KILLED),
+    "only FAILED or KILLED",
+    lambda rt, i: rt.service.restart(i),
+)
+_RESUME = _Bulk(
+    "resume", lambda e: e.state is State.PAUSED, "only PAUSED", lambda rt, i: rt.service.resume(i, None)
+)
+_REPLAY = _Bulk("replay", lambda e: True, "", lambda rt, i: rt.service.replay(i))
+_BY_QUERY = (
+    " Selects what executions/search would return for the same filters[...] (every match, no paging:"
+    " page, size and sort are a 400); then as by-ids: all are checked first (404, 409 naming the"
+    " first refused one), and nothing is done unless all pass."
+)
 
 
 @router.delete(
@@ -610,11 +728,22 @@ def _bulk(rt: Runtime, action: str, allowed: Callable[[Execution], bool], why: s
     **tenants.SCOPED,
 )
 def kill_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "kill", lambda e: not e.state.terminal, "it ended")
-    for execution_id in ids:
-        rt.service.kill(execution_id)
-    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=len(ids))
-    return BulkResponse(count=len(ids))
+    done = _run(rt, _KILL, _body_ids())
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=done.count)
+    return done
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/kill/by-query",
+    summary="Kill every running execution the filters match",
+    description="Only running executions can be killed: filter on state to leave ended ones out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def kill_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    done = _run(rt, _KILL, _query_ids(rt)[0])
+    telemetry.metrics.add_metric(name="ExecutionsKilled", unit="Count", value=done.count)
+    return done
 
 
 @router.post(
@@ -626,10 +755,18 @@ def kill_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
     **tenants.SCOPED,
 )
 def restart_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "restart", lambda e: e.state in (State.FAILED, State.KILLED), "only FAILED or KILLED")
-    for execution_id in ids:
-        rt.service.restart(execution_id)
-    return BulkResponse(count=len(ids))
+    return _run(rt, _RESTART, _body_ids())
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/restart/by-query",
+    summary="Restart every FAILED or KILLED execution the filters match",
+    description="Filter on state=FAILED,KILLED to leave the others out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def restart_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    return _run(rt, _RESTART, _query_ids(rt)[0])
 
 
 @router.post(
@@ -641,10 +778,18 @@ def restart_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
     **tenants.SCOPED,
 )
 def resume_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
-    ids = _bulk(rt, "resume", lambda e: e.state is State.PAUSED, "only PAUSED")
-    for execution_id in ids:
-        rt.service.resume(execution_id, None)
-    return BulkResponse(count=len(ids))
+    return _run(rt, _RESUME, _body_ids())
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/resume/by-query",
+    summary="Resume every PAUSED execution the filters match (without onResume inputs)",
+    description="Filter on state=PAUSED to leave the others out." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def resume_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    return _run(rt, _RESUME, _query_ids(rt)[0])
 
 
 @router.post(
@@ -662,11 +807,161 @@ def replay_by_ids(
     latest_revision: Annotated[bool, Query(alias="latestRevision", description="only false")] = False,
 ) -> BulkResponse:
     _refuse_given(latestRevision=latest_revision)
-    ids = _bulk(rt, "replay", lambda e: True, "")
-    for execution_id in ids:
-        rt.service.replay(execution_id)
-        telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=1)
-    return BulkResponse(count=len(ids))
+    done = _run(rt, _REPLAY, _body_ids())
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=done.count)
+    return done
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/replay/by-query",
+    summary="Replay every execution the filters match (each a new execution)",
+    description="latestRevision=true is refused (400)." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def replay_by_query(
+    rt: common.Served,
+    tenant: str,
+    latest_revision: Annotated[bool, Query(alias="latestRevision", description="only false")] = False,
+) -> BulkResponse:
+    _refuse_given(latestRevision=latest_revision)
+    done = _run(rt, _REPLAY, _query_ids(rt, ("latestRevision",))[0])
+    telemetry.metrics.add_metric(name="ExecutionsStarted", unit="Count", value=done.count)
+    return done
+
+
+def _labels_bulk(labels: dict[str, str]) -> _Bulk:
+    return _Bulk(
+        "set labels",
+        lambda e: e.state.terminal,
+        "it still runs",
+        lambda rt, i: rt.service.set_labels(i, labels),
+    )
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/labels/by-ids",
+    summary="Set the labels of ended executions by id",
+    description='Body: {"executionsId": [ids], "executionLabels": [{key, value}]}; the labels replace each'
+    " execution's own (system.* labels excepted). All are checked first (404, 409 still running).",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def labels_by_ids(rt: common.Served, tenant: str) -> BulkResponse:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    body = common.json_body(event)
+    ids = body.get("executionsId") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise common.ApiError(422, "executionsId: a non-empty JSON array of execution ids is required")
+    labels = _labels_of(body.get("executionLabels"), "executionLabels")
+    return _run(rt, _labels_bulk(labels), list(dict.fromkeys(ids)))
+
+
+@router.post(
+    "/api/v1/<tenant>/executions/labels/by-query",
+    summary="Set the labels of every ended execution the filters match",
+    description="Body: [{key, value}], as for one execution." + _BY_QUERY,
+    tags=_TAGS,
+    openapi_extensions=_LABELS_BODY,
+    **tenants.SCOPED,
+)
+def labels_by_query(rt: common.Served, tenant: str) -> BulkResponse:
+    event = router.current_event.raw_event
+    common.require_media_type(event, ("application/json",))
+    labels = _labels_of(common.json_body(event), "body")
+    return _run(rt, _labels_bulk(labels), _query_ids(rt)[0])
+
+
+# ---------------------------------------------------------------- delete
+
+
+def _delete_options(include_non_terminated: bool, delete_logs: bool) -> None:
+    if include_non_terminated:
+        raise refuse(
+            "includeNonTerminated",
+            "a running execution's jobs would keep running with nobody to stop them: kill it, then delete it",
+        )
+    if not delete_logs:
+        raise refuse("deleteLogs", "an execution's logs are stored with it and go with it")
+
+
+def _delete_bulk(delete_storage: bool) -> _Bulk:
+    return _Bulk(
+        "delete",
+        lambda e: e.state.terminal,
+        "it still runs",
+        lambda rt, i: rt.service.delete(i, files=delete_storage),
+    )
+
+
+_NonTerminated = Annotated[bool, Query(alias="includeNonTerminated", description="only false")]
+_DeleteLogs = Annotated[bool, Query(alias="deleteLogs", description="only true: logs go with the execution")]
+_DeleteMetrics = Annotated[bool, Query(alias="deleteMetrics", description="Squall keeps no metrics")]
+_DeleteStorage = Annotated[bool, Query(alias="deleteStorage", description="its files in the storage")]
+_DELETE_PARAMS = ("includeNonTerminated", "deleteLogs", "deleteMetrics", "deleteStorage")
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/by-ids",
+    summary="Delete ended executions by id",
+    description="Body: a JSON array of ids. All are checked first (404 unknown, 409 still running)."
+    " includeNonTerminated=true and deleteLogs=false are refused (400).",
+    tags=_TAGS,
+    openapi_extensions=_IDS_BODY,
+    **tenants.SCOPED,
+)
+def delete_by_ids(
+    rt: common.Served,
+    tenant: str,
+    include_non_terminated: _NonTerminated = False,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> BulkResponse:
+    _delete_options(include_non_terminated, delete_logs)
+    return _run(rt, _delete_bulk(delete_storage), _body_ids())
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/by-query",
+    summary="Delete every ended execution the filters match",
+    description="Filter on ended states to leave running ones out; options as in by-ids." + _BY_QUERY,
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def delete_by_query(
+    rt: common.Served,
+    tenant: str,
+    include_non_terminated: _NonTerminated = False,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> BulkResponse:
+    _delete_options(include_non_terminated, delete_logs)
+    return _run(rt, _delete_bulk(delete_storage), _query_ids(rt, _DELETE_PARAMS)[0])
+
+
+@router.delete(
+    "/api/v1/<tenant>/executions/<execution_id>",
+    summary="Delete an ended execution, its task runs, logs and (deleteStorage) files",
+    description="204 when deleted; 404 unknown; 409 while it runs or while one of its jobs is still being"
+    " cancelled. includeNonTerminated does not apply; deleteLogs=false is refused (400).",
+    tags=_TAGS,
+    status_code=204,
+    **tenants.SCOPED,
+)
+def delete_execution(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    delete_logs: _DeleteLogs = True,
+    delete_metrics: _DeleteMetrics = True,
+    delete_storage: _DeleteStorage = True,
+) -> Response[None]:
+    _delete_options(False, delete_logs)
+    rt.service.delete(execution_id, files=delete_storage)
+    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- start (last: its path is the widest)
@@ -697,7 +992,7 @@ def create_execution(
     _refuse_given(wait=wait, scheduleDate=schedule_date, breakpoints=breakpoints, kind=kind)
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    chosen = executions.label_values(event)
+    chosen = label_values(event)
     flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
     if flow.disabled:
         raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")

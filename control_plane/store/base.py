@@ -236,6 +236,17 @@ class StateStore(Protocol):
         """
         ...
 
+    def delete_execution(self, execution_id: str) -> None:
+        """Delete an ended execution with its task runs, logs, timers and lease.
+
+        NotFoundError when absent; ConflictError, with nothing deleted, when it has not
+        ended (checked in the same write, so a running execution is never removed under its
+        driver). Its job records go too where the store keeps them per execution (SQLite);
+        DynamoDB's are DONE and expire by TTL. Files in the deployment storage are the
+        caller's (``Service.delete``): a store does not know the storage seam.
+        """
+        ...
+
     def list_taskruns(
         self, execution_id: str, *, after: str | None = None, limit: int = 100
     ) -> list[TaskRun]:

@@ -43,6 +43,7 @@ from control_plane.store.base import (
     TriggerRecord,
 )
 from control_plane.store.codec import (
+    acyclic,
     dumps,
     execution_from_json,
     execution_meta,
@@ -361,10 +362,10 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise ConflictError(f"execution {execution.id} already exists") from None
-            conn.executemany(
-                "INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)",
-                [(execution.id, tr.id, dumps(taskrun_to_json(tr))) for tr in execution.taskruns.values()],
-            )
+            with acyclic():
+                taskruns = execution.taskruns.values()
+                rows = [(execution.id, tr.id, dumps(taskrun_to_json(tr))) for tr in taskruns]
+            conn.executemany("INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)", rows)
             self._side_records(conn, execution.id, logs, timers, jobs)
 
     def save_execution(
@@ -499,7 +500,10 @@ class SqliteStore:
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
         try:
-            return execution_from_json(loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs])
+            with acyclic():
+                return execution_from_json(
+                    loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs]
+                )
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 
@@ -526,12 +530,18 @@ class SqliteStore:
                 f"SELECT id, namespace, flow_id FROM executions WHERE created < ? AND state IN ({marks})",
                 (before.timestamp(), *finished),
             ).fetchall()
-            ids = [(row[0],) for row in rows]
             if not dry_run:
-                for table in ("taskruns", "logs", "timers", "jobs", "leases"):
-                    conn.executemany(f"DELETE FROM {table} WHERE execution_id=?", ids)
-                conn.executemany("DELETE FROM executions WHERE id=?", ids)
+                _delete_executions(conn, [str(row[0]) for row in rows])
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def delete_execution(self, execution_id: str) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM executions WHERE id=?", (execution_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"execution {execution_id} not found")
+            if not State(row[0]).terminal:
+                raise ConflictError(f"execution {execution_id} is {row[0]}: only an ended one can be deleted")
+            _delete_executions(conn, [execution_id])
 
     def get_execution_meta(self, execution_id: str) -> Execution:
         rows = self._read("SELECT version, body FROM executions WHERE id=?", (execution_id,))
@@ -781,3 +791,11 @@ class SqliteStore:
     def release_lease(self, execution_id: str, owner: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE execution_id=? AND owner=?", (execution_id, owner))
+
+
+def _delete_executions(conn: sqlite3.Connection, execution_ids: Sequence[str]) -> None:
+    """Remove executions and every row that belongs to them, inside the caller's transaction."""
+    ids = [(execution_id,) for execution_id in execution_ids]
+    for table in ("taskruns", "logs", "timers", "jobs", "leases"):
+        conn.executemany(f"DELETE FROM {table} WHERE execution_id=?", ids)
+    conn.executemany("DELETE FROM executions WHERE id=?", ids)

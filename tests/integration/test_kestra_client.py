@@ -121,6 +121,17 @@ tasks:
     format: "approved={{ outputs.approve.onResume.ok }}"
 """
 
+WAITING = """
+id: waiting
+namespace: squall.kestra
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: resumed
+"""
+
 
 @pytest.fixture
 def strict(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,6 +252,11 @@ def test_basic_auth_with_the_token_as_password(tmp_path: Path, strict: None) -> 
             pytest.raises(UnauthorizedException),
         ):
             client.flows.search_flows(TENANT)
+        # Kestra's clients read the configuration before they authenticate: it holds no data
+        with KestraClient(host=server.url, timeout=30) as anonymous:
+            assert anonymous.misc.configuration().edition.value == "OSS"
+            with pytest.raises(UnauthorizedException):
+                anonymous.flows.search_flows(TENANT)
 
 
 def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClient) -> None:
@@ -523,6 +539,116 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     assert done.state.current.value == "SUCCESS"
     after = next(tr for tr in done.task_run_list or [] if tr.task_id == "after")
     assert after.additional_properties["outputs"] == {"value": "approved=true"}
+
+
+def _flow_filters(flow_id: str, *states: str) -> list[QueryFilter]:
+    found = [_filter(QueryFilterField.FLOW_ID, QueryFilterOp.EQUALS, flow_id)]
+    return found + ([_filter(QueryFilterField.STATE, QueryFilterOp.IN, list(states))] if states else [])
+
+
+def _stored(tmp_path: Path, execution_id: str) -> list[Path]:
+    """The files the deployment storage holds for one execution (its uploads and outputs)."""
+    return [p for p in (tmp_path / "data").rglob("*") if p.is_file() and execution_id in p.parts]
+
+
+def test_delete_an_execution_by_id_by_ids_and_by_query(kestra: KestraClient, tmp_path: Path) -> None:
+    kestra.flows.create_flow(TENANT, WRITER)
+    ids = []
+    for n in range(4):
+        started = kestra.executions.create_execution(
+            TENANT, "squall.kestra", "writer", inputs={"data": b"x" * n}
+        )
+        assert _until(kestra, started.id, ENDED).state.current.value == "SUCCESS"
+        ids.append(started.id)
+    assert all(_stored(tmp_path, i) for i in ids)  # its upload and its output file
+    kestra.flows.create_flow(TENANT, LONG)
+    running = kestra.executions.create_execution(TENANT, "squall.kestra", "long").id
+    _until(kestra, running, {"RUNNING"})
+
+    kestra.executions.delete_execution(ids[0], TENANT)  # 204
+    with pytest.raises(NotFoundException):
+        kestra.executions.execution(ids[0], TENANT)
+    assert _stored(tmp_path, ids[0]) == []
+    with pytest.raises(NotFoundException):
+        kestra.executions.delete_execution(ids[0], TENANT)
+    kestra.executions.delete_execution(ids[1], TENANT, delete_storage=False)
+    assert _stored(tmp_path, ids[1])  # kept, as asked
+
+    with pytest.raises(ConflictException, match="kill it"):
+        kestra.executions.delete_execution(running, TENANT)
+    with pytest.raises(ConflictException, match="nothing done"):  # checked first: nothing deleted
+        kestra.executions.delete_executions_by_ids(TENANT, [ids[2], running])
+    assert kestra.executions.execution(ids[2], TENANT).state.current.value == "SUCCESS"
+    with pytest.raises(BadRequestException, match="includeNonTerminated"):
+        kestra.executions.delete_executions_by_ids(TENANT, [running], include_non_terminated=True)
+    with pytest.raises(BadRequestException, match="deleteLogs"):
+        kestra.executions.delete_execution(ids[2], TENANT, delete_logs=False)
+    assert kestra.executions.delete_executions_by_ids(TENANT, [ids[2], ids[2]]).count == 1
+
+    assert kestra.executions.delete_executions_by_query(TENANT, _flow_filters("writer", "SUCCESS")) == {
+        "count": 1
+    }
+    assert kestra.executions.search_executions(TENANT, filters=_flow_filters("writer"))["total"] == 0
+    assert kestra.executions.execution(running, TENANT).state.current.value == "RUNNING"
+    assert kestra.executions.kill_executions_by_query(TENANT, _flow_filters("long", "RUNNING")) == {
+        "count": 1
+    }
+    assert _until(kestra, running, ENDED, deadline_s=20).state.current.value == "KILLED"
+    assert kestra.executions.delete_executions_by_query(TENANT, _flow_filters("long")) == {"count": 1}
+
+
+def test_restart_resume_replay_and_label_by_query(kestra: KestraClient) -> None:
+    kestra.flows.create_flow(TENANT, LONG)
+    long_ids = [kestra.executions.create_execution(TENANT, "squall.kestra", "long").id for _ in range(2)]
+    for execution_id in long_ids:
+        _until(kestra, execution_id, {"RUNNING"})
+    assert kestra.executions.kill_executions_by_query(TENANT, _flow_filters("long")) == {"count": 2}
+    for execution_id in long_ids:
+        assert _until(kestra, execution_id, ENDED, deadline_s=20).state.current.value == "KILLED"
+    assert kestra.executions.restart_executions_by_query(TENANT, _flow_filters("long", "KILLED")) == {
+        "count": 2
+    }
+    assert kestra.executions.kill_executions_by_query(TENANT, _flow_filters("long", "RUNNING")) == {
+        "count": 2
+    }
+
+    kestra.flows.create_flow(TENANT, WAITING)
+    paused = kestra.executions.create_execution(TENANT, "squall.kestra", "waiting").id
+    assert _until(kestra, paused, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
+    with pytest.raises(ConflictException, match="only PAUSED"):  # no state filter: a killed one refuses
+        kestra.executions.resume_executions_by_query(
+            TENANT, [_filter(QueryFilterField.NAMESPACE, QueryFilterOp.EQUALS, "squall.kestra")]
+        )
+    assert kestra.executions.resume_executions_by_query(TENANT, _flow_filters("waiting", "PAUSED")) == {
+        "count": 1
+    }
+    assert _until(kestra, paused, ENDED).state.current.value == "SUCCESS"
+
+    assert kestra.executions.replay_executions_by_query(TENANT, _flow_filters("waiting")) == {"count": 1}
+    assert kestra.executions.search_executions(TENANT, filters=_flow_filters("waiting"))["total"] == 2
+    with pytest.raises(BadRequestException, match="latestRevision"):
+        kestra.executions.replay_executions_by_query(TENANT, _flow_filters("waiting"), latest_revision=True)
+
+    for execution_id in long_ids:
+        _until(kestra, execution_id, ENDED, deadline_s=20)
+    labels = [Label(key="team", value="data")]
+    assert kestra.executions.set_labels_on_terminated_executions_by_query(
+        TENANT, labels, _flow_filters("long")
+    ) == {"count": 2}
+    assert kestra.executions.set_labels_on_terminated_executions_by_ids(
+        TENANT, {"executionsId": long_ids[:1], "executionLabels": [{"key": "team", "value": "ops"}]}
+    ) == {"count": 1}
+    by_team = {
+        label: kestra.executions.search_executions(
+            TENANT, filters=[_filter(QueryFilterField.LABELS, QueryFilterOp.EQUALS, {"team": label})]
+        )["total"]
+        for label in ("data", "ops")
+    }
+    assert by_team == {"data": 1, "ops": 1}
+    with pytest.raises(UnprocessableEntityException, match="system"):
+        kestra.executions.set_labels_on_terminated_executions_by_query(
+            TENANT, [Label(key="system.x", value="y")], _flow_filters("long")
+        )
 
 
 def test_kv_pairs_set_read_list_and_delete(kestra: KestraClient) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.engine.states import State
+from control_plane.errors import ConflictError, NotFoundError
 from control_plane.store.base import (
     ExecutionSummary,
     FlowRecord,
@@ -26,6 +27,7 @@ from control_plane.store.base import (
 )
 from control_plane.store.dynamodb.active import ActiveIndex
 from control_plane.store.dynamodb.bigstep import BigSteps
+from control_plane.store.dynamodb.conditions import EXISTS, NO_LEASE
 from control_plane.store.dynamodb.documents import Documents, WriteMode
 from control_plane.store.dynamodb.flows import Flows
 from control_plane.store.dynamodb.items import exec_key, s
@@ -36,7 +38,7 @@ from control_plane.store.dynamodb.offload import Offload
 from control_plane.store.dynamodb.pages import list_executions
 from control_plane.store.dynamodb.reads import Reads
 from control_plane.store.dynamodb.steps import SplitWrites
-from control_plane.store.dynamodb.table import Capacity, Table, boto_client
+from control_plane.store.dynamodb.table import Capacity, Refused, Table, boto_client
 from control_plane.store.dynamodb.timers import Timers
 from control_plane.store.dynamodb.triggers import Triggers
 from control_plane.store.dynamodb.values import LoopValues
@@ -274,6 +276,34 @@ class DynamoDBStore:
 
     def put_trigger(self, trigger: TriggerRecord, *, expected_version: int) -> TriggerRecord:
         return self._triggers.put(trigger, expected_version=expected_version)
+
+    # ------------------------------------------------------------------ delete
+
+    def delete_execution(self, execution_id: str) -> None:
+        """``META`` goes first, in one conditional delete (ended, no big step under way), then
+        the rest of the partition through :meth:`purge_execution`, which runs only once
+        ``META`` is gone: a crash between the two leaves what the ``sweeper`` finishes when
+        the stream reports the removal."""
+        ended = [state.value for state in State if state.terminal]
+        values = {f":s{i}": s(v) for i, v in enumerate(ended)}
+        try:
+            self._table.call(
+                "DeleteItem",
+                TableName=self._table.name,
+                Key=exec_key(execution_id),
+                ConditionExpression=f"{EXISTS} AND {NO_LEASE} AND #st IN ({', '.join(values)})",
+                ExpressionAttributeNames={"#st": "st", "#ls": "ls"},
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except Refused as refused:
+            old = refused.response.get("Item")
+            if not old:
+                raise NotFoundError(f"execution {execution_id} not found") from None
+            state = old.get("st", {}).get("S", "?")
+            why = "a write is under way" if "ls" in old else f"it is {state}: only an ended one can go"
+            raise ConflictError(f"execution {execution_id} cannot be deleted now: {why}") from None
+        self.purge_execution(execution_id)
 
     # ------------------------------------------------------------------ expiry
 

@@ -9,10 +9,12 @@ locals {
   # refuses any request no authorizer checked, so a route added without one fails closed.
   # Two kinds of route are public by design (docs/api.md): webhooks carry their key in the
   # path (at Squall's /webhooks/ and at Kestra's /api/v1/main/executions/webhook/, tenant main
-  # being the only one served), and /openapi.json describes the API without holding any data.
+  # being the only one served), and /openapi.json and /api/v1/configs describe the API and the
+  # server without holding any data (Kestra's clients read configs before authenticating).
   routes = {
     "ANY /api/{proxy+}"                             = module.settings.api_authorization
     "GET /openapi.json"                             = "NONE"
+    "GET /api/v1/configs"                           = "NONE"
     "GET /webhooks/{proxy+}"                        = "NONE"
     "POST /webhooks/{proxy+}"                       = "NONE"
     "PUT /webhooks/{proxy+}"                        = "NONE"
