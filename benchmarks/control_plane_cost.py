@@ -7,7 +7,7 @@ measured, and each job's end reaches the control plane the way it does in AWS, a
 event handled by the ``events`` Lambda.
 
 1. ``--tasks`` (default 10,000) independent single-task executions: each is started through
-   the ``api`` handler (``POST /api/v1/executions/{namespace}/{id}``), its job ends, and the
+   the ``api`` handler (``POST /api/v1/main/executions/{namespace}/{id}``), its job ends, and the
    job's terminal event goes through the ``events`` handler.
 2. ``--foreach`` (default 1,000 and 10,000): one execution whose ForEach runs that many shell
    tasks (``concurrencyLimit: 0``, every lane started at once), each completed by an event.
@@ -220,8 +220,8 @@ class Bench:
         self.meter = Meter()
 
     def deploy(self, source: str) -> None:
-        response = api.handler(http_event("POST", "/api/v1/flows", source, "application/x-yaml"), None)
-        if response["statusCode"] not in (200, 201):
+        response = api.handler(http_event("POST", "/api/v1/main/flows", source, "application/x-yaml"), None)
+        if response["statusCode"] != 200:
             raise SystemExit(f"deploy failed: {response}")
 
     def measure(self, label: str, tasks: int, work: Callable[[], None]) -> Figures:
@@ -249,9 +249,9 @@ class Bench:
         seen = len(self.compute.names())
         for i in range(n):
             response = self.meter.call(
-                "api", api.handler, http_event("POST", "/api/v1/executions/squall.bench/single", "{}")
+                "api", api.handler, http_event("POST", "/api/v1/main/executions/squall.bench/single", "{}")
             )
-            if response["statusCode"] != 201:
+            if response["statusCode"] != 200:
                 raise SystemExit(f"start failed: {response}")
             names = self.compute.names()
             (name,) = names[seen:]
@@ -268,9 +268,9 @@ class Bench:
     def loop(self, n: int) -> None:
         seen = len(self.compute.names())
         response = self.meter.call(
-            "api", api.handler, http_event("POST", f"/api/v1/executions/squall.bench/loop{n}", "{}")
+            "api", api.handler, http_event("POST", f"/api/v1/main/executions/squall.bench/loop{n}", "{}")
         )
-        if response["statusCode"] != 201:
+        if response["statusCode"] != 200:
             raise SystemExit(f"start failed: {response}")
         execution_id = json.loads(response["body"])["id"]
         while len(self.compute.names()) - seen < n:  # the jobs the api call handed to the tick

@@ -1,23 +1,18 @@
 """Kestra's KV store over HTTP: ``/api/v1/{tenant}/namespaces/{namespace}/kv/{key}`` and ``/kv``.
 
-Where the pairs live: the deployment storage (``SQUALL_STORAGE``: a directory locally, S3,
-GCS or Azure Blob in the cloud), one JSON object per key at ``_kv/<namespace>/<key>.json``
-under its root. No store change is needed, every container of a deployment sees the same
-pairs, and no flow's files can collide with them (namespaces start with a letter or a digit).
-Writes are last-writer-wins, as in Kestra; each write bumps the pair's ``revision``.
+Where the pairs live, and how: :mod:`control_plane.service.kv` (``_kv/<namespace>/<key>.json``
+in the deployment storage), the one layout the ``core.kv`` tasks and ``kv()`` use too.
 
 A value is sent as text and typed as Kestra types it: JSON that parses is a NUMBER, BOOLEAN
 or JSON (objects and arrays) value, or a STRING when it is a JSON string; an ISO 8601 date,
 date-time or duration is DATE, DATETIME or DURATION; anything else is the text as a STRING.
 Kestra's ``ttl`` header (an expiring pair) is refused with a 400 naming it, not ignored.
 
-Not served yet: the ``kv()`` function in flows' expressions, which reads the same pairs
-(issue 27), and reading pairs inherited from parent namespaces.
+Not served yet: reading pairs inherited from parent namespaces.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, datetime
 from typing import Any
@@ -28,20 +23,17 @@ from pydantic import BaseModel
 
 from control_plane.api import common, tenants
 from control_plane.api.kestra_query import SCAN_LIMIT, parse_search, refuse
-from control_plane.engine.model import iso
 from control_plane.runtime import Runtime
-from control_plane.service.storage import StorageError
+from control_plane.service.kv import KEY_PATTERN, MAX_VALUE_BYTES, KvError, KvStore
 
 __all__ = ["KEY_PATTERN", "check_namespace", "router", "typed"]
 
+_DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 router = Router()
 _TAGS = ["kestra kv"]
-KEY_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"  # Kestra's
-_DURATION = re.compile(r"^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 _TEXT_BODY = {
     "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}},
 }
-MAX_VALUE_BYTES = 1024 * 1024
 
 
 class KvDetail(BaseModel):
@@ -78,8 +70,8 @@ def _checked(namespace: str, key: str | None = None) -> None:
         raise common.ApiError(422, f"invalid key {key!r}: letters, digits, . _ - (not first)")
 
 
-def _uri(rt: Runtime, namespace: str, key: str) -> str:
-    return rt.service.storage.uri(f"_kv/{namespace}/{key}.json")
+def _kv(rt: Runtime) -> KvStore:
+    return KvStore(rt.service.storage, rt.service.clock.now)
 
 
 def typed(text: str) -> tuple[str, Any]:
@@ -110,16 +102,10 @@ def typed(text: str) -> tuple[str, Any]:
 
 
 def _read(rt: Runtime, namespace: str, key: str) -> dict[str, Any] | None:
-    uri = _uri(rt, namespace, key)
     try:
-        if not rt.service.storage.exists(uri):
-            return None
-        record: dict[str, Any] = json.loads(rt.service.storage.read(uri))
-    except StorageError as exc:
-        if exc.transient:
-            raise common.ApiError(503, f"the KV store is unavailable, try again: {exc}") from None
-        return None
-    return record
+        return _kv(rt).record(namespace, key)
+    except KvError as exc:
+        raise common.ApiError(503, str(exc)) from None
 
 
 @router.put(
@@ -140,16 +126,10 @@ def set_value(rt: common.Served, tenant: str, namespace: str, key: str) -> Respo
     if len(raw.encode()) > MAX_VALUE_BYTES:
         raise common.ApiError(413, f"a KV value is at most {MAX_VALUE_BYTES} bytes")
     kind, value = typed(raw)
-    now = iso(rt.service.clock.now())
-    previous = _read(rt, namespace, key) or {}
-    record = {
-        "type": kind,
-        "value": value,
-        "revision": int(previous.get("revision", 0)) + 1,
-        "created": previous.get("created", now),
-        "updated": now,
-    }
-    rt.service.storage.write(_uri(rt, namespace, key), json.dumps(record).encode())
+    try:
+        _kv(rt).put(namespace, key, kind, value)
+    except KvError as exc:
+        raise common.ApiError(503, str(exc)) from None
     return Response(status_code=200, body=None)
 
 
@@ -177,10 +157,10 @@ def get_value(rt: common.Served, tenant: str, namespace: str, key: str) -> KvDet
 )
 def delete_value(rt: common.Served, tenant: str, namespace: str, key: str) -> bool:
     _checked(namespace, key)
-    if _read(rt, namespace, key) is None:
-        return False
-    rt.service.storage.delete([_uri(rt, namespace, key)])
-    return True
+    try:
+        return _kv(rt).delete(namespace, key)
+    except KvError as exc:
+        raise common.ApiError(503, str(exc)) from None
 
 
 @router.get(
@@ -197,12 +177,8 @@ def list_keys(rt: common.Served, tenant: str) -> PagedKvEntries:
         filters={"namespace": ("EQUALS", "PREFIX")},
         sorts=("key:asc", "key:desc"),
     )
-    listed = rt.service.storage.list_prefix(rt.service.storage.uri("_kv/"))
     pairs: list[tuple[str, str]] = []
-    for relative in listed:
-        namespace, _, name = relative.rpartition("/")
-        if not name.endswith(".json") or "/" in namespace:
-            continue
+    for namespace, key in _kv(rt).pairs():
         ok = all(
             namespace == f.value
             if f.op == "EQUALS"
@@ -210,7 +186,7 @@ def list_keys(rt: common.Served, tenant: str) -> PagedKvEntries:
             for f in search.filters
         )
         if ok:
-            pairs.append((namespace, name.removesuffix(".json")))
+            pairs.append((namespace, key))
     if len(pairs) > SCAN_LIMIT:
         raise refuse("filters", f"more than {SCAN_LIMIT} KV pairs match: narrow the search")
     pairs.sort(key=lambda p: (p[1], p[0]), reverse=search.sort[:1] == ("key:desc",))

@@ -1,17 +1,19 @@
 """Kestra's namespace files over HTTP: ``/api/v1/{tenant}/namespaces/{namespace}/files...``.
 
 The files live in the deployment storage, as KV pairs do (:mod:`control_plane.api.kestra_kv`):
-``_files/<namespace>/<path>`` under ``SQUALL_STORAGE``'s root, so every container of a
-deployment sees the same ones. Object stores have no directories: a directory is the common
-prefix of the files under it, exists while one does, and is listed from them.
+``_files/<namespace>/<path>`` under ``SQUALL_STORAGE``'s root (the layout is
+:mod:`control_plane.service.namespace_files`, shared with the ``core.namespace`` tasks), so
+every container of a deployment sees the same ones. Object stores have no directories: a
+directory is the common prefix of the files under it, exists while one does, and is listed
+from them.
 
 A ``path`` is absolute (``/scripts/etl.py``), made of non-empty segments, none ``.`` or
 ``..``; anything else is a 422 naming it, so no request reaches outside its namespace.
 
 Served: upload (multipart ``fileContent``), download, stats, directory listing, delete (a
 file, or a directory with everything under it). Not yet: creating an empty directory,
-moving, revisions, search, export, and flows' ``namespaceFiles`` (script tasks do not read
-these files yet).
+moving, revisions, search, export. Script tasks' ``namespaceFiles`` read these files
+(:mod:`control_plane.service.namespace_files`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel
 from control_plane.api import common, tenants
 from control_plane.api.kestra_kv import check_namespace
 from control_plane.runtime import Runtime
+from control_plane.service.namespace_files import NamespaceFiles
 
 __all__ = ["router"]
 
@@ -72,12 +75,11 @@ def _segments(path: str | None, *, root_ok: bool = False) -> list[str]:
 
 
 def _uri(rt: Runtime, namespace: str, segments: list[str], *, directory: bool = False) -> str:
-    relative = "/".join(["_files", namespace, *segments])
-    return rt.service.storage.uri(relative + ("/" if directory else ""))
+    return NamespaceFiles(rt.service.storage).uri(namespace, segments, directory=directory)
 
 
 def _children(rt: Runtime, namespace: str, segments: list[str]) -> dict[str, str]:
-    return dict(rt.service.storage.list_prefix(_uri(rt, namespace, segments, directory=True)))
+    return NamespaceFiles(rt.service.storage).children(namespace, segments)
 
 
 @router.post(

@@ -93,7 +93,11 @@ class JobStatusChanged(Struct, frozen=True):
 
 
 class TaskResult(Struct, frozen=True):
-    """The outcome of work done outside ``plan``: a RunInline task or a subflow."""
+    """The outcome of work done outside ``plan``: a RunInline task or a subflow.
+
+    ``logs`` are what a RunInline handler logged, as (level name, message): the engine records
+    them on the task run, masked like its own lines.
+    """
 
     at: datetime
     taskrun_id: str
@@ -101,6 +105,7 @@ class TaskResult(Struct, frozen=True):
     state: State
     outputs: Mapping[str, Any] | None = None
     error: str | None = None
+    logs: tuple[tuple[str, str], ...] = ()
 
 
 class TimerFired(Struct, frozen=True):

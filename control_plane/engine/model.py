@@ -47,9 +47,10 @@ class Phase(StrEnum):
     TASKS = "tasks"
     ERRORS = "errors"
     FINALLY = "finally"
+    AFTER_EXECUTION = "afterExecution"  # the flow's own list only, run once its final state is known
 
 
-class Attempt(Struct, frozen=True):
+class Attempt(Struct, frozen=True, gc=False):
     state: State
     started: datetime
     ended: datetime | None = None
@@ -58,7 +59,7 @@ class Attempt(Struct, frozen=True):
     timed_out: bool = False  # the task's timeout fired: the job's end (cancelled) is a TIMEOUT
 
 
-class Progress(Struct, frozen=True):
+class Progress(Struct, frozen=True, gc=False):
     """A flowable's position, kept as counters so that advancing it is O(1) in its size.
 
     ``lanes`` are independent sequences of children: one for Sequential, one per task for
@@ -82,13 +83,14 @@ class Progress(Struct, frozen=True):
     waiting: bool = False
     first_failure: str | None = None
     main: tuple[int, int, int] | None = None  # (total, started, done) of TASKS while in errors/finally
+    final: State | None = None  # the execution's final state, kept while `afterExecution` runs
 
     @property
     def running(self) -> int:
         return self.started - self.done
 
 
-class TaskRun(Struct, frozen=True):
+class TaskRun(Struct, frozen=True, gc=False):
     id: str
     seq: int
     task_id: str
@@ -122,7 +124,7 @@ class TaskRun(Struct, frozen=True):
         return replace(self, **changes)
 
 
-class LogLine(Struct, frozen=True):
+class LogLine(Struct, frozen=True, gc=False):
     at: datetime
     level: Level
     message: str
@@ -141,7 +143,7 @@ class LogLine(Struct, frozen=True):
         }
 
 
-class Execution(Struct, frozen=True):
+class Execution(Struct, frozen=True, gc=False):
     id: str
     namespace: str
     flow_id: str
@@ -164,6 +166,11 @@ class Execution(Struct, frozen=True):
     parent: Mapping[str, Any] | None = None
     secret_inputs: tuple[str, ...] = ()
     """Ids of the SECRET inputs: every display masks them (the API reads without the flow)."""
+    retry_origin: datetime | None = None
+    """Creation of the first execution of a CREATE_NEW_EXECUTION retry chain (Kestra's
+    ``metadata.originalCreatedDate``): a retry's ``maxDuration`` counts from it."""
+    variables: Mapping[str, Any] | None = None
+    """``{{ vars }}`` once a SetVariables task changed it (the flow's ``variables`` until then)."""
     changed: frozenset[str] = frozenset()
 
     def evolve(self, **changes: Any) -> Execution:

@@ -1,7 +1,7 @@
 """Kestra's functions (``now()``, ``fromJson()``, ``render()``...) as Jinja globals.
 
 Everything a function needs beyond its arguments comes from context keys starting with ``@``
-(``@now``, ``@loop_values``, ``@error_logs``, ``@secrets``), which the engine injects. Templates
+(``@now``, ``@loop_values``, ``@error_logs``, ``@secrets``, ``@kv``), which the engine injects. Templates
 cannot name those keys (``@`` is not an identifier), and reading the clock through ``@now`` keeps
 rendering deterministic when the engine replays events.
 """
@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError
-from control_plane.expressions import dates
+from control_plane.expressions import calendar_days, dates, seeded
 from control_plane.expressions.display import to_display
 from control_plane.expressions.filters import FILTERS
 
@@ -71,6 +71,12 @@ def _render(ctx: Context, template: Any, recursive: bool = True) -> Any:
         raise ExpressionError(f'render() did not settle after {MAX_RENDER_DEPTH} passes on "{template}"')
     finally:
         _render_depth.reset(token)
+
+
+@pass_context
+def _render_once(ctx: Context, toRender: Any) -> Any:
+    """Kestra's ``renderOnce``: ``render`` without the recursion (one pass only)."""
+    return _render(ctx, toRender, recursive=False)
 
 
 def _loop_values(ctx: Context) -> Sequence[str]:
@@ -126,6 +132,46 @@ def _secret(ctx: Context, name: str) -> Any:
         raise ExpressionError(str(exc)) from None
 
 
+@pass_context
+def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bool | None = None) -> Any:
+    """Kestra's ``kv('key', namespace, errorOnMissing)`` (KvFunction.java): a KV pair's value.
+
+    The namespace defaults to the flow's. A missing key is an error unless ``errorOnMissing`` is
+    false, as since Kestra 0.22 (its migration guide "KV function errors on missing key"; before,
+    a missing key was null). The shell's reader sits under ``@kv`` (the engine does no I/O).
+    """
+    store = _lookup(ctx, "@kv")
+    flow = _lookup(ctx, "flow") or {}
+    namespace = namespace or flow.get("namespace")
+    if store is None or not namespace:
+        raise ExpressionError(f"kv('{key}'): no KV store is available here")
+    try:
+        return store.get(namespace, key)
+    except KeyError:
+        if errorOnMissing is None or errorOnMissing:
+            raise ExpressionError(f"The key '{key}' does not exist in the namespace '{namespace}'.") from None
+        return None
+    except ExpressionError:
+        raise
+    except Exception as exc:  # the store's own reason (expired, unavailable, invalid key)
+        raise ExpressionError(str(exc)) from None
+
+
+@pass_context
+def _fetch_context(ctx: Context) -> dict[str, Any]:
+    """Kestra's ``printContext()``/``fetchContext()``: every variable of the render, as a map.
+
+    Squall's internal ``@`` keys (clock, secret lookup) are left out; the result is bounded
+    by the render's size limits like any other value.
+    """
+    names = [*ctx.parent, *(ctx.vars or {})]
+    return {
+        name: ctx.resolve_or_missing(name)
+        for name in dict.fromkeys(names)
+        if isinstance(name, str) and not name.startswith("@")
+    }
+
+
 def _range(start: int, end: int, step: int = 1) -> list[int]:
     """Pebble's ``range``: both ends included."""
     if step == 0:
@@ -149,13 +195,19 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
 GLOBALS: dict[str, Any] = {
     "now": _now,
     "render": _render,
+    "renderOnce": _render_once,
     "fromJson": FILTERS["fromJson"],
     "json": FILTERS["fromJson"],
     "yaml": FILTERS["yaml"],
     "currentEachOutput": _current_each_output,
     "errorLogs": _error_logs,
     "secret": _secret,
+    "kv": _kv,
     "range": _range,
     "max": _extreme(max),
     "min": _extreme(min),
+    "printContext": _fetch_context,
+    "fetchContext": _fetch_context,
+    **seeded.FUNCTIONS,
+    **calendar_days.FUNCTIONS,
 }

@@ -15,6 +15,7 @@ objects and compile each one, a sizeable part of this module's import time, whic
 cold start pays. Only names defined further down (``AnyTask``, ``Task``) are quoted.
 """
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
@@ -22,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,7 +37,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
-from control_plane.flows.durations import parse_timedelta
+from control_plane.flows.durations import java_duration_text, parse_timedelta
 from control_plane.levels import Level
 
 __all__ = [
@@ -91,6 +93,18 @@ Duration = Annotated[timedelta, BeforeValidator(_java_duration)]
 """A task or trigger property holding a duration: ``timeout``, retry intervals, Sleep, Pause..."""
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise PydanticCustomError("duration_negative", "must not be a negative duration")
+    return value
+
+
+NonNegativeDuration = Annotated[timedelta, BeforeValidator(_java_duration), AfterValidator(_not_negative)]
+"""A duration Kestra bounds below by zero (``@DurationMin``, kestra-io/kestra#18676): a task's
+``timeout``, Sleep's ``duration``, Pause's, retry intervals and ``maxDuration``, a Schedule's
+``lateMaximumDelay``. A negative one is rejected when the flow is validated, naming the field."""
+
+
 class _Strict(BaseModel):
     # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
     # ``defer_build``: validators are built on first use, not at import, so a Lambda cold
@@ -108,6 +122,7 @@ class TaskKind(StrEnum):
     FLOWABLE = "flowable"  # owns child task runs
     SUBFLOW = "subflow"  # starts another execution
     JOB = "job"  # handed to a runner
+    EFFECT = "effect"  # I/O done by the control plane itself (KV, HTTP, storage): RunInline
 
 
 # --------------------------------------------------------------------------- retry
@@ -119,10 +134,13 @@ class RetryBehavior(StrEnum):
     RETRY_FLOWABLE = "RETRY_FLOWABLE"
 
 
+_MILLI = timedelta(milliseconds=1)
+
+
 class _RetryBase(_Strict):
     maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
     maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
-    maxDuration: Duration | None = None
+    maxDuration: NonNegativeDuration | None = None
     warningOnRetry: bool = False
     behavior: RetryBehavior | None = None
 
@@ -135,33 +153,73 @@ class _RetryBase(_Strict):
         """Wait before attempt ``attempt + 1`` after ``attempt`` attempts; ``draw`` in [0, 1)."""
         raise NotImplementedError
 
+    def _ordered(self, *pairs: tuple[str, timedelta | None, str, timedelta | None]) -> Self:
+        """Kestra's Constant/Exponential/RandomRetryValidator: each (smaller, larger) pair must
+        be strictly ordered when both are set, with Kestra's message naming the smaller one."""
+        problems = [
+            f"'{low}' must be less than '{high}' but is {java_duration_text(low_value)}"
+            for low, low_value, high, high_value in pairs
+            if low_value is not None and high_value is not None and low_value >= high_value
+        ]
+        if problems:
+            raise _problems(problems)
+        return self
+
 
 class ConstantRetry(_RetryBase):
     type: Literal["constant"]
-    interval: Duration
+    interval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.interval
 
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(("interval", self.interval, "maxDuration", self.maxDuration))
+
 
 class ExponentialRetry(_RetryBase):
     type: Literal["exponential"]
-    interval: Duration
-    maxInterval: Duration
+    interval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
     delayFactor: float | None = None
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        """Kestra's Exponential.nextRetryDate (kestra-io/kestra#17031), in its milliseconds:
+        interval * delayFactor^(attempts - 1), Math.round'ed, capped by maxInterval."""
         factor = self.delayFactor if self.delayFactor is not None else 2.0
-        return min(self.interval * (factor ** max(attempt - 1, 0)), self.maxInterval)
+        cap = self.maxInterval // _MILLI
+        try:
+            millis = (self.interval // _MILLI) * factor ** max(attempt - 1, 0)
+        except OverflowError:  # Java's double becomes Infinity, which the cap handles
+            millis = math.inf
+        return _MILLI * (cap if millis >= cap else math.floor(millis + 0.5))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("interval", self.interval, "maxDuration", self.maxDuration),
+            ("interval", self.interval, "maxInterval", self.maxInterval),
+        )
 
 
 class RandomRetry(_RetryBase):
     type: Literal["random"]
-    minInterval: Duration
-    maxInterval: Duration
+    minInterval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
-        return self.minInterval + (self.maxInterval - self.minInterval) * draw
+        """Kestra's Random.nextRetryDate: whole milliseconds in [minInterval, maxInterval)."""
+        low, high = self.minInterval // _MILLI, self.maxInterval // _MILLI
+        return _MILLI * (low + math.floor((high - low) * draw))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("minInterval", self.minInterval, "maxDuration", self.maxDuration),
+            ("maxInterval", self.maxInterval, "maxDuration", self.maxDuration),
+            ("minInterval", self.minInterval, "maxInterval", self.maxInterval),
+        )
 
 
 Retry = Annotated[ConstantRetry | ExponentialRetry | RandomRetry, Field(discriminator="type")]
@@ -331,7 +389,7 @@ class Task(_Strict):
     type: str
     description: str | None = None
     retry: Retry | None = None
-    timeout: Duration | None = None
+    timeout: NonNegativeDuration | None = None
     disabled: bool = False
     allowFailure: bool = False
     allowWarning: bool = False
@@ -380,10 +438,46 @@ class SetLabels(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
+EXIT_STATES = ("SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED")
+"""Kestra's Exit.ExitState, in its spelling (CANCELED ends the execution CANCELLED)."""
+
+
+class Exit(Task):
+    """Ends the execution now, in ``state`` (Kestra's io.kestra.plugin.core.execution.Exit)."""
+
+    canonical: ClassVar[str] = "squall.core.Exit"
+    state: str = "SUCCESS"
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        if "{{" not in value and "{%" not in value and value not in EXIT_STATES:
+            raise PydanticCustomError(
+                "exit_state", "must be one of {states}", {"states": ", ".join(EXIT_STATES)}
+            )
+        return value
+
+
+class SetVariables(Task):
+    """Merges rendered ``variables`` into the execution's ``{{ vars }}`` for the tasks after it."""
+
+    canonical: ClassVar[str] = "squall.core.SetVariables"
+    variables: dict[str, Any]
+    overwrite: bool | str = True
+
+
+class UnsetVariables(Task):
+    """Removes execution variables by name; a missing one fails unless ``ignoreMissing``."""
+
+    canonical: ClassVar[str] = "squall.core.UnsetVariables"
+    variables: list[str]
+    ignoreMissing: bool | str = False
+
+
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
-    duration: Duration
+    duration: NonNegativeDuration
 
 
 class FlowableTask(Task):
@@ -582,9 +676,13 @@ def _cycles(dag: Dag) -> list[list[str]]:
 
 
 class CheckFrequency(_Strict):
-    maxIterations: int | None = Field(default=100, ge=1)
-    maxDuration: Duration | None = timedelta(hours=1)
-    interval: Duration = timedelta(seconds=1)
+    """LoopUntil's (WaitFor's) bounds, with Kestra's defaults since 0.23: no iteration or
+    duration cap, one minute between iterations
+    (kestra.io/docs/migration-guide/0.23.0/loop-until-defaults)."""
+
+    maxIterations: int | None = Field(default=None, ge=1)
+    maxDuration: Duration | None = None
+    interval: Duration = timedelta(minutes=1)
 
 
 class WaitFor(_WithTasks):
@@ -608,9 +706,9 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
-    delay: Duration | None = None
-    pauseDuration: Duration | None = None
-    timeout: Duration | None = None
+    delay: NonNegativeDuration | None = None
+    pauseDuration: NonNegativeDuration | None = None
+    timeout: NonNegativeDuration | None = None
     behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
     onResume: list[Input] | None = None
     tasks: list["AnyTask"] | None = None
@@ -637,19 +735,347 @@ class Subflow(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
+class NamespaceFiles(_Strict):
+    """Kestra's ``NamespaceFiles``: which namespace files a task's working directory receives.
+
+    Only Kestra's ``enabled``/``include``/``exclude`` are honoured
+    (:mod:`control_plane.service.namespace_files`); later properties (``namespaces``,
+    ``folderPerNamespace``, ``ifExists``) are refused as unknown rather than ignored.
+    """
+
+    enabled: bool | str = True
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+
 class WorkingDirectory(_WithTasks):
+    """Kestra's WorkingDirectory: children run in turn in one directory.
+
+    Each job child is its own job; the directory is carried from one to the next through
+    the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
+    ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
+    before the first child (``preExecuteTasks``); ``outputFiles`` are collected from the last
+    job child's directory (``postExecuteTasks``). ``cache`` is not honoured: not declared, it
+    is a validation error rather than silently ignored.
+    """
+
     canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
+    namespaceFiles: NamespaceFiles | None = None
 
     @field_validator("tasks")
     @classmethod
     def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
         if not value:
             raise ValueError("The 'tasks' property cannot be empty")
-        if any(isinstance(t, FlowableTask) for t in value):
+        # Kestra's WorkingDirectoryTaskValidator: a Subflow is no RunnableTask either.
+        if any(isinstance(t, FlowableTask) or t.kind is TaskKind.SUBFLOW for t in value):
             raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
+        if any(t.workerGroup is not None for t in value):
+            raise ValueError(
+                "Cannot set a Worker Group in any WorkingDirectory sub-tasks,"
+                " it is only supported at the WorkingDirectory level"
+            )
+        if any(t.canonical == "squall.storage.LocalFiles" for t in value):
+            # LocalFiles runs in the control plane: its files could not reach the jobs that share
+            # the directory, so it is refused rather than made where no sibling sees them.
+            raise ValueError(
+                "LocalFiles inside a WorkingDirectory is not supported: use the WorkingDirectory's"
+                " or the scripts' inputFiles"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _files_need_a_job_child(self) -> "WorkingDirectory":
+        """The directory exists only in the job children's jobs (:mod:`control_plane.service.workspace`).
+
+        Kestra has one even for a WorkingDirectory of Log tasks; Squall has none to put
+        ``inputFiles`` in or collect ``outputFiles`` from, so it says so instead of dropping them.
+        """
+        given = [f for f in ("inputFiles", "outputFiles", "namespaceFiles") if getattr(self, f) is not None]
+        children: list[Task] = list(self.tasks or ())
+        if given and not any(t.kind is TaskKind.JOB and not t.disabled for t in children):
+            raise ValueError(
+                f"{', '.join(given)}: a WorkingDirectory's files live in its script tasks' jobs,"
+                " and this one has no enabled script task"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- tasks with I/O
+# Run by the control plane (TaskKind.EFFECT, control_plane/tasks/): properties as in Kestra.
+
+
+class EffectTask(Task):
+    """A core task whose I/O the control plane does (KV, HTTP, storage, namespace files)."""
+
+    kind: ClassVar[TaskKind] = TaskKind.EFFECT
+    unrendered: ClassVar[frozenset[str]] = frozenset()  # Kestra's non-dynamic templates (per item)
+
+
+KvType = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON"]
+
+
+class KvSet(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Set"
+    key: str
+    value: Any = Field()  # required; Kestra renders it typed (renderTyped)
+    namespace: str | None = None  # Kestra's default: {{ flow.namespace }}
+    overwrite: bool = True
+    ttl: Duration | None = None
+    kvType: KvType | None = None
+
+
+class KvGet(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Get"
+    key: str
+    namespace: str | None = None
+    errorOnMissing: bool = False
+
+
+class KvDelete(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.Delete"
+    key: str
+    namespace: str | None = None
+    errorOnMissing: bool = False
+
+
+class KvGetKeys(EffectTask):
+    canonical: ClassVar[str] = "squall.kv.GetKeys"
+    prefix: str | None = None
+    namespace: str | None = None
+
+
+class HttpRequestOptions(_Strict):
+    """Kestra's HttpInterface.RequestOptions (control_plane/tasks/http.py says how each applies)."""
+
+    connectTimeout: Duration | None = None
+    readTimeout: Duration | None = None
+    readIdleTimeout: Duration | None = None
+    connectionPoolIdleTimeout: Duration | None = None
+    maxContentLength: int | None = Field(default=None, ge=1)
+    proxyType: Literal["DIRECT", "HTTP"] = "DIRECT"  # SOCKS needs a library Squall does not ship
+    proxyAddress: str | None = None
+    proxyPort: int | None = Field(default=None, ge=1, le=65535)
+    proxyUsername: str | None = None
+    proxyPassword: str | None = None
+    defaultCharset: str | None = None
+    followRedirects: bool = True
+    basicAuthUser: str | None = None
+    basicAuthPassword: str | None = None
+    logLevel: None = Field(default=None, description="Micronaut's HTTP client logging: not available")
+
+    @model_validator(mode="after")
+    def _proxy_has_address(self) -> Self:
+        if self.proxyType == "HTTP" and not self.proxyAddress:
+            raise ValueError("proxyType HTTP needs proxyAddress (and proxyPort)")
+        return self
+
+    @field_validator("defaultCharset")
+    @classmethod
+    def _known_charset(cls, value: str | None) -> str | None:
+        import codecs
+
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown charset {value!r}") from None
+        return value
+
+
+class HttpSslOptions(_Strict):
+    insecureTrustAllCertificates: bool | None = None
+
+
+class _Http(EffectTask):
+    uri: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"] = "GET"
+    body: str | None = None
+    formData: dict[str, Any] | None = None
+    contentType: str | None = None
+    headers: dict[str, str] | None = None
+    options: HttpRequestOptions | None = None
+    sslOptions: HttpSslOptions | None = None
+    allowFailed: bool = False
+
+
+class HttpRequest(_Http):
+    canonical: ClassVar[str] = "squall.http.Request"
+    encryptBody: Literal[False] = Field(
+        default=False, description="encrypted outputs are not available: the body is an output in clear"
+    )
+
+
+class HttpDownload(_Http):
+    canonical: ClassVar[str] = "squall.http.Download"
+    failOnEmptyResponse: bool = True
+
+
+class StorageWrite(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Write"
+    content: str
+    extension: str | None = None
+
+
+class StorageConcat(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Concat"
+    files: list[str] | str
+    separator: str | None = None
+    extension: str = ".tmp"
+
+
+class StorageSplit(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Split"
+    from_: str = Field(alias="from")
+    bytes: str | None = None
+    partitions: int | str | None = None
+    rows: int | str | None = None
+    separator: str = "\n"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        chosen = [name for name in ("bytes", "partitions", "rows") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("exactly one of 'bytes', 'partitions' or 'rows' is required")
+        return self
+
+
+class StorageSize(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Size"
+    uri: str
+
+
+class StorageDelete(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Delete"
+    uri: str
+    errorOnMissing: bool = False
+
+
+class StorageReverse(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.Reverse"
+    from_: str = Field(alias="from")
+    separator: str = "\n"
+    charset: str = "UTF-8"
+
+
+class StorageFilterItems(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.FilterItems"
+    unrendered: ClassVar[frozenset[str]] = frozenset({"filterCondition"})
+    from_: str = Field(alias="from")
+    filterCondition: str
+    filterType: Literal["INCLUDE", "EXCLUDE"] = "INCLUDE"
+    errorOrNullBehavior: Literal["FAIL", "INCLUDE", "EXCLUDE"] = "FAIL"
+
+
+class StorageDeduplicateItems(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.DeduplicateItems"
+    unrendered: ClassVar[frozenset[str]] = frozenset({"expr"})
+    from_: str = Field(alias="from")
+    expr: str
+
+
+class StorageLocalFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.LocalFiles"
+    inputs: dict[str, str | None] | str | None = None
+    outputs: list[str] | None = None
+
+
+class StoragePurgeCurrentExecutionFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.storage.PurgeCurrentExecutionFiles"
+
+
+class NamespaceUploadFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.UploadFiles"
+    namespace: str | None = None
+    files: None = Field(
+        default=None, description="globs a working directory, which the control plane has not: use filesMap"
+    )
+    filesMap: dict[str, str] | str
+    destination: str = "/"
+    conflict: Literal["OVERWRITE", "ERROR", "SKIP"] = "OVERWRITE"
+
+
+class NamespaceDownloadFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.DownloadFiles"
+    namespace: str
+    files: list[str] | str
+    destination: str = ""
+
+
+class NamespaceDeleteFiles(EffectTask):
+    canonical: ClassVar[str] = "squall.namespace.DeleteFiles"
+    namespace: str
+    files: list[str] | str
+
+
+class CountFlow(_Strict):
+    namespace: str
+    flowId: str
+
+
+class ExecutionCount(EffectTask):
+    canonical: ClassVar[str] = "squall.execution.Count"
+    flows: list[CountFlow] | None = None
+    states: list[Literal[
+        "CREATED", "RUNNING", "PAUSED", "RESTARTED", "KILLING", "SUCCESS", "WARNING", "FAILED",
+        "KILLED", "CANCELLED", "QUEUED", "RETRYING", "RETRIED", "SKIPPED",
+    ]] | None = None  # fmt: skip
+    startDate: str
+    endDate: str | None = None
+    expression: str
+    namespaces: list[str] | None = None
+    unrendered: ClassVar[frozenset[str]] = frozenset({"expression"})  # rendered per count
+
+    @model_validator(mode="after")
+    def _flows_or_namespaces(self) -> Self:
+        if self.flows is None and self.namespaces is None:
+            raise ValueError("You must provide a list of flows or namespaces")
+        return self
+
+
+class ExecutionResume(EffectTask):
+    canonical: ClassVar[str] = "squall.execution.Resume"
+    namespace: str | None = None
+    flowId: str | None = None
+    executionId: str | None = None
+    inputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _ids(self) -> Self:
+        """PluginUtilsService.executionFromTaskParameters' rules, with its words."""
+        either = self.namespace is not None or self.flowId is not None
+        if self.executionId is not None and either and (self.namespace is None or self.flowId is None):
+            raise ValueError("Both `namespace` and `flowId` must be set when `executionId` is set.")
+        if self.executionId is None and either:
+            raise ValueError("`namespace` and `flowId` should only be set when `executionId` is set.")
+        return self
+
+
+_EFFECT_CLASSES: list[type[Task]] = [
+    ExecutionCount,
+    ExecutionResume,
+    NamespaceUploadFiles,
+    NamespaceDownloadFiles,
+    NamespaceDeleteFiles,
+    KvSet,
+    KvGet,
+    KvDelete,
+    KvGetKeys,
+    HttpRequest,
+    HttpDownload,
+    StorageWrite,
+    StorageConcat,
+    StorageSplit,
+    StorageSize,
+    StorageDelete,
+    StorageReverse,
+    StorageFilterItems,
+    StorageDeduplicateItems,
+    StoragePurgeCurrentExecutionFiles,
+    StorageLocalFiles,
+]
 
 
 class ScriptTask(Task):
@@ -662,7 +1088,7 @@ class ScriptTask(Task):
     env: dict[str, str] | None = None
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
-    namespaceFiles: dict[str, Any] | None = None
+    namespaceFiles: NamespaceFiles | None = None
     taskRunner: TaskRunnerSpec | None = None
     warningOnStdErr: bool = False
     targetOS: Literal["LINUX", "WINDOWS", "AUTO"] = "AUTO"
@@ -694,6 +1120,9 @@ _TASK_CLASSES: list[type[Task]] = [
     OutputValues,
     Fail,
     SetLabels,
+    Exit,
+    SetVariables,
+    UnsetVariables,
     Sleep,
     Sequential,
     AllowFailure,
@@ -709,6 +1138,7 @@ _TASK_CLASSES: list[type[Task]] = [
     Subflow,
     WorkingDirectory,
     *_SCRIPT_CLASSES,
+    *_EFFECT_CLASSES,
 ]
 
 
@@ -731,6 +1161,9 @@ AnyTask = TypeAliasType(
         | Annotated[OutputValues, Tag("squall.core.OutputValues")]
         | Annotated[Fail, Tag("squall.core.Fail")]
         | Annotated[SetLabels, Tag("squall.core.Labels")]
+        | Annotated[Exit, Tag("squall.core.Exit")]
+        | Annotated[SetVariables, Tag("squall.core.SetVariables")]
+        | Annotated[UnsetVariables, Tag("squall.core.UnsetVariables")]
         | Annotated[Sleep, Tag("squall.core.Sleep")]
         | Annotated[Sequential, Tag("squall.flow.Sequential")]
         | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
@@ -750,7 +1183,28 @@ AnyTask = TypeAliasType(
         | Annotated[_SCRIPT_CLASSES[2], Tag("squall.script.python.Commands")]  # type: ignore[valid-type]
         | Annotated[_SCRIPT_CLASSES[3], Tag("squall.script.python.Script")]  # type: ignore[valid-type]
         | Annotated[_SCRIPT_CLASSES[4], Tag("squall.script.node.Commands")]  # type: ignore[valid-type]
-        | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")],  # type: ignore[valid-type]
+        | Annotated[_SCRIPT_CLASSES[5], Tag("squall.script.node.Script")]  # type: ignore[valid-type]
+        | Annotated[KvSet, Tag("squall.kv.Set")]
+        | Annotated[KvGet, Tag("squall.kv.Get")]
+        | Annotated[KvDelete, Tag("squall.kv.Delete")]
+        | Annotated[KvGetKeys, Tag("squall.kv.GetKeys")]
+        | Annotated[HttpRequest, Tag("squall.http.Request")]
+        | Annotated[HttpDownload, Tag("squall.http.Download")]
+        | Annotated[StorageWrite, Tag("squall.storage.Write")]
+        | Annotated[StorageConcat, Tag("squall.storage.Concat")]
+        | Annotated[StorageSplit, Tag("squall.storage.Split")]
+        | Annotated[StorageSize, Tag("squall.storage.Size")]
+        | Annotated[StorageDelete, Tag("squall.storage.Delete")]
+        | Annotated[StorageReverse, Tag("squall.storage.Reverse")]
+        | Annotated[StorageFilterItems, Tag("squall.storage.FilterItems")]
+        | Annotated[StorageDeduplicateItems, Tag("squall.storage.DeduplicateItems")]
+        | Annotated[StoragePurgeCurrentExecutionFiles, Tag("squall.storage.PurgeCurrentExecutionFiles")]
+        | Annotated[StorageLocalFiles, Tag("squall.storage.LocalFiles")]
+        | Annotated[NamespaceUploadFiles, Tag("squall.namespace.UploadFiles")]
+        | Annotated[NamespaceDownloadFiles, Tag("squall.namespace.DownloadFiles")]
+        | Annotated[NamespaceDeleteFiles, Tag("squall.namespace.DeleteFiles")]
+        | Annotated[ExecutionCount, Tag("squall.execution.Count")]
+        | Annotated[ExecutionResume, Tag("squall.execution.Resume")],
         Discriminator(
             _task_tag,
             custom_error_type="unknown_type",
@@ -789,7 +1243,7 @@ class Schedule(Trigger):
     labels: dict[str, str] | None = None
     backfill: Backfill | None = None
     recoverMissedSchedules: Literal["ALL", "NONE", "LAST"] | None = None
-    lateMaximumDelay: Duration | None = None
+    lateMaximumDelay: NonNegativeDuration | None = None
     scheduleConditions: list[Condition] | None = None
 
     @field_validator("timezone")

@@ -18,6 +18,7 @@ from typing import Any
 
 from control_plane.api.app import Api, unserved
 from control_plane.handlers.container import runtime
+from control_plane.tasks import limit_to_invocation
 
 __all__ = ["handler"]
 
@@ -39,6 +40,7 @@ def _container_api() -> Api:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point: one API Gateway request."""
+    limit_to_invocation(context)
     try:
         api = _container_api()
     except Exception:  # bad settings, an unreachable store: a JSON 500, the reason in the log

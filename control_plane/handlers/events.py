@@ -29,6 +29,7 @@ from control_plane.handlers.container import runtime
 from control_plane.ingress import HttpRequest, Ingress, Refused, bus_events, http_request, response
 from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
+from control_plane.tasks import limit_to_invocation
 from runners.base import PushEvent
 
 __all__ = ["apply", "handle_event", "handler", "serve"]
@@ -99,6 +100,7 @@ def serve(rt: Runtime, request: HttpRequest, gate: Ingress | None = None) -> dic
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    limit_to_invocation(context)
     rt = runtime()
     try:
         request = http_request(event)

@@ -15,6 +15,7 @@ from typing import Any
 from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
+from control_plane.tasks import limit_to_invocation
 
 __all__ = ["handler"]
 
@@ -24,6 +25,7 @@ _FIELDS = {"namespace": "namespace", "flowId": "flow_id", "triggerId": "trigger_
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    limit_to_invocation(context)
     payload = event if isinstance(event, Mapping) else {}
     selection: dict[str, str] = {}
     for field, name in _FIELDS.items():

@@ -16,6 +16,7 @@ from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
 from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
+from control_plane.tasks import limit_to_invocation
 
 __all__ = ["handler", "run_tick"]
 
@@ -43,6 +44,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    limit_to_invocation(context)
     result = run_tick(runtime())
     logger.info("tick", extra=result)
     return result

@@ -43,6 +43,7 @@ from control_plane.store.base import (
     TriggerRecord,
 )
 from control_plane.store.codec import (
+    acyclic,
     dumps,
     execution_from_json,
     execution_meta,
@@ -361,10 +362,10 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise ConflictError(f"execution {execution.id} already exists") from None
-            conn.executemany(
-                "INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)",
-                [(execution.id, tr.id, dumps(taskrun_to_json(tr))) for tr in execution.taskruns.values()],
-            )
+            with acyclic():
+                taskruns = execution.taskruns.values()
+                rows = [(execution.id, tr.id, dumps(taskrun_to_json(tr))) for tr in taskruns]
+            conn.executemany("INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)", rows)
             self._side_records(conn, execution.id, logs, timers, jobs)
 
     def save_execution(
@@ -499,7 +500,10 @@ class SqliteStore:
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
         try:
-            return execution_from_json(loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs])
+            with acyclic():
+                return execution_from_json(
+                    loads(row[1]), row[0], [taskrun_from_json(loads(b[0])) for b in trs]
+                )
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 

@@ -66,6 +66,17 @@ TIMEOUT_PREFIX = "Squall: timed out"
 UNSCHEDULABLE_PREFIX = "Squall: unschedulable"
 _SQUALL = "Squall: "
 
+PUSHED_STATES = ("SUCCEEDED", "FAILED")
+"""The Batch statuses the Terraform module's EventBridge rule passes to the ``events`` function.
+
+The engine acts on a job's end only. Batch publishes every change (SUBMITTED, PENDING,
+RUNNABLE, STARTING, RUNNING, then the end): passing them all cost five more ``events``
+invocations per job, each a read of the job and a write of its last-news mark. A job still
+running is looked at by the tick's batched reconcile poll instead, once it had no news for
+``reconcile_after`` (one DescribeJobs per 100 jobs), which is also when a RUNNABLE job that
+no compute environment can place is found and stopped.
+"""
+
 _BATCH_STATES = {
     "SUBMITTED": JobState.QUEUED,
     "PENDING": JobState.QUEUED,

@@ -7,6 +7,7 @@ runtime's Settings, the handler modules), never repeated here, so the two cannot
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from control_plane.flows.loader import load_flow_file
 from control_plane.flows.models import Schedule
 from control_plane.runtime import ENV_PREFIX, Settings
 from control_plane.store import dynamodb_schema as schema
+from runners.aws_batch.taxonomy import PUSHED_STATES
 
 from .conftest import INFRA, MODULE, SUBMODULES, load_module, locals_of, named_blocks, resources
 
@@ -371,6 +373,8 @@ def test_eventbridge_tick_batch_rule_and_scheduler(res: dict[str, dict[str, Any]
     assert (
         '"Batch Job State Change"' in pattern and '["aws.batch"]' in pattern and "job_queue_arns" in pattern
     )
+    # only the statuses the engine acts on: every other change would be an events invocation for nothing
+    assert f"status = {json.dumps(list(PUSHED_STATES))}" in pattern
     assert res["aws_cloudwatch_event_target.batch"]["arn"] == '${aws_lambda_function.this["events"].arn}'
     schedule = res["aws_scheduler_schedule.this"]
     target = _block(schedule, "target")

@@ -13,7 +13,14 @@ import pytest
 
 from runners.aws_batch import TokenBucket, botocore_classifier
 from runners.aws_batch.staging import layout
-from runners.aws_batch.taxonomy import classify, handle_from_event, job_from_event, log_stream_of, merge
+from runners.aws_batch.taxonomy import (
+    PUSHED_STATES,
+    classify,
+    handle_from_event,
+    job_from_event,
+    log_stream_of,
+    merge,
+)
 from runners.base import Failure, JobState
 
 EVENT: dict[str, Any] = {
@@ -155,6 +162,16 @@ def test_failure_taxonomy(
 def test_live_states(batch: str, state: JobState) -> None:
     job = {**EVENT["detail"], "status": batch}
     assert classify(job).state is state
+
+
+def test_the_rule_passes_exactly_the_statuses_that_end_a_job() -> None:
+    """The module's EventBridge rule filters on PUSHED_STATES: a status left out must never end a job."""
+    ending = {
+        batch
+        for batch in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+        if classify({**EVENT["detail"], "status": batch}).terminal
+    }
+    assert ending == set(PUSHED_STATES)
 
 
 def test_event_parsing_handle_and_foreign_events() -> None:

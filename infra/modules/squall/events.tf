@@ -38,7 +38,9 @@ resource "aws_lambda_permission" "tick" {
 }
 
 # Completion is event-first: Batch publishes job state changes on the default bus for free.
-# Only the configured queues' jobs; events from queues in another region or account never
+# Only the configured queues' jobs, and only their ends (runners/aws_batch/taxonomy.py
+# PUSHED_STATES: the engine acts on nothing else; a running job is polled by the tick once it
+# had no news for reconcile_after). Events from queues in another region or account never
 # reach this bus, and the tick's reconcile poll covers those.
 resource "aws_cloudwatch_event_rule" "batch" {
   count = local.batch_enabled ? 1 : 0
@@ -48,7 +50,10 @@ resource "aws_cloudwatch_event_rule" "batch" {
   event_pattern = jsonencode({
     source        = ["aws.batch"]
     "detail-type" = ["Batch Job State Change"]
-    detail        = { jobQueue = module.settings.aws_batch.job_queue_arns }
+    detail = {
+      jobQueue = module.settings.aws_batch.job_queue_arns
+      status   = ["SUCCEEDED", "FAILED"]
+    }
   })
 
   tags = var.tags

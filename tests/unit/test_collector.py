@@ -1,0 +1,100 @@
+"""The cyclic collector and the engine's values (issue 28: a linear engine).
+
+Loading or planning N task runs must not make the collector rescan everything built so far
+at each generation threshold: the engine's value types are declared untracked (they cannot
+form cycles), and the stores decode one execution with the collector paused.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from datetime import UTC, datetime
+
+import pytest
+
+from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
+from control_plane.engine.states import State
+from control_plane.levels import Level
+from control_plane.store.codec import acyclic, dumps, loads, taskrun_from_json, taskrun_to_json
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+
+
+def _taskrun(i: int) -> TaskRun:
+    return TaskRun(
+        id=f"tr{i}",
+        seq=i,
+        task_id="t",
+        task_type="io.kestra.plugin.core.debug.Return",
+        parent_id=None,
+        phase=Phase.TASKS,
+        lane=i,
+        position=0,
+        values=(str(i),),
+        iteration=0,
+        state=State.SUCCESS,
+        created=NOW,
+        attempts=(Attempt(State.SUCCESS, NOW, NOW),),
+        outputs={"value": [str(i)]},
+        progress=Progress(values=("a",)),
+    )
+
+
+def test_the_engine_values_are_not_tracked_by_the_collector() -> None:
+    tr = _taskrun(1)
+    values = [
+        tr,
+        tr.attempts[0],
+        Progress(),
+        LogLine(NOW, Level.INFO, "x"),
+        Execution(id="e", namespace="n", flow_id="f", flow_revision=1, state=State.RUNNING, created=NOW),
+    ]
+    assert [gc.is_tracked(v) for v in values] == [False] * len(values)
+    assert gc.is_tracked(tr.outputs)  # what they hold is tracked as usual: a cycle there is still found
+
+
+def test_acyclic_pauses_the_collector_for_the_call_only_and_nests() -> None:
+    assert gc.isenabled()
+    with acyclic():
+        assert not gc.isenabled()
+        with acyclic():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner one did not resume it under the outer one
+    assert gc.isenabled()
+    with pytest.raises(ValueError), acyclic():
+        raise ValueError("a failed decode")
+    assert gc.isenabled()
+
+
+def test_acyclic_leaves_a_collector_the_process_disabled_alone() -> None:
+    gc.disable()
+    try:
+        with acyclic():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_cycles_made_while_paused_are_still_collected_afterwards() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    with acyclic():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        seen = threading.Event()
+        weakref.finalize(a, seen.set)
+        del a, b
+    gc.collect()
+    assert seen.is_set()
+
+
+def test_a_task_run_round_trips_with_the_collector_paused() -> None:
+    with acyclic():
+        rows = [dumps(taskrun_to_json(_taskrun(i))) for i in range(3)]
+        back = [taskrun_from_json(loads(row)) for row in rows]
+    assert back == [_taskrun(i) for i in range(3)]
