@@ -1,4 +1,4 @@
-"""The web UI: static files under ``static/``, served at ``/ui`` by the API itself (ADR 0012).
+"""The web UI: static files under ``static/``, served at ``/ui`` by the API itself (ADR 0013).
 
 :func:`respond` answers a ``GET``/``HEAD`` under ``/ui`` from the files shipped in this package,
 so ``squall server`` and the ``api`` Lambda serve the same bytes through the same code path.
