@@ -27,8 +27,9 @@ language with the first request that needs them (ADR 0006), so more figures are 
 
 * ``<handler> 1st``: the handler's first invocation right after its import, on the SQLite
   store in a scratch directory (boto3 stays out of it: that is the yardstick's share):
-  ``api`` deploys ``samples/etl.yaml`` (``POST /api/v1/flows``: the flow language loads in
-  it), ``api read`` lists executions (``GET /api/v1/executions``: it does not), ``tick`` runs
+  ``api`` deploys ``samples/etl.yaml`` (``POST /api/v1/main/flows``: the flow language loads
+  in it), ``api read`` searches executions (``GET /api/v1/main/executions/search``: it does
+  not), ``tick`` runs
   an idle pass, ``events`` gets an AWS Batch event for an unknown job, ``schedule`` fires
   nothing due. ``sweeper`` needs DynamoDB and is left out;
 * ``first flow``: parsing ``samples/etl.yaml`` and rendering one template, what a request
@@ -188,12 +189,12 @@ _FIRST: dict[str, tuple[str, str, str]] = {
     # name: (handler, first event, check on its answer)
     "api": (
         "api",
-        _api_event("POST", "/api/v1/flows", body=f"Path({str(SAMPLE)!r}).read_text()"),
-        "out['statusCode'] == 201",
+        _api_event("POST", "/api/v1/main/flows", body=f"Path({str(SAMPLE)!r}).read_text()"),
+        "out['statusCode'] == 200",
     ),
     "api read": (
         "api",
-        _api_event("GET", "/api/v1/executions", "namespace=cold"),
+        _api_event("GET", "/api/v1/main/executions/search", "filters[namespace][EQUALS]=cold"),
         "out['statusCode'] == 200",
     ),
     "tick": ("tick", "{}", "out['timersFired'] == 0"),

@@ -4,7 +4,7 @@ A real ``squall server`` process (SQLite store, token auth) gets ``--requests`` 
 ``--concurrency`` client threads, in a fixed rotation of kinds:
 
 * reads: ``GET /openapi.json``, ``GET`` of an execution, a listing of executions;
-* writes: deploying one of ``FLOWS`` flows again (201 the first time, then 200: unchanged),
+* writes: updating one of ``FLOWS`` flows again (``PUT``, Kestra's update: unchanged, no new revision),
   starting an execution of an inline flow (it ends within the request);
 * bad requests: malformed JSON, a conflicting Content-Length, a garbage request line, an
   unknown route, a missing token;
@@ -54,6 +54,7 @@ from tests.servers import squall_server
 TOKEN = "soak-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FLOWS = 20  # distinct flows the deploy requests cycle through
+YAML = "application/x-yaml"
 
 HELLO = """
 id: hello
@@ -191,41 +192,46 @@ class Soak:
             n = next(self.revision)
             if self.new_revisions:  # each deploy a new revision (module doc: the service keeps them all)
                 source = HELLO.replace("id: hello", "id: deployed").replace("Hello,", f"Hello {n},")
-            else:  # the same FLOWS flows again and again, as a CI job redeploys them: 201 once, then 200
+            else:  # the same FLOWS flows again and again, as a CI job redeploys them (created in the warm-up)
                 source = HELLO.replace("id: hello", f"id: deployed{n % FLOWS}")
+            flow_id = source.split("id: ", 1)[1].split("\n", 1)[0]
             return c.request(
-                "POST", "/api/v1/flows", source.encode(), {"Content-Type": "application/x-yaml"}
+                "PUT", f"/api/v1/main/flows/squall.soak/{flow_id}", source.encode(), {"Content-Type": YAML}
             )[0]
 
         def start(c: Client) -> int:
             status, body = c.request(
                 "POST",
-                "/api/v1/executions/squall.soak/hello",
+                "/api/v1/main/executions/squall.soak/hello",
                 b'{"name": "Ada"}',
                 {"Content-Type": "application/json"},
             )
-            if status == 201:
+            if status == 200:
                 with self.lock:
                     self.executions.append(json.loads(body)["id"])
                     del self.executions[:-100]
             return status
 
         def get(c: Client) -> int:
-            return c.request("GET", f"/api/v1/executions/{self.latest()}")[0]
+            return c.request("GET", f"/api/v1/main/executions/{self.latest()}")[0]
 
         def listing(c: Client) -> int:
-            return c.request("GET", "/api/v1/executions?namespace=squall.soak&limit=20")[0]
+            return c.request(
+                "GET", "/api/v1/main/executions/search?filters[namespace][EQUALS]=squall.soak&size=20"
+            )[0]
 
         def malformed_json(c: Client) -> int:
             return c.request(
                 "POST",
-                "/api/v1/executions/squall.soak/hello",
+                "/api/v1/main/executions/squall.soak/hello",
                 b'{"name": ',
                 {"Content-Type": "application/json"},
             )[0]
 
         def conflicting_length(c: Client) -> int | None:
-            head = b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 40\r\n"
+            head = (
+                b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 40\r\n"
+            )
             return c.raw(head + b"\r\nid: x")
 
         def garbage(c: Client) -> int | None:
@@ -235,7 +241,7 @@ class Soak:
             return c.request("GET", "/api/v1/nowhere")[0]
 
         def no_token(c: Client) -> int | None:
-            return c.raw(b"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return c.raw(b"GET /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
         def idle(c: Client) -> int | None:
             return c.raw(b"", read=False)
@@ -245,8 +251,8 @@ class Soak:
 
         return [
             ("openapi", {200}, openapi),
-            ("deploy", {200, 201}, deploy),
-            ("start", {201}, start),
+            ("deploy", {200}, deploy),
+            ("start", {200}, start),
             ("get", {200}, get),
             ("list", {200}, listing),
             ("malformed-json", {400}, malformed_json),
@@ -277,7 +283,10 @@ def run(
         soak = Soak(port, new_revisions=new_revisions)
         kinds = soak.kinds()
         warm = Client(port)
-        warm.request("POST", "/api/v1/flows", HELLO.encode(), {"Content-Type": "application/x-yaml"})
+        created = [HELLO] + [HELLO.replace("id: hello", f"id: deployed{i}") for i in range(FLOWS)]
+        created.append(HELLO.replace("id: hello", "id: deployed"))  # the --new-revisions flow
+        for source in created:  # Kestra's create; the deploy kind then updates them (PUT)
+            warm.request("POST", "/api/v1/main/flows", source.encode(), {"Content-Type": YAML})
         for name, _, send in kinds:  # warm-up: every kind once, so the figures start from a steady state
             try:
                 send(warm)

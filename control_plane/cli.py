@@ -361,7 +361,28 @@ def run(
             for message in exc.messages:
                 _error(message)
             raise typer.Exit(1) from None
+        _follow_triggered(runtime)
     raise typer.Exit(_exit_code(final))
+
+
+def _follow_triggered(runtime: Any) -> None:
+    """Drive the executions the run's Flow triggers started (and theirs) to their end too.
+
+    Left alone they would wait for the next ``squall`` command to take them over. The exit
+    code stays the run's own execution's.
+    """
+    driver = runtime.service.driver
+    seen: set[str] = set()
+    with _stoppable():
+        while pending := [i for i in driver.triggered if i not in seen]:
+            for execution_id in pending:
+                seen.add(execution_id)
+                execution = runtime.service.run(execution_id)
+                console.print(
+                    f"triggered: execution {execution.id} of {execution.namespace}.{execution.flow_id}"
+                    f" {execution.state}",
+                    highlight=False,
+                )
 
 
 executions_app = typer.Typer(help="Inspect and control executions in the local store.", no_args_is_help=True)
@@ -707,7 +728,12 @@ def validate(
         typer.Option("--output", help="json: [{file, valid, violations: [{line, column, path, message}]}]"),
     ] = None,
 ) -> None:
-    """Validate flows; print every violation as file:line:column: path: message; exit 1 if any is invalid."""
+    """Validate flows; print every violation as file:line:column: path: message; exit 1 if any is invalid.
+
+    Beyond what loading a flow checks, also reports what Kestra finds only at run time: template
+    syntax errors, outputs.<id>/inputs.<id> that name nothing in the flow, input defaults that do
+    not fit their type.
+    """
     from rich.text import Text
 
     from control_plane.errors import FlowValidationError
@@ -716,7 +742,7 @@ def validate(
     results: list[dict[str, Any]] = []
     for file in files:
         try:
-            load_flow_file(file)
+            load_flow_file(file, lint=True)
         except FlowValidationError as exc:
             results.append(
                 {"file": str(file), "valid": False, "violations": exc.violations, "text": str(exc)}
@@ -860,6 +886,7 @@ def server(
         raise _fail(str(exc)) from None
     where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
     console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
+    console.print(f"Web UI: [bold]{srv.url}/ui/[/bold]", highlight=False)
     if generated:
         console.print(f"API token (send Authorization: Bearer <token>): {token}", highlight=False)
     elif no_auth:

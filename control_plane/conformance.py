@@ -13,6 +13,24 @@ Sleeps take no time). The flow is deployed, started and driven by ``Service.run`
 follows a flow-level retry to the execution it creates: the case is checked against the
 last execution, and ``logs_contain`` against the logs of every execution the case produced
 (subflows and retried executions included).
+
+Extensions of the shared format (Squall's own cases use them; a file without them runs as
+before):
+
+- ``flows: [path, ...]``: more flow files (relative to the cases file) deployed before the
+  case's flow, for the flows it calls or that react to it.
+- ``start: N`` (default 1): N executions of the case's flow are started one after the other
+  before any is driven (a flow ``concurrency`` case), then driven in start order; the case's
+  other checks apply to the last one started.
+- ``started_states: [STATE, ...]``: the final state of each of those N executions, in start
+  order.
+- ``triggered: [{flow, state, count, logs_contain}, ...]``: executions of other flows (a Flow
+  trigger's) that the case's executions started, driven to their end too: ``count`` of them
+  (default 1; 0 = none) of flow id ``flow`` (the case's own flow too: the started ones do
+  not count), each ending in ``state`` and, together, logging
+  every string of ``logs_contain``.
+- ``namespace_files: {namespace: {/path: content}}``: files a namespace holds before the run
+  (:func:`_seed_namespace_files`).
 """
 
 from __future__ import annotations
@@ -70,11 +88,17 @@ class CaseResult(Struct):
 
 
 class FlowRun(Struct):
-    """What one started execution came to: the last execution, every one, and their logs."""
+    """What one started execution came to: the last execution, every one, and their logs.
+
+    ``started``: each execution :func:`run_flow` started, as it ended (in start order);
+    ``logs_of``: the logs of each execution, by id.
+    """
 
     execution: Execution
     executions: list[Execution]
     logs: list[LogLine]
+    started: list[Execution] = field(default_factory=list)
+    logs_of: dict[str, list[LogLine]] = field(default_factory=dict)
 
     @property
     def state(self) -> State:
@@ -116,6 +140,7 @@ def run_flow(
     *,
     origin: str = "<flow>",
     timeout: float = CASE_TIMEOUT,
+    count: int = 1,
     **start: Any,
 ) -> FlowRun:
     """Deploy ``source``, start it (``start``: ``Service.start`` keywords) and drive it to its end.
@@ -126,14 +151,34 @@ def run_flow(
     and waiting costs nothing, so the timers it still has (a Pause ``timeout``) are fired,
     as the time Kestra's tests wait for them would: ``runtime`` should hold this flow's
     executions alone (:func:`scratch_runtime`).
+
+    ``count`` executions are started before any is driven (a flow ``concurrency`` case),
+    then each is driven in start order; the returned ``execution`` is the last one's.
     """
+    service = runtime.service
+    record = service.deploy(source, origin)
+    ids = [
+        service.start(record.namespace, record.id, inputs, revision=record.revision, **start).id
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + timeout
+    ended = [_drive(runtime, execution_id, deadline) for execution_id in ids]
+    for other in _execution_ids(runtime):  # what they started (a Flow trigger's): to its end too
+        if not runtime.store.get_execution(other).state.terminal:
+            _drive(runtime, other, deadline)
+    every = _execution_ids(runtime)
+    executions = [runtime.store.get_execution(i) for i in every]
+    logs_of = {i: execution_logs(runtime, i) for i in every}
+    logs = [line for i in every for line in logs_of[i]]
+    return FlowRun(ended[-1], executions, logs, ended, logs_of)
+
+
+def _drive(runtime: Runtime, execution_id: str, deadline: float) -> Execution:
+    """Drive one execution to its end (or PAUSED with no timer; at the deadline it is killed)."""
     from control_plane.service.clock import VirtualClock
 
     service = runtime.service
-    record = service.deploy(source, origin)
-    started = service.start(record.namespace, record.id, inputs, revision=record.revision, **start)
-    deadline = time.monotonic() + timeout
-    execution = service.run(started.id, deadline=deadline)
+    execution = service.run(execution_id, deadline=deadline)
     while (
         execution.state.value == "PAUSED"
         and isinstance(service.clock, VirtualClock)
@@ -145,10 +190,7 @@ def run_flow(
     if not execution.state.terminal and execution.state.value != "PAUSED":
         service.kill(execution.id)
         execution = service.run(execution.id, deadline=time.monotonic() + 30)
-    ids = _execution_ids(runtime)
-    executions = [runtime.store.get_execution(i) for i in ids]
-    logs = [line for i in ids for line in execution_logs(runtime, i)]
-    return FlowRun(execution, executions, logs)
+    return execution
 
 
 def _execution_ids(runtime: Runtime) -> list[str]:
@@ -223,20 +265,50 @@ def _check_invalid(case: Mapping[str, Any], base: Path, result: CaseResult) -> N
     result.problems.append("the flow was accepted; it must be rejected")
 
 
+def _seed_namespace_files(runtime: Runtime, files: Mapping[str, Mapping[str, str]]) -> None:
+    """Extension ``namespace_files: {namespace: {/path: content}}``: files the namespace holds first.
+
+    Written where the namespace files API keeps them (``_files/<namespace>/<path>`` in the
+    deployment storage), as Kestra's tests put them with ``storageInterface.put`` before a run.
+    """
+    from control_plane.service.namespace_files import namespace_file_uri
+
+    storage = runtime.service.storage
+    for namespace, entries in files.items():
+        for path, content in entries.items():
+            uri = namespace_file_uri(storage, namespace, str(path).strip("/").split("/"))
+            storage.write(uri, str(content).encode())
+
+
 def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeout: float) -> None:
     path = base / case["flow"]
     source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
     with scratch_runtime() as runtime:
+        _seed_namespace_files(runtime, case.get("namespace_files") or {})
+        for extra in case.get("flows") or ():
+            runtime.service.deploy(read_flow_file(base / extra), str(base / extra))
         run = run_flow(
-            runtime, source, case.get("inputs") or {}, origin=str(path), typed=typed, timeout=timeout
+            runtime,
+            source,
+            case.get("inputs") or {},
+            origin=str(path),
+            typed=typed,
+            timeout=timeout,
+            count=int(case.get("start", 1)),
         )
     execution = run.execution
     problems = result.problems
+    if "started_states" in case:
+        states = [str(started.state) for started in run.started]
+        if states != [str(state) for state in case["started_states"]]:
+            problems.append(f"started executions ended {states}, expected {case['started_states']}")
     if "state" in case and str(execution.state) != case["state"]:
         problems.append(f"state {execution.state}, expected {case['state']}")
     if "taskruns" in case and len(execution.taskruns) != int(case["taskruns"]):
         problems.append(f"{len(execution.taskruns)} task runs, expected {case['taskruns']}")
+    for check in case.get("triggered") or ():
+        problems.extend(_check_triggered(check, run))
     runs = execution.ordered_taskruns()
     for task_id, state in (case.get("task_states") or {}).items():
         actual = [str(tr.state) for tr in runs if tr.task_id == task_id]
@@ -258,6 +330,24 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
     for needle in case.get("logs_contain") or ():
         if not any(needle in message for message in messages):
             problems.append(f"no log line contains {needle!r}")
+
+
+def _check_triggered(check: Mapping[str, Any], run: FlowRun) -> list[str]:
+    flow_id = str(check["flow"])
+    started = {e.id for e in run.started}
+    found = [e for e in run.executions if e.flow_id == flow_id and e.id not in started]
+    wanted = int(check.get("count", 1))
+    problems = []
+    if len(found) != wanted:
+        problems.append(f"triggered: {len(found)} executions of {flow_id}, expected {wanted}")
+    states = [str(e.state) for e in found]
+    if "state" in check and any(state != check["state"] for state in states):
+        problems.append(f"triggered: {flow_id} ended {states}, expected {check['state']}")
+    messages = [line.message for e in found for line in run.logs_of.get(e.id, ())]
+    for needle in check.get("logs_contain") or ():
+        if not any(needle in message for message in messages):
+            problems.append(f"triggered: no log line of {flow_id} contains {needle!r}")
+    return problems
 
 
 def _task_outputs(runs: list[TaskRun], check: Mapping[str, Any]) -> Mapping[str, Any] | None:

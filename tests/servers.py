@@ -3,7 +3,7 @@
 ::
 
     with squall_server(tmp_path, "--db", str(tmp_path / "s.db"), "--token", TOKEN) as server:
-        httpx.get(f"{server.url}/api/v1/flows", ...)
+        httpx.get(f"{server.url}/api/v1/main/flows/search", ...)
     assert server.returncode == 0 and "stopped" in server.stdout()
 
 The server runs as users run it (``python -m control_plane.cli server``) from the repository

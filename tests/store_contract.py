@@ -1281,6 +1281,85 @@ class StoreContract:
         store.save_execution(attempt, expected_version=1, jobs=[make_job("fresh-name", "second")])
         assert store.get_execution("second").version == 2
 
+    # ------------------------------------------------------------------ flow concurrency slots
+
+    @staticmethod
+    def _race(stores: list[StateStore], work: Callable[[int, StateStore], None]) -> None:
+        """Run ``work(k, store)`` for every store at once (threads released together)."""
+        barrier = threading.Barrier(len(stores))
+        failures: list[BaseException] = []
+
+        def run(k: int, st: StateStore) -> None:
+            try:
+                barrier.wait(timeout=60)
+                work(k, st)
+            except BaseException as exc:  # reported by the main thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=run, args=(k, st)) for k, st in enumerate(stores)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a writer hung"
+        assert not failures, failures
+
+    def test_concurrency_slots_racing_writers_admit_exactly_the_limit_and_hand_over_once(
+        self, store_factory: Callable[[], StateStore]
+    ) -> None:
+        # Kestra's flow ``concurrency``: at most ``limit`` run, the rest queue in order; what
+        # separate store instances (processes, Lambdas) decide at once must add up.
+        from control_plane.flows.models import Concurrency
+        from control_plane.service.concurrency import Admission, Slots
+
+        stores = [store_factory() for _ in range(4)]
+        limit = Concurrency(limit=3)
+        answers: dict[str, Admission] = {}
+
+        def admit(k: int, st: StateStore) -> None:
+            slots = Slots(st)
+            for j in range(5):
+                answers[f"e{k}-{j}"], _ = slots.admit("t.slots", "f", f"e{k}-{j}", limit)
+
+        self._race(stores, admit)
+        running = sorted(e for e, a in answers.items() if a is Admission.RUN)
+        assert len(running) == 3 and len(answers) == 20
+        book = Slots(stores[0]).book("t.slots", "f")
+        assert sorted(book.running) == running
+        assert sorted(book.queued) == sorted(set(answers) - set(running))
+        # asked again (a retried start), each gets the same answer and the book does not change
+        assert Slots(stores[1]).admit("t.slots", "f", running[0], limit)[0] is Admission.RUN
+        assert Slots(stores[1]).admit("t.slots", "f", book.queued[-1], limit)[0] is Admission.QUEUE
+        assert Slots(stores[2]).book("t.slots", "f") == book
+
+        promoted: dict[str, tuple[str, ...]] = {}
+
+        def release(k: int, st: StateStore) -> None:
+            promoted[running[k]] = tuple(Slots(st).release("t.slots", "f", running[k], 3))
+
+        self._race(stores[:3], release)
+        handed = sorted(p for ps in promoted.values() for p in ps)
+        assert all(len(ps) == 1 for ps in promoted.values())
+        assert handed == sorted(book.queued[:3])  # the three oldest queued, each once
+        after = Slots(stores[3]).book("t.slots", "f")
+        assert sorted(after.running) == handed and after.queued == book.queued[3:]
+        assert Slots(stores[0]).release("t.slots", "f", running[0], 3) == ()  # a second release: no-op
+        assert Slots(stores[0]).book("t.slots", "f") == after
+
+    def test_concurrency_slots_cancel_and_fail_refuse_without_queueing(self, store: StateStore) -> None:
+        from control_plane.flows.models import Concurrency
+        from control_plane.service.concurrency import Admission, Slots
+
+        slots = Slots(store)
+        cancel, fail = Concurrency(limit=1, behavior="CANCEL"), Concurrency(limit=1, behavior="FAIL")
+        assert slots.admit("t.slots", "c", "first", cancel) == (Admission.RUN, 0)
+        assert slots.admit("t.slots", "c", "second", cancel) == (Admission.CANCEL, 1)
+        assert slots.admit("t.slots", "c", "third", fail) == (Admission.FAIL, 1)
+        assert slots.book("t.slots", "c").queued == ()
+        assert slots.release("t.slots", "c", "first", 1) == ()
+        assert slots.admit("t.slots", "c", "fourth", cancel) == (Admission.RUN, 0)
+        assert slots.book("t.slots", "other") == slots.book("t.slots", "nothing-yet")  # empty, per flow
+
     # ------------------------------------------------------------------ triggers
 
     def test_triggers_create_update_and_conflict(self, store: StateStore) -> None:

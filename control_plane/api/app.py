@@ -6,12 +6,19 @@ server`` one over its own; the API never builds, finds or caches a runtime itsel
 imports nothing from :mod:`control_plane.handlers`.
 
 One powertools resolver (:data:`app`, built once per process: the routes do not depend on
-the runtime) with a ``Router`` per resource (:mod:`control_plane.api.flows`, ``executions``,
-``webhooks``). :meth:`Api.handle` puts its runtime in the request's resolver context and a
-route receives it through powertools' dependency injection (``rt: common.Served``, that is
+the runtime) with a ``Router`` per resource: Kestra's tenant-scoped routes
+(:mod:`control_plane.api.kestra_flows`, ``kestra_executions``, ``kestra_logs``...) and
+Squall's ``/webhooks`` (:mod:`control_plane.api.webhooks`). Squall's older flows and
+executions routes without a tenant under ``/api/v1`` are gone (ADR 0011); a request to one
+gets a 404 that names the tenant path to use. :meth:`Api.handle` puts its runtime in the
+request's resolver context and a route receives it through powertools' dependency
+injection (``rt: common.Served``, that is
 ``Annotated[Runtime, Depends(common.served_runtime)]``); two ``Api`` objects over two
 runtimes can serve requests at once. Domain errors become JSON responses in one place
 (:func:`_register_errors`), so a route is a few lines of calls into the service.
+
+The web UI's static files (``/ui``, :mod:`control_plane.ui`) are answered first, before auth
+and routing: they hold no data, and the browser must load them before it has credentials.
 
 Before any route runs, :meth:`Api.handle` checks what does not depend on the route:
 
@@ -52,10 +59,9 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from control_plane import ui
 from control_plane.api import (
     common,
-    executions,
-    flows,
     kestra_executions,
     kestra_flow_bulk,
     kestra_flows,
@@ -106,6 +112,8 @@ def is_webhook(path: str) -> bool:
     return path.startswith(WEBHOOK_PREFIX) or _KESTRA_WEBHOOK.match(path) is not None
 
 
+_WHOLE_LOGS = re.compile(r"^/api/v1/([^/]+)/logs/([^/]+)(?:/download)?$")
+_REMOVED = re.compile(r"^/api/v1/(flows|executions)(/|$)")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -209,12 +217,9 @@ class _Resolver(APIGatewayHttpResolver):
 
 
 app = _Resolver(enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR)
-app.include_router(flows.router)
-app.include_router(executions.router)
 app.include_router(webhooks.router)
-# Kestra's tenant-scoped routes (/api/v1/{tenant}/...): every path has a literal segment after the
-# tenant, so they meet the routes above only for a tenant named "flows" or "executions", whose
-# requests those routes answer first (registered first) instead of the unknown tenant's 404.
+# Kestra's tenant-scoped routes (/api/v1/{tenant}/...): a tenant named "flows" or "executions" is
+# one like any other, the unknown tenant's 404 (the untenanted routes that took those names are gone).
 app.include_router(kestra_namespaces.router)  # before flows: flows/distinct-namespaces is literal
 app.include_router(kestra_flow_bulk.router)  # before flows: /flows/export/by-query is not a flow
 app.include_router(kestra_flows.router)
@@ -292,7 +297,13 @@ def _register_errors() -> None:
     @app.not_found
     def no_route(exc: NoRouteError) -> Response[Any]:
         event = app.current_event
-        return _error(404, f"no route for {event.http_method} {event.path}")
+        message = f"no route for {event.http_method} {event.path}"
+        if _REMOVED.match(event.path):
+            message += (
+                "; Squall's flows and executions routes without a tenant were removed:"
+                f" use Kestra's /api/v1/{tenants.DEFAULT_TENANT}/... (docs/api.md)"
+            )
+        return _error(404, message)
 
     @app.exception_handler(Exception)
     def internal(exc: Exception) -> Response[Any]:
@@ -492,6 +503,10 @@ def _bounded(response: dict[str, Any], event: Mapping[str, Any], limit: int) -> 
         f"{done}the response would be {size} bytes, over the {limit} bytes this API sends"
         " (SQUALL_MAX_RESPONSE_BYTES): ask for smaller pages (a lower limit=) and follow the cursor"
     )
+    whole_logs = _WHOLE_LOGS.match(route_path(event))
+    if whole_logs is not None:  # Kestra's log list has no pages: Squall's extension has
+        tenant, execution_id = whole_logs.groups()
+        message += f" of /api/v1/{tenant}/executions/{execution_id}/logs"
     return _plain(400, {"message": message, "size": size, "limit": limit})
 
 
@@ -500,6 +515,10 @@ def _as_get(event: dict[str, Any]) -> dict[str, Any]:
     request = event.get("requestContext") or {}
     http = {**(request.get("http") or {}), "method": "GET"}
     return {**event, "requestContext": {**request, "http": http}}
+
+
+def _lower_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
 
 
 def _request_id_of(event: Mapping[str, Any], context: Any) -> str | None:
@@ -537,6 +556,11 @@ class Api:
         request_id = _request_id_of(event, context)
         telemetry.new_request(request_id=request_id)
         rt = self.runtime
+        path = route_path(event)
+        if ui.is_ui_path(path):  # public static files, not the API: no auth, no store, no service
+            response = ui.respond(path, str(method), _lower_headers(event))
+            logger.info("request", extra={"method": method, "path": path, "status": response["statusCode"]})
+            return response
         try:
             response = _gate(event, rt.settings) or _bounded(
                 app.resolve(event, context, **{common.RUNTIME_KEY: rt}), event, rt.settings.max_response_bytes

@@ -2,9 +2,13 @@
 
 Kestra 2.0 moved the controls under ``/executions/{executionId}/actions/...`` (kill, restart,
 replay, replay-with-inputs, resume), so no control route overlaps the start route
-``POST /executions/{namespace}/{id}`` any more. Each route is one call into the same service
-the older routes use (:mod:`control_plane.api.executions`, whose multipart input handling
-is shared); only the JSON differs (:mod:`control_plane.api.kestra_views`).
+``POST /executions/{namespace}/{id}`` any more. Each route is one call into the service; the
+JSON is Kestra's (:mod:`control_plane.api.kestra_views`), the start's inputs and labels are
+read by :mod:`control_plane.api.start_inputs`.
+
+An execution's JSON holds at most ``TASKRUNS_SHOWN`` task runs and stays within
+``SQUALL_MAX_RESPONSE_BYTES``; ``taskRunCursor`` leads to the rest, through Squall's
+``/executions/{executionId}/taskruns`` pages (:mod:`control_plane.api.taskrun_pages`).
 
 Kestra parameters Squall cannot honour are refused with a 400 naming them, never ignored:
 ``wait=true``, ``scheduleDate``, ``breakpoints``, ``kind``, a ``revision`` on restart or
@@ -24,16 +28,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from msgspec import Struct
 from pydantic import BaseModel
 
-from control_plane.api import common, executions, telemetry, tenants, webhooks
+from control_plane.api import common, taskrun_pages, telemetry, tenants, webhooks
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import (
     KestraExecution,
     KestraState,
     PagedExecutions,
+    PagedTaskRuns,
     execution,
     execution_summary,
     state,
+    taskrun,
 )
+from control_plane.api.start_inputs import START_TYPES, form_inputs, label_values
 from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.errors import InputError, NotFoundError
@@ -58,18 +65,24 @@ def _json(status: int, view: KestraExecution) -> Response[KestraExecution]:
 
 
 def _view(rt: Runtime, execution_id: str) -> KestraExecution:
-    """The execution as stored now, with its first ``TASKRUNS_SHOWN`` task runs by id.
+    """The execution as stored now, with the first page of its task runs.
 
-    Meta first, so an execution seen ended is listed with its task runs ended too; a bigger
-    execution says so with ``taskRunCursor`` (leading to Squall's ``/taskruns`` pages).
+    Meta first, so an execution seen ended is listed with its task runs ended too. At most
+    ``TASKRUNS_SHOWN`` task runs, fewer when more would pass ``SQUALL_MAX_RESPONSE_BYTES``
+    with the rest of the execution; then ``taskRunCursor`` leads to the ``/taskruns`` pages.
     """
     meta = rt.store.get_execution_meta(execution_id)
     telemetry.keys(execution_id=meta.id, namespace=meta.namespace, flow_id=meta.flow_id)
-    runs = rt.store.list_taskruns(execution_id, limit=executions.TASKRUNS_SHOWN + 1)
-    view = execution(meta, runs[: executions.TASKRUNS_SHOWN])
-    if len(runs) > executions.TASKRUNS_SHOWN:
-        return view.model_copy(update={"taskRunCursor": executions.task_run_cursor(runs[-2].id)})
-    return view
+    runs = rt.store.list_taskruns(execution_id, limit=taskrun_pages.TASKRUNS_SHOWN + 1)
+    bare = execution(meta, [])
+    budget = rt.settings.max_response_bytes - taskrun_pages.size(bare) - taskrun_pages.ENVELOPE
+    shown, cursor = taskrun_pages.fit(
+        runs, taskrun_pages.TASKRUNS_SHOWN, budget, lambda tr: taskrun(meta, tr)
+    )
+    update: dict[str, Any] = {"taskRunList": shown}
+    if cursor is not None:
+        update["taskRunCursor"] = cursor
+    return bare.model_copy(update=update)
 
 
 def _refuse_given(**given: Any) -> None:
@@ -81,9 +94,9 @@ def _refuse_given(**given: Any) -> None:
 def _inputs(rt: Runtime, namespace: str, flow_id: str, execution_id: str) -> tuple[Any, str | None]:
     """Inputs from the request: multipart (what Kestra's clients send) or a JSON object."""
     event = router.current_event.raw_event
-    kind = common.require_media_type(event, executions.START_TYPES, empty_ok=True)
+    kind = common.require_media_type(event, START_TYPES, empty_ok=True)
     if kind == "multipart/form-data" and event.get("body"):
-        return executions.form_inputs(rt, event, namespace, flow_id, execution_id)
+        return form_inputs(rt, event, namespace, flow_id, execution_id)
     return common.json_body(event), None
 
 
@@ -137,7 +150,17 @@ def _search(rt: Runtime, filters: tuple[Filter, ...], page_of: Any) -> PagedExec
 
 def _matches(rt: Runtime, filters: tuple[Filter, ...]) -> list[ExecutionSummary]:
     """Every execution ``filters`` match, newest first; a 400 past ``SCAN_LIMIT``."""
-    states = [State(v) for f in filters if f.field == "state" for v in f.values() if v in State.__members__]
+    for f in filters:  # an unknown state would match nothing: said, not silently an empty page
+        unknown = [v for v in f.values() if v not in State.__members__] if f.field == "state" else []
+        if unknown:
+            raise common.ApiError(
+                422,
+                f"invalid query parameter 'filters[state][{f.op}]': unknown state {unknown[0]!r}",
+                extra={
+                    "errors": [{"name": f"filters[state][{f.op}]", "in": "query", "message": "unknown state"}]
+                },
+            )
+    states = [State(v) for f in filters if f.field == "state" for v in f.values()]
     flow_ids = {f.value for f in filters if f.field == "flowId"}
     # the stores match a namespace exactly: a PREFIX filter reads them all and filters here
     namespace = next((f.value for f in filters if f.field == "namespace" and f.op == "EQUALS"), None)
@@ -212,6 +235,33 @@ def executions_of_flow(rt: common.Served, tenant: str) -> PagedExecutions:
 )
 def get_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     return _view(rt, execution_id)
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/taskruns",
+    summary="An execution's task runs, a page at a time (Squall extension)",
+    description="Where an execution's taskRunCursor leads. Pages follow task-run ids; within a page, task"
+    " runs are in creation order. A page holds fewer than limit when more would pass"
+    " SQUALL_MAX_RESPONSE_BYTES.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def execution_taskruns(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    limit: Annotated[int, Query(ge=1, le=taskrun_pages.TASKRUN_PAGE_MAX)] = taskrun_pages.TASKRUN_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="from the previous page, or the execution's taskRunCursor")
+    ] = None,
+) -> PagedTaskRuns:
+    start = None if cursor is None else taskrun_pages.after(cursor)
+    meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty page
+    telemetry.keys(execution_id=meta.id, namespace=meta.namespace, flow_id=meta.flow_id)
+    candidates = rt.store.list_taskruns(execution_id, after=start, limit=limit + 1)
+    budget = rt.settings.max_response_bytes - taskrun_pages.ENVELOPE
+    shown, next_cursor = taskrun_pages.fit(candidates, limit, budget, lambda tr: taskrun(meta, tr))
+    return PagedTaskRuns(results=shown, cursor=next_cursor)
 
 
 FOLLOW_SECONDS = 25.0  # under API Gateway's 30 s integration limit: the stream ends by then
@@ -942,7 +992,7 @@ def create_execution(
     _refuse_given(wait=wait, scheduleDate=schedule_date, breakpoints=breakpoints, kind=kind)
     event = router.current_event.raw_event
     telemetry.keys(namespace=namespace, flow_id=flow_id)
-    chosen = executions.label_values(event)
+    chosen = label_values(event)
     flow = rt.service.flow(namespace, flow_id, revision)  # 404 before any file is written
     if flow.disabled:
         raise common.ApiError(409, f"flow {namespace}.{flow_id} is disabled")

@@ -300,7 +300,7 @@ def enable_by_query(rt: common.Served, tenant: str) -> BulkResponse:
 
 def _delete(rt: Runtime, records: list[FlowRecord]) -> BulkResponse:
     for record in records:
-        rt.store.delete_flow(record.namespace, record.id, at=rt.service.clock.now())
+        rt.service.delete_flow(record.namespace, record.id)
     return BulkResponse(count=len(records))
 
 

@@ -1,10 +1,11 @@
 """``/api/v1/{tenant}/flows``: Kestra's flow routes (create, read, update, delete, search, validate).
 
-What differs from :mod:`control_plane.api.flows` (Squall's older, untenanted routes) is
 Kestra's contract: create refuses a flow that exists (422, as Kestra does; update is ``PUT``),
 responses are the flow itself (:func:`control_plane.api.kestra_views.flow`), search pages
 with ``page``/``size`` and a ``total``, and validation answers one report per YAML document
-instead of an error. The deploy itself is the same service call.
+instead of an error. A flow's YAML is the raw body (any of ``YAML_TYPES``), not wrapped in
+JSON, so ``curl --data-binary @flow.yaml`` works and every violation's line and column point
+into the file the user sent.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from control_plane.api import common, telemetry, tenants
-from control_plane.api.flows import YAML_TYPES
 from control_plane.api.kestra_query import SCAN_LIMIT, Filter, parse_search, refuse
 from control_plane.api.kestra_views import KestraFlow, PagedFlows, flow
 from control_plane.errors import FlowValidationError, NotFoundError
 from control_plane.runtime import Runtime
 from control_plane.store.base import FlowRecord
 
-__all__ = ["flow_filters", "matching_flows", "router", "yaml_documents"]
+__all__ = ["YAML_TYPES", "flow_filters", "matching_flows", "router", "yaml_documents"]
 
 router = Router()
+YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/plain")
 
 _YAML_BODY = {
     "requestBody": {
@@ -257,7 +258,7 @@ def update_flow(rt: common.Served, tenant: str, namespace: str, flow_id: str) ->
 def delete_flow(rt: common.Served, tenant: str, namespace: str, flow_id: str) -> Response[None]:
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     rt.store.get_flow(namespace, flow_id)
-    rt.store.delete_flow(namespace, flow_id, at=rt.service.clock.now())
+    rt.service.delete_flow(namespace, flow_id)
     return Response(status_code=204, body=None)
 
 

@@ -1,8 +1,11 @@
 """``/api/v1/{tenant}/logs``: an execution's log lines as Kestra's clients read them.
 
 Filters are Kestra's (``minLevel``: that level and above, ``taskRunId``, ``taskId``,
-``attempt``). The store pages logs with cursors; these routes read every page, as Kestra's
-list endpoint answers with the whole list. ``follow`` sends server-sent events, gathered
+``attempt``). The store pages logs with cursors; Kestra's routes read every page, as Kestra's
+list endpoint answers with the whole list. An execution whose logs would pass
+``SQUALL_MAX_RESPONSE_BYTES`` (a Lambda response is at most 6 MB) is read through Squall's
+extension ``GET /api/v1/{tenant}/executions/{executionId}/logs?limit=&cursor=``, a page at
+a time, which the whole list's 400 points to. ``follow`` sends server-sent events, gathered
 until the execution ends or for ``FOLLOW_SECONDS``, less when the Lambda invocation ends
 sooner (API Gateway does not stream responses; see
 :func:`control_plane.api.kestra_executions.follow_execution`).
@@ -19,7 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from control_plane.api import common, tenants
 from control_plane.api.kestra_executions import FOLLOW_POLL_SECONDS, follow_deadline
-from control_plane.api.kestra_views import KestraLogEntry, log_entry
+from control_plane.api.kestra_views import KestraLogEntry, PagedLogs, log_entry
 from control_plane.engine.model import Execution, LogLine
 from control_plane.levels import Level
 from control_plane.runtime import Runtime
@@ -136,3 +139,25 @@ def follow_logs(
         if ended or time.monotonic() >= deadline:
             return Response(status_code=200, content_type="text/event-stream", body="".join(events))
         pause.wait(FOLLOW_POLL_SECONDS)
+
+
+@router.get(
+    "/api/v1/<tenant>/executions/<execution_id>/logs",
+    summary="An execution's log lines, in order, a page at a time (Squall extension)",
+    description="For an execution whose whole log list would pass SQUALL_MAX_RESPONSE_BYTES: pass cursor"
+    " back for the next page (null on the last). taskRunId filters.",
+    tags=_TAGS,
+    **tenants.SCOPED,
+)
+def execution_log_pages(
+    rt: common.Served,
+    tenant: str,
+    execution_id: str,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+) -> PagedLogs:
+    meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty page
+    with common.cursor_errors(cursor):
+        page = rt.store.read_logs(execution_id, taskrun_id=task_run_id, limit=limit, cursor=cursor)
+    return PagedLogs(results=[log_entry(meta, line) for line in page.items], cursor=page.cursor)

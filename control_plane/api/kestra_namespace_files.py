@@ -12,8 +12,8 @@ A ``path`` is absolute (``/scripts/etl.py``), made of non-empty segments, none `
 
 Served: upload (multipart ``fileContent``), download, stats, directory listing, delete (a
 file, or a directory with everything under it). Not yet: creating an empty directory,
-moving, revisions, search, export, and flows' ``namespaceFiles`` (script tasks do not read
-these files yet).
+moving, revisions, search, export. Script tasks' ``namespaceFiles`` read these files
+(:mod:`control_plane.service.namespace_files`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 These are what Kestra's own clients parse. ``kestrapy`` 2.0.3 validates responses with
 strict pydantic models generated from Kestra's OpenAPI document, which mark as *required*
-some fields the older views (:mod:`control_plane.api.views`) never sent:
+some fields Squall's own views (:mod:`control_plane.api.views`, the CLI's JSON) never had:
 
 * a state has ``histories`` (``[{state, date}]``) and, besides Kestra's ``duration``,
   ``startDate`` and ``endDate``, the generated names ``getDuration``, ``getStartDate`` and
@@ -46,6 +46,8 @@ __all__ = [
     "KestraTaskRun",
     "PagedExecutions",
     "PagedFlows",
+    "PagedLogs",
+    "PagedTaskRuns",
     "execution",
     "execution_summary",
     "flow",
@@ -153,6 +155,13 @@ class PagedExecutions(_Kestra):
     total: int
 
 
+class PagedTaskRuns(_Kestra):
+    """A page of an execution's task runs (Squall extension): pass ``cursor`` back for the next."""
+
+    results: list[KestraTaskRun]
+    cursor: str | None = None
+
+
 class KestraLogEntry(_Kestra):
     namespace: str
     flowId: str
@@ -163,6 +172,13 @@ class KestraLogEntry(_Kestra):
     timestamp: str | None = None
     level: str
     message: str
+
+
+class PagedLogs(_Kestra):
+    """A page of an execution's log lines (Squall extension): pass ``cursor`` back for the next."""
+
+    results: list[KestraLogEntry]
+    cursor: str | None = None
 
 
 def state(current: State, created: datetime, started: datetime | None, ended: datetime | None) -> KestraState:

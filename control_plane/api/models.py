@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.api.views import ExecutionSummaryView, FlowSummaryView, LogEntryView, TaskRunView
-
 __all__ = [
     "ErrorBody",
-    "ExecutionPage",
-    "FlowPage",
-    "FlowSaved",
     "InputProblem",
-    "LogPage",
     "ParameterError",
-    "TaskRunPage",
     "Violation",
     "WebhookAccepted",
 ]
@@ -72,36 +65,6 @@ class ErrorBody(_Model):
     requestId: str | None = None
     size: int | None = None
     limit: int | None = None
-
-
-class FlowSaved(_Model):
-    namespace: str
-    id: str
-    revision: int
-
-
-class FlowPage(_Model):
-    """Pass ``cursor`` back as ``?cursor=`` for the next page; null when there is none."""
-
-    results: list[FlowSummaryView]
-    cursor: str | None = None
-
-
-class ExecutionPage(_Model):
-    results: list[ExecutionSummaryView]
-    cursor: str | None = None
-
-
-class LogPage(_Model):
-    results: list[LogEntryView]
-    cursor: str | None = None
-
-
-class TaskRunPage(_Model):
-    """Task runs in creation order within the page; pages follow task-run ids (``cursor``)."""
-
-    results: list[TaskRunView]
-    cursor: str | None = None
 
 
 class WebhookAccepted(_Model):

@@ -1,13 +1,15 @@
-"""JSON views of Squall's records, shaped like Kestra's API so Kestra clients read them unchanged.
+"""JSON views of Squall's records for the CLI's ``--json`` output, in Kestra's field names.
+
+(The HTTP API answers in Kestra 2.0's fuller shapes, :mod:`control_plane.api.kestra_views`,
+which reuses :func:`duration` and :func:`jsonable` from here.)
 
 Field names are Kestra's camelCase (``flowId``, ``taskRunList``, ``parentTaskRunId``); states
 are ``{current, startDate, endDate, duration}`` with instants in UTC ISO 8601 (milliseconds and
 a ``Z``, as Kestra renders them) and durations in ISO 8601 (``PT1.5S``, Java's spelling).
 Labels are a list of ``{key, value}``, as in Kestra's execution JSON.
 
-The views are pydantic models so that powertools validates every response against the
-OpenAPI document it serves; the ``*_view`` functions are the only place domain records are
-turned into JSON, so the CLI-facing names (``flow_id``...) never leak into the API.
+The ``*_view`` functions are the only place the CLI turns domain records into JSON, so the
+Python names (``flow_id``...) never leak into what it prints.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
+from control_plane.engine.model import Attempt, Execution, TaskRun, iso
 from control_plane.masking import mask_paths
 from control_plane.store.base import ExecutionSummary, FlowRecord
 
@@ -31,9 +33,7 @@ __all__ = [
     "ExecutionSummaryView",
     "ExecutionView",
     "FlowSummaryView",
-    "FlowView",
     "LabelView",
-    "LogEntryView",
     "StateView",
     "TaskRunView",
     "attempt_view",
@@ -41,9 +41,7 @@ __all__ = [
     "execution_summary_view",
     "execution_view",
     "flow_summary_view",
-    "flow_view",
     "jsonable",
-    "log_view",
     "state_view",
     "taskrun_view",
 ]
@@ -102,7 +100,7 @@ class ExecutionView(_View):
     taskRunCursor: str | None = Field(
         default=None,
         description="Set when taskRunList does not hold every task run: pass it as ?cursor= to"
-        " GET /api/v1/executions/{executionId}/taskruns for the rest (Squall extra).",
+        " GET /api/v1/{tenant}/executions/{executionId}/taskruns for the rest (Squall extra).",
     )
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None = None
@@ -127,20 +125,6 @@ class FlowSummaryView(_View):
     id: str
     revision: int
     updated: str | None
-
-
-class FlowView(FlowSummaryView):
-    source: str
-
-
-class LogEntryView(_View):
-    executionId: str
-    taskId: str | None = None
-    taskRunId: str | None = None
-    attemptNumber: int
-    timestamp: str | None
-    level: str
-    message: str
 
 
 def duration(start: datetime | None, end: datetime | None) -> str | None:
@@ -277,26 +261,4 @@ def execution_summary_view(summary: ExecutionSummary) -> ExecutionSummaryView:
 def flow_summary_view(record: FlowRecord) -> FlowSummaryView:
     return FlowSummaryView(
         namespace=record.namespace, id=record.id, revision=record.revision, updated=iso(record.updated)
-    )
-
-
-def flow_view(record: FlowRecord) -> FlowView:
-    return FlowView(
-        namespace=record.namespace,
-        id=record.id,
-        revision=record.revision,
-        updated=iso(record.updated),
-        source=record.source,
-    )
-
-
-def log_view(execution_id: str, line: LogLine) -> LogEntryView:
-    return LogEntryView(
-        executionId=execution_id,
-        taskId=line.task_id,
-        taskRunId=line.taskrun_id,
-        attemptNumber=line.attempt,
-        timestamp=iso(line.at),
-        level=str(line.level),
-        message=line.message,
     )

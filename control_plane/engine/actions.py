@@ -12,6 +12,8 @@ from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
 
 __all__ = [
+    "WORKSPACE_KEY",
+    "WORKSPACE_OUTPUT_FILES",
     "Action",
     "CancelJob",
     "Emit",
@@ -21,6 +23,25 @@ __all__ = [
     "StartTimer",
     "SubmitJob",
 ]
+
+
+WORKSPACE_KEY = "squall.workingDirectory"
+"""A ``SubmitJob.properties`` key the engine adds for a job child of a WorkingDirectory.
+
+Its value is ``{"previous": {"taskrun": id, "attempt": n} | None}``: the latest earlier job
+child of the same WorkingDirectory run, whose whole working directory the shell stages
+before this child's own files (:mod:`control_plane.service.workspace`); for the first job
+child (``previous`` None), also the WorkingDirectory's rendered ``inputFiles`` and
+``namespaceFiles``, staged first. No user property has
+a dotted name, so the key cannot collide with one.
+"""
+
+
+WORKSPACE_OUTPUT_FILES = "squall.workingDirectory.outputFiles"
+"""A key of a WorkingDirectory job child's result outputs: the files of its directory that the
+WorkingDirectory's ``outputFiles`` globs match (given in the hint as ``outputFiles``). The
+engine moves it to the WorkingDirectory's own ``outputs.outputFiles``; the last job child to
+succeed sets it, as Kestra collects them after the last child (``postExecuteTasks``)."""
 
 
 class SubmitJob(Struct, frozen=True):

@@ -86,7 +86,9 @@ def _enabled(tasks: list[Task] | None) -> tuple[Task, ...]:
 
 def _compile(flow: Flow) -> CompiledFlow:
     out = CompiledFlow(flow=flow)
-    flow_retry = flow.retry if flow.retry and flow.retry.behavior is RetryBehavior.RETRY_FAILED_TASK else None
+    # Kestra applies the flow's retry to every failed runnable task, whatever its behavior
+    # (ExecutorService: "Case flow has a retry"); RETRY_FAILED_TASK is the default behavior.
+    flow_retry = flow.retry
     for name, tasks in flow.child_lists():
         out.lists[(ROOT, name)] = _enabled(tasks)
     stack: list[tuple[Task, object]] = [(t, flow_retry) for _, ts in flow.child_lists() for t in ts]
@@ -98,9 +100,12 @@ def _compile(flow: Flow) -> CompiledFlow:
         if not isinstance(task, FlowableTask):
             continue
         out.modes[task.id] = _mode(task)
+        # Under RETRY_FLOWABLE the flowable is retried as a unit; a child without a retry of
+        # its own is not retried as a leaf (Kestra's RetryCaseTest.retryFlowableBehavior).
+        passed_on = None if getattr(own, "behavior", None) is RetryBehavior.RETRY_FLOWABLE else own
         for name, tasks in task.child_lists():
             out.lists[(task.id, name)] = _enabled(tasks)
-            stack.extend((t, own) for t in tasks)
+            stack.extend((t, passed_on) for t in tasks)
         if isinstance(task, Dag):
             nodes = [n for n in task.tasks or () if not n.task.disabled]
             index = {n.task.id: i for i, n in enumerate(nodes)}

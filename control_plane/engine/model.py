@@ -47,6 +47,7 @@ class Phase(StrEnum):
     TASKS = "tasks"
     ERRORS = "errors"
     FINALLY = "finally"
+    AFTER_EXECUTION = "afterExecution"  # the flow's own list only, run once its final state is known
 
 
 class Attempt(Struct, frozen=True, gc=False):
@@ -82,6 +83,7 @@ class Progress(Struct, frozen=True, gc=False):
     waiting: bool = False
     first_failure: str | None = None
     main: tuple[int, int, int] | None = None  # (total, started, done) of TASKS while in errors/finally
+    final: State | None = None  # the execution's final state, kept while `afterExecution` runs
 
     @property
     def running(self) -> int:
@@ -164,6 +166,11 @@ class Execution(Struct, frozen=True, gc=False):
     parent: Mapping[str, Any] | None = None
     secret_inputs: tuple[str, ...] = ()
     """Ids of the SECRET inputs: every display masks them (the API reads without the flow)."""
+    retry_origin: datetime | None = None
+    """Creation of the first execution of a CREATE_NEW_EXECUTION retry chain (Kestra's
+    ``metadata.originalCreatedDate``): a retry's ``maxDuration`` counts from it."""
+    variables: Mapping[str, Any] | None = None
+    """``{{ vars }}`` once a SetVariables task changed it (the flow's ``variables`` until then)."""
     changed: frozenset[str] = frozenset()
 
     def evolve(self, **changes: Any) -> Execution:

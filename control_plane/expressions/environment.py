@@ -1,7 +1,8 @@
 """The sandboxed Jinja environment that speaks Pebble: theory of operation.
 
 Lexer
-    Jinja's, plus one rule in tags for ``?``, ``??`` and ``???`` (token type ``pebble_op``).
+    Jinja's, plus one rule in tags for ``?``, ``??``, ``???`` and ``..`` (token type ``pebble_op``),
+    and Pebble's ``{% verbatim %}...{% endverbatim %}`` read as Jinja's ``raw`` block.
 Parser
     Jinja's, with Pebble's operators placed by precedence, loosest first::
 
@@ -9,6 +10,7 @@ Parser
         a ?? b, a ??? b  null- and undefined-coalescing (CondExpr over the ``present``/``defined`` tests)
         or, and, not     Jinja's
         == equals != < contains in ...   comparisons (``equals``/``contains`` are Pebble's words)
+        a .. b           Pebble's range, both ends included
 
     plus the ``null`` literal, and ``for`` loops over maps yield entries with ``key``/``value``.
 Lookup
@@ -45,7 +47,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError, ExpressionLimitError, ExpressionSecurityError
-from control_plane.expressions import limits
+from control_plane.expressions import limits, seeded
 from control_plane.expressions.display import MapEntry, check_data, to_display
 from control_plane.expressions.filters import (
     FILTERS,
@@ -109,12 +111,91 @@ class _Lexer(Lexer):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        rule = _Rule(re.compile(r"\?\?\?|\?\?|\?"), _PEBBLE_OP, None)
+        # Pebble spells Jinja's ``raw`` block ``verbatim``: both open and close the literal block
+        for rules in self.rules.values():
+            for i, existing in enumerate(rules):
+                pattern = existing.pattern.pattern
+                if r"\s*raw\s*" in pattern or r"\s*endraw\s*" in pattern:
+                    pattern = pattern.replace(r"\s*raw\s*", r"\s*(?:raw|verbatim)\s*")
+                    pattern = pattern.replace(r"\s*endraw\s*", r"\s*(?:endraw|endverbatim)\s*")
+                    rules[i] = _Rule(
+                        re.compile(pattern, existing.pattern.flags), existing.tokens, existing.command
+                    )
+        rule = _Rule(re.compile(r"\?\?\?|\?\?|\?|\.\.(?!\.)"), _PEBBLE_OP, None)
         for state, rules in self.rules.items():
             for i, existing in enumerate(rules):
                 if existing.tokens == TOKEN_OPERATOR:
                     self.rules[state] = [*rules[:i], rule, *rules[i:]]
                     break
+
+    def wrap(self, stream: Any, name: str | None = None, filename: str | None = None) -> Any:
+        """Jinja's token conversion, after Pebble's string interpolation is rewritten."""
+        return super().wrap(_two_word_tests(self._interpolate(stream, name, filename)), name, filename)
+
+    def _interpolate(self, stream: Any, name: str | None, filename: str | None) -> Any:
+        """Pebble interpolates ``#{expr}`` in double-quoted strings: ``"a#{x}b"`` is read as
+        ``("a" ~ (x) ~ "b")``. Single-quoted strings stay literal, as in Pebble."""
+        for lineno, token, value in stream:
+            if token != "string" or not value.startswith('"') or "#{" not in value:
+                yield lineno, token, value
+                continue
+            parts = _interpolation_parts(value[1:-1])
+            if parts is None:  # an unclosed ``#{``: Pebble fails, so does the literal check below
+                raise TemplateSyntaxError("unclosed #{ in a string", lineno, name, filename)
+            yield lineno, "operator", "("
+            for index, (literal, code) in enumerate(parts):
+                if index:
+                    yield lineno, "operator", "~"
+                if literal:
+                    yield lineno, "string", f'"{code}"'
+                    continue
+                yield lineno, "operator", "("
+                inner = list(self.tokeniter("{{ " + code + " }}", name, filename))
+                for _, inner_token, inner_value in inner[1:-1]:
+                    yield lineno, inner_token, inner_value
+                yield lineno, "operator", ")"
+            yield lineno, "operator", ")"
+
+
+_TWO_WORD_TESTS = {("divisible", "by"): "divisibleby", ("same", "as"): "sameas"}
+
+
+def _two_word_tests(stream: Any) -> Any:
+    """Pebble (like Twig) also spells two tests in two words: ``is divisible by(3)``,
+    ``is not same as(x)``; they are read as ``divisibleby`` and ``sameas``."""
+    tokens = list(stream)
+    significant = [i for i, (_, token, _) in enumerate(tokens) if token != "whitespace"]
+    skip: set[int] = set()
+    for k in range(1, len(significant) - 1):
+        before, here, after = (tokens[significant[k + d]] for d in (-1, 0, 1))
+        merged = _TWO_WORD_TESTS.get((here[2], after[2]))
+        if merged and here[1] == after[1] == before[1] == "name" and before[2] in ("is", "not"):
+            tokens[significant[k]] = (here[0], "name", merged)
+            skip.add(significant[k + 1])
+    return (token for i, token in enumerate(tokens) if i not in skip)
+
+
+def _interpolation_parts(body: str) -> list[tuple[bool, str]] | None:
+    """``a#{x}b`` -> [(literal, "a"), (code, "x"), (literal, "b")]; None if a ``#{`` never closes."""
+    parts: list[tuple[bool, str]] = []
+    i = start = 0
+    while i < len(body):
+        if body.startswith("#{", i):
+            if i > start:
+                parts.append((True, body[start:i]))
+            depth, j = 1, i + 2
+            while j < len(body) and depth:
+                depth += {"{": 1, "}": -1}.get(body[j], 0)
+                j += 1
+            if depth:
+                return None
+            parts.append((False, body[i + 2 : j - 1]))
+            i = start = j
+        else:
+            i += 2 if body[i] == "\\" else 1
+    if start < len(body) or not parts:
+        parts.append((True, body[start:]))
+    return parts
 
 
 class _Parser(Parser):
@@ -149,27 +230,36 @@ class _Parser(Parser):
 
     def parse_compare(self) -> nodes.Expr:
         lineno = self.stream.current.lineno
-        expr = self.parse_math1()
+        expr = self.parse_range()
         ops: list[nodes.Operand] = []
         while True:
             token = self.stream.current
             if token.type in ("eq", "ne", "lt", "lteq", "gt", "gteq"):
                 next(self.stream)
-                ops.append(nodes.Operand(token.type, self.parse_math1()))
+                ops.append(nodes.Operand(token.type, self.parse_range()))
             elif self.stream.skip_if("name:equals"):
-                ops.append(nodes.Operand("eq", self.parse_math1()))
+                ops.append(nodes.Operand("eq", self.parse_range()))
             elif self.stream.skip_if("name:in"):
-                ops.append(nodes.Operand("in", self.parse_math1()))
+                ops.append(nodes.Operand("in", self.parse_range()))
             elif token.test("name:not") and self.stream.look().test("name:in"):
                 self.stream.skip(2)
-                ops.append(nodes.Operand("notin", self.parse_math1()))
+                ops.append(nodes.Operand("notin", self.parse_range()))
             elif self.stream.skip_if("name:contains"):
                 left = nodes.Compare(expr, ops, lineno=lineno) if ops else expr
-                expr, ops = nodes.Compare(self.parse_math1(), [nodes.Operand("in", left)], lineno=lineno), []
+                expr, ops = nodes.Compare(self.parse_range(), [nodes.Operand("in", left)], lineno=lineno), []
             else:
                 break
             lineno = self.stream.current.lineno
         return nodes.Compare(expr, ops, lineno=lineno) if ops else expr
+
+    def parse_range(self) -> nodes.Expr:
+        """Pebble's range operator: ``1..3`` is ``range(1, 3)`` (both ends included)."""
+        lineno = self.stream.current.lineno
+        left = self.parse_math1()
+        if self.stream.skip_if(f"{_PEBBLE_OP}:.."):
+            right = self.parse_math1()
+            return nodes.Filter(left, "_range_to", [right], [], None, None, lineno=lineno)
+        return left
 
     def parse_primary(self, *args: Any, **kwargs: Any) -> nodes.Expr:
         token = self.stream.current
@@ -177,6 +267,24 @@ class _Parser(Parser):
             next(self.stream)
             return nodes.Const(None, lineno=token.lineno)
         return super().parse_primary(*args, **kwargs)
+
+    def parse_if(self) -> nodes.If:
+        """Jinja's ``if``, also closing a branch on Pebble's ``elseif`` (Jinja spells it ``elif``)."""
+        node = result = nodes.If(lineno=self.stream.expect("name:if").lineno)
+        while True:
+            node.test = self.parse_tuple(with_condexpr=False)
+            node.body = self.parse_statements(("name:elif", "name:elseif", "name:else", "name:endif"))
+            node.elif_ = []
+            node.else_ = []
+            token = next(self.stream)
+            if token.test("name:elif") or token.test("name:elseif"):
+                node = nodes.If(lineno=self.stream.current.lineno)
+                result.elif_.append(node)
+                continue
+            if token.test("name:else"):
+                result.else_ = self.parse_statements(("name:endif",), drop_needle=True)
+            break
+        return result
 
     def parse_for(self) -> nodes.For:
         node = super().parse_for()
@@ -343,6 +451,8 @@ class PebbleEnvironment(SandboxedEnvironment):
         self.filters.clear()
         self.filters.update({name: _guarded(f, name) for name, f in FILTERS.items()})
         self.filters["_entries"] = _entries
+        self.filters["_range_to"] = _guarded(GLOBALS["range"], "..")
+        self.tests.clear()  # Pebble's and Kestra's tests only: see expressions/catalog.py
         self.tests.update(TESTS)
         self.tilde = _tilde
         self._pebble_lexer = _Lexer(self)
@@ -420,7 +530,7 @@ def _quote(template: str) -> str:
 
 
 def _render(template: str, context: Mapping[str, Any]) -> str:
-    with limits.budget() as budget:
+    with limits.budget() as budget, seeded.render_scope(template):
         compiled = _compile(template)
         pieces: list[str] = []
         size, most = 0, budget.limits.max_output

@@ -20,7 +20,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence, Set
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
@@ -449,6 +449,81 @@ def _substring(before: bool, last: bool) -> Callable[[Any, str], str]:
     return cut
 
 
+def _merge(value: Any, items: Any) -> Any:
+    """Pebble's ``merge``: a map merged with a map (the argument's keys win), a list extended by a list."""
+    if isinstance(value, Mapping) and isinstance(items, Mapping):
+        return {**value, **items}
+    if _is_list(value) and _is_list(items):
+        return [*value, *items]
+    raise ExpressionError(
+        f"merge: cannot merge {to_display(items)!r} into {to_display(value)!r}: "
+        "expected two maps or two lists"
+    )
+
+
+_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+
+
+def _escape(value: Any, strategy: str = "html") -> Any:
+    """Pebble's ``escape`` with its default ``html`` strategy (``& < > " '``); other strategies fail."""
+    if value is None:
+        return None
+    if str(strategy) != "html":
+        raise ExpressionError(f"escape: strategy '{strategy}' is not supported by Squall (only 'html')")
+    text = _text(value)
+    limits.check_string(len(text) * 6, "the result of escape")
+    return "".join(_HTML_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _flatten(value: Any) -> list[Any] | None:
+    """Kestra's ``flatten``: one level of nested lists spliced into the outer list."""
+    if value is None:
+        return None
+    if not _is_list(value):
+        raise ExpressionError("The 'flatten' filter can only be applied to lists.")
+    flat: list[Any] = []
+    for item in value:
+        if _is_list(item):
+            flat.extend(item)
+        else:
+            flat.append(item)
+    return flat
+
+
+_DECIMAL_PATTERN = re.compile(r"([^#0,.]*)([#0,]*)(?:\.([0#]*))?([^#0,.]*)")
+
+
+def _number_format(value: Any, format: str | None = None) -> str:
+    """Pebble's ``numberformat``: Java's ``DecimalFormat`` (English symbols, HALF_EVEN rounding).
+
+    The pattern subset every example uses is honoured: literal prefix and suffix, ``#``/``0``
+    integer digits, ``,`` grouping, ``.`` with ``0``/``#`` fraction digits. Without a pattern,
+    Java's default ``#,##0.###``. Exponents, percent, quoting and negative sub-patterns fail
+    with a message naming the pattern, instead of printing something Java would not.
+    """
+    pattern = "#,##0.###" if format is None else _text(format)
+    match = _DECIMAL_PATTERN.fullmatch(pattern)
+    if match is None or not match.group(2) or any(c in pattern for c in "E%\u2030\u00a4';"):
+        raise ExpressionError(f"numberformat: pattern '{pattern}' is not supported by Squall")
+    prefix, integer, fraction, suffix = match.group(1), match.group(2), match.group(3) or "", match.group(4)
+    number = Decimal(str(_numeric(value)))
+    if not number.is_finite():
+        raise ExpressionError(f"numberformat: cannot format {to_display(value)}")
+    limits.check_bits(max(number.adjusted(), 0) * 4, "numberformat")
+    rounded = number.quantize(Decimal(1).scaleb(-len(fraction)), rounding=ROUND_HALF_EVEN)
+    whole, _, decimals = f"{abs(rounded):f}".partition(".")
+    decimals = decimals.rstrip("0").ljust(fraction.count("0"), "0")
+    whole = whole.lstrip("0").rjust(integer.count("0"), "0")
+    if "," in integer:
+        size = len(integer) - integer.rindex(",") - 1
+        if size > 0:
+            groups = [whole[max(i - size, 0) : i] for i in range(len(whole), 0, -size)]
+            whole = ",".join(reversed(groups))
+    body = f"{whole}.{decimals}" if decimals else (whole or "0")
+    sign = "-" if rounded < 0 else ""
+    return f"{sign}{prefix}{body}{suffix}"
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "json": to_json,
     "toJson": to_json,
@@ -505,6 +580,11 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "substringBeforeLast": _substring(before=True, last=True),
     "substringAfter": _substring(before=False, last=False),
     "substringAfterLast": _substring(before=False, last=True),
+    "merge": _merge,
+    "escape": _escape,
+    "raw": lambda value: value,
+    "numberformat": _number_format,
+    "flatten": _flatten,
 }
 
 
@@ -512,7 +592,34 @@ def _even(value: Any) -> bool:
     return int(_numeric(value)) % 2 == 0
 
 
+def _defined(value: Any) -> bool:
+    return not isinstance(value, Undefined)
+
+
+def _divisible_by(value: Any, divisor: Any) -> bool:
+    """Pebble's ``divisibleby(n)``: integer remainder zero; dividing by zero is an error, as in Java."""
+    number, by = int(_numeric(value)), int(_numeric(divisor))
+    if by == 0:
+        raise ExpressionError("divisibleby: division by zero")
+    return number % by == 0
+
+
+def _is_json(value: Any) -> bool:
+    """Kestra's ``json`` test: a string Jackson can read as JSON."""
+    if not isinstance(value, str):
+        return False
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
 TESTS: dict[str, Callable[..., bool]] = {
+    "defined": _defined,
+    "divisibleby": _divisible_by,
+    "sameas": lambda value, other: value is other,  # Java's ``==``: the same object
+    "json": _is_json,
     "null": lambda value: value is None,
     "empty": lambda value: _is_empty(value) if not isinstance(value, Undefined) else len(value) == 0,
     "even": _even,

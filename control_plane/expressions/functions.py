@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from jinja2.utils import missing
 
 from control_plane.errors import ExpressionError
-from control_plane.expressions import dates
+from control_plane.expressions import calendar_days, dates, seeded
 from control_plane.expressions.display import to_display
 from control_plane.expressions.filters import FILTERS
 
@@ -71,6 +71,12 @@ def _render(ctx: Context, template: Any, recursive: bool = True) -> Any:
         raise ExpressionError(f'render() did not settle after {MAX_RENDER_DEPTH} passes on "{template}"')
     finally:
         _render_depth.reset(token)
+
+
+@pass_context
+def _render_once(ctx: Context, toRender: Any) -> Any:
+    """Kestra's ``renderOnce``: ``render`` without the recursion (one pass only)."""
+    return _render(ctx, toRender, recursive=False)
 
 
 def _loop_values(ctx: Context) -> Sequence[str]:
@@ -151,6 +157,21 @@ def _kv(ctx: Context, key: str, namespace: str | None = None, errorOnMissing: bo
         raise ExpressionError(str(exc)) from None
 
 
+@pass_context
+def _fetch_context(ctx: Context) -> dict[str, Any]:
+    """Kestra's ``printContext()``/``fetchContext()``: every variable of the render, as a map.
+
+    Squall's internal ``@`` keys (clock, secret lookup) are left out; the result is bounded
+    by the render's size limits like any other value.
+    """
+    names = [*ctx.parent, *(ctx.vars or {})]
+    return {
+        name: ctx.resolve_or_missing(name)
+        for name in dict.fromkeys(names)
+        if isinstance(name, str) and not name.startswith("@")
+    }
+
+
 def _range(start: int, end: int, step: int = 1) -> list[int]:
     """Pebble's ``range``: both ends included."""
     if step == 0:
@@ -174,6 +195,7 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
 GLOBALS: dict[str, Any] = {
     "now": _now,
     "render": _render,
+    "renderOnce": _render_once,
     "fromJson": FILTERS["fromJson"],
     "json": FILTERS["fromJson"],
     "yaml": FILTERS["yaml"],
@@ -184,4 +206,8 @@ GLOBALS: dict[str, Any] = {
     "range": _range,
     "max": _extreme(max),
     "min": _extreme(min),
+    "printContext": _fetch_context,
+    "fetchContext": _fetch_context,
+    **seeded.FUNCTIONS,
+    **calendar_days.FUNCTIONS,
 }

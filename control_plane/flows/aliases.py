@@ -10,8 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "ALIASES",
+    "CONDITION_ALIASES",
     "RUNNER_ALIASES",
     "TRIGGER_ALIASES",
+    "canonical_condition_type",
     "canonical_trigger_type",
     "canonical_type",
     "known_names",
@@ -29,6 +31,9 @@ _TASKS: dict[str, tuple[str, ...]] = {
     "squall.core.OutputValues": (f"{_CORE}.output.OutputValues", f"{_OLD}.outputs.OutputValues"),
     "squall.core.Fail": (f"{_CORE}.execution.Fail", f"{_OLD}.executions.Fail"),
     "squall.core.Labels": (f"{_CORE}.execution.Labels", f"{_OLD}.executions.Labels"),
+    "squall.core.Exit": (f"{_CORE}.execution.Exit",),
+    "squall.core.SetVariables": (f"{_CORE}.execution.SetVariables",),
+    "squall.core.UnsetVariables": (f"{_CORE}.execution.UnsetVariables",),
     "squall.core.Sleep": (f"{_CORE}.flow.Sleep", f"{_OLD}.flows.Sleep"),
     "squall.flow.Sequential": (f"{_CORE}.flow.Sequential", f"{_OLD}.flows.Sequential"),
     "squall.flow.Parallel": (f"{_CORE}.flow.Parallel", f"{_OLD}.flows.Parallel"),
@@ -100,6 +105,16 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     "squall.trigger.Flow": (f"{_CORE}.trigger.Flow", "io.kestra.core.models.triggers.types.Flow"),
 }
 
+# trigger conditions Squall evaluates (a Flow trigger's ``conditions``); each Kestra class keeps
+# its ``...Condition`` names of older releases as aliases
+_CONDITIONS: dict[str, tuple[str, ...]] = {
+    f"squall.condition.{name}": (
+        f"{_CORE}.condition.{name}",
+        f"{_CORE}.condition.{name}Condition",
+        f"io.kestra.core.models.conditions.types.{name}Condition",
+    )
+    for name in ("ExecutionStatus", "ExecutionFlow", "ExecutionNamespace", "ExecutionLabels")
+}
 
 # entry-point name in the ``squall.runners`` group -> every type name a ``taskRunner`` may use
 _RUNNERS: dict[str, tuple[str, ...]] = {
@@ -124,6 +139,11 @@ _RUNNERS: dict[str, tuple[str, ...]] = {
         "io.kestra.plugin.ee.kubernetes.runner.Kubernetes",
         "io.kestra.plugin.kubernetes.runner.Kubernetes",
     ),
+    "docker": (
+        "squall.runner.Docker",
+        "io.kestra.plugin.scripts.runner.docker.Docker",
+        "io.kestra.plugin.scripts.runner.docker.DockerTaskRunner",
+    ),
     "azure-batch": (
         "squall.runner.azure.Batch",
         "io.kestra.plugin.ee.azure.runner.Batch",
@@ -144,6 +164,7 @@ def _flatten(table: dict[str, tuple[str, ...]]) -> dict[str, str]:
 ALIASES: dict[str, str] = _flatten(_TASKS)
 TRIGGER_ALIASES: dict[str, str] = _flatten(_TRIGGERS)
 RUNNER_ALIASES: dict[str, str] = _flatten(_RUNNERS)
+CONDITION_ALIASES: dict[str, str] = _flatten(_CONDITIONS)
 
 
 def canonical_type(name: str) -> str | None:
@@ -154,6 +175,11 @@ def canonical_type(name: str) -> str | None:
 def canonical_trigger_type(name: str) -> str | None:
     """Squall's short name for a trigger type as written in a flow, or None when unknown."""
     return TRIGGER_ALIASES.get(name)
+
+
+def canonical_condition_type(name: str) -> str | None:
+    """Squall's short name for a condition type Squall evaluates, or None (not supported)."""
+    return CONDITION_ALIASES.get(name)
 
 
 def runner_name(type_name: str) -> str:

@@ -70,3 +70,24 @@ def parse_timedelta(text: str) -> timedelta:
         return to_timedelta(parse_nanos(text))
     except OverflowError:
         raise ValueError(MESSAGE) from None
+
+
+def java_duration_text(value: timedelta) -> str:
+    """``Duration.toString()``: ``PT2S``, ``PT0.25S``, ``PT1H30M``, ``PT48H`` (no days), ``PT0S``;
+    for Kestra's messages that quote a duration."""
+    micros = value // timedelta(microseconds=1)
+    if micros == 0:
+        return "PT0S"
+    sign = "-" if micros < 0 else ""
+    hours, rest = divmod(abs(micros), 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, fraction = divmod(rest, 1_000_000)
+    text = "PT"
+    if hours:
+        text += f"{sign}{hours}H"
+    if minutes:
+        text += f"{sign}{minutes}M"
+    if seconds or fraction:
+        digits = f".{fraction:06d}".rstrip("0") if fraction else ""
+        text += f"{sign}{seconds}{digits}S"
+    return text

@@ -61,6 +61,7 @@ from control_plane.masking import MASK, mask_paths, mask_secrets, mask_value
 
 __all__ = [
     "MASK",
+    "default_problems",
     "mask_secrets",
     "mask_value",
     "masked_inputs",
@@ -199,6 +200,30 @@ def masked_inputs(flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- resolution
+
+
+def default_problems(spec: Input) -> list[str]:
+    """Why ``spec.defaults`` could never be the input's value: every execution that relies on it
+    would be refused (Kestra finds that only when one is created). A templated default is
+    rendered per execution and is not judged here."""
+    raw = spec.defaults
+    if raw is None or _has_template(raw):
+        return []
+    try:
+        _resolve_one(spec, raw)
+    except _Invalid as exc:
+        return [f"invalid defaults: {_hide_secret(spec, reason)}" for reason in exc.reasons]
+    return []
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_template(item) for item in value)
+    return False
 
 
 class _Invalid(Exception):

@@ -40,7 +40,9 @@ from control_plane.errors import FlowValidationError
 from control_plane.flows import validation
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 from control_plane.flows.defaults import apply_plugin_defaults
+from control_plane.flows.inputs import default_problems
 from control_plane.flows.models import Flow
+from control_plane.flows.template_checks import check_templates
 
 __all__ = ["FlowValidationError", "Violation", "load_flow_file", "parse_flow", "read_flow_file"]
 
@@ -386,6 +388,7 @@ class _Mapped(Struct):
     union_at: PathTuple | None = None
     union_tag: str | None = None
     expected: str | None = None
+    text_line: int = 0
 
 
 def _walk_loc(
@@ -569,12 +572,17 @@ def _lookup(data: Any, path: PathTuple) -> Any:
 # --------------------------------------------------------------------------- the public API
 
 
-def parse_flow(text: str, source: str = "<string>") -> Flow:
-    """Validate a flow's YAML text; raise :class:`FlowValidationError` listing every problem."""
+def parse_flow(text: str, source: str = "<string>", *, lint: bool = False) -> Flow:
+    """Validate a flow's YAML text; raise :class:`FlowValidationError` listing every problem.
+
+    ``lint`` (``squall validate``) adds what Kestra accepts and fails only at run time: template
+    syntax errors, ``outputs``/``inputs`` keys the flow does not declare, input defaults that
+    do not fit their type (:mod:`control_plane.flows.template_checks`).
+    """
     if not isinstance(text, str):
         raise FlowValidationError([Violation(source, 1, 1, "", "a flow must be text")], source)
     try:
-        return _parse(text, source)
+        return _parse(text, source, lint)
     except FlowValidationError:
         raise
     except RecursionError:
@@ -582,7 +590,7 @@ def parse_flow(text: str, source: str = "<string>") -> Flow:
         raise FlowValidationError([violation], source) from None
 
 
-def _parse(text: str, source: str) -> Flow:
+def _parse(text: str, source: str, lint: bool) -> Flow:
     doc, problems = read_yaml(text, source)
     if problems:
         raise FlowValidationError(problems, source)
@@ -605,8 +613,16 @@ def _parse(text: str, source: str) -> Flow:
         message = f"internal error while validating the flow (please report it): {type(exc).__name__}: {exc}"
         found.append(_Mapped((), False, "internal", message))
     found += [_Mapped(i.path, i.at_key, i.kind, i.message) for i in validation.check_tree(data, doc.locate)]
+    found += [
+        _Mapped(i.path, i.at_key, i.kind, i.message, text_line=i.text_line)
+        for i in check_templates(data, lint=lint)
+    ]
+    if lint and flow is not None:
+        for index, spec in enumerate(flow.inputs or ()):
+            for message in default_problems(spec):
+                found.append(_Mapped(("inputs", index, "defaults"), False, f"defaults:{message}", message))
 
-    violations = _to_violations(found, doc, tasks, source)
+    violations = _to_violations(found, doc, tasks, source, text)
     if violations:
         raise FlowValidationError(violations, source)
     assert flow is not None
@@ -614,7 +630,11 @@ def _parse(text: str, source: str) -> Flow:
 
 
 def _to_violations(
-    found: list[_Mapped], doc: Document, tasks: Mapping[PathTuple, Mapping[str, Any]], source: str
+    found: list[_Mapped],
+    doc: Document,
+    tasks: Mapping[PathTuple, Mapping[str, Any]],
+    source: str,
+    text: str = "",
 ) -> list[Violation]:
     seen: set[tuple[PathTuple, str]] = set()
     out: list[Violation] = []
@@ -623,10 +643,26 @@ def _to_violations(
             continue
         seen.add((item.path, item.kind))
         line, column = doc.locate(item.path, key=item.at_key)
+        if item.text_line:
+            line, column = _in_literal_block(text, line, column, item.text_line)
         message = item.message + _task_context(item, tasks)
         out.append(Violation(source, line, column, format_path(item.path), message))
     out.sort(key=lambda v: (v.line, v.column, v.path, v.message))
     return out
+
+
+def _in_literal_block(text: str, line: int, column: int, text_line: int) -> tuple[int, int]:
+    """The file position of line ``text_line`` of a literal block scalar (``|``) starting at
+    (line, column): its lines are the file's lines one for one. Other styles fold or escape
+    lines, so their position stays the value's start."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines) or lines[line - 1][column - 1 : column] != "|":
+        return line, column
+    target = line + text_line
+    if target > len(lines):
+        return line, column
+    content = lines[target - 1]
+    return target, len(content) - len(content.lstrip(" ")) + 1
 
 
 def _task_context(item: _Mapped, tasks: Mapping[PathTuple, Mapping[str, Any]]) -> str:
@@ -646,9 +682,9 @@ def _task_context(item: _Mapped, tasks: Mapping[PathTuple, Mapping[str, Any]]) -
     return ""
 
 
-def load_flow_file(path: str | os.PathLike[str]) -> Flow:
+def load_flow_file(path: str | os.PathLike[str], *, lint: bool = False) -> Flow:
     """Read and validate a flow file; unreadable files are violations too, never OSErrors."""
-    return parse_flow(read_flow_file(path), os.fspath(path))
+    return parse_flow(read_flow_file(path), os.fspath(path), lint=lint)
 
 
 def read_flow_file(path: str | os.PathLike[str]) -> str:

@@ -15,6 +15,7 @@ objects and compile each one, a sizeable part of this module's import time, whic
 cold start pays. Only names defined further down (``AnyTask``, ``Task``) are quoted.
 """
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
@@ -22,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,7 +37,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
-from control_plane.flows.durations import parse_timedelta
+from control_plane.flows.durations import java_duration_text, parse_timedelta
 from control_plane.levels import Level
 
 __all__ = [
@@ -91,6 +93,18 @@ Duration = Annotated[timedelta, BeforeValidator(_java_duration)]
 """A task or trigger property holding a duration: ``timeout``, retry intervals, Sleep, Pause..."""
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise PydanticCustomError("duration_negative", "must not be a negative duration")
+    return value
+
+
+NonNegativeDuration = Annotated[timedelta, BeforeValidator(_java_duration), AfterValidator(_not_negative)]
+"""A duration Kestra bounds below by zero (``@DurationMin``, kestra-io/kestra#18676): a task's
+``timeout``, Sleep's ``duration``, Pause's, retry intervals and ``maxDuration``, a Schedule's
+``lateMaximumDelay``. A negative one is rejected when the flow is validated, naming the field."""
+
+
 class _Strict(BaseModel):
     # Jackson reads `format: 42` into a String property as "42"; numbers are accepted as text too.
     # ``defer_build``: validators are built on first use, not at import, so a Lambda cold
@@ -120,10 +134,13 @@ class RetryBehavior(StrEnum):
     RETRY_FLOWABLE = "RETRY_FLOWABLE"
 
 
+_MILLI = timedelta(milliseconds=1)
+
+
 class _RetryBase(_Strict):
     maxAttempt: int | None = Field(default=None, ge=1, validation_alias="maxAttempt")
     maxAttempts: int | None = Field(default=None, ge=1, exclude=True)
-    maxDuration: Duration | None = None
+    maxDuration: NonNegativeDuration | None = None
     warningOnRetry: bool = False
     behavior: RetryBehavior | None = None
 
@@ -136,33 +153,73 @@ class _RetryBase(_Strict):
         """Wait before attempt ``attempt + 1`` after ``attempt`` attempts; ``draw`` in [0, 1)."""
         raise NotImplementedError
 
+    def _ordered(self, *pairs: tuple[str, timedelta | None, str, timedelta | None]) -> Self:
+        """Kestra's Constant/Exponential/RandomRetryValidator: each (smaller, larger) pair must
+        be strictly ordered when both are set, with Kestra's message naming the smaller one."""
+        problems = [
+            f"'{low}' must be less than '{high}' but is {java_duration_text(low_value)}"
+            for low, low_value, high, high_value in pairs
+            if low_value is not None and high_value is not None and low_value >= high_value
+        ]
+        if problems:
+            raise _problems(problems)
+        return self
+
 
 class ConstantRetry(_RetryBase):
     type: Literal["constant"]
-    interval: Duration
+    interval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
         return self.interval
 
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(("interval", self.interval, "maxDuration", self.maxDuration))
+
 
 class ExponentialRetry(_RetryBase):
     type: Literal["exponential"]
-    interval: Duration
-    maxInterval: Duration
+    interval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
     delayFactor: float | None = None
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
+        """Kestra's Exponential.nextRetryDate (kestra-io/kestra#17031), in its milliseconds:
+        interval * delayFactor^(attempts - 1), Math.round'ed, capped by maxInterval."""
         factor = self.delayFactor if self.delayFactor is not None else 2.0
-        return min(self.interval * (factor ** max(attempt - 1, 0)), self.maxInterval)
+        cap = self.maxInterval // _MILLI
+        try:
+            millis = (self.interval // _MILLI) * factor ** max(attempt - 1, 0)
+        except OverflowError:  # Java's double becomes Infinity, which the cap handles
+            millis = math.inf
+        return _MILLI * (cap if millis >= cap else math.floor(millis + 0.5))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("interval", self.interval, "maxDuration", self.maxDuration),
+            ("interval", self.interval, "maxInterval", self.maxInterval),
+        )
 
 
 class RandomRetry(_RetryBase):
     type: Literal["random"]
-    minInterval: Duration
-    maxInterval: Duration
+    minInterval: NonNegativeDuration
+    maxInterval: NonNegativeDuration
 
     def delay(self, attempt: int, draw: float = 0.5) -> timedelta:
-        return self.minInterval + (self.maxInterval - self.minInterval) * draw
+        """Kestra's Random.nextRetryDate: whole milliseconds in [minInterval, maxInterval)."""
+        low, high = self.minInterval // _MILLI, self.maxInterval // _MILLI
+        return _MILLI * (low + math.floor((high - low) * draw))
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        return self._ordered(
+            ("minInterval", self.minInterval, "maxDuration", self.maxDuration),
+            ("maxInterval", self.maxInterval, "maxDuration", self.maxDuration),
+            ("minInterval", self.minInterval, "maxInterval", self.maxInterval),
+        )
 
 
 Retry = Annotated[ConstantRetry | ExponentialRetry | RandomRetry, Field(discriminator="type")]
@@ -332,7 +389,7 @@ class Task(_Strict):
     type: str
     description: str | None = None
     retry: Retry | None = None
-    timeout: Duration | None = None
+    timeout: NonNegativeDuration | None = None
     disabled: bool = False
     allowFailure: bool = False
     allowWarning: bool = False
@@ -381,10 +438,46 @@ class SetLabels(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
+EXIT_STATES = ("SUCCESS", "WARNING", "KILLED", "FAILED", "CANCELED")
+"""Kestra's Exit.ExitState, in its spelling (CANCELED ends the execution CANCELLED)."""
+
+
+class Exit(Task):
+    """Ends the execution now, in ``state`` (Kestra's io.kestra.plugin.core.execution.Exit)."""
+
+    canonical: ClassVar[str] = "squall.core.Exit"
+    state: str = "SUCCESS"
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        if "{{" not in value and "{%" not in value and value not in EXIT_STATES:
+            raise PydanticCustomError(
+                "exit_state", "must be one of {states}", {"states": ", ".join(EXIT_STATES)}
+            )
+        return value
+
+
+class SetVariables(Task):
+    """Merges rendered ``variables`` into the execution's ``{{ vars }}`` for the tasks after it."""
+
+    canonical: ClassVar[str] = "squall.core.SetVariables"
+    variables: dict[str, Any]
+    overwrite: bool | str = True
+
+
+class UnsetVariables(Task):
+    """Removes execution variables by name; a missing one fails unless ``ignoreMissing``."""
+
+    canonical: ClassVar[str] = "squall.core.UnsetVariables"
+    variables: list[str]
+    ignoreMissing: bool | str = False
+
+
 class Sleep(Task):
     kind: ClassVar[TaskKind] = TaskKind.TIMER
     canonical: ClassVar[str] = "squall.core.Sleep"
-    duration: Duration
+    duration: NonNegativeDuration
 
 
 class FlowableTask(Task):
@@ -583,9 +676,13 @@ def _cycles(dag: Dag) -> list[list[str]]:
 
 
 class CheckFrequency(_Strict):
-    maxIterations: int | None = Field(default=100, ge=1)
-    maxDuration: Duration | None = timedelta(hours=1)
-    interval: Duration = timedelta(seconds=1)
+    """LoopUntil's (WaitFor's) bounds, with Kestra's defaults since 0.23: no iteration or
+    duration cap, one minute between iterations
+    (kestra.io/docs/migration-guide/0.23.0/loop-until-defaults)."""
+
+    maxIterations: int | None = Field(default=None, ge=1)
+    maxDuration: Duration | None = None
+    interval: Duration = timedelta(minutes=1)
 
 
 class WaitFor(_WithTasks):
@@ -609,9 +706,9 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
-    delay: Duration | None = None
-    pauseDuration: Duration | None = None
-    timeout: Duration | None = None
+    delay: NonNegativeDuration | None = None
+    pauseDuration: NonNegativeDuration | None = None
+    timeout: NonNegativeDuration | None = None
     behavior: Literal["RESUME", "WARN", "FAIL", "CANCEL"] = "RESUME"
     onResume: list[Input] | None = None
     tasks: list["AnyTask"] | None = None
@@ -638,25 +735,72 @@ class Subflow(Task):
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
 
+class NamespaceFiles(_Strict):
+    """Kestra's ``NamespaceFiles``: which namespace files a task's working directory receives.
+
+    Only Kestra's ``enabled``/``include``/``exclude`` are honoured
+    (:mod:`control_plane.service.namespace_files`); later properties (``namespaces``,
+    ``folderPerNamespace``, ``ifExists``) are refused as unknown rather than ignored.
+    """
+
+    enabled: bool | str = True
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+
 class WorkingDirectory(_WithTasks):
+    """Kestra's WorkingDirectory: children run in turn in one directory.
+
+    Each job child is its own job; the directory is carried from one to the next through
+    the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
+    ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
+    before the first child (``preExecuteTasks``); ``outputFiles`` are collected from the last
+    job child's directory (``postExecuteTasks``). ``cache`` is not honoured: not declared, it
+    is a validation error rather than silently ignored.
+    """
+
     canonical: ClassVar[str] = "squall.flow.WorkingDirectory"
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
+    namespaceFiles: NamespaceFiles | None = None
 
     @field_validator("tasks")
     @classmethod
     def _runnable_only(cls, value: list[Task] | None) -> list[Task] | None:
         if not value:
             raise ValueError("The 'tasks' property cannot be empty")
-        if any(isinstance(t, FlowableTask) for t in value):
+        # Kestra's WorkingDirectoryTaskValidator: a Subflow is no RunnableTask either.
+        if any(isinstance(t, FlowableTask) or t.kind is TaskKind.SUBFLOW for t in value):
             raise ValueError("Only runnable tasks are allowed as children of a WorkingDirectory task")
-        if any(t.canonical == "squall.storage.LocalFiles" for t in value):
-            # Its files are for its siblings' shared directory, which tasks here do not share:
-            # refused rather than made where no sibling sees them (script inputFiles do the job).
+        if any(t.workerGroup is not None for t in value):
             raise ValueError(
-                "LocalFiles inside a WorkingDirectory is not supported: use the scripts' inputFiles"
+                "Cannot set a Worker Group in any WorkingDirectory sub-tasks,"
+                " it is only supported at the WorkingDirectory level"
+            )
+        if any(t.canonical == "squall.storage.LocalFiles" for t in value):
+            # LocalFiles runs in the control plane: its files could not reach the jobs that share
+            # the directory, so it is refused rather than made where no sibling sees them.
+            raise ValueError(
+                "LocalFiles inside a WorkingDirectory is not supported: use the WorkingDirectory's"
+                " or the scripts' inputFiles"
             )
         return value
+
+    @model_validator(mode="after")
+    def _files_need_a_job_child(self) -> "WorkingDirectory":
+        """The directory exists only in the job children's jobs (:mod:`control_plane.service.workspace`).
+
+        Kestra has one even for a WorkingDirectory of Log tasks; Squall has none to put
+        ``inputFiles`` in or collect ``outputFiles`` from, so it says so instead of dropping them.
+        """
+        given = [f for f in ("inputFiles", "outputFiles", "namespaceFiles") if getattr(self, f) is not None]
+        children: list[Task] = list(self.tasks or ())
+        if given and not any(t.kind is TaskKind.JOB and not t.disabled for t in children):
+            raise ValueError(
+                f"{', '.join(given)}: a WorkingDirectory's files live in its script tasks' jobs,"
+                " and this one has no enabled script task"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- tasks with I/O
@@ -944,7 +1088,7 @@ class ScriptTask(Task):
     env: dict[str, str] | None = None
     inputFiles: dict[str, str] | str | None = None
     outputFiles: list[str] | None = None
-    namespaceFiles: dict[str, Any] | None = None
+    namespaceFiles: NamespaceFiles | None = None
     taskRunner: TaskRunnerSpec | None = None
     warningOnStdErr: bool = False
     targetOS: Literal["LINUX", "WINDOWS", "AUTO"] = "AUTO"
@@ -976,6 +1120,9 @@ _TASK_CLASSES: list[type[Task]] = [
     OutputValues,
     Fail,
     SetLabels,
+    Exit,
+    SetVariables,
+    UnsetVariables,
     Sleep,
     Sequential,
     AllowFailure,
@@ -1014,6 +1161,9 @@ AnyTask = TypeAliasType(
         | Annotated[OutputValues, Tag("squall.core.OutputValues")]
         | Annotated[Fail, Tag("squall.core.Fail")]
         | Annotated[SetLabels, Tag("squall.core.Labels")]
+        | Annotated[Exit, Tag("squall.core.Exit")]
+        | Annotated[SetVariables, Tag("squall.core.SetVariables")]
+        | Annotated[UnsetVariables, Tag("squall.core.UnsetVariables")]
         | Annotated[Sleep, Tag("squall.core.Sleep")]
         | Annotated[Sequential, Tag("squall.flow.Sequential")]
         | Annotated[AllowFailure, Tag("squall.flow.AllowFailure")]
@@ -1093,7 +1243,7 @@ class Schedule(Trigger):
     labels: dict[str, str] | None = None
     backfill: Backfill | None = None
     recoverMissedSchedules: Literal["ALL", "NONE", "LAST"] | None = None
-    lateMaximumDelay: Duration | None = None
+    lateMaximumDelay: NonNegativeDuration | None = None
     scheduleConditions: list[Condition] | None = None
 
     @field_validator("timezone")

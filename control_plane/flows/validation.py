@@ -22,7 +22,7 @@ from msgspec import Struct
 from pydantic import BaseModel
 from typing_extensions import TypeAliasType
 
-from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.flows.aliases import canonical_trigger_type, canonical_type, runner_name
 from control_plane.flows.models import Flow, Task, task_classes
 
 __all__ = [
@@ -51,6 +51,9 @@ class Issue(Struct, frozen=True):
     kind: str
     message: str
     at_key: bool = False
+    #: the problem's line inside a multi-line string value (1-based), 0 when not applicable;
+    #: the loader turns it into the file's line for literal block scalars (``|``)
+    text_line: int = 0
 
 
 # --------------------------------------------------------------------------- where tasks live
@@ -194,7 +197,25 @@ def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
     issues += _recursive_subflows(data, tasks)
     issues += _worker_groups(data, tasks)
     issues += _task_runners(tasks)
+    issues += _flow_triggers(data)
     return issues
+
+
+def _flow_triggers(data: Mapping[str, Any]) -> list[Issue]:
+    """What a Flow trigger asks that Squall cannot honour (``triggers/flow.py`` says what it can)."""
+    from control_plane.triggers.flow import unsupported
+
+    triggers = data.get("triggers")
+    if not isinstance(triggers, list):
+        return []
+    return [
+        Issue(("triggers", i, *path), "flow trigger", message, at_key=True)
+        for i, trigger in enumerate(triggers)
+        if isinstance(trigger, dict)
+        and isinstance(trigger.get("type"), str)
+        and canonical_trigger_type(trigger["type"]) == "squall.trigger.Flow"
+        for path, message in unsupported(trigger)
+    ]
 
 
 def _task_runners(tasks: Sequence[tuple[PathTuple, Mapping[str, Any]]]) -> list[Issue]:

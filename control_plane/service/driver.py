@@ -50,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -87,7 +87,9 @@ from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Pause
 from control_plane.service.clock import Clock
+from control_plane.service.concurrency import Admission, Slots, held_back
 from control_plane.service.display import Display
+from control_plane.service.flow_triggers import FlowTriggers
 from control_plane.service.kv import KvStore
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
@@ -100,10 +102,12 @@ if TYPE_CHECKING:
     from control_plane.service.storage import TaskStorage
     from control_plane.service.supervisor import JobSupervisor
 
-__all__ = ["FLOW_RETRY_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
+__all__ = ["FLOW_RETRY_TIMER", "FLOW_TRIGGER_TIMER", "HANDED_TO_TICK", "ExecutionDriver", "Recent"]
 
 MAX_CONFLICTS = 50
 FLOW_RETRY_TIMER = "flow-retry:"
+FLOW_TRIGGER_TIMER = "flow-triggers:"
+"""Outbox of an ended execution's Flow triggers: written with its end, deleted once they fired."""
 
 HANDED_TO_TICK = datetime(1970, 1, 1, tzinfo=UTC)
 """``updated`` of a job record left SUBMITTING for the tick by a step over its submit budget."""
@@ -169,6 +173,13 @@ class ExecutionDriver:
         self.submit_budget = submit_budget
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
+        self.slots = Slots(store)
+        self.flow_triggers = FlowTriggers(store)
+        # Executions this process's Flow triggers started, newest last: ``squall run`` drives them
+        # too. Bounded: a long-lived server never reads it.
+        self.triggered: deque[str] = deque(maxlen=1000)
+        # The Flow-trigger index read when an ending save wrote its outbox timer, by execution.
+        self._trigger_outbox: dict[str, list[tuple[str, str, int | None]]] = {}
         self.jobs: JobSupervisor  # set by the wiring (the supervisor reads executions through the driver)
         self.ownership: Ownership | None = None  # local stores: who drives which execution
         # The copy of each execution this process last saw: a guess, never the truth (see the
@@ -188,7 +199,19 @@ class ExecutionDriver:
     def deploy(self, source: str, origin: str = "<string>") -> FlowRecord:
         """Validate and store a flow; a new revision only when the source changed."""
         flow = parse_flow(source, origin)
-        return self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
+        record = self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
+        self.flow_triggers.index(flow, record.revision)  # after the save: indexed flows exist
+        self.slots.limited.mark(flow.namespace, flow.id, flow.concurrency is not None)
+        return record
+
+    def delete_flow(self, namespace: str, flow_id: str) -> None:
+        """Delete a flow (NotFoundError if unknown): its Flow triggers stop listening at once.
+
+        Old revisions stay readable (executions need them), so the indexes must forget it.
+        """
+        self.store.delete_flow(namespace, flow_id, at=self.clock.now())
+        self.flow_triggers.forget(namespace, flow_id)
+        self.slots.limited.mark(namespace, flow_id, False)
 
     def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A flow revision, parsed once per process (the latest one is looked up every time)."""
@@ -220,6 +243,7 @@ class ExecutionDriver:
         execution_id: str | None = None,
         original_id: str | None = None,
         typed: bool = True,
+        retry_origin: datetime | None = None,
     ) -> Execution:
         """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
         from control_plane.flows.inputs import resolve_inputs
@@ -236,9 +260,25 @@ class ExecutionDriver:
             trigger=trigger,
             parent=parent,
             original_id=original_id,
+            retry_origin=retry_origin,
         )
+        if flow.concurrency is not None:
+            admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
+            if admission is not Admission.RUN:
+                return self._create(*held_back(created, admission, held, now))
         execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
         return self._create(execution, actions)
+
+    def start_queued(self, execution_id: str) -> bool:
+        """Start a QUEUED execution that was handed a slot; False if it has none (yet) or is not QUEUED."""
+        execution = self.reload(execution_id)
+        if execution.state is not State.QUEUED:
+            return False
+        if not self.slots.holds(execution.namespace, execution.flow_id, execution_id):
+            return False
+        self._claim(execution_id)
+        self.advance(execution_id, Started(at=self.clock.now()))
+        return True
 
     def _create(self, execution: Execution, actions: list[Action]) -> Execution:
         logs, timers, jobs = self._records(execution, actions)
@@ -377,17 +417,26 @@ class ExecutionDriver:
         return self._create(execution, actions)
 
     def resumes_by_itself(self, execution: Execution) -> bool:
-        """Whether a paused task run of ``execution`` is a Pause that ends on its own timer."""
+        """Whether a paused task run of ``execution`` is a Pause that ends on its own timer.
+
+        ``pauseDuration``/``delay`` resume it and ``timeout`` ends it by its ``behavior``:
+        either way Kestra moves on with no one's help ("If no delay and no timeout are
+        configured, the execution will never end until it's manually resumed", Pause docs).
+        """
         tasks = compile_flow(self.flow_of(execution)).tasks
         return any(
-            isinstance(task := tasks.get(tr.task_id), Pause) and task.auto_resume_after is not None
+            isinstance(task := tasks.get(tr.task_id), Pause)
+            and (task.auto_resume_after is not None or task.timeout is not None)
             for tr in execution.taskruns.values()
             if tr.state is State.PAUSED
         )
 
     def retry_target(self, execution: Execution) -> str | bool | None:
-        """For a terminal execution: the id of its flow-retry execution, True if one is pending."""
-        if execution.state is not State.FAILED:
+        """For a terminal execution: the id of its flow-retry execution, True if one is pending.
+
+        A CREATE_NEW_EXECUTION retry ends the execution RETRIED (Kestra's state for it).
+        """
+        if execution.state is not State.RETRIED:
             return None
         target = self.retry_id(execution)
         try:
@@ -600,9 +649,14 @@ class ExecutionDriver:
                     stored = self.store.get_job(action.job_name)
                     if stored is not None and stored.phase is not JobPhase.DONE:
                         jobs.append(replace(stored, phase=JobPhase.CANCELLING, updated=self.clock.now()))
-                case Finish() if action.retry_at is not None:
-                    timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
-                    self._hint_timer(action.retry_at)
+                case Finish():
+                    if action.retry_at is not None:
+                        timers.append(TimerRecord(execution.id, FLOW_RETRY_TIMER, action.retry_at))
+                        self._hint_timer(action.retry_at)
+                    listeners = self.flow_triggers.listeners()
+                    if listeners:  # fired after this save; by the tick if this process dies first
+                        timers.append(TimerRecord(execution.id, FLOW_TRIGGER_TIMER, self.clock.now()))
+                        self._trigger_outbox[execution.id] = listeners
                 case _:
                     pass
         return logs, timers, jobs
@@ -653,6 +707,12 @@ class ExecutionDriver:
                 delete()
                 if self.ownership is not None:
                     self.ownership.release(timer.execution_id)  # ended before: only its retry needed it
+            elif timer.key == FLOW_TRIGGER_TIMER:  # its process died between the end and the firing
+                self.triggered.extend(
+                    self.flow_triggers.fire(self.reload(timer.execution_id), self.flow, self.start)
+                )
+                delete()
+                self.drain()
             else:  # deleted once its event is stored or found applied, never on a guess (``_apply``)
                 fired = TimerFired(at=self.clock.now(), key=timer.key)
                 self.news.event(timer.execution_id, fired, Ride(then=[delete]))
@@ -678,6 +738,7 @@ class ExecutionDriver:
                 trigger=execution.trigger,
                 execution_id=self.retry_id(execution),
                 typed=False,
+                retry_origin=execution.retry_origin or execution.created,
             )
 
     def _start_subflow(self, parent: Execution, action: StartSubflow) -> None:
@@ -752,6 +813,11 @@ class ExecutionDriver:
         self.resume(execution_id, inputs)
 
     def _finished(self, execution: Execution, action: Finish) -> None:
+        self._free_slot(execution)
+        listeners = self._trigger_outbox.pop(execution.id, None)
+        if listeners is not None:  # the save wrote the outbox timer: fire, then delete it
+            self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start, listeners))
+            self.store.delete_timer(execution.id, FLOW_TRIGGER_TIMER)
         parent = execution.parent
         if not parent or not parent.get("wait"):
             return
@@ -764,3 +830,38 @@ class ExecutionDriver:
             self.clock.now(), parent["taskRunId"], int(parent.get("attempt", 1)), execution.state, outputs
         )
         self.news.event(parent["id"], event)
+
+    def repair_slots(self) -> int:
+        """Finish what a dead process left half-done with concurrency slots (``concurrency.py``).
+
+        A QUEUED execution holding a slot is started; a slot held by an ended execution is
+        freed (and handed on). Only executions this process drives; the number repaired.
+        """
+        repaired = 0
+        for namespace, flow_id, _ in self.slots.limited.flows():
+            for execution_id in self.slots.book(namespace, flow_id).running:
+                try:
+                    held = self.store.get_execution_meta(execution_id)
+                except NotFoundError:
+                    continue  # admitted a moment ago, being created (or never: see the docstring)
+                if held.state is State.QUEUED and self.owns(execution_id):
+                    self.news.event(execution_id, Started(at=self.clock.now()))
+                    repaired += 1
+                elif held.state.terminal:
+                    self._free_slot(held)
+                    repaired += 1
+        self.drain()
+        return repaired
+
+    def _free_slot(self, execution: Execution) -> None:
+        """An ended execution of a flow with ``concurrency`` frees its slot; queued ones it hands
+        a slot to start here, if this process drives them (else their own process starts them,
+        :meth:`start_queued`): Kestra pops the queue when an execution ends (``JdbcExecutor``)."""
+        own = self.flow_of(execution).concurrency  # cached: no read for an unlimited flow
+        if own is None:
+            return  # admitted without a book: holds no slot
+        concurrency = self.flow(execution.namespace, execution.flow_id).concurrency or own  # the limit now
+        promoted = self.slots.release(execution.namespace, execution.flow_id, execution.id, concurrency.limit)
+        for execution_id in promoted:
+            if self.owns(execution_id):
+                self.news.event(execution_id, Started(at=self.clock.now()))

@@ -8,15 +8,31 @@ directories: a directory is the common prefix of the files under it. A path is a
 Kestra's tasks select files with glob patterns (PathMatcherPredicate.java): ``glob:`` or
 ``regex:`` prefixes as Java's PathMatcher reads them; a bare pattern starting with a word
 character matches at any depth (``**/`` is put in front of it).
+
+A script task's or a WorkingDirectory's ``namespaceFiles`` block (Kestra's ``NamespaceFiles``:
+``enabled``, its default once the block is there, then ``include`` and ``exclude`` matched
+against the absolute path) selects files that are staged into the job's working directory
+like ``inputFiles`` URIs (:func:`namespace_files`), keeping their path, relative.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from control_plane.service.storage import TaskStorage
 
-__all__ = ["NamespaceFiles", "PathError", "matcher", "segments"]
+__all__ = [
+    "NamespaceFiles",
+    "NamespaceFilesError",
+    "PathError",
+    "matcher",
+    "matches",
+    "namespace_file_uri",
+    "namespace_files",
+    "segments",
+]
 
 
 class PathError(ValueError):
@@ -108,3 +124,51 @@ class NamespaceFiles:
     def matching(self, namespace: str, patterns: list[str]) -> dict[str, str]:
         compiled = matcher(patterns)
         return {path: uri for path, uri in self.all(namespace).items() if compiled.fullmatch(path)}
+
+
+def namespace_file_uri(
+    storage: TaskStorage, namespace: str, parts: Iterable[str], *, directory: bool = False
+) -> str:
+    """Where a namespace file (or directory) lives: :meth:`NamespaceFiles.uri` without an instance."""
+    return NamespaceFiles(storage).uri(namespace, list(parts), directory=directory)
+
+
+class NamespaceFilesError(PathError):
+    """A ``namespaceFiles`` block that cannot be honoured (bad pattern, not a map)."""
+
+
+def matches(path: str, include: Iterable[str] | None, exclude: Iterable[str] | None) -> bool:
+    """Whether the absolute ``path`` passes Kestra's include-then-exclude filter."""
+    try:
+        inc, exc = list(include or ()), list(exclude or ())
+        if inc and not matcher(inc).fullmatch(path):
+            return False
+        return not (exc and matcher(exc).fullmatch(path))
+    except PathError as error:
+        raise NamespaceFilesError(str(error)) from None
+
+
+def _patterns(block: Mapping[str, Any], key: str) -> list[str] | None:
+    value = block.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise NamespaceFilesError(f"namespaceFiles.{key}: must be a list of glob patterns")
+    return [str(p) for p in value]
+
+
+def namespace_files(block: Any, namespace: str, storage: TaskStorage) -> dict[str, str]:
+    """``{relative path: storage URI}`` of the namespace files ``block`` selects (none when off)."""
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise NamespaceFilesError("namespaceFiles: must be a map (enabled, include, exclude)")
+    enabled = block.get("enabled", True)
+    if enabled is False or str(enabled).lower() == "false":
+        return {}
+    include, exclude = _patterns(block, "include"), _patterns(block, "exclude")
+    return {
+        path.removeprefix("/"): uri
+        for path, uri in NamespaceFiles(storage).all(namespace).items()
+        if not path.endswith("/") and matches(path, include, exclude)
+    }

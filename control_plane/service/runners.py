@@ -43,6 +43,7 @@ EXTRAS = {
     "google": "gcp",
     "azure": "azure",
     "kubernetes": "k8s",
+    "docker": "docker",
 }
 """Top-level module a built-in runner imports -> the ``squall[...]`` extra that installs it."""
 

@@ -24,20 +24,30 @@ content; a file that must hold exactly one URL is written by the script itself
 then still run a task that has none on a cloud storage). When the job ends,
 :func:`job_outputs` gives Kestra's outputs: ``vars`` (from ``::{"outputs":...}::`` lines),
 ``exitCode`` and ``outputFiles``.
+
+Python tasks can ``from kestra import Kestra`` without installing anything: Squall's own
+``kestra`` module (:mod:`runners.kestra_lib`) is put on the process runner's ``PYTHONPATH``
+and staged as ``kestra.py`` in a container job's working directory (:func:`_with_kestra_lib`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
+from control_plane.service.workspace import CAPTURE_ALL, own_output_files
+from runners import kestra_lib
 from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
@@ -62,6 +72,13 @@ def runner_of(properties: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return DEFAULT_RUNNER, {}
     options = {k: v for k, v in block.items() if k != "type"}
     return runner_name(str(block.get("type", DEFAULT_RUNNER))), options
+
+
+_DOCKER_DEFAULT_IMAGES = {"shell": "ubuntu", "python": "python", "node": "node"}
+"""The image a script task runs in on the Docker runner without ``containerImage``: the
+``DEFAULT_IMAGE`` of Kestra's script plugins (plugin-scripts: shell ``ubuntu``, python
+``python``, node ``node``), so Kestra's own example (a ``shell.Commands`` with
+``taskRunner: {type: ...docker.Docker}`` and no image) runs unchanged."""
 
 
 def _language(task_type: str) -> tuple[str, str]:
@@ -122,6 +139,47 @@ def _input_files(
     return files, refs
 
 
+def _overwrite(
+    files: dict[str, bytes], refs: dict[str, str], later_files: dict[str, bytes], later_refs: dict[str, str]
+) -> None:
+    """Files staged later replace earlier ones of the same path, whether inline or referenced."""
+    for path in later_files:
+        refs.pop(path, None)
+    for path in later_refs:
+        files.pop(path, None)
+    files.update(later_files)
+    refs.update(later_refs)
+
+
+def _staged(
+    found: Mapping[str, str], storage: TaskStorage, schemes: frozenset[str]
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """``{path: storage URI}`` staged like inputFiles URIs: by reference when the runner reads the scheme."""
+    files: dict[str, bytes] = {}
+    refs: dict[str, str] = {}
+    for path, uri in found.items():
+        canonical = storage.canonical(uri)
+        if urlsplit(canonical).scheme in schemes:
+            refs[path] = canonical
+        else:
+            files[path] = storage.read(uri)
+    return files, refs
+
+
+def _staged_namespace_files(
+    block: Any, namespace: str | None, storage: TaskStorage, schemes: frozenset[str]
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """(inline contents, references) of the namespace files ``block`` selects, staged like inputFiles."""
+    if block is None:
+        return {}, {}
+    if namespace is None:
+        raise ScriptError("namespaceFiles: the flow's namespace is not known here")
+    try:
+        return _staged(namespace_files(block, namespace, storage), storage, schemes)
+    except (NamespaceFilesError, StorageError) as exc:
+        raise ScriptError(f"namespaceFiles: {exc}") from None
+
+
 def build_job_spec(
     *,
     name: str,
@@ -132,20 +190,48 @@ def build_job_spec(
     labels: Mapping[str, str],
     storage: TaskStorage,
     storage_schemes: frozenset[str] = frozenset({"file"}),
+    namespace: str | None = None,
+    workspace: Mapping[str, str] | None = None,
 ) -> tuple[str, JobSpec]:
     """(runner name, JobSpec) for one attempt of a script task.
 
     ``storage_schemes`` are the runner's (:attr:`runners.base.Runner.storage_schemes`): inputs
     and the output prefix in those schemes are the runner's to stage; for others the output
     prefix is left out (the runner keeps outputs in its own place and the supervisor copies
-    them into the storage when the job ends).
+    them into the storage when the job ends). ``namespace``: the flow's, whose namespace files
+    ``namespaceFiles`` stages (:mod:`control_plane.service.namespace_files`) before
+    ``inputFiles``, which win on the same path as in Kestra. ``workspace``: for a child of a
+    WorkingDirectory, the shared directory's files (:mod:`control_plane.service.workspace`),
+    staged first; the job then captures its whole directory for the next child.
     """
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
-    image = properties.get("containerImage")
+    image = properties.get("containerImage") or (
+        _DOCKER_DEFAULT_IMAGES[language] if runner == "docker" else None
+    )
     lines: list[str] = ["set -e"] if properties.get("failFast", True) else []
     lines += [str(c) for c in properties.get("beforeCommands") or ()]
-    files, refs = _input_files(properties.get("inputFiles"), storage, storage_schemes)
+    try:
+        files, refs = _staged(workspace or {}, storage, storage_schemes)
+    except StorageError as exc:
+        raise ScriptError(f"the WorkingDirectory's files: {exc}") from None
+    hint = properties.get(WORKSPACE_KEY)
+    if isinstance(hint, Mapping):  # the first job child of a WorkingDirectory: the WD's own files
+        try:
+            _overwrite(
+                files,
+                refs,
+                *_staged_namespace_files(hint.get("namespaceFiles"), namespace, storage, storage_schemes),
+            )
+            _overwrite(files, refs, *_input_files(hint.get("inputFiles"), storage, storage_schemes))
+        except ScriptError as exc:
+            raise ScriptError(f"the WorkingDirectory's {exc}") from None
+    block = properties.get("namespaceFiles")
+    for later in (
+        _staged_namespace_files(block, namespace, storage, storage_schemes),
+        _input_files(properties.get("inputFiles"), storage, storage_schemes),
+    ):
+        _overwrite(files, refs, *later)
     if kind == "Commands":
         lines += [str(c) for c in properties.get("commands") or ()]
     else:
@@ -153,8 +239,21 @@ def build_job_spec(
         files[filename] = str(properties.get("script", "")).encode()
         lines.append(f"{_executable(language, image is None and runner == DEFAULT_RUNNER)} {filename}")
     outputs = tuple(str(g) for g in properties.get("outputFiles") or ())
+    if workspace is not None:
+        outputs = (CAPTURE_ALL,)  # the whole directory, for the next child; own globs filter later
+        scheme = urlsplit(output_prefix).scheme
+        if scheme not in storage_schemes and "file" not in storage_schemes:
+            # Its directory would stay in the runner's own staging, where the next child's
+            # job is not staged from: fail, naming why, rather than start it in an empty one.
+            raise ScriptError(
+                f"a WorkingDirectory's child needs the runner '{runner}' to write the deployment"
+                f" storage ({scheme}://), to hand its directory to the next child; it writes"
+                f" {', '.join(sorted(s + '://' for s in storage_schemes))} only"
+            )
     interpreter = [str(part) for part in properties.get("interpreter") or ("/bin/sh", "-c")]
     env = {str(k): "" if v is None else str(v) for k, v in (properties.get("env") or {}).items()}
+    if language == "python":
+        _with_kestra_lib(runner, files, refs, env, lines)
     spec = JobSpec(
         name=name,
         command=(*interpreter, "\n".join(lines)),
@@ -171,9 +270,50 @@ def build_job_spec(
     return runner, spec
 
 
-def job_outputs(status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Kestra's script outputs: ``vars``, ``exitCode`` and (when any) ``outputFiles``."""
+_IMPORTS_KESTRA = re.compile(rb"(?:^|[\s;'\"])(?:from|import)\s+kestra\b", re.MULTILINE)
+"""``import kestra`` / ``from kestra import ...`` at a line's start or after ``;`` or a quote
+(``python -c 'import kestra'``); a comment saying so also counts, which costs only the bytes."""
+
+
+def _with_kestra_lib(
+    runner: str, files: dict[str, bytes], refs: Mapping[str, str], env: dict[str, str], lines: list[str]
+) -> None:
+    """Make ``import kestra`` work in a python task, as in Kestra's images.
+
+    The process runner runs the host's ``python3``: Squall's module folder goes first on the
+    job's ``PYTHONPATH``, before the one it would have had (the task's, else the host's).
+    Container runners run the user's image, which need not have it: ``kestra.py`` is staged in
+    the working directory, where the script is, when the script, the commands or an inline
+    input file import ``kestra`` (3.5 KB counts against the inputs a cloud runner can carry in
+    the job's command), and unless the task brings its own ``kestra.py`` or ``kestra/``
+    package (theirs wins).
+    """
+    if runner == DEFAULT_RUNNER:
+        # The job inherits this process's environment, then the task's: keep whichever
+        # PYTHONPATH it would have had, after the module's folder.
+        own = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = str(kestra_lib.LIB_DIR) + (f":{own}" if own else "")
+        return
+    taken = {*files, *refs}
+    if kestra_lib.MODULE_NAME in taken or any(name.startswith("kestra/") for name in taken):
+        return
+    texts = [*files.values(), *(line.encode() for line in lines)]
+    if any(_IMPORTS_KESTRA.search(text) for text in texts):
+        files[kestra_lib.MODULE_NAME] = kestra_lib.module_source()
+
+
+def job_outputs(
+    status: JobStatus, marker_outputs: Mapping[str, Any], own_globs: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Kestra's script outputs: ``vars``, ``exitCode`` and (when any) ``outputFiles``.
+
+    ``own_globs``: for a job that captured its whole directory (a WorkingDirectory's child),
+    the task's own ``outputFiles``, the only files its outputs list.
+    """
     outputs: dict[str, Any] = {"vars": dict(marker_outputs), "exitCode": status.exit_code}
-    if status.output_files:
-        outputs["outputFiles"] = dict(status.output_files)
+    files = (
+        dict(status.output_files) if own_globs is None else own_output_files(status.output_files, own_globs)
+    )
+    if files:
+        outputs["outputFiles"] = files
     return outputs

@@ -127,6 +127,7 @@ class Service:
         # resume, replay, set_labels; flush writes what still rides along: the end of a Lambda call).
         self.new_id = self.driver.new_id
         self.deploy = self.driver.deploy
+        self.delete_flow = self.driver.delete_flow
         self.flow = self.driver.flow
         self.start = self.driver.start
         self.advance = self.driver.advance
@@ -256,9 +257,9 @@ class Service:
         """Drive until the execution ends, or waits for a person.
 
         A paused execution waits for a person unless a Pause with ``pauseDuration`` (or
-        ``delay``) resumes it by itself: that pause is waited out like a Sleep (Kestra resumes
-        it with no one's help). A pause ``timeout`` is a deadline for the person, not a
-        reason to wait here: it fires on a later run, or on ``squall server``'s tick.
+        ``delay``) resumes it by itself or its ``timeout`` ends it (by its ``behavior``): that
+        pause is waited out like a Sleep (Kestra moves on with no one's help; a person may
+        still resume it earlier from another process).
 
         Follows a flow-level retry to the new execution it creates. ``deadline`` is a
         ``time.monotonic()`` value after which the current state is returned as it is.
@@ -281,6 +282,10 @@ class Service:
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return execution
+            if execution.state is State.QUEUED:  # its flow's concurrency: wait for a slot
+                if not driver.start_queued(current):
+                    self._wait_for_slot()
+                continue
             if (
                 execution.state is State.PAUSED
                 and not self.jobs.handles
@@ -289,9 +294,19 @@ class Service:
             ):
                 if driver.ownership is not None:  # nobody needs to drive it until someone resumes it
                     driver.ownership.release(current)
-                return execution  # waits for a person; a pause timeout fires on a later run
+                return execution  # waits for a person: no timer of its own will move it
             if not self._wait():
                 return driver.reload(current)
+
+    def _wait_for_slot(self) -> None:
+        """A queued execution waits for another one (maybe in another process) to end.
+
+        Its slot is handed over in the store (``concurrency.py``): it is read every
+        ``poll_interval``, while this process still drives what it owns.
+        """
+        if not self._wait():  # nothing of this process's own to wait on: another one must end
+            time.sleep(self.poll_interval)
+            self.driver.repair_slots()  # the holder's process may have died before freeing it
 
     def _wait(self) -> bool:
         """Block until something may have changed; False when nothing ever will (paused or idle)."""
@@ -374,6 +389,7 @@ class Service:
                 silent.append(job)
         self.jobs.recancel(cancelling)
         ended = self.jobs.poll(silent)
+        self.driver.repair_slots()
         self._recover_taken_over()
         self.driver.drain()
         self.flush()

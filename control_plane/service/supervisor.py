@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from msgspec.structs import replace
 
+from control_plane.engine.actions import WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
 from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
@@ -48,6 +49,7 @@ from control_plane.service.runners import (
 )
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import StorageError, TaskStorage
+from control_plane.service.workspace import own_output_files, workspace_files
 from control_plane.store.base import JobPhase, JobRecord, StateStore
 from runners.base import (
     Disposable,
@@ -227,6 +229,10 @@ class JobSupervisor:
             },
             storage=self.storage,
             storage_schemes=type(runner).storage_schemes,
+            namespace=execution.namespace,
+            workspace=workspace_files(
+                raw["properties"], self.storage, execution.namespace, execution.flow_id, execution.id
+            ),
         )
         return runner, spec
 
@@ -602,8 +608,20 @@ class JobSupervisor:
         status = self._into_storage(job, status)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
-        self._event(job, status, job_outputs(status, capture.outputs), own)
+        self._event(job, status, self._outputs(job, status, capture.outputs), own)
         return True
+
+    @staticmethod
+    def _outputs(job: JobRecord, status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's outputs; for a WorkingDirectory's child, also the files its parent collects."""
+        properties = job.spec.get("properties") or {}
+        hint = properties.get(WORKSPACE_KEY)
+        if not isinstance(hint, Mapping):
+            return job_outputs(status, marker_outputs)
+        outputs = job_outputs(status, marker_outputs, properties.get("outputFiles") or ())
+        if hint.get("outputFiles"):
+            outputs[WORKSPACE_OUTPUT_FILES] = own_output_files(status.output_files, hint["outputFiles"])
+        return outputs
 
     def _into_storage(self, job: JobRecord, status: JobStatus) -> JobStatus:
         """Output files a runner kept on this machine, copied into the deployment's storage.

@@ -113,8 +113,9 @@ def progress_from_json(raw: Mapping[str, Any] | None) -> Progress:
     kw = dict(raw)
     if "phase" in kw:
         kw["phase"] = Phase(kw["phase"])
-    if "worst" in kw:
-        kw["worst"] = State(kw["worst"])
+    for name in ("worst", "final"):
+        if kw.get(name) is not None:
+            kw[name] = State(kw[name])
     for name in ("dag_started", "dag_done"):
         if name in kw:
             kw[name] = frozenset(kw[name])
@@ -259,6 +260,10 @@ def execution_meta(ex: Execution) -> dict[str, Any]:
         out["parent"] = ex.parent
     if ex.secret_inputs:
         out["secret_inputs"] = list(ex.secret_inputs)
+    if ex.variables is not None:
+        out["variables"] = ex.variables
+    if ex.retry_origin is not None:
+        out["retry_origin"] = ex.retry_origin.isoformat()
     return out
 
 
@@ -290,4 +295,6 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         original_id=meta.get("original_id"),
         parent=meta.get("parent"),
         secret_inputs=tuple(meta.get("secret_inputs", ())),
+        variables=meta.get("variables"),
+        retry_origin=_pdt(meta.get("retry_origin")),
     )

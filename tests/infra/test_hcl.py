@@ -325,6 +325,8 @@ def test_http_api_routes_authorizer_logs_and_throttling(
         "GET /api/v1/main/executions/webhook/{proxy+}",
         "POST /api/v1/main/executions/webhook/{proxy+}",
         "PUT /api/v1/main/executions/webhook/{proxy+}",
+        "GET /ui",
+        "GET /ui/{proxy+}",
     }
     stage = res["aws_apigatewayv2_stage.default"]
     assert (

@@ -113,8 +113,10 @@ def test_a_flow_retry_says_a_new_execution_was_made(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(flow), "--virtual-time", "--db", str(tmp_path / "r.db")])
     assert result.exit_code == 1, result.output
     first, second = re.findall(
-        r"execution (\w+) FAILED: the flow's retry made a new execution, (\w+)", result.output
+        r"execution (\w+) RETRIED: the flow's retry made a new execution, (\w+)", result.output
     )[0]
     assert first != second
-    assert f"execution {first} FAILED, retried as execution {second}" in result.output  # above the final tree
+    assert (
+        f"execution {first} RETRIED, retried as execution {second}" in result.output
+    )  # above the final tree
     assert re.search(rf"Execution {second} FAILED", result.output)

@@ -28,7 +28,7 @@ BLOCK = re.compile(r"```bash\n(?P<body>.*?)```", re.S)
 STANDARD = {"printf", "curl", "until", "do", "done", "kill", "chmod", "sleep", "cd", "export", "echo"}
 EXPECTED = {  # a block that names ... must print ... (and never the secret's value)
     "samples/secrets.yaml": ["connecting as app with password ********", "SUCCESS"],
-    "/api/v1/executions/squall.samples/hello": ['"flowId":"hello"'],
+    "/api/v1/main/executions/squall.samples/hello": ['"flowId":"hello"'],
 }
 
 

@@ -138,8 +138,8 @@ class Cloud:
 
     def start(self, source: str) -> str:
         record = self.api_rt.service.deploy(source, "flow.yaml")
-        answer = self.call("POST", f"/api/v1/executions/{record.namespace}/{record.id}")
-        assert answer["statusCode"] == 201, answer
+        answer = self.call("POST", f"/api/v1/main/executions/{record.namespace}/{record.id}")
+        assert answer["statusCode"] == 200, answer
         return str(json.loads(answer["body"])["id"])
 
     def deliver_notifications(self) -> int:
@@ -301,7 +301,7 @@ def test_kill_while_queued_cancels_the_job_before_it_ever_runs(cloud: Cloud) -> 
     cloud.fake.hold_labels.add(label)
     execution_id = cloud.start(_single(label, "echo never"))
     job = _one_job(cloud, label)
-    assert cloud.call("DELETE", f"/api/v1/executions/{execution_id}/kill")["statusCode"] == 202
+    assert cloud.call("DELETE", f"/api/v1/main/executions/{execution_id}/actions/kill")["statusCode"] == 202
     assert cloud.drive(execution_id) is State.KILLED
     assert cloud.fake.calls["CancelJob"] >= 1 and cloud.fake.runs[job] == 0
     # the job itself was deleted at cleanup (Kestra's `delete`); how it ended stays in the bucket
@@ -318,7 +318,7 @@ def test_kill_while_running_stops_the_process(cloud: Cloud) -> None:
         assert time.monotonic() < deadline, "the job never started"
         cloud.deliver_notifications()
         time.sleep(0.05)
-    assert cloud.call("DELETE", f"/api/v1/executions/{execution_id}/kill")["statusCode"] == 202
+    assert cloud.call("DELETE", f"/api/v1/main/executions/{execution_id}/actions/kill")["statusCode"] == 202
     assert cloud.drive(execution_id) is State.KILLED
     assert count_local_processes(token) == 0
 

@@ -548,3 +548,71 @@ def test_the_same_event_handled_by_two_lambdas_at_once_completes_the_task_once(w
     assert len(run.attempts) == 1
     stored = [x.message for x in world.store.read_logs(ex).items if x.task_id == "work"]
     assert stored == ["only once"]
+
+
+# ---------------------------------------------------------------------------- flow concurrency, Flow triggers
+
+LIMITED = SHELL.replace("id: one\n", "id: limited\n").replace("tasks:", "concurrency:\n  limit: 1\ntasks:", 1)
+
+DOWNSTREAM = """
+id: downstream
+namespace: squall.handlers
+inputs:
+  - id: from
+    type: STRING
+triggers:
+  - id: after_one
+    type: io.kestra.plugin.core.trigger.Flow
+    inputs:
+      from: "{{ trigger.flowId }}/{{ trigger.executionId }}"
+    preconditions:
+      id: one
+      flows:
+        - {namespace: squall.handlers, flowId: one, states: [SUCCESS]}
+tasks:
+  - id: said
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.from }} {{ trigger.state }}"
+"""
+
+
+def test_a_limited_flows_second_execution_waits_in_another_lambda_and_starts_on_the_first_ones_end(
+    world: World,
+) -> None:
+    first = world.start(LIMITED)
+    other = world.lambda_()  # a second API call, in another container
+    record = other.service.deploy(LIMITED, "test.yaml")
+    second = other.service.start(record.namespace, record.id).id
+    assert world.store.get_execution(second).state is State.QUEUED
+    name = world.job(first)
+    world.compute.finish(name, lines=["hello"])
+
+    assert events.handler(world.compute.event(name), None) == {"applied": 1}
+
+    assert world.store.get_execution(first).state is State.SUCCESS
+    assert world.store.get_execution(second).state is State.RUNNING  # started by the event's Lambda
+    world.compute.finish(world.job(second), lines=["hello"])
+    events.handler(world.compute.event(world.job(second)), None)
+    assert world.store.get_execution(second).state is State.SUCCESS
+
+
+def test_an_executions_end_in_the_events_lambda_fires_a_flow_trigger_once(world: World) -> None:
+    from control_plane.triggers.flow import fire_id
+
+    world.rt.service.deploy(DOWNSTREAM, "downstream.yaml")
+    upstream = world.start()
+    name = world.job(upstream)
+    world.compute.finish(name, lines=["hello"])
+    event = world.compute.event(name)
+
+    assert events.handler(event, None) == {"applied": 1}
+    events.handler(event, None)  # delivered twice
+
+    started = fire_id(upstream, "squall.handlers", "downstream", "after_one")
+    down = world.store.get_execution(started)
+    assert down.state is State.SUCCESS
+    assert down.trigger is not None and down.trigger["executionId"] == upstream
+    (run,) = down.taskruns.values()
+    assert run.outputs == {"value": f"one/{upstream} SUCCESS"}
+    flows = [s.flow_id for s in world.store.list_executions().items]
+    assert sorted(flows) == ["downstream", "one"]

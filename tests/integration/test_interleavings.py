@@ -151,8 +151,8 @@ class World:
         if self.rng:
             self.rng.shuffle(flows)
         for flow_id in flows:
-            response = self.api("POST", f"/api/v1/executions/{NS}/{flow_id}", json_body={})
-            assert response["statusCode"] == 201, response["body"]
+            response = self.api("POST", f"/api/v1/main/executions/{NS}/{flow_id}", json_body={})
+            assert response["statusCode"] == 200, response["body"]
             self.executions[json.loads(response["body"])["id"]] = flow_id
 
     # -- what the world can do
@@ -205,10 +205,12 @@ class World:
         for execution_id, flow_id in self.executions.items():
             state = self.observer.get_execution(execution_id).state
             if state is State.PAUSED:
-                self.expect_ok(self.api("POST", f"/api/v1/executions/{execution_id}/resume", json_body={}))
+                self.expect_ok(
+                    self.api("POST", f"/api/v1/main/executions/{execution_id}/actions/resume", json_body={})
+                )
             elif state is State.FAILED and flow_id in RESTART_ONCE and execution_id not in self.restarted:
                 self.restarted.add(execution_id)
-                self.expect_ok(self.api("POST", f"/api/v1/executions/{execution_id}/restart"))
+                self.expect_ok(self.api("POST", f"/api/v1/main/executions/{execution_id}/actions/restart"))
 
     def expect_ok(self, response: dict[str, Any]) -> None:
         if response["statusCode"] != 200:
@@ -267,9 +269,9 @@ def test_interleavings_over_warm_containers_end_where_one_container_ends(plane: 
     deployer = plane.container()
     for source in FLOWS.values():
         deployed = plane.api(
-            deployer, "POST", "/api/v1/flows", body=source, content_type="application/x-yaml"
+            deployer, "POST", "/api/v1/main/flows", body=source, content_type="application/x-yaml"
         )
-        assert deployed["statusCode"] in (200, 201), deployed["body"]
+        assert deployed["statusCode"] == 200, deployed["body"]
 
     reference_world = World(plane, [plane.container()], None, Tally())
     reference_world.start()

@@ -188,6 +188,8 @@ def test_the_zip_holds_the_handlers_and_not_what_lambda_provides_or_never_reads(
     tops = {PurePosixPath(n).parts[0] for n in files}
     for handler in HANDLERS:
         assert f"control_plane/handlers/{handler}.py" in files
+    ui = {"control_plane/ui/static/index.html", "control_plane/ui/static/js/main.js"}
+    assert ui <= set(files)  # the web UI's files
     for name in NOT_SHIPPED:
         assert name not in tops and not any(t.lower().startswith(f"{name}-") for t in tops), name
     assert len([n for n in files if n.endswith((".pyc", ".pyo"))]) == lambda_zip.compiled  # none from pip

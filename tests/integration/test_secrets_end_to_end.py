@@ -142,22 +142,28 @@ def test_squall_server_serves_no_secret(tmp_path: Path) -> None:
         squall_server(tmp_path, *options, "--secrets", str(secrets), env=env) as server,
         httpx.Client(base_url=server.url, headers=headers, timeout=30) as http,
     ):
-        deployed = http.post("/api/v1/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"})
-        assert deployed.status_code in (200, 201), deployed.text
-        started = http.post("/api/v1/executions/test.secrets/secrets", json={"password": INPUT_SECRET})
-        assert started.status_code in (200, 201), started.text
+        deployed = http.post(
+            "/api/v1/main/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"}
+        )
+        assert deployed.status_code == 200, deployed.text
+        started = http.post("/api/v1/main/executions/test.secrets/secrets", json={"password": INPUT_SECRET})
+        assert started.status_code == 200, started.text
         execution_id = started.json()["id"]
 
         def ended() -> bool:
-            state = http.get(f"/api/v1/executions/{execution_id}").json()["state"]["current"]
+            state = http.get(f"/api/v1/main/executions/{execution_id}").json()["state"]["current"]
             return state in ("FAILED", "SUCCESS", "KILLED")
 
         wait_for(ended, 90, "the execution to end")
         served = [
             started.text,
-            http.get(f"/api/v1/executions/{execution_id}").text,
-            http.get(f"/api/v1/executions/{execution_id}/logs").text,
-            http.get("/api/v1/executions", params={"namespace": "test.secrets"}).text,
+            http.get(f"/api/v1/main/executions/{execution_id}").text,
+            http.get(f"/api/v1/main/executions/{execution_id}/logs").text,
+            http.get(f"/api/v1/main/logs/{execution_id}").text,
+            http.get(f"/api/v1/main/logs/{execution_id}/download").text,
+            http.get(
+                "/api/v1/main/executions/search", params={"filters[namespace][EQUALS]": "test.secrets"}
+            ).text,
         ]
         body = json.loads(served[1])
         assert body["inputs"]["password"] == MASK

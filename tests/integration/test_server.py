@@ -78,15 +78,15 @@ def http(server: Server) -> Iterator[httpx.Client]:
 
 
 def _deploy(http: httpx.Client, source: str) -> None:
-    response = http.post("/api/v1/flows", content=source, headers={"Content-Type": "application/x-yaml"})
-    assert response.status_code in (200, 201), response.text
+    response = http.post("/api/v1/main/flows", content=source, headers={"Content-Type": "application/x-yaml"})
+    assert response.status_code == 200, response.text
 
 
 def _until(http: httpx.Client, execution_id: str, states: set[str], deadline_s: float = 60) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def ended() -> bool:
-        response = http.get(f"/api/v1/executions/{execution_id}")
+        response = http.get(f"/api/v1/main/executions/{execution_id}")
         assert response.status_code == 200, response.text
         seen.update(response.json())
         return seen["state"]["current"] in states
@@ -97,14 +97,14 @@ def _until(http: httpx.Client, execution_id: str, states: set[str], deadline_s: 
 
 def test_shell_flow_runs_to_success_through_the_tick_loop(http: httpx.Client, server: Server) -> None:
     _deploy(http, MARKER)
-    started = http.post("/api/v1/executions/squall.server/marker", json={})
-    assert started.status_code == 201, started.text
+    started = http.post("/api/v1/main/executions/squall.server/marker", json={})
+    assert started.status_code == 200, started.text
     execution_id = started.json()["id"]
     final = _until(http, execution_id, {"SUCCESS", "FAILED", "KILLED", "WARNING"})
     assert final["state"]["current"] == "SUCCESS", final
     (work,) = final["taskRunList"]
     assert work["outputs"]["vars"] == {"x": 1} and work["outputs"]["exitCode"] == 0
-    logs = http.get(f"/api/v1/executions/{execution_id}/logs").json()["results"]
+    logs = http.get(f"/api/v1/main/logs/{execution_id}").json()
     assert "working on it" in [entry["message"] for entry in logs]
     assert all("::{" not in entry["message"] for entry in logs)  # the marker is data, not a log line
     assert server.ticks > 0
@@ -127,13 +127,13 @@ def test_keep_alive_connections_send_without_nagles_delay(http: httpx.Client, se
 
 def test_kill_a_long_running_execution(http: httpx.Client) -> None:
     _deploy(http, LONG)
-    execution_id = http.post("/api/v1/executions/squall.server/long").json()["id"]
+    execution_id = http.post("/api/v1/main/executions/squall.server/long").json()["id"]
     _until(http, execution_id, {"RUNNING"})
-    killed = http.delete(f"/api/v1/executions/{execution_id}/kill")
+    killed = http.delete(f"/api/v1/main/executions/{execution_id}/actions/kill")
     assert killed.status_code == 202, killed.text
     final = _until(http, execution_id, {"KILLED", "SUCCESS", "FAILED"}, deadline_s=20)
     assert final["state"]["current"] == "KILLED"
-    assert http.delete(f"/api/v1/executions/{execution_id}/kill").status_code == 409
+    assert http.delete(f"/api/v1/main/executions/{execution_id}/actions/kill").status_code == 409
 
 
 def test_binary_upload_survives_the_http_to_event_translation(http: httpx.Client) -> None:
@@ -141,20 +141,20 @@ def test_binary_upload_survives_the_http_to_event_translation(http: httpx.Client
     content = bytes(range(256)) * 8
     body, content_type = multipart_body({}, {"data": ("blob.bin", content)})
     started = http.post(
-        "/api/v1/executions/squall.server/upload", content=body, headers={"Content-Type": content_type}
+        "/api/v1/main/executions/squall.server/upload", content=body, headers={"Content-Type": content_type}
     )
-    assert started.status_code == 201, started.text
+    assert started.status_code == 200, started.text
     final = _until(http, started.json()["id"], {"SUCCESS", "FAILED", "KILLED"})
     assert final["taskRunList"][0]["outputs"]["vars"] == {"size": len(content)}, final
 
 
 def test_http_level_errors(server: Server, http: httpx.Client) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
-        refused = anonymous.get("/api/v1/flows")
+        refused = anonymous.get("/api/v1/main/flows/search")
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
         assert anonymous.get("/openapi.json").json()["info"]["title"] == "Squall"
     too_big = http.post(
-        "/api/v1/flows",
+        "/api/v1/main/flows",
         content=b"#" * (server.settings.max_body_bytes + 1),
         headers={"Content-Type": "application/x-yaml"},
     )
@@ -163,12 +163,14 @@ def test_http_level_errors(server: Server, http: httpx.Client) -> None:
     assert too_big.headers["connection"] == "close"
     _deploy(http, MARKER)
     malformed = http.post(
-        "/api/v1/executions/squall.server/marker", content=b"{", headers={"Content-Type": "application/json"}
+        "/api/v1/main/executions/squall.server/marker",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
     )
     assert malformed.status_code == 400 and malformed.json()["line"] == 1
-    listing = http.get("/api/v1/executions", params=[("state", "SUCCESS"), ("state", "FAILED")])
-    assert listing.status_code == 200 and listing.json() == {"results": [], "cursor": None}
-    assert http.get("/api/v1/flows", params={"limit": "x"}).status_code == 422
+    listing = http.get("/api/v1/main/executions/search", params={"filters[state][IN]": "SUCCESS,FAILED"})
+    assert listing.status_code == 200 and listing.json() == {"results": [], "total": 0}
+    assert http.get("/api/v1/main/flows/search", params={"size": "x"}).status_code == 422
 
 
 def test_server_defaults_to_polling_every_tick_unless_told_otherwise(tmp_path: Path) -> None:
@@ -180,9 +182,9 @@ def test_squall_server_command_starts_serves_and_stops_cleanly(tmp_path: Path) -
     options = ("--db", str(tmp_path / "cli.db"), "--token", TOKEN, "--tick-interval", "0.2")
     with squall_server(tmp_path, *options) as server:
         response = httpx.get(
-            f"{server.url}/api/v1/flows", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            f"{server.url}/api/v1/main/flows/search", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
-        assert response.status_code == 200 and response.json() == {"results": [], "cursor": None}
+        assert response.status_code == 200 and response.json() == {"results": [], "total": 0}
     out, errors = server.stdout(), server.stderr()
     assert server.returncode == 0, out + errors
     assert server.url in out and "stopped" in out
@@ -223,11 +225,13 @@ def test_the_server_runs_on_dynamodb_local(
         httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http,
     ):
         _deploy(http, MARKER)
-        started = http.post("/api/v1/executions/squall.server/marker", json={})
-        assert started.status_code == 201, started.text
+        started = http.post("/api/v1/main/executions/squall.server/marker", json={})
+        assert started.status_code == 200, started.text
         final = _until(http, started.json()["id"], {"SUCCESS", "FAILED", "KILLED", "WARNING"})
         assert final["state"]["current"] == "SUCCESS", final
-        listed = http.get("/api/v1/executions", params={"namespace": "squall.server"}).json()["results"]
+        listed = http.get(
+            "/api/v1/main/executions/search", params={"filters[namespace][EQUALS]": "squall.server"}
+        ).json()["results"]
         assert [e["id"] for e in listed] == [final["id"]]
     items = client.scan(TableName=table, Select="COUNT")["Count"]
     assert items > 0  # the state went to the table, not to a SQLite file

@@ -115,9 +115,8 @@ def test_an_ambiguous_content_length_is_400_and_ends_the_connection(
     server: Server, headers: str, why: str
 ) -> None:
     smuggled = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
-    head = (
-        f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n{headers}\r\n"
-    )
+    head = f"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
+    head += f"{headers}\r\n"
     with _connect(_port(server)) as sock:
         sock.sendall(head.encode("latin-1") + b"id: x" + smuggled)
         status, response_headers, body = _read_response(sock)
@@ -136,7 +135,7 @@ def test_repeating_the_same_content_length_is_accepted(server: Server) -> None:
 
 @pytest.mark.parametrize("coding", ["chunked", "gzip", "gzip, chunked", "identity"])
 def test_any_transfer_encoding_is_refused(server: Server, coding: str) -> None:
-    raw = f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Transfer-Encoding: {coding}\r\n"
+    raw = f"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Transfer-Encoding: {coding}\r\n"
     raw += "Content-Length: 3\r\n\r\nabc"
     status, headers, body = _exchange(_port(server), raw.encode())
     _assert_json_error(status, headers, body, 411)
@@ -187,10 +186,10 @@ def test_head_is_get_without_the_body(server: Server) -> None:
 def test_head_of_a_webhook_starts_nothing(server: Server) -> None:
     """A webhook's GET starts its flow: HEAD, which link checkers send freely, must not."""
     port = _port(server)
-    assert _call(port, "POST", "/api/v1/flows", HOOKED)[0] == 201
+    assert _call(port, "POST", "/api/v1/main/flows", HOOKED)[0] == 200
     status, _ = _call(port, "HEAD", "/webhooks/squall.limits/hooked/a-long-secret-key-1234")
     assert status == 404
-    assert _call(port, "GET", "/api/v1/executions")[1]["results"] == []
+    assert _call(port, "GET", "/api/v1/main/executions/search")[1]["results"] == []
 
 
 # ====================================================================== timeouts
@@ -246,7 +245,7 @@ def test_a_body_that_stops_arriving_is_408(tmp_path: Path) -> None:
         Server(server_settings(tmp_path, TOKEN), port=0, idle_timeout=5, request_timeout=1) as srv,
         _connect(_port(srv)) as sock,
     ):
-        head = f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
+        head = f"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
         head += "Content-Length: 100\r\n\r\n"
         sock.sendall(head.encode() + b"id: half")
         started = time.monotonic()
@@ -286,7 +285,7 @@ def test_over_the_cap_with_no_idle_connection_a_newcomer_gets_503(tmp_path: Path
         try:
             wait_for(lambda: len(httpd._idle) == 2, 10, "both connections waiting for a request")
             for sock in busy:  # each starts a request and sends part of its body: no longer idle
-                sock.sendall(b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nid")
+                sock.sendall(b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nid")
             wait_for(lambda: not httpd._idle, 10, "both requests under way")
             status, headers, body = _exchange(port, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
             message = _assert_json_error(status, headers, body, 503)
@@ -342,8 +341,8 @@ def test_a_flood_of_idle_connections_does_not_exhaust_the_server_process(tmp_pat
                 server.port, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             )
             assert status == 200 and json.loads(body)["info"]["title"] == "Squall"
-            listing = f"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n".encode()
-            assert _request(server.port, listing)[0] == 200  # the store still opens its files
+            listing = f"GET /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n"
+            assert _request(server.port, listing.encode())[0] == 200  # the store still opens its files
             assert _open_fds(server.pid) <= base + 64 + 16  # MAX_CONNECTIONS, and the store's own
         finally:
             for sock in idle:
@@ -376,14 +375,14 @@ def test_sigterm_stops_the_server_within_5_seconds_while_a_request_holds_the_ser
     expression is slow, so a render deadline does not end it."""
     with _process(tmp_path) as server:
         deploy = (
-            f"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
+            f"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Type: application/x-yaml\r\n"
             f"Content-Length: {len(SLOW_START)}\r\nConnection: close\r\n\r\n{SLOW_START}"
         )
         status, _, body = _request(server.port, deploy.encode())
-        assert status == 201, (body, server.stderr()[-2000:])
+        assert status == 200, (body, server.stderr()[-2000:])
         slow = _connect(server.port)
         cpu = _cpu_seconds(server.pid)
-        start = f"POST /api/v1/executions/squall.limits/slow HTTP/1.1\r\nHost: x\r\n{AUTH}"
+        start = f"POST /api/v1/main/executions/squall.limits/slow HTTP/1.1\r\nHost: x\r\n{AUTH}"
         slow.sendall(f"{start}Content-Length: 0\r\n\r\n".encode())
         wait_for(lambda: _cpu_seconds(server.pid) > cpu + 0.5, 30, "the slow start to be under way")
         assert server.proc.poll() is None
@@ -427,9 +426,11 @@ def _call(
 
 
 def _deploy_and_start(port: int, i: int) -> str:
-    assert _call(port, "POST", "/api/v1/flows", _flow(i))[0] == 201
-    status, execution = _call(port, "POST", f"/api/v1/executions/squall.c{i}/f{i}", "{}", "application/json")
-    assert status == 201 and execution["state"]["current"] == "SUCCESS", execution
+    assert _call(port, "POST", "/api/v1/main/flows", _flow(i))[0] == 200
+    status, execution = _call(
+        port, "POST", f"/api/v1/main/executions/squall.c{i}/f{i}", "{}", "application/json"
+    )
+    assert status == 200 and execution["state"]["current"] == "SUCCESS", execution
     return str(execution["id"])
 
 
@@ -439,16 +440,18 @@ def test_a_held_service_lock_delays_writes_but_not_reads(server: Server) -> None
     execution_id = _deploy_and_start(port, 0)
     reads = [
         "/openapi.json",
-        "/api/v1/flows",
-        "/api/v1/flows/squall.c0/f0",
-        "/api/v1/executions",
-        f"/api/v1/executions/{execution_id}",
-        f"/api/v1/executions/{execution_id}/logs",
+        "/api/v1/main/flows/search",
+        "/api/v1/main/flows/squall.c0/f0",
+        "/api/v1/main/executions/search",
+        f"/api/v1/main/executions/{execution_id}",
+        f"/api/v1/main/executions/{execution_id}/taskruns",
+        f"/api/v1/main/logs/{execution_id}",
+        f"/api/v1/main/executions/{execution_id}/logs",
     ]
     written: list[int] = []
     with server.lock:
         writer = threading.Thread(
-            target=lambda: written.append(_call(port, "POST", "/api/v1/flows", _flow(1))[0])
+            target=lambda: written.append(_call(port, "POST", "/api/v1/main/flows", _flow(1))[0])
         )
         writer.start()
         started = time.monotonic()
@@ -458,7 +461,7 @@ def test_a_held_service_lock_delays_writes_but_not_reads(server: Server) -> None
         assert time.monotonic() - started < 10
         assert writer.is_alive() and not written  # the write waits for the lock
     writer.join(timeout=30)
-    assert written == [201]
+    assert written == [200]
 
 
 @pytest.fixture
@@ -482,16 +485,18 @@ def test_concurrent_reads_each_get_their_own_answer(server: Server) -> None:
         try:
             start.wait(timeout=30)
             for _ in range(15):
-                status, flow = _call(port, "GET", f"/api/v1/flows/squall.c{i}/f{i}")
+                status, flow = _call(port, "GET", f"/api/v1/main/flows/squall.c{i}/f{i}")
                 if status != 200 or flow["id"] != f"f{i}":
                     problems.append(f"flow {i}: {status} {flow}")
-                status, execution = _call(port, "GET", f"/api/v1/executions/{ids[i]}")
+                status, execution = _call(port, "GET", f"/api/v1/main/executions/{ids[i]}")
                 if status != 200 or execution["id"] != ids[i] or execution["flowId"] != f"f{i}":
                     problems.append(f"execution {i}: {status} {execution}")
-                status, page = _call(port, "GET", f"/api/v1/flows?namespace=squall.c{i}")
+                status, page = _call(
+                    port, "GET", f"/api/v1/main/flows/search?filters[namespace][EQUALS]=squall.c{i}"
+                )
                 if status != 200 or [f["id"] for f in page["results"]] != [f"f{i}"]:
                     problems.append(f"listing {i}: {status} {page}")
-                status, logs = _call(port, "GET", f"/api/v1/executions/{ids[i]}/logs?limit=10")
+                status, logs = _call(port, "GET", f"/api/v1/main/executions/{ids[i]}/logs?limit=10")
                 if status != 200 or f"from {i}" not in [line["message"] for line in logs["results"]]:
                     problems.append(f"logs {i}: {status} {logs}")
         except Exception as exc:  # reported below, with the others
@@ -526,20 +531,20 @@ tasks:
     [
         ("/webhooks/squall.limits/hooked/a-long-secret-key-1234", "[" * 900 + "]" * 900),
         ("/webhooks/squall.limits/hooked/a-long-secret-key-1234", '{"t": "\\ud800"}'),
-        ("/api/v1/executions/squall.limits/hooked", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"),
-        ("/api/v1/executions/squall.limits/hooked", '{"a": "\\udfff"}'),
+        ("/api/v1/main/executions/squall.limits/hooked", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"),
+        ("/api/v1/main/executions/squall.limits/hooked", '{"a": "\\udfff"}'),
     ],
 )
 def test_bodies_too_deep_or_not_text_are_400_json_and_store_nothing(
     server: Server, path: str, body: str
 ) -> None:
     port = _port(server)
-    assert _call(port, "POST", "/api/v1/flows", HOOKED)[0] == 201
+    assert _call(port, "POST", "/api/v1/main/flows", HOOKED)[0] == 200
     status, message = _call(port, "POST", path, body, "application/json")
     assert status == 400 and ("deeper than" in message["message"] or "surrogate" in message["message"]), (
         message
     )
-    status, listing = _call(port, "GET", "/api/v1/executions")
+    status, listing = _call(port, "GET", "/api/v1/main/executions/search")
     assert status == 200 and listing["results"] == []
 
 
@@ -556,7 +561,7 @@ def test_a_100k_task_run_execution_reads_in_bounded_pages(server: Server) -> Non
     port = _port(server)
     limit = server.settings.max_response_bytes
     with _connect(port, timeout=60) as sock:
-        sock.sendall(f"GET /api/v1/executions/wide HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
+        sock.sendall(f"GET /api/v1/main/executions/wide HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
         status, _, body = _read_response(sock)
     assert status == 200 and len(body) <= limit
     execution = json.loads(body)
@@ -565,7 +570,7 @@ def test_a_100k_task_run_execution_reads_in_bounded_pages(server: Server) -> Non
     with _connect(port, timeout=60) as sock:  # one kept-alive connection for every page
         stream = _Stream(sock)
         while cursor is not None:
-            path = f"/api/v1/executions/wide/taskruns?limit=1000&cursor={cursor}"
+            path = f"/api/v1/main/executions/wide/taskruns?limit=1000&cursor={cursor}"
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
             status, _, body = _read_response(stream)
             assert status == 200 and len(body) <= limit

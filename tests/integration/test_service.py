@@ -545,14 +545,24 @@ def test_replay_from_a_task_keeps_earlier_results(tmp_path: Path) -> None:
             rt.service.replay(first.id, taskrun_id="nope")
 
 
-def test_run_returns_on_pause_even_with_a_distant_pause_timeout(tmp_path: Path) -> None:
-    source = flow("  - id: wait\n    type: io.kestra.plugin.core.flow.Pause\n    timeout: PT1H\n")
-    with runtime(tmp_path) as rt:
-        started = time.monotonic()
-        paused = deploy_and_run(rt, source)
-        assert paused.state is State.PAUSED
-        assert time.monotonic() - started < 30
-        assert rt.store.next_timer() is not None  # the timeout is still pending, durably
+def test_run_waits_out_a_pause_timeout_which_fails_the_task(tmp_path: Path) -> None:
+    # Kestra's Pause docs: "If no delay and no timeout are configured, the execution will never
+    # end until it's manually resumed"; with a timeout it moves on by itself, and the timeout
+    # fails the task (ExecutorService.handlePausedDelay: timeout -> State.Type.FAILED).
+    from control_plane.service.clock import VirtualClock
+
+    source = flow(
+        "  - id: wait\n    type: io.kestra.plugin.core.flow.Pause\n    timeout: PT1H\n"
+        "  - id: after\n    type: io.kestra.plugin.core.log.Log\n    message: resumed\n"
+    )
+    clock = VirtualClock()
+    with runtime(tmp_path, clock=clock) as rt:
+        started = clock.now()
+        final = deploy_and_run(rt, source)
+        assert final.state is State.FAILED
+        assert final.ended is not None and (final.ended - started).total_seconds() == 3600
+        assert messages(rt, final.id, "after") == []
+        assert rt.store.next_timer() is None
 
 
 @pytest.mark.parametrize("field", ["pauseDuration", "delay"])

@@ -221,7 +221,7 @@ tasks:
 def _start(rt: Runtime, fields: dict[str, str], content: bytes) -> dict[str, Any]:
     body, content_type = multipart_body(fields, {"data": ("report.bin", content)})
     raw = app.Api(rt).handle(
-        event("POST", "/api/v1/executions/squall.api/upload", body=body, content_type=content_type),
+        event("POST", "/api/v1/main/executions/squall.api/upload", body=body, content_type=content_type),
         LambdaContext(),
     )
     return {"status": raw["statusCode"], **json.loads(raw["body"])}
@@ -234,7 +234,7 @@ def test_an_api_upload_is_stored_in_s3_and_read_by_the_task(
     with _process_runtime(moto_server, f"s3://{bucket}/deploy", tmp_path) as rt:
         rt.service.deploy(UPLOAD, "upload.yaml")
         view = _start(rt, {"who": "Ada"}, content)
-        assert view["status"] == 201, view
+        assert view["status"] == 200, view
         uri = view["inputs"]["data"]
         assert uri == f"kestra:///squall.api/upload/{view['id']}/inputs/data/report.bin"
         key = f"deploy/squall.api/upload/{view['id']}/inputs/data/report.bin"

@@ -90,21 +90,23 @@ AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
 DEEP = b"[" * 5000 + b"]" * 5000
 
 RAW_REQUESTS: list[bytes] = [
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n"
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n"
     + AUTH
     + b"Content-Length: 5\r\nContent-Length: 50\r\n\r\nhello",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 1_0\r\n\r\n0123456789",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: +10\r\n\r\n0123456789",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: -1\r\n\r\n",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 99999999999999999999\r\n\r\n",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: \xd9\xa1\r\n\r\n0",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n"
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 1_0\r\n\r\n0123456789",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: +10\r\n\r\n0123456789",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: -1\r\n\r\n",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n"
+    + AUTH
+    + b"Content-Length: 99999999999999999999\r\n\r\n",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: \xd9\xa1\r\n\r\n0",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n"
     + AUTH
     + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n"
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n"
     + AUTH
     + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
-    b"POST /api/v1/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 100\r\n\r\nshort",
+    b"POST /api/v1/main/flows HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 100\r\n\r\nshort",
     b"GET / HTTP/1.1\r\n\r\n",
     b"GET /openapi.json HTTP/9.9\r\n\r\n",
     b"GET /openapi.json\r\n\r\n",
@@ -115,22 +117,26 @@ RAW_REQUESTS: list[bytes] = [
     b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n" + b"X-Many: 1\r\n" * 500 + b"\r\n",
     b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nheader without colon\r\n\r\n",
     b"HEAD /api/v1/nope HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"HEAD /api/v1/flows HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
-    b"GET /api/v1/flows/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
-    b"GET /api/v1/executions/%00 HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
-    b"GET /api/v1/executions/\xff\xfe HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
-    b"GET /api/v1/executions?limit=99999999999999999999&cursor=%ff HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
-    b"GET /api/v1/executions?"
-    + b"&".join([b"state=RUNNING"] * 2000)
+    b"GET /api/v1/main/flows/..%2f..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
+    b"GET /api/v1/main/executions/%00 HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
+    b"GET /api/v1/main/executions/\xff\xfe HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
+    b"GET /api/v1/main/executions/search?size=99999999999999999999&page=%ff HTTP/1.1\r\nHost: x\r\n"
+    + AUTH
+    + b"\r\n",
+    b"GET /api/v1/main/executions/search?"
+    + b"&".join([b"filters[state][IN]=RUNNING"] * 2000)
     + b" HTTP/1.1\r\nHost: x\r\n"
     + AUTH
     + b"\r\n",
-    b"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\r\n",
-    b"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
+    b"GET /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\r\n",
+    b"GET /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
     + base64.b64encode(b"a:b")
     + b"\r\n\r\n",
-    b"GET /api/v1/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"t" * 10_000 + b"\r\n\r\n",
+    b"GET /api/v1/main/flows/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+    + b"t" * 10_000
+    + b"\r\n\r\n",
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello on a plain port
     b"\r\n\r\n\r\n",
@@ -139,7 +145,7 @@ RAW_REQUESTS: list[bytes] = [
 
 
 def _json_body(
-    payload: bytes, method: str = "POST", path: str = "/api/v1/executions/campaign/target"
+    payload: bytes, method: str = "POST", path: str = "/api/v1/main/executions/campaign/target"
 ) -> bytes:
     return (
         f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode()
@@ -165,11 +171,11 @@ RAW_REQUESTS += [
     _json_body(DEEP, path="/webhooks/campaign/target/campaign-webhook-key"),
     _json_body(b'{"a": "\\ud800"}', path="/webhooks/campaign/target/campaign-webhook-key"),
     _json_body(b"{}", path="/webhooks/campaign/target/wrong-key"),
-    _json_body(b"id: x\nnamespace: [", path="/api/v1/flows"),
-    _json_body(b"!!python/object/apply:os.system ['echo pwned']", path="/api/v1/flows"),
-    _json_body(b"{}", method="DELETE", path="/api/v1/executions/nope"),
-    _json_body(b"{}", path="/api/v1/executions/nope/kill"),
-    _json_body(b"{}", path="/api/v1/executions/nope/resume"),
+    _json_body(b"id: x\nnamespace: [", path="/api/v1/main/flows"),
+    _json_body(b"!!python/object/apply:os.system ['echo pwned']", path="/api/v1/main/flows"),
+    _json_body(b"{}", method="DELETE", path="/api/v1/main/executions/nope"),
+    _json_body(b"{}", method="DELETE", path="/api/v1/main/executions/nope/actions/kill"),
+    _json_body(b"{}", path="/api/v1/main/executions/nope/actions/resume"),
 ]
 
 
@@ -284,16 +290,17 @@ def _generated(judge: _Judge, client: httpx.Client, examples: int) -> None:
 
     def start_with(inputs: Any) -> None:
         # json.dumps is ASCII: a lone surrogate travels as its \u escape
-        response = post("/api/v1/executions/campaign/target", json.dumps(inputs).encode())
+        response = post("/api/v1/main/executions/campaign/target", json.dumps(inputs).encode())
         if response is not None and response.status_code == 200:
-            judge.request(client, "GET", f"/api/v1/executions/{response.json()['id']}")
+            judge.request(client, "GET", f"/api/v1/main/executions/{response.json()['id']}")
 
     def read(where: tuple[list[str], dict[str, str]]) -> None:
         from urllib.parse import quote
 
         segments, query = where
         judge.request(client, "GET", "/api/v1/" + "/".join(quote(s, safe="") for s in segments), params=query)
-        judge.request(client, "GET", "/api/v1/executions", params=query)
+        judge.request(client, "GET", "/api/v1/main/executions/search", params=query)
+        judge.request(client, "GET", "/api/v1/main/flows/search", params=query)
 
     inputs = st.one_of(_INPUTS.map(lambda d: {**d, "password": INPUT_SECRET}), _JSON)
     explore(inputs, examples, start_with)
@@ -302,7 +309,9 @@ def _generated(judge: _Judge, client: httpx.Client, examples: int) -> None:
     explore(bodies, examples, lambda body: post("/webhooks/campaign/target/campaign-webhook-key", body))
     sources = st.text(max_size=400).map(lambda text: text.encode("utf-8", "surrogatepass"))
     explore(
-        sources, max(examples // 2, 1), lambda source: post("/api/v1/flows", source, "application/x-yaml")
+        sources,
+        max(examples // 2, 1),
+        lambda source: post("/api/v1/main/flows", source, "application/x-yaml"),
     )
 
 
@@ -312,16 +321,21 @@ def http_campaign(tally: Tally, tmp: Path, examples: int = 120) -> None:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=base, headers=headers, timeout=SLOW * 2) as client:
             deployed = client.post(
-                "/api/v1/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"}
+                "/api/v1/main/flows", content=FLOW, headers={"Content-Type": "application/x-yaml"}
             )
-            assert deployed.status_code in (200, 201), deployed.text
+            assert deployed.status_code == 200, deployed.text
             for payload in RAW_REQUESTS:
                 judge.raw(payload)
             _generated(judge, client, examples)
             # the executions started above ran on the server: their records must hold no secret
             listing = judge.request(
-                client, "GET", "/api/v1/executions", params={"namespace": "campaign", "limit": 50}
+                client,
+                "GET",
+                "/api/v1/main/executions/search",
+                params={"filters[namespace][EQUALS]": "campaign", "size": 50},
             )
             for item in (listing.json().get("results", []) if listing is not None else [])[:20]:
-                judge.request(client, "GET", f"/api/v1/executions/{item['id']}")
-                judge.request(client, "GET", f"/api/v1/executions/{item['id']}/logs")
+                judge.request(client, "GET", f"/api/v1/main/executions/{item['id']}")
+                judge.request(client, "GET", f"/api/v1/main/executions/{item['id']}/taskruns")
+                judge.request(client, "GET", f"/api/v1/main/executions/{item['id']}/logs")
+                judge.request(client, "GET", f"/api/v1/main/logs/{item['id']}")

