@@ -99,7 +99,7 @@ def _property_rows(
         if prop in kestra_core.UNSUPPORTED_PROPERTIES:
             rows.append((prop, _NO, kestra_core.UNSUPPORTED_PROPERTIES[prop]))
         elif ignored and prop in ours:
-            rows.append((prop, "accepted, not honoured", ignored))
+            rows.append((prop, _NO, ignored))
         elif prop in ours and prop in theirs:
             rows.append((prop, _YES, ""))
         elif prop in ours:
@@ -142,8 +142,7 @@ def render() -> str:
         "(`control_plane/expressions/catalog.py`).",
         "",
         "A type or property marked not supported is a validation error (`squall validate` names the",
-        "file, line, column and path). The few marked *accepted, not honoured* are accepted by the",
-        "model but not acted on yet; they are listed so that nobody relies on them unknowingly.",
+        "file, line, column and path), with the reason given here.",
         "",
         "## Core types (`io.kestra.plugin.core`)",
         "",

@@ -329,11 +329,11 @@ UNSUPPORTED_PROPERTIES: Final[dict[str, str]] = {
     "workerGroup": "Squall has no worker groups; `taskRunner` chooses where a task runs",
 }
 
-#: properties the flow model accepts that no Squall code acts on yet (``type.property`` or a
-#: property of every type). They break the house rule that what Squall accepts must work, so
-#: the page lists them instead of calling them supported, until their owner honours or refuses them.
+#: properties the flow model reads that no Squall code acts on yet (``type.property`` or a
+#: property of every type): validation refuses them (flows/validation.py), and the page says why.
 NOT_HONOURED_PROPERTIES: Final[dict[str, str]] = {
-    "conditions": "accepted by the model, but no trigger evaluates conditions yet",
-    "stopAfter": "accepted by the model, but no trigger applies it yet",
-    "trigger.Schedule.scheduleConditions": "accepted by the model; the scheduler does not evaluate it yet",
+    "stopAfter": "refused at validation: no Squall trigger stops itself after an execution state yet",
+    "trigger.Schedule.conditions": "refused at validation: only Flow triggers evaluate conditions",
+    "trigger.Webhook.conditions": "refused at validation: only Flow triggers evaluate conditions",
+    "trigger.Schedule.scheduleConditions": "refused at validation: the scheduler does not evaluate them yet",
 }

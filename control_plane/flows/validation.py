@@ -198,6 +198,35 @@ def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
     issues += _worker_groups(data, tasks)
     issues += _task_runners(tasks)
     issues += _flow_triggers(data)
+    issues += _trigger_properties(data)
+    return issues
+
+
+# trigger property -> why no Squall trigger can honour it yet (a Flow trigger's ``conditions`` are
+# evaluated: control_plane/triggers/flow.py)
+_TRIGGER_PROPERTIES_NOT_HONOURED = {
+    "stopAfter": "no Squall trigger stops itself after an execution state yet",
+    "scheduleConditions": "the scheduler does not evaluate schedule conditions yet",
+}
+
+
+def _trigger_properties(data: Mapping[str, Any]) -> list[Issue]:
+    """Trigger properties the model reads that nothing acts on: refused, never silently ignored."""
+    triggers = data.get("triggers")
+    if not isinstance(triggers, list):
+        return []
+    issues: list[Issue] = []
+    for i, trigger in enumerate(triggers):
+        if not isinstance(trigger, dict):
+            continue
+        kind = canonical_trigger_type(str(trigger.get("type")))
+        refused = dict(_TRIGGER_PROPERTIES_NOT_HONOURED)
+        if kind != "squall.trigger.Flow":
+            refused["conditions"] = "only Flow triggers evaluate conditions in Squall"
+        for name, why in refused.items():
+            if trigger.get(name) not in (None, []):
+                message = f"'{name}' is not supported on this trigger: {why}"
+                issues.append(Issue(("triggers", i, name), "unsupported property", message, at_key=True))
     return issues
 
 
