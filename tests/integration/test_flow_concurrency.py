@@ -16,6 +16,7 @@ from pathlib import Path
 
 from control_plane.engine.states import State
 from control_plane.service.clock import VirtualClock
+from control_plane.service.concurrency import Slots
 from control_plane.store.sqlite import SqliteStore
 from tests.integration.service_helpers import messages, runtime, wait_for
 
@@ -56,6 +57,10 @@ def test_squall_runs_racing_on_one_sqlite_file_run_one_at_a_time_in_start_order(
         wait_for(lambda: len(store.list_executions().items) == 3, 60, "three executions")
         states = sorted(str(s.state) for s in store.list_executions().items)
         assert states == ["QUEUED", "QUEUED", "RUNNING"]
+        # the queue's order is the order the racers' conditional writes landed in, which two
+        # processes creating executions 30 us apart need not share with their creation times
+        queue = list(Slots(store).book("squall.compat.service", "limited").queued)
+        assert len(queue) == 2
         gate.write_text("open")
         outputs = [p.communicate(timeout=120)[0] for p in racers]
         assert [p.returncode for p in racers] == [0, 0, 0], outputs
@@ -69,7 +74,7 @@ def test_squall_runs_racing_on_one_sqlite_file_run_one_at_a_time_in_start_order(
             assert after.started >= before.ended  # never two at once
         queued = [e for e in executions if any(QUEUED in x.message for x in store.read_logs(e.id).items)]
         assert len(queued) == 2 and executions[0] not in queued
-        assert sorted(executions[1:], key=lambda e: e.created) == executions[1:]  # in start order
+        assert [e.id for e in executions[1:]] == queue  # started in the order they queued
     finally:
         for p in racers:
             if p.poll() is None:
