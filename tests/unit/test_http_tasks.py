@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from typer.testing import CliRunner
 from control_plane.cli import app
 from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
-from control_plane.service.storage import LocalStorage
-from control_plane.tasks import EffectContext, run_effect
+from control_plane.tasks import EffectContext
+from tests.unit.effect_helpers import effect_context, run_family
 
 RELEASE = threading.Event()
 
@@ -76,22 +75,11 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> EffectContext:
-    return EffectContext(
-        storage=LocalStorage(tmp_path / "storage"),
-        store=None,  # type: ignore[arg-type]  # HTTP handlers never touch the store
-        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
-        namespace="t.http",
-        flow_id="f",
-        execution_id="ex1",
-        taskrun_id="tr1",
-        attempt=1,
-        deadline=float("inf"),
-    )
+    return effect_context(tmp_path, "t.http")
 
 
 def _run(kind: str, ctx: EffectContext, **props: Any) -> tuple[Any, str | None]:
-    outcome = run_effect(f"squall.http.{kind}", props, ctx)
-    return outcome.outputs, outcome.error
+    return run_family("http", kind, ctx, **props)
 
 
 def test_request_get_outputs_code_headers_body_uri(server: str, ctx: EffectContext) -> None:

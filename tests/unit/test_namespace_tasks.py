@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +10,17 @@ import pytest
 from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
 from control_plane.service.namespace_files import NamespaceFiles, matcher
-from control_plane.service.storage import LocalStorage
-from control_plane.tasks import EffectContext, run_effect
+from control_plane.tasks import EffectContext
+from tests.unit.effect_helpers import effect_context, run_family
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> EffectContext:
-    return EffectContext(
-        storage=LocalStorage(tmp_path / "storage"),
-        store=None,  # type: ignore[arg-type]  # namespace handlers never touch the store
-        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
-        namespace="t.ns",
-        flow_id="f",
-        execution_id="ex1",
-        taskrun_id="tr1",
-        attempt=1,
-        deadline=float("inf"),
-    )
+    return effect_context(tmp_path, "t.ns")
 
 
 def _run(kind: str, ctx: EffectContext, **props: Any) -> tuple[Any, str | None]:
-    outcome = run_effect(f"squall.namespace.{kind}", props, ctx)
-    return outcome.outputs, outcome.error
+    return run_family("namespace", kind, ctx, **props)
 
 
 def _source(ctx: EffectContext, name: str, text: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +10,17 @@ import pytest
 
 from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
-from control_plane.service.storage import LocalStorage
-from control_plane.tasks import EffectContext, run_effect
+from control_plane.tasks import EffectContext
+from tests.unit.effect_helpers import effect_context, run_family
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> EffectContext:
-    return EffectContext(
-        storage=LocalStorage(tmp_path / "storage"),
-        store=None,  # type: ignore[arg-type]  # storage handlers never touch the store
-        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
-        namespace="t.st",
-        flow_id="f",
-        execution_id="ex1",
-        taskrun_id="tr1",
-        attempt=1,
-        deadline=float("inf"),
-    )
+    return effect_context(tmp_path, "t.st")
 
 
 def _run(kind: str, ctx: EffectContext, **props: Any) -> tuple[Any, str | None]:
-    outcome = run_effect(f"squall.storage.{kind}", props, ctx)
-    return outcome.outputs, outcome.error
+    return run_family("storage", kind, ctx, **props)
 
 
 def _file(ctx: EffectContext, name: str, text: str) -> str:
