@@ -270,8 +270,9 @@ class Service:
         while True:
             self.step(flush=False)
             # Driven by another live process (a kill asked from here), or ended: read it as stored.
-            execution = driver.load(current) if driver.holds(current) else driver.reload(current)
-            if execution.state.terminal or execution.state is State.PAUSED:
+            stored = not driver.holds(current)
+            execution = driver.reload(current) if stored else driver.load(current)
+            if not stored and (execution.state.terminal or execution.state is State.PAUSED):
                 execution = driver.reload(current)  # it stops on this state: the stored one, not a copy
             if execution.state.terminal:
                 retry = driver.retry_target(execution)
