@@ -408,9 +408,13 @@ class FakeKubernetes:
     def _started(self, namespace: str, pod: str, container: str | None) -> _Pod:
         """The pod once ``container`` (any container when None) runs: test controls act on a running pod."""
 
-        def started() -> bool:
+        def started() -> bool:  # its process exists, not only its run record (the spawn comes after)
             record = self._pods.get((namespace, pod))
-            runs = [c for c in (record.containers.values() if record else []) if c.run is not None]
+            runs = [
+                c
+                for c in (record.containers.values() if record else [])
+                if c.run is not None and c.run.pid is not None
+            ]
             return any(container in (None, c.name) for c in runs)
 
         if not self.wait_for(started, 30):

@@ -18,8 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from control_plane.cli import app
+from control_plane.engine.states import State
 from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
+from control_plane.store.sqlite import SqliteStore
 from control_plane.tasks import EffectContext
 from tests.unit.effect_helpers import effect_context, run_family
 
@@ -214,7 +216,16 @@ tasks:
     )
     assert result.exit_code == 1, result.output
     assert "said world and 8 bytes" in result.output
-    assert result.output.count("Not Found (404)") >= 2  # both attempts failed
+    store = SqliteStore(tmp_path / "db.sqlite")
+    try:
+        (summary,) = store.list_executions().items
+        (missing,) = [
+            tr for tr in store.get_execution(summary.id).taskruns.values() if tr.task_id == "missing"
+        ]
+    finally:
+        store.close()
+    assert [a.state for a in missing.attempts] == [State.FAILED, State.FAILED]  # retried once, as asked
+    assert missing.error is not None and "Not Found (404)" in missing.error
 
 
 def test_multipart_form_data_sends_storage_files_and_fields(server: str, ctx: EffectContext) -> None:
