@@ -600,6 +600,7 @@ class Bench:
         ``published``); only the statuses the module's rule matches invoke the function.
         """
         from control_plane.handlers import events
+        from tests.emulators.moto_batch import batch_state_change
 
         rule = self.module.batch_rule_statuses
         deadline = time.monotonic() + deadline_s
@@ -621,20 +622,22 @@ class Bench:
                         self.published[status] += 1
                         if rule is not None and status not in rule:
                             continue
-                        self.meter.call("events", events.handler, state_change({**job, "status": status}))
+                        self.meter.call(
+                            "events", events.handler, batch_state_change({**job, "status": status})
+                        )
 
     # ------------------------------------------------------------------ workloads
 
     def deploy(self, source: str) -> None:
-        response = self.api("POST", "/api/v1/flows", source, "application/x-yaml")
-        if response["statusCode"] not in (200, 201):
+        response = self.api("POST", "/api/v1/main/flows", source, "application/x-yaml")
+        if response["statusCode"] != 200:
             raise SystemExit(f"deploy failed: {response}")
 
     def singles(self, n: int) -> None:
         seen = len(self.compute.names())
         for i in range(n):
-            response = self.api("POST", "/api/v1/executions/squall.bench/single", "{}")
-            if response["statusCode"] != 201:
+            response = self.api("POST", "/api/v1/main/executions/squall.bench/single", "{}")
+            if response["statusCode"] != 200:
                 raise SystemExit(f"start failed: {response}")
             names = self.compute.names()
             (name,) = names[seen:]
@@ -654,8 +657,8 @@ class Bench:
         self.check(started)
 
     def loop(self, flow_id: str, n: int) -> None:
-        response = self.api("POST", f"/api/v1/executions/squall.bench/{flow_id}", "{}")
-        if response["statusCode"] != 201:
+        response = self.api("POST", f"/api/v1/main/executions/squall.bench/{flow_id}", "{}")
+        if response["statusCode"] != 200:
             raise SystemExit(f"start failed: {response}")
         execution_id = json.loads(response["body"])["id"]
         target = len(self._delivered) + n
@@ -700,21 +703,6 @@ class Bench:
             dict(cap.units_by_call),
             Counter(self.published),
         )
-
-
-def state_change(job: dict[str, Any]) -> dict[str, Any]:
-    """The "Batch Job State Change" EventBridge delivers for ``job`` (as DescribeJobs shows it)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Batch Job State Change",
-        "source": "aws.batch",
-        "account": "123456789012",
-        "time": datetime.now(UTC).isoformat(),
-        "region": REGION,
-        "resources": [job["jobArn"]],
-        "detail": job,
-    }
 
 
 @contextlib.contextmanager

@@ -41,14 +41,15 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from tests.emulators.executor import LocalExecutor, LogLine, Mount, RunningJob
 
-__all__ = ["BatchExecutor", "Mode", "Outcome"]
+__all__ = ["BatchExecutor", "Mode", "Outcome", "batch_state_change"]
 
 Mode = Literal["run", "hold", "park"]
 LOG_GROUP = "/aws/batch/job"
@@ -598,3 +599,20 @@ class BatchExecutor:
             job.job_stopped_reason = "Essential container in task exited"
         # An ECS job: SUCCEEDED when every essential container exited 0 (code is the first that did not).
         job._mark_stopped(success=code == 0 and not job.stop)
+
+
+def batch_state_change(job: dict[str, Any]) -> dict[str, Any]:
+    """The "Batch Job State Change" EventBridge delivers for ``job`` (as DescribeJobs shows it);
+    region and account are the job ARN's."""
+    _, _, _, region, account, _ = str(job["jobArn"]).split(":", 5)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "account": account,
+        "time": datetime.now(UTC).isoformat(),
+        "region": region,
+        "resources": [job["jobArn"]],
+        "detail": job,
+    }

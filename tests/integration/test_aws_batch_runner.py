@@ -56,7 +56,7 @@ from runners.testing import (
     wait_until,
 )
 from tests.emulators.fault_proxy import FaultProxy
-from tests.emulators.moto_batch import BatchExecutor, Outcome
+from tests.emulators.moto_batch import BatchExecutor, Outcome, batch_state_change
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -193,21 +193,6 @@ def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
     finally:
         executor.stop()
-
-
-def batch_state_change(job: dict[str, Any]) -> dict[str, Any]:
-    """The "Batch Job State Change" EventBridge delivers for ``job`` (as DescribeJobs shows it)."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Batch Job State Change",
-        "source": "aws.batch",
-        "account": "123456789012",
-        "time": datetime.now(UTC).isoformat(),
-        "region": REGION,
-        "resources": [job["jobArn"]],
-        "detail": job,
-    }
 
 
 def read_s3(env: BatchEnv) -> Callable[[str], bytes]:
