@@ -286,7 +286,13 @@ export async function executionPage(root, id, isCurrent) {
   };
 
   const refresh = async () => {
+    const before = execution ? execution.state.current : null;
     execution = await json(`executions/${enc(id)}`);
+    // An execution that has just ended (seen by the poll, or by the refresh after an action: a
+    // restart can run to its end before that refresh) gets its last log lines read once more;
+    // the poll stops after that.
+    const after = execution.state.current;
+    if (before !== null && before !== after && TERMINAL.has(after)) await loadLogs();
     // The flow's revision is read only for a pause's onResume inputs, and once.
     if (!flow && execution.state.current === "PAUSED") {
       const at = `flows/${enc(execution.namespace)}/${enc(execution.flowId)}`;
@@ -320,8 +326,10 @@ export async function executionPage(root, id, isCurrent) {
     if (!document.hidden && running) {
       try {
         if (now - lastExec >= EXEC_EVERY) { lastExec = now; await refresh(); }
-        if (follow.checked && now - lastLogs >= LOGS_EVERY) { lastLogs = now; await loadLogs(); }
-        if (TERMINAL.has(execution.state.current)) await loadLogs(); // the last lines
+        if (follow.checked && now - lastLogs >= LOGS_EVERY && !TERMINAL.has(execution.state.current)) {
+          lastLogs = now;
+          await loadLogs();
+        }
       } catch (e) {
         showError(e);
       }
