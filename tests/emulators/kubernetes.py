@@ -1400,13 +1400,16 @@ class FakeKubernetes:
                 return None
             pod.containers[record.name] = record
             record.started = _now()
-            record.run = self.executor.start(
-                f"{pod.namespace}/{pod.name}/{record.name}",
-                argv,
-                env,
-                on_line=record.lines.append,
-                on_exit=on_exit,
-            )
+            if pod.disrupted is None:
+                record.run = self.executor.start(
+                    f"{pod.namespace}/{pod.name}/{record.name}",
+                    argv,
+                    env,
+                    on_line=record.lines.append,
+                    on_exit=on_exit,
+                )
+            else:  # evicted before this container started (a sidecar was first): it never runs
+                on_exit(137)
 
         def running(s: dict[str, Any]) -> None:
             s[key][index]["state"] = {"running": {"startedAt": record.started}}
