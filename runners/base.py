@@ -166,6 +166,12 @@ class JobSpec(Struct, frozen=True):
     is kept and nothing is looked for when the job ends. ``options`` is the task's
     ``taskRunner`` block without ``type``; the runner validates it with its
     :class:`RunnerOptions` model.
+
+    ``claimed``: the caller holds the only claim to submit ``name`` across processes (the
+    control plane's submit claim, a conditional write in its store, held longer than any
+    Lambda may run), so a runner that guards ``submit`` against racing processes by a lock of
+    its own (AWS Batch's conditional write in its bucket) may skip it. Without it (a runner
+    used on its own), the runner's own guard applies.
     """
 
     name: str
@@ -179,6 +185,7 @@ class JobSpec(Struct, frozen=True):
     timeout: timedelta | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    claimed: bool = False
 
 
 class JobHandle(Struct, frozen=True):

@@ -286,6 +286,7 @@ class JobSupervisor:
             job = claimed
         try:
             runner, spec = self.spec(job)
+            spec = replace(spec, claimed=True)  # held since the outbox write, or taken above
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 if handle is None:

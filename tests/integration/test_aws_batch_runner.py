@@ -1048,6 +1048,23 @@ def test_a_stale_submit_lock_whose_job_never_appeared_is_taken_over(batch_env: B
     assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
 
 
+def test_a_claimed_submit_takes_no_bucket_lock_and_submits_once(batch_env: BatchEnv) -> None:
+    """The control plane's store claim already makes this process the only submitter
+    (``spec.claimed``): no S3 request at all, even past a lock object another path left."""
+    faults = Faults()
+    runner = batch_env.runner(faults)
+    spec = _spec("echo claimed", claimed=True)
+    key = f"squall/{batch_job_name(spec.name)}/submit.lock"
+    batch_env.client("s3").put_object(Bucket=batch_env.bucket, Key=key, Body=b"an-unclaimed-submitter")
+    handle = runner.submit(spec)
+    assert not {op for op in faults.operations if op.endswith("Object")}, faults.operations
+    assert faults.operations["SubmitJob"] == 1, faults.operations
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
+    assert runner.submit(spec).id == handle.id  # a retry finds the job it submitted
+    assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
+
+
 # -- what a completion costs (issue 28): no S3 LIST for a task that can have no outputs
 
 
