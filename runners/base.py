@@ -169,9 +169,10 @@ class JobSpec(Struct, frozen=True):
 
     ``claimed``: the caller holds the only claim to submit ``name`` across processes (the
     control plane's submit claim, a conditional write in its store, held longer than any
-    Lambda may run), so a runner that guards ``submit`` against racing processes by a lock of
-    its own (AWS Batch's conditional write in its bucket) may skip it. Without it (a runner
-    used on its own), the runner's own guard applies.
+    Lambda may run) and knows no job of that name exists (it just created the claim, or
+    ``find`` said so), so a runner that guards ``submit`` by a lock or a lookup of its own
+    (AWS Batch: a conditional write in its bucket, a ListJobs) may skip them. Without it (a
+    runner used on its own), the runner's own guards apply.
     """
 
     name: str

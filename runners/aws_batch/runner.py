@@ -2,7 +2,8 @@
 
 Theory of operation::
 
-    submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once), else
+    submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once; skipped
+                   for a ``claimed`` spec, whose claimant looked it up or just created it), else
                    stage inputs, reuse or register a job definition, SubmitJob, ListJobs again
                    (two racing submitters converge on the oldest job; the other is terminated).
                    SubmitJob has no idempotency token (only SubmitServiceJob does), so it is
@@ -426,7 +427,7 @@ class AwsBatchRunner:
         # wait for its job), and the ListJobs after SubmitJob makes racers converge on one job
         # where there is neither (then a duplicate may start before it is stopped).
         with self._name_lock(f"{opts.job_queue_arn}|{job_name}"):
-            if opts.resume:
+            if opts.resume and not spec.claimed:  # a claimed spec was looked up by its claimant
                 existing = self._list_by_name(clients, opts.job_queue_arn, job_name)
                 if existing:
                     return self._handle(
