@@ -174,9 +174,16 @@ class JobSupervisor:
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
         lost_after: timedelta = DEFAULT_LOST_AFTER,
+        exclusive_claims: bool = True,
     ) -> None:
         self.store = store
         self.runners = runners
+        # Whether a submit claim's holder cannot outlive it (the cloud: ``submit_lease`` exceeds
+        # every function's timeout): then the runner is told so (``JobSpec.claimed``) and may
+        # skip guards of its own (AWS Batch: a lock in its bucket, $5 per 1M submits). Not for
+        # local processes, whose claims are stolen with a 30-second execution lease from a
+        # process that may only be stalled and wake mid-submit.
+        self.exclusive_claims = exclusive_claims
         self.storage = storage
         self.clock = clock
         self.log_limits = log_limits
@@ -286,7 +293,8 @@ class JobSupervisor:
             job = claimed
         try:
             runner, spec = self.spec(job)
-            spec = replace(spec, claimed=True)  # held since the outbox write, or taken above
+            if self.exclusive_claims:  # held since the outbox write, or taken above
+                spec = replace(spec, claimed=True)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 if handle is None:
