@@ -90,6 +90,9 @@ class JobStatusChanged(Struct, frozen=True):
     reason: str | None = None
     outputs: Mapping[str, Any] | None = None
     cost: float | None = None
+    runner: str | None = None  # where the job ran: kept on the attempt for the views
+    job_id: str | None = None
+    job_url: str | None = None
 
 
 class TaskResult(Struct, frozen=True):

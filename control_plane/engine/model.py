@@ -18,6 +18,7 @@ import immutables
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from control_plane.engine.events import JobFailure
 from control_plane.engine.states import State
 from control_plane.levels import Level
 
@@ -57,6 +58,12 @@ class Attempt(Struct, frozen=True, gc=False):
     job: str | None = None
     cost: float | None = None  # USD estimated by the runner from its price table
     timed_out: bool = False  # the task's timeout fired: the job's end (cancelled) is a TIMEOUT
+    # Where the job ran and why it failed, from its terminal status: what a person needs to
+    # find it in the cloud's console (see runners.console) and to tell whose fault it was.
+    runner: str | None = None
+    job_id: str | None = None
+    job_url: str | None = None
+    failure: JobFailure | None = None
 
 
 class Progress(Struct, frozen=True, gc=False):

@@ -576,8 +576,14 @@ class _Transaction:
         status = JobOutcome(event.status)
         if not status.terminal:
             return
-        if event.cost is not None:  # kept on the attempt the job ran, whatever happens next
-            tr = tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], cost=event.cost)))
+        # kept on the attempt the job ran, whatever happens next: its cost and where it ran
+        tr = self.with_last_attempt(
+            tr,
+            cost=tr.attempts[-1].cost if event.cost is None else event.cost,
+            runner=event.runner or tr.attempts[-1].runner,
+            job_id=event.job_id or tr.attempts[-1].job_id,
+            job_url=event.job_url or tr.attempts[-1].job_url,
+        )
         ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
         outputs = self.collected(tr, event.outputs, ok)
         if tr.state is State.KILLING:
@@ -593,6 +599,7 @@ class _Transaction:
         )
         if tr.attempts and tr.attempts[-1].timed_out:  # we cancelled it at its timeout
             reason, failure = tr.error or reason, JobFailure.TIMEOUT
+        tr = self.with_last_attempt(tr, failure=failure)
         if failure in INFRA_FAILURES and tr.infra_attempts < MAX_INFRA_ATTEMPTS:
             self.log(tr, Level.WARN, f"{failure.lower()}: {reason}; submitting the job again", task)
             tr = self.close_attempt(tr, State.FAILED)
@@ -1292,6 +1299,10 @@ class _Transaction:
         self.wake(owner_id)
 
     # ------------------------------------------------------------------ ending
+
+    @staticmethod
+    def with_last_attempt(tr: TaskRun, **changes: Any) -> TaskRun:
+        return tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], **changes)))
 
     def close_attempt(self, tr: TaskRun, state: State) -> TaskRun:
         last = tr.attempts[-1] if tr.attempts else Attempt(State.RUNNING, self.now)

@@ -20,6 +20,7 @@ from typing import Any
 
 import immutables
 
+from control_plane.engine.events import JobFailure
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun, outputs_index
 from control_plane.engine.states import State
 from control_plane.levels import Level
@@ -134,6 +135,12 @@ def _attempt_to_json(a: Attempt) -> dict[str, Any]:
         out["job"] = a.job
     if a.cost is not None:
         out["cost"] = a.cost
+    if a.timed_out:
+        out["timed_out"] = True
+    for key in ("runner", "job_id", "job_url", "failure"):
+        value = getattr(a, key)
+        if value is not None:
+            out[key] = str(value)
     return out
 
 
@@ -144,6 +151,11 @@ def _attempt_from_json(raw: Mapping[str, Any]) -> Attempt:
         _pdt(raw.get("ended")),
         raw.get("job"),
         raw.get("cost"),
+        bool(raw.get("timed_out", False)),
+        raw.get("runner"),
+        raw.get("job_id"),
+        raw.get("job_url"),
+        JobFailure(raw["failure"]) if raw.get("failure") else None,
     )
 
 

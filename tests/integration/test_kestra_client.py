@@ -414,6 +414,34 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
     assert text.endswith(" INFO Hello, Ada!\n")
 
 
+FAILING = """
+id: failing
+namespace: squall.kestra
+tasks:
+  - id: boom
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - exit 3
+"""
+
+
+def test_a_failed_job_says_where_it_ran_and_why_in_extras_the_client_keeps(kestra: KestraClient) -> None:
+    """runner, jobId, jobUrl and failureClass are Squall extras: the model parses and keeps them."""
+    kestra.flows.create_flow(TENANT, FAILING)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "failing")
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "FAILED"
+    (boom,) = [tr for tr in done.task_run_list or [] if tr.task_id == "boom"]
+    extras = boom.additional_properties
+    assert extras["runner"] == "process" and extras["failureClass"] == "USER"
+    assert extras["jobId"] and extras["jobUrl"] is None  # a local process has no console
+    (attempt,) = boom.attempts or []
+    assert attempt.additional_properties["failureClass"] == "USER"
+    assert attempt.additional_properties["jobId"] == extras["jobId"]
+
+
 def test_follow_an_execution_to_its_end(kestra: KestraClient) -> None:
     kestra.flows.create_flow(TENANT, (SAMPLES / "hello.yaml").read_text())
     started = kestra.executions.create_execution(TENANT, "squall.samples", "hello")
