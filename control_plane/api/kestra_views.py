@@ -304,11 +304,32 @@ def execution_summary(summary: ExecutionSummary) -> KestraExecution:
     )
 
 
-def flow(record: FlowRecord, *, source: bool = True) -> KestraFlow:
-    """The revision's YAML as Kestra's flow JSON (the source was validated when it was deployed)."""
+def _with_next_dates(trigger: Any, now: datetime) -> Any:
+    """A Schedule trigger with its next dates (Squall extras ``nextExecutionDate`` and
+    ``nextExecutionDates``, the next three): what a person reading the flow wants to know."""
+    from control_plane.flows.aliases import canonical_trigger_type
+
+    if not isinstance(trigger, dict):
+        return trigger
+    if canonical_trigger_type(str(trigger.get("type"))) != "squall.trigger.Schedule":
+        return trigger
+    from control_plane.flows.models import Schedule  # only flows with a schedule pay for it
+    from control_plane.triggers.schedule import upcoming
+
+    dates = [iso(d) for d in upcoming(Schedule.model_validate(trigger), now)]
+    return {**trigger, "nextExecutionDate": dates[0] if dates else None, "nextExecutionDates": dates}
+
+
+def flow(record: FlowRecord, *, source: bool = True, now: datetime | None = None) -> KestraFlow:
+    """The revision's YAML as Kestra's flow JSON (the source was validated when it was deployed).
+
+    With ``now``, each Schedule trigger of an enabled flow lists its next dates after it.
+    """
     import yaml  # only flow reads need it
 
     body = yaml.safe_load(record.source) or {}
+    if now is not None and not body.get("disabled") and isinstance(body.get("triggers"), list):
+        body["triggers"] = [_with_next_dates(t, now) for t in body["triggers"]]
     labels = body.pop("labels", None)
     if isinstance(labels, Mapping):
         labels = [{"key": str(k), "value": str(v)} for k, v in labels.items()]

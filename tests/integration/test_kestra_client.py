@@ -312,6 +312,43 @@ def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClien
         kestra.flows.flow("squall.samples", "hello", TENANT)
 
 
+SCHEDULED = """
+id: scheduled
+namespace: squall.kestra
+triggers:
+  - id: hourly
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 * * * *"
+  - id: never
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 0 * * *"
+    disabled: true
+tasks:
+  - id: r
+    type: io.kestra.plugin.core.debug.Return
+    format: hi
+"""
+
+
+def test_a_schedule_lists_its_next_dates_in_extras_the_client_keeps(kestra: KestraClient) -> None:
+    from datetime import UTC, datetime, timedelta
+    from itertools import pairwise
+
+    kestra.flows.create_flow(TENANT, SCHEDULED)
+    before = datetime.now(UTC)
+    read = kestra.flows.flow("squall.kestra", "scheduled", TENANT)
+    hourly, never = (t.to_dict() for t in read.triggers or [])
+    dates = [datetime.fromisoformat(d) for d in hourly["nextExecutionDates"]]
+    assert len(dates) == 3 and hourly["nextExecutionDate"] == hourly["nextExecutionDates"][0]
+    assert before < dates[0] <= before + timedelta(hours=1, minutes=1) and dates[0].minute == 0
+    assert [b - a for a, b in pairwise(dates)] == [timedelta(hours=1)] * 2
+    assert never["nextExecutionDates"] == [] and never["nextExecutionDate"] is None
+    (listed,) = kestra.flows.search_flows(
+        TENANT, filters=[_filter(QueryFilterField.QUERY, QueryFilterOp.EQUALS, "scheduled")]
+    ).results
+    assert (listed.triggers or [])[0].to_dict()["nextExecutionDates"] == hourly["nextExecutionDates"]
+
+
 def test_export_reimport_disable_enable_and_delete_in_bulk(kestra: KestraClient) -> None:
     hello = (SAMPLES / "hello.yaml").read_text()
     for source in (hello, LONG, APPROVAL):
