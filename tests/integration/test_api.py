@@ -764,6 +764,15 @@ def test_logs_pages_and_filters_by_task_run(client: Api) -> None:
     assert paged == entries
     bad = client.call("GET", pages, query={"cursor": "garbage"})
     assert bad.status == 422 and "'cursor'" in bad.json["message"]
+    # the page's own filters: what the web UI's log view asks for a page at a time
+    found = client.call("GET", pages, query={"q": "HELLO, ada", "taskId": "greet", "minLevel": "INFO"})
+    assert [e["message"] for e in found.json["results"]] == ["Hello, Ada!"]
+    assert client.call("GET", pages, query={"taskId": "nope"}).json["results"] == []
+    sparse = client.call("GET", pages, query={"taskId": "nope", "limit": "1"}).json
+    assert sparse["results"] == [] and sparse["cursor"] is not None  # nothing here, more to read
+    errors = client.call("GET", pages, query={"minLevel": "ERROR"}).json["results"]
+    assert all(e["level"] == "ERROR" for e in errors)
+    assert client.call("GET", pages, query={"minLevel": "LOUD"}).status == 422
     for limit in ("0", "5001", "many"):
         assert client.call("GET", pages, query={"limit": limit}).status == 422
 
