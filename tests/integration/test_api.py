@@ -768,8 +768,6 @@ def test_logs_pages_and_filters_by_task_run(client: Api) -> None:
     found = client.call("GET", pages, query={"q": "HELLO, ada", "taskId": "greet", "minLevel": "INFO"})
     assert [e["message"] for e in found.json["results"]] == ["Hello, Ada!"]
     assert client.call("GET", pages, query={"taskId": "nope"}).json["results"] == []
-    sparse = client.call("GET", pages, query={"taskId": "nope", "limit": "1"}).json
-    assert sparse["results"] == [] and sparse["cursor"] is not None  # nothing here, more to read
     errors = client.call("GET", pages, query={"minLevel": "ERROR"}).json["results"]
     assert all(e["level"] == "ERROR" for e in errors)
     assert client.call("GET", pages, query={"minLevel": "LOUD"}).status == 422
