@@ -599,6 +599,30 @@ def test_start_multipart_with_bad_inputs_leaves_no_file(client: Api) -> None:
     assert client.snapshot() == before
 
 
+def test_a_refused_resume_leaves_none_of_its_files_and_keeps_the_starts(client: Api) -> None:
+    client.deploy(WITH_FILE)
+    body, content_type = multipart_body({"who": "Ada"}, {"data": ("a.txt", b"kept")})
+    started = client.call(
+        "POST", "/api/v1/main/executions/squall.api/upload", body=body, content_type=content_type
+    ).json
+    client.deploy(PAUSING)
+    paused = client.start("squall.api", "approval")
+    before = client.snapshot()
+    body, content_type = multipart_body({}, {"ok": ("yes.txt", b"not a boolean")})
+    refused = client.call(
+        "POST", f"/api/v1/main/executions/{paused['id']}/actions/resume", body=body, content_type=content_type
+    )
+    assert refused.status == 422 and "ok" in refused.json["message"]
+    assert client.snapshot() == before
+    ended = client.call(
+        "POST", f"/api/v1/main/executions/{started['id']}/actions/resume", body=body, content_type=content_type
+    )
+    assert ended.status in (409, 422)  # not paused: refused, and the start's file is still there
+    storage: LocalStorage = client.rt.service.storage
+    assert storage.read(started["inputs"]["data"]) == b"kept"
+    assert client.snapshot() == before
+
+
 def test_start_multipart_without_boundary_is_400(client: Api) -> None:
     client.deploy(WITH_FILE)
     before = client.snapshot()

@@ -594,7 +594,7 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     kestra.flows.create_flow(TENANT, APPROVAL)
     started = kestra.executions.create_execution(TENANT, "squall.kestra", "approval")
     assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
-    with pytest.raises(UnprocessableEntityException, match="file inputs on resume"):
+    with pytest.raises(UnprocessableEntityException, match="ok"):  # a file is no BOOLEAN
         kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": b"a file"})
     assert kestra.executions.execution(started.id, TENANT).state.current.value == "PAUSED"
     with pytest.raises(ConflictException, match="only PAUSED"):
@@ -604,6 +604,41 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     assert done.state.current.value == "SUCCESS"
     after = next(tr for tr in done.task_run_list or [] if tr.task_id == "after")
     assert after.additional_properties["outputs"] == {"value": "approved=true"}
+
+
+SIGNED = """
+id: signed
+namespace: squall.kestra
+tasks:
+  - id: sign
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: document
+        type: FILE
+  - id: read
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      signed.txt: "{{ outputs.sign.onResume.document }}"
+    commands:
+      - cat signed.txt
+"""
+
+
+def test_resume_with_a_file_input(kestra: KestraClient, served: tuple[Server, str]) -> None:
+    """A FILE onResume input is uploaded with the resume (multipart) into a folder of its own."""
+    kestra.flows.create_flow(TENANT, SIGNED)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "signed")
+    assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
+    kestra.executions.resume_execution(started.id, TENANT, inputs={"document": b"signed by Ada\n"})
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "SUCCESS"
+    sign = next(tr for tr in done.task_run_list or [] if tr.task_id == "sign")
+    uri = sign.additional_properties["outputs"]["onResume"]["document"]
+    assert uri.startswith(f"kestra:///squall.kestra/signed/{started.id}/inputs/resume-")
+    lines = kestra.logs.list_logs_from_execution(started.id, TENANT, task_id="read")
+    assert "signed by Ada" in [entry.message for entry in lines]
 
 
 def _flow_filters(flow_id: str, *states: str) -> list[QueryFilter]:

@@ -4,6 +4,7 @@ import { highlightYaml } from "../yaml-highlight.js";
 import { topology } from "../topology.js";
 import { inputsForm } from "../inputs-form.js";
 import { lineDiff } from "../diff.js";
+import { triggerDetail } from "../triggers.js";
 
 // One flow: topology, source, revisions (with a diff to the one before), triggers, its recent
 // executions and the start form generated from its inputs.
@@ -36,13 +37,7 @@ function triggersTable(flow, namespace, id) {
   const triggers = flow.triggers || [];
   if (!triggers.length) return h("p", {}, "No triggers: started by hand, by the API or as a subflow.");
   return h("table", {}, h("thead", {}, h("tr", {}, ["Id", "Type", "Detail"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, triggers.map((t) => {
-      let detail = "";
-      if (t.cron) detail = `cron ${t.cron}${t.timezone ? ` (${t.timezone})` : ""}`;
-      else if (t.key) detail = `${location.origin}${new URL("../api/v1/main/executions/webhook/", document.baseURI).pathname}${namespace}/${id}/${t.key}`;
-      else if (t.conditions || t.preconditions) detail = "on other flows' executions";
-      return h("tr", {}, h("td", {}, t.id), h("td", {}, t.type), h("td", {}, h("code", {}, detail), t.disabled ? " (disabled)" : ""));
-    })));
+    h("tbody", {}, triggers.map((t) => h("tr", {}, h("td", {}, t.id), h("td", {}, t.type), h("td", {}, triggerDetail(t, namespace, id))))));
 }
 
 function revisionsView(revisions) {
