@@ -614,9 +614,8 @@ def test_a_refused_resume_leaves_none_of_its_files_and_keeps_the_starts(client: 
     )
     assert refused.status == 422 and "ok" in refused.json["message"]
     assert client.snapshot() == before
-    ended = client.call(
-        "POST", f"/api/v1/main/executions/{started['id']}/actions/resume", body=body, content_type=content_type
-    )
+    resume_ended = f"/api/v1/main/executions/{started['id']}/actions/resume"
+    ended = client.call("POST", resume_ended, body=body, content_type=content_type)
     assert ended.status in (409, 422)  # not paused: refused, and the start's file is still there
     storage: LocalStorage = client.rt.service.storage
     assert storage.read(started["inputs"]["data"]) == b"kept"
