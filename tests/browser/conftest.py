@@ -125,7 +125,8 @@ class Api:
 def api(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     marker = tmp_path_factory.mktemp("flaky") / "ran-once"
     with Api(server.url) as client:
-        for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker)):
+        extra = (flows.FAILING, flows.UPLOAD, flows.SIGNED, flows.CHATTY, flows.SCHEDULED)
+        for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker), *extra):
             client.deploy(source)
         yield client
 

@@ -340,14 +340,19 @@ export async function executionPage(root, id, isCurrent) {
     onPaint: (first, last) => {
       const pages = logPages;
       if (logs.follow) return;
-      if (pages && pages.more && last >= pages.length - 200 && !pages.reading) {
+      if (pages && pages.length && pages.more && last >= pages.length - 200 && !pages.reading) {
         pages.reading = true;
         pages.next().catch(showError).finally(() => { pages.reading = false; });
       }
     } });
+  // Also a button for the next page: a filter that matches little leaves nothing to scroll.
+  const readMore = h("button", { type: "button", id: "log-more", hidden: true,
+    onclick: () => logPages.next().then(showLogCount).catch(showError) }, "Read more lines");
   const showLogCount = () => {
     const pages = logPages;
-    logCount.textContent = `${pages.length.toLocaleString("en")} lines${pages.more ? " read so far: scroll for more" : ""}`;
+    const n = pages.length;
+    logCount.textContent = `${n.toLocaleString("en")} line${n === 1 ? "" : "s"}${pages.more ? " read so far: scroll for more" : ""}`;
+    readMore.hidden = !pages.more;
   };
   const resetLogs = async () => {
     const pages = new LogPages((cursor) => json(`executions/${enc(id)}/logs${query({
@@ -483,7 +488,7 @@ export async function executionPage(root, id, isCurrent) {
         h("a", { href: "#", onclick: (event) => { event.preventDefault(); call(`logs/${enc(id)}/download`).then((r) => r.blob()).then((b) => {
           const url = URL.createObjectURL(b); const a = h("a", { href: url, download: `${id}.log` }); document.body.append(a); a.click(); a.remove();
         }).catch(showError); } }, "Download log"),
-        logCount),
+        logCount, readMore),
       logs.el),
     io);
   logs.paint();

@@ -1,0 +1,131 @@
+"""What the pages show beyond Kestra's UI, and big logs, in headless Chromium on a real server.
+
+A failed job's failure class, runner and job id; FILE inputs uploaded from the start and the
+resume forms; a log read a page at a time as it is scrolled; a schedule's next date and a
+webhook's URL on the flows list; the Gantt's time axis. Waits are Playwright's expectations
+with a deadline, never sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Api, Shot, tab_to
+from tests.browser.flows import CHATTY_LINES, NAMESPACE
+from tests.servers import ServerProcess
+
+expect: Any = None
+
+
+@pytest.fixture(autouse=True)
+def _expect(browser: Any) -> None:
+    global expect
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=60_000)
+    expect = playwright_expect
+
+
+def _ui(server: ServerProcess) -> str:
+    return f"{server.url}/ui/"
+
+
+def test_a_failed_task_shows_its_failure_class_runner_and_job_id(
+    page: Any, server: ServerProcess, api: Api, shot: Shot
+) -> None:
+    execution_id = api.start("failing")
+    ended = api.wait(execution_id, {"FAILED"})
+    (boom,) = [tr for tr in ended["taskRunList"] if tr["taskId"] == "boom"]
+    page.goto(f"{_ui(server)}#/executions/{execution_id}")
+    row = page.locator(f".tree [data-taskrun='{boom['id']}']")
+    expect(row.locator(".failure")).to_have_text("user")
+    expect(row.locator(".runner")).to_have_text("process")
+    expect(row.locator(".job-id")).to_have_text(boom["jobId"])
+    expect(page.locator(".gantt-axis .tick").first).to_have_text("0s")  # the time axis, from the start
+    assert page.locator(".gantt-axis .tick").count() >= 2
+    tab_to(page, "button[aria-label='Select boom']")
+    page.keyboard.press("Enter")
+    attempt = page.locator(".taskrun-detail tbody tr")
+    expect(attempt).to_have_count(1)
+    expect(attempt).to_contain_text("process")
+    expect(attempt).to_contain_text(boom["jobId"])
+    expect(attempt.locator(".failure")).to_have_text("user")
+    shot(page, "execution-failure-class")
+
+
+def test_upload_a_file_input_from_the_start_form(page: Any, server: ServerProcess, api: Api) -> None:
+    page.goto(f"{_ui(server)}#/flows/{NAMESPACE}/upload?tab=Start")
+    expect(page.locator("#in-data")).to_have_attribute("type", "file")
+    page.locator("#in-data").set_input_files(
+        {"name": "note.txt", "mimeType": "text/plain", "buffer": b"uploaded from the form\n"}
+    )
+    page.get_by_role("button", name="Start execution").click()
+    expect(page).to_have_url(re.compile(r"#/executions/\w+$"))
+    expect(page.locator("h1 .state")).to_have_text("SUCCESS")
+    expect(page.get_by_role("log", name="Log lines")).to_contain_text("uploaded from the form")
+    execution_id = page.url.rsplit("/", 1)[1]
+    uri = api.execution(execution_id)["inputs"]["data"]
+    assert uri == f"kestra:///{NAMESPACE}/upload/{execution_id}/inputs/data/note.txt"
+
+
+def test_resume_with_a_file_from_the_resume_form(page: Any, server: ServerProcess, api: Api) -> None:
+    execution_id = api.start("signed")
+    api.wait(execution_id, {"PAUSED"})
+    page.goto(f"{_ui(server)}#/executions/{execution_id}")
+    tab_to(page, "button[data-action=resume]")
+    page.keyboard.press("Enter")
+    expect(page.locator("#in-document")).to_have_attribute("type", "file")
+    page.locator("#in-document").set_input_files(
+        {"name": "signed.txt", "mimeType": "text/plain", "buffer": b"signed by Ada\n"}
+    )
+    page.get_by_role("button", name="Resume", exact=True).click()
+    expect(page.locator("h1 .state")).to_have_text("SUCCESS")
+    expect(page.get_by_role("log", name="Log lines")).to_contain_text("signed by Ada")
+
+
+def test_a_long_log_is_read_a_page_at_a_time_as_it_is_scrolled(
+    page: Any, server: ServerProcess, api: Api, shot: Shot
+) -> None:
+    execution_id = api.start("chatty")
+    api.wait(execution_id, {"SUCCESS"})
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if f"/executions/{execution_id}/logs" in r.url else None)
+    page.goto(f"{_ui(server)}#/executions/{execution_id}")
+    count = page.locator("#log-count")
+    expect(count).to_have_text("2,000 lines read so far: scroll for more")
+    assert len(asked) == 1 and "limit=2000" in asked[0]
+    log = page.get_by_role("log", name="Log lines")
+    expect(log).to_contain_text("line 1 ")
+    assert log.locator(".row").count() < 100  # virtualised: the rows in view, not the 2,000 read
+    log.focus()
+    for read in range(4000, CHATTY_LINES + 1, 2000):  # End: the view's end, where the next page is read
+        page.keyboard.press("End")
+        expect(count).to_have_text(re.compile(f"^{read:,} lines"))
+    expect(count).to_have_text(f"{CHATTY_LINES:,} lines")  # no "scroll for more": the last page
+    page.keyboard.press("End")
+    expect(log).to_contain_text(f"line {CHATTY_LINES}")
+    assert len(asked) == CHATTY_LINES // 2000  # five pages of 2,000, nothing read twice
+    assert log.locator(".row").count() < 100
+    shot(page, "execution-long-log")
+    page.locator("#log-search").fill("line 9999")
+    expect(count).to_have_text("1 line")  # the server filters the pages it reads
+    expect(log).to_contain_text("line 9999")
+
+
+def test_the_flows_list_shows_a_schedules_next_date_and_a_webhooks_url(
+    page: Any, server: ServerProcess, api: Api, shot: Shot
+) -> None:
+    page.goto(_ui(server))
+    yearly = page.locator("tr", has=page.get_by_role("link", name="yearly", exact=True))
+    new_year = re.compile(r"next (1/1|12/31)/")  # 1 January UTC, in the browser's zone and locale
+    expect(yearly.locator(".next-dates")).to_contain_text(new_year)
+    greet = page.locator("tr", has=page.get_by_role("link", name="greet", exact=True))
+    url = f"{server.url}/api/v1/main/executions/webhook/{NAMESPACE}/greet/greet-key"
+    expect(greet.locator(".webhook-url")).to_have_text(url)
+    shot(page, "flows-triggers")
+    page.goto(f"{_ui(server)}#/flows/{NAMESPACE}/yearly?tab=Triggers")
+    expect(page.locator(".next-dates")).to_contain_text(new_year)
+    assert len(re.findall(r"(1/1|12/31)/\d{4}", page.locator(".next-dates").text_content())) == 3
