@@ -171,7 +171,7 @@ def _chromium_log(page: Any, cdp: Any, url: str, execution_id: str, lines: int) 
     started = time.monotonic()
     page.goto(f"{url}/ui/#/executions/{execution_id}")
     log = page.get_by_role("log", name="Log lines")
-    log.locator(".row", has_text="line 1 of the log").first.wait_for(timeout=120_000)
+    log.locator(".row", has_text="line 1 of the long log").first.wait_for(timeout=120_000)
     first = (time.monotonic() - started) * 1000
     page.evaluate(_LONG_TASKS)  # the same document (a hash route): from here on
     count = page.locator("#log-count")
@@ -193,7 +193,7 @@ def _chromium_log(page: Any, cdp: Any, url: str, execution_id: str, lines: int) 
         _SCROLL_TO_LINE,
         middle,
     )
-    log.locator(".row", has_text=f"line {middle} of the log").wait_for(timeout=60_000)
+    log.locator(".row", has_text=f"line {middle} of the long log").wait_for(timeout=60_000)
     to_middle = (time.monotonic() - started) * 1000
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     return {

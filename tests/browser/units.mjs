@@ -28,6 +28,7 @@ assert.deepEqual(timeTicks(60000).map((t) => t.label), ["0s", "10s", "20s", "30s
 assert.deepEqual(timeTicks(3 * 3600000).map((t) => t.label), ["0s", "30m", "1h", "1h30m", "2h", "2h30m", "3h"]);
 assert.deepEqual(timeTicks(500).map((t) => t.at), [0, 100, 200, 300, 400, 500]);
 assert.equal(span(90061000), "1d1h1m1s");
+assert.deepEqual(timeTicks(1).map((t) => t.label), ["0s", "1ms"]); // never a step under 1 ms
 for (const total of [1, 999, 7000, 86400000 * 40]) {
   const n = timeTicks(total).length;
   assert.ok(n >= 2 && n <= 13, `${total} ms: ${n} ticks`);

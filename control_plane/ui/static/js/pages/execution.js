@@ -135,7 +135,7 @@ export function timeTicks(total, target = 6) {
   if (step === undefined) step = Math.ceil(ideal / 86400000) * 86400000;
   if (total < 1000 * target) { // sub-second ticks: 1, 2, 5 × 10^k ms
     const k = 10 ** Math.floor(Math.log10(ideal));
-    step = [1, 2, 5, 10].map((m) => m * k).find((s) => s >= ideal);
+    step = Math.max(1, [1, 2, 5, 10].map((m) => m * k).find((s) => s >= ideal));
   }
   const ticks = [];
   for (let at = 0; at <= total + 1e-9; at += step) ticks.push({ at, label: at === 0 ? "0s" : span(at) });
