@@ -125,7 +125,7 @@ class Api:
 def api(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     marker = tmp_path_factory.mktemp("flaky") / "ran-once"
     with Api(server.url) as client:
-        extra = (flows.FAILING, flows.UPLOAD, flows.SIGNED, flows.CHATTY, flows.SCHEDULED)
+        extra = (flows.FAILING, flows.UPLOAD, flows.SIGNED, flows.CHATTY, flows.SCHEDULED, flows.MANY)
         for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker), *extra):
             client.deploy(source)
         yield client

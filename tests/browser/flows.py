@@ -176,3 +176,18 @@ tasks:
     type: io.kestra.plugin.core.debug.Return
     format: happy new year
 """
+
+MANY_VALUES = 1_500  # past the 1,000 task runs an execution lists itself
+MANY = f"""
+id: many
+namespace: {NAMESPACE}
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    concurrencyLimit: 0
+    values: {[str(i) for i in range(MANY_VALUES)]}
+    tasks:
+      - id: one
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{{{ taskrun.value }}}}"
+"""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import Api, Shot, tab_to
-from tests.browser.flows import CHATTY_LINES, NAMESPACE
+from tests.browser.flows import CHATTY_LINES, MANY_VALUES, NAMESPACE
 from tests.servers import ServerProcess
 
 expect: Any = None
@@ -129,3 +129,20 @@ def test_the_flows_list_shows_a_schedules_next_date_and_a_webhooks_url(
     page.goto(f"{_ui(server)}#/flows/{NAMESPACE}/yearly?tab=Triggers")
     expect(page.locator(".next-dates")).to_contain_text(new_year)
     assert len(re.findall(r"(1/1|12/31)/\d{4}", page.locator(".next-dates").text_content())) == 3
+
+
+def test_an_execution_past_a_thousand_task_runs_lists_every_one(
+    page: Any, server: ServerProcess, api: Api
+) -> None:
+    execution_id = api.start("many")
+    ended = api.wait(execution_id, {"SUCCESS"})
+    assert ended["taskRunCursor"]  # the execution lists only some: the page reads the others
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/taskruns" in r.url else None)
+    page.goto(f"{_ui(server)}#/executions/{execution_id}")
+    expect(page.locator("#taskrun-count")).to_have_text(str(MANY_VALUES + 1))
+    assert asked and len(asked) <= MANY_VALUES // 1000 + 1
+    tree = page.get_by_role("log", name="Task runs", exact=True)
+    rows = tree.evaluate("(el) => el.scrollHeight / 24")  # a 24 px row per task run in the tree
+    assert rows == MANY_VALUES + 1
+    assert tree.locator(".row").count() < 100  # of which only those in view are in the DOM

@@ -248,19 +248,30 @@ export class TaskRunSet {
     return page.cursor;
   }
 
-  async load(execution) {
+  // Every page after the execution's own list, one request at a time; `onPage` after each, so
+  // the page shows the first task runs at once and the rest as they come.
+  async load(execution, onPage = () => {}) {
     this.merge(execution.taskRunList);
     this.cursors = execution.taskRunCursor ? [execution.taskRunCursor] : [];
+    this.loading = this.cursors.length > 0;
+    this.note = this.loading ? "reading the others…" : "";
     try {
-      for (let k = 0; k < this.cursors.length; k++) await this.page(k);
+      for (let k = 0; k < this.cursors.length; k++) {
+        await this.page(k);
+        if (k + 1 < this.cursors.length) onPage();
+      }
       this.note = "";
     } catch (e) {
       this.note = `only ${this.byId.size} task runs are shown: ${describe(e)}`;
+    } finally {
+      this.loading = false;
     }
+    onPage();
   }
 
   async refresh(execution, pages = POLL.taskRunPages) {
     this.merge(execution.taskRunList);
+    if (this.loading) return; // the first load is still reading every page
     if (!execution.taskRunCursor) { this.cursors = []; return; }
     this.cursors[0] = execution.taskRunCursor;
     for (let i = 0; i < pages; i++) {
@@ -471,9 +482,14 @@ export async function executionPage(root, id, isCurrent) {
       const at = `flows/${enc(execution.namespace)}/${enc(execution.flowId)}`;
       flow = await json(`${at}${query({ revision: execution.flowRevision, source: "false" })}`).catch(() => null);
     }
-    // On a restart every task run may change: read every page again, as on the first load.
-    if (first || (before !== null && TERMINAL.has(before) && !TERMINAL.has(after))) await taskRuns.load(execution);
-    else await taskRuns.refresh(execution);
+    // On a restart every task run may change: read every page again, as on the first load,
+    // in the background: the execution's own task runs show at once, the others as they come.
+    if (first || (before !== null && TERMINAL.has(before) && !TERMINAL.has(after))) {
+      taskRuns.merge(execution.taskRunList);
+      taskRuns.load(execution, () => { if (isCurrent()) render(taskRuns.runs, taskRuns.note); }).catch(showError);
+    } else {
+      await taskRuns.refresh(execution);
+    }
     render(taskRuns.runs, taskRuns.note);
   };
 
