@@ -146,3 +146,21 @@ def test_an_execution_past_a_thousand_task_runs_lists_every_one(
     rows = tree.evaluate("(el) => el.scrollHeight / 24")  # a 24 px row per task run in the tree
     assert rows == MANY_VALUES + 1
     assert tree.locator(".row").count() < 100  # of which only those in view are in the DOM
+
+
+def test_a_running_execution_is_polled_within_the_stated_budget(
+    page: Any, server: ServerProcess, api: Api
+) -> None:
+    """POLL in pages/execution.js: at most 100 requests a minute while it runs (measured over 6 s)."""
+    execution_id = api.start("long")
+    api.wait(execution_id, {"RUNNING"})
+    asked: list[float] = []
+    page.goto(f"{_ui(server)}#/executions/{execution_id}")
+    expect(page.locator("h1 .state")).to_have_text("RUNNING")
+    page.on("request", lambda r: asked.append(1) if "/api/" in r.url else None)
+    page.wait_for_timeout(6_000)  # a window of time to count requests in, not a wait for state
+    budget = page.evaluate("import('./js/pages/execution.js').then((m) => m.POLL.perMinute())")
+    assert budget == 100
+    # 3 executions (2 s), 2 follows (3 s) of up to 2 pages: 7 at most, 10 with the edges
+    assert 3 <= len(asked) <= budget * 6 / 60
+    api.client.delete(f"/executions/{execution_id}/kill")
