@@ -9,13 +9,14 @@ with a deadline, never sleeps.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import Api, Shot, tab_to
-from tests.browser.flows import CHATTY_LINES, MANY_VALUES, NAMESPACE
-from tests.servers import ServerProcess
+from tests.browser.flows import CHATTY, CHATTY_LINES, MANY_VALUES, NAMESPACE
+from tests.servers import ServerProcess, squall_server
 
 expect: Any = None
 
@@ -164,3 +165,28 @@ def test_a_running_execution_is_polled_within_the_stated_budget(
     # 3 executions (2 s), 2 follows (3 s) of up to 2 pages: 7 at most, 10 with the edges
     assert 3 <= len(asked) <= budget * 6 / 60
     api.client.delete(f"/executions/{execution_id}/kill")
+
+
+def test_a_log_bigger_than_a_response_still_shows_and_downloads(
+    page: Any, tmp_path: Path, browser: Any
+) -> None:
+    """SQUALL_MAX_RESPONSE_BYTES under one 2,000-line page: the view asks smaller pages, and the
+    download (whose whole-log route then says 400) is read a page at a time."""
+    env = {"SQUALL_MAX_RESPONSE_BYTES": str(300_000)}  # the 10,000 lines are ~450 KB of text
+    options = ("--no-auth", "--db", str(tmp_path / "small.db"), "--tick-interval", "0.2")
+    with squall_server(tmp_path, *options, env=env) as server, Api(server.url) as api:
+        api.deploy(CHATTY)
+        execution_id = api.start("chatty")
+        api.wait(execution_id, {"SUCCESS"})
+        whole = api.client.get(f"/logs/{execution_id}/download")
+        assert whole.status_code == 400  # what the page meets, and works around
+        page.goto(f"{server.url}/ui/#/executions/{execution_id}")
+        expect(page.locator("#log-count")).to_have_text(re.compile(r"^[\d,]+ lines read so far"))
+        expect(page.get_by_role("log", name="Log lines")).to_contain_text("line 1 ")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download log").click()
+        saved = tmp_path / "chatty.log"
+        download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines if " line " in line][-1] == f"line {CHATTY_LINES}"
+    assert sum(" INFO line " in line for line in lines) == CHATTY_LINES

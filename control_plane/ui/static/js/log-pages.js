@@ -125,7 +125,13 @@ export class LogPages {
     this.serial(async () => {
       const page = this.pages[p];
       if (page.lines) return;
-      const { lines } = await this.read(page.from);
+      let { lines, next } = await this.read(page.from);
+      // Pages may be asked smaller than they were (a response too big): read on to its count.
+      while (lines.length < page.count && next) {
+        const more = await this.read(next);
+        lines = lines.concat(more.lines);
+        next = more.next;
+      }
       // Earlier pages never change (a log only grows); the last may have grown: keep its count.
       page.lines = lines.slice(0, page.count);
       this.touch(p);

@@ -1,4 +1,4 @@
-import { call, json, query, enc } from "../api.js";
+import { ApiError, call, json, query, enc } from "../api.js";
 import { h, fill, stateBadge, when, describe } from "../dom.js";
 import { VirtualList } from "../virtual-list.js";
 import { inputsForm } from "../inputs-form.js";
@@ -309,6 +309,45 @@ function findTask(tasks, id) {
   return null;
 }
 
+// The whole log as text (`timestamp level message` a line, as Kestra's download route writes
+// it). A log too big for one response (the route's 400) is read through the log pages instead,
+// a page at a time into the Blob's parts, with the progress in `status`.
+async function downloadLog(id, status, logPage) {
+  try {
+    return await (await call(`logs/${enc(id)}/download`)).blob();
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 400) throw e;
+  }
+  const parts = [];
+  let cursor = null, lines = 0;
+  do {
+    const page = await logPage({ cursor });
+    parts.push(page.results.map((l) => `${l.timestamp} ${l.level} ${l.message}\n`).join(""));
+    lines += page.results.length;
+    cursor = page.cursor;
+    status.textContent = `Download log: ${lines.toLocaleString("en")} lines read${cursor ? "…" : ""}`;
+  } while (cursor);
+  return new Blob(parts, { type: "text/plain" });
+}
+
+// A page of the execution's log. A page too big for one response (long lines, or a small
+// SQUALL_MAX_RESPONSE_BYTES: the API's 400 gives the size and the limit) is asked again with
+// fewer lines, and later pages keep that smaller size.
+function logPager(id) {
+  let limit = LOG_PAGE;
+  return async (params) => {
+    for (;;) {
+      try {
+        return await json(`executions/${enc(id)}/logs${query({ ...params, limit })}`);
+      } catch (e) {
+        const body = e instanceof ApiError && e.status === 400 ? e.body : null;
+        if (!body || !(body.size > body.limit) || limit <= 1) throw e;
+        limit = Math.max(1, Math.floor((limit * body.limit / body.size) * 0.9));
+      }
+    }
+  };
+}
+
 export async function executionPage(root, id, isCurrent) {
   const status = h("p", { role: "status", class: "muted" });
   const header = h("div", {});
@@ -342,6 +381,7 @@ export async function executionPage(root, id, isCurrent) {
   const search = h("input", { type: "search", id: "log-search", placeholder: "text in the message" });
   const logCount = h("span", { id: "log-count", class: "muted", role: "status" });
   let logPages = null;
+  const logPage = logPager(id);
   const logs = new VirtualList({ rowHeight: 18, label: "Log lines", follow: false,
     renderRow: (l) => l
       ? h("div", { class: `row lvl-${l.level}` }, `${l.timestamp || ""} ${l.level.padEnd(5)} ${l.taskId || "-"} ${l.message}`)
@@ -366,8 +406,7 @@ export async function executionPage(root, id, isCurrent) {
     readMore.hidden = !pages.more;
   };
   const resetLogs = async () => {
-    const pages = new LogPages((cursor) => json(`executions/${enc(id)}/logs${query({
-      limit: LOG_PAGE, cursor, minLevel: level.value, taskId: taskFilter.value, q: search.value })}`));
+    const pages = new LogPages((cursor) => logPage({ cursor, minLevel: level.value, taskId: taskFilter.value, q: search.value }));
     logPages = pages;
     pages.onChange = () => { if (logPages === pages) { logs.setItems(pages); showLogCount(); } };
     logs.setItems(pages);
@@ -501,8 +540,9 @@ export async function executionPage(root, id, isCurrent) {
         h("label", { for: "log-task" }, "Task", taskFilter),
         h("label", { for: "log-search" }, "Search", search),
         h("label", { for: "log-follow" }, "Follow", follow),
-        h("a", { href: "#", onclick: (event) => { event.preventDefault(); call(`logs/${enc(id)}/download`).then((r) => r.blob()).then((b) => {
+        h("a", { href: "#", onclick: (event) => { event.preventDefault(); downloadLog(id, status, logPage).then((b) => {
           const url = URL.createObjectURL(b); const a = h("a", { href: url, download: `${id}.log` }); document.body.append(a); a.click(); a.remove();
+          setTimeout(() => URL.revokeObjectURL(url), 10000);
         }).catch(showError); } }, "Download log"),
         logCount, readMore),
       logs.el),
