@@ -78,6 +78,21 @@ assert.equal(pages.requests - before, 2); // the last page again, then the new o
 await pages.tail(2);
 assert.equal(pages.requests - before, 3); // nothing new: one request, no more pages
 
+// A page read again after pages were asked smaller (a response too big) reads on to its count.
+let size = 4;
+const shrinking = async (cursor) => {
+  const from = cursor === null ? 0 : Number(cursor);
+  return { results: log.slice(from, from + size), cursor: from + size < log.length ? String(from + size) : null };
+};
+const small = new LogPages(shrinking, { keep: 1 });
+await small.next();
+await small.next(); // the first page's lines are dropped (keep: 1)
+size = 1;
+assert.equal(small.get(3), null);
+await small.queue;
+assert.equal(small.get(3).message, "line 3");
+assert.deepEqual([0, 1, 2, 3].map((i) => small.get(i)?.message), ["line 0", "line 1", "line 2", "line 3"]);
+
 // Task runs past the execution's own list, a page at a time, then one page a refresh.
 const run = (id, at) => ({ id, taskId: "t", state: { startDate: `2026-01-01T00:00:0${at}Z`, current: "SUCCESS" } });
 const table = { c1: { results: [run("b", 2)], cursor: "c2" }, c2: { results: [run("c", 1)], cursor: null } };
