@@ -284,6 +284,25 @@ def test_invalid_flow_is_422_with_every_violation_positioned(client: Api) -> Non
     assert client.snapshot() == before
 
 
+def test_validate_lists_each_violation_with_its_line_and_column_as_data(client: Api) -> None:
+    """What the UI's editor marks: each violation's place, not only the prose of ``constraints``."""
+    broken = "id: bad\nnamespace: squall.api\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+    broken += "    mesage: hi\n"
+    response = client.call("POST", f"{MAIN}/flows/validate", body=HELLO + "---\n" + broken, content_type=YAML)
+    assert response.status == 200
+    valid, invalid = response.json
+    assert "violations" not in valid and "constraints" not in valid
+    by_path = {v["path"]: v for v in invalid["violations"]}
+    assert by_path["tasks[0].mesage"] == {
+        "line": 6,  # counted from the document's first line, as the editor holds one document
+        "column": 5,
+        "path": "tasks[0].mesage",
+        "message": "unknown property 'mesage' (task 'a', type io.kestra.plugin.core.log.Log)",
+    }
+    assert by_path["tasks[0].message"]["line"] == 4
+    assert len(invalid["violations"]) == len(invalid["constraints"].splitlines())
+
+
 @pytest.mark.parametrize(
     ("trigger", "expected", "line"),
     [
