@@ -11,18 +11,34 @@ gets ``304`` with no body. ``Cache-Control: no-cache`` makes the browser revalid
 load, so a new Squall version is picked up at once while an unchanged file costs one small
 round trip. The pages are one ``index.html`` with hash routes (``/ui/#/flows``), so no deep
 link ever needs a server-side fallback.
+
+One file is generated rather than shipped: ``schema/flow.json``, the flow language's JSON
+Schema (:func:`control_plane.flows.schema.flow_json_schema`), which the editor completes keys
+and task types from. It is built from the models and the task plugins installed in this
+process, so it can never lag behind what the server validates; the flow language is imported
+only when that file is first asked for (the API's cold start does not pay for it, ADR 0006).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-__all__ = ["CONTENT_TYPES", "UI_PREFIX", "StaticFile", "files", "is_ui_path", "respond"]
+__all__ = [
+    "CONTENT_TYPES",
+    "SCHEMA_NAME",
+    "UI_PREFIX",
+    "StaticFile",
+    "files",
+    "flow_schema",
+    "is_ui_path",
+    "respond",
+]
 
 UI_PREFIX = "/ui"
 
@@ -63,6 +79,8 @@ class StaticFile:
 
 _files: dict[str, StaticFile] | None = None
 _lock = threading.Lock()
+SCHEMA_NAME = "schema/flow.json"
+_schema: StaticFile | None = None
 
 
 def _load() -> dict[str, StaticFile]:
@@ -94,6 +112,17 @@ def files() -> Mapping[str, StaticFile]:
     return _files
 
 
+def flow_schema() -> StaticFile:
+    """``schema/flow.json``: the flow language's JSON Schema, compact, built once per process."""
+    global _schema
+    if _schema is None:
+        from control_plane.flows.schema import flow_json_schema
+
+        body = json.dumps(flow_json_schema(), separators=(",", ":"), sort_keys=True).encode()
+        _schema = StaticFile(body, CONTENT_TYPES[".json"])
+    return _schema
+
+
 def is_ui_path(path: str) -> bool:
     """Whether ``path`` is the UI's (``/ui`` or below it), not the API's."""
     return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
@@ -121,7 +150,7 @@ def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any
         # Relative, so that behind a named API Gateway stage (/prod/ui) it stays under the stage.
         return _plain(308, "", {"Location": "ui/"})
     name = path[len(UI_PREFIX) + 1 :] or "index.html"
-    found = files().get(name)
+    found = flow_schema() if name == SCHEMA_NAME else files().get(name)
     if found is None:
         return _plain(404, f"no UI file {name!r}\n")
     common = {"ETag": found.etag, "Cache-Control": "no-cache", **_SECURITY_HEADERS}
