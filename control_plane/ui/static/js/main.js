@@ -2,6 +2,7 @@ import { forgetToken, token } from "./api.js";
 import { h, fill, describe } from "./dom.js";
 import { flowsPage } from "./pages/flows.js";
 import { flowPage } from "./pages/flow.js";
+import { newFlowPage } from "./pages/new-flow.js";
 import { executionsPage } from "./pages/executions.js";
 import { executionPage } from "./pages/execution.js";
 
@@ -19,7 +20,8 @@ async function route() {
   const root = h("div", {});
   fill(main, h("p", { role: "status" }, "Loading…"));
   try {
-    if (parts[0] === "flows" && parts.length === 3) await flowPage(root, parts[1], parts[2], params);
+    if (parts[0] === "flows" && parts[1] === "new" && parts.length === 2) await newFlowPage(root, params);
+    else if (parts[0] === "flows" && parts.length === 3) await flowPage(root, parts[1], parts[2], params);
     else if (parts[0] === "executions" && parts.length === 2) await executionPage(root, parts[1], isCurrent);
     else if (parts[0] === "executions") await executionsPage(root, params);
     else await flowsPage(root, params);
