@@ -8,6 +8,7 @@ revision. Completion comes from the JSON Schema the server generates from its mo
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Any
@@ -80,7 +81,7 @@ def test_write_a_flow_see_its_error_at_its_line_fix_it_deploy_and_start_it(
     expect(page.locator(".editor-overlay .ln.err")).to_have_count(2)  # and `message` missing, line 4
     # Debounced and spaced: one request per second at most, whatever the typing speed.
     assert 1 <= len(validations) <= 2 + typed_for, (len(validations), typed_for)
-    assert all(b - a >= 0.9 for a, b in zip(validations, validations[1:], strict=False)), validations
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(validations)), validations
     shot(page, "editor-problem")
     axe(page, "the editor with a problem")
 
@@ -136,7 +137,8 @@ def test_completion_offers_the_schema_keys_and_task_types_by_keyboard(
     page.goto(f"{server.url}/ui/#/flows/new")
     editor = page.locator("#flow-source")
     listbox = page.get_by_role("listbox", name="Completions")
-    start = f"id: completed\nnamespace: {NAMESPACE}\ntasks:\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n"
+    start = f"id: completed\nnamespace: {NAMESPACE}\ntasks:\n  - id: say\n"
+    start += "    type: io.kestra.plugin.core.log.Log\n"
     editor.fill(start)
     editor.press("Control+End")
     page.keyboard.type("    ")
@@ -172,6 +174,7 @@ def test_completion_offers_the_schema_keys_and_task_types_by_keyboard(
     expect(options).to_have_count(1)
     page.keyboard.press("Enter")
     page.keyboard.type("done")
-    expected = start + "    message: hi\n  - id: back\n    type: io.kestra.plugin.core.debug.Return\n    format: done"
+    expected = start + "    message: hi\n  - id: back\n"
+    expected += "    type: io.kestra.plugin.core.debug.Return\n    format: done"
     assert editor.input_value() == expected
     expect(page.get_by_role("status").filter(has_text="Valid:")).to_be_visible()

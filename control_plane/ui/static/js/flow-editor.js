@@ -27,8 +27,10 @@ export function flowSchema() {
 }
 
 // Run `task` after `wait` ms of quiet, never two at once and never two within `gap` ms: the
-// number of validate requests is bounded however fast one types.
-export function throttled(task, wait, gap) {
+// number of validate requests is bounded however fast one types. `clock` is for the tests.
+const REAL_CLOCK = { now: () => Date.now(), setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) };
+
+export function throttled(task, wait, gap, clock = REAL_CLOCK) {
   let timer = null;
   let running = false;
   let again = false;
@@ -36,16 +38,16 @@ export function throttled(task, wait, gap) {
   const fire = async () => {
     timer = null;
     if (running) { again = true; return; }
-    const since = Date.now() - last;
-    if (since < gap) { timer = setTimeout(fire, gap - since); return; }
+    const since = clock.now() - last;
+    if (since < gap) { timer = clock.setTimeout(fire, gap - since); return; }
     running = true;
-    last = Date.now();
+    last = clock.now();
     try { await task(); } finally {
       running = false;
       if (again) { again = false; schedule(); }
     }
   };
-  const schedule = () => { clearTimeout(timer); timer = setTimeout(fire, wait); };
+  const schedule = () => { clock.clearTimeout(timer); timer = clock.setTimeout(fire, wait); };
   return schedule;
 }
 
