@@ -99,8 +99,9 @@ def test_write_a_flow_see_its_error_at_its_line_fix_it_deploy_and_start_it(
     page.keyboard.press("Enter")
     deployed = page.locator(".deployed")
     expect(deployed).to_contain_text(f"Deployed {NAMESPACE}.typed, revision 1")
+    expect(page.locator("button.deploy")).to_be_focused()  # the keyboard keeps its place
     shot(page, "editor-deployed")
-    tab_to(page, ".deployed a")
+    tab_to(page, ".deployed a", presses=3)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name=f"{NAMESPACE}.typed")).to_be_visible()
     tab_to(page, "form button[type=submit]")

@@ -296,10 +296,14 @@ export function flowEditor({ source = "", namespace = null, id = null, onDeploye
   });
 
   // ---------------------------------------------------------------- deploy
+  // Not `disabled` while it runs: a disabled button drops the keyboard focus to the page's top.
+  let deploying = false;
   async function deploy() {
+    if (deploying) return;
+    deploying = true;
+    deployButton.setAttribute("aria-busy", "true");
     failure.textContent = "";
     deployed.textContent = "";
-    deployButton.disabled = true;
     const request = { method: target ? "PUT" : "POST", headers: { "Content-Type": "application/x-yaml" }, body: input.value };
     try {
       const flow = await json(target ? `flows/${enc(target.namespace)}/${enc(target.id)}` : "flows", request);
@@ -312,7 +316,8 @@ export function flowEditor({ source = "", namespace = null, id = null, onDeploye
       const errors = e instanceof ApiError && e.body && Array.isArray(e.body.errors) ? e.body.errors : [];
       if (errors.some((x) => x.line)) show(errors.filter((x) => x.line));
     } finally {
-      deployButton.disabled = false;
+      deploying = false;
+      deployButton.removeAttribute("aria-busy");
     }
   }
   deployButton.addEventListener("click", deploy);
