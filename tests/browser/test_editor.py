@@ -179,3 +179,17 @@ def test_completion_offers_the_schema_keys_and_task_types_by_keyboard(
     expected += "    type: io.kestra.plugin.core.debug.Return\n    format: done"
     assert editor.input_value() == expected
     expect(page.get_by_role("status").filter(has_text="Valid:")).to_be_visible()
+
+
+def test_lines_are_the_editors_own_across_document_markers(page: Any, server: ServerProcess) -> None:
+    """The server numbers a document's lines after the ``---`` it drops; the editor shifts them
+    back, and a second document is a problem at its ``---`` (one flow per editor)."""
+    page.goto(f"{server.url}/ui/#/flows/new")
+    editor = page.locator("#flow-source")
+    editor.fill("---\n" + TYPO)
+    expect(page.get_by_role("button", name="Line 7, column 5")).to_be_visible()  # the typo, one line down
+    editor.fill(TYPO.replace("mesage", "message") + "---\nid: second\n")
+    second = page.get_by_role("button", name="Line 7, column 1")  # the --- itself
+    expect(second).to_be_visible()
+    expect(page.locator(".problems li")).to_have_count(1)
+    expect(page.locator(".problems")).to_contain_text("the editor holds one flow")
