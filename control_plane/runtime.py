@@ -270,6 +270,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             f"{ENV_PREFIX}PUBSUB_AUDIENCE and {ENV_PREFIX}PUBSUB_SERVICE_ACCOUNT go together:"
             " a push is accepted only from that account, for that audience"
         )
+    if settings.ui_oidc is not None and settings.auth != "gateway":
+        raise SettingsError(
+            f"{ENV_PREFIX}UI_OIDC needs {ENV_PREFIX}AUTH=gateway: the UI's OIDC tokens are checked by"
+            " API Gateway's JWT authorizer, which this server does not run"
+        )
     if settings.auth == "token" and settings.api_token is None:
         raise SettingsError(f"{ENV_PREFIX}API_TOKEN is required with {ENV_PREFIX}AUTH=token")
     return settings

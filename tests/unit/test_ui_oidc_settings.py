@@ -57,3 +57,14 @@ def test_bad_values_are_refused_naming_the_variable_and_the_rule(value: object, 
     with pytest.raises(SettingsError) as caught:
         _load(value)
     assert "SQUALL_UI_OIDC" in str(caught.value) and message.lower() in str(caught.value).lower()
+
+
+@pytest.mark.parametrize("auth", ["token", "none"])
+def test_the_oidc_login_needs_the_gateway_auth_mode(auth: str) -> None:
+    env = {
+        "SQUALL_UI_OIDC": json.dumps({"issuer": COGNITO, "client_id": "ui"}),
+        "SQUALL_AUTH": auth,
+        "SQUALL_API_TOKEN": "t",
+    }
+    with pytest.raises(SettingsError, match="SQUALL_UI_OIDC needs SQUALL_AUTH=gateway"):
+        load_settings(env)

@@ -64,7 +64,14 @@ export async function loginSettings() {
   return config && config.uiOidc ? config.uiOidc : null;
 }
 
+let discovered = null; // once per page load
+
 async function discover(settings) {
+  if (!discovered) discovered = fetchDiscovery(settings).catch((e) => { discovered = null; throw e; });
+  return discovered;
+}
+
+async function fetchDiscovery(settings) {
   const url = `${settings.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
   let doc;
   try {
