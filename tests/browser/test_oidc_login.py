@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,12 @@ class Aws:
         return f"{self.gateway.url}/ui/"
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Aws]:
-    directory: Path = tmp_path_factory.mktemp("oidc")
+@contextmanager
+def _deployed(directory: Path, token: str) -> Iterator[Aws]:
+    """The handler behind the gateway front, the fake IdP as its issuer, ``greet`` deployed."""
     skew = [0.0]
     with fake_idp(CLIENT_ID, redirect_uris=[], allowed_origins=[]) as idp:
-        oidc = {"issuer": idp.issuer, "client_id": CLIENT_ID, "scopes": ["openid", "email"]}
+        oidc = {"issuer": idp.issuer, "client_id": CLIENT_ID, "scopes": ["openid", "email"], "token": token}
         settings = server_settings(directory, "unused", auth="gateway", ui_oidc=oidc)
         with Server(settings, host="127.0.0.1", port=0, tick_interval=0.2) as server:
             api = server.api
@@ -82,6 +83,12 @@ def aws(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Aws]
                 )
                 assert response.status_code == 200, response.text
                 yield Aws(idp, gateway, skew)
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Aws]:
+    with _deployed(tmp_path_factory.mktemp("oidc"), "access") as deployed:
+        yield deployed
 
 
 @pytest.fixture(autouse=True)
@@ -207,3 +214,12 @@ def test_sign_out_forgets_the_token_and_passes_by_the_idp(page: Any, aws: Aws) -
     page.get_by_role("button", name="Log in").click()
     _sign_in_at_the_idp(page, aws)
     expect(page.get_by_role("link", name="greet")).to_be_visible()
+
+
+def test_with_token_id_the_id_token_is_what_the_api_receives(page: Any, browser: Any, tmp_path: Path) -> None:
+    with _deployed(tmp_path, "id") as aws:
+        page.goto(aws.ui)
+        _sign_in_at_the_idp(page, aws)
+        expect(page.get_by_role("link", name="greet")).to_be_visible()
+        claims = jwt.decode(_session(page)["token"], options={"verify_signature": False})
+        assert claims["token_use"] == "id" and claims["aud"] == CLIENT_ID and claims["nonce"]
