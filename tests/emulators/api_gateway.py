@@ -76,8 +76,9 @@ def match_route(routes: Mapping[str, str], method: str, path: str) -> str | None
             continue
         if route_path.endswith("/{proxy+}"):
             prefix = route_path[: -len("{proxy+}")]
-            # /ui/ (an empty proxy) is taken as matching /ui/{proxy+}: the UI's own URL since
-            # phase 1; AWS's documentation does not say (the report of issue 25 flags it)
+            # /ui/ (an empty proxy) matches /ui/{proxy+}: HTTP APIs route /x/ like /x (a report
+            # in aws-powertools/powertools-lambda-python#1552; AWS's route docs do not say), and
+            # both /ui routes are public, so either choice gives the same authorization
             if not path.startswith(prefix):
                 continue
             rank = (0, len(prefix))
