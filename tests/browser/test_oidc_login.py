@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -223,3 +224,14 @@ def test_with_token_id_the_id_token_is_what_the_api_receives(page: Any, browser:
         expect(page.get_by_role("link", name="greet")).to_be_visible()
         claims = jwt.decode(_session(page)["token"], options={"verify_signature": False})
         assert claims["token_use"] == "id" and claims["aud"] == CLIENT_ID and claims["nonce"]
+
+
+def test_a_login_the_idp_refused_says_why(page: Any, aws: Aws) -> None:
+    page.goto(aws.ui)
+    expect(page).to_have_url(re.compile(rf"^{re.escape(aws.idp.issuer)}/authorize\?"))
+    state = parse_qs(urlsplit(page.url).query)["state"][0]
+    exchanges = len(aws.idp.token_requests)
+    page.goto(f"{aws.ui}?error=access_denied&error_description=The+user+cancelled&state={state}")
+    expect(page.get_by_role("heading", name="Login refused")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("The user cancelled")
+    assert len(aws.idp.token_requests) == exchanges
