@@ -23,6 +23,7 @@ from control_plane.levels import Level
 
 __all__ = [
     "Attempt",
+    "Batches",
     "Execution",
     "LogLine",
     "Phase",
@@ -90,6 +91,39 @@ class Progress(Struct, frozen=True, gc=False):
         return self.started - self.done
 
 
+class Batches(Struct, frozen=True, gc=False):
+    """A ForEachItem's batches, kept on its ``_split`` and ``_items`` task runs.
+
+    Batch ``n`` (1-based) is the file ``{prefix}{n}{extension}``; its subflow's outputs go to
+    ``{prefix}outputs/{n}.ion``. The ``_items`` task run counts the subflows it ``started``
+    and marks in ``ended`` (bit ``n - 1``) each one whose end it counted, so a result heard
+    twice is counted once. A bitmap, not a set: 100,000 batches cost 12.5 KB in the item.
+    """
+
+    total: int
+    prefix: str
+    extension: str
+    started: int = 0
+    done: int = 0
+    ended: bytes = b""
+
+    def batch_uri(self, n: int) -> str:
+        return f"{self.prefix}{n}{self.extension}"
+
+    def outputs_uri(self, n: int) -> str:
+        return f"{self.prefix}outputs/{n}.ion"
+
+    def has_ended(self, n: int) -> bool:
+        index = n - 1
+        return index // 8 < len(self.ended) and bool(self.ended[index // 8] & (1 << (index % 8)))
+
+    def mark_ended(self, n: int) -> Batches:
+        index = n - 1
+        bits = bytearray(self.ended.ljust((self.total + 7) // 8, b"\0"))
+        bits[index // 8] |= 1 << (index % 8)
+        return replace(self, ended=bytes(bits), done=self.done + 1)
+
+
 class TaskRun(Struct, frozen=True, gc=False):
     id: str
     seq: int
@@ -109,6 +143,7 @@ class TaskRun(Struct, frozen=True, gc=False):
     error: str | None = None
     progress: Progress | None = None
     infra_attempts: int = 0
+    batches: Batches | None = None
 
     @property
     def value(self) -> str | None:
