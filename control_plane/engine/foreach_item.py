@@ -12,7 +12,9 @@ A ForEachItem is a flowable whose lane runs three generated tasks in turn
 ``<id>_items``
     one task run for every batch, as in Kestra: :func:`start` asks for the subflow executions
     of at most :data:`CHUNK` batches per step, and a timer due at once (``foreach-item:``)
-    asks for the next chunk, so a step's work is bounded whatever the number of batches.
+    asks for the next chunk, so a step's work is bounded whatever the number of batches. With
+    ``wait``, each child's end also asks for the next chunk: the cloud's tick fires timers
+    once a minute, and 100 batches a minute would take hours for a big file.
     Each child's id is derived from (execution, task run, attempt, batch), so starting one
     twice (a recovered step) is refused by the store. With ``wait`` each child's end comes
     back as a ``TaskResult`` carrying its batch number; :func:`on_result` counts it once
@@ -162,6 +164,8 @@ def on_result(tx: _Transaction, tr: TaskRun, task: ForEachItemExecutable, event:
     tr = tx.put(tr.evolve(batches=batches, outputs=outputs))
     if batches.done < batches.total:
         tx.index_outputs(tr, outputs)
+        if batches.started < batches.total:  # the cloud fires timers once a minute: go on now
+            start_more(tx, tr, task)
         return
     final = terminal_state(iterations) if task.transmitFailed else State.SUCCESS
     error = None

@@ -6,7 +6,7 @@ from typing import Any
 
 from control_plane.engine import RunInline, StartSubflow, StartTimer, State, TaskResult, TimerFired
 from control_plane.engine.actions import BATCHES_KEY
-from control_plane.engine.events import Recover
+from control_plane.engine.events import Recover, Restart
 from control_plane.engine.foreach_item import CHUNK
 from control_plane.engine.model import Batches
 from control_plane.store.codec import taskrun_from_json, taskrun_to_json
@@ -224,3 +224,29 @@ def test_the_bitmap_marks_each_batch_alone() -> None:
         b = b.mark_ended(n)
     assert [n for n in range(1, 18) if b.has_ended(n)] == [1, 8, 9, 17]
     assert b.done == 4 and len(b.ended) == 3
+
+
+def test_with_wait_each_end_also_asks_for_the_next_chunk() -> None:
+    d = driver()
+    d.start()
+    first = split_done(d, 3 * CHUNK)
+    (timer,) = d.of_type(StartTimer, first)
+    more = d.of_type(StartSubflow, child_done(d, d.of_type(StartSubflow, first)[0]))
+    assert [s.iteration for s in more] == list(range(CHUNK + 1, 2 * CHUNK + 1))
+    assert d.send(TimerFired(at(6), timer.key)) == []  # that chunk was asked for already
+
+
+def test_restart_runs_every_batch_again_as_new_children() -> None:
+    d = driver()
+    d.start()
+    first = d.of_type(StartSubflow, split_done(d, 2))
+    child_done(d, first[0], State.FAILED)
+    child_done(d, first[1])
+    assert d.execution.state is State.FAILED
+    again = d.of_type(StartSubflow, d.send(Restart(at(10))))
+    assert [s.iteration for s in again] == [1, 2] and {s.attempt for s in again} == {2}
+    assert not {s.execution_id for s in again} & {s.execution_id for s in first}
+    assert iterations(d) == {"CREATED": 0, "RUNNING": 2}
+    for start in again:
+        child_done(d, start, seconds=11)
+    assert d.run("each_items").state is State.SUCCESS
