@@ -18,7 +18,7 @@ A ForEachItem is a flowable whose lane runs three generated tasks in turn
     Each child's id is derived from (execution, task run, attempt, batch), so starting one
     twice (a recovered step) is refused by the store. With ``wait`` each child's end comes
     back as a ``TaskResult`` carrying its batch number; :func:`on_result` counts it once
-    (a bitmap of the batches counted) in Kestra's ``iterations`` output, and the task run
+    (a watermark and a bitmap above it) in Kestra's ``iterations`` output, and the task run
     ends when every batch has: in Kestra's terminal state (``ExecutableUtils.manageIterations``)
     under ``transmitFailed``, else SUCCESS. Without ``wait`` a started batch counts as
     SUCCESS at once and the task run ends once all are started.
@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from control_plane.engine.actions import BATCHES_KEY, StartSubflow, StartTimer
 from control_plane.engine.events import TaskResult
@@ -114,7 +116,7 @@ def start_more(tx: _Transaction, tr: TaskRun, task: ForEachItemExecutable) -> No
 
 
 def batches_with(batches: Batches, *, started: int) -> Batches:
-    return Batches(batches.total, batches.prefix, batches.extension, started, batches.done, batches.ended)
+    return replace(batches, started=started)
 
 
 def subflow_action(

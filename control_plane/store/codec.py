@@ -201,6 +201,8 @@ def _batches_to_json(b: Batches) -> dict[str, Any]:
         out["started"] = b.started
     if b.done:
         out["done"] = b.done
+    if b.low:
+        out["low"] = b.low
     if b.ended:
         out["ended"] = base64.b64encode(b.ended).decode()
     return out
@@ -213,6 +215,7 @@ def _batches_from_json(raw: Mapping[str, Any]) -> Batches:
         raw["extension"],
         raw.get("started", 0),
         raw.get("done", 0),
+        raw.get("low", 0),
         base64.b64decode(raw["ended"]) if raw.get("ended") else b"",
     )
 

@@ -218,12 +218,19 @@ def test_batches_round_trip_through_the_store_codec() -> None:
     assert not back.batches.has_ended(12) and back.batches.done == 1
 
 
-def test_the_bitmap_marks_each_batch_alone() -> None:
-    b = Batches(17, PREFIX, ".csv")
-    for n in (1, 8, 9, 17):
+def test_ends_are_remembered_each_alone_and_in_order_ends_keep_no_bitmap() -> None:
+    b = Batches(40, PREFIX, ".csv")
+    for n in (1, 9, 10, 17, 40):
         b = b.mark_ended(n)
-    assert [n for n in range(1, 18) if b.has_ended(n)] == [1, 8, 9, 17]
-    assert b.done == 4 and len(b.ended) == 3
+    assert [n for n in range(1, 41) if b.has_ended(n)] == [1, 9, 10, 17, 40]
+    assert b.done == 5 and b.low == 0
+    for n in range(2, 9):
+        b = b.mark_ended(n)
+    assert b.low == 8 and [n for n in range(1, 41) if b.has_ended(n)] == [*range(1, 11), 17, 40]
+    in_order = Batches(10_000, PREFIX, ".csv")
+    for n in range(1, 10_001):
+        in_order = in_order.mark_ended(n)
+    assert in_order.ended == b"" and in_order.low == 10_000 and in_order.done == 10_000
 
 
 def test_with_wait_each_end_also_asks_for_the_next_chunk() -> None:
