@@ -257,3 +257,52 @@ def test_restart_runs_every_batch_again_as_new_children() -> None:
     for start in again:
         child_done(d, start, seconds=11)
     assert d.run("each_items").state is State.SUCCESS
+
+
+def test_inside_a_foreach_each_value_has_its_own_split_children_and_outputs() -> None:
+    d = Driver(
+        """
+id: loop
+namespace: t
+tasks:
+  - id: files
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["s3://bucket/a.csv", "s3://bucket/b.csv"]
+    concurrencyLimit: 0
+    tasks:
+      - id: each
+        type: io.kestra.plugin.core.flow.ForEachItem
+        items: "{{ taskrun.value }}"
+        namespace: t
+        flowId: child
+        inputs:
+          items: "{{ taskrun.items }}"
+"""
+    )
+    splits = d.of_type(RunInline, d.start())
+    assert sorted(s.properties["items"] for s in splits) == ["s3://bucket/a.csv", "s3://bucket/b.csv"]
+    starts = []
+    for n, split in enumerate(splits, start=1):
+        prefix = f"s3://bucket/split{n}/"
+        hint = {"total": n, "prefix": prefix, "extension": ".csv"}
+        outputs = {"splits": f"{prefix}splits.txt", BATCHES_KEY: hint}
+        starts += d.of_type(
+            StartSubflow, d.send(TaskResult(at(n), split.taskrun_id, 1, State.SUCCESS, outputs))
+        )
+    assert [s.inputs["items"] for s in starts] == [
+        "s3://bucket/split1/1.csv",
+        *(f"s3://bucket/split2/{i}.csv" for i in (1, 2)),
+    ]
+    assert len({s.execution_id for s in starts}) == 3
+    for start in starts:
+        child_done(d, start)
+    merges = d.of_type(RunInline)[2:]
+    assert sorted(m.properties["total"] for m in merges) == [1, 2]
+    for merge in merges:
+        d.send(TaskResult(at(9), merge.taskrun_id, 1, State.SUCCESS, None))
+    assert d.execution.state is State.SUCCESS
+    numbers = d.execution.outputs_index["each_items"]
+    assert {value: out["numberOfBatches"] for value, out in numbers.items()} == {
+        "s3://bucket/a.csv": 1,
+        "s3://bucket/b.csv": 2,
+    }
