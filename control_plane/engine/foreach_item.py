@@ -153,6 +153,10 @@ def on_result(tx: _Transaction, tr: TaskRun, task: ForEachItemExecutable, event:
     """Batch ``event.iteration``'s child ended: count it once; the last one ends the task run."""
     batches = tr.batches
     n = event.iteration
+    if not task.wait:  # only a child that could not start answers (no such flow, bad inputs)
+        if event.error:
+            tx.end_attempt(tr, task, State.FAILED, tr.outputs, f"Batch {n}: {event.error}")
+        return
     if batches is None or n is None or not 1 <= n <= batches.started or batches.has_ended(n):
         return  # not one of this attempt's children, or already counted
     if event.error:

@@ -306,3 +306,15 @@ tasks:
         "s3://bucket/a.csv": 1,
         "s3://bucket/b.csv": 2,
     }
+
+
+def test_without_wait_a_child_that_cannot_start_fails_the_task_while_it_runs() -> None:
+    d = driver(wait=False)
+    d.start()
+    starts = d.of_type(StartSubflow, split_done(d, CHUNK + 1))
+    failed = TaskResult(
+        at(3), starts[0].taskrun_id, 1, State.FAILED, error="Unable to find flow", iteration=1
+    )
+    d.send(failed)
+    items = d.run("each_items")
+    assert items.state is State.FAILED and items.error == "Batch 1: Unable to find flow"
