@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from control_plane.engine.actions import BATCHES_KEY
+from control_plane.service.storage import LocalStorage
 from control_plane.tasks import EffectContext, TaskFailure, run_effect
 from control_plane.tasks.storage import cut
 from tests.unit.effect_helpers import effect_context
@@ -117,3 +121,35 @@ def test_merge_has_no_outputs_when_no_subflow_wrote_any(ctx: EffectContext) -> N
     assert run_effect(MERGE, {"total": 0}, ctx).outputs is None
     prefix = ctx.storage.uri("t.fei/f/ex1/split/1/")
     assert run_effect(MERGE, {"total": 3, "prefix": prefix}, ctx).outputs is None
+
+
+class _StuckAfter(LocalStorage):
+    """Writes after the first ``free`` batch files wait until released (a storage that stalls)."""
+
+    def __init__(self, root: Path, free: int) -> None:
+        super().__init__(root)
+        self.free = free
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    def write(self, uri: str, data: bytes) -> None:
+        with self.lock:
+            stall = uri.rsplit("/", 1)[1][0].isdigit() and self.free <= 0
+            self.free -= 1
+        if stall:
+            self.release.wait(timeout=10)
+        super().write(uri, data)
+
+
+def test_a_split_out_of_time_fails_saying_how_far_it_got(tmp_path: Path) -> None:
+    storage = _StuckAfter(tmp_path / "storage", free=3)
+    ctx = effect_context(tmp_path, "t.fei")
+    ctx = msgspec.structs.replace(ctx, storage=storage, deadline=time.monotonic() + 0.5)
+    items = "kestra:///file/storage/file.txt"
+    storage.write(items, LINES.encode())
+    storage.free = 3
+    try:
+        _, error = _split(ctx, items, rows=4)
+    finally:
+        storage.release.set()
+    assert error is not None and error.startswith("wrote 3 of 26 batch files before the task's time ran out")
