@@ -730,7 +730,8 @@ class Subflow(Task):
     transmitFailed: bool = True
     inheritLabels: bool = False
     outputs: dict[str, Any] | None = None
-    scheduleDate: str | None = None
+    # Kestra's scheduleDate (start the child later) is not modelled: Squall has no delayed start
+    # of an execution, so the property is an unknown-property error rather than ignored.
 
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
 
