@@ -25,7 +25,7 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -55,15 +55,24 @@ CONTENT_TYPES: Mapping[str, str] = {
 }
 _TEXT = (".html", ".js", ".mjs", ".css", ".svg", ".json", ".txt")
 
-# The pages run only their own scripts and talk only to this origin (no CDN, no inline script).
+# The pages run only their own scripts and talk only to this origin (no CDN, no inline script),
+# and, with an OIDC login, to the IdP's discovery and token endpoints (``connect``).
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": _CSP.format(connect="'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def _security_headers(connect: Sequence[str]) -> dict[str, str]:
+    if not connect:
+        return _SECURITY_HEADERS
+    allowed = " ".join(("'self'", *connect))
+    return {**_SECURITY_HEADERS, "Content-Security-Policy": _CSP.format(connect=allowed)}
 
 
 class StaticFile:
@@ -138,8 +147,13 @@ def _plain(status: int, body: str, headers: Mapping[str, str] | None = None) -> 
     }
 
 
-def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any]:
+def respond(
+    path: str, method: str, headers: Mapping[str, str], connect: Sequence[str] = ()
+) -> dict[str, Any]:
     """The response to ``method path`` under ``/ui``; ``headers`` are the request's, lowercased.
+
+    ``connect`` lists the origins besides this one the page may fetch from (the OIDC IdP's,
+    :meth:`control_plane.ui.oidc.UiOidc.connect_origins`): they join the CSP's ``connect-src``.
 
     ``/ui`` redirects to ``ui/``, that is ``/ui/`` (relative asset URLs need the slash); ``/ui/`` is
     ``index.html``; any name not shipped is 404, whatever it contains.
@@ -153,7 +167,7 @@ def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any
     found = flow_schema() if name == SCHEMA_NAME else files().get(name)
     if found is None:
         return _plain(404, f"no UI file {name!r}\n")
-    common = {"ETag": found.etag, "Cache-Control": "no-cache", **_SECURITY_HEADERS}
+    common = {"ETag": found.etag, "Cache-Control": "no-cache", **_security_headers(connect)}
     given = headers.get("if-none-match", "")
     if found.etag in {tag.strip() for tag in given.split(",")} or given.strip() == "*":
         return {"statusCode": 304, "headers": common, "body": "", "isBase64Encoded": False, "cookies": []}

@@ -1,4 +1,5 @@
-import { forgetToken, token } from "./api.js";
+import { authMode, token } from "./api.js";
+import { setUpLogin } from "./oidc.js";
 import { h, fill, describe } from "./dom.js";
 import { flowsPage } from "./pages/flows.js";
 import { flowPage } from "./pages/flow.js";
@@ -36,9 +37,14 @@ async function route() {
     if (link.getAttribute("href") === `#/${parts[0] || "flows"}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   const signout = document.getElementById("signout");
+  signout.textContent = authMode().signOutLabel;
   signout.hidden = !token();
 }
 
-document.getElementById("signout").addEventListener("click", () => { forgetToken(); location.reload(); });
-window.addEventListener("hashchange", route);
-route();
+document.getElementById("signout").addEventListener("click", () => authMode().signOut());
+// The login first (an OIDC deployment sends the browser to its IdP, or takes its answer back).
+setUpLogin(main).then((go) => {
+  if (!go) return;
+  window.addEventListener("hashchange", route);
+  route();
+}, (e) => fill(main, h("h1", {}, "Could not start"), h("p", { class: "error", role: "alert" }, describe(e))));
