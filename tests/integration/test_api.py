@@ -618,6 +618,27 @@ def test_start_multipart_with_bad_inputs_leaves_no_file(client: Api) -> None:
     assert client.snapshot() == before
 
 
+def test_start_multipart_without_any_part_starts_with_no_inputs(client: Api) -> None:
+    """A browser's empty FormData (only the closing boundary) and an empty body are no inputs."""
+    client.deploy(FAILING)
+    for body in (multipart_body({}, {})[0], b""):
+        response = client.call(
+            "POST",
+            "/api/v1/main/executions/squall.api/failing",
+            body=body,
+            content_type="multipart/form-data; boundary=squallBoundary7MA4YWxk",
+        )
+        assert response.status == 200, response.body
+        assert response.json["inputs"] in ({}, None)
+    malformed = client.call(
+        "POST",
+        "/api/v1/main/executions/squall.api/failing",
+        body=b"--squallBoundary7MA4YWxk\r\nno headers end",
+        content_type="multipart/form-data; boundary=squallBoundary7MA4YWxk",
+    )
+    assert malformed.status == 400
+
+
 def test_start_multipart_without_boundary_is_400(client: Api) -> None:
     client.deploy(WITH_FILE)
     before = client.snapshot()
