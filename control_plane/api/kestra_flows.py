@@ -152,7 +152,8 @@ def search_flows(rt: common.Served, tenant: str) -> PagedFlows:
     "/api/v1/<tenant>/flows/validate",
     summary="Validate flows without storing them",
     description="Body: one or more YAML documents separated by ---. One report per document:"
-    " constraints holds the violations (with line and column), absent when the flow is valid.",
+    " constraints holds the violations (with line and column), absent when the flow is valid;"
+    " violations (a Squall extra) lists them as {line, column, path, message}.",
     tags=_TAGS,
     openapi_extensions=_YAML_BODY,
     **tenants.SCOPED,
@@ -172,6 +173,12 @@ def validate_flows(rt: common.Served, tenant: str) -> list[dict[str, Any]]:
             report["constraints"] = "\n".join(
                 f"{v.path}: {v.message} (line {v.line}, column {v.column})" for v in exc.violations
             )
+            # Squall's extra: the same violations as data, shaped as a 422's ``errors``, so an
+            # editor marks each line without parsing the prose of ``constraints``.
+            report["violations"] = [
+                {"line": v.line, "column": v.column, "path": v.path, "message": v.message}
+                for v in exc.violations
+            ]
         reports.append(report)
     return reports
 

@@ -109,6 +109,7 @@ class TaskResult(Struct, frozen=True):
     outputs: Mapping[str, Any] | None = None
     error: str | None = None
     logs: tuple[tuple[str, str], ...] = ()
+    iteration: int | None = None  # the batch of a ForEachItem subflow (StartSubflow.iteration)
 
 
 class TimerFired(Struct, frozen=True):

@@ -19,7 +19,7 @@ inputs:
   - id: token
     type: SECRET
     required: false
-tasks:
+tasks:  # a comment: the source view and the editor colour it (axe checks its contrast)
   - id: hello
     type: io.kestra.plugin.scripts.shell.Commands
     taskRunner:

@@ -54,7 +54,8 @@ export async function flowsPage(root, params) {
   const pages = Math.max(1, Math.ceil(result.total / SIZE));
   fill(root,
     h("h1", {}, "Flows"),
-    h("div", { class: "filters" }, h("label", { for: "ns" }, "Namespace", select)),
+    h("div", { class: "filters" }, h("label", { for: "ns" }, "Namespace", select),
+      h("a", { href: `#/flows/new${query({ namespace })}`, class: "button" }, "New flow")),
     result.total ? sections : h("p", {}, "No flows yet: deploy one with `squall deploy FILE` or POST /api/v1/main/flows."),
     pager(pages, page, (p) => `#/flows${query({ namespace, page: p })}`),
   );
