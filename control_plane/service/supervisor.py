@@ -66,6 +66,7 @@ from runners.base import (
     RunnerError,
     TransientRunnerError,
 )
+from runners.console import job_link
 from runners.markers import parse_line
 from runners.storage import path_of
 
@@ -141,7 +142,12 @@ def _runner_type(job: JobRecord) -> str:
 def job_status_changed(
     at: datetime, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None
 ) -> JobStatusChanged:
-    """The one place a runner's ``JobStatus`` becomes the engine's event (its own enums)."""
+    """The one place a runner's ``JobStatus`` becomes the engine's event (its own enums).
+
+    The job's id and console link ride along (from its handle; none for a job never
+    submitted) so the attempt keeps where it ran.
+    """
+    link = job_link(JobHandle.from_dict(job.handle)) if job.handle else None
     return JobStatusChanged(
         at,
         job.taskrun_id,
@@ -152,6 +158,9 @@ def job_status_changed(
         status.reason,
         outputs,
         status.cost,
+        runner=job.runner,
+        job_id=None if link is None else link.job_id,
+        job_url=None if link is None else link.url,
     )
 
 
