@@ -1059,3 +1059,133 @@ def test_a_wide_loops_values_are_written_once_not_with_every_completion(
 
     fresh = make_store()  # another container: reads the values back through the digest
     assert_same_execution(fresh.get_execution("wide-values-1"), execution)
+
+
+# ---------------------------------------------------------------------------- job entries' layout
+
+
+def _three_jobs(ex_id: str) -> list[JobRecord]:
+    """Three jobs added by one write (so their specs share a ``SPEC#`` item), one with a claim."""
+    names = [f"t-ddb-work-{ex_id}-{c * 8}" for c in "abc"]
+    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
+    until = T0 + timedelta(seconds=120)
+    jobs[0] = replace(jobs[0], claim="vm:1:abc", claim_until=until, since=T0 + timedelta(microseconds=7))
+    return jobs
+
+
+def test_specs_of_jobs_added_together_are_one_item_and_entries_hold_numbers(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    client, table = dynamodb_table
+    ex_id = _doc_id(40)
+    jobs = _three_jobs(ex_id)
+    store = make_store()
+    store.create_execution(make_execution(ex_id, taskruns=[make_taskrun("a", 0)]), jobs=jobs)
+    items = _items(client, table, ex_id)
+    specs = [sk for sk in items if sk.startswith("SPEC#")]
+    assert len(specs) == 1
+    entries = items["META"]["j"]["M"]
+    first = entries[jobs[0].name]["M"]
+    assert "s" not in first and first["sr"]["S"] == specs[0].removeprefix("SPEC#")
+    assert [list(first[attr]) for attr in ("u", "sx", "s0")] == [["N"], ["N"], ["N"]]
+    fresh = make_store()
+    for job in jobs:
+        assert fresh.get_job(job.name) == replace(job, version=1)
+    assert sorted(fresh.active_jobs(), key=lambda j: j.name) == [replace(j, version=1) for j in jobs]
+    # a handle naming its own job and runner is stored without them, and read back whole
+    handle = {"name": jobs[1].name, "runner": "process", "id": "42", "data": {"q": "x"}}
+    fresh.update_job(replace(jobs[1], phase=JobPhase.SUBMITTED, handle=handle), expected_version=1)
+    stored = _items(client, table, ex_id)["META"]["j"]["M"][jobs[1].name]["M"]
+    assert "h" not in stored and json.loads(stored["hc"]["S"]) == {"id": "42", "data": {"q": "x"}}
+    assert stored["sr"] == first["sr"]  # an update keeps the spec's item
+    got = make_store().get_job(jobs[1].name)
+    assert got == replace(jobs[1], phase=JobPhase.SUBMITTED, handle=handle, version=2)
+    # the switch to split mode reads the specs back into JOB# records
+    current = fresh.get_execution(ex_id)
+    big = current
+    for i in range(40):
+        big = with_taskrun(big, make_taskrun(f"x{i}", i + 1))
+    fresh.save_execution(
+        big.evolve(version=current.version + 1, changed=frozenset(big.taskruns.keys())),
+        expected_version=current.version,
+    )
+    assert "j" not in _items(client, table, ex_id)["META"]
+    split = make_store()
+    assert split.get_job(jobs[0].name) == replace(jobs[0], version=1)
+    assert split.get_job(jobs[1].name) == got
+
+
+def test_a_document_written_by_the_previous_layout_still_loads_moves_on_and_switches(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """Entries as stored before issue 28 (spec inline, times as text, handles whole) on a
+    deployed table: read, updated, ended and converted to split mode like new ones."""
+    from control_plane.store.codec import dumps
+    from control_plane.store.dynamodb.items import compress
+
+    client, table = dynamodb_table
+    ex_id = _doc_id(41)
+    jobs = _three_jobs(ex_id)
+    jobs[2] = replace(jobs[2], phase=JobPhase.SUBMITTED)
+    handle = {"name": jobs[2].name, "runner": "process", "id": "7", "data": {"queue": "q"}}
+    jobs[2] = replace(jobs[2], handle=handle)
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    make_store().create_execution(ex)
+
+    def old_entry(job: JobRecord) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "v": {"N": "1"},
+            "p": {"S": job.phase.value},
+            "t": {"S": job.taskrun_id},
+            "a": {"N": str(job.attempt)},
+            "r": {"S": job.runner},
+            "s": {"B": compress(dumps(job.spec))},
+        }
+        if job.handle is not None:
+            entry["h"] = {"S": dumps(job.handle)}
+        if job.updated is not None:
+            entry["u"] = {"S": job.updated.isoformat()}
+        for attr, value in (("sc", job.claim), ("sx", job.claim_until), ("s0", job.since)):
+            if value is not None:
+                entry[attr] = {"S": value if isinstance(value, str) else value.isoformat()}
+        return {"M": entry}
+
+    client.update_item(
+        TableName=table,
+        Key=exec_key(ex_id),
+        UpdateExpression="SET j = :j, aq = :a, ar = :id",  # and in the active index, as then
+        ExpressionAttributeValues={
+            ":j": {"M": {job.name: old_entry(job) for job in jobs}},
+            ":a": {"S": "A"},
+            ":id": {"S": ex_id},
+        },
+    )
+    store = make_store()
+    for job in jobs:
+        assert store.get_job(job.name) == replace(job, version=1)
+    assert sorted(store.active_jobs(), key=lambda j: j.name) == [replace(j, version=1) for j in jobs]
+    # update_job on an old entry: times become numbers, the inline spec stays
+    unclaimed = replace(jobs[0], phase=JobPhase.SUBMITTED, claim=None, claim_until=None, since=None)
+    store.update_job(unclaimed, expected_version=1)
+    entry = _items(client, table, ex_id)["META"]["j"]["M"][jobs[0].name]["M"]
+    assert "N" in entry["u"] and "s" in entry and "sc" not in entry
+    assert make_store().get_job(jobs[0].name) == replace(unclaimed, version=2)
+    # a step ending an old entry drops its spec and keeps the handle's id
+    current = store.get_execution(ex_id)
+    done = replace(jobs[2], phase=JobPhase.DONE, handle=None, updated=T0 + timedelta(seconds=5))
+    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"x": 1}))
+    store.save_execution(nxt, expected_version=1, jobs=[done])
+    ended = make_store().get_job(jobs[2].name)
+    assert ended is not None and ended.phase is JobPhase.DONE and ended.spec == {}
+    assert ended.handle == {"name": jobs[2].name, "runner": "process", "id": "7"}
+    # and the switch to split mode carries the old entries' specs into JOB# records
+    current = store.get_execution(ex_id)
+    big = current
+    for i in range(40):
+        big = with_taskrun(big, make_taskrun(f"x{i}", i + 1))
+    big = big.evolve(version=current.version + 1, changed=frozenset(big.taskruns.keys()))
+    store.save_execution(big, expected_version=current.version)
+    assert "j" not in _items(client, table, ex_id)["META"]
+    split = make_store()
+    assert split.get_job(jobs[1].name) == replace(jobs[1], version=1)
+    assert split.get_job(jobs[0].name) == replace(unclaimed, version=2)

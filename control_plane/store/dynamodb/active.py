@@ -29,6 +29,7 @@ from control_plane.store.dynamodb.conditions import AT_VERSION, IS_NEW, NO_LEASE
 from control_plane.store.dynamodb.items import DOCUMENT, MAX_CHAR, Item, exec_key, is_document, n, s, us
 from control_plane.store.dynamodb.memory import Memory
 from control_plane.store.dynamodb.records import doc_job
+from control_plane.store.dynamodb.specs import Specs
 from control_plane.store.dynamodb.table import Refused, Table
 from control_plane.store.dynamodb_schema import GSI_ACTIVE_EXECUTIONS, GSI_EXECUTIONS
 
@@ -46,6 +47,7 @@ class ActiveIndex:
         self,
         table: Table,
         memory: Memory,
+        specs: Specs,
         *,
         clock: Callable[[], float],
         visit_after: timedelta | None,
@@ -54,6 +56,7 @@ class ActiveIndex:
     ) -> None:
         self._table = table
         self._memory = memory
+        self._specs = specs
         self._clock = clock
         self.visit_after = visit_after
         self.visit_overlap = visit_overlap
@@ -106,11 +109,13 @@ class ActiveIndex:
                 continue
             execution_id = pk.removeprefix("EXEC#")
             entries = item.get("j", {}).get("M", {})
-            mine = [
-                doc_job(name, execution_id, entry)
-                for name, entry in sorted(entries.items())
-                if entry["M"]["p"]["S"] != JobPhase.DONE.value
-            ]
+            open_entries = {
+                name: entry for name, entry in entries.items() if entry["M"]["p"]["S"] != JobPhase.DONE.value
+            }
+            mine = []
+            if open_entries:
+                specs = self._specs.of(execution_id, open_entries.values())
+                mine = [doc_job(name, execution_id, e, specs) for name, e in sorted(open_entries.items())]
             if not mine:
                 self._leave(execution_id, item)
             jobs += [j for j in mine if runner is None or j.runner == runner]

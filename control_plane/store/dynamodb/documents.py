@@ -58,9 +58,11 @@ from control_plane.store.dynamodb.records import (
     job_item,
     log_items,
     meta_attrs,
+    spec_group,
     timer_item,
     unique_timers,
 )
+from control_plane.store.dynamodb.specs import Specs
 from control_plane.store.dynamodb.steps import SplitWrites
 from control_plane.store.dynamodb.table import Refused, Table
 from control_plane.store.dynamodb_schema import TTL_ATTRIBUTE
@@ -70,6 +72,7 @@ __all__ = [
     "DOCUMENT_MAX_BYTES",
     "DOCUMENT_MAX_TASKRUNS",
     "DOCUMENT_MODE",
+    "DOCUMENT_SPEC_BYTES",
     "Documents",
     "WriteMode",
 ]
@@ -88,6 +91,9 @@ job. Not for a step that also writes a timer (a retry delay, a Sleep, a Pause, a
 timeout): that one is a transaction, 2 WRU per KB of the document, so it costs up to twice
 what it did at the old threshold. (It was 3,000 bytes, tuned when DynamoDB Local's under-count
 of transactions was taken for the bill: benchmarks/cost.py, docs/cost.md.)"""
+DOCUMENT_SPEC_BYTES = 300_000
+"""The compressed specs of the jobs one write adds (one ``SPEC#`` item, :mod:`.specs`); more
+switches the execution to split mode, where each job's record holds its own."""
 DOCUMENT_LOG_BYTES = 1_500
 """Compressed log lines kept inline in a document; more switches the execution to split mode."""
 _DOC_ATTRS = ("md", "d", "j", "lg", "lb", "aq", "ar")  # removed from META by the switch to split mode
@@ -114,6 +120,7 @@ class Documents:
         memory: Memory,
         split: SplitWrites,
         active: ActiveIndex,
+        specs: Specs,
         *,
         offload_bytes: int,
         expiry: Callable[[], int | None],
@@ -122,6 +129,7 @@ class Documents:
         self._memory = memory
         self._split = split
         self._active = active
+        self._specs = specs
         self._offload_bytes = offload_bytes
         self._expiry = expiry
 
@@ -135,6 +143,13 @@ class Documents:
     ) -> WriteMode:
         """Write ``ex`` as one document item if it is (and stays) one (``expected`` None: a create)."""
         key = exec_key(ex.id)
+        new_jobs = [job for job in jobs if job.phase is JobPhase.SUBMITTING]
+        # A write adding several jobs puts their specs in one item, which no later write of the
+        # document carries (:mod:`.specs`): each of the next steps would carry every spec still
+        # open. One job's spec stays inline: it leaves with the job's end, often the next step,
+        # and an item of its own would cost a write unit more (a single-task execution's create).
+        spec_key, spec_body = spec_group(new_jobs) if len(new_jobs) > 1 else (None, b"")
+        specs_written = False
         for _ in range(ATTEMPTS):
             if expected is None:
                 doc: DocState | None = DocState(-1, {}, 0, False, {}) if DOCUMENT_MODE else None
@@ -148,9 +163,9 @@ class Documents:
                 if job.phase is JobPhase.SUBMITTING:
                     if job.name in entries:
                         raise ConflictError(f"job {job.name} already exists")
-                    entries[job.name] = changed[job.name] = doc_job_entry(job, 1)
+                    entries[job.name] = changed[job.name] = doc_job_entry(job, 1, spec_key)
                 elif job.name in entries:  # else SQLite's UPDATE of no row: dropped
-                    entries[job.name] = changed[job.name] = doc_job_update(entries[job.name], job)
+                    entries[job.name] = changed[job.name] = doc_job_update(job.name, entries[job.name], job)
             # Only the changed task runs are taken from ``ex``: the others stay as stored.
             raws = dict(doc.taskruns)
             for tr_id in ex.taskruns.keys() if expected is None else ex.changed:
@@ -166,6 +181,7 @@ class Documents:
             active = any(e["M"]["p"]["S"] != JobPhase.DONE.value for e in entries.values())
             fits = (
                 len(raws) <= DOCUMENT_MAX_TASKRUNS
+                and len(spec_body) <= DOCUMENT_SPEC_BYTES
                 and log_bytes <= DOCUMENT_LOG_BYTES
                 and all(execution_of_job(name) == ex.id for name in entries)
                 and all(
@@ -182,6 +198,9 @@ class Documents:
                 fits = size <= DOCUMENT_MAX_BYTES
             if not fits:
                 return WriteMode.SPLIT if expected is None else WriteMode.SWITCH
+            if spec_key is not None and not specs_written:
+                self._specs.put(ex.id, spec_key, spec_body)  # before any entry refers to it
+                specs_written = True
             try:
                 late = self._active.late(ex, jobs)
                 if expected is None:
@@ -371,7 +390,8 @@ class Documents:
             self._memory.forget_document(ex.id)
             raise ConflictError(f"execution {ex.id} changed while switching to split mode: reload and retry")
         entries = item.get("j", {}).get("M", {})
-        records = {name: doc_job(name, ex.id, entry) for name, entry in entries.items()}
+        specs = self._specs.of(ex.id, entries.values())
+        records = {name: doc_job(name, ex.id, entry, specs) for name, entry in entries.items()}
         guard_names: dict[str, str] = {}
         guard_values: Item = {":glb": item.get("lb", n(0))}
         expr = " AND #lb = :glb" + entries_unchanged(entries, guard_names, guard_values, tag="g")

@@ -22,7 +22,14 @@ from control_plane.store.dynamodb.bigstep import BigSteps
 from control_plane.store.dynamodb.conditions import AT_VERSION, ATTEMPTS, NO_LEASE
 from control_plane.store.dynamodb.items import DOCUMENT, Item, exec_key, is_document, job_key, n, names, s
 from control_plane.store.dynamodb.memory import Memory
-from control_plane.store.dynamodb.records import doc_job, doc_job_entry, job_attrs, job_from_item
+from control_plane.store.dynamodb.records import (
+    apply_fields,
+    doc_job,
+    doc_job_fields,
+    job_attrs,
+    job_from_item,
+)
+from control_plane.store.dynamodb.specs import Specs
 from control_plane.store.dynamodb.table import Refused, Table
 from control_plane.store.dynamodb_schema import GSI_ACTIVE_JOBS
 
@@ -38,12 +45,14 @@ class Jobs:
         memory: Memory,
         big: BigSteps,
         active: ActiveIndex,
+        specs: Specs,
         expiry: Callable[[], int | None],
     ) -> None:
         self._table = table
         self._memory = memory
         self._big = big
         self._active = active
+        self._specs = specs
         self._expiry = expiry
 
     def get(self, name: str) -> JobRecord | None:
@@ -69,7 +78,9 @@ class Jobs:
         if item is None or not is_document(item):
             return None
         entry = item.get("j", {}).get("M", {}).get(name)
-        return None if entry is None else doc_job(name, execution_id, entry)
+        if entry is None:
+            return None
+        return doc_job(name, execution_id, entry, self._specs.of(execution_id, [entry]))
 
     def update(self, job: JobRecord, *, expected_version: int) -> JobRecord:
         written = replace(job, version=expected_version + 1)
@@ -96,15 +107,26 @@ class Jobs:
         ``save_execution`` of other entries (which conditions on ``v``). False: not a document."""
         if self._memory.is_split(job.execution_id):
             return False  # seen split, and split is for good
-        entry = doc_job_entry(job, expected_version + 1)
+        # Field by field: the entry's task run, attempt, runner and spec (or its spec item's
+        # key) are never changed by an update, and a whole-entry write would need the key.
+        sets, remove = doc_job_fields(job.name, job.runner, job, expected_version + 1)
+        names = {"#n": job.name} | {f"#f{i}": attr for i, attr in enumerate([*sets, *remove])}
+        values: Item = {":doc": s(DOCUMENT), ":expected": n(expected_version)}
+        extra = []
+        for i, value in enumerate(sets.values()):
+            extra.append(f"#j.#n.#f{i} = :f{i}")
+            values[f":f{i}"] = value
+        removed = ", ".join(f"#j.#n.#f{len(sets) + i}" for i in range(len(remove)))
         args = self._table.update(
             exec_key(job.execution_id),
             {},
-            extra=["#j.#n = :rec"],
+            extra=extra,
             condition=f"#md = :doc AND #j.#n.#v = :expected AND {NO_LEASE}",
-            values={":rec": entry, ":doc": s(DOCUMENT), ":expected": n(expected_version)},
-            names={"#n": job.name},
+            values=values,
+            names=names,
         )
+        if removed:
+            args["UpdateExpression"] += " REMOVE " + removed
         started = time.monotonic()
         for _ in range(ATTEMPTS):
             try:
@@ -120,7 +142,9 @@ class Jobs:
                 if stored is None:
                     return False  # not in this document: the JOB# record, if any, answers
                 raise ConflictError(f"job {job.name} changed since version {expected_version}") from None
-            self._memory.job_written(job.execution_id, job.name, entry)
+            self._memory.job_written(
+                job.execution_id, job.name, lambda entry: apply_fields(entry, sets, remove)
+            )
             return True
         raise StoreError(f"job {job.name}: its execution stayed leased in table {self._table.name}")
 

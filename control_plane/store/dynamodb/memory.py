@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from msgspec import Struct
@@ -113,12 +114,15 @@ class Memory:
         with self._lock:
             self._docs.pop(execution_id, None)
 
-    def job_written(self, execution_id: str, name: str, entry: Item) -> None:
-        """``update_job`` moved one entry on: the next write conditions on its new version."""
+    def job_written(self, execution_id: str, name: str, written: Callable[[Item], Item]) -> None:
+        """``update_job`` moved one entry on (``written`` maps the entry known to the one stored
+        now): the next write conditions on its new version."""
         with self._lock:
             known = self._docs.get(execution_id)
-            if known is not None:
-                known.jobs[name] = entry
+            if known is not None and name in known.jobs:
+                known.jobs[name] = written(known.jobs[name])
+            elif known is not None:
+                self._docs.pop(execution_id)  # an entry it never saw: read the document again
 
     def registered(self, execution_id: str, version: int) -> None:
         """The visit set a document's active keys without moving its version."""

@@ -8,7 +8,8 @@ looks like is decided here. ``docs/dynamodb.md`` shows the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,10 +34,14 @@ from control_plane.store.dynamodb_schema import ITEM_LIMIT_BYTES, TTL_ATTRIBUTE
 
 __all__ = [
     "LOG_CHUNK_BYTES",
+    "SPEC_PREFIX",
     "active_job_key",
+    "apply_fields",
     "doc_job",
     "doc_job_entry",
+    "doc_job_fields",
     "doc_job_update",
+    "doc_spec_ref",
     "inline_logs",
     "job_attrs",
     "job_from_item",
@@ -44,6 +49,9 @@ __all__ = [
     "job_update",
     "log_items",
     "meta_attrs",
+    "spec_group",
+    "spec_item",
+    "specs_from_item",
     "summary_from_item",
     "timer_from_item",
     "timer_item",
@@ -223,33 +231,108 @@ def job_from_item(item: Item) -> JobRecord:
 
 
 # ---------------------------------------------------------------------- jobs: a document's entries
+#
+# An entry is rewritten with its document at every step, so it carries only what a step or the
+# tick needs (issue 28): the spec lives in a ``SPEC#<hash>`` item of the execution, written once
+# with the step that added the job (``sr`` names it; entries written before hold it inline, as
+# ``s``); times are numbers (µs since the epoch; text before); a handle naming the entry's own
+# job and runner is stored without them (``hc``; a full one, ``h``, otherwise and before).
+
+SPEC_PREFIX = "SPEC#"
+"""Sort key prefix of a document's spec items: ``SPEC#<16 hex digits of the content's hash>``."""
 
 
-def doc_job_entry(job: JobRecord, version: int) -> Item:
-    entry: Item = {
-        "v": n(version),
-        "p": s(job.phase.value),
-        "t": s(job.taskrun_id),
-        "a": n(job.attempt),
-        "r": s(job.runner),
-    }
-    if job.phase is not JobPhase.DONE:
+def spec_group(jobs: Sequence[JobRecord]) -> tuple[str, bytes]:
+    """The specs of the jobs one write adds, as one item: its sort key and compressed body.
+
+    Content-addressed, so two writers planning the same step put the same item, and a writer
+    that lost the race cannot overwrite the winner's specs with different ones."""
+    body = compress(dumps({job.name: job.spec for job in jobs}))
+    return SPEC_PREFIX + hashlib.sha256(body).hexdigest()[:16], body
+
+
+def spec_item(execution_id: str, key: str, body: bytes) -> Item:
+    return {**exec_key(execution_id, key), "s": {"B": body}}
+
+
+def specs_from_item(item: Item) -> dict[str, Any]:
+    specs: dict[str, Any] = loads(decompress(item["s"]["B"]))
+    return specs
+
+
+def _time(moment: datetime) -> Item:
+    return n(us(moment))
+
+
+def _read_time(raw: Item, attr: str) -> datetime | None:
+    value = raw.get(attr)
+    if value is None:
+        return None
+    return from_us(int(value["N"])) if "N" in value else datetime.fromisoformat(value["S"])
+
+
+def doc_job_fields(name: str, runner: str, job: JobRecord, version: int) -> tuple[Item, list[str]]:
+    """The fields of an entry ``update_job`` sets and removes (all but the immutable ones: task
+    run, attempt, runner and spec); a DONE job drops its spec and claim as :func:`doc_job_update`."""
+    sets: Item = {"v": n(version), "p": s(job.phase.value)}
+    remove: list[str] = []
+    for attr, field_name in _CLAIM_ATTRIBUTES:
+        value = getattr(job, field_name)
+        if value is None:
+            remove.append(attr)
+        else:
+            sets[attr] = s(value) if isinstance(value, str) else _time(value)
+    handle_attr, handle = _handle_attr(name, runner, job.handle)
+    if handle is None:
+        remove += ["h", "hc"]
+    else:
+        sets[handle_attr] = handle
+        remove.append("hc" if handle_attr == "h" else "h")
+    if job.updated is None:
+        remove.append("u")
+    else:
+        sets["u"] = _time(job.updated)
+    if job.phase is JobPhase.DONE:
+        remove += ["s", "sr"]
+    return sets, remove
+
+
+def _handle_attr(name: str, runner: str, handle: Any) -> tuple[str, Item | None]:
+    if handle is None:
+        return "h", None
+    if handle.get("name") == name and handle.get("runner") == runner:
+        rest = {key: value for key, value in handle.items() if key not in ("name", "runner")}
+        return "hc", s(dumps(rest))
+    return "h", s(dumps(handle))
+
+
+def doc_job_entry(job: JobRecord, version: int, spec_ref: str | None) -> Item:
+    """A new entry; ``spec_ref`` is the sort key of the spec item holding its spec (None: inline)."""
+    sets, _ = doc_job_fields(job.name, job.runner, job, version)
+    entry: Item = {"t": s(job.taskrun_id), "a": n(job.attempt), "r": s(job.runner), **sets}
+    if job.phase is JobPhase.DONE:
+        pass
+    elif spec_ref is not None:
+        entry["sr"] = s(spec_ref.removeprefix(SPEC_PREFIX))
+    else:
         entry["s"] = {"B": compress(dumps(job.spec))}
-    if job.handle is not None:
-        entry["h"] = s(dumps(job.handle))
-    if job.updated is not None:
-        entry["u"] = s(job.updated.isoformat())
-    entry.update(_claim_attrs(job)[0])
     return {"M": entry}
 
 
-def doc_job_update(old: Item, job: JobRecord) -> Item:
+def apply_fields(entry: Item, sets: Item, remove: Sequence[str]) -> Item:
+    """``entry`` as the stored one reads after ``SET`` of ``sets`` and ``REMOVE`` of ``remove``."""
+    raw = {key: value for key, value in entry["M"].items() if key not in remove}
+    return {"M": raw | dict(sets)}
+
+
+def doc_job_update(name: str, old: Item, job: JobRecord) -> Item:
     """A later phase, as SQLite's ``UPDATE``: the handle kept when none is given, version + 1;
     DONE and CANCELLING stick (``later_phase``)."""
     entry = dict(old["M"])
     entry["p"] = s(later_phase(JobPhase(entry["p"]["S"]), job.phase).value)
     entry["v"] = n(int(entry["v"]["N"]) + 1)
     handle = job.handle
+    runner = entry["r"]["S"]
     if job.phase is JobPhase.DONE:
         # A finished job is never submitted, found or cancelled again: its spec, its submit
         # claim and the handle's backend detail (queue, region, submit time: what poll,
@@ -257,34 +340,63 @@ def doc_job_update(old: Item, job: JobRecord) -> Item:
         # spec made a 1-task completion cost 2 write units instead of 1; claims and detail
         # were ~230 bytes a job, 2 of the 6 KB of a 10-job ForEach's document, issue 28).
         # The handle's name, runner and id stay: they say which backend job ran.
-        for attr in ("s", *(attr for attr, _ in _CLAIM_ATTRIBUTES)):
+        for attr in ("s", "sr", *(attr for attr, _ in _CLAIM_ATTRIBUTES)):
             entry.pop(attr, None)
-        if handle is None and "h" in entry:
-            handle = loads(entry["h"]["S"])
+        if handle is None:
+            handle = _stored_handle(name, runner, entry)
         if handle is not None:
             handle = {key: handle[key] for key in ("name", "runner", "id") if key in handle}
     if handle is not None:
-        entry["h"] = s(dumps(handle))
+        entry.pop("h", None)
+        entry.pop("hc", None)
+        attr, value = _handle_attr(name, runner, handle)
+        entry[attr] = value
     entry.pop("u", None)
     if job.updated is not None:
-        entry["u"] = s(job.updated.isoformat())
+        entry["u"] = _time(job.updated)
     return {"M": entry}
 
 
-def doc_job(name: str, execution_id: str, entry: Item) -> JobRecord:
+def _stored_handle(name: str, runner: str, raw: Item) -> dict[str, Any] | None:
+    if "hc" in raw:
+        return {"name": name, "runner": runner, **loads(raw["hc"]["S"])}
+    return loads(raw["h"]["S"]) if "h" in raw else None
+
+
+def doc_spec_ref(entry: Item) -> str | None:
+    """The sort key of the spec item an entry's spec is in; None when inline, or dropped (DONE)."""
     raw = entry["M"]
+    return SPEC_PREFIX + raw["sr"]["S"] if "sr" in raw else None
+
+
+def doc_job(name: str, execution_id: str, entry: Item, specs: Mapping[str, Any] | None = None) -> JobRecord:
+    """The record of an entry; ``specs`` holds its spec when the entry refers to a spec item
+    (:func:`doc_spec_ref`): the readers fetch those items (``Jobs.get``, the tick's list)."""
+    raw = entry["M"]
+    runner = raw["r"]["S"]
+    if "s" in raw:
+        spec = loads(decompress(raw["s"]["B"]))
+    elif "sr" in raw:
+        if specs is None or name not in specs:
+            ref = doc_spec_ref(entry)
+            raise StoreError(f"job {name}: its spec item {ref} of execution {execution_id} is missing")
+        spec = specs[name]
+    else:
+        spec = {}
     return JobRecord(
         name=name,
         execution_id=execution_id,
         taskrun_id=raw["t"]["S"],
         attempt=int(raw["a"]["N"]),
-        runner=raw["r"]["S"],
+        runner=runner,
         phase=JobPhase(raw["p"]["S"]),
-        spec=loads(decompress(raw["s"]["B"])) if "s" in raw else {},
-        handle=loads(raw["h"]["S"]) if "h" in raw else None,
+        spec=spec,
+        handle=_stored_handle(name, runner, raw),
         version=int(raw["v"]["N"]),
-        updated=datetime.fromisoformat(raw["u"]["S"]) if "u" in raw else None,
-        **_claim_fields(raw),
+        updated=_read_time(raw, "u"),
+        claim=raw["sc"]["S"] if "sc" in raw else None,
+        claim_until=_read_time(raw, "sx"),
+        since=_read_time(raw, "s0"),
     )
 
 

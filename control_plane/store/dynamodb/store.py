@@ -37,6 +37,7 @@ from control_plane.store.dynamodb.memory import Memory
 from control_plane.store.dynamodb.offload import Offload
 from control_plane.store.dynamodb.pages import list_executions
 from control_plane.store.dynamodb.reads import Reads
+from control_plane.store.dynamodb.specs import Specs
 from control_plane.store.dynamodb.steps import SplitWrites
 from control_plane.store.dynamodb.table import Capacity, Refused, Table, boto_client
 from control_plane.store.dynamodb.timers import Timers
@@ -107,9 +108,11 @@ class DynamoDBStore:
         memory = Memory()
         values = LoopValues(self._table)
         big = BigSteps(self._table, lease_seconds=lease_seconds, clock=clock, fault=fault)
+        specs = Specs(self._table)
         self._active = ActiveIndex(
             self._table,
             memory,
+            specs,
             clock=clock,
             visit_after=visit_after,
             visit_overlap=visit_overlap,
@@ -118,10 +121,16 @@ class DynamoDBStore:
         self._memory = memory
         self._split = SplitWrites(self._table, big, values, self._offload, self._expiry)
         self._documents = Documents(
-            self._table, memory, self._split, self._active, offload_bytes=offload_bytes, expiry=self._expiry
+            self._table,
+            memory,
+            self._split,
+            self._active,
+            specs,
+            offload_bytes=offload_bytes,
+            expiry=self._expiry,
         )
         self._reads = Reads(self._table, memory, values, self._offload, big)
-        self._jobs = Jobs(self._table, memory, big, self._active, self._expiry)
+        self._jobs = Jobs(self._table, memory, big, self._active, specs, self._expiry)
         self._logs = Logs(self._table, memory, self._reads, self._documents, big)
         self._timers = Timers(self._table)
         self._flows = Flows(self._table)
