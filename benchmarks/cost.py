@@ -83,7 +83,8 @@ TICKS_PER_MONTH = 60 * 24 * 30
 # Lambda's platform lines per invocation in JSON format at system level INFO: platform.start
 # (~130 bytes) and platform.report (~330 bytes with its metrics). Inferred from the lines
 # Lambda documents (docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html);
-# not measured here.
+# not measured here. At system level WARN Lambda writes none of them (only warnings and
+# errors of its own: a timeout, an out-of-memory), counted as 0.
 PLATFORM_LOG_BYTES = 460
 # Batch publishes one "Batch Job State Change" per status a job enters after submission:
 # RUNNABLE, STARTING, RUNNING, then SUCCEEDED or FAILED; SUBMITTED too (the job's first
@@ -103,6 +104,7 @@ class Module:
     memory_mb: dict[str, int]
     batch_rule_statuses: tuple[str, ...] | None  # None: the rule does not filter on status
     log_level: str
+    system_log_level: str  # Lambda writes its START/END/REPORT lines at INFO and DEBUG only
     access_log_format: dict[str, str]
 
 
@@ -143,6 +145,7 @@ def read_module(directory: Path = MODULE) -> Module:
         memory_mb=memory,
         batch_rule_statuses=statuses,
         log_level=str(variables["application_log_level"]["default"]),
+        system_log_level=str(variables["system_log_level"]["default"]),
         access_log_format=access,
     )
 
@@ -161,6 +164,7 @@ class Meter:
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     log_bytes: Counter[str] = field(default_factory=Counter)
     entries: Counter[str] = field(default_factory=Counter)  # what invoked: api gateway, scheduler, events
+    platform_lines: bool = True  # Lambda's START/END/REPORT lines: system log level INFO or DEBUG
 
     def reset(self) -> None:
         self.durations.clear()
@@ -183,7 +187,8 @@ class Meter:
             _active.label = None
         self.durations.setdefault(name, []).append(elapsed)
         self.cpu.setdefault(name, []).append(min(cpu, elapsed))
-        self.log_bytes[f"{name} (platform lines)"] += PLATFORM_LOG_BYTES
+        if self.platform_lines:
+            self.log_bytes[f"{name} (platform lines)"] += PLATFORM_LOG_BYTES
         return result
 
 
@@ -585,7 +590,7 @@ class Bench:
 
         self.module = module
         self.moto = moto_endpoint
-        self.meter = Meter()
+        self.meter = Meter(platform_lines=module.system_log_level in ("INFO", "DEBUG"))
         install_counting(self.meter)
         session = boto3.Session(region_name=REGION)
         ddb = session.client("dynamodb", endpoint_url=ddb_endpoint)
@@ -841,7 +846,8 @@ def main() -> None:
             say(
                 [
                     f"module: memory {module.memory_mb} MB; Batch rule statuses "
-                    f"{list(module.batch_rule_statuses or ['(all)'])}; log level {module.log_level}",
+                    f"{list(module.batch_rule_statuses or ['(all)'])}; log level {module.log_level}, "
+                    f"system log level {module.system_log_level}",
                     "",
                 ]
             )

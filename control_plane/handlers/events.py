@@ -52,7 +52,10 @@ def apply(rt: Runtime, event: PushEvent) -> bool:
         return False
     touch = timedelta(seconds=rt.settings.reconcile_after / 2)
     moved = service.job_event(parsed.event, touch_after=touch)
-    logger.info(
+    # DEBUG, not INFO: one line per push event was ~430 bytes of CloudWatch Logs ingestion per
+    # task, the largest log cost of a Batch task (issue 28). What an event did is in the
+    # execution (its task run's state and attempt); AWS_LAMBDA_LOG_LEVEL=DEBUG brings it back.
+    logger.debug(
         "job event",
         extra={
             "runner": parsed.runner,

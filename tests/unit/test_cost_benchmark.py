@@ -14,6 +14,7 @@ MODULE = Module(
     memory_mb={"events": 256, "schedule": 256, "api": 1024, "tick": 512},
     batch_rule_statuses=("SUCCEEDED", "FAILED"),
     log_level="INFO",
+    system_log_level="WARN",
     access_log_format={},
 )
 
@@ -61,3 +62,13 @@ def test_every_price_names_its_source_page() -> None:
     for key, entry in PRICES.items():
         assert entry.source.startswith("https://aws.amazon.com/"), key
         assert entry.dollars >= 0 and entry.read, key
+
+
+def test_platform_lines_are_counted_only_at_system_level_info_or_debug() -> None:
+    """Lambda writes its START/END/REPORT lines at system level INFO and DEBUG, none at WARN."""
+    from benchmarks.cost import PLATFORM_LOG_BYTES
+
+    for platform_lines, expected in ((True, PLATFORM_LOG_BYTES), (False, 0)):
+        meter = Meter(platform_lines=platform_lines)
+        meter.call("events", lambda event, context: None, {})
+        assert meter.log_bytes["events (platform lines)"] == expected
