@@ -158,6 +158,8 @@ class Settings(BaseModel):
     lost_after: float = Field(default=3600.0, gt=0)
     submit_budget: int = Field(default=100, ge=1)
     tick_submits: int = Field(default=500, ge=1)
+    fanout_chunk: int = Field(default=200, ge=1)  # lanes one plan starts: ADR 0014
+    tick_seconds: float = Field(default=10.0, gt=0)  # a tick stops continuing fan-outs after this
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_outputs_bytes: int = Field(default=1 << 20, ge=1024)  # capture.DEFAULT_MAX_OUTPUTS_BYTES
@@ -454,6 +456,7 @@ def open_runtime(
             config["aws-batch"] = {**batch, "allowed_endpoints": allowed}
         options: dict[str, Any] = {
             "submit_budget": settings.submit_budget,
+            "lane_budget": settings.fanout_chunk,
             # A submit claim lasts the tick's grace: by the time the tick recovers a job, the
             # claim of the process that wrote it has expired too.
             "submit_lease": timedelta(seconds=settings.submit_grace),
@@ -508,5 +511,5 @@ def open_local(
     one option: no tick runs beside it, so a step submits every job it asks for itself (no
     ``submit_budget``).
     """
-    options: dict[str, Any] = {"submit_budget": None, **service_options}
+    options: dict[str, Any] = {"submit_budget": None, "lane_budget": None, **service_options}
     return open_runtime(settings, clock=clock, store=store, runners=runners, **options)

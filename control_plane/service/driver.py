@@ -38,6 +38,12 @@ process at a time) and asks the runner to ``find`` the job before submitting it 
 Durable cancel: ``CancelJob`` writes the job CANCELLING in the same transaction; the
 supervisor then cancels it, and the tick (or the local loop) again until it is terminal.
 
+Bounded fan-out (ADR 0014): with ``lane_budget`` set (the cloud handlers set it), every plan
+starts at most that many lanes; a wider ForEach or Parallel gets a ``fanout:`` timer, saved
+with the step like any timer (the outbox), and the tick (or any later event of the
+execution) starts the next chunk from the counters. A start therefore writes at most
+``lane_budget`` task runs, whatever the loop's size.
+
 Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
 that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
 them look older than any grace, and the next tick submits them (``find`` first, as for any
@@ -159,6 +165,7 @@ class ExecutionDriver:
         display: Display,
         new_id: Callable[[], str],
         submit_budget: int | None = None,
+        lane_budget: int | None = None,
         timer_scan_interval: float = 1.0,
         storage: TaskStorage | None = None,
     ) -> None:
@@ -171,6 +178,7 @@ class ExecutionDriver:
         self.display = display
         self.new_id = new_id
         self.submit_budget = submit_budget
+        self.lane_budget = lane_budget
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.slots = Slots(store)
@@ -266,7 +274,9 @@ class ExecutionDriver:
             admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
             if admission is not Admission.RUN:
                 return self._create(*held_back(created, admission, held, now))
-        execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
+        execution, actions = plan(
+            flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
+        )
         return self._create(execution, actions)
 
     def start_queued(self, execution_id: str) -> bool:
@@ -411,6 +421,7 @@ class ExecutionDriver:
                 labels={"system.replay": "true"},
                 secrets=self.masks.chain,
                 kv=self.kv,
+                lane_budget=self.lane_budget,
             )
         except EngineError as exc:
             raise ServiceError(str(exc)) from None
@@ -496,7 +507,9 @@ class ExecutionDriver:
             execution = self.load(execution_id)
             flow = self.flow_of(execution)
             try:
-                new, actions = plan(flow, execution, event, secrets=self.masks.chain, kv=self.kv)
+                new, actions = plan(
+                    flow, execution, event, secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
+                )
             except SquallError:
                 if not checked:  # refused on an old copy (a resume of what it thinks is RUNNING)
                     self.cache.pop(execution_id, None)

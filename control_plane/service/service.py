@@ -86,6 +86,7 @@ class Service:
         on_change: Callable[[Execution], None] | None = None,
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
         submit_budget: int | None = None,
+        lane_budget: int | None = None,
         secrets: SecretChain | None = None,
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
@@ -105,6 +106,7 @@ class Service:
             display=self.display,
             new_id=id_factory,
             submit_budget=submit_budget,
+            lane_budget=lane_budget,
             timer_scan_interval=poll_interval,
             storage=storage,
         )
@@ -353,11 +355,18 @@ class Service:
         return True
 
     def tick(
-        self, *, reconcile_after: timedelta, submit_grace: timedelta, recover_limit: int | None = None
+        self,
+        *,
+        reconcile_after: timedelta,
+        submit_grace: timedelta,
+        recover_limit: int | None = None,
+        timers_for: float | None = None,
     ) -> TickReport:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
-        * due timers fire (retry delays, Sleep, Pause and task timeouts);
+        * due timers fire (retry delays, Sleep, Pause and task timeouts), and again while
+          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most
+          ``timers_for`` seconds of this pass (None: one round);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
           outbox write and the submit, its handle is written lazily, or a wide step handed it
           over) is found by name, its handle stored, or it is submitted: still one job; at most
@@ -367,7 +376,10 @@ class Service:
           (the fallback when a push event was lost), never one call per job; one its runner
           leaves out of every poll ends LOST after the supervisor's ``lost_after``.
         """
-        fired = self.driver.fire_timers(fresh=True)
+        deadline = time.monotonic() + (timers_for or 0.0)
+        fired = again = self.driver.fire_timers(fresh=True)
+        while again and time.monotonic() < deadline:
+            again = self.driver.fire_timers(fresh=True)
         now = self.clock.now()
         self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
         active = self.store.active_jobs()
