@@ -360,25 +360,26 @@ class Service:
         reconcile_after: timedelta,
         submit_grace: timedelta,
         recover_limit: int | None = None,
-        timers_for: float | None = None,
+        within: float | None = None,
     ) -> TickReport:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
         * due timers fire (retry delays, Sleep, Pause and task timeouts), and again while
-          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most
-          ``timers_for`` seconds of this pass (None: one round);
+          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most half
+          of ``within`` seconds (None: one round);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
           outbox write and the submit, its handle is written lazily, or a wide step handed it
           over) is found by name, its handle stored, or it is submitted: still one job; at most
-          ``recover_limit`` of them per tick, so a pass stays within the Lambda's timeout;
+          ``recover_limit`` of them per tick, and none once ``within`` seconds have passed, so
+          a pass stays within its time budget, far under the Lambda's timeout;
         * CANCELLING jobs are cancelled again (a cancel is retried until the job is terminal);
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
           (the fallback when a push event was lost), never one call per job; one its runner
           leaves out of every poll ends LOST after the supervisor's ``lost_after``.
         """
-        deadline = time.monotonic() + (timers_for or 0.0)
+        began = time.monotonic()
         fired = again = self.driver.fire_timers(fresh=True)
-        while again and time.monotonic() < deadline:
+        while again and within is not None and time.monotonic() < began + within / 2:
             again = self.driver.fire_timers(fresh=True)
         now = self.clock.now()
         self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
@@ -391,7 +392,8 @@ class Service:
                 continue
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
-                if age >= submit_grace and (recover_limit is None or recovered < recover_limit):
+                late = within is not None and time.monotonic() >= began + within
+                if age >= submit_grace and (recover_limit is None or recovered < recover_limit) and not late:
                     self.jobs.submit(job, reattach=True)  # found by name (its handle is stored), or submitted
                     recovered += 1
                     if job.name in self.jobs.handles:  # its end may be what went unheard: ask now

@@ -91,7 +91,7 @@ def test_a_wide_start_writes_one_chunk_and_the_ticks_continue_it_to_the_end(plan
     lanes = _children(store, execution_id)
     assert sorted(lanes) == list(range(n))  # every lane once
     names = plane.jobs(execution_id)
-    assert len(names) == len(set(names)) == n  # every job submitted once (the tick submits the handed-over)
+    assert len(names) == len(set(names)) == n  # every job submitted once
     events = plane.container()
     for name in names:
         plane.compute.finish(name)
