@@ -42,7 +42,10 @@ Bounded fan-out (ADR 0014): with ``lane_budget`` set (the cloud handlers set it)
 starts at most that many lanes; a wider ForEach or Parallel gets a ``fanout:`` timer, saved
 with the step like any timer (the outbox), and the tick (or any later event of the
 execution) starts the next chunk from the counters. A start therefore writes at most
-``lane_budget`` task runs, whatever the loop's size.
+``lane_budget`` task runs, whatever the loop's size. With ``submit_within`` set, a step also
+stops submitting its jobs once it has spent that many seconds on them: the rest stay in the
+outbox under this process's claim and the tick submits them after its grace (``find``
+first), exactly as after a crash, so no backend's latency can stretch an invocation.
 
 Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
 that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
@@ -166,6 +169,7 @@ class ExecutionDriver:
         new_id: Callable[[], str],
         submit_budget: int | None = None,
         lane_budget: int | None = None,
+        submit_within: float | None = None,
         timer_scan_interval: float = 1.0,
         storage: TaskStorage | None = None,
     ) -> None:
@@ -179,6 +183,7 @@ class ExecutionDriver:
         self.new_id = new_id
         self.submit_budget = submit_budget
         self.lane_budget = lane_budget
+        self.submit_within = submit_within
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.slots = Slots(store)
@@ -677,12 +682,16 @@ class ExecutionDriver:
     def _carry_out(self, execution: Execution, actions: Iterable[Action], jobs: Iterable[JobRecord]) -> None:
         """Do what the stored actions ask; ``jobs`` are their outbox records, as stored."""
         records = {job.name: job for job in jobs}
+        until = None if self.submit_within is None else time.monotonic() + self.submit_within
         for action in actions:
             match action:
                 case SubmitJob():
                     job = records[action.job_name]
-                    if job.updated != HANDED_TO_TICK:
-                        self.jobs.submit(job, reattach=False)
+                    if job.updated == HANDED_TO_TICK:
+                        continue
+                    if until is not None and time.monotonic() > until:
+                        continue  # out of time: the tick recovers it after its grace, as after a crash
+                    self.jobs.submit(job, reattach=False)
                 case CancelJob():
                     self.jobs.cancel(action.job_name)
                 case RunInline():

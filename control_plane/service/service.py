@@ -87,6 +87,7 @@ class Service:
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
         submit_budget: int | None = None,
         lane_budget: int | None = None,
+        submit_within: float | None = None,
         secrets: SecretChain | None = None,
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
@@ -107,6 +108,7 @@ class Service:
             new_id=id_factory,
             submit_budget=submit_budget,
             lane_budget=lane_budget,
+            submit_within=submit_within,
             timer_scan_interval=poll_interval,
             storage=storage,
         )
@@ -365,13 +367,14 @@ class Service:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
         * due timers fire (retry delays, Sleep, Pause and task timeouts), and again while
-          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most half
-          of ``within`` seconds (None: one round);
+          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most a
+          third of ``within`` seconds (None: one round);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
           outbox write and the submit, its handle is written lazily, or a wide step handed it
           over) is found by name, its handle stored, or it is submitted: still one job; at most
-          ``recover_limit`` of them per tick, and none once ``within`` seconds have passed, so
-          a pass stays within its time budget, far under the Lambda's timeout;
+          ``recover_limit`` of them per tick, and none once two thirds of ``within`` seconds
+          have passed (the last third is for polling and writing handles), so a pass stays
+          within its time budget, far under the Lambda's timeout;
         * CANCELLING jobs are cancelled again (a cancel is retried until the job is terminal);
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
           (the fallback when a push event was lost), never one call per job; one its runner
@@ -379,7 +382,7 @@ class Service:
         """
         began = time.monotonic()
         fired = again = self.driver.fire_timers(fresh=True)
-        while again and within is not None and time.monotonic() < began + within / 2:
+        while again and within is not None and time.monotonic() < began + within / 3:
             again = self.driver.fire_timers(fresh=True)
         now = self.clock.now()
         self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
@@ -392,7 +395,7 @@ class Service:
                 continue
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
-                late = within is not None and time.monotonic() >= began + within
+                late = within is not None and time.monotonic() >= began + within * 2 / 3
                 if age >= submit_grace and (recover_limit is None or recovered < recover_limit) and not late:
                     self.jobs.submit(job, reattach=True)  # found by name (its handle is stored), or submitted
                     recovered += 1
