@@ -191,3 +191,40 @@ def test_two_processes_continuing_one_loop_create_and_submit_each_task_run_once(
     assert Counter(submitted).most_common(1)[0][1] == 1 and len(submitted) == n
     assert _pending(store, execution_id) == []
     rt.close()
+
+
+class SlowCompute(SimulatedRunner):
+    """A backend whose submit takes ``latency`` seconds (AWS Batch: four calls per job)."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__()
+        self.latency = latency
+
+    def submit(self, spec: Any) -> Any:
+        import time
+
+        time.sleep(self.latency)  # the call's latency, not a wait for state
+        return super().submit(spec)
+
+
+def test_a_step_out_of_submit_time_leaves_the_rest_to_the_tick_each_job_once(
+    store_factory: Callable[[], StateStore], tmp_path: Path
+) -> None:
+    plane = Plane(store_factory, tmp_path, fanout_chunk=CHUNK, submit_seconds=0.05)
+    plane.compute = SlowCompute(latency=0.02)
+    try:
+        execution_id = _start(plane, CHUNK - 1)  # one chunk, no continuation
+        store = plane.store_factory()
+        assert len(_children(store, execution_id)) == CHUNK - 1
+        assert 1 <= len(plane.jobs(execution_id)) <= 5  # ~0.05 s of 0.02 s submits, then it answered
+        plane.tick(plane.container())
+        assert len(plane.jobs(execution_id)) <= 5  # still under their writer's claim
+        plane.advance(TIMINGS["submit_grace"] + 1)
+        for _ in range(10):  # find first, then submit: still one job each (a tick has a time budget)
+            plane.tick(plane.container())
+            if len(plane.jobs(execution_id)) >= CHUNK - 1:
+                break
+        names = plane.jobs(execution_id)
+        assert len(names) == len(set(names)) == CHUNK - 1
+    finally:
+        plane.close()
