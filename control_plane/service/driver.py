@@ -44,8 +44,9 @@ with the step like any timer (the outbox), and the tick (or any later event of t
 execution) starts the next chunk from the counters. A start therefore writes at most
 ``lane_budget`` task runs, whatever the loop's size. With ``submit_within`` set, a step also
 stops submitting its jobs once it has spent that many seconds on them: the rest stay in the
-outbox under this process's claim and the tick submits them after its grace (``find``
-first), exactly as after a crash, so no backend's latency can stretch an invocation.
+outbox under this process's claim (listed in ``owed``): this process's next tick submits
+them first (``squall server``, a warm container), and any tick does after its grace
+(``find`` first), exactly as after a crash, so no backend's latency can stretch an invocation.
 
 Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
 that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
@@ -184,6 +185,8 @@ class ExecutionDriver:
         self.submit_budget = submit_budget
         self.lane_budget = lane_budget
         self.submit_within = submit_within
+        # Jobs a step wrote under this process's claim but ran out of time to submit (oldest first).
+        self.owed: deque[JobRecord] = deque(maxlen=100_000)
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.slots = Slots(store)
@@ -690,7 +693,8 @@ class ExecutionDriver:
                     if job.updated == HANDED_TO_TICK:
                         continue
                     if until is not None and time.monotonic() > until:
-                        continue  # out of time: the tick recovers it after its grace, as after a crash
+                        self.owed.append(job)  # out of time: our tick submits it, or any after its grace
+                        continue
                     self.jobs.submit(job, reattach=False)
                 case CancelJob():
                     self.jobs.cancel(action.job_name)

@@ -51,8 +51,8 @@ def plane(store_factory: Callable[[], StateStore], tmp_path: Path) -> Iterator[P
     p.close()
 
 
-def _start(plane: Plane, n: int) -> str:
-    api = plane.container()
+def _start(plane: Plane, n: int, api: Runtime | None = None) -> str:
+    api = api or plane.container()
     deployed = plane.api(api, "POST", "/api/v1/main/flows", body=wide(n), content_type="application/x-yaml")
     assert deployed["statusCode"] == 200, deployed
     started = plane.api(api, "POST", "/api/v1/main/executions/squall.fanout/wide")
@@ -226,5 +226,25 @@ def test_a_step_out_of_submit_time_leaves_the_rest_to_the_tick_each_job_once(
                 break
         names = plane.jobs(execution_id)
         assert len(names) == len(set(names)) == CHUNK - 1
+    finally:
+        plane.close()
+
+
+def test_the_container_that_ran_out_of_submit_time_submits_the_rest_at_its_next_tick(
+    store_factory: Callable[[], StateStore], tmp_path: Path
+) -> None:
+    plane = Plane(store_factory, tmp_path, fanout_chunk=CHUNK, submit_seconds=0.05)
+    plane.compute = SlowCompute(latency=0.02)
+    try:
+        warm = plane.container()  # squall server's one process, or a warm container
+        execution_id = _start(plane, CHUNK - 1, warm)
+        assert len(plane.jobs(execution_id)) <= 5
+        for _ in range(10):  # no grace to wait for: the claim is its own
+            plane.tick(warm)
+            if len(plane.jobs(execution_id)) >= CHUNK - 1:
+                break
+        names = plane.jobs(execution_id)
+        assert len(names) == len(set(names)) == CHUNK - 1
+        assert plane.clock.now() == T0
     finally:
         plane.close()
