@@ -1262,6 +1262,8 @@ class _Transaction:
         return [tr for tr_id in known if (tr := self.trs.get(tr_id)) is not None]
 
     def end_flowable(self, owner_id: str | None, p: Progress) -> None:
+        if p.deferred is not None:  # its pending continuation will find nothing to do
+            p = replace(p, deferred=None)
         if p.killed:
             state = State.KILLED
         elif p.failed:

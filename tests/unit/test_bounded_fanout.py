@@ -173,3 +173,22 @@ def test_the_continuation_key_differs_from_the_timer_it_fires() -> None:
     (timer,) = timers(d.start())
     (following,) = timers(d.send(TimerFired(at(1), timer.key)))
     assert following.key != timer.key  # the driver deletes the fired key after saving the new one
+
+
+def test_a_failed_deferred_loop_restarted_starts_its_remaining_lanes() -> None:
+    from control_plane.engine import Restart
+
+    d = Budgeted(wide(250), budget=100)
+    first = d.of_type(SubmitJob, d.start())
+    d.send(JobStatusChanged(at(1), first[0].taskrun_id, first[0].attempt, "FAILED", exit_code=1))
+    for s in first[1:]:
+        d.send(JobStatusChanged(at(2), s.taskrun_id, s.attempt, "SUCCEEDED"))
+    assert d.execution.state is State.FAILED
+    assert d.run("each").progress.deferred is None  # ended: no continuation is waited for
+    restarted = d.send(Restart(at(3)))
+    pending = timers(restarted)
+    submits = d.of_type(SubmitJob, restarted) + continue_all(d, pending, now=4)
+    assert d.run("each").progress.started == 250
+    for s in submits:
+        d.send(JobStatusChanged(at(5), s.taskrun_id, s.attempt, "SUCCEEDED"))
+    assert d.execution.state is State.SUCCESS
