@@ -192,3 +192,14 @@ def test_a_failed_deferred_loop_restarted_starts_its_remaining_lanes() -> None:
     for s in submits:
         d.send(JobStatusChanged(at(5), s.taskrun_id, s.attempt, "SUCCEEDED"))
     assert d.execution.state is State.SUCCESS
+
+
+def test_the_benchmarks_flow_loops_over_exactly_n_values() -> None:
+    from benchmarks.fanout import flow
+
+    d = Budgeted(flow(7), budget=3)
+    first = d.start()
+    each = d.run("each")
+    assert (each.progress.total, each.progress.values[-1]) == (7, "6")
+    assert len(d.of_type(SubmitJob, first)) == 2
+    assert d.of_type(SubmitJob, first)[0].properties["commands"] == ["true"]
