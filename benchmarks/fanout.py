@@ -139,11 +139,13 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
                 }
             )
             continue
+        calls, wru = sum(store.capacity.calls.values()), store.capacity.write_units
         _reset_hwm()
         started = time.perf_counter()
         result = handlers[kind](payload, None)
         elapsed = time.perf_counter() - started
-        conn.send((result, elapsed, _hwm_kib()))
+        counted = (sum(store.capacity.calls.values()) - calls, store.capacity.write_units - wru)
+        conn.send((result, elapsed, _hwm_kib(), counted))
     rt.close()
 
 
@@ -161,6 +163,8 @@ class Figures:
     wru: float = 0.0
     rru: float = 0.0
     waited_s: float = 0.0  # virtual time the platform let pass for the tick's grace
+    start_counted: tuple[int, float] = (0, 0.0)  # the api start's DynamoDB calls and WRU
+    max_calls: dict[str, int] = field(default_factory=dict)  # DynamoDB calls of one invocation
 
     def lines(self) -> list[str]:
         worst = max(self.max_s, key=lambda k: self.max_s[k])
@@ -173,6 +177,9 @@ class Figures:
             f"  max invocation duration: {self.max_s[worst]:.2f} s ({worst}); per function: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(self.max_s.items())),
             f"  max memory (peak RSS of one invocation): {self.max_rss_mib[fattest]:.0f} MiB ({fattest})",
+            f"  the api start: {self.start_counted[0]} DynamoDB calls, {self.start_counted[1]:.0f} WRU;"
+            " most DynamoDB calls in one invocation: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.max_calls.items())),
             f"  WRU per task: {self.wru / self.items:.2f}; RRU per task: {self.rru / self.items:.2f}",
         ]
 
@@ -221,6 +228,7 @@ class Platform:
         self.grace = load_settings({}).submit_grace
         self.figures: Figures | None = None
         self.delivered: set[str] = set()
+        self.last_counted: tuple[int, float] = (0, 0.0)
 
     def close(self) -> None:
         self.conn.send(None)
@@ -228,9 +236,11 @@ class Platform:
 
     def invoke(self, kind: str, payload: Any) -> Any:
         self.conn.send((kind, payload))
-        result, elapsed, hwm = self.conn.recv()
+        result, elapsed, hwm, counted = self.conn.recv()
+        self.last_counted = counted
         if self.figures is not None:
             f = self.figures
+            f.max_calls[kind] = max(f.max_calls.get(kind, 0), counted[0])
             f.calls[kind] += 1
             f.max_s[kind] = max(f.max_s.get(kind, 0.0), elapsed)
             f.max_rss_mib[kind] = max(f.max_rss_mib.get(kind, 0.0), hwm / 1024)
@@ -263,6 +273,7 @@ class Platform:
         self.figures = figures = Figures(n)
         began = time.perf_counter()
         body, figures.start_s = self.api("POST", "/api/v1/main/executions/squall.bench/fanout", "{}")
+        figures.start_counted = self.last_counted
         execution_id = body["id"]
         submitted = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
         idle = 0
