@@ -1153,7 +1153,7 @@ class _Transaction:
 
     def fill_lanes(self, owner_id: str | None, p: Progress) -> None:
         was_deferred = p.deferred
-        budget = self.lane_budget
+        budget = self.lane_budget if owner_id is not None else None  # the root has one lane: free
         if owner_id is not None and (deps := self.c.dag_deps.get(self.get(owner_id).task_id)) is not None:
             ready = [
                 lane

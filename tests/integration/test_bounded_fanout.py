@@ -78,8 +78,8 @@ def test_a_wide_start_writes_one_chunk_and_the_ticks_continue_it_to_the_end(plan
     n = 5 * CHUNK + 7
     execution_id = _start(plane, n)
     store = plane.store_factory()
-    # the start: the ForEach and CHUNK - 1 children (the budget counts the root's lane too)
-    assert len(_children(store, execution_id)) == CHUNK - 1
+    # the start: the ForEach and CHUNK children (the root's one lane is not counted)
+    assert len(_children(store, execution_id)) == CHUNK
     assert len(_pending(store, execution_id)) == 1
     sizes: list[int] = []
     while _pending(store, execution_id):
@@ -108,9 +108,9 @@ def test_a_continuation_delivered_three_times_creates_nothing_twice(plane: Plane
     for _ in range(3):  # the message, then two redeliveries, each in a container of its own
         plane.container().service.advance(execution_id, TimerFired(at=plane.clock.now(), key=key))
     lanes = _children(store, execution_id)
-    assert len(lanes) == len(set(lanes)) == 2 * CHUNK - 1  # one chunk more, not three
+    assert len(lanes) == len(set(lanes)) == 2 * CHUNK  # one chunk more, not three
     names = plane.jobs(execution_id)
-    assert len(names) == len(set(names)) == 2 * CHUNK - 1
+    assert len(names) == len(set(names)) == 2 * CHUNK
     for _ in range(5):  # the ticks fire the stale key (a no-op, deleted) and the pending ones
         plane.tick(plane.container())
     names = plane.jobs(execution_id)

@@ -61,14 +61,14 @@ def continue_all(d: Budgeted, pending: list[StartTimer], now: float = 1) -> list
 def test_a_start_starts_at_most_the_budget_and_asks_for_a_continuation() -> None:
     d = Budgeted(wide(1000), budget=100)
     actions = d.start()
-    # the budget counts every lane started, the root's too: the ForEach and 99 children
-    assert len(d.of_type(SubmitJob, actions)) == 99
-    assert len(d.execution.taskruns) == 100
+    # the budget counts the lanes of flowables (the root's one lane is free): the loop and 100 children
+    assert len(d.of_type(SubmitJob, actions)) == 100
+    assert len(d.execution.taskruns) == 101
     (timer,) = timers(actions)
     assert timer.at == T0
     each = d.run("each")
-    assert (each.progress.started, each.progress.total, each.progress.deferred) == (99, 1000, 99)
-    assert timer.key == f"fanout:{each.id}:99"
+    assert (each.progress.started, each.progress.total, each.progress.deferred) == (100, 1000, 100)
+    assert timer.key == f"fanout:{each.id}:100"
 
 
 def test_continuations_start_every_lane_once_each_bounded_by_the_budget() -> None:
@@ -80,7 +80,7 @@ def test_continuations_start_every_lane_once_each_bounded_by_the_budget() -> Non
         actions = d.send(TimerFired(at(1), pending.pop(0).key))
         sizes.append(len(d.of_type(SubmitJob, actions)))
         pending += timers(actions)
-    assert sizes == [99] + [100] * 9 + [1]
+    assert sizes == [100] * 10
     names = [s.job_name for s in d.of_type(SubmitJob)]
     assert len(names) == len(set(names)) == 1000
     assert d.run("each").progress.deferred is None
@@ -97,7 +97,7 @@ def test_a_redelivered_continuation_starts_nothing() -> None:
     (following,) = timers(once)
     assert len(d.of_type(SubmitJob, d.send(TimerFired(at(3), following.key)))) == 100
     names = [s.job_name for s in d.of_type(SubmitJob)]
-    assert len(names) == len(set(names)) == 299
+    assert len(names) == len(set(names)) == 300
 
 
 def test_a_continuation_after_everything_started_changes_nothing() -> None:
@@ -116,7 +116,7 @@ def test_completions_while_deferred_start_more_but_never_a_second_timer() -> Non
     ended = d.send(JobStatusChanged(at(1), submits[0].taskrun_id, submits[0].attempt, "SUCCEEDED"))
     assert len(d.of_type(SubmitJob, ended)) == 100  # the completion's wake continues the loop, bounded
     assert timers(ended) == []  # the first continuation is still pending
-    assert d.run("each").progress.started == 199
+    assert d.run("each").progress.started == 200
 
 
 def test_the_loop_ends_once_every_lane_ended() -> None:
@@ -201,5 +201,5 @@ def test_the_benchmarks_flow_loops_over_exactly_n_values() -> None:
     first = d.start()
     each = d.run("each")
     assert (each.progress.total, each.progress.values[-1]) == (7, "6")
-    assert len(d.of_type(SubmitJob, first)) == 2
+    assert len(d.of_type(SubmitJob, first)) == 3
     assert d.of_type(SubmitJob, first)[0].properties["commands"] == ["true"]
