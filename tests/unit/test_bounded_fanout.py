@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.engine import JobStatusChanged, Started, StartTimer, State, SubmitJob, TimerFired, plan
+from control_plane.engine import (
+    Action,
+    Event,
+    JobStatusChanged,
+    Started,
+    StartTimer,
+    State,
+    SubmitJob,
+    TimerFired,
+    plan,
+)
 
 from .helpers import T0, Driver, at
 
@@ -37,7 +47,7 @@ class Budgeted(Driver):
         super().__init__(source)
         self.budget = budget
 
-    def send(self, event):  # type: ignore[no-untyped-def]
+    def send(self, event: Event) -> list[Action]:
         self.history.append(event)
         self.execution, actions = plan(self.flow, self.execution, event, lane_budget=self.budget)
         self.actions.extend(actions)
