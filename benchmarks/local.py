@@ -59,17 +59,35 @@ class _Counting:
         store._write = counted  # type: ignore[method-assign]
 
 
+class _Inside:
+    """Sums each job's time inside its subprocess (start to exit, as the runner measured it),
+    from the terminal statuses the service polls: the job directories are gone afterwards."""
+
+    def __init__(self, runner: Any) -> None:
+        self.seconds: dict[str, float] = {}
+        original = runner.poll
+
+        def poll(handles: Any) -> Any:
+            found = original(handles)
+            for name, status in found.items():
+                if status.terminal and status.started is not None and status.ended is not None:
+                    self.seconds.setdefault(name, (status.ended - status.started).total_seconds())
+            return found
+
+        runner.poll = poll
+
+
 def run_once(
     source: str, n: int, synchronous: str = "FULL", jobs_dir: Path | None = None
 ) -> tuple[float, float, int]:
     """(wall seconds, seconds inside subprocesses, write transactions) for one execution."""
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=jobs_dir) as jobs:
-        subprocess_seconds = 0.0
         runners = {"process": {"base_dir": Path(jobs) / "jobs"}}
         db = Path(tmp) / "squall.db"
         settings = local_settings(db, runners=runners)
         with open_local(settings, store=SqliteStore(db, synchronous=synchronous)) as rt:
             counter = _Counting(rt.store)
+            inside = _Inside(rt.service.runners.get("process"))
             record = rt.service.deploy(source)
             rt.service.flow(record.namespace, record.id)  # parse outside the timed region
             gc.collect()
@@ -82,26 +100,7 @@ def run_once(
             assert len(final.taskruns) == n
             for job in rt.store.active_jobs(limit=1):
                 raise AssertionError(f"job left active: {job.name}")
-            if (Path(jobs) / "jobs").exists():
-                subprocess_seconds = _subprocess_seconds(rt, final)
-        return wall, subprocess_seconds, counter.writes
-
-
-def _subprocess_seconds(rt: Any, final: Any) -> float:
-    """Sum of (ended - started) of every job, as the process runner measured them."""
-    from runners.base import JobHandle
-
-    runner = rt.service.runners.get("process")
-    total = 0.0
-    for tr in final.taskruns.values():
-        for attempt in tr.attempts:
-            if attempt.job is None:
-                continue
-            job = rt.store.get_job(attempt.job)
-            status = runner.poll([JobHandle.from_dict(job.handle)])[attempt.job]
-            if status.started is not None and status.ended is not None:
-                total += (status.ended - status.started).total_seconds()
-    return total
+        return wall, sum(inside.seconds.values()), counter.writes
 
 
 def _mkdir_us(where: Path | None) -> float:

@@ -59,7 +59,8 @@ def _utcnow() -> datetime:
 class ProcessRunner:
     """Runs each job's ``command`` as a local subprocess; state lives under ``base_dir``.
 
-    ``spawn`` (``subprocess.Popen``-compatible, used to start each job's shim), ``policy``
+    ``spawn`` (``subprocess.Popen``-compatible: when given, it starts each job's shim as an
+    interpreter of its own; by default shims are forked by :mod:`~runners.process.forkserver`), ``policy``
     and ``sleep`` are the seams for tests: a fake ``spawn`` that raises
     ``BlockingIOError(EAGAIN)`` exercises the retry path; ``sleep`` is handed to the retry
     loop only. ``grace`` is the default time between SIGTERM and SIGKILL (the
@@ -89,7 +90,7 @@ class ProcessRunner:
         self,
         base_dir: Path | None = None,
         *,
-        spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        spawn: Callable[..., subprocess.Popen[bytes]] | None = None,
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         grace: timedelta = timedelta(seconds=5),

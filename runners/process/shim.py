@@ -69,6 +69,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "PID",
     "RESULT",
+    "SERVE",
     "LineSplitter",
     "iso_now",
     "records",
@@ -79,6 +80,9 @@ PID, LOG, RESULT, CANCELLED = "pid", "log.jsonl", "result", "cancelled"
 BOOT = "import sys; sys.path.append(sys.argv[1]); import shim; shim.run(sys.argv[2])"
 """The ``-c`` program that starts a shim: ``python -I -S -c BOOT <dir of shim.py> <job_dir>``.
 Appended to the path, after the standard library: no file of that directory shadows it."""
+
+SERVE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.serve(int(sys.argv[2]))"
+"""The ``-c`` program of the fork server (:func:`serve`): ``python -I -S -c SERVE <dir> <socket fd>``."""
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is cut into pieces of at most this many bytes (at a UTF-8 boundary)."""
@@ -554,6 +558,71 @@ def _unlink(path: str) -> None:
 def run(job_dir: str) -> None:
     """The entry point: :func:`main`, then exit without the interpreter's shutdown."""
     os._exit(main(job_dir))
+
+
+# ------------------------------------------------------------------------------------ fork server
+
+
+def serve(sock_fd: int) -> None:
+    """The fork server: one interpreter started once per squall process, forking a shim per job.
+
+    Starting an interpreter costs ~10 ms; forking this small one costs well under one, and
+    the child is the same shim as :data:`BOOT` starts, with the same two pipes. Requests come
+    on ``sock_fd``, a ``SOCK_SEQPACKET`` socket: one message per job, its directory as the
+    data and two descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
+    write end of the answer pipe, which become the shim's stdin and stdout. The shim's first
+    line is ``P <pid>``, and it keeps a copy of that pipe open until it exits: end of file
+    there tells the launcher that it exited, with no pid to wait for. A fork that fails
+    answers ``F <errno> <text>`` instead. At end of file on the socket (the squall process
+    exited or stopped its server) the server exits: the shims are its children, not its
+    dependants; they are reparented and carry on.
+    """
+    import socket  # once per server, not per job
+
+    sock = socket.socket(fileno=sock_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the shims: no zombie, no wait
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 4096, 2)
+        except OSError:
+            return
+        if not data:
+            return  # end of file: the launcher is gone
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        config_r, report_w = fds
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                _write_all(report_w, f"F {exc.errno or errno.EAGAIN} {exc.strerror or exc}\n".encode())
+            except OSError:
+                pass
+            os.close(config_r)
+            os.close(report_w)
+            continue
+        if pid == 0:  # the shim: never returns
+            code = 2
+            try:
+                sock.detach()
+                os.close(sock_fd)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the shim waits for its job
+                os.setsid()  # as a shim started in a session of its own
+                os.dup2(config_r, 0)
+                os.dup2(report_w, 1)
+                os.close(config_r)
+                os.close(report_w)
+                job_dir = os.fsdecode(data)
+                os.chdir(job_dir)
+                _write_all(1, f"P {os.getpid()}\n".encode())
+                os.dup(1)  # held until exit (close-on-exec: not the job's): the launcher's end of file
+                code = main(job_dir)
+            finally:
+                os._exit(code)
+        os.close(config_r)
+        os.close(report_w)
 
 
 if __name__ == "__main__":
