@@ -28,9 +28,9 @@ from runners.base import (
     RunnerError,
     RunnerOptions,
 )
-from runners.process import registry, status
+from runners.process import disposal, registry, status
 from runners.process.capture import read_records
-from runners.process.files import read_json, remove_tree
+from runners.process.files import read_json
 from runners.process.launch import Launcher, make_handle
 from runners.process.layout import (
     CANCELLED,
@@ -107,6 +107,7 @@ class ProcessRunner:
             type(self), self._base, spawn=spawn, policy=policy, sleep=sleep, grace=grace, clock=clock
         )
         self._changes = registry.Changes()
+        disposal.sweep(self._base)  # what a process killed before its deletions left here
 
     # -- Runner protocol
 
@@ -231,14 +232,18 @@ class ProcessRunner:
             raise RunnerError(
                 f"job {handle.name!r} is {found.state.value}: cancel it before cleaning up", runner=self.name
             )
-        remove_tree(f"{job_dir}/{WORK}")
+        disposal.discard(f"{job_dir}/{WORK}", self._base)
 
     def dispose(self, handle: JobHandle) -> None:
         """Remove the whole job directory once the control plane stored the job's end, log and
-        outputs (``keep_jobs`` keeps it, for looking at a job's files afterwards)."""
+        outputs (``keep_jobs`` keeps it, for looking at a job's files afterwards).
+
+        The directory is gone by its name on return; its files are deleted in the background
+        (:mod:`~runners.process.disposal`), off the path from one task to the next.
+        """
         if self.keep_jobs or not self._status(handle).terminal:
             return
-        remove_tree(self._dir(handle))
+        disposal.discard(self._dir(handle), self._base)
 
     @property
     def option_defaults(self) -> Mapping[str, Any]:

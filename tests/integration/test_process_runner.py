@@ -169,6 +169,8 @@ def runner(base: Path) -> Iterator[ProcessRunner]:
     # Whatever a failing test left running is stopped (cancel of a finished job is a no-op).
     if base.is_dir():
         for job_dir in base.iterdir():
+            if job_dir.name.startswith("."):  # a disposed directory being deleted: no job
+                continue
             found = runner.find(JobSpec(name=job_dir.name, command=("true",)))
             if found is not None:
                 runner.cancel(found)
