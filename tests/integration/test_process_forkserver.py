@@ -208,3 +208,34 @@ def test_a_forked_shim_killed_before_its_result_makes_the_job_lost_and_stops_it(
     wait_until(lambda: count_local_processes(token) == 0, 10.0, "the orphaned job was not stopped")
     stat = proc_stat(doc["owner_pid"])
     assert stat is None or stat.state in ("Z", "X") or stat.start != doc["owner_start"]
+
+
+def test_a_job_whose_shim_dies_before_its_exec_never_runs_and_leaves_no_record(tmp_path: Path) -> None:
+    # The job's process writes its own record, then execs only if its shim still lives: here
+    # the "shim" is killed while the record is written (as a launcher giving up on the start
+    # would kill it), so the command never runs and the record is taken back.
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        sys.path.append(sys.argv[1])
+        import shim
+        where = sys.argv[2]
+
+        def record(pid, start):
+            open(f"{where}/pid", "w").write(str(pid))
+            os.kill(os.getppid(), signal.SIGKILL)  # the shim dies now
+            while os.getppid() == shim_pid:
+                time.sleep(0.001)
+
+        def unrecord():
+            os.rename(f"{where}/pid", f"{where}/unrecorded")
+
+        shim_pid = os.getpid()
+        shim._spawn(["sh", "-c", f"touch {where}/ran"], where, dict(os.environb), 1, 2, record, unrecord)
+        """
+    )
+    shim_dir = str(Path(forkserver.__file__).parent)
+    done = subprocess.run([sys.executable, "-I", "-c", script, shim_dir, str(tmp_path)], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    wait_until(lambda: (tmp_path / "unrecorded").exists(), 10.0, "the orphaned child kept its record")
+    assert not (tmp_path / "pid").exists() and not (tmp_path / "ran").exists()
