@@ -2,15 +2,17 @@
 
 A finished job's directory holds a handful of files; deleting them is a dozen metadata
 operations, each a journal write on the machine's disk, and on a busy virtual disk these
-cost milliseconds: more than the rest of a short task's bookkeeping. ``cleanup`` and
-``dispose`` only need the directory gone *by its name* (nobody may find it any more), so
-:func:`discard` renames it to ``<base_dir>/.disposed-<name>-<random>`` (one operation;
-``.`` starts no job name, so no job can be found there) and a pool thread deletes it. An
-empty directory is simply removed (one operation either way).
+cost milliseconds: more than the rest of a short task's bookkeeping. ``dispose`` only
+needs the directory gone *by its name* (nobody may find it any more), so :func:`discard`
+renames it to ``<base_dir>/.disposed-<name>-<random>`` (one operation; ``.`` starts no job
+name, so no job can be found there) and a pool thread deletes it.
 
 Deletions still pending when the interpreter exits are done then (``atexit``); those of a
 process killed first are left as ``.disposed-*`` directories, which the next runner on the
-same ``base_dir`` deletes in the background (:func:`sweep`).
+same ``base_dir`` deletes in the background (:func:`sweep`). A finished job's working
+directory (``cleanup``) is deleted in place in the background (:func:`discard_later`): nothing
+reads it any more, and its removal would otherwise be one more operation on the way to the
+next task.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 from runners.process import pool
 from runners.process.files import remove_tree
 
-__all__ = ["TRASH_PREFIX", "discard", "drain", "sweep"]
+__all__ = ["TRASH_PREFIX", "discard", "discard_later", "drain", "sweep"]
 
 TRASH_PREFIX = ".disposed-"
 
@@ -34,30 +36,33 @@ _swept: set[str] = set()
 
 
 def discard(path: str, base: str) -> None:
-    """Make ``path`` (a job's directory, or one inside it) disappear now; what it held is
-    deleted in the background, from under ``base`` (the runner's base directory)."""
-    try:
-        os.rmdir(path)  # empty: one operation, nothing left for later
-        return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
+    """Make ``path`` (a job's directory) disappear now by its name; what it held is deleted in
+    the background, from under ``base`` (the runner's base directory)."""
     name = os.path.relpath(path, base).replace("/", "-")
     trash = f"{base}/{TRASH_PREFIX}{name}-{os.urandom(6).hex()}"
     try:
-        os.rename(path, trash)
+        os.rename(path, trash)  # one operation; a job directory is never empty (its log)
     except FileNotFoundError:
         return
     except OSError:  # cannot rename (a mount point, permissions): delete in place
         remove_tree(path)
         return
+    _later(trash)
+
+
+def discard_later(path: str) -> None:
+    """Delete ``path`` in the background, in place: for what may stay visible a little longer
+    (a finished job's working directory, which nothing reads any more)."""
+    _later(path)
+
+
+def _later(path: str) -> None:
     with _lock:
-        _pending.add(trash)
+        _pending.add(path)
     try:
-        pool.dispatch(functools.partial(_remove, trash))
+        pool.dispatch(functools.partial(_remove, path))
     except BaseException:  # no thread to be had: delete now
-        _remove(trash)
+        _remove(path)
         raise
 
 

@@ -223,7 +223,8 @@ class ProcessRunner:
         return LogChunk(lines, str(offset + consumed), complete=terminal and at_end)
 
     def cleanup(self, handle: JobHandle) -> None:
-        """Remove a terminal job's work directory (logs, status, OUTPUT_DIR and outputs stay); idempotent."""
+        """Remove a terminal job's work directory, in the background (logs, status, OUTPUT_DIR and
+        outputs stay); idempotent."""
         job_dir = self._dir(handle)
         found = self._status(handle)  # LOST when the directory is gone: then nothing to do
         if not found.terminal:
@@ -232,7 +233,7 @@ class ProcessRunner:
             raise RunnerError(
                 f"job {handle.name!r} is {found.state.value}: cancel it before cleaning up", runner=self.name
             )
-        disposal.discard(f"{job_dir}/{WORK}", self._base)
+        disposal.discard_later(f"{job_dir}/{WORK}")
 
     def dispose(self, handle: JobHandle) -> None:
         """Remove the whole job directory once the control plane stored the job's end, log and
