@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -262,6 +263,11 @@ def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
                 _drop(server)  # it died: start another
                 if attempt == 2:
                     raise
+            except OSError as exc:
+                if exc.errno == errno.ETOOMANYREFS:  # too many descriptors in flight for now: later
+                    why = f"cannot hand the job to the fork server: {exc}"
+                    raise BlockingIOError(errno.EAGAIN, why) from exc
+                raise
         shim = ForkedShim(os.dup(report_r), os.fdopen(report_r, "rb", buffering=0))
     except BaseException:
         for fd in (config_r, config_w, report_r, report_w):

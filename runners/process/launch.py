@@ -22,6 +22,7 @@ names one, the job, and surfaces the real error. A running job is then handed to
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import marshal
 import os
@@ -394,6 +395,10 @@ def _handshake(shim: ShimProcess, config: bytes) -> str:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
+            if isinstance(shim, forkserver.ForkedShim) and shim.pid is None:
+                # The request went to a server that died before forking a shim for it (its
+                # descriptors were dropped with it): nothing started, try again (a new server).
+                raise BlockingIOError(errno.EAGAIN, "the fork server went away before starting the job")
             break
         data += chunk
     shim.stdout.close()

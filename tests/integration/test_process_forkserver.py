@@ -240,3 +240,54 @@ def test_a_job_whose_shim_dies_before_its_exec_never_runs_and_leaves_no_record(t
     assert done.returncode == -signal.SIGKILL
     wait_until(lambda: (tmp_path / "unrecorded").exists(), 10.0, "the orphaned child kept its record")
     assert not (tmp_path / "pid").exists() and not (tmp_path / "ran").exists()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if parent_of(int(entry.name)) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def test_a_fork_server_killed_with_its_spare_is_replaced_by_the_next_submit(runner: ProcessRunner) -> None:
+    first = runner.submit(JobSpec(name="first", command=sh("echo one")))
+    assert wait_terminal(runner, first, 30.0).state is JobState.SUCCEEDED
+    assert forkserver._server is not None
+    dead = forkserver._server.process
+    wait_until(lambda: len(children_of(dead.pid)) == 1, 10.0, "the server has no spare shim waiting")
+    (spare,) = children_of(dead.pid)
+    os.kill(spare, signal.SIGKILL)
+    dead.kill()
+    dead.wait(timeout=10)
+    wait_until(lambda: not alive(spare, None, None), 10.0, "the spare survived SIGKILL")
+    second = runner.submit(JobSpec(name="second", command=sh("echo two")))
+    assert wait_terminal(runner, second, 30.0).state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(runner, second)] == ["two"]
+
+
+def test_a_request_the_server_dropped_unanswered_is_retried(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that dies with a request queued drops its descriptors: the answer pipe ends
+    # without a pid. Nothing started, so the launcher's retry policy tries again.
+    real, calls = forkserver.spawn_shim, [0]
+
+    def dropping(job_dir: str, config: bytes) -> forkserver.ForkedShim:
+        calls[0] += 1
+        if calls[0] > 1:
+            return real(job_dir, config)
+        read, write = os.pipe()
+        os.close(write)  # the end the dead server held
+        return forkserver.ForkedShim(os.dup(read), os.fdopen(read, "rb", buffering=0))
+
+    monkeypatch.setattr(forkserver, "spawn_shim", dropping)
+    runner = ProcessRunner(base, sleep=lambda _seconds: None)
+    handle = runner.submit(JobSpec(name="dropped", command=sh("echo again")))
+    assert calls[0] == 2
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(runner, handle)] == ["again"]
