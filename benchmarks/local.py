@@ -28,7 +28,8 @@ disposed directories deleted in the background):
     base:   overhead / bare = 20.74, 11.36; total 59.9, 30.5 ms/task
     branch: overhead / bare =  8.68,  5.43; total 17.6, 18.3 ms/task
     branch, three consecutive runs: 3.85, 5.41, 8.14 (overhead 5.0, 6.7, 11.4 ms/task)
-    branch, quietest moment seen (load ~2): 2.94 (overhead 3.75 ms/task, total 6.56)
+    the fork server alone, at the quietest moment seen (load ~2; bare run once): 2.94
+    (overhead 3.75 ms/task, total 6.56; the same moment's base run: 16.34 total)
 
 The process tree's CPU per task went from 15.8 to 7.8 ms (``perf stat``, 200 minus 20 tasks);
 the squall process alone spends ~2.4 ms user + 0.8 ms sys per task, most of it in the
