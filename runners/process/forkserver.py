@@ -8,22 +8,21 @@ a loaded machine), ten times what the user's ``echo`` costs. Now the first submi
 session of its own, connected by a ``SOCK_SEQPACKET`` socket pair, and every later shim is a
 ``fork`` of it: the very same shim code, below a millisecond to start.
 
-:func:`spawn_shim` hands the server a pair of fresh pipes (``SCM_RIGHTS``) with the job
-directory; the forked shim answers ``P <pid>`` on the answer pipe, and :func:`spawn_shim`
-returns a :class:`ForkedShim`. The configuration is in
-the shim's stdin before the request is sent (when a pipe can hold it), so the shim need not
-wait for this process; the launcher's handshake then reads the one answer line on the shim's
-stdout as with an interpreter per job, and the watcher waits for end of file on that pipe
-instead of ``waitpid`` (the shim keeps it open until it exits; it is the server's child,
-which lets the kernel reap it). Until the configuration is
-written and closed the shim runs nothing; and while its pipe is open its pid is its own, so it
-can be killed without a pid race. A submit interrupted between the request and that first line
-leaves a shim nobody waits for: :func:`spawn_shim` then reads the line (bounded) and kills it.
+:func:`spawn_shim` writes the job's configuration into a fresh pipe (when a pipe can hold
+it), then hands the server that pipe and an answer pipe (``SCM_RIGHTS``) with the job
+directory, and returns a :class:`ForkedShim` at once: a spare shim, forked in advance, takes
+the request, so this process waits once per job, for the answer. The launcher's handshake
+reads the shim's ``P <pid>`` line and then its one answer line, as with an interpreter per
+job. The shim keeps a copy of the answer pipe open until it exits: while that pipe is open
+its pid is its own, so a pidfd opened then cannot be a recycled pid's; the watcher waits on
+that pidfd instead of ``waitpid`` (the shim is the server's child; the kernel reaps it), and a
+start given up half-way kills the shim through it.
 
 Durability is unchanged: the shim is in a session of its own, outlives the squall process
 (the server exits at end of file, when the squall process is gone, leaving its shims
 running), and writes the same ``pid`` and ``result`` files. A server that died is replaced
-on the next submit (a send that fails with EPIPE or ECONNREFUSED retries once on a new one).
+on the next submit (a send that fails with EPIPE or ECONNREFUSED retries once on a new one;
+a request it dropped unanswered is a transient error, retried by the launcher's policy).
 
 Needs ``socket.send_fds`` (descriptor passing, Python 3.9+ on Unix): elsewhere
 :func:`available` is False and the launcher starts an interpreter per job, as before.
@@ -52,7 +51,6 @@ __all__ = ["ForkedShim", "ShimProcess", "available", "spawn_shim", "stop"]
 _SHIM_DIR = os.path.dirname(_shim.__file__)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's values; fcntl names them from 3.10
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
-_PID_TIMEOUT = 60.0  # seconds for a forked shim to say its pid (a loaded machine is slow)
 _ABANDON_WAIT = 5.0  # seconds to find and stop the shim of a start given up half-way
 
 
