@@ -291,3 +291,15 @@ def test_a_request_the_server_dropped_unanswered_is_retried(
     assert calls[0] == 2
     assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
     assert [r.text for r in read_logs(runner, handle)] == ["again"]
+
+
+def test_a_job_of_a_forked_shim_can_wait_for_its_own_children(runner: ProcessRunner) -> None:
+    # The fork server ignores SIGCHLD (the kernel reaps its shims); an ignored SIGCHLD would
+    # be inherited through exec, and the job's own waits would find no child (exit 127).
+    script = 'sh -c "exit 3" & wait $!; echo "waited $?"; grep SigIgn /proc/self/status'
+    handle = runner.submit(JobSpec(name="waits", command=sh(script)))
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    lines = [r.text for r in read_logs(runner, handle)]
+    assert lines[0] == "waited 3", lines
+    ignored = int(lines[1].split()[1], 16)
+    assert not ignored & (1 << (signal.SIGCHLD - 1)), lines
