@@ -28,6 +28,8 @@ disposed directories deleted in the background):
     base:   overhead / bare = 20.74, 11.36; total 59.9, 30.5 ms/task
     branch: overhead / bare =  8.68,  5.43; total 17.6, 18.3 ms/task
     branch, three consecutive runs: 3.85, 5.41, 8.14 (overhead 5.0, 6.7, 11.4 ms/task)
+    branch, three more at load 4-5: 4.55, 4.73, 2.91 (overhead 7.5, 4.8, 4.1 ms/task;
+        with synchronous=NORMAL 3.2-3.5: the one fsync per task costs 1-4 ms on this disk)
     the fork server alone, at the quietest moment seen (load ~2; bare run once): 2.94
     (overhead 3.75 ms/task, total 6.56; the same moment's base run: 16.34 total)
 
