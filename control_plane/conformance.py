@@ -31,6 +31,9 @@ before):
   every string of ``logs_contain``.
 - ``namespace_files: {namespace: {/path: content}}``: files a namespace holds before the run
   (:func:`_seed_namespace_files`).
+- ``input_files: {input: path}``: a file (relative to the cases file) put in the storage before
+  the run, its ``kestra:///file/storage/<name>`` URI given as input ``input``
+  (:func:`_seed_input_files`), as Kestra's tests ``storageInterface.put`` a FILE input's file.
 """
 
 from __future__ import annotations
@@ -280,18 +283,30 @@ def _seed_namespace_files(runtime: Runtime, files: Mapping[str, Mapping[str, str
             storage.write(uri, str(content).encode())
 
 
+def _seed_input_files(runtime: Runtime, files: Mapping[str, str], base: Path) -> dict[str, str]:
+    """Extension ``input_files: {input: path}``: each file put in the storage; the inputs naming them."""
+    storage = runtime.service.storage
+    inputs: dict[str, str] = {}
+    for name, relative in files.items():
+        uri = f"kestra:///file/storage/{Path(relative).name}"
+        storage.write(uri, (base / relative).read_bytes())
+        inputs[str(name)] = uri
+    return inputs
+
+
 def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeout: float) -> None:
     path = base / case["flow"]
     source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
     with scratch_runtime() as runtime:
         _seed_namespace_files(runtime, case.get("namespace_files") or {})
+        files = _seed_input_files(runtime, case.get("input_files") or {}, base)
         for extra in case.get("flows") or ():
             runtime.service.deploy(read_flow_file(base / extra), str(base / extra))
         run = run_flow(
             runtime,
             source,
-            case.get("inputs") or {},
+            {**(case.get("inputs") or {}), **files},
             origin=str(path),
             typed=typed,
             timeout=timeout,

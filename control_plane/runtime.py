@@ -76,6 +76,10 @@ the first request::
                             ``POST /events/webhook/<key>`` live, each a Secrets Manager ARN (its
                             AWSCURRENT and AWSPREVIOUS values are both accepted) or a name looked
                             up like ``secret('NAME')`` (SQUALL_SECRETS); two for a rotation
+    SQUALL_UI_OIDC          JSON ``{"issuer", "client_id", "scopes", "token", "origins"}``: the
+                            web UI logs in with OIDC (code flow + PKCE) against that IdP, for
+                            API Gateway's JWT authorizer (control_plane/ui/oidc.py); unset: the
+                            UI asks for a bearer token on a 401 (or nothing with --no-auth)
 
 The DynamoDB store registers running executions in its active index lazily (the tick's
 watermark visit, ADR 0005 point 5) after ``min(SQUALL_SUBMIT_GRACE, SQUALL_RECONCILE_AFTER)``
@@ -101,6 +105,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from control_plane.errors import SquallError
 from control_plane.store.base import StateStore
+from control_plane.ui.oidc import UiOidc
 
 if TYPE_CHECKING:
     from control_plane.secrets import SecretChain
@@ -174,6 +179,7 @@ class Settings(BaseModel):
     pubsub_service_account: str | None = None
     pubsub_certs_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     webhook_secrets: tuple[str, ...] = Field(default=(), max_length=2)
+    ui_oidc: UiOidc | None = None
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -266,6 +272,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise SettingsError(
             f"{ENV_PREFIX}PUBSUB_AUDIENCE and {ENV_PREFIX}PUBSUB_SERVICE_ACCOUNT go together:"
             " a push is accepted only from that account, for that audience"
+        )
+    if settings.ui_oidc is not None and settings.auth != "gateway":
+        raise SettingsError(
+            f"{ENV_PREFIX}UI_OIDC needs {ENV_PREFIX}AUTH=gateway: the UI's OIDC tokens are checked by"
+            " API Gateway's JWT authorizer, which this server does not run"
         )
     if settings.auth == "token" and settings.api_token is None:
         raise SettingsError(f"{ENV_PREFIX}API_TOKEN is required with {ENV_PREFIX}AUTH=token")

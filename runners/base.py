@@ -166,6 +166,13 @@ class JobSpec(Struct, frozen=True):
     is kept and nothing is looked for when the job ends. ``options`` is the task's
     ``taskRunner`` block without ``type``; the runner validates it with its
     :class:`RunnerOptions` model.
+
+    ``claimed``: the caller holds the only claim to submit ``name`` across processes (the
+    control plane's submit claim, a conditional write in its store, held longer than any
+    Lambda may run) and knows no job of that name exists (it just created the claim, or
+    ``find`` said so), so a runner that guards ``submit`` by a lock or a lookup of its own
+    (AWS Batch: a conditional write in its bucket, a ListJobs) may skip them. Without it (a
+    runner used on its own), the runner's own guards apply.
     """
 
     name: str
@@ -179,6 +186,7 @@ class JobSpec(Struct, frozen=True):
     timeout: timedelta | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    claimed: bool = False
 
 
 class JobHandle(Struct, frozen=True):

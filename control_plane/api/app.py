@@ -558,7 +558,9 @@ class Api:
         rt = self.runtime
         path = route_path(event)
         if ui.is_ui_path(path):  # public static files, not the API: no auth, no store, no service
-            response = ui.respond(path, str(method), _lower_headers(event))
+            oidc = rt.settings.ui_oidc
+            connect = () if oidc is None else oidc.connect_origins()
+            response = ui.respond(path, str(method), _lower_headers(event), connect)
             logger.info("request", extra={"method": method, "path": path, "status": response["statusCode"]})
             return response
         try:

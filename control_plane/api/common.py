@@ -255,6 +255,8 @@ def multipart(event: Mapping[str, Any]) -> list[FormPart]:
     if not boundary:
         raise ApiError(400, "multipart/form-data without a boundary parameter in the Content-Type")
     raw = body_bytes(event)
+    if raw.strip() in (b"", f"--{boundary}--".encode()):
+        return []  # a form with no field (a browser's empty FormData): Kestra takes it as no inputs
     head = f'Content-Type: multipart/form-data; boundary="{boundary}"\r\nMIME-Version: 1.0\r\n\r\n'
     message = BytesParser(policy=HTTP).parsebytes(head.encode("latin-1") + raw)
     if not message.is_multipart() or message.defects:

@@ -91,12 +91,14 @@ def _refuse_given(**given: Any) -> None:
             raise refuse(name, "not supported by Squall")
 
 
-def _inputs(rt: Runtime, namespace: str, flow_id: str, execution_id: str) -> tuple[Any, str | None]:
+def _inputs(
+    rt: Runtime, namespace: str, flow_id: str, execution_id: str, folder: str = "inputs"
+) -> tuple[Any, str | None]:
     """Inputs from the request: multipart (what Kestra's clients send) or a JSON object."""
     event = router.current_event.raw_event
     kind = common.require_media_type(event, START_TYPES, empty_ok=True)
     if kind == "multipart/form-data" and event.get("body"):
-        return form_inputs(rt, event, namespace, flow_id, execution_id)
+        return form_inputs(rt, event, namespace, flow_id, execution_id, folder)
     return common.json_body(event), None
 
 
@@ -448,17 +450,18 @@ def restart_execution(
 )
 def resume_execution(rt: common.Served, tenant: str, execution_id: str) -> KestraExecution:
     meta = rt.store.get_execution_meta(execution_id)
-    event = router.current_event.raw_event
-    if common.media_type(event)[0] == "multipart/form-data" and event.get("body"):
-        # Uploads go under the execution's inputs/ prefix, which its start's files share: a
-        # refused resume could not take them back without touching those. Refused instead.
-        files = [p.name for p in common.multipart(event) if p.filename is not None]
-        if files:
-            raise common.ApiError(422, f"file inputs on resume are not supported yet: {', '.join(files)}")
-    inputs, _ = _inputs(rt, meta.namespace, meta.flow_id, execution_id)
-    if inputs is not None and not isinstance(inputs, dict):
-        raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
-    rt.service.resume(execution_id, inputs)
+    # A resume's uploads get a folder of their own (FILE onResume inputs): a refused resume
+    # removes it, and nothing of what its start uploaded.
+    folder = f"inputs/resume-{rt.service.new_id()}"
+    inputs, stored = _inputs(rt, meta.namespace, meta.flow_id, execution_id, folder)
+    try:
+        if inputs is not None and not isinstance(inputs, dict):
+            raise common.ApiError(422, "the resume body must be a JSON object of onResume inputs")
+        rt.service.resume(execution_id, inputs)
+    except Exception:
+        if stored is not None:
+            rt.service.storage.delete_prefix(stored)
+        raise
     return _view(rt, execution_id)
 
 

@@ -11,6 +11,7 @@ into the file the user sent.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -117,6 +118,11 @@ def matching_flows(rt: Runtime, filters: tuple[Filter, ...]) -> list[FlowRecord]
             return found
 
 
+def _now() -> datetime:
+    """The instant a flow read lists its schedules' next dates after (the API reads no service clock)."""
+    return datetime.now(UTC)
+
+
 def _sort_key(field: str) -> Callable[[FlowRecord], tuple[str, str]]:
     if field == "id":
         return lambda r: (r.id, r.namespace)
@@ -139,14 +145,15 @@ def search_flows(rt: common.Served, tenant: str) -> PagedFlows:
         field, _, direction = key.partition(":")
         found.sort(key=_sort_key(field), reverse=direction == "desc")
     shown = found[search.window(len(found))]
-    return PagedFlows(results=[flow(r, source=False) for r in shown], total=len(found))
+    return PagedFlows(results=[flow(r, source=False, now=_now()) for r in shown], total=len(found))
 
 
 @router.post(
     "/api/v1/<tenant>/flows/validate",
     summary="Validate flows without storing them",
     description="Body: one or more YAML documents separated by ---. One report per document:"
-    " constraints holds the violations (with line and column), absent when the flow is valid.",
+    " constraints holds the violations (with line and column), absent when the flow is valid;"
+    " violations (a Squall extra) lists them as {line, column, path, message}.",
     tags=_TAGS,
     openapi_extensions=_YAML_BODY,
     **tenants.SCOPED,
@@ -166,6 +173,12 @@ def validate_flows(rt: common.Served, tenant: str) -> list[dict[str, Any]]:
             report["constraints"] = "\n".join(
                 f"{v.path}: {v.message} (line {v.line}, column {v.column})" for v in exc.violations
             )
+            # Squall's extra: the same violations as data, shaped as a 422's ``errors``, so an
+            # editor marks each line without parsing the prose of ``constraints``.
+            report["violations"] = [
+                {"line": v.line, "column": v.column, "path": v.path, "message": v.message}
+                for v in exc.violations
+            ]
         reports.append(report)
     return reports
 
@@ -220,7 +233,7 @@ def get_flow(
     telemetry.keys(namespace=namespace, flow_id=flow_id)
     if allow_deleted:
         raise refuse("allowDeleted", "reading a deleted flow is not supported")
-    return flow(rt.store.get_flow(namespace, flow_id, revision), source=source)
+    return flow(rt.store.get_flow(namespace, flow_id, revision), source=source, now=_now())
 
 
 @router.put(

@@ -145,7 +145,9 @@ def follow_logs(
     "/api/v1/<tenant>/executions/<execution_id>/logs",
     summary="An execution's log lines, in order, a page at a time (Squall extension)",
     description="For an execution whose whole log list would pass SQUALL_MAX_RESPONSE_BYTES: pass cursor"
-    " back for the next page (null on the last). taskRunId filters.",
+    " back for the next page (null on the last). taskRunId filters in the store; minLevel, taskId and"
+    " q (text in the message, any case) filter each page of `limit` lines read, so a page may hold"
+    " fewer lines, or none, and still have a cursor.",
     tags=_TAGS,
     **tenants.SCOPED,
 )
@@ -156,8 +158,19 @@ def execution_log_pages(
     task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+    min_level: Annotated[Level | None, _MIN_LEVEL] = None,
+    task_id: Annotated[str | None, Query(alias="taskId")] = None,
+    q: Annotated[str | None, Query(description="text the message contains, in any case")] = None,
 ) -> PagedLogs:
     meta = rt.store.get_execution_meta(execution_id)  # 404 for an unknown id rather than an empty page
     with common.cursor_errors(cursor):
         page = rt.store.read_logs(execution_id, taskrun_id=task_run_id, limit=limit, cursor=cursor)
-    return PagedLogs(results=[log_entry(meta, line) for line in page.items], cursor=page.cursor)
+    needle = q.casefold() if q else None
+    lines = [
+        line
+        for line in page.items
+        if (min_level is None or line.level.rank >= min_level.rank)
+        and (task_id is None or line.task_id == task_id)
+        and (needle is None or needle in line.message.casefold())
+    ]
+    return PagedLogs(results=[log_entry(meta, line) for line in lines], cursor=page.cursor)

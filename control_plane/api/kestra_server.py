@@ -5,12 +5,20 @@ Kestra's UI and tools read ``GET /api/v1/configs`` before anything else (``kestr
 edition whose API it follows: one tenant, ``main``) and the few settings that describe it;
 every other field of Kestra's configuration is about features Squall does not have and is
 left out (the client's model makes them all optional).
+
+Squall adds ``uiOidc``: where the web UI logs in (``SQUALL_UI_OIDC``, :mod:`control_plane.ui.oidc`),
+or null when it does not use OIDC. The route is public, so the browser reads it before it has
+any credential; Kestra's client keeps unknown fields aside (``additional_properties``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, ConfigDict
+
+from control_plane.api import common
 
 __all__ = ["ServerConfiguration", "router"]
 
@@ -29,6 +37,7 @@ class ServerConfiguration(BaseModel):
     isAiEnabled: bool
     pluginManagementEnabled: bool
     features: list[str]
+    uiOidc: dict[str, Any] | None
 
 
 def _version() -> str:
@@ -45,7 +54,8 @@ def _version() -> str:
     summary="The server's configuration, as Kestra's clients read it first",
     tags=["kestra server"],
 )
-def configs() -> ServerConfiguration:
+def configs(rt: common.Served) -> ServerConfiguration:
+    oidc = rt.settings.ui_oidc
     return ServerConfiguration(
         version=_version(),
         edition="OSS",
@@ -56,4 +66,5 @@ def configs() -> ServerConfiguration:
         isAiEnabled=False,
         pluginManagementEnabled=False,
         features=[],
+        uiOidc=None if oidc is None else oidc.public(),
     )

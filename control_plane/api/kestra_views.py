@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.views import duration, jsonable
-from control_plane.engine.model import Execution, LogLine, TaskRun, iso
+from control_plane.engine.model import Attempt, Execution, LogLine, TaskRun, iso
 from control_plane.engine.states import State
 from control_plane.masking import mask_paths
 from control_plane.store.base import ExecutionSummary, FlowRecord
@@ -82,9 +82,19 @@ class KestraLabel(_Kestra):
     value: str
 
 
+_RUNNER = "The runner that ran the job: process, aws-batch, google-batch, ... (Squall extra)."
+_JOB_ID = "The job's id as the cloud's console shows it (Squall extra)."
+_JOB_URL = "A link to the job in the cloud's console, when one can be built (Squall extra)."
+_FAILURE = "Why the job failed: USER, CONFIG, TIMEOUT, PREEMPTED, QUOTA, LOST, ... (Squall extra)."
+
+
 class KestraAttempt(_Kestra):
     state: KestraState
     cost: float | None = Field(default=None, description="USD the runner estimates (Squall extra).")
+    runner: str | None = Field(default=None, description=_RUNNER)
+    jobId: str | None = Field(default=None, description=_JOB_ID)
+    jobUrl: str | None = Field(default=None, description=_JOB_URL)
+    failureClass: str | None = Field(default=None, description=_FAILURE)
 
 
 class KestraTaskRun(_Kestra):
@@ -100,6 +110,11 @@ class KestraTaskRun(_Kestra):
     state: KestraState
     iteration: int | None = None
     error: str | None = Field(default=None, description="Why the task run failed (Squall extra).")
+    cost: float | None = Field(default=None, description="USD of every priced attempt (Squall extra).")
+    runner: str | None = Field(default=None, description=_RUNNER + " Its last job's.")
+    jobId: str | None = Field(default=None, description=_JOB_ID + " Its last job's.")
+    jobUrl: str | None = Field(default=None, description=_JOB_URL + " Its last job's.")
+    failureClass: str | None = Field(default=None, description=_FAILURE + " Its last job's.")
 
 
 class ExecutionMetadata(_Kestra):
@@ -205,8 +220,22 @@ def _labels(labels: Mapping[str, str]) -> list[KestraLabel]:
     return [KestraLabel(key=str(k), value=str(v)) for k, v in labels.items()]
 
 
+def _attempt(a: Attempt) -> KestraAttempt:
+    return KestraAttempt(
+        state=state(a.state, a.started, a.started, a.ended),
+        cost=a.cost,
+        runner=a.runner,
+        jobId=a.job_id,
+        jobUrl=a.job_url,
+        failureClass=None if a.failure is None else str(a.failure),
+    )
+
+
 def taskrun(execution: Execution, tr: TaskRun) -> KestraTaskRun:
+    """The task run; ``runner``..``failureClass`` are its last job's (an inline task has none)."""
     started = tr.attempts[0].started if tr.attempts else None
+    ran = next((a for a in reversed(tr.attempts) if a.runner is not None), None)
+    costs = [a.cost for a in tr.attempts if a.cost is not None]
     return KestraTaskRun(
         id=tr.id,
         executionId=execution.id,
@@ -215,14 +244,16 @@ def taskrun(execution: Execution, tr: TaskRun) -> KestraTaskRun:
         taskId=tr.task_id,
         parentTaskRunId=tr.parent_id,
         value=tr.value,
-        attempts=[
-            KestraAttempt(state=state(a.state, a.started, a.started, a.ended), cost=a.cost)
-            for a in tr.attempts
-        ],
+        attempts=[_attempt(a) for a in tr.attempts],
         outputs=jsonable(dict(tr.outputs)) if tr.outputs is not None else None,
         state=state(tr.state, tr.created, started, tr.ended),
         iteration=tr.iteration or None,
         error=tr.error,
+        cost=sum(costs) if costs else None,
+        runner=None if ran is None else ran.runner,
+        jobId=None if ran is None else ran.job_id,
+        jobUrl=None if ran is None else ran.job_url,
+        failureClass=None if ran is None or ran.failure is None else str(ran.failure),
     )
 
 
@@ -273,11 +304,32 @@ def execution_summary(summary: ExecutionSummary) -> KestraExecution:
     )
 
 
-def flow(record: FlowRecord, *, source: bool = True) -> KestraFlow:
-    """The revision's YAML as Kestra's flow JSON (the source was validated when it was deployed)."""
+def _with_next_dates(trigger: Any, now: datetime) -> Any:
+    """A Schedule trigger with its next dates (Squall extras ``nextExecutionDate`` and
+    ``nextExecutionDates``, the next three): what a person reading the flow wants to know."""
+    from control_plane.flows.aliases import canonical_trigger_type
+
+    if not isinstance(trigger, dict):
+        return trigger
+    if canonical_trigger_type(str(trigger.get("type"))) != "squall.trigger.Schedule":
+        return trigger
+    from control_plane.flows.models import Schedule  # only flows with a schedule pay for it
+    from control_plane.triggers.schedule import upcoming
+
+    dates = [iso(d) for d in upcoming(Schedule.model_validate(trigger), now)]
+    return {**trigger, "nextExecutionDate": dates[0] if dates else None, "nextExecutionDates": dates}
+
+
+def flow(record: FlowRecord, *, source: bool = True, now: datetime | None = None) -> KestraFlow:
+    """The revision's YAML as Kestra's flow JSON (the source was validated when it was deployed).
+
+    With ``now``, each Schedule trigger of an enabled flow lists its next dates after it.
+    """
     import yaml  # only flow reads need it
 
     body = yaml.safe_load(record.source) or {}
+    if now is not None and not body.get("disabled") and isinstance(body.get("triggers"), list):
+        body["triggers"] = [_with_next_dates(t, now) for t in body["triggers"]]
     labels = body.pop("labels", None)
     if isinstance(labels, Mapping):
         labels = [{"key": str(k), "value": str(v)} for k, v in labels.items()]

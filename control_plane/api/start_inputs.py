@@ -10,7 +10,8 @@ File inputs (multipart parts with a filename) are written to the deployment stor
 ``<root>/<namespace>/<flow>/<execution>/inputs/<input>/<filename>`` and the input gets the
 part's ``kestra:///`` URI, which names that object whatever the backend (Kestra's layout) and
 which tasks read like any other storage URI. The caller removes them again (the returned
-prefix) when the execution is then refused: a rejected request leaves nothing behind.
+prefix) when the execution is then refused: a rejected request leaves nothing behind. A
+resume's files go to a folder of their own under ``inputs/`` for the same reason.
 """
 
 from __future__ import annotations
@@ -53,16 +54,23 @@ def _safe_name(filename: str, fallback: str) -> str:
 
 
 def form_inputs(
-    rt: Runtime, event: dict[str, Any], namespace: str, flow_id: str, execution_id: str
+    rt: Runtime,
+    event: dict[str, Any],
+    namespace: str,
+    flow_id: str,
+    execution_id: str,
+    folder: str = "inputs",
 ) -> tuple[dict[str, Any], str | None]:
     """Inputs from multipart parts: fields as text (repeated fields as lists), files stored as URIs.
 
-    Also the storage prefix that holds this execution's uploads, None when there were none.
+    Also the storage prefix that holds this request's uploads, None when there were none.
+    ``folder`` is where under the execution: ``inputs`` for a start; a resume's own folder
+    (``inputs/resume-<id>``), so that refusing it removes its files and nothing of the start's.
     """
     inputs: dict[str, Any] = {}
     stored: str | None = None
     storage = rt.service.storage
-    relative = PurePosixPath(namespace, flow_id, execution_id, "inputs")
+    relative = PurePosixPath(namespace, flow_id, execution_id, *folder.split("/"))
     for part in common.multipart(event):
         if part.filename is not None:
             name = _safe_name(part.filename, part.name)

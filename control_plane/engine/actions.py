@@ -12,6 +12,7 @@ from control_plane.engine.model import LogLine
 from control_plane.engine.states import State
 
 __all__ = [
+    "BATCHES_KEY",
     "WORKSPACE_KEY",
     "WORKSPACE_OUTPUT_FILES",
     "Action",
@@ -42,6 +43,12 @@ WORKSPACE_OUTPUT_FILES = "squall.workingDirectory.outputFiles"
 WorkingDirectory's ``outputFiles`` globs match (given in the hint as ``outputFiles``). The
 engine moves it to the WorkingDirectory's own ``outputs.outputFiles``; the last job child to
 succeed sets it, as Kestra collects them after the last child (``postExecuteTasks``)."""
+
+
+BATCHES_KEY = "squall.forEachItem.batches"
+"""A key of a ForEachItem ``_split`` result's outputs: ``{total, prefix, extension}`` of the
+batch files it wrote. The engine moves it to the task run's ``batches`` (not its outputs, which
+are Kestra's ``splits`` alone), where the ``_items`` task reads it."""
 
 
 class SubmitJob(Struct, frozen=True):
@@ -87,7 +94,11 @@ class RunInline(Struct, frozen=True):
 
 
 class StartSubflow(Struct, frozen=True):
-    """Start another flow's execution; when ``wait``, answer with a TaskResult at its end."""
+    """Start another flow's execution; when ``wait``, answer with a TaskResult at its end.
+
+    ``iteration`` is set by a ForEachItem for each batch and comes back on the result;
+    ``outputs_uri`` is where the shell writes the child's outputs (one JSON line) when it ends.
+    """
 
     taskrun_id: str
     attempt: int
@@ -98,6 +109,8 @@ class StartSubflow(Struct, frozen=True):
     labels: Mapping[str, str]
     wait: bool
     execution_id: str
+    iteration: int | None = None
+    outputs_uri: str | None = None
 
 
 class Emit(Struct, frozen=True):

@@ -90,6 +90,9 @@ class JobStatusChanged(Struct, frozen=True):
     reason: str | None = None
     outputs: Mapping[str, Any] | None = None
     cost: float | None = None
+    runner: str | None = None  # where the job ran: kept on the attempt for the views
+    job_id: str | None = None
+    job_url: str | None = None
 
 
 class TaskResult(Struct, frozen=True):
@@ -106,6 +109,7 @@ class TaskResult(Struct, frozen=True):
     outputs: Mapping[str, Any] | None = None
     error: str | None = None
     logs: tuple[tuple[str, str], ...] = ()
+    iteration: int | None = None  # the batch of a ForEachItem subflow (StartSubflow.iteration)
 
 
 class TimerFired(Struct, frozen=True):

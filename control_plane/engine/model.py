@@ -18,11 +18,13 @@ import immutables
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from control_plane.engine.events import JobFailure
 from control_plane.engine.states import State
 from control_plane.levels import Level
 
 __all__ = [
     "Attempt",
+    "Batches",
     "Execution",
     "LogLine",
     "Phase",
@@ -57,6 +59,12 @@ class Attempt(Struct, frozen=True, gc=False):
     job: str | None = None
     cost: float | None = None  # USD estimated by the runner from its price table
     timed_out: bool = False  # the task's timeout fired: the job's end (cancelled) is a TIMEOUT
+    # Where the job ran and why it failed, from its terminal status: what a person needs to
+    # find it in the cloud's console (see runners.console) and to tell whose fault it was.
+    runner: str | None = None
+    job_id: str | None = None
+    job_url: str | None = None
+    failure: JobFailure | None = None
 
 
 class Progress(Struct, frozen=True, gc=False):
@@ -91,6 +99,48 @@ class Progress(Struct, frozen=True, gc=False):
         return self.started - self.done
 
 
+class Batches(Struct, frozen=True, gc=False):
+    """A ForEachItem's batches, kept on its ``_split`` and ``_items`` task runs.
+
+    Batch ``n`` (1-based) is the file ``{prefix}{n}{extension}``; its subflow's outputs go to
+    ``{prefix}outputs/{n}.ion``. The ``_items`` task run counts the subflows it ``started``
+    and remembers each one whose end it counted, so a result heard twice is counted once:
+    every batch up to ``low`` has ended, and bit ``n - low - 1`` of ``ended`` says whether
+    batch ``n`` above it has. Ends come roughly in start order, so ``low`` follows them and
+    the bitmap stays a few bytes wide instead of ``total / 8`` (12.5 KB for 100,000 batches,
+    written with every end into the task run's item).
+    """
+
+    total: int
+    prefix: str
+    extension: str
+    started: int = 0
+    done: int = 0
+    low: int = 0
+    ended: bytes = b""
+
+    def batch_uri(self, n: int) -> str:
+        return f"{self.prefix}{n}{self.extension}"
+
+    def outputs_uri(self, n: int) -> str:
+        return f"{self.prefix}outputs/{n}.ion"
+
+    def has_ended(self, n: int) -> bool:
+        index = n - self.low - 1
+        if index < 0:
+            return True
+        return index // 8 < len(self.ended) and bool(self.ended[index // 8] & (1 << (index % 8)))
+
+    def mark_ended(self, n: int) -> Batches:
+        index = n - self.low - 1
+        bits = bytearray(self.ended.ljust(index // 8 + 1, b"\0"))
+        bits[index // 8] |= 1 << (index % 8)
+        full = 0
+        while full < len(bits) and bits[full] == 0xFF:  # eight more batches below the watermark
+            full += 1
+        return replace(self, ended=bytes(bits[full:]), low=self.low + 8 * full, done=self.done + 1)
+
+
 class TaskRun(Struct, frozen=True, gc=False):
     id: str
     seq: int
@@ -110,6 +160,7 @@ class TaskRun(Struct, frozen=True, gc=False):
     error: str | None = None
     progress: Progress | None = None
     infra_attempts: int = 0
+    batches: Batches | None = None
 
     @property
     def value(self) -> str | None:

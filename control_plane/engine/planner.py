@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import immutables
 from msgspec.structs import replace
 
+from control_plane.engine import foreach_item
 from control_plane.engine.actions import (
     WORKSPACE_KEY,
     WORKSPACE_OUTPUT_FILES,
@@ -88,6 +89,9 @@ from control_plane.flows.models import (
     AllowFailure,
     Flow,
     FlowableTask,
+    ForEachItemExecutable,
+    ForEachItemMergeOutputs,
+    ForEachItemSplit,
     If,
     InputType,
     Level,
@@ -548,6 +552,8 @@ class _Transaction:
             if isinstance(task, Subflow) and (tr.state is State.RUNNING or not task.wait):
                 with contextlib.suppress(ExpressionError):  # it rendered when it started; now it may not
                     self.subflow_action(tr, task)
+            elif isinstance(task, ForEachItemExecutable):
+                foreach_item.recover(self, tr, task)
             elif task is not None and task.kind is TaskKind.EFFECT and tr.state is State.RUNNING:
                 self.run_effect(tr, task)  # at-least-once: its answer may have died with the driver
 
@@ -572,15 +578,22 @@ class _Transaction:
         if tr is None or tr.state not in (State.RUNNING, State.KILLING):
             return
         task = self.c.tasks[tr.task_id]
+        if isinstance(task, ForEachItemExecutable) and event.iteration is not None:
+            foreach_item.on_result(self, tr, task, event)  # one batch's subflow ended
+            return
         state = State.KILLED if tr.state is State.KILLING else event.state
         error = event.error
+        outputs = event.outputs
+        if isinstance(task, ForEachItemSplit):
+            outputs, batches = foreach_item.split_result(outputs)
+            tr = tr.evolve(batches=batches)
         if isinstance(task, Subflow) and state in (State.FAILED, State.KILLED, State.CANCELLED):
             # transmitFailed: the subflow's failure is this task's failure (Kestra's default)
             state = State.FAILED if task.transmitFailed else State.SUCCESS
             error = error or (f"Subflow execution ended {event.state}" if task.transmitFailed else None)
         for level, message in event.logs:
             self.log(tr, Level(level), self.mask(message), task)
-        self.end_attempt(tr, task, state, event.outputs, error)
+        self.end_attempt(tr, task, state, outputs, error)
 
     def on_job_status(self, event: JobStatusChanged) -> None:
         tr = self.current(event.taskrun_id, event.attempt)
@@ -590,8 +603,14 @@ class _Transaction:
         status = JobOutcome(event.status)
         if not status.terminal:
             return
-        if event.cost is not None:  # kept on the attempt the job ran, whatever happens next
-            tr = tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], cost=event.cost)))
+        # kept on the attempt the job ran, whatever happens next: its cost and where it ran
+        tr = self.with_last_attempt(
+            tr,
+            cost=tr.attempts[-1].cost if event.cost is None else event.cost,
+            runner=event.runner or tr.attempts[-1].runner,
+            job_id=event.job_id or tr.attempts[-1].job_id,
+            job_url=event.job_url or tr.attempts[-1].job_url,
+        )
         ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
         outputs = self.collected(tr, event.outputs, ok)
         if tr.state is State.KILLING:
@@ -607,6 +626,7 @@ class _Transaction:
         )
         if tr.attempts and tr.attempts[-1].timed_out:  # we cancelled it at its timeout
             reason, failure = tr.error or reason, JobFailure.TIMEOUT
+        tr = self.with_last_attempt(tr, failure=failure)
         if failure in INFRA_FAILURES and tr.infra_attempts < MAX_INFRA_ATTEMPTS:
             self.log(tr, Level.WARN, f"{failure.lower()}: {reason}; submitting the job again", task)
             tr = self.close_attempt(tr, State.FAILED)
@@ -636,6 +656,8 @@ class _Transaction:
             self.on_timeout(tr, task)
         elif kind == "effect-lost" and tr.state is State.RUNNING and tr.attempt == n:
             self.end_attempt(tr, task, State.FAILED, None, EFFECT_LOST)
+        elif kind == foreach_item.TIMER and isinstance(task, ForEachItemExecutable):
+            foreach_item.on_timer(self, tr, task, n)
         elif (
             kind == "waitfor"
             and tr.progress is not None
@@ -993,6 +1015,8 @@ class _Transaction:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
         properties.update({name: getattr(task, name) for name in kept if getattr(task, name) is not None})
+        if isinstance(task, ForEachItemMergeOutputs):
+            properties.update(foreach_item.merge_properties(self, tr))
         if kept:  # what those templates may read besides each item, as Kestra's run context gives it
             properties["@context"] = {k: ctx[k] for k in _TEMPLATE_CONTEXT if k in ctx}
         self.put(tr)
@@ -1008,6 +1032,9 @@ class _Transaction:
         return job_name(self.ex.namespace, self.ex.flow_id, tr.task_id, self.ex.id, tr.id, tr.attempt)
 
     def start_subflow(self, tr: TaskRun, task: Task) -> None:
+        if isinstance(task, ForEachItemExecutable):
+            foreach_item.start(self, tr, task)
+            return
         assert isinstance(task, Subflow)
         try:
             child_id = self.subflow_action(tr, task)
@@ -1349,6 +1376,10 @@ class _Transaction:
         self.wake(owner_id)
 
     # ------------------------------------------------------------------ ending
+
+    @staticmethod
+    def with_last_attempt(tr: TaskRun, **changes: Any) -> TaskRun:
+        return tr.evolve(attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], **changes)))
 
     def close_attempt(self, tr: TaskRun, state: State) -> TaskRun:
         last = tr.attempts[-1] if tr.attempts else Attempt(State.RUNNING, self.now)

@@ -53,6 +53,7 @@ _TASKS: dict[str, tuple[str, ...]] = {
         f"{_CORE}.flow.Flow",
     ),
     "squall.flow.WorkingDirectory": (f"{_CORE}.flow.WorkingDirectory", f"{_OLD}.flows.WorkingDirectory"),
+    "squall.flow.ForEachItem": (f"{_CORE}.flow.ForEachItem", f"{_OLD}.flows.ForEachItem"),
 }
 
 # Tasks with I/O, run by the control plane (control_plane/tasks/); old names from each class's

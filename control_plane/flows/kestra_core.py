@@ -293,7 +293,6 @@ UNSUPPORTED_TYPES: Final[dict[str, str]] = {
     "execution.Exit": "not implemented yet",
     "execution.SetVariables": "not implemented yet",
     "execution.UnsetVariables": "not implemented yet",
-    "flow.ForEachItem": "splits a stored file into batches of subflow executions: not implemented yet",
     "flow.Template": "deprecated in Kestra (templates were replaced by subflows)",
     "http.Download": "HTTP tasks are not implemented yet",
     "http.Request": "HTTP tasks are not implemented yet",

@@ -730,9 +730,96 @@ class Subflow(Task):
     transmitFailed: bool = True
     inheritLabels: bool = False
     outputs: dict[str, Any] | None = None
-    scheduleDate: str | None = None
+    # Kestra's scheduleDate (start the child later) is not modelled: Squall has no delayed start
+    # of an execution, so the property is an unknown-property error rather than ignored.
 
     _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
+
+
+class ForEachItemBatch(_Strict):
+    """How ForEachItem cuts its file (Kestra's ``ForEachItem.Batch``, ``StorageSplitInterface``).
+
+    Kestra's precedence, not an exclusive choice: ``bytes`` if set, else ``partitions``, else
+    ``rows`` (default 1). ``separator`` is what ends each line written to a batch file.
+    """
+
+    rows: int | str | None = 1
+    bytes: str | None = None
+    partitions: int | str | None = None
+    separator: str = "\n"
+
+
+FOR_EACH_ITEM_PARTS = ("_split", "_items", "_merge")
+"""Suffixes of the three task runs a ForEachItem owns (Kestra's ``ForEachItem.getTasks()``)."""
+
+
+class ForEachItem(FlowableTask):
+    """Kestra's ForEachItem: one subflow execution per batch of lines of a file.
+
+    It owns three tasks that Kestra generates (``getTasks()``) and runs in turn, with its ids:
+    ``<id>_split`` cuts ``items`` into batch files (:class:`ForEachItemSplit`, I/O done by the
+    control plane), ``<id>_items`` starts one execution of the subflow per batch and, with
+    ``wait``, counts their ends (:class:`ForEachItemExecutable`), ``<id>_merge`` gathers the
+    subflows' outputs into one file (:class:`ForEachItemMergeOutputs`). ``scheduleDate`` is
+    refused: Squall cannot start an execution later yet.
+    """
+
+    canonical: ClassVar[str] = "squall.flow.ForEachItem"
+    items: str
+    batch: ForEachItemBatch = Field(default_factory=ForEachItemBatch)
+    namespace: str
+    flowId: str
+    revision: int | None = None
+    inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None
+    wait: bool = True
+    transmitFailed: bool = True
+    inheritLabels: bool = False
+
+    _normalize = field_validator("labels", mode="before")(lambda cls, v: _labels_to_dict(v))
+
+    def main_lists(self) -> Iterator[tuple[str, list[Task]]]:
+        yield "tasks", self.parts()
+
+    def parts(self) -> list[Task]:
+        """The three generated tasks; built unvalidated (their ids may pass 100 characters)."""
+        split_type, items_type, merge_type = (f"{_KESTRA_FOR_EACH_ITEM}${n}" for n in _PART_CLASSES)
+        split, items, merge = (f"{self.id}{suffix}" for suffix in FOR_EACH_ITEM_PARTS)
+        return [
+            ForEachItemSplit.model_construct(id=split, type=split_type, items=self.items, batch=self.batch),
+            ForEachItemExecutable.model_construct(
+                id=items,
+                type=items_type,
+                namespace=self.namespace,
+                flowId=self.flowId,
+                revision=self.revision,
+                inputs=self.inputs,
+                labels=self.labels,
+                wait=self.wait,
+                transmitFailed=self.transmitFailed,
+                inheritLabels=self.inheritLabels,
+            ),
+            ForEachItemMergeOutputs.model_construct(id=merge, type=merge_type),
+        ]
+
+
+_PART_CLASSES = ("ForEachItemSplit", "ForEachItemExecutable", "ForEachItemMergeOutputs")
+_KESTRA_FOR_EACH_ITEM = "io.kestra.plugin.core.flow.ForEachItem"  # the parts' types: Kestra's inner classes
+
+
+class ForEachItemExecutable(Task):
+    """``<id>_items``: one subflow execution per batch (the engine's ``foreach_item`` module)."""
+
+    kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
+    canonical: ClassVar[str] = "squall.flow.ForEachItem$ForEachItemExecutable"
+    namespace: str
+    flowId: str
+    revision: int | None = None
+    inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None
+    wait: bool = True
+    transmitFailed: bool = True
+    inheritLabels: bool = False
 
 
 class NamespaceFiles(_Strict):
@@ -942,6 +1029,23 @@ class StorageSplit(EffectTask):
         return self
 
 
+class ForEachItemSplit(EffectTask):
+    """``<id>_split``: cuts ``items`` into batch files (control_plane/tasks/foreach_item.py)."""
+
+    canonical: ClassVar[str] = "squall.flow.ForEachItem$ForEachItemSplit"
+    items: str
+    batch: ForEachItemBatch = Field(default_factory=ForEachItemBatch)
+
+
+class ForEachItemMergeOutputs(EffectTask):
+    """``<id>_merge``: the subflows' outputs in one file (control_plane/tasks/foreach_item.py).
+
+    It has no property of its own: the engine hands it where the batches' outputs are.
+    """
+
+    canonical: ClassVar[str] = "squall.flow.ForEachItem$ForEachItemMergeOutputs"
+
+
 class StorageSize(EffectTask):
     canonical: ClassVar[str] = "squall.storage.Size"
     uri: str
@@ -1136,6 +1240,7 @@ _TASK_CLASSES: list[type[Task]] = [
     WaitFor,
     Pause,
     Subflow,
+    ForEachItem,
     WorkingDirectory,
     *_SCRIPT_CLASSES,
     *_EFFECT_CLASSES,
@@ -1177,6 +1282,7 @@ AnyTask = TypeAliasType(
         | Annotated[WaitFor, Tag("squall.flow.WaitFor")]
         | Annotated[Pause, Tag("squall.flow.Pause")]
         | Annotated[Subflow, Tag("squall.flow.Subflow")]
+        | Annotated[ForEachItem, Tag("squall.flow.ForEachItem")]
         | Annotated[WorkingDirectory, Tag("squall.flow.WorkingDirectory")]
         | Annotated[_SCRIPT_CLASSES[0], Tag("squall.script.shell.Commands")]  # type: ignore[valid-type]
         | Annotated[_SCRIPT_CLASSES[1], Tag("squall.script.shell.Script")]  # type: ignore[valid-type]

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from control_plane.flows.aliases import canonical_type
+from control_plane.flows.models import FOR_EACH_ITEM_PARTS
 from control_plane.flows.validation import Issue, PathTuple
 
 __all__ = ["check_templates"]
@@ -109,7 +111,8 @@ def _declared(data: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
 
     Task ids are read from every mapping that has both ``id`` and ``type`` anywhere in the flow,
     not only from known task slots: a task nested in a property Squall does not model as a
-    task slot still has outputs in Kestra. Input ids are the flow's own and every Pause
+    task slot still has outputs in Kestra; a ForEachItem adds its generated ``<id>_split``,
+    ``_items`` and ``_merge``. Input ids are the flow's own and every Pause
     ``onResume`` input; a dotted id (``user.name``) is read as ``inputs.user``.
     """
     tasks: set[str] = set()
@@ -122,6 +125,8 @@ def _declared(data: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
             if isinstance(ident, str):
                 if "type" in value:
                     tasks.add(ident)
+                    if canonical_type(str(value["type"])) == "squall.flow.ForEachItem":
+                        tasks.update(ident + suffix for suffix in FOR_EACH_ITEM_PARTS)  # its generated tasks
                 if in_inputs:
                     inputs.update({ident, ident.split(".")[0]})
             for key, child in value.items():

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeAliasType
 
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type, runner_name
-from control_plane.flows.models import Flow, Task, task_classes
+from control_plane.flows.models import FOR_EACH_ITEM_PARTS, Flow, Task, task_classes
 
 __all__ = [
     "ALLOWED_SYSTEM_LABELS",
@@ -181,9 +181,16 @@ def check_tree(data: Mapping[str, Any], locate: Locate) -> list[Issue]:
     """Every whole-tree problem of a raw flow mapping. ``locate(path)`` gives (line, column)."""
     tasks = list(iter_tasks(data))
     issues: list[Issue] = []
-    issues += _duplicates(
-        [((*path, "id"), task.get("id")) for path, task in tasks], "task id", locate, "Duplicate task id"
-    )
+    ids = [((*path, "id"), task.get("id")) for path, task in tasks]
+    # a ForEachItem owns three generated tasks (<id>_split, _items, _merge): their ids are taken
+    ids += [
+        ((*path, "id"), f"{task['id']}{suffix}")
+        for path, task in tasks
+        if canonical_type(str(task.get("type"))) == "squall.flow.ForEachItem"
+        and isinstance(task.get("id"), str)
+        for suffix in FOR_EACH_ITEM_PARTS
+    ]
+    issues += _duplicates(ids, "task id", locate, "Duplicate task id")
     for key, what in (
         ("triggers", "Duplicate trigger id"),
         ("inputs", "Duplicate input"),
@@ -357,7 +364,7 @@ def _recursive_subflows(
     return [
         Issue(path, "recursive subflow", f"Recursive call to flow [{namespace}.{flow_id}]")
         for path, task in tasks
-        if canonical_type(str(task.get("type"))) == "squall.flow.Subflow"
+        if canonical_type(str(task.get("type"))) in ("squall.flow.Subflow", "squall.flow.ForEachItem")
         and task.get("namespace") == namespace
         and task.get("flowId") == flow_id
     ]

@@ -38,7 +38,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         selection[name] = value
     if "trigger_id" in selection and not {"namespace", "flow_id"} <= selection.keys():
         return {"started": [], "error": "triggerId needs namespace and flowId"}
-    service: Service = runtime().service
+    rt = runtime()
+    service: Service = rt.service
     started = service.fire_schedules(**selection)
+    # What rides along with the started executions (a submit's warning, a non-evented job's
+    # handle) is written now, at the end of the call, as the api and events functions do: a
+    # warm container that kept it would write it with some later save of the same execution
+    # (never, in this function) or lose it. Lazy handles (an evented runner's) are dropped.
+    rt.flush()
     logger.info("schedules fired", extra={**selection, "started": started})
     return {"started": started}

@@ -105,6 +105,7 @@ from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
 from control_plane.service.scripts import runner_of
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TimerRecord, later_phase
+from control_plane.store.codec import dumps
 from control_plane.tasks import EffectContext, EffectOutcome, deadline_for, run_effect
 
 if TYPE_CHECKING:
@@ -776,10 +777,20 @@ class ExecutionDriver:
             "attempt": action.attempt,
             "wait": action.wait,
         }
+        if action.iteration is not None:  # a ForEachItem batch: its number comes back with the end
+            link["iteration"] = action.iteration
+        if action.outputs_uri is not None:
+            link["outputsUri"] = action.outputs_uri
 
         def fail(message: str) -> None:
             event = TaskResult(
-                self.clock.now(), action.taskrun_id, action.attempt, State.FAILED, None, message
+                self.clock.now(),
+                action.taskrun_id,
+                action.attempt,
+                State.FAILED,
+                None,
+                message,
+                iteration=action.iteration,
             )
             self.news.event(parent.id, event)
 
@@ -852,10 +863,34 @@ class ExecutionDriver:
             "state": execution.state.value,
             "outputs": dict(execution.outputs or {}),
         }
+        iteration = parent.get("iteration")
+        error = self._write_batch_outputs(execution, parent.get("outputsUri"))
         event = TaskResult(
-            self.clock.now(), parent["taskRunId"], int(parent.get("attempt", 1)), execution.state, outputs
+            self.clock.now(),
+            parent["taskRunId"],
+            int(parent.get("attempt", 1)),
+            State.FAILED if error else execution.state,
+            outputs,
+            error,
+            iteration=None if iteration is None else int(iteration),
         )
         self.news.event(parent["id"], event)
+
+    def _write_batch_outputs(self, execution: Execution, uri: Any) -> str | None:
+        """A ForEachItem batch's child ended: its outputs, one JSON line, where the parent's
+        ``_merge`` gathers them (Kestra writes them in ``createSubflowExecutionResult``). Written
+        again if the notice is sent again (recovery): same bytes. The error, when it fails."""
+        if not isinstance(uri, str) or execution.outputs is None:
+            return None
+        from control_plane.service.storage import StorageError
+
+        if self.storage is None:
+            return "Failed to extract outputs: the deployment has no storage"
+        try:
+            self.storage.write(uri, (dumps(dict(execution.outputs)) + "\n").encode())
+        except StorageError as exc:
+            return f"Failed to extract outputs with the error: '{exc}'"
+        return None
 
     def repair_slots(self) -> int:
         """Finish what a dead process left half-done with concurrency slots (``concurrency.py``).

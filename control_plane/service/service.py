@@ -125,6 +125,7 @@ class Service:
             submit_lease=submit_lease,
             submit_timeout=submit_timeout,
             lost_after=lost_after,
+            exclusive_claims=not hasattr(store, "claim_lease"),  # see Ownership below
         )
         self.driver.jobs = self.jobs
         # What a caller asks of executions is the driver's (deploy, start, advance, kill, restart,

@@ -66,6 +66,7 @@ from runners.base import (
     RunnerError,
     TransientRunnerError,
 )
+from runners.console import job_link
 from runners.markers import parse_line
 from runners.storage import path_of
 
@@ -141,7 +142,12 @@ def _runner_type(job: JobRecord) -> str:
 def job_status_changed(
     at: datetime, job: JobRecord, status: JobStatus, outputs: Mapping[str, Any] | None
 ) -> JobStatusChanged:
-    """The one place a runner's ``JobStatus`` becomes the engine's event (its own enums)."""
+    """The one place a runner's ``JobStatus`` becomes the engine's event (its own enums).
+
+    The job's id and console link ride along (from its handle; none for a job never
+    submitted) so the attempt keeps where it ran.
+    """
+    link = job_link(JobHandle.from_dict(job.handle)) if job.handle else None
     return JobStatusChanged(
         at,
         job.taskrun_id,
@@ -152,6 +158,9 @@ def job_status_changed(
         status.reason,
         outputs,
         status.cost,
+        runner=job.runner,
+        job_id=None if link is None else link.job_id,
+        job_url=None if link is None else link.url,
     )
 
 
@@ -174,9 +183,16 @@ class JobSupervisor:
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
         lost_after: timedelta = DEFAULT_LOST_AFTER,
+        exclusive_claims: bool = True,
     ) -> None:
         self.store = store
         self.runners = runners
+        # Whether a submit claim's holder cannot outlive it (the cloud: ``submit_lease`` exceeds
+        # every function's timeout): then the runner is told so (``JobSpec.claimed``) and may
+        # skip guards of its own (AWS Batch: a lock in its bucket, $5 per 1M submits). Not for
+        # local processes, whose claims are stolen with a 30-second execution lease from a
+        # process that may only be stalled and wake mid-submit.
+        self.exclusive_claims = exclusive_claims
         self.storage = storage
         self.clock = clock
         self.log_limits = log_limits
@@ -286,6 +302,8 @@ class JobSupervisor:
             job = claimed
         try:
             runner, spec = self.spec(job)
+            if self.exclusive_claims:  # held since the outbox write, or taken above
+                spec = replace(spec, claimed=True)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 if handle is None:

@@ -11,6 +11,7 @@ can never disagree.
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,17 @@ from typing import Any
 
 import immutables
 
-from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun, outputs_index
+from control_plane.engine.events import JobFailure
+from control_plane.engine.model import (
+    Attempt,
+    Batches,
+    Execution,
+    LogLine,
+    Phase,
+    Progress,
+    TaskRun,
+    outputs_index,
+)
 from control_plane.engine.states import State
 from control_plane.levels import Level
 
@@ -134,6 +145,12 @@ def _attempt_to_json(a: Attempt) -> dict[str, Any]:
         out["job"] = a.job
     if a.cost is not None:
         out["cost"] = a.cost
+    if a.timed_out:
+        out["timed_out"] = True
+    for key in ("runner", "job_id", "job_url", "failure"):
+        value = getattr(a, key)
+        if value is not None:
+            out[key] = str(value)
     return out
 
 
@@ -144,6 +161,11 @@ def _attempt_from_json(raw: Mapping[str, Any]) -> Attempt:
         _pdt(raw.get("ended")),
         raw.get("job"),
         raw.get("cost"),
+        bool(raw.get("timed_out", False)),
+        raw.get("runner"),
+        raw.get("job_id"),
+        raw.get("job_url"),
+        JobFailure(raw["failure"]) if raw.get("failure") else None,
     )
 
 
@@ -180,7 +202,34 @@ def taskrun_to_json(tr: TaskRun) -> dict[str, Any]:
         out["progress"] = progress_to_json(tr.progress)
     if tr.infra_attempts:
         out["infra_attempts"] = tr.infra_attempts
+    if tr.batches is not None:
+        out["batches"] = _batches_to_json(tr.batches)
     return out
+
+
+def _batches_to_json(b: Batches) -> dict[str, Any]:
+    out: dict[str, Any] = {"total": b.total, "prefix": b.prefix, "extension": b.extension}
+    if b.started:
+        out["started"] = b.started
+    if b.done:
+        out["done"] = b.done
+    if b.low:
+        out["low"] = b.low
+    if b.ended:
+        out["ended"] = base64.b64encode(b.ended).decode()
+    return out
+
+
+def _batches_from_json(raw: Mapping[str, Any]) -> Batches:
+    return Batches(
+        raw["total"],
+        raw["prefix"],
+        raw["extension"],
+        raw.get("started", 0),
+        raw.get("done", 0),
+        raw.get("low", 0),
+        base64.b64decode(raw["ended"]) if raw.get("ended") else b"",
+    )
 
 
 def taskrun_from_json(raw: Mapping[str, Any]) -> TaskRun:
@@ -204,6 +253,7 @@ def taskrun_from_json(raw: Mapping[str, Any]) -> TaskRun:
         error=raw.get("error"),
         progress=None if progress is None else progress_from_json(progress),
         infra_attempts=raw.get("infra_attempts", 0),
+        batches=None if raw.get("batches") is None else _batches_from_json(raw["batches"]),
     )
 
 

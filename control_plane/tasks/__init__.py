@@ -4,7 +4,8 @@ The engine renders such a task's properties and asks for it with a ``RunInline``
 driver looks its handler up here (:func:`run_effect`), runs it with a narrow
 :class:`EffectContext` (the deployment storage, the store, the clock, the execution's ids, a
 log sink, a deadline) and answers the engine with a ``TaskResult``. One module per plugin
-family: :mod:`.kv`, :mod:`.http`, :mod:`.storage`, :mod:`.namespace`, :mod:`.execution`.
+family: :mod:`.kv`, :mod:`.http`, :mod:`.storage`, :mod:`.namespace`, :mod:`.execution`,
+:mod:`.foreach_item`.
 
 These run inside whichever process carries out the plan: ``squall run``, the server, or the
 events/tick/API Lambda functions. So every handler bounds its own time (the task's ``timeout``
@@ -117,10 +118,10 @@ Handler = Callable[[Mapping[str, Any], EffectContext], Mapping[str, Any] | None]
 
 
 def _registry() -> dict[str, Handler]:
-    from control_plane.tasks import execution, http, kv, namespace, storage
+    from control_plane.tasks import execution, foreach_item, http, kv, namespace, storage
 
     table: dict[str, Handler] = {}
-    for module in (kv, http, storage, namespace, execution):
+    for module in (kv, http, storage, namespace, execution, foreach_item):
         table.update(module.HANDLERS)
     return table
 

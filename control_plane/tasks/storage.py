@@ -32,7 +32,7 @@ from control_plane.tasks import TaskFailure
 if TYPE_CHECKING:
     from control_plane.tasks import EffectContext, Handler
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "cut"]
 
 
 def _text(props: Mapping[str, Any], name: str) -> str:
@@ -104,43 +104,60 @@ def _lines(data: bytes) -> list[str]:
     return data.decode().splitlines()
 
 
-def split(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
-    source = _text(props, "from")
-    rows_data = _lines(_read(ctx, source, "from"))
-    separator = str(props.get("separator", "\n"))
-    extension = _extension(source)
+def cut(data: bytes, batch: Mapping[str, Any]) -> list[bytes]:
+    """Kestra's ``StorageService.split``: the lines of ``data`` in batches, each line ended by
+    ``separator``; the one place Split and ForEachItem cut a file.
+
+    Kestra's precedence: ``bytes`` (a batch is closed once it holds at least that many),
+    else ``partitions`` (lines dealt round-robin; empty partitions dropped), else ``rows``.
+    """
+    lines = _lines(data)
+    separator = str(batch.get("separator", "\n"))
     chunks: list[list[bytes]] = []
-    if props.get("bytes") is not None:
-        limit = _readable_bytes(str(props["bytes"]))
+    if batch.get("bytes") is not None:
+        limit = _readable_bytes(str(batch["bytes"]))
         size = 0
-        for row in rows_data:
+        for row in lines:
             encoded = (row + separator).encode()
             if not chunks or size >= limit:
                 chunks.append([])
                 size = 0
             chunks[-1].append(encoded)
             size += len(encoded)
-    elif props.get("partitions") is not None:
-        count = int(props["partitions"])
-        if count < 1:
-            raise TaskFailure("property 'partitions' must be at least 1")
+    elif batch.get("partitions") is not None:
+        count = _positive(batch["partitions"], "partitions")
         chunks = [[] for _ in range(count)]
-        for index, row in enumerate(rows_data):
+        for index, row in enumerate(lines):
             chunks[index % count].append((row + separator).encode())
-    elif props.get("rows") is not None:
-        rows = int(props["rows"])
-        if rows < 1:
-            raise TaskFailure("property 'rows' must be at least 1")
-        for index, row in enumerate(rows_data):
+        chunks = [chunk for chunk in chunks if chunk]
+    elif batch.get("rows") is not None:
+        rows = _positive(batch["rows"], "rows")
+        for index, row in enumerate(lines):
             if index % rows == 0:
                 chunks.append([])
             chunks[-1].append((row + separator).encode())
     else:
         raise TaskFailure("Invalid configuration with no size, count, nor rows")
+    return [b"".join(chunk) for chunk in chunks]
+
+
+def _positive(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise TaskFailure(f"property '{name}': {value!r} is not a whole number") from None
+    if number < 1:
+        raise TaskFailure(f"property '{name}' must be at least 1")
+    return number
+
+
+def split(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
+    source = _text(props, "from")
+    extension = _extension(source)
     uris: list[str] = []
-    for index, chunk in enumerate(chunks):
+    for index, chunk in enumerate(cut(_read(ctx, source, "from"), props)):
         uri = ctx.output_uri(f"split-{index}{extension}")
-        ctx.storage.write(uri, b"".join(chunk))
+        ctx.storage.write(uri, chunk)
         uris.append(uri)
     return {"uris": uris}
 

@@ -34,7 +34,7 @@ from control_plane.flows.models import Schedule
 if TYPE_CHECKING:
     from croniter import croniter
 
-__all__ = ["Fire", "due", "fire_key", "next_date", "previous_date", "schedule_dates"]
+__all__ = ["Fire", "due", "fire_key", "next_date", "previous_date", "schedule_dates", "upcoming"]
 
 ON_TIME = timedelta(minutes=1)
 MAX_DATES = 10_000  # a backfill of a per-minute cron over years must not exhaust memory
@@ -83,6 +83,19 @@ def next_date(trigger: Schedule, after: datetime) -> datetime:
     if date.replace(tzinfo=None) == after.astimezone(_zone(trigger)).replace(tzinfo=None):
         date = _iter(trigger, date).get_next(datetime)
     return date
+
+
+def upcoming(trigger: Schedule, now: datetime, count: int = 3) -> list[datetime]:
+    """The next ``count`` dates after ``now``, what the UI shows beside a schedule; none when
+    the trigger is disabled or its cron never matches (``0 0 30 2 *``: croniter gives up)."""
+    from croniter import CroniterBadDateError
+
+    if trigger.disabled:
+        return []
+    try:
+        return schedule_dates(trigger, now, datetime.max.replace(tzinfo=UTC), limit=count)
+    except CroniterBadDateError:
+        return []
 
 
 def previous_date(trigger: Schedule, before: datetime) -> datetime:

@@ -11,18 +11,34 @@ gets ``304`` with no body. ``Cache-Control: no-cache`` makes the browser revalid
 load, so a new Squall version is picked up at once while an unchanged file costs one small
 round trip. The pages are one ``index.html`` with hash routes (``/ui/#/flows``), so no deep
 link ever needs a server-side fallback.
+
+One file is generated rather than shipped: ``schema/flow.json``, the flow language's JSON
+Schema (:func:`control_plane.flows.schema.flow_json_schema`), which the editor completes keys
+and task types from. It is built from the models and the task plugins installed in this
+process, so it can never lag behind what the server validates; the flow language is imported
+only when that file is first asked for (the API's cold start does not pay for it, ADR 0006).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-__all__ = ["CONTENT_TYPES", "UI_PREFIX", "StaticFile", "files", "is_ui_path", "respond"]
+__all__ = [
+    "CONTENT_TYPES",
+    "SCHEMA_NAME",
+    "UI_PREFIX",
+    "StaticFile",
+    "files",
+    "flow_schema",
+    "is_ui_path",
+    "respond",
+]
 
 UI_PREFIX = "/ui"
 
@@ -39,15 +55,24 @@ CONTENT_TYPES: Mapping[str, str] = {
 }
 _TEXT = (".html", ".js", ".mjs", ".css", ".svg", ".json", ".txt")
 
-# The pages run only their own scripts and talk only to this origin (no CDN, no inline script).
+# The pages run only their own scripts and talk only to this origin (no CDN, no inline script),
+# and, with an OIDC login, to the IdP's discovery and token endpoints (``connect``).
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": _CSP.format(connect="'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def _security_headers(connect: Sequence[str]) -> dict[str, str]:
+    if not connect:
+        return _SECURITY_HEADERS
+    allowed = " ".join(("'self'", *connect))
+    return {**_SECURITY_HEADERS, "Content-Security-Policy": _CSP.format(connect=allowed)}
 
 
 class StaticFile:
@@ -63,6 +88,8 @@ class StaticFile:
 
 _files: dict[str, StaticFile] | None = None
 _lock = threading.Lock()
+SCHEMA_NAME = "schema/flow.json"
+_schema: StaticFile | None = None
 
 
 def _load() -> dict[str, StaticFile]:
@@ -94,6 +121,17 @@ def files() -> Mapping[str, StaticFile]:
     return _files
 
 
+def flow_schema() -> StaticFile:
+    """``schema/flow.json``: the flow language's JSON Schema, compact, built once per process."""
+    global _schema
+    if _schema is None:
+        from control_plane.flows.schema import flow_json_schema
+
+        body = json.dumps(flow_json_schema(), separators=(",", ":"), sort_keys=True).encode()
+        _schema = StaticFile(body, CONTENT_TYPES[".json"])
+    return _schema
+
+
 def is_ui_path(path: str) -> bool:
     """Whether ``path`` is the UI's (``/ui`` or below it), not the API's."""
     return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
@@ -109,8 +147,13 @@ def _plain(status: int, body: str, headers: Mapping[str, str] | None = None) -> 
     }
 
 
-def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any]:
+def respond(
+    path: str, method: str, headers: Mapping[str, str], connect: Sequence[str] = ()
+) -> dict[str, Any]:
     """The response to ``method path`` under ``/ui``; ``headers`` are the request's, lowercased.
+
+    ``connect`` lists the origins besides this one the page may fetch from (the OIDC IdP's,
+    :meth:`control_plane.ui.oidc.UiOidc.connect_origins`): they join the CSP's ``connect-src``.
 
     ``/ui`` redirects to ``ui/``, that is ``/ui/`` (relative asset URLs need the slash); ``/ui/`` is
     ``index.html``; any name not shipped is 404, whatever it contains.
@@ -121,10 +164,10 @@ def respond(path: str, method: str, headers: Mapping[str, str]) -> dict[str, Any
         # Relative, so that behind a named API Gateway stage (/prod/ui) it stays under the stage.
         return _plain(308, "", {"Location": "ui/"})
     name = path[len(UI_PREFIX) + 1 :] or "index.html"
-    found = files().get(name)
+    found = flow_schema() if name == SCHEMA_NAME else files().get(name)
     if found is None:
         return _plain(404, f"no UI file {name!r}\n")
-    common = {"ETag": found.etag, "Cache-Control": "no-cache", **_SECURITY_HEADERS}
+    common = {"ETag": found.etag, "Cache-Control": "no-cache", **_security_headers(connect)}
     given = headers.get("if-none-match", "")
     if found.etag in {tag.strip() for tag in given.split(",")} or given.strip() == "*":
         return {"statusCode": 304, "headers": common, "body": "", "isBase64Encoded": False, "cookies": []}

@@ -2,13 +2,16 @@
 
 Theory of operation::
 
-    submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once), else
+    submit(spec)   ListJobs(JOB_NAME=name) -> the job if it exists (exactly-once; skipped
+                   for a ``claimed`` spec, whose claimant looked it up or just created it), else
                    stage inputs, reuse or register a job definition, SubmitJob, ListJobs again
                    (two racing submitters converge on the oldest job; the other is terminated).
                    SubmitJob has no idempotency token (only SubmitServiceJob does), so it is
                    never retried blindly: after a failed call (a lost response may have
-                   created the job) ListJobs is asked first. The control plane's submit claim
-                   makes racing submitters rare; this convergence is the last line of defence.
+                   created the job) ListJobs is asked first. One submitter per name across
+                   processes: the control plane's submit claim when the spec is ``claimed``
+                   (no request of its own), else a submit lock in the staging bucket (an S3
+                   conditional PUT, $5 per 1M submits); this convergence is the last line of defence.
     poll(handles)  DescribeJobs, 100 ids a call; a timed-out RUNNING job or one RUNNABLE past
                    its dwell is terminated here, and stays live until Batch says it stopped.
                    A job DescribeJobs does not return is left out (no news: eventual
@@ -419,17 +422,18 @@ class AwsBatchRunner:
         job_name = batch_job_name(spec.name)
         clients = self._clients_for(opts.region, opts.sts_role_arn, opts.access_key_id, opts)
         # In-process lock: two threads (or two runner instances) of this process submit once.
-        # Across processes, a lock object in the staging bucket lets one process submit (the
-        # others wait for its job), and the ListJobs after SubmitJob makes racers converge on
-        # one job where there is no bucket (then a duplicate may start before it is stopped).
+        # Across processes: the control plane's submit claim (``spec.claimed``) lets one
+        # process submit; without it, a lock object in the staging bucket does (the others
+        # wait for its job), and the ListJobs after SubmitJob makes racers converge on one job
+        # where there is neither (then a duplicate may start before it is stopped).
         with self._name_lock(f"{opts.job_queue_arn}|{job_name}"):
-            if opts.resume:
+            if opts.resume and not spec.claimed:  # a claimed spec was looked up by its claimant
                 existing = self._list_by_name(clients, opts.job_queue_arn, job_name)
                 if existing:
                     return self._handle(
                         spec.name, str(existing[0]["jobId"]), opts, existing[0].get("createdAt")
                     )
-            if not self._claim_submit(clients, opts, job_name):
+            if not spec.claimed and not self._claim_submit(clients, opts, job_name):
                 found = self._await_job(clients, opts.job_queue_arn, job_name)
                 return self._handle(spec.name, str(found["jobId"]), opts, found.get("createdAt"))
             request = self._request(clients, spec, opts, job_name)
@@ -442,7 +446,7 @@ class AwsBatchRunner:
             return self._handle(spec.name, str(winner["jobId"]), opts, winner.get("createdAt"))
 
     def _claim_submit(self, clients: _Clients, opts: BatchOptions, job_name: str) -> bool:
-        """Whether this process may call SubmitJob for ``job_name``.
+        """Whether this process may call SubmitJob for ``job_name`` (asked when the spec is not ``claimed``).
 
         SubmitJob has no idempotency token, and a job started by a second submitter runs its
         command before the loser can stop it. So submitters first create an object only if it

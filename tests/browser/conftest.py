@@ -9,6 +9,10 @@ Needs: Debian's ``chromium`` package (``/usr/bin/chromium``, or ``SQUALL_CHROMIU
 ``playwright`` Python package (its driver only: no ``playwright install``, the browser is
 Debian's). Without them the tests skip, saying which is missing; with
 ``SQUALL_REQUIRE_BROWSER=1`` they fail instead (for CI once it installs both).
+
+Accessibility: :func:`assert_accessible` runs axe-core in the page. axe-core comes from the
+``axe-playwright-python`` wheel (pinned in the dev extra), which bundles ``axe.min.js``: a
+fresh clone gets it from PyPI with the rest of the dev extra, and nothing of it is shipped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from tests.servers import ServerProcess, squall_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYWRIGHT_PIN = "playwright==1.65.2"
+AXE_PIN = "axe-playwright-python==0.1.8"
+# What fails a page: axe's two worst impacts. "moderate" and "minor" ones are reported, not fatal.
+BLOCKING = ("serious", "critical")
 
 
 def _missing(message: str) -> None:
@@ -125,7 +132,8 @@ class Api:
 def api(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     marker = tmp_path_factory.mktemp("flaky") / "ran-once"
     with Api(server.url) as client:
-        for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker)):
+        extra = (flows.FAILING, flows.UPLOAD, flows.SIGNED, flows.CHATTY, flows.SCHEDULED, flows.MANY)
+        for source in (flows.GREET, flows.LONG, flows.APPROVAL, flows.FILES, flows.flaky(marker), *extra):
             client.deploy(source)
         yield client
 
@@ -166,3 +174,37 @@ def shot(screenshots: Path) -> Shot:
         page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
 
     return take
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> str:
+    """axe-core's ``axe.min.js``, as the pinned wheel bundles it."""
+    try:
+        from axe_playwright_python import base
+    except ImportError:
+        _missing(f"axe-playwright-python is not installed (pip install {AXE_PIN})")
+    return str(base.AXE_SCRIPT)
+
+
+Axe = Callable[[Any, str], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def axe(axe_script: str) -> Axe:
+    """``axe(page, name)``: run every axe-core rule on the page as it is now; fail on a serious
+    or critical violation, naming its rule, the elements and axe's help. Returns the lesser ones."""
+
+    def check(page: Any, name: str) -> list[dict[str, Any]]:
+        if not page.evaluate("() => typeof window.axe === 'object'"):
+            page.evaluate(axe_script)
+        results = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+        violations: list[dict[str, Any]] = results["violations"]
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        described = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+            for v in blocking
+        ]
+        assert not blocking, f"axe-core on {name}: " + "; ".join(described)
+        return [v for v in violations if v["impact"] not in BLOCKING]
+
+    return check

@@ -19,7 +19,7 @@ inputs:
   - id: token
     type: SECRET
     required: false
-tasks:
+tasks:  # a comment: the source view and the editor colour it (axe checks its contrast)
   - id: hello
     type: io.kestra.plugin.scripts.shell.Commands
     taskRunner:
@@ -99,4 +99,95 @@ tasks:
     commands:
       - test -f {marker} || {{ touch {marker}; echo "first run fails"; exit 1; }}
       - echo "second run passes"
+"""
+
+
+FAILING = f"""
+id: failing
+namespace: {NAMESPACE}
+tasks:
+  - id: boom
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo "about to fail"
+      - exit 3
+"""
+
+UPLOAD = f"""
+id: upload
+namespace: {NAMESPACE}
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: show
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      in.txt: "{{{{ inputs.data }}}}"
+    commands:
+      - cat in.txt
+"""
+
+SIGNED = f"""
+id: signed
+namespace: {NAMESPACE}
+tasks:
+  - id: sign
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: document
+        type: FILE
+  - id: read
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      signed.txt: "{{{{ outputs.sign.onResume.document }}}}"
+    commands:
+      - cat signed.txt
+"""
+
+CHATTY_LINES = 10_000
+CHATTY = f"""
+id: chatty
+namespace: {NAMESPACE}
+tasks:
+  - id: talk
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - seq 1 {CHATTY_LINES} | sed 's/^/line /'
+"""
+
+SCHEDULED = f"""
+id: yearly
+namespace: {NAMESPACE}
+triggers:
+  - id: new-year
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 0 1 1 *"
+tasks:
+  - id: r
+    type: io.kestra.plugin.core.debug.Return
+    format: happy new year
+"""
+
+MANY_VALUES = 1_500  # past the 1,000 task runs an execution lists itself
+MANY = f"""
+id: many
+namespace: {NAMESPACE}
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    concurrencyLimit: 0
+    values: {[str(i) for i in range(MANY_VALUES)]}
+    tasks:
+      - id: one
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{{{ taskrun.value }}}}"
 """

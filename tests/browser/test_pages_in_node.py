@@ -70,7 +70,8 @@ def test_every_page_builds_from_real_answers_and_resume_works_through_the_form(t
         "- description: Says hello, slowly enough" in diff
         and "+ description: Says hello, slowly, enough" in diff
     )
-    assert report["flow"]["tabs"] == ["Topology", "Source", "Revisions", "Triggers", "Executions", "Start"]
+    tabs = ["Topology", "Source", "Revisions", "Edit", "Triggers", "Executions", "Start"]
+    assert report["flow"]["tabs"] == tabs
     assert report["flow"]["inputs"] == ["in-name", "in-times", "in-token"]
     assert report["flow"]["keys"][:2] == ["id", "namespace"]
     assert set(report["executions"]["states"]) == {"SUCCESS"}
@@ -99,3 +100,20 @@ def test_the_pure_helpers_order_sum_and_diff() -> None:
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[
         -3000:
     ]  # bounded polling, not a request storm
+
+
+def test_the_editor_finds_the_cursors_place_and_completes_from_the_served_schema(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH (the README's prerequisites)")
+    from control_plane.ui import static_files
+
+    schema = tmp_path / "flow.json"
+    schema.write_bytes(static_files.flow_schema().body)  # the bytes /ui/schema/flow.json serves
+    done = subprocess.run(
+        [node, str(HERE / "editor_units.mjs"), str(STATIC), str(schema)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -487,8 +487,27 @@ EXAMPLES = sorted(p for p in (INFRA / "examples").iterdir() if p.is_dir())
 AWS_BATCH_EXAMPLES = ("basic", "scheduled-etl")
 
 
-def test_the_three_examples_exist() -> None:
-    assert [p.name for p in EXAMPLES] == ["basic", "google-batch", "scheduled-etl"]
+def test_the_four_examples_exist() -> None:
+    assert [p.name for p in EXAMPLES] == ["basic", "cognito-ui", "google-batch", "scheduled-etl"]
+
+
+def test_cognito_example_wires_one_issuer_and_the_ui_client_as_the_audience() -> None:
+    """The UI's tokens pass the authorizer only if both name the same issuer and the client."""
+    example = INFRA / "examples" / "cognito-ui"
+    module = load_module(example)
+    call = named_blocks(module, "module")["squall"]
+    client = "${aws_cognito_user_pool_client.ui.id}"
+    assert call["api_authorization"] == "JWT"
+    assert call["jwt_authorizer"] == {"issuer": "${local.issuer}", "audience": [client]}
+    assert call["ui_oidc"]["issuer"] == "${local.issuer}" and call["ui_oidc"]["client_id"] == client
+    assert "openid" in call["ui_oidc"]["scopes"] and call["ui_oidc"]["origins"] == ["${local.login_origin}"]
+    local = locals_of(module)
+    assert local["issuer"] == "https://cognito-idp.${var.region}.amazonaws.com/${aws_cognito_user_pool.ui.id}"
+    assert local["ui_url"] == "${module.squall.api_url}/ui/"
+    app = resources(module)["aws_cognito_user_pool_client.ui"]
+    assert app["generate_secret"] is False and app["allowed_oauth_flows"] == ["code"]
+    assert app["callback_urls"] == ["${local.ui_url}"] and app["logout_urls"] == ["${local.ui_url}"]
+    assert set(call["ui_oidc"]["scopes"]) <= set(app["allowed_oauth_scopes"])
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

@@ -53,7 +53,7 @@ def _copy(module: Path, tmp_path: Path) -> Path:
 
 
 # The squall module and the examples, each with its terraform tests (mocked provider).
-WITH_PROVIDER = ["modules/squall", "examples/basic", "examples/scheduled-etl"]
+WITH_PROVIDER = ["modules/squall", "examples/basic", "examples/cognito-ui", "examples/scheduled-etl"]
 # Examples that need a provider the offline mirror lacks (hashicorp/google): `terraform init`
 # cannot install it, so they are neither validated nor planned here. test_hcl.py checks their
 # wiring with python-hcl2 and their README says so.
@@ -135,7 +135,37 @@ SWEEPER_LACKS = {
     "SECRET_TOKEN",
 }
 
+COGNITO_ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+JWT = {"api_authorization": "JWT", "jwt_authorizer": {"issuer": COGNITO_ISSUER, "audience": ["app-client"]}}
+UI_OIDC = {"issuer": COGNITO_ISSUER, "client_id": "app-client"}
+
 BAD_VALUES = [
+    pytest.param({"ui_oidc": UI_OIDC}, "ui_oidc needs api_authorization = JWT", id="ui-oidc-iam"),
+    pytest.param(
+        {**JWT, "ui_oidc": {**UI_OIDC, "issuer": "https://other.example.com"}},
+        "ui_oidc.issuer must be jwt_authorizer.issuer",
+        id="ui-oidc-issuer",
+    ),
+    pytest.param(
+        {**JWT, "ui_oidc": {**UI_OIDC, "client_id": "another"}},
+        "ui_oidc.client_id must be one of jwt_authorizer.audience",
+        id="ui-oidc-audience",
+    ),
+    pytest.param(
+        {**JWT, "ui_oidc": {**UI_OIDC, "scopes": ["email"]}},
+        "ui_oidc.scopes must include openid",
+        id="ui-scopes",
+    ),
+    pytest.param(
+        {**JWT, "ui_oidc": {**UI_OIDC, "token": "refresh"}},
+        "ui_oidc.token must be access",
+        id="ui-oidc-token",
+    ),
+    pytest.param(
+        {**JWT, "ui_oidc": {**UI_OIDC, "origins": ["https://x.auth.eu-west-1.amazoncognito.com/oauth2"]}},
+        "ui_oidc.origins are https origins with no path",
+        id="ui-oidc-origin-path",
+    ),
     pytest.param({"aws_batch": {"job_queue_arns": ["squall-fargate"]}}, "must be ARNs like", id="queue-name"),
     pytest.param({"log_retention_in_days": 45}, "must be a value CloudWatch Logs accepts", id="retention"),
     pytest.param(
@@ -244,6 +274,31 @@ def test_a_good_value_plans(tmp_path: Path) -> None:
     """The negative cases above fail for their value, not because the harness cannot plan at all."""
     code, output = _plan_settings(tmp_path, {"aws_batch": {"job_queue_arns": [QUEUE]}})
     assert code == 0, output
+
+
+def test_the_ui_login_reaches_the_api_function_only_and_the_runtime_reads_it(tmp_path: Path) -> None:
+    domain = "https://squall-login.auth.eu-west-1.amazoncognito.com"
+    outputs = _rendered(
+        tmp_path,
+        f"""
+  table_name        = "squall"
+  api_authorization = "JWT"
+  jwt_authorizer    = {{ issuer = "{COGNITO_ISSUER}", audience = ["app-client"] }}
+  ui_oidc           = {{ issuer = "{COGNITO_ISSUER}", client_id = "app-client", origins = ["{domain}"] }}
+""",
+    )
+    environments: dict[str, dict[str, str]] = outputs["environments"]
+    assert [k for k, env in environments.items() if "SQUALL_UI_OIDC" in env] == ["api"]
+    api = environments["api"]
+    oidc = load_settings({k: v for k, v in api.items() if k.startswith("SQUALL_")}).ui_oidc
+    assert oidc is not None
+    assert oidc.public() == {
+        "issuer": COGNITO_ISSUER,
+        "clientId": "app-client",
+        "scopes": ["openid"],
+        "token": "access",
+        "origins": ["https://cognito-idp.eu-west-1.amazonaws.com", domain],
+    }
 
 
 def _rendered(tmp_path: Path, arguments: str) -> dict[str, Any]:

@@ -284,6 +284,25 @@ def test_invalid_flow_is_422_with_every_violation_positioned(client: Api) -> Non
     assert client.snapshot() == before
 
 
+def test_validate_lists_each_violation_with_its_line_and_column_as_data(client: Api) -> None:
+    """What the UI's editor marks: each violation's place, not only the prose of ``constraints``."""
+    broken = "id: bad\nnamespace: squall.api\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+    broken += "    mesage: hi\n"
+    response = client.call("POST", f"{MAIN}/flows/validate", body=HELLO + "---\n" + broken, content_type=YAML)
+    assert response.status == 200
+    valid, invalid = response.json
+    assert "violations" not in valid and "constraints" not in valid
+    by_path = {v["path"]: v for v in invalid["violations"]}
+    assert by_path["tasks[0].mesage"] == {
+        "line": 6,  # counted from the document's first line, as the editor holds one document
+        "column": 5,
+        "path": "tasks[0].mesage",
+        "message": "unknown property 'mesage' (task 'a', type io.kestra.plugin.core.log.Log)",
+    }
+    assert by_path["tasks[0].message"]["line"] == 4
+    assert len(invalid["violations"]) == len(invalid["constraints"].splitlines())
+
+
 @pytest.mark.parametrize(
     ("trigger", "expected", "line"),
     [
@@ -599,6 +618,50 @@ def test_start_multipart_with_bad_inputs_leaves_no_file(client: Api) -> None:
     assert client.snapshot() == before
 
 
+def test_a_refused_resume_leaves_none_of_its_files_and_keeps_the_starts(client: Api) -> None:
+    client.deploy(WITH_FILE)
+    body, content_type = multipart_body({"who": "Ada"}, {"data": ("a.txt", b"kept")})
+    started = client.call(
+        "POST", "/api/v1/main/executions/squall.api/upload", body=body, content_type=content_type
+    ).json
+    client.deploy(PAUSING)
+    paused = client.start("squall.api", "approval")
+    before = client.snapshot()
+    body, content_type = multipart_body({}, {"ok": ("yes.txt", b"not a boolean")})
+    refused = client.call(
+        "POST", f"/api/v1/main/executions/{paused['id']}/actions/resume", body=body, content_type=content_type
+    )
+    assert refused.status == 422 and "ok" in refused.json["message"]
+    assert client.snapshot() == before
+    resume_ended = f"/api/v1/main/executions/{started['id']}/actions/resume"
+    ended = client.call("POST", resume_ended, body=body, content_type=content_type)
+    assert ended.status in (409, 422)  # not paused: refused, and the start's file is still there
+    storage: LocalStorage = client.rt.service.storage
+    assert storage.read(started["inputs"]["data"]) == b"kept"
+    assert client.snapshot() == before
+
+
+def test_start_multipart_without_any_part_starts_with_no_inputs(client: Api) -> None:
+    """A browser's empty FormData (only the closing boundary) and an empty body are no inputs."""
+    client.deploy(FAILING)
+    for body in (multipart_body({}, {})[0], b""):
+        response = client.call(
+            "POST",
+            "/api/v1/main/executions/squall.api/failing",
+            body=body,
+            content_type="multipart/form-data; boundary=squallBoundary7MA4YWxk",
+        )
+        assert response.status == 200, response.body
+        assert response.json["inputs"] in ({}, None)
+    malformed = client.call(
+        "POST",
+        "/api/v1/main/executions/squall.api/failing",
+        body=b"--squallBoundary7MA4YWxk\r\nno headers end",
+        content_type="multipart/form-data; boundary=squallBoundary7MA4YWxk",
+    )
+    assert malformed.status == 400
+
+
 def test_start_multipart_without_boundary_is_400(client: Api) -> None:
     client.deploy(WITH_FILE)
     before = client.snapshot()
@@ -764,6 +827,13 @@ def test_logs_pages_and_filters_by_task_run(client: Api) -> None:
     assert paged == entries
     bad = client.call("GET", pages, query={"cursor": "garbage"})
     assert bad.status == 422 and "'cursor'" in bad.json["message"]
+    # the page's own filters: what the web UI's log view asks for a page at a time
+    found = client.call("GET", pages, query={"q": "HELLO, ada", "taskId": "greet", "minLevel": "INFO"})
+    assert [e["message"] for e in found.json["results"]] == ["Hello, Ada!"]
+    assert client.call("GET", pages, query={"taskId": "nope"}).json["results"] == []
+    errors = client.call("GET", pages, query={"minLevel": "ERROR"}).json["results"]
+    assert all(e["level"] == "ERROR" for e in errors)
+    assert client.call("GET", pages, query={"minLevel": "LOUD"}).status == 422
     for limit in ("0", "5001", "many"):
         assert client.call("GET", pages, query={"limit": limit}).status == 422
 

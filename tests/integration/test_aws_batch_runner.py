@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
 from runners.aws_batch.runner import (
@@ -1045,6 +1046,25 @@ def test_a_stale_submit_lock_whose_job_never_appeared_is_taken_over(batch_env: B
     )
     handle = runner.submit(spec)
     assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
+
+
+def test_a_claimed_submit_takes_no_bucket_lock_and_submits_once(batch_env: BatchEnv) -> None:
+    """The control plane's store claim already makes this process the only submitter, and
+    its claimant looked the name up (``spec.claimed``): no S3 request at all, even past a lock
+    object another path left, and no ListJobs before SubmitJob (one after: the convergence)."""
+    faults = Faults()
+    runner = batch_env.runner(faults)
+    spec = _spec("echo claimed", claimed=True)
+    key = f"squall/{batch_job_name(spec.name)}/submit.lock"
+    batch_env.client("s3").put_object(Bucket=batch_env.bucket, Key=key, Body=b"an-unclaimed-submitter")
+    handle = runner.submit(spec)
+    assert not {op for op in faults.operations if op.endswith("Object")}, faults.operations
+    assert (faults.operations["SubmitJob"], faults.operations["ListJobs"]) == (1, 1), faults.operations
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
+    # Unclaimed, the same name is looked up first (a caller without the store's claim).
+    assert runner.submit(replace(spec, claimed=False)).id == handle.id
     assert len(_jobs_named(batch_env, batch_env.run_queue, batch_job_name(spec.name))) == 1
 
 

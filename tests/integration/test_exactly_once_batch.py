@@ -26,7 +26,7 @@ from control_plane.service.service import Service
 from control_plane.service.storage import LocalStorage
 from control_plane.store.base import StateStore
 from control_plane.store.sqlite import SqliteStore
-from runners.aws_batch import AwsBatchRunner
+from runners.aws_batch import AwsBatchRunner, batch_job_name
 from runners.base import PushEvent
 from runners.testing import wait_until
 from tests.servers import ROOT
@@ -200,3 +200,35 @@ def test_a_duplicate_jobs_end_does_not_end_a_task_whose_handle_is_not_stored(
     parsed = fresh.runners.get("aws-batch").parse_event(_event(kept))  # type: ignore[attr-defined]
     assert parsed is not None and fresh.job_event(parsed, touch_after=timedelta(minutes=2)) is True
     assert fresh.get(ex.id).state is State.SUCCESS
+
+
+def _submit_lock_exists(env: BatchEnv, name: str) -> bool:
+    key = f"squall/{batch_job_name(name)}/submit.lock"
+    listed = env.client("s3").list_objects_v2(Bucket=env.bucket, Prefix=key)
+    return bool(listed.get("KeyCount"))
+
+
+def test_the_cloud_store_claim_replaces_the_bucket_lock_and_local_processes_keep_it(
+    batch_env: BatchEnv, dynamodb_table: tuple[Any, str], tmp_path: Path
+) -> None:
+    """On DynamoDB a claim's holder cannot outlive it (every function's timeout is under the
+    submit lease), so the runner is told it holds the only claim and writes no lock (issue 28:
+    $5 per 1M tasks). Local processes steal claims from a stalled owner after a 30-second
+    lease: their submits still take the lock in the bucket."""
+    from control_plane.store.dynamodb import DynamoDBStore
+
+    client, table = dynamodb_table
+    names = {}
+    for kind, store in (
+        ("dynamodb", DynamoDBStore(table, client=client)),
+        ("sqlite", SqliteStore(tmp_path / "squall.db")),
+    ):
+        marker = tmp_path / f"runs-{kind}"
+        service = _service(store, batch_env.runner(), tmp_path / kind)
+        service.deploy(_flow(marker))
+        ex = service.start("squall.once", "once")
+        names[kind] = _job_name(service, ex.id)
+        wait_until(_all_ended(batch_env, names[kind]), 30.0, f"the {kind} job did not end")
+        assert len(_jobs_named(batch_env, names[kind])) == 1
+    assert not _submit_lock_exists(batch_env, names["dynamodb"])
+    assert _submit_lock_exists(batch_env, names["sqlite"])

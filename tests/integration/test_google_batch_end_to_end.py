@@ -333,6 +333,16 @@ def test_a_preempted_attempt_runs_again_without_spending_the_tasks_retries(cloud
     assert cloud.drive(execution_id) is State.SUCCESS
     (work,) = cloud.api_rt.store.get_execution(execution_id).ordered_taskruns()
     assert len(work.attempts) == 2 and work.infra_attempts == 1
+    # each attempt keeps where its job ran (a console link) and why it failed; the API says so
+    preempted, survived = work.attempts
+    assert (preempted.runner, preempted.failure, survived.failure) == ("google-batch", "PREEMPTED", None)
+    assert preempted.job_id and preempted.job_id != survived.job_id
+    console = f"https://console.cloud.google.com/batch/jobsDetail/regions/{REGION}/jobs/{preempted.job_id}"
+    assert preempted.job_url == f"{console}/details?project={PROJECT}"
+    view = json.loads(cloud.call("GET", f"/api/v1/main/executions/{execution_id}")["body"])
+    attempts = view["taskRunList"][0]["attempts"]
+    assert [a["failureClass"] for a in attempts] == ["PREEMPTED", None]
+    assert attempts[0]["jobUrl"] == preempted.job_url
     said = messages(cloud.api_rt, execution_id, "work")
     assert any(m.startswith("preempted: the VM was preempted (exit code 50001)") for m in said), said
     assert said[-1] == "survived"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from control_plane.api.views import taskrun_view
+from control_plane.engine.ids import job_name
 from control_plane.engine.states import State
 from control_plane.handlers import events, schedule, tick
 from control_plane.handlers.container import install, reset
@@ -26,7 +27,7 @@ from control_plane.runtime import Runtime, load_settings, open_runtime
 from control_plane.service.clock import VirtualClock
 from control_plane.service.service import HANDED_TO_TICK
 from control_plane.store.base import JobPhase, StateStore, TriggerRecord
-from runners.base import JobState
+from runners.base import JobState, TransientRunnerError
 from runners.testing.simulated import SimulatedRunner
 from tests.integration.lambdas import T0, TIMINGS
 
@@ -505,6 +506,46 @@ def test_a_bad_schedule_payload_is_refused_and_starts_nothing(world: World, payl
     result = schedule.handler(payload, None)
     assert result["started"] == [] and "error" in result
     assert _scheduled(world) == []
+
+
+SCHEDULED_JOB = """
+id: nightly
+namespace: squall.handlers
+triggers:
+  - id: every5
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "*/5 * * * *"
+tasks:
+  - id: work
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - echo hello
+"""
+
+
+def test_the_schedule_handler_writes_what_rides_with_its_executions_before_returning(world: World) -> None:
+    """A submit's warning rides with the execution's next save; the schedule Lambda makes no
+    other save of it, so it writes it before returning (else another container never sees it)."""
+    world.rt.service.deploy(SCHEDULED_JOB, "nightly.yaml")
+    schedule.handler({}, None)
+    world.advance(5 * 60)
+
+    def throttled(spec: Any) -> Any:
+        raise TransientRunnerError("throttled", runner="process")
+
+    world.compute.submit = throttled  # type: ignore[method-assign]
+    (started,) = schedule.handler({"namespace": "squall.handlers", "flowId": "nightly"}, None)["started"]
+
+    other = world.lambda_().store  # another container reads the table
+    ex = other.get_execution(started)
+    (run,) = ex.taskruns.values()
+    job = other.get_job(job_name(ex.namespace, ex.flow_id, run.task_id, ex.id, run.id, run.attempt))
+    assert job is not None and job.phase is JobPhase.SUBMITTING
+    assert job.claim is None  # left to the tick, its claim given back
+    warnings = [x.message for x in other.read_logs(started).items if x.level.value == "WARN"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"could not submit job {job.name} yet: throttled")
 
 
 def test_the_schedule_handler_fires_the_trigger_it_names(world: World) -> None:

@@ -312,6 +312,43 @@ def test_flows_create_read_update_search_validate_and_delete(kestra: KestraClien
         kestra.flows.flow("squall.samples", "hello", TENANT)
 
 
+SCHEDULED = """
+id: scheduled
+namespace: squall.kestra
+triggers:
+  - id: hourly
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 * * * *"
+  - id: never
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 0 * * *"
+    disabled: true
+tasks:
+  - id: r
+    type: io.kestra.plugin.core.debug.Return
+    format: hi
+"""
+
+
+def test_a_schedule_lists_its_next_dates_in_extras_the_client_keeps(kestra: KestraClient) -> None:
+    from datetime import UTC, datetime, timedelta
+    from itertools import pairwise
+
+    kestra.flows.create_flow(TENANT, SCHEDULED)
+    before = datetime.now(UTC)
+    read = kestra.flows.flow("squall.kestra", "scheduled", TENANT)
+    hourly, never = (t.to_dict() for t in read.triggers or [])
+    dates = [datetime.fromisoformat(d) for d in hourly["nextExecutionDates"]]
+    assert len(dates) == 3 and hourly["nextExecutionDate"] == hourly["nextExecutionDates"][0]
+    assert before < dates[0] <= before + timedelta(hours=1, minutes=1) and dates[0].minute == 0
+    assert [b - a for a, b in pairwise(dates)] == [timedelta(hours=1)] * 2
+    assert never["nextExecutionDates"] == [] and never["nextExecutionDate"] is None
+    (listed,) = kestra.flows.search_flows(
+        TENANT, filters=[_filter(QueryFilterField.QUERY, QueryFilterOp.EQUALS, "scheduled")]
+    ).results
+    assert (listed.triggers or [])[0].to_dict()["nextExecutionDates"] == hourly["nextExecutionDates"]
+
+
 def test_export_reimport_disable_enable_and_delete_in_bulk(kestra: KestraClient) -> None:
     hello = (SAMPLES / "hello.yaml").read_text()
     for source in (hello, LONG, APPROVAL):
@@ -412,6 +449,34 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
     assert kestra.logs.list_logs_from_execution(started.id, TENANT, min_level="ERROR") == []
     text = kestra.logs.download_logs_from_execution(started.id, TENANT, task_id="greet")
     assert text.endswith(" INFO Hello, Ada!\n")
+
+
+FAILING = """
+id: failing
+namespace: squall.kestra
+tasks:
+  - id: boom
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    commands:
+      - exit 3
+"""
+
+
+def test_a_failed_job_says_where_it_ran_and_why_in_extras_the_client_keeps(kestra: KestraClient) -> None:
+    """runner, jobId, jobUrl and failureClass are Squall extras: the model parses and keeps them."""
+    kestra.flows.create_flow(TENANT, FAILING)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "failing")
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "FAILED"
+    (boom,) = [tr for tr in done.task_run_list or [] if tr.task_id == "boom"]
+    extras = boom.additional_properties
+    assert extras["runner"] == "process" and extras["failureClass"] == "USER"
+    assert extras["jobId"] and extras["jobUrl"] is None  # a local process has no console
+    (attempt,) = boom.attempts or []
+    assert attempt.additional_properties["failureClass"] == "USER"
+    assert attempt.additional_properties["jobId"] == extras["jobId"]
 
 
 def test_follow_an_execution_to_its_end(kestra: KestraClient) -> None:
@@ -529,7 +594,7 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     kestra.flows.create_flow(TENANT, APPROVAL)
     started = kestra.executions.create_execution(TENANT, "squall.kestra", "approval")
     assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
-    with pytest.raises(UnprocessableEntityException, match="file inputs on resume"):
+    with pytest.raises(UnprocessableEntityException, match="ok"):  # a file is no BOOLEAN
         kestra.executions.resume_execution(started.id, TENANT, inputs={"ok": b"a file"})
     assert kestra.executions.execution(started.id, TENANT).state.current.value == "PAUSED"
     with pytest.raises(ConflictException, match="only PAUSED"):
@@ -539,6 +604,41 @@ def test_pause_and_resume_with_inputs(kestra: KestraClient) -> None:
     assert done.state.current.value == "SUCCESS"
     after = next(tr for tr in done.task_run_list or [] if tr.task_id == "after")
     assert after.additional_properties["outputs"] == {"value": "approved=true"}
+
+
+SIGNED = """
+id: signed
+namespace: squall.kestra
+tasks:
+  - id: sign
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: document
+        type: FILE
+  - id: read
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    inputFiles:
+      signed.txt: "{{ outputs.sign.onResume.document }}"
+    commands:
+      - cat signed.txt
+"""
+
+
+def test_resume_with_a_file_input(kestra: KestraClient, served: tuple[Server, str]) -> None:
+    """A FILE onResume input is uploaded with the resume (multipart) into a folder of its own."""
+    kestra.flows.create_flow(TENANT, SIGNED)
+    started = kestra.executions.create_execution(TENANT, "squall.kestra", "signed")
+    assert _until(kestra, started.id, {"PAUSED"} | ENDED).state.current.value == "PAUSED"
+    kestra.executions.resume_execution(started.id, TENANT, inputs={"document": b"signed by Ada\n"})
+    done = _until(kestra, started.id, ENDED)
+    assert done.state.current.value == "SUCCESS"
+    sign = next(tr for tr in done.task_run_list or [] if tr.task_id == "sign")
+    uri = sign.additional_properties["outputs"]["onResume"]["document"]
+    assert uri.startswith(f"kestra:///squall.kestra/signed/{started.id}/inputs/resume-")
+    lines = kestra.logs.list_logs_from_execution(started.id, TENANT, task_id="read")
+    assert "signed by Ada" in [entry.message for entry in lines]
 
 
 def _flow_filters(flow_id: str, *states: str) -> list[QueryFilter]:

@@ -75,6 +75,21 @@ def test_each_file_has_its_content_type_and_bytes(server: Server, name: str, con
     assert response.content == (STATIC / name).read_bytes()
 
 
+def test_the_flow_schema_the_editor_completes_from_is_the_one_the_server_validates_with(
+    server: Server,
+) -> None:
+    """Generated from the models and installed plugins, public like the files, revalidated by ETag."""
+    from control_plane.flows.schema import flow_json_schema
+
+    response = httpx.get(f"{server.url}/ui/schema/flow.json", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert response.json() == flow_json_schema()
+    again = httpx.get(
+        f"{server.url}/ui/schema/flow.json", headers={"If-None-Match": response.headers["etag"]}, timeout=10
+    )
+    assert again.status_code == 304 and again.content == b""
+
+
 def test_etag_revalidation_answers_304_without_a_body(server: Server) -> None:
     first = httpx.get(f"{server.url}/ui/js/api.js", timeout=10)
     etag = first.headers["etag"]

@@ -123,6 +123,46 @@ tasks:
     assert d.execution.state is State.SUCCESS
 
 
+def test_each_attempt_keeps_where_its_job_ran_and_why_it_failed() -> None:
+    d = Driver("""
+id: placed
+namespace: t
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["true"]
+""")
+    submit = d.of_type(SubmitJob, d.start())[0]
+    where = {"runner": "aws-batch", "job_id": "j-1", "job_url": "https://console/j-1"}
+    again = d.of_type(SubmitJob, done(d, submit, 1, "FAILED", failure="PREEMPTED", **where))[0]
+    done(d, again, 2, "FAILED", failure="USER", runner="aws-batch", job_id="j-2", exit_code=3)
+    first, second = d.run("sh").attempts
+    assert (first.runner, first.job_id, first.job_url, first.failure) == (
+        "aws-batch",
+        "j-1",
+        "https://console/j-1",
+        "PREEMPTED",
+    )
+    assert (second.job_id, second.job_url, second.failure) == ("j-2", None, "USER")
+    assert d.execution.state is State.FAILED
+
+
+def test_a_job_cancelled_at_its_timeout_is_a_timeout() -> None:
+    d = Driver("""
+id: slow
+namespace: t
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    timeout: PT1S
+    commands: ["sleep 9"]
+""")
+    submit = d.of_type(SubmitJob, d.start())[0]
+    d.send(TimerFired(at(2), f"timeout:{submit.taskrun_id}:1"))
+    done(d, submit, 3, "CANCELLED", failure="CANCELLED")
+    assert d.run("sh").attempts[-1].failure == "TIMEOUT"
+
+
 def test_user_failure_follows_task_retry_with_timers() -> None:
     d = Driver("""
 id: r

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from control_plane.flows.models import Schedule
-from control_plane.triggers.schedule import due, fire_key, next_date, schedule_dates
+from control_plane.triggers.schedule import due, fire_key, next_date, schedule_dates, upcoming
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -97,3 +97,15 @@ def test_a_long_outage_is_bounded_per_call() -> None:
     every_minute = schedule(cron="* * * * *")
     dates = schedule_dates(every_minute, utc(2020, 1, 1), utc(2026, 1, 1), limit=500)
     assert len(dates) == 500 and dates[0] == utc(2020, 1, 1, 0, 1)
+
+
+def test_upcoming_lists_the_next_dates_in_the_zone_and_none_for_a_disabled_or_impossible_cron() -> None:
+    now = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
+    paris = schedule(cron="0 2 * * *", timezone="Europe/Paris")
+    # 29 March 2026: clocks go forward at 02:00 in Paris, so that day's 02:00 is 03:00 CEST
+    assert [d.astimezone(UTC) for d in upcoming(paris, now, 2)] == [
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        datetime(2026, 3, 30, 0, 0, tzinfo=UTC),
+    ]
+    assert upcoming(schedule(cron="0 * * * *", disabled=True), now) == []
+    assert upcoming(schedule(cron="0 0 30 2 *"), now) == []

@@ -78,10 +78,16 @@ DOCUMENT_MODE = True
 """New small executions are one item (ADR 0005). False: every execution is split, as in ADR 0004."""
 DOCUMENT_MAX_TASKRUNS = 32
 """A document holds at most this many task runs; the write that adds one more switches to split mode."""
-DOCUMENT_MAX_BYTES = 3_000
-"""...and its item stays at most this big (compressed body, jobs, inline logs, keys). A write
-costs 1 WRU per started KB of the larger of the old and the new item: past about 3 KB, split
-mode (which writes only what changed) is cheaper per step."""
+DOCUMENT_MAX_BYTES = 6 * 1024
+"""...and its item stays at most this big (compressed body, jobs, inline logs, keys). A document
+step costs 1 WRU per started KB of the larger of the old and the new item; a split-mode step is
+a transaction of at least three items (META, the task run, the job), 2 WRU per item per KB:
+6 WRU at least, 8 for a loop's child (its parent's progress too). Up to 6 KB a document step
+is never dearer, and its create is one item instead of a transaction of every task run and
+job. Not for a step that also writes a timer (a retry delay, a Sleep, a Pause, a task's
+timeout): that one is a transaction, 2 WRU per KB of the document, so it costs up to twice
+what it did at the old threshold. (It was 3,000 bytes, tuned when DynamoDB Local's under-count
+of transactions was taken for the bill: benchmarks/cost.py, docs/cost.md.)"""
 DOCUMENT_LOG_BYTES = 1_500
 """Compressed log lines kept inline in a document; more switches the execution to split mode."""
 _DOC_ATTRS = ("md", "d", "j", "lg", "lb", "aq", "ar")  # removed from META by the switch to split mode

@@ -249,13 +249,22 @@ def doc_job_update(old: Item, job: JobRecord) -> Item:
     entry = dict(old["M"])
     entry["p"] = s(later_phase(JobPhase(entry["p"]["S"]), job.phase).value)
     entry["v"] = n(int(entry["v"]["N"]) + 1)
+    handle = job.handle
     if job.phase is JobPhase.DONE:
-        # A finished job is never submitted, found or cancelled again: its spec is dead
-        # weight in every later write of the document (it made a 1-task completion cost
-        # 2 write units instead of 1). The handle stays: it says which backend job ran.
-        entry.pop("s", None)
-    if job.handle is not None:
-        entry["h"] = s(dumps(job.handle))
+        # A finished job is never submitted, found or cancelled again: its spec, its submit
+        # claim and the handle's backend detail (queue, region, submit time: what poll,
+        # cancel and logs need) are dead weight in every later write of the document (the
+        # spec made a 1-task completion cost 2 write units instead of 1; claims and detail
+        # were ~230 bytes a job, 2 of the 6 KB of a 10-job ForEach's document, issue 28).
+        # The handle's name, runner and id stay: they say which backend job ran.
+        for attr in ("s", *(attr for attr, _ in _CLAIM_ATTRIBUTES)):
+            entry.pop(attr, None)
+        if handle is None and "h" in entry:
+            handle = loads(entry["h"]["S"])
+        if handle is not None:
+            handle = {key: handle[key] for key in ("name", "runner", "id") if key in handle}
+    if handle is not None:
+        entry["h"] = s(dumps(handle))
     entry.pop("u", None)
     if job.updated is not None:
         entry["u"] = s(job.updated.isoformat())

@@ -42,6 +42,7 @@ module "settings" {
   kms_key_arn                 = var.kms_key_arn
   api_authorization           = var.api_authorization
   jwt_authorizer              = var.jwt_authorizer
+  ui_oidc                     = var.ui_oidc
   api_throttling              = var.api_throttling
   max_body_bytes              = var.max_body_bytes
   reconcile_after_seconds     = var.reconcile_after_seconds

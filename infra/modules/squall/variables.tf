@@ -151,6 +151,18 @@ variable "jwt_authorizer" {
   default = null
 }
 
+variable "ui_oidc" {
+  description = "The web UI's OIDC login, or null: `{ issuer, client_id, scopes = [\"openid\"], token = \"access\" | \"id\", origins = [] }` (see \"Browser login\" in the README). Needs api_authorization = JWT, ui_oidc.issuer = jwt_authorizer.issuer and client_id in jwt_authorizer.audience."
+  type = object({
+    issuer    = string
+    client_id = string
+    scopes    = optional(list(string), ["openid"])
+    token     = optional(string, "access")
+    origins   = optional(list(string), [])
+  })
+  default = null
+}
+
 variable "api_throttling" {
   description = "Stage throttling: `{ rate_limit = requests per second (50), burst_limit = 100 }`."
   type = object({

@@ -1,6 +1,7 @@
 // The Kestra API as Squall serves it (tenant "main"). The bearer token is asked for once, on the
 // first 401, and kept in sessionStorage: it is gone when the tab closes, and never in a cookie
-// (no CSRF surface). With `squall server --no-auth` no token is ever asked for.
+// (no CSRF surface). With `squall server --no-auth` no token is ever asked for. In AWS the
+// login is OIDC (oidc.js), which replaces this prompt through useAuth().
 export const TENANT = "main";
 const KEY = "squall.token";
 export const BASE = new URL("../api/v1/", document.baseURI).pathname;
@@ -13,15 +14,33 @@ export class ApiError extends Error {
   }
 }
 
+let asking = null;
+
+// How requests are authenticated: the token prompt below, or another login (useAuth).
+let auth = {
+  token: () => sessionStorage.getItem(KEY),
+  forget: () => sessionStorage.removeItem(KEY),
+  beforeCall: () => null,
+  unauthorized: () => askToken(),
+  signOutLabel: "Forget token",
+  signOut: () => { sessionStorage.removeItem(KEY); location.reload(); },
+};
+
+export function useAuth(other) {
+  auth = other;
+}
+
+export function authMode() {
+  return auth;
+}
+
 export function token() {
-  return sessionStorage.getItem(KEY);
+  return auth.token();
 }
 
 export function forgetToken() {
-  sessionStorage.removeItem(KEY);
+  auth.forget();
 }
-
-let asking = null;
 
 function askToken() {
   // One dialog for every request that got a 401 at the same time.
@@ -52,13 +71,14 @@ export function path(rest) {
 
 // fetch with the token; a 401 asks for it once and retries.
 export async function call(rest, options = {}, retried = false) {
+  await auth.beforeCall();
   const headers = new Headers(options.headers || {});
   const t = token();
   if (t) headers.set("Authorization", `Bearer ${t}`);
   const response = await fetch(rest.startsWith("/") ? rest : path(rest), { ...options, headers });
   if (response.status === 401 && !retried) {
     forgetToken();
-    if (await askToken()) return call(rest, options, true);
+    if (await auth.unauthorized()) return call(rest, options, true);
   }
   if (!response.ok) {
     let body = null;

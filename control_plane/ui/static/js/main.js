@@ -1,7 +1,9 @@
-import { forgetToken, token } from "./api.js";
+import { authMode, token } from "./api.js";
+import { setUpLogin } from "./oidc.js";
 import { h, fill, describe } from "./dom.js";
 import { flowsPage } from "./pages/flows.js";
 import { flowPage } from "./pages/flow.js";
+import { newFlowPage } from "./pages/new-flow.js";
 import { executionsPage } from "./pages/executions.js";
 import { executionPage } from "./pages/execution.js";
 
@@ -19,7 +21,8 @@ async function route() {
   const root = h("div", {});
   fill(main, h("p", { role: "status" }, "Loading…"));
   try {
-    if (parts[0] === "flows" && parts.length === 3) await flowPage(root, parts[1], parts[2], params);
+    if (parts[0] === "flows" && parts[1] === "new" && parts.length === 2) await newFlowPage(root, params);
+    else if (parts[0] === "flows" && parts.length === 3) await flowPage(root, parts[1], parts[2], params);
     else if (parts[0] === "executions" && parts.length === 2) await executionPage(root, parts[1], isCurrent);
     else if (parts[0] === "executions") await executionsPage(root, params);
     else await flowsPage(root, params);
@@ -34,9 +37,14 @@ async function route() {
     if (link.getAttribute("href") === `#/${parts[0] || "flows"}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   const signout = document.getElementById("signout");
+  signout.textContent = authMode().signOutLabel;
   signout.hidden = !token();
 }
 
-document.getElementById("signout").addEventListener("click", () => { forgetToken(); location.reload(); });
-window.addEventListener("hashchange", route);
-route();
+document.getElementById("signout").addEventListener("click", () => authMode().signOut());
+// The login first (an OIDC deployment sends the browser to its IdP, or takes its answer back).
+setUpLogin(main).then((go) => {
+  if (!go) return;
+  window.addEventListener("hashchange", route);
+  route();
+}, (e) => fill(main, h("h1", {}, "Could not start"), h("p", { class: "error", role: "alert" }, describe(e))));

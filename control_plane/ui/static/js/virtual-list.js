@@ -3,11 +3,15 @@ import { h } from "./dom.js";
 // A fixed-row-height virtual list: only the rows in view (plus a margin) exist in the DOM, so a
 // million log lines or ten thousand task runs scroll as fast as ten. `renderRow(item, index)`
 // returns the row's element; `setItems` swaps the data and keeps the scroll position (and
-// sticks to the bottom when `follow` is on and the view was at the bottom).
+// sticks to the bottom when `follow` is on and the view was at the bottom). `items` is an array,
+// or any `{length, get(index)}` (a log read a page at a time: `get` may give null for a row
+// whose page is on its way, which `renderRow` shows as a placeholder). `onPaint(first, last)`
+// says which rows are painted, so a paged source can read ahead of the scroll.
 export class VirtualList {
-  constructor({ rowHeight = 18, renderRow, className = "vlist", label = "list", follow = false }) {
+  constructor({ rowHeight = 18, renderRow, className = "vlist", label = "list", follow = false, onPaint = null }) {
     this.rowHeight = rowHeight;
     this.renderRow = renderRow;
+    this.onPaint = onPaint;
     this.items = [];
     this.follow = follow;
     this.spacer = h("div", { "aria-hidden": "true" });
@@ -55,10 +59,11 @@ export class VirtualList {
     }
     for (let index = first; index < last; index++) {
       if (this.painted.has(index)) continue;
-      const row = this.renderRow(this.items[index], index);
+      const row = this.renderRow(this.items.get ? this.items.get(index) : this.items[index], index);
       row.style.top = `${index * this.rowHeight}px`;
       this.painted.set(index, row);
       this.el.append(row);
     }
+    if (this.onPaint) this.onPaint(first, last);
   }
 }

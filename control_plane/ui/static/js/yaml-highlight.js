@@ -22,16 +22,16 @@ function value(text) {
   return parts;
 }
 
+// One line's nodes (the editor's overlay highlights line by line, to mark lines with errors).
+export function yamlLine(line) {
+  if (/^\s*#/.test(line)) return [h("span", { class: "tok-com", text: line })];
+  const m = LINE.exec(line);
+  if (m) return [m[1], h("span", { class: "tok-key", text: m[2] }), m[3], ...value(m[4])];
+  return value(line);
+}
+
 export function highlightYaml(source) {
   const code = h("code", {});
-  for (const line of (source || "").split("\n")) {
-    if (/^\s*#/.test(line)) code.append(h("span", { class: "tok-com", text: line }));
-    else {
-      const m = LINE.exec(line);
-      if (m) code.append(m[1], h("span", { class: "tok-key", text: m[2] }), m[3], ...value(m[4]));
-      else code.append(...value(line));
-    }
-    code.append("\n");
-  }
+  for (const line of (source || "").split("\n")) code.append(...yamlLine(line), "\n");
   return h("pre", { class: "code", tabindex: "0", "aria-label": "Flow source" }, code);
 }

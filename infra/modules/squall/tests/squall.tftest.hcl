@@ -258,3 +258,37 @@ run "with_google_batch" {
     error_message = "The module's environment output shows the same runners."
   }
 }
+
+run "with_the_ui_login" {
+  command = plan
+
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123", audience = ["ui-client"] }
+    ui_oidc = {
+      issuer    = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+      client_id = "ui-client"
+      origins   = ["https://squall-login.auth.eu-west-1.amazoncognito.com"]
+    }
+  }
+
+  assert {
+    condition     = aws_apigatewayv2_authorizer.jwt[0].jwt_configuration[0].issuer == var.ui_oidc.issuer && contains(aws_apigatewayv2_authorizer.jwt[0].jwt_configuration[0].audience, var.ui_oidc.client_id)
+    error_message = "The authorizer accepts the UI client's tokens: same issuer, the client in the audience."
+  }
+
+  assert {
+    condition     = jsondecode(aws_lambda_function.this["api"].environment[0].variables["SQUALL_UI_OIDC"]).client_id == "ui-client" && aws_lambda_function.this["api"].environment[0].variables["SQUALL_AUTH"] == "gateway"
+    error_message = "The api function publishes the login (SQUALL_UI_OIDC) and trusts the authorizer."
+  }
+
+  assert {
+    condition     = alltrue([for k, f in aws_lambda_function.this : !contains(keys(f.environment[0].variables), "SQUALL_UI_OIDC") if k != "api"])
+    error_message = "Only the api function serves the UI."
+  }
+
+  assert {
+    condition     = aws_apigatewayv2_route.this["GET /ui/{proxy+}"].authorization_type == "NONE" && aws_apigatewayv2_route.this["GET /api/v1/configs"].authorization_type == "NONE" && aws_apigatewayv2_route.this["ANY /api/{proxy+}"].authorization_type == "JWT"
+    error_message = "The UI's files and the configs it reads first are public; the API needs the token."
+  }
+}

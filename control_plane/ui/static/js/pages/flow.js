@@ -4,6 +4,8 @@ import { highlightYaml } from "../yaml-highlight.js";
 import { topology } from "../topology.js";
 import { inputsForm } from "../inputs-form.js";
 import { lineDiff } from "../diff.js";
+import { triggerDetail } from "../triggers.js";
+import { flowEditor } from "../flow-editor.js";
 
 // One flow: topology, source, revisions (with a diff to the one before), triggers, its recent
 // executions and the start form generated from its inputs.
@@ -36,13 +38,7 @@ function triggersTable(flow, namespace, id) {
   const triggers = flow.triggers || [];
   if (!triggers.length) return h("p", {}, "No triggers: started by hand, by the API or as a subflow.");
   return h("table", {}, h("thead", {}, h("tr", {}, ["Id", "Type", "Detail"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, triggers.map((t) => {
-      let detail = "";
-      if (t.cron) detail = `cron ${t.cron}${t.timezone ? ` (${t.timezone})` : ""}`;
-      else if (t.key) detail = `${location.origin}${new URL("../api/v1/main/executions/webhook/", document.baseURI).pathname}${namespace}/${id}/${t.key}`;
-      else if (t.conditions || t.preconditions) detail = "on other flows' executions";
-      return h("tr", {}, h("td", {}, t.id), h("td", {}, t.type), h("td", {}, h("code", {}, detail), t.disabled ? " (disabled)" : ""));
-    })));
+    h("tbody", {}, triggers.map((t) => h("tr", {}, h("td", {}, t.id), h("td", {}, t.type), h("td", {}, triggerDetail(t, namespace, id))))));
 }
 
 function revisionsView(revisions) {
@@ -68,16 +64,22 @@ export async function flowPage(root, namespace, id, params) {
     json(`executions${query({ namespace, flowId: id, page: 1, size: 10 })}`),
   ]);
   const start = () => inputsForm(flow.inputs || [], "Start execution", async (data) => {
-    const started = await json(`executions/${enc(namespace)}/${enc(id)}`, { method: "POST", body: data });
+    // A flow without inputs starts with a bare POST: the server refuses a multipart body of no parts.
+    const body = [...data.keys()].length ? data : undefined;
+    const started = await json(`executions/${enc(namespace)}/${enc(id)}`, { method: "POST", body });
     location.hash = `#/executions/${enc(started.id)}`;
   });
   const executions = () => h("table", {}, h("tbody", {}, recent.results.map((e) => h("tr", {},
     h("td", {}, h("a", { href: `#/executions/${enc(e.id)}` }, e.id)), h("td", {}, stateBadge(e.state.current)), h("td", {}, when(e.state.startDate))))),
     h("caption", {}, h("a", { href: `#/executions${query({ namespace, flowId: id })}` }, "all executions of this flow")));
+  const revision = h("p", { class: "muted" }, `revision ${flow.revision}, updated ${when(flow.updated)}`);
   const [tabBar, panels] = tabs([
     ["Topology", () => topology(flow)],
     ["Source", () => highlightYaml(flow.source)],
     ["Revisions", () => revisionsView(revisions)],
+    ["Edit", () => flowEditor({ source: flow.source, namespace, id, onDeployed: (updated) => {
+      revision.textContent = `revision ${updated.revision}, updated ${when(updated.updated)}`;
+    } })],
     ["Triggers", () => triggersTable(flow, namespace, id)],
     ["Executions", executions],
     ["Start", start],
@@ -85,6 +87,6 @@ export async function flowPage(root, namespace, id, params) {
   fill(root,
     h("h1", {}, `${namespace}.${id}`, flow.disabled ? " (disabled)" : ""),
     flow.description ? h("p", {}, flow.description) : null,
-    h("p", { class: "muted" }, `revision ${flow.revision}, updated ${when(flow.updated)}`),
+    revision,
     tabBar, panels);
 }

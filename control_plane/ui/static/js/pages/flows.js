@@ -1,5 +1,6 @@
 import { json, query, enc } from "../api.js";
 import { h, fill, stateBadge, when } from "../dom.js";
+import { triggerDetail } from "../triggers.js";
 
 // Flows by namespace, a server-side page at a time, each with its last execution's state.
 const SIZE = 50;
@@ -46,13 +47,15 @@ export async function flowsPage(root, params) {
         return h("tr", {},
           h("td", {}, h("a", { href: `#/flows/${enc(flow.namespace)}/${enc(flow.id)}` }, flow.id), flow.disabled ? " (disabled)" : ""),
           h("td", {}, flow.revision),
-          h("td", {}, (flow.triggers || []).map((t) => `${t.id} (${String(t.type).split(".").pop()}${t.cron ? ` ${t.cron}` : ""})`).join(", ")),
+          h("td", { class: "triggers" }, (flow.triggers || []).map((t) => h("div", {}, `${t.id} (${String(t.type).split(".").pop()}) `,
+            triggerDetail(t, flow.namespace, flow.id, { dates: 1 })))),
           cell);
       })))));
   const pages = Math.max(1, Math.ceil(result.total / SIZE));
   fill(root,
     h("h1", {}, "Flows"),
-    h("div", { class: "filters" }, h("label", { for: "ns" }, "Namespace", select)),
+    h("div", { class: "filters" }, h("label", { for: "ns" }, "Namespace", select),
+      h("a", { href: `#/flows/new${query({ namespace })}`, class: "button" }, "New flow")),
     result.total ? sections : h("p", {}, "No flows yet: deploy one with `squall deploy FILE` or POST /api/v1/main/flows."),
     pager(pages, page, (p) => `#/flows${query({ namespace, page: p })}`),
   );

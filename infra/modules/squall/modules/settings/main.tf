@@ -165,6 +165,18 @@ locals {
     var.webhook_secret_arn == null ? {} : { SQUALL_WEBHOOK_SECRETS = var.webhook_secret_arn },
   )
 
+  # The web UI's login (control_plane/ui/oidc.py): only the api function serves the UI and
+  # /api/v1/configs, so only it gets the variable. Unset without ui_oidc (no OIDC login).
+  ui_environment = var.ui_oidc == null ? {} : {
+    SQUALL_UI_OIDC = jsonencode({
+      issuer    = var.ui_oidc.issuer
+      client_id = var.ui_oidc.client_id
+      scopes    = var.ui_oidc.scopes
+      token     = var.ui_oidc.token
+      origins   = var.ui_oidc.origins
+    })
+  }
+
   # What every function's Python process is configured with, whatever it runs. pydantic scans
   # every installed distribution's entry points for plugins on its first import, a cost each
   # cold start pays (benchmarks/coldstart.py); the Lambda package holds no pydantic plugin, so
@@ -182,6 +194,7 @@ locals {
       { for k, v in var.extra_environment_variables : k => v if f.runs_flows || !startswith(k, "SECRET_") },
       f.runs_flows ? local.squall_environment : { for k, v in local.squall_environment : k => v if !contains(keys(local.flow_environment), k) },
       key == "events" ? local.ingress_environment : {},
+      key == "api" ? local.ui_environment : {},
     )
   }
 

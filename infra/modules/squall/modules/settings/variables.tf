@@ -169,6 +169,48 @@ variable "jwt_authorizer" {
   }
 }
 
+variable "ui_oidc" {
+  description = "The web UI's OIDC login (code flow + PKCE, control_plane/ui/oidc.py), or null: `{ issuer, client_id, scopes, token = access | id, origins }`. Needs api_authorization = JWT with the same issuer, and client_id among the authorizer's audience. Set as SQUALL_UI_OIDC on the api function only."
+  type = object({
+    issuer    = string
+    client_id = string
+    scopes    = optional(list(string), ["openid"])
+    token     = optional(string, "access")
+    origins   = optional(list(string), [])
+  })
+  default = null
+
+  validation {
+    condition     = var.ui_oidc == null || var.api_authorization == "JWT"
+    error_message = "ui_oidc needs api_authorization = JWT: a browser cannot sign SigV4 requests, it sends the IdP's token to the JWT authorizer."
+  }
+
+  validation {
+    condition     = var.ui_oidc == null || try(var.ui_oidc.issuer == var.jwt_authorizer.issuer, false)
+    error_message = "ui_oidc.issuer must be jwt_authorizer.issuer: the authorizer accepts tokens of its own issuer only."
+  }
+
+  validation {
+    condition     = var.ui_oidc == null || try(contains(var.jwt_authorizer.audience, var.ui_oidc.client_id), false)
+    error_message = "ui_oidc.client_id must be one of jwt_authorizer.audience: the authorizer checks the token's aud (or, without aud, client_id) against it. With Cognito, the audience is the app client id."
+  }
+
+  validation {
+    condition     = var.ui_oidc == null || try(contains(var.ui_oidc.scopes, "openid") && alltrue([for s in var.ui_oidc.scopes : can(regex("^\\S+$", s))]), false)
+    error_message = "ui_oidc.scopes must include openid (the id token carries the login's nonce), each scope one word."
+  }
+
+  validation {
+    condition     = var.ui_oidc == null || try(contains(["access", "id"], var.ui_oidc.token), false)
+    error_message = "ui_oidc.token must be access (the access token, Cognito's default) or id (the id token, for IdPs whose access tokens are opaque)."
+  }
+
+  validation {
+    condition     = var.ui_oidc == null || try(alltrue([for o in var.ui_oidc.origins : can(regex("^https://[^\\s/]+$", o))]), false)
+    error_message = "ui_oidc.origins are https origins with no path (e.g. https://<domain>.auth.<region>.amazoncognito.com, where Cognito's token endpoint is)."
+  }
+}
+
 variable "api_throttling" {
   description = "Default route throttling of the HTTP API stage: steady-state requests per second and burst."
   type = object({

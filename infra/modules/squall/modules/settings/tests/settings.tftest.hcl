@@ -187,6 +187,47 @@ run "jwt_with_settings" {
   }
 }
 
+run "ui_oidc_for_the_api_function" {
+  command = plan
+
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc", audience = ["client-id"] }
+    ui_oidc           = { issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc", client_id = "client-id" }
+  }
+
+  assert {
+    condition = jsondecode(output.environments.api["SQUALL_UI_OIDC"]) == {
+      issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc", client_id = "client-id",
+      scopes = ["openid"], token = "access", origins = []
+    }
+    error_message = "The api function gets the UI login as control_plane/ui/oidc.py reads it."
+  }
+
+  assert {
+    condition     = alltrue([for k, env in output.environments : !contains(keys(env), "SQUALL_UI_OIDC") if k != "api"])
+    error_message = "Only the api function serves the UI."
+  }
+}
+
+run "rejects_ui_oidc_for_another_client" {
+  command = plan
+  variables {
+    api_authorization = "JWT"
+    jwt_authorizer    = { issuer = "https://issuer.example.com", audience = ["api-client"] }
+    ui_oidc           = { issuer = "https://issuer.example.com", client_id = "ui-client" }
+  }
+  expect_failures = [var.ui_oidc]
+}
+
+run "rejects_ui_oidc_without_jwt" {
+  command = plan
+  variables {
+    ui_oidc = { issuer = "https://issuer.example.com", client_id = "ui-client" }
+  }
+  expect_failures = [var.ui_oidc]
+}
+
 run "rejects_job_queue_name_instead_of_arn" {
   command = plan
   variables {
