@@ -1,4 +1,4 @@
-"""Fan-out without limits (issue 28 part 3, ADR 0014): one N-item ForEach of AWS Batch tasks.
+"""Fan-out without limits (issue 28 part 3, ADR 0015): one N-item ForEach of AWS Batch tasks.
 
 The control plane runs as a Lambda container would: a **separate worker process** holds the
 runtime (warm between invocations, as a container is) and serves one handler call per event

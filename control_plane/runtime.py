@@ -163,9 +163,9 @@ class Settings(BaseModel):
     lost_after: float = Field(default=3600.0, gt=0)
     submit_budget: int = Field(default=100, ge=1)
     tick_submits: int = Field(default=500, ge=1)
-    fanout_chunk: int = Field(default=40, ge=1)  # lanes one plan starts: ADR 0014
-    submit_seconds: float = Field(default=0.25, gt=0)  # a step stops submitting after this: ADR 0014
-    tick_seconds: float = Field(default=6.0, gt=0)  # a tick's budget for timers and submits (ADR 0014)
+    fanout_chunk: int = Field(default=40, ge=1)  # lanes one plan starts: ADR 0015
+    submit_seconds: float = Field(default=0.25, gt=0)  # a step stops submitting after this: ADR 0015
+    tick_seconds: float = Field(default=6.0, gt=0)  # a tick's budget for timers and submits (ADR 0015)
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_outputs_bytes: int = Field(default=1 << 20, ge=1024)  # capture.DEFAULT_MAX_OUTPUTS_BYTES

@@ -15,7 +15,7 @@ a failure), then its ``finally`` branch, then end in a state folded from its chi
 (:mod:`control_plane.engine.states`). A parent that ends is itself a child that ended, and so
 on up to the root, whose end is the execution's.
 
-Bounded fan-out (ADR 0014): with a ``lane_budget``, one ``plan`` call starts at most that many
+Bounded fan-out (ADR 0015): with a ``lane_budget``, one ``plan`` call starts at most that many
 lanes. A flowable that could start more is marked ``deferred`` and asks for a continuation,
 a timer ``fanout:<owner>:<started>`` due at once; when it fires (or any later event wakes the
 owner) the next lanes start from the counters, so each call is O(budget), never O(lanes).

@@ -38,7 +38,7 @@ process at a time) and asks the runner to ``find`` the job before submitting it 
 Durable cancel: ``CancelJob`` writes the job CANCELLING in the same transaction; the
 supervisor then cancels it, and the tick (or the local loop) again until it is terminal.
 
-Bounded fan-out (ADR 0014): with ``lane_budget`` set (the cloud handlers set it), every plan
+Bounded fan-out (ADR 0015): with ``lane_budget`` set (the cloud handlers set it), every plan
 starts at most that many lanes; a wider ForEach or Parallel gets a ``fanout:`` timer, saved
 with the step like any timer (the outbox), and the tick (or any later event of the
 execution) starts the next chunk from the counters. A start therefore writes at most

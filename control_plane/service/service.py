@@ -368,7 +368,7 @@ class Service:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
         * due timers fire (retry delays, Sleep, Pause and task timeouts), and again while
-          firing leaves more due (a wide fan-out's continuations, ADR 0014) for at most a
+          firing leaves more due (a wide fan-out's continuations, ADR 0015) for at most a
           third of ``within`` seconds (None: one round);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
           outbox write and the submit, its handle is written lazily, or a wide step handed it

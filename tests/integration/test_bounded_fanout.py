@@ -1,4 +1,4 @@
-"""Bounded fan-out through the Lambda handlers on a real store (ADR 0014, issue 28 part 3).
+"""Bounded fan-out through the Lambda handlers on a real store (ADR 0015, issue 28 part 3).
 
 A wide ForEach is started by the ``api`` function, which writes at most ``fanout_chunk`` task
 runs; the ``tick`` function's continuations materialise the rest chunk by chunk; redelivered

@@ -1,4 +1,4 @@
-"""Bounded fan-out in the pure engine (ADR 0014): a plan starts at most ``lane_budget`` lanes
+"""Bounded fan-out in the pure engine (ADR 0015): a plan starts at most ``lane_budget`` lanes
 and asks for the rest with a ``fanout:`` timer; continuations are O(budget) and idempotent."""
 
 from __future__ import annotations
