@@ -163,6 +163,9 @@ class Settings(BaseModel):
     lost_after: float = Field(default=3600.0, gt=0)
     submit_budget: int = Field(default=100, ge=1)
     tick_submits: int = Field(default=500, ge=1)
+    fanout_chunk: int = Field(default=40, ge=1)  # lanes one plan starts: ADR 0015
+    submit_seconds: float = Field(default=0.25, gt=0)  # a step stops submitting after this: ADR 0015
+    tick_seconds: float = Field(default=6.0, gt=0)  # a tick's budget for timers and submits (ADR 0015)
     finished_ttl_days: int = Field(default=30, ge=0)
     runners: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_outputs_bytes: int = Field(default=1 << 20, ge=1024)  # capture.DEFAULT_MAX_OUTPUTS_BYTES
@@ -465,6 +468,8 @@ def open_runtime(
             config["aws-batch"] = {**batch, "allowed_endpoints": allowed}
         options: dict[str, Any] = {
             "submit_budget": settings.submit_budget,
+            "lane_budget": settings.fanout_chunk,
+            "submit_within": settings.submit_seconds,
             # A submit claim lasts the tick's grace: by the time the tick recovers a job, the
             # claim of the process that wrote it has expired too.
             "submit_lease": timedelta(seconds=settings.submit_grace),
@@ -519,5 +524,10 @@ def open_local(
     one option: no tick runs beside it, so a step submits every job it asks for itself (no
     ``submit_budget``).
     """
-    options: dict[str, Any] = {"submit_budget": None, **service_options}
+    options: dict[str, Any] = {
+        "submit_budget": None,
+        "lane_budget": None,
+        "submit_within": None,
+        **service_options,
+    }
     return open_runtime(settings, clock=clock, store=store, runners=runners, **options)

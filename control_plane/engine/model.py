@@ -92,6 +92,7 @@ class Progress(Struct, frozen=True, gc=False):
     first_failure: str | None = None
     main: tuple[int, int, int] | None = None  # (total, started, done) of TASKS while in errors/finally
     final: State | None = None  # the execution's final state, kept while `afterExecution` runs
+    deferred: int | None = None  # lanes left to a continuation: its pending timer key's number (ADR 0015)
 
     @property
     def running(self) -> int:

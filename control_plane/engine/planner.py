@@ -15,6 +15,11 @@ a failure), then its ``finally`` branch, then end in a state folded from its chi
 (:mod:`control_plane.engine.states`). A parent that ends is itself a child that ended, and so
 on up to the root, whose end is the execution's.
 
+Bounded fan-out (ADR 0015): with a ``lane_budget``, one ``plan`` call starts at most that many
+lanes. A flowable that could start more is marked ``deferred`` and asks for a continuation,
+a timer ``fanout:<owner>:<started>`` due at once; when it fires (or any later event wakes the
+owner) the next lanes start from the counters, so each call is O(budget), never O(lanes).
+
 Inline tasks (:mod:`control_plane.engine.inline`) complete inside the same transaction;
 jobs, timers and subflows become actions, and their completion arrives later as events.
 Ids are derived from the execution id and the task run's position, and time comes from the
@@ -120,6 +125,8 @@ _NOT_PROPERTIES = {
     "runIf", "logLevel", "logToFile", "workerGroup",
 }  # fmt: skip
 MAX_ERROR_LOGS = 100
+FANOUT = "fanout"
+"""Kind of the timer that continues a flowable whose lanes passed a plan's ``lane_budget``."""
 _TEMPLATE_CONTEXT = ("flow", "execution", "inputs", "outputs", "vars", "labels", "taskrun", "task", "trigger")
 
 
@@ -204,14 +211,18 @@ def plan(
     *,
     secrets: SecretLookup | None = None,
     kv: KvLookup | None = None,
+    lane_budget: int | None = None,
 ) -> tuple[Execution, list[Action]]:
     """Apply one event; return the next execution (version + 1 when anything changed) and actions.
 
     ``secrets`` serves ``secret()`` in this event's expressions. Every value it hands out, like
     every SECRET input, is masked (``********``) in what the execution keeps: log lines, errors,
-    outputs, labels and flow outputs. ``kv`` serves ``kv()``.
+    outputs, labels and flow outputs. ``kv`` serves ``kv()``. ``lane_budget`` bounds the lanes
+    this call starts (None: no bound); what it leaves is asked for by a ``fanout:`` timer.
     """
-    tx = _Transaction(compile_flow(flow), execution, event.at, secrets, kv)
+    if lane_budget is not None and lane_budget < 1:
+        raise ValueError(f"lane_budget must be at least 1, got {lane_budget}")
+    tx = _Transaction(compile_flow(flow), execution, event.at, secrets, kv, lane_budget)
     tx.apply(event)
     return tx.commit()
 
@@ -226,6 +237,7 @@ def replay(
     labels: Mapping[str, str] | None = None,
     secrets: SecretLookup | None = None,
     kv: KvLookup | None = None,
+    lane_budget: int | None = None,
 ) -> tuple[Execution, list[Action]]:
     """Kestra's replay from a task run: a new execution that keeps what ran before it.
 
@@ -275,7 +287,7 @@ def replay(
         next_seq=top.seq,
         progress=Progress(total=1, started=1, done=0, worst=folded),
     )
-    tx = _Transaction(compiled, base, at, secrets, kv)
+    tx = _Transaction(compiled, base, at, secrets, kv, lane_budget)
     tx.changed.update(taskruns)
     tx.start_task(None, Phase.TASKS, 0, top.position, compiled.tasks[top.task_id])
     tx.drain()
@@ -316,8 +328,10 @@ class _Transaction:
         now: datetime,
         secrets: SecretLookup | None = None,
         kv: KvLookup | None = None,
+        lane_budget: int | None = None,
     ) -> None:
         self.c = compiled
+        self.lane_budget = lane_budget  # lanes this call may still start (None: no bound)
         self._kv = kv
         self.flow = compiled.flow
         self.ex = execution
@@ -626,6 +640,9 @@ class _Transaction:
     def on_timer(self, key: str) -> None:
         kind, _, rest = key.partition(":")
         tr_id, _, number = rest.partition(":")
+        if kind == FANOUT:
+            self.on_continue(tr_id or None, int(number))
+            return
         tr = self.trs.get(tr_id)
         if tr is None or tr.state.terminal:
             return
@@ -654,6 +671,21 @@ class _Transaction:
             self.resume(tr, task, {}, behavior=getattr(task, "behavior", "RESUME"))
         elif kind == "pause-timeout" and tr.state is State.PAUSED:
             self.resume(tr, task, {}, behavior="FAIL")
+
+    def on_continue(self, owner_id: str | None, number: int) -> None:
+        """The continuation of a deferred flowable: start its next lanes.
+
+        Only the pending timer counts: a redelivered or older one (another number) changes nothing.
+        """
+        if owner_id is None and self.state.terminal:
+            return
+        if owner_id is not None and ((tr := self.trs.get(owner_id)) is None or tr.state.terminal):
+            return
+        p = self.progress(self.owner(owner_id))
+        if p.deferred != number:
+            return
+        self.set_progress(owner_id, replace(p, deferred=None))
+        self.wake(owner_id)
 
     def on_timeout(self, tr: TaskRun, task: Task) -> None:
         message = f"Timeout after {_hms(task.timeout)}" if task.timeout else "Timeout"
@@ -1147,6 +1179,8 @@ class _Transaction:
             self.end_flowable(owner_id, self.progress(self.owner(owner_id)))
 
     def fill_lanes(self, owner_id: str | None, p: Progress) -> None:
+        was_deferred = p.deferred
+        budget = self.lane_budget if owner_id is not None else None  # the root has one lane: free
         if owner_id is not None and (deps := self.c.dag_deps.get(self.get(owner_id).task_id)) is not None:
             ready = [
                 lane
@@ -1155,17 +1189,38 @@ class _Transaction:
             ]
             if p.limit:
                 ready = ready[: max(p.limit - p.running, 0)]
+            over = budget is not None and len(ready) > budget
+            if over:
+                ready = ready[:budget]
             p = replace(p, started=p.started + len(ready), dag_started=p.dag_started | frozenset(ready))
             lanes: range | list[int] = ready
         else:
             stop = p.total if p.limit == 0 else min(p.total, p.done + p.limit)
+            over = budget is not None and stop - p.started > budget
+            if over:
+                stop = p.started + (budget or 0)
             lanes = range(p.started, stop)
             p = replace(p, started=max(stop, p.started))
-        if not lanes:
+        if budget is not None:
+            self.lane_budget = budget - len(lanes)
+        if over:
+            p = self.defer(owner_id, p)
+        if not lanes and p.deferred == was_deferred:  # nothing started, no timer asked for
             return
         self.set_progress(owner_id, p)
         for lane in lanes:
             self.start_lane(owner_id, Phase.TASKS, lane)
+
+    def defer(self, owner_id: str | None, p: Progress) -> Progress:
+        """Leave the lanes past this call's budget to a continuation: one pending timer per owner.
+
+        The key carries ``p.started`` (as it will be stored), so it differs from the timer
+        being fired, whose deletion after this save must not remove the new one.
+        """
+        if p.deferred is not None:  # its timer is pending: it continues the owner from its counters
+            return p
+        self.actions.append(StartTimer(f"{FANOUT}:{owner_id or ''}:{p.started}", self.now))
+        return replace(p, deferred=p.started)
 
     def enter(self, owner_id: str | None, p: Progress) -> None:
         self.set_progress(owner_id, p)
@@ -1234,6 +1289,8 @@ class _Transaction:
         return [tr for tr_id in known if (tr := self.trs.get(tr_id)) is not None]
 
     def end_flowable(self, owner_id: str | None, p: Progress) -> None:
+        if p.deferred is not None:  # its pending continuation will find nothing to do
+            p = replace(p, deferred=None)
         if p.killed:
             state = State.KILLED
         elif p.failed:

@@ -31,6 +31,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
         reconcile_after=timedelta(seconds=settings.reconcile_after),
         submit_grace=timedelta(seconds=settings.submit_grace),
         recover_limit=settings.tick_submits,
+        within=settings.tick_seconds,
     )
     started = service.fire_schedules()
     return {

@@ -38,6 +38,16 @@ process at a time) and asks the runner to ``find`` the job before submitting it 
 Durable cancel: ``CancelJob`` writes the job CANCELLING in the same transaction; the
 supervisor then cancels it, and the tick (or the local loop) again until it is terminal.
 
+Bounded fan-out (ADR 0015): with ``lane_budget`` set (the cloud handlers set it), every plan
+starts at most that many lanes; a wider ForEach or Parallel gets a ``fanout:`` timer, saved
+with the step like any timer (the outbox), and the tick (or any later event of the
+execution) starts the next chunk from the counters. A start therefore writes at most
+``lane_budget`` task runs, whatever the loop's size. With ``submit_within`` set, a step also
+stops submitting its jobs once it has spent that many seconds on them: the rest stay in the
+outbox under this process's claim (listed in ``owed``): this process's next tick submits
+them first (``squall server``, a warm container), and any tick does after its grace
+(``find`` first), exactly as after a crash, so no backend's latency can stretch an invocation.
+
 Wide steps: with ``submit_budget`` set (the cloud handlers set it), one step submits at most
 that many jobs itself. The rest stay SUBMITTING, stamped :data:`HANDED_TO_TICK`, which makes
 them look older than any grace, and the next tick submits them (``find`` first, as for any
@@ -160,6 +170,8 @@ class ExecutionDriver:
         display: Display,
         new_id: Callable[[], str],
         submit_budget: int | None = None,
+        lane_budget: int | None = None,
+        submit_within: float | None = None,
         timer_scan_interval: float = 1.0,
         storage: TaskStorage | None = None,
     ) -> None:
@@ -172,6 +184,10 @@ class ExecutionDriver:
         self.display = display
         self.new_id = new_id
         self.submit_budget = submit_budget
+        self.lane_budget = lane_budget
+        self.submit_within = submit_within
+        # Jobs a step wrote under this process's claim but ran out of time to submit (oldest first).
+        self.owed: deque[JobRecord] = deque(maxlen=100_000)
         self.timer_scan_interval = timer_scan_interval
         self.news = News()
         self.slots = Slots(store)
@@ -267,7 +283,9 @@ class ExecutionDriver:
             admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
             if admission is not Admission.RUN:
                 return self._create(*held_back(created, admission, held, now))
-        execution, actions = plan(flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv)
+        execution, actions = plan(
+            flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
+        )
         return self._create(execution, actions)
 
     def start_queued(self, execution_id: str) -> bool:
@@ -412,6 +430,7 @@ class ExecutionDriver:
                 labels={"system.replay": "true"},
                 secrets=self.masks.chain,
                 kv=self.kv,
+                lane_budget=self.lane_budget,
             )
         except EngineError as exc:
             raise ServiceError(str(exc)) from None
@@ -497,7 +516,9 @@ class ExecutionDriver:
             execution = self.load(execution_id)
             flow = self.flow_of(execution)
             try:
-                new, actions = plan(flow, execution, event, secrets=self.masks.chain, kv=self.kv)
+                new, actions = plan(
+                    flow, execution, event, secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
+                )
             except SquallError:
                 if not checked:  # refused on an old copy (a resume of what it thinks is RUNNING)
                     self.cache.pop(execution_id, None)
@@ -665,12 +686,17 @@ class ExecutionDriver:
     def _carry_out(self, execution: Execution, actions: Iterable[Action], jobs: Iterable[JobRecord]) -> None:
         """Do what the stored actions ask; ``jobs`` are their outbox records, as stored."""
         records = {job.name: job for job in jobs}
+        until = None if self.submit_within is None else time.monotonic() + self.submit_within
         for action in actions:
             match action:
                 case SubmitJob():
                     job = records[action.job_name]
-                    if job.updated != HANDED_TO_TICK:
-                        self.jobs.submit(job, reattach=False)
+                    if job.updated == HANDED_TO_TICK:
+                        continue
+                    if until is not None and time.monotonic() > until:
+                        self.owed.append(job)  # out of time: our tick submits it, or any after its grace
+                        continue
+                    self.jobs.submit(job, reattach=False)
                 case CancelJob():
                     self.jobs.cancel(action.job_name)
                 case RunInline():

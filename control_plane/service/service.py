@@ -86,6 +86,8 @@ class Service:
         on_change: Callable[[Execution], None] | None = None,
         on_logs: Callable[[Execution | None, Sequence[LogLine]], None] | None = None,
         submit_budget: int | None = None,
+        lane_budget: int | None = None,
+        submit_within: float | None = None,
         secrets: SecretChain | None = None,
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
@@ -105,6 +107,8 @@ class Service:
             display=self.display,
             new_id=id_factory,
             submit_budget=submit_budget,
+            lane_budget=lane_budget,
+            submit_within=submit_within,
             timer_scan_interval=poll_interval,
             storage=storage,
         )
@@ -354,21 +358,37 @@ class Service:
         return True
 
     def tick(
-        self, *, reconcile_after: timedelta, submit_grace: timedelta, recover_limit: int | None = None
+        self,
+        *,
+        reconcile_after: timedelta,
+        submit_grace: timedelta,
+        recover_limit: int | None = None,
+        within: float | None = None,
     ) -> TickReport:
         """One pass of the cloud's rate rule: timers, forgotten submissions, silent jobs.
 
-        * due timers fire (retry delays, Sleep, Pause and task timeouts);
+        * due timers fire (retry delays, Sleep, Pause and task timeouts), and again while
+          firing leaves more due (a wide fan-out's continuations, ADR 0015) for at most a
+          third of ``within`` seconds (None: one round);
         * a job left SUBMITTING for longer than ``submit_grace`` (its Lambda died between the
           outbox write and the submit, its handle is written lazily, or a wide step handed it
           over) is found by name, its handle stored, or it is submitted: still one job; at most
-          ``recover_limit`` of them per tick, so a pass stays within the Lambda's timeout;
+          ``recover_limit`` of them per tick, and none once two thirds of ``within`` seconds
+          have passed (the last third is for polling and writing handles), so a pass stays
+          within its time budget, far under the Lambda's timeout;
         * CANCELLING jobs are cancelled again (a cancel is retried until the job is terminal);
         * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
           (the fallback when a push event was lost), never one call per job; one its runner
           leaves out of every poll ends LOST after the supervisor's ``lost_after``.
         """
-        fired = self.driver.fire_timers(fresh=True)
+        began = time.monotonic()
+        fired = again = self.driver.fire_timers(fresh=True)
+        while again and within is not None and time.monotonic() < began + within / 3:
+            again = self.driver.fire_timers(fresh=True)
+        while self.driver.owed and not (within is not None and time.monotonic() >= began + within * 2 / 3):
+            # ours, left by a step out of time: the claim is re-taken (a job killed meanwhile is
+            # not submitted) and the job found first, as any recovery does
+            self.jobs.submit(self.driver.owed.popleft(), reattach=True)
         now = self.clock.now()
         self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
         active = self.store.active_jobs()
@@ -380,7 +400,8 @@ class Service:
                 continue
             age = now - (job.updated or now)
             if job.phase is JobPhase.SUBMITTING:
-                if age >= submit_grace and (recover_limit is None or recovered < recover_limit):
+                late = within is not None and time.monotonic() >= began + within * 2 / 3
+                if age >= submit_grace and (recover_limit is None or recovered < recover_limit) and not late:
                     self.jobs.submit(job, reattach=True)  # found by name (its handle is stored), or submitted
                     recovered += 1
                     if job.name in self.jobs.handles:  # its end may be what went unheard: ask now

@@ -13,7 +13,7 @@ cancel it::
                     finalization works on the job: the idempotency lock
         work/       fresh working directory: cwd, WORKING_DIR, input_files written here
         out/        OUTPUT_DIR
-        pid         written by the shim before the job may exec: the handle id, a spec summary
+        pid         written by the job's process before its exec: the handle id, a spec summary
                     (env values are not stored: they may be secrets; they reach the shim
                     through a pipe), the pid, process-group id and /proc start time of the job
                     and of its owner (the shim, ``"shim": true``), the submitting process's pid
@@ -26,11 +26,15 @@ cancel it::
         exit        terminal status and handle id, written once (temp file + rename) after
                     outputs are copied, by whichever squall process finalizes the job
         outputs/    default copy target of output files (when spec.output_prefix is None)
+    <base_dir>/.disposed-<name>-<random>/
+                    a disposed job directory, renamed aside and deleted in the background
 
 Theory of operation, in brief (each module's docstring has its part):
 
 - submit: the directory's flock makes one job per name, whoever submits; the submitter
-  starts the job's shim and hands it the configuration (:mod:`.launch`).
+  starts the job's shim and hands it the configuration (:mod:`.launch`). Shims are forked
+  by one fork server per squall process (:mod:`.forkserver`), not started as an interpreter
+  each.
 - supervise: the shim, a stdlib-only process in a session of its own, owns the job and its
   process group: logs, timeout, reaping, ``result`` (:mod:`.shim`). It survives a
   ``kill -9`` of the squall process that started it.
@@ -43,10 +47,12 @@ Theory of operation, in brief (each module's docstring has its part):
 - Nothing kills a job when the interpreter that submitted it exits: the control plane
   decides (``squall run`` cancels its jobs on Ctrl-C through ``cancel``).
 
-Modules, lowest first: ``shim`` (the per-job supervisor, stdlib-only; also the log line
-splitter both sides use), ``files`` (small file helpers), ``layout`` (the job directory, its
-names, its lock), ``procs`` (process identity, liveness, signals), ``registry`` and ``pool``
+Modules, lowest first: ``shim`` (the per-job supervisor and the fork server, stdlib-only;
+also the log line splitter both sides use), ``forkserver`` (starting shims through the fork
+server), ``files`` (small file helpers), ``layout`` (the job directory, its names, its
+lock), ``procs`` (process identity, liveness, signals), ``registry`` and ``pool``
 (process-wide state: watched jobs, parsed exits, change notices; watcher threads),
+``disposal`` (disposed directories renamed aside, deleted in the background),
 ``capture`` (log lines to records and back), ``status`` (the ``exit`` file, finalization and
 a job's status), ``supervisor`` (the watcher), ``options`` (``taskRunner``), ``launch``
 (plan, prepare, start the shim), ``runner`` (:class:`ProcessRunner`).

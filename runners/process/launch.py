@@ -22,6 +22,7 @@ names one, the job, and surfaces the real error. A running job is then handed to
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import marshal
 import os
@@ -40,9 +41,10 @@ from msgspec import Struct
 
 from runners import retry
 from runners.base import Failure, JobHandle, JobSpec, JobState, Runner, RunnerError, validate_options
-from runners.process import pool, registry
+from runners.process import forkserver, pool, registry
 from runners.process import shim as _shim
 from runners.process.files import dumps, file_uri, mkdir_fresh, read_json
+from runners.process.forkserver import ShimProcess
 from runners.process.layout import (
     CANCELLED,
     OUT,
@@ -110,7 +112,7 @@ class Launcher:
         runner_cls: type[Runner],
         base: str,
         *,
-        spawn: Callable[..., subprocess.Popen[bytes]],
+        spawn: Callable[..., subprocess.Popen[bytes]] | None,
         policy: retry.RetryPolicy,
         sleep: Callable[[float], None],
         grace: timedelta,
@@ -119,7 +121,8 @@ class Launcher:
         self._runner_cls = runner_cls
         self.name = runner_cls.name
         self._base = base
-        self._spawn = spawn
+        # None: shims are forked by this process's fork server when the platform allows it.
+        self._spawn = spawn if spawn is not None or forkserver.available() else subprocess.Popen
         self._policy = policy
         self._sleep = sleep
         self._grace = grace
@@ -228,7 +231,7 @@ class Launcher:
             "submitted": submitted.isoformat(),
         }
 
-    def _watch(self, job_dir: str, shim: subprocess.Popen[bytes], pid_doc: dict[str, Any]) -> None:
+    def _watch(self, job_dir: str, shim: ShimProcess, pid_doc: dict[str, Any]) -> None:
         """Hand the running job's shim to a watcher on a pool thread (it finalizes the job)."""
         watcher: Watcher | None = None
         try:
@@ -245,14 +248,14 @@ class Launcher:
 
     def _spawn_retrying(
         self, job_dir: str, config: bytes, program: str
-    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
+    ) -> tuple[ShimProcess, dict[str, Any]] | _StartFailure:
         """:meth:`_spawn_once` under the retry policy; the first attempt skips the retry machinery."""
         try:
             return self._spawn_once(job_dir, config, program)
         except Exception as exc:
             first: Exception | None = exc
 
-        def attempt(*args: Any) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
+        def attempt(*args: Any) -> tuple[ShimProcess, dict[str, Any]] | _StartFailure:
             nonlocal first
             if first is not None:  # the attempt above, replayed: same count, same messages
                 failed, first = first, None
@@ -272,7 +275,7 @@ class Launcher:
 
     def _spawn_once(
         self, job_dir: str, config: bytes, program: str
-    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]] | _StartFailure:
+    ) -> tuple[ShimProcess, dict[str, Any]] | _StartFailure:
         """One attempt: start the shim, hand it the configuration, read its answer.
 
         Returns the shim and the ``pid`` file it wrote, or a START_FAILED (a command that
@@ -280,16 +283,20 @@ class Launcher:
         process or in the shim) propagate to the retry loop; anything else is a RunnerError
         carrying the real cause, after the shim (and the job, if it started) are stopped.
         """
+        shim: ShimProcess
         try:
-            shim = self._spawn(
-                [sys.executable, "-I", "-S", "-c", _shim.BOOT, _SHIM_DIR, job_dir],
-                cwd=job_dir,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
+            if self._spawn is None:
+                shim = forkserver.spawn_shim(job_dir, config)
+            else:
+                shim = self._spawn(
+                    [sys.executable, "-I", "-S", "-c", _shim.BOOT, _SHIM_DIR, job_dir],
+                    cwd=job_dir,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except OSError as exc:
             if retry.is_transient(exc):
                 raise
@@ -358,21 +365,29 @@ def _start_failure(exc: OSError, program: str) -> _StartFailure:
     return _StartFailure(126, f"cannot execute {program}: {exc.strerror or exc}")
 
 
-def _handshake(shim: subprocess.Popen[bytes], config: bytes) -> str:
+def _handshake(shim: ShimProcess, config: bytes) -> str:
     """Give the shim its configuration (through the pipe: the environment never touches the
     disk) and read its one-line answer."""
-    assert shim.stdin is not None and shim.stdout is not None
-    try:
-        shim.stdin.write(config)
-        shim.stdin.close()
-    except BrokenPipeError:
-        pass  # the shim died: its answer (none) says so
+    assert shim.stdout is not None
+    if shim.stdin is not None:  # None: the fork server's shim got it with the request
+        try:
+            shim.stdin.write(config)
+            shim.stdin.close()
+        except BrokenPipeError:
+            pass  # the shim died: its answer (none) says so
     fd = shim.stdout.fileno()
     deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     data = b""
-    while b"\n" not in data:
+    while True:
+        line, newline, rest = data.partition(b"\n")
+        first = line.decode("utf-8", "replace")
+        if newline and isinstance(shim, forkserver.ForkedShim) and shim.heard(first):
+            data = rest  # the forked shim's pid (or the server's fork error, raised): the answer follows
+            continue
+        if newline:
+            break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"no answer from the job's supervisor after {_HANDSHAKE_TIMEOUT:g}s")
@@ -380,20 +395,24 @@ def _handshake(shim: subprocess.Popen[bytes], config: bytes) -> str:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
+            if isinstance(shim, forkserver.ForkedShim) and shim.pid is None:
+                # The request went to a server that died before forking a shim for it (its
+                # descriptors were dropped with it): nothing started, try again (a new server).
+                raise BlockingIOError(errno.EAGAIN, "the fork server went away before starting the job")
             break
         data += chunk
     shim.stdout.close()
     return data.decode("utf-8", errors="replace").strip()
 
 
-def _reap(shim: subprocess.Popen[bytes]) -> None:
+def _reap(shim: ShimProcess) -> None:
     shim.wait()
     for pipe in (shim.stdin, shim.stdout, shim.stderr):
         if pipe is not None:
             pipe.close()
 
 
-def _abandon(shim: subprocess.Popen[bytes], job_dir: str, config: bytes) -> None:
+def _abandon(shim: ShimProcess, job_dir: str, config: bytes) -> None:
     """Stop a shim whose start failed half-way, and its job if it started one."""
     with contextlib.suppress(OSError):
         shim.kill()  # not reaped yet: the pid is still ours

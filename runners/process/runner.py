@@ -28,9 +28,9 @@ from runners.base import (
     RunnerError,
     RunnerOptions,
 )
-from runners.process import registry, status
+from runners.process import disposal, registry, status
 from runners.process.capture import read_records
-from runners.process.files import read_json, remove_tree
+from runners.process.files import read_json
 from runners.process.launch import Launcher, make_handle
 from runners.process.layout import (
     CANCELLED,
@@ -59,7 +59,8 @@ def _utcnow() -> datetime:
 class ProcessRunner:
     """Runs each job's ``command`` as a local subprocess; state lives under ``base_dir``.
 
-    ``spawn`` (``subprocess.Popen``-compatible, used to start each job's shim), ``policy``
+    ``spawn`` (``subprocess.Popen``-compatible: when given, it starts each job's shim as an
+    interpreter of its own; by default shims are forked by :mod:`~runners.process.forkserver`), ``policy``
     and ``sleep`` are the seams for tests: a fake ``spawn`` that raises
     ``BlockingIOError(EAGAIN)`` exercises the retry path; ``sleep`` is handed to the retry
     loop only. ``grace`` is the default time between SIGTERM and SIGKILL (the
@@ -89,7 +90,7 @@ class ProcessRunner:
         self,
         base_dir: Path | None = None,
         *,
-        spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        spawn: Callable[..., subprocess.Popen[bytes]] | None = None,
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         grace: timedelta = timedelta(seconds=5),
@@ -106,6 +107,7 @@ class ProcessRunner:
             type(self), self._base, spawn=spawn, policy=policy, sleep=sleep, grace=grace, clock=clock
         )
         self._changes = registry.Changes()
+        disposal.sweep(self._base)  # what a process killed before its deletions left here
 
     # -- Runner protocol
 
@@ -221,7 +223,8 @@ class ProcessRunner:
         return LogChunk(lines, str(offset + consumed), complete=terminal and at_end)
 
     def cleanup(self, handle: JobHandle) -> None:
-        """Remove a terminal job's work directory (logs, status, OUTPUT_DIR and outputs stay); idempotent."""
+        """Remove a terminal job's work directory, in the background (logs, status, OUTPUT_DIR and
+        outputs stay); idempotent."""
         job_dir = self._dir(handle)
         found = self._status(handle)  # LOST when the directory is gone: then nothing to do
         if not found.terminal:
@@ -230,14 +233,18 @@ class ProcessRunner:
             raise RunnerError(
                 f"job {handle.name!r} is {found.state.value}: cancel it before cleaning up", runner=self.name
             )
-        remove_tree(f"{job_dir}/{WORK}")
+        disposal.discard_later(f"{job_dir}/{WORK}")
 
     def dispose(self, handle: JobHandle) -> None:
         """Remove the whole job directory once the control plane stored the job's end, log and
-        outputs (``keep_jobs`` keeps it, for looking at a job's files afterwards)."""
+        outputs (``keep_jobs`` keeps it, for looking at a job's files afterwards).
+
+        The directory is gone by its name on return; its files are deleted in the background
+        (:mod:`~runners.process.disposal`), off the path from one task to the next.
+        """
         if self.keep_jobs or not self._status(handle).terminal:
             return
-        remove_tree(self._dir(handle))
+        disposal.discard(self._dir(handle), self._base)
 
     @property
     def option_defaults(self) -> Mapping[str, Any]:

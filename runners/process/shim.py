@@ -13,10 +13,11 @@ environment (secrets included) travels through that inherited pipe, never throug
 The shim then
 
 1. creates ``log.jsonl`` and forks the job (its own session: the job's process group is the
-   job, which timeout and cancel signal); the child waits for a go-ahead before it execs;
-2. writes ``pid`` (atomically: the summary plus the job's and its own pid, start time and boot
-   id; the shim is the job's *owner*), then lets the child exec: no user code runs without a
-   record of its process (a launcher interrupted half-way finds it and stops it). An exec
+   job, which timeout and cancel signal);
+2. the child writes ``pid`` (atomically: the summary plus the job's and the shim's pid, start
+   time and boot id; the shim is the job's *owner*), checks that the shim still lives, then
+   execs: no user code runs without a record of its process (a launcher interrupted half-way
+   finds it and stops it), and no wakeup of the shim is needed before the exec. An exec
    failure comes back through a close-on-exec pipe, as with ``subprocess``; then ``pid`` is
    removed. The shim answers on its stdout with one line, and closes it: ``S <pid> <start>``
    (running), ``E <errno> <text>`` (the command could not start) or ``X <message>`` (the
@@ -57,6 +58,8 @@ TYPE_CHECKING = False  # typing itself costs an import
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    _Recv = Callable[..., tuple[bytes, list[int], int, object]]  # socket.recv_fds
+
 try:
     from _json import encode_basestring  # what json.encoder uses; importing json costs more
 except ImportError:  # pragma: no cover - CPython always has _json
@@ -69,6 +72,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "PID",
     "RESULT",
+    "SERVE",
     "LineSplitter",
     "iso_now",
     "records",
@@ -79,6 +83,9 @@ PID, LOG, RESULT, CANCELLED = "pid", "log.jsonl", "result", "cancelled"
 BOOT = "import sys; sys.path.append(sys.argv[1]); import shim; shim.run(sys.argv[2])"
 """The ``-c`` program that starts a shim: ``python -I -S -c BOOT <dir of shim.py> <job_dir>``.
 Appended to the path, after the standard library: no file of that directory shadows it."""
+
+SERVE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.serve(int(sys.argv[2]))"
+"""The ``-c`` program of the fork server (:func:`serve`): ``python -I -S -c SERVE <dir> <socket fd>``."""
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is cut into pieces of at most this many bytes (at a UTF-8 boundary)."""
@@ -270,50 +277,60 @@ def _exec_child(argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, 
 
 
 def _spawn(
-    argv: list[str], cwd: str, env: dict[bytes, bytes], out_w: int, err_w: int, record: Callable[[int], None]
+    argv: list[str],
+    cwd: str,
+    env: dict[bytes, bytes],
+    out_w: int,
+    err_w: int,
+    record: Callable[[int, int | None], None],
+    unrecord: Callable[[], None],
 ) -> int:
     """fork + exec of the job; its pid, or OSError with the errno the exec (or chdir) failed with.
 
-    The child waits for a go-ahead before it execs: ``record(pid)`` (the ``pid`` file) is
-    written first, so no user code ever runs without a record of its process (a launcher
-    interrupted half-way finds it there and stops it). Should the shim die before the
-    go-ahead, the child reads EOF and exits without running anything.
+    The child records itself before it execs: ``record(pid, start)`` (the ``pid`` file) is
+    written by the child, in its own session, so no user code ever runs without a record of
+    its process (a launcher interrupted half-way finds it there and stops it), and nothing
+    waits for a go-ahead from the shim (one wakeup less per job, which on a loaded machine is
+    a scheduling delay). Then the child checks that the shim still lives: if it was killed
+    meanwhile (a launcher gave up on this start, stopped the shim and found no record to
+    stop), nothing may run: the child removes its record and exits. A record that cannot be
+    written raises RuntimeError (the shim's own failure, not the command's).
     """
+    shim = os.getpid()
     exec_r, exec_w = os.pipe()  # close-on-exec: EOF means the exec succeeded
-    go_r, go_w = os.pipe()
     try:
         pid = os.fork()
     except BaseException:
-        for fd in (exec_r, exec_w, go_r, go_w):
-            os.close(fd)
+        os.close(exec_r)
+        os.close(exec_w)
         raise
     if pid == 0:  # the child: never returns
-        code = errno.EINVAL
+        answer = str(errno.EINVAL)
         try:
             os.close(exec_r)
-            os.close(go_w)
-            os.setsid()  # before the go-ahead: the recorded process group exists
-            if os.read(go_r, 1) != b"g":
-                os._exit(127)  # the shim is gone: nothing recorded, nothing runs
-            os.close(go_r)
+            os.setsid()  # before the record: the recorded process group exists
+            try:
+                record(os.getpid(), _start_ticks("self"))
+            except BaseException as exc:
+                answer = f"R {exc!r}"
+                raise
+            if os.getppid() != shim:  # the shim is gone: nothing may run
+                unrecord()
+                answer = "R the job's supervisor died before the job started"
+                raise ProcessLookupError(answer)
             _exec_child(argv, cwd, env, out_w, err_w)
         except OSError as exc:
-            code = exc.errno or errno.EINVAL
+            if not answer.startswith("R"):
+                answer = str(exc.errno or errno.EINVAL)
         except BaseException:
             pass
         try:
-            os.write(exec_w, str(code).encode())
+            os.write(exec_w, answer.encode("utf-8", errors="replace"))
         finally:
             os._exit(127)
     os.close(exec_w)
-    os.close(go_r)
     try:
-        try:
-            record(pid)
-            os.write(go_w, b"g")
-        finally:
-            os.close(go_w)  # without the go-ahead, the child exits
-        failed = _read_all(exec_r)
+        failed = _read_all(exec_r).decode("utf-8", errors="replace")
     except BaseException:
         os.close(exec_r)
         os.waitpid(pid, 0)
@@ -321,6 +338,8 @@ def _spawn(
     os.close(exec_r)
     if failed:
         os.waitpid(pid, 0)
+        if failed.startswith("R"):
+            raise RuntimeError(f"cannot record the job's process: {failed[2:]}")
         code = int(failed)
         raise OSError(code, os.strerror(code))
     return pid
@@ -479,12 +498,11 @@ def main(job_dir: str) -> int:
         return 2
     pid_path = f"{job_dir}/{PID}"
     started = iso_now()
-    start: int | None = None
+    owner_pid, owner_start = os.getpid(), _start_ticks("self")
 
-    def record(pid: int) -> None:
-        """Write ``pid``: the launcher's summary plus the job's and the shim's identities."""
-        nonlocal start
-        start = _start_ticks(pid)
+    def record(pid: int, start: int | None) -> None:
+        """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
+        job's and the shim's identities."""
         summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
         fields = _json_fields(
             {
@@ -492,8 +510,8 @@ def main(job_dir: str) -> int:
                 "pgid": pid,
                 "start": start,
                 "boot": config.get("boot"),
-                "owner_pid": os.getpid(),
-                "owner_start": _start_ticks("self"),
+                "owner_pid": owner_pid,
+                "owner_start": owner_start,
                 "started": started,
                 "shim": True,
                 "submitter_pid": config.get("submitter"),
@@ -504,7 +522,9 @@ def main(job_dir: str) -> int:
 
     try:
         started_mono = time.monotonic()
-        pid = _spawn(config["argv"], config["cwd"], config["env"], out_w, err_w, record)
+        pid = _spawn(
+            config["argv"], config["cwd"], config["env"], out_w, err_w, record, lambda: _unlink(pid_path)
+        )
     except OSError as exc:
         _unlink(pid_path)  # the job never ran: the launcher records START_FAILED
         _report(f"E {exc.errno or errno.EINVAL} {exc.strerror or exc}")
@@ -517,6 +537,7 @@ def main(job_dir: str) -> int:
         os.close(out_w)
         os.close(err_w)
         config.pop("env", None)  # no copy of the secrets kept longer than needed
+    start = _start_ticks(pid)  # the same before and after its exec
     supervisor = _Supervisor(job_dir, pid, start, out, {out_r: "stdout", err_r: "stderr"})
     _report(f"S {pid} {start if start is not None else '-'}")
     error = None
@@ -554,6 +575,109 @@ def _unlink(path: str) -> None:
 def run(job_dir: str) -> None:
     """The entry point: :func:`main`, then exit without the interpreter's shutdown."""
     os._exit(main(job_dir))
+
+
+# ------------------------------------------------------------------------------------ fork server
+
+
+def serve(sock_fd: int) -> None:
+    """The fork server: one interpreter started once per squall process, forking a shim per job.
+
+    Starting an interpreter costs ~10 ms; forking this small one costs well under one, and
+    the child is the same shim as :data:`BOOT` starts, with the same two pipes. Requests come
+    on ``sock_fd``, a ``SOCK_SEQPACKET`` socket: one message per job, its directory as the
+    data and two descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
+    write end of the answer pipe, which become the shim's stdin and stdout.
+
+    The fork happens *before* the request: a spare child waits on the socket (:func:`_spare`),
+    takes the next request itself and tells the server, which forks the next spare while the
+    job runs. So a job's start waits for no fork and one process fewer. The shim's first line
+    is ``P <pid>``, and it keeps a copy of that pipe open until it exits: end of file there
+    tells the launcher that it exited, with no pid to wait for. When no spare can be forked,
+    the server takes the next request and answers ``F <errno> <text>``. At end of file on the
+    socket (the squall process exited or stopped its server) the spare and the server exit:
+    the shims are their children, not their dependants; they are reparented and carry on.
+    """
+    import socket  # once per server, not per job
+
+    sock = socket.socket(fileno=sock_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the shims: no zombie, no wait
+    while True:
+        taken_r, taken_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(taken_r)
+            os.close(taken_w)
+            if not _refuse(socket.recv_fds, sock, exc):
+                return
+            continue
+        if pid == 0:
+            os.close(taken_r)
+            _spare(socket.recv_fds, sock, sock_fd, taken_w)  # never returns
+        os.close(taken_w)
+        try:
+            word = _read_all(taken_r)  # b"1": it took a request; b"0": end of file; b"": it died
+        finally:
+            os.close(taken_r)
+        if word == b"0":
+            return
+
+
+def _receive(recv_fds: _Recv, sock: object) -> tuple[bytes, list[int]]:
+    """One request, or ``b""`` at end of file (the launcher is gone) or on a broken socket."""
+    try:
+        data, fds, _, _ = recv_fds(sock, 4096, 2)
+    except OSError:
+        return b"", []
+    if data and len(fds) == 2:
+        return data, fds
+    for fd in fds:
+        os.close(fd)
+    return (b"", []) if not data else (b"?", [])
+
+
+def _refuse(recv_fds: _Recv, sock: object, exc: OSError) -> bool:
+    """No spare could be forked: answer the next request with the error; False at end of file."""
+    data, fds = _receive(recv_fds, sock)
+    if not data:
+        return False
+    for fd in fds[1:]:
+        try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+            _write_all(fd, f"F {exc.errno or errno.EAGAIN} {exc.strerror or exc}\n".encode())
+        except OSError:
+            pass
+    for fd in fds:
+        os.close(fd)
+    return True
+
+
+def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
+    """A forked child waiting for the next request: it becomes that job's shim (never returns)."""
+    code = 2
+    try:
+        data, fds = _receive(recv_fds, sock)
+        try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+            _write_all(taken_w, b"1" if data else b"0")  # the server forks the next spare (or exits)
+        except OSError:
+            pass  # the server is gone: this request is served all the same
+        os.close(taken_w)
+        if len(fds) == 2:
+            config_r, report_w = fds
+            os.close(sock_fd)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the shim waits for its job
+            os.setsid()  # as a shim started in a session of its own
+            os.dup2(config_r, 0)
+            os.dup2(report_w, 1)
+            os.close(config_r)
+            os.close(report_w)
+            job_dir = os.fsdecode(data)
+            os.chdir(job_dir)
+            _write_all(1, f"P {os.getpid()}\n".encode())
+            os.dup(1)  # held until exit (close-on-exec: not the job's): the launcher's end of file
+            code = main(job_dir)
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -30,6 +29,7 @@ from typing import Any
 
 from runners.base import JobState, JobStatus
 from runners.process import registry
+from runners.process.forkserver import ShimProcess
 from runners.process.procs import PidInfo
 from runners.process.status import finalize
 
@@ -45,7 +45,7 @@ class Watcher:
         self,
         *,
         job_dir: str,
-        shim: subprocess.Popen[bytes],
+        shim: ShimProcess,
         pid_doc: Mapping[str, Any],
         clock: Callable[[], datetime],
     ) -> None:

@@ -146,11 +146,14 @@ def test_a_job_finishing_after_its_owner_was_killed_succeeds_with_its_logs_and_o
     doc = owner.pid_doc()
     assert doc["shim"] is True and doc["owner_pid"] != owner.pid
     assert parent_of(doc["pid"]) == doc["owner_pid"]  # the job is the shim's child, not the owner's
-    assert parent_of(doc["owner_pid"]) == owner.pid  # (the shim is the owner's, until it dies)
+    server = parent_of(doc["owner_pid"])  # the shim is forked by the owner's fork server
+    assert server != owner.pid and parent_of(server) == owner.pid
     wait_until(lambda: (owner.job_dir / "log.jsonl").stat().st_size > 0, 10.0, "no first line")
     owner.kill()
     assert count_local_processes(token) == 1  # the job survived its owner
     assert parent_of(doc["pid"]) == doc["owner_pid"]
+    # The fork server saw end of file on its socket and exited; the shim, its child, carries on.
+    wait_until(lambda: not alive(server, None, None), 10.0, "the fork server outlived its owner")
 
     fresh = make_runner(base)
     handle = find(fresh, owner)

@@ -49,6 +49,9 @@ module "settings" {
   submit_grace_seconds        = var.submit_grace_seconds
   submit_budget               = var.submit_budget
   tick_submits                = var.tick_submits
+  fanout_chunk                = var.fanout_chunk
+  submit_seconds              = var.submit_seconds
+  tick_seconds                = var.tick_seconds
   application_log_level       = var.application_log_level
   system_log_level            = var.system_log_level
   snap_start                  = var.snap_start

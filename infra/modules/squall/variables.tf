@@ -203,6 +203,24 @@ variable "tick_submits" {
   default     = 500
 }
 
+variable "fanout_chunk" {
+  description = "Lanes of a ForEach, Parallel or Dag one step starts (SQUALL_FANOUT_CHUNK); a wider loop goes on in later steps (ADR 0015). 40 keeps a chunk within one DynamoDB transaction."
+  type        = number
+  default     = 40
+}
+
+variable "submit_seconds" {
+  description = "Seconds after which a step stops submitting jobs and leaves the rest to the tick (SQUALL_SUBMIT_SECONDS, ADR 0015)."
+  type        = number
+  default     = 0.25
+}
+
+variable "tick_seconds" {
+  description = "Seconds one tick spends on fan-out continuations and submits (SQUALL_TICK_SECONDS, ADR 0015); must leave 30 s of the tick's timeout for polling, timers and schedules."
+  type        = number
+  default     = 6
+}
+
 variable "finished_ttl_days" {
   description = "Days a finished execution stays in DynamoDB (SQUALL_FINISHED_TTL_DAYS; 0 = forever). The bucket's objects expire a week later."
   type        = number

@@ -135,6 +135,9 @@ locals {
       SQUALL_SUBMIT_GRACE      = tostring(var.submit_grace_seconds)
       SQUALL_SUBMIT_BUDGET     = tostring(var.submit_budget)
       SQUALL_TICK_SUBMITS      = tostring(var.tick_submits)
+      SQUALL_FANOUT_CHUNK      = tostring(var.fanout_chunk)
+      SQUALL_SUBMIT_SECONDS    = tostring(var.submit_seconds)
+      SQUALL_TICK_SECONDS      = tostring(var.tick_seconds)
       SQUALL_FINISHED_TTL_DAYS = tostring(var.finished_ttl_days)
       SQUALL_RUNNERS           = jsonencode(local.runners)
     },

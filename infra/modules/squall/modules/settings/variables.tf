@@ -287,6 +287,47 @@ variable "submit_budget" {
   }
 }
 
+variable "fanout_chunk" {
+  description = "Lanes of a ForEach, Parallel or Dag one step starts (SQUALL_FANOUT_CHUNK, ADR 0015)."
+  type        = number
+  default     = 40
+  nullable    = false
+
+  validation {
+    condition     = var.fanout_chunk >= 1 && floor(var.fanout_chunk) == var.fanout_chunk
+    error_message = "fanout_chunk must be a whole number of lanes, at least 1."
+  }
+}
+
+variable "submit_seconds" {
+  description = "Seconds after which a step stops submitting jobs (SQUALL_SUBMIT_SECONDS, ADR 0015)."
+  type        = number
+  default     = 0.25
+  nullable    = false
+
+  validation {
+    condition     = var.submit_seconds > 0 && var.submit_seconds <= 20
+    error_message = "submit_seconds must be more than 0 and at most 20: a step that submits longer would not leave an API call within API Gateway's 30 s."
+  }
+}
+
+variable "tick_seconds" {
+  description = "Seconds one tick spends on fan-out continuations and submits (SQUALL_TICK_SECONDS, ADR 0015)."
+  type        = number
+  default     = 6
+  nullable    = false
+
+  validation {
+    condition     = var.tick_seconds > 0
+    error_message = "tick_seconds must be more than 0."
+  }
+
+  validation {
+    condition     = var.tick_seconds + 30 <= var.functions.tick.timeout
+    error_message = "tick_seconds must leave 30 s of functions.tick.timeout for polling, timers and schedules: lower tick_seconds or raise the tick's timeout."
+  }
+}
+
 variable "tick_submits" {
   description = "Jobs one tick submits at most (SQUALL_TICK_SUBMITS); each is a find and a submit call to the runner."
   type        = number

@@ -426,6 +426,37 @@ run "rejects_overlapping_ticks" {
   expect_failures = [var.functions]
 }
 
+run "fan_out_settings_reach_the_environment" {
+  command = plan
+
+  variables {
+    fanout_chunk   = 25
+    submit_seconds = 0.5
+    tick_seconds   = 20
+  }
+
+  assert {
+    condition     = output.environment["SQUALL_FANOUT_CHUNK"] == "25" && output.environment["SQUALL_SUBMIT_SECONDS"] == "0.5" && output.environment["SQUALL_TICK_SECONDS"] == "20"
+    error_message = "The fan-out settings reach the environment."
+  }
+}
+
+run "rejects_a_tick_budget_the_tick_timeout_cannot_hold" {
+  command = plan
+  variables {
+    tick_seconds = 100
+  }
+  expect_failures = [var.tick_seconds]
+}
+
+run "rejects_zero_fanout_chunk" {
+  command = plan
+  variables {
+    fanout_chunk = 0
+  }
+  expect_failures = [var.fanout_chunk]
+}
+
 run "rejects_zero_submit_budget" {
   command = plan
   variables {
@@ -455,7 +486,7 @@ run "rejects_tick_timeout_too_short_for_default_submits" {
   variables {
     functions = { tick = { timeout = 30 } }
   }
-  expect_failures = [var.tick_submits]
+  expect_failures = [var.tick_submits, var.tick_seconds]
 }
 
 run "rejects_python_level_name" {

@@ -1,0 +1,352 @@
+"""Fan-out without limits (issue 28 part 3, ADR 0015): one N-item ForEach of AWS Batch tasks.
+
+The control plane runs as a Lambda container would: a **separate worker process** holds the
+runtime (warm between invocations, as a container is) and serves one handler call per event
+(``api``, ``tick``, ``events``). Around each call it measures the wall time and the process's
+peak resident memory (``VmHWM``, reset before the call through ``/proc/self/clear_refs``), so
+an invocation that does O(N) work cannot hide inside a loop. The store is **DynamoDB Local**
+(read and write units are its own ``ReturnConsumedCapacity``); AWS Batch is **moto** in server
+mode, whose jobs really run their trivial command (``tests/emulators/moto_batch.py``), in this
+(the parent) process. The parent plays the platform: it sends the start through API Gateway's
+event, invokes the tick as long as jobs remain to be materialised or submitted (the rate rule,
+back to back), and hands each job's terminal state-change event to ``events``.
+
+Printed per size: total time, invocations per function, the longest invocation, the largest
+peak RSS, WRU and RRU per task, and, when a 1,000-item run was made alongside, the WRU ratio
+N / 1,000. Every task run must end SUCCESS exactly once, or the run fails.
+
+Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 200]
+       python benchmarks/fanout.py --items 1000            # a quick run (no baseline)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REGION = "us-east-1"
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def flow(n: int) -> str:
+    """The ForEach: values from an expression (a 100,000-value literal would make a 700 KB flow)."""
+    return f"""
+id: fanout
+namespace: squall.bench
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    concurrencyLimit: 0
+    values: "{{{{ range(0, {n - 1}) }}}}"
+    tasks:
+      - id: work
+        type: io.kestra.plugin.scripts.shell.Commands
+        taskRunner:
+          type: io.kestra.plugin.ee.aws.runner.Batch
+        commands:
+          - "true"
+"""
+
+
+# ------------------------------------------------------------------ the worker ("the container")
+
+
+def _hwm_kib() -> int:
+    match = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    return int(match.group(1)) if match else 0
+
+
+def _reset_hwm() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def worker(conn: Any, config: dict[str, Any]) -> None:
+    """One warm Lambda container: build the runtime once, then one handler call per request."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["AWS_LAMBDA_LOG_LEVEL"] = "WARNING"
+    import boto3
+
+    from control_plane.handlers import api, events, tick
+    from control_plane.handlers.container import install
+    from control_plane.runtime import load_settings, open_runtime, visit_after
+    from control_plane.service.clock import VirtualClock
+    from control_plane.store.dynamodb import DynamoDBStore
+    from runners.aws_batch import AwsBatchRunner
+
+    settings = load_settings(
+        {},
+        store="dynamodb",
+        table=config["table"],
+        auth="gateway",
+        data_dir=config["scratch"],
+        storage=f"s3://{config['bucket']}/squall/storage",
+        storage_endpoint=config["moto"],
+        fanout_chunk=config["chunk"],
+        submit_budget=config["submit_budget"],
+    )
+    ddb = boto3.Session(region_name=REGION).client("dynamodb", endpoint_url=config["ddb"])
+    store = DynamoDBStore(config["table"], client=ddb, visit_after=visit_after(settings))
+    batch = AwsBatchRunner(
+        session_factory=lambda **_: boto3.Session(region_name=REGION),
+        endpoint_url=config["moto"],
+        region=REGION,
+        defaults={"jobQueueArn": config["queue"], "bucket": config["bucket"]},
+    )
+    clock = VirtualClock(datetime.now(UTC))  # the platform moves it past the tick's grace
+    rt = open_runtime(settings, clock=clock, store=store, runners={"aws-batch": batch})
+    install(rt)
+    handlers = {"api": api.handler, "tick": tick.handler, "events": events.handler}
+    while True:
+        request = conn.recv()
+        if request is None:
+            break
+        kind, payload = request
+        if kind == "capacity":
+            cap = store.capacity
+            conn.send((cap.write_units, cap.read_units))
+            if payload == "reset":
+                cap.reset()
+            continue
+        if kind == "advance":
+            clock.sleep_until(clock.now() + timedelta(seconds=payload))
+            conn.send(None)
+            continue
+        if kind == "check":
+            ex = store.get_execution(payload)
+            children = [tr for tr in ex.taskruns.values() if tr.task_id == "work"]
+            conn.send(
+                {
+                    "state": ex.state.value,
+                    "states": dict(Counter(tr.state.value for tr in children)),
+                    "lanes": len({tr.lane for tr in children}),
+                    "children": len(children),
+                    "attempts": sum(len(tr.attempts) for tr in children),
+                }
+            )
+            continue
+        calls, wru = sum(store.capacity.calls.values()), store.capacity.write_units
+        _reset_hwm()
+        started = time.perf_counter()
+        result = handlers[kind](payload, None)
+        elapsed = time.perf_counter() - started
+        counted = (sum(store.capacity.calls.values()) - calls, store.capacity.write_units - wru)
+        conn.send((result, elapsed, _hwm_kib(), counted))
+    rt.close()
+
+
+# ------------------------------------------------------------------ the platform (this process)
+
+
+@dataclass
+class Figures:
+    items: int
+    total_s: float = 0.0
+    start_s: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    max_s: dict[str, float] = field(default_factory=dict)
+    max_rss_mib: dict[str, float] = field(default_factory=dict)
+    wru: float = 0.0
+    rru: float = 0.0
+    waited_s: float = 0.0  # virtual time the platform let pass for the tick's grace
+    start_counted: tuple[int, float] = (0, 0.0)  # the api start's DynamoDB calls and WRU
+    max_calls: dict[str, int] = field(default_factory=dict)  # DynamoDB calls of one invocation
+
+    def lines(self) -> list[str]:
+        worst = max(self.max_s, key=lambda k: self.max_s[k])
+        fattest = max(self.max_rss_mib, key=lambda k: self.max_rss_mib[k])
+        return [
+            f"items: {self.items}",
+            f"  total time: {self.total_s:.1f} s (plus {self.waited_s:.0f} s of virtual time for the"
+            f" tick's grace); the api start answered in {self.start_s:.3f} s",
+            "  invocations: " + ", ".join(f"{k} {v}" for k, v in sorted(self.calls.items())),
+            f"  max invocation duration: {self.max_s[worst]:.2f} s ({worst}); per function: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(self.max_s.items())),
+            f"  max memory (peak RSS of one invocation): {self.max_rss_mib[fattest]:.0f} MiB ({fattest})",
+            f"  the api start: {self.start_counted[0]} DynamoDB calls, {self.start_counted[1]:.0f} WRU;"
+            " most DynamoDB calls in one invocation: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.max_calls.items())),
+            f"  WRU per task: {self.wru / self.items:.2f}; RRU per task: {self.rru / self.items:.2f}",
+        ]
+
+
+class Platform:
+    """Emulated AWS around one worker: resources, invocations, Batch state-change events."""
+
+    def __init__(self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int) -> None:
+        import boto3
+
+        from control_plane.runtime import load_settings
+        from control_plane.store.dynamodb_schema import create_table
+
+        session = boto3.Session(region_name=REGION)
+        self.table = f"squall-fanout-{uuid.uuid4().hex[:8]}"
+        create_table(session.client("dynamodb", endpoint_url=ddb), self.table)
+        self.batch = session.client("batch", endpoint_url=moto)
+        iam = session.client("iam", endpoint_url=moto)
+        suffix = uuid.uuid4().hex[:8]
+        role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        ce = self.batch.create_compute_environment(
+            computeEnvironmentName=f"fanout-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )["computeEnvironmentArn"]
+        self.queue = self.batch.create_job_queue(
+            jobQueueName=f"fanout-{suffix}",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )["jobQueueArn"]
+        bucket = f"squall-fanout-{suffix}"
+        session.client("s3", endpoint_url=moto).create_bucket(Bucket=bucket)
+        config = {
+            "table": self.table,
+            "ddb": ddb,
+            "moto": moto,
+            "queue": self.queue,
+            "bucket": bucket,
+            "scratch": str(scratch),
+            "chunk": chunk,
+            "submit_budget": submit_budget,
+        }
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker, args=(child, config), name="lambda-container")
+        self.process.start()
+        self.grace = load_settings({}).submit_grace
+        self.figures: Figures | None = None
+        self.delivered: set[str] = set()
+        self.last_counted: tuple[int, float] = (0, 0.0)
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=60)
+
+    def invoke(self, kind: str, payload: Any) -> Any:
+        self.conn.send((kind, payload))
+        result, elapsed, hwm, counted = self.conn.recv()
+        self.last_counted = counted
+        if self.figures is not None:
+            f = self.figures
+            f.max_calls[kind] = max(f.max_calls.get(kind, 0), counted[0])
+            f.calls[kind] += 1
+            f.max_s[kind] = max(f.max_s.get(kind, 0.0), elapsed)
+            f.max_rss_mib[kind] = max(f.max_rss_mib.get(kind, 0.0), hwm / 1024)
+        return result, elapsed
+
+    def ask(self, kind: str, payload: Any = None) -> Any:
+        self.conn.send((kind, payload))
+        return self.conn.recv()
+
+    def api(self, method: str, path: str, body: str, content_type: str = "application/json") -> Any:
+        from benchmarks.cost import http_event
+
+        response, elapsed = self.invoke("api", http_event(method, path, body, content_type))
+        if response["statusCode"] != 200:
+            raise SystemExit(f"{method} {path}: {response['statusCode']} {response.get('body')}")
+        return json.loads(response["body"]), elapsed
+
+    def count(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = []
+        for status in statuses:
+            pages = self.batch.get_paginator("list_jobs").paginate(jobQueue=self.queue, jobStatus=status)
+            jobs += [j for page in pages for j in page["jobSummaryList"]]
+        return jobs
+
+    def run(self, n: int) -> Figures:
+        from tests.emulators.moto_batch import batch_state_change
+
+        self.api("POST", "/api/v1/main/flows", flow(n), "application/x-yaml")
+        self.ask("capacity", "reset")
+        self.figures = figures = Figures(n)
+        began = time.perf_counter()
+        body, figures.start_s = self.api("POST", "/api/v1/main/executions/squall.bench/fanout", "{}")
+        figures.start_counted = self.last_counted
+        execution_id = body["id"]
+        submitted = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+        idle = 0
+        while submitted < n:  # the rate rule, back to back: continuations and handed-over jobs
+            self.invoke("tick", {})
+            now = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+            idle = idle + 1 if now == submitted else 0
+            if idle == 1:  # what is left waits for its writer's claim to lapse: a minute later...
+                self.ask("advance", self.grace + 1)
+                figures.waited_s += self.grace + 1
+            elif idle > 1:
+                raise SystemExit(f"the ticks submitted nothing: {now} of {n} jobs submitted")
+            submitted = now
+            self._deliver(batch_state_change, wait=False)
+        deadline = time.monotonic() + max(600.0, n * 0.05)
+        while len(self.delivered) < n:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(self.delivered)} of {n} Batch jobs ended")
+            if not self._deliver(batch_state_change, wait=True):
+                time.sleep(0.05)
+        figures.total_s = time.perf_counter() - began
+        figures.wru, figures.rru = self.ask("capacity")
+        check = self.ask("check", execution_id)
+        ok = check["state"] == "SUCCESS" and check["states"] == {"SUCCESS": n}
+        if not ok or check["lanes"] != n or check["children"] != n or check["attempts"] != n:
+            raise SystemExit(f"not every task run ended SUCCESS exactly once: {check}")
+        self.figures = None
+        return figures
+
+    def _deliver(self, state_change: Any, *, wait: bool) -> int:
+        fresh = [j["jobId"] for j in self.count(TERMINAL) if j["jobId"] not in self.delivered]
+        for chunk in range(0, len(fresh), 100):
+            for job in self.batch.describe_jobs(jobs=fresh[chunk : chunk + 100])["jobs"]:
+                self.delivered.add(job["jobId"])
+                self.invoke("events", state_change(job))
+        return len(fresh)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000, help="values of the ForEach")
+    parser.add_argument("--baseline", type=int, default=1000, help="a run for the WRU ratio (0: none)")
+    parser.add_argument("--chunk", type=int, help="SQUALL_FANOUT_CHUNK (default: the runtime's)")
+    parser.add_argument("--submit-budget", type=int, help="SQUALL_SUBMIT_BUDGET (default: the runtime's)")
+    args = parser.parse_args()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    from benchmarks.cost import emulators
+    from control_plane.runtime import Settings
+
+    chunk = args.chunk or Settings.model_fields["fanout_chunk"].default
+    submits = args.submit_budget or Settings.model_fields["submit_budget"].default
+    sizes = [args.items] if not args.baseline or args.baseline >= args.items else [args.baseline, args.items]
+    results: list[Figures] = []
+    with tempfile.TemporaryDirectory() as scratch, emulators(Path(scratch)) as (ddb, moto):
+        for n in sizes:
+            platform = Platform(ddb, moto, Path(scratch), chunk, submits)
+            try:
+                results.append(platform.run(n))
+            finally:
+                platform.close()
+            print("\n".join(results[-1].lines()), flush=True)
+    tick = Settings.model_fields["tick_seconds"].default
+    print(f"SQUALL_FANOUT_CHUNK {chunk}, SQUALL_SUBMIT_BUDGET {submits}, SQUALL_TICK_SECONDS {tick}")
+    if len(results) == 2:
+        small, big = results
+        ratio = (big.wru / big.items) / (small.wru / small.items)
+        print(f"WRU per task ratio {big.items}/{small.items}: x{ratio:.3f} (goal <= 1.1)")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
