@@ -1065,7 +1065,7 @@ def test_a_wide_loops_values_are_written_once_not_with_every_completion(
 
 
 def _three_jobs(ex_id: str) -> list[JobRecord]:
-    """Three jobs added by one write (so their specs share a ``SPEC#`` item), one with a claim."""
+    """Three jobs added by one write (so their specs share a ``TRS#`` item), one with a claim."""
     names = [f"t-ddb-work-{ex_id}-{c * 8}" for c in "abc"]
     jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
     until = T0 + timedelta(seconds=120)
@@ -1082,11 +1082,11 @@ def test_specs_of_jobs_added_together_are_one_item_and_entries_hold_numbers(
     store = make_store()
     store.create_execution(make_execution(ex_id, taskruns=[make_taskrun("a", 0)]), jobs=jobs)
     items = _items(client, table, ex_id)
-    specs = [sk for sk in items if sk.startswith("SPEC#")]
+    specs = [sk for sk in items if sk.startswith("TRS#")]
     assert len(specs) == 1
     entries = items["META"]["j"]["M"]
     first = entries[jobs[0].name]["M"]
-    assert "s" not in first and first["sr"]["S"] == specs[0].removeprefix("SPEC#")
+    assert "s" not in first and first["sr"]["S"] == specs[0].removeprefix("TRS#")
     assert [list(first[attr]) for attr in ("u", "sx", "s0")] == [["N"], ["N"], ["N"]]
     fresh = make_store()
     for job in jobs:

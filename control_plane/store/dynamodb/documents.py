@@ -92,7 +92,7 @@ timeout): that one is a transaction, 2 WRU per KB of the document, so it costs u
 what it did at the old threshold. (It was 3,000 bytes, tuned when DynamoDB Local's under-count
 of transactions was taken for the bill: benchmarks/cost.py, docs/cost.md.)"""
 DOCUMENT_SPEC_BYTES = 300_000
-"""The compressed specs of the jobs one write adds (one ``SPEC#`` item, :mod:`.specs`); more
+"""The compressed specs of the jobs one write adds (one ``TRS#`` item, :mod:`.specs`); more
 switches the execution to split mode, where each job's record holds its own."""
 DOCUMENT_LOG_BYTES = 1_500
 """Compressed log lines kept inline in a document; more switches the execution to split mode."""

@@ -233,13 +233,16 @@ def job_from_item(item: Item) -> JobRecord:
 # ---------------------------------------------------------------------- jobs: a document's entries
 #
 # An entry is rewritten with its document at every step, so it carries only what a step or the
-# tick needs (issue 28): the spec lives in a ``SPEC#<hash>`` item of the execution, written once
+# tick needs (issue 28): the spec lives in a ``TRS#<hash>`` item of the execution, written once
 # with the step that added the job (``sr`` names it; entries written before hold it inline, as
 # ``s``); times are numbers (µs since the epoch; text before); a handle naming the entry's own
 # job and runner is stored without them (``hc``; a full one, ``h``, otherwise and before).
 
-SPEC_PREFIX = "SPEC#"
-"""Sort key prefix of a document's spec items: ``SPEC#<16 hex digits of the content's hash>``."""
+SPEC_PREFIX = "TRS#"
+"""Sort key prefix of a document's spec items: ``TRS#<16 hex digits of the content's hash>``.
+
+``TRS#`` sorts after every ``TR#`` key ('S' > '#'), like ``TRV#``: an execution read (the range
+``META``..``TR#<max>``) never returns a spec item as a task run. (``SPEC#`` fell inside it.)"""
 
 
 def spec_group(jobs: Sequence[JobRecord]) -> tuple[str, bytes]:

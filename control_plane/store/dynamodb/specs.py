@@ -1,4 +1,4 @@
-"""The specs of a document's jobs: ``SPEC#<hash>`` items, written once, read when a job is read.
+"""The specs of a document's jobs: ``TRS#<hash>`` items, written once, read when a job is read.
 
 A job's spec (what re-submits or finds it after a crash) is ~230 compressed bytes that no
 step changes; in the entry it was rewritten with the document at every step of its
