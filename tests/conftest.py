@@ -8,6 +8,7 @@ environment. Tests that must not overlap with others share an ``xdist_group``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,18 @@ def _private_squall_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("SQUALL_DB", str(data / "squall.db"))
     monkeypatch.setenv("XDG_DATA_HOME", str(data / "xdg"))
     return data
+
+
+@pytest.fixture(autouse=True)
+def _fresh_boto3_default_session() -> None:
+    """Each test resolves AWS credentials from its own environment.
+
+    ``boto3.client()`` goes through one default session per process, and botocore caches the
+    credentials that session resolved first: a test that set ``AWS_ACCESS_KEY_ID=testing`` (moto)
+    would hand those keys to every later client of the worker. DynamoDB Local keeps one database
+    per access key and region, so a later test's server then saw none of its fixture's tables
+    ("Cannot do operations on a non-existent table"), depending on which tests ran before it.
+    """
+    boto3 = sys.modules.get("boto3")  # not imported here: most tests never need it
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None
