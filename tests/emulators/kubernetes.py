@@ -1637,6 +1637,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
+        # The connection closes after the stream: said up front, so the client does not pool it
+        # and send its next request on a socket the server is closing (RemoteDisconnected under load).
+        self.send_header("Connection", "close")
         self.end_headers()
         with contextlib.suppress(OSError):
             for event in events:
