@@ -587,6 +587,7 @@ class Bench:
         from control_plane.store.dynamodb_schema import create_table
         from runners.aws_batch import AwsBatchRunner
         from runners.testing.simulated import SimulatedRunner
+        from tests.emulators.moto_batch import create_queues
 
         self.module = module
         self.moto = moto_endpoint
@@ -599,20 +600,9 @@ class Bench:
         create_table(ddb, self.table)
         self.batch = session.client("batch", endpoint_url=moto_endpoint)
         iam = session.client("iam", endpoint_url=moto_endpoint)
-        s3 = session.client("s3", endpoint_url=moto_endpoint)
-        suffix = uuid.uuid4().hex[:8]
-        role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        ce = self.batch.create_compute_environment(
-            computeEnvironmentName=f"bench-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
-        )["computeEnvironmentArn"]
-        self.queue = self.batch.create_job_queue(
-            jobQueueName=f"bench-{suffix}",
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-        )["jobQueueArn"]
-        self.bucket = f"squall-bench-{suffix}"
-        s3.create_bucket(Bucket=self.bucket)
+        self.queue = create_queues(iam, self.batch, "bench")["run"]
+        self.bucket = f"squall-bench-{uuid.uuid4().hex[:8]}"
+        session.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=self.bucket)
         os.environ["AWS_LAMBDA_LOG_LEVEL"] = module.log_level
         os.environ["POWERTOOLS_LOG_LEVEL"] = module.log_level
         settings = load_settings(

@@ -192,24 +192,14 @@ class Platform:
 
         from control_plane.runtime import load_settings
         from control_plane.store.dynamodb_schema import create_table
+        from tests.emulators.moto_batch import create_queues
 
         session = boto3.Session(region_name=REGION)
         self.table = f"squall-fanout-{uuid.uuid4().hex[:8]}"
         create_table(session.client("dynamodb", endpoint_url=ddb), self.table)
         self.batch = session.client("batch", endpoint_url=moto)
-        iam = session.client("iam", endpoint_url=moto)
-        suffix = uuid.uuid4().hex[:8]
-        role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        ce = self.batch.create_compute_environment(
-            computeEnvironmentName=f"fanout-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
-        )["computeEnvironmentArn"]
-        self.queue = self.batch.create_job_queue(
-            jobQueueName=f"fanout-{suffix}",
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-        )["jobQueueArn"]
-        bucket = f"squall-fanout-{suffix}"
+        self.queue = create_queues(session.client("iam", endpoint_url=moto), self.batch, "fanout")["run"]
+        bucket = f"squall-fanout-{uuid.uuid4().hex[:8]}"
         session.client("s3", endpoint_url=moto).create_bucket(Bucket=bucket)
         config = {
             "table": self.table,

@@ -616,3 +616,24 @@ def batch_state_change(job: dict[str, Any]) -> dict[str, Any]:
         "resources": [job["jobArn"]],
         "detail": job,
     }
+
+
+def create_queues(iam: Any, batch: Any, prefix: str, kinds: tuple[str, ...] = ("run",)) -> dict[str, str]:
+    """Job queue ARNs by kind, on one new unmanaged compute environment (moto's IAM and Batch
+    clients): what every test and benchmark that submits through moto's Batch sets up first.
+    Names are ``<prefix>-<suffix>`` for the compute environment, ``<prefix>-<kind>-<suffix>``
+    for a queue, so several setups on one server never collide."""
+    suffix = uuid.uuid4().hex[:8]
+    role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ce = batch.create_compute_environment(
+        computeEnvironmentName=f"{prefix}-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )["computeEnvironmentArn"]
+    return {
+        kind: batch.create_job_queue(
+            jobQueueName=f"{prefix}-{kind}-{suffix}",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )["jobQueueArn"]
+        for kind in kinds
+    }

@@ -57,7 +57,7 @@ from runners.testing import (
     wait_until,
 )
 from tests.emulators.fault_proxy import FaultProxy
-from tests.emulators.moto_batch import BatchExecutor, Outcome, batch_state_change
+from tests.emulators.moto_batch import BatchExecutor, Outcome, batch_state_change, create_queues
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -172,22 +172,10 @@ def batch_env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         iam = session.client("iam", endpoint_url=moto_server, region_name=REGION)
         batch = session.client("batch", endpoint_url=moto_server, region_name=REGION)
         s3 = session.client("s3", endpoint_url=moto_server, region_name=REGION)
-        suffix = uuid.uuid4().hex[:8]
-        role = iam.create_role(RoleName=f"batch-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        ce = batch.create_compute_environment(
-            computeEnvironmentName=f"squall-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
-        )["computeEnvironmentArn"]
-        queues = {}
-        for kind in ("run", "hold", "park", "lag"):
-            queues[kind] = batch.create_job_queue(
-                jobQueueName=f"squall-{kind}-{suffix}",
-                state="ENABLED",
-                priority=1,
-                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-            )["jobQueueArn"]
+        queues = create_queues(iam, batch, "squall", ("run", "hold", "park", "lag"))
         executor.modes = {queues["hold"]: "hold", queues["park"]: "park"}
         executor.lags = {queues["lag"]: 1.5}  # CloudWatch's ingestion delay: lines after the job's end
-        bucket = f"squall-batch-{suffix}"
+        bucket = f"squall-batch-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)
         yield BatchEnv(
             moto_server, queues["run"], queues["hold"], queues["park"], bucket, executor, queues["lag"]
