@@ -718,9 +718,11 @@ class Pause(FlowableTask):
         return self.pauseDuration or self.delay
 
 
-class Subflow(Task):
+class _CallsFlow(Task):
+    """What a task that starts executions of another flow says about the call: Subflow, and the
+    ``<id>_items`` part of a ForEachItem (the engine's one SUBFLOW kind handles both)."""
+
     kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
-    canonical: ClassVar[str] = "squall.flow.Subflow"
     namespace: str
     flowId: str
     revision: int | None = None
@@ -729,6 +731,10 @@ class Subflow(Task):
     wait: bool = True
     transmitFailed: bool = True
     inheritLabels: bool = False
+
+
+class Subflow(_CallsFlow):
+    canonical: ClassVar[str] = "squall.flow.Subflow"
     outputs: dict[str, Any] | None = None
     # Kestra's scheduleDate (start the child later) is not modelled: Squall has no delayed start
     # of an execution, so the property is an unknown-property error rather than ignored.
@@ -807,19 +813,10 @@ _PART_CLASSES = ("ForEachItemSplit", "ForEachItemExecutable", "ForEachItemMergeO
 _KESTRA_FOR_EACH_ITEM = "io.kestra.plugin.core.flow.ForEachItem"  # the parts' types: Kestra's inner classes
 
 
-class ForEachItemExecutable(Task):
+class ForEachItemExecutable(_CallsFlow):
     """``<id>_items``: one subflow execution per batch (the engine's ``foreach_item`` module)."""
 
-    kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
     canonical: ClassVar[str] = "squall.flow.ForEachItem$ForEachItemExecutable"
-    namespace: str
-    flowId: str
-    revision: int | None = None
-    inputs: dict[str, Any] | None = None
-    labels: dict[str, str] | None = None
-    wait: bool = True
-    transmitFailed: bool = True
-    inheritLabels: bool = False
 
 
 class NamespaceFiles(_Strict):
