@@ -335,6 +335,8 @@ class Runtime:
             self._service.flush()
 
     def close(self) -> None:
+        if self._service is not None and self._service.driver.templates is not None:
+            self._service.driver.templates.save()  # what this process compiled, for the next ones
         self.store.close()
 
     def __enter__(self) -> Runtime:
@@ -524,10 +526,14 @@ def open_local(
     one option: no tick runs beside it, so a step submits every job it asks for itself (no
     ``submit_budget``).
     """
+    from control_plane.expressions.code_cache import TemplateCodeCache
+
     options: dict[str, Any] = {
         "submit_budget": None,
         "lane_budget": None,
         "submit_within": None,
+        # compiled templates shared by the processes of this machine (like .pyc files)
+        "templates": TemplateCodeCache(Path(settings.data_dir) / "cache" / "templates"),
         **service_options,
     }
     return open_runtime(settings, clock=clock, store=store, runners=runners, **options)

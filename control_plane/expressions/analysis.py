@@ -56,7 +56,7 @@ def is_template(text: str) -> bool:
 @lru_cache(maxsize=1024)
 def analyze(template: str) -> Analysis:
     """Syntax errors, unsupported names and unguarded ``outputs``/``inputs`` reads of one template."""
-    from control_plane.expressions.environment import _ENV
+    from control_plane.expressions.environment import _ENV, keep_tree
 
     try:
         tree = _ENV.parse(template)
@@ -69,6 +69,7 @@ def analyze(template: str) -> Analysis:
     reads: list[Reference] = []
     _walk(tree, False, bound, guarded, reads)
     references = tuple(r for r in reads if (r.root, r.key) not in guarded)
+    keep_tree(template, tree)  # after the walk: compiling it rewrites it
     return Analysis(tuple(findings), references)
 
 

@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-import regex as _regex
 import yaml as _yaml
 from jinja2.runtime import Undefined
 
@@ -91,10 +90,20 @@ def _default(value: Any, fallback: Any = "") -> Any:
 
 @lru_cache(maxsize=256)
 def _pattern(pattern: str) -> Any:
+    # ``regex`` (Java-like syntax, a match timeout) costs ~30 ms to import: only templates
+    # that use a regular expression pay for it, not every ``squall run``.
+    import regex as _regex
+
     try:
         return _regex.compile(pattern, _regex.VERSION0)
     except _regex.error as exc:
         raise ExpressionError(f"invalid regular expression '{pattern}': {exc}") from None
+
+
+def _regex_error() -> type[Exception]:
+    import regex as _regex
+
+    return _regex.error
 
 
 def regex_timeout(what: str) -> ExpressionLimitError:
@@ -123,7 +132,7 @@ def _regex_replace(text: str, search: str, replacement: str) -> str:
         return str(pattern.sub(expand, text, timeout=limits.remaining()))
     except TimeoutError:
         raise regex_timeout(f"replace with the regular expression '{search}'") from None
-    except (_regex.error, IndexError) as exc:
+    except (_regex_error(), IndexError) as exc:
         raise ExpressionError(f"replace: invalid replacement '{replacement}': {exc}") from None
 
 

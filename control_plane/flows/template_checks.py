@@ -24,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from control_plane.flows.aliases import canonical_type
 from control_plane.flows.models import FOR_EACH_ITEM_PARTS
 from control_plane.flows.validation import Issue, PathTuple
 
-__all__ = ["check_templates"]
+__all__ = ["check_templates", "templates_in"]
 
 #: keys of a flow, task, input or trigger whose values Kestra never renders, or that are checked
 #: elsewhere (a user's map may use the same words as keys: those values are still read)
@@ -134,3 +136,27 @@ def _declared(data: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
         elif isinstance(value, list):
             stack.extend((child, in_inputs) for child in value)
     return frozenset(tasks), frozenset(inputs)
+
+
+def templates_in(flow: BaseModel) -> set[str]:
+    """Every template string a parsed flow holds (task properties, inputs, outputs, triggers...):
+    what a compiled-template cache loads before the flow is planned."""
+    from control_plane.expressions.analysis import is_template
+
+    found: set[str] = set()
+    stack: list[Any] = [flow]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if is_template(node):
+                found.add(node)
+        elif isinstance(node, BaseModel):
+            stack.extend(node.__dict__.values())
+            if node.__pydantic_extra__:
+                stack.extend(node.__pydantic_extra__.values())
+        elif isinstance(node, Mapping):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+    return found

@@ -96,6 +96,7 @@ from control_plane.errors import (
 from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import Flow, Pause
+from control_plane.flows.template_checks import templates_in
 from control_plane.service.clock import Clock
 from control_plane.service.concurrency import Admission, Slots, held_back
 from control_plane.service.display import Display
@@ -109,6 +110,7 @@ from control_plane.store.codec import dumps
 from control_plane.tasks import EffectContext, EffectOutcome, deadline_for, run_effect
 
 if TYPE_CHECKING:
+    from control_plane.expressions.code_cache import TemplateCodeCache
     from control_plane.service.ownership import Ownership
     from control_plane.service.storage import TaskStorage
     from control_plane.service.supervisor import JobSupervisor
@@ -174,9 +176,13 @@ class ExecutionDriver:
         submit_within: float | None = None,
         timer_scan_interval: float = 1.0,
         storage: TaskStorage | None = None,
+        templates: TemplateCodeCache | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
+        # Compiled templates other processes left (local runtimes): loaded with each flow, so
+        # the engine renders from memory without compiling them again.
+        self.templates = templates
         # ``kv()`` in expressions reads the deployment's KV store through this (the engine does no I/O)
         self.kv = KvStore(storage, clock.now) if storage is not None else None
         self.masks = masks
@@ -240,6 +246,8 @@ class ExecutionDriver:
                 flow = parse_flow(record.source, f"{namespace}.{flow_id} revision {record.revision}")
                 flow = flow.model_copy(update={"revision": record.revision})
                 self.flows[(namespace, flow_id, record.revision)] = flow
+                if self.templates is not None:
+                    self.templates.load(templates_in(flow))
         return flow
 
     def flow_of(self, execution: Execution) -> Flow:

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from msgspec import Struct
 
@@ -51,6 +51,9 @@ from control_plane.service.supervisor import (
 from control_plane.store.base import FlowRecord, JobPhase, JobRecord, StateStore, TriggerRecord
 from control_plane.triggers.schedule import Fire, due
 from runners.base import JobEvent, Waitable
+
+if TYPE_CHECKING:
+    from control_plane.expressions.code_cache import TemplateCodeCache
 
 __all__ = ["HANDED_TO_TICK", "LogLimits", "Recent", "Service", "ServiceError", "TickReport"]
 
@@ -92,6 +95,7 @@ class Service:
         submit_lease: timedelta = DEFAULT_SUBMIT_LEASE,
         submit_timeout: timedelta = DEFAULT_SUBMIT_TIMEOUT,
         lost_after: timedelta = DEFAULT_LOST_AFTER,
+        templates: TemplateCodeCache | None = None,
     ) -> None:
         self.store = store
         self.runners = runners
@@ -111,6 +115,7 @@ class Service:
             submit_within=submit_within,
             timer_scan_interval=poll_interval,
             storage=storage,
+            templates=templates,
         )
         self.jobs = JobSupervisor(
             store,

@@ -628,13 +628,13 @@ def test_a_template_is_parsed_once_however_often_it_is_rendered(monkeypatch: pyt
     from control_plane.expressions import environment
 
     parsed: list[str] = []
-    parse = environment._ENV.from_string
+    compile_ = environment._ENV.compile
 
-    def counting(source: str, *args: Any, **kwargs: Any) -> Any:
+    def counting(source: Any, *args: Any, **kwargs: Any) -> Any:
         parsed.append(source)
-        return parse(source, *args, **kwargs)
+        return compile_(source, *args, **kwargs)
 
-    monkeypatch.setattr(environment._ENV, "from_string", counting)
+    monkeypatch.setattr(environment._ENV, "compile", counting)
     template = f"{{{{ task.id }}}} > {{{{ taskrun.value }}}} ({uuid.uuid4().hex})"  # not cached yet
     for i in range(1000):
         ctx = {"task": {"id": "t"}, "taskrun": {"value": str(i)}}
