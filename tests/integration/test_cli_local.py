@@ -282,3 +282,25 @@ def test_the_outputs_limit_is_a_setting_of_local_runs_too(tmp_path: Path) -> Non
     assert "over the limit of 2,048 bytes on a task's outputs (SQUALL_MAX_OUTPUTS_BYTES)" in said
     bad = cli.invoke(app, ["run", str(flow), "--db", db], env={"SQUALL_MAX_OUTPUTS_BYTES": "lots"})
     assert bad.exit_code == 1 and "SQUALL_MAX_OUTPUTS_BYTES" in bad.output
+
+
+def test_squall_run_collects_as_usual_once_started(tmp_path: Path) -> None:
+    # Start-up runs with a large first threshold (imports and validation make no garbage); the
+    # execution itself must not: the default thresholds are back and start-up's objects frozen.
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "id: gc\nnamespace: test.gc\ntasks:\n"
+        "  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
+    )
+    script = (
+        "import gc, sys\n"
+        "from control_plane import cli\n"
+        "default = gc.get_threshold()\n"
+        f"sys.argv = ['squall', 'run', {str(flow)!r}, '--db', {str(tmp_path / 'g.db')!r}]\n"
+        "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "print(gc.get_threshold() == default, gc.get_freeze_count() > 1000)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True True"
