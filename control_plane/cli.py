@@ -334,6 +334,7 @@ def run(
 
     started = time.monotonic()
     clock = VirtualClock() if virtual_time else SystemClock()
+    _use_caches(db)
     try:
         source = read_flow_file(file)
         parsed = parse_flow(source, str(file))
@@ -365,6 +366,14 @@ def run(
             raise typer.Exit(1) from None
         _follow_triggered(runtime)
     raise typer.Exit(_exit_code(final))
+
+
+def _use_caches(db: Path | None) -> None:
+    """Before the flow is first read: validated flows are kept beside the database."""
+    from control_plane.runtime import SettingsError, local_settings, use_local_caches
+
+    with contextlib.suppress(SettingsError):  # the runtime reports it, with the same message
+        use_local_caches(local_settings(db))
 
 
 def _follow_triggered(runtime: Any) -> None:

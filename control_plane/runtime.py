@@ -528,6 +528,7 @@ def open_local(
     """
     from control_plane.expressions.code_cache import TemplateCodeCache
 
+    use_local_caches(settings)
     options: dict[str, Any] = {
         "submit_budget": None,
         "lane_budget": None,
@@ -537,3 +538,12 @@ def open_local(
         **service_options,
     }
     return open_runtime(settings, clock=clock, store=store, runners=runners, **options)
+
+
+def use_local_caches(settings: Settings) -> None:
+    """Validated flows are kept under ``<data_dir>/cache/flows`` for the next processes of this
+    machine (``flows/flow_cache.py``); ``squall run`` calls this before it first reads the flow."""
+    from control_plane.flows.flow_cache import FlowCache
+    from control_plane.flows.loader import use_flow_cache
+
+    use_flow_cache(FlowCache(Path(settings.data_dir) / "cache" / "flows"))

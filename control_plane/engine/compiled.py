@@ -25,6 +25,7 @@ from control_plane.flows.models import (
     Switch,
     Task,
 )
+from control_plane.flows.template_checks import strings_in
 
 __all__ = ["CompiledFlow", "LaneMode", "compile_flow"]
 
@@ -57,8 +58,13 @@ class CompiledFlow(Struct):
         rendering looked them up: a job's outputs come back in a later event.
         """
         if self.named_secrets is None:
-            found = _SECRET_CALL.findall(self.flow.model_dump_json())
-            self.named_secrets = tuple(sorted(set(found)))
+            found = {
+                name
+                for text in strings_in(self.flow)
+                if "secret" in text
+                for name in _SECRET_CALL.findall(text)
+            }
+            self.named_secrets = tuple(sorted(found))
         return self.named_secrets
 
 

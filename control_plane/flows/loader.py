@@ -41,6 +41,7 @@ from control_plane.errors import FlowValidationError
 from control_plane.flows import validation
 from control_plane.flows.aliases import canonical_trigger_type, canonical_type
 from control_plane.flows.defaults import apply_plugin_defaults
+from control_plane.flows.flow_cache import FlowCache
 from control_plane.flows.inputs import default_problems
 from control_plane.flows.models import Flow
 from control_plane.flows.template_checks import check_templates
@@ -585,13 +586,18 @@ def parse_flow(text: str, source: str = "<string>", *, lint: bool = False) -> Fl
     parsed = _PARSED.get((text, lint))
     if parsed is not None:
         return parsed
-    try:
-        parsed = _parse(text, source, lint)
-    except FlowValidationError:
-        raise
-    except RecursionError:
-        violation = Violation(source, 1, 1, "", "document nested too deeply")
-        raise FlowValidationError([violation], source) from None
+    disk = _DISK
+    parsed = disk.get(text, lint) if disk is not None else None
+    if parsed is None:
+        try:
+            parsed = _parse(text, source, lint)
+        except FlowValidationError:
+            raise
+        except RecursionError:
+            violation = Violation(source, 1, 1, "", "document nested too deeply")
+            raise FlowValidationError([violation], source) from None
+        if disk is not None:
+            disk.put(text, lint, parsed)
     with _PARSED_LOCK:  # the server validates on several threads
         if len(_PARSED) >= _PARSED_MAX:
             del _PARSED[next(iter(_PARSED))]
@@ -606,6 +612,14 @@ def parse_flow(text: str, source: str = "<string>", *, lint: bool = False) -> Fl
 _PARSED: dict[tuple[str, bool], Flow] = {}
 _PARSED_MAX = 64
 _PARSED_LOCK = threading.Lock()
+_DISK: FlowCache | None = None
+
+
+def use_flow_cache(cache: FlowCache | None) -> None:
+    """Keep validated flows in ``cache`` too, for the next processes (local runtimes set it:
+    ``runtime.use_local_caches``); None: this process's memory only."""
+    global _DISK
+    _DISK = cache
 
 
 def _parse(text: str, source: str, lint: bool) -> Flow:

@@ -1207,7 +1207,9 @@ class _Script(ScriptTask):
 def _script_class(language: str, kind: str) -> type[ScriptTask]:
     base = _Commands if kind == "Commands" else _Script
     name = f"{language.capitalize()}{kind}"
-    return type(name, (base,), {"__module__": __name__, "canonical": f"squall.script.{language}.{kind}"})
+    cls = type(name, (base,), {"__module__": __name__, "canonical": f"squall.script.{language}.{kind}"})
+    globals()[name] = cls  # found by name, as pickle looks a class up (flows/flow_cache.py)
+    return cls
 
 
 _SCRIPT_CLASSES = [

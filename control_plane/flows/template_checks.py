@@ -30,7 +30,7 @@ from control_plane.flows.aliases import canonical_type
 from control_plane.flows.models import FOR_EACH_ITEM_PARTS
 from control_plane.flows.validation import Issue, PathTuple
 
-__all__ = ["check_templates", "templates_in"]
+__all__ = ["check_templates", "strings_in", "templates_in"]
 
 #: keys of a flow, task, input or trigger whose values Kestra never renders, or that are checked
 #: elsewhere (a user's map may use the same words as keys: those values are still read)
@@ -138,18 +138,14 @@ def _declared(data: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(tasks), frozenset(inputs)
 
 
-def templates_in(flow: BaseModel) -> set[str]:
-    """Every template string a parsed flow holds (task properties, inputs, outputs, triggers...):
-    what a compiled-template cache loads before the flow is planned."""
-    from control_plane.expressions.analysis import is_template
-
-    found: set[str] = set()
+def strings_in(flow: BaseModel) -> Iterator[str]:
+    """Every string a parsed flow holds, map keys included, read from the models' fields (no
+    serializer: building pydantic's for every task type costs more than a small flow's run)."""
     stack: list[Any] = [flow]
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            if is_template(node):
-                found.add(node)
+            yield node
         elif isinstance(node, BaseModel):
             stack.extend(node.__dict__.values())
             if node.__pydantic_extra__:
@@ -159,4 +155,11 @@ def templates_in(flow: BaseModel) -> set[str]:
             stack.extend(node.values())
         elif isinstance(node, list | tuple | set | frozenset):
             stack.extend(node)
-    return found
+
+
+def templates_in(flow: BaseModel) -> set[str]:
+    """Every template string a parsed flow holds (task properties, inputs, outputs, triggers...):
+    what a compiled-template cache loads before the flow is planned."""
+    from control_plane.expressions.analysis import is_template
+
+    return {text for text in strings_in(flow) if is_template(text)}
