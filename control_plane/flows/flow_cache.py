@@ -8,8 +8,11 @@ and Squall's code, so it is stored under those.
 
 Layout: ``<directory>/<fingerprint>/<sha256 of lint + text>``. The fingerprint covers the code
 the result depends on: the Python, pydantic, Jinja and PyYAML versions, and the path, size and
-modification time of every ``.py`` file of the ``control_plane`` package (a few hundred
-``stat`` calls, ~1 ms), so an edited or upgraded Squall never reads another's entries. A file
+modification time of every ``.py`` file of the ``control_plane`` and ``runners`` packages (a
+few hundred ``stat`` calls, ~1 ms), so an edited or upgraded Squall never reads another's
+entries. A flow with a ``taskRunner`` block is never stored: its validity also depends on the
+runners installed (entry points, a plugin's SDK present or not), which cost more to list than
+the validation they would save. A file
 holds a header, the BLAKE2b digest of its payload, and the payload: the pickled ``(lint, text,
 flow)``. Only flows that validated are stored: an error is always found again, with its origin.
 
@@ -38,6 +41,7 @@ __all__ = ["FlowCache", "code_fingerprint"]
 _HEADER = b"squall-validated-flow 1\n"
 _DIGEST = 32
 _PACKAGE = Path(__file__).resolve().parents[1]  # control_plane/
+_RUNNERS = _PACKAGE.parent / "runners"
 
 
 def code_fingerprint() -> str:
@@ -48,14 +52,33 @@ def code_fingerprint() -> str:
 
     digest = hashlib.sha256()
     digest.update(f"{sys.version}\0{pydantic.VERSION}\0{jinja2.__version__}\0{yaml.__version__}".encode())
-    for folder, subfolders, files in os.walk(_PACKAGE):
-        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                stat = os.stat(path)
-                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for package in (_PACKAGE, _RUNNERS):
+        for folder, subfolders, files in os.walk(package):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    stat = os.stat(path)
+                    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def _names_a_runner(flow: Flow) -> bool:
+    """Whether any task of ``flow`` has a ``taskRunner`` block (see the module docstring)."""
+    from pydantic import BaseModel
+
+    stack: list[object] = [flow]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            if getattr(node, "taskRunner", None) is not None:
+                return True
+            stack.extend(node.__dict__.values())
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
 
 
 class FlowCache:
@@ -106,6 +129,8 @@ class FlowCache:
 
     def put(self, text: str, lint: bool, flow: Flow) -> None:
         """Store ``flow``; a cache that cannot be written (read-only, full) is skipped."""
+        if _names_a_runner(flow):
+            return
         try:
             payload = pickle.dumps((lint, text, flow), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a value pickle cannot take: validated again next time

@@ -131,12 +131,25 @@ def test_an_invalid_flow_is_never_kept_and_each_error_names_its_file(tmp_path: P
     assert not cache.exists() or _entries(cache) == []
 
 
+def test_a_flow_naming_a_task_runner_is_validated_every_time(tmp_path: Path) -> None:
+    # Its validity depends on the runners installed, not only on the text and Squall's code.
+    cache = tmp_path / "flows"
+    runner = tmp_path / "runner.yaml"
+    runner.write_text(
+        FLOW.replace('commands: ["echo', 'taskRunner:\n          type: process\n        commands: ["echo')
+    )
+    results = [_run(cache, runner) for _ in range(2)]
+    assert [r["validations"] for r in results] == [1, 1]
+    assert results[1]["flow"]["tasks"][1]["tasks"][0]["taskRunner"]["type"] == "process"
+
+
 def test_the_fingerprint_changes_with_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "control_plane"
     (package / "flows").mkdir(parents=True)
     module = package / "flows" / "models.py"
     module.write_text("A = 1\n")
     monkeypatch.setattr(flow_cache, "_PACKAGE", package)
+    monkeypatch.setattr(flow_cache, "_RUNNERS", tmp_path / "runners")
     before = flow_cache.code_fingerprint()
     assert flow_cache.code_fingerprint() == before
     module.write_text("A = 22\n")  # another size
