@@ -895,6 +895,7 @@ def server(
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except SettingsError as exc:  # a bad secrets file, found when the runtime is built
         raise _fail(str(exc)) from None
+    _started()
     where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
     console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
     console.print(f"Web UI: [bold]{srv.url}/ui/[/bold]", highlight=False)
