@@ -58,8 +58,12 @@ def run(tree: Path, flow: Path, db: Path) -> tuple[float, float]:
     env.pop("SQUALL_DATA_DIR", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = _now()
-    done = subprocess.run(
-        [sys.executable, "-m", "control_plane.cli", "run", str(flow)], env=env, capture_output=True, text=True
+    done = subprocess.run(  # in the flow's directory: ``-m`` puts the working directory on sys.path first
+        [sys.executable, "-m", "control_plane.cli", "run", str(flow)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=flow.parent,
     )
     wall = _now() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
