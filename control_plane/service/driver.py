@@ -79,7 +79,16 @@ from control_plane.engine.actions import (
     SubmitJob,
 )
 from control_plane.engine.compiled import compile_flow
-from control_plane.engine.events import Event, Kill, Restart, Resume, Started, TaskResult, TimerFired
+from control_plane.engine.events import (
+    Event,
+    JobStatusChanged,
+    Kill,
+    Restart,
+    Resume,
+    Started,
+    TaskResult,
+    TimerFired,
+)
 from control_plane.engine.ids import job_name
 from control_plane.engine.model import Execution, LogLine
 from control_plane.engine.planner import new_execution, plan, replay
@@ -493,9 +502,77 @@ class ExecutionDriver:
             queue = self.news.queue
             while queue:
                 execution_id, event, own = queue.popleft()
-                self._apply(execution_id, event, own or Ride())
+                group = [(event, own or Ride())]
+                while (
+                    isinstance(event, JobStatusChanged)
+                    and queue
+                    and queue[0][0] == execution_id
+                    and isinstance(queue[0][1], JobStatusChanged)
+                ):
+                    _, later, ride = queue.popleft()
+                    group.append((later, ride or Ride()))
+                if len(group) == 1 or not self._apply_group(execution_id, group):
+                    for one, ride in group:
+                        self._apply(execution_id, one, ride)
         finally:
             self._draining = False
+
+    def _apply_group(self, execution_id: str, group: list[tuple[Event, Ride]]) -> bool:
+        """Group commit: jobs of one execution that ended together (one poll heard them) are
+        planned one after the other on the cached copy and stored in one write, instead of
+        one write (one fsync, locally) each. What each event's save justifies (DONE marks,
+        logs, ``then``) goes with that one write, and actions are carried out only after it.
+
+        False, with nothing written or done, when the group cannot be applied as a whole: an
+        event refused or already applied, a copy that is not current (a conflict): the caller
+        then applies the events one by one, which handles each of those cases on its own.
+        """
+        execution = self.cache.get(execution_id)
+        if execution is None:
+            return False
+        flow = self.flow_of(execution)
+        steps: list[tuple[Execution, list[Action]]] = []
+        current = execution
+        for event, _ in group:
+            try:
+                new, actions = plan(
+                    flow, current, event, secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
+                )
+            except SquallError:
+                return False
+            if new.version == current.version:
+                return False
+            steps.append((new, actions))
+            current = new
+        final = replace(current, changed=frozenset().union(*(new.changed for new, _ in steps)))
+        extra = self.news.riding.pop(execution_id, None) or Ride()
+        owns = [own for _, own in group]
+        records = [self._records(new, actions) for new, actions in steps]
+        written = self.masks.logs(flow, final, [*extra.logs, *(line for own in owns for line in own.logs)])
+        logs = [line for step_logs, _, _ in records for line in step_logs]
+        planned = [job for _, _, step_jobs in records for job in step_jobs]
+        riding: dict[str, JobRecord] = dict(extra.jobs)
+        for own in owns:
+            riding.update(own.jobs)
+        try:
+            self.store.save_execution(
+                final,
+                expected_version=execution.version,
+                logs=[*written, *logs],
+                timers=[timer for _, step_timers, _ in records for timer in step_timers],
+                jobs=_merged(planned, riding.values()),
+            )
+        except ConflictError:
+            self.cache.pop(execution_id, None)
+            self._keep(execution_id, extra)
+            return False
+        self._stored(final, [*written, *logs])
+        for own in owns:
+            self._settle(own)
+        for (_, actions), (_, _, step_jobs) in zip(steps, records, strict=True):
+            self._carry_out(final, actions, step_jobs)
+        self._release_if_ended(final)
+        return True
 
     def load(self, execution_id: str) -> Execution:
         """The cached copy (a guess: see the module docstring), else the stored one."""
