@@ -33,6 +33,16 @@ disposed directories deleted in the background):
     the fork server alone, at the quietest moment seen (load ~2; bare run once): 2.94
     (overhead 3.75 ms/task, total 6.56; the same moment's base run: 16.34 total)
 
+Issue 28 part 5, second session (load 6-8 throughout: other suites on the same two cores):
+three consecutive runs gave overhead / bare = 5.94, 7.36, 10.04 (overhead 7.4, 11.6, 12.3
+ms/task; bare 1.2-1.6 ms), 1.02 SQLite write transactions per task. The squall process
+spends 2.5-2.7 ms of CPU per task and blocks ~21 times per task (voluntary context
+switches: fork server, handshake, watcher thread, commit); at that load each block waits
+for a time slice, which a bare ``subprocess.run`` (one block) does not, so the ratio grows
+with the load. Group commit (jobs of one execution that one poll hears ended, stored in
+one write) brought a Parallel of 10 / 40 echo tasks from 2.30 / 2.08 to 1.40 / 1.10 write
+transactions per task; the sequential path was already at one.
+
 The process tree's CPU per task went from 15.8 to 7.8 ms (``perf stat``, 200 minus 20 tasks);
 the squall process alone spends ~2.4 ms user + 0.8 ms sys per task, most of it in the
 control plane (plan, save, supervision), which bounds the ratio above 2 on this machine.
