@@ -84,9 +84,9 @@ class _Counting:
         self.writes = 0
         original = store._write
 
-        def counted() -> Any:
+        def counted(**options: Any) -> Any:
             self.writes += 1
-            return original()
+            return original(**options)
 
         store._write = counted  # type: ignore[method-assign]
 

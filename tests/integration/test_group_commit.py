@@ -43,9 +43,9 @@ class Plane:
         self.writes = 0
         original = self.store._write
 
-        def counted() -> Any:
+        def counted(**options: Any) -> Any:
             self.writes += 1
-            return original()
+            return original(**options)
 
         self.store._write = counted  # type: ignore[method-assign]
 
