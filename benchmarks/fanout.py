@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 REGION = "us-east-1"
-TERMINAL = ("SUCCEEDED", "FAILED")
 
 
 def flow(n: int) -> str:
@@ -72,6 +71,28 @@ def _reset_hwm() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def _print_heap(top: int) -> None:
+    """What the warm container still holds once the loop ended, by allocating line (``--trace-memory``)."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    stats = snapshot.statistics("lineno")
+    total = sum(stat.size for stat in stats)
+    print(f"  heap held after the run (tracemalloc): {total / 2**20:.1f} MiB; top lines:", file=sys.stderr)
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        print(
+            f"    {stat.size / 2**10:9.0f} KiB {stat.count:8d} blocks  {frame.filename}:{frame.lineno}",
+            file=sys.stderr,
+        )
+    for stat in snapshot.statistics("traceback")[:3]:  # where the biggest holders were allocated from
+        print(f"  {stat.size / 2**10:.0f} KiB allocated through:", file=sys.stderr)
+        for frame in stat.traceback:
+            print(f"      {frame.filename}:{frame.lineno}", file=sys.stderr)
+
+
 def worker(conn: Any, config: dict[str, Any]) -> None:
     """One warm Lambda container: build the runtime once, then one handler call per request."""
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -79,6 +100,10 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["AWS_LAMBDA_LOG_LEVEL"] = "WARNING"
+    if config.get("trace_memory"):
+        import tracemalloc
+
+        tracemalloc.start(8)
     import boto3
 
     from control_plane.handlers import api, events, tick
@@ -127,6 +152,8 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
             conn.send(None)
             continue
         if kind == "check":
+            if config.get("trace_memory"):
+                _print_heap(config["trace_memory"])
             ex = store.get_execution(payload)
             children = [tr for tr in ex.taskruns.values() if tr.task_id == "work"]
             conn.send(
@@ -184,10 +211,87 @@ class Figures:
         ]
 
 
+class MotoIndex:
+    """Makes moto's Batch answer by key what it answers by scanning (this process runs its server).
+
+    moto 5's ``ListJobs`` walks every job of the queue and ``DescribeJobs`` every job of the
+    account, whatever the filter: at 100,000 jobs each of the runner's submits (two ``ListJobs``
+    by name) and each 100-id ``DescribeJobs`` costs O(N), which made a 5,000-item run take
+    18.5 minutes of moto time. Real Batch answers both by index, so this patch does too: a
+    ``JOB_NAME`` filter of one exact name and a list of ids are looked up in dicts kept per
+    queue; anything else (wildcards, status lists, ARNs) goes to moto's own code. Nothing in
+    Squall changes. It also records each job's terminal transition, in order, as EventBridge
+    would deliver its state-change event, so the platform hands events over without listing.
+    """
+
+    def __init__(self) -> None:
+        import collections
+
+        from moto.batch.models import BatchBackend, Job
+
+        self._backend_cls, self._job_cls = BatchBackend, Job
+        self._list_jobs, self._describe_jobs = BatchBackend.list_jobs, BatchBackend.describe_jobs
+        self._mark_stopped = Job._mark_stopped
+        self._by_name: dict[int, tuple[int, dict[str, list[Any]]]] = {}  # id(queue) -> (seen, name -> jobs)
+        self.stopped: collections.deque[str] = collections.deque()
+        index = self
+
+        def list_jobs(
+            backend: Any, job_queue_name: Any, array_job_id: Any, job_status: Any = None, filters: Any = None
+        ) -> Any:
+            name = index._exact_name(filters)
+            queue = backend.get_job_queue(job_queue_name) if job_queue_name and not array_job_id else None
+            if name is None or queue is None:
+                return index._list_jobs(backend, job_queue_name, array_job_id, job_status, filters)
+            seen, names = index._by_name.get(id(queue), (0, {}))
+            for job in queue.jobs[seen:]:
+                names.setdefault(job.job_name.lower(), []).append(job)
+            index._by_name[id(queue)] = (len(queue.jobs), names)
+            return list(names.get(name.lower(), []))
+
+        def describe_jobs(backend: Any, jobs: Any) -> Any:
+            found = [backend._jobs.get(job_id) for job_id in jobs or ()]
+            if not jobs or any(job is None for job in found):
+                return index._describe_jobs(backend, jobs)
+            return [job.describe() for job in dict.fromkeys(found)]
+
+        def mark_stopped(job: Any, success: bool = True) -> None:
+            first = not job.job_stopped
+            index._mark_stopped(job, success)
+            if first:
+                index.stopped.append(job.job_id)
+
+        BatchBackend.list_jobs = list_jobs  # type: ignore[method-assign]
+        BatchBackend.describe_jobs = describe_jobs  # type: ignore[method-assign]
+        Job._mark_stopped = mark_stopped  # type: ignore[method-assign]
+
+    @staticmethod
+    def _exact_name(filters: Any) -> str | None:
+        if not filters or len(filters) != 1 or filters[0].get("name") != "JOB_NAME":
+            return None
+        values = filters[0].get("values") or []
+        return values[0] if len(values) == 1 and not values[0].endswith("*") else None
+
+    def jobs_in(self, queue_arn: str) -> int:
+        """Jobs submitted to the queue so far (what ListJobs over every status would count)."""
+        from moto.batch.models import batch_backends
+
+        _, _, _, region, account, _ = queue_arn.split(":", 5)
+        queue = batch_backends[account][region].get_job_queue(queue_arn)
+        return len(queue.jobs) if queue is not None else 0
+
+    def close(self) -> None:
+        self._backend_cls.list_jobs = self._list_jobs  # type: ignore[method-assign]
+        self._backend_cls.describe_jobs = self._describe_jobs  # type: ignore[method-assign]
+        self._job_cls._mark_stopped = self._mark_stopped  # type: ignore[method-assign]
+
+
 class Platform:
     """Emulated AWS around one worker: resources, invocations, Batch state-change events."""
 
-    def __init__(self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int) -> None:
+    def __init__(
+        self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int, trace_memory: int = 0
+    ) -> None:
         import boto3
 
         from control_plane.runtime import load_settings
@@ -210,6 +314,7 @@ class Platform:
             "scratch": str(scratch),
             "chunk": chunk,
             "submit_budget": submit_budget,
+            "trace_memory": trace_memory,
         }
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
@@ -217,12 +322,14 @@ class Platform:
         self.process.start()
         self.grace = load_settings({}).submit_grace
         self.figures: Figures | None = None
+        self.index = MotoIndex()
         self.delivered: set[str] = set()
         self.last_counted: tuple[int, float] = (0, 0.0)
 
     def close(self) -> None:
         self.conn.send(None)
         self.process.join(timeout=60)
+        self.index.close()
 
     def invoke(self, kind: str, payload: Any) -> Any:
         self.conn.send((kind, payload))
@@ -248,13 +355,6 @@ class Platform:
             raise SystemExit(f"{method} {path}: {response['statusCode']} {response.get('body')}")
         return json.loads(response["body"]), elapsed
 
-    def count(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = []
-        for status in statuses:
-            pages = self.batch.get_paginator("list_jobs").paginate(jobQueue=self.queue, jobStatus=status)
-            jobs += [j for page in pages for j in page["jobSummaryList"]]
-        return jobs
-
     def run(self, n: int) -> Figures:
         from tests.emulators.moto_batch import batch_state_change
 
@@ -265,11 +365,11 @@ class Platform:
         body, figures.start_s = self.api("POST", "/api/v1/main/executions/squall.bench/fanout", "{}")
         figures.start_counted = self.last_counted
         execution_id = body["id"]
-        submitted = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+        submitted = self.index.jobs_in(self.queue)
         idle = 0
         while submitted < n:  # the rate rule, back to back: continuations and handed-over jobs
             self.invoke("tick", {})
-            now = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+            now = self.index.jobs_in(self.queue)
             idle = idle + 1 if now == submitted else 0
             if idle == 1:  # what is left waits for its writer's claim to lapse: a minute later...
                 self.ask("advance", self.grace + 1)
@@ -294,7 +394,12 @@ class Platform:
         return figures
 
     def _deliver(self, state_change: Any, *, wait: bool) -> int:
-        fresh = [j["jobId"] for j in self.count(TERMINAL) if j["jobId"] not in self.delivered]
+        """Hands each job that ended since to ``events``, as DescribeJobs shows it (EventBridge's detail)."""
+        fresh: list[str] = []
+        while self.index.stopped:
+            job_id = self.index.stopped.popleft()
+            if job_id not in self.delivered:
+                fresh.append(job_id)
         for chunk in range(0, len(fresh), 100):
             for job in self.batch.describe_jobs(jobs=fresh[chunk : chunk + 100])["jobs"]:
                 self.delivered.add(job["jobId"])
@@ -310,6 +415,13 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=1000, help="a run for the WRU ratio (0: none)")
     parser.add_argument("--chunk", type=int, help="SQUALL_FANOUT_CHUNK (default: the runtime's)")
     parser.add_argument("--submit-budget", type=int, help="SQUALL_SUBMIT_BUDGET (default: the runtime's)")
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="trace the worker's allocations (slow) and print the TOP lines holding memory at the end",
+    )
     args = parser.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")
@@ -323,7 +435,7 @@ def main() -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory() as scratch, emulators(Path(scratch)) as (ddb, moto):
         for n in sizes:
-            platform = Platform(ddb, moto, Path(scratch), chunk, submits)
+            platform = Platform(ddb, moto, Path(scratch), chunk, submits, args.trace_memory)
             try:
                 results.append(platform.run(n))
             finally:
