@@ -211,81 +211,6 @@ class Figures:
         ]
 
 
-class MotoIndex:
-    """Makes moto's Batch answer by key what it answers by scanning (this process runs its server).
-
-    moto 5's ``ListJobs`` walks every job of the queue and ``DescribeJobs`` every job of the
-    account, whatever the filter: at 100,000 jobs each of the runner's submits (two ``ListJobs``
-    by name) and each 100-id ``DescribeJobs`` costs O(N), which made a 5,000-item run take
-    18.5 minutes of moto time. Real Batch answers both by index, so this patch does too: a
-    ``JOB_NAME`` filter of one exact name and a list of ids are looked up in dicts kept per
-    queue; anything else (wildcards, status lists, ARNs) goes to moto's own code. Nothing in
-    Squall changes. It also records each job's terminal transition, in order, as EventBridge
-    would deliver its state-change event, so the platform hands events over without listing.
-    """
-
-    def __init__(self) -> None:
-        import collections
-
-        from moto.batch.models import BatchBackend, Job
-
-        self._backend_cls, self._job_cls = BatchBackend, Job
-        self._list_jobs, self._describe_jobs = BatchBackend.list_jobs, BatchBackend.describe_jobs
-        self._mark_stopped = Job._mark_stopped
-        self._by_name: dict[int, tuple[int, dict[str, list[Any]]]] = {}  # id(queue) -> (seen, name -> jobs)
-        self.stopped: collections.deque[str] = collections.deque()
-        index = self
-
-        def list_jobs(
-            backend: Any, job_queue_name: Any, array_job_id: Any, job_status: Any = None, filters: Any = None
-        ) -> Any:
-            name = index._exact_name(filters)
-            queue = backend.get_job_queue(job_queue_name) if job_queue_name and not array_job_id else None
-            if name is None or queue is None:
-                return index._list_jobs(backend, job_queue_name, array_job_id, job_status, filters)
-            seen, names = index._by_name.get(id(queue), (0, {}))
-            for job in queue.jobs[seen:]:
-                names.setdefault(job.job_name.lower(), []).append(job)
-            index._by_name[id(queue)] = (len(queue.jobs), names)
-            return list(names.get(name.lower(), []))
-
-        def describe_jobs(backend: Any, jobs: Any) -> Any:
-            found = [backend._jobs.get(job_id) for job_id in jobs or ()]
-            if not jobs or any(job is None for job in found):
-                return index._describe_jobs(backend, jobs)
-            return [job.describe() for job in dict.fromkeys(found)]
-
-        def mark_stopped(job: Any, success: bool = True) -> None:
-            first = not job.job_stopped
-            index._mark_stopped(job, success)
-            if first:
-                index.stopped.append(job.job_id)
-
-        BatchBackend.list_jobs = list_jobs  # type: ignore[method-assign]
-        BatchBackend.describe_jobs = describe_jobs  # type: ignore[method-assign]
-        Job._mark_stopped = mark_stopped  # type: ignore[method-assign]
-
-    @staticmethod
-    def _exact_name(filters: Any) -> str | None:
-        if not filters or len(filters) != 1 or filters[0].get("name") != "JOB_NAME":
-            return None
-        values = filters[0].get("values") or []
-        return values[0] if len(values) == 1 and not values[0].endswith("*") else None
-
-    def jobs_in(self, queue_arn: str) -> int:
-        """Jobs submitted to the queue so far (what ListJobs over every status would count)."""
-        from moto.batch.models import batch_backends
-
-        _, _, _, region, account, _ = queue_arn.split(":", 5)
-        queue = batch_backends[account][region].get_job_queue(queue_arn)
-        return len(queue.jobs) if queue is not None else 0
-
-    def close(self) -> None:
-        self._backend_cls.list_jobs = self._list_jobs  # type: ignore[method-assign]
-        self._backend_cls.describe_jobs = self._describe_jobs  # type: ignore[method-assign]
-        self._job_cls._mark_stopped = self._mark_stopped  # type: ignore[method-assign]
-
-
 class Platform:
     """Emulated AWS around one worker: resources, invocations, Batch state-change events."""
 
@@ -296,7 +221,7 @@ class Platform:
 
         from control_plane.runtime import load_settings
         from control_plane.store.dynamodb_schema import create_table
-        from tests.emulators.moto_batch import create_queues
+        from tests.emulators.moto_batch import BatchIndex, create_queues
 
         session = boto3.Session(region_name=REGION)
         self.table = f"squall-fanout-{uuid.uuid4().hex[:8]}"
@@ -322,14 +247,14 @@ class Platform:
         self.process.start()
         self.grace = load_settings({}).submit_grace
         self.figures: Figures | None = None
-        self.index = MotoIndex()
+        self.index = BatchIndex().install()
         self.delivered: set[str] = set()
         self.last_counted: tuple[int, float] = (0, 0.0)
 
     def close(self) -> None:
         self.conn.send(None)
         self.process.join(timeout=60)
-        self.index.close()
+        self.index.remove()
 
     def invoke(self, kind: str, payload: Any) -> Any:
         self.conn.send((kind, payload))
