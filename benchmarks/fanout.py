@@ -17,6 +17,7 @@ N / 1,000. Every task run must end SUCCESS exactly once, or the run fails.
 
 Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 200]
        python benchmarks/fanout.py --items 1000            # a quick run (no baseline)
+       python benchmarks/fanout.py --items 1000 --baseline 0 --trace-memory 20   # what stays held (slow)
 """
 
 from __future__ import annotations
