@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec.structs import replace
 
+from control_plane.collector import planning
 from control_plane.engine.actions import (
     Action,
     CancelJob,
@@ -283,9 +284,15 @@ class ExecutionDriver:
             admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
             if admission is not Admission.RUN:
                 return self._create(*held_back(created, admission, held, now))
-        execution, actions = plan(
-            flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
-        )
+        with planning():
+            execution, actions = plan(
+                flow,
+                created,
+                Started(at=now),
+                secrets=self.masks.chain,
+                kv=self.kv,
+                lane_budget=self.lane_budget,
+            )
         return self._create(execution, actions)
 
     def start_queued(self, execution_id: str) -> bool:
@@ -516,9 +523,15 @@ class ExecutionDriver:
             execution = self.load(execution_id)
             flow = self.flow_of(execution)
             try:
-                new, actions = plan(
-                    flow, execution, event, secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
-                )
+                with planning():
+                    new, actions = plan(
+                        flow,
+                        execution,
+                        event,
+                        secrets=self.masks.chain,
+                        kv=self.kv,
+                        lane_budget=self.lane_budget,
+                    )
             except SquallError:
                 if not checked:  # refused on an old copy (a resume of what it thinks is RUNNING)
                     self.cache.pop(execution_id, None)

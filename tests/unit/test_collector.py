@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from control_plane.collector import PLANNING_THRESHOLD, planning
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
 from control_plane.levels import Level
@@ -98,3 +99,50 @@ def test_a_task_run_round_trips_with_the_collector_paused() -> None:
         rows = [dumps(taskrun_to_json(_taskrun(i))) for i in range(3)]
         back = [taskrun_from_json(loads(row)) for row in rows]
     assert back == [_taskrun(i) for i in range(3)]
+
+
+def test_planning_hides_what_was_alive_before_and_restores_everything_after() -> None:
+    threshold = gc.get_threshold()
+    before = [object() for _ in range(3)] + [[]]  # a tracked list alive before the call
+    with planning():
+        assert gc.get_freeze_count() > 0  # the list above is frozen out of the collector's sight
+        assert gc.get_threshold()[0] == max(PLANNING_THRESHOLD, threshold[0])
+        assert gc.isenabled()  # still collecting what the planner allocates
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+    with pytest.raises(ValueError), planning():
+        raise ValueError("a planner bug")
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+    assert before
+
+
+def test_cycles_made_while_planning_are_collected_during_the_call() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    seen = threading.Event()
+    with planning():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        weakref.finalize(a, seen.set)
+        del a, b
+        gc.collect()
+        assert seen.is_set()
+
+
+def test_planning_leaves_a_process_freeze_and_a_disabled_collector_alone() -> None:
+    gc.freeze()  # as a Lambda handler may after its imports
+    try:
+        frozen = gc.get_freeze_count()
+        with planning():
+            pass
+        assert gc.get_freeze_count() == frozen  # not undone by the planner's window
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        with planning():
+            assert not gc.isenabled()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
