@@ -333,19 +333,19 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
 # ---------------------------------------------------------------- task-run text, fast path
 #
 # A store that keeps each task run as one JSON text (SQLite) encodes and decodes it once per
-# task run saved or loaded: at 100,000 task runs ``json`` spent more time there than the
-# planner did on the whole loop (benchmarks/engine.py). msgspec does both in C. The text is the
-# same document ``taskrun_to_json`` describes (same keys, values and defaults), so documents
-# written before load through the fast path and documents written now load in older code.
-# Whatever msgspec would write differently from ``dumps`` (NaN, dates and other non-JSON values
-# inside outputs) or cannot read (NaN, 1e400, a value of a type the document does not expect)
-# takes the ``json`` path instead.
+# task run saved or loaded: at 100,000 task runs ``json`` (and the dicts built for it) took
+# longer than the planner spent on the whole loop (benchmarks/engine.py). msgspec writes and
+# reads the value types directly, in C. The text is the document ``taskrun_to_json`` describes:
+# the same keys, the same defaults left out (``omit_defaults`` on the value types), the same
+# values; only datetimes in UTC are spelled ``...Z`` instead of ``...+00:00``, which
+# ``datetime.fromisoformat`` (3.11+) and msgspec both read. So documents written before load
+# here and documents written here load in ``taskrun_from_json``. Outputs msgspec would write
+# differently from ``dumps`` (NaN, dates, bytes and other non-JSON values) take the ``json``
+# path, and so do documents it cannot read (NaN, 1e400, a type the document does not expect).
 
-_encode = msgspec.json.Encoder().encode
 
-
-class _TaskRunDoc(msgspec.Struct, gc=False):
-    """A stored task run as msgspec reads it: ``taskrun_to_json``'s keys, its omitted defaults."""
+class _TaskRunDoc(msgspec.Struct, gc=False, omit_defaults=True):
+    """A stored task run as msgspec writes and reads it: ``taskrun_to_json``'s keys and defaults."""
 
     id: str
     seq: int
@@ -368,6 +368,7 @@ class _TaskRunDoc(msgspec.Struct, gc=False):
     batches: Batches | None = None
 
 
+_encode = msgspec.json.Encoder().encode
 _decode_taskrun = msgspec.json.Decoder(_TaskRunDoc).decode
 
 
@@ -386,11 +387,31 @@ def _plain(value: Any) -> bool:
 
 
 def taskrun_dumps(tr: TaskRun) -> str:
-    """``dumps(taskrun_to_json(tr))``, through msgspec when the outputs are plain JSON."""
-    doc = taskrun_to_json(tr)
-    if tr.outputs is None or _plain(tr.outputs):
-        return _encode(doc).decode()
-    return dumps(doc)
+    """``dumps(taskrun_to_json(tr))`` as one call into msgspec when the outputs are plain JSON."""
+    if tr.outputs is not None and not _plain(tr.outputs):
+        return dumps(taskrun_to_json(tr))
+    doc = _TaskRunDoc(
+        tr.id,
+        tr.seq,
+        tr.task_id,
+        tr.task_type,
+        tr.state,
+        tr.created,
+        tr.parent_id,
+        tr.phase,
+        tr.lane,
+        tr.position,
+        tr.values,
+        tr.iteration,
+        tr.ended,
+        tr.attempts,
+        tr.outputs,  # type: ignore[arg-type]  # a plain dict: _plain checked it
+        tr.error,
+        tr.progress,
+        tr.infra_attempts,
+        tr.batches,
+    )
+    return _encode(doc).decode()
 
 
 def taskrun_loads(text: str | bytes) -> TaskRun:
