@@ -357,6 +357,8 @@ class _Transaction:
         self._lookup = secrets
         self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
+        self._execution_ctx: dict[State, dict[str, Any]] = {}
+        self._now_iso = iso(now)  # what every task run created in this call starts at
 
     # ------------------------------------------------------------------ plumbing
 
@@ -473,7 +475,10 @@ class _Transaction:
         # takes its final state once they have ended.
         # `afterExecution` tasks run once the final state is known, and see it.
         state = self.root.final if self.root.final is not None else self.state
-        ctx["execution"] = {**self._static["execution"], "state": str(state)}
+        execution = self._execution_ctx.get(state)
+        if execution is None:  # one per state seen in this call, shared as the flow's is
+            execution = self._execution_ctx[state] = {**self._static["execution"], "state": str(state)}
+        ctx["execution"] = execution
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
         ctx["labels"] = self.labels
@@ -493,7 +498,7 @@ class _Transaction:
         if tr is not None:
             taskrun: dict[str, Any] = {
                 "id": tr.id,
-                "startDate": iso(tr.created),
+                "startDate": self._now_iso if tr.created is self.now else iso(tr.created),
                 "attemptsCount": max(len(tr.attempts) - 1, 0),
                 "parentId": tr.parent_id,
                 "iteration": tr.iteration,
@@ -1343,15 +1348,19 @@ class _Transaction:
         state = child.state
         if p.phase is not Phase.ERRORS and state.ok:
             p = replace(p, worst=worst(p.worst, state))
-        self.set_progress(child.parent_id, p)
         if state.ok and self.state is not State.KILLING:
             tasks = self.lane_tasks(child.parent_id, child.phase, child.lane)
             if child.position + 1 < len(tasks):
+                self.set_progress(child.parent_id, p)
                 self.start_task(
                     child.parent_id, child.phase, child.lane, child.position + 1, tasks[child.position + 1]
                 )
                 return
-        self.lane_ended(child.parent_id, child.phase, child.lane, ok=state.ok, state=state, error=child.error)
+        # lane_ended writes the owner's progress once, this change included (one task-run write
+        # per child of a ForEach instead of two)
+        self.lane_ended(
+            child.parent_id, child.phase, child.lane, ok=state.ok, state=state, error=child.error, progress=p
+        )
 
     def lane_ended(
         self,
@@ -1362,8 +1371,10 @@ class _Transaction:
         ok: bool,
         state: State,
         error: str | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        p = self.progress(self.owner(owner_id))
+        """Count the lane done; ``progress``: the owner's, when the caller holds a newer one."""
+        p = progress if progress is not None else self.progress(self.owner(owner_id))
         p = replace(p, done=p.done + 1)
         if not ok:
             if state in (State.KILLED, State.CANCELLED):

@@ -13,7 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from control_plane.engine.events import JobFailure
-from control_plane.engine.model import Attempt, Batches, Execution, LogLine, Phase, Progress, TaskRun
+from control_plane.engine.model import (
+    Attempt,
+    Batches,
+    Execution,
+    LogLine,
+    Phase,
+    Progress,
+    TaskRun,
+    nested_set,
+)
 from control_plane.engine.states import State
 from control_plane.levels import Level
 from control_plane.store.codec import (
@@ -440,3 +449,35 @@ def test_documents_msgspec_cannot_read_load_as_json_reads_them() -> None:
             pass  # what the stores turn into StoreError, as before
         else:
             raise AssertionError(f"{broken!r} was read")
+
+
+index_runs = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.lists(st.sampled_from(["x", "y", "1"]), max_size=3).map(tuple),
+        st.none() | st.dictionaries(st.sampled_from(["v", "w"]), st.integers(0, 3), max_size=2),
+    ),
+    max_size=12,
+)
+
+
+@SETTINGS
+@given(index_runs, st.integers(0, 1000))
+def test_the_outputs_index_is_nested_set_folded_over_the_runs_in_creation_order(
+    runs: list[tuple[str, tuple[str, ...], dict[str, int] | None]], shuffle: int
+) -> None:
+    trs = [
+        TaskRun(
+            f"r{i}", i, task, "Return", None, Phase.TASKS, 0, 0, values, 0, State.SUCCESS, T0, outputs=out
+        )
+        for i, (task, values, out) in enumerate(runs)
+    ]
+    expected = immutables.Map[str, Any]()
+    for tr in trs:  # the engine's index_outputs, one task run at a time
+        if tr.outputs is not None:
+            value = (
+                tr.outputs if not tr.values else nested_set(expected.get(tr.task_id), tr.values, tr.outputs)
+            )
+            expected = expected.set(tr.task_id, value)
+    random.Random(shuffle).shuffle(trs)
+    assert rebuild_outputs_index(trs) == expected
