@@ -3,19 +3,19 @@
 Theory of operation: an execution is a tree of frozen values (task runs and their parts are
 msgspec Structs declared ``gc=False``; the task-run map and the outputs index are persistent
 maps whose nodes hold them). None of it can form a reference cycle, so refcounting frees all of
-it, yet the collector still walks every tracked node each time one of its generation
-thresholds is crossed, and a 100,000-item ForEach crosses them hundreds of times while it
-grows that graph: benchmarks/engine.py measured the collector at a fifth of the planner's time
-there, and growing with the size (issue 28 part 4). Two remedies, each around one call and
-never for the whole process (a cycle made elsewhere must still be collected):
+it, yet the collector walks every tracked map node each time one of its generation thresholds
+is crossed. A 100,000-item ForEach has some 170,000 such nodes: planning it crossed the
+thresholds hundreds of times, and each pass over the nodes built so far took about 0.1 s, so
+the collector's share grew with the size (issue 28 part 4). Then every node was scanned again
+once it was young no more: once after planning, once after loading.
 
-- :func:`acyclic` pauses the collector while a store encodes or decodes one execution's
-  records: JSON values and ``gc=False`` Structs, nothing a collection could free.
-- :func:`planning` wraps one ``plan`` call: what was alive before it (the execution loaded,
-  the flow, the modules) is frozen out of the collector's sight (``gc.freeze``) and the
-  youngest generation's threshold is raised, so the few collections that still run look only
-  at what the planner allocates. A plan over 10,000 tasks leaves about ten cyclic objects
-  (measured with ``gc.collect()`` after it), so garbage cannot pile up. It unfreezes after.
+So the calls that build an execution's state (a store decoding or encoding one execution's
+records, one ``plan`` call) run with the collector paused (:func:`acyclic`), and what they
+built joins the oldest generation directly when they return (``gc.freeze()`` then
+``gc.unfreeze()``, two list splices) instead of being scanned on its way there. Nothing is
+turned off for the process, and nothing is kept from the collector: a cycle made during the
+call (a plan over 10,000 tasks leaves about ten cyclic objects, measured with ``gc.collect()``)
+is found by the next full collection, which still runs on CPython's own schedule.
 """
 
 from __future__ import annotations
@@ -24,25 +24,20 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["PLANNING_THRESHOLD", "acyclic", "planning"]
-
-PLANNING_THRESHOLD = 100_000
-"""Allocations between young collections while planning (CPython's default is 700). Measured
-with benchmarks/engine.py's flow at 100,000 items, planner CPU per task run (load 6 on 2 cores):
-no change 30.9 us, freeze with 20,000: 27.3, freeze with 100,000: 26.8, collector off: 25.9."""
+__all__ = ["acyclic", "planning"]
 
 
 @contextmanager
 def acyclic() -> Iterator[None]:
-    """Pause the cyclic garbage collector while one execution's records are encoded or decoded.
+    """Pause the cyclic garbage collector while one execution's state is built (module docstring).
 
-    Decoding N task runs allocates a few container objects per record (dicts, lists) and keeps
-    them; every generation threshold crossed meanwhile makes the collector rescan the batch
-    built so far, so a 100,000-task-run load spent most of its time there (issue 28: 2.4 s of
-    json.loads instead of 0.5). What is built here cannot form a reference cycle (JSON values
-    and Structs declared ``gc=False``), so there is nothing for the collector to find. The
-    pause is for the one call, re-entrant, and leaves a collector the process disabled alone;
-    objects allocated meanwhile are counted when it resumes.
+    Decoding N task runs allocates a few container objects per record and keeps them; every
+    generation threshold crossed meanwhile makes the collector rescan the batch built so far,
+    so a 100,000-task-run load spent most of its time there (issue 28: 2.4 s of json.loads
+    instead of 0.5). The pause is for the one call and re-entrant (an inner call leaves the
+    collector to the outer one); a collector the process disabled is left alone, and so is a
+    process that froze objects itself (a Lambda handler's ``gc.freeze()`` after its imports
+    must not be undone): there the objects stay young, as before.
     """
     if not gc.isenabled():
         yield
@@ -51,25 +46,15 @@ def acyclic() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()  # everything tracked, this call's objects included...
+            gc.unfreeze()  # ...back into the oldest generation, unscanned
         gc.enable()
 
 
-@contextmanager
-def planning() -> Iterator[None]:
-    """Collect only what one ``plan`` call allocates, and that less often (module docstring).
-
-    Leaves the collector alone when the process disabled it or froze objects itself (a Lambda
-    handler's ``gc.freeze()`` after import must not be undone here). Two threads planning at
-    once may end each other's window early; that costs time, never a collection.
-    """
-    if not gc.isenabled() or gc.get_freeze_count():
-        yield
-        return
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(PLANNING_THRESHOLD, threshold[0]), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
+planning = acyclic
+"""Around one ``plan`` call: what the planner builds is the execution's next state, acyclic
+like a loaded one. Planner CPU per task run of benchmarks/engine.py's flow at 100,000 items
+(load 6 on 2 cores): 30.9 us untouched, 26.8 with the young threshold raised to 100,000 and
+the older state frozen meanwhile, 25.9 paused; and the 170,000 map nodes it made were then
+scanned once more after it returned (0.4 s) unless promoted as here."""

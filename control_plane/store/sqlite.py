@@ -486,6 +486,10 @@ class SqliteStore:
         )
 
     def get_execution(self, execution_id: str) -> Execution:
+        with acyclic():  # the rows are freed inside: the collector resumes on the execution alone
+            return self._get_execution(execution_id)
+
+    def _get_execution(self, execution_id: str) -> Execution:
         with self._connection() as conn:
             try:
                 conn.execute("BEGIN")  # one snapshot for meta and task runs
@@ -493,10 +497,9 @@ class SqliteStore:
                     row = conn.execute(
                         "SELECT version, body FROM executions WHERE id=?", (execution_id,)
                     ).fetchone()
-                    with acyclic():  # one row tuple per task run, kept until decoded
-                        trs = conn.execute(
-                            "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
-                        ).fetchall()
+                    trs = conn.execute(
+                        "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
+                    ).fetchall()
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -504,8 +507,7 @@ class SqliteStore:
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
         try:
-            with acyclic():
-                return execution_from_json(loads(row[1]), row[0], [taskrun_loads(b[0]) for b in trs])
+            return execution_from_json(loads(row[1]), row[0], [taskrun_loads(b[0]) for b in trs])
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 
