@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from control_plane.expressions import limits
 from control_plane.expressions.display import is_truthy, to_display
 
 __all__ = ["is_truthy", "render", "render_value", "to_display"]
@@ -81,8 +82,6 @@ def _text_at_path(template: str, context: Mapping[str, Any]) -> str | None:
         value = value.get(name, _MISSING)
     if type(value) is not str:
         return None
-    from control_plane.expressions import limits
-
     if len(value) > limits.current_limits().max_output:
         return None  # Jinja raises the limit's error
     limits.charge_print(len(value))  # inside another render, counted as Jinja counts it
