@@ -24,7 +24,11 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["acyclic", "planning"]
+__all__ = ["PROMOTE_AFTER", "acyclic", "planning"]
+
+PROMOTE_AFTER = 10_000
+"""Young objects a paused call must leave behind for them to be promoted: a plan or load of a
+few thousand task runs."""
 
 
 @contextmanager
@@ -46,7 +50,9 @@ def acyclic() -> Iterator[None]:
     try:
         yield
     finally:
-        if gc.get_freeze_count() == 0:
+        # Only after a call that built much: get_freeze_count() walks the frozen objects (a CLI
+        # that froze its start-up has many), and a small call's objects are cheap to scan young.
+        if gc.get_count()[0] > PROMOTE_AFTER and gc.get_freeze_count() == 0:
             gc.freeze()  # everything tracked, this call's objects included...
             gc.unfreeze()  # ...back into the oldest generation, unscanned
         gc.enable()
