@@ -306,6 +306,7 @@ class JobSupervisor:
                 spec = replace(spec, claimed=True)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
+                found = handle is not None
                 if handle is None:
                     handle = runner.submit(spec)
         except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
@@ -321,7 +322,10 @@ class JobSupervisor:
         self.adopt(job, handle)
         ride = self.news.ride(job.execution_id)
         ride.jobs[job.name] = self._mark(job, JobPhase.SUBMITTED, handle=handle.to_dict())
-        if not reattach and self.announces(job.runner):
+        # Submitted here, by the outbox writer or by a claim's holder (the tick, for the jobs a
+        # step left it): the events bring the handle, as for any lazy handle. A job found by
+        # name (a recovery) is written SUBMITTED, or every later tick would look for it again.
+        if not found and self.announces(job.runner):
             ride.lazy.add(job.name)
 
     def _submit_later(self, job: JobRecord, exc: TransientRunnerError) -> None:
