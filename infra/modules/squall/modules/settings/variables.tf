@@ -311,6 +311,18 @@ variable "submit_seconds" {
   }
 }
 
+variable "schedule_submit_seconds" {
+  description = "SQUALL_SUBMIT_SECONDS of the schedule function alone (ADR 0015, issue 28): nobody waits on a scheduled start, so its step submits the jobs it starts (at most fanout_chunk lanes) itself instead of leaving them to the tick after submit_seconds."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.schedule_submit_seconds > 0 && var.schedule_submit_seconds + 30 <= var.functions.schedule.timeout
+    error_message = "schedule_submit_seconds must be more than 0 and leave 30 s of functions.schedule.timeout for the rest of the invocation."
+  }
+}
+
 variable "tick_seconds" {
   description = "Seconds one tick spends on fan-out continuations and submits (SQUALL_TICK_SECONDS, ADR 0015)."
   type        = number
