@@ -70,6 +70,7 @@ from control_plane.engine.events import (
 )
 from control_plane.engine.ids import job_name, short_hash, taskrun_id
 from control_plane.engine.inline import run_inline
+from control_plane.engine.labels import child_labels, context_labels, with_correlation
 from control_plane.engine.model import (
     Attempt,
     Execution,
@@ -195,7 +196,7 @@ def new_execution(
         state=State.CREATED,
         created=at,
         inputs=dict(inputs or {}),
-        labels={**flow.labels, **(labels or {})},
+        labels=with_correlation({**flow.labels, **(labels or {})}, execution_id),
         trigger=trigger,
         original_id=original_id,
         parent=parent,
@@ -476,7 +477,7 @@ class _Transaction:
         ctx["execution"] = {**self._static["execution"], "state": str(state)}
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
-        ctx["labels"] = self.labels
+        ctx["labels"] = context_labels(self.labels)
         ctx["@now"] = self.now
         if self._lookup is not None:
             if self._vault is None:
@@ -1052,9 +1053,7 @@ class _Transaction:
         labels = render_value(dict(task.labels or {}), ctx)
         namespace = render(task.namespace, ctx)
         flow_id = render(task.flowId, ctx)
-        if task.inheritLabels:
-            labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
-        labels = self.mask_data(labels)
+        labels = self.mask_data(child_labels(self.labels, self.ex.id, labels, inherit=task.inheritLabels))
         child_id = short_hash(self.ex.id, tr.id, tr.attempt, size=15)
         self.actions.append(
             StartSubflow(

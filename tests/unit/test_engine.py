@@ -603,7 +603,11 @@ tasks:
 """,
     )
     assert result.logs == []
-    assert dict(result.execution.labels) == {"team": "a", "stage": "l-done"}
+    assert dict(result.execution.labels) == {
+        "team": "a",
+        "stage": "l-done",
+        "system.correlationId": result.execution.id,
+    }
 
 
 def test_replaying_the_same_events_gives_the_same_execution() -> None:
