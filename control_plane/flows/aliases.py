@@ -104,6 +104,7 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     ),
     "squall.trigger.Webhook": (f"{_CORE}.trigger.Webhook", "io.kestra.core.models.triggers.types.Webhook"),
     "squall.trigger.Flow": (f"{_CORE}.trigger.Flow", "io.kestra.core.models.triggers.types.Flow"),
+    "squall.trigger.Http": (f"{_CORE}.http.Trigger", "io.kestra.plugin.fs.http.Trigger"),
 }
 
 # trigger conditions Squall evaluates (a Flow trigger's ``conditions``); each Kestra class keeps

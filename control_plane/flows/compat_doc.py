@@ -94,7 +94,9 @@ def _property_rows(
     rows: list[tuple[str, str, str]] = []
     for prop in dict.fromkeys([*theirs, *ours]):
         ignored = kestra_core.NOT_HONOURED_PROPERTIES.get(f"{short}.{prop}") or (
-            kestra_core.NOT_HONOURED_PROPERTIES.get(prop)
+            None
+            if f"{short}.{prop}" in kestra_core.HONOURED_ON
+            else kestra_core.NOT_HONOURED_PROPERTIES.get(prop)
         )
         if prop in kestra_core.UNSUPPORTED_PROPERTIES:
             rows.append((prop, _NO, kestra_core.UNSUPPORTED_PROPERTIES[prop]))

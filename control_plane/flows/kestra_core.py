@@ -20,6 +20,7 @@ from typing import Final
 
 __all__ = [
     "CORE_PREFIX",
+    "HONOURED_ON",
     "KESTRA_CORE_TYPES",
     "NEWER_TYPES",
     "NOT_HONOURED_PROPERTIES",
@@ -296,7 +297,6 @@ UNSUPPORTED_TYPES: Final[dict[str, str]] = {
     "flow.Template": "deprecated in Kestra (templates were replaced by subflows)",
     "http.Download": "HTTP tasks are not implemented yet",
     "http.Request": "HTTP tasks are not implemented yet",
-    "http.Trigger": "HTTP polling triggers are not implemented yet",
     "kv.Delete": "the KV store tasks are not implemented yet",
     "kv.Get": "the KV store tasks are not implemented yet",
     "kv.GetKeys": "the KV store tasks are not implemented yet",
@@ -328,11 +328,15 @@ UNSUPPORTED_PROPERTIES: Final[dict[str, str]] = {
     "workerGroup": "Squall has no worker groups; `taskRunner` chooses where a task runs",
 }
 
+#: ``type.property`` exceptions to a property-wide entry of NOT_HONOURED_PROPERTIES: honoured there
+HONOURED_ON: Final[frozenset[str]] = frozenset({"http.Trigger.stopAfter"})
+
 #: properties the flow model reads that no Squall code acts on yet (``type.property`` or a
 #: property of every type): validation refuses them (flows/validation.py), and the page says why.
 NOT_HONOURED_PROPERTIES: Final[dict[str, str]] = {
-    "stopAfter": "refused at validation: no Squall trigger stops itself after an execution state yet",
+    "stopAfter": "refused at validation on all but http.Trigger: no other Squall trigger stops itself yet",
     "trigger.Schedule.conditions": "refused at validation: only Flow triggers evaluate conditions",
     "trigger.Webhook.conditions": "refused at validation: only Flow triggers evaluate conditions",
+    "http.Trigger.conditions": "refused at validation: only Flow triggers evaluate conditions",
     "trigger.Schedule.scheduleConditions": "refused at validation: the scheduler does not evaluate them yet",
 }

@@ -48,6 +48,7 @@ __all__ = [
     "AnyTrigger",
     "Flow",
     "FlowableTask",
+    "HttpTrigger",
     "Input",
     "InputType",
     "Level",
@@ -1387,6 +1388,46 @@ class FlowTrigger(Trigger):
     states: list[str] | None = None
 
 
+class HttpTrigger(Trigger):
+    """Kestra's ``io.kestra.plugin.core.http.Trigger``: polls ``uri`` every ``interval``
+    (control_plane/triggers/http.py says when it fires, service/http_triggers.py how)."""
+
+    canonical: ClassVar[str] = "squall.trigger.Http"
+    uri: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"] = "GET"
+    body: str | None = None
+    formData: dict[str, Any] | None = None
+    contentType: str | None = None
+    headers: dict[str, str] | None = None
+    options: HttpRequestOptions | None = None
+    sslOptions: HttpSslOptions | None = None
+    encryptBody: Literal[False] = Field(
+        default=False, description="encrypted outputs are not available: the body is a variable in clear"
+    )
+    interval: Duration = timedelta(seconds=60)  # Kestra's @Builder.Default Duration.ofSeconds(60)
+    responseCondition: str = "{{ response.statusCode < 400 }}"
+    labels: dict[str, str] | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("interval must be a positive duration")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _http_uri(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if "{{" in value or "{%" in value:
+            return value  # rendered at each poll; a bad result is the poll's error
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
 def _trigger_tag(value: Any) -> str | None:
     raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return canonical_trigger_type(raw) if isinstance(raw, str) else None
@@ -1395,7 +1436,8 @@ def _trigger_tag(value: Any) -> str | None:
 AnyTrigger = Annotated[
     Annotated[Schedule, Tag("squall.trigger.Schedule")]
     | Annotated[Webhook, Tag("squall.trigger.Webhook")]
-    | Annotated[FlowTrigger, Tag("squall.trigger.Flow")],
+    | Annotated[FlowTrigger, Tag("squall.trigger.Flow")]
+    | Annotated[HttpTrigger, Tag("squall.trigger.Http")],
     Discriminator(
         _trigger_tag, custom_error_type="unknown_type", custom_error_message="unknown trigger type"
     ),

@@ -459,6 +459,24 @@ class Service:
                         )
         return started
 
+    def poll_http_triggers(
+        self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None
+    ) -> list[str]:
+        """Poll the due Http triggers (all, or the one named); the ids of the executions started.
+
+        service/http_triggers.py says how a poll is claimed once and where its errors go.
+        """
+        from control_plane.service.http_triggers import HttpTriggers
+
+        flows = (
+            self.flow(record.namespace, record.id, record.revision)
+            for record in self._flow_records(namespace, flow_id)
+        )
+        pollers = HttpTriggers(
+            self.store, now=self.clock.now, start=self.start, storage=self.storage, secrets=self.masks.chain
+        )
+        return pollers.poll(flows, trigger_id=trigger_id)
+
     def _flow_records(self, namespace: str | None, flow_id: str | None) -> Iterable[FlowRecord]:
         if namespace is not None and flow_id is not None:
             try:
