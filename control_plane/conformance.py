@@ -38,6 +38,9 @@ before):
   poll (Kestra holds a trigger while its execution runs). Its flows call
   ``http://conformance.invalid``, served locally (control_plane/conformance_http.py). The
   executions the polls started are the case's started ones (``started_states``).
+- ``run_first: [path, ...]``: flow files (relative to the cases file, deployed like ``flows``)
+  each started once, in order, and driven to its end before the case's flow starts: the
+  upstream executions a Flow trigger's ``preconditions`` count.
 - ``input_files: {input: path}``: a file (relative to the cases file) put in the storage before
   the run, its ``kestra:///file/storage/<name>`` URI given as input ``input``
   (:func:`_seed_input_files`), as Kestra's tests ``storageInterface.put`` a FILE input's file.
@@ -344,6 +347,10 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
         files = _seed_input_files(runtime, case.get("input_files") or {}, base)
         for extra in case.get("flows") or ():
             runtime.service.deploy(read(base / extra), str(base / extra))
+        for first in case.get("run_first") or ():
+            record = runtime.service.deploy(read(base / first), str(base / first))
+            started = runtime.service.start(record.namespace, record.id)
+            _drive(runtime, started.id, time.monotonic() + timeout)
         run = run_flow(
             runtime,
             read(path),

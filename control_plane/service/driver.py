@@ -736,7 +736,9 @@ class ExecutionDriver:
                     self.ownership.release(timer.execution_id)  # ended before: only its retry needed it
             elif timer.key == FLOW_TRIGGER_TIMER:  # its process died between the end and the firing
                 self.triggered.extend(
-                    self.flow_triggers.fire(self.reload(timer.execution_id), self.flow, self.start)
+                    self.flow_triggers.fire(
+                        self.reload(timer.execution_id), self.flow, self.start, now=self.clock.now
+                    )
                 )
                 delete()
                 self.drain()
@@ -853,7 +855,9 @@ class ExecutionDriver:
         self._free_slot(execution)
         listeners = self._trigger_outbox.pop(execution.id, None)
         if listeners is not None:  # the save wrote the outbox timer: fire, then delete it
-            self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start, listeners))
+            self.triggered.extend(
+                self.flow_triggers.fire(execution, self.flow, self.start, listeners, now=self.clock.now)
+            )
             self.store.delete_timer(execution.id, FLOW_TRIGGER_TIMER)
         parent = execution.parent
         if not parent or not parent.get("wait"):
