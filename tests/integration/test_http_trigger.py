@@ -320,3 +320,31 @@ def test_squall_server_polls_an_http_trigger_from_its_tick_loop(tmp_path: Path, 
             finally:
                 store.close()
     assert server.returncode == 0 and "Traceback" not in server.stderr()
+
+
+def test_the_tick_and_schedule_lambdas_poll_http_triggers_on_the_cloud_store(
+    store_factory: Any, tmp_path: Path, endpoint: Endpoint
+) -> None:
+    """The cloud path: the tick Lambda's pass and a Scheduler target naming the trigger, on
+    SQLite and on DynamoDB Local (``store_factory`` is parametrised over both)."""
+    from control_plane.handlers import schedule, tick
+    from tests.integration.test_handlers import World
+
+    endpoint.answers["/status"] = (200, "application/json", '{"ok": true}')
+    world = World(store_factory, tmp_path)
+    try:
+        source = flow(f"{endpoint.url}/status").replace(
+            "namespace: squall.http", "namespace: squall.handlers"
+        )
+        world.rt.service.deploy(source, "watch.yaml")
+        (first,) = tick.handler({}, None)["httpTriggered"]
+        assert tick.handler({}, None)["httpTriggered"] == []  # within its interval
+        execution = world.store.get_execution(first)
+        assert execution.state is State.SUCCESS and execution.trigger["body"] == '{"ok": true}'  # type: ignore[index]
+        world.advance(60)
+        named = {"namespace": "squall.handlers", "flowId": "watch", "triggerId": "poll"}
+        (second,) = schedule.handler(named, None)["started"]
+        assert second != first and endpoint.hits["/status"] == 2
+        assert schedule.handler(named, None)["started"] == []
+    finally:
+        world.close()
