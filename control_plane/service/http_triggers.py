@@ -1,6 +1,8 @@
 """Polling Http triggers: the I/O around control_plane/triggers/http.py.
 
-Who calls it: the tick (each minute in the cloud, every ``tick_interval`` under
+Which flows: those in the ``http-triggers/index`` record, written at deploy (a
+:class:`~control_plane.service.flow_index.FlowIndex`), so a tick reads one record, not every
+flow. Who calls it: the tick (each minute in the cloud, every ``tick_interval`` under
 ``squall server``) and the ``schedule`` Lambda when EventBridge Scheduler names one trigger
 (a ``rate(...)`` schedule in the Terraform ``schedules`` list makes an interval under a minute
 reachable in the cloud). A poll is claimed before the request is sent: the trigger record's
@@ -39,7 +41,9 @@ from control_plane.triggers.http import (
     variables,
 )
 
-__all__ = ["HttpTriggers"]
+__all__ = ["INDEX_KEY", "HttpTriggers"]
+
+INDEX_KEY = "http-triggers/index"  # flows whose latest revision has an Http trigger (FlowIndex)
 
 _log = logging.getLogger(__name__)
 

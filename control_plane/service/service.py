@@ -468,14 +468,21 @@ class Service:
         """
         from control_plane.service.http_triggers import HttpTriggers
 
-        flows = (
-            self.flow(record.namespace, record.id, record.revision)
-            for record in self._flow_records(namespace, flow_id)
-        )
+        listed = self.driver.http_pollers.flows()
+        if namespace is not None:
+            listed = [e for e in listed if e[0] == namespace and flow_id in (None, e[1])]
+        flows = (flow for flow in (self._listed_flow(*entry) for entry in listed) if flow is not None)
         pollers = HttpTriggers(
             self.store, now=self.clock.now, start=self.start, storage=self.storage, secrets=self.masks.chain
         )
         return pollers.poll(flows, trigger_id=trigger_id)
+
+    def _listed_flow(self, namespace: str, flow_id: str, revision: int | None) -> Flow | None:
+        """A flow an index lists, or None when it was deleted since (the index outlives it)."""
+        try:
+            return self.flow(namespace, flow_id, revision)
+        except NotFoundError:
+            return None
 
     def _flow_records(self, namespace: str | None, flow_id: str | None) -> Iterable[FlowRecord]:
         if namespace is not None and flow_id is not None:

@@ -348,3 +348,19 @@ def test_the_tick_and_schedule_lambdas_poll_http_triggers_on_the_cloud_store(
         assert schedule.handler(named, None)["started"] == []
     finally:
         world.close()
+
+
+def test_only_flows_deployed_with_an_http_trigger_are_polled(
+    rt: Runtime, endpoint: Endpoint, clock: VirtualClock
+) -> None:
+    """The tick reads the http-triggers index, kept at deploy and delete, not every flow."""
+    endpoint.answers["/ok"] = (200, "text/plain", "ready")
+    rt.service.deploy(flow(f"{endpoint.url}/ok"), "watch.yaml")
+    assert rt.service.driver.http_pollers.flows() == [("squall.http", "watch", 1)]
+    without = flow(f"{endpoint.url}/ok").split("triggers:")[0]
+    rt.service.deploy(without, "watch.yaml")  # revision 2 has no trigger
+    assert rt.service.driver.http_pollers.flows() == []
+    assert rt.service.poll_http_triggers() == [] and endpoint.hits == {}
+    rt.service.deploy(flow(f"{endpoint.url}/ok"), "watch.yaml")
+    rt.service.delete_flow("squall.http", "watch")
+    assert rt.service.poll_http_triggers() == [] and endpoint.hits == {}
