@@ -117,6 +117,11 @@ _CONDITIONS: dict[str, tuple[str, ...]] = {
     )
     for name in ("ExecutionStatus", "ExecutionFlow", "ExecutionNamespace", "ExecutionLabels")
 }
+# the deprecated multi-flow condition, counted in a window like `preconditions`
+_CONDITIONS["squall.condition.MultipleCondition"] = (
+    f"{_CORE}.condition.MultipleCondition",
+    "io.kestra.core.models.conditions.types.MultipleCondition",
+)
 
 # entry-point name in the ``squall.runners`` group -> every type name a ``taskRunner`` may use
 _RUNNERS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import BaseModel
 
 from control_plane.flows import kestra_core
-from control_plane.flows.aliases import ALIASES, RUNNER_ALIASES, TRIGGER_ALIASES
+from control_plane.flows.aliases import ALIASES, CONDITION_ALIASES, RUNNER_ALIASES, TRIGGER_ALIASES
 
 __all__ = ["main", "render", "type_rows"]
 
@@ -44,22 +44,26 @@ def _accepted(
     tasks: Mapping[str, str],
     triggers: Mapping[str, str],
     runners: Mapping[str, str],
+    conditions: Mapping[str, str],
 ) -> str | None:
     """Squall's canonical name for a Kestra type name, whichever table accepts it."""
-    return tasks.get(full_name) or triggers.get(full_name) or runners.get(full_name)
+    return (
+        tasks.get(full_name) or triggers.get(full_name) or runners.get(full_name) or conditions.get(full_name)
+    )
 
 
 def type_rows(
     tasks: Mapping[str, str] = ALIASES,
     triggers: Mapping[str, str] = TRIGGER_ALIASES,
     runners: Mapping[str, str] = RUNNER_ALIASES,
+    conditions: Mapping[str, str] = CONDITION_ALIASES,
 ) -> list[tuple[str, str, str, str]]:
     """(Kestra type, Squall type, status, reason) for every Kestra core type, sorted by name."""
     names = {**{k: v[0] for k, v in kestra_core.KESTRA_CORE_TYPES.items()}, **kestra_core.NEWER_TYPES}
     rows: list[tuple[str, str, str, str]] = []
     for short in sorted(names):
         full = kestra_core.CORE_PREFIX + short
-        canonical = _accepted(full, tasks, triggers, runners)
+        canonical = _accepted(full, tasks, triggers, runners, conditions)
         if canonical is not None:
             rows.append((full, canonical, _YES, ""))
         else:

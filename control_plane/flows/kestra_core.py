@@ -258,8 +258,9 @@ NEWER_TYPES: Final[dict[str, str]] = {
 
 _STORAGE = "reads or writes Kestra's internal storage; Squall has no such storage task yet"
 _CONDITION = (
-    "trigger and listener conditions are kept by the flow model but not evaluated by Squall's "
-    "trigger layer yet"
+    "not evaluated by Squall's trigger layer yet: a Flow trigger evaluates ExecutionStatus, "
+    "ExecutionFlow, ExecutionNamespace, ExecutionLabels and MultipleCondition; a flow using "
+    "another is refused at validation"
 )
 _ADMIN = "administers a Kestra server's own database; Squall's store has no such operation"
 
@@ -271,16 +272,11 @@ UNSUPPORTED_TYPES: Final[dict[str, str]] = {
             "DateTimeBetween",
             "DayWeek",
             "DayWeekInMonth",
-            "ExecutionFlow",
-            "ExecutionLabels",
-            "ExecutionNamespace",
             "ExecutionOutputs",
-            "ExecutionStatus",
             "Expression",
             "FlowCondition",
             "FlowNamespaceCondition",
             "HasRetryAttempt",
-            "MultipleCondition",
             "Not",
             "Or",
             "PublicHoliday",

@@ -26,8 +26,15 @@ from control_plane.errors import ConflictError, InputError, NotFoundError
 from control_plane.flows.models import Flow, FlowTrigger
 from control_plane.service.flow_index import FlowIndex
 from control_plane.store.base import StateStore, TriggerRecord
-from control_plane.triggers.flow import fire_id, input_context, matches, variables
-from control_plane.triggers.preconditions import WindowState, advance, expression_context, state_key
+from control_plane.triggers.flow import fire_id, input_context, is_multiple, matches, variables
+from control_plane.triggers.preconditions import (
+    Preconditions,
+    WindowState,
+    advance,
+    expression_context,
+    parse_multiple,
+    state_key,
+)
 from control_plane.triggers.preconditions import parse as parse_preconditions
 
 __all__ = ["INDEX_KEY", "FlowTriggers"]
@@ -89,7 +96,12 @@ class FlowTriggers:
             for trigger in flow.triggers or ():
                 if not isinstance(trigger, FlowTrigger) or not matches(trigger, upstream):
                     continue
-                if trigger.preconditions is not None and not self._window_fires(flow, trigger, upstream, now):
+                windows = [parse_preconditions(trigger.preconditions)] if trigger.preconditions else []
+                windows += [
+                    parse_multiple(c.model_dump()) for c in trigger.conditions or () if is_multiple(c.type)
+                ]
+                # evaluated one by one, as Kestra stores each window before testing any
+                if not all([self._window_fires(flow, trigger, pre, upstream, now) for pre in windows]):
                     continue
                 new_id = fire_id(upstream.id, namespace, flow_id, trigger.id)
                 try:
@@ -116,14 +128,17 @@ class FlowTriggers:
         return started
 
     def _window_fires(
-        self, flow: Flow, trigger: FlowTrigger, upstream: Execution, now: Callable[[], datetime]
+        self,
+        flow: Flow,
+        trigger: FlowTrigger,
+        pre: Preconditions,
+        upstream: Execution,
+        now: Callable[[], datetime],
     ) -> bool:
         """Count ``upstream`` in the trigger's preconditions window; True when it completes it
         (or completed it before a crash). The new state is written with the version read: of
         two processes completing one window at once, one write wins and the other, having
         reloaded, finds its execution already counted in a fresh window, or not needed."""
-        assert trigger.preconditions is not None
-        pre = parse_preconditions(trigger.preconditions)
         key = state_key(flow.namespace, flow.id, trigger.id, pre.id)
         context = expression_context(flow.namespace, flow.id, flow.revision, upstream)
         for _ in range(_WINDOW_ATTEMPTS):

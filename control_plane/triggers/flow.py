@@ -15,9 +15,10 @@ What Squall evaluates (anything else is refused when the flow is deployed, by
 :func:`unsupported`): ``states`` made of terminated states (Squall reacts to an execution's
 end, not to every transition), the conditions ExecutionStatus (``in``/``notIn``),
 ExecutionFlow (``namespace``/``flowId``), ExecutionNamespace (``namespace`` with
-``comparison`` EQUALS/PREFIX/SUFFIX or the older ``prefix``), ExecutionLabels (``labels``),
-and ``preconditions`` (upstream ``flows`` met within a ``timeWindow``, without ``where``:
-control_plane/triggers/preconditions.py, whose window state the service keeps).
+``comparison`` EQUALS/PREFIX/SUFFIX or the older ``prefix``) and ExecutionLabels (``labels``)
+(control_plane/triggers/conditions.py); ``preconditions`` and the deprecated
+MultipleCondition, conditions met within a time window (control_plane/triggers/
+preconditions.py; the service keeps the window's state).
 
 Exactly once: the new execution's id is derived from the upstream execution id, the flow and
 the trigger id (:func:`fire_id`); firing twice (a retried Lambda) is a ConflictError on create.
@@ -33,9 +34,11 @@ from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.flows.aliases import canonical_condition_type
 from control_plane.flows.models import Condition, FlowTrigger
+from control_plane.triggers.conditions import EVALUATED, holds
+from control_plane.triggers.preconditions import MULTIPLE, multiple_problems
 from control_plane.triggers.preconditions import problems as preconditions_problems
 
-__all__ = ["TERMINATED", "fire_id", "input_context", "matches", "unsupported", "variables"]
+__all__ = ["TERMINATED", "fire_id", "input_context", "is_multiple", "matches", "unsupported", "variables"]
 
 TERMINATED = frozenset(
     {
@@ -91,33 +94,14 @@ def matches(trigger: FlowTrigger, upstream: Execution) -> bool:
 
 
 def _holds(condition: Condition, ex: Execution) -> bool:
-    extra: Mapping[str, Any] = condition.model_extra or {}
-    match canonical_condition_type(condition.type):
-        case "squall.condition.ExecutionStatus":
-            allowed, denied = extra.get("in"), extra.get("notIn")
-            return (allowed is None or ex.state.value in allowed) and (
-                denied is None or ex.state.value not in denied
-            )
-        case "squall.condition.ExecutionFlow":
-            return ex.namespace == extra.get("namespace") and ex.flow_id == extra.get("flowId")
-        case "squall.condition.ExecutionNamespace":
-            wanted = str(extra.get("namespace"))
-            how = extra.get("comparison") or ("PREFIX" if extra.get("prefix") else "EQUALS")
-            return {
-                "EQUALS": ex.namespace == wanted,
-                "PREFIX": ex.namespace.startswith(wanted),
-                "SUFFIX": ex.namespace.endswith(wanted),
-            }[how]
-        case "squall.condition.ExecutionLabels":
-            return all(ex.labels.get(k) == v for k, v in _labels(extra.get("labels")).items())
-    raise AssertionError(f"condition {condition.type} passed validation unevaluated")  # unsupported()
+    if is_multiple(condition.type):
+        return True  # counted in its window (service/flow_triggers.py), not here
+    return holds(condition.type, condition.model_extra or {}, ex)
 
 
-def _labels(raw: Any) -> dict[str, str]:
-    """ExecutionLabels' ``labels``: a map, or Kestra's list of ``{key, value}``."""
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    return {str(item["key"]): str(item["value"]) for item in raw or ()}
+def is_multiple(kind: str) -> bool:
+    """A MultipleCondition: several executions in a window, not a test of one execution."""
+    return canonical_condition_type(kind) == MULTIPLE
 
 
 def unsupported(trigger: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -142,9 +126,13 @@ def unsupported(trigger: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...],
                 (
                     ("conditions", i, "type"),
                     f"condition {kind} is not supported on a Flow trigger: Squall evaluates "
-                    "ExecutionStatus, ExecutionFlow, ExecutionNamespace and ExecutionLabels",
+                    f"{', '.join(EVALUATED)} and MultipleCondition",
                 )
             )
+        elif is_multiple(kind):
+            problems += [
+                (("conditions", i, *path), message) for path, message in multiple_problems(condition)
+            ]
     pre = trigger.get("preconditions")
     if isinstance(pre, Mapping):
         problems += preconditions_problems(pre)

@@ -4,7 +4,9 @@ Kestra (``plugin/core/trigger/Flow.java`` Preconditions, ``FlowTriggerService``,
 ``MultipleConditionStorageInterface.getOrCreate``, ``MultipleConditionWindow``): each upstream
 flow listed in ``flows`` is a condition (``condition_1``, ``condition_2``, ... in order), and
 so is each execution filter in ``where`` (its ``filters`` on FLOW_ID, NAMESPACE, STATE or a
-rendered EXPRESSION, joined by ``operand``). When
+rendered EXPRESSION, joined by ``operand``). The deprecated MultipleCondition (in a Flow
+trigger's ``conditions``) is the same with named conditions (its ``conditions`` map of
+ExecutionStatus, ExecutionFlow, ExecutionNamespace, ExecutionLabels). When
 an execution ends and passes the trigger's ``states`` and ``conditions``, the trigger's
 current window is read, or a new one opened if none is valid now; a new window that is not
 valid now either (a daily window outside its hours, past a deadline) is not evaluated at all.
@@ -49,9 +51,12 @@ from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.errors import ExpressionError
 from control_plane.expressions import is_truthy, render
+from control_plane.flows.aliases import canonical_condition_type
 from control_plane.flows.durations import parse_timedelta
+from control_plane.triggers.conditions import EVALUATED, holds
 
 __all__ = [
+    "MULTIPLE",
     "WINDOW_TYPES",
     "Preconditions",
     "Step",
@@ -59,7 +64,9 @@ __all__ = [
     "advance",
     "expression_context",
     "met_by",
+    "multiple_problems",
     "parse",
+    "parse_multiple",
     "problems",
     "state_key",
     "window_for",
@@ -78,6 +85,10 @@ _ALLOWED = {
 }
 _REQUIRED = {"DAILY_TIME_WINDOW": ("startTime", "endTime"), "DAILY_TIME_DEADLINE": ("deadline",)}
 _PRECONDITION_FIELDS = frozenset({"id", "flows", "where", "timeWindow", "resetOnSuccess"})
+_MULTIPLE_FIELDS = frozenset(
+    {"type", "id", "conditions", "timeWindow", "window", "windowAdvance", "resetOnSuccess"}
+)
+MULTIPLE = "squall.condition.MultipleCondition"
 _WHERE_FIELDS = frozenset({"id", "operand", "filters"})
 _FILTER_FIELDS = frozenset({"field", "type", "value", "values"})
 _FILTER_KINDS = ("FLOW_ID", "NAMESPACE", "STATE", "EXPRESSION")
@@ -132,9 +143,13 @@ class Preconditions(Struct, frozen=True):
     deadline: time | None = None
     reset_on_success: bool = True
     where: tuple[Where, ...] = ()
+    named: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # a MultipleCondition's (name, type, props)
 
     def conditions(self) -> list[str]:
-        """Kestra's condition names: ``condition_<n>`` per flow, then ``condition_<n>_<id>`` per filter."""
+        """Kestra's condition names: ``condition_<n>`` per flow, then ``condition_<n>_<id>`` per
+        filter; a MultipleCondition's are the keys of its ``conditions`` map."""
+        if self.named:
+            return [name for name, _, _ in self.named]
         flows = [f"condition_{i}" for i in range(1, len(self.flows) + 1)]
         return flows + [f"condition_{len(flows) + i}_{w.id}" for i, w in enumerate(self.where, start=1)]
 
@@ -236,6 +251,32 @@ def parse(raw: Mapping[str, Any]) -> Preconditions:
     )
 
 
+def parse_multiple(raw: Mapping[str, Any]) -> Preconditions:
+    """A (deprecated) MultipleCondition, validated by :func:`multiple_problems`: its named
+    conditions in a window (``timeWindow``, or the older ``window`` and ``windowAdvance``)."""
+    window = dict(raw.get("timeWindow") or {})
+    for old in ("window", "windowAdvance"):
+        if raw.get(old) is not None:
+            window[old] = raw[old]  # MultipleCondition.setWindow: the old property wins
+    named = tuple(
+        (str(name), str(c["type"]), {k: v for k, v in c.items() if k != "type"})
+        for name, c in (raw.get("conditions") or {}).items()
+    )
+    base = parse({"id": raw["id"], "timeWindow": window, "resetOnSuccess": raw.get("resetOnSuccess")})
+    return Preconditions(
+        id=base.id,
+        flows=(),
+        type=base.type,
+        window=base.window,
+        advance=base.advance,
+        start_time=base.start_time,
+        end_time=base.end_time,
+        deadline=base.deadline,
+        reset_on_success=base.reset_on_success,
+        named=named,
+    )
+
+
 def window_for(pre: Preconditions, now: datetime) -> tuple[datetime, datetime]:
     """The bounds of a window opened at ``now`` (``getOrCreate``), in UTC."""
     now = now.astimezone(UTC).replace(microsecond=0)
@@ -277,6 +318,8 @@ def met_by(pre: Preconditions, execution: Execution, context: Mapping[str, Any] 
     the listening flow's, over the ended execution; one that fails to render is not met)."""
     met: list[str] = []
     names = pre.conditions()
+    if pre.named:
+        return [name for name, kind, props in pre.named if holds(kind, props, execution)]
     for name, where in zip(names[len(pre.flows) :], pre.where, strict=True):
         results = (_filter_holds(f, execution, context or {}) for f in where.filters)
         if any(results) if where.operand == "OR" else all(results):
@@ -445,6 +488,38 @@ def problems(pre: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
         found.append(
             (("preconditions", "resetOnSuccess"), "preconditions.resetOnSuccess must be true or false")
         )
+    return found
+
+
+def multiple_problems(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """What a raw MultipleCondition asks that Squall cannot honour, or gets wrong."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for key in sorted(set(raw) - _MULTIPLE_FIELDS):
+        found.append(((key,), f"{key} is not a property of MultipleCondition"))
+    cid = raw.get("id")
+    if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]*", cid):
+        found.append(((), "a MultipleCondition's id is required and must match ^[a-zA-Z0-9][a-zA-Z0-9_-]*"))
+    conditions = raw.get("conditions")
+    if not isinstance(conditions, Mapping) or not conditions:
+        found.append(((), "a MultipleCondition's conditions must map names to conditions"))
+    for name, condition in (conditions if isinstance(conditions, Mapping) else {}).items():
+        kind = condition.get("type") if isinstance(condition, Mapping) else None
+        if not isinstance(kind, str) or canonical_condition_type(kind) in (None, MULTIPLE):
+            found.append(
+                (
+                    ("conditions", str(name), "type"),
+                    f"condition {kind} is not supported in a MultipleCondition: Squall evaluates "
+                    f"{', '.join(EVALUATED)}",
+                )
+            )
+    for old in ("window", "windowAdvance"):
+        if raw.get(old) is not None:
+            try:
+                parse_timedelta(str(raw[old]))
+            except ValueError as exc:
+                found.append(((old,), f"{old}: {exc}"))
+    if raw.get("timeWindow") is not None:
+        found += [(path[1:], message) for path, message in _window_problems(raw["timeWindow"])]
     return found
 
 

@@ -169,3 +169,38 @@ def test_where_filters_are_conditions_of_their_own_named_as_kestra_names_them() 
     assert met(ex("2", "a")) == ["condition_1"]
     assert met(ex("3", "z", State.FAILED)) == ["condition_3_either"]
     assert met(ex("4", "y")) == ["condition_3_either"]
+
+
+def test_a_multiple_condition_counts_its_named_conditions_in_its_window() -> None:
+    from control_plane.triggers.preconditions import multiple_problems, parse_multiple
+
+    raw = {
+        "id": "multiple",
+        "type": "io.kestra.plugin.core.condition.MultipleCondition",
+        "window": "P1D",
+        "windowAdvance": "P0D",
+        "conditions": {
+            "success": {"type": "io.kestra.plugin.core.condition.ExecutionStatus", "in": ["SUCCESS"]},
+            "flow-a": {
+                "type": "io.kestra.core.models.conditions.types.ExecutionFlowCondition",
+                "namespace": "team",
+                "flowId": "a",
+            },
+            "flow-b": {
+                "type": "io.kestra.plugin.core.condition.ExecutionFlow",
+                "namespace": "team",
+                "flowId": "b",
+            },
+        },
+    }
+    assert multiple_problems(raw) == []
+    p = parse_multiple(raw)
+    assert p.conditions() == ["success", "flow-a", "flow-b"]
+    assert window_for(p, at(13)) == (DAY, DAY + timedelta(days=1, milliseconds=-1))
+    events = [(ex("1", "a", State.FAILED), at(1)), (ex("2", "b"), at(2)), (ex("3", "a"), at(3))]
+    # each named condition is met on its own: a failed flow-a still meets flow-a, and b's
+    # success meets `success` (as in Kestra, where they are independent conditions)
+    assert run(p, events) == [False, True, False]
+    bad = {**raw, "conditions": {"w": {"type": "io.kestra.plugin.core.condition.Weekend"}}, "sla": {}}
+    paths = [path for path, _ in multiple_problems(bad)]
+    assert paths == [("sla",), ("conditions", "w", "type")]
