@@ -139,7 +139,7 @@ class HttpTriggers:
         return False, stop_state(trigger, execution.state)
 
     def _request_and_fire(self, flow: Flow, trigger: HttpTrigger, polled: str) -> str | None:
-        from control_plane.tasks import EffectContext, TaskFailure
+        from control_plane.tasks import EffectContext, TaskFailure, deadline_for
         from control_plane.tasks.http import request
 
         context: dict[str, Any] = {
@@ -157,7 +157,8 @@ class HttpTriggers:
             execution_id="",
             taskrun_id=trigger.id,
             attempt=1,
-            deadline=time.monotonic() + self.budget,
+            # the Lambda's remaining time too (limit_to_invocation), as a task's request has
+            deadline=min(time.monotonic() + self.budget, deadline_for(None)),
         )
         try:
             output = request(props, ctx)
