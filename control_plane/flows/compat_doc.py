@@ -117,6 +117,17 @@ def _property_rows(
     return rows
 
 
+def _condition_rows(short: str, declared: Iterable[str]) -> list[tuple[str, str, str]]:
+    """A condition has no model class: the trigger layer reads its properties (triggers/conditions.py)."""
+    from control_plane.triggers.conditions import PROPERTIES
+
+    read = PROPERTIES.get(short.removeprefix("condition."), ())
+    rows = [(p, _YES, "") if p in read else (p, _NO, "not read by Squall's trigger layer") for p in declared]
+    return rows + [
+        (p, _YES, "Squall addition (not a Kestra property of this type)") for p in read if p not in declared
+    ]
+
+
 def _expression_rows() -> list[tuple[str, str, str, str, str]]:
     from control_plane.expressions.catalog import Status, entries
 
@@ -189,7 +200,10 @@ def render() -> str:
         if model is None and base == "TaskRunner":
             continue  # runner options are validated by each runner (docs/runners)
         out += [f"### {short}", ""]
-        out += _table(("Property", "Status", "Note"), _property_rows(short, (*common, *declared), model))
+        if base == "Condition":
+            out += _table(("Property", "Status", "Note"), _condition_rows(short, declared))
+        else:
+            out += _table(("Property", "Status", "Note"), _property_rows(short, (*common, *declared), model))
         out += [""]
 
     out += [

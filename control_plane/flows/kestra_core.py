@@ -68,7 +68,7 @@ KESTRA_CORE_TYPES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "condition.DayWeek": ("Condition", ("date", "dayOfWeek")),
     "condition.DayWeekInMonth": ("Condition", ("date", "dayInMonth", "dayOfWeek")),
     "condition.ExecutionFlow": ("Condition", ("flowId", "namespace")),
-    "condition.ExecutionLabels": ("Condition", ()),
+    "condition.ExecutionLabels": ("Condition", ("labels",)),  # a package-private field in Kestra
     "condition.ExecutionNamespace": ("Condition", ("comparison", "namespace", "prefix")),
     "condition.ExecutionOutputs": ("Condition", ("expression",)),
     "condition.ExecutionStatus": ("Condition", ("in", "notIn")),

@@ -15,9 +15,18 @@ from typing import Any
 from control_plane.engine.model import Execution
 from control_plane.flows.aliases import canonical_condition_type
 
-__all__ = ["EVALUATED", "holds"]
+__all__ = ["EVALUATED", "PROPERTIES", "holds"]
 
 EVALUATED = ("ExecutionStatus", "ExecutionFlow", "ExecutionNamespace", "ExecutionLabels")
+
+#: the properties each evaluated condition reads (the compatibility page lists them)
+PROPERTIES: dict[str, tuple[str, ...]] = {
+    "ExecutionStatus": ("in", "notIn"),
+    "ExecutionFlow": ("namespace", "flowId"),
+    "ExecutionNamespace": ("namespace", "comparison", "prefix"),
+    "ExecutionLabels": ("labels",),
+    "MultipleCondition": ("id", "conditions", "timeWindow", "window", "windowAdvance", "resetOnSuccess"),
+}
 
 
 def holds(kind: str, props: Mapping[str, Any], ex: Execution) -> bool:
