@@ -104,15 +104,20 @@ class HttpTriggers:
         record = self.store.get_trigger(key)
         state = PollState.of(record.data if record else None)
         now = self.now()
-        running, stopped = self._last_execution(trigger, state)
-        if stopped is not None:
-            self._write(key, record, PollState(state.last, state.executionId, stopped, None))
-            _log.info("%s.%s: http trigger %s stopped after %s", flow.namespace, flow.id, trigger.id, stopped)
-            return []
-        if not due(trigger, state, now, running):
+        if not due(trigger, state, now, flow.revision):
+            return []  # the cheap checks first: no execution read while nothing is due
+        running, ended_in = self._last_execution(trigger, state)
+        if running:
+            return []  # Kestra holds a trigger while the execution it started runs
+        if ended_in is not None:
+            self._write(key, record, PollState(state.last, state.executionId, ended_in, None, flow.revision))
+            _log.info(
+                "%s.%s: http trigger %s stopped after %s", flow.namespace, flow.id, trigger.id, ended_in
+            )
             return []
         polled = now.isoformat()
-        claimed = self._write(key, record, PollState(polled, state.executionId, None, state.error))
+        previous = None if state.stopped is not None else state.executionId  # restarted: forget it
+        claimed = self._write(key, record, PollState(polled, previous, None, state.error))
         if claimed is None:
             return []  # another process claimed this poll
         try:
@@ -120,15 +125,16 @@ class HttpTriggers:
         except (SquallError, ExpressionError) as exc:
             message = str(exc)
             _log.warning("%s.%s: http trigger %s: %s", flow.namespace, flow.id, trigger.id, message)
-            self._write(key, claimed, PollState(polled, state.executionId, None, message))
+            self._write(key, claimed, PollState(polled, previous, None, message))
             return []
-        execution_id = started or state.executionId
+        execution_id = started or previous
         self._write(key, claimed, PollState(polled, execution_id, None, None))
         return [started] if started else []
 
     def _last_execution(self, trigger: HttpTrigger, state: PollState) -> tuple[bool, str | None]:
-        """(still running, the stopAfter state it ended in) for the execution it started last."""
-        if state.executionId is None:
+        """(still running, the stopAfter state it ended in) for the execution it started last;
+        one that ended before a new revision restarted the trigger stops nothing again."""
+        if state.executionId is None or state.stopped is not None:
             return False, None
         try:
             execution = self.store.get_execution_meta(state.executionId)

@@ -9,7 +9,8 @@ and renders ``responseCondition`` (default ``{{ response.statusCode < 400 }}``) 
 execution starts with the request's output as ``trigger``: ``uri``, ``code``, ``headers``,
 ``body``. While an execution the trigger started is running, the trigger is not evaluated
 (Kestra's scheduler locks a trigger until its execution ends); once it ended in a state listed
-in ``stopAfter``, the trigger stops for good (Kestra disables it).
+in ``stopAfter``, the trigger stops (Kestra disables it) until a new revision of the flow is
+deployed.
 
 The state of one trigger is one store record (:class:`PollState` in its ``data``), written
 with a version check: ``last`` (the poll's instant), ``executionId`` (the execution it started
@@ -41,6 +42,7 @@ __all__ = [
     "request_properties",
     "state_key",
     "stop_state",
+    "stopped",
     "variables",
 ]
 
@@ -52,6 +54,7 @@ class PollState(Struct, frozen=True):
     executionId: str | None = None  # the execution it started last
     stopped: str | None = None  # the stopAfter state that stopped it
     error: str | None = None  # why the last poll did not get an answer to evaluate
+    revision: int | None = None  # the flow revision it stopped at: a new one polls again
 
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> PollState:
@@ -61,6 +64,7 @@ class PollState(Struct, frozen=True):
             executionId=data.get("executionId"),
             stopped=data.get("stopped"),
             error=data.get("error"),
+            revision=data.get("revision"),
         )
 
     def to_data(self) -> dict[str, Any]:
@@ -71,6 +75,7 @@ class PollState(Struct, frozen=True):
                 ("executionId", self.executionId),
                 ("stopped", self.stopped),
                 ("error", self.error),
+                ("revision", self.revision),
             )
             if v is not None
         }
@@ -80,10 +85,16 @@ def state_key(namespace: str, flow_id: str, trigger_id: str) -> str:
     return f"http/{namespace}/{flow_id}/{trigger_id}"
 
 
-def due(trigger: HttpTrigger, state: PollState, now: datetime, running: bool) -> bool:
-    """Poll now? Not when disabled or stopped, nor while its last execution runs, nor within
-    ``interval`` of the last poll."""
-    if trigger.disabled or state.stopped is not None or running:
+def stopped(state: PollState, revision: int | None) -> bool:
+    """Stopped by ``stopAfter`` at this flow revision (deploying a new one starts it again,
+    Squall having no API to re-enable a trigger)."""
+    return state.stopped is not None and state.revision == revision
+
+
+def due(trigger: HttpTrigger, state: PollState, now: datetime, revision: int | None = None) -> bool:
+    """Poll now, unless its last execution still runs (the caller asks that next)? Not when
+    disabled or stopped, nor within ``interval`` of the last poll."""
+    if trigger.disabled or stopped(state, revision):
         return False
     return state.last is None or now >= datetime.fromisoformat(state.last) + trigger.interval
 

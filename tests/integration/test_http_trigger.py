@@ -166,6 +166,12 @@ def test_no_poll_while_its_execution_runs_and_stop_after_ends_the_polling(
     assert state(rt)["stopped"] == "SUCCESS" and endpoint.hits["/ok"] == 1
     clock.sleep_until(clock.now() + timedelta(hours=1))
     assert rt.service.poll_http_triggers() == [] and endpoint.hits["/ok"] == 1
+    # a new revision of the flow polls again (Squall has no API to re-enable a trigger)
+    rt.service.deploy(
+        flow(f"{endpoint.url}/ok", trigger="    stopAfter: [SUCCESS]", tasks=sleep) + "# v2\n", "watch.yaml"
+    )
+    (again,) = rt.service.poll_http_triggers()
+    assert again != started and endpoint.hits["/ok"] == 2 and "stopped" not in state(rt)
 
 
 def test_an_execution_that_failed_does_not_stop_a_trigger_that_stops_after_success(

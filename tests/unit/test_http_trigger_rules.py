@@ -47,15 +47,15 @@ def test_kestras_defaults_and_old_alias() -> None:
     )
 
 
-def test_due_once_per_interval_never_while_running_stopped_or_disabled() -> None:
+def test_due_once_per_interval_never_stopped_or_disabled() -> None:
     t = trigger("    interval: PT30S\n")
-    assert due(t, PollState(), T0, running=False)
+    assert due(t, PollState(), T0)
     polled = PollState(last=T0.isoformat())
-    assert not due(t, polled, T0 + timedelta(seconds=29), running=False)
-    assert due(t, polled, T0 + timedelta(seconds=30), running=False)
-    assert not due(t, polled, T0 + timedelta(hours=1), running=True)
-    assert not due(t, PollState(stopped="SUCCESS"), T0, running=False)
-    assert not due(trigger("    disabled: true\n"), PollState(), T0, running=False)
+    assert not due(t, polled, T0 + timedelta(seconds=29))
+    assert due(t, polled, T0 + timedelta(seconds=30))
+    assert not due(t, PollState(stopped="SUCCESS", revision=2), T0, revision=2)
+    assert due(t, PollState(stopped="SUCCESS", revision=2), T0, revision=3)  # redeployed: polls again
+    assert not due(trigger("    disabled: true\n"), PollState(), T0)
 
 
 def test_stop_after_names_the_state_that_stops_it() -> None:
