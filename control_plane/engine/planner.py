@@ -33,7 +33,7 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import immutables
@@ -41,6 +41,7 @@ from msgspec.structs import replace
 
 from control_plane.engine import foreach_item
 from control_plane.engine.actions import (
+    WORKSPACE_CHILDREN,
     WORKSPACE_KEY,
     WORKSPACE_OUTPUT_FILES,
     Action,
@@ -82,6 +83,7 @@ from control_plane.engine.model import (
     outputs_index,
 )
 from control_plane.engine.states import State, worst
+from control_plane.engine.working_directory import ChildResult, child_results, one_job_refusal
 from control_plane.errors import EngineError, ExpressionError, SquallError
 from control_plane.expressions import is_truthy, render, render_value, to_display
 from control_plane.flows.inputs import mask_secrets, mask_value, resolve_inputs, secret_paths, secret_values
@@ -357,6 +359,10 @@ class _Transaction:
         self._lookup = secrets
         self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
+        # A one-job WorkingDirectory whose job ended in this call: its later children end as
+        # they start (same transaction), from their part of the job (ADR 0016).
+        self.one_job_ends: dict[str, _OneJobEnd] = {}
+        self._one_job: dict[str, str | None] = {}  # WorkingDirectory task id -> refusal
 
     # ------------------------------------------------------------------ plumbing
 
@@ -612,7 +618,21 @@ class _Transaction:
             job_url=event.job_url or tr.attempts[-1].job_url,
         )
         ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
-        outputs = self.collected(tr, event.outputs, ok)
+        outputs, results = event.outputs, None
+        if outputs and WORKSPACE_CHILDREN in outputs:
+            results = child_results(outputs[WORKSPACE_CHILDREN])
+            outputs = {k: v for k, v in outputs.items() if k != WORKSPACE_CHILDREN}
+        outputs = self.collected(tr, outputs, ok)
+        infra = event.failure is not None and JobFailure(event.failure) in INFRA_FAILURES
+        if results is not None and tr.state is not State.KILLING and not infra and tr.parent_id:
+            reason = event.reason or (
+                f"exit code {event.exit_code}" if event.exit_code is not None else status.lower()
+            )
+            self.one_job_ends[tr.parent_id] = _OneJobEnd(results, reason, tr.attempts[-1])
+            own = results.get(tr.id)
+            if own is not None and own.exit_code is not None:
+                self.end_child(tr, task, own)
+                return
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, outputs, "killed", retry=False)
             return
@@ -932,21 +952,122 @@ class _Transaction:
             parent_id = parent.parent_id
 
     def submit(self, tr: TaskRun, task: Task) -> None:
-        ctx = self.context(tr, task)
-        raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
+        if tr.parent_id is not None and (ended := self.one_job_ends.get(tr.parent_id)) is not None:
+            self.end_from_one_job(tr, task, ended)
+            return
         try:
-            properties = render_value(raw, ctx)
+            properties = self.job_properties(tr, task)
             workspace = self.workspace(tr)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
         if workspace is not None:
+            if workspace.get("previous") is None and (children := self.one_job(tr, properties)):
+                workspace = {**workspace, "children": children}
             properties = {**properties, WORKSPACE_KEY: workspace}
         name = self.job_name(tr)
         tr = self.put(replace(tr, attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], job=name))))
         self.actions.append(SubmitJob(tr.id, tr.attempt, name, task.type, properties, task.timeout))
         if task.timeout is not None:
             self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
+
+    def job_properties(self, tr: TaskRun, task: Task) -> dict[str, Any]:
+        """A job task's properties rendered in its task run's context (raises ExpressionError)."""
+        raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
+        rendered: dict[str, Any] = render_value(raw, self.context(tr, task))
+        return rendered
+
+    def one_job_refusal(self, wd: WorkingDirectory) -> str | None:
+        """Why ``wd``'s children cannot run as one job (:mod:`.working_directory`); None if they can."""
+        if wd.id not in self._one_job:
+            self._one_job[wd.id] = one_job_refusal(self.c.list_of(wd.id, "tasks"), self.c.retries)
+        return self._one_job[wd.id]
+
+    def one_job(self, first: TaskRun, properties: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """Every child of a WorkingDirectory, rendered for one job (ADR 0016); None: one job each.
+
+        Called for its first child. A later child's properties are rendered in the context its
+        task run will have (derived id, same parents), before any sibling ran; one that does
+        not render makes the WorkingDirectory fall back to a job per child (ADR 0012), where it
+        fails at its turn, after the children before it ran, as in Kestra.
+        """
+        owner = self.owner(first.parent_id)
+        wd = self.c.tasks[owner.task_id] if owner is not None else None
+        if owner is None or not isinstance(wd, WorkingDirectory) or first.position != 0:
+            return None
+        refusal = self.one_job_refusal(wd)
+        tasks = self.lane_tasks(owner.id, Phase.TASKS, first.lane)
+        children: list[dict[str, Any]] = []
+        for position, task in enumerate(tasks):
+            if refusal is not None:
+                break
+            tr = first
+            rendered: Mapping[str, Any] = properties
+            if position:
+                tr = replace(
+                    first,
+                    id=taskrun_id(self.ex.id, owner.id, Phase.TASKS, first.lane, task.id, first.iteration),
+                    task_id=task.id,
+                    task_type=task.type,
+                    position=position,
+                    attempts=(Attempt(State.RUNNING, self.now),),
+                )
+                try:
+                    rendered = self.job_properties(tr, task)
+                except ExpressionError as exc:
+                    refusal = f"'{task.id}' cannot be rendered before the job starts ({exc})"
+                    break
+            children.append(
+                {
+                    "taskrun": tr.id,
+                    "attempt": tr.attempt,
+                    "task_id": task.id,
+                    "task_type": task.type,
+                    "allowFailure": bool(task.allowFailure),
+                    "properties": rendered,
+                }
+            )
+        if refusal is not None:
+            if first.attempt == 1:
+                self.log(owner, Level.INFO, f"one job per child (ADR 0012): {refusal}", wd)
+            return None
+        return children
+
+    def end_child(self, tr: TaskRun, task: Task, result: ChildResult) -> None:
+        """End a child of a one-job WorkingDirectory with its part of the job (exit code, outputs, times)."""
+        code = result.exit_code
+        state = State.SUCCESS if code == 0 else State.FAILED
+        error = result.error or (None if code == 0 else f"exit code {code}")
+        self.end_attempt(tr, task, state, result.outputs, error, retry=False)
+        started, ended = result.started, result.ended
+        if started is None or ended is None or not started <= ended:
+            return
+        begin, end = datetime.fromtimestamp(started, UTC), datetime.fromtimestamp(ended, UTC)
+        if end > self.now:
+            return
+        done = self.get(tr.id)
+        last = replace(done.attempts[-1], started=begin, ended=end)
+        created = begin if len(done.attempts) == 1 else done.created
+        self.put(done.evolve(created=created, ended=end, attempts=(*done.attempts[:-1], last)))
+
+    def end_from_one_job(self, tr: TaskRun, task: Task, ended: _OneJobEnd) -> None:
+        """A later child of a one-job WorkingDirectory starts after the job ended: it ends at once.
+
+        Its attempt names the job it ran in. A child that started and never ended (the job
+        died during it), or that the job never reached although the child before it ended
+        well (its log lost its end), fails with the job's reason.
+        """
+        job = ended.attempt
+        tr = self.with_last_attempt(
+            tr, job=job.job, runner=job.runner, job_id=job.job_id, job_url=job.job_url
+        )
+        result = ended.results.get(tr.id)
+        if result is not None and result.exit_code is not None:
+            self.end_child(tr, task, result)
+            return
+        why = "it started and never ended" if result is not None else "the job ended before it started"
+        outputs = result.outputs if result is not None else None
+        self.end_attempt(tr, task, State.FAILED, outputs, f"{why} ({ended.reason})", retry=False)
 
     def workspace(self, tr: TaskRun) -> dict[str, Any] | None:
         """For a job child of a WorkingDirectory: the earlier job child whose directory it continues.
@@ -1520,6 +1641,17 @@ class _Transaction:
                 message = f"Invalid output for `{o.id}`, Expected `{o.type}` but received `{shown}`"
                 raise ValueError(message) from None
         return typed
+
+
+class _OneJobEnd:
+    """How a one-job WorkingDirectory's job ended: each child's part, and why it stopped."""
+
+    __slots__ = ("attempt", "reason", "results")
+
+    def __init__(self, results: dict[str, ChildResult], reason: str, attempt: Attempt) -> None:
+        self.results = results
+        self.reason = reason
+        self.attempt = attempt
 
 
 def _in_branch(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
+from control_plane.service.one_job import Part, combine
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
 from control_plane.service.workspace import CAPTURE_ALL, own_output_files
 from runners import kestra_lib
@@ -204,6 +205,17 @@ def build_job_spec(
     WorkingDirectory, the shared directory's files (:mod:`control_plane.service.workspace`),
     staged first; the job then captures its whole directory for the next child.
     """
+    hint = properties.get(WORKSPACE_KEY)
+    if isinstance(hint, Mapping) and hint.get("children"):
+        return _one_job_spec(
+            name=name,
+            hint=hint,
+            output_prefix=output_prefix,
+            labels=labels,
+            storage=storage,
+            storage_schemes=storage_schemes,
+            namespace=namespace,
+        )
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
     image = properties.get("containerImage") or (
@@ -268,6 +280,59 @@ def build_job_spec(
         options=options,
     )
     return runner, spec
+
+
+def _one_job_spec(
+    *,
+    name: str,
+    hint: Mapping[str, Any],
+    output_prefix: str,
+    labels: Mapping[str, str],
+    storage: TaskStorage,
+    storage_schemes: frozenset[str],
+    namespace: str | None,
+) -> tuple[str, JobSpec]:
+    """(runner name, JobSpec) of a WorkingDirectory's children run as one job (ADR 0016).
+
+    Each child's part is built as its own job would be (its script, files, env, interpreter),
+    then :func:`control_plane.service.one_job.combine` runs them in turn in one directory,
+    after the WorkingDirectory's own ``namespaceFiles`` and ``inputFiles``.
+    """
+    try:
+        wd_files = _staged_namespace_files(hint.get("namespaceFiles"), namespace, storage, storage_schemes)
+        _overwrite(*wd_files, *_input_files(hint.get("inputFiles"), storage, storage_schemes))
+    except ScriptError as exc:
+        raise ScriptError(f"the WorkingDirectory's {exc}") from None
+    parts: list[Part] = []
+    runner = DEFAULT_RUNNER
+    for child in hint["children"]:
+        own = {k: v for k, v in dict(child["properties"]).items() if k != WORKSPACE_KEY}
+        try:
+            runner, spec = build_job_spec(
+                name=name,
+                task_type=str(child["task_type"]),
+                properties=own,
+                timeout=None,
+                output_prefix=output_prefix,
+                labels=labels,
+                storage=storage,
+                storage_schemes=storage_schemes,
+                namespace=namespace,
+            )
+        except ScriptError as exc:
+            raise ScriptError(f"{child['task_id']}: {exc}") from None
+        parts.append(
+            Part(
+                taskrun=str(child["taskrun"]),
+                attempt=int(child["attempt"]),
+                task_id=str(child["task_id"]),
+                spec=spec,
+                allow_failure=bool(child.get("allowFailure")),
+                own_globs=spec.output_files,
+            )
+        )
+    globs = tuple(str(g) for g in hint.get("outputFiles") or ())
+    return runner, combine(name, parts, wd_files, globs)
 
 
 _IMPORTS_KESTRA = re.compile(rb"(?:^|[\s;'\"])(?:from|import)\s+kestra\b", re.MULTILINE)

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from msgspec.structs import replace
 
-from control_plane.engine.actions import WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
+from control_plane.engine.actions import WORKSPACE_CHILDREN, WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
 from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
@@ -41,6 +41,7 @@ from control_plane.service.clock import Clock
 from control_plane.service.display import Display
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
+from control_plane.service.one_job import ChildLogs, is_delimiter, split_output_files
 from control_plane.service.runners import (
     RunnerRegistry,
     RunnerUnavailableError,
@@ -126,9 +127,10 @@ _LAST_LOG_PAUSE = timedelta(seconds=2)
 class _Reading:
     """How far an ended job's log was read, kept while its runner has not said ``complete``."""
 
-    def __init__(self, handle: JobHandle, capture: Capture) -> None:
+    def __init__(self, handle: JobHandle, capture: Capture, split: ChildLogs | None = None) -> None:
         self.handle = handle
         self.capture = capture
+        self.split = split  # a one-job WorkingDirectory's log, cut into its children's (ADR 0016)
         self.cursor: str | None = None
 
 
@@ -576,8 +578,9 @@ class JobSupervisor:
         reading = self._reading.get(job.name)
         if reading is None or reading.handle != handle:
             _, _, shown = self._live.get(job.name, (None, None, 0))
-            reading = _Reading(handle, Capture(self.log_limits, make, shown))
+            reading = _Reading(handle, Capture(self.log_limits, make, shown), self._split(job, shown))
         capture = reading.capture
+        sink: Capture | ChildLogs = reading.split or capture
         deadline = self.clock.now() + self.log_wait
         pause = _FIRST_LOG_PAUSE
         chunk: LogChunk | None = None
@@ -587,7 +590,7 @@ class JobSupervisor:
             except JobNotFoundError:
                 break  # gone with its job (LOST, cancelled before it ran): no more lines to read
             for record in chunk.lines:
-                capture.add(record.stream, record.text, record.partial)
+                sink.add(record.stream, record.text, record.partial)
             reading.cursor = chunk.cursor
             if chunk.complete:
                 break
@@ -601,10 +604,10 @@ class JobSupervisor:
             pause = min(pause * 2, _LAST_LOG_PAUSE)
         self._reading.pop(job.name, None)
         self._live.pop(job.name, None)
-        self.display.shown |= capture.displayed
+        self.display.shown |= sink.displayed
         if capture.error is not None:
             status = _outputs_refused(status, capture.error)
-        logs = capture.finish()
+        logs = capture.finish() if reading.split is None else []
         if chunk is not None and chunk.truncated:
             logs.append(
                 make(
@@ -624,10 +627,38 @@ class JobSupervisor:
                         runner.dispose(handle)
 
         status = self._into_storage(job, status)
+        if reading.split is None:
+            outputs = self._outputs(job, status, capture.outputs)
+        else:
+            results, parts_logs, _ = reading.split.finish(status.output_files)
+            logs = parts_logs + logs
+            outputs = self._one_job_outputs(job, status, results)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
-        self._event(job, status, self._outputs(job, status, capture.outputs), own)
+        self._event(job, status, outputs, own)
         return True
+
+    def _split(self, job: JobRecord, shown: int) -> ChildLogs | None:
+        """For a one-job WorkingDirectory, its log's splitter; None for any other job."""
+        hint = (job.spec.get("properties") or {}).get(WORKSPACE_KEY)
+        if not isinstance(hint, Mapping) or not hint.get("children"):
+            return None
+        parts = [(str(c["taskrun"]), int(c["attempt"]), str(c["task_id"])) for c in hint["children"]]
+
+        def make(taskrun: str, attempt: int, task_id: str, level: Level, message: str) -> LogLine:
+            return LogLine(self.clock.now(), level, message, task_id, taskrun, attempt)
+
+        return ChildLogs(job.name, parts, make, self.log_limits, shown)
+
+    @staticmethod
+    def _one_job_outputs(job: JobRecord, status: JobStatus, results: Mapping[str, Any]) -> dict[str, Any]:
+        """The event's outputs of a one-job WorkingDirectory: each child's part, and the collected files."""
+        hint = job.spec["properties"][WORKSPACE_KEY]
+        outputs: dict[str, Any] = {WORKSPACE_CHILDREN: dict(results)}
+        if hint.get("outputFiles"):
+            _, rest = split_output_files(status.output_files)
+            outputs[WORKSPACE_OUTPUT_FILES] = own_output_files(rest, hint["outputFiles"])
+        return outputs
 
     @staticmethod
     def _outputs(job: JobRecord, status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -764,7 +795,7 @@ class JobSupervisor:
                     job.attempt,
                 )
                 for r in chunk.lines
-                if parse_line(r.text) is None
+                if parse_line(r.text) is None and not is_delimiter(r.text)
             ]
             self._live[name] = (job, chunk.cursor, shown + len(chunk.lines))
             if lines:

@@ -1,0 +1,232 @@
+"""A WorkingDirectory's children as one runner job: its command, and each child's part of its end.
+
+The engine hands the first child's ``SubmitJob`` every child, rendered (ADR 0016,
+:data:`control_plane.engine.actions.WORKSPACE_KEY`). This module builds one
+:class:`runners.base.JobSpec` running them one after the other in one working directory, with
+nothing but ``/bin/sh`` (the job's command is a shell script, like a ``Commands`` task's, so
+every runner runs it through the wrapper or the process runner unchanged), and cuts the
+ended job's log and files back into one part per child::
+
+    spec = one_job_spec(name=..., children=[...], ...)     # at submit
+    split = ChildLogs(spec_name, children, make_line, limits)  # at completion
+    for record in records: split.add(record.stream, record.text, record.partial)
+    results, logs = split.finish(status.output_files, wd_globs)
+
+In the job, per child ``i``:
+
+* a start line ``::squall-child:<job name>:<i>:start:<epoch s>::`` on stdout and stderr, so
+  each stream's lines are given to the child that printed them;
+* its own files (script, ``inputFiles``, ``namespaceFiles``) were staged under
+  ``.squall-wd/in/<i>/`` (the first child's straight into the directory, after the
+  WorkingDirectory's own) and are copied into the directory now, as Kestra stages a child's
+  files when it starts (a file an earlier child wrote is overwritten then, not before);
+* its command runs in a subshell with its own ``env``; the files its ``outputFiles`` globs
+  match are copied to ``.squall-wd/out/<i>/`` right after it (what it left, not what a later
+  child made of them);
+* an end line with its exit code; a failure stops the job (exit code kept) unless the child
+  has ``allowFailure``, as Kestra's worker breaks out of the loop.
+
+The job's output globs are ``.squall-wd/out/**/*`` and the WorkingDirectory's ``outputFiles``
+(collected at the end, as Kestra's ``postExecuteTasks``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from control_plane.engine.model import LogLine
+from control_plane.levels import Level
+from control_plane.service.capture import Capture, LogLimits
+from runners.base import JobSpec
+
+__all__ = ["HIDDEN", "ChildLogs", "Part", "combine", "is_delimiter", "split_output_files"]
+
+HIDDEN = ".squall-wd"
+"""Where a later child's files wait for its turn and each child's output files are kept."""
+_OUT = f"{HIDDEN}/out/"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One child as the job runs it: its own JobSpec (built as for a job of its own) and flags."""
+
+    taskrun: str
+    attempt: int
+    task_id: str
+    spec: JobSpec
+    allow_failure: bool
+    own_globs: tuple[str, ...] = ()
+
+
+def _delimiter(name: str, index: int, what: str) -> str:
+    return f"::squall-child:{name}:{index}:{what}"
+
+
+def _snapshot(index: int, globs: Sequence[str]) -> list[str]:
+    """Shell lines copying the files ``globs`` match to ``.squall-wd/out/<index>/``."""
+    if not globs:
+        return []
+    from runners.wrapper import glob_to_ere  # the wrapper's dataclasses stay out of the handlers' cold start
+
+    ere = "^(" + "|".join(glob_to_ere(g) for g in globs) + ")$"
+    target = f"{_OUT}{index}"
+    return [
+        f"find . -path ./{HIDDEN} -prune -o -type f -print | sed 's|^\\./||' | grep -E {shlex.quote(ere)}"
+        f' | while IFS= read -r f; do mkdir -p "{target}/$(dirname "$f")" && cp "$f" "{target}/$f"; done',
+    ]
+
+
+def combine(
+    name: str,
+    parts: Sequence[Part],
+    wd_files: tuple[dict[str, bytes], dict[str, str]],
+    wd_globs: Sequence[str],
+) -> JobSpec:
+    """One JobSpec running ``parts`` in turn; ``wd_files``: the WorkingDirectory's own (inline, refs)."""
+    first = parts[0].spec
+    files, refs = dict(wd_files[0]), dict(wd_files[1])
+    lines = ["set +e", f"mkdir -p {HIDDEN}/out"]
+    for index, part in enumerate(parts):
+        prefix = "" if index == 0 else f"{HIDDEN}/in/{index}/"
+        for path, content in part.spec.input_files.items():
+            refs.pop(prefix + path, None)
+            files[prefix + path] = content
+        for path, uri in part.spec.input_uris.items():
+            files.pop(prefix + path, None)
+            refs[prefix + path] = uri
+        start = _delimiter(name, index, "start")
+        lines.append(f'echo "{start}:$(date +%s 2>/dev/null)::"; echo "{start}::" >&2')
+        if index:
+            staged = f"{HIDDEN}/in/{index}"
+            lines.append(f"if [ -d {staged} ]; then cp -RL {staged}/. . && rm -rf {staged}; fi")
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in part.spec.env.items())
+        lines.append(f"( {exports}exec {shlex.join(part.spec.command)} )")
+        lines.append("rc=$?")
+        lines += _snapshot(index, part.own_globs)
+        end = _delimiter(name, index, "end")
+        lines.append(f'echo "{end}:$rc:$(date +%s 2>/dev/null)::"; echo "{end}:$rc::" >&2')
+        if not part.allow_failure:
+            lines.append('if [ "$rc" -ne 0 ]; then exit "$rc"; fi')
+    lines.append("exit 0")
+    return JobSpec(
+        name=name,
+        command=("/bin/sh", "-c", "\n".join(lines)),
+        image=first.image,
+        env={},
+        input_files=files,
+        input_uris=refs,
+        output_files=(f"{_OUT}**/*", *wd_globs),
+        output_prefix=first.output_prefix,
+        timeout=None,
+        labels=dict(first.labels),
+        options=dict(first.options),
+    )
+
+
+def split_output_files(files: Mapping[str, str]) -> tuple[dict[int, dict[str, str]], dict[str, str]]:
+    """(each child's ``{path: uri}``, the rest) of the job's output files."""
+    per_child: dict[int, dict[str, str]] = {}
+    rest: dict[str, str] = {}
+    for path, uri in files.items():
+        if path.startswith(_OUT):
+            index, _, own = path[len(_OUT) :].partition("/")
+            if index.isdigit() and own:
+                per_child.setdefault(int(index), {})[own] = uri
+        elif not path.startswith(HIDDEN + "/"):
+            rest[path] = uri
+    return per_child, rest
+
+
+_LINE = re.compile(r"^::squall-child:(?P<name>[^:]+):(?P<index>\d+):(?P<what>start|end)(?::[^:]*)*::$")
+
+
+def is_delimiter(text: str) -> bool:
+    """Whether a log line is a child's start or end line (hidden from the live display too)."""
+    return _LINE.match(text.strip()) is not None
+
+
+@dataclass
+class _Child:
+    capture: Capture
+    started: int | None = None
+    ended: int | None = None
+    exit_code: int | None = None
+    seen: bool = False
+
+
+@dataclass
+class ChildLogs:
+    """Routes one job's log records to its children by the start lines, each into its own Capture."""
+
+    name: str
+    parts: Sequence[tuple[str, int, str]]  # (task run id, attempt, task id) in order
+    make: Callable[[str, int, str, Level, str], LogLine]
+    limits: LogLimits
+    shown: int = 0
+    children: list[_Child] = field(default_factory=list)
+    current: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for taskrun, attempt, task_id in self.parts:
+            make = partial(self.make, taskrun, attempt, task_id)
+            self.children.append(_Child(Capture(self.limits, make, self.shown)))
+
+    @property
+    def displayed(self) -> set[int]:
+        """Ids of the lines already shown live (see :class:`Capture`)."""
+        return set().union(*(child.capture.displayed for child in self.children))
+
+    def add(self, stream: str, text: str, partial: bool = False) -> None:
+        match = _LINE.match(text.strip()) if not partial else None
+        if match is not None and match["name"] == self.name and int(match["index"]) < len(self.children):
+            index = int(match["index"])
+            child = self.children[index]
+            self.current[stream] = index
+            fields = text.strip()[:-2].split(":")[6:]
+            if stream == "stdout":
+                child.seen = True
+                if match["what"] == "start":
+                    child.started = _int(fields[0] if fields else None)
+                else:
+                    child.exit_code = _int(fields[0] if fields else None)
+                    child.ended = _int(fields[1] if len(fields) > 1 else None)
+            return
+        self.children[self.current.get(stream, 0)].capture.add(stream, text, partial)
+
+    def finish(self, output_files: Mapping[str, str]) -> tuple[dict[str, Any], list[LogLine], str | None]:
+        """(``{task run id: result}`` for the engine, every child's log lines, the first capture error)."""
+        per_child, _ = split_output_files(output_files)
+        results: dict[str, Any] = {}
+        logs: list[LogLine] = []
+        error: str | None = None
+        for index, ((taskrun, _, _), child) in enumerate(zip(self.parts, self.children, strict=True)):
+            logs += child.capture.finish()
+            if not child.seen and index:
+                continue
+            outputs: dict[str, Any] = {"vars": dict(child.capture.outputs), "exitCode": child.exit_code}
+            if files := per_child.get(index, {}):
+                outputs["outputFiles"] = files
+            result: dict[str, Any] = {
+                "exitCode": child.exit_code,
+                "outputs": outputs,
+                "started": child.started,
+                "ended": child.ended,
+            }
+            if child.capture.error is not None:
+                result["error"] = child.capture.error
+                result["exitCode"] = child.exit_code if child.exit_code else 1
+                error = error or child.capture.error
+            results[taskrun] = result
+        return results, logs, error
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None
