@@ -787,6 +787,10 @@ class _Transaction:
             for tr in sorted(runs.values(), key=lambda t: t.seq)
             if tr.id not in dropped and tr.state in (State.FAILED, State.KILLED)
         ]
+        # A one-job WorkingDirectory's directory went with its job: it runs again from its first
+        # child, as one new job, rather than a failed child alone in an empty directory.
+        whole = {tr.id for tr in failed if self.runs_as_one_job(tr)}
+        failed = [tr for tr in failed if tr.parent_id not in whole]
         owners = (
             {tr.parent_id for tr in failed} | {tr.id for tr in failed if tr.progress is not None} | {None}
         )
@@ -809,6 +813,10 @@ class _Transaction:
         self.ended = None
         self.flow_outputs = None
         self.error_logs = []
+        for wd_id in whole:  # a new round: its children get new ids, so new job names
+            before = self.progress(self.get(wd_id)).iteration
+            self.drop_children(wd_id)
+            self.set_progress(wd_id, Progress(total=1, iteration=before + 1))
         for tr in failed:
             fresh = self.get(tr.id).evolve(ended=None, error=None)
             if fresh.progress is not None:
@@ -982,6 +990,14 @@ class _Transaction:
         if wd.id not in self._one_job:
             self._one_job[wd.id] = one_job_refusal(self.c.list_of(wd.id, "tasks"), self.c.retries)
         return self._one_job[wd.id]
+
+    def runs_as_one_job(self, tr: TaskRun) -> bool:
+        """Whether ``tr`` is a WorkingDirectory whose children ran as one job (ADR 0016)."""
+        wd = self.c.tasks.get(tr.task_id)
+        if not isinstance(wd, WorkingDirectory) or self.one_job_refusal(wd) is not None:
+            return False
+        jobs = {a.job for child in self.taskruns() if child.parent_id == tr.id for a in child.attempts}
+        return len(jobs) == 1 and None not in jobs
 
     def one_job(self, first: TaskRun, properties: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         """Every child of a WorkingDirectory, rendered for one job (ADR 0016); None: one job each.

@@ -182,7 +182,11 @@ class ChildLogs:
         return set().union(*(child.capture.displayed for child in self.children))
 
     def add(self, stream: str, text: str, partial: bool = False) -> None:
-        match = _LINE.match(text.strip()) if not partial else None
+        at = -1 if partial else text.find(f"::squall-child:{self.name}:")
+        if at > 0:  # a child's last line without its newline: the delimiter ends it
+            self.add(stream, text[:at])
+            text = text[at:]
+        match = _LINE.match(text.strip()) if at >= 0 else None
         if match is not None and match["name"] == self.name and int(match["index"]) < len(self.children):
             index = int(match["index"])
             child = self.children[index]
