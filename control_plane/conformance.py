@@ -31,6 +31,10 @@ before):
   every string of ``logs_contain``.
 - ``namespace_files: {namespace: {/path: content}}``: files a namespace holds before the run
   (:func:`_seed_namespace_files`).
+- ``jobs: N``: the number of runner jobs the execution's task runs ran in (distinct job names
+  over every attempt): one for a WorkingDirectory whose children run as one job (ADR 0016).
+- ``task_logs_contain: {task: [text, ...]}``: each text is in a log line of that task's own
+  task runs (a child of a one-job WorkingDirectory gets its own part of the job's log).
 - ``input_files: {input: path}``: a file (relative to the cases file) put in the storage before
   the run, its ``kestra:///file/storage/<name>`` URI given as input ``input``
   (:func:`_seed_input_files`), as Kestra's tests ``storageInterface.put`` a FILE input's file.
@@ -341,6 +345,17 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
         problems.extend(_check_output(check, outputs, f"outputs of {check.get('task')}"))
     for check in case.get("flow_outputs") or ():
         problems.extend(_check_output(check, execution.outputs, "flow outputs"))
+    if "jobs" in case:
+        names = {a.job for tr in runs for a in tr.attempts if a.job is not None}
+        if len(names) != int(case["jobs"]):
+            problems.append(f"{len(names)} runner jobs, expected {case['jobs']}")
+    for task_id, needles in (case.get("task_logs_contain") or {}).items():
+        own = [line.message for line in run.logs if line.task_id == task_id]
+        problems.extend(
+            f"no log line of task {task_id} contains {needle!r}"
+            for needle in needles
+            if not any(needle in message for message in own)
+        )
     messages = [line.message for line in run.logs]
     for needle in case.get("logs_contain") or ():
         if not any(needle in message for message in messages):
