@@ -624,11 +624,12 @@ class _Transaction:
             outputs = {k: v for k, v in outputs.items() if k != WORKSPACE_CHILDREN}
         outputs = self.collected(tr, outputs, ok)
         infra = event.failure is not None and JobFailure(event.failure) in INFRA_FAILURES
-        if results is not None and tr.state is not State.KILLING and not infra and tr.parent_id:
+        killing = tr.state is State.KILLING
+        if results is not None and (killing or not infra) and tr.parent_id:
             reason = event.reason or (
                 f"exit code {event.exit_code}" if event.exit_code is not None else status.lower()
             )
-            self.one_job_ends[tr.parent_id] = _OneJobEnd(results, reason, tr.attempts[-1])
+            self.one_job_ends[tr.parent_id] = _OneJobEnd(results, reason, tr.attempts[-1], killing)
             own = results.get(tr.id)
             if own is not None and own.exit_code is not None:
                 self.end_child(tr, task, own)
@@ -1066,6 +1067,14 @@ class _Transaction:
         created = begin if len(done.attempts) == 1 else done.created
         self.put(done.evolve(created=created, ended=end, attempts=(*done.attempts[:-1], last)))
 
+    def ran_in_one_job(self, child: TaskRun, task: Task) -> bool:
+        """Whether ``task``, next after ``child``, started in the one job that just ended (killed)."""
+        ended = self.one_job_ends.get(child.parent_id or "")
+        if ended is None:
+            return False
+        tr_id = taskrun_id(self.ex.id, child.parent_id, child.phase, child.lane, task.id, child.iteration)
+        return tr_id in ended.results
+
     def end_from_one_job(self, tr: TaskRun, task: Task, ended: _OneJobEnd) -> None:
         """A later child of a one-job WorkingDirectory starts after the job ended: it ends at once.
 
@@ -1081,8 +1090,11 @@ class _Transaction:
         if result is not None and result.exit_code is not None:
             self.end_child(tr, task, result)
             return
-        why = "it started and never ended" if result is not None else "the job ended before it started"
         outputs = result.outputs if result is not None else None
+        if ended.killed:  # it was running when the job was killed
+            self.end_attempt(tr, task, State.KILLED, outputs, None, retry=False)
+            return
+        why = "it started and never ended" if result is not None else "the job ended before it started"
         self.end_attempt(tr, task, State.FAILED, outputs, f"{why} ({ended.reason})", retry=False)
 
     def workspace(self, tr: TaskRun) -> dict[str, Any] | None:
@@ -1481,9 +1493,11 @@ class _Transaction:
         if p.phase is not Phase.ERRORS and state.ok:
             p = replace(p, worst=worst(p.worst, state))
         self.set_progress(child.parent_id, p)
-        if state.ok and self.state is not State.KILLING:
+        if state.ok:
             tasks = self.lane_tasks(child.parent_id, child.phase, child.lane)
-            if child.position + 1 < len(tasks):
+            if child.position + 1 < len(tasks) and (
+                self.state is not State.KILLING or self.ran_in_one_job(child, tasks[child.position + 1])
+            ):
                 self.start_task(
                     child.parent_id, child.phase, child.lane, child.position + 1, tasks[child.position + 1]
                 )
@@ -1662,12 +1676,15 @@ class _Transaction:
 class _OneJobEnd:
     """How a one-job WorkingDirectory's job ended: each child's part, and why it stopped."""
 
-    __slots__ = ("attempt", "reason", "results")
+    __slots__ = ("attempt", "killed", "reason", "results")
 
-    def __init__(self, results: dict[str, ChildResult], reason: str, attempt: Attempt) -> None:
+    def __init__(
+        self, results: dict[str, ChildResult], reason: str, attempt: Attempt, killed: bool = False
+    ) -> None:
         self.results = results
         self.reason = reason
         self.attempt = attempt
+        self.killed = killed  # the execution was being killed: a child it stopped ends KILLED
 
 
 def _in_branch(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:

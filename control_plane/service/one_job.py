@@ -202,6 +202,18 @@ class ChildLogs:
             return
         self.children[self.current.get(stream, 0)].capture.add(stream, text, partial)
 
+    def whose(self, stream: str, text: str) -> tuple[str, int, str] | None:
+        """(task run, attempt, task id) of the child that printed ``text``; None for a delimiter.
+
+        For the live display, which shows lines as they come without storing them.
+        """
+        at = text.find(f"::squall-child:{self.name}:")
+        match = _LINE.match(text[at:].strip()) if at >= 0 else None
+        if match is not None and int(match["index"]) < len(self.parts):
+            self.current[stream] = int(match["index"])
+            return None if at == 0 else self.parts[self.current[stream]]
+        return self.parts[self.current.get(stream, 0)]
+
     def finish(self, output_files: Mapping[str, str]) -> tuple[dict[str, Any], list[LogLine], str | None]:
         """(``{task run id: result}`` for the engine, every child's log lines, the first capture error)."""
         per_child, _ = split_output_files(output_files)

@@ -41,7 +41,7 @@ from control_plane.service.clock import Clock
 from control_plane.service.display import Display
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
-from control_plane.service.one_job import ChildLogs, is_delimiter, split_output_files
+from control_plane.service.one_job import ChildLogs, split_output_files
 from control_plane.service.runners import (
     RunnerRegistry,
     RunnerUnavailableError,
@@ -215,6 +215,7 @@ class JobSupervisor:
         self._warned: set[str] = set()  # runners found unavailable, already logged
         self.log_wait = log_wait
         self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
+        self._live_split: dict[str, ChildLogs | None] = {}  # whose line is shown, per job
 
     # ================================================================== submit
 
@@ -604,6 +605,7 @@ class JobSupervisor:
             pause = min(pause * 2, _LAST_LOG_PAUSE)
         self._reading.pop(job.name, None)
         self._live.pop(job.name, None)
+        self._live_split.pop(job.name, None)
         self.display.shown |= sink.displayed
         if capture.error is not None:
             status = _outputs_refused(status, capture.error)
@@ -783,20 +785,20 @@ class JobSupervisor:
             if job is None:
                 continue
             chunk = self.runners.get(job.runner).logs(handle, cursor)
-            task_id = str(job.spec.get("task_id", ""))
+            own = (job.taskrun_id, job.attempt, str(job.spec.get("task_id", "")))
+            split = self._live_split.setdefault(name, self._split(job, 0))
             cut = self.log_limits.max_line_chars  # a runner's record may be 1 MiB: not for a terminal
-            lines = [
-                LogLine(
-                    self.clock.now(),
-                    stream_level(r.stream),
-                    r.text if len(r.text) <= cut else r.text[:cut] + " ...",
-                    task_id,
-                    job.taskrun_id,
-                    job.attempt,
+            lines = []
+            for r in chunk.lines:
+                # a one-job WorkingDirectory's line belongs to the child that printed it
+                whose = own if split is None else split.whose(r.stream, r.text)
+                if whose is None or parse_line(r.text) is not None:
+                    continue
+                text = r.text if len(r.text) <= cut else r.text[:cut] + " ..."
+                taskrun, attempt, task_id = whose
+                lines.append(
+                    LogLine(self.clock.now(), stream_level(r.stream), text, task_id, taskrun, attempt)
                 )
-                for r in chunk.lines
-                if parse_line(r.text) is None and not is_delimiter(r.text)
-            ]
             self._live[name] = (job, chunk.cursor, shown + len(chunk.lines))
             if lines:
                 execution = self.executions.load(job.execution_id)

@@ -138,6 +138,17 @@ def test_kill_cancels_the_one_job() -> None:
     assert d.states() == {"worker": "KILLED", "a": "KILLED"}
 
 
+def test_a_kill_during_a_later_child_keeps_what_the_earlier_ones_did() -> None:
+    d = driver()
+    job = d.of_type(SubmitJob, d.start())[0]
+    d.send(Kill(at(1)))
+    a, b, _ = ids(job)
+    actions = end(d, job, 2, {a: part(0, 1, 2, x=1), b: part(None, 2, 0)}, "CANCELLED")
+    assert not d.of_type(SubmitJob, actions)
+    assert d.execution.state is State.KILLED
+    assert d.states() == {"worker": "KILLED", "a": "SUCCESS", "b": "KILLED"}  # c never started
+
+
 def test_an_infrastructure_failure_runs_the_whole_job_again() -> None:
     d = driver()
     job = d.of_type(SubmitJob, d.start())[0]
