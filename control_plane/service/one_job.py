@@ -35,9 +35,10 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+
+from msgspec import Struct
 
 from control_plane.engine.model import LogLine
 from control_plane.levels import Level
@@ -51,8 +52,7 @@ HIDDEN = ".squall-wd"
 _OUT = f"{HIDDEN}/out/"
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(Struct, frozen=True):
     """One child as the job runs it: its own JobSpec (built as for a job of its own) and flags."""
 
     taskrun: str
@@ -150,31 +150,41 @@ def is_delimiter(text: str) -> bool:
     return _LINE.match(text.strip()) is not None
 
 
-@dataclass
 class _Child:
-    capture: Capture
-    started: int | None = None
-    ended: int | None = None
-    exit_code: int | None = None
-    seen: bool = False
+    """One child's part of the log: its lines and markers, when it started and ended, its exit code."""
+
+    __slots__ = ("capture", "ended", "exit_code", "seen", "started")
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.started: int | None = None
+        self.ended: int | None = None
+        self.exit_code: int | None = None
+        self.seen = False  # its start line was read (on stdout)
 
 
-@dataclass
 class ChildLogs:
-    """Routes one job's log records to its children by the start lines, each into its own Capture."""
+    """Routes one job's log records to its children by the start lines, each into its own Capture.
 
-    name: str
-    parts: Sequence[tuple[str, int, str]]  # (task run id, attempt, task id) in order
-    make: Callable[[str, int, str, Level, str], LogLine]
-    limits: LogLimits
-    shown: int = 0
-    children: list[_Child] = field(default_factory=list)
-    current: dict[str, int] = field(default_factory=dict)
+    ``parts``: (task run id, attempt, task id) of each child, in order; ``make`` builds one
+    child's log line from those and (level, message).
+    """
 
-    def __post_init__(self) -> None:
-        for taskrun, attempt, task_id in self.parts:
-            make = partial(self.make, taskrun, attempt, task_id)
-            self.children.append(_Child(Capture(self.limits, make, self.shown)))
+    def __init__(
+        self,
+        name: str,
+        parts: Sequence[tuple[str, int, str]],
+        make: Callable[[str, int, str, Level, str], LogLine],
+        limits: LogLimits,
+        shown: int = 0,
+    ) -> None:
+        self.name = name
+        self.parts = parts
+        self.current: dict[str, int] = {}  # per stream: the child printing now
+        self.children = [
+            _Child(Capture(limits, partial(make, taskrun, attempt, task_id), shown))
+            for taskrun, attempt, task_id in parts
+        ]
 
     @property
     def displayed(self) -> set[int]:
