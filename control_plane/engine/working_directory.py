@@ -7,7 +7,8 @@ runner job (ADR 0016) when every child can be handed over before the job starts:
 
 * every enabled child is a job task (a script/command task): an inline or I/O task runs in the
   control plane, which cannot step in between two children of one container;
-* they share ``taskRunner`` and ``containerImage`` (one job runs on one runner, in one image);
+* they share ``taskRunner`` and ``containerImage`` (one job runs on one runner, in one image;
+  without an image on the Docker runner, the language too: each has its own default image);
 * no child has ``timeout``, ``retry`` or ``runIf``: each is a decision taken between two
   children (kill this one, run it again, skip it), which only the per-child jobs of ADR 0012
   can take;
@@ -26,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.flows.models import Task, TaskKind
 
 __all__ = ["ChildResult", "child_results", "one_job_refusal"]
@@ -52,7 +54,7 @@ def one_job_refusal(children: Sequence[Task], retries: Mapping[str, object]) -> 
         if task.runIf is not None:
             return f"'{task.id}' has runIf"
         dumped = task.model_dump(by_alias=True, exclude_none=True)
-        where = {k: dumped.get(k) for k in _PLACEMENT}
+        where = _placement(task, dumped)
         if placement is None:
             placement = where
         elif where != placement:
@@ -62,6 +64,18 @@ def one_job_refusal(children: Sequence[Task], retries: Mapping[str, object]) -> 
             if sibling != task.id and _reads_sibling(text, sibling):
                 return f"'{task.id}' reads the outputs of '{sibling}'"
     return None
+
+
+def _placement(task: Task, dumped: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a child runs: its runner block and image; without an image on the Docker runner,
+    its language too (each language has its own default image there, as in Kestra)."""
+    where = {k: dumped.get(k) for k in _PLACEMENT}
+    block = dumped.get("taskRunner")
+    kind = block.get("type") if isinstance(block, Mapping) else None
+    if where["containerImage"] is None and kind is not None and runner_name(str(kind)) == "docker":
+        canonical = canonical_type(task.type) or task.type
+        where["language"] = canonical.split(".")[2] if canonical.count(".") == 3 else canonical
+    return where
 
 
 class ChildResult:

@@ -192,3 +192,18 @@ def test_a_child_that_cannot_be_rendered_before_the_job_makes_it_one_job_per_chi
     b = d.of_type(SubmitJob, d.send(JobStatusChanged(at(1), job.taskrun_id, 1, "SUCCEEDED")))[0]
     d.send(JobStatusChanged(at(2), b.taskrun_id, 1, "SUCCEEDED"))
     assert d.states()["c"] == "FAILED" and d.execution.state is State.FAILED  # at its turn, as in Kestra
+
+
+def test_children_in_different_images_run_one_job_each() -> None:
+    docker = "\n        taskRunner:\n          type: io.kestra.plugin.scripts.runner.docker.Docker"
+    source = FLOW.replace("{allow}", "false")
+    # a shell and a python child on Docker without containerImage: ubuntu and python images
+    d = Driver(
+        source.replace('commands: ["echo {{ taskrun.id }} > a.txt"]', 'commands: ["true"]' + docker)
+        .replace("script: \"print('{{ task.id }}')\"", 'script: "print(1)"' + docker)
+        .replace('commands: ["cat a.txt"]', 'commands: ["true"]' + docker)
+    )
+    actions = d.start()
+    assert "children" not in d.of_type(SubmitJob, actions)[0].properties[WORKSPACE_KEY]
+    logs = [line.message for emit in d.of_type(Emit, actions) for line in emit.logs]
+    assert "one job per child (ADR 0012): 'b' has another taskRunner or containerImage than 'a'" in logs
