@@ -632,7 +632,7 @@ class _Transaction:
             self.one_job_ends[tr.parent_id] = _OneJobEnd(results, reason, tr.attempts[-1], killing)
             own = results.get(tr.id)
             if own is not None and own.exit_code is not None:
-                self.end_child(tr, task, own)
+                self.end_child(tr, task, own, tr.attempts[-1])
                 return
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, outputs, "killed", retry=False)
@@ -1050,21 +1050,25 @@ class _Transaction:
             return None
         return children
 
-    def end_child(self, tr: TaskRun, task: Task, result: ChildResult) -> None:
-        """End a child of a one-job WorkingDirectory with its part of the job (exit code, outputs, times)."""
+    def end_child(self, tr: TaskRun, task: Task, result: ChildResult, job: Attempt) -> None:
+        """End a child of a one-job WorkingDirectory with its part of the job (exit code, outputs, times).
+
+        Its times are the job's start and end lines (whole seconds, the job's clock), kept
+        within when the job was submitted (``job``'s start) and now, so that a clock apart from
+        the control plane's (or a virtual one) never puts a child before its job or in the future.
+        """
         code = result.exit_code
         state = State.SUCCESS if code == 0 else State.FAILED
         error = result.error or (None if code == 0 else f"exit code {code}")
         self.end_attempt(tr, task, state, result.outputs, error, retry=False)
-        started, ended = result.started, result.ended
-        if started is None or ended is None or not started <= ended:
+        if result.started is None or result.ended is None:
             return
-        begin, end = datetime.fromtimestamp(started, UTC), datetime.fromtimestamp(ended, UTC)
-        if end > self.now:
-            return
+        floor = job.started
+        begin = min(max(datetime.fromtimestamp(result.started, UTC), floor), self.now)
+        end = min(max(datetime.fromtimestamp(result.ended, UTC), begin), self.now)
         done = self.get(tr.id)
         last = replace(done.attempts[-1], started=begin, ended=end)
-        created = begin if len(done.attempts) == 1 else done.created
+        created = begin if len(done.attempts) == 1 and done.created > begin else done.created
         self.put(done.evolve(created=created, ended=end, attempts=(*done.attempts[:-1], last)))
 
     def ran_in_one_job(self, child: TaskRun, task: Task) -> bool:
@@ -1088,7 +1092,7 @@ class _Transaction:
         )
         result = ended.results.get(tr.id)
         if result is not None and result.exit_code is not None:
-            self.end_child(tr, task, result)
+            self.end_child(tr, task, result, job)
             return
         outputs = result.outputs if result is not None else None
         if ended.killed:  # it was running when the job was killed

@@ -207,3 +207,14 @@ def test_children_in_different_images_run_one_job_each() -> None:
     assert "children" not in d.of_type(SubmitJob, actions)[0].properties[WORKSPACE_KEY]
     logs = [line.message for emit in d.of_type(Emit, actions) for line in emit.logs]
     assert "one job per child (ADR 0012): 'b' has another taskRunner or containerImage than 'a'" in logs
+
+
+def test_a_childs_times_stay_between_the_jobs_submission_and_its_end() -> None:
+    d = driver()
+    job = d.of_type(SubmitJob, d.start())[0]
+    a, b, c = ids(job)
+    # a job clock behind the control plane's (a before the submission) and ahead (c after now)
+    end(d, job, 9, {a: part(0, -50, -40), b: part(0, 2, 5), c: part(0, 5, 100)})
+    first, last = d.run("a").attempts[0], d.run("c").attempts[0]
+    assert first.started == first.ended == T0
+    assert last.started == T0.replace(microsecond=0) + timedelta(seconds=5) and last.ended == at(9)
