@@ -181,6 +181,7 @@ class ChildLogs:
         self.name = name
         self.parts = parts
         self.current: dict[str, int] = {}  # per stream: the child printing now
+        self.records = 0
         self.children = [
             _Child(Capture(limits, partial(make, taskrun, attempt, task_id), shown))
             for taskrun, attempt, task_id in parts
@@ -192,9 +193,11 @@ class ChildLogs:
         return set().union(*(child.capture.displayed for child in self.children))
 
     def add(self, stream: str, text: str, partial: bool = False) -> None:
+        """One record of the job's log, as :meth:`Capture.add` takes it."""
+        self.records += 1  # the job's records, as the live display counted those it showed
         at = -1 if partial else text.find(f"::squall-child:{self.name}:")
         if at > 0:  # a child's last line without its newline: the delimiter ends it
-            self.add(stream, text[:at])
+            self._to_child(stream, text[:at], False)
             text = text[at:]
         match = _LINE.match(text.strip()) if at >= 0 else None
         if match is not None and match["name"] == self.name and int(match["index"]) < len(self.children):
@@ -210,7 +213,12 @@ class ChildLogs:
                     child.exit_code = _int(fields[0] if fields else None)
                     child.ended = _int(fields[1] if len(fields) > 1 else None)
             return
-        self.children[self.current.get(stream, 0)].capture.add(stream, text, partial)
+        self._to_child(stream, text, partial)
+
+    def _to_child(self, stream: str, text: str, partial: bool) -> None:
+        capture = self.children[self.current.get(stream, 0)].capture
+        capture.records = self.records - 1  # so that its "shown live" test counts the job's records
+        capture.add(stream, text, partial)
 
     def whose(self, stream: str, text: str) -> tuple[str, int, str] | None:
         """(task run, attempt, task id) of the child that printed ``text``; None for a delimiter.

@@ -171,3 +171,16 @@ def test_another_jobs_or_a_users_delimiter_lines_are_ordinary_lines() -> None:
     split.add("stdout", "::squall-child:job-1:7:start:5::")
     _, logs, _ = split.finish({})
     assert [line.taskrun_id for line in logs] == ["tr0", "tr0"]
+
+
+def test_lines_shown_live_are_counted_over_the_whole_job() -> None:
+    """``shown``: records the live display already showed, counted over the job's whole log."""
+
+    def make(taskrun: str, attempt: int, task_id: str, level: Level, message: str) -> LogLine:
+        return LogLine(None, level, message, task_id, taskrun, attempt)  # type: ignore[arg-type]
+
+    split = ChildLogs("job-1", [("tr0", 1, "a"), ("tr1", 1, "b")], make, LogLimits(), shown=3)
+    for text in ("::squall-child:job-1:0:start:5::", "a1", "::squall-child:job-1:1:start:6::", "b1", "b2"):
+        split.add("stdout", text)
+    _, logs, _ = split.finish({})
+    assert [line.message for line in logs if id(line) in split.displayed] == ["a1"]
