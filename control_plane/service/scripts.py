@@ -40,12 +40,14 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+from msgspec.structs import replace
 
 from control_plane.engine.actions import WORKSPACE_KEY
 from control_plane.flows.aliases import canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
-from control_plane.service.one_job import Part, combine
+from control_plane.service.one_job import HIDDEN, Part, combine
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
 from control_plane.service.workspace import CAPTURE_ALL, own_output_files
 from runners import kestra_lib
@@ -331,8 +333,32 @@ def _one_job_spec(
                 own_globs=spec.output_files,
             )
         )
+    if urlsplit(output_prefix).scheme in storage_schemes:
+        later = (_by_reference(part, i, output_prefix, storage) for i, part in enumerate(parts) if i)
+        parts = [parts[0], *later]
     globs = tuple(str(g) for g in hint.get("outputFiles") or ())
     return runner, combine(name, parts, wd_files, globs)
+
+
+def _by_reference(part: Part, index: int, output_prefix: str, storage: TaskStorage) -> Part:
+    """A later child's inline files (its script, inline inputFiles) put in the storage, staged by reference.
+
+    The job carries every child: inline, their files would add up past what a runner carries
+    in a job's command (6 KiB on AWS Batch without a bucket) where each child's own job fitted.
+    They go under the job's output prefix (``.squall-wd/in/<i>/``, where the job copies them
+    in from at the child's turn); writing the same bytes again is harmless.
+    """
+    if not part.spec.input_files:
+        return part
+    refs = dict(part.spec.input_uris)
+    for path, content in part.spec.input_files.items():
+        uri = f"{output_prefix}{HIDDEN}/in/{index}/{quote(path)}"
+        try:
+            storage.write(uri, content)
+        except StorageError as exc:
+            raise ScriptError(f"{part.task_id}: could not stage {path} in the storage: {exc}") from None
+        refs[path] = storage.canonical(uri)
+    return replace(part, spec=replace(part.spec, input_files={}, input_uris=refs))
 
 
 _IMPORTS_KESTRA = re.compile(rb"(?:^|[\s;'\"])(?:from|import)\s+kestra\b", re.MULTILINE)

@@ -58,8 +58,10 @@ tasks:
           type: io.kestra.plugin.ee.kubernetes.runner.Kubernetes
         outputFiles:
           - out/*
+        inputFiles:
+          own.txt: "second's own input"
         commands:
-          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh)"'
+          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh) / $(cat own.txt)"'
           - test ! -e other.txt
           - echo "second too" > out/second.txt
   - id: files
@@ -117,7 +119,8 @@ def test_a_working_directory_shares_its_files_on_kubernetes(
     command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(flow)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert "second reads: written by first / seeded by the WorkingDirectory / hi" in done.stdout, done.stdout
+    expected = "second reads: written by first / seeded by the WorkingDirectory / hi / second's own input"
+    assert expected in done.stdout, done.stdout
     # One Kubernetes job in all, or one per child (the directory travels through S3 between them).
     assert k8s_env.fake.calls.get("CREATE jobs", 0) - created == (1 if one_job else 2)
     # second's outputs list what its own glob matches: both children's files, not seed.txt.

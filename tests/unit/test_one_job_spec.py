@@ -20,6 +20,7 @@ from control_plane.service.one_job import ChildLogs, is_delimiter, split_output_
 from control_plane.service.scripts import ScriptError, build_job_spec
 from control_plane.service.storage import LocalStorage
 from runners.base import JobSpec
+from runners.storage import path_of
 
 SHELL = "io.kestra.plugin.scripts.shell.Commands"
 
@@ -35,7 +36,12 @@ def child(index: int, task_id: str, properties: dict[str, Any], allow: bool = Fa
     }
 
 
-def build(storage: LocalStorage, children: list[dict[str, Any]], **wd: Any) -> JobSpec:
+def build(
+    storage: LocalStorage,
+    children: list[dict[str, Any]],
+    schemes: frozenset[str] = frozenset({"file"}),
+    **wd: Any,
+) -> JobSpec:
     hint = {"previous": None, "children": children, **wd}
     _, spec = build_job_spec(
         name="job-1",
@@ -45,7 +51,7 @@ def build(storage: LocalStorage, children: list[dict[str, Any]], **wd: Any) -> J
         output_prefix=storage.prefix("t", "f", "e", "tr0", 1),
         labels={},
         storage=storage,
-        storage_schemes=frozenset({"file"}),
+        storage_schemes=schemes,
     )
     return spec
 
@@ -55,6 +61,9 @@ def run(spec: JobSpec, work: Path) -> tuple[int, ChildLogs, dict[str, str]]:
     for name, content in spec.input_files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(content)
+    for name, uri in spec.input_uris.items():  # staged by reference, as the process runner does
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_bytes(path_of(uri).read_bytes())
     done = subprocess.run(spec.command, cwd=work, capture_output=True, text=True, timeout=30, check=False)
     parts = [("tr0", 1, "a"), ("tr1", 1, "b"), ("tr2", 1, "c")]
 
@@ -114,7 +123,11 @@ def test_children_share_the_directory_each_with_its_own_files_log_and_outputs(
         outputFiles=["a.txt"],
     )
     assert spec.output_files == (".squall-wd/out/**/*", "a.txt")
-    assert set(spec.input_files) >= {"seed.txt", "zero.txt", ".squall-wd/in/1/data.txt"}
+    assert set(spec.input_files) == {"seed.txt", "zero.txt"}  # the WorkingDirectory's and the first child's
+    # a later child's inline files go through the storage (under the job's output prefix):
+    # inline, they would add up past what a runner carries in a job's command
+    prefix = storage.prefix("t", "f", "e", "tr0", 1)
+    assert dict(spec.input_uris) == {".squall-wd/in/1/data.txt": f"{prefix}.squall-wd/in/1/data.txt"}
     code, split, files = run(spec, tmp_path)
     assert code == 0
     results, logs, error = split.finish({name: f"file:///{name}" for name in files})
@@ -184,3 +197,10 @@ def test_lines_shown_live_are_counted_over_the_whole_job() -> None:
         split.add("stdout", text)
     _, logs, _ = split.finish({})
     assert [line.message for line in logs if id(line) in split.displayed] == ["a1"]
+
+
+def test_a_runner_that_cannot_read_the_storage_gets_every_file_inline(storage: LocalStorage) -> None:
+    later = child(1, "b", {"commands": ["true"], "inputFiles": {"x": "1"}})
+    children = [child(0, "a", {"commands": ["true"]}), later]
+    spec = build(storage, children, frozenset({"s3"}))
+    assert dict(spec.input_files) == {".squall-wd/in/1/x": b"1"} and not spec.input_uris
