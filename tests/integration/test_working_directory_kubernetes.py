@@ -61,7 +61,9 @@ tasks:
         inputFiles:
           own.txt: "second's own input"
         commands:
-          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh) / $(cat own.txt)"'
+          - >-
+            echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh)
+            / $(cat own.txt)"
           - test ! -e other.txt
           - echo "second too" > out/second.txt
   - id: files
