@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any
 
 from msgspec import Struct
+from msgspec.structs import replace
 
 from control_plane.engine.model import LogLine
 from control_plane.levels import Level
@@ -177,9 +178,11 @@ class ChildLogs:
         make: Callable[[str, int, str, Level, str], LogLine],
         limits: LogLimits,
         shown: int = 0,
+        allow: Sequence[bool] = (),
     ) -> None:
         self.name = name
         self.parts = parts
+        self.allow = allow  # each child's allowFailure
         self.current: dict[str, int] = {}  # per stream: the child printing now
         self.records = 0
         self.children = [
@@ -233,13 +236,24 @@ class ChildLogs:
         return self.parts[self.current.get(stream, 0)]
 
     def finish(self, output_files: Mapping[str, str]) -> tuple[dict[str, Any], list[LogLine], str | None]:
-        """(``{task run id: result}`` for the engine, every child's log lines, the first capture error)."""
+        """(``{task run id: result}`` for the engine, every child's log lines, the first capture error).
+
+        A child whose outputs were refused (over ``SQUALL_MAX_OUTPUTS_BYTES``) fails, though its
+        code went on: unless it may fail, the engine stops there, so what the job ran after it
+        is logged under it (saying so) rather than under task runs that will never exist.
+        """
         per_child, _ = split_output_files(output_files)
         results: dict[str, Any] = {}
         logs: list[LogLine] = []
         error: str | None = None
-        for index, ((taskrun, _, _), child) in enumerate(zip(self.parts, self.children, strict=True)):
-            logs += child.capture.finish()
+        stopped: tuple[str, int, str] | None = None  # the child the engine will stop at
+        for index, (part, child) in enumerate(zip(self.parts, self.children, strict=True)):
+            lines = child.capture.finish()
+            if stopped is not None:
+                taskrun, attempt, task_id = stopped
+                logs += [replace(x, taskrun_id=taskrun, attempt=attempt, task_id=task_id) for x in lines]
+                continue
+            logs += lines
             if not child.seen and index:
                 continue
             outputs: dict[str, Any] = {"vars": dict(child.capture.outputs), "exitCode": child.exit_code}
@@ -255,7 +269,16 @@ class ChildLogs:
                 result["error"] = child.capture.error
                 result["exitCode"] = child.exit_code if child.exit_code else 1
                 error = error or child.capture.error
-            results[taskrun] = result
+                after = zip(self.parts[index + 1 :], self.children[index + 1 :], strict=True)
+                later = [p[2] for p, c in after if c.seen]
+                if index < len(self.allow) and not self.allow[index] and later:
+                    stopped = part
+                    message = (
+                        f"the job went on with {', '.join(later)} (their lines follow),"
+                        " which do not run after this task's failure"
+                    )
+                    logs.append(child.capture.make(Level.WARN, message))
+            results[part[0]] = result
         return results, logs, error
 
 

@@ -650,7 +650,8 @@ class JobSupervisor:
         def make(taskrun: str, attempt: int, task_id: str, level: Level, message: str) -> LogLine:
             return LogLine(self.clock.now(), level, message, task_id, taskrun, attempt)
 
-        return ChildLogs(job.name, parts, make, self.log_limits, shown)
+        allow = [bool(c.get("allowFailure")) for c in hint["children"]]
+        return ChildLogs(job.name, parts, make, self.log_limits, shown, allow)
 
     @staticmethod
     def _one_job_outputs(job: JobRecord, status: JobStatus, results: Mapping[str, Any]) -> dict[str, Any]:

@@ -204,3 +204,27 @@ def test_a_runner_that_cannot_read_the_storage_gets_every_file_inline(storage: L
     children = [child(0, "a", {"commands": ["true"]}), later]
     spec = build(storage, children, frozenset({"s3"}))
     assert dict(spec.input_files) == {".squall-wd/in/1/x": b"1"} and not spec.input_uris
+
+
+def test_what_runs_after_a_child_whose_outputs_are_refused_is_logged_under_it() -> None:
+    def make(taskrun: str, attempt: int, task_id: str, level: Level, message: str) -> LogLine:
+        return LogLine(None, level, message, task_id, taskrun, attempt)  # type: ignore[arg-type]
+
+    parts = [("tr0", 1, "a"), ("tr1", 1, "b")]
+    split = ChildLogs("job-1", parts, make, LogLimits(max_outputs_bytes=10), allow=[False, False])
+    for text in (
+        "::squall-child:job-1:0:start:5::",
+        '::{"outputs":{"big":"far over ten bytes"}}::',
+        "::squall-child:job-1:0:end:0:6::",
+        "::squall-child:job-1:1:start:6::",
+        "b ran",
+        "::squall-child:job-1:1:end:0:7::",
+    ):
+        split.add("stdout", text)
+    results, logs, error = split.finish({})
+    assert error is not None and results["tr0"]["exitCode"] == 1 and "tr1" not in results
+    assert {line.taskrun_id for line in logs} == {"tr0"}
+    assert [line.message for line in logs][-2:] == [
+        "the job went on with b (their lines follow), which do not run after this task's failure",
+        "b ran",
+    ]
