@@ -633,6 +633,13 @@ class JobSupervisor:
             outputs = self._outputs(job, status, capture.outputs)
         else:
             results, parts_logs, _ = reading.split.finish(status.output_files)
+            if status.failure in INFRA_FAILURES:
+                # the whole job runs again under the first child's next attempt: what this one
+                # printed stays with the first child's attempt, not with children to come
+                parts_logs = [
+                    replace(line, taskrun_id=job.taskrun_id, attempt=job.attempt, task_id=task_id)
+                    for line in parts_logs
+                ]
             logs = parts_logs + logs
             outputs = self._one_job_outputs(job, status, results)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})

@@ -20,6 +20,8 @@ from tests.integration.test_aws_batch_runner import batch_env  # noqa: F401  (a 
 from tests.integration.test_google_batch_end_to_end import (  # noqa: F401  (fixtures)
     DEADLINE,
     GOOGLE,
+    PROJECT,
+    REGION,
     SHELL,
     Cloud,
     _aws_credentials,
@@ -27,7 +29,7 @@ from tests.integration.test_google_batch_end_to_end import (  # noqa: F401  (fix
 )
 from tests.integration.test_ingress import issuer  # noqa: F401  (a fixture)
 
-pytest.importorskip("tests.emulators.google_batch")
+google_batch = pytest.importorskip("tests.emulators.google_batch")
 
 
 def flow(token: str, second: str) -> str:
@@ -84,3 +86,30 @@ def test_a_kill_during_the_second_child_stops_the_one_job(cloud: Cloud) -> None:
     states = {tr.task_id: tr.state for tr in execution.taskruns.values()}
     assert states == {"worker": State.KILLED, "first": State.SUCCESS, "second": State.KILLED}
     assert messages(cloud.api_rt, execution_id, "second")[:1] == ["first wrote seeded"]
+
+
+def test_a_preempted_job_runs_all_children_again_and_keeps_its_lines_with_the_first(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    label = f"wd-spot-{uuid.uuid4().hex[:8]}"
+    cloud.fake.hold_labels.add(label)
+    execution_id = cloud.start(flow(label, "sleep 1; echo second done"))
+    deadline = time.monotonic() + DEADLINE
+    jobs: list[str] = []
+    while not jobs:
+        assert time.monotonic() < deadline, "no job"
+        listed = cloud.fake.client().list_jobs(parent=f"projects/{PROJECT}/locations/{REGION}")
+        jobs = [j.name.rpartition("/")[2] for j in listed if label in j.labels.values()]
+        cloud.tick()
+    # the VM goes away half a second in: during the second child's sleep
+    cloud.fake.outcomes[jobs[0]] = google_batch.Outcome.preempted(after=0.5)
+    cloud.fake.hold_labels.discard(label)
+    assert cloud.drive(execution_id) is State.SUCCESS
+    runs = {tr.task_id: tr for tr in cloud.api_rt.store.get_execution(execution_id).taskruns.values()}
+    assert (len(runs["first"].attempts), runs["first"].infra_attempts) == (2, 1)
+    assert len(runs["second"].attempts) == 1
+    assert runs["second"].attempts[0].job == runs["first"].attempts[1].job
+    # the preempted run's lines stay with the first child's first attempt
+    assert messages(cloud.api_rt, execution_id, "second") == ["first wrote seeded", "second done"]
+    firsts = messages(cloud.api_rt, execution_id, "first")
+    assert firsts.count("first done") == 2 and "first wrote seeded" in firsts
