@@ -33,17 +33,15 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import immutables
 from msgspec.structs import replace
 
-from control_plane.engine import foreach_item
+from control_plane.engine import foreach_item, working_directory
 from control_plane.engine.actions import (
-    WORKSPACE_CHILDREN,
     WORKSPACE_KEY,
-    WORKSPACE_OUTPUT_FILES,
     Action,
     CancelJob,
     Emit,
@@ -83,7 +81,6 @@ from control_plane.engine.model import (
     outputs_index,
 )
 from control_plane.engine.states import State, worst
-from control_plane.engine.working_directory import ChildResult, child_results, one_job_refusal
 from control_plane.errors import EngineError, ExpressionError, SquallError
 from control_plane.expressions import is_truthy, render, render_value, to_display
 from control_plane.flows.inputs import mask_secrets, mask_value, resolve_inputs, secret_paths, secret_values
@@ -104,7 +101,6 @@ from control_plane.flows.models import (
     Task,
     TaskKind,
     WaitFor,
-    WorkingDirectory,
 )
 
 __all__ = [
@@ -361,8 +357,8 @@ class _Transaction:
         self._static: dict[str, Any] | None = None
         # A one-job WorkingDirectory whose job ended in this call: its later children end as
         # they start (same transaction), from their part of the job (ADR 0016).
-        self.one_job_ends: dict[str, _OneJobEnd] = {}
-        self._one_job: dict[str, str | None] = {}  # WorkingDirectory task id -> refusal
+        self.one_job_ends: dict[str, working_directory.JobEnd] = {}
+        self.one_job_refusals: dict[str, str | None] = {}  # WorkingDirectory task id -> refusal
 
     # ------------------------------------------------------------------ plumbing
 
@@ -618,22 +614,10 @@ class _Transaction:
             job_url=event.job_url or tr.attempts[-1].job_url,
         )
         ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
-        outputs, results = event.outputs, None
-        if outputs and WORKSPACE_CHILDREN in outputs:
-            results = child_results(outputs[WORKSPACE_CHILDREN])
-            outputs = {k: v for k, v in outputs.items() if k != WORKSPACE_CHILDREN}
-        outputs = self.collected(tr, outputs, ok)
-        infra = event.failure is not None and JobFailure(event.failure) in INFRA_FAILURES
-        killing = tr.state is State.KILLING
-        if results is not None and (killing or not infra) and tr.parent_id:
-            reason = event.reason or (
-                f"exit code {event.exit_code}" if event.exit_code is not None else status.lower()
-            )
-            self.one_job_ends[tr.parent_id] = _OneJobEnd(results, reason, tr.attempts[-1], killing)
-            own = results.get(tr.id)
-            if own is not None and own.exit_code is not None:
-                self.end_child(tr, task, own, tr.attempts[-1])
-                return
+        outputs, results = working_directory.children_results(event.outputs)
+        outputs = working_directory.collected(self, tr, outputs, ok)
+        if results is not None and working_directory.job_ended(self, tr, task, event, results):
+            return
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, outputs, "killed", retry=False)
             return
@@ -790,7 +774,7 @@ class _Transaction:
         ]
         # A one-job WorkingDirectory's directory went with its job: it runs again from its first
         # child, as one new job, rather than a failed child alone in an empty directory.
-        whole = {tr.id for tr in failed if self.runs_as_one_job(tr)}
+        whole = {tr.id for tr in failed if working_directory.ran_as_one_job(self, tr)}
         failed = [tr for tr in failed if tr.parent_id not in whole]
         owners = (
             {tr.parent_id for tr in failed} | {tr.id for tr in failed if tr.progress is not None} | {None}
@@ -962,16 +946,17 @@ class _Transaction:
 
     def submit(self, tr: TaskRun, task: Task) -> None:
         if tr.parent_id is not None and (ended := self.one_job_ends.get(tr.parent_id)) is not None:
-            self.end_from_one_job(tr, task, ended)
+            working_directory.end_from_job(self, tr, task, ended)
             return
         try:
             properties = self.job_properties(tr, task)
-            workspace = self.workspace(tr)
+            workspace = working_directory.hint(self, tr)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
         if workspace is not None:
-            if workspace.get("previous") is None and (children := self.one_job(tr, properties)):
+            first = workspace["previous"] is None
+            if first and (children := working_directory.one_job(self, tr, properties)):
                 workspace = {**workspace, "children": children}
             properties = {**properties, WORKSPACE_KEY: workspace}
         name = self.job_name(tr)
@@ -985,174 +970,6 @@ class _Transaction:
         raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
         rendered: dict[str, Any] = render_value(raw, self.context(tr, task))
         return rendered
-
-    def one_job_refusal(self, wd: WorkingDirectory) -> str | None:
-        """Why ``wd``'s children cannot run as one job (:mod:`.working_directory`); None if they can."""
-        if wd.id not in self._one_job:
-            self._one_job[wd.id] = one_job_refusal(self.c.list_of(wd.id, "tasks"), self.c.retries)
-        return self._one_job[wd.id]
-
-    def runs_as_one_job(self, tr: TaskRun) -> bool:
-        """Whether ``tr`` is a WorkingDirectory whose children ran as one job (ADR 0016)."""
-        wd = self.c.tasks.get(tr.task_id)
-        if not isinstance(wd, WorkingDirectory) or self.one_job_refusal(wd) is not None:
-            return False
-        jobs = {a.job for child in self.taskruns() if child.parent_id == tr.id for a in child.attempts}
-        return len(jobs) == 1 and None not in jobs
-
-    def one_job(self, first: TaskRun, properties: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-        """Every child of a WorkingDirectory, rendered for one job (ADR 0016); None: one job each.
-
-        Called for its first child. A later child's properties are rendered in the context its
-        task run will have (derived id, same parents), before any sibling ran; one that does
-        not render makes the WorkingDirectory fall back to a job per child (ADR 0012), where it
-        fails at its turn, after the children before it ran, as in Kestra.
-        """
-        owner = self.owner(first.parent_id)
-        wd = self.c.tasks[owner.task_id] if owner is not None else None
-        if owner is None or not isinstance(wd, WorkingDirectory) or first.position != 0:
-            return None
-        refusal = self.one_job_refusal(wd)
-        tasks = self.lane_tasks(owner.id, Phase.TASKS, first.lane)
-        children: list[dict[str, Any]] = []
-        for position, task in enumerate(tasks):
-            if refusal is not None:
-                break
-            tr = first
-            rendered: Mapping[str, Any] = properties
-            if position:
-                tr = replace(
-                    first,
-                    id=taskrun_id(self.ex.id, owner.id, Phase.TASKS, first.lane, task.id, first.iteration),
-                    task_id=task.id,
-                    task_type=task.type,
-                    position=position,
-                    attempts=(Attempt(State.RUNNING, self.now),),
-                )
-                try:
-                    rendered = self.job_properties(tr, task)
-                except ExpressionError as exc:
-                    refusal = f"'{task.id}' cannot be rendered before the job starts ({exc})"
-                    break
-            children.append(
-                {
-                    "taskrun": tr.id,
-                    "attempt": tr.attempt,
-                    "task_id": task.id,
-                    "task_type": task.type,
-                    "allowFailure": bool(task.allowFailure),
-                    "properties": rendered,
-                }
-            )
-        if refusal is not None:
-            if first.attempt == 1:
-                self.log(owner, Level.INFO, f"one job per child (ADR 0012): {refusal}", wd)
-            return None
-        return children
-
-    def end_child(self, tr: TaskRun, task: Task, result: ChildResult, job: Attempt) -> None:
-        """End a child of a one-job WorkingDirectory with its part of the job (exit code, outputs, times).
-
-        Its times are the job's start and end lines (whole seconds, the job's clock), kept
-        within when the job was submitted (``job``'s start) and now, so that a clock apart from
-        the control plane's (or a virtual one) never puts a child before its job or in the future.
-        """
-        code = result.exit_code
-        state = State.SUCCESS if code == 0 else State.FAILED
-        error = result.error or (None if code == 0 else f"exit code {code}")
-        self.end_attempt(tr, task, state, result.outputs, error, retry=False)
-        if result.started is None or result.ended is None:
-            return
-        floor = job.started
-        begin = min(max(datetime.fromtimestamp(result.started, UTC), floor), self.now)
-        end = min(max(datetime.fromtimestamp(result.ended, UTC), begin), self.now)
-        done = self.get(tr.id)
-        last = replace(done.attempts[-1], started=begin, ended=end)
-        created = begin if len(done.attempts) == 1 and done.created > begin else done.created
-        self.put(done.evolve(created=created, ended=end, attempts=(*done.attempts[:-1], last)))
-
-    def ran_in_one_job(self, child: TaskRun, task: Task) -> bool:
-        """Whether ``task``, next after ``child``, started in the one job that just ended (killed)."""
-        ended = self.one_job_ends.get(child.parent_id or "")
-        if ended is None:
-            return False
-        tr_id = taskrun_id(self.ex.id, child.parent_id, child.phase, child.lane, task.id, child.iteration)
-        return tr_id in ended.results
-
-    def end_from_one_job(self, tr: TaskRun, task: Task, ended: _OneJobEnd) -> None:
-        """A later child of a one-job WorkingDirectory starts after the job ended: it ends at once.
-
-        Its attempt names the job it ran in. A child that started and never ended (the job
-        died during it), or that the job never reached although the child before it ended
-        well (its log lost its end), fails with the job's reason.
-        """
-        job = ended.attempt
-        tr = self.with_last_attempt(
-            tr, job=job.job, runner=job.runner, job_id=job.job_id, job_url=job.job_url
-        )
-        result = ended.results.get(tr.id)
-        if result is not None and result.exit_code is not None:
-            self.end_child(tr, task, result, job)
-            return
-        outputs = result.outputs if result is not None else None
-        if ended.killed:  # it was running when the job was killed
-            self.end_attempt(tr, task, State.KILLED, outputs, None, retry=False)
-            return
-        why = "it started and never ended" if result is not None else "the job ended before it started"
-        self.end_attempt(tr, task, State.FAILED, outputs, f"{why} ({ended.reason})", retry=False)
-
-    def workspace(self, tr: TaskRun) -> dict[str, Any] | None:
-        """For a job child of a WorkingDirectory: the earlier job child whose directory it continues.
-
-        Kestra runs a WorkingDirectory's children in one directory. Squall runs each as its own
-        job; the shell makes the directory shared by staging the previous job child's whole
-        working directory (captured when it ended) before this one's files; the first job child
-        gets the WorkingDirectory's rendered ``inputFiles`` and ``namespaceFiles``. That child is
-        the latest earlier sibling with a job attempt (inline, skipped and disabled siblings
-        touch no file); its last attempt is the one that left the directory. The ``errors``
-        and ``finally`` tasks run outside the directory, as Kestra's do (Sequential's
-        resolveNexts). Ids are derived, so this costs one lookup per earlier sibling.
-        """
-        owner = self.owner(tr.parent_id)
-        if owner is None or tr.phase is not Phase.TASKS:
-            return None
-        wd = self.c.tasks[owner.task_id]
-        if not isinstance(wd, WorkingDirectory):
-            return None
-        collect: dict[str, Any] = {}
-        if wd.outputFiles:
-            collect = {"outputFiles": render_value(list(wd.outputFiles), self.context(owner, wd))}
-        for sibling in reversed(self.lane_tasks(owner.id, Phase.TASKS, tr.lane)[: tr.position]):
-            if sibling.kind is not TaskKind.JOB:
-                continue
-            sid = taskrun_id(self.ex.id, owner.id, Phase.TASKS, tr.lane, sibling.id, tr.iteration)
-            run = self.trs.get(sid)
-            if run is not None and run.attempts:
-                return {"previous": {"taskrun": run.id, "attempt": run.attempt}, **collect}
-        # The first job child: the WorkingDirectory's own files start its directory.
-        first: dict[str, Any] = {"previous": None, **collect}
-        own = wd.model_dump(by_alias=True, exclude_none=True, include={"inputFiles", "namespaceFiles"})
-        if own:
-            first.update(render_value(own, self.context(owner, wd)))
-        return first
-
-    def collected(self, tr: TaskRun, outputs: Mapping[str, Any] | None, ok: bool) -> Mapping[str, Any] | None:
-        """A WorkingDirectory child's outputs without the files collected for its parent.
-
-        When the child succeeded, those files (:data:`WORKSPACE_OUTPUT_FILES`) become the
-        WorkingDirectory's ``outputs.outputFiles`` (the last job child to succeed wins), which
-        ``end_flowable`` keeps when the WorkingDirectory ends.
-        """
-        if not outputs or WORKSPACE_OUTPUT_FILES not in outputs:
-            return outputs
-        rest = {k: v for k, v in outputs.items() if k != WORKSPACE_OUTPUT_FILES}
-        files = outputs[WORKSPACE_OUTPUT_FILES]
-        owner = self.owner(tr.parent_id)
-        if ok and owner is not None and isinstance(files, Mapping) and files:
-            kept = {**(owner.outputs or {}), "outputFiles": dict(files)}
-            owner = self.put(owner.evolve(outputs=kept))
-            self.index_outputs(owner, kept)
-        return rest
 
     def run_effect(self, tr: TaskRun, task: Task) -> None:
         """Ask the shell to do a task's I/O (KV, HTTP, storage): rendered here, done there.
@@ -1499,8 +1316,9 @@ class _Transaction:
         self.set_progress(child.parent_id, p)
         if state.ok:
             tasks = self.lane_tasks(child.parent_id, child.phase, child.lane)
-            if child.position + 1 < len(tasks) and (
-                self.state is not State.KILLING or self.ran_in_one_job(child, tasks[child.position + 1])
+            following = tasks[child.position + 1] if child.position + 1 < len(tasks) else None
+            if following is not None and (
+                self.state is not State.KILLING or working_directory.ran_in_job(self, child, following)
             ):
                 self.start_task(
                     child.parent_id, child.phase, child.lane, child.position + 1, tasks[child.position + 1]
@@ -1675,20 +1493,6 @@ class _Transaction:
                 message = f"Invalid output for `{o.id}`, Expected `{o.type}` but received `{shown}`"
                 raise ValueError(message) from None
         return typed
-
-
-class _OneJobEnd:
-    """How a one-job WorkingDirectory's job ended: each child's part, and why it stopped."""
-
-    __slots__ = ("attempt", "killed", "reason", "results")
-
-    def __init__(
-        self, results: dict[str, ChildResult], reason: str, attempt: Attempt, killed: bool = False
-    ) -> None:
-        self.results = results
-        self.reason = reason
-        self.attempt = attempt
-        self.killed = killed  # the execution was being killed: a child it stopped ends KILLED
 
 
 def _in_branch(runs: immutables.Map[str, TaskRun], tr: TaskRun) -> bool:
