@@ -7,10 +7,11 @@ nothing but ``/bin/sh`` (the job's command is a shell script, like a ``Commands`
 every runner runs it through the wrapper or the process runner unchanged), and cuts the
 ended job's log and files back into one part per child::
 
-    spec = one_job_spec(name=..., children=[...], ...)     # at submit
-    split = ChildLogs(spec_name, children, make_line, limits)  # at completion
-    for record in records: split.add(record.stream, record.text, record.partial)
-    results, logs = split.finish(status.output_files, wd_globs)
+    spec = combine(job_name, parts, wd_files, wd_globs)      # at submit (scripts.build_job_spec)
+    split = ChildLogs(job_name, [(taskrun, attempt, task_id), ...], make_line, limits)
+    for record in records:                                     # at completion (the supervisor)
+        split.add(record.stream, record.text, record.partial)
+    results, logs, error = split.finish(status.output_files)
 
 In the job, per child ``i``:
 
