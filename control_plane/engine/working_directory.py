@@ -45,7 +45,7 @@ from control_plane.engine.model import Attempt, Phase, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import ExpressionError
 from control_plane.expressions import render_value
-from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.flows.aliases import DEFAULT_RUNNER, canonical_type, runner_name
 from control_plane.flows.models import Task, TaskKind, WorkingDirectory
 from control_plane.levels import Level
 
@@ -65,8 +65,6 @@ __all__ = [
     "ran_as_one_job",
     "ran_in_job",
 ]
-
-_PLACEMENT = ("taskRunner", "containerImage")
 
 
 def _reads_sibling(text: str, sibling: str) -> bool:
@@ -101,12 +99,14 @@ def one_job_refusal(children: Sequence[Task], retries: Mapping[str, object]) -> 
 
 
 def _placement(task: Task, dumped: Mapping[str, Any]) -> dict[str, Any]:
-    """Where a child runs: its runner block and image; without an image on the Docker runner,
-    its language too (each language has its own default image there, as in Kestra)."""
-    where = {k: dumped.get(k) for k in _PLACEMENT}
+    """Where a child runs: its runner (by entry-point name, the process runner when none is
+    given), that runner's options and its image; without an image on the Docker runner, its
+    language too (each language has its own default image there, as in Kestra)."""
     block = dumped.get("taskRunner")
-    kind = block.get("type") if isinstance(block, Mapping) else None
-    if where["containerImage"] is None and kind is not None and runner_name(str(kind)) == "docker":
+    block = dict(block) if isinstance(block, Mapping) else {}
+    runner = runner_name(str(block.pop("type", DEFAULT_RUNNER)))
+    where = {"runner": runner, "options": block, "containerImage": dumped.get("containerImage")}
+    if where["containerImage"] is None and runner == "docker":
         canonical = canonical_type(task.type) or task.type
         where["language"] = canonical.split(".")[2] if canonical.count(".") == 3 else canonical
     return where

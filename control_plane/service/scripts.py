@@ -45,7 +45,7 @@ from urllib.parse import quote, urlsplit
 from msgspec.structs import replace
 
 from control_plane.engine.actions import WORKSPACE_KEY
-from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.flows.aliases import DEFAULT_RUNNER, canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
 from control_plane.service.one_job import HIDDEN, Part, combine
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
@@ -55,7 +55,6 @@ from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
 
-DEFAULT_RUNNER = "process"
 
 _SCRIPT_FILES = {
     "shell": ("script.sh", "sh"),

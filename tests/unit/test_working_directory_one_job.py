@@ -218,3 +218,13 @@ def test_a_childs_times_stay_between_the_jobs_submission_and_its_end() -> None:
     first, last = d.run("a").attempts[0], d.run("c").attempts[0]
     assert first.started == first.ended == T0
     assert last.started == T0.replace(microsecond=0) + timedelta(seconds=5) and last.ended == at(9)
+
+
+def test_a_child_naming_the_default_runner_runs_in_the_same_job() -> None:
+    process = "\n        taskRunner:\n          type: io.kestra.plugin.core.runner.Process"
+    d = Driver(
+        FLOW.replace("{allow}", "false").replace(
+            'commands: ["cat a.txt"]', 'commands: ["cat a.txt"]' + process
+        )
+    )
+    assert len(ids(d.of_type(SubmitJob, d.start())[0])) == 3
