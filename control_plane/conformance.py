@@ -129,10 +129,16 @@ def scratch_runtime(
     from control_plane.runtime import local_settings, open_local
     from control_plane.service.clock import VirtualClock
     from control_plane.store.sqlite import SqliteStore
+    from runners.storage import uri_of
 
     with tempfile.TemporaryDirectory(prefix="squall-") as tmp:
         db = Path(tmp) / "squall.db"
         settings = local_settings(db)
+        # Kestra's tests put input files in the storage at /file/storage/ and pass their URIs as
+        # FILE inputs; here that area is the operator's shared area (control_plane/service/file_scope.py).
+        root = settings.storage or uri_of(Path(settings.data_dir) / "storage", directory=True)
+        shared = root.rstrip("/") + "/file/storage/"
+        settings = local_settings(db, storage_read=(*settings.storage_read, shared))
         store = SqliteStore(db, synchronous="OFF")
         with open_local(
             settings, clock=clock or VirtualClock(), store=store, runners=runners, **service_options
