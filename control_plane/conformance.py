@@ -41,6 +41,10 @@ before):
 - ``run_first: [path, ...]``: flow files (relative to the cases file, deployed like ``flows``)
   each started once, in order, and driven to its end before the case's flow starts: the
   upstream executions a Flow trigger's ``preconditions`` count.
+- ``jobs: N``: the number of runner jobs the execution's task runs ran in (distinct job names
+  over every attempt): one for a WorkingDirectory whose children run as one job (ADR 0016).
+- ``task_logs_contain: {task: [text, ...]}``: each text is in a log line of that task's own
+  task runs (a child of a one-job WorkingDirectory gets its own part of the job's log).
 - ``input_files: {input: path}``: a file (relative to the cases file) put in the storage before
   the run, its ``kestra:///file/storage/<name>`` URI given as input ``input``
   (:func:`_seed_input_files`), as Kestra's tests ``storageInterface.put`` a FILE input's file.
@@ -135,10 +139,16 @@ def scratch_runtime(
     from control_plane.runtime import local_settings, open_local
     from control_plane.service.clock import VirtualClock
     from control_plane.store.sqlite import SqliteStore
+    from runners.storage import uri_of
 
     with tempfile.TemporaryDirectory(prefix="squall-") as tmp:
         db = Path(tmp) / "squall.db"
         settings = local_settings(db)
+        # Kestra's tests put input files in the storage at /file/storage/ and pass their URIs as
+        # FILE inputs; here that area is the operator's shared area (control_plane/service/file_scope.py).
+        root = settings.storage or uri_of(Path(settings.data_dir) / "storage", directory=True)
+        shared = root.rstrip("/") + "/file/storage/"
+        settings = local_settings(db, storage_read=(*settings.storage_read, shared))
         store = SqliteStore(db, synchronous="OFF")
         with open_local(
             settings, clock=clock or VirtualClock(), store=store, runners=runners, **service_options
@@ -390,6 +400,17 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
         problems.extend(_check_output(check, outputs, f"outputs of {check.get('task')}"))
     for check in case.get("flow_outputs") or ():
         problems.extend(_check_output(check, execution.outputs, "flow outputs"))
+    if "jobs" in case:
+        names = {a.job for tr in runs for a in tr.attempts if a.job is not None}
+        if len(names) != int(case["jobs"]):
+            problems.append(f"{len(names)} runner jobs, expected {case['jobs']}")
+    for task_id, needles in (case.get("task_logs_contain") or {}).items():
+        own = [line.message for line in run.logs if line.task_id == task_id]
+        problems.extend(
+            f"no log line of task {task_id} contains {needle!r}"
+            for needle in needles
+            if not any(needle in message for message in own)
+        )
     messages = [line.message for line in run.logs]
     for needle in case.get("logs_contain") or ():
         if not any(needle in message for message in messages):

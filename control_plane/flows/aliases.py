@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ALIASES",
     "CONDITION_ALIASES",
+    "DEFAULT_RUNNER",
     "RUNNER_ALIASES",
     "TRIGGER_ALIASES",
     "canonical_condition_type",
@@ -187,6 +188,10 @@ def canonical_trigger_type(name: str) -> str | None:
 def canonical_condition_type(name: str) -> str | None:
     """Squall's short name for a condition type Squall evaluates, or None (not supported)."""
     return CONDITION_ALIASES.get(name)
+
+
+DEFAULT_RUNNER = "process"
+"""The ``squall.runners`` entry point of a script task without a ``taskRunner`` block."""
 
 
 def runner_name(type_name: str) -> str:

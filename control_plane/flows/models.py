@@ -836,8 +836,10 @@ class NamespaceFiles(_Strict):
 class WorkingDirectory(_WithTasks):
     """Kestra's WorkingDirectory: children run in turn in one directory.
 
-    Each job child is its own job; the directory is carried from one to the next through
-    the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
+    Its script children run as one job (ADR 0016, :mod:`control_plane.engine.working_directory`)
+    when they can all be rendered before it starts; otherwise each job child is its own job and
+    the directory is carried from one to the next through the storage (ADR 0012,
+    :mod:`control_plane.service.workspace`). ``inputFiles`` and
     ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
     before the first child (``preExecuteTasks``); ``outputFiles`` are collected from the last
     job child's directory (``postExecuteTasks``). ``cache`` is not honoured: not declared, it

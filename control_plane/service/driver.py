@@ -270,13 +270,26 @@ class ExecutionDriver:
     ) -> Execution:
         """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
         from control_plane.flows.inputs import resolve_inputs
+        from control_plane.service.file_scope import file_scope
 
         flow = self.flow(namespace, flow_id, revision)
-        resolved = resolve_inputs(flow, inputs, typed=typed)
+        execution_id = execution_id or self.new_id()
+        scope = None
+        if self.storage is not None:
+            scope = file_scope(
+                self.storage,
+                namespace=namespace,
+                flow_id=flow.id,
+                execution_id=execution_id,
+                parent=parent,
+                trigger=trigger,
+                original_id=original_id,
+            )
+        resolved = resolve_inputs(flow, inputs, typed=typed, file_scope=scope)
         now = self.clock.now()
         created = new_execution(
             flow,
-            execution_id or self.new_id(),
+            execution_id,
             at=now,
             inputs=resolved,
             labels=labels,

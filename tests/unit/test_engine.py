@@ -746,12 +746,13 @@ tasks:
     tasks:
       - id: a
         type: io.kestra.plugin.scripts.shell.Commands
+        timeout: PT1M
         commands: ["true"]
       - id: b
         type: io.kestra.plugin.scripts.shell.Commands
         allowFailure: true
         commands: ["false"]
-""")
+""")  # a's timeout: one job per child (ADR 0012), the path this test is about
     a = d.of_type(SubmitJob, d.start())[0]
     assert a.properties[WORKSPACE_KEY]["outputFiles"] == ["wdo.txt"]  # rendered
     b = d.of_type(
