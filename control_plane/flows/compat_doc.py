@@ -102,7 +102,11 @@ def _property_rows(
             if f"{short}.{prop}" in kestra_core.HONOURED_ON
             else kestra_core.NOT_HONOURED_PROPERTIES.get(prop)
         )
-        if prop in kestra_core.UNSUPPORTED_PROPERTIES:
+        if prop == "timeout" and model is not None and not getattr(model, "timeout_honoured", True):
+            rows.append(
+                (prop, _NO, "refused at validation: Kestra ignores it on this task (runnable tasks only)")
+            )
+        elif prop in kestra_core.UNSUPPORTED_PROPERTIES:
             rows.append((prop, _NO, kestra_core.UNSUPPORTED_PROPERTIES[prop]))
         elif ignored and prop in ours:
             rows.append((prop, _NO, ignored))

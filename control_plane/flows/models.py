@@ -399,6 +399,22 @@ class Task(_Strict):
     logToFile: bool = False
     workerGroup: WorkerGroup | None = None
 
+    timeout_honoured: ClassVar[bool] = True
+    """Whether ``timeout`` bounds this task. Kestra applies it to runnable tasks only: on a
+    flowable or a Subflow it is accepted and ignored (kestra-io/kestra#9967, which turns it into
+    a validation error). Squall refuses it there rather than ignore it."""
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_honoured(cls, value: Any) -> Any:
+        if value is not None and not cls.timeout_honoured:
+            raise PydanticCustomError(
+                "timeout_not_honoured",
+                "is not honoured on this task: as in Kestra, a timeout bounds runnable tasks only;"
+                " set it on the tasks inside",
+            )
+        return value
+
     def child_lists(self) -> Iterator[tuple[str, list["Task"]]]:
         """Every (property, tasks) pair this task owns; runnable tasks own none."""
         return iter(())
@@ -485,6 +501,7 @@ class FlowableTask(Task):
     """A task that owns children: ``tasks`` plus the local ``errors`` and ``finally`` branches."""
 
     kind: ClassVar[TaskKind] = TaskKind.FLOWABLE
+    timeout_honoured: ClassVar[bool] = False
     errors: list["AnyTask"] | None = None
     finally_: list["AnyTask"] | None = Field(default=None, alias="finally")
 
@@ -707,6 +724,7 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
+    timeout_honoured: ClassVar[bool] = True  # its own: how long it waits for a resume
     delay: NonNegativeDuration | None = None
     pauseDuration: NonNegativeDuration | None = None
     timeout: NonNegativeDuration | None = None
@@ -724,6 +742,7 @@ class _CallsFlow(Task):
     ``<id>_items`` part of a ForEachItem (the engine's one SUBFLOW kind handles both)."""
 
     kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
+    timeout_honoured: ClassVar[bool] = False
     namespace: str
     flowId: str
     revision: int | None = None
