@@ -619,6 +619,8 @@ variable "schedules" {
     is the Scheduler's own syntax (`cron(0 2 * * ? *)`, `rate(1 hour)`) and should wake the
     function when the trigger's cron is due; `timezone` an IANA zone. The tick evaluates every
     Schedule trigger each minute anyway, so these are a precision aid, not a dependency.
+    An Http trigger (io.kestra.plugin.core.http.Trigger) may be named too, with a
+    `rate(...)` expression: the schedule Lambda polls it when its interval has passed.
   EOT
   type = list(object({
     namespace           = string
