@@ -17,6 +17,7 @@ N / 1,000. Every task run must end SUCCESS exactly once, or the run fails.
 
 Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 200]
        python benchmarks/fanout.py --items 1000            # a quick run (no baseline)
+       python benchmarks/fanout.py --items 1000 --baseline 0 --trace-memory 20   # what stays held (slow)
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 REGION = "us-east-1"
-TERMINAL = ("SUCCEEDED", "FAILED")
 
 
 def flow(n: int) -> str:
@@ -72,6 +72,28 @@ def _reset_hwm() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def _print_heap(top: int) -> None:
+    """What the warm container still holds once the loop ended, by allocating line (``--trace-memory``)."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    stats = snapshot.statistics("lineno")
+    total = sum(stat.size for stat in stats)
+    print(f"  heap held after the run (tracemalloc): {total / 2**20:.1f} MiB; top lines:", file=sys.stderr)
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        print(
+            f"    {stat.size / 2**10:9.0f} KiB {stat.count:8d} blocks  {frame.filename}:{frame.lineno}",
+            file=sys.stderr,
+        )
+    for stat in snapshot.statistics("traceback")[:3]:  # where the biggest holders were allocated from
+        print(f"  {stat.size / 2**10:.0f} KiB allocated through:", file=sys.stderr)
+        for frame in stat.traceback:
+            print(f"      {frame.filename}:{frame.lineno}", file=sys.stderr)
+
+
 def worker(conn: Any, config: dict[str, Any]) -> None:
     """One warm Lambda container: build the runtime once, then one handler call per request."""
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -79,6 +101,10 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ["AWS_LAMBDA_LOG_LEVEL"] = "WARNING"
+    if config.get("trace_memory"):
+        import tracemalloc
+
+        tracemalloc.start(8)
     import boto3
 
     from control_plane.handlers import api, events, tick
@@ -127,6 +153,8 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
             conn.send(None)
             continue
         if kind == "check":
+            if config.get("trace_memory"):
+                _print_heap(config["trace_memory"])
             ex = store.get_execution(payload)
             children = [tr for tr in ex.taskruns.values() if tr.task_id == "work"]
             conn.send(
@@ -187,12 +215,14 @@ class Figures:
 class Platform:
     """Emulated AWS around one worker: resources, invocations, Batch state-change events."""
 
-    def __init__(self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int) -> None:
+    def __init__(
+        self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int, trace_memory: int = 0
+    ) -> None:
         import boto3
 
         from control_plane.runtime import load_settings
         from control_plane.store.dynamodb_schema import create_table
-        from tests.emulators.moto_batch import create_queues
+        from tests.emulators.moto_batch import BatchIndex, create_queues
 
         session = boto3.Session(region_name=REGION)
         self.table = f"squall-fanout-{uuid.uuid4().hex[:8]}"
@@ -210,6 +240,7 @@ class Platform:
             "scratch": str(scratch),
             "chunk": chunk,
             "submit_budget": submit_budget,
+            "trace_memory": trace_memory,
         }
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
@@ -217,12 +248,14 @@ class Platform:
         self.process.start()
         self.grace = load_settings({}).submit_grace
         self.figures: Figures | None = None
+        self.index = BatchIndex().install()
         self.delivered: set[str] = set()
         self.last_counted: tuple[int, float] = (0, 0.0)
 
     def close(self) -> None:
         self.conn.send(None)
         self.process.join(timeout=60)
+        self.index.remove()
 
     def invoke(self, kind: str, payload: Any) -> Any:
         self.conn.send((kind, payload))
@@ -248,13 +281,6 @@ class Platform:
             raise SystemExit(f"{method} {path}: {response['statusCode']} {response.get('body')}")
         return json.loads(response["body"]), elapsed
 
-    def count(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = []
-        for status in statuses:
-            pages = self.batch.get_paginator("list_jobs").paginate(jobQueue=self.queue, jobStatus=status)
-            jobs += [j for page in pages for j in page["jobSummaryList"]]
-        return jobs
-
     def run(self, n: int) -> Figures:
         from tests.emulators.moto_batch import batch_state_change
 
@@ -265,11 +291,11 @@ class Platform:
         body, figures.start_s = self.api("POST", "/api/v1/main/executions/squall.bench/fanout", "{}")
         figures.start_counted = self.last_counted
         execution_id = body["id"]
-        submitted = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+        submitted = self.index.jobs_in(self.queue)
         idle = 0
         while submitted < n:  # the rate rule, back to back: continuations and handed-over jobs
             self.invoke("tick", {})
-            now = len(self.count(("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *TERMINAL)))
+            now = self.index.jobs_in(self.queue)
             idle = idle + 1 if now == submitted else 0
             if idle == 1:  # what is left waits for its writer's claim to lapse: a minute later...
                 self.ask("advance", self.grace + 1)
@@ -294,7 +320,12 @@ class Platform:
         return figures
 
     def _deliver(self, state_change: Any, *, wait: bool) -> int:
-        fresh = [j["jobId"] for j in self.count(TERMINAL) if j["jobId"] not in self.delivered]
+        """Hands each job that ended since to ``events``, as DescribeJobs shows it (EventBridge's detail)."""
+        fresh: list[str] = []
+        while self.index.stopped:
+            job_id = self.index.stopped.popleft()
+            if job_id not in self.delivered:
+                fresh.append(job_id)
         for chunk in range(0, len(fresh), 100):
             for job in self.batch.describe_jobs(jobs=fresh[chunk : chunk + 100])["jobs"]:
                 self.delivered.add(job["jobId"])
@@ -310,6 +341,13 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=1000, help="a run for the WRU ratio (0: none)")
     parser.add_argument("--chunk", type=int, help="SQUALL_FANOUT_CHUNK (default: the runtime's)")
     parser.add_argument("--submit-budget", type=int, help="SQUALL_SUBMIT_BUDGET (default: the runtime's)")
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="trace the worker's allocations (slow) and print the TOP lines holding memory at the end",
+    )
     args = parser.parse_args()
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")
@@ -323,7 +361,7 @@ def main() -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory() as scratch, emulators(Path(scratch)) as (ddb, moto):
         for n in sizes:
-            platform = Platform(ddb, moto, Path(scratch), chunk, submits)
+            platform = Platform(ddb, moto, Path(scratch), chunk, submits, args.trace_memory)
             try:
                 results.append(platform.run(n))
             finally:

@@ -31,6 +31,20 @@ before):
   every string of ``logs_contain``.
 - ``namespace_files: {namespace: {/path: content}}``: files a namespace holds before the run
   (:func:`_seed_namespace_files`).
+- ``http_responses: {path: answer or [answers]}`` and ``polls: N`` (default 1): the case's
+  flow has Http triggers; instead of being started, it is polled N times
+  (``Service.poll_http_triggers``), the virtual clock moved on by the longest trigger
+  ``interval`` between polls, each execution a poll starts driven to its end before the next
+  poll (Kestra holds a trigger while its execution runs). Its flows call
+  ``http://conformance.invalid``, served locally (control_plane/conformance_http.py). The
+  executions the polls started are the case's started ones (``started_states``).
+- ``run_first: [path, ...]``: flow files (relative to the cases file, deployed like ``flows``)
+  each started once, in order, and driven to its end before the case's flow starts: the
+  upstream executions a Flow trigger's ``preconditions`` count.
+- ``jobs: N``: the number of runner jobs the execution's task runs ran in (distinct job names
+  over every attempt): one for a WorkingDirectory whose children run as one job (ADR 0016).
+- ``task_logs_contain: {task: [text, ...]}``: each text is in a log line of that task's own
+  task runs (a child of a one-job WorkingDirectory gets its own part of the job's log).
 - ``input_files: {input: path}``: a file (relative to the cases file) put in the storage before
   the run, its ``kestra:///file/storage/<name>`` URI given as input ``input``
   (:func:`_seed_input_files`), as Kestra's tests ``storageInterface.put`` a FILE input's file.
@@ -125,10 +139,16 @@ def scratch_runtime(
     from control_plane.runtime import local_settings, open_local
     from control_plane.service.clock import VirtualClock
     from control_plane.store.sqlite import SqliteStore
+    from runners.storage import uri_of
 
     with tempfile.TemporaryDirectory(prefix="squall-") as tmp:
         db = Path(tmp) / "squall.db"
         settings = local_settings(db)
+        # Kestra's tests put input files in the storage at /file/storage/ and pass their URIs as
+        # FILE inputs; here that area is the operator's shared area (control_plane/service/file_scope.py).
+        root = settings.storage or uri_of(Path(settings.data_dir) / "storage", directory=True)
+        shared = root.rstrip("/") + "/file/storage/"
+        settings = local_settings(db, storage_read=(*settings.storage_read, shared))
         store = SqliteStore(db, synchronous="OFF")
         with open_local(
             settings, clock=clock or VirtualClock(), store=store, runners=runners, **service_options
@@ -144,6 +164,7 @@ def run_flow(
     origin: str = "<flow>",
     timeout: float = CASE_TIMEOUT,
     count: int = 1,
+    polls: int = 0,
     **start: Any,
 ) -> FlowRun:
     """Deploy ``source``, start it (``start``: ``Service.start`` keywords) and drive it to its end.
@@ -157,15 +178,22 @@ def run_flow(
 
     ``count`` executions are started before any is driven (a flow ``concurrency`` case),
     then each is driven in start order; the returned ``execution`` is the last one's.
+    ``polls``: when set, nothing is started; the flow's Http triggers are polled that many
+    times instead (see ``http_responses`` in the module docstring).
     """
     service = runtime.service
     record = service.deploy(source, origin)
-    ids = [
-        service.start(record.namespace, record.id, inputs, revision=record.revision, **start).id
-        for _ in range(count)
-    ]
     deadline = time.monotonic() + timeout
-    ended = [_drive(runtime, execution_id, deadline) for execution_id in ids]
+    if polls:
+        ended = _poll(runtime, record.namespace, record.id, polls, deadline)
+    else:
+        ids = [
+            service.start(record.namespace, record.id, inputs, revision=record.revision, **start).id
+            for _ in range(count)
+        ]
+        ended = [_drive(runtime, execution_id, deadline) for execution_id in ids]
+    if not ended:
+        raise SquallError(f"no execution of {record.namespace}.{record.id} was started")
     for other in _execution_ids(runtime):  # what they started (a Flow trigger's): to its end too
         if not runtime.store.get_execution(other).state.terminal:
             _drive(runtime, other, deadline)
@@ -174,6 +202,25 @@ def run_flow(
     logs_of = {i: execution_logs(runtime, i) for i in every}
     logs = [line for i in every for line in logs_of[i]]
     return FlowRun(ended[-1], executions, logs, ended, logs_of)
+
+
+def _poll(runtime: Runtime, namespace: str, flow_id: str, polls: int, deadline: float) -> list[Execution]:
+    """Poll the flow's Http triggers ``polls`` times, driving what each poll starts to its end."""
+    from datetime import timedelta
+
+    from control_plane.flows.models import HttpTrigger
+    from control_plane.service.clock import VirtualClock
+
+    service = runtime.service
+    flow = service.flow(namespace, flow_id)
+    step = max((t.interval for t in flow.triggers or () if isinstance(t, HttpTrigger)), default=timedelta(0))
+    ended: list[Execution] = []
+    for _ in range(polls):
+        for execution_id in service.poll_http_triggers(namespace=namespace, flow_id=flow_id):
+            ended.append(_drive(runtime, execution_id, deadline))
+        if isinstance(service.clock, VirtualClock):
+            service.clock.sleep_until(service.clock.now() + step)
+    return ended
 
 
 def _drive(runtime: Runtime, execution_id: str, deadline: float) -> Execution:
@@ -296,21 +343,33 @@ def _seed_input_files(runtime: Runtime, files: Mapping[str, str], base: Path) ->
 
 def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeout: float) -> None:
     path = base / case["flow"]
-    source = read_flow_file(path)
     typed = case.get("inputs_mode", "raw") == "typed"
-    with scratch_runtime() as runtime:
+    responses = case.get("http_responses")
+    from control_plane.conformance_http import PLACEHOLDER
+
+    with scratch_runtime() as runtime, _endpoint(responses) as url:
+
+        def read(file: Path) -> str:
+            source = read_flow_file(file)
+            return source.replace(PLACEHOLDER, url) if url is not None else source
+
         _seed_namespace_files(runtime, case.get("namespace_files") or {})
         files = _seed_input_files(runtime, case.get("input_files") or {}, base)
         for extra in case.get("flows") or ():
-            runtime.service.deploy(read_flow_file(base / extra), str(base / extra))
+            runtime.service.deploy(read(base / extra), str(base / extra))
+        for first in case.get("run_first") or ():
+            record = runtime.service.deploy(read(base / first), str(base / first))
+            started = runtime.service.start(record.namespace, record.id)
+            _drive(runtime, started.id, time.monotonic() + timeout)
         run = run_flow(
             runtime,
-            source,
+            read(path),
             {**(case.get("inputs") or {}), **files},
             origin=str(path),
             typed=typed,
             timeout=timeout,
             count=int(case.get("start", 1)),
+            polls=int(case.get("polls", 1)) if responses is not None else 0,
         )
     execution = run.execution
     problems = result.problems
@@ -341,10 +400,32 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
         problems.extend(_check_output(check, outputs, f"outputs of {check.get('task')}"))
     for check in case.get("flow_outputs") or ():
         problems.extend(_check_output(check, execution.outputs, "flow outputs"))
+    if "jobs" in case:
+        names = {a.job for tr in runs for a in tr.attempts if a.job is not None}
+        if len(names) != int(case["jobs"]):
+            problems.append(f"{len(names)} runner jobs, expected {case['jobs']}")
+    for task_id, needles in (case.get("task_logs_contain") or {}).items():
+        own = [line.message for line in run.logs if line.task_id == task_id]
+        problems.extend(
+            f"no log line of task {task_id} contains {needle!r}"
+            for needle in needles
+            if not any(needle in message for message in own)
+        )
     messages = [line.message for line in run.logs]
     for needle in case.get("logs_contain") or ():
         if not any(needle in message for message in messages):
             problems.append(f"no log line contains {needle!r}")
+
+
+@contextmanager
+def _endpoint(responses: Mapping[str, Any] | None) -> Iterator[str | None]:
+    if responses is None:
+        yield None
+        return
+    from control_plane.conformance_http import serve
+
+    with serve(responses) as url:
+        yield url
 
 
 def _check_triggered(check: Mapping[str, Any], run: FlowRun) -> list[str]:

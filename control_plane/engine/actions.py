@@ -13,6 +13,7 @@ from control_plane.engine.states import State
 
 __all__ = [
     "BATCHES_KEY",
+    "WORKSPACE_CHILDREN",
     "WORKSPACE_KEY",
     "WORKSPACE_OUTPUT_FILES",
     "Action",
@@ -35,7 +36,20 @@ before this child's own files (:mod:`control_plane.service.workspace`); for the 
 child (``previous`` None), also the WorkingDirectory's rendered ``inputFiles`` and
 ``namespaceFiles``, staged first. No user property has
 a dotted name, so the key cannot collide with one.
+
+When the WorkingDirectory runs as one job (ADR 0016, :mod:`control_plane.engine.working_directory`),
+the first child's job carries them all: the value is ``{"previous": None, "children": [{"taskrun":
+id, "attempt": n, "task_id": id, "task_type": type, "allowFailure": bool, "properties": {...}},
+...], "inputFiles"/"namespaceFiles"/"outputFiles": the WorkingDirectory's}``, every child's
+properties rendered in its own task run's context.
 """
+
+
+WORKSPACE_CHILDREN = "squall.workingDirectory.children"
+"""A key of a one-job WorkingDirectory's result outputs: ``{task run id: {"exitCode": n | None,
+"outputs": {vars, exitCode, outputFiles}, "error": str | None, "started": epoch s, "ended":
+epoch s}}`` for each child that started (:class:`control_plane.engine.working_directory.ChildResult`).
+The engine ends each child's task run with its own part."""
 
 
 WORKSPACE_OUTPUT_FILES = "squall.workingDirectory.outputFiles"

@@ -37,6 +37,7 @@ from msgspec.structs import replace
 from control_plane.engine.actions import BATCHES_KEY, StartSubflow, StartTimer
 from control_plane.engine.events import TaskResult
 from control_plane.engine.ids import short_hash, taskrun_id
+from control_plane.engine.labels import child_labels
 from control_plane.engine.model import Batches, Phase, TaskRun
 from control_plane.engine.states import State
 from control_plane.errors import ExpressionError
@@ -127,8 +128,7 @@ def subflow_action(
     ctx["taskrun"] = {**ctx["taskrun"], "items": batches.batch_uri(n), "iteration": n}
     inputs = render_value(dict(task.inputs or {}), ctx)
     labels = render_value(dict(task.labels or {}), ctx)
-    if task.inheritLabels:
-        labels = {**{k: v for k, v in tx.labels.items() if not k.startswith("system.")}, **labels}
+    labels = child_labels(tx.labels, tx.ex.id, labels, inherit=task.inheritLabels)
     return StartSubflow(
         tr.id,
         tr.attempt,

@@ -52,7 +52,9 @@ class Phase(StrEnum):
     AFTER_EXECUTION = "afterExecution"  # the flow's own list only, run once its final state is known
 
 
-class Attempt(Struct, frozen=True, gc=False):
+# ``omit_defaults``: stores encode these with msgspec (store/codec.py's taskrun_dumps) and, as
+# codec's *_to_json functions do, leave default values out of the stored document.
+class Attempt(Struct, frozen=True, gc=False, omit_defaults=True):
     state: State
     started: datetime
     ended: datetime | None = None
@@ -67,7 +69,7 @@ class Attempt(Struct, frozen=True, gc=False):
     failure: JobFailure | None = None
 
 
-class Progress(Struct, frozen=True, gc=False):
+class Progress(Struct, frozen=True, gc=False, omit_defaults=True):
     """A flowable's position, kept as counters so that advancing it is O(1) in its size.
 
     ``lanes`` are independent sequences of children: one for Sequential, one per task for
@@ -99,7 +101,7 @@ class Progress(Struct, frozen=True, gc=False):
         return self.started - self.done
 
 
-class Batches(Struct, frozen=True, gc=False):
+class Batches(Struct, frozen=True, gc=False, omit_defaults=True):
     """A ForEachItem's batches, kept on its ``_split`` and ``_items`` task runs.
 
     Batch ``n`` (1-based) is the file ``{prefix}{n}{extension}``; its subflow's outputs go to

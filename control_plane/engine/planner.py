@@ -39,10 +39,9 @@ from typing import Any, Protocol
 import immutables
 from msgspec.structs import replace
 
-from control_plane.engine import foreach_item
+from control_plane.engine import foreach_item, working_directory
 from control_plane.engine.actions import (
     WORKSPACE_KEY,
-    WORKSPACE_OUTPUT_FILES,
     Action,
     CancelJob,
     Emit,
@@ -70,6 +69,7 @@ from control_plane.engine.events import (
 )
 from control_plane.engine.ids import job_name, short_hash, taskrun_id
 from control_plane.engine.inline import run_inline
+from control_plane.engine.labels import child_labels, context_labels, with_correlation
 from control_plane.engine.model import (
     Attempt,
     Execution,
@@ -102,7 +102,6 @@ from control_plane.flows.models import (
     Task,
     TaskKind,
     WaitFor,
-    WorkingDirectory,
 )
 
 __all__ = [
@@ -195,7 +194,7 @@ def new_execution(
         state=State.CREATED,
         created=at,
         inputs=dict(inputs or {}),
-        labels={**flow.labels, **(labels or {})},
+        labels=with_correlation({**flow.labels, **(labels or {})}, execution_id),
         trigger=trigger,
         original_id=original_id,
         parent=parent,
@@ -357,6 +356,12 @@ class _Transaction:
         self._lookup = secrets
         self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
+        self._execution_ctx: dict[State, dict[str, Any]] = {}
+        self._now_iso = iso(now)  # what every task run created in this call starts at
+        # A one-job WorkingDirectory whose job ended in this call: its later children end as
+        # they start (same transaction), from their part of the job (ADR 0016).
+        self.one_job_ends: dict[str, working_directory.JobEnd] = {}
+        self.one_job_refusals: dict[str, str | None] = {}  # WorkingDirectory task id -> refusal
 
     # ------------------------------------------------------------------ plumbing
 
@@ -473,10 +478,13 @@ class _Transaction:
         # takes its final state once they have ended.
         # `afterExecution` tasks run once the final state is known, and see it.
         state = self.root.final if self.root.final is not None else self.state
-        ctx["execution"] = {**self._static["execution"], "state": str(state)}
+        execution = self._execution_ctx.get(state)
+        if execution is None:  # one per state seen in this call, shared as the flow's is
+            execution = self._execution_ctx[state] = {**self._static["execution"], "state": str(state)}
+        ctx["execution"] = execution
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
-        ctx["labels"] = self.labels
+        ctx["labels"] = context_labels(self.labels)
         ctx["@now"] = self.now
         if self._lookup is not None:
             if self._vault is None:
@@ -493,7 +501,7 @@ class _Transaction:
         if tr is not None:
             taskrun: dict[str, Any] = {
                 "id": tr.id,
-                "startDate": iso(tr.created),
+                "startDate": self._now_iso if tr.created is self.now else iso(tr.created),
                 "attemptsCount": max(len(tr.attempts) - 1, 0),
                 "parentId": tr.parent_id,
                 "iteration": tr.iteration,
@@ -612,7 +620,10 @@ class _Transaction:
             job_url=event.job_url or tr.attempts[-1].job_url,
         )
         ok = status is JobOutcome.SUCCEEDED and tr.state is not State.KILLING
-        outputs = self.collected(tr, event.outputs, ok)
+        outputs, results = working_directory.children_results(event.outputs)
+        outputs = working_directory.collected(self, tr, outputs, ok)
+        if results is not None and working_directory.job_ended(self, tr, task, event, results):
+            return
         if tr.state is State.KILLING:
             self.end_attempt(tr, task, State.KILLED, outputs, "killed", retry=False)
             return
@@ -767,6 +778,10 @@ class _Transaction:
             for tr in sorted(runs.values(), key=lambda t: t.seq)
             if tr.id not in dropped and tr.state in (State.FAILED, State.KILLED)
         ]
+        # A one-job WorkingDirectory's directory went with its job: it runs again from its first
+        # child, as one new job, rather than a failed child alone in an empty directory.
+        whole = {tr.id for tr in failed if working_directory.ran_as_one_job(self, tr)}
+        failed = [tr for tr in failed if tr.parent_id not in whole]
         owners = (
             {tr.parent_id for tr in failed} | {tr.id for tr in failed if tr.progress is not None} | {None}
         )
@@ -789,6 +804,10 @@ class _Transaction:
         self.ended = None
         self.flow_outputs = None
         self.error_logs = []
+        for wd_id in whole:  # a new round: its children get new ids, so new job names
+            before = self.progress(self.get(wd_id)).iteration
+            self.drop_children(wd_id)
+            self.set_progress(wd_id, Progress(total=1, iteration=before + 1))
         for tr in failed:
             fresh = self.get(tr.id).evolve(ended=None, error=None)
             if fresh.progress is not None:
@@ -932,15 +951,19 @@ class _Transaction:
             parent_id = parent.parent_id
 
     def submit(self, tr: TaskRun, task: Task) -> None:
-        ctx = self.context(tr, task)
-        raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
+        if tr.parent_id is not None and (ended := self.one_job_ends.get(tr.parent_id)) is not None:
+            working_directory.end_from_job(self, tr, task, ended)
+            return
         try:
-            properties = render_value(raw, ctx)
-            workspace = self.workspace(tr)
+            properties = self.job_properties(tr, task)
+            workspace = working_directory.hint(self, tr)
         except ExpressionError as exc:
             self.end_attempt(tr, task, State.FAILED, None, str(exc))
             return
         if workspace is not None:
+            first = workspace["previous"] is None
+            if first and (children := working_directory.one_job(self, tr, properties)):
+                workspace = {**workspace, "children": children}
             properties = {**properties, WORKSPACE_KEY: workspace}
         name = self.job_name(tr)
         tr = self.put(replace(tr, attempts=(*tr.attempts[:-1], replace(tr.attempts[-1], job=name))))
@@ -948,58 +971,11 @@ class _Transaction:
         if task.timeout is not None:
             self.actions.append(StartTimer(f"timeout:{tr.id}:{tr.attempt}", self.now + task.timeout))
 
-    def workspace(self, tr: TaskRun) -> dict[str, Any] | None:
-        """For a job child of a WorkingDirectory: the earlier job child whose directory it continues.
-
-        Kestra runs a WorkingDirectory's children in one directory. Squall runs each as its own
-        job; the shell makes the directory shared by staging the previous job child's whole
-        working directory (captured when it ended) before this one's files; the first job child
-        gets the WorkingDirectory's rendered ``inputFiles`` and ``namespaceFiles``. That child is
-        the latest earlier sibling with a job attempt (inline, skipped and disabled siblings
-        touch no file); its last attempt is the one that left the directory. The ``errors``
-        and ``finally`` tasks run outside the directory, as Kestra's do (Sequential's
-        resolveNexts). Ids are derived, so this costs one lookup per earlier sibling.
-        """
-        owner = self.owner(tr.parent_id)
-        if owner is None or tr.phase is not Phase.TASKS:
-            return None
-        wd = self.c.tasks[owner.task_id]
-        if not isinstance(wd, WorkingDirectory):
-            return None
-        collect: dict[str, Any] = {}
-        if wd.outputFiles:
-            collect = {"outputFiles": render_value(list(wd.outputFiles), self.context(owner, wd))}
-        for sibling in reversed(self.lane_tasks(owner.id, Phase.TASKS, tr.lane)[: tr.position]):
-            if sibling.kind is not TaskKind.JOB:
-                continue
-            sid = taskrun_id(self.ex.id, owner.id, Phase.TASKS, tr.lane, sibling.id, tr.iteration)
-            run = self.trs.get(sid)
-            if run is not None and run.attempts:
-                return {"previous": {"taskrun": run.id, "attempt": run.attempt}, **collect}
-        # The first job child: the WorkingDirectory's own files start its directory.
-        first: dict[str, Any] = {"previous": None, **collect}
-        own = wd.model_dump(by_alias=True, exclude_none=True, include={"inputFiles", "namespaceFiles"})
-        if own:
-            first.update(render_value(own, self.context(owner, wd)))
-        return first
-
-    def collected(self, tr: TaskRun, outputs: Mapping[str, Any] | None, ok: bool) -> Mapping[str, Any] | None:
-        """A WorkingDirectory child's outputs without the files collected for its parent.
-
-        When the child succeeded, those files (:data:`WORKSPACE_OUTPUT_FILES`) become the
-        WorkingDirectory's ``outputs.outputFiles`` (the last job child to succeed wins), which
-        ``end_flowable`` keeps when the WorkingDirectory ends.
-        """
-        if not outputs or WORKSPACE_OUTPUT_FILES not in outputs:
-            return outputs
-        rest = {k: v for k, v in outputs.items() if k != WORKSPACE_OUTPUT_FILES}
-        files = outputs[WORKSPACE_OUTPUT_FILES]
-        owner = self.owner(tr.parent_id)
-        if ok and owner is not None and isinstance(files, Mapping) and files:
-            kept = {**(owner.outputs or {}), "outputFiles": dict(files)}
-            owner = self.put(owner.evolve(outputs=kept))
-            self.index_outputs(owner, kept)
-        return rest
+    def job_properties(self, tr: TaskRun, task: Task) -> dict[str, Any]:
+        """A job task's properties rendered in its task run's context (raises ExpressionError)."""
+        raw = task.model_dump(by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout"})
+        rendered: dict[str, Any] = render_value(raw, self.context(tr, task))
+        return rendered
 
     def run_effect(self, tr: TaskRun, task: Task) -> None:
         """Ask the shell to do a task's I/O (KV, HTTP, storage): rendered here, done there.
@@ -1052,9 +1028,7 @@ class _Transaction:
         labels = render_value(dict(task.labels or {}), ctx)
         namespace = render(task.namespace, ctx)
         flow_id = render(task.flowId, ctx)
-        if task.inheritLabels:
-            labels = {**{k: v for k, v in self.labels.items() if not k.startswith("system.")}, **labels}
-        labels = self.mask_data(labels)
+        labels = self.mask_data(child_labels(self.labels, self.ex.id, labels, inherit=task.inheritLabels))
         child_id = short_hash(self.ex.id, tr.id, tr.attempt, size=15)
         self.actions.append(
             StartSubflow(
@@ -1343,15 +1317,22 @@ class _Transaction:
         state = child.state
         if p.phase is not Phase.ERRORS and state.ok:
             p = replace(p, worst=worst(p.worst, state))
-        self.set_progress(child.parent_id, p)
-        if state.ok and self.state is not State.KILLING:
+        if state.ok:
             tasks = self.lane_tasks(child.parent_id, child.phase, child.lane)
-            if child.position + 1 < len(tasks):
+            following = tasks[child.position + 1] if child.position + 1 < len(tasks) else None
+            if following is not None and (
+                self.state is not State.KILLING or working_directory.ran_in_job(self, child, following)
+            ):
+                self.set_progress(child.parent_id, p)
                 self.start_task(
                     child.parent_id, child.phase, child.lane, child.position + 1, tasks[child.position + 1]
                 )
                 return
-        self.lane_ended(child.parent_id, child.phase, child.lane, ok=state.ok, state=state, error=child.error)
+        # lane_ended writes the owner's progress once, this change included (one task-run write
+        # per child of a ForEach instead of two)
+        self.lane_ended(
+            child.parent_id, child.phase, child.lane, ok=state.ok, state=state, error=child.error, progress=p
+        )
 
     def lane_ended(
         self,
@@ -1362,8 +1343,10 @@ class _Transaction:
         ok: bool,
         state: State,
         error: str | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        p = self.progress(self.owner(owner_id))
+        """Count the lane done; ``progress``: the owner's, when the caller holds a newer one."""
+        p = progress if progress is not None else self.progress(self.owner(owner_id))
         p = replace(p, done=p.done + 1)
         if not ok:
             if state in (State.KILLED, State.CANCELLED):

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid as _uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,14 +32,22 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _scope: ContextVar[tuple[str, list[int]] | None] = ContextVar("squall_seeded_scope", default=None)
 
 
-@contextmanager
-def render_scope(template: str) -> Iterator[None]:
-    """Number the seeded calls of one render of ``template`` (nested renders get their own)."""
-    token = _scope.set((template, [0]))
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+class render_scope:
+    """Number the seeded calls of one render of ``template`` (nested renders get their own).
+
+    A class, not a ``@contextmanager`` generator: it wraps every render (see limits.budget).
+    """
+
+    __slots__ = ("_template", "_token")
+
+    def __init__(self, template: str) -> None:
+        self._template = template
+
+    def __enter__(self) -> None:
+        self._token = _scope.set((self._template, [0]))
+
+    def __exit__(self, *exc: object) -> None:
+        _scope.reset(self._token)
 
 
 def _field(ctx: Context, key: str, name: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ALIASES",
     "CONDITION_ALIASES",
+    "DEFAULT_RUNNER",
     "RUNNER_ALIASES",
     "TRIGGER_ALIASES",
     "canonical_condition_type",
@@ -104,6 +105,7 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     ),
     "squall.trigger.Webhook": (f"{_CORE}.trigger.Webhook", "io.kestra.core.models.triggers.types.Webhook"),
     "squall.trigger.Flow": (f"{_CORE}.trigger.Flow", "io.kestra.core.models.triggers.types.Flow"),
+    "squall.trigger.Http": (f"{_CORE}.http.Trigger", "io.kestra.plugin.fs.http.Trigger"),
 }
 
 # trigger conditions Squall evaluates (a Flow trigger's ``conditions``); each Kestra class keeps
@@ -116,6 +118,11 @@ _CONDITIONS: dict[str, tuple[str, ...]] = {
     )
     for name in ("ExecutionStatus", "ExecutionFlow", "ExecutionNamespace", "ExecutionLabels")
 }
+# the deprecated multi-flow condition, counted in a window like `preconditions`
+_CONDITIONS["squall.condition.MultipleCondition"] = (
+    f"{_CORE}.condition.MultipleCondition",
+    "io.kestra.core.models.conditions.types.MultipleCondition",
+)
 
 # entry-point name in the ``squall.runners`` group -> every type name a ``taskRunner`` may use
 _RUNNERS: dict[str, tuple[str, ...]] = {
@@ -181,6 +188,10 @@ def canonical_trigger_type(name: str) -> str | None:
 def canonical_condition_type(name: str) -> str | None:
     """Squall's short name for a condition type Squall evaluates, or None (not supported)."""
     return CONDITION_ALIASES.get(name)
+
+
+DEFAULT_RUNNER = "process"
+"""The ``squall.runners`` entry point of a script task without a ``taskRunner`` block."""
 
 
 def runner_name(type_name: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import BaseModel
 
 from control_plane.flows import kestra_core
-from control_plane.flows.aliases import ALIASES, RUNNER_ALIASES, TRIGGER_ALIASES
+from control_plane.flows.aliases import ALIASES, CONDITION_ALIASES, RUNNER_ALIASES, TRIGGER_ALIASES
 
 __all__ = ["main", "render", "type_rows"]
 
@@ -44,22 +44,26 @@ def _accepted(
     tasks: Mapping[str, str],
     triggers: Mapping[str, str],
     runners: Mapping[str, str],
+    conditions: Mapping[str, str],
 ) -> str | None:
     """Squall's canonical name for a Kestra type name, whichever table accepts it."""
-    return tasks.get(full_name) or triggers.get(full_name) or runners.get(full_name)
+    return (
+        tasks.get(full_name) or triggers.get(full_name) or runners.get(full_name) or conditions.get(full_name)
+    )
 
 
 def type_rows(
     tasks: Mapping[str, str] = ALIASES,
     triggers: Mapping[str, str] = TRIGGER_ALIASES,
     runners: Mapping[str, str] = RUNNER_ALIASES,
+    conditions: Mapping[str, str] = CONDITION_ALIASES,
 ) -> list[tuple[str, str, str, str]]:
     """(Kestra type, Squall type, status, reason) for every Kestra core type, sorted by name."""
     names = {**{k: v[0] for k, v in kestra_core.KESTRA_CORE_TYPES.items()}, **kestra_core.NEWER_TYPES}
     rows: list[tuple[str, str, str, str]] = []
     for short in sorted(names):
         full = kestra_core.CORE_PREFIX + short
-        canonical = _accepted(full, tasks, triggers, runners)
+        canonical = _accepted(full, tasks, triggers, runners, conditions)
         if canonical is not None:
             rows.append((full, canonical, _YES, ""))
         else:
@@ -94,9 +98,15 @@ def _property_rows(
     rows: list[tuple[str, str, str]] = []
     for prop in dict.fromkeys([*theirs, *ours]):
         ignored = kestra_core.NOT_HONOURED_PROPERTIES.get(f"{short}.{prop}") or (
-            kestra_core.NOT_HONOURED_PROPERTIES.get(prop)
+            None
+            if f"{short}.{prop}" in kestra_core.HONOURED_ON
+            else kestra_core.NOT_HONOURED_PROPERTIES.get(prop)
         )
-        if prop in kestra_core.UNSUPPORTED_PROPERTIES:
+        if prop == "timeout" and model is not None and not getattr(model, "timeout_honoured", True):
+            rows.append(
+                (prop, _NO, "refused at validation: Kestra ignores it on this task (runnable tasks only)")
+            )
+        elif prop in kestra_core.UNSUPPORTED_PROPERTIES:
             rows.append((prop, _NO, kestra_core.UNSUPPORTED_PROPERTIES[prop]))
         elif ignored and prop in ours:
             rows.append((prop, _NO, ignored))
@@ -109,6 +119,17 @@ def _property_rows(
         else:
             rows.append((prop, _NO, "not modelled: validation refuses it as an unknown property"))
     return rows
+
+
+def _condition_rows(short: str, declared: Iterable[str]) -> list[tuple[str, str, str]]:
+    """A condition has no model class: the trigger layer reads its properties (triggers/conditions.py)."""
+    from control_plane.triggers.conditions import PROPERTIES
+
+    read = PROPERTIES.get(short.removeprefix("condition."), ())
+    rows = [(p, _YES, "") if p in read else (p, _NO, "not read by Squall's trigger layer") for p in declared]
+    return rows + [
+        (p, _YES, "Squall addition (not a Kestra property of this type)") for p in read if p not in declared
+    ]
 
 
 def _expression_rows() -> list[tuple[str, str, str, str, str]]:
@@ -183,7 +204,10 @@ def render() -> str:
         if model is None and base == "TaskRunner":
             continue  # runner options are validated by each runner (docs/runners)
         out += [f"### {short}", ""]
-        out += _table(("Property", "Status", "Note"), _property_rows(short, (*common, *declared), model))
+        if base == "Condition":
+            out += _table(("Property", "Status", "Note"), _condition_rows(short, declared))
+        else:
+            out += _table(("Property", "Status", "Note"), _property_rows(short, (*common, *declared), model))
         out += [""]
 
     out += [

@@ -97,12 +97,23 @@ _INSTANT_TEXT = re.compile(
 # --------------------------------------------------------------------------- public API
 
 
-def resolve_inputs(flow: Flow, provided: Mapping[str, Any] | None, *, typed: bool = True) -> dict[str, Any]:
+def resolve_inputs(
+    flow: Flow,
+    provided: Mapping[str, Any] | None,
+    *,
+    typed: bool = True,
+    file_scope: Callable[[str], str | None] | None = None,
+) -> dict[str, Any]:
     """The execution's ``inputs``: typed and validated (API, CLI), or raw (Kestra's own tests).
 
     Raw mode (``typed=False``) returns the provided map unchanged plus the ``defaults`` of declared
     inputs whose key is absent, which is what Kestra's ``RunVariables`` shows templates when an
     execution is created without going through ``FlowInputOutput``.
+
+    ``file_scope`` says why a storage URI given for a FILE input (or an ARRAY of FILE) may not
+    be read by this execution, or None when it may: whoever starts an execution must not name
+    another execution's files through it (:mod:`control_plane.service.file_scope`). Values the
+    flow itself supplies (its ``defaults``) are the flow author's and are not checked.
 
     Raises :class:`InputError` with one message per problem; nothing else for bad values.
     """
@@ -122,6 +133,7 @@ def resolve_inputs(flow: Flow, provided: Mapping[str, Any] | None, *, typed: boo
     flat: dict[str, Any] = {}
     for spec in declared:
         raw = given.get(spec.id)
+        supplied = raw is not None
         if raw is None:
             raw = spec.defaults
         if raw is None:
@@ -132,6 +144,8 @@ def resolve_inputs(flow: Flow, provided: Mapping[str, Any] | None, *, typed: boo
             continue
         try:
             flat[spec.id] = _resolve_one(spec, raw)
+            if supplied and file_scope is not None:
+                _check_file_scope(spec, flat[spec.id], file_scope)
         except _Invalid as exc:
             problems.extend(_message(spec, _hide_secret(spec, reason), raw) for reason in exc.reasons)
     if problems:
@@ -404,6 +418,19 @@ def _resolve_file(spec: Input, raw: Any) -> str:
     if not isinstance(raw, str):
         raise _expected(spec.type, raw)
     return raw
+
+
+def _check_file_scope(spec: Input, value: Any, scope: Callable[[str], str | None]) -> None:
+    """Every storage URI among a FILE input's values (one, or an ARRAY of FILE's items) in scope."""
+    if spec.type is InputType.FILE:
+        values = [value]
+    elif spec.type is InputType.ARRAY and spec.itemType is InputType.FILE:
+        values = list(value)
+    else:
+        return
+    reasons = [reason for item in values if isinstance(item, str) and (reason := scope(item)) is not None]
+    if reasons:
+        raise _Invalid(*reasons)
 
 
 def _resolve_select(spec: Input, raw: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Final
 
 __all__ = [
     "CORE_PREFIX",
+    "HONOURED_ON",
     "KESTRA_CORE_TYPES",
     "NEWER_TYPES",
     "NOT_HONOURED_PROPERTIES",
@@ -67,7 +68,7 @@ KESTRA_CORE_TYPES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "condition.DayWeek": ("Condition", ("date", "dayOfWeek")),
     "condition.DayWeekInMonth": ("Condition", ("date", "dayInMonth", "dayOfWeek")),
     "condition.ExecutionFlow": ("Condition", ("flowId", "namespace")),
-    "condition.ExecutionLabels": ("Condition", ()),
+    "condition.ExecutionLabels": ("Condition", ("labels",)),  # a package-private field in Kestra
     "condition.ExecutionNamespace": ("Condition", ("comparison", "namespace", "prefix")),
     "condition.ExecutionOutputs": ("Condition", ("expression",)),
     "condition.ExecutionStatus": ("Condition", ("in", "notIn")),
@@ -257,8 +258,9 @@ NEWER_TYPES: Final[dict[str, str]] = {
 
 _STORAGE = "reads or writes Kestra's internal storage; Squall has no such storage task yet"
 _CONDITION = (
-    "trigger and listener conditions are kept by the flow model but not evaluated by Squall's "
-    "trigger layer yet"
+    "not evaluated by Squall's trigger layer yet: a Flow trigger evaluates ExecutionStatus, "
+    "ExecutionFlow, ExecutionNamespace, ExecutionLabels and MultipleCondition; a flow using "
+    "another is refused at validation"
 )
 _ADMIN = "administers a Kestra server's own database; Squall's store has no such operation"
 
@@ -270,16 +272,11 @@ UNSUPPORTED_TYPES: Final[dict[str, str]] = {
             "DateTimeBetween",
             "DayWeek",
             "DayWeekInMonth",
-            "ExecutionFlow",
-            "ExecutionLabels",
-            "ExecutionNamespace",
             "ExecutionOutputs",
-            "ExecutionStatus",
             "Expression",
             "FlowCondition",
             "FlowNamespaceCondition",
             "HasRetryAttempt",
-            "MultipleCondition",
             "Not",
             "Or",
             "PublicHoliday",
@@ -296,7 +293,6 @@ UNSUPPORTED_TYPES: Final[dict[str, str]] = {
     "flow.Template": "deprecated in Kestra (templates were replaced by subflows)",
     "http.Download": "HTTP tasks are not implemented yet",
     "http.Request": "HTTP tasks are not implemented yet",
-    "http.Trigger": "HTTP polling triggers are not implemented yet",
     "kv.Delete": "the KV store tasks are not implemented yet",
     "kv.Get": "the KV store tasks are not implemented yet",
     "kv.GetKeys": "the KV store tasks are not implemented yet",
@@ -328,11 +324,15 @@ UNSUPPORTED_PROPERTIES: Final[dict[str, str]] = {
     "workerGroup": "Squall has no worker groups; `taskRunner` chooses where a task runs",
 }
 
+#: ``type.property`` exceptions to a property-wide entry of NOT_HONOURED_PROPERTIES: honoured there
+HONOURED_ON: Final[frozenset[str]] = frozenset({"http.Trigger.stopAfter"})
+
 #: properties the flow model reads that no Squall code acts on yet (``type.property`` or a
 #: property of every type): validation refuses them (flows/validation.py), and the page says why.
 NOT_HONOURED_PROPERTIES: Final[dict[str, str]] = {
-    "stopAfter": "refused at validation: no Squall trigger stops itself after an execution state yet",
+    "stopAfter": "refused at validation on all but http.Trigger: no other Squall trigger stops itself yet",
     "trigger.Schedule.conditions": "refused at validation: only Flow triggers evaluate conditions",
     "trigger.Webhook.conditions": "refused at validation: only Flow triggers evaluate conditions",
+    "http.Trigger.conditions": "refused at validation: only Flow triggers evaluate conditions",
     "trigger.Schedule.scheduleConditions": "refused at validation: the scheduler does not evaluate them yet",
 }

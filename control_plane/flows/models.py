@@ -48,6 +48,7 @@ __all__ = [
     "AnyTrigger",
     "Flow",
     "FlowableTask",
+    "HttpTrigger",
     "Input",
     "InputType",
     "Level",
@@ -398,6 +399,22 @@ class Task(_Strict):
     logToFile: bool = False
     workerGroup: WorkerGroup | None = None
 
+    timeout_honoured: ClassVar[bool] = True
+    """Whether ``timeout`` bounds this task. Kestra applies it to runnable tasks only: on a
+    flowable or a Subflow it is accepted and ignored (kestra-io/kestra#9967, which turns it into
+    a validation error). Squall refuses it there rather than ignore it."""
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_honoured(cls, value: Any) -> Any:
+        if value is not None and not cls.timeout_honoured:
+            raise PydanticCustomError(
+                "timeout_not_honoured",
+                "is not honoured on this task: as in Kestra, a timeout bounds runnable tasks only;"
+                " set it on the tasks inside",
+            )
+        return value
+
     def child_lists(self) -> Iterator[tuple[str, list["Task"]]]:
         """Every (property, tasks) pair this task owns; runnable tasks own none."""
         return iter(())
@@ -484,6 +501,7 @@ class FlowableTask(Task):
     """A task that owns children: ``tasks`` plus the local ``errors`` and ``finally`` branches."""
 
     kind: ClassVar[TaskKind] = TaskKind.FLOWABLE
+    timeout_honoured: ClassVar[bool] = False
     errors: list["AnyTask"] | None = None
     finally_: list["AnyTask"] | None = Field(default=None, alias="finally")
 
@@ -706,6 +724,7 @@ class WaitFor(_WithTasks):
 
 class Pause(FlowableTask):
     canonical: ClassVar[str] = "squall.flow.Pause"
+    timeout_honoured: ClassVar[bool] = True  # its own: how long it waits for a resume
     delay: NonNegativeDuration | None = None
     pauseDuration: NonNegativeDuration | None = None
     timeout: NonNegativeDuration | None = None
@@ -723,6 +742,7 @@ class _CallsFlow(Task):
     ``<id>_items`` part of a ForEachItem (the engine's one SUBFLOW kind handles both)."""
 
     kind: ClassVar[TaskKind] = TaskKind.SUBFLOW
+    timeout_honoured: ClassVar[bool] = False
     namespace: str
     flowId: str
     revision: int | None = None
@@ -835,8 +855,10 @@ class NamespaceFiles(_Strict):
 class WorkingDirectory(_WithTasks):
     """Kestra's WorkingDirectory: children run in turn in one directory.
 
-    Each job child is its own job; the directory is carried from one to the next through
-    the storage (:mod:`control_plane.service.workspace`). ``inputFiles`` and
+    Its script children run as one job (ADR 0016, :mod:`control_plane.engine.working_directory`)
+    when they can all be rendered before it starts; otherwise each job child is its own job and
+    the directory is carried from one to the next through the storage (ADR 0012,
+    :mod:`control_plane.service.workspace`). ``inputFiles`` and
     ``namespaceFiles`` are staged into the first job child's directory, as Kestra writes them
     before the first child (``preExecuteTasks``); ``outputFiles`` are collected from the last
     job child's directory (``postExecuteTasks``). ``cache`` is not honoured: not declared, it
@@ -1389,6 +1411,46 @@ class FlowTrigger(Trigger):
     states: list[str] | None = None
 
 
+class HttpTrigger(Trigger):
+    """Kestra's ``io.kestra.plugin.core.http.Trigger``: polls ``uri`` every ``interval``
+    (control_plane/triggers/http.py says when it fires, service/http_triggers.py how)."""
+
+    canonical: ClassVar[str] = "squall.trigger.Http"
+    uri: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"] = "GET"
+    body: str | None = None
+    formData: dict[str, Any] | None = None
+    contentType: str | None = None
+    headers: dict[str, str] | None = None
+    options: HttpRequestOptions | None = None
+    sslOptions: HttpSslOptions | None = None
+    encryptBody: Literal[False] = Field(
+        default=False, description="encrypted outputs are not available: the body is a variable in clear"
+    )
+    interval: Duration = timedelta(seconds=60)  # Kestra's @Builder.Default Duration.ofSeconds(60)
+    responseCondition: str = "{{ response.statusCode < 400 }}"
+    labels: dict[str, str] | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("interval must be a positive duration")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _http_uri(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if "{{" in value or "{%" in value:
+            return value  # rendered at each poll; a bad result is the poll's error
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
 def _trigger_tag(value: Any) -> str | None:
     raw = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return canonical_trigger_type(raw) if isinstance(raw, str) else None
@@ -1397,7 +1459,8 @@ def _trigger_tag(value: Any) -> str | None:
 AnyTrigger = Annotated[
     Annotated[Schedule, Tag("squall.trigger.Schedule")]
     | Annotated[Webhook, Tag("squall.trigger.Webhook")]
-    | Annotated[FlowTrigger, Tag("squall.trigger.Flow")],
+    | Annotated[FlowTrigger, Tag("squall.trigger.Flow")]
+    | Annotated[HttpTrigger, Tag("squall.trigger.Http")],
     Discriminator(
         _trigger_tag, custom_error_type="unknown_type", custom_error_message="unknown trigger type"
     ),

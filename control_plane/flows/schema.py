@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from control_plane.flows.aliases import known_names
-from control_plane.flows.models import Flow, FlowTrigger, Schedule, Webhook, task_classes
+from control_plane.flows.models import Flow, FlowTrigger, HttpTrigger, Schedule, Webhook, task_classes
 
 __all__ = ["SCHEMA_ID", "flow_json_schema"]
 
@@ -25,7 +25,7 @@ _REF = "#/definitions/{model}"
 def _plugins() -> dict[str, str]:
     """definition name -> canonical type, for every task and trigger model."""
     found = {cls.__name__: cls.canonical for cls in task_classes().values()}
-    found.update({cls.__name__: cls.canonical for cls in (Schedule, Webhook, FlowTrigger)})
+    found.update({cls.__name__: cls.canonical for cls in (Schedule, Webhook, FlowTrigger, HttpTrigger)})
     return found
 
 

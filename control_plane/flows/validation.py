@@ -230,11 +230,32 @@ def _trigger_properties(data: Mapping[str, Any]) -> list[Issue]:
         refused = dict(_TRIGGER_PROPERTIES_NOT_HONOURED)
         if kind != "squall.trigger.Flow":
             refused["conditions"] = "only Flow triggers evaluate conditions in Squall"
+        if kind == "squall.trigger.Http":
+            del refused["stopAfter"]  # a polling trigger stops itself (service/http_triggers.py)
+            issues += _stop_after_states(trigger.get("stopAfter"), ("triggers", i, "stopAfter"))
         for name, why in refused.items():
             if trigger.get(name) not in (None, []):
                 message = f"'{name}' is not supported on this trigger: {why}"
                 issues.append(Issue(("triggers", i, name), "unsupported property", message, at_key=True))
     return issues
+
+
+def _stop_after_states(states: Any, path: PathTuple) -> list[Issue]:
+    """``stopAfter`` holds Kestra state names (``State.Type``): a typo would never match."""
+    from control_plane.engine.states import State
+
+    if not isinstance(states, list):
+        return []
+    known = {s.value for s in State}
+    return [
+        Issue(
+            (*path, j),
+            "unsupported value",
+            f"'{name}' is not an execution state ({', '.join(sorted(known))})",
+        )
+        for j, name in enumerate(states)
+        if name not in known
+    ]
 
 
 def _flow_triggers(data: Mapping[str, Any]) -> list[Issue]:

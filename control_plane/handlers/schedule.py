@@ -1,10 +1,11 @@
-"""The ``schedule`` Lambda: Schedule triggers, fired by EventBridge Scheduler (or by the tick).
+"""The ``schedule`` Lambda: Schedule and Http triggers, fired by EventBridge Scheduler (or by the tick).
 
 A schedule created for one trigger invokes this function with its target input
 ``{"namespace": ..., "flowId": ..., "triggerId": ...}``; an empty payload evaluates every
-deployed Schedule trigger (the tick does that each minute anyway, so a schedule the
-Scheduler misses still fires, late but once). Each date starts exactly one execution: its id
-is derived from the trigger and the date, so a date fired twice is a no-op.
+deployed Schedule trigger and polls every due Http trigger (the tick does that each minute
+anyway, so a schedule the Scheduler misses still fires, late but once). Each date starts
+exactly one execution: its id is derived from the trigger and the date, so a date fired twice
+is a no-op; an Http trigger's poll is claimed once (service/http_triggers.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = runtime()
     service: Service = rt.service
     started = service.fire_schedules(**selection)
+    started += service.poll_http_triggers(**selection)  # an Http trigger on a rate(...) schedule
     # What rides along with the started executions (a submit's warning, a non-evented job's
     # handle) is written now, at the end of the call, as the api and events functions do: a
     # warm container that kept it would write it with some later save of the same execution

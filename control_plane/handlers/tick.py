@@ -34,6 +34,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
         within=settings.tick_seconds,
     )
     started = service.fire_schedules()
+    http_triggered = service.poll_http_triggers()
     return {
         "timersFired": report.timers_fired,
         "recovered": report.recovered,
@@ -41,6 +42,7 @@ def run_tick(rt: Runtime) -> dict[str, Any]:
         "ended": report.ended,
         "cancelling": report.cancelling,
         "scheduled": started,
+        "httpTriggered": http_triggered,
     }
 
 

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec.structs import replace
 
+from control_plane.collector import planning
 from control_plane.engine.actions import (
     Action,
     CancelJob,
@@ -109,12 +110,14 @@ from control_plane.errors import (
 )
 from control_plane.flows.aliases import canonical_type
 from control_plane.flows.loader import parse_flow
-from control_plane.flows.models import Flow, Pause
+from control_plane.flows.models import Flow, HttpTrigger, Pause
 from control_plane.flows.template_checks import templates_in
 from control_plane.service.clock import Clock
 from control_plane.service.concurrency import Admission, Slots, held_back
 from control_plane.service.display import Display
+from control_plane.service.flow_index import FlowIndex
 from control_plane.service.flow_triggers import FlowTriggers
+from control_plane.service.http_triggers import INDEX_KEY as HTTP_INDEX_KEY
 from control_plane.service.kv import KvStore
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
@@ -212,6 +215,7 @@ class ExecutionDriver:
         self.news = News()
         self.slots = Slots(store)
         self.flow_triggers = FlowTriggers(store)
+        self.http_pollers = FlowIndex(store, HTTP_INDEX_KEY)  # flows with an Http trigger: polled each tick
         # Executions this process's Flow triggers started, newest last: ``squall run`` drives them
         # too. Bounded: a long-lived server never reads it.
         self.triggered: deque[str] = deque(maxlen=1000)
@@ -239,6 +243,8 @@ class ExecutionDriver:
         record = self.store.save_flow(flow.namespace, flow.id, source, at=self.clock.now())
         self.flow_triggers.index(flow, record.revision)  # after the save: indexed flows exist
         self.slots.limited.mark(flow.namespace, flow.id, flow.concurrency is not None)
+        polls = any(isinstance(t, HttpTrigger) for t in flow.triggers or ())
+        self.http_pollers.mark(flow.namespace, flow.id, polls, record.revision)
         return record
 
     def delete_flow(self, namespace: str, flow_id: str) -> None:
@@ -249,6 +255,7 @@ class ExecutionDriver:
         self.store.delete_flow(namespace, flow_id, at=self.clock.now())
         self.flow_triggers.forget(namespace, flow_id)
         self.slots.limited.mark(namespace, flow_id, False)
+        self.http_pollers.mark(namespace, flow_id, False)
 
     def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A flow revision, parsed once per process (the latest one is looked up every time)."""
@@ -286,13 +293,26 @@ class ExecutionDriver:
     ) -> Execution:
         """Create an execution, start it and carry out its first actions. InputError if inputs are bad."""
         from control_plane.flows.inputs import resolve_inputs
+        from control_plane.service.file_scope import file_scope
 
         flow = self.flow(namespace, flow_id, revision)
-        resolved = resolve_inputs(flow, inputs, typed=typed)
+        execution_id = execution_id or self.new_id()
+        scope = None
+        if self.storage is not None:
+            scope = file_scope(
+                self.storage,
+                namespace=namespace,
+                flow_id=flow.id,
+                execution_id=execution_id,
+                parent=parent,
+                trigger=trigger,
+                original_id=original_id,
+            )
+        resolved = resolve_inputs(flow, inputs, typed=typed, file_scope=scope)
         now = self.clock.now()
         created = new_execution(
             flow,
-            execution_id or self.new_id(),
+            execution_id,
             at=now,
             inputs=resolved,
             labels=labels,
@@ -305,9 +325,15 @@ class ExecutionDriver:
             admission, held = self.slots.admit(namespace, flow.id, created.id, flow.concurrency)
             if admission is not Admission.RUN:
                 return self._create(*held_back(created, admission, held, now))
-        execution, actions = plan(
-            flow, created, Started(at=now), secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
-        )
+        with planning():
+            execution, actions = plan(
+                flow,
+                created,
+                Started(at=now),
+                secrets=self.masks.chain,
+                kv=self.kv,
+                lane_budget=self.lane_budget,
+            )
         return self._create(execution, actions)
 
     def start_queued(self, execution_id: str) -> bool:
@@ -606,9 +632,15 @@ class ExecutionDriver:
             execution = self.load(execution_id)
             flow = self.flow_of(execution)
             try:
-                new, actions = plan(
-                    flow, execution, event, secrets=self.masks.chain, kv=self.kv, lane_budget=self.lane_budget
-                )
+                with planning():
+                    new, actions = plan(
+                        flow,
+                        execution,
+                        event,
+                        secrets=self.masks.chain,
+                        kv=self.kv,
+                        lane_budget=self.lane_budget,
+                    )
             except SquallError:
                 if not checked:  # refused on an old copy (a resume of what it thinks is RUNNING)
                     self.cache.pop(execution_id, None)
@@ -826,7 +858,9 @@ class ExecutionDriver:
                     self.ownership.release(timer.execution_id)  # ended before: only its retry needed it
             elif timer.key == FLOW_TRIGGER_TIMER:  # its process died between the end and the firing
                 self.triggered.extend(
-                    self.flow_triggers.fire(self.reload(timer.execution_id), self.flow, self.start)
+                    self.flow_triggers.fire(
+                        self.reload(timer.execution_id), self.flow, self.start, now=self.clock.now
+                    )
                 )
                 delete()
                 self.drain()
@@ -943,7 +977,9 @@ class ExecutionDriver:
         self._free_slot(execution)
         listeners = self._trigger_outbox.pop(execution.id, None)
         if listeners is not None:  # the save wrote the outbox timer: fire, then delete it
-            self.triggered.extend(self.flow_triggers.fire(execution, self.flow, self.start, listeners))
+            self.triggered.extend(
+                self.flow_triggers.fire(execution, self.flow, self.start, listeners, now=self.clock.now)
+            )
             self.store.delete_timer(execution.id, FLOW_TRIGGER_TIMER)
         parent = execution.parent
         if not parent or not parent.get("wait"):

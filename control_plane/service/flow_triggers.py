@@ -18,18 +18,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from control_plane.engine.model import Execution
 from control_plane.errors import ConflictError, InputError, NotFoundError
 from control_plane.flows.models import Flow, FlowTrigger
 from control_plane.service.flow_index import FlowIndex
-from control_plane.store.base import StateStore
-from control_plane.triggers.flow import fire_id, input_context, matches, variables
+from control_plane.store.base import StateStore, TriggerRecord
+from control_plane.triggers.flow import fire_id, input_context, is_multiple, matches, variables
+from control_plane.triggers.preconditions import (
+    Preconditions,
+    WindowState,
+    advance,
+    expression_context,
+    parse_multiple,
+    state_key,
+)
+from control_plane.triggers.preconditions import parse as parse_preconditions
 
 __all__ = ["INDEX_KEY", "FlowTriggers"]
 
 INDEX_KEY = "flow-triggers/index"
+_WINDOW_ATTEMPTS = (
+    20  # conditional writes of one window before giving up (each loss means progress elsewhere)
+)
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +52,7 @@ class FlowTriggers:
 
     def __init__(self, store: StateStore) -> None:
         self._index = FlowIndex(store, INDEX_KEY)
+        self.store = store
 
     def listeners(self) -> list[tuple[str, str, int | None]]:
         """(namespace, flow id, revision) of every flow indexed as having a Flow trigger."""
@@ -59,10 +73,13 @@ class FlowTriggers:
         flow_of: Callable[[str, str, int | None], Flow],
         start: Callable[..., Any],
         listeners: list[tuple[str, str, int | None]] | None = None,
+        *,
+        now: Callable[[], datetime],
     ) -> list[str]:
         """Start what the end of ``upstream`` triggers; the ids started now (not the ones before).
 
-        ``listeners``: the index as just read (else it is read here).
+        ``listeners``: the index as just read (else it is read here). ``now``: the clock a
+        trigger's ``preconditions`` window is computed with.
         """
         from control_plane.flows.inputs import trigger_inputs
 
@@ -78,6 +95,13 @@ class FlowTriggers:
                 continue
             for trigger in flow.triggers or ():
                 if not isinstance(trigger, FlowTrigger) or not matches(trigger, upstream):
+                    continue
+                windows = [parse_preconditions(trigger.preconditions)] if trigger.preconditions else []
+                windows += [
+                    parse_multiple(c.model_dump()) for c in trigger.conditions or () if is_multiple(c.type)
+                ]
+                # evaluated one by one, as Kestra stores each window before testing any
+                if not all([self._window_fires(flow, trigger, pre, upstream, now) for pre in windows]):
                     continue
                 new_id = fire_id(upstream.id, namespace, flow_id, trigger.id)
                 try:
@@ -102,3 +126,39 @@ class FlowTriggers:
                     continue
                 started.append(new_id)
         return started
+
+    def _window_fires(
+        self,
+        flow: Flow,
+        trigger: FlowTrigger,
+        pre: Preconditions,
+        upstream: Execution,
+        now: Callable[[], datetime],
+    ) -> bool:
+        """Count ``upstream`` in the trigger's preconditions window; True when it completes it
+        (or completed it before a crash). The new state is written with the version read: of
+        two processes completing one window at once, one write wins and the other, having
+        reloaded, finds its execution already counted in a fresh window, or not needed."""
+        key = state_key(flow.namespace, flow.id, trigger.id, pre.id)
+        context = expression_context(flow.namespace, flow.id, flow.revision, upstream)
+        for _ in range(_WINDOW_ATTEMPTS):
+            record = self.store.get_trigger(key)
+            state = WindowState.of(record.data if record else None)
+            step = advance(pre, state, upstream, now(), context)
+            if step.state is None:
+                return step.fire
+            try:
+                self.store.put_trigger(
+                    TriggerRecord(key, step.state.to_data()), expected_version=record.version if record else 0
+                )
+            except ConflictError:
+                continue  # another end was counted meanwhile: evaluate again on what it wrote
+            return step.fire
+        _log.error(
+            "%s.%s: trigger %s: preconditions state kept changing; %s not counted",
+            flow.namespace,
+            flow.id,
+            trigger.id,
+            upstream.id,
+        )
+        return False

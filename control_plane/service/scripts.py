@@ -40,11 +40,14 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+from msgspec.structs import replace
 
 from control_plane.engine.actions import WORKSPACE_KEY
-from control_plane.flows.aliases import canonical_type, runner_name
+from control_plane.flows.aliases import DEFAULT_RUNNER, canonical_type, runner_name
 from control_plane.service.namespace_files import NamespaceFilesError, namespace_files
+from control_plane.service.one_job import HIDDEN, Part, combine
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
 from control_plane.service.workspace import CAPTURE_ALL, own_output_files
 from runners import kestra_lib
@@ -52,7 +55,6 @@ from runners.base import JobSpec, JobStatus
 
 __all__ = ["DEFAULT_RUNNER", "ScriptError", "build_job_spec", "job_outputs", "runner_of"]
 
-DEFAULT_RUNNER = "process"
 
 _SCRIPT_FILES = {
     "shell": ("script.sh", "sh"),
@@ -204,6 +206,17 @@ def build_job_spec(
     WorkingDirectory, the shared directory's files (:mod:`control_plane.service.workspace`),
     staged first; the job then captures its whole directory for the next child.
     """
+    hint = properties.get(WORKSPACE_KEY)
+    if isinstance(hint, Mapping) and hint.get("children"):
+        return _one_job_spec(
+            name=name,
+            hint=hint,
+            output_prefix=output_prefix,
+            labels=labels,
+            storage=storage,
+            storage_schemes=storage_schemes,
+            namespace=namespace,
+        )
     language, kind = _language(task_type)
     runner, options = runner_of(properties)
     image = properties.get("containerImage") or (
@@ -268,6 +281,83 @@ def build_job_spec(
         options=options,
     )
     return runner, spec
+
+
+def _one_job_spec(
+    *,
+    name: str,
+    hint: Mapping[str, Any],
+    output_prefix: str,
+    labels: Mapping[str, str],
+    storage: TaskStorage,
+    storage_schemes: frozenset[str],
+    namespace: str | None,
+) -> tuple[str, JobSpec]:
+    """(runner name, JobSpec) of a WorkingDirectory's children run as one job (ADR 0016).
+
+    Each child's part is built as its own job would be (its script, files, env, interpreter),
+    then :func:`control_plane.service.one_job.combine` runs them in turn in one directory,
+    after the WorkingDirectory's own ``namespaceFiles`` and ``inputFiles``.
+    """
+    try:
+        wd_files = _staged_namespace_files(hint.get("namespaceFiles"), namespace, storage, storage_schemes)
+        _overwrite(*wd_files, *_input_files(hint.get("inputFiles"), storage, storage_schemes))
+    except ScriptError as exc:
+        raise ScriptError(f"the WorkingDirectory's {exc}") from None
+    parts: list[Part] = []
+    runner = DEFAULT_RUNNER
+    for child in hint["children"]:
+        own = {k: v for k, v in dict(child["properties"]).items() if k != WORKSPACE_KEY}
+        try:
+            runner, spec = build_job_spec(
+                name=name,
+                task_type=str(child["task_type"]),
+                properties=own,
+                timeout=None,
+                output_prefix=output_prefix,
+                labels=labels,
+                storage=storage,
+                storage_schemes=storage_schemes,
+                namespace=namespace,
+            )
+        except ScriptError as exc:
+            raise ScriptError(f"{child['task_id']}: {exc}") from None
+        parts.append(
+            Part(
+                taskrun=str(child["taskrun"]),
+                attempt=int(child["attempt"]),
+                task_id=str(child["task_id"]),
+                spec=spec,
+                allow_failure=bool(child.get("allowFailure")),
+                own_globs=spec.output_files,
+            )
+        )
+    if urlsplit(output_prefix).scheme in storage_schemes:
+        later = (_by_reference(part, i, output_prefix, storage) for i, part in enumerate(parts) if i)
+        parts = [parts[0], *later]
+    globs = tuple(str(g) for g in hint.get("outputFiles") or ())
+    return runner, combine(name, parts, wd_files, globs)
+
+
+def _by_reference(part: Part, index: int, output_prefix: str, storage: TaskStorage) -> Part:
+    """A later child's inline files (its script, inline inputFiles) put in the storage, staged by reference.
+
+    The job carries every child: inline, their files would add up past what a runner carries
+    in a job's command (6 KiB on AWS Batch without a bucket) where each child's own job fitted.
+    They go under the job's output prefix (``.squall-wd/in/<i>/``, where the job copies them
+    in from at the child's turn); writing the same bytes again is harmless.
+    """
+    if not part.spec.input_files:
+        return part
+    refs = dict(part.spec.input_uris)
+    for path, content in part.spec.input_files.items():
+        uri = f"{output_prefix}{HIDDEN}/in/{index}/{quote(path)}"
+        try:
+            storage.write(uri, content)
+        except StorageError as exc:
+            raise ScriptError(f"{part.task_id}: could not stage {path} in the storage: {exc}") from None
+        refs[path] = storage.canonical(uri)
+    return replace(part, spec=replace(part.spec, input_files={}, input_uris=refs))
 
 
 _IMPORTS_KESTRA = re.compile(rb"(?:^|[\s;'\"])(?:from|import)\s+kestra\b", re.MULTILINE)

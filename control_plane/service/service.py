@@ -464,6 +464,31 @@ class Service:
                         )
         return started
 
+    def poll_http_triggers(
+        self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None
+    ) -> list[str]:
+        """Poll the due Http triggers (all, or the one named); the ids of the executions started.
+
+        service/http_triggers.py says how a poll is claimed once and where its errors go.
+        """
+        from control_plane.service.http_triggers import HttpTriggers
+
+        listed = self.driver.http_pollers.flows()
+        if namespace is not None:
+            listed = [e for e in listed if e[0] == namespace and flow_id in (None, e[1])]
+        flows = (flow for flow in (self._listed_flow(*entry) for entry in listed) if flow is not None)
+        pollers = HttpTriggers(
+            self.store, now=self.clock.now, start=self.start, storage=self.storage, secrets=self.masks.chain
+        )
+        return pollers.poll(flows, trigger_id=trigger_id)
+
+    def _listed_flow(self, namespace: str, flow_id: str, revision: int | None) -> Flow | None:
+        """A flow an index lists, or None when it was deleted since (the index outlives it)."""
+        try:
+            return self.flow(namespace, flow_id, revision)
+        except NotFoundError:
+            return None
+
     def _flow_records(self, namespace: str | None, flow_id: str | None) -> Iterable[FlowRecord]:
         if namespace is not None and flow_id is not None:
             try:

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from msgspec.structs import replace
 
-from control_plane.engine.actions import WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
+from control_plane.engine.actions import WORKSPACE_CHILDREN, WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
 from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
@@ -41,6 +41,7 @@ from control_plane.service.clock import Clock
 from control_plane.service.display import Display
 from control_plane.service.masks import SecretMasks
 from control_plane.service.news import News, Ride
+from control_plane.service.one_job import ChildLogs, split_output_files
 from control_plane.service.runners import (
     RunnerRegistry,
     RunnerUnavailableError,
@@ -126,9 +127,10 @@ _LAST_LOG_PAUSE = timedelta(seconds=2)
 class _Reading:
     """How far an ended job's log was read, kept while its runner has not said ``complete``."""
 
-    def __init__(self, handle: JobHandle, capture: Capture) -> None:
+    def __init__(self, handle: JobHandle, capture: Capture, split: ChildLogs | None = None) -> None:
         self.handle = handle
         self.capture = capture
+        self.split = split  # a one-job WorkingDirectory's log, cut into its children's (ADR 0016)
         self.cursor: str | None = None
 
 
@@ -213,6 +215,7 @@ class JobSupervisor:
         self._warned: set[str] = set()  # runners found unavailable, already logged
         self.log_wait = log_wait
         self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
+        self._live_split: dict[str, ChildLogs | None] = {}  # whose line is shown, per job
 
     # ================================================================== submit
 
@@ -306,6 +309,7 @@ class JobSupervisor:
                 spec = replace(spec, claimed=True)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
+                found = handle is not None
                 if handle is None:
                     handle = runner.submit(spec)
         except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
@@ -321,7 +325,10 @@ class JobSupervisor:
         self.adopt(job, handle)
         ride = self.news.ride(job.execution_id)
         ride.jobs[job.name] = self._mark(job, JobPhase.SUBMITTED, handle=handle.to_dict())
-        if not reattach and self.announces(job.runner):
+        # Submitted here, by the outbox writer or by a claim's holder (the tick, for the jobs a
+        # step left it): the events bring the handle, as for any lazy handle. A job found by
+        # name (a recovery) is written SUBMITTED, or every later tick would look for it again.
+        if not found and self.announces(job.runner):
             ride.lazy.add(job.name)
 
     def _submit_later(self, job: JobRecord, exc: TransientRunnerError) -> None:
@@ -576,8 +583,9 @@ class JobSupervisor:
         reading = self._reading.get(job.name)
         if reading is None or reading.handle != handle:
             _, _, shown = self._live.get(job.name, (None, None, 0))
-            reading = _Reading(handle, Capture(self.log_limits, make, shown))
+            reading = _Reading(handle, Capture(self.log_limits, make, shown), self._split(job, shown))
         capture = reading.capture
+        sink: Capture | ChildLogs = reading.split or capture
         deadline = self.clock.now() + self.log_wait
         pause = _FIRST_LOG_PAUSE
         chunk: LogChunk | None = None
@@ -587,7 +595,7 @@ class JobSupervisor:
             except JobNotFoundError:
                 break  # gone with its job (LOST, cancelled before it ran): no more lines to read
             for record in chunk.lines:
-                capture.add(record.stream, record.text, record.partial)
+                sink.add(record.stream, record.text, record.partial)
             reading.cursor = chunk.cursor
             if chunk.complete:
                 break
@@ -601,10 +609,11 @@ class JobSupervisor:
             pause = min(pause * 2, _LAST_LOG_PAUSE)
         self._reading.pop(job.name, None)
         self._live.pop(job.name, None)
-        self.display.shown |= capture.displayed
+        self._live_split.pop(job.name, None)
+        self.display.shown |= sink.displayed
         if capture.error is not None:
             status = _outputs_refused(status, capture.error)
-        logs = capture.finish()
+        logs = capture.finish() if reading.split is None else []
         if chunk is not None and chunk.truncated:
             logs.append(
                 make(
@@ -624,10 +633,46 @@ class JobSupervisor:
                         runner.dispose(handle)
 
         status = self._into_storage(job, status)
+        if reading.split is None:
+            outputs = self._outputs(job, status, capture.outputs)
+        else:
+            results, parts_logs, _ = reading.split.finish(status.output_files)
+            if status.failure in INFRA_FAILURES:
+                # the whole job runs again under the first child's next attempt: what this one
+                # printed stays with the first child's attempt, not with children to come
+                parts_logs = [
+                    replace(line, taskrun_id=job.taskrun_id, attempt=job.attempt, task_id=task_id)
+                    for line in parts_logs
+                ]
+            logs = parts_logs + logs
+            outputs = self._one_job_outputs(job, status, results)
         own = Ride(logs, {job.name: self._mark(job, phase, handle=handle.to_dict())})
         own.then.append(ended)
-        self._event(job, status, self._outputs(job, status, capture.outputs), own)
+        self._event(job, status, outputs, own)
         return True
+
+    def _split(self, job: JobRecord, shown: int) -> ChildLogs | None:
+        """For a one-job WorkingDirectory, its log's splitter; None for any other job."""
+        hint = (job.spec.get("properties") or {}).get(WORKSPACE_KEY)
+        if not isinstance(hint, Mapping) or not hint.get("children"):
+            return None
+        parts = [(str(c["taskrun"]), int(c["attempt"]), str(c["task_id"])) for c in hint["children"]]
+
+        def make(taskrun: str, attempt: int, task_id: str, level: Level, message: str) -> LogLine:
+            return LogLine(self.clock.now(), level, message, task_id, taskrun, attempt)
+
+        allow = [bool(c.get("allowFailure")) for c in hint["children"]]
+        return ChildLogs(job.name, parts, make, self.log_limits, shown, allow)
+
+    @staticmethod
+    def _one_job_outputs(job: JobRecord, status: JobStatus, results: Mapping[str, Any]) -> dict[str, Any]:
+        """The event's outputs of a one-job WorkingDirectory: each child's part, and the collected files."""
+        hint = job.spec["properties"][WORKSPACE_KEY]
+        outputs: dict[str, Any] = {WORKSPACE_CHILDREN: dict(results)}
+        if hint.get("outputFiles"):
+            _, rest = split_output_files(status.output_files)
+            outputs[WORKSPACE_OUTPUT_FILES] = own_output_files(rest, hint["outputFiles"])
+        return outputs
 
     @staticmethod
     def _outputs(job: JobRecord, status: JobStatus, marker_outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -752,20 +797,20 @@ class JobSupervisor:
             if job is None:
                 continue
             chunk = self.runners.get(job.runner).logs(handle, cursor)
-            task_id = str(job.spec.get("task_id", ""))
+            own = (job.taskrun_id, job.attempt, str(job.spec.get("task_id", "")))
+            split = self._live_split.setdefault(name, self._split(job, 0))
             cut = self.log_limits.max_line_chars  # a runner's record may be 1 MiB: not for a terminal
-            lines = [
-                LogLine(
-                    self.clock.now(),
-                    stream_level(r.stream),
-                    r.text if len(r.text) <= cut else r.text[:cut] + " ...",
-                    task_id,
-                    job.taskrun_id,
-                    job.attempt,
+            lines = []
+            for r in chunk.lines:
+                # a one-job WorkingDirectory's line belongs to the child that printed it
+                whose = own if split is None else split.whose(r.stream, r.text)
+                if whose is None or parse_line(r.text) is not None:
+                    continue
+                text = r.text if len(r.text) <= cut else r.text[:cut] + " ..."
+                taskrun, attempt, task_id = whose
+                lines.append(
+                    LogLine(self.clock.now(), stream_level(r.stream), text, task_id, taskrun, attempt)
                 )
-                for r in chunk.lines
-                if parse_line(r.text) is None
-            ]
             self._live[name] = (job, chunk.cursor, shown + len(chunk.lines))
             if lines:
                 execution = self.executions.load(job.execution_id)

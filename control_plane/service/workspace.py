@@ -1,5 +1,8 @@
 """A WorkingDirectory's shared directory, carried from one child job to the next through the storage.
 
+This is the fallback of ADR 0012: a WorkingDirectory whose children can all be rendered before
+one job runs them all does so instead (ADR 0016, :mod:`control_plane.service.one_job`).
+
 Kestra runs a WorkingDirectory's children one after the other in one directory: a file the
 first writes, the second reads. Squall runs each child as its own job, on any runner, so the
 directory travels through the deployment storage instead, with the staging every runner

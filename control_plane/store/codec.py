@@ -12,15 +12,15 @@ can never disagree.
 from __future__ import annotations
 
 import base64
-import gc
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import immutables
+import msgspec
 
+from control_plane.collector import acyclic  # noqa: F401 - where the stores found it first
 from control_plane.engine.events import JobFailure
 from control_plane.engine.model import (
     Attempt,
@@ -45,7 +45,9 @@ __all__ = [
     "progress_from_json",
     "progress_to_json",
     "rebuild_outputs_index",
+    "taskrun_dumps",
     "taskrun_from_json",
+    "taskrun_loads",
     "taskrun_to_json",
 ]
 
@@ -72,28 +74,6 @@ def dumps(value: Any) -> str:
 
 
 loads = json.loads
-
-
-@contextmanager
-def acyclic() -> Iterator[None]:
-    """Pause the cyclic garbage collector while one execution's records are encoded or decoded.
-
-    Decoding N task runs allocates a few container objects per record (dicts, lists) and keeps
-    them; every generation threshold crossed meanwhile makes the collector rescan the batch
-    built so far, so a 100,000-task-run load spent most of its time there (issue 28: 2.4 s of
-    json.loads instead of 0.5). What is built here cannot form a reference cycle (JSON values
-    and Structs declared ``gc=False``), so there is nothing for the collector to find. The
-    pause is for the one call, re-entrant, and leaves a collector the process disabled alone;
-    objects allocated meanwhile are counted when it resumes.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _dt(value: datetime | None) -> str | None:
@@ -347,4 +327,117 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         secret_inputs=tuple(meta.get("secret_inputs", ())),
         variables=meta.get("variables"),
         retry_origin=_pdt(meta.get("retry_origin")),
+    )
+
+
+# ---------------------------------------------------------------- task-run text, fast path
+#
+# A store that keeps each task run as one JSON text (SQLite) encodes and decodes it once per
+# task run saved or loaded: at 100,000 task runs ``json`` (and the dicts built for it) took
+# longer than the planner spent on the whole loop (benchmarks/engine.py). msgspec writes and
+# reads the value types directly, in C. The text is the document ``taskrun_to_json`` describes:
+# the same keys, the same defaults left out (``omit_defaults`` on the value types), the same
+# values; only datetimes in UTC are spelled ``...Z`` instead of ``...+00:00``, which
+# ``datetime.fromisoformat`` (3.11+) and msgspec both read. So documents written before load
+# here and documents written here load in ``taskrun_from_json``. Outputs msgspec would write
+# differently from ``dumps`` (NaN, dates, bytes and other non-JSON values) take the ``json``
+# path, and so do documents it cannot read (NaN, 1e400, a type the document does not expect).
+
+
+class _TaskRunDoc(msgspec.Struct, gc=False, omit_defaults=True):
+    """A stored task run as msgspec writes and reads it: ``taskrun_to_json``'s keys and defaults."""
+
+    id: str
+    seq: int
+    task_id: str
+    task_type: str
+    state: State
+    created: datetime
+    parent_id: str | None = None
+    phase: Phase = Phase.TASKS
+    lane: int = 0
+    position: int = 0
+    values: tuple[str, ...] = ()
+    iteration: int = 0
+    ended: datetime | None = None
+    attempts: tuple[Attempt, ...] = ()
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    progress: Progress | None = None
+    infra_attempts: int = 0
+    batches: Batches | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_taskrun = msgspec.json.Decoder(_TaskRunDoc).decode
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` is JSON as both encoders write it alike: exact types, finite floats."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    if kind is float:
+        return value - value == 0.0  # NaN and infinities: json writes NaN, msgspec null
+    return False
+
+
+def taskrun_dumps(tr: TaskRun) -> str:
+    """``dumps(taskrun_to_json(tr))`` as one call into msgspec when the outputs are plain JSON."""
+    if tr.outputs is not None and not _plain(tr.outputs):
+        return dumps(taskrun_to_json(tr))
+    doc = _TaskRunDoc(
+        tr.id,
+        tr.seq,
+        tr.task_id,
+        tr.task_type,
+        tr.state,
+        tr.created,
+        tr.parent_id,
+        tr.phase,
+        tr.lane,
+        tr.position,
+        tr.values,
+        tr.iteration,
+        tr.ended,
+        tr.attempts,
+        tr.outputs,  # type: ignore[arg-type]  # a plain dict: _plain checked it
+        tr.error,
+        tr.progress,
+        tr.infra_attempts,
+        tr.batches,
+    )
+    return _encode(doc).decode()
+
+
+def taskrun_loads(text: str | bytes) -> TaskRun:
+    """``taskrun_from_json(loads(text))``, read by msgspec straight into the value types."""
+    try:
+        d = _decode_taskrun(text)
+    except msgspec.MsgspecError:
+        return taskrun_from_json(loads(text))
+    return TaskRun(
+        d.id,
+        d.seq,
+        d.task_id,
+        d.task_type,
+        d.parent_id,
+        d.phase,
+        d.lane,
+        d.position,
+        d.values,
+        d.iteration,
+        d.state,
+        d.created,
+        d.ended,
+        d.attempts,
+        d.outputs,
+        d.error,
+        d.progress,
+        d.infra_attempts,
+        d.batches,
     )

@@ -15,11 +15,10 @@ What Squall evaluates (anything else is refused when the flow is deployed, by
 :func:`unsupported`): ``states`` made of terminated states (Squall reacts to an execution's
 end, not to every transition), the conditions ExecutionStatus (``in``/``notIn``),
 ExecutionFlow (``namespace``/``flowId``), ExecutionNamespace (``namespace`` with
-``comparison`` EQUALS/PREFIX/SUFFIX or the older ``prefix``), ExecutionLabels (``labels``),
-and ``preconditions`` naming exactly one upstream flow in ``flows`` (with its optional
-``states``), with no ``where`` and the default time window: with one upstream flow and
-``resetOnSuccess`` (the default), each matching execution fires once, which needs no
-window state.
+``comparison`` EQUALS/PREFIX/SUFFIX or the older ``prefix``) and ExecutionLabels (``labels``)
+(control_plane/triggers/conditions.py); ``preconditions`` and the deprecated
+MultipleCondition, conditions met within a time window (control_plane/triggers/
+preconditions.py; the service keeps the window's state).
 
 Exactly once: the new execution's id is derived from the upstream execution id, the flow and
 the trigger id (:func:`fire_id`); firing twice (a retried Lambda) is a ConflictError on create.
@@ -28,7 +27,6 @@ the trigger id (:func:`fire_id`); firing twice (a retried Lambda) is a ConflictE
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,8 +34,11 @@ from control_plane.engine.model import Execution
 from control_plane.engine.states import State
 from control_plane.flows.aliases import canonical_condition_type
 from control_plane.flows.models import Condition, FlowTrigger
+from control_plane.triggers.conditions import EVALUATED, holds
+from control_plane.triggers.preconditions import MULTIPLE, multiple_problems
+from control_plane.triggers.preconditions import problems as preconditions_problems
 
-__all__ = ["TERMINATED", "fire_id", "input_context", "matches", "unsupported", "variables"]
+__all__ = ["TERMINATED", "fire_id", "input_context", "is_multiple", "matches", "unsupported", "variables"]
 
 TERMINATED = frozenset(
     {
@@ -51,9 +52,6 @@ TERMINATED = frozenset(
     }
 )
 """Kestra's ``State.Type.terminatedTypes()``: a Flow trigger's default ``states``."""
-
-_PRECONDITION_FIELDS = frozenset({"id", "flows"})
-_UPSTREAM_FIELDS = frozenset({"namespace", "flowId", "states"})
 
 
 def fire_id(upstream_id: str, namespace: str, flow_id: str, trigger_id: str) -> str:
@@ -84,57 +82,26 @@ def input_context(trigger: FlowTrigger, upstream: Execution) -> dict[str, Any]:
 
 
 def matches(trigger: FlowTrigger, upstream: Execution) -> bool:
-    """Whether the ended ``upstream`` execution fires ``trigger`` (its flow already filtered)."""
+    """Whether the ended ``upstream`` execution passes ``trigger``'s ``states`` and ``conditions``
+    (its flow already filtered); its ``preconditions``, which need the trigger's window state,
+    are then triggers/preconditions.py's."""
     if trigger.disabled:
         return False
     states = TERMINATED if trigger.states is None else {State(s) for s in trigger.states}
     if upstream.state not in states:
         return False
-    if not all(_holds(condition, upstream) for condition in trigger.conditions or ()):
-        return False
-    return _preconditions_hold(trigger.preconditions, upstream)
+    return all(_holds(condition, upstream) for condition in trigger.conditions or ())
 
 
 def _holds(condition: Condition, ex: Execution) -> bool:
-    extra: Mapping[str, Any] = condition.model_extra or {}
-    match canonical_condition_type(condition.type):
-        case "squall.condition.ExecutionStatus":
-            allowed, denied = extra.get("in"), extra.get("notIn")
-            return (allowed is None or ex.state.value in allowed) and (
-                denied is None or ex.state.value not in denied
-            )
-        case "squall.condition.ExecutionFlow":
-            return ex.namespace == extra.get("namespace") and ex.flow_id == extra.get("flowId")
-        case "squall.condition.ExecutionNamespace":
-            wanted = str(extra.get("namespace"))
-            how = extra.get("comparison") or ("PREFIX" if extra.get("prefix") else "EQUALS")
-            return {
-                "EQUALS": ex.namespace == wanted,
-                "PREFIX": ex.namespace.startswith(wanted),
-                "SUFFIX": ex.namespace.endswith(wanted),
-            }[how]
-        case "squall.condition.ExecutionLabels":
-            return all(ex.labels.get(k) == v for k, v in _labels(extra.get("labels")).items())
-    raise AssertionError(f"condition {condition.type} passed validation unevaluated")  # unsupported()
+    if is_multiple(condition.type):
+        return True  # counted in its window (service/flow_triggers.py), not here
+    return holds(condition.type, condition.model_extra or {}, ex)
 
 
-def _labels(raw: Any) -> dict[str, str]:
-    """ExecutionLabels' ``labels``: a map, or Kestra's list of ``{key, value}``."""
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    return {str(item["key"]): str(item["value"]) for item in raw or ()}
-
-
-def _preconditions_hold(pre: Mapping[str, Any] | None, ex: Execution) -> bool:
-    if pre is None:
-        return True
-    upstream: Mapping[str, Any] = pre["flows"][0]  # exactly one: ``unsupported`` refuses the rest
-    states = upstream.get("states")
-    return (
-        ex.namespace == upstream.get("namespace")
-        and ex.flow_id == upstream.get("flowId")
-        and (states is None or ex.state.value in states)
-    )
+def is_multiple(kind: str) -> bool:
+    """A MultipleCondition: several executions in a window, not a test of one execution."""
+    return canonical_condition_type(kind) == MULTIPLE
 
 
 def unsupported(trigger: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -159,47 +126,16 @@ def unsupported(trigger: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...],
                 (
                     ("conditions", i, "type"),
                     f"condition {kind} is not supported on a Flow trigger: Squall evaluates "
-                    "ExecutionStatus, ExecutionFlow, ExecutionNamespace and ExecutionLabels",
+                    f"{', '.join(EVALUATED)} and MultipleCondition",
                 )
             )
+        elif is_multiple(kind):
+            problems += [
+                (("conditions", i, *path), message) for path, message in multiple_problems(condition)
+            ]
     pre = trigger.get("preconditions")
     if isinstance(pre, Mapping):
-        for key in sorted(set(pre) - _PRECONDITION_FIELDS):
-            problems.append(
-                (
-                    ("preconditions", key),
-                    f"preconditions.{key} is not supported: Squall evaluates preconditions on exactly "
-                    "one upstream flow (`flows` with one entry), without `where` or a time window",
-                )
-            )
-        flows = pre.get("flows")
-        if not isinstance(flows, list) or len(flows) != 1:
-            problems.append(
-                (
-                    ("preconditions", "flows"),
-                    "preconditions.flows must name exactly one upstream flow in Squall "
-                    "(several flows need a time window of results, which Squall does not keep)",
-                )
-            )
-        else:
-            upstream = flows[0]
-            extra = sorted(set(upstream) - _UPSTREAM_FIELDS) if isinstance(upstream, Mapping) else []
-            for key in extra:
-                problems.append(
-                    (("preconditions", "flows", 0, key), f"preconditions.flows[0].{key} is not supported")
-                )
-            wanted = upstream.get("states") if isinstance(upstream, Mapping) else None
-            for i, state in enumerate(wanted if isinstance(wanted, list) else ()):
-                if state not in {s.value for s in TERMINATED}:
-                    problems.append(
-                        (
-                            ("preconditions", "flows", 0, "states", i),
-                            f"preconditions state {state} is not supported: only terminated states",
-                        )
-                    )
-        pre_id = pre.get("id")
-        if not isinstance(pre_id, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_-]*", pre_id):
-            problems.append(  # Flow.Preconditions.id: @NotNull @NotBlank @Pattern
-                (("preconditions",), "preconditions.id is required and must match ^[a-zA-Z0-9][a-zA-Z0-9_-]*")
-            )
+        problems += preconditions_problems(pre)
+    elif pre is not None:
+        problems.append((("preconditions",), "preconditions is a map: id, flows, timeWindow, resetOnSuccess"))
     return problems

@@ -86,6 +86,7 @@ from runners.base import (
 )
 from runners.endpoints import allowed_endpoint, canonical_endpoint
 from runners.pacing import TokenBucket
+from runners.recent import Recent
 from runners.wrapper import (
     INLINE_LIMIT,
     STDERR_PREFIX,
@@ -118,6 +119,8 @@ RESERVED_TAG_PREFIX = "squall:"
 """Tag keys the runner writes itself; a task's ``tags`` and labels may not use them."""
 DESCRIBE_BATCH = 100
 """DescribeJobs takes at most 100 job ids."""
+FINISHED_KEPT = 2000
+"""Terminal jobs a runner remembers (two of the tick's 1,000-job passes); older ones are described again."""
 BATCH_RETENTION = timedelta(days=7)
 """How long AWS Batch keeps a job visible to DescribeJobs after it ends (at least a week):
 a handle submitted longer ago that Batch does not return is evidence the job is gone (LOST)."""
@@ -258,7 +261,9 @@ class AwsBatchRunner:
         self._lock = threading.Lock()
         self._clients: dict[tuple[str | None, ...], tuple[_Clients, float]] = {}
         self._jobdefs: dict[str, str] = {}
-        self._finished: dict[str, tuple[Mapping[str, Any], JobStatus]] = {}
+        # Terminal jobs as last described, so logs and cleanup after their event need no
+        # second DescribeJobs; bounded, since a warm container may see 100,000 of them.
+        self._finished: Recent[str, tuple[Mapping[str, Any], JobStatus]] = Recent(FINISHED_KEPT)
         self._asked: set[str] = set()
 
     # -- plumbing

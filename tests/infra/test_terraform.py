@@ -381,7 +381,13 @@ def test_the_rendered_environment_is_what_the_runtime_and_the_batch_runner_accep
     assert sweeper_env == {k: v for k, v in env.items() if k not in SWEEPER_LACKS}
     swept = load_settings({k: v for k, v in sweeper_env.items() if k.startswith("SQUALL_")})
     assert (swept.secrets, swept.aws_endpoint_allowlist) == ((), ())
-    assert all(outputs["environments"][f] == env for f in ("api", "tick", "events", "schedule"))
+    assert all(outputs["environments"][f] == env for f in ("api", "tick", "events"))
+    # The schedule function alone submits for longer: nobody waits on a scheduled start (issue 28).
+    scheduled = outputs["environments"]["schedule"]
+    assert scheduled == env | {"SQUALL_SUBMIT_SECONDS": "5"}
+    scheduled_settings = load_settings({k: v for k, v in scheduled.items() if k.startswith("SQUALL_")})
+    assert scheduled_settings.submit_seconds == 5.0
+    assert settings.submit_seconds == 0.25
 
     # RunnerRegistry builds AwsBatchRunner(**SQUALL_RUNNERS["aws-batch"]): the keywords must exist,
     # and the defaults must be valid task options (no boto3 call is made to check this).

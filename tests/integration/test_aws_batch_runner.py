@@ -25,6 +25,7 @@ import pytest
 from msgspec.structs import replace
 
 from runners.aws_batch import AwsBatchRunner, BatchOptions, Pricing, estimate_cost
+from runners.aws_batch import runner as batch_runner
 from runners.aws_batch.runner import (
     BATCH_RETENTION,
     MANAGED_TAG,
@@ -1079,6 +1080,28 @@ def test_a_task_without_output_files_naming_no_output_dir_is_not_listed_when_it_
     assert set(status.output_files) == {"out.txt"}
     assert faults.operations["ListObjectsV2"] >= 1
     assert read_s3(batch_env)(status.output_files["out.txt"]) == b"hi\n"
+
+
+def test_the_runner_remembers_a_bounded_number_of_finished_jobs(
+    batch_env: BatchEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm container's runner sees every job of a 100,000-item fan-out end: it keeps the last
+    FINISHED_KEPT of them (their ~8 KB DescribeJobs entries), and a forgotten one is described
+    again, with the same answer (issue 28 part 3)."""
+    monkeypatch.setattr(batch_runner, "FINISHED_KEPT", 2)
+    faults = Faults()
+    runner = batch_env.runner(faults)
+    handles = [runner.submit(_spec(f"echo {i}")) for i in range(3)]
+    ended = {h.name: wait_terminal(runner, h, 30.0) for h in handles}
+    assert all(s.state is JobState.SUCCEEDED for s in ended.values()), ended
+    assert list(runner._finished) == [h.id for h in handles[1:]]  # the oldest was forgotten
+
+    before = faults.operations["DescribeJobs"]
+    assert runner.poll(handles[1:]) == {h.name: ended[h.name] for h in handles[1:]}
+    assert faults.operations["DescribeJobs"] == before  # remembered: no call
+    assert runner.poll(handles[:1]) == {handles[0].name: ended[handles[0].name]}
+    assert faults.operations["DescribeJobs"] == before + 1  # forgotten: described again
+    assert len(runner._finished) == 2
 
 
 def test_a_script_file_naming_output_dir_keeps_its_outputs(batch_env: BatchEnv) -> None:

@@ -33,7 +33,9 @@ def test_the_index_follows_deploys_and_deletes_and_each_end_fires_once(tmp_path:
 
         ended = service.run(service.start("t", up.id).id, deadline=time.monotonic() + 60)
         assert ended.state is State.SUCCESS and len(downs(rt)) == 1
-        service.driver.flow_triggers.fire(ended, service.flow, service.start)  # fired again: no new one
+        service.driver.flow_triggers.fire(
+            ended, service.flow, service.start, now=service.clock.now
+        )  # fired again: no new one
         assert len(downs(rt)) == 1
 
         disabled = service.deploy(DOWN.replace("tasks:", "disabled: true\ntasks:", 1), "down.yaml")

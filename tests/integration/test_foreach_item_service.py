@@ -68,8 +68,10 @@ def test_on_dynamodb_and_s3_as_deployed(
         monkeypatch.setenv(name, value)
     bucket = f"squall-fei-{os.getpid()}"
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
-    storage = open_task_storage(
-        f"s3://{bucket}/deploy", options={"s3": {"endpoint_url": moto_server, "region": "us-east-1"}}
+    storage = open_task_storage(  # the operator's shared area, which a FILE input may name
+        f"s3://{bucket}/deploy",
+        read=[f"s3://{bucket}/deploy/file/storage/"],
+        options={"s3": {"endpoint_url": moto_server, "region": "us-east-1"}},
     )
     client, table = dynamodb_table
     settings = local_settings(tmp_path / "unused.db", data_dir=str(tmp_path))

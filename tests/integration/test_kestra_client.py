@@ -429,7 +429,11 @@ def test_run_a_sample_search_it_and_read_its_logs(kestra: KestraClient) -> None:
     relabelled = kestra.executions.set_labels_on_terminated_execution(
         started.id, TENANT, [Label(key="run", value="kept"), Label(key="owner", value="ada")]
     )
-    assert {(x.key, x.value) for x in relabelled.labels or []} == {("run", "kept"), ("owner", "ada")}
+    assert {(x.key, x.value) for x in relabelled.labels or []} == {
+        ("run", "kept"),
+        ("owner", "ada"),
+        ("system.correlationId", started.id),  # Squall's own labels stay, as in Kestra
+    }
     with pytest.raises(UnprocessableEntityException, match="system"):
         kestra.executions.set_labels_on_terminated_execution(
             started.id, TENANT, [Label(key="system.replay", value="x")]

@@ -253,3 +253,76 @@ def test_a_refused_upload_leaves_nothing_in_s3(moto_server: str, bucket: str, tm
         view = _start(rt, {}, b"hello")  # `who` is required: 422
         assert view["status"] == 422, view
         assert s3(moto_server).list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def _start_with_text(rt: Runtime, fields: dict[str, str], flow: str = "upload") -> dict[str, Any]:
+    """A start whose FILE input is given as text (a URI), as a client may send it."""
+    body, content_type = multipart_body(fields, {})
+    raw = app.Api(rt).handle(
+        event("POST", f"/api/v1/main/executions/squall.api/{flow}", body=body, content_type=content_type),
+        LambdaContext(),
+    )
+    return {"status": raw["statusCode"], **json.loads(raw["body"])}
+
+
+CALLER = """
+id: caller
+namespace: squall.api
+inputs:
+  - id: data
+    type: FILE
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: squall.api
+    flowId: upload
+    wait: true
+    transmitFailed: true
+    inputs:
+      who: child
+      data: "{{ inputs.data }}"
+"""
+
+
+def test_a_file_input_given_as_text_must_belong_to_the_execution_its_caller_or_the_namespace(
+    moto_server: str, bucket: str, tmp_path: Path
+) -> None:
+    """Whoever may start an execution must not read another execution's files through a FILE
+    input given as a URI; a Subflow still hands its own files to its child, and a namespace
+    file or the operator's allowlisted area may be named (control_plane/service/file_scope.py)."""
+    shared = f"s3://{bucket}/deploy/shared/"
+    with _process_runtime(moto_server, f"s3://{bucket}/deploy", tmp_path, storage_read=shared) as rt:
+        rt.service.deploy(UPLOAD, "upload.yaml")
+        rt.service.deploy(CALLER, "caller.yaml")
+        first = _start(rt, {"who": "Ada"}, b"Ada's private report")
+        assert first["status"] == 200, first
+        before = s3(moto_server).list_objects_v2(Bucket=bucket)["KeyCount"]
+
+        for uri in (first["inputs"]["data"], f"s3://{bucket}/deploy/other.ns/flow/x/inputs/data/f.bin"):
+            refused = _start_with_text(rt, {"who": "Eve", "data": uri})
+            assert refused["status"] == 422, refused
+            assert "Invalid input for `data`" in refused["message"], refused
+            assert "does not belong to this execution" in refused["message"], refused
+        assert s3(moto_server).list_objects_v2(Bucket=bucket)["KeyCount"] == before  # nothing stored
+
+        rt.service.storage.write("kestra:///_files/squall.api/report.bin", b"namespace file")
+        rt.service.storage.write(f"{shared}drop.bin", b"operator's file")
+        for uri, content in (
+            ("kestra:///_files/squall.api/report.bin", b"namespace file"),
+            (f"{shared}drop.bin", b"operator's file"),
+        ):
+            view = _start_with_text(rt, {"who": "Bo", "data": uri})
+            assert view["status"] == 200, view
+            final = rt.service.run(view["id"], deadline=time.monotonic() + 60)
+            assert final.state is State.SUCCESS, [(tr.task_id, tr.error) for tr in final.ordered_taskruns()]
+            assert f"Bo sent {hashlib.sha256(content).hexdigest()}" in messages(rt, final.id, "show")
+
+        # A caller's upload, handed to a child execution as its FILE input: the child may read it.
+        body, content_type = multipart_body({}, {"data": ("r.bin", b"for my child")})
+        raw = app.Api(rt).handle(
+            event("POST", "/api/v1/main/executions/squall.api/caller", body=body, content_type=content_type),
+            LambdaContext(),
+        )
+        assert raw["statusCode"] == 200, raw
+        caller = rt.service.run(json.loads(raw["body"])["id"], deadline=time.monotonic() + 60)
+        assert caller.state is State.SUCCESS, [(tr.task_id, tr.error) for tr in caller.ordered_taskruns()]

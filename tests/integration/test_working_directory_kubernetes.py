@@ -2,8 +2,9 @@
 
 ``squall run`` as a user types it, with the deployment storage on (moto) S3, the storage the
 Kubernetes runner writes: the first child's file, the WorkingDirectory's inputFiles and the
-namespace files it includes reach the second child, which runs in another pod, through the
-storage (:mod:`control_plane.service.workspace`).
+namespace files it includes reach the second child. Both children run in one pod (ADR 0016,
+:mod:`control_plane.service.one_job`); with a ``timeout`` on the second, each runs in its own
+pod and the directory travels through the storage (ADR 0012, :mod:`control_plane.service.workspace`).
 """
 
 from __future__ import annotations
@@ -52,13 +53,17 @@ tasks:
           - echo "written by first" > out/first.txt
       - id: second
         type: io.kestra.plugin.scripts.shell.Commands
-        containerImage: {image}
+        containerImage: {image}{timeout}
         taskRunner:
           type: io.kestra.plugin.ee.kubernetes.runner.Kubernetes
         outputFiles:
           - out/*
+        inputFiles:
+          own.txt: "second's own input"
         commands:
-          - 'echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh)"'
+          - >-
+            echo "second reads: $(cat out/first.txt) / $(cat seed.txt) / $(sh scripts/hello.sh)
+            / $(cat own.txt)"
           - test ! -e other.txt
           - echo "second too" > out/second.txt
   - id: files
@@ -67,9 +72,11 @@ tasks:
 """
 
 
-def test_a_working_directory_shares_its_files_across_kubernetes_pods(
+@pytest.mark.parametrize("one_job", [True, False], ids=["one-pod", "one-pod-per-child"])
+def test_a_working_directory_shares_its_files_on_kubernetes(
     k8s_env: K8sEnv,  # noqa: F811  (the imported fixture)
     tmp_path: Path,
+    one_job: bool,
 ) -> None:
     k8s_env.fake.images[IMAGE] = {"PATH": MINIMAL_PATH}
     tools_env = {
@@ -92,7 +99,7 @@ def test_a_working_directory_shares_its_files_across_kubernetes_pods(
         }
     }
     flow = tmp_path / "shared.yaml"
-    flow.write_text(FLOW.format(image=IMAGE))
+    flow.write_text(FLOW.format(image=IMAGE, timeout="" if one_job else "\n        timeout: PT5M"))
     extra = _entry_point_dir(tmp_path)
     path = os.pathsep.join(p for p in (extra, str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {
@@ -114,8 +121,9 @@ def test_a_working_directory_shares_its_files_across_kubernetes_pods(
     command = [sys.executable, "-c", "from control_plane.cli import main; main()", "run", str(flow)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert "second reads: written by first / seeded by the WorkingDirectory / hi" in done.stdout, done.stdout
-    # One Kubernetes job per job child: the directory travels through S3 between the pods.
-    assert k8s_env.fake.calls.get("CREATE jobs", 0) - created == 2
+    expected = "second reads: written by first / seeded by the WorkingDirectory / hi / second's own input"
+    assert expected in done.stdout, done.stdout
+    # One Kubernetes job in all, or one per child (the directory travels through S3 between them).
+    assert k8s_env.fake.calls.get("CREATE jobs", 0) - created == (1 if one_job else 2)
     # second's outputs list what its own glob matches: both children's files, not seed.txt.
     assert "second's files: out/first.txt,out/second.txt" in done.stdout, done.stdout

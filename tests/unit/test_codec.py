@@ -12,7 +12,17 @@ import immutables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
+from control_plane.engine.events import JobFailure
+from control_plane.engine.model import (
+    Attempt,
+    Batches,
+    Execution,
+    LogLine,
+    Phase,
+    Progress,
+    TaskRun,
+    nested_set,
+)
 from control_plane.engine.states import State
 from control_plane.levels import Level
 from control_plane.store.codec import (
@@ -25,7 +35,9 @@ from control_plane.store.codec import (
     progress_from_json,
     progress_to_json,
     rebuild_outputs_index,
+    taskrun_dumps,
     taskrun_from_json,
+    taskrun_loads,
     taskrun_to_json,
 )
 from tests.driving import run
@@ -324,3 +336,148 @@ def test_datetimes_keep_their_offset_and_microseconds() -> None:
     assert back.created.utcoffset() == timedelta(hours=-5, minutes=-30)
     assert back.created.microsecond == 891011
     assert back.attempts[0].started.tzinfo is not None and back.attempts[0].started == attempt_at
+
+
+# ---------------------------------------------------------------------------- the msgspec path
+
+full_attempts = st.builds(
+    Attempt,
+    state=st.sampled_from(State),
+    started=moments,
+    ended=st.none() | moments,
+    job=st.none() | texts,
+    cost=st.none() | st.floats(0, 1e6, allow_nan=False) | st.integers(0, 10),
+    timed_out=st.booleans(),
+    runner=st.none() | texts,
+    job_id=st.none() | texts,
+    job_url=st.none() | texts,
+    failure=st.none() | st.sampled_from(JobFailure),
+)
+batches = st.builds(
+    Batches,
+    total=counts,
+    prefix=texts,
+    extension=texts,
+    started=counts,
+    done=counts,
+    low=counts,
+    ended=st.binary(max_size=6),
+)
+full_taskruns = taskruns.flatmap(
+    lambda tr: st.builds(
+        tr.evolve,
+        attempts=st.lists(full_attempts, max_size=3).map(tuple),
+        batches=st.none() | batches,
+        created=moments | st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
+    )
+)
+
+
+def _utc_as_z(value: Any) -> Any:
+    """A document as the fast path spells it: ``+00:00`` at the end of a timestamp becomes ``Z``."""
+    if isinstance(value, dict):
+        return {k: _utc_as_z(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utc_as_z(v) for v in value]
+    if isinstance(value, str) and value.endswith("+00:00") and value[:4].isdigit():
+        return value[:-6] + "Z"
+    return value
+
+
+def _no_empty_sets(doc: dict[str, Any]) -> dict[str, Any]:
+    """Sets as the json path writes them: sorted, and left out when empty (msgspec leaves out
+    an empty frozenset only when it is the default object itself)."""
+    progress = doc.get("progress")
+    if progress is not None:
+        for key in ("dag_started", "dag_done"):
+            if progress.get(key) == []:
+                del progress[key]
+            elif key in progress:
+                progress[key] = sorted(progress[key])
+    return doc
+
+
+@SETTINGS
+@given(full_taskruns)
+def test_the_fast_path_writes_the_same_document_and_reads_old_and_new_ones(tr: TaskRun) -> None:
+    old_text = dumps(taskrun_to_json(tr))  # what SQLite stores held before the fast path
+    new_text = taskrun_dumps(tr)
+    assert _utc_as_z(loads(old_text)) == _no_empty_sets(loads(new_text))  # the same document
+    assert taskrun_from_json(loads(new_text)) == tr  # which the json reader reads too
+    assert taskrun_loads(new_text) == tr
+    assert taskrun_loads(old_text) == tr
+    assert taskrun_loads(new_text.encode()) == tr
+
+
+def test_outputs_msgspec_would_write_differently_take_the_json_path() -> None:
+    tr = TaskRun("id1", 0, "t", "Log", None, Phase.TASKS, 0, 0, (), 0, State.SUCCESS, T0)
+    for outputs in (
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},  # msgspec: ...Z, dumps: +00:00
+        {"span": timedelta(seconds=90)},  # msgspec: an ISO duration, dumps: 90.0
+        {"raw": "ü".encode()},  # msgspec: base64, dumps: the text
+        {"nan": float("nan"), "inf": [float("inf")]},  # msgspec: null, dumps: NaN
+        {1: "an int key"},
+        {"map": immutables.Map({"a": 1}), "set": frozenset({"x"})},
+        {"sub": type("Text", (str,), {})("str subclass")},
+    ):
+        one = tr.evolve(outputs=outputs)
+        assert taskrun_dumps(one) == dumps(taskrun_to_json(one)), outputs
+    plain = tr.evolve(outputs={"a": [1, 2.5, True, None, {"b": "é 🌧"}], "big": 2**70, "t": (1, 2)})
+    assert loads(taskrun_dumps(plain))["outputs"] == loads(dumps(taskrun_to_json(plain)))["outputs"]
+    assert taskrun_loads(taskrun_dumps(plain)) == plain.evolve(outputs={**plain.outputs, "t": [1, 2]})
+
+
+def test_documents_msgspec_cannot_read_load_as_json_reads_them() -> None:
+    doc = {
+        "id": "x",
+        "seq": 0,
+        "task_id": "t",
+        "task_type": "Log",
+        "state": "SUCCESS",
+        "created": "2026-01-02T03:04:05+00:00",
+    }
+    for outputs in ({"nan": float("nan")}, {"huge": 1e400}):
+        text = json.dumps({**doc, "outputs": outputs})  # as dumps wrote them
+        assert taskrun_loads(text) == taskrun_from_json(json.loads(text)) or "nan" in outputs
+        assert taskrun_loads(text).outputs is not None
+    unusual = json.dumps({**doc, "values": [1], "outputs": ["a list"]})  # types the typed reader refuses
+    assert taskrun_loads(unusual) == taskrun_from_json(json.loads(unusual))
+    for broken in ("{", json.dumps({**doc, "state": "NOPE"}), json.dumps({"id": "x"})):
+        try:
+            taskrun_loads(broken)
+        except (ValueError, KeyError, TypeError):
+            pass  # what the stores turn into StoreError, as before
+        else:
+            raise AssertionError(f"{broken!r} was read")
+
+
+index_runs = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.lists(st.sampled_from(["x", "y", "1"]), max_size=3).map(tuple),
+        st.none() | st.dictionaries(st.sampled_from(["v", "w"]), st.integers(0, 3), max_size=2),
+    ),
+    max_size=12,
+)
+
+
+@SETTINGS
+@given(index_runs, st.integers(0, 1000))
+def test_the_outputs_index_is_nested_set_folded_over_the_runs_in_creation_order(
+    runs: list[tuple[str, tuple[str, ...], dict[str, int] | None]], shuffle: int
+) -> None:
+    trs = [
+        TaskRun(
+            f"r{i}", i, task, "Return", None, Phase.TASKS, 0, 0, values, 0, State.SUCCESS, T0, outputs=out
+        )
+        for i, (task, values, out) in enumerate(runs)
+    ]
+    expected = immutables.Map[str, Any]()
+    for tr in trs:  # the engine's index_outputs, one task run at a time
+        if tr.outputs is not None:
+            value = (
+                tr.outputs if not tr.values else nested_set(expected.get(tr.task_id), tr.values, tr.outputs)
+            )
+            expected = expected.set(tr.task_id, value)
+    random.Random(shuffle).shuffle(trs)
+    assert rebuild_outputs_index(trs) == expected

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from control_plane.collector import PROMOTE_AFTER, planning
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
 from control_plane.levels import Level
@@ -98,3 +99,47 @@ def test_a_task_run_round_trips_with_the_collector_paused() -> None:
         rows = [dumps(taskrun_to_json(_taskrun(i))) for i in range(3)]
         back = [taskrun_from_json(loads(row)) for row in rows]
     assert back == [_taskrun(i) for i in range(3)]
+
+
+def test_what_a_call_builds_joins_the_oldest_generation_unscanned() -> None:
+    with planning():
+        assert not gc.isenabled()
+        built = [[i] for i in range(PROMOTE_AFTER + 1)]  # tracked containers, alive after the call
+    assert gc.isenabled()
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(item) in oldest for item in built)
+    assert gc.get_freeze_count() == 0  # promoted, not kept frozen
+
+
+def test_a_small_call_leaves_its_objects_young() -> None:
+    gc.collect()
+    with planning():
+        built = [[1]]
+    assert id(built[0]) not in {id(o) for o in gc.get_objects(generation=2)}
+
+
+def test_cycles_made_while_planning_are_found_by_the_next_full_collection() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    seen = threading.Event()
+    with planning():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        weakref.finalize(a, seen.set)
+        del a, b
+    gc.collect()
+    assert seen.is_set()
+
+
+def test_a_process_freeze_is_left_alone() -> None:
+    gc.freeze()  # as a Lambda handler may after its imports
+    try:
+        frozen = gc.get_freeze_count()
+        with planning():
+            built = [[i] for i in range(PROMOTE_AFTER + 1)]
+        assert gc.get_freeze_count() == frozen  # not undone
+        assert id(built[0]) not in {id(o) for o in gc.get_objects(generation=2)}  # left young
+    finally:
+        gc.unfreeze()

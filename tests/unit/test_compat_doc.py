@@ -51,7 +51,7 @@ def test_a_type_added_to_the_alias_table_shows_as_supported_without_editing_reas
 
 
 def test_a_core_type_with_neither_alias_nor_reason_is_still_listed() -> None:
-    rows = compat_doc.type_rows({}, {}, {})
+    rows = compat_doc.type_rows({}, {}, {}, {})
     assert all(row[2] == "not supported" for row in rows)
     assert any("no reason recorded" in row[3] for row in rows)  # Log has no reason: it is supported
 

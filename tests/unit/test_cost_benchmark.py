@@ -16,6 +16,7 @@ MODULE = Module(
     log_level="INFO",
     system_log_level="WARN",
     access_log_format={},
+    submit_seconds={"api": 0.25, "events": 0.25, "schedule": 5.0, "tick": 0.25},
 )
 
 
@@ -72,3 +73,15 @@ def test_platform_lines_are_counted_only_at_system_level_info_or_debug() -> None
         meter = Meter(platform_lines=platform_lines)
         meter.call("events", lambda event, context: None, {})
         assert meter.log_bytes["events (platform lines)"] == expected
+
+
+def test_the_module_is_read_as_deployed() -> None:
+    """What the benchmark prices is what infra/modules/squall deploys: change the module, and the
+    figures follow (the schedule function submits for its own seconds, the others for 0.25)."""
+    from benchmarks.cost import read_module
+
+    module = read_module()
+    assert module.memory_mb["events"] == 256 and module.memory_mb["api"] == 1024
+    assert module.submit_seconds["schedule"] == 5.0
+    assert {module.submit_seconds[name] for name in ("api", "events", "tick")} == {0.25}
+    assert module.batch_rule_statuses == ("SUCCEEDED", "FAILED")

@@ -603,7 +603,11 @@ tasks:
 """,
     )
     assert result.logs == []
-    assert dict(result.execution.labels) == {"team": "a", "stage": "l-done"}
+    assert dict(result.execution.labels) == {
+        "team": "a",
+        "stage": "l-done",
+        "system.correlationId": result.execution.id,
+    }
 
 
 def test_replaying_the_same_events_gives_the_same_execution() -> None:
@@ -742,12 +746,13 @@ tasks:
     tasks:
       - id: a
         type: io.kestra.plugin.scripts.shell.Commands
+        timeout: PT1M
         commands: ["true"]
       - id: b
         type: io.kestra.plugin.scripts.shell.Commands
         allowFailure: true
         commands: ["false"]
-""")
+""")  # a's timeout: one job per child (ADR 0012), the path this test is about
     a = d.of_type(SubmitJob, d.start())[0]
     assert a.properties[WORKSPACE_KEY]["outputFiles"] == ["wdo.txt"]  # rendered
     b = d.of_type(

@@ -13,6 +13,7 @@ from control_plane.errors import FlowValidationError
 from control_plane.flows.loader import parse_flow
 from control_plane.flows.models import FlowTrigger
 from control_plane.triggers.flow import fire_id, input_context, matches, variables
+from control_plane.triggers.preconditions import met_by, parse
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -70,11 +71,13 @@ def test_each_condition_is_evaluated_as_kestra_does(condition: dict[str, Any], f
 
 
 def test_single_flow_preconditions_filter_on_flow_and_states() -> None:
-    pre = {"id": "p", "flows": [{"namespace": "company.team", "flowId": "extract", "states": ["SUCCESS"]}]}
-    assert matches(trigger(preconditions=pre), upstream())
-    assert not matches(trigger(preconditions=pre), upstream(State.FAILED))
-    other = {"id": "p", "flows": [{"namespace": "company.team", "flowId": "load"}]}
-    assert not matches(trigger(preconditions=other), upstream())
+    pre = parse(
+        {"id": "p", "flows": [{"namespace": "company.team", "flowId": "extract", "states": ["SUCCESS"]}]}
+    )
+    assert met_by(pre, upstream()) == ["condition_1"]
+    assert met_by(pre, upstream(State.FAILED)) == []
+    other = parse({"id": "p", "flows": [{"namespace": "company.team", "flowId": "load"}]})
+    assert met_by(other, upstream()) == []
 
 
 def test_the_trigger_variables_are_kestras_flow_output_and_inputs_also_see_outputs() -> None:
@@ -106,9 +109,19 @@ def test_the_started_id_is_one_per_upstream_execution_and_trigger() -> None:
         ("    conditions:\n      - type: io.kestra.plugin.core.condition.Weekend\n", "Weekend"),
         ("    preconditions:\n      id: p\n      flows: []\n", "preconditions.flows"),
         (
-            "    preconditions:\n      id: p\n      resetOnSuccess: false\n      flows:\n"
+            "    preconditions:\n      id: p\n      where:\n        - {id: w, filters: []}\n      flows:\n"
             "        - {namespace: a, flowId: b}\n",
-            "preconditions.resetOnSuccess",
+            "preconditions.where",
+        ),
+        (
+            "    preconditions:\n      id: p\n      timeWindow: {type: DAILY_TIME_DEADLINE, window: PT1H}\n"
+            "      flows:\n        - {namespace: a, flowId: b}\n",
+            "must have deadline",
+        ),
+        (
+            "    preconditions:\n      id: p\n      timeWindow: {type: HOURLY}\n"
+            "      flows:\n        - {namespace: a, flowId: b}\n",
+            "HOURLY",
         ),
         ("    preconditions:\n      flows:\n        - {namespace: a, flowId: b}\n", "preconditions.id"),
         (

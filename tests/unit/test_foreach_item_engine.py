@@ -77,7 +77,8 @@ def test_starts_are_chunked_and_each_child_gets_its_batch() -> None:
     assert [s.iteration for s in starts] == list(range(1, CHUNK + 1))
     assert starts[0].inputs == {"items": f"{PREFIX}1.csv"}
     assert starts[0].outputs_uri == f"{PREFIX}outputs/1.ion"
-    assert starts[6].labels == {"team": "data", "batch": "7"} and starts[0].wait
+    assert starts[6].labels == {"team": "data", "batch": "7", "system.correlationId": "ex1"}
+    assert starts[0].wait
     assert len({s.execution_id for s in starts}) == CHUNK
     items = d.run("each_items")
     (timer,) = d.of_type(StartTimer, first)

@@ -684,3 +684,34 @@ def test_resolve_inputs_returns_or_raises_input_error_and_nothing_else(
         assert all(
             mask_secrets(str(v), secret_values(EVERY_TYPE, result)) is not None for v in shown.values()
         )
+
+
+# --------------------------------------------------------------------------- FILE scope
+
+
+def _scope(value: str) -> str | None:
+    return None if value.startswith("kestra:///mine/") else f"`{value}` is not mine"
+
+
+def test_a_file_scope_checks_each_given_file_and_array_item_not_the_flows_defaults() -> None:
+    flow = make_flow(
+        {"id": "one", "type": "FILE", "required": False},
+        {"id": "many", "type": "ARRAY", "itemType": "FILE", "required": False},
+        {"id": "dflt", "type": "ARRAY", "itemType": "FILE", "defaults": ["kestra:///elsewhere/d.txt"]},
+        {"id": "text", "type": "STRING", "required": False},
+    )
+    given = {
+        "one": "kestra:///mine/a",
+        "many": ["kestra:///mine/b", "kestra:///mine/c"],
+        "text": "kestra:///x",
+    }
+    resolved = resolve_inputs(flow, given, file_scope=_scope)
+    assert resolved["many"] == ["kestra:///mine/b", "kestra:///mine/c"]
+    assert resolved["dflt"] == ["kestra:///elsewhere/d.txt"]  # the author's default is not checked
+    with pytest.raises(InputError) as info:
+        theirs = {"one": "kestra:///theirs/a", "many": ["kestra:///mine/b", "kestra:///theirs/c"]}
+        resolve_inputs(flow, theirs, file_scope=_scope)
+    assert info.value.messages == [
+        "Invalid input for `one`, `kestra:///theirs/a` is not mine, but received `kestra:///theirs/a`",
+        "Invalid input for `many`, `kestra:///theirs/c` is not mine, but received `[kestra:///mine/b, kestra:///theirs/c]`",
+    ]

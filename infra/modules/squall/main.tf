@@ -51,6 +51,7 @@ module "settings" {
   tick_submits                = var.tick_submits
   fanout_chunk                = var.fanout_chunk
   submit_seconds              = var.submit_seconds
+  schedule_submit_seconds     = var.schedule_submit_seconds
   tick_seconds                = var.tick_seconds
   application_log_level       = var.application_log_level
   system_log_level            = var.system_log_level

@@ -215,6 +215,12 @@ variable "submit_seconds" {
   default     = 0.25
 }
 
+variable "schedule_submit_seconds" {
+  description = "SQUALL_SUBMIT_SECONDS of the schedule function alone: nobody waits on a scheduled start, so its step submits its jobs itself instead of leaving them to the tick after submit_seconds (issue 28: each job left to the tick costs a claim write and waits for a tick)."
+  type        = number
+  default     = 5
+}
+
 variable "tick_seconds" {
   description = "Seconds one tick spends on fan-out continuations and submits (SQUALL_TICK_SECONDS, ADR 0015); must leave 30 s of the tick's timeout for polling, timers and schedules."
   type        = number

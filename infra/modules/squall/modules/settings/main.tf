@@ -124,7 +124,7 @@ locals {
   # Exactly the variables control_plane/runtime.py reads (Settings fields); the
   # tests check every name against Settings.model_fields. The same environment for the four
   # functions that run flows: they build the same runtime, and a setting one of them ignores
-  # costs nothing. The sweeper's lacks the secrets and endpoint settings (below).
+  # costs nothing (but the schedule function's SQUALL_SUBMIT_SECONDS: `environments`). The sweeper's lacks the secrets and endpoint settings (below).
   squall_environment = merge(
     {
       SQUALL_STORE             = "dynamodb"
@@ -197,6 +197,7 @@ locals {
       { for k, v in var.extra_environment_variables : k => v if f.runs_flows || !startswith(k, "SECRET_") },
       f.runs_flows ? local.squall_environment : { for k, v in local.squall_environment : k => v if !contains(keys(local.flow_environment), k) },
       key == "events" ? local.ingress_environment : {},
+      key == "schedule" ? { SQUALL_SUBMIT_SECONDS = tostring(var.schedule_submit_seconds) } : {},
       key == "api" ? local.ui_environment : {},
     )
   }

@@ -311,6 +311,18 @@ variable "submit_seconds" {
   }
 }
 
+variable "schedule_submit_seconds" {
+  description = "SQUALL_SUBMIT_SECONDS of the schedule function alone (ADR 0015, issue 28): nobody waits on a scheduled start, so its step submits the jobs it starts (at most fanout_chunk lanes) itself instead of leaving them to the tick after submit_seconds."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.schedule_submit_seconds > 0 && var.schedule_submit_seconds + 30 <= var.functions.schedule.timeout
+    error_message = "schedule_submit_seconds must be more than 0 and leave 30 s of functions.schedule.timeout for the rest of the invocation."
+  }
+}
+
 variable "tick_seconds" {
   description = "Seconds one tick spends on fan-out continuations and submits (SQUALL_TICK_SECONDS, ADR 0015)."
   type        = number
@@ -607,6 +619,8 @@ variable "schedules" {
     is the Scheduler's own syntax (`cron(0 2 * * ? *)`, `rate(1 hour)`) and should wake the
     function when the trigger's cron is due; `timezone` an IANA zone. The tick evaluates every
     Schedule trigger each minute anyway, so these are a precision aid, not a dependency.
+    An Http trigger (io.kestra.plugin.core.http.Trigger) may be named too, with a
+    `rate(...)` expression: the schedule Lambda polls it when its interval has passed.
   EOT
   type = list(object({
     namespace           = string

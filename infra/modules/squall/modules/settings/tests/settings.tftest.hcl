@@ -82,8 +82,8 @@ run "defaults" {
   }
 
   assert {
-    condition     = alltrue([for k in ["api", "tick", "events", "schedule"] : output.environments[k] == output.environment]) && length(setintersection(keys(output.environments.sweeper), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX"])) == 0
-    error_message = "The four functions that run flows share the environment; the sweeper gets no secrets settings."
+    condition     = alltrue([for k in ["api", "tick", "events"] : output.environments[k] == output.environment]) && merge(output.environments.schedule, { SQUALL_SUBMIT_SECONDS = output.environment.SQUALL_SUBMIT_SECONDS }) == output.environment && output.environments.schedule.SQUALL_SUBMIT_SECONDS == "5" && length(setintersection(keys(output.environments.sweeper), ["SQUALL_SECRETS", "SQUALL_SECRETS_PREFIX"])) == 0
+    error_message = "The four functions that run flows share the environment (but the schedule function's submit seconds); the sweeper gets no secrets settings."
   }
 
   assert {
@@ -439,6 +439,28 @@ run "fan_out_settings_reach_the_environment" {
     condition     = output.environment["SQUALL_FANOUT_CHUNK"] == "25" && output.environment["SQUALL_SUBMIT_SECONDS"] == "0.5" && output.environment["SQUALL_TICK_SECONDS"] == "20"
     error_message = "The fan-out settings reach the environment."
   }
+}
+
+run "the_schedule_function_submits_for_longer" {
+  command = plan
+
+  variables {
+    submit_seconds          = 0.5
+    schedule_submit_seconds = 7
+  }
+
+  assert {
+    condition     = output.environments["schedule"]["SQUALL_SUBMIT_SECONDS"] == "7" && output.environments["api"]["SQUALL_SUBMIT_SECONDS"] == "0.5" && output.environments["events"]["SQUALL_SUBMIT_SECONDS"] == "0.5" && output.environments["tick"]["SQUALL_SUBMIT_SECONDS"] == "0.5"
+    error_message = "Only the schedule function gets schedule_submit_seconds."
+  }
+}
+
+run "rejects_a_schedule_submit_time_its_timeout_cannot_hold" {
+  command = plan
+  variables {
+    schedule_submit_seconds = 45
+  }
+  expect_failures = [var.schedule_submit_seconds]
 }
 
 run "rejects_a_tick_budget_the_tick_timeout_cannot_hold" {
