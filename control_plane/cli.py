@@ -1014,15 +1014,23 @@ def _started() -> None:
     """Start-up is over (modules imported, the flow validated): what it made lives as long as
     the process, so the collector stops rescanning it (``gc.freeze``) and runs as often as usual
     again. Start-up ran with a large first threshold (:func:`main`): ~300 collections, ~50 ms
-    of a 200-task ``squall run``, each rescanning the imported modules' objects, freed nothing."""
+    of a 200-task ``squall run``, each rescanning the imported modules' objects, freed nothing.
+
+    Only when this process is the ``squall`` command (:func:`main`): a command run inside
+    another program (tests, an embedding) leaves that program's collector as it found it."""
+    if not _whole_process:
+        return
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
 _GC_THRESHOLDS = gc.get_threshold()
+_whole_process = False
 
 
 def main() -> None:
+    global _whole_process
+    _whole_process = True
     # Until _started(): a command that never calls it only collects less often, never not at all.
     gc.set_threshold(max(_GC_THRESHOLDS[0], 100_000), *_GC_THRESHOLDS[1:])
     # A signal ignored when squall starts stays ignored, as Python does for SIGINT: `nohup`

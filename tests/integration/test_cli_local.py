@@ -304,3 +304,16 @@ def test_squall_run_collects_as_usual_once_started(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "True True"
+
+
+def test_a_command_run_inside_another_program_leaves_its_collector_alone(tmp_path: Path) -> None:
+    # The start-up freeze is for the `squall` process alone (cli.main); run through the app
+    # object, as tests and embeddings do, the host's collector keeps its thresholds and freezes.
+    import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    result = cli.invoke(
+        app, ["run", str(SAMPLES / "hello.yaml"), "-i", "name=Ada", "--db", str(tmp_path / "x.db")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
