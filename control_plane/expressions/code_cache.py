@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import CodeType
 
+from control_plane.cache_files import read_entry, write_entry
+
 __all__ = ["TemplateCodeCache"]
 
 _HEADER = b"squall-template-code 1\n"
-_DIGEST = 32
 
 
 class TemplateCodeCache:
@@ -108,15 +107,8 @@ class TemplateCodeCache:
         return self.directory / hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
     def _read(self, source: str) -> CodeType | None:
-        try:
-            blob = self.path(source).read_bytes()
-        except OSError:
-            return None
-        start = len(_HEADER) + _DIGEST
-        if not blob.startswith(_HEADER) or len(blob) <= start:
-            return None
-        payload = blob[start:]
-        if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != blob[len(_HEADER) : start]:
+        payload = read_entry(self.path(source), _HEADER)
+        if payload is None:
             return None
         try:
             stored, code = marshal.loads(payload)
@@ -127,14 +119,4 @@ class TemplateCodeCache:
         return code
 
     def _write(self, source: str, code: CodeType) -> None:
-        payload = marshal.dumps((source, code))
-        blob = _HEADER + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
-        target = self.path(source)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(blob)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_entry(self.path(source), _HEADER, marshal.dumps((source, code)))

@@ -29,9 +29,10 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from control_plane.cache_files import read_entry, write_entry
 
 if TYPE_CHECKING:
     from control_plane.flows.models import Flow
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["FlowCache", "code_fingerprint"]
 
 _HEADER = b"squall-validated-flow 1\n"
-_DIGEST = 32
 _PACKAGE = Path(__file__).resolve().parents[1]  # control_plane/
 _RUNNERS = _PACKAGE.parent / "runners"
 
@@ -108,15 +108,8 @@ class FlowCache:
     def get(self, text: str, lint: bool) -> Flow | None:
         from control_plane.flows.models import Flow
 
-        try:
-            blob = self.path(text, lint).read_bytes()
-        except OSError:
-            return None
-        start = len(_HEADER) + _DIGEST
-        if not blob.startswith(_HEADER) or len(blob) <= start:
-            return None
-        payload = blob[start:]
-        if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != blob[len(_HEADER) : start]:
+        payload = read_entry(self.path(text, lint), _HEADER)
+        if payload is None:
             return None
         try:
             stored_lint, stored_text, flow = pickle.loads(payload)
@@ -135,15 +128,8 @@ class FlowCache:
             payload = pickle.dumps((lint, text, flow), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a value pickle cannot take: validated again next time
             return
-        blob = _HEADER + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            write_entry(self.path(text, lint), _HEADER, payload)
         except OSError:
             return
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(blob)
-            os.replace(temporary, self.path(text, lint))
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
