@@ -139,7 +139,9 @@ def test_a_process_freeze_is_left_alone() -> None:
         frozen = gc.get_freeze_count()
         with planning():
             built = [[i] for i in range(PROMOTE_AFTER + 1)]
-        assert gc.get_freeze_count() == frozen  # not undone
+        # not undone: an unfreeze would leave 0 (a frozen object freed by refcount meanwhile,
+        # by this worker's other threads, lowers the count a little)
+        assert gc.get_freeze_count() > frozen // 2
         assert id(built[0]) not in {id(o) for o in gc.get_objects(generation=2)}  # left young
     finally:
         gc.unfreeze()

@@ -48,7 +48,9 @@ export async function executionsPage(root, params) {
     h("td", {}, stateBadge(e.state.current)),
     h("td", {}, when(e.state.startDate)),
     h("td", {}, e.state.duration || ""),
-    h("td", {}, (e.labels || []).map((l) => `${l.key}:${l.value}`).join(" "))));
+    // System labels (system.correlationId on every execution) are hidden in lists, shown on the
+    // execution's own page, as Kestra's hidden-labels default does (kestra-io/kestra#5600).
+    h("td", {}, (e.labels || []).filter((l) => !l.key.startsWith("system.")).map((l) => `${l.key}:${l.value}`).join(" "))));
   fill(root,
     h("h1", {}, "Executions"), form,
     h("p", { class: "muted" }, `${result.total} execution${result.total === 1 ? "" : "s"}`),
