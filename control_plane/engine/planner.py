@@ -357,6 +357,7 @@ class _Transaction:
         self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
         self._execution_ctx: dict[State, dict[str, Any]] = {}
+        self._labels_ctx: tuple[Mapping[str, str], dict[str, Any]] | None = None
         self._now_iso = iso(now)  # what every task run created in this call starts at
         # A one-job WorkingDirectory whose job ended in this call: its later children end as
         # they start (same transaction), from their part of the job (ADR 0016).
@@ -484,7 +485,9 @@ class _Transaction:
         ctx["execution"] = execution
         ctx["inputs"] = self.ex.inputs
         ctx["outputs"] = self.outputs
-        ctx["labels"] = context_labels(self.labels)
+        if self._labels_ctx is None or self._labels_ctx[0] is not self.labels:  # once per labels value
+            self._labels_ctx = (self.labels, context_labels(self.labels))
+        ctx["labels"] = self._labels_ctx[1]
         ctx["@now"] = self.now
         if self._lookup is not None:
             if self._vault is None:
