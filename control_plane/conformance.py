@@ -38,6 +38,9 @@ before):
   poll (Kestra holds a trigger while its execution runs). Its flows call
   ``http://conformance.invalid``, served locally (control_plane/conformance_http.py). The
   executions the polls started are the case's started ones (``started_states``).
+- ``webhook: {key, body}``: the case's execution is started by a POST of ``body`` (JSON) to
+  its Webhook trigger's route (``/webhooks/<namespace>/<flow>/<key>``), through the API as a
+  client's request would be (:func:`_deliver_webhook`), not by ``Service.start``.
 - ``run_first: [path, ...]``: flow files (relative to the cases file, deployed like ``flows``)
   each started once, in order, and driven to its end before the case's flow starts: the
   upstream executions a Flow trigger's ``preconditions`` count.
@@ -165,6 +168,7 @@ def run_flow(
     timeout: float = CASE_TIMEOUT,
     count: int = 1,
     polls: int = 0,
+    webhook: Mapping[str, Any] | None = None,
     **start: Any,
 ) -> FlowRun:
     """Deploy ``source``, start it (``start``: ``Service.start`` keywords) and drive it to its end.
@@ -186,6 +190,9 @@ def run_flow(
     deadline = time.monotonic() + timeout
     if polls:
         ended = _poll(runtime, record.namespace, record.id, polls, deadline)
+    elif webhook is not None:
+        delivered = _deliver_webhook(runtime, record.namespace, record.id, webhook)
+        ended = [_drive(runtime, delivered, deadline)]
     else:
         ids = [
             service.start(record.namespace, record.id, inputs, revision=record.revision, **start).id
@@ -202,6 +209,48 @@ def run_flow(
     logs_of = {i: execution_logs(runtime, i) for i in every}
     logs = [line for i in every for line in logs_of[i]]
     return FlowRun(ended[-1], executions, logs, ended, logs_of)
+
+
+def _deliver_webhook(runtime: Runtime, namespace: str, flow_id: str, webhook: Mapping[str, Any]) -> str:
+    """POST ``webhook['body']`` to the flow's webhook route through the API; the execution's id."""
+    import contextlib
+    import io
+    import json
+    from urllib.parse import quote
+
+    from control_plane.api.app import Api
+    from control_plane.server import _Context
+
+    path = f"/webhooks/{quote(namespace)}/{quote(flow_id)}/{quote(str(webhook['key']))}"
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": "conformance-webhook",
+            "routeKey": "$default",
+            "stage": "$default",
+        },
+        "body": json.dumps(webhook.get("body")),
+        "isBase64Encoded": False,
+    }
+    from control_plane.api import telemetry
+
+    # The API's request log and metrics lines are the Lambda's CloudWatch output: not the report's.
+    level = telemetry.logger.log_level
+    telemetry.logger.setLevel("WARNING")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            response = Api(runtime).handle(event, _Context("conformance-webhook"))
+    finally:
+        telemetry.logger.setLevel(level)
+    answer = json.loads(response.get("body") or "{}")
+    if response.get("statusCode") != 200 or "id" not in answer:
+        raise SquallError(f"webhook {path} answered {response.get('statusCode')}: {answer}")
+    return str(answer["id"])
 
 
 def _poll(runtime: Runtime, namespace: str, flow_id: str, polls: int, deadline: float) -> list[Execution]:
@@ -370,6 +419,7 @@ def _check_valid(case: Mapping[str, Any], base: Path, result: CaseResult, timeou
             timeout=timeout,
             count=int(case.get("start", 1)),
             polls=int(case.get("polls", 1)) if responses is not None else 0,
+            webhook=case.get("webhook"),
         )
     execution = run.execution
     problems = result.problems
