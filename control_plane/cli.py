@@ -538,7 +538,7 @@ def executions_purge(
         if not dry_run:
             storage = runtime.service.storage
             for execution_id, namespace, flow_id in gone:
-                storage.delete_prefix(storage.uri(f"{namespace}/{flow_id}/{execution_id}/"))
+                storage.delete_prefix(storage.execution_prefix(namespace, flow_id, execution_id))
     for execution_id, namespace, flow_id in gone:
         console.print(
             f"{'would purge' if dry_run else 'purged'} {execution_id} {namespace}.{flow_id}", markup=False

@@ -340,7 +340,7 @@ def _execution_file(rt: Runtime, execution_id: str, path: str) -> str:
         raise missing
     try:
         uri = storage.canonical(path)
-        if not uri.startswith(storage.uri(f"{meta.namespace}/{meta.flow_id}/{meta.id}/")):
+        if not uri.startswith(storage.execution_prefix(meta.namespace, meta.flow_id, meta.id)):
             raise missing
         if not storage.exists(uri):
             raise missing

@@ -401,7 +401,8 @@ class ExecutionDriver:
         self.store.delete_execution(execution_id)
         self.cache.pop(execution_id, None)
         if storage is not None:
-            storage.delete_prefix(storage.uri(f"{execution.namespace}/{execution.flow_id}/{execution_id}/"))
+            prefix = storage.execution_prefix(execution.namespace, execution.flow_id, execution_id)
+            storage.delete_prefix(prefix)
 
     def restart(self, execution_id: str) -> Execution:
         """Kestra's restart: failed task runs run again, in the same execution."""

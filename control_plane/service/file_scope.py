@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from control_plane.service.namespace_files import namespace_file_uri
 from control_plane.service.storage import StorageError, TaskStorage, is_uri
 
 __all__ = ["file_scope"]
@@ -50,8 +51,8 @@ def file_scope(
         if link and all(isinstance(link.get(k), str) for k in ("namespace", "flowId", key)):
             owners.append((link["namespace"], link["flowId"], link[key]))
     root = storage.url
-    allowed = [storage.uri(f"{ns}/{flow}/{ex}/") for ns, flow, ex in owners]
-    allowed.append(storage.uri(f"_files/{namespace}/"))
+    allowed = [storage.execution_prefix(ns, flow, ex) for ns, flow, ex in owners]
+    allowed.append(namespace_file_uri(storage, namespace, [], directory=True))
     allowed.extend(storage.storage.read_allowlist)
 
     def check(value: str) -> str | None:

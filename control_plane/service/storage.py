@@ -50,6 +50,10 @@ class TaskStorage:
         """The root URL (ending in ``/``): where everything this deployment writes goes."""
         return self.storage.root
 
+    def execution_prefix(self, namespace: str, flow_id: str, execution_id: str) -> str:
+        """Where every file of one execution lives (outputs, uploads), as a URI ending in ``/``."""
+        return self.uri(f"{namespace}/{flow_id}/{execution_id}/")
+
     def prefix(self, namespace: str, flow_id: str, execution_id: str, taskrun_id: str, attempt: int) -> str:
         """Where one task-run attempt's output files go, as a URI ending in ``/``."""
         return self.uri(f"{namespace}/{flow_id}/{execution_id}/{taskrun_id}/{attempt}/")

@@ -326,7 +326,7 @@ def local_files(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, An
 
 
 def purge_current_execution_files(props: Mapping[str, Any], ctx: EffectContext) -> Mapping[str, Any]:
-    prefix = ctx.storage.uri(f"{ctx.namespace}/{ctx.flow_id}/{ctx.execution_id}/")
+    prefix = ctx.storage.execution_prefix(ctx.namespace, ctx.flow_id, ctx.execution_id)
     uris = sorted(ctx.storage.list_prefix(prefix).values())
     ctx.storage.delete(uris)
     return {"uris": uris}
