@@ -218,33 +218,19 @@ def _deliver_webhook(runtime: Runtime, namespace: str, flow_id: str, webhook: Ma
     import json
     from urllib.parse import quote
 
+    from control_plane.api import telemetry
     from control_plane.api.app import Api
-    from control_plane.server import _Context
+    from control_plane.server import LocalContext, api_event
 
     path = f"/webhooks/{quote(namespace)}/{quote(flow_id)}/{quote(str(webhook['key']))}"
-    event = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
-            "requestId": "conformance-webhook",
-            "routeKey": "$default",
-            "stage": "$default",
-        },
-        "body": json.dumps(webhook.get("body")),
-        "isBase64Encoded": False,
-    }
-    from control_plane.api import telemetry
-
+    body = json.dumps(webhook.get("body")).encode()
+    event = api_event("POST", path, [("Content-Type", "application/json")], body)
     # The API's request log and metrics lines are the Lambda's CloudWatch output: not the report's.
     level = telemetry.logger.log_level
     telemetry.logger.setLevel("WARNING")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            response = Api(runtime).handle(event, _Context("conformance-webhook"))
+            response = Api(runtime).handle(event, LocalContext(event["requestContext"]["requestId"]))
     finally:
         telemetry.logger.setLevel(level)
     answer = json.loads(response.get("body") or "{}")

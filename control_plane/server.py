@@ -55,6 +55,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -68,7 +69,15 @@ from control_plane.runtime import Runtime, Settings, open_runtime
 if TYPE_CHECKING:
     from control_plane.api.app import Api
 
-__all__ = ["IDLE_TIMEOUT", "MAX_CONNECTIONS", "REQUEST_TIMEOUT", "STOP_GRACE", "Server"]
+__all__ = [
+    "IDLE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "REQUEST_TIMEOUT",
+    "STOP_GRACE",
+    "LocalContext",
+    "Server",
+    "api_event",
+]
 
 _log = logging.getLogger("squall.server")
 
@@ -93,7 +102,78 @@ def _is_text(content_type: str) -> bool:
     return kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith("+json") or kind.endswith("+xml")
 
 
-class _Context(Struct):
+def api_event(
+    method: str,
+    target: str,
+    header_items: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    source_ip: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+) -> dict[str, Any]:
+    """The API Gateway (HTTP API, payload 2.0) event of one request, as the Lambda gets it:
+    how ``squall server`` hands a request to the API, and how a caller inside the process
+    (``squall conformance``'s webhook deliveries) makes a request the same way."""
+    parts = urlsplit(target)
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in header_items:
+        key = name.lower()
+        if key == "cookie":
+            cookies += [c.strip() for c in value.split(";") if c.strip()]
+            continue
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    now = datetime.now(UTC)
+    request_id = base64.b64encode(uuid.uuid4().bytes[:12]).decode()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "squall-local",
+            "domainName": headers.get("host", "localhost"),
+            "domainPrefix": "squall-local",
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": protocol,
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if parts.query:
+        joined: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            joined[key] = f"{joined[key]},{value}" if key in joined else value
+        event["queryStringParameters"] = joined
+    if body:
+        text: str | None = None
+        if _is_text(headers.get("content-type", "")):
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is None:
+            event["body"] = base64.b64encode(body).decode()
+            event["isBase64Encoded"] = True
+        else:
+            event["body"] = text
+    return event
+
+
+class LocalContext(Struct):
     """The attributes of a Lambda context that handlers and powertools read."""
 
     aws_request_id: str
@@ -248,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         from control_plane.api.app import read_only
 
-        context = _Context(event["requestContext"]["requestId"])
+        context = LocalContext(event["requestContext"]["requestId"])
         if read_only(event):  # the store and the resolver are thread-safe: no slow write delays a read
             response = api.handle(event, context)
         else:
@@ -260,63 +340,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, [("Content-Type", "application/json")], text.encode())
 
     def _event(self, body: bytes) -> dict[str, Any]:
-        parts = urlsplit(self.path)
-        headers: dict[str, str] = {}
-        cookies: list[str] = []
-        for name, value in self.headers.items():
-            key = name.lower()
-            if key == "cookie":
-                cookies += [c.strip() for c in value.split(";") if c.strip()]
-                continue
-            headers[key] = f"{headers[key]},{value}" if key in headers else value
-        now = datetime.now(UTC)
-        request_id = base64.b64encode(uuid.uuid4().bytes[:12]).decode()
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": parts.path or "/",
-            "rawQueryString": parts.query,
-            "headers": headers,
-            "requestContext": {
-                "accountId": "000000000000",
-                "apiId": "squall-local",
-                "domainName": headers.get("host", "localhost"),
-                "domainPrefix": "squall-local",
-                "http": {
-                    "method": self.command,
-                    "path": parts.path or "/",
-                    "protocol": self.request_version,
-                    "sourceIp": self.client_address[0],
-                    "userAgent": headers.get("user-agent", ""),
-                },
-                "requestId": request_id,
-                "routeKey": "$default",
-                "stage": "$default",
-                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "timeEpoch": int(now.timestamp() * 1000),
-            },
-            "isBase64Encoded": False,
-        }
-        if cookies:
-            event["cookies"] = cookies
-        if parts.query:
-            joined: dict[str, str] = {}
-            for key, value in parse_qsl(parts.query, keep_blank_values=True):
-                joined[key] = f"{joined[key]},{value}" if key in joined else value
-            event["queryStringParameters"] = joined
-        if body:
-            text: str | None = None
-            if _is_text(headers.get("content-type", "")):
-                try:
-                    text = body.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = None
-            if text is None:
-                event["body"] = base64.b64encode(body).decode()
-                event["isBase64Encoded"] = True
-            else:
-                event["body"] = text
-        return event
+        return api_event(
+            self.command,
+            self.path,
+            self.headers.items(),
+            body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
 
     def _respond(self, response: dict[str, Any]) -> None:
         headers: list[tuple[str, str]] = [(k, str(v)) for k, v in (response.get("headers") or {}).items()]
