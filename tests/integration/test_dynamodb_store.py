@@ -825,6 +825,70 @@ def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
         assert job is not None and job.version == 1 + rounds and job.handle == {"n": rounds - 1}
 
 
+def test_steps_changing_one_job_and_update_job_of_the_others_never_lose_an_update(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    """The entries are one blob (``jz``): a step writing one job and an ``update_job`` of
+    another both rewrite it, and refuse each other through ``jv`` instead of losing a write."""
+    ex_id = _doc_id(6)
+    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
+    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    make_store().create_execution(ex, jobs=jobs)
+    rounds = 10
+    failures: list[BaseException] = []
+
+    def save_loop() -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    current = store.get_execution(ex_id)
+                    job = store.get_job(names[0])
+                    assert job is not None
+                    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
+                    moved = replace(job, phase=JobPhase.SUBMITTED, handle={"s": i})
+                    try:
+                        store.save_execution(nxt, expected_version=current.version, jobs=[moved])
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    def job_loop(name: str) -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    job = store.get_job(name)
+                    assert job is not None
+                    try:
+                        store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save_loop)] + [
+        threading.Thread(target=job_loop, args=(n,)) for n in names[1:]
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures
+    final = make_store()
+    got = final.get_execution(ex_id)
+    assert got.version == 1 + rounds and got.taskruns["a"].outputs == {"round": rounds - 1}
+    first = final.get_job(names[0])
+    assert first is not None and first.version == 1 + rounds and first.handle == {"s": rounds - 1}
+    for name in names[1:]:
+        job = final.get_job(name)
+        assert job is not None and job.version == 1 + rounds and job.handle == {"n": rounds - 1}
+
+
 def test_get_job_of_a_name_without_an_execution_id_is_none(make_store: Callable[..., DynamoDBStore]) -> None:
     store = make_store()
     store.create_execution(make_execution(_doc_id(5)))
