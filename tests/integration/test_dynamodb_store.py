@@ -1317,3 +1317,26 @@ def test_each_job_end_of_a_ten_job_foreach_costs_two_write_units(
     assert all(
         j is not None and j.phase is JobPhase.DONE for j in map(make_store().get_job, (j.name for j in jobs))
     )
+
+
+def test_a_spec_item_is_read_once_by_a_store_instance_for_all_its_jobs(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """The ``events`` function reading the ends of one step's jobs: the spec item is content
+    addressed and never rewritten, so the store keeps what it read (not what it wrote)."""
+    ex_id = _doc_id(42)
+    jobs = _three_jobs(ex_id)
+    writer = make_store()
+    writer.create_execution(make_execution(ex_id, taskruns=[make_taskrun("a", 0)]), jobs=jobs)
+    writer.capacity.reset()
+    assert writer.get_job(jobs[0].name) == replace(jobs[0], version=1)
+    assert writer.capacity.units_by_call["GetItem"] == 1.5  # a write puts nothing in the keep
+    reader = make_store()
+    for job in jobs:
+        assert reader.get_job(job.name) == replace(job, version=1)
+    # three reads of the document's entries (1 RRU each), one of the spec item (0.5)
+    assert reader.capacity.calls["GetItem"] == 4 and reader.capacity.read_units == 3.5
+    got = reader.get_job(jobs[1].name)
+    assert got is not None
+    got.spec["n"] = "changed by a caller"
+    assert reader.get_job(jobs[1].name) == replace(jobs[1], version=1)  # each read decodes its own
