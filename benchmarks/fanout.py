@@ -23,6 +23,7 @@ Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -333,6 +335,26 @@ class Platform:
         return len(fresh)
 
 
+@contextlib.contextmanager
+def emulators(scratch: Path) -> Iterator[tuple[str, str]]:
+    """DynamoDB Local, and moto in server mode whose Batch jobs really run (in this process).
+
+    The jobs' log lines go straight into moto's CloudWatch Logs backend (``direct_logs``), as
+    Batch's log driver writes them, not through three API requests per job: at 100,000 jobs
+    those requests were a large share of the emulators' CPU, and none of them is Squall's.
+    """
+    from tests.emulators.dynamodb_local import DynamoDBLocal
+    from tests.emulators.moto_batch import BatchExecutor
+    from tests.emulators.moto_server import MotoServer
+
+    with DynamoDBLocal() as ddb, MotoServer() as moto:
+        executor = BatchExecutor(moto.endpoint, scratch / "batch", direct_logs=True).start()
+        try:
+            yield ddb.endpoint, moto.endpoint
+        finally:
+            executor.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,7 +374,6 @@ def main() -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    from benchmarks.cost import emulators
     from control_plane.runtime import Settings
 
     chunk = args.chunk or Settings.model_fields["fanout_chunk"].default
