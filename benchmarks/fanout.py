@@ -4,14 +4,15 @@ The control plane runs as Lambda containers would: each **separate worker proces
 own runtime (warm between invocations, as a container is) and serves one handler call at a
 time. One container serves ``api`` and ``tick``; ``--containers`` - 1 others (2 by default)
 serve ``events`` concurrently, each event to whichever is free, as Lambda does; they share
-only DynamoDB, so their writes race as deployed ones do. Around each call it measures the wall time and the process's
-peak resident memory (``VmHWM``, reset before the call through ``/proc/self/clear_refs``), so
-an invocation that does O(N) work cannot hide inside a loop. The store is **DynamoDB Local**
-(read and write units are its own ``ReturnConsumedCapacity``); AWS Batch is **moto** in server
-mode, whose jobs really run their trivial command (``tests/emulators/moto_batch.py``), in this
-(the parent) process. The parent plays the platform: it sends the start through API Gateway's
-event, invokes the tick as long as jobs remain to be materialised or submitted (the rate rule,
-back to back), and hands each job's terminal state-change event to ``events``.
+only DynamoDB, so their writes race as deployed ones do. Around each call it measures the wall
+time and the process's peak resident memory (``VmHWM``, reset before the call through
+``/proc/self/clear_refs``), so an invocation that does O(N) work cannot hide inside a loop.
+The store is **DynamoDB Local** (read and write units are its own ``ReturnConsumedCapacity``);
+AWS Batch is **moto** in server mode, whose jobs really run their trivial command
+(``tests/emulators/moto_batch.py``), in this (the parent) process. The parent plays the
+platform: it sends the start through API Gateway's event, invokes the tick as long as jobs
+remain to be materialised or submitted (the rate rule, back to back), and hands each job's
+terminal state-change event to ``events``.
 
 Printed per size: total time, invocations per function, the longest invocation, the largest
 peak RSS, WRU and RRU per task, and, when a 1,000-item run was made alongside, the WRU ratio
