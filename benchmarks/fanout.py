@@ -154,6 +154,10 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
             if payload == "reset":
                 cap.reset()
             continue
+        if kind == "units":
+            cap = store.capacity
+            conn.send((dict(cap.units_by_call), dict(cap.calls)))
+            continue
         if kind == "advance":
             clock.sleep_until(clock.now() + timedelta(seconds=payload))
             conn.send(None)
@@ -199,6 +203,8 @@ class Figures:
     waited_s: float = 0.0  # virtual time the platform let pass for the tick's grace
     start_counted: tuple[int, float] = (0, 0.0)  # the api start's DynamoDB calls and WRU
     max_calls: dict[str, int] = field(default_factory=dict)  # DynamoDB calls of one invocation
+    units: Counter[str] = field(default_factory=Counter)  # capacity units by DynamoDB operation
+    ddb_calls: Counter[str] = field(default_factory=Counter)  # calls by DynamoDB operation
 
     def lines(self) -> list[str]:
         worst = max(self.max_s, key=lambda k: self.max_s[k])
@@ -215,6 +221,11 @@ class Figures:
             " most DynamoDB calls in one invocation: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.max_calls.items())),
             f"  WRU per task: {self.wru / self.items:.2f}; RRU per task: {self.rru / self.items:.2f}",
+            "  per task by operation (units, calls): "
+            + ", ".join(
+                f"{op} {self.units[op] / self.items:.2f}, {self.ddb_calls[op] / self.items:.2f}"
+                for op in sorted(self.ddb_calls, key=lambda op: -self.units[op])
+            ),
         ]
 
 
@@ -374,6 +385,13 @@ class Platform:
             answers.append(container.receive())
         if kind == "capacity":
             return tuple(map(sum, zip(*answers, strict=True)))
+        if kind == "units":  # (units, calls) by operation, over every container
+            units: Counter[str] = Counter()
+            calls: Counter[str] = Counter()
+            for by_units, by_calls in answers:
+                units.update(by_units)
+                calls.update(by_calls)
+            return units, calls
         return answers[0]
 
     def api(self, method: str, path: str, body: str, content_type: str = "application/json") -> Any:
@@ -413,6 +431,7 @@ class Platform:
         self._settle()
         figures.total_s = time.perf_counter() - began
         figures.wru, figures.rru = self.ask("capacity")
+        figures.units, figures.ddb_calls = self.ask("units")
         check = self.ask("check", execution_id)
         ok = check["state"] == "SUCCESS" and check["states"] == {"SUCCESS": n}
         if not ok or check["lanes"] != n or check["children"] != n or check["attempts"] != n:
