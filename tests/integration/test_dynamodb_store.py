@@ -351,6 +351,77 @@ def test_a_big_step_whose_job_name_is_taken_is_rolled_back(make_store: Callable[
     assert fresh.get_execution("wide").version == 2
 
 
+def _some_rewritten(ex: Execution, ids: list[str]) -> Execution:
+    """The next version of ``ex`` with the task runs ``ids`` given new outputs (one write)."""
+    taskruns = ex.taskruns
+    for tr_id in ids:
+        taskruns = taskruns.set(tr_id, taskruns[tr_id].evolve(outputs={"v": ex.version + 1}))
+    return ex.evolve(
+        taskruns=taskruns,
+        outputs_index=rebuild_outputs_index(sorted(taskruns.values(), key=lambda t: t.seq)),
+        version=ex.version + 1,
+        changed=frozenset(ids),
+    )
+
+
+def test_a_big_step_planned_on_a_stale_copy_is_refused_before_its_journal_is_written(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """The tick fires a fan-out timer on its cached copy while ``events`` moved the execution
+    on: one read refuses it, instead of a journal written and deleted again (2 x 2 WRU/KB)."""
+    client, table = dynamodb_table
+    base = _wide("wide")
+    stale = make_store()
+    stale.create_execution(base)
+    make_store().save_execution(_some_rewritten(base, ["t000"]), expected_version=1)
+    stale.capacity.reset()
+    with pytest.raises(ConflictError, match="at version 2, not 1"):
+        stale.save_execution(_all_rewritten(base), expected_version=1, jobs=[make_job("late", "wide")])
+    assert stale.capacity.calls == {"GetItem": 1}
+    assert stale.capacity.write_units == 0
+    assert not [sk for sk in _items(client, table, "wide") if sk.startswith("JOURNAL#")]
+    assert stale.get_job("late") is None
+    fresh = stale.get_execution("wide")
+    stale.save_execution(_all_rewritten(fresh), expected_version=2)  # a current copy goes through
+    assert make_store().get_execution("wide").version == 3
+
+
+def test_a_reader_catches_up_across_a_wide_write_without_reading_every_task_run(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """A fan-out chunk changes too many task runs for META's ring: they are listed in a
+    ``CH#`` item of the same transaction, and a reader holding the previous version fetches
+    those alone; without the item (expired), or when they are many, it reads everything."""
+    client, table = dynamodb_table
+    writer = make_store()
+    base = _wide("wide", width=240)
+    writer.create_execution(base)
+    reader = make_store()
+    reader.get_execution("wide")  # its snapshot: version 1
+
+    chunk = [f"t{i:03d}" for i in range(26)]  # 129 characters of ids: more than a ring entry holds
+    second = _some_rewritten(base, chunk)
+    writer.save_execution(second, expected_version=1)
+    assert _items(client, table, "wide")["CH#0000000002"]["ids"]["S"] == ",".join(chunk)
+    reader.capacity.reset()
+    assert_same_execution(reader.get_execution("wide"), second.evolve(changed=frozenset()))
+    # META, the CH# item, the 26 task runs, META again to see nothing moved meanwhile
+    assert reader.capacity.calls == {"GetItem": 3, "BatchGetItem": 1}
+
+    third = _some_rewritten(second, [f"t{i:03d}" for i in range(100, 126)])
+    writer.save_execution(third, expected_version=2)
+    client.delete_item(TableName=table, Key=exec_key("wide", "CH#0000000003"))  # expired
+    reader.capacity.reset()
+    assert_same_execution(reader.get_execution("wide"), third.evolve(changed=frozenset()))
+    assert reader.capacity.calls["Query"] == 1
+
+    fourth = _some_rewritten(third, [f"t{i:03d}" for i in range(40, 80)])  # 40 of 240: over 1/8
+    writer.save_execution(fourth, expected_version=3)
+    reader.capacity.reset()
+    assert_same_execution(reader.get_execution("wide"), fourth.evolve(changed=frozenset()))
+    assert reader.capacity.calls["Query"] == 1
+
+
 # ---------------------------------------------------------------------------- large outputs
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "CHANGES",
     "CH_SLOTS",
     "DOCUMENT",
     "INLINE_LOGS",
@@ -46,6 +47,9 @@ TR = "TR#"
 VALUES = "TRV#"
 INLINE_LOGS = "LOG#"  # the pseudo sort key of a document's inline log lines: before every log item
 CH_SLOTS = 8  # META remembers the task runs changed by its last 8 writes (a ring, slot = version % 8)
+# The task runs one wide write changed, when they do not fit its ring entry (``CH#<version>``):
+# before ``META`` in sort-key order, so an execution read does not return them.
+CHANGES = "CH#"
 DOCUMENT = "d"  # the value of ``md`` on a document-mode item (split-mode META has no ``md``)
 
 

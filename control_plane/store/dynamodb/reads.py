@@ -5,13 +5,14 @@ Theory of operation
 ``get_execution`` is one strongly consistent ``Query`` over ``META`` .. ``TR#`` (adjacent in
 sort-key order) followed by a ``GetItem`` of META. Queries are only read-committed, so a
 write may land between the two: if META moved by exactly one write, the task runs that write
-changed (META keeps their ids in ``ch`` and the version it replaced in ``pv``) are fetched
-again and META checked again; anything else is read again from the start. A reader therefore
-never returns a torn execution and, under a busy writer, catches up instead of starving. A
-store instance keeps its last consistent snapshot of an execution
-(:class:`~control_plane.store.dynamodb.memory.Memory`), so a warm read is one ``GetItem`` of
-META plus the task runs changed since. A document (one item) is consistent by itself.
-A big step's lease makes the reader wait, or roll the step forward once the lease expired.
+changed (META keeps their ids in ``ch`` and the version it replaced in ``pv``; a wide write's
+ids in its ``CH#<version>`` item) are fetched again and META checked again; anything else is
+read again from the start. A reader therefore never returns a torn execution and, under a
+busy writer, catches up instead of starving. A store instance keeps its last consistent
+snapshot of an execution (:class:`~control_plane.store.dynamodb.memory.Memory`), so a warm
+read is one ``GetItem`` of META plus the task runs changed since. A document (one item) is
+consistent by itself. A big step's lease makes the reader wait, or roll the step forward once
+the lease expired.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from control_plane.store.dynamodb.bigstep import BigSteps
 from control_plane.store.dynamodb.conditions import ATTEMPTS
 from control_plane.store.dynamodb.items import (
     CH_SLOTS,
+    CHANGES,
     MAX_CHAR,
     META,
     TR,
@@ -48,6 +50,10 @@ from control_plane.store.dynamodb.values import LoopValues
 __all__ = ["Reads"]
 
 _CONSISTENT_ATTEMPTS = 40
+_FETCH_SHARE = 8
+"""Catch up through a wide write only while its task runs are at most 1/8 of the execution's.
+A ``BatchGetItem`` costs at least a read unit per item, a ``Query`` one per 4 KB read (a task
+run is about 300 bytes): past that share, reading everything again is the cheaper way."""
 
 
 def _read_backoff(attempt: int) -> None:
@@ -208,6 +214,7 @@ class Reads:
         """``base``'s task runs brought to META's version, or None when the ring does not reach back."""
         ring = meta.get("ch", {}).get("M", {})
         ids: set[str] = set()
+        wide: list[int] = []  # versions whose ids are in their CH# item
         version = int(meta["v"]["N"])
         for _ in range(CH_SLOTS):
             if version == base[0]:
@@ -216,12 +223,22 @@ class Reads:
             parts = entry.split("|", 2)
             if len(parts) != 3 or parts[0] != str(version) or parts[2] == "*":
                 return None
-            ids.update(x for x in parts[2].split(",") if x)
+            if parts[2] == "@":
+                wide.append(version)
+            else:
+                ids.update(x for x in parts[2].split(",") if x)
             version = int(parts[1])
         else:
             return None
         if version != base[0]:
             return None
+        for listed in wide:  # written in the same transaction as that version: there, or expired
+            changes = self._table.get(exec_key(execution_id, f"{CHANGES}{listed:010d}"))
+            if changes is None:
+                return None
+            ids.update(x for x in changes["ids"]["S"].split(",") if x)
+            if len(ids) * _FETCH_SHARE > len(base[1]):
+                return None
         taskruns = dict(base[1])
         fetched = self._table.batch_get([exec_key(execution_id, TR + i) for i in sorted(ids)])
         for tr in self._parse(execution_id, list(fetched.values())):

@@ -17,12 +17,18 @@ and on no big step holding the execution (``attribute_not_exists(ls)``):
 
 Each write also records, in a ring on META (``ch``), which task runs it changed and the
 version it replaced, so a reader holding an older version catches up by fetching those alone
-(:mod:`~control_plane.store.dynamodb.reads`). Everything a write sends is built as a
-:class:`~control_plane.store.dynamodb.bigstep.Step` (and size-checked) before anything is sent.
+(:mod:`~control_plane.store.dynamodb.reads`). A write that changed more task runs than an
+entry holds (a fan-out chunk: 40 lanes and their parent) lists them in a ``CH#<version>``
+item of the same transaction, its entry saying ``@``: a reader catches up across it with one
+``GetItem`` and a ``BatchGetItem`` of those task runs, instead of a ``Query`` of all of them
+(at 1,000 lanes about 80 read units and at 100,000 about 8,000, and the CPU to parse them).
+Everything a write sends is built as a :class:`~control_plane.store.dynamodb.bigstep.Step`
+(and size-checked) before anything is sent.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +38,7 @@ from control_plane.store.base import JobPhase, JobRecord, TimerRecord
 from control_plane.store.codec import dumps, taskrun_to_json
 from control_plane.store.dynamodb.bigstep import BigSteps, Step
 from control_plane.store.dynamodb.conditions import EXISTS, IS_NEW
-from control_plane.store.dynamodb.items import CH_SLOTS, TR, Item, exec_key, item_size, n, s
+from control_plane.store.dynamodb.items import CH_SLOTS, CHANGES, TR, Item, exec_key, item_size, n, s
 from control_plane.store.dynamodb.offload import Offload
 from control_plane.store.dynamodb.records import job_item, job_update, log_items, meta_attrs, timer_item
 from control_plane.store.dynamodb.table import Refused, Table
@@ -42,7 +48,9 @@ from control_plane.store.dynamodb_schema import ITEM_LIMIT_BYTES, TRANSACTION_IT
 __all__ = ["SplitWrites"]
 
 _TRANSACTION_BYTES = 3_500_000  # TransactWriteItems takes 4 MB; keep a margin for overhead
-_CH_MAX_CHARS = 120  # a write that changed more task runs than fit is "*" in the ring (read everything)
+_CH_MAX_CHARS = 120  # a write that changed more task runs than fit lists them in a CH# item ("@")
+_CHANGES_MAX_CHARS = 300_000  # ...up to this many characters of ids; more is "*" (read everything)
+_CHANGES_TTL = 86_400  # a reader needs a CH# item only while it is in META's ring: gone after a day
 
 
 class SplitWrites:
@@ -88,8 +96,11 @@ class SplitWrites:
             meta["ch"] = {"M": {}}
         else:  # what a reader holding version `expected` must fetch again to catch up with this write
             listed = ",".join(ids)
-            if len(listed) > _CH_MAX_CHARS or any(("," in i or "|" in i) for i in ids):
+            if any(("," in i or "|" in i) for i in ids) or len(listed) > _CHANGES_MAX_CHARS:
                 listed = "*"
+            elif len(listed) > _CH_MAX_CHARS:
+                step.puts.append(self._changes_item(ex.id, ex.version, listed))
+                listed = "@"
             step.slot = [f"s{ex.version % CH_SLOTS}", f"{ex.version}|{expected}|{listed}"]
         for tr_id in ids:
             tr = ex.taskruns.get(tr_id)
@@ -112,6 +123,17 @@ class SplitWrites:
                 updates[job.name] = job_update(job, self._expiry)
         step.job_updates = list(updates.values())
         return step
+
+    @staticmethod
+    def _changes_item(execution_id: str, version: int, listed: str) -> Item:
+        """The task runs a wide write changed, for readers to catch up with (ring entry ``@``).
+
+        Never rewritten (one version, one write), so a reader needs no condition to trust it.
+        """
+        item: Item = exec_key(execution_id, f"{CHANGES}{version:010d}")
+        item["ids"] = s(listed)
+        item[TTL_ATTRIBUTE] = n(int(time.time()) + _CHANGES_TTL)
+        return item
 
     def _taskrun_item(self, execution_id: str, tr: TaskRun, ttl: int | None, step: Step) -> Item:
         raw = taskrun_to_json(tr)
