@@ -355,12 +355,32 @@ class Service:
         """A runner's push event about one job; True when it moved an execution.
 
         Idempotent under duplicate and out-of-order delivery (:meth:`JobSupervisor.pushed`).
+        Jobs an earlier step of this process wrote but ran out of time to submit go next
+        (:meth:`submit_owed`): an ``events`` container never ticks, and its claim would
+        otherwise hold them back until ``submit_grace`` lapsed (two minutes, issue 28).
         """
-        if not self.jobs.pushed(event, touch_after=touch_after):
-            return False
-        self.driver.drain()
+        moved = self.jobs.pushed(event, touch_after=touch_after)
+        if moved:
+            self.driver.drain()
+        self.submit_owed()
         self.flush()
-        return True
+        return moved
+
+    def submit_owed(self) -> int:
+        """Submit the jobs this process's steps left under its claim, oldest first, for at most
+        the driver's ``submit_within`` seconds (what one step may spend on submits); how many.
+
+        As in the tick, the claim is re-taken (a job killed meanwhile is not submitted) and the
+        job found by name first; what is left waits for this process's next call, or any
+        tick once the claim lapses.
+        """
+        within = self.driver.submit_within
+        until = None if within is None else time.monotonic() + within
+        submitted = 0
+        while self.driver.owed and (until is None or time.monotonic() < until):
+            self.jobs.submit(self.driver.owed.popleft(), reattach=True)
+            submitted += 1
+        return submitted
 
     def tick(
         self,

@@ -248,3 +248,28 @@ def test_the_container_that_ran_out_of_submit_time_submits_the_rest_at_its_next_
         assert plane.clock.now() == T0
     finally:
         plane.close()
+
+
+def test_an_events_container_out_of_submit_time_submits_the_rest_at_its_next_event(
+    store_factory: Callable[[], StateStore], tmp_path: Path
+) -> None:
+    """An ``events`` container never ticks: the jobs its step left under its claim go out with
+    its next events, each job once, instead of waiting for the claim to lapse (issue 28)."""
+    plane = Plane(store_factory, tmp_path, fanout_chunk=CHUNK, submit_seconds=0.05)
+    plane.compute = SlowCompute(latency=0.02)
+    try:
+        warm = plane.container()
+        execution_id = _start(plane, CHUNK - 1, warm)
+        first = plane.jobs(execution_id)[0]
+        assert len(plane.jobs(execution_id)) <= 5
+        for _ in range(20):  # a job that reports RUNNING: each call spends ~0.05 s on submits
+            answer = plane.deliver(warm, plane.compute.event(first))
+            assert answer == {"applied": 0}  # nothing ended: the execution does not move
+            if len(plane.jobs(execution_id)) >= CHUNK - 1:
+                break
+        names = plane.jobs(execution_id)
+        assert len(names) == len(set(names)) == CHUNK - 1
+        assert plane.clock.now() == T0  # no grace waited, no tick
+        assert plane.compute.calls["submit"] == CHUNK - 1
+    finally:
+        plane.close()
