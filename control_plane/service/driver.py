@@ -817,7 +817,9 @@ class ExecutionDriver:
                     if job.updated == HANDED_TO_TICK:
                         continue
                     if until is not None and time.monotonic() > until:
-                        self.owed.append(job)  # out of time: our tick submits it, or any after its grace
+                        # out of time: our next call submits it, or any tick after its grace; as
+                        # stored (a new record is version 1), so re-taking its claim is one write
+                        self.owed.append(replace(job, version=1))
                         continue
                     self.jobs.submit(job, reattach=False)
                 case CancelJob():

@@ -262,6 +262,10 @@ def test_an_events_container_out_of_submit_time_submits_the_rest_at_its_next_eve
         execution_id = _start(plane, CHUNK - 1, warm)
         first = plane.jobs(execution_id)[0]
         assert len(plane.jobs(execution_id)) <= 5
+        owed = list(warm.service.driver.owed)
+        store = plane.store_factory()
+        stored = [store.get_job(job.name) for job in owed]
+        assert owed and [job.version for job in owed] == [j.version if j else None for j in stored]
         for _ in range(20):  # a job that reports RUNNING: each call spends ~0.05 s on submits
             answer = plane.deliver(warm, plane.compute.event(first))
             assert answer == {"applied": 0}  # nothing ended: the execution does not move
