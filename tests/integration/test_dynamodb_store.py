@@ -422,6 +422,32 @@ def test_a_reader_catches_up_across_a_wide_write_without_reading_every_task_run(
     assert reader.capacity.calls["Query"] == 1
 
 
+def test_the_reload_after_a_refused_step_starts_from_the_meta_the_refusal_returned(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    """Two ``events`` containers end jobs of one execution: the loser's reload needs no read of
+    META before catching up (the refusal returned it), only the one that checks nothing moved."""
+    base = _wide("wide", width=40)
+    winner, loser = make_store(), make_store()
+    winner.create_execution(base)
+    loser.get_execution("wide")
+    won = _some_rewritten(base, ["t001"])
+    winner.save_execution(won, expected_version=1)
+    with pytest.raises(ConflictError, match="at version 2, not 1"):
+        loser.save_execution(_some_rewritten(base, ["t002"]), expected_version=1)
+    loser.capacity.reset()
+    assert_same_execution(loser.get_execution("wide"), won.evolve(changed=frozenset()))
+    assert loser.capacity.calls == {"BatchGetItem": 1, "GetItem": 1}  # t001; META, checked after
+    again = _some_rewritten(won, ["t002"])
+    loser.save_execution(again, expected_version=2)
+    later = _some_rewritten(again, ["t003"])
+    winner.get_execution("wide")
+    winner.save_execution(later, expected_version=3)
+    loser.capacity.reset()  # no refusal since: META is read from the table
+    assert_same_execution(loser.get_execution("wide"), later.evolve(changed=frozenset()))
+    assert loser.capacity.calls == {"BatchGetItem": 1, "GetItem": 2}
+
+
 # ---------------------------------------------------------------------------- large outputs
 
 

@@ -10,6 +10,9 @@ A warm Lambda container keeps its store: remembering saves reads, never correctn
   is conditional on that version (and on each job entry's), so a stale one is refused.
 * Seen split: an execution seen in split mode stays split for good, so its jobs are looked
   up as ``JOB#`` records directly.
+* Refused META: a split step refused on its version gets META back (``ALL_OLD``); the reload
+  that follows starts from it instead of reading META again. Only a starting point too: the
+  reader's catch-up checks META once more before it returns anything.
 
 Loop values (immutable) are cached apart, in :mod:`~control_plane.store.dynamodb.values`.
 """
@@ -83,6 +86,7 @@ class Memory:
         self._docs: OrderedDict[str, DocState] = OrderedDict()  # documents' jobs, as last read or written
         # Executions seen in split mode: that is for good, so their jobs are looked up as JOB# directly.
         self._split: OrderedDict[str, None] = OrderedDict()
+        self._refused: OrderedDict[str, Item] = OrderedDict()  # META as a refused write returned it
 
     # -- split mode
 
@@ -95,10 +99,22 @@ class Memory:
         with self._lock:
             lru_put(self._split, execution_id, None, CACHE_SIZE * 32)
             lru_put(self._snapshots, execution_id, (version, taskruns), CACHE_SIZE)
+            self._refused.pop(execution_id, None)
 
     def forget_snapshot(self, execution_id: str) -> None:
         with self._lock:
             self._snapshots.pop(execution_id, None)
+            self._refused.pop(execution_id, None)
+
+    def refused_meta(self, execution_id: str, meta: Item) -> None:
+        """META as a write refused on its version returned it, for the reload that follows."""
+        with self._lock:
+            lru_put(self._refused, execution_id, meta, CACHE_SIZE)
+
+    def take_refused_meta(self, execution_id: str) -> Item | None:
+        """That META, once: any later read goes to the table."""
+        with self._lock:
+            return self._refused.pop(execution_id, None)
 
     def is_split(self, execution_id: str | None) -> bool:
         with self._lock:

@@ -91,7 +91,11 @@ class Reads:
                 _read_backoff(attempt)
             if attempt >= _CONSISTENT_ATTEMPTS and base is not None and meta_seen is not None:
                 return self._settle_for_stale(execution_id, meta_seen, base)
-            meta = self._table.get(key) if base is not None else None  # nothing cached: go to the query
+            meta = None
+            if base is not None:  # nothing cached: go to the query
+                # after a refused write, META as it returned it (checked again after the catch-up)
+                refused = self._memory.take_refused_meta(execution_id) if attempt == 0 else None
+                meta = refused if refused is not None else self._table.get(key)
             meta_seen = meta if meta is not None else meta_seen
             if meta is None and base is not None:
                 self._memory.forget_snapshot(execution_id)

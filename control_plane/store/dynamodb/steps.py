@@ -39,6 +39,7 @@ from control_plane.store.codec import dumps, taskrun_to_json
 from control_plane.store.dynamodb.bigstep import BigSteps, Step
 from control_plane.store.dynamodb.conditions import EXISTS, IS_NEW
 from control_plane.store.dynamodb.items import CH_SLOTS, CHANGES, TR, Item, exec_key, item_size, n, s
+from control_plane.store.dynamodb.memory import Memory
 from control_plane.store.dynamodb.offload import Offload
 from control_plane.store.dynamodb.records import job_item, job_update, log_items, meta_attrs, timer_item
 from control_plane.store.dynamodb.table import Refused, Table
@@ -63,8 +64,10 @@ class SplitWrites:
         values: LoopValues,
         offload: Offload,
         expiry: Callable[[], int | None],
+        memory: Memory | None = None,
     ) -> None:
         self._table = table
+        self._memory = memory
         self._big = big
         self._values = values
         self._offload = offload
@@ -219,6 +222,10 @@ class SplitWrites:
                 return
             except Refused as refused:
                 reasons = refused.reasons(len(ops))
+            old = reasons[0].get("Item")
+            stale = reasons[0].get("Code") == "ConditionalCheckFailed"
+            if self._memory is not None and stale and old is not None:
+                self._memory.refused_meta(step.execution_id, dict(old))  # the reload starts from it
             self._big.refused(step, reasons[0])
             first_job = 1 + len(step.puts) + len(step.deletes)
             for item, reason in zip(step.new_jobs, reasons[first_job:], strict=False):

@@ -119,7 +119,7 @@ class DynamoDBStore:
             visit_limit=visit_limit,
         )
         self._memory = memory
-        self._split = SplitWrites(self._table, big, values, self._offload, self._expiry)
+        self._split = SplitWrites(self._table, big, values, self._offload, self._expiry, memory)
         self._documents = Documents(
             self._table,
             memory,
