@@ -68,6 +68,7 @@ except ImportError:  # pragma: no cover - CPython always has _json
 __all__ = [
     "BOOT",
     "CANCELLED",
+    "DELETE",
     "LOG",
     "MAX_LINE_BYTES",
     "PID",
@@ -86,6 +87,9 @@ Appended to the path, after the standard library: no file of that directory shad
 
 SERVE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.serve(int(sys.argv[2]))"
 """The ``-c`` program of the fork server (:func:`serve`): ``python -I -S -c SERVE <dir> <socket fd>``."""
+
+DELETE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.delete_paths()"
+"""The ``-c`` program of the deleter (:func:`delete_paths`): ``python -I -S -c DELETE <dir>``."""
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is cut into pieces of at most this many bytes (at a UTF-8 boundary)."""
@@ -678,6 +682,37 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
             code = main(job_dir)
     finally:
         os._exit(code)
+
+
+# ------------------------------------------------------------------------------------ deleter
+
+
+def delete_paths() -> None:
+    """The deleter (:mod:`runners.process.disposal`): ``rm -rf`` each NUL-terminated path read
+    from stdin, in order, until end of file; then exit (never returns).
+
+    A process of its own, so deleting a finished job's files takes neither the squall
+    process's GIL nor its time slices; errors are ignored (what is left of a disposed
+    directory is swept by the next runner on the same base directory).
+    """
+    import shutil  # once per deleter
+
+    pending = b""
+    while chunk := os.read(0, _READ_SIZE):
+        *paths, pending = (pending + chunk).split(b"\0")
+        for path in paths:
+            try:
+                os.rmdir(path)  # an empty directory: one operation
+            except NotADirectoryError:
+                try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                    os.unlink(path)
+                except OSError:
+                    pass
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty
+                shutil.rmtree(path, ignore_errors=True)
+    os._exit(0)
 
 
 if __name__ == "__main__":
