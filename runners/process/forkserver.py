@@ -132,6 +132,12 @@ class ForkedShim:
         poller.register(self._alive, select.POLLIN)
         return any(event & select.POLLHUP for _, event in poller.poll(0))
 
+    def fileno(self) -> int:
+        """Readable once the shim exited (its pidfd, else its answer pipe at end of file); -1 once
+        :meth:`wait` saw it exit."""
+        with self._lock:
+            return self._pidfd if self._pidfd >= 0 else self._alive
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until the shim exited (its exit status belongs to the server: 0 is returned)."""
         deadline = None if timeout is None else time.monotonic() + timeout

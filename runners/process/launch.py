@@ -232,12 +232,14 @@ class Launcher:
         }
 
     def _watch(self, job_dir: str, shim: ShimProcess, pid_doc: dict[str, Any]) -> None:
-        """Hand the running job's shim to a watcher on a pool thread (it finalizes the job)."""
+        """Hand the running job's shim to a watcher: followed by whoever waits or polls, or on a
+        pool thread when the shim is this process's child (:mod:`.supervisor`)."""
         watcher: Watcher | None = None
         try:
             watcher = Watcher(job_dir=job_dir, shim=shim, pid_doc=pid_doc, clock=self._clock)
             registry.register(job_dir, watcher)
-            pool.dispatch(watcher.run)
+            if not watcher.polled:
+                pool.dispatch(watcher.run)
             watcher.dispatched = True
         except BaseException:
             # The job runs under its shim whatever happens here: without a watcher, polls

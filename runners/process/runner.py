@@ -185,7 +185,7 @@ class ProcessRunner:
             terminate(info, status.recorded_grace(job_dir, raw, self._grace.total_seconds()))
         watcher = registry.active_watcher(job_dir)
         if watcher is not None:
-            watcher.done.wait(timeout=30.0)
+            watcher.finish(timeout=30.0)
         else:
             if raw.get("shim"):  # it writes `result` and exits as soon as the job is reaped
                 wait_exited(info.owner_pid, info.owner_start, info.boot, _SHIM_WAIT)
