@@ -208,9 +208,13 @@ class Launcher:
                 token=token,
             )
             write_exit(job_dir, doc)
+            registry.notify()
         else:
             self._watch(job_dir, *result)
-        registry.notify()
+            # Not a change to report (the job runs, as submit says): the threads waiting now
+            # only need to follow it too. The submitting thread's next wait then blocks until
+            # the job ends, instead of returning at once for a step with nothing to do.
+            registry.wake_waiters()
         return handle
 
     def _summary(self, plan: Plan, token: str, submitted: datetime) -> dict[str, Any]:

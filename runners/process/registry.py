@@ -40,6 +40,7 @@ __all__ = [
     "notify",
     "register",
     "unregister",
+    "wake_waiters",
 ]
 
 _EXIT_CACHE_MAX = 4096
@@ -53,13 +54,23 @@ _exit_cache: dict[str, tuple[bytes, JobStatus, str | None]] = {}  # job director
 
 
 def notify() -> None:
-    """Something changed (a job started, ended, was cancelled): wake every waiter."""
+    """Something changed (a job ended, was cancelled, could not start): wake every waiter."""
     global _generation
     with _changed:
         _generation += 1
-        for fd in _wakers:
-            with contextlib.suppress(OSError):  # full (it will wake anyway) or closed
-                os.write(fd, b"!")
+        _wake()
+
+
+def wake_waiters() -> None:
+    """A job started: the threads waiting now poll its shim too (their wait goes on)."""
+    with _changed:
+        _wake()
+
+
+def _wake() -> None:
+    for fd in _wakers:
+        with contextlib.suppress(OSError):  # full (it will wake anyway) or closed
+            os.write(fd, b"!")
 
 
 class Changes:

@@ -254,13 +254,14 @@ class ProcessRunner:
     # -- Waitable
 
     def wait(self, timeout: float) -> bool:
-        """Block until a job submitted (or finalized, or cancelled) in this process changed
-        state, at most ``timeout`` s.
+        """Block until a job submitted in this process ended (or was cancelled, or could not
+        start), at most ``timeout`` s.
 
         Returns True when something changed since the previous call on this instance (even if
-        that happened before this call: no wakeup is lost), False on timeout. Jobs submitted
-        by another process do not notify: callers poll anyway after a False. A job's end is
-        notified as soon as its ``exit`` file is written (its watcher waits for the shim).
+        that happened before this call: no wakeup is lost), False on timeout. A job that
+        started is not a change (submit said so already). Jobs submitted by another process
+        do not notify: callers poll anyway after a False. A job whose shim exits is finalized
+        by the waiting thread itself (:mod:`~runners.process.registry`), which then returns.
         """
         return self._changes.wait(timeout)
 
