@@ -487,8 +487,12 @@ def _report(line: str) -> None:
     os.close(null)
 
 
-def main(job_dir: str) -> int:
-    """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim."""
+def main(job_dir: str, owner_start: int | None | str = "") -> int:
+    """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim.
+
+    ``owner_start``: this process's start time, when a spare read it before its request came
+    (off the job's way); ``""`` reads it here.
+    """
     try:
         config = marshal.loads(_read_all(0))
         null = os.open(os.devnull, os.O_RDONLY)
@@ -502,7 +506,9 @@ def main(job_dir: str) -> int:
         return 2
     pid_path = f"{job_dir}/{PID}"
     started = iso_now()
-    owner_pid, owner_start = os.getpid(), _start_ticks("self")
+    owner_pid = os.getpid()
+    if owner_start == "":
+        owner_start = _start_ticks("self")
 
     def record(pid: int, start: int | None) -> None:
         """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
@@ -660,6 +666,7 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
     """A forked child waiting for the next request: it becomes that job's shim (never returns)."""
     code = 2
     try:
+        start = _start_ticks("self")  # while no job waits: one /proc read less on the job's way
         data, fds = _receive(recv_fds, sock)
         try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
             _write_all(taken_w, b"1" if data else b"0")  # the server forks the next spare (or exits)
@@ -679,7 +686,7 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
             os.chdir(job_dir)
             _write_all(1, f"P {os.getpid()}\n".encode())
             os.dup(1)  # held until exit (close-on-exec: not the job's): the launcher's end of file
-            code = main(job_dir)
+            code = main(job_dir, start)
     finally:
         os._exit(code)
 
