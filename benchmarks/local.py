@@ -47,6 +47,28 @@ The process tree's CPU per task went from 15.8 to 7.8 ms (``perf stat``, 200 min
 the squall process alone spends ~2.4 ms user + 0.8 ms sys per task, most of it in the
 control plane (plan, save, supervision), which bounds the ratio above 2 on this machine.
 
+Issue 28 part 5, third session. Where the squall process's time went (``getrusage`` and
+``strace -f -c`` over 200 tasks minus 20, cProfile with ``time.thread_time``): 370 syscalls per
+task, 79 of them futex: three threads of this process (the control plane's, the pool thread
+watching each job, the pool thread deleting disposed directories) handing the GIL to each
+other, 22 voluntary context switches per task. Changed: disposed files are deleted by a helper
+process fed through a pipe (``runners/process/disposal.py``), and a job's end is finalized by
+the thread that waits on the runner, which polls the shims' pidfds itself (no watcher thread:
+``runners/process/registry.py``); a job that started no longer wakes that thread for a step
+with nothing to do. A/B on the same machine, interleaved (load 6-12, so wall times are not
+comparable; these counts are), the squall process per task:
+
+    base (d820e81):  2.6-3.5 ms CPU, 22-25 voluntary context switches, 380 service steps / 200 tasks
+    this branch:     1.7-2.0 ms CPU,     6 voluntary context switches, 201 service steps / 200 tasks
+
+The split is honest only if the job's window holds the job: ``in subprocesses`` is the shim's
+fork of the job to its reap, which also holds the shim's own work (the fork of a Python
+process, the job's ``pid`` record written before its exec, the shim's wakeups until the
+reap). The benchmark prints that share against the bare ``subprocess.run`` of the same
+command (``in subprocesses ... x bare``) and the ratio with it counted as overhead; the last
+line keeps the tracked definition. On a loaded machine that share grows most (each process
+hop in the window waits for a time slice): 4.9-15.8 ms/task more than bare at load 10-12.
+
 Usage: python benchmarks/local.py [--tasks 200] [--repeat 3]
 """
 
