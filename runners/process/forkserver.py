@@ -13,9 +13,11 @@ it), then hands the server that pipe and an answer pipe (``SCM_RIGHTS``) with th
 directory, and returns a :class:`ForkedShim` at once: a spare shim, forked in advance, takes
 the request, so this process waits once per job, for the answer. The launcher's handshake
 reads the shim's ``P <pid>`` line and then its one answer line, as with an interpreter per
-job. The shim keeps a copy of the answer pipe open until it exits: while that pipe is open
-its pid is its own, so a pidfd opened then cannot be a recycled pid's; the watcher waits on
-that pidfd instead of ``waitpid`` (the shim is the server's child; the kernel reaps it), and a
+job. The shim keeps a copy of the answer pipe open until it wrote ``result`` (then it
+closes it, and end of file tells the watcher that the job's end is recorded, before the
+shim's process is torn down): while that pipe is open its pid is its own, so a pidfd opened
+then cannot be a recycled pid's. The watcher polls that end of file, ``wait`` waits on the
+pidfd instead of ``waitpid`` (the shim is the server's child; the kernel reaps it), and a
 start given up half-way kills the shim through it.
 
 Durability is unchanged: the shim is in a session of its own, outlives the squall process
@@ -80,10 +82,12 @@ class ForkedShim:
 
     Its pid arrives as the first line of its answer pipe (``P <pid>``), which the handshake
     reads (:meth:`heard`); :meth:`kill` reads it if nobody did. The shim keeps a copy of that
-    pipe open until it exits (its job does not inherit it): while the pipe is open the pid is
-    the shim's own, so a pidfd opened then is the shim's (no recycled pid is ever signalled or
-    waited for), and end of file on ``_alive``, a second descriptor of the pipe, is its exit
-    where there are no pidfds.
+    pipe open until it wrote ``result``, then closes it and exits (its job does not inherit
+    it): while the pipe is open the pid is the shim's own, so a pidfd opened then is the
+    shim's (no recycled pid is ever signalled or waited for), and end of file on ``_alive``,
+    a second descriptor of the pipe, says the job's end is recorded (:meth:`ended`; the
+    watcher's signal) or the shim died; :meth:`wait` takes it for the exit where there are
+    no pidfds.
     """
 
     stdin: IO[bytes] | None = None
@@ -133,10 +137,25 @@ class ForkedShim:
         return any(event & select.POLLHUP for _, event in poller.poll(0))
 
     def fileno(self) -> int:
-        """Readable once the shim exited (its pidfd, else its answer pipe at end of file); -1 once
-        :meth:`wait` saw it exit."""
+        """Readable once the shim recorded the job's end (``result`` written: it closes its copy
+        of the answer pipe then) or died: end of file on ``_alive``; -1 once :meth:`wait` saw it
+        exit. Earlier than the pidfd, which waits for the whole process to be torn down."""
         with self._lock:
-            return self._pidfd if self._pidfd >= 0 else self._alive
+            return self._alive
+
+    def ended(self) -> bool:
+        """Whether :meth:`fileno` reached end of file (never blocks)."""
+        with self._lock:
+            if self._alive < 0:
+                return True
+            poller = select.poll()
+            poller.register(self._alive, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            try:
+                return not os.read(self._alive, 4096)
+            except BlockingIOError:
+                return False
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the shim exited (its exit status belongs to the server: 0 is returned)."""

@@ -487,11 +487,13 @@ def _report(line: str) -> None:
     os.close(null)
 
 
-def main(job_dir: str, owner_start: int | None | str = "") -> int:
+def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> int:
     """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim.
 
     ``owner_start``: this process's start time, when a spare read it before its request came
-    (off the job's way); ``""`` reads it here.
+    (off the job's way); ``""`` reads it here. ``ended``: the forked shim's copy of its answer
+    pipe, closed once ``result`` is written: the launcher's end of file says the job's end is
+    recorded without waiting for this process to be torn down.
     """
     try:
         config = marshal.loads(_read_all(0))
@@ -572,6 +574,8 @@ def main(job_dir: str, owner_start: int | None | str = "") -> int:
         "error": error,
     }
     _write_atomic(f"{job_dir}/{RESULT}", ("{" + _json_fields(result) + "}").encode())
+    if ended >= 0:
+        os.close(ended)
     return 0
 
 
@@ -685,8 +689,8 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
             job_dir = os.fsdecode(data)
             os.chdir(job_dir)
             _write_all(1, f"P {os.getpid()}\n".encode())
-            os.dup(1)  # held until exit (close-on-exec: not the job's): the launcher's end of file
-            code = main(job_dir, start)
+            ended = os.dup(1)  # held until `result` (close-on-exec: not the job's): the launcher's EOF
+            code = main(job_dir, start, ended)
     finally:
         os._exit(code)
 

@@ -91,9 +91,8 @@ class Watcher:
         try:
             if self.done.is_set():
                 return True
-            try:
-                self.shim.wait(timeout=0)
-            except subprocess.TimeoutExpired:
+            assert isinstance(self.shim, ForkedShim)
+            if not self.shim.ended():  # `result` written (or the shim died): finalize now
                 return False
             self._finish()
             return True
