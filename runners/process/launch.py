@@ -401,14 +401,30 @@ def _handshake(shim: ShimProcess, config: bytes) -> str:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            if isinstance(shim, forkserver.ForkedShim) and shim.pid is None:
+            if isinstance(shim, forkserver.ForkedShim) and not _learn_pid(shim):
                 # The request went to a server that died before forking a shim for it (its
                 # descriptors were dropped with it): nothing started, try again (a new server).
                 raise BlockingIOError(errno.EAGAIN, "the fork server went away before starting the job")
             break
         data += chunk
     shim.stdout.close()
+    if isinstance(shim, forkserver.ForkedShim):
+        _learn_pid(shim)  # written before the answer: there already, read without waiting
     return data.decode("utf-8", errors="replace").strip()
+
+
+def _learn_pid(shim: forkserver.ForkedShim) -> bool:
+    """Whether the forked shim said its pid (on its pid pipe, which the handshake never waits on:
+    one wakeup less per job); the server's ``F`` error there is raised."""
+    try:
+        shim.learn_pid(0.0)
+    except TimeoutError:
+        pass  # not written (yet)
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the server's error
+        # end of file: no shim ever had the pipe
+    return shim.pid is not None
 
 
 def _reap(shim: ShimProcess) -> None:

@@ -600,15 +600,18 @@ def serve(sock_fd: int) -> None:
     Starting an interpreter costs ~10 ms; forking this small one costs well under one, and
     the child is the same shim as :data:`BOOT` starts, with the same two pipes. Requests come
     on ``sock_fd``, a ``SOCK_SEQPACKET`` socket: one message per job, its directory as the
-    data and two descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
-    write end of the answer pipe, which become the shim's stdin and stdout.
+    data and three descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
+    write end of the answer pipe, which become the shim's stdin and stdout, and the write end
+    of its pid pipe.
 
     The fork happens *before* the request: a spare child waits on the socket (:func:`_spare`),
     takes the next request itself and tells the server, which forks the next spare while the
-    job runs. So a job's start waits for no fork and one process fewer. The shim's first line
-    is ``P <pid>``, and it keeps a copy of that pipe open until it exits: end of file there
-    tells the launcher that it exited, with no pid to wait for. When no spare can be forked,
-    the server takes the next request and answers ``F <errno> <text>``. At end of file on the
+    job runs. So a job's start waits for no fork and one process fewer. The shim first writes
+    ``P <pid>`` on its pid pipe (the launcher reads it when it needs it, without waking for
+    it), and keeps a copy of the answer pipe open until ``result`` is written: end of file
+    there tells the launcher that the job's end is recorded (or that the shim died), with no
+    pid to wait for. When no spare can be forked, the server takes the next request and
+    answers ``F <errno> <text>`` (on both pipes). At end of file on the
     socket (the squall process exited or stopped its server) the spare and the server exit:
     the shims are their children, not their dependants; they are reparented and carry on.
     """
@@ -641,10 +644,10 @@ def serve(sock_fd: int) -> None:
 def _receive(recv_fds: _Recv, sock: object) -> tuple[bytes, list[int]]:
     """One request, or ``b""`` at end of file (the launcher is gone) or on a broken socket."""
     try:
-        data, fds, _, _ = recv_fds(sock, 4096, 2)
+        data, fds, _, _ = recv_fds(sock, 4096, 3)
     except OSError:
         return b"", []
-    if data and len(fds) == 2:
+    if data and len(fds) == 3:
         return data, fds
     for fd in fds:
         os.close(fd)
@@ -677,8 +680,8 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
         except OSError:
             pass  # the server is gone: this request is served all the same
         os.close(taken_w)
-        if len(fds) == 2:
-            config_r, report_w = fds
+        if len(fds) == 3:
+            config_r, report_w, pid_w = fds
             os.close(sock_fd)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the shim waits for its job
             os.setsid()  # as a shim started in a session of its own
@@ -688,7 +691,8 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
             os.close(report_w)
             job_dir = os.fsdecode(data)
             os.chdir(job_dir)
-            _write_all(1, f"P {os.getpid()}\n".encode())
+            _write_all(pid_w, f"P {os.getpid()}\n".encode())  # read when needed: no wakeup
+            os.close(pid_w)
             ended = os.dup(1)  # held until `result` (close-on-exec: not the job's): the launcher's EOF
             code = main(job_dir, start, ended)
     finally:
