@@ -712,6 +712,10 @@ def delete_paths() -> None:
     """
     import shutil  # once per deleter
 
+    try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+        os.nice(10)  # deleting can wait: shims and jobs starting on the same cores come first
+    except OSError:
+        pass
     pending = b""
     while chunk := os.read(0, _READ_SIZE):
         *paths, pending = (pending + chunk).split(b"\0")
