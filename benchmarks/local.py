@@ -59,7 +59,7 @@ with nothing to do. A/B on the same machine, interleaved (load 6-12, so wall tim
 comparable; these counts are), the squall process per task:
 
     base (d820e81):  2.6-3.5 ms CPU, 22-25 voluntary context switches, 380 service steps / 200 tasks
-    this branch:     1.7-2.0 ms CPU,     6 voluntary context switches, 201 service steps / 200 tasks
+    this branch:     1.6-2.1 ms CPU,   5-6 voluntary context switches, 201 service steps / 200 tasks
 
 The split is honest only if the job's window holds the job: ``in subprocesses`` is the shim's
 fork of the job to its reap, which also holds the shim's own work (the fork of a Python
