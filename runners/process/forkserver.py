@@ -335,20 +335,21 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _first_line(fd: int, timeout: float) -> str:
-    """One line, read byte by byte (``timeout`` 0: only what is there already)."""
+    """The first line of a pipe that carries one (the pid pipe: its writer writes one line, in
+    one write, then closes it), read in chunks (``timeout`` 0: only what is there already)."""
     deadline = time.monotonic() + timeout
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     data = b""
-    while not data.endswith(b"\n"):
+    while b"\n" not in data:
         remaining = max(deadline - time.monotonic(), 0.0)
         if not poller.poll(remaining * 1000):
             raise TimeoutError(f"no answer from the fork server after {timeout:g}s")
-        byte = os.read(fd, 1)
-        if not byte:
+        chunk = os.read(fd, 4096)
+        if not chunk:
             raise OSError("the fork server closed the answer pipe without a word")
-        data += byte
-    return data.decode("utf-8", errors="replace").strip()
+        data += chunk
+    return data.partition(b"\n")[0].decode("utf-8", errors="replace").strip()
 
 
 def _after_fork_in_child() -> None:
