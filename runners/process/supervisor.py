@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
@@ -40,11 +41,14 @@ from runners.base import JobState, JobStatus
 from runners.process import registry
 from runners.process.forkserver import ForkedShim, ShimProcess
 from runners.process.procs import PidInfo
+from runners.process.shim import RESULT
 from runners.process.status import finalize
 
 __all__ = ["Watcher"]
 
 log = logging.getLogger("runners.process")  # one logger for the whole runner, as before it was a package
+
+_DEATH_WAIT = 5.0  # seconds a dead shim (end of file, no `result`) gets to be torn down
 
 
 class Watcher:
@@ -94,6 +98,11 @@ class Watcher:
             assert isinstance(self.shim, ForkedShim)
             if not self.shim.ended():  # `result` written (or the shim died): finalize now
                 return False
+            if not os.path.exists(f"{self.job_dir}/{RESULT}"):
+                # It died (its descriptors close before it is gone): the job is LOST once the
+                # shim is really gone, never while it may still be exiting.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.shim.wait(timeout=_DEATH_WAIT)
             self._finish()
             return True
         finally:
