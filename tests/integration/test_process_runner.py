@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
+import json
 import resource
 import shutil
 import signal
@@ -47,6 +48,7 @@ from runners.process import (
     default_base_dir,
     path_from_file_uri,
 )
+from runners.process.procs import alive
 from runners.retry import RetryPolicy
 from runners.testing import (
     CallCounter,
@@ -396,6 +398,9 @@ def test_dead_process_without_exit_file_is_lost(runner: ProcessRunner, base: Pat
     # exit file are removed after the fact, as if the shim had died before writing them).
     handle, status = run(runner, "echo x", name="vanished")
     assert status.state is JobState.SUCCEEDED
+    # The end is recorded as soon as the shim wrote `result`; the shim exits right after.
+    shim = json.loads((base / "vanished" / "pid").read_text())
+    wait_until(lambda: not alive(shim["owner_pid"], shim["owner_start"], None), 10.0, "the shim lives on")
     (base / "vanished" / "exit").unlink()
     (base / "vanished" / "result").unlink()
     fresh = make_runner(base)
