@@ -53,10 +53,12 @@ task, 79 of them futex: three threads of this process (the control plane's, the 
 watching each job, the pool thread deleting disposed directories) handing the GIL to each
 other, 22 voluntary context switches per task. Changed: disposed files are deleted by a helper
 process fed through a pipe (``runners/process/disposal.py``), and a job's end is finalized by
-the thread that waits on the runner, which polls the shims' pidfds itself (no watcher thread:
-``runners/process/registry.py``); a job that started no longer wakes that thread for a step
-with nothing to do. A/B on the same machine, interleaved (load 6-12, so wall times are not
-comparable; these counts are), the squall process per task:
+the thread that waits on the runner, which polls the shims' descriptors itself (no watcher
+thread: ``runners/process/registry.py``); a job that started no longer wakes that thread for
+a step with nothing to do; the shim's end is its pipe's end of file once ``result`` is
+written, and its pid comes on a pipe nobody waits on (docs/scaling.md, ADR 0017). A/B on the
+same machine, interleaved (load 3-12, so wall times are not comparable; these counts are),
+the squall process per task:
 
     base (d820e81):  2.6-3.5 ms CPU, 22-25 voluntary context switches, 380 service steps / 200 tasks
     this branch:     1.6-2.1 ms CPU,   5-6 voluntary context switches, 201 service steps / 200 tasks
