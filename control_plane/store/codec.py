@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 from typing import Any
 
 import immutables
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 _DEFAULT_PROGRESS = Progress()
+_seq = attrgetter("seq")
 
 
 def _default(value: Any) -> Any:
@@ -302,7 +304,7 @@ rebuild_outputs_index = outputs_index  # the engine's own rule: the stored index
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
     """Rebuild an execution from its meta document and its task runs (any order)."""
-    taskruns.sort(key=lambda tr: tr.seq)
+    taskruns.sort(key=_seq)
     return Execution(
         id=meta["id"],
         namespace=meta["namespace"],

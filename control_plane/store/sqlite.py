@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN since TEXT
     """,
 ]
+
+
+_key = itemgetter(0)  # sort (id, task run) pairs by id alone: no tuple compare
 
 
 def default_db_path() -> Path:
@@ -380,10 +384,14 @@ class SqliteStore:
                 raise ConflictError(f"execution {execution.id} already exists") from None
             with acyclic():
                 # In key order: SQLite appends to its B-tree instead of splitting pages at random
-                # (ids are hashes), half the insert time of a 100,000-task-run loop.
-                taskruns = sorted(execution.taskruns.items())
-                rows = [(execution.id, tr_id, taskrun_dumps(tr)) for tr_id, tr in taskruns]
-            conn.executemany("INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)", rows)
+                # (ids are hashes), half the insert time of a 100,000-task-run loop. Rows are
+                # encoded as SQLite takes them: one row's text alive at a time, not all of them.
+                ex_id = execution.id
+                taskruns = sorted(execution.taskruns.items(), key=_key)
+                conn.executemany(
+                    "INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)",
+                    ((ex_id, tr_id, taskrun_dumps(tr)) for tr_id, tr in taskruns),
+                )
             self._side_records(conn, execution.id, logs, timers, jobs)
 
     def save_execution(
@@ -513,19 +521,21 @@ class SqliteStore:
                     row = conn.execute(
                         "SELECT version, body FROM executions WHERE id=?", (execution_id,)
                     ).fetchone()
-                    trs = conn.execute(
-                        "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
-                    ).fetchall()
+                    if row is None:
+                        raise NotFoundError(f"execution {execution_id} not found")
+                    # Decoded as SQLite yields them: one row's text alive at a time, not all of them.
+                    cursor = conn.execute("SELECT body FROM taskruns WHERE execution_id=?", (execution_id,))
+                    try:
+                        taskruns = [taskrun_loads(body) for (body,) in cursor]
+                        return execution_from_json(loads(row[1]), row[0], taskruns)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise StoreError(
+                            f"execution {execution_id} is unreadable in {self.path}: {exc!r}"
+                        ) from exc
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"database {self.path}: {exc}") from exc
-        if row is None:
-            raise NotFoundError(f"execution {execution_id} not found")
-        try:
-            return execution_from_json(loads(row[1]), row[0], [taskrun_loads(b[0]) for b in trs])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 
     def execution_ids_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
         """Up to ``limit`` execution ids that start with ``prefix``, in order (the CLI takes a
