@@ -130,9 +130,8 @@ def run_once(source: str, directory: str | None) -> Run:
             COLLECTIONS.counting = True
             cpu = time.process_time()
             started = time.perf_counter()
-            # As `squall run` does: only the id of the started execution is kept, so the copy
-            # planned at the start is freed before the stored one is read back at the end.
-            final = rt.service.run(rt.service.start(record.namespace, record.id).id)
+            execution = rt.service.start(record.namespace, record.id)
+            final = rt.service.run(execution.id)
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu
             COLLECTIONS.counting = False

@@ -304,6 +304,9 @@ rebuild_outputs_index = outputs_index  # the engine's own rule: the stored index
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
     """Rebuild an execution from its meta document and its task runs (any order)."""
+    # The map first, in the order given (a store's rows: the order the task runs were just
+    # allocated in, so read in memory order), then creation order for the outputs index.
+    by_id = immutables.Map([(tr.id, tr) for tr in taskruns])
     taskruns.sort(key=_seq)
     return Execution(
         id=meta["id"],
@@ -318,7 +321,7 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         version=version,
         started=_pdt(meta.get("started")),
         ended=_pdt(meta.get("ended")),
-        taskruns=immutables.Map((tr.id, tr) for tr in taskruns),
+        taskruns=by_id,
         outputs_index=rebuild_outputs_index(taskruns),
         progress=progress_from_json(meta.get("progress")),
         outputs=meta.get("outputs"),
