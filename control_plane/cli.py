@@ -23,8 +23,6 @@ import typer
 from control_plane.cli_output import Format, chosen, emit_json, emit_rows, make_console
 
 if TYPE_CHECKING:
-    from rich.tree import Tree
-
     from control_plane.engine.model import Execution
     from control_plane.progress import LiveDisplay, PlainDisplay
 
@@ -69,10 +67,18 @@ def _known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> Non
         raise _fail(f"unknown input {name!r}{hint}", 2)
 
 
-def _tree(execution: Execution, title: str) -> Tree:
-    from control_plane.progress import tree
+def _print_tree(execution: Execution) -> None:
+    """The task-run tree: written as text where rich would print no colour (``tree_text``),
+    else by rich."""
+    from control_plane.progress import tree, tree_text
 
-    return tree(execution, title)
+    title = _title(execution)
+    if console.color_system is None and not console.is_terminal and not console.legacy_windows:
+        text = tree_text(execution, title, width=console.width, unicode=not console.options.ascii_only)
+        if text is not None:
+            console.file.write(text)
+            return
+    console.print(tree(execution, title))
 
 
 SecretsOption = Annotated[
@@ -281,7 +287,7 @@ def _drive(
             console.print(
                 f"execution {old} {state}, retried as execution {new}", highlight=False, soft_wrap=True
             )
-        console.print(_tree(execution, _title(execution)))
+        _print_tree(execution)
     _summary(execution, time.monotonic() - started)
     return execution
 
@@ -481,7 +487,7 @@ def executions_show(
     if output is Format.json:
         emit_json(execution_view(execution))
         return
-    console.print(_tree(execution, _title(execution)))
+    _print_tree(execution)
     _summary(execution)
     for tr in execution.ordered_taskruns():
         if tr.error:
