@@ -1049,12 +1049,52 @@ def main() -> None:
         signal.signal(sig, _on_stop)
     try:
         app()
+    except SystemExit as done:
+        if _is_the_command():
+            _leave(done.code)
+        raise
     finally:
         # The command is done: a stop arriving now has nothing left to stop. Ignored, not
         # defaulted: the interpreter resets Python handlers to the default action while it
         # exits, and a finished run would then die of the signal instead of exiting 0.
         for sig in stops:
             signal.signal(sig, signal.SIG_IGN)
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the ``squall`` command (its console script, or ``python -m
+    control_plane.cli``), not a program that called :func:`main` and may go on after it."""
+    entry = sys.modules.get("__main__")
+    spec = getattr(entry, "__spec__", None)
+    if spec is not None:
+        return bool(spec.name == "control_plane.cli")
+    return Path(getattr(entry, "__file__", None) or "").name == "squall"
+
+
+def _leave(code: object) -> None:
+    """End the process as the interpreter would, without tearing it down.
+
+    Why: the teardown frees every object of the ~500 modules imported, one by one (~8 ms of
+    CPU, 3% of a cached 200-task ``squall run``), and nothing after the command needs it. What
+    an exit must do is done first: the ``atexit`` functions (logging's flush) and flushing
+    stdout and stderr. Everything the command acknowledged is already committed (synced or
+    in the WAL), as it must be against a crash. Where that is not certain, the interpreter's
+    own exit runs instead: another thread still running, an exit with a message, or a flush
+    that fails (a closed pipe then gives Python's usual message and status).
+    """
+    import atexit
+    import os
+    import threading
+
+    if threading.active_count() > 1 or not isinstance(code, int | None):
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit((code or 0) & 0xFF)  # the status the interpreter's exit gives (-1 is 255)
 
 
 if __name__ == "__main__":
