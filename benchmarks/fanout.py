@@ -1,15 +1,18 @@
 """Fan-out without limits (issue 28 part 3, ADR 0015): one N-item ForEach of AWS Batch tasks.
 
-The control plane runs as a Lambda container would: a **separate worker process** holds the
-runtime (warm between invocations, as a container is) and serves one handler call per event
-(``api``, ``tick``, ``events``). Around each call it measures the wall time and the process's
-peak resident memory (``VmHWM``, reset before the call through ``/proc/self/clear_refs``), so
-an invocation that does O(N) work cannot hide inside a loop. The store is **DynamoDB Local**
-(read and write units are its own ``ReturnConsumedCapacity``); AWS Batch is **moto** in server
-mode, whose jobs really run their trivial command (``tests/emulators/moto_batch.py``), in this
-(the parent) process. The parent plays the platform: it sends the start through API Gateway's
-event, invokes the tick as long as jobs remain to be materialised or submitted (the rate rule,
-back to back), and hands each job's terminal state-change event to ``events``.
+The control plane runs as Lambda containers would: each **separate worker process** holds its
+own runtime (warm between invocations, as a container is) and serves one handler call at a
+time. One container serves ``api`` and ``tick``; ``--containers`` - 1 others (2 by default)
+serve ``events`` concurrently, each event to whichever is free, as Lambda does; they share
+only DynamoDB, so their writes race as deployed ones do. Around each call it measures the wall
+time and the process's peak resident memory (``VmHWM``, reset before the call through
+``/proc/self/clear_refs``), so an invocation that does O(N) work cannot hide inside a loop.
+The store is **DynamoDB Local** (read and write units are its own ``ReturnConsumedCapacity``);
+AWS Batch is **moto** in server mode, whose jobs really run their trivial command
+(``tests/emulators/moto_batch.py``), in this (the parent) process. The parent plays the
+platform: it sends the start through API Gateway's event, invokes the tick as long as jobs
+remain to be materialised or submitted (the rate rule, back to back), and hands each job's
+terminal state-change event to ``events``.
 
 Printed per size: total time, invocations per function, the longest invocation, the largest
 peak RSS, WRU and RRU per task, and, when a 1,000-item run was made alongside, the WRU ratio
@@ -23,6 +26,7 @@ Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,9 +35,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import wait as connection_wait
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +154,10 @@ def worker(conn: Any, config: dict[str, Any]) -> None:
             if payload == "reset":
                 cap.reset()
             continue
+        if kind == "units":
+            cap = store.capacity
+            conn.send((dict(cap.units_by_call), dict(cap.calls)))
+            continue
         if kind == "advance":
             clock.sleep_until(clock.now() + timedelta(seconds=payload))
             conn.send(None)
@@ -193,6 +203,8 @@ class Figures:
     waited_s: float = 0.0  # virtual time the platform let pass for the tick's grace
     start_counted: tuple[int, float] = (0, 0.0)  # the api start's DynamoDB calls and WRU
     max_calls: dict[str, int] = field(default_factory=dict)  # DynamoDB calls of one invocation
+    units: Counter[str] = field(default_factory=Counter)  # capacity units by DynamoDB operation
+    ddb_calls: Counter[str] = field(default_factory=Counter)  # calls by DynamoDB operation
 
     def lines(self) -> list[str]:
         worst = max(self.max_s, key=lambda k: self.max_s[k])
@@ -209,14 +221,55 @@ class Figures:
             " most DynamoDB calls in one invocation: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.max_calls.items())),
             f"  WRU per task: {self.wru / self.items:.2f}; RRU per task: {self.rru / self.items:.2f}",
+            "  per task by operation (units, calls): "
+            + ", ".join(
+                f"{op} {self.units[op] / self.items:.2f}, {self.ddb_calls[op] / self.items:.2f}"
+                for op in sorted(self.ddb_calls, key=lambda op: -self.units[op])
+            ),
         ]
 
 
+class Container:
+    """One warm Lambda container: a worker process and the call in flight on it, if any."""
+
+    def __init__(self, ctx: Any, config: dict[str, Any], name: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker, args=(child, config), name=name)
+        self.process.start()
+        self.kind: str | None = None  # the handler running now
+
+    def send(self, kind: str, payload: Any) -> None:
+        self.kind = kind
+        self.conn.send((kind, payload))
+
+    def receive(self) -> Any:
+        answer = self.conn.recv()
+        self.kind = None
+        return answer
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=60)
+
+
 class Platform:
-    """Emulated AWS around one worker: resources, invocations, Batch state-change events."""
+    """Emulated AWS around the containers: resources, invocations, Batch state-change events.
+
+    Container 0 serves ``api`` and ``tick`` (each its own function: the tick's rule runs one at
+    a time); the others serve ``events``, each event to whichever is free, as Lambda runs one
+    function's invocations concurrently, one per container. With ``containers=1`` every call
+    is made in turn on one container.
+    """
 
     def __init__(
-        self, ddb: str, moto: str, scratch: Path, chunk: int, submit_budget: int, trace_memory: int = 0
+        self,
+        ddb: str,
+        moto: str,
+        scratch: Path,
+        chunk: int,
+        submit_budget: int,
+        trace_memory: int = 0,
+        containers: int = 1,
     ) -> None:
         import boto3
 
@@ -226,7 +279,7 @@ class Platform:
 
         session = boto3.Session(region_name=REGION)
         self.table = f"squall-fanout-{uuid.uuid4().hex[:8]}"
-        create_table(session.client("dynamodb", endpoint_url=ddb), self.table)
+        create_table(session.client("dynamodb", endpoint_url=ddb), self.table, stream=False)
         self.batch = session.client("batch", endpoint_url=moto)
         self.queue = create_queues(session.client("iam", endpoint_url=moto), self.batch, "fanout")["run"]
         bucket = f"squall-fanout-{uuid.uuid4().hex[:8]}"
@@ -243,23 +296,24 @@ class Platform:
             "trace_memory": trace_memory,
         }
         ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker, args=(child, config), name="lambda-container")
-        self.process.start()
+        self.containers = [Container(ctx, config, f"lambda-container-{i}") for i in range(max(1, containers))]
+        self.main = self.containers[0]
+        self.event_containers = self.containers[1:] or self.containers
         self.grace = load_settings({}).submit_grace
         self.figures: Figures | None = None
         self.index = BatchIndex().install()
         self.delivered: set[str] = set()
+        self.queued: deque[Any] = deque()  # events described, not yet handed to a container
         self.last_counted: tuple[int, float] = (0, 0.0)
 
     def close(self) -> None:
-        self.conn.send(None)
-        self.process.join(timeout=60)
+        self._settle()
+        for container in self.containers:
+            container.close()
         self.index.remove()
 
-    def invoke(self, kind: str, payload: Any) -> Any:
-        self.conn.send((kind, payload))
-        result, elapsed, hwm, counted = self.conn.recv()
+    def _record(self, kind: str, answer: Any) -> Any:
+        result, elapsed, hwm, counted = answer
         self.last_counted = counted
         if self.figures is not None:
             f = self.figures
@@ -269,9 +323,76 @@ class Platform:
             f.max_rss_mib[kind] = max(f.max_rss_mib.get(kind, 0.0), hwm / 1024)
         return result, elapsed
 
+    def invoke(self, kind: str, payload: Any) -> Any:
+        """One call on the main container, waited for; events go on being handed out meanwhile."""
+        if self.main.kind is not None:  # one container: the event in flight ends first
+            self._collect(self.main)
+        self.main.send(kind, payload)
+        while True:
+            self._deliver()
+            self._feed()
+            waiting = [c for c in self.containers if c.kind is not None]
+            ready = connection_wait([c.conn for c in waiting], timeout=0.05)
+            answer = None
+            for container in waiting:
+                if container.conn not in ready:
+                    continue
+                if container is self.main:
+                    answer = container.receive()
+                else:
+                    self._collect(container)
+            if answer is not None:
+                return self._record(kind, answer)
+
+    def _collect(self, container: Container) -> None:
+        kind = container.kind
+        assert kind is not None
+        self._record(kind, container.receive())
+
+    def _feed(self) -> None:
+        for container in self.event_containers:
+            if not self.queued:
+                return
+            if container.kind is None:
+                container.send("events", self.queued.popleft())
+
+    def _pump(self, timeout: float) -> None:
+        """Hands queued events to free containers; collects the calls that end within ``timeout``."""
+        self._feed()
+        busy = [c for c in self.event_containers if c.kind is not None]
+        if not busy:  # nothing in flight: the jobs are still running
+            time.sleep(timeout)
+            return
+        for ready in connection_wait([c.conn for c in busy], timeout=timeout):
+            self._collect(next(c for c in busy if c.conn is ready))
+        self._feed()
+
+    def _settle(self) -> None:
+        """Waits for every call in flight, so that a broadcast sees no container busy."""
+        for container in self.containers:
+            if container.kind is not None:
+                self._collect(container)
+
     def ask(self, kind: str, payload: Any = None) -> Any:
-        self.conn.send((kind, payload))
-        return self.conn.recv()
+        """A question to every container (capacity, the clock) or to the main one (check)."""
+        self._settle()
+        if kind == "check":
+            self.main.send(kind, payload)
+            return self.main.receive()
+        answers = []
+        for container in self.containers:
+            container.send(kind, payload)
+            answers.append(container.receive())
+        if kind == "capacity":
+            return tuple(map(sum, zip(*answers, strict=True)))
+        if kind == "units":  # (units, calls) by operation, over every container
+            units: Counter[str] = Counter()
+            calls: Counter[str] = Counter()
+            for by_units, by_calls in answers:
+                units.update(by_units)
+                calls.update(by_calls)
+            return units, calls
+        return answers[0]
 
     def api(self, method: str, path: str, body: str, content_type: str = "application/json") -> Any:
         from benchmarks.cost import http_event
@@ -282,8 +403,6 @@ class Platform:
         return json.loads(response["body"]), elapsed
 
     def run(self, n: int) -> Figures:
-        from tests.emulators.moto_batch import batch_state_change
-
         self.api("POST", "/api/v1/main/flows", flow(n), "application/x-yaml")
         self.ask("capacity", "reset")
         self.figures = figures = Figures(n)
@@ -303,15 +422,16 @@ class Platform:
             elif idle > 1:
                 raise SystemExit(f"the ticks submitted nothing: {now} of {n} jobs submitted")
             submitted = now
-            self._deliver(batch_state_change, wait=False)
         deadline = time.monotonic() + max(600.0, n * 0.05)
-        while len(self.delivered) < n:
+        while len(self.delivered) < n or self.queued or any(c.kind for c in self.event_containers):
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {len(self.delivered)} of {n} Batch jobs ended")
-            if not self._deliver(batch_state_change, wait=True):
-                time.sleep(0.05)
+            self._deliver()
+            self._pump(0.05)
+        self._settle()
         figures.total_s = time.perf_counter() - began
         figures.wru, figures.rru = self.ask("capacity")
+        figures.units, figures.ddb_calls = self.ask("units")
         check = self.ask("check", execution_id)
         ok = check["state"] == "SUCCESS" and check["states"] == {"SUCCESS": n}
         if not ok or check["lanes"] != n or check["children"] != n or check["attempts"] != n:
@@ -319,8 +439,10 @@ class Platform:
         self.figures = None
         return figures
 
-    def _deliver(self, state_change: Any, *, wait: bool) -> int:
-        """Hands each job that ended since to ``events``, as DescribeJobs shows it (EventBridge's detail)."""
+    def _deliver(self) -> int:
+        """Queues each job that ended since for ``events``, as DescribeJobs shows it (the event's detail)."""
+        from tests.emulators.moto_batch import batch_state_change
+
         fresh: list[str] = []
         while self.index.stopped:
             job_id = self.index.stopped.popleft()
@@ -329,8 +451,28 @@ class Platform:
         for chunk in range(0, len(fresh), 100):
             for job in self.batch.describe_jobs(jobs=fresh[chunk : chunk + 100])["jobs"]:
                 self.delivered.add(job["jobId"])
-                self.invoke("events", state_change(job))
+                self.queued.append(batch_state_change(job))
         return len(fresh)
+
+
+@contextlib.contextmanager
+def emulators(scratch: Path) -> Iterator[tuple[str, str]]:
+    """DynamoDB Local, and moto in server mode whose Batch jobs really run (in this process).
+
+    The jobs' log lines go straight into moto's CloudWatch Logs backend (``direct_logs``), as
+    Batch's log driver writes them, not through three API requests per job: at 100,000 jobs
+    those requests were a large share of the emulators' CPU, and none of them is Squall's.
+    """
+    from tests.emulators.dynamodb_local import DynamoDBLocal
+    from tests.emulators.moto_batch import BatchExecutor
+    from tests.emulators.moto_server import MotoServer
+
+    with DynamoDBLocal() as ddb, MotoServer() as moto:
+        executor = BatchExecutor(moto.endpoint, scratch / "batch", direct_logs=True).start()
+        try:
+            yield ddb.endpoint, moto.endpoint
+        finally:
+            executor.stop()
 
 
 def main() -> None:
@@ -342,6 +484,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, help="SQUALL_FANOUT_CHUNK (default: the runtime's)")
     parser.add_argument("--submit-budget", type=int, help="SQUALL_SUBMIT_BUDGET (default: the runtime's)")
     parser.add_argument(
+        "--containers",
+        type=int,
+        default=3,
+        help="warm containers: one for api and tick, the others for events (1: every call in turn)",
+    )
+    parser.add_argument(
         "--trace-memory",
         type=int,
         default=0,
@@ -352,7 +500,6 @@ def main() -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    from benchmarks.cost import emulators
     from control_plane.runtime import Settings
 
     chunk = args.chunk or Settings.model_fields["fanout_chunk"].default
@@ -361,14 +508,19 @@ def main() -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory() as scratch, emulators(Path(scratch)) as (ddb, moto):
         for n in sizes:
-            platform = Platform(ddb, moto, Path(scratch), chunk, submits, args.trace_memory)
+            platform = Platform(
+                ddb, moto, Path(scratch), chunk, submits, args.trace_memory, containers=args.containers
+            )
             try:
                 results.append(platform.run(n))
             finally:
                 platform.close()
             print("\n".join(results[-1].lines()), flush=True)
     tick = Settings.model_fields["tick_seconds"].default
-    print(f"SQUALL_FANOUT_CHUNK {chunk}, SQUALL_SUBMIT_BUDGET {submits}, SQUALL_TICK_SECONDS {tick}")
+    print(
+        f"SQUALL_FANOUT_CHUNK {chunk}, SQUALL_SUBMIT_BUDGET {submits}, SQUALL_TICK_SECONDS {tick};"
+        f" {args.containers} containers"
+    )
     if len(results) == 2:
         small, big = results
         ratio = (big.wru / big.items) / (small.wru / small.items)

@@ -139,19 +139,26 @@ GLOBAL_SECONDARY_INDEXES: Final[list[dict[str, Any]]] = [
 """Every global secondary index, in ``CreateTable`` form (on-demand: no throughput)."""
 
 
-def table_definition(name: str) -> dict[str, Any]:
-    """The ``CreateTable`` arguments for a table called ``name``."""
-    return {
+def table_definition(name: str, *, stream: bool = True) -> dict[str, Any]:
+    """The ``CreateTable`` arguments for a table called ``name``.
+
+    ``stream=False`` leaves the stream out: only for a benchmark that writes millions of items
+    to DynamoDB Local, which looks its stream up on every write (the sweeper, its only reader,
+    is not part of such a run). Deployed tables always have it (``infra/modules/squall``).
+    """
+    definition: dict[str, Any] = {
         "TableName": name,
         "BillingMode": BILLING_MODE,
         "KeySchema": KEY_SCHEMA,
         "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
         "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
-        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
     }
+    if stream:
+        definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE}
+    return definition
 
 
-def create_table(client: Any, name: str, *, timeout: float = 60.0) -> None:
+def create_table(client: Any, name: str, *, timeout: float = 60.0, stream: bool = True) -> None:
     """Create the table, wait until it is ACTIVE, and turn TTL on where the endpoint supports it.
 
     An emulator without TTL support must not stop tests or local use: the attribute is still
@@ -159,7 +166,7 @@ def create_table(client: Any, name: str, *, timeout: float = 60.0) -> None:
     """
     from botocore.exceptions import ClientError
 
-    client.create_table(**table_definition(name))
+    client.create_table(**table_definition(name, stream=stream))
     deadline = time.monotonic() + timeout
     while client.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
         if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ import queue
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,8 @@ from control_plane.flows.models import Flow
 from control_plane.store.base import JobPhase, JobRecord, TimerRecord, TriggerRecord
 from control_plane.store.codec import rebuild_outputs_index
 from control_plane.store.dynamodb import DynamoDBStore
-from control_plane.store.dynamodb.items import exec_key
+from control_plane.store.dynamodb.items import exec_key, item_size
+from control_plane.store.dynamodb.records import doc_jobs
 from tests.emulators.dynamodb_local import DynamoDBLocal
 from tests.emulators.fixtures import dynamodb_client
 from tests.emulators.moto_server import MotoServer
@@ -823,6 +825,70 @@ def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
         assert job is not None and job.version == 1 + rounds and job.handle == {"n": rounds - 1}
 
 
+def test_steps_changing_one_job_and_update_job_of_the_others_never_lose_an_update(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    """The entries are one blob (``jz``): a step writing one job and an ``update_job`` of
+    another both rewrite it, and refuse each other through ``jv`` instead of losing a write."""
+    ex_id = _doc_id(6)
+    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
+    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    make_store().create_execution(ex, jobs=jobs)
+    rounds = 10
+    failures: list[BaseException] = []
+
+    def save_loop() -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    current = store.get_execution(ex_id)
+                    job = store.get_job(names[0])
+                    assert job is not None
+                    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
+                    moved = replace(job, phase=JobPhase.SUBMITTED, handle={"s": i})
+                    try:
+                        store.save_execution(nxt, expected_version=current.version, jobs=[moved])
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    def job_loop(name: str) -> None:
+        store = make_store()
+        try:
+            for i in range(rounds):
+                while True:
+                    job = store.get_job(name)
+                    assert job is not None
+                    try:
+                        store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save_loop)] + [
+        threading.Thread(target=job_loop, args=(n,)) for n in names[1:]
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures
+    final = make_store()
+    got = final.get_execution(ex_id)
+    assert got.version == 1 + rounds and got.taskruns["a"].outputs == {"round": rounds - 1}
+    first = final.get_job(names[0])
+    assert first is not None and first.version == 1 + rounds and first.handle == {"s": rounds - 1}
+    for name in names[1:]:
+        job = final.get_job(name)
+        assert job is not None and job.version == 1 + rounds and job.handle == {"n": rounds - 1}
+
+
 def test_get_job_of_a_name_without_an_execution_id_is_none(make_store: Callable[..., DynamoDBStore]) -> None:
     store = make_store()
     store.create_execution(make_execution(_doc_id(5)))
@@ -865,7 +931,7 @@ def _finish_one(store: DynamoDBStore, ex_id: str, at: datetime) -> None:
 def _job_names(store: DynamoDBStore, ex_id: str) -> list[str]:
     item = store._table.get(exec_key(ex_id))
     assert item is not None
-    return list(item["j"]["M"])
+    return list(doc_jobs(item))
 
 
 def _watermark(client: Any, table: str) -> dict[str, Any]:
@@ -1084,7 +1150,7 @@ def test_specs_of_jobs_added_together_are_one_item_and_entries_hold_numbers(
     items = _items(client, table, ex_id)
     specs = [sk for sk in items if sk.startswith("TRS#")]
     assert len(specs) == 1
-    entries = items["META"]["j"]["M"]
+    entries = doc_jobs(items["META"])
     first = entries[jobs[0].name]["M"]
     assert "s" not in first and first["sr"]["S"] == specs[0].removeprefix("TRS#")
     assert [list(first[attr]) for attr in ("u", "sx", "s0")] == [["N"], ["N"], ["N"]]
@@ -1095,7 +1161,7 @@ def test_specs_of_jobs_added_together_are_one_item_and_entries_hold_numbers(
     # a handle naming its own job and runner is stored without them, and read back whole
     handle = {"name": jobs[1].name, "runner": "process", "id": "42", "data": {"q": "x"}}
     fresh.update_job(replace(jobs[1], phase=JobPhase.SUBMITTED, handle=handle), expected_version=1)
-    stored = _items(client, table, ex_id)["META"]["j"]["M"][jobs[1].name]["M"]
+    stored = doc_jobs(_items(client, table, ex_id)["META"])[jobs[1].name]["M"]
     assert "h" not in stored and json.loads(stored["hc"]["S"]) == {"id": "42", "data": {"q": "x"}}
     assert stored["sr"] == first["sr"]  # an update keeps the spec's item
     got = make_store().get_job(jobs[1].name)
@@ -1109,7 +1175,7 @@ def test_specs_of_jobs_added_together_are_one_item_and_entries_hold_numbers(
         big.evolve(version=current.version + 1, changed=frozenset(big.taskruns.keys())),
         expected_version=current.version,
     )
-    assert "j" not in _items(client, table, ex_id)["META"]
+    assert not {"j", "jz", "jv"} & set(_items(client, table, ex_id)["META"])
     split = make_store()
     assert split.get_job(jobs[0].name) == replace(jobs[0], version=1)
     assert split.get_job(jobs[1].name) == got
@@ -1153,7 +1219,8 @@ def test_a_document_written_by_the_previous_layout_still_loads_moves_on_and_swit
     client.update_item(
         TableName=table,
         Key=exec_key(ex_id),
-        UpdateExpression="SET j = :j, aq = :a, ar = :id",  # and in the active index, as then
+        # and in the active index, as then; with its entries in a map, not a blob
+        UpdateExpression="SET j = :j, aq = :a, ar = :id REMOVE jz, jv",
         ExpressionAttributeValues={
             ":j": {"M": {job.name: old_entry(job) for job in jobs}},
             ":a": {"S": "A"},
@@ -1175,9 +1242,15 @@ def test_a_document_written_by_the_previous_layout_still_loads_moves_on_and_swit
     done = replace(jobs[2], phase=JobPhase.DONE, handle=None, updated=T0 + timedelta(seconds=5))
     nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"x": 1}))
     store.save_execution(nxt, expected_version=1, jobs=[done])
+    meta = _items(client, table, ex_id)["META"]
+    assert "j" not in meta and sorted(doc_jobs(meta)) == sorted(job.name for job in jobs)  # now a blob
     ended = make_store().get_job(jobs[2].name)
     assert ended is not None and ended.phase is JobPhase.DONE and ended.spec == {}
     assert ended.handle == {"name": jobs[2].name, "runner": "process", "id": "7"}
+    # an old entry's update after the conversion is written into the blob
+    reclaimed = replace(unclaimed, claim="tick-1", claim_until=T0 + timedelta(minutes=2), since=T0)
+    make_store().update_job(reclaimed, expected_version=2)
+    assert make_store().get_job(jobs[0].name) == replace(reclaimed, version=3)
     # and the switch to split mode carries the old entries' specs into JOB# records
     current = store.get_execution(ex_id)
     big = current
@@ -1185,7 +1258,85 @@ def test_a_document_written_by_the_previous_layout_still_loads_moves_on_and_swit
         big = with_taskrun(big, make_taskrun(f"x{i}", i + 1))
     big = big.evolve(version=current.version + 1, changed=frozenset(big.taskruns.keys()))
     store.save_execution(big, expected_version=current.version)
-    assert "j" not in _items(client, table, ex_id)["META"]
+    assert not {"j", "jz", "jv"} & set(_items(client, table, ex_id)["META"])
     split = make_store()
     assert split.get_job(jobs[1].name) == replace(jobs[1], version=1)
-    assert split.get_job(jobs[0].name) == replace(unclaimed, version=2)
+    assert split.get_job(jobs[0].name) == replace(reclaimed, version=3)
+
+
+_TEN_BATCH_TASKS = (
+    "id: ten\nnamespace: squall.bench\ntasks:\n  - id: each\n    type: io.kestra.plugin.core.flow.ForEach\n"
+    "    concurrencyLimit: 0\n    values: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n    tasks:\n      - id: work\n"
+    '        type: io.kestra.plugin.scripts.shell.Commands\n        commands: ["echo hi"]\n'
+)
+
+
+def test_each_job_end_of_a_ten_job_foreach_costs_two_write_units(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """Workload (b) of benchmarks/cost.py: the entries of ten open Batch jobs (claimed, as the
+    outbox writer leaves them) were ~1,950 bytes as a map and kept the document over 2 KB, so
+    each job end cost 3 write units; as one compressed blob the document stays under 2 KB."""
+    client, table = dynamodb_table
+    flow = parse_flow(_TEN_BATCH_TASKS, "ten.yaml")
+    ex_id = _doc_id(60)
+    store = make_store(bucket=None)
+    started, actions = plan(flow, new_execution(flow, ex_id, at=T0), Started(T0))
+    logs, jobs = _records(started, actions, T0)
+    until = T0 + timedelta(seconds=120)
+    jobs = [
+        replace(job, runner="aws-batch", claim="2c9f4e8a1b7d:4711:aws", claim_until=until, since=T0)
+        for job in jobs
+    ]
+    assert len(jobs) == 10
+    store.create_execution(started, logs=logs, jobs=jobs)
+    sizes = [item_size(_items(client, table, ex_id)["META"])]
+    current, units = started, []
+    for i, job in enumerate(jobs):
+        at = T0 + timedelta(seconds=10 + i)
+        event = JobStatusChanged(at, job.taskrun_id, job.attempt, "SUCCEEDED", exit_code=0, outputs={"n": i})
+        loaded = store.get_execution(ex_id)
+        nxt, acts = plan(flow, loaded, event)
+        more, _ = _records(nxt, acts, at)
+        handle = {"name": job.name, "runner": "aws-batch", "id": str(uuid.UUID(int=i + 2**120))}
+        store.capacity.reset()
+        store.save_execution(
+            nxt,
+            expected_version=loaded.version,
+            logs=more,
+            jobs=[replace(job, phase=JobPhase.DONE, handle=handle, updated=at)],
+        )
+        units.append(store.capacity.units_by_call["UpdateItem"])
+        sizes.append(item_size(_items(client, table, ex_id)["META"]))
+        current = nxt
+    assert current.state is State.SUCCESS
+    assert max(sizes) < 2048, sizes
+    # the last also leaves the active index (a write of that index's entry)
+    assert units[:9] == [2.0] * 9 and units[9] <= 3, (units, sizes)
+    print(f"\nten-job document sizes {sizes}, units per job end {units}")
+    assert all(
+        j is not None and j.phase is JobPhase.DONE for j in map(make_store().get_job, (j.name for j in jobs))
+    )
+
+
+def test_a_spec_item_is_read_once_by_a_store_instance_for_all_its_jobs(
+    make_store: Callable[..., DynamoDBStore], dynamodb_table: tuple[Any, str]
+) -> None:
+    """The ``events`` function reading the ends of one step's jobs: the spec item is content
+    addressed and never rewritten, so the store keeps what it read (not what it wrote)."""
+    ex_id = _doc_id(42)
+    jobs = _three_jobs(ex_id)
+    writer = make_store()
+    writer.create_execution(make_execution(ex_id, taskruns=[make_taskrun("a", 0)]), jobs=jobs)
+    writer.capacity.reset()
+    assert writer.get_job(jobs[0].name) == replace(jobs[0], version=1)
+    assert writer.capacity.units_by_call["GetItem"] == 1.5  # a write puts nothing in the keep
+    reader = make_store()
+    for job in jobs:
+        assert reader.get_job(job.name) == replace(job, version=1)
+    # three reads of the document's entries (1 RRU each), one of the spec item (0.5)
+    assert reader.capacity.calls["GetItem"] == 4 and reader.capacity.read_units == 3.5
+    got = reader.get_job(jobs[1].name)
+    assert got is not None
+    got.spec["n"] = "changed by a caller"
+    assert reader.get_job(jobs[1].name) == replace(jobs[1], version=1)  # each read decodes its own

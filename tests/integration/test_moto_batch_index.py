@@ -18,10 +18,11 @@ from runners.testing import wait_until
 from tests.emulators.moto_batch import BatchExecutor, BatchIndex, create_queues
 
 REGION = "us-east-1"
+Batch = tuple[Any, dict[str, str], BatchExecutor]
 
 
 @pytest.fixture(scope="module")
-def batch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+def batch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batch]:
     executor = BatchExecutor(moto_server, tmp_path_factory.mktemp("batch-index")).start()
     try:
         session = boto3.Session(aws_access_key_id="t", aws_secret_access_key="t", region_name=REGION)
@@ -30,7 +31,7 @@ def batch(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             session.client("iam", endpoint_url=moto_server), client, "index", ("run", "park")
         )
         executor.modes = {queues["park"]: "park"}
-        yield client, queues
+        yield client, queues, executor
     finally:
         executor.stop()
 
@@ -39,11 +40,11 @@ def _submit(client: Any, queue: str, name: str, definition: str) -> str:
     return str(client.submit_job(jobName=name, jobQueue=queue, jobDefinition=definition)["jobId"])
 
 
-def _definition(client: Any) -> str:
+def _definition(client: Any, command: tuple[str, ...] = ("true",)) -> str:
     name = f"index-{uuid.uuid4().hex[:8]}"
     props = {
         "image": "busybox",
-        "command": ["true"],
+        "command": list(command),
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
     }
     return str(
@@ -58,8 +59,8 @@ def _listed(client: Any, queue: str, value: str) -> list[str]:
     return [j["jobId"] for j in reply["jobSummaryList"]]
 
 
-def test_list_by_name_and_describe_by_id_answer_as_moto_does(batch: tuple[Any, dict[str, str]]) -> None:
-    client, queues = batch
+def test_list_by_name_and_describe_by_id_answer_as_moto_does(batch: Batch) -> None:
+    client, queues, _ = batch
     definition = _definition(client)
     tag = uuid.uuid4().hex[:6]
     ids = [_submit(client, queues["park"], name, definition) for name in (f"a-{tag}", f"b-{tag}", f"A-{tag}")]
@@ -78,8 +79,8 @@ def test_list_by_name_and_describe_by_id_answer_as_moto_does(batch: tuple[Any, d
     assert len(plain_lists[f"a-{tag}*"]) == 2
 
 
-def test_a_job_is_heard_stopping_once(batch: tuple[Any, dict[str, str]]) -> None:
-    client, queues = batch
+def test_a_job_is_heard_stopping_once(batch: Batch) -> None:
+    client, queues, _ = batch
     definition = _definition(client)
     with BatchIndex() as index:
         job = _submit(client, queues["run"], f"run-{uuid.uuid4().hex[:6]}", definition)
@@ -90,3 +91,30 @@ def test_a_job_is_heard_stopping_once(batch: tuple[Any, dict[str, str]]) -> None
         wait_until(lambda: parked in index.stopped, 30.0, "the parked job never stopped")
         assert list(index.stopped).count(job) == 1 and list(index.stopped).count(parked) == 1
         assert index.jobs_in(queues["run"]) >= 1
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_direct_logs_write_what_the_api_writes(batch: Batch, moto_server: str, direct: bool) -> None:
+    """The benchmark's ``direct_logs`` (moto's backend, no requests) leaves the stream the API would."""
+    client, queues, executor = batch
+    definition = _definition(client, ("sh", "-c", "echo hello; echo world >&2; printf last"))
+    executor.direct_logs = direct
+    try:
+        with BatchIndex() as index:
+            job = _submit(client, queues["run"], f"logs-{uuid.uuid4().hex[:6]}", definition)
+            wait_until(lambda: job in index.stopped, 30.0, "the job never ended")
+    finally:
+        executor.direct_logs = False
+    described = client.describe_jobs(jobs=[job])["jobs"][0]
+    assert described["status"] == "SUCCEEDED"
+    logs = boto3.client(
+        "logs", endpoint_url=moto_server, region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+    def lines() -> list[str]:
+        stream = described["container"]["logStreamName"]
+        reply = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)
+        return sorted(event["message"] for event in reply["events"])
+
+    wait_until(lambda: len(lines()) == 3, 10.0, "the job's three lines never reached CloudWatch")
+    assert lines() == ["hello", "last", "world"]

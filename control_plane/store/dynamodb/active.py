@@ -25,10 +25,10 @@ from typing import Any
 
 from control_plane.engine.model import Execution
 from control_plane.store.base import JobPhase, JobRecord
-from control_plane.store.dynamodb.conditions import AT_VERSION, IS_NEW, NO_LEASE, entries_unchanged
+from control_plane.store.dynamodb.conditions import AT_VERSION, IS_NEW, NO_LEASE, jobs_unchanged
 from control_plane.store.dynamodb.items import DOCUMENT, MAX_CHAR, Item, exec_key, is_document, n, s, us
 from control_plane.store.dynamodb.memory import Memory
-from control_plane.store.dynamodb.records import doc_job
+from control_plane.store.dynamodb.records import JOBS_VERSION, doc_job, doc_jobs
 from control_plane.store.dynamodb.specs import Specs
 from control_plane.store.dynamodb.table import Refused, Table
 from control_plane.store.dynamodb_schema import GSI_ACTIVE_EXECUTIONS, GSI_EXECUTIONS
@@ -103,12 +103,12 @@ class ActiveIndex:
             )
         ]
         jobs: list[JobRecord] = []
-        found = self._table.batch_get(keys, consistent=False, projection="PK, #v, #md, #j")
+        found = self._table.batch_get(keys, consistent=False, projection="PK, #v, #md, #j, #jz, #jv")
         for pk, item in sorted(found.items()):
             if not is_document(item):
                 continue
             execution_id = pk.removeprefix("EXEC#")
-            entries = item.get("j", {}).get("M", {})
+            entries = doc_jobs(item)
             open_entries = {
                 name: entry for name, entry in entries.items() if entry["M"]["p"]["S"] != JobPhase.DONE.value
             }
@@ -126,8 +126,8 @@ class ActiveIndex:
         (which does not know the other jobs), if nothing was written since it was read."""
         values: Item = {":expected": item["v"], ":doc": s(DOCUMENT)}
         names: dict[str, str] = {}
-        condition = f"{AT_VERSION} AND #md = :doc" + entries_unchanged(
-            item.get("j", {}).get("M", {}), names, values
+        condition = f"{AT_VERSION} AND #md = :doc" + jobs_unchanged(
+            _jobs_version(item), doc_jobs(item), names, values
         )
         args = self._table.update(
             exec_key(execution_id),
@@ -187,7 +187,7 @@ class ActiveIndex:
         bounded = len(entries) > self.visit_limit
         entries = entries[: self.visit_limit]
         keys = [{"PK": x["PK"], "SK": x["SK"]} for x in entries]
-        items = table.batch_get(keys, consistent=False, projection="PK, #v, #md, #j, #aq, #ls")
+        items = table.batch_get(keys, consistent=False, projection="PK, #v, #md, #j, #jz, #jv, #aq, #ls")
         for pk, item in items.items():
             self._register(pk.removeprefix("EXEC#"), item)
         new: Item = {**_VISIT_KEY, "v": n(version + 1), "w": n(upto)}
@@ -208,7 +208,7 @@ class ActiveIndex:
         for _ in range(_VISIT_ATTEMPTS):
             if item is None or not is_document(item) or "ls" in item or "aq" in item:
                 return  # gone, split (its jobs are in active-jobs), switching, or registered
-            entries = item.get("j", {}).get("M", {})
+            entries = doc_jobs(item)
             open_ = {k: e for k, e in entries.items() if e["M"]["p"]["S"] != JobPhase.DONE.value}
             if not open_:
                 return  # finished within the delay: no index write at all
@@ -216,7 +216,7 @@ class ActiveIndex:
             values: Item = {":expected": item["v"], ":doc": s(DOCUMENT)}
             names: dict[str, str] = {}
             condition = f"{AT_VERSION} AND #md = :doc AND {NO_LEASE} AND attribute_not_exists(#aq)"
-            condition += entries_unchanged(open_, names, values)
+            condition += jobs_unchanged(_jobs_version(item), open_, names, values)
             args = self._table.update(
                 exec_key(execution_id),
                 self.keys(execution_id),
@@ -231,3 +231,7 @@ class ActiveIndex:
                 continue
             self._memory.registered(execution_id, int(item["v"]["N"]))
             return
+
+
+def _jobs_version(item: Item) -> int:
+    return int(item[JOBS_VERSION]["N"]) if JOBS_VERSION in item else -1

@@ -23,6 +23,7 @@ __all__ = [
     "NOT_APPLIED",
     "NO_LEASE",
     "entries_unchanged",
+    "jobs_unchanged",
 ]
 
 IS_NEW = "attribute_not_exists(PK)"  # create: nothing with this key yet
@@ -52,3 +53,16 @@ def entries_unchanged(
         clause += f" AND #j.#{tag}{i}.#v = :{tag}v{i}"
         values[f":{tag}v{i}"] = entry["M"]["v"]
     return clause
+
+
+def jobs_unchanged(
+    jobs_version: int, entries: Mapping[str, Item], names: dict[str, str], values: Item, *, tag: str = "k"
+) -> str:
+    """`` AND #jv = :kjv``: none of a document's job entries changed since ``jobs_version`` was
+    read (they are one compressed attribute, ``records.JOBS_BLOB``); a document written before
+    that (``jobs_version`` -1, entries in a map) checks each of ``entries`` instead."""
+    if jobs_version < 0:
+        return entries_unchanged(entries, names, values, tag=tag)
+    names["#jv"] = "jv"
+    values[f":{tag}jv"] = {"N": str(jobs_version)}
+    return f" AND #jv = :{tag}jv"

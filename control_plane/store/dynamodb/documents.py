@@ -36,7 +36,7 @@ from control_plane.store.codec import (
     taskrun_to_json,
 )
 from control_plane.store.dynamodb.active import ActiveIndex
-from control_plane.store.dynamodb.conditions import AT_VERSION, ATTEMPTS, IS_NEW, NO_LEASE, entries_unchanged
+from control_plane.store.dynamodb.conditions import AT_VERSION, ATTEMPTS, IS_NEW, NO_LEASE, jobs_unchanged
 from control_plane.store.dynamodb.items import (
     DOCUMENT,
     Item,
@@ -51,9 +51,13 @@ from control_plane.store.dynamodb.items import (
 )
 from control_plane.store.dynamodb.memory import DocState, Memory
 from control_plane.store.dynamodb.records import (
+    JOBS_BLOB,
+    JOBS_VERSION,
     doc_job,
     doc_job_entry,
     doc_job_update,
+    doc_jobs,
+    doc_jobs_attrs,
     inline_logs,
     job_item,
     log_items,
@@ -96,7 +100,17 @@ DOCUMENT_SPEC_BYTES = 300_000
 switches the execution to split mode, where each job's record holds its own."""
 DOCUMENT_LOG_BYTES = 1_500
 """Compressed log lines kept inline in a document; more switches the execution to split mode."""
-_DOC_ATTRS = ("md", "d", "j", "lg", "lb", "aq", "ar")  # removed from META by the switch to split mode
+_DOC_ATTRS = (
+    "md",
+    "d",
+    "j",
+    JOBS_BLOB,
+    JOBS_VERSION,
+    "lg",
+    "lb",
+    "aq",
+    "ar",
+)  # removed from META by the switch to split mode
 
 
 class WriteMode(enum.Enum):
@@ -179,6 +193,10 @@ class Documents:
             ttl = self._expiry() if ex.state.terminal else None
             attrs = self._attrs(ex, raws, ttl)
             active = any(e["M"]["p"]["S"] != JobPhase.DONE.value for e in entries.values())
+            # The entries are written (as one blob, at the next blob version) only when they
+            # changed: a write that leaves them alone does not refuse a concurrent update_job.
+            jobs_version = doc.jobs_version + 1 if doc.jobs_version >= 0 else 0
+            jobs_attrs = doc_jobs_attrs(entries, jobs_version) if changed or expected is None else None
             fits = (
                 len(raws) <= DOCUMENT_MAX_TASKRUNS
                 and len(spec_body) <= DOCUMENT_SPEC_BYTES
@@ -190,8 +208,9 @@ class Documents:
                 )
             )
             if fits:
+                stored_jobs = jobs_attrs if jobs_attrs is not None else {"j": {"M": entries}}
                 size = (
-                    item_size({**key, **attrs, "j": {"M": entries}, "xg": s("EXEC"), "xc": s("x" * 40)})
+                    item_size({**key, **attrs, **stored_jobs, "xg": s("EXEC"), "xc": s("x" * 40)})
                     + log_bytes
                     + 60
                 )
@@ -204,9 +223,12 @@ class Documents:
             try:
                 late = self._active.late(ex, jobs)
                 if expected is None:
-                    self._create(ex, attrs, entries, log_chunk, timers, active and late)
+                    assert jobs_attrs is not None
+                    self._create(ex, attrs | jobs_attrs, log_chunk, timers, active and late)
                 else:
-                    self._update(ex, expected, doc, attrs, changed, log_chunk, timers, active, ttl, late)
+                    self._update(
+                        ex, expected, doc, attrs, jobs_attrs, changed, log_chunk, timers, active, ttl, late
+                    )
             except Refused as refused:
                 reason = refused.reasons(1)[0]
                 if reason.get("Code") != "ConditionalCheckFailed":
@@ -233,7 +255,8 @@ class Documents:
                     ) from None
                 continue  # a job entry or the inline logs moved (update_job, append_logs): again
             self._memory.forget_snapshot(ex.id)
-            self._memory.know(ex.id, DocState(ex.version, entries, log_bytes, active, raws))
+            written = jobs_version if jobs_attrs is not None else doc.jobs_version
+            self._memory.know(ex.id, DocState(ex.version, entries, log_bytes, active, raws, written))
             return WriteMode.DOCUMENT
         raise ConflictError(f"execution {ex.id}: its jobs kept changing during the write: reload and retry")
 
@@ -276,7 +299,6 @@ class Documents:
         self,
         ex: Execution,
         attrs: Item,
-        entries: Mapping[str, Item],
         log_chunk: bytes | None,
         timers: Sequence[TimerRecord],
         active: bool,
@@ -286,7 +308,6 @@ class Documents:
             **exec_key(ex.id),
             **attrs,
             "md": s(DOCUMENT),
-            "j": {"M": dict(entries)},
             "lg": {"L": [{"B": log_chunk}] if log_chunk else []},
             "lb": n(len(log_chunk) if log_chunk else 0),
             "xg": s("EXEC"),
@@ -306,6 +327,7 @@ class Documents:
         expected: int,
         doc: DocState,
         attrs: Item,
+        jobs_attrs: Item | None,
         changed: Mapping[str, Item],
         log_chunk: bytes | None,
         timers: Sequence[TimerRecord],
@@ -313,9 +335,11 @@ class Documents:
         ttl: int | None,
         late: bool,
     ) -> None:
-        """One conditional ``UpdateItem`` on ``v``: only the changed job entries are set, each
-        conditional on the version this write read, so a concurrent ``update_job`` of another
-        entry is kept and one of the same entry refuses the write (which is then done again).
+        """One conditional ``UpdateItem`` on ``v``. The job entries, when some changed
+        (``jobs_attrs``), are rewritten as one blob conditional on the blob version this write
+        read, so a concurrent ``update_job`` refuses the write (which is then done again) and is
+        never lost. A document that still keeps its entries in a map (written before the blob)
+        is converted by that write, conditional on every entry's version.
 
         Active keys, eager mode: set when a job becomes active, removed when none is left.
         With the visit: set only by a ``late`` job (see :meth:`ActiveIndex.late`); removed
@@ -325,30 +349,26 @@ class Documents:
         values: Item = {":expected": n(expected), ":doc": s(DOCUMENT)}
         extra: list[str] = []
         condition = f"{AT_VERSION} AND #md = :doc AND {NO_LEASE}"
-        for i, (name, entry) in enumerate(changed.items()):
-            names[f"#j{i}"] = name
-            extra.append(f"#j.#j{i} = :j{i}")
-            values[f":j{i}"] = entry
-            if name in doc.jobs:
-                condition += f" AND #j.#j{i}.#v = :jv{i}"
-                values[f":jv{i}"] = doc.jobs[name]["M"]["v"]
-            else:
-                condition += f" AND attribute_not_exists(#j.#j{i})"
+        remove = [] if ttl is not None else [TTL_ATTRIBUTE]
+        sets = dict(attrs)
+        if jobs_attrs is not None:
+            sets |= jobs_attrs
+            condition += jobs_unchanged(doc.jobs_version, doc.jobs, names, values)
+            if doc.jobs_version < 0:
+                remove.append("j")
         if log_chunk:
             extra += ["#lg = list_append(#lg, :lg)", "#lb = #lb + :lbn"]
             values |= {":lg": {"L": [{"B": log_chunk}]}, ":lbn": n(len(log_chunk))}
             condition += " AND #lb <= :room"
             values[":room"] = n(DOCUMENT_LOG_BYTES - len(log_chunk))
-        remove = [] if ttl is not None else [TTL_ATTRIBUTE]
-        sets = dict(attrs)
         visiting = self._active.visiting
         if active and (late if visiting else not doc.active):
             sets |= self._active.keys(ex.id)
         elif not active and (visiting or doc.active):
             remove += ["aq", "ar"]
             # Leaving the active index: every other job must still be DONE (phases only move on).
-            others = {name: entry for name, entry in doc.jobs.items() if name not in changed}
-            condition += entries_unchanged(others, names, values)
+            if jobs_attrs is None:
+                condition += jobs_unchanged(doc.jobs_version, doc.jobs, names, values)
         args = self._table.update(
             exec_key(ex.id),
             sets,
@@ -389,12 +409,13 @@ class Documents:
         if not is_document(item) or "ls" in item or int(item["v"]["N"]) != expected:
             self._memory.forget_document(ex.id)
             raise ConflictError(f"execution {ex.id} changed while switching to split mode: reload and retry")
-        entries = item.get("j", {}).get("M", {})
+        entries = doc_jobs(item)
         specs = self._specs.of(ex.id, entries.values())
         records = {name: doc_job(name, ex.id, entry, specs) for name, entry in entries.items()}
         guard_names: dict[str, str] = {}
         guard_values: Item = {":glb": item.get("lb", n(0))}
-        expr = " AND #lb = :glb" + entries_unchanged(entries, guard_names, guard_values, tag="g")
+        jobs_version = int(item[JOBS_VERSION]["N"]) if JOBS_VERSION in item else -1
+        expr = " AND #lb = :glb" + jobs_unchanged(jobs_version, entries, guard_names, guard_values, tag="g")
         for job in jobs:
             if job.phase is JobPhase.SUBMITTING:
                 if job.name in records:

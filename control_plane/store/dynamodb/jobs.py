@@ -23,9 +23,13 @@ from control_plane.store.dynamodb.conditions import AT_VERSION, ATTEMPTS, NO_LEA
 from control_plane.store.dynamodb.items import DOCUMENT, Item, exec_key, is_document, job_key, n, names, s
 from control_plane.store.dynamodb.memory import Memory
 from control_plane.store.dynamodb.records import (
+    JOBS_BLOB,
+    JOBS_VERSION,
     apply_fields,
     doc_job,
     doc_job_fields,
+    doc_jobs,
+    doc_jobs_attrs,
     job_attrs,
     job_from_item,
 )
@@ -71,13 +75,13 @@ class Jobs:
             TableName=self._table.name,
             Key=exec_key(execution_id),
             ConsistentRead=True,
-            ProjectionExpression="#md, #j.#n",
-            ExpressionAttributeNames={"#md": "md", "#j": "j", "#n": name},
+            ProjectionExpression="#md, #jz, #j.#n",
+            ExpressionAttributeNames={"#md": "md", "#jz": JOBS_BLOB, "#j": "j", "#n": name},
         )
         item = response.get("Item")
         if item is None or not is_document(item):
             return None
-        entry = item.get("j", {}).get("M", {}).get(name)
+        entry = doc_jobs(item).get(name)
         if entry is None:
             return None
         return doc_job(name, execution_id, entry, self._specs.of(execution_id, [entry]))
@@ -103,13 +107,68 @@ class Jobs:
         return written
 
     def _update_doc_job(self, job: JobRecord, expected_version: int) -> bool:
-        """``SET j.<name>``, conditional on that entry's version only: it never conflicts with a
-        ``save_execution`` of other entries (which conditions on ``v``). False: not a document."""
+        """The entry's new fields, written into the document's entries blob (conditional on
+        the blob's version), or into a map's entry in a document written before the blob
+        (conditional on that entry's version). False: not a document, or not its job."""
         if self._memory.is_split(job.execution_id):
             return False  # seen split, and split is for good
         # Field by field: the entry's task run, attempt, runner and spec (or its spec item's
-        # key) are never changed by an update, and a whole-entry write would need the key.
+        # key) are never changed by an update.
         sets, remove = doc_job_fields(job.name, job.runner, job, expected_version + 1)
+        # The blob as this instance last knew it (the write is conditional on its version),
+        # else as read now; a mismatch of the entry's version is a conflict only when read now.
+        known = self._memory.document(job.execution_id)
+        state = None
+        if known is not None and known.jobs_version >= 0 and job.name in known.jobs:
+            state = (known.jobs_version, dict(known.jobs), False)
+        started = time.monotonic()
+        item: Item | None = None
+        for _ in range(ATTEMPTS):
+            if state is None:
+                if item is None:
+                    item = self._table.get(exec_key(job.execution_id))
+                if item is None or not is_document(item):
+                    return False
+                if "ls" in item:  # switching to split mode: wait, then write wherever it went
+                    self._big.await_lease(job.execution_id, item, started)
+                    item = None
+                    continue
+                if JOBS_VERSION not in item:
+                    return self._update_map_entry(job, expected_version, sets, remove)
+                state = (int(item[JOBS_VERSION]["N"]), doc_jobs(item), True)
+            version, entries, fresh = state
+            stored = entries.get(job.name)
+            if stored is None:
+                return False  # not in this document: the JOB# record, if any, answers
+            if stored["M"]["v"]["N"] != str(expected_version):
+                if fresh:
+                    raise ConflictError(f"job {job.name} changed since version {expected_version}")
+                state = item = None
+                continue
+            entries[job.name] = apply_fields(stored, sets, remove)
+            args = self._table.update(
+                exec_key(job.execution_id),
+                doc_jobs_attrs(entries, version + 1),
+                condition=f"#md = :doc AND #jv = :read AND {NO_LEASE}",
+                values={":doc": s(DOCUMENT), ":read": n(version)},
+            )
+            try:
+                self._table.call("UpdateItem", ReturnValuesOnConditionCheckFailure="ALL_OLD", **args)
+            except Refused as refused:
+                item = refused.reasons(1)[0].get("Item")  # as it is now: look again
+                if item is None:
+                    return False
+                state = None
+                continue
+            self._memory.job_written(
+                job.execution_id, job.name, lambda entry: apply_fields(entry, sets, remove), version + 1
+            )
+            return True
+        raise StoreError(f"job {job.name}: its execution kept changing in table {self._table.name}")
+
+    def _update_map_entry(self, job: JobRecord, expected_version: int, sets: Item, remove: list[str]) -> bool:
+        """``SET j.<name>`` in a document that keeps its entries in a map, conditional on that
+        entry's version only. Converted to the blob meanwhile: written there."""
         names = {"#n": job.name} | {f"#f{i}": attr for i, attr in enumerate([*sets, *remove])}
         values: Item = {":doc": s(DOCUMENT), ":expected": n(expected_version)}
         extra = []
@@ -138,6 +197,8 @@ class Jobs:
                 if "ls" in old:  # switching to split mode: wait, then write wherever it went
                     self._big.await_lease(job.execution_id, old, started)
                     continue
+                if JOBS_VERSION in old:  # a save converted its entries to the blob meanwhile
+                    return self._update_doc_job(job, expected_version)
                 stored = old.get("j", {}).get("M", {}).get(job.name)
                 if stored is None:
                     return False  # not in this document: the JOB# record, if any, answers

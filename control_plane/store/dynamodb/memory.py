@@ -27,6 +27,7 @@ from msgspec.structs import replace
 from control_plane.engine.model import TaskRun
 from control_plane.store.codec import loads
 from control_plane.store.dynamodb.items import Item, decompress
+from control_plane.store.dynamodb.records import JOBS_VERSION, doc_jobs
 
 __all__ = ["CACHE_SIZE", "DocState", "Memory", "lru_put"]
 
@@ -57,16 +58,19 @@ class DocState(Struct, frozen=True):
     log_bytes: int
     active: bool
     taskruns: dict[str, dict[str, Any]]  # the stored task runs, as ``taskrun_to_json`` dicts by id
+    jobs_version: int = -1
+    """Of the entries' blob (``records.JOBS_VERSION``); -1: a document that keeps them in a map."""
 
     @classmethod
     def of(cls, item: Item) -> DocState:
         body = loads(decompress(item["d"]["B"]))
         return cls(
             int(item["v"]["N"]),
-            dict(item.get("j", {}).get("M", {})),
+            doc_jobs(item),
             int(item.get("lb", {}).get("N", "0")),
             "aq" in item,
             {raw["id"]: raw for raw in body["t"]},
+            int(item[JOBS_VERSION]["N"]) if JOBS_VERSION in item else -1,
         )
 
 
@@ -114,15 +118,22 @@ class Memory:
         with self._lock:
             self._docs.pop(execution_id, None)
 
-    def job_written(self, execution_id: str, name: str, written: Callable[[Item], Item]) -> None:
+    def job_written(
+        self, execution_id: str, name: str, written: Callable[[Item], Item], jobs_version: int = -1
+    ) -> None:
         """``update_job`` moved one entry on (``written`` maps the entry known to the one stored
-        now): the next write conditions on its new version."""
+        now): the next write conditions on its new version. ``jobs_version``: the entries' blob
+        is now at this version (-1: a map's entry was written); known at any other, it is dropped."""
         with self._lock:
             known = self._docs.get(execution_id)
-            if known is not None and name in known.jobs:
+            if known is None:
+                return
+            if name in known.jobs and (jobs_version < 0 or known.jobs_version == jobs_version - 1):
                 known.jobs[name] = written(known.jobs[name])
-            elif known is not None:
-                self._docs.pop(execution_id)  # an entry it never saw: read the document again
+                if jobs_version >= 0:
+                    self._docs[execution_id] = replace(known, jobs_version=jobs_version)
+            else:
+                self._docs.pop(execution_id)  # an entry it never saw, or a blob moved: read it again
 
     def registered(self, execution_id: str, version: int) -> None:
         """The visit set a document's active keys without moving its version."""
