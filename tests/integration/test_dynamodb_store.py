@@ -768,6 +768,15 @@ def secrets_line(i: int) -> str:
     return f"{i} " + random.Random(i).randbytes(24).hex()
 
 
+def _document_with_four_jobs(make_store: Callable[..., DynamoDBStore], ex_id: str) -> list[str]:
+    """A one-document execution with four jobs of task run ``a``; their names."""
+    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
+    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
+    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
+    make_store().create_execution(ex, jobs=jobs)
+    return names
+
+
 def _race(
     make_store: Callable[..., DynamoDBStore],
     rounds: int,
@@ -819,10 +828,7 @@ def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
     make_store: Callable[..., DynamoDBStore],
 ) -> None:
     ex_id = _doc_id(4)
-    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
-    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
-    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
-    make_store().create_execution(ex, jobs=jobs)
+    names = _document_with_four_jobs(make_store, ex_id)
     rounds = 15
 
     def save(store: DynamoDBStore, i: int) -> None:
@@ -845,10 +851,7 @@ def test_steps_changing_one_job_and_update_job_of_the_others_never_lose_an_updat
     """The entries are one blob (``jz``): a step writing one job and an ``update_job`` of
     another both rewrite it, and refuse each other through ``jv`` instead of losing a write."""
     ex_id = _doc_id(6)
-    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
-    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
-    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
-    make_store().create_execution(ex, jobs=jobs)
+    names = _document_with_four_jobs(make_store, ex_id)
     rounds = 10
 
     def save(store: DynamoDBStore, i: int) -> None:
