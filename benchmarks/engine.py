@@ -10,8 +10,9 @@ inside store calls, and the ratio of the per-task time at 100,000 to that at 1,0
 perfectly linear; quadratic behaviour would show up as a ratio near 100). Flow parsing is
 outside the timed region; rendering, planning, indexing outputs, storing the execution and
 reading it back at the end are inside. Beside the wall time it prints the process's CPU time
-per task run and the cyclic collector's passes in the timed region (counted with
-``gc.callbacks``): on a machine shared with other work the wall time swings several-fold from
+per task run, the CPU time of each phase per task run (``plan`` calls, and each store call:
+writing the execution, reading it back) and the cyclic collector's passes in the timed region
+(counted with ``gc.callbacks``): on a machine shared with other work the wall time swings several-fold from
 run to run, the CPU time and the count much less. The last line is stable for tracking over
 time (wall time, as before):
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from control_plane.runtime import local_settings, open_local
+from control_plane.service import driver
 from control_plane.service.clock import VirtualClock
 from control_plane.store.sqlite import SqliteStore
 
@@ -54,6 +56,7 @@ CHAIN = "id: chain\nnamespace: squall.bench\ntasks:\n" + "".join(
     for i in range(200)
 )
 
+PHASES = ("plan", "create_execution", "save_execution", "get_execution")
 STORE_CALLS = (
     "create_execution",
     "save_execution",
@@ -65,22 +68,46 @@ STORE_CALLS = (
 
 
 class _Timed:
-    """Seconds spent inside the store's calls, by wrapping them on the instance."""
+    """Seconds spent inside the store's calls, by wrapping them on the instance, and the CPU
+    seconds of each (few calls: one per event, not per task run)."""
 
     def __init__(self, store: SqliteStore) -> None:
         self.seconds = 0.0
+        self.cpu: dict[str, float] = {}
         for name in STORE_CALLS:
-            setattr(store, name, self._wrap(getattr(store, name)))
+            setattr(store, name, self._wrap(getattr(store, name), name))
 
-    def _wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            cpu = time.process_time()
             try:
                 return call(*args, **kwargs)
             finally:
+                self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
                 self.seconds += time.perf_counter() - started
 
         return timed
+
+
+class _Planning:
+    """CPU seconds inside the engine's ``plan`` calls, by wrapping the driver's reference to it."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self._plan = driver.plan
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            cpu = time.process_time()
+            try:
+                return self._plan(*args, **kwargs)
+            finally:
+                self.cpu += time.process_time() - cpu
+
+        driver.plan = timed
+
+
+PLANNING = _Planning()
 
 
 class _Collections:
@@ -112,6 +139,7 @@ class Run(NamedTuple):
     taskruns: int
     cpu: float
     collections: int
+    phases: dict[str, float]  # CPU seconds: plan, and each store call
 
 
 def run_once(source: str, directory: str | None) -> Run:
@@ -126,6 +154,8 @@ def run_once(source: str, directory: str | None) -> Run:
             rt.service.flow(record.namespace, record.id)  # parse outside the timed region
             gc.collect()
             timed.seconds = 0.0
+            timed.cpu.clear()
+            PLANNING.cpu = 0.0
             COLLECTIONS.passes = 0
             COLLECTIONS.counting = True
             cpu = time.process_time()
@@ -136,14 +166,15 @@ def run_once(source: str, directory: str | None) -> Run:
             cpu = time.process_time() - cpu
             COLLECTIONS.counting = False
             assert str(final.state) == "SUCCESS", final.state
-            return Run(elapsed, timed.seconds, len(final.taskruns), cpu, COLLECTIONS.passes)
+            phases = {"plan": PLANNING.cpu, **timed.cpu}
+            return Run(elapsed, timed.seconds, len(final.taskruns), cpu, COLLECTIONS.passes, phases)
 
 
-def measure(n: int, repeat: int, directory: str | None) -> tuple[Run, float]:
-    """The fastest of ``repeat`` runs (by wall time), and the least CPU time of them."""
+def measure(n: int, repeat: int, directory: str | None) -> tuple[Run, Run]:
+    """The fastest of ``repeat`` runs by wall time, and the one of least CPU time."""
     source = FLOW.format(values=json.dumps([str(i) for i in range(n)]))
     runs = [run_once(source, directory) for _ in range(repeat)]
-    return min(runs), min(run.cpu for run in runs)
+    return min(runs), min(runs, key=lambda run: run.cpu)
 
 
 def main() -> None:
@@ -160,7 +191,8 @@ def main() -> None:
     cpu_per_task: dict[int, float] = {}
     rates: dict[int, float] = {}
     for n in sizes:
-        run, cpu = measure(n, args.repeat, args.dir)
+        run, least = measure(n, args.repeat, args.dir)
+        cpu = least.cpu
         per_task[n] = run.wall / run.taskruns
         cpu_per_task[n] = cpu / run.taskruns
         rates[n] = run.taskruns / run.wall
@@ -170,6 +202,10 @@ def main() -> None:
             f" {run.in_store / run.wall:4.0%} in the store; CPU {cpu_per_task[n] * 1e6:5.1f} us/task run,"
             f" {run.collections} collector passes"
         )
+        phases = ", ".join(
+            f"{name} {least.phases.get(name, 0.0) / least.taskruns * 1e6:.1f}" for name in PHASES
+        )
+        print(f"  CPU us/task run by phase (run of least CPU): {phases}")
     chain = run_once(CHAIN, args.dir)
     print(f"chain of 200 Return tasks: {chain.wall * 1e3 / chain.taskruns:.3f} ms/task (service on SQLite)")
     small, large = min(sizes), max(sizes)

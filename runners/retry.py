@@ -37,13 +37,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, overload
 
 from msgspec import Struct
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base
 
 from runners.base import RunnerError, TransientRunnerError
+
+if TYPE_CHECKING:  # tenacity is imported by the first call(): ~5 ms a run that retries nothing saves
+    from tenacity import RetryCallState
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -206,8 +207,9 @@ _JITTER = random.Random()
 the global ``random`` state that other code, or a property-based test, relies on."""
 
 
-class _PolicyWait(wait_base):
-    """tenacity wait strategy driven by a :class:`RetryPolicy` (so delays are unit-testable)."""
+class _PolicyWait:
+    """tenacity wait strategy driven by a :class:`RetryPolicy` (so delays are unit-testable);
+    tenacity takes any callable of the retry state, so no ``wait_base`` (and no import) needed."""
 
     def __init__(self, policy: RetryPolicy, rand: Callable[[], float]) -> None:
         self.policy = policy
@@ -243,6 +245,8 @@ def call(
     the operation in messages (default: ``fn``'s name), ``runner`` is copied onto the errors.
     Those keyword names are taken by ``call``; every other keyword argument goes to ``fn``.
     """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
     label = what or getattr(fn, "__qualname__", None) or repr(fn)
 
     def before_sleep(state: RetryCallState) -> None:

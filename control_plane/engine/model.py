@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 import immutables
@@ -240,16 +241,45 @@ def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
 
     Stores call this on load instead of storing the index; restart and replay call it after
     dropping task runs, so outputs of runs that no longer exist cannot be read.
+
+    The same maps as :func:`nested_set` applied in ``seq`` order, built as plain dicts first
+    and frozen once: a load of a 100,000-item ForEach set its value-keyed map 100,000 times,
+    each copying a path of nodes that gets longer with the size (benchmarks/engine.py's flow:
+    1.5 us per task run at 100,000 and 0.56 at 1,000; built this way 0.9 and 0.34).
     """
-    m = immutables.Map[str, Any]().mutate()
-    for tr in sorted(taskruns, key=lambda t: t.seq):
+    tree = _Node()
+    for tr in sorted(taskruns, key=_seq):
         if tr.outputs is None:
             continue
-        if not tr.values:
-            m[tr.task_id] = tr.outputs
-        else:
-            m[tr.task_id] = nested_set(m.get(tr.task_id), tr.values, tr.outputs)
-    return m.finish()
+        node = tree
+        key = tr.task_id
+        for part in tr.values:
+            child = node.get(key)
+            if type(child) is not _Node:  # a value where a map goes: replaced, as nested_set does
+                child = node[key] = _Node(child) if isinstance(child, immutables.Map) else _Node()
+                node.branch = True
+            node, key = child, part
+        node[key] = tr.outputs
+    return _frozen(tree)
+
+
+class _Node(dict[str, Any]):
+    """A map of :func:`outputs_index` under construction (outputs may be dicts themselves)."""
+
+    __slots__ = ("branch",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.branch = False  # holds a _Node: frozen entry by entry, else as a whole
+
+
+_seq = attrgetter("seq")
+
+
+def _frozen(node: _Node) -> immutables.Map[str, Any]:
+    if not node.branch:  # the value-keyed map of a loop: outputs only, no copy of it first
+        return immutables.Map(node)
+    return immutables.Map({k: _frozen(v) if type(v) is _Node else v for k, v in node.items()})
 
 
 def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:

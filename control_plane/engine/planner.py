@@ -317,6 +317,33 @@ class _Revealing(Mapping[str, str]):
         return 0
 
 
+class _Masks:
+    """The values one ``plan`` call masks: SECRET inputs, then each ``secret()`` value handed out.
+
+    An object of its own so that ``@secrets`` reports to it and not to the transaction: a
+    bound method of the transaction inside its own context made a reference cycle, which kept
+    the transaction, and the whole execution it had built, alive until the collector's next
+    full pass (a second 100,000-task-run execution in memory while the first was read back).
+    """
+
+    __slots__ = ("_compiled", "_execution", "_lookup", "_values")
+
+    def __init__(self, compiled: CompiledFlow, execution: Execution, lookup: SecretLookup | None) -> None:
+        self._compiled = compiled
+        self._execution = execution
+        self._lookup = lookup
+        self._values: list[str] | None = None
+
+    def values(self) -> list[str]:
+        if self._values is None:
+            self._values = masked_values(self._compiled, self._execution, self._lookup)
+        return self._values
+
+    def reveal(self, value: str) -> None:
+        if value and value not in self.values():
+            self.values().append(value)
+
+
 class _Transaction:
     """One ``plan`` call: a working copy of the execution and the actions it produces."""
 
@@ -352,7 +379,7 @@ class _Transaction:
         self.flow_outputs = execution.outputs
         self.variables = execution.variables
         self.retry_at: datetime | None = None  # when a CREATE_NEW_EXECUTION retry is due
-        self._secrets: list[str] | None = None
+        self._masks = _Masks(compiled, execution, secrets)
         self._lookup = secrets
         self._vault: _Revealing | None = None
         self._static: dict[str, Any] | None = None
@@ -441,9 +468,7 @@ class _Transaction:
             self.error_logs.append(line)
 
     def secrets(self) -> list[str]:
-        if self._secrets is None:
-            self._secrets = masked_values(self.c, self.ex, self._lookup)
-        return self._secrets
+        return self._masks.values()
 
     def mask(self, text: str) -> str:
         """SECRET inputs and ``secret()`` values never reach a log line in clear."""
@@ -456,8 +481,7 @@ class _Transaction:
         return mask_value(value, secrets) if secrets and value is not None else value
 
     def reveal(self, value: str) -> None:
-        if value and value not in self.secrets():
-            self.secrets().append(value)
+        self._masks.reveal(value)
 
     # ------------------------------------------------------------------ context
 
@@ -491,7 +515,7 @@ class _Transaction:
         ctx["@now"] = self.now
         if self._lookup is not None:
             if self._vault is None:
-                self._vault = _Revealing(self._lookup, self.reveal)
+                self._vault = _Revealing(self._lookup, self._masks.reveal)  # not self.reveal: a cycle
             ctx["@secrets"] = self._vault
         if self._kv is not None:
             ctx["@kv"] = self._kv

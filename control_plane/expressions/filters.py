@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-import yaml as _yaml
 from jinja2.runtime import Undefined
 
 from control_plane.errors import ExpressionError, ExpressionLimitError
@@ -379,35 +378,43 @@ def _escape_char(value: Any, type: str = "single") -> str:
     raise ExpressionError(f"escapeChar: unknown type '{type}', expected single, double or shell")
 
 
-class _YamlLoader(_yaml.SafeLoader):
-    """PyYAML's safe loader, checking the render's deadline at each node it composes."""
+@lru_cache(maxsize=1)
+def _yaml_classes() -> tuple[Any, type[Any], type[Any]]:
+    """PyYAML with its safe loader and dumper checking the render's deadline at each node.
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        limits.tick()
-        return super().compose_node(parent, index)
+    Built by the first ``yaml``/``toYaml`` filter: importing PyYAML costs ~10 ms that a run of
+    a flow using neither (the common case, as the CLI no longer reads YAML for a cached flow)
+    does not pay."""
+    import yaml
 
+    class YamlLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            limits.tick()
+            return super().compose_node(parent, index)
 
-class _YamlDumper(_yaml.SafeDumper):
-    """PyYAML's safe dumper, checking the render's deadline at each value it writes."""
+    class YamlDumper(yaml.SafeDumper):
+        def represent_data(self, data: Any) -> Any:
+            limits.tick()
+            return super().represent_data(data)
 
-    def represent_data(self, data: Any) -> Any:
-        limits.tick()
-        return super().represent_data(data)
+    return yaml, YamlLoader, YamlDumper
 
 
 def _yaml_parse(value: Any) -> Any:
     """Anchors and aliases are kept (Kestra reads YAML with them), and the result is measured as
     it would print: an alias bomb fails on its size instead of exploding later."""
+    yaml, loader, _ = _yaml_classes()
     try:
-        return _yaml.load(_text(value), Loader=_YamlLoader)  # a SafeLoader
-    except _yaml.YAMLError as exc:
+        return yaml.load(_text(value), Loader=loader)  # a SafeLoader
+    except yaml.YAMLError as exc:
         raise ExpressionError(f"yaml: invalid YAML: {exc}") from None
 
 
 def _to_yaml(value: Any) -> str:
-    return _yaml.dump(
+    yaml, _, dumper = _yaml_classes()
+    return yaml.dump(
         plain(limits.check_value(value, "the toYaml input")),
-        Dumper=_YamlDumper,
+        Dumper=dumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,

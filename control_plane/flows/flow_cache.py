@@ -7,7 +7,7 @@ result of :func:`control_plane.flows.loader.parse_flow` depends only on the text
 and Squall's code, so it is stored under those.
 
 Layout: ``<directory>/<fingerprint>/<sha256 of lint + text>``. The fingerprint covers the code
-the result depends on: the Python, pydantic, Jinja and PyYAML versions, and the path, size and
+the result depends on: the Python, pydantic and Jinja versions, PyYAML's file, and the path, size and
 modification time of every ``.py`` file of the ``control_plane`` and ``runners`` packages (a
 few hundred ``stat`` calls, ~1 ms), so an edited or upgraded Squall never reads another's
 entries. A flow with a ``taskRunner`` block is never stored: its validity also depends on the
@@ -48,10 +48,9 @@ def code_fingerprint() -> str:
     """What a validation's result depends on besides its input: see the module docstring."""
     import jinja2
     import pydantic
-    import yaml
 
     digest = hashlib.sha256()
-    digest.update(f"{sys.version}\0{pydantic.VERSION}\0{jinja2.__version__}\0{yaml.__version__}".encode())
+    digest.update(f"{sys.version}\0{pydantic.VERSION}\0{jinja2.__version__}\0{_unimported('yaml')}".encode())
     for package in (_PACKAGE, _RUNNERS):
         for folder, subfolders, files in os.walk(package):
             subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
@@ -61,6 +60,19 @@ def code_fingerprint() -> str:
                     stat = os.stat(path)
                     digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def _unimported(name: str) -> str:
+    """Which copy of module ``name`` would be imported, without importing it: its file's path,
+    size and modification time (an upgrade rewrites the file that holds ``__version__``).
+    PyYAML costs ~10 ms to import, and a run whose flow is cached reads no YAML."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return f"{name} absent"
+    stat = os.stat(spec.origin)
+    return f"{spec.origin}\0{stat.st_size}\0{stat.st_mtime_ns}"
 
 
 def _names_a_runner(flow: Flow) -> bool:

@@ -44,14 +44,15 @@ rule a flow relies on):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
-import yaml
 from msgspec import Struct
 
 from control_plane.errors import InputError
@@ -284,7 +285,7 @@ def _resolve_one(spec: Input, raw: Any) -> Any:
         return _RESOLVERS[spec.type](spec, raw)
     except _Invalid:
         raise
-    except (ValueError, TypeError, OverflowError, RecursionError, yaml.YAMLError) as exc:
+    except _conversion_errors() as exc:
         raise _expected(spec.type, raw) from exc
 
 
@@ -392,8 +393,10 @@ def _resolve_yaml(spec: Input, raw: Any) -> Any:
         return _plain(raw, spec.type)
     if not isinstance(raw, str):
         raise _expected(spec.type, raw)
+    import yaml
+
     try:
-        loaded = yaml.load(raw, Loader=_PlainYamlLoader)  # a SafeLoader subclass
+        loaded = yaml.load(raw, Loader=_plain_yaml_loader())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _expected(spec.type, raw, str(exc)) from exc
     return _plain(loaded, spec.type)
@@ -513,7 +516,7 @@ def _resolve_array_items(spec: Input, raw: Any, item_type: InputType) -> list[An
             if item is None:
                 raise _expected(item_type, item)
             converted.append(convert(item, item_type))
-        except (_Invalid, ValueError, TypeError, OverflowError, RecursionError, yaml.YAMLError):
+        except _conversion_errors(_Invalid):
             reasons.append(
                 f"Unable to parse array element as `{item_type}` on `{_jtext(item)}` at index `{index}`"
             )
@@ -770,14 +773,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-class _PlainYamlLoader(yaml.SafeLoader):
+def _conversion_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What converting an input's value raises on odd data; PyYAML's error only once a YAML
+    input imported PyYAML (none can be raised before), so that a flow without one does not pay
+    PyYAML's import (~10 ms of a cached ``squall run``)."""
+    errors = (*more, ValueError, TypeError, OverflowError, RecursionError)
+    yaml = sys.modules.get("yaml")
+    return errors if yaml is None else (*errors, yaml.YAMLError)
+
+
+@functools.cache
+def _plain_yaml_loader() -> type[Any]:
     """SafeLoader that leaves timestamps as text, as Jackson's YAML reader does for an Object."""
+    import yaml
 
+    class PlainYamlLoader(yaml.SafeLoader):
+        pass
 
-_PlainYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    PlainYamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return PlainYamlLoader
 
 
 def _plain(value: Any, kind: InputType, depth: int = 0) -> Any:

@@ -31,9 +31,8 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from msgspec import Struct, field
 from pydantic import ValidationError
 
@@ -46,6 +45,9 @@ from control_plane.flows.inputs import default_problems
 from control_plane.flows.models import Flow
 from control_plane.flows.template_checks import check_templates
 
+if TYPE_CHECKING:
+    import yaml  # imported by the first read_yaml: a run of a cached flow reads no YAML (~10 ms)
+
 __all__ = ["FlowValidationError", "Violation", "load_flow_file", "parse_flow", "read_flow_file"]
 
 PathTuple = tuple[str | int, ...]
@@ -53,8 +55,6 @@ PathTuple = tuple[str | int, ...]
 # Bounds that keep hostile documents cheap: real flows are far below both.
 MAX_DEPTH = 200
 MAX_NODES = 500_000
-
-_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Violation(Struct, frozen=True):
@@ -227,6 +227,8 @@ class _Builder:
     # -- events
 
     def feed(self, event: yaml.Event) -> None:
+        import yaml
+
         mark = event.start_mark
         if isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
@@ -283,6 +285,8 @@ class _Builder:
         self._attach(value, size, mark)
 
     def _start(self, event: yaml.MappingStartEvent | yaml.SequenceStartEvent, mark: Any) -> None:
+        import yaml
+
         path, _ = self._child_path()
         if len(self.stack) >= MAX_DEPTH:
             self.fail(mark, path, f"document nested too deeply (more than {MAX_DEPTH} levels)")
@@ -305,11 +309,22 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
+def import_yaml() -> None:
+    """Import PyYAML now. ``read_yaml`` imports it on first use, so that a ``squall run`` of a
+    cached flow (no YAML read) skips it; a Lambda handler parses every flow it loads from its
+    text (no flow cache there), so it calls this at init instead of in its first request
+    (ADR 0006)."""
+    import yaml  # noqa: F401
+
+
 def read_yaml(text: str, source: str = "<string>") -> tuple[Document, list[Violation]]:
     """Plain data and positions of a YAML text, or the YAML-level violations that stop reading."""
+    import yaml
+
     builder = _Builder(source)
+    loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
+        for event in yaml.parse(text, Loader=loader):
             builder.feed(event)
     except _YamlProblem:
         pass

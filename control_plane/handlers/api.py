@@ -25,6 +25,7 @@ __all__ = ["handler"]
 PRELOADED_INITS = ("snap-start", "provisioned-concurrency")  # AWS_LAMBDA_INITIALIZATION_TYPE
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in PRELOADED_INITS:
     importlib.import_module("control_plane.service.service")
+    importlib.import_module("control_plane.flows.loader").import_yaml()
 
 _api: Api | None = None
 

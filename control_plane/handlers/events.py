@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from control_plane.errors import StoreError
+from control_plane.flows.loader import import_yaml
 from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
 from control_plane.ingress import HttpRequest, Ingress, Refused, bus_events, http_request, response
@@ -31,6 +32,8 @@ from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
 from control_plane.tasks import limit_to_invocation
 from runners.base import PushEvent
+
+import_yaml()  # every request parses the flows it loads from their YAML: at init (ADR 0006)
 
 __all__ = ["apply", "handle_event", "handler", "serve"]
 

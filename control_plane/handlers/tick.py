@@ -12,11 +12,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from control_plane.flows.loader import import_yaml
 from control_plane.handlers import handler_logger
 from control_plane.handlers.container import runtime
 from control_plane.runtime import Runtime
 from control_plane.service.service import Service  # at init: see Runtime (ADR 0006)
 from control_plane.tasks import limit_to_invocation
+
+import_yaml()  # every request parses the flows it loads from their YAML: at init (ADR 0006)
 
 __all__ = ["handler", "run_tick"]
 

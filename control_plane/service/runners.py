@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from msgspec import Struct
 
@@ -33,6 +33,7 @@ __all__ = [
     "RunnerUnavailableError",
     "UnknownRunnerError",
     "dependencies",
+    "implements",
 ]
 
 EXTRAS = {
@@ -52,6 +53,23 @@ LAMBDA_OPTIONAL_EXTRAS = frozenset({"gcp", "azure", "k8s"})
 OPTIONAL_EXTRAS; kept here as data so the message costs no import of the packager)."""
 
 _log = logging.getLogger("squall.runners")
+_T = TypeVar("_T")
+_capabilities: dict[tuple[type, object], bool] = {}  # (runner class, Protocol) -> implements it
+
+
+def implements(runner: object, capability: Callable[..., _T]) -> TypeGuard[_T]:
+    """``isinstance(runner, capability)`` for a runtime-checkable Protocol, decided once per class.
+
+    A runner's optional abilities (:class:`~runners.base.Waitable`, ``Disposable``,
+    ``Evented``) are declared by its class; checking a Protocol inspects every member each
+    time (~20 us), and the job supervision loop asks a few times per task.
+    """
+    key: tuple[type, object] = (type(runner), capability)
+    found = _capabilities.get(key)
+    if found is None:
+        assert isinstance(capability, type)
+        found = _capabilities[key] = isinstance(runner, capability)
+    return found
 
 
 class RunnerEvent(Struct, frozen=True):

@@ -47,6 +47,7 @@ from control_plane.service.runners import (
     RunnerUnavailableError,
     UnknownRunnerError,
     dependencies,
+    implements,
 )
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import StorageError, TaskStorage
@@ -375,7 +376,7 @@ class JobSupervisor:
             instance = self.runners.get(runner)
         except (UnknownRunnerError, RunnerUnavailableError):
             return False
-        return isinstance(instance, Evented) and instance.carries_handles
+        return implements(instance, Evented) and instance.carries_handles
 
     def _mark(self, job: JobRecord, phase: JobPhase, **changes: Any) -> JobRecord:
         return replace(job, phase=phase, updated=self.clock.now(), **changes)
@@ -629,7 +630,7 @@ class JobSupervisor:
             if phase is JobPhase.DONE:
                 with contextlib.suppress(JobNotFoundError):  # nothing left to clean up
                     runner.cleanup(handle)
-                    if isinstance(runner, Disposable):  # its end, log and outputs are stored now
+                    if implements(runner, Disposable):  # its end, log and outputs are stored now
                         runner.dispose(handle)
 
         status = self._into_storage(job, status)

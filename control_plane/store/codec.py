@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 from typing import Any
 
 import immutables
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 _DEFAULT_PROGRESS = Progress()
+_seq = attrgetter("seq")
 
 
 def _default(value: Any) -> Any:
@@ -302,7 +304,10 @@ rebuild_outputs_index = outputs_index  # the engine's own rule: the stored index
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
     """Rebuild an execution from its meta document and its task runs (any order)."""
-    taskruns.sort(key=lambda tr: tr.seq)
+    # The map first, in the order given (a store's rows: the order the task runs were just
+    # allocated in, so read in memory order), then creation order for the outputs index.
+    by_id = immutables.Map([(tr.id, tr) for tr in taskruns])
+    taskruns.sort(key=_seq)
     return Execution(
         id=meta["id"],
         namespace=meta["namespace"],
@@ -316,7 +321,7 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         version=version,
         started=_pdt(meta.get("started")),
         ended=_pdt(meta.get("ended")),
-        taskruns=immutables.Map((tr.id, tr) for tr in taskruns),
+        taskruns=by_id,
         outputs_index=rebuild_outputs_index(taskruns),
         progress=progress_from_json(meta.get("progress")),
         outputs=meta.get("outputs"),

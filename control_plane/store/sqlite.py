@@ -20,9 +20,10 @@ import base64
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN since TEXT
     """,
 ]
+
+
+_by_seq = attrgetter("seq")
+_by_id = itemgetter(1)
+
+
+def _taskrun_rows(execution_id: str, taskruns: Iterable[TaskRun]) -> list[tuple[str, str, str]]:
+    """Rows of ``taskruns``, in key order: SQLite appends to its B-tree instead of splitting
+    pages at random (ids are hashes), half the insert time of a 100,000-task-run loop.
+
+    Encoded in creation order first: that is the order the task runs were allocated in, so
+    reading them goes through memory in order instead of jumping from one to the next, which
+    at 100,000 task runs encoded in 1.7 us each instead of 3.0 (benchmarks/engine.py's flow).
+    """
+    rows = [(execution_id, tr.id, taskrun_dumps(tr)) for tr in sorted(taskruns, key=_by_seq)]
+    rows.sort(key=_by_id)
+    return rows
 
 
 def default_db_path() -> Path:
@@ -379,10 +397,7 @@ class SqliteStore:
             except sqlite3.IntegrityError:
                 raise ConflictError(f"execution {execution.id} already exists") from None
             with acyclic():
-                # In key order: SQLite appends to its B-tree instead of splitting pages at random
-                # (ids are hashes), half the insert time of a 100,000-task-run loop.
-                taskruns = sorted(execution.taskruns.items())
-                rows = [(execution.id, tr_id, taskrun_dumps(tr)) for tr_id, tr in taskruns]
+                rows = _taskrun_rows(execution.id, execution.taskruns.values())
             conn.executemany("INSERT INTO taskruns (execution_id, id, body) VALUES (?,?,?)", rows)
             self._side_records(conn, execution.id, logs, timers, jobs)
 
@@ -513,19 +528,21 @@ class SqliteStore:
                     row = conn.execute(
                         "SELECT version, body FROM executions WHERE id=?", (execution_id,)
                     ).fetchone()
-                    trs = conn.execute(
-                        "SELECT body FROM taskruns WHERE execution_id=?", (execution_id,)
-                    ).fetchall()
+                    if row is None:
+                        raise NotFoundError(f"execution {execution_id} not found")
+                    # Decoded as SQLite yields them: one row's text alive at a time, not all of them.
+                    cursor = conn.execute("SELECT body FROM taskruns WHERE execution_id=?", (execution_id,))
+                    try:
+                        taskruns = [taskrun_loads(body) for (body,) in cursor]
+                        return execution_from_json(loads(row[1]), row[0], taskruns)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise StoreError(
+                            f"execution {execution_id} is unreadable in {self.path}: {exc!r}"
+                        ) from exc
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"database {self.path}: {exc}") from exc
-        if row is None:
-            raise NotFoundError(f"execution {execution_id} not found")
-        try:
-            return execution_from_json(loads(row[1]), row[0], [taskrun_loads(b[0]) for b in trs])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"execution {execution_id} is unreadable in {self.path}: {exc!r}") from exc
 
     def execution_ids_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
         """Up to ``limit`` execution ids that start with ``prefix``, in order (the CLI takes a

@@ -38,9 +38,10 @@ Theory of operation, in brief (each module's docstring has its part):
 - supervise: the shim, a stdlib-only process in a session of its own, owns the job and its
   process group: logs, timeout, reaping, ``result`` (:mod:`.shim`). It survives a
   ``kill -9`` of the squall process that started it.
-- finalize: once ``result`` exists, copy the outputs and write ``exit`` under the flock; the
-  submitting process's watcher does it at once (:mod:`.supervisor`, :mod:`.pool`), and any
-  process that polls the job does it if the submitter died first (:mod:`.status`).
+- finalize: once ``result`` exists, copy the outputs and write ``exit`` under the flock; in
+  the submitting process, the thread that waits on the runner (or polls the job) does it as
+  soon as the shim exits, with no thread in between (:mod:`.supervisor`, :mod:`.registry`),
+  and any process that polls the job does it if the submitter died first (:mod:`.status`).
 - poll: from memory for a job watched here, else from ``exit``, else from ``result``, else
   RUNNING while the shim lives; a job whose shim died without a result is LOST and what is
   left of its group stopped (:mod:`.status`).
@@ -52,7 +53,7 @@ also the log line splitter both sides use), ``forkserver`` (starting shims throu
 server), ``files`` (small file helpers), ``layout`` (the job directory, its names, its
 lock), ``procs`` (process identity, liveness, signals), ``registry`` and ``pool``
 (process-wide state: watched jobs, parsed exits, change notices; watcher threads),
-``disposal`` (disposed directories renamed aside, deleted in the background),
+``disposal`` (disposed directories renamed aside, deleted by a helper process),
 ``capture`` (log lines to records and back), ``status`` (the ``exit`` file, finalization and
 a job's status), ``supervisor`` (the watcher), ``options`` (``taskRunner``), ``launch``
 (plan, prepare, start the shim), ``runner`` (:class:`ProcessRunner`).

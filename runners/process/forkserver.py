@@ -9,14 +9,18 @@ session of its own, connected by a ``SOCK_SEQPACKET`` socket pair, and every lat
 ``fork`` of it: the very same shim code, below a millisecond to start.
 
 :func:`spawn_shim` writes the job's configuration into a fresh pipe (when a pipe can hold
-it), then hands the server that pipe and an answer pipe (``SCM_RIGHTS``) with the job
-directory, and returns a :class:`ForkedShim` at once: a spare shim, forked in advance, takes
-the request, so this process waits once per job, for the answer. The launcher's handshake
-reads the shim's ``P <pid>`` line and then its one answer line, as with an interpreter per
-job. The shim keeps a copy of the answer pipe open until it exits: while that pipe is open
-its pid is its own, so a pidfd opened then cannot be a recycled pid's; the watcher waits on
-that pidfd instead of ``waitpid`` (the shim is the server's child; the kernel reaps it), and a
-start given up half-way kills the shim through it.
+it), then hands the server that pipe, an answer pipe and a pid pipe (``SCM_RIGHTS``) with the
+job directory, and returns a :class:`ForkedShim` at once: a spare shim, forked in advance,
+takes the request, so this process waits once per job, for the answer. The launcher's
+handshake reads the shim's one answer line, as with an interpreter per job; the shim's
+``P <pid>`` comes first on the pid pipe, which nobody waits on (one wakeup less per job): it
+is read after the answer, or by :meth:`ForkedShim.kill` when a start is given up. The shim
+keeps a copy of the answer pipe open until it wrote ``result`` (then it closes it, and end
+of file tells the watcher that the job's end is recorded, before the shim's process is torn
+down): while that pipe is open its pid is its own, so a pidfd opened then cannot be a
+recycled pid's. The watcher polls that end of file, ``wait`` waits on the pidfd instead of
+``waitpid`` (the shim is the server's child; the kernel reaps it), and a start given up
+half-way kills the shim through it.
 
 Durability is unchanged: the shim is in a session of its own, outlives the squall process
 (the server exits at end of file, when the squall process is gone, leaving its shims
@@ -78,23 +82,33 @@ def available() -> bool:
 class ForkedShim:
     """A shim forked by the server: not this process's child, so followed through its pipe.
 
-    Its pid arrives as the first line of its answer pipe (``P <pid>``), which the handshake
-    reads (:meth:`heard`); :meth:`kill` reads it if nobody did. The shim keeps a copy of that
-    pipe open until it exits (its job does not inherit it): while the pipe is open the pid is
-    the shim's own, so a pidfd opened then is the shim's (no recycled pid is ever signalled or
-    waited for), and end of file on ``_alive``, a second descriptor of the pipe, is its exit
-    where there are no pidfds.
+    Its pid arrives on its pid pipe (``P <pid>``), read by the handshake once the answer came
+    (:meth:`learn_pid`); :meth:`kill` reads it if nobody did. The shim keeps a copy of that
+    pipe open until it wrote ``result``, then closes it and exits (its job does not inherit
+    it): while the pipe is open the pid is the shim's own, so a pidfd opened then is the
+    shim's (no recycled pid is ever signalled or waited for), and end of file on ``_alive``,
+    a second descriptor of the pipe, says the job's end is recorded (:meth:`ended`; the
+    watcher's signal) or the shim died; :meth:`wait` takes it for the exit where there are
+    no pidfds.
     """
 
     stdin: IO[bytes] | None = None
     stderr: IO[bytes] | None = None
 
-    def __init__(self, alive: int, stdout: IO[bytes]) -> None:
+    def __init__(self, alive: int, stdout: IO[bytes], pid_pipe: int = -1) -> None:
         self.pid: int | None = None
         self.stdout: IO[bytes] | None = stdout
         self._alive = alive
+        self._pid_pipe = pid_pipe
         self._pidfd = -1
         self._lock = threading.Lock()
+
+    def learn_pid(self, timeout: float) -> None:
+        """Read the shim's ``P <pid>`` from its pid pipe (waiting at most ``timeout`` s; 0: only
+        if it is there). TimeoutError when it is not; OSError at end of file, or the server's
+        ``F`` error."""
+        if self.pid is None and self._pid_pipe >= 0:
+            self.heard(_first_line(self._pid_pipe, timeout))
 
     def heard(self, line: str) -> bool:
         """Take the server's or the shim's first line; whether it was one (the handshake reads on)."""
@@ -132,6 +146,27 @@ class ForkedShim:
         poller.register(self._alive, select.POLLIN)
         return any(event & select.POLLHUP for _, event in poller.poll(0))
 
+    def fileno(self) -> int:
+        """Readable once the shim recorded the job's end (``result`` written: it closes its copy
+        of the answer pipe then) or died: end of file on ``_alive``; -1 once :meth:`wait` saw it
+        exit. Earlier than the pidfd, which waits for the whole process to be torn down."""
+        with self._lock:
+            return self._alive
+
+    def ended(self) -> bool:
+        """Whether :meth:`fileno` reached end of file (never blocks)."""
+        with self._lock:
+            if self._alive < 0:
+                return True
+            poller = select.poll()
+            poller.register(self._alive, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            try:
+                return not os.read(self._alive, 4096)
+            except BlockingIOError:
+                return False
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until the shim exited (its exit status belongs to the server: 0 is returned)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -153,9 +188,9 @@ class ForkedShim:
         with self._lock:
             if self._alive < 0:
                 return
-            if self.pid is None:  # the first line was not read yet: it comes at once if the shim exists
+            if self.pid is None:  # not read yet: it comes at once if the shim exists
                 with contextlib.suppress(OSError, ValueError):
-                    self.heard(_first_line(self._alive, _ABANDON_WAIT))
+                    self.learn_pid(_ABANDON_WAIT)
             if self._pidfd >= 0:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
@@ -164,10 +199,10 @@ class ForkedShim:
                     os.kill(self.pid, signal.SIGKILL)
 
     def _close(self) -> None:
-        for fd in (self._alive, self._pidfd):
+        for fd in (self._alive, self._pidfd, self._pid_pipe):
             if fd >= 0:
                 os.close(fd)
-        self._alive = self._pidfd = -1
+        self._alive = self._pidfd = self._pid_pipe = -1
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -238,7 +273,7 @@ def stop() -> None:
 def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
     """A new shim for ``job_dir``, its configuration already in its stdin when it fits the pipe.
 
-    Returns once the request is sent: the shim's lines (``P <pid>``, then the answer) are
+    Returns once the request is sent: the shim's lines (its answer; ``P <pid>`` on the pid pipe) are
     read by the handshake, so this process waits once per job, not once per step. Writing
     the configuration before the request saves a round trip as well (on a busy machine each
     is a scheduling delay); a configuration larger than a pipe can hold is left for the
@@ -247,6 +282,7 @@ def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
     """
     config_r, config_w = os.pipe()
     report_r, report_w = os.pipe()
+    pid_r, pid_w = os.pipe()
     try:
         if _fits(config_w, len(config)):
             _write_all(config_w, config)
@@ -255,7 +291,7 @@ def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
         for attempt in (1, 2):
             server = _current()
             try:
-                socket.send_fds(server.sock, [os.fsencode(job_dir)], [config_r, report_w])
+                socket.send_fds(server.sock, [os.fsencode(job_dir)], [config_r, report_w, pid_w])
                 break
             except (BrokenPipeError, ConnectionError):
                 _drop(server)  # it died: start another
@@ -266,15 +302,16 @@ def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
                     why = f"cannot hand the job to the fork server: {exc}"
                     raise BlockingIOError(errno.EAGAIN, why) from exc
                 raise
-        shim = ForkedShim(os.dup(report_r), os.fdopen(report_r, "rb", buffering=0))
+        shim = ForkedShim(os.dup(report_r), os.fdopen(report_r, "rb", buffering=0), pid_r)
     except BaseException:
-        for fd in (config_r, config_w, report_r, report_w):
+        for fd in (config_r, config_w, report_r, report_w, pid_r, pid_w):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         raise
     os.close(config_r)
     os.close(report_w)
+    os.close(pid_w)
     if config_w >= 0:
         shim.stdin = os.fdopen(config_w, "wb")
     return shim
@@ -298,22 +335,21 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _first_line(fd: int, timeout: float) -> str:
-    """One line, read byte by byte: what follows is the handshake's."""
+    """The first line of a pipe that carries one (the pid pipe: its writer writes one line, in
+    one write, then closes it), read in chunks (``timeout`` 0: only what is there already)."""
     deadline = time.monotonic() + timeout
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no answer from the fork server after {timeout:g}s")
+    while b"\n" not in data:
+        remaining = max(deadline - time.monotonic(), 0.0)
         if not poller.poll(remaining * 1000):
-            continue
-        byte = os.read(fd, 1)
-        if not byte:
+            raise TimeoutError(f"no answer from the fork server after {timeout:g}s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
             raise OSError("the fork server closed the answer pipe without a word")
-        data += byte
-    return data.decode("utf-8", errors="replace").strip()
+        data += chunk
+    return data.partition(b"\n")[0].decode("utf-8", errors="replace").strip()
 
 
 def _after_fork_in_child() -> None:

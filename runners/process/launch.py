@@ -208,9 +208,13 @@ class Launcher:
                 token=token,
             )
             write_exit(job_dir, doc)
+            registry.notify()
         else:
             self._watch(job_dir, *result)
-        registry.notify()
+            # Not a change to report (the job runs, as submit says): the threads waiting now
+            # only need to follow it too. The submitting thread's next wait then blocks until
+            # the job ends, instead of returning at once for a step with nothing to do.
+            registry.wake_waiters()
         return handle
 
     def _summary(self, plan: Plan, token: str, submitted: datetime) -> dict[str, Any]:
@@ -232,12 +236,14 @@ class Launcher:
         }
 
     def _watch(self, job_dir: str, shim: ShimProcess, pid_doc: dict[str, Any]) -> None:
-        """Hand the running job's shim to a watcher on a pool thread (it finalizes the job)."""
+        """Hand the running job's shim to a watcher: followed by whoever waits or polls, or on a
+        pool thread when the shim is this process's child (:mod:`.supervisor`)."""
         watcher: Watcher | None = None
         try:
             watcher = Watcher(job_dir=job_dir, shim=shim, pid_doc=pid_doc, clock=self._clock)
             registry.register(job_dir, watcher)
-            pool.dispatch(watcher.run)
+            if not watcher.polled:
+                pool.dispatch(watcher.run)
             watcher.dispatched = True
         except BaseException:
             # The job runs under its shim whatever happens here: without a watcher, polls
@@ -395,14 +401,30 @@ def _handshake(shim: ShimProcess, config: bytes) -> str:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            if isinstance(shim, forkserver.ForkedShim) and shim.pid is None:
+            if isinstance(shim, forkserver.ForkedShim) and not _learn_pid(shim):
                 # The request went to a server that died before forking a shim for it (its
                 # descriptors were dropped with it): nothing started, try again (a new server).
                 raise BlockingIOError(errno.EAGAIN, "the fork server went away before starting the job")
             break
         data += chunk
     shim.stdout.close()
+    if isinstance(shim, forkserver.ForkedShim):
+        _learn_pid(shim)  # written before the answer: there already, read without waiting
     return data.decode("utf-8", errors="replace").strip()
+
+
+def _learn_pid(shim: forkserver.ForkedShim) -> bool:
+    """Whether the forked shim said its pid (on its pid pipe, which the handshake never waits on:
+    one wakeup less per job); the server's ``F`` error there is raised."""
+    try:
+        shim.learn_pid(0.0)
+    except TimeoutError:
+        pass  # not written (yet)
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the server's error
+        # end of file: no shim ever had the pipe
+    return shim.pid is not None
 
 
 def _reap(shim: ShimProcess) -> None:

@@ -66,6 +66,8 @@ def default_base_dir() -> Path:
 
 def path_from_file_uri(uri: str) -> Path:
     """The local path of a ``file://`` URI; :class:`RunnerError` for any other scheme."""
+    if uri.startswith("file:///") and not any(c in uri for c in "%?#;"):
+        return Path(uri[7:])  # the usual URI, as urlparse would read it (twice a job: skip it)
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise RunnerError(

@@ -185,7 +185,7 @@ class ProcessRunner:
             terminate(info, status.recorded_grace(job_dir, raw, self._grace.total_seconds()))
         watcher = registry.active_watcher(job_dir)
         if watcher is not None:
-            watcher.done.wait(timeout=30.0)
+            watcher.finish(timeout=30.0)
         else:
             if raw.get("shim"):  # it writes `result` and exits as soon as the job is reaped
                 wait_exited(info.owner_pid, info.owner_start, info.boot, _SHIM_WAIT)
@@ -254,13 +254,14 @@ class ProcessRunner:
     # -- Waitable
 
     def wait(self, timeout: float) -> bool:
-        """Block until a job submitted (or finalized, or cancelled) in this process changed
-        state, at most ``timeout`` s.
+        """Block until a job submitted in this process ended (or was cancelled, or could not
+        start), at most ``timeout`` s.
 
         Returns True when something changed since the previous call on this instance (even if
-        that happened before this call: no wakeup is lost), False on timeout. Jobs submitted
-        by another process do not notify: callers poll anyway after a False. A job's end is
-        notified as soon as its ``exit`` file is written (its watcher waits for the shim).
+        that happened before this call: no wakeup is lost), False on timeout. A job that
+        started is not a change (submit said so already). Jobs submitted by another process
+        do not notify: callers poll anyway after a False. A job whose shim exits is finalized
+        by the waiting thread itself (:mod:`~runners.process.registry`), which then returns.
         """
         return self._changes.wait(timeout)
 

@@ -68,6 +68,7 @@ except ImportError:  # pragma: no cover - CPython always has _json
 __all__ = [
     "BOOT",
     "CANCELLED",
+    "DELETE",
     "LOG",
     "MAX_LINE_BYTES",
     "PID",
@@ -86,6 +87,9 @@ Appended to the path, after the standard library: no file of that directory shad
 
 SERVE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.serve(int(sys.argv[2]))"
 """The ``-c`` program of the fork server (:func:`serve`): ``python -I -S -c SERVE <dir> <socket fd>``."""
+
+DELETE = "import sys; sys.path.append(sys.argv[1]); import shim; shim.delete_paths()"
+"""The ``-c`` program of the deleter (:func:`delete_paths`): ``python -I -S -c DELETE <dir>``."""
 
 MAX_LINE_BYTES = 1 << 20
 """A longer line is cut into pieces of at most this many bytes (at a UTF-8 boundary)."""
@@ -483,8 +487,14 @@ def _report(line: str) -> None:
     os.close(null)
 
 
-def main(job_dir: str) -> int:
-    """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim."""
+def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> int:
+    """Supervise the job of ``job_dir`` (configuration on stdin); the exit status of the shim.
+
+    ``owner_start``: this process's start time, when a spare read it before its request came
+    (off the job's way); ``""`` reads it here. ``ended``: the forked shim's copy of its answer
+    pipe, closed once ``result`` is written: the launcher's end of file says the job's end is
+    recorded without waiting for this process to be torn down.
+    """
     try:
         config = marshal.loads(_read_all(0))
         null = os.open(os.devnull, os.O_RDONLY)
@@ -498,7 +508,9 @@ def main(job_dir: str) -> int:
         return 2
     pid_path = f"{job_dir}/{PID}"
     started = iso_now()
-    owner_pid, owner_start = os.getpid(), _start_ticks("self")
+    owner_pid = os.getpid()
+    if owner_start == "":
+        owner_start = _start_ticks("self")
 
     def record(pid: int, start: int | None) -> None:
         """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
@@ -562,6 +574,8 @@ def main(job_dir: str) -> int:
         "error": error,
     }
     _write_atomic(f"{job_dir}/{RESULT}", ("{" + _json_fields(result) + "}").encode())
+    if ended >= 0:
+        os.close(ended)
     return 0
 
 
@@ -586,15 +600,18 @@ def serve(sock_fd: int) -> None:
     Starting an interpreter costs ~10 ms; forking this small one costs well under one, and
     the child is the same shim as :data:`BOOT` starts, with the same two pipes. Requests come
     on ``sock_fd``, a ``SOCK_SEQPACKET`` socket: one message per job, its directory as the
-    data and two descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
-    write end of the answer pipe, which become the shim's stdin and stdout.
+    data and three descriptors (``SCM_RIGHTS``): the read end of the configuration pipe and the
+    write end of the answer pipe, which become the shim's stdin and stdout, and the write end
+    of its pid pipe.
 
     The fork happens *before* the request: a spare child waits on the socket (:func:`_spare`),
     takes the next request itself and tells the server, which forks the next spare while the
-    job runs. So a job's start waits for no fork and one process fewer. The shim's first line
-    is ``P <pid>``, and it keeps a copy of that pipe open until it exits: end of file there
-    tells the launcher that it exited, with no pid to wait for. When no spare can be forked,
-    the server takes the next request and answers ``F <errno> <text>``. At end of file on the
+    job runs. So a job's start waits for no fork and one process fewer. The shim first writes
+    ``P <pid>`` on its pid pipe (the launcher reads it when it needs it, without waking for
+    it), and keeps a copy of the answer pipe open until ``result`` is written: end of file
+    there tells the launcher that the job's end is recorded (or that the shim died), with no
+    pid to wait for. When no spare can be forked, the server takes the next request and
+    answers ``F <errno> <text>`` (on both pipes). At end of file on the
     socket (the squall process exited or stopped its server) the spare and the server exit:
     the shims are their children, not their dependants; they are reparented and carry on.
     """
@@ -627,10 +644,10 @@ def serve(sock_fd: int) -> None:
 def _receive(recv_fds: _Recv, sock: object) -> tuple[bytes, list[int]]:
     """One request, or ``b""`` at end of file (the launcher is gone) or on a broken socket."""
     try:
-        data, fds, _, _ = recv_fds(sock, 4096, 2)
+        data, fds, _, _ = recv_fds(sock, 4096, 3)
     except OSError:
         return b"", []
-    if data and len(fds) == 2:
+    if data and len(fds) == 3:
         return data, fds
     for fd in fds:
         os.close(fd)
@@ -656,14 +673,15 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
     """A forked child waiting for the next request: it becomes that job's shim (never returns)."""
     code = 2
     try:
+        start = _start_ticks("self")  # while no job waits: one /proc read less on the job's way
         data, fds = _receive(recv_fds, sock)
         try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
             _write_all(taken_w, b"1" if data else b"0")  # the server forks the next spare (or exits)
         except OSError:
             pass  # the server is gone: this request is served all the same
         os.close(taken_w)
-        if len(fds) == 2:
-            config_r, report_w = fds
+        if len(fds) == 3:
+            config_r, report_w, pid_w = fds
             os.close(sock_fd)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the shim waits for its job
             os.setsid()  # as a shim started in a session of its own
@@ -673,11 +691,47 @@ def _spare(recv_fds: _Recv, sock: object, sock_fd: int, taken_w: int) -> None:
             os.close(report_w)
             job_dir = os.fsdecode(data)
             os.chdir(job_dir)
-            _write_all(1, f"P {os.getpid()}\n".encode())
-            os.dup(1)  # held until exit (close-on-exec: not the job's): the launcher's end of file
-            code = main(job_dir)
+            _write_all(pid_w, f"P {os.getpid()}\n".encode())  # read when needed: no wakeup
+            os.close(pid_w)
+            ended = os.dup(1)  # held until `result` (close-on-exec: not the job's): the launcher's EOF
+            code = main(job_dir, start, ended)
     finally:
         os._exit(code)
+
+
+# ------------------------------------------------------------------------------------ deleter
+
+
+def delete_paths() -> None:
+    """The deleter (:mod:`runners.process.disposal`): ``rm -rf`` each NUL-terminated path read
+    from stdin, in order, until end of file; then exit (never returns).
+
+    A process of its own, so deleting a finished job's files takes neither the squall
+    process's GIL nor its time slices; errors are ignored (what is left of a disposed
+    directory is swept by the next runner on the same base directory).
+    """
+    import shutil  # once per deleter
+
+    try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+        os.nice(10)  # deleting can wait: shims and jobs starting on the same cores come first
+    except OSError:
+        pass
+    pending = b""
+    while chunk := os.read(0, _READ_SIZE):
+        *paths, pending = (pending + chunk).split(b"\0")
+        for path in paths:
+            try:
+                os.rmdir(path)  # an empty directory: one operation
+            except NotADirectoryError:
+                try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                    os.unlink(path)
+                except OSError:
+                    pass
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty
+                shutil.rmtree(path, ignore_errors=True)
+    os._exit(0)
 
 
 if __name__ == "__main__":

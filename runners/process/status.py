@@ -175,9 +175,13 @@ def _another_job(job_dir: str) -> JobStatus:
     return JobStatus(JobState.LOST, Failure.LOST, reason=f"job directory {job_dir} now holds another job")
 
 
-def _from_watcher(watcher: Watcher, handle: JobHandle) -> JobStatus:
+def _from_watcher(watcher: Watcher, handle: JobHandle) -> JobStatus | None:
+    """RUNNING from memory; None once the job is finalized (its shim exited: finalized here,
+    now), then its ``exit`` file tells."""
     if handle.id and handle.id != watcher.token:
         return _another_job(watcher.job_dir)
+    if watcher.finish_if_ended():
+        return None
     return watcher.running
 
 
@@ -199,8 +203,9 @@ def _from_exit(job_dir: str, raw: bytes, handle: JobHandle) -> JobStatus | None:
 
 
 def status(job_dir: str, handle: JobHandle, clock: Callable[[], datetime]) -> JobStatus:
-    if (watcher := registry.active_watcher(job_dir)) is not None:  # watched here: answered from memory
-        return _from_watcher(watcher, handle)
+    watcher = registry.active_watcher(job_dir)
+    if watcher is not None and (found := _from_watcher(watcher, handle)) is not None:
+        return found  # watched here: answered from memory
     exit_path = f"{job_dir}/{EXIT}"
     if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
         return found
@@ -217,8 +222,9 @@ def status(job_dir: str, handle: JobHandle, clock: Callable[[], datetime]) -> Jo
         )
     # Look again: a watcher of this process unregisters after writing `exit`, and `exit` may
     # have been written since the first look.
-    if (watcher := registry.active_watcher(job_dir)) is not None:
-        return _from_watcher(watcher, handle)
+    watcher = registry.active_watcher(job_dir)
+    if watcher is not None and (found := _from_watcher(watcher, handle)) is not None:
+        return found
     if (raw := read_bytes(exit_path)) is not None and (found := _from_exit(job_dir, raw, handle)):
         return found
     token = token_of(job_dir, doc)

@@ -317,3 +317,34 @@ def test_a_command_run_inside_another_program_leaves_its_collector_alone(tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_the_squall_process_ends_without_teardown_but_as_the_interpreter_would(tmp_path: Path) -> None:
+    """``squall`` (here ``python -m control_plane.cli``) leaves with ``os._exit`` once the command
+    is done: the same status, every line written, the ``atexit`` functions run, and what it
+    committed readable by the next process. A program calling ``main()`` still gets SystemExit
+    (test_squall_run_collects_as_usual_once_started)."""
+    flows = {
+        "ok.yaml": "  - id: a\n    type: io.kestra.plugin.core.debug.Return\n    format: done\n",
+        "bad.yaml": "  - id: a\n    type: io.kestra.plugin.core.execution.Fail\n",
+    }
+    # sitecustomize registers an atexit function, as a library would: its line must be printed.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, sys\natexit.register(lambda: sys.stderr.write('atexit ran\\n'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    db = str(tmp_path / "x.db")
+    for name, body in flows.items():
+        (tmp_path / name).write_text(f"id: {name[:-5]}\nnamespace: test.exit\ntasks:\n{body}")
+        done = subprocess.run(
+            [sys.executable, "-m", "control_plane.cli", "run", str(tmp_path / name), "--db", db],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == (0 if name == "ok.yaml" else 1), done.stderr
+        assert done.stdout.splitlines()[-1].startswith("Execution ")
+        assert done.stderr.splitlines()[-1] == "atexit ran"
+    listed = cli.invoke(app, ["executions", "list", "--db", db, "--output", "tsv"])
+    assert sorted(line.split("\t")[2] for line in listed.output.splitlines()) == ["FAILED", "SUCCESS"]

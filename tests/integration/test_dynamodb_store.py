@@ -865,55 +865,75 @@ def secrets_line(i: int) -> str:
     return f"{i} " + random.Random(i).randbytes(24).hex()
 
 
-def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
-    make_store: Callable[..., DynamoDBStore],
-) -> None:
-    ex_id = _doc_id(4)
+def _document_with_four_jobs(make_store: Callable[..., DynamoDBStore], ex_id: str) -> list[str]:
+    """A one-document execution with four jobs of task run ``a``; their names."""
     names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
     jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
     ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
     make_store().create_execution(ex, jobs=jobs)
-    rounds = 15
+    return names
+
+
+def _race(
+    make_store: Callable[..., DynamoDBStore],
+    rounds: int,
+    save: Callable[[DynamoDBStore, int], None],
+    updated: list[str],
+) -> None:
+    """``save(store, i)`` for each round in one thread, beside ``update_job`` of each of
+    ``updated`` as often in threads of their own; each store instance its own, as each Lambda
+    container's is, and every write retried on a conflict until it lands."""
     failures: list[BaseException] = []
+
+    def retried(store: DynamoDBStore, step: Callable[[int], None]) -> None:
+        try:
+            for i in range(rounds):
+                while True:
+                    try:
+                        step(i)
+                        break
+                    except ConflictError:
+                        continue
+        except BaseException as exc:
+            failures.append(exc)
 
     def save_loop() -> None:
         store = make_store()
-        try:
-            for i in range(rounds):
-                while True:
-                    current = store.get_execution(ex_id)
-                    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
-                    try:
-                        store.save_execution(nxt, expected_version=current.version)
-                        break
-                    except ConflictError:
-                        continue
-        except BaseException as exc:
-            failures.append(exc)
+        retried(store, lambda i: save(store, i))
 
     def job_loop(name: str) -> None:
         store = make_store()
-        try:
-            for i in range(rounds):
-                while True:
-                    job = store.get_job(name)
-                    assert job is not None
-                    try:
-                        store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
-                        break
-                    except ConflictError:
-                        continue
-        except BaseException as exc:
-            failures.append(exc)
+
+        def step(i: int) -> None:
+            job = store.get_job(name)
+            assert job is not None
+            store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
+
+        retried(store, step)
 
     threads = [threading.Thread(target=save_loop)] + [
-        threading.Thread(target=job_loop, args=(n,)) for n in names
+        threading.Thread(target=job_loop, args=(n,)) for n in updated
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
     assert not failures, failures
+
+
+def test_update_job_and_save_execution_on_one_document_never_lose_an_update(
+    make_store: Callable[..., DynamoDBStore],
+) -> None:
+    ex_id = _doc_id(4)
+    names = _document_with_four_jobs(make_store, ex_id)
+    rounds = 15
+
+    def save(store: DynamoDBStore, i: int) -> None:
+        current = store.get_execution(ex_id)
+        nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
+        store.save_execution(nxt, expected_version=current.version)
+
+    _race(make_store, rounds, save, names)
     final = make_store()
     got = final.get_execution(ex_id)
     assert got.version == 1 + rounds and got.taskruns["a"].outputs == {"round": rounds - 1}
@@ -928,54 +948,18 @@ def test_steps_changing_one_job_and_update_job_of_the_others_never_lose_an_updat
     """The entries are one blob (``jz``): a step writing one job and an ``update_job`` of
     another both rewrite it, and refuse each other through ``jv`` instead of losing a write."""
     ex_id = _doc_id(6)
-    names = [f"t-ddb-work-{ex_id}-{chr(ord('a') + i) * 8}" for i in range(4)]
-    jobs = [replace(make_job(name, ex_id, taskrun_id="a"), spec={"n": i}) for i, name in enumerate(names)]
-    ex = make_execution(ex_id, taskruns=[make_taskrun("a", 0)])
-    make_store().create_execution(ex, jobs=jobs)
+    names = _document_with_four_jobs(make_store, ex_id)
     rounds = 10
-    failures: list[BaseException] = []
 
-    def save_loop() -> None:
-        store = make_store()
-        try:
-            for i in range(rounds):
-                while True:
-                    current = store.get_execution(ex_id)
-                    job = store.get_job(names[0])
-                    assert job is not None
-                    nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
-                    moved = replace(job, phase=JobPhase.SUBMITTED, handle={"s": i})
-                    try:
-                        store.save_execution(nxt, expected_version=current.version, jobs=[moved])
-                        break
-                    except ConflictError:
-                        continue
-        except BaseException as exc:
-            failures.append(exc)
+    def save(store: DynamoDBStore, i: int) -> None:
+        current = store.get_execution(ex_id)
+        job = store.get_job(names[0])
+        assert job is not None
+        nxt = with_taskrun(current, make_taskrun("a", 0, outputs={"round": i}))
+        moved = replace(job, phase=JobPhase.SUBMITTED, handle={"s": i})
+        store.save_execution(nxt, expected_version=current.version, jobs=[moved])
 
-    def job_loop(name: str) -> None:
-        store = make_store()
-        try:
-            for i in range(rounds):
-                while True:
-                    job = store.get_job(name)
-                    assert job is not None
-                    try:
-                        store.update_job(replace(job, handle={"n": i}), expected_version=job.version)
-                        break
-                    except ConflictError:
-                        continue
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=save_loop)] + [
-        threading.Thread(target=job_loop, args=(n,)) for n in names[1:]
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not failures, failures
+    _race(make_store, rounds, save, names[1:])
     final = make_store()
     got = final.get_execution(ex_id)
     assert got.version == 1 + rounds and got.taskruns["a"].outputs == {"round": rounds - 1}

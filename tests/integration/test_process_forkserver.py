@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from runners.base import JobSpec, JobState
-from runners.process import ProcessRunner, forkserver
+from runners.process import ProcessRunner, disposal, forkserver
 from runners.process.disposal import TRASH_PREFIX
 from runners.process.files import read_json
 from runners.process.procs import alive, proc_stat
@@ -135,6 +135,26 @@ def test_dispose_removes_the_directory_by_name_at_once_and_its_files_soon(
     wait_until(lambda: trash(base) == [], 10.0, "the disposed files were never deleted")
 
 
+def test_files_are_deleted_by_a_deleter_process_and_by_pool_threads_once_it_died(
+    runner: ProcessRunner, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(disposal, "_no_deleter", False)  # and back after: later tests get a deleter
+    first = runner.submit(JobSpec(name="first", command=sh("echo x > w.txt")))
+    assert wait_terminal(runner, first, 30.0).state is JobState.SUCCEEDED
+    runner.dispose(first)
+    deleter = disposal._deleter
+    assert deleter is not None and deleter.pid == os.getpid()
+    assert parent_of(deleter.process.pid) == os.getpid()  # its own process: not this one's GIL
+    wait_until(lambda: trash(base) == [], 10.0, "the deleter never deleted the disposed files")
+    deleter.process.kill()
+    deleter.process.wait(10.0)
+    second = runner.submit(JobSpec(name="second", command=sh("echo x > w.txt")))
+    assert wait_terminal(runner, second, 30.0).state is JobState.SUCCEEDED
+    runner.dispose(second)  # the pipe is broken: a pool thread deletes instead
+    assert not (base / "second").exists()
+    wait_until(lambda: trash(base) == [], 10.0, "the disposed files of a job were never deleted")
+
+
 def test_files_a_killed_process_left_to_delete_are_deleted_by_the_next_runner(base: Path) -> None:
     left = base / f"{TRASH_PREFIX}job-1-0123456789ab"
     (left / "out").mkdir(parents=True)
@@ -173,7 +193,7 @@ def test_the_fork_server_exits_with_its_process_and_leaves_running_jobs_alone(ba
         import sys
         from pathlib import Path
         from runners.base import JobSpec
-        from runners.process import ProcessRunner, forkserver
+        from runners.process import ProcessRunner, disposal, forkserver
         from runners.testing import sh
         runner = ProcessRunner(Path(sys.argv[1]))
         script = 'while [ ! -e "$WORKING_DIR/go" ]; do sleep 0.02; done # {token}'

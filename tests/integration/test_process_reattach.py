@@ -59,7 +59,8 @@ OWNER = textwrap.dedent(
     )
     handle = runner.submit(spec)
     print(json.dumps({"id": handle.id, "pid": os.getpid()}), flush=True)
-    sys.stdin.read()  # blocks until killed
+    while True:  # until killed: waits on its runner as a squall process does (its job's end is
+        runner.wait(60.0)  # finalized by the thread that waits)
     """
 )
 

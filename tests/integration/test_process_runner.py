@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
+import json
 import resource
 import shutil
 import signal
@@ -47,6 +48,7 @@ from runners.process import (
     default_base_dir,
     path_from_file_uri,
 )
+from runners.process.procs import alive
 from runners.retry import RetryPolicy
 from runners.testing import (
     CallCounter,
@@ -396,6 +398,9 @@ def test_dead_process_without_exit_file_is_lost(runner: ProcessRunner, base: Pat
     # exit file are removed after the fact, as if the shim had died before writing them).
     handle, status = run(runner, "echo x", name="vanished")
     assert status.state is JobState.SUCCEEDED
+    # The end is recorded as soon as the shim wrote `result`; the shim exits right after.
+    shim = json.loads((base / "vanished" / "pid").read_text())
+    wait_until(lambda: not alive(shim["owner_pid"], shim["owner_start"], None), 10.0, "the shim lives on")
     (base / "vanished" / "exit").unlink()
     (base / "vanished" / "result").unlink()
     fresh = make_runner(base)
@@ -506,6 +511,35 @@ def test_wait_does_not_miss_a_change_that_happened_before_it(runner: ProcessRunn
     began = time.monotonic()
     assert runner.wait(10.0) is True
     assert time.monotonic() - began < 1.0
+
+
+def test_a_thread_already_waiting_follows_a_job_another_thread_submits(
+    runner: ProcessRunner, base: Path
+) -> None:
+    # The waiting thread polls the shims it knew of when it started waiting; a submit from
+    # another thread wakes it to poll the new one too, and the job's end (finalized by that
+    # waiting thread) is what makes it return: not its timeout, not the start.
+    waited: list[tuple[bool, float]] = []
+    ready = threading.Event()
+
+    def waiter() -> None:
+        ready.set()
+        began = time.monotonic()
+        waited.append((runner.wait(30.0), time.monotonic() - began))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert ready.wait(10.0)
+    script = 'while [ ! -e "$WORKING_DIR/go" ]; do sleep 0.02; done; echo done'
+    handle = runner.submit(JobSpec(name="followed", command=sh(script)))
+    thread.join(0.3)
+    assert thread.is_alive() and not waited, waited  # the start is not a change
+    (base / "followed" / "work" / "go").touch()
+    thread.join(20.0)
+    assert waited and waited[0][0] is True and waited[0][1] < 20.0, waited
+    assert (base / "followed" / "exit").exists()  # finalized by the waiting thread before it returned
+    assert runner.poll([handle])["followed"].state is JobState.SUCCEEDED
+    assert [r.text for r in read_logs(runner, handle)] == ["done"]
 
 
 def test_poll_and_logs_from_several_threads(runner: ProcessRunner) -> None:

@@ -71,8 +71,14 @@ def _run(directory: Path, templates: list[str] = TEMPLATES) -> dict[str, Any]:
 
 
 def _entries(directory: Path) -> list[Path]:
+    """The one-template entries (the sets live in ``sets/`` beside them)."""
     (fingerprinted,) = directory.iterdir()
-    return sorted(fingerprinted.iterdir())
+    return sorted(p for p in fingerprinted.iterdir() if p.is_file())
+
+
+def _sets(directory: Path) -> list[Path]:
+    (fingerprinted,) = directory.iterdir()
+    return sorted((fingerprinted / "sets").iterdir())
 
 
 def test_a_template_compiled_by_one_process_is_loaded_by_the_next(tmp_path: Path) -> None:
@@ -86,6 +92,8 @@ def test_a_template_compiled_by_one_process_is_loaded_by_the_next(tmp_path: Path
 def test_a_damaged_entry_is_ignored_compiled_again_and_rewritten(tmp_path: Path) -> None:
     _run(tmp_path)
     truncated, flipped, swapped, emptied = _entries(tmp_path)
+    (kept_set,) = _sets(tmp_path)
+    kept_set.write_bytes(kept_set.read_bytes()[:-40])  # else the set is read, not the entries
     truncated.write_bytes(truncated.read_bytes()[:-40])
     blob = bytearray(flipped.read_bytes())
     blob[-10] ^= 0xFF
@@ -105,6 +113,25 @@ def _other_entry(tmp_path: Path) -> bytes:
     return entry.read_bytes()
 
 
+def test_the_templates_of_one_load_are_read_from_one_set_file(tmp_path: Path) -> None:
+    """A flow's templates come back from its set alone; a damaged set falls back to the
+    one-template entries, and is written whole again."""
+    first = _run(tmp_path)
+    assert first["saved"] == 4 and len(_sets(tmp_path)) == 1
+    entries = {e: e.read_bytes() for e in _entries(tmp_path)}
+    for entry in entries:
+        entry.unlink()
+    assert _run(tmp_path) == {"loaded": 4, "compiled": 0, "saved": 0, "out": EXPECTED}
+    for entry, blob in entries.items():
+        entry.write_bytes(blob)
+    (kept_set,) = _sets(tmp_path)
+    kept_set.write_bytes(b"squall-template-set 1\n" + b"\0" * 40)
+    assert _run(tmp_path) == {"loaded": 4, "compiled": 0, "saved": 0, "out": EXPECTED}
+    for entry in entries:
+        entry.unlink()
+    assert _run(tmp_path)["loaded"] == 4  # the set was rewritten whole from the entries
+
+
 def test_processes_writing_the_same_entries_at_once_leave_whole_files(tmp_path: Path) -> None:
     templates = [f"{{{{ x + {i} }}}}" for i in range(20)]
     children = [_child(tmp_path, templates) for _ in range(4)]
@@ -112,6 +139,7 @@ def test_processes_writing_the_same_entries_at_once_leave_whole_files(tmp_path: 
         assert _result(child)["out"] == [str(2 + i) for i in range(20)]
     entries = _entries(tmp_path)
     assert len(entries) == 20 and not [e for e in entries if e.name.startswith(".tmp-")]
+    assert len(_sets(tmp_path)) == 1 and not _sets(tmp_path)[0].name.startswith(".tmp-")
     assert _run(tmp_path, templates) == {
         "loaded": 20,
         "compiled": 0,
@@ -140,8 +168,9 @@ def test_squall_run_leaves_its_templates_compiled_for_the_next_run(tmp_path: Pat
     cache = tmp_path / "cache" / "templates"
     entries = _entries(cache)
     assert len(entries) == 3  # both tasks' and the flow output's
-    written = {e.name: e.stat().st_mtime_ns for e in entries}
+    written = {e.name: e.stat().st_mtime_ns for e in [*entries, *_sets(cache)]}
     second = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=60)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "21!" in second.stdout
-    assert {e.name: e.stat().st_mtime_ns for e in _entries(cache)} == written  # loaded, not rewritten
+    kept = [*_entries(cache), *_sets(cache)]
+    assert {e.name: e.stat().st_mtime_ns for e in kept} == written  # loaded, not rewritten

@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 import pytest
 
 from control_plane.collector import PROMOTE_AFTER, planning
+from control_plane.engine import Started, new_execution, plan
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
 from control_plane.engine.states import State
+from control_plane.flows.inputs import MASK
 from control_plane.levels import Level
 from control_plane.store.codec import acyclic, dumps, loads, taskrun_from_json, taskrun_to_json
+from tests.unit.helpers import T0, flow
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 
@@ -145,3 +148,33 @@ def test_a_process_freeze_is_left_alone() -> None:
         assert id(built[0]) not in {id(o) for o in gc.get_objects(generation=2)}  # left young
     finally:
         gc.unfreeze()
+
+
+class _Secrets:
+    def get(self, name: str) -> str:
+        return f"value-of-{name}"
+
+    def revealed(self) -> list[str]:
+        return []
+
+
+def test_a_plan_that_hands_out_a_secret_leaves_no_cycle_holding_its_state() -> None:
+    """Left to the collector, a cycle through the plan call kept everything it built (a whole
+    100,000-task-run execution) alive until the next full pass."""
+    f = flow(
+        "id: s\nnamespace: test\ntasks:\n  - id: ret\n    type: io.kestra.plugin.core.debug.Return\n"
+        "    format: \"{{ secret('K') }}\"\n"
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        execution, _ = plan(f, new_execution(f, "ex1", at=T0), Started(at=T0), secrets=_Secrets())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        cyclic = sorted({type(o).__name__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert [tr.outputs for tr in execution.taskruns.values()] == [{"value": MASK}]  # secret() was read
+    assert cyclic == []

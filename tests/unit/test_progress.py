@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import immutables
+from msgspec.structs import replace
 from rich.console import Console
 
 from control_plane.engine.model import Attempt, Execution, LogLine, Phase, Progress, TaskRun
@@ -227,3 +228,55 @@ def test_on_a_terminal_changes_and_logs_only_record_until_the_next_draw() -> Non
     assert text.count("hello ") == 100 and "hello 99" in text  # the logs, once, above the block
     assert text.count("100/101 done") == 1 and "ETA 0.1s" in text
     assert display.redraws == 1
+
+
+def _rich_text(execution: Execution, title: str, width: int, *, ascii_only: bool = False) -> str:
+    """What ``squall`` prints through rich where there is no colour (cli_output.make_console);
+    rich draws ascii guides when the stream's encoding is not UTF-8."""
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii" if ascii_only else "utf-8", newline="\n")
+    console = Console(file=out, width=width, soft_wrap=True, highlight=False, color_system=None)
+    assert console.options.ascii_only is ascii_only
+    console.print(tree(execution, title))
+    out.flush()
+    return raw.getvalue().decode("utf-8")
+
+
+def _nested() -> Execution:
+    ex = Builder()
+    loop = [run(f"v{i}", State.FAILED if i in (3, 17) else State.SUCCESS) for i in range(30)]
+    inner = [run(f"w{i}b", State.SUCCESS, parent=f"v{i}", task_id="inner") for i in range(3)]
+    retried = run("r", State.SUCCESS, parent=None, task_id="retried", attempts=3)
+    last = run("z", State.WARNING, parent=None, task_id="last")
+    flow = foreach(30, total=30, state=State.FAILED)
+    return ex.save(flow, *loop, *inner, retried, last, state=State.FAILED)
+
+
+def test_the_plain_tree_is_what_rich_prints_without_colour() -> None:
+    """``tree_text`` (the CLI's fast path to a pipe or a file) is byte for byte rich's output, for
+    grouped, nested, retried siblings, with unicode and ascii guides, at several widths."""
+    from control_plane.progress import tree_text
+
+    execution = _nested()
+    for width in (60, 80, 200):
+        for ascii_only in (False, True):
+            plain = tree_text(execution, "[bold]n.fl[/bold]", width=width, unicode=not ascii_only)
+            assert plain is not None
+            assert plain == _rich_text(execution, "[bold]n.fl[/bold]", width, ascii_only=ascii_only)
+    assert "planet x30: 28 SUCCESS, 2 FAILED" in plain and "+-- WARNING last" in plain
+
+
+def test_the_plain_tree_defers_to_rich_where_rich_would_print_otherwise() -> None:
+    """Markup or an emoji code inside a value, a tab, non-ASCII text, a line as wide as the
+    console: rich renders or crops those its own way, so ``tree_text`` gives None (or, for
+    the state colours' own markup, the very text rich prints)."""
+    from control_plane.progress import tree_text
+
+    cases = {"[red]x[/red]": False, "[x]": True, "a :smile: b": True, "tab\there": True, "caf\u00e9": True}
+    cases |= {"x" * 70: True, "fine: value": False, "a:b c:d": False}
+    for value, deferred in cases.items():
+        ex = Builder()
+        execution = ex.save(foreach(1, total=1), replace(run("v1", State.SUCCESS), values=(value,)))
+        plain = tree_text(execution, "fl", width=80)
+        assert (plain is None) is deferred, value
+        assert plain is None or plain == _rich_text(execution, "fl", 80), value
