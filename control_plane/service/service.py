@@ -363,20 +363,19 @@ class Service:
         moved = self.jobs.pushed(event, touch_after=touch_after)
         if moved:
             self.driver.drain()
-        self.submit_owed()
+        within = self.driver.submit_within  # what one step may spend on submits
+        self.submit_owed(None if within is None else time.monotonic() + within)
         self.flush()
         return moved
 
-    def submit_owed(self) -> int:
-        """Submit the jobs this process's steps left under its claim, oldest first, for at most
-        the driver's ``submit_within`` seconds (what one step may spend on submits); how many.
+    def submit_owed(self, until: float | None) -> int:
+        """Submit the jobs this process's steps left under its claim, oldest first, until the
+        ``time.monotonic()`` deadline ``until`` (None: all of them); how many.
 
-        As in the tick, the claim is re-taken (a job killed meanwhile is not submitted) and the
-        job found by name first; what is left waits for this process's next call, or any
-        tick once the claim lapses.
+        The claim is re-taken (a job killed meanwhile is not submitted) and the job found by
+        name first, as any recovery does; what is left waits for this process's next call, or
+        any tick once the claim lapses.
         """
-        within = self.driver.submit_within
-        until = None if within is None else time.monotonic() + within
         submitted = 0
         while self.driver.owed and (until is None or time.monotonic() < until):
             self.jobs.submit(self.driver.owed.popleft(), reattach=True)
@@ -411,10 +410,8 @@ class Service:
         fired = again = self.driver.fire_timers(fresh=True)
         while again and within is not None and time.monotonic() < began + within / 3:
             again = self.driver.fire_timers(fresh=True)
-        while self.driver.owed and not (within is not None and time.monotonic() >= began + within * 2 / 3):
-            # ours, left by a step out of time: the claim is re-taken (a job killed meanwhile is
-            # not submitted) and the job found first, as any recovery does
-            self.jobs.submit(self.driver.owed.popleft(), reattach=True)
+        # ours, left by a step out of time, in the first two thirds of the budget
+        self.submit_owed(None if within is None else began + within * 2 / 3)
         now = self.clock.now()
         self.store.visit(now)  # jobs younger than the store's visit delay need nothing from the tick yet
         active = self.store.active_jobs()
