@@ -422,10 +422,19 @@ class Platform:
             elif idle > 1:
                 raise SystemExit(f"the ticks submitted nothing: {now} of {n} jobs submitted")
             submitted = now
-        deadline = time.monotonic() + max(600.0, n * 0.05)
+        deadline = time.monotonic() + max(600.0, n * 0.15)  # 100,000 serial tasks: about 2 hours here
+        progress = time.monotonic() + 60
         while len(self.delivered) < n or self.queued or any(c.kind for c in self.event_containers):
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {len(self.delivered)} of {n} Batch jobs ended")
+            if time.monotonic() > progress:  # a long run says where it is, on stderr
+                progress = time.monotonic() + 60
+                print(
+                    f"  {time.perf_counter() - began:7.0f} s: {len(self.delivered)} of {n} jobs ended,"
+                    f" {len(self.queued)} events queued",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self._deliver()
             self._pump(0.05)
         self._settle()
