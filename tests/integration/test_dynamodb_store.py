@@ -422,6 +422,86 @@ def test_a_reader_catches_up_across_a_wide_write_without_reading_every_task_run(
     assert reader.capacity.calls["Query"] == 1
 
 
+def _counting_store(
+    dynamodb_local: DynamoDBLocal, table: str, returned: list[tuple[int, int]]
+) -> DynamoDBStore:
+    """A store whose client records each ``Query``'s (items returned, items scanned), as sent back."""
+    client = dynamodb_client(dynamodb_local.endpoint)
+
+    def record(parsed: dict[str, Any], **_: Any) -> None:
+        returned.append((parsed.get("Count", 0), parsed.get("ScannedCount", 0)))
+
+    client.meta.events.register("after-call.dynamodb.Query", record)
+    return DynamoDBStore(table, client=client)
+
+
+def _deleted(ex: Execution, tr_id: str) -> Execution:
+    """The next version of ``ex`` without task run ``tr_id`` (a restart dropping a branch)."""
+    taskruns = ex.taskruns.delete(tr_id)
+    return ex.evolve(
+        taskruns=taskruns,
+        outputs_index=rebuild_outputs_index(sorted(taskruns.values(), key=lambda t: t.seq)),
+        version=ex.version + 1,
+        changed=frozenset([tr_id]),
+    )
+
+
+def test_a_reader_further_behind_than_the_ring_fetches_only_what_was_written_since(
+    make_store: Callable[..., DynamoDBStore],
+    dynamodb_local: DynamoDBLocal,
+    dynamodb_table: tuple[Any, str],
+) -> None:
+    """The tick's copy beside busy ``events`` containers is many writes old: a ``Query``
+    filtered on each task run's write version returns only the task runs changed since (the
+    scan is billed whole; the decoding, which at 100,000 task runs took seconds, is not done)."""
+    client, table = dynamodb_table
+    writer = make_store()
+    current = _wide("wide", width=240)
+    writer.create_execution(current)
+    returned: list[tuple[int, int]] = []
+    reader = _counting_store(dynamodb_local, table, returned)
+    try:
+        reader.get_execution("wide")  # its snapshot: version 1
+        for i in range(12):  # 12 writes: the ring holds the last 8
+            nxt = _some_rewritten(current, [f"t{i * 3:03d}"])
+            writer.save_execution(nxt, expected_version=current.version)
+            current = nxt
+        returned.clear()
+        assert_same_execution(reader.get_execution("wide"), current.evolve(changed=frozenset()))
+        assert returned == [(12, 240)]
+
+        # a deletion leaves no item to find: past it, the reader reads everything
+        for tr_id in ("t001", "t002"):
+            nxt = _some_rewritten(current, [tr_id])
+            writer.save_execution(nxt, expected_version=current.version)
+            current = nxt
+        reader.get_execution("wide")
+        nxt = _deleted(current, "t100")
+        writer.save_execution(nxt, expected_version=current.version)
+        current = nxt
+        for i in range(9):
+            nxt = _some_rewritten(current, [f"t{i + 200:03d}"])
+            writer.save_execution(nxt, expected_version=current.version)
+            current = nxt
+        returned.clear()
+        got = reader.get_execution("wide")
+        assert "t100" not in got.taskruns
+        assert_same_execution(got, current.evolve(changed=frozenset()))
+        assert returned == [(240, 240)]  # META and every task run
+
+        # items written before write versions existed have none: always fetched again
+        for i in range(9):
+            nxt = _some_rewritten(current, [f"t{i + 210:03d}"])
+            writer.save_execution(nxt, expected_version=current.version)
+            current = nxt
+        client.update_item(TableName=table, Key=exec_key("wide", "TR#t050"), UpdateExpression="REMOVE wv")
+        returned.clear()
+        assert_same_execution(reader.get_execution("wide"), current.evolve(changed=frozenset()))
+        assert returned == [(10, 239)]
+    finally:
+        reader.close()
+
+
 def test_the_reload_after_a_refused_step_starts_from_the_meta_the_refusal_returned(
     make_store: Callable[..., DynamoDBStore],
 ) -> None:

@@ -16,12 +16,14 @@ from typing import Any
 __all__ = [
     "CHANGES",
     "CH_SLOTS",
+    "DELETED_AT",
     "DOCUMENT",
     "INLINE_LOGS",
     "MAX_CHAR",
     "META",
     "TR",
     "VALUES",
+    "WRITTEN_AT",
     "Item",
     "compress",
     "decompress",
@@ -50,6 +52,11 @@ CH_SLOTS = 8  # META remembers the task runs changed by its last 8 writes (a rin
 # The task runs one wide write changed, when they do not fit its ring entry (``CH#<version>``):
 # before ``META`` in sort-key order, so an execution read does not return them.
 CHANGES = "CH#"
+# A task run item's ``wv``: the version of the write that put it. A reader further behind than
+# META's ring fetches only the items with ``wv`` above its version (a filtered ``Query``), unless
+# META's ``dv`` (the last write that deleted task runs) is above it too.
+WRITTEN_AT = "wv"
+DELETED_AT = "dv"
 DOCUMENT = "d"  # the value of ``md`` on a document-mode item (split-mode META has no ``md``)
 
 

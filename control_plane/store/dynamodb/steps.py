@@ -38,7 +38,18 @@ from control_plane.store.base import JobPhase, JobRecord, TimerRecord
 from control_plane.store.codec import dumps, taskrun_to_json
 from control_plane.store.dynamodb.bigstep import BigSteps, Step
 from control_plane.store.dynamodb.conditions import EXISTS, IS_NEW
-from control_plane.store.dynamodb.items import CH_SLOTS, CHANGES, TR, Item, exec_key, item_size, n, s
+from control_plane.store.dynamodb.items import (
+    CH_SLOTS,
+    CHANGES,
+    DELETED_AT,
+    TR,
+    WRITTEN_AT,
+    Item,
+    exec_key,
+    item_size,
+    n,
+    s,
+)
 from control_plane.store.dynamodb.memory import Memory
 from control_plane.store.dynamodb.offload import Offload
 from control_plane.store.dynamodb.records import job_item, job_update, log_items, meta_attrs, timer_item
@@ -111,6 +122,8 @@ class SplitWrites:
                 step.puts.append(self._taskrun_item(ex.id, tr, ttl, step))
             elif expected is not None:
                 step.deletes.append(exec_key(ex.id, TR + tr_id))
+        if step.deletes:  # a reader further behind than the ring cannot see a deletion in the items
+            meta[DELETED_AT] = n(ex.version)
         if logs:
             step.puts += log_items(ex.id, f"LOG#{ex.version:010d}#0", logs, ttl)
         step.puts += [timer_item(t) for t in {(t.execution_id, t.key): t for t in timers}.values()]
@@ -150,6 +163,7 @@ class SplitWrites:
                 item["o"] = s(self._offload.put(execution_id, tr.id, blob))
                 del raw["outputs"]
         item["b"] = s(dumps(raw))
+        item[WRITTEN_AT] = n(step.version)  # what a reader behind the ring filters on
         if ttl is not None:
             item[TTL_ATTRIBUTE] = n(ttl)
         size = item_size(item)
