@@ -13,12 +13,13 @@ import contextlib
 import gc
 import itertools
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from control_plane.cli_output import make_console
+from control_plane.cli_output import literal, make_console, plain_json, plain_stdout
 
 if TYPE_CHECKING:
     from control_plane.engine.model import Execution
@@ -63,12 +64,18 @@ def _print_tree(execution: "Execution") -> None:
     from control_plane.progress import tree, tree_text
 
     title = _title(execution)
-    if console.color_system is None and not console.is_terminal and not console.legacy_windows:
-        text = tree_text(execution, title, width=console.width, unicode=not console.options.ascii_only)
+    if (plain := plain_stdout()) is not None:
+        text = tree_text(execution, title, width=plain.width, unicode=plain.unicode)
         if text is not None:
-            console.file.write(text)
+            _write(text)
             return
     console.print(tree(execution, title))
+
+
+def _write(text: str) -> None:
+    """``text`` on stdout as rich's console writes a print: at once, then flushed."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _error(message: str, style: str = "red") -> None:
@@ -141,12 +148,18 @@ def _summary(execution: "Execution", seconds: float | None = None) -> None:
 
     style = STYLE.get(str(execution.state), "white")
     took = f" in {seconds:.2f}s" if seconds is not None else ""
-    console.print(
-        f"Execution {execution.id} [{style}]{execution.state}[/{style}]{took},"
-        f" {len(execution.taskruns)} task runs"
-    )
+    head = f"Execution {execution.id} {{}}{execution.state}{{}}{took}, {len(execution.taskruns)} task runs"
+    plain = plain_stdout()  # then written as rich would print it, without rich (cli_output)
+    if plain is not None and literal(shown := head.format("", "")):
+        _write(shown + "\n")
+    else:
+        console.print(head.format(f"[{style}]", f"[/{style}]"))
     if execution.outputs:
-        console.print_json(json.dumps(dict(execution.outputs), default=str))
+        text = json.dumps(dict(execution.outputs), default=str)
+        if plain is not None and (body := plain_json(text)) is not None:
+            _write(body)
+        else:
+            console.print_json(text)
     if str(execution.state) == "PAUSED":
         console.print(f"paused: continue with `squall executions resume {execution.id}`", highlight=False)
 
@@ -235,7 +248,10 @@ def _watcher(runtime: Any) -> "LiveDisplay | PlainDisplay":
 
     service = runtime.service
     return display_for(
-        console, lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision), service.driver.retry_id
+        console,
+        lambda ex: service.flow(ex.namespace, ex.flow_id, ex.flow_revision),
+        service.driver.retry_id,
+        interactive=False if plain_stdout() is not None else None,  # a pipe or a file: no rich needed
     )
 
 

@@ -30,7 +30,9 @@ FLOWS = {
         "id: bad\nnamespace: t\ntasks:\n"
         "  - id: boom\n    type: io.kestra.plugin.core.execution.Fail\n    errorMessage: 'no [luck]'\n"
     ),
-    "invalid": "id: inv\nnamespace: t\ntasks:\n  - id: x\n    type: io.kestra.plugin.core.log.Log\n    nope: 1\n",
+    "invalid": (
+        "id: inv\nnamespace: t\ntasks:\n  - id: x\n    type: io.kestra.plugin.core.log.Log\n    nope: 1\n"
+    ),
     "disabled": (
         "id: off\nnamespace: t\ndisabled: true\ntasks:\n"
         "  - id: x\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
