@@ -46,13 +46,13 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
 def _known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> None:
     """Every ``--input`` name must be one ``whose`` declares: a typo'd name would otherwise be
     dropped (as Kestra drops undeclared inputs) and the default used without a word."""
-    import difflib
-
     for name in given:
         if name in declared:
             continue
         if not declared:
             raise _fail(f"unknown input {name!r}: {whose} declares no inputs", 2)
+        import difflib  # here: every run checks its inputs, few have a wrong one
+
         close = difflib.get_close_matches(name, declared, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" ({whose} declares {', '.join(declared)})"
         raise _fail(f"unknown input {name!r}{hint}", 2)
