@@ -40,7 +40,7 @@ def main() -> None:
     # ignores SIGHUP so that closing the terminal does not stop the run.
     stops = [sig for sig in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) is not signal.SIG_IGN]
     for sig in stops:
-        signal.signal(sig, cli_common._on_stop)
+        signal.signal(sig, cli_common.on_stop)
     try:
         file = _plain_run(sys.argv[1:])
         if file is not None:

@@ -21,21 +21,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from control_plane.cli_common import (
-    _drive,
-    _error,
-    _exit_code,
-    _fail,
-    _known_inputs,
-    _open,
-    _parse_inputs,
-    _print_log,
-    _print_tree,
-    _started,
-    _stoppable,
-    _summary,
+    check_known_inputs,
     console,
+    drive_execution,
     err,
+    exit_code,
+    fail,
+    open_runtime,
+    parse_inputs,
+    print_error,
+    print_log,
+    print_summary,
+    print_tree,
     run_flow,
+    startup_done,
+    stoppable,
 )
 from control_plane.cli_output import Format, chosen, emit_json, emit_rows
 
@@ -150,8 +150,8 @@ def _execution(runtime: Any, execution_id: str) -> "Execution":
         return runtime.store.get_execution(matches[0])
     if matches:
         shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise _fail(f"execution id {execution_id!r} is ambiguous: {shown}; give more of it")
-    raise _fail(
+        raise fail(f"execution id {execution_id!r} is ambiguous: {shown}; give more of it")
+    raise fail(
         f"execution {execution_id!r} not found in {runtime.store.path}"
         " (`squall executions list` shows the known ones)"
     )
@@ -176,8 +176,8 @@ def executions_list(
     try:
         states = [State(s.upper()) for s in state or []]
     except ValueError:
-        raise _fail(f"--state must be one of {', '.join(s.value for s in State)}") from None
-    with _open(db, existing=True) as runtime:
+        raise fail(f"--state must be one of {', '.join(s.value for s in State)}") from None
+    with open_runtime(db, existing=True) as runtime:
         page = runtime.store.list_executions(namespace=namespace, flow_id=flow, states=states, limit=limit)
     fmt = chosen(output, console)
     if fmt is Format.json:
@@ -211,13 +211,13 @@ def executions_show(
 
     from control_plane.api.views import execution_view
 
-    with _open(db, existing=True) as runtime:
+    with open_runtime(db, existing=True) as runtime:
         execution = _execution(runtime, execution_id)
     if output is Format.json:
         emit_json(execution_view(execution))
         return
-    _print_tree(execution)
-    _summary(execution)
+    print_tree(execution)
+    print_summary(execution)
     for tr in execution.ordered_taskruns():
         if tr.error:
             console.print(Text.assemble((tr.task_id, "red"), f": {tr.error}"))
@@ -230,19 +230,19 @@ def executions_logs(
     db: DbOption = None,
 ) -> None:
     """Every stored log line of the execution, in order."""
-    with _open(db, existing=True) as runtime:
+    with open_runtime(db, existing=True) as runtime:
         execution = _execution(runtime, execution_id)
         wanted = None
         if task is not None:
             wanted = {tr.id for tr in execution.taskruns.values() if task in (tr.id, tr.task_id)}
             if not wanted:
-                raise _fail(f"execution {execution.id} has no task or task run {task!r}")
+                raise fail(f"execution {execution.id} has no task or task run {task!r}")
         cursor = None
         while True:
             page = runtime.store.read_logs(execution.id, limit=5000, cursor=cursor)
             for line in page.items:
                 if wanted is None or line.taskrun_id in wanted:
-                    _print_log(line)
+                    print_log(line)
             cursor = page.cursor
             if cursor is None:
                 break
@@ -268,7 +268,7 @@ def executions_purge(
     from datetime import UTC, datetime
 
     age = _age(older_than)
-    with _open(db, existing=True) as runtime:
+    with open_runtime(db, existing=True) as runtime:
         gone = runtime.store.purge_executions(datetime.now(UTC) - age, dry_run=dry_run)
         if not dry_run:
             storage = runtime.service.storage
@@ -299,9 +299,9 @@ def _age(text: str) -> Any:
     try:  # the one duration parser, so an age reads like a flow's durations (Duration.parse)
         value = parse_timedelta(text.strip())
     except ValueError:
-        raise _fail(f"--older-than {text!r}: give an age such as 30d, 12h, 90m or P30D", 2) from None
+        raise fail(f"--older-than {text!r}: give an age such as 30d, 12h, 90m or P30D", 2) from None
     if value < timedelta(0):
-        raise _fail(f"--older-than {text!r}: the age must be positive", 2)
+        raise fail(f"--older-than {text!r}: the age must be positive", 2)
     return value
 
 
@@ -316,13 +316,13 @@ def _taskrun(runtime: Any, execution_id: str, kwargs: dict[str, Any]) -> str | N
     for tr in execution.ordered_taskruns():
         if tr.task_id == task:
             return tr.id
-    raise _fail(f"execution {execution_id} has no task or task run {task!r}")
+    raise fail(f"execution {execution_id} has no task or task run {task!r}")
 
 
 def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwargs: Any) -> None:
     from control_plane.errors import EngineError, InputError, ServiceError
 
-    with _open(db, existing=True) as runtime:
+    with open_runtime(db, existing=True) as runtime:
         execution_id = _execution(runtime, execution_id).id
         service = runtime.service
         actions: dict[str, Callable[[], Execution]] = {
@@ -334,12 +334,12 @@ def _control(db: Path | None, execution_id: str, what: str, quiet: bool, **kwarg
             ),
         }
         try:
-            final = _drive(runtime, execution_id, actions[what], quiet=quiet)
+            final = drive_execution(runtime, execution_id, actions[what], quiet=quiet)
         except InputError as exc:
-            raise _fail("; ".join(exc.messages)) from None
+            raise fail("; ".join(exc.messages)) from None
         except (ServiceError, EngineError) as exc:
-            raise _fail(str(exc)) from None
-    raise typer.Exit(_exit_code(final) if what != "kill" else (0 if final.state.terminal else 1))
+            raise fail(str(exc)) from None
+    raise typer.Exit(exit_code(final) if what != "kill" else (0 if final.state.terminal else 1))
 
 
 def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> "Execution":
@@ -351,14 +351,14 @@ def _resume(runtime: Any, execution_id: str, inputs: dict[str, Any] | None) -> "
     execution = service.get(execution_id)
     if execution.state.terminal or execution.state is State.PAUSED:
         if inputs:
-            _known_inputs(inputs, _resume_inputs(runtime, execution), "the paused task")
+            check_known_inputs(inputs, _resume_inputs(runtime, execution), "the paused task")
         return service.resume(execution_id, inputs)  # ends, or says why not
     if inputs:
-        raise _fail(f"execution {execution_id} is {execution.state}, not PAUSED: --input is for a paused one")
+        raise fail(f"execution {execution_id} is {execution.state}, not PAUSED: --input is for a paused one")
     if not service.take_over(execution_id):
         holder = service.driver_of(execution_id)
         owner = describe(holder) if holder else "another process"
-        raise _fail(f"execution {execution_id} is {execution.state} and driven by {owner}; it goes on there")
+        raise fail(f"execution {execution_id} is {execution.state} and driven by {owner}; it goes on there")
     err.print(f"execution {execution_id} was {execution.state}, its process gone: driving it on from here")
     return execution
 
@@ -399,7 +399,7 @@ def executions_resume(
     db: DbOption = None,
 ) -> None:
     """Resume a paused execution with its Pause task's onResume inputs, or drive on one whose process died."""
-    _control(db, execution_id, "resume", quiet, inputs=_parse_inputs(input or []))
+    _control(db, execution_id, "resume", quiet, inputs=parse_inputs(input or []))
 
 
 @executions_app.command("replay")
@@ -424,7 +424,7 @@ def flows_deploy(
     from control_plane.flows.loader import read_flow_file
 
     bad = 0
-    with _open(db) as runtime:
+    with open_runtime(db) as runtime:
         for file in files:
             try:
                 record = runtime.service.deploy(read_flow_file(file), str(file))
@@ -448,7 +448,7 @@ def flows_list(
     from control_plane.api.views import flow_summary_view
 
     records = []
-    with _open(db, existing=True) as runtime:
+    with open_runtime(db, existing=True) as runtime:
         cursor = None
         while True:
             page = runtime.store.list_flows(namespace, limit=500, cursor=cursor)
@@ -532,7 +532,7 @@ def schema(
         try:
             output.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+            raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
         console.print(f"wrote {output}", markup=False)
 
 
@@ -558,7 +558,7 @@ def conformance(
             passed += result.passed
             failed += not result.passed
     except SquallError as exc:
-        _error(str(exc))
+        print_error(str(exc))
         raise typer.Exit(1) from None
     print(f"{passed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)
@@ -595,16 +595,16 @@ def server(
     try:  # the API is the Lambda handler's, on Powertools: in the aws extra, not the base install
         import aws_lambda_powertools  # noqa: F401
     except ImportError:
-        raise _fail(
+        raise fail(
             "squall server needs the aws extra (the API runs on aws-lambda-powertools): "
             "pip install 'squall[aws]' (from a clone: .venv/bin/pip install -e '.[aws]')"
         ) from None
     from control_plane.server import Server
 
     if store not in (None, "sqlite", "dynamodb"):
-        raise _fail("--store must be sqlite or dynamodb", 2)
+        raise fail("--store must be sqlite or dynamodb", 2)
     if no_auth and token:
-        raise _fail("--no-auth and --token (or $SQUALL_API_TOKEN) contradict each other", 2)
+        raise fail("--no-auth and --token (or $SQUALL_API_TOKEN) contradict each other", 2)
     generated = not no_auth and not token
     if generated:
         token = secrets.token_urlsafe(32)
@@ -621,16 +621,16 @@ def server(
         if settings.store == "sqlite":  # storage/ and jobs/ next to the db, as for `squall run`
             settings = local_settings(db, **overrides)
     except SettingsError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     # No CloudWatch here: EMF metric lines would only clutter the terminal.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     try:
         srv = Server(settings, host=host, port=port, tick_interval=tick_interval).start()
     except OSError as exc:
-        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except SettingsError as exc:  # a bad secrets file, found when the runtime is built
-        raise _fail(str(exc)) from None
-    _started()
+        raise fail(str(exc)) from None
+    startup_done()
     where = settings.db if settings.store == "sqlite" else f"DynamoDB table {settings.table}"
     console.print(f"Squall API on [bold]{srv.url}[/bold] (store: {where}); Ctrl-C stops it", highlight=False)
     console.print(f"Web UI: [bold]{srv.url}/ui/[/bold]", highlight=False)
@@ -641,7 +641,7 @@ def server(
             "[yellow]auth disabled (--no-auth): anyone who can reach the port can run flows[/yellow]"
         )
     try:
-        with _stoppable():
+        with stoppable():
             srv.wait()
     except KeyboardInterrupt:
         pass
@@ -726,7 +726,7 @@ def package(
             extras=extra or (),
         )
     except packaging.PackagingError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     label = report.target.label + "".join(f" --extra {e}" for e in report.extras)
     console.print(
         f"wrote {report.output} for {label}: [bold]{report.size / mib:.1f} MiB[/bold]"
@@ -742,4 +742,4 @@ def package(
         )
     console.print(table)
     for warning in report.warnings():
-        _error(warning, "yellow")
+        print_error(warning, "yellow")

@@ -21,6 +21,26 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from control_plane.cli_output import literal, make_console, plain_json, plain_stdout
 
+__all__ = [
+    "check_known_inputs",
+    "console",
+    "drive_execution",
+    "err",
+    "exit_code",
+    "fail",
+    "on_stop",
+    "open_runtime",
+    "parse_inputs",
+    "print_error",
+    "print_log",
+    "print_summary",
+    "print_tree",
+    "run_flow",
+    "startup_done",
+    "stoppable",
+    "whole_process",
+]
+
 if TYPE_CHECKING:
     from control_plane.engine.model import Execution
     from control_plane.progress import LiveDisplay, PlainDisplay
@@ -29,36 +49,36 @@ console = make_console()
 err = make_console(stderr=True)
 
 
-def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
+def parse_inputs(pairs: list[str]) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         try:
             pair.encode("utf-8")
         except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8 (surrogate escapes)
-            raise _fail(f"--input {key or pair!r}: the value is not valid UTF-8 text", 2) from None
+            raise fail(f"--input {key or pair!r}: the value is not valid UTF-8 text", 2) from None
         if not sep or not key:
-            raise _fail(f"--input expects KEY=VALUE, got {pair!r}", 2)
+            raise fail(f"--input expects KEY=VALUE, got {pair!r}", 2)
         inputs[key] = value
     return inputs
 
 
-def _known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> None:
+def check_known_inputs(given: dict[str, Any], declared: list[str], whose: str) -> None:
     """Every ``--input`` name must be one ``whose`` declares: a typo'd name would otherwise be
     dropped (as Kestra drops undeclared inputs) and the default used without a word."""
     for name in given:
         if name in declared:
             continue
         if not declared:
-            raise _fail(f"unknown input {name!r}: {whose} declares no inputs", 2)
+            raise fail(f"unknown input {name!r}: {whose} declares no inputs", 2)
         import difflib  # here: every run checks its inputs, few have a wrong one
 
         close = difflib.get_close_matches(name, declared, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" ({whose} declares {', '.join(declared)})"
-        raise _fail(f"unknown input {name!r}{hint}", 2)
+        raise fail(f"unknown input {name!r}{hint}", 2)
 
 
-def _print_tree(execution: "Execution") -> None:
+def print_tree(execution: "Execution") -> None:
     """The task-run tree: written as text where rich would print no colour (``tree_text``),
     else by rich."""
     from control_plane.progress import tree, tree_text
@@ -78,7 +98,7 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _error(message: str, style: str = "red") -> None:
+def print_error(message: str, style: str = "red") -> None:
     """One message on stderr, printed as it is: a message quoting ``[a, b]`` (allowed values, a
     list) must not be read as rich markup and vanish."""
     from rich.text import Text
@@ -86,14 +106,14 @@ def _error(message: str, style: str = "red") -> None:
     err.print(Text(message, style=style))
 
 
-def _fail(message: str, code: int = 1) -> SystemExit:
+def fail(message: str, code: int = 1) -> SystemExit:
     """The exit a command raises after printing ``message`` (typer's ``Exit`` ends up as this
     same SystemExit; raised directly, it needs no typer where the command runs without it)."""
-    _error(message)
+    print_error(message)
     return SystemExit(code)
 
 
-def _open(
+def open_runtime(
     db: Path | None,
     secrets_file: Path | None = None,
     *,
@@ -118,24 +138,24 @@ def _open(
     try:
         settings = local_settings(db, secrets_file=str(secrets_file) if secrets_file else None)
         if existing and not Path(str(settings.db)).is_file():
-            raise _fail(f"no Squall database at {settings.db}: nothing has run with it (`squall run FILE`)")
+            raise fail(f"no Squall database at {settings.db}: nothing has run with it (`squall run FILE`)")
         if keep_jobs:  # the process runner leaves each job's directory (log, status, outputs) in jobs/
             process = {**settings.runners.get("process", {}), "keep_jobs": True}
             settings = settings.model_copy(update={"runners": {**settings.runners, "process": process}})
         runtime = open_local(settings, **options)
     except (StoreError, SettingsError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:  # any command on the database moves on what a killed process left (ownership.py)
         store = runtime.store  # the service is built only when there is something to catch up
         if isinstance(store, SqliteStore) and orphans(store, datetime.now(UTC), identity()):
             runtime.service.catch_up()
     except StoreError as exc:
         runtime.close()
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return runtime
 
 
-def _print_log(line: Any) -> None:
+def print_log(line: Any) -> None:
     from rich.text import Text
 
     who = f"{line.task_id}: " if line.task_id else ""
@@ -143,7 +163,7 @@ def _print_log(line: Any) -> None:
     console.print(Text.assemble((f"{line.level:5}", style), f" {who}{line.message}"), highlight=False)
 
 
-def _summary(execution: "Execution", seconds: float | None = None) -> None:
+def print_summary(execution: "Execution", seconds: float | None = None) -> None:
     from control_plane.progress import STYLE  # here, not at import: `squall --help` stays light
 
     style = STYLE.get(str(execution.state), "white")
@@ -164,14 +184,14 @@ def _summary(execution: "Execution", seconds: float | None = None) -> None:
         console.print(f"paused: continue with `squall executions resume {execution.id}`", highlight=False)
 
 
-def _exit_code(execution: "Execution") -> int:
+def exit_code(execution: "Execution") -> int:
     return 0 if str(execution.state) in ("SUCCESS", "WARNING") else 1
 
 
 _stop = {"interruptible": False, "requested": False}
 
 
-def _on_stop(signum: int, frame: Any) -> None:
+def on_stop(signum: int, frame: Any) -> None:
     """SIGTERM (kill, docker stop, systemd) and SIGHUP (the terminal closed) stop as Ctrl-C does.
 
     Only where stopping means something (a run being driven, the server waiting): there they
@@ -184,8 +204,8 @@ def _on_stop(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def _stoppable() -> Iterator[None]:
-    """Let SIGTERM and SIGHUP interrupt the block (see :func:`_on_stop`)."""
+def stoppable() -> Iterator[None]:
+    """Let SIGTERM and SIGHUP interrupt the block (see :func:`on_stop`)."""
     if _stop["requested"]:
         raise KeyboardInterrupt  # it came while the command was getting ready
     _stop["interruptible"] = True
@@ -195,7 +215,7 @@ def _stoppable() -> Iterator[None]:
         _stop["interruptible"] = False
 
 
-def _drive(
+def drive_execution(
     runtime: Any,
     execution_id: str,
     begin: "Callable[[], Execution]",
@@ -215,21 +235,21 @@ def _drive(
     service.on_change = None if watch is None else watch.on_change
     service.on_logs = None if watch is None else watch.on_logs
     try:
-        with _stoppable(), watch if watch is not None else contextlib.nullcontext():
+        with stoppable(), watch if watch is not None else contextlib.nullcontext():
             execution_id = begin().id
             execution = service.run(execution_id)
     except KeyboardInterrupt:
         if not _exists(runtime, execution_id):
-            raise _fail("interrupted before the execution was stored", 130) from None
+            raise fail("interrupted before the execution was stored", 130) from None
         err.print("[red]interrupted: killing the execution and its jobs[/red]")
         service.on_change = None
         service.on_logs = None if quiet else _print_logs  # the display is gone: plain lines
         try:
             service.kill(execution_id)
         except Exception as exc:  # the kill itself must not hide the interruption
-            _error(str(exc))
+            print_error(str(exc))
         execution = service.run(execution_id, deadline=time.monotonic() + 30)
-        _summary(execution, time.monotonic() - started)
+        print_summary(execution, time.monotonic() - started)
         raise SystemExit(130) from None
     if watch is not None:
         chain = [*watch.tally.previous, (execution.id, execution.state)]
@@ -237,8 +257,8 @@ def _drive(
             console.print(
                 f"execution {old} {state}, retried as execution {new}", highlight=False, soft_wrap=True
             )
-        _print_tree(execution)
-    _summary(execution, time.monotonic() - started)
+        print_tree(execution)
+    print_summary(execution, time.monotonic() - started)
     return execution
 
 
@@ -257,7 +277,7 @@ def _watcher(runtime: Any) -> "LiveDisplay | PlainDisplay":
 
 def _print_logs(execution: "Execution | None", lines: Any) -> None:
     for line in lines:
-        _print_log(line)
+        print_log(line)
 
 
 def _exists(runtime: Any, execution_id: str) -> bool:
@@ -297,21 +317,21 @@ def run_flow(
         source = read_flow_file(file)
         parsed = parse_flow(source, str(file))
     except FlowValidationError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if parsed.disabled:  # Kestra refuses to create an execution of a disabled flow (409)
-        raise _fail(f"flow {parsed.namespace}.{parsed.id} is disabled (disabled: true in {file}): not run")
-    with _open(db, secrets_file, keep_jobs=keep_jobs, clock=clock) as runtime:
+        raise fail(f"flow {parsed.namespace}.{parsed.id} is disabled (disabled: true in {file}): not run")
+    with open_runtime(db, secrets_file, keep_jobs=keep_jobs, clock=clock) as runtime:
         try:
             record = runtime.service.deploy(source, str(file))
         except FlowValidationError as exc:
-            raise _fail(str(exc)) from None
-        inputs = _parse_inputs(input or [])
+            raise fail(str(exc)) from None
+        inputs = parse_inputs(input or [])
         flow = runtime.service.flow(record.namespace, record.id, record.revision)
-        _started()
-        _known_inputs(inputs, [i.id for i in flow.inputs or ()], f"flow {record.namespace}.{record.id}")
+        startup_done()
+        check_known_inputs(inputs, [i.id for i in flow.inputs or ()], f"flow {record.namespace}.{record.id}")
         new_id = runtime.service.new_id()
         try:
-            final = _drive(
+            final = drive_execution(
                 runtime,
                 new_id,
                 lambda: runtime.service.start(record.namespace, record.id, inputs, execution_id=new_id),
@@ -320,10 +340,10 @@ def run_flow(
             )
         except InputError as exc:
             for message in exc.messages:
-                _error(message)
+                print_error(message)
             raise SystemExit(1) from None
         _follow_triggered(runtime)
-    raise SystemExit(_exit_code(final))
+    raise SystemExit(exit_code(final))
 
 
 def _use_caches(db: Path | None) -> None:
@@ -342,7 +362,7 @@ def _follow_triggered(runtime: Any) -> None:
     """
     driver = runtime.service.driver
     seen: set[str] = set()
-    with _stoppable():
+    with stoppable():
         while pending := [i for i in driver.triggered if i not in seen]:
             for execution_id in pending:
                 seen.add(execution_id)
@@ -360,14 +380,14 @@ _whole_process = False
 
 def whole_process() -> None:
     """This process is the ``squall`` command (:func:`control_plane.cli.main`): start-up runs
-    with a large first collection threshold until :func:`_started` freezes what it made."""
+    with a large first collection threshold until :func:`startup_done` freezes what it made."""
     global _whole_process
     _whole_process = True
-    # Until _started(): a command that never calls it only collects less often, never not at all.
+    # Until startup_done(): a command that never calls it only collects less often, never not at all.
     gc.set_threshold(max(_GC_THRESHOLDS[0], 100_000), *_GC_THRESHOLDS[1:])
 
 
-def _started() -> None:
+def startup_done() -> None:
     """Start-up is over (modules imported, the flow validated): what it made lives as long as
     the process, so the collector stops rescanning it (``gc.freeze``) and runs as often as usual
     again. Start-up ran with a large first threshold (:func:`main`): ~300 collections, ~50 ms
