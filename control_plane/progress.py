@@ -35,14 +35,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.text import Text
-
+from control_plane.cli_output import literal
 from control_plane.engine.model import Execution, LogLine, TaskRun
 from control_plane.engine.states import State
 
 if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
     from rich.live import Live
+    from rich.text import Text
     from rich.tree import Tree
 
     from control_plane.flows.models import Flow
@@ -305,10 +305,14 @@ def log_text(line: LogLine, prefix: str = "") -> Text:
     """One log line as ``squall run`` prints it: level, task id, message."""
     who = f"{line.task_id}: " if line.task_id else ""
     style = {"ERROR": "red", "WARN": "yellow"}.get(str(line.level), "dim")
+    from rich.text import Text  # here: a run that prints no line never imports rich (cli_output)
+
     return Text.assemble(prefix, (f"{line.level:5}", style), f" {who}{line.message}")
 
 
 def _ended_text(e: Ended) -> Text:
+    from rich.text import Text
+
     if e.retry:
         return Text.assemble(("RETRY", "yellow"), f" {e.label}: attempt {e.retry}")
     style = STYLE.get(str(e.state), "white")
@@ -318,6 +322,8 @@ def _ended_text(e: Ended) -> Text:
 
 
 def _retried_text(previous: str, state: State, new: str) -> Text:
+    from rich.text import Text
+
     return Text.assemble(
         (f"execution {previous} {state}: ", "yellow"), f"the flow's retry made a new execution, {new}"
     )
@@ -391,6 +397,8 @@ class PlainDisplay(_Watcher):
         now = self.tally.clock()
         if now - self._last >= self.interval and not execution.state.terminal:
             self._last = now
+            from rich.text import Text
+
             self.lines.append(Text("progress: " + self.tally.snapshot().header()))
         self._print()
 
@@ -400,6 +408,8 @@ class PlainDisplay(_Watcher):
 
     def _print(self) -> None:
         if self.lines:
+            from rich.text import Text
+
             lines, self.lines = self.lines, []
             self.console.print(Text("\n").join(lines), highlight=False, soft_wrap=True)
 
@@ -417,6 +427,8 @@ class _View:
         self.snapshot = snapshot
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
         s = self.snapshot
         if not s.execution_id:
             yield Text("starting", style="dim")
@@ -479,6 +491,8 @@ class LiveDisplay(_Watcher):
             self.view.snapshot = self.tally.snapshot()
         self.redraws += 1
         if lines:  # printed above the block, which rich then draws again below them
+            from rich.text import Text
+
             self.console.print(Text("\n").join(lines), highlight=False, soft_wrap=True)
         else:
             self.live.refresh()
@@ -502,14 +516,16 @@ def display_for(
     retry_of: Callable[[Execution], str] | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    interactive: bool | None = None,
 ) -> LiveDisplay | PlainDisplay:
     """The live block on an interactive terminal, plain lines anywhere else.
 
     ``flow_of`` gives an execution's flow (for the expected total), ``retry_of`` the id of
-    the execution a flow-level retry of it makes (followed when it comes).
+    the execution a flow-level retry of it makes (followed when it comes). ``interactive``:
+    what ``console.is_interactive`` says, when the caller knows it without asking rich.
     """
     tally = Tally(flow_of, clock)
-    if console.is_interactive:
+    if console.is_interactive if interactive is None else interactive:
         return LiveDisplay(console, tally, retry_of)
     return PlainDisplay(console, tally, retry_of)
 
@@ -550,7 +566,6 @@ def tree(execution: Execution, title: str) -> Tree:
 
 # The markup the tree's labels are made of: the state colours (STYLE), dim and bold.
 _OWN_MARKUP = re.compile(r"\[/?(?:bold|dim|white|green|yellow|red|cyan|magenta)\]")
-_EMOJI_CODE = re.compile(r":\S*:")  # what rich could take for an emoji code (:smile:)
 _GUIDES = {  # rich's Tree.TREE_GUIDES[0] and ASCII_GUIDES: (blank, down, branch, last)
     True: ("    ", "\u2502   ", "\u251c\u2500\u2500 ", "\u2514\u2500\u2500 "),
     False: ("    ", "|   ", "+-- ", "`-- "),
@@ -572,9 +587,7 @@ def tree_text(execution: Execution, title: str, *, width: int, unicode: bool = T
 
     def text_of(label: str) -> str | None:
         text = _OWN_MARKUP.sub("", label)
-        if "[" in text or not text.isascii() or not text.isprintable() or _EMOJI_CODE.search(text):
-            return None
-        return text
+        return text if literal(text) else None
 
     def walk(node: _Node, prefix: str) -> bool:
         for index, child in enumerate(node.children):

@@ -270,3 +270,28 @@ def test_every_sample_and_conformance_flow_passes_lint() -> None:
 def _is_template_finding(message: str) -> bool:
     words = ("invalid expression", "Squall:", "unknown filter", "unknown function", "unknown test")
     return any(w in message for w in words) or "refers to no" in message or "invalid defaults" in message
+
+
+def test_a_flow_s_strings_are_found_once_per_flow_object() -> None:
+    """``strings_in`` walks a flow once (a run asks twice), keyed by the object itself: a copy
+    with another value is walked anew, and the entry goes when the flow does."""
+    import gc
+
+    from control_plane.flows import template_checks
+    from control_plane.flows.template_checks import strings_in
+
+    flow = parse_flow(
+        "id: f\nnamespace: t\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.debug.Return\n"
+        "    format: '{{ 1 }}'\n    retry: {type: constant, interval: PT1S, maxAttempt: 2}\n",
+        "f.yaml",
+    )
+    first = strings_in(flow)
+    assert "{{ 1 }}" in first and "f" in first and "a" in first
+    assert strings_in(flow) is first
+    task = flow.tasks[0].model_copy(update={"format": "{{ 2 }}"})
+    other = flow.model_copy(update={"tasks": [task]})
+    assert "{{ 2 }}" in strings_in(other) and "{{ 1 }}" not in strings_in(other)
+    held = len(template_checks._STRINGS)
+    del other, task
+    gc.collect()
+    assert len(template_checks._STRINGS) == held - 1
