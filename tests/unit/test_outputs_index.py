@@ -174,3 +174,33 @@ def test_a_log_and_its_snapshots_form_no_reference_cycle() -> None:
         gc.garbage.clear()
         gc.enable()
     assert found == []
+
+
+def test_a_snapshot_nobody_else_holds_moves_instead_of_a_new_one_per_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop of inline tasks: the context that held the last snapshot is gone before the next
+    write, so one object serves every task run; a snapshot something still holds never moves."""
+    made = 0
+
+    class Counted(OutputsIndex):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            nonlocal made
+            made += 1
+            super().__init__(*args)
+
+    log = OutputsLog(OutputsIndex())
+    monkeypatch.setattr(outputs_module, "OutputsIndex", Counted)  # what snapshots are made of
+    for i in range(100):
+        log.write("t", (str(i),), {"value": i})
+        log.snapshot()  # a context's, dropped before the next write
+    assert made == (1 if outputs_module._UNSHARED != -1 else 100)
+    assert log.snapshot()["t"]["99"] == {"value": 99}  # built now: a later write needs a new one
+    held = log.snapshot()
+    log.write("t", ("100",), {"value": 100})
+    kept = {"outputs": log.snapshot()}
+    log.write("t", ("101",), {"value": 101})
+    assert "100" not in held["t"] and "101" not in kept["outputs"]["t"]
+    assert kept["outputs"]["t"]["100"] == {"value": 100} and "101" in log.snapshot()["t"]
