@@ -13,9 +13,11 @@ So an :class:`OutputsIndex` is a value that says how to build the map: from task
 loaded execution), or as an earlier index plus the writes one ``plan`` call made in order
 (:class:`OutputsLog`). It builds its map the first time something reads it and keeps it. Each
 template context gets a snapshot (the writes so far), so a context reads what it would have
-read from an eager index, and a flow that reads ``outputs`` after every write folds each write
-once, incrementally, as before. A chain of unread indexes (one link per plan call) is folded
-once it is :data:`MAX_CHAIN` links long, so it stays short and the work stays O(1) per write.
+read from an eager index. Once something has read one in a plan call, the log keeps the map
+current from then on and contexts get the map itself: a flow that reads ``outputs`` in every
+task pays what it paid before (each write set once; no Python frame between Jinja and the
+map). A chain of unread indexes (one link per plan call) is folded once it is
+:data:`MAX_CHAIN` links long, so it stays short and the work stays O(1) per write.
 
 The map is the same one :func:`outputs_index` builds; the index is a read-only ``Mapping`` over
 it (what templates, displays and tests use). Building writes only a private cache: reading an
@@ -196,31 +198,51 @@ class OutputsLog:
     """The writes of one ``plan`` call on top of the index it started from, in order.
 
     :meth:`snapshot` is the index as it stands (what a context reads and what the call
-    commits); it costs one small object when something was written since the last one.
+    commits): an :class:`OutputsIndex` until something reads one, the map itself after.
     """
 
-    __slots__ = ("_snapshot", "_snapshot_at", "_writes")
+    __slots__ = ("_map", "_snapshot", "_snapshot_at", "_writes")
 
     def __init__(self, base: Mapping[str, Any]) -> None:
         index = OutputsIndex.of(base)
         if index.depth >= MAX_CHAIN:
             index.map()  # fold the chain below now: it stays short, each write folded once
         self._writes = _Writes(index)
-        self._snapshot = index
+        self._snapshot: Mapping[str, Any] = index
         self._snapshot_at = 0  # writes the snapshot holds
+        self._map: immutables.Map[str, Any] | None = None  # once something read: kept current
 
     def write(self, task_id: str, values: tuple[str, ...], outputs: Mapping[str, Any]) -> None:
         """``outputs.<task_id>`` (under ``values`` inside loops) is now ``outputs``."""
-        self._writes.log.append((task_id, values, outputs))
+        built = self._map
+        if built is None:
+            self._writes.log.append((task_id, values, outputs))
+        elif not values:
+            self._map = built.set(task_id, outputs)
+        else:
+            self._map = built.set(task_id, nested_set(built.get(task_id), values, outputs))
 
-    def snapshot(self) -> OutputsIndex:
+    def snapshot(self) -> Mapping[str, Any]:
+        if self._map is not None:
+            return self._map
         writes = self._writes
         count = len(writes.log)
+        if writes.folded is not None:
+            # Something read this call's outputs: a flow that reads them reads them again, so
+            # from here on each write is set as it comes and contexts get the map itself, as
+            # before (a read through an OutputsIndex costs Python frames; a miss, a traceback).
+            built = self._map = writes.fold(count)
+            return built
         if count == self._snapshot_at:
             return self._snapshot
-        snap = self._snapshot
         self._snapshot_at = count
-        if snap._log is writes and snap._built is None and getrefcount(snap) == _UNSHARED:
+        snap = self._snapshot
+        if (
+            isinstance(snap, OutputsIndex)
+            and snap._log is writes
+            and snap._built is None
+            and getrefcount(snap) == _UNSHARED
+        ):
             # Nothing but this log holds the last snapshot (the context that had it is gone)
             # and it is unbuilt: nobody can see it move, so it moves. A loop of inline tasks
             # reuses one object instead of allocating one per task run (0.2 us each).

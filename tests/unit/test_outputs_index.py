@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import immutables
@@ -53,9 +54,9 @@ def test_every_snapshot_reads_the_writes_made_before_it_whenever_it_is_read(
     """Plan calls chained (each log starts from the last one's index), a snapshot after every
     write, read in a random order: each equals the eager fold of the writes before it."""
     rng = random.Random(seed)
-    snapshots: list[tuple[OutputsIndex, immutables.Map[str, Any]]] = []
+    snapshots: list[tuple[Mapping[str, Any], immutables.Map[str, Any]]] = []
     done: list[Write] = []
-    index: OutputsIndex = OutputsIndex()
+    index: Mapping[str, Any] = OutputsIndex()
     for writes in calls:
         log = OutputsLog(index)
         for write in writes:
@@ -67,7 +68,7 @@ def test_every_snapshot_reads_the_writes_made_before_it_whenever_it_is_read(
     for snapshot, expected in snapshots:
         assert snapshot == expected
         assert dict(snapshot.items()) == dict(expected.items())
-    assert index.map() == eager(done)
+    assert index == eager(done)
 
 
 def test_an_unread_index_is_not_built_and_a_read_builds_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,21 +92,21 @@ def test_an_unread_index_is_not_built_and_a_read_builds_it_once(monkeypatch: pyt
     assert len(applied) == 100  # kept
 
 
-def test_a_flow_that_reads_after_every_write_folds_each_write_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_flow_that_reads_after_every_write_sets_each_write_once(monkeypatch: pytest.MonkeyPatch) -> None:
     count = 0
-    real = outputs_module._apply
+    real = outputs_module.nested_set
 
-    def counting(built: immutables.Map[str, Any], write: Write) -> immutables.Map[str, Any]:
+    def counting(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
         nonlocal count
         count += 1
-        return real(built, write)
+        return real(current, path, value)
 
-    monkeypatch.setattr(outputs_module, "_apply", counting)
+    monkeypatch.setattr(outputs_module, "nested_set", counting)
     log = OutputsLog(OutputsIndex())
     for i in range(500):
         log.write("each", (str(i),), {"value": i})
         assert log.snapshot()["each"][str(i)] == {"value": i}
-    assert count == 500  # incremental, not a rebuild per read (125,250 applications)
+    assert count == 500  # incremental, not a rebuild per read (125,250 sets)
 
 
 def test_a_chain_of_unread_plan_calls_stays_short_and_reads_every_write() -> None:
@@ -116,7 +117,7 @@ def test_a_chain_of_unread_plan_calls_stays_short_and_reads_every_write() -> Non
         write: Write = ("t", (), {"call": call})
         log.write(*write)
         done.append(write)
-        index = log.snapshot()
+        index = OutputsIndex.of(log.snapshot())
         assert index.depth <= MAX_CHAIN
     assert index == eager(done)
 
@@ -204,3 +205,17 @@ def test_a_snapshot_nobody_else_holds_moves_instead_of_a_new_one_per_write(
     log.write("t", ("101",), {"value": 101})
     assert "100" not in held["t"] and "101" not in kept["outputs"]["t"]
     assert kept["outputs"]["t"]["100"] == {"value": 100} and "101" in log.snapshot()["t"]
+
+
+def test_once_a_call_reads_its_outputs_its_contexts_get_the_map_itself() -> None:
+    """A flow that reads ``outputs`` reads them in every task: folded as written from then on."""
+    log = OutputsLog(OutputsIndex())
+    log.write("t", ("0",), {"value": 0})
+    first = log.snapshot()
+    assert isinstance(first, OutputsIndex)
+    assert "t" in first  # read: built
+    log.write("t", ("1",), {"value": 1})
+    second = log.snapshot()
+    assert type(second) is immutables.Map
+    assert second == eager([("t", ("0",), {"value": 0}), ("t", ("1",), {"value": 1})])
+    assert "1" not in first["t"]
