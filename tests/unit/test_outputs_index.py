@@ -122,7 +122,18 @@ def test_a_chain_of_unread_plan_calls_stays_short_and_reads_every_write() -> Non
     assert index == eager(done)
 
 
-def test_a_loaded_execution_builds_its_index_from_its_task_runs_when_read() -> None:
+def test_a_loaded_execution_builds_its_index_from_its_task_runs_when_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds = 0
+    real = outputs_module.outputs_index
+
+    def counting(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
+        nonlocal builds
+        builds += 1
+        return real(taskruns)
+
+    monkeypatch.setattr(outputs_module, "outputs_index", counting)
     runs = [
         TaskRun(f"r{i}", i, "each" if i else "top", "Return", None, Phase.TASKS, 0, 0, (str(i),) if i else (),
                 i, State.SUCCESS, T0, outputs={"value": i})
@@ -133,10 +144,11 @@ def test_a_loaded_execution_builds_its_index_from_its_task_runs_when_read() -> N
     meta = {"id": "ex", "namespace": "n", "flow_id": "f", "state": "SUCCESS", "created": T0.isoformat()}
     execution = execution_from_json(meta, 1, shuffled)
     assert isinstance(execution.outputs_index, OutputsIndex)
+    assert builds == 0  # a display or a finished run never reads it
     assert execution.outputs_index == outputs_index(runs)
-    assert execution.outputs_index["each"]["49"] == {"value": 49} and execution.outputs_index["top"] == {
-        "value": 0
-    }
+    assert execution.outputs_index["each"]["49"] == {"value": 49}
+    assert execution.outputs_index["top"] == {"value": 0}
+    assert builds == 1
 
 
 def test_an_index_reads_as_the_map_it_stands_for() -> None:
