@@ -8,17 +8,20 @@ measured is the engine and the driver's bookkeeping around it, not a disk.
 Prints task runs per second for N = 1,000, 10,000 and 100,000, the share of the time spent
 inside store calls, and the ratio of the per-task time at 100,000 to that at 1,000 (1.0 =
 perfectly linear; quadratic behaviour would show up as a ratio near 100). Flow parsing is
-outside the timed region; rendering, planning, indexing outputs, storing the execution and
-reading it back at the end are inside. Beside the wall time it prints the process's CPU time
-per task run, the CPU time of each phase per task run (``plan`` calls, and each store call:
-writing the execution, reading it back) and the cyclic collector's passes in the timed region
-(counted with ``gc.callbacks``): on a machine shared with other work the wall time swings several-fold from
-run to run, the CPU time and the count much less. The last line is stable for tracking over
+outside the timed region; rendering, planning, storing the execution and reading it back at
+the end are inside. The flow's template reads ``taskrun.value`` only, so ``outputs.item`` is
+logged, never built (control_plane/engine/outputs.py); ``--read-outputs`` makes every task
+read ``outputs`` too (``{{ outputs.each is defined }}``), which builds it as the loop goes.
+Beside the wall time it prints the process's CPU time per task run, the CPU time of each
+phase per task run (``plan`` calls, and each store call: writing the execution, reading it
+back) and the cyclic collector's passes in the timed region (counted with ``gc.callbacks``):
+on a machine shared with other work the wall time swings several-fold from run to run, the
+CPU time and the count much less. The last line is stable for tracking over
 time (wall time, as before):
 
     engine: <task runs/s at 100,000> task runs/s, ratio <ratio>
 
-Usage: python benchmarks/engine.py [--sizes 1000,10000,100000] [--repeat 3] [--dir /dev/shm]
+Usage: python benchmarks/engine.py [--sizes 1000,10000,100000] [--repeat 3] [--dir /dev/shm] [--read-outputs]
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ CHAIN = "id: chain\nnamespace: squall.bench\ntasks:\n" + "".join(
     f'  - id: t{i}\n    type: io.kestra.plugin.core.debug.Return\n    format: "{{{{ task.id }}}}"\n'
     for i in range(200)
 )
+
+READING = "{{{{ outputs.each is defined }}}}"  # every task reads the outputs index
 
 PHASES = ("plan", "create_execution", "save_execution", "get_execution")
 STORE_CALLS = (
@@ -170,9 +175,9 @@ def run_once(source: str, directory: str | None) -> Run:
             return Run(elapsed, timed.seconds, len(final.taskruns), cpu, COLLECTIONS.passes, phases)
 
 
-def measure(n: int, repeat: int, directory: str | None) -> tuple[Run, Run]:
+def measure(n: int, repeat: int, directory: str | None, flow: str = FLOW) -> tuple[Run, Run]:
     """The fastest of ``repeat`` runs by wall time, and the one of least CPU time."""
-    source = FLOW.format(values=json.dumps([str(i) for i in range(n)]))
+    source = flow.format(values=json.dumps([str(i) for i in range(n)]))
     runs = [run_once(source, directory) for _ in range(repeat)]
     return min(runs), min(runs, key=lambda run: run.cpu)
 
@@ -185,13 +190,17 @@ def main() -> None:
     parser.add_argument(
         "--dir", default=str(shm) if shm.is_dir() else None, help="where the SQLite file goes"
     )
+    parser.add_argument(
+        "--read-outputs", action="store_true", help="every task reads `outputs` (builds the index)"
+    )
     args = parser.parse_args()
+    flow = FLOW.replace("{{{{ taskrun.value }}}}", READING) if args.read_outputs else FLOW
     sizes = [int(s) for s in args.sizes.split(",")]
     per_task: dict[int, float] = {}
     cpu_per_task: dict[int, float] = {}
     rates: dict[int, float] = {}
     for n in sizes:
-        run, least = measure(n, args.repeat, args.dir)
+        run, least = measure(n, args.repeat, args.dir, flow)
         cpu = least.cpu
         per_task[n] = run.wall / run.taskruns
         cpu_per_task[n] = cpu / run.taskruns

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from operator import attrgetter
 from typing import Any
 
 import immutables
@@ -20,6 +19,7 @@ from msgspec import Struct, field
 from msgspec.structs import replace
 
 from control_plane.engine.events import JobFailure
+from control_plane.engine.outputs import OutputsIndex, nested_set, outputs_index
 from control_plane.engine.states import State
 from control_plane.levels import Level
 
@@ -28,6 +28,7 @@ __all__ = [
     "Batches",
     "Execution",
     "LogLine",
+    "OutputsIndex",
     "Phase",
     "Progress",
     "TaskRun",
@@ -212,7 +213,9 @@ class Execution(Struct, frozen=True, gc=False):
     started: datetime | None = None
     ended: datetime | None = None
     taskruns: immutables.Map[str, TaskRun] = field(default_factory=immutables.Map)
-    outputs_index: immutables.Map[str, Any] = field(default_factory=immutables.Map)
+    outputs_index: Mapping[str, Any] = field(default_factory=OutputsIndex)
+    """``outputs.<task>`` (control_plane.engine.outputs): an :class:`OutputsIndex` built when
+    read; an ``immutables.Map`` given here is taken as already built."""
     progress: Progress = field(default_factory=Progress)
     outputs: Mapping[str, Any] | None = None
     error_logs: tuple[LogLine, ...] = ()
@@ -234,56 +237,3 @@ class Execution(Struct, frozen=True, gc=False):
     def ordered_taskruns(self) -> list[TaskRun]:
         """Task runs in creation order, as Kestra lists them."""
         return sorted(self.taskruns.values(), key=lambda tr: tr.seq)
-
-
-def outputs_index(taskruns: list[TaskRun]) -> immutables.Map[str, Any]:
-    """``outputs.<task>`` rebuilt from task runs in creation order, as ``index_outputs`` builds it.
-
-    Stores call this on load instead of storing the index; restart and replay call it after
-    dropping task runs, so outputs of runs that no longer exist cannot be read.
-
-    The same maps as :func:`nested_set` applied in ``seq`` order, built as plain dicts first
-    and frozen once: a load of a 100,000-item ForEach set its value-keyed map 100,000 times,
-    each copying a path of nodes that gets longer with the size (benchmarks/engine.py's flow:
-    1.5 us per task run at 100,000 and 0.56 at 1,000; built this way 0.9 and 0.34).
-    """
-    tree = _Node()
-    for tr in sorted(taskruns, key=_seq):
-        if tr.outputs is None:
-            continue
-        node = tree
-        key = tr.task_id
-        for part in tr.values:
-            child = node.get(key)
-            if type(child) is not _Node:  # a value where a map goes: replaced, as nested_set does
-                child = node[key] = _Node(child) if isinstance(child, immutables.Map) else _Node()
-                node.branch = True
-            node, key = child, part
-        node[key] = tr.outputs
-    return _frozen(tree)
-
-
-class _Node(dict[str, Any]):
-    """A map of :func:`outputs_index` under construction (outputs may be dicts themselves)."""
-
-    __slots__ = ("branch",)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.branch = False  # holds a _Node: frozen entry by entry, else as a whole
-
-
-_seq = attrgetter("seq")
-
-
-def _frozen(node: _Node) -> immutables.Map[str, Any]:
-    if not node.branch:  # the value-keyed map of a loop: outputs only, no copy of it first
-        return immutables.Map(node)
-    return immutables.Map({k: _frozen(v) if type(v) is _Node else v for k, v in node.items()})
-
-
-def nested_set(current: Any, path: tuple[str, ...], value: Any) -> immutables.Map[str, Any]:
-    base = current if isinstance(current, immutables.Map) else immutables.Map()
-    if len(path) == 1:
-        return base.set(path[0], value)
-    return base.set(path[0], nested_set(base.get(path[0]), path[1:], value))

@@ -78,9 +78,8 @@ from control_plane.engine.model import (
     Progress,
     TaskRun,
     iso,
-    nested_set,
-    outputs_index,
 )
+from control_plane.engine.outputs import OutputsLog, outputs_index
 from control_plane.engine.states import State, worst
 from control_plane.errors import EngineError, ExpressionError, SquallError
 from control_plane.expressions import is_truthy, render, render_value, to_display
@@ -363,7 +362,7 @@ class _Transaction:
         self.ex = execution
         self.now = now
         self.trs = execution.taskruns.mutate()
-        self.outputs: immutables.Map[str, Any] = execution.outputs_index
+        self.outputs = OutputsLog(execution.outputs_index)  # written in order, built when read
         self.root = execution.progress
         self.state = execution.state
         self.labels: Mapping[str, str] = execution.labels
@@ -403,7 +402,7 @@ class _Transaction:
             self.ex,
             state=self.state,
             taskruns=self.trs.finish(),
-            outputs_index=self.outputs,
+            outputs_index=self.outputs.snapshot(),
             progress=self.root,
             labels=self.labels,
             next_seq=self.seq,
@@ -508,7 +507,7 @@ class _Transaction:
             execution = self._execution_ctx[state] = {**self._static["execution"], "state": str(state)}
         ctx["execution"] = execution
         ctx["inputs"] = self.ex.inputs
-        ctx["outputs"] = self.outputs
+        ctx["outputs"] = self.outputs.snapshot()  # what is written later is not in it
         if self._labels_ctx is None or self._labels_ctx[0] is not self.labels:  # once per labels value
             self._labels_ctx = (self.labels, context_labels(self.labels))
         ctx["labels"] = self._labels_ctx[1]
@@ -799,7 +798,7 @@ class _Transaction:
             del self.trs[tr_id]
             self.changed.add(tr_id)
         if dropped:
-            self.outputs = outputs_index([tr for tr in runs.values() if tr.id not in dropped])
+            self.outputs = OutputsLog(outputs_index([tr for tr in runs.values() if tr.id not in dropped]))
         failed = [
             tr
             for tr in sorted(runs.values(), key=lambda t: t.seq)
@@ -1282,7 +1281,7 @@ class _Transaction:
                 del self.trs[tr.id]
                 self.changed.add(tr.id)
         if len(gone) > 1:
-            self.outputs = outputs_index(self.taskruns())
+            self.outputs = OutputsLog(outputs_index(self.taskruns()))
 
     def taskruns(self) -> list[TaskRun]:
         """Every task run as this transaction sees it, those it started included."""
@@ -1488,12 +1487,9 @@ class _Transaction:
         )
 
     def index_outputs(self, tr: TaskRun, outputs: Mapping[str, Any]) -> None:
-        """Keep ``outputs.<task>`` (value-keyed inside loops) current, in O(log n)."""
-        if not tr.values:
-            self.outputs = self.outputs.set(tr.task_id, outputs)
-        else:
-            current = self.outputs.get(tr.task_id)
-            self.outputs = self.outputs.set(tr.task_id, nested_set(current, tr.values, outputs))
+        """``outputs.<task>`` (value-keyed inside loops) is now ``outputs``: logged, and built
+        into the map only when something reads it (control_plane.engine.outputs)."""
+        self.outputs.write(tr.task_id, tr.values, outputs)
 
     def closing(self, state: State) -> tuple[State, dict[str, Any] | None]:
         """The execution's final state and flow outputs: outputs that fail to render fail it."""

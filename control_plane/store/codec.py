@@ -6,7 +6,7 @@ values are left out so a typical task run encodes to a few hundred bytes.
 
 ``outputs_index`` (what ``{{ outputs.x }}`` reads) is not stored: it is rebuilt on load from
 the task runs' own outputs in creation order, the same way the engine builds it, so the two
-can never disagree.
+can never disagree; and only when read (``OutputsIndex.of_taskruns``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import base64
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
-from operator import attrgetter
 from typing import Any
 
 import immutables
@@ -28,6 +27,7 @@ from control_plane.engine.model import (
     Batches,
     Execution,
     LogLine,
+    OutputsIndex,
     Phase,
     Progress,
     TaskRun,
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 _DEFAULT_PROGRESS = Progress()
-_seq = attrgetter("seq")
 
 
 def _default(value: Any) -> Any:
@@ -304,10 +303,10 @@ rebuild_outputs_index = outputs_index  # the engine's own rule: the stored index
 
 def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[TaskRun]) -> Execution:
     """Rebuild an execution from its meta document and its task runs (any order)."""
-    # The map first, in the order given (a store's rows: the order the task runs were just
-    # allocated in, so read in memory order), then creation order for the outputs index.
+    # The map in the order given (a store's rows: the order the task runs were just allocated
+    # in, so read in memory order). The outputs index is built from the same list (in creation
+    # order, sorted then) only if something reads it: a display or a finished run never does.
     by_id = immutables.Map([(tr.id, tr) for tr in taskruns])
-    taskruns.sort(key=_seq)
     return Execution(
         id=meta["id"],
         namespace=meta["namespace"],
@@ -322,7 +321,7 @@ def execution_from_json(meta: Mapping[str, Any], version: int, taskruns: list[Ta
         started=_pdt(meta.get("started")),
         ended=_pdt(meta.get("ended")),
         taskruns=by_id,
-        outputs_index=rebuild_outputs_index(taskruns),
+        outputs_index=OutputsIndex.of_taskruns(taskruns),
         progress=progress_from_json(meta.get("progress")),
         outputs=meta.get("outputs"),
         error_logs=tuple(log_from_json(x) for x in meta.get("error_logs", ())),
