@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from operator import attrgetter
-from sys import getrefcount
 from typing import TYPE_CHECKING, Any
 
 import immutables
@@ -236,24 +235,8 @@ class OutputsLog:
         if count == self._snapshot_at:
             return self._snapshot
         self._snapshot_at = count
-        snap = self._snapshot
-        if (
-            isinstance(snap, OutputsIndex)
-            and snap._log is writes
-            and snap._built is None
-            and getrefcount(snap) == _UNSHARED
-        ):
-            # Nothing but this log holds the last snapshot (the context that had it is gone)
-            # and it is unbuilt: nobody can see it move, so it moves. A loop of inline tasks
-            # reuses one object instead of allocating one per task run (0.2 us each).
-            snap._upto = count
-            return snap
         snap = self._snapshot = OutputsIndex(None, None, writes, count, writes.base.depth + 1)
         return snap
-
-    def _snapshot_refcount(self) -> int:
-        snap = self._snapshot
-        return getrefcount(snap)
 
 
 class _Writes:
@@ -278,18 +261,3 @@ class _Writes:
             built = _apply(built, write)
         self.folded = (upto, built)
         return built
-
-
-def _unshared_refcount() -> int:
-    """What ``getrefcount`` says in :meth:`OutputsLog.snapshot` of a snapshot only the log holds
-    (3 on CPython 3.11: the attribute, the local, the argument), measured the same way; -1, so
-    that nothing is ever reused, where a second holder would not show in the count."""
-    log = OutputsLog(OutputsIndex())
-    log.write("probe", (), {})
-    log.snapshot()  # a snapshot only the log holds
-    alone = log._snapshot_refcount()
-    held = [log._snapshot]  # noqa: F841 - a second holder
-    return alone if log._snapshot_refcount() > alone else -1
-
-
-_UNSHARED = _unshared_refcount()
