@@ -658,20 +658,25 @@ class ExecutionDriver:
                 return
             written = self.masks.logs(flow, new, [*extra.logs, *own.logs])  # job output: not masked yet
             logs, timers, jobs = self._records(new, actions)
-            try:
-                self.store.save_execution(
-                    new,
-                    expected_version=execution.version,
-                    logs=[*written, *logs],
-                    timers=timers,
-                    jobs=_merged(jobs, {**extra.jobs, **own.jobs}.values()),  # a DONE mark beats a handle
-                )
-            except ConflictError:
-                self.cache.pop(execution_id, None)
-                continue
-            self._stored(new, [*written, *logs])
-            self._settle(own)
-            self._carry_out(new, actions, jobs)
+            # The next jobs' starts are readied while the save is made durable; they start in
+            # _carry_out, after it (what the previous job's end asked for, after them).
+            with self.jobs.prepared(job for job in jobs if job.updated != HANDED_TO_TICK):
+                try:
+                    self.store.save_execution(
+                        new,
+                        expected_version=execution.version,
+                        logs=[*written, *logs],
+                        timers=timers,
+                        jobs=_merged(jobs, {**extra.jobs, **own.jobs}.values()),  # a DONE mark beats a handle
+                    )
+                except ConflictError:
+                    self.cache.pop(execution_id, None)
+                    continue
+                self._stored(new, [*written, *logs])
+                try:
+                    self._carry_out(new, actions, jobs)
+                finally:
+                    self._settle(own)
             self._release_if_ended(new)
             return
         self._keep(execution_id, extra)  # ``own`` is dropped: its job stays active and is heard again

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -64,6 +64,7 @@ from runners.base import (
     JobState,
     JobStatus,
     LogChunk,
+    Preparable,
     Runner,
     RunnerError,
     TransientRunnerError,
@@ -217,8 +218,16 @@ class JobSupervisor:
         self.log_wait = log_wait
         self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
         self._live_split: dict[str, ChildLogs | None] = {}  # whose line is shown, per job
+        self._specs: dict[str, tuple[Runner, JobSpec]] = {}  # readied by prepared(), for submit
 
     # ================================================================== submit
+
+    def _spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
+        """:meth:`spec`, as this process submits it (claimed: see ``exclusive_claims``)."""
+        runner, spec = self.spec(job)
+        if self.exclusive_claims:  # held since the outbox write, or taken by the submitter
+            spec = replace(spec, claimed=True)
+        return runner, spec
 
     def spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
         """The runner and the JobSpec of ``job``, its ``taskRunner`` block parsed once.
@@ -255,6 +264,39 @@ class JobSupervisor:
             ),
         )
         return runner, spec
+
+    @contextlib.contextmanager
+    def prepared(self, jobs: Iterable[JobRecord]) -> Iterator[None]:
+        """Ready the starts of ``jobs`` (outbox records this process submits right after the
+        write that stores them) with the runners that can (:class:`~runners.base.Preparable`),
+        for the time of that write and the submits; on exit, whatever no submit took is
+        called off.
+
+        The write is what may not be overtaken: nothing starts before it is durable, but a
+        local job's directory and supervisor are made ready while it is (its fsync). The spec
+        is built once, here, and used by the submit.
+        """
+        readied: list[Preparable] = []
+        for job in jobs:
+            if job.phase is not JobPhase.SUBMITTING:
+                continue
+            try:
+                runner, spec = self._spec(job)
+            except (RunnerUnavailableError, RunnerError, ScriptError, UnknownRunnerError):
+                continue  # the submit reports it
+            self._specs[job.name] = (runner, spec)
+            if not implements(runner, Preparable):
+                continue
+            with dependencies(job.runner):
+                runner.prepare(spec)
+            if not any(one is runner for one in readied):
+                readied.append(runner)
+        try:
+            yield
+        finally:
+            self._specs.clear()
+            for one in readied:
+                one.unprepare()
 
     def outbox_claim(self) -> dict[str, Any]:
         """The claim fields of an outbox record this process submits right after writing it.
@@ -305,9 +347,8 @@ class JobSupervisor:
                 return  # another process holds the claim, or the job moved on
             job = claimed
         try:
-            runner, spec = self.spec(job)
-            if self.exclusive_claims:  # held since the outbox write, or taken above
-                spec = replace(spec, claimed=True)
+            readied = self._specs.pop(job.name, None)
+            runner, spec = readied if readied is not None else self._spec(job)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 found = handle is not None

@@ -69,14 +69,17 @@ __all__ = [
     "BOOT",
     "CANCELLED",
     "DELETE",
+    "GO",
     "LOG",
     "MAX_LINE_BYTES",
     "PID",
     "RESULT",
     "SERVE",
     "LineSplitter",
+    "frame",
     "iso_now",
     "records",
+    "unframe",
 ]
 
 PID, LOG, RESULT, CANCELLED = "pid", "log.jsonl", "result", "cancelled"
@@ -99,6 +102,11 @@ _LINGER = 1.0  # seconds to drain pipes after the main process exited, before ki
 _GIVE_UP = 1.0  # then seconds to wait for EOF before abandoning pipes held outside the group
 _POLL = 0.05  # exit polling interval when pidfd_open is unavailable
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+_HEADER = 8  # bytes of the configuration's length, before it on the shim's stdin
+_GO = b"G"
+GO = _GO
+"""The byte that lets a ready shim start its job; end of file in its place calls the start off."""
 
 _WHOLE: frozenset[int] = frozenset()
 """No line was cut (the usual case): see :class:`LineSplitter`."""
@@ -216,6 +224,34 @@ def _write_atomic(path: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, _READ_SIZE))
+        if not chunk:
+            raise EOFError(f"the configuration ended {left} bytes short")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_config(fd: int) -> bytes:
+    """The launcher's configuration (see :func:`frame`), leaving the go byte behind it unread."""
+    return _read_exactly(fd, int.from_bytes(_read_exactly(fd, _HEADER), "big"))
+
+
+def frame(config: bytes) -> bytes:
+    """What the launcher writes on a shim's stdin: the configuration's length, the configuration,
+    then (at once, or once the job may start) :data:`GO`."""
+    return len(config).to_bytes(_HEADER, "big") + config
+
+
+def unframe(data: bytes) -> bytes:
+    """The configuration of what :func:`frame` made (a go byte after it is left out)."""
+    size = int.from_bytes(data[:_HEADER], "big")
+    return data[_HEADER : _HEADER + size]
 
 
 def _read_all(fd: int) -> bytes:
@@ -496,21 +532,34 @@ def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> i
     recorded without waiting for this process to be torn down.
     """
     try:
-        config = marshal.loads(_read_all(0))
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # inheritable: the job's stdin
-        os.close(null)
-        out = os.open(f"{job_dir}/{LOG}", _WRITE | os.O_APPEND, 0o644)
+        config = marshal.loads(_read_config(0))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
     except BaseException as exc:
         _report(f"X cannot prepare the job: {exc!r}")
         return 2
-    pid_path = f"{job_dir}/{PID}"
-    started = iso_now()
     owner_pid = os.getpid()
     if owner_start == "":
         owner_start = _start_ticks("self")
+    # Ready: the job starts on the launcher's go (its store write is durable by then); end of
+    # file instead means the start was called off (or the launcher died): nothing ran, and
+    # nothing in the job's directory was touched, so a later submit finds it as it was.
+    try:
+        go = os.read(0, 1)
+    except OSError:
+        go = b""
+    if go != _GO:
+        return 0
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # inheritable: the job's stdin
+        os.close(null)
+        out = os.open(f"{job_dir}/{LOG}", _WRITE | os.O_APPEND, 0o644)
+    except BaseException as exc:
+        _report(f"X cannot prepare the job: {exc!r}")
+        return 2
+    pid_path = f"{job_dir}/{PID}"
+    started = iso_now()
 
     def record(pid: int, start: int | None) -> None:
         """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
