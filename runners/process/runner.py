@@ -216,6 +216,9 @@ class ProcessRunner:
     def find(self, spec: JobSpec) -> JobHandle | None:
         """The handle of the job submitted under ``spec.name``, or None if it never started."""
         check_name(spec.name)
+        with self._readied_lock:
+            if spec.name in self._readied:
+                return None  # readied here, not started: its claim is ours until the submit
         job_dir = f"{self._base}/{spec.name}"
         if not os.path.isdir(job_dir):
             return None
@@ -236,6 +239,10 @@ class ProcessRunner:
         shim takes longer than a few seconds to finish: then the next poll records it).
         """
         job_dir = self._dir(handle)
+        with self._readied_lock:
+            readied = self._readied.pop(handle.name, None)
+        if readied is not None:  # never started: called off, and its claim released for _cancel
+            self._abort(readied)
         try:
             self._cancel(job_dir)
         except (FileNotFoundError, NotADirectoryError):
