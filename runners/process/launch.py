@@ -163,8 +163,11 @@ class Launcher:
         grace = options.grace_period if options.grace_period is not None else self._grace
         return Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs, uris)
 
-    def start(self, plan: Plan, dir_stat: os.stat_result) -> JobHandle:
-        """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim."""
+    def start(self, plan: Plan, fresh: bool = False) -> JobHandle:
+        """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim.
+
+        ``fresh``: the job directory was just created, empty (the shim then makes its
+        subdirectories itself, off this thread's way, when no input file goes there first)."""
         spec, job_dir = plan.spec, plan.job_dir
         submitted = self._clock()
         token = os.urandom(16).hex()
@@ -172,7 +175,7 @@ class Launcher:
         if os.path.exists(f"{job_dir}/{CANCELLED}"):  # cancelled while a previous submit was failing
             record_cancelled_before_start(job_dir, self._clock, token)
             return handle
-        self._lay_out(plan)
+        mkdirs = self._lay_out(plan, fresh)
         staging_error = _stage(plan.input_uris, job_dir + "/" + WORK)
         if staging_error is not None:  # the job cannot run as specified: it ends at once, CONFIG
             now = self._clock()
@@ -181,10 +184,10 @@ class Launcher:
             )
             registry.notify()
             return handle
-        config = self._config(plan, token, submitted)
+        config = self._config(plan, token, submitted, mkdirs)
         return self._started(handle, self._spawn_retrying(job_dir, config, spec.command[0]))
 
-    def ready(self, plan: Plan) -> Ready | None:
+    def ready(self, plan: Plan, fresh: bool = False) -> Ready | None:
         """Ready the (claimed, unstarted) job's start without starting it: its directory laid out
         and its shim forked and configured, waiting for :meth:`go`; called under the claim.
 
@@ -198,8 +201,7 @@ class Launcher:
             return None
         submitted = self._clock()
         token = os.urandom(16).hex()
-        self._lay_out(plan)
-        config = self._config(plan, token, submitted)
+        config = self._config(plan, token, submitted, self._lay_out(plan, fresh))
         try:
             shim = forkserver.spawn_shim(job_dir, config, hold=True)
         except OSError:
@@ -234,9 +236,13 @@ class Launcher:
                 shim.wait(timeout=_ABORT_WAIT)
         _reap_pipes(shim)
 
-    def _lay_out(self, plan: Plan) -> None:
-        """The job's fresh work and output directories, its input files written."""
+    def _lay_out(self, plan: Plan, fresh: bool) -> list[str]:
+        """The job's fresh work and output directories, its input files written; or, in a
+        ``fresh`` job directory with no input file (the usual case), the directories for the
+        shim to make (what this returns): two mkdirs less on the way from one task to the next."""
         work, out = f"{plan.job_dir}/{WORK}", f"{plan.job_dir}/{OUT}"
+        if fresh and not plan.inputs and not plan.input_uris:
+            return [work, out]
         mkdir_fresh(work)
         mkdir_fresh(out)
         try:
@@ -248,8 +254,9 @@ class Launcher:
                     f.write(data)
         except OSError as exc:
             raise RunnerError(f"cannot write input files: {exc}", runner=self.name) from exc
+        return []
 
-    def _config(self, plan: Plan, token: str, submitted: datetime) -> bytes:
+    def _config(self, plan: Plan, token: str, submitted: datetime, mkdirs: list[str]) -> bytes:
         """What the shim reads on its stdin: the framed configuration, then the go byte."""
         spec = plan.spec
         work, out = f"{plan.job_dir}/{WORK}", f"{plan.job_dir}/{OUT}"
@@ -264,6 +271,7 @@ class Launcher:
                 "summary": dumps(self._summary(plan, token, submitted)),
                 "boot": boot_id(),
                 "submitter": os.getpid(),
+                "mkdirs": mkdirs,
             }
         )
         return _shim.frame(config) + _shim.GO

@@ -57,15 +57,19 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _make_dir(base: str, job_dir: str) -> None:
+def _make_dir(base: str, job_dir: str) -> bool:
+    """The job's directory; whether this call created it (empty, then)."""
     try:
         os.mkdir(job_dir)
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:  # base_dir was removed since
         os.makedirs(base, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(job_dir)
+        except FileExistsError:
+            return False
+    return True
 
 
 class _Readied:
@@ -151,12 +155,11 @@ class ProcessRunner:
             self._abort(readied)
         plan = self._launcher.plan(spec)
         job_dir = plan.job_dir
-        _make_dir(self._base, job_dir)
-        with Claim(job_dir) as claim:
+        fresh = _make_dir(self._base, job_dir)
+        with Claim(job_dir):
             if started(job_dir):
                 return self._handle(job_dir)
-            assert claim.fd is not None
-            return self._launcher.start(plan, os.fstat(claim.fd))
+            return self._launcher.start(plan, fresh)
 
     # -- Preparable
 
@@ -176,12 +179,12 @@ class ProcessRunner:
                 return
         try:
             plan = self._launcher.plan(spec)
-            _make_dir(self._base, plan.job_dir)
+            fresh = _make_dir(self._base, plan.job_dir)
             claim = Claim(plan.job_dir).__enter__()
         except (OSError, RunnerError):
             return
         try:
-            ready = None if started(plan.job_dir) else self._launcher.ready(plan)
+            ready = None if started(plan.job_dir) else self._launcher.ready(plan, fresh)
         except Exception:  # the submit does it all again, and reports what fails
             ready = None
         except BaseException:

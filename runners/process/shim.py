@@ -533,6 +533,11 @@ def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> i
     """
     try:
         config = marshal.loads(_read_config(0))
+        for path in config.get("mkdirs") or ():  # the job's fresh work/ and out/ (see launch)
+            try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                os.mkdir(path)
+            except FileExistsError:  # a submit that took this job over made it
+                pass
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
     except BaseException as exc:
