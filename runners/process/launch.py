@@ -17,6 +17,12 @@ errors (EAGAIN from fork, here or in the shim) are retried, under the runner's r
 A start that fails half-way (even by KeyboardInterrupt) stops the shim and, if ``pid``
 names one, the job, and surfaces the real error. A running job is then handed to a
 :class:`~runners.process.supervisor.Watcher`.
+
+A start can also be readied ahead (:meth:`Launcher.ready`, under the claim, which the runner
+holds until then): the directory laid out, a shim forked with its configuration but not the
+go byte, so the control plane's write that records the job overlaps the shim's preparation;
+:meth:`Launcher.go` writes the byte and reads the answer as above, :meth:`Launcher.abort`
+closes the pipe instead and waits for the shim to exit (ADR 0019).
 """
 
 from __future__ import annotations

@@ -8,9 +8,13 @@ Theory of operation
 session (:data:`BOOT` imports this file, so its cached bytecode is used: a script given by
 path is compiled again at every run; ``python -I -S shim.py <job_dir>`` works too) and
 writes the job's configuration (a :mod:`marshal`-ed dict: argv, cwd, environment, timeout,
-grace period, the ``pid`` summary) to the shim's stdin, which the shim reads to EOF: the
-environment (secrets included) travels through that inherited pipe, never through a file.
-The shim then
+grace period, the ``pid`` summary, the subdirectories to make), framed by its length
+(:func:`frame`), to the shim's stdin: the environment (secrets included) travels through that
+inherited pipe, never through a file. The shim reads it, makes the subdirectories, and waits
+for one more byte, :data:`GO`: a start readied ahead of the control plane's write that
+records the job gets it only once that write is committed; end of file instead (the start
+was called off, or the squall process died) ends the shim with nothing started and nothing
+else touched. The shim then
 
 1. creates ``log.jsonl`` and forks the job (its own session: the job's process group is the
    job, which timeout and cancel signal);
