@@ -440,6 +440,11 @@ class Preparable(Protocol):
 
     def prepare(self, spec: JobSpec) -> None: ...
 
+    def go(self, spec: JobSpec, meanwhile: Callable[[], None]) -> JobHandle:
+        """``submit(spec)``, calling ``meanwhile`` once a readied start was told to start,
+        before its answer is awaited (the caller's own wait overlaps the start)."""
+        ...
+
     def unprepare(self) -> None: ...
 
 

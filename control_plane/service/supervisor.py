@@ -240,6 +240,7 @@ class JobSupervisor:
         self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
         self._live_split: dict[str, ChildLogs | None] = {}  # whose line is shown, per job
         self._specs: dict[str, tuple[Runner, JobSpec]] = {}  # readied by prepared(), for submit
+        self._meanwhile: Callable[[], None] | None = None  # an early step's sync, for the go
 
     # ================================================================== submit
 
@@ -331,10 +332,12 @@ class JobSupervisor:
             if early:
                 assert isinstance(self.store, SyncDeferring)
                 with self.store.deferred_sync() as sync:
+                    self._meanwhile = sync  # the first go syncs while its job starts
                     yield Step(True, sync)
             else:
                 yield Step(False, _no_sync)
         finally:
+            self._meanwhile = None
             self._specs.clear()
             for one in readied:
                 one.unprepare()
@@ -393,7 +396,9 @@ class JobSupervisor:
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 found = handle is not None
-                if handle is None:
+                if handle is None and self._meanwhile is not None and implements(runner, Preparable):
+                    handle = runner.go(spec, self._meanwhile)
+                elif handle is None:
                     handle = runner.submit(spec)
         except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
             self._give_up(job, Failure.CONFIG, exc.for_type(_runner_type(job)))

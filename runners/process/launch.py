@@ -214,17 +214,33 @@ class Launcher:
             return None
         return Ready(make_handle(self.name, job_dir, token), config, shim, spec.command[0])
 
-    def go(self, ready: Ready) -> JobHandle:
+    def go(self, ready: Ready, meanwhile: Callable[[], None] | None = None) -> JobHandle:
         """Start a readied job (its shim forks it now): what :meth:`start` returns. A shim that
-        cannot start it for a transient reason is replaced under the retry policy."""
+        cannot start it for a transient reason is replaced under the retry policy.
+
+        ``meanwhile`` is called once the shim was told to go, before its answer is awaited
+        (the caller's own wait, the store's fsync, overlaps the job's start); what it raises
+        is raised once the job is watched, never instead of watching it."""
         job_dir, program = ready.handle.data["dir"], ready.program
+        failed: list[BaseException] = []
+
+        def guarded() -> None:
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException as exc:
+                    failed.append(exc)
+
         try:
-            result = self._answer(ready.shim, job_dir, ready.config, program)
+            result = self._answer(ready.shim, job_dir, ready.config, program, guarded)
         except OSError as exc:
             if not retry.is_transient(exc):
                 raise
             result = self._spawn_retrying(job_dir, ready.config, program)
-        return self._started(ready.handle, result)
+        handle = self._started(ready.handle, result)
+        if failed:
+            raise failed[0]
+        return handle
 
     @staticmethod
     def abort(ready: Ready) -> None:
@@ -401,11 +417,17 @@ class Launcher:
         return self._answer(shim, job_dir, config, program)
 
     def _answer(
-        self, shim: ShimProcess, job_dir: str, config: bytes, program: str
+        self,
+        shim: ShimProcess,
+        job_dir: str,
+        config: bytes,
+        program: str,
+        meanwhile: Callable[[], None] | None = None,
     ) -> tuple[ShimProcess, dict[str, Any]] | _StartFailure:
-        """The shim's answer (what it has not been given yet is written first): see :meth:`_spawn_once`."""
+        """The shim's answer (what it has not been given yet is written first; then
+        ``meanwhile`` is called): see :meth:`_spawn_once`."""
         try:
-            answer = _handshake(shim, config)
+            answer = _handshake(shim, config) if meanwhile is None else _handshake(shim, config, meanwhile)
             kind, _, rest = answer.partition(" ")
             if kind == "S":
                 pid_doc = read_json(f"{job_dir}/{PID}")
@@ -468,9 +490,9 @@ def _start_failure(exc: OSError, program: str) -> _StartFailure:
     return _StartFailure(126, f"cannot execute {program}: {exc.strerror or exc}")
 
 
-def _handshake(shim: ShimProcess, config: bytes) -> str:
+def _handshake(shim: ShimProcess, config: bytes, meanwhile: Callable[[], None] | None = None) -> str:
     """Give the shim its configuration (through the pipe: the environment never touches the
-    disk) and read its one-line answer."""
+    disk), call ``meanwhile`` (it must not raise) and read the shim's one-line answer."""
     assert shim.stdout is not None
     if shim.stdin is not None:  # None: the fork server's shim got it all with the request
         try:
@@ -478,6 +500,8 @@ def _handshake(shim: ShimProcess, config: bytes) -> str:
             shim.stdin.close()
         except BrokenPipeError:
             pass  # the shim died: its answer (none) says so
+    if meanwhile is not None:
+        meanwhile()
     fd = shim.stdout.fileno()
     deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
     poller = select.poll()

@@ -196,6 +196,18 @@ class ProcessRunner:
         with self._readied_lock:
             self._readied[spec.name] = _Readied(spec, claim, ready)
 
+    def go(self, spec: JobSpec, meanwhile: Callable[[], None]) -> JobHandle:
+        """:meth:`submit`, calling ``meanwhile`` while a readied start starts (after its go,
+        before its answer is awaited; first, for a start that was not readied)."""
+        with self._readied_lock:
+            readied = self._readied.pop(spec.name, None)
+        if readied is not None and readied.spec == spec:
+            return self._go(readied, meanwhile)
+        if readied is not None:
+            self._abort(readied)
+        meanwhile()
+        return self.submit(spec)
+
     def unprepare(self) -> None:
         """Call off every start :meth:`prepare` readied that no submit took (their shims exit
         without starting anything; the job directories stay unstarted, for a later submit)."""
@@ -204,9 +216,9 @@ class ProcessRunner:
         for one in readied:
             self._abort(one)
 
-    def _go(self, readied: _Readied) -> JobHandle:
+    def _go(self, readied: _Readied, meanwhile: Callable[[], None] | None = None) -> JobHandle:
         try:
-            return self._launcher.go(readied.ready)
+            return self._launcher.go(readied.ready, meanwhile)
         finally:
             readied.claim.__exit__()  # held since prepare(): released once the job runs
 
