@@ -184,3 +184,34 @@ def test_a_readied_start_dies_with_the_process_that_readied_it(base: Path, tmp_p
     handle = runner.submit(spec)
     assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
     assert ledger.read_text() == "after\n"
+
+
+def test_go_calls_meanwhile_while_the_job_starts_and_raises_its_error_once_the_job_is_watched(
+    base: Path, tmp_path: Path
+) -> None:
+    # The control plane syncs its write in ``meanwhile``: the job may already run then (the go
+    # byte was written), and a failing sync must not leave the started job unwatched.
+    ledger = tmp_path / "ledger"
+    runner = ProcessRunner(base)
+    spec = ledger_job("meanwhile", ledger, "went")
+    runner.prepare(spec)
+    calls: list[str] = []
+
+    def meanwhile() -> None:
+        wait_until(ledger.exists, 10.0, "the job did not start before the answer was awaited")
+        calls.append("synced")
+        raise RuntimeError("the sync failed")
+
+    with pytest.raises(RuntimeError, match="the sync failed"):
+        runner.go(spec, meanwhile)
+    assert calls == ["synced"]
+    handle = runner.find(spec)
+    assert handle is not None
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert ledger.read_text() == "went\n"
+    # a start that was not readied: meanwhile first, then a plain submit
+    order: list[str] = []
+    other = ledger_job("not-readied", tmp_path / "other", "plain")
+    started = runner.go(other, lambda: order.append("meanwhile"))
+    assert order == ["meanwhile"]
+    assert wait_terminal(runner, started, 30.0).state is JobState.SUCCEEDED
