@@ -22,6 +22,10 @@ recycled pid's. The watcher polls that end of file, ``wait`` waits on the pidfd 
 ``waitpid`` (the shim is the server's child; the kernel reaps it), and a start given up
 half-way kills the shim through it.
 
+A start readied ahead of its submit (``spawn_shim(..., hold=True)``, ADR 0019) keeps the last
+byte of the shim's stdin back: the go byte, written by the handshake once the job may start;
+closing the pipe without it calls the start off.
+
 Durability is unchanged: the shim is in a session of its own, outlives the squall process
 (the server exits at end of file, when the squall process is gone, leaving its shims
 running), and writes the same ``pid`` and ``result`` files. A server that died is replaced
