@@ -673,10 +673,12 @@ class ExecutionDriver:
                     self.cache.pop(execution_id, None)
                     continue
                 if step.early:
-                    self._carry_out(new, actions, jobs)
-                    step.sync()  # nothing below is let out before the save is durable
-                    self._stored(new, [*written, *logs])
-                    self._settle(own)
+                    try:
+                        self._carry_out(new, actions, jobs)
+                    finally:
+                        step.sync()  # nothing below is let out before the save is durable
+                        self._stored(new, [*written, *logs])
+                        self._settle(own)
                 else:
                     self._stored(new, [*written, *logs])
                     try:

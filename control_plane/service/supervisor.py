@@ -304,31 +304,31 @@ class JobSupervisor:
         :meth:`Step.sync` makes it durable before anything else is let out.
         """
         readied: list[Preparable] = []
-        all_readied = bool(jobs)
-        for job in jobs:
-            if job.phase is not JobPhase.SUBMITTING:
-                all_readied = False
-                continue
-            try:
-                runner, spec = self._spec(job)
-            except (RunnerUnavailableError, RunnerError, ScriptError, UnknownRunnerError):
-                all_readied = False
-                continue  # the submit reports it
-            self._specs[job.name] = (runner, spec)
-            if not implements(runner, Preparable):
-                all_readied = False
-                continue
-            with dependencies(job.runner):
-                runner.prepare(spec)
-            if not any(one is runner for one in readied):
-                readied.append(runner)
-        early = (
-            all_readied
-            and len(jobs) == sum(isinstance(action, SubmitJob) for action in actions)
-            and all(isinstance(action, SubmitJob | Emit | StartTimer) for action in actions)
-            and implements(self.store, SyncDeferring)
-        )
         try:
+            all_readied = bool(jobs)
+            for job in jobs:
+                if job.phase is not JobPhase.SUBMITTING:
+                    all_readied = False
+                    continue
+                try:
+                    runner, spec = self._spec(job)
+                except (RunnerUnavailableError, RunnerError, ScriptError, UnknownRunnerError):
+                    all_readied = False
+                    continue  # the submit reports it
+                self._specs[job.name] = (runner, spec)
+                if not implements(runner, Preparable):
+                    all_readied = False
+                    continue
+                if not any(one is runner for one in readied):
+                    readied.append(runner)  # before prepare: whatever it readied is called off
+                with dependencies(job.runner):
+                    runner.prepare(spec)
+            early = (
+                all_readied
+                and len(jobs) == sum(isinstance(action, SubmitJob) for action in actions)
+                and all(isinstance(action, SubmitJob | Emit | StartTimer) for action in actions)
+                and implements(self.store, SyncDeferring)
+            )
             if early:
                 assert isinstance(self.store, SyncDeferring)
                 with self.store.deferred_sync() as sync:
