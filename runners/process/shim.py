@@ -573,25 +573,27 @@ def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> i
     pid_path = f"{job_dir}/{PID}"
     started = iso_now()
 
+    # The ``pid`` record, all but the job's own identity, built here: the forked child, where
+    # every object it touches is a page copied, only formats two numbers in before its exec.
+    summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
+    identities = _json_fields(
+        {
+            "boot": config.get("boot"),
+            "owner_pid": owner_pid,
+            "owner_start": owner_start,
+            "started": started,
+            "shim": True,
+            "submitter_pid": config.get("submitter"),
+        }
+    ).encode()
+    head = summary + (b"," if summary != b"{" else b"")
+    tail = b"," + identities + b"}"
+
     def record(pid: int, start: int | None) -> None:
         """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
         job's and the shim's identities."""
-        summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
-        fields = _json_fields(
-            {
-                "pid": pid,
-                "pgid": pid,
-                "start": start,
-                "boot": config.get("boot"),
-                "owner_pid": owner_pid,
-                "owner_start": owner_start,
-                "started": started,
-                "shim": True,
-                "submitter_pid": config.get("submitter"),
-            }
-        )
-        comma = b"," if summary != b"{" else b""
-        _write_atomic(pid_path, summary + comma + fields.encode() + b"}")
+        job = b'"pid":%d,"pgid":%d,"start":%s' % (pid, pid, b"null" if start is None else b"%d" % start)
+        _write_atomic(pid_path, head + job + tail)
 
     try:
         started_mono = time.monotonic()
