@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.base import JobSpec, JobState, Preparable
+from runners.base import JobHandle, JobSpec, JobState, Preparable
 from runners.process import ProcessRunner
 from runners.testing import count_local_processes, read_logs, sh, wait_terminal, wait_until
 
@@ -45,6 +45,23 @@ def shims_of(base: Path) -> int:
         if cwd.startswith(str(base)):
             found += 1
     return found
+
+
+def runner_process(script: str, spec: JobSpec) -> subprocess.Popen[str]:
+    """Another squall process: ``script`` run with the spec's command as its arguments."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *spec.command],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_ran(runner: ProcessRunner, handle: JobHandle, ledger: Path, word: str) -> None:
+    """The job succeeded, and it is the only one that ran: the ledger holds its word alone."""
+    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
+    assert ledger.read_text() == f"{word}\n"
 
 
 @pytest.fixture
@@ -83,8 +100,7 @@ def test_a_start_called_off_runs_nothing_and_a_later_submit_starts_the_job(
     assert not ledger.exists()
     assert runner.find(spec) is None
     handle = runner.submit(ledger_job("called-off", ledger, "second"))
-    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
-    assert ledger.read_text() == "second\n"
+    assert_ran(runner, handle, ledger, "second")
 
 
 def test_a_submit_of_another_spec_under_the_name_calls_the_readied_start_off(
@@ -120,13 +136,7 @@ def test_the_claim_keeps_another_submitter_out_until_the_readied_start_goes(
         print(handle.id, flush=True)
         """
     )
-    other = subprocess.Popen(
-        [sys.executable, "-c", script, *spec.command],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    other = runner_process(script, spec)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
             other.wait(timeout=0.5)  # blocked on the claim: the readied start holds it
@@ -137,8 +147,7 @@ def test_the_claim_keeps_another_submitter_out_until_the_readied_start_goes(
             other.kill()
             other.wait()
     assert out.strip() == handle.id
-    assert wait_terminal(second, handle, 30.0).state is JobState.SUCCEEDED
-    assert ledger.read_text() == "once\n"
+    assert_ran(second, handle, ledger, "once")
 
 
 def test_a_readied_start_dies_with_the_process_that_readied_it(base: Path, tmp_path: Path) -> None:
@@ -159,13 +168,7 @@ def test_a_readied_start_dies_with_the_process_that_readied_it(base: Path, tmp_p
         time.sleep(120)
         """
     )
-    owner = subprocess.Popen(
-        [sys.executable, "-c", script, *spec.command],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    owner = runner_process(script, spec)
     try:
         assert owner.stdout is not None
         assert owner.stdout.readline().strip() == "ready"
@@ -182,8 +185,7 @@ def test_a_readied_start_dies_with_the_process_that_readied_it(base: Path, tmp_p
     runner = ProcessRunner(base)
     assert runner.find(spec) is None
     handle = runner.submit(spec)
-    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
-    assert ledger.read_text() == "after\n"
+    assert_ran(runner, handle, ledger, "after")
 
 
 def test_go_calls_meanwhile_while_the_job_starts_and_raises_its_error_once_the_job_is_watched(
@@ -207,8 +209,7 @@ def test_go_calls_meanwhile_while_the_job_starts_and_raises_its_error_once_the_j
     assert calls == ["synced"]
     handle = runner.find(spec)
     assert handle is not None
-    assert wait_terminal(runner, handle, 30.0).state is JobState.SUCCEEDED
-    assert ledger.read_text() == "went\n"
+    assert_ran(runner, handle, ledger, "went")
     # a start that was not readied: meanwhile first, then a plain submit
     order: list[str] = []
     other = ledger_job("not-readied", tmp_path / "other", "plain")

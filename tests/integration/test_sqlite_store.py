@@ -215,12 +215,25 @@ def test_close_while_a_connection_is_in_use_closes_it_when_returned(db: SqliteSt
     assert db.schema_version == len(MIGRATIONS)  # a closed store opens connections again on use
 
 
-def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path: Path) -> None:
-    # Leases are committed with synchronous=NORMAL: in WAL mode a commit is in the WAL (the
-    # OS's cache) when it returns, so a process killed right after it loses nothing.
+def _run_until_killed(script: str, path: Path) -> None:
+    """Run ``script`` (given the database's path) in a Python process that kills itself (SIGKILL)."""
     import signal
     import subprocess
     import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path: Path) -> None:
+    # Leases are committed with synchronous=NORMAL: in WAL mode a commit is in the WAL (the
+    # OS's cache) when it returns, so a process killed right after it loses nothing.
 
     path = tmp_path / "crash.db"
     script = (
@@ -231,14 +244,7 @@ def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path:
         "store.claim_lease('ex-1', 'me', at=datetime.now(UTC), free=lambda held: True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
+    _run_until_killed(script, path)
     store = SqliteStore(path)
     try:
         lease = store.get_lease("ex-1")
@@ -259,10 +265,6 @@ def test_a_lease_write_leaves_its_connection_fully_synchronous(db: SqliteStore) 
 def test_a_write_whose_sync_is_deferred_survives_a_crash_of_its_process(tmp_path: Path) -> None:
     # deferred_sync(): the commit is in the WAL (the OS's cache) when it returns, before its
     # fsync; a process killed before it calls the sync loses nothing.
-    import signal
-    import subprocess
-    import sys
-
     path = tmp_path / "deferred.db"
     script = (
         "import os, signal, sys\n"
@@ -273,14 +275,7 @@ def test_a_write_whose_sync_is_deferred_survives_a_crash_of_its_process(tmp_path
         "    store.save_flow('ns', 'f', 'id: f', at=datetime.now(UTC))\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
+    _run_until_killed(script, path)
     store = SqliteStore(path)
     try:
         assert store.get_flow("ns", "f").source == "id: f"
