@@ -426,6 +426,28 @@ class Disposable(Protocol):
     def dispose(self, handle: JobHandle) -> None: ...
 
 
+@runtime_checkable
+class Preparable(Protocol):
+    """Optional: a runner that can ready a job's start before the control plane's write that
+    records it, so its own preparations overlap that write (locally: its fsync).
+
+    ``prepare(spec)`` may do anything that starts nothing (lay out files, fork and configure a
+    supervisor that waits); the ``submit`` of an equal spec then starts the readied job, and
+    ``unprepare`` calls off whatever no submit took (the write failed, or the job was left to
+    the tick). A crash in between starts nothing. Errors are the submit's to report:
+    ``prepare`` never raises for a spec ``submit`` would refuse.
+    """
+
+    def prepare(self, spec: JobSpec) -> None: ...
+
+    def go(self, spec: JobSpec, meanwhile: Callable[[], None]) -> JobHandle:
+        """``submit(spec)``, calling ``meanwhile`` once a readied start was told to start,
+        before its answer is awaited (the caller's own wait overlaps the start)."""
+        ...
+
+    def unprepare(self) -> None: ...
+
+
 def validate_options(runner_cls: type[Runner], options: Mapping[str, Any]) -> RunnerOptions:
     """Validate a ``taskRunner`` block against the runner's model; errors name each field."""
     try:

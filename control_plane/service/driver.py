@@ -658,20 +658,33 @@ class ExecutionDriver:
                 return
             written = self.masks.logs(flow, new, [*extra.logs, *own.logs])  # job output: not masked yet
             logs, timers, jobs = self._records(new, actions)
-            try:
-                self.store.save_execution(
-                    new,
-                    expected_version=execution.version,
-                    logs=[*written, *logs],
-                    timers=timers,
-                    jobs=_merged(jobs, {**extra.jobs, **own.jobs}.values()),  # a DONE mark beats a handle
-                )
-            except ConflictError:
-                self.cache.pop(execution_id, None)
-                continue
-            self._stored(new, [*written, *logs])
-            self._settle(own)
-            self._carry_out(new, actions, jobs)
+            # The next jobs' starts are readied before the save (JobSupervisor.prepared); when
+            # the step only submits them, they start once it is written, while it is synced.
+            with self.jobs.prepared(actions, [job for job in jobs if job.updated != HANDED_TO_TICK]) as step:
+                try:
+                    self.store.save_execution(
+                        new,
+                        expected_version=execution.version,
+                        logs=[*written, *logs],
+                        timers=timers,
+                        jobs=_merged(jobs, {**extra.jobs, **own.jobs}.values()),  # a DONE mark beats a handle
+                    )
+                except ConflictError:
+                    self.cache.pop(execution_id, None)
+                    continue
+                if step.early:
+                    try:
+                        self._carry_out(new, actions, jobs)
+                    finally:
+                        step.sync()  # nothing below is let out before the save is durable
+                        self._stored(new, [*written, *logs])
+                        self._settle(own)
+                else:
+                    self._stored(new, [*written, *logs])
+                    try:
+                        self._carry_out(new, actions, jobs)
+                    finally:
+                        self._settle(own)
             self._release_if_ended(new)
             return
         self._keep(execution_id, extra)  # ``own`` is dropped: its job stays active and is heard again

@@ -23,14 +23,23 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from msgspec import Struct
 from msgspec.structs import replace
 
-from control_plane.engine.actions import WORKSPACE_CHILDREN, WORKSPACE_KEY, WORKSPACE_OUTPUT_FILES
+from control_plane.engine.actions import (
+    WORKSPACE_CHILDREN,
+    WORKSPACE_KEY,
+    WORKSPACE_OUTPUT_FILES,
+    Action,
+    Emit,
+    StartTimer,
+    SubmitJob,
+)
 from control_plane.engine.events import JobFailure, JobOutcome, JobStatusChanged
 from control_plane.engine.model import Execution, LogLine
 from control_plane.errors import ConflictError
@@ -52,7 +61,7 @@ from control_plane.service.runners import (
 from control_plane.service.scripts import ScriptError, build_job_spec, job_outputs, runner_of
 from control_plane.service.storage import StorageError, TaskStorage
 from control_plane.service.workspace import own_output_files, workspace_files
-from control_plane.store.base import JobPhase, JobRecord, StateStore
+from control_plane.store.base import JobPhase, JobRecord, StateStore, SyncDeferring
 from runners.base import (
     Disposable,
     Evented,
@@ -64,6 +73,7 @@ from runners.base import (
     JobState,
     JobStatus,
     LogChunk,
+    Preparable,
     Runner,
     RunnerError,
     TransientRunnerError,
@@ -98,6 +108,18 @@ backend's eventual consistency after a submit (seconds) and the tick's ``reconci
 INFRA_FAILURES = frozenset({Failure.PREEMPTED, Failure.START_FAILED, Failure.QUOTA, Failure.LOST})
 """Failures the engine answers with a new attempt under a new name (engine ``INFRA_FAILURES``):
 the old attempt's job is cancelled first, it may still run (a LOST said without evidence)."""
+
+
+def _no_sync() -> None:
+    """The step's write was synced as it was made."""
+
+
+class Step(Struct, frozen=True):
+    """What :meth:`JobSupervisor.prepared` tells the step: whether its jobs start before its
+    write is synced (``early``), and the call that syncs it (a no-op otherwise)."""
+
+    early: bool
+    sync: Callable[[], None]
 
 
 class Executions(Protocol):
@@ -217,8 +239,17 @@ class JobSupervisor:
         self.log_wait = log_wait
         self._reading: dict[str, _Reading] = {}  # ended jobs whose log is not complete yet
         self._live_split: dict[str, ChildLogs | None] = {}  # whose line is shown, per job
+        self._specs: dict[str, tuple[Runner, JobSpec]] = {}  # readied by prepared(), for submit
+        self._meanwhile: Callable[[], None] | None = None  # an early step's sync, for the go
 
     # ================================================================== submit
+
+    def _spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
+        """:meth:`spec`, as this process submits it (claimed: see ``exclusive_claims``)."""
+        runner, spec = self.spec(job)
+        if self.exclusive_claims:  # held since the outbox write, or taken by the submitter
+            spec = replace(spec, claimed=True)
+        return runner, spec
 
     def spec(self, job: JobRecord) -> tuple[Runner, JobSpec]:
         """The runner and the JobSpec of ``job``, its ``taskRunner`` block parsed once.
@@ -255,6 +286,61 @@ class JobSupervisor:
             ),
         )
         return runner, spec
+
+    @contextlib.contextmanager
+    def prepared(self, actions: Sequence[Action], jobs: Sequence[JobRecord]) -> Iterator[Step]:
+        """Ready the starts of ``jobs`` (the outbox records of ``actions`` that this process
+        submits right after the write that stores them) with the runners that can
+        (:class:`~runners.base.Preparable`), for the time of that write and the submits; on
+        exit, whatever no submit took is called off. The spec is built once, here, and used
+        by the submit.
+
+        Nothing starts before the write, and each start's preparation (a local job's
+        directory and supervisor) overlaps it. When the step does nothing but submit jobs
+        that were all readied, and the store can defer its sync (:class:`SyncDeferring`),
+        :attr:`Step.early` says so: the write commits without its fsync, the jobs start
+        once it is written (a crash of this process keeps it; a power loss that loses it
+        also stops them, and the step planned again starts them under the same names), and
+        :meth:`Step.sync` makes it durable before anything else is let out.
+        """
+        readied: list[Preparable] = []
+        try:
+            all_readied = bool(jobs)
+            for job in jobs:
+                if job.phase is not JobPhase.SUBMITTING:
+                    all_readied = False
+                    continue
+                try:
+                    runner, spec = self._spec(job)
+                except (RunnerUnavailableError, RunnerError, ScriptError, UnknownRunnerError):
+                    all_readied = False
+                    continue  # the submit reports it
+                self._specs[job.name] = (runner, spec)
+                if not implements(runner, Preparable):
+                    all_readied = False
+                    continue
+                if not any(one is runner for one in readied):
+                    readied.append(runner)  # before prepare: whatever it readied is called off
+                with dependencies(job.runner):
+                    runner.prepare(spec)
+            early = (
+                all_readied
+                and len(jobs) == sum(isinstance(action, SubmitJob) for action in actions)
+                and all(isinstance(action, SubmitJob | Emit | StartTimer) for action in actions)
+                and implements(self.store, SyncDeferring)
+            )
+            if early:
+                assert isinstance(self.store, SyncDeferring)
+                with self.store.deferred_sync() as sync:
+                    self._meanwhile = sync  # the first go syncs while its job starts
+                    yield Step(True, sync)
+            else:
+                yield Step(False, _no_sync)
+        finally:
+            self._meanwhile = None
+            self._specs.clear()
+            for one in readied:
+                one.unprepare()
 
     def outbox_claim(self) -> dict[str, Any]:
         """The claim fields of an outbox record this process submits right after writing it.
@@ -305,13 +391,14 @@ class JobSupervisor:
                 return  # another process holds the claim, or the job moved on
             job = claimed
         try:
-            runner, spec = self.spec(job)
-            if self.exclusive_claims:  # held since the outbox write, or taken above
-                spec = replace(spec, claimed=True)
+            readied = self._specs.pop(job.name, None)
+            runner, spec = readied if readied is not None else self._spec(job)
             with dependencies(job.runner):  # runners import their SDK on first use
                 handle = runner.find(spec) if reattach else None
                 found = handle is not None
-                if handle is None:
+                if handle is None and self._meanwhile is not None and implements(runner, Preparable):
+                    handle = runner.go(spec, self._meanwhile)
+                elif handle is None:
                     handle = runner.submit(spec)
         except RunnerUnavailableError as exc:  # the extra is not installed: this job fails, nothing else
             self._give_up(job, Failure.CONFIG, exc.for_type(_runner_type(job)))

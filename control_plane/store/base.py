@@ -25,10 +25,11 @@ the contract suite in ``tests/store_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from msgspec import Struct, field
 
@@ -47,6 +48,7 @@ __all__ = [
     "Page",
     "StateStore",
     "StoreError",
+    "SyncDeferring",
     "TimerRecord",
     "TriggerRecord",
     "later_phase",
@@ -174,6 +176,25 @@ class TriggerRecord(Struct, frozen=True):
     key: str
     data: Mapping[str, Any]
     version: int = 0
+
+
+@runtime_checkable
+class SyncDeferring(Protocol):
+    """Optional: a store whose writes are made durable by a sync of their own (SQLite's fsync).
+
+    ``deferred_sync()`` is a context in which this thread's writes commit at once, visible to
+    every reader and safe from a crash of the process, but not yet from a power loss; the
+    call it yields makes them durable (at the latest on exit). The caller lets out nothing a
+    power loss would make untrue before that call. Example::
+
+        with store.deferred_sync() as sync:
+            store.save_execution(...)
+            start_the_job()  # found again under its deterministic name if the write is lost
+            sync()
+            acknowledge()
+    """
+
+    def deferred_sync(self) -> AbstractContextManager[Callable[[], None]]: ...
 
 
 class StateStore(Protocol):

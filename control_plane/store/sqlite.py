@@ -151,6 +151,10 @@ def _cursor_decode(cursor: str, size: int) -> list[Any]:
     return parts
 
 
+def _no_sync() -> None:
+    """Nothing to make durable: the writes were synced (or are as ``synchronous`` makes them)."""
+
+
 class SqliteStore:
     """A :class:`~control_plane.store.base.StateStore` in one SQLite file (or ``:memory:``-like temp)."""
 
@@ -159,6 +163,7 @@ class SqliteStore:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._synchronous = synchronous
+        self._deferring = threading.local()  # on, dirty: this thread's deferred_sync()
         self._idle: list[sqlite3.Connection] = []  # a stack: a thread's next call takes the one it gave back
         self._generation = 0  # close() increments it: connections borrowed before are closed on return
         self._lock = threading.Lock()
@@ -218,13 +223,57 @@ class SqliteStore:
             return len(self._idle)
 
     @contextmanager
+    def deferred_sync(self) -> Iterator[Callable[[], None]]:
+        """This thread's write transactions within it commit without their fsync; the call it
+        yields (made on exit at the latest) makes them durable: one ``fdatasync`` of the WAL,
+        what ``synchronous=FULL`` does at each commit (:class:`~control_plane.store.base.SyncDeferring`).
+
+        Meanwhile they survive a crash of the process (they are in the WAL, in the OS's
+        cache: every reader sees them), not a power loss. Only with ``synchronous=FULL``;
+        otherwise the writes are as the setting makes them and the call does nothing.
+        """
+        if self._synchronous != "FULL" or getattr(self._deferring, "on", False):
+            yield _no_sync
+            return
+        self._deferring.on = True
+        self._deferring.dirty = False
+        try:
+            yield self._sync_deferred
+        finally:
+            try:
+                self._sync_deferred()
+            finally:
+                self._deferring.on = False
+
+    def _sync_deferred(self) -> None:
+        if not getattr(self._deferring, "dirty", False):
+            return
+        self._deferring.dirty = False
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # checkpointed into the database, which the checkpoint synced, and removed
+        except OSError as exc:
+            raise StoreError(f"database {self.path}: cannot sync its log: {exc}") from exc
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise StoreError(f"database {self.path}: cannot sync its log: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    @contextmanager
     def _write(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction. ``synced=False``: its commit is not fsynced
         (``synchronous=NORMAL`` for it). In WAL mode it still survives a crash of the process
         (it is in the WAL, in the OS's cache), and the next synced commit's fsync of the WAL
-        makes it survive power loss too; only bookkeeping that a power loss may lose uses it."""
+        makes it survive power loss too; only bookkeeping that a power loss may lose uses it.
+        Within :meth:`deferred_sync`, every write is made so and synced by its call."""
         with self._connection() as conn:
-            relaxed = not synced and self._synchronous in ("FULL", "EXTRA")
+            deferred = getattr(self._deferring, "on", False)
+            if deferred:
+                self._deferring.dirty = True
+            relaxed = (not synced or deferred) and self._synchronous in ("FULL", "EXTRA")
             if relaxed:
                 conn.execute("PRAGMA synchronous=NORMAL")
             try:

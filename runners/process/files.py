@@ -106,7 +106,8 @@ def mkdir_fresh(path: str) -> None:
         os.mkdir(path)
     except FileExistsError:
         remove_tree(path)
-        os.mkdir(path)
+        with contextlib.suppress(FileExistsError):  # made again meanwhile, empty: a called-off shim's
+            os.mkdir(path)
 
 
 def remove_tree(path: str) -> None:

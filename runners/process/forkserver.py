@@ -22,6 +22,10 @@ recycled pid's. The watcher polls that end of file, ``wait`` waits on the pidfd 
 ``waitpid`` (the shim is the server's child; the kernel reaps it), and a start given up
 half-way kills the shim through it.
 
+A start readied ahead of its submit (``spawn_shim(..., hold=True)``, ADR 0019) keeps the last
+byte of the shim's stdin back: the go byte, written by the handshake once the job may start;
+closing the pipe without it calls the start off.
+
 Durability is unchanged: the shim is in a session of its own, outlives the squall process
 (the server exits at end of file, when the squall process is gone, leaving its shims
 running), and writes the same ``pid`` and ``result`` files. A server that died is replaced
@@ -94,6 +98,8 @@ class ForkedShim:
 
     stdin: IO[bytes] | None = None
     stderr: IO[bytes] | None = None
+    unsent: bytes = b""
+    """What the handshake still writes on ``stdin`` (when not None) before it reads the answer."""
 
     def __init__(self, alive: int, stdout: IO[bytes], pid_pipe: int = -1) -> None:
         self.pid: int | None = None
@@ -270,24 +276,30 @@ def stop() -> None:
         server.close()
 
 
-def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
-    """A new shim for ``job_dir``, its configuration already in its stdin when it fits the pipe.
+def spawn_shim(job_dir: str, config: bytes, hold: bool = False) -> ForkedShim:
+    """A new shim for ``job_dir``, its stdin (``config``: the framed configuration and the go
+    byte, :func:`runners.process.shim.frame`) already written when it fits the pipe.
 
     Returns once the request is sent: the shim's lines (its answer; ``P <pid>`` on the pid pipe) are
     read by the handshake, so this process waits once per job, not once per step. Writing
     the configuration before the request saves a round trip as well (on a busy machine each
-    is a scheduling delay); a configuration larger than a pipe can hold is left for the
-    handshake to write (``stdin`` is then not None).
+    is a scheduling delay); what is not written yet (more than a pipe can hold; with ``hold``,
+    the last byte: the go the shim waits for before it starts the job) is left for the
+    handshake (``stdin`` is then not None, and :attr:`ForkedShim.unsent` holds it).
     Raises OSError when the server cannot be reached twice.
     """
     config_r, config_w = os.pipe()
     report_r, report_w = os.pipe()
     pid_r, pid_w = os.pipe()
+    now, later = (config[:-1], config[-1:]) if hold else (config, b"")
+    unsent = config
     try:
-        if _fits(config_w, len(config)):
-            _write_all(config_w, config)
-            os.close(config_w)
-            config_w = -1
+        if _fits(config_w, len(now)):
+            _write_all(config_w, now)
+            unsent = later
+            if not unsent:
+                os.close(config_w)
+                config_w = -1
         for attempt in (1, 2):
             server = _current()
             try:
@@ -314,6 +326,7 @@ def spawn_shim(job_dir: str, config: bytes) -> ForkedShim:
     os.close(pid_w)
     if config_w >= 0:
         shim.stdin = os.fdopen(config_w, "wb")
+        shim.unsent = unsent
     return shim
 
 

@@ -17,6 +17,12 @@ errors (EAGAIN from fork, here or in the shim) are retried, under the runner's r
 A start that fails half-way (even by KeyboardInterrupt) stops the shim and, if ``pid``
 names one, the job, and surfaces the real error. A running job is then handed to a
 :class:`~runners.process.supervisor.Watcher`.
+
+A start can also be readied ahead (:meth:`Launcher.ready`, under the claim, which the runner
+holds until then): the directory laid out, a shim forked with its configuration but not the
+go byte, so the control plane's write that records the job overlaps the shim's preparation;
+:meth:`Launcher.go` writes the byte and reads the answer as above, :meth:`Launcher.abort`
+closes the pipe instead and waits for the shim to exit (ADR 0019).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from runners.process.procs import PidInfo, boot_id, signal_group
 from runners.process.status import exit_doc, record_cancelled_before_start, write_exit
 from runners.process.supervisor import Watcher
 
-__all__ = ["SHIM", "Launcher", "Plan", "make_handle"]
+__all__ = ["SHIM", "Launcher", "Plan", "Ready", "make_handle"]
 
 log = logging.getLogger("runners.process")  # one logger for the whole runner, as before it was a package
 
@@ -68,6 +74,7 @@ SHIM = _shim.__file__
 """The shim's file, imported by ``<sys.executable> -I -S -c shim.BOOT <its directory> <job_dir>``."""
 _SHIM_DIR = os.path.dirname(SHIM)
 _HANDSHAKE_TIMEOUT = 60.0  # seconds for a shim to start the job and answer (a loaded machine is slow)
+_ABORT_WAIT = 5.0  # seconds a called-off shim gets to exit before it is killed
 
 
 class Plan(Struct, frozen=True):
@@ -79,6 +86,15 @@ class Plan(Struct, frozen=True):
     prefix_dir: Path | None  # None: <job_dir>/outputs
     inputs: tuple[tuple[PurePosixPath, bytes], ...]
     input_uris: tuple[tuple[PurePosixPath, str], ...] = ()
+
+
+class Ready:
+    """A start readied by :meth:`Launcher.ready`: its handle, its shim waiting for the go byte."""
+
+    __slots__ = ("config", "handle", "program", "shim")
+
+    def __init__(self, handle: JobHandle, config: bytes, shim: ShimProcess, program: str) -> None:
+        self.handle, self.config, self.shim, self.program = handle, config, shim, program
 
 
 class _StartFailure(Struct, frozen=True):
@@ -153,8 +169,11 @@ class Launcher:
         grace = options.grace_period if options.grace_period is not None else self._grace
         return Plan(spec, job_dir, grace.total_seconds(), prefix_dir, inputs, uris)
 
-    def start(self, plan: Plan, dir_stat: os.stat_result) -> JobHandle:
-        """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim."""
+    def start(self, plan: Plan, fresh: bool = False) -> JobHandle:
+        """Prepare the (claimed, unstarted) job directory and start its shim; called under the claim.
+
+        ``fresh``: the job directory was just created, empty (the shim then makes its
+        subdirectories itself, off this thread's way, when no input file goes there first)."""
         spec, job_dir = plan.spec, plan.job_dir
         submitted = self._clock()
         token = os.urandom(16).hex()
@@ -162,7 +181,90 @@ class Launcher:
         if os.path.exists(f"{job_dir}/{CANCELLED}"):  # cancelled while a previous submit was failing
             record_cancelled_before_start(job_dir, self._clock, token)
             return handle
-        work, out = f"{job_dir}/{WORK}", f"{job_dir}/{OUT}"
+        mkdirs = self._lay_out(plan, fresh)
+        staging_error = _stage(plan.input_uris, job_dir + "/" + WORK)
+        if staging_error is not None:  # the job cannot run as specified: it ends at once, CONFIG
+            now = self._clock()
+            write_exit(
+                job_dir, exit_doc(JobState.FAILED, Failure.CONFIG, None, staging_error, now, now, token=token)
+            )
+            registry.notify()
+            return handle
+        config = self._config(plan, token, submitted, mkdirs)
+        return self._started(handle, self._spawn_retrying(job_dir, config, spec.command[0]))
+
+    def ready(self, plan: Plan, fresh: bool = False) -> Ready | None:
+        """Ready the (claimed, unstarted) job's start without starting it: its directory laid out
+        and its shim forked and configured, waiting for :meth:`go`; called under the claim.
+
+        What a store write must precede (the job's start) waits for ``go``; the rest is done
+        here, while that write is made durable. None when there is nothing worth readying
+        (a cancelled job, files to stage: :meth:`start` does it all) or no shim could be
+        forked now (:meth:`start` retries).
+        """
+        spec, job_dir = plan.spec, plan.job_dir
+        if self._spawn is not None or plan.input_uris or os.path.exists(f"{job_dir}/{CANCELLED}"):
+            return None
+        submitted = self._clock()
+        token = os.urandom(16).hex()
+        config = self._config(plan, token, submitted, self._lay_out(plan, fresh))
+        try:
+            shim = forkserver.spawn_shim(job_dir, config, hold=True)
+        except OSError:
+            return None
+        return Ready(make_handle(self.name, job_dir, token), config, shim, spec.command[0])
+
+    def go(self, ready: Ready, meanwhile: Callable[[], None] | None = None) -> JobHandle:
+        """Start a readied job (its shim forks it now): what :meth:`start` returns. A shim that
+        cannot start it for a transient reason is replaced under the retry policy.
+
+        ``meanwhile`` is called once the shim was told to go, before its answer is awaited
+        (the caller's own wait, the store's fsync, overlaps the job's start); what it raises
+        is raised once the job is watched, never instead of watching it."""
+        job_dir, program = ready.handle.data["dir"], ready.program
+        failed: list[BaseException] = []
+
+        def guarded() -> None:
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException as exc:
+                    failed.append(exc)
+
+        try:
+            result = self._answer(ready.shim, job_dir, ready.config, program, guarded)
+        except OSError as exc:
+            if not retry.is_transient(exc):
+                raise
+            result = self._spawn_retrying(job_dir, ready.config, program)
+        handle = self._started(ready.handle, result)
+        if failed:
+            raise failed[0]
+        return handle
+
+    @staticmethod
+    def abort(ready: Ready) -> None:
+        """Call a readied start off: its shim exits without starting the job, and is gone on return."""
+        shim = ready.shim
+        if shim.stdin is not None:
+            with contextlib.suppress(OSError):
+                shim.stdin.close()  # end of file in place of the go byte
+        try:
+            shim.wait(timeout=_ABORT_WAIT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                shim.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                shim.wait(timeout=_ABORT_WAIT)
+        _reap_pipes(shim)
+
+    def _lay_out(self, plan: Plan, fresh: bool) -> list[str]:
+        """The job's fresh work and output directories, its input files written; or, in a
+        ``fresh`` job directory with no input file (the usual case), the directories for the
+        shim to make (what this returns): two mkdirs less on the way from one task to the next."""
+        work, out = f"{plan.job_dir}/{WORK}", f"{plan.job_dir}/{OUT}"
+        if fresh and not plan.inputs and not plan.input_uris:
+            return [work, out]
         mkdir_fresh(work)
         mkdir_fresh(out)
         try:
@@ -174,14 +276,12 @@ class Launcher:
                     f.write(data)
         except OSError as exc:
             raise RunnerError(f"cannot write input files: {exc}", runner=self.name) from exc
-        staging_error = _stage(plan.input_uris, work)
-        if staging_error is not None:  # the job cannot run as specified: it ends at once, CONFIG
-            now = self._clock()
-            write_exit(
-                job_dir, exit_doc(JobState.FAILED, Failure.CONFIG, None, staging_error, now, now, token=token)
-            )
-            registry.notify()
-            return handle
+        return []
+
+    def _config(self, plan: Plan, token: str, submitted: datetime, mkdirs: list[str]) -> bytes:
+        """What the shim reads on its stdin: the framed configuration, then the go byte."""
+        spec = plan.spec
+        work, out = f"{plan.job_dir}/{WORK}", f"{plan.job_dir}/{OUT}"
         config = marshal.dumps(
             {
                 "argv": list(spec.command),
@@ -193,9 +293,16 @@ class Launcher:
                 "summary": dumps(self._summary(plan, token, submitted)),
                 "boot": boot_id(),
                 "submitter": os.getpid(),
+                "mkdirs": mkdirs,
             }
         )
-        result = self._spawn_retrying(job_dir, config, spec.command[0])
+        return _shim.frame(config) + _shim.GO
+
+    def _started(
+        self, handle: JobHandle, result: tuple[ShimProcess, dict[str, Any]] | _StartFailure
+    ) -> JobHandle:
+        """Record a start that failed, or hand the running job's shim to a watcher."""
+        job_dir, token = handle.data["dir"], handle.id
         if isinstance(result, _StartFailure):
             started = self._clock()
             doc = exit_doc(
@@ -307,8 +414,20 @@ class Launcher:
             if retry.is_transient(exc):
                 raise
             raise RunnerError(f"cannot start the job's supervisor: {exc}", runner=self.name) from exc
+        return self._answer(shim, job_dir, config, program)
+
+    def _answer(
+        self,
+        shim: ShimProcess,
+        job_dir: str,
+        config: bytes,
+        program: str,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> tuple[ShimProcess, dict[str, Any]] | _StartFailure:
+        """The shim's answer (what it has not been given yet is written first; then
+        ``meanwhile`` is called): see :meth:`_spawn_once`."""
         try:
-            answer = _handshake(shim, config)
+            answer = _handshake(shim, config) if meanwhile is None else _handshake(shim, config, meanwhile)
             kind, _, rest = answer.partition(" ")
             if kind == "S":
                 pid_doc = read_json(f"{job_dir}/{PID}")
@@ -371,16 +490,18 @@ def _start_failure(exc: OSError, program: str) -> _StartFailure:
     return _StartFailure(126, f"cannot execute {program}: {exc.strerror or exc}")
 
 
-def _handshake(shim: ShimProcess, config: bytes) -> str:
+def _handshake(shim: ShimProcess, config: bytes, meanwhile: Callable[[], None] | None = None) -> str:
     """Give the shim its configuration (through the pipe: the environment never touches the
-    disk) and read its one-line answer."""
+    disk), call ``meanwhile`` (it must not raise) and read the shim's one-line answer."""
     assert shim.stdout is not None
-    if shim.stdin is not None:  # None: the fork server's shim got it with the request
+    if shim.stdin is not None:  # None: the fork server's shim got it all with the request
         try:
-            shim.stdin.write(config)
+            shim.stdin.write(shim.unsent if isinstance(shim, forkserver.ForkedShim) else config)
             shim.stdin.close()
         except BrokenPipeError:
             pass  # the shim died: its answer (none) says so
+    if meanwhile is not None:
+        meanwhile()
     fd = shim.stdout.fileno()
     deadline = time.monotonic() + _HANDSHAKE_TIMEOUT
     poller = select.poll()
@@ -429,9 +550,19 @@ def _learn_pid(shim: forkserver.ForkedShim) -> bool:
 
 def _reap(shim: ShimProcess) -> None:
     shim.wait()
+    _reap_pipes(shim)
+
+
+def _reap_pipes(shim: ShimProcess) -> None:
     for pipe in (shim.stdin, shim.stdout, shim.stderr):
         if pipe is not None:
-            pipe.close()
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _token(config: bytes) -> object:
+    """The token of a configuration as :meth:`Launcher._config` frames it."""
+    return marshal.loads(_shim.unframe(config)).get("token")
 
 
 def _abandon(shim: ShimProcess, job_dir: str, config: bytes) -> None:
@@ -440,7 +571,7 @@ def _abandon(shim: ShimProcess, job_dir: str, config: bytes) -> None:
         shim.kill()  # not reaped yet: the pid is still ours
     _reap(shim)
     doc = read_json(f"{job_dir}/{PID}")
-    if doc is not None and doc.get("id") == marshal.loads(config)["token"]:
+    if doc is not None and doc.get("id") == _token(config):
         with contextlib.suppress(KeyError, TypeError, ValueError):
             signal_group(PidInfo.from_json(doc), signal.SIGKILL)
         with contextlib.suppress(FileNotFoundError):

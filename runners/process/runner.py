@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from runners.base import (
 from runners.process import disposal, registry, status
 from runners.process.capture import read_records
 from runners.process.files import read_json
-from runners.process.launch import Launcher, make_handle
+from runners.process.launch import Launcher, Ready, make_handle
 from runners.process.layout import (
     CANCELLED,
     EXIT,
@@ -54,6 +55,31 @@ _SHIM_WAIT = 10.0  # seconds cancel waits for a stopped job's shim to finish (it
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _make_dir(base: str, job_dir: str) -> bool:
+    """The job's directory; whether this call created it (empty, then)."""
+    try:
+        os.mkdir(job_dir)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:  # base_dir was removed since
+        os.makedirs(base, exist_ok=True)
+        try:
+            os.mkdir(job_dir)
+        except FileExistsError:
+            return False
+    return True
+
+
+class _Readied:
+    """A start :meth:`ProcessRunner.prepare` readied: the spec it is for, the job's claim (held),
+    the launcher's ready shim."""
+
+    __slots__ = ("claim", "ready", "spec")
+
+    def __init__(self, spec: JobSpec, claim: Claim, ready: Ready) -> None:
+        self.spec, self.claim, self.ready = spec, claim, ready
 
 
 class ProcessRunner:
@@ -107,6 +133,8 @@ class ProcessRunner:
             type(self), self._base, spawn=spawn, policy=policy, sleep=sleep, grace=grace, clock=clock
         )
         self._changes = registry.Changes()
+        self._readied: dict[str, _Readied] = {}  # job name -> a start readied by prepare()
+        self._readied_lock = threading.Lock()
         disposal.sweep(self._base)  # what a process killed before its deletions left here
 
     # -- Runner protocol
@@ -119,25 +147,93 @@ class ProcessRunner:
         :class:`~runners.base.TransientRunnerError` when spawning kept failing transiently
         (the job directory is then left for a later submit to take over).
         """
+        with self._readied_lock:
+            readied = self._readied.pop(spec.name, None)
+        if readied is not None:
+            if readied.spec == spec:
+                return self._go(readied)
+            self._abort(readied)
         plan = self._launcher.plan(spec)
         job_dir = plan.job_dir
-        try:
-            os.mkdir(job_dir)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:  # base_dir was removed since
-            os.makedirs(self._base, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(job_dir)
-        with Claim(job_dir) as claim:
+        fresh = _make_dir(self._base, job_dir)
+        with Claim(job_dir):
             if started(job_dir):
                 return self._handle(job_dir)
-            assert claim.fd is not None
-            return self._launcher.start(plan, os.fstat(claim.fd))
+            return self._launcher.start(plan, fresh)
+
+    # -- Preparable
+
+    def prepare(self, spec: JobSpec) -> None:
+        """Ready ``spec``'s start ahead of its :meth:`submit`, which then only says go.
+
+        The control plane calls this before the store write that records the job, so laying
+        out its directory and forking and configuring its shim happen while that write is
+        made durable; nothing runs until the submit (the shim waits for a go byte on its
+        stdin; end of file calls the start off, so a crash of this process starts nothing).
+        The job's claim is held from here to the submit or :meth:`unprepare`: nobody else
+        can start the job meanwhile. Anything that goes wrong here is left for the submit
+        to do again and report.
+        """
+        with self._readied_lock:
+            if spec.name in self._readied:
+                return
+        try:
+            plan = self._launcher.plan(spec)
+            fresh = _make_dir(self._base, plan.job_dir)
+            claim = Claim(plan.job_dir).__enter__()
+        except (OSError, RunnerError):
+            return
+        try:
+            ready = None if started(plan.job_dir) else self._launcher.ready(plan, fresh)
+        except Exception:  # the submit does it all again, and reports what fails
+            ready = None
+        except BaseException:
+            claim.__exit__()
+            raise
+        if ready is None:
+            claim.__exit__()
+            return
+        with self._readied_lock:
+            self._readied[spec.name] = _Readied(spec, claim, ready)
+
+    def go(self, spec: JobSpec, meanwhile: Callable[[], None]) -> JobHandle:
+        """:meth:`submit`, calling ``meanwhile`` while a readied start starts (after its go,
+        before its answer is awaited; first, for a start that was not readied)."""
+        with self._readied_lock:
+            readied = self._readied.pop(spec.name, None)
+        if readied is not None and readied.spec == spec:
+            return self._go(readied, meanwhile)
+        if readied is not None:
+            self._abort(readied)
+        meanwhile()
+        return self.submit(spec)
+
+    def unprepare(self) -> None:
+        """Call off every start :meth:`prepare` readied that no submit took (their shims exit
+        without starting anything; the job directories stay unstarted, for a later submit)."""
+        with self._readied_lock:
+            readied, self._readied = list(self._readied.values()), {}
+        for one in readied:
+            self._abort(one)
+
+    def _go(self, readied: _Readied, meanwhile: Callable[[], None] | None = None) -> JobHandle:
+        try:
+            return self._launcher.go(readied.ready, meanwhile)
+        finally:
+            readied.claim.__exit__()  # held since prepare(): released once the job runs
+
+    def _abort(self, readied: _Readied) -> None:
+        try:
+            self._launcher.abort(readied.ready)
+        finally:
+            readied.claim.__exit__()
 
     def find(self, spec: JobSpec) -> JobHandle | None:
         """The handle of the job submitted under ``spec.name``, or None if it never started."""
         check_name(spec.name)
+        with self._readied_lock:
+            if spec.name in self._readied:
+                return None  # readied here, not started: its claim is ours until the submit
         job_dir = f"{self._base}/{spec.name}"
         if not os.path.isdir(job_dir):
             return None
@@ -158,6 +254,10 @@ class ProcessRunner:
         shim takes longer than a few seconds to finish: then the next poll records it).
         """
         job_dir = self._dir(handle)
+        with self._readied_lock:
+            readied = self._readied.pop(handle.name, None)
+        if readied is not None:  # never started: called off, and its claim released for _cancel
+            self._abort(readied)
         try:
             self._cancel(job_dir)
         except (FileNotFoundError, NotADirectoryError):

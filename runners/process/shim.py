@@ -8,9 +8,13 @@ Theory of operation
 session (:data:`BOOT` imports this file, so its cached bytecode is used: a script given by
 path is compiled again at every run; ``python -I -S shim.py <job_dir>`` works too) and
 writes the job's configuration (a :mod:`marshal`-ed dict: argv, cwd, environment, timeout,
-grace period, the ``pid`` summary) to the shim's stdin, which the shim reads to EOF: the
-environment (secrets included) travels through that inherited pipe, never through a file.
-The shim then
+grace period, the ``pid`` summary, the subdirectories to make), framed by its length
+(:func:`frame`), to the shim's stdin: the environment (secrets included) travels through that
+inherited pipe, never through a file. The shim reads it, makes the subdirectories, and waits
+for one more byte, :data:`GO`: a start readied ahead of the control plane's write that
+records the job gets it only once that write is committed; end of file instead (the start
+was called off, or the squall process died) ends the shim with nothing started and nothing
+else touched. The shim then
 
 1. creates ``log.jsonl`` and forks the job (its own session: the job's process group is the
    job, which timeout and cancel signal);
@@ -69,14 +73,17 @@ __all__ = [
     "BOOT",
     "CANCELLED",
     "DELETE",
+    "GO",
     "LOG",
     "MAX_LINE_BYTES",
     "PID",
     "RESULT",
     "SERVE",
     "LineSplitter",
+    "frame",
     "iso_now",
     "records",
+    "unframe",
 ]
 
 PID, LOG, RESULT, CANCELLED = "pid", "log.jsonl", "result", "cancelled"
@@ -99,6 +106,11 @@ _LINGER = 1.0  # seconds to drain pipes after the main process exited, before ki
 _GIVE_UP = 1.0  # then seconds to wait for EOF before abandoning pipes held outside the group
 _POLL = 0.05  # exit polling interval when pidfd_open is unavailable
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+_HEADER = 8  # bytes of the configuration's length, before it on the shim's stdin
+_GO = b"G"
+GO = _GO
+"""The byte that lets a ready shim start its job; end of file in its place calls the start off."""
 
 _WHOLE: frozenset[int] = frozenset()
 """No line was cut (the usual case): see :class:`LineSplitter`."""
@@ -218,6 +230,34 @@ def _write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, _READ_SIZE))
+        if not chunk:
+            raise EOFError(f"the configuration ended {left} bytes short")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_config(fd: int) -> bytes:
+    """The launcher's configuration (see :func:`frame`), leaving the go byte behind it unread."""
+    return _read_exactly(fd, int.from_bytes(_read_exactly(fd, _HEADER), "big"))
+
+
+def frame(config: bytes) -> bytes:
+    """What the launcher writes on a shim's stdin: the configuration's length, the configuration,
+    then (at once, or once the job may start) :data:`GO`."""
+    return len(config).to_bytes(_HEADER, "big") + config
+
+
+def unframe(data: bytes) -> bytes:
+    """The configuration of what :func:`frame` made (a go byte after it is left out)."""
+    size = int.from_bytes(data[:_HEADER], "big")
+    return data[_HEADER : _HEADER + size]
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     while chunk := os.read(fd, _READ_SIZE):
@@ -228,8 +268,11 @@ def _read_all(fd: int) -> bytes:
 def _start_ticks(pid: int | str) -> int | None:
     """Field 22 of /proc/<pid>/stat: the process's start time in clock ticks (None without /proc)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)  # 3 syscalls; open() makes 8
+        try:
+            raw = os.read(fd, 4096)  # one line, well under a page, read whole by the kernel
+        finally:
+            os.close(fd)
         return int(raw[raw.rindex(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
@@ -496,41 +539,61 @@ def main(job_dir: str, owner_start: int | str | None = "", ended: int = -1) -> i
     recorded without waiting for this process to be torn down.
     """
     try:
-        config = marshal.loads(_read_all(0))
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # inheritable: the job's stdin
-        os.close(null)
-        out = os.open(f"{job_dir}/{LOG}", _WRITE | os.O_APPEND, 0o644)
+        config = marshal.loads(_read_config(0))
+        for path in config.get("mkdirs") or ():  # the job's fresh work/ and out/ (see launch)
+            try:  # noqa: SIM105 - no contextlib: every import costs the shim's start
+                os.mkdir(path)
+            except FileExistsError:  # a submit that took this job over made it
+                pass
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
     except BaseException as exc:
         _report(f"X cannot prepare the job: {exc!r}")
         return 2
-    pid_path = f"{job_dir}/{PID}"
-    started = iso_now()
     owner_pid = os.getpid()
     if owner_start == "":
         owner_start = _start_ticks("self")
+    # Ready: the job starts on the launcher's go (its store write is durable by then); end of
+    # file instead means the start was called off (or the launcher died): nothing ran, and
+    # nothing in the job's directory was touched, so a later submit finds it as it was.
+    try:
+        go = os.read(0, 1)
+    except OSError:
+        go = b""
+    if go != _GO:
+        return 0
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # inheritable: the job's stdin
+        os.close(null)
+        out = os.open(f"{job_dir}/{LOG}", _WRITE | os.O_APPEND, 0o644)
+    except BaseException as exc:
+        _report(f"X cannot prepare the job: {exc!r}")
+        return 2
+    pid_path = f"{job_dir}/{PID}"
+    started = iso_now()
+
+    # The ``pid`` record, all but the job's own identity, built here: the forked child, where
+    # every object it touches is a page copied, only formats two numbers in before its exec.
+    summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
+    identities = _json_fields(
+        {
+            "boot": config.get("boot"),
+            "owner_pid": owner_pid,
+            "owner_start": owner_start,
+            "started": started,
+            "shim": True,
+            "submitter_pid": config.get("submitter"),
+        }
+    ).encode()
+    head = summary + (b"," if summary != b"{" else b"")
+    tail = b"," + identities + b"}"
 
     def record(pid: int, start: int | None) -> None:
         """Write ``pid`` (in the job's process, before its exec): the launcher's summary plus the
         job's and the shim's identities."""
-        summary = bytes(config["summary"]).rstrip()[:-1].rstrip()  # the JSON object, left open
-        fields = _json_fields(
-            {
-                "pid": pid,
-                "pgid": pid,
-                "start": start,
-                "boot": config.get("boot"),
-                "owner_pid": owner_pid,
-                "owner_start": owner_start,
-                "started": started,
-                "shim": True,
-                "submitter_pid": config.get("submitter"),
-            }
-        )
-        comma = b"," if summary != b"{" else b""
-        _write_atomic(pid_path, summary + comma + fields.encode() + b"}")
+        job = b'"pid":%d,"pgid":%d,"start":%s' % (pid, pid, b"null" if start is None else b"%d" % start)
+        _write_atomic(pid_path, head + job + tail)
 
     try:
         started_mono = time.monotonic()

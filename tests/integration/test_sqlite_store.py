@@ -215,12 +215,25 @@ def test_close_while_a_connection_is_in_use_closes_it_when_returned(db: SqliteSt
     assert db.schema_version == len(MIGRATIONS)  # a closed store opens connections again on use
 
 
-def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path: Path) -> None:
-    # Leases are committed with synchronous=NORMAL: in WAL mode a commit is in the WAL (the
-    # OS's cache) when it returns, so a process killed right after it loses nothing.
+def _run_until_killed(script: str, path: Path) -> None:
+    """Run ``script`` (given the database's path) in a Python process that kills itself (SIGKILL)."""
     import signal
     import subprocess
     import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path: Path) -> None:
+    # Leases are committed with synchronous=NORMAL: in WAL mode a commit is in the WAL (the
+    # OS's cache) when it returns, so a process killed right after it loses nothing.
 
     path = tmp_path / "crash.db"
     script = (
@@ -231,14 +244,7 @@ def test_a_lease_written_without_fsync_survives_a_crash_of_its_process(tmp_path:
         "store.claim_lease('ex-1', 'me', at=datetime.now(UTC), free=lambda held: True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
+    _run_until_killed(script, path)
     store = SqliteStore(path)
     try:
         lease = store.get_lease("ex-1")
@@ -254,3 +260,70 @@ def test_a_lease_write_leaves_its_connection_fully_synchronous(db: SqliteStore) 
     db.release_lease("ex-2", "me")
     with db._connection() as conn:  # the pooled connection both used
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, for the next write
+
+
+def test_a_write_whose_sync_is_deferred_survives_a_crash_of_its_process(tmp_path: Path) -> None:
+    # deferred_sync(): the commit is in the WAL (the OS's cache) when it returns, before its
+    # fsync; a process killed before it calls the sync loses nothing.
+    path = tmp_path / "deferred.db"
+    script = (
+        "import os, signal, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from control_plane.store.sqlite import SqliteStore\n"
+        "store = SqliteStore(sys.argv[1])\n"
+        "with store.deferred_sync() as sync:\n"
+        "    store.save_flow('ns', 'f', 'id: f', at=datetime.now(UTC))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    _run_until_killed(script, path)
+    store = SqliteStore(path)
+    try:
+        assert store.get_flow("ns", "f").source == "id: f"
+    finally:
+        store.close()
+
+
+def test_a_deferred_sync_is_one_fdatasync_of_the_wal_and_leaves_the_connection_synchronous(
+    db: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:  # the real call, and which file it was on
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+    other = SqliteStore(db.path)
+    try:
+        with db.deferred_sync() as sync:
+            db.save_flow("ns", "a", "id: a", at=datetime.now(UTC))
+            db.save_flow("ns", "b", "id: b", at=datetime.now(UTC))
+            assert other.get_flow("ns", "b").source == "id: b"  # committed: every reader sees it
+            assert synced == []
+            sync()
+            assert synced == [f"{db.path}-wal"]
+            sync()  # nothing written since: nothing to sync
+            assert synced == [f"{db.path}-wal"]
+            db.save_flow("ns", "c", "id: c", at=datetime.now(UTC))
+        assert synced == [f"{db.path}-wal"] * 2  # the exit syncs what the call did not
+    finally:
+        other.close()
+    with db._connection() as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, for the next write
+
+
+def test_a_store_that_is_not_fully_synchronous_defers_nothing(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = SqliteStore(tmp_path / "normal.db", synchronous="NORMAL")
+    try:
+        with store.deferred_sync() as sync:
+            store.save_flow("ns", "a", "id: a", at=datetime.now(UTC))
+            sync()
+        with store._connection() as conn:
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL, as asked
+    finally:
+        store.close()
