@@ -18,7 +18,8 @@ Printed per size: total time, invocations per function, the longest invocation, 
 peak RSS, WRU and RRU per task, and, when a 1,000-item run was made alongside, the WRU ratio
 N / 1,000. Every task run must end SUCCESS exactly once, or the run fails.
 
-Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 200]
+Usage: python benchmarks/fanout.py [--items 100000] [--baseline 1000] [--chunk 200] [--batch-rate 1000]
+       python benchmarks/fanout.py --items 100000 --containers 1 --batch-rate 1000   # docs/scaling.md's run
        python benchmarks/fanout.py --items 1000            # a quick run (no baseline)
        python benchmarks/fanout.py --items 1000 --baseline 0 --trace-memory 20   # what stays held (slow)
 """
