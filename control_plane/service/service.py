@@ -261,7 +261,7 @@ class Service:
             if cancelling:  # durable cancels: again on each scan until their runner says they ended
                 self.jobs.recancel(cancelling)
                 active = [job for job in active if job.phase is not JobPhase.CANCELLING]
-        return self.jobs.poll(active) > 0
+        return self.jobs.poll(active)[1] > 0
 
     def run(self, execution_id: str, *, deadline: float | None = None) -> Execution:
         """Drive until the execution ends, or waits for a person.
@@ -402,9 +402,12 @@ class Service:
           have passed (the last third is for polling and writing handles), so a pass stays
           within its time budget, far under the Lambda's timeout;
         * CANCELLING jobs are cancelled again (a cancel is retried until the job is terminal);
-        * jobs with no news for ``reconcile_after`` are polled, one batched call per runner
-          (the fallback when a push event was lost), never one call per job; one its runner
-          leaves out of every poll ends LOST after the supervisor's ``lost_after``.
+        * jobs with no news for ``reconcile_after`` are polled, in the runner's batches (the
+          fallback when a push event was lost), never one call per job, the longest unheard
+          first and, past the first batch, only while ``within`` seconds have not run out:
+          when every job of a wide fan-out falls silent at once, the next ticks poll the
+          rest; one its runner leaves out of every poll ends LOST after the supervisor's
+          ``lost_after``.
         """
         began = time.monotonic()
         fired = again = self.driver.fire_timers(fresh=True)
@@ -434,12 +437,13 @@ class Service:
             elif age >= reconcile_after:
                 silent.append(job)
         self.jobs.recancel(cancelling)
-        ended = self.jobs.poll(silent)
+        silent.sort(key=lambda job: job.updated or now)  # the longest unheard first
+        polled, ended = self.jobs.poll(silent, until=None if within is None else began + within)
         self.driver.repair_slots()
         self._recover_taken_over()
         self.driver.drain()
         self.flush()
-        return TickReport(fired, recovered, len(silent), ended, len(cancelling))
+        return TickReport(fired, recovered, polled, ended, len(cancelling))
 
     def fire_schedules(
         self, *, namespace: str | None = None, flow_id: str | None = None, trigger_id: str | None = None

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -580,33 +581,63 @@ class JobSupervisor:
         if any(name not in names for name in self._reading):
             self._reading = {n: r for n, r in self._reading.items() if n in names}
 
-    def poll(self, active: Iterable[JobRecord]) -> int:
-        """Ask each runner once about ``active`` jobs; complete the terminal ones; how many ended."""
+    def poll(self, active: Iterable[JobRecord], *, until: float | None = None) -> tuple[int, int]:
+        """Ask each runner about ``active`` jobs, in its batches; complete the terminal ones.
+
+        ``until`` (a ``time.monotonic()`` deadline) bounds the work: after each batch, once it
+        has passed, the jobs not asked about yet are left for the next call. Why: when events
+        stop arriving for a wide fan-out, every job of it falls silent at once, and asking
+        about (and completing) 100,000 of them in one tick would outlast the Lambda. At least
+        one batch is always asked about, so successive calls get through them all.
+        Returns (jobs asked about, jobs ended).
+        """
         by_runner: dict[str, list[tuple[JobRecord, JobHandle]]] = {}
         for job in active:
             handle = self.handle(job)
             if handle is not None:
                 by_runner.setdefault(job.runner, []).append((job, handle))
-        ended = 0
-        for name, pairs in by_runner.items():
-            handles = {job.name: handle for job, handle in pairs}
+        asked = ended = 0
+        for name, everyone in by_runner.items():
+            if until is not None and asked and time.monotonic() >= until:
+                break
             try:
                 runner = self.runners.get(name)
-                with dependencies(name):
-                    statuses = runner.poll(list(handles.values()))
             except RunnerUnavailableError as exc:  # only this runner's jobs wait; the others go on
                 self.unavailable(name, exc)
                 continue
             except (RunnerError, UnknownRunnerError):
-                continue  # the backend is unwell (retries already spent): ask again on the next step
-            for job, handle in pairs:
-                status = statuses.get(job.name)
-                if status is None:  # no news (not evidence): lost only past the reconciler's horizon
-                    status = self._unheard(job)
-                elif not status.terminal:
-                    self._heard(job)
-                if status is not None and status.terminal and self.complete(job, runner, handle, status):
-                    ended += 1
+                continue  # ask again on the next step
+            size = max(1, int(getattr(runner, "poll_batch", 100) or 100))
+            for start in range(0, len(everyone), size):
+                if until is not None and asked and time.monotonic() >= until:
+                    return asked, ended
+                pairs = everyone[start : start + size]
+                asked += len(pairs)
+                outcome = self._poll_batch(name, runner, pairs)
+                if outcome is None:  # the runner is unwell: its other jobs wait for the next call
+                    break
+                ended += outcome
+        return asked, ended
+
+    def _poll_batch(self, name: str, runner: Runner, pairs: list[tuple[JobRecord, JobHandle]]) -> int | None:
+        """One batch of one runner's jobs asked about; how many ended (None: the runner failed)."""
+        try:
+            with dependencies(name):
+                statuses = runner.poll([handle for _, handle in pairs])
+        except RunnerUnavailableError as exc:  # only this runner's jobs wait; the others go on
+            self.unavailable(name, exc)
+            return None
+        except (RunnerError, UnknownRunnerError):
+            return None  # the backend is unwell (retries already spent): ask again on the next step
+        ended = 0
+        for job, handle in pairs:
+            status = statuses.get(job.name)
+            if status is None:  # no news (not evidence): lost only past the reconciler's horizon
+                status = self._unheard(job)
+            elif not status.terminal:
+                self._heard(job)
+            if status is not None and status.terminal and self.complete(job, runner, handle, status):
+                ended += 1
         return ended
 
     def _heard(self, job: JobRecord) -> None:

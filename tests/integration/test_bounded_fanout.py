@@ -101,6 +101,36 @@ def test_a_wide_start_writes_one_chunk_and_the_ticks_continue_it_to_the_end(plan
     assert Counter(tr.state for tr in final.taskruns.values()) == {State.SUCCESS: n + 1}
 
 
+def test_when_every_job_falls_silent_each_tick_polls_a_batch_and_the_next_ones_the_rest(
+    plane: Plane,
+) -> None:
+    """The events stop arriving for a wide fan-out (a rule throttled, misconfigured): every
+    job is unheard at once. A tick asks about them in its runner's batches and stops when its
+    budget is spent (here after the first: ``tick_seconds`` ~0), so no invocation grows with
+    the fan-out; the next ticks poll the rest, and every job's end is applied once."""
+    n = 2 * CHUNK + 5
+    plane.compute.carries_handles = False  # type: ignore[misc]  # each handle stored: any tick can poll
+    plane.compute.poll_batch = 10  # type: ignore[misc]  # AWS Batch asks about 100 per call
+    execution_id = _start(plane, n)
+    store = plane.store_factory()
+    while _pending(store, execution_id):
+        plane.tick(plane.container())
+    names = plane.jobs(execution_id)
+    assert len(names) == len(set(names)) == n
+    for name in names:
+        plane.compute.finish(name)  # their events are never delivered
+    plane.advance(TIMINGS["reconcile_after"] + 1)
+    ticker = plane.container()
+    reports = []
+    while store.get_execution(execution_id).state is not State.SUCCESS:
+        reports.append(plane.tick(ticker))
+        assert len(reports) <= n // 10 + 2, f"the polls do not converge: {reports}"
+    assert [r["polled"] for r in reports] == [10] * (n // 10) + [n % 10]
+    assert sum(r["ended"] for r in reports) == n
+    final = store.get_execution(execution_id)
+    assert Counter(tr.state for tr in final.taskruns.values()) == {State.SUCCESS: n + 1}
+
+
 def test_a_continuation_delivered_three_times_creates_nothing_twice(plane: Plane) -> None:
     execution_id = _start(plane, 3 * CHUNK)
     store = plane.store_factory()
