@@ -607,7 +607,7 @@ class JobSupervisor:
                 continue
             except (RunnerError, UnknownRunnerError):
                 continue  # ask again on the next step
-            size = max(1, int(getattr(runner, "poll_batch", 100) or 100))
+            size = max(1, runner.poll_batch)  # the Runner protocol declares it
             for start in range(0, len(everyone), size):
                 if until is not None and asked and time.monotonic() >= until:
                     return asked, ended
